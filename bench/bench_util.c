@@ -1,0 +1,54 @@
+/* JSON-line output and small statistics for the benchmarks. */
+#include "bench/bench_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+void bench_emit(cJSON *obj)
+{
+    char *s = cJSON_PrintUnformatted(obj);
+    if (s) {
+        puts(s);
+        fflush(stdout);
+        cJSON_free(s);
+    }
+    cJSON_Delete(obj);
+}
+
+cJSON *bench_line(const char *bench, const char *name)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "bench", bench);
+    cJSON_AddStringToObject(o, "case", name);
+    return o;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_percentile(double *v, size_t n, double p)
+{
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof *v, cmp_double);
+    double rank = p / 100.0 * (double)(n - 1);
+    size_t lo = (size_t)rank;
+    size_t hi = lo + 1 < n ? lo + 1 : lo;
+    double f = rank - (double)lo;
+    return v[lo] * (1 - f) + v[hi] * f;
+}
+
+double bench_median(double *v, size_t n)
+{
+    return bench_percentile(v, n, 50);
+}
+
+int bench_reps(int def)
+{
+    const char *s = getenv("FLCACHE_BENCH_REPS");
+    int r = s ? atoi(s) : 0;
+    return r > 0 ? r : def;
+}

@@ -1,0 +1,25 @@
+/* Shared helpers of the benchmarks: one JSON line per measurement, timing,
+ * percentiles, and the store under test (FLCACHE_REDIS or a private server). */
+#ifndef FLC_BENCH_UTIL_H
+#define FLC_BENCH_UTIL_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+/* Prints obj as one compact JSON line on stdout and frees it. */
+void bench_emit(cJSON *obj);
+
+/* A new JSON object with "bench" and "case" set. */
+cJSON *bench_line(const char *bench, const char *name);
+
+/* p-th percentile (0..100) of v[0..n), sorting v in place. */
+double bench_percentile(double *v, size_t n, double p);
+
+/* Median of v[0..n) (sorts v). */
+double bench_median(double *v, size_t n);
+
+/* Repetitions from $FLCACHE_BENCH_REPS, else def. */
+int bench_reps(int def);
+
+#endif

@@ -1,0 +1,300 @@
+/* Starting, watching and stopping a private redis-server.
+ *
+ * fork + exec rather than posix_spawn because the child must call
+ * prctl(PR_SET_PDEATHSIG) before exec: that is what guarantees no orphaned
+ * server when flcache is killed with SIGKILL. Readiness is checked by
+ * connecting and sending PING; that short start-up loop is the only place
+ * flcache polls, since a process that has not yet bound its socket cannot
+ * notify anyone. */
+#include "cache/embed.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "base/clock.h"
+
+#ifndef FLC_REDIS_SERVER_PATH
+#define FLC_REDIS_SERVER_PATH "/usr/bin/redis-server"
+#endif
+
+struct flc_embed {
+    pid_t pid;
+    int port;
+    int own_dir; /* we made dir and remove it on stop */
+    flc_embed_opts_t opts;
+    char dir[256];
+    char sock[300];
+    char log[300];
+    char url[320];
+    char tcp_url[64];
+};
+
+/* For the async-signal-safe emergency stop: plain copies, no pointers chasing. */
+static volatile pid_t g_emerg_pid;
+static char g_emerg_sock[300], g_emerg_log[300], g_emerg_dir[256];
+static volatile int g_emerg_own_dir;
+
+int flc_free_tcp_port(flc_err_t *err)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return flc_err_set(err, FLC_EIO, "socket: %s", strerror(errno));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        int e = errno;
+        close(fd);
+        return flc_err_set(err, FLC_EIO, "cannot find a free loopback port: %s", strerror(e));
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int ping_once(const char *sock)
+{
+    struct timeval tv = {0, 200000};
+    redisContext *c = redisConnectUnixWithTimeout(sock, tv);
+    if (c == NULL)
+        return 0;
+    int ok = 0;
+    if (!c->err) {
+        redisReply *r = redisCommand(c, "PING");
+        ok = r != NULL && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+        if (r)
+            freeReplyObject(r);
+    }
+    redisFree(c);
+    return ok;
+}
+
+static int spawn_server(flc_embed_t *e, flc_err_t *err)
+{
+    const char *bin = getenv("FLCACHE_REDIS_SERVER");
+    if (bin == NULL || *bin == '\0')
+        bin = FLC_REDIS_SERVER_PATH;
+    if (access(bin, X_OK) != 0)
+        return flc_err_set(err, FLC_EIO,
+                           "redis-server not found at %s: install the Debian package "
+                           "'redis-server' or set FLCACHE_REDIS_SERVER",
+                           bin);
+    char port[16], maxmem[32];
+    snprintf(port, sizeof port, "%d", e->port);
+    snprintf(maxmem, sizeof maxmem, "%zu", e->opts.maxmemory);
+    const char *argv[] = {bin,
+                          "--port", port,
+                          "--bind", "127.0.0.1",
+                          "--unixsocket", e->sock,
+                          "--unixsocketperm", "700",
+                          "--save", "",
+                          "--appendonly", "no",
+                          "--dir", e->dir,
+                          "--logfile", e->log,
+                          "--daemonize", "no",
+                          "--maxmemory", maxmem,
+                          /* The store keeps usage under maxmemory itself and
+                           * spills before it evicts; Redis must never drop keys
+                           * on its own, so it refuses writes instead. */
+                          "--maxmemory-policy", "noeviction",
+                          "--protected-mode", "no",
+                          NULL};
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return flc_err_set(err, FLC_EIO, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        if (e->opts.detach) {
+            setsid();
+        } else {
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() != parent) /* parent died before prctl took effect */
+                _exit(127);
+        }
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    e->pid = pid;
+    unsigned limit = e->opts.start_timeout_ms ? e->opts.start_timeout_ms : 5000;
+    uint64_t t0 = flc_now_ns();
+    for (;;) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            e->pid = 0;
+            return flc_err_set(err, FLC_EIO, "redis-server exited during start-up (see %s)",
+                               e->log);
+        }
+        if (ping_once(e->sock))
+            break;
+        if (flc_now_ns() - t0 > (uint64_t)limit * 1000000ull) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            e->pid = 0;
+            return flc_err_set(err, FLC_ETIMEOUT,
+                               "redis-server did not answer PING on %s within %u ms", e->sock,
+                               limit);
+        }
+        flc_sleep_ms(10);
+    }
+    if (!e->opts.detach) {
+        g_emerg_pid = e->pid;
+        g_emerg_own_dir = e->own_dir;
+        memcpy(g_emerg_sock, e->sock, sizeof g_emerg_sock);
+        memcpy(g_emerg_log, e->log, sizeof g_emerg_log);
+        memcpy(g_emerg_dir, e->dir, sizeof g_emerg_dir);
+    }
+    return FLC_OK;
+}
+
+flc_embed_t *flc_embed_start(const flc_embed_opts_t *opts, flc_err_t *err)
+{
+    flc_embed_t *e = calloc(1, sizeof *e);
+    if (e == NULL) {
+        flc_err_set(err, FLC_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (opts)
+        e->opts = *opts;
+    if (e->opts.dir) {
+        snprintf(e->dir, sizeof e->dir, "%s", e->opts.dir);
+        if (mkdir(e->dir, 0700) != 0 && errno != EEXIST) {
+            flc_err_set(err, FLC_EIO, "cannot create %s: %s", e->dir, strerror(errno));
+            free(e);
+            return NULL;
+        }
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(e->dir, sizeof e->dir, "%s/flcache-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (mkdtemp(e->dir) == NULL) {
+            flc_err_set(err, FLC_EIO, "cannot create a temp dir in %s: %s",
+                        tmp && *tmp ? tmp : "/tmp", strerror(errno));
+            free(e);
+            return NULL;
+        }
+        e->own_dir = 1;
+    }
+    e->opts.dir = NULL; /* points into the caller's memory; dir[] holds it */
+    snprintf(e->sock, sizeof e->sock, "%s/redis.sock", e->dir);
+    snprintf(e->log, sizeof e->log, "%s/redis.log", e->dir);
+    snprintf(e->url, sizeof e->url, "unix://%s", e->sock);
+    if (e->opts.tcp_port < 0) {
+        int p = flc_free_tcp_port(err);
+        if (p < 0) {
+            flc_embed_stop(e);
+            return NULL;
+        }
+        e->port = p;
+    } else {
+        e->port = e->opts.tcp_port;
+    }
+    if (e->port > 0)
+        snprintf(e->tcp_url, sizeof e->tcp_url, "redis://127.0.0.1:%d", e->port);
+    if (spawn_server(e, err) != FLC_OK) {
+        flc_embed_stop(e);
+        return NULL;
+    }
+    return e;
+}
+
+const char *flc_embed_url(const flc_embed_t *e)
+{
+    return e->url;
+}
+
+const char *flc_embed_tcp_url(const flc_embed_t *e)
+{
+    return e->port > 0 ? e->tcp_url : NULL;
+}
+
+int flc_embed_port(const flc_embed_t *e)
+{
+    return e->port;
+}
+
+pid_t flc_embed_pid(const flc_embed_t *e)
+{
+    return e->pid;
+}
+
+const char *flc_embed_dir(const flc_embed_t *e)
+{
+    return e->dir;
+}
+
+int flc_embed_kill(flc_embed_t *e)
+{
+    if (e->pid <= 0)
+        return FLC_EINVAL;
+    kill(e->pid, SIGKILL);
+    waitpid(e->pid, NULL, 0);
+    e->pid = 0;
+    g_emerg_pid = 0;
+    unlink(e->sock);
+    return FLC_OK;
+}
+
+int flc_embed_restart(flc_embed_t *e, flc_err_t *err)
+{
+    if (e->pid > 0)
+        flc_embed_kill(e);
+    return spawn_server(e, err);
+}
+
+void flc_embed_stop(flc_embed_t *e)
+{
+    if (e == NULL)
+        return;
+    if (e->pid > 0) {
+        kill(e->pid, SIGTERM);
+        uint64_t t0 = flc_now_ns();
+        while (waitpid(e->pid, NULL, WNOHANG) == 0) {
+            if (flc_now_ns() - t0 > 2000000000ull) {
+                kill(e->pid, SIGKILL);
+                waitpid(e->pid, NULL, 0);
+                break;
+            }
+            flc_sleep_ms(5);
+        }
+        if (g_emerg_pid == e->pid)
+            g_emerg_pid = 0;
+    }
+    if (e->own_dir) {
+        unlink(e->sock);
+        unlink(e->log);
+        rmdir(e->dir);
+    }
+    free(e);
+}
+
+void flc_embed_emergency_stop(void)
+{
+    pid_t pid = g_emerg_pid;
+    if (pid <= 0)
+        return;
+    g_emerg_pid = 0;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    if (g_emerg_own_dir) {
+        unlink(g_emerg_sock);
+        unlink(g_emerg_log);
+        rmdir(g_emerg_dir);
+    }
+}

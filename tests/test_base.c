@@ -1,0 +1,31 @@
+/* base/: error codes, error messages and the clock. */
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "tests/harness.h"
+
+int main(void)
+{
+    flc_err_t e = {0};
+    int rc = flc_err_set(&e, FLC_EDATA, "shard %d of round %d: payload has %d floats", 3, 12, 4000);
+    CHECK(rc == FLC_EDATA, "flc_err_set returns the code it sets");
+    CHECK(strcmp(flc_err_msg(&e), "shard 3 of round 12: payload has 4000 floats") == 0,
+          "error message is formatted: '%s'", flc_err_msg(&e));
+    flc_err_wrap(&e, "job %s: ", "mnist");
+    CHECK(strncmp(flc_err_msg(&e), "job mnist: shard 3", 18) == 0, "wrap prefixes context: '%s'",
+          flc_err_msg(&e));
+    flc_err_clear(&e);
+    CHECK(e.code == 0 && strcmp(flc_err_msg(&e), "ok") == 0, "cleared error reads 'ok'");
+    for (int c = FLC_OK; c >= FLC_ECHECKSUM; c--)
+        if (strcmp(flc_strerror(c), "unknown error") == 0)
+            CHECK(0, "code %d has a description", c);
+    CHECK(strcmp(flc_strerror(-999), "unknown error") == 0, "unknown codes are named as such");
+    uint64_t t0 = flc_now_ns();
+    flc_sleep_ms(20);
+    uint64_t dt = flc_now_ns() - t0;
+    CHECK(dt >= 19000000ull && dt < 500000000ull, "monotonic clock measures a 20 ms sleep (%.1f ms)",
+          dt / 1e6);
+    CHECK(flc_wall_ms() > 1600000000000ull, "wall clock is after 2020");
+    return flc_t_done();
+}
