@@ -1,0 +1,703 @@
+/* The store's connection handling, chunked shard put/get, and notification
+ * lists. See store.h for the protocol; the reasons for its shape are here.
+ *
+ * Writes are flushed chunk by chunk (append one command, write it out) so
+ * hiredis's output buffer never holds more than one chunk: its
+ * memmove-after-partial-write then costs O(chunk), not O(value). Replies of
+ * the small commands queue in the socket meanwhile and are read at the end. */
+#include "cache/store_internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+
+static size_t env_size(const char *name, size_t def)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0')
+        return def;
+    char *end;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (*end == 'k' || *end == 'K')
+        x <<= 10;
+    else if (*end == 'm' || *end == 'M')
+        x <<= 20;
+    else if (*end == 'g' || *end == 'G')
+        x <<= 30;
+    return x ? (size_t)x : def;
+}
+
+static struct timeval tv_ms(unsigned ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (long)(ms % 1000) * 1000};
+    return tv;
+}
+
+int flc_store_io_error(flc_store_t *s, const char *what)
+{
+    int code = FLC_ECONN;
+    const char *detail = "connection lost";
+    if (s->c) {
+        detail = s->c->errstr[0] ? s->c->errstr : detail;
+        if (s->c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
+            code = FLC_ETIMEOUT, detail = "no answer within the I/O timeout";
+        else if (s->c->err == REDIS_ERR_PROTOCOL)
+            code = FLC_EPROTO;
+        else if (s->c->err == REDIS_ERR_OOM)
+            code = FLC_ENOMEM;
+    }
+    flc_err_set(&s->err, code, "%s: %s: %s", s->url_text, what, detail);
+    /* The reply stream is out of step now; start over on the next call. */
+    if (s->c) {
+        redisFree(s->c);
+        s->c = NULL;
+    }
+    return code;
+}
+
+int flc_store_reply_error(flc_store_t *s, const redisReply *r, const char *what)
+{
+    if (r == NULL)
+        return flc_err_set(&s->err, FLC_EPROTO, "%s: %s: no reply", s->url_text, what);
+    const char *msg = r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply type";
+    int code = FLC_EPROTO;
+    if (strncmp(msg, "OOM", 3) == 0)
+        code = FLC_ENOMEM;
+    else if (strncmp(msg, "NOAUTH", 6) == 0 || strncmp(msg, "WRONGPASS", 9) == 0 ||
+             strncmp(msg, "NOPERM", 6) == 0)
+        code = FLC_EAUTH;
+    return flc_err_set(&s->err, code, "%s: %s: %s", s->url_text, what, msg);
+}
+
+static int connect_now(flc_store_t *s)
+{
+    struct timeval ct = tv_ms(s->opts.connect_timeout_ms);
+    redisContext *c = s->url.kind == FLC_URL_UNIX
+                          ? redisConnectUnixWithTimeout(s->url.path, ct)
+                          : redisConnectWithTimeout(s->url.host, s->url.port, ct);
+    if (c == NULL)
+        return flc_err_set(&s->err, FLC_ENOMEM, "%s: cannot allocate a connection",
+                           s->url_text);
+    if (c->err) {
+        flc_err_set(&s->err, FLC_ECONN, "cannot connect to %s: %s", s->url_text, c->errstr);
+        redisFree(c);
+        return FLC_ECONN;
+    }
+    redisSetTimeout(c, tv_ms(s->opts.io_timeout_ms));
+    /* Keep the reader's buffer between replies: with the default (free it
+     * whenever it is empty and over 16 KB) every 256 KB chunk would allocate
+     * it anew. */
+    c->reader->maxbuf = 0;
+    s->c = c;
+    redisReply *r = NULL;
+    if (s->url.password[0]) {
+        if (s->url.user[0])
+            r = redisCommand(c, "AUTH %s %s", s->url.user, s->url.password);
+        else
+            r = redisCommand(c, "AUTH %s", s->url.password);
+        if (r == NULL)
+            return flc_store_io_error(s, "AUTH");
+        if (r->type == REDIS_REPLY_ERROR) {
+            int rc = flc_store_reply_error(s, r, "AUTH");
+            s->err.code = rc = FLC_EAUTH;
+            freeReplyObject(r);
+            redisFree(s->c);
+            s->c = NULL;
+            return rc;
+        }
+        freeReplyObject(r);
+    }
+    if (s->url.db) {
+        r = redisCommand(c, "SELECT %d", s->url.db);
+        if (r == NULL)
+            return flc_store_io_error(s, "SELECT");
+        int bad = r->type == REDIS_REPLY_ERROR;
+        int rc = bad ? flc_store_reply_error(s, r, "SELECT") : FLC_OK;
+        freeReplyObject(r);
+        if (bad) {
+            redisFree(s->c);
+            s->c = NULL;
+            return rc;
+        }
+    }
+    return FLC_OK;
+}
+
+int flc_store_ensure(flc_store_t *s)
+{
+    if (s->c && !s->c->err)
+        return FLC_OK;
+    if (s->c) {
+        redisFree(s->c);
+        s->c = NULL;
+    }
+    return connect_now(s);
+}
+
+flc_store_t *flc_store_open(const char *url, const flc_store_opts_t *opts, flc_err_t *err)
+{
+    flc_store_t *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        flc_err_set(err, FLC_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (opts)
+        s->opts = *opts;
+    if (s->opts.chunk_bytes == 0)
+        s->opts.chunk_bytes = env_size("FLCACHE_CHUNK", FLC_STORE_CHUNK_DEFAULT);
+    if (s->opts.chunk_bytes < 4096)
+        s->opts.chunk_bytes = 4096; /* the first chunk must hold a whole header */
+    if (s->opts.max_msg_bytes == 0)
+        s->opts.max_msg_bytes = env_size("FLCACHE_MAX_MSG", FLC_STORE_MAX_MSG_DEFAULT);
+    if (s->opts.connect_timeout_ms == 0)
+        s->opts.connect_timeout_ms = 5000;
+    if (s->opts.io_timeout_ms == 0)
+        s->opts.io_timeout_ms = 30000;
+    if (flc_url_parse(url, &s->url, err) != FLC_OK) {
+        free(s);
+        return NULL;
+    }
+    flc_url_redacted(&s->url, s->url_text, sizeof s->url_text);
+    if (connect_now(s) != FLC_OK) {
+        if (err)
+            *err = s->err;
+        flc_store_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+flc_store_t *flc_store_open_env(const flc_store_opts_t *opts, flc_err_t *err)
+{
+    const char *url = getenv("FLCACHE_REDIS");
+    if (url == NULL || *url == '\0') {
+        flc_err_set(err, FLC_EINVAL, "FLCACHE_REDIS is not set");
+        return NULL;
+    }
+    return flc_store_open(url, opts, err);
+}
+
+void flc_store_close(flc_store_t *s)
+{
+    if (s == NULL)
+        return;
+    if (s->c)
+        redisFree(s->c);
+    free(s);
+}
+
+const flc_err_t *flc_store_error(const flc_store_t *s)
+{
+    return &s->err;
+}
+
+const char *flc_store_errstr(const flc_store_t *s)
+{
+    return flc_err_msg(&s->err);
+}
+
+const char *flc_store_url(const flc_store_t *s)
+{
+    return s->url_text;
+}
+
+size_t flc_store_chunk_bytes(const flc_store_t *s)
+{
+    return s->opts.chunk_bytes;
+}
+
+size_t flc_store_max_msg(const flc_store_t *s)
+{
+    return s->opts.max_msg_bytes;
+}
+
+void flc_store_set_chunk_bytes(flc_store_t *s, size_t chunk)
+{
+    s->opts.chunk_bytes = chunk < 4096 ? 4096 : chunk;
+}
+
+uint64_t flc_store_bytes_written(const flc_store_t *s)
+{
+    return s->bytes_written;
+}
+
+uint64_t flc_store_bytes_read(const flc_store_t *s)
+{
+    return s->bytes_read;
+}
+
+int flc_store_append(flc_store_t *s, int argc, const char **argv, const size_t *lens)
+{
+    if (redisAppendCommandArgv(s->c, argc, argv, lens) != REDIS_OK)
+        return flc_store_io_error(s, "building a command");
+    return FLC_OK;
+}
+
+int flc_store_flush(flc_store_t *s, const char *what)
+{
+    int done = 0;
+    while (!done) {
+        if (redisBufferWrite(s->c, &done) != REDIS_OK)
+            return flc_store_io_error(s, what);
+    }
+    return FLC_OK;
+}
+
+int flc_store_read(flc_store_t *s, redisReply **r, const char *what)
+{
+    void *reply = NULL;
+    if (redisGetReply(s->c, &reply) != REDIS_OK || reply == NULL)
+        return flc_store_io_error(s, what);
+    *r = reply;
+    return FLC_OK;
+}
+
+int flc_store_command(flc_store_t *s, redisReply **out, int argc, const char **argv,
+                      const size_t *argvlen)
+{
+    *out = NULL;
+    int rc = flc_store_ensure(s);
+    if (rc != FLC_OK)
+        return rc;
+    redisReply *r = redisCommandArgv(s->c, argc, argv, argvlen);
+    if (r == NULL)
+        return flc_store_io_error(s, argv[0]);
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc = flc_store_reply_error(s, r, argv[0]);
+        freeReplyObject(r);
+        return rc;
+    }
+    *out = r;
+    return FLC_OK;
+}
+
+int flc_store_commandf(flc_store_t *s, redisReply **out, const char *fmt, ...)
+{
+    *out = NULL;
+    int rc = flc_store_ensure(s);
+    if (rc != FLC_OK)
+        return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(s->c, fmt, ap);
+    va_end(ap);
+    char what[32];
+    snprintf(what, sizeof what, "%.*s", (int)strcspn(fmt, " "), fmt);
+    if (r == NULL)
+        return flc_store_io_error(s, what);
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc = flc_store_reply_error(s, r, what);
+        freeReplyObject(r);
+        return rc;
+    }
+    *out = r;
+    return FLC_OK;
+}
+
+int flc_store_ping(flc_store_t *s)
+{
+    redisReply *r;
+    int rc = flc_store_commandf(s, &r, "PING");
+    if (rc == FLC_OK)
+        freeReplyObject(r);
+    return rc;
+}
+
+/* ---- shard put ----------------------------------------------------------- */
+
+/* Reads n replies; the first bad one sets the error, but all are consumed. */
+static int read_replies(flc_store_t *s, int n, const char *what)
+{
+    int first = FLC_OK;
+    for (int i = 0; i < n; i++) {
+        redisReply *r;
+        int rc = flc_store_read(s, &r, what);
+        if (rc != FLC_OK)
+            return rc; /* connection gone: nothing more to read */
+        if (r->type == REDIS_REPLY_ERROR && first == FLC_OK)
+            first = flc_store_reply_error(s, r, what);
+        freeReplyObject(r);
+    }
+    return first;
+}
+
+#define PUT_UPDATE 1
+#define PUT_MERGED 2
+
+/* Appends the job/round/shard index commands that follow any shard. */
+static int append_index(flc_store_t *s, const flc_shard_t *sh, int *ncmd)
+{
+    char k_rounds[FLC_KEY_MAX], k_shards[FLC_KEY_MAX], rnd[16], shd[16];
+    flc_key_job(k_rounds, sh->job, "rounds");
+    flc_key_job_round(k_shards, sh->job, "shards", sh->round);
+    snprintf(rnd, sizeof rnd, "%u", sh->round);
+    snprintf(shd, sizeof shd, "%u", sh->shard);
+    const char *c1[] = {"SADD", FLC_KEY_JOBS, sh->job};
+    const char *c2[] = {"ZADD", k_rounds, rnd, rnd};
+    const char *c3[] = {"SADD", k_shards, shd};
+    int rc = flc_store_append(s, 3, c1, NULL);
+    rc = rc ? rc : flc_store_append(s, 4, c2, NULL);
+    rc = rc ? rc : flc_store_append(s, 3, c3, NULL);
+    *ncmd += 3;
+    return rc;
+}
+
+/* Appends the index and notification commands that follow a shard; an
+ * update also joins the shard's client set and wakes the merger. */
+static int append_tail(flc_store_t *s, const flc_shard_t *sh, int kind, int *ncmd)
+{
+    int rc = append_index(s, sh, ncmd);
+    if (rc != FLC_OK || kind != PUT_UPDATE)
+        return rc;
+    char k_clients[FLC_KEY_MAX], k_arr[FLC_KEY_MAX];
+    flc_key_shard(k_clients, sh->job, sh->round, sh->shard, "clients");
+    flc_key_shard(k_arr, sh->job, sh->round, sh->shard, "arrivals");
+    const char *c4[] = {"SADD", k_clients, sh->client};
+    const char *c5[] = {"RPUSH", k_arr, sh->client};
+    rc = flc_store_append(s, 3, c4, NULL);
+    rc = rc ? rc : flc_store_append(s, 3, c5, NULL);
+    *ncmd += 2;
+    return rc;
+}
+
+
+static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind)
+{
+    flc_err_clear(&s->err);
+    char what[256];
+    flc_shard_describe(sh, what, sizeof what);
+    if (kind == PUT_UPDATE && sh->client[0] == '\0')
+        return flc_err_set(&s->err, FLC_EINVAL, "%s: an update needs a client id", what);
+    flc_shard_t hdr = *sh;
+    if (kind == PUT_MERGED)
+        hdr.client[0] = '\0';
+    if (hdr.count && hdr.values == NULL)
+        return flc_err_set(&s->err, FLC_EINVAL, "%s: no values", what);
+    uint8_t head[FLC_FRAME_PREFIX + FLC_FRAME_HEADER_MAX];
+    size_t hl;
+    int rc = flc_shard_encode_header(&hdr, head, sizeof head, &hl, &s->err);
+    if (rc != FLC_OK)
+        return rc;
+    size_t pl = (size_t)hdr.count * sizeof(float);
+    size_t total = hl + pl;
+    if (total > s->opts.max_msg_bytes)
+        return flc_err_set(&s->err, FLC_ETOOBIG, "%s: %zu bytes is over the message limit of %zu",
+                           what, total, s->opts.max_msg_bytes);
+    rc = flc_store_ensure(s);
+    if (rc != FLC_OK)
+        return rc;
+
+    char key[FLC_KEY_MAX];
+    if (kind == PUT_UPDATE)
+        flc_key_update(key, hdr.job, hdr.round, hdr.shard, hdr.client);
+    else
+        flc_key_shard(key, hdr.job, hdr.round, hdr.shard, "agg");
+    const char *payload = (const char *)hdr.values;
+    size_t chunk = s->opts.chunk_bytes;
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
+
+    /* First chunk: header + the start of the payload, in one buffer. */
+    size_t first_pl = total <= chunk ? pl : chunk - hl;
+    char *first = malloc(hl + first_pl);
+    if (first == NULL)
+        return flc_err_set(&s->err, FLC_ENOMEM, "%s: out of memory", what);
+    memcpy(first, head, hl);
+    if (first_pl)
+        memcpy(first + hl, payload, first_pl);
+    int ncmd = 0;
+
+    if (total <= chunk) {
+        /* One SET, the indexes and the notification: one round trip. */
+        const char *argv[] = {"SET", key, first, "PX", ttl};
+        size_t lens[] = {3, strlen(key), hl + first_pl, 2, strlen(ttl)};
+        rc = flc_store_append(s, s->opts.ttl_ms ? 5 : 3, argv, lens);
+        ncmd++;
+        if (rc == FLC_OK)
+            rc = append_tail(s, &hdr, kind, &ncmd);
+        free(first);
+        if (rc == FLC_OK)
+            rc = flc_store_flush(s, "SET");
+        if (rc == FLC_OK)
+            rc = read_replies(s, ncmd, "SET");
+    } else {
+        /* Phase 1: build the value under a tmp key in the same hash slot. */
+        char tmp[FLC_KEY_MAX + 32];
+        snprintf(tmp, sizeof tmp, "%s~tmp.%d.%llu", key, (int)getpid(),
+                 (unsigned long long)++s->tmp_counter);
+        const char *set[] = {"SET", tmp, first, "PX", "600000"}; /* orphans expire */
+        size_t setl[] = {3, strlen(tmp), hl + first_pl, 2, 6};
+        rc = flc_store_append(s, 5, set, setl);
+        ncmd++;
+        free(first);
+        if (rc == FLC_OK)
+            rc = flc_store_flush(s, "SET");
+        for (size_t off = first_pl; rc == FLC_OK && off < pl; off += chunk) {
+            size_t n = pl - off < chunk ? pl - off : chunk;
+            const char *app[] = {"APPEND", tmp, payload + off};
+            size_t appl[] = {6, strlen(tmp), n};
+            rc = flc_store_append(s, 3, app, appl);
+            ncmd++;
+            if (rc == FLC_OK)
+                rc = flc_store_flush(s, "APPEND");
+        }
+        if (rc == FLC_OK)
+            rc = read_replies(s, ncmd, "APPEND");
+        if (rc != FLC_OK) {
+            if (s->c) { /* server refused (OOM...): drop the partial tmp key */
+                redisReply *r = redisCommand(s->c, "DEL %s", tmp);
+                if (r)
+                    freeReplyObject(r);
+            }
+        } else {
+            /* Phase 2: publish atomically, then index and notify. */
+            ncmd = 0;
+            const char *ren[] = {"RENAME", tmp, key};
+            rc = flc_store_append(s, 3, ren, NULL);
+            ncmd++;
+            if (rc == FLC_OK) {
+                const char *exp[] = {"PEXPIRE", key, ttl};
+                const char *per[] = {"PERSIST", key};
+                rc = s->opts.ttl_ms ? flc_store_append(s, 3, exp, NULL)
+                                    : flc_store_append(s, 2, per, NULL);
+                ncmd++;
+            }
+            if (rc == FLC_OK)
+                rc = append_tail(s, &hdr, kind, &ncmd);
+            if (rc == FLC_OK)
+                rc = flc_store_flush(s, "RENAME");
+            if (rc == FLC_OK)
+                rc = read_replies(s, ncmd, "RENAME");
+        }
+    }
+    if (rc != FLC_OK)
+        return flc_err_wrap(&s->err, "storing %s: ", what);
+    s->bytes_written += total;
+    return FLC_OK;
+}
+
+int flc_store_put_update(flc_store_t *s, const flc_shard_t *sh)
+{
+    return put_shard(s, sh, PUT_UPDATE);
+}
+
+int flc_store_put_merged(flc_store_t *s, const flc_shard_t *sh)
+{
+    return put_shard(s, sh, PUT_MERGED);
+}
+
+/* ---- shard get ----------------------------------------------------------- */
+
+static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shard_t *out,
+                     float *dst, size_t dst_cap)
+{
+    flc_err_clear(&s->err);
+    int rc = flc_store_ensure(s);
+    if (rc != FLC_OK)
+        return rc;
+    size_t chunk = s->opts.chunk_bytes;
+    char hi[32];
+    snprintf(hi, sizeof hi, "%zu", chunk - 1);
+    const char *gr[] = {"GETRANGE", key, "0", hi};
+    redisReply *r0 = NULL;
+    rc = flc_store_append(s, 4, gr, NULL);
+    if (rc == FLC_OK)
+        rc = flc_store_flush(s, "GETRANGE");
+    if (rc == FLC_OK)
+        rc = flc_store_read(s, &r0, "GETRANGE");
+    if (rc != FLC_OK)
+        return flc_err_wrap(&s->err, "reading %s: ", what);
+    if (r0->type != REDIS_REPLY_STRING) {
+        rc = flc_store_reply_error(s, r0, "GETRANGE");
+        freeReplyObject(r0);
+        return flc_err_wrap(&s->err, "reading %s: ", what);
+    }
+    if (r0->len == 0) {
+        freeReplyObject(r0);
+        return flc_err_set(&s->err, FLC_ENOTFOUND, "%s: not in the cache (key %s)", what, key);
+    }
+    flc_shard_t h = {0};
+    size_t off, flen;
+    rc = flc_shard_decode_header((const uint8_t *)r0->str, (size_t)r0->len,
+                                 s->opts.max_msg_bytes, &h, &off, &flen, &s->err);
+    size_t expect0 = flen < chunk ? flen : chunk;
+    if (rc == FLC_OK && (size_t)r0->len != expect0)
+        rc = flc_err_set(&s->err, FLC_EDATA, "value has %zu bytes in its first chunk, header "
+                         "implies %zu (truncated or overwritten)", (size_t)r0->len, expect0);
+    if (rc != FLC_OK) {
+        freeReplyObject(r0);
+        return flc_err_wrap(&s->err, "reading %s: ", what);
+    }
+    size_t pl = (size_t)h.count * sizeof(float);
+    if (dst != NULL && dst_cap >= h.count) {
+        h.values = dst;
+        h.owned = NULL;
+    } else if (flc_shard_alloc(&h, h.count, &s->err) != FLC_OK) {
+        freeReplyObject(r0);
+        return s->err.code;
+    }
+    char *p = (char *)h.values;
+    size_t got = (size_t)r0->len - off;
+    memcpy(p, r0->str + off, got);
+    freeReplyObject(r0);
+
+    /* The rest: pipeline every GETRANGE, then copy replies as they arrive. */
+    int n = 0;
+    for (size_t start = chunk; rc == FLC_OK && start < flen; start += chunk, n++) {
+        char lo[32], hi2[32];
+        size_t end = start + chunk < flen ? start + chunk : flen;
+        snprintf(lo, sizeof lo, "%zu", start);
+        snprintf(hi2, sizeof hi2, "%zu", end - 1);
+        const char *g[] = {"GETRANGE", key, lo, hi2};
+        rc = flc_store_append(s, 4, g, NULL);
+    }
+    if (rc == FLC_OK && n > 0)
+        rc = flc_store_flush(s, "GETRANGE");
+    for (int i = 0; rc == FLC_OK && i < n; i++) {
+        redisReply *r;
+        rc = flc_store_read(s, &r, "GETRANGE");
+        if (rc != FLC_OK)
+            break;
+        size_t want = flen - off - got < chunk ? flen - off - got : chunk;
+        if (r->type != REDIS_REPLY_STRING || (size_t)r->len != want) {
+            /* Keep reading so the connection stays in step. */
+            if (s->err.code == FLC_OK)
+                flc_err_set(&s->err, FLC_EDATA,
+                            "chunk %d has %zu bytes, expected %zu (value changed while "
+                            "reading)", i + 1, r->type == REDIS_REPLY_STRING ? (size_t)r->len : 0,
+                            want);
+        } else {
+            memcpy(p + got, r->str, want);
+            got += want;
+        }
+        freeReplyObject(r);
+    }
+    if (rc == FLC_OK && s->err.code != FLC_OK)
+        rc = s->err.code;
+    if (rc == FLC_OK && got != pl)
+        rc = flc_err_set(&s->err, FLC_EDATA, "payload has %zu bytes, header says %zu", got, pl);
+    if (rc != FLC_OK) {
+        flc_shard_release(&h);
+        return flc_err_wrap(&s->err, "reading %s: ", what);
+    }
+    s->bytes_read += flen;
+    *out = h;
+    return FLC_OK;
+}
+
+int flc_store_get_update(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                         const char *client, flc_shard_t *out, float *dst, size_t dst_cap)
+{
+    if (flc_name_check(job, "job", &s->err) || flc_name_check(client, "client", &s->err))
+        return s->err.code;
+    char key[FLC_KEY_MAX], what[256];
+    flc_key_update(key, job, round, shard, client);
+    snprintf(what, sizeof what, "update of client %s for shard %u of round %u of job %s",
+             client, shard, round, job);
+    return get_shard(s, key, what, out, dst, dst_cap);
+}
+
+int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                         flc_shard_t *out, float *dst, size_t dst_cap)
+{
+    if (flc_name_check(job, "job", &s->err))
+        return s->err.code;
+    char key[FLC_KEY_MAX], what[256];
+    flc_key_shard(key, job, round, shard, "agg");
+    snprintf(what, sizeof what, "merged shard %u of round %u of job %s", shard, round, job);
+    return get_shard(s, key, what, out, dst, dst_cap);
+}
+
+int flc_store_del_update(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                         const char *client)
+{
+    if (flc_name_check(job, "job", &s->err) || flc_name_check(client, "client", &s->err))
+        return s->err.code;
+    char key[FLC_KEY_MAX], k_clients[FLC_KEY_MAX];
+    flc_key_update(key, job, round, shard, client);
+    flc_key_shard(k_clients, job, round, shard, "clients");
+    redisReply *r;
+    int rc = flc_store_commandf(s, &r, "DEL %s", key);
+    if (rc != FLC_OK)
+        return rc;
+    freeReplyObject(r);
+    rc = flc_store_commandf(s, &r, "SREM %s %s", k_clients, client);
+    if (rc == FLC_OK)
+        freeReplyObject(r);
+    return rc;
+}
+
+/* ---- notification lists -------------------------------------------------- */
+
+int flc_store_notify(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                     const char *list, const char *value, unsigned copies)
+{
+    flc_err_clear(&s->err);
+    if (flc_name_check(job, "job", &s->err))
+        return s->err.code;
+    if (copies == 0)
+        return FLC_OK;
+    char key[FLC_KEY_MAX];
+    flc_key_shard(key, job, round, shard, list);
+    int rc = flc_store_ensure(s);
+    if (rc != FLC_OK)
+        return rc;
+    /* One RPUSH with `copies` values. */
+    const char **argv = malloc((copies + 2) * sizeof *argv);
+    if (argv == NULL)
+        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
+    argv[0] = "RPUSH";
+    argv[1] = key;
+    for (unsigned i = 0; i < copies; i++)
+        argv[2 + i] = value;
+    redisReply *r;
+    rc = flc_store_command(s, &r, (int)copies + 2, argv, NULL);
+    free(argv);
+    if (rc == FLC_OK)
+        freeReplyObject(r);
+    return rc;
+}
+
+int flc_store_wait(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                   const char *list, unsigned timeout_ms, char *out, size_t outlen)
+{
+    flc_err_clear(&s->err);
+    if (flc_name_check(job, "job", &s->err))
+        return s->err.code;
+    if (timeout_ms == 0)
+        return flc_err_set(&s->err, FLC_EINVAL, "waiting on %s needs a timeout", list);
+    char key[FLC_KEY_MAX], secs[32];
+    flc_key_shard(key, job, round, shard, list);
+    snprintf(secs, sizeof secs, "%.3f", timeout_ms / 1000.0);
+    int rc = flc_store_ensure(s);
+    if (rc != FLC_OK)
+        return rc;
+    /* The socket must outwait the server-side BLPOP timeout. */
+    redisSetTimeout(s->c, tv_ms(timeout_ms + s->opts.io_timeout_ms));
+    redisReply *r;
+    const char *argv[] = {"BLPOP", key, secs};
+    rc = flc_store_command(s, &r, 3, argv, NULL);
+    if (s->c)
+        redisSetTimeout(s->c, tv_ms(s->opts.io_timeout_ms));
+    if (rc != FLC_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        return flc_err_set(&s->err, FLC_ETIMEOUT, "nothing on %s within %u ms", key, timeout_ms);
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[1]->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return flc_err_set(&s->err, FLC_EPROTO, "BLPOP %s: unexpected reply", key);
+    }
+    if (out && outlen)
+        snprintf(out, outlen, "%.*s", (int)r->element[1]->len, r->element[1]->str);
+    freeReplyObject(r);
+    return FLC_OK;
+}

@@ -1,0 +1,30 @@
+/* Where the cache is: parsing of redis:// and unix:// URLs (libcurl's parser).
+ *
+ *   redis://[[user]:password@]host[:port][/db]     TCP (IPv4, [IPv6], name)
+ *   unix:///path/to/redis.sock[?db=N&user=U&password=P]
+ *   unix://[[user]:password@]/path/to/redis.sock
+ * Port defaults to 6379, db to 0. Passwords may be percent-encoded. */
+#ifndef FLC_CACHE_URL_H
+#define FLC_CACHE_URL_H
+
+#include "base/error.h"
+
+enum { FLC_URL_TCP = 1, FLC_URL_UNIX = 2 };
+
+typedef struct flc_url {
+    int kind;            /* FLC_URL_TCP or FLC_URL_UNIX */
+    char host[256];      /* TCP: host without brackets */
+    int port;            /* TCP */
+    char path[256];      /* UNIX: socket path */
+    char user[128];      /* ACL user, "" = default */
+    char password[256];  /* "" = none */
+    int db;
+} flc_url_t;
+
+/* Parses text into *u. Returns FLC_EINVAL with a message naming the problem. */
+int flc_url_parse(const char *text, flc_url_t *u, flc_err_t *err);
+
+/* Writes the URL without its password (for messages and logs). */
+void flc_url_redacted(const flc_url_t *u, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,44 @@
+/* cache/url: redis:// and unix:// URLs, with auth, IPv6, db, and bad input. */
+#include <string.h>
+
+#include "cache/url.h"
+#include "tests/harness.h"
+
+int main(void)
+{
+    flc_url_t u;
+    flc_err_t e = {0};
+    CHECK(flc_url_parse("redis://127.0.0.1:6380", &u, &e) == 0 && u.kind == FLC_URL_TCP &&
+              strcmp(u.host, "127.0.0.1") == 0 && u.port == 6380 && u.db == 0,
+          "redis://127.0.0.1:6380 is TCP host 127.0.0.1 port 6380");
+    CHECK(flc_url_parse("redis://localhost", &u, &e) == 0 && u.port == 6379,
+          "port defaults to 6379");
+    CHECK(flc_url_parse("redis://:s3cret@[::1]:7000/2", &u, &e) == 0 &&
+              strcmp(u.host, "::1") == 0 && u.port == 7000 && u.db == 2 &&
+              strcmp(u.password, "s3cret") == 0 && u.user[0] == '\0',
+          "IPv6 literal with password and db 2");
+    CHECK(flc_url_parse("redis://alice:p%40ss@localhost:1", &u, &e) == 0 &&
+              strcmp(u.user, "alice") == 0 && strcmp(u.password, "p@ss") == 0,
+          "ACL user and percent-encoded password");
+    char red[300];
+    flc_url_redacted(&u, red, sizeof red);
+    CHECK(strstr(red, "p@ss") == NULL && strstr(red, "***") != NULL,
+          "redacted URL hides the password: %s", red);
+    CHECK(flc_url_parse("unix:///tmp/x/redis.sock", &u, &e) == 0 && u.kind == FLC_URL_UNIX &&
+              strcmp(u.path, "/tmp/x/redis.sock") == 0,
+          "unix:///tmp/x/redis.sock keeps the whole path");
+    CHECK(flc_url_parse("unix://:pw@/tmp/a.sock", &u, &e) == 0 &&
+              strcmp(u.path, "/tmp/a.sock") == 0 && strcmp(u.password, "pw") == 0,
+          "unix URL with a password in userinfo");
+    CHECK(flc_url_parse("unix:///tmp/a.sock?db=3&password=x", &u, &e) == 0 && u.db == 3 &&
+              strcmp(u.password, "x") == 0,
+          "unix URL with db and password in the query");
+    CHECK(flc_url_parse("http://x", &u, &e) == FLC_EINVAL && strstr(e.msg, "redis://"),
+          "wrong scheme is refused: %s", e.msg);
+    CHECK(flc_url_parse("", &u, &e) == FLC_EINVAL, "empty URL is refused: %s", e.msg);
+    CHECK(flc_url_parse("unix://relative.sock", &u, &e) == FLC_EINVAL,
+          "relative socket path is refused: %s", e.msg);
+    CHECK(flc_url_parse("redis://h:99999", &u, &e) == FLC_EINVAL, "bad port is refused: %s",
+          e.msg);
+    return flc_t_done();
+}
