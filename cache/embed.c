@@ -284,6 +284,11 @@ void flc_embed_stop(flc_embed_t *e)
     free(e);
 }
 
+void flc_embed_forget(flc_embed_t *e)
+{
+    free(e);
+}
+
 void flc_embed_emergency_stop(void)
 {
     pid_t pid = g_emerg_pid;

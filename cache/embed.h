@@ -48,6 +48,10 @@ int flc_embed_restart(flc_embed_t *e, flc_err_t *err);
  * it created, frees e. NULL is a no-op. */
 void flc_embed_stop(flc_embed_t *e);
 
+/* Frees e without stopping the server (for detached servers that must
+ * outlive this process). */
+void flc_embed_forget(flc_embed_t *e);
+
 /* Async-signal-safe: kills the server of the most recently started
  * non-detached embed and removes its socket, log and directory. For SIGINT
  * and SIGTERM handlers of the CLI. */

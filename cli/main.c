@@ -1,2 +1,72 @@
+/* `flcache`: the command-line tool. Dispatches to one subcommand per file
+ * (cli/cmd_*.c) through the table below. Exit codes: 0 ok, 1 runtime error,
+ * 2 usage error. */
 #include <stdio.h>
-int main(void) { puts("flcache"); return 0; }
+#include <string.h>
+
+#include "base/log.h"
+#include "cli/cli.h"
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command_t;
+
+static const command_t commands[] = {
+    {"store", flc_cmd_store, "inspect the cache: `store stats`"},
+    {"up", flc_cmd_up, "start a long-lived private redis-server and print its URL"},
+    {"down", flc_cmd_down, "stop the server started by `flcache up`"},
+    {"version", flc_cmd_version, "print versions of flcache and its libraries"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: flcache <command> [options]\n"
+            "\n"
+            "flcache stores federated-learning model updates in a Redis cache, merges them\n"
+            "next to the data and answers questions about every round.\n"
+            "\n"
+            "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f,
+            "\n"
+            "Run `flcache <command> --help` for the options of one command.\n"
+            "\n"
+            "environment:\n"
+            "  FLCACHE_REDIS   the cache: redis://[user:password@]host:port[/db] or\n"
+            "                  unix:///path/to/redis.sock. Unset: every command starts a\n"
+            "                  private redis-server on a unix socket and stops it on exit.\n"
+            "  FLCACHE_LOG     error|warn|info|debug (default warn)\n"
+            "  FLCACHE_CHUNK   chunk size for large values (default 256k)\n"
+            "  FLCACHE_MAX_MSG largest accepted message (default 512m)\n"
+            "\n"
+            "exit codes: 0 ok, 1 runtime error, 2 usage error\n");
+}
+
+int main(int argc, char **argv)
+{
+    flc_log_set_level(FLC_LOG_WARN);
+    if (argc < 2) {
+        usage(stderr);
+        return FLC_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return FLC_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0)
+        return flc_cmd_version(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+        if (strcmp(cmd, commands[i].name) == 0) {
+            flc_cli_install_signals();
+            return commands[i].run(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "flcache: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return FLC_EXIT_USAGE;
+}

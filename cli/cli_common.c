@@ -1,0 +1,93 @@
+/* Connection set-up and clean-up shared by all subcommands. */
+#include "cli/cli.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+
+void flc_cli_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "flcache %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int flc_cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return 1;
+    return 0;
+}
+
+void flc_cli_bytes(char *out, size_t outlen, double b)
+{
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (b >= 1024 && i < 4)
+        b /= 1024, i++;
+    snprintf(out, outlen, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+static void on_signal(int sig)
+{
+    flc_embed_emergency_stop();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void flc_cli_install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+int flc_cli_connect(flc_cli_conn_t *c, const flc_store_opts_t *opts)
+{
+    memset(c, 0, sizeof *c);
+    flc_err_t err = {0};
+    const char *url = getenv("FLCACHE_REDIS");
+    if (url == NULL || *url == '\0') {
+        c->embedded = flc_embed_start(NULL, &err);
+        if (c->embedded == NULL) {
+            fprintf(stderr, "flcache: cannot start the embedded redis-server: %s\n",
+                    flc_err_msg(&err));
+            return FLC_EXIT_RUNTIME;
+        }
+        url = flc_embed_url(c->embedded);
+        setenv("FLCACHE_REDIS", url, 1);
+        FLC_INFO("embedded redis-server at %s", url);
+    }
+    snprintf(c->url, sizeof c->url, "%s", url);
+    c->store = flc_store_open(url, opts, &err);
+    if (c->store == NULL) {
+        fprintf(stderr, "flcache: cannot open the cache: %s\n", flc_err_msg(&err));
+        flc_embed_stop(c->embedded);
+        c->embedded = NULL;
+        return FLC_EXIT_RUNTIME;
+    }
+    return FLC_EXIT_OK;
+}
+
+void flc_cli_disconnect(flc_cli_conn_t *c)
+{
+    flc_store_close(c->store);
+    c->store = NULL;
+    if (c->embedded) {
+        flc_embed_stop(c->embedded);
+        c->embedded = NULL;
+        unsetenv("FLCACHE_REDIS");
+    }
+}

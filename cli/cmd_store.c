@@ -1,0 +1,117 @@
+/* `flcache store stats`: what the cache holds: keys, memory, jobs and their
+ * rounds. Reads only the job and round indexes (no KEYS/SCAN). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/cli.h"
+
+static void store_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: flcache store stats [--json]\n"
+            "\n"
+            "Shows the cache flcache talks to (FLCACHE_REDIS, or a fresh embedded one):\n"
+            "number of keys, memory used and its limit, and every job with its rounds.\n"
+            "\n"
+            "options:\n"
+            "  --json   one JSON object instead of the table\n");
+}
+
+static int stats(flc_cli_conn_t *c, int json)
+{
+    flc_store_t *s = c->store;
+    flc_store_stats_t st;
+    if (flc_store_stats(s, &st) != FLC_OK) {
+        flc_cli_error("store", "%s", flc_store_errstr(s));
+        return FLC_EXIT_RUNTIME;
+    }
+    flc_strlist_t jobs;
+    if (flc_store_list_jobs(s, &jobs) != FLC_OK) {
+        flc_cli_error("store", "%s", flc_store_errstr(s));
+        return FLC_EXIT_RUNTIME;
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "cache", flc_store_url(s));
+    cJSON_AddStringToObject(root, "redis_version", st.redis_version);
+    cJSON_AddNumberToObject(root, "keys", (double)st.keys);
+    cJSON_AddNumberToObject(root, "used_memory", (double)st.used_memory);
+    cJSON_AddNumberToObject(root, "maxmemory", (double)st.maxmemory);
+    cJSON *ja = cJSON_AddArrayToObject(root, "jobs");
+    char used[32], maxm[32];
+    flc_cli_bytes(used, sizeof used, (double)st.used_memory);
+    flc_cli_bytes(maxm, sizeof maxm, (double)st.maxmemory);
+    if (!json) {
+        printf("cache     %s (redis %s)%s\n", flc_store_url(s), st.redis_version,
+               c->embedded ? " [embedded, empty: set FLCACHE_REDIS to inspect a real one]" : "");
+        printf("keys      %llu\n", (unsigned long long)st.keys);
+        printf("memory    %s used of %s\n", used, st.maxmemory ? maxm : "unlimited");
+        printf("jobs      %zu\n", jobs.n);
+    }
+    for (size_t i = 0; i < jobs.n; i++) {
+        uint32_t *rounds = NULL;
+        size_t nr = 0;
+        int rc = flc_store_list_rounds(s, jobs.items[i], &rounds, &nr);
+        if (rc != FLC_OK && rc != FLC_ENOTFOUND) {
+            flc_cli_error("store", "%s", flc_store_errstr(s));
+            free(rounds);
+            break;
+        }
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "job", jobs.items[i]);
+        cJSON_AddNumberToObject(j, "rounds", (double)nr);
+        if (nr) {
+            cJSON_AddNumberToObject(j, "first_round", rounds[0]);
+            cJSON_AddNumberToObject(j, "last_round", rounds[nr - 1]);
+        }
+        cJSON_AddItemToArray(ja, j);
+        if (!json) {
+            if (nr)
+                printf("  %-24s %zu rounds (%u..%u)\n", jobs.items[i], nr, rounds[0],
+                       rounds[nr - 1]);
+            else
+                printf("  %-24s no rounds\n", jobs.items[i]);
+        }
+        free(rounds);
+    }
+    if (json) {
+        char *txt = cJSON_Print(root);
+        puts(txt);
+        cJSON_free(txt);
+    }
+    cJSON_Delete(root);
+    flc_strlist_free(&jobs);
+    return FLC_EXIT_OK;
+}
+
+int flc_cmd_store(int argc, char **argv)
+{
+    if (flc_cli_wants_help(argc, argv)) {
+        store_usage(stdout);
+        return FLC_EXIT_OK;
+    }
+    if (argc < 2 || strcmp(argv[1], "stats") != 0) {
+        flc_cli_error("store", "expected a subcommand: stats");
+        store_usage(stderr);
+        return FLC_EXIT_USAGE;
+    }
+    int json = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = 1;
+        } else {
+            flc_cli_error("store", "unknown option '%s'", argv[i]);
+            store_usage(stderr);
+            return FLC_EXIT_USAGE;
+        }
+    }
+    flc_cli_conn_t c;
+    int rc = flc_cli_connect(&c, NULL);
+    if (rc != FLC_EXIT_OK)
+        return rc;
+    rc = stats(&c, json);
+    flc_cli_disconnect(&c);
+    return rc;
+}
