@@ -1,0 +1,124 @@
+/* Input checks shared by every merge rule: finiteness, lengths, weights, and
+ * the per-update clipping factors.
+ *
+ * The finite check looks only at exponent bits (all ones = Inf or NaN) and
+ * counts hits over a block with integer adds, which the compiler vectorizes;
+ * the position is searched for only in the block that failed. */
+#include "aggregator/merge.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <cblas.h>
+
+/* Block of the finite check: small enough to stop early, big enough that the
+ * loop overhead does not show. */
+#define FINITE_BLOCK 4096
+
+int flc_merge_check_finite(const float *v, size_t n, size_t *pos)
+{
+    for (size_t b = 0; b < n; b += FINITE_BLOCK) {
+        size_t m = n - b < FINITE_BLOCK ? n - b : FINITE_BLOCK;
+        const float *p = v + b;
+        unsigned bad = 0;
+        for (size_t i = 0; i < m; i++) {
+            uint32_t bits;
+            memcpy(&bits, &p[i], sizeof bits);
+            bad += (bits & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad == 0)
+            continue;
+        for (size_t i = 0; i < m; i++)
+            if (!isfinite(p[i])) {
+                if (pos)
+                    *pos = b + i;
+                return FLC_ENONFINITE;
+            }
+    }
+    return FLC_OK;
+}
+
+double flc_merge_sumsq(const float *v, size_t n)
+{
+    /* dsdot accumulates the float products in double: exactly what a norm
+     * that must add up across shards needs. OpenBLAS takes int lengths. */
+    double s = 0;
+    for (size_t b = 0; b < n; b += (size_t)1 << 30) {
+        size_t m = n - b < ((size_t)1 << 30) ? n - b : ((size_t)1 << 30);
+        s += cblas_dsdot((int)m, v + b, 1, v + b, 1);
+    }
+    return s;
+}
+
+double flc_merge_clip_scale(double norm, double clip)
+{
+    if (!(clip > 0) || !(norm > clip))
+        return 1.0;
+    return clip / norm;
+}
+
+/* Names what is wrong with value v of update i ("NaN", "+Inf"). */
+static const char *nonfinite_name(float v)
+{
+    if (isnan(v))
+        return "NaN";
+    return v > 0 ? "+Inf" : "-Inf";
+}
+
+int flc_merge_batch_check(const flc_merge_rule_t *r, const flc_merge_batch_t *b, flc_err_t *e)
+{
+    if (b == NULL || b->k == 0 || b->u == NULL)
+        return flc_err_set(e, FLC_EINVAL, "merge %s: no updates to merge",
+                           r ? flc_merge_kind_name(r->kind) : "?");
+    const char *rule = flc_merge_kind_name(r->kind);
+    int weighted = flc_merge_rule_weighted(r);
+    double total = 0;
+    for (size_t i = 0; i < b->k; i++) {
+        if (b->u[i] == NULL && b->n > 0)
+            return flc_err_set(e, FLC_EINVAL, "merge %s: update %zu is missing (NULL)", rule, i);
+        if (b->len && b->len[i] != b->n)
+            return flc_err_set(e, FLC_EDIM, "merge %s: update %zu has %zu floats, expected %zu",
+                               rule, i, b->len[i], b->n);
+        if (b->weight) {
+            double w = b->weight[i];
+            if (!isfinite(w) || w < 0)
+                return flc_err_set(e, FLC_EINVAL, "merge %s: update %zu has weight %g (must be "
+                                   "finite and >= 0)", rule, i, w);
+            total += w;
+        } else {
+            total += 1;
+        }
+        if (b->scale && (!isfinite(b->scale[i]) || b->scale[i] < 0))
+            return flc_err_set(e, FLC_EINVAL, "merge %s: update %zu has scale %g (must be "
+                               "finite and >= 0)", rule, i, b->scale[i]);
+        if (b->norm && (!isfinite(b->norm[i]) || b->norm[i] < 0))
+            return flc_err_set(e, FLC_EINVAL, "merge %s: update %zu has norm %g (must be "
+                               "finite and >= 0)", rule, i, b->norm[i]);
+    }
+    if (weighted && !(total > 0))
+        return flc_err_set(e, FLC_EINVAL, "merge %s: the %zu updates have total weight 0", rule,
+                           b->k);
+    for (size_t i = 0; i < b->k; i++) {
+        size_t pos;
+        if (flc_merge_check_finite(b->u[i], b->n, &pos))
+            return flc_err_set(e, FLC_ENONFINITE, "merge %s: update %zu holds %s at element %zu",
+                               rule, i, nonfinite_name(b->u[i][pos]), pos);
+    }
+    return FLC_OK;
+}
+
+size_t flc_merge_batch_scales(const flc_merge_rule_t *r, const flc_merge_batch_t *b, double *s)
+{
+    size_t clipped = 0;
+    for (size_t i = 0; i < b->k; i++) {
+        if (b->scale)
+            s[i] = b->scale[i];
+        else if (r->clip > 0)
+            s[i] = flc_merge_clip_scale(b->norm ? b->norm[i] : sqrt(flc_merge_sumsq(b->u[i], b->n)),
+                                        r->clip);
+        else
+            s[i] = 1.0;
+        clipped += s[i] < 1.0;
+    }
+    return clipped;
+}

@@ -1,0 +1,209 @@
+/* Krum and Multi-Krum (Blanchard et al. 2017), split so that shards can
+ * share the work.
+ *
+ * Krum needs the squared distance between every pair of whole updates. A
+ * squared distance is a sum over coordinates, so each shard's merger
+ * computes the partial k*k matrix of its slice (flc_merge_sqdist_partial),
+ * the partials are summed (only k*k doubles move), one selection is made
+ * from the sum (flc_merge_krum_select), and every shard then averages the
+ * selected updates of its slice (flc_merge_mean_of).
+ *
+ * The partial matrix comes from a Gram matrix, D_ij = G_ii + G_jj - 2 G_ij,
+ * built with BLAS dsyrk over blocks of the slice converted to double. Each
+ * block is first centred on its per-coordinate mean over the k updates:
+ * distances do not change under a shift, and without it G_ii and G_jj of two
+ * close updates with large norms would cancel to noise. */
+#include "aggregator/merge.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+/* Coordinates per dsyrk call: k rows of this many doubles stay in L2. */
+#define GRAM_BLOCK 1024
+
+/* Adds the Gram matrix of the (optionally centred) slice into the upper
+ * triangle of the k*k matrix g. */
+static int gram_upper(const float *const *u, size_t k, size_t n, const double *s, int centre,
+                      double *g, flc_err_t *e)
+{
+    double *rows = malloc(k * GRAM_BLOCK * sizeof *rows);
+    double *mu = malloc(GRAM_BLOCK * sizeof *mu);
+    if (rows == NULL || mu == NULL) {
+        free(rows);
+        free(mu);
+        return flc_err_set(e, FLC_ENOMEM, "merge krum: cannot allocate %zu doubles of scratch",
+                           k * GRAM_BLOCK);
+    }
+    for (size_t b = 0; b < n; b += GRAM_BLOCK) {
+        size_t m = n - b < GRAM_BLOCK ? n - b : GRAM_BLOCK;
+        for (size_t j = 0; j < k; j++) {
+            double *restrict r = rows + j * GRAM_BLOCK;
+            const float *restrict p = u[j] + b;
+            double sj = s ? s[j] : 1.0;
+            for (size_t i = 0; i < m; i++)
+                r[i] = sj * (double)p[i];
+        }
+        if (centre) {
+            for (size_t i = 0; i < m; i++)
+                mu[i] = 0;
+            for (size_t j = 0; j < k; j++)
+                for (size_t i = 0; i < m; i++)
+                    mu[i] += rows[j * GRAM_BLOCK + i];
+            double inv = 1.0 / (double)k;
+            for (size_t i = 0; i < m; i++)
+                mu[i] *= inv;
+            for (size_t j = 0; j < k; j++)
+                for (size_t i = 0; i < m; i++)
+                    rows[j * GRAM_BLOCK + i] -= mu[i];
+        }
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)k, (int)m, 1.0, rows,
+                    GRAM_BLOCK, 1.0, g, (int)k);
+    }
+    free(rows);
+    free(mu);
+    return FLC_OK;
+}
+
+int flc_merge_gram_partial(const float *const *u, size_t k, size_t n, const double *s, double *G,
+                           flc_err_t *e)
+{
+    double *g = calloc(k > 0 ? k * k : 1, sizeof *g);
+    if (g == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "merge: cannot allocate a %zux%zu Gram matrix", k, k);
+    int rc = gram_upper(u, k, n, s, 0, g, e);
+    if (rc == FLC_OK)
+        for (size_t i = 0; i < k; i++)
+            for (size_t j = i; j < k; j++) {
+                G[i * k + j] += g[i * k + j];
+                if (j != i)
+                    G[j * k + i] += g[i * k + j];
+            }
+    free(g);
+    return rc;
+}
+
+int flc_merge_sqdist_partial(const float *const *u, size_t k, size_t n, const double *s, double *D,
+                             flc_err_t *e)
+{
+    double *g = calloc(k > 0 ? k * k : 1, sizeof *g);
+    if (g == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "merge: cannot allocate a %zux%zu Gram matrix", k, k);
+    int rc = gram_upper(u, k, n, s, 1, g, e);
+    if (rc == FLC_OK)
+        for (size_t i = 0; i < k; i++)
+            for (size_t j = i + 1; j < k; j++) {
+                double d = g[i * k + i] + g[j * k + j] - 2.0 * g[i * k + j];
+                D[i * k + j] += d;
+                D[j * k + i] += d;
+            }
+    free(g);
+    return rc;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct cand {
+    double score;
+    size_t idx;
+} cand_t;
+
+/* Candidate order for the selection: lower score first, then lower index. */
+static int cmp_cand(const void *a, const void *b)
+{
+    const cand_t *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? -1 : 1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+int flc_merge_krum_select(const double *D, size_t k, int f, size_t m, size_t *sel, double *score,
+                          flc_err_t *e)
+{
+    if (f < 0)
+        f = k >= 3 ? (int)((k - 3) / 2) : 0;
+    if (k < (size_t)f + 3)
+        return flc_err_set(e, FLC_EINVAL, "merge krum: f = %d needs at least %d updates, got %zu",
+                           f, f + 3, k);
+    if (m < 1 || m > k)
+        return flc_err_set(e, FLC_EINVAL, "merge multi-krum: m = %zu must be in 1..%zu", m, k);
+    size_t q = k - (size_t)f - 2; /* neighbours that count */
+    cand_t *c = malloc(k * sizeof *c);
+    double *d = malloc(k * sizeof *d);
+    if (c == NULL || d == NULL) {
+        free(c);
+        free(d);
+        return flc_err_set(e, FLC_ENOMEM, "merge krum: cannot allocate scores of %zu updates", k);
+    }
+    for (size_t i = 0; i < k; i++) {
+        size_t nd = 0;
+        for (size_t j = 0; j < k; j++)
+            if (j != i)
+                /* rounding can leave a tiny negative distance between equal updates */
+                d[nd++] = D[i * k + j] > 0 ? D[i * k + j] : 0;
+        qsort(d, nd, sizeof *d, cmp_double);
+        double s = 0;
+        for (size_t j = 0; j < q; j++)
+            s += d[j];
+        c[i].score = s;
+        c[i].idx = i;
+        if (score)
+            score[i] = s;
+    }
+    qsort(c, k, sizeof *c, cmp_cand);
+    for (size_t i = 0; i < m; i++)
+        sel[i] = c[i].idx;
+    free(c);
+    free(d);
+    return FLC_OK;
+}
+
+int flc_merge_krum_params(const flc_merge_rule_t *r, size_t k, int *f, size_t *m, flc_err_t *e)
+{
+    int ff = r->f;
+    if (ff < 0) {
+        if (k < 3)
+            return flc_err_set(e, FLC_EINVAL, "merge %s: needs at least 3 updates, got %zu",
+                               flc_merge_kind_name(r->kind), k);
+        ff = (int)((k - 3) / 2);
+    }
+    if (k < (size_t)ff + 3)
+        return flc_err_set(e, FLC_EINVAL, "merge %s: f = %d needs at least %d updates, got %zu",
+                           flc_merge_kind_name(r->kind), ff, ff + 3, k);
+    size_t mm = 1;
+    if (r->kind == FLC_MERGE_MULTI_KRUM)
+        mm = r->m > 0 ? (size_t)r->m : k - (size_t)ff;
+    if (mm > k)
+        return flc_err_set(e, FLC_EINVAL, "merge %s: m = %zu exceeds the %zu updates",
+                           flc_merge_kind_name(r->kind), mm, k);
+    *f = ff;
+    *m = mm;
+    return FLC_OK;
+}
+
+int flc_merge_mean_of(const float *const *u, const size_t *sel, size_t m, size_t n, const double *s,
+                      float *out, flc_err_t *e)
+{
+    const float **p = malloc((m ? m : 1) * sizeof *p);
+    double *c = malloc((m ? m : 1) * sizeof *c);
+    if (p == NULL || c == NULL || m == 0) {
+        free(p);
+        free(c);
+        return m == 0 ? flc_err_set(e, FLC_EINVAL, "merge: nothing selected to average")
+                      : flc_err_set(e, FLC_ENOMEM, "merge: cannot allocate %zu pointers", m);
+    }
+    for (size_t i = 0; i < m; i++) {
+        p[i] = u[sel[i]];
+        c[i] = s ? s[sel[i]] : 1.0;
+    }
+    flc_merge_wsum((const float *const *)p, m, n, c, 1.0 / (double)m, out);
+    free(p);
+    free(c);
+    return FLC_OK;
+}

@@ -1,0 +1,214 @@
+/* Coordinate-wise robust rules: median and trimmed mean.
+ *
+ * Both need the k values of each coordinate in order. For up to
+ * NET_MAX_K updates the slice is walked in blocks of NET_BLOCK coordinates:
+ * the k rows of a block are copied (and scaled) into a scratch matrix, and a
+ * Batcher odd-even merge sorting network is run on whole rows, each
+ * compare-exchange being an element-wise min/max of two rows, which the
+ * compiler vectorizes. Every coordinate of the block is thereby sorted at
+ * once, without a branch. For more updates the network grows as k log^2 k,
+ * so each coordinate's column is gathered and partially ordered with
+ * quickselect (Wirth's) instead. Values are s_j*u_j rounded to float before
+ * ordering; averages are taken in double. */
+#include "aggregator/merge.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define NET_MAX_K 32
+#define NET_BLOCK 256
+#define NET_MAX_PAIRS 1024
+
+typedef struct pair {
+    uint8_t a, b;
+} pair_t;
+
+/* Batcher's odd-even merge sort network for k inputs (k not necessarily a
+ * power of two: the comparators that touch inputs >= k are dropped, which
+ * is the network of the next power of two with +inf in the missing slots). */
+static size_t batcher_pairs(size_t k, pair_t *pairs)
+{
+    size_t np = 0;
+    for (size_t p = 1; p < k; p <<= 1)
+        for (size_t d = p; d >= 1; d >>= 1)
+            for (size_t j = d % p; j + d < k; j += 2 * d)
+                for (size_t i = 0; i < d && i + j + d < k; i++)
+                    if ((i + j) / (2 * p) == (i + j + d) / (2 * p)) {
+                        pairs[np].a = (uint8_t)(i + j);
+                        pairs[np].b = (uint8_t)(i + j + d);
+                        np++;
+                    }
+    return np;
+}
+
+/* Sorts every column of rows (k rows of m floats, row stride NET_BLOCK). */
+static void sort_columns(float *rows, const pair_t *pairs, size_t np, size_t m)
+{
+    for (size_t q = 0; q < np; q++) {
+        float *restrict x = rows + (size_t)pairs[q].a * NET_BLOCK;
+        float *restrict y = rows + (size_t)pairs[q].b * NET_BLOCK;
+        for (size_t i = 0; i < m; i++) {
+            float a = x[i], b = y[i];
+            x[i] = a < b ? a : b;
+            y[i] = a < b ? b : a;
+        }
+    }
+}
+
+static void load_rows(float *rows, const float *const *u, size_t k, size_t off, size_t m,
+                      const double *s)
+{
+    for (size_t j = 0; j < k; j++) {
+        float *restrict r = rows + j * NET_BLOCK;
+        const float *restrict p = u[j] + off;
+        if (s == NULL || s[j] == 1.0) {
+            for (size_t i = 0; i < m; i++)
+                r[i] = p[i];
+        } else {
+            double sj = s[j];
+            for (size_t i = 0; i < m; i++)
+                r[i] = (float)(sj * (double)p[i]);
+        }
+    }
+}
+
+/* Sorted rows lo..hi-1 of each column averaged in double into out. */
+static void mean_rows(const float *rows, size_t lo, size_t hi, size_t m, float *restrict out)
+{
+    double acc[NET_BLOCK];
+    for (size_t i = 0; i < m; i++)
+        acc[i] = 0;
+    for (size_t j = lo; j < hi; j++) {
+        const float *restrict r = rows + j * NET_BLOCK;
+        for (size_t i = 0; i < m; i++)
+            acc[i] += (double)r[i];
+    }
+    double inv = 1.0 / (double)(hi - lo);
+    for (size_t i = 0; i < m; i++)
+        out[i] = (float)(acc[i] * inv);
+}
+
+/* The middle rows [lo, hi) of every sorted column, averaged, over the slice. */
+static int net_merge(const float *const *u, size_t k, size_t n, const double *s, size_t lo,
+                     size_t hi, float *out, flc_err_t *e)
+{
+    pair_t pairs[NET_MAX_PAIRS];
+    size_t np = batcher_pairs(k, pairs);
+    float *rows = malloc(k * NET_BLOCK * sizeof *rows);
+    if (rows == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "merge: cannot allocate %zu floats of scratch",
+                           k * NET_BLOCK);
+    for (size_t b = 0; b < n; b += NET_BLOCK) {
+        size_t m = n - b < NET_BLOCK ? n - b : NET_BLOCK;
+        load_rows(rows, u, k, b, m, s);
+        sort_columns(rows, pairs, np, m);
+        mean_rows(rows, lo, hi, m, out + b);
+    }
+    free(rows);
+    return FLC_OK;
+}
+
+/* Wirth's selection: afterwards a[kth] holds the value of rank kth, with no
+ * larger value before it and no smaller one after it. */
+static void select_kth(float *a, ptrdiff_t n, ptrdiff_t kth)
+{
+    ptrdiff_t l = 0, r = n - 1;
+    while (l < r) {
+        float x = a[kth];
+        ptrdiff_t i = l, j = r;
+        do {
+            while (a[i] < x)
+                i++;
+            while (x < a[j])
+                j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
+        } while (i <= j);
+        if (j < kth)
+            l = i;
+        if (kth < i)
+            r = j;
+    }
+}
+
+/* The same merge as net_merge, one coordinate at a time with quickselect. */
+static int select_merge(const float *const *u, size_t k, size_t n, const double *s, size_t lo,
+                        size_t hi, float *out, flc_err_t *e)
+{
+    float *col = malloc(k * sizeof *col);
+    if (col == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "merge: cannot allocate %zu floats of scratch", k);
+    ptrdiff_t kk = (ptrdiff_t)k;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < k; j++)
+            col[j] = s ? (float)(s[j] * (double)u[j][i]) : u[j][i];
+        double sum = 0;
+        if (hi - lo <= 2 && lo + hi == k) {
+            /* median: the value of rank lo, and for even k the largest value
+             * below it, which selection left in col[0..lo) */
+            select_kth(col, kk, (ptrdiff_t)(hi - 1));
+            float top = col[hi - 1];
+            sum = top;
+            if (hi - lo == 2) {
+                float below = col[0];
+                for (size_t j = 1; j < hi - 1; j++)
+                    below = col[j] > below ? col[j] : below;
+                sum += below;
+            }
+        } else {
+            if (lo > 0)
+                select_kth(col, kk, (ptrdiff_t)lo);
+            if (hi < k)
+                select_kth(col + lo, kk - (ptrdiff_t)lo, (ptrdiff_t)(hi - lo));
+            for (size_t j = lo; j < hi; j++)
+                sum += (double)col[j];
+        }
+        out[i] = (float)(sum / (double)(hi - lo));
+    }
+    free(col);
+    return FLC_OK;
+}
+
+static int middle_mean(const float *const *u, size_t k, size_t n, const double *s, size_t lo,
+                       size_t hi, float *out, flc_err_t *e)
+{
+    if (k == 0)
+        return flc_err_set(e, FLC_EINVAL, "merge: no updates to merge");
+    if (k <= NET_MAX_K)
+        return net_merge(u, k, n, s, lo, hi, out, e);
+    return select_merge(u, k, n, s, lo, hi, out, e);
+}
+
+int flc_merge_median(const float *const *u, size_t k, size_t n, const double *s, float *out,
+                     flc_err_t *e)
+{
+    /* odd k: the one middle rank; even k: the two middle ranks */
+    size_t lo = (k - 1) / 2, hi = k / 2 + 1;
+    return middle_mean(u, k, n, s, lo, hi, out, e);
+}
+
+size_t flc_merge_trim_count(double trim, size_t k)
+{
+    /* The small epsilon keeps 0.3 * 10 = 2.9999999999999996 from cutting 2. */
+    double t = floor(trim * (double)k + 1e-9);
+    if (t < 0)
+        t = 0;
+    size_t c = (size_t)t;
+    return 2 * c < k ? c : (k - 1) / 2;
+}
+
+int flc_merge_trimmed_mean(const float *const *u, size_t k, size_t n, const double *s, double trim,
+                           float *out, flc_err_t *e)
+{
+    if (!(trim >= 0 && trim < 0.5))
+        return flc_err_set(e, FLC_EINVAL, "merge trimmed-mean: trim = %g is out of range (must be "
+                           "in [0, 0.5))", trim);
+    size_t t = flc_merge_trim_count(trim, k);
+    return middle_mean(u, k, n, s, t, k - t, out, e);
+}
