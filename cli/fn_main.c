@@ -1,0 +1,112 @@
+/* flcache-fn: the one function binary. It registers the roles and hands
+ * control to the runtime (runtime/fn.h), which picks the mode: local
+ * (JSON lines on stdin/stdout, driven by the local pool), OpenWhisk native
+ * action (argv[1]) or AWS Lambda custom runtime (AWS_LAMBDA_RUNTIME_API).
+ *
+ * Roles registered here:
+ *   probe  a platform self-check, not a workload: it echoes its event and,
+ *          on request, sleeps, allocates and touches memory, burns CPU,
+ *          fails or crashes, so the runtime tests and `flcache-fn '<json>'`
+ *          smoke tests can exercise timeouts, memory limits and retries.
+ * The worker / aggregator / client / query roles are added here by their
+ * layers (each is one flc_fn_register call). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "runtime/event.h"
+#include "runtime/fn.h"
+
+/* Spins for ms milliseconds of wall time doing arithmetic the compiler
+ * cannot drop. */
+static double burn(double ms)
+{
+    uint64_t end = flc_now_ns() + (uint64_t)(ms * 1e6);
+    volatile double x = 1.0;
+    while (flc_now_ns() < end)
+        for (int i = 0; i < 10000; i++)
+            x = x * 1.0000001 + 1e-9;
+    return x;
+}
+
+/* probe event fields, all optional:
+ *   alloc_mb N     malloc N MB and write every page (ok:false if refused)
+ *   burn_ms N      spin the CPU for N ms (reported as compute time)
+ *   sleep_ms N     sleep N ms after allocating (reported as communication
+ *                  time: it stands for waiting on the network)
+ *   fail "msg"     return an error with that message
+ *   crash true     abort() the process
+ *   crash_once "path"  abort() unless path exists; creates it first, so a
+ *                  retried invocation succeeds (tests of retries)
+ *   print "text"   printf text to stdout (must not corrupt local mode)
+ * result: {"echo": <event>, "pid": N, "allocated_mb": N} */
+static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
+{
+    const char *print = flc_ev_str(event, "print", NULL);
+    if (print != NULL) {
+        printf("%s\n", print);
+        fflush(stdout);
+    }
+    const char *once = flc_ev_str(event, "crash_once", NULL);
+    if (once != NULL && access(once, F_OK) != 0) {
+        int fd = open(once, O_CREAT | O_WRONLY, 0600);
+        if (fd >= 0)
+            close(fd);
+        abort();
+    }
+    if (flc_ev_bool(event, "crash", 0))
+        abort();
+    const char *fail = flc_ev_str(event, "fail", NULL);
+    if (fail != NULL)
+        return flc_err_set(&ctx->err, FLC_EINVAL, "probe asked to fail: %s", fail);
+
+    long long mb = flc_ev_int(event, "alloc_mb", 0);
+    char *mem = NULL;
+    if (mb > 0) {
+        size_t bytes = (size_t)mb << 20;
+        mem = malloc(bytes);
+        if (mem == NULL)
+            return flc_err_set(&ctx->err, FLC_ENOMEM, "probe cannot allocate %lld MB: %s", mb,
+                               strerror(errno));
+        long page = sysconf(_SC_PAGESIZE);
+        for (size_t i = 0; i < bytes; i += (size_t)page)
+            mem[i] = (char)i;
+    }
+    double burn_ms = flc_ev_num(event, "burn_ms", 0);
+    if (burn_ms > 0) {
+        burn(burn_ms);
+        flc_fn_add_compute(ctx, burn_ms);
+    }
+    long long sleep_ms = flc_ev_int(event, "sleep_ms", 0);
+    if (sleep_ms > 0) {
+        uint64_t t0 = flc_now_ns();
+        flc_sleep_ms((unsigned)sleep_ms);
+        flc_fn_add_comm(ctx, (double)(flc_now_ns() - t0) / 1e6);
+    }
+    free(mem);
+
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddItemToObject(r, "echo", cJSON_Duplicate(event, 1));
+    cJSON_AddNumberToObject(r, "pid", (double)getpid());
+    cJSON_AddNumberToObject(r, "allocated_mb", (double)(mb > 0 ? mb : 0));
+    *result = r;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    flc_fn_table_t *t = flc_fn_table_new();
+    if (t == NULL) {
+        fprintf(stderr, "flcache-fn: out of memory\n");
+        return 1;
+    }
+    flc_fn_register(t, "probe", probe, NULL,
+                    "platform self-check: echo; sleep_ms, burn_ms, alloc_mb, fail, crash");
+    int rc = flc_fn_main(t, argc, argv);
+    flc_fn_table_free(t);
+    return rc;
+}

@@ -1,0 +1,158 @@
+/* The local function platform: a pool of flcache-fn processes driven by a
+ * libuv loop on the pool's own thread, the way a serverless platform runs
+ * function instances.
+ *
+ * - Each invocation is one JSON event written as a line to an instance's
+ *   stdin; the instance answers one result line (runtime/fn.h local mode).
+ * - An idle (warm) instance is reused; when none is idle a new (cold) one is
+ *   forked. At most `concurrency` invocations run at once; after a batch at
+ *   most `max_warm` idle instances are kept, the rest are told to exit.
+ * - Memory: RLIMIT_AS = memory_mb + as_slack_mb is set in the child before
+ *   exec, and a watchdog kills an instance whose resident set passes
+ *   memory_mb (like Lambda's limit). Under AddressSanitizer (whose shadow
+ *   memory needs terabytes of address space) the rlimit is skipped and the
+ *   watchdog limit is scaled by FLC_POOL_ASAN_MEM_SCALE.
+ *   FLCACHE_POOL_MEM=rlimit|watch|both|off overrides the mode.
+ * - Timeout: the instance is killed (SIGKILL), status "timeout", no retry.
+ * - A crash (the process dies mid-invocation: signal, exit, memory kill) is
+ *   retried on a fresh instance up to `retries` more times.
+ *
+ * Thread safety: every function may be called from any thread, and several
+ * batches may be in flight on one pool at once (a driver may start an
+ * aggregator batch, then invoke clients, then wait for both). Batches share
+ * the concurrency limit, so it must cover everything that has to run at the
+ * same time. The pool ignores nothing process-wide: SIGPIPE is blocked only
+ * on its own thread. */
+#ifndef FLC_RUNTIME_POOL_H
+#define FLC_RUNTIME_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "base/error.h"
+
+#define FLC_POOL_ASAN_MEM_SCALE 2
+
+enum flc_mem_mode {
+    FLC_MEM_AUTO = 0, /* both, or watch only (scaled) in an ASan build */
+    FLC_MEM_RLIMIT,   /* RLIMIT_AS only */
+    FLC_MEM_WATCH,    /* resident-set watchdog only */
+    FLC_MEM_BOTH,
+    FLC_MEM_OFF,
+};
+
+typedef struct flc_pool_cfg {
+    const char *fn_path;     /* the function binary (flcache-fn); required */
+    unsigned memory_mb;      /* configured memory; 0 -> 1024 */
+    unsigned as_slack_mb;    /* address space above memory_mb for RLIMIT_AS
+                                (libraries map more than they touch); 0 -> 256 */
+    unsigned timeout_ms;     /* per invocation; 0 -> 60000 */
+    unsigned concurrency;    /* invocations running at once; 0 -> 64 */
+    unsigned max_warm;       /* idle instances kept; 0 -> concurrency */
+    unsigned retries;        /* extra attempts after a crash; default 0 */
+    int cold_only;           /* 1: never reuse an instance (every start cold) */
+    double price_per_gb_s;   /* 0 -> FLC_LAMBDA_X86_PRICE_GB_S */
+    double price_per_request;/* default 0 (AWS: FLC_LAMBDA_PRICE_REQUEST) */
+    int mem_mode;            /* enum flc_mem_mode */
+    int forward_stderr;      /* 1: copy instances' stderr to ours (always
+                                when FLCACHE_LOG=debug); the last 2 KB are
+                                kept for crash messages either way */
+    const char *const *env;  /* extra "NAME=value" for instances, NULL-ended */
+} flc_pool_cfg_t;
+
+enum flc_inv_status {
+    FLC_INV_OK = 0,  /* the function answered ok:true */
+    FLC_INV_ERROR,   /* it answered ok:false, or could not be started */
+    FLC_INV_TIMEOUT, /* killed at timeout_ms */
+    FLC_INV_CRASH,   /* the process died mid-invocation, on every attempt */
+};
+
+/* One invocation as the platform saw it. Filled by the pool; release with
+ * flc_inv_rec_clear. All times are of the last attempt. */
+typedef struct flc_inv_rec {
+    int status;            /* enum flc_inv_status */
+    int cold;              /* 1: the instance was started for this attempt */
+    int attempts;          /* 1 + retries used */
+    int pid;               /* instance that ran the last attempt */
+    double duration_ms;    /* event written (cold: fork) -> result read */
+    uint64_t billed_ms;    /* duration rounded up to a whole ms, >= 1 */
+    uint64_t peak_rss_kb;  /* peak resident set of the instance during the
+                              invocation (VmHWM, reset per invocation when
+                              the kernel allows; wait4 ru_maxrss if it died) */
+    double compute_ms;     /* the function's own split, from its result */
+    double comm_ms;
+    double gb_s;           /* billed GB-seconds at memory_mb */
+    double cost_usd;       /* gb_s * price_per_gb_s + price_per_request */
+    char error[512];       /* why, when status != OK */
+    cJSON *reply;          /* the whole result object the function printed
+                              (ok, error, result, compute_ms, ...), or NULL */
+} flc_inv_rec_t;
+
+typedef struct flc_pool flc_pool_t;
+typedef struct flc_batch flc_batch_t;
+
+typedef struct flc_pool_stats {
+    uint64_t cold_starts;  /* instances forked so far */
+    uint64_t invocations;  /* attempts finished so far */
+    unsigned alive;        /* instances running now (busy or idle) */
+    unsigned idle;         /* warm instances waiting */
+} flc_pool_stats_t;
+
+/* Fills *cfg with the defaults (fn_path NULL). */
+void flc_pool_cfg_init(flc_pool_cfg_t *cfg);
+
+/* Starts a pool (its loop thread; no instance yet). cfg is copied. Returns
+ * NULL with *e set when the binary is not executable or a resource fails. */
+flc_pool_t *flc_pool_new(const flc_pool_cfg_t *cfg, flc_err_t *e);
+
+/* Stops every instance (stdin closed, SIGKILL after 2 s), joins the thread
+ * and frees the pool. Batches still running end with status error
+ * "pool closed"; their records stay valid until flc_batch_wait/free. */
+void flc_pool_free(flc_pool_t *p);
+
+/* Invokes n events (JSON objects as text, one line each; newlines inside are
+ * re-encoded) concurrently and waits for all: recs[i] is the record of
+ * events[i]. Returns 0 when every invocation finished (check each status),
+ * FLC_EINVAL/FLC_ENOMEM when the batch could not be queued. */
+int flc_pool_invoke(flc_pool_t *p, const char *const *events, size_t n, flc_inv_rec_t *recs,
+                    flc_err_t *e);
+
+/* The same with events as cJSON objects (printed compactly first). */
+int flc_pool_invoke_json(flc_pool_t *p, const cJSON *const *events, size_t n,
+                         flc_inv_rec_t *recs, flc_err_t *e);
+
+/* Asynchronous form: queues the batch and returns at once. recs must stay
+ * valid until flc_batch_wait returns. NULL with *e set on failure. */
+flc_batch_t *flc_pool_start(flc_pool_t *p, const char *const *events, size_t n,
+                            flc_inv_rec_t *recs, flc_err_t *e);
+
+/* How many invocations of b have finished (non-blocking). */
+size_t flc_batch_done(flc_batch_t *b);
+
+/* Waits until every invocation of b finished (timeout_ms 0 = forever),
+ * then frees b. Returns 0, or FLC_ETIMEOUT (b stays valid, wait again). */
+int flc_batch_wait(flc_batch_t *b, unsigned timeout_ms);
+
+/* Counters of the pool at this moment. */
+void flc_pool_stats(flc_pool_t *p, flc_pool_stats_t *st);
+
+/* The configuration in effect (defaults filled in). */
+const flc_pool_cfg_t *flc_pool_config(const flc_pool_t *p);
+
+/* "ok", "error", "timeout" or "crash". */
+const char *flc_inv_status_name(int status);
+
+/* The handler's "result" member of rec->reply (borrowed), or NULL. */
+const cJSON *flc_inv_result(const flc_inv_rec_t *rec);
+
+/* The record as a JSON object (status, cold, attempts, pid, duration_ms,
+ * billed_ms, peak_rss_kb, compute_ms, comm_ms, gb_s, cost_usd, error);
+ * the caller frees it with cJSON_Delete. */
+cJSON *flc_inv_rec_json(const flc_inv_rec_t *rec);
+
+/* Frees rec->reply and zeroes rec. */
+void flc_inv_rec_clear(flc_inv_rec_t *rec);
+
+#endif

@@ -1,0 +1,147 @@
+/* Process-level helpers of the local pool (see pool_proc.h). */
+#define _GNU_SOURCE /* pipe2 */
+#include "runtime/pool_proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void close_pair(int p[2])
+{
+    if (p[0] >= 0)
+        close(p[0]);
+    if (p[1] >= 0)
+        close(p[1]);
+}
+
+/* The child between fork and exec: async-signal-safe calls only. */
+static void child(const char *path, char *const envp[], uint64_t as_limit, int in[2],
+                  int out[2], int err[2], int ex[2])
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &dfl, NULL);
+    /* dup2 clears FD_CLOEXEC on the copies, so only 0, 1, 2 survive exec. */
+    if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0)
+        goto fail;
+#ifdef SYS_close_range
+    /* Descriptors other threads opened without O_CLOEXEC (sockets of the
+     * driver) must not leak into instances: mark all of them close-on-exec
+     * (CLOSE_RANGE_CLOEXEC = 4; ignored on kernels without it). */
+    syscall(SYS_close_range, 3u, ~0u, 4u);
+#endif
+    if (as_limit > 0) {
+        struct rlimit rl = {.rlim_cur = (rlim_t)as_limit, .rlim_max = (rlim_t)as_limit};
+        if (setrlimit(RLIMIT_AS, &rl) != 0)
+            goto fail;
+    }
+    char *argv[2] = {(char *)path, NULL};
+    execve(path, argv, envp);
+fail:;
+    int e = errno;
+    ssize_t w = write(ex[1], &e, sizeof e);
+    (void)w;
+    _exit(127);
+}
+
+int flc_proc_spawn(const char *path, char *const envp[], uint64_t as_limit_bytes,
+                   flc_proc_t *out, char *msg, size_t msgcap)
+{
+    int in[2] = {-1, -1}, o[2] = {-1, -1}, er[2] = {-1, -1}, ex[2] = {-1, -1};
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(o, O_CLOEXEC) != 0 || pipe2(er, O_CLOEXEC) != 0 ||
+        pipe2(ex, O_CLOEXEC) != 0) {
+        int e = errno;
+        snprintf(msg, msgcap, "cannot create pipes for %s: %s", path, strerror(e));
+        close_pair(in), close_pair(o), close_pair(er), close_pair(ex);
+        return -e;
+    }
+    pid_t pid = fork();
+    if (pid == 0)
+        child(path, envp, as_limit_bytes, in, o, er, ex);
+    int fe = errno;
+    close(in[0]), close(o[1]), close(er[1]), close(ex[1]);
+    if (pid < 0) {
+        snprintf(msg, msgcap, "cannot fork for %s: %s", path, strerror(fe));
+        close(in[1]), close(o[0]), close(er[0]), close(ex[0]);
+        return -fe;
+    }
+    /* The exec-error pipe closes on a successful exec (read returns 0) or
+     * carries the child's errno. */
+    int cerr = 0;
+    ssize_t n;
+    do {
+        n = read(ex[0], &cerr, sizeof cerr);
+    } while (n < 0 && errno == EINTR);
+    close(ex[0]);
+    if (n == (ssize_t)sizeof cerr) {
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+        }
+        snprintf(msg, msgcap, "cannot run %s: %s", path, strerror(cerr));
+        close(in[1]), close(o[0]), close(er[0]);
+        return -cerr;
+    }
+    out->pid = pid;
+    out->in_fd = in[1];
+    out->out_fd = o[0];
+    out->err_fd = er[0];
+    return 0;
+}
+
+uint64_t flc_proc_status_kb(pid_t pid, const char *field)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    size_t fl = strlen(field);
+    for (char *line = buf; line != NULL && *line != '\0';) {
+        if (strncmp(line, field, fl) == 0 && line[fl] == ':')
+            return strtoull(line + fl + 1, NULL, 10);
+        line = strchr(line, '\n');
+        if (line != NULL)
+            line++;
+    }
+    return 0;
+}
+
+int flc_proc_reset_hwm(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/clear_refs", (int)pid);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = write(fd, "5", 1) == 1 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+void flc_proc_describe(int wstatus, char *buf, size_t cap)
+{
+    if (WIFEXITED(wstatus))
+        snprintf(buf, cap, "exited with code %d", WEXITSTATUS(wstatus));
+    else if (WIFSIGNALED(wstatus))
+        snprintf(buf, cap, "killed by signal %d (%s)", WTERMSIG(wstatus),
+                 strsignal(WTERMSIG(wstatus)));
+    else
+        snprintf(buf, cap, "ended with wait status %#x", (unsigned)wstatus);
+}

@@ -1,0 +1,39 @@
+/* Process-level helpers of the local pool (internal to runtime/): start a
+ * function instance with its three pipes and an address-space limit, read
+ * its memory figures from /proc, and describe how it ended. No libuv here. */
+#ifndef FLC_RUNTIME_POOL_PROC_H
+#define FLC_RUNTIME_POOL_PROC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct flc_proc {
+    pid_t pid;
+    int in_fd;  /* write end of the child's stdin (O_CLOEXEC) */
+    int out_fd; /* read end of its stdout */
+    int err_fd; /* read end of its stderr */
+} flc_proc_t;
+
+/* Forks and execs path with argv {path, NULL} and environment envp. In the
+ * child: stdin/stdout/stderr are the pipes, the signal mask is cleared,
+ * SIGPIPE is default, every other descriptor is closed at exec, and
+ * RLIMIT_AS is set to as_limit_bytes when it is not 0. Only async-signal-safe
+ * calls run between fork and exec. Returns 0, or -errno with msg filled
+ * ("cannot run /x/flcache-fn: No such file or directory"). */
+int flc_proc_spawn(const char *path, char *const envp[], uint64_t as_limit_bytes,
+                   flc_proc_t *out, char *msg, size_t msgcap);
+
+/* A "Vm*:" figure in kB from /proc/<pid>/status ("VmHWM", "VmRSS"), or 0
+ * when the process or the field is gone. */
+uint64_t flc_proc_status_kb(pid_t pid, const char *field);
+
+/* Resets the peak resident set (VmHWM) of pid through
+ * /proc/<pid>/clear_refs, so the next VmHWM is per invocation. Returns 0, or
+ * -errno when the kernel refuses (the figure then covers the lifetime). */
+int flc_proc_reset_hwm(pid_t pid);
+
+/* "exited with code 3" / "killed by signal 6 (Aborted)" for a wait status. */
+void flc_proc_describe(int wstatus, char *buf, size_t cap);
+
+#endif
