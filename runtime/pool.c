@@ -387,9 +387,9 @@ static void finish_death(inst_t *it)
             r->status = FLC_INV_CRASH;
             if (it->oom)
                 snprintf(r->error, sizeof r->error,
-                         "memory limit: instance %d resident set reached %llu MB, limit %llu MB",
-                         (int)it->pid, (unsigned long long)(it->oom_rss_kb >> 10),
-                         (unsigned long long)(p->watch_limit_kb >> 10));
+                         "memory limit: instance %d resident set reached %.1f MB, limit %.0f MB",
+                         (int)it->pid, (double)it->oom_rss_kb / 1024.0,
+                         (double)p->watch_limit_kb / 1024.0);
             else
                 snprintf(r->error, sizeof r->error, "instance %d %s%s%.300s", (int)it->pid, how,
                          last[0] ? "; stderr: " : "", last);
