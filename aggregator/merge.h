@@ -147,6 +147,11 @@ typedef struct flc_merge_batch {
  * weighs, and every value finite (FLC_ENONFINITE naming update and element). */
 int flc_merge_batch_check(const flc_merge_rule_t *r, const flc_merge_batch_t *b, flc_err_t *e);
 
+/* flc_merge_batch_check without the NaN/Inf scan, for callers whose kernel
+ * checks values as it reads them (the averaging rules do). */
+int flc_merge_batch_check_args(const flc_merge_rule_t *r, const flc_merge_batch_t *b,
+                               flc_err_t *e);
+
 /* Per-update factors the rule applies before merging (b->scale, or clipping
  * from b->norm / the slices' own norms, or 1) into s[0..k). Returns how many
  * updates were clipped (factor < 1). */
@@ -171,10 +176,12 @@ int flc_merge_run(const flc_merge_rule_t *r, flc_merge_state_t *st, const flc_me
 /* -------------------------------------------------- averaging (merge_avg.c) */
 
 /* out[i] = inv * sum_j coef[j] * u[j][i], accumulated in double, for a slice
- * of n floats. No checks (callers validated the batch). The kernel reads each
- * update once and writes out once. */
-void flc_merge_wsum(const float *const *u, size_t k, size_t n, const double *coef, double inv,
-                    float *out);
+ * of n floats. The kernel reads each update once, checking each block for
+ * NaN/Inf just before adding it, and writes out once. Returns 0, or
+ * FLC_ENONFINITE with the update index and element in *bad_update and
+ * *bad_pos (either may be NULL); out is then partly written. */
+int flc_merge_wsum(const float *const *u, size_t k, size_t n, const double *coef, double inv,
+                   float *out, size_t *bad_update, size_t *bad_pos);
 
 /* The streaming accumulator: a running weighted sum in double of one slice. */
 typedef struct flc_merge_acc flc_merge_acc_t;
@@ -191,10 +198,14 @@ void flc_merge_acc_reset(flc_merge_acc_t *acc);
 
 /* Folds one update u[0..n) with `weight` samples (ignored by unweighted
  * rules). With clipping on, `norm` is the whole update's L2 norm when the
- * slice is a shard, or negative to use the slice's own norm. Errors leave acc
- * as it was: FLC_EDIM when n differs from the accumulator's length,
- * FLC_ENONFINITE (message names the update by its fold index and the element),
- * FLC_EINVAL for a negative or non-finite weight. */
+ * slice is a shard, or negative to use the slice's own norm (one more pass
+ * over u). Errors: FLC_EDIM when n differs from the accumulator's length,
+ * FLC_EINVAL for a negative or non-finite weight, FLC_ENONFINITE (message
+ * names the update by its fold index, and the element). A refused update
+ * leaves the sum as it was: the NaN/Inf check runs block by block just
+ * before each block is added (so the update is read once), and blocks
+ * already added are subtracted again, which restores each double sum to
+ * within one rounding (~1e-16 of it, invisible in the float result). */
 int flc_merge_acc_fold(flc_merge_acc_t *acc, const float *u, size_t n, double weight, double norm,
                        flc_err_t *e);
 

@@ -14,149 +14,173 @@
 #include "aggregator/merge.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Floats per block of the batch kernel: its double sums (4 KB) stay in L1. */
+/* Floats per block of the kernels: a block's double sums (4 KB) stay in L1,
+ * and k rows of it in L1/L2, so the finite check and the sums read each
+ * update from memory once. */
 #define WS_BLOCK 512
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #define FLC_HAVE_AVX2_CLONE 1
 #endif
 
+/* A bad value found by a kernel: which update and which element. */
+typedef struct bad_at {
+    size_t update, pos;
+} bad_at_t;
+
+/* 1 when p[0..m) holds no NaN/Inf: exponent bits all ones, counted with
+ * integer adds so that the loop vectorizes. */
+static inline __attribute__((always_inline)) int block_finite(const float *restrict p, size_t m)
+{
+    unsigned bad = 0;
+    for (size_t i = 0; i < m; i++) {
+        uint32_t bits;
+        memcpy(&bits, &p[i], sizeof bits);
+        bad += (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad == 0;
+}
+
+/* Checks the block [off, off+m) of every update; fills *bad on failure. */
+static inline __attribute__((always_inline)) int
+rows_finite(const float *const *u, size_t k, size_t off, size_t m, bad_at_t *bad)
+{
+    for (size_t j = 0; j < k; j++)
+        if (!block_finite(u[j] + off, m)) {
+            size_t i = 0;
+            while (i < m && isfinite(u[j][off + i]))
+                i++;
+            bad->update = j;
+            bad->pos = off + i;
+            return 0;
+        }
+    return 1;
+}
+
 /* acc[0..m) += sum_j coef[j] * u[j][off + i]. Four updates per pass over
  * acc, grouped as (a + b) + (c + d) so that the order is fixed. */
 static inline __attribute__((always_inline)) void
-wsum_block(const float *const *u, size_t k, size_t off, size_t m, const double *coef,
+wsum_block(const float *const *u, size_t k, size_t off, size_t m, const double *coef, double sign,
            double *restrict acc)
 {
     size_t j = 0;
     for (; j + 4 <= k; j += 4) {
         const float *restrict p0 = u[j] + off, *restrict p1 = u[j + 1] + off;
         const float *restrict p2 = u[j + 2] + off, *restrict p3 = u[j + 3] + off;
-        double c0 = coef[j], c1 = coef[j + 1], c2 = coef[j + 2], c3 = coef[j + 3];
+        double c0 = sign * coef[j], c1 = sign * coef[j + 1];
+        double c2 = sign * coef[j + 2], c3 = sign * coef[j + 3];
         for (size_t i = 0; i < m; i++)
             acc[i] += (c0 * (double)p0[i] + c1 * (double)p1[i]) +
                       (c2 * (double)p2[i] + c3 * (double)p3[i]);
     }
     for (; j < k; j++) {
         const float *restrict p = u[j] + off;
-        double c = coef[j];
+        double c = sign * coef[j];
         for (size_t i = 0; i < m; i++)
             acc[i] += c * (double)p[i];
     }
 }
 
-static inline __attribute__((always_inline)) void
+/* out = inv * sum_j coef_j u_j; 0, or FLC_ENONFINITE with *bad set (out is
+ * then partly written). */
+static inline __attribute__((always_inline)) int
 wsum_body(const float *const *u, size_t k, size_t n, const double *coef, double inv,
-          float *restrict out)
+          float *restrict out, bad_at_t *bad)
 {
     double acc[WS_BLOCK];
     for (size_t b = 0; b < n; b += WS_BLOCK) {
         size_t m = n - b < WS_BLOCK ? n - b : WS_BLOCK;
+        if (!rows_finite(u, k, b, m, bad))
+            return FLC_ENONFINITE;
         for (size_t i = 0; i < m; i++)
             acc[i] = 0;
-        wsum_block(u, k, b, m, coef, acc);
+        wsum_block(u, k, b, m, coef, 1.0, acc);
         for (size_t i = 0; i < m; i++)
             out[b + i] = (float)(acc[i] * inv);
     }
+    return FLC_OK;
 }
 
-static inline __attribute__((always_inline)) void
-fold_many_body(const float *const *u, size_t k, size_t n, const double *coef, double *restrict sum)
+/* sum += sum_j coef_j u_j, checking each block before adding it. A bad
+ * value takes back the blocks already added by adding their negation: the
+ * same grouped sums with the opposite sign, so each element returns to
+ * its old value up to one rounding of the double sum (about 1e-16 of it,
+ * far below the float the sum ends in). */
+static inline __attribute__((always_inline)) int
+fold_body(const float *const *u, size_t k, size_t n, const double *coef, double *restrict sum,
+          bad_at_t *bad)
 {
     for (size_t b = 0; b < n; b += WS_BLOCK) {
         size_t m = n - b < WS_BLOCK ? n - b : WS_BLOCK;
-        wsum_block(u, k, b, m, coef, sum + b);
+        if (!rows_finite(u, k, b, m, bad)) {
+            for (size_t r = 0; r < b; r += WS_BLOCK)
+                wsum_block(u, k, r, WS_BLOCK, coef, -1.0, sum + r);
+            return FLC_ENONFINITE;
+        }
+        wsum_block(u, k, b, m, coef, 1.0, sum + b);
     }
+    return FLC_OK;
 }
 
-static inline __attribute__((always_inline)) void
-fold_one_body(double *restrict sum, const float *restrict u, size_t n, double c)
+static int wsum_plain(const float *const *u, size_t k, size_t n, const double *coef, double inv,
+                      float *out, bad_at_t *bad)
 {
-    for (size_t i = 0; i < n; i++)
-        sum[i] += c * (double)u[i];
+    return wsum_body(u, k, n, coef, inv, out, bad);
 }
 
-static void wsum_plain(const float *const *u, size_t k, size_t n, const double *coef, double inv,
-                       float *out)
+static int fold_plain(const float *const *u, size_t k, size_t n, const double *coef, double *sum,
+                      bad_at_t *bad)
 {
-    wsum_body(u, k, n, coef, inv, out);
-}
-
-static void fold_many_plain(const float *const *u, size_t k, size_t n, const double *coef,
-                            double *sum)
-{
-    fold_many_body(u, k, n, coef, sum);
-}
-
-static void fold_one_plain(double *sum, const float *u, size_t n, double c)
-{
-    fold_one_body(sum, u, n, c);
+    return fold_body(u, k, n, coef, sum, bad);
 }
 
 #ifdef FLC_HAVE_AVX2_CLONE
-__attribute__((target("avx2"))) static void
-wsum_avx2(const float *const *u, size_t k, size_t n, const double *coef, double inv, float *out)
+__attribute__((target("avx2"))) static int
+wsum_avx2(const float *const *u, size_t k, size_t n, const double *coef, double inv, float *out,
+          bad_at_t *bad)
 {
-    wsum_body(u, k, n, coef, inv, out);
+    return wsum_body(u, k, n, coef, inv, out, bad);
 }
 
-__attribute__((target("avx2"))) static void
-fold_many_avx2(const float *const *u, size_t k, size_t n, const double *coef, double *sum)
+__attribute__((target("avx2"))) static int
+fold_avx2(const float *const *u, size_t k, size_t n, const double *coef, double *sum,
+          bad_at_t *bad)
 {
-    fold_many_body(u, k, n, coef, sum);
-}
-
-__attribute__((target("avx2"))) static void
-fold_one_avx2(double *sum, const float *u, size_t n, double c)
-{
-    fold_one_body(sum, u, n, c);
-}
-
-static int use_avx2(void)
-{
-    return __builtin_cpu_supports("avx2");
-}
-#else
-static int use_avx2(void)
-{
-    return 0;
+    return fold_body(u, k, n, coef, sum, bad);
 }
 #endif
 
-void flc_merge_wsum(const float *const *u, size_t k, size_t n, const double *coef, double inv,
-                    float *out)
+int flc_merge_wsum(const float *const *u, size_t k, size_t n, const double *coef, double inv,
+                   float *out, size_t *bad_update, size_t *bad_pos)
+{
+    bad_at_t bad = {0, 0};
+    int rc;
+#ifdef FLC_HAVE_AVX2_CLONE
+    if (__builtin_cpu_supports("avx2"))
+        rc = wsum_avx2(u, k, n, coef, inv, out, &bad);
+    else
+#endif
+        rc = wsum_plain(u, k, n, coef, inv, out, &bad);
+    if (bad_update)
+        *bad_update = bad.update;
+    if (bad_pos)
+        *bad_pos = bad.pos;
+    return rc;
+}
+
+/* sum += sum_j coef_j u_j, all or nothing (see fold_body). */
+static int fold(const float *const *u, size_t k, size_t n, const double *coef, double *sum,
+                bad_at_t *bad)
 {
 #ifdef FLC_HAVE_AVX2_CLONE
-    if (use_avx2()) {
-        wsum_avx2(u, k, n, coef, inv, out);
-        return;
-    }
+    if (__builtin_cpu_supports("avx2"))
+        return fold_avx2(u, k, n, coef, sum, bad);
 #endif
-    wsum_plain(u, k, n, coef, inv, out);
-}
-
-static void fold_many(const float *const *u, size_t k, size_t n, const double *coef, double *sum)
-{
-#ifdef FLC_HAVE_AVX2_CLONE
-    if (use_avx2()) {
-        fold_many_avx2(u, k, n, coef, sum);
-        return;
-    }
-#endif
-    fold_many_plain(u, k, n, coef, sum);
-}
-
-static void fold_one(double *sum, const float *u, size_t n, double c)
-{
-#ifdef FLC_HAVE_AVX2_CLONE
-    if (use_avx2()) {
-        fold_one_avx2(sum, u, n, c);
-        return;
-    }
-#endif
-    fold_one_plain(sum, u, n, c);
+    return fold_plain(u, k, n, coef, sum, bad);
 }
 
 /* ------------------------------------------------------------ accumulator */
@@ -235,24 +259,23 @@ static int fold_args(const flc_merge_acc_t *acc, const float *u, size_t n, doubl
     return FLC_OK;
 }
 
-static int nonfinite_err(const flc_merge_acc_t *acc, const float *u, size_t n, flc_err_t *e)
+static const char *nonfinite_name(float v)
 {
-    size_t pos = 0;
-    flc_merge_check_finite(u, n, &pos);
-    return flc_err_set(e, FLC_ENONFINITE, "merge %s: update %zu holds %s at element %zu",
-                       flc_merge_kind_name(acc->rule.kind), acc->count,
-                       isnan(u[pos]) ? "NaN" : (u[pos] > 0 ? "+Inf" : "-Inf"), pos);
+    return isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf");
 }
 
-/* Adds weight*scale*u after the whole update has been checked, so that a bad
- * update leaves the sum exactly as it was. */
-static int fold_checked(flc_merge_acc_t *acc, const float *u, double weight, double scale,
-                        int checked, flc_err_t *e)
+/* Adds weight*scale*u; a NaN/Inf is found while adding and leaves the sum
+ * as it was (see fold_body). */
+static int fold_one(flc_merge_acc_t *acc, const float *u, double weight, double scale,
+                    flc_err_t *e)
 {
-    if (!checked && flc_merge_check_finite(u, acc->n, NULL))
-        return nonfinite_err(acc, u, acc->n, e);
     double w = flc_merge_rule_weighted(&acc->rule) ? weight : 1.0;
-    fold_one(acc->sum, u, acc->n, w * scale);
+    double c = w * scale;
+    bad_at_t bad;
+    if (fold(&u, 1, acc->n, &c, acc->sum, &bad))
+        return flc_err_set(e, FLC_ENONFINITE, "merge %s: update %zu holds %s at element %zu",
+                           flc_merge_kind_name(acc->rule.kind), acc->count,
+                           nonfinite_name(u[bad.pos]), bad.pos);
     acc->count++;
     acc->weight += w;
     return FLC_OK;
@@ -265,23 +288,20 @@ int flc_merge_acc_fold(flc_merge_acc_t *acc, const float *u, size_t n, double we
     if (rc)
         return rc;
     double scale = 1.0;
-    int checked = 0;
     if (acc->rule.clip > 0) {
         if (norm < 0) {
-            /* The norm pass doubles as the finite check: a sum of squares in
-             * double is finite exactly when every value is. */
-            double ss = flc_merge_sumsq(u, n);
-            if (!isfinite(ss))
-                return nonfinite_err(acc, u, n, e);
-            norm = sqrt(ss);
-            checked = 1;
+            /* a NaN/Inf makes the norm NaN/Inf, which clips nothing; the
+             * fold then finds and refuses it */
+            norm = sqrt(flc_merge_sumsq(u, n));
+            if (!isfinite(norm))
+                norm = 0;
         } else if (!isfinite(norm)) {
             return flc_err_set(e, FLC_EINVAL, "merge %s: update %zu has norm %g",
                                flc_merge_kind_name(acc->rule.kind), acc->count, norm);
         }
         scale = flc_merge_clip_scale(norm, acc->rule.clip);
     }
-    return fold_checked(acc, u, weight, scale, checked, e);
+    return fold_one(acc, u, weight, scale, e);
 }
 
 int flc_merge_acc_fold_scaled(flc_merge_acc_t *acc, const float *u, size_t n, double weight,
@@ -293,7 +313,7 @@ int flc_merge_acc_fold_scaled(flc_merge_acc_t *acc, const float *u, size_t n, do
     if (!isfinite(scale) || scale < 0)
         return flc_err_set(e, FLC_EINVAL, "merge %s: update %zu has scale %g (must be finite and "
                            ">= 0)", flc_merge_kind_name(acc->rule.kind), acc->count, scale);
-    return fold_checked(acc, u, weight, scale, 0, e);
+    return fold_one(acc, u, weight, scale, e);
 }
 
 /* Coefficients weight*scale of a batch and their weight total; NULL when out
@@ -323,15 +343,20 @@ int flc_merge_acc_fold_batch(flc_merge_acc_t *acc, const flc_merge_batch_t *b, f
     if (b && b->n != acc->n)
         return flc_err_set(e, FLC_EDIM, "merge %s: batch slices have %zu floats, expected %zu",
                            flc_merge_kind_name(acc->rule.kind), b->n, acc->n);
-    int rc = flc_merge_batch_check(&acc->rule, b, e);
+    int rc = flc_merge_batch_check_args(&acc->rule, b, e);
     if (rc)
         return rc;
     double total;
     double *c = batch_coefs(&acc->rule, b, &total, NULL);
     if (c == NULL)
         return flc_err_set(e, FLC_ENOMEM, "merge: cannot allocate %zu coefficients", b->k);
-    fold_many(b->u, b->k, b->n, c, acc->sum);
+    bad_at_t bad;
+    rc = fold(b->u, b->k, b->n, c, acc->sum, &bad);
     free(c);
+    if (rc)
+        return flc_err_set(e, FLC_ENONFINITE, "merge %s: update %zu holds %s at element %zu",
+                           flc_merge_kind_name(acc->rule.kind), bad.update,
+                           nonfinite_name(b->u[bad.update][bad.pos]), bad.pos);
     acc->count += b->k;
     acc->weight += total;
     return FLC_OK;

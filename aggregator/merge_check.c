@@ -68,7 +68,8 @@ static const char *nonfinite_name(float v)
     return v > 0 ? "+Inf" : "-Inf";
 }
 
-int flc_merge_batch_check(const flc_merge_rule_t *r, const flc_merge_batch_t *b, flc_err_t *e)
+int flc_merge_batch_check_args(const flc_merge_rule_t *r, const flc_merge_batch_t *b,
+                               flc_err_t *e)
 {
     if (b == NULL || b->k == 0 || b->u == NULL)
         return flc_err_set(e, FLC_EINVAL, "merge %s: no updates to merge",
@@ -101,6 +102,15 @@ int flc_merge_batch_check(const flc_merge_rule_t *r, const flc_merge_batch_t *b,
     if (weighted && !(total > 0))
         return flc_err_set(e, FLC_EINVAL, "merge %s: the %zu updates have total weight 0", rule,
                            b->k);
+    return FLC_OK;
+}
+
+int flc_merge_batch_check(const flc_merge_rule_t *r, const flc_merge_batch_t *b, flc_err_t *e)
+{
+    int rc = flc_merge_batch_check_args(r, b, e);
+    if (rc)
+        return rc;
+    const char *rule = flc_merge_kind_name(r->kind);
     for (size_t i = 0; i < b->k; i++) {
         size_t pos;
         if (flc_merge_check_finite(b->u[i], b->n, &pos))

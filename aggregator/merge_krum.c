@@ -202,8 +202,12 @@ int flc_merge_mean_of(const float *const *u, const size_t *sel, size_t m, size_t
         p[i] = u[sel[i]];
         c[i] = s ? s[sel[i]] : 1.0;
     }
-    flc_merge_wsum((const float *const *)p, m, n, c, 1.0 / (double)m, out);
+    size_t j, pos;
+    int rc = flc_merge_wsum((const float *const *)p, m, n, c, 1.0 / (double)m, out, &j, &pos);
+    if (rc)
+        rc = flc_err_set(e, FLC_ENONFINITE, "merge: update %zu holds NaN or Inf at element %zu",
+                         sel[j], pos);
     free(p);
     free(c);
-    return FLC_OK;
+    return rc;
 }

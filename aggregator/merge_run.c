@@ -6,11 +6,13 @@
  * median / trimmed mean (merge_robust.c) or Krum (merge_krum.c). */
 #include "aggregator/merge.h"
 
+#include <math.h>
 #include <stdlib.h>
 
-/* fedavg, mean and the server optimizers' pseudo-gradient. */
-static void run_average(const flc_merge_rule_t *r, const flc_merge_batch_t *b, double *coef,
-                        float *out)
+/* fedavg, mean and the server optimizers' pseudo-gradient; the kernel
+ * checks for NaN/Inf as it reads. */
+static int run_average(const flc_merge_rule_t *r, const flc_merge_batch_t *b, double *coef,
+                       float *out, flc_err_t *e)
 {
     int weighted = flc_merge_rule_weighted(r);
     double total = 0;
@@ -19,7 +21,13 @@ static void run_average(const flc_merge_rule_t *r, const flc_merge_batch_t *b, d
         coef[i] *= w;
         total += w;
     }
-    flc_merge_wsum(b->u, b->k, b->n, coef, 1.0 / total, out);
+    size_t j, pos;
+    if (flc_merge_wsum(b->u, b->k, b->n, coef, 1.0 / total, out, &j, &pos))
+        return flc_err_set(e, FLC_ENONFINITE, "merge %s: update %zu holds %s at element %zu",
+                           flc_merge_kind_name(r->kind), j,
+                           isnan(b->u[j][pos]) ? "NaN" : (b->u[j][pos] > 0 ? "+Inf" : "-Inf"),
+                           pos);
+    return FLC_OK;
 }
 
 static int run_krum(const flc_merge_rule_t *r, const flc_merge_batch_t *b, const double *s,
@@ -61,8 +69,13 @@ int flc_merge_run(const flc_merge_rule_t *r, flc_merge_state_t *st, const flc_me
     if (r == NULL)
         return flc_err_set(e, FLC_EINVAL, "merge: no rule given");
     int rc = flc_merge_rule_check(r, e);
-    if (rc == FLC_OK)
-        rc = flc_merge_batch_check(r, b, e);
+    if (rc)
+        return rc;
+    /* The averaging kernels scan for NaN/Inf as they go; the other rules
+     * read their input several times, so one scan up front costs little. */
+    int averaging = r->kind == FLC_MERGE_FEDAVG || r->kind == FLC_MERGE_MEAN ||
+                    flc_merge_rule_has_state(r);
+    rc = averaging ? flc_merge_batch_check_args(r, b, e) : flc_merge_batch_check(r, b, e);
     if (rc)
         return rc;
     const char *rule = flc_merge_kind_name(r->kind);
@@ -90,14 +103,15 @@ int flc_merge_run(const flc_merge_rule_t *r, flc_merge_state_t *st, const flc_me
     switch (r->kind) {
     case FLC_MERGE_FEDAVG:
     case FLC_MERGE_MEAN:
-        run_average(r, b, s, out);
+        rc = run_average(r, b, s, out, e);
         break;
     case FLC_MERGE_FEDAVGM:
     case FLC_MERGE_FEDADAM:
     case FLC_MERGE_FEDYOGI:
     case FLC_MERGE_FEDADAGRAD:
-        run_average(r, b, s, out);
-        rc = flc_merge_server_step(r, st, out, out, b->n, e);
+        rc = run_average(r, b, s, out, e);
+        if (rc == FLC_OK)
+            rc = flc_merge_server_step(r, st, out, out, b->n, e);
         break;
     case FLC_MERGE_MEDIAN:
         rc = flc_merge_median(b->u, b->k, b->n, sf, out, e);
