@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -34,7 +35,7 @@ static double burn(double ms)
 }
 
 /* probe event fields, all optional:
- *   alloc_mb N     malloc N MB and write every page (ok:false if refused)
+ *   alloc_mb N     map N MB and write every page (ok:false if refused)
  *   burn_ms N      spin the CPU for N ms (reported as compute time)
  *   sleep_ms N     sleep N ms after allocating (reported as communication
  *                  time: it stands for waiting on the network)
@@ -66,10 +67,14 @@ static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 
     long long mb = flc_ev_int(event, "alloc_mb", 0);
     char *mem = NULL;
+    size_t bytes = 0;
     if (mb > 0) {
-        size_t bytes = (size_t)mb << 20;
-        mem = malloc(bytes);
-        if (mem == NULL)
+        /* mmap, not malloc: the memory really returns to the system at the
+         * end (a sanitizer's quarantine would keep freed blocks resident),
+         * so a warm instance's next peak RSS starts low again. */
+        bytes = (size_t)mb << 20;
+        mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (mem == MAP_FAILED)
             return flc_err_set(&ctx->err, FLC_ENOMEM, "probe cannot allocate %lld MB: %s", mb,
                                strerror(errno));
         long page = sysconf(_SC_PAGESIZE);
@@ -87,7 +92,8 @@ static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
         flc_sleep_ms((unsigned)sleep_ms);
         flc_fn_add_comm(ctx, (double)(flc_now_ns() - t0) / 1e6);
     }
-    free(mem);
+    if (mem != NULL)
+        munmap(mem, bytes);
 
     cJSON *r = cJSON_CreateObject();
     cJSON_AddItemToObject(r, "echo", cJSON_Duplicate(event, 1));

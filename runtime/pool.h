@@ -107,9 +107,9 @@ void flc_pool_cfg_init(flc_pool_cfg_t *cfg);
  * NULL with *e set when the binary is not executable or a resource fails. */
 flc_pool_t *flc_pool_new(const flc_pool_cfg_t *cfg, flc_err_t *e);
 
-/* Stops every instance (stdin closed, SIGKILL after 2 s), joins the thread
- * and frees the pool. Batches still running end with status error
- * "pool closed"; their records stay valid until flc_batch_wait/free. */
+/* Stops every instance (stdin closed: warm ones exit at EOF; SIGKILL after
+ * 2 s), joins the thread and frees the pool. Wait for every batch started on
+ * the pool before freeing it: flc_batch_wait needs the pool. */
 void flc_pool_free(flc_pool_t *p);
 
 /* Invokes n events (JSON objects as text, one line each; newlines inside are

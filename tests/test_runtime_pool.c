@@ -13,6 +13,7 @@
 #include "runtime/cost.h"
 #include "runtime/event.h"
 #include "runtime/pool.h"
+#include "runtime/pool_proc.h"
 #include "tests/harness.h"
 
 static char g_fn[1024];
@@ -250,6 +251,22 @@ static void test_memory_limit(void)
           (unsigned long long)r[1].peak_rss_kb);
     clear_all(r, 2);
     flc_pool_free(p);
+
+    /* Peak RSS is per invocation on a warm instance (VmHWM is reset between
+     * invocations), where the kernel lets us reset it. */
+    if (flc_proc_reset_hwm(getpid()) == 0) {
+        p = pool_with(1, 20000, 0, 256);
+        const char *big[] = {"{\"role\":\"probe\",\"alloc_mb\":64}"};
+        const char *small[] = {"{\"role\":\"probe\"}"};
+        flc_pool_invoke(p, big, 1, r, &e);
+        flc_pool_invoke(p, small, 1, r + 1, &e);
+        CHECK(r[0].status == FLC_INV_OK && r[1].status == FLC_INV_OK && r[1].cold == 0 &&
+                  r[0].peak_rss_kb >= 64 * 1024 && r[1].peak_rss_kb + 32 * 1024 < r[0].peak_rss_kb,
+              "warm peak RSS is per invocation (%llu kB after %llu kB)",
+              (unsigned long long)r[1].peak_rss_kb, (unsigned long long)r[0].peak_rss_kb);
+        clear_all(r, 2);
+        flc_pool_free(p);
+    }
 }
 
 typedef struct side {
