@@ -14,6 +14,8 @@ struct flc_store {
     flc_err_t err;
     uint64_t bytes_written, bytes_read;
     uint64_t tmp_counter; /* unique names of tmp keys of this writer */
+    char *scratch;        /* first chunk of a read lands here (no allocation per read) */
+    size_t scratch_cap;
 };
 
 /* Connects when there is no live connection. */
@@ -35,5 +37,22 @@ int flc_store_read(flc_store_t *s, redisReply **r, const char *what);
 
 /* Sets an error from a Redis error reply (OOM, WRONGTYPE, NOAUTH, ...). */
 int flc_store_reply_error(flc_store_t *s, const redisReply *r, const char *what);
+
+/* Most pieces flc_store_send_pieces takes for its last argument. */
+#define FLC_STORE_MAX_PIECES 8
+
+struct iovec;
+
+/* Sends argv[0..argc) followed by one last argument made of `pieces`,
+ * writing the pieces from the caller's memory (no copy). Flushes pending
+ * commands first so the order holds; read the reply as usual. */
+int flc_store_send_pieces(flc_store_t *s, int argc, const char **argv,
+                          const struct iovec *pieces, int npieces, const char *what);
+
+/* Reads the next reply, which should be a bulk string or nil, copying the
+ * string into dst (when it fits in cap) without allocating a reply; *len is
+ * its length (0 for nil). Error replies become FLC errors; the connection
+ * stays in step. */
+int flc_store_read_into(flc_store_t *s, char *dst, size_t cap, size_t *len, const char *what);
 
 #endif

@@ -119,14 +119,32 @@ int main(void)
         }
     }
     CHECK(all_ok, "frames ending at, before and after 1-4 chunk boundaries read back exact");
+
+    /* A reader whose chunk size differs from the writer's (FLCACHE_CHUNK set
+     * differently in two functions) still reads both layouts: a multi-chunk
+     * hash written with 4 KB chunks, and a one-chunk string bigger than the
+     * reader's chunk. */
+    flc_shard_t w4k = make_shard("ch", 2, "c", 0, 1, 0, 8192, 8192, v);
+    int rc = flc_store_put_update(su, &w4k);
+    flc_store_set_chunk_bytes(su, FLC_STORE_CHUNK_DEFAULT);
+    flc_shard_t out = {0};
+    rc = rc ? rc : flc_store_get_update(su, "ch", 2, 0, "c", &out, NULL, 0);
+    CHECK(rc == 0 && out.count == 8192 && memcmp(out.values, v, 8192 * sizeof *v) == 0,
+          "32 KB value written in 4 KB chunks read back exact with 256 KB chunks");
+    flc_shard_release(&out);
+    rc = flc_store_put_update(su, &w4k);
+    flc_store_set_chunk_bytes(su, 4096);
+    rc = rc ? rc : flc_store_get_update(su, "ch", 2, 0, "c", &out, NULL, 0);
+    CHECK(rc == 0 && out.count == 8192 && memcmp(out.values, v, 8192 * sizeof *v) == 0,
+          "32 KB one-chunk value read back exact with 4 KB chunks");
+    flc_shard_release(&out);
     flc_store_set_chunk_bytes(su, FLC_STORE_CHUNK_DEFAULT);
 
     /* 3. Reading into a caller buffer, and a merged shard at an offset. */
     flc_shard_t m = make_shard("rt", 1, "", 2, 4, 3000, 1000, 4000, v);
     CHECK(flc_store_put_merged(su, &m) == 0, "put merged shard 2 of 4 (offset 3000)");
     float dst[1000];
-    flc_shard_t out = {0};
-    int rc = flc_store_get_merged(st, "rt", 1, 2, &out, dst, 1000);
+    rc = flc_store_get_merged(st, "rt", 1, 2, &out, dst, 1000);
     CHECK(rc == 0 && out.values == dst && out.owned == NULL && out.offset == 3000 &&
               memcmp(dst, v, sizeof dst) == 0,
           "merged shard read into the caller's buffer, offset kept");

@@ -89,6 +89,16 @@ int main(void)
     rc = flc_store_get_update(st, "err", 1, 0, "trunc", &out, NULL, 0);
     CHECK(rc == FLC_EDATA, "store read of a truncated value: %s", flc_store_errstr(st));
 
+    /* A multi-chunk value missing one chunk (evicted field, partial copy). */
+    flc_shard_t hole = shard_of("err", "hole", N, v);
+    rc = flc_store_put_update(st, &hole);
+    redisReply *hr = NULL;
+    if (rc == 0 && flc_store_commandf(st, &hr, "HDEL fl:{err/1/0}:u:hole 5") == 0)
+        freeReplyObject(hr);
+    rc = flc_store_get_update(st, "err", 1, 0, "hole", &out, NULL, 0);
+    CHECK(rc == FLC_EDATA && strstr(flc_store_errstr(st), "chunk 5 has 0 bytes"),
+          "a 16 MB value with a chunk missing: %s", flc_store_errstr(st));
+
     /* Element-count mismatch: header says 4096 floats, payload holds 4000. */
     rc = flc_shard_decode(frame, flen - 96 * 4, SIZE_MAX, &out, &e);
     CHECK(rc == FLC_EDATA && strstr(e.msg, "payload has 4000 floats, header says 4096"),
