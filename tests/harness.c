@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 
 static int g_checks, g_failed;
 
@@ -77,4 +79,36 @@ void flc_t_fill(float *v, size_t n, unsigned seed)
         s ^= s << 17;
         v[i] = (float)((double)(s >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
     }
+}
+
+int flc_t_run(const char *cmdline, char *out, size_t cap)
+{
+    char *full = malloc(strlen(cmdline) + 8);
+    if (full == NULL)
+        flc_t_fatal("out of memory");
+    sprintf(full, "%s 2>&1", cmdline);
+    FILE *p = popen(full, "r");
+    free(full);
+    if (p == NULL)
+        flc_t_fatal("cannot run '%s'", cmdline);
+    size_t n = 0;
+    if (cap > 0) {
+        n = fread(out, 1, cap - 1, p);
+        out[n] = '\0';
+    }
+    char sink[4096]; /* drain what did not fit, so the child never blocks */
+    while (fread(sink, 1, sizeof sink, p) > 0) {
+    }
+    int st = pclose(p);
+    if (st == -1)
+        return -1;
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+const char *flc_t_build_dir(void)
+{
+    const char *d = getenv("FLCACHE_BUILD_DIR");
+    return d && *d ? d : ".";
 }

@@ -38,4 +38,12 @@ void flc_fixture_stop(flc_fixture_t *fx);
 /* Fills v[0..n) with reproducible pseudo-random floats in [-1, 1). */
 void flc_t_fill(float *v, size_t n, unsigned seed);
 
+/* Runs a shell command line (stdout and stderr together into out, NUL
+ * terminated, truncated to cap) and returns its exit code, or 128+signal.
+ */
+int flc_t_run(const char *cmdline, char *out, size_t cap);
+
+/* $FLCACHE_BUILD_DIR (set by ctest), or "." */
+const char *flc_t_build_dir(void);
+
 #endif
