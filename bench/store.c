@@ -10,6 +10,7 @@
  * (goal >= 0.77, i.e. within 1.3x). A final sweep varies the chunk size.
  *
  * Usage: bench/store [--quick]   (FLCACHE_BENCH_REPS scales repetitions) */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,7 @@ static void emit(const char *op, const char *transport, size_t bytes, int reps, 
 
 int main(int argc, char **argv)
 {
+    signal(SIGPIPE, SIG_IGN);
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     flc_err_t err = {0};
     flc_embed_opts_t eo = {.tcp_port = -1};

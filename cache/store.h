@@ -43,7 +43,11 @@ typedef struct flc_store_opts {
     uint64_t ttl_ms;             /* expiry of every shard and metadata key written; 0: none */
 } flc_store_opts_t;
 
-/* Connects to url (redis://... or unix://..., see url.h), authenticates and
+/* Processes using the store should ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)):
+ * hiredis writes with write(2), so a server that goes away mid-command would
+ * otherwise kill the process instead of returning FLC_ECONN.
+ *
+ * Connects to url (redis://... or unix://..., see url.h), authenticates and
  * selects the db. opts may be NULL. Returns NULL and fills *err on failure. */
 flc_store_t *flc_store_open(const char *url, const flc_store_opts_t *opts, flc_err_t *err);
 

@@ -6,7 +6,7 @@
  * returns big freed blocks to the kernel, so those copies, not Redis, set the
  * put speed (perf: 60% of bench/store in page faults under memmove). Here the
  * RESP framing is built in a small stack buffer and the payload goes from the
- * caller's memory to the socket with writev.
+ * caller's memory to the socket with one sendmsg.
  *
  * Receiving: hiredis still parses replies (its reader keeps one grown
  * buffer), but with reply-object callbacks that copy a bulk string straight
@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "cache/store_internal.h"
@@ -22,7 +23,10 @@
 static int write_all(flc_store_t *s, struct iovec *iov, int n, const char *what)
 {
     while (n > 0) {
-        ssize_t w = writev(s->c->fd, iov, n);
+        /* sendmsg with MSG_NOSIGNAL, not writev: a server that went away
+         * must give us EPIPE, not kill the process with SIGPIPE. */
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(s->c->fd, &mh, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR)
                 continue;

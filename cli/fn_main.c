@@ -12,6 +12,7 @@
  * layers (each is one flc_fn_register call). */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,7 @@ static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 
 int main(int argc, char **argv)
 {
+    signal(SIGPIPE, SIG_IGN); /* a vanished server is an error to report, not a kill */
     flc_fn_table_t *t = flc_fn_table_new();
     if (t == NULL) {
         fprintf(stderr, "flcache-fn: out of memory\n");

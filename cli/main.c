@@ -1,6 +1,7 @@
 /* `flcache`: the command-line tool. Dispatches to one subcommand per file
  * (cli/cmd_*.c) through the table below. Exit codes: 0 ok, 1 runtime error,
  * 2 usage error. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,6 +50,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     flc_log_set_level(FLC_LOG_WARN);
+    signal(SIGPIPE, SIG_IGN); /* a vanished server is an error to report, not a kill */
     if (argc < 2) {
         usage(stderr);
         return FLC_EXIT_USAGE;

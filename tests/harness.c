@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,7 @@ void flc_t_fatal(const char *fmt, ...)
 
 void flc_fixture_start(flc_fixture_t *fx, size_t maxmemory)
 {
+    signal(SIGPIPE, SIG_IGN); /* as every store user should (cache/store.h) */
     flc_err_t err = {0};
     flc_embed_opts_t o = {.tcp_port = -1, .maxmemory = maxmemory};
     fx->srv = flc_embed_start(&o, &err);
