@@ -98,6 +98,7 @@ static void to_proto(const flc_shard_t *s, Flcache__TensorShard *m)
     m->weight = s->weight;
     m->num_samples = s->num_samples;
     m->created_ms = s->created_ms;
+    m->update_norm = s->update_norm;
 }
 
 int flc_shard_encode_header(const flc_shard_t *s, uint8_t *out, size_t cap, size_t *len,
@@ -158,6 +159,7 @@ int flc_shard_decode_header(const uint8_t *buf, size_t len, size_t max_bytes, fl
         h.weight = m->weight;
         h.num_samples = m->num_samples;
         h.created_ms = m->created_ms;
+        h.update_norm = m->update_norm;
     }
     flcache__tensor_shard__free_unpacked(m, NULL);
     if (rc != FLC_OK)
@@ -183,6 +185,7 @@ int flc_shard_decode_header(const uint8_t *buf, size_t len, size_t max_bytes, fl
     s->weight = h.weight;
     s->num_samples = h.num_samples;
     s->created_ms = h.created_ms;
+    s->update_norm = h.update_norm;
     *payload_off = FLC_FRAME_PREFIX + hl;
     *frame_len = FLC_FRAME_PREFIX + hl + (size_t)h.count * sizeof(float);
     return FLC_OK;

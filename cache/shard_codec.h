@@ -31,6 +31,7 @@ typedef struct flc_shard {
     double weight;                 /* merge weight (FedAvg: num_samples) */
     uint64_t num_samples;
     uint64_t created_ms;
+    double update_norm;            /* L2 norm of the whole update (0: unknown) */
     float *values;                 /* count floats */
     void *owned;                   /* allocation behind values to free, or NULL if borrowed */
 } flc_shard_t;

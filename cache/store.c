@@ -327,7 +327,9 @@ int flc_store_ping(flc_store_t *s)
 /* ---- shard put ----------------------------------------------------------- */
 
 /* Reads n replies; the first bad one sets the error, but all are consumed. */
-static int read_replies(flc_store_t *s, int n, const char *what)
+/* Reads n replies, returning the first error reply as an error; *last (when
+ * not NULL) gets the last reply's integer value. */
+static int read_replies_last(flc_store_t *s, int n, const char *what, long long *last)
 {
     int first = FLC_OK;
     for (int i = 0; i < n; i++) {
@@ -337,13 +339,32 @@ static int read_replies(flc_store_t *s, int n, const char *what)
             return rc; /* connection gone: nothing more to read */
         if (r->type == REDIS_REPLY_ERROR && first == FLC_OK)
             first = flc_store_reply_error(s, r, what);
+        if (last && i == n - 1)
+            *last = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
         freeReplyObject(r);
     }
     return first;
 }
 
+static int read_replies(flc_store_t *s, int n, const char *what)
+{
+    return read_replies_last(s, n, what, NULL);
+}
+
 #define PUT_UPDATE 1
 #define PUT_MERGED 2
+#define PUT_UPDATE_IF_OPEN 3
+
+/* Joins the client set and wakes the merger only while the shard is open,
+ * atomically with the merger's close (which sets :closed and drains
+ * :arrivals in one MULTI): so an arrival is either seen by the merger or
+ * refused here, never lost in between. Returns 1 when closed. All three keys
+ * share the shard's hash tag, so this runs on a Redis Cluster too. */
+static const char ARRIVE_IF_OPEN[] =
+    "if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end "
+    "redis.call('SADD', KEYS[1], ARGV[1]) "
+    "redis.call('RPUSH', KEYS[2], ARGV[1]) "
+    "return 0";
 
 /* Appends the job/round/shard index commands that follow any shard. */
 static int append_index(flc_store_t *s, const flc_shard_t *sh, int *ncmd)
@@ -368,11 +389,17 @@ static int append_index(flc_store_t *s, const flc_shard_t *sh, int *ncmd)
 static int append_tail(flc_store_t *s, const flc_shard_t *sh, int kind, int *ncmd)
 {
     int rc = append_index(s, sh, ncmd);
-    if (rc != FLC_OK || kind != PUT_UPDATE)
+    if (rc != FLC_OK || kind == PUT_MERGED)
         return rc;
-    char k_clients[FLC_KEY_MAX], k_arr[FLC_KEY_MAX];
+    char k_clients[FLC_KEY_MAX], k_arr[FLC_KEY_MAX], k_closed[FLC_KEY_MAX];
     flc_key_shard(k_clients, sh->job, sh->round, sh->shard, "clients");
     flc_key_shard(k_arr, sh->job, sh->round, sh->shard, "arrivals");
+    if (kind == PUT_UPDATE_IF_OPEN) {
+        flc_key_shard(k_closed, sh->job, sh->round, sh->shard, "closed");
+        const char *ev[] = {"EVAL", ARRIVE_IF_OPEN, "3", k_clients, k_arr, k_closed, sh->client};
+        *ncmd += 1;
+        return flc_store_append(s, 7, ev, NULL);
+    }
     const char *c4[] = {"SADD", k_clients, sh->client};
     const char *c5[] = {"RPUSH", k_arr, sh->client};
     rc = flc_store_append(s, 3, c4, NULL);
@@ -382,12 +409,12 @@ static int append_tail(flc_store_t *s, const flc_shard_t *sh, int kind, int *ncm
 }
 
 
-static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind)
+static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *closed)
 {
     flc_err_clear(&s->err);
     char what[256];
     flc_shard_describe(sh, what, sizeof what);
-    if (kind == PUT_UPDATE && sh->client[0] == '\0')
+    if (kind != PUT_MERGED && sh->client[0] == '\0')
         return flc_err_set(&s->err, FLC_EINVAL, "%s: an update needs a client id", what);
     flc_shard_t hdr = *sh;
     if (kind == PUT_MERGED)
@@ -409,7 +436,7 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind)
         return rc;
 
     char key[FLC_KEY_MAX];
-    if (kind == PUT_UPDATE)
+    if (kind != PUT_MERGED)
         flc_key_update(key, hdr.job, hdr.round, hdr.shard, hdr.client);
     else
         flc_key_shard(key, hdr.job, hdr.round, hdr.shard, "agg");
@@ -422,6 +449,7 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind)
     size_t first_pl = total <= FLC_STORE_SPLIT * chunk ? pl : chunk - hl;
     struct iovec first[2] = {{head, hl}, {(void *)payload, first_pl}};
     int ncmd = 0;
+    long long last = 0; /* the arrival script's answer, when there is one */
 
     if (total <= FLC_STORE_SPLIT * chunk) {
         /* One SET, the indexes and the notification: one round trip. Up to
@@ -439,7 +467,7 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind)
         if (rc == FLC_OK)
             rc = flc_store_flush(s, "SET");
         if (rc == FLC_OK)
-            rc = read_replies(s, ncmd, "SET");
+            rc = read_replies_last(s, ncmd, "SET", &last);
     } else {
         /* Phase 1: build the value under a tmp key in the same hash slot, as
          * a hash of chunk fields "0".."n-1". Not one string grown by APPEND:
@@ -494,23 +522,30 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind)
             if (rc == FLC_OK)
                 rc = flc_store_flush(s, "RENAME");
             if (rc == FLC_OK)
-                rc = read_replies(s, ncmd, "RENAME");
+                rc = read_replies_last(s, ncmd, "RENAME", &last);
         }
     }
     if (rc != FLC_OK)
         return flc_err_wrap(&s->err, "storing %s: ", what);
+    if (closed)
+        *closed = last == 1;
     s->bytes_written += total;
     return FLC_OK;
 }
 
 int flc_store_put_update(flc_store_t *s, const flc_shard_t *sh)
 {
-    return put_shard(s, sh, PUT_UPDATE);
+    return put_shard(s, sh, PUT_UPDATE, NULL);
+}
+
+int flc_store_put_update_if_open(flc_store_t *s, const flc_shard_t *sh, int *closed)
+{
+    return put_shard(s, sh, PUT_UPDATE_IF_OPEN, closed);
 }
 
 int flc_store_put_merged(flc_store_t *s, const flc_shard_t *sh)
 {
-    return put_shard(s, sh, PUT_MERGED);
+    return put_shard(s, sh, PUT_MERGED, NULL);
 }
 
 /* ---- shard get ----------------------------------------------------------- */

@@ -84,6 +84,12 @@ int flc_store_ping(flc_store_t *s);
  * so a merger woken by the arrival always finds the shard. */
 int flc_store_put_update(flc_store_t *s, const flc_shard_t *sh);
 
+/* As flc_store_put_update, but the arrival is announced only while the
+ * shard's merger has not closed it (fl:{J/r/s}:closed, set by the merger
+ * atomically with draining the arrivals list). *closed = 1 when it had: the
+ * update is stored (kept for queries) but no merger will take it. */
+int flc_store_put_update_if_open(flc_store_t *s, const flc_shard_t *sh, int *closed);
+
 /* Stores the merged shard sh at fl:{J/r/s}:agg (sh->client ignored). */
 int flc_store_put_merged(flc_store_t *s, const flc_shard_t *sh);
 
@@ -143,6 +149,9 @@ typedef struct flc_strlist {
     char **items;
     size_t n;
 } flc_strlist_t;
+
+/* Appends a copy of str[0..len); FLC_ENOMEM on failure (list unchanged). */
+int flc_strlist_add(flc_strlist_t *l, const char *str, size_t len);
 
 /* Frees the strings and the array; the list is left empty. */
 void flc_strlist_free(flc_strlist_t *l);

@@ -30,7 +30,7 @@ void flc_strlist_free(flc_strlist_t *l)
 }
 
 /* Appends a copy of str[0..len) to l. */
-static int strlist_add(flc_strlist_t *l, const char *str, size_t len)
+int flc_strlist_add(flc_strlist_t *l, const char *str, size_t len)
 {
     char **v = realloc(l->items, (l->n + 1) * sizeof *v);
     if (v == NULL)
@@ -49,7 +49,7 @@ static int strlist_add(flc_strlist_t *l, const char *str, size_t len)
 static int reply_to_strlist(flc_store_t *s, const redisReply *r, flc_strlist_t *out)
 {
     for (size_t i = 0; i < r->elements; i++)
-        if (strlist_add(out, r->element[i]->str, r->element[i]->len) != FLC_OK)
+        if (flc_strlist_add(out, r->element[i]->str, r->element[i]->len) != FLC_OK)
             return flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
     if (out->n > 1)
         qsort(out->items, out->n, sizeof *out->items, cmp_str);
@@ -383,7 +383,7 @@ int flc_store_list_clients(flc_store_t *s, const char *job, uint32_t round, flc_
             int seen = 0;
             for (size_t k = 0; k < out->n && !seen; k++)
                 seen = strcmp(out->items[k], r->element[j]->str) == 0;
-            if (!seen && strlist_add(out, r->element[j]->str, r->element[j]->len) != FLC_OK)
+            if (!seen && flc_strlist_add(out, r->element[j]->str, r->element[j]->len) != FLC_OK)
                 rc = flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
         }
         freeReplyObject(r);
@@ -434,7 +434,7 @@ static int round_keys(flc_store_t *s, const char *job, uint32_t round, flc_strli
     if (rc != FLC_OK)
         return rc;
     char key[FLC_KEY_MAX];
-    static const char *suffixes[] = {"agg", "arrivals", "done", "clients"};
+    static const char *suffixes[] = {"agg", "arrivals", "done", "clients", "closed"};
     for (size_t i = 0; i < ns && rc == FLC_OK; i++) {
         flc_key_shard(key, job, round, shards[i], "clients");
         redisReply *r;
@@ -444,13 +444,13 @@ static int round_keys(flc_store_t *s, const char *job, uint32_t round, flc_strli
         for (size_t j = 0; j < r->elements; j++) {
             flc_key_update(key, job, round, shards[i], r->element[j]->str);
             /* (tmp keys of half-written values expire on their own) */
-            if (strlist_add(keys, key, strlen(key)) != FLC_OK)
+            if (flc_strlist_add(keys, key, strlen(key)) != FLC_OK)
                 rc = flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
         }
         freeReplyObject(r);
         for (size_t k = 0; k < sizeof suffixes / sizeof *suffixes; k++) {
             flc_key_shard(key, job, round, shards[i], suffixes[k]);
-            strlist_add(keys, key, strlen(key));
+            flc_strlist_add(keys, key, strlen(key));
         }
     }
     free(shards);
@@ -465,10 +465,10 @@ static int round_keys(flc_store_t *s, const char *job, uint32_t round, flc_strli
         return rc;
     reply_to_strlist(s, r, clients);
     freeReplyObject(r);
-    static const char *jr[] = {"meta", "shards", "um"};
-    for (size_t k = 0; k < 3; k++) {
+    static const char *jr[] = {"meta", "shards", "um", "merges"};
+    for (size_t k = 0; k < 4; k++) {
         flc_key_job_round(key, job, jr[k], round);
-        strlist_add(keys, key, strlen(key));
+        flc_strlist_add(keys, key, strlen(key));
     }
     return FLC_OK;
 }

@@ -1,0 +1,121 @@
+/* The reduce-scatter protocol over the store (LambdaML's ScatterReduce,
+ * without polling), and AllReduce-to-one as its one-shard case.
+ *
+ * The flat model of model_size floats is split into S shards
+ * (flc_rs_shard_range). One round:
+ *   1. every contributor pushes its update: shard s under shard s's hash tag
+ *      fl:{J/r/s}:u:<client>, each frame carrying the whole update's L2 norm
+ *      (clipping needs it) and its weight; the store pushes the client id on
+ *      fl:{J/r/s}:arrivals.                                   flc_rs_push
+ *   2. the merger of shard s blocks on that arrivals list (BLPOP), folds each
+ *      update as it lands (streaming rules) or collects them (median, trimmed
+ *      mean, Krum), until every expected contributor arrived or the deadline
+ *      passed; then it closes the shard, writes fl:{J/r/s}:agg, records its
+ *      report and pushes one "done" token per reader.        flc_merger_run
+ *   3. every reader waits for the S done tokens and reads the merged shards
+ *      into the full model.                                  flc_rs_pull
+ * With S = 1 this is AllReduce-to-one: one merger for the whole model.
+ *
+ * Edge cases, each recorded in the shard's report and the round metadata:
+ *   - a contributor that never arrives: the merger merges who arrived at the
+ *     deadline and lists the missing;
+ *   - a duplicate arrival (a retried push): counted once;
+ *   - a late update (pushed after the shard closed): stored and kept for
+ *     queries, but not merged; flc_rs_push returns FLC_ECLOSED, or the
+ *     merger lists it as rejected "late" when it raced with the close;
+ *   - NaN/Inf, wrong dimensions, an unexpected client: rejected, named.
+ *
+ * Server-optimizer rules keep state per shard between rounds: in memory when
+ * the caller passes it (in-process use), otherwise in the cache at
+ * fl:{J/state/s}:m and :v, so stateless aggregator functions can run them. */
+#ifndef FLC_AGGREGATOR_REDUCE_SCATTER_H
+#define FLC_AGGREGATOR_REDUCE_SCATTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aggregator/merge.h"
+#include "base/error.h"
+#include "cache/store.h"
+
+struct cJSON;
+
+/* Shard s of a model of n floats split into S: sizes differ by at most one,
+ * the first n % S shards are one longer. */
+void flc_rs_shard_range(uint64_t n, uint32_t S, uint32_t s, uint64_t *offset, uint64_t *count);
+
+/* ---- contributors ------------------------------------------------------ */
+
+typedef struct flc_rs_push_cfg {
+    const char *job;
+    uint32_t round;
+    const char *client;
+    uint32_t num_shards;
+    uint64_t model_size;
+    uint64_t num_samples; /* merge weight of weighted rules (FedAvg); 0 counts as 1 */
+} flc_rs_push_cfg_t;
+
+/* Pushes update[0..model_size) as num_shards shards. Checks NaN/Inf first
+ * (FLC_ENONFINITE naming the element; nothing stored). Returns FLC_ECLOSED
+ * when a shard's merger had already closed the round: the update is kept in
+ * the cache for queries but will not be merged. */
+int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *update,
+                flc_err_t *e);
+
+/* Waits (BLPOP, up to timeout_ms in all) for every shard's done token, then
+ * reads the merged shards into model[0..model_size). FLC_ETIMEOUT names the
+ * shards still missing; a merger that failed passes its error on. */
+int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
+                uint64_t model_size, unsigned timeout_ms, float *model, flc_err_t *e);
+
+/* ---- mergers ----------------------------------------------------------- */
+
+typedef struct flc_merger_cfg {
+    const char *job;
+    uint32_t round;
+    uint32_t shard;
+    uint32_t num_shards;
+    uint64_t model_size;
+    flc_merge_rule_t rule;
+    const char *const *expected; /* clients to wait for (others are rejected) */
+    size_t n_expected;
+    unsigned deadline_ms;        /* from the call; 0: wait 60 s */
+    unsigned readers;            /* done tokens to push; 0: n_expected */
+    flc_merge_state_t *state;    /* stateful rules: in-memory state, or NULL: in the cache */
+} flc_merger_cfg_t;
+
+/* What one shard's merge did; also stored in the cache (fl:{J}:merges:<r>,
+ * field = shard) and folded into the round's RoundMeta by the last merger. */
+typedef struct flc_merge_report {
+    uint32_t shard;
+    flc_strlist_t participants; /* merged, in arrival order */
+    flc_strlist_t missing;      /* expected, never arrived */
+    flc_strlist_t rejected;     /* "client: reason" */
+    size_t duplicates;          /* arrivals ignored as repeats */
+    size_t clipped;             /* updates scaled down by clipping */
+    uint64_t bytes_read;
+    double wait_ms;             /* blocked waiting for arrivals */
+    double merge_ms;            /* reading, checking, folding and writing */
+} flc_merge_report_t;
+
+void flc_merge_report_free(flc_merge_report_t *r);
+
+/* Runs the merger of one shard for one round (blocks until every expected
+ * contributor arrived or the deadline). Writes the merged shard, the report
+ * and the done tokens. Fails (and pushes "error: ..." tokens so readers do
+ * not wait in vain) when no update could be merged. */
+int flc_merger_run(flc_store_t *s, const flc_merger_cfg_t *cfg, flc_merge_report_t *rep,
+                   flc_err_t *e);
+
+/* ---- the aggregator function ------------------------------------------ */
+
+/* The "aggregator" role: event
+ *   {"job":"J", "round":3, "shard":0, "num_shards":4, "model_size":1000,
+ *    "rule":"fedavg" | {"rule":"krum","f":1}, "expected":["c0","c1"],
+ *    "deadline_ms":5000, "readers":2, "redis":"unix:///..."}
+ * ("redis" defaults to $FLCACHE_REDIS). On success *result is the report as
+ * JSON: participants, missing, rejected, duplicates, clipped, bytes_read,
+ * wait_ms, merge_ms. */
+int flc_aggregator_run(const struct cJSON *event, struct cJSON **result, flc_err_t *e);
+
+#endif

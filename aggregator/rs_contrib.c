@@ -1,0 +1,119 @@
+/* The contributor's and the reader's side of reduce-scatter: splitting an
+ * update into shards and pushing them, and rebuilding the model from the
+ * merged shards once each merger signals. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "aggregator/reduce_scatter.h"
+#include "base/clock.h"
+#include "cache/keys.h"
+
+void flc_rs_shard_range(uint64_t n, uint32_t S, uint32_t s, uint64_t *offset, uint64_t *count)
+{
+    uint64_t base = n / S, rem = n % S;
+    *count = base + (s < rem ? 1 : 0);
+    *offset = (uint64_t)s * base + (s < rem ? s : rem);
+}
+
+static int check_layout(const char *job, uint32_t S, uint64_t n, flc_err_t *e)
+{
+    if (S == 0)
+        return flc_err_set(e, FLC_EINVAL, "job %s: num_shards must be at least 1", job);
+    if (n < S)
+        return flc_err_set(e, FLC_EDIM, "job %s: a model of %llu floats cannot be split into %u "
+                           "shards", job, (unsigned long long)n, S);
+    return FLC_OK;
+}
+
+int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *update, flc_err_t *e)
+{
+    int rc = check_layout(cfg->job, cfg->num_shards, cfg->model_size, e);
+    if (rc != FLC_OK)
+        return rc;
+    /* Refuse NaN/Inf before anything is stored: a merger would refuse the
+     * shard anyway, and a half-pushed update helps nobody. */
+    size_t pos;
+    if (flc_merge_check_finite(update, cfg->model_size, &pos) != FLC_OK)
+        return flc_err_set(e, FLC_ENONFINITE, "update of client %s for round %u of job %s has "
+                           "%s at element %zu; not pushed", cfg->client, cfg->round, cfg->job,
+                           isnan(update[pos]) ? "NaN" : "Inf", pos);
+    double norm = sqrt(flc_merge_sumsq(update, cfg->model_size));
+    flc_shard_t sh = {0};
+    if (snprintf(sh.job, sizeof sh.job, "%s", cfg->job) >= (int)sizeof sh.job ||
+        snprintf(sh.client, sizeof sh.client, "%s", cfg->client) >= (int)sizeof sh.client)
+        return flc_err_set(e, FLC_EINVAL, "job or client name over %d characters", FLC_NAME_MAX);
+    sh.round = cfg->round;
+    sh.num_shards = cfg->num_shards;
+    sh.model_size = cfg->model_size;
+    sh.num_samples = cfg->num_samples;
+    sh.weight = cfg->num_samples ? (double)cfg->num_samples : 1.0;
+    sh.update_norm = norm;
+    sh.created_ms = flc_wall_ms();
+    char closed[512] = "";
+    size_t nclosed = 0;
+    for (uint32_t k = 0; k < cfg->num_shards; k++) {
+        sh.shard = k;
+        flc_rs_shard_range(cfg->model_size, cfg->num_shards, k, &sh.offset, &sh.count);
+        sh.values = (float *)(update + sh.offset);
+        int was_closed = 0;
+        if (flc_store_put_update_if_open(s, &sh, &was_closed) != FLC_OK) {
+            *e = *flc_store_error(s);
+            return e->code;
+        }
+        if (was_closed) { /* the merger has gone; the update stays for queries */
+            size_t l = strlen(closed);
+            if (l + 16 < sizeof closed)
+                snprintf(closed + l, sizeof closed - l, "%s%u", nclosed ? "," : "", k);
+            nclosed++;
+        }
+    }
+    if (nclosed)
+        return flc_err_set(e, FLC_ECLOSED, "round %u of job %s is closed (shard%s %s): update "
+                           "of client %s kept for queries but not merged", cfg->round, cfg->job,
+                           nclosed > 1 ? "s" : "", closed, cfg->client);
+    return FLC_OK;
+}
+
+int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
+                uint64_t model_size, unsigned timeout_ms, float *model, flc_err_t *e)
+{
+    int rc = check_layout(job, num_shards, model_size, e);
+    if (rc != FLC_OK)
+        return rc;
+    uint64_t t0 = flc_now_ns();
+    /* Shard by shard: reading shard k overlaps with later mergers still
+     * working, and each wait is on one key (fine on a Redis Cluster). */
+    for (uint32_t k = 0; k < num_shards; k++) {
+        double spent = (double)(flc_now_ns() - t0) / 1e6;
+        unsigned left = spent >= timeout_ms ? 1 : timeout_ms - (unsigned)spent;
+        char token[256];
+        rc = flc_store_wait(s, job, round, k, "done", left, token, sizeof token);
+        if (rc == FLC_ETIMEOUT)
+            return flc_err_set(e, FLC_ETIMEOUT, "round %u of job %s: shards %u..%u not merged "
+                               "within %u ms", round, job, k, num_shards - 1, timeout_ms);
+        if (rc != FLC_OK) {
+            *e = *flc_store_error(s);
+            return rc;
+        }
+        if (strncmp(token, "ok", 2) != 0)
+            return flc_err_set(e, FLC_EINVAL, "round %u of job %s: merger of shard %u failed: %s",
+                               round, job, k, token);
+        uint64_t off, cnt;
+        flc_rs_shard_range(model_size, num_shards, k, &off, &cnt);
+        flc_shard_t m = {0};
+        rc = flc_store_get_merged(s, job, round, k, &m, model + off, cnt);
+        if (rc != FLC_OK) {
+            *e = *flc_store_error(s);
+            return rc;
+        }
+        int fits = m.values == model + off && m.offset == off && m.count == cnt;
+        flc_shard_release(&m);
+        if (!fits)
+            return flc_err_set(e, FLC_EDIM, "round %u of job %s: merged shard %u holds %llu "
+                               "floats at %llu, expected %llu at %llu", round, job, k,
+                               (unsigned long long)m.count, (unsigned long long)m.offset,
+                               (unsigned long long)cnt, (unsigned long long)off);
+    }
+    return FLC_OK;
+}

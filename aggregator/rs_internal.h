@@ -1,0 +1,29 @@
+/* Private to aggregator/: pieces of the reduce-scatter merger shared between
+ * its files (rs_merger.c runs the round, rs_report.c records it, rs_state.c
+ * keeps server-optimizer state in the cache). */
+#ifndef FLC_AGGREGATOR_RS_INTERNAL_H
+#define FLC_AGGREGATOR_RS_INTERNAL_H
+
+#include "aggregator/reduce_scatter.h"
+
+struct cJSON;
+
+/* The report as a JSON object (new; caller deletes). NULL when out of memory. */
+struct cJSON *flc_rs_report_json(const flc_merge_report_t *rep);
+
+/* Stores rep in fl:{J}:merges:<r> (field = shard). When every shard of the
+ * round has reported, folds the reports into the round's RoundMeta (keeping
+ * what a driver already wrote there: hyperparameters, metrics, notes). */
+int flc_rs_report_store(flc_store_t *s, const flc_merger_cfg_t *cfg,
+                        const flc_merge_report_t *rep, flc_err_t *e);
+
+/* Loads the server state of (job, shard) from the cache into st, when there
+ * is one (FLC_ENOTFOUND otherwise, st untouched). */
+int flc_rs_state_load(flc_store_t *s, const char *job, uint32_t shard, flc_merge_state_t *st,
+                      flc_err_t *e);
+
+/* Saves st as the server state of (job, shard). */
+int flc_rs_state_save(flc_store_t *s, const char *job, uint32_t shard,
+                      const flc_merge_state_t *st, flc_err_t *e);
+
+#endif

@@ -1,0 +1,372 @@
+/* The merger of one shard for one round: wait for arrivals (BLPOP on the
+ * shard's arrivals list, never polling), fold or collect each update as it
+ * lands, close the shard, merge, write the merged shard, record the report
+ * and wake the readers. See reduce_scatter.h for the protocol. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregator/rs_internal.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "cache/keys.h"
+
+/* Everything one merger run holds; freed by merger_free. */
+typedef struct merger {
+    flc_store_t *s;
+    const flc_merger_cfg_t *cfg;
+    flc_merge_report_t *rep;
+    uint64_t offset, count;
+    unsigned char *seen;      /* per expected client: arrived (accepted or rejected) */
+    flc_merge_acc_t *acc;     /* streaming rules */
+    float *buf;               /* where the next update is read */
+    float **kept;             /* collecting rules: the updates, in arrival order */
+    double *weight, *norm;    /* per kept update */
+    size_t nkept;
+    long *kept_idx;           /* per kept update: its index in cfg->expected */
+    long kept_idx_next;       /* expected index of the update being taken */
+    size_t arrived;           /* distinct expected clients announced */
+    flc_merge_state_t *own_state; /* state loaded from the cache, saved after */
+} merger_t;
+
+static void merger_free(merger_t *m)
+{
+    free(m->seen);
+    flc_merge_acc_free(m->acc);
+    free(m->buf);
+    for (size_t i = 0; i < m->nkept; i++)
+        free(m->kept[i]);
+    free(m->kept);
+    free(m->weight);
+    free(m->norm);
+    free(m->kept_idx);
+    flc_merge_state_free(m->own_state);
+}
+
+static float *new_buf(uint64_t n)
+{
+    return malloc((size_t)(n ? n : 1) * sizeof(float));
+}
+
+static long expected_index(const flc_merger_cfg_t *cfg, const char *client)
+{
+    for (size_t i = 0; i < cfg->n_expected; i++)
+        if (strcmp(cfg->expected[i], client) == 0)
+            return (long)i;
+    return -1;
+}
+
+static void reject(merger_t *m, const char *client, const char *fmt, const char *why)
+{
+    char line[400];
+    snprintf(line, sizeof line, "%s: ", client);
+    size_t l = strlen(line);
+    snprintf(line + l, sizeof line - l, fmt, why);
+    flc_strlist_add(&m->rep->rejected, line, strlen(line));
+    FLC_INFO("merger %s/%u/%u rejected %s", m->cfg->job, m->cfg->round,
+             m->cfg->shard, line);
+}
+
+/* Reads one arrived update and folds or keeps it. Returns FLC_OK when it was
+ * accepted, a positive value when it was rejected (recorded), or a negative
+ * FLC_E* when the store failed (the round cannot go on). */
+static int take(merger_t *m, const char *client)
+{
+    const flc_merger_cfg_t *cfg = m->cfg;
+    flc_shard_t sh = {0};
+    int rc = flc_store_get_update(m->s, cfg->job, cfg->round, cfg->shard, client, &sh, m->buf,
+                                  m->count);
+    if (rc == FLC_ECONN || rc == FLC_ETIMEOUT || rc == FLC_ENOMEM)
+        return rc;
+    if (rc != FLC_OK) {
+        reject(m, client, "%s", flc_store_errstr(m->s));
+        return 1;
+    }
+    int owned = sh.values != m->buf;
+    if (owned || sh.offset != m->offset || sh.count != m->count ||
+        sh.model_size != cfg->model_size || sh.num_shards != cfg->num_shards) {
+        char why[200];
+        snprintf(why, sizeof why, "wrong dimensions: %llu floats at %llu of a %llu-float model "
+                 "in %u shards, expected %llu at %llu of %llu in %u",
+                 (unsigned long long)sh.count, (unsigned long long)sh.offset,
+                 (unsigned long long)sh.model_size, sh.num_shards,
+                 (unsigned long long)m->count, (unsigned long long)m->offset,
+                 (unsigned long long)cfg->model_size, cfg->num_shards);
+        flc_shard_release(&sh);
+        reject(m, client, "%s", why);
+        return 1;
+    }
+    double w = sh.weight > 0 ? sh.weight : (sh.num_samples ? (double)sh.num_samples : 1.0);
+    double norm = sh.update_norm > 0 ? sh.update_norm : -1.0;
+    if (cfg->rule.clip > 0) {
+        double nn = norm > 0 ? norm : sqrt(flc_merge_sumsq(m->buf, m->count));
+        if (nn > cfg->rule.clip)
+            m->rep->clipped++;
+    }
+    flc_err_t me = {0};
+    if (m->acc != NULL) {
+        rc = flc_merge_acc_fold(m->acc, m->buf, m->count, w, norm, &me);
+        size_t pos;
+        if (rc == FLC_ENONFINITE && flc_merge_check_finite(m->buf, m->count, &pos) != FLC_OK)
+            flc_err_set(&me, rc, "%s at element %llu", isnan(m->buf[pos]) ? "NaN" : "Inf",
+                        (unsigned long long)(m->offset + pos)); /* in model coordinates */
+    } else {
+        size_t pos;
+        rc = flc_merge_check_finite(m->buf, m->count, &pos);
+        if (rc != FLC_OK)
+            flc_err_set(&me, rc, "%s at element %llu", isnan(m->buf[pos]) ? "NaN" : "Inf",
+                        (unsigned long long)(m->offset + pos));
+        if (rc == FLC_OK && !(w >= 0 && isfinite(w)))
+            rc = flc_err_set(&me, FLC_EINVAL, "bad weight %g", w);
+        if (rc == FLC_OK) {
+            m->kept_idx[m->nkept] = m->kept_idx_next;
+            m->kept[m->nkept] = m->buf;
+            m->weight[m->nkept] = w;
+            m->norm[m->nkept] = norm > 0 ? norm : sqrt(flc_merge_sumsq(m->buf, m->count));
+            m->nkept++;
+            m->buf = new_buf(m->count);
+            if (m->buf == NULL)
+                return FLC_ENOMEM;
+        }
+    }
+    if (rc != FLC_OK) {
+        reject(m, client, "%s", me.msg);
+        return 1;
+    }
+    flc_strlist_add(&m->rep->participants, client, strlen(client));
+    return FLC_OK;
+}
+
+/* Handles one announced arrival: unexpected clients and repeats are noted,
+ * a new expected one is taken. Negative only when the store failed. */
+static int arrival(merger_t *m, const char *client)
+{
+    long x = expected_index(m->cfg, client);
+    if (x < 0) {
+        reject(m, client, "%s", "not expected in this round");
+        return FLC_OK;
+    }
+    if (m->seen[x]) {
+        m->rep->duplicates++; /* a retried push: the update was counted once */
+        return FLC_OK;
+    }
+    m->seen[x] = 1;
+    m->arrived++;
+    m->kept_idx_next = x;
+    int t = take(m, client);
+    return t < 0 ? t : FLC_OK;
+}
+
+/* Marks the shard closed and takes what is still queued on the arrivals
+ * list, atomically: an update announced after this sees the closed flag (its
+ * push returns FLC_ECLOSED, store.c ARRIVE_IF_OPEN); one announced before
+ * arrived in time and is taken like any other. */
+static int close_shard(merger_t *m)
+{
+    const flc_merger_cfg_t *cfg = m->cfg;
+    char k_closed[FLC_KEY_MAX], k_arr[FLC_KEY_MAX];
+    flc_key_shard(k_closed, cfg->job, cfg->round, cfg->shard, "closed");
+    flc_key_shard(k_arr, cfg->job, cfg->round, cfg->shard, "arrivals");
+    redisReply *r;
+    int rc = flc_store_commandf(m->s, &r, "MULTI");
+    if (rc == FLC_OK) {
+        freeReplyObject(r);
+        rc = flc_store_commandf(m->s, &r, "SET %s 1", k_closed);
+    }
+    if (rc == FLC_OK) {
+        freeReplyObject(r);
+        rc = flc_store_commandf(m->s, &r, "LRANGE %s 0 -1", k_arr);
+    }
+    if (rc == FLC_OK) {
+        freeReplyObject(r);
+        rc = flc_store_commandf(m->s, &r, "DEL %s", k_arr);
+    }
+    if (rc == FLC_OK) {
+        freeReplyObject(r);
+        rc = flc_store_commandf(m->s, &r, "EXEC");
+    }
+    if (rc != FLC_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        r->element[1]->type == REDIS_REPLY_ARRAY) {
+        const redisReply *left = r->element[1];
+        for (size_t i = 0; rc == FLC_OK && i < left->elements; i++)
+            rc = arrival(m, left->element[i]->str);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int merge_and_write(merger_t *m, flc_err_t *e)
+{
+    const flc_merger_cfg_t *cfg = m->cfg;
+    flc_merge_state_t *st = cfg->state;
+    int rc;
+    if (flc_merge_rule_has_state(&cfg->rule) && st == NULL) {
+        m->own_state = flc_merge_state_new(&cfg->rule, m->count, e);
+        if (m->own_state == NULL)
+            return e->code;
+        rc = flc_rs_state_load(m->s, cfg->job, cfg->shard, m->own_state, e);
+        if (rc != FLC_OK && rc != FLC_ENOTFOUND)
+            return rc;
+        flc_err_clear(e);
+        st = m->own_state;
+    }
+    float *out = m->buf; /* free again: every accepted update is folded or kept */
+    if (m->acc != NULL) {
+        rc = flc_merge_acc_finish(m->acc, st, out, e);
+    } else {
+        unsigned char *used = calloc(m->nkept ? m->nkept : 1, 1);
+        if (used == NULL)
+            return flc_err_set(e, FLC_ENOMEM, "out of memory");
+        flc_merge_batch_t b = {.u = (const float *const *)m->kept, .k = m->nkept,
+                               .n = m->count, .weight = m->weight, .norm = m->norm};
+        flc_merge_info_t info = {.used = used};
+        rc = flc_merge_run(&cfg->rule, st, &b, out, &info, e);
+        if (rc == FLC_OK) {
+            /* Krum leaves some out: they are rejected, not participants. */
+            flc_strlist_t kept = {0};
+            for (size_t i = 0; i < m->nkept; i++) {
+                const char *c = m->rep->participants.items[i];
+                if (used[i])
+                    flc_strlist_add(&kept, c, strlen(c));
+                else
+                    reject(m, c, "%s", "not selected by krum");
+            }
+            flc_strlist_free(&m->rep->participants);
+            m->rep->participants = kept;
+        }
+        free(used);
+    }
+    if (rc != FLC_OK)
+        return rc;
+    if (m->own_state != NULL && (rc = flc_rs_state_save(m->s, cfg->job, cfg->shard,
+                                                        m->own_state, e)) != FLC_OK)
+        return rc;
+    flc_shard_t agg = {.round = cfg->round, .shard = cfg->shard, .num_shards = cfg->num_shards,
+                       .offset = m->offset, .count = m->count, .model_size = cfg->model_size,
+                       .created_ms = flc_wall_ms(), .values = out};
+    snprintf(agg.job, sizeof agg.job, "%s", cfg->job);
+    agg.weight = m->acc ? flc_merge_acc_weight(m->acc) : (double)m->nkept;
+    agg.num_samples = (uint64_t)agg.weight;
+    if (flc_store_put_merged(m->s, &agg) != FLC_OK) {
+        *e = *flc_store_error(m->s);
+        return e->code;
+    }
+    return FLC_OK;
+}
+
+static int fail_readers(merger_t *m, const flc_err_t *why)
+{
+    const flc_merger_cfg_t *cfg = m->cfg;
+    char token[300];
+    snprintf(token, sizeof token, "error: %s", why->msg);
+    unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
+    flc_store_notify(m->s, cfg->job, cfg->round, cfg->shard, "done", token, readers);
+    return why->code;
+}
+
+int flc_merger_run(flc_store_t *s, const flc_merger_cfg_t *cfg, flc_merge_report_t *rep,
+                   flc_err_t *e)
+{
+    memset(rep, 0, sizeof *rep);
+    rep->shard = cfg->shard;
+    if (cfg->num_shards == 0 || cfg->shard >= cfg->num_shards || cfg->model_size < cfg->num_shards)
+        return flc_err_set(e, FLC_EINVAL, "merger: shard %u of %u shards of a %llu-float model "
+                           "does not exist", cfg->shard, cfg->num_shards,
+                           (unsigned long long)cfg->model_size);
+    if (cfg->n_expected == 0)
+        return flc_err_set(e, FLC_EINVAL, "merger of shard %u: no expected clients", cfg->shard);
+    if (flc_merge_rule_check(&cfg->rule, e) != FLC_OK)
+        return e->code;
+    uint64_t t0 = flc_now_ns();
+    uint64_t read0 = flc_store_bytes_read(s);
+    merger_t m = {.s = s, .cfg = cfg, .rep = rep};
+    flc_rs_shard_range(cfg->model_size, cfg->num_shards, cfg->shard, &m.offset, &m.count);
+
+    /* A merger retried after it already closed the shard must not wait for
+     * arrivals that were consumed: say so instead. */
+    char k_closed[FLC_KEY_MAX];
+    flc_key_shard(k_closed, cfg->job, cfg->round, cfg->shard, "closed");
+    redisReply *r;
+    if (flc_store_commandf(s, &r, "EXISTS %s", k_closed) != FLC_OK) {
+        *e = *flc_store_error(s);
+        return e->code;
+    }
+    int already = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (already)
+        return flc_err_set(e, FLC_ECLOSED, "shard %u of round %u of job %s is already merged",
+                           cfg->shard, cfg->round, cfg->job);
+
+    int rc = FLC_OK;
+    m.seen = calloc(cfg->n_expected, 1);
+    m.buf = new_buf(m.count);
+    if (flc_merge_rule_streams(&cfg->rule)) {
+        m.acc = flc_merge_acc_new(&cfg->rule, m.count, e);
+        if (m.acc == NULL)
+            rc = e->code;
+    } else {
+        m.kept = calloc(cfg->n_expected, sizeof *m.kept);
+        m.weight = calloc(cfg->n_expected, sizeof *m.weight);
+        m.norm = calloc(cfg->n_expected, sizeof *m.norm);
+        m.kept_idx = calloc(cfg->n_expected, sizeof *m.kept_idx);
+        if (m.kept == NULL || m.weight == NULL || m.norm == NULL || m.kept_idx == NULL)
+            rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
+    }
+    if (rc == FLC_OK && (m.seen == NULL || m.buf == NULL))
+        rc = flc_err_set(e, FLC_ENOMEM, "out of memory for a %llu-float shard",
+                         (unsigned long long)m.count);
+
+    unsigned deadline = cfg->deadline_ms ? cfg->deadline_ms : 60000;
+    uint64_t waited = 0;
+    while (rc == FLC_OK && m.arrived < cfg->n_expected) {
+        double spent = (double)(flc_now_ns() - t0) / 1e6;
+        if (spent >= deadline)
+            break;
+        char client[FLC_NAME_MAX + 1];
+        uint64_t w0 = flc_now_ns();
+        int wr = flc_store_wait(s, cfg->job, cfg->round, cfg->shard, "arrivals",
+                                deadline - (unsigned)spent, client, sizeof client);
+        waited += flc_now_ns() - w0;
+        if (wr == FLC_ETIMEOUT)
+            break;
+        if (wr != FLC_OK) {
+            *e = *flc_store_error(s);
+            rc = wr;
+            break;
+        }
+        if ((rc = arrival(&m, client)) != FLC_OK)
+            *e = *flc_store_error(s);
+    }
+    if (rc == FLC_OK && (rc = close_shard(&m)) != FLC_OK)
+        *e = *flc_store_error(s);
+    for (size_t i = 0; rc == FLC_OK && i < cfg->n_expected; i++)
+        if (!m.seen[i])
+            flc_strlist_add(&rep->missing, cfg->expected[i], strlen(cfg->expected[i]));
+    if (rc == FLC_OK && rep->participants.n == 0)
+        rc = flc_err_set(e, FLC_ETIMEOUT, "shard %u of round %u of job %s: no update could be "
+                         "merged (%zu missing, %zu rejected) within %u ms", cfg->shard,
+                         cfg->round, cfg->job, rep->missing.n, rep->rejected.n, deadline);
+    if (rc == FLC_OK)
+        rc = merge_and_write(&m, e);
+    rep->wait_ms = (double)waited / 1e6;
+    rep->merge_ms = (double)(flc_now_ns() - t0 - waited) / 1e6;
+    rep->bytes_read = flc_store_bytes_read(s) - read0;
+    merger_free(&m);
+    if (rc != FLC_OK) {
+        flc_err_t keep = *e;
+        flc_rs_report_store(s, cfg, rep, e); /* best effort: the round's record */
+        *e = keep;
+        return fail_readers(&m, e);
+    }
+    if ((rc = flc_rs_report_store(s, cfg, rep, e)) != FLC_OK)
+        return fail_readers(&m, e);
+    unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
+    if (flc_store_notify(s, cfg->job, cfg->round, cfg->shard, "done", "ok", readers) != FLC_OK) {
+        *e = *flc_store_error(s);
+        return e->code;
+    }
+    return FLC_OK;
+}
