@@ -26,4 +26,13 @@ int flc_rs_state_load(flc_store_t *s, const char *job, uint32_t shard, flc_merge
 int flc_rs_state_save(flc_store_t *s, const char *job, uint32_t shard,
                       const flc_merge_state_t *st, flc_err_t *e);
 
+/* Krum / Multi-Krum with one selection shared by all shards' mergers: this
+ * shard's kept updates (kept_idx: their indexes in cfg->expected; scale:
+ * their pre-merge factors) take part in a whole-model selection through
+ * the cache. Writes this shard's merge into out[0..count) and marks the
+ * selected updates in used[0..nkept). Waits up to wait_ms for the others. */
+int flc_rs_krum(flc_store_t *s, const flc_merger_cfg_t *cfg, float *const *kept,
+                const long *kept_idx, size_t nkept, uint64_t count, const double *scale,
+                unsigned wait_ms, float *out, unsigned char *used, flc_err_t *e);
+
 #endif

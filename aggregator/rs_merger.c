@@ -223,7 +223,21 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
         flc_merge_batch_t b = {.u = (const float *const *)m->kept, .k = m->nkept,
                                .n = m->count, .weight = m->weight, .norm = m->norm};
         flc_merge_info_t info = {.used = used};
-        rc = flc_merge_run(&cfg->rule, st, &b, out, &info, e);
+        int krum = cfg->rule.kind == FLC_MERGE_KRUM || cfg->rule.kind == FLC_MERGE_MULTI_KRUM;
+        if (krum && cfg->num_shards > 1) {
+            /* One selection for the whole model, agreed through the cache. */
+            double *scale = malloc((m->nkept ? m->nkept : 1) * sizeof *scale);
+            rc = scale ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory");
+            if (rc == FLC_OK) {
+                flc_merge_batch_scales(&cfg->rule, &b, scale);
+                unsigned wait = cfg->deadline_ms ? cfg->deadline_ms : 60000;
+                rc = flc_rs_krum(m->s, cfg, m->kept, m->kept_idx, m->nkept, m->count, scale,
+                                 wait, out, used, e);
+            }
+            free(scale);
+        } else {
+            rc = flc_merge_run(&cfg->rule, st, &b, out, &info, e);
+        }
         if (rc == FLC_OK) {
             /* Krum leaves some out: they are rejected, not participants. */
             flc_strlist_t kept = {0};

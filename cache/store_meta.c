@@ -434,7 +434,8 @@ static int round_keys(flc_store_t *s, const char *job, uint32_t round, flc_strli
     if (rc != FLC_OK)
         return rc;
     char key[FLC_KEY_MAX];
-    static const char *suffixes[] = {"agg", "arrivals", "done", "clients", "closed"};
+    static const char *suffixes[] = {"agg", "arrivals", "done", "clients", "closed",
+                                     "krumready"};
     for (size_t i = 0; i < ns && rc == FLC_OK; i++) {
         flc_key_shard(key, job, round, shards[i], "clients");
         redisReply *r;
@@ -465,8 +466,8 @@ static int round_keys(flc_store_t *s, const char *job, uint32_t round, flc_strli
         return rc;
     reply_to_strlist(s, r, clients);
     freeReplyObject(r);
-    static const char *jr[] = {"meta", "shards", "um", "merges"};
-    for (size_t k = 0; k < 4; k++) {
+    static const char *jr[] = {"meta", "shards", "um", "merges", "krum"};
+    for (size_t k = 0; k < 5; k++) {
         flc_key_job_round(key, job, jr[k], round);
         flc_strlist_add(keys, key, strlen(key));
     }
