@@ -6,13 +6,23 @@
  * baseline: a merge that folds k updates by k saxpy calls is the obvious way
  * to write FedAvg. One JSON line per case, with "gbps" and "ratio_to_saxpy".
  *
- * Section 2 (a reduce-scatter round through Redis) is appended to main()
- * later; each section is one function that prints its own lines.
+ * Section 2 (round): one whole round through a private redis-server: W
+ * contributors (default 8) push a model of N2 floats (default 6.5M, 26 MB),
+ * the mergers merge, every contributor reads the merged model back. Done
+ * with reduce-scatter (S = W mergers) and AllReduce-to-one (S = 1), side by
+ * side with raw Redis moving the same bytes once in and once out (each
+ * contributor SETs its update as pipelined chunks and GETs as many back).
+ * "ratio_to_raw" = round time / raw time (goal: within 1.5x). Contributors and
+ * mergers are threads with their own connections, standing in for functions.
+ * Knobs: FLCACHE_BENCH_W, FLCACHE_BENCH_N2. `--memory` or `--round` runs one
+ * section only.
  *
  * Knobs: FLCACHE_BENCH_K (updates, default 8), FLCACHE_BENCH_N (floats per
  * update, default 4M), FLCACHE_BENCH_REPS (timed repetitions, default 5; the
  * median is reported), FLCACHE_BENCH_BLAS_THREADS (OpenBLAS threads, default
  * 1: the merge kernels are single-threaded, so the baseline is too). */
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +31,8 @@
 #include <cblas.h>
 
 #include "aggregator/merge.h"
+#include "aggregator/reduce_scatter.h"
+#include "cache/embed.h"
 #include "base/clock.h"
 #include "bench/bench_util.h"
 
@@ -225,9 +237,203 @@ static int section_memory(void)
     return fails;
 }
 
-int main(void)
+/* ------------------------------------- section 2: a round through Redis */
+
+typedef struct round_ctx {
+    const char *url;
+    uint32_t W, S, round;
+    uint64_t n;
+    float **u;      /* W updates */
+    float **model;  /* W read-back models */
+    const char **names;
+    int failed;
+} round_ctx_t;
+
+typedef struct worker_arg {
+    round_ctx_t *c;
+    uint32_t i;
+} worker_arg_t;
+
+static void *rs_contributor(void *p)
 {
-    int fails = section_memory();
-    /* section 2 (reduce-scatter round through Redis) goes here */
+    worker_arg_t *a = p;
+    round_ctx_t *c = a->c;
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(c->url, NULL, &e);
+    flc_rs_push_cfg_t pc = {.job = "bench", .round = c->round, .client = c->names[a->i],
+                            .num_shards = c->S, .model_size = c->n, .num_samples = 1 + a->i};
+    if (s == NULL || flc_rs_push(s, &pc, c->u[a->i], &e) != 0 ||
+        flc_rs_pull(s, "bench", c->round, c->S, c->n, 120000, c->model[a->i], &e) != 0) {
+        fprintf(stderr, "aggregate: contributor %u: %s\n", a->i, flc_err_msg(&e));
+        c->failed = 1;
+    }
+    flc_store_close(s);
+    return NULL;
+}
+
+static void *rs_merger(void *p)
+{
+    worker_arg_t *a = p;
+    round_ctx_t *c = a->c;
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(c->url, NULL, &e);
+    flc_merger_cfg_t mc = {.job = "bench", .round = c->round, .shard = a->i, .num_shards = c->S,
+                           .model_size = c->n, .expected = c->names, .n_expected = c->W,
+                           .deadline_ms = 120000, .readers = c->W};
+    flc_merge_rule_init(&mc.rule, "fedavg", NULL);
+    flc_merge_report_t rep;
+    if (s == NULL || flc_merger_run(s, &mc, &rep, &e) != 0) {
+        fprintf(stderr, "aggregate: merger %u: %s\n", a->i, flc_err_msg(&e));
+        c->failed = 1;
+    }
+    flc_merge_report_free(&rep);
+    flc_store_close(s);
+    return NULL;
+}
+
+/* The same bytes as the round's pushes and reads, moved by raw Redis:
+ * contributor i SETs its update as chunk-sized pipelined values and GETs
+ * them back (what redis-benchmark -P measures), W at once. */
+static void *raw_contributor(void *p)
+{
+    worker_arg_t *a = p;
+    round_ctx_t *c = a->c;
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(c->url, NULL, &e);
+    size_t bytes = c->n * sizeof(float), chunk = FLC_STORE_CHUNK_DEFAULT;
+    size_t nk = (bytes + chunk - 1) / chunk;
+    const char *buf = (const char *)c->u[a->i];
+    char *dst = (char *)c->model[a->i];
+    for (int pass = 0; pass < 2 && s != NULL; pass++) {
+        for (size_t k = 0; k < nk; k++) {
+            char key[64];
+            snprintf(key, sizeof key, "raw:%u:%u:%zu", c->round, a->i, k);
+            size_t len = bytes - k * chunk < chunk ? bytes - k * chunk : chunk;
+            redisReply *r;
+            /* one command per call keeps this simple; the chunks are big
+             * enough that the round trip is a small part of each */
+            const char *argv[] = {pass == 0 ? "SET" : "GET", key, buf + k * chunk};
+            size_t lens[] = {3, strlen(key), len};
+            if (flc_store_command(s, &r, pass == 0 ? 3 : 2, argv, lens) != 0) {
+                c->failed = 1;
+                break;
+            }
+            if (pass == 1 && r->type == REDIS_REPLY_STRING)
+                memcpy(dst + k * chunk, r->str, (size_t)r->len);
+            freeReplyObject(r);
+        }
+    }
+    flc_store_close(s);
+    return NULL;
+}
+
+static double run_threads(round_ctx_t *c, int raw)
+{
+    pthread_t th[64];
+    worker_arg_t args[64];
+    uint32_t nm = raw ? 0 : c->S, nt = 0;
+    uint64_t t0 = flc_now_ns();
+    for (uint32_t k = 0; k < nm; k++) {
+        args[nt] = (worker_arg_t){c, k};
+        pthread_create(&th[nt], NULL, rs_merger, &args[nt]);
+        nt++;
+    }
+    for (uint32_t i = 0; i < c->W; i++) {
+        args[nt] = (worker_arg_t){c, i};
+        pthread_create(&th[nt], NULL, raw ? raw_contributor : rs_contributor, &args[nt]);
+        nt++;
+    }
+    for (uint32_t t = 0; t < nt; t++)
+        pthread_join(th[t], NULL);
+    return (double)(flc_now_ns() - t0) / 1e9;
+}
+
+static int section_round(void)
+{
+    uint32_t W = (uint32_t)env_size("FLCACHE_BENCH_W", 8);
+    uint64_t n = env_size("FLCACHE_BENCH_N2", 6500000);
+    int reps = bench_reps(3);
+    if (W == 0 || W > 32)
+        W = 8;
+    flc_err_t e = {0};
+    flc_embed_opts_t eo = {.tcp_port = -1};
+    flc_embed_t *srv = flc_embed_start(&eo, &e);
+    if (srv == NULL) {
+        fprintf(stderr, "aggregate: %s\n", flc_err_msg(&e));
+        return 1;
+    }
+    round_ctx_t c = {.url = flc_embed_url(srv), .W = W, .n = n};
+    c.u = calloc(W, sizeof *c.u);
+    c.model = calloc(W, sizeof *c.model);
+    c.names = calloc(W, sizeof *c.names);
+    char (*names)[16] = calloc(W, sizeof *names);
+    for (uint32_t i = 0; i < W; i++) {
+        c.u[i] = malloc(n * sizeof(float));
+        c.model[i] = malloc(n * sizeof(float));
+        fill(c.u[i], n, 50 + i);
+        memset(c.model[i], 0, n * sizeof(float));
+        snprintf(names[i], sizeof names[i], "c%u", i);
+        c.names[i] = names[i];
+    }
+    flc_store_t *admin = flc_store_open(c.url, NULL, &e);
+    double *t_raw = calloc((size_t)reps, sizeof(double));
+    double *t_rs = calloc((size_t)reps, sizeof(double));
+    double *t_one = calloc((size_t)reps, sizeof(double));
+    for (int r = 0; r < reps && !c.failed; r++) {
+        c.round = (uint32_t)r;
+        t_raw[r] = run_threads(&c, 1);
+        redisReply *rep;
+        if (flc_store_commandf(admin, &rep, "FLUSHDB") == 0)
+            freeReplyObject(rep);
+        c.S = W;
+        c.round = (uint32_t)(2 * r + 1000);
+        t_rs[r] = run_threads(&c, 0);
+        flc_store_delete_round(admin, "bench", c.round);
+        c.S = 1;
+        c.round = (uint32_t)(2 * r + 1001);
+        t_one[r] = run_threads(&c, 0);
+        flc_store_delete_round(admin, "bench", c.round);
+    }
+    /* The models read back must be the weighted average: spot-check one. */
+    double num = 0, den = 0;
+    for (uint32_t i = 0; i < W; i++)
+        num += (double)(1 + i) * c.u[i][n / 2], den += 1 + i;
+    int right = !c.failed && (float)(num / den) == c.model[W - 1][n / 2];
+    double raw = bench_median(t_raw, (size_t)reps);
+    double mb = (double)n * sizeof(float) / 1e6;
+    const char *names2[] = {"raw_set_get", "reduce_scatter", "allreduce_one"};
+    double *times[] = {t_raw, t_rs, t_one};
+    for (int k = 0; k < 3 && !c.failed; k++) {
+        double t = bench_median(times[k], (size_t)reps);
+        cJSON *o = bench_line(BENCH, names2[k]);
+        cJSON_AddStringToObject(o, "section", "round");
+        cJSON_AddNumberToObject(o, "workers", W);
+        cJSON_AddNumberToObject(o, "shards", k == 1 ? W : 1);
+        cJSON_AddNumberToObject(o, "model_mb", mb);
+        cJSON_AddNumberToObject(o, "reps", reps);
+        cJSON_AddNumberToObject(o, "round_ms", t * 1e3);
+        cJSON_AddNumberToObject(o, "ratio_to_raw", t / raw);
+        cJSON_AddNumberToObject(o, "bytes_moved_mb", k == 0 ? 2 * W * mb : (3 * W + 1) * mb);
+        if (k > 0)
+            cJSON_AddBoolToObject(o, "result_checked", right);
+        bench_emit(o);
+    }
+    flc_store_close(admin);
+    for (uint32_t i = 0; i < W; i++)
+        free(c.u[i]), free(c.model[i]);
+    free(c.u), free(c.model), free(c.names), free(names);
+    free(t_raw), free(t_rs), free(t_one);
+    flc_embed_stop(srv);
+    return c.failed || !right;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    int only_mem = argc > 1 && strcmp(argv[1], "--memory") == 0;
+    int only_round = argc > 1 && strcmp(argv[1], "--round") == 0;
+    int fails = only_round ? 0 : section_memory();
+    if (!only_mem)
+        fails += section_round();
     return fails ? 1 : 0;
 }
