@@ -8,8 +8,9 @@
  *          on request, sleeps, allocates and touches memory, burns CPU,
  *          fails or crashes, so the runtime tests and `flcache-fn '<json>'`
  *          smoke tests can exercise timeouts, memory limits and retries.
- * The worker / aggregator / client / query roles are added here by their
- * layers (each is one flc_fn_register call). */
+ *   worker synchronous SGD worker (workers/sgd_worker.h): trains with its
+ *          peers through the cache and answers loss, accuracy, checksum.
+ * To add a role, add one line to the `roles` table in main(). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include "base/clock.h"
 #include "runtime/event.h"
 #include "runtime/fn.h"
+#include "workers/sgd_worker.h"
 
 /* Spins for ms milliseconds of wall time doing arithmetic the compiler
  * cannot drop. */
@@ -104,16 +106,39 @@ static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
     return 0;
 }
 
+/* The "worker" role: the SGD worker reports its own compute / comm split. */
+static int worker(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
+{
+    double compute = -1, comm = -1;
+    int rc = flc_sgd_worker_fn(event, result, &compute, &comm, &ctx->err);
+    if (compute >= 0 && comm >= 0) {
+        ctx->compute_ms = compute;
+        ctx->comm_ms = comm;
+    }
+    return rc;
+}
+
+typedef struct role {
+    const char *name;
+    flc_fn_handler_t handler;
+    const char *help;
+} role_t;
+
 int main(int argc, char **argv)
 {
+    static const role_t roles[] = {
+        {"probe", probe, "platform self-check: echo; sleep_ms, burn_ms, alloc_mb, fail, crash"},
+        {"worker", worker, "synchronous SGD worker: job, rank, workers, model, epochs, batch, "
+                           "lr, comm (see workers/sgd_worker.h)"},
+    };
     signal(SIGPIPE, SIG_IGN); /* a vanished server is an error to report, not a kill */
     flc_fn_table_t *t = flc_fn_table_new();
     if (t == NULL) {
         fprintf(stderr, "flcache-fn: out of memory\n");
         return 1;
     }
-    flc_fn_register(t, "probe", probe, NULL,
-                    "platform self-check: echo; sleep_ms, burn_ms, alloc_mb, fail, crash");
+    for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
+        flc_fn_register(t, roles[i].name, roles[i].handler, NULL, roles[i].help);
     int rc = flc_fn_main(t, argc, argv);
     flc_fn_table_free(t);
     return rc;
