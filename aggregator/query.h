@@ -1,0 +1,111 @@
+/* The query engine: non-training questions about a job's rounds, answered
+ * next to the data.
+ *
+ * Metadata queries (history, client, schedule) read round and update
+ * metadata only. Vector queries (norms, similarity, outliers, clusters,
+ * contribution) need dot products between whole updates; a dot product over
+ * the model is the sum of per-shard dot products, so each shard's Gram
+ * partial - the (N+1)x(N+1) matrix of the round's N client updates and the
+ * merged update, restricted to that shard - is computed by a worker next to
+ * the shard (flc_query_gram_shard: reads the shard's updates from its own
+ * node, OpenBLAS ssyrk per block accumulated in double), cached beside them
+ * (fl:{J/r/s}:gram), and only these small matrices move. `personalize`
+ * averages one cluster's updates shard by shard, next to each shard, and
+ * moves only the resulting model.
+ *
+ * Every answer is a table (Flcache__QueryAnswer): numeric columns, then text
+ * columns, one row per client / round, plus bytes read next to the data and
+ * bytes moved to the caller. */
+#ifndef FLC_AGGREGATOR_QUERY_H
+#define FLC_AGGREGATOR_QUERY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "cache/store.h"
+#include "proto/flcache.pb-c.h"
+
+typedef enum flc_query_kind {
+    FLC_Q_HISTORY = 0,
+    FLC_Q_CLIENT,
+    FLC_Q_NORMS,
+    FLC_Q_SIMILARITY,
+    FLC_Q_OUTLIERS,
+    FLC_Q_CLUSTERS,
+    FLC_Q_PERSONALIZE,
+    FLC_Q_CONTRIBUTION,
+    FLC_Q_SCHEDULE,
+    FLC_Q_NKINDS
+} flc_query_kind_t;
+
+typedef struct flc_query_req {
+    flc_query_kind_t kind;
+    const char *job;
+    uint32_t round_from, round_to; /* inclusive; one round: from == to */
+    int all_rounds;                /* history/contribution/schedule: every round of the job */
+    const char *client;            /* client query */
+    unsigned k;                    /* clusters, personalize: K (default 2); schedule: K
+                                    * (default 10) */
+    unsigned cluster;              /* personalize: which of the K clusters */
+    float **model_out;             /* personalize: when set, receives the cluster's
+                                    * model (malloc'd, *model_len floats) */
+    uint64_t *model_len;
+    unsigned seed;                 /* k-means++ seeding */
+    const char *url;               /* where shard workers connect; NULL: the store's URL */
+    int threads;                   /* shard workers in parallel; 0: min(S, 4) */
+    int no_cache;                  /* recompute Gram partials even when cached */
+} flc_query_req_t;
+
+/* "history" -> FLC_Q_HISTORY; -1 for an unknown name. */
+int flc_query_kind_parse(const char *name);
+const char *flc_query_kind_name(flc_query_kind_t k);
+
+/* Runs a query; *out is a new answer (flcache__query_answer__free_unpacked).
+ * Errors name the unknown job, round or client, or a bad parameter. */
+int flc_query_run(flc_store_t *s, const flc_query_req_t *req, Flcache__QueryAnswer **out,
+                  flc_err_t *e);
+
+/* The "query" function role: event {"kind":"outliers","job":"J","round":3,
+ * "k":2, "redis":"unix:///..."} -> the answer as JSON (flc_query_answer_json). */
+struct cJSON;
+int flc_query_fn(const struct cJSON *event, struct cJSON **result, flc_err_t *e);
+
+/* The answer as JSON: {"job","kind","columns":[...],"rows":[{"key":..,
+ * <column>: value ...}], "bytes_read", "bytes_moved", "elapsed_ms"}. */
+struct cJSON *flc_query_answer_json(const Flcache__QueryAnswer *a);
+
+/* ---- the pieces, for tests and the benchmark --------------------------- */
+
+/* The Gram data of one round: n clients (sorted by name), G is (n+1)x(n+1)
+ * row-major in double, the last row/column being the merged update (zero
+ * when the round has no merged shards). */
+typedef struct flc_gram {
+    size_t n;
+    char **clients;
+    double *G;
+    uint64_t bytes_read;  /* read next to the data */
+    uint64_t bytes_moved; /* partials moved to the caller */
+} flc_gram_t;
+
+void flc_gram_free(flc_gram_t *g);
+
+/* Computes (or reads from its cache) the Gram partial of one shard: reads
+ * the round's client updates of shard `shard` and the merged shard, adds
+ * their pairwise dot products into g (g->n and g->clients must be set,
+ * g->G zeroed (n+1)^2). */
+int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                         int use_cache, flc_gram_t *g, flc_err_t *e);
+
+/* The whole round's Gram: one worker per shard (threads, own connections to
+ * url), partials summed. */
+int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t round,
+                   int threads, int use_cache, flc_gram_t *g, flc_err_t *e);
+
+/* Kernel k-means on a Gram matrix (k-means++ seeding from `seed`, then
+ * Lloyd iterations, all from dot products): assign[n], inertia. Equal to
+ * k-means on the vectors themselves. */
+int flc_query_kmeans(const double *G, size_t ld, size_t n, unsigned k, unsigned seed,
+                     int *assign, double *inertia, flc_err_t *e);
+
+#endif

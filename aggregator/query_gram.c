@@ -1,0 +1,261 @@
+/* Gram partials next to the data: each shard's worker reads the round's
+ * client updates of its shard (and the merged shard) from its own node, and
+ * adds their pairwise dot products into a small (N+1)x(N+1) matrix. Only
+ * these matrices leave the node; they are cached beside the shard
+ * (fl:{J/r/s}:gram) so later queries of the round read N^2 numbers, not N
+ * updates.
+ *
+ * Memory of one worker: (N+1) x (shard floats) x 4 bytes. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "aggregator/query.h"
+#include "cache/keys.h"
+
+#define GRAM_BLOCK 4096 /* columns per ssyrk: float sums over 4096 terms, then double */
+
+void flc_gram_free(flc_gram_t *g)
+{
+    if (g == NULL)
+        return;
+    for (size_t i = 0; i < g->n; i++)
+        free(g->clients[i]);
+    free(g->clients);
+    free(g->G);
+    memset(g, 0, sizeof *g);
+}
+
+static uint64_t names_hash(char *const *names, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        for (const char *p = names[i];; p++) {
+            h = (h ^ (unsigned char)*p) * 1099511628211ull;
+            if (*p == '\0')
+                break;
+        }
+    return h;
+}
+
+static void gram_key(char *key, const char *job, uint32_t round, uint32_t shard)
+{
+    flc_key_shard(key, job, round, shard, "gram");
+}
+
+/* Adds a cached partial into g; FLC_ENOTFOUND when there is none that fits. */
+static int cache_read(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                      flc_gram_t *g)
+{
+    char key[FLC_KEY_MAX];
+    gram_key(key, job, round, shard);
+    redisReply *r;
+    if (flc_store_commandf(s, &r, "GET %s", key) != FLC_OK)
+        return FLC_ENOTFOUND;
+    size_t m = g->n + 1, want = 12 + m * m * sizeof(double);
+    int rc = FLC_ENOTFOUND;
+    if (r->type == REDIS_REPLY_STRING && (size_t)r->len == want) {
+        uint32_t n32;
+        uint64_t h;
+        memcpy(&n32, r->str, 4);
+        memcpy(&h, r->str + 4, 8);
+        if (n32 == g->n && h == names_hash(g->clients, g->n)) {
+            for (size_t i = 0; i < m * m; i++) {
+                double v;
+                memcpy(&v, r->str + 12 + i * sizeof v, sizeof v);
+                g->G[i] += v;
+            }
+            g->bytes_moved += want;
+            rc = FLC_OK;
+        }
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static void cache_write(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                        const flc_gram_t *g, const double *P)
+{
+    size_t m = g->n + 1, len = 12 + m * m * sizeof(double);
+    char *buf = malloc(len);
+    if (buf == NULL)
+        return; /* a cache: skipping it only costs time */
+    uint32_t n32 = (uint32_t)g->n;
+    uint64_t h = names_hash(g->clients, g->n);
+    memcpy(buf, &n32, 4);
+    memcpy(buf + 4, &h, 8);
+    memcpy(buf + 12, P, m * m * sizeof(double));
+    char key[FLC_KEY_MAX];
+    gram_key(key, job, round, shard);
+    const char *argv[] = {"SET", key, buf};
+    size_t lens[] = {3, strlen(key), len};
+    redisReply *r;
+    if (flc_store_command(s, &r, 3, argv, lens) == FLC_OK)
+        freeReplyObject(r);
+    free(buf);
+}
+
+int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                         int use_cache, flc_gram_t *g, flc_err_t *e)
+{
+    if (use_cache && cache_read(s, job, round, shard, g) == FLC_OK)
+        return FLC_OK;
+    size_t m = g->n + 1;
+    /* The merged shard tells the shard's size; without one, the first update. */
+    flc_shard_t head = {0};
+    int have_agg = flc_store_get_merged(s, job, round, shard, &head, NULL, 0) == FLC_OK;
+    if (!have_agg) {
+        for (size_t i = 0; i < g->n && head.values == NULL; i++)
+            if (flc_store_get_update(s, job, round, shard, g->clients[i], &head, NULL, 0) != 0)
+                flc_shard_release(&head);
+    }
+    if (head.values == NULL)
+        return flc_err_set(e, FLC_ENOTFOUND, "round %u of job %s has nothing in shard %u",
+                           round, job, shard);
+    size_t cnt = (size_t)head.count;
+    float *M = calloc(m * cnt + 1, sizeof *M);
+    double *P = calloc(m * m, sizeof *P);
+    float *Gb = malloc(m * m * sizeof *Gb);
+    if (M == NULL || P == NULL || Gb == NULL) {
+        flc_shard_release(&head);
+        free(M), free(P), free(Gb);
+        return flc_err_set(e, FLC_ENOMEM, "out of memory for %zu updates of %zu floats", m, cnt);
+    }
+    if (have_agg)
+        memcpy(M + g->n * cnt, head.values, cnt * sizeof(float));
+    g->bytes_read += have_agg ? cnt * sizeof(float) : 0;
+    flc_shard_release(&head);
+    int rc = FLC_OK;
+    for (size_t i = 0; i < g->n && rc == FLC_OK; i++) {
+        flc_shard_t sh = {0};
+        int r = flc_store_get_update(s, job, round, shard, g->clients[i], &sh, M + i * cnt, cnt);
+        if (r == FLC_ENOTFOUND)
+            continue; /* this client did not write this shard: a zero row */
+        if (r != FLC_OK || sh.count != cnt) {
+            rc = r != FLC_OK ? (*e = *flc_store_error(s), r)
+                             : flc_err_set(e, FLC_EDIM, "client %s wrote %llu floats to shard "
+                                           "%u, the shard has %zu", g->clients[i],
+                                           (unsigned long long)sh.count, shard, cnt);
+            flc_shard_release(&sh);
+            break;
+        }
+        if (sh.values != M + i * cnt)
+            flc_shard_release(&sh);
+        g->bytes_read += cnt * sizeof(float);
+    }
+    for (size_t c0 = 0; rc == FLC_OK && c0 < cnt; c0 += GRAM_BLOCK) {
+        size_t bc = cnt - c0 < GRAM_BLOCK ? cnt - c0 : GRAM_BLOCK;
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)bc, 1.0f, M + c0,
+                    (int)cnt, 0.0f, Gb, (int)m);
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = i; j < m; j++)
+                P[i * m + j] += Gb[i * m + j];
+    }
+    if (rc == FLC_OK) {
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < i; j++)
+                P[i * m + j] = P[j * m + i];
+        for (size_t i = 0; i < m * m; i++)
+            g->G[i] += P[i];
+        g->bytes_moved += m * m * sizeof(double);
+        if (use_cache)
+            cache_write(s, job, round, shard, g, P);
+    }
+    free(M), free(P), free(Gb);
+    return rc;
+}
+
+typedef struct gram_job {
+    const char *url, *job;
+    uint32_t round;
+    const uint32_t *shards;
+    size_t nshards, next;
+    int use_cache;
+    pthread_mutex_t lock;
+    flc_gram_t *g; /* the sum, under lock */
+    flc_err_t err;
+    int rc;
+} gram_job_t;
+
+/* One shard worker: takes shards off the list until none is left. */
+static void *gram_worker(void *p)
+{
+    gram_job_t *j = p;
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(j->url, NULL, &e);
+    flc_gram_t mine = {.n = j->g->n, .clients = j->g->clients};
+    size_t m = mine.n + 1;
+    mine.G = calloc(m * m, sizeof *mine.G);
+    int rc = s == NULL ? e.code : mine.G == NULL ? FLC_ENOMEM : FLC_OK;
+    while (rc == FLC_OK) {
+        pthread_mutex_lock(&j->lock);
+        size_t k = j->next++;
+        int stop = k >= j->nshards || j->rc != FLC_OK;
+        pthread_mutex_unlock(&j->lock);
+        if (stop)
+            break;
+        rc = flc_query_gram_shard(s, j->job, j->round, j->shards[k], j->use_cache, &mine, &e);
+    }
+    pthread_mutex_lock(&j->lock);
+    if (rc != FLC_OK && j->rc == FLC_OK) {
+        j->rc = rc;
+        j->err = e;
+    }
+    for (size_t i = 0; rc == FLC_OK && i < m * m; i++)
+        j->g->G[i] += mine.G[i];
+    j->g->bytes_read += mine.bytes_read;
+    j->g->bytes_moved += mine.bytes_moved;
+    pthread_mutex_unlock(&j->lock);
+    free(mine.G);
+    flc_store_close(s);
+    return NULL;
+}
+
+int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t round,
+                   int threads, int use_cache, flc_gram_t *g, flc_err_t *e)
+{
+    memset(g, 0, sizeof *g);
+    flc_strlist_t cl = {0};
+    if (flc_store_list_clients(s, job, round, &cl) != FLC_OK) {
+        *e = *flc_store_error(s);
+        return e->code;
+    }
+    uint32_t *shards = NULL;
+    size_t ns = 0;
+    if (cl.n == 0 || flc_store_list_shards(s, job, round, &shards, &ns) != FLC_OK || ns == 0) {
+        flc_strlist_free(&cl);
+        free(shards);
+        return flc_err_set(e, FLC_ENOTFOUND, "round %u of job %s has no client updates", round,
+                           job);
+    }
+    g->n = cl.n;
+    g->clients = cl.items; /* sorted by the store */
+    g->G = calloc((g->n + 1) * (g->n + 1), sizeof *g->G);
+    if (g->G == NULL) {
+        free(shards);
+        flc_gram_free(g);
+        return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    }
+    gram_job_t j = {.url = url ? url : flc_store_url(s), .job = job, .round = round,
+                    .shards = shards, .nshards = ns, .use_cache = use_cache, .g = g};
+    pthread_mutex_init(&j.lock, NULL);
+    int nt = threads > 0 ? threads : (ns < 4 ? (int)ns : 4);
+    if (nt > 64)
+        nt = 64;
+    pthread_t th[64];
+    for (int t = 0; t < nt; t++)
+        pthread_create(&th[t], NULL, gram_worker, &j);
+    for (int t = 0; t < nt; t++)
+        pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&j.lock);
+    free(shards);
+    if (j.rc != FLC_OK) {
+        *e = j.err;
+        flc_gram_free(g);
+        return j.rc;
+    }
+    return FLC_OK;
+}

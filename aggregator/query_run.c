@@ -1,0 +1,131 @@
+/* The query engine's front door: names, dispatch, timing, and the "query"
+ * function role. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "aggregator/query_internal.h"
+#include "base/clock.h"
+
+static const char *const kind_names[FLC_Q_NKINDS] = {
+    "history", "client", "norms", "similarity", "outliers",
+    "clusters", "personalize", "contribution", "schedule"};
+
+int flc_query_kind_parse(const char *name)
+{
+    for (int k = 0; name && k < FLC_Q_NKINDS; k++)
+        if (strcmp(name, kind_names[k]) == 0)
+            return k;
+    return -1;
+}
+
+const char *flc_query_kind_name(flc_query_kind_t k)
+{
+    return (unsigned)k < FLC_Q_NKINDS ? kind_names[k] : "?";
+}
+
+int flc_query_run(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
+                  flc_err_t *e)
+{
+    *out = NULL;
+    flc_err_clear(e);
+    if (q->job == NULL || flc_name_check(q->job, "job", e) != FLC_OK)
+        return q->job ? e->code : flc_err_set(e, FLC_EINVAL, "which job? (--job J)");
+    if (!q->all_rounds && q->round_from > q->round_to)
+        return flc_err_set(e, FLC_EINVAL, "round range %u:%u is empty", q->round_from,
+                           q->round_to);
+    /* Shard workers open their own connections: the real URL (with any
+     * password), not the store's redacted one. */
+    const char *url = q->url ? q->url : getenv("FLCACHE_REDIS");
+    if (url == NULL || !*url)
+        url = flc_store_url(s);
+    uint64_t t0 = flc_now_ns();
+    int rc;
+    switch (q->kind) {
+    case FLC_Q_HISTORY:
+        rc = flc_q_history(s, q, out, e);
+        break;
+    case FLC_Q_CLIENT:
+        rc = flc_q_client(s, q, out, e);
+        break;
+    case FLC_Q_SCHEDULE:
+        rc = flc_q_schedule(s, q, out, e);
+        break;
+    case FLC_Q_PERSONALIZE:
+        rc = flc_q_personalize(s, q, url, out, e);
+        break;
+    case FLC_Q_NORMS:
+    case FLC_Q_SIMILARITY:
+    case FLC_Q_OUTLIERS:
+    case FLC_Q_CLUSTERS:
+    case FLC_Q_CONTRIBUTION:
+        rc = flc_q_vectors(s, q, url, out, e);
+        break;
+    default:
+        return flc_err_set(e, FLC_EINVAL, "unknown query kind %d", (int)q->kind);
+    }
+    if (rc != FLC_OK && *out) {
+        flcache__query_answer__free_unpacked(*out, NULL);
+        *out = NULL;
+    }
+    if (*out)
+        (*out)->elapsed_ms = (double)(flc_now_ns() - t0) / 1e6;
+    return rc;
+}
+
+static int ev_uint(const cJSON *ev, const char *name, unsigned dflt, unsigned *out, flc_err_t *e)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(ev, name);
+    if (it == NULL) {
+        *out = dflt;
+        return FLC_OK;
+    }
+    if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 4294967295.0)
+        return flc_err_set(e, FLC_EINVAL, "query event: '%s' must be a non-negative integer",
+                           name);
+    *out = (unsigned)it->valuedouble;
+    return FLC_OK;
+}
+
+int flc_query_fn(const cJSON *ev, cJSON **result, flc_err_t *e)
+{
+    *result = NULL;
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(ev, "kind");
+    const cJSON *job = cJSON_GetObjectItemCaseSensitive(ev, "job");
+    int k = cJSON_IsString(kind) ? flc_query_kind_parse(kind->valuestring) : -1;
+    if (k < 0)
+        return flc_err_set(e, FLC_EINVAL, "query event: 'kind' must be one of history, client, "
+                           "norms, similarity, outliers, clusters, personalize, contribution, "
+                           "schedule");
+    if (!cJSON_IsString(job))
+        return flc_err_set(e, FLC_EINVAL, "query event: 'job' must be a string");
+    flc_query_req_t q = {.kind = (flc_query_kind_t)k, .job = job->valuestring};
+    unsigned from = 0, to = 0, round = 0;
+    if (ev_uint(ev, "round", 0, &round, e) || ev_uint(ev, "round_from", round, &from, e) ||
+        ev_uint(ev, "round_to", cJSON_GetObjectItem(ev, "round_from") ? from : round, &to, e) ||
+        ev_uint(ev, "k", 0, &q.k, e) || ev_uint(ev, "cluster", 0, &q.cluster, e) ||
+        ev_uint(ev, "seed", 1, &q.seed, e))
+        return e->code;
+    q.round_from = from;
+    q.round_to = to;
+    q.all_rounds = cJSON_IsTrue(cJSON_GetObjectItem(ev, "all_rounds")) ||
+                   (!cJSON_GetObjectItem(ev, "round") && !cJSON_GetObjectItem(ev, "round_from"));
+    const cJSON *client = cJSON_GetObjectItemCaseSensitive(ev, "client");
+    q.client = cJSON_IsString(client) ? client->valuestring : NULL;
+    const cJSON *url = cJSON_GetObjectItemCaseSensitive(ev, "redis");
+    q.url = cJSON_IsString(url) ? url->valuestring : NULL;
+    flc_store_t *s = q.url ? flc_store_open(q.url, NULL, e) : flc_store_open_env(NULL, e);
+    if (s == NULL)
+        return e->code;
+    Flcache__QueryAnswer *a = NULL;
+    int rc = flc_query_run(s, &q, &a, e);
+    if (rc == FLC_OK) {
+        *result = flc_query_answer_json(a);
+        flcache__query_answer__free_unpacked(a, NULL);
+        if (*result == NULL)
+            rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
+    }
+    flc_store_close(s);
+    return rc;
+}

@@ -1,0 +1,335 @@
+/* Vector queries from the round's Gram matrix (query_gram.c): norms,
+ * similarity, outliers, clusters and contribution. Everything here is
+ * arithmetic on an (N+1)x(N+1) matrix of dot products; no update is read. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregator/merge.h"
+#include "aggregator/query_internal.h"
+
+static double cosv(const double *G, size_t m, size_t i, size_t j)
+{
+    double d = sqrt(G[i * m + i] * G[j * m + j]);
+    return d > 0 ? G[i * m + j] / d : 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Robust z-scores: (x - median) / (1.4826 MAD), 0 when MAD is 0. */
+static void robust_z(const double *x, size_t n, double *z)
+{
+    double *t = malloc(n * sizeof *t);
+    if (t == NULL) {
+        memset(z, 0, n * sizeof *z);
+        return;
+    }
+    memcpy(t, x, n * sizeof *t);
+    qsort(t, n, sizeof *t, cmp_double);
+    double med = n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+    for (size_t i = 0; i < n; i++)
+        t[i] = fabs(x[i] - med);
+    qsort(t, n, sizeof *t, cmp_double);
+    double mad = 1.4826 * (n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2);
+    for (size_t i = 0; i < n; i++)
+        z[i] = mad > 0 ? (x[i] - med) / mad : 0;
+    free(t);
+}
+
+/* Ground truth of a simulation (labels["fault"]) and weights, per client. */
+static void client_facts(flc_store_t *s, const char *job, uint32_t round, const flc_gram_t *g,
+                         double *w, char **fault)
+{
+    Flcache__ModelUpdate **u = NULL;
+    size_t nu = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        w[i] = 1;
+        fault[i] = NULL;
+    }
+    if (flc_store_get_round_update_metas(s, job, round, &u, &nu) != FLC_OK)
+        return;
+    for (size_t k = 0; k < nu; k++)
+        for (size_t i = 0; i < g->n; i++)
+            if (strcmp(g->clients[i], u[k]->client) == 0) {
+                w[i] = u[k]->num_samples ? (double)u[k]->num_samples : 1;
+                for (size_t l = 0; l < u[k]->n_labels; l++)
+                    if (strcmp(u[k]->labels[l]->key, "fault") == 0)
+                        fault[i] = strdup(u[k]->labels[l]->value);
+            }
+    flc_store_free_update_metas(u, nu);
+}
+
+static int is_faulty(const char *f)
+{
+    return f && *f && strcmp(f, "none") != 0;
+}
+
+static int q_round(flc_store_t *s, const flc_query_req_t *q, const char *url, uint32_t round,
+                   Flcache__QueryAnswer *a, double *contrib_acc, double *loo_acc,
+                   flc_err_t *e)
+{
+    flc_gram_t g;
+    int rc = flc_query_gram(s, url, q->job, round, q->threads, !q->no_cache, &g, e);
+    if (rc != FLC_OK)
+        return rc;
+    size_t n = g.n, m = n + 1;
+    const double *G = g.G;
+    a->bytes_read += g.bytes_read;
+    a->bytes_moved += g.bytes_moved;
+    double *w = malloc(n * sizeof *w), *tmp = malloc(3 * n * sizeof *tmp);
+    char **fault = calloc(n, sizeof *fault);
+    int *assign = malloc(n * sizeof *assign);
+    if (!w || !tmp || !fault || !assign) {
+        rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
+        goto out;
+    }
+    client_facts(s, q->job, round, &g, w, fault);
+    int has_agg = G[n * m + n] > 0;
+    switch (q->kind) {
+    case FLC_Q_NORMS:
+        for (size_t i = 0; i < n; i++) {
+            double v[] = {sqrt(G[i * m + i]), has_agg ? cosv(G, m, i, n) : NAN, w[i]};
+            flc_qa_row(a, g.clients[i], v, NULL);
+        }
+        flc_qa_summary(a, "aggregate_norm", sqrt(G[n * m + n]));
+        break;
+    case FLC_Q_SIMILARITY:
+        for (size_t i = 0; i < n; i++) {
+            double *v = tmp; /* n <= 3n */
+            for (size_t j = 0; j < n; j++)
+                v[j] = cosv(G, m, i, j);
+            flc_qa_row(a, g.clients[i], v, NULL);
+        }
+        break;
+    case FLC_Q_OUTLIERS: {
+        /* Three views of "unlike the others": direction against the most
+         * central update (Krum's choice: the aggregate itself can be
+         * dragged by attackers with large weights), size (robust z of the
+         * norm), and Krum's score (sum of squared distances to the nearest
+         * n-f-2 others). */
+        double *D = malloc(n * n * sizeof *D), *score = malloc(n * sizeof *score);
+        double *norms = tmp, *zn = tmp + n, *zk = tmp + 2 * n;
+        if (D == NULL || score == NULL) {
+            free(D), free(score);
+            rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < n; j++) {
+                double d = G[i * m + i] - 2 * G[i * m + j] + G[j * m + j];
+                D[i * n + j] = i == j ? 0 : (d > 0 ? d : 0);
+            }
+        size_t sel = 0;
+        int krum_ok = n >= 3 && flc_merge_krum_select(D, n, -1, 1, &sel, score, NULL) == FLC_OK;
+        for (size_t i = 0; i < n; i++) {
+            norms[i] = sqrt(G[i * m + i]);
+            if (!krum_ok)
+                score[i] = 0;
+        }
+        robust_z(norms, n, zn);
+        robust_z(score, n, zk);
+        size_t tp = 0, fp = 0, fn = 0, truth_known = 0;
+        double *order = malloc(n * 2 * sizeof *order);
+        size_t ref = krum_ok ? sel : n; /* fall back to the aggregate */
+        for (size_t i = 0; order && i < n; i++) {
+            double c = cosv(G, m, i, ref);
+            double susp = (1 - c) / 2 + fabs(zn[i]) / 6 + (zk[i] > 0 ? zk[i] / 6 : 0);
+            order[2 * i] = -susp;
+            order[2 * i + 1] = (double)i;
+        }
+        if (order)
+            qsort(order, n, 2 * sizeof *order, cmp_double);
+        for (size_t r = 0; order && r < n; r++) {
+            size_t i = (size_t)order[2 * r + 1];
+            double c = has_agg ? cosv(G, m, i, n) : NAN, cc = cosv(G, m, i, ref);
+            int flagged = cc < 0 || fabs(zn[i]) > 3.5 || zk[i] > 3.5;
+            double v[] = {(double)(r + 1), -order[2 * r], cc, c, norms[i], zn[i], score[i],
+                          zk[i], (double)flagged};
+            const char *t[] = {fault[i] ? fault[i] : ""};
+            flc_qa_row(a, g.clients[i], v, t);
+            truth_known += fault[i] != NULL;
+            tp += flagged && is_faulty(fault[i]);
+            fp += flagged && !is_faulty(fault[i]);
+            fn += !flagged && is_faulty(fault[i]);
+        }
+        free(order);
+        flc_qa_summary(a, "flagged", (double)(tp + fp));
+        if (truth_known) {
+            flc_qa_summary(a, "precision", tp + fp ? (double)tp / (double)(tp + fp) : 1.0);
+            flc_qa_summary(a, "recall", tp + fn ? (double)tp / (double)(tp + fn) : 1.0);
+        }
+        free(D), free(score);
+        break;
+    }
+    case FLC_Q_CLUSTERS: {
+        unsigned K = q->k ? q->k : 2;
+        double inertia = 0;
+        rc = flc_query_kmeans(G, m, n, K, q->seed, assign, &inertia, e);
+        if (rc != FLC_OK)
+            goto out;
+        for (size_t i = 0; i < n; i++) {
+            double v[] = {(double)assign[i], sqrt(G[i * m + i])};
+            flc_qa_row(a, g.clients[i], v, NULL);
+        }
+        flc_qa_summary(a, "inertia", inertia);
+        for (unsigned c = 0; c < K; c++) {
+            size_t sz = 0;
+            for (size_t i = 0; i < n; i++)
+                sz += assign[i] == (int)c;
+            char key[32];
+            snprintf(key, sizeof key, "size_%u", c);
+            flc_qa_summary(a, key, (double)sz);
+        }
+        break;
+    }
+    case FLC_Q_CONTRIBUTION: {
+        /* FedAvg aggregate A = sum w_i u_i / W from dot products:
+         *   u_i.A = sum_j w_j G_ij / W,   A.A = sum_jk w_j w_k G_jk / W^2,
+         * leave-one-out shift ||A - A_-i|| = w_i / (W - w_i) ||u_i - A||. */
+        double W = 0, AA = 0;
+        for (size_t i = 0; i < n; i++)
+            W += w[i];
+        double *uA = tmp;
+        for (size_t i = 0; i < n; i++) {
+            uA[i] = 0;
+            for (size_t j = 0; j < n; j++)
+                uA[i] += w[j] * G[i * m + j];
+            uA[i] /= W;
+        }
+        for (size_t i = 0; i < n; i++)
+            AA += w[i] * uA[i];
+        AA /= W;
+        for (size_t i = 0; i < n; i++) {
+            double d2 = G[i * m + i] - 2 * uA[i] + AA;
+            double loo = W > w[i] ? w[i] / (W - w[i]) * sqrt(d2 > 0 ? d2 : 0) : NAN;
+            double nu = sqrt(G[i * m + i]), nA = sqrt(AA > 0 ? AA : 0);
+            double c = nu > 0 && nA > 0 ? uA[i] / (nu * nA) : 0;
+            contrib_acc[i] += w[i] / W * c;
+            loo_acc[i] += loo;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+out:
+    for (size_t i = 0; fault && i < n; i++)
+        free(fault[i]);
+    free(fault), free(w), free(tmp), free(assign);
+    flc_gram_free(&g);
+    return rc;
+}
+
+int flc_q_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
+                  Flcache__QueryAnswer **out, flc_err_t *e)
+{
+    const char *kind = flc_query_kind_name(q->kind);
+    if (q->kind == FLC_Q_CONTRIBUTION) {
+        /* Summed over the rounds: clients are matched by name across rounds. */
+        uint32_t *rounds;
+        size_t nr;
+        int rc = flc_q_rounds(s, q, &rounds, &nr, e);
+        if (rc != FLC_OK)
+            return rc;
+        static const char *num[] = {"contribution", "loo_shift", "rounds"};
+        Flcache__QueryAnswer *a = flc_qa_new(q->job, kind, num, 3, NULL, 0);
+        if (a == NULL) {
+            free(rounds);
+            return flc_err_set(e, FLC_ENOMEM, "out of memory");
+        }
+        flc_strlist_t names = {0};
+        double *acc = NULL;
+        for (size_t r = 0; r < nr && rc == FLC_OK; r++) {
+            flc_strlist_t cl = {0};
+            if (flc_store_list_clients(s, q->job, rounds[r], &cl) != FLC_OK || cl.n == 0) {
+                flc_strlist_free(&cl);
+                continue;
+            }
+            double *c = calloc(cl.n, sizeof *c), *l = calloc(cl.n, sizeof *l);
+            rc = c && l ? q_round(s, q, url, rounds[r], a, c, l, e)
+                        : flc_err_set(e, FLC_ENOMEM, "out of memory");
+            for (size_t i = 0; rc == FLC_OK && i < cl.n; i++) {
+                size_t k = 0;
+                while (k < names.n && strcmp(names.items[k], cl.items[i]) != 0)
+                    k++;
+                if (k == names.n) {
+                    double *na = realloc(acc, (names.n + 1) * 3 * sizeof *na);
+                    if (na == NULL || flc_strlist_add(&names, cl.items[i],
+                                                      strlen(cl.items[i])) != FLC_OK) {
+                        acc = na ? na : acc;
+                        rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
+                        break;
+                    }
+                    acc = na;
+                    acc[3 * k] = acc[3 * k + 1] = acc[3 * k + 2] = 0;
+                }
+                acc[3 * k] += c[i];
+                acc[3 * k + 1] += l[i];
+                acc[3 * k + 2] += 1;
+            }
+            free(c), free(l);
+            flc_strlist_free(&cl);
+        }
+        for (size_t k = 0; rc == FLC_OK && k < names.n; k++)
+            flc_qa_row(a, names.items[k], acc + 3 * k, NULL);
+        flc_qa_note(a, "contribution", "sum over rounds of (w_i / W) cos(u_i, FedAvg aggregate)");
+        flc_qa_note(a, "loo_shift", "sum over rounds of how far the FedAvg aggregate moves "
+                                    "when the client is left out");
+        free(acc);
+        flc_strlist_free(&names);
+        free(rounds);
+        if (rc != FLC_OK) {
+            flcache__query_answer__free_unpacked(a, NULL);
+            return rc;
+        }
+        *out = a;
+        return FLC_OK;
+    }
+    uint32_t *rounds;
+    size_t nr;
+    int rc = flc_q_rounds(s, q, &rounds, &nr, e);
+    if (rc != FLC_OK)
+        return rc;
+    uint32_t round = rounds[0];
+    free(rounds);
+    Flcache__QueryAnswer *a = NULL;
+    if (q->kind == FLC_Q_NORMS) {
+        static const char *num[] = {"norm", "cos_to_aggregate", "num_samples"};
+        a = flc_qa_new(q->job, kind, num, 3, NULL, 0);
+    } else if (q->kind == FLC_Q_OUTLIERS) {
+        static const char *num[] = {"rank", "suspicion", "cos_to_center", "cos_to_aggregate",
+                                    "norm", "norm_z", "krum_score", "krum_z", "flagged"};
+        static const char *text[] = {"truth"};
+        a = flc_qa_new(q->job, kind, num, 9, text, 1);
+        if (a)
+            flc_qa_note(a, "suspicion", "(1 - cos to the most central update)/2 + |norm z|/6 + "
+                                        "max(krum z, 0)/6 (robust z-scores); flagged: that cos "
+                                        "< 0 or a z over 3.5");
+    } else if (q->kind == FLC_Q_CLUSTERS) {
+        static const char *num[] = {"cluster", "norm"};
+        a = flc_qa_new(q->job, kind, num, 2, NULL, 0);
+    } else if (q->kind == FLC_Q_SIMILARITY) {
+        flc_strlist_t cl = {0};
+        if (flc_store_list_clients(s, q->job, round, &cl) != FLC_OK) {
+            *e = *flc_store_error(s);
+            return e->code;
+        }
+        a = flc_qa_new(q->job, kind, (const char *const *)cl.items, cl.n, NULL, 0);
+        flc_strlist_free(&cl);
+    }
+    if (a == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    rc = q_round(s, q, url, round, a, NULL, NULL, e);
+    if (rc != FLC_OK) {
+        flcache__query_answer__free_unpacked(a, NULL);
+        return rc;
+    }
+    flc_qa_summary(a, "round", round);
+    *out = a;
+    return FLC_OK;
+}
