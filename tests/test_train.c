@@ -160,6 +160,17 @@ static void train_case(const char *job, int W, const char *model, int comm, doub
     rc = flc_sgd_cleanup(store, job, &e);
     CHECK(rc == FLC_OK && step_rounds(job) == 0, "%s W=%d %s: cleanup removes them (%s)", model,
           W, cm, flc_err_msg(&e));
+    /* KEYS is fine in a test: proves the per-step deletion misses nothing. */
+    if (flc_store_commandf(store, &r, "KEYS fl:{%s.steps*", job) == FLC_OK) {
+        CHECK(r->elements == 0, "%s W=%d %s: no key of the step exchanges is left (%zu, first %s)",
+              model, W, cm, r->elements, r->elements ? r->element[0]->str : "-");
+        freeReplyObject(r);
+    }
+    if (flc_store_commandf(store, &r, "KEYS fl:{%s}:*", job) == FLC_OK) {
+        CHECK(r->elements == 2, "%s W=%d %s: the job keeps only its epoch metadata and round "
+              "index (%zu keys)", model, W, cm, r->elements);
+        freeReplyObject(r);
+    }
 }
 
 static void bad_data(void)
@@ -185,10 +196,40 @@ static void missing_worker(void)
     double t0 = flc_now_s();
     outcome_t o = run(&c, ranks, 1);
     double dt = flc_now_s() - t0;
-    CHECK(!o.ok && strstr(o.err, "missing") && strstr(o.err, "w1"),
-          "a worker that never arrives fails the step, named (%s)", o.err);
+    CHECK(!o.ok && strstr(o.err, "not all 2 workers"),
+          "a worker that never starts: the others fail at the start barrier (%s)", o.err);
     CHECK(dt < 10, "... within the step timeout, not a hang (%.1f s)", dt);
     flc_sgd_cleanup(store, "missing-w", NULL);
+
+    /* w1 stops after epoch 1 (as if it died): w0's merge of the next step
+     * lacks it and the training fails naming it. */
+    base_cfg(&c, "quit-w", 2, "softmax", FLC_SGD_COMM_RS);
+    c.step_timeout_ms = 1500;
+    c.epochs = 2;
+    flc_sgd_cfg_t c1 = c;
+    c1.epochs = 1;
+    c1.rank = 1;
+    c1.redis = fx.unix_url;
+    c.rank = 0;
+    c.redis = fx.unix_url;
+    cJSON *evs[2] = {flc_sgd_cfg_to_json(&c), flc_sgd_cfg_to_json(&c1)};
+    flc_inv_rec_t recs[2];
+    memset(recs, 0, sizeof recs);
+    flc_err_t e = {0};
+    t0 = flc_now_s();
+    if (flc_pool_invoke_json(pool, (const cJSON *const *)evs, 2, recs, &e) != 0)
+        flc_t_fatal("pool: %s", flc_err_msg(&e));
+    dt = flc_now_s() - t0;
+    CHECK(recs[1].status == FLC_INV_OK, "the worker that stops early returns ok (%s)",
+          recs[1].error);
+    CHECK(recs[0].status == FLC_INV_ERROR && strstr(recs[0].error, "missing (first: w1)"),
+          "the other fails the next step naming w1 (%s)", recs[0].error);
+    CHECK(dt < 15, "... after one step timeout, not a hang (%.1f s)", dt);
+    for (int i = 0; i < 2; i++) {
+        cJSON_Delete(evs[i]);
+        flc_inv_rec_clear(&recs[i]);
+    }
+    flc_sgd_cleanup(store, "quit-w", NULL);
 }
 
 static void bad_event(void)

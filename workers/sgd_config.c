@@ -251,7 +251,9 @@ cJSON *flc_sgd_result_json(const flc_sgd_result_t *r)
     cJSON_AddNumberToObject(o, "comm_ms", r->comm_ms);
     cJSON_AddNumberToObject(o, "merge_ms", r->merge_ms);
     cJSON_AddNumberToObject(o, "wait_ms", r->wait_ms);
+    cJSON_AddNumberToObject(o, "cleanup_ms", r->cleanup_ms);
     cJSON_AddNumberToObject(o, "eval_ms", r->eval_ms);
+    cJSON_AddNumberToObject(o, "start_wait_ms", r->start_wait_ms);
     cJSON_AddNumberToObject(o, "wall_ms", r->wall_ms);
     return o;
 }
@@ -279,6 +281,12 @@ int flc_sgd_cleanup(flc_store_t *s, const char *job, flc_err_t *e)
     flc_sgd_progress_key(key, sizeof key, job);
     if (rc == FLC_OK && (rc = flc_store_commandf(s, &r, "UNLINK %s", key)) == FLC_OK)
         freeReplyObject(r);
+    static const char *const barrier[] = {"ready", "go"};
+    for (int i = 0; rc == FLC_OK && i < 2; i++) {
+        flc_key_shard(key, steps, 0, 0, barrier[i]);
+        if ((rc = flc_store_commandf(s, &r, "UNLINK %s", key)) == FLC_OK)
+            freeReplyObject(r);
+    }
     if (rc != FLC_OK)
         return flc_err_set(e, rc, "cleaning up the step rounds of job %s: %s", job,
                            flc_store_errstr(s));

@@ -26,8 +26,11 @@
  *     (fl:{J.steps/g/s}:u:w<k>, :agg, :arrivals, :done, ...). Rounds are
  *     deleted as training goes: after its pull of step g, worker (g mod W)
  *     deletes round g-2 (every worker has finished reading it, since every
- *     worker pushed g only after pulling g-1). The last rounds are given a
+ *     worker pushed g only after pulling g-1), with one multi-key UNLINK
+ *     per shard. The last rounds are given a
  *     10-minute expiry; a driver deletes them at once with flc_sgd_cleanup.
+ *   fl:{J.steps/0/0}:ready and :go: the start barrier (an INCR counter and
+ *     a list of W tokens) that lines the workers up after loading data.
  *   job "J", round e = epoch 1..E: RoundMeta written by worker 0 after its
  *     test evaluation (flc_store_put_round_meta): metrics train_loss,
  *     test_accuracy, test_loss, steps, step_ms_mean, step_ms_p50,
@@ -111,7 +114,9 @@ typedef struct flc_sgd_result {
     double comm_ms;          /* push, merge (incl. waiting for others), pull, cleanup */
     double merge_ms;         /* part of comm_ms: this worker's merger work */
     double wait_ms;          /* part of comm_ms: its merger waiting for arrivals */
+    double cleanup_ms;       /* part of comm_ms: deleting old step rounds */
     double eval_ms;          /* part of compute_ms: test evaluation (worker 0) */
+    double start_wait_ms;    /* waiting for every worker to load (neither compute nor comm) */
     double wall_ms;
 } flc_sgd_result_t;
 
@@ -147,7 +152,7 @@ int flc_sgd_run(const flc_sgd_cfg_t *c, flc_sgd_result_t *r, flc_err_t *e);
 /* The result as JSON: rank, steps, steps_per_epoch, train_samples,
  * nparams, final_loss, accuracy (null unless worker 0), test_loss,
  * checksum (16 hex digits), load_ms, compute_ms, comm_ms, merge_ms,
- * wait_ms, eval_ms, wall_ms. New object; NULL when out of memory. */
+ * wait_ms, cleanup_ms, eval_ms, start_wait_ms, wall_ms. New object; NULL when out of memory. */
 struct cJSON *flc_sgd_result_json(const flc_sgd_result_t *r);
 
 /* The "worker" role of flcache-fn: event -> config -> flc_sgd_run ->
@@ -167,8 +172,9 @@ int flc_sgd_steps_job(char *out, size_t outlen, const char *job, flc_err_t *e);
 void flc_sgd_progress_key(char *out, size_t outlen, const char *job);
 
 /* Deletes what a finished (or failed) training left behind: every remaining
- * step round of "J.steps", its entry in the job index, and the progress
- * list. Epoch metadata of J stays. Call after every worker returned. */
+ * step round of "J.steps", its entry in the job index, the progress list
+ * and the start barrier's keys. Epoch metadata of J stays. Call after every
+ * worker returned (or before starting a job name again). */
 int flc_sgd_cleanup(flc_store_t *s, const char *job, flc_err_t *e);
 
 #endif
