@@ -37,6 +37,8 @@ void flc_cli_bytes(char *out, size_t outlen, double bytes);
 
 /* Subcommands: argv[0] is the subcommand name. Return an FLC_EXIT_* code. */
 int flc_cmd_version(int argc, char **argv);
+int flc_cmd_train(int argc, char **argv);
+int flc_cmd_query(int argc, char **argv);
 int flc_cmd_store(int argc, char **argv);
 int flc_cmd_up(int argc, char **argv);
 int flc_cmd_down(int argc, char **argv);

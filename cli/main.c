@@ -15,6 +15,8 @@ typedef struct command {
 } command_t;
 
 static const command_t commands[] = {
+    {"train", flc_cmd_train, "synchronous distributed SGD on W worker functions"},
+    {"query", flc_cmd_query, "ask about a job's rounds: history, outliers, clusters, ..."},
     {"store", flc_cmd_store, "inspect the cache: `store stats`"},
     {"up", flc_cmd_up, "start a long-lived private redis-server and print its URL"},
     {"down", flc_cmd_down, "stop the server started by `flcache up`"},
