@@ -159,7 +159,8 @@ int flc_train_report(flc_store_t *s, const flc_train_opts_t *o, flc_train_run_t 
             sum0 = sum;
         else if (sum == NULL || strcmp(sum, sum0) != 0)
             same = 0;
-        comp += num(res, "compute_ms") / W;
+        /* Training steps only: loading and worker 0's evaluation are shown apart. */
+        comp += (num(res, "compute_ms") - num(res, "load_ms") - num(res, "eval_ms")) / W;
         comm += num(res, "comm_ms") / W;
         double l = num(res, "load_ms");
         load = l > load ? l : load;
@@ -237,7 +238,8 @@ int flc_train_report(flc_store_t *s, const flc_train_opts_t *o, flc_train_run_t 
                100 * acc, num(res0, "test_loss"), num(res0, "final_loss"));
         printf("time       %.2f s in all, %.2f s per epoch, %.2f s loading data\n", run->wall_s,
                per_epoch, load / 1000);
-        printf("split      compute %.0f%% / communication %.0f%% (per worker %.2f s / %.2f s)\n",
+        printf("split      compute %.0f%% / communication %.0f%% of the steps (per worker %.2f s "
+               "/ %.2f s)\n",
                comp + comm > 0 ? 100 * comp / (comp + comm) : 0,
                comp + comm > 0 ? 100 * comm / (comp + comm) : 0, comp / 1000, comm / 1000);
         printf("cost       $%.6f for %d x %u MB (%.2f GB-s at $%.10f per GB-s), $%.6f per epoch\n",
