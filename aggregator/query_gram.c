@@ -14,6 +14,7 @@
 #include <cblas.h>
 
 #include "aggregator/query.h"
+#include "aggregator/tracker.h"
 #include "cache/keys.h"
 
 #define GRAM_BLOCK 4096 /* columns per ssyrk: float sums over 4096 terms, then double */
@@ -170,8 +171,9 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
 
 typedef struct gram_job {
     const char *url, *job;
+    const char *self;    /* the caller's node, redacted, as the tracker names nodes */
     uint32_t round;
-    const uint32_t *shards;
+    const flc_where_t *where; /* per shard: which node */
     size_t nshards, next;
     int use_cache;
     pthread_mutex_t lock;
@@ -180,12 +182,15 @@ typedef struct gram_job {
     int rc;
 } gram_job_t;
 
-/* One shard worker: takes shards off the list until none is left. */
+/* One shard worker: takes shards off the list until none is left, each
+ * computed over a connection to the node that holds it (the tracker says
+ * which; the caller's own node is reached with the caller's credentials). */
 static void *gram_worker(void *p)
 {
     gram_job_t *j = p;
     flc_err_t e = {0};
     flc_store_t *s = flc_store_open(j->url, NULL, &e);
+    const char *at = j->self; /* node s is connected to */
     flc_gram_t mine = {.n = j->g->n, .clients = j->g->clients};
     size_t m = mine.n + 1;
     mine.G = calloc(m * m, sizeof *mine.G);
@@ -197,7 +202,17 @@ static void *gram_worker(void *p)
         pthread_mutex_unlock(&j->lock);
         if (stop)
             break;
-        rc = flc_query_gram_shard(s, j->job, j->round, j->shards[k], j->use_cache, &mine, &e);
+        const flc_where_t *w = &j->where[k];
+        if (strcmp(w->node, at) != 0) { /* the shard lives on another node: go there */
+            flc_store_close(s);
+            s = flc_store_open(w->node, NULL, &e);
+            at = w->node;
+            if (s == NULL) {
+                rc = e.code;
+                break;
+            }
+        }
+        rc = flc_query_gram_shard(s, j->job, j->round, w->shard, j->use_cache, &mine, &e);
     }
     pthread_mutex_lock(&j->lock);
     if (rc != FLC_OK && j->rc == FLC_OK) {
@@ -223,11 +238,11 @@ int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t ro
         *e = *flc_store_error(s);
         return e->code;
     }
-    uint32_t *shards = NULL;
+    flc_where_t *where = NULL;
     size_t ns = 0;
-    if (cl.n == 0 || flc_store_list_shards(s, job, round, &shards, &ns) != FLC_OK || ns == 0) {
+    if (cl.n == 0 || flc_track_round(s, job, round, &where, &ns) != FLC_OK || ns == 0) {
         flc_strlist_free(&cl);
-        free(shards);
+        free(where);
         return flc_err_set(e, FLC_ENOTFOUND, "round %u of job %s has no client updates", round,
                            job);
     }
@@ -235,12 +250,13 @@ int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t ro
     g->clients = cl.items; /* sorted by the store */
     g->G = calloc((g->n + 1) * (g->n + 1), sizeof *g->G);
     if (g->G == NULL) {
-        free(shards);
+        free(where);
         flc_gram_free(g);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
-    gram_job_t j = {.url = url ? url : flc_store_url(s), .job = job, .round = round,
-                    .shards = shards, .nshards = ns, .use_cache = use_cache, .g = g};
+    gram_job_t j = {.url = url ? url : flc_store_url(s), .self = flc_store_url(s), .job = job,
+                    .round = round, .where = where, .nshards = ns, .use_cache = use_cache,
+                    .g = g};
     pthread_mutex_init(&j.lock, NULL);
     int nt = threads > 0 ? threads : (ns < 4 ? (int)ns : 4);
     if (nt > 64)
@@ -251,7 +267,7 @@ int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t ro
     for (int t = 0; t < nt; t++)
         pthread_join(th[t], NULL);
     pthread_mutex_destroy(&j.lock);
-    free(shards);
+    free(where);
     if (j.rc != FLC_OK) {
         *e = j.err;
         flc_gram_free(g);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "aggregator/rs_internal.h"
+#include "aggregator/tracker.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "cache/keys.h"
@@ -264,7 +265,8 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
     snprintf(agg.job, sizeof agg.job, "%s", cfg->job);
     agg.weight = m->acc ? flc_merge_acc_weight(m->acc) : (double)m->nkept;
     agg.num_samples = (uint64_t)agg.weight;
-    if (flc_store_put_merged(m->s, &agg) != FLC_OK) {
+    if (flc_store_put_merged(m->s, &agg) != FLC_OK ||
+        flc_track_put(m->s, cfg->job, cfg->round, cfg->shard, "hot") != FLC_OK) {
         *e = *flc_store_error(m->s);
         return e->code;
     }

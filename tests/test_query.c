@@ -17,6 +17,7 @@
 
 #include "aggregator/query.h"
 #include "aggregator/reduce_scatter.h"
+#include "aggregator/tracker.h"
 #include "tests/harness.h"
 
 #define N 12
@@ -166,6 +167,18 @@ int main(void)
         flc_store_put_round_meta(s, &copy);
         flcache__round_meta__free_unpacked(rm, NULL);
     }
+
+    /* 0. The tracker knows where every shard of round 1 lives. */
+    flc_where_t *where = NULL;
+    size_t nw = 0;
+    int trc = flc_track_round(s, "qj", 1, &where, &nw);
+    int placed = trc == 0 && nw == S;
+    for (size_t i = 0; placed && i < nw; i++)
+        placed &= where[i].shard == i && strcmp(where[i].tier, "hot") == 0 &&
+                  strcmp(where[i].node, flc_store_url(s)) == 0;
+    CHECK(placed, "tracker: the 3 shards of round 1 are hot on %s",
+          nw ? where[0].node : "?");
+    free(where);
 
     /* 1. Gram partials vs brute force, including the merged row. */
     flc_gram_t g;

@@ -1,0 +1,81 @@
+/* The request tracker (see tracker.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregator/tracker.h"
+#include "cache/keys.h"
+
+int flc_track_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                  const char *tier)
+{
+    char key[FLC_KEY_MAX], field[16], val[340];
+    flc_key_job_round(key, job, "where", round);
+    snprintf(field, sizeof field, "%u", shard);
+    snprintf(val, sizeof val, "%s|%s", flc_store_url(s), tier);
+    redisReply *r;
+    int rc = flc_store_commandf(s, &r, "HSET %s %s %s", key, field, val);
+    if (rc == FLC_OK)
+        freeReplyObject(r);
+    return rc;
+}
+
+static int by_shard(const void *a, const void *b)
+{
+    const flc_where_t *x = a, *y = b;
+    return x->shard < y->shard ? -1 : x->shard > y->shard;
+}
+
+int flc_track_round(flc_store_t *s, const char *job, uint32_t round, flc_where_t **out,
+                    size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    char key[FLC_KEY_MAX];
+    flc_key_job_round(key, job, "where", round);
+    redisReply *r;
+    int rc = flc_store_commandf(s, &r, "HGETALL %s", key);
+    if (rc != FLC_OK)
+        return rc;
+    size_t m = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
+    flc_where_t *w = NULL;
+    if (m > 0) {
+        w = calloc(m, sizeof *w);
+        for (size_t i = 0; w && i < m; i++) {
+            const char *v = r->element[2 * i + 1]->str;
+            const char *bar = strrchr(v, '|');
+            w[i].shard = (uint32_t)strtoul(r->element[2 * i]->str, NULL, 10);
+            snprintf(w[i].node, sizeof w[i].node, "%.*s", bar ? (int)(bar - v) : (int)strlen(v),
+                     v);
+            snprintf(w[i].tier, sizeof w[i].tier, "%s", bar ? bar + 1 : "hot");
+        }
+    }
+    freeReplyObject(r);
+    if (m > 0) {
+        if (w == NULL)
+            return FLC_ENOMEM;
+        qsort(w, m, sizeof *w, by_shard);
+        *out = w;
+        *n = m;
+        return FLC_OK;
+    }
+    /* Not tracked: every shard the round's index names, on this node. */
+    uint32_t *shards = NULL;
+    size_t ns = 0;
+    rc = flc_store_list_shards(s, job, round, &shards, &ns);
+    if (rc == FLC_OK && ns == 0)
+        rc = FLC_ENOTFOUND;
+    if (rc == FLC_OK) {
+        w = calloc(ns, sizeof *w);
+        for (size_t i = 0; w && i < ns; i++) {
+            w[i].shard = shards[i];
+            snprintf(w[i].node, sizeof w[i].node, "%s", flc_store_url(s));
+            snprintf(w[i].tier, sizeof w[i].tier, "hot");
+        }
+        rc = w ? FLC_OK : FLC_ENOMEM;
+        *out = w;
+        *n = w ? ns : 0;
+    }
+    free(shards);
+    return rc;
+}
