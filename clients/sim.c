@@ -1,0 +1,465 @@
+/* The simulation driver's round loop (see sim.h for the protocol): the
+ * split, client sampling, merger threads with early close, the global
+ * model's step and evaluation. Records are written by sim_record.c. */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "base/clock.h"
+#include "cache/keys.h"
+#include "clients/client.h"
+#include "clients/client_data.h"
+#include "clients/sim_internal.h"
+#include "workers/data.h"
+#include "workers/model.h"
+#include "workers/rng.h"
+
+/* One shard's merger, a thread of the driver with its own connection. */
+typedef struct merger_th {
+    pthread_t t;
+    int started;
+    flc_store_t *s;
+    long long client_id;     /* its Redis CLIENT ID, for CLIENT UNBLOCK */
+    flc_merger_cfg_t cfg;
+    flc_merge_state_t *state;
+    flc_merge_report_t rep;
+    flc_err_t err;
+    int rc;
+    atomic_int done;
+} merger_th_t;
+
+typedef struct sim {
+    const flc_sim_cfg_t *c;
+    flc_store_t *s;
+    flc_parts_t *parts;
+    uint32_t *eligible;
+    size_t neligible;
+    unsigned char *faulty;   /* one flag per client */
+    size_t nfaulty;
+    flc_dataset_t *test;
+    flc_model_t *model;
+    float *global, *delta;
+    size_t P;
+    merger_th_t *m;
+    uint32_t S;
+    flc_merge_rule_t rule;
+    char gjob[FLC_NAME_MAX + 1];
+} sim_t;
+
+static void *merger_main(void *arg)
+{
+    merger_th_t *mt = arg;
+    mt->rc = flc_merger_run(mt->s, &mt->cfg, &mt->rep, &mt->err);
+    atomic_store(&mt->done, 1);
+    return NULL;
+}
+
+static int rule_for(const flc_sim_cfg_t *c, flc_merge_rule_t *r, flc_err_t *e)
+{
+    static const char *const names[FLC_SIM_NSTRATEGIES] = {
+        "fedavg", "fedavg", "fedadam", "fedyogi", "median", "trimmed-mean", "krum"};
+    int rc = flc_merge_rule_init(r, names[c->strategy], e);
+    if (rc == FLC_OK && (c->strategy == FLC_SIM_FEDADAM || c->strategy == FLC_SIM_FEDYOGI))
+        rc = flc_merge_rule_set(r, "server_lr", c->server_lr, e);
+    if (rc == FLC_OK && c->strategy == FLC_SIM_TRIMMED_MEAN)
+        rc = flc_merge_rule_set(r, "trim", c->trim, e);
+    if (rc == FLC_OK && c->strategy == FLC_SIM_KRUM && c->krum_f >= 0)
+        rc = flc_merge_rule_set(r, "f", c->krum_f, e);
+    return rc;
+}
+
+static int store_err(flc_store_t *s, flc_err_t *e)
+{
+    return flc_err_set(e, flc_store_error(s)->code ? flc_store_error(s)->code : FLC_ECONN, "%s",
+                       flc_store_errstr(s));
+}
+
+/* Writes the global model as round r of "<J>.g" (one shard). */
+static int put_global(sim_t *sm, uint32_t round, flc_err_t *e)
+{
+    flc_shard_t g = {.round = round, .shard = 0, .num_shards = 1, .offset = 0, .count = sm->P,
+                     .model_size = sm->P, .created_ms = flc_wall_ms(), .values = sm->global};
+    snprintf(g.job, sizeof g.job, "%s", sm->gjob);
+    return flc_store_put_merged(sm->s, &g) == FLC_OK ? FLC_OK : store_err(sm->s, e);
+}
+
+/* Data, split, faulty set, test set, model, global model, mergers. */
+static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
+{
+    const flc_sim_cfg_t *c = sm->c;
+    snprintf(sm->gjob, sizeof sm->gjob, "%s.g", c->job);
+    int rc = rule_for(c, &sm->rule, e);
+    if (rc != FLC_OK)
+        return rc;
+    if ((sm->s = flc_store_open(c->redis, NULL, e)) == NULL)
+        return e->code;
+
+    /* The split: labels only (the images stay with the clients). */
+    if (c->synthetic_params == 0) {
+        flc_cdata_t *labels = NULL;
+        rc = flc_cdata_load_labels(c->data_dir, c->subset, &labels, e);
+        if (rc == FLC_OK)
+            rc = flc_split_dirichlet(labels->y, labels->n, labels->num_classes, c->clients,
+                                     c->alpha, c->seed, 0, &sm->parts, e);
+        flc_cdata_free(labels);
+        if (rc != FLC_OK)
+            return rc;
+    }
+    sm->eligible = malloc((size_t)c->clients * sizeof *sm->eligible);
+    sm->faulty = calloc((size_t)c->clients, 1);
+    if (sm->eligible == NULL || sm->faulty == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "out of memory for %d clients", c->clients);
+    for (int i = 0; i < c->clients; i++) {
+        const uint32_t *ix;
+        if (sm->parts == NULL || flc_parts_get(sm->parts, i, &ix) > 0)
+            sm->eligible[sm->neligible++] = (uint32_t)i;
+    }
+    if (sm->neligible == 0)
+        return flc_err_set(e, FLC_EINVAL, "no client holds any sample");
+
+    /* Exactly round(faulty * N) faulty clients, a seeded choice. */
+    sm->nfaulty = (size_t)llround(c->faulty * c->clients);
+    if (sm->nfaulty > 0) {
+        uint32_t *perm = malloc((size_t)c->clients * sizeof *perm);
+        if (perm == NULL)
+            return flc_err_set(e, FLC_ENOMEM, "out of memory");
+        for (int i = 0; i < c->clients; i++)
+            perm[i] = (uint32_t)i;
+        flc_rng_t r;
+        flc_rng_seed2(&r, c->seed, 0xFA017ull);
+        for (size_t i = 0; i < sm->nfaulty; i++) {
+            size_t j = i + (size_t)flc_rng_below(&r, (uint64_t)c->clients - i);
+            uint32_t t = perm[i];
+            perm[i] = perm[j], perm[j] = t;
+            sm->faulty[perm[i]] = 1;
+        }
+        free(perm);
+    }
+
+    if (c->synthetic_params == 0) {
+        flc_model_desc_t d;
+        rc = flc_data_load_fashion(c->data_dir, 0, c->test_subset, &sm->test, e);
+        if (rc == FLC_OK)
+            rc = flc_model_desc_init(&d, c->model, sm->test->dim, c->hidden,
+                                     (size_t)sm->test->num_classes, e);
+        if (rc == FLC_OK)
+            rc = flc_model_new(&d, 500, &sm->model, e);
+        if (rc != FLC_OK)
+            return rc;
+        sm->P = sm->model->nparams;
+    } else {
+        sm->P = c->synthetic_params;
+    }
+    sm->global = calloc(sm->P, sizeof *sm->global);
+    sm->delta = calloc(sm->P, sizeof *sm->delta);
+    if (sm->global == NULL || sm->delta == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "out of memory for a %zu-float model", sm->P);
+    res->nparams = sm->P;
+    res->eligible = sm->neligible;
+    res->faulty_clients = sm->nfaulty;
+    res->init_accuracy = res->init_loss = -1;
+    if (sm->model != NULL) {
+        flc_model_init_params(sm->model, sm->global, c->seed);
+        rc = flc_model_evaluate(sm->model, sm->global, sm->test, NULL, sm->test->n,
+                                &res->init_accuracy, &res->init_loss, e);
+        if (rc != FLC_OK)
+            return rc;
+    }
+    if ((rc = put_global(sm, 0, e)) != FLC_OK)
+        return rc;
+
+    /* Mergers: one connection each, kept for the whole run. */
+    sm->S = c->num_shards;
+    if (sm->P < sm->S)
+        return flc_err_set(e, FLC_EINVAL, "a %zu-float model cannot be cut into %u shards",
+                           sm->P, sm->S);
+    sm->m = calloc(sm->S, sizeof *sm->m);
+    if (sm->m == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    for (uint32_t k = 0; k < sm->S; k++) {
+        merger_th_t *mt = &sm->m[k];
+        if ((mt->s = flc_store_open(c->redis, NULL, e)) == NULL)
+            return e->code;
+        redisReply *r = NULL;
+        if (flc_store_commandf(mt->s, &r, "CLIENT ID") != FLC_OK)
+            return store_err(mt->s, e);
+        mt->client_id = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+        freeReplyObject(r);
+        if (flc_merge_rule_has_state(&sm->rule)) {
+            uint64_t off, cnt;
+            flc_rs_shard_range(sm->P, sm->S, k, &off, &cnt);
+            if ((mt->state = flc_merge_state_new(&sm->rule, cnt, e)) == NULL)
+                return e->code;
+        }
+    }
+    return FLC_OK;
+}
+
+static void teardown(sim_t *sm)
+{
+    for (uint32_t k = 0; sm->m && k < sm->S; k++) {
+        flc_store_close(sm->m[k].s);
+        flc_merge_state_free(sm->m[k].state);
+    }
+    free(sm->m);
+    flc_store_close(sm->s);
+    flc_parts_free(sm->parts);
+    free(sm->eligible);
+    free(sm->faulty);
+    flc_data_free(sm->test);
+    flc_model_free(sm->model);
+    free(sm->global);
+    free(sm->delta);
+}
+
+static int cmp_client(const void *a, const void *b)
+{
+    int x = ((const sim_client_t *)a)->idx, y = ((const sim_client_t *)b)->idx;
+    return (x > y) - (x < y);
+}
+
+/* Samples K eligible clients (partial Fisher-Yates over the eligible list,
+ * whose order carries on from round to round: reproducible from the seed)
+ * and decides dropouts and delays from the round's own stream. */
+static void sample(sim_t *sm, uint32_t round, sim_client_t *cl, size_t k)
+{
+    const flc_sim_cfg_t *c = sm->c;
+    flc_rng_t r;
+    flc_rng_seed2(&r, c->seed, 0x5A3D0000ull + round);
+    for (size_t i = 0; i < k; i++) {
+        size_t j = i + (size_t)flc_rng_below(&r, sm->neligible - i);
+        uint32_t t = sm->eligible[i];
+        sm->eligible[i] = sm->eligible[j], sm->eligible[j] = t;
+        cl[i].idx = (int)sm->eligible[i];
+    }
+    qsort(cl, k, sizeof *cl, cmp_client);
+    for (size_t i = 0; i < k; i++) {
+        sim_client_t *x = &cl[i];
+        flc_sim_client_name(x->name, sizeof x->name, x->idx);
+        const uint32_t *ix;
+        x->num_samples = sm->parts ? flc_parts_get(sm->parts, x->idx, &ix) : 1;
+        x->faulty = sm->faulty[x->idx];
+        x->dropped = c->dropout > 0 && flc_rng_uniform(&r) < c->dropout;
+        x->delay_ms = flc_sim_straggler_draw(c->straggler, &r);
+        x->inv = -1;
+    }
+}
+
+static cJSON *client_event(const sim_t *sm, uint32_t round, const sim_client_t *x)
+{
+    const flc_sim_cfg_t *c = sm->c;
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "role", "client");
+    cJSON_AddStringToObject(o, "job", c->job);
+    cJSON_AddNumberToObject(o, "round", round);
+    cJSON_AddStringToObject(o, "client", x->name);
+    cJSON_AddStringToObject(o, "redis", c->redis);
+    cJSON_AddStringToObject(o, "global_job", sm->gjob);
+    cJSON_AddNumberToObject(o, "num_shards", sm->S);
+    cJSON_AddNumberToObject(o, "seed", (double)c->seed);
+    cJSON_AddStringToObject(o, "fault", x->faulty ? flc_fault_name(c->fault) : "none");
+    cJSON_AddNumberToObject(o, "fault_scale", c->fault_scale);
+    cJSON_AddNumberToObject(o, "delay_ms", x->delay_ms);
+    if (c->synthetic_params) {
+        cJSON_AddNumberToObject(o, "synthetic_params", (double)c->synthetic_params);
+        return o;
+    }
+    cJSON_AddStringToObject(o, "model", c->model);
+    cJSON_AddNumberToObject(o, "hidden", (double)c->hidden);
+    cJSON_AddNumberToObject(o, "lr", c->lr);
+    cJSON_AddNumberToObject(o, "batch", (double)c->batch);
+    cJSON_AddNumberToObject(o, "local_epochs", c->local_epochs);
+    cJSON_AddNumberToObject(o, "mu", c->mu);
+    if (c->data_dir)
+        cJSON_AddStringToObject(o, "data_dir", c->data_dir);
+    cJSON_AddNumberToObject(o, "subset", (double)c->subset);
+    const uint32_t *ix;
+    size_t n = flc_parts_get(sm->parts, x->idx, &ix);
+    cJSON *a = cJSON_AddArrayToObject(o, "indices");
+    for (size_t i = 0; a && i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(ix[i]));
+    return o;
+}
+
+/* Wakes every merger still blocked on its arrivals list as if its deadline
+ * had passed, and joins them all. Called once every invoked client has
+ * returned: their pushes are all announced, so nothing else can arrive. A
+ * merger that is busy (not blocked) when asked is asked again. */
+static void close_and_join(sim_t *sm, uint64_t give_up_ns)
+{
+    /* Sharded Krum's mergers also block while they exchange distance
+     * matrices, and a wake-up there would fail the merge: they keep their
+     * deadline instead. */
+    int early = !(sm->S > 1 && sm->rule.kind == FLC_MERGE_KRUM);
+    for (; early;) {
+        int waiting = 0;
+        for (uint32_t k = 0; k < sm->S; k++) {
+            merger_th_t *mt = &sm->m[k];
+            if (!mt->started || atomic_load(&mt->done))
+                continue;
+            waiting = 1;
+            redisReply *r = NULL;
+            if (mt->client_id >= 0 &&
+                flc_store_commandf(sm->s, &r, "CLIENT UNBLOCK %lld TIMEOUT",
+                                   mt->client_id) == FLC_OK)
+                freeReplyObject(r);
+        }
+        if (!waiting || flc_now_ns() > give_up_ns)
+            break;
+        flc_sleep_ms(2);
+    }
+    for (uint32_t k = 0; k < sm->S; k++)
+        if (sm->m[k].started) {
+            pthread_join(sm->m[k].t, NULL);
+            sm->m[k].started = 0;
+        }
+}
+
+static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t *e)
+{
+    const flc_sim_cfg_t *c = sm->c;
+    size_t k = (size_t)c->per_round < sm->neligible ? (size_t)c->per_round : sm->neligible;
+    uint64_t t0 = flc_now_ns();
+    memset(out, 0, sizeof *out);
+    out->round = round;
+    out->accuracy = out->loss = -1;
+    sim_client_t *cl = calloc(k, sizeof *cl);
+    char **names = calloc(k, sizeof *names);
+    cJSON **evs = calloc(k, sizeof *evs);
+    flc_sim_inv_t *inv = calloc(k, sizeof *inv);
+    int rc = cl && names && evs && inv ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory");
+    size_t ninv = 0;
+    if (rc == FLC_OK) {
+        sample(sm, round, cl, k);
+        for (size_t i = 0; i < k; i++) {
+            names[i] = cl[i].name;
+            if (cl[i].dropped)
+                continue;
+            cl[i].inv = (long)ninv;
+            if ((evs[ninv++] = client_event(sm, round, &cl[i])) == NULL)
+                rc = flc_err_set(e, FLC_ENOMEM, "out of memory for client events");
+        }
+    }
+    uint64_t rd0 = flc_store_bytes_read(sm->s), wr0 = flc_store_bytes_written(sm->s);
+    uint64_t mrd0[sm->S ? sm->S : 1], mwr0[sm->S ? sm->S : 1];
+    for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++) {
+        merger_th_t *mt = &sm->m[s];
+        memset(&mt->err, 0, sizeof mt->err);
+        mt->cfg = (flc_merger_cfg_t){.job = c->job, .round = round, .shard = s,
+                                     .num_shards = sm->S, .model_size = sm->P,
+                                     .rule = sm->rule, .expected = (const char *const *)names,
+                                     .n_expected = k, .deadline_ms = c->deadline_ms,
+                                     .readers = 1, .state = mt->state};
+        mrd0[s] = flc_store_bytes_read(mt->s);
+        mwr0[s] = flc_store_bytes_written(mt->s);
+        atomic_store(&mt->done, 0);
+        if (pthread_create(&mt->t, NULL, merger_main, mt) != 0)
+            rc = flc_err_set(e, FLC_EIO, "cannot start the merger thread of shard %u", s);
+        else
+            mt->started = 1;
+    }
+    uint64_t tc = flc_now_ns();
+    if (rc == FLC_OK && ninv > 0)
+        rc = c->invoke(c->invoke_user, evs, ninv, inv, e);
+    out->clients_ms = (double)(flc_now_ns() - tc) / 1e6;
+    close_and_join(sm, t0 + (uint64_t)c->round_timeout_ms * 1000000ull);
+
+    int merged = rc == FLC_OK;
+    for (uint32_t s = 0; s < sm->S; s++) {
+        merger_th_t *mt = &sm->m[s];
+        if (mt->rc != FLC_OK)
+            merged = 0;
+        out->merge_ms = mt->rep.merge_ms > out->merge_ms ? mt->rep.merge_ms : out->merge_ms;
+        out->wait_ms = mt->rep.wait_ms > out->wait_ms ? mt->rep.wait_ms : out->wait_ms;
+    }
+    if (merged) {
+        flc_err_t pe = {0};
+        if (flc_rs_pull(sm->s, c->job, round, sm->S, sm->P, c->round_timeout_ms, sm->delta,
+                        &pe) == FLC_OK) {
+            for (size_t i = 0; i < sm->P; i++)
+                sm->global[i] += sm->delta[i];
+        } else {
+            merged = 0;
+        }
+    }
+    out->merged = merged;
+    uint64_t te = flc_now_ns();
+    if (rc == FLC_OK && sm->model != NULL)
+        rc = flc_model_evaluate(sm->model, sm->global, sm->test, NULL, sm->test->n,
+                                &out->accuracy, &out->loss, e);
+    out->eval_ms = (double)(flc_now_ns() - te) / 1e6;
+    if (rc == FLC_OK)
+        rc = put_global(sm, round, e);
+    out->round_ms = (double)(flc_now_ns() - t0) / 1e6;
+
+    if (rc == FLC_OK) {
+        sim_round_rec_t rec = {.round = round, .cl = cl, .k = k, .inv = inv, .out = out,
+                               .started_ms = flc_wall_ms() - (uint64_t)out->round_ms};
+        for (uint32_t s = 0; s < sm->S; s++) {
+            rec.bytes_read += flc_store_bytes_read(sm->m[s].s) - mrd0[s];
+            rec.bytes_written += flc_store_bytes_written(sm->m[s].s) - mwr0[s];
+            double gb = (double)c->memory_mb / 1024.0;
+            rec.merge_cost_usd += (sm->m[s].rep.merge_ms + sm->m[s].rep.wait_ms) / 1000.0 *
+                                  gb * c->price_per_gb_s;
+        }
+        rec.bytes_read += flc_store_bytes_read(sm->s) - rd0;
+        rec.bytes_written += flc_store_bytes_written(sm->s) - wr0;
+        rc = sim_record_round(sm->s, c, sm->P, &rec, e);
+    }
+    if (rc == FLC_OK && !c->keep_updates && flc_store_delete_round(sm->s, c->job, round) != 0)
+        rc = store_err(sm->s, e);
+    /* Models of rounds no client will read again. */
+    if (rc == FLC_OK && !c->keep_updates && round >= 2)
+        flc_store_delete_round(sm->s, sm->gjob, round - 2);
+
+    for (uint32_t s = 0; s < sm->S; s++)
+        flc_merge_report_free(&sm->m[s].rep);
+    for (size_t i = 0; i < k && evs; i++)
+        cJSON_Delete(evs[i]);
+    for (size_t i = 0; i < ninv && inv; i++)
+        cJSON_Delete(inv[i].result);
+    free(cl);
+    free(names);
+    free(evs);
+    free(inv);
+    return rc;
+}
+
+int flc_sim_run(const flc_sim_cfg_t *cfg, flc_sim_progress_t progress, void *user,
+                flc_sim_result_t *res, flc_err_t *e)
+{
+    memset(res, 0, sizeof *res);
+    flc_sim_cfg_t c = *cfg;
+    int rc = flc_sim_cfg_finish(&c, e);
+    if (rc != FLC_OK)
+        return rc;
+    uint64_t t0 = flc_now_ns();
+    sim_t sm = {.c = &c};
+    res->rounds = calloc((size_t)c.rounds, sizeof *res->rounds);
+    if (res->rounds == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    rc = setup(&sm, res, e);
+    for (int r = 1; rc == FLC_OK && r <= c.rounds; r++) {
+        flc_sim_round_t *out = &res->rounds[res->nrounds];
+        rc = run_round(&sm, (uint32_t)r, out, e);
+        if (rc != FLC_OK) {
+            flc_err_wrap(e, "round %d: ", r);
+            break;
+        }
+        res->nrounds++;
+        res->cost_usd += out->cost_usd;
+        res->bytes += out->bytes;
+        if (progress)
+            progress(out, c.rounds, (double)(flc_now_ns() - t0) / 1e9, user);
+    }
+    res->wall_ms = (double)(flc_now_ns() - t0) / 1e6;
+    teardown(&sm);
+    return rc;
+}

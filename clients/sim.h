@@ -1,0 +1,190 @@
+/* The federated simulation driver: N clients holding non-IID slices of
+ * Fashion-MNIST, K of them sampled per round, each run as a `client`
+ * function (clients/client.h), their deltas merged by reduce-scatter
+ * mergers (aggregator/reduce_scatter.h) with the chosen strategy, and a
+ * complete record of every round left in the store.
+ *
+ * Clients are cheap: the Dirichlet(alpha) label split (flc_split_dirichlet)
+ * is one array of sample indexes with N+1 offsets, and a client is the
+ * slice of it that its event carries. Nothing per client is kept across
+ * rounds except one fault flag byte, so the driver's memory grows with the
+ * model and K, not with N. Clients with no samples (possible when N is
+ * large and alpha small) are never sampled.
+ *
+ * One round r (1..R):
+ *   1. sample K of the eligible clients (seeded: flc_rng stream r); decide
+ *      which sampled clients drop out (probability `dropout`, they are never
+ *      invoked) and each one's straggler delay (the `straggler` spec);
+ *   2. start one merger thread per shard (flc_merger_run with in-memory
+ *      server state), expecting all K, deadline `deadline_ms`;
+ *   3. invoke the K - dropped client functions through the invoker (the
+ *      local pool from the CLI, or threads in-process) and wait for them;
+ *   4. close the round: once every invoked client has returned nothing more
+ *      can arrive, so mergers still waiting (for dropped clients) are woken
+ *      as if their deadline had passed (CLIENT UNBLOCK ... TIMEOUT); the
+ *      result is what the deadline would have given, without the wait;
+ *   5. pull the merged delta, step the global model (global += merged: every
+ *      strategy merges deltas, and the server optimizers return their step),
+ *      evaluate it on the test set, store it as round r of job "<J>.g";
+ *   6. complete the RoundMeta the mergers wrote (participants, missing,
+ *      rejected, wait/merge times, bytes) with the driver's metrics,
+ *      hyperparameters, notes, timings, bytes moved and cost, and write one
+ *      ModelUpdate per sampled client: num_samples, local loss, update norm,
+ *      duration, status (accepted | late | rejected | dropped), reason, and
+ *      the ground truth as labels (fault, dropout, straggler_ms, faulty).
+ * Round 0 of "<J>.g" is the initial model. Update shards of every client
+ * stay in the cache (keep_updates) for queries.
+ *
+ * Why mergers are threads of the driver and not `aggregator` functions: a
+ * merger lives for the whole round and keeps the server optimizer's state
+ * in memory between rounds, the function slots of the local pool go to the
+ * clients (each holds the image set), and the driver can close a round the
+ * moment the last client returned (step 4). The merge code is the same one
+ * the aggregator function runs (flc_merger_run). */
+#ifndef FLC_CLIENTS_SIM_H
+#define FLC_CLIENTS_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+
+struct cJSON;
+
+/* Strategies: the client-side training and the server-side merge rule. */
+enum {
+    FLC_SIM_FEDAVG = 0, /* fedavg on deltas, weighted by num_samples */
+    FLC_SIM_FEDPROX,    /* fedavg + proximal term mu in local training */
+    FLC_SIM_FEDADAM,    /* server Adam step on the mean delta */
+    FLC_SIM_FEDYOGI,
+    FLC_SIM_MEDIAN,
+    FLC_SIM_TRIMMED_MEAN,
+    FLC_SIM_KRUM,
+    FLC_SIM_NSTRATEGIES
+};
+
+const char *flc_sim_strategy_name(int s);
+/* -1 for an unknown name. */
+int flc_sim_strategy_parse(const char *name);
+
+/* One invocation's outcome, as the invoker reports it. */
+typedef struct flc_sim_inv {
+    int ok;                 /* the function answered a result */
+    struct cJSON *result;   /* the client's result (flc_client_fn), owned; NULL unless ok */
+    char error[256];        /* why not, when !ok */
+    double duration_ms;     /* as the platform measured it */
+    double cost_usd;        /* as the platform billed it (0 in-process) */
+    int cold;               /* a new instance was started for it */
+} flc_sim_inv_t;
+
+/* Runs the n client events (each {"role":"client",...}) concurrently and
+ * fills out[0..n) (zeroed by the caller); returns when all finished. A
+ * non-zero return (with *e set) means the batch itself failed. */
+typedef int (*flc_sim_invoke_t)(void *user, struct cJSON *const *events, size_t n,
+                                flc_sim_inv_t *out, flc_err_t *e);
+
+/* The in-process invoker: user points to an unsigned thread count (NULL or
+ * 0: 2); runs flc_client_fn on that many threads. */
+int flc_sim_invoke_inproc(void *user, struct cJSON *const *events, size_t n, flc_sim_inv_t *out,
+                          flc_err_t *e);
+
+typedef struct flc_sim_cfg {
+    const char *job;        /* 1..60 characters of [A-Za-z0-9_.@+-]; "<job>.g" holds models */
+    int clients;            /* N >= 1 */
+    int per_round;          /* K, 1..N (capped at the eligible clients) */
+    int rounds;             /* R >= 1 */
+    double alpha;           /* Dirichlet concentration > 0 (large: IID) */
+    int local_epochs;       /* E >= 1 */
+    int strategy;           /* FLC_SIM_* */
+    const char *model;      /* "softmax" | "mlp" */
+    size_t hidden;          /* mlp hidden units; 0: default */
+    double mu;              /* FedProx mu (fedprox: 0 -> 0.01) */
+    double lr;              /* client learning rate; 0 -> 0.05 */
+    size_t batch;           /* client minibatch; 0 -> 32 */
+    double server_lr;       /* fedadam/fedyogi eta; 0 -> 0.03 */
+    double trim;            /* trimmed-mean fraction cut per side; 0 -> 0.2 */
+    int krum_f;             /* krum f; -1 -> (k-3)/2 */
+    double dropout;         /* probability a sampled client never reports */
+    const char *straggler;  /* NULL/"none", "fixed:MS", "uniform:LO:HI", "exp:MEAN",
+                             * "slow:FRAC:MS" (a fraction FRAC of clients wait MS) */
+    unsigned deadline_ms;   /* merger deadline per round; 0: round_timeout_ms */
+    double faulty;          /* fraction of the N clients that are faulty, [0, 1] */
+    int fault;              /* FLC_FAULT_* of the faulty clients */
+    double fault_scale;     /* sign-flip factor / noise norm ratio; 0 -> 4 */
+    uint64_t seed;
+    uint32_t num_shards;    /* reduce-scatter shards; 0 -> 1 */
+    const char *data_dir;   /* NULL: $FLCACHE_DATA_DIR or the Debian path */
+    size_t subset;          /* train samples split over clients (first N); 0: all 60000 */
+    size_t test_subset;     /* test samples evaluated; 0: all 10000 */
+    const char *redis;      /* cache URL for the driver, mergers and clients */
+    unsigned round_timeout_ms; /* longest a round may take; 0 -> 600000 */
+    unsigned memory_mb;     /* for the aggregator cost estimate; 0 -> 1024 */
+    double price_per_gb_s;  /* 0 -> AWS Lambda x86 price */
+    size_t synthetic_params;/* > 0: no data or model, clients push noise deltas of this many
+                             * floats (benchmarks of the merge path); no evaluation */
+    int keep_updates;       /* 1 (default by flc_sim_cfg_init): keep update shards in the
+                             * cache; 0: delete each round after it is recorded */
+    flc_sim_invoke_t invoke;/* NULL: flc_sim_invoke_inproc */
+    void *invoke_user;
+} flc_sim_cfg_t;
+
+/* One finished round, as the progress callback and the result see it. */
+typedef struct flc_sim_round {
+    uint32_t round;
+    double accuracy, loss;       /* global model on the test set; -1 when not evaluated */
+    double train_loss;           /* weighted mean local loss of the participants */
+    size_t sampled, participants, missing, rejected, dropped, late, faulty_sampled;
+    double round_ms, clients_ms, merge_ms, wait_ms, eval_ms;
+    uint64_t bytes;              /* moved through the cache by everyone this round */
+    double cost_usd;             /* client invocations + aggregator estimate */
+    int merged;                  /* 0 when no update could be merged (model unchanged) */
+} flc_sim_round_t;
+
+typedef void (*flc_sim_progress_t)(const flc_sim_round_t *r, int rounds, double elapsed_s,
+                                   void *user);
+
+typedef struct flc_sim_result {
+    double init_accuracy, init_loss;
+    flc_sim_round_t *rounds;     /* nrounds entries */
+    size_t nrounds;
+    size_t nparams;
+    size_t eligible;             /* clients with at least one sample */
+    size_t faulty_clients;
+    double wall_ms;
+    double cost_usd;
+    uint64_t bytes;
+} flc_sim_result_t;
+
+/* Defaults: job "sim", N 100, K 10, R 50, alpha 0.5, E 1, fedavg, softmax,
+ * seed 1, keep_updates 1, krum_f -1. */
+void flc_sim_cfg_init(flc_sim_cfg_t *c);
+
+/* Fills derived defaults and checks every field; FLC_EINVAL naming it. */
+int flc_sim_cfg_finish(flc_sim_cfg_t *c, flc_err_t *e);
+
+/* Parses a straggler spec (see cfg) and draws one delay in ms from it with
+ * r; returns -1 for a bad spec (validated by flc_sim_cfg_finish). */
+struct flc_rng;
+double flc_sim_straggler_draw(const char *spec, struct flc_rng *r);
+
+/* Client i's name: "c<i>". */
+void flc_sim_client_name(char *out, size_t len, int i);
+
+/* Deletes every round of job and "<job>.g" (a rerun of the same job). */
+int flc_sim_clear(const char *redis, const char *job, flc_err_t *e);
+
+/* Runs the simulation (blocks). progress (may be NULL) is called after
+ * every round. On success res holds every round; free with
+ * flc_sim_result_free. Errors: FLC_EINVAL (config), FLC_EIO (data),
+ * FLC_ECONN (cache), or the first client or merge failure that stopped a
+ * round (clients that fail count as missing; the run stops only when the
+ * platform itself fails). */
+int flc_sim_run(const flc_sim_cfg_t *c, flc_sim_progress_t progress, void *user,
+                flc_sim_result_t *res, flc_err_t *e);
+
+void flc_sim_result_free(flc_sim_result_t *r);
+
+/* The result as JSON: {"init_accuracy":..,"rounds":[{...}],...}; new object. */
+struct cJSON *flc_sim_result_json(const flc_sim_cfg_t *c, const flc_sim_result_t *r);
+
+#endif

@@ -1,0 +1,37 @@
+/* Private to the simulation driver (sim.c runs rounds, sim_record.c writes
+ * their records into the store). */
+#ifndef FLC_CLIENTS_SIM_INTERNAL_H
+#define FLC_CLIENTS_SIM_INTERNAL_H
+
+#include "aggregator/reduce_scatter.h"
+#include "clients/sim.h"
+
+/* One sampled client of a round. */
+typedef struct sim_client {
+    int idx;              /* client number i of "c<i>" */
+    char name[24];
+    size_t num_samples;
+    int dropped, faulty;
+    double delay_ms;
+    long inv;             /* its slot in the round's invocations, -1 if not invoked */
+} sim_client_t;
+
+/* What the driver knows about a finished round, for its records. */
+typedef struct sim_round_rec {
+    uint32_t round;
+    sim_client_t *cl;     /* K sampled */
+    size_t k;
+    flc_sim_inv_t *inv;   /* invoked ones */
+    flc_sim_round_t *out; /* the summary, completed by sim_record_round */
+    uint64_t started_ms;
+    uint64_t bytes_read, bytes_written; /* driver and mergers */
+    double merge_cost_usd;
+} sim_round_rec_t;
+
+/* Completes the round's RoundMeta (metrics, hyperparameters, notes, bytes,
+ * cost) and writes one ModelUpdate per sampled client; fills the counts of
+ * rec->out from the merge outcome. */
+int sim_record_round(flc_store_t *s, const flc_sim_cfg_t *c, size_t nparams,
+                     sim_round_rec_t *rec, flc_err_t *e);
+
+#endif
