@@ -47,6 +47,7 @@ int flc_aggregator_run(const cJSON *ev, cJSON **result, flc_err_t *e)
                             .shard = (uint32_t)shard, .num_shards = (uint32_t)nshards,
                             .model_size = (uint64_t)msize, .deadline_ms = (unsigned)deadline,
                             .readers = (unsigned)readers};
+    cfg.derive_stats = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "derive_stats"));
     const cJSON *rule = cJSON_GetObjectItemCaseSensitive(ev, "rule");
     int rc = rule ? flc_merge_rule_from_json(&cfg.rule, rule, e)
                   : flc_merge_rule_init(&cfg.rule, "fedavg", e);

@@ -82,6 +82,10 @@ typedef struct flc_merger_cfg {
     unsigned deadline_ms;        /* from the call; 0: wait 60 s */
     unsigned readers;            /* done tokens to push; 0: n_expected */
     flc_merge_state_t *state;    /* stateful rules: in-memory state, or NULL: in the cache */
+    int derive_stats;            /* 1: after the merge, compute this shard's Gram partial of
+                                  * the round (clients x clients and the aggregate, see
+                                  * aggregator/query.h) and cache it beside the shard, so
+                                  * later queries read N^2 numbers instead of N updates */
 } flc_merger_cfg_t;
 
 /* What one shard's merge did; also stored in the cache (fl:{J}:merges:<r>,
@@ -112,7 +116,7 @@ int flc_merger_run(flc_store_t *s, const flc_merger_cfg_t *cfg, flc_merge_report
 /* The "aggregator" role: event
  *   {"job":"J", "round":3, "shard":0, "num_shards":4, "model_size":1000,
  *    "rule":"fedavg" | {"rule":"krum","f":1}, "expected":["c0","c1"],
- *    "deadline_ms":5000, "readers":2, "redis":"unix:///..."}
+ *    "deadline_ms":5000, "readers":2, "derive_stats":true, "redis":"unix:///..."}
  * ("redis" defaults to $FLCACHE_REDIS). On success *result is the report as
  * JSON: participants, missing, rejected, duplicates, clipped, bytes_read,
  * wait_ms, merge_ms. */

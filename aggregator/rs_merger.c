@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregator/query.h"
 #include "aggregator/rs_internal.h"
 #include "aggregator/tracker.h"
 #include "base/clock.h"
@@ -273,6 +274,25 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
     return FLC_OK;
 }
 
+/* Caches this shard's Gram partial for the queries (best effort: a failure
+ * only means the first query computes it). */
+static void derive_stats(flc_store_t *s, const flc_merger_cfg_t *cfg)
+{
+    flc_strlist_t cl = {0};
+    if (flc_store_list_clients(s, cfg->job, cfg->round, &cl) != FLC_OK || cl.n == 0) {
+        flc_strlist_free(&cl);
+        return;
+    }
+    flc_gram_t g = {.n = cl.n, .clients = cl.items};
+    g.G = calloc((cl.n + 1) * (cl.n + 1), sizeof *g.G);
+    flc_err_t e = {0};
+    if (g.G != NULL &&
+        flc_query_gram_shard(s, cfg->job, cfg->round, cfg->shard, 1, &g, &e) != FLC_OK)
+        FLC_INFO("merger %s/%u/%u: no derived statistics: %s", cfg->job, cfg->round,
+                 cfg->shard, e.msg);
+    flc_gram_free(&g); /* frees cl's strings too */
+}
+
 static int fail_readers(merger_t *m, const flc_err_t *why)
 {
     const flc_merger_cfg_t *cfg = m->cfg;
@@ -384,5 +404,7 @@ int flc_merger_run(flc_store_t *s, const flc_merger_cfg_t *cfg, flc_merge_report
         *e = *flc_store_error(s);
         return e->code;
     }
+    if (cfg->derive_stats)
+        derive_stats(s, cfg); /* after the readers were woken: off their critical path */
     return FLC_OK;
 }

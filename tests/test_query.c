@@ -42,7 +42,7 @@ static void *merger(void *p)
     flc_store_t *s = flc_store_open(g_fx.unix_url, NULL, &e);
     flc_merger_cfg_t c = {.job = "qj", .round = a->round, .shard = a->shard, .num_shards = S,
                           .model_size = NDIM, .expected = g_exp, .n_expected = N,
-                          .deadline_ms = 10000, .readers = 1};
+                          .deadline_ms = 10000, .readers = 1, .derive_stats = a->round == 2};
     flc_merge_rule_init(&c.rule, "fedavg", NULL);
     flc_merge_report_t rep;
     a->rc = flc_merger_run(s, &c, &rep, &e);
@@ -275,8 +275,13 @@ int main(void)
     if (a)
         flcache__query_answer__free_unpacked(a, NULL);
 
-    /* 4. outliers on round 2: the two sign-flippers first. */
+    /* 4. outliers on round 2: the two sign-flippers first. Its mergers
+     * derived the statistics when the round closed: the query reads no
+     * update. */
     a = run(s, (flc_query_req_t){.kind = FLC_Q_OUTLIERS, .round_from = 2, .round_to = 2}, &e);
+    CHECK(a && a->bytes_read == 0,
+          "round 2's mergers cached the Gram partials on close: outliers read %llu bytes of "
+          "updates", a ? (unsigned long long)a->bytes_read : 0ULL);
     ok = a && a->n_rows == N;
     for (int r = 0; ok && r < 2; r++)
         ok &= strcmp(a->rows[r]->key, g_names[N - 1]) == 0 ||
