@@ -351,7 +351,13 @@ static void progress(const flc_sim_round_t *r, int rounds, double elapsed, void 
     if (o->quiet)
         return;
     char eta[32];
-    fmt_dur(eta, sizeof eta, elapsed / r->round * (rounds - (int)r->round));
+    /* The first round pays the cold starts: estimate from the later ones. */
+    static double first_s = -1;
+    if (r->round == 1)
+        first_s = elapsed;
+    double per = r->round > 1 && first_s >= 0 ? (elapsed - first_s) / (r->round - 1)
+                                              : elapsed / r->round;
+    fmt_dur(eta, sizeof eta, per * (rounds - (int)r->round));
     fprintf(stderr, "round %*u/%d  acc %6.2f%%  loss %.4f  participants %zu/%zu", 
             rounds >= 100 ? 3 : 2, r->round, rounds, r->accuracy * 100, r->loss,
             r->participants, r->sampled);

@@ -169,6 +169,20 @@ int sim_record_round(flc_store_t *s, const flc_sim_cfg_t *c, size_t nparams,
     /* Each sampled client's final status, and the round's counts. */
     double loss_sum = 0, w_sum = 0, inv_max = 0, inv_sum = 0, client_cost = 0;
     size_t faulty_merged = 0, ninv = 0, cold = 0, failed = 0;
+    /* Late clients did arrive, after the close: the merger lists them as
+     * missing; the round's record lists them as rejected, reason "late". */
+    char **missing = calloc(rec->k + 1, sizeof *missing);
+    char **rejected = calloc(rec->k + (old ? old->n_rejected : 0) + 1, sizeof *rejected);
+    char (*late_lines)[96] = calloc(rec->k + 1, sizeof *late_lines);
+    size_t nmissing = 0, nrejected = 0;
+    if (missing == NULL || rejected == NULL || late_lines == NULL) {
+        free(missing), free(rejected), free(late_lines);
+        if (old)
+            flcache__round_meta__free_unpacked(old, NULL);
+        return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; old && i < old->n_rejected; i++)
+        rejected[nrejected++] = old->rejected[i];
     uint64_t crd = 0, cwr = 0;
     out->sampled = rec->k;
     for (size_t i = 0; i < rec->k; i++) {
@@ -208,6 +222,11 @@ int sim_record_round(flc_store_t *s, const flc_sim_cfg_t *c, size_t nparams,
                    (rej && strstr(rej, "late"))) {
             status = "late", reason = "pushed after the round closed; kept for queries";
             out->late++;
+            if (old && in_list(old->missing, old->n_missing, x->name)) {
+                snprintf(late_lines[i], sizeof late_lines[i], "%s: late (pushed after the "
+                         "round closed)", x->name);
+                rejected[nrejected++] = late_lines[i];
+            }
         } else {
             status = "rejected", reason = rej ? rej : "not merged";
         }
@@ -216,9 +235,17 @@ int sim_record_round(flc_store_t *s, const flc_sim_cfg_t *c, size_t nparams,
             break;
         }
     }
+    for (size_t i = 0; old && i < old->n_missing; i++) {
+        int late = 0;
+        for (size_t j = 0; j < rec->k; j++)
+            if (late_lines[j][0] && strcmp(rec->cl[j].name, old->missing[i]) == 0)
+                late = 1;
+        if (!late)
+            missing[nmissing++] = old->missing[i];
+    }
     out->participants = old ? old->n_participants : 0;
-    out->missing = old ? old->n_missing : rec->k;
-    out->rejected = old ? old->n_rejected : 0;
+    out->missing = old ? nmissing : rec->k;
+    out->rejected = old ? nrejected : 0;
     out->train_loss = w_sum > 0 ? loss_sum / w_sum : -1;
     out->bytes = rec->bytes_read + rec->bytes_written + crd + cwr;
     out->cost_usd = client_cost + rec->merge_cost_usd;
@@ -283,7 +310,10 @@ int sim_record_round(flc_store_t *s, const flc_sim_cfg_t *c, size_t nparams,
         m = *old; /* the mergers' fields; the arrays stay owned by old */
     m.job = (char *)c->job;
     m.round = rec->round;
-    if (old == NULL) { /* no merger report: nothing was merged */
+    if (old != NULL) {
+        m.n_missing = nmissing, m.missing = missing;
+        m.n_rejected = nrejected, m.rejected = rejected;
+    } else { /* no merger report: nothing was merged */
         m.status = "closed";
         m.num_shards = c->num_shards;
         m.model_size = nparams;
@@ -300,5 +330,6 @@ int sim_record_round(flc_store_t *s, const flc_sim_cfg_t *c, size_t nparams,
         rc = flc_err_set(e, flc_store_error(s)->code, "%s", flc_store_errstr(s));
     if (old != NULL)
         flcache__round_meta__free_unpacked(old, NULL);
+    free(missing), free(rejected), free(late_lines);
     return rc;
 }
