@@ -27,7 +27,6 @@
 #include "workers/model.h"
 #include "workers/sgd_worker.h"
 
-int flc_cmd_train(int argc, char **argv);
 
 static void train_usage(FILE *f)
 {
@@ -60,14 +59,15 @@ static void train_usage(FILE *f)
             "                     s with s %% W == k)\n"
             "  --subset N         train on the first N training samples (default all 60000)\n"
             "  --test-subset N    evaluate on the first N test samples (default all 10000)\n"
-            "  --data DIR         Fashion-MNIST IDX gzip files (default $FLCACHE_DATA_DIR or\n"
-            "                     %s, Debian package dataset-fashion-mnist)\n"
+            "  --data DIR         Fashion-MNIST IDX gzip files (default $FLCACHE_DATA_DIR,\n"
+            "                     else %s from the\n"
+            "                     Debian package dataset-fashion-mnist)\n"
             "  --job NAME         job name in the cache (default train-<time>-<pid>); epoch e\n"
             "                     is round e of NAME, step exchanges use NAME.steps\n"
             "  --seed S           seed of the model init, data split and shuffles (default %d)\n"
             "  --memory MB        memory of each worker function: enforced by the platform\n"
             "                     and used for the cost (default 1024)\n"
-            "  --price USD        price per GB-second (default %g, AWS Lambda x86)\n"
+            "  --price USD        price per GB-second (default %.10f, AWS Lambda x86)\n"
             "  --timeout SEC      limit of each worker invocation (default 3600)\n"
             "  --step-timeout MS  how long a step waits for the slowest worker before the\n"
             "                     training fails (default %u)\n"

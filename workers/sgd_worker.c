@@ -23,6 +23,8 @@
 #define PROGRESS_TTL_MS 3600000u
 #define LAST_ROUNDS_TTL_MS 600000u
 #define EVAL_BATCH 256
+/* Key buffers beyond the W update keys that drop_step_round needs. */
+#define KEYS_EXTRA 8
 
 typedef struct worker {
     flc_sgd_cfg_t c;
@@ -37,8 +39,8 @@ typedef struct worker {
     float *w, *grad, *merged;        /* nparams, nparams + 1, nparams + 1 */
     size_t nparams, steps;           /* steps per epoch */
     double *step_ms;                 /* this epoch's step times (rank 0) */
-    char (*keys)[FLC_KEY_MAX];       /* W + 5 key buffers for drop_step_round */
-    const char **argv;               /* W + 6 arguments for drop_step_round */
+    char (*keys)[FLC_KEY_MAX];       /* W + KEYS_EXTRA keys for drop_step_round */
+    const char **argv;               /* and UNLINK's arguments */
     flc_sgd_result_t *r;
 } worker_t;
 
@@ -160,8 +162,8 @@ static int setup(worker_t *w, flc_err_t *e)
     w->grad = malloc((w->nparams + 1) * sizeof(float));
     w->merged = malloc((w->nparams + 1) * sizeof(float));
     w->step_ms = malloc(w->steps * sizeof(double));
-    w->keys = malloc(((size_t)c->workers + 5) * sizeof *w->keys);
-    w->argv = malloc(((size_t)c->workers + 6) * sizeof *w->argv);
+    w->keys = malloc(((size_t)c->workers + KEYS_EXTRA) * sizeof *w->keys);
+    w->argv = malloc(((size_t)c->workers + KEYS_EXTRA + 1) * sizeof *w->argv);
     if (w->w == NULL || w->grad == NULL || w->merged == NULL || w->step_ms == NULL ||
         w->keys == NULL || w->argv == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory for a %zu-parameter model",
@@ -244,26 +246,31 @@ static int merge_shard(worker_t *w, uint32_t g, uint32_t shard, flc_err_t *e)
  * key of a finished training is left behind. */
 static int drop_step_round(worker_t *w, uint32_t g)
 {
-    static const char *const shard_sfx[] = {"agg", "arrivals", "done", "clients", "closed"};
-    static const char *const job_sfx[] = {"meta", "shards", "um", "merges"};
+    /* The shard and round keys flc_store_delete_round knows, plus the
+     * request tracker's fl:{J}:where:<r> (aggregator/tracker.c). */
+    static const char *const shard_sfx[] = {"agg", "arrivals", "done", "clients", "closed",
+                                            "krumready"};
+    static const char *const job_sfx[] = {"meta", "shards", "um", "merges", "krum", "where"};
+    enum { NSH = sizeof shard_sfx / sizeof *shard_sfx, NJOB = sizeof job_sfx / sizeof *job_sfx };
+    _Static_assert(NSH <= KEYS_EXTRA && NJOB <= KEYS_EXTRA, "drop_step_round: key buffers");
     int W = w->c.workers, rc = FLC_OK;
     redisReply *r;
     w->argv[0] = "UNLINK";
     for (uint32_t sh = 0; rc == FLC_OK && sh < w->c.num_shards; sh++) {
         for (int i = 0; i < W; i++)
             flc_key_update(w->keys[i], w->steps_job, g, sh, w->names[i]);
-        for (int j = 0; j < 5; j++)
+        for (int j = 0; j < NSH; j++)
             flc_key_shard(w->keys[W + j], w->steps_job, g, sh, shard_sfx[j]);
-        for (int i = 0; i < W + 5; i++)
+        for (int i = 0; i < W + NSH; i++)
             w->argv[i + 1] = w->keys[i];
-        if ((rc = flc_store_command(w->s, &r, W + 6, w->argv, NULL)) == FLC_OK)
+        if ((rc = flc_store_command(w->s, &r, W + NSH + 1, w->argv, NULL)) == FLC_OK)
             freeReplyObject(r);
     }
-    for (int j = 0; j < 4; j++) {
+    for (int j = 0; j < NJOB; j++) {
         flc_key_job_round(w->keys[j], w->steps_job, job_sfx[j], g);
         w->argv[j + 1] = w->keys[j];
     }
-    if (rc == FLC_OK && (rc = flc_store_command(w->s, &r, 5, w->argv, NULL)) == FLC_OK)
+    if (rc == FLC_OK && (rc = flc_store_command(w->s, &r, NJOB + 1, w->argv, NULL)) == FLC_OK)
         freeReplyObject(r);
     flc_key_job(w->keys[0], w->steps_job, "rounds");
     if (rc == FLC_OK && (rc = flc_store_commandf(w->s, &r, "ZREM %s %u", w->keys[0], g)) ==
