@@ -188,6 +188,7 @@ void flc_store_close(flc_store_t *s)
 {
     if (s == NULL)
         return;
+    flc_tier_close(s);
     if (s->c)
         redisFree(s->c);
     free(s->scratch);
@@ -434,6 +435,8 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
     rc = flc_store_ensure(s);
     if (rc != FLC_OK)
         return rc;
+    if (s->tier && (rc = flc_tier_before_put(s, total)) != FLC_OK)
+        return flc_err_wrap(&s->err, "making room for %s: ", what);
 
     char key[FLC_KEY_MAX];
     if (kind != PUT_MERGED)
@@ -530,22 +533,52 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
     if (closed)
         *closed = last == 1;
     s->bytes_written += total;
+    if (s->tier)
+        flc_tier_after_put(s, &hdr, kind == PUT_MERGED, total);
     return FLC_OK;
+}
+
+/* put_shard, and with a cold tier one retry after making room when Redis
+ * refused the value for lack of memory (writers the estimate did not see). */
+static int put_shard_tiered(flc_store_t *s, const flc_shard_t *sh, int kind, int *closed)
+{
+    int rc = put_shard(s, sh, kind, closed);
+    if (rc == FLC_ENOMEM && s->tier && s->c) {
+        flc_err_t first = s->err;
+        uint64_t need = 2 * ((uint64_t)sh->count * sizeof(float) + FLC_FRAME_HEADER_MAX);
+        if (flc_store_make_room(s, need) == FLC_OK)
+            rc = put_shard(s, sh, kind, closed);
+        else
+            s->err = first;
+    }
+    return rc;
 }
 
 int flc_store_put_update(flc_store_t *s, const flc_shard_t *sh)
 {
-    return put_shard(s, sh, PUT_UPDATE, NULL);
+    return put_shard_tiered(s, sh, PUT_UPDATE, NULL);
 }
 
 int flc_store_put_update_if_open(flc_store_t *s, const flc_shard_t *sh, int *closed)
 {
-    return put_shard(s, sh, PUT_UPDATE_IF_OPEN, closed);
+    return put_shard_tiered(s, sh, PUT_UPDATE_IF_OPEN, closed);
 }
 
 int flc_store_put_merged(flc_store_t *s, const flc_shard_t *sh)
 {
-    return put_shard(s, sh, PUT_MERGED, NULL);
+    return put_shard_tiered(s, sh, PUT_MERGED, NULL);
+}
+
+/* The spillable object behind a get or delete (for the cold tier). */
+static void obj_of(flc_obj_t *o, const char *job, uint32_t round, uint32_t shard,
+                   const char *client)
+{
+    memset(o, 0, sizeof *o);
+    snprintf(o->job, sizeof o->job, "%s", job);
+    o->round = round;
+    o->shard = shard;
+    o->kind = client ? FLC_OBJ_UPDATE : FLC_OBJ_MERGED;
+    snprintf(o->client, sizeof o->client, "%s", client ? client : "");
 }
 
 /* ---- shard get ----------------------------------------------------------- */
@@ -678,7 +711,13 @@ int flc_store_get_update(flc_store_t *s, const char *job, uint32_t round, uint32
     flc_key_update(key, job, round, shard, client);
     snprintf(what, sizeof what, "update of client %s for shard %u of round %u of job %s",
              client, shard, round, job);
-    return get_shard(s, key, what, out, dst, dst_cap);
+    int rc = get_shard(s, key, what, out, dst, dst_cap);
+    if (s->tier) {
+        flc_obj_t o;
+        obj_of(&o, job, round, shard, client);
+        rc = flc_tier_after_get(s, rc, &o, what, out, dst, dst_cap);
+    }
+    return rc;
 }
 
 int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
@@ -689,7 +728,13 @@ int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32
     char key[FLC_KEY_MAX], what[256];
     flc_key_shard(key, job, round, shard, "agg");
     snprintf(what, sizeof what, "merged shard %u of round %u of job %s", shard, round, job);
-    return get_shard(s, key, what, out, dst, dst_cap);
+    int rc = get_shard(s, key, what, out, dst, dst_cap);
+    if (s->tier) {
+        flc_obj_t o;
+        obj_of(&o, job, round, shard, NULL);
+        rc = flc_tier_after_get(s, rc, &o, what, out, dst, dst_cap);
+    }
+    return rc;
 }
 
 int flc_store_del_update(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
@@ -708,6 +753,11 @@ int flc_store_del_update(flc_store_t *s, const char *job, uint32_t round, uint32
     rc = flc_store_commandf(s, &r, "SREM %s %s", k_clients, client);
     if (rc == FLC_OK)
         freeReplyObject(r);
+    if (rc == FLC_OK && s->tier) { /* no copy may come back from the cold tier */
+        flc_obj_t o;
+        obj_of(&o, job, round, shard, client);
+        flc_tier_deleted(s, &o);
+    }
     return rc;
 }
 

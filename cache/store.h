@@ -23,6 +23,8 @@
 #include <hiredis/hiredis.h>
 
 #include "base/error.h"
+#include "cache/cold.h"
+#include "cache/cold_policy.h"
 #include "cache/shard_codec.h"
 #include "proto/flcache.pb-c.h"
 
@@ -199,5 +201,73 @@ int flc_store_command(flc_store_t *s, redisReply **out, int argc, const char **a
 
 /* printf-style variant of flc_store_command (hiredis format: %s, %b, %d...). */
 int flc_store_commandf(flc_store_t *s, redisReply **out, const char *fmt, ...);
+
+/* ---- cold tier and caching policy (cache/cold_tier.c) --------------------
+ *
+ * With a tier attached, the store keeps Redis under a memory limit itself:
+ * before a shard is written it makes room by spilling the policy's victims
+ * to the cold tier, and a victim leaves Redis only after the cold tier has
+ * acknowledged its bytes (WATCH, read, cold put, then MULTI/DEL/EXEC, so a
+ * value rewritten meanwhile is not dropped). A read of an update or merged
+ * shard that is no longer in Redis fetches it back from the cold tier,
+ * transparently and bit-exact (the policy decides whether it is re-warmed).
+ * Without a tier every call behaves exactly as before. */
+
+typedef struct flc_tier_opts {
+    uint64_t maxmemory; /* bytes Redis may use; 0: CONFIG GET maxmemory (0 there: no limit) */
+    double high;        /* start spilling above high * maxmemory; 0: 0.90 */
+    double low;         /* spill down to low * maxmemory; 0: 0.80 */
+} flc_tier_opts_t;
+
+typedef struct flc_tier_stats {
+    uint64_t maxmemory, used_estimate;   /* the limit, and usage as the store estimates it */
+    uint64_t hot_bytes, cold_bytes;      /* of the objects the policy tracks */
+    uint64_t hits[FLC_QC_COUNT];         /* shard reads served by Redis, per query class */
+    uint64_t misses[FLC_QC_COUNT];       /* ... served by the cold tier */
+    uint64_t spills, spill_bytes;        /* objects moved to the cold tier */
+    uint64_t fetches, fetch_bytes;       /* objects read back from the cold tier */
+    uint64_t rewarms, prefetches;        /* objects put back into Redis (on a miss / ahead) */
+    uint64_t spill_skipped;              /* victims rewritten while spilling (kept) */
+} flc_tier_stats_t;
+
+/* Attaches a cold tier and a policy to s. Both are borrowed: they must
+ * outlive s (close s first). opts may be NULL. Reads used_memory and, when
+ * opts leave it 0, maxmemory from the server. policy may be NULL (fetch-back
+ * only, nothing is spilled). */
+int flc_store_attach_tier(flc_store_t *s, flc_cold_t *cold, flc_policy_t *policy,
+                          const flc_tier_opts_t *opts);
+
+/* Tags the following shard reads of s with query class qc (FLC_QC_*) for
+ * hit rates and for the policy; returns the previous class. */
+int flc_store_set_query_class(flc_store_t *s, int qc);
+
+/* This process's counters (zero without a tier). */
+void flc_store_tier_stats(const flc_store_t *s, flc_tier_stats_t *st);
+
+/* Adds this process's counters since the last flush to the shared hash
+ * fl:tier in Redis (so `flcache store stats` sees every process). Also done
+ * when the store is closed and after each round of spilling. */
+int flc_store_tier_flush(flc_store_t *s);
+
+/* Reads the shared counters of fl:tier (all processes). maxmemory and
+ * used_estimate are left 0; hot/cold bytes are the shared estimates. */
+int flc_store_tier_read(flc_store_t *s, flc_tier_stats_t *st);
+
+/* Spills objects (policy order) until `need` bytes left Redis or there is
+ * nothing left to spill. FLC_ENOMEM when nothing could be freed. */
+int flc_store_make_room(flc_store_t *s, uint64_t need);
+
+/* Spills one object now (spill before evict, see above). FLC_ENOTFOUND when
+ * it is not in Redis. */
+int flc_store_spill(flc_store_t *s, const flc_obj_t *o);
+
+/* Tells the policy a round closed and runs its prefetch. Called by the store
+ * itself when merged shards are written; callable by drivers too. */
+int flc_store_round_closed(flc_store_t *s, const char *job, uint32_t round);
+
+/* Registers with the policy every update and merged shard of a round that
+ * other processes wrote (from the round's indexes, no KEYS/SCAN), so this
+ * store can spill them too. */
+int flc_store_track_round(flc_store_t *s, const char *job, uint32_t round);
 
 #endif

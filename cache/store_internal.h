@@ -16,7 +16,33 @@ struct flc_store {
     uint64_t tmp_counter; /* unique names of tmp keys of this writer */
     char *scratch;        /* first chunk of a read lands here (no allocation per read) */
     size_t scratch_cap;
+    struct flc_tier *tier; /* cold tier and policy; NULL: none (cold_tier.c) */
+    int qclass;           /* query class of the following reads (FLC_QC_*) */
 };
+
+/* ---- hooks of the cold tier (cold_tier.c), called only when s->tier ---- */
+
+/* Before writing a value of `bytes`: keeps Redis under its limit. */
+int flc_tier_before_put(flc_store_t *s, uint64_t bytes);
+
+/* After a shard was written: tells the policy (and closes the round for a
+ * merged shard). */
+void flc_tier_after_put(flc_store_t *s, const flc_shard_t *sh, int merged, uint64_t bytes);
+
+/* After a shard read: rc is get_shard's result. A hit is counted; a miss
+ * (FLC_ENOTFOUND) is fetched back from the cold tier into *out (same
+ * contract as flc_store_get_update). Returns the final result. */
+int flc_tier_after_get(flc_store_t *s, int rc, const flc_obj_t *o, const char *what,
+                       flc_shard_t *out, float *dst, size_t dst_cap);
+
+/* An object was deleted: its cold copy goes too. */
+void flc_tier_deleted(flc_store_t *s, const flc_obj_t *o);
+
+/* A round is being deleted: the cold copies of its shards go too. */
+int flc_tier_delete_round(flc_store_t *s, const char *job, uint32_t round);
+
+/* Frees the tier state (after a last flush). */
+void flc_tier_close(flc_store_t *s);
 
 /* Connects when there is no live connection. */
 int flc_store_ensure(flc_store_t *s);

@@ -479,6 +479,9 @@ int flc_store_delete_round(flc_store_t *s, const char *job, uint32_t round)
     flc_err_clear(&s->err);
     if (flc_name_check(job, "job", &s->err))
         return s->err.code;
+    /* Cold copies first, while the indexes that name them still exist. */
+    if (s->tier && flc_tier_delete_round(s, job, round) != FLC_OK)
+        return s->err.code;
     flc_strlist_t keys, clients;
     int rc = round_keys(s, job, round, &keys, &clients);
     for (size_t i = 0; i < keys.n && rc == FLC_OK; i++) {

@@ -1,0 +1,660 @@
+/* The store's cold tier: spill before evict, transparent fetch-back, keeping
+ * Redis under its memory limit, and hot/cold accounting (store.h, "cold tier
+ * and caching policy").
+ *
+ * Memory: the store keeps an estimate of Redis's used_memory (read with INFO
+ * at attach and after each round of spilling, plus the bytes written since),
+ * so the put path costs no extra round trip until the estimate nears the
+ * high watermark; only then does it ask Redis and spill down to the low one.
+ * A put refused with OOM anyway (other writers) makes room and retries once
+ * (store.c).
+ *
+ * Spill of one object: WATCH key; read the value's bytes (a string, or the
+ * hash of chunk fields); flc_cold_put (returns once durable); MULTI; DEL;
+ * EXEC. The DEL runs only after the cold tier acknowledged, so a process
+ * killed at any point leaves the value in Redis, in the cold tier, or in
+ * both; and WATCH aborts the DEL when someone rewrote the value meanwhile. */
+#include "cache/store_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+/* Redis's own cost per value (dict entry, robj, sds headers), for the estimate. */
+#define VALUE_OVERHEAD 256u
+#define MAX_VICTIMS 64
+#define MAX_SPILL_PASSES 16
+
+struct flc_tier {
+    flc_cold_t *cold;
+    flc_policy_t *pol;
+    uint64_t maxmem, high, low;
+    uint64_t est_used;
+    flc_tier_stats_t st, flushed; /* counters, and their values at the last flush */
+    int busy;                     /* inside make_room or prefetch: no recursion */
+};
+
+static const char *qc_names[FLC_QC_COUNT] = {"other", "round", "client", "aggregate"};
+
+const char *flc_qclass_name(int qc)
+{
+    return qc >= 0 && qc < FLC_QC_COUNT ? qc_names[qc] : "?";
+}
+
+void flc_obj_key(const flc_obj_t *o, char out[FLC_KEY_MAX])
+{
+    if (o->kind == FLC_OBJ_MERGED)
+        flc_key_shard(out, o->job, o->round, o->shard, "agg");
+    else
+        flc_key_update(out, o->job, o->round, o->shard, o->client);
+}
+
+/* ---- memory ---------------------------------------------------------------- */
+
+static int info_used(flc_store_t *s, uint64_t *used)
+{
+    redisReply *r;
+    int rc = flc_store_commandf(s, &r, "INFO memory");
+    if (rc != FLC_OK)
+        return rc;
+    const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, "used_memory:") : NULL;
+    *used = p ? strtoull(p + 12, NULL, 10) : 0;
+    freeReplyObject(r);
+    return FLC_OK;
+}
+
+int flc_store_attach_tier(flc_store_t *s, flc_cold_t *cold, flc_policy_t *policy,
+                          const flc_tier_opts_t *opts)
+{
+    flc_err_clear(&s->err);
+    if (cold == NULL)
+        return flc_err_set(&s->err, FLC_EINVAL, "attaching a cold tier: no cold tier given");
+    struct flc_tier *t = s->tier ? s->tier : calloc(1, sizeof *t);
+    if (t == NULL)
+        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
+    flc_tier_opts_t o = {0};
+    if (opts)
+        o = *opts;
+    t->cold = cold;
+    t->pol = policy;
+    t->maxmem = o.maxmemory;
+    if (t->maxmem == 0) {
+        redisReply *r;
+        int rc = flc_store_commandf(s, &r, "CONFIG GET maxmemory");
+        if (rc == FLC_OK) {
+            if (r->type == REDIS_REPLY_ARRAY && r->elements == 2)
+                t->maxmem = strtoull(r->element[1]->str, NULL, 10);
+            freeReplyObject(r);
+        }
+    }
+    double hi = o.high > 0 && o.high <= 1 ? o.high : 0.90;
+    double lo = o.low > 0 && o.low < hi ? o.low : hi - 0.10;
+    t->high = (uint64_t)(hi * (double)t->maxmem);
+    t->low = (uint64_t)(lo * (double)t->maxmem);
+    int rc = info_used(s, &t->est_used);
+    s->tier = t;
+    t->st.maxmemory = t->maxmem;
+    return rc;
+}
+
+int flc_store_set_query_class(flc_store_t *s, int qc)
+{
+    int old = s->qclass;
+    s->qclass = qc >= 0 && qc < FLC_QC_COUNT ? qc : FLC_QC_OTHER;
+    return old;
+}
+
+void flc_store_tier_stats(const flc_store_t *s, flc_tier_stats_t *st)
+{
+    memset(st, 0, sizeof *st);
+    if (s->tier == NULL)
+        return;
+    *st = s->tier->st;
+    st->maxmemory = s->tier->maxmem;
+    st->used_estimate = s->tier->est_used;
+    if (s->tier->pol && s->tier->pol->ops->bytes)
+        s->tier->pol->ops->bytes(s->tier->pol, &st->hot_bytes, &st->cold_bytes);
+}
+
+/* ---- raw values --------------------------------------------------------------- */
+
+/* Reads the bytes of key (a string, or a hash of chunk fields "0".."n-1")
+ * into a new malloc'd *buf. FLC_ENOTFOUND when the key does not exist. */
+static int read_raw(flc_store_t *s, const char *key, uint8_t **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    redisReply *r;
+    int rc = flc_store_commandf(s, &r, "GET %s", key);
+    if (rc == FLC_OK) {
+        int found = r->type == REDIS_REPLY_STRING;
+        if (found) {
+            *buf = malloc(r->len ? r->len : 1);
+            if (*buf)
+                memcpy(*buf, r->str, r->len);
+            *len = r->len;
+        }
+        freeReplyObject(r);
+        if (!found)
+            return flc_err_set(&s->err, FLC_ENOTFOUND, "%s is not in the cache", key);
+        return *buf ? FLC_OK : flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
+    }
+    if (s->c == NULL || strstr(s->err.msg, "WRONGTYPE") == NULL)
+        return rc;
+    flc_err_clear(&s->err);
+    rc = flc_store_commandf(s, &r, "HLEN %s", key);
+    if (rc != FLC_OK)
+        return rc;
+    long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    if (n <= 0)
+        return flc_err_set(&s->err, FLC_ENOTFOUND, "%s is not in the cache", key);
+    for (long long i = 0; i < n && rc == FLC_OK; i++) {
+        char f[24];
+        snprintf(f, sizeof f, "%lld", i);
+        const char *argv[] = {"HGET", key, f};
+        rc = flc_store_append(s, 3, argv, NULL);
+    }
+    rc = rc ? rc : flc_store_flush(s, "HGET");
+    size_t cap = 0;
+    int bad = FLC_OK;
+    for (long long i = 0; i < n && rc == FLC_OK; i++) {
+        rc = flc_store_read(s, &r, "HGET");
+        if (rc != FLC_OK)
+            break;
+        if (r->type != REDIS_REPLY_STRING) {
+            bad = flc_err_set(&s->err, FLC_EDATA, "%s: chunk %lld is missing", key, i);
+        } else if (bad == FLC_OK) {
+            if (*len + r->len > cap) {
+                size_t nc = (*len + r->len) * (size_t)(i == 0 ? n : 2);
+                uint8_t *p = realloc(*buf, nc);
+                if (p == NULL)
+                    bad = flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
+                else
+                    *buf = p, cap = nc;
+            }
+            if (bad == FLC_OK) {
+                memcpy(*buf + *len, r->str, r->len);
+                *len += r->len;
+            }
+        }
+        freeReplyObject(r);
+    }
+    rc = rc ? rc : bad;
+    if (rc != FLC_OK) {
+        free(*buf);
+        *buf = NULL;
+        *len = 0;
+    }
+    return rc;
+}
+
+/* Writes bytes back under key unless the key exists (a newer value wins):
+ * SET NX for a value of up to FLC_STORE_SPLIT chunks, else a hash of chunk
+ * fields built under a tmp key and published with RENAMENX, the layout
+ * put_shard uses. *written = 0 when the key already existed. */
+static int write_raw(flc_store_t *s, const char *key, const uint8_t *buf, size_t len,
+                     int *written)
+{
+    *written = 0;
+    size_t chunk = s->opts.chunk_bytes;
+    redisReply *r;
+    int rc;
+    if (len <= FLC_STORE_SPLIT * chunk) {
+        const char *argv[] = {"SET", key, (const char *)buf, "NX"};
+        size_t lens[] = {3, strlen(key), len, 2};
+        rc = flc_store_command(s, &r, 4, argv, lens);
+        if (rc != FLC_OK)
+            return rc;
+        *written = r->type == REDIS_REPLY_STATUS;
+        freeReplyObject(r);
+        return FLC_OK;
+    }
+    char tmp[FLC_KEY_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s~warm.%llu", key, (unsigned long long)++s->tmp_counter);
+    int n = 0;
+    rc = flc_store_ensure(s);
+    for (size_t off = 0; rc == FLC_OK && off < len; off += chunk, n++) {
+        char f[16];
+        snprintf(f, sizeof f, "%d", n);
+        const char *argv[] = {"HSET", tmp, f};
+        struct iovec piece = {(void *)(buf + off), len - off < chunk ? len - off : chunk};
+        rc = flc_store_send_pieces(s, 3, argv, &piece, 1, "HSET");
+    }
+    for (int i = 0; rc == FLC_OK && i < n; i++) {
+        rc = flc_store_read(s, &r, "HSET");
+        if (rc == FLC_OK) {
+            if (r->type == REDIS_REPLY_ERROR)
+                rc = flc_store_reply_error(s, r, "HSET");
+            freeReplyObject(r);
+        }
+    }
+    if (rc == FLC_OK)
+        rc = flc_store_commandf(s, &r, "RENAMENX %s %s", tmp, key);
+    if (rc == FLC_OK) {
+        *written = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+    }
+    if (!*written && s->c) {
+        redisReply *d = redisCommand(s->c, "DEL %s", tmp);
+        if (d)
+            freeReplyObject(d);
+    }
+    return rc;
+}
+
+/* ---- spill ------------------------------------------------------------------------ */
+
+static int spill_one(flc_store_t *s, const flc_obj_t *o, uint64_t *freed)
+{
+    struct flc_tier *t = s->tier;
+    char key[FLC_KEY_MAX];
+    flc_obj_key(o, key);
+    *freed = 0;
+    redisReply *r;
+    int rc = flc_store_commandf(s, &r, "WATCH %s", key);
+    if (rc != FLC_OK)
+        return rc;
+    freeReplyObject(r);
+    uint8_t *buf;
+    size_t len;
+    rc = read_raw(s, key, &buf, &len);
+    if (rc == FLC_OK) {
+        /* The acknowledgement: nothing below runs unless the object is durable. */
+        rc = flc_cold_put(t->cold, key, buf, len);
+        if (rc != FLC_OK)
+            flc_err_set(&s->err, rc, "spilling %s: %s", key, flc_cold_errstr(t->cold));
+        free(buf);
+    }
+    if (rc != FLC_OK) {
+        if (s->c && flc_store_commandf(s, &r, "UNWATCH") == FLC_OK)
+            freeReplyObject(r);
+        return rc;
+    }
+    rc = flc_store_commandf(s, &r, "MULTI");
+    if (rc != FLC_OK)
+        return rc;
+    freeReplyObject(r);
+    rc = flc_store_commandf(s, &r, "DEL %s", key);
+    if (rc != FLC_OK)
+        return rc;
+    freeReplyObject(r);
+    rc = flc_store_commandf(s, &r, "EXEC");
+    if (rc != FLC_OK)
+        return rc;
+    int done = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+               r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 1;
+    freeReplyObject(r);
+    if (!done) { /* rewritten while we copied it: the newer value stays hot */
+        t->st.spill_skipped++;
+        return FLC_OK;
+    }
+    t->st.spills++;
+    t->st.spill_bytes += len;
+    *freed = len + VALUE_OVERHEAD;
+    t->est_used = t->est_used > *freed ? t->est_used - *freed : 0;
+    if (t->pol) {
+        flc_obj_t moved = *o;
+        moved.bytes = len;
+        t->pol->ops->on_moved(t->pol, &moved, 1);
+    }
+    return FLC_OK;
+}
+
+int flc_store_spill(flc_store_t *s, const flc_obj_t *o)
+{
+    flc_err_clear(&s->err);
+    if (s->tier == NULL)
+        return flc_err_set(&s->err, FLC_EINVAL, "spilling needs a cold tier (flc_store_attach_tier)");
+    uint64_t freed;
+    return spill_one(s, o, &freed);
+}
+
+int flc_store_make_room(flc_store_t *s, uint64_t need)
+{
+    struct flc_tier *t = s->tier;
+    if (t == NULL || t->pol == NULL)
+        return flc_err_set(&s->err, FLC_EINVAL, "making room needs a cold tier and a policy");
+    t->busy++;
+    uint64_t freed = 0;
+    int rc = FLC_OK;
+    flc_obj_t v[MAX_VICTIMS];
+    for (int pass = 0; pass < MAX_SPILL_PASSES && freed < need && rc == FLC_OK; pass++) {
+        size_t n = t->pol->ops->choose_victims(t->pol, need - freed, v, MAX_VICTIMS);
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n && freed < need && rc == FLC_OK; i++) {
+            uint64_t f;
+            rc = spill_one(s, &v[i], &f);
+            if (rc == FLC_ENOTFOUND) { /* gone from Redis already (another process) */
+                t->pol->ops->on_moved(t->pol, &v[i], 1);
+                flc_err_clear(&s->err);
+                rc = FLC_OK;
+            }
+            freed += f;
+        }
+    }
+    t->busy--;
+    if (rc == FLC_OK) {
+        info_used(s, &t->est_used);
+        flc_store_tier_flush(s);
+    }
+    if (rc == FLC_OK && freed == 0)
+        rc = flc_err_set(&s->err, FLC_ENOMEM,
+                         "cache is full (%llu of %llu bytes) and the %s policy has nothing left "
+                         "to spill", (unsigned long long)t->est_used,
+                         (unsigned long long)t->maxmem, t->pol->spec);
+    return rc;
+}
+
+/* ---- hooks from store.c ------------------------------------------------------------ */
+
+int flc_tier_before_put(flc_store_t *s, uint64_t bytes)
+{
+    struct flc_tier *t = s->tier;
+    if (t->pol == NULL || t->maxmem == 0 || t->busy)
+        return FLC_OK;
+    uint64_t want = bytes + VALUE_OVERHEAD;
+    if (t->est_used + want <= t->high)
+        return FLC_OK;
+    int rc = info_used(s, &t->est_used);
+    if (rc != FLC_OK || t->est_used + want <= t->high)
+        return rc;
+    uint64_t need = t->est_used + want - t->low;
+    rc = flc_store_make_room(s, need);
+    /* Nothing left to spill is not fatal here: Redis may still have room
+     * between the watermark and maxmemory; if not, it refuses the put. */
+    if (rc == FLC_ENOMEM) {
+        flc_err_clear(&s->err);
+        rc = FLC_OK;
+    }
+    return rc;
+}
+
+void flc_tier_after_put(flc_store_t *s, const flc_shard_t *sh, int merged, uint64_t bytes)
+{
+    struct flc_tier *t = s->tier;
+    t->est_used += bytes + VALUE_OVERHEAD;
+    if (t->pol == NULL)
+        return;
+    flc_obj_t o = {.round = sh->round, .shard = sh->shard, .bytes = bytes};
+    o.kind = merged ? FLC_OBJ_MERGED : FLC_OBJ_UPDATE;
+    snprintf(o.job, sizeof o.job, "%s", sh->job);
+    snprintf(o.client, sizeof o.client, "%s", merged ? "" : sh->client);
+    t->pol->ops->on_put(t->pol, &o);
+    /* The last shard's merge marks the round closed (mergers of a
+     * multi-shard model finish in any order; this is the usual last one). */
+    if (merged && sh->shard + 1 == sh->num_shards && !t->busy)
+        flc_store_round_closed(s, sh->job, sh->round);
+}
+
+/* Copies a frame's payload into *out (dst when it fits), checking it. */
+static int decode_into(flc_store_t *s, const uint8_t *buf, size_t len, const char *what,
+                       flc_shard_t *out, float *dst, size_t dst_cap)
+{
+    flc_shard_t h = {0};
+    size_t off, flen;
+    int rc = flc_shard_decode_header(buf, len, s->opts.max_msg_bytes, &h, &off, &flen, &s->err);
+    if (rc == FLC_OK && flen != len)
+        rc = flc_err_set(&s->err, FLC_EDATA, "cold object has %zu bytes, header implies %zu",
+                         len, flen);
+    if (rc != FLC_OK)
+        return flc_err_wrap(&s->err, "reading %s from the cold tier: ", what);
+    if (dst != NULL && dst_cap >= h.count) {
+        h.values = dst;
+        h.owned = NULL;
+    } else if (flc_shard_alloc(&h, h.count, &s->err) != FLC_OK) {
+        return s->err.code;
+    }
+    memcpy(h.values, buf + off, (size_t)h.count * sizeof(float));
+    *out = h;
+    return FLC_OK;
+}
+
+int flc_tier_after_get(flc_store_t *s, int rc, const flc_obj_t *o, const char *what,
+                       flc_shard_t *out, float *dst, size_t dst_cap)
+{
+    struct flc_tier *t = s->tier;
+    int qc = s->qclass;
+    if (rc == FLC_OK) {
+        t->st.hits[qc]++;
+        if (t->pol) {
+            flc_obj_t h = *o;
+            h.bytes = (uint64_t)out->count * sizeof(float) + 64;
+            t->pol->ops->on_get(t->pol, &h, qc, 1);
+        }
+        return rc;
+    }
+    if (rc != FLC_ENOTFOUND)
+        return rc;
+    flc_err_t miss = s->err;
+    char key[FLC_KEY_MAX];
+    flc_obj_key(o, key);
+    uint8_t *buf;
+    size_t len;
+    int crc = flc_cold_get(t->cold, key, &buf, &len);
+    if (crc == FLC_ENOTFOUND) {
+        s->err = miss; /* in neither tier: the original message */
+        return rc;
+    }
+    if (crc != FLC_OK)
+        return flc_err_set(&s->err, crc, "reading %s: %s", what, flc_cold_errstr(t->cold));
+    t->st.fetches++;
+    t->st.fetch_bytes += len;
+    t->st.misses[qc]++;
+    rc = decode_into(s, buf, len, what, out, dst, dst_cap);
+    if (rc == FLC_OK && t->pol) {
+        flc_obj_t m = *o;
+        m.bytes = len;
+        if (t->pol->ops->on_get(t->pol, &m, qc, 0) && !t->busy) {
+            int w = 0;
+            flc_err_t keep = s->err;
+            if (flc_tier_before_put(s, len) == FLC_OK && write_raw(s, key, buf, len, &w) == FLC_OK &&
+                w) {
+                t->st.rewarms++;
+                t->est_used += len + VALUE_OVERHEAD;
+                t->pol->ops->on_moved(t->pol, &m, 0);
+            }
+            s->err = keep; /* a failed re-warm does not fail the read */
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+void flc_tier_deleted(flc_store_t *s, const flc_obj_t *o)
+{
+    struct flc_tier *t = s->tier;
+    char key[FLC_KEY_MAX];
+    flc_obj_key(o, key);
+    flc_cold_del(t->cold, key);
+    if (t->pol)
+        t->pol->ops->on_moved(t->pol, o, -1);
+}
+
+/* ---- rounds and prefetch ------------------------------------------------------------- */
+
+int flc_store_round_closed(flc_store_t *s, const char *job, uint32_t round)
+{
+    struct flc_tier *t = s->tier;
+    if (t == NULL || t->pol == NULL)
+        return FLC_OK;
+    t->pol->ops->on_round_closed(t->pol, job, round);
+    uint64_t budget = UINT64_MAX;
+    if (t->maxmem) {
+        info_used(s, &t->est_used);
+        budget = t->low > t->est_used ? t->low - t->est_used : 0;
+    }
+    if (budget == 0)
+        return FLC_OK;
+    flc_obj_t v[MAX_VICTIMS];
+    size_t n = t->pol->ops->prefetch(t->pol, budget, v, MAX_VICTIMS);
+    t->busy++;
+    int rc = FLC_OK;
+    for (size_t i = 0; i < n && rc == FLC_OK; i++) {
+        char key[FLC_KEY_MAX];
+        flc_obj_key(&v[i], key);
+        uint8_t *buf;
+        size_t len;
+        int crc = flc_cold_get(t->cold, key, &buf, &len);
+        if (crc != FLC_OK)
+            continue; /* a prefetch is a hint: a missing object is not an error */
+        int w = 0;
+        rc = write_raw(s, key, buf, len, &w);
+        free(buf);
+        t->st.fetches++;
+        t->st.fetch_bytes += len;
+        if (rc == FLC_OK) {
+            if (w) {
+                t->st.prefetches++;
+                t->est_used += len + VALUE_OVERHEAD;
+            }
+            t->pol->ops->on_moved(t->pol, &v[i], 0);
+        }
+    }
+    t->busy--;
+    return rc;
+}
+
+/* Calls fn for every update and merged shard of a round, from the round's
+ * indexes (shards, then each shard's client set). */
+static int for_round_objects(flc_store_t *s, const char *job, uint32_t round,
+                             int (*fn)(flc_store_t *, flc_obj_t *))
+{
+    uint32_t *shards = NULL;
+    size_t ns = 0;
+    int rc = flc_store_list_shards(s, job, round, &shards, &ns);
+    for (size_t i = 0; i < ns && rc == FLC_OK; i++) {
+        char k[FLC_KEY_MAX];
+        flc_key_shard(k, job, round, shards[i], "clients");
+        redisReply *r;
+        rc = flc_store_commandf(s, &r, "SMEMBERS %s", k);
+        if (rc != FLC_OK)
+            break;
+        for (size_t j = 0; j <= r->elements && rc == FLC_OK; j++) {
+            flc_obj_t o = {.round = round, .shard = shards[i]};
+            snprintf(o.job, sizeof o.job, "%s", job);
+            o.kind = j < r->elements ? FLC_OBJ_UPDATE : FLC_OBJ_MERGED;
+            if (j < r->elements)
+                snprintf(o.client, sizeof o.client, "%s", r->element[j]->str);
+            rc = fn(s, &o);
+        }
+        freeReplyObject(r);
+    }
+    free(shards);
+    return rc;
+}
+
+static int track_one(flc_store_t *s, flc_obj_t *o)
+{
+    char key[FLC_KEY_MAX];
+    flc_obj_key(o, key);
+    redisReply *m;
+    int rc = flc_store_commandf(s, &m, "MEMORY USAGE %s SAMPLES 0", key);
+    if (rc != FLC_OK)
+        return rc;
+    if (m->type == REDIS_REPLY_INTEGER) {
+        o->bytes = (uint64_t)m->integer;
+        s->tier->pol->ops->on_put(s->tier->pol, o);
+    }
+    freeReplyObject(m);
+    return FLC_OK;
+}
+
+int flc_store_track_round(flc_store_t *s, const char *job, uint32_t round)
+{
+    if (s->tier == NULL || s->tier->pol == NULL)
+        return FLC_OK;
+    return for_round_objects(s, job, round, track_one);
+}
+
+static int delete_one(flc_store_t *s, flc_obj_t *o)
+{
+    flc_tier_deleted(s, o);
+    return FLC_OK;
+}
+
+int flc_tier_delete_round(flc_store_t *s, const char *job, uint32_t round)
+{
+    int rc = for_round_objects(s, job, round, delete_one);
+    return rc == FLC_ENOTFOUND ? FLC_OK : rc;
+}
+
+/* ---- shared counters ---------------------------------------------------------------- */
+
+#define NCOUNTERS (8 + 2 * FLC_QC_COUNT)
+
+/* Names and addresses of the counters kept in fl:tier. */
+static void counters(flc_tier_stats_t *st, const char **names, uint64_t **vals)
+{
+    static char hn[FLC_QC_COUNT][24], mn[FLC_QC_COUNT][24];
+    const char *fixed[] = {"spills", "spill_bytes", "fetches", "fetch_bytes",
+                           "rewarms", "prefetches", "spill_skipped", "cold_bytes"};
+    uint64_t *fv[] = {&st->spills, &st->spill_bytes, &st->fetches, &st->fetch_bytes,
+                      &st->rewarms, &st->prefetches, &st->spill_skipped, &st->cold_bytes};
+    for (int i = 0; i < 8; i++)
+        names[i] = fixed[i], vals[i] = fv[i];
+    for (int q = 0; q < FLC_QC_COUNT; q++) {
+        snprintf(hn[q], sizeof hn[q], "hits:%s", qc_names[q]);
+        snprintf(mn[q], sizeof mn[q], "misses:%s", qc_names[q]);
+        names[8 + 2 * q] = hn[q], vals[8 + 2 * q] = &st->hits[q];
+        names[9 + 2 * q] = mn[q], vals[9 + 2 * q] = &st->misses[q];
+    }
+}
+
+int flc_store_tier_flush(flc_store_t *s)
+{
+    struct flc_tier *t = s->tier;
+    if (t == NULL)
+        return FLC_OK;
+    /* cold_bytes is shared as a running sum of what spills added. */
+    t->st.cold_bytes = t->st.spill_bytes;
+    const char *names[NCOUNTERS];
+    uint64_t *now[NCOUNTERS], *then[NCOUNTERS];
+    counters(&t->st, names, now);
+    counters(&t->flushed, names, then);
+    int rc = FLC_OK;
+    for (int i = 0; i < NCOUNTERS && rc == FLC_OK; i++) {
+        uint64_t d = *now[i] - *then[i];
+        if (d == 0)
+            continue;
+        redisReply *r;
+        char v[24];
+        snprintf(v, sizeof v, "%llu", (unsigned long long)d);
+        rc = flc_store_commandf(s, &r, "HINCRBY fl:tier %s %s", names[i], v);
+        if (rc == FLC_OK) {
+            freeReplyObject(r);
+            *then[i] = *now[i];
+        }
+    }
+    return rc;
+}
+
+int flc_store_tier_read(flc_store_t *s, flc_tier_stats_t *st)
+{
+    memset(st, 0, sizeof *st);
+    redisReply *r;
+    int rc = flc_store_commandf(s, &r, "HGETALL fl:tier");
+    if (rc != FLC_OK)
+        return rc;
+    const char *names[NCOUNTERS];
+    uint64_t *vals[NCOUNTERS];
+    counters(st, names, vals);
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+        for (int k = 0; k < NCOUNTERS; k++)
+            if (strcmp(r->element[i]->str, names[k]) == 0)
+                *vals[k] = strtoull(r->element[i + 1]->str, NULL, 10);
+    freeReplyObject(r);
+    return FLC_OK;
+}
+
+void flc_tier_close(flc_store_t *s)
+{
+    if (s->tier == NULL)
+        return;
+    if (s->c)
+        flc_store_tier_flush(s);
+    free(s->tier);
+    s->tier = NULL;
+}
