@@ -66,7 +66,7 @@ static void usage(FILE *f)
 "  --model M          softmax (multinomial logistic regression) or mlp (one\n"
 "                     hidden ReLU layer, --hidden units, default %d)\n"
 "  --mu M             FedProx proximal weight (default 0.01 with fedprox, else 0)\n"
-"  --lr L             client SGD learning rate (default 0.05)\n"
+"  --lr L             client SGD learning rate (default 0.1 softmax, 0.05 mlp)\n"
 "  --batch B          client minibatch (default 32)\n"
 "  --server-lr ETA    fedadam/fedyogi server learning rate (default 0.03)\n"
 "  --trim T           trimmed-mean fraction cut per side (default 0.2)\n"
@@ -299,7 +299,7 @@ static int pool_invoke(void *user, cJSON *const *events, size_t n, flc_sim_inv_t
         out[i].ok = recs[i].status == FLC_INV_OK && cJSON_IsObject(res);
         out[i].result = out[i].ok ? cJSON_Duplicate(res, 1) : NULL;
         if (!out[i].ok)
-            snprintf(out[i].error, sizeof out[i].error, "%s: %s",
+            snprintf(out[i].error, sizeof out[i].error, "%s: %.200s",
                      flc_inv_status_name(recs[i].status), recs[i].error);
         out[i].duration_ms = recs[i].duration_ms;
         out[i].cost_usd = recs[i].cost_usd;

@@ -99,7 +99,7 @@ typedef struct flc_sim_cfg {
     const char *model;      /* "softmax" | "mlp" */
     size_t hidden;          /* mlp hidden units; 0: default */
     double mu;              /* FedProx mu (fedprox: 0 -> 0.01) */
-    double lr;              /* client learning rate; 0 -> 0.05 */
+    double lr;              /* client learning rate; 0 -> 0.1 softmax, 0.05 mlp */
     size_t batch;           /* client minibatch; 0 -> 32 */
     double server_lr;       /* fedadam/fedyogi eta; 0 -> 0.03 */
     double trim;            /* trimmed-mean fraction cut per side; 0 -> 0.2 */

@@ -126,8 +126,8 @@ int flc_sim_cfg_finish(flc_sim_cfg_t *c, flc_err_t *e)
         c->mu = 0.01;
     if (c->mu < 0 || !isfinite(c->mu))
         return flc_err_set(e, FLC_EINVAL, "mu must be >= 0, not %g", c->mu);
-    if (c->lr == 0)
-        c->lr = 0.05;
+    if (c->lr == 0) /* [0,1] pixels: softmax learns fastest near 0.1 (docs/simulate.md) */
+        c->lr = strcmp(c->model, "mlp") == 0 ? 0.05 : 0.1;
     if (!(c->lr > 0) || !isfinite(c->lr))
         return flc_err_set(e, FLC_EINVAL, "lr must be a positive number, not %g", c->lr);
     if (c->batch == 0)

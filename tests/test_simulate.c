@@ -63,7 +63,7 @@ static int pool_invoke(void *user, cJSON *const *events, size_t n, flc_sim_inv_t
         const cJSON *res = flc_inv_result(&recs[i]);
         out[i].ok = recs[i].status == FLC_INV_OK && res != NULL;
         out[i].result = out[i].ok ? cJSON_Duplicate(res, 1) : NULL;
-        snprintf(out[i].error, sizeof out[i].error, "%s", recs[i].error);
+        snprintf(out[i].error, sizeof out[i].error, "%.200s", recs[i].error);
         out[i].duration_ms = recs[i].duration_ms;
         out[i].cost_usd = recs[i].cost_usd;
         out[i].cold = recs[i].cold;
