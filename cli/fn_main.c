@@ -20,6 +20,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "aggregator/query.h"
+#include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
 #include "runtime/event.h"
 #include "runtime/fn.h"
@@ -118,6 +120,18 @@ static int worker(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
     return rc;
 }
 
+/* The "aggregator" role: the merger of one shard of one round. */
+static int aggregator(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
+{
+    return flc_aggregator_run(event, result, &ctx->err);
+}
+
+/* The "query" role: one query, answered next to the data. */
+static int query(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
+{
+    return flc_query_fn(event, result, &ctx->err);
+}
+
 typedef struct role {
     const char *name;
     flc_fn_handler_t handler;
@@ -130,6 +144,11 @@ int main(int argc, char **argv)
         {"probe", probe, "platform self-check: echo; sleep_ms, burn_ms, alloc_mb, fail, crash"},
         {"worker", worker, "synchronous SGD worker: job, rank, workers, model, epochs, batch, "
                            "lr, comm (see workers/sgd_worker.h)"},
+        {"aggregator", aggregator, "merger of one shard of one round: job, round, shard, "
+                                   "num_shards, model_size, rule, expected, deadline_ms "
+                                   "(see aggregator/reduce_scatter.h)"},
+        {"query", query, "a query next to the data: kind, job, round | round_from/round_to, "
+                         "client, k, cluster, seed (see aggregator/query.h)"},
     };
     signal(SIGPIPE, SIG_IGN); /* a vanished server is an error to report, not a kill */
     flc_fn_table_t *t = flc_fn_table_new();

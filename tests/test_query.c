@@ -366,6 +366,20 @@ int main(void)
     cJSON_Delete(res);
     cJSON_Delete(event);
 
+    /* 9. ... and as the `query` role of flcache-fn on the local platform. */
+    char cmd[1200], outb[65536];
+    snprintf(cmd, sizeof cmd,
+             "echo '{\"role\":\"query\",\"kind\":\"clusters\",\"job\":\"qj\",\"round\":1,"
+             "\"k\":2,\"seed\":7,\"redis\":\"%s\"}' | %s/flcache-fn",
+             g_fx.unix_url, flc_t_build_dir());
+    rc = flc_t_run(cmd, outb, sizeof outb);
+    cJSON *fr = cJSON_Parse(outb);
+    const cJSON *sum = cJSON_GetObjectItem(cJSON_GetObjectItem(fr, "result"), "summary");
+    CHECK(rc == 0 && cJSON_IsTrue(cJSON_GetObjectItem(fr, "ok")) &&
+              cJSON_GetNumberValue(cJSON_GetObjectItem(sum, "size_0")) == 6,
+          "flcache-fn role query: clusters of round 1 answered by a function (sizes 6/6)");
+    cJSON_Delete(fr);
+
     flc_store_close(s);
     flc_fixture_stop(&g_fx);
     return flc_t_done();
