@@ -21,8 +21,10 @@
 #include <string.h>
 #include <sys/uio.h>
 
-/* Redis's own cost per value (dict entry, robj, sds headers), for the estimate. */
-#define VALUE_OVERHEAD 256u
+/* Redis's own cost per value for the estimate: dict entry, robj and sds
+ * headers, plus allocator rounding (jemalloc size classes are up to 25%
+ * apart). Overestimating only spills a little early. */
+#define VALUE_OVERHEAD(n) (512u + (n) / 4)
 #define MAX_VICTIMS 64
 #define MAX_SPILL_PASSES 16
 
@@ -246,6 +248,19 @@ static int write_raw(flc_store_t *s, const char *key, const uint8_t *buf, size_t
 
 /* ---- spill ------------------------------------------------------------------------ */
 
+/* Deletes KEYS[1] when it still starts with ARGV[1] (see spill_one). */
+static const char DEL_IF_SAME[] =
+    "#!lua flags=allow-oom\n"
+    "local t = redis.call('TYPE', KEYS[1]).ok "
+    "local n = string.len(ARGV[1]) "
+    "local head "
+    "if t == 'string' then head = redis.call('GETRANGE', KEYS[1], 0, n - 1) "
+    "elseif t == 'hash' then head = string.sub(redis.call('HGET', KEYS[1], '0') or '', 1, n) "
+    "else return 0 end "
+    "if head ~= ARGV[1] then return 0 end "
+    "redis.call('DEL', KEYS[1]) "
+    "return 1";
+
 static int spill_one(flc_store_t *s, const flc_obj_t *o, uint64_t *freed)
 {
     struct flc_tier *t = s->tier;
@@ -260,7 +275,9 @@ static int spill_one(flc_store_t *s, const flc_obj_t *o, uint64_t *freed)
     uint8_t *buf;
     size_t len;
     rc = read_raw(s, key, &buf, &len);
+    uint8_t head[256];
     if (rc == FLC_OK) {
+        memcpy(head, buf, len < sizeof head ? len : sizeof head);
         /* The acknowledgement: nothing below runs unless the object is durable. */
         rc = flc_cold_put(t->cold, key, buf, len);
         if (rc != FLC_OK)
@@ -272,27 +289,46 @@ static int spill_one(flc_store_t *s, const flc_obj_t *o, uint64_t *freed)
             freeReplyObject(r);
         return rc;
     }
+    int done = 0;
     rc = flc_store_commandf(s, &r, "MULTI");
     if (rc != FLC_OK)
         return rc;
     freeReplyObject(r);
     rc = flc_store_commandf(s, &r, "DEL %s", key);
-    if (rc != FLC_OK)
-        return rc;
-    freeReplyObject(r);
-    rc = flc_store_commandf(s, &r, "EXEC");
-    if (rc != FLC_OK)
-        return rc;
-    int done = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+    if (rc == FLC_ENOMEM) {
+        /* Redis refuses to queue commands in MULTI while over maxmemory,
+         * the very moment room is needed: drop the transaction and delete
+         * with a script allowed to run out of memory, which checks that the
+         * value still starts with the bytes we saved (the frame header
+         * carries the writer's timestamp, so a rewrite changes it). */
+        if (flc_store_commandf(s, &r, "DISCARD") == FLC_OK)
+            freeReplyObject(r);
+        size_t hl = len < 256 ? len : 256;
+        const char *argv[] = {"EVAL", DEL_IF_SAME, "1", key, (const char *)head};
+        size_t lens[] = {4, strlen(DEL_IF_SAME), 1, strlen(key), hl};
+        rc = flc_store_command(s, &r, 5, argv, lens);
+        if (rc != FLC_OK)
+            return rc;
+        done = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+    } else {
+        if (rc != FLC_OK)
+            return rc;
+        freeReplyObject(r);
+        rc = flc_store_commandf(s, &r, "EXEC");
+        if (rc != FLC_OK)
+            return rc;
+        done = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
                r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 1;
-    freeReplyObject(r);
+        freeReplyObject(r);
+    }
     if (!done) { /* rewritten while we copied it: the newer value stays hot */
         t->st.spill_skipped++;
         return FLC_OK;
     }
     t->st.spills++;
     t->st.spill_bytes += len;
-    *freed = len + VALUE_OVERHEAD;
+    *freed = len + VALUE_OVERHEAD(len);
     t->est_used = t->est_used > *freed ? t->est_used - *freed : 0;
     if (t->pol) {
         flc_obj_t moved = *o;
@@ -355,7 +391,7 @@ int flc_tier_before_put(flc_store_t *s, uint64_t bytes)
     struct flc_tier *t = s->tier;
     if (t->pol == NULL || t->maxmem == 0 || t->busy)
         return FLC_OK;
-    uint64_t want = bytes + VALUE_OVERHEAD;
+    uint64_t want = bytes + VALUE_OVERHEAD(bytes);
     if (t->est_used + want <= t->high)
         return FLC_OK;
     int rc = info_used(s, &t->est_used);
@@ -375,7 +411,7 @@ int flc_tier_before_put(flc_store_t *s, uint64_t bytes)
 void flc_tier_after_put(flc_store_t *s, const flc_shard_t *sh, int merged, uint64_t bytes)
 {
     struct flc_tier *t = s->tier;
-    t->est_used += bytes + VALUE_OVERHEAD;
+    t->est_used += bytes + VALUE_OVERHEAD(bytes);
     if (t->pol == NULL)
         return;
     flc_obj_t o = {.round = sh->round, .shard = sh->shard, .bytes = bytes};
@@ -453,7 +489,7 @@ int flc_tier_after_get(flc_store_t *s, int rc, const flc_obj_t *o, const char *w
             if (flc_tier_before_put(s, len) == FLC_OK && write_raw(s, key, buf, len, &w) == FLC_OK &&
                 w) {
                 t->st.rewarms++;
-                t->est_used += len + VALUE_OVERHEAD;
+                t->est_used += len + VALUE_OVERHEAD(len);
                 t->pol->ops->on_moved(t->pol, &m, 0);
             }
             s->err = keep; /* a failed re-warm does not fail the read */
@@ -508,7 +544,7 @@ int flc_store_round_closed(flc_store_t *s, const char *job, uint32_t round)
         if (rc == FLC_OK) {
             if (w) {
                 t->st.prefetches++;
-                t->est_used += len + VALUE_OVERHEAD;
+                t->est_used += len + VALUE_OVERHEAD(len);
             }
             t->pol->ops->on_moved(t->pol, &v[i], 0);
         }

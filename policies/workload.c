@@ -35,6 +35,7 @@ typedef struct heat {
 
 typedef struct wl {
     double w[FLC_QC_COUNT];
+    double agg_span; /* how many recent rounds aggregate queries reach back */
     heat_t heat[MAX_HEAT];
     int nheat;
     char last_client[FLC_NAME_MAX + 1];
@@ -66,11 +67,12 @@ static void heat_add(wl_t *w, const char *client)
     w->heat[at].h += 1;
 }
 
-/* The newest two rounds: the one just closed and the one being written. */
+/* The newest round written: the one round queries read once it closes.
+ * (Not the one before as well: two rounds of updates can fill the cache.) */
 static int latest(pol_t *p, const pol_entry_t *e)
 {
     pol_job_t *j = pol_job(p, e->o.job);
-    return j == NULL || e->o.round + 1 >= j->max_round;
+    return j == NULL || e->o.round >= j->max_round;
 }
 
 static double share(const wl_t *w, int qc)
@@ -81,26 +83,51 @@ static double share(const wl_t *w, int qc)
     return sum > 0 ? w->w[qc] / sum : 0;
 }
 
-static double wl_score(pol_t *p, const pol_entry_t *e)
+/* What keeping e hot is worth, from the learned mix (higher stays). */
+static double value(pol_t *p, const pol_entry_t *e)
 {
     wl_t *w = p->ext;
-    if (e->o.kind == FLC_OBJ_MERGED)
-        return 8 * TIER + (double)e->tick;
+    pol_job_t *j = pol_job(p, e->o.job);
+    uint32_t newest = j ? j->max_round : e->o.round;
+    if (e->o.kind == FLC_OBJ_MERGED) {
+        /* Merged shards within the reach of recent history queries are read
+         * once per round; older ones only by training (rarely). */
+        int recent = (double)e->o.round + w->agg_span > (double)newest;
+        return recent ? 2 + 2 * share(w, FLC_QC_AGGREGATE) : 0.75;
+    }
     double v = 0;
     if (latest(p, e))
-        v += 1 + 2 * share(w, FLC_QC_ROUND);
+        v += 1 + 3 * share(w, FLC_QC_ROUND);
     double h = heat_of(w, e->o.client);
     if (h >= HOT_HEAT)
-        v += 1 + share(w, FLC_QC_CLIENT) * (h < 4 ? h : 4);
-    return v * TIER + (double)e->tick;
+        v += 1 + share(w, FLC_QC_CLIENT) * (h < 3 ? h : 3);
+    return v;
 }
 
+static double wl_score(pol_t *p, const pol_entry_t *e)
+{
+    return value(p, e) * TIER + (double)e->tick;
+}
+
+/* Re-warm a miss only when it is worth more than the least valuable hot
+ * object it would push out: a client-history scan longer than the room left
+ * would otherwise evict, one by one, the very updates it reads next (the
+ * cyclic-scan trap of LRU). */
 static int wl_rewarm(pol_t *p, const pol_entry_t *e, int qc)
 {
-    wl_t *w = p->ext;
-    if (e->o.kind == FLC_OBJ_MERGED)
-        return 1;
-    return latest(p, e) || heat_of(w, e->o.client) >= HOT_HEAT;
+    double v = value(p, e);
+    if (v <= 0)
+        return 0;
+    double least = -1;
+    for (size_t i = 0; i < p->n; i++) {
+        const pol_entry_t *x = &p->e[i];
+        if (x->live && x->hot && x != e) {
+            double xv = value(p, x);
+            if (least < 0 || xv < least)
+                least = xv;
+        }
+    }
+    return least < 0 || v > least + 0.25;
 }
 
 static void wl_learn(pol_t *p, const pol_entry_t *e, int qc, int hit)
@@ -109,6 +136,11 @@ static void wl_learn(pol_t *p, const pol_entry_t *e, int qc, int hit)
     for (int i = 0; i < FLC_QC_COUNT; i++)
         w->w[i] *= SHARE_DECAY;
     w->w[qc] += 1;
+    if (qc == FLC_QC_AGGREGATE && e->o.kind == FLC_OBJ_MERGED) {
+        pol_job_t *j = pol_job(p, e->o.job);
+        double back = j && j->max_round >= e->o.round ? j->max_round - e->o.round + 1.0 : 1.0;
+        w->agg_span = back > w->agg_span ? back : w->agg_span * 0.999;
+    }
     if (qc == FLC_QC_CLIENT && e->o.kind == FLC_OBJ_UPDATE &&
         strcmp(w->last_client, e->o.client) != 0) {
         heat_add(w, e->o.client);
