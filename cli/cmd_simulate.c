@@ -366,6 +366,20 @@ static void progress(const flc_sim_round_t *r, int rounds, double elapsed, void 
     fprintf(stderr, "  %.2fs  ETA %s\n", r->round_ms / 1000, eta);
 }
 
+/* Peak resident set of this process (driver and mergers) in MiB. */
+static double self_peak_mb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kb = atof(line + 6);
+    if (f)
+        fclose(f);
+    return kb / 1024;
+}
+
 static void table(const opts_t *o, const flc_sim_result_t *r)
 {
     const flc_sim_cfg_t *c = &o->c;
@@ -384,8 +398,11 @@ static void table(const opts_t *o, const flc_sim_result_t *r)
         const flc_sim_round_t *x = &r->rounds[i];
         if (i % step != step - 1 && i + 1 != r->nrounds && i != 0)
             continue;
-        printf("%6u %8.2f %8.4f %8.4f %6zu %6zu %6zu %6zu %6zu %9.0f %10.2f %11.6f\n", x->round,
-               x->accuracy * 100, x->loss, x->train_loss, x->participants, x->missing,
+        char train[16] = "-";
+        if (x->train_loss >= 0)
+            snprintf(train, sizeof train, "%.4f", x->train_loss);
+        printf("%6u %8.2f %8.4f %8s %6zu %6zu %6zu %6zu %6zu %9.0f %10.2f %11.6f\n", x->round,
+               x->accuracy * 100, x->loss, train, x->participants, x->missing,
                x->rejected, x->late, x->dropped, x->round_ms, (double)x->bytes / 1048576.0,
                x->cost_usd);
     }
@@ -399,6 +416,8 @@ static void table(const opts_t *o, const flc_sim_result_t *r)
            "moved through the cache, cost $%.6f\n",
            r->nrounds ? r->rounds[r->nrounds - 1].accuracy * 100 : 0, best * 100, best_r,
            r->nrounds, r->wall_ms / 1000, buf, r->cost_usd);
+    printf("driver peak memory %.1f MiB (%s)\n", self_peak_mb(),
+           o->inproc ? "with the in-process clients" : "mergers included, client functions not");
     printf("history: rounds 1..%zu of job %s (RoundMeta, ModelUpdate per client, updates); "
            "global models: job %s.g\n", r->nrounds, c->job, c->job);
 }
@@ -457,6 +476,7 @@ int flc_cmd_simulate(int argc, char **argv)
         o.c = shown;
         if (o.json) {
             cJSON *j = flc_sim_result_json(&o.c, &res);
+            cJSON_AddNumberToObject(j, "driver_peak_rss_mb", self_peak_mb());
             char *t = j ? cJSON_PrintUnformatted(j) : NULL;
             if (t)
                 printf("%s\n", t);
