@@ -39,6 +39,7 @@ void flc_cli_bytes(char *out, size_t outlen, double bytes);
 int flc_cmd_version(int argc, char **argv);
 int flc_cmd_train(int argc, char **argv);
 int flc_cmd_query(int argc, char **argv);
+int flc_cmd_simulate(int argc, char **argv);
 int flc_cmd_store(int argc, char **argv);
 int flc_cmd_up(int argc, char **argv);
 int flc_cmd_down(int argc, char **argv);

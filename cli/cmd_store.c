@@ -1,5 +1,7 @@
 /* `flcache store stats`: what the cache holds: keys, memory, jobs and their
- * rounds. Reads only the job and round indexes (no KEYS/SCAN). */
+ * rounds, and the cold tier: hot and cold bytes, spills, fetches, and the
+ * hit rate of each query class (the counters every process with a cold tier
+ * adds to fl:tier). Reads only indexes and counters (no KEYS/SCAN). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +16,8 @@ static void store_usage(FILE *f)
             "usage: flcache store stats [--json]\n"
             "\n"
             "Shows the cache flcache talks to (FLCACHE_REDIS, or a fresh embedded one):\n"
-            "number of keys, memory used and its limit, and every job with its rounds.\n"
+            "number of keys, memory used and its limit, every job with its rounds, and\n"
+            "the cold tier: hot/cold bytes, spills, fetches, hit rate per query class.\n"
             "\n"
             "options:\n"
             "  --json   one JSON object instead of the table\n");
@@ -39,6 +42,24 @@ static int stats(flc_cli_conn_t *c, int json)
     cJSON_AddNumberToObject(root, "keys", (double)st.keys);
     cJSON_AddNumberToObject(root, "used_memory", (double)st.used_memory);
     cJSON_AddNumberToObject(root, "maxmemory", (double)st.maxmemory);
+    flc_tier_stats_t ts;
+    if (flc_store_tier_read(s, &ts) != FLC_OK)
+        memset(&ts, 0, sizeof ts);
+    cJSON *tier = cJSON_AddObjectToObject(root, "tier");
+    cJSON_AddNumberToObject(tier, "hot_bytes", (double)st.used_memory);
+    cJSON_AddNumberToObject(tier, "cold_bytes", (double)ts.cold_bytes);
+    cJSON_AddNumberToObject(tier, "spills", (double)ts.spills);
+    cJSON_AddNumberToObject(tier, "spill_bytes", (double)ts.spill_bytes);
+    cJSON_AddNumberToObject(tier, "fetches", (double)ts.fetches);
+    cJSON_AddNumberToObject(tier, "fetch_bytes", (double)ts.fetch_bytes);
+    cJSON_AddNumberToObject(tier, "rewarms", (double)ts.rewarms);
+    cJSON_AddNumberToObject(tier, "prefetches", (double)ts.prefetches);
+    cJSON *hr = cJSON_AddObjectToObject(tier, "hit_rate");
+    for (int q = 0; q < FLC_QC_COUNT; q++) {
+        uint64_t n = ts.hits[q] + ts.misses[q];
+        if (n)
+            cJSON_AddNumberToObject(hr, flc_qclass_name(q), (double)ts.hits[q] / (double)n);
+    }
     cJSON *ja = cJSON_AddArrayToObject(root, "jobs");
     char used[32], maxm[32];
     flc_cli_bytes(used, sizeof used, (double)st.used_memory);
@@ -48,6 +69,20 @@ static int stats(flc_cli_conn_t *c, int json)
                c->embedded ? " [embedded, empty: set FLCACHE_REDIS to inspect a real one]" : "");
         printf("keys      %llu\n", (unsigned long long)st.keys);
         printf("memory    %s used of %s\n", used, st.maxmemory ? maxm : "unlimited");
+        char cb[32], fb[32];
+        flc_cli_bytes(cb, sizeof cb, (double)ts.cold_bytes);
+        flc_cli_bytes(fb, sizeof fb, (double)ts.fetch_bytes);
+        printf("hot       %s in Redis\n", used);
+        printf("cold      %s spilled in %llu spills; %llu fetches (%s), %llu re-warmed, "
+               "%llu prefetched\n", cb, (unsigned long long)ts.spills,
+               (unsigned long long)ts.fetches, fb, (unsigned long long)ts.rewarms,
+               (unsigned long long)ts.prefetches);
+        for (int q = 0; q < FLC_QC_COUNT; q++) {
+            uint64_t n = ts.hits[q] + ts.misses[q];
+            if (n)
+                printf("hit rate  %-10s %5.1f%% of %llu shard reads\n", flc_qclass_name(q),
+                       100.0 * (double)ts.hits[q] / (double)n, (unsigned long long)n);
+        }
         printf("jobs      %zu\n", jobs.n);
     }
     for (size_t i = 0; i < jobs.n; i++) {

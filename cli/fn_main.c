@@ -23,6 +23,7 @@
 #include "aggregator/query.h"
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
+#include "clients/client.h"
 #include "runtime/event.h"
 #include "runtime/fn.h"
 #include "workers/sgd_worker.h"
@@ -120,6 +121,18 @@ static int worker(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
     return rc;
 }
 
+/* The "client" role: one federated client's round (clients/client.h). */
+static int client(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
+{
+    double compute = -1, comm = -1;
+    int rc = flc_client_fn(event, result, &compute, &comm, &ctx->err);
+    if (compute >= 0 && comm >= 0) {
+        ctx->compute_ms = compute;
+        ctx->comm_ms = comm;
+    }
+    return rc;
+}
+
 /* The "aggregator" role: the merger of one shard of one round. */
 static int aggregator(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 {
@@ -144,6 +157,8 @@ int main(int argc, char **argv)
         {"probe", probe, "platform self-check: echo; sleep_ms, burn_ms, alloc_mb, fail, crash"},
         {"worker", worker, "synchronous SGD worker: job, rank, workers, model, epochs, batch, "
                            "lr, comm (see workers/sgd_worker.h)"},
+        {"client", client, "federated client: job, round, client, indices, model, lr, "
+                           "local_epochs, mu, fault, delay_ms (see clients/client.h)"},
         {"aggregator", aggregator, "merger of one shard of one round: job, round, shard, "
                                    "num_shards, model_size, rule, expected, deadline_ms "
                                    "(see aggregator/reduce_scatter.h)"},

@@ -16,6 +16,8 @@ typedef struct command {
 
 static const command_t commands[] = {
     {"train", flc_cmd_train, "synchronous distributed SGD on W worker functions"},
+    {"simulate", flc_cmd_simulate, "federated learning with N simulated clients, K per round, "
+                                   "round history in the cache"},
     {"query", flc_cmd_query, "ask about a job's rounds: history, outliers, clusters, ..."},
     {"store", flc_cmd_store, "inspect the cache: `store stats`"},
     {"up", flc_cmd_up, "start a long-lived private redis-server and print its URL"},
