@@ -224,14 +224,18 @@ static int write_raw(flc_store_t *s, const char *key, const uint8_t *buf, size_t
         struct iovec piece = {(void *)(buf + off), len - off < chunk ? len - off : chunk};
         rc = flc_store_send_pieces(s, 3, argv, &piece, 1, "HSET");
     }
+    /* Read every reply even after an error one (OOM...), so the connection
+     * stays in step; only a lost connection stops the loop. */
+    int bad = FLC_OK;
     for (int i = 0; rc == FLC_OK && i < n; i++) {
         rc = flc_store_read(s, &r, "HSET");
         if (rc == FLC_OK) {
-            if (r->type == REDIS_REPLY_ERROR)
-                rc = flc_store_reply_error(s, r, "HSET");
+            if (r->type == REDIS_REPLY_ERROR && bad == FLC_OK)
+                bad = flc_store_reply_error(s, r, "HSET");
             freeReplyObject(r);
         }
     }
+    rc = rc ? rc : bad;
     if (rc == FLC_OK)
         rc = flc_store_commandf(s, &r, "RENAMENX %s %s", tmp, key);
     if (rc == FLC_OK) {
@@ -312,8 +316,11 @@ static int spill_one(flc_store_t *s, const flc_obj_t *o, uint64_t *freed)
         done = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
         freeReplyObject(r);
     } else {
-        if (rc != FLC_OK)
+        if (rc != FLC_OK) { /* leave the transaction, or later commands queue */
+            if (s->c && flc_store_commandf(s, &r, "DISCARD") == FLC_OK)
+                freeReplyObject(r);
             return rc;
+        }
         freeReplyObject(r);
         rc = flc_store_commandf(s, &r, "EXEC");
         if (rc != FLC_OK)
