@@ -40,13 +40,19 @@ int flc_q_rounds(flc_store_t *s, const flc_query_req_t *q, uint32_t **rounds, si
     return FLC_OK;
 }
 
-static double round_metric(const Flcache__RoundMeta *m, const char *key)
+/* The first of the metric names (NULL-terminated) that m has, or NaN. The
+ * drivers say "test_accuracy" (train, simulate); others may say "accuracy". */
+static double round_metric(const Flcache__RoundMeta *m, const char *const *keys)
 {
-    for (size_t i = 0; i < m->n_metrics; i++)
-        if (strcmp(m->metrics[i]->key, key) == 0)
-            return m->metrics[i]->value;
+    for (; *keys; keys++)
+        for (size_t i = 0; i < m->n_metrics; i++)
+            if (strcmp(m->metrics[i]->key, *keys) == 0)
+                return m->metrics[i]->value;
     return NAN;
 }
+
+static const char *const ACC_KEYS[] = {"test_accuracy", "accuracy", NULL};
+static const char *const LOSS_KEYS[] = {"test_loss", "loss", NULL};
 
 int flc_q_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
                   flc_err_t *e)
@@ -56,11 +62,10 @@ int flc_q_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer
     int rc = flc_q_rounds(s, q, &rounds, &nr, e);
     if (rc != FLC_OK)
         return rc;
-    static const char *num[] = {"round", "accuracy", "loss", "participants", "missing",
-                                "rejected", "round_ms", "wait_ms", "merge_ms", "bytes_read",
-                                "cost_usd"};
+    static const char *num[] = {"accuracy", "loss", "participants", "missing", "rejected",
+                                "round_ms", "wait_ms", "merge_ms", "bytes_read", "cost_usd"};
     static const char *text[] = {"rule", "status"};
-    Flcache__QueryAnswer *a = flc_qa_new(q->job, "history", num, 11, text, 2);
+    Flcache__QueryAnswer *a = flc_qa_new(q->job, "history", num, 10, text, 2);
     if (a == NULL) {
         free(rounds);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
@@ -75,7 +80,7 @@ int flc_q_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer
             rc = r;
             break;
         }
-        double v[] = {rounds[i], round_metric(m, "accuracy"), round_metric(m, "loss"),
+        double v[] = {round_metric(m, ACC_KEYS), round_metric(m, LOSS_KEYS),
                       (double)m->n_participants, (double)m->n_missing, (double)m->n_rejected,
                       m->round_ms, m->wait_ms, m->merge_ms, (double)m->bytes_read, m->cost_usd};
         const char *t[] = {m->rule, m->status};
@@ -121,10 +126,10 @@ int flc_q_client(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer 
                                    q->client, q->job)
                      : flc_err_set(e, FLC_ENOTFOUND, "unknown job '%s'", q->job);
     }
-    static const char *num[] = {"round", "num_samples", "loss", "update_norm", "duration_ms",
+    static const char *num[] = {"num_samples", "loss", "update_norm", "duration_ms",
                                 "local_steps"};
     static const char *text[] = {"status", "reason", "fault"};
-    Flcache__QueryAnswer *a = flc_qa_new(q->job, "client", num, 6, text, 3);
+    Flcache__QueryAnswer *a = flc_qa_new(q->job, "client", num, 5, text, 3);
     if (a == NULL) {
         free(rounds);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
@@ -136,8 +141,8 @@ int flc_q_client(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer 
         Flcache__ModelUpdate *u = NULL;
         if (flc_store_get_update_meta(s, q->job, rounds[i], q->client, &u) != FLC_OK)
             continue;
-        double v[] = {rounds[i], (double)u->num_samples, u->loss, u->update_norm,
-                      u->duration_ms, u->local_steps};
+        double v[] = {(double)u->num_samples, u->loss, u->update_norm, u->duration_ms,
+                      u->local_steps};
         const char *t[] = {u->status, u->reason, label(u, "fault")};
         char key[16];
         snprintf(key, sizeof key, "%u", rounds[i]);

@@ -147,7 +147,10 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const char *url, ui
         for (size_t r = 0; order && r < n; r++) {
             size_t i = (size_t)order[2 * r + 1];
             double c = has_agg ? cosv(G, m, i, n) : NAN, cc = cosv(G, m, i, ref);
-            int flagged = cc < 0 || fabs(zn[i]) > 3.5 || zk[i] > 3.5;
+            /* Non-IID clients disagree a little by nature (cos slightly
+             * below 0 is common); an attacker points clearly the other way
+             * or stands out in size or isolation. */
+            int flagged = cc < -0.5 || fabs(zn[i]) > 3.5 || zk[i] > 3.5;
             double v[] = {(double)(r + 1), -order[2 * r], cc, c, norms[i], zn[i], score[i],
                           zk[i], (double)flagged};
             const char *t[] = {fault[i] ? fault[i] : ""};
@@ -309,7 +312,7 @@ int flc_q_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
         if (a)
             flc_qa_note(a, "suspicion", "(1 - cos to the most central update)/2 + |norm z|/6 + "
                                         "max(krum z, 0)/6 (robust z-scores); flagged: that cos "
-                                        "< 0 or a z over 3.5");
+                                        "< -0.5 or a z over 3.5");
     } else if (q->kind == FLC_Q_CLUSTERS) {
         static const char *num[] = {"cluster", "norm"};
         a = flc_qa_new(q->job, kind, num, 2, NULL, 0);

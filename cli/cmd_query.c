@@ -66,7 +66,11 @@ static void print_table(const Flcache__QueryAnswer *a)
     size_t nc = a->n_columns, nn = a->num_numeric;
     size_t *w = calloc(nc + 1, sizeof *w);
     char cell[64];
-    w[0] = strlen(strcmp(a->kind, "history") == 0 ? "round" : "key");
+    const char *keyname = strcmp(a->kind, "history") == 0 || strcmp(a->kind, "client") == 0
+                              ? "round"
+                          : strcmp(a->kind, "personalize") == 0 ? "part"
+                                                                 : "client";
+    w[0] = strlen(keyname);
     for (size_t r = 0; r < a->n_rows; r++) {
         size_t l = strlen(a->rows[r]->key);
         w[0] = l > w[0] ? l : w[0];
@@ -80,7 +84,7 @@ static void print_table(const Flcache__QueryAnswer *a)
             w[c + 1] = l > w[c + 1] ? l : w[c + 1];
         }
     }
-    printf("%-*s", (int)w[0], strcmp(a->kind, "history") == 0 ? "round" : "key");
+    printf("%-*s", (int)w[0], keyname);
     for (size_t c = 0; c < nc; c++)
         printf("  %*s", c < nn ? (int)w[c + 1] : -(int)w[c + 1], a->columns[c]);
     printf("\n");

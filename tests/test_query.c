@@ -318,14 +318,14 @@ int main(void)
 
     /* 6. metadata queries. */
     a = run(s, (flc_query_req_t){.kind = FLC_Q_HISTORY, .all_rounds = 1}, &e);
-    CHECK(a && a->n_rows == 2 && a->rows[0]->values[1] == 0.75 && a->rows[0]->values[3] == N &&
+    CHECK(a && a->n_rows == 2 && a->rows[0]->values[0] == 0.75 && a->rows[0]->values[2] == N &&
               strncmp(a->rows[0]->text[0], "fedavg", 6) == 0,
           "history: 2 rounds, round 1 accuracy 0.75, 12 participants, rule fedavg");
     if (a)
         flcache__query_answer__free_unpacked(a, NULL);
     a = run(s, (flc_query_req_t){.kind = FLC_Q_CLIENT, .client = "c11", .all_rounds = 1}, &e);
-    CHECK(a && a->n_rows == 2 && a->rows[1]->values[1] == (double)g_samples[11] &&
-              fabs(a->rows[1]->values[2] - (0.5 + 1.1 + 2)) < 1e-9 &&
+    CHECK(a && a->n_rows == 2 && a->rows[1]->values[0] == (double)g_samples[11] &&
+              fabs(a->rows[1]->values[1] - (0.5 + 1.1 + 2)) < 1e-9 &&
               strcmp(a->rows[1]->text[2], "sign_flip") == 0,
           "client c11: 2 rounds with samples, loss and its fault label");
     if (a)
