@@ -30,6 +30,7 @@
 
 struct flc_tier {
     flc_cold_t *cold;
+    flc_cold_t *own_cold;         /* opened from FLCACHE_COLD by the store itself */
     flc_policy_t *pol;
     uint64_t maxmem, high, low;
     uint64_t est_used;
@@ -98,6 +99,36 @@ int flc_store_attach_tier(flc_store_t *s, flc_cold_t *cold, flc_policy_t *policy
     s->tier = t;
     t->st.maxmemory = t->maxmem;
     return rc;
+}
+
+int flc_store_attach_env(flc_store_t *s)
+{
+    const char *url = getenv("FLCACHE_COLD");
+    if (url == NULL || *url == '\0' || s->tier != NULL)
+        return FLC_OK;
+    flc_err_t e = {0};
+    flc_cold_t *cold = flc_cold_open(url, NULL, &e);
+    if (cold == NULL)
+        return flc_err_set(&s->err, e.code, "FLCACHE_COLD: %s", e.msg);
+    int rc = flc_store_attach_tier(s, cold, NULL, NULL);
+    if (s->tier)
+        s->tier->own_cold = cold;
+    else
+        flc_cold_close(cold);
+    return rc;
+}
+
+int flc_store_set_policy(flc_store_t *s, flc_policy_t *policy)
+{
+    if (s->tier == NULL)
+        return flc_err_set(&s->err, FLC_EINVAL, "a policy needs a cold tier (FLCACHE_COLD)");
+    s->tier->pol = policy;
+    return FLC_OK;
+}
+
+int flc_store_has_tier(const flc_store_t *s)
+{
+    return s->tier != NULL;
 }
 
 int flc_store_set_query_class(flc_store_t *s, int qc)
@@ -698,6 +729,7 @@ void flc_tier_close(flc_store_t *s)
         return;
     if (s->c)
         flc_store_tier_flush(s);
+    flc_cold_close(s->tier->own_cold);
     free(s->tier);
     s->tier = NULL;
 }

@@ -165,7 +165,8 @@ flc_store_t *flc_store_open(const char *url, const flc_store_opts_t *opts, flc_e
         return NULL;
     }
     flc_url_redacted(&s->url, s->url_text, sizeof s->url_text);
-    if (connect_now(s) != FLC_OK) {
+    /* With FLCACHE_COLD set, values spilled by any process are found again. */
+    if (connect_now(s) != FLC_OK || flc_store_attach_env(s) != FLC_OK) {
         if (err)
             *err = s->err;
         flc_store_close(s);
@@ -359,10 +360,13 @@ static int read_replies(flc_store_t *s, int n, const char *what)
 /* Joins the client set and wakes the merger only while the shard is open,
  * atomically with the merger's close (which sets :closed and drains
  * :arrivals in one MULTI): so an arrival is either seen by the merger or
- * refused here, never lost in between. Returns 1 when closed. All three keys
- * share the shard's hash tag, so this runs on a Redis Cluster too. */
+ * refused here, never lost in between. Returns 1 when closed, 2 when the
+ * value itself is not there (its SET was refused, e.g. for memory): a
+ * merger is never woken for an update it cannot read. All four keys share
+ * the shard's hash tag, so this runs on a Redis Cluster too. */
 static const char ARRIVE_IF_OPEN[] =
     "if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end "
+    "if redis.call('EXISTS', KEYS[4]) == 0 then return 2 end "
     "redis.call('SADD', KEYS[1], ARGV[1]) "
     "redis.call('RPUSH', KEYS[2], ARGV[1]) "
     "return 0";
@@ -397,9 +401,12 @@ static int append_tail(flc_store_t *s, const flc_shard_t *sh, int kind, int *ncm
     flc_key_shard(k_arr, sh->job, sh->round, sh->shard, "arrivals");
     if (kind == PUT_UPDATE_IF_OPEN) {
         flc_key_shard(k_closed, sh->job, sh->round, sh->shard, "closed");
-        const char *ev[] = {"EVAL", ARRIVE_IF_OPEN, "3", k_clients, k_arr, k_closed, sh->client};
+        char k_val[FLC_KEY_MAX];
+        flc_key_update(k_val, sh->job, sh->round, sh->shard, sh->client);
+        const char *ev[] = {"EVAL", ARRIVE_IF_OPEN, "4", k_clients, k_arr, k_closed, k_val,
+                            sh->client};
         *ncmd += 1;
-        return flc_store_append(s, 7, ev, NULL);
+        return flc_store_append(s, 8, ev, NULL);
     }
     const char *c4[] = {"SADD", k_clients, sh->client};
     const char *c5[] = {"RPUSH", k_arr, sh->client};

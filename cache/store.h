@@ -237,6 +237,18 @@ typedef struct flc_tier_stats {
 int flc_store_attach_tier(flc_store_t *s, flc_cold_t *cold, flc_policy_t *policy,
                           const flc_tier_opts_t *opts);
 
+/* Attaches the cold tier named by $FLCACHE_COLD (owned by s), fetch-back
+ * only until a policy is set. flc_store_open does this itself, so every
+ * process reading the store finds spilled values; 0 when it is unset. */
+int flc_store_attach_env(flc_store_t *s);
+
+/* Sets (borrowed) the policy of s's tier: this store then keeps Redis under
+ * its limit by spilling. FLC_EINVAL without a tier. */
+int flc_store_set_policy(flc_store_t *s, flc_policy_t *policy);
+
+/* 1 when a cold tier is attached. */
+int flc_store_has_tier(const flc_store_t *s);
+
 /* Tags the following shard reads of s with query class qc (FLC_QC_*) for
  * hit rates and for the policy; returns the previous class. */
 int flc_store_set_query_class(flc_store_t *s, int qc);

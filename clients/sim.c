@@ -11,10 +11,12 @@
 #include <cjson/cJSON.h>
 
 #include "base/clock.h"
+#include "base/log.h"
 #include "cache/keys.h"
 #include "clients/client.h"
 #include "clients/client_data.h"
 #include "clients/sim_internal.h"
+#include "policies/policy.h"
 #include "workers/data.h"
 #include "workers/model.h"
 #include "workers/rng.h"
@@ -49,6 +51,7 @@ typedef struct sim {
     uint32_t S;
     flc_merge_rule_t rule;
     char gjob[FLC_NAME_MAX + 1];
+    flc_policy_t *policy;    /* with FLCACHE_COLD: the driver keeps Redis under its limit */
 } sim_t;
 
 static void *merger_main(void *arg)
@@ -98,6 +101,15 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
         return rc;
     if ((sm->s = flc_store_open(c->redis, NULL, e)) == NULL)
         return e->code;
+    /* With a cold tier (FLCACHE_COLD), the driver is the process that keeps
+     * Redis under maxmemory: it knows every round's objects (it tracks them
+     * as rounds close) and makes room before each round's updates land. */
+    if (flc_store_has_tier(sm->s)) {
+        const char *spec = getenv("FLCACHE_POLICY");
+        sm->policy = flc_pol_new(spec && *spec ? spec : "workload", e);
+        if (sm->policy == NULL || flc_store_set_policy(sm->s, sm->policy) != FLC_OK)
+            return sm->policy ? store_err(sm->s, e) : e->code;
+    }
 
     /* The split: labels only (the images stay with the clients). */
     if (c->synthetic_params == 0) {
@@ -208,6 +220,7 @@ static void teardown(sim_t *sm)
     }
     free(sm->m);
     flc_store_close(sm->s);
+    flc_pol_free(sm->policy); /* after the store that borrowed it */
     flc_parts_free(sm->parts);
     free(sm->eligible);
     free(sm->faulty);
@@ -336,6 +349,12 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
     flc_sim_inv_t *inv = calloc(k, sizeof *inv);
     int rc = cl && names && evs && inv ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory");
     size_t ninv = 0;
+    /* Room for this round's updates and model before the clients write
+     * (a little over: frame headers, metadata). */
+    if (rc == FLC_OK && sm->policy != NULL &&
+        flc_store_make_room(sm->s, (uint64_t)(k + 2) * sm->P * sizeof(float) * 11 / 10) ==
+            FLC_ENOMEM)
+        FLC_WARN("round %u: the cold tier could not make room; writes may be refused", round);
     if (rc == FLC_OK) {
         sample(sm, round, cl, k);
         for (size_t i = 0; i < k; i++) {
@@ -370,6 +389,10 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
         rc = c->invoke(c->invoke_user, evs, ninv, inv, e);
     out->clients_ms = (double)(flc_now_ns() - tc) / 1e6;
     close_and_join(sm, t0 + (uint64_t)c->round_timeout_ms * 1000000ull);
+    /* The clients' updates are in: the policy must know them before the
+     * driver writes anything more, so it can spill them to make room. */
+    if (sm->policy != NULL)
+        flc_store_track_round(sm->s, c->job, round);
 
     int merged = rc == FLC_OK;
     for (uint32_t s = 0; s < sm->S; s++) {
@@ -412,6 +435,11 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
         rec.bytes_read += flc_store_bytes_read(sm->s) - rd0;
         rec.bytes_written += flc_store_bytes_written(sm->s) - wr0;
         rc = sim_record_round(sm->s, c, sm->P, &rec, e);
+        /* Let the policy know what other processes wrote this round. */
+        if (rc == FLC_OK && sm->policy != NULL) {
+            flc_store_track_round(sm->s, sm->gjob, round);
+            flc_store_round_closed(sm->s, c->job, round);
+        }
     }
     if (rc == FLC_OK && !c->keep_updates && flc_store_delete_round(sm->s, c->job, round) != 0)
         rc = store_err(sm->s, e);
