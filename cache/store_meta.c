@@ -435,7 +435,7 @@ static int round_keys(flc_store_t *s, const char *job, uint32_t round, flc_strli
         return rc;
     char key[FLC_KEY_MAX];
     static const char *suffixes[] = {"agg", "arrivals", "done", "clients", "closed",
-                                     "krumready"};
+                                     "krumready", "gram"};
     for (size_t i = 0; i < ns && rc == FLC_OK; i++) {
         flc_key_shard(key, job, round, shards[i], "clients");
         redisReply *r;
@@ -466,8 +466,8 @@ static int round_keys(flc_store_t *s, const char *job, uint32_t round, flc_strli
         return rc;
     reply_to_strlist(s, r, clients);
     freeReplyObject(r);
-    static const char *jr[] = {"meta", "shards", "um", "merges", "krum"};
-    for (size_t k = 0; k < 5; k++) {
+    static const char *jr[] = {"meta", "shards", "um", "merges", "krum", "where"};
+    for (size_t k = 0; k < 6; k++) {
         flc_key_job_round(key, job, jr[k], round);
         flc_strlist_add(keys, key, strlen(key));
     }
@@ -484,9 +484,17 @@ int flc_store_delete_round(flc_store_t *s, const char *job, uint32_t round)
         return s->err.code;
     flc_strlist_t keys, clients;
     int rc = round_keys(s, job, round, &keys, &clients);
+    /* One pipelined UNLINK per key: one round trip for the whole round
+     * (single-key commands, so this also holds on a Redis Cluster). */
+    for (size_t i = 0; i < keys.n && rc == FLC_OK; i++) {
+        const char *argv[] = {"UNLINK", keys.items[i]};
+        rc = flc_store_append(s, 2, argv, NULL);
+    }
+    if (rc == FLC_OK && keys.n)
+        rc = flc_store_flush(s, "UNLINK");
     for (size_t i = 0; i < keys.n && rc == FLC_OK; i++) {
         redisReply *r;
-        rc = flc_store_commandf(s, &r, "UNLINK %s", keys.items[i]);
+        rc = flc_store_read(s, &r, "UNLINK");
         if (rc == FLC_OK)
             freeReplyObject(r);
     }
