@@ -82,6 +82,8 @@ typedef struct flc_merger_cfg {
     unsigned deadline_ms;        /* from the call; 0: wait 60 s */
     unsigned readers;            /* done tokens to push; 0: n_expected */
     flc_merge_state_t *state;    /* stateful rules: in-memory state, or NULL: in the cache */
+    int ephemeral;               /* 1: a round nobody will query (an SGD step): skip the
+                                  * merge report, round metadata and tracker entry */
     int derive_stats;            /* 1: after the merge, compute this shard's Gram partial of
                                   * the round (clients x clients and the aggregate, see
                                   * aggregator/query.h) and cache it beside the shard, so

@@ -50,24 +50,39 @@ int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *updat
     sh.weight = cfg->num_samples ? (double)cfg->num_samples : 1.0;
     sh.update_norm = norm;
     sh.created_ms = flc_wall_ms();
+    /* All shards in one pipelined round trip (one per shard would make a
+     * reduce-scatter push cost S round trips). */
+    flc_shard_t *shards = malloc(cfg->num_shards * sizeof *shards);
+    int *was_closed = calloc(cfg->num_shards, sizeof *was_closed);
+    if (shards == NULL || was_closed == NULL) {
+        free(shards), free(was_closed);
+        return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    }
+    for (uint32_t k = 0; k < cfg->num_shards; k++) {
+        shards[k] = sh;
+        shards[k].shard = k;
+        flc_rs_shard_range(cfg->model_size, cfg->num_shards, k, &shards[k].offset,
+                           &shards[k].count);
+        shards[k].values = (float *)(update + shards[k].offset);
+    }
+    rc = flc_store_put_updates_if_open(s, shards, cfg->num_shards, was_closed);
+    free(shards);
+    if (rc != FLC_OK) {
+        free(was_closed);
+        *e = *flc_store_error(s);
+        return e->code;
+    }
     char closed[512] = "";
     size_t nclosed = 0;
     for (uint32_t k = 0; k < cfg->num_shards; k++) {
-        sh.shard = k;
-        flc_rs_shard_range(cfg->model_size, cfg->num_shards, k, &sh.offset, &sh.count);
-        sh.values = (float *)(update + sh.offset);
-        int was_closed = 0;
-        if (flc_store_put_update_if_open(s, &sh, &was_closed) != FLC_OK) {
-            *e = *flc_store_error(s);
-            return e->code;
-        }
-        if (was_closed) { /* the merger has gone; the update stays for queries */
+        if (was_closed[k]) { /* the merger has gone; the update stays for queries */
             size_t l = strlen(closed);
             if (l + 16 < sizeof closed)
                 snprintf(closed + l, sizeof closed - l, "%s%u", nclosed ? "," : "", k);
             nclosed++;
         }
     }
+    free(was_closed);
     if (nclosed)
         return flc_err_set(e, FLC_ECLOSED, "round %u of job %s is closed (shard%s %s): update "
                            "of client %s kept for queries but not merged", cfg->round, cfg->job,

@@ -170,26 +170,18 @@ static int close_shard(merger_t *m)
     char k_closed[FLC_KEY_MAX], k_arr[FLC_KEY_MAX];
     flc_key_shard(k_closed, cfg->job, cfg->round, cfg->shard, "closed");
     flc_key_shard(k_arr, cfg->job, cfg->round, cfg->shard, "arrivals");
-    redisReply *r;
-    int rc = flc_store_commandf(m->s, &r, "MULTI");
-    if (rc == FLC_OK) {
-        freeReplyObject(r);
-        rc = flc_store_commandf(m->s, &r, "SET %s 1", k_closed);
-    }
-    if (rc == FLC_OK) {
-        freeReplyObject(r);
-        rc = flc_store_commandf(m->s, &r, "LRANGE %s 0 -1", k_arr);
-    }
-    if (rc == FLC_OK) {
-        freeReplyObject(r);
-        rc = flc_store_commandf(m->s, &r, "DEL %s", k_arr);
-    }
-    if (rc == FLC_OK) {
-        freeReplyObject(r);
-        rc = flc_store_commandf(m->s, &r, "EXEC");
-    }
+    /* One pipelined round trip: MULTI, SET, LRANGE, DEL, EXEC. */
+    const char *c1[] = {"MULTI"}, *c2[] = {"SET", k_closed, "1"};
+    const char *c3[] = {"LRANGE", k_arr, "0", "-1"}, *c4[] = {"DEL", k_arr}, *c5[] = {"EXEC"};
+    const char *const *cmds[] = {c1, c2, c3, c4, c5};
+    const int argc[] = {1, 3, 4, 2, 1};
+    redisReply *rs[5];
+    int rc = flc_store_pipeline(m->s, 5, argc, cmds, rs);
     if (rc != FLC_OK)
         return rc;
+    for (int i = 0; i < 4; i++)
+        freeReplyObject(rs[i]);
+    redisReply *r = rs[4];
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
         r->element[1]->type == REDIS_REPLY_ARRAY) {
         const redisReply *left = r->element[1];
@@ -267,7 +259,8 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
     agg.weight = m->acc ? flc_merge_acc_weight(m->acc) : (double)m->nkept;
     agg.num_samples = (uint64_t)agg.weight;
     if (flc_store_put_merged(m->s, &agg) != FLC_OK ||
-        flc_track_put(m->s, cfg->job, cfg->round, cfg->shard, "hot") != FLC_OK) {
+        (!cfg->ephemeral &&
+         flc_track_put(m->s, cfg->job, cfg->round, cfg->shard, "hot") != FLC_OK)) {
         *e = *flc_store_error(m->s);
         return e->code;
     }
@@ -393,11 +386,12 @@ int flc_merger_run(flc_store_t *s, const flc_merger_cfg_t *cfg, flc_merge_report
     merger_free(&m);
     if (rc != FLC_OK) {
         flc_err_t keep = *e;
-        flc_rs_report_store(s, cfg, rep, e); /* best effort: the round's record */
+        if (!cfg->ephemeral)
+            flc_rs_report_store(s, cfg, rep, e); /* best effort: the round's record */
         *e = keep;
         return fail_readers(&m, e);
     }
-    if ((rc = flc_rs_report_store(s, cfg, rep, e)) != FLC_OK)
+    if (!cfg->ephemeral && (rc = flc_rs_report_store(s, cfg, rep, e)) != FLC_OK)
         return fail_readers(&m, e);
     unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
     if (flc_store_notify(s, cfg->job, cfg->round, cfg->shard, "done", "ok", readers) != FLC_OK) {

@@ -275,6 +275,27 @@ int flc_store_read(flc_store_t *s, redisReply **r, const char *what)
     return FLC_OK;
 }
 
+int flc_store_pipeline(flc_store_t *s, size_t n, const int *argc, const char *const *const *argv,
+                       redisReply **out)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
+    int rc = flc_store_ensure(s);
+    for (size_t i = 0; rc == FLC_OK && i < n; i++)
+        rc = flc_store_append(s, argc[i], (const char **)argv[i], NULL);
+    if (rc == FLC_OK)
+        rc = flc_store_flush(s, argv[0][0]);
+    for (size_t i = 0; rc == FLC_OK && i < n; i++)
+        rc = flc_store_read(s, &out[i], argv[i][0]);
+    if (rc != FLC_OK)
+        for (size_t i = 0; i < n; i++)
+            if (out[i]) {
+                freeReplyObject(out[i]);
+                out[i] = NULL;
+            }
+    return rc;
+}
+
 int flc_store_command(flc_store_t *s, redisReply **out, int argc, const char **argv,
                       const size_t *argvlen)
 {
@@ -417,7 +438,11 @@ static int append_tail(flc_store_t *s, const flc_shard_t *sh, int kind, int *ncm
 }
 
 
-static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *closed)
+/* Stores one shard. With defer (and no cold tier) a value that goes out as
+ * one SET is only sent: *defer gets the number of replies the caller must
+ * read later (flc_store_put_updates_if_open pipelines many shards this way);
+ * *defer stays 0 when the shard was stored completely here. */
+static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *closed, int *defer)
 {
     flc_err_clear(&s->err);
     char what[256];
@@ -474,6 +499,11 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
         ncmd++;
         if (rc == FLC_OK)
             rc = append_tail(s, &hdr, kind, &ncmd);
+        if (rc == FLC_OK && defer != NULL && s->tier == NULL) {
+            *defer = ncmd; /* the caller reads the replies */
+            s->bytes_written += total;
+            return FLC_OK;
+        }
         if (rc == FLC_OK)
             rc = flc_store_flush(s, "SET");
         if (rc == FLC_OK)
@@ -549,12 +579,12 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
  * refused the value for lack of memory (writers the estimate did not see). */
 static int put_shard_tiered(flc_store_t *s, const flc_shard_t *sh, int kind, int *closed)
 {
-    int rc = put_shard(s, sh, kind, closed);
+    int rc = put_shard(s, sh, kind, closed, NULL);
     if (rc == FLC_ENOMEM && s->tier && s->c) {
         flc_err_t first = s->err;
         uint64_t need = 2 * ((uint64_t)sh->count * sizeof(float) + FLC_FRAME_HEADER_MAX);
         if (flc_store_make_room(s, need) == FLC_OK)
-            rc = put_shard(s, sh, kind, closed);
+            rc = put_shard(s, sh, kind, closed, NULL);
         else
             s->err = first;
     }
@@ -569,6 +599,52 @@ int flc_store_put_update(flc_store_t *s, const flc_shard_t *sh)
 int flc_store_put_update_if_open(flc_store_t *s, const flc_shard_t *sh, int *closed)
 {
     return put_shard_tiered(s, sh, PUT_UPDATE_IF_OPEN, closed);
+}
+
+int flc_store_put_updates_if_open(flc_store_t *s, const flc_shard_t *sh, size_t n, int *closed)
+{
+    if (s->tier != NULL) { /* spilling decides shard by shard */
+        for (size_t i = 0; i < n; i++) {
+            int rc = put_shard_tiered(s, &sh[i], PUT_UPDATE_IF_OPEN, &closed[i]);
+            if (rc != FLC_OK)
+                return rc;
+        }
+        return FLC_OK;
+    }
+    int *pending = calloc(n ? n : 1, sizeof *pending);
+    if (pending == NULL)
+        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
+    int rc = FLC_OK;
+    for (size_t i = 0; i < n && rc == FLC_OK; i++) {
+        closed[i] = 0;
+        rc = put_shard(s, &sh[i], PUT_UPDATE_IF_OPEN, &closed[i], &pending[i]);
+    }
+    if (rc == FLC_OK)
+        rc = flc_store_flush(s, "SET");
+    /* Every sent shard's replies, in order, even after a refused one, so
+     * the connection stays in step; the first error is the answer. */
+    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+        if (pending[i] == 0)
+            continue;
+        long long last = 0;
+        int r = read_replies_last(s, pending[i], "SET", &last);
+        if (r != FLC_OK && s->c == NULL)
+            rc = r; /* connection gone */
+        else if (r != FLC_OK) {
+            char what[256];
+            flc_shard_describe(&sh[i], what, sizeof what);
+            flc_err_wrap(&s->err, "storing %s: ", what);
+            for (size_t j = i + 1; j < n; j++) /* drain the rest */
+                if (pending[j] && read_replies_last(s, pending[j], "SET", &last) != FLC_OK &&
+                    s->c == NULL)
+                    break;
+            rc = r;
+        } else {
+            closed[i] = last == 1;
+        }
+    }
+    free(pending);
+    return rc;
 }
 
 int flc_store_put_merged(flc_store_t *s, const flc_shard_t *sh)

@@ -92,6 +92,11 @@ int flc_store_put_update(flc_store_t *s, const flc_shard_t *sh);
  * update is stored (kept for queries) but no merger will take it. */
 int flc_store_put_update_if_open(flc_store_t *s, const flc_shard_t *sh, int *closed);
 
+/* flc_store_put_update_if_open for n shards (typically all shards of one
+ * update) in one round trip where the values allow: every shard is sent,
+ * then every reply read. closed[i] as above. */
+int flc_store_put_updates_if_open(flc_store_t *s, const flc_shard_t *sh, size_t n, int *closed);
+
 /* Stores the merged shard sh at fl:{J/r/s}:agg (sh->client ignored). */
 int flc_store_put_merged(flc_store_t *s, const flc_shard_t *sh);
 
@@ -198,6 +203,12 @@ int flc_store_stats(flc_store_t *s, flc_store_stats_t *st);
  * FLC_EPROTO with the server's message; *out is then NULL. */
 int flc_store_command(flc_store_t *s, redisReply **out, int argc, const char **argv,
                       const size_t *argvlen);
+
+/* Runs n commands (argv[i] of argc[i] NUL-terminated strings) in one round
+ * trip: all sent, then all n replies read into out[i] (caller frees each;
+ * Redis error replies are returned as replies). Only I/O errors fail. */
+int flc_store_pipeline(flc_store_t *s, size_t n, const int *argc, const char *const *const *argv,
+                       redisReply **out);
 
 /* printf-style variant of flc_store_command (hiredis format: %s, %b, %d...). */
 int flc_store_commandf(flc_store_t *s, redisReply **out, const char *fmt, ...);

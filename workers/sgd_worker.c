@@ -220,7 +220,8 @@ static int merge_shard(worker_t *w, uint32_t g, uint32_t shard, flc_err_t *e)
                            .num_shards = c->num_shards, .model_size = w->nparams + 1,
                            .expected = (const char *const *)w->names,
                            .n_expected = (size_t)c->workers, .deadline_ms = c->step_timeout_ms,
-                           .readers = (unsigned)c->workers};
+                           .readers = (unsigned)c->workers,
+                           .ephemeral = 1}; /* a step: deleted two steps later, never queried */
     if (flc_merge_rule_init(&mc.rule, "mean", e) != FLC_OK)
         return e->code;
     flc_merge_report_t rep;
