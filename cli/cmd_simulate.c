@@ -62,6 +62,7 @@ static void usage(FILE *f)
 "                     trimmed-mean  coordinate-wise mean without the --trim\n"
 "                                fraction of extremes on each side\n"
 "                     krum       the delta closest to its k-f-2 neighbours (--krum-f)\n"
+"                     multi-krum mean of the k-f deltas with the best Krum scores\n"
 "                     (default fedavg)\n"
 "  --model M          softmax (multinomial logistic regression) or mlp (one\n"
 "                     hidden ReLU layer, --hidden units, default %d)\n"
@@ -172,7 +173,8 @@ static int parse(int argc, char **argv, opts_t *o)
         } else if (strcmp(a, "--strategy") == 0) {
             o->c.strategy = flc_sim_strategy_parse(v);
             if ((bad = o->c.strategy < 0))
-                bad_value(a, v, "fedavg, fedprox, fedadam, fedyogi, median, trimmed-mean or krum");
+                bad_value(a, v, "fedavg, fedprox, fedadam, fedyogi, median, trimmed-mean, krum or "
+                                    "multi-krum");
         } else if (strcmp(a, "--model") == 0) {
             o->c.model = v;
             if ((bad = v == NULL || (strcmp(v, "softmax") && strcmp(v, "mlp"))))

@@ -65,13 +65,14 @@ static void *merger_main(void *arg)
 static int rule_for(const flc_sim_cfg_t *c, flc_merge_rule_t *r, flc_err_t *e)
 {
     static const char *const names[FLC_SIM_NSTRATEGIES] = {
-        "fedavg", "fedavg", "fedadam", "fedyogi", "median", "trimmed-mean", "krum"};
+        "fedavg", "fedavg", "fedadam", "fedyogi", "median", "trimmed-mean", "krum", "multi-krum"};
     int rc = flc_merge_rule_init(r, names[c->strategy], e);
     if (rc == FLC_OK && (c->strategy == FLC_SIM_FEDADAM || c->strategy == FLC_SIM_FEDYOGI))
         rc = flc_merge_rule_set(r, "server_lr", c->server_lr, e);
     if (rc == FLC_OK && c->strategy == FLC_SIM_TRIMMED_MEAN)
         rc = flc_merge_rule_set(r, "trim", c->trim, e);
-    if (rc == FLC_OK && c->strategy == FLC_SIM_KRUM && c->krum_f >= 0)
+    if (rc == FLC_OK && (c->strategy == FLC_SIM_KRUM || c->strategy == FLC_SIM_MULTI_KRUM) &&
+        c->krum_f >= 0)
         rc = flc_merge_rule_set(r, "f", c->krum_f, e);
     return rc;
 }

@@ -16,7 +16,7 @@
 #include "workers/rng.h"
 
 static const char *const strategy_names[FLC_SIM_NSTRATEGIES] = {
-    "fedavg", "fedprox", "fedadam", "fedyogi", "median", "trimmed-mean", "krum"};
+    "fedavg", "fedprox", "fedadam", "fedyogi", "median", "trimmed-mean", "krum", "multi-krum"};
 
 const char *flc_sim_strategy_name(int s)
 {
