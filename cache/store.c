@@ -666,6 +666,21 @@ static void obj_of(flc_obj_t *o, const char *job, uint32_t round, uint32_t shard
 
 /* ---- shard get ----------------------------------------------------------- */
 
+/* Reads and drops n replies (speculative reads that were not needed). */
+static void drain(flc_store_t *s, int n)
+{
+    flc_err_t keep = s->err;
+    for (size_t len; n > 0 && s->c != NULL; n--)
+        flc_store_read_into(s, NULL, 0, &len, "GETRANGE");
+    s->err = keep;
+}
+
+/* Speculative GETRANGEs sent with the first request: a value stored as one
+ * string (up to FLC_STORE_SPLIT chunks) then arrives in a single round trip
+ * instead of two (the first chunk's header says how much follows). Beyond
+ * the value's end they answer "", on a hash a short WRONGTYPE error. */
+#define SPEC_READS (FLC_STORE_SPLIT - 1)
+
 static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shard_t *out,
                      float *dst, size_t dst_cap)
 {
@@ -687,6 +702,13 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     rc = flc_store_append(s, 4, gr, NULL);
     if (rc == FLC_OK)
         rc = flc_store_append(s, 3, hg, NULL);
+    for (int j = 1; rc == FLC_OK && j <= SPEC_READS; j++) {
+        char lo[32], h2[32];
+        snprintf(lo, sizeof lo, "%zu", (size_t)j * chunk);
+        snprintf(h2, sizeof h2, "%zu", (size_t)(j + 1) * chunk - 1);
+        const char *g[] = {"GETRANGE", key, lo, h2};
+        rc = flc_store_append(s, 4, g, NULL);
+    }
     if (rc == FLC_OK)
         rc = flc_store_flush(s, "GETRANGE");
     size_t len_s = 0, len_h = 0;
@@ -694,13 +716,22 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     int rh = s->c ? flc_store_read_into(s, s->scratch, len_s ? 0 : chunk, &len_h, "HGET") : rs;
     if (s->c == NULL) /* connection lost: *err already says so */
         return flc_err_wrap(&s->err, "reading %s: ", what);
+    int pending = SPEC_READS;
     int hashed = rh == FLC_OK && len_h > 0;
-    if (!hashed && rs != FLC_OK) /* neither a string nor a hash */
+    if (hashed) { /* the speculative reads hit a hash: drop them */
+        drain(s, pending);
+        pending = 0;
+    }
+    if (!hashed && rs != FLC_OK) { /* neither a string nor a hash */
+        drain(s, pending);
         return flc_err_wrap(&s->err, "reading %s: ", what);
+    }
     flc_err_clear(&s->err);
     size_t len0 = hashed ? len_h : len_s;
-    if (len0 == 0)
+    if (len0 == 0) {
+        drain(s, pending);
         return flc_err_set(&s->err, FLC_ENOTFOUND, "%s: not in the cache (key %s)", what, key);
+    }
     if (hashed && len0 > chunk) {
         /* Written with a bigger chunk than ours: fetch field 0 again whole. */
         if (grow_scratch(s, len0) != FLC_OK)
@@ -726,35 +757,58 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     if (rc == FLC_OK && len0 != expect0)
         rc = flc_err_set(&s->err, FLC_EDATA, "value has %zu bytes in its first chunk, header "
                          "implies %zu (truncated or overwritten)", len0, expect0);
-    if (rc != FLC_OK)
+    if (rc != FLC_OK) {
+        drain(s, pending);
         return flc_err_wrap(&s->err, "reading %s: ", what);
+    }
     size_t pl = (size_t)h.count * sizeof(float);
     if (dst != NULL && dst_cap >= h.count) {
         h.values = dst;
         h.owned = NULL;
     } else if (flc_shard_alloc(&h, h.count, &s->err) != FLC_OK) {
+        drain(s, pending);
         return s->err.code;
     }
     char *p = (char *)h.values;
     size_t got = len0 - off;
     memcpy(p, s->scratch + off, got);
 
-    /* The rest: pipeline every HGET (or GETRANGE), then copy replies as they
-     * arrive. */
-    int n = 0;
-    for (size_t start = chunk; rc == FLC_OK && start < flen; start += chunk, n++) {
+    /* A string: the speculative replies hold chunks 1..SPEC_READS. */
+    int bad = FLC_OK;
+    for (int j = 1; pending > 0; j++, pending--) {
+        size_t start = (size_t)j * chunk;
+        size_t want = start < flen ? (flen - start < chunk ? flen - start : chunk) : 0, len = 0;
+        int r = flc_store_read_into(s, want ? p + got : NULL, want, &len, "GETRANGE");
+        if (r != FLC_OK && s->c == NULL) {
+            rc = r; /* connection gone */
+            break;
+        }
+        if (bad == FLC_OK && (r != FLC_OK || len != want))
+            bad = r != FLC_OK ? r
+                              : flc_err_set(&s->err, FLC_EDATA,
+                                            "chunk %d has %zu bytes, expected %zu (value "
+                                            "changed while reading)", j, len, want);
+        else if (bad == FLC_OK)
+            got += want;
+    }
+
+    /* The rest (a hash, or a string longer than the speculation): pipeline
+     * every HGET (or GETRANGE), then copy replies as they arrive. */
+    size_t from = hashed ? chunk : (size_t)(SPEC_READS + 1) * chunk;
+    int first_field = hashed ? 1 : SPEC_READS + 1, n = 0;
+    for (size_t start = from; rc == FLC_OK && bad == FLC_OK && start < flen;
+         start += chunk, n++) {
         char lo[32], hi2[32];
         size_t end = start + chunk < flen ? start + chunk : flen;
         snprintf(lo, sizeof lo, "%zu", start);
         snprintf(hi2, sizeof hi2, "%zu", end - 1);
-        snprintf(hi, sizeof hi, "%d", n + 1);
+        snprintf(hi, sizeof hi, "%d", first_field + n);
         const char *g[] = {"GETRANGE", key, lo, hi2};
         const char *gh[] = {"HGET", key, hi};
         rc = hashed ? flc_store_append(s, 3, gh, NULL) : flc_store_append(s, 4, g, NULL);
     }
     if (rc == FLC_OK && n > 0)
         rc = flc_store_flush(s, "GET");
-    int bad = FLC_OK;
     for (int i = 0; rc == FLC_OK && i < n; i++) {
         size_t want = flen - off - got < chunk ? flen - off - got : chunk, len = 0;
         int r = flc_store_read_into(s, p + got, want, &len, "GET");
@@ -765,7 +819,8 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
             bad = r != FLC_OK ? r
                               : flc_err_set(&s->err, FLC_EDATA,
                                             "chunk %d has %zu bytes, expected %zu (value "
-                                            "changed while reading)", i + 1, len, want);
+                                            "changed while reading)", first_field + i, len,
+                                            want);
         } else if (bad == FLC_OK) {
             got += want;
         }

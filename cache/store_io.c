@@ -96,7 +96,7 @@ static void *into_string(const redisReadTask *t, char *str, size_t len)
     in->type = t->type;
     if (t->type == REDIS_REPLY_STRING) {
         in->len = len;
-        if (len <= in->cap)
+        if (len > 0 && len <= in->cap)
             memcpy(in->dst, str, len);
     } else {
         snprintf(in->msg, sizeof in->msg, "%.*s", (int)(len < 159 ? len : 159), str);
