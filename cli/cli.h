@@ -32,6 +32,16 @@ void flc_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(
 /* Returns 1 when argv has -h or --help. */
 int flc_cli_wants_help(int argc, char **argv);
 
+/* Option values. Each parses v (the word after option opt of subcommand
+ * cmd) or prints "flcache <cmd>: <opt> needs ..., not '<v>'" and returns
+ * -1; v may be NULL (a missing value).
+ *   _int: an integer in min..max          _num: a finite number >= min
+ *   (strictly above min when strict is 1) */
+int flc_cli_opt_int(const char *cmd, const char *opt, const char *v, long long min,
+                    long long max, long long *out);
+int flc_cli_opt_num(const char *cmd, const char *opt, const char *v, double min, int strict,
+                    double *out);
+
 /* Formats a byte count as "12.3 MiB". */
 void flc_cli_bytes(char *out, size_t outlen, double bytes);
 

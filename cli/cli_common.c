@@ -1,6 +1,9 @@
 /* Connection set-up and clean-up shared by all subcommands. */
 #include "cli/cli.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -90,4 +93,36 @@ void flc_cli_disconnect(flc_cli_conn_t *c)
         c->embedded = NULL;
         unsetenv("FLCACHE_REDIS");
     }
+}
+
+int flc_cli_opt_int(const char *cmd, const char *opt, const char *v, long long min,
+                    long long max, long long *out)
+{
+    char *end = NULL;
+    int digits = v != NULL && (isdigit((unsigned char)*v) ||
+                               (*v == '-' && isdigit((unsigned char)v[1])));
+    errno = 0;
+    long long x = digits ? strtoll(v, &end, 10) : 0;
+    if (!digits || *end != '\0' || errno == ERANGE || x < min || x > max) {
+        flc_cli_error(cmd, "%s needs an integer in %lld..%lld, not '%s'", opt, min, max,
+                      v ? v : "");
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int flc_cli_opt_num(const char *cmd, const char *opt, const char *v, double min, int strict,
+                    double *out)
+{
+    char *end = NULL;
+    double x = v ? strtod(v, &end) : NAN;
+    if (v == NULL || end == v || *end != '\0' || !isfinite(x) || x < min ||
+        (strict && x == min)) {
+        flc_cli_error(cmd, "%s needs a number %s %g, not '%s'", opt, strict ? ">" : ">=", min,
+                      v ? v : "");
+        return -1;
+    }
+    *out = x;
+    return 0;
 }

@@ -51,13 +51,13 @@ static void query_usage(FILE *f)
             "The cache is FLCACHE_REDIS (see `flcache --help`).\n");
 }
 
-static int parse_u(const char *s, unsigned *out)
+/* An unsigned option value; prints what was wrong otherwise. */
+static int parse_u(const char *opt, const char *v, unsigned max, unsigned *out)
 {
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v > 4294967295ul || *s == '-')
+    long long x;
+    if (flc_cli_opt_int("query", opt, v, 0, max, &x) != 0)
         return -1;
-    *out = (unsigned)v;
+    *out = (unsigned)x;
     return 0;
 }
 
@@ -153,7 +153,9 @@ int flc_cmd_query(int argc, char **argv)
             q.client = v, i++;
         } else if (strcmp(a, "--out") == 0) {
             out_file = v, i++;
-        } else if (strcmp(a, "--round") == 0 && parse_u(v, &u) == 0) {
+        } else if (strcmp(a, "--round") == 0) {
+            if (parse_u(a, v, 4294967295u, &u) != 0)
+                return FLC_EXIT_USAGE;
             q.round_from = q.round_to = u, q.all_rounds = 0, have_round = 1, i++;
         } else if (strcmp(a, "--rounds") == 0) {
             unsigned x, y;
@@ -163,14 +165,20 @@ int flc_cmd_query(int argc, char **argv)
                 return FLC_EXIT_USAGE;
             }
             q.round_from = x, q.round_to = y, q.all_rounds = 0, have_round = 1, i++;
-        } else if (strcmp(a, "--k") == 0 && parse_u(v, &u) == 0) {
-            q.k = u, i++;
-        } else if (strcmp(a, "--cluster") == 0 && parse_u(v, &u) == 0) {
-            q.cluster = u, i++;
-        } else if (strcmp(a, "--seed") == 0 && parse_u(v, &u) == 0) {
-            q.seed = u, i++;
-        } else if (strcmp(a, "--threads") == 0 && parse_u(v, &u) == 0 && u <= 64) {
-            q.threads = (int)u, i++;
+        } else if (strcmp(a, "--k") == 0 || strcmp(a, "--cluster") == 0 ||
+                   strcmp(a, "--seed") == 0 || strcmp(a, "--threads") == 0) {
+            int threads = strcmp(a, "--threads") == 0;
+            if (parse_u(a, v, threads ? 64 : 100000000u, &u) != 0)
+                return FLC_EXIT_USAGE;
+            if (strcmp(a, "--k") == 0)
+                q.k = u;
+            else if (strcmp(a, "--cluster") == 0)
+                q.cluster = u;
+            else if (threads)
+                q.threads = (int)u;
+            else
+                q.seed = u;
+            i++;
         } else {
             flc_cli_error("query", "bad option '%s %s' (see flcache query --help)", a, v);
             return FLC_EXIT_USAGE;

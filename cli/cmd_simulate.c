@@ -124,25 +124,12 @@ static int bad_value(const char *opt, const char *v, const char *what)
 
 static int get_int(const char *opt, const char *v, long long min, long long max, long long *out)
 {
-    char *end;
-    long long x = v && (isdigit((unsigned char)*v) || *v == '-') ? strtoll(v, &end, 10) : 0;
-    if (v == NULL || !(isdigit((unsigned char)*v) || *v == '-') || *end || x < min || x > max) {
-        flc_cli_error("simulate", "%s needs an integer in %lld..%lld, not '%s'", opt, min, max,
-                      v ? v : "");
-        return 1;
-    }
-    *out = x;
-    return 0;
+    return flc_cli_opt_int("simulate", opt, v, min, max, out) != 0;
 }
 
 static int get_num(const char *opt, const char *v, double min, double *out)
 {
-    char *end;
-    double x = v ? strtod(v, &end) : NAN;
-    if (v == NULL || *end || !isfinite(x) || x < min)
-        return bad_value(opt, v, min > 0 ? "a positive number" : "a number >= 0");
-    *out = x;
-    return 0;
+    return flc_cli_opt_num("simulate", opt, v, min, 0, out) != 0;
 }
 
 static int parse(int argc, char **argv, opts_t *o)

@@ -87,31 +87,16 @@ static void train_usage(FILE *f)
 static int opt_uint(const char *opt, const char *v, unsigned long long min,
                     unsigned long long max, unsigned long long *out)
 {
-    char *end;
-    if (v == NULL) {
-        flc_cli_error("train", "%s needs a value", opt);
+    long long x;
+    if (flc_cli_opt_int("train", opt, v, (long long)min, (long long)max, &x) != 0)
         return -1;
-    }
-    unsigned long long x = isdigit((unsigned char)*v) ? strtoull(v, &end, 10) : 0;
-    if (!isdigit((unsigned char)*v) || *end != '\0' || x < min || x > max) {
-        flc_cli_error("train", "%s must be an integer in %llu..%llu, not '%s'", opt, min, max,
-                      v);
-        return -1;
-    }
-    *out = x;
+    *out = (unsigned long long)x;
     return 0;
 }
 
 static int opt_double(const char *opt, const char *v, double *out)
 {
-    char *end;
-    double x = v ? strtod(v, &end) : NAN;
-    if (v == NULL || *end != '\0' || !isfinite(x) || x <= 0) {
-        flc_cli_error("train", "%s needs a positive number, not '%s'", opt, v ? v : "");
-        return -1;
-    }
-    *out = x;
-    return 0;
+    return flc_cli_opt_num("train", opt, v, 0, 1, out);
 }
 
 /* Parses argv into *o. Returns FLC_EXIT_OK, or FLC_EXIT_USAGE after
