@@ -5,11 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
 
+#include "base/clock.h"
 #include "cache/store.h"
 #include "tests/harness.h"
 
@@ -140,6 +144,62 @@ static void test_up_down(void)
     rmdir(dir);
 }
 
+/* Ctrl-C during a long command: the embedded redis-server and its temp
+ * directory must be gone afterwards. */
+static void test_ctrl_c(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("FLCACHE_REDIS", "", 1);
+        unsetenv("FLCACHE_REDIS");
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(g_bin, g_bin, "simulate", "--clients", "40", "--per-round", "4", "--rounds",
+              "100000", "--subset", "2000", "--inproc", "--job", "ctrlc", (char *)NULL);
+        _exit(127);
+    }
+    /* Find its redis-server child and the socket it serves. */
+    pid_t rpid = 0;
+    char sock[512] = "";
+    for (int t = 0; t < 200 && rpid == 0; t++) {
+        flc_sleep_ms(50);
+        char cmd[64], out[64];
+        snprintf(cmd, sizeof cmd, "pgrep -P %d redis-server", (int)pid);
+        if (flc_t_run(cmd, out, sizeof out) == 0)
+            rpid = (pid_t)atoi(out);
+    }
+    if (rpid > 0) {
+        char path[64], args[4096];
+        snprintf(path, sizeof path, "/proc/%d/cmdline", (int)rpid);
+        FILE *f = fopen(path, "r");
+        size_t n = f ? fread(args, 1, sizeof args - 1, f) : 0;
+        if (f)
+            fclose(f);
+        args[n] = '\0';
+        /* redis-server retitles itself "redis-server unixsocket:<path>" */
+        for (size_t i = 0; i < n; i++)
+            if (args[i] == '\0')
+                args[i] = ' ';
+        const char *u = strstr(args, "unixsocket:");
+        if (u)
+            sscanf(u + 11, "%511s", sock);
+    }
+    flc_sleep_ms(300); /* let it get into its rounds */
+    kill(pid, SIGINT);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    flc_sleep_ms(100);
+    char *slash = strrchr(sock, '/');
+    if (slash)
+        *slash = '\0';
+    struct stat sb;
+    CHECK(rpid > 0 && sock[0] && (WIFSIGNALED(st) || WEXITSTATUS(st) != 0) &&
+              kill(rpid, 0) != 0 && stat(sock, &sb) != 0,
+          "Ctrl-C during simulate: flcache stops, its redis-server %d is gone, and so is %s",
+          (int)rpid, sock);
+}
+
 int main(void)
 {
     snprintf(g_bin, sizeof g_bin, "%s/flcache", flc_t_build_dir());
@@ -149,5 +209,6 @@ int main(void)
     test_embedded();
     test_real_server();
     test_up_down();
+    test_ctrl_c();
     return flc_t_done();
 }
