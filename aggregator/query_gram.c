@@ -176,6 +176,7 @@ typedef struct gram_job {
     const flc_where_t *where; /* per shard: which node */
     size_t nshards, next;
     int use_cache;
+    int qclass;          /* the caller's query class, for the workers' reads */
     pthread_mutex_t lock;
     flc_gram_t *g; /* the sum, under lock */
     flc_err_t err;
@@ -191,6 +192,8 @@ static void *gram_worker(void *p)
     flc_err_t e = {0};
     flc_store_t *s = flc_store_open(j->url, NULL, &e);
     const char *at = j->self; /* node s is connected to */
+    if (s != NULL)
+        flc_store_set_query_class(s, j->qclass);
     flc_gram_t mine = {.n = j->g->n, .clients = j->g->clients};
     size_t m = mine.n + 1;
     mine.G = calloc(m * m, sizeof *mine.G);
@@ -211,6 +214,7 @@ static void *gram_worker(void *p)
                 rc = e.code;
                 break;
             }
+            flc_store_set_query_class(s, j->qclass);
         }
         rc = flc_query_gram_shard(s, j->job, j->round, w->shard, j->use_cache, &mine, &e);
     }
@@ -257,6 +261,8 @@ int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t ro
     gram_job_t j = {.url = url ? url : flc_store_url(s), .self = flc_store_url(s), .job = job,
                     .round = round, .where = where, .nshards = ns, .use_cache = use_cache,
                     .g = g};
+    j.qclass = flc_store_set_query_class(s, FLC_QC_OTHER); /* read it... */
+    flc_store_set_query_class(s, j.qclass);                /* ...and put it back */
     pthread_mutex_init(&j.lock, NULL);
     int nt = threads > 0 ? threads : (ns < 4 ? (int)ns : 4);
     if (nt > 64)

@@ -40,6 +40,14 @@ int flc_query_run(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer
     const char *url = q->url ? q->url : getenv("FLCACHE_REDIS");
     if (url == NULL || !*url)
         url = flc_store_url(s);
+    /* Tag the reads with the query's access pattern: the caching policy
+     * learns from it and `store stats` reports hit rates per class. */
+    int qc = q->kind == FLC_Q_HISTORY ? FLC_QC_AGGREGATE
+             : q->kind == FLC_Q_CLIENT || q->kind == FLC_Q_CONTRIBUTION ||
+                     q->kind == FLC_Q_SCHEDULE
+                 ? FLC_QC_CLIENT
+                 : FLC_QC_ROUND;
+    int old_qc = flc_store_set_query_class(s, qc);
     uint64_t t0 = flc_now_ns();
     int rc;
     switch (q->kind) {
@@ -65,6 +73,7 @@ int flc_query_run(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer
     default:
         return flc_err_set(e, FLC_EINVAL, "unknown query kind %d", (int)q->kind);
     }
+    flc_store_set_query_class(s, old_qc);
     if (rc != FLC_OK && *out) {
         flcache__query_answer__free_unpacked(*out, NULL);
         *out = NULL;
