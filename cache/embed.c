@@ -133,18 +133,31 @@ static int spawn_server(flc_embed_t *e, flc_err_t *err)
         _exit(127);
     }
     e->pid = pid;
+    /* Registered before the PING wait: a Ctrl-C during start-up must clean
+     * up too (test_cli caught the gap under ASan's slower start). */
+    if (!e->opts.detach) {
+        g_emerg_own_dir = e->own_dir;
+        memcpy(g_emerg_sock, e->sock, sizeof g_emerg_sock);
+        memcpy(g_emerg_log, e->log, sizeof g_emerg_log);
+        memcpy(g_emerg_dir, e->dir, sizeof g_emerg_dir);
+        g_emerg_pid = e->pid;
+    }
     unsigned limit = e->opts.start_timeout_ms ? e->opts.start_timeout_ms : 5000;
     uint64_t t0 = flc_now_ns();
     for (;;) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
             e->pid = 0;
+            if (g_emerg_pid == pid)
+                g_emerg_pid = 0;
             return flc_err_set(err, FLC_EIO, "redis-server exited during start-up (see %s)",
                                e->log);
         }
         if (ping_once(e->sock))
             break;
         if (flc_now_ns() - t0 > (uint64_t)limit * 1000000ull) {
+            if (g_emerg_pid == pid)
+                g_emerg_pid = 0;
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
             e->pid = 0;
@@ -153,13 +166,6 @@ static int spawn_server(flc_embed_t *e, flc_err_t *err)
                                limit);
         }
         flc_sleep_ms(10);
-    }
-    if (!e->opts.detach) {
-        g_emerg_pid = e->pid;
-        g_emerg_own_dir = e->own_dir;
-        memcpy(g_emerg_sock, e->sock, sizeof g_emerg_sock);
-        memcpy(g_emerg_log, e->log, sizeof g_emerg_log);
-        memcpy(g_emerg_dir, e->dir, sizeof g_emerg_dir);
     }
     return FLC_OK;
 }

@@ -181,9 +181,11 @@ static void test_ctrl_c(void)
         for (size_t i = 0; i < n; i++)
             if (args[i] == '\0')
                 args[i] = ' ';
-        const char *u = strstr(args, "unixsocket:");
-        if (u)
+        const char *u = strstr(args, "unixsocket:"), *v = strstr(args, "--unixsocket ");
+        if (u) /* after start-up */
             sscanf(u + 11, "%511s", sock);
+        else if (v) /* still starting: its arguments as given */
+            sscanf(v + 13, "%511s", sock);
     }
     flc_sleep_ms(300); /* let it get into its rounds */
     kill(pid, SIGINT);
