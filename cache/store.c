@@ -601,8 +601,61 @@ int flc_store_put_update_if_open(flc_store_t *s, const flc_shard_t *sh, int *clo
     return put_shard_tiered(s, sh, PUT_UPDATE_IF_OPEN, closed);
 }
 
+/* Reads the replies of the deferred shards [from, to) (flushing their
+ * queued tails first), filling closed[]. Keeps reading after a refused
+ * shard so the connection stays in step; returns the first error. */
+static int settle(flc_store_t *s, const flc_shard_t *sh, int *pending, int *closed, size_t from,
+                  size_t to)
+{
+    int first = FLC_OK;
+    int any = 0;
+    for (size_t i = from; i < to; i++)
+        any |= pending[i] != 0;
+    if (!any)
+        return FLC_OK;
+    if (s->c == NULL)
+        return s->err.code ? s->err.code : FLC_ECONN;
+    int rc = flc_store_flush(s, "SET");
+    if (rc != FLC_OK)
+        return rc;
+    for (size_t i = from; i < to; i++) {
+        if (pending[i] == 0)
+            continue;
+        long long last = 0;
+        int r = read_replies_last(s, pending[i], "SET", &last);
+        pending[i] = 0;
+        if (r != FLC_OK && s->c == NULL)
+            return r; /* connection gone: nothing more to read */
+        if (r != FLC_OK && first == FLC_OK) {
+            char what[256];
+            flc_shard_describe(&sh[i], what, sizeof what);
+            flc_err_wrap(&s->err, "storing %s: ", what);
+            first = r;
+        } else if (r == FLC_OK) {
+            closed[i] = last == 1;
+        }
+    }
+    return first;
+}
+
 int flc_store_put_updates_if_open(flc_store_t *s, const flc_shard_t *sh, size_t n, int *closed)
 {
+    flc_err_clear(&s->err);
+    /* What put_shard would refuse, refused before anything is sent, so a
+     * bad shard never leaves the others half-announced. */
+    for (size_t i = 0; i < n; i++) {
+        closed[i] = 0;
+        char what[256];
+        flc_shard_describe(&sh[i], what, sizeof what);
+        if (sh[i].client[0] == '\0')
+            return flc_err_set(&s->err, FLC_EINVAL, "%s: an update needs a client id", what);
+        if (sh[i].count && sh[i].values == NULL)
+            return flc_err_set(&s->err, FLC_EINVAL, "%s: no values", what);
+        if (sh[i].count > (s->opts.max_msg_bytes - FLC_FRAME_PREFIX) / sizeof(float))
+            return flc_err_set(&s->err, FLC_ETOOBIG, "%s: %llu floats is over the message "
+                               "limit of %zu bytes", what, (unsigned long long)sh[i].count,
+                               s->opts.max_msg_bytes);
+    }
     if (s->tier != NULL) { /* spilling decides shard by shard */
         for (size_t i = 0; i < n; i++) {
             int rc = put_shard_tiered(s, &sh[i], PUT_UPDATE_IF_OPEN, &closed[i]);
@@ -614,35 +667,21 @@ int flc_store_put_updates_if_open(flc_store_t *s, const flc_shard_t *sh, size_t 
     int *pending = calloc(n ? n : 1, sizeof *pending);
     if (pending == NULL)
         return flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
+    size_t split = FLC_STORE_SPLIT * s->opts.chunk_bytes;
     int rc = FLC_OK;
     for (size_t i = 0; i < n && rc == FLC_OK; i++) {
-        closed[i] = 0;
-        rc = put_shard(s, &sh[i], PUT_UPDATE_IF_OPEN, &closed[i], &pending[i]);
+        /* A value that may go out as a hash reads its own replies at once:
+         * everything deferred before it is read first, in order. */
+        if ((size_t)sh[i].count * sizeof(float) + FLC_FRAME_PREFIX + FLC_FRAME_HEADER_MAX >
+            split)
+            rc = settle(s, sh, pending, closed, 0, i);
+        if (rc == FLC_OK)
+            rc = put_shard(s, &sh[i], PUT_UPDATE_IF_OPEN, &closed[i], &pending[i]);
     }
+    /* After an error too: whatever was sent gets its replies read. */
+    int r = settle(s, sh, pending, closed, 0, n);
     if (rc == FLC_OK)
-        rc = flc_store_flush(s, "SET");
-    /* Every sent shard's replies, in order, even after a refused one, so
-     * the connection stays in step; the first error is the answer. */
-    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
-        if (pending[i] == 0)
-            continue;
-        long long last = 0;
-        int r = read_replies_last(s, pending[i], "SET", &last);
-        if (r != FLC_OK && s->c == NULL)
-            rc = r; /* connection gone */
-        else if (r != FLC_OK) {
-            char what[256];
-            flc_shard_describe(&sh[i], what, sizeof what);
-            flc_err_wrap(&s->err, "storing %s: ", what);
-            for (size_t j = i + 1; j < n; j++) /* drain the rest */
-                if (pending[j] && read_replies_last(s, pending[j], "SET", &last) != FLC_OK &&
-                    s->c == NULL)
-                    break;
-            rc = r;
-        } else {
-            closed[i] = last == 1;
-        }
-    }
+        rc = r;
     free(pending);
     return rc;
 }

@@ -282,6 +282,50 @@ int main(void)
           "stats: %llu keys, %llu bytes used, redis %s", (unsigned long long)ss.keys,
           (unsigned long long)ss.used_memory, ss.redis_version);
 
+    /* Many shards of one update in one call: a one-SET shard before a
+     * hash-stored one, the second already closed by its merger; then a bad
+     * shard in the batch. The connection must stay in step throughout. */
+    flc_store_set_chunk_bytes(su, 4096);
+    float *big = malloc(10000 * sizeof *big);
+    flc_t_fill(big, 10000, 9);
+    flc_shard_t two[2] = {make_shard("pb", 1, "c", 0, 2, 0, 100, 10100, big),
+                          make_shard("pb", 1, "c", 1, 2, 100, 10000, 10100, big)};
+    flc_store_commandf(su, &r, "SET fl:{pb/1/1}:closed 1");
+    freeReplyObject(r);
+    int cl[2] = {-1, -1};
+    rc = flc_store_put_updates_if_open(su, two, 2, cl);
+    redisReply *ok = NULL, *got = NULL;
+    flc_store_commandf(su, &ok, "SET pb:probe hello");
+    flc_store_commandf(su, &got, "GET pb:probe");
+    flc_shard_t back = {0};
+    int rb = flc_store_get_update(su, "pb", 1, 1, "c", &back, NULL, 0);
+    CHECK(rc == 0 && cl[0] == 0 && cl[1] == 1 && got && got->type == REDIS_REPLY_STRING &&
+              strcmp(got->str, "hello") == 0 && rb == 0 && back.count == 10000 &&
+              memcmp(back.values, big, 10000 * sizeof *big) == 0,
+          "batched push of a string shard and a hash shard: closed flags {%d,%d} land on the "
+          "right shards, values intact, replies in step", cl[0], cl[1]);
+    flc_shard_release(&back);
+    if (ok)
+        freeReplyObject(ok);
+    if (got)
+        freeReplyObject(got);
+    two[1].values = NULL;
+    two[0].round = two[1].round = 2;
+    rc = flc_store_put_updates_if_open(su, two, 2, cl);
+    flc_store_commandf(su, &got, "GET pb:probe");
+    redisReply *ex = NULL;
+    flc_store_commandf(su, &ex, "EXISTS fl:{pb/2/0}:u:c");
+    CHECK(rc == FLC_EINVAL && strstr(flc_store_errstr(su), "no values") && got &&
+              got->type == REDIS_REPLY_STRING && ex && ex->integer == 0,
+          "a bad shard refuses the whole batch before anything is sent: %s",
+          flc_store_errstr(su));
+    if (got)
+        freeReplyObject(got);
+    if (ex)
+        freeReplyObject(ex);
+    flc_store_set_chunk_bytes(su, FLC_STORE_CHUNK_DEFAULT);
+    free(big);
+
     free(v);
     flc_store_close(su);
     flc_store_close(st);
