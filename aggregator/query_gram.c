@@ -15,6 +15,7 @@
 
 #include "aggregator/query.h"
 #include "aggregator/tracker.h"
+#include "cache/url.h"
 #include "cache/keys.h"
 
 #define GRAM_BLOCK 4096 /* columns per ssyrk: float sums over 4096 terms, then double */
@@ -183,6 +184,24 @@ typedef struct gram_job {
     int rc;
 } gram_job_t;
 
+/* Where to connect for a tracker entry: the tracker names nodes without
+ * credentials, so the caller's (user, password, db) go with it; the
+ * caller's own server is reached by the caller's URL as it is. */
+static int node_url(const char *caller, const flc_url_t *caller_ep, const char *node,
+                    flc_url_t *node_ep, char *out, size_t outlen)
+{
+    flc_err_t e = {0};
+    if (flc_url_parse(node, node_ep, &e) != FLC_OK)
+        return e.code;
+    if (flc_url_same_endpoint(caller_ep, node_ep))
+        return snprintf(out, outlen, "%s", caller) < (int)outlen ? FLC_OK : FLC_EINVAL;
+    flc_url_t u = *node_ep;
+    memcpy(u.user, caller_ep->user, sizeof u.user);
+    memcpy(u.password, caller_ep->password, sizeof u.password);
+    u.db = caller_ep->db;
+    return flc_url_format(&u, out, outlen);
+}
+
 /* One shard worker: takes shards off the list until none is left, each
  * computed over a connection to the node that holds it (the tracker says
  * which; the caller's own node is reached with the caller's credentials). */
@@ -191,7 +210,12 @@ static void *gram_worker(void *p)
     gram_job_t *j = p;
     flc_err_t e = {0};
     flc_store_t *s = flc_store_open(j->url, NULL, &e);
-    const char *at = j->self; /* node s is connected to */
+    flc_url_t caller_ep, at_ep; /* the caller's server, and the one s is connected to */
+    if (s != NULL && flc_url_parse(j->url, &caller_ep, &e) != FLC_OK) {
+        flc_store_close(s);
+        s = NULL;
+    }
+    at_ep = caller_ep;
     if (s != NULL)
         flc_store_set_query_class(s, j->qclass);
     flc_gram_t mine = {.n = j->g->n, .clients = j->g->clients};
@@ -206,10 +230,18 @@ static void *gram_worker(void *p)
         if (stop)
             break;
         const flc_where_t *w = &j->where[k];
-        if (strcmp(w->node, at) != 0) { /* the shard lives on another node: go there */
+        flc_url_t node_ep;
+        char url[1200];
+        rc = node_url(j->url, &caller_ep, w->node, &node_ep, url, sizeof url);
+        if (rc != FLC_OK) {
+            flc_err_set(&e, rc, "shard %u of round %u: bad node '%s' in the tracker", w->shard,
+                        j->round, w->node);
+            break;
+        }
+        if (!flc_url_same_endpoint(&node_ep, &at_ep)) { /* lives elsewhere: go there */
             flc_store_close(s);
-            s = flc_store_open(w->node, NULL, &e);
-            at = w->node;
+            s = flc_store_open(url, NULL, &e);
+            at_ep = node_ep;
             if (s == NULL) {
                 rc = e.code;
                 break;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 
@@ -127,4 +128,36 @@ void flc_url_redacted(const flc_url_t *u, char *out, size_t outlen)
         snprintf(out, outlen, "redis://%s%s[%s]:%d", u->user, auth, u->host, u->port);
     else
         snprintf(out, outlen, "redis://%s%s%s:%d", u->user, auth, u->host, u->port);
+}
+
+int flc_url_format(const flc_url_t *u, char *out, size_t outlen)
+{
+    /* libcurl percent-encodes the user and password; the socket path and
+     * the db go where flc_url_parse reads them back. */
+    char *user = curl_easy_escape(NULL, u->user, 0);
+    char *pass = curl_easy_escape(NULL, u->password, 0);
+    int n = -1;
+    if (user != NULL && pass != NULL) {
+        char auth[800] = "";
+        if (u->password[0] || u->user[0])
+            snprintf(auth, sizeof auth, "%s%s%s@", user, u->password[0] ? ":" : "", pass);
+        if (u->kind == FLC_URL_UNIX)
+            n = snprintf(out, outlen, "unix://%s%s?db=%d", auth, u->path, u->db);
+        else if (strchr(u->host, ':'))
+            n = snprintf(out, outlen, "redis://%s[%s]:%d/%d", auth, u->host, u->port, u->db);
+        else
+            n = snprintf(out, outlen, "redis://%s%s:%d/%d", auth, u->host, u->port, u->db);
+    }
+    curl_free(user);
+    curl_free(pass);
+    return n < 0 || (size_t)n >= outlen ? FLC_EINVAL : FLC_OK;
+}
+
+int flc_url_same_endpoint(const flc_url_t *a, const flc_url_t *b)
+{
+    if (a->kind != b->kind)
+        return 0;
+    if (a->kind == FLC_URL_UNIX)
+        return strcmp(a->path, b->path) == 0;
+    return a->port == b->port && strcasecmp(a->host, b->host) == 0;
 }

@@ -24,6 +24,13 @@ typedef struct flc_url {
 /* Parses text into *u. Returns FLC_EINVAL with a message naming the problem. */
 int flc_url_parse(const char *text, flc_url_t *u, flc_err_t *err);
 
+/* Writes the whole URL, credentials included (percent-encoded), in a form
+ * flc_url_parse reads back; FLC_EINVAL when out is too small. */
+int flc_url_format(const flc_url_t *u, char *out, size_t outlen);
+
+/* 1 when a and b name the same server (host and port, or socket path). */
+int flc_url_same_endpoint(const flc_url_t *a, const flc_url_t *b);
+
 /* Writes the URL without its password (for messages and logs). */
 void flc_url_redacted(const flc_url_t *u, char *out, size_t outlen);
 

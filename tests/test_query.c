@@ -380,7 +380,45 @@ int main(void)
           "flcache-fn role query: clusters of round 1 answered by a function (sizes 6/6)");
     cJSON_Delete(fr);
 
+    /* 10. A password-protected server whose tracker names the node by TCP
+     * while the query connects by the unix socket: the shard workers carry
+     * the caller's credentials to the tracked node. */
+    redisReply *pr = NULL;
+    flc_store_commandf(s, &pr, "CONFIG SET requirepass s3cret");
+    if (pr)
+        freeReplyObject(pr);
     flc_store_close(s);
+    char tcp_pw[300], unix_pw[400];
+    snprintf(tcp_pw, sizeof tcp_pw, "redis://:s3cret@%s", g_fx.tcp_url + strlen("redis://"));
+    snprintf(unix_pw, sizeof unix_pw, "unix://:s3cret@%s",
+             strstr(g_fx.unix_url + strlen("unix://"), "/"));
+    flc_store_t *st = flc_store_open(tcp_pw, NULL, &e);
+    int prc = st ? 0 : -1;
+    for (int i = 0; st && i < 3; i++) {
+        flc_rs_push_cfg_t pc = {.job = "pw", .round = 1, .client = g_names[i], .num_shards = 1,
+                                .model_size = NDIM};
+        prc |= flc_rs_push(st, &pc, g_u[0][i], &e);
+    }
+    flc_merger_cfg_t mc = {.job = "pw", .round = 1, .num_shards = 1, .model_size = NDIM,
+                           .expected = g_exp, .n_expected = 3, .deadline_ms = 3000,
+                           .readers = 1};
+    flc_merge_rule_init(&mc.rule, "mean", NULL);
+    flc_merge_report_t prep;
+    if (st)
+        prc |= flc_merger_run(st, &mc, &prep, &e);
+    flc_merge_report_free(&prep);
+    flc_store_close(st);
+    flc_store_t *su = flc_store_open(unix_pw, NULL, &e);
+    Flcache__QueryAnswer *pa = NULL;
+    flc_query_req_t pq = {.kind = FLC_Q_NORMS, .job = "pw", .round_from = 1, .round_to = 1,
+                          .url = unix_pw, .no_cache = 1};
+    rc = su ? flc_query_run(su, &pq, &pa, &e) : -1;
+    CHECK(prc == 0 && rc == 0 && pa && pa->n_rows == 3,
+          "password-protected server, tracker naming the TCP node, query over the unix socket: "
+          "%s", rc == 0 ? "answered" : e.msg);
+    if (pa)
+        flcache__query_answer__free_unpacked(pa, NULL);
+    flc_store_close(su);
     flc_fixture_stop(&g_fx);
     return flc_t_done();
 }
