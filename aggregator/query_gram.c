@@ -300,9 +300,13 @@ int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t ro
     if (nt > 64)
         nt = 64;
     pthread_t th[64];
+    int started = 0;
     for (int t = 0; t < nt; t++)
-        pthread_create(&th[t], NULL, gram_worker, &j);
-    for (int t = 0; t < nt; t++)
+        if (pthread_create(&th[started], NULL, gram_worker, &j) == 0)
+            started++;
+    if (started == 0) /* no thread to be had (limits): do the work here */
+        gram_worker(&j);
+    for (int t = 0; t < started; t++)
         pthread_join(th[t], NULL);
     pthread_mutex_destroy(&j.lock);
     free(where);

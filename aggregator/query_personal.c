@@ -71,9 +71,11 @@ int flc_q_personalize(flc_store_t *s, const flc_query_req_t *q, const char *url,
                 off = sh.offset, cnt = sh.count;
                 acc = calloc(cnt ? cnt : 1, sizeof *acc);
             }
-            if (model == NULL || acc == NULL || sh.count != cnt || sh.offset + cnt > model_len) {
+            if (model == NULL || acc == NULL || sh.count != cnt || sh.offset != off ||
+                sh.offset > model_len || cnt > model_len - sh.offset) {
                 rc = model && acc ? flc_err_set(e, FLC_EDIM, "client %s: shard %u differs in "
-                                                "size from the others", g.clients[i], shards[k])
+                                                "size or place from the others", g.clients[i],
+                                                shards[k])
                                   : flc_err_set(e, FLC_ENOMEM, "out of memory");
                 flc_shard_release(&sh);
                 break;

@@ -69,14 +69,24 @@ static int is_faulty(const char *f)
     return f && *f && strcmp(f, "none") != 0;
 }
 
+/* One round's answer from its Gram matrix. The caller sized its per-client
+ * arrays (contribution) or columns (similarity) for `expect` clients from
+ * an earlier listing; a round that gained a client since (a late push) is
+ * refused rather than written past those arrays. */
 static int q_round(flc_store_t *s, const flc_query_req_t *q, const char *url, uint32_t round,
                    Flcache__QueryAnswer *a, double *contrib_acc, double *loo_acc,
-                   flc_err_t *e)
+                   size_t expect, flc_err_t *e)
 {
     flc_gram_t g;
     int rc = flc_query_gram(s, url, q->job, round, q->threads, !q->no_cache, &g, e);
     if (rc != FLC_OK)
         return rc;
+    if (expect && g.n != expect) {
+        size_t got = g.n;
+        flc_gram_free(&g);
+        return flc_err_set(e, FLC_EDATA, "round %u of job %s changed while it was queried (%zu "
+                           "clients, then %zu); ask again", round, q->job, expect, got);
+    }
     size_t n = g.n, m = n + 1;
     const double *G = g.G;
     a->bytes_read += g.bytes_read;
@@ -254,7 +264,7 @@ int flc_q_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
                 continue;
             }
             double *c = calloc(cl.n, sizeof *c), *l = calloc(cl.n, sizeof *l);
-            rc = c && l ? q_round(s, q, url, rounds[r], a, c, l, e)
+            rc = c && l ? q_round(s, q, url, rounds[r], a, c, l, cl.n, e)
                         : flc_err_set(e, FLC_ENOMEM, "out of memory");
             for (size_t i = 0; rc == FLC_OK && i < cl.n; i++) {
                 size_t k = 0;
@@ -327,7 +337,8 @@ int flc_q_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
     }
     if (a == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
-    rc = q_round(s, q, url, round, a, NULL, NULL, e);
+    rc = q_round(s, q, url, round, a, NULL, NULL,
+                 q->kind == FLC_Q_SIMILARITY ? a->num_numeric : 0, e);
     if (rc != FLC_OK) {
         flcache__query_answer__free_unpacked(a, NULL);
         return rc;

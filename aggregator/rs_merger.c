@@ -29,6 +29,7 @@ typedef struct merger {
     long *kept_idx;           /* per kept update: its index in cfg->expected */
     long kept_idx_next;       /* expected index of the update being taken */
     size_t arrived;           /* distinct expected clients announced */
+    flc_err_t oom;            /* set when the merger itself ran out of memory */
     flc_merge_state_t *own_state; /* state loaded from the cache, saved after */
 } merger_t;
 
@@ -128,8 +129,11 @@ static int take(merger_t *m, const char *client)
             m->norm[m->nkept] = norm > 0 ? norm : sqrt(flc_merge_sumsq(m->buf, m->count));
             m->nkept++;
             m->buf = new_buf(m->count);
-            if (m->buf == NULL)
+            if (m->buf == NULL) {
+                flc_err_set(&m->oom, FLC_ENOMEM, "out of memory for update %zu of shard %u",
+                            m->nkept + 1, cfg->shard);
                 return FLC_ENOMEM;
+            }
         }
     }
     if (rc != FLC_OK) {
@@ -293,7 +297,7 @@ static int fail_readers(merger_t *m, const flc_err_t *why)
     snprintf(token, sizeof token, "error: %s", why->msg);
     unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
     flc_store_notify(m->s, cfg->job, cfg->round, cfg->shard, "done", token, readers);
-    return why->code;
+    return why->code ? why->code : FLC_EIO; /* never report success for a failed merge */
 }
 
 int flc_merger_run(flc_store_t *s, const flc_merger_cfg_t *cfg, flc_merge_report_t *rep,
@@ -367,10 +371,10 @@ int flc_merger_run(flc_store_t *s, const flc_merger_cfg_t *cfg, flc_merge_report
             break;
         }
         if ((rc = arrival(&m, client)) != FLC_OK)
-            *e = *flc_store_error(s);
+            *e = m.oom.code ? m.oom : *flc_store_error(s);
     }
     if (rc == FLC_OK && (rc = close_shard(&m)) != FLC_OK)
-        *e = *flc_store_error(s);
+        *e = m.oom.code ? m.oom : *flc_store_error(s);
     for (size_t i = 0; rc == FLC_OK && i < cfg->n_expected; i++)
         if (!m.seen[i])
             flc_strlist_add(&rep->missing, cfg->expected[i], strlen(cfg->expected[i]));
