@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "aggregator/query.h"
 #include "aggregator/rs_internal.h"
@@ -174,17 +175,22 @@ static int close_shard(merger_t *m)
     char k_closed[FLC_KEY_MAX], k_arr[FLC_KEY_MAX];
     flc_key_shard(k_closed, cfg->job, cfg->round, cfg->shard, "closed");
     flc_key_shard(k_arr, cfg->job, cfg->round, cfg->shard, "arrivals");
-    /* One pipelined round trip: MULTI, SET, LRANGE, DEL, EXEC. */
+    /* One pipelined round trip: MULTI, SET, LRANGE, DEL, EXEC; then the
+     * merger's ownership key goes (the closed flag guards the shard now). */
+    char k_owner[FLC_KEY_MAX];
+    flc_key_shard(k_owner, cfg->job, cfg->round, cfg->shard, "merger");
     const char *c1[] = {"MULTI"}, *c2[] = {"SET", k_closed, "1"};
     const char *c3[] = {"LRANGE", k_arr, "0", "-1"}, *c4[] = {"DEL", k_arr}, *c5[] = {"EXEC"};
-    const char *const *cmds[] = {c1, c2, c3, c4, c5};
-    const int argc[] = {1, 3, 4, 2, 1};
-    redisReply *rs[5];
-    int rc = flc_store_pipeline(m->s, 5, argc, cmds, rs);
+    const char *c6[] = {"DEL", k_owner};
+    const char *const *cmds[] = {c1, c2, c3, c4, c5, c6};
+    const int argc[] = {1, 3, 4, 2, 1, 2};
+    redisReply *rs[6];
+    int rc = flc_store_pipeline(m->s, 6, argc, cmds, rs);
     if (rc != FLC_OK)
         return rc;
-    for (int i = 0; i < 4; i++)
-        freeReplyObject(rs[i]);
+    for (int i = 0; i < 6; i++)
+        if (i != 4)
+            freeReplyObject(rs[i]);
     redisReply *r = rs[4];
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
         r->element[1]->type == REDIS_REPLY_ARRAY) {
@@ -332,6 +338,20 @@ int flc_merger_run(flc_store_t *s, const flc_merger_cfg_t *cfg, flc_merge_report
     if (already)
         return flc_err_set(e, FLC_ECLOSED, "shard %u of round %u of job %s is already merged",
                            cfg->shard, cfg->round, cfg->job);
+    /* One merger per shard: a second invocation (an at-least-once retry
+     * while the first still runs) would split the arrivals between them. */
+    char k_owner[FLC_KEY_MAX], ttl[24];
+    flc_key_shard(k_owner, cfg->job, cfg->round, cfg->shard, "merger");
+    snprintf(ttl, sizeof ttl, "%u", (cfg->deadline_ms ? cfg->deadline_ms : 60000) + 60000);
+    if (flc_store_commandf(s, &r, "SET %s %d NX PX %s", k_owner, (int)getpid(), ttl) != FLC_OK) {
+        *e = *flc_store_error(s);
+        return e->code;
+    }
+    int mine = r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    if (!mine)
+        return flc_err_set(e, FLC_EDUP, "shard %u of round %u of job %s already has a merger "
+                           "running", cfg->shard, cfg->round, cfg->job);
 
     int rc = FLC_OK;
     m.seen = calloc(cfg->n_expected, 1);
@@ -372,6 +392,11 @@ int flc_merger_run(flc_store_t *s, const flc_merger_cfg_t *cfg, flc_merge_report
         }
         if ((rc = arrival(&m, client)) != FLC_OK)
             *e = m.oom.code ? m.oom : *flc_store_error(s);
+    }
+    if (rc != FLC_OK) { /* never closed: give the shard back for a retry */
+        redisReply *dr = NULL;
+        if (flc_store_commandf(s, &dr, "DEL %s", k_owner) == FLC_OK)
+            freeReplyObject(dr);
     }
     if (rc == FLC_OK && (rc = close_shard(&m)) != FLC_OK)
         *e = m.oom.code ? m.oom : *flc_store_error(s);

@@ -435,7 +435,7 @@ static int round_keys(flc_store_t *s, const char *job, uint32_t round, flc_strli
         return rc;
     char key[FLC_KEY_MAX];
     static const char *suffixes[] = {"agg", "arrivals", "done", "clients", "closed",
-                                     "krumready", "gram"};
+                                     "krumready", "gram", "merger"};
     for (size_t i = 0; i < ns && rc == FLC_OK; i++) {
         flc_key_shard(key, job, round, shards[i], "clients");
         redisReply *r;

@@ -408,6 +408,17 @@ static void test_faults(void)
     rc = flc_merger_run(s, &mc, &rep, &e);
     CHECK(rc == FLC_ECLOSED, "running the same shard's merger again: %s", e.msg);
     flc_merge_report_free(&rep);
+    /* A second merger of a shard whose first merger still runs is refused. */
+    redisReply *own = NULL;
+    flc_store_commandf(s, &own, "SET fl:{faults/5/0}:merger 1 PX 10000");
+    if (own)
+        freeReplyObject(own);
+    mc.round = 5;
+    mc.shard = 0;
+    rc = flc_merger_run(s, &mc, &rep, &e);
+    CHECK(rc == FLC_EDUP && strstr(e.msg, "already has a merger"), "second merger: %s", e.msg);
+    flc_merge_report_free(&rep);
+
     /* Nobody at all: the merger fails and readers are told, not left waiting. */
     mc.round = 4;
     mc.shard = 0;
