@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,7 @@ struct flc_embed {
 };
 
 /* For the async-signal-safe emergency stop: plain copies, no pointers chasing. */
-static volatile pid_t g_emerg_pid;
+static volatile sig_atomic_t g_emerg_pid;
 static char g_emerg_sock[300], g_emerg_log[300], g_emerg_dir[256];
 static volatile int g_emerg_own_dir;
 
@@ -140,6 +141,7 @@ static int spawn_server(flc_embed_t *e, flc_err_t *err)
         memcpy(g_emerg_sock, e->sock, sizeof g_emerg_sock);
         memcpy(g_emerg_log, e->log, sizeof g_emerg_log);
         memcpy(g_emerg_dir, e->dir, sizeof g_emerg_dir);
+        atomic_signal_fence(memory_order_seq_cst); /* paths before the pid a handler reads */
         g_emerg_pid = e->pid;
     }
     unsigned limit = e->opts.start_timeout_ms ? e->opts.start_timeout_ms : 5000;
@@ -249,10 +251,11 @@ int flc_embed_kill(flc_embed_t *e)
 {
     if (e->pid <= 0)
         return FLC_EINVAL;
+    if (g_emerg_pid == e->pid) /* before reaping: a recycled pid is never signalled */
+        g_emerg_pid = 0;
     kill(e->pid, SIGKILL);
     waitpid(e->pid, NULL, 0);
     e->pid = 0;
-    g_emerg_pid = 0;
     unlink(e->sock);
     return FLC_OK;
 }
@@ -269,6 +272,8 @@ void flc_embed_stop(flc_embed_t *e)
     if (e == NULL)
         return;
     if (e->pid > 0) {
+        if (g_emerg_pid == e->pid) /* before reaping: a recycled pid is never signalled */
+            g_emerg_pid = 0;
         kill(e->pid, SIGTERM);
         uint64_t t0 = flc_now_ns();
         while (waitpid(e->pid, NULL, WNOHANG) == 0) {
@@ -279,8 +284,6 @@ void flc_embed_stop(flc_embed_t *e)
             }
             flc_sleep_ms(5);
         }
-        if (g_emerg_pid == e->pid)
-            g_emerg_pid = 0;
     }
     if (e->own_dir) {
         unlink(e->sock);
@@ -297,10 +300,11 @@ void flc_embed_forget(flc_embed_t *e)
 
 void flc_embed_emergency_stop(void)
 {
-    pid_t pid = g_emerg_pid;
+    pid_t pid = (pid_t)g_emerg_pid;
     if (pid <= 0)
         return;
     g_emerg_pid = 0;
+    atomic_signal_fence(memory_order_seq_cst); /* the paths were written before the pid */
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     if (g_emerg_own_dir) {
