@@ -1,13 +1,17 @@
 /* The store: flcache's C API over one Redis node (hiredis).
  *
  * Shards are written as frames (shard_codec.h) under the key schema of
- * keys.h. Values larger than the chunk size are split: the writer pipelines
- * SET tmp <chunk0>, APPEND tmp <chunk i>..., and only after every reply is OK
- * renames tmp to the real key, so a reader never sees half a shard and a
- * writer killed mid-pipeline leaves only an expiring tmp key. Readers pipeline
- * GETRANGEs of one chunk each. Chunking exists because hiredis 0.14 moves its
- * whole buffer after every partial read or write: one 16 MB command runs 30x
- * slower than 64 chunks of 256 KB (DESIGN.md; bench/store measures it).
+ * keys.h. A frame of up to FLC_STORE_SPLIT chunks is one SET, streamed from
+ * the caller's memory (store_io.c). A bigger one is written as a hash of
+ * chunk fields under a tmp key, and only after every reply is OK renamed to
+ * the real key, so a reader never finds a half-written value and a writer
+ * killed mid-pipeline leaves only an expiring tmp key. Readers pipeline
+ * chunk-sized GETRANGEs / HGETs, copied straight into the destination.
+ * One caveat: those chunk reads are separate commands, so a value rewritten
+ * with different bytes of the same size while it is being read could come
+ * back mixed. The protocol never does that (a retried push rewrites the same
+ * bytes; a merged shard is written once per round), so the store does not
+ * pay for a transaction around every read.
  *
  * Errors: every call returns 0 or a negative FLC_E* code and keeps a sentence
  * in the store (flc_store_errstr). A lost connection is re-established on the
