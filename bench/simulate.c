@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "aggregator/merge.h"
 #include "base/clock.h"
@@ -28,29 +29,18 @@
 #include "cache/embed.h"
 #include "cache/store.h"
 #include "clients/sim.h"
+#include "runtime/pool_proc.h"
 #include "workers/rng.h"
 
 static double peak_rss_mb(void)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    double kb = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmHWM:", 6) == 0)
-            kb = atof(line + 6);
-    if (f)
-        fclose(f);
-    return kb / 1024;
+    return (double)flc_proc_status_kb(getpid(), "VmHWM") / 1024;
 }
 
-/* Starts a new peak-RSS window (Linux: writing 5 to clear_refs). */
+/* Starts a new peak-RSS window. */
 static void reset_peak(void)
 {
-    FILE *f = fopen("/proc/self/clear_refs", "w");
-    if (f) {
-        fputs("5", f);
-        fclose(f);
-    }
+    flc_proc_reset_hwm(getpid());
 }
 
 static double redis_peak_mb(const char *url)

@@ -19,10 +19,12 @@
 
 #include "base/clock.h"
 #include "cli/cli.h"
+#include "cli/sim_pool.h"
 #include "clients/client.h"
 #include "clients/sim.h"
 #include "runtime/cost.h"
 #include "runtime/pool.h"
+#include "runtime/pool_proc.h"
 #include "workers/data.h"
 
 int flc_cmd_simulate(int argc, char **argv);
@@ -273,33 +275,6 @@ static int parse(int argc, char **argv, opts_t *o)
     return FLC_EXIT_OK;
 }
 
-/* ---- clients as functions on the local pool ---- */
-
-static int pool_invoke(void *user, cJSON *const *events, size_t n, flc_sim_inv_t *out,
-                       flc_err_t *e)
-{
-    flc_pool_t *pool = user;
-    flc_inv_rec_t *recs = calloc(n ? n : 1, sizeof *recs);
-    if (recs == NULL)
-        return flc_err_set(e, FLC_ENOMEM, "out of memory");
-    int rc = flc_pool_invoke_json(pool, (const cJSON *const *)events, n, recs, e);
-    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
-        const cJSON *res = flc_inv_result(&recs[i]);
-        out[i].ok = recs[i].status == FLC_INV_OK && cJSON_IsObject(res);
-        out[i].result = out[i].ok ? cJSON_Duplicate(res, 1) : NULL;
-        if (!out[i].ok)
-            snprintf(out[i].error, sizeof out[i].error, "%s: %.200s",
-                     flc_inv_status_name(recs[i].status), recs[i].error);
-        out[i].duration_ms = recs[i].duration_ms;
-        out[i].cost_usd = recs[i].cost_usd;
-        out[i].cold = recs[i].cold;
-    }
-    for (size_t i = 0; i < n; i++)
-        flc_inv_rec_clear(&recs[i]);
-    free(recs);
-    return rc;
-}
-
 static void find_fn(char *out, size_t len)
 {
     const char *env = getenv("FLCACHE_FN");
@@ -358,15 +333,7 @@ static void progress(const flc_sim_round_t *r, int rounds, double elapsed, void 
 /* Peak resident set of this process (driver and mergers) in MiB. */
 static double self_peak_mb(void)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    double kb = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmHWM:", 6) == 0)
-            kb = atof(line + 6);
-    if (f)
-        fclose(f);
-    return kb / 1024;
+    return (double)flc_proc_status_kb(getpid(), "VmHWM") / 1024;
 }
 
 static void table(const opts_t *o, const flc_sim_result_t *r)
@@ -446,7 +413,7 @@ int flc_cmd_simulate(int argc, char **argv)
             flc_cli_disconnect(&conn);
             return FLC_EXIT_RUNTIME;
         }
-        o.c.invoke = pool_invoke;
+        o.c.invoke = flc_sim_pool_invoke;
         o.c.invoke_user = pool;
     } else {
         o.c.invoke = flc_sim_invoke_inproc;

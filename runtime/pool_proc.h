@@ -1,6 +1,7 @@
-/* Process-level helpers of the local pool (internal to runtime/): start a
- * function instance with its three pipes and an address-space limit, read
- * its memory figures from /proc, and describe how it ended. No libuv here. */
+/* Process-level helpers of the local pool: start a function instance with
+ * its three pipes and an address-space limit, read its memory figures from
+ * /proc, and describe how it ended. No libuv here. The memory helpers also
+ * serve drivers and benchmarks measuring their own process (getpid()). */
 #ifndef FLC_RUNTIME_POOL_PROC_H
 #define FLC_RUNTIME_POOL_PROC_H
 

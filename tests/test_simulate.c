@@ -22,6 +22,7 @@
 #include <cjson/cJSON.h>
 
 #include "cache/store.h"
+#include "cli/sim_pool.h"
 #include "clients/client.h"
 #include "clients/client_data.h"
 #include "clients/sim.h"
@@ -51,26 +52,6 @@ static int as_function(int argc, char **argv)
     flc_fn_register(t, "client", client_role, NULL, "federated client");
     int rc = flc_fn_main(t, argc, argv);
     flc_fn_table_free(t);
-    return rc;
-}
-
-static int pool_invoke(void *user, cJSON *const *events, size_t n, flc_sim_inv_t *out,
-                       flc_err_t *e)
-{
-    flc_inv_rec_t *recs = calloc(n, sizeof *recs);
-    int rc = flc_pool_invoke_json(user, (const cJSON *const *)events, n, recs, e);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        const cJSON *res = flc_inv_result(&recs[i]);
-        out[i].ok = recs[i].status == FLC_INV_OK && res != NULL;
-        out[i].result = out[i].ok ? cJSON_Duplicate(res, 1) : NULL;
-        snprintf(out[i].error, sizeof out[i].error, "%.200s", recs[i].error);
-        out[i].duration_ms = recs[i].duration_ms;
-        out[i].cost_usd = recs[i].cost_usd;
-        out[i].cold = recs[i].cold;
-    }
-    for (size_t i = 0; i < n; i++)
-        flc_inv_rec_clear(&recs[i]);
-    free(recs);
     return rc;
 }
 
@@ -381,7 +362,7 @@ static void test_pool(const char *self)
     base_cfg(&c, "pool");
     c.rounds = 2;
     c.strategy = FLC_SIM_FEDADAM;
-    c.invoke = pool_invoke;
+    c.invoke = flc_sim_pool_invoke;
     c.invoke_user = pool;
     int rc = run(&c, &r);
     CHECK(rc == 0 && r.nrounds == 2 && r.rounds[1].participants == 5 && r.cost_usd > 0,
