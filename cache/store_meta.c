@@ -436,24 +436,39 @@ static int round_keys(flc_store_t *s, const char *job, uint32_t round, flc_strli
     char key[FLC_KEY_MAX];
     static const char *suffixes[] = {"agg", "arrivals", "done", "clients", "closed",
                                      "krumready", "gram", "merger"};
-    for (size_t i = 0; i < ns && rc == FLC_OK; i++) {
-        flc_key_shard(key, job, round, shards[i], "clients");
-        redisReply *r;
-        rc = flc_store_commandf(s, &r, "SMEMBERS %s", key);
-        if (rc != FLC_OK)
-            break;
-        for (size_t j = 0; j < r->elements; j++) {
-            flc_key_update(key, job, round, shards[i], r->element[j]->str);
+    /* Every shard's client set in one pipelined round trip. */
+    char (*ckeys)[FLC_KEY_MAX] = malloc((ns ? ns : 1) * sizeof *ckeys);
+    const char *(*argv)[2] = malloc((ns ? ns : 1) * sizeof *argv);
+    const char *const **cmds = malloc((ns ? ns : 1) * sizeof *cmds);
+    int *argc = malloc((ns ? ns : 1) * sizeof *argc);
+    redisReply **rs = calloc(ns ? ns : 1, sizeof *rs);
+    if (ckeys == NULL || argv == NULL || cmds == NULL || argc == NULL || rs == NULL)
+        rc = flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == FLC_OK && i < ns; i++) {
+        flc_key_shard(ckeys[i], job, round, shards[i], "clients");
+        argv[i][0] = "SMEMBERS";
+        argv[i][1] = ckeys[i];
+        cmds[i] = argv[i];
+        argc[i] = 2;
+    }
+    if (rc == FLC_OK && ns > 0)
+        rc = flc_store_pipeline(s, ns, argc, cmds, rs);
+    for (size_t i = 0; rc == FLC_OK && i < ns; i++) {
+        for (size_t j = 0; rs[i]->type == REDIS_REPLY_ARRAY && j < rs[i]->elements; j++) {
+            flc_key_update(key, job, round, shards[i], rs[i]->element[j]->str);
             /* (tmp keys of half-written values expire on their own) */
             if (flc_strlist_add(keys, key, strlen(key)) != FLC_OK)
                 rc = flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
         }
-        freeReplyObject(r);
         for (size_t k = 0; k < sizeof suffixes / sizeof *suffixes; k++) {
             flc_key_shard(key, job, round, shards[i], suffixes[k]);
             flc_strlist_add(keys, key, strlen(key));
         }
     }
+    for (size_t i = 0; rs && i < ns; i++)
+        if (rs[i])
+            freeReplyObject(rs[i]);
+    free(ckeys), free(argv), free(cmds), free(argc), free(rs);
     free(shards);
     if (rc != FLC_OK)
         return rc;

@@ -270,11 +270,7 @@ int flc_sgd_cleanup(flc_store_t *s, const char *job, flc_err_t *e)
         rc = FLC_OK;
     redisReply *r;
     for (size_t i = 0; rc == FLC_OK && i < n; i++) {
-        rc = flc_store_delete_round(s, steps, rounds[i]);
-        /* The request tracker's key, which delete_round does not know. */
-        flc_key_job_round(key, steps, "where", rounds[i]);
-        if (rc == FLC_OK && (rc = flc_store_commandf(s, &r, "UNLINK %s", key)) == FLC_OK)
-            freeReplyObject(r);
+        rc = flc_store_delete_round(s, steps, rounds[i]); /* tracker key included */
     }
     free(rounds);
     if (rc == FLC_OK && (rc = flc_store_commandf(s, &r, "SREM %s %s", FLC_KEY_JOBS, steps)) ==

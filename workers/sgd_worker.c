@@ -23,8 +23,6 @@
 #define PROGRESS_TTL_MS 3600000u
 #define LAST_ROUNDS_TTL_MS 600000u
 #define EVAL_BATCH 256
-/* Key buffers beyond the W update keys that drop_step_round needs. */
-#define KEYS_EXTRA 8
 
 typedef struct worker {
     flc_sgd_cfg_t c;
@@ -39,8 +37,6 @@ typedef struct worker {
     float *w, *grad, *merged;        /* nparams, nparams + 1, nparams + 1 */
     size_t nparams, steps;           /* steps per epoch */
     double *step_ms;                 /* this epoch's step times (rank 0) */
-    char (*keys)[FLC_KEY_MAX];       /* W + KEYS_EXTRA keys for drop_step_round */
-    const char **argv;               /* and UNLINK's arguments */
     flc_sgd_result_t *r;
 } worker_t;
 
@@ -63,8 +59,6 @@ static void worker_free(worker_t *w)
     free(w->grad);
     free(w->merged);
     free(w->step_ms);
-    free(w->keys);
-    free(w->argv);
     flc_store_close(w->s);
 }
 
@@ -162,10 +156,7 @@ static int setup(worker_t *w, flc_err_t *e)
     w->grad = malloc((w->nparams + 1) * sizeof(float));
     w->merged = malloc((w->nparams + 1) * sizeof(float));
     w->step_ms = malloc(w->steps * sizeof(double));
-    w->keys = malloc(((size_t)c->workers + KEYS_EXTRA) * sizeof *w->keys);
-    w->argv = malloc(((size_t)c->workers + KEYS_EXTRA + 1) * sizeof *w->argv);
-    if (w->w == NULL || w->grad == NULL || w->merged == NULL || w->step_ms == NULL ||
-        w->keys == NULL || w->argv == NULL)
+    if (w->w == NULL || w->grad == NULL || w->merged == NULL || w->step_ms == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory for a %zu-parameter model",
                            w->nparams);
     flc_model_init_params(w->m, w->w, c->seed);
@@ -238,46 +229,13 @@ static int merge_shard(worker_t *w, uint32_t g, uint32_t shard, flc_err_t *e)
     return rc;
 }
 
-/* Deletes step round g with one UNLINK per shard (every key of a shard
- * shares its hash tag, so this also works on a cluster) and one for the
- * round's job-level keys. flc_store_delete_round sends one command per key:
- * at W = 8 that is ~110 round trips instead of 10, and the deleting worker
- * is on every step's critical path. The names follow cache/keys.h and the
- * reduce-scatter protocol ("closed", "merges"); test_train checks that no
- * key of a finished training is left behind. */
+/* Deletes step round g. flc_store_delete_round finds the round's keys
+ * from its indexes and unlinks them in one pipelined round trip, so the
+ * step's critical path pays about S + 4 round trips for it, and the list of
+ * what a round consists of lives in one place (cache/store_meta.c). */
 static int drop_step_round(worker_t *w, uint32_t g)
 {
-    /* The shard and round keys flc_store_delete_round knows, plus the
-     * request tracker's fl:{J}:where:<r> (aggregator/tracker.c). */
-    static const char *const shard_sfx[] = {"agg", "arrivals", "done", "clients", "closed",
-                                            "krumready"};
-    static const char *const job_sfx[] = {"meta", "shards", "um", "merges", "krum", "where"};
-    enum { NSH = sizeof shard_sfx / sizeof *shard_sfx, NJOB = sizeof job_sfx / sizeof *job_sfx };
-    _Static_assert(NSH <= KEYS_EXTRA && NJOB <= KEYS_EXTRA, "drop_step_round: key buffers");
-    int W = w->c.workers, rc = FLC_OK;
-    redisReply *r;
-    w->argv[0] = "UNLINK";
-    for (uint32_t sh = 0; rc == FLC_OK && sh < w->c.num_shards; sh++) {
-        for (int i = 0; i < W; i++)
-            flc_key_update(w->keys[i], w->steps_job, g, sh, w->names[i]);
-        for (int j = 0; j < NSH; j++)
-            flc_key_shard(w->keys[W + j], w->steps_job, g, sh, shard_sfx[j]);
-        for (int i = 0; i < W + NSH; i++)
-            w->argv[i + 1] = w->keys[i];
-        if ((rc = flc_store_command(w->s, &r, W + NSH + 1, w->argv, NULL)) == FLC_OK)
-            freeReplyObject(r);
-    }
-    for (int j = 0; j < NJOB; j++) {
-        flc_key_job_round(w->keys[j], w->steps_job, job_sfx[j], g);
-        w->argv[j + 1] = w->keys[j];
-    }
-    if (rc == FLC_OK && (rc = flc_store_command(w->s, &r, NJOB + 1, w->argv, NULL)) == FLC_OK)
-        freeReplyObject(r);
-    flc_key_job(w->keys[0], w->steps_job, "rounds");
-    if (rc == FLC_OK && (rc = flc_store_commandf(w->s, &r, "ZREM %s %u", w->keys[0], g)) ==
-                            FLC_OK)
-        freeReplyObject(r);
-    return rc;
+    return flc_store_delete_round(w->s, w->steps_job, g);
 }
 
 /* One exchange: push the gradient (+ loss), merge the shards this worker
