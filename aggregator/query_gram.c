@@ -172,7 +172,6 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
 
 typedef struct gram_job {
     const char *url, *job;
-    const char *self;    /* the caller's node, redacted, as the tracker names nodes */
     uint32_t round;
     const flc_where_t *where; /* per shard: which node */
     size_t nshards, next;
@@ -290,7 +289,7 @@ int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t ro
         flc_gram_free(g);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
-    gram_job_t j = {.url = url ? url : flc_store_url(s), .self = flc_store_url(s), .job = job,
+    gram_job_t j = {.url = url ? url : flc_store_url(s), .job = job,
                     .round = round, .where = where, .nshards = ns, .use_cache = use_cache,
                     .g = g};
     j.qclass = flc_store_set_query_class(s, FLC_QC_OTHER); /* read it... */
