@@ -90,6 +90,11 @@ typedef struct flc_gram {
 
 void flc_gram_free(flc_gram_t *g);
 
+/* G[0..m*m) = M M^T (both triangles, in double) for the m rows of cols
+ * floats in M (row-major): OpenBLAS ssyrk over blocks of 4096 columns, each
+ * block's float sums added in double. FLC_ENOMEM only. */
+int flc_gram_of_rows(const float *M, size_t m, size_t cols, double *G);
+
 /* Computes (or reads from its cache) the Gram partial of one shard: reads
  * the round's client updates of shard `shard` and the merged shard, adds
  * their pairwise dot products into g (g->n and g->clients must be set,

@@ -20,6 +20,27 @@
 
 #define GRAM_BLOCK 4096 /* columns per ssyrk: float sums over 4096 terms, then double */
 
+int flc_gram_of_rows(const float *M, size_t m, size_t cols, double *G)
+{
+    float *Gb = malloc((m ? m * m : 1) * sizeof *Gb);
+    if (Gb == NULL)
+        return FLC_ENOMEM;
+    memset(G, 0, m * m * sizeof *G);
+    for (size_t c0 = 0; c0 < cols; c0 += GRAM_BLOCK) {
+        size_t bc = cols - c0 < GRAM_BLOCK ? cols - c0 : GRAM_BLOCK;
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)bc, 1.0f, M + c0,
+                    (int)cols, 0.0f, Gb, (int)m);
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = i; j < m; j++)
+                G[i * m + j] += Gb[i * m + j];
+    }
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < i; j++)
+            G[i * m + j] = G[j * m + i];
+    free(Gb);
+    return FLC_OK;
+}
+
 void flc_gram_free(flc_gram_t *g)
 {
     if (g == NULL)
@@ -120,10 +141,9 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
     size_t cnt = (size_t)head.count;
     float *M = calloc(m * cnt + 1, sizeof *M);
     double *P = calloc(m * m, sizeof *P);
-    float *Gb = malloc(m * m * sizeof *Gb);
-    if (M == NULL || P == NULL || Gb == NULL) {
+    if (M == NULL || P == NULL) {
         flc_shard_release(&head);
-        free(M), free(P), free(Gb);
+        free(M), free(P);
         return flc_err_set(e, FLC_ENOMEM, "out of memory for %zu updates of %zu floats", m, cnt);
     }
     if (have_agg)
@@ -148,25 +168,16 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
             flc_shard_release(&sh);
         g->bytes_read += cnt * sizeof(float);
     }
-    for (size_t c0 = 0; rc == FLC_OK && c0 < cnt; c0 += GRAM_BLOCK) {
-        size_t bc = cnt - c0 < GRAM_BLOCK ? cnt - c0 : GRAM_BLOCK;
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)bc, 1.0f, M + c0,
-                    (int)cnt, 0.0f, Gb, (int)m);
-        for (size_t i = 0; i < m; i++)
-            for (size_t j = i; j < m; j++)
-                P[i * m + j] += Gb[i * m + j];
-    }
+    if (rc == FLC_OK && flc_gram_of_rows(M, m, cnt, P) != FLC_OK)
+        rc = flc_err_set(e, FLC_ENOMEM, "out of memory for a %zux%zu Gram block", m, m);
     if (rc == FLC_OK) {
-        for (size_t i = 0; i < m; i++)
-            for (size_t j = 0; j < i; j++)
-                P[i * m + j] = P[j * m + i];
         for (size_t i = 0; i < m * m; i++)
             g->G[i] += P[i];
         g->bytes_moved += m * m * sizeof(double);
         if (use_cache)
             cache_write(s, job, round, shard, g, P);
     }
-    free(M), free(P), free(Gb);
+    free(M), free(P);
     return rc;
 }
 

@@ -116,17 +116,8 @@ static uint64_t central_gram(fetch_fn fetch, void *src, uint32_t round, uint64_t
         }
         off += cnt;
     }
-    float *Gf = malloc((size_t)g_n * g_n * sizeof *Gf);
-    memset(G, 0, (size_t)g_n * g_n * sizeof *G);
-    for (uint64_t c0 = 0; c0 < n; c0 += 4096) { /* same blocking as the engine */
-        int bc = (int)(n - c0 < 4096 ? n - c0 : 4096);
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)g_n, bc, 1.0f, M + c0, (int)n,
-                    0.0f, Gf, (int)g_n);
-        for (unsigned i = 0; i < g_n; i++)
-            for (unsigned j = i; j < g_n; j++)
-                G[i * g_n + j] += Gf[i * g_n + j];
-    }
-    free(Gf);
+    if (flc_gram_of_rows(M, g_n, n, G) != 0) /* the engine's own kernel, centrally */
+        die("central", "out of memory");
     free(M);
     return moved;
 }
