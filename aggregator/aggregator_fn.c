@@ -7,24 +7,13 @@
 
 #include <cjson/cJSON.h>
 
+#include "aggregator/event_field.h"
 #include "aggregator/rs_internal.h"
 
 static int get_uint(const cJSON *ev, const char *name, int required, double dflt, double max,
                     double *out, flc_err_t *e)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(ev, name);
-    if (it == NULL) {
-        if (required)
-            return flc_err_set(e, FLC_EINVAL, "aggregator event: '%s' is missing", name);
-        *out = dflt;
-        return FLC_OK;
-    }
-    if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > max ||
-        it->valuedouble != (double)(uint64_t)it->valuedouble)
-        return flc_err_set(e, FLC_EINVAL, "aggregator event: '%s' must be an integer in 0..%.0f",
-                           name, max);
-    *out = it->valuedouble;
-    return FLC_OK;
+    return flc_event_uint(ev, "aggregator", name, required, dflt, max, out, e);
 }
 
 int flc_aggregator_run(const cJSON *ev, cJSON **result, flc_err_t *e)

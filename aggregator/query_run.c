@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "aggregator/event_field.h"
 #include "aggregator/query_internal.h"
 #include "base/clock.h"
 
@@ -85,16 +86,11 @@ int flc_query_run(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer
 
 static int ev_uint(const cJSON *ev, const char *name, unsigned dflt, unsigned *out, flc_err_t *e)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(ev, name);
-    if (it == NULL) {
-        *out = dflt;
-        return FLC_OK;
-    }
-    if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 4294967295.0)
-        return flc_err_set(e, FLC_EINVAL, "query event: '%s' must be a non-negative integer",
-                           name);
-    *out = (unsigned)it->valuedouble;
-    return FLC_OK;
+    double v;
+    int rc = flc_event_uint(ev, "query", name, 0, dflt, 4294967295.0, &v, e);
+    if (rc == FLC_OK)
+        *out = (unsigned)v;
+    return rc;
 }
 
 int flc_query_fn(const cJSON *ev, cJSON **result, flc_err_t *e)
