@@ -12,7 +12,7 @@
  *
  * An object is the value's bytes exactly as Redis held them (a shard frame,
  * "FLS1"|hdr|floats) followed by a 16-byte trailer:
- *   "FLCK" | u32le CRC-32C of the bytes | u64le length of the bytes
+ *   "FLCK" | u32le CRC-32C of the bytes (base/crc32c.h) | u64le length of the bytes
  * Every read checks the trailer; a mismatch is FLC_ECHECKSUM and no bytes are
  * returned, so corrupt data never reaches a merge or a query.
  *
@@ -55,9 +55,6 @@ typedef struct flc_cold_stats {
  * *err on failure (bad URL, missing credentials, unreachable server). */
 flc_cold_t *flc_cold_open(const char *url, const flc_cold_opts_t *opts, flc_err_t *err);
 
-/* Opens $FLCACHE_COLD; FLC_ENOTFOUND in *err when it is unset. */
-flc_cold_t *flc_cold_open_env(const flc_cold_opts_t *opts, flc_err_t *err);
-
 /* Frees c. NULL is a no-op. */
 void flc_cold_close(flc_cold_t *c);
 
@@ -77,9 +74,6 @@ int flc_cold_del(flc_cold_t *c, const char *key);
 const flc_err_t *flc_cold_error(const flc_cold_t *c);
 const char *flc_cold_errstr(const flc_cold_t *c);
 
-/* The URL c was opened with (S3: with the bucket appended). */
-const char *flc_cold_url(const flc_cold_t *c);
-
 /* 1 for file://, 0 for S3. */
 int flc_cold_is_local(const flc_cold_t *c);
 
@@ -88,9 +82,5 @@ void flc_cold_get_stats(const flc_cold_t *c, flc_cold_stats_t *st);
 /* Where the object of key lives: a file path (file://) or the request URL
  * (S3). For tests that damage an object on purpose. */
 int flc_cold_locate(const flc_cold_t *c, const char *key, char *out, size_t outlen);
-
-/* CRC-32C (Castagnoli) of buf[0..n), continuing from crc (start with 0).
- * Uses the SSE4.2 instruction when the CPU has it. */
-uint32_t flc_crc32c(uint32_t crc, const void *buf, size_t n);
 
 #endif

@@ -1,5 +1,6 @@
-/* Private to the cold tier: the handle's fields, shared by cold.c (API,
- * trailer, file:// backend) and cold_s3.c (S3 backend over libcurl). */
+/* Private to the cold tier: the handle's fields and the backends' entry
+ * points, shared by cold.c (API, trailer, names), cold_file.c (file://
+ * backend) and cold_s3.c (S3 backend over libcurl). */
 #ifndef FLC_CACHE_COLD_INTERNAL_H
 #define FLC_CACHE_COLD_INTERNAL_H
 
@@ -12,7 +13,6 @@ enum { FLC_COLD_FILE = 1, FLC_COLD_S3 = 2 };
 
 struct flc_cold {
     int kind;
-    char url[512];         /* as opened (S3: base URL + "/" + bucket) */
     char dir[512];         /* file: the directory */
     int fsync;             /* file: fsync objects before renaming them into place */
     /* S3 */
@@ -40,6 +40,16 @@ void flc_cold_trailer(const void *data, size_t len, uint8_t out[FLC_COLD_TRAILER
 int flc_cold_verify(flc_cold_t *c, const char *key, const uint8_t *obj, size_t n,
                     size_t *body_len);
 
+/* The file:// backend (cold_file.c). open: url is "file://<absolute dir>",
+ * the directory is created when missing. get returns the whole object
+ * (body and trailer) in a new malloc'd *obj. */
+int flc_cold_file_open(flc_cold_t *c, const char *url, const flc_cold_opts_t *o);
+int flc_cold_file_put(flc_cold_t *c, const char *key, const void *data, size_t len);
+int flc_cold_file_get(flc_cold_t *c, const char *key, uint8_t **obj, size_t *n);
+int flc_cold_file_del(flc_cold_t *c, const char *key);
+void flc_cold_file_path(const flc_cold_t *c, const char *key, char *out, size_t outlen);
+
+/* The S3 backend (cold_s3.c), the same calls over HTTP. */
 int flc_cold_s3_open(flc_cold_t *c, const char *url, const flc_cold_opts_t *opts);
 void flc_cold_s3_close(flc_cold_t *c);
 int flc_cold_s3_put(flc_cold_t *c, const char *key, const void *data, size_t len);

@@ -186,7 +186,6 @@ int flc_cold_s3_open(flc_cold_t *c, const char *url, const flc_cold_opts_t *o)
     snprintf(c->region, sizeof c->region, "%s", region);
     snprintf(c->userpwd, sizeof c->userpwd, "%s:%s", ak, sk);
     snprintf(c->token, sizeof c->token, "%s", tok);
-    snprintf(c->url, sizeof c->url, "%s/%s", c->base, c->bucket);
     c->timeout_ms = o->timeout_ms ? (long)o->timeout_ms : 30000L;
     static int global_done;
     if (!global_done) {

@@ -13,13 +13,15 @@
  * hash of chunk fields); flc_cold_put (returns once durable); MULTI; DEL;
  * EXEC. The DEL runs only after the cold tier acknowledged, so a process
  * killed at any point leaves the value in Redis, in the cold tier, or in
- * both; and WATCH aborts the DEL when someone rewrote the value meanwhile. */
-#include "cache/store_internal.h"
+ * both; and WATCH aborts the DEL when someone rewrote the value meanwhile.
+ *
+ * Reading and writing a value's raw bytes is in cold_tier_raw.c, the
+ * counters in cold_tier_stats.c. */
+#include "cache/cold_tier_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
 
 /* Redis's own cost per value for the estimate: dict entry, robj and sds
  * headers, plus allocator rounding (jemalloc size classes are up to 25%
@@ -27,31 +29,6 @@
 #define VALUE_OVERHEAD(n) (512u + (n) / 4)
 #define MAX_VICTIMS 64
 #define MAX_SPILL_PASSES 16
-
-struct flc_tier {
-    flc_cold_t *cold;
-    flc_cold_t *own_cold;         /* opened from FLCACHE_COLD by the store itself */
-    flc_policy_t *pol;
-    uint64_t maxmem, high, low;
-    uint64_t est_used;
-    flc_tier_stats_t st, flushed; /* counters, and their values at the last flush */
-    int busy;                     /* inside make_room or prefetch: no recursion */
-};
-
-static const char *qc_names[FLC_QC_COUNT] = {"other", "round", "client", "aggregate"};
-
-const char *flc_qclass_name(int qc)
-{
-    return qc >= 0 && qc < FLC_QC_COUNT ? qc_names[qc] : "?";
-}
-
-void flc_obj_key(const flc_obj_t *o, char out[FLC_KEY_MAX])
-{
-    if (o->kind == FLC_OBJ_MERGED)
-        flc_key_shard(out, o->job, o->round, o->shard, "agg");
-    else
-        flc_key_update(out, o->job, o->round, o->shard, o->client);
-}
 
 /* ---- memory ---------------------------------------------------------------- */
 
@@ -138,149 +115,6 @@ int flc_store_set_query_class(flc_store_t *s, int qc)
     return old;
 }
 
-void flc_store_tier_stats(const flc_store_t *s, flc_tier_stats_t *st)
-{
-    memset(st, 0, sizeof *st);
-    if (s->tier == NULL)
-        return;
-    *st = s->tier->st;
-    st->maxmemory = s->tier->maxmem;
-    st->used_estimate = s->tier->est_used;
-    if (s->tier->pol && s->tier->pol->ops->bytes)
-        s->tier->pol->ops->bytes(s->tier->pol, &st->hot_bytes, &st->cold_bytes);
-}
-
-/* ---- raw values --------------------------------------------------------------- */
-
-/* Reads the bytes of key (a string, or a hash of chunk fields "0".."n-1")
- * into a new malloc'd *buf. FLC_ENOTFOUND when the key does not exist. */
-static int read_raw(flc_store_t *s, const char *key, uint8_t **buf, size_t *len)
-{
-    *buf = NULL;
-    *len = 0;
-    redisReply *r;
-    int rc = flc_store_commandf(s, &r, "GET %s", key);
-    if (rc == FLC_OK) {
-        int found = r->type == REDIS_REPLY_STRING;
-        if (found) {
-            *buf = malloc(r->len ? r->len : 1);
-            if (*buf)
-                memcpy(*buf, r->str, r->len);
-            *len = r->len;
-        }
-        freeReplyObject(r);
-        if (!found)
-            return flc_err_set(&s->err, FLC_ENOTFOUND, "%s is not in the cache", key);
-        return *buf ? FLC_OK : flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
-    }
-    if (s->c == NULL || strstr(s->err.msg, "WRONGTYPE") == NULL)
-        return rc;
-    flc_err_clear(&s->err);
-    rc = flc_store_commandf(s, &r, "HLEN %s", key);
-    if (rc != FLC_OK)
-        return rc;
-    long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-    freeReplyObject(r);
-    if (n <= 0)
-        return flc_err_set(&s->err, FLC_ENOTFOUND, "%s is not in the cache", key);
-    for (long long i = 0; i < n && rc == FLC_OK; i++) {
-        char f[24];
-        snprintf(f, sizeof f, "%lld", i);
-        const char *argv[] = {"HGET", key, f};
-        rc = flc_store_append(s, 3, argv, NULL);
-    }
-    rc = rc ? rc : flc_store_flush(s, "HGET");
-    size_t cap = 0;
-    int bad = FLC_OK;
-    for (long long i = 0; i < n && rc == FLC_OK; i++) {
-        rc = flc_store_read(s, &r, "HGET");
-        if (rc != FLC_OK)
-            break;
-        if (r->type != REDIS_REPLY_STRING) {
-            bad = flc_err_set(&s->err, FLC_EDATA, "%s: chunk %lld is missing", key, i);
-        } else if (bad == FLC_OK) {
-            if (*len + r->len > cap) {
-                size_t nc = (*len + r->len) * (size_t)(i == 0 ? n : 2);
-                uint8_t *p = realloc(*buf, nc);
-                if (p == NULL)
-                    bad = flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
-                else
-                    *buf = p, cap = nc;
-            }
-            if (bad == FLC_OK) {
-                memcpy(*buf + *len, r->str, r->len);
-                *len += r->len;
-            }
-        }
-        freeReplyObject(r);
-    }
-    rc = rc ? rc : bad;
-    if (rc != FLC_OK) {
-        free(*buf);
-        *buf = NULL;
-        *len = 0;
-    }
-    return rc;
-}
-
-/* Writes bytes back under key unless the key exists (a newer value wins):
- * SET NX for a value of up to FLC_STORE_SPLIT chunks, else a hash of chunk
- * fields built under a tmp key and published with RENAMENX, the layout
- * put_shard uses. *written = 0 when the key already existed. */
-static int write_raw(flc_store_t *s, const char *key, const uint8_t *buf, size_t len,
-                     int *written)
-{
-    *written = 0;
-    size_t chunk = s->opts.chunk_bytes;
-    redisReply *r;
-    int rc;
-    if (len <= FLC_STORE_SPLIT * chunk) {
-        const char *argv[] = {"SET", key, (const char *)buf, "NX"};
-        size_t lens[] = {3, strlen(key), len, 2};
-        rc = flc_store_command(s, &r, 4, argv, lens);
-        if (rc != FLC_OK)
-            return rc;
-        *written = r->type == REDIS_REPLY_STATUS;
-        freeReplyObject(r);
-        return FLC_OK;
-    }
-    char tmp[FLC_KEY_MAX + 32];
-    snprintf(tmp, sizeof tmp, "%s~warm.%llu", key, (unsigned long long)++s->tmp_counter);
-    int n = 0;
-    rc = flc_store_ensure(s);
-    for (size_t off = 0; rc == FLC_OK && off < len; off += chunk, n++) {
-        char f[16];
-        snprintf(f, sizeof f, "%d", n);
-        const char *argv[] = {"HSET", tmp, f};
-        struct iovec piece = {(void *)(buf + off), len - off < chunk ? len - off : chunk};
-        rc = flc_store_send_pieces(s, 3, argv, &piece, 1, "HSET");
-    }
-    /* Read every reply even after an error one (OOM...), so the connection
-     * stays in step; only a lost connection stops the loop. */
-    int bad = FLC_OK;
-    for (int i = 0; rc == FLC_OK && i < n; i++) {
-        rc = flc_store_read(s, &r, "HSET");
-        if (rc == FLC_OK) {
-            if (r->type == REDIS_REPLY_ERROR && bad == FLC_OK)
-                bad = flc_store_reply_error(s, r, "HSET");
-            freeReplyObject(r);
-        }
-    }
-    rc = rc ? rc : bad;
-    if (rc == FLC_OK)
-        rc = flc_store_commandf(s, &r, "RENAMENX %s %s", tmp, key);
-    if (rc == FLC_OK) {
-        *written = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-        freeReplyObject(r);
-    }
-    if (!*written && s->c) {
-        redisReply *d = redisCommand(s->c, "DEL %s", tmp);
-        if (d)
-            freeReplyObject(d);
-    }
-    return rc;
-}
-
 /* ---- spill ------------------------------------------------------------------------ */
 
 /* Deletes KEYS[1] when it still starts with ARGV[1] (see spill_one). */
@@ -309,7 +143,7 @@ static int spill_one(flc_store_t *s, const flc_obj_t *o, uint64_t *freed)
     freeReplyObject(r);
     uint8_t *buf;
     size_t len;
-    rc = read_raw(s, key, &buf, &len);
+    rc = flc_tier_read_raw(s, key, &buf, &len);
     uint8_t head[256];
     if (rc == FLC_OK) {
         memcpy(head, buf, len < sizeof head ? len : sizeof head);
@@ -524,8 +358,8 @@ int flc_tier_after_get(flc_store_t *s, int rc, const flc_obj_t *o, const char *w
         if (t->pol->ops->on_get(t->pol, &m, qc, 0) && !t->busy) {
             int w = 0;
             flc_err_t keep = s->err;
-            if (flc_tier_before_put(s, len) == FLC_OK && write_raw(s, key, buf, len, &w) == FLC_OK &&
-                w) {
+            if (flc_tier_before_put(s, len) == FLC_OK &&
+                flc_tier_write_raw(s, key, buf, len, &w) == FLC_OK && w) {
                 t->st.rewarms++;
                 t->est_used += len + VALUE_OVERHEAD(len);
                 t->pol->ops->on_moved(t->pol, &m, 0);
@@ -575,7 +409,7 @@ int flc_store_round_closed(flc_store_t *s, const char *job, uint32_t round)
         if (crc != FLC_OK)
             continue; /* a prefetch is a hint: a missing object is not an error */
         int w = 0;
-        rc = write_raw(s, key, buf, len, &w);
+        rc = flc_tier_write_raw(s, key, buf, len, &w);
         free(buf);
         t->st.fetches++;
         t->st.fetch_bytes += len;
@@ -653,74 +487,6 @@ int flc_tier_delete_round(flc_store_t *s, const char *job, uint32_t round)
 {
     int rc = for_round_objects(s, job, round, delete_one);
     return rc == FLC_ENOTFOUND ? FLC_OK : rc;
-}
-
-/* ---- shared counters ---------------------------------------------------------------- */
-
-#define NCOUNTERS (8 + 2 * FLC_QC_COUNT)
-
-/* Names and addresses of the counters kept in fl:tier. */
-static void counters(flc_tier_stats_t *st, const char **names, uint64_t **vals)
-{
-    static char hn[FLC_QC_COUNT][24], mn[FLC_QC_COUNT][24];
-    const char *fixed[] = {"spills", "spill_bytes", "fetches", "fetch_bytes",
-                           "rewarms", "prefetches", "spill_skipped", "cold_bytes"};
-    uint64_t *fv[] = {&st->spills, &st->spill_bytes, &st->fetches, &st->fetch_bytes,
-                      &st->rewarms, &st->prefetches, &st->spill_skipped, &st->cold_bytes};
-    for (int i = 0; i < 8; i++)
-        names[i] = fixed[i], vals[i] = fv[i];
-    for (int q = 0; q < FLC_QC_COUNT; q++) {
-        snprintf(hn[q], sizeof hn[q], "hits:%s", qc_names[q]);
-        snprintf(mn[q], sizeof mn[q], "misses:%s", qc_names[q]);
-        names[8 + 2 * q] = hn[q], vals[8 + 2 * q] = &st->hits[q];
-        names[9 + 2 * q] = mn[q], vals[9 + 2 * q] = &st->misses[q];
-    }
-}
-
-int flc_store_tier_flush(flc_store_t *s)
-{
-    struct flc_tier *t = s->tier;
-    if (t == NULL)
-        return FLC_OK;
-    /* cold_bytes is shared as a running sum of what spills added. */
-    t->st.cold_bytes = t->st.spill_bytes;
-    const char *names[NCOUNTERS];
-    uint64_t *now[NCOUNTERS], *then[NCOUNTERS];
-    counters(&t->st, names, now);
-    counters(&t->flushed, names, then);
-    int rc = FLC_OK;
-    for (int i = 0; i < NCOUNTERS && rc == FLC_OK; i++) {
-        uint64_t d = *now[i] - *then[i];
-        if (d == 0)
-            continue;
-        redisReply *r;
-        char v[24];
-        snprintf(v, sizeof v, "%llu", (unsigned long long)d);
-        rc = flc_store_commandf(s, &r, "HINCRBY fl:tier %s %s", names[i], v);
-        if (rc == FLC_OK) {
-            freeReplyObject(r);
-            *then[i] = *now[i];
-        }
-    }
-    return rc;
-}
-
-int flc_store_tier_read(flc_store_t *s, flc_tier_stats_t *st)
-{
-    memset(st, 0, sizeof *st);
-    redisReply *r;
-    int rc = flc_store_commandf(s, &r, "HGETALL fl:tier");
-    if (rc != FLC_OK)
-        return rc;
-    const char *names[NCOUNTERS];
-    uint64_t *vals[NCOUNTERS];
-    counters(st, names, vals);
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
-        for (int k = 0; k < NCOUNTERS; k++)
-            if (strcmp(r->element[i]->str, names[k]) == 0)
-                *vals[k] = strtoull(r->element[i + 1]->str, NULL, 10);
-    freeReplyObject(r);
-    return FLC_OK;
 }
 
 void flc_tier_close(flc_store_t *s)

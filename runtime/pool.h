@@ -138,9 +138,6 @@ int flc_batch_wait(flc_batch_t *b, unsigned timeout_ms);
 /* Counters of the pool at this moment. */
 void flc_pool_stats(flc_pool_t *p, flc_pool_stats_t *st);
 
-/* The configuration in effect (defaults filled in). */
-const flc_pool_cfg_t *flc_pool_config(const flc_pool_t *p);
-
 /* "ok", "error", "timeout" or "crash". */
 const char *flc_inv_status_name(int status);
 

@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+extern char **environ;
+
 static void close_pair(int p[2])
 {
     if (p[0] >= 0)
@@ -144,4 +146,46 @@ void flc_proc_describe(int wstatus, char *buf, size_t cap)
                  strsignal(WTERMSIG(wstatus)));
     else
         snprintf(buf, cap, "ended with wait status %#x", (unsigned)wstatus);
+}
+
+char **flc_proc_env_new(const char *const *extra)
+{
+    size_t n = 0, m = 0;
+    while (environ != NULL && environ[n] != NULL)
+        n++;
+    while (extra != NULL && extra[m] != NULL)
+        m++;
+    char **envp = calloc(n + m + 1, sizeof *envp);
+    if (envp == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < m; i++)
+        envp[k++] = strdup(extra[i]);
+    for (size_t i = 0; i < n; i++) {
+        /* extra settings win over the inherited ones */
+        const char *eq = strchr(environ[i], '=');
+        size_t nl = eq != NULL ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+        int dup = 0;
+        for (size_t j = 0; j < m && !dup; j++)
+            dup = strncmp(extra[j], environ[i], nl) == 0 && extra[j][nl] == '=';
+        if (!dup)
+            envp[k++] = strdup(environ[i]);
+    }
+    for (size_t i = 0; i < k; i++)
+        if (envp[i] == NULL) {
+            for (size_t j = 0; j < k; j++)
+                free(envp[j]);
+            free(envp);
+            return NULL;
+        }
+    return envp;
+}
+
+void flc_proc_env_free(char **envp)
+{
+    if (envp == NULL)
+        return;
+    for (size_t i = 0; envp[i] != NULL; i++)
+        free(envp[i]);
+    free(envp);
 }

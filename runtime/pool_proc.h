@@ -1,7 +1,8 @@
-/* Process-level helpers of the local pool: start a function instance with
- * its three pipes and an address-space limit, read its memory figures from
- * /proc, and describe how it ended. No libuv here. The memory helpers also
- * serve drivers and benchmarks measuring their own process (getpid()). */
+/* Process-level helpers of the local pool: build the environment of a
+ * function instance, start one with its three pipes and an address-space
+ * limit, read its memory figures from /proc, and describe how it ended. No
+ * libuv here. The memory helpers also serve drivers and benchmarks measuring
+ * their own process (getpid()). */
 #ifndef FLC_RUNTIME_POOL_PROC_H
 #define FLC_RUNTIME_POOL_PROC_H
 
@@ -24,6 +25,16 @@ typedef struct flc_proc {
  * ("cannot run /x/flcache-fn: No such file or directory"). */
 int flc_proc_spawn(const char *path, char *const envp[], uint64_t as_limit_bytes,
                    flc_proc_t *out, char *msg, size_t msgcap);
+
+/* A NULL-ended environment for instances: the extra "NAME=value" settings
+ * (NULL-ended; they win over inherited ones of the same name) followed by
+ * this process's environ, every string copied once, so instances do not see
+ * later setenv races from other threads. NULL when out of memory. Free it
+ * with flc_proc_env_free. */
+char **flc_proc_env_new(const char *const *extra);
+
+/* Frees an environment of flc_proc_env_new. NULL is a no-op. */
+void flc_proc_env_free(char **envp);
 
 /* A "Vm*:" figure in kB from /proc/<pid>/status ("VmHWM", "VmRSS"), or 0
  * when the process or the field is gone. */

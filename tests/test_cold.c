@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/crc32c.h"
 #include "cache/cold.h"
 #include "tests/harness.h"
 #include "tests/test_cold_s3rver.h"

@@ -1,0 +1,125 @@
+/* Private to runtime/'s local pool (pool.h): the pool's, batches' and
+ * instances' fields and the calls between the three files of the pool:
+ *   pool.c           the pool: its loop thread, the queue, dispatch, new/free
+ *   pool_instance.c  one instance's life: spawn, write an event, read the
+ *                    result line, timeout and memory watchdog, death, reaping
+ *   pool_batch.c     batches and records: start, wait, invoke, billing
+ * Everything here runs on the pool's loop thread unless it says "under mu".
+ * Never included outside runtime/. */
+#ifndef FLC_RUNTIME_POOL_INTERNAL_H
+#define FLC_RUNTIME_POOL_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <uv.h>
+
+#include "runtime/pool.h"
+
+#define FLC_POOL_KILL_AFTER_MS 2000 /* SIGKILL what has not exited by then */
+#define FLC_POOL_STDERR_TAIL 2048   /* bytes of an instance's stderr kept */
+
+typedef struct flc_inv {
+    flc_batch_t *batch;
+    size_t index;
+    char *line; /* event + '\n' */
+    size_t len;
+    int attempts;
+    struct flc_inv *next;
+} flc_inv_t;
+
+struct flc_batch {
+    flc_pool_t *pool;
+    flc_inv_t *invs;
+    flc_inv_rec_t *recs;
+    size_t n;
+    size_t done; /* under pool->mu */
+};
+
+enum { FLC_INST_IDLE, FLC_INST_BUSY, FLC_INST_DEAD };
+
+typedef struct flc_inst {
+    flc_pool_t *pool;
+    pid_t pid;
+    int state;
+    uv_pipe_t in, out, err;
+    uv_timer_t timeout, watch;
+    uv_write_t wreq;
+    int handles;    /* still open */
+    int in_closed;  /* stdin closed: told to exit */
+    char *wbuf;     /* the line being written (owned copy) */
+    char *rbuf;     /* stdout bytes not yet a full line */
+    size_t rlen, rcap;
+    char tail[FLC_POOL_STDERR_TAIL];
+    size_t tlen;
+    flc_inv_t *cur;
+    int invocations;
+    uint64_t t_spawn, t_start; /* ns */
+    int timed_out, oom, reaped;
+    uint64_t oom_rss_kb, reap_deadline;
+    int wstatus;
+    struct rusage ru;
+    struct flc_inst *next, *prev;
+} flc_inst_t;
+
+struct flc_pool {
+    flc_pool_cfg_t cfg;
+    char *fn_path;
+    char **envp;
+    uint64_t as_limit;        /* bytes, 0 = no rlimit */
+    uint64_t watch_limit_kb;  /* 0 = no watchdog */
+    pthread_t thread;
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_timer_t stop_timer;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    flc_inv_t *in_head, *in_tail; /* incoming, under mu */
+    int stopping;                 /* under mu */
+    /* loop thread only: */
+    int stopped;
+    flc_inv_t *pend_head, *pend_tail;
+    flc_inst_t *insts;
+    unsigned ninst, busy, idle, alive;
+    uint64_t cold_starts, invocations; /* read under mu by stats */
+};
+
+/* ---- pool.c ---- */
+
+/* Starts pending invocations while slots are free, then trims idle
+ * instances down to max_warm. */
+void flc_pool_dispatch(flc_pool_t *p);
+
+/* Queues inv to run (front = 1: next, for a retry). */
+void flc_pool_push_pending(flc_pool_t *p, flc_inv_t *inv, int front);
+
+/* Once the pool is stopping and its last instance is gone, closes the
+ * loop's own handles so uv_run returns. */
+void flc_pool_maybe_finish_stop(flc_pool_t *p);
+
+/* ---- pool_instance.c ---- */
+
+/* Forks a new (idle) instance and starts reading its stdout and stderr;
+ * NULL with msg filled when it cannot start. */
+flc_inst_t *flc_inst_spawn(flc_pool_t *p, char *msg, size_t cap);
+
+/* Runs inv on the idle instance it: writes the event line, arms the timeout
+ * and the memory watchdog. */
+void flc_inst_start(flc_pool_t *p, flc_inst_t *it, flc_inv_t *inv);
+
+/* Tells an instance to exit: EOF on its stdin ends the local-mode loop. */
+void flc_inst_retire(flc_inst_t *it);
+
+/* ---- pool_batch.c ---- */
+
+/* Finishes inv with the record already filled in (status, times, error):
+ * adds the billing figures and counts it done for its batch (under mu). */
+void flc_inv_complete(flc_pool_t *p, flc_inv_t *inv);
+
+/* Completes inv without having run it (cannot start, pool closed). */
+void flc_inv_fail_unrun(flc_pool_t *p, flc_inv_t *inv, const char *msg);
+
+#endif
