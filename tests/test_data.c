@@ -8,9 +8,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "ml/data.h"
+#include "ml/rng.h"
 #include "tests/harness.h"
-#include "workers/data.h"
-#include "workers/rng.h"
 
 static char g_dir[] = "/tmp/flc_test_data_XXXXXX";
 

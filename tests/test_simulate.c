@@ -26,10 +26,10 @@
 #include "clients/client.h"
 #include "clients/client_data.h"
 #include "clients/sim.h"
+#include "ml/data.h"
 #include "runtime/fn.h"
 #include "runtime/pool.h"
 #include "tests/harness.h"
-#include "workers/data.h"
 
 static flc_fixture_t fx;
 

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 
 #include "base/clock.h"
+#include "ml/data.h"
+#include "ml/model.h"
 #include "tests/harness.h"
-#include "workers/data.h"
-#include "workers/model.h"
 
 /* Trains `name` for `epochs` over train with batch 64 and returns the test
  * accuracy; *first_loss / *last_loss are the mean losses of the first and

@@ -15,8 +15,8 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "cache/keys.h"
-#include "workers/data.h"
-#include "workers/model.h"
+#include "ml/data.h"
+#include "ml/model.h"
 #include "workers/sgd_worker.h"
 
 /* Expiry of what a driver may never read (progress, the last step rounds). */

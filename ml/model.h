@@ -14,14 +14,14 @@
  * w is passed to every call, which lets one model object evaluate the
  * global model, a client's local copy, or a merged vector alike. One
  * flc_model_t must not be used by two threads at the same time. */
-#ifndef FLC_WORKERS_MODEL_H
-#define FLC_WORKERS_MODEL_H
+#ifndef FLC_ML_MODEL_H
+#define FLC_ML_MODEL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "base/error.h"
-#include "workers/data.h"
+#include "ml/data.h"
 
 enum {
     FLC_MODEL_SOFTMAX = 1,

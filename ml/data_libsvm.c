@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "workers/data.h"
+#include "ml/data.h"
 
 typedef struct sv_entry {
     uint32_t col; /* 0-based */

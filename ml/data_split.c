@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "workers/data.h"
+#include "ml/data.h"
 
 /* ---- data set ---- */
 

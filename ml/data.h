@@ -7,14 +7,14 @@
  * label y[i] in 0..num_classes-1. Partitions and client splits never copy
  * samples; they are lists of sample indices (flc_parts_t), and a batcher
  * gathers the rows of one minibatch into its own buffer. */
-#ifndef FLC_WORKERS_DATA_H
-#define FLC_WORKERS_DATA_H
+#ifndef FLC_ML_DATA_H
+#define FLC_ML_DATA_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "base/error.h"
-#include "workers/rng.h"
+#include "ml/rng.h"
 
 /* Where Debian's dataset-fashion-mnist package puts the files;
  * FLCACHE_DATA_DIR overrides it. */
