@@ -1,5 +1,5 @@
 /* Data sets for workers and federated clients: loading (Fashion-MNIST IDX
- * gzip files, LIBSVM text), normalization, partitioning into W worker parts,
+ * gzip files), normalization, partitioning into W worker parts,
  * Dirichlet(alpha) non-IID label splits over N clients, and minibatch
  * iteration over an index list.
  *
@@ -26,7 +26,6 @@ typedef struct flc_dataset {
     int num_classes;      /* labels are 0..num_classes-1 */
     float *x;             /* n*dim floats, row-major, owned */
     int32_t *y;           /* n labels, owned */
-    double *class_values; /* LIBSVM only: original label of class c; else NULL */
 } flc_dataset_t;
 
 /* Allocates an n x dim data set with zeroed x and y. Free with
@@ -64,17 +63,6 @@ int flc_data_load_idx(const char *images_path, const char *labels_path, size_t l
 int flc_data_load_fashion(const char *dir, int train, size_t limit, flc_dataset_t **out,
                           flc_err_t *err);
 
-/* Loads a LIBSVM text file: one sample per line, "label idx:value ...",
- * 1-based feature indices, '#' starts a comment, blank lines skipped; the
- * result is dense. Labels (any numbers, e.g. -1/+1 or 1..7) are mapped to
- * 0..C-1 in ascending order of their values; ds->class_values keeps them.
- * dim > 0 fixes the feature count (a larger index is an error), 0 uses the
- * largest index seen. When ref is not NULL (the train set, loading its test
- * set) its dim and label mapping are used, and a label ref does not know is
- * an error. Errors: FLC_EIO, FLC_EDATA naming the file and line. */
-int flc_data_load_libsvm(const char *path, size_t dim, const flc_dataset_t *ref,
-                         flc_dataset_t **out, flc_err_t *err);
-
 /* ---- normalization ---- */
 
 enum {
@@ -100,11 +88,6 @@ int flc_norm_apply(const flc_norm_t *norm, flc_dataset_t *ds, flc_err_t *err);
 
 /* Frees the arrays of *norm (not norm itself) and zeroes it. */
 void flc_norm_release(flc_norm_t *norm);
-
-/* Scales all features linearly so the global min maps to 0 and the max to 1
- * (for LIBSVM data; IDX images are already in [0, 1]). A constant data set
- * becomes all zeros. */
-void flc_data_minmax(flc_dataset_t *ds);
 
 /* ---- partitions and client splits ---- */
 

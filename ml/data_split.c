@@ -44,7 +44,6 @@ void flc_data_free(flc_dataset_t *ds)
         return;
     free(ds->x);
     free(ds->y);
-    free(ds->class_values);
     free(ds);
 }
 
@@ -63,15 +62,6 @@ int flc_data_subset(const flc_dataset_t *ds, const uint32_t *idx, size_t n, flc_
     for (size_t i = 0; i < n; i++) {
         memcpy(s->x + i * ds->dim, ds->x + (size_t)idx[i] * ds->dim, ds->dim * sizeof(float));
         s->y[i] = ds->y[idx[i]];
-    }
-    if (ds->class_values != NULL) {
-        s->class_values = malloc((size_t)ds->num_classes * sizeof(double));
-        if (s->class_values == NULL) {
-            flc_data_free(s);
-            *out = NULL;
-            return flc_err_set(err, FLC_ENOMEM, "out of memory for a subset's labels");
-        }
-        memcpy(s->class_values, ds->class_values, (size_t)ds->num_classes * sizeof(double));
     }
     return 0;
 }
@@ -156,23 +146,6 @@ void flc_norm_release(flc_norm_t *norm)
     free(norm->mean);
     free(norm->inv_std);
     memset(norm, 0, sizeof *norm);
-}
-
-void flc_data_minmax(flc_dataset_t *ds)
-{
-    size_t len = ds->n * ds->dim;
-    if (len == 0)
-        return;
-    float lo = ds->x[0], hi = ds->x[0];
-    for (size_t i = 1; i < len; i++) {
-        if (ds->x[i] < lo)
-            lo = ds->x[i];
-        if (ds->x[i] > hi)
-            hi = ds->x[i];
-    }
-    float s = hi > lo ? 1.0f / (hi - lo) : 0.0f;
-    for (size_t i = 0; i < len; i++)
-        ds->x[i] = (ds->x[i] - lo) * s;
 }
 
 /* ---- partitions and client splits ---- */
