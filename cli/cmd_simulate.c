@@ -22,7 +22,7 @@
 #include "cli/sim_pool.h"
 #include "clients/client.h"
 #include "clients/sim.h"
-#include "ml/data.h"
+#include "ml/dataset_idx.h"
 #include "runtime/cost.h"
 #include "runtime/pool.h"
 #include "runtime/pool_proc.h"

@@ -21,7 +21,7 @@
 #include "base/clock.h"
 #include "cli/cli.h"
 #include "cli/train.h"
-#include "ml/data.h"
+#include "ml/dataset_idx.h"
 #include "ml/model.h"
 #include "runtime/cost.h"
 #include "runtime/pool.h"

@@ -13,6 +13,7 @@
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
 #include "clients/client_data.h"
+#include "ml/batcher.h"
 #include "ml/model.h"
 #include "ml/rng.h"
 

@@ -16,8 +16,9 @@
 #include "clients/client.h"
 #include "clients/client_data.h"
 #include "clients/sim_internal.h"
-#include "ml/data.h"
+#include "ml/dataset_idx.h"
 #include "ml/model.h"
+#include "ml/partition.h"
 #include "ml/rng.h"
 #include "policies/policy.h"
 

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
-#include "ml/data.h"
+#include "ml/dataset.h"
 
 enum {
     FLC_MODEL_SOFTMAX = 1,

@@ -8,7 +8,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "ml/data.h"
+#include "ml/batcher.h"
+#include "ml/dataset.h"
+#include "ml/dataset_idx.h"
+#include "ml/norm.h"
+#include "ml/partition.h"
 #include "ml/rng.h"
 #include "tests/harness.h"
 

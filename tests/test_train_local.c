@@ -8,8 +8,10 @@
 #include <stdlib.h>
 
 #include "base/clock.h"
-#include "ml/data.h"
+#include "ml/batcher.h"
+#include "ml/dataset_idx.h"
 #include "ml/model.h"
+#include "ml/norm.h"
 #include "tests/harness.h"
 
 /* Trains `name` for `epochs` over train with batch 64 and returns the test

@@ -15,8 +15,11 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "cache/keys.h"
-#include "ml/data.h"
+#include "ml/batcher.h"
+#include "ml/dataset_idx.h"
 #include "ml/model.h"
+#include "ml/norm.h"
+#include "ml/partition.h"
 #include "workers/sgd_worker.h"
 
 /* Expiry of what a driver may never read (progress, the last step rounds). */
