@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ml/model.h"
+#include "ml/model_internal.h"
 #include "ml/rng.h"
 
 int flc_model_desc_init(flc_model_desc_t *d, const char *name, size_t in, size_t hidden,

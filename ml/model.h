@@ -120,14 +120,4 @@ void flc_model_sgd_step(size_t n, float *w, const float *grad, float lr);
  * as ref; ref NULL means ref = 0, i.e. plain L2 weight decay. */
 double flc_model_add_prox(size_t n, float *grad, const float *w, const float *ref, float mu);
 
-/* ---- per-kind passes, for model.c only ---- */
-
-/* Forward pass: logits of x[bs x in] into m->prob (mlp also fills m->h). */
-void flc_softmax_forward(flc_model_t *m, const float *w, const float *x, size_t bs);
-void flc_mlp_forward(flc_model_t *m, const float *w, const float *x, size_t bs);
-
-/* Backward pass: m->prob holds dLoss/dlogits; writes the whole gradient. */
-void flc_softmax_backward(flc_model_t *m, const float *w, const float *x, size_t bs, float *grad);
-void flc_mlp_backward(flc_model_t *m, const float *w, const float *x, size_t bs, float *grad);
-
 #endif
