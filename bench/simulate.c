@@ -29,8 +29,8 @@
 #include "cache/embed.h"
 #include "cache/store.h"
 #include "clients/sim.h"
+#include "ml/rng.h"
 #include "runtime/pool_proc.h"
-#include "workers/rng.h"
 
 static double peak_rss_mb(void)
 {

@@ -22,10 +22,10 @@
 #include "cli/sim_pool.h"
 #include "clients/client.h"
 #include "clients/sim.h"
+#include "ml/dataset_idx.h"
 #include "runtime/cost.h"
 #include "runtime/pool.h"
 #include "runtime/pool_proc.h"
-#include "workers/data.h"
 
 int flc_cmd_simulate(int argc, char **argv);
 

@@ -21,10 +21,10 @@
 #include "base/clock.h"
 #include "cli/cli.h"
 #include "cli/train.h"
+#include "ml/dataset_idx.h"
+#include "ml/model.h"
 #include "runtime/cost.h"
 #include "runtime/pool.h"
-#include "workers/data.h"
-#include "workers/model.h"
 #include "workers/sgd_worker.h"
 
 

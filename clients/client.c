@@ -13,8 +13,9 @@
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
 #include "clients/client_data.h"
-#include "workers/model.h"
-#include "workers/rng.h"
+#include "ml/batcher.h"
+#include "ml/model.h"
+#include "ml/rng.h"
 
 const char *flc_fault_name(int fault)
 {

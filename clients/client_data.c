@@ -11,6 +11,8 @@
 
 #include <zlib.h>
 
+#include "ml/dataset_idx.h"
+
 static const char *data_dir(const char *dir)
 {
     if (dir != NULL && *dir)

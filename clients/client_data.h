@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
-#include "workers/data.h"
+#include "ml/dataset.h"
 
 typedef struct flc_cdata {
     size_t n;       /* samples */

@@ -16,10 +16,11 @@
 #include "clients/client.h"
 #include "clients/client_data.h"
 #include "clients/sim_internal.h"
+#include "ml/dataset_idx.h"
+#include "ml/model.h"
+#include "ml/partition.h"
+#include "ml/rng.h"
 #include "policies/policy.h"
-#include "workers/data.h"
-#include "workers/model.h"
-#include "workers/rng.h"
 
 /* One shard's merger, a thread of the driver with its own connection. */
 typedef struct merger_th {

@@ -13,7 +13,7 @@
 #include "cache/store.h"
 #include "clients/client.h"
 #include "clients/sim.h"
-#include "workers/rng.h"
+#include "ml/rng.h"
 
 static const char *const strategy_names[FLC_SIM_NSTRATEGIES] = {
     "fedavg", "fedprox", "fedadam", "fedyogi", "median", "trimmed-mean", "krum", "multi-krum"};

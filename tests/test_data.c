@@ -1,5 +1,5 @@
-/* workers/ data: the IDX loader on the real Fashion-MNIST files and on
- * corrupt files made here, the LIBSVM loader, normalization, IID partitions,
+/* ml/ data: the IDX loader on the real Fashion-MNIST files and on
+ * corrupt files made here, normalization, IID partitions,
  * Dirichlet client splits, minibatch iteration, and the seeded RNG. */
 #include <math.h>
 #include <stdio.h>
@@ -8,9 +8,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "ml/batcher.h"
+#include "ml/dataset.h"
+#include "ml/dataset_idx.h"
+#include "ml/norm.h"
+#include "ml/partition.h"
+#include "ml/rng.h"
 #include "tests/harness.h"
-#include "workers/data.h"
-#include "workers/rng.h"
 
 static char g_dir[] = "/tmp/flc_test_data_XXXXXX";
 
@@ -209,75 +213,6 @@ static void test_idx_errors(void)
     rc = flc_data_load_idx(bad, biglab, 0, 10, &ds, &err);
     CHECK(rc == FLC_EDATA && ds == NULL && strstr(err.msg, bad),
           "a corrupt gzip stream is FLC_EDATA naming the file: %s", err.msg);
-}
-
-static void test_libsvm(void)
-{
-    flc_err_t err = {0};
-    char p[512], q[512];
-    path_in(p, sizeof p, "train.svm");
-    FILE *f = fopen(p, "w");
-    fputs("# a comment line\n"
-          "+1 1:0.5 3:2\n"
-          "\n"
-          "-1 2:1.5e0   4:-1 # trailing comment\n"
-          "7 1:1\r\n"
-          "-1\n",
-          f);
-    fclose(f);
-    flc_dataset_t *ds = NULL;
-    int rc = flc_data_load_libsvm(p, 0, NULL, &ds, &err);
-    if (!CHECK(rc == 0, "parse a small LIBSVM file (%s)", flc_err_msg(&err)))
-        return;
-    CHECK(ds->n == 4 && ds->dim == 4 && ds->num_classes == 3,
-          "4 samples, dim = largest index 4, 3 distinct labels (%zu, %zu, %d)", ds->n, ds->dim,
-          ds->num_classes);
-    CHECK(ds->y[0] == 1 && ds->y[1] == 0 && ds->y[2] == 2 && ds->y[3] == 0,
-          "labels -1, +1, 7 map to 0, 1, 2 in ascending order");
-    CHECK(ds->x[0] == 0.5f && ds->x[1] == 0 && ds->x[2] == 2.0f && ds->x[4 + 1] == 1.5f &&
-              ds->x[4 + 3] == -1.0f && ds->x[8] == 1.0f && ds->x[12 + 2] == 0,
-          "features land at 1-based indices, missing ones are 0");
-
-    path_in(q, sizeof q, "test.svm");
-    f = fopen(q, "w");
-    fputs("7 2:3\n-1 1:1\n", f);
-    fclose(f);
-    flc_dataset_t *t = NULL;
-    rc = flc_data_load_libsvm(q, 0, ds, &t, &err);
-    CHECK(rc == 0 && t->dim == 4 && t->y[0] == 2 && t->y[1] == 0 && t->x[1] == 3.0f,
-          "a test file uses the train set's dim and label mapping (%s)", flc_err_msg(&err));
-    flc_data_free(t);
-    f = fopen(q, "w");
-    fputs("5 2:3\n", f);
-    fclose(f);
-    rc = flc_data_load_libsvm(q, 0, ds, &t, &err);
-    CHECK(rc == FLC_EDATA && strstr(err.msg, "label 5"), "a label the train set lacks: %s",
-          err.msg);
-    flc_data_minmax(ds);
-    CHECK(ds->x[4 + 3] == 0.0f && ds->x[2] == 1.0f, "min-max scaling maps -1..2 to 0..1");
-    flc_data_free(ds);
-
-    const char *bad[] = {"1 0:1\n", "1 a:1\n", "x 1:1\n", "1 1:zz\n", "1 2:1\n1 1-2\n"};
-    const char *why[] = {"index 0", "a non-numeric index", "a bad label", "a bad value",
-                         "a missing colon on line 2"};
-    for (int i = 0; i < 5; i++) {
-        f = fopen(q, "w");
-        fputs(bad[i], f);
-        fclose(f);
-        ds = NULL;
-        rc = flc_data_load_libsvm(q, 0, NULL, &ds, &err);
-        CHECK(rc == FLC_EDATA && ds == NULL && strstr(err.msg, q), "%s is FLC_EDATA: %s", why[i],
-              err.msg);
-    }
-    CHECK(strstr(err.msg, ":2:") != NULL, "the message names the line number");
-    f = fopen(q, "w");
-    fputs("1 5:1\n", f);
-    fclose(f);
-    rc = flc_data_load_libsvm(q, 4, NULL, &ds, &err);
-    CHECK(rc == FLC_EDATA, "an index above a fixed dim is FLC_EDATA: %s", err.msg);
-    path_in(q, sizeof q, "missing.svm");
-    rc = flc_data_load_libsvm(q, 0, NULL, &ds, &err);
-    CHECK(rc == FLC_EIO && strstr(err.msg, q), "a missing file is FLC_EIO: %s", err.msg);
 }
 
 static void test_norm(void)
@@ -544,7 +479,6 @@ int main(void)
         flc_t_fatal("mkdtemp failed");
     test_idx_real();
     test_idx_errors();
-    test_libsvm();
     test_norm();
     test_iid();
     test_dirichlet();

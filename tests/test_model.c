@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ml/model.h"
+#include "ml/rng.h"
 #include "tests/harness.h"
-#include "workers/model.h"
-#include "workers/rng.h"
 
 enum { IN = 6, HID = 5, OUT = 4, BS = 7 };
 

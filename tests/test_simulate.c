@@ -26,10 +26,11 @@
 #include "clients/client.h"
 #include "clients/client_data.h"
 #include "clients/sim.h"
+#include "ml/dataset_idx.h"
+#include "ml/partition.h"
 #include "runtime/fn.h"
 #include "runtime/pool.h"
 #include "tests/harness.h"
-#include "workers/data.h"
 
 static flc_fixture_t fx;
 

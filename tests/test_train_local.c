@@ -8,9 +8,11 @@
 #include <stdlib.h>
 
 #include "base/clock.h"
+#include "ml/batcher.h"
+#include "ml/dataset_idx.h"
+#include "ml/model.h"
+#include "ml/norm.h"
 #include "tests/harness.h"
-#include "workers/data.h"
-#include "workers/model.h"
 
 /* Trains `name` for `epochs` over train with batch 64 and returns the test
  * accuracy; *first_loss / *last_loss are the mean losses of the first and

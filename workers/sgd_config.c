@@ -10,7 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "cache/keys.h"
-#include "workers/model.h"
+#include "ml/model.h"
 #include "workers/sgd_worker.h"
 
 void flc_sgd_cfg_init(flc_sgd_cfg_t *c)

@@ -2,7 +2,7 @@
  * Gamma (Marsaglia-Tsang), Dirichlet and shuffle on top of it. Every draw
  * is a pure function of the seed, so results repeat across runs, machines
  * and processes. */
-#include "workers/rng.h"
+#include "ml/rng.h"
 
 #include <math.h>
 

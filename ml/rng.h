@@ -5,8 +5,8 @@
  * data partitions, Dirichlet splits and model inits must come out identical
  * on every machine and in every worker process for the same seed, so that
  * W workers can each compute their own partition and agree without talking. */
-#ifndef FLC_WORKERS_RNG_H
-#define FLC_WORKERS_RNG_H
+#ifndef FLC_ML_RNG_H
+#define FLC_ML_RNG_H
 
 #include <stddef.h>
 #include <stdint.h>

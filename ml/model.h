@@ -14,14 +14,14 @@
  * w is passed to every call, which lets one model object evaluate the
  * global model, a client's local copy, or a merged vector alike. One
  * flc_model_t must not be used by two threads at the same time. */
-#ifndef FLC_WORKERS_MODEL_H
-#define FLC_WORKERS_MODEL_H
+#ifndef FLC_ML_MODEL_H
+#define FLC_ML_MODEL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "base/error.h"
-#include "workers/data.h"
+#include "ml/dataset.h"
 
 enum {
     FLC_MODEL_SOFTMAX = 1,
@@ -119,15 +119,5 @@ void flc_model_sgd_step(size_t n, float *w, const float *grad, float lr);
  * mu/2 * ||w - ref||^2 to add to the loss. FedProx passes the global model
  * as ref; ref NULL means ref = 0, i.e. plain L2 weight decay. */
 double flc_model_add_prox(size_t n, float *grad, const float *w, const float *ref, float mu);
-
-/* ---- per-kind passes, for model.c only ---- */
-
-/* Forward pass: logits of x[bs x in] into m->prob (mlp also fills m->h). */
-void flc_softmax_forward(flc_model_t *m, const float *w, const float *x, size_t bs);
-void flc_mlp_forward(flc_model_t *m, const float *w, const float *x, size_t bs);
-
-/* Backward pass: m->prob holds dLoss/dlogits; writes the whole gradient. */
-void flc_softmax_backward(flc_model_t *m, const float *w, const float *x, size_t bs, float *grad);
-void flc_mlp_backward(flc_model_t *m, const float *w, const float *x, size_t bs, float *grad);
 
 #endif

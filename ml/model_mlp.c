@@ -6,7 +6,7 @@
 #include <cblas.h>
 #include <string.h>
 
-#include "workers/model.h"
+#include "ml/model_internal.h"
 
 void flc_mlp_forward(flc_model_t *m, const float *w, const float *x, size_t bs)
 {

@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "workers/model.h"
-#include "workers/rng.h"
+#include "ml/model.h"
+#include "ml/model_internal.h"
+#include "ml/rng.h"
 
 int flc_model_desc_init(flc_model_desc_t *d, const char *name, size_t in, size_t hidden,
                         size_t classes, flc_err_t *err)

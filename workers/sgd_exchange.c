@@ -1,0 +1,116 @@
+/* How SGD workers talk through the cache: the start barrier that lines
+ * them up after loading, and each step's exchange of gradients with the
+ * reduce-scatter protocol (push, run the mergers this worker owns, pull),
+ * which also deletes step rounds every worker has read. See sgd_worker.h
+ * for the key scheme. */
+#include <stdint.h>
+
+#include "aggregator/reduce_scatter.h"
+#include "base/clock.h"
+#include "cache/keys.h"
+#include "cache/store.h"
+#include "workers/sgd_worker_internal.h"
+
+/* Waits until all W workers have loaded their data, so that the first
+ * step's exchange does not count the slowest loader as communication: each
+ * worker INCRs fl:{J.steps/0/0}:ready, the one that makes it W pushes W
+ * tokens on fl:{J.steps/0/0}:go, and every worker BLPOPs one (steps start
+ * at round 1, so round 0 is free for this). */
+int sgd_start_barrier(sgd_worker_t *w, flc_err_t *e)
+{
+    char key[FLC_KEY_MAX], tok[16];
+    flc_key_shard(key, w->steps_job, 0, 0, "ready");
+    redisReply *r;
+    int rc = flc_store_commandf(w->s, &r, "INCR %s", key);
+    if (rc != FLC_OK)
+        return flc_err_set(e, rc, "start barrier: %s", flc_store_errstr(w->s));
+    long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    if (flc_store_commandf(w->s, &r, "PEXPIRE %s %u", key, LAST_ROUNDS_TTL_MS) == FLC_OK)
+        freeReplyObject(r);
+    if (n == w->c.workers) {
+        if (flc_store_commandf(w->s, &r, "UNLINK %s", key) == FLC_OK)
+            freeReplyObject(r);
+        if (flc_store_notify(w->s, w->steps_job, 0, 0, "go", "go", (unsigned)w->c.workers) !=
+            FLC_OK)
+            return flc_err_set(e, flc_store_error(w->s)->code, "start barrier: %s",
+                               flc_store_errstr(w->s));
+    } else if (n < 1 || n > w->c.workers) {
+        return flc_err_set(e, FLC_EDATA, "start barrier of job %s counted %lld workers of %d: "
+                           "is another training with this job name running?", w->c.job, n,
+                           w->c.workers);
+    }
+    rc = flc_store_wait(w->s, w->steps_job, 0, 0, "go", w->c.step_timeout_ms, tok, sizeof tok);
+    if (rc == FLC_ETIMEOUT)
+        return flc_err_set(e, rc, "start barrier: not all %d workers of job %s started within "
+                           "%u ms", w->c.workers, w->c.job, w->c.step_timeout_ms);
+    if (rc != FLC_OK)
+        return flc_err_set(e, rc, "start barrier: %s", flc_store_errstr(w->s));
+    return FLC_OK;
+}
+
+/* Runs the merger of one shard of step g and refuses a partial merge. */
+static int merge_shard(sgd_worker_t *w, uint32_t g, uint32_t shard, flc_err_t *e)
+{
+    const flc_sgd_cfg_t *c = &w->c;
+    flc_merger_cfg_t mc = {.job = w->steps_job, .round = g, .shard = shard,
+                           .num_shards = c->num_shards, .model_size = w->nparams + 1,
+                           .expected = (const char *const *)w->names,
+                           .n_expected = (size_t)c->workers, .deadline_ms = c->step_timeout_ms,
+                           .readers = (unsigned)c->workers,
+                           .ephemeral = 1}; /* a step: deleted two steps later, never queried */
+    if (flc_merge_rule_init(&mc.rule, "mean", e) != FLC_OK)
+        return e->code;
+    flc_merge_report_t rep;
+    int rc = flc_merger_run(w->s, &mc, &rep, e);
+    w->r->merge_ms += rep.merge_ms;
+    w->r->wait_ms += rep.wait_ms;
+    if (rc == FLC_OK && (rep.missing.n > 0 || rep.rejected.n > 0))
+        rc = flc_err_set(e, FLC_EDATA, "step %u, shard %u: %zu worker(s) missing (first: %s) "
+                         "and %zu rejected (first: %s) after %u ms; synchronous SGD cannot go on",
+                         g, shard, rep.missing.n, rep.missing.n ? rep.missing.items[0] : "-",
+                         rep.rejected.n, rep.rejected.n ? rep.rejected.items[0] : "-",
+                         c->step_timeout_ms);
+    flc_merge_report_free(&rep);
+    return rc;
+}
+
+/* Deletes step round g. flc_store_delete_round finds the round's keys
+ * from its indexes and unlinks them in one pipelined round trip, so the
+ * step's critical path pays about S + 4 round trips for it, and the list of
+ * what a round consists of lives in one place (cache/store_meta.c). */
+static int drop_step_round(sgd_worker_t *w, uint32_t g)
+{
+    return flc_store_delete_round(w->s, w->steps_job, g);
+}
+
+/* One exchange: push the gradient (+ loss), merge the shards this worker
+ * owns, pull the mean into w->merged, then delete an old step round when it
+ * is this worker's turn. */
+int sgd_exchange(sgd_worker_t *w, uint32_t g, flc_err_t *e)
+{
+    const flc_sgd_cfg_t *c = &w->c;
+    flc_rs_push_cfg_t pc = {.job = w->steps_job, .round = g, .client = w->name,
+                            .num_shards = c->num_shards, .model_size = w->nparams + 1,
+                            .num_samples = c->batch};
+    int rc = flc_rs_push(w->s, &pc, w->grad, e);
+    if (rc != FLC_OK)
+        return flc_err_wrap(e, "step %u, push of %s: ", g, w->name);
+    for (uint32_t sh = (uint32_t)c->rank; sh < c->num_shards; sh += (uint32_t)c->workers)
+        if ((rc = merge_shard(w, g, sh, e)) != FLC_OK)
+            return rc;
+    rc = flc_rs_pull(w->s, w->steps_job, g, c->num_shards, w->nparams + 1,
+                     2 * c->step_timeout_ms, w->merged, e);
+    if (rc != FLC_OK)
+        return flc_err_wrap(e, "step %u, pull by %s: ", g, w->name);
+    /* Everyone pushed g only after pulling g-1: round g-2 is read by all. */
+    if (g > 2 && g % (uint32_t)c->workers == (uint32_t)c->rank) {
+        uint64_t t0 = flc_now_ns();
+        rc = drop_step_round(w, g - 2);
+        w->r->cleanup_ms += sgd_ms_since(t0);
+        if (rc != FLC_OK)
+            return flc_err_set(e, rc, "step %u: deleting step round %u: %s", g, g - 2,
+                               flc_store_errstr(w->s));
+    }
+    return FLC_OK;
+}
