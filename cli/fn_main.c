@@ -24,7 +24,7 @@
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
 #include "clients/client.h"
-#include "runtime/event.h"
+#include "base/event.h"
 #include "runtime/fn.h"
 #include "workers/sgd_worker.h"
 

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
-#include "runtime/event.h"
+#include "base/event.h"
 
 #define FLC_FN_MAX_ROLES 32
 

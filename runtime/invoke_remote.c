@@ -12,7 +12,7 @@
 #include <curl/curl.h>
 
 #include "base/clock.h"
-#include "runtime/event.h"
+#include "base/event.h"
 
 static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 static char *fmt(const char *f, ...)

@@ -30,7 +30,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "runtime/cost.h"
-#include "runtime/event.h"
+#include "base/event.h"
 #include "runtime/pool_proc.h"
 
 extern char **environ;

@@ -1,11 +1,11 @@
 /* runtime/invoke_remote request building (no network), runtime/cost
- * arithmetic and runtime/event getters. */
+ * arithmetic and base/event getters. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/cost.h"
-#include "runtime/event.h"
+#include "base/event.h"
 #include "runtime/invoke_remote.h"
 #include "tests/harness.h"
 

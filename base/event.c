@@ -1,5 +1,5 @@
 /* JSON event helpers over cJSON (see event.h). */
-#include "runtime/event.h"
+#include "base/event.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,8 +1,8 @@
 /* JSON event helpers shared by the function side (fn.c) and the platform
  * (pool.c): parse an event, print one compact line, and read typed fields
  * with defaults or with an error that names the missing or bad field. */
-#ifndef FLC_RUNTIME_EVENT_H
-#define FLC_RUNTIME_EVENT_H
+#ifndef FLC_BASE_EVENT_H
+#define FLC_BASE_EVENT_H
 
 #include <stddef.h>
 
