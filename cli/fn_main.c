@@ -142,10 +142,17 @@ static int client(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
     return rc;
 }
 
-/* The "aggregator" role: the merger of one shard of one round. */
+/* The "aggregator" role: the merger of one shard of one round. Its wait
+ * for arrivals is communication, not compute. */
 static int aggregator(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 {
-    return flc_aggregator_run(event, result, &ctx->err);
+    double compute = -1, comm = -1;
+    int rc = flc_aggregator_run(event, result, &compute, &comm, &ctx->err);
+    if (compute >= 0 && comm >= 0) {
+        ctx->compute_ms = compute;
+        ctx->comm_ms = comm;
+    }
+    return rc;
 }
 
 /* The "query" role: one query, answered next to the data. */

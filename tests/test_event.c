@@ -2,13 +2,15 @@
  * (integers whole and in range, numbers finite, strings, bools, required
  * and optional fields, wrong types never becoming the default, messages that
  * name the field), then end to end: the flcache-fn roles refuse bad fields
- * with ok:false naming them. */
+ * with ok:false naming them, and the aggregator role reports its wait for
+ * arrivals as communication, not compute. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "aggregator/reduce_scatter.h"
 #include "base/event.h"
 #include "tests/harness.h"
 
@@ -208,11 +210,43 @@ static void test_roles_refuse(void)
     }
 }
 
+/* One of two expected clients pushes; the merger waits out its deadline
+ * for the other. That wait is communication in the aggregator's result. */
+static void test_aggregator_comm(void)
+{
+    flc_fixture_t fx;
+    flc_fixture_start(&fx, 0);
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(fx.unix_url, NULL, &e);
+    if (s == NULL)
+        flc_t_fatal("connect: %s", flc_err_msg(&e));
+    float u[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    flc_rs_push_cfg_t pc = {.job = "evagg", .round = 1, .client = "c0", .num_shards = 1,
+                            .model_size = 8, .num_samples = 1};
+    CHECK(flc_rs_push(s, &pc, u, &e) == 0, "c0 pushes its update (%s)", e.msg);
+    char ev[512];
+    snprintf(ev, sizeof ev,
+             "{\"role\":\"aggregator\",\"job\":\"evagg\",\"round\":1,\"model_size\":8,"
+             "\"expected\":[\"c0\",\"c1\"],\"deadline_ms\":400,\"redis\":\"%s\"}",
+             fx.unix_url);
+    const char *evs[] = {ev};
+    cJSON *res = NULL;
+    run_fn(evs, 1, &res);
+    double comm = flc_ev_num(res, "comm_ms", -1), compute = flc_ev_num(res, "compute_ms", -1);
+    CHECK(flc_ev_bool(res, "ok", 0) && comm >= 350 && compute >= 0 && compute < comm,
+          "the aggregator's wait for c1 is comm_ms (%.1f), not compute_ms (%.1f)", comm,
+          compute);
+    cJSON_Delete(res);
+    flc_store_close(s);
+    flc_fixture_stop(&fx);
+}
+
 int main(void)
 {
     test_integers();
     test_numbers();
     test_strings_bools_arrays();
     test_roles_refuse();
+    test_aggregator_comm();
     return flc_t_done();
 }
