@@ -1,10 +1,10 @@
 /* event.c - JSON events over cJSON: parse, print, and the strict readers of
  * event fields with their one set of rules and one wording (see event.h).
  *
- * Every strict reader is the same three steps: find the member (absent and
- * null are "missing"), check its JSON type, check its value; a failure at
- * any step is one sentence built by `refuse`, so the wording cannot drift
- * between types. Array items go through the same checks under the label
+ * Every strict reader is the same three steps: look the member up (absent
+ * and null are "missing", `lookup`), check its JSON type, check its value;
+ * a failure at any step is one sentence built by `missing` or `refuse`, so
+ * the wording cannot drift between types. Array items go through the same checks under the label
  * "name[i]". */
 #include "base/event.h"
 

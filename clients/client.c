@@ -101,8 +101,9 @@ static int parse_event(const cJSON *ev, client_cfg_t *c, flc_err_t *e)
     if (c->fault < 0)
         return flc_err_set(e, FLC_EINVAL, "event field 'fault' must be none, sign-flip, "
                            "label-flip or noise, not '%.64s'", c->fault_s);
-    if (!(c->lr > 0))
-        return flc_err_set(e, FLC_EINVAL, "event field 'lr' must be a number > 0, not 0");
+    if (!(c->lr > 0)) /* the reader's range is >= 0; zero would not train */
+        return flc_err_set(e, FLC_EINVAL, "event field 'lr' must be a number > 0, not %g",
+                           c->lr);
     if (c->synthetic != 0)
         return FLC_OK;
     const cJSON *ix;
