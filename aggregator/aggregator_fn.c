@@ -1,76 +1,93 @@
 /* The aggregator function: a JSON event in, the merger of one shard run,
  * its report out (see reduce_scatter.h for the event's fields). This is what
- * flcache-fn's "aggregator" role calls; it holds no state between calls. */
+ * flcache-fn's "aggregator" role calls; it holds no state between calls.
+ * Event fields are read by base/event.h's rules, like every role's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
-#include "aggregator/event_field.h"
 #include "aggregator/rs_internal.h"
+#include "base/clock.h"
+#include "base/event.h"
 
-static int get_uint(const cJSON *ev, const char *name, int required, double dflt, double max,
-                    double *out, flc_err_t *e)
+/* Reads the event into *cfg; cfg->expected is a new array of names
+ * borrowed from ev (the caller frees the array, not the names). */
+static int read_event(const cJSON *ev, flc_merger_cfg_t *cfg, const char **url, flc_err_t *e)
 {
-    return flc_event_uint(ev, "aggregator", name, required, dflt, max, out, e);
-}
-
-int flc_aggregator_run(const cJSON *ev, cJSON **result, flc_err_t *e)
-{
-    *result = NULL;
-    if (!cJSON_IsObject(ev))
-        return flc_err_set(e, FLC_EINVAL, "aggregator event must be a JSON object");
-    const cJSON *job = cJSON_GetObjectItemCaseSensitive(ev, "job");
-    if (!cJSON_IsString(job))
-        return flc_err_set(e, FLC_EINVAL, "aggregator event: 'job' must be a string");
-    double round = 0, shard = 0, nshards = 1, msize = 0, deadline = 0, readers = 0;
-    if (get_uint(ev, "round", 1, 0, 4294967295.0, &round, e) ||
-        get_uint(ev, "shard", 0, 0, 65535, &shard, e) ||
-        get_uint(ev, "num_shards", 0, 1, 65536, &nshards, e) ||
-        get_uint(ev, "model_size", 1, 0, 9.0e15, &msize, e) ||
-        get_uint(ev, "deadline_ms", 0, 60000, 86400000, &deadline, e) ||
-        get_uint(ev, "readers", 0, 0, 1000000, &readers, e))
+    const char *job = NULL;
+    long long round = 0, shard = 0, nshards = 1, msize = 0, deadline = 0, readers = 0;
+    int derive = 0;
+    const cJSON *exp = NULL;
+    if (flc_ev_need_str(ev, "job", &job, e) ||
+        flc_ev_need_int(ev, "round", 0, 4294967295LL, &round, e) ||
+        flc_ev_opt_int(ev, "shard", 0, 65535, 0, &shard, e) ||
+        flc_ev_opt_int(ev, "num_shards", 0, 65536, 1, &nshards, e) ||
+        flc_ev_need_int(ev, "model_size", 0, 9000000000000000LL, &msize, e) ||
+        flc_ev_opt_int(ev, "deadline_ms", 0, 86400000, 60000, &deadline, e) ||
+        flc_ev_opt_int(ev, "readers", 0, 1000000, 0, &readers, e) ||
+        flc_ev_opt_bool(ev, "derive_stats", 0, &derive, e) ||
+        flc_ev_opt_str(ev, "redis", NULL, url, e) ||
+        flc_ev_need_array(ev, "expected", &exp, e))
         return e->code;
-    flc_merger_cfg_t cfg = {.job = job->valuestring, .round = (uint32_t)round,
-                            .shard = (uint32_t)shard, .num_shards = (uint32_t)nshards,
-                            .model_size = (uint64_t)msize, .deadline_ms = (unsigned)deadline,
-                            .readers = (unsigned)readers};
-    cfg.derive_stats = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "derive_stats"));
+    *cfg = (flc_merger_cfg_t){.job = job, .round = (uint32_t)round, .shard = (uint32_t)shard,
+                              .num_shards = (uint32_t)nshards, .model_size = (uint64_t)msize,
+                              .deadline_ms = (unsigned)deadline, .readers = (unsigned)readers,
+                              .derive_stats = derive};
+    int n = cJSON_GetArraySize(exp);
+    if (n == 0)
+        return flc_err_set(e, FLC_EINVAL, "event field 'expected' must be a non-empty array of "
+                           "client names, not []");
+    /* The rule is a string or an object: merge_rule.c reads its own shape. */
     const cJSON *rule = cJSON_GetObjectItemCaseSensitive(ev, "rule");
-    int rc = rule ? flc_merge_rule_from_json(&cfg.rule, rule, e)
-                  : flc_merge_rule_init(&cfg.rule, "fedavg", e);
+    int rc = rule ? flc_merge_rule_from_json(&cfg->rule, rule, e)
+                  : flc_merge_rule_init(&cfg->rule, "fedavg", e);
     if (rc != FLC_OK)
         return rc;
-    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(ev, "expected");
-    int n = cJSON_IsArray(exp) ? cJSON_GetArraySize(exp) : 0;
-    if (n == 0)
-        return flc_err_set(e, FLC_EINVAL, "aggregator event: 'expected' must be a non-empty "
-                           "array of client names");
     const char **names = calloc((size_t)n, sizeof *names);
     if (names == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
-    for (int i = 0; i < n; i++) {
-        const cJSON *it = cJSON_GetArrayItem(exp, i);
-        if (!cJSON_IsString(it)) {
+    size_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, exp)
+    {
+        if (flc_ev_item_str(it, "expected", i, &names[i], e) != FLC_OK) {
             free(names);
-            return flc_err_set(e, FLC_EINVAL, "aggregator event: expected[%d] is not a string",
-                               i);
+            return e->code;
         }
-        names[i] = it->valuestring;
+        i++;
     }
-    cfg.expected = names;
-    cfg.n_expected = (size_t)n;
+    cfg->expected = names;
+    cfg->n_expected = (size_t)n;
+    return FLC_OK;
+}
 
-    const cJSON *url = cJSON_GetObjectItemCaseSensitive(ev, "redis");
-    flc_store_t *s = cJSON_IsString(url) ? flc_store_open(url->valuestring, NULL, e)
-                                         : flc_store_open_env(NULL, e);
+int flc_aggregator_run(const cJSON *ev, cJSON **result, double *compute_ms, double *comm_ms,
+                       flc_err_t *e)
+{
+    *result = NULL;
+    flc_merger_cfg_t cfg;
+    const char *url = NULL;
+    int rc = read_event(ev, &cfg, &url, e);
+    if (rc != FLC_OK)
+        return rc;
+    uint64_t t0 = flc_now_ns();
+    flc_store_t *s = url != NULL ? flc_store_open(url, NULL, e) : flc_store_open_env(NULL, e);
+    double open_ms = (double)(flc_now_ns() - t0) / 1e6;
     if (s == NULL) {
-        free(names);
+        free((void *)cfg.expected);
         return e->code;
     }
     flc_merge_report_t rep;
     rc = flc_merger_run(s, &cfg, &rep, e);
+    /* Connecting and the blocked wait for arrivals are communication; the
+     * merge proper (its own reads and writes included: the merger does not
+     * time them apart) is compute. */
+    if (comm_ms != NULL)
+        *comm_ms = open_ms + rep.wait_ms;
+    if (compute_ms != NULL)
+        *compute_ms = rep.merge_ms;
     if (rc == FLC_OK) {
         *result = flc_rs_report_json(&rep);
         if (*result == NULL)
@@ -78,6 +95,6 @@ int flc_aggregator_run(const cJSON *ev, cJSON **result, flc_err_t *e)
     }
     flc_merge_report_free(&rep);
     flc_store_close(s);
-    free(names);
+    free((void *)cfg.expected);
     return rc;
 }

@@ -5,9 +5,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "aggregator/event_field.h"
 #include "aggregator/query_internal.h"
 #include "base/clock.h"
+#include "base/event.h"
 
 static const char *const kind_names[FLC_Q_NKINDS] = {
     "history", "client", "norms", "similarity", "outliers",
@@ -84,10 +84,11 @@ int flc_query_run(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer
     return rc;
 }
 
+/* An optional whole-number field of the query event, 0..2^32-1. */
 static int ev_uint(const cJSON *ev, const char *name, unsigned dflt, unsigned *out, flc_err_t *e)
 {
-    double v;
-    int rc = flc_event_uint(ev, "query", name, 0, dflt, 4294967295.0, &v, e);
+    long long v;
+    int rc = flc_ev_opt_int(ev, name, 0, 4294967295LL, dflt, &v, e);
     if (rc == FLC_OK)
         *out = (unsigned)v;
     return rc;
@@ -96,30 +97,30 @@ static int ev_uint(const cJSON *ev, const char *name, unsigned dflt, unsigned *o
 int flc_query_fn(const cJSON *ev, cJSON **result, flc_err_t *e)
 {
     *result = NULL;
-    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(ev, "kind");
-    const cJSON *job = cJSON_GetObjectItemCaseSensitive(ev, "job");
-    int k = cJSON_IsString(kind) ? flc_query_kind_parse(kind->valuestring) : -1;
+    const char *kind = NULL;
+    flc_query_req_t q = {0};
+    if (flc_ev_need_str(ev, "kind", &kind, e) != FLC_OK)
+        return e->code;
+    int k = flc_query_kind_parse(kind);
     if (k < 0)
-        return flc_err_set(e, FLC_EINVAL, "query event: 'kind' must be one of history, client, "
+        return flc_err_set(e, FLC_EINVAL, "event field 'kind' must be one of history, client, "
                            "norms, similarity, outliers, clusters, personalize, contribution, "
-                           "schedule");
-    if (!cJSON_IsString(job))
-        return flc_err_set(e, FLC_EINVAL, "query event: 'job' must be a string");
-    flc_query_req_t q = {.kind = (flc_query_kind_t)k, .job = job->valuestring};
+                           "schedule, not \"%.64s\"", kind);
+    q.kind = (flc_query_kind_t)k;
     unsigned from = 0, to = 0, round = 0;
-    if (ev_uint(ev, "round", 0, &round, e) || ev_uint(ev, "round_from", round, &from, e) ||
-        ev_uint(ev, "round_to", cJSON_GetObjectItem(ev, "round_from") ? from : round, &to, e) ||
+    int all = 0;
+    int has_from = flc_ev_has(ev, "round_from");
+    if (flc_ev_need_str(ev, "job", &q.job, e) || ev_uint(ev, "round", 0, &round, e) ||
+        ev_uint(ev, "round_from", round, &from, e) ||
+        ev_uint(ev, "round_to", has_from ? from : round, &to, e) ||
         ev_uint(ev, "k", 0, &q.k, e) || ev_uint(ev, "cluster", 0, &q.cluster, e) ||
-        ev_uint(ev, "seed", 1, &q.seed, e))
+        ev_uint(ev, "seed", 1, &q.seed, e) || flc_ev_opt_bool(ev, "all_rounds", 0, &all, e) ||
+        flc_ev_opt_str(ev, "client", NULL, &q.client, e) ||
+        flc_ev_opt_str(ev, "redis", NULL, &q.url, e))
         return e->code;
     q.round_from = from;
     q.round_to = to;
-    q.all_rounds = cJSON_IsTrue(cJSON_GetObjectItem(ev, "all_rounds")) ||
-                   (!cJSON_GetObjectItem(ev, "round") && !cJSON_GetObjectItem(ev, "round_from"));
-    const cJSON *client = cJSON_GetObjectItemCaseSensitive(ev, "client");
-    q.client = cJSON_IsString(client) ? client->valuestring : NULL;
-    const cJSON *url = cJSON_GetObjectItemCaseSensitive(ev, "redis");
-    q.url = cJSON_IsString(url) ? url->valuestring : NULL;
+    q.all_rounds = all || (!flc_ev_has(ev, "round") && !has_from);
     flc_store_t *s = q.url ? flc_store_open(q.url, NULL, e) : flc_store_open_env(NULL, e);
     if (s == NULL)
         return e->code;

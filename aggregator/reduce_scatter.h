@@ -121,7 +121,10 @@ int flc_merger_run(flc_store_t *s, const flc_merger_cfg_t *cfg, flc_merge_report
  *    "deadline_ms":5000, "readers":2, "derive_stats":true, "redis":"unix:///..."}
  * ("redis" defaults to $FLCACHE_REDIS). On success *result is the report as
  * JSON: participants, missing, rejected, duplicates, clipped, bytes_read,
- * wait_ms, merge_ms. */
-int flc_aggregator_run(const struct cJSON *event, struct cJSON **result, flc_err_t *e);
+ * wait_ms, merge_ms. Once the merger ran (ok or not), *comm_ms receives the
+ * connect time plus the blocked wait for arrivals and *compute_ms the merge
+ * (either may be NULL; both untouched when the event is refused). */
+int flc_aggregator_run(const struct cJSON *event, struct cJSON **result, double *compute_ms,
+                       double *comm_ms, flc_err_t *e);
 
 #endif

@@ -24,7 +24,7 @@
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
 #include "clients/client.h"
-#include "runtime/event.h"
+#include "base/event.h"
 #include "runtime/fn.h"
 #include "workers/sgd_worker.h"
 
@@ -53,25 +53,36 @@ static double burn(double ms)
  * result: {"echo": <event>, "pid": N, "allocated_mb": N} */
 static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 {
-    const char *print = flc_ev_str(event, "print", NULL);
+    /* Every field is read before any is acted on: a bad one fails the
+     * probe without half of it done. */
+    const char *print, *once, *fail;
+    int crash;
+    long long mb, sleep_ms;
+    double burn_ms;
+    flc_err_t *e = &ctx->err;
+    if (flc_ev_opt_str(event, "print", NULL, &print, e) ||
+        flc_ev_opt_str(event, "crash_once", NULL, &once, e) ||
+        flc_ev_opt_bool(event, "crash", 0, &crash, e) ||
+        flc_ev_opt_str(event, "fail", NULL, &fail, e) ||
+        flc_ev_opt_int(event, "alloc_mb", 0, 1048576, 0, &mb, e) ||
+        flc_ev_opt_num(event, "burn_ms", 0, 86400000, 0, &burn_ms, e) ||
+        flc_ev_opt_int(event, "sleep_ms", 0, 86400000, 0, &sleep_ms, e))
+        return e->code;
     if (print != NULL) {
         printf("%s\n", print);
         fflush(stdout);
     }
-    const char *once = flc_ev_str(event, "crash_once", NULL);
     if (once != NULL && access(once, F_OK) != 0) {
         int fd = open(once, O_CREAT | O_WRONLY, 0600);
         if (fd >= 0)
             close(fd);
         abort();
     }
-    if (flc_ev_bool(event, "crash", 0))
+    if (crash)
         abort();
-    const char *fail = flc_ev_str(event, "fail", NULL);
     if (fail != NULL)
         return flc_err_set(&ctx->err, FLC_EINVAL, "probe asked to fail: %s", fail);
 
-    long long mb = flc_ev_int(event, "alloc_mb", 0);
     char *mem = NULL;
     size_t bytes = 0;
     if (mb > 0) {
@@ -87,12 +98,10 @@ static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
         for (size_t i = 0; i < bytes; i += (size_t)page)
             mem[i] = (char)i;
     }
-    double burn_ms = flc_ev_num(event, "burn_ms", 0);
     if (burn_ms > 0) {
         burn(burn_ms);
         flc_fn_add_compute(ctx, burn_ms);
     }
-    long long sleep_ms = flc_ev_int(event, "sleep_ms", 0);
     if (sleep_ms > 0) {
         uint64_t t0 = flc_now_ns();
         flc_sleep_ms((unsigned)sleep_ms);
@@ -104,7 +113,7 @@ static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
     cJSON *r = cJSON_CreateObject();
     cJSON_AddItemToObject(r, "echo", cJSON_Duplicate(event, 1));
     cJSON_AddNumberToObject(r, "pid", (double)getpid());
-    cJSON_AddNumberToObject(r, "allocated_mb", (double)(mb > 0 ? mb : 0));
+    cJSON_AddNumberToObject(r, "allocated_mb", (double)mb);
     *result = r;
     return 0;
 }
@@ -133,10 +142,17 @@ static int client(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
     return rc;
 }
 
-/* The "aggregator" role: the merger of one shard of one round. */
+/* The "aggregator" role: the merger of one shard of one round. Its wait
+ * for arrivals is communication, not compute. */
 static int aggregator(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 {
-    return flc_aggregator_run(event, result, &ctx->err);
+    double compute = -1, comm = -1;
+    int rc = flc_aggregator_run(event, result, &compute, &comm, &ctx->err);
+    if (compute >= 0 && comm >= 0) {
+        ctx->compute_ms = compute;
+        ctx->comm_ms = comm;
+    }
+    return rc;
 }
 
 /* The "query" role: one query, answered next to the data. */

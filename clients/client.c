@@ -12,6 +12,7 @@
 
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
+#include "base/event.h"
 #include "clients/client_data.h"
 #include "ml/batcher.h"
 #include "ml/model.h"
@@ -43,20 +44,6 @@ int flc_fault_parse(const char *name)
     return -1;
 }
 
-/* ---- event fields (cJSON directly: this layer does not see runtime/) --- */
-
-static const char *ev_str(const cJSON *ev, const char *k, const char *dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, k);
-    return cJSON_IsString(v) ? v->valuestring : dflt;
-}
-
-static double ev_num(const cJSON *ev, const char *k, double dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
-
 typedef struct client_cfg {
     const char *job, *client, *redis, *model, *data_dir, *fault_s;
     char global_job[80];
@@ -69,67 +56,72 @@ typedef struct client_cfg {
     size_t nidx;
 } client_cfg_t;
 
+/* Reads the event (base/event.h's rules; ranges as the simulate command
+ * allows them, or what the types hold) into *c. c->idx is new memory the
+ * caller frees, also on failure. */
 static int parse_event(const cJSON *ev, client_cfg_t *c, flc_err_t *e)
 {
     memset(c, 0, sizeof *c);
-    c->job = ev_str(ev, "job", NULL);
-    c->client = ev_str(ev, "client", NULL);
-    if (c->job == NULL || c->client == NULL)
-        return flc_err_set(e, FLC_EINVAL, "client event field '%s' is missing or not a string",
-                           c->job == NULL ? "job" : "client");
-    double round = ev_num(ev, "round", -1);
-    if (!(round >= 1 && round <= 4e9))
-        return flc_err_set(e, FLC_EINVAL, "client event field 'round' must be an integer >= 1");
+    long long round, hidden, batch, subset, synthetic, shards, epochs, seed;
+    const char *g;
+    if (flc_ev_need_str(ev, "job", &c->job, e) || flc_ev_need_str(ev, "client", &c->client, e) ||
+        flc_ev_need_int(ev, "round", 1, 4294967295LL, &round, e) ||
+        flc_ev_opt_str(ev, "redis", getenv("FLCACHE_REDIS"), &c->redis, e) ||
+        flc_ev_opt_str(ev, "global_job", NULL, &g, e) ||
+        flc_ev_opt_str(ev, "model", "softmax", &c->model, e) ||
+        flc_ev_opt_str(ev, "data_dir", NULL, &c->data_dir, e) ||
+        flc_ev_opt_int(ev, "hidden", 0, 65536, 0, &hidden, e) ||
+        flc_ev_opt_int(ev, "batch", 1, 65536, 32, &batch, e) ||
+        flc_ev_opt_int(ev, "subset", 0, 1000000000, 0, &subset, e) ||
+        flc_ev_opt_int(ev, "synthetic_params", 0, 1000000000, 0, &synthetic, e) ||
+        flc_ev_opt_int(ev, "num_shards", 1, 65536, 1, &shards, e) ||
+        flc_ev_opt_int(ev, "local_epochs", 1, 100000, 1, &epochs, e) ||
+        flc_ev_opt_num(ev, "lr", 0, INFINITY, 0.05, &c->lr, e) ||
+        flc_ev_opt_num(ev, "mu", 0, INFINITY, 0, &c->mu, e) ||
+        flc_ev_opt_int(ev, "seed", 0, 9007199254740992LL, 1, &seed, e) ||
+        flc_ev_opt_num(ev, "delay_ms", 0, 86400000, 0, &c->delay_ms, e) ||
+        flc_ev_opt_num(ev, "fault_scale", 0, INFINITY, 4, &c->fault_scale, e) ||
+        flc_ev_opt_str(ev, "fault", "none", &c->fault_s, e))
+        return e->code;
     c->round = (uint32_t)round;
-    c->redis = ev_str(ev, "redis", getenv("FLCACHE_REDIS"));
+    c->hidden = (size_t)hidden;
+    c->batch = (size_t)batch;
+    c->subset = (size_t)subset;
+    c->synthetic = (size_t)synthetic;
+    c->num_shards = (uint32_t)shards;
+    c->epochs = (int)epochs;
+    c->seed = (uint64_t)seed;
     if (c->redis == NULL)
         return flc_err_set(e, FLC_EINVAL, "client %s: no 'redis' in the event and FLCACHE_REDIS "
                            "is unset", c->client);
-    const char *g = ev_str(ev, "global_job", NULL);
     if (g != NULL)
         snprintf(c->global_job, sizeof c->global_job, "%s", g);
     else
         snprintf(c->global_job, sizeof c->global_job, "%s.g", c->job);
-    c->model = ev_str(ev, "model", "softmax");
-    c->data_dir = ev_str(ev, "data_dir", NULL);
-    c->hidden = (size_t)ev_num(ev, "hidden", 0);
-    c->batch = (size_t)ev_num(ev, "batch", 32);
-    c->subset = (size_t)ev_num(ev, "subset", 0);
-    c->synthetic = (size_t)ev_num(ev, "synthetic_params", 0);
-    c->num_shards = (uint32_t)ev_num(ev, "num_shards", 1);
-    c->epochs = (int)ev_num(ev, "local_epochs", 1);
-    c->lr = ev_num(ev, "lr", 0.05);
-    c->mu = ev_num(ev, "mu", 0);
-    c->seed = (uint64_t)ev_num(ev, "seed", 1);
-    c->delay_ms = ev_num(ev, "delay_ms", 0);
-    c->fault_scale = ev_num(ev, "fault_scale", 4);
-    c->fault_s = ev_str(ev, "fault", "none");
     c->fault = flc_fault_parse(c->fault_s);
     if (c->fault < 0)
-        return flc_err_set(e, FLC_EINVAL, "client %s: unknown fault '%s' (none, sign-flip, "
-                           "label-flip, noise)", c->client, c->fault_s);
-    if (c->batch == 0 || c->epochs < 1 || c->num_shards == 0 || !(c->lr > 0) || c->mu < 0 ||
-        c->delay_ms < 0)
-        return flc_err_set(e, FLC_EINVAL, "client %s: batch, local_epochs and num_shards must be "
-                           ">= 1, lr > 0, mu and delay_ms >= 0", c->client);
-    const cJSON *ix = cJSON_GetObjectItemCaseSensitive(ev, "indices");
-    if (c->synthetic == 0) {
-        if (!cJSON_IsArray(ix))
-            return flc_err_set(e, FLC_EINVAL, "client %s: event field 'indices' is missing",
-                               c->client);
-        c->nidx = (size_t)cJSON_GetArraySize(ix);
-        c->idx = malloc((c->nidx ? c->nidx : 1) * sizeof *c->idx);
-        if (c->idx == NULL)
-            return flc_err_set(e, FLC_ENOMEM, "out of memory for %zu indices", c->nidx);
-        size_t i = 0;
-        const cJSON *it;
-        cJSON_ArrayForEach(it, ix)
-        {
-            if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 4e9)
-                return flc_err_set(e, FLC_EINVAL, "client %s: indices[%zu] is not a sample "
-                                   "index", c->client, i);
-            c->idx[i++] = (uint32_t)it->valuedouble;
-        }
+        return flc_err_set(e, FLC_EINVAL, "event field 'fault' must be none, sign-flip, "
+                           "label-flip or noise, not '%.64s'", c->fault_s);
+    if (!(c->lr > 0)) /* the reader's range is >= 0; zero would not train */
+        return flc_err_set(e, FLC_EINVAL, "event field 'lr' must be a number > 0, not %g",
+                           c->lr);
+    if (c->synthetic != 0)
+        return FLC_OK;
+    const cJSON *ix;
+    if (flc_ev_need_array(ev, "indices", &ix, e) != FLC_OK)
+        return e->code;
+    c->nidx = (size_t)cJSON_GetArraySize(ix);
+    c->idx = malloc((c->nidx ? c->nidx : 1) * sizeof *c->idx);
+    if (c->idx == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "out of memory for %zu indices", c->nidx);
+    size_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, ix)
+    {
+        long long v;
+        if (flc_ev_item_int(it, "indices", i, 0, 4294967295LL, &v, e) != FLC_OK)
+            return e->code;
+        c->idx[i++] = (uint32_t)v;
     }
     return FLC_OK;
 }

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
-#include "runtime/event.h"
+#include "base/event.h"
 
 #define FLC_FN_MAX_ROLES 32
 
@@ -114,10 +114,10 @@ static cJSON *error_result(const char *role, const char *msg)
 cJSON *flc_fn_dispatch(const flc_fn_table_t *t, const cJSON *event, const char *mode,
                        const char *request_id, uint64_t deadline_ms)
 {
-    const char *role = flc_ev_str(event, "role", NULL);
-    if (role == NULL)
-        return error_result(NULL, cJSON_IsObject(event) ? "event has no string field 'role'"
-                                                        : "event is not a JSON object");
+    const char *role = NULL;
+    flc_err_t re = {0};
+    if (flc_ev_need_str(event, "role", &role, &re) != FLC_OK)
+        return error_result(NULL, re.msg);
     const fn_role_t *r = find_role(t, role);
     if (r == NULL) {
         char msg[256];

@@ -12,7 +12,7 @@
 #include <curl/curl.h>
 
 #include "base/clock.h"
-#include "runtime/event.h"
+#include "base/event.h"
 
 static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 static char *fmt(const char *f, ...)
@@ -364,10 +364,9 @@ int flc_ow_invoke(const flc_ow_cfg_t *cfg, const char *action, const char *paylo
                          flc_ev_str(v, "activationId", "?"));
     } else if (resp.status == 502 && cJSON_IsObject(v)) {
         /* The action ran and failed (application or developer error). */
-        const cJSON *err = cJSON_GetObjectItemCaseSensitive(v, "error");
         char msg[512];
         snprintf(msg, sizeof msg, "openwhisk action error: %s",
-                 cJSON_IsString(err) ? err->valuestring : (resp.body != NULL ? resp.body : ""));
+                 flc_ev_str(v, "error", resp.body != NULL ? resp.body : ""));
         *reply = error_reply(msg);
     } else {
         rc = flc_err_set(e, resp.status == 401 || resp.status == 403 ? FLC_EAUTH : FLC_EPROTO,

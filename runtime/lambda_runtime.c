@@ -17,7 +17,7 @@
 
 #include <curl/curl.h>
 
-#include "runtime/event.h"
+#include "base/event.h"
 #include "runtime/fn.h"
 
 typedef struct rt_buf {

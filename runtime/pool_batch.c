@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "runtime/cost.h"
-#include "runtime/event.h"
+#include "base/event.h"
 
 /* ---------- records ---------- */
 

@@ -22,7 +22,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
-#include "runtime/event.h"
+#include "base/event.h"
 #include "runtime/pool_proc.h"
 
 #define WATCH_EVERY_MS 10 /* memory watchdog period */

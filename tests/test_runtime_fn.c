@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
-#include "runtime/event.h"
+#include "base/event.h"
 #include "runtime/fn.h"
 #include "tests/harness.h"
 

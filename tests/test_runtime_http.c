@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
-#include "runtime/event.h"
+#include "base/event.h"
 #include "runtime/invoke_remote.h"
 #include "tests/harness.h"
 

@@ -11,7 +11,7 @@
 
 #include "base/clock.h"
 #include "runtime/cost.h"
-#include "runtime/event.h"
+#include "base/event.h"
 #include "runtime/pool.h"
 #include "runtime/pool_proc.h"
 #include "tests/harness.h"

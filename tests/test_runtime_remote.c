@@ -1,11 +1,11 @@
 /* runtime/invoke_remote request building (no network), runtime/cost
- * arithmetic and runtime/event getters. */
+ * arithmetic and base/event getters. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/cost.h"
-#include "runtime/event.h"
+#include "base/event.h"
 #include "runtime/invoke_remote.h"
 #include "tests/harness.h"
 
@@ -136,7 +136,7 @@ static void test_cost_and_event(void)
           "typed getters and defaults");
     long long v;
     CHECK(flc_ev_need_int(ev, "i", 0, 2, &v, &e) == FLC_EINVAL &&
-              strcmp(e.msg, "event field 'i' is 3, allowed 0..2") == 0,
+              strcmp(e.msg, "event field 'i' must be an integer in 0..2, not 3") == 0,
           "range errors name the field: '%s'", e.msg);
     CHECK(flc_ev_need_int(ev, "f", 0, 9, &v, &e) == FLC_EINVAL && strstr(e.msg, "integer"),
           "2.5 is not an integer");

@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/event.h"
 #include "cache/keys.h"
 #include "ml/model.h"
 #include "workers/sgd_worker.h"
@@ -139,65 +140,36 @@ cJSON *flc_sgd_cfg_to_json(const flc_sgd_cfg_t *c)
     return o;
 }
 
-/* An optional non-negative integer member no larger than max. */
-static int get_uint(const cJSON *ev, const char *name, double max, double *out, flc_err_t *e)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(ev, name);
-    if (it == NULL || cJSON_IsNull(it))
-        return FLC_OK;
-    if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > max ||
-        it->valuedouble != floor(it->valuedouble))
-        return flc_err_set(e, FLC_EINVAL, "worker event: '%s' must be an integer in 0..%.0f",
-                           name, max);
-    *out = it->valuedouble;
-    return FLC_OK;
-}
-
-static int get_str(const cJSON *ev, const char *name, const char **out, flc_err_t *e)
-{
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(ev, name);
-    if (it == NULL || cJSON_IsNull(it))
-        return FLC_OK;
-    if (!cJSON_IsString(it))
-        return flc_err_set(e, FLC_EINVAL, "worker event: '%s' must be a string", name);
-    *out = it->valuestring;
-    return FLC_OK;
-}
-
 int flc_sgd_cfg_from_json(flc_sgd_cfg_t *c, const cJSON *ev, flc_err_t *e)
 {
-    if (!cJSON_IsObject(ev))
-        return flc_err_set(e, FLC_EINVAL, "worker event must be a JSON object");
-    static const char *const required[] = {"job", "rank", "workers"};
-    for (size_t i = 0; i < 3; i++)
-        if (cJSON_GetObjectItemCaseSensitive(ev, required[i]) == NULL)
-            return flc_err_set(e, FLC_EINVAL, "worker event: '%s' is missing", required[i]);
-    double rank = 0, workers = 1, hidden = 0, epochs = 1, batch = 0, shards = 0, subset = 0;
-    double tsub = 0, seed = (double)c->seed, tmo = 0, every = 0, mem = 0;
+    long long rank = 0, workers = 1, hidden = 0, epochs = 1, batch = 0, shards = 0, subset = 0;
+    long long tsub = 0, seed = (long long)c->seed, tmo = 0, every = 0, mem = 0;
     const char *comm = NULL;
-    if (get_str(ev, "job", &c->job, e) || get_str(ev, "model", &c->model, e) ||
-        get_str(ev, "comm", &comm, e) || get_str(ev, "data", &c->data_dir, e) ||
-        get_str(ev, "redis", &c->redis, e) || get_uint(ev, "rank", 4095, &rank, e) ||
-        get_uint(ev, "workers", 1024, &workers, e) || get_uint(ev, "hidden", 65536, &hidden, e) ||
-        get_uint(ev, "epochs", 100000, &epochs, e) || get_uint(ev, "batch", 65536, &batch, e) ||
-        get_uint(ev, "num_shards", 65536, &shards, e) ||
-        get_uint(ev, "subset", 1e9, &subset, e) || get_uint(ev, "test_subset", 1e9, &tsub, e) ||
-        get_uint(ev, "seed", 9.0e15, &seed, e) ||
-        get_uint(ev, "step_timeout_ms", 86400000, &tmo, e) ||
-        get_uint(ev, "progress_every", 1e9, &every, e) ||
-        get_uint(ev, "memory_mb", 1048576, &mem, e))
+    /* The three that say which worker this is come first: without them
+     * nothing else matters. The others default to the values of *c. */
+    if (flc_ev_need_str(ev, "job", &c->job, e) ||
+        flc_ev_need_int(ev, "rank", 0, 4095, &rank, e) ||
+        flc_ev_need_int(ev, "workers", 0, 1024, &workers, e) ||
+        flc_ev_opt_str(ev, "model", c->model, &c->model, e) ||
+        flc_ev_opt_str(ev, "comm", NULL, &comm, e) ||
+        flc_ev_opt_str(ev, "data", c->data_dir, &c->data_dir, e) ||
+        flc_ev_opt_str(ev, "redis", c->redis, &c->redis, e) ||
+        flc_ev_opt_int(ev, "hidden", 0, 65536, 0, &hidden, e) ||
+        flc_ev_opt_int(ev, "epochs", 0, 100000, 1, &epochs, e) ||
+        flc_ev_opt_int(ev, "batch", 0, 65536, 0, &batch, e) ||
+        flc_ev_opt_int(ev, "num_shards", 0, 65536, 0, &shards, e) ||
+        flc_ev_opt_int(ev, "subset", 0, 1000000000, 0, &subset, e) ||
+        flc_ev_opt_int(ev, "test_subset", 0, 1000000000, 0, &tsub, e) ||
+        flc_ev_opt_int(ev, "seed", 0, 9000000000000000LL, seed, &seed, e) ||
+        flc_ev_opt_int(ev, "step_timeout_ms", 0, 86400000, 0, &tmo, e) ||
+        flc_ev_opt_int(ev, "progress_every", 0, 1000000000, 0, &every, e) ||
+        flc_ev_opt_int(ev, "memory_mb", 0, 1048576, 0, &mem, e) ||
+        flc_ev_opt_num(ev, "lr", 0, INFINITY, c->lr, &c->lr, e) ||
+        flc_ev_opt_num(ev, "price_per_gb_s", 0, INFINITY, c->price_per_gb_s,
+                       &c->price_per_gb_s, e))
         return e->code;
-    const cJSON *lr = cJSON_GetObjectItemCaseSensitive(ev, "lr");
-    if (lr != NULL && !cJSON_IsNull(lr)) {
-        if (!cJSON_IsNumber(lr))
-            return flc_err_set(e, FLC_EINVAL, "worker event: 'lr' must be a number");
-        c->lr = lr->valuedouble;
-    }
-    const cJSON *price = cJSON_GetObjectItemCaseSensitive(ev, "price_per_gb_s");
-    if (cJSON_IsNumber(price))
-        c->price_per_gb_s = price->valuedouble;
     if (comm != NULL && (c->comm = flc_sgd_comm_parse(comm)) < 0)
-        return flc_err_set(e, FLC_EINVAL, "worker event: comm must be reduce-scatter or "
+        return flc_err_set(e, FLC_EINVAL, "event field 'comm' must be reduce-scatter or "
                            "allreduce-one, not '%s'", comm);
     c->rank = (int)rank;
     c->workers = (int)workers;
