@@ -3,8 +3,10 @@
  * once per process and shared by every client invocation the process runs
  * (a warm function instance keeps it, the way a Lambda keeps globals).
  *
- * A client's data is only an index list into this set; flc_cdata_gather
- * builds the float rows of one client (pixels / 255) when it trains. */
+ * The reading is ml/dataset_idx.h's (flc_data_load_fashion_u8); what is
+ * the client's own is which split it holds (train, 10 classes), the
+ * per-process shared copy, and turning a client's index list into the
+ * float rows it trains on (flc_cdata_gather, with the label-flip fault). */
 #ifndef FLC_CLIENTS_CLIENT_DATA_H
 #define FLC_CLIENTS_CLIENT_DATA_H
 
@@ -14,19 +16,15 @@
 #include "base/error.h"
 #include "ml/dataset.h"
 
-typedef struct flc_cdata {
-    size_t n;       /* samples */
-    size_t dim;     /* pixels per sample (784) */
-    int num_classes;
-    uint8_t *px;    /* n*dim bytes; NULL in a labels-only set */
-    int32_t *y;     /* n labels */
-} flc_cdata_t;
+/* n samples of dim pixels (784) as bytes in px (NULL in a labels-only
+ * set, whose dim is 0), n labels in y, num_classes 10. */
+typedef flc_dataset_u8_t flc_cdata_t;
 
 /* Reads the train labels of Fashion-MNIST from dir (NULL: $FLCACHE_DATA_DIR,
  * else FLC_FASHION_DIR), the first `limit` when limit > 0, without the
  * images: what a driver needs to split the data over clients. px is NULL.
  * Free with flc_cdata_free. FLC_EIO names a file that cannot be opened,
- * FLC_EDATA a bad header or truncated file. */
+ * FLC_EDATA a bad header, a label not in 0..9 or a truncated file. */
 int flc_cdata_load_labels(const char *dir, size_t limit, flc_cdata_t **out, flc_err_t *e);
 
 /* Reads train images and labels (first `limit` when > 0) as bytes. */
@@ -40,10 +38,11 @@ void flc_cdata_free(flc_cdata_t *d);
 int flc_cdata_acquire(const char *dir, size_t limit, const flc_cdata_t **out, flc_err_t *e);
 void flc_cdata_release(const flc_cdata_t *d);
 
-/* Builds the float data set of samples idx[0..n) (pixels / 255, labels
- * copied; flip_labels != 0 maps label y to num_classes-1-y, the label-flip
- * fault). Indexes must be < d->n (FLC_EINVAL naming the first bad one).
- * Caller frees *out with flc_data_free. */
+/* Builds the float data set of samples idx[0..n) (pixels / 255 by
+ * flc_data_px_scale, labels copied; flip_labels != 0 maps label y to
+ * num_classes-1-y, the label-flip fault). Indexes must be < d->n
+ * (FLC_EINVAL naming the first bad one). Caller frees *out with
+ * flc_data_free. */
 int flc_cdata_gather(const flc_cdata_t *d, const uint32_t *idx, size_t n, int flip_labels,
                      flc_dataset_t **out, flc_err_t *e);
 

@@ -1,5 +1,6 @@
-/* A data set's life cycle: allocation, freeing, a contiguous copy of some
- * of its samples (a worker keeps only its part) and label counts. */
+/* A data set's life cycle: allocation, freeing (of float and of byte data
+ * sets), a contiguous copy of some of its samples (a worker keeps only its
+ * part) and label counts. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,41 @@ void flc_data_free(flc_dataset_t *ds)
     if (ds == NULL)
         return;
     free(ds->x);
+    free(ds->y);
+    free(ds);
+}
+
+int flc_data_u8_new(size_t n, size_t dim, int num_classes, flc_dataset_u8_t **out,
+                    flc_err_t *err)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (out == NULL || n == 0 || num_classes < 1 || (dim > 0 && n > SIZE_MAX / dim) ||
+        n > SIZE_MAX / sizeof(int32_t))
+        return flc_err_set(err, FLC_EINVAL, "byte data set of %zu x %zu with %d classes is invalid",
+                           n, dim, num_classes);
+    flc_dataset_u8_t *ds = calloc(1, sizeof *ds);
+    if (ds != NULL) {
+        ds->px = dim > 0 ? calloc(n * dim, 1) : NULL;
+        ds->y = calloc(n, sizeof(int32_t));
+    }
+    if (ds == NULL || (dim > 0 && ds->px == NULL) || ds->y == NULL) {
+        flc_data_u8_free(ds);
+        return flc_err_set(err, FLC_ENOMEM, "out of memory for a data set of %zu x %zu bytes", n,
+                           dim);
+    }
+    ds->n = n;
+    ds->dim = dim;
+    ds->num_classes = num_classes;
+    *out = ds;
+    return 0;
+}
+
+void flc_data_u8_free(flc_dataset_u8_t *ds)
+{
+    if (ds == NULL)
+        return;
+    free(ds->px);
     free(ds->y);
     free(ds);
 }

@@ -1,5 +1,5 @@
 /* ml/ data: the IDX loader on the real Fashion-MNIST files and on
- * corrupt files made here, normalization, IID partitions,
+ * corrupt files made here (float and byte modes), normalization, IID partitions,
  * Dirichlet client splits, minibatch iteration, and the seeded RNG. */
 #include <math.h>
 #include <stdio.h>
@@ -213,6 +213,67 @@ static void test_idx_errors(void)
     rc = flc_data_load_idx(bad, biglab, 0, 10, &ds, &err);
     CHECK(rc == FLC_EDATA && ds == NULL && strstr(err.msg, bad),
           "a corrupt gzip stream is FLC_EDATA naming the file: %s", err.msg);
+}
+
+/* The byte mode of the same reader: the file's pixels unscaled, the same
+ * checks, a labels-only read, and bytes / 255 equal to the float mode. */
+static void test_idx_bytes(void)
+{
+    flc_err_t err = {0};
+    flc_dataset_u8_t *b = NULL;
+    flc_dataset_t *ds = NULL;
+    char img[512], lab[512], bad[512];
+    path_in(img, sizeof img, "u8img.gz");
+    path_in(lab, sizeof lab, "u8lab.gz");
+    write_images(img, 0x803, 20, 4, 3, 1);
+    write_labels(lab, 0x801, 20, 9);
+    flc_err_clear(&err);
+    int rc = flc_data_load_idx_u8(img, lab, 0, 10, &b, &err);
+    int same = rc == 0 && b->n == 20 && b->dim == 12 && b->num_classes == 10;
+    for (size_t k = 0; same && k < 20 * 12; k++)
+        same = b->px[k] == k % 256 && b->y[k / 12] == (int32_t)(k / 12 % 10);
+    CHECK(same, "bytes mode keeps the file's pixels and labels as they are (%s)",
+          flc_err_msg(&err));
+    flc_data_load_idx(img, lab, 0, 10, &ds, &err);
+    float x[12];
+    same = ds != NULL && b != NULL;
+    for (size_t i = 0; same && i < 20; i++) {
+        flc_data_px_scale(x, b->px + i * 12, 12);
+        same = memcmp(x, ds->x + i * 12, sizeof x) == 0;
+    }
+    CHECK(same, "bytes scaled by flc_data_px_scale equal the float mode bit for bit");
+    flc_data_free(ds);
+    flc_data_u8_free(b);
+
+    b = NULL;
+    flc_err_clear(&err);
+    rc = flc_data_load_idx_u8(NULL, lab, 7, 10, &b, &err);
+    CHECK(rc == 0 && b->n == 7 && b->dim == 0 && b->px == NULL && b->y[6] == 6,
+          "images path NULL reads the first 7 labels only (%s)", flc_err_msg(&err));
+    flc_data_u8_free(b);
+
+    path_in(bad, sizeof bad, "u8count.gz");
+    write_labels(bad, 0x801, 19, 9);
+    b = NULL;
+    rc = flc_data_load_idx_u8(img, bad, 0, 10, &b, &err);
+    CHECK(rc == FLC_EDATA && b == NULL && strstr(err.msg, "19 labels"),
+          "bytes mode checks the image/label counts too: %s", err.msg);
+    rc = flc_data_load_idx_u8(img, lab, 0, 5, &b, &err);
+    CHECK(rc == FLC_EDATA && b == NULL && strstr(err.msg, "label"),
+          "bytes mode rejects labels above the class count: %s", err.msg);
+
+    flc_err_clear(&err);
+    rc = flc_data_load_fashion_u8(NULL, 0, 100, 0, &b, &err);
+    if (!CHECK(rc == 0 && b->n == 100 && b->dim == 784, "Fashion-MNIST t10k loads as bytes (%s)",
+               flc_err_msg(&err)))
+        return;
+    flc_data_load_fashion(NULL, 0, 100, &ds, &err);
+    same = ds != NULL && memcmp(b->y, ds->y, 100 * sizeof(int32_t)) == 0;
+    for (size_t k = 0; same && k < 100 * 784; k++)
+        same = ds->x[k] == (float)b->px[k] * (1.0f / 255.0f);
+    CHECK(same, "its bytes and labels are the float loader's on 100 samples");
+    flc_data_free(ds);
+    flc_data_u8_free(b);
 }
 
 static void test_norm(void)
@@ -479,6 +540,7 @@ int main(void)
         flc_t_fatal("mkdtemp failed");
     test_idx_real();
     test_idx_errors();
+    test_idx_bytes();
     test_norm();
     test_iid();
     test_dirichlet();
