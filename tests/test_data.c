@@ -69,7 +69,7 @@ static void write_labels(const char *path, uint32_t magic, uint32_t n, int maxla
     gzclose(f);
 }
 
-static void test_idx_real(void)
+TEST(idx_fashion_mnist)
 {
     flc_err_t err = {0};
     flc_dataset_t *ds = NULL;
@@ -111,7 +111,7 @@ static void test_idx_real(void)
     flc_data_free(ds);
 }
 
-static void test_idx_errors(void)
+TEST(idx_errors)
 {
     flc_err_t err = {0};
     flc_dataset_t *ds = NULL;
@@ -211,7 +211,7 @@ static void test_idx_errors(void)
           "a corrupt gzip stream is FLC_EDATA naming the file: %s", err.msg);
 }
 
-static void test_libsvm(void)
+TEST(libsvm)
 {
     flc_err_t err = {0};
     char p[512], q[512];
@@ -280,7 +280,7 @@ static void test_libsvm(void)
     CHECK(rc == FLC_EIO && strstr(err.msg, q), "a missing file is FLC_EIO: %s", err.msg);
 }
 
-static void test_norm(void)
+TEST(normalize)
 {
     flc_err_t err = {0};
     flc_dataset_t *ds = NULL;
@@ -339,7 +339,7 @@ static int covers_once(const flc_parts_t *p, size_t n)
     return ok;
 }
 
-static void test_iid(void)
+TEST(iid_split)
 {
     flc_err_t err = {0};
     flc_parts_t *p = NULL, *q = NULL;
@@ -384,7 +384,7 @@ static double mean_max_share(const flc_parts_t *p, const int32_t *y)
     return tot / m;
 }
 
-static void test_dirichlet(void)
+TEST(dirichlet_split)
 {
     flc_err_t err = {0};
     enum { N = 6000 };
@@ -441,7 +441,7 @@ static void test_dirichlet(void)
     free(y);
 }
 
-static void test_batcher(void)
+TEST(batcher)
 {
     flc_err_t err = {0};
     flc_dataset_t *ds = NULL;
@@ -500,7 +500,7 @@ static void test_batcher(void)
     flc_data_free(ds);
 }
 
-static void test_rng(void)
+TEST(rng)
 {
     flc_rng_t a, b;
     flc_rng_seed(&a, 1);
@@ -538,21 +538,22 @@ static void test_rng(void)
           (unsigned long long)below[4]);
 }
 
-int main(void)
+/* The cases write their files into one temp directory, each under its own
+ * names; made by the runner before them and removed after. */
+static void setup(void)
 {
     if (mkdtemp(g_dir) == NULL)
         flc_t_fatal("mkdtemp failed");
-    test_idx_real();
-    test_idx_errors();
-    test_libsvm();
-    test_norm();
-    test_iid();
-    test_dirichlet();
-    test_batcher();
-    test_rng();
+}
+
+static void teardown(void)
+{
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     if (system(cmd) != 0)
         printf("# could not remove %s\n", g_dir);
-    return flc_t_done();
 }
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(idx_fashion_mnist), TEST_ENTRY(idx_errors),
+                 TEST_ENTRY(libsvm), TEST_ENTRY(normalize), TEST_ENTRY(iid_split),
+                 TEST_ENTRY(dirichlet_split), TEST_ENTRY(batcher), TEST_ENTRY(rng))
