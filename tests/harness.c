@@ -220,7 +220,7 @@ int flc_t_main(int argc, char **argv, const flc_t_case_t *cases, size_t n, void 
     printf("1..%zu\n", npick);
     if (setup)
         setup();
-    int checks = 0, check_failed = 0;
+    int checks = g_sh->checks, check_failed = g_sh->failed; /* the setup's own checks */
     size_t passed = 0, skipped = 0;
     char failed_names[1024] = "";
     for (size_t i = 0; i < npick; i++) {
