@@ -299,8 +299,8 @@ void flc_fixture_start(flc_fixture_t *fx, size_t maxmemory)
     fx->unix_url = flc_embed_url(fx->srv);
     fx->tcp_url = flc_embed_tcp_url(fx->srv);
     flc_t_track(fx, fixture_stop_tracked);
-    printf("# redis-server pid %d at %s and %s\n", (int)flc_embed_pid(fx->srv), fx->unix_url,
-           fx->tcp_url);
+    printf("%s# redis-server pid %d at %s and %s\n", g_in_case ? "    " : "",
+           (int)flc_embed_pid(fx->srv), fx->unix_url, fx->tcp_url);
 }
 
 void flc_fixture_stop(flc_fixture_t *fx)

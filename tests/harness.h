@@ -39,6 +39,13 @@
  *   build/tests/test_store                   all cases
  *   build/tests/test_store put_get_tcp ...   only those (unknown name: exit 2)
  *   build/tests/test_store --list            the case names
+ *   build/tests/test_store --no-fork name    in this process, for a debugger
+ *
+ * A case that runs longer than FLC_TEST_TIMEOUT seconds (default 280, under
+ * ctest's 300 for the file) is killed and reported. flc_t_skip("why") ends a
+ * case as skipped (a server that cannot be had); a case that made no check
+ * at all fails. Run from ctest, FLCACHE_BUILD_DIR and FLCACHE_SOURCE_DIR are
+ * set; by hand, set FLCACHE_BUILD_DIR=build for the tests that run binaries.
  *
  * A file that needs its own main() (test_simulate re-runs itself as a
  * function binary) builds the table itself and calls flc_t_main(). */
