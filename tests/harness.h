@@ -1,39 +1,150 @@
-/* The test harness: checks that print what they checked, and a fixture that
- * runs a real redis-server for the test (unix socket in a temp dir and a free
- * loopback TCP port), stopped at the end.
+/* The test harness: named cases that each run in their own process, checks
+ * that print what they checked, TAP output, and fixtures that run real
+ * servers (redis-server, s3rver) for the cases.
  *
- *   CHECK(x == 3, "sum of 1 and 2 is 3");  -> "ok - sum of 1 and 2 is 3"
- *   return flc_t_done();                    -> exit code 0 iff all passed */
+ * How to write a test (tests/test_<module>.c, one ctest test per file):
+ *
+ *   #include "tests/harness.h"
+ *
+ *   TEST(sum_small) {                        // a case: small, named for what it checks
+ *       CHECK(1 + 2 == 3, "sum of 1 and 2 is 3");      // fails -> the case ends here
+ *       EXPECT(2 + 2 == 4, "sum of 2 and 2 is 4");     // fails -> case fails, goes on
+ *   }
+ *
+ *   TEST_LIST(TEST_ENTRY(sum_small), ...)    // at the end: the cases in order; defines main()
+ *
+ * A file whose cases share a server starts it once, in the runner, before the
+ * cases, and stops it after them (also when a case failed or crashed):
+ *
+ *   static flc_fixture_t fx;
+ *   static void setup(void) { flc_fixture_start(&fx, 0); }
+ *   static void teardown(void) { flc_fixture_stop(&fx); }
+ *   TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(put_get_tcp), ...)
+ *
+ * Each case runs in a forked child, in its own process group: a failed CHECK,
+ * a crash or a sanitizer report ends that case only (`not ok 3 - name`), the
+ * other cases still run, and whatever the case started is killed after it.
+ * So state does not carry from one case to the next in memory; what a case
+ * needs (keys written in the shared server, files) it makes itself, through a
+ * helper when several cases need the same thing. A case that needs a server
+ * of its own (one it kills, or with other options) starts it inside the case
+ * with flc_fixture_start and stops it at its end; if the case fails first,
+ * the harness stops it. A fixture only stops from the process that started
+ * it: a case calling flc_fixture_stop on the shared fixture does nothing.
+ *
+ * Output is TAP: "1..N", then per case the checks, indented ("    ok - sum of
+ * 1 and 2 is 3"), then "ok 1 - sum_small" or "not ok 1 - sum_small"; a final
+ * "# ..." summary. The exit code is 0 iff every case passed (or skipped).
+ *
+ *   build/tests/test_store                   all cases
+ *   build/tests/test_store put_get_tcp ...   only those (unknown name: exit 2)
+ *   build/tests/test_store --list            the case names
+ *   build/tests/test_store --no-fork name    in this process, for a debugger
+ *
+ * A case that runs longer than FLC_TEST_TIMEOUT seconds (default 280, under
+ * ctest's 300 for the file) is killed and reported. flc_t_skip("why") ends a
+ * case as skipped (a server that cannot be had); a case that made no check
+ * at all fails. Run from ctest, FLCACHE_BUILD_DIR and FLCACHE_SOURCE_DIR are
+ * set; by hand, set FLCACHE_BUILD_DIR=build for the tests that run binaries.
+ *
+ * A file that needs its own main() (test_simulate re-runs itself as a
+ * function binary) builds the table itself and calls flc_t_main(). */
 #ifndef FLC_TESTS_HARNESS_H
 #define FLC_TESTS_HARNESS_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "cache/embed.h"
 
-int flc_t_check(int ok, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* ---- cases ---- */
 
-#define CHECK(cond, ...) flc_t_check(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+typedef struct flc_t_case {
+    const char *name;
+    void (*fn)(void);
+} flc_t_case_t;
 
-/* Prints a summary comment and returns the process exit code. */
-int flc_t_done(void);
+#define TEST(name) static void flc_test_##name(void)
+#define TEST_ENTRY(name) {#name, flc_test_##name}
 
-/* Number of failed checks so far. */
-int flc_t_failed(void);
+/* Defines main(): runs the cases listed (TEST_ENTRY(name), ...) in order. */
+#define TEST_LIST(...) TEST_LIST_SHARED(NULL, NULL, __VA_ARGS__)
 
-/* Stops the test at once with a message (for set-up failures). */
+/* The same, with a shared fixture: setup() runs once before the cases and
+ * teardown() once after them, in the runner process (either may be NULL). */
+#define TEST_LIST_SHARED(setup, teardown, ...)                                                 \
+    int main(int argc, char **argv)                                                            \
+    {                                                                                          \
+        static const flc_t_case_t flc_t_cases_[] = {__VA_ARGS__};                             \
+        return flc_t_main(argc, argv, flc_t_cases_,                                            \
+                          sizeof flc_t_cases_ / sizeof flc_t_cases_[0], setup, teardown);      \
+    }
+
+/* Parses argv (case names, --list), runs the chosen cases each in a forked
+ * child and prints TAP. Returns the process exit code: 0 when every case
+ * passed, 1 when one failed, 2 for an unknown case name or bad usage. */
+int flc_t_main(int argc, char **argv, const flc_t_case_t *cases, size_t n, void (*setup)(void),
+               void (*teardown)(void));
+
+/* ---- checks ---- */
+
+/* Prints "    ok - what" or "    not ok - what (file:line)" and returns ok.
+ * With fatal set, a failure ends the running case. */
+int flc_t_check(int ok, int fatal, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* CHECK: the case cannot go on without it; a failure ends the case.
+ * EXPECT: one of many independent values; a failure marks the case failed
+ * and it goes on, so one run shows every wrong value. Both return cond. */
+#define CHECK(cond, ...) flc_t_check(!!(cond), 1, __FILE__, __LINE__, __VA_ARGS__)
+#define EXPECT(cond, ...) flc_t_check(!!(cond), 0, __FILE__, __LINE__, __VA_ARGS__)
+
+/* Ends the running case as failed with a message (for set-up failures); in
+ * the runner (a shared fixture's setup) it ends the whole file ("Bail out!"). */
 void flc_t_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Ends the running case as skipped, saying why ("ok 3 - name # SKIP why"). */
+void flc_t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* ---- fixtures ---- */
 
 typedef struct flc_fixture {
     flc_embed_t *srv;
     const char *unix_url; /* unix:///.../redis.sock */
     const char *tcp_url;  /* redis://127.0.0.1:<port> */
+    pid_t owner;          /* the process that started it; only it stops it */
 } flc_fixture_t;
 
-/* Starts a redis-server for the test; fatal on failure. maxmemory 0 = none. */
+/* Starts a redis-server (unix socket and a free loopback TCP port); fatal on
+ * failure. maxmemory 0 = none. */
 void flc_fixture_start(flc_fixture_t *fx, size_t maxmemory);
+
+/* Stops it, if this process started it; otherwise (a case stopping the
+ * shared fixture) nothing happens. */
 void flc_fixture_stop(flc_fixture_t *fx);
+
+/* A real S3-protocol server for the cold-tier tests (harness_s3rver.c):
+ * s3rver (npm), installed by scripts/s3rver.sh, on a free loopback port with
+ * its own data directory. */
+typedef struct flc_s3rver {
+    pid_t pid;
+    int port;
+    char dir[64];
+    char url[64]; /* http://127.0.0.1:<port> */
+    pid_t owner;
+} flc_s3rver_t;
+
+/* Installs (when needed) and starts s3rver. Returns 0, or -1 with the reason
+ * in why (the caller skips, saying it). */
+int flc_s3rver_start(flc_s3rver_t *s, char *why, size_t whylen);
+void flc_s3rver_stop(flc_s3rver_t *s);
+
+/* For fixtures: while tracked, obj is stopped with stop(obj) if the case (or
+ * the runner's setup) that started it ends by a failure. */
+void flc_t_track(void *obj, void (*stop)(void *obj));
+void flc_t_untrack(void *obj);
+
+/* ---- helpers ---- */
 
 /* Fills v[0..n) with reproducible pseudo-random floats in [-1, 1). */
 void flc_t_fill(float *v, size_t n, unsigned seed);

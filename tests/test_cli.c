@@ -27,7 +27,7 @@ static int run(const char *env, const char *args)
     return flc_t_run(cmd, g_out, sizeof g_out);
 }
 
-static void test_usage(void)
+TEST(usage)
 {
     int rc = run(NULL, "--help");
     CHECK(rc == 0 && strstr(g_out, "commands:") && strstr(g_out, "store") &&
@@ -46,7 +46,7 @@ static void test_usage(void)
           "version prints flcache and library versions");
 }
 
-static void test_embedded(void)
+TEST(embedded_cache)
 {
     int rc = run(NULL, "store stats --json");
     cJSON *j = rc == 0 ? cJSON_Parse(g_out) : NULL;
@@ -72,7 +72,7 @@ static void test_embedded(void)
           "plain stats says the cache is embedded and empty");
 }
 
-static void test_real_server(void)
+TEST(real_server)
 {
     flc_fixture_t fx;
     flc_fixture_start(&fx, 0);
@@ -117,7 +117,7 @@ static void test_real_server(void)
     CHECK(rc == 1 && strstr(g_out, "http"), "unsupported URL scheme named, exit 1 (got %d)", rc);
 }
 
-static void test_up_down(void)
+TEST(up_down)
 {
     char dir[] = "/tmp/flcache-cli-test-XXXXXX";
     if (mkdtemp(dir) == NULL)
@@ -146,7 +146,7 @@ static void test_up_down(void)
 
 /* Ctrl-C during a long command: the embedded redis-server and its temp
  * directory must be gone afterwards. */
-static void test_ctrl_c(void)
+TEST(ctrl_c)
 {
     pid_t pid = fork();
     if (pid == 0) {
@@ -202,15 +202,12 @@ static void test_ctrl_c(void)
           (int)rpid, sock);
 }
 
-int main(void)
+static void setup(void)
 {
     snprintf(g_bin, sizeof g_bin, "%s/flcache", flc_t_build_dir());
     if (access(g_bin, X_OK) != 0)
         flc_t_fatal("%s is not built", g_bin);
-    test_usage();
-    test_embedded();
-    test_real_server();
-    test_up_down();
-    test_ctrl_c();
-    return flc_t_done();
 }
+
+TEST_LIST_SHARED(setup, NULL, TEST_ENTRY(usage), TEST_ENTRY(embedded_cache),
+                 TEST_ENTRY(real_server), TEST_ENTRY(up_down), TEST_ENTRY(ctrl_c))

@@ -2,7 +2,7 @@
  * missing objects on both backends: a file:// directory, and S3 over HTTP
  * with SigV4 against a real S3-protocol server (s3rver) on loopback,
  * installed by scripts/s3rver.sh (the S3 half skips, saying why, only when
- * it cannot be installed). */
+ * it cannot be installed). The S3 server is the file's shared fixture. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,7 +14,6 @@
 #include "base/crc32c.h"
 #include "cache/cold.h"
 #include "tests/harness.h"
-#include "tests/test_cold_s3rver.h"
 
 static void roundtrip(flc_cold_t *c, const char *label)
 {
@@ -86,7 +85,7 @@ static void corrupt_file(flc_cold_t *c, const char *how)
           "file: %s is FLC_ECHECKSUM and no data (rc %d: %s)", how, rc, flc_cold_errstr(c));
 }
 
-static void file_backend(void)
+TEST(file_backend)
 {
     char dir[] = "/tmp/flc-cold-XXXXXX";
     if (mkdtemp(dir) == NULL)
@@ -103,73 +102,97 @@ static void file_backend(void)
     corrupt_file(c, "flipped byte");
     corrupt_file(c, "truncated object");
     flc_cold_close(c);
-
-    CHECK(flc_cold_open("file://relative/dir", NULL, &err) == NULL && err.code == FLC_EINVAL,
-          "file: a relative path is refused (%s)", err.msg);
-    CHECK(flc_cold_open("ftp://x/y", NULL, &err) == NULL && err.code == FLC_EINVAL,
-          "an unknown scheme is refused (%s)", err.msg);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     flc_t_run(cmd, NULL, 0);
 }
 
-static void s3_backend(void)
+TEST(bad_urls_refused)
 {
-    flc_s3rver_t srv;
-    char why[512];
-    if (flc_s3rver_start(&srv, why, sizeof why) != 0) {
-        printf("# SKIP S3 backend: %s\n", why);
-        return;
-    }
-    flc_cold_opts_t o = {.bucket = "flc-test", .region = "us-east-1", .access_key = "S3RVER",
-                         .secret_key = "S3RVER", .create_bucket = 1};
     flc_err_t err = {0};
-    flc_cold_t *c = flc_cold_open(srv.url, &o, &err);
-    CHECK(c != NULL, "s3: open %s with SigV4 credentials (%s)", srv.url, err.msg);
-    if (c) {
-        CHECK(!flc_cold_is_local(c), "s3: not local");
-        roundtrip(c, "s3");
-        /* Damage an object through the server's own storage is not portable;
-         * put bytes without a trailer straight over HTTP instead: the read
-         * must refuse them. */
-        char cmd[1400], url[1200];
-        flc_cold_locate(c, "fl:{j/9/0}:agg", url, sizeof url);
-        snprintf(cmd, sizeof cmd,
-                 "curl -s -f -o /dev/null --aws-sigv4 aws:amz:us-east-1:s3 -u S3RVER:S3RVER "
-                 "-H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' -X PUT --data-binary "
-                 "'not an flcache object, no trailer' '%s'", url);
-        int st = flc_t_run(cmd, NULL, 0);
-        CHECK(st == 0, "s3: a foreign object was put with curl (exit %d)", st);
-        uint8_t *got = NULL;
-        size_t gl = 0;
-        int rc = flc_cold_get(c, "fl:{j/9/0}:agg", &got, &gl);
-        CHECK(rc == FLC_ECHECKSUM && got == NULL,
-              "s3: an object without a valid trailer is FLC_ECHECKSUM (%d: %s)", rc,
-              flc_cold_errstr(c));
-        flc_cold_close(c);
-    }
-    flc_cold_opts_t bad = o;
+    EXPECT(flc_cold_open("file://relative/dir", NULL, &err) == NULL && err.code == FLC_EINVAL,
+           "file: a relative path is refused (%s)", err.msg);
+    EXPECT(flc_cold_open("ftp://x/y", NULL, &err) == NULL && err.code == FLC_EINVAL,
+           "an unknown scheme is refused (%s)", err.msg);
+}
+
+static flc_s3rver_t g_s3;
+static int g_s3_up;
+static char g_s3_why[512]; /* why there is no S3 server, when g_s3_up is 0 */
+
+static void setup(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    g_s3_up = flc_s3rver_start(&g_s3, g_s3_why, sizeof g_s3_why) == 0;
+    if (!g_s3_up)
+        printf("# no S3 server, the s3 cases skip: %s\n", g_s3_why);
+}
+
+static void teardown(void)
+{
+    if (g_s3_up)
+        flc_s3rver_stop(&g_s3);
+}
+
+static const flc_cold_opts_t g_s3_opts = {.bucket = "flc-test", .region = "us-east-1",
+                                          .access_key = "S3RVER", .secret_key = "S3RVER",
+                                          .create_bucket = 1};
+
+TEST(s3_backend)
+{
+    if (!g_s3_up)
+        flc_t_skip("S3 backend: %s", g_s3_why);
+    flc_err_t err = {0};
+    flc_cold_t *c = flc_cold_open(g_s3.url, &g_s3_opts, &err);
+    CHECK(c != NULL, "s3: open %s with SigV4 credentials (%s)", g_s3.url, err.msg);
+    CHECK(!flc_cold_is_local(c), "s3: not local");
+    roundtrip(c, "s3");
+    /* Damage an object through the server's own storage is not portable;
+     * put bytes without a trailer straight over HTTP instead: the read
+     * must refuse them. */
+    char cmd[1400], url[1200];
+    flc_cold_locate(c, "fl:{j/9/0}:agg", url, sizeof url);
+    snprintf(cmd, sizeof cmd,
+             "curl -s -f -o /dev/null --aws-sigv4 aws:amz:us-east-1:s3 -u S3RVER:S3RVER "
+             "-H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' -X PUT --data-binary "
+             "'not an flcache object, no trailer' '%s'", url);
+    int st = flc_t_run(cmd, NULL, 0);
+    CHECK(st == 0, "s3: a foreign object was put with curl (exit %d)", st);
+    uint8_t *got = NULL;
+    size_t gl = 0;
+    int rc = flc_cold_get(c, "fl:{j/9/0}:agg", &got, &gl);
+    CHECK(rc == FLC_ECHECKSUM && got == NULL,
+          "s3: an object without a valid trailer is FLC_ECHECKSUM (%d: %s)", rc,
+          flc_cold_errstr(c));
+    flc_cold_close(c);
+}
+
+TEST(s3_unknown_key_refused)
+{
+    if (!g_s3_up)
+        flc_t_skip("S3 backend: %s", g_s3_why);
+    flc_err_t err = {0};
+    flc_cold_opts_t bad = g_s3_opts;
     /* An unknown access key: s3rver 3.7 was seen accepting a wrong secret
      * for its known key, so the refusal is tested with a key it lacks. */
     bad.access_key = "NOBODY";
     bad.secret_key = "WRONG";
-    c = flc_cold_open(srv.url, &bad, &err);
+    flc_cold_t *c = flc_cold_open(g_s3.url, &bad, &err);
     if (c != NULL) { /* HEAD of a bucket may go unchecked: a PUT must not */
         flc_cold_put(c, "k", "x", 1);
         err = *flc_cold_error(c);
     }
     CHECK(err.code == FLC_EAUTH, "s3: an unknown access key is FLC_EAUTH (%s)", err.msg);
     flc_cold_close(c);
-    flc_s3rver_stop(&srv);
 }
 
-int main(void)
+TEST(crc32c)
 {
-    signal(SIGPIPE, SIG_IGN);
     CHECK(flc_crc32c(0, "123456789", 9) == 0xE3069283u, "CRC-32C of '123456789' is e3069283");
     uint32_t part = flc_crc32c(0, "1234", 4);
     CHECK(flc_crc32c(part, "56789", 5) == 0xE3069283u, "CRC-32C continues across calls");
-    file_backend();
-    s3_backend();
-    return flc_t_done();
 }
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(crc32c), TEST_ENTRY(file_backend),
+                 TEST_ENTRY(bad_urls_refused), TEST_ENTRY(s3_backend),
+                 TEST_ENTRY(s3_unknown_key_refused))

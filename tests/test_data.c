@@ -73,7 +73,7 @@ static void write_labels(const char *path, uint32_t magic, uint32_t n, int maxla
     gzclose(f);
 }
 
-static void test_idx_real(void)
+TEST(idx_fashion_mnist)
 {
     flc_err_t err = {0};
     flc_dataset_t *ds = NULL;
@@ -115,7 +115,7 @@ static void test_idx_real(void)
     flc_data_free(ds);
 }
 
-static void test_idx_errors(void)
+TEST(idx_errors)
 {
     flc_err_t err = {0};
     flc_dataset_t *ds = NULL;
@@ -217,7 +217,7 @@ static void test_idx_errors(void)
 
 /* The byte mode of the same reader: the file's pixels unscaled, the same
  * checks, a labels-only read, and bytes / 255 equal to the float mode. */
-static void test_idx_bytes(void)
+TEST(idx_bytes)
 {
     flc_err_t err = {0};
     flc_dataset_u8_t *b = NULL;
@@ -276,7 +276,7 @@ static void test_idx_bytes(void)
     flc_data_u8_free(b);
 }
 
-static void test_norm(void)
+TEST(normalize)
 {
     flc_err_t err = {0};
     flc_dataset_t *ds = NULL;
@@ -335,7 +335,7 @@ static int covers_once(const flc_parts_t *p, size_t n)
     return ok;
 }
 
-static void test_iid(void)
+TEST(iid_split)
 {
     flc_err_t err = {0};
     flc_parts_t *p = NULL, *q = NULL;
@@ -380,7 +380,7 @@ static double mean_max_share(const flc_parts_t *p, const int32_t *y)
     return tot / m;
 }
 
-static void test_dirichlet(void)
+TEST(dirichlet_split)
 {
     flc_err_t err = {0};
     enum { N = 6000 };
@@ -437,7 +437,7 @@ static void test_dirichlet(void)
     free(y);
 }
 
-static void test_batcher(void)
+TEST(batcher)
 {
     flc_err_t err = {0};
     flc_dataset_t *ds = NULL;
@@ -496,7 +496,7 @@ static void test_batcher(void)
     flc_data_free(ds);
 }
 
-static void test_rng(void)
+TEST(rng)
 {
     flc_rng_t a, b;
     flc_rng_seed(&a, 1);
@@ -534,21 +534,22 @@ static void test_rng(void)
           (unsigned long long)below[4]);
 }
 
-int main(void)
+/* The cases write their files into one temp directory, each under its own
+ * names; made by the runner before them and removed after. */
+static void setup(void)
 {
     if (mkdtemp(g_dir) == NULL)
         flc_t_fatal("mkdtemp failed");
-    test_idx_real();
-    test_idx_errors();
-    test_idx_bytes();
-    test_norm();
-    test_iid();
-    test_dirichlet();
-    test_batcher();
-    test_rng();
+}
+
+static void teardown(void)
+{
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     if (system(cmd) != 0)
         printf("# could not remove %s\n", g_dir);
-    return flc_t_done();
 }
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(idx_fashion_mnist), TEST_ENTRY(idx_errors),
+                 TEST_ENTRY(idx_bytes), TEST_ENTRY(normalize), TEST_ENTRY(iid_split),
+                 TEST_ENTRY(dirichlet_split), TEST_ENTRY(batcher), TEST_ENTRY(rng))

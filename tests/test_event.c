@@ -23,7 +23,7 @@ static cJSON *ev_of(const char *text)
     return ev;
 }
 
-static void test_integers(void)
+TEST(integers)
 {
     cJSON *ev = ev_of("{\"batch\":1.5,\"big\":1e300,\"size\":-1,\"ok\":64,\"s\":\"3\","
                       "\"top\":9007199254740992,\"inf\":1e999}");
@@ -61,7 +61,7 @@ static void test_integers(void)
     cJSON_Delete(ev);
 }
 
-static void test_numbers(void)
+TEST(numbers)
 {
     cJSON *ev = ev_of("{\"lr\":0.5,\"neg\":-2,\"inf\":1e999,\"s\":\"x\"}");
     cJSON_AddItemToObject(ev, "nan", cJSON_CreateNumber(NAN)); /* an in-process event can */
@@ -84,7 +84,7 @@ static void test_numbers(void)
     cJSON_Delete(ev);
 }
 
-static void test_strings_bools_arrays(void)
+TEST(strings_bools_arrays)
 {
     cJSON *ev = ev_of("{\"model\":3,\"name\":\"m\",\"crash\":1,\"yes\":true,\"no\":false,"
                       "\"gone\":null,\"ix\":[0,1.5,2],\"names\":[\"a\",7],\"notarr\":\"x\"}");
@@ -172,7 +172,7 @@ static int run_fn(const char *const *events, int n, cJSON **results)
     return rc;
 }
 
-static void test_roles_refuse(void)
+TEST(roles_refuse)
 {
     static const char *const ev[] = {
         "{\"role\":\"client\",\"job\":\"j\",\"client\":\"c0\",\"round\":1.5,\"indices\":[0]}",
@@ -212,7 +212,7 @@ static void test_roles_refuse(void)
 
 /* One of two expected clients pushes; the merger waits out its deadline
  * for the other. That wait is communication in the aggregator's result. */
-static void test_aggregator_comm(void)
+TEST(aggregator_comm)
 {
     flc_fixture_t fx;
     flc_fixture_start(&fx, 0);
@@ -241,12 +241,5 @@ static void test_aggregator_comm(void)
     flc_fixture_stop(&fx);
 }
 
-int main(void)
-{
-    test_integers();
-    test_numbers();
-    test_strings_bools_arrays();
-    test_roles_refuse();
-    test_aggregator_comm();
-    return flc_t_done();
-}
+TEST_LIST(TEST_ENTRY(integers), TEST_ENTRY(numbers), TEST_ENTRY(strings_bools_arrays),
+          TEST_ENTRY(roles_refuse), TEST_ENTRY(aggregator_comm))

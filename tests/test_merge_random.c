@@ -78,7 +78,7 @@ static void ref_middle(size_t k, size_t n, const double *s, size_t lo, size_t hi
     }
 }
 
-static void test_fedavg(float *out, double *ref)
+static void check_fedavg(float *out, double *ref)
 {
     const size_t ks[] = {1, 3, 8, 9, 300};
     flc_err_t e = {0};
@@ -119,7 +119,7 @@ static void test_fedavg(float *out, double *ref)
     }
 }
 
-static void test_clipped_mean(float *out, double *ref)
+static void check_clipped_mean(float *out, double *ref)
 {
     size_t k = 9;
     double s[KMAX], norms[KMAX];
@@ -143,7 +143,7 @@ static void test_clipped_mean(float *out, double *ref)
           "clipped mean: %zu of %zu clipped, max relative error %.2e", info.clipped, k, err);
 }
 
-static void test_robust(float *out, double *ref)
+static void check_robust(float *out, double *ref)
 {
     const size_t ks[] = {1, 2, 5, 8, 17, 32, 33, 40};
     for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
@@ -183,7 +183,7 @@ static void test_robust(float *out, double *ref)
     CHECK(rc == 0 && max_rel(out, ref, N, 1e-6) <= 1e-6, "clipped median of 7 matches");
 }
 
-static void test_krum(float *out, double *ref)
+static void check_krum(float *out, double *ref)
 {
     size_t k = 12, f = 3;
     /* nine honest updates close together, and three Byzantine ones (1, 4, 7)
@@ -289,7 +289,7 @@ static void ref_server(const flc_merge_rule_t *r, float *m, float *v, const doub
     }
 }
 
-static void test_server(float *out, double *ref)
+static void check_server(float *out, double *ref)
 {
     const char *specs[] = {"fedavgm", "fedadam", "fedyogi:tau=1e-2", "fedadagrad:beta1=0"};
     size_t k = 6;
@@ -328,7 +328,7 @@ static void test_server(float *out, double *ref)
 
 /* Merging S uneven shards separately (norms given from outside, distances
  * summed) equals merging the whole vector, bit for bit. */
-static void test_sharded(float *out)
+static void check_sharded(float *out)
 {
     const size_t cut[5] = {0, 1000, 1001, 3500, N}; /* shards of 1000, 1, 2499, 1503 */
     const char *specs[] = {"fedavg:clip=20", "median:clip=20", "trimmed-mean:trim=0.2",
@@ -384,28 +384,68 @@ static void test_sharded(float *out)
     free(whole);
 }
 
-int main(void)
+/* The updates every case merges, made once by the runner: KMAX updates of
+ * different sizes (so clipping and weights matter) and their weights. */
+static void setup(void)
 {
     for (size_t j = 0; j < KMAX; j++) {
         U[j] = malloc(N * sizeof(float));
         flc_t_fill(U[j], N, (unsigned)(j + 1));
-        /* updates of different sizes, so clipping and weights matter */
         float amp = 0.5f + (float)(j % 7);
         for (size_t i = 0; i < N; i++)
             U[j][i] *= amp;
         W[j] = 1 + (double)((j * 37) % 100);
     }
-    float *out = malloc(N * sizeof *out);
-    double *ref = malloc(N * sizeof *ref);
-    test_fedavg(out, ref);
-    test_clipped_mean(out, ref);
-    test_robust(out, ref);
-    test_krum(out, ref);
-    test_server(out, ref);
-    test_sharded(out);
-    free(out);
-    free(ref);
+}
+
+static void teardown(void)
+{
     for (size_t j = 0; j < KMAX; j++)
         free(U[j]);
-    return flc_t_done();
 }
+
+/* Runs one of the checks above with an output and a reference buffer. */
+static void with_buffers(void (*check)(float *out, double *ref))
+{
+    float *out = malloc(N * sizeof *out);
+    double *ref = malloc(N * sizeof *ref);
+    check(out, ref);
+    free(out);
+    free(ref);
+}
+
+TEST(fedavg)
+{
+    with_buffers(check_fedavg);
+}
+
+TEST(clipped_mean)
+{
+    with_buffers(check_clipped_mean);
+}
+
+TEST(robust)
+{
+    with_buffers(check_robust);
+}
+
+TEST(krum)
+{
+    with_buffers(check_krum);
+}
+
+TEST(server_optimizers)
+{
+    with_buffers(check_server);
+}
+
+TEST(sharded_equals_whole)
+{
+    float *out = malloc(N * sizeof *out);
+    check_sharded(out);
+    free(out);
+}
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(fedavg), TEST_ENTRY(clipped_mean),
+                 TEST_ENTRY(robust), TEST_ENTRY(krum), TEST_ENTRY(server_optimizers),
+                 TEST_ENTRY(sharded_equals_whole))

@@ -62,7 +62,7 @@ static int run(const char *spec, const float *const *u, size_t k, size_t n, cons
 static const float A0[4] = {1, 2, 3, 4}, A1[4] = {3, 0, -1, 8}, A2[4] = {-2, 4, 5, 0},
                    A3[4] = {0, 1, 2, 10}, A4[4] = {100, -100, 7, 1};
 
-static void test_averages(void)
+TEST(averages)
 {
     const float *u[5] = {A0, A1, A2, A3, A4};
     const double w[3] = {1, 2, 3};
@@ -114,7 +114,7 @@ static void test_averages(void)
     flc_merge_acc_free(acc);
 }
 
-static void test_robust(void)
+TEST(robust_rules)
 {
     const float *u[5] = {A0, A1, A2, A3, A4};
     float out[4];
@@ -144,7 +144,7 @@ static void test_robust(void)
           "trim count is floor(trim*k): 3 of 10 at 0.3, 0 of 9 at 0.1, 1 of 4 at 0.49");
 }
 
-static void test_krum(void)
+TEST(krum)
 {
     /* Points e=[10,10] b=[1,0] d=[1,1.5] c=[0,1] a=[0,0]; f=1 -> 2 neighbours.
      * Scores: e 153.25+181=334.25, b 1+2=3, d 1.25+2.25=3.5, c 1+1.25=2.25,
@@ -193,7 +193,7 @@ static void test_krum(void)
           "krum with f=3 and 5 updates is refused");
 }
 
-static void test_server_opt(void)
+TEST(server_optimizers)
 {
     /* deltas [1,-2,0] and [3,0,0]: pseudo-gradient g = [2,-1,0] */
     static const float D0[3] = {1, -2, 0}, D1[3] = {3, 0, 0};
@@ -246,7 +246,7 @@ static void test_server_opt(void)
     flc_merge_state_free(st);
 }
 
-static void test_descriptors(void)
+TEST(descriptors)
 {
     flc_merge_rule_t r;
     flc_err_t e = {0};
@@ -319,7 +319,7 @@ static void test_descriptors(void)
           "no accumulator for multi-krum");
 }
 
-static void test_errors(void)
+TEST(errors_named)
 {
     float bad[5] = {1, 2, 3, 4, 5};
     float good[5] = {1, 1, 1, 1, 1};
@@ -397,13 +397,5 @@ static void test_errors(void)
     flc_merge_acc_free(NULL);
 }
 
-int main(void)
-{
-    test_averages();
-    test_robust();
-    test_krum();
-    test_server_opt();
-    test_descriptors();
-    test_errors();
-    return flc_t_done();
-}
+TEST_LIST(TEST_ENTRY(averages), TEST_ENTRY(robust_rules), TEST_ENTRY(krum),
+          TEST_ENTRY(server_optimizers), TEST_ENTRY(descriptors), TEST_ENTRY(errors_named))

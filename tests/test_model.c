@@ -57,7 +57,7 @@ static void tiny_problem(float *x, int32_t *y, unsigned seed)
         y[r] = (int32_t)((r * 3 + seed) % OUT);
 }
 
-static void test_desc(void)
+TEST(descriptors)
 {
     flc_err_t err = {0};
     flc_model_desc_t d;
@@ -80,7 +80,8 @@ static void test_desc(void)
     CHECK(strcmp(flc_model_kind_name(FLC_MODEL_MLP), "mlp") == 0, "kind names round-trip");
 }
 
-static void test_gradients(const char *name)
+/* The gradient checks of one model kind (a case each, below). */
+static void check_gradients(const char *name)
 {
     flc_err_t err = {0};
     flc_model_desc_t d;
@@ -126,7 +127,7 @@ static void test_gradients(const char *name)
     flc_model_free(m);
 }
 
-static void test_init_step_prox(void)
+TEST(init_step_prox)
 {
     flc_err_t err = {0};
     flc_model_desc_t d;
@@ -168,7 +169,7 @@ static void test_init_step_prox(void)
     flc_model_free(m);
 }
 
-static void test_predict_evaluate(void)
+TEST(predict_evaluate)
 {
     flc_err_t err = {0};
     flc_dataset_t *ds = NULL;
@@ -210,12 +211,15 @@ static void test_predict_evaluate(void)
     flc_data_free(ds);
 }
 
-int main(void)
+TEST(gradients_softmax)
 {
-    test_desc();
-    test_gradients("softmax");
-    test_gradients("mlp");
-    test_init_step_prox();
-    test_predict_evaluate();
-    return flc_t_done();
+    check_gradients("softmax");
 }
+
+TEST(gradients_mlp)
+{
+    check_gradients("mlp");
+}
+
+TEST_LIST(TEST_ENTRY(descriptors), TEST_ENTRY(gradients_softmax), TEST_ENTRY(gradients_mlp),
+          TEST_ENTRY(init_step_prox), TEST_ENTRY(predict_evaluate))

@@ -33,7 +33,7 @@ static void names(const flc_obj_t *v, size_t n, char *out, size_t cap)
                               v[i].kind == FLC_OBJ_MERGED ? "agg" : v[i].client);
 }
 
-static void test_lru(void)
+TEST(lru)
 {
     flc_policy_t *p = flc_pol_lru_new();
     flc_obj_t a = upd(1, "a"), b = upd(1, "b"), c = upd(1, "c"), d = upd(1, "d");
@@ -65,7 +65,7 @@ static void test_lru(void)
     flc_pol_free(p);
 }
 
-static void test_window(void)
+TEST(window)
 {
     flc_policy_t *p = flc_pol_window_new(2);
     CHECK(strcmp(p->spec, "window:2") == 0, "window: spec is window:2");
@@ -100,7 +100,7 @@ static void test_window(void)
     flc_pol_free(p);
 }
 
-static void test_workload(void)
+TEST(workload)
 {
     flc_policy_t *p = flc_pol_workload_new();
     const char *clients[] = {"c0", "c1", "c2", "c3"};
@@ -172,7 +172,7 @@ static void test_workload(void)
     flc_pol_free(p);
 }
 
-static void test_specs(void)
+TEST(specs)
 {
     flc_err_t err = {0};
     const char *good[] = {"lru", "window:3", "workload"};
@@ -188,11 +188,4 @@ static void test_specs(void)
     flc_pol_free(NULL);
 }
 
-int main(void)
-{
-    test_lru();
-    test_window();
-    test_workload();
-    test_specs();
-    return flc_t_done();
-}
+TEST_LIST(TEST_ENTRY(lru), TEST_ENTRY(window), TEST_ENTRY(workload), TEST_ENTRY(specs))

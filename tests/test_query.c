@@ -31,6 +31,7 @@ static float g_u[2][N][NDIM];   /* round 1 and round 2 updates */
 static uint64_t g_samples[N];
 
 typedef struct marg {
+    const char *job;
     uint32_t round, shard;
     int rc;
 } marg_t;
@@ -40,7 +41,7 @@ static void *merger(void *p)
     marg_t *a = p;
     flc_err_t e = {0};
     flc_store_t *s = flc_store_open(g_fx.unix_url, NULL, &e);
-    flc_merger_cfg_t c = {.job = "qj", .round = a->round, .shard = a->shard, .num_shards = S,
+    flc_merger_cfg_t c = {.job = a->job, .round = a->round, .shard = a->shard, .num_shards = S,
                           .model_size = NDIM, .expected = g_exp, .n_expected = N,
                           .deadline_ms = 10000, .readers = 1, .derive_stats = a->round == 2};
     flc_merge_rule_init(&c.rule, "fedavg", NULL);
@@ -53,25 +54,25 @@ static void *merger(void *p)
     return NULL;
 }
 
-/* Stores round r: every client's update and metadata, then the merge. */
-static void store_round(flc_store_t *s, uint32_t r)
+/* Stores round r of job: every client's update and metadata, then the merge. */
+static void store_round(flc_store_t *s, const char *job, uint32_t r)
 {
     pthread_t th[S];
     marg_t ma[S];
     for (uint32_t k = 0; k < S; k++) {
-        ma[k] = (marg_t){r, k, 0};
+        ma[k] = (marg_t){job, r, k, 0};
         pthread_create(&th[k], NULL, merger, &ma[k]);
     }
     flc_err_t e = {0};
     for (int i = 0; i < N; i++) {
-        flc_rs_push_cfg_t pc = {.job = "qj", .round = r, .client = g_names[i], .num_shards = S,
+        flc_rs_push_cfg_t pc = {.job = job, .round = r, .client = g_names[i], .num_shards = S,
                                 .model_size = NDIM, .num_samples = g_samples[i]};
         if (flc_rs_push(s, &pc, g_u[r - 1][i], &e) != 0)
             flc_t_fatal("push: %s", e.msg);
         Flcache__ModelUpdate u = FLCACHE__MODEL_UPDATE__INIT;
         Flcache__ModelUpdate__LabelsEntry lab = FLCACHE__MODEL_UPDATE__LABELS_ENTRY__INIT;
         Flcache__ModelUpdate__LabelsEntry *labs[] = {&lab};
-        u.job = "qj";
+        u.job = (char *)job; /* protobuf-c fields are not const */
         u.round = r;
         u.client = g_names[i];
         u.num_samples = g_samples[i];
@@ -127,15 +128,13 @@ static Flcache__QueryAnswer *run(flc_store_t *s, flc_query_req_t q, flc_err_t *e
     return a;
 }
 
-int main(void)
+/* The data every case reads: job "qj" with rounds 1 and 2 stored and merged,
+ * round 1 with a driver's accuracy. Round 1: two groups around far-apart
+ * centers. Round 2: one common direction plus noise; the last two clients
+ * send it negated, scaled. Made once by the shared fixture; the cases only
+ * read it (and the Gram partials cached on the way give the same answers). */
+static void make_updates(void)
 {
-    flc_fixture_start(&g_fx, 0);
-    flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(g_fx.unix_url, NULL, &e);
-    if (s == NULL)
-        flc_t_fatal("connect: %s", e.msg);
-    /* Round 1: two groups around far-apart centers. Round 2: one common
-     * direction plus noise; the last two clients send it negated, scaled. */
     float ca[NDIM], cb[NDIM], dir[NDIM], noise[NDIM];
     flc_t_fill(ca, NDIM, 1);
     flc_t_fill(cb, NDIM, 2);
@@ -152,8 +151,24 @@ int main(void)
                 g_u[1][i][x] = -3.0f * g_u[1][i][x];
         }
     }
-    store_round(s, 1);
-    store_round(s, 2);
+}
+
+static flc_store_t *open_store(void)
+{
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(g_fx.unix_url, NULL, &e);
+    if (s == NULL)
+        flc_t_fatal("connect: %s", e.msg);
+    return s;
+}
+
+static void setup(void)
+{
+    flc_fixture_start(&g_fx, 0);
+    make_updates();
+    flc_store_t *s = open_store();
+    store_round(s, "qj", 1);
+    store_round(s, "qj", 2);
     /* A driver's metrics for round 1, as simulate writes them. */
     Flcache__RoundMeta *rm = NULL;
     if (flc_store_get_round_meta(s, "qj", 1, &rm) == 0) {
@@ -167,8 +182,38 @@ int main(void)
         flc_store_put_round_meta(s, &copy);
         flcache__round_meta__free_unpacked(rm, NULL);
     }
+    flc_store_close(s);
+}
 
-    /* 0. The tracker knows where every shard of round 1 lives. */
+static void teardown(void)
+{
+    flc_fixture_stop(&g_fx);
+}
+
+/* Sum of every client's samples. */
+static double total_samples(void)
+{
+    double W = 0;
+    for (int i = 0; i < N; i++)
+        W += (double)g_samples[i];
+    return W;
+}
+
+/* The samples-weighted mean of round r's updates (r = 1 or 2). */
+static void aggregate(int r, float *agg)
+{
+    double W = total_samples();
+    for (int x = 0; x < NDIM; x++) {
+        double t = 0;
+        for (int j = 0; j < N; j++)
+            t += (double)g_samples[j] * g_u[r - 1][j][x];
+        agg[x] = (float)(t / W);
+    }
+}
+
+TEST(tracker_places_shards)
+{
+    flc_store_t *s = open_store();
     flc_where_t *where = NULL;
     size_t nw = 0;
     int trc = flc_track_round(s, "qj", 1, &where, &nw);
@@ -179,20 +224,17 @@ int main(void)
     CHECK(placed, "tracker: the 3 shards of round 1 are hot on %s",
           nw ? where[0].node : "?");
     free(where);
+    flc_store_close(s);
+}
 
-    /* 1. Gram partials vs brute force, including the merged row. */
+TEST(gram_vs_brute_force)
+{
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
     flc_gram_t g;
     int rc = flc_query_gram(s, g_fx.unix_url, "qj", 1, 2, 0, &g, &e);
     float agg[NDIM];
-    double W = 0;
-    for (int i = 0; i < N; i++)
-        W += (double)g_samples[i];
-    for (int x = 0; x < NDIM; x++) {
-        double a = 0;
-        for (int i = 0; i < N; i++)
-            a += (double)g_samples[i] * g_u[0][i][x];
-        agg[x] = (float)(a / W);
-    }
+    aggregate(1, agg);
     double worst = 0;
     for (int i = 0; rc == 0 && i <= N; i++)
         for (int j = 0; j <= N; j++) {
@@ -204,8 +246,15 @@ int main(void)
           "Gram of 12 updates + aggregate summed over 3 shards equals whole-vector dot products "
           "(max rel err %.1e)", worst);
     flc_gram_free(&g);
+    flc_store_close(s);
+}
 
-    /* 2. norms, similarity. */
+TEST(norms_vs_reference)
+{
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
+    float agg[NDIM];
+    aggregate(1, agg);
     Flcache__QueryAnswer *a = run(s, (flc_query_req_t){.kind = FLC_Q_NORMS, .round_from = 1,
                                                        .round_to = 1}, &e);
     int ok = a && a->n_rows == N;
@@ -216,11 +265,26 @@ int main(void)
         ok &= r && relerr(r->values[0], n2) < 1e-4 && fabs(r->values[1] - c) < 1e-4 &&
               r->values[2] == (double)g_samples[i];
     }
+    if (a)
+        flcache__query_answer__free_unpacked(a, NULL);
+    flc_store_close(s);
     CHECK(ok, "norms: every client's norm and cosine to the aggregate equal the reference");
+}
+
+/* On a job of its own ("qc", round 1 as qj's), so no other case has cached
+ * its Gram partials before the first query. */
+TEST(gram_cache_reused)
+{
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
+    store_round(s, "qc", 1);
+    flc_query_req_t q = {.kind = FLC_Q_NORMS, .job = "qc", .round_from = 1, .round_to = 1};
+    Flcache__QueryAnswer *a = run(s, q, &e);
+    CHECK(a && a->n_rows == N, "norms of job qc: %s", a ? "12 rows" : e.msg);
     uint64_t first_read = a ? a->bytes_read : 0;
     if (a)
         flcache__query_answer__free_unpacked(a, NULL);
-    a = run(s, (flc_query_req_t){.kind = FLC_Q_NORMS, .round_from = 1, .round_to = 1}, &e);
+    a = run(s, q, &e);
     CHECK(a && first_read >= N * NDIM * 4 && a->bytes_read == 0 && a->bytes_moved > 0 &&
               a->bytes_moved < first_read,
           "repeated query reads the cached Gram partials: %llu bytes next to the data the "
@@ -228,36 +292,71 @@ int main(void)
           a ? (unsigned long long)a->bytes_moved : 0ULL);
     if (a)
         flcache__query_answer__free_unpacked(a, NULL);
-    a = run(s, (flc_query_req_t){.kind = FLC_Q_SIMILARITY, .round_from = 1, .round_to = 1}, &e);
-    ok = a && a->n_rows == N && a->num_numeric == N;
+    flc_store_close(s);
+}
+
+TEST(similarity_vs_reference)
+{
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
+    Flcache__QueryAnswer *a =
+        run(s, (flc_query_req_t){.kind = FLC_Q_SIMILARITY, .round_from = 1, .round_to = 1}, &e);
+    int ok = a && a->n_rows == N && a->num_numeric == N;
     for (int i = 0; ok && i < N; i++)
         for (int j = 0; j < N; j++) {
             double c = dotd(g_u[0][i], g_u[0][j]) /
                        sqrt(dotd(g_u[0][i], g_u[0][i]) * dotd(g_u[0][j], g_u[0][j]));
             ok &= fabs(a->rows[i]->values[j] - c) < 1e-4;
         }
-    CHECK(ok, "similarity: the 12x12 cosine matrix equals the reference");
     if (a)
         flcache__query_answer__free_unpacked(a, NULL);
+    flc_store_close(s);
+    CHECK(ok, "similarity: the 12x12 cosine matrix equals the reference");
+}
 
-    /* 3. clusters and personalize. */
-    a = run(s, (flc_query_req_t){.kind = FLC_Q_CLUSTERS, .round_from = 1, .round_to = 1, .k = 2,
-                                 .seed = 7}, &e);
-    ok = a && a->n_rows == N;
+/* The cluster (0 or 1) that K=2 clustering with seed 7 gives the first
+ * group, or -1 when the query failed. */
+static int first_group_cluster(flc_store_t *s, flc_err_t *e, int *exact, double *inertia)
+{
+    Flcache__QueryAnswer *a = run(s, (flc_query_req_t){.kind = FLC_Q_CLUSTERS, .round_from = 1,
+                                                       .round_to = 1, .k = 2, .seed = 7}, e);
+    int ok = a && a->n_rows == N;
     int ga = ok ? (int)row_of(a, g_names[0])->values[0] : -1;
     for (int i = 0; ok && i < N; i++)
         ok &= (int)row_of(a, g_names[i])->values[0] == (i < N / 2 ? ga : 1 - ga);
-    CHECK(ok && summary(a, "size_0") == 6 && summary(a, "size_1") == 6,
-          "clusters K=2: the two planted groups found exactly (inertia %.3g)",
-          a ? summary(a, "inertia") : NAN);
+    *exact = ok && summary(a, "size_0") == 6 && summary(a, "size_1") == 6;
+    *inertia = a ? summary(a, "inertia") : NAN;
     if (a)
         flcache__query_answer__free_unpacked(a, NULL);
+    return ga;
+}
+
+TEST(kmeans_planted)
+{
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
+    int exact;
+    double inertia;
+    first_group_cluster(s, &e, &exact, &inertia);
+    flc_store_close(s);
+    CHECK(exact, "clusters K=2: the two planted groups found exactly (inertia %.3g)", inertia);
+}
+
+TEST(personalize_group_mean)
+{
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
+    int exact;
+    double inertia;
+    int ga = first_group_cluster(s, &e, &exact, &inertia);
+    CHECK(ga >= 0, "clusters K=2 answered: %s", ga >= 0 ? "yes" : e.msg);
     float *model = NULL;
     uint64_t mlen = 0;
-    a = run(s, (flc_query_req_t){.kind = FLC_Q_PERSONALIZE, .round_from = 1, .round_to = 1,
+    Flcache__QueryAnswer *a =
+        run(s, (flc_query_req_t){.kind = FLC_Q_PERSONALIZE, .round_from = 1, .round_to = 1,
                                  .k = 2, .seed = 7, .cluster = (unsigned)ga,
                                  .model_out = &model, .model_len = &mlen}, &e);
-    worst = 0;
+    double worst = 0;
     double wa = 0;
     for (int i = 0; i < N / 2; i++)
         wa += (double)g_samples[i];
@@ -268,130 +367,166 @@ int main(void)
         double d = relerr(model[x], m / wa);
         worst = d > worst ? d : worst;
     }
-    CHECK(a && model && mlen == NDIM && worst < 1e-5 && summary(a, "members") == 6,
-          "personalize: the first group's model is its members' weighted mean (max rel err "
-          "%.1e), moved once", worst);
+    int ok = a && model && mlen == NDIM && worst < 1e-5 && summary(a, "members") == 6;
     free(model);
     if (a)
         flcache__query_answer__free_unpacked(a, NULL);
+    flc_store_close(s);
+    CHECK(ok, "personalize: the first group's model is its members' weighted mean (max rel err "
+              "%.1e), moved once", worst);
+}
 
-    /* 4. outliers on round 2: the two sign-flippers first. Its mergers
-     * derived the statistics when the round closed: the query reads no
-     * update. */
-    a = run(s, (flc_query_req_t){.kind = FLC_Q_OUTLIERS, .round_from = 2, .round_to = 2}, &e);
-    CHECK(a && a->bytes_read == 0,
-          "round 2's mergers cached the Gram partials on close: outliers read %llu bytes of "
-          "updates", a ? (unsigned long long)a->bytes_read : 0ULL);
-    ok = a && a->n_rows == N;
+/* Outliers on round 2: the two sign-flippers first. Its mergers derived the
+ * statistics when the round closed: the query reads no update. */
+TEST(outliers_planted)
+{
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
+    Flcache__QueryAnswer *a =
+        run(s, (flc_query_req_t){.kind = FLC_Q_OUTLIERS, .round_from = 2, .round_to = 2}, &e);
+    EXPECT(a && a->bytes_read == 0,
+           "round 2's mergers cached the Gram partials on close: outliers read %llu bytes of "
+           "updates", a ? (unsigned long long)a->bytes_read : 0ULL);
+    int ok = a && a->n_rows == N;
     for (int r = 0; ok && r < 2; r++)
         ok &= strcmp(a->rows[r]->key, g_names[N - 1]) == 0 ||
               strcmp(a->rows[r]->key, g_names[N - 2]) == 0;
-    CHECK(ok && summary(a, "precision") == 1 && summary(a, "recall") == 1,
-          "outliers: planted sign-flippers ranked first, precision %.2f recall %.2f against the "
-          "ground truth", a ? summary(a, "precision") : NAN, a ? summary(a, "recall") : NAN);
+    EXPECT(ok && summary(a, "precision") == 1 && summary(a, "recall") == 1,
+           "outliers: planted sign-flippers ranked first, precision %.2f recall %.2f against the "
+           "ground truth", a ? summary(a, "precision") : NAN, a ? summary(a, "recall") : NAN);
     if (a)
         flcache__query_answer__free_unpacked(a, NULL);
+    flc_store_close(s);
+}
 
-    /* 5. contribution over rounds 1..2 vs the reference. */
-    a = run(s, (flc_query_req_t){.kind = FLC_Q_CONTRIBUTION, .round_from = 1, .round_to = 2},
+TEST(contribution_vs_reference)
+{
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
+    double W = total_samples();
+    Flcache__QueryAnswer *a =
+        run(s, (flc_query_req_t){.kind = FLC_Q_CONTRIBUTION, .round_from = 1, .round_to = 2},
             &e);
-    ok = a && a->n_rows == N;
+    int ok = a && a->n_rows == N;
     for (int i = 0; ok && i < N; i++) {
         double want = 0;
         for (int r = 0; r < 2; r++) {
             float A[NDIM];
-            for (int x = 0; x < NDIM; x++) {
-                double t = 0;
-                for (int j = 0; j < N; j++)
-                    t += (double)g_samples[j] * g_u[r][j][x];
-                A[x] = (float)(t / W);
-            }
+            aggregate(r + 1, A);
             want += (double)g_samples[i] / W * dotd(g_u[r][i], A) /
                     sqrt(dotd(g_u[r][i], g_u[r][i]) * dotd(A, A));
         }
         const Flcache__QueryRow *row = row_of(a, g_names[i]);
         ok &= row && fabs(row->values[0] - want) < 1e-4 && row->values[2] == 2;
     }
-    CHECK(ok, "contribution summed over rounds 1..2 equals the reference");
     if (a)
         flcache__query_answer__free_unpacked(a, NULL);
+    flc_store_close(s);
+    CHECK(ok, "contribution summed over rounds 1..2 equals the reference");
+}
 
-    /* 6. metadata queries. */
-    a = run(s, (flc_query_req_t){.kind = FLC_Q_HISTORY, .all_rounds = 1}, &e);
-    CHECK(a && a->n_rows == 2 && a->rows[0]->values[0] == 0.75 && a->rows[0]->values[2] == N &&
-              strncmp(a->rows[0]->text[0], "fedavg", 6) == 0,
-          "history: 2 rounds, round 1 accuracy 0.75, 12 participants, rule fedavg");
+TEST(metadata_queries)
+{
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
+    Flcache__QueryAnswer *a = run(s, (flc_query_req_t){.kind = FLC_Q_HISTORY, .all_rounds = 1}, &e);
+    EXPECT(a && a->n_rows == 2 && a->rows[0]->values[0] == 0.75 && a->rows[0]->values[2] == N &&
+               strncmp(a->rows[0]->text[0], "fedavg", 6) == 0,
+           "history: 2 rounds, round 1 accuracy 0.75, 12 participants, rule fedavg");
     if (a)
         flcache__query_answer__free_unpacked(a, NULL);
     a = run(s, (flc_query_req_t){.kind = FLC_Q_CLIENT, .client = "c11", .all_rounds = 1}, &e);
-    CHECK(a && a->n_rows == 2 && a->rows[1]->values[0] == (double)g_samples[11] &&
-              fabs(a->rows[1]->values[1] - (0.5 + 1.1 + 2)) < 1e-9 &&
-              strcmp(a->rows[1]->text[2], "sign_flip") == 0,
-          "client c11: 2 rounds with samples, loss and its fault label");
+    EXPECT(a && a->n_rows == 2 && a->rows[1]->values[0] == (double)g_samples[11] &&
+               fabs(a->rows[1]->values[1] - (0.5 + 1.1 + 2)) < 1e-9 &&
+               strcmp(a->rows[1]->text[2], "sign_flip") == 0,
+           "client c11: 2 rounds with samples, loss and its fault label");
     if (a)
         flcache__query_answer__free_unpacked(a, NULL);
     a = run(s, (flc_query_req_t){.kind = FLC_Q_SCHEDULE, .all_rounds = 1, .k = 3}, &e);
-    CHECK(a && a->n_rows == 3 && a->rows[0]->values[1] >= a->rows[1]->values[1] &&
-              a->rows[1]->values[1] >= a->rows[2]->values[1] && *a->rows[0]->text[0],
-          "schedule K=3: three clients ranked by score, each explained (first: %s, '%s')",
-          a ? a->rows[0]->key : "?", a ? a->rows[0]->text[0] : "?");
+    EXPECT(a && a->n_rows == 3 && a->rows[0]->values[1] >= a->rows[1]->values[1] &&
+               a->rows[1]->values[1] >= a->rows[2]->values[1] && *a->rows[0]->text[0],
+           "schedule K=3: three clients ranked by score, each explained (first: %s, '%s')",
+           a ? a->rows[0]->key : "?", a ? a->rows[0]->text[0] : "?");
     if (a)
         flcache__query_answer__free_unpacked(a, NULL);
+    flc_store_close(s);
+}
 
-    /* 7. errors. */
-    a = run(s, (flc_query_req_t){.kind = FLC_Q_HISTORY, .job = "nojob", .all_rounds = 1}, &e);
-    CHECK(a == NULL && e.code == FLC_ENOTFOUND && strstr(e.msg, "nojob"), "unknown job: %s",
-          e.msg);
+TEST(unknown_names_refused)
+{
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
+    Flcache__QueryAnswer *a =
+        run(s, (flc_query_req_t){.kind = FLC_Q_HISTORY, .job = "nojob", .all_rounds = 1}, &e);
+    EXPECT(a == NULL && e.code == FLC_ENOTFOUND && strstr(e.msg, "nojob"), "unknown job: %s",
+           e.msg);
     a = run(s, (flc_query_req_t){.kind = FLC_Q_NORMS, .round_from = 9, .round_to = 9}, &e);
-    CHECK(a == NULL && e.code == FLC_ENOTFOUND && strstr(e.msg, "round 9"), "unknown round: %s",
-          e.msg);
+    EXPECT(a == NULL && e.code == FLC_ENOTFOUND && strstr(e.msg, "round 9"), "unknown round: %s",
+           e.msg);
     a = run(s, (flc_query_req_t){.kind = FLC_Q_CLIENT, .client = "zed", .all_rounds = 1}, &e);
-    CHECK(a == NULL && e.code == FLC_ENOTFOUND && strstr(e.msg, "zed"), "unknown client: %s",
-          e.msg);
+    EXPECT(a == NULL && e.code == FLC_ENOTFOUND && strstr(e.msg, "zed"), "unknown client: %s",
+           e.msg);
     a = run(s, (flc_query_req_t){.kind = FLC_Q_CLUSTERS, .round_from = 1, .round_to = 1,
                                  .k = 40}, &e);
-    CHECK(a == NULL && e.code == FLC_EINVAL && strstr(e.msg, "K must"), "K too large: %s",
-          e.msg);
+    EXPECT(a == NULL && e.code == FLC_EINVAL && strstr(e.msg, "K must"), "K too large: %s",
+           e.msg);
+    flc_store_close(s);
+}
 
-    /* 8. the query function. */
+TEST(query_function_json)
+{
+    flc_err_t e = {0};
     char ev[300];
     snprintf(ev, sizeof ev, "{\"kind\":\"outliers\",\"job\":\"qj\",\"round\":2,\"redis\":\"%s\"}",
              g_fx.unix_url);
     cJSON *event = cJSON_Parse(ev), *res = NULL;
-    rc = flc_query_fn(event, &res, &e);
+    int rc = flc_query_fn(event, &res, &e);
     const cJSON *rows = cJSON_GetObjectItem(res, "rows");
-    CHECK(rc == 0 && cJSON_GetArraySize(rows) == N &&
-              cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetArrayItem(rows, 0), "rank")) == 1,
-          "query function event -> JSON answer with ranked rows");
+    int ok = rc == 0 && cJSON_GetArraySize(rows) == N &&
+             cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetArrayItem(rows, 0), "rank")) == 1;
     cJSON_Delete(res);
     cJSON_Delete(event);
+    CHECK(ok, "query function event -> JSON answer with ranked rows");
+}
 
-    /* 9. ... and as the `query` role of flcache-fn on the local platform. */
+/* ... and as the `query` role of flcache-fn on the local platform. */
+TEST(query_role_of_flcache_fn)
+{
     char cmd[1200], outb[65536];
     snprintf(cmd, sizeof cmd,
              "echo '{\"role\":\"query\",\"kind\":\"clusters\",\"job\":\"qj\",\"round\":1,"
              "\"k\":2,\"seed\":7,\"redis\":\"%s\"}' | %s/flcache-fn",
              g_fx.unix_url, flc_t_build_dir());
-    rc = flc_t_run(cmd, outb, sizeof outb);
+    int rc = flc_t_run(cmd, outb, sizeof outb);
     cJSON *fr = cJSON_Parse(outb);
     const cJSON *sum = cJSON_GetObjectItem(cJSON_GetObjectItem(fr, "result"), "summary");
-    CHECK(rc == 0 && cJSON_IsTrue(cJSON_GetObjectItem(fr, "ok")) &&
-              cJSON_GetNumberValue(cJSON_GetObjectItem(sum, "size_0")) == 6,
-          "flcache-fn role query: clusters of round 1 answered by a function (sizes 6/6)");
+    int ok = rc == 0 && cJSON_IsTrue(cJSON_GetObjectItem(fr, "ok")) &&
+             cJSON_GetNumberValue(cJSON_GetObjectItem(sum, "size_0")) == 6;
     cJSON_Delete(fr);
+    CHECK(ok, "flcache-fn role query: clusters of round 1 answered by a function (sizes 6/6)");
+}
 
-    /* 10. A password-protected server whose tracker names the node by TCP
-     * while the query connects by the unix socket: the shard workers carry
-     * the caller's credentials to the tracked node. */
+/* A password-protected server whose tracker names the node by TCP while the
+ * query connects by the unix socket: the shard workers carry the caller's
+ * credentials to the tracked node. On a server of its own, since it sets a
+ * password the other cases do not know. */
+TEST(password_server_by_tcp_and_unix)
+{
+    flc_fixture_t own;
+    flc_fixture_start(&own, 0);
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(own.unix_url, NULL, &e);
+    if (s == NULL)
+        flc_t_fatal("connect: %s", e.msg);
     redisReply *pr = NULL;
     flc_store_commandf(s, &pr, "CONFIG SET requirepass s3cret");
     if (pr)
         freeReplyObject(pr);
     flc_store_close(s);
     char tcp_pw[300], unix_pw[400];
-    snprintf(tcp_pw, sizeof tcp_pw, "redis://:s3cret@%s", g_fx.tcp_url + strlen("redis://"));
+    snprintf(tcp_pw, sizeof tcp_pw, "redis://:s3cret@%s", own.tcp_url + strlen("redis://"));
     snprintf(unix_pw, sizeof unix_pw, "unix://:s3cret@%s",
-             strstr(g_fx.unix_url + strlen("unix://"), "/"));
+             strstr(own.unix_url + strlen("unix://"), "/"));
     flc_store_t *st = flc_store_open(tcp_pw, NULL, &e);
     int prc = st ? 0 : -1;
     for (int i = 0; st && i < 3; i++) {
@@ -412,13 +547,21 @@ int main(void)
     Flcache__QueryAnswer *pa = NULL;
     flc_query_req_t pq = {.kind = FLC_Q_NORMS, .job = "pw", .round_from = 1, .round_to = 1,
                           .url = unix_pw, .no_cache = 1};
-    rc = su ? flc_query_run(su, &pq, &pa, &e) : -1;
-    CHECK(prc == 0 && rc == 0 && pa && pa->n_rows == 3,
-          "password-protected server, tracker naming the TCP node, query over the unix socket: "
-          "%s", rc == 0 ? "answered" : e.msg);
+    int rc = su ? flc_query_run(su, &pq, &pa, &e) : -1;
+    int ok = prc == 0 && rc == 0 && pa && pa->n_rows == 3;
     if (pa)
         flcache__query_answer__free_unpacked(pa, NULL);
     flc_store_close(su);
-    flc_fixture_stop(&g_fx);
-    return flc_t_done();
+    flc_fixture_stop(&own);
+    CHECK(ok, "password-protected server, tracker naming the TCP node, query over the unix "
+              "socket: %s", rc == 0 ? "answered" : e.msg);
 }
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(tracker_places_shards),
+                 TEST_ENTRY(gram_vs_brute_force), TEST_ENTRY(norms_vs_reference),
+                 TEST_ENTRY(gram_cache_reused), TEST_ENTRY(similarity_vs_reference),
+                 TEST_ENTRY(kmeans_planted), TEST_ENTRY(personalize_group_mean),
+                 TEST_ENTRY(outliers_planted), TEST_ENTRY(contribution_vs_reference),
+                 TEST_ENTRY(metadata_queries), TEST_ENTRY(unknown_names_refused),
+                 TEST_ENTRY(query_function_json), TEST_ENTRY(query_role_of_flcache_fn),
+                 TEST_ENTRY(password_server_by_tcp_and_unix))

@@ -169,7 +169,7 @@ static void free_models(float **m, uint32_t W)
 
 /* ---- 1. FedAvg over W x S, against a double reference -------------------- */
 
-static void test_grid(void)
+TEST(fedavg_grid)
 {
     const uint32_t Ws[] = {1, 2, 8}, Ss[] = {1, 4, 16};
     const uint64_t n = 1003; /* divisible by none of 4, 16 */
@@ -235,7 +235,7 @@ static void test_grid(void)
 
 /* ---- 2. every rule, sharded vs whole-model in memory --------------------- */
 
-static void test_rules(void)
+TEST(rules_sharded_vs_whole)
 {
     static const char *rules[] = {"fedavg", "mean", "fedavgm", "fedadam", "fedyogi",
                                   "fedadagrad", "median", "trimmed-mean:trim=0.2", "krum:f=1",
@@ -303,23 +303,35 @@ static void test_rules(void)
 
 /* ---- 3. deadline, duplicate, late, NaN, wrong dimensions ----------------- */
 
-static void test_faults(void)
+/* Three contributors' updates of n = 100, all elements w + 1 (caller frees
+ * with free_models). */
+static float **fault_updates(void)
 {
-    const uint64_t n = 100;
-    float *u[3];
-    for (int w = 0; w < 3; w++) {
-        u[w] = malloc(n * sizeof(float));
-        for (uint64_t x = 0; x < n; x++)
+    float **u = alloc_models(3, 100);
+    for (int w = 0; w < 3; w++)
+        for (uint64_t x = 0; x < 100; x++)
             u[w][x] = (float)(w + 1);
-    }
-    /* Client c2 never comes: merged at the deadline from c0 and c1. */
-    unsigned char skip[3] = {0, 0, 1};
-    round_spec_t sp = {.job = "faults", .round = 1, .W = 3, .S = 2, .n = n, .u = u,
+    return u;
+}
+
+/* Round `round` of job `job`, W = 3, S = 2, rule mean, where c2 never comes:
+ * merged at the 400 ms deadline from c0 and c1. Fills models and reps. */
+static int deadline_round(const char *job, float **u, float **models, flc_merge_report_t *reps)
+{
+    static unsigned char skip[3] = {0, 0, 1};
+    round_spec_t sp = {.job = job, .round = 1, .W = 3, .S = 2, .n = 100, .u = u,
                        .skip = skip, .deadline_ms = 400};
     flc_merge_rule_init(&sp.rule, "mean", NULL);
+    return run_round(&sp, models, reps);
+}
+
+TEST(missing_contributor_deadline)
+{
+    const uint64_t n = 100;
+    float **u = fault_updates();
     float **models = alloc_models(3, n);
     flc_merge_report_t reps[2];
-    int bad = run_round(&sp, models, reps);
+    int bad = deadline_round("faults", u, models, reps);
     CHECK(!bad && models[0][0] == 1.5f && models[1][n - 1] == 1.5f && reps[0].missing.n == 1 &&
               strcmp(reps[0].missing.items[0], "c2") == 0 && reps[1].participants.n == 2,
           "missing contributor: merged at the 400 ms deadline from the 2 that came (mean 1.5), "
@@ -334,42 +346,92 @@ static void test_faults(void)
           "round metadata lists c2 as missing and the wait (%.0f ms)", m ? m->wait_ms : 0.0);
     if (m)
         flcache__round_meta__free_unpacked(m, NULL);
+    flc_store_close(s);
+    free_models(models, 3);
+    free_models(u, 3);
+}
 
-    /* Late: c2 pushes after the round closed; kept for queries, not merged. */
+/* Late: c2 pushes after the round closed; kept for queries, not merged. */
+TEST(late_push_refused)
+{
+    const uint64_t n = 100;
+    float **u = fault_updates();
+    float **models = alloc_models(3, n);
+    flc_merge_report_t reps[2];
+    CHECK(deadline_round("late", u, models, reps) == 0, "round 1 of job late closed at its deadline");
+    for (int k = 0; k < 2; k++)
+        flc_merge_report_free(&reps[k]);
+    flc_store_t *s = open_store();
     flc_err_t e = {0};
-    flc_rs_push_cfg_t late = {.job = "faults", .round = 1, .client = "c2", .num_shards = 2,
+    flc_rs_push_cfg_t late = {.job = "late", .round = 1, .client = "c2", .num_shards = 2,
                               .model_size = n};
     int rc = flc_rs_push(s, &late, u[2], &e);
     flc_shard_t got = {0};
-    int kept = flc_store_get_update(s, "faults", 1, 0, "c2", &got, NULL, 0) == 0 &&
+    int kept = flc_store_get_update(s, "late", 1, 0, "c2", &got, NULL, 0) == 0 &&
                got.values[0] == 3.0f;
     flc_shard_release(&got);
     CHECK(rc == FLC_ECLOSED && strstr(e.msg, "closed") && strstr(e.msg, "c2") && kept,
           "late push refused with ECLOSED (%s) and kept in the cache", e.msg);
+    flc_store_close(s);
+    free_models(models, 3);
+    free_models(u, 3);
+}
 
-    /* Duplicate: c0 pushes twice (a retried function) before the round;
-     * counted once. c0 does not read back here: c1 and c2 do. */
-    round_spec_t dup = sp;
+/* Duplicate: c0 pushes twice (a retried function) before the round; counted
+ * once. c0 does not read back here: c1 and c2 do. */
+TEST(duplicate_push_counted_once)
+{
+    const uint64_t n = 100;
+    float **u = fault_updates();
+    float **models = alloc_models(3, n);
+    flc_merge_report_t reps[2];
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
     unsigned char skip0[3] = {1, 0, 0};
-    dup.round = 2;
-    dup.skip = skip0;
-    dup.deadline_ms = 5000;
+    round_spec_t dup = {.job = "faults", .round = 2, .W = 3, .S = 2, .n = n, .u = u,
+                        .skip = skip0, .deadline_ms = 5000};
+    flc_merge_rule_init(&dup.rule, "mean", NULL);
     flc_rs_push_cfg_t c0 = {.job = "faults", .round = 2, .client = "c0", .num_shards = 2,
                             .model_size = n};
     flc_rs_push(s, &c0, u[0], &e);
     flc_rs_push(s, &c0, u[0], &e);
-    bad = run_round(&dup, models, reps);
+    int bad = run_round(&dup, models, reps);
     CHECK(!bad && models[2][5] == 2.0f && reps[0].duplicates == 1 && reps[0].participants.n == 3,
           "duplicate push counted once (mean of 1,2,3 = %.3g, %zu duplicate)", models[2][5],
           reps[0].duplicates);
     for (int k = 0; k < 2; k++)
         flc_merge_report_free(&reps[k]);
+    flc_store_close(s);
+    free_models(models, 3);
+    free_models(u, 3);
+}
 
+/* The merger of round `round`, shard `shard` of job faults (rule mean, 3
+ * expected, 300 ms deadline). */
+static flc_merger_cfg_t fault_merger(uint32_t round, uint32_t shard)
+{
+    flc_merger_cfg_t mc = {.job = "faults", .round = round, .shard = shard, .num_shards = 2,
+                           .model_size = 100, .expected = g_expected, .n_expected = 3,
+                           .deadline_ms = 300, .readers = 1};
+    flc_merge_rule_init(&mc.rule, "mean", NULL);
+    return mc;
+}
+
+/* Round 3, one sequence on purpose: a NaN refused by the push, then an Inf
+ * and a wrong size written around it rejected by the merger, which then has
+ * closed the shard for a second run. */
+TEST(nonfinite_and_wrong_size_rejected)
+{
+    const uint64_t n = 100;
+    float **u = fault_updates();
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
+    flc_shard_t got = {0};
     /* NaN: flc_rs_push refuses it up front, storing nothing. */
     u[1][37] = NAN;
     flc_rs_push_cfg_t c1 = {.job = "faults", .round = 3, .client = "c1", .num_shards = 2,
                             .model_size = n};
-    rc = flc_rs_push(s, &c1, u[1], &e);
+    int rc = flc_rs_push(s, &c1, u[1], &e);
     int none = flc_store_get_update(s, "faults", 3, 0, "c1", &got, NULL, 0) == FLC_ENOTFOUND;
     CHECK(rc == FLC_ENONFINITE && strstr(e.msg, "element 37") && strstr(e.msg, "c1") && none,
           "NaN refused before storing: %s", e.msg);
@@ -386,11 +448,10 @@ static void test_faults(void)
                             .model_size = 120};
     flc_rs_push(s, &c2, wide, &e);
     free(wide);
-    c0.round = 3;
+    flc_rs_push_cfg_t c0 = {.job = "faults", .round = 3, .client = "c0", .num_shards = 2,
+                            .model_size = n};
     flc_rs_push(s, &c0, u[0], &e);
-    flc_merger_cfg_t mc = {.job = "faults", .round = 3, .shard = 1, .num_shards = 2,
-                           .model_size = n, .rule = sp.rule, .expected = g_expected,
-                           .n_expected = 3, .deadline_ms = 300, .readers = 1};
+    flc_merger_cfg_t mc = fault_merger(3, 1);
     flc_merge_report_t rep;
     rc = flc_merger_run(s, &mc, &rep, &e);
     int named_inf = 0, named_dim = 0;
@@ -400,29 +461,45 @@ static void test_faults(void)
         named_dim |= strncmp(rep.rejected.items[i], "c2:", 3) == 0 &&
                      strstr(rep.rejected.items[i], "wrong dimensions") != NULL;
     }
-    CHECK(rc == 0 && named_inf && named_dim && rep.participants.n == 1,
-          "merger rejects Inf (client and element named) and a wrong model size, merges c0");
     for (size_t i = 0; i < rep.rejected.n; i++)
-        printf("#   rejected %s\n", rep.rejected.items[i]);
+        printf("    # rejected %s\n", rep.rejected.items[i]);
+    size_t merged = rep.participants.n;
     flc_merge_report_free(&rep);
+    CHECK(rc == 0 && named_inf && named_dim && merged == 1,
+          "merger rejects Inf (client and element named) and a wrong model size, merges c0");
     rc = flc_merger_run(s, &mc, &rep, &e);
     CHECK(rc == FLC_ECLOSED, "running the same shard's merger again: %s", e.msg);
     flc_merge_report_free(&rep);
-    /* A second merger of a shard whose first merger still runs is refused. */
+    flc_store_close(s);
+    free_models(u, 3);
+}
+
+/* A second merger of a shard whose first merger still runs is refused. */
+TEST(second_merger_refused)
+{
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
     redisReply *own = NULL;
     flc_store_commandf(s, &own, "SET fl:{faults/5/0}:merger 1 PX 10000");
     if (own)
         freeReplyObject(own);
-    mc.round = 5;
-    mc.shard = 0;
-    rc = flc_merger_run(s, &mc, &rep, &e);
+    flc_merger_cfg_t mc = fault_merger(5, 0);
+    flc_merge_report_t rep;
+    int rc = flc_merger_run(s, &mc, &rep, &e);
     CHECK(rc == FLC_EDUP && strstr(e.msg, "already has a merger"), "second merger: %s", e.msg);
     flc_merge_report_free(&rep);
+    flc_store_close(s);
+}
 
-    /* Nobody at all: the merger fails and readers are told, not left waiting. */
-    mc.round = 4;
-    mc.shard = 0;
-    rc = flc_merger_run(s, &mc, &rep, &e);
+/* Nobody at all: the merger fails and readers are told, not left waiting. */
+TEST(empty_round_fails_readers)
+{
+    const uint64_t n = 100;
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
+    flc_merger_cfg_t mc = fault_merger(4, 0);
+    flc_merge_report_t rep;
+    int rc = flc_merger_run(s, &mc, &rep, &e);
     flc_merge_report_free(&rep);
     float out[100];
     flc_err_t e2 = {0};
@@ -430,14 +507,11 @@ static void test_faults(void)
     CHECK(rc == FLC_ETIMEOUT && prc != 0 && strstr(e2.msg, "no update"),
           "empty round: merger fails (%s); a reader learns it: %s", e.msg, e2.msg);
     flc_store_close(s);
-    free_models(models, 3);
-    for (int w = 0; w < 3; w++)
-        free(u[w]);
 }
 
 /* ---- 4. the aggregator function's JSON entry ------------------------------ */
 
-static void test_function_entry(void)
+TEST(aggregator_function_entry)
 {
     flc_store_t *s = open_store();
     flc_err_t e = {0};
@@ -484,17 +558,22 @@ static void test_function_entry(void)
     flc_store_close(s);
 }
 
-int main(void)
+static void setup(void)
 {
     for (int i = 0; i < 16; i++) {
         snprintf(g_names[i], sizeof g_names[i], "c%d", i);
         g_expected[i] = g_names[i];
     }
     flc_fixture_start(&g_fx, 0);
-    test_grid();
-    test_rules();
-    test_faults();
-    test_function_entry();
-    flc_fixture_stop(&g_fx);
-    return flc_t_done();
 }
+
+static void teardown(void)
+{
+    flc_fixture_stop(&g_fx);
+}
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(fedavg_grid), TEST_ENTRY(rules_sharded_vs_whole),
+                 TEST_ENTRY(missing_contributor_deadline), TEST_ENTRY(late_push_refused),
+                 TEST_ENTRY(duplicate_push_counted_once),
+                 TEST_ENTRY(nonfinite_and_wrong_size_rejected), TEST_ENTRY(second_merger_refused),
+                 TEST_ENTRY(empty_round_fails_readers), TEST_ENTRY(aggregator_function_entry))

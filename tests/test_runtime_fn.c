@@ -38,7 +38,7 @@ static int h_leaky_fail(const cJSON *ev, cJSON **result, flc_fn_ctx_t *ctx)
     return FLC_EDATA;                        /* no message: the code's text is used */
 }
 
-static void test_dispatch(void)
+TEST(dispatch)
 {
     flc_fn_table_t *t = flc_fn_table_new();
     static int bias = 100;
@@ -150,7 +150,7 @@ static char *run(const char *fn, const char *arg, const char *stdin_text, int *s
     return buf;
 }
 
-static void test_binary(void)
+TEST(binary)
 {
     const char *dir = getenv("FLCACHE_BUILD_DIR");
     char fn[1024];
@@ -194,9 +194,4 @@ static void test_binary(void)
     free(o);
 }
 
-int main(void)
-{
-    test_dispatch();
-    test_binary();
-    return flc_t_done();
-}
+TEST_LIST(TEST_ENTRY(dispatch), TEST_ENTRY(binary))

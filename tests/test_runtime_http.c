@@ -233,8 +233,11 @@ static int wait_for(pid_t pid, unsigned ms)
     return -1;
 }
 
-static void test_lambda_runtime(const char *fn)
+static char g_fn[1024]; /* the flcache-fn binary */
+
+TEST(lambda_runtime_events)
 {
+    const char *fn = g_fn;
     server_t s;
     server_start(&s, lambda_api);
     pid_t pid = spawn_fn(fn, s.port, "3");
@@ -276,15 +279,19 @@ static void test_lambda_runtime(const char *fn)
           "all events ran in the same warm process %d", (int)pid);
     cJSON_Delete(v);
     server_free(&s);
+}
 
-    /* Without an event cap the loop keeps going until the API is gone. */
+/* Without an event cap the loop keeps going until the API is gone. */
+TEST(lambda_runtime_warm_loop)
+{
+    server_t s;
     server_start(&s, lambda_api);
-    pid = spawn_fn(fn, s.port, NULL);
+    pid_t pid = spawn_fn(g_fn, s.port, NULL);
     for (int i = 0; i < 1000 && s.posts < 4; i++)
         flc_sleep_ms(10);
     CHECK(s.posts >= 4, "the warm loop keeps taking events (%d answered)", s.posts);
     server_stop(&s);
-    st = wait_for(pid, 20000);
+    int st = wait_for(pid, 20000);
     CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1,
           "when the Runtime API goes away the runtime exits 1");
     server_free(&s);
@@ -311,7 +318,7 @@ static void invoke_api(server_t *s, const req_t *r, int *status, char *hdrs, siz
     }
 }
 
-static void test_invokers(void)
+TEST(remote_invokers)
 {
     server_t s;
     server_start(&s, invoke_api);
@@ -370,15 +377,14 @@ static void test_invokers(void)
           e.msg);
 }
 
-int main(void)
+static void setup(void)
 {
     const char *dir = getenv("FLCACHE_BUILD_DIR");
-    char fn[1024];
-    snprintf(fn, sizeof fn, "%s/flcache-fn", dir != NULL ? dir : ".");
-    if (access(fn, X_OK) != 0)
-        flc_t_fatal("%s is not built (set FLCACHE_BUILD_DIR)", fn);
+    snprintf(g_fn, sizeof g_fn, "%s/flcache-fn", dir != NULL ? dir : ".");
+    if (access(g_fn, X_OK) != 0)
+        flc_t_fatal("%s is not built (set FLCACHE_BUILD_DIR)", g_fn);
     signal(SIGPIPE, SIG_IGN);
-    test_lambda_runtime(fn);
-    test_invokers();
-    return flc_t_done();
 }
+
+TEST_LIST_SHARED(setup, NULL, TEST_ENTRY(lambda_runtime_events),
+                 TEST_ENTRY(lambda_runtime_warm_loop), TEST_ENTRY(remote_invokers))

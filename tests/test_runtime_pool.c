@@ -50,7 +50,7 @@ static int all_status(const flc_inv_rec_t *r, size_t n, int status)
     return 1;
 }
 
-static void test_round_trip_and_records(void)
+TEST(round_trip_and_records)
 {
     flc_pool_t *p = pool_with(4, 10000, 0, 512);
     const char *ev[] = {"{\"role\":\"probe\",\"x\":42,\"burn_ms\":30,\"sleep_ms\":20}"};
@@ -100,7 +100,7 @@ static void test_round_trip_and_records(void)
     flc_pool_free(p);
 }
 
-static void test_concurrency_and_warm(void)
+TEST(concurrency_and_warm)
 {
     enum { N = 6 };
     flc_pool_t *p = pool_with(N, 20000, 0, 0);
@@ -165,7 +165,7 @@ static void test_concurrency_and_warm(void)
     flc_pool_free(p);
 }
 
-static void test_timeout_and_errors(void)
+TEST(timeout_and_errors)
 {
     flc_pool_t *p = pool_with(2, 1500, 0, 0); /* room for a cold start under ASan on a busy machine */
     const char *ev[] = {"{\"role\":\"probe\",\"sleep_ms\":5000}",
@@ -194,7 +194,7 @@ static void test_timeout_and_errors(void)
     flc_pool_free(p);
 }
 
-static void test_crash_retries(void)
+TEST(crash_retries)
 {
     flc_pool_t *p = pool_with(2, 10000, 2, 0);
     const char *ev[] = {"{\"role\":\"probe\",\"crash\":true}"};
@@ -234,7 +234,7 @@ static void test_crash_retries(void)
     flc_pool_free(p);
 }
 
-static void test_memory_limit(void)
+TEST(memory_limit)
 {
     flc_pool_t *p = pool_with(2, 20000, 0, 128);
     const char *ev[] = {"{\"role\":\"probe\",\"alloc_mb\":1024,\"sleep_ms\":300}",
@@ -286,7 +286,7 @@ static void *other_thread(void *arg)
     return NULL;
 }
 
-static void test_async_and_threads(void)
+TEST(async_and_threads)
 {
     flc_pool_t *p = pool_with(4, 20000, 0, 0);
     const char *slow[] = {"{\"role\":\"probe\",\"sleep_ms\":600}"};
@@ -354,17 +354,15 @@ static void test_async_and_threads(void)
           "a missing binary is refused by name: '%s'", e.msg);
 }
 
-int main(void)
+static void setup(void)
 {
     const char *dir = getenv("FLCACHE_BUILD_DIR");
     snprintf(g_fn, sizeof g_fn, "%s/flcache-fn", dir != NULL ? dir : ".");
     if (access(g_fn, X_OK) != 0)
         flc_t_fatal("%s is not built (set FLCACHE_BUILD_DIR)", g_fn);
-    test_round_trip_and_records();
-    test_concurrency_and_warm();
-    test_timeout_and_errors();
-    test_crash_retries();
-    test_memory_limit();
-    test_async_and_threads();
-    return flc_t_done();
 }
+
+TEST_LIST_SHARED(setup, NULL, TEST_ENTRY(round_trip_and_records),
+                 TEST_ENTRY(concurrency_and_warm), TEST_ENTRY(timeout_and_errors),
+                 TEST_ENTRY(crash_retries), TEST_ENTRY(memory_limit),
+                 TEST_ENTRY(async_and_threads))

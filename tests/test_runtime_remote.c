@@ -17,7 +17,7 @@ static int has_header(const flc_http_req_t *r, const char *h)
     return 0;
 }
 
-static void test_lambda_build(void)
+TEST(lambda_request)
 {
     flc_lambda_cfg_t cfg = {.region = "eu-west-1", .access_key = "AKIDEXAMPLE",
                             .secret_key = "wJalrXUtnFEMI/K7MDENG", .session_token = "FQoGtoken"};
@@ -81,7 +81,7 @@ static void test_lambda_build(void)
           "lambda settings come from the standard AWS variables");
 }
 
-static void test_ow_build(void)
+TEST(openwhisk_request)
 {
     flc_ow_cfg_t cfg = {.apihost = "openwhisk.example.org", .auth = "23bc46b1:123zO3xZCL",
                         .ns = "guest@example.org_dev"};
@@ -115,7 +115,7 @@ static void test_ow_build(void)
     flc_http_req_clear(&req);
 }
 
-static void test_cost_and_event(void)
+TEST(cost_and_event)
 {
     CHECK(flc_cost_billed_ms(0.2) == 1 && flc_cost_billed_ms(0) == 1 &&
               flc_cost_billed_ms(12.0) == 12 && flc_cost_billed_ms(12.0001) == 13,
@@ -150,10 +150,4 @@ static void test_cost_and_event(void)
           "a number is not an event");
 }
 
-int main(void)
-{
-    test_lambda_build();
-    test_ow_build();
-    test_cost_and_event();
-    return flc_t_done();
-}
+TEST_LIST(TEST_ENTRY(lambda_request), TEST_ENTRY(openwhisk_request), TEST_ENTRY(cost_and_event))

@@ -3,7 +3,9 @@
  * of 5 clients pushing 100,000-float updates (16 MB of updates, 2.7x the
  * cache) run to the end with the driver spilling before Redis fills, and
  * afterwards every update of every round reads back - most from the cold
- * tier - and equals what the query engine saw. */
+ * tier - and equals what the query engine saw. The simulation is the
+ * file's shared fixture (run once by the runner, its own success a check
+ * there); the cases read what it left. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,16 +15,17 @@
 #include "clients/sim.h"
 #include "tests/harness.h"
 
-int main(void)
+static char g_dir[] = "/tmp/flcache-simcold-XXXXXX";
+static flc_fixture_t fx;
+
+static void setup(void)
 {
-    char dir[] = "/tmp/flcache-simcold-XXXXXX";
-    if (mkdtemp(dir) == NULL)
+    if (mkdtemp(g_dir) == NULL)
         flc_t_fatal("mkdtemp");
     char cold[300];
-    snprintf(cold, sizeof cold, "file://%s", dir);
+    snprintf(cold, sizeof cold, "file://%s", g_dir);
     setenv("FLCACHE_COLD", cold, 1);
     setenv("FLCACHE_POLICY", "window:2", 1);
-    flc_fixture_t fx;
     flc_fixture_start(&fx, 6u << 20);
 
     flc_sim_cfg_t c;
@@ -38,12 +41,33 @@ int main(void)
     memset(&res, 0, sizeof res);
     int rc = flc_sim_cfg_finish(&c, &e);
     rc = rc ? rc : flc_sim_run(&c, NULL, NULL, &res, &e);
-    CHECK(rc == 0 && res.nrounds == 8, "8 rounds of 5 x 400 KB updates ran in a 6 MB Redis: %s",
+    int nrounds = (int)res.nrounds;
+    flc_sim_result_free(&res);
+    CHECK(rc == 0 && nrounds == 8, "8 rounds of 5 x 400 KB updates ran in a 6 MB Redis: %s",
           rc ? e.msg : "ok");
+}
 
+static void teardown(void)
+{
+    flc_fixture_stop(&fx);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", g_dir);
+}
+
+static flc_store_t *open_store(void)
+{
+    flc_err_t e = {0};
     flc_store_t *s = flc_store_open(fx.unix_url, NULL, &e);
     if (s == NULL)
         flc_t_fatal("connect: %s", e.msg);
+    return s;
+}
+
+TEST(driver_spilled)
+{
+    flc_store_t *s = open_store();
     flc_tier_stats_t ts;
     flc_store_tier_read(s, &ts);
     flc_store_stats_t st;
@@ -51,6 +75,13 @@ int main(void)
     CHECK(ts.spills > 0 && st.used_memory < (6u << 20),
           "the driver spilled %llu objects; Redis uses %llu bytes of its 6 MB",
           (unsigned long long)ts.spills, (unsigned long long)st.used_memory);
+    flc_store_close(s);
+}
+
+TEST(every_update_reads_back)
+{
+    flc_store_t *s = open_store();
+    flc_tier_stats_t ts;
     size_t found = 0, want = 0, exact = 0;
     for (uint32_t r = 1; r <= 8; r++) {
         flc_strlist_t cl = {0};
@@ -71,20 +102,23 @@ int main(void)
     CHECK(want == 40 && found == want && exact == want,
           "all %zu updates of the 8 rounds read back (%llu fetched from the cold tier)", found,
           (unsigned long long)ts.fetches);
+    flc_store_close(s);
+}
+
+TEST(query_finds_spilled_updates)
+{
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
     flc_query_req_t q = {.kind = FLC_Q_NORMS, .job = "cold", .round_from = 1, .round_to = 1,
                          .url = fx.unix_url, .no_cache = 1};
     Flcache__QueryAnswer *a = NULL;
-    rc = flc_query_run(s, &q, &a, &e);
-    CHECK(rc == 0 && a->n_rows == 5, "a query of round 1 finds its 5 spilled updates: %s",
-          rc ? e.msg : "ok");
+    int rc = flc_query_run(s, &q, &a, &e);
+    int ok = rc == 0 && a->n_rows == 5;
     if (a)
         flcache__query_answer__free_unpacked(a, NULL);
     flc_store_close(s);
-    flc_sim_result_free(&res);
-    flc_fixture_stop(&fx);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        printf("# could not remove %s\n", dir);
-    return flc_t_done();
+    CHECK(ok, "a query of round 1 finds its 5 spilled updates: %s", rc ? e.msg : "ok");
 }
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(driver_spilled), TEST_ENTRY(every_update_reads_back),
+                 TEST_ENTRY(query_finds_spilled_updates))

@@ -111,7 +111,7 @@ static double metric(const Flcache__RoundMeta *m, const char *k)
 
 /* ---- tests ---- */
 
-static void test_split(void)
+TEST(split)
 {
     flc_err_t e = {0};
     flc_cdata_t *lab = NULL, *full = NULL;
@@ -157,7 +157,7 @@ static void test_split(void)
     flc_cdata_free(lab);
 }
 
-static void test_repro_and_learning(void)
+TEST(repro_and_learning)
 {
     flc_sim_cfg_t c;
     flc_sim_result_t a = {0}, b = {0}, d = {0};
@@ -224,7 +224,7 @@ static void test_repro_and_learning(void)
     flc_sim_result_free(&d);
 }
 
-static void test_dropout_deadline(void)
+TEST(dropout_closes_round)
 {
     flc_sim_cfg_t c;
     flc_sim_result_t r = {0};
@@ -267,20 +267,29 @@ static void test_dropout_deadline(void)
           "rounds with dropouts close when the last client returns (%.0f ms), not after the "
           "default 600 s deadline", r.rounds[0].round_ms);
     flc_sim_result_free(&r);
+    flc_store_close(s);
+}
 
-    /* Deadline: 30% of clients wait 2.5 s, the round closes after 1.2 s. */
+/* Deadline: 30% of clients wait 2.5 s, the round closes after 1.2 s. */
+TEST(deadline_marks_stragglers_late)
+{
+    flc_sim_cfg_t c;
+    flc_sim_result_t r = {0};
+    unsigned many = 10;
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(fx.unix_url, NULL, &e);
     base_cfg(&c, "late");
     c.per_round = 10;
     c.rounds = 1;
     c.straggler = "slow:0.3:2500";
     c.deadline_ms = 1200;
     c.invoke_user = &many;
-    rc = run(&c, &r);
+    int rc = run(&c, &r);
     CHECK(rc == 0 && r.nrounds == 1, "a run with stragglers and a 1200 ms deadline completes");
     Flcache__RoundMeta *m = NULL;
     Flcache__ModelUpdate **u = NULL;
     size_t n = 0, late = 0;
-    ok = rc == 0 && flc_store_get_round_meta(s, "late", 1, &m) == 0 &&
+    int ok = rc == 0 && flc_store_get_round_meta(s, "late", 1, &m) == 0 &&
          flc_store_get_round_update_metas(s, "late", 1, &u, &n) == 0 && n == 10;
     for (size_t i = 0; ok && i < n; i++) {
         int slow = strcmp(label(u[i], "straggler_ms"), "2500") == 0;
@@ -305,7 +314,7 @@ static void test_dropout_deadline(void)
     flc_sim_result_free(&r);
 }
 
-static void test_krum_faults(void)
+TEST(krum_rejects_sign_flippers)
 {
     flc_sim_cfg_t c;
     flc_sim_result_t r = {0};
@@ -345,11 +354,13 @@ static void test_krum_faults(void)
     flc_sim_result_free(&r);
 }
 
-static void test_pool(const char *self)
+static char g_self[4096]; /* this binary, which the pool runs as the client function */
+
+TEST(pool_client_functions)
 {
     flc_pool_cfg_t pc;
     flc_pool_cfg_init(&pc);
-    pc.fn_path = self;
+    pc.fn_path = g_self;
     pc.concurrency = 3;
     static const char *const env[] = {"FLC_SIM_TEST_FN=1", "OPENBLAS_NUM_THREADS=1", NULL};
     pc.env = env;
@@ -376,7 +387,7 @@ static void test_pool(const char *self)
     flc_pool_free(pool);
 }
 
-static void test_config_errors(void)
+TEST(config_errors)
 {
     flc_sim_cfg_t c;
     flc_err_t e = {0};
@@ -396,21 +407,29 @@ static void test_config_errors(void)
               FLC_FAULT_LABEL_FLIP, "strategy and fault names parse");
 }
 
+static void setup(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    ssize_t n = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
+    g_self[n > 0 ? n : 0] = '\0';
+    flc_fixture_start(&fx, 0);
+}
+
+static void teardown(void)
+{
+    flc_fixture_stop(&fx);
+}
+
+static const flc_t_case_t cases[] = {
+    TEST_ENTRY(config_errors), TEST_ENTRY(split), TEST_ENTRY(repro_and_learning),
+    TEST_ENTRY(dropout_closes_round), TEST_ENTRY(deadline_marks_stragglers_late),
+    TEST_ENTRY(krum_rejects_sign_flippers), TEST_ENTRY(pool_client_functions)};
+
+/* Its own main: started by the pool with FLC_SIM_TEST_FN set, this binary is
+ * the client function instead of the test. */
 int main(int argc, char **argv)
 {
     if (getenv("FLC_SIM_TEST_FN") != NULL)
         return as_function(argc, argv);
-    signal(SIGPIPE, SIG_IGN);
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    self[n > 0 ? n : 0] = '\0';
-    flc_fixture_start(&fx, 0);
-    test_config_errors();
-    test_split();
-    test_repro_and_learning();
-    test_dropout_deadline();
-    test_krum_faults();
-    test_pool(self);
-    flc_fixture_stop(&fx);
-    return flc_t_done();
+    return flc_t_main(argc, argv, cases, sizeof cases / sizeof cases[0], setup, teardown);
 }

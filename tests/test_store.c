@@ -1,6 +1,8 @@
 /* cache/store against a real redis-server: shard round trips (1, 1e3, 4e6
  * floats, bit-exact) over the unix socket and TCP, chunk boundaries, caller
- * buffers, metadata round trips, listings, BLPOP wake-up, TTL and deletion. */
+ * buffers, metadata round trips, listings, BLPOP wake-up, TTL and deletion.
+ * One shared server; every case starts by emptying it (connect_empty), so
+ * what a case reads is what it wrote itself. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,89 +73,49 @@ static void *wait_thread(void *arg)
     return NULL;
 }
 
-int main(void)
+static flc_fixture_t fx;
+
+static void setup(void)
 {
-    flc_fixture_t fx;
     flc_fixture_start(&fx, 0);
+}
+
+static void teardown(void)
+{
+    flc_fixture_stop(&fx);
+}
+
+/* Empties the shared server and connects to it over the unix socket (*su)
+ * and TCP (*st). */
+static void connect_empty(flc_store_t **su, flc_store_t **st)
+{
     flc_err_t e = {0};
-    flc_store_t *su = flc_store_open(fx.unix_url, NULL, &e);
-    flc_store_t *st = flc_store_open(fx.tcp_url, NULL, &e);
-    if (su == NULL || st == NULL)
+    *su = flc_store_open(fx.unix_url, NULL, &e);
+    *st = flc_store_open(fx.tcp_url, NULL, &e);
+    if (*su == NULL || *st == NULL)
         flc_t_fatal("cannot connect: %s", flc_err_msg(&e));
-    CHECK(flc_store_ping(su) == 0 && flc_store_ping(st) == 0, "PING over unix socket and TCP");
+    redisReply *r = NULL;
+    if (flc_store_commandf(*su, &r, "FLUSHALL") != 0)
+        flc_t_fatal("FLUSHALL: %s", flc_store_errstr(*su));
+    freeReplyObject(r);
+}
 
-    /* 1. Round trips of 1, 1e3 and 4e6 floats over both transports. */
-    uint64_t sizes[] = {1, 1000, 4000000};
-    for (int i = 0; i < 3; i++) {
-        round_trip(su, "unix", sizes[i]);
-        round_trip(st, "tcp", sizes[i]);
-    }
+static void close_both(flc_store_t *su, flc_store_t *st)
+{
+    flc_store_close(su);
+    flc_store_close(st);
+}
 
-    /* 2. Chunk boundaries: a tiny chunk size makes the frame end exactly on,
-     * one byte before and one float after a chunk boundary. */
-    flc_store_set_chunk_bytes(su, 4096);
+/* 8192 reproducible floats (seed 7); the caller frees them. */
+static float *values8k(void)
+{
     float *v = malloc(8192 * sizeof *v);
     flc_t_fill(v, 8192, 7);
-    flc_shard_t probe = make_shard("ch", 1, "c", 0, 1, 0, 1, 8192, v);
-    uint8_t head[FLC_FRAME_PREFIX + FLC_FRAME_HEADER_MAX];
-    size_t hl;
-    flc_shard_encode_header(&probe, head, sizeof head, &hl, NULL);
-    /* header length does not depend on count for these small counts except
-     * through the varint; recompute per case */
-    int all_ok = 1;
-    for (int k = 1; k <= 4; k++) {
-        for (int delta = -1; delta <= 1; delta++) {
-            uint64_t count = (k * 4096 - hl) / 4 + (uint64_t)delta;
-            flc_shard_t sh = make_shard("ch", 1, "c", 0, 1, 0, count, 8192, v);
-            flc_shard_encode_header(&sh, head, sizeof head, &hl, NULL);
-            int rc = flc_store_put_update(su, &sh);
-            flc_shard_t out = {0};
-            rc = rc ? rc : flc_store_get_update(su, "ch", 1, 0, "c", &out, NULL, 0);
-            int ok = rc == 0 && out.count == count &&
-                     memcmp(out.values, v, count * sizeof *v) == 0;
-            if (!ok)
-                printf("# boundary case k=%d delta=%d failed: %s\n", k, delta,
-                       flc_store_errstr(su));
-            all_ok &= ok;
-            flc_shard_release(&out);
-        }
-    }
-    CHECK(all_ok, "frames ending at, before and after 1-4 chunk boundaries read back exact");
+    return v;
+}
 
-    /* A reader whose chunk size differs from the writer's (FLCACHE_CHUNK set
-     * differently in two functions) still reads both layouts: a multi-chunk
-     * hash written with 4 KB chunks, and a one-chunk string bigger than the
-     * reader's chunk. */
-    flc_shard_t w4k = make_shard("ch", 2, "c", 0, 1, 0, 8192, 8192, v);
-    int rc = flc_store_put_update(su, &w4k);
-    flc_store_set_chunk_bytes(su, FLC_STORE_CHUNK_DEFAULT);
-    flc_shard_t out = {0};
-    rc = rc ? rc : flc_store_get_update(su, "ch", 2, 0, "c", &out, NULL, 0);
-    CHECK(rc == 0 && out.count == 8192 && memcmp(out.values, v, 8192 * sizeof *v) == 0,
-          "32 KB value written in 4 KB chunks read back exact with 256 KB chunks");
-    flc_shard_release(&out);
-    rc = flc_store_put_update(su, &w4k);
-    flc_store_set_chunk_bytes(su, 4096);
-    rc = rc ? rc : flc_store_get_update(su, "ch", 2, 0, "c", &out, NULL, 0);
-    CHECK(rc == 0 && out.count == 8192 && memcmp(out.values, v, 8192 * sizeof *v) == 0,
-          "32 KB one-chunk value read back exact with 4 KB chunks");
-    flc_shard_release(&out);
-    flc_store_set_chunk_bytes(su, FLC_STORE_CHUNK_DEFAULT);
-
-    /* 3. Reading into a caller buffer, and a merged shard at an offset. */
-    flc_shard_t m = make_shard("rt", 1, "", 2, 4, 3000, 1000, 4000, v);
-    CHECK(flc_store_put_merged(su, &m) == 0, "put merged shard 2 of 4 (offset 3000)");
-    float dst[1000];
-    rc = flc_store_get_merged(st, "rt", 1, 2, &out, dst, 1000);
-    CHECK(rc == 0 && out.values == dst && out.owned == NULL && out.offset == 3000 &&
-              memcmp(dst, v, sizeof dst) == 0,
-          "merged shard read into the caller's buffer, offset kept");
-    rc = flc_store_get_merged(st, "rt", 1, 2, &out, dst, 999);
-    CHECK(rc == 0 && out.values != dst && out.owned != NULL,
-          "a too-small caller buffer gets an owned array instead");
-    flc_shard_release(&out);
-
-    /* 4. Round metadata and update metadata. */
+static void put_round_meta_rt1(flc_store_t *su)
+{
     Flcache__RoundMeta meta = FLCACHE__ROUND_META__INIT;
     meta.job = "rt";
     meta.round = 1;
@@ -172,22 +134,10 @@ int main(void)
     meta.merge_ms = 1.5;
     meta.bytes_read = 123456789012ull;
     CHECK(flc_store_put_round_meta(su, &meta) == 0, "put round metadata");
-    Flcache__RoundMeta *gm = NULL;
-    rc = flc_store_get_round_meta(st, "rt", 1, &gm);
-    CHECK(rc == 0 && gm && strcmp(gm->rule, "fedavg") == 0 && gm->n_participants == 2 &&
-              strcmp(gm->participants[1], "c2") == 0 && gm->n_missing == 1 &&
-              gm->n_metrics == 1 && gm->metrics[0]->value == 0.8125 &&
-              gm->bytes_read == 123456789012ull && gm->merge_ms == 1.5,
-          "round metadata round-trips (rule, participants, missing, metrics, sizes)");
-    if (gm)
-        flcache__round_meta__free_unpacked(gm, NULL);
-    rc = flc_store_get_round_meta(st, "rt", 99, &gm);
-    CHECK(rc == FLC_ENOTFOUND && strstr(flc_store_errstr(st), "round 99"),
-          "unknown round is reported: %s", flc_store_errstr(st));
-    rc = flc_store_get_round_meta(st, "nojob", 1, &gm);
-    CHECK(rc == FLC_ENOTFOUND && strstr(flc_store_errstr(st), "unknown job 'nojob'"),
-          "unknown job is reported: %s", flc_store_errstr(st));
+}
 
+static void put_update_metas_rt1(flc_store_t *su)
+{
     Flcache__ModelUpdate um = FLCACHE__MODEL_UPDATE__INIT;
     um.job = "rt";
     um.round = 1;
@@ -198,19 +148,182 @@ int main(void)
     um.client = "c2";
     um.loss = 0.5;
     flc_store_put_update_meta(su, &um);
+}
+
+/* The two jobs the listing, TTL and stats cases read: rt with round 1 (an
+ * update from c1, merged shard 2 of 4, round metadata, update metadata of
+ * c1 and c2) and round 2 (shard 1 of 2 from c2), and job ch. */
+static void put_jobs_rt_and_ch(flc_store_t *su, float *v)
+{
+    flc_shard_t c1 = make_shard("rt", 1, "c1", 0, 1, 0, 1000, 1000, v);
+    flc_shard_t m = make_shard("rt", 1, "", 2, 4, 3000, 1000, 4000, v);
+    flc_shard_t ch = make_shard("ch", 1, "c", 0, 1, 0, 10, 8192, v);
+    flc_shard_t c2 = make_shard("rt", 2, "c2", 1, 2, 0, 10, 20, v);
+    CHECK(flc_store_put_update(su, &c1) == 0 && flc_store_put_merged(su, &m) == 0 &&
+              flc_store_put_update(su, &ch) == 0,
+          "put job rt round 1 (update of c1, merged shard 2) and job ch");
+    put_round_meta_rt1(su);
+    put_update_metas_rt1(su);
+    CHECK(flc_store_put_update(su, &c2) == 0, "put job rt round 2 (shard 1 of 2 from c2)");
+}
+
+TEST(ping_unix_and_tcp)
+{
+    flc_store_t *su, *st;
+    connect_empty(&su, &st);
+    CHECK(flc_store_ping(su) == 0 && flc_store_ping(st) == 0, "PING over unix socket and TCP");
+    close_both(su, st);
+}
+
+/* Round trips of 1, 1e3 and 4e6 floats over both transports. */
+TEST(round_trip_sizes)
+{
+    flc_store_t *su, *st;
+    connect_empty(&su, &st);
+    uint64_t sizes[] = {1, 1000, 4000000};
+    for (int i = 0; i < 3; i++) {
+        round_trip(su, "unix", sizes[i]);
+        round_trip(st, "tcp", sizes[i]);
+    }
+    close_both(su, st);
+}
+
+/* A tiny chunk size makes the frame end exactly on, one byte before and one
+ * float after a chunk boundary. */
+TEST(chunk_boundaries)
+{
+    flc_store_t *su, *st;
+    connect_empty(&su, &st);
+    flc_store_set_chunk_bytes(su, 4096);
+    float *v = values8k();
+    flc_shard_t probe = make_shard("ch", 1, "c", 0, 1, 0, 1, 8192, v);
+    uint8_t head[FLC_FRAME_PREFIX + FLC_FRAME_HEADER_MAX];
+    size_t hl;
+    flc_shard_encode_header(&probe, head, sizeof head, &hl, NULL);
+    /* header length does not depend on count for these small counts except
+     * through the varint; recompute per case */
+    int all_ok = 1;
+    for (int k = 1; k <= 4; k++) {
+        for (int delta = -1; delta <= 1; delta++) {
+            uint64_t count = (k * 4096 - hl) / 4 + (uint64_t)delta;
+            flc_shard_t sh = make_shard("ch", 1, "c", 0, 1, 0, count, 8192, v);
+            flc_shard_encode_header(&sh, head, sizeof head, &hl, NULL);
+            int rc = flc_store_put_update(su, &sh);
+            flc_shard_t out = {0};
+            rc = rc ? rc : flc_store_get_update(su, "ch", 1, 0, "c", &out, NULL, 0);
+            int ok = rc == 0 && out.count == count &&
+                     memcmp(out.values, v, count * sizeof *v) == 0;
+            if (!ok)
+                printf("    # boundary case k=%d delta=%d failed: %s\n", k, delta,
+                       flc_store_errstr(su));
+            all_ok &= ok;
+            flc_shard_release(&out);
+        }
+    }
+    free(v);
+    close_both(su, st);
+    CHECK(all_ok, "frames ending at, before and after 1-4 chunk boundaries read back exact");
+}
+
+/* A reader whose chunk size differs from the writer's (FLCACHE_CHUNK set
+ * differently in two functions) still reads both layouts: a multi-chunk hash
+ * written with 4 KB chunks, and a one-chunk string bigger than the reader's
+ * chunk. */
+TEST(chunk_size_mismatch)
+{
+    flc_store_t *su, *st;
+    connect_empty(&su, &st);
+    float *v = values8k();
+    flc_store_set_chunk_bytes(su, 4096);
+    flc_shard_t w4k = make_shard("ch", 2, "c", 0, 1, 0, 8192, 8192, v);
+    int rc = flc_store_put_update(su, &w4k);
+    flc_store_set_chunk_bytes(su, FLC_STORE_CHUNK_DEFAULT);
+    flc_shard_t out = {0};
+    rc = rc ? rc : flc_store_get_update(su, "ch", 2, 0, "c", &out, NULL, 0);
+    EXPECT(rc == 0 && out.count == 8192 && memcmp(out.values, v, 8192 * sizeof *v) == 0,
+           "32 KB value written in 4 KB chunks read back exact with 256 KB chunks");
+    flc_shard_release(&out);
+    rc = flc_store_put_update(su, &w4k);
+    flc_store_set_chunk_bytes(su, 4096);
+    rc = rc ? rc : flc_store_get_update(su, "ch", 2, 0, "c", &out, NULL, 0);
+    EXPECT(rc == 0 && out.count == 8192 && memcmp(out.values, v, 8192 * sizeof *v) == 0,
+           "32 KB one-chunk value read back exact with 4 KB chunks");
+    flc_shard_release(&out);
+    free(v);
+    close_both(su, st);
+}
+
+/* Reading into a caller buffer, and a merged shard at an offset. */
+TEST(caller_buffer_and_offset)
+{
+    flc_store_t *su, *st;
+    connect_empty(&su, &st);
+    float *v = values8k();
+    flc_shard_t m = make_shard("rt", 1, "", 2, 4, 3000, 1000, 4000, v);
+    CHECK(flc_store_put_merged(su, &m) == 0, "put merged shard 2 of 4 (offset 3000)");
+    float dst[1000];
+    flc_shard_t out = {0};
+    int rc = flc_store_get_merged(st, "rt", 1, 2, &out, dst, 1000);
+    CHECK(rc == 0 && out.values == dst && out.owned == NULL && out.offset == 3000 &&
+              memcmp(dst, v, sizeof dst) == 0,
+          "merged shard read into the caller's buffer, offset kept");
+    rc = flc_store_get_merged(st, "rt", 1, 2, &out, dst, 999);
+    CHECK(rc == 0 && out.values != dst && out.owned != NULL,
+          "a too-small caller buffer gets an owned array instead");
+    flc_shard_release(&out);
+    free(v);
+    close_both(su, st);
+}
+
+TEST(round_meta_round_trip)
+{
+    flc_store_t *su, *st;
+    connect_empty(&su, &st);
+    put_round_meta_rt1(su);
+    Flcache__RoundMeta *gm = NULL;
+    int rc = flc_store_get_round_meta(st, "rt", 1, &gm);
+    CHECK(rc == 0 && gm && strcmp(gm->rule, "fedavg") == 0 && gm->n_participants == 2 &&
+              strcmp(gm->participants[1], "c2") == 0 && gm->n_missing == 1 &&
+              gm->n_metrics == 1 && gm->metrics[0]->value == 0.8125 &&
+              gm->bytes_read == 123456789012ull && gm->merge_ms == 1.5,
+          "round metadata round-trips (rule, participants, missing, metrics, sizes)");
+    if (gm)
+        flcache__round_meta__free_unpacked(gm, NULL);
+    rc = flc_store_get_round_meta(st, "rt", 99, &gm);
+    EXPECT(rc == FLC_ENOTFOUND && strstr(flc_store_errstr(st), "round 99"),
+           "unknown round is reported: %s", flc_store_errstr(st));
+    rc = flc_store_get_round_meta(st, "nojob", 1, &gm);
+    EXPECT(rc == FLC_ENOTFOUND && strstr(flc_store_errstr(st), "unknown job 'nojob'"),
+           "unknown job is reported: %s", flc_store_errstr(st));
+    close_both(su, st);
+}
+
+TEST(update_meta_round_trip)
+{
+    flc_store_t *su, *st;
+    connect_empty(&su, &st);
+    put_update_metas_rt1(su);
     Flcache__ModelUpdate *gu = NULL;
-    rc = flc_store_get_update_meta(st, "rt", 1, "c1", &gu);
-    CHECK(rc == 0 && gu->loss == 0.25 && gu->num_samples == 600,
-          "update metadata round-trips");
+    int rc = flc_store_get_update_meta(st, "rt", 1, "c1", &gu);
+    EXPECT(rc == 0 && gu->loss == 0.25 && gu->num_samples == 600,
+           "update metadata round-trips");
     if (gu)
         flcache__model_update__free_unpacked(gu, NULL);
     Flcache__ModelUpdate **all;
     size_t nall;
     rc = flc_store_get_round_update_metas(st, "rt", 1, &all, &nall);
-    CHECK(rc == 0 && nall == 2, "all update metadata of a round: %zu entries", nall);
+    EXPECT(rc == 0 && nall == 2, "all update metadata of a round: %zu entries", nall);
     flc_store_free_update_metas(all, nall);
+    close_both(su, st);
+}
 
-    /* 5. Listings from the indexes. */
+/* Listings from the indexes. */
+TEST(listings)
+{
+    flc_store_t *su, *st;
+    connect_empty(&su, &st);
+    float *v = values8k();
+    put_jobs_rt_and_ch(su, v);
     flc_strlist_t jobs, clients;
     flc_store_list_jobs(st, &jobs);
     int has_rt = 0, has_ch = 0;
@@ -218,24 +331,30 @@ int main(void)
         has_rt |= strcmp(jobs.items[i], "rt") == 0;
         has_ch |= strcmp(jobs.items[i], "ch") == 0;
     }
-    CHECK(jobs.n == 2 && has_rt && has_ch, "jobs listed: rt and ch");
+    EXPECT(jobs.n == 2 && has_rt && has_ch, "jobs listed: rt and ch");
     flc_strlist_free(&jobs);
-    flc_shard_t c2 = make_shard("rt", 2, "c2", 1, 2, 0, 10, 20, v);
-    flc_store_put_update(su, &c2);
     uint32_t *rounds;
     size_t nr;
-    rc = flc_store_list_rounds(st, "rt", &rounds, &nr);
-    CHECK(rc == 0 && nr == 2 && rounds[0] == 1 && rounds[1] == 2, "rounds of rt: 1 and 2");
+    int rc = flc_store_list_rounds(st, "rt", &rounds, &nr);
+    EXPECT(rc == 0 && nr == 2 && rounds[0] == 1 && rounds[1] == 2, "rounds of rt: 1 and 2");
     free(rounds);
     rc = flc_store_list_clients(st, "rt", 1, &clients);
-    CHECK(rc == 0 && clients.n == 1 && strcmp(clients.items[0], "c1") == 0,
-          "clients of round 1 (with shards) listed");
+    EXPECT(rc == 0 && clients.n == 1 && strcmp(clients.items[0], "c1") == 0,
+           "clients of round 1 (with shards) listed");
     flc_strlist_free(&clients);
     rc = flc_store_client_rounds(st, "rt", "c2", &rounds, &nr);
-    CHECK(rc == 0 && nr == 1 && rounds[0] == 1, "client c2's history holds round 1");
+    EXPECT(rc == 0 && nr == 1 && rounds[0] == 1, "client c2's history holds round 1");
     free(rounds);
+    free(v);
+    close_both(su, st);
+}
 
-    /* 6. BLPOP wake-up: a waiter blocks, a put wakes it with the client id. */
+/* BLPOP wake-up: a waiter blocks, a put wakes it with the client id. */
+TEST(blpop_wakeup)
+{
+    flc_store_t *su, *st;
+    connect_empty(&su, &st);
+    float *v = values8k();
     struct waiter w = {.url = fx.unix_url};
     pthread_t th;
     pthread_create(&th, NULL, wait_thread, &w);
@@ -245,46 +364,75 @@ int main(void)
     flc_store_put_update(su, &bl);
     pthread_join(th, NULL);
     double lat_ms = (double)(w.woke_ns - t_put) / 1e6;
-    CHECK(w.rc == 0 && strcmp(w.got, "worker7") == 0 && lat_ms < 200,
-          "BLPOP waiter woke with 'worker7' %.2f ms after the put", lat_ms);
-    rc = flc_store_wait(su, "bl", 3, 1, "arrivals", 100, w.got, sizeof w.got);
-    CHECK(rc == FLC_ETIMEOUT, "an empty arrival list times out after 100 ms: %s",
-          flc_store_errstr(su));
+    EXPECT(w.rc == 0 && strcmp(w.got, "worker7") == 0 && lat_ms < 200,
+           "BLPOP waiter woke with 'worker7' %.2f ms after the put", lat_ms);
+    int rc = flc_store_wait(su, "bl", 3, 1, "arrivals", 100, w.got, sizeof w.got);
+    EXPECT(rc == FLC_ETIMEOUT, "an empty arrival list times out after 100 ms: %s",
+           flc_store_errstr(su));
     CHECK(flc_store_notify(su, "bl", 3, 1, "done", "ok", 3) == 0, "push 3 done tokens");
     int got3 = 0;
     for (int i = 0; i < 4; i++)
         got3 += flc_store_wait(st, "bl", 3, 1, "done", 100, w.got, sizeof w.got) == 0;
-    CHECK(got3 == 3, "exactly 3 waiters get a token (%d)", got3);
+    EXPECT(got3 == 3, "exactly 3 waiters get a token (%d)", got3);
+    free(v);
+    close_both(su, st);
+}
 
-    /* 7. TTL and deletion. */
+TEST(ttl_and_delete)
+{
+    flc_store_t *su, *st;
+    connect_empty(&su, &st);
+    float *v = values8k();
+    put_jobs_rt_and_ch(su, v);
     CHECK(flc_store_expire_round(su, "rt", 2, 60000) == 0, "expire round 2 in 60 s");
     redisReply *r;
     flc_store_commandf(su, &r, "PTTL fl:{rt/2/1}:u:c2");
-    CHECK(r->integer > 50000 && r->integer <= 60000, "update key has its TTL (%lld ms)",
-          r->integer);
+    EXPECT(r->integer > 50000 && r->integer <= 60000, "update key has its TTL (%lld ms)",
+           r->integer);
     freeReplyObject(r);
     CHECK(flc_store_delete_round(su, "rt", 1) == 0, "delete round 1");
-    rc = flc_store_get_update(st, "rt", 1, 0, "c1", &out, NULL, 0);
-    CHECK(rc == FLC_ENOTFOUND, "deleted update is gone: %s", flc_store_errstr(st));
+    flc_shard_t out = {0};
+    int rc = flc_store_get_update(st, "rt", 1, 0, "c1", &out, NULL, 0);
+    EXPECT(rc == FLC_ENOTFOUND, "deleted update is gone: %s", flc_store_errstr(st));
+    Flcache__RoundMeta *gm = NULL;
     rc = flc_store_get_round_meta(st, "rt", 1, &gm);
-    CHECK(rc == FLC_ENOTFOUND, "deleted round metadata is gone");
+    EXPECT(rc == FLC_ENOTFOUND, "deleted round metadata is gone");
+    uint32_t *rounds;
+    size_t nr;
     flc_store_list_rounds(st, "rt", &rounds, &nr);
-    CHECK(nr == 1 && rounds[0] == 2, "round index keeps only round 2");
+    EXPECT(nr == 1 && rounds[0] == 2, "round index keeps only round 2");
     free(rounds);
     flc_store_commandf(su, &r, "EXISTS fl:{rt/1/0}:clients fl:{rt}:um:1 fl:{rt/1/2}:agg");
-    CHECK(r->integer == 0, "no key of round 1 is left (clients set, metadata, merged)");
+    EXPECT(r->integer == 0, "no key of round 1 is left (clients set, metadata, merged)");
     freeReplyObject(r);
+    free(v);
+    close_both(su, st);
+}
 
+TEST(stats)
+{
+    flc_store_t *su, *st;
+    connect_empty(&su, &st);
+    float *v = values8k();
+    put_jobs_rt_and_ch(su, v);
     flc_store_stats_t ss;
-    rc = flc_store_stats(st, &ss);
+    int rc = flc_store_stats(st, &ss);
     CHECK(rc == 0 && ss.keys > 0 && ss.used_memory > 0 &&
               strncmp(ss.redis_version, "7", 1) == 0,
           "stats: %llu keys, %llu bytes used, redis %s", (unsigned long long)ss.keys,
           (unsigned long long)ss.used_memory, ss.redis_version);
+    free(v);
+    close_both(su, st);
+}
 
-    /* Many shards of one update in one call: a one-SET shard before a
-     * hash-stored one, the second already closed by its merger; then a bad
-     * shard in the batch. The connection must stay in step throughout. */
+/* Many shards of one update in one call: a one-SET shard before a
+ * hash-stored one, the second already closed by its merger; then a bad
+ * shard in the batch. The connection must stay in step throughout. */
+TEST(batched_push)
+{
+    flc_store_t *su, *st;
+    connect_empty(&su, &st);
+    redisReply *r;
     flc_store_set_chunk_bytes(su, 4096);
     float *big = malloc(10000 * sizeof *big);
     flc_t_fill(big, 10000, 9);
@@ -293,17 +441,17 @@ int main(void)
     flc_store_commandf(su, &r, "SET fl:{pb/1/1}:closed 1");
     freeReplyObject(r);
     int cl[2] = {-1, -1};
-    rc = flc_store_put_updates_if_open(su, two, 2, cl);
+    int rc = flc_store_put_updates_if_open(su, two, 2, cl);
     redisReply *ok = NULL, *got = NULL;
     flc_store_commandf(su, &ok, "SET pb:probe hello");
     flc_store_commandf(su, &got, "GET pb:probe");
     flc_shard_t back = {0};
     int rb = flc_store_get_update(su, "pb", 1, 1, "c", &back, NULL, 0);
-    CHECK(rc == 0 && cl[0] == 0 && cl[1] == 1 && got && got->type == REDIS_REPLY_STRING &&
-              strcmp(got->str, "hello") == 0 && rb == 0 && back.count == 10000 &&
-              memcmp(back.values, big, 10000 * sizeof *big) == 0,
-          "batched push of a string shard and a hash shard: closed flags {%d,%d} land on the "
-          "right shards, values intact, replies in step", cl[0], cl[1]);
+    EXPECT(rc == 0 && cl[0] == 0 && cl[1] == 1 && got && got->type == REDIS_REPLY_STRING &&
+               strcmp(got->str, "hello") == 0 && rb == 0 && back.count == 10000 &&
+               memcmp(back.values, big, 10000 * sizeof *big) == 0,
+           "batched push of a string shard and a hash shard: closed flags {%d,%d} land on the "
+           "right shards, values intact, replies in step", cl[0], cl[1]);
     flc_shard_release(&back);
     if (ok)
         freeReplyObject(ok);
@@ -315,20 +463,22 @@ int main(void)
     flc_store_commandf(su, &got, "GET pb:probe");
     redisReply *ex = NULL;
     flc_store_commandf(su, &ex, "EXISTS fl:{pb/2/0}:u:c");
-    CHECK(rc == FLC_EINVAL && strstr(flc_store_errstr(su), "no values") && got &&
-              got->type == REDIS_REPLY_STRING && ex && ex->integer == 0,
-          "a bad shard refuses the whole batch before anything is sent: %s",
-          flc_store_errstr(su));
+    EXPECT(rc == FLC_EINVAL && strstr(flc_store_errstr(su), "no values") && got &&
+               got->type == REDIS_REPLY_STRING && ex && ex->integer == 0,
+           "a bad shard refuses the whole batch before anything is sent: %s",
+           flc_store_errstr(su));
     if (got)
         freeReplyObject(got);
     if (ex)
         freeReplyObject(ex);
     flc_store_set_chunk_bytes(su, FLC_STORE_CHUNK_DEFAULT);
     free(big);
-
-    free(v);
-    flc_store_close(su);
-    flc_store_close(st);
-    flc_fixture_stop(&fx);
-    return flc_t_done();
+    close_both(su, st);
 }
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(ping_unix_and_tcp), TEST_ENTRY(round_trip_sizes),
+                 TEST_ENTRY(chunk_boundaries), TEST_ENTRY(chunk_size_mismatch),
+                 TEST_ENTRY(caller_buffer_and_offset), TEST_ENTRY(round_meta_round_trip),
+                 TEST_ENTRY(update_meta_round_trip), TEST_ENTRY(listings),
+                 TEST_ENTRY(blpop_wakeup), TEST_ENTRY(ttl_and_delete), TEST_ENTRY(stats),
+                 TEST_ENTRY(batched_push))

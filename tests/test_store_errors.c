@@ -2,7 +2,9 @@
  * the middle of a pipelined put, restart and reconnect, truncated and corrupt
  * frames, element-count mismatch, oversized messages, a full cache (OOM), a
  * wrong password, unknown rounds. Each error must be a code and a sentence,
- * and must not lose what was already stored. */
+ * and must not lose what was already stored. The cases that only read and
+ * write keys share one server; the ones that fill it, kill it or restart it
+ * start their own. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,151 +49,253 @@ static void raw_set(flc_store_t *st, const char *key, const void *buf, size_t le
         freeReplyObject(r);
 }
 
-int main(void)
+#define N 4000000 /* floats in a big update: 16 MB */
+
+static flc_fixture_t fx;
+
+static void setup(void)
+{
+    flc_fixture_start(&fx, 0);
+}
+
+static void teardown(void)
+{
+    flc_fixture_stop(&fx);
+}
+
+static flc_store_t *open_store(const flc_fixture_t *on)
 {
     flc_err_t e = {0};
+    flc_store_t *st = flc_store_open(on->unix_url, NULL, &e);
+    if (st == NULL)
+        flc_t_fatal("cannot connect: %s", flc_err_msg(&e));
+    return st;
+}
 
-    /* Server down: nothing listens on a fresh free port. */
+/* N reproducible floats (seed 3); the caller frees them. */
+static float *big_values(void)
+{
+    float *v = malloc(N * sizeof *v);
+    flc_t_fill(v, N, 3);
+    return v;
+}
+
+/* Stores the 1000-float update of client "keep" (job err, round 1) that the
+ * failures must not lose. */
+static void put_keep(flc_store_t *st, float *v)
+{
+    flc_shard_t small = shard_of("err", "keep", 1000, v);
+    CHECK(flc_store_put_update(st, &small) == 0, "store a 1000-float update to keep");
+}
+
+/* Server down: nothing listens on a fresh free port. */
+TEST(server_down)
+{
+    flc_err_t e = {0};
     int port = flc_free_tcp_port(&e);
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
     flc_store_t *none = flc_store_open(url, NULL, &e);
-    CHECK(none == NULL && e.code == FLC_ECONN && strstr(e.msg, url) != NULL,
-          "server down: open fails with ECONN naming the URL: %s", e.msg);
+    EXPECT(none == NULL && e.code == FLC_ECONN && strstr(e.msg, url) != NULL,
+           "server down: open fails with ECONN naming the URL: %s", e.msg);
     none = flc_store_open("unix:///nonexistent/redis.sock", NULL, &e);
-    CHECK(none == NULL && e.code == FLC_ECONN, "missing unix socket: %s", e.msg);
+    EXPECT(none == NULL && e.code == FLC_ECONN, "missing unix socket: %s", e.msg);
+}
 
-    flc_fixture_t fx;
-    flc_fixture_start(&fx, 0);
-    flc_store_t *st = flc_store_open(fx.unix_url, NULL, &e);
-    if (st == NULL)
-        flc_t_fatal("cannot connect: %s", flc_err_msg(&e));
-
-    const uint64_t N = 4000000; /* 16 MB */
-    float *v = malloc(N * sizeof *v);
-    flc_t_fill(v, N, 3);
-    flc_shard_t small = shard_of("err", "keep", 1000, v);
-    CHECK(flc_store_put_update(st, &small) == 0, "store a 1000-float update to keep");
-
-    /* Truncated frame: a valid frame cut short, written raw under the key a
-     * reader will ask for. */
+/* Truncated, cut, short and corrupt frames, decoded without a server. */
+TEST(frame_decode_errors)
+{
+    flc_err_t e = {0};
+    float *v = big_values();
     uint8_t *frame;
     size_t flen;
     flc_shard_t f = shard_of("err", "trunc", 4096, v);
     flc_shard_encode(&f, &frame, &flen, NULL);
     flc_shard_t out = {0};
     int rc = flc_shard_decode(frame, flen - 100, SIZE_MAX, &out, &e);
-    CHECK(rc == FLC_EDATA && strstr(e.msg, "truncated"), "decode of a truncated frame: %s",
-          e.msg);
+    EXPECT(rc == FLC_EDATA && strstr(e.msg, "truncated"), "decode of a truncated frame: %s",
+           e.msg);
     rc = flc_shard_decode(frame, 20, SIZE_MAX, &out, &e);
-    CHECK(rc == FLC_EDATA, "decode of a frame cut inside its header: %s", e.msg);
-    raw_set(st, "fl:{err/1/0}:u:trunc", frame, flen - 96);
-    rc = flc_store_get_update(st, "err", 1, 0, "trunc", &out, NULL, 0);
-    CHECK(rc == FLC_EDATA, "store read of a truncated value: %s", flc_store_errstr(st));
+    EXPECT(rc == FLC_EDATA, "decode of a frame cut inside its header: %s", e.msg);
+    /* Element-count mismatch: header says 4096 floats, payload holds 4000. */
+    rc = flc_shard_decode(frame, flen - 96 * 4, SIZE_MAX, &out, &e);
+    EXPECT(rc == FLC_EDATA && strstr(e.msg, "payload has 4000 floats, header says 4096"),
+           "count mismatch named: %s", e.msg);
+    free(frame);
+    /* Corrupt header. */
+    uint8_t junk[64] = "FLS1\x10\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff";
+    rc = flc_shard_decode(junk, sizeof junk, SIZE_MAX, &out, &e);
+    EXPECT(rc == FLC_EDATA, "corrupt protobuf header: %s", e.msg);
+    free(v);
+}
 
-    /* A multi-chunk value missing one chunk (evicted field, partial copy). */
+/* A truncated frame and a value that is no frame, written raw under the keys
+ * a reader will ask for. */
+TEST(bad_values_read)
+{
+    float *v = big_values();
+    flc_store_t *st = open_store(&fx);
+    uint8_t *frame;
+    size_t flen;
+    flc_shard_t f = shard_of("err", "trunc", 4096, v);
+    flc_shard_encode(&f, &frame, &flen, NULL);
+    flc_shard_t out = {0};
+    raw_set(st, "fl:{err/1/0}:u:trunc", frame, flen - 96);
+    free(frame);
+    int rc = flc_store_get_update(st, "err", 1, 0, "trunc", &out, NULL, 0);
+    EXPECT(rc == FLC_EDATA, "store read of a truncated value: %s", flc_store_errstr(st));
+    raw_set(st, "fl:{err/1/0}:u:junk", "hello world", 11);
+    rc = flc_store_get_update(st, "err", 1, 0, "junk", &out, NULL, 0);
+    EXPECT(rc == FLC_EDATA && strstr(flc_store_errstr(st), "magic"),
+           "a value that is not a frame: %s", flc_store_errstr(st));
+    flc_store_close(st);
+    free(v);
+}
+
+/* A multi-chunk value missing one chunk (evicted field, partial copy). */
+TEST(missing_chunk)
+{
+    float *v = big_values();
+    flc_store_t *st = open_store(&fx);
+    flc_shard_t out = {0};
     flc_shard_t hole = shard_of("err", "hole", N, v);
-    rc = flc_store_put_update(st, &hole);
+    int rc = flc_store_put_update(st, &hole);
     redisReply *hr = NULL;
     if (rc == 0 && flc_store_commandf(st, &hr, "HDEL fl:{err/1/0}:u:hole 5") == 0)
         freeReplyObject(hr);
     rc = flc_store_get_update(st, "err", 1, 0, "hole", &out, NULL, 0);
     CHECK(rc == FLC_EDATA && strstr(flc_store_errstr(st), "chunk 5 has 0 bytes"),
           "a 16 MB value with a chunk missing: %s", flc_store_errstr(st));
+    flc_store_close(st);
+    free(v);
+}
 
-    /* Element-count mismatch: header says 4096 floats, payload holds 4000. */
-    rc = flc_shard_decode(frame, flen - 96 * 4, SIZE_MAX, &out, &e);
-    CHECK(rc == FLC_EDATA && strstr(e.msg, "payload has 4000 floats, header says 4096"),
-          "count mismatch named: %s", e.msg);
-    free(frame);
-
-    /* Corrupt header and bad magic. */
-    uint8_t junk[64] = "FLS1\x10\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff";
-    rc = flc_shard_decode(junk, sizeof junk, SIZE_MAX, &out, &e);
-    CHECK(rc == FLC_EDATA, "corrupt protobuf header: %s", e.msg);
-    raw_set(st, "fl:{err/1/0}:u:junk", "hello world", 11);
-    rc = flc_store_get_update(st, "err", 1, 0, "junk", &out, NULL, 0);
-    CHECK(rc == FLC_EDATA && strstr(flc_store_errstr(st), "magic"),
-          "a value that is not a frame: %s", flc_store_errstr(st));
-
-    /* Header inconsistent with the model: shard outside 0..num_shards-1,
-     * elements beyond the model. */
+/* Header inconsistent with the model: shard outside 0..num_shards-1,
+ * elements beyond the model; a job name that breaks the key schema. */
+TEST(bad_headers_refused)
+{
+    float v[10] = {0};
+    flc_store_t *st = open_store(&fx);
     flc_shard_t bad = shard_of("err", "bad", 10, v);
     bad.shard = 4;
     bad.num_shards = 4;
-    rc = flc_store_put_update(st, &bad);
-    CHECK(rc == FLC_EDATA && strstr(flc_store_errstr(st), "shard index 4"),
-          "shard index out of range refused: %s", flc_store_errstr(st));
+    int rc = flc_store_put_update(st, &bad);
+    EXPECT(rc == FLC_EDATA && strstr(flc_store_errstr(st), "shard index 4"),
+           "shard index out of range refused: %s", flc_store_errstr(st));
     bad.shard = 0;
     bad.offset = 5;
     rc = flc_store_put_update(st, &bad);
-    CHECK(rc == FLC_EDIM && strstr(flc_store_errstr(st), "outside the model"),
-          "elements outside the model refused: %s", flc_store_errstr(st));
+    EXPECT(rc == FLC_EDIM && strstr(flc_store_errstr(st), "outside the model"),
+           "elements outside the model refused: %s", flc_store_errstr(st));
     flc_shard_t badname = shard_of("a/b", "c", 1, v);
     rc = flc_store_put_update(st, &badname);
-    CHECK(rc == FLC_EINVAL && strstr(flc_store_errstr(st), "'/'"),
-          "job name breaking the key schema refused: %s", flc_store_errstr(st));
+    EXPECT(rc == FLC_EINVAL && strstr(flc_store_errstr(st), "'/'"),
+           "job name breaking the key schema refused: %s", flc_store_errstr(st));
+    flc_store_close(st);
+}
 
-    /* Oversized: a store with a 1 MB message limit. */
+/* Oversized: a store with a 1 MB message limit. */
+TEST(message_limit)
+{
+    flc_err_t e = {0};
+    float *v = big_values();
+    flc_store_t *st = open_store(&fx);
+    flc_shard_t out = {0};
     flc_store_opts_t lim = {.max_msg_bytes = 1 << 20};
     flc_store_t *sl = flc_store_open(fx.unix_url, &lim, &e);
     flc_shard_t big = shard_of("err", "big", 300000, v); /* 1.2 MB */
-    rc = flc_store_put_update(sl, &big);
-    CHECK(rc == FLC_ETOOBIG && strstr(flc_store_errstr(sl), "limit"),
-          "put over the message limit: %s", flc_store_errstr(sl));
+    int rc = flc_store_put_update(sl, &big);
+    EXPECT(rc == FLC_ETOOBIG && strstr(flc_store_errstr(sl), "limit"),
+           "put over the message limit: %s", flc_store_errstr(sl));
     CHECK(flc_store_put_update(st, &big) == 0, "the same shard fits a store with the default limit");
     rc = flc_store_get_update(sl, "err", 1, 0, "big", &out, NULL, 0);
-    CHECK(rc == FLC_ETOOBIG, "get over the message limit refused before allocating: %s",
-          flc_store_errstr(sl));
+    EXPECT(rc == FLC_ETOOBIG, "get over the message limit refused before allocating: %s",
+           flc_store_errstr(sl));
     flc_store_close(sl);
+    flc_store_close(st);
+    free(v);
+}
 
-    /* Unknown round / client. */
-    rc = flc_store_get_update(st, "err", 7, 0, "keep", &out, NULL, 0);
-    CHECK(rc == FLC_ENOTFOUND && strstr(flc_store_errstr(st), "round 7"),
-          "unknown round: %s", flc_store_errstr(st));
+TEST(unknown_round_and_job)
+{
+    float *v = big_values();
+    flc_store_t *st = open_store(&fx);
+    put_keep(st, v);
+    flc_shard_t out = {0};
+    int rc = flc_store_get_update(st, "err", 7, 0, "keep", &out, NULL, 0);
+    EXPECT(rc == FLC_ENOTFOUND && strstr(flc_store_errstr(st), "round 7"),
+           "unknown round: %s", flc_store_errstr(st));
     uint32_t *rounds;
     size_t nr;
     rc = flc_store_list_rounds(st, "nosuchjob", &rounds, &nr);
-    CHECK(rc == FLC_ENOTFOUND && strstr(flc_store_errstr(st), "nosuchjob"), "unknown job: %s",
-          flc_store_errstr(st));
+    EXPECT(rc == FLC_ENOTFOUND && strstr(flc_store_errstr(st), "nosuchjob"), "unknown job: %s",
+           flc_store_errstr(st));
+    flc_store_close(st);
+    free(v);
+}
 
-    /* Wrong password. */
+TEST(wrong_password)
+{
+    flc_err_t e = {0};
     char purl[400];
     snprintf(purl, sizeof purl, "unix://:wrong@%s", fx.unix_url + 7);
     flc_store_t *sp = flc_store_open(purl, NULL, &e);
     CHECK(sp == NULL && e.code == FLC_EAUTH, "wrong password refused: %s", e.msg);
+}
 
-    /* Full cache: maxmemory 20 MB, a 16 MB put fails with OOM part-way; the
-     * earlier update stays readable and no tmp key is left behind. */
+/* Full cache: maxmemory 20 MB, a 16 MB put fails with OOM part-way; the
+ * earlier update stays readable and no tmp key is left behind. On a server
+ * of its own, since it fills it. */
+TEST(full_cache_oom)
+{
+    flc_fixture_t own;
+    flc_fixture_start(&own, 0);
+    float *v = big_values();
+    flc_store_t *st = open_store(&own);
+    put_keep(st, v);
+    flc_shard_t out = {0};
     redisReply *r;
     flc_store_commandf(st, &r, "CONFIG SET maxmemory 20mb");
     freeReplyObject(r);
     flc_shard_t huge = shard_of("err", "huge", N, v);
     flc_store_put_update(st, &huge);
     flc_shard_t huge2 = shard_of("err", "huge2", N, v);
-    rc = flc_store_put_update(st, &huge2);
-    CHECK(rc == FLC_ENOMEM && strstr(flc_store_errstr(st), "OOM"),
-          "put into a full cache fails: %s", flc_store_errstr(st));
+    int rc = flc_store_put_update(st, &huge2);
+    EXPECT(rc == FLC_ENOMEM && strstr(flc_store_errstr(st), "OOM"),
+           "put into a full cache fails: %s", flc_store_errstr(st));
     flc_store_commandf(st, &r, "EXISTS fl:{err/1/0}:u:huge2");
-    CHECK(r->integer == 0, "the failed update is not visible");
+    EXPECT(r->integer == 0, "the failed update is not visible");
     freeReplyObject(r);
     flc_store_commandf(st, &r, "DBSIZE");
     long long keys_after = r->integer;
     freeReplyObject(r);
     flc_store_commandf(st, &r, "SCAN 0 MATCH *~tmp* COUNT 1000");
-    CHECK(r->element[1]->elements == 0, "no tmp key left behind (%lld keys in db)", keys_after);
+    EXPECT(r->element[1]->elements == 0, "no tmp key left behind (%lld keys in db)", keys_after);
     freeReplyObject(r);
     rc = flc_store_get_update(st, "err", 1, 0, "keep", &out, NULL, 0);
-    CHECK(rc == 0 && memcmp(out.values, v, 1000 * 4) == 0,
-          "the earlier update is intact after the failure");
+    EXPECT(rc == 0 && memcmp(out.values, v, 1000 * 4) == 0,
+           "the earlier update is intact after the failure");
     flc_shard_release(&out);
-    flc_store_commandf(st, &r, "CONFIG SET maxmemory 0");
-    freeReplyObject(r);
+    flc_store_close(st);
+    free(v);
+    flc_fixture_stop(&own);
+}
 
-    /* Server killed in the middle of pipelined puts (small chunks make each
-     * put thousands of commands long). */
+/* Server killed in the middle of pipelined puts (small chunks make each put
+ * thousands of commands long), then restarted: the same store reconnects.
+ * One sequence on purpose (the restart is of the server the kill stopped),
+ * on a server of its own. */
+TEST(killed_mid_pipeline_then_restart)
+{
+    flc_err_t e = {0};
+    flc_fixture_t own;
+    flc_fixture_start(&own, 0);
+    float *v = big_values();
+    flc_store_t *st = open_store(&own);
+    put_keep(st, v);
+    flc_shard_t out = {0};
     flc_store_set_chunk_bytes(st, 4096);
-    struct killer k = {.fx = &fx, .after_ms = 30};
+    struct killer k = {.fx = &own, .after_ms = 30};
     pthread_t th;
     pthread_create(&th, NULL, kill_later, &k);
     int failed_at = -1;
@@ -202,7 +306,7 @@ int main(void)
             failed_at = i;
     }
     pthread_join(th, NULL);
-    rc = flc_store_error(st)->code;
+    int rc = flc_store_error(st)->code;
     CHECK(failed_at >= 0 && (rc == FLC_ECONN || rc == FLC_ETIMEOUT),
           "put fails cleanly when the server dies mid-pipeline (after %.0f ms): %s",
           (flc_now_ns() - t0) / 1e6, flc_store_errstr(st));
@@ -211,23 +315,34 @@ int main(void)
           flc_store_errstr(st));
 
     /* Restart: the same store reconnects on its next call. */
-    CHECK(flc_embed_restart(fx.srv, &e) == 0, "server restarted");
+    CHECK(flc_embed_restart(own.srv, &e) == 0, "server restarted");
     flc_store_set_chunk_bytes(st, FLC_STORE_CHUNK_DEFAULT);
+    flc_shard_t small = shard_of("err", "keep", 1000, v);
     rc = flc_store_put_update(st, &small);
     CHECK(rc == 0, "the store reconnects by itself after a restart");
     rc = flc_store_get_update(st, "err", 1, 0, "keep", &out, NULL, 0);
     CHECK(rc == 0 && memcmp(out.values, v, 1000 * 4) == 0, "and reads again");
     flc_shard_release(&out);
+    flc_store_close(st);
+    free(v);
+    flc_fixture_stop(&own);
+}
 
-    CHECK(flc_find_nonfinite(v, N) == -1, "finite vector has no NaN/Inf");
+TEST(nonfinite_search)
+{
+    float *v = big_values();
+    EXPECT(flc_find_nonfinite(v, N) == -1, "finite vector has no NaN/Inf");
     v[1234567] = 0.0f / 0.0f;
-    CHECK(flc_find_nonfinite(v, N) == 1234567, "NaN found at its index");
+    EXPECT(flc_find_nonfinite(v, N) == 1234567, "NaN found at its index");
     v[1234567] = 1.0f;
     v[N - 1] = 1.0f / 0.0f;
-    CHECK(flc_find_nonfinite(v, N) == (int64_t)N - 1, "Inf found at the last index");
-
+    EXPECT(flc_find_nonfinite(v, N) == (int64_t)N - 1, "Inf found at the last index");
     free(v);
-    flc_store_close(st);
-    flc_fixture_stop(&fx);
-    return flc_t_done();
 }
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(server_down), TEST_ENTRY(frame_decode_errors),
+                 TEST_ENTRY(bad_values_read), TEST_ENTRY(missing_chunk),
+                 TEST_ENTRY(bad_headers_refused), TEST_ENTRY(message_limit),
+                 TEST_ENTRY(unknown_round_and_job), TEST_ENTRY(wrong_password),
+                 TEST_ENTRY(full_cache_oom), TEST_ENTRY(killed_mid_pipeline_then_restart),
+                 TEST_ENTRY(nonfinite_search))

@@ -19,8 +19,36 @@
 #include "workers/sgd_worker.h"
 
 static flc_fixture_t fx;
+/* A case's own pool and store (open_case/close_case): neither a pool's
+ * threads nor a connection can be shared with the runner across a fork. */
 static flc_pool_t *pool;
 static flc_store_t *store;
+
+static void open_case(void)
+{
+    flc_err_t e = {0};
+    store = flc_store_open(fx.unix_url, NULL, &e);
+    if (store == NULL)
+        flc_t_fatal("store: %s", flc_err_msg(&e));
+    char fn[1024];
+    snprintf(fn, sizeof fn, "%s/flcache-fn", flc_t_build_dir());
+    static const char *const env[] = {"OPENBLAS_NUM_THREADS=1", NULL};
+    flc_pool_cfg_t pc;
+    flc_pool_cfg_init(&pc);
+    pc.fn_path = fn;
+    pc.concurrency = 4;
+    pc.timeout_ms = 120000;
+    pc.env = env;
+    pool = flc_pool_new(&pc, &e);
+    if (pool == NULL)
+        flc_t_fatal("pool: %s", flc_err_msg(&e));
+}
+
+static void close_case(void)
+{
+    flc_pool_free(pool);
+    flc_store_close(store);
+}
 
 typedef struct outcome {
     int ok;              /* every invocation answered ok */
@@ -173,8 +201,9 @@ static void train_case(const char *job, int W, const char *model, int comm, doub
     }
 }
 
-static void bad_data(void)
+TEST(bad_data_dir)
 {
+    open_case();
     flc_sgd_cfg_t c;
     base_cfg(&c, "bad-data", 2, "softmax", FLC_SGD_COMM_RS);
     c.data_dir = "/nonexistent/fashion-dir";
@@ -185,10 +214,12 @@ static void bad_data(void)
           "missing data dir: the workers fail naming the file (%s)", o.err);
     CHECK(flc_now_s() - t0 < 10, "missing data dir: they fail at once (%.1f s)",
           flc_now_s() - t0);
+    close_case();
 }
 
-static void missing_worker(void)
+TEST(worker_never_starts)
 {
+    open_case();
     flc_sgd_cfg_t c;
     base_cfg(&c, "missing-w", 2, "softmax", FLC_SGD_COMM_RS);
     c.step_timeout_ms = 1500;
@@ -200,9 +231,15 @@ static void missing_worker(void)
           "a worker that never starts: the others fail at the start barrier (%s)", o.err);
     CHECK(dt < 10, "... within the step timeout, not a hang (%.1f s)", dt);
     flc_sgd_cleanup(store, "missing-w", NULL);
+    close_case();
+}
 
-    /* w1 stops after epoch 1 (as if it died): w0's merge of the next step
-     * lacks it and the training fails naming it. */
+/* w1 stops after epoch 1 (as if it died): w0's merge of the next step lacks
+ * it and the training fails naming it. */
+TEST(worker_stops_early)
+{
+    open_case();
+    flc_sgd_cfg_t c;
     base_cfg(&c, "quit-w", 2, "softmax", FLC_SGD_COMM_RS);
     c.step_timeout_ms = 1500;
     c.epochs = 2;
@@ -216,10 +253,10 @@ static void missing_worker(void)
     flc_inv_rec_t recs[2];
     memset(recs, 0, sizeof recs);
     flc_err_t e = {0};
-    t0 = flc_now_s();
+    double t0 = flc_now_s();
     if (flc_pool_invoke_json(pool, (const cJSON *const *)evs, 2, recs, &e) != 0)
         flc_t_fatal("pool: %s", flc_err_msg(&e));
-    dt = flc_now_s() - t0;
+    double dt = flc_now_s() - t0;
     CHECK(recs[1].status == FLC_INV_OK, "the worker that stops early returns ok (%s)",
           recs[1].error);
     CHECK(recs[0].status == FLC_INV_ERROR && strstr(recs[0].error, "missing (first: w1)"),
@@ -230,9 +267,10 @@ static void missing_worker(void)
         flc_inv_rec_clear(&recs[i]);
     }
     flc_sgd_cleanup(store, "quit-w", NULL);
+    close_case();
 }
 
-static void bad_event(void)
+TEST(bad_event)
 {
     flc_sgd_cfg_t c;
     flc_sgd_cfg_init(&c);
@@ -262,15 +300,13 @@ static void bad_event(void)
 }
 
 /* The CLI, when this build's flcache has the train command. */
-static void cli(void)
+TEST(cli_train)
 {
     char cmd[1024], out[8192];
     const char *bd = flc_t_build_dir();
     snprintf(cmd, sizeof cmd, "%s/flcache train --help", bd);
-    if (flc_t_run(cmd, out, sizeof out) != 0) {
-        printf("# skip: this flcache has no train command yet (cli/main.c)\n");
-        return;
-    }
+    if (flc_t_run(cmd, out, sizeof out) != 0)
+        flc_t_skip("this flcache has no train command yet (cli/main.c)");
     CHECK(strstr(out, "--comm") && strstr(out, "--subset"), "flcache train --help lists options");
     snprintf(cmd, sizeof cmd,
              "FLCACHE_REDIS=%s %s/flcache train --workers 2 --subset 3000 --test-subset 1000 "
@@ -289,37 +325,45 @@ static void cli(void)
     CHECK(rc == 2 && strstr(out, "--workers"), "flcache train --workers 0: exit 2 (exit %d)", rc);
 }
 
-int main(void)
+static void setup(void)
 {
     flc_fixture_start(&fx, 0);
-    flc_err_t e = {0};
-    store = flc_store_open(fx.unix_url, NULL, &e);
-    if (store == NULL)
-        flc_t_fatal("store: %s", flc_err_msg(&e));
-    char fn[1024];
-    snprintf(fn, sizeof fn, "%s/flcache-fn", flc_t_build_dir());
-    static const char *const env[] = {"OPENBLAS_NUM_THREADS=1", NULL};
-    flc_pool_cfg_t pc;
-    flc_pool_cfg_init(&pc);
-    pc.fn_path = fn;
-    pc.concurrency = 4;
-    pc.timeout_ms = 120000;
-    pc.env = env;
-    pool = flc_pool_new(&pc, &e);
-    if (pool == NULL)
-        flc_t_fatal("pool: %s", flc_err_msg(&e));
-
-    bad_event();
-    train_case("rs2", 2, "softmax", FLC_SGD_COMM_RS, 0.6);
-    train_case("rs4", 4, "softmax", FLC_SGD_COMM_RS, 0.6);
-    train_case("one4", 4, "softmax", FLC_SGD_COMM_ONE, 0.6);
-    train_case("mlp2", 2, "mlp", FLC_SGD_COMM_RS, 0.6);
-    bad_data();
-    missing_worker();
-    cli();
-
-    flc_pool_free(pool);
-    flc_store_close(store);
-    flc_fixture_stop(&fx);
-    return flc_t_done();
 }
+
+static void teardown(void)
+{
+    flc_fixture_stop(&fx);
+}
+
+static void train_in_case(const char *job, int W, const char *model, int comm, double min_acc)
+{
+    open_case();
+    train_case(job, W, model, comm, min_acc);
+    close_case();
+}
+
+TEST(reduce_scatter_2_workers)
+{
+    train_in_case("rs2", 2, "softmax", FLC_SGD_COMM_RS, 0.6);
+}
+
+TEST(reduce_scatter_4_workers)
+{
+    train_in_case("rs4", 4, "softmax", FLC_SGD_COMM_RS, 0.6);
+}
+
+TEST(allreduce_to_one_4_workers)
+{
+    train_in_case("one4", 4, "softmax", FLC_SGD_COMM_ONE, 0.6);
+}
+
+TEST(mlp_2_workers)
+{
+    train_in_case("mlp2", 2, "mlp", FLC_SGD_COMM_RS, 0.6);
+}
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(bad_event), TEST_ENTRY(reduce_scatter_2_workers),
+                 TEST_ENTRY(reduce_scatter_4_workers), TEST_ENTRY(allreduce_to_one_4_workers),
+                 TEST_ENTRY(mlp_2_workers), TEST_ENTRY(bad_data_dir),
+                 TEST_ENTRY(worker_never_starts), TEST_ENTRY(worker_stops_early),
+                 TEST_ENTRY(cli_train))

@@ -52,7 +52,7 @@ static double train(const char *name, const flc_dataset_t *train, const flc_data
     }
     double acc = 0;
     flc_model_evaluate(m, w, test, NULL, 0, &acc, NULL, &err);
-    printf("# %s: %d epochs over %zu samples in %.2f s, test accuracy %.4f\n", name, epochs,
+    printf("    # %s: %d epochs over %zu samples in %.2f s, test accuracy %.4f\n", name, epochs,
            train->n, flc_now_s() - t0, acc);
     free(w);
     free(g);
@@ -61,10 +61,13 @@ static double train(const char *name, const flc_dataset_t *train, const flc_data
     return acc;
 }
 
-int main(void)
+/* The data both cases train on, loaded and standardized once by the runner:
+ * 5000 train and 2000 test samples. */
+static flc_dataset_t *tr, *te;
+
+static void setup(void)
 {
     flc_err_t err = {0};
-    flc_dataset_t *tr = NULL, *te = NULL;
     if (flc_data_load_fashion(NULL, 1, 5000, &tr, &err) != 0 ||
         flc_data_load_fashion(NULL, 0, 2000, &te, &err) != 0)
         flc_t_fatal("%s", flc_err_msg(&err));
@@ -73,13 +76,27 @@ int main(void)
         flc_norm_apply(&nm, te, &err) != 0)
         flc_t_fatal("%s", flc_err_msg(&err));
     flc_norm_release(&nm);
-    double l0, l1;
-    double acc = train("softmax", tr, te, 2, 0.02f, &l0, &l1);
-    CHECK(acc > 0.70, "softmax, 5000 samples, 2 epochs: test accuracy %.3f > 0.70", acc);
-    CHECK(l1 < l0 && l1 < 0.7, "softmax: training loss falls (%.3f -> %.3f)", l0, l1);
-    acc = train("mlp", tr, te, 1, 0.05f, &l0, &l1);
-    CHECK(acc > 0.70, "mlp 128, 5000 samples, 1 epoch: test accuracy %.3f > 0.70", acc);
+}
+
+static void teardown(void)
+{
     flc_data_free(tr);
     flc_data_free(te);
-    return flc_t_done();
 }
+
+TEST(softmax_learns)
+{
+    double l0, l1;
+    double acc = train("softmax", tr, te, 2, 0.02f, &l0, &l1);
+    EXPECT(acc > 0.70, "softmax, 5000 samples, 2 epochs: test accuracy %.3f > 0.70", acc);
+    EXPECT(l1 < l0 && l1 < 0.7, "softmax: training loss falls (%.3f -> %.3f)", l0, l1);
+}
+
+TEST(mlp_learns)
+{
+    double l0, l1;
+    double acc = train("mlp", tr, te, 1, 0.05f, &l0, &l1);
+    CHECK(acc > 0.70, "mlp 128, 5000 samples, 1 epoch: test accuracy %.3f > 0.70", acc);
+}
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(softmax_learns), TEST_ENTRY(mlp_learns))

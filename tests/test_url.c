@@ -4,7 +4,7 @@
 #include "cache/url.h"
 #include "tests/harness.h"
 
-int main(void)
+TEST(tcp_urls)
 {
     flc_url_t u;
     flc_err_t e = {0};
@@ -24,6 +24,12 @@ int main(void)
     flc_url_redacted(&u, red, sizeof red);
     CHECK(strstr(red, "p@ss") == NULL && strstr(red, "***") != NULL,
           "redacted URL hides the password: %s", red);
+}
+
+TEST(unix_urls)
+{
+    flc_url_t u;
+    flc_err_t e = {0};
     CHECK(flc_url_parse("unix:///tmp/x/redis.sock", &u, &e) == 0 && u.kind == FLC_URL_UNIX &&
               strcmp(u.path, "/tmp/x/redis.sock") == 0,
           "unix:///tmp/x/redis.sock keeps the whole path");
@@ -33,12 +39,19 @@ int main(void)
     CHECK(flc_url_parse("unix:///tmp/a.sock?db=3&password=x", &u, &e) == 0 && u.db == 3 &&
               strcmp(u.password, "x") == 0,
           "unix URL with db and password in the query");
-    CHECK(flc_url_parse("http://x", &u, &e) == FLC_EINVAL && strstr(e.msg, "redis://"),
-          "wrong scheme is refused: %s", e.msg);
-    CHECK(flc_url_parse("", &u, &e) == FLC_EINVAL, "empty URL is refused: %s", e.msg);
-    CHECK(flc_url_parse("unix://relative.sock", &u, &e) == FLC_EINVAL,
-          "relative socket path is refused: %s", e.msg);
-    CHECK(flc_url_parse("redis://h:99999", &u, &e) == FLC_EINVAL, "bad port is refused: %s",
-          e.msg);
-    return flc_t_done();
 }
+
+TEST(bad_urls_refused)
+{
+    flc_url_t u;
+    flc_err_t e = {0};
+    EXPECT(flc_url_parse("http://x", &u, &e) == FLC_EINVAL && strstr(e.msg, "redis://"),
+          "wrong scheme is refused: %s", e.msg);
+    EXPECT(flc_url_parse("", &u, &e) == FLC_EINVAL, "empty URL is refused: %s", e.msg);
+    EXPECT(flc_url_parse("unix://relative.sock", &u, &e) == FLC_EINVAL,
+          "relative socket path is refused: %s", e.msg);
+    EXPECT(flc_url_parse("redis://h:99999", &u, &e) == FLC_EINVAL, "bad port is refused: %s",
+          e.msg);
+}
+
+TEST_LIST(TEST_ENTRY(tcp_urls), TEST_ENTRY(unix_urls), TEST_ENTRY(bad_urls_refused))

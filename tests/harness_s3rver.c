@@ -1,9 +1,9 @@
-/* A real S3-protocol server for the cold-tier tests: s3rver (npm), installed
- * by scripts/s3rver.sh, started on a free loopback port with its own data
- * directory, killed at the end. Header-only (static functions) so each test
- * that needs it includes it; not a test itself. */
-#ifndef FLC_TESTS_TEST_COLD_S3RVER_H
-#define FLC_TESTS_TEST_COLD_S3RVER_H
+/* The S3 server fixture for the cold-tier tests: s3rver (npm), installed by
+ * scripts/s3rver.sh, started on a free loopback port with its own data
+ * directory, killed at the end. It runs in its own process group (node starts
+ * children of its own), so the harness tracks it to kill it when the case
+ * that started it fails. */
+#include "tests/harness.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -16,17 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cache/embed.h"
-#include "tests/harness.h"
-
-typedef struct flc_s3rver {
-    pid_t pid;
-    int port;
-    char dir[64];
-    char url[64]; /* http://127.0.0.1:<port> */
-} flc_s3rver_t;
-
-static int flc_s3rver_reachable(int port)
+static int reachable(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -36,9 +26,12 @@ static int flc_s3rver_reachable(int port)
     return ok;
 }
 
-/* Installs (when needed) and starts s3rver. Returns 0, or -1 with the reason
- * in why (the caller prints it as a skip). */
-static int flc_s3rver_start(flc_s3rver_t *s, char *why, size_t whylen)
+static void stop_tracked(void *s)
+{
+    flc_s3rver_stop(s);
+}
+
+int flc_s3rver_start(flc_s3rver_t *s, char *why, size_t whylen)
 {
     memset(s, 0, sizeof *s);
     const char *src = getenv("FLCACHE_SOURCE_DIR");
@@ -66,34 +59,41 @@ static int flc_s3rver_start(flc_s3rver_t *s, char *why, size_t whylen)
     }
     char port[16];
     snprintf(port, sizeof port, "%d", s->port);
+    fflush(stdout);
     s->pid = fork();
     if (s->pid == 0) {
         setpgid(0, 0);
-        freopen("/dev/null", "w", stdout);
+        if (freopen("/dev/null", "w", stdout) == NULL)
+            _exit(127);
         execl(bin, bin, "-d", s->dir, "-a", "127.0.0.1", "-p", port, "-s", (char *)NULL);
         _exit(127);
     }
+    s->owner = getpid();
+    flc_t_track(s, stop_tracked);
     snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d", s->port);
     for (int i = 0; i < 300; i++) { /* node starts in ~0.5 s; allow 15 s on a busy machine */
-        if (flc_s3rver_reachable(s->port))
+        if (reachable(s->port))
             return 0;
         int st;
         if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
             snprintf(why, whylen, "s3rver (%.300s) exited at start with status %d", bin, st);
             s->pid = 0;
+            flc_s3rver_stop(s);
             return -1;
         }
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     snprintf(why, whylen, "s3rver did not listen on port %d within 15 s", s->port);
-    kill(-s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
+    flc_s3rver_stop(s);
     return -1;
 }
 
-static void flc_s3rver_stop(flc_s3rver_t *s)
+void flc_s3rver_stop(flc_s3rver_t *s)
 {
+    if (s->owner != getpid())
+        return; /* a case's process never stops the runner's server */
+    flc_t_untrack(s);
     if (s->pid > 0) {
         kill(-s->pid, SIGKILL);
         waitpid(s->pid, NULL, 0);
@@ -103,7 +103,6 @@ static void flc_s3rver_stop(flc_s3rver_t *s)
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
         flc_t_run(cmd, NULL, 0);
+        s->dir[0] = '\0';
     }
 }
-
-#endif
