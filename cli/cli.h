@@ -1,6 +1,7 @@
 /* Shared pieces of the `flcache` command: the subcommand entry points, exit
  * codes, and the cache connection every subcommand uses (FLCACHE_REDIS, or a
- * private embedded redis-server started for the duration of the command). */
+ * private embedded redis-server started for the duration of the command).
+ * Options are parsed by cli/opt.h. */
 #ifndef FLC_CLI_CLI_H
 #define FLC_CLI_CLI_H
 
@@ -29,21 +30,17 @@ void flc_cli_install_signals(void);
 /* Prints "flcache <cmd>: <message>" to stderr. */
 void flc_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Returns 1 when argv has -h or --help. */
-int flc_cli_wants_help(int argc, char **argv);
-
-/* Option values. Each parses v (the word after option opt of subcommand
- * cmd) or prints "flcache <cmd>: <opt> needs ..., not '<v>'" and returns
- * -1; v may be NULL (a missing value).
- *   _int: an integer in min..max          _num: a finite number >= min
- *   (strictly above min when strict is 1) */
-int flc_cli_opt_int(const char *cmd, const char *opt, const char *v, long long min,
-                    long long max, long long *out);
-int flc_cli_opt_num(const char *cmd, const char *opt, const char *v, double min, int strict,
-                    double *out);
-
 /* Formats a byte count as "12.3 MiB". */
 void flc_cli_bytes(char *out, size_t outlen, double bytes);
+
+/* Prints j on stdout, indented when pretty, then a newline (nothing when j
+ * is NULL or cannot be printed). */
+struct cJSON;
+void flc_cli_print_json(const struct cJSON *j, int pretty);
+
+/* The function binary: $FLCACHE_FN, else flcache-fn next to this program
+ * (/proc/self/exe), else plain "flcache-fn". */
+void flc_cli_fn_path(char *out, size_t len);
 
 /* Subcommands: argv[0] is the subcommand name. Return an FLC_EXIT_* code. */
 int flc_cmd_version(int argc, char **argv);

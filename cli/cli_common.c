@@ -1,14 +1,16 @@
-/* Connection set-up and clean-up shared by all subcommands. */
+/* What the subcommands share: connection set-up and clean-up, error lines,
+ * byte counts, JSON output and where the function binary is. */
 #include "cli/cli.h"
 
-#include <ctype.h>
-#include <errno.h>
-#include <math.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "base/log.h"
 
@@ -22,14 +24,6 @@ void flc_cli_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
 }
 
-int flc_cli_wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
-            return 1;
-    return 0;
-}
-
 void flc_cli_bytes(char *out, size_t outlen, double b)
 {
     const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -37,6 +31,36 @@ void flc_cli_bytes(char *out, size_t outlen, double b)
     while (b >= 1024 && i < 4)
         b /= 1024, i++;
     snprintf(out, outlen, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+void flc_cli_print_json(const cJSON *j, int pretty)
+{
+    char *t = j ? (pretty ? cJSON_Print(j) : cJSON_PrintUnformatted(j)) : NULL;
+    if (t)
+        printf("%s\n", t);
+    cJSON_free(t);
+}
+
+/* FLCACHE_FN is read here, where the program looks for the binary (a later
+ * step gathers the environment into one configuration, cli/config.c). */
+void flc_cli_fn_path(char *out, size_t len)
+{
+    const char *env = getenv("FLCACHE_FN");
+    if (env != NULL && *env) {
+        snprintf(out, len, "%s", env);
+        return;
+    }
+    char self[PATH_MAX - 16]; /* room for "/flcache-fn" in out */
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        snprintf(out, len, "flcache-fn");
+        return;
+    }
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(out, len, "%s/flcache-fn", self);
 }
 
 static void on_signal(int sig)
@@ -93,36 +117,4 @@ void flc_cli_disconnect(flc_cli_conn_t *c)
         c->embedded = NULL;
         unsetenv("FLCACHE_REDIS");
     }
-}
-
-int flc_cli_opt_int(const char *cmd, const char *opt, const char *v, long long min,
-                    long long max, long long *out)
-{
-    char *end = NULL;
-    int digits = v != NULL && (isdigit((unsigned char)*v) ||
-                               (*v == '-' && isdigit((unsigned char)v[1])));
-    errno = 0;
-    long long x = digits ? strtoll(v, &end, 10) : 0;
-    if (!digits || *end != '\0' || errno == ERANGE || x < min || x > max) {
-        flc_cli_error(cmd, "%s needs an integer in %lld..%lld, not '%s'", opt, min, max,
-                      v ? v : "");
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
-int flc_cli_opt_num(const char *cmd, const char *opt, const char *v, double min, int strict,
-                    double *out)
-{
-    char *end = NULL;
-    double x = v ? strtod(v, &end) : NAN;
-    if (v == NULL || end == v || *end != '\0' || !isfinite(x) || x < min ||
-        (strict && x == min)) {
-        flc_cli_error(cmd, "%s needs a number %s %g, not '%s'", opt, strict ? ">" : ">=", min,
-                      v ? v : "");
-        return -1;
-    }
-    *out = x;
-    return 0;
 }
