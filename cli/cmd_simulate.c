@@ -42,7 +42,6 @@ typedef struct opts {
 static const char *const strategies[] = {"fedavg",       "fedprox", "fedadam",    "fedyogi",
                                          "median",       "trimmed-mean", "krum", "multi-krum",
                                          NULL};
-static const char *const models[] = {"softmax", "mlp", NULL};
 static const char *const faults[] = {"sign-flip", "label-flip", "noise", NULL};
 
 /* --fault: a kind of fault; "none" is what --faulty 0 means already. */
@@ -75,12 +74,7 @@ static const flc_opt_t options[] = {
              "           fraction of extremes on each side\n"
              "krum       delta closest to its k-f-2 neighbours (--krum-f)\n"
              "multi-krum mean of the k-f deltas with the best Krum scores"},
-    {.name = "model", .type = FLC_OPT_STR, .meta = "M", FLC_OPT_AT(opts_t, c.model),
-     .choices = models, .help = "softmax (multinomial logistic regression) or mlp (one "
-                                "hidden ReLU layer of --hidden units)"},
-    {.name = "hidden", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(opts_t, c.hidden),
-     .imin = 1, .imax = 65536, .def = FLC_OPT_STRING(FLC_MLP_HIDDEN_DEFAULT),
-     .help = "hidden units of the mlp"},
+    FLC_OPT_MODEL_OPTIONS(opts_t, c),
     {.name = "mu", .type = FLC_OPT_NUM, .meta = "M", FLC_OPT_AT(opts_t, c.mu), .min = 0,
      .def = "0.01 with fedprox, else 0", .help = "FedProx proximal weight"},
     {.name = "lr", .type = FLC_OPT_NUM, .meta = "L", FLC_OPT_AT(opts_t, c.lr), .min = 0,

@@ -28,22 +28,16 @@
 #include "workers/sgd_worker.h"
 
 
-static const char *const models[] = {"softmax", "mlp", NULL};
 static const char *const comms[] = {"reduce-scatter", "allreduce-one", NULL};
 
 static const flc_opt_t options[] = {
     {.name = "workers", .type = FLC_OPT_INT, .meta = "W", FLC_OPT_AT(flc_train_opts_t, cfg.workers),
      .imin = 1, .imax = 1024, .help = "worker functions"},
-    {.name = "model", .type = FLC_OPT_STR, .meta = "M", FLC_OPT_AT(flc_train_opts_t, cfg.model),
-     .choices = models, .help = "softmax (multinomial logistic regression) or mlp (one hidden "
-                                "ReLU layer)"},
-    {.name = "hidden", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(flc_train_opts_t, cfg.hidden),
-     .imin = 1, .imax = 65536, .def = FLC_OPT_STRING(FLC_MLP_HIDDEN_DEFAULT),
-     .help = "hidden units of the mlp"},
+    FLC_OPT_MODEL_OPTIONS(flc_train_opts_t, cfg),
     {.name = "epochs", .type = FLC_OPT_INT, .meta = "E", FLC_OPT_AT(flc_train_opts_t, cfg.epochs),
      .imin = 1, .imax = 100000, .help = "passes over the training set"},
     {.name = "batch", .type = FLC_OPT_INT, .meta = "B", FLC_OPT_AT(flc_train_opts_t, cfg.batch),
-     .imin = 1, .imax = 65536, .help = "minibatch per worker; the effective batch is B x W"},
+     .imin = 1, .imax = 65536, .help = "minibatch per worker (effective: B x W)"},
     {.name = "lr", .type = FLC_OPT_NUM, .meta = "L", FLC_OPT_AT(flc_train_opts_t, cfg.lr),
      .min = 0, .min_open = 1,
      .def = FLC_OPT_STRING(FLC_SGD_LR_SOFTMAX) " for softmax, "

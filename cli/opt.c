@@ -24,18 +24,15 @@
 #define MAX_NAME_COL 22  /* a longer "--name META" puts its help on the next line */
 #define VAL_BASE 256     /* getopt val of table entry i: VAL_BASE + i */
 
-static void verror(const flc_opt_cmd_t *cmd, const char *fmt, va_list ap)
-{
-    fprintf(stderr, "%s: ", cmd->prog);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (see %s --help)\n", cmd->prog);
-}
+const char *const flc_opt_models[] = {"softmax", "mlp", NULL};
 
 int flc_opt_usage_error(const flc_opt_cmd_t *cmd, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    verror(cmd, fmt, ap);
+    fprintf(stderr, "%s: ", cmd->prog);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see %s --help)\n", cmd->prog);
     va_end(ap);
     return FLC_EXIT_USAGE;
 }
@@ -64,18 +61,16 @@ static const char *choice_list(const char *const *c, char *buf, size_t len)
 
 /* ---- fields ------------------------------------------------------------ */
 
-static int int_fits(const flc_opt_t *o)
-{
-    return o->size == 4 || o->size == 8;
-}
-
+/* Integer fields are 4 or 8 bytes. A 4-byte one is taken as unsigned only
+ * when its range needs it (imax > INT32_MAX), so that a signed field's
+ * negative "not given" value (krum_f -1) reads back as it is. */
 static void put_int(void *dest, const flc_opt_t *o, long long x)
 {
     char *p = (char *)dest + o->off;
     if (o->size == 8) {
         int64_t v = x;
         memcpy(p, &v, sizeof v);
-    } else if (o->imin < 0) {
+    } else if (o->imax <= INT32_MAX) {
         int32_t v = (int32_t)x;
         memcpy(p, &v, sizeof v);
     } else {
@@ -92,7 +87,7 @@ static long long get_int(const void *dest, const flc_opt_t *o)
         memcpy(&v, p, sizeof v);
         return v;
     }
-    if (o->imin < 0) {
+    if (o->imax <= INT32_MAX) {
         int32_t v;
         memcpy(&v, p, sizeof v);
         return v;
@@ -108,7 +103,7 @@ static int entry_ok(const flc_opt_t *o)
     switch (o->type) {
     case FLC_OPT_FLAG:
     case FLC_OPT_CHOICE: return o->size == sizeof(int);
-    case FLC_OPT_INT: return int_fits(o);
+    case FLC_OPT_INT: return o->size == 4 || o->size == 8;
     case FLC_OPT_NUM: return o->size == sizeof(double);
     case FLC_OPT_STR: return o->size == sizeof(const char *);
     case FLC_OPT_CUSTOM: return o->custom != NULL;
@@ -228,123 +223,140 @@ static int word_len(const char *w)
     return eq ? (int)(eq - w) : (int)strlen(w);
 }
 
-int flc_opt_parse(const flc_opt_cmd_t *cmd, int argc, char **argv, void *dest, size_t size,
-                  int *exit_code)
+/* What one parse is doing. */
+typedef struct state {
+    const flc_opt_cmd_t *cmd;
+    void *dest;
+    int npos;                      /* positionals taken */
+    unsigned char seen[MAX_OPTS];  /* entries given, for FLC_OPT_REQUIRED */
+} state_t;
+
+/* getopt_long's table from cmd's; -1 when cmd's table is wrong. */
+static int long_options(const flc_opt_cmd_t *cmd, struct option *lo)
 {
     const flc_opt_t *t = cmd->opts;
-    struct option lo[MAX_OPTS + 2];
-    int n = 0, nl = 0;
-    for (; t[n].name; n++) {
-        if (n >= MAX_OPTS || !entry_ok(&t[n])) {
+    int nl = 0;
+    for (int i = 0; t[i].name; i++) {
+        if (i >= MAX_OPTS || !entry_ok(&t[i])) {
             fprintf(stderr, "%s: bug: option table entry '%s' does not fit its field\n",
-                    cmd->prog, t[n].name);
-            *exit_code = FLC_EXIT_RUNTIME;
-            return 0;
+                    cmd->prog, t[i].name);
+            return -1;
         }
-        if (t[n].flags & FLC_OPT_POSITIONAL)
-            continue;
-        lo[nl++] = (struct option){t[n].name,
-                                   t[n].type == FLC_OPT_FLAG ? no_argument : required_argument,
-                                   NULL, VAL_BASE + n};
+        if (!(t[i].flags & FLC_OPT_POSITIONAL))
+            lo[nl++] = (struct option){t[i].name,
+                                       t[i].type == FLC_OPT_FLAG ? no_argument : required_argument,
+                                       NULL, VAL_BASE + i};
     }
     lo[nl++] = (struct option){"help", no_argument, NULL, 'h'};
     lo[nl] = (struct option){NULL, 0, NULL, 0};
-    /* The defaults, for --help: options before it may already have
-     * written into dest. */
+    return 0;
+}
+
+/* The next positional entry takes word. */
+static int take_positional(state_t *st, const char *word)
+{
+    const flc_opt_t *t = st->cmd->opts;
+    int i = 0;
+    for (int k = 0; t[i].name; i++)
+        if ((t[i].flags & FLC_OPT_POSITIONAL) && k++ == st->npos)
+            break;
+    if (t[i].name == NULL)
+        return flc_opt_usage_error(st->cmd, "unexpected argument '%s'", word);
+    st->npos++;
+    st->seen[i] = 1;
+    return take(st->cmd, &t[i], word, st->dest) == 0 ? FLC_EXIT_OK : FLC_EXIT_USAGE;
+}
+
+/* Acts on what getopt_long returned for an option word (c is neither a
+ * positional nor -h). */
+static int take_option(state_t *st, int c, char **argv)
+{
+    const flc_opt_cmd_t *cmd = st->cmd;
+    const flc_opt_t *o = optopt >= VAL_BASE ? &cmd->opts[optopt - VAL_BASE] : NULL;
+    const char *w = argv[optind - 1];
+    if (c == ':') { /* a value is missing: w is the option word */
+        if (o && word_len(w) == (int)strlen(o->name) + 2)
+            return flc_opt_usage_error(cmd, "--%s needs a value", o->name);
+        return flc_opt_usage_error(cmd, "unknown option '%.*s'", word_len(w), w);
+    }
+    if (c == '?') {
+        if (o && word_len(w) == (int)strlen(o->name) + 2)
+            return flc_opt_usage_error(cmd, "--%s takes no value", o->name);
+        if (optopt != 0 && o == NULL)
+            return flc_opt_usage_error(cmd, "unknown option '-%c'", optopt);
+        return flc_opt_usage_error(cmd, "unknown option '%.*s'", word_len(w), w);
+    }
+    o = &cmd->opts[c - VAL_BASE];
+    /* The word as typed, the one before its value when that came apart. */
+    if (o->type != FLC_OPT_FLAG && optarg == argv[optind - 1])
+        w = argv[optind - 2];
+    if (word_len(w) != (int)strlen(o->name) + 2) /* an abbreviation */
+        return flc_opt_usage_error(cmd, "unknown option '%.*s'", word_len(w), w);
+    st->seen[c - VAL_BASE] = 1;
+    return take(cmd, o, optarg, st->dest) == 0 ? FLC_EXIT_OK : FLC_EXIT_USAGE;
+}
+
+/* A usage error for the first required entry not given. */
+static int check_required(const state_t *st)
+{
+    const flc_opt_t *t = st->cmd->opts;
+    for (int i = 0; t[i].name; i++) {
+        if (!(t[i].flags & FLC_OPT_REQUIRED) || st->seen[i])
+            continue;
+        char cl[400], list[420] = "";
+        if (t[i].choices)
+            snprintf(list, sizeof list, " (%s)", choice_list(t[i].choices, cl, sizeof cl));
+        if (t[i].flags & FLC_OPT_POSITIONAL)
+            return flc_opt_usage_error(st->cmd, "missing %s%s", t[i].name, list);
+        return flc_opt_usage_error(st->cmd, "missing --%s %s%s", t[i].name,
+                                   t[i].meta ? t[i].meta : "", list);
+    }
+    return FLC_EXIT_OK;
+}
+
+int flc_opt_parse(const flc_opt_cmd_t *cmd, int argc, char **argv, void *dest, size_t size,
+                  int *exit_code)
+{
+    struct option lo[MAX_OPTS + 2];
+    state_t st = {.cmd = cmd, .dest = dest};
+    /* The defaults for --help: options before it may have written to dest. */
     void *defaults = malloc(size ? size : 1);
-    unsigned char seen[MAX_OPTS] = {0};
-    if (defaults == NULL) {
+    *exit_code = FLC_EXIT_RUNTIME;
+    if (defaults == NULL)
         fprintf(stderr, "%s: out of memory\n", cmd->prog);
-        *exit_code = FLC_EXIT_RUNTIME;
+    if (long_options(cmd, lo) != 0 || defaults == NULL) {
+        free(defaults);
         return 0;
     }
     if (size)
         memcpy(defaults, dest, size);
-    int npos = 0, rc = FLC_EXIT_OK, done = 0;
-    char name[400];
+    int rc = FLC_EXIT_OK, help = 0, rest = -1; /* rest: the next word after "--" */
     opterr = 0;
     optind = 0; /* glibc: start over, also when called twice in one process */
-    int rest = -1; /* after "--": the next word, all positionals */
-    while (!done) {
-        int c = 1;
-        const char *pos = NULL;
-        if (rest < 0) {
-            c = getopt_long(argc, argv, "-:h", lo, NULL);
-            if (c == -1) {
-                rest = optind;
-                continue;
-            }
-            pos = c == 1 ? optarg : NULL;
-        } else if (rest < argc) {
-            pos = argv[rest++];
-        } else {
-            break;
-        }
-        if (pos != NULL) {
-            int i = 0, k = 0;
-            for (; t[i].name; i++)
-                if ((t[i].flags & FLC_OPT_POSITIONAL) && k++ == npos)
-                    break;
-            if (t[i].name == NULL) {
-                rc = flc_opt_usage_error(cmd, "unexpected argument '%s'", pos);
-            } else {
-                npos++;
-                seen[i] = 1;
-                if (take(cmd, &t[i], pos, dest) != 0)
-                    rc = FLC_EXIT_USAGE;
-            }
-        } else if (c == 'h') {
-            flc_opt_help(cmd, defaults, stdout);
-            done = 1;
-        } else if (c == ':') {
-            const char *w = argv[optind - 1];
-            int l = word_len(w);
-            if (optopt >= VAL_BASE && l == (int)strlen(t[optopt - VAL_BASE].name) + 2)
-                rc = flc_opt_usage_error(cmd, "%.*s needs a value", l, w);
-            else
-                rc = flc_opt_usage_error(cmd, "unknown option '%.*s'", l, w);
-        } else if (c == '?') {
-            if (optopt >= VAL_BASE)
-                rc = flc_opt_usage_error(cmd, "--%s takes no value", t[optopt - VAL_BASE].name);
-            else if (optopt != 0)
-                rc = flc_opt_usage_error(cmd, "unknown option '-%c'", optopt);
-            else
-                rc = flc_opt_usage_error(cmd, "unknown option '%.*s'", word_len(argv[optind - 1]),
-                                         argv[optind - 1]);
-        } else {
-            const flc_opt_t *o = &t[c - VAL_BASE];
-            /* The word as typed: before its value when that was the next word. */
-            const char *w = o->type != FLC_OPT_FLAG && optarg == argv[optind - 1]
-                                ? argv[optind - 2] : argv[optind - 1];
-            int l = word_len(w);
-            if (l != (int)strlen(o->name) + 2) {
-                rc = flc_opt_usage_error(cmd, "unknown option '%.*s'", l, w);
-            } else {
-                seen[c - VAL_BASE] = 1;
-                if (take(cmd, o, optarg, dest) != 0)
-                    rc = FLC_EXIT_USAGE;
-            }
-        }
-        done |= rc != FLC_EXIT_OK;
-    }
-    /* After --help (done, rc OK) nothing more is checked. */
-    for (int i = 0; rc == FLC_EXIT_OK && !done && t[i].name; i++) {
-        if (!(t[i].flags & FLC_OPT_REQUIRED) || seen[i])
+    while (rc == FLC_EXIT_OK && !help) {
+        if (rest >= 0) { /* after "--" every word is a positional */
+            if (rest >= argc)
+                break;
+            rc = take_positional(&st, argv[rest++]);
             continue;
-        char list[512] = "";
-        if (t[i].choices)
-            snprintf(list, sizeof list, " (%s)", choice_list(t[i].choices, name, sizeof name));
-        if (t[i].flags & FLC_OPT_POSITIONAL)
-            rc = flc_opt_usage_error(cmd, "missing %s%s", t[i].name, list);
+        }
+        int c = getopt_long(argc, argv, "-:h", lo, NULL);
+        if (c == -1)
+            rest = optind;
+        else if (c == 1)
+            rc = take_positional(&st, optarg);
+        else if (c == 'h')
+            help = 1;
         else
-            rc = flc_opt_usage_error(cmd, "missing --%s %s%s", t[i].name, t[i].meta, list);
+            rc = take_option(&st, c, argv);
     }
+    if (help)
+        flc_opt_help(cmd, defaults, stdout);
+    else if (rc == FLC_EXIT_OK)
+        rc = check_required(&st);
     free(defaults);
-    if (rc != FLC_EXIT_OK || done) {
-        *exit_code = rc;
-        return 0;
-    }
-    return 1;
+    *exit_code = rc;
+    return rc == FLC_EXIT_OK && !help;
 }
 
 /* ---- help -------------------------------------------------------------- */

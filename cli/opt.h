@@ -61,8 +61,7 @@ typedef struct flc_opt {
 } flc_opt_t;
 
 /* The field an option writes: FLC_OPT_AT(opts_t, c.per_round). */
-#define FLC_OPT_AT(type, member) \
-    .off = offsetof(type, member), .size = sizeof(((type *)0)->member)
+#define FLC_OPT_AT(T, member) .off = offsetof(T, member), .size = sizeof(((T *)0)->member)
 
 /* A numeric macro's text, for a default shown exactly as written. */
 #define FLC_OPT_STR_(x) #x
@@ -75,6 +74,20 @@ typedef struct flc_opt_cmd {
     const char *epilog;     /* after the options (environment, exit codes); may be NULL */
     const flc_opt_t *opts;  /* ends with an entry whose name is NULL */
 } flc_opt_cmd_t;
+
+/* --model and --hidden, as every command that trains a Fashion-MNIST model
+ * takes them (train, simulate): cfg names the member holding the model's
+ * `model` (const char *) and `hidden` (size_t) of the options struct type T.
+ * Needs workers/model.h (FLC_MLP_HIDDEN_DEFAULT). */
+extern const char *const flc_opt_models[]; /* "softmax", "mlp", NULL */
+#define FLC_OPT_MODEL_OPTIONS(T, cfg)                                                        \
+    {.name = "model", .type = FLC_OPT_STR, .meta = "M", FLC_OPT_AT(T, cfg.model),            \
+     .choices = flc_opt_models,                                                              \
+     .help = "softmax (multinomial logistic regression) or mlp (one hidden ReLU layer of "   \
+             "--hidden units)"},                                                             \
+    {.name = "hidden", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(T, cfg.hidden),          \
+     .imin = 1, .imax = 65536, .def = FLC_OPT_STRING(FLC_MLP_HIDDEN_DEFAULT),                \
+     .help = "hidden units of the mlp"}
 
 /* Parses argv[1..argc) into dest (size bytes, already holding the
  * defaults) by cmd's table. Returns 1 when the command should go on;
