@@ -7,6 +7,7 @@
 
 #include "cache/embed.h"
 #include "cache/store.h"
+#include "runtime/pool.h"
 
 enum { FLC_EXIT_OK = 0, FLC_EXIT_RUNTIME = 1, FLC_EXIT_USAGE = 2 };
 
@@ -38,9 +39,25 @@ void flc_cli_bytes(char *out, size_t outlen, double bytes);
 struct cJSON;
 void flc_cli_print_json(const struct cJSON *j, int pretty);
 
-/* The function binary: $FLCACHE_FN, else flcache-fn next to this program
- * (/proc/self/exe), else plain "flcache-fn". */
-void flc_cli_fn_path(char *out, size_t len);
+/* The job name of a run: job, unless it is NULL or the library's
+ * placeholder (the prefix itself); then "<prefix>-<unix time>-<pid>",
+ * written into buf, so two runs never share a job by accident. */
+const char *flc_cli_job_name(const char *job, const char *prefix, char *buf, size_t len);
+
+/* The environment paragraph of the help of the commands that start
+ * function processes (train, simulate). */
+#define FLC_CLI_ENV_HELP                                                          \
+    "environment: FLCACHE_REDIS (the cache; unset: a private redis-server for the\n" \
+    "run), FLCACHE_FN (the flcache-fn binary; default: next to flcache).\n"
+
+/* Starts the local function platform (runtime/pool.h) for subcommand cmd:
+ * up to concurrency flcache-fn instances at once ($FLCACHE_FN, else the
+ * flcache-fn next to this program), as many kept warm, each with memory_mb
+ * enforced and billed at price USD per GB-second, each invocation limited
+ * to timeout_s; OpenBLAS runs single-threaded in them (many run at once).
+ * Prints the error and returns NULL on failure; flc_pool_free ends it. */
+flc_pool_t *flc_cli_pool_start(const char *cmd, unsigned concurrency, unsigned memory_mb,
+                               unsigned timeout_s, double price);
 
 /* Subcommands: argv[0] is the subcommand name. Return an FLC_EXIT_* code. */
 int flc_cmd_version(int argc, char **argv);

@@ -1,5 +1,5 @@
 /* What the subcommands share: connection set-up and clean-up, error lines,
- * byte counts, JSON output and where the function binary is. */
+ * byte counts, JSON output, job names and the function platform. */
 #include "cli/cli.h"
 
 #include <limits.h>
@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 
 void flc_cli_error(const char *cmd, const char *fmt, ...)
@@ -41,9 +42,19 @@ void flc_cli_print_json(const cJSON *j, int pretty)
     cJSON_free(t);
 }
 
-/* FLCACHE_FN is read here, where the program looks for the binary (a later
- * step gathers the environment into one configuration, cli/config.c). */
-void flc_cli_fn_path(char *out, size_t len)
+const char *flc_cli_job_name(const char *job, const char *prefix, char *buf, size_t len)
+{
+    if (job != NULL && strcmp(job, prefix) != 0)
+        return job;
+    snprintf(buf, len, "%s-%llu-%d", prefix, (unsigned long long)(flc_wall_ms() / 1000),
+             (int)getpid());
+    return buf;
+}
+
+/* The function binary: $FLCACHE_FN, else flcache-fn next to this program
+ * (/proc/self/exe), else plain "flcache-fn". FLCACHE_FN is read here (a
+ * later step gathers the environment into one configuration, cli/config.c). */
+static void fn_path(char *out, size_t len)
 {
     const char *env = getenv("FLCACHE_FN");
     if (env != NULL && *env) {
@@ -61,6 +72,28 @@ void flc_cli_fn_path(char *out, size_t len)
     if (slash)
         *slash = '\0';
     snprintf(out, len, "%s/flcache-fn", self);
+}
+
+flc_pool_t *flc_cli_pool_start(const char *cmd, unsigned concurrency, unsigned memory_mb,
+                               unsigned timeout_s, double price)
+{
+    char fn[PATH_MAX];
+    fn_path(fn, sizeof fn);
+    static const char *const env[] = {"OPENBLAS_NUM_THREADS=1", NULL};
+    flc_pool_cfg_t pc;
+    flc_pool_cfg_init(&pc);
+    pc.fn_path = fn;
+    pc.memory_mb = memory_mb;
+    pc.timeout_ms = timeout_s * 1000u;
+    pc.concurrency = concurrency;
+    pc.max_warm = concurrency;
+    pc.price_per_gb_s = price;
+    pc.env = env;
+    flc_err_t e = {0};
+    flc_pool_t *pool = flc_pool_new(&pc, &e);
+    if (pool == NULL)
+        flc_cli_error(cmd, "cannot start the function platform: %s", flc_err_msg(&e));
+    return pool;
 }
 
 static void on_signal(int sig)

@@ -7,7 +7,6 @@
  * (or one JSON object with --json). Every round's record stays in the cache
  * under the job name. Exit 0 when every round ran, 1 on a runtime error, 2
  * on a usage error. */
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,8 +165,7 @@ static const flc_opt_cmd_t simulate_cmd = {
         "rejected, per-client samples, loss, update norm, duration and ground truth,\n"
         "test accuracy and loss, hyperparameters, timings, bytes moved and cost.\n",
     .epilog =
-        "environment: FLCACHE_REDIS (the cache; unset: a private redis-server for the\n"
-        "run), FLCACHE_FN (the flcache-fn binary; default: next to flcache).\n"
+        FLC_CLI_ENV_HELP
         "exit codes: 0 every round ran, 1 runtime error, 2 usage error\n",
     .opts = options,
 };
@@ -203,11 +201,7 @@ static int parse(int argc, char **argv, opts_t *o, int *rc)
                                 o->c.per_round, o->c.krum_f);
         return 0;
     }
-    if (o->c.job == NULL || strcmp(o->c.job, "sim") == 0) {
-        snprintf(o->job, sizeof o->job, "sim-%llu-%d",
-                 (unsigned long long)(flc_wall_ms() / 1000), (int)getpid());
-        o->c.job = o->job;
-    }
+    o->c.job = flc_cli_job_name(o->c.job, "sim", o->job, sizeof o->job);
     if (o->concurrency == 0)
         o->concurrency = o->c.per_round < 16 ? (unsigned)o->c.per_round : 16;
     o->c.memory_mb = o->memory_mb;
@@ -322,20 +316,8 @@ int flc_cmd_simulate(int argc, char **argv)
     flc_err_t e = {0};
     flc_pool_t *pool = NULL;
     if (!o.inproc) {
-        char fn[PATH_MAX];
-        flc_cli_fn_path(fn, sizeof fn);
-        static const char *const env[] = {"OPENBLAS_NUM_THREADS=1", NULL};
-        flc_pool_cfg_t pc;
-        flc_pool_cfg_init(&pc);
-        pc.fn_path = fn;
-        pc.memory_mb = o.memory_mb;
-        pc.timeout_ms = o.timeout_s * 1000u;
-        pc.concurrency = o.concurrency;
-        pc.max_warm = o.concurrency;
-        pc.price_per_gb_s = o.price;
-        pc.env = env;
-        if ((pool = flc_pool_new(&pc, &e)) == NULL) {
-            flc_cli_error("simulate", "cannot start the function platform: %s", flc_err_msg(&e));
+        pool = flc_cli_pool_start("simulate", o.concurrency, o.memory_mb, o.timeout_s, o.price);
+        if (pool == NULL) {
             flc_cli_disconnect(&conn);
             return FLC_EXIT_RUNTIME;
         }

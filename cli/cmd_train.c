@@ -8,7 +8,6 @@
  * split, cost at the configured memory size, and whether every worker ended
  * with the same model (checksums). Exit 0 only when training succeeded and
  * the models are identical. */
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,8 +98,7 @@ static const flc_opt_cmd_t train_cmd = {
         "so every worker ends with the same model. Worker 0 evaluates test accuracy after\n"
         "every epoch and stores the epoch's metadata as round <epoch> of job NAME.\n",
     .epilog =
-        "environment: FLCACHE_REDIS (the cache; unset: a private redis-server for the\n"
-        "run), FLCACHE_FN (the flcache-fn binary; default: next to flcache).\n"
+        FLC_CLI_ENV_HELP
         "exit codes: 0 trained and every worker holds the same model, 1 runtime error,\n"
         "2 usage error\n",
     .opts = options,
@@ -120,11 +118,7 @@ static int parse(int argc, char **argv, flc_train_opts_t *o, int *rc)
     o->timeout_s = 3600;
     if (!flc_opt_parse(&train_cmd, argc, argv, o, sizeof *o, rc))
         return 0;
-    if (o->cfg.job == NULL || strcmp(o->cfg.job, "train") == 0) {
-        snprintf(o->job, sizeof o->job, "train-%llu-%d",
-                 (unsigned long long)(flc_wall_ms() / 1000), (int)getpid());
-        o->cfg.job = o->job;
-    }
+    o->cfg.job = flc_cli_job_name(o->cfg.job, "train", o->job, sizeof o->job);
     o->cfg.memory_mb = o->memory_mb;
     o->cfg.price_per_gb_s = o->price;
     flc_err_t e = {0};
@@ -158,24 +152,12 @@ static int check_data(const flc_sgd_cfg_t *c)
 static int run_workers(flc_cli_conn_t *conn, const flc_train_opts_t *o, flc_train_run_t *run)
 {
     int W = o->cfg.workers;
-    char fn[PATH_MAX];
-    flc_cli_fn_path(fn, sizeof fn);
-    static const char *const env[] = {"OPENBLAS_NUM_THREADS=1", NULL};
-    flc_pool_cfg_t pc;
-    flc_pool_cfg_init(&pc);
-    pc.fn_path = fn;
-    pc.memory_mb = o->memory_mb;
-    pc.timeout_ms = o->timeout_s * 1000u;
-    pc.concurrency = (unsigned)W; /* all at once, or the first step never completes */
-    pc.max_warm = (unsigned)W;
-    pc.price_per_gb_s = o->price;
-    pc.env = env;
     flc_err_t e = {0};
-    flc_pool_t *pool = flc_pool_new(&pc, &e);
-    if (pool == NULL) {
-        flc_cli_error("train", "cannot start the function platform: %s", flc_err_msg(&e));
+    /* All W at once, or the first step never completes. */
+    flc_pool_t *pool = flc_cli_pool_start("train", (unsigned)W, o->memory_mb, o->timeout_s,
+                                          o->price);
+    if (pool == NULL)
         return FLC_EXIT_RUNTIME;
-    }
     char **events = calloc((size_t)W, sizeof *events);
     run->recs = calloc((size_t)W, sizeof *run->recs);
     int rc = events && run->recs ? FLC_EXIT_OK : FLC_EXIT_RUNTIME;
