@@ -1,11 +1,13 @@
 /* Shared pieces of the `flcache` command: the subcommand entry points, exit
  * codes, and the cache connection every subcommand uses (FLCACHE_REDIS, or a
- * private embedded redis-server started for the duration of the command). */
+ * private embedded redis-server started for the duration of the command).
+ * Options are parsed by cli/opt.h. */
 #ifndef FLC_CLI_CLI_H
 #define FLC_CLI_CLI_H
 
 #include "cache/embed.h"
 #include "cache/store.h"
+#include "runtime/pool.h"
 
 enum { FLC_EXIT_OK = 0, FLC_EXIT_RUNTIME = 1, FLC_EXIT_USAGE = 2 };
 
@@ -29,21 +31,33 @@ void flc_cli_install_signals(void);
 /* Prints "flcache <cmd>: <message>" to stderr. */
 void flc_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Returns 1 when argv has -h or --help. */
-int flc_cli_wants_help(int argc, char **argv);
-
-/* Option values. Each parses v (the word after option opt of subcommand
- * cmd) or prints "flcache <cmd>: <opt> needs ..., not '<v>'" and returns
- * -1; v may be NULL (a missing value).
- *   _int: an integer in min..max          _num: a finite number >= min
- *   (strictly above min when strict is 1) */
-int flc_cli_opt_int(const char *cmd, const char *opt, const char *v, long long min,
-                    long long max, long long *out);
-int flc_cli_opt_num(const char *cmd, const char *opt, const char *v, double min, int strict,
-                    double *out);
-
 /* Formats a byte count as "12.3 MiB". */
 void flc_cli_bytes(char *out, size_t outlen, double bytes);
+
+/* Prints j on stdout, indented when pretty, then a newline (nothing when j
+ * is NULL or cannot be printed). */
+struct cJSON;
+void flc_cli_print_json(const struct cJSON *j, int pretty);
+
+/* The job name of a run: job, unless it is NULL or the library's
+ * placeholder (the prefix itself); then "<prefix>-<unix time>-<pid>",
+ * written into buf, so two runs never share a job by accident. */
+const char *flc_cli_job_name(const char *job, const char *prefix, char *buf, size_t len);
+
+/* The environment paragraph of the help of the commands that start
+ * function processes (train, simulate). */
+#define FLC_CLI_ENV_HELP                                                          \
+    "environment: FLCACHE_REDIS (the cache; unset: a private redis-server for the\n" \
+    "run), FLCACHE_FN (the flcache-fn binary; default: next to flcache).\n"
+
+/* Starts the local function platform (runtime/pool.h) for subcommand cmd:
+ * up to concurrency flcache-fn instances at once ($FLCACHE_FN, else the
+ * flcache-fn next to this program), as many kept warm, each with memory_mb
+ * enforced and billed at price USD per GB-second, each invocation limited
+ * to timeout_s; OpenBLAS runs single-threaded in them (many run at once).
+ * Prints the error and returns NULL on failure; flc_pool_free ends it. */
+flc_pool_t *flc_cli_pool_start(const char *cmd, unsigned concurrency, unsigned memory_mb,
+                               unsigned timeout_s, double price);
 
 /* Subcommands: argv[0] is the subcommand name. Return an FLC_EXIT_* code. */
 int flc_cmd_version(int argc, char **argv);

@@ -1,15 +1,18 @@
-/* Connection set-up and clean-up shared by all subcommands. */
+/* What the subcommands share: connection set-up and clean-up, error lines,
+ * byte counts, JSON output, job names and the function platform. */
 #include "cli/cli.h"
 
-#include <ctype.h>
-#include <errno.h>
-#include <math.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <cjson/cJSON.h>
+
+#include "base/clock.h"
 #include "base/log.h"
 
 void flc_cli_error(const char *cmd, const char *fmt, ...)
@@ -22,14 +25,6 @@ void flc_cli_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
 }
 
-int flc_cli_wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
-            return 1;
-    return 0;
-}
-
 void flc_cli_bytes(char *out, size_t outlen, double b)
 {
     const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -37,6 +32,68 @@ void flc_cli_bytes(char *out, size_t outlen, double b)
     while (b >= 1024 && i < 4)
         b /= 1024, i++;
     snprintf(out, outlen, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+void flc_cli_print_json(const cJSON *j, int pretty)
+{
+    char *t = j ? (pretty ? cJSON_Print(j) : cJSON_PrintUnformatted(j)) : NULL;
+    if (t)
+        printf("%s\n", t);
+    cJSON_free(t);
+}
+
+const char *flc_cli_job_name(const char *job, const char *prefix, char *buf, size_t len)
+{
+    if (job != NULL && strcmp(job, prefix) != 0)
+        return job;
+    snprintf(buf, len, "%s-%llu-%d", prefix, (unsigned long long)(flc_wall_ms() / 1000),
+             (int)getpid());
+    return buf;
+}
+
+/* The function binary: $FLCACHE_FN, else flcache-fn next to this program
+ * (/proc/self/exe), else plain "flcache-fn". FLCACHE_FN is read here (a
+ * later step gathers the environment into one configuration, cli/config.c). */
+static void fn_path(char *out, size_t len)
+{
+    const char *env = getenv("FLCACHE_FN");
+    if (env != NULL && *env) {
+        snprintf(out, len, "%s", env);
+        return;
+    }
+    char self[PATH_MAX - 16]; /* room for "/flcache-fn" in out */
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        snprintf(out, len, "flcache-fn");
+        return;
+    }
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(out, len, "%s/flcache-fn", self);
+}
+
+flc_pool_t *flc_cli_pool_start(const char *cmd, unsigned concurrency, unsigned memory_mb,
+                               unsigned timeout_s, double price)
+{
+    char fn[PATH_MAX];
+    fn_path(fn, sizeof fn);
+    static const char *const env[] = {"OPENBLAS_NUM_THREADS=1", NULL};
+    flc_pool_cfg_t pc;
+    flc_pool_cfg_init(&pc);
+    pc.fn_path = fn;
+    pc.memory_mb = memory_mb;
+    pc.timeout_ms = timeout_s * 1000u;
+    pc.concurrency = concurrency;
+    pc.max_warm = concurrency;
+    pc.price_per_gb_s = price;
+    pc.env = env;
+    flc_err_t e = {0};
+    flc_pool_t *pool = flc_pool_new(&pc, &e);
+    if (pool == NULL)
+        flc_cli_error(cmd, "cannot start the function platform: %s", flc_err_msg(&e));
+    return pool;
 }
 
 static void on_signal(int sig)
@@ -93,36 +150,4 @@ void flc_cli_disconnect(flc_cli_conn_t *c)
         c->embedded = NULL;
         unsetenv("FLCACHE_REDIS");
     }
-}
-
-int flc_cli_opt_int(const char *cmd, const char *opt, const char *v, long long min,
-                    long long max, long long *out)
-{
-    char *end = NULL;
-    int digits = v != NULL && (isdigit((unsigned char)*v) ||
-                               (*v == '-' && isdigit((unsigned char)v[1])));
-    errno = 0;
-    long long x = digits ? strtoll(v, &end, 10) : 0;
-    if (!digits || *end != '\0' || errno == ERANGE || x < min || x > max) {
-        flc_cli_error(cmd, "%s needs an integer in %lld..%lld, not '%s'", opt, min, max,
-                      v ? v : "");
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
-int flc_cli_opt_num(const char *cmd, const char *opt, const char *v, double min, int strict,
-                    double *out)
-{
-    char *end = NULL;
-    double x = v ? strtod(v, &end) : NAN;
-    if (v == NULL || end == v || *end != '\0' || !isfinite(x) || x < min ||
-        (strict && x == min)) {
-        flc_cli_error(cmd, "%s needs a number %s %g, not '%s'", opt, strict ? ">" : ">=", min,
-                      v ? v : "");
-        return -1;
-    }
-    *out = x;
-    return 0;
 }

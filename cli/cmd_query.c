@@ -1,7 +1,10 @@
 /* `flcache query KIND --job J ...`: the query engine from the command line.
  * Tables for people (aligned columns), JSON for scripts. Vector queries run
  * one worker per shard next to the data (aggregator/query.h). */
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,56 +13,120 @@
 
 #include "aggregator/query.h"
 #include "cli/cli.h"
+#include "cli/opt.h"
 
-static void query_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: flcache query KIND --job J [--round R | --rounds A:B] [options]\n"
-            "\n"
-            "Asks a question about the rounds of a job stored in the cache. Questions that\n"
-            "need the updates (norms, similarity, outliers, clusters, personalize,\n"
-            "contribution) run next to each shard and move only small results.\n"
-            "\n"
-            "kinds:\n"
-            "  history        per round: accuracy, loss, participants, missing, rejected,\n"
-            "                 durations, bytes, cost (all rounds unless --round/--rounds)\n"
-            "  client         one client's rounds: samples, loss, norm, status, fault label\n"
-            "                 (--client C)\n"
-            "  norms          per client of a round: update norm, cosine to the aggregate\n"
-            "  similarity     the N x N cosine similarities of a round's updates\n"
-            "  outliers       clients ranked by how unlike the others their update is, with\n"
-            "                 precision/recall against a simulation's ground truth\n"
-            "  clusters       k-means of a round's updates (--k K, --seed S)\n"
-            "  personalize    the model of one cluster (--k K --cluster C [--out FILE])\n"
-            "  contribution   per client, summed over the rounds: cosine-weighted share of\n"
-            "                 the FedAvg aggregate and leave-one-out shift\n"
-            "  schedule       the K clients to pick next (--k K), each with its reason\n"
-            "\n"
-            "options:\n"
-            "  --job J          the job (required)\n"
-            "  --round R        one round (vector queries: required, or --rounds)\n"
-            "  --rounds A:B     rounds A..B inclusive\n"
-            "  --client C       the client of `client`\n"
-            "  --k K            clusters (default 2) / clients to schedule (default 10)\n"
-            "  --cluster C      personalize: which cluster (default 0)\n"
-            "  --seed S         k-means++ seed (default 1)\n"
-            "  --out FILE       personalize: write the model as raw float32\n"
-            "  --threads T      shard workers in parallel (default min(shards, 4))\n"
-            "  --no-cache       recompute the per-shard Gram partials\n"
-            "  --json           JSON instead of a table\n"
-            "\n"
-            "The cache is FLCACHE_REDIS (see `flcache --help`).\n");
-}
+typedef struct query_opts {
+    flc_query_req_t q;
+    int kind;
+    const char *out_file;
+    int json;
+    int have_round;        /* --round R or --rounds A:B was given (the last one counts) */
+} query_opts_t;
 
-/* An unsigned option value; prints what was wrong otherwise. */
-static int parse_u(const char *opt, const char *v, unsigned max, unsigned *out)
+static const char *const kinds[] = {"history",     "client",       "norms",
+                                    "similarity",  "outliers",     "clusters",
+                                    "personalize", "contribution", "schedule", NULL};
+
+#define ROUND_RANGE "0..4294967295" /* round numbers are uint32; 0 is a job's initial model */
+
+/* A round number at s; *end after it. -1 when s does not start with one. */
+static int round_number(const char *s, char **end, uint32_t *out)
 {
-    long long x;
-    if (flc_cli_opt_int("query", opt, v, 0, max, &x) != 0)
+    if (!isdigit((unsigned char)s[0]))
         return -1;
-    *out = (unsigned)x;
+    errno = 0;
+    unsigned long long x = strtoull(s, end, 10);
+    if (errno == ERANGE || x > UINT32_MAX)
+        return -1;
+    *out = (uint32_t)x;
     return 0;
 }
+
+/* --round R: one round. */
+static int round_parse(const char *v, void *dest, const char **need)
+{
+    query_opts_t *o = dest;
+    char *end;
+    uint32_t r;
+    *need = "a round number in " ROUND_RANGE;
+    if (round_number(v, &end, &r) != 0 || *end != '\0')
+        return -1;
+    o->q.round_from = o->q.round_to = r;
+    o->have_round = 1;
+    return 0;
+}
+
+/* --rounds A:B: rounds A..B, A <= B. */
+static int rounds_parse(const char *v, void *dest, const char **need)
+{
+    query_opts_t *o = dest;
+    char *end;
+    uint32_t a, b;
+    *need = "A:B, round numbers in " ROUND_RANGE " with A <= B";
+    if (round_number(v, &end, &a) != 0 || *end != ':' ||
+        round_number(end + 1, &end, &b) != 0 || *end != '\0' || a > b)
+        return -1;
+    o->q.round_from = a;
+    o->q.round_to = b;
+    o->have_round = 1;
+    return 0;
+}
+
+static const flc_opt_t options[] = {
+    {.name = "KIND", .type = FLC_OPT_CHOICE, FLC_OPT_AT(query_opts_t, kind), .choices = kinds,
+     .parse = flc_query_kind_parse, .def = "", .flags = FLC_OPT_POSITIONAL | FLC_OPT_REQUIRED,
+     .help = "the question (kinds above)"},
+    {.name = "job", .type = FLC_OPT_STR, .meta = "J", FLC_OPT_AT(query_opts_t, q.job),
+     .flags = FLC_OPT_REQUIRED, .help = "the job (required)"},
+    {.name = "round", .type = FLC_OPT_CUSTOM, .meta = "R", .custom = round_parse,
+     .help = "one round (vector queries: required, or --rounds)"},
+    {.name = "rounds", .type = FLC_OPT_CUSTOM, .meta = "A:B", .custom = rounds_parse,
+     .help = "rounds A..B inclusive"},
+    {.name = "client", .type = FLC_OPT_STR, .meta = "C", FLC_OPT_AT(query_opts_t, q.client),
+     .help = "the client of `client`"},
+    {.name = "k", .type = FLC_OPT_INT, .meta = "K", FLC_OPT_AT(query_opts_t, q.k), .imin = 1,
+     .imax = 100000000, .def = "",
+     .help = "clusters (default 2) / clients to schedule (default 10)"},
+    {.name = "cluster", .type = FLC_OPT_INT, .meta = "C", FLC_OPT_AT(query_opts_t, q.cluster),
+     .imin = 0, .imax = 100000000, .help = "personalize: which cluster, 0..K-1"},
+    {.name = "seed", .type = FLC_OPT_INT, .meta = "S", FLC_OPT_AT(query_opts_t, q.seed),
+     .imin = 0, .imax = 100000000, .help = "k-means++ seed"},
+    {.name = "out", .type = FLC_OPT_STR, .meta = "FILE", FLC_OPT_AT(query_opts_t, out_file),
+     .help = "personalize: write the model as raw float32"},
+    {.name = "threads", .type = FLC_OPT_INT, .meta = "T", FLC_OPT_AT(query_opts_t, q.threads),
+     .imin = 0, .imax = 64, .def = "min(shards, 4)", .help = "shard workers in parallel"},
+    {.name = "no-cache", .type = FLC_OPT_FLAG, FLC_OPT_AT(query_opts_t, q.no_cache),
+     .help = "recompute the per-shard Gram partials"},
+    {.name = "json", .type = FLC_OPT_FLAG, FLC_OPT_AT(query_opts_t, json),
+     .help = "JSON instead of a table"},
+    {0},
+};
+
+static const flc_opt_cmd_t query_cmd = {
+    .prog = "flcache query",
+    .synopsis = "KIND --job J [--round R | --rounds A:B] [options]",
+    .about =
+        "Asks a question about the rounds of a job stored in the cache. Questions that\n"
+        "need the updates (norms, similarity, outliers, clusters, personalize,\n"
+        "contribution) run next to each shard and move only small results.\n"
+        "\n"
+        "kinds:\n"
+        "  history        per round: accuracy, loss, participants, missing, rejected,\n"
+        "                 durations, bytes, cost (all rounds unless --round/--rounds)\n"
+        "  client         one client's rounds: samples, loss, norm, status, fault label\n"
+        "                 (--client C)\n"
+        "  norms          per client of a round: update norm, cosine to the aggregate\n"
+        "  similarity     the N x N cosine similarities of a round's updates\n"
+        "  outliers       clients ranked by how unlike the others their update is, with\n"
+        "                 precision/recall against a simulation's ground truth\n"
+        "  clusters       k-means of a round's updates (--k K, --seed S)\n"
+        "  personalize    the model of one cluster (--k K --cluster C [--out FILE])\n"
+        "  contribution   per client, summed over the rounds: cosine-weighted share of\n"
+        "                 the FedAvg aggregate and leave-one-out shift\n"
+        "  schedule       the K clients to pick next (--k K), each with its reason\n",
+    .epilog = "The cache is FLCACHE_REDIS (see `flcache --help`).\n",
+    .opts = options,
+};
 
 static void print_table(const Flcache__QueryAnswer *a)
 {
@@ -120,84 +187,25 @@ static void print_table(const Flcache__QueryAnswer *a)
 
 int flc_cmd_query(int argc, char **argv)
 {
-    if (flc_cli_wants_help(argc, argv)) {
-        query_usage(stdout);
-        return FLC_EXIT_OK;
-    }
-    if (argc < 2) {
-        query_usage(stderr);
-        return FLC_EXIT_USAGE;
-    }
-    int kind = flc_query_kind_parse(argv[1]);
-    if (kind < 0) {
-        flc_cli_error("query", "unknown query '%s' (history, client, norms, similarity, "
-                      "outliers, clusters, personalize, contribution, schedule)", argv[1]);
-        return FLC_EXIT_USAGE;
-    }
-    flc_query_req_t q = {.kind = (flc_query_kind_t)kind, .all_rounds = 1, .seed = 1};
-    const char *out_file = NULL;
-    int json = 0, have_round = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        unsigned u;
-        if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (strcmp(a, "--no-cache") == 0) {
-            q.no_cache = 1;
-        } else if (v == NULL) {
-            flc_cli_error("query", "option %s needs a value (or is unknown)", a);
-            return FLC_EXIT_USAGE;
-        } else if (strcmp(a, "--job") == 0) {
-            q.job = v, i++;
-        } else if (strcmp(a, "--client") == 0) {
-            q.client = v, i++;
-        } else if (strcmp(a, "--out") == 0) {
-            out_file = v, i++;
-        } else if (strcmp(a, "--round") == 0) {
-            if (parse_u(a, v, 4294967295u, &u) != 0)
-                return FLC_EXIT_USAGE;
-            q.round_from = q.round_to = u, q.all_rounds = 0, have_round = 1, i++;
-        } else if (strcmp(a, "--rounds") == 0) {
-            unsigned x, y;
-            char tail;
-            if (sscanf(v, "%u:%u%c", &x, &y, &tail) != 2 || x > y) {
-                flc_cli_error("query", "--rounds wants A:B with A <= B, not '%s'", v);
-                return FLC_EXIT_USAGE;
-            }
-            q.round_from = x, q.round_to = y, q.all_rounds = 0, have_round = 1, i++;
-        } else if (strcmp(a, "--k") == 0 || strcmp(a, "--cluster") == 0 ||
-                   strcmp(a, "--seed") == 0 || strcmp(a, "--threads") == 0) {
-            int threads = strcmp(a, "--threads") == 0;
-            if (parse_u(a, v, threads ? 64 : 100000000u, &u) != 0)
-                return FLC_EXIT_USAGE;
-            if (strcmp(a, "--k") == 0)
-                q.k = u;
-            else if (strcmp(a, "--cluster") == 0)
-                q.cluster = u;
-            else if (threads)
-                q.threads = (int)u;
-            else
-                q.seed = u;
-            i++;
-        } else {
-            flc_cli_error("query", "bad option '%s %s' (see flcache query --help)", a, v);
-            return FLC_EXIT_USAGE;
-        }
-    }
-    if (q.job == NULL) {
-        flc_cli_error("query", "which job? (--job J)");
-        return FLC_EXIT_USAGE;
-    }
+    query_opts_t o = {.q = {.all_rounds = 1, .seed = 1}, .kind = -1};
+    int rc;
+    if (!flc_opt_parse(&query_cmd, argc, argv, &o, sizeof o, &rc))
+        return rc;
+    flc_query_req_t q = o.q;
+    int kind = o.kind;
+    q.kind = (flc_query_kind_t)kind;
+    int have_round = o.have_round;
+    if (have_round)
+        q.all_rounds = 0;
     int per_round = kind == FLC_Q_NORMS || kind == FLC_Q_SIMILARITY || kind == FLC_Q_OUTLIERS ||
                     kind == FLC_Q_CLUSTERS || kind == FLC_Q_PERSONALIZE;
-    if (per_round && !have_round) {
-        flc_cli_error("query", "%s is about one round: add --round R", argv[1]);
-        return FLC_EXIT_USAGE;
-    }
-    if (kind == FLC_Q_CLIENT && q.client == NULL) {
-        flc_cli_error("query", "client needs --client C");
-        return FLC_EXIT_USAGE;
-    }
+    if (per_round && !have_round)
+        return flc_opt_usage_error(&query_cmd, "%s is about one round: add --round R",
+                                   flc_query_kind_name(q.kind));
+    if (kind == FLC_Q_CLIENT && q.client == NULL)
+        return flc_opt_usage_error(&query_cmd, "client needs --client C");
+    const char *out_file = o.out_file;
+    int json = o.json;
     float *model = NULL;
     uint64_t mlen = 0;
     if (kind == FLC_Q_PERSONALIZE && out_file) {
@@ -210,7 +218,7 @@ int flc_cmd_query(int argc, char **argv)
     q.url = c.url;
     Flcache__QueryAnswer *ans = NULL;
     flc_err_t e = {0};
-    int rc = flc_query_run(c.store, &q, &ans, &e);
+    rc = flc_query_run(c.store, &q, &ans, &e);
     int exit_code = FLC_EXIT_OK;
     if (rc != FLC_OK) {
         flc_cli_error("query", "%s", e.msg);
@@ -218,10 +226,7 @@ int flc_cmd_query(int argc, char **argv)
     } else {
         if (json) {
             cJSON *j = flc_query_answer_json(ans);
-            char *txt = j ? cJSON_Print(j) : NULL;
-            if (txt)
-                printf("%s\n", txt);
-            free(txt);
+            flc_cli_print_json(j, 1);
             cJSON_Delete(j);
         } else {
             print_table(ans);

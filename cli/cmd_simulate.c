@@ -7,8 +7,6 @@
  * (or one JSON object with --json). Every round's record stays in the cache
  * under the job name. Exit 0 when every round ran, 1 on a runtime error, 2
  * on a usage error. */
-#include <ctype.h>
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,246 +17,191 @@
 
 #include "base/clock.h"
 #include "cli/cli.h"
+#include "cli/opt.h"
 #include "cli/sim_pool.h"
 #include "clients/client.h"
 #include "clients/sim.h"
 #include "ml/dataset_idx.h"
+#include "ml/model.h"
 #include "runtime/cost.h"
 #include "runtime/pool.h"
 #include "runtime/pool_proc.h"
 
 int flc_cmd_simulate(int argc, char **argv);
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-"usage: flcache simulate [--clients N] [--per-round K] [--rounds R] [--alpha A]\n"
-"                        [--local-epochs E] [--strategy S] [--model softmax|mlp]\n"
-"                        [--mu M] [--lr L] [--batch B] [--dropout P]\n"
-"                        [--straggler-ms DIST] [--deadline-ms MS]\n"
-"                        [--faulty FRAC --fault sign-flip|label-flip|noise]\n"
-"                        [--seed S] [--job NAME] [--json] [more options below]\n"
-"\n"
-"Simulates federated learning on Fashion-MNIST: the training set is split over N\n"
-"clients with a Dirichlet(alpha) label split (small alpha: each client sees few\n"
-"classes; large alpha: close to IID). Each round samples K clients (seeded), runs\n"
-"each as a `client` function that trains the global model on its own samples for\n"
-"E local epochs and pushes its delta to the cache, merges the deltas next to the\n"
-"data with the strategy's rule (reduce-scatter mergers, streaming for fedavg,\n"
-"fedprox and the server optimizers), steps the global model and evaluates it on\n"
-"the test set. Every round is recorded in the cache: participants, missing,\n"
-"rejected, per-client samples, loss, update norm, duration and ground truth,\n"
-"test accuracy and loss, hyperparameters, timings, bytes moved and cost.\n"
-"\n"
-"options:\n"
-"  --clients N        clients the data is split over (default 100)\n"
-"  --per-round K      clients sampled per round (default 10)\n"
-"  --rounds R         rounds (default 50)\n"
-"  --alpha A          Dirichlet concentration of the label split (default 0.5)\n"
-"  --local-epochs E   passes over its own data each client makes (default 1)\n"
-"  --strategy S       fedavg     sample-weighted mean of the client deltas\n"
-"                     fedprox    fedavg, clients add mu/2 ||w - w_global||^2\n"
-"                     fedadam    server Adam step on the mean delta (--server-lr)\n"
-"                     fedyogi    server Yogi step on the mean delta (--server-lr)\n"
-"                     median     coordinate-wise median of the deltas\n"
-"                     trimmed-mean  coordinate-wise mean without the --trim\n"
-"                                fraction of extremes on each side\n"
-"                     krum       the delta closest to its k-f-2 neighbours (--krum-f)\n"
-"                     multi-krum mean of the k-f deltas with the best Krum scores\n"
-"                     (default fedavg)\n"
-"  --model M          softmax (multinomial logistic regression) or mlp (one\n"
-"                     hidden ReLU layer, --hidden units, default %d)\n"
-"  --mu M             FedProx proximal weight (default 0.01 with fedprox, else 0)\n"
-"  --lr L             client SGD learning rate (default 0.1 softmax, 0.05 mlp)\n"
-"  --batch B          client minibatch (default 32)\n"
-"  --server-lr ETA    fedadam/fedyogi server learning rate (default 0.03)\n"
-"  --trim T           trimmed-mean fraction cut per side (default 0.2)\n"
-"  --krum-f F         Byzantine clients Krum tolerates (default (k-3)/2)\n"
-"  --dropout P        probability a sampled client drops out and never reports\n"
-"                     (default 0); it is listed as missing\n"
-"  --straggler-ms D   delay of each client before it pushes: none, fixed:MS,\n"
-"                     uniform:LO:HI, exp:MEAN, slow:FRAC:MS (a fraction FRAC of\n"
-"                     the sampled clients waits MS) (default none)\n"
-"  --deadline-ms MS   the round closes MS after it starts; later updates are\n"
-"                     rejected as late but kept in the cache for queries\n"
-"                     (default: wait for every client). The deadline counts\n"
-"                     from the round's start, so use --concurrency >= K with it.\n"
-"  --faulty FRAC      fraction of the N clients that are faulty (default 0)\n"
-"  --fault F          what faulty clients do: sign-flip (push -scale x delta),\n"
-"                     label-flip (train on label 9-y), noise (push Gaussian noise\n"
-"                     of scale x the delta's norm) (default sign-flip)\n"
-"  --fault-scale X    scale of sign-flip and noise (default 4)\n"
-"  --seed S           seed of the split, sampling, faults, init (default 1)\n"
-"  --shards S         reduce-scatter shards of the model (default 1)\n"
-"  --job NAME         job name in the cache (default sim-<time>-<pid>); global\n"
-"                     models are stored as job NAME.g, round r (0 = initial)\n"
-"  --subset N         split only the first N training samples (default all)\n"
-"  --test-subset N    evaluate on the first N test samples (default all 10000)\n"
-"  --data DIR         Fashion-MNIST IDX gzip files (default $FLCACHE_DATA_DIR or\n"
-"                     %s)\n"
-"  --concurrency C    client functions running at once (default min(K, 16))\n"
-"  --memory MB        memory of each function, enforced and billed (default 1024)\n"
-"  --price USD        price per GB-second (default %g, AWS Lambda x86)\n"
-"  --timeout SEC      longest a round may take (default 600)\n"
-"  --inproc           run clients as threads of this process instead of functions\n"
-"  --json             print the result as one JSON object on stdout\n"
-"  --quiet            no progress lines\n"
-"\n"
-"environment: FLCACHE_REDIS (the cache; unset: a private redis-server for the\n"
-"run), FLCACHE_FN (the flcache-fn binary; default: next to flcache).\n"
-"exit codes: 0 every round ran, 1 runtime error, 2 usage error\n",
-            128, FLC_FASHION_DIR, FLC_LAMBDA_X86_PRICE_GB_S);
-}
-
 typedef struct opts {
     flc_sim_cfg_t c;
     unsigned concurrency, memory_mb, timeout_s;
     double price;
     int json, quiet, inproc;
+    int fault;      /* -1 until --fault is given (it needs --faulty) */
     char job[64];
 } opts_t;
 
-static int bad_value(const char *opt, const char *v, const char *what)
+static const char *const strategies[] = {"fedavg",       "fedprox", "fedadam",    "fedyogi",
+                                         "median",       "trimmed-mean", "krum", "multi-krum",
+                                         NULL};
+static const char *const faults[] = {"sign-flip", "label-flip", "noise", NULL};
+
+/* --fault: a kind of fault; "none" is what --faulty 0 means already. */
+static int fault_parse(const char *v)
 {
-    flc_cli_error("simulate", "%s needs %s, not '%s'", opt, what, v ? v : "");
-    return 1;
+    int f = flc_fault_parse(v);
+    return f > FLC_FAULT_NONE ? f : -1;
 }
 
-static int get_int(const char *opt, const char *v, long long min, long long max, long long *out)
-{
-    return flc_cli_opt_int("simulate", opt, v, min, max, out) != 0;
-}
+static const flc_opt_t options[] = {
+    {.name = "clients", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(opts_t, c.clients),
+     .imin = 1, .imax = 10000000, .help = "clients the data is split over"},
+    {.name = "per-round", .type = FLC_OPT_INT, .meta = "K", FLC_OPT_AT(opts_t, c.per_round),
+     .imin = 1, .imax = 10000000, .help = "clients sampled per round"},
+    {.name = "rounds", .type = FLC_OPT_INT, .meta = "R", FLC_OPT_AT(opts_t, c.rounds),
+     .imin = 1, .imax = 1000000, .help = "rounds"},
+    {.name = "alpha", .type = FLC_OPT_NUM, .meta = "A", FLC_OPT_AT(opts_t, c.alpha),
+     .min = 0, .min_open = 1, .help = "Dirichlet concentration of the label split"},
+    {.name = "local-epochs", .type = FLC_OPT_INT, .meta = "E",
+     FLC_OPT_AT(opts_t, c.local_epochs), .imin = 1, .imax = 10000,
+     .help = "passes over its own data each client makes"},
+    {.name = "strategy", .type = FLC_OPT_CHOICE, .meta = "S", FLC_OPT_AT(opts_t, c.strategy),
+     .choices = strategies, .parse = flc_sim_strategy_parse,
+     .help = "fedavg     sample-weighted mean of the client deltas\n"
+             "fedprox    fedavg, clients add mu/2 ||w - w_global||^2\n"
+             "fedadam    server Adam step on the mean delta (--server-lr)\n"
+             "fedyogi    server Yogi step on the mean delta (--server-lr)\n"
+             "median     coordinate-wise median of the deltas\n"
+             "trimmed-mean  coordinate-wise mean without the --trim\n"
+             "           fraction of extremes on each side\n"
+             "krum       delta closest to its k-f-2 neighbours (--krum-f)\n"
+             "multi-krum mean of the k-f deltas with the best Krum scores"},
+    FLC_OPT_MODEL_OPTIONS(opts_t, c),
+    {.name = "mu", .type = FLC_OPT_NUM, .meta = "M", FLC_OPT_AT(opts_t, c.mu), .min = 0,
+     .def = "0.01 with fedprox, else 0", .help = "FedProx proximal weight"},
+    {.name = "lr", .type = FLC_OPT_NUM, .meta = "L", FLC_OPT_AT(opts_t, c.lr), .min = 0,
+     .min_open = 1, .def = "0.1 softmax, 0.05 mlp", .help = "client SGD learning rate"},
+    {.name = "batch", .type = FLC_OPT_INT, .meta = "B", FLC_OPT_AT(opts_t, c.batch),
+     .imin = 1, .imax = 65536, .def = "32", .help = "client minibatch"},
+    {.name = "server-lr", .type = FLC_OPT_NUM, .meta = "ETA", FLC_OPT_AT(opts_t, c.server_lr),
+     .min = 0, .min_open = 1, .def = "0.03", .help = "fedadam/fedyogi server learning rate"},
+    {.name = "trim", .type = FLC_OPT_NUM, .meta = "T", FLC_OPT_AT(opts_t, c.trim), .min = 0,
+     .max = 0.5, .min_open = 1, .max_open = 1, .def = "0.2",
+     .help = "trimmed-mean fraction cut per side"},
+    {.name = "krum-f", .type = FLC_OPT_INT, .meta = "F", FLC_OPT_AT(opts_t, c.krum_f),
+     .imin = 0, .imax = 1000000, .def = "(k-3)/2",
+     .help = "Byzantine clients Krum tolerates; at most K-3, so Krum keeps a neighbour"},
+    {.name = "dropout", .type = FLC_OPT_NUM, .meta = "P", FLC_OPT_AT(opts_t, c.dropout),
+     .min = 0, .max = 1, .max_open = 1,
+     .help = "probability a sampled client drops out and never reports; it is listed as "
+             "missing"},
+    {.name = "straggler-ms", .type = FLC_OPT_STR, .meta = "D", FLC_OPT_AT(opts_t, c.straggler),
+     .def = "none",
+     .help = "delay of each client before it pushes: none, fixed:MS, uniform:LO:HI, exp:MEAN, "
+             "slow:FRAC:MS (a fraction FRAC of the sampled clients waits MS)"},
+    {.name = "deadline-ms", .type = FLC_OPT_INT, .meta = "MS",
+     FLC_OPT_AT(opts_t, c.deadline_ms), .imin = 1, .imax = 86400000,
+     .def = "none: wait for every client",
+     .help = "the round closes MS after it starts; later updates are rejected as late but "
+             "kept in the cache for queries. The deadline counts from the round's start, so "
+             "use --concurrency >= K with it."},
+    {.name = "faulty", .type = FLC_OPT_NUM, .meta = "FRAC", FLC_OPT_AT(opts_t, c.faulty),
+     .min = 0, .max = 1, .help = "fraction of the N clients that are faulty"},
+    {.name = "fault", .type = FLC_OPT_CHOICE, .meta = "F", FLC_OPT_AT(opts_t, fault),
+     .choices = faults, .parse = fault_parse, .def = "sign-flip",
+     .help = "what faulty clients do: sign-flip (push -scale x delta), label-flip (train on "
+             "label 9-y), noise (push Gaussian noise of scale x the delta's norm)"},
+    {.name = "fault-scale", .type = FLC_OPT_NUM, .meta = "X",
+     FLC_OPT_AT(opts_t, c.fault_scale), .min = 0, .min_open = 1, .def = "4",
+     .help = "scale of sign-flip and noise"},
+    {.name = "seed", .type = FLC_OPT_INT, .meta = "S", FLC_OPT_AT(opts_t, c.seed), .imin = 0,
+     .imax = 1LL << 53, .help = "seed of the split, sampling, faults, init"},
+    {.name = "shards", .type = FLC_OPT_INT, .meta = "S", FLC_OPT_AT(opts_t, c.num_shards),
+     .imin = 1, .imax = 4096, .def = "1", .help = "reduce-scatter shards of the model"},
+    {.name = "job", .type = FLC_OPT_STR, .meta = "NAME", FLC_OPT_AT(opts_t, c.job),
+     .def = "sim-<time>-<pid>",
+     .help = "job name in the cache; global models are stored as job NAME.g, round r "
+             "(0 = initial)"},
+    {.name = "subset", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(opts_t, c.subset),
+     .imin = 0, .imax = 100000000, .def = "all",
+     .help = "split only the first N training samples"},
+    {.name = "test-subset", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(opts_t, c.test_subset),
+     .imin = 0, .imax = 100000000, .def = "all 10000",
+     .help = "evaluate on the first N test samples"},
+    {.name = "data", .type = FLC_OPT_STR, .meta = "DIR", FLC_OPT_AT(opts_t, c.data_dir),
+     .def = "$FLCACHE_DATA_DIR or " FLC_FASHION_DIR, .help = "Fashion-MNIST IDX gzip files"},
+    {.name = "concurrency", .type = FLC_OPT_INT, .meta = "C", FLC_OPT_AT(opts_t, concurrency),
+     .imin = 1, .imax = 1024, .def = "min(K, 16)", .help = "client functions running at once"},
+    {.name = "memory", .type = FLC_OPT_INT, .meta = "MB", FLC_OPT_AT(opts_t, memory_mb),
+     .imin = 128, .imax = 1048576, .help = "memory of each function, enforced and billed"},
+    {.name = "price", .type = FLC_OPT_NUM, .meta = "USD", FLC_OPT_AT(opts_t, price), .min = 0,
+     .def = FLC_OPT_STRING(FLC_LAMBDA_X86_PRICE_GB_S) ", AWS Lambda x86",
+     .help = "price per GB-second"},
+    {.name = "timeout", .type = FLC_OPT_INT, .meta = "SEC", FLC_OPT_AT(opts_t, timeout_s),
+     .imin = 1, .imax = 86400, .help = "longest a round may take"},
+    {.name = "inproc", .type = FLC_OPT_FLAG, FLC_OPT_AT(opts_t, inproc),
+     .help = "run clients as threads of this process instead of functions"},
+    {.name = "json", .type = FLC_OPT_FLAG, FLC_OPT_AT(opts_t, json),
+     .help = "print the result as one JSON object on stdout"},
+    {.name = "quiet", .type = FLC_OPT_FLAG, FLC_OPT_AT(opts_t, quiet), .help = "no progress lines"},
+    {0},
+};
 
-static int get_num(const char *opt, const char *v, double min, double *out)
-{
-    return flc_cli_opt_num("simulate", opt, v, min, 0, out) != 0;
-}
+static const flc_opt_cmd_t simulate_cmd = {
+    .prog = "flcache simulate",
+    .synopsis =
+        "[--clients N] [--per-round K] [--rounds R] [--alpha A]\n"
+        "                        [--local-epochs E] [--strategy S] [--model softmax|mlp]\n"
+        "                        [--mu M] [--lr L] [--batch B] [--dropout P]\n"
+        "                        [--straggler-ms DIST] [--deadline-ms MS]\n"
+        "                        [--faulty FRAC --fault sign-flip|label-flip|noise]\n"
+        "                        [--seed S] [--job NAME] [--json] [more options below]",
+    .about =
+        "Simulates federated learning on Fashion-MNIST: the training set is split over N\n"
+        "clients with a Dirichlet(alpha) label split (small alpha: each client sees few\n"
+        "classes; large alpha: close to IID). Each round samples K clients (seeded), runs\n"
+        "each as a `client` function that trains the global model on its own samples for\n"
+        "E local epochs and pushes its delta to the cache, merges the deltas next to the\n"
+        "data with the strategy's rule (reduce-scatter mergers, streaming for fedavg,\n"
+        "fedprox and the server optimizers), steps the global model and evaluates it on\n"
+        "the test set. Every round is recorded in the cache: participants, missing,\n"
+        "rejected, per-client samples, loss, update norm, duration and ground truth,\n"
+        "test accuracy and loss, hyperparameters, timings, bytes moved and cost.\n",
+    .epilog =
+        FLC_CLI_ENV_HELP
+        "exit codes: 0 every round ran, 1 runtime error, 2 usage error\n",
+    .opts = options,
+};
 
-static int parse(int argc, char **argv, opts_t *o)
+/* Reads the options into *o and checks them together. Returns 1 to go on,
+ * else 0 with the exit code in *rc (help printed, or a usage error). */
+static int parse(int argc, char **argv, opts_t *o, int *rc)
 {
     flc_sim_cfg_init(&o->c);
     o->memory_mb = 1024;
     o->timeout_s = 600;
     o->price = FLC_LAMBDA_X86_PRICE_GB_S;
-    int fault_given = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long n = 0;
-        int bad = 0, takes = 1;
-        if (strcmp(a, "--clients") == 0) {
-            bad = get_int(a, v, 1, 10000000, &n);
-            o->c.clients = (int)n;
-        } else if (strcmp(a, "--per-round") == 0) {
-            bad = get_int(a, v, 1, 10000000, &n);
-            o->c.per_round = (int)n;
-        } else if (strcmp(a, "--rounds") == 0) {
-            bad = get_int(a, v, 1, 1000000, &n);
-            o->c.rounds = (int)n;
-        } else if (strcmp(a, "--alpha") == 0) {
-            bad = get_num(a, v, 1e-12, &o->c.alpha);
-        } else if (strcmp(a, "--local-epochs") == 0) {
-            bad = get_int(a, v, 1, 10000, &n);
-            o->c.local_epochs = (int)n;
-        } else if (strcmp(a, "--strategy") == 0) {
-            o->c.strategy = flc_sim_strategy_parse(v);
-            if ((bad = o->c.strategy < 0))
-                bad_value(a, v, "fedavg, fedprox, fedadam, fedyogi, median, trimmed-mean, krum or "
-                                    "multi-krum");
-        } else if (strcmp(a, "--model") == 0) {
-            o->c.model = v;
-            if ((bad = v == NULL || (strcmp(v, "softmax") && strcmp(v, "mlp"))))
-                bad_value(a, v, "softmax or mlp");
-        } else if (strcmp(a, "--hidden") == 0) {
-            bad = get_int(a, v, 1, 65536, &n);
-            o->c.hidden = (size_t)n;
-        } else if (strcmp(a, "--mu") == 0) {
-            bad = get_num(a, v, 0, &o->c.mu);
-        } else if (strcmp(a, "--lr") == 0) {
-            bad = get_num(a, v, 1e-12, &o->c.lr);
-        } else if (strcmp(a, "--batch") == 0) {
-            bad = get_int(a, v, 1, 65536, &n);
-            o->c.batch = (size_t)n;
-        } else if (strcmp(a, "--server-lr") == 0) {
-            bad = get_num(a, v, 1e-12, &o->c.server_lr);
-        } else if (strcmp(a, "--trim") == 0) {
-            bad = get_num(a, v, 1e-12, &o->c.trim);
-        } else if (strcmp(a, "--krum-f") == 0) {
-            bad = get_int(a, v, 0, 1000000, &n);
-            o->c.krum_f = (int)n;
-        } else if (strcmp(a, "--dropout") == 0) {
-            bad = get_num(a, v, 0, &o->c.dropout);
-        } else if (strcmp(a, "--straggler-ms") == 0) {
-            o->c.straggler = v;
-            if ((bad = v == NULL))
-                bad_value(a, v, "a distribution");
-        } else if (strcmp(a, "--deadline-ms") == 0) {
-            bad = get_int(a, v, 1, 86400000, &n);
-            o->c.deadline_ms = (unsigned)n;
-        } else if (strcmp(a, "--faulty") == 0) {
-            bad = get_num(a, v, 0, &o->c.faulty);
-        } else if (strcmp(a, "--fault") == 0) {
-            o->c.fault = flc_fault_parse(v);
-            fault_given = 1;
-            if ((bad = o->c.fault <= FLC_FAULT_NONE))
-                bad_value(a, v, "sign-flip, label-flip or noise");
-        } else if (strcmp(a, "--fault-scale") == 0) {
-            bad = get_num(a, v, 1e-12, &o->c.fault_scale);
-        } else if (strcmp(a, "--seed") == 0) {
-            bad = get_int(a, v, 0, (1LL << 53), &n);
-            o->c.seed = (uint64_t)n;
-        } else if (strcmp(a, "--shards") == 0) {
-            bad = get_int(a, v, 1, 4096, &n);
-            o->c.num_shards = (uint32_t)n;
-        } else if (strcmp(a, "--job") == 0) {
-            o->c.job = v;
-            if ((bad = v == NULL))
-                bad_value(a, v, "a name");
-        } else if (strcmp(a, "--subset") == 0) {
-            bad = get_int(a, v, 0, 100000000, &n);
-            o->c.subset = (size_t)n;
-        } else if (strcmp(a, "--test-subset") == 0) {
-            bad = get_int(a, v, 0, 100000000, &n);
-            o->c.test_subset = (size_t)n;
-        } else if (strcmp(a, "--data") == 0) {
-            o->c.data_dir = v;
-            if ((bad = v == NULL))
-                bad_value(a, v, "a directory");
-        } else if (strcmp(a, "--concurrency") == 0) {
-            bad = get_int(a, v, 1, 1024, &n);
-            o->concurrency = (unsigned)n;
-        } else if (strcmp(a, "--memory") == 0) {
-            bad = get_int(a, v, 128, 1048576, &n);
-            o->memory_mb = (unsigned)n;
-        } else if (strcmp(a, "--price") == 0) {
-            bad = get_num(a, v, 0, &o->price);
-        } else if (strcmp(a, "--timeout") == 0) {
-            bad = get_int(a, v, 1, 86400, &n);
-            o->timeout_s = (unsigned)n;
-        } else if (strcmp(a, "--inproc") == 0) {
-            o->inproc = 1, takes = 0;
-        } else if (strcmp(a, "--json") == 0) {
-            o->json = 1, takes = 0;
-        } else if (strcmp(a, "--quiet") == 0) {
-            o->quiet = 1, takes = 0;
-        } else {
-            flc_cli_error("simulate", "unknown option '%s'", a);
-            bad = 1;
-        }
-        if (bad) {
-            fprintf(stderr, "Run `flcache simulate --help` for the options.\n");
-            return FLC_EXIT_USAGE;
-        }
-        i += takes;
+    o->fault = -1;
+    if (!flc_opt_parse(&simulate_cmd, argc, argv, o, sizeof *o, rc))
+        return 0;
+    *rc = FLC_EXIT_USAGE;
+    if (o->fault >= 0 && o->c.faulty == 0) {
+        flc_opt_usage_error(&simulate_cmd,
+                            "--fault needs --faulty FRAC (the fraction of faulty clients)");
+        return 0;
     }
-    if (fault_given && o->c.faulty == 0) {
-        flc_cli_error("simulate", "--fault needs --faulty FRAC (the fraction of faulty clients)");
-        return FLC_EXIT_USAGE;
+    o->c.fault = o->fault >= 0 ? o->fault : FLC_FAULT_NONE;
+    /* Krum scores each update by its k-f-2 nearest neighbours
+     * (aggregator/merge_krum.c): f <= K-3 leaves at least one. */
+    int krum = o->c.strategy == FLC_SIM_KRUM || o->c.strategy == FLC_SIM_MULTI_KRUM;
+    if (krum && o->c.krum_f >= 0 && o->c.krum_f > o->c.per_round - 3) {
+        if (o->c.per_round < 3)
+            flc_opt_usage_error(&simulate_cmd, "--krum-f needs --per-round 3 or more with %s, "
+                                "not %d", flc_sim_strategy_name(o->c.strategy), o->c.per_round);
+        else
+            flc_opt_usage_error(&simulate_cmd, "--krum-f needs an integer in 0..%d (K-3, "
+                                "K = --per-round %d), not '%d'", o->c.per_round - 3,
+                                o->c.per_round, o->c.krum_f);
+        return 0;
     }
-    if (o->c.job == NULL || strcmp(o->c.job, "sim") == 0) {
-        snprintf(o->job, sizeof o->job, "sim-%llu-%d",
-                 (unsigned long long)(flc_wall_ms() / 1000), (int)getpid());
-        o->c.job = o->job;
-    }
+    o->c.job = flc_cli_job_name(o->c.job, "sim", o->job, sizeof o->job);
     if (o->concurrency == 0)
         o->concurrency = o->c.per_round < 16 ? (unsigned)o->c.per_round : 16;
     o->c.memory_mb = o->memory_mb;
@@ -269,30 +212,11 @@ static int parse(int argc, char **argv, opts_t *o)
     check.redis = "unix:///placeholder";
     flc_err_t e = {0};
     if (flc_sim_cfg_finish(&check, &e) != FLC_OK) {
-        flc_cli_error("simulate", "%s", flc_err_msg(&e));
-        return FLC_EXIT_USAGE;
+        flc_opt_usage_error(&simulate_cmd, "%s", flc_err_msg(&e));
+        return 0;
     }
-    return FLC_EXIT_OK;
-}
-
-static void find_fn(char *out, size_t len)
-{
-    const char *env = getenv("FLCACHE_FN");
-    if (env != NULL && *env) {
-        snprintf(out, len, "%s", env);
-        return;
-    }
-    char self[PATH_MAX - 16];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) {
-        snprintf(out, len, "flcache-fn");
-        return;
-    }
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    if (slash)
-        *slash = '\0';
-    snprintf(out, len, "%s/flcache-fn", self);
+    *rc = FLC_EXIT_OK;
+    return 1;
 }
 
 /* ---- output ---- */
@@ -380,14 +304,10 @@ static void table(const opts_t *o, const flc_sim_result_t *r)
 
 int flc_cmd_simulate(int argc, char **argv)
 {
-    if (flc_cli_wants_help(argc, argv)) {
-        usage(stdout);
-        return FLC_EXIT_OK;
-    }
     opts_t o;
     memset(&o, 0, sizeof o);
-    int rc = parse(argc, argv, &o);
-    if (rc != FLC_EXIT_OK)
+    int rc;
+    if (!parse(argc, argv, &o, &rc))
         return rc;
     flc_cli_conn_t conn;
     if ((rc = flc_cli_connect(&conn, NULL)) != FLC_EXIT_OK)
@@ -396,20 +316,8 @@ int flc_cmd_simulate(int argc, char **argv)
     flc_err_t e = {0};
     flc_pool_t *pool = NULL;
     if (!o.inproc) {
-        char fn[PATH_MAX];
-        find_fn(fn, sizeof fn);
-        static const char *const env[] = {"OPENBLAS_NUM_THREADS=1", NULL};
-        flc_pool_cfg_t pc;
-        flc_pool_cfg_init(&pc);
-        pc.fn_path = fn;
-        pc.memory_mb = o.memory_mb;
-        pc.timeout_ms = o.timeout_s * 1000u;
-        pc.concurrency = o.concurrency;
-        pc.max_warm = o.concurrency;
-        pc.price_per_gb_s = o.price;
-        pc.env = env;
-        if ((pool = flc_pool_new(&pc, &e)) == NULL) {
-            flc_cli_error("simulate", "cannot start the function platform: %s", flc_err_msg(&e));
+        pool = flc_cli_pool_start("simulate", o.concurrency, o.memory_mb, o.timeout_s, o.price);
+        if (pool == NULL) {
             flc_cli_disconnect(&conn);
             return FLC_EXIT_RUNTIME;
         }
@@ -433,10 +341,7 @@ int flc_cmd_simulate(int argc, char **argv)
         if (o.json) {
             cJSON *j = flc_sim_result_json(&o.c, &res);
             cJSON_AddNumberToObject(j, "driver_peak_rss_mb", self_peak_mb());
-            char *t = j ? cJSON_PrintUnformatted(j) : NULL;
-            if (t)
-                printf("%s\n", t);
-            cJSON_free(t);
+            flc_cli_print_json(j, 0);
             cJSON_Delete(j);
         } else {
             table(&o, &res);

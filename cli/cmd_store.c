@@ -9,19 +9,33 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli.h"
+#include "cli/opt.h"
 
-static void store_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: flcache store stats [--json]\n"
-            "\n"
-            "Shows the cache flcache talks to (FLCACHE_REDIS, or a fresh embedded one):\n"
-            "number of keys, memory used and its limit, every job with its rounds, and\n"
-            "the cold tier: hot/cold bytes, spills, fetches, hit rate per query class.\n"
-            "\n"
-            "options:\n"
-            "  --json   one JSON object instead of the table\n");
-}
+typedef struct store_opts {
+    int what; /* the subcommand: 0 = stats */
+    int json;
+} store_opts_t;
+
+static const char *const subcommands[] = {"stats", NULL};
+
+static const flc_opt_t options[] = {
+    {.name = "SUBCOMMAND", .type = FLC_OPT_CHOICE, FLC_OPT_AT(store_opts_t, what),
+     .choices = subcommands, .def = "", .flags = FLC_OPT_POSITIONAL | FLC_OPT_REQUIRED,
+     .help = "stats: what the cache holds"},
+    {.name = "json", .type = FLC_OPT_FLAG, FLC_OPT_AT(store_opts_t, json),
+     .help = "one JSON object instead of the table"},
+    {0},
+};
+
+static const flc_opt_cmd_t store_cmd = {
+    .prog = "flcache store",
+    .synopsis = "stats [--json]",
+    .about =
+        "Shows the cache flcache talks to (FLCACHE_REDIS, or a fresh embedded one):\n"
+        "number of keys, memory used and its limit, every job with its rounds, and\n"
+        "the cold tier: hot/cold bytes, spills, fetches, hit rate per query class.\n",
+    .opts = options,
+};
 
 static int stats(flc_cli_conn_t *c, int json)
 {
@@ -111,11 +125,8 @@ static int stats(flc_cli_conn_t *c, int json)
         }
         free(rounds);
     }
-    if (json) {
-        char *txt = cJSON_Print(root);
-        puts(txt);
-        cJSON_free(txt);
-    }
+    if (json)
+        flc_cli_print_json(root, 1);
     cJSON_Delete(root);
     flc_strlist_free(&jobs);
     return FLC_EXIT_OK;
@@ -123,30 +134,14 @@ static int stats(flc_cli_conn_t *c, int json)
 
 int flc_cmd_store(int argc, char **argv)
 {
-    if (flc_cli_wants_help(argc, argv)) {
-        store_usage(stdout);
-        return FLC_EXIT_OK;
-    }
-    if (argc < 2 || strcmp(argv[1], "stats") != 0) {
-        flc_cli_error("store", "expected a subcommand: stats");
-        store_usage(stderr);
-        return FLC_EXIT_USAGE;
-    }
-    int json = 0;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-        } else {
-            flc_cli_error("store", "unknown option '%s'", argv[i]);
-            store_usage(stderr);
-            return FLC_EXIT_USAGE;
-        }
-    }
-    flc_cli_conn_t c;
-    int rc = flc_cli_connect(&c, NULL);
-    if (rc != FLC_EXIT_OK)
+    store_opts_t o = {0};
+    int rc;
+    if (!flc_opt_parse(&store_cmd, argc, argv, &o, sizeof o, &rc))
         return rc;
-    rc = stats(&c, json);
+    flc_cli_conn_t c;
+    if ((rc = flc_cli_connect(&c, NULL)) != FLC_EXIT_OK)
+        return rc;
+    rc = stats(&c, o.json);
     flc_cli_disconnect(&c);
     return rc;
 }

@@ -3,6 +3,7 @@
  * lives in a per-user directory (default /tmp/flcache-up-<uid>) holding its
  * socket, log and pid file; `up` is idempotent (an answering server is reused). */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,23 +12,48 @@
 
 #include "base/clock.h"
 #include "cli/cli.h"
+#include "cli/opt.h"
 
-static void up_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: flcache up [--dir DIR] [--port N] [--maxmemory BYTES]\n"
-            "       flcache down [--dir DIR]\n"
-            "\n"
-            "`up` starts a redis-server that outlives the command (persistence off) and\n"
-            "prints the line to export so later commands use it:\n"
-            "  eval \"$(flcache up)\"   # sets FLCACHE_REDIS\n"
-            "`down` stops it and removes its directory.\n"
-            "\n"
-            "options:\n"
-            "  --dir DIR          where socket, log and pid live (default /tmp/flcache-up-<uid>)\n"
-            "  --port N           also listen on 127.0.0.1:N (default: unix socket only)\n"
-            "  --maxmemory BYTES  memory limit of the server (default: none)\n");
-}
+typedef struct up_opts {
+    const char *dir;
+    int port;               /* 0: unix socket only */
+    size_t maxmem;          /* 0: no limit */
+    char default_dir[256];
+} up_opts_t;
+
+#define DIR_OPTION                                                                  \
+    {.name = "dir", .type = FLC_OPT_STR, .meta = "DIR", FLC_OPT_AT(up_opts_t, dir), \
+     .help = "where socket, log and pid live"}
+
+static const flc_opt_t up_options[] = {
+    DIR_OPTION,
+    {.name = "port", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(up_opts_t, port), .imin = 1,
+     .imax = 65535, .def = "unix socket only", .help = "also listen on 127.0.0.1:N"},
+    {.name = "maxmemory", .type = FLC_OPT_INT, .meta = "BYTES", FLC_OPT_AT(up_opts_t, maxmem),
+     .imin = 0, .imax = LLONG_MAX, .def = "none", .help = "memory limit of the server"},
+    {0},
+};
+
+static const flc_opt_t down_options[] = {DIR_OPTION, {0}};
+
+static const flc_opt_cmd_t up_cmd = {
+    .prog = "flcache up",
+    .synopsis = "[--dir DIR] [--port N] [--maxmemory BYTES]",
+    .about =
+        "Starts a redis-server that outlives the command (persistence off) and prints\n"
+        "the line to export so later commands use it:\n"
+        "  eval \"$(flcache up)\"   # sets FLCACHE_REDIS\n"
+        "A server already answering in DIR is reused. `flcache down` stops it and\n"
+        "removes its directory.\n",
+    .opts = up_options,
+};
+
+static const flc_opt_cmd_t down_cmd = {
+    .prog = "flcache down",
+    .synopsis = "[--dir DIR]",
+    .about = "Stops the redis-server started by `flcache up` and removes its directory.\n",
+    .opts = down_options,
+};
 
 static void default_dir(char *out, size_t n)
 {
@@ -35,42 +61,23 @@ static void default_dir(char *out, size_t n)
     snprintf(out, n, "%s/flcache-up-%u", tmp && *tmp ? tmp : "/tmp", (unsigned)getuid());
 }
 
-static int parse(int argc, char **argv, char *dir, size_t dirlen, int *port, size_t *maxmem)
+/* The options of up or down; the default DIR is per user. */
+static int parse(const flc_opt_cmd_t *cmd, int argc, char **argv, up_opts_t *o, int *rc)
 {
-    default_dir(dir, dirlen);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--dir") == 0 && i + 1 < argc) {
-            snprintf(dir, dirlen, "%s", argv[++i]);
-        } else if (port && strcmp(a, "--port") == 0 && i + 1 < argc) {
-            *port = atoi(argv[++i]);
-            if (*port <= 0 || *port > 65535) {
-                flc_cli_error(argv[0], "--port must be 1..65535");
-                return FLC_EXIT_USAGE;
-            }
-        } else if (maxmem && strcmp(a, "--maxmemory") == 0 && i + 1 < argc) {
-            *maxmem = strtoull(argv[++i], NULL, 10);
-        } else {
-            flc_cli_error(argv[0], "unknown option '%s'", a);
-            up_usage(stderr);
-            return FLC_EXIT_USAGE;
-        }
-    }
-    return FLC_EXIT_OK;
+    memset(o, 0, sizeof *o);
+    default_dir(o->default_dir, sizeof o->default_dir);
+    o->dir = o->default_dir;
+    return flc_opt_parse(cmd, argc, argv, o, sizeof *o, rc);
 }
 
 int flc_cmd_up(int argc, char **argv)
 {
-    if (flc_cli_wants_help(argc, argv)) {
-        up_usage(stdout);
-        return FLC_EXIT_OK;
-    }
-    char dir[256], sock[300], pidf[300];
-    int port = 0;
-    size_t maxmem = 0;
-    int rc = parse(argc, argv, dir, sizeof dir, &port, &maxmem);
-    if (rc != FLC_EXIT_OK)
+    up_opts_t u;
+    int rc;
+    if (!parse(&up_cmd, argc, argv, &u, &rc))
         return rc;
+    const char *dir = u.dir;
+    char sock[300], pidf[300];
     snprintf(sock, sizeof sock, "%s/redis.sock", dir);
     snprintf(pidf, sizeof pidf, "%s/redis.pid", dir);
     char url[320];
@@ -83,7 +90,7 @@ int flc_cmd_up(int argc, char **argv)
         fprintf(stderr, "flcache up: already running at %s\n", url);
         return FLC_EXIT_OK;
     }
-    flc_embed_opts_t o = {.tcp_port = port, .maxmemory = maxmem, .dir = dir, .detach = 1};
+    flc_embed_opts_t o = {.tcp_port = u.port, .maxmemory = u.maxmem, .dir = dir, .detach = 1};
     flc_embed_t *e = flc_embed_start(&o, &err);
     if (e == NULL) {
         flc_cli_error("up", "%s", flc_err_msg(&err));
@@ -105,14 +112,12 @@ int flc_cmd_up(int argc, char **argv)
 
 int flc_cmd_down(int argc, char **argv)
 {
-    if (flc_cli_wants_help(argc, argv)) {
-        up_usage(stdout);
-        return FLC_EXIT_OK;
-    }
-    char dir[256], path[320];
-    int rc = parse(argc, argv, dir, sizeof dir, NULL, NULL);
-    if (rc != FLC_EXIT_OK)
+    up_opts_t u;
+    int rc;
+    if (!parse(&down_cmd, argc, argv, &u, &rc))
         return rc;
+    const char *dir = u.dir;
+    char path[320];
     snprintf(path, sizeof path, "%s/redis.pid", dir);
     FILE *f = fopen(path, "r");
     int pid = 0;

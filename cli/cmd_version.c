@@ -8,15 +8,25 @@
 #include <uv.h>
 
 #include "cli/cli.h"
+#include "cli/opt.h"
 
 #ifndef FLCACHE_VERSION
 #define FLCACHE_VERSION "0.1.0"
 #endif
 
+static const flc_opt_t options[] = {{0}};
+
+static const flc_opt_cmd_t version_cmd = {
+    .prog = "flcache version",
+    .about = "Prints the version of flcache and of the libraries it is built on.\n",
+    .opts = options,
+};
+
 int flc_cmd_version(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    int rc;
+    if (!flc_opt_parse(&version_cmd, argc, argv, NULL, 0, &rc))
+        return rc;
     printf("flcache %s\n", FLCACHE_VERSION);
     printf("  hiredis %d.%d.%d, protobuf-c %s, libuv %s, cJSON %s, %s\n", HIREDIS_MAJOR,
            HIREDIS_MINOR, HIREDIS_PATCH, protobuf_c_version(), uv_version_string(),

@@ -4,13 +4,24 @@
  * action (argv[1]) or AWS Lambda custom runtime (AWS_LAMBDA_RUNTIME_API).
  *
  * Roles registered here:
- *   probe  a platform self-check, not a workload: it echoes its event and,
- *          on request, sleeps, allocates and touches memory, burns CPU,
- *          fails or crashes, so the runtime tests and `flcache-fn '<json>'`
- *          smoke tests can exercise timeouts, memory limits and retries.
- *   worker synchronous SGD worker (workers/sgd_worker.h): trains with its
- *          peers through the cache and answers loss, accuracy, checksum.
- * To add a role, add one line to the `roles` table in main(). */
+ *   probe       a platform self-check, not a workload: it echoes its event
+ *               and, on request, sleeps, allocates and touches memory, burns
+ *               CPU, fails or crashes, so the runtime tests and
+ *               `flcache-fn '<json>'` smoke tests can exercise timeouts,
+ *               memory limits and retries.
+ *   worker      synchronous SGD worker (workers/sgd_worker.h): trains with
+ *               its peers through the cache and answers loss, accuracy,
+ *               checksum.
+ *   client      one federated client's round (clients/client.h): trains on
+ *               its samples and pushes its delta (`flcache simulate`).
+ *   aggregator  the merger of one shard of one round
+ *               (aggregator/reduce_scatter.h).
+ *   query       one query answered next to the data (aggregator/query.h).
+ * To add a role, add one line to the `roles` table in main().
+ *
+ * Its own arguments (--help, --local, an OpenWhisk event) are read with the
+ * flcache option parser (cli/opt.h), so usage errors read as the flcache
+ * command's do. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -23,6 +34,7 @@
 #include "aggregator/query.h"
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
+#include "cli/opt.h"
 #include "clients/client.h"
 #include "base/event.h"
 #include "runtime/fn.h"
@@ -167,6 +179,31 @@ typedef struct role {
     const char *help;
 } role_t;
 
+typedef struct fn_opts {
+    int local;
+    const char *event;
+} fn_opts_t;
+
+/* The OpenWhisk event: a JSON object. */
+static int event_parse(const char *v, void *dest, const char **need)
+{
+    *need = "a JSON object ('{\"role\":...}')";
+    if (v[0] != '{')
+        return -1;
+    ((fn_opts_t *)dest)->event = v;
+    return 0;
+}
+
+static const flc_opt_t options[] = {
+    {.name = "EVENT", .type = FLC_OPT_CUSTOM, .custom = event_parse, .flags = FLC_OPT_POSITIONAL,
+     .help = "OpenWhisk native action: run this one event, the result is the last line on "
+             "stdout"},
+    {.name = "local", .type = FLC_OPT_FLAG, FLC_OPT_AT(fn_opts_t, local),
+     .help = "local mode (also without arguments): JSON events on stdin, one result line "
+             "each on stdout"},
+    {0},
+};
+
 int main(int argc, char **argv)
 {
     static const role_t roles[] = {
@@ -181,15 +218,41 @@ int main(int argc, char **argv)
         {"query", query, "a query next to the data: kind, job, round | round_from/round_to, "
                          "client, k, cluster, seed (see aggregator/query.h)"},
     };
+    enum { NROLES = sizeof roles / sizeof *roles };
+    /* The help's epilog lists the roles from the table above. */
+    char epilog[2048];
+    size_t at = (size_t)snprintf(epilog, sizeof epilog,
+                                 "With AWS_LAMBDA_RUNTIME_API=host:port set, flcache-fn is an "
+                                 "AWS Lambda custom\nruntime and reads its events from that "
+                                 "API.\n\nroles (the event's \"role\"):\n");
+    for (size_t i = 0; i < NROLES && at < sizeof epilog; i++)
+        at += (size_t)snprintf(epilog + at, sizeof epilog - at, "  %-12s %s\n", roles[i].name,
+                               roles[i].help);
+    const flc_opt_cmd_t cmd = {
+        .prog = "flcache-fn",
+        .synopsis = "[--local | EVENT]",
+        .about = "The function binary of flcache: it receives JSON events, runs the role each\n"
+                 "names and answers one JSON result per event.\n",
+        .epilog = epilog,
+        .opts = options,
+    };
+    fn_opts_t o = {0};
+    int rc;
+    if (!flc_opt_parse(&cmd, argc, argv, &o, sizeof o, &rc))
+        return rc;
+    if (o.local && o.event)
+        return flc_opt_usage_error(&cmd, "--local and EVENT: give one of them");
     signal(SIGPIPE, SIG_IGN); /* a vanished server is an error to report, not a kill */
     flc_fn_table_t *t = flc_fn_table_new();
     if (t == NULL) {
         fprintf(stderr, "flcache-fn: out of memory\n");
         return 1;
     }
-    for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
+    for (size_t i = 0; i < NROLES; i++)
         flc_fn_register(t, roles[i].name, roles[i].handler, NULL, roles[i].help);
-    int rc = flc_fn_main(t, argc, argv);
+    /* The runtime picks the mode from what is left: the event, or none. */
+    char *mode_argv[] = {argv[0], (char *)o.event, NULL};
+    rc = flc_fn_main(t, o.event ? 2 : 1, mode_argv);
     flc_fn_table_free(t);
     return rc;
 }
