@@ -14,7 +14,7 @@
 
 /* Reads the event into *cfg; cfg->expected is a new array of names
  * borrowed from ev (the caller frees the array, not the names). */
-static int read_event(const cJSON *ev, flc_merger_cfg_t *cfg, const char **url, flc_err_t *e)
+static int read_event(const cJSON *ev, flc_rs_merger_cfg_t *cfg, const char **url, flc_err_t *e)
 {
     const char *job = NULL;
     long long round = 0, shard = 0, nshards = 1, msize = 0, deadline = 0, readers = 0;
@@ -31,7 +31,7 @@ static int read_event(const cJSON *ev, flc_merger_cfg_t *cfg, const char **url, 
         flc_ev_opt_str(ev, "redis", NULL, url, e) ||
         flc_ev_need_array(ev, "expected", &exp, e))
         return e->code;
-    *cfg = (flc_merger_cfg_t){.job = job, .round = (uint32_t)round, .shard = (uint32_t)shard,
+    *cfg = (flc_rs_merger_cfg_t){.job = job, .round = (uint32_t)round, .shard = (uint32_t)shard,
                               .num_shards = (uint32_t)nshards, .model_size = (uint64_t)msize,
                               .deadline_ms = (unsigned)deadline, .readers = (unsigned)readers,
                               .derive_stats = derive};
@@ -63,11 +63,11 @@ static int read_event(const cJSON *ev, flc_merger_cfg_t *cfg, const char **url, 
     return FLC_OK;
 }
 
-int flc_aggregator_run(const cJSON *ev, cJSON **result, double *compute_ms, double *comm_ms,
+int flc_rs_aggregator_fn(const cJSON *ev, cJSON **result, double *compute_ms, double *comm_ms,
                        flc_err_t *e)
 {
     *result = NULL;
-    flc_merger_cfg_t cfg;
+    flc_rs_merger_cfg_t cfg;
     const char *url = NULL;
     int rc = read_event(ev, &cfg, &url, e);
     if (rc != FLC_OK)
@@ -79,8 +79,8 @@ int flc_aggregator_run(const cJSON *ev, cJSON **result, double *compute_ms, doub
         free((void *)cfg.expected);
         return e->code;
     }
-    flc_merge_report_t rep;
-    rc = flc_merger_run(s, &cfg, &rep, e);
+    flc_rs_report_t rep;
+    rc = flc_rs_merger_run(s, &cfg, &rep, e);
     /* Connecting and the blocked wait for arrivals are communication; the
      * merge proper (its own reads and writes included: the merger does not
      * time them apart) is compute. */
@@ -93,7 +93,7 @@ int flc_aggregator_run(const cJSON *ev, cJSON **result, double *compute_ms, doub
         if (*result == NULL)
             rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
-    flc_merge_report_free(&rep);
+    flc_rs_report_free(&rep);
     flc_store_close(s);
     free((void *)cfg.expected);
     return rc;

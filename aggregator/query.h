@@ -80,32 +80,32 @@ struct cJSON *flc_query_answer_json(const Flcache__QueryAnswer *a);
 /* The Gram data of one round: n clients (sorted by name), G is (n+1)x(n+1)
  * row-major in double, the last row/column being the merged update (zero
  * when the round has no merged shards). */
-typedef struct flc_gram {
+typedef struct flc_query_gram_s {
     size_t n;
     char **clients;
     double *G;
     uint64_t bytes_read;  /* read next to the data */
     uint64_t bytes_moved; /* partials moved to the caller */
-} flc_gram_t;
+} flc_query_gram_t;
 
-void flc_gram_free(flc_gram_t *g);
+void flc_query_gram_free(flc_query_gram_t *g);
 
 /* G[0..m*m) = M M^T (both triangles, in double) for the m rows of cols
  * floats in M (row-major): OpenBLAS ssyrk over blocks of 4096 columns, each
  * block's float sums added in double. FLC_ENOMEM only. */
-int flc_gram_of_rows(const float *M, size_t m, size_t cols, double *G);
+int flc_query_gram_of_rows(const float *M, size_t m, size_t cols, double *G);
 
 /* Computes (or reads from its cache) the Gram partial of one shard: reads
  * the round's client updates of shard `shard` and the merged shard, adds
  * their pairwise dot products into g (g->n and g->clients must be set,
  * g->G zeroed (n+1)^2). */
 int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                         int use_cache, flc_gram_t *g, flc_err_t *e);
+                         int use_cache, flc_query_gram_t *g, flc_err_t *e);
 
 /* The whole round's Gram: one worker per shard (threads, own connections to
  * url), partials summed. */
 int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t round,
-                   int threads, int use_cache, flc_gram_t *g, flc_err_t *e);
+                   int threads, int use_cache, flc_query_gram_t *g, flc_err_t *e);
 
 /* Kernel k-means on a Gram matrix (k-means++ seeding from `seed`, then
  * Lloyd iterations, all from dot products): assign[n], inertia. Equal to

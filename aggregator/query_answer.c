@@ -8,7 +8,7 @@
 
 #include "aggregator/query_internal.h"
 
-Flcache__QueryAnswer *flc_qa_new(const char *job, const char *kind, const char *const *num,
+Flcache__QueryAnswer *flc_query_answer_new(const char *job, const char *kind, const char *const *num,
                                  size_t nnum, const char *const *text, size_t ntext)
 {
     Flcache__QueryAnswer *a = malloc(sizeof *a);
@@ -33,7 +33,7 @@ Flcache__QueryAnswer *flc_qa_new(const char *job, const char *kind, const char *
     return a;
 }
 
-int flc_qa_row(Flcache__QueryAnswer *a, const char *key, const double *vals,
+int flc_query_answer_row(Flcache__QueryAnswer *a, const char *key, const double *vals,
                const char *const *text)
 {
     size_t nt = a->n_columns - a->num_numeric;
@@ -70,7 +70,7 @@ static int map_add(size_t *n, void ***items, void *entry)
     return FLC_OK;
 }
 
-void flc_qa_summary(Flcache__QueryAnswer *a, const char *key, double value)
+void flc_query_answer_summary(Flcache__QueryAnswer *a, const char *key, double value)
 {
     Flcache__QueryAnswer__SummaryEntry *en = malloc(sizeof *en);
     if (en == NULL)
@@ -84,7 +84,7 @@ void flc_qa_summary(Flcache__QueryAnswer *a, const char *key, double value)
     }
 }
 
-void flc_qa_note(Flcache__QueryAnswer *a, const char *key, const char *text)
+void flc_query_answer_note(Flcache__QueryAnswer *a, const char *key, const char *text)
 {
     Flcache__QueryAnswer__NotesEntry *en = malloc(sizeof *en);
     if (en == NULL)

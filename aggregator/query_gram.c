@@ -20,7 +20,7 @@
 
 #define GRAM_BLOCK 4096 /* columns per ssyrk: float sums over 4096 terms, then double */
 
-int flc_gram_of_rows(const float *M, size_t m, size_t cols, double *G)
+int flc_query_gram_of_rows(const float *M, size_t m, size_t cols, double *G)
 {
     float *Gb = malloc((m ? m * m : 1) * sizeof *Gb);
     if (Gb == NULL)
@@ -41,7 +41,7 @@ int flc_gram_of_rows(const float *M, size_t m, size_t cols, double *G)
     return FLC_OK;
 }
 
-void flc_gram_free(flc_gram_t *g)
+void flc_query_gram_free(flc_query_gram_t *g)
 {
     if (g == NULL)
         return;
@@ -71,7 +71,7 @@ static void gram_key(char *key, const char *job, uint32_t round, uint32_t shard)
 
 /* Adds a cached partial into g; FLC_ENOTFOUND when there is none that fits. */
 static int cache_read(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                      flc_gram_t *g)
+                      flc_query_gram_t *g)
 {
     char key[FLC_KEY_MAX];
     gram_key(key, job, round, shard);
@@ -100,7 +100,7 @@ static int cache_read(flc_store_t *s, const char *job, uint32_t round, uint32_t 
 }
 
 static void cache_write(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                        const flc_gram_t *g, const double *P)
+                        const flc_query_gram_t *g, const double *P)
 {
     size_t m = g->n + 1, len = 12 + m * m * sizeof(double);
     char *buf = malloc(len);
@@ -122,7 +122,7 @@ static void cache_write(flc_store_t *s, const char *job, uint32_t round, uint32_
 }
 
 int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                         int use_cache, flc_gram_t *g, flc_err_t *e)
+                         int use_cache, flc_query_gram_t *g, flc_err_t *e)
 {
     if (use_cache && cache_read(s, job, round, shard, g) == FLC_OK)
         return FLC_OK;
@@ -168,7 +168,7 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
             flc_shard_release(&sh);
         g->bytes_read += cnt * sizeof(float);
     }
-    if (rc == FLC_OK && flc_gram_of_rows(M, m, cnt, P) != FLC_OK)
+    if (rc == FLC_OK && flc_query_gram_of_rows(M, m, cnt, P) != FLC_OK)
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory for a %zux%zu Gram block", m, m);
     if (rc == FLC_OK) {
         for (size_t i = 0; i < m * m; i++)
@@ -184,12 +184,12 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
 typedef struct gram_job {
     const char *url, *job;
     uint32_t round;
-    const flc_where_t *where; /* per shard: which node */
+    const flc_track_where_t *where; /* per shard: which node */
     size_t nshards, next;
     int use_cache;
     int qclass;          /* the caller's query class, for the workers' reads */
     pthread_mutex_t lock;
-    flc_gram_t *g; /* the sum, under lock */
+    flc_query_gram_t *g; /* the sum, under lock */
     flc_err_t err;
     int rc;
 } gram_job_t;
@@ -228,7 +228,7 @@ static void *gram_worker(void *p)
     at_ep = caller_ep;
     if (s != NULL)
         flc_store_set_query_class(s, j->qclass);
-    flc_gram_t mine = {.n = j->g->n, .clients = j->g->clients};
+    flc_query_gram_t mine = {.n = j->g->n, .clients = j->g->clients};
     size_t m = mine.n + 1;
     mine.G = calloc(m * m, sizeof *mine.G);
     int rc = s == NULL ? e.code : mine.G == NULL ? FLC_ENOMEM : FLC_OK;
@@ -239,7 +239,7 @@ static void *gram_worker(void *p)
         pthread_mutex_unlock(&j->lock);
         if (stop)
             break;
-        const flc_where_t *w = &j->where[k];
+        const flc_track_where_t *w = &j->where[k];
         flc_url_t node_ep;
         char url[1200];
         rc = node_url(j->url, &caller_ep, w->node, &node_ep, url, sizeof url);
@@ -276,7 +276,7 @@ static void *gram_worker(void *p)
 }
 
 int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t round,
-                   int threads, int use_cache, flc_gram_t *g, flc_err_t *e)
+                   int threads, int use_cache, flc_query_gram_t *g, flc_err_t *e)
 {
     memset(g, 0, sizeof *g);
     flc_strlist_t cl = {0};
@@ -284,7 +284,7 @@ int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t ro
         *e = *flc_store_error(s);
         return e->code;
     }
-    flc_where_t *where = NULL;
+    flc_track_where_t *where = NULL;
     size_t ns = 0;
     if (cl.n == 0 || flc_track_round(s, job, round, &where, &ns) != FLC_OK || ns == 0) {
         flc_strlist_free(&cl);
@@ -297,7 +297,7 @@ int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t ro
     g->G = calloc((g->n + 1) * (g->n + 1), sizeof *g->G);
     if (g->G == NULL) {
         free(where);
-        flc_gram_free(g);
+        flc_query_gram_free(g);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
     gram_job_t j = {.url = url ? url : flc_store_url(s), .job = job,
@@ -322,7 +322,7 @@ int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t ro
     free(where);
     if (j.rc != FLC_OK) {
         *e = j.err;
-        flc_gram_free(g);
+        flc_query_gram_free(g);
         return j.rc;
     }
     return FLC_OK;

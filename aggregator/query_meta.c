@@ -8,7 +8,7 @@
 
 #include "aggregator/query_internal.h"
 
-int flc_q_rounds(flc_store_t *s, const flc_query_req_t *q, uint32_t **rounds, size_t *n,
+int flc_query_rounds(flc_store_t *s, const flc_query_req_t *q, uint32_t **rounds, size_t *n,
                  flc_err_t *e)
 {
     uint32_t *all = NULL;
@@ -54,18 +54,18 @@ static double round_metric(const Flcache__RoundMeta *m, const char *const *keys)
 static const char *const ACC_KEYS[] = {"test_accuracy", "accuracy", NULL};
 static const char *const LOSS_KEYS[] = {"test_loss", "loss", NULL};
 
-int flc_q_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
+int flc_query_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
                   flc_err_t *e)
 {
     uint32_t *rounds;
     size_t nr;
-    int rc = flc_q_rounds(s, q, &rounds, &nr, e);
+    int rc = flc_query_rounds(s, q, &rounds, &nr, e);
     if (rc != FLC_OK)
         return rc;
     static const char *num[] = {"accuracy", "loss", "participants", "missing", "rejected",
                                 "round_ms", "wait_ms", "merge_ms", "bytes_read", "cost_usd"};
     static const char *text[] = {"rule", "status"};
-    Flcache__QueryAnswer *a = flc_qa_new(q->job, "history", num, 10, text, 2);
+    Flcache__QueryAnswer *a = flc_query_answer_new(q->job, "history", num, 10, text, 2);
     if (a == NULL) {
         free(rounds);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
@@ -86,7 +86,7 @@ int flc_q_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer
         const char *t[] = {m->rule, m->status};
         char key[16];
         snprintf(key, sizeof key, "%u", rounds[i]);
-        flc_qa_row(a, key, v, t);
+        flc_query_answer_row(a, key, v, t);
         a->bytes_read += flcache__round_meta__get_packed_size(m);
         flcache__round_meta__free_unpacked(m, NULL);
     }
@@ -104,7 +104,7 @@ static const char *label(const Flcache__ModelUpdate *u, const char *key)
     return "";
 }
 
-int flc_q_client(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
+int flc_query_client(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
                  flc_err_t *e)
 {
     if (q->client == NULL || !*q->client)
@@ -129,7 +129,7 @@ int flc_q_client(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer 
     static const char *num[] = {"num_samples", "loss", "update_norm", "duration_ms",
                                 "local_steps"};
     static const char *text[] = {"status", "reason", "fault"};
-    Flcache__QueryAnswer *a = flc_qa_new(q->job, "client", num, 5, text, 3);
+    Flcache__QueryAnswer *a = flc_query_answer_new(q->job, "client", num, 5, text, 3);
     if (a == NULL) {
         free(rounds);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
@@ -146,14 +146,14 @@ int flc_q_client(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer 
         const char *t[] = {u->status, u->reason, label(u, "fault")};
         char key[16];
         snprintf(key, sizeof key, "%u", rounds[i]);
-        rc = flc_qa_row(a, key, v, t);
+        rc = flc_query_answer_row(a, key, v, t);
         a->bytes_read += flcache__model_update__get_packed_size(u);
         flcache__model_update__free_unpacked(u, NULL);
         shown++;
     }
     free(rounds);
     a->bytes_moved = a->bytes_read;
-    flc_qa_summary(a, "rounds", (double)shown);
+    flc_query_answer_summary(a, "rounds", (double)shown);
     *out = a;
     return rc == FLC_ENOMEM ? flc_err_set(e, rc, "out of memory") : FLC_OK;
 }
@@ -190,12 +190,12 @@ static int by_score_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-int flc_q_schedule(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
+int flc_query_schedule(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
                    flc_err_t *e)
 {
     uint32_t *rounds;
     size_t nr;
-    int rc = flc_q_rounds(s, q, &rounds, &nr, e);
+    int rc = flc_query_rounds(s, q, &rounds, &nr, e);
     if (rc != FLC_OK)
         return rc;
     cand_t *c = NULL;
@@ -260,7 +260,7 @@ int flc_q_schedule(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswe
     static const char *num[] = {"rank", "score", "mean_loss", "num_samples", "reliability",
                                 "rounds_since"};
     static const char *text[] = {"why"};
-    Flcache__QueryAnswer *a = flc_qa_new(q->job, "schedule", num, 6, text, 1);
+    Flcache__QueryAnswer *a = flc_query_answer_new(q->job, "schedule", num, 6, text, 1);
     for (size_t r = 0; a && r < nc && r < k; r++) {
         cand_t *x = &c[(size_t)score[2 * r + 1]];
         double loss = x->loss_n ? x->loss_sum / x->loss_n : NAN;
@@ -273,7 +273,7 @@ int flc_q_schedule(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswe
                  stale >= 5 ? "not picked for a while" : "picked recently");
         double v[] = {(double)(r + 1), score[2 * r], loss, x->samples, rel, stale};
         const char *t[] = {why};
-        flc_qa_row(a, x->name, v, t);
+        flc_query_answer_row(a, x->name, v, t);
     }
     for (size_t i = 0; i < nc; i++)
         free(c[i].name);
@@ -282,7 +282,7 @@ int flc_q_schedule(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswe
     if (a == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     a->bytes_read = a->bytes_moved = bytes;
-    flc_qa_note(a, "score", "mean local loss x sqrt(samples) x (0.5 + 0.5 reliability) x "
+    flc_query_answer_note(a, "score", "mean local loss x sqrt(samples) x (0.5 + 0.5 reliability) x "
                             "(1 + 0.1 rounds since last picked)");
     *out = a;
     return FLC_OK;

@@ -9,12 +9,12 @@
 
 #include "aggregator/query_internal.h"
 
-int flc_q_personalize(flc_store_t *s, const flc_query_req_t *q, const char *url,
+int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const char *url,
                       Flcache__QueryAnswer **out, flc_err_t *e)
 {
     uint32_t *rounds;
     size_t nr;
-    int rc = flc_q_rounds(s, q, &rounds, &nr, e);
+    int rc = flc_query_rounds(s, q, &rounds, &nr, e);
     if (rc != FLC_OK)
         return rc;
     uint32_t round = rounds[0];
@@ -23,7 +23,7 @@ int flc_q_personalize(flc_store_t *s, const flc_query_req_t *q, const char *url,
     if (q->cluster >= K)
         return flc_err_set(e, FLC_EINVAL, "personalize: cluster %u does not exist (K = %u: "
                            "0..%u)", q->cluster, K, K - 1);
-    flc_gram_t g;
+    flc_query_gram_t g;
     rc = flc_query_gram(s, url, q->job, round, q->threads, !q->no_cache, &g, e);
     if (rc != FLC_OK)
         return rc;
@@ -39,7 +39,7 @@ int flc_q_personalize(flc_store_t *s, const flc_query_req_t *q, const char *url,
         rc = e->code;
     }
     static const char *num[] = {"offset", "count", "members", "norm"};
-    Flcache__QueryAnswer *a = rc == FLC_OK ? flc_qa_new(q->job, "personalize", num, 4, NULL, 0)
+    Flcache__QueryAnswer *a = rc == FLC_OK ? flc_query_answer_new(q->job, "personalize", num, 4, NULL, 0)
                                            : NULL;
     if (rc == FLC_OK && a == NULL)
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
@@ -96,17 +96,17 @@ int flc_q_personalize(flc_store_t *s, const flc_query_req_t *q, const char *url,
             double v[] = {(double)off, (double)cnt, (double)members, sqrt(nrm)};
             char key[16];
             snprintf(key, sizeof key, "shard %u", shards[k]);
-            flc_qa_row(a, key, v, NULL);
+            flc_query_answer_row(a, key, v, NULL);
         }
         free(acc);
     }
     if (rc == FLC_OK) {
         a->bytes_moved = g.bytes_moved + model_len * sizeof(float);
         a->bytes_read += g.bytes_read;
-        flc_qa_summary(a, "round", round);
-        flc_qa_summary(a, "cluster", q->cluster);
-        flc_qa_summary(a, "members", (double)members);
-        flc_qa_summary(a, "model_size", (double)model_len);
+        flc_query_answer_summary(a, "round", round);
+        flc_query_answer_summary(a, "cluster", q->cluster);
+        flc_query_answer_summary(a, "members", (double)members);
+        flc_query_answer_summary(a, "model_size", (double)model_len);
         if (q->model_out) {
             *q->model_out = model;
             *q->model_len = model_len;
@@ -119,6 +119,6 @@ int flc_q_personalize(flc_store_t *s, const flc_query_req_t *q, const char *url,
     free(model);
     free(shards);
     free(assign);
-    flc_gram_free(&g);
+    flc_query_gram_free(&g);
     return rc;
 }

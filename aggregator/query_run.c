@@ -53,23 +53,23 @@ int flc_query_run(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer
     int rc;
     switch (q->kind) {
     case FLC_Q_HISTORY:
-        rc = flc_q_history(s, q, out, e);
+        rc = flc_query_history(s, q, out, e);
         break;
     case FLC_Q_CLIENT:
-        rc = flc_q_client(s, q, out, e);
+        rc = flc_query_client(s, q, out, e);
         break;
     case FLC_Q_SCHEDULE:
-        rc = flc_q_schedule(s, q, out, e);
+        rc = flc_query_schedule(s, q, out, e);
         break;
     case FLC_Q_PERSONALIZE:
-        rc = flc_q_personalize(s, q, url, out, e);
+        rc = flc_query_personalize(s, q, url, out, e);
         break;
     case FLC_Q_NORMS:
     case FLC_Q_SIMILARITY:
     case FLC_Q_OUTLIERS:
     case FLC_Q_CLUSTERS:
     case FLC_Q_CONTRIBUTION:
-        rc = flc_q_vectors(s, q, url, out, e);
+        rc = flc_query_vectors(s, q, url, out, e);
         break;
     default:
         return flc_err_set(e, FLC_EINVAL, "unknown query kind %d", (int)q->kind);

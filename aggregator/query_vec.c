@@ -42,7 +42,7 @@ static void robust_z(const double *x, size_t n, double *z)
 }
 
 /* Ground truth of a simulation (labels["fault"]) and weights, per client. */
-static void client_facts(flc_store_t *s, const char *job, uint32_t round, const flc_gram_t *g,
+static void client_facts(flc_store_t *s, const char *job, uint32_t round, const flc_query_gram_t *g,
                          double *w, char **fault)
 {
     Flcache__ModelUpdate **u = NULL;
@@ -77,13 +77,13 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const char *url, ui
                    Flcache__QueryAnswer *a, double *contrib_acc, double *loo_acc,
                    size_t expect, flc_err_t *e)
 {
-    flc_gram_t g;
+    flc_query_gram_t g;
     int rc = flc_query_gram(s, url, q->job, round, q->threads, !q->no_cache, &g, e);
     if (rc != FLC_OK)
         return rc;
     if (expect && g.n != expect) {
         size_t got = g.n;
-        flc_gram_free(&g);
+        flc_query_gram_free(&g);
         return flc_err_set(e, FLC_EDATA, "round %u of job %s changed while it was queried (%zu "
                            "clients, then %zu); ask again", round, q->job, expect, got);
     }
@@ -104,16 +104,16 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const char *url, ui
     case FLC_Q_NORMS:
         for (size_t i = 0; i < n; i++) {
             double v[] = {sqrt(G[i * m + i]), has_agg ? cosv(G, m, i, n) : NAN, w[i]};
-            flc_qa_row(a, g.clients[i], v, NULL);
+            flc_query_answer_row(a, g.clients[i], v, NULL);
         }
-        flc_qa_summary(a, "aggregate_norm", sqrt(G[n * m + n]));
+        flc_query_answer_summary(a, "aggregate_norm", sqrt(G[n * m + n]));
         break;
     case FLC_Q_SIMILARITY:
         for (size_t i = 0; i < n; i++) {
             double *v = tmp; /* n <= 3n */
             for (size_t j = 0; j < n; j++)
                 v[j] = cosv(G, m, i, j);
-            flc_qa_row(a, g.clients[i], v, NULL);
+            flc_query_answer_row(a, g.clients[i], v, NULL);
         }
         break;
     case FLC_Q_OUTLIERS: {
@@ -164,17 +164,17 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const char *url, ui
             double v[] = {(double)(r + 1), -order[2 * r], cc, c, norms[i], zn[i], score[i],
                           zk[i], (double)flagged};
             const char *t[] = {fault[i] ? fault[i] : ""};
-            flc_qa_row(a, g.clients[i], v, t);
+            flc_query_answer_row(a, g.clients[i], v, t);
             truth_known += fault[i] != NULL;
             tp += flagged && is_faulty(fault[i]);
             fp += flagged && !is_faulty(fault[i]);
             fn += !flagged && is_faulty(fault[i]);
         }
         free(order);
-        flc_qa_summary(a, "flagged", (double)(tp + fp));
+        flc_query_answer_summary(a, "flagged", (double)(tp + fp));
         if (truth_known) {
-            flc_qa_summary(a, "precision", tp + fp ? (double)tp / (double)(tp + fp) : 1.0);
-            flc_qa_summary(a, "recall", tp + fn ? (double)tp / (double)(tp + fn) : 1.0);
+            flc_query_answer_summary(a, "precision", tp + fp ? (double)tp / (double)(tp + fp) : 1.0);
+            flc_query_answer_summary(a, "recall", tp + fn ? (double)tp / (double)(tp + fn) : 1.0);
         }
         free(D), free(score);
         break;
@@ -187,16 +187,16 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const char *url, ui
             goto out;
         for (size_t i = 0; i < n; i++) {
             double v[] = {(double)assign[i], sqrt(G[i * m + i])};
-            flc_qa_row(a, g.clients[i], v, NULL);
+            flc_query_answer_row(a, g.clients[i], v, NULL);
         }
-        flc_qa_summary(a, "inertia", inertia);
+        flc_query_answer_summary(a, "inertia", inertia);
         for (unsigned c = 0; c < K; c++) {
             size_t sz = 0;
             for (size_t i = 0; i < n; i++)
                 sz += assign[i] == (int)c;
             char key[32];
             snprintf(key, sizeof key, "size_%u", c);
-            flc_qa_summary(a, key, (double)sz);
+            flc_query_answer_summary(a, key, (double)sz);
         }
         break;
     }
@@ -234,11 +234,11 @@ out:
     for (size_t i = 0; fault && i < n; i++)
         free(fault[i]);
     free(fault), free(w), free(tmp), free(assign);
-    flc_gram_free(&g);
+    flc_query_gram_free(&g);
     return rc;
 }
 
-int flc_q_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
+int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
                   Flcache__QueryAnswer **out, flc_err_t *e)
 {
     const char *kind = flc_query_kind_name(q->kind);
@@ -246,11 +246,11 @@ int flc_q_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
         /* Summed over the rounds: clients are matched by name across rounds. */
         uint32_t *rounds;
         size_t nr;
-        int rc = flc_q_rounds(s, q, &rounds, &nr, e);
+        int rc = flc_query_rounds(s, q, &rounds, &nr, e);
         if (rc != FLC_OK)
             return rc;
         static const char *num[] = {"contribution", "loo_shift", "rounds"};
-        Flcache__QueryAnswer *a = flc_qa_new(q->job, kind, num, 3, NULL, 0);
+        Flcache__QueryAnswer *a = flc_query_answer_new(q->job, kind, num, 3, NULL, 0);
         if (a == NULL) {
             free(rounds);
             return flc_err_set(e, FLC_ENOMEM, "out of memory");
@@ -289,9 +289,9 @@ int flc_q_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
             flc_strlist_free(&cl);
         }
         for (size_t k = 0; rc == FLC_OK && k < names.n; k++)
-            flc_qa_row(a, names.items[k], acc + 3 * k, NULL);
-        flc_qa_note(a, "contribution", "sum over rounds of (w_i / W) cos(u_i, FedAvg aggregate)");
-        flc_qa_note(a, "loo_shift", "sum over rounds of how far the FedAvg aggregate moves "
+            flc_query_answer_row(a, names.items[k], acc + 3 * k, NULL);
+        flc_query_answer_note(a, "contribution", "sum over rounds of (w_i / W) cos(u_i, FedAvg aggregate)");
+        flc_query_answer_note(a, "loo_shift", "sum over rounds of how far the FedAvg aggregate moves "
                                     "when the client is left out");
         free(acc);
         flc_strlist_free(&names);
@@ -305,7 +305,7 @@ int flc_q_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
     }
     uint32_t *rounds;
     size_t nr;
-    int rc = flc_q_rounds(s, q, &rounds, &nr, e);
+    int rc = flc_query_rounds(s, q, &rounds, &nr, e);
     if (rc != FLC_OK)
         return rc;
     uint32_t round = rounds[0];
@@ -313,26 +313,26 @@ int flc_q_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
     Flcache__QueryAnswer *a = NULL;
     if (q->kind == FLC_Q_NORMS) {
         static const char *num[] = {"norm", "cos_to_aggregate", "num_samples"};
-        a = flc_qa_new(q->job, kind, num, 3, NULL, 0);
+        a = flc_query_answer_new(q->job, kind, num, 3, NULL, 0);
     } else if (q->kind == FLC_Q_OUTLIERS) {
         static const char *num[] = {"rank", "suspicion", "cos_to_center", "cos_to_aggregate",
                                     "norm", "norm_z", "krum_score", "krum_z", "flagged"};
         static const char *text[] = {"truth"};
-        a = flc_qa_new(q->job, kind, num, 9, text, 1);
+        a = flc_query_answer_new(q->job, kind, num, 9, text, 1);
         if (a)
-            flc_qa_note(a, "suspicion", "(1 - cos to the most central update)/2 + |norm z|/6 + "
+            flc_query_answer_note(a, "suspicion", "(1 - cos to the most central update)/2 + |norm z|/6 + "
                                         "max(krum z, 0)/6 (robust z-scores); flagged: that cos "
                                         "< -0.5 or a z over 3.5");
     } else if (q->kind == FLC_Q_CLUSTERS) {
         static const char *num[] = {"cluster", "norm"};
-        a = flc_qa_new(q->job, kind, num, 2, NULL, 0);
+        a = flc_query_answer_new(q->job, kind, num, 2, NULL, 0);
     } else if (q->kind == FLC_Q_SIMILARITY) {
         flc_strlist_t cl = {0};
         if (flc_store_list_clients(s, q->job, round, &cl) != FLC_OK) {
             *e = *flc_store_error(s);
             return e->code;
         }
-        a = flc_qa_new(q->job, kind, (const char *const *)cl.items, cl.n, NULL, 0);
+        a = flc_query_answer_new(q->job, kind, (const char *const *)cl.items, cl.n, NULL, 0);
         flc_strlist_free(&cl);
     }
     if (a == NULL)
@@ -343,7 +343,7 @@ int flc_q_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
         flcache__query_answer__free_unpacked(a, NULL);
         return rc;
     }
-    flc_qa_summary(a, "round", round);
+    flc_query_answer_summary(a, "round", round);
     *out = a;
     return FLC_OK;
 }

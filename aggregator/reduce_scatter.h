@@ -11,7 +11,7 @@
  *      update as it lands (streaming rules) or collects them (median, trimmed
  *      mean, Krum), until every expected contributor arrived or the deadline
  *      passed; then it closes the shard, writes fl:{J/r/s}:agg, records its
- *      report and pushes one "done" token per reader.        flc_merger_run
+ *      report and pushes one "done" token per reader.        flc_rs_merger_run
  *   3. every reader waits for the S done tokens and reads the merged shards
  *      into the full model.                                  flc_rs_pull
  * With S = 1 this is AllReduce-to-one: one merger for the whole model.
@@ -70,7 +70,7 @@ int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_sh
 
 /* ---- mergers ----------------------------------------------------------- */
 
-typedef struct flc_merger_cfg {
+typedef struct flc_rs_merger_cfg {
     const char *job;
     uint32_t round;
     uint32_t shard;
@@ -88,11 +88,11 @@ typedef struct flc_merger_cfg {
                                   * the round (clients x clients and the aggregate, see
                                   * aggregator/query.h) and cache it beside the shard, so
                                   * later queries read N^2 numbers instead of N updates */
-} flc_merger_cfg_t;
+} flc_rs_merger_cfg_t;
 
 /* What one shard's merge did; also stored in the cache (fl:{J}:merges:<r>,
  * field = shard) and folded into the round's RoundMeta by the last merger. */
-typedef struct flc_merge_report {
+typedef struct flc_rs_report {
     uint32_t shard;
     flc_strlist_t participants; /* merged, in arrival order */
     flc_strlist_t missing;      /* expected, never arrived */
@@ -102,15 +102,15 @@ typedef struct flc_merge_report {
     uint64_t bytes_read;
     double wait_ms;             /* blocked waiting for arrivals */
     double merge_ms;            /* reading, checking, folding and writing */
-} flc_merge_report_t;
+} flc_rs_report_t;
 
-void flc_merge_report_free(flc_merge_report_t *r);
+void flc_rs_report_free(flc_rs_report_t *r);
 
 /* Runs the merger of one shard for one round (blocks until every expected
  * contributor arrived or the deadline). Writes the merged shard, the report
  * and the done tokens. Fails (and pushes "error: ..." tokens so readers do
  * not wait in vain) when no update could be merged. */
-int flc_merger_run(flc_store_t *s, const flc_merger_cfg_t *cfg, flc_merge_report_t *rep,
+int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_report_t *rep,
                    flc_err_t *e);
 
 /* ---- the aggregator function ------------------------------------------ */
@@ -124,7 +124,7 @@ int flc_merger_run(flc_store_t *s, const flc_merger_cfg_t *cfg, flc_merge_report
  * wait_ms, merge_ms. Once the merger ran (ok or not), *comm_ms receives the
  * connect time plus the blocked wait for arrivals and *compute_ms the merge
  * (either may be NULL; both untouched when the event is refused). */
-int flc_aggregator_run(const struct cJSON *event, struct cJSON **result, double *compute_ms,
+int flc_rs_aggregator_fn(const struct cJSON *event, struct cJSON **result, double *compute_ms,
                        double *comm_ms, flc_err_t *e);
 
 #endif

@@ -9,13 +9,13 @@
 struct cJSON;
 
 /* The report as a JSON object (new; caller deletes). NULL when out of memory. */
-struct cJSON *flc_rs_report_json(const flc_merge_report_t *rep);
+struct cJSON *flc_rs_report_json(const flc_rs_report_t *rep);
 
 /* Stores rep in fl:{J}:merges:<r> (field = shard). When every shard of the
  * round has reported, folds the reports into the round's RoundMeta (keeping
  * what a driver already wrote there: hyperparameters, metrics, notes). */
-int flc_rs_report_store(flc_store_t *s, const flc_merger_cfg_t *cfg,
-                        const flc_merge_report_t *rep, flc_err_t *e);
+int flc_rs_report_store(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
+                        const flc_rs_report_t *rep, flc_err_t *e);
 
 /* Loads the server state of (job, shard) from the cache into st, when there
  * is one (FLC_ENOTFOUND otherwise, st untouched). */
@@ -31,7 +31,7 @@ int flc_rs_state_save(flc_store_t *s, const char *job, uint32_t shard,
  * their pre-merge factors) take part in a whole-model selection through
  * the cache. Writes this shard's merge into out[0..count) and marks the
  * selected updates in used[0..nkept). Waits up to wait_ms for the others. */
-int flc_rs_krum(flc_store_t *s, const flc_merger_cfg_t *cfg, float *const *kept,
+int flc_rs_krum(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, float *const *kept,
                 const long *kept_idx, size_t nkept, uint64_t count, const double *scale,
                 unsigned wait_ms, float *out, unsigned char *used, flc_err_t *e);
 

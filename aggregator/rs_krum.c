@@ -15,7 +15,7 @@
 #include "base/clock.h"
 #include "cache/keys.h"
 
-static int publish(flc_store_t *s, const flc_merger_cfg_t *cfg, const double *D,
+static int publish(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, const double *D,
                    const unsigned char *present, size_t K, flc_err_t *e)
 {
     size_t len = 4 + K + K * K * sizeof(double);
@@ -45,7 +45,7 @@ static int publish(flc_store_t *s, const flc_merger_cfg_t *cfg, const double *D,
 
 /* Waits for all S partials and sums them into D; present[i] ends 1 only for
  * clients every shard kept. */
-static int gather(flc_store_t *s, const flc_merger_cfg_t *cfg, unsigned wait_ms, double *D,
+static int gather(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, unsigned wait_ms, double *D,
                   unsigned char *present, size_t K, flc_err_t *e)
 {
     uint64_t t0 = flc_now_ns();
@@ -97,7 +97,7 @@ static int gather(flc_store_t *s, const flc_merger_cfg_t *cfg, unsigned wait_ms,
     return rc;
 }
 
-int flc_rs_krum(flc_store_t *s, const flc_merger_cfg_t *cfg, float *const *kept,
+int flc_rs_krum(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, float *const *kept,
                 const long *kept_idx, size_t nkept, uint64_t count, const double *scale,
                 unsigned wait_ms, float *out, unsigned char *used, flc_err_t *e)
 {

@@ -18,8 +18,8 @@
 /* Everything one merger run holds; freed by merger_free. */
 typedef struct merger {
     flc_store_t *s;
-    const flc_merger_cfg_t *cfg;
-    flc_merge_report_t *rep;
+    const flc_rs_merger_cfg_t *cfg;
+    flc_rs_report_t *rep;
     uint64_t offset, count;
     unsigned char *seen;      /* per expected client: arrived (accepted or rejected) */
     flc_merge_acc_t *acc;     /* streaming rules */
@@ -53,7 +53,7 @@ static float *new_buf(uint64_t n)
     return malloc((size_t)(n ? n : 1) * sizeof(float));
 }
 
-static long expected_index(const flc_merger_cfg_t *cfg, const char *client)
+static long expected_index(const flc_rs_merger_cfg_t *cfg, const char *client)
 {
     for (size_t i = 0; i < cfg->n_expected; i++)
         if (strcmp(cfg->expected[i], client) == 0)
@@ -77,7 +77,7 @@ static void reject(merger_t *m, const char *client, const char *fmt, const char 
  * FLC_E* when the store failed (the round cannot go on). */
 static int take(merger_t *m, const char *client)
 {
-    const flc_merger_cfg_t *cfg = m->cfg;
+    const flc_rs_merger_cfg_t *cfg = m->cfg;
     flc_shard_t sh = {0};
     int rc = flc_store_get_update(m->s, cfg->job, cfg->round, cfg->shard, client, &sh, m->buf,
                                   m->count);
@@ -171,7 +171,7 @@ static int arrival(merger_t *m, const char *client)
  * arrived in time and is taken like any other. */
 static int close_shard(merger_t *m)
 {
-    const flc_merger_cfg_t *cfg = m->cfg;
+    const flc_rs_merger_cfg_t *cfg = m->cfg;
     char k_closed[FLC_KEY_MAX], k_arr[FLC_KEY_MAX];
     flc_key_shard(k_closed, cfg->job, cfg->round, cfg->shard, "closed");
     flc_key_shard(k_arr, cfg->job, cfg->round, cfg->shard, "arrivals");
@@ -204,7 +204,7 @@ static int close_shard(merger_t *m)
 
 static int merge_and_write(merger_t *m, flc_err_t *e)
 {
-    const flc_merger_cfg_t *cfg = m->cfg;
+    const flc_rs_merger_cfg_t *cfg = m->cfg;
     flc_merge_state_t *st = cfg->state;
     int rc;
     if (flc_merge_rule_has_state(&cfg->rule) && st == NULL) {
@@ -279,26 +279,26 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
 
 /* Caches this shard's Gram partial for the queries (best effort: a failure
  * only means the first query computes it). */
-static void derive_stats(flc_store_t *s, const flc_merger_cfg_t *cfg)
+static void derive_stats(flc_store_t *s, const flc_rs_merger_cfg_t *cfg)
 {
     flc_strlist_t cl = {0};
     if (flc_store_list_clients(s, cfg->job, cfg->round, &cl) != FLC_OK || cl.n == 0) {
         flc_strlist_free(&cl);
         return;
     }
-    flc_gram_t g = {.n = cl.n, .clients = cl.items};
+    flc_query_gram_t g = {.n = cl.n, .clients = cl.items};
     g.G = calloc((cl.n + 1) * (cl.n + 1), sizeof *g.G);
     flc_err_t e = {0};
     if (g.G != NULL &&
         flc_query_gram_shard(s, cfg->job, cfg->round, cfg->shard, 1, &g, &e) != FLC_OK)
         FLC_INFO("merger %s/%u/%u: no derived statistics: %s", cfg->job, cfg->round,
                  cfg->shard, e.msg);
-    flc_gram_free(&g); /* frees cl's strings too */
+    flc_query_gram_free(&g); /* frees cl's strings too */
 }
 
 static int fail_readers(merger_t *m, const flc_err_t *why)
 {
-    const flc_merger_cfg_t *cfg = m->cfg;
+    const flc_rs_merger_cfg_t *cfg = m->cfg;
     char token[300];
     snprintf(token, sizeof token, "error: %s", why->msg);
     unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
@@ -306,7 +306,7 @@ static int fail_readers(merger_t *m, const flc_err_t *why)
     return why->code ? why->code : FLC_EIO; /* never report success for a failed merge */
 }
 
-int flc_merger_run(flc_store_t *s, const flc_merger_cfg_t *cfg, flc_merge_report_t *rep,
+int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_report_t *rep,
                    flc_err_t *e)
 {
     memset(rep, 0, sizeof *rep);

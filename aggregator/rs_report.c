@@ -12,7 +12,7 @@
 #include "base/clock.h"
 #include "cache/keys.h"
 
-void flc_merge_report_free(flc_merge_report_t *r)
+void flc_rs_report_free(flc_rs_report_t *r)
 {
     if (r == NULL)
         return;
@@ -29,7 +29,7 @@ static cJSON *list_json(const flc_strlist_t *l)
     return a;
 }
 
-cJSON *flc_rs_report_json(const flc_merge_report_t *rep)
+cJSON *flc_rs_report_json(const flc_rs_report_t *rep)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
@@ -96,7 +96,7 @@ static void add_array(names_t *a, const cJSON *arr, const char *prefix)
 }
 
 /* Builds the RoundMeta from every shard's report (an HGETALL reply). */
-static int fold_round_meta(flc_store_t *s, const flc_merger_cfg_t *cfg, const redisReply *all,
+static int fold_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, const redisReply *all,
                            flc_err_t *e)
 {
     Flcache__RoundMeta *old = NULL;
@@ -176,8 +176,8 @@ static int fold_round_meta(flc_store_t *s, const flc_merger_cfg_t *cfg, const re
     return rc;
 }
 
-int flc_rs_report_store(flc_store_t *s, const flc_merger_cfg_t *cfg,
-                        const flc_merge_report_t *rep, flc_err_t *e)
+int flc_rs_report_store(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
+                        const flc_rs_report_t *rep, flc_err_t *e)
 {
     cJSON *j = flc_rs_report_json(rep);
     char *text = j ? cJSON_PrintUnformatted(j) : NULL;

@@ -22,11 +22,11 @@ int flc_track_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shar
 
 static int by_shard(const void *a, const void *b)
 {
-    const flc_where_t *x = a, *y = b;
+    const flc_track_where_t *x = a, *y = b;
     return x->shard < y->shard ? -1 : x->shard > y->shard;
 }
 
-int flc_track_round(flc_store_t *s, const char *job, uint32_t round, flc_where_t **out,
+int flc_track_round(flc_store_t *s, const char *job, uint32_t round, flc_track_where_t **out,
                     size_t *n)
 {
     *out = NULL;
@@ -38,7 +38,7 @@ int flc_track_round(flc_store_t *s, const char *job, uint32_t round, flc_where_t
     if (rc != FLC_OK)
         return rc;
     size_t m = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
-    flc_where_t *w = NULL;
+    flc_track_where_t *w = NULL;
     if (m > 0) {
         w = calloc(m, sizeof *w);
         for (size_t i = 0; w && i < m; i++) {

@@ -13,11 +13,11 @@
 
 #include "cache/store.h"
 
-typedef struct flc_where {
+typedef struct flc_track_where {
     uint32_t shard;
     char node[300]; /* redacted URL of the node holding the shard */
     char tier[16];  /* "hot" | "cold" */
-} flc_where_t;
+} flc_track_where_t;
 
 /* Records that shard `shard` of round `round` is on s's node, in `tier`. */
 int flc_track_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
@@ -27,7 +27,7 @@ int flc_track_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shar
  * *n entries). Rounds recorded before the tracker (or written without a
  * merger) fall back to the round's shard index with s's own node, tier
  * "hot". FLC_ENOTFOUND when the round has no shards at all. */
-int flc_track_round(flc_store_t *s, const char *job, uint32_t round, flc_where_t **out,
+int flc_track_round(flc_store_t *s, const char *job, uint32_t round, flc_track_where_t **out,
                     size_t *n);
 
 #endif

@@ -277,16 +277,16 @@ static void *rs_merger(void *p)
     round_ctx_t *c = a->c;
     flc_err_t e = {0};
     flc_store_t *s = flc_store_open(c->url, NULL, &e);
-    flc_merger_cfg_t mc = {.job = "bench", .round = c->round, .shard = a->i, .num_shards = c->S,
+    flc_rs_merger_cfg_t mc = {.job = "bench", .round = c->round, .shard = a->i, .num_shards = c->S,
                            .model_size = c->n, .expected = c->names, .n_expected = c->W,
                            .deadline_ms = 120000, .readers = c->W};
     flc_merge_rule_init(&mc.rule, "fedavg", NULL);
-    flc_merge_report_t rep;
-    if (s == NULL || flc_merger_run(s, &mc, &rep, &e) != 0) {
+    flc_rs_report_t rep;
+    if (s == NULL || flc_rs_merger_run(s, &mc, &rep, &e) != 0) {
         fprintf(stderr, "aggregate: merger %u: %s\n", a->i, flc_err_msg(&e));
         c->failed = 1;
     }
-    flc_merge_report_free(&rep);
+    flc_rs_report_free(&rep);
     flc_store_close(s);
     return NULL;
 }

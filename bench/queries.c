@@ -116,7 +116,7 @@ static uint64_t central_gram(fetch_fn fetch, void *src, uint32_t round, uint64_t
         }
         off += cnt;
     }
-    if (flc_gram_of_rows(M, g_n, n, G) != 0) /* the engine's own kernel, centrally */
+    if (flc_query_gram_of_rows(M, g_n, n, G) != 0) /* the engine's own kernel, centrally */
         die("central", "out of memory");
     free(M);
     return moved;
@@ -138,14 +138,14 @@ static void *merger(void *p)
     const char **exp = malloc(g_n * sizeof *exp);
     for (unsigned i = 0; i < g_n; i++)
         exp[i] = g_names[i];
-    flc_merger_cfg_t c = {.job = "qb", .round = a->round, .shard = a->shard, .num_shards = S,
+    flc_rs_merger_cfg_t c = {.job = "qb", .round = a->round, .shard = a->shard, .num_shards = S,
                           .model_size = a->n, .expected = exp, .n_expected = g_n,
                           .deadline_ms = 600000, .readers = 1};
     flc_merge_rule_init(&c.rule, "fedavg", NULL);
-    flc_merge_report_t rep;
-    if (s == NULL || flc_merger_run(s, &c, &rep, &e) != 0)
+    flc_rs_report_t rep;
+    if (s == NULL || flc_rs_merger_run(s, &c, &rep, &e) != 0)
         die("merger", e.msg);
-    flc_merge_report_free(&rep);
+    flc_rs_report_free(&rep);
     free(exp);
     flc_store_close(s);
     return NULL;

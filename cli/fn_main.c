@@ -159,7 +159,7 @@ static int client(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 static int aggregator(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 {
     double compute = -1, comm = -1;
-    int rc = flc_aggregator_run(event, result, &compute, &comm, &ctx->err);
+    int rc = flc_rs_aggregator_fn(event, result, &compute, &comm, &ctx->err);
     if (compute >= 0 && comm >= 0) {
         ctx->compute_ms = compute;
         ctx->comm_ms = comm;

@@ -28,9 +28,9 @@ typedef struct merger_th {
     int started;
     flc_store_t *s;
     long long client_id;     /* its Redis CLIENT ID, for CLIENT UNBLOCK */
-    flc_merger_cfg_t cfg;
+    flc_rs_merger_cfg_t cfg;
     flc_merge_state_t *state;
-    flc_merge_report_t rep;
+    flc_rs_report_t rep;
     flc_err_t err;
     int rc;
     atomic_int done;
@@ -58,7 +58,7 @@ typedef struct sim {
 static void *merger_main(void *arg)
 {
     merger_th_t *mt = arg;
-    mt->rc = flc_merger_run(mt->s, &mt->cfg, &mt->rep, &mt->err);
+    mt->rc = flc_rs_merger_run(mt->s, &mt->cfg, &mt->rep, &mt->err);
     atomic_store(&mt->done, 1);
     return NULL;
 }
@@ -373,7 +373,7 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
     for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++) {
         merger_th_t *mt = &sm->m[s];
         memset(&mt->err, 0, sizeof mt->err);
-        mt->cfg = (flc_merger_cfg_t){.job = c->job, .round = round, .shard = s,
+        mt->cfg = (flc_rs_merger_cfg_t){.job = c->job, .round = round, .shard = s,
                                      .num_shards = sm->S, .model_size = sm->P,
                                      .rule = sm->rule, .expected = (const char *const *)names,
                                      .n_expected = k, .deadline_ms = c->deadline_ms,
@@ -455,7 +455,7 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
         flc_store_delete_round(sm->s, sm->gjob, round - 2);
 
     for (uint32_t s = 0; s < sm->S; s++)
-        flc_merge_report_free(&sm->m[s].rep);
+        flc_rs_report_free(&sm->m[s].rep);
     for (size_t i = 0; i < k && evs; i++)
         cJSON_Delete(evs[i]);
     for (size_t i = 0; i < ninv && inv; i++)

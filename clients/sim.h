@@ -15,7 +15,7 @@
  *   1. sample K of the eligible clients (seeded: flc_rng stream r); decide
  *      which sampled clients drop out (probability `dropout`, they are never
  *      invoked) and each one's straggler delay (the `straggler` spec);
- *   2. start one merger thread per shard (flc_merger_run with in-memory
+ *   2. start one merger thread per shard (flc_rs_merger_run with in-memory
  *      server state), expecting all K, deadline `deadline_ms`;
  *   3. invoke the K - dropped client functions through the invoker (the
  *      local pool from the CLI, or threads in-process) and wait for them;
@@ -40,7 +40,7 @@
  * in memory between rounds, the function slots of the local pool go to the
  * clients (each holds the image set), and the driver can close a round the
  * moment the last client returned (step 4). The merge code is the same one
- * the aggregator function runs (flc_merger_run). */
+ * the aggregator function runs (flc_rs_merger_run). */
 #ifndef FLC_CLIENTS_SIM_H
 #define FLC_CLIENTS_SIM_H
 

@@ -41,15 +41,15 @@ static void *merger(void *p)
     marg_t *a = p;
     flc_err_t e = {0};
     flc_store_t *s = flc_store_open(g_fx.unix_url, NULL, &e);
-    flc_merger_cfg_t c = {.job = a->job, .round = a->round, .shard = a->shard, .num_shards = S,
+    flc_rs_merger_cfg_t c = {.job = a->job, .round = a->round, .shard = a->shard, .num_shards = S,
                           .model_size = NDIM, .expected = g_exp, .n_expected = N,
                           .deadline_ms = 10000, .readers = 1, .derive_stats = a->round == 2};
     flc_merge_rule_init(&c.rule, "fedavg", NULL);
-    flc_merge_report_t rep;
-    a->rc = flc_merger_run(s, &c, &rep, &e);
+    flc_rs_report_t rep;
+    a->rc = flc_rs_merger_run(s, &c, &rep, &e);
     if (a->rc)
         printf("# merger: %s\n", e.msg);
-    flc_merge_report_free(&rep);
+    flc_rs_report_free(&rep);
     flc_store_close(s);
     return NULL;
 }
@@ -214,7 +214,7 @@ static void aggregate(int r, float *agg)
 TEST(tracker_places_shards)
 {
     flc_store_t *s = open_store();
-    flc_where_t *where = NULL;
+    flc_track_where_t *where = NULL;
     size_t nw = 0;
     int trc = flc_track_round(s, "qj", 1, &where, &nw);
     int placed = trc == 0 && nw == S;
@@ -231,7 +231,7 @@ TEST(gram_vs_brute_force)
 {
     flc_store_t *s = open_store();
     flc_err_t e = {0};
-    flc_gram_t g;
+    flc_query_gram_t g;
     int rc = flc_query_gram(s, g_fx.unix_url, "qj", 1, 2, 0, &g, &e);
     float agg[NDIM];
     aggregate(1, agg);
@@ -245,7 +245,7 @@ TEST(gram_vs_brute_force)
     CHECK(rc == 0 && g.n == N && worst < 1e-4,
           "Gram of 12 updates + aggregate summed over 3 shards equals whole-vector dot products "
           "(max rel err %.1e)", worst);
-    flc_gram_free(&g);
+    flc_query_gram_free(&g);
     flc_store_close(s);
 }
 
@@ -534,14 +534,14 @@ TEST(password_server_by_tcp_and_unix)
                                 .model_size = NDIM};
         prc |= flc_rs_push(st, &pc, g_u[0][i], &e);
     }
-    flc_merger_cfg_t mc = {.job = "pw", .round = 1, .num_shards = 1, .model_size = NDIM,
+    flc_rs_merger_cfg_t mc = {.job = "pw", .round = 1, .num_shards = 1, .model_size = NDIM,
                            .expected = g_exp, .n_expected = 3, .deadline_ms = 3000,
                            .readers = 1};
     flc_merge_rule_init(&mc.rule, "mean", NULL);
-    flc_merge_report_t prep;
+    flc_rs_report_t prep;
     if (st)
-        prc |= flc_merger_run(st, &mc, &prep, &e);
-    flc_merge_report_free(&prep);
+        prc |= flc_rs_merger_run(st, &mc, &prep, &e);
+    flc_rs_report_free(&prep);
     flc_store_close(st);
     flc_store_t *su = flc_store_open(unix_pw, NULL, &e);
     Flcache__QueryAnswer *pa = NULL;

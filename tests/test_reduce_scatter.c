@@ -56,7 +56,7 @@ typedef struct contrib_arg {
 typedef struct merger_arg {
     const round_spec_t *sp;
     uint32_t shard;
-    flc_merge_report_t rep;
+    flc_rs_report_t rep;
     int rc;
     char err[256];
 } merger_arg_t;
@@ -86,13 +86,13 @@ static void *merger(void *p)
     unsigned pushing = 0;
     for (uint32_t w = 0; w < sp->W; w++)
         pushing += !(sp->skip && sp->skip[w]);
-    flc_merger_cfg_t cfg = {.job = sp->job, .round = sp->round, .shard = a->shard,
+    flc_rs_merger_cfg_t cfg = {.job = sp->job, .round = sp->round, .shard = a->shard,
                             .num_shards = sp->S, .model_size = sp->n, .rule = sp->rule,
                             .expected = g_expected, .n_expected = sp->W,
                             .deadline_ms = sp->deadline_ms ? sp->deadline_ms : 20000,
                             .readers = pushing,
                             .state = sp->state ? sp->state[a->shard] : NULL};
-    a->rc = flc_merger_run(s, &cfg, &a->rep, &e);
+    a->rc = flc_rs_merger_run(s, &cfg, &a->rep, &e);
     snprintf(a->err, sizeof a->err, "%s", e.msg);
     flc_store_close(s);
     return NULL;
@@ -100,7 +100,7 @@ static void *merger(void *p)
 
 /* Runs the round; models[w] gets what contributor w read back. Returns 0
  * when every push, merge and pull succeeded. reps (S entries) may be NULL. */
-static int run_round(const round_spec_t *sp, float **models, flc_merge_report_t *reps)
+static int run_round(const round_spec_t *sp, float **models, flc_rs_report_t *reps)
 {
     contrib_arg_t ca[16];
     merger_arg_t ma[16];
@@ -136,7 +136,7 @@ static int run_round(const round_spec_t *sp, float **models, flc_merge_report_t 
         if (reps)
             reps[k] = ma[k].rep;
         else
-            flc_merge_report_free(&ma[k].rep);
+            flc_rs_report_free(&ma[k].rep);
     }
     return bad;
 }
@@ -279,13 +279,13 @@ TEST(rules_sharded_vs_whole)
             round_spec_t sp = {.job = job, .round = ++round, .W = W, .S = S, .n = n, .u = u,
                                .samples = samples, .rule = r};
             float **models = alloc_models(W, n);
-            flc_merge_report_t reps[4];
+            flc_rs_report_t reps[4];
             bad |= run_round(&sp, models, reps);
             double d = max_rel_diff(models[0], ref, n);
             worst = d > worst ? d : worst;
             for (uint32_t k = 0; k < S; k++) {
                 krum_rejected += reps[k].rejected.n;
-                flc_merge_report_free(&reps[k]);
+                flc_rs_report_free(&reps[k]);
             }
             free_models(models, W);
             free(ref);
@@ -316,7 +316,7 @@ static float **fault_updates(void)
 
 /* Round `round` of job `job`, W = 3, S = 2, rule mean, where c2 never comes:
  * merged at the 400 ms deadline from c0 and c1. Fills models and reps. */
-static int deadline_round(const char *job, float **u, float **models, flc_merge_report_t *reps)
+static int deadline_round(const char *job, float **u, float **models, flc_rs_report_t *reps)
 {
     static unsigned char skip[3] = {0, 0, 1};
     round_spec_t sp = {.job = job, .round = 1, .W = 3, .S = 2, .n = 100, .u = u,
@@ -330,14 +330,14 @@ TEST(missing_contributor_deadline)
     const uint64_t n = 100;
     float **u = fault_updates();
     float **models = alloc_models(3, n);
-    flc_merge_report_t reps[2];
+    flc_rs_report_t reps[2];
     int bad = deadline_round("faults", u, models, reps);
     CHECK(!bad && models[0][0] == 1.5f && models[1][n - 1] == 1.5f && reps[0].missing.n == 1 &&
               strcmp(reps[0].missing.items[0], "c2") == 0 && reps[1].participants.n == 2,
           "missing contributor: merged at the 400 ms deadline from the 2 that came (mean 1.5), "
           "c2 listed as missing");
     for (int k = 0; k < 2; k++)
-        flc_merge_report_free(&reps[k]);
+        flc_rs_report_free(&reps[k]);
     flc_store_t *s = open_store();
     Flcache__RoundMeta *m = NULL;
     flc_store_get_round_meta(s, "faults", 1, &m);
@@ -357,10 +357,10 @@ TEST(late_push_refused)
     const uint64_t n = 100;
     float **u = fault_updates();
     float **models = alloc_models(3, n);
-    flc_merge_report_t reps[2];
+    flc_rs_report_t reps[2];
     CHECK(deadline_round("late", u, models, reps) == 0, "round 1 of job late closed at its deadline");
     for (int k = 0; k < 2; k++)
-        flc_merge_report_free(&reps[k]);
+        flc_rs_report_free(&reps[k]);
     flc_store_t *s = open_store();
     flc_err_t e = {0};
     flc_rs_push_cfg_t late = {.job = "late", .round = 1, .client = "c2", .num_shards = 2,
@@ -384,7 +384,7 @@ TEST(duplicate_push_counted_once)
     const uint64_t n = 100;
     float **u = fault_updates();
     float **models = alloc_models(3, n);
-    flc_merge_report_t reps[2];
+    flc_rs_report_t reps[2];
     flc_store_t *s = open_store();
     flc_err_t e = {0};
     unsigned char skip0[3] = {1, 0, 0};
@@ -400,7 +400,7 @@ TEST(duplicate_push_counted_once)
           "duplicate push counted once (mean of 1,2,3 = %.3g, %zu duplicate)", models[2][5],
           reps[0].duplicates);
     for (int k = 0; k < 2; k++)
-        flc_merge_report_free(&reps[k]);
+        flc_rs_report_free(&reps[k]);
     flc_store_close(s);
     free_models(models, 3);
     free_models(u, 3);
@@ -408,9 +408,9 @@ TEST(duplicate_push_counted_once)
 
 /* The merger of round `round`, shard `shard` of job faults (rule mean, 3
  * expected, 300 ms deadline). */
-static flc_merger_cfg_t fault_merger(uint32_t round, uint32_t shard)
+static flc_rs_merger_cfg_t fault_merger(uint32_t round, uint32_t shard)
 {
-    flc_merger_cfg_t mc = {.job = "faults", .round = round, .shard = shard, .num_shards = 2,
+    flc_rs_merger_cfg_t mc = {.job = "faults", .round = round, .shard = shard, .num_shards = 2,
                            .model_size = 100, .expected = g_expected, .n_expected = 3,
                            .deadline_ms = 300, .readers = 1};
     flc_merge_rule_init(&mc.rule, "mean", NULL);
@@ -451,9 +451,9 @@ TEST(nonfinite_and_wrong_size_rejected)
     flc_rs_push_cfg_t c0 = {.job = "faults", .round = 3, .client = "c0", .num_shards = 2,
                             .model_size = n};
     flc_rs_push(s, &c0, u[0], &e);
-    flc_merger_cfg_t mc = fault_merger(3, 1);
-    flc_merge_report_t rep;
-    rc = flc_merger_run(s, &mc, &rep, &e);
+    flc_rs_merger_cfg_t mc = fault_merger(3, 1);
+    flc_rs_report_t rep;
+    rc = flc_rs_merger_run(s, &mc, &rep, &e);
     int named_inf = 0, named_dim = 0;
     for (size_t i = 0; i < rep.rejected.n; i++) {
         named_inf |= strncmp(rep.rejected.items[i], "c1:", 3) == 0 &&
@@ -464,12 +464,12 @@ TEST(nonfinite_and_wrong_size_rejected)
     for (size_t i = 0; i < rep.rejected.n; i++)
         printf("    # rejected %s\n", rep.rejected.items[i]);
     size_t merged = rep.participants.n;
-    flc_merge_report_free(&rep);
+    flc_rs_report_free(&rep);
     CHECK(rc == 0 && named_inf && named_dim && merged == 1,
           "merger rejects Inf (client and element named) and a wrong model size, merges c0");
-    rc = flc_merger_run(s, &mc, &rep, &e);
+    rc = flc_rs_merger_run(s, &mc, &rep, &e);
     CHECK(rc == FLC_ECLOSED, "running the same shard's merger again: %s", e.msg);
-    flc_merge_report_free(&rep);
+    flc_rs_report_free(&rep);
     flc_store_close(s);
     free_models(u, 3);
 }
@@ -483,11 +483,11 @@ TEST(second_merger_refused)
     flc_store_commandf(s, &own, "SET fl:{faults/5/0}:merger 1 PX 10000");
     if (own)
         freeReplyObject(own);
-    flc_merger_cfg_t mc = fault_merger(5, 0);
-    flc_merge_report_t rep;
-    int rc = flc_merger_run(s, &mc, &rep, &e);
+    flc_rs_merger_cfg_t mc = fault_merger(5, 0);
+    flc_rs_report_t rep;
+    int rc = flc_rs_merger_run(s, &mc, &rep, &e);
     CHECK(rc == FLC_EDUP && strstr(e.msg, "already has a merger"), "second merger: %s", e.msg);
-    flc_merge_report_free(&rep);
+    flc_rs_report_free(&rep);
     flc_store_close(s);
 }
 
@@ -497,10 +497,10 @@ TEST(empty_round_fails_readers)
     const uint64_t n = 100;
     flc_store_t *s = open_store();
     flc_err_t e = {0};
-    flc_merger_cfg_t mc = fault_merger(4, 0);
-    flc_merge_report_t rep;
-    int rc = flc_merger_run(s, &mc, &rep, &e);
-    flc_merge_report_free(&rep);
+    flc_rs_merger_cfg_t mc = fault_merger(4, 0);
+    flc_rs_report_t rep;
+    int rc = flc_rs_merger_run(s, &mc, &rep, &e);
+    flc_rs_report_free(&rep);
     float out[100];
     flc_err_t e2 = {0};
     int prc = flc_rs_pull(s, "faults", 4, 2, n, 2000, out, &e2);
@@ -531,7 +531,7 @@ TEST(aggregator_function_entry)
              "\"expected\":[\"c0\",\"c1\"],\"deadline_ms\":3000,\"readers\":1,\"redis\":\"%s\"}",
              g_fx.unix_url);
     cJSON *event = cJSON_Parse(ev), *res = NULL;
-    int rc = flc_aggregator_run(event, &res, NULL, NULL, &e);
+    int rc = flc_rs_aggregator_fn(event, &res, NULL, NULL, &e);
     float out[10];
     int prc = flc_rs_pull(s, "fn", 7, 1, n, 2000, out, &e);
     CHECK(rc == 0 && cJSON_GetArraySize(cJSON_GetObjectItem(res, "participants")) == 2 &&
@@ -549,7 +549,7 @@ TEST(aggregator_function_entry)
     int all = 1;
     for (int i = 0; i < 4; i++) {
         event = cJSON_Parse(bad[i]);
-        rc = flc_aggregator_run(event, &res, NULL, NULL, &e);
+        rc = flc_rs_aggregator_fn(event, &res, NULL, NULL, &e);
         all &= rc == FLC_EINVAL && strstr(e.msg, want[i]) != NULL && res == NULL;
         printf("#   %s -> %s\n", bad[i], e.msg);
         cJSON_Delete(event);

@@ -53,7 +53,7 @@ int sgd_start_barrier(sgd_worker_t *w, flc_err_t *e)
 static int merge_shard(sgd_worker_t *w, uint32_t g, uint32_t shard, flc_err_t *e)
 {
     const flc_sgd_cfg_t *c = &w->c;
-    flc_merger_cfg_t mc = {.job = w->steps_job, .round = g, .shard = shard,
+    flc_rs_merger_cfg_t mc = {.job = w->steps_job, .round = g, .shard = shard,
                            .num_shards = c->num_shards, .model_size = w->nparams + 1,
                            .expected = (const char *const *)w->names,
                            .n_expected = (size_t)c->workers, .deadline_ms = c->step_timeout_ms,
@@ -61,8 +61,8 @@ static int merge_shard(sgd_worker_t *w, uint32_t g, uint32_t shard, flc_err_t *e
                            .ephemeral = 1}; /* a step: deleted two steps later, never queried */
     if (flc_merge_rule_init(&mc.rule, "mean", e) != FLC_OK)
         return e->code;
-    flc_merge_report_t rep;
-    int rc = flc_merger_run(w->s, &mc, &rep, e);
+    flc_rs_report_t rep;
+    int rc = flc_rs_merger_run(w->s, &mc, &rep, e);
     w->r->merge_ms += rep.merge_ms;
     w->r->wait_ms += rep.wait_ms;
     if (rc == FLC_OK && (rep.missing.n > 0 || rep.rejected.n > 0))
@@ -71,7 +71,7 @@ static int merge_shard(sgd_worker_t *w, uint32_t g, uint32_t shard, flc_err_t *e
                          g, shard, rep.missing.n, rep.missing.n ? rep.missing.items[0] : "-",
                          rep.rejected.n, rep.rejected.n ? rep.rejected.items[0] : "-",
                          c->step_timeout_ms);
-    flc_merge_report_free(&rep);
+    flc_rs_report_free(&rep);
     return rc;
 }
 

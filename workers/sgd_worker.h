@@ -15,7 +15,7 @@
  *
  * Communication modes:
  *   reduce-scatter  S = W shards; worker k pushes its W shards, then runs
- *                   the merger of shard k (flc_merger_run), then pulls.
+ *                   the merger of shard k (flc_rs_merger_run), then pulls.
  *   allreduce-one   S = 1 shard; worker 0 runs the only merger.
  * The rule is "mean"; expected contributors and readers are w0..w{W-1}.
  * The exchanged vector is the gradient with the minibatch loss appended
