@@ -37,6 +37,7 @@
 #include "bench/bench_util.h"
 #include "cache/embed.h"
 #include "cache/store.h"
+#include "cli/config.h"
 #include "runtime/cost.h"
 #include "runtime/pool.h"
 #include "workers/sgd_worker.h"
@@ -148,6 +149,7 @@ static void fn_path(char *out, size_t len)
 
 int main(int argc, char **argv)
 {
+    bench_config();
     signal(SIGPIPE, SIG_IGN);
     const char *model = "mlp";
     size_t subset = 8000, test_subset = 2000, batch = 64;
@@ -210,6 +212,7 @@ int main(int argc, char **argv)
     pc.concurrency = (unsigned)maxw;
     pc.timeout_ms = 1800000;
     pc.env = env;
+    flc_config_pool_cfg(flc_config_program(), &pc); /* FLCACHE_POOL_MEM */
     flc_pool_t *pool = flc_pool_new(&pc, &e);
     if (pool == NULL)
         die("pool", flc_err_msg(&e));

@@ -390,7 +390,7 @@ int flc_cmd_simulate(int argc, char **argv)
     if (rc != FLC_EXIT_OK)
         return rc;
     flc_cli_conn_t conn;
-    if ((rc = flc_cli_connect(&conn, NULL)) != FLC_EXIT_OK)
+    if ((rc = flc_cli_connect(&conn, flc_config_program(), NULL)) != FLC_EXIT_OK)
         return rc;
     o.c.redis = conn.url;
     flc_err_t e = {0};
@@ -408,6 +408,7 @@ int flc_cmd_simulate(int argc, char **argv)
         pc.max_warm = o.concurrency;
         pc.price_per_gb_s = o.price;
         pc.env = env;
+        flc_config_pool_cfg(flc_config_program(), &pc); /* FLCACHE_POOL_MEM */
         if ((pool = flc_pool_new(&pc, &e)) == NULL) {
             flc_cli_error("simulate", "cannot start the function platform: %s", flc_err_msg(&e));
             flc_cli_disconnect(&conn);

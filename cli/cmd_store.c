@@ -143,7 +143,7 @@ int flc_cmd_store(int argc, char **argv)
         }
     }
     flc_cli_conn_t c;
-    int rc = flc_cli_connect(&c, NULL);
+    int rc = flc_cli_connect(&c, flc_config_program(), NULL);
     if (rc != FLC_EXIT_OK)
         return rc;
     rc = stats(&c, json);

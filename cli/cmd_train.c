@@ -254,6 +254,7 @@ static int run_workers(flc_cli_conn_t *conn, const flc_train_opts_t *o, flc_trai
     pc.max_warm = (unsigned)W;
     pc.price_per_gb_s = o->price;
     pc.env = env;
+    flc_config_pool_cfg(flc_config_program(), &pc); /* FLCACHE_POOL_MEM */
     flc_err_t e = {0};
     flc_pool_t *pool = flc_pool_new(&pc, &e);
     if (pool == NULL) {
@@ -306,7 +307,7 @@ int flc_cmd_train(int argc, char **argv)
     if ((rc = check_data(&o.cfg)) != FLC_EXIT_OK)
         return rc;
     flc_cli_conn_t conn;
-    if ((rc = flc_cli_connect(&conn, NULL)) != FLC_EXIT_OK)
+    if ((rc = flc_cli_connect(&conn, flc_config_program(), NULL)) != FLC_EXIT_OK)
         return rc;
     flc_err_t e = {0};
     /* Step rounds left by an earlier run of the same job would confuse the

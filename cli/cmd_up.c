@@ -84,6 +84,7 @@ int flc_cmd_up(int argc, char **argv)
         return FLC_EXIT_OK;
     }
     flc_embed_opts_t o = {.tcp_port = port, .maxmemory = maxmem, .dir = dir, .detach = 1};
+    flc_config_embed_opts(flc_config_program(), &o); /* FLCACHE_REDIS_SERVER */
     flc_embed_t *e = flc_embed_start(&o, &err);
     if (e == NULL) {
         flc_cli_error("up", "%s", flc_err_msg(&err));

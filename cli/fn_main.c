@@ -23,6 +23,8 @@
 #include "aggregator/query.h"
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
+#include "base/log.h"
+#include "cli/config.h"
 #include "clients/client.h"
 #include "runtime/event.h"
 #include "runtime/fn.h"
@@ -165,6 +167,11 @@ int main(int argc, char **argv)
         {"query", query, "a query next to the data: kind, job, round | round_from/round_to, "
                          "client, k, cluster, seed (see aggregator/query.h)"},
     };
+    flc_err_t cfg_err = {0};
+    if (flc_config_start(FLC_LOG_OFF, &cfg_err) != FLC_OK) {
+        fprintf(stderr, "flcache-fn: %s\n", flc_err_msg(&cfg_err));
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN); /* a vanished server is an error to report, not a kill */
     flc_fn_table_t *t = flc_fn_table_new();
     if (t == NULL) {
