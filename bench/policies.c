@@ -149,7 +149,7 @@ static void run(const char *spec, int rounds, int clients, size_t floats, const 
         die("mkdtemp", "failed");
     char url[128];
     snprintf(url, sizeof url, "file://%s", dir);
-    const char *cold_url = getenv("FLCACHE_COLD") ? getenv("FLCACHE_COLD") : url;
+    const char *cold_url = flc_config_program()->cold ? flc_config_program()->cold : url;
     flc_cold_opts_t co;
     flc_config_cold_opts(flc_config_program(), &co); /* S3 bucket, region, keys */
     co.no_fsync = !env_int("FLCACHE_BENCH_FSYNC", 0);

@@ -133,8 +133,8 @@ static run_out_t run(flc_pool_t *pool, flc_store_t *s, const flc_sgd_cfg_t *c)
 
 static void fn_path(char *out, size_t len)
 {
-    const char *env = getenv("FLCACHE_FN");
-    if (env && *env) {
+    const char *env = flc_config_program()->fn_path; /* FLCACHE_FN */
+    if (env) {
         snprintf(out, len, "%s", env);
         return;
     }
@@ -193,8 +193,8 @@ int main(int argc, char **argv)
 
     flc_err_t e = {0};
     flc_embed_t *srv = NULL;
-    const char *url = getenv("FLCACHE_REDIS");
-    if (url == NULL || *url == '\0') {
+    const char *url = flc_config_program()->redis; /* FLCACHE_REDIS */
+    if (url == NULL) {
         if ((srv = flc_embed_start(NULL, &e)) == NULL)
             die("redis-server", flc_err_msg(&e));
         url = flc_embed_url(srv);

@@ -277,8 +277,8 @@ static int parse(int argc, char **argv, opts_t *o)
 
 static void find_fn(char *out, size_t len)
 {
-    const char *env = getenv("FLCACHE_FN");
-    if (env != NULL && *env) {
+    const char *env = flc_config_program()->fn_path; /* FLCACHE_FN */
+    if (env != NULL) {
         snprintf(out, len, "%s", env);
         return;
     }

@@ -203,8 +203,8 @@ static int parse(int argc, char **argv, flc_train_opts_t *o)
 /* The function binary: $FLCACHE_FN, else flcache-fn next to this program. */
 static void find_fn(char *out, size_t len)
 {
-    const char *env = getenv("FLCACHE_FN");
-    if (env != NULL && *env) {
+    const char *env = flc_config_program()->fn_path; /* FLCACHE_FN */
+    if (env != NULL) {
         snprintf(out, len, "%s", env);
         return;
     }

@@ -31,7 +31,7 @@ static void up_usage(FILE *f)
 
 static void default_dir(char *out, size_t n)
 {
-    const char *tmp = getenv("TMPDIR");
+    const char *tmp = flc_config_program()->tmpdir; /* TMPDIR */
     snprintf(out, n, "%s/flcache-up-%u", tmp && *tmp ? tmp : "/tmp", (unsigned)getuid());
 }
 
