@@ -1,45 +1,37 @@
-/* Leveled logging to stderr; one line per call, prefixed with the level. */
+/* Leveled logging to stderr; one line per call, prefixed with the level.
+ * The level is the program's to set (flc_log_set_level, from FLCACHE_LOG in
+ * cli/config.c): a library never reads the environment. */
 #include "base/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-static int g_level = -1; /* -1: not yet read from the environment */
+static int g_level = FLC_LOG_OFF;
 
-static int level_from_env(void)
+int flc_log_level_from_name(const char *name)
 {
-    const char *s = getenv("FLCACHE_LOG");
-    if (s == NULL || *s == '\0')
-        return -1;
-    if (strcmp(s, "error") == 0) return FLC_LOG_ERROR;
-    if (strcmp(s, "warn") == 0) return FLC_LOG_WARN;
-    if (strcmp(s, "info") == 0) return FLC_LOG_INFO;
-    if (strcmp(s, "debug") == 0) return FLC_LOG_DEBUG;
-    if (strcmp(s, "off") == 0) return FLC_LOG_OFF;
+    static const char *names[] = {"off", "error", "warn", "info", "debug"};
+    for (int i = 0; name != NULL && i < (int)(sizeof names / sizeof *names); i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
     return -1;
 }
 
 void flc_log_set_level(int level)
 {
-    int env = level_from_env();
-    g_level = env >= 0 ? env : level;
+    g_level = level >= FLC_LOG_OFF && level <= FLC_LOG_DEBUG ? level : FLC_LOG_OFF;
 }
 
 int flc_log_level(void)
 {
-    if (g_level < 0) {
-        int env = level_from_env();
-        g_level = env >= 0 ? env : FLC_LOG_OFF;
-    }
     return g_level;
 }
 
 void flc_log(int level, const char *fmt, ...)
 {
     static const char *names[] = {"", "error", "warn", "info", "debug"};
-    if (level > flc_log_level() || level <= FLC_LOG_OFF)
+    if (level > g_level || level <= FLC_LOG_OFF)
         return;
     char line[1024];
     va_list ap;

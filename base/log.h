@@ -1,14 +1,19 @@
-/* A very small leveled logger to stderr. Off by default in the libraries
- * (level FLC_LOG_OFF); the CLI turns on warnings, and FLCACHE_LOG=
- * error|warn|info|debug overrides both. */
+/* A very small leveled logger to stderr. Off until the program sets a
+ * level: `flcache` turns on warnings, FLCACHE_LOG=error|warn|info|debug|off
+ * (read by cli/config.c) overrides that, and flcache-fn follows FLCACHE_LOG
+ * alone. Set the level once at the top of main, before threads start. */
 #ifndef FLC_BASE_LOG_H
 #define FLC_BASE_LOG_H
 
 enum { FLC_LOG_OFF = 0, FLC_LOG_ERROR, FLC_LOG_WARN, FLC_LOG_INFO, FLC_LOG_DEBUG };
 
-/* Sets the level; FLCACHE_LOG in the environment, when set, wins. */
+/* Sets the level (FLC_LOG_*); anything out of range means off. */
 void flc_log_set_level(int level);
 int flc_log_level(void);
+
+/* The level named "off", "error", "warn", "info" or "debug"; -1 for any
+ * other name (NULL too), so the caller can say which name was wrong. */
+int flc_log_level_from_name(const char *name);
 
 void flc_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -429,6 +429,7 @@ static int section_round(void)
 
 int main(int argc, char **argv)
 {
+    bench_config();
     signal(SIGPIPE, SIG_IGN);
     int only_mem = argc > 1 && strcmp(argv[1], "--memory") == 0;
     int only_round = argc > 1 && strcmp(argv[1], "--round") == 0;

@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "base/log.h"
+#include "cli/config.h"
+
 void bench_emit(cJSON *obj)
 {
     char *s = cJSON_PrintUnformatted(obj);
@@ -44,6 +47,15 @@ double bench_percentile(double *v, size_t n, double p)
 double bench_median(double *v, size_t n)
 {
     return bench_percentile(v, n, 50);
+}
+
+void bench_config(void)
+{
+    flc_err_t e = {0};
+    if (flc_config_start(FLC_LOG_OFF, &e) != 0) {
+        fprintf(stderr, "bench: %s\n", flc_err_msg(&e));
+        exit(2);
+    }
 }
 
 int bench_reps(int def)

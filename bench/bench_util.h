@@ -19,6 +19,11 @@ double bench_percentile(double *v, size_t n, double p);
 /* Median of v[0..n) (sorts v). */
 double bench_median(double *v, size_t n);
 
+/* What every program does first: reads the environment (cli/config.h)
+ * and hands it to the libraries (log level, store defaults: FLCACHE_CHUNK,
+ * FLCACHE_MAX_MSG, FLCACHE_COLD). Exits with a message on a bad setting. */
+void bench_config(void);
+
 /* Repetitions from $FLCACHE_BENCH_REPS, else def. */
 int bench_reps(int def);
 

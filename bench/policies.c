@@ -28,6 +28,7 @@
 
 #include "base/clock.h"
 #include "bench/bench_util.h"
+#include "cli/config.h"
 #include "cache/embed.h"
 #include "cache/store.h"
 #include "policies/policy.h"
@@ -148,8 +149,11 @@ static void run(const char *spec, int rounds, int clients, size_t floats, const 
         die("mkdtemp", "failed");
     char url[128];
     snprintf(url, sizeof url, "file://%s", dir);
-    const char *cold_url = getenv("FLCACHE_COLD") ? getenv("FLCACHE_COLD") : url;
-    flc_cold_opts_t co = {.no_fsync = !env_int("FLCACHE_BENCH_FSYNC", 0), .create_bucket = 1};
+    const char *cold_url = flc_config_program()->cold ? flc_config_program()->cold : url;
+    flc_cold_opts_t co;
+    flc_config_cold_opts(flc_config_program(), &co); /* S3 bucket, region, keys */
+    co.no_fsync = !env_int("FLCACHE_BENCH_FSYNC", 0);
+    co.create_bucket = 1;
     flc_cold_t *cold = flc_cold_open(cold_url, &co, &err);
     if (cold == NULL)
         die("cold tier", err.msg);
@@ -269,6 +273,7 @@ static void run(const char *spec, int rounds, int clients, size_t floats, const 
 
 int main(int argc, char **argv)
 {
+    bench_config();
     signal(SIGPIPE, SIG_IGN);
     const char *prices_path = NULL;
     int quick = 0;

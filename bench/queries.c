@@ -260,6 +260,7 @@ static void emit(const char *query, const char *system, double mb, const sample_
 
 int main(int argc, char **argv)
 {
+    bench_config();
     signal(SIGPIPE, SIG_IGN);
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     g_n = (unsigned)(getenv("FLCACHE_BENCH_N") ? atoi(getenv("FLCACHE_BENCH_N")) : quick ? 20 : 100);

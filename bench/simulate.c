@@ -92,6 +92,7 @@ static double fold_rate(size_t P, int K)
 
 int main(void)
 {
+    bench_config();
     size_t P = getenv("FLCACHE_BENCH_P") ? strtoull(getenv("FLCACHE_BENCH_P"), NULL, 10)
                                          : 1000000;
     const char *ks = getenv("FLCACHE_BENCH_KS") ? getenv("FLCACHE_BENCH_KS") : "10,100,1000";

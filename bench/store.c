@@ -218,6 +218,7 @@ static void emit(const char *op, const char *transport, size_t bytes, int reps, 
 
 int main(int argc, char **argv)
 {
+    bench_config();
     signal(SIGPIPE, SIG_IGN);
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     flc_err_t err = {0};

@@ -37,6 +37,7 @@
 #include "bench/bench_util.h"
 #include "cache/embed.h"
 #include "cache/store.h"
+#include "cli/config.h"
 #include "runtime/cost.h"
 #include "runtime/pool.h"
 #include "workers/sgd_worker.h"
@@ -132,8 +133,8 @@ static run_out_t run(flc_pool_t *pool, flc_store_t *s, const flc_sgd_cfg_t *c)
 
 static void fn_path(char *out, size_t len)
 {
-    const char *env = getenv("FLCACHE_FN");
-    if (env && *env) {
+    const char *env = flc_config_program()->fn_path; /* FLCACHE_FN */
+    if (env) {
         snprintf(out, len, "%s", env);
         return;
     }
@@ -148,6 +149,7 @@ static void fn_path(char *out, size_t len)
 
 int main(int argc, char **argv)
 {
+    bench_config();
     signal(SIGPIPE, SIG_IGN);
     const char *model = "mlp";
     size_t subset = 8000, test_subset = 2000, batch = 64;
@@ -191,8 +193,8 @@ int main(int argc, char **argv)
 
     flc_err_t e = {0};
     flc_embed_t *srv = NULL;
-    const char *url = getenv("FLCACHE_REDIS");
-    if (url == NULL || *url == '\0') {
+    const char *url = flc_config_program()->redis; /* FLCACHE_REDIS */
+    if (url == NULL) {
         if ((srv = flc_embed_start(NULL, &e)) == NULL)
             die("redis-server", flc_err_msg(&e));
         url = flc_embed_url(srv);
@@ -210,6 +212,7 @@ int main(int argc, char **argv)
     pc.concurrency = (unsigned)maxw;
     pc.timeout_ms = 1800000;
     pc.env = env;
+    flc_config_pool_cfg(flc_config_program(), &pc); /* FLCACHE_POOL_MEM */
     flc_pool_t *pool = flc_pool_new(&pc, &e);
     if (pool == NULL)
         die("pool", flc_err_msg(&e));

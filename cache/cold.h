@@ -5,10 +5,9 @@
  *   http://host:port  https://host    S3-compatible HTTP, path-style requests
  *                                     (<url>/<bucket>/<object>) signed with AWS SigV4
  *                                     by libcurl (CURLOPT_AWS_SIGV4)
- * S3 settings come from flc_cold_opts_t or, when left NULL, the environment:
- *   FLCACHE_COLD_BUCKET (default "flcache"), FLCACHE_COLD_REGION / AWS_REGION
- *   (default "us-east-1"), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
- *   AWS_SESSION_TOKEN (optional).
+ * S3 settings come from flc_cold_opts_t; the programs fill it from
+ * FLCACHE_COLD_BUCKET, FLCACHE_COLD_REGION / AWS_REGION, AWS_ACCESS_KEY_ID,
+ * AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (cli/config.h).
  *
  * An object is the value's bytes exactly as Redis held them (a shard frame,
  * "FLS1"|hdr|floats) followed by a 16-byte trailer:
@@ -34,11 +33,11 @@
 typedef struct flc_cold flc_cold_t;
 
 typedef struct flc_cold_opts {
-    const char *bucket;        /* S3; NULL: $FLCACHE_COLD_BUCKET or "flcache" */
-    const char *region;        /* S3; NULL: $FLCACHE_COLD_REGION, $AWS_REGION or "us-east-1" */
-    const char *access_key;    /* S3; NULL: $AWS_ACCESS_KEY_ID */
-    const char *secret_key;    /* S3; NULL: $AWS_SECRET_ACCESS_KEY */
-    const char *session_token; /* S3; NULL: $AWS_SESSION_TOKEN (may be unset) */
+    const char *bucket;        /* S3; NULL or "": "flcache" */
+    const char *region;        /* S3; NULL or "": "us-east-1" */
+    const char *access_key;    /* S3; required */
+    const char *secret_key;    /* S3; required */
+    const char *session_token; /* S3; NULL or "": none */
     int create_bucket;         /* S3: 1 = create the bucket when missing */
     int no_fsync;              /* file: 1 = skip fsync (tests, tmpfs); default fsyncs */
     unsigned timeout_ms;       /* S3 request timeout; 0: 30000 */

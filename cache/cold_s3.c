@@ -68,12 +68,9 @@ static size_t on_read(char *dst, size_t size, size_t nmemb, void *ud)
     return done;
 }
 
-static const char *env_or(const char *v, const char *name, const char *def)
+static const char *or_default(const char *v, const char *def)
 {
-    if (v && *v)
-        return v;
-    const char *e = getenv(name);
-    return e && *e ? e : def;
+    return v && *v ? v : def;
 }
 
 void flc_cold_s3_object_url(const flc_cold_t *c, const char *key, char *out, size_t outlen)
@@ -172,12 +169,11 @@ int flc_cold_s3_open(flc_cold_t *c, const char *url, const flc_cold_opts_t *o)
         return flc_err_set(&c->err, FLC_EINVAL, "cold tier URL is too long");
     memcpy(c->base, url, bl);
     c->base[bl] = '\0';
-    const char *bucket = env_or(o->bucket, "FLCACHE_COLD_BUCKET", "flcache");
-    const char *region = env_or(o->region, "FLCACHE_COLD_REGION",
-                                env_or(NULL, "AWS_REGION", "us-east-1"));
-    const char *ak = env_or(o->access_key, "AWS_ACCESS_KEY_ID", NULL);
-    const char *sk = env_or(o->secret_key, "AWS_SECRET_ACCESS_KEY", NULL);
-    const char *tok = env_or(o->session_token, "AWS_SESSION_TOKEN", "");
+    const char *bucket = or_default(o->bucket, "flcache");
+    const char *region = or_default(o->region, "us-east-1");
+    const char *ak = or_default(o->access_key, NULL);
+    const char *sk = or_default(o->secret_key, NULL);
+    const char *tok = or_default(o->session_token, "");
     if (ak == NULL || sk == NULL)
         return flc_err_set(&c->err, FLC_EAUTH,
                            "cold tier %s: no credentials (set AWS_ACCESS_KEY_ID and "

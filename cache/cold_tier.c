@@ -78,15 +78,14 @@ int flc_store_attach_tier(flc_store_t *s, flc_cold_t *cold, flc_policy_t *policy
     return rc;
 }
 
-int flc_store_attach_env(flc_store_t *s)
+int flc_store_attach_cold(flc_store_t *s, const char *url, const flc_cold_opts_t *opts)
 {
-    const char *url = getenv("FLCACHE_COLD");
     if (url == NULL || *url == '\0' || s->tier != NULL)
         return FLC_OK;
     flc_err_t e = {0};
-    flc_cold_t *cold = flc_cold_open(url, NULL, &e);
+    flc_cold_t *cold = flc_cold_open(url, opts, &e);
     if (cold == NULL)
-        return flc_err_set(&s->err, e.code, "FLCACHE_COLD: %s", e.msg);
+        return flc_err_set(&s->err, e.code, "%s", e.msg); /* it names the URL */
     int rc = flc_store_attach_tier(s, cold, NULL, NULL);
     if (s->tier)
         s->tier->own_cold = cold;

@@ -40,6 +40,7 @@ struct flc_embed {
     char log[300];
     char url[320];
     char tcp_url[64];
+    char bin[512]; /* the server binary, kept for flc_embed_restart */
 };
 
 /* For the async-signal-safe emergency stop: plain copies, no pointers chasing. */
@@ -84,9 +85,7 @@ static int ping_once(const char *sock)
 
 static int spawn_server(flc_embed_t *e, flc_err_t *err)
 {
-    const char *bin = getenv("FLCACHE_REDIS_SERVER");
-    if (bin == NULL || *bin == '\0')
-        bin = FLC_REDIS_SERVER_PATH;
+    const char *bin = e->bin;
     if (access(bin, X_OK) != 0)
         return flc_err_set(err, FLC_EIO,
                            "redis-server not found at %s: install the Debian package "
@@ -181,6 +180,13 @@ flc_embed_t *flc_embed_start(const flc_embed_opts_t *opts, flc_err_t *err)
     }
     if (opts)
         e->opts = *opts;
+    const char *bin = e->opts.server_bin && *e->opts.server_bin ? e->opts.server_bin
+                                                                 : FLC_REDIS_SERVER_PATH;
+    if ((size_t)snprintf(e->bin, sizeof e->bin, "%s", bin) >= sizeof e->bin) {
+        flc_err_set(err, FLC_EINVAL, "redis-server path %.64s... is too long", bin);
+        free(e);
+        return NULL;
+    }
     if (e->opts.dir) {
         snprintf(e->dir, sizeof e->dir, "%s", e->opts.dir);
         if (mkdir(e->dir, 0700) != 0 && errno != EEXIST) {
@@ -189,7 +195,7 @@ flc_embed_t *flc_embed_start(const flc_embed_opts_t *opts, flc_err_t *err)
             return NULL;
         }
     } else {
-        const char *tmp = getenv("TMPDIR");
+        const char *tmp = e->opts.tmpdir;
         snprintf(e->dir, sizeof e->dir, "%s/flcache-XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (mkdtemp(e->dir) == NULL) {
             flc_err_set(err, FLC_EIO, "cannot create a temp dir in %s: %s",
@@ -199,7 +205,8 @@ flc_embed_t *flc_embed_start(const flc_embed_opts_t *opts, flc_err_t *err)
         }
         e->own_dir = 1;
     }
-    e->opts.dir = NULL; /* points into the caller's memory; dir[] holds it */
+    /* These point into the caller's memory; dir[] and bin[] hold them. */
+    e->opts.dir = e->opts.tmpdir = e->opts.server_bin = NULL;
     snprintf(e->sock, sizeof e->sock, "%s/redis.sock", e->dir);
     snprintf(e->log, sizeof e->log, "%s/redis.log", e->dir);
     snprintf(e->url, sizeof e->url, "unix://%s", e->sock);

@@ -1,7 +1,7 @@
 /* A private redis-server owned by this process: the embedded default when no
  * FLCACHE_REDIS is configured, and the test fixture.
  *
- * The server runs from the Debian redis-server binary (or $FLCACHE_REDIS_SERVER)
+ * The server runs from the Debian redis-server binary (or opts.server_bin)
  * with persistence off, on a unix socket in its own temp directory and, on
  * request, on a loopback TCP port. It is told to die with its parent
  * (PR_SET_PDEATHSIG), so a crashed or killed flcache never leaves it behind. */
@@ -21,6 +21,9 @@ typedef struct flc_embed_opts {
     const char *dir;       /* directory for socket and log; NULL = new mkdtemp dir (removed on stop) */
     int detach;            /* 1: survive this process (flcache up): no death signal, own session */
     unsigned start_timeout_ms; /* how long to wait for PING; 0 = 5000 */
+    const char *server_bin; /* NULL or "": the redis-server found at build time
+                               (the programs pass FLCACHE_REDIS_SERVER) */
+    const char *tmpdir;     /* where the mkdtemp dir goes; NULL or "": /tmp (TMPDIR) */
 } flc_embed_opts_t;
 
 /* Starts redis-server and waits until it answers PING. opts may be NULL

@@ -18,20 +18,26 @@
 
 #include "base/clock.h"
 
-static size_t env_size(const char *name, size_t def)
+/* The process defaults (flc_store_set_defaults). The strings are copied so
+ * the program may pass a URL it frees later (an embedded server's). */
+static struct {
+    char url[1024];
+    char cold_url[1024];
+    flc_store_opts_t opts;
+} g_defaults;
+
+void flc_store_set_defaults(const char *url, const flc_store_opts_t *opts)
 {
-    const char *v = getenv(name);
-    if (v == NULL || *v == '\0')
-        return def;
-    char *end;
-    unsigned long long x = strtoull(v, &end, 10);
-    if (*end == 'k' || *end == 'K')
-        x <<= 10;
-    else if (*end == 'm' || *end == 'M')
-        x <<= 20;
-    else if (*end == 'g' || *end == 'G')
-        x <<= 30;
-    return x ? (size_t)x : def;
+    memset(&g_defaults, 0, sizeof g_defaults);
+    if (url != NULL)
+        snprintf(g_defaults.url, sizeof g_defaults.url, "%s", url);
+    if (opts == NULL)
+        return;
+    g_defaults.opts = *opts;
+    if (opts->cold_url != NULL) {
+        snprintf(g_defaults.cold_url, sizeof g_defaults.cold_url, "%s", opts->cold_url);
+        g_defaults.opts.cold_url = g_defaults.cold_url;
+    }
 }
 
 static struct timeval tv_ms(unsigned ms)
@@ -150,12 +156,17 @@ flc_store_t *flc_store_open(const char *url, const flc_store_opts_t *opts, flc_e
     }
     if (opts)
         s->opts = *opts;
+    const flc_store_opts_t *d = &g_defaults.opts;
     if (s->opts.chunk_bytes == 0)
-        s->opts.chunk_bytes = env_size("FLCACHE_CHUNK", FLC_STORE_CHUNK_DEFAULT);
+        s->opts.chunk_bytes = d->chunk_bytes ? d->chunk_bytes : FLC_STORE_CHUNK_DEFAULT;
     if (s->opts.chunk_bytes < 4096)
         s->opts.chunk_bytes = 4096; /* the first chunk must hold a whole header */
     if (s->opts.max_msg_bytes == 0)
-        s->opts.max_msg_bytes = env_size("FLCACHE_MAX_MSG", FLC_STORE_MAX_MSG_DEFAULT);
+        s->opts.max_msg_bytes = d->max_msg_bytes ? d->max_msg_bytes : FLC_STORE_MAX_MSG_DEFAULT;
+    if (s->opts.cold_url == NULL)
+        s->opts.cold_url = d->cold_url;
+    if (s->opts.cold_opts == NULL)
+        s->opts.cold_opts = d->cold_opts;
     if (s->opts.connect_timeout_ms == 0)
         s->opts.connect_timeout_ms = 5000;
     if (s->opts.io_timeout_ms == 0)
@@ -165,8 +176,14 @@ flc_store_t *flc_store_open(const char *url, const flc_store_opts_t *opts, flc_e
         return NULL;
     }
     flc_url_redacted(&s->url, s->url_text, sizeof s->url_text);
-    /* With FLCACHE_COLD set, values spilled by any process are found again. */
-    if (connect_now(s) != FLC_OK || flc_store_attach_env(s) != FLC_OK) {
+    /* With a cold tier configured, values spilled by any process are found
+     * again. Its URL and settings are borrowed only for this call. */
+    int rc = connect_now(s);
+    if (rc == FLC_OK)
+        rc = flc_store_attach_cold(s, s->opts.cold_url, s->opts.cold_opts);
+    s->opts.cold_url = NULL;
+    s->opts.cold_opts = NULL;
+    if (rc != FLC_OK) {
         if (err)
             *err = s->err;
         flc_store_close(s);
@@ -177,12 +194,11 @@ flc_store_t *flc_store_open(const char *url, const flc_store_opts_t *opts, flc_e
 
 flc_store_t *flc_store_open_env(const flc_store_opts_t *opts, flc_err_t *err)
 {
-    const char *url = getenv("FLCACHE_REDIS");
-    if (url == NULL || *url == '\0') {
+    if (g_defaults.url[0] == '\0') {
         flc_err_set(err, FLC_EINVAL, "FLCACHE_REDIS is not set");
         return NULL;
     }
-    return flc_store_open(url, opts, err);
+    return flc_store_open(g_defaults.url, opts, err);
 }
 
 void flc_store_close(flc_store_t *s)

@@ -7,6 +7,7 @@
 
 #include "cache/embed.h"
 #include "cache/store.h"
+#include "cli/config.h"
 #include "runtime/pool.h"
 
 enum { FLC_EXIT_OK = 0, FLC_EXIT_RUNTIME = 1, FLC_EXIT_USAGE = 2 };
@@ -15,13 +16,16 @@ typedef struct flc_cli_conn {
     flc_embed_t *embedded; /* NULL when FLCACHE_REDIS points elsewhere */
     flc_store_t *store;
     char url[512];         /* what function processes should connect to */
+    const flc_config_t *cfg; /* the configuration it was opened with */
 } flc_cli_conn_t;
 
-/* Opens the cache: FLCACHE_REDIS when set, else starts an embedded
- * redis-server (stopped by flc_cli_disconnect, or on Ctrl-C) and exports its
- * URL as FLCACHE_REDIS so child processes reach the same server. Prints the
- * error and returns FLC_EXIT_RUNTIME on failure. */
-int flc_cli_connect(flc_cli_conn_t *c, const flc_store_opts_t *opts);
+/* Opens the cache: cfg->redis (FLCACHE_REDIS) when set, else starts an
+ * embedded redis-server (stopped by flc_cli_disconnect, or on Ctrl-C) and
+ * exports its URL as FLCACHE_REDIS so child processes reach the same server
+ * (and makes it this process's default store URL). opts may be NULL: the
+ * configuration's store settings. Prints the error and returns
+ * FLC_EXIT_RUNTIME on failure. */
+int flc_cli_connect(flc_cli_conn_t *c, const flc_config_t *cfg, const flc_store_opts_t *opts);
 void flc_cli_disconnect(flc_cli_conn_t *c);
 
 /* Installs SIGINT/SIGTERM/SIGHUP handlers that stop the embedded server and

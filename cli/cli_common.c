@@ -52,11 +52,10 @@ const char *flc_cli_job_name(const char *job, const char *prefix, char *buf, siz
 }
 
 /* The function binary: $FLCACHE_FN, else flcache-fn next to this program
- * (/proc/self/exe), else plain "flcache-fn". FLCACHE_FN is read here (a
- * later step gathers the environment into one configuration, cli/config.c). */
+ * (/proc/self/exe), else plain "flcache-fn". */
 static void fn_path(char *out, size_t len)
 {
-    const char *env = getenv("FLCACHE_FN");
+    const char *env = flc_config_program()->fn_path; /* FLCACHE_FN */
     if (env != NULL && *env) {
         snprintf(out, len, "%s", env);
         return;
@@ -89,6 +88,7 @@ flc_pool_t *flc_cli_pool_start(const char *cmd, unsigned concurrency, unsigned m
     pc.max_warm = concurrency;
     pc.price_per_gb_s = price;
     pc.env = env;
+    flc_config_pool_cfg(flc_config_program(), &pc); /* FLCACHE_POOL_MEM */
     flc_err_t e = {0};
     flc_pool_t *pool = flc_pool_new(&pc, &e);
     if (pool == NULL)
@@ -114,13 +114,16 @@ void flc_cli_install_signals(void)
     sigaction(SIGHUP, &sa, NULL);
 }
 
-int flc_cli_connect(flc_cli_conn_t *c, const flc_store_opts_t *opts)
+int flc_cli_connect(flc_cli_conn_t *c, const flc_config_t *cfg, const flc_store_opts_t *opts)
 {
     memset(c, 0, sizeof *c);
+    c->cfg = cfg;
     flc_err_t err = {0};
-    const char *url = getenv("FLCACHE_REDIS");
-    if (url == NULL || *url == '\0') {
-        c->embedded = flc_embed_start(NULL, &err);
+    const char *url = cfg->redis;
+    if (url == NULL) {
+        flc_embed_opts_t eo = {0};
+        flc_config_embed_opts(cfg, &eo);
+        c->embedded = flc_embed_start(&eo, &err);
         if (c->embedded == NULL) {
             fprintf(stderr, "flcache: cannot start the embedded redis-server: %s\n",
                     flc_err_msg(&err));
@@ -128,14 +131,20 @@ int flc_cli_connect(flc_cli_conn_t *c, const flc_store_opts_t *opts)
         }
         url = flc_embed_url(c->embedded);
         setenv("FLCACHE_REDIS", url, 1);
+        flc_config_store_defaults(cfg, url);
         FLC_INFO("embedded redis-server at %s", url);
     }
     snprintf(c->url, sizeof c->url, "%s", url);
+    flc_store_opts_t so;
+    flc_cold_opts_t cold;
+    if (opts == NULL) {
+        flc_config_store_opts(cfg, &so, &cold);
+        opts = &so;
+    }
     c->store = flc_store_open(url, opts, &err);
     if (c->store == NULL) {
         fprintf(stderr, "flcache: cannot open the cache: %s\n", flc_err_msg(&err));
-        flc_embed_stop(c->embedded);
-        c->embedded = NULL;
+        flc_cli_disconnect(c);
         return FLC_EXIT_RUNTIME;
     }
     return FLC_EXIT_OK;
@@ -149,5 +158,6 @@ void flc_cli_disconnect(flc_cli_conn_t *c)
         flc_embed_stop(c->embedded);
         c->embedded = NULL;
         unsetenv("FLCACHE_REDIS");
+        flc_config_store_defaults(c->cfg, NULL);
     }
 }

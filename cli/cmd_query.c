@@ -213,7 +213,7 @@ int flc_cmd_query(int argc, char **argv)
         q.model_len = &mlen;
     }
     flc_cli_conn_t c;
-    if (flc_cli_connect(&c, NULL) != FLC_EXIT_OK)
+    if (flc_cli_connect(&c, flc_config_program(), NULL) != FLC_EXIT_OK)
         return FLC_EXIT_RUNTIME;
     q.url = c.url;
     Flcache__QueryAnswer *ans = NULL;

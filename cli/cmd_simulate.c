@@ -310,7 +310,7 @@ int flc_cmd_simulate(int argc, char **argv)
     if (!parse(argc, argv, &o, &rc))
         return rc;
     flc_cli_conn_t conn;
-    if ((rc = flc_cli_connect(&conn, NULL)) != FLC_EXIT_OK)
+    if ((rc = flc_cli_connect(&conn, flc_config_program(), NULL)) != FLC_EXIT_OK)
         return rc;
     o.c.redis = conn.url;
     flc_err_t e = {0};

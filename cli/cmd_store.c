@@ -139,7 +139,7 @@ int flc_cmd_store(int argc, char **argv)
     if (!flc_opt_parse(&store_cmd, argc, argv, &o, sizeof o, &rc))
         return rc;
     flc_cli_conn_t c;
-    if ((rc = flc_cli_connect(&c, NULL)) != FLC_EXIT_OK)
+    if ((rc = flc_cli_connect(&c, flc_config_program(), NULL)) != FLC_EXIT_OK)
         return rc;
     rc = stats(&c, o.json);
     flc_cli_disconnect(&c);

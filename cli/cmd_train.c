@@ -200,7 +200,7 @@ int flc_cmd_train(int argc, char **argv)
     if ((rc = check_data(&o.cfg)) != FLC_EXIT_OK)
         return rc;
     flc_cli_conn_t conn;
-    if ((rc = flc_cli_connect(&conn, NULL)) != FLC_EXIT_OK)
+    if ((rc = flc_cli_connect(&conn, flc_config_program(), NULL)) != FLC_EXIT_OK)
         return rc;
     flc_err_t e = {0};
     /* Step rounds left by an earlier run of the same job would confuse the

@@ -57,7 +57,7 @@ static const flc_opt_cmd_t down_cmd = {
 
 static void default_dir(char *out, size_t n)
 {
-    const char *tmp = getenv("TMPDIR");
+    const char *tmp = flc_config_program()->tmpdir; /* TMPDIR */
     snprintf(out, n, "%s/flcache-up-%u", tmp && *tmp ? tmp : "/tmp", (unsigned)getuid());
 }
 
@@ -91,6 +91,7 @@ int flc_cmd_up(int argc, char **argv)
         return FLC_EXIT_OK;
     }
     flc_embed_opts_t o = {.tcp_port = u.port, .maxmemory = u.maxmem, .dir = dir, .detach = 1};
+    flc_config_embed_opts(flc_config_program(), &o); /* FLCACHE_REDIS_SERVER */
     flc_embed_t *e = flc_embed_start(&o, &err);
     if (e == NULL) {
         flc_cli_error("up", "%s", flc_err_msg(&err));

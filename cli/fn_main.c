@@ -34,6 +34,8 @@
 #include "aggregator/query.h"
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
+#include "base/log.h"
+#include "cli/config.h"
 #include "cli/opt.h"
 #include "clients/client.h"
 #include "base/event.h"
@@ -242,6 +244,11 @@ int main(int argc, char **argv)
         return rc;
     if (o.local && o.event)
         return flc_opt_usage_error(&cmd, "--local and EVENT: give one of them");
+    flc_err_t cfg_err = {0};
+    if (flc_config_start(FLC_LOG_OFF, &cfg_err) != FLC_OK) {
+        fprintf(stderr, "flcache-fn: %s\n", flc_err_msg(&cfg_err));
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN); /* a vanished server is an error to report, not a kill */
     flc_fn_table_t *t = flc_fn_table_new();
     if (t == NULL) {

@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "cli/cli.h"
+#include "cli/config.h"
 
 typedef struct command {
     const char *name;
@@ -53,7 +54,11 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    flc_log_set_level(FLC_LOG_WARN);
+    flc_err_t cfg_err = {0};
+    if (flc_config_start(FLC_LOG_WARN, &cfg_err) != FLC_OK) {
+        fprintf(stderr, "flcache: %s\n", flc_err_msg(&cfg_err));
+        return FLC_EXIT_USAGE;
+    }
     signal(SIGPIPE, SIG_IGN); /* a vanished server is an error to report, not a kill */
     if (argc < 2) {
         usage(stderr);

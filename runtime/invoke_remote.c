@@ -59,30 +59,6 @@ static const char *nonempty(const char *s)
     return s != NULL && *s != '\0' ? s : NULL;
 }
 
-static const char *env2(const char *a, const char *b)
-{
-    const char *v = nonempty(getenv(a));
-    return v != NULL ? v : nonempty(getenv(b));
-}
-
-void flc_lambda_cfg_from_env(flc_lambda_cfg_t *cfg)
-{
-    memset(cfg, 0, sizeof *cfg);
-    cfg->region = env2("AWS_REGION", "AWS_DEFAULT_REGION");
-    cfg->access_key = nonempty(getenv("AWS_ACCESS_KEY_ID"));
-    cfg->secret_key = nonempty(getenv("AWS_SECRET_ACCESS_KEY"));
-    cfg->session_token = nonempty(getenv("AWS_SESSION_TOKEN"));
-    cfg->endpoint = nonempty(getenv("FLCACHE_LAMBDA_ENDPOINT"));
-}
-
-void flc_ow_cfg_from_env(flc_ow_cfg_t *cfg)
-{
-    memset(cfg, 0, sizeof *cfg);
-    cfg->apihost = env2("__OW_API_HOST", "WSK_APIHOST");
-    cfg->auth = env2("__OW_API_KEY", "WSK_AUTH");
-    cfg->ns = env2("__OW_NAMESPACE", "WSK_NAMESPACE");
-}
-
 void flc_http_req_clear(flc_http_req_t *req)
 {
     if (req == NULL)

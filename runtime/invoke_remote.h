@@ -42,10 +42,13 @@ typedef struct flc_http_resp {
 } flc_http_resp_t;
 
 typedef struct flc_lambda_cfg {
+    /* The programs fill the first five from AWS_REGION (or
+     * AWS_DEFAULT_REGION), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+     * AWS_SESSION_TOKEN and FLCACHE_LAMBDA_ENDPOINT (cli/config.h). */
     const char *region;        /* "eu-west-1"; required */
-    const char *access_key;    /* AWS_ACCESS_KEY_ID; required */
-    const char *secret_key;    /* AWS_SECRET_ACCESS_KEY; required */
-    const char *session_token; /* AWS_SESSION_TOKEN, or NULL */
+    const char *access_key;    /* required */
+    const char *secret_key;    /* required */
+    const char *session_token; /* or NULL */
     const char *endpoint;      /* NULL -> https://lambda.<region>.amazonaws.com
                                   (set for LocalStack or a loopback test) */
     const char *qualifier;     /* version or alias, or NULL */
@@ -53,6 +56,8 @@ typedef struct flc_lambda_cfg {
     long timeout_ms;           /* 0 -> 900000, Lambda's longest run */
 } flc_lambda_cfg_t;
 
+/* The programs fill apihost, auth and ns from __OW_API_HOST / __OW_API_KEY /
+ * __OW_NAMESPACE, else WSK_APIHOST / WSK_AUTH / WSK_NAMESPACE. */
 typedef struct flc_ow_cfg {
     const char *apihost;   /* "https://host[:port]" (a bare host means https) */
     const char *auth;      /* "user:key", as in ~/.wskprops AUTH; required */
@@ -60,15 +65,6 @@ typedef struct flc_ow_cfg {
     int insecure;          /* 1: accept a self-signed certificate */
     long timeout_ms;       /* 0 -> 70000 (blocking waits up to 60 s) */
 } flc_ow_cfg_t;
-
-/* Fills cfg from AWS_REGION (or AWS_DEFAULT_REGION), AWS_ACCESS_KEY_ID,
- * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and FLCACHE_LAMBDA_ENDPOINT.
- * The strings are borrowed from the environment. */
-void flc_lambda_cfg_from_env(flc_lambda_cfg_t *cfg);
-
-/* Fills cfg from __OW_API_HOST / __OW_API_KEY / __OW_NAMESPACE, else
- * WSK_APIHOST / WSK_AUTH / WSK_NAMESPACE. Strings borrowed. */
-void flc_ow_cfg_from_env(flc_ow_cfg_t *cfg);
 
 /* The Lambda Invoke request for function (name or ARN) with the JSON
  * payload: POST <endpoint>/2015-03-31/functions/<function>/invocations

@@ -160,18 +160,11 @@ static int is_asan_build(void)
     return 0;
 }
 
-/* Picks the memory enforcement from cfg->mem_mode, the build and
- * FLCACHE_POOL_MEM. */
+/* Picks the memory enforcement from cfg->mem_mode (the program applies
+ * FLCACHE_POOL_MEM there) and the build. */
 static void memory_limits(flc_pool_t *p)
 {
     int mode = p->cfg.mem_mode;
-    const char *env = getenv("FLCACHE_POOL_MEM");
-    if (env != NULL) {
-        if (strcmp(env, "rlimit") == 0) mode = FLC_MEM_RLIMIT;
-        else if (strcmp(env, "watch") == 0) mode = FLC_MEM_WATCH;
-        else if (strcmp(env, "both") == 0) mode = FLC_MEM_BOTH;
-        else if (strcmp(env, "off") == 0) mode = FLC_MEM_OFF;
-    }
     int asan = is_asan_build();
     if (mode == FLC_MEM_AUTO)
         mode = asan ? FLC_MEM_WATCH : FLC_MEM_BOTH;

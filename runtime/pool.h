@@ -12,7 +12,8 @@
  *   memory_mb (like Lambda's limit). Under AddressSanitizer (whose shadow
  *   memory needs terabytes of address space) the rlimit is skipped and the
  *   watchdog limit is scaled by FLC_POOL_ASAN_MEM_SCALE.
- *   FLCACHE_POOL_MEM=rlimit|watch|both|off overrides the mode.
+ *   cfg.mem_mode picks the mode; the programs let FLCACHE_POOL_MEM=
+ *   rlimit|watch|both|off override it (cli/config.h).
  * - Timeout: the instance is killed (SIGKILL), status "timeout", no retry.
  * - A crash (the process dies mid-invocation: signal, exit, memory kill) is
  *   retried on a fresh instance up to `retries` more times.
@@ -55,7 +56,7 @@ typedef struct flc_pool_cfg {
     int cold_only;           /* 1: never reuse an instance (every start cold) */
     double price_per_gb_s;   /* 0 -> FLC_LAMBDA_X86_PRICE_GB_S */
     double price_per_request;/* default 0 (AWS: FLC_LAMBDA_PRICE_REQUEST) */
-    int mem_mode;            /* enum flc_mem_mode */
+    int mem_mode;            /* enum flc_mem_mode; 0: auto */
     int forward_stderr;      /* 1: copy instances' stderr to ours (always
                                 when FLCACHE_LOG=debug); the last 2 KB are
                                 kept for crash messages either way */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/config.h"
 #include "runtime/cost.h"
 #include "base/event.h"
 #include "runtime/invoke_remote.h"
@@ -75,10 +76,14 @@ TEST(lambda_request)
     setenv("AWS_ACCESS_KEY_ID", "AK", 1);
     setenv("AWS_SECRET_ACCESS_KEY", "SK", 1);
     unsetenv("AWS_SESSION_TOKEN");
-    flc_lambda_cfg_from_env(&cfg);
-    CHECK(strcmp(cfg.region, "ap-south-1") == 0 && strcmp(cfg.access_key, "AK") == 0 &&
+    flc_config_t conf;
+    CHECK(flc_config_read(&conf, &e) == 0, "the configuration reads: %s", e.msg);
+    flc_config_lambda_cfg(&conf, &cfg);
+    CHECK(cfg.region && cfg.access_key && cfg.secret_key &&
+              strcmp(cfg.region, "ap-south-1") == 0 && strcmp(cfg.access_key, "AK") == 0 &&
               strcmp(cfg.secret_key, "SK") == 0 && cfg.session_token == NULL,
           "lambda settings come from the standard AWS variables");
+    flc_config_clear(&conf);
 }
 
 TEST(openwhisk_request)

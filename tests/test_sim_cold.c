@@ -24,8 +24,12 @@ static void setup(void)
         flc_t_fatal("mkdtemp");
     char cold[300];
     snprintf(cold, sizeof cold, "file://%s", g_dir);
-    setenv("FLCACHE_COLD", cold, 1);
-    setenv("FLCACHE_POLICY", "window:2", 1);
+    setenv("FLCACHE_POLICY", "window:2", 1); /* the driver reads it (clients/sim.c) */
+    /* What a program does at start with FLCACHE_COLD: every store of this
+     * process (the driver's, the in-process clients' and mergers') attaches
+     * the tier. */
+    flc_store_opts_t defaults = {.cold_url = cold};
+    flc_store_set_defaults(NULL, &defaults);
     flc_fixture_start(&fx, 6u << 20);
 
     flc_sim_cfg_t c;

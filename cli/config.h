@@ -1,0 +1,124 @@
+/* The programs' configuration: every environment variable flcache reads,
+ * read once, checked, and handed down to the libraries as values.
+ *
+ * Only the programs (`flcache`, `flcache-fn`, tests, benchmarks) read the
+ * environment; a library takes what it needs in its options. This file is
+ * the one place that knows the variables' names, so the list below is the
+ * whole environment interface (README "Other environment variables" and
+ * docs/functions.md describe the same variables).
+ *
+ *   variable                      field               meaning
+ *   ----------------------------- ------------------- ----------------------------------------
+ *   FLCACHE_REDIS                 redis               the cache URL (redis://, unix://); unset:
+ *                                                     each command starts a private server
+ *   FLCACHE_CHUNK                 chunk_bytes         bytes per pipelined read/write piece
+ *                                                     (k/m/g suffix; default 256k)
+ *   FLCACHE_MAX_MSG               max_msg_bytes       largest accepted shard frame (default 512m)
+ *   FLCACHE_LOG                   log_level           off|error|warn|info|debug
+ *   FLCACHE_COLD                  cold                cold tier URL: file:///dir, http(s)://host
+ *   FLCACHE_COLD_BUCKET           cold_bucket         S3 bucket (default "flcache")
+ *   FLCACHE_COLD_REGION           cold_region         S3 region (else AWS_REGION, "us-east-1")
+ *   FLCACHE_POLICY                policy              caching policy: lru, window:K, workload
+ *   AWS_REGION                    aws_region          Lambda and S3 region
+ *   AWS_DEFAULT_REGION            aws_default_region  Lambda region when AWS_REGION is unset
+ *   AWS_ACCESS_KEY_ID             aws_access_key      secret: S3 and Lambda credentials
+ *   AWS_SECRET_ACCESS_KEY         aws_secret_key      secret
+ *   AWS_SESSION_TOKEN             aws_session_token   secret, optional
+ *   FLCACHE_LAMBDA_ENDPOINT       lambda_endpoint     Lambda API base URL (LocalStack, tests)
+ *   __OW_API_HOST, WSK_APIHOST    ow_apihost          OpenWhisk API host
+ *   __OW_API_KEY, WSK_AUTH        ow_auth             secret: OpenWhisk "user:key"
+ *   __OW_NAMESPACE, WSK_NAMESPACE ow_namespace        OpenWhisk namespace (the first
+ *                                                     of each pair that is set wins)
+ *   FLCACHE_DATA_DIR              data_dir            where the datasets are
+ *   FLCACHE_REDIS_SERVER          redis_server        redis-server binary for private servers
+ *   TMPDIR                        tmpdir              where private servers' dirs go (/tmp)
+ *   FLCACHE_FN                    fn_path             the function binary (flcache-fn)
+ *   FLCACHE_POOL_MEM              pool_mem            rlimit|watch|both|off: the local pool's
+ *                                                     memory enforcement, over the default
+ *   AWS_LAMBDA_RUNTIME_API        lambda_runtime_api  set by Lambda: flcache-fn serves events
+ *   FLCACHE_LAMBDA_MAX_EVENTS     lambda_max_events   Lambda mode: exit after N events (tests)
+ *
+ * An empty variable counts as unset. Secrets stay in this process's memory:
+ * no message ever prints them (nor the password of FLCACHE_REDIS). */
+#ifndef FLC_CLI_CONFIG_H
+#define FLC_CLI_CONFIG_H
+
+#include <stddef.h>
+
+#include "base/error.h"
+#include "cache/cold.h"
+#include "cache/embed.h"
+#include "cache/store.h"
+#include "runtime/invoke_remote.h"
+#include "runtime/pool.h"
+
+/* Strings are owned copies (flc_config_clear frees them); NULL when unset. */
+typedef struct flc_config {
+    char *redis;
+    size_t chunk_bytes;   /* 0: unset */
+    size_t max_msg_bytes; /* 0: unset */
+    int log_level;        /* FLC_LOG_*, or -1 when unset */
+    char *cold, *cold_bucket, *cold_region, *policy;
+    char *aws_region, *aws_default_region;
+    char *aws_access_key, *aws_secret_key, *aws_session_token;
+    char *lambda_endpoint;
+    char *ow_apihost, *ow_auth, *ow_namespace;
+    char *data_dir;
+    char *redis_server, *tmpdir;
+    char *fn_path;
+    int pool_mem;         /* enum flc_mem_mode, or -1 when unset */
+    char *lambda_runtime_api;
+    long lambda_max_events; /* 0: unset */
+} flc_config_t;
+
+/* Reads every variable of the table into *c (cleared first) and checks the
+ * ones with a syntax. Returns 0, FLC_ENOMEM, or FLC_EINVAL with *e naming the
+ * variable and its value ("FLCACHE_CHUNK='12q' is not a size ..."); *c is then
+ * cleared. */
+int flc_config_read(flc_config_t *c, flc_err_t *e);
+
+/* Frees the strings and zeroes *c (secrets too). NULL is a no-op. */
+void flc_config_clear(flc_config_t *c);
+
+/* ---- handing the values down ------------------------------------------- */
+
+/* The program's start: reads the configuration into the process's copy
+ * (flc_config_program), sets the log level (FLCACHE_LOG, else
+ * default_level) and the store defaults (flc_config_store_defaults).
+ * Call first thing in main. Returns as flc_config_read. */
+int flc_config_start(int default_level, flc_err_t *e);
+
+/* The configuration read by flc_config_start (all unset before it). */
+const flc_config_t *flc_config_program(void);
+
+/* Gives the cache library c's URL, chunk, max message and cold tier as the
+ * defaults of every store this process opens (flc_store_set_defaults); url,
+ * when not NULL, replaces c->redis (an embedded server's). The cold tier's
+ * settings are borrowed from c, which must outlive every store (the
+ * program's copy does). Not thread-safe, like flc_store_set_defaults. */
+void flc_config_store_defaults(const flc_config_t *c, const char *url);
+
+/* Fills the store options from c: chunk, max message, cold URL (borrowed
+ * from c) and the cold tier's settings, written to *cold and pointed at by
+ * o->cold_opts. Other fields are zeroed. */
+void flc_config_store_opts(const flc_config_t *c, flc_store_opts_t *o, flc_cold_opts_t *cold);
+
+/* Fills the cold tier's S3 settings from c (strings borrowed from c):
+ * bucket, region (FLCACHE_COLD_REGION, else AWS_REGION), keys, token. */
+void flc_config_cold_opts(const flc_config_t *c, flc_cold_opts_t *o);
+
+/* Sets the private server's binary and temp directory from c (borrowed). */
+void flc_config_embed_opts(const flc_config_t *c, flc_embed_opts_t *o);
+
+/* Applies FLCACHE_POOL_MEM, when set, over pc->mem_mode. */
+void flc_config_pool_cfg(const flc_config_t *c, flc_pool_cfg_t *pc);
+
+/* Fills the Lambda invoker's region (AWS_REGION, else AWS_DEFAULT_REGION),
+ * keys, token and endpoint from c (borrowed); other fields zeroed. */
+void flc_config_lambda_cfg(const flc_config_t *c, flc_lambda_cfg_t *cfg);
+
+/* Fills the OpenWhisk invoker's host, auth and namespace from c (borrowed);
+ * other fields zeroed. */
+void flc_config_ow_cfg(const flc_config_t *c, flc_ow_cfg_t *cfg);
+
+#endif
