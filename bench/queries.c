@@ -211,7 +211,7 @@ static pid_t start_s3rver(char *url, size_t len, char *dir)
     }
     pclose(p);
     bin[strcspn(bin, "\n")] = '\0';
-    int port = flc_free_tcp_port(NULL);
+    int port = flc_embed_unused_port(NULL);
     char ps[16];
     snprintf(ps, sizeof ps, "%d", port);
     pid_t pid = fork();

@@ -48,7 +48,7 @@ static volatile sig_atomic_t g_emerg_pid;
 static char g_emerg_sock[300], g_emerg_log[300], g_emerg_dir[256];
 static volatile int g_emerg_own_dir;
 
-int flc_free_tcp_port(flc_err_t *err)
+int flc_embed_unused_port(flc_err_t *err)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -211,7 +211,7 @@ flc_embed_t *flc_embed_start(const flc_embed_opts_t *opts, flc_err_t *err)
     snprintf(e->log, sizeof e->log, "%s/redis.log", e->dir);
     snprintf(e->url, sizeof e->url, "unix://%s", e->sock);
     if (e->opts.tcp_port < 0) {
-        int p = flc_free_tcp_port(err);
+        int p = flc_embed_unused_port(err);
         if (p < 0) {
             flc_embed_stop(e);
             return NULL;

@@ -61,6 +61,6 @@ void flc_embed_forget(flc_embed_t *e);
 void flc_embed_emergency_stop(void);
 
 /* Asks the kernel for a free loopback TCP port (bind to port 0). */
-int flc_free_tcp_port(flc_err_t *err);
+int flc_embed_unused_port(flc_err_t *err);
 
 #endif

@@ -320,4 +320,8 @@ int flc_store_round_closed(flc_store_t *s, const char *job, uint32_t round);
  * store can spill them too. */
 int flc_store_track_round(flc_store_t *s, const char *job, uint32_t round);
 
+/* The Redis client library the store is built on, e.g. "hiredis 0.14.1"
+ * (for `flcache version`: only cache/ includes hiredis). */
+const char *flc_store_client_version(void);
+
 #endif

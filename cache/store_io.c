@@ -162,3 +162,12 @@ int flc_store_read_into(flc_store_t *s, char *dst, size_t cap, size_t *len, cons
                            what, in.type);
     return FLC_OK;
 }
+
+const char *flc_store_client_version(void)
+{
+#define FLC_STR_(x) #x
+#define FLC_STR(x) FLC_STR_(x)
+    return "hiredis " FLC_STR(HIREDIS_MAJOR) "." FLC_STR(HIREDIS_MINOR) "." FLC_STR(HIREDIS_PATCH);
+#undef FLC_STR
+#undef FLC_STR_
+}

@@ -3,10 +3,10 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
-#include <hiredis/hiredis.h>
 #include <protobuf-c/protobuf-c.h>
 #include <uv.h>
 
+#include "cache/store.h"
 #include "cli/cli.h"
 #include "cli/opt.h"
 
@@ -28,8 +28,7 @@ int flc_cmd_version(int argc, char **argv)
     if (!flc_opt_parse(&version_cmd, argc, argv, NULL, 0, &rc))
         return rc;
     printf("flcache %s\n", FLCACHE_VERSION);
-    printf("  hiredis %d.%d.%d, protobuf-c %s, libuv %s, cJSON %s, %s\n", HIREDIS_MAJOR,
-           HIREDIS_MINOR, HIREDIS_PATCH, protobuf_c_version(), uv_version_string(),
-           cJSON_Version(), curl_version());
+    printf("  %s, protobuf-c %s, libuv %s, cJSON %s, %s\n", flc_store_client_version(),
+           protobuf_c_version(), uv_version_string(), cJSON_Version(), curl_version());
     return FLC_EXIT_OK;
 }

@@ -47,7 +47,7 @@ int flc_s3rver_start(flc_s3rver_t *s, char *why, size_t whylen)
     char bin[1024];
     snprintf(bin, sizeof bin, "%s", out);
     flc_err_t err;
-    s->port = flc_free_tcp_port(&err);
+    s->port = flc_embed_unused_port(&err);
     if (s->port <= 0) {
         snprintf(why, whylen, "no free port: %s", err.msg);
         return -1;

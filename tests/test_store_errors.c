@@ -92,7 +92,7 @@ static void put_keep(flc_store_t *st, float *v)
 TEST(server_down)
 {
     flc_err_t e = {0};
-    int port = flc_free_tcp_port(&e);
+    int port = flc_embed_unused_port(&e);
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
     flc_store_t *none = flc_store_open(url, NULL, &e);
