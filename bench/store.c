@@ -4,7 +4,7 @@
  *   raw_pipelined  the bytes as chunk-sized SETs / GETs of plain keys,
  *                  pipelined (what redis-benchmark -P measures): Redis's ceiling
  *   raw_single     one SET / GET of the whole value through redisCommand
- *                  (the hiredis 0.14 large-value trap DESIGN.md describes)
+ *                  (the hiredis 0.14 large-value trap docs/architecture.md describes)
  *   redis_benchmark  the redis-benchmark tool itself (-d bytes -c 1), if installed
  * One JSON line per (op, transport, size), with ratio_to_raw = store / raw_pipelined
  * (goal >= 0.77, i.e. within 1.3x). A final sweep varies the chunk size.

@@ -1,4 +1,4 @@
-/* The key schema (DESIGN.md, "Key schema"). All keys of one (job, round,
+/* The key schema (docs/architecture.md, "Key schema"). All keys of one (job, round,
  * shard) share the Redis Cluster hash tag {J/r/s}, so they live on one node
  * next to that shard's aggregator:
  *   fl:{J/r/s}:u:<client>    update shard of one client (shard frame)
