@@ -104,7 +104,7 @@ int main(void)
         return 1;
     }
     const char *url = flc_embed_url(srv);
-    unsigned threads = 2;
+    flc_sim_inproc_t threads = {.threads = 2};
     int rc = 0;
     char list[256];
     snprintf(list, sizeof list, "%s", ks);
@@ -162,7 +162,7 @@ int main(void)
         cJSON_AddNumberToObject(o, "ratio", parts / (round_ms / 1000) / base);
         bench_emit(o);
         flc_sim_result_free(&res);
-        flc_sim_clear(url, job, &e);
+        flc_sim_clear(url, NULL, job, &e);
     }
     flc_embed_stop(srv);
     return rc;
