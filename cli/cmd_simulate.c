@@ -332,9 +332,8 @@ int flc_cmd_simulate(int argc, char **argv)
     flc_err_t e = {0};
     /* With a cold tier the driver keeps Redis under maxmemory, spilling by
      * FLCACHE_POLICY (default: workload, which learns from the queries). */
-    flc_policy_t *policy = NULL;
-    if (cfg->cold != NULL &&
-        (policy = flc_pol_new(cfg->policy != NULL ? cfg->policy : "workload", &e)) == NULL) {
+    flc_policy_t *policy = flc_config_policy(cfg, &e);
+    if (policy == NULL && e.code != FLC_OK) {
         flc_cli_error("simulate", "%s", flc_err_msg(&e));
         flc_cli_disconnect(&conn);
         return FLC_EXIT_RUNTIME;

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "base/log.h"
+#include "policies/policy.h"
 
 /* The variable's value, or NULL when it is unset or empty. */
 static const char *env(const char *name)
@@ -279,6 +280,14 @@ void flc_config_store_cfg(const flc_config_t *c, flc_store_cfg_t *sc, flc_cold_o
 {
     sc->url = c->redis;
     flc_config_store_opts(c, &sc->opts, cold);
+}
+
+flc_policy_t *flc_config_policy(const flc_config_t *c, flc_err_t *e)
+{
+    flc_err_clear(e);
+    if (c->cold == NULL)
+        return NULL;
+    return flc_pol_new(c->policy != NULL ? c->policy : "workload", e);
 }
 
 void flc_config_embed_opts(const flc_config_t *c, flc_embed_opts_t *o)

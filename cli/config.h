@@ -54,6 +54,7 @@
 
 #include "base/error.h"
 #include "cache/cold.h"
+#include "cache/cold_policy.h"
 #include "cache/embed.h"
 #include "cache/store.h"
 #include "runtime/invoke_remote.h"
@@ -114,6 +115,13 @@ void flc_config_store_cfg(const flc_config_t *c, flc_store_cfg_t *sc, flc_cold_o
  * from c) and the cold tier's settings, written to *cold and pointed at by
  * o->cold_opts. Other fields are zeroed. */
 void flc_config_store_opts(const flc_config_t *c, flc_store_opts_t *o, flc_cold_opts_t *cold);
+
+/* The caching policy a program that manages a cold tier (the simulation
+ * driver) spills by: FLCACHE_POLICY, default "workload" (policies/policy.h),
+ * when c has a cold tier (FLCACHE_COLD); NULL with e->code 0 when it has
+ * none. NULL with FLC_EINVAL naming the spec for a bad one. The caller
+ * frees it (flc_pol_free) after the stores that use it are closed. */
+flc_policy_t *flc_config_policy(const flc_config_t *c, flc_err_t *e);
 
 /* Fills the cold tier's S3 settings from c (strings borrowed from c):
  * bucket, region (FLCACHE_COLD_REGION, else AWS_REGION), keys, token. */
