@@ -63,8 +63,8 @@ static int read_event(const cJSON *ev, flc_rs_merger_cfg_t *cfg, const char **ur
     return FLC_OK;
 }
 
-int flc_rs_aggregator_fn(const cJSON *ev, cJSON **result, double *compute_ms, double *comm_ms,
-                       flc_err_t *e)
+int flc_rs_aggregator_fn(const flc_store_cfg_t *sc, const cJSON *ev, cJSON **result,
+                         double *compute_ms, double *comm_ms, flc_err_t *e)
 {
     *result = NULL;
     flc_rs_merger_cfg_t cfg;
@@ -73,7 +73,7 @@ int flc_rs_aggregator_fn(const cJSON *ev, cJSON **result, double *compute_ms, do
     if (rc != FLC_OK)
         return rc;
     uint64_t t0 = flc_now_ns();
-    flc_store_t *s = url != NULL ? flc_store_open(url, NULL, e) : flc_store_open_env(NULL, e);
+    flc_store_t *s = flc_store_open_cfg(sc, url, e);
     double open_ms = (double)(flc_now_ns() - t0) / 1e6;
     if (s == NULL) {
         free((void *)cfg.expected);

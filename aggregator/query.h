@@ -52,13 +52,18 @@ typedef struct flc_query_req {
                                     * model (malloc'd, *model_len floats) */
     uint64_t *model_len;
     unsigned seed;                 /* k-means++ seeding */
-    const char *url;               /* where shard workers connect; NULL: the store's URL */
+    const char *url;               /* where shard workers connect; NULL: the store's own
+                                    * server, with its credentials */
+    const flc_store_opts_t *store_opts; /* the shard workers' store options (chunk, cold
+                                    * tier: the updates they read may be spilled);
+                                    * NULL: built-in */
     int threads;                   /* shard workers in parallel; 0: min(S, 4) */
     int no_cache;                  /* recompute Gram partials even when cached */
 } flc_query_req_t;
 
-/* "history" -> FLC_Q_HISTORY; -1 for an unknown name. */
-int flc_query_kind_parse(const char *name);
+/* "history" -> *out = FLC_Q_HISTORY; FLC_EINVAL (*out untouched) for an
+ * unknown name or NULL. */
+int flc_query_kind_parse(const char *name, flc_query_kind_t *out);
 const char *flc_query_kind_name(flc_query_kind_t k);
 
 /* Runs a query; *out is a new answer (flcache__query_answer__free_unpacked).
@@ -67,9 +72,13 @@ int flc_query_run(flc_store_t *s, const flc_query_req_t *req, Flcache__QueryAnsw
                   flc_err_t *e);
 
 /* The "query" function role: event {"kind":"outliers","job":"J","round":3,
- * "k":2, "redis":"unix:///..."} -> the answer as JSON (flc_query_answer_json). */
+ * "k":2, "redis":"unix:///..."} -> the answer as JSON (flc_query_answer_json).
+ * The store, and its shard workers' connections, are opened with sc's
+ * options at the event's "redis", else at sc->url (sc may be NULL: built-in
+ * options, the event must name the cache). */
 struct cJSON;
-int flc_query_fn(const struct cJSON *event, struct cJSON **result, flc_err_t *e);
+int flc_query_fn(const flc_store_cfg_t *sc, const struct cJSON *event, struct cJSON **result,
+                 flc_err_t *e);
 
 /* The answer as JSON: {"job","kind","columns":[...],"rows":[{"key":..,
  * <column>: value ...}], "bytes_read", "bytes_moved", "elapsed_ms"}. */
@@ -103,8 +112,9 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
                          int use_cache, flc_query_gram_t *g, flc_err_t *e);
 
 /* The whole round's Gram: one worker per shard (threads, own connections to
- * url), partials summed. */
-int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t round,
+ * at->url with at->opts; at NULL or at->url NULL: s's own server with its
+ * credentials), partials summed. */
+int flc_query_gram(flc_store_t *s, const flc_store_cfg_t *at, const char *job, uint32_t round,
                    int threads, int use_cache, flc_query_gram_t *g, flc_err_t *e);
 
 /* Kernel k-means on a Gram matrix (k-means++ seeding from `seed`, then

@@ -183,6 +183,7 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
 
 typedef struct gram_job {
     const char *url, *job;
+    const flc_store_opts_t *opts; /* of every connection a worker opens */
     uint32_t round;
     const flc_track_where_t *where; /* per shard: which node */
     size_t nshards, next;
@@ -219,7 +220,7 @@ static void *gram_worker(void *p)
 {
     gram_job_t *j = p;
     flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(j->url, NULL, &e);
+    flc_store_t *s = flc_store_open(j->url, j->opts, &e);
     flc_url_t caller_ep, at_ep; /* the caller's server, and the one s is connected to */
     if (s != NULL && flc_url_parse(j->url, &caller_ep, &e) != FLC_OK) {
         flc_store_close(s);
@@ -250,7 +251,7 @@ static void *gram_worker(void *p)
         }
         if (!flc_url_same_endpoint(&node_ep, &at_ep)) { /* lives elsewhere: go there */
             flc_store_close(s);
-            s = flc_store_open(url, NULL, &e);
+            s = flc_store_open(url, j->opts, &e);
             at_ep = node_ep;
             if (s == NULL) {
                 rc = e.code;
@@ -275,10 +276,20 @@ static void *gram_worker(void *p)
     return NULL;
 }
 
-int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t round,
+int flc_query_gram(flc_store_t *s, const flc_store_cfg_t *at, const char *job, uint32_t round,
                    int threads, int use_cache, flc_query_gram_t *g, flc_err_t *e)
 {
     memset(g, 0, sizeof *g);
+    /* Without a URL the workers reach s's own server as s's user: the
+     * credentials are in its full URL, not the redacted one it prints. */
+    char own[1200];
+    const char *url = at != NULL ? at->url : NULL;
+    if (url == NULL) {
+        if (flc_store_url_full(s, own, sizeof own) != FLC_OK)
+            return flc_err_set(e, FLC_EINVAL, "the URL of %s is too long for the shard "
+                               "workers", flc_store_url(s));
+        url = own;
+    }
     flc_strlist_t cl = {0};
     if (flc_store_list_clients(s, job, round, &cl) != FLC_OK) {
         *e = *flc_store_error(s);
@@ -300,7 +311,7 @@ int flc_query_gram(flc_store_t *s, const char *url, const char *job, uint32_t ro
         flc_query_gram_free(g);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
-    gram_job_t j = {.url = url ? url : flc_store_url(s), .job = job,
+    gram_job_t j = {.url = url, .opts = at != NULL ? &at->opts : NULL, .job = job,
                     .round = round, .where = where, .nshards = ns, .use_cache = use_cache,
                     .g = g};
     j.qclass = flc_store_set_query_class(s, FLC_QC_OTHER); /* read it... */

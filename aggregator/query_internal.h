@@ -27,9 +27,11 @@ int flc_query_client(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAns
                  flc_err_t *e);
 int flc_query_schedule(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
                    flc_err_t *e);
-int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
-                  Flcache__QueryAnswer **out, flc_err_t *e);
-int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const char *url,
+/* at: where the shard workers connect and with which store options (see
+ * flc_query_gram); flc_query_run fills it. */
+int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
                       Flcache__QueryAnswer **out, flc_err_t *e);
+int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                          Flcache__QueryAnswer **out, flc_err_t *e);
 
 #endif

@@ -9,8 +9,8 @@
 
 #include "aggregator/query_internal.h"
 
-int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const char *url,
-                      Flcache__QueryAnswer **out, flc_err_t *e)
+int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                          Flcache__QueryAnswer **out, flc_err_t *e)
 {
     uint32_t *rounds;
     size_t nr;
@@ -24,7 +24,7 @@ int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const char *
         return flc_err_set(e, FLC_EINVAL, "personalize: cluster %u does not exist (K = %u: "
                            "0..%u)", q->cluster, K, K - 1);
     flc_query_gram_t g;
-    rc = flc_query_gram(s, url, q->job, round, q->threads, !q->no_cache, &g, e);
+    rc = flc_query_gram(s, at, q->job, round, q->threads, !q->no_cache, &g, e);
     if (rc != FLC_OK)
         return rc;
     size_t n = g.n, m = n + 1;

@@ -13,12 +13,14 @@ static const char *const kind_names[FLC_Q_NKINDS] = {
     "history", "client", "norms", "similarity", "outliers",
     "clusters", "personalize", "contribution", "schedule"};
 
-int flc_query_kind_parse(const char *name)
+int flc_query_kind_parse(const char *name, flc_query_kind_t *out)
 {
     for (int k = 0; name && k < FLC_Q_NKINDS; k++)
-        if (strcmp(name, kind_names[k]) == 0)
-            return k;
-    return -1;
+        if (strcmp(name, kind_names[k]) == 0) {
+            *out = (flc_query_kind_t)k;
+            return FLC_OK;
+        }
+    return FLC_EINVAL;
 }
 
 const char *flc_query_kind_name(flc_query_kind_t k)
@@ -36,11 +38,11 @@ int flc_query_run(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer
     if (!q->all_rounds && q->round_from > q->round_to)
         return flc_err_set(e, FLC_EINVAL, "round range %u:%u is empty", q->round_from,
                            q->round_to);
-    /* Shard workers open their own connections: the real URL (with any
-     * password), not the store's redacted one. */
-    const char *url = q->url ? q->url : getenv("FLCACHE_REDIS");
-    if (url == NULL || !*url)
-        url = flc_store_url(s);
+    /* Shard workers open their own connections, with the caller's store
+     * options; without q->url they reach s's server (flc_query_gram). */
+    flc_store_cfg_t at = {.url = q->url != NULL && *q->url ? q->url : NULL};
+    if (q->store_opts != NULL)
+        at.opts = *q->store_opts;
     /* Tag the reads with the query's access pattern: the caching policy
      * learns from it and `store stats` reports hit rates per class. */
     int qc = q->kind == FLC_Q_HISTORY ? FLC_QC_AGGREGATE
@@ -62,14 +64,14 @@ int flc_query_run(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer
         rc = flc_query_schedule(s, q, out, e);
         break;
     case FLC_Q_PERSONALIZE:
-        rc = flc_query_personalize(s, q, url, out, e);
+        rc = flc_query_personalize(s, q, &at, out, e);
         break;
     case FLC_Q_NORMS:
     case FLC_Q_SIMILARITY:
     case FLC_Q_OUTLIERS:
     case FLC_Q_CLUSTERS:
     case FLC_Q_CONTRIBUTION:
-        rc = flc_query_vectors(s, q, url, out, e);
+        rc = flc_query_vectors(s, q, &at, out, e);
         break;
     default:
         return flc_err_set(e, FLC_EINVAL, "unknown query kind %d", (int)q->kind);
@@ -94,19 +96,17 @@ static int ev_uint(const cJSON *ev, const char *name, unsigned dflt, unsigned *o
     return rc;
 }
 
-int flc_query_fn(const cJSON *ev, cJSON **result, flc_err_t *e)
+int flc_query_fn(const flc_store_cfg_t *sc, const cJSON *ev, cJSON **result, flc_err_t *e)
 {
     *result = NULL;
     const char *kind = NULL;
     flc_query_req_t q = {0};
     if (flc_ev_need_str(ev, "kind", &kind, e) != FLC_OK)
         return e->code;
-    int k = flc_query_kind_parse(kind);
-    if (k < 0)
+    if (flc_query_kind_parse(kind, &q.kind) != FLC_OK)
         return flc_err_set(e, FLC_EINVAL, "event field 'kind' must be one of history, client, "
                            "norms, similarity, outliers, clusters, personalize, contribution, "
                            "schedule, not \"%.64s\"", kind);
-    q.kind = (flc_query_kind_t)k;
     unsigned from = 0, to = 0, round = 0;
     int all = 0;
     int has_from = flc_ev_has(ev, "round_from");
@@ -121,9 +121,14 @@ int flc_query_fn(const cJSON *ev, cJSON **result, flc_err_t *e)
     q.round_from = from;
     q.round_to = to;
     q.all_rounds = all || (!flc_ev_has(ev, "round") && !has_from);
-    flc_store_t *s = q.url ? flc_store_open(q.url, NULL, e) : flc_store_open_env(NULL, e);
+    flc_store_t *s = flc_store_open_cfg(sc, q.url, e);
     if (s == NULL)
         return e->code;
+    /* The shard workers go where s went, with the same options. */
+    if (q.url == NULL && sc != NULL)
+        q.url = sc->url;
+    if (sc != NULL)
+        q.store_opts = &sc->opts;
     Flcache__QueryAnswer *a = NULL;
     int rc = flc_query_run(s, &q, &a, e);
     if (rc == FLC_OK) {

@@ -73,12 +73,13 @@ static int is_faulty(const char *f)
  * arrays (contribution) or columns (similarity) for `expect` clients from
  * an earlier listing; a round that gained a client since (a late push) is
  * refused rather than written past those arrays. */
-static int q_round(flc_store_t *s, const flc_query_req_t *q, const char *url, uint32_t round,
+static int q_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                   uint32_t round,
                    Flcache__QueryAnswer *a, double *contrib_acc, double *loo_acc,
                    size_t expect, flc_err_t *e)
 {
     flc_query_gram_t g;
-    int rc = flc_query_gram(s, url, q->job, round, q->threads, !q->no_cache, &g, e);
+    int rc = flc_query_gram(s, at, q->job, round, q->threads, !q->no_cache, &g, e);
     if (rc != FLC_OK)
         return rc;
     if (expect && g.n != expect) {
@@ -238,8 +239,8 @@ out:
     return rc;
 }
 
-int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
-                  Flcache__QueryAnswer **out, flc_err_t *e)
+int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                      Flcache__QueryAnswer **out, flc_err_t *e)
 {
     const char *kind = flc_query_kind_name(q->kind);
     if (q->kind == FLC_Q_CONTRIBUTION) {
@@ -264,7 +265,7 @@ int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
                 continue;
             }
             double *c = calloc(cl.n, sizeof *c), *l = calloc(cl.n, sizeof *l);
-            rc = c && l ? q_round(s, q, url, rounds[r], a, c, l, cl.n, e)
+            rc = c && l ? q_round(s, q, at, rounds[r], a, c, l, cl.n, e)
                         : flc_err_set(e, FLC_ENOMEM, "out of memory");
             for (size_t i = 0; rc == FLC_OK && i < cl.n; i++) {
                 size_t k = 0;
@@ -337,7 +338,7 @@ int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const char *url,
     }
     if (a == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
-    rc = q_round(s, q, url, round, a, NULL, NULL,
+    rc = q_round(s, q, at, round, a, NULL, NULL,
                  q->kind == FLC_Q_SIMILARITY ? a->num_numeric : 0, e);
     if (rc != FLC_OK) {
         flcache__query_answer__free_unpacked(a, NULL);

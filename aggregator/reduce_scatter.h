@@ -119,12 +119,15 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
  *   {"job":"J", "round":3, "shard":0, "num_shards":4, "model_size":1000,
  *    "rule":"fedavg" | {"rule":"krum","f":1}, "expected":["c0","c1"],
  *    "deadline_ms":5000, "readers":2, "derive_stats":true, "redis":"unix:///..."}
- * ("redis" defaults to $FLCACHE_REDIS). On success *result is the report as
+ * The store is opened with sc's options at the event's "redis", else at
+ * sc->url (sc may be NULL: built-in options, the event must name the
+ * cache). On success *result is the report as
  * JSON: participants, missing, rejected, duplicates, clipped, bytes_read,
  * wait_ms, merge_ms. Once the merger ran (ok or not), *comm_ms receives the
  * connect time plus the blocked wait for arrivals and *compute_ms the merge
  * (either may be NULL; both untouched when the event is refused). */
-int flc_rs_aggregator_fn(const struct cJSON *event, struct cJSON **result, double *compute_ms,
-                       double *comm_ms, flc_err_t *e);
+int flc_rs_aggregator_fn(const flc_store_cfg_t *sc, const struct cJSON *event,
+                         struct cJSON **result, double *compute_ms, double *comm_ms,
+                         flc_err_t *e);
 
 #endif

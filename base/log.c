@@ -9,13 +9,15 @@
 
 static int g_level = FLC_LOG_OFF;
 
-int flc_log_level_from_name(const char *name)
+int flc_log_level_parse(const char *name, int *level)
 {
     static const char *names[] = {"off", "error", "warn", "info", "debug"};
     for (int i = 0; name != NULL && i < (int)(sizeof names / sizeof *names); i++)
-        if (strcmp(name, names[i]) == 0)
-            return i;
-    return -1;
+        if (strcmp(name, names[i]) == 0) {
+            *level = i;
+            return FLC_OK;
+        }
+    return FLC_EINVAL;
 }
 
 void flc_log_set_level(int level)

@@ -5,15 +5,18 @@
 #ifndef FLC_BASE_LOG_H
 #define FLC_BASE_LOG_H
 
+#include "base/error.h"
+
 enum { FLC_LOG_OFF = 0, FLC_LOG_ERROR, FLC_LOG_WARN, FLC_LOG_INFO, FLC_LOG_DEBUG };
 
 /* Sets the level (FLC_LOG_*); anything out of range means off. */
 void flc_log_set_level(int level);
 int flc_log_level(void);
 
-/* The level named "off", "error", "warn", "info" or "debug"; -1 for any
- * other name (NULL too), so the caller can say which name was wrong. */
-int flc_log_level_from_name(const char *name);
+/* Sets *level to the level named "off", "error", "warn", "info" or "debug"
+ * and returns 0; FLC_EINVAL (*level untouched) for any other name (NULL
+ * too), so the caller can say which name was wrong. */
+int flc_log_level_parse(const char *name, int *level);
 
 void flc_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

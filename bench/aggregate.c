@@ -259,7 +259,7 @@ static void *rs_contributor(void *p)
     worker_arg_t *a = p;
     round_ctx_t *c = a->c;
     flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(c->url, NULL, &e);
+    flc_store_t *s = flc_store_open(c->url, bench_store_opts(), &e);
     flc_rs_push_cfg_t pc = {.job = "bench", .round = c->round, .client = c->names[a->i],
                             .num_shards = c->S, .model_size = c->n, .num_samples = 1 + a->i};
     if (s == NULL || flc_rs_push(s, &pc, c->u[a->i], &e) != 0 ||
@@ -276,7 +276,7 @@ static void *rs_merger(void *p)
     worker_arg_t *a = p;
     round_ctx_t *c = a->c;
     flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(c->url, NULL, &e);
+    flc_store_t *s = flc_store_open(c->url, bench_store_opts(), &e);
     flc_rs_merger_cfg_t mc = {.job = "bench", .round = c->round, .shard = a->i, .num_shards = c->S,
                            .model_size = c->n, .expected = c->names, .n_expected = c->W,
                            .deadline_ms = 120000, .readers = c->W};
@@ -299,7 +299,7 @@ static void *raw_contributor(void *p)
     worker_arg_t *a = p;
     round_ctx_t *c = a->c;
     flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(c->url, NULL, &e);
+    flc_store_t *s = flc_store_open(c->url, bench_store_opts(), &e);
     size_t bytes = c->n * sizeof(float), chunk = FLC_STORE_CHUNK_DEFAULT;
     size_t nk = (bytes + chunk - 1) / chunk;
     const char *buf = (const char *)c->u[a->i];
@@ -375,7 +375,7 @@ static int section_round(void)
         snprintf(names[i], sizeof names[i], "c%u", i);
         c.names[i] = names[i];
     }
-    flc_store_t *admin = flc_store_open(c.url, NULL, &e);
+    flc_store_t *admin = flc_store_open(c.url, bench_store_opts(), &e);
     double *t_raw = calloc((size_t)reps, sizeof(double));
     double *t_rs = calloc((size_t)reps, sizeof(double));
     double *t_one = calloc((size_t)reps, sizeof(double));

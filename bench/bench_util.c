@@ -49,6 +49,9 @@ double bench_median(double *v, size_t n)
     return bench_percentile(v, n, 50);
 }
 
+static flc_store_opts_t g_store_opts;
+static flc_cold_opts_t g_cold_opts;
+
 void bench_config(void)
 {
     flc_err_t e = {0};
@@ -56,6 +59,12 @@ void bench_config(void)
         fprintf(stderr, "bench: %s\n", flc_err_msg(&e));
         exit(2);
     }
+    flc_config_store_opts(flc_config_program(), &g_store_opts, &g_cold_opts);
+}
+
+const flc_store_opts_t *bench_store_opts(void)
+{
+    return &g_store_opts;
 }
 
 int bench_reps(int def)

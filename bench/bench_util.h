@@ -7,6 +7,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "cache/store.h"
+
 /* Prints obj as one compact JSON line on stdout and frees it. */
 void bench_emit(cJSON *obj);
 
@@ -20,9 +22,13 @@ double bench_percentile(double *v, size_t n, double p);
 double bench_median(double *v, size_t n);
 
 /* What every program does first: reads the environment (cli/config.h)
- * and hands it to the libraries (log level, store defaults: FLCACHE_CHUNK,
- * FLCACHE_MAX_MSG, FLCACHE_COLD). Exits with a message on a bad setting. */
+ * and sets the log level. Exits with a message on a bad setting. */
 void bench_config(void);
+
+/* The configuration's store options (FLCACHE_CHUNK, FLCACHE_MAX_MSG,
+ * FLCACHE_COLD and its S3 settings), what the benchmarks open their stores
+ * with; valid after bench_config. */
+const flc_store_opts_t *bench_store_opts(void);
 
 /* Repetitions from $FLCACHE_BENCH_REPS, else def. */
 int bench_reps(int def);

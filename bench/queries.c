@@ -134,7 +134,7 @@ static void *merger(void *p)
 {
     marg_t *a = p;
     flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(a->url, NULL, &e);
+    flc_store_t *s = flc_store_open(a->url, bench_store_opts(), &e);
     const char **exp = malloc(g_n * sizeof *exp);
     for (unsigned i = 0; i < g_n; i++)
         exp[i] = g_names[i];
@@ -284,8 +284,8 @@ int main(int argc, char **argv)
         flc_embed_t *srv = flc_embed_start(&eo, &e);
         if (srv == NULL)
             die("redis-server", e.msg);
-        flc_store_t *su = flc_store_open(flc_embed_url(srv), NULL, &e);
-        flc_store_t *stcp = flc_store_open(flc_embed_tcp_url(srv), NULL, &e);
+        flc_store_t *su = flc_store_open(flc_embed_url(srv), bench_store_opts(), &e);
+        flc_store_t *stcp = flc_store_open(flc_embed_tcp_url(srv), bench_store_opts(), &e);
         char fdir[] = "/tmp/flcache-bq-XXXXXX", sdir[] = "/tmp/flcache-s3-XXXXXX";
         if (su == NULL || stcp == NULL || mkdtemp(fdir) == NULL || mkdtemp(sdir) == NULL)
             die("setup", e.msg);
@@ -328,7 +328,7 @@ int main(int argc, char **argv)
                     flc_query_req_t q = {.kind = kd, .job = "qb", .round_from = 1,
                                          .round_to = 1, .all_rounds = !vec, .k = 2, .seed = 1,
                                          .url = flc_embed_url(srv), .no_cache = !warm,
-                                         .threads = 2};
+                                         .threads = 2, .store_opts = bench_store_opts()};
                     Flcache__QueryAnswer *ans = NULL;
                     uint64_t t0 = flc_now_ns();
                     if (flc_query_run(su, &q, &ans, &e) != 0)

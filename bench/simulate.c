@@ -28,6 +28,8 @@
 #include "bench/bench_util.h"
 #include "cache/embed.h"
 #include "cache/store.h"
+#include "cli/config.h"
+#include "policies/policy.h"
 #include "clients/sim.h"
 #include "ml/rng.h"
 #include "runtime/pool_proc.h"
@@ -104,7 +106,7 @@ int main(void)
         return 1;
     }
     const char *url = flc_embed_url(srv);
-    unsigned threads = 2;
+    flc_sim_inproc_t threads = {.threads = 2, .store_opts = bench_store_opts()};
     int rc = 0;
     char list[256];
     snprintf(list, sizeof list, "%s", ks);
@@ -131,10 +133,22 @@ int main(void)
         c.synthetic_params = P;
         c.keep_updates = 0;
         c.redis = url;
+        c.store_opts = bench_store_opts();
         c.invoke_user = &threads;
+        /* With FLCACHE_COLD the driver spills by FLCACHE_POLICY, as in
+         * `flcache simulate`. */
+        flc_policy_t *policy = flc_config_policy(flc_config_program(), &e);
+        if (policy == NULL && e.code != FLC_OK) {
+            fprintf(stderr, "simulate: %s\n", flc_err_msg(&e));
+            rc = 1;
+            break;
+        }
+        c.policy = policy;
         reset_peak();
         flc_sim_result_t res;
-        if (flc_sim_run(&c, NULL, NULL, &res, &e) != 0) {
+        int run_rc = flc_sim_run(&c, NULL, NULL, &res, &e);
+        flc_pol_free(policy);
+        if (run_rc != 0) {
             fprintf(stderr, "simulate: K=%d: %s\n", K, flc_err_msg(&e));
             rc = 1;
             break;
@@ -162,7 +176,7 @@ int main(void)
         cJSON_AddNumberToObject(o, "ratio", parts / (round_ms / 1000) / base);
         bench_emit(o);
         flc_sim_result_free(&res);
-        flc_sim_clear(url, job, &e);
+        flc_sim_clear(url, bench_store_opts(), job, &e);
     }
     flc_embed_stop(srv);
     return rc;

@@ -234,7 +234,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < maxn; i++)
         v[i] = (float)i * 0.5f;
     for (int t = 0; t < 2; t++) {
-        flc_store_t *st = flc_store_open(urls[t], NULL, &err);
+        flc_store_t *st = flc_store_open(urls[t], bench_store_opts(), &err);
         if (st == NULL)
             die("open", flc_err_msg(&err));
         struct timeval tv = {60, 0};
@@ -269,7 +269,7 @@ int main(int argc, char **argv)
         flc_store_close(st);
     }
     /* Chunk-size sweep for 16 MB over the unix socket. */
-    flc_store_t *st = flc_store_open(urls[0], NULL, &err);
+    flc_store_t *st = flc_store_open(urls[0], bench_store_opts(), &err);
     size_t chunks[] = {64u << 10, 256u << 10, 1u << 20, 4u << 20};
     for (int i = 0; i < 4; i++) {
         flc_store_set_chunk_bytes(st, chunks[i]);

@@ -199,7 +199,7 @@ int main(int argc, char **argv)
             die("redis-server", flc_err_msg(&e));
         url = flc_embed_url(srv);
     }
-    flc_store_t *s = flc_store_open(url, NULL, &e);
+    flc_store_t *s = flc_store_open(url, bench_store_opts(), &e);
     if (s == NULL)
         die("store", flc_err_msg(&e));
     char fn[PATH_MAX];

@@ -9,7 +9,7 @@
 
 struct flc_tier {
     flc_cold_t *cold;
-    flc_cold_t *own_cold;         /* opened from FLCACHE_COLD by the store itself */
+    flc_cold_t *own_cold;         /* opened from opts.cold_url by the store itself */
     flc_policy_t *pol;
     uint64_t maxmem, high, low;
     uint64_t est_used;

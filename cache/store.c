@@ -18,28 +18,6 @@
 
 #include "base/clock.h"
 
-/* The process defaults (flc_store_set_defaults). The strings are copied so
- * the program may pass a URL it frees later (an embedded server's). */
-static struct {
-    char url[1024];
-    char cold_url[1024];
-    flc_store_opts_t opts;
-} g_defaults;
-
-void flc_store_set_defaults(const char *url, const flc_store_opts_t *opts)
-{
-    memset(&g_defaults, 0, sizeof g_defaults);
-    if (url != NULL)
-        snprintf(g_defaults.url, sizeof g_defaults.url, "%s", url);
-    if (opts == NULL)
-        return;
-    g_defaults.opts = *opts;
-    if (opts->cold_url != NULL) {
-        snprintf(g_defaults.cold_url, sizeof g_defaults.cold_url, "%s", opts->cold_url);
-        g_defaults.opts.cold_url = g_defaults.cold_url;
-    }
-}
-
 static struct timeval tv_ms(unsigned ms)
 {
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (long)(ms % 1000) * 1000};
@@ -156,17 +134,12 @@ flc_store_t *flc_store_open(const char *url, const flc_store_opts_t *opts, flc_e
     }
     if (opts)
         s->opts = *opts;
-    const flc_store_opts_t *d = &g_defaults.opts;
     if (s->opts.chunk_bytes == 0)
-        s->opts.chunk_bytes = d->chunk_bytes ? d->chunk_bytes : FLC_STORE_CHUNK_DEFAULT;
+        s->opts.chunk_bytes = FLC_STORE_CHUNK_DEFAULT;
     if (s->opts.chunk_bytes < 4096)
         s->opts.chunk_bytes = 4096; /* the first chunk must hold a whole header */
     if (s->opts.max_msg_bytes == 0)
-        s->opts.max_msg_bytes = d->max_msg_bytes ? d->max_msg_bytes : FLC_STORE_MAX_MSG_DEFAULT;
-    if (s->opts.cold_url == NULL)
-        s->opts.cold_url = d->cold_url;
-    if (s->opts.cold_opts == NULL)
-        s->opts.cold_opts = d->cold_opts;
+        s->opts.max_msg_bytes = FLC_STORE_MAX_MSG_DEFAULT;
     if (s->opts.connect_timeout_ms == 0)
         s->opts.connect_timeout_ms = 5000;
     if (s->opts.io_timeout_ms == 0)
@@ -192,13 +165,16 @@ flc_store_t *flc_store_open(const char *url, const flc_store_opts_t *opts, flc_e
     return s;
 }
 
-flc_store_t *flc_store_open_env(const flc_store_opts_t *opts, flc_err_t *err)
+flc_store_t *flc_store_open_cfg(const flc_store_cfg_t *sc, const char *url, flc_err_t *err)
 {
-    if (g_defaults.url[0] == '\0') {
-        flc_err_set(err, FLC_EINVAL, "FLCACHE_REDIS is not set");
+    if (url == NULL && sc != NULL)
+        url = sc->url;
+    if (url == NULL || *url == '\0') {
+        flc_err_set(err, FLC_EINVAL, "no cache URL: the event has no 'redis' and FLCACHE_REDIS "
+                                     "is not set");
         return NULL;
     }
-    return flc_store_open(g_defaults.url, opts, err);
+    return flc_store_open(url, sc != NULL ? &sc->opts : NULL, err);
 }
 
 void flc_store_close(flc_store_t *s)
@@ -245,9 +221,9 @@ size_t flc_store_chunk_bytes(const flc_store_t *s)
     return s->opts.chunk_bytes;
 }
 
-size_t flc_store_max_msg(const flc_store_t *s)
+int flc_store_url_full(const flc_store_t *s, char *out, size_t outlen)
 {
-    return s->opts.max_msg_bytes;
+    return flc_url_format(&s->url, out, outlen);
 }
 
 void flc_store_set_chunk_bytes(flc_store_t *s, size_t chunk)
@@ -610,11 +586,6 @@ static int put_shard_tiered(flc_store_t *s, const flc_shard_t *sh, int kind, int
 int flc_store_put_update(flc_store_t *s, const flc_shard_t *sh)
 {
     return put_shard_tiered(s, sh, PUT_UPDATE, NULL);
-}
-
-int flc_store_put_update_if_open(flc_store_t *s, const flc_shard_t *sh, int *closed)
-{
-    return put_shard_tiered(s, sh, PUT_UPDATE_IF_OPEN, closed);
 }
 
 /* Reads the replies of the deferred shards [from, to) (flushing their

@@ -41,31 +41,29 @@
 
 typedef struct flc_store flc_store_t;
 
-/* A field left 0 / NULL takes the process default (flc_store_set_defaults),
- * then the built-in one. */
+/* A field left 0 / NULL takes the built-in default. The program fills these
+ * from its configuration (cli/config.c: FLCACHE_CHUNK, FLCACHE_MAX_MSG,
+ * FLCACHE_COLD and the S3 variables) and hands them down. */
 typedef struct flc_store_opts {
-    size_t chunk_bytes;          /* 0: default, else 256 KiB (FLCACHE_CHUNK) */
-    size_t max_msg_bytes;        /* 0: default, else 512 MiB (FLCACHE_MAX_MSG) */
+    size_t chunk_bytes;          /* 0: 256 KiB */
+    size_t max_msg_bytes;        /* 0: 512 MiB */
     unsigned connect_timeout_ms; /* 0: 5000 */
     unsigned io_timeout_ms;      /* 0: 30000 */
     uint64_t ttl_ms;             /* expiry of every shard and metadata key written; 0: none */
     const char *cold_url;        /* cold tier attached at open, fetch-back only
-                                    (flc_store_attach_cold); NULL: default, "": none
-                                    (FLCACHE_COLD) */
-    const flc_cold_opts_t *cold_opts; /* its settings; NULL: default, else built-in */
+                                    (flc_store_attach_cold); NULL or "": none */
+    const flc_cold_opts_t *cold_opts; /* its settings; NULL: built-in */
 } flc_store_opts_t;
 
-/* The program's settings for every store this process opens, given once at
- * the top of main (cli/config.c fills them from FLCACHE_REDIS, FLCACHE_CHUNK,
- * FLCACHE_MAX_MSG, FLCACHE_COLD and the S3 variables). They are process-wide
- * because the roles inside flcache-fn open their stores deep in aggregator/,
- * workers/ and clients/ with NULL opts; this is how the program's values
- * reach them without the library reading the environment. url is what
- * flc_store_open_env connects to (NULL: none). Both strings are copied; the
- * strings inside opts->cold_opts are borrowed and must outlive every store.
- * Not thread-safe: call it before threads open stores. NULL opts clears the
- * defaults. */
-void flc_store_set_defaults(const char *url, const flc_store_opts_t *opts);
+/* Where and how a role opens its store: what a function handler (the
+ * aggregator, query, worker and client roles) is given by the program that
+ * registers it (cli/fn_main.c builds one from the configuration), and what
+ * an in-process caller passes instead. An event's "redis" field names the
+ * URL for that one event; url is used when it does not. */
+typedef struct flc_store_cfg {
+    const char *url;       /* the cache (FLCACHE_REDIS); NULL: none */
+    flc_store_opts_t opts; /* strings borrowed: they outlive every store opened */
+} flc_store_cfg_t;
 
 /* Processes using the store should ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)):
  * hiredis writes with write(2), so a server that goes away mid-command would
@@ -75,10 +73,10 @@ void flc_store_set_defaults(const char *url, const flc_store_opts_t *opts);
  * selects the db. opts may be NULL. Returns NULL and fills *err on failure. */
 flc_store_t *flc_store_open(const char *url, const flc_store_opts_t *opts, flc_err_t *err);
 
-/* Connects to the process's default URL (flc_store_set_defaults: the
- * program's FLCACHE_REDIS); FLC_EINVAL when there is none. Kept for the
- * roles that are not yet handed their URL (issue 11, part 2 removes it). */
-flc_store_t *flc_store_open_env(const flc_store_opts_t *opts, flc_err_t *err);
+/* Opens url, or sc->url when url is NULL, with sc's options (sc may be NULL:
+ * no default URL, built-in options). FLC_EINVAL "no cache URL ..." when
+ * neither names one; otherwise as flc_store_open. */
+flc_store_t *flc_store_open_cfg(const flc_store_cfg_t *sc, const char *url, flc_err_t *err);
 
 /* Closes the connection and frees s. NULL is a no-op. */
 void flc_store_close(flc_store_t *s);
@@ -90,8 +88,13 @@ const char *flc_store_errstr(const flc_store_t *s);
 /* The URL s is connected to, password redacted. */
 const char *flc_store_url(const flc_store_t *s);
 
+/* The URL s is connected to with its credentials, in a form flc_store_open
+ * reads back: for another connection to the same server as the same user
+ * (the query engine's shard workers). Never print it. FLC_EINVAL when out
+ * (outlen bytes) is too small. */
+int flc_store_url_full(const flc_store_t *s, char *out, size_t outlen);
+
 size_t flc_store_chunk_bytes(const flc_store_t *s);
-size_t flc_store_max_msg(const flc_store_t *s);
 
 /* Changes the chunk size (bench/store varies it). */
 void flc_store_set_chunk_bytes(flc_store_t *s, size_t chunk);
@@ -110,15 +113,13 @@ int flc_store_ping(flc_store_t *s);
  * so a merger woken by the arrival always finds the shard. */
 int flc_store_put_update(flc_store_t *s, const flc_shard_t *sh);
 
-/* As flc_store_put_update, but the arrival is announced only while the
+/* Stores n update shards (typically all shards of one update) as
+ * flc_store_put_update does, but each arrival is announced only while the
  * shard's merger has not closed it (fl:{J/r/s}:closed, set by the merger
- * atomically with draining the arrivals list). *closed = 1 when it had: the
- * update is stored (kept for queries) but no merger will take it. */
-int flc_store_put_update_if_open(flc_store_t *s, const flc_shard_t *sh, int *closed);
-
-/* flc_store_put_update_if_open for n shards (typically all shards of one
- * update) in one round trip where the values allow: every shard is sent,
- * then every reply read. closed[i] as above. */
+ * atomically with draining the arrivals list). closed[i] = 1 when it had:
+ * the update is stored (kept for queries) but no merger will take it. One
+ * round trip where the values allow: every shard is sent, then every reply
+ * read. */
 int flc_store_put_updates_if_open(flc_store_t *s, const flc_shard_t *sh, size_t n, int *closed);
 
 /* Stores the merged shard sh at fl:{J/r/s}:agg (sh->client ignored). */

@@ -22,8 +22,8 @@ typedef struct flc_cli_conn {
 /* Opens the cache: cfg->redis (FLCACHE_REDIS) when set, else starts an
  * embedded redis-server (stopped by flc_cli_disconnect, or on Ctrl-C) and
  * exports its URL as FLCACHE_REDIS so child processes reach the same server
- * (and makes it this process's default store URL). opts may be NULL: the
- * configuration's store settings. Prints the error and returns
+ * (c->url is the URL either way). opts may be NULL: the configuration's
+ * store settings. Prints the error and returns
  * FLC_EXIT_RUNTIME on failure. */
 int flc_cli_connect(flc_cli_conn_t *c, const flc_config_t *cfg, const flc_store_opts_t *opts);
 void flc_cli_disconnect(flc_cli_conn_t *c);

@@ -131,7 +131,6 @@ int flc_cli_connect(flc_cli_conn_t *c, const flc_config_t *cfg, const flc_store_
         }
         url = flc_embed_url(c->embedded);
         setenv("FLCACHE_REDIS", url, 1);
-        flc_config_store_defaults(cfg, url);
         FLC_INFO("embedded redis-server at %s", url);
     }
     snprintf(c->url, sizeof c->url, "%s", url);
@@ -158,6 +157,5 @@ void flc_cli_disconnect(flc_cli_conn_t *c)
         flc_embed_stop(c->embedded);
         c->embedded = NULL;
         unsetenv("FLCACHE_REDIS");
-        flc_config_store_defaults(c->cfg, NULL);
     }
 }

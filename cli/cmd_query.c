@@ -57,6 +57,13 @@ static int round_parse(const char *v, void *dest, const char **need)
 }
 
 /* --rounds A:B: rounds A..B, A <= B. */
+/* KIND: the option parser's choice callback (value or -1). */
+static int kind_parse(const char *v)
+{
+    flc_query_kind_t k;
+    return flc_query_kind_parse(v, &k) == FLC_OK ? (int)k : -1;
+}
+
 static int rounds_parse(const char *v, void *dest, const char **need)
 {
     query_opts_t *o = dest;
@@ -74,7 +81,7 @@ static int rounds_parse(const char *v, void *dest, const char **need)
 
 static const flc_opt_t options[] = {
     {.name = "KIND", .type = FLC_OPT_CHOICE, FLC_OPT_AT(query_opts_t, kind), .choices = kinds,
-     .parse = flc_query_kind_parse, .def = "", .flags = FLC_OPT_POSITIONAL | FLC_OPT_REQUIRED,
+     .parse = kind_parse, .def = "", .flags = FLC_OPT_POSITIONAL | FLC_OPT_REQUIRED,
      .help = "the question (kinds above)"},
     {.name = "job", .type = FLC_OPT_STR, .meta = "J", FLC_OPT_AT(query_opts_t, q.job),
      .flags = FLC_OPT_REQUIRED, .help = "the job (required)"},
@@ -215,7 +222,13 @@ int flc_cmd_query(int argc, char **argv)
     flc_cli_conn_t c;
     if (flc_cli_connect(&c, flc_config_program(), NULL) != FLC_EXIT_OK)
         return FLC_EXIT_RUNTIME;
+    /* The shard workers connect like the command did: same URL, same
+     * store options (chunk, cold tier). */
+    flc_store_opts_t so;
+    flc_cold_opts_t cold;
+    flc_config_store_opts(flc_config_program(), &so, &cold);
     q.url = c.url;
+    q.store_opts = &so;
     Flcache__QueryAnswer *ans = NULL;
     flc_err_t e = {0};
     rc = flc_query_run(c.store, &q, &ans, &e);

@@ -23,6 +23,7 @@
 #include "clients/sim.h"
 #include "ml/dataset_idx.h"
 #include "ml/model.h"
+#include "policies/policy.h"
 #include "runtime/cost.h"
 #include "runtime/pool.h"
 #include "runtime/pool_proc.h"
@@ -43,11 +44,18 @@ static const char *const strategies[] = {"fedavg",       "fedprox", "fedadam",  
                                          NULL};
 static const char *const faults[] = {"sign-flip", "label-flip", "noise", NULL};
 
+/* --strategy: the option parser's choice callback (value or -1). */
+static int strategy_parse(const char *v)
+{
+    int s;
+    return flc_sim_strategy_parse(v, &s) == FLC_OK ? s : -1;
+}
+
 /* --fault: a kind of fault; "none" is what --faulty 0 means already. */
 static int fault_parse(const char *v)
 {
-    int f = flc_fault_parse(v);
-    return f > FLC_FAULT_NONE ? f : -1;
+    int f;
+    return flc_client_fault_parse(v, &f) == FLC_OK && f > FLC_FAULT_NONE ? f : -1;
 }
 
 static const flc_opt_t options[] = {
@@ -63,7 +71,7 @@ static const flc_opt_t options[] = {
      FLC_OPT_AT(opts_t, c.local_epochs), .imin = 1, .imax = 10000,
      .help = "passes over its own data each client makes"},
     {.name = "strategy", .type = FLC_OPT_CHOICE, .meta = "S", FLC_OPT_AT(opts_t, c.strategy),
-     .choices = strategies, .parse = flc_sim_strategy_parse,
+     .choices = strategies, .parse = strategy_parse,
      .help = "fedavg     sample-weighted mean of the client deltas\n"
              "fedprox    fedavg, clients add mu/2 ||w - w_global||^2\n"
              "fedadam    server Adam step on the mean delta (--server-lr)\n"
@@ -175,6 +183,7 @@ static const flc_opt_cmd_t simulate_cmd = {
 static int parse(int argc, char **argv, opts_t *o, int *rc)
 {
     flc_sim_cfg_init(&o->c);
+    o->c.data_dir = flc_config_program()->data_dir; /* FLCACHE_DATA_DIR; --data wins */
     o->memory_mb = 1024;
     o->timeout_s = 600;
     o->price = FLC_LAMBDA_X86_PRICE_GB_S;
@@ -268,7 +277,7 @@ static void table(const opts_t *o, const flc_sim_result_t *r)
            c->job, flc_sim_strategy_name(c->strategy), c->model, r->nparams, c->clients,
            c->per_round, c->alpha, c->local_epochs, r->eligible);
     if (r->faulty_clients)
-        printf(", %zu faulty (%s)", r->faulty_clients, flc_fault_name(c->fault));
+        printf(", %zu faulty (%s)", r->faulty_clients, flc_client_fault_name(c->fault));
     printf("\n\n%6s %8s %8s %8s %6s %6s %6s %6s %6s %9s %10s %11s\n", "round", "acc%", "loss",
            "train", "part", "miss", "rej", "late", "drop", "round_ms", "MiB", "cost_usd");
     size_t step = r->nrounds > 25 ? (r->nrounds + 19) / 20 : 1;
@@ -309,15 +318,33 @@ int flc_cmd_simulate(int argc, char **argv)
     int rc;
     if (!parse(argc, argv, &o, &rc))
         return rc;
+    const flc_config_t *cfg = flc_config_program();
     flc_cli_conn_t conn;
-    if ((rc = flc_cli_connect(&conn, flc_config_program(), NULL)) != FLC_EXIT_OK)
+    if ((rc = flc_cli_connect(&conn, cfg, NULL)) != FLC_EXIT_OK)
         return rc;
+    /* The driver's, mergers' and in-process clients' stores: the
+     * configuration's chunk and cold tier (FLCACHE_CHUNK, FLCACHE_COLD). */
+    flc_store_opts_t so;
+    flc_cold_opts_t cold;
+    flc_config_store_opts(cfg, &so, &cold);
     o.c.redis = conn.url;
+    o.c.store_opts = &so;
     flc_err_t e = {0};
+    /* With a cold tier the driver keeps Redis under maxmemory, spilling by
+     * FLCACHE_POLICY (default: workload, which learns from the queries). */
+    flc_policy_t *policy = flc_config_policy(cfg, &e);
+    if (policy == NULL && e.code != FLC_OK) {
+        flc_cli_error("simulate", "%s", flc_err_msg(&e));
+        flc_cli_disconnect(&conn);
+        return FLC_EXIT_RUNTIME;
+    }
+    o.c.policy = policy;
     flc_pool_t *pool = NULL;
+    flc_sim_inproc_t inproc = {.threads = o.concurrency, .store_opts = &so};
     if (!o.inproc) {
         pool = flc_cli_pool_start("simulate", o.concurrency, o.memory_mb, o.timeout_s, o.price);
         if (pool == NULL) {
+            flc_pol_free(policy);
             flc_cli_disconnect(&conn);
             return FLC_EXIT_RUNTIME;
         }
@@ -325,9 +352,9 @@ int flc_cmd_simulate(int argc, char **argv)
         o.c.invoke_user = pool;
     } else {
         o.c.invoke = flc_sim_invoke_inproc;
-        o.c.invoke_user = &o.concurrency;
+        o.c.invoke_user = &inproc;
     }
-    if (flc_sim_clear(conn.url, o.c.job, &e) != FLC_OK)
+    if (flc_sim_clear(conn.url, &so, o.c.job, &e) != FLC_OK)
         flc_cli_error("simulate", "cannot clear an earlier run of %s: %s", o.c.job,
                       flc_err_msg(&e));
     flc_sim_result_t res;
@@ -349,6 +376,7 @@ int flc_cmd_simulate(int argc, char **argv)
     }
     flc_sim_result_free(&res);
     flc_pool_free(pool);
+    flc_pol_free(policy); /* the run's stores that borrowed it are closed */
     flc_cli_disconnect(&conn);
     return rc == FLC_OK ? FLC_EXIT_OK : FLC_EXIT_RUNTIME;
 }

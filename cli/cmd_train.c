@@ -29,6 +29,13 @@
 
 static const char *const comms[] = {"reduce-scatter", "allreduce-one", NULL};
 
+/* --comm: the option parser's choice callback (value or -1). */
+static int comm_parse(const char *v)
+{
+    int c;
+    return flc_sgd_comm_parse(v, &c) == FLC_OK ? c : -1;
+}
+
 static const flc_opt_t options[] = {
     {.name = "workers", .type = FLC_OPT_INT, .meta = "W", FLC_OPT_AT(flc_train_opts_t, cfg.workers),
      .imin = 1, .imax = 1024, .help = "worker functions"},
@@ -43,7 +50,7 @@ static const flc_opt_t options[] = {
             FLC_OPT_STRING(FLC_SGD_LR_MLP) " for mlp",
      .help = "learning rate"},
     {.name = "comm", .type = FLC_OPT_CHOICE, .meta = "C", FLC_OPT_AT(flc_train_opts_t, cfg.comm),
-     .choices = comms, .parse = flc_sgd_comm_parse,
+     .choices = comms, .parse = comm_parse,
      .help = "reduce-scatter: the model is cut into W shards and worker k merges shard k; "
              "allreduce-one: worker 0 merges the whole gradient"},
     {.name = "shards", .type = FLC_OPT_INT, .meta = "S",
@@ -109,6 +116,7 @@ static const flc_opt_cmd_t train_cmd = {
 static int parse(int argc, char **argv, flc_train_opts_t *o, int *rc)
 {
     flc_sgd_cfg_init(&o->cfg);
+    o->cfg.data_dir = flc_config_program()->data_dir; /* FLCACHE_DATA_DIR; --data wins */
     o->cfg.workers = 4;
     o->cfg.epochs = 10;
     o->cfg.batch = FLC_SGD_BATCH_DEFAULT; /* what cfg_finish fills in, shown by --help */

@@ -8,32 +8,20 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "base/log.h"
+#include "policies/policy.h"
 
 /* The variable's value, or NULL when it is unset or empty. */
 static const char *env(const char *name)
 {
     const char *v = getenv(name);
     return v != NULL && *v != '\0' ? v : NULL;
-}
-
-/* *out = a copy of the first set variable of a, b (b may be NULL). */
-static int take(char **out, const char *a, const char *b, flc_err_t *e)
-{
-    const char *v = env(a);
-    if (v == NULL && b != NULL)
-        v = env(b);
-    if (v == NULL)
-        return FLC_OK;
-    *out = strdup(v);
-    if (*out == NULL)
-        return flc_err_set(e, FLC_ENOMEM, "out of memory reading %s", a);
-    return FLC_OK;
 }
 
 /* A byte count: digits, optionally k, m or g (times 1024^n), optionally
@@ -74,104 +62,6 @@ static int parse_size(const char *name, const char *v, size_t *out, flc_err_t *e
     return FLC_OK;
 }
 
-static int read_sizes(flc_config_t *c, flc_err_t *e)
-{
-    const char *v;
-    if ((v = env("FLCACHE_CHUNK")) != NULL &&
-        parse_size("FLCACHE_CHUNK", v, &c->chunk_bytes, e) != FLC_OK)
-        return FLC_EINVAL;
-    if ((v = env("FLCACHE_MAX_MSG")) != NULL &&
-        parse_size("FLCACHE_MAX_MSG", v, &c->max_msg_bytes, e) != FLC_OK)
-        return FLC_EINVAL;
-    return FLC_OK;
-}
-
-static int read_modes(flc_config_t *c, flc_err_t *e)
-{
-    const char *v;
-    c->log_level = -1;
-    if ((v = env("FLCACHE_LOG")) != NULL &&
-        (c->log_level = flc_log_level_from_name(v)) < 0)
-        return flc_err_set(e, FLC_EINVAL,
-                           "FLCACHE_LOG='%.64s' is not a level: use off, error, warn, info or "
-                           "debug",
-                           v);
-    c->pool_mem = -1;
-    if ((v = env("FLCACHE_POOL_MEM")) != NULL) {
-        static const struct {
-            const char *name;
-            int mode;
-        } modes[] = {{"rlimit", FLC_MEM_RLIMIT},
-                     {"watch", FLC_MEM_WATCH},
-                     {"both", FLC_MEM_BOTH},
-                     {"off", FLC_MEM_OFF}};
-        for (size_t i = 0; i < sizeof modes / sizeof *modes; i++)
-            if (strcmp(v, modes[i].name) == 0)
-                c->pool_mem = modes[i].mode;
-        if (c->pool_mem < 0)
-            return flc_err_set(e, FLC_EINVAL,
-                               "FLCACHE_POOL_MEM='%.64s' is not a mode: use rlimit, watch, "
-                               "both or off",
-                               v);
-    }
-    if ((v = env("FLCACHE_LAMBDA_MAX_EVENTS")) != NULL) {
-        char *end = NULL;
-        errno = 0;
-        long n = isdigit((unsigned char)*v) ? strtol(v, &end, 10) : -1;
-        if (n < 0 || *end != '\0' || errno == ERANGE)
-            return flc_err_set(e, FLC_EINVAL,
-                               "FLCACHE_LAMBDA_MAX_EVENTS='%.64s' is not a count of events",
-                               v);
-        c->lambda_max_events = n;
-    }
-    return FLC_OK;
-}
-
-static int read_strings(flc_config_t *c, flc_err_t *e)
-{
-    const struct {
-        char **field;
-        const char *name, *fallback;
-    } vars[] = {
-        {&c->redis, "FLCACHE_REDIS", NULL},
-        {&c->cold, "FLCACHE_COLD", NULL},
-        {&c->cold_bucket, "FLCACHE_COLD_BUCKET", NULL},
-        {&c->cold_region, "FLCACHE_COLD_REGION", NULL},
-        {&c->policy, "FLCACHE_POLICY", NULL},
-        {&c->aws_region, "AWS_REGION", NULL},
-        {&c->aws_default_region, "AWS_DEFAULT_REGION", NULL},
-        {&c->aws_access_key, "AWS_ACCESS_KEY_ID", NULL},
-        {&c->aws_secret_key, "AWS_SECRET_ACCESS_KEY", NULL},
-        {&c->aws_session_token, "AWS_SESSION_TOKEN", NULL},
-        {&c->lambda_endpoint, "FLCACHE_LAMBDA_ENDPOINT", NULL},
-        {&c->ow_apihost, "__OW_API_HOST", "WSK_APIHOST"},
-        {&c->ow_auth, "__OW_API_KEY", "WSK_AUTH"},
-        {&c->ow_namespace, "__OW_NAMESPACE", "WSK_NAMESPACE"},
-        {&c->data_dir, "FLCACHE_DATA_DIR", NULL},
-        {&c->redis_server, "FLCACHE_REDIS_SERVER", NULL},
-        {&c->tmpdir, "TMPDIR", NULL},
-        {&c->fn_path, "FLCACHE_FN", NULL},
-        {&c->lambda_runtime_api, "AWS_LAMBDA_RUNTIME_API", NULL},
-    };
-    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
-        if (take(vars[i].field, vars[i].name, vars[i].fallback, e) != FLC_OK)
-            return FLC_ENOMEM;
-    return FLC_OK;
-}
-
-int flc_config_read(flc_config_t *c, flc_err_t *e)
-{
-    memset(c, 0, sizeof *c);
-    int rc = read_modes(c, e);
-    if (rc == FLC_OK)
-        rc = read_sizes(c, e);
-    if (rc == FLC_OK)
-        rc = read_strings(c, e);
-    if (rc != FLC_OK)
-        flc_config_clear(c);
-    return rc;
-}
-
 /* Frees a string after overwriting it: secrets do not linger in freed memory. */
 static void drop(char **s)
 {
@@ -184,6 +74,150 @@ static void drop(char **s)
     *s = NULL;
 }
 
+/* How a variable's value is checked and stored. */
+enum { V_STR, V_SIZE, V_LEVEL, V_POOL_MEM, V_COUNT };
+
+/* The table of variables (config.h lists them with their meaning). The
+ * ones with a syntax come first, so the first error reported is about them.
+ * fallback: a second name read when the first is unset. */
+static const struct var {
+    const char *name, *fallback;
+    int kind;
+    size_t off;
+} vars[] = {
+    {"FLCACHE_LOG", NULL, V_LEVEL, offsetof(flc_config_t, log_level)},
+    {"FLCACHE_POOL_MEM", NULL, V_POOL_MEM, offsetof(flc_config_t, pool_mem)},
+    {"FLCACHE_LAMBDA_MAX_EVENTS", NULL, V_COUNT, offsetof(flc_config_t, lambda_max_events)},
+    {"FLCACHE_CHUNK", NULL, V_SIZE, offsetof(flc_config_t, chunk_bytes)},
+    {"FLCACHE_MAX_MSG", NULL, V_SIZE, offsetof(flc_config_t, max_msg_bytes)},
+    {"FLCACHE_REDIS", NULL, V_STR, offsetof(flc_config_t, redis)},
+    {"FLCACHE_COLD", NULL, V_STR, offsetof(flc_config_t, cold)},
+    {"FLCACHE_COLD_BUCKET", NULL, V_STR, offsetof(flc_config_t, cold_bucket)},
+    {"FLCACHE_COLD_REGION", NULL, V_STR, offsetof(flc_config_t, cold_region)},
+    {"FLCACHE_POLICY", NULL, V_STR, offsetof(flc_config_t, policy)},
+    {"AWS_REGION", NULL, V_STR, offsetof(flc_config_t, aws_region)},
+    {"AWS_DEFAULT_REGION", NULL, V_STR, offsetof(flc_config_t, aws_default_region)},
+    {"AWS_ACCESS_KEY_ID", NULL, V_STR, offsetof(flc_config_t, aws_access_key)},
+    {"AWS_SECRET_ACCESS_KEY", NULL, V_STR, offsetof(flc_config_t, aws_secret_key)},
+    {"AWS_SESSION_TOKEN", NULL, V_STR, offsetof(flc_config_t, aws_session_token)},
+    {"FLCACHE_LAMBDA_ENDPOINT", NULL, V_STR, offsetof(flc_config_t, lambda_endpoint)},
+    {"__OW_API_HOST", "WSK_APIHOST", V_STR, offsetof(flc_config_t, ow_apihost)},
+    {"__OW_API_KEY", "WSK_AUTH", V_STR, offsetof(flc_config_t, ow_auth)},
+    {"__OW_NAMESPACE", "WSK_NAMESPACE", V_STR, offsetof(flc_config_t, ow_namespace)},
+    {"FLCACHE_DATA_DIR", NULL, V_STR, offsetof(flc_config_t, data_dir)},
+    {"FLCACHE_REDIS_SERVER", NULL, V_STR, offsetof(flc_config_t, redis_server)},
+    {"TMPDIR", NULL, V_STR, offsetof(flc_config_t, tmpdir)},
+    {"FLCACHE_FN", NULL, V_STR, offsetof(flc_config_t, fn_path)},
+    {"AWS_LAMBDA_RUNTIME_API", NULL, V_STR, offsetof(flc_config_t, lambda_runtime_api)},
+    {"OPENBLAS_NUM_THREADS", NULL, V_STR, offsetof(flc_config_t, openblas_threads)},
+};
+enum { NVARS = sizeof vars / sizeof *vars };
+
+static int parse_level(const char *name, const char *v, int *out, flc_err_t *e)
+{
+    if (flc_log_level_parse(v, out) != FLC_OK)
+        return flc_err_set(e, FLC_EINVAL,
+                           "%s='%.64s' is not a level: use off, error, warn, info or debug",
+                           name, v);
+    return FLC_OK;
+}
+
+static int parse_pool_mem(const char *name, const char *v, int *out, flc_err_t *e)
+{
+    static const struct {
+        const char *name;
+        int mode;
+    } modes[] = {{"rlimit", FLC_MEM_RLIMIT},
+                 {"watch", FLC_MEM_WATCH},
+                 {"both", FLC_MEM_BOTH},
+                 {"off", FLC_MEM_OFF}};
+    for (size_t i = 0; i < sizeof modes / sizeof *modes; i++)
+        if (strcmp(v, modes[i].name) == 0) {
+            *out = modes[i].mode;
+            return FLC_OK;
+        }
+    return flc_err_set(e, FLC_EINVAL,
+                       "%s='%.64s' is not a mode: use rlimit, watch, both or off", name, v);
+}
+
+static int parse_count(const char *name, const char *v, long *out, flc_err_t *e)
+{
+    char *end = NULL;
+    errno = 0;
+    long n = isdigit((unsigned char)*v) ? strtol(v, &end, 10) : -1;
+    if (n < 0 || *end != '\0' || errno == ERANGE)
+        return flc_err_set(e, FLC_EINVAL, "%s='%.64s' is not a count of events", name, v);
+    *out = n;
+    return FLC_OK;
+}
+
+/* Stores variable x's value v (NULL: unset) into c, checked by its kind;
+ * the field keeps its value when v is refused. */
+static int put(flc_config_t *c, const struct var *x, const char *v, flc_err_t *e)
+{
+    void *f = (char *)c + x->off;
+    switch (x->kind) {
+    case V_LEVEL:
+    case V_POOL_MEM: {
+        int n = -1;
+        int rc = v == NULL           ? FLC_OK
+                 : x->kind == V_LEVEL ? parse_level(x->name, v, &n, e)
+                                      : parse_pool_mem(x->name, v, &n, e);
+        if (rc == FLC_OK)
+            *(int *)f = n;
+        return rc;
+    }
+    case V_COUNT: {
+        long n = 0;
+        int rc = v == NULL ? FLC_OK : parse_count(x->name, v, &n, e);
+        if (rc == FLC_OK)
+            *(long *)f = n;
+        return rc;
+    }
+    case V_SIZE: {
+        size_t n = 0;
+        int rc = v == NULL ? FLC_OK : parse_size(x->name, v, &n, e);
+        if (rc == FLC_OK)
+            *(size_t *)f = n;
+        return rc;
+    }
+    default: {
+        char *copy = NULL;
+        if (v != NULL && (copy = strdup(v)) == NULL)
+            return flc_err_set(e, FLC_ENOMEM, "out of memory reading %s", x->name);
+        drop((char **)f);
+        *(char **)f = copy;
+        return FLC_OK;
+    }
+    }
+}
+
+int flc_config_read(flc_config_t *c, flc_err_t *e)
+{
+    memset(c, 0, sizeof *c);
+    c->log_level = -1;
+    c->pool_mem = -1;
+    int rc = FLC_OK;
+    for (size_t i = 0; rc == FLC_OK && i < NVARS; i++) {
+        const char *v = env(vars[i].name);
+        if (v == NULL && vars[i].fallback != NULL)
+            v = env(vars[i].fallback);
+        rc = put(c, &vars[i], v, e);
+    }
+    if (rc != FLC_OK)
+        flc_config_clear(c);
+    return rc;
+}
+
+int flc_config_set(flc_config_t *c, const char *name, const char *value, flc_err_t *e)
+{
+    for (size_t i = 0; i < NVARS; i++)
+        if (strcmp(name, vars[i].name) == 0 ||
+            (vars[i].fallback != NULL && strcmp(name, vars[i].fallback) == 0))
+            return put(c, &vars[i], value != NULL && *value != '\0' ? value : NULL, e);
+    return flc_err_set(e, FLC_ENOTFOUND, "%.64s is not a variable flcache reads", name);
+}
+
 void flc_config_clear(flc_config_t *c)
 {
     if (c == NULL)
@@ -192,7 +226,8 @@ void flc_config_clear(flc_config_t *c)
                     &c->aws_region, &c->aws_default_region, &c->aws_access_key,
                     &c->aws_secret_key, &c->aws_session_token, &c->lambda_endpoint,
                     &c->ow_apihost, &c->ow_auth, &c->ow_namespace, &c->data_dir,
-                    &c->redis_server, &c->tmpdir, &c->fn_path, &c->lambda_runtime_api};
+                    &c->redis_server, &c->tmpdir, &c->fn_path, &c->lambda_runtime_api,
+                    &c->openblas_threads};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         drop(all[i]);
     memset(c, 0, sizeof *c);
@@ -211,7 +246,6 @@ int flc_config_start(int default_level, flc_err_t *e)
     if (rc != FLC_OK)
         return rc;
     flc_log_set_level(g_program.log_level >= 0 ? g_program.log_level : default_level);
-    flc_config_store_defaults(&g_program, NULL);
     return FLC_OK;
 }
 
@@ -242,14 +276,18 @@ void flc_config_store_opts(const flc_config_t *c, flc_store_opts_t *o, flc_cold_
     o->cold_opts = cold;
 }
 
-void flc_config_store_defaults(const flc_config_t *c, const char *url)
+void flc_config_store_cfg(const flc_config_t *c, flc_store_cfg_t *sc, flc_cold_opts_t *cold)
 {
-    /* flc_store_set_defaults keeps the pointer: this copy must outlive the
-     * stores, as c must. */
-    static flc_cold_opts_t cold;
-    flc_store_opts_t o;
-    flc_config_store_opts(c, &o, &cold);
-    flc_store_set_defaults(url != NULL ? url : c->redis, &o);
+    sc->url = c->redis;
+    flc_config_store_opts(c, &sc->opts, cold);
+}
+
+flc_policy_t *flc_config_policy(const flc_config_t *c, flc_err_t *e)
+{
+    flc_err_clear(e);
+    if (c->cold == NULL)
+        return NULL;
+    return flc_pol_new(c->policy != NULL ? c->policy : "workload", e);
 }
 
 void flc_config_embed_opts(const flc_config_t *c, flc_embed_opts_t *o)

@@ -37,9 +37,16 @@
  *                                                     memory enforcement, over the default
  *   AWS_LAMBDA_RUNTIME_API        lambda_runtime_api  set by Lambda: flcache-fn serves events
  *   FLCACHE_LAMBDA_MAX_EVENTS     lambda_max_events   Lambda mode: exit after N events (tests)
+ *   OPENBLAS_NUM_THREADS          openblas_threads    read by OpenBLAS itself; flcache-fn
+ *                                                     runs SGD workers on one BLAS thread
+ *                                                     when it is unset
  *
  * An empty variable counts as unset. Secrets stay in this process's memory:
- * no message ever prints them (nor the password of FLCACHE_REDIS). */
+ * no message ever prints them (nor the password of FLCACHE_REDIS).
+ *
+ * flcache-fn in OpenWhisk mode also takes the event's top-level FLCACHE_*
+ * string parameters as these variables (flc_config_set): an action's bound
+ * parameters are OpenWhisk's per-action environment. */
 #ifndef FLC_CLI_CONFIG_H
 #define FLC_CLI_CONFIG_H
 
@@ -47,6 +54,7 @@
 
 #include "base/error.h"
 #include "cache/cold.h"
+#include "cache/cold_policy.h"
 #include "cache/embed.h"
 #include "cache/store.h"
 #include "runtime/invoke_remote.h"
@@ -69,6 +77,7 @@ typedef struct flc_config {
     int pool_mem;         /* enum flc_mem_mode, or -1 when unset */
     char *lambda_runtime_api;
     long lambda_max_events; /* 0: unset */
+    char *openblas_threads;
 } flc_config_t;
 
 /* Reads every variable of the table into *c (cleared first) and checks the
@@ -77,31 +86,42 @@ typedef struct flc_config {
  * cleared. */
 int flc_config_read(flc_config_t *c, flc_err_t *e);
 
+/* Sets one variable of the table in *c as flc_config_read would have read
+ * it from the environment, with the same checks (an empty or NULL value
+ * unsets it; either name of a pair sets its field). Returns 0, FLC_EINVAL
+ * naming the variable and its value (the field is unchanged), FLC_ENOTFOUND
+ * when name is no variable of the table, FLC_ENOMEM. */
+int flc_config_set(flc_config_t *c, const char *name, const char *value, flc_err_t *e);
+
 /* Frees the strings and zeroes *c (secrets too). NULL is a no-op. */
 void flc_config_clear(flc_config_t *c);
 
 /* ---- handing the values down ------------------------------------------- */
 
 /* The program's start: reads the configuration into the process's copy
- * (flc_config_program), sets the log level (FLCACHE_LOG, else
- * default_level) and the store defaults (flc_config_store_defaults).
- * Call first thing in main. Returns as flc_config_read. */
+ * (flc_config_program) and sets the log level (FLCACHE_LOG, else
+ * default_level). Call first thing in main. Returns as flc_config_read. */
 int flc_config_start(int default_level, flc_err_t *e);
 
 /* The configuration read by flc_config_start (all unset before it). */
 const flc_config_t *flc_config_program(void);
 
-/* Gives the cache library c's URL, chunk, max message and cold tier as the
- * defaults of every store this process opens (flc_store_set_defaults); url,
- * when not NULL, replaces c->redis (an embedded server's). The cold tier's
- * settings are borrowed from c, which must outlive every store (the
- * program's copy does). Not thread-safe, like flc_store_set_defaults. */
-void flc_config_store_defaults(const flc_config_t *c, const char *url);
+/* What a role opens its store with (cache/store.h): c's URL and the store
+ * options of flc_config_store_opts, the cold tier's settings written to
+ * *cold. Strings are borrowed from c, which must outlive every store. */
+void flc_config_store_cfg(const flc_config_t *c, flc_store_cfg_t *sc, flc_cold_opts_t *cold);
 
 /* Fills the store options from c: chunk, max message, cold URL (borrowed
  * from c) and the cold tier's settings, written to *cold and pointed at by
  * o->cold_opts. Other fields are zeroed. */
 void flc_config_store_opts(const flc_config_t *c, flc_store_opts_t *o, flc_cold_opts_t *cold);
+
+/* The caching policy a program that manages a cold tier (the simulation
+ * driver) spills by: FLCACHE_POLICY, default "workload" (policies/policy.h),
+ * when c has a cold tier (FLCACHE_COLD); NULL with e->code 0 when it has
+ * none. NULL with FLC_EINVAL naming the spec for a bad one. The caller
+ * frees it (flc_pol_free) after the stores that use it are closed. */
+flc_policy_t *flc_config_policy(const flc_config_t *c, flc_err_t *e);
 
 /* Fills the cold tier's S3 settings from c (strings borrowed from c):
  * bucket, region (FLCACHE_COLD_REGION, else AWS_REGION), keys, token. */

@@ -19,6 +19,16 @@
  *   query       one query answered next to the data (aggregator/query.h).
  * To add a role, add one line to the `roles` table in main().
  *
+ * The roles' configuration: this program reads the environment once
+ * (cli/config.h) and gives every role the same fn_env_t as the user pointer
+ * of flc_fn_register: the cache URL (FLCACHE_REDIS) and store options
+ * (FLCACHE_CHUNK, FLCACHE_MAX_MSG, FLCACHE_COLD and its S3 settings) as a
+ * flc_store_cfg_t, and the data dir (FLCACHE_DATA_DIR). Each handler passes
+ * them to its library entry point; an event's own "redis" (or data dir)
+ * still wins for that event. In OpenWhisk mode the event's FLCACHE_*
+ * string parameters are applied to the configuration first (an action's
+ * bound parameters are its environment there).
+ *
  * Its own arguments (--help, --local, an OpenWhisk event) are read with the
  * flcache option parser (cli/opt.h), so usage errors read as the flcache
  * command's do. */
@@ -30,6 +40,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include <cblas.h>
 
 #include "aggregator/query.h"
 #include "aggregator/reduce_scatter.h"
@@ -132,11 +144,29 @@ static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
     return 0;
 }
 
+/* What every role is handed (ctx->user), built once from the configuration. */
+typedef struct fn_env {
+    flc_store_cfg_t store;  /* FLCACHE_REDIS and the store options */
+    flc_cold_opts_t cold;   /* store.opts.cold_opts points here */
+    const char *data_dir;   /* FLCACHE_DATA_DIR; NULL: FLC_FASHION_DIR */
+    int blas_one;           /* OPENBLAS_NUM_THREADS is unset */
+} fn_env_t;
+
 /* The "worker" role: the SGD worker reports its own compute / comm split. */
 static int worker(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 {
+    const fn_env_t *env = ctx->user;
+    /* One BLAS thread per worker unless the deployment says otherwise: W
+     * workers share the machine's cores, and BLAS threads would fight over
+     * them. The program decides, not the library: only it knows what else
+     * runs beside it (the local pool sets OPENBLAS_NUM_THREADS=1 for every
+     * instance; on Lambda or OpenWhisk it is unset unless the deployment
+     * sets it). */
+    if (env->blas_one)
+        openblas_set_num_threads(1);
     double compute = -1, comm = -1;
-    int rc = flc_sgd_worker_fn(event, result, &compute, &comm, &ctx->err);
+    int rc = flc_sgd_worker_fn(&env->store, env->data_dir, event, result, &compute, &comm,
+                               &ctx->err);
     if (compute >= 0 && comm >= 0) {
         ctx->compute_ms = compute;
         ctx->comm_ms = comm;
@@ -147,8 +177,10 @@ static int worker(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 /* The "client" role: one federated client's round (clients/client.h). */
 static int client(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 {
+    const fn_env_t *env = ctx->user;
     double compute = -1, comm = -1;
-    int rc = flc_client_fn(event, result, &compute, &comm, &ctx->err);
+    int rc = flc_client_fn(&env->store, env->data_dir, event, result, &compute, &comm,
+                           &ctx->err);
     if (compute >= 0 && comm >= 0) {
         ctx->compute_ms = compute;
         ctx->comm_ms = comm;
@@ -160,8 +192,9 @@ static int client(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
  * for arrivals is communication, not compute. */
 static int aggregator(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 {
+    const fn_env_t *env = ctx->user;
     double compute = -1, comm = -1;
-    int rc = flc_rs_aggregator_fn(event, result, &compute, &comm, &ctx->err);
+    int rc = flc_rs_aggregator_fn(&env->store, event, result, &compute, &comm, &ctx->err);
     if (compute >= 0 && comm >= 0) {
         ctx->compute_ms = compute;
         ctx->comm_ms = comm;
@@ -172,7 +205,8 @@ static int aggregator(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 /* The "query" role: one query, answered next to the data. */
 static int query(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 {
-    return flc_query_fn(event, result, &ctx->err);
+    const fn_env_t *env = ctx->user;
+    return flc_query_fn(&env->store, event, result, &ctx->err);
 }
 
 typedef struct role {
@@ -194,6 +228,32 @@ static int event_parse(const char *v, void *dest, const char **need)
         return -1;
     ((fn_opts_t *)dest)->event = v;
     return 0;
+}
+
+/* OpenWhisk has no per-action environment: an action's bound parameters
+ * (`wsk action update --param FLCACHE_REDIS redis://...`) arrive as
+ * top-level fields of every event. The FLCACHE_* string fields are applied
+ * to c as variables, with the environment's checks; a name that is no
+ * variable is left to the role (it may be an event field). An event that
+ * is not a JSON object is left for the runtime to report. */
+static int apply_params(flc_config_t *c, const char *event, flc_err_t *e)
+{
+    cJSON *ev = cJSON_Parse(event);
+    int rc = FLC_OK;
+    const cJSON *m = cJSON_IsObject(ev) ? ev->child : NULL;
+    for (; m != NULL && rc == FLC_OK; m = m->next) {
+        if (m->string == NULL || strncmp(m->string, "FLCACHE_", 8) != 0 || !cJSON_IsString(m))
+            continue;
+        rc = flc_config_set(c, m->string, m->valuestring, e);
+        if (rc == FLC_ENOTFOUND) {
+            rc = FLC_OK;
+            flc_err_clear(e);
+        } else if (rc != FLC_OK) {
+            flc_err_wrap(e, "event parameter: ");
+        }
+    }
+    cJSON_Delete(ev);
+    return rc;
 }
 
 static const flc_opt_t options[] = {
@@ -244,22 +304,46 @@ int main(int argc, char **argv)
         return rc;
     if (o.local && o.event)
         return flc_opt_usage_error(&cmd, "--local and EVENT: give one of them");
+    /* The configuration: the environment, then (OpenWhisk) the event's
+     * parameters over it, before anything is built from it. */
+    flc_config_t cfg;
     flc_err_t cfg_err = {0};
-    if (flc_config_start(FLC_LOG_OFF, &cfg_err) != FLC_OK) {
+    if (flc_config_read(&cfg, &cfg_err) != FLC_OK) {
         fprintf(stderr, "flcache-fn: %s\n", flc_err_msg(&cfg_err));
         return 2;
     }
+    if (o.event != NULL && apply_params(&cfg, o.event, &cfg_err) != FLC_OK) {
+        /* The action's result is the last stdout line: say it there too. */
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddFalseToObject(r, "ok");
+        cJSON_AddStringToObject(r, "error", flc_err_msg(&cfg_err));
+        char *line = cJSON_PrintUnformatted(r);
+        printf("\n%s\n", line != NULL ? line : "{\"ok\":false}");
+        cJSON_free(line);
+        cJSON_Delete(r);
+        fprintf(stderr, "flcache-fn: %s\n", flc_err_msg(&cfg_err));
+        flc_config_clear(&cfg);
+        return 2;
+    }
+    flc_log_set_level(cfg.log_level >= 0 ? cfg.log_level : FLC_LOG_OFF);
+    fn_env_t env = {.data_dir = cfg.data_dir, .blas_one = cfg.openblas_threads == NULL};
+    flc_config_store_cfg(&cfg, &env.store, &env.cold);
+
     signal(SIGPIPE, SIG_IGN); /* a vanished server is an error to report, not a kill */
     flc_fn_table_t *t = flc_fn_table_new();
     if (t == NULL) {
         fprintf(stderr, "flcache-fn: out of memory\n");
+        flc_config_clear(&cfg);
         return 1;
     }
     for (size_t i = 0; i < NROLES; i++)
-        flc_fn_register(t, roles[i].name, roles[i].handler, NULL, roles[i].help);
-    /* The runtime picks the mode from what is left: the event, or none. */
+        flc_fn_register(t, roles[i].name, roles[i].handler, &env, roles[i].help);
+    /* The runtime picks the mode from what is left: the Lambda API, the
+     * event, or none. */
     char *mode_argv[] = {argv[0], (char *)o.event, NULL};
-    rc = flc_fn_main(t, o.event ? 2 : 1, mode_argv);
+    rc = flc_fn_main(t, o.event ? 2 : 1, mode_argv, cfg.lambda_runtime_api,
+                     cfg.lambda_max_events);
     flc_fn_table_free(t);
+    flc_config_clear(&cfg);
     return rc;
 }

@@ -18,7 +18,7 @@
 #include "ml/model.h"
 #include "ml/rng.h"
 
-const char *flc_fault_name(int fault)
+const char *flc_client_fault_name(int fault)
 {
     switch (fault) {
     case FLC_FAULT_NONE: return "none";
@@ -29,19 +29,21 @@ const char *flc_fault_name(int fault)
     }
 }
 
-int flc_fault_parse(const char *name)
+int flc_client_fault_parse(const char *name, int *out)
 {
     if (name == NULL)
-        return -1;
+        return FLC_EINVAL;
     char buf[32];
     size_t i = 0;
     for (; name[i] && i + 1 < sizeof buf; i++)
         buf[i] = name[i] == '_' ? '-' : name[i];
     buf[i] = '\0';
     for (int f = FLC_FAULT_NONE; f <= FLC_FAULT_NOISE; f++)
-        if (strcmp(buf, flc_fault_name(f)) == 0)
-            return f;
-    return -1;
+        if (strcmp(buf, flc_client_fault_name(f)) == 0) {
+            *out = f;
+            return FLC_OK;
+        }
+    return FLC_EINVAL;
 }
 
 typedef struct client_cfg {
@@ -57,19 +59,21 @@ typedef struct client_cfg {
 } client_cfg_t;
 
 /* Reads the event (base/event.h's rules; ranges as the simulate command
- * allows them, or what the types hold) into *c. c->idx is new memory the
+ * allows them, or what the types hold) into *c; "redis" and "data_dir"
+ * default to the role's (NULL when it has none). c->idx is new memory the
  * caller frees, also on failure. */
-static int parse_event(const cJSON *ev, client_cfg_t *c, flc_err_t *e)
+static int parse_event(const cJSON *ev, const char *redis, const char *data_dir,
+                       client_cfg_t *c, flc_err_t *e)
 {
     memset(c, 0, sizeof *c);
     long long round, hidden, batch, subset, synthetic, shards, epochs, seed;
     const char *g;
     if (flc_ev_need_str(ev, "job", &c->job, e) || flc_ev_need_str(ev, "client", &c->client, e) ||
         flc_ev_need_int(ev, "round", 1, 4294967295LL, &round, e) ||
-        flc_ev_opt_str(ev, "redis", getenv("FLCACHE_REDIS"), &c->redis, e) ||
+        flc_ev_opt_str(ev, "redis", redis, &c->redis, e) ||
         flc_ev_opt_str(ev, "global_job", NULL, &g, e) ||
         flc_ev_opt_str(ev, "model", "softmax", &c->model, e) ||
-        flc_ev_opt_str(ev, "data_dir", NULL, &c->data_dir, e) ||
+        flc_ev_opt_str(ev, "data_dir", data_dir, &c->data_dir, e) ||
         flc_ev_opt_int(ev, "hidden", 0, 65536, 0, &hidden, e) ||
         flc_ev_opt_int(ev, "batch", 1, 65536, 32, &batch, e) ||
         flc_ev_opt_int(ev, "subset", 0, 1000000000, 0, &subset, e) ||
@@ -98,8 +102,7 @@ static int parse_event(const cJSON *ev, client_cfg_t *c, flc_err_t *e)
         snprintf(c->global_job, sizeof c->global_job, "%s", g);
     else
         snprintf(c->global_job, sizeof c->global_job, "%s.g", c->job);
-    c->fault = flc_fault_parse(c->fault_s);
-    if (c->fault < 0)
+    if (flc_client_fault_parse(c->fault_s, &c->fault) != FLC_OK)
         return flc_err_set(e, FLC_EINVAL, "event field 'fault' must be none, sign-flip, "
                            "label-flip or noise, not '%.64s'", c->fault_s);
     if (!(c->lr > 0)) /* the reader's range is >= 0; zero would not train */
@@ -209,14 +212,14 @@ static cJSON *make_result(const client_cfg_t *c, const char *status, size_t nsam
     return o;
 }
 
-int flc_client_fn(const cJSON *event, cJSON **result, double *compute_ms, double *comm_ms,
-                  flc_err_t *e)
+int flc_client_fn(const flc_store_cfg_t *sc, const char *data_dir, const cJSON *event,
+                  cJSON **result, double *compute_ms, double *comm_ms, flc_err_t *e)
 {
     *result = NULL;
     uint64_t t0 = flc_now_ns();
     double comm = 0, compute = 0;
     client_cfg_t c;
-    int rc = parse_event(event, &c, e);
+    int rc = parse_event(event, sc != NULL ? sc->url : NULL, data_dir, &c, e);
     const flc_cdata_t *data = NULL;
     flc_dataset_t *ds = NULL;
     flc_model_t *m = NULL;
@@ -256,7 +259,7 @@ int flc_client_fn(const cJSON *event, cJSON **result, double *compute_ms, double
 
     /* The global model of the previous round. */
     uint64_t t1 = flc_now_ns();
-    if (rc == FLC_OK && (s = flc_store_open(c.redis, NULL, e)) == NULL)
+    if (rc == FLC_OK && (s = flc_store_open(c.redis, sc != NULL ? &sc->opts : NULL, e)) == NULL)
         rc = e->code;
     if (rc == FLC_OK) {
         flc_shard_t g = {0};

@@ -17,8 +17,9 @@
  *
  * Event (JSON), fields with defaults in brackets:
  *   job, round (>= 1), client, indices [array of sample indexes], redis
- *   [$FLCACHE_REDIS], global_job ["<job>.g"], model ["softmax"], hidden [0],
- *   lr [0.05], batch [32], local_epochs [1], mu [0], seed [1], data_dir,
+ *   [the role's store URL], global_job ["<job>.g"], model ["softmax"], hidden [0],
+ *   lr [0.05], batch [32], local_epochs [1], mu [0], seed [1], data_dir
+ *   [the role's data dir],
  *   subset [0: all], num_shards [1], fault ["none"], fault_scale [4],
  *   delay_ms [0], synthetic_params [0: real training; P: no data, the delta
  *   is small uniform noise of P floats, for benchmarks of the merge path].
@@ -30,6 +31,7 @@
 #define FLC_CLIENTS_CLIENT_H
 
 #include "base/error.h"
+#include "cache/store.h"
 
 struct cJSON;
 
@@ -40,17 +42,20 @@ enum {
     FLC_FAULT_NOISE,
 };
 
-/* "none", "sign-flip", "label-flip", "noise" <-> FLC_FAULT_*; parse returns
- * -1 for an unknown name ('_' may stand for '-'). */
-const char *flc_fault_name(int fault);
-int flc_fault_parse(const char *name);
+/* "none", "sign-flip", "label-flip", "noise" <-> FLC_FAULT_*; "?" for a
+ * value out of range. parse sets *out and returns 0, or FLC_EINVAL (*out
+ * untouched) for an unknown name or NULL ('_' may stand for '-'). */
+const char *flc_client_fault_name(int fault);
+int flc_client_fault_parse(const char *name, int *out);
 
 /* Runs the client role on event; on success *result is a new object (the
- * result above). *compute_ms / *comm_ms (either may be NULL) receive the
+ * result above). The store is opened with sc's options at the event's
+ * "redis", else at sc->url; the data comes from the event's "data_dir",
+ * else data_dir, else FLC_FASHION_DIR (sc and data_dir may be NULL). *compute_ms / *comm_ms (either may be NULL) receive the
  * client's own split for the platform's record. Errors: FLC_EINVAL naming
  * a bad event field, FLC_EIO for the data, FLC_ECONN / FLC_ENOTFOUND for
  * the cache (no global model for round r-1). A late push is not an error. */
-int flc_client_fn(const struct cJSON *event, struct cJSON **result, double *compute_ms,
-                  double *comm_ms, flc_err_t *e);
+int flc_client_fn(const flc_store_cfg_t *sc, const char *data_dir, const struct cJSON *event,
+                  struct cJSON **result, double *compute_ms, double *comm_ms, flc_err_t *e);
 
 #endif

@@ -20,8 +20,8 @@
  * set, whose dim is 0), n labels in y, num_classes 10. */
 typedef flc_dataset_u8_t flc_cdata_t;
 
-/* Reads the train labels of Fashion-MNIST from dir (NULL: $FLCACHE_DATA_DIR,
- * else FLC_FASHION_DIR), the first `limit` when limit > 0, without the
+/* Reads the train labels of Fashion-MNIST from dir (NULL:
+ * FLC_FASHION_DIR), the first `limit` when limit > 0, without the
  * images: what a driver needs to split the data over clients. px is NULL.
  * Free with flc_cdata_free. FLC_EIO names a file that cannot be opened,
  * FLC_EDATA a bad header, a label not in 0..9 or a truncated file. */

@@ -20,7 +20,6 @@
 #include "ml/model.h"
 #include "ml/partition.h"
 #include "ml/rng.h"
-#include "policies/policy.h"
 
 /* One shard's merger, a thread of the driver with its own connection. */
 typedef struct merger_th {
@@ -52,7 +51,8 @@ typedef struct sim {
     uint32_t S;
     flc_merge_rule_t rule;
     char gjob[FLC_NAME_MAX + 1];
-    flc_policy_t *policy;    /* with FLCACHE_COLD: the driver keeps Redis under its limit */
+    flc_policy_t *policy;    /* c->policy when the store has a cold tier, else NULL */
+    flc_sim_straggler_t straggler; /* c->straggler, parsed once */
 } sim_t;
 
 static void *merger_main(void *arg)
@@ -101,16 +101,18 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     int rc = rule_for(c, &sm->rule, e);
     if (rc != FLC_OK)
         return rc;
-    if ((sm->s = flc_store_open(c->redis, NULL, e)) == NULL)
+    if ((rc = flc_sim_straggler_parse(c->straggler, &sm->straggler, e)) != FLC_OK)
+        return rc;
+    if ((sm->s = flc_store_open(c->redis, c->store_opts, e)) == NULL)
         return e->code;
-    /* With a cold tier (FLCACHE_COLD), the driver is the process that keeps
-     * Redis under maxmemory: it knows every round's objects (it tracks them
-     * as rounds close) and makes room before each round's updates land. */
-    if (flc_store_has_tier(sm->s)) {
-        const char *spec = getenv("FLCACHE_POLICY");
-        sm->policy = flc_pol_new(spec && *spec ? spec : "workload", e);
-        if (sm->policy == NULL || flc_store_set_policy(sm->s, sm->policy) != FLC_OK)
-            return sm->policy ? store_err(sm->s, e) : e->code;
+    /* With a cold tier (store_opts->cold_url), the driver is the process
+     * that keeps Redis under maxmemory: it knows every round's objects (it
+     * tracks them as rounds close) and makes room before each round's
+     * updates land, choosing what to spill by the caller's policy. */
+    if (flc_store_has_tier(sm->s) && c->policy != NULL) {
+        sm->policy = c->policy;
+        if (flc_store_set_policy(sm->s, sm->policy) != FLC_OK)
+            return store_err(sm->s, e);
     }
 
     /* The split: labels only (the images stay with the clients). */
@@ -197,7 +199,7 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     for (uint32_t k = 0; k < sm->S; k++) {
         merger_th_t *mt = &sm->m[k];
-        if ((mt->s = flc_store_open(c->redis, NULL, e)) == NULL)
+        if ((mt->s = flc_store_open(c->redis, c->store_opts, e)) == NULL)
             return e->code;
         redisReply *r = NULL;
         if (flc_store_commandf(mt->s, &r, "CLIENT ID") != FLC_OK)
@@ -221,8 +223,7 @@ static void teardown(sim_t *sm)
         flc_merge_state_free(sm->m[k].state);
     }
     free(sm->m);
-    flc_store_close(sm->s);
-    flc_pol_free(sm->policy); /* after the store that borrowed it */
+    flc_store_close(sm->s); /* the policy is the caller's */
     flc_parts_free(sm->parts);
     free(sm->eligible);
     free(sm->faulty);
@@ -260,7 +261,7 @@ static void sample(sim_t *sm, uint32_t round, sim_client_t *cl, size_t k)
         x->num_samples = sm->parts ? flc_parts_get(sm->parts, x->idx, &ix) : 1;
         x->faulty = sm->faulty[x->idx];
         x->dropped = c->dropout > 0 && flc_rng_uniform(&r) < c->dropout;
-        x->delay_ms = flc_sim_straggler_draw(c->straggler, &r);
+        x->delay_ms = flc_sim_straggler_draw(&sm->straggler, &r);
         x->inv = -1;
     }
 }
@@ -279,7 +280,7 @@ static cJSON *client_event(const sim_t *sm, uint32_t round, const sim_client_t *
     cJSON_AddStringToObject(o, "global_job", sm->gjob);
     cJSON_AddNumberToObject(o, "num_shards", sm->S);
     cJSON_AddNumberToObject(o, "seed", (double)c->seed);
-    cJSON_AddStringToObject(o, "fault", x->faulty ? flc_fault_name(c->fault) : "none");
+    cJSON_AddStringToObject(o, "fault", x->faulty ? flc_client_fault_name(c->fault) : "none");
     cJSON_AddNumberToObject(o, "fault_scale", c->fault_scale);
     cJSON_AddNumberToObject(o, "delay_ms", x->delay_ms);
     if (c->synthetic_params) {
@@ -475,6 +476,11 @@ int flc_sim_run(const flc_sim_cfg_t *cfg, flc_sim_progress_t progress, void *use
     int rc = flc_sim_cfg_finish(&c, e);
     if (rc != FLC_OK)
         return rc;
+    /* The in-process invoker without settings runs the clients with the
+     * driver's store options. */
+    flc_sim_inproc_t inproc = {.store_opts = c.store_opts};
+    if (c.invoke == flc_sim_invoke_inproc && c.invoke_user == NULL)
+        c.invoke_user = &inproc;
     uint64_t t0 = flc_now_ns();
     sim_t sm = {.c = &c};
     res->rounds = calloc((size_t)c.rounds, sizeof *res->rounds);

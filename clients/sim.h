@@ -48,8 +48,11 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "cache/cold_policy.h"
+#include "cache/store.h"
 
 struct cJSON;
+struct flc_rng;
 
 /* Strategies: the client-side training and the server-side merge rule. */
 enum {
@@ -65,8 +68,22 @@ enum {
 };
 
 const char *flc_sim_strategy_name(int s);
-/* -1 for an unknown name. */
-int flc_sim_strategy_parse(const char *name);
+/* Sets *out to the strategy named (also "trimmed_mean") and returns 0;
+ * FLC_EINVAL (*out untouched) for an unknown name or NULL. */
+int flc_sim_strategy_parse(const char *name, int *out);
+
+/* A straggler distribution (the cfg's `straggler` spec), parsed. */
+typedef struct flc_sim_straggler {
+    int kind;   /* 0 none, 1 fixed:A, 2 uniform:A:B, 3 exp:A, 4 slow:A:B */
+    double a, b;
+} flc_sim_straggler_t;
+
+/* Parses a straggler spec (see cfg; NULL, "" and "none" are none) into *out.
+ * FLC_EINVAL naming the spec when it is none of the forms. */
+int flc_sim_straggler_parse(const char *spec, flc_sim_straggler_t *out, flc_err_t *e);
+
+/* Draws one delay in ms (>= 0) from d with r. */
+double flc_sim_straggler_draw(const flc_sim_straggler_t *d, struct flc_rng *r);
 
 /* One invocation's outcome, as the invoker reports it. */
 typedef struct flc_sim_inv {
@@ -84,8 +101,16 @@ typedef struct flc_sim_inv {
 typedef int (*flc_sim_invoke_t)(void *user, struct cJSON *const *events, size_t n,
                                 flc_sim_inv_t *out, flc_err_t *e);
 
-/* The in-process invoker: user points to an unsigned thread count (NULL or
- * 0: 2); runs flc_client_fn on that many threads. */
+/* What the in-process invoker runs the clients with. The driver's events
+ * name the cache ("redis") and, when the cfg has one, the data dir. */
+typedef struct flc_sim_inproc {
+    unsigned threads;                   /* clients at once; 0: 2 */
+    const flc_store_opts_t *store_opts; /* the clients' store options (chunk, cold
+                                         * tier); NULL: built-in */
+} flc_sim_inproc_t;
+
+/* The in-process invoker: user points to an flc_sim_inproc_t (NULL: all
+ * defaults); runs flc_client_fn on that many threads. */
 int flc_sim_invoke_inproc(void *user, struct cJSON *const *events, size_t n, flc_sim_inv_t *out,
                           flc_err_t *e);
 
@@ -114,10 +139,16 @@ typedef struct flc_sim_cfg {
     double fault_scale;     /* sign-flip factor / noise norm ratio; 0 -> 4 */
     uint64_t seed;
     uint32_t num_shards;    /* reduce-scatter shards; 0 -> 1 */
-    const char *data_dir;   /* NULL: $FLCACHE_DATA_DIR or the Debian path */
+    const char *data_dir;   /* NULL: FLC_FASHION_DIR (the Debian path) */
     size_t subset;          /* train samples split over clients (first N); 0: all 60000 */
     size_t test_subset;     /* test samples evaluated; 0: all 10000 */
-    const char *redis;      /* cache URL for the driver, mergers and clients */
+    const char *redis;      /* cache URL for the driver, mergers and clients (required) */
+    const flc_store_opts_t *store_opts; /* options of the driver's and mergers' stores
+                             * (chunk, cold tier); NULL: built-in */
+    flc_policy_t *policy;   /* the caching policy (cache/cold_policy.h) the driver keeps
+                             * Redis under maxmemory with, when its store has a cold
+                             * tier; borrowed, the caller frees it after the run;
+                             * NULL: none (spilled values are still fetched back) */
     unsigned round_timeout_ms; /* longest a round may take; 0 -> 600000 */
     unsigned memory_mb;     /* for the aggregator cost estimate; 0 -> 1024 */
     double price_per_gb_s;  /* 0 -> AWS Lambda x86 price */
@@ -126,7 +157,8 @@ typedef struct flc_sim_cfg {
     int keep_updates;       /* 1 (default by flc_sim_cfg_init): keep update shards in the
                              * cache; 0: delete each round after it is recorded */
     flc_sim_invoke_t invoke;/* NULL: flc_sim_invoke_inproc */
-    void *invoke_user;
+    void *invoke_user;      /* for flc_sim_invoke_inproc: an flc_sim_inproc_t, or NULL:
+                             * 2 threads with the store_opts above */
 } flc_sim_cfg_t;
 
 /* One finished round, as the progress callback and the result see it. */
@@ -163,16 +195,13 @@ void flc_sim_cfg_init(flc_sim_cfg_t *c);
 /* Fills derived defaults and checks every field; FLC_EINVAL naming it. */
 int flc_sim_cfg_finish(flc_sim_cfg_t *c, flc_err_t *e);
 
-/* Parses a straggler spec (see cfg) and draws one delay in ms from it with
- * r; returns -1 for a bad spec (validated by flc_sim_cfg_finish). */
-struct flc_rng;
-double flc_sim_straggler_draw(const char *spec, struct flc_rng *r);
-
 /* Client i's name: "c<i>". */
 void flc_sim_client_name(char *out, size_t len, int i);
 
-/* Deletes every round of job and "<job>.g" (a rerun of the same job). */
-int flc_sim_clear(const char *redis, const char *job, flc_err_t *e);
+/* Deletes every round of job and "<job>.g" (a rerun of the same job),
+ * their cold copies too when opts attach a cold tier (opts may be NULL). */
+int flc_sim_clear(const char *redis, const flc_store_opts_t *opts, const char *job,
+                  flc_err_t *e);
 
 /* Runs the simulation (blocks). progress (may be NULL) is called after
  * every round. On success res holds every round; free with

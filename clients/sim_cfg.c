@@ -23,16 +23,20 @@ const char *flc_sim_strategy_name(int s)
     return s >= 0 && s < FLC_SIM_NSTRATEGIES ? strategy_names[s] : "?";
 }
 
-int flc_sim_strategy_parse(const char *name)
+int flc_sim_strategy_parse(const char *name, int *out)
 {
     if (name == NULL)
-        return -1;
+        return FLC_EINVAL;
     for (int s = 0; s < FLC_SIM_NSTRATEGIES; s++)
-        if (strcmp(name, strategy_names[s]) == 0)
-            return s;
-    if (strcmp(name, "trimmed_mean") == 0)
-        return FLC_SIM_TRIMMED_MEAN;
-    return -1;
+        if (strcmp(name, strategy_names[s]) == 0) {
+            *out = s;
+            return FLC_OK;
+        }
+    if (strcmp(name, "trimmed_mean") == 0) {
+        *out = FLC_SIM_TRIMMED_MEAN;
+        return FLC_OK;
+    }
+    return FLC_EINVAL;
 }
 
 void flc_sim_client_name(char *out, size_t len, int i)
@@ -57,7 +61,7 @@ void flc_sim_cfg_init(flc_sim_cfg_t *c)
 }
 
 /* Parses "kind:a[:b]" into its numbers; returns the kind's index or -1. */
-static int straggler_parse(const char *spec, double *a, double *b)
+static int straggler_kind(const char *spec, double *a, double *b)
 {
     *a = *b = 0;
     if (spec == NULL || *spec == '\0' || strcmp(spec, "none") == 0)
@@ -86,16 +90,25 @@ static int straggler_parse(const char *spec, double *a, double *b)
     return -1;
 }
 
-double flc_sim_straggler_draw(const char *spec, struct flc_rng *r)
+int flc_sim_straggler_parse(const char *spec, flc_sim_straggler_t *out, flc_err_t *e)
 {
     double a, b;
-    switch (straggler_parse(spec, &a, &b)) {
-    case 0: return 0;
-    case 1: return a;
-    case 2: return a + (b - a) * flc_rng_uniform(r);
-    case 3: return -a * log(1.0 - flc_rng_uniform(r));
-    case 4: return flc_rng_uniform(r) < a ? b : 0;
-    default: return -1;
+    int kind = straggler_kind(spec, &a, &b);
+    if (kind < 0)
+        return flc_err_set(e, FLC_EINVAL, "straggler distribution '%s' is not one of none, "
+                           "fixed:MS, uniform:LO:HI, exp:MEAN, slow:FRAC:MS", spec);
+    *out = (flc_sim_straggler_t){.kind = kind, .a = a, .b = b};
+    return FLC_OK;
+}
+
+double flc_sim_straggler_draw(const flc_sim_straggler_t *d, struct flc_rng *r)
+{
+    switch (d->kind) {
+    case 1: return d->a;
+    case 2: return d->a + (d->b - d->a) * flc_rng_uniform(r);
+    case 3: return -d->a * log(1.0 - flc_rng_uniform(r));
+    case 4: return flc_rng_uniform(r) < d->a ? d->b : 0;
+    default: return 0; /* none */
     }
 }
 
@@ -142,10 +155,9 @@ int flc_sim_cfg_finish(flc_sim_cfg_t *c, flc_err_t *e)
         return flc_err_set(e, FLC_EINVAL, "trim must be in (0, 0.5), not %g", c->trim);
     if (c->dropout < 0 || c->dropout >= 1 || !isfinite(c->dropout))
         return flc_err_set(e, FLC_EINVAL, "dropout must be in [0, 1), not %g", c->dropout);
-    double a, b;
-    if (straggler_parse(c->straggler, &a, &b) < 0)
-        return flc_err_set(e, FLC_EINVAL, "straggler distribution '%s' is not one of none, "
-                           "fixed:MS, uniform:LO:HI, exp:MEAN, slow:FRAC:MS", c->straggler);
+    flc_sim_straggler_t st;
+    if (flc_sim_straggler_parse(c->straggler, &st, e) != FLC_OK)
+        return e->code;
     if (c->faulty < 0 || c->faulty > 1 || !isfinite(c->faulty))
         return flc_err_set(e, FLC_EINVAL, "faulty must be a fraction in [0, 1], not %g",
                            c->faulty);
@@ -167,10 +179,8 @@ int flc_sim_cfg_finish(flc_sim_cfg_t *c, flc_err_t *e)
         c->memory_mb = 1024;
     if (c->price_per_gb_s == 0)
         c->price_per_gb_s = 0.0000166667;
-    if (c->redis == NULL)
-        c->redis = getenv("FLCACHE_REDIS");
     if (c->redis == NULL || *c->redis == '\0')
-        return flc_err_set(e, FLC_EINVAL, "no cache: set redis or FLCACHE_REDIS");
+        return flc_err_set(e, FLC_EINVAL, "no cache: set redis (the cache URL)");
     if (c->invoke == NULL)
         c->invoke = flc_sim_invoke_inproc;
     return FLC_OK;
@@ -179,6 +189,7 @@ int flc_sim_cfg_finish(flc_sim_cfg_t *c, flc_err_t *e)
 /* ---- the in-process invoker --------------------------------------------- */
 
 typedef struct inproc {
+    flc_store_cfg_t store; /* no URL: the events name it */
     cJSON *const *events;
     flc_sim_inv_t *out;
     size_t n, next;
@@ -198,7 +209,7 @@ static void *inproc_thread(void *arg)
         flc_err_t e = {0};
         struct timespec a, b;
         clock_gettime(CLOCK_MONOTONIC, &a);
-        int rc = flc_client_fn(ip->events[i], &o->result, NULL, NULL, &e);
+        int rc = flc_client_fn(&ip->store, NULL, ip->events[i], &o->result, NULL, NULL, &e);
         clock_gettime(CLOCK_MONOTONIC, &b);
         o->duration_ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
         o->ok = rc == FLC_OK;
@@ -210,12 +221,15 @@ static void *inproc_thread(void *arg)
 int flc_sim_invoke_inproc(void *user, cJSON *const *events, size_t n, flc_sim_inv_t *out,
                           flc_err_t *e)
 {
-    unsigned threads = user ? *(const unsigned *)user : 0;
+    const flc_sim_inproc_t *how = user;
+    unsigned threads = how != NULL ? how->threads : 0;
     if (threads == 0)
         threads = 2;
     if (threads > n)
         threads = (unsigned)(n ? n : 1);
     inproc_t ip = {.events = events, .out = out, .n = n};
+    if (how != NULL && how->store_opts != NULL)
+        ip.store.opts = *how->store_opts;
     pthread_mutex_init(&ip.lock, NULL);
     pthread_t *t = calloc(threads, sizeof *t);
     if (t == NULL)
@@ -235,9 +249,10 @@ int flc_sim_invoke_inproc(void *user, cJSON *const *events, size_t n, flc_sim_in
 
 /* ---- clearing a job -------------------------------------------------- */
 
-int flc_sim_clear(const char *redis, const char *job, flc_err_t *e)
+int flc_sim_clear(const char *redis, const flc_store_opts_t *opts, const char *job,
+                  flc_err_t *e)
 {
-    flc_store_t *s = flc_store_open(redis, NULL, e);
+    flc_store_t *s = flc_store_open(redis, opts, e);
     if (s == NULL)
         return e->code;
     char jobs[2][FLC_NAME_MAX + 8];
@@ -303,7 +318,7 @@ cJSON *flc_sim_result_json(const flc_sim_cfg_t *c, const flc_sim_result_t *r)
     cJSON_AddNumberToObject(o, "alpha", c->alpha);
     cJSON_AddNumberToObject(o, "eligible_clients", (double)r->eligible);
     cJSON_AddNumberToObject(o, "faulty_clients", (double)r->faulty_clients);
-    cJSON_AddStringToObject(o, "fault", flc_fault_name(c->fault));
+    cJSON_AddStringToObject(o, "fault", flc_client_fault_name(c->fault));
     cJSON_AddNumberToObject(o, "nparams", (double)r->nparams);
     cJSON_AddNumberToObject(o, "init_accuracy", r->init_accuracy);
     cJSON_AddNumberToObject(o, "init_loss", r->init_loss);

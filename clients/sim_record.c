@@ -142,7 +142,7 @@ static int put_update_meta(flc_store_t *s, const flc_sim_cfg_t *c, const sim_rou
     char delay[32];
     snprintf(delay, sizeof delay, "%.0f", x->delay_ms);
     const char *lk[] = {"fault", "faulty", "dropout", "straggler_ms"};
-    const char *lv[] = {x->faulty ? flc_fault_name(c->fault) : "none", x->faulty ? "1" : "0",
+    const char *lv[] = {x->faulty ? flc_client_fault_name(c->fault) : "none", x->faulty ? "1" : "0",
                         x->dropped ? "1" : "0", delay};
     Flcache__ModelUpdate__LabelsEntry le[4], *lp[4];
     for (int i = 0; i < 4; i++) {
@@ -298,7 +298,7 @@ int sim_record_round(flc_store_t *s, const flc_sim_cfg_t *c, size_t nparams,
     kvh_add(&hyp, "subset", (double)c->subset);
     note_add(&notes, "strategy", flc_sim_strategy_name(c->strategy));
     note_add(&notes, "model", c->synthetic_params ? "synthetic" : c->model);
-    note_add(&notes, "fault", flc_fault_name(c->fault));
+    note_add(&notes, "fault", flc_client_fault_name(c->fault));
     note_add(&notes, "straggler", c->straggler ? c->straggler : "none");
     char gjob[80];
     snprintf(gjob, sizeof gjob, "%s.g", c->job);

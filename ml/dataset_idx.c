@@ -280,10 +280,7 @@ void flc_data_px_scale(float *restrict x, const uint8_t *restrict px, size_t n)
 
 const char *flc_data_fashion_dir(const char *dir)
 {
-    if (dir != NULL && dir[0] != '\0')
-        return dir;
-    const char *env = getenv("FLCACHE_DATA_DIR"); /* env: moves to cli/config.c */
-    return env != NULL && env[0] != '\0' ? env : FLC_FASHION_DIR;
+    return dir != NULL && dir[0] != '\0' ? dir : FLC_FASHION_DIR;
 }
 
 /* The image and label paths of a Fashion-MNIST split, ip and lp of 4096. */

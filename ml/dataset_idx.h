@@ -12,8 +12,8 @@
 #include "base/error.h"
 #include "ml/dataset.h"
 
-/* Where Debian's dataset-fashion-mnist package puts the files;
- * FLCACHE_DATA_DIR overrides it. */
+/* Where Debian's dataset-fashion-mnist package puts the files; the
+ * programs' FLCACHE_DATA_DIR (or --data), passed down as dir, overrides it. */
 #define FLC_FASHION_DIR "/usr/share/datasets/fashion-mnist"
 
 /* Loads an IDX image file (magic 0x00000803, unsigned bytes, n x rows x cols)
@@ -37,8 +37,8 @@ int flc_data_load_idx_u8(const char *images_path, const char *labels_path, size_
                          int num_classes, flc_dataset_u8_t **out, flc_err_t *err);
 
 /* The Fashion-MNIST directory: dir when it is not NULL or empty, else
- * $FLCACHE_DATA_DIR when set and not empty, else FLC_FASHION_DIR. The
- * string returned is dir, the environment's or the constant (not owned). */
+ * FLC_FASHION_DIR (the programs pass FLCACHE_DATA_DIR down as dir). The
+ * string returned is dir or the constant (not owned). */
 const char *flc_data_fashion_dir(const char *dir);
 
 /* Loads Fashion-MNIST from flc_data_fashion_dir(dir): the 60000-sample

@@ -211,27 +211,8 @@ int flc_fn_run_local(const flc_fn_table_t *t, FILE *in, FILE *out)
     return rc;
 }
 
-/* Exports top-level FLCACHE_* string parameters (OpenWhisk has no per-action
- * environment; bound parameters arrive in the event instead). */
-static void export_params(const char *arg)
-{
-    cJSON *ev = cJSON_Parse(arg);
-    if (!cJSON_IsObject(ev)) {
-        cJSON_Delete(ev);
-        return;
-    }
-    const cJSON *m;
-    cJSON_ArrayForEach(m, ev)
-    {
-        if (m->string != NULL && strncmp(m->string, "FLCACHE_", 8) == 0 && cJSON_IsString(m))
-            setenv(m->string, m->valuestring, 1);
-    }
-    cJSON_Delete(ev);
-}
-
 int flc_fn_run_openwhisk(const flc_fn_table_t *t, const char *arg, FILE *out)
 {
-    export_params(arg);
     char *res = flc_fn_dispatch_text(t, arg, strlen(arg), "openwhisk", "", 0);
     /* A newline first: anything a handler printed without one must not
      * share the last line with the result. */
@@ -254,17 +235,16 @@ static void usage(const flc_fn_table_t *t, FILE *f)
         fprintf(f, "  %-12s %s\n", t->roles[i].name, t->roles[i].help);
 }
 
-int flc_fn_main(const flc_fn_table_t *t, int argc, char **argv)
+int flc_fn_main(const flc_fn_table_t *t, int argc, char **argv, const char *lambda_api,
+                long max_events)
 {
     if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         usage(t, stdout);
         return 0;
     }
-    const char *api = getenv("AWS_LAMBDA_RUNTIME_API");
-    if (api != NULL && *api != '\0') {
-        const char *max = getenv("FLCACHE_LAMBDA_MAX_EVENTS");
+    if (lambda_api != NULL && *lambda_api != '\0') {
         flc_err_t e = {0};
-        int rc = flc_fn_run_lambda(t, api, max != NULL ? atol(max) : 0, &e);
+        int rc = flc_fn_run_lambda(t, lambda_api, max_events, &e);
         if (rc != 0)
             fprintf(stderr, "flcache-fn: lambda runtime: %s\n", flc_err_msg(&e));
         return rc == 0 ? 0 : 1;

@@ -15,7 +15,11 @@
  *              the instance stays warm until EOF (the local pool drives this).
  *   openwhisk  event as argv[1], the result is the last line on stdout.
  *   lambda     AWS_LAMBDA_RUNTIME_API set: the custom-runtime loop
- *              (next / response / error) over libcurl, see lambda_runtime.c. */
+ *              (next / response / error) over libcurl, see lambda_runtime.c.
+ *
+ * This layer reads no configuration: the program passes the Lambda API
+ * address, and hands its roles what they need through the user pointer of
+ * flc_fn_register (cli/fn_main.c, docs/functions.md). */
 #ifndef FLC_RUNTIME_FN_H
 #define FLC_RUNTIME_FN_H
 
@@ -81,10 +85,10 @@ char *flc_fn_dispatch_text(const flc_fn_table_t *t, const char *text, size_t len
 int flc_fn_run_local(const flc_fn_table_t *t, FILE *in, FILE *out);
 
 /* OpenWhisk native action: dispatches the event text arg and writes the
- * result as the last line of out. String parameters named FLCACHE_* at the
- * top level of the event are exported to the environment first, so
- * `wsk action update --param FLCACHE_REDIS redis://...` works like an
- * environment variable. Returns 0 (the action result carries ok/error). */
+ * result as the last line of out. Returns 0 (the action result carries
+ * ok/error). Bound parameters (`wsk action update --param FLCACHE_REDIS
+ * redis://...`) arrive in the event; the program applies them to its
+ * configuration before it builds its roles (cli/fn_main.c). */
 int flc_fn_run_openwhisk(const flc_fn_table_t *t, const char *arg, FILE *out);
 
 /* AWS Lambda custom runtime loop against api ("host:port", the value of
@@ -94,11 +98,14 @@ int flc_fn_run_openwhisk(const flc_fn_table_t *t, const char *arg, FILE *out);
  * Implemented in lambda_runtime.c. */
 int flc_fn_run_lambda(const flc_fn_table_t *t, const char *api, long max_events, flc_err_t *e);
 
-/* The main of flcache-fn: `--help` lists roles; AWS_LAMBDA_RUNTIME_API set
- * -> lambda mode (FLCACHE_LAMBDA_MAX_EVENTS caps events, for tests); argv[1]
- * starting with '{' -> openwhisk mode; otherwise (or `--local`) local mode.
- * In local mode stdout is moved aside so stray prints by handlers go to
- * stderr and cannot corrupt the result stream. Returns the exit code. */
-int flc_fn_main(const flc_fn_table_t *t, int argc, char **argv);
+/* The main of flcache-fn: `--help` lists roles; lambda_api not NULL or
+ * empty (the program's AWS_LAMBDA_RUNTIME_API) -> lambda mode, ending
+ * after max_events events when max_events > 0 (FLCACHE_LAMBDA_MAX_EVENTS,
+ * for tests); argv[1] starting with '{' -> openwhisk mode; otherwise (or
+ * `--local`) local mode. In local mode stdout is moved aside so stray
+ * prints by handlers go to stderr and cannot corrupt the result stream.
+ * Returns the exit code. */
+int flc_fn_main(const flc_fn_table_t *t, int argc, char **argv, const char *lambda_api,
+                long max_events);
 
 #endif

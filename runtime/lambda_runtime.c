@@ -175,6 +175,9 @@ int flc_fn_run_lambda(const flc_fn_table_t *t, const char *api, long max_events,
             free(body.p);
             break;
         }
+        /* The custom-runtime contract: the function's X-Ray trace header is
+         * published to the handler's process as _X_AMZN_TRACE_ID (AWS SDKs
+         * and tracers read it there). It is written, never read, here. */
         if (nx.trace_id[0] != '\0')
             setenv("_X_AMZN_TRACE_ID", nx.trace_id, 1);
         flc_err_t pe = {0};

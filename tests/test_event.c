@@ -2,8 +2,10 @@
  * (integers whole and in range, numbers finite, strings, bools, required
  * and optional fields, wrong types never becoming the default, messages that
  * name the field), then end to end: the flcache-fn roles refuse bad fields
- * with ok:false naming them, and the aggregator role reports its wait for
- * arrivals as communication, not compute. */
+ * with ok:false naming them, the aggregator role reports its wait for
+ * arrivals as communication, not compute, and an OpenWhisk action's bound
+ * parameter (FLCACHE_REDIS in the event) reaches the role as the
+ * environment's would. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,5 +243,70 @@ TEST(aggregator_comm)
     flc_fixture_stop(&fx);
 }
 
+/* Runs `flcache-fn '<event>'` (OpenWhisk mode) without FLCACHE_REDIS in its
+ * environment and returns its last stdout line parsed (NULL when none
+ * parses); *rc gets its exit code. */
+static cJSON *run_openwhisk(const char *event, int *rc)
+{
+    char cmd[2048];
+    static char out[1 << 16];
+    snprintf(cmd, sizeof cmd, "(env -u FLCACHE_REDIS %s/flcache-fn '%s' 2>/dev/null)",
+             flc_t_build_dir(), event);
+    *rc = flc_t_run(cmd, out, sizeof out);
+    size_t n = strlen(out);
+    while (n > 0 && out[n - 1] == '\n')
+        out[--n] = '\0';
+    char *last = strrchr(out, '\n');
+    return cJSON_Parse(last != NULL ? last + 1 : out);
+}
+
+/* `wsk action update --param FLCACHE_REDIS <url>`: OpenWhisk delivers the
+ * parameter in every event; flcache-fn takes it as its FLCACHE_REDIS, so the
+ * aggregator role, whose event does not name the cache, opens it. */
+TEST(openwhisk_param_reaches_role)
+{
+    flc_fixture_t fx;
+    flc_fixture_start(&fx, 0);
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(fx.unix_url, NULL, &e);
+    if (s == NULL)
+        flc_t_fatal("connect: %s", flc_err_msg(&e));
+    float u[4] = {1, 2, 3, 4};
+    flc_rs_push_cfg_t pc = {.job = "owp", .round = 1, .client = "c0", .num_shards = 1,
+                            .model_size = 4, .num_samples = 1};
+    CHECK(flc_rs_push(s, &pc, u, &e) == 0, "c0 pushes its update (%s)", e.msg);
+    static const char agg[] = "{\"role\":\"aggregator\",\"job\":\"owp\",\"round\":1,"
+                              "\"model_size\":4,\"expected\":[\"c0\"],\"deadline_ms\":3000";
+    char ev[1024];
+    int rc;
+    snprintf(ev, sizeof ev, "%s,\"FLCACHE_REDIS\":\"%s\"}", agg, fx.unix_url);
+    cJSON *r = run_openwhisk(ev, &rc);
+    const cJSON *parts = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "result"), "participants");
+    CHECK(rc == 0 && flc_ev_bool(r, "ok", 0) && cJSON_GetArraySize(parts) == 1,
+          "the event's FLCACHE_REDIS parameter is the aggregator's cache: it merged c0 (%s)",
+          flc_ev_str(r, "error", "ok"));
+    cJSON_Delete(r);
+
+    snprintf(ev, sizeof ev, "%s}", agg);
+    r = run_openwhisk(ev, &rc);
+    CHECK(rc == 0 && r != NULL && !flc_ev_bool(r, "ok", 1) &&
+              strstr(flc_ev_str(r, "error", ""), "FLCACHE_REDIS") != NULL,
+          "without the parameter (and the variable) the role has no cache: '%s'",
+          flc_ev_str(r, "error", "(no result)"));
+    cJSON_Delete(r);
+
+    snprintf(ev, sizeof ev, "%s,\"FLCACHE_REDIS\":\"%s\",\"FLCACHE_CHUNK\":\"12q\"}", agg,
+             fx.unix_url);
+    r = run_openwhisk(ev, &rc);
+    CHECK(rc == 2 && r != NULL && !flc_ev_bool(r, "ok", 1) &&
+              strstr(flc_ev_str(r, "error", ""), "FLCACHE_CHUNK='12q' is not a size") != NULL,
+          "a parameter is checked like the variable: exit 2, the result says '%s'",
+          flc_ev_str(r, "error", "(no result)"));
+    cJSON_Delete(r);
+    flc_store_close(s);
+    flc_fixture_stop(&fx);
+}
+
 TEST_LIST(TEST_ENTRY(integers), TEST_ENTRY(numbers), TEST_ENTRY(strings_bools_arrays),
-          TEST_ENTRY(roles_refuse), TEST_ENTRY(aggregator_comm))
+          TEST_ENTRY(roles_refuse), TEST_ENTRY(aggregator_comm),
+          TEST_ENTRY(openwhisk_param_reaches_role))

@@ -232,7 +232,8 @@ TEST(gram_vs_brute_force)
     flc_store_t *s = open_store();
     flc_err_t e = {0};
     flc_query_gram_t g;
-    int rc = flc_query_gram(s, g_fx.unix_url, "qj", 1, 2, 0, &g, &e);
+    flc_store_cfg_t at = {.url = g_fx.unix_url};
+    int rc = flc_query_gram(s, &at, "qj", 1, 2, 0, &g, &e);
     float agg[NDIM];
     aggregate(1, agg);
     double worst = 0;
@@ -480,7 +481,7 @@ TEST(query_function_json)
     snprintf(ev, sizeof ev, "{\"kind\":\"outliers\",\"job\":\"qj\",\"round\":2,\"redis\":\"%s\"}",
              g_fx.unix_url);
     cJSON *event = cJSON_Parse(ev), *res = NULL;
-    int rc = flc_query_fn(event, &res, &e);
+    int rc = flc_query_fn(NULL, event, &res, &e);
     const cJSON *rows = cJSON_GetObjectItem(res, "rows");
     int ok = rc == 0 && cJSON_GetArraySize(rows) == N &&
              cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetArrayItem(rows, 0), "rank")) == 1;

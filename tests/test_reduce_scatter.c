@@ -531,7 +531,7 @@ TEST(aggregator_function_entry)
              "\"expected\":[\"c0\",\"c1\"],\"deadline_ms\":3000,\"readers\":1,\"redis\":\"%s\"}",
              g_fx.unix_url);
     cJSON *event = cJSON_Parse(ev), *res = NULL;
-    int rc = flc_rs_aggregator_fn(event, &res, NULL, NULL, &e);
+    int rc = flc_rs_aggregator_fn(NULL, event, &res, NULL, NULL, &e);
     float out[10];
     int prc = flc_rs_pull(s, "fn", 7, 1, n, 2000, out, &e);
     CHECK(rc == 0 && cJSON_GetArraySize(cJSON_GetObjectItem(res, "participants")) == 2 &&
@@ -549,7 +549,7 @@ TEST(aggregator_function_entry)
     int all = 1;
     for (int i = 0; i < 4; i++) {
         event = cJSON_Parse(bad[i]);
-        rc = flc_rs_aggregator_fn(event, &res, NULL, NULL, &e);
+        rc = flc_rs_aggregator_fn(NULL, event, &res, NULL, NULL, &e);
         all &= rc == FLC_EINVAL && strstr(e.msg, want[i]) != NULL && res == NULL;
         printf("#   %s -> %s\n", bad[i], e.msg);
         cJSON_Delete(event);

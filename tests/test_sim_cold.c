@@ -1,7 +1,9 @@
 /* A simulation larger than the cache: Redis runs with maxmemory 6 MB
- * (noeviction) and a cold tier in a temp directory (FLCACHE_COLD); 8 rounds
+ * (noeviction) and a cold tier in a temp directory (the cold_url every store
+ * of the test is opened with, as FLCACHE_COLD gives the programs'); 8 rounds
  * of 5 clients pushing 100,000-float updates (16 MB of updates, 2.7x the
- * cache) run to the end with the driver spilling before Redis fills, and
+ * cache) run to the end with the driver spilling (policy window:2) before
+ * Redis fills, and
  * afterwards every update of every round reads back - most from the cold
  * tier - and equals what the query engine saw. The simulation is the
  * file's shared fixture (run once by the runner, its own success a check
@@ -13,24 +15,28 @@
 
 #include "aggregator/query.h"
 #include "clients/sim.h"
+#include "policies/policy.h"
 #include "tests/harness.h"
 
 static char g_dir[] = "/tmp/flcache-simcold-XXXXXX";
+static char g_cold[300];
+/* Every store of this test (the driver's, the in-process clients' and
+ * mergers', the cases' own and the query's shard workers') attaches the
+ * cold tier, as a program's do with FLCACHE_COLD. */
+static flc_store_opts_t g_opts;
 static flc_fixture_t fx;
 
 static void setup(void)
 {
     if (mkdtemp(g_dir) == NULL)
         flc_t_fatal("mkdtemp");
-    char cold[300];
-    snprintf(cold, sizeof cold, "file://%s", g_dir);
-    setenv("FLCACHE_POLICY", "window:2", 1); /* the driver reads it (clients/sim.c) */
-    /* What a program does at start with FLCACHE_COLD: every store of this
-     * process (the driver's, the in-process clients' and mergers') attaches
-     * the tier. */
-    flc_store_opts_t defaults = {.cold_url = cold};
-    flc_store_set_defaults(NULL, &defaults);
+    snprintf(g_cold, sizeof g_cold, "file://%s", g_dir);
+    g_opts.cold_url = g_cold;
     flc_fixture_start(&fx, 6u << 20);
+    flc_err_t e = {0};
+    flc_policy_t *policy = flc_pol_new("window:2", &e);
+    if (policy == NULL)
+        flc_t_fatal("policy: %s", e.msg);
 
     flc_sim_cfg_t c;
     flc_sim_cfg_init(&c);
@@ -40,14 +46,20 @@ static void setup(void)
     c.rounds = 8;
     c.synthetic_params = 100000;
     c.redis = fx.unix_url;
-    flc_err_t e = {0};
+    c.store_opts = &g_opts;
+    c.policy = policy;
     flc_sim_result_t res;
     memset(&res, 0, sizeof res);
     int rc = flc_sim_cfg_finish(&c, &e);
     rc = rc ? rc : flc_sim_run(&c, NULL, NULL, &res, &e);
     int nrounds = (int)res.nrounds;
+    size_t parts = 0;
+    for (size_t r = 0; r < res.nrounds; r++)
+        parts += res.rounds[r].participants;
     flc_sim_result_free(&res);
-    CHECK(rc == 0 && nrounds == 8, "8 rounds of 5 x 400 KB updates ran in a 6 MB Redis: %s",
+    flc_pol_free(policy); /* after the run closed the stores that used it */
+    CHECK(rc == 0 && nrounds == 8 && parts == 40,
+          "8 rounds of 5 x 400 KB updates ran in a 6 MB Redis, %zu of 40 merged: %s", parts,
           rc ? e.msg : "ok");
 }
 
@@ -63,7 +75,7 @@ static void teardown(void)
 static flc_store_t *open_store(void)
 {
     flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(fx.unix_url, NULL, &e);
+    flc_store_t *s = flc_store_open(fx.unix_url, &g_opts, &e);
     if (s == NULL)
         flc_t_fatal("connect: %s", e.msg);
     return s;
@@ -114,7 +126,7 @@ TEST(query_finds_spilled_updates)
     flc_store_t *s = open_store();
     flc_err_t e = {0};
     flc_query_req_t q = {.kind = FLC_Q_NORMS, .job = "cold", .round_from = 1, .round_to = 1,
-                         .url = fx.unix_url, .no_cache = 1};
+                         .url = fx.unix_url, .store_opts = &g_opts, .no_cache = 1};
     Flcache__QueryAnswer *a = NULL;
     int rc = flc_query_run(s, &q, &a, &e);
     int ok = rc == 0 && a->n_rows == 5;

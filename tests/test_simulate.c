@@ -39,7 +39,7 @@ static flc_fixture_t fx;
 static int client_role(const cJSON *ev, cJSON **res, flc_fn_ctx_t *ctx)
 {
     double c = -1, m = -1;
-    int rc = flc_client_fn(ev, res, &c, &m, &ctx->err);
+    int rc = flc_client_fn(NULL, NULL, ev, res, &c, &m, &ctx->err); /* the event names all */
     if (c >= 0 && m >= 0) {
         ctx->compute_ms = c;
         ctx->comm_ms = m;
@@ -51,14 +51,14 @@ static int as_function(int argc, char **argv)
 {
     flc_fn_table_t *t = flc_fn_table_new();
     flc_fn_register(t, "client", client_role, NULL, "federated client");
-    int rc = flc_fn_main(t, argc, argv);
+    int rc = flc_fn_main(t, argc, argv, NULL, 0);
     flc_fn_table_free(t);
     return rc;
 }
 
 /* ---- helpers ---- */
 
-static unsigned threads = 4;
+static flc_sim_inproc_t threads = {.threads = 4};
 
 static void base_cfg(flc_sim_cfg_t *c, const char *job)
 {
@@ -78,7 +78,7 @@ static void base_cfg(flc_sim_cfg_t *c, const char *job)
 static int run(const flc_sim_cfg_t *c, flc_sim_result_t *res)
 {
     flc_err_t e = {0};
-    flc_sim_clear(c->redis, c->job, &e);
+    flc_sim_clear(c->redis, NULL, c->job, &e);
     int rc = flc_sim_run(c, NULL, NULL, res, &e);
     if (rc != 0)
         printf("# run %s: %s\n", c->job, flc_err_msg(&e));
@@ -232,7 +232,7 @@ TEST(dropout_closes_round)
     c.per_round = 10;
     c.rounds = 2;
     c.dropout = 0.4;
-    unsigned many = 10;
+    flc_sim_inproc_t many = {.threads = 10};
     c.invoke_user = &many;
     int rc = run(&c, &r);
     CHECK(rc == 0 && r.nrounds == 2, "a run with 40%% dropout completes");
@@ -275,7 +275,7 @@ TEST(deadline_marks_stragglers_late)
 {
     flc_sim_cfg_t c;
     flc_sim_result_t r = {0};
-    unsigned many = 10;
+    flc_sim_inproc_t many = {.threads = 10};
     flc_err_t e = {0};
     flc_store_t *s = flc_store_open(fx.unix_url, NULL, &e);
     base_cfg(&c, "late");
@@ -402,9 +402,13 @@ TEST(config_errors)
     base_cfg(&c, "cfg");
     c.job = "bad/job";
     CHECK(flc_sim_cfg_finish(&c, &e) == FLC_EINVAL, "a job name with '/' is refused");
-    CHECK(flc_sim_strategy_parse("trimmed-mean") == FLC_SIM_TRIMMED_MEAN &&
-              flc_sim_strategy_parse("fedsgd") == -1 && flc_fault_parse("label_flip") ==
-              FLC_FAULT_LABEL_FLIP, "strategy and fault names parse");
+    int strategy = -1, bad = -7, fault = -1;
+    CHECK(flc_sim_strategy_parse("trimmed-mean", &strategy) == FLC_OK &&
+              strategy == FLC_SIM_TRIMMED_MEAN &&
+              flc_sim_strategy_parse("fedsgd", &bad) == FLC_EINVAL && bad == -7 &&
+              flc_client_fault_parse("label_flip", &fault) == FLC_OK &&
+              fault == FLC_FAULT_LABEL_FLIP,
+          "strategy and fault names parse; an unknown one is FLC_EINVAL");
 }
 
 static void setup(void)

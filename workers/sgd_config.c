@@ -30,17 +30,21 @@ const char *flc_sgd_comm_name(int comm)
     return comm == FLC_SGD_COMM_ONE ? "allreduce-one" : "reduce-scatter";
 }
 
-int flc_sgd_comm_parse(const char *name)
+int flc_sgd_comm_parse(const char *name, int *out)
 {
     if (name == NULL)
-        return -1;
+        return FLC_EINVAL;
     if (strcmp(name, "reduce-scatter") == 0 || strcmp(name, "reduce_scatter") == 0 ||
-        strcmp(name, "rs") == 0)
-        return FLC_SGD_COMM_RS;
+        strcmp(name, "rs") == 0) {
+        *out = FLC_SGD_COMM_RS;
+        return FLC_OK;
+    }
     if (strcmp(name, "allreduce-one") == 0 || strcmp(name, "allreduce_one") == 0 ||
-        strcmp(name, "one") == 0)
-        return FLC_SGD_COMM_ONE;
-    return -1;
+        strcmp(name, "one") == 0) {
+        *out = FLC_SGD_COMM_ONE;
+        return FLC_OK;
+    }
+    return FLC_EINVAL;
 }
 
 int flc_sgd_steps_job(char *out, size_t outlen, const char *job, flc_err_t *e)
@@ -168,7 +172,7 @@ int flc_sgd_cfg_from_json(flc_sgd_cfg_t *c, const cJSON *ev, flc_err_t *e)
         flc_ev_opt_num(ev, "price_per_gb_s", 0, INFINITY, c->price_per_gb_s,
                        &c->price_per_gb_s, e))
         return e->code;
-    if (comm != NULL && (c->comm = flc_sgd_comm_parse(comm)) < 0)
+    if (comm != NULL && flc_sgd_comm_parse(comm, &c->comm) != FLC_OK)
         return flc_err_set(e, FLC_EINVAL, "event field 'comm' must be reduce-scatter or "
                            "allreduce-one, not '%s'", comm);
     c->rank = (int)rank;

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
 #include <cjson/cJSON.h>
 
 #include "base/clock.h"
@@ -91,9 +90,10 @@ static int setup(sgd_worker_t *w, flc_err_t *e)
         if ((w->names[i] = strdup(nm)) == NULL)
             return flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
-    /* io timeout above the longest blocking wait: the store also bounds it. */
-    flc_store_opts_t so = {0};
-    w->s = c->redis ? flc_store_open(c->redis, &so, e) : flc_store_open_env(&so, e);
+    flc_store_cfg_t sc = {.url = c->redis};
+    if (c->store_opts != NULL)
+        sc.opts = *c->store_opts;
+    w->s = flc_store_open_cfg(&sc, NULL, e);
     if (w->s == NULL)
         return e->code;
     uint64_t t0 = flc_now_ns();
@@ -253,16 +253,17 @@ int flc_sgd_run(const flc_sgd_cfg_t *cin, flc_sgd_result_t *r, flc_err_t *e)
     return rc;
 }
 
-int flc_sgd_worker_fn(const cJSON *event, cJSON **result, double *compute_ms, double *comm_ms,
-                      flc_err_t *e)
+int flc_sgd_worker_fn(const flc_store_cfg_t *sc, const char *data_dir, const cJSON *event,
+                      cJSON **result, double *compute_ms, double *comm_ms, flc_err_t *e)
 {
     *result = NULL;
-    /* One thread per worker unless the deployment says otherwise: W workers
-     * share the machine's cores, and BLAS threads would fight over them. */
-    if (getenv("OPENBLAS_NUM_THREADS") == NULL)
-        openblas_set_num_threads(1);
     flc_sgd_cfg_t c;
     flc_sgd_cfg_init(&c);
+    c.data_dir = data_dir;
+    if (sc != NULL) {
+        c.redis = sc->url;
+        c.store_opts = &sc->opts;
+    }
     int rc = flc_sgd_cfg_from_json(&c, event, e);
     if (rc != FLC_OK)
         return rc;

@@ -87,11 +87,12 @@ typedef struct flc_sgd_cfg {
     double lr;               /* 0: by model (FLC_SGD_LR_*) */
     int comm;                /* FLC_SGD_COMM_* */
     uint32_t num_shards;     /* 0: W (reduce-scatter) or 1 (allreduce-one) */
-    const char *data_dir;    /* Fashion-MNIST dir; NULL: $FLCACHE_DATA_DIR or default */
+    const char *data_dir;    /* Fashion-MNIST dir; NULL: FLC_FASHION_DIR */
     size_t subset;           /* train samples used (first N); 0: all */
     size_t test_subset;      /* test samples evaluated (first N); 0: all */
     uint64_t seed;           /* model init, split and shuffles */
-    const char *redis;       /* cache URL; NULL: $FLCACHE_REDIS */
+    const char *redis;       /* cache URL (required by flc_sgd_run) */
+    const flc_store_opts_t *store_opts; /* the worker's store options; NULL: built-in */
     unsigned step_timeout_ms;/* per exchange; 0: FLC_SGD_STEP_TIMEOUT_DEFAULT */
     unsigned progress_every; /* steps between progress records; 0: ~10 per epoch */
     unsigned memory_mb;      /* function memory, for the cost estimate; 0: no cost */
@@ -129,10 +130,11 @@ void flc_sgd_cfg_init(flc_sgd_cfg_t *c);
  * naming the bad field. */
 int flc_sgd_cfg_finish(flc_sgd_cfg_t *c, flc_err_t *e);
 
-/* "reduce-scatter" / "allreduce-one" <-> FLC_SGD_COMM_*; parse returns -1
- * for an unknown name. */
+/* "reduce-scatter" / "allreduce-one" <-> FLC_SGD_COMM_*. parse also takes
+ * "reduce_scatter", "rs", "allreduce_one" and "one"; it sets *out and
+ * returns 0, or FLC_EINVAL (*out untouched) for an unknown name or NULL. */
 const char *flc_sgd_comm_name(int comm);
-int flc_sgd_comm_parse(const char *name);
+int flc_sgd_comm_parse(const char *name, int *out);
 
 /* The worker event for c ({"role":"worker","job":...,"rank":...}); new
  * object, the caller frees with cJSON_Delete. NULL when out of memory. */
@@ -156,9 +158,13 @@ int flc_sgd_run(const flc_sgd_cfg_t *c, flc_sgd_result_t *r, flc_err_t *e);
 struct cJSON *flc_sgd_result_json(const flc_sgd_result_t *r);
 
 /* The "worker" role of flcache-fn: event -> config -> flc_sgd_run ->
- * *result (flc_sgd_result_json). *compute_ms / *comm_ms (either may be
- * NULL) receive the worker's split for the platform's record. */
-int flc_sgd_worker_fn(const struct cJSON *event, struct cJSON **result, double *compute_ms,
+ * *result (flc_sgd_result_json). The event's "redis" and "data" win over
+ * sc->url and data_dir; the store takes sc's options (sc and data_dir may
+ * be NULL). *compute_ms / *comm_ms (either may be NULL) receive the
+ * worker's split for the platform's record. BLAS threads are the caller's
+ * business: W workers on one machine want one each (flcache-fn sees to it). */
+int flc_sgd_worker_fn(const flc_store_cfg_t *sc, const char *data_dir,
+                      const struct cJSON *event, struct cJSON **result, double *compute_ms,
                       double *comm_ms, flc_err_t *e);
 
 /* FNV-1a 64-bit hash of n bytes (the model checksum). */
