@@ -8,8 +8,9 @@
 
 #include "aggregator/query_internal.h"
 
-Flcache__QueryAnswer *flc_query_answer_new(const char *job, const char *kind, const char *const *num,
-                                 size_t nnum, const char *const *text, size_t ntext)
+Flcache__QueryAnswer *flc_query_answer_new(const char *job, const char *kind,
+                                           const char *const *num, size_t nnum,
+                                           const char *const *text, size_t ntext)
 {
     Flcache__QueryAnswer *a = malloc(sizeof *a);
     if (a == NULL)
@@ -34,7 +35,7 @@ Flcache__QueryAnswer *flc_query_answer_new(const char *job, const char *kind, co
 }
 
 int flc_query_answer_row(Flcache__QueryAnswer *a, const char *key, const double *vals,
-               const char *const *text)
+                         const char *const *text)
 {
     size_t nt = a->n_columns - a->num_numeric;
     Flcache__QueryRow *r = malloc(sizeof *r);

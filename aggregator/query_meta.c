@@ -9,7 +9,7 @@
 #include "aggregator/query_internal.h"
 
 int flc_query_rounds(flc_store_t *s, const flc_query_req_t *q, uint32_t **rounds, size_t *n,
-                 flc_err_t *e)
+                     flc_err_t *e)
 {
     uint32_t *all = NULL;
     size_t na = 0;
@@ -55,7 +55,7 @@ static const char *const ACC_KEYS[] = {"test_accuracy", "accuracy", NULL};
 static const char *const LOSS_KEYS[] = {"test_loss", "loss", NULL};
 
 int flc_query_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
-                  flc_err_t *e)
+                      flc_err_t *e)
 {
     uint32_t *rounds;
     size_t nr;
@@ -105,7 +105,7 @@ static const char *label(const Flcache__ModelUpdate *u, const char *key)
 }
 
 int flc_query_client(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
-                 flc_err_t *e)
+                     flc_err_t *e)
 {
     if (q->client == NULL || !*q->client)
         return flc_err_set(e, FLC_EINVAL, "client query: which client? (--client C)");
@@ -191,7 +191,7 @@ static int by_score_desc(const void *a, const void *b)
 }
 
 int flc_query_schedule(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
-                   flc_err_t *e)
+                       flc_err_t *e)
 {
     uint32_t *rounds;
     size_t nr;

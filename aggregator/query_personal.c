@@ -39,8 +39,8 @@ int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const flc_st
         rc = e->code;
     }
     static const char *num[] = {"offset", "count", "members", "norm"};
-    Flcache__QueryAnswer *a = rc == FLC_OK ? flc_query_answer_new(q->job, "personalize", num, 4, NULL, 0)
-                                           : NULL;
+    Flcache__QueryAnswer *a =
+        rc == FLC_OK ? flc_query_answer_new(q->job, "personalize", num, 4, NULL, 0) : NULL;
     if (rc == FLC_OK && a == NULL)
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
     float *model = NULL;

@@ -174,8 +174,10 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg
         free(order);
         flc_query_answer_summary(a, "flagged", (double)(tp + fp));
         if (truth_known) {
-            flc_query_answer_summary(a, "precision", tp + fp ? (double)tp / (double)(tp + fp) : 1.0);
-            flc_query_answer_summary(a, "recall", tp + fn ? (double)tp / (double)(tp + fn) : 1.0);
+            flc_query_answer_summary(a, "precision",
+                                     tp + fp ? (double)tp / (double)(tp + fp) : 1.0);
+            flc_query_answer_summary(a, "recall",
+                                     tp + fn ? (double)tp / (double)(tp + fn) : 1.0);
         }
         free(D), free(score);
         break;
@@ -291,9 +293,11 @@ int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_
         }
         for (size_t k = 0; rc == FLC_OK && k < names.n; k++)
             flc_query_answer_row(a, names.items[k], acc + 3 * k, NULL);
-        flc_query_answer_note(a, "contribution", "sum over rounds of (w_i / W) cos(u_i, FedAvg aggregate)");
-        flc_query_answer_note(a, "loo_shift", "sum over rounds of how far the FedAvg aggregate moves "
-                                    "when the client is left out");
+        flc_query_answer_note(a, "contribution",
+                              "sum over rounds of (w_i / W) cos(u_i, FedAvg aggregate)");
+        flc_query_answer_note(a, "loo_shift",
+                              "sum over rounds of how far the FedAvg aggregate moves "
+                              "when the client is left out");
         free(acc);
         flc_strlist_free(&names);
         free(rounds);
@@ -321,9 +325,10 @@ int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_
         static const char *text[] = {"truth"};
         a = flc_query_answer_new(q->job, kind, num, 9, text, 1);
         if (a)
-            flc_query_answer_note(a, "suspicion", "(1 - cos to the most central update)/2 + |norm z|/6 + "
-                                        "max(krum z, 0)/6 (robust z-scores); flagged: that cos "
-                                        "< -0.5 or a z over 3.5");
+            flc_query_answer_note(a, "suspicion",
+                                  "(1 - cos to the most central update)/2 + |norm z|/6 + "
+                                  "max(krum z, 0)/6 (robust z-scores); flagged: that cos "
+                                  "< -0.5 or a z over 3.5");
     } else if (q->kind == FLC_Q_CLUSTERS) {
         static const char *num[] = {"cluster", "norm"};
         a = flc_query_answer_new(q->job, kind, num, 2, NULL, 0);

@@ -111,7 +111,7 @@ void flc_rs_report_free(flc_rs_report_t *r);
  * and the done tokens. Fails (and pushes "error: ..." tokens so readers do
  * not wait in vain) when no update could be merged. */
 int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_report_t *rep,
-                   flc_err_t *e);
+                      flc_err_t *e);
 
 /* ---- the aggregator function ------------------------------------------ */
 

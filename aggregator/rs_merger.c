@@ -307,7 +307,7 @@ static int fail_readers(merger_t *m, const flc_err_t *why)
 }
 
 int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_report_t *rep,
-                   flc_err_t *e)
+                      flc_err_t *e)
 {
     memset(rep, 0, sizeof *rep);
     rep->shard = cfg->shard;

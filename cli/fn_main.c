@@ -164,28 +164,16 @@ static int worker(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
      * sets it). */
     if (env->blas_one)
         openblas_set_num_threads(1);
-    double compute = -1, comm = -1;
-    int rc = flc_sgd_worker_fn(&env->store, env->data_dir, event, result, &compute, &comm,
-                               &ctx->err);
-    if (compute >= 0 && comm >= 0) {
-        ctx->compute_ms = compute;
-        ctx->comm_ms = comm;
-    }
-    return rc;
+    return flc_sgd_worker_fn(&env->store, env->data_dir, event, result, &ctx->compute_ms,
+                             &ctx->comm_ms, &ctx->err);
 }
 
 /* The "client" role: one federated client's round (clients/client.h). */
 static int client(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 {
     const fn_env_t *env = ctx->user;
-    double compute = -1, comm = -1;
-    int rc = flc_client_fn(&env->store, env->data_dir, event, result, &compute, &comm,
-                           &ctx->err);
-    if (compute >= 0 && comm >= 0) {
-        ctx->compute_ms = compute;
-        ctx->comm_ms = comm;
-    }
-    return rc;
+    return flc_client_fn(&env->store, env->data_dir, event, result, &ctx->compute_ms,
+                         &ctx->comm_ms, &ctx->err);
 }
 
 /* The "aggregator" role: the merger of one shard of one round. Its wait
@@ -193,13 +181,8 @@ static int client(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 static int aggregator(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 {
     const fn_env_t *env = ctx->user;
-    double compute = -1, comm = -1;
-    int rc = flc_rs_aggregator_fn(&env->store, event, result, &compute, &comm, &ctx->err);
-    if (compute >= 0 && comm >= 0) {
-        ctx->compute_ms = compute;
-        ctx->comm_ms = comm;
-    }
-    return rc;
+    return flc_rs_aggregator_fn(&env->store, event, result, &ctx->compute_ms,
+                                &ctx->comm_ms, &ctx->err);
 }
 
 /* The "query" role: one query, answered next to the data. */

@@ -51,8 +51,9 @@ int flc_client_fault_parse(const char *name, int *out);
 /* Runs the client role on event; on success *result is a new object (the
  * result above). The store is opened with sc's options at the event's
  * "redis", else at sc->url; the data comes from the event's "data_dir",
- * else data_dir, else FLC_FASHION_DIR (sc and data_dir may be NULL). *compute_ms / *comm_ms (either may be NULL) receive the
- * client's own split for the platform's record. Errors: FLC_EINVAL naming
+ * else data_dir, else FLC_FASHION_DIR (sc and data_dir may be NULL).
+ * *compute_ms / *comm_ms (either may be NULL) receive the client's own
+ * split for the platform's record. Errors: FLC_EINVAL naming
  * a bad event field, FLC_EIO for the data, FLC_ECONN / FLC_ENOTFOUND for
  * the cache (no global model for round r-1). A late push is not an error. */
 int flc_client_fn(const flc_store_cfg_t *sc, const char *data_dir, const struct cJSON *event,
