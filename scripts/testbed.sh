@@ -27,7 +27,7 @@
 #
 # Delay and loss would need netem (sch_netem), which the kernel of the
 # machine this was built on does not have: --delay takes only 0.
-set -eu
+set -euf # -f: no globbing; slot lists in CLUSTER NODES can hold [ ]
 
 PROG=testbed.sh
 NAME=flt

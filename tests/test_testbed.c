@@ -194,7 +194,7 @@ TEST(set_get_across_nodes)
            total);
 }
 
-/* ---- link rate: a 50 MB value to and from a node, over a plain socket from
+/* ---- link rate: a 30 MB value to and from a node, over a plain socket from
  * the client namespace (redis-cli costs more CPU than a 200 Mbit/s link on
  * this machine, so it would measure itself, not the link). */
 
@@ -328,27 +328,49 @@ static xfer_t xfer(const char *addr, size_t bytes)
     return r;
 }
 
+/* Two tries, keeping the faster per direction: a shaper only ever slows a
+ * transfer, so a reading below the rate on a busy machine can be the machine;
+ * one above it is the shaper failing and counts at once. */
+static xfer_t xfer_best(const char *addr, size_t bytes, double low_set, double low_get)
+{
+    xfer_t r = xfer(addr, bytes);
+    if (!r.err[0] && (r.set_mbs < low_set || r.get_mbs < low_get)) {
+        xfer_t again = xfer(addr, bytes);
+        printf("    # again: client->n1 %.1f MB/s, n1->client %.1f MB/s (first %.1f, %.1f)\n",
+               again.set_mbs, again.get_mbs, r.set_mbs, r.get_mbs);
+        if (!again.err[0]) {
+            r.set_mbs = again.set_mbs > r.set_mbs ? again.set_mbs : r.set_mbs;
+            r.get_mbs = again.get_mbs > r.get_mbs ? again.get_mbs : r.get_mbs;
+        }
+    }
+    return r;
+}
+
+/* 100mbit, not more: with the two cores shared by other work, redis-server
+ * and the measuring process get perhaps half a core each, which moved a 50 MB
+ * value at 13-19 MB/s through a 200mbit (25 MB/s) link but keeps up with
+ * 100mbit (12.5 MB/s): 9.7-10.7 MB/s in, 10.9-11.3 out at a load of 4.5. */
 TEST(tbf_shapes_link)
 {
     need_testbed();
-    const size_t bytes = 50 * 1000 * 1000;
+    const size_t bytes = 30 * 1000 * 1000;
+    const double rate = 100e6 / 8 / 1e6; /* MB/s */
+    /* Payload is ~95% of the bytes tbf counts (TCP/IP headers); client->node
+     * frames cross the bridge before the shaper and came out lower still. */
+    const double low_get = 0.80 * rate, low_set = 0.72 * rate, high = 1.05 * rate;
     char out[1024];
-    const double rate = 200e6 / 8 / 1e6; /* 200 Mbit/s in MB/s */
-    CHECK(flc_testbed_sh(&tb, out, sizeof out, "rate n1 200mbit") == 0, "n1's link set to 200mbit");
-    xfer_t slow = xfer(tb.addr[1], bytes);
-    CHECK(!slow.err[0], "50 MB to and from n1 at 200mbit: %s", slow.err[0] ? slow.err : "done");
-    printf("    # 200mbit (%.1f MB/s): client->n1 %.1f MB/s, n1->client %.1f MB/s\n", rate,
+    CHECK(flc_testbed_sh(&tb, out, sizeof out, "rate n1 100mbit") == 0, "n1's link set to 100mbit");
+    xfer_t slow = xfer_best(tb.addr[1], bytes, low_set, low_get);
+    CHECK(!slow.err[0], "30 MB to and from n1 at 100mbit: %s", slow.err[0] ? slow.err : "done");
+    printf("    # 100mbit (%.1f MB/s): client->n1 %.1f MB/s, n1->client %.1f MB/s\n", rate,
            slow.set_mbs, slow.get_mbs);
-    /* Payload is ~95% of the bytes tbf counts (TCP/IP headers). Node->client
-     * measured 21.5-22.4 MB/s; client->node, whose frames cross the bridge
-     * before the shaper, 19-20.5 MB/s: hence the lower bound for it. */
-    EXPECT(slow.get_mbs > 0.80 * rate && slow.get_mbs < 1.10 * rate,
-           "n1->client at %.1f MB/s is within 20%% of %.1f", slow.get_mbs, rate);
-    EXPECT(slow.set_mbs > 0.70 * rate && slow.set_mbs < 1.10 * rate,
-           "client->n1 at %.1f MB/s is within -30%%/+10%% of %.1f", slow.set_mbs, rate);
+    EXPECT(slow.get_mbs > low_get && slow.get_mbs < high,
+           "n1->client at %.1f MB/s is 80-105%% of %.1f", slow.get_mbs, rate);
+    EXPECT(slow.set_mbs > low_set && slow.set_mbs < high,
+           "client->n1 at %.1f MB/s is 72-105%% of %.1f", slow.set_mbs, rate);
     CHECK(flc_testbed_sh(&tb, out, sizeof out, "rate n1 10gbit") == 0, "n1's link set to 10gbit");
     xfer_t fast = xfer(tb.addr[1], bytes);
-    CHECK(!fast.err[0], "50 MB to and from n1 at 10gbit: %s", fast.err[0] ? fast.err : "done");
+    CHECK(!fast.err[0], "30 MB to and from n1 at 10gbit: %s", fast.err[0] ? fast.err : "done");
     printf("    # 10gbit: client->n1 %.1f MB/s, n1->client %.1f MB/s\n", fast.set_mbs,
            fast.get_mbs);
     EXPECT(fast.get_mbs > 2 * slow.get_mbs, "n1->client is faster at 10gbit (%.1f > 2 x %.1f)",
