@@ -111,7 +111,8 @@ void flc_testbed_up(flc_testbed_t *tb, int masters, int replicas, const char *ra
     free(out);
     if (!tb->seed[0] || !tb->password[0] || !tb->client_ns[0])
         flc_t_fatal("testbed %s: env lacks the seed, password or client namespace", tb->name);
-    printf("# testbed %s: %d masters x %d replicas, links %s, seed redis://:***@%s:6379, state %s\n",
+    printf("# testbed %s: %d masters x %d replicas, links %s, seed redis://:***@%s:6379, "
+           "state %s\n",
            tb->name, masters, replicas, rate, tb->addr[1], tb->dir);
     fflush(stdout);
 }

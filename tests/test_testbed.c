@@ -470,8 +470,9 @@ TEST(delay_refused)
     int rc = flc_t_run(cmd, out, sizeof out);
     EXPECT(rc != 0 && strstr(out, "netem") != NULL, "--delay 10ms is refused, naming netem: %s",
            first_line(out));
-    snprintf(cmd, sizeof cmd, "ip netns list | grep -c '^%s-'; test -e /tmp/flc-testbed-%s && echo dir",
-             name, name);
+    snprintf(cmd, sizeof cmd,
+             "ip netns list | grep -c '^%s-'; test -e /tmp/flc-testbed-%s && echo dir", name,
+             name);
     flc_t_run(cmd, out, sizeof out);
     EXPECT(strcmp(first_line(out), "0") == 0, "it leaves no namespace or state dir (%s)", out);
 }
@@ -533,7 +534,8 @@ TEST(down_removes_everything)
     for (int i = 0; i < n; i++) {
         char stat[64];
         snprintf(cmd, sizeof cmd,
-                 "grep -q redis-server /proc/%d/cmdline 2>/dev/null && awk '{print $3}' /proc/%d/stat",
+                 "grep -q redis-server /proc/%d/cmdline 2>/dev/null && "
+                 "awk '{print $3}' /proc/%d/stat",
                  v[i].pid, v[i].pid);
         flc_t_run(cmd, stat, sizeof stat);
         alive += stat[0] != '\0' && stat[0] != 'Z';
