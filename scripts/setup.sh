@@ -14,7 +14,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 PACKAGES="build-essential cmake pkg-config
   libhiredis-dev libcurl4-openssl-dev libcjson-dev libopenblas-dev libuv1-dev
   libprotobuf-c-dev protobuf-c-compiler zlib1g-dev
-  redis-server redis-tools dataset-fashion-mnist"
+  redis-server redis-tools dataset-fashion-mnist iproute2"
 
 missing=""
 for p in $PACKAGES; do

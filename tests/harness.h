@@ -139,6 +139,62 @@ typedef struct flc_s3rver {
 int flc_s3rver_start(flc_s3rver_t *s, char *why, size_t whylen);
 void flc_s3rver_stop(flc_s3rver_t *s);
 
+/* A multi-node Redis Cluster on this machine (harness_testbed.c): network
+ * namespaces, a bridge and tc-shaped links made by scripts/testbed.sh, which
+ * needs root. Nodes are n1 .. n<nodes>; "client" is the namespace for
+ * drivers. Cases run commands in it with flc_testbed_sh(tb, ..., "exec client
+ * redis-cli ..."). */
+#define FLC_TESTBED_MAX_NODES 32
+
+typedef struct flc_testbed {
+    char name[16];      /* prefix of its namespaces: <name>-n1, <name>-client */
+    char dir[96];       /* its state directory */
+    char script[512];   /* scripts/testbed.sh */
+    char seed[160];     /* redis://:<password>@<n1's address>:6379 */
+    char password[64];
+    char client_ns[32]; /* ip netns exec <client_ns> CMD runs CMD as a client */
+    int masters, replicas, nodes;
+    char addr[FLC_TESTBED_MAX_NODES + 1][16]; /* addr[k]: node nk's address; addr[0] the client's */
+    pid_t owner;
+} flc_testbed_t;
+
+/* One line of `testbed.sh status`. */
+typedef struct flc_testbed_node {
+    char name[16];  /* n1, n2, ... */
+    char ns[32];
+    char addr[16];
+    char role[32];  /* master, replica:<master's name>, or - when down */
+    char slots[96]; /* 0-5460 (comma-separated ranges), - when none */
+    int pid;        /* 0 when not running */
+    int up;         /* the server answers on its socket */
+    int link_up;
+} flc_testbed_node_t;
+
+/* Whether this process can make a testbed: 1, or 0 with the reason in why
+ * (not root, and CI is not "true": there a missing testbed is a failure, so
+ * this says 1 and flc_testbed_up fails loudly). A shared fixture's setup
+ * calls it and, on 0, has its cases skip with the reason. */
+int flc_testbed_usable(char *why, size_t whylen);
+
+/* Brings up a testbed of masters x (1 + replicas) nodes with node links at
+ * rate ("10gbit", "200mbit"), waits for cluster_state:ok and fills tb; the
+ * name is unique to this process. Skips the case when flc_testbed_usable says
+ * no; fatal (naming what failed, with the script's output) otherwise. */
+void flc_testbed_up(flc_testbed_t *tb, int masters, int replicas, const char *rate);
+
+/* Removes everything the testbed made, if this process brought it up. */
+void flc_testbed_down(flc_testbed_t *tb);
+
+/* Runs `testbed.sh --name <name> --state-dir <dir> <printf args>` (output
+ * into out as flc_t_run) and returns its exit code. */
+int flc_testbed_sh(const flc_testbed_t *tb, char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Parses `testbed.sh status` into nodes[0 .. max); returns how many, or -1
+ * when status fails. state (may be NULL, cap 64) gets "cluster_state:ok" or
+ * what n1 says instead. */
+int flc_testbed_status(const flc_testbed_t *tb, flc_testbed_node_t *nodes, int max, char *state);
+
 /* For fixtures: while tracked, obj is stopped with stop(obj) if the case (or
  * the runner's setup) that started it ends by a failure. */
 void flc_t_track(void *obj, void (*stop)(void *obj));
