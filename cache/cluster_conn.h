@@ -15,7 +15,9 @@
  *
  * Blocking commands (BLPOP) must not run on these contexts with a block time
  * over io_timeout_ms: hiredis poisons a context whose read timed out (see
- * docs/cluster.md). Not thread-safe: one per store. */
+ * docs/cluster.md). As with the store, the process should ignore SIGPIPE:
+ * a write to a node that just died would otherwise kill it. Not
+ * thread-safe: one per store. */
 #ifndef FLC_CACHE_CLUSTER_CONN_H
 #define FLC_CACHE_CLUSTER_CONN_H
 
