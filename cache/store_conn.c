@@ -1,7 +1,7 @@
 /* The store's connection: opening (URL, AUTH, SELECT), reconnecting after a
  * lost connection on the next call, turning hiredis and Redis errors into
  * FLC codes and sentences, closing; the accessors of the store's settings,
- * and PING.
+ * and the connection-level operations (PING, CLIENT ID, CLIENT UNBLOCK).
  * Every other store file sends through a connection made here. */
 #include "cache/store_internal.h"
 
@@ -234,4 +234,27 @@ void flc_store_set_timeout(flc_store_t *s, unsigned ms)
 {
     if (s->c)
         redisSetTimeout(s->c, tv_ms(ms));
+}
+
+int flc_store_conn_id(flc_store_t *s, long long *id)
+{
+    *id = -1;
+    redisReply *r;
+    int rc = flc_store_commandf(s, &r, "CLIENT ID");
+    if (rc != FLC_OK)
+        return rc;
+    *id = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return FLC_OK;
+}
+
+int flc_store_wake_id(flc_store_t *s, long long id)
+{
+    /* The id names a connection of the server s talks to; on a cluster the
+     * caller must use a store connected to the blocked connection's node. */
+    redisReply *r;
+    int rc = flc_store_commandf(s, &r, "CLIENT UNBLOCK %lld TIMEOUT", id);
+    if (rc == FLC_OK)
+        freeReplyObject(r);
+    return rc;
 }

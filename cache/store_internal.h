@@ -1,12 +1,13 @@
 /* Private to cache/: the store's fields and the connection helpers shared by
  * the store's files: store_conn.c (connection, errors), store_raw.c (raw
  * commands, pipelines), store_put.c / store_get.c (shards), store_io.c
- * (zero-copy I/O), store_notify.c (lists), store_meta.c (metadata,
- * indexes). */
+ * (zero-copy I/O), store_notify.c (lists), store_meta.c (metadata, indexes)
+ * and the named operations of store_ops.h. */
 #ifndef FLC_CACHE_STORE_INTERNAL_H
 #define FLC_CACHE_STORE_INTERNAL_H
 
 #include "cache/store.h"
+#include "cache/store_ops.h"
 #include "cache/url.h"
 
 struct flc_store {

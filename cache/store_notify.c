@@ -1,5 +1,5 @@
 /* Notification lists: pushing tokens and waiting for one (BLPOP, never
- * polling). */
+ * polling), and the start barrier built on them (store_ops.h). */
 #include "cache/store_internal.h"
 
 #include <stdio.h>
@@ -81,4 +81,79 @@ int flc_store_wait(flc_store_t *s, const char *job, uint32_t round, uint32_t sha
         snprintf(out, outlen, "%.*s", (int)r->element[1]->len, r->element[1]->str);
     freeReplyObject(r);
     return FLC_OK;
+}
+
+/* ---- the start barrier ---------------------------------------------------- */
+
+int flc_store_barrier_incr(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                           uint64_t ttl_ms, long long *n)
+{
+    *n = -1;
+    char key[FLC_KEY_MAX], ttl[24];
+    flc_key_shard(key, job, round, shard, "ready");
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)ttl_ms);
+    const char *c1[] = {"INCR", key}, *c2[] = {"PEXPIRE", key, ttl};
+    const char *const *cmds[] = {c1, c2};
+    const int argc[] = {2, 3};
+    redisReply *rs[2];
+    int rc = flc_store_pipeline(s, 2, argc, cmds, rs);
+    if (rc != FLC_OK)
+        return rc;
+    if (rs[0]->type == REDIS_REPLY_ERROR) /* the expiry is best effort */
+        rc = flc_store_reply_error(s, rs[0], "INCR");
+    else
+        *n = rs[0]->type == REDIS_REPLY_INTEGER ? rs[0]->integer : -1;
+    freeReplyObject(rs[0]);
+    freeReplyObject(rs[1]);
+    return rc;
+}
+
+int flc_store_barrier_release(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                              unsigned copies)
+{
+    char k_ready[FLC_KEY_MAX], k_go[FLC_KEY_MAX];
+    flc_key_shard(k_ready, job, round, shard, "ready");
+    flc_key_shard(k_go, job, round, shard, "go");
+    const char **push = malloc((copies + 2) * sizeof *push);
+    if (push == NULL)
+        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
+    push[0] = "RPUSH";
+    push[1] = k_go;
+    for (unsigned i = 0; i < copies; i++)
+        push[2 + i] = "go";
+    /* The counter goes first (a late retry counts from 0 again), then the
+     * tokens, in one round trip. */
+    const char *c1[] = {"UNLINK", k_ready};
+    const char *const *cmds[] = {c1, push};
+    const int argc[] = {2, (int)copies + 2};
+    redisReply *rs[2];
+    int rc = flc_store_pipeline(s, copies ? 2 : 1, argc, cmds, rs);
+    free(push);
+    if (rc != FLC_OK)
+        return rc;
+    if (copies && rs[1]->type == REDIS_REPLY_ERROR) /* the UNLINK is best effort */
+        rc = flc_store_reply_error(s, rs[1], "RPUSH");
+    freeReplyObject(rs[0]);
+    if (copies)
+        freeReplyObject(rs[1]);
+    return rc;
+}
+
+int flc_store_barrier_wait(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                           unsigned timeout_ms)
+{
+    return flc_store_wait(s, job, round, shard, "go", timeout_ms, NULL, 0);
+}
+
+int flc_store_barrier_del(flc_store_t *s, const char *job, uint32_t round, uint32_t shard)
+{
+    char k_ready[FLC_KEY_MAX], k_go[FLC_KEY_MAX];
+    flc_key_shard(k_ready, job, round, shard, "ready");
+    flc_key_shard(k_go, job, round, shard, "go");
+    const char *argv[] = {"UNLINK", k_ready, k_go}; /* one hash tag: one slot */
+    redisReply *r;
+    int rc = flc_store_command(s, &r, 3, argv, NULL);
+    if (rc == FLC_OK)
+        freeReplyObject(r);
+    return rc;
 }

@@ -168,7 +168,7 @@ static void train_case(const char *job, int W, const char *model, int comm, doub
     }
     /* Progress: worker 0's records, the last one "done". */
     char key[FLC_KEY_MAX];
-    flc_sgd_progress_key(key, sizeof key, job);
+    flc_key_job(key, job, "progress");
     redisReply *r = NULL;
     if (flc_store_commandf(store, &r, "LRANGE %s 0 -1", key) == FLC_OK) {
         int epoch = 0, done = 0;
