@@ -19,6 +19,7 @@
 #include "bench/bench_util.h"
 #include "cache/embed.h"
 #include "cache/store.h"
+#include "cache/store_raw.h"
 
 typedef struct {
     double put_gbps, get_gbps, put_p50_ms, get_p50_ms;

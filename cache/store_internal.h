@@ -8,6 +8,7 @@
 
 #include "cache/store.h"
 #include "cache/store_ops.h"
+#include "cache/store_raw.h"
 #include "cache/url.h"
 
 struct flc_store {

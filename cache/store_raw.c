@@ -1,4 +1,4 @@
-/* Raw commands on the store's connection: one command, a
+/* Raw commands on the store's connection (store_raw.h): one command, a
  * pipeline of them, and the append / flush / read steps the store's own
  * pipelines are built from. Nothing here knows a key or a protocol. */
 #include "cache/store_internal.h"

@@ -14,6 +14,7 @@
 
 #include "base/clock.h"
 #include "cache/store.h"
+#include "cache/store_raw.h"
 #include "runtime/pool.h"
 #include "tests/harness.h"
 #include "workers/sgd_worker.h"
