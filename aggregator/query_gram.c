@@ -15,8 +15,8 @@
 
 #include "aggregator/query.h"
 #include "aggregator/tracker.h"
+#include "cache/store_ops.h"
 #include "cache/url.h"
-#include "cache/keys.h"
 
 #define GRAM_BLOCK 4096 /* columns per ssyrk: float sums over 4096 terms, then double */
 
@@ -64,38 +64,32 @@ static uint64_t names_hash(char *const *names, size_t n)
     return h;
 }
 
-static void gram_key(char *key, const char *job, uint32_t round, uint32_t shard)
-{
-    flc_key_shard(key, job, round, shard, "gram");
-}
-
 /* Adds a cached partial into g; FLC_ENOTFOUND when there is none that fits. */
 static int cache_read(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                       flc_query_gram_t *g)
 {
-    char key[FLC_KEY_MAX];
-    gram_key(key, job, round, shard);
-    redisReply *r;
-    if (flc_store_commandf(s, &r, "GET %s", key) != FLC_OK)
+    char *blob;
+    size_t len;
+    if (flc_store_gram_get(s, job, round, shard, &blob, &len) != FLC_OK)
         return FLC_ENOTFOUND;
     size_t m = g->n + 1, want = 12 + m * m * sizeof(double);
     int rc = FLC_ENOTFOUND;
-    if (r->type == REDIS_REPLY_STRING && (size_t)r->len == want) {
+    if (len == want) {
         uint32_t n32;
         uint64_t h;
-        memcpy(&n32, r->str, 4);
-        memcpy(&h, r->str + 4, 8);
+        memcpy(&n32, blob, 4);
+        memcpy(&h, blob + 4, 8);
         if (n32 == g->n && h == names_hash(g->clients, g->n)) {
             for (size_t i = 0; i < m * m; i++) {
                 double v;
-                memcpy(&v, r->str + 12 + i * sizeof v, sizeof v);
+                memcpy(&v, blob + 12 + i * sizeof v, sizeof v);
                 g->G[i] += v;
             }
             g->bytes_moved += want;
             rc = FLC_OK;
         }
     }
-    freeReplyObject(r);
+    free(blob);
     return rc;
 }
 
@@ -111,13 +105,7 @@ static void cache_write(flc_store_t *s, const char *job, uint32_t round, uint32_
     memcpy(buf, &n32, 4);
     memcpy(buf + 4, &h, 8);
     memcpy(buf + 12, P, m * m * sizeof(double));
-    char key[FLC_KEY_MAX];
-    gram_key(key, job, round, shard);
-    const char *argv[] = {"SET", key, buf};
-    size_t lens[] = {3, strlen(key), len};
-    redisReply *r;
-    if (flc_store_command(s, &r, 3, argv, lens) == FLC_OK)
-        freeReplyObject(r);
+    flc_store_gram_put(s, job, round, shard, buf, len); /* best effort, as above */
     free(buf);
 }
 

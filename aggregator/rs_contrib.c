@@ -3,6 +3,7 @@
  * merged shards once each merger signals. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "aggregator/reduce_scatter.h"

@@ -13,7 +13,7 @@
 
 #include "aggregator/rs_internal.h"
 #include "base/clock.h"
-#include "cache/keys.h"
+#include "cache/store_ops.h"
 
 static int publish(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, const double *D,
                    const unsigned char *present, size_t K, flc_err_t *e)
@@ -26,16 +26,10 @@ static int publish(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, const double 
     memcpy(blob, &k32, 4);
     memcpy(blob + 4, present, K);
     memcpy(blob + 4 + K, D, K * K * sizeof(double));
-    char key[FLC_KEY_MAX], field[16];
-    flc_key_job_round(key, cfg->job, "krum", cfg->round);
+    char field[16];
     snprintf(field, sizeof field, "%u", cfg->shard);
-    const char *argv[] = {"HSET", key, field, blob};
-    size_t lens[] = {4, strlen(key), strlen(field), len};
-    redisReply *r;
-    int rc = flc_store_command(s, &r, 4, argv, lens);
+    int rc = flc_store_krum_partial_put(s, cfg->job, cfg->round, cfg->shard, blob, len);
     free(blob);
-    if (rc == FLC_OK)
-        freeReplyObject(r);
     for (uint32_t t = 0; rc == FLC_OK && t < cfg->num_shards; t++)
         rc = flc_store_notify(s, cfg->job, cfg->round, t, "krumready", field, 1);
     if (rc != FLC_OK)
@@ -61,10 +55,8 @@ static int gather(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, unsigned wait_
             return rc;
         }
     }
-    char key[FLC_KEY_MAX];
-    flc_key_job_round(key, cfg->job, "krum", cfg->round);
-    redisReply *r;
-    if (flc_store_commandf(s, &r, "HGETALL %s", key) != FLC_OK) {
+    flc_store_fields_t all;
+    if (flc_store_krum_partial_getall(s, cfg->job, cfg->round, &all) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
     }
@@ -72,28 +64,28 @@ static int gather(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, unsigned wait_
     memset(D, 0, K * K * sizeof *D);
     memset(present, 1, K);
     size_t want = 4 + K + K * K * sizeof(double);
-    for (size_t i = 1; rc == FLC_OK && i < r->elements; i += 2) {
-        const redisReply *b = r->element[i];
+    for (size_t i = 0; rc == FLC_OK && i < all.n; i++) {
+        const char *b = all.v[i].value;
         uint32_t k32 = 0;
-        if ((size_t)b->len == want)
-            memcpy(&k32, b->str, 4);
+        if (all.v[i].len == want)
+            memcpy(&k32, b, 4);
         if (k32 != K) {
             rc = flc_err_set(e, FLC_EDATA, "krum: a shard's distance matrix has the wrong size");
             break;
         }
-        const double *Ds = (const double *)(void *)(b->str + 4 + K);
+        const double *Ds = (const double *)(void *)(b + 4 + K);
         for (size_t x = 0; x < K; x++)
-            present[x] &= (unsigned char)b->str[4 + x];
+            present[x] &= (unsigned char)b[4 + x];
         for (size_t x = 0; x < K * K; x++) {
             double v;
             memcpy(&v, Ds + x, sizeof v); /* the blob is not 8-byte aligned */
             D[x] += v;
         }
     }
-    if (rc == FLC_OK && r->elements / 2 != cfg->num_shards)
-        rc = flc_err_set(e, FLC_EDATA, "krum: %zu partials for %u shards", r->elements / 2,
+    if (rc == FLC_OK && all.n != cfg->num_shards)
+        rc = flc_err_set(e, FLC_EDATA, "krum: %zu partials for %u shards", all.n,
                          cfg->num_shards);
-    freeReplyObject(r);
+    flc_store_fields_free(&all);
     return rc;
 }
 

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "aggregator/query.h"
 #include "aggregator/rs_internal.h"
@@ -14,6 +13,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "cache/keys.h"
+#include "cache/store_ops.h"
 
 /* Everything one merger run holds; freed by merger_free. */
 typedef struct merger {
@@ -166,39 +166,20 @@ static int arrival(merger_t *m, const char *client)
 }
 
 /* Marks the shard closed and takes what is still queued on the arrivals
- * list, atomically: an update announced after this sees the closed flag (its
- * push returns FLC_ECLOSED, store.c ARRIVE_IF_OPEN); one announced before
- * arrived in time and is taken like any other. */
+ * list, atomically (flc_store_close_shard, one round trip that also gives
+ * the merger lock back): an update announced after this sees the closed
+ * flag (its push returns FLC_ECLOSED, store_put.c ARRIVE_IF_OPEN); one
+ * announced before arrived in time and is taken like any other. */
 static int close_shard(merger_t *m)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
-    char k_closed[FLC_KEY_MAX], k_arr[FLC_KEY_MAX];
-    flc_key_shard(k_closed, cfg->job, cfg->round, cfg->shard, "closed");
-    flc_key_shard(k_arr, cfg->job, cfg->round, cfg->shard, "arrivals");
-    /* One pipelined round trip: MULTI, SET, LRANGE, DEL, EXEC; then the
-     * merger's ownership key goes (the closed flag guards the shard now). */
-    char k_owner[FLC_KEY_MAX];
-    flc_key_shard(k_owner, cfg->job, cfg->round, cfg->shard, "merger");
-    const char *c1[] = {"MULTI"}, *c2[] = {"SET", k_closed, "1"};
-    const char *c3[] = {"LRANGE", k_arr, "0", "-1"}, *c4[] = {"DEL", k_arr}, *c5[] = {"EXEC"};
-    const char *c6[] = {"DEL", k_owner};
-    const char *const *cmds[] = {c1, c2, c3, c4, c5, c6};
-    const int argc[] = {1, 3, 4, 2, 1, 2};
-    redisReply *rs[6];
-    int rc = flc_store_pipeline(m->s, 6, argc, cmds, rs);
+    flc_strlist_t left;
+    int rc = flc_store_close_shard(m->s, cfg->job, cfg->round, cfg->shard, &left);
     if (rc != FLC_OK)
         return rc;
-    for (int i = 0; i < 6; i++)
-        if (i != 4)
-            freeReplyObject(rs[i]);
-    redisReply *r = rs[4];
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-        r->element[1]->type == REDIS_REPLY_ARRAY) {
-        const redisReply *left = r->element[1];
-        for (size_t i = 0; rc == FLC_OK && i < left->elements; i++)
-            rc = arrival(m, left->element[i]->str);
-    }
-    freeReplyObject(r);
+    for (size_t i = 0; rc == FLC_OK && i < left.n; i++)
+        rc = arrival(m, left.items[i]);
+    flc_strlist_free(&left);
     return rc;
 }
 
@@ -326,29 +307,22 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
 
     /* A merger retried after it already closed the shard must not wait for
      * arrivals that were consumed: say so instead. */
-    char k_closed[FLC_KEY_MAX];
-    flc_key_shard(k_closed, cfg->job, cfg->round, cfg->shard, "closed");
-    redisReply *r;
-    if (flc_store_commandf(s, &r, "EXISTS %s", k_closed) != FLC_OK) {
+    int already;
+    if (flc_store_shard_closed(s, cfg->job, cfg->round, cfg->shard, &already) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
     }
-    int already = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    freeReplyObject(r);
     if (already)
         return flc_err_set(e, FLC_ECLOSED, "shard %u of round %u of job %s is already merged",
                            cfg->shard, cfg->round, cfg->job);
     /* One merger per shard: a second invocation (an at-least-once retry
      * while the first still runs) would split the arrivals between them. */
-    char k_owner[FLC_KEY_MAX], ttl[24];
-    flc_key_shard(k_owner, cfg->job, cfg->round, cfg->shard, "merger");
-    snprintf(ttl, sizeof ttl, "%u", (cfg->deadline_ms ? cfg->deadline_ms : 60000) + 60000);
-    if (flc_store_commandf(s, &r, "SET %s %d NX PX %s", k_owner, (int)getpid(), ttl) != FLC_OK) {
+    int mine;
+    uint64_t ttl = (uint64_t)(cfg->deadline_ms ? cfg->deadline_ms : 60000) + 60000;
+    if (flc_store_merger_lock(s, cfg->job, cfg->round, cfg->shard, ttl, &mine) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
     }
-    int mine = r->type == REDIS_REPLY_STATUS;
-    freeReplyObject(r);
     if (!mine)
         return flc_err_set(e, FLC_EDUP, "shard %u of round %u of job %s already has a merger "
                            "running", cfg->shard, cfg->round, cfg->job);
@@ -393,11 +367,8 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
         if ((rc = arrival(&m, client)) != FLC_OK)
             *e = m.oom.code ? m.oom : *flc_store_error(s);
     }
-    if (rc != FLC_OK) { /* never closed: give the shard back for a retry */
-        redisReply *dr = NULL;
-        if (flc_store_commandf(s, &dr, "DEL %s", k_owner) == FLC_OK)
-            freeReplyObject(dr);
-    }
+    if (rc != FLC_OK) /* never closed: give the shard back for a retry */
+        flc_store_merger_unlock(s, cfg->job, cfg->round, cfg->shard);
     if (rc == FLC_OK && (rc = close_shard(&m)) != FLC_OK)
         *e = m.oom.code ? m.oom : *flc_store_error(s);
     for (size_t i = 0; rc == FLC_OK && i < cfg->n_expected; i++)

@@ -10,7 +10,7 @@
 
 #include "aggregator/rs_internal.h"
 #include "base/clock.h"
-#include "cache/keys.h"
+#include "cache/store_ops.h"
 
 void flc_rs_report_free(flc_rs_report_t *r)
 {
@@ -95,9 +95,9 @@ static void add_array(names_t *a, const cJSON *arr, const char *prefix)
     }
 }
 
-/* Builds the RoundMeta from every shard's report (an HGETALL reply). */
-static int fold_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, const redisReply *all,
-                           flc_err_t *e)
+/* Builds the RoundMeta from every shard's report. */
+static int fold_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
+                           const flc_store_fields_t *all, flc_err_t *e)
 {
     Flcache__RoundMeta *old = NULL;
     int rc = flc_store_get_round_meta(s, cfg->job, cfg->round, &old);
@@ -112,9 +112,9 @@ static int fold_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, const
     for (size_t i = 0; i < cfg->n_expected; i++)
         names_add(&expected, cfg->expected[i]);
     /* A client takes part in the round when every shard merged it. */
-    cJSON **reps = calloc(all->elements / 2 + 1, sizeof *reps);
-    for (size_t i = 1; reps && i < all->elements; i += 2) {
-        cJSON *j = cJSON_ParseWithLength(all->element[i]->str, all->element[i]->len);
+    cJSON **reps = calloc(all->n + 1, sizeof *reps);
+    for (size_t i = 0; reps && i < all->n; i++) {
+        cJSON *j = cJSON_ParseWithLength(all->v[i].value, all->v[i].len);
         if (j == NULL)
             continue;
         reps[nshards++] = j;
@@ -184,16 +184,9 @@ int flc_rs_report_store(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
     cJSON_Delete(j);
     if (text == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory for the merge report");
-    char key[FLC_KEY_MAX], field[16];
-    flc_key_job_round(key, cfg->job, "merges", cfg->round);
-    snprintf(field, sizeof field, "%u", cfg->shard);
-    redisReply *r = NULL;
-    int rc = flc_store_commandf(s, &r, "HSET %s %s %s", key, field, text);
+    flc_store_fields_t all;
+    int rc = flc_store_merge_report_put(s, cfg->job, cfg->round, cfg->shard, text, &all);
     free(text);
-    if (rc == FLC_OK) {
-        freeReplyObject(r);
-        rc = flc_store_commandf(s, &r, "HGETALL %s", key);
-    }
     if (rc != FLC_OK) {
         *e = *flc_store_error(s);
         return rc;
@@ -201,8 +194,8 @@ int flc_rs_report_store(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
     /* The last shard to report writes the round's metadata. Two mergers
      * finishing together may both see all reports: both then write the same
      * fold, which is harmless. */
-    if (r->type == REDIS_REPLY_ARRAY && r->elements / 2 >= cfg->num_shards)
-        rc = fold_round_meta(s, cfg, r, e);
-    freeReplyObject(r);
+    if (all.n >= cfg->num_shards)
+        rc = fold_round_meta(s, cfg, &all, e);
+    flc_store_fields_free(&all);
     return rc;
 }

@@ -4,20 +4,14 @@
 #include <string.h>
 
 #include "aggregator/tracker.h"
-#include "cache/keys.h"
+#include "cache/store_ops.h"
 
 int flc_track_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                   const char *tier)
 {
-    char key[FLC_KEY_MAX], field[16], val[340];
-    flc_key_job_round(key, job, "where", round);
-    snprintf(field, sizeof field, "%u", shard);
+    char val[340];
     snprintf(val, sizeof val, "%s|%s", flc_store_url(s), tier);
-    redisReply *r;
-    int rc = flc_store_commandf(s, &r, "HSET %s %s %s", key, field, val);
-    if (rc == FLC_OK)
-        freeReplyObject(r);
-    return rc;
+    return flc_store_track_put(s, job, round, shard, val);
 }
 
 static int by_shard(const void *a, const void *b)
@@ -31,26 +25,24 @@ int flc_track_round(flc_store_t *s, const char *job, uint32_t round, flc_track_w
 {
     *out = NULL;
     *n = 0;
-    char key[FLC_KEY_MAX];
-    flc_key_job_round(key, job, "where", round);
-    redisReply *r;
-    int rc = flc_store_commandf(s, &r, "HGETALL %s", key);
+    flc_store_fields_t f;
+    int rc = flc_store_track_getall(s, job, round, &f);
     if (rc != FLC_OK)
         return rc;
-    size_t m = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
+    size_t m = f.n;
     flc_track_where_t *w = NULL;
     if (m > 0) {
         w = calloc(m, sizeof *w);
         for (size_t i = 0; w && i < m; i++) {
-            const char *v = r->element[2 * i + 1]->str;
+            const char *v = f.v[i].value;
             const char *bar = strrchr(v, '|');
-            w[i].shard = (uint32_t)strtoul(r->element[2 * i]->str, NULL, 10);
+            w[i].shard = f.v[i].shard;
             snprintf(w[i].node, sizeof w[i].node, "%.*s", bar ? (int)(bar - v) : (int)strlen(v),
                      v);
             snprintf(w[i].tier, sizeof w[i].tier, "%s", bar ? bar + 1 : "hot");
         }
     }
-    freeReplyObject(r);
+    flc_store_fields_free(&f);
     if (m > 0) {
         if (w == NULL)
             return FLC_ENOMEM;

@@ -33,6 +33,7 @@
 #include "aggregator/merge.h"
 #include "aggregator/reduce_scatter.h"
 #include "cache/embed.h"
+#include "cache/store_raw.h"
 #include "base/clock.h"
 #include "bench/bench_util.h"
 

@@ -28,6 +28,7 @@
 #include "bench/bench_util.h"
 #include "cache/embed.h"
 #include "cache/store.h"
+#include "cache/store_raw.h"
 #include "cli/config.h"
 #include "policies/policy.h"
 #include "clients/sim.h"

@@ -19,6 +19,7 @@
 #include "bench/bench_util.h"
 #include "cache/embed.h"
 #include "cache/store.h"
+#include "cache/store_raw.h"
 
 typedef struct {
     double put_gbps, get_gbps, put_p50_ms, get_p50_ms;
@@ -89,7 +90,7 @@ static result_t run_raw_pipelined(redisContext *c, const char *buf, size_t bytes
             const char *argv[] = {"SET", key, buf + k * chunk};
             size_t lens[] = {3, strlen(key), len};
             redisAppendCommandArgv(c, 3, argv, lens);
-            int done = 0; /* flush per chunk: see cache/store.c */
+            int done = 0; /* flush per chunk: see cache/store_put.c */
             while (!done)
                 if (redisBufferWrite(c, &done) != REDIS_OK)
                     die("raw SET", c->errstr);

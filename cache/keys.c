@@ -50,3 +50,8 @@ void flc_key_client(char *out, const char *job, const char *client)
 {
     snprintf(out, FLC_KEY_MAX, "fl:{%s}:client:%s", job, client);
 }
+
+void flc_key_opt_state(char *out, const char *job, uint32_t shard)
+{
+    snprintf(out, FLC_KEY_MAX, "fl:{%s/state/%u}:opt", job, shard);
+}

@@ -17,14 +17,17 @@
  * in the store (flc_store_errstr). A lost connection is re-established on the
  * next call; nothing aborts the process.
  *
- * A store is one connection: use one per thread. */
+ * A store is one connection: use one per thread.
+ *
+ * The layers above never see a Redis command or reply: this header declares
+ * the shard store, store_ops.h the small named operations of the protocols
+ * built on it (locks, reports, barriers, progress). Raw commands are in
+ * store_raw.h, for cache/, tests/ and bench/ only. */
 #ifndef FLC_CACHE_STORE_H
 #define FLC_CACHE_STORE_H
 
 #include <stddef.h>
 #include <stdint.h>
-
-#include <hiredis/hiredis.h>
 
 #include "base/error.h"
 #include "cache/cold.h"
@@ -220,23 +223,6 @@ typedef struct flc_store_stats {
 } flc_store_stats_t;
 
 int flc_store_stats(flc_store_t *s, flc_store_stats_t *st);
-
-/* ---- raw access for the layers above ------------------------------------ */
-
-/* Runs one command given as argv (binary-safe) and returns its reply in *out
- * (caller frees with freeReplyObject). A Redis error reply is returned as
- * FLC_EPROTO with the server's message; *out is then NULL. */
-int flc_store_command(flc_store_t *s, redisReply **out, int argc, const char **argv,
-                      const size_t *argvlen);
-
-/* Runs n commands (argv[i] of argc[i] NUL-terminated strings) in one round
- * trip: all sent, then all n replies read into out[i] (caller frees each;
- * Redis error replies are returned as replies). Only I/O errors fail. */
-int flc_store_pipeline(flc_store_t *s, size_t n, const int *argc, const char *const *const *argv,
-                       redisReply **out);
-
-/* printf-style variant of flc_store_command (hiredis format: %s, %b, %d...). */
-int flc_store_commandf(flc_store_t *s, redisReply **out, const char *fmt, ...);
 
 /* ---- cold tier and caching policy (cache/cold_tier.c) --------------------
  *

@@ -1,9 +1,14 @@
 /* Private to cache/: the store's fields and the connection helpers shared by
- * store.c (connection, shards, lists) and store_meta.c (metadata, indexes). */
+ * the store's files: store_conn.c (connection, errors), store_raw.c (raw
+ * commands, pipelines), store_put.c / store_get.c (shards), store_io.c
+ * (zero-copy I/O), store_notify.c (lists), store_meta.c (metadata, indexes)
+ * and the named operations of store_ops.h. */
 #ifndef FLC_CACHE_STORE_INTERNAL_H
 #define FLC_CACHE_STORE_INTERNAL_H
 
 #include "cache/store.h"
+#include "cache/store_ops.h"
+#include "cache/store_raw.h"
 #include "cache/url.h"
 
 struct flc_store {
@@ -60,6 +65,25 @@ int flc_store_flush(flc_store_t *s, const char *what);
 /* Reads the next reply into *r (caller frees). Redis error replies are
  * returned as replies; only I/O problems are errors here. */
 int flc_store_read(flc_store_t *s, redisReply **r, const char *what);
+
+/* Reads n replies, returning the first error reply as an error (all n are
+ * consumed unless the connection is lost); *last (when not NULL) gets the
+ * last reply's integer value, -1 when it is not an integer. */
+int flc_store_read_replies(flc_store_t *s, int n, const char *what, long long *last);
+
+/* Sets the socket's I/O timeout of the live connection (a blocking wait
+ * must outwait its server-side timeout); no-op without a connection. */
+void flc_store_set_timeout(flc_store_t *s, unsigned ms);
+
+/* The spillable object behind a shard get or delete (for the cold tier);
+ * client NULL: the merged shard. */
+void flc_store_obj_of(flc_obj_t *o, const char *job, uint32_t round, uint32_t shard,
+                      const char *client);
+
+/* BLPOP key for up to timeout_ms (the socket waits that much longer): *elem
+ * is the reply, [key, element] (caller frees). FLC_ETIMEOUT when nothing
+ * came, FLC_EPROTO on a reply of another shape. */
+int flc_store_blpop(flc_store_t *s, const char *key, unsigned timeout_ms, redisReply **elem);
 
 /* Sets an error from a Redis error reply (OOM, WRONGTYPE, NOAUTH, ...). */
 int flc_store_reply_error(flc_store_t *s, const redisReply *r, const char *what);

@@ -556,6 +556,21 @@ int flc_store_expire_round(flc_store_t *s, const char *job, uint32_t round, uint
     return rc;
 }
 
+int flc_store_forget_job(flc_store_t *s, const char *job)
+{
+    char key[FLC_KEY_MAX];
+    redisReply *r;
+    int rc = flc_store_commandf(s, &r, "SREM %s %s", FLC_KEY_JOBS, job);
+    if (rc == FLC_OK) {
+        freeReplyObject(r);
+        flc_key_job(key, job, "rounds");
+        rc = flc_store_commandf(s, &r, "UNLINK %s", key);
+    }
+    if (rc == FLC_OK)
+        freeReplyObject(r);
+    return rc;
+}
+
 /* Reads "name:value" from an INFO text. */
 static uint64_t info_field(const char *info, const char *name, char *text, size_t textlen)
 {

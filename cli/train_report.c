@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "base/clock.h"
+#include "cache/store_ops.h"
 #include "cli/cli.h"
 #include "cli/train.h"
 
@@ -80,34 +81,28 @@ static void show(const flc_train_opts_t *o, flc_train_run_t *run, const char *tx
 void flc_train_follow(flc_store_t *s, const flc_train_opts_t *o, flc_train_run_t *run,
                       flc_batch_t *b, size_t n)
 {
-    char key[FLC_KEY_MAX];
-    flc_sgd_progress_key(key, sizeof key, o->cfg.job);
     run->last_acc = -1;
     int store_ok = 1;
-    /* BLPOP wakes on every record; the 1 s bound only notices a batch that
-     * ended without a last record (a worker that crashed). */
+    /* The wait wakes on every record; the 1 s bound only notices a batch
+     * that ended without a last record (a worker that crashed). */
     while (flc_batch_done(b) < n) {
-        redisReply *r = NULL;
-        if (!store_ok || flc_store_commandf(s, &r, "BLPOP %s 1", key) != FLC_OK) {
+        char *rec = NULL;
+        int rc = store_ok ? flc_store_progress_wait(s, o->cfg.job, 1000, &rec) : FLC_ECONN;
+        if (rc != FLC_OK && rc != FLC_ETIMEOUT) {
             store_ok = 0; /* the workers will fail too; wait for them */
             break;
         }
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-            r->element[1]->type == REDIS_REPLY_STRING)
-            show(o, run, r->element[1]->str);
-        freeReplyObject(r);
+        if (rec != NULL)
+            show(o, run, rec);
+        free(rec);
     }
     flc_batch_wait(b, 0);
     for (int i = 0; store_ok && i < 100000; i++) {
-        redisReply *r = NULL;
-        if (flc_store_commandf(s, &r, "LPOP %s", key) != FLC_OK)
-            break;
-        int got = r->type == REDIS_REPLY_STRING;
-        if (got)
-            show(o, run, r->str);
-        freeReplyObject(r);
-        if (!got)
-            break;
+        char *rec = NULL;
+        if (flc_store_progress_pop(s, o->cfg.job, &rec) != FLC_OK)
+            break; /* empty (or the store failed) */
+        show(o, run, rec);
+        free(rec);
     }
     if (run->line_open)
         fputc('\n', stderr);

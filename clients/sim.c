@@ -13,6 +13,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "cache/keys.h"
+#include "cache/store_ops.h"
 #include "clients/client.h"
 #include "clients/client_data.h"
 #include "clients/sim_internal.h"
@@ -26,7 +27,7 @@ typedef struct merger_th {
     pthread_t t;
     int started;
     flc_store_t *s;
-    long long client_id;     /* its Redis CLIENT ID, for CLIENT UNBLOCK */
+    long long client_id;     /* its connection's id, for flc_store_wake_id */
     flc_rs_merger_cfg_t cfg;
     flc_merge_state_t *state;
     flc_rs_report_t rep;
@@ -201,11 +202,8 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
         merger_th_t *mt = &sm->m[k];
         if ((mt->s = flc_store_open(c->redis, c->store_opts, e)) == NULL)
             return e->code;
-        redisReply *r = NULL;
-        if (flc_store_commandf(mt->s, &r, "CLIENT ID") != FLC_OK)
+        if (flc_store_conn_id(mt->s, &mt->client_id) != FLC_OK)
             return store_err(mt->s, e);
-        mt->client_id = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-        freeReplyObject(r);
         if (flc_merge_rule_has_state(&sm->rule)) {
             uint64_t off, cnt;
             flc_rs_shard_range(sm->P, sm->S, k, &off, &cnt);
@@ -321,11 +319,10 @@ static void close_and_join(sim_t *sm, uint64_t give_up_ns)
             if (!mt->started || atomic_load(&mt->done))
                 continue;
             waiting = 1;
-            redisReply *r = NULL;
-            if (mt->client_id >= 0 &&
-                flc_store_commandf(sm->s, &r, "CLIENT UNBLOCK %lld TIMEOUT",
-                                   mt->client_id) == FLC_OK)
-                freeReplyObject(r);
+            /* sm->s talks to the same server as the merger's store (one
+             * node today; on a cluster, the merger's shard's node). */
+            if (mt->client_id >= 0)
+                flc_store_wake_id(sm->s, mt->client_id);
         }
         if (!waiting || flc_now_ns() > give_up_ns)
             break;

@@ -7,6 +7,8 @@
 # folder, each `#include "X/..."` must name the folder itself or one the
 # table allows. Two more rules from the same document:
 #   - only cache/ includes hiredis (the only folder that speaks Redis);
+#   - only cache/, tests/ and bench/ include cache/store_raw.h (raw Redis
+#     commands): the layers above use the store's named operations;
 #   - only the programs (cli/, tests/, bench/) read the environment
 #     (getenv, secure_getenv), so libraries get their values passed in.
 #     Not flagged: runtime/pool_proc.c hands this process's environ on to
@@ -54,6 +56,12 @@ echo "$rules" | {
                 echo "not ok - $rel includes hiredis: only cache/ speaks Redis"
                 bad=1
             fi
+            case $dir in cache|tests|bench) ;; *)
+                if grep -q '#[[:space:]]*include[[:space:]]*"cache/store_raw\.h"' "$f"; then
+                    echo "not ok - $rel includes cache/store_raw.h: raw Redis commands only in cache/, tests/, bench/"
+                    bad=1
+                fi ;;
+            esac
             case $dir in cli|tests|bench) ;; *)
                 if grep -nE '\b(secure_)?getenv[[:space:]]*\(' "$f" >/dev/null; then
                     echo "not ok - $rel reads the environment: only the programs (cli/) may"
@@ -63,7 +71,7 @@ echo "$rules" | {
         done
     done
     if [ $bad = 0 ]; then
-        echo "ok - $checked files: every include points down the layers of docs/architecture.md, hiredis only in cache/, the environment only in cli/"
+        echo "ok - $checked files: every include points down the layers of docs/architecture.md, hiredis only in cache/, store_raw.h only in cache/, tests/, bench/, the environment only in cli/"
     fi
     exit $bad
 }

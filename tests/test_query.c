@@ -18,6 +18,7 @@
 #include "aggregator/query.h"
 #include "aggregator/reduce_scatter.h"
 #include "aggregator/tracker.h"
+#include "cache/store_raw.h"
 #include "tests/harness.h"
 
 #define N 12

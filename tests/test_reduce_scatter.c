@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "aggregator/reduce_scatter.h"
+#include "cache/store_raw.h"
 #include "tests/harness.h"
 
 static flc_fixture_t g_fx;

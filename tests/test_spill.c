@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cache/store.h"
+#include "cache/store_raw.h"
 #include "policies/policy.h"
 #include "tests/harness.h"
 

@@ -10,6 +10,7 @@
 
 #include "base/clock.h"
 #include "cache/store.h"
+#include "cache/store_raw.h"
 #include "tests/harness.h"
 
 static flc_shard_t make_shard(const char *job, uint32_t round, const char *client,

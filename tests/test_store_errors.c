@@ -12,6 +12,7 @@
 
 #include "base/clock.h"
 #include "cache/store.h"
+#include "cache/store_raw.h"
 #include "tests/harness.h"
 
 static flc_shard_t shard_of(const char *job, const char *client, uint64_t n, float *v)

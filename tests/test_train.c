@@ -14,6 +14,7 @@
 
 #include "base/clock.h"
 #include "cache/store.h"
+#include "cache/store_raw.h"
 #include "runtime/pool.h"
 #include "tests/harness.h"
 #include "workers/sgd_worker.h"
@@ -168,7 +169,7 @@ static void train_case(const char *job, int W, const char *model, int comm, doub
     }
     /* Progress: worker 0's records, the last one "done". */
     char key[FLC_KEY_MAX];
-    flc_sgd_progress_key(key, sizeof key, job);
+    flc_key_job(key, job, "progress");
     redisReply *r = NULL;
     if (flc_store_commandf(store, &r, "LRANGE %s 0 -1", key) == FLC_OK) {
         int epoch = 0, done = 0;

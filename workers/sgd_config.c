@@ -11,6 +11,7 @@
 
 #include "base/event.h"
 #include "cache/keys.h"
+#include "cache/store_ops.h"
 #include "ml/model.h"
 #include "workers/sgd_worker.h"
 
@@ -55,11 +56,6 @@ int flc_sgd_steps_job(char *out, size_t outlen, const char *job, flc_err_t *e)
                            FLC_NAME_MAX - 6);
     snprintf(out, outlen, "%s.steps", job);
     return FLC_OK;
-}
-
-void flc_sgd_progress_key(char *out, size_t outlen, const char *job)
-{
-    snprintf(out, outlen, "fl:{%s}:progress", job);
 }
 
 int flc_sgd_cfg_finish(flc_sgd_cfg_t *c, flc_err_t *e)
@@ -236,7 +232,7 @@ cJSON *flc_sgd_result_json(const flc_sgd_result_t *r)
 
 int flc_sgd_cleanup(flc_store_t *s, const char *job, flc_err_t *e)
 {
-    char steps[FLC_NAME_MAX + 1], key[FLC_KEY_MAX];
+    char steps[FLC_NAME_MAX + 1];
     if (flc_sgd_steps_job(steps, sizeof steps, job, e) != FLC_OK)
         return e->code;
     uint32_t *rounds = NULL;
@@ -244,26 +240,16 @@ int flc_sgd_cleanup(flc_store_t *s, const char *job, flc_err_t *e)
     int rc = flc_store_list_rounds(s, steps, &rounds, &n);
     if (rc == FLC_ENOTFOUND)
         rc = FLC_OK;
-    redisReply *r;
     for (size_t i = 0; rc == FLC_OK && i < n; i++) {
         rc = flc_store_delete_round(s, steps, rounds[i]); /* tracker key included */
     }
     free(rounds);
-    if (rc == FLC_OK && (rc = flc_store_commandf(s, &r, "SREM %s %s", FLC_KEY_JOBS, steps)) ==
-                            FLC_OK)
-        freeReplyObject(r);
-    flc_key_job(key, steps, "rounds");
-    if (rc == FLC_OK && (rc = flc_store_commandf(s, &r, "UNLINK %s", key)) == FLC_OK)
-        freeReplyObject(r);
-    flc_sgd_progress_key(key, sizeof key, job);
-    if (rc == FLC_OK && (rc = flc_store_commandf(s, &r, "UNLINK %s", key)) == FLC_OK)
-        freeReplyObject(r);
-    static const char *const barrier[] = {"ready", "go"};
-    for (int i = 0; rc == FLC_OK && i < 2; i++) {
-        flc_key_shard(key, steps, 0, 0, barrier[i]);
-        if ((rc = flc_store_commandf(s, &r, "UNLINK %s", key)) == FLC_OK)
-            freeReplyObject(r);
-    }
+    if (rc == FLC_OK)
+        rc = flc_store_forget_job(s, steps);
+    if (rc == FLC_OK)
+        rc = flc_store_progress_del(s, job);
+    if (rc == FLC_OK)
+        rc = flc_store_barrier_del(s, steps, 0, 0);
     if (rc != FLC_OK)
         return flc_err_set(e, rc, "cleaning up the step rounds of job %s: %s", job,
                            flc_store_errstr(s));

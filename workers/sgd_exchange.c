@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "cache/keys.h"
 #include "cache/store.h"
+#include "cache/store_ops.h"
 #include "workers/sgd_worker_internal.h"
 
 /* Waits until all W workers have loaded their data, so that the first
@@ -18,20 +19,12 @@
  * at round 1, so round 0 is free for this). */
 int sgd_start_barrier(sgd_worker_t *w, flc_err_t *e)
 {
-    char key[FLC_KEY_MAX], tok[16];
-    flc_key_shard(key, w->steps_job, 0, 0, "ready");
-    redisReply *r;
-    int rc = flc_store_commandf(w->s, &r, "INCR %s", key);
+    long long n;
+    int rc = flc_store_barrier_incr(w->s, w->steps_job, 0, 0, LAST_ROUNDS_TTL_MS, &n);
     if (rc != FLC_OK)
         return flc_err_set(e, rc, "start barrier: %s", flc_store_errstr(w->s));
-    long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    freeReplyObject(r);
-    if (flc_store_commandf(w->s, &r, "PEXPIRE %s %u", key, LAST_ROUNDS_TTL_MS) == FLC_OK)
-        freeReplyObject(r);
     if (n == w->c.workers) {
-        if (flc_store_commandf(w->s, &r, "UNLINK %s", key) == FLC_OK)
-            freeReplyObject(r);
-        if (flc_store_notify(w->s, w->steps_job, 0, 0, "go", "go", (unsigned)w->c.workers) !=
+        if (flc_store_barrier_release(w->s, w->steps_job, 0, 0, (unsigned)w->c.workers) !=
             FLC_OK)
             return flc_err_set(e, flc_store_error(w->s)->code, "start barrier: %s",
                                flc_store_errstr(w->s));
@@ -40,7 +33,7 @@ int sgd_start_barrier(sgd_worker_t *w, flc_err_t *e)
                            "is another training with this job name running?", w->c.job, n,
                            w->c.workers);
     }
-    rc = flc_store_wait(w->s, w->steps_job, 0, 0, "go", w->c.step_timeout_ms, tok, sizeof tok);
+    rc = flc_store_barrier_wait(w->s, w->steps_job, 0, 0, w->c.step_timeout_ms);
     if (rc == FLC_ETIMEOUT)
         return flc_err_set(e, rc, "start barrier: not all %d workers of job %s started within "
                            "%u ms", w->c.workers, w->c.job, w->c.step_timeout_ms);

@@ -9,12 +9,13 @@
 
 #include "base/clock.h"
 #include "cache/store.h"
+#include "cache/store_ops.h"
 #include "workers/sgd_worker_internal.h"
 
 /* Expiry of the progress list, which a driver may never read. */
 #define PROGRESS_TTL_MS 3600000u
 
-/* RPUSHes one progress record (best effort: progress is for people). */
+/* Appends one progress record (best effort: progress is for people). */
 void sgd_progress(sgd_worker_t *w, cJSON *rec)
 {
     char *txt = rec ? cJSON_PrintUnformatted(rec) : NULL;
@@ -23,12 +24,7 @@ void sgd_progress(sgd_worker_t *w, cJSON *rec)
         free(txt);
         return;
     }
-    redisReply *r;
-    if (flc_store_commandf(w->s, &r, "RPUSH %s %s", w->progress_key, txt) == FLC_OK)
-        freeReplyObject(r);
-    if (flc_store_commandf(w->s, &r, "PEXPIRE %s %u", w->progress_key, PROGRESS_TTL_MS) ==
-        FLC_OK)
-        freeReplyObject(r);
+    flc_store_progress_push(w->s, w->c.job, txt, PROGRESS_TTL_MS);
     cJSON_free(txt);
 }
 

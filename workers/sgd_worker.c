@@ -80,7 +80,6 @@ static int setup(sgd_worker_t *w, flc_err_t *e)
     const flc_sgd_cfg_t *c = &w->c;
     snprintf(w->name, sizeof w->name, "w%d", c->rank);
     flc_sgd_steps_job(w->steps_job, sizeof w->steps_job, c->job, e);
-    flc_sgd_progress_key(w->progress_key, sizeof w->progress_key, c->job);
     w->names = calloc((size_t)c->workers, sizeof *w->names);
     if (w->names == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory");

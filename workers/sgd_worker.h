@@ -174,9 +174,6 @@ uint64_t flc_fnv1a64(const void *p, size_t n);
  * too long to leave room for the suffix. */
 int flc_sgd_steps_job(char *out, size_t outlen, const char *job, flc_err_t *e);
 
-/* fl:{J}:progress into out (FLC_KEY_MAX bytes). */
-void flc_sgd_progress_key(char *out, size_t outlen, const char *job);
-
 /* Deletes what a finished (or failed) training left behind: every remaining
  * step round of "J.steps", its entry in the job index, the progress list
  * and the start barrier's keys. Epoch metadata of J stays. Call after every

@@ -28,7 +28,6 @@ typedef struct sgd_worker {
     flc_store_t *s;
     char name[16];                   /* "w<rank>" */
     char steps_job[FLC_NAME_MAX + 1];
-    char progress_key[FLC_KEY_MAX];
     char **names;                    /* w0..w{W-1}: expected contributors */
     flc_dataset_t *train, *test;     /* this worker's part; the test set (rank 0) */
     flc_model_t *m;

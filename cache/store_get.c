@@ -1,0 +1,245 @@
+/* Reading shards: the first chunks of a value in one round trip (it may be a
+ * string or a hash of chunks, see store_put.c), the rest pipelined, every
+ * chunk copied straight into the destination; a miss handed to the cold
+ * tier. See store.h for the protocol. */
+#include "cache/store_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Makes the scratch buffer hold at least n bytes (kept between calls). */
+static int grow_scratch(flc_store_t *s, size_t n)
+{
+    if (s->scratch_cap >= n)
+        return FLC_OK;
+    char *p = realloc(s->scratch, n);
+    if (p == NULL)
+        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory for a %zu-byte read buffer", n);
+    s->scratch = p;
+    s->scratch_cap = n;
+    return FLC_OK;
+}
+
+/* The spillable object behind a get or delete (for the cold tier). */
+void flc_store_obj_of(flc_obj_t *o, const char *job, uint32_t round, uint32_t shard,
+                      const char *client)
+{
+    memset(o, 0, sizeof *o);
+    snprintf(o->job, sizeof o->job, "%s", job);
+    o->round = round;
+    o->shard = shard;
+    o->kind = client ? FLC_OBJ_UPDATE : FLC_OBJ_MERGED;
+    snprintf(o->client, sizeof o->client, "%s", client ? client : "");
+}
+
+/* ---- shard get ----------------------------------------------------------- */
+
+/* Reads and drops n replies (speculative reads that were not needed). */
+static void drain(flc_store_t *s, int n)
+{
+    flc_err_t keep = s->err;
+    for (size_t len; n > 0 && s->c != NULL; n--)
+        flc_store_read_into(s, NULL, 0, &len, "GETRANGE");
+    s->err = keep;
+}
+
+/* Speculative GETRANGEs sent with the first request: a value stored as one
+ * string (up to FLC_STORE_SPLIT chunks) then arrives in a single round trip
+ * instead of two (the first chunk's header says how much follows). Beyond
+ * the value's end they answer "", on a hash a short WRONGTYPE error. */
+#define SPEC_READS (FLC_STORE_SPLIT - 1)
+
+static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shard_t *out,
+                     float *dst, size_t dst_cap)
+{
+    flc_err_clear(&s->err);
+    int rc = flc_store_ensure(s);
+    if (rc != FLC_OK)
+        return rc;
+    /* A value is a plain string (up to FLC_STORE_SPLIT chunks) or a hash of
+     * chunk fields (put_shard). Ask for both first chunks in one round trip;
+     * the one of the wrong type answers with a short WRONGTYPE error. Both
+     * land in the store's scratch buffer, so a read allocates nothing. */
+    size_t chunk = s->opts.chunk_bytes;
+    if (grow_scratch(s, chunk) != FLC_OK)
+        return s->err.code;
+    char hi[32];
+    snprintf(hi, sizeof hi, "%zu", chunk - 1);
+    const char *gr[] = {"GETRANGE", key, "0", hi};
+    const char *hg[] = {"HGET", key, "0"};
+    rc = flc_store_append(s, 4, gr, NULL);
+    if (rc == FLC_OK)
+        rc = flc_store_append(s, 3, hg, NULL);
+    for (int j = 1; rc == FLC_OK && j <= SPEC_READS; j++) {
+        char lo[32], h2[32];
+        snprintf(lo, sizeof lo, "%zu", (size_t)j * chunk);
+        snprintf(h2, sizeof h2, "%zu", (size_t)(j + 1) * chunk - 1);
+        const char *g[] = {"GETRANGE", key, lo, h2};
+        rc = flc_store_append(s, 4, g, NULL);
+    }
+    if (rc == FLC_OK)
+        rc = flc_store_flush(s, "GETRANGE");
+    size_t len_s = 0, len_h = 0;
+    int rs = rc == FLC_OK ? flc_store_read_into(s, s->scratch, chunk, &len_s, "GETRANGE") : rc;
+    int rh = s->c ? flc_store_read_into(s, s->scratch, len_s ? 0 : chunk, &len_h, "HGET") : rs;
+    if (s->c == NULL) /* connection lost: *err already says so */
+        return flc_err_wrap(&s->err, "reading %s: ", what);
+    int pending = SPEC_READS;
+    int hashed = rh == FLC_OK && len_h > 0;
+    if (hashed) { /* the speculative reads hit a hash: drop them */
+        drain(s, pending);
+        pending = 0;
+    }
+    if (!hashed && rs != FLC_OK) { /* neither a string nor a hash */
+        drain(s, pending);
+        return flc_err_wrap(&s->err, "reading %s: ", what);
+    }
+    flc_err_clear(&s->err);
+    size_t len0 = hashed ? len_h : len_s;
+    if (len0 == 0) {
+        drain(s, pending);
+        return flc_err_set(&s->err, FLC_ENOTFOUND, "%s: not in the cache (key %s)", what, key);
+    }
+    if (hashed && len0 > chunk) {
+        /* Written with a bigger chunk than ours: fetch field 0 again whole. */
+        if (grow_scratch(s, len0) != FLC_OK)
+            return s->err.code;
+        rc = flc_store_append(s, 3, hg, NULL);
+        rc = rc ? rc : flc_store_flush(s, "HGET");
+        rc = rc ? rc : flc_store_read_into(s, s->scratch, len0, &len0, "HGET");
+        if (rc != FLC_OK)
+            return flc_err_wrap(&s->err, "reading %s: ", what);
+    }
+    flc_shard_t h = {0};
+    size_t off, flen;
+    rc = flc_shard_decode_header((const uint8_t *)s->scratch, len0, s->opts.max_msg_bytes, &h,
+                                 &off, &flen, &s->err);
+    /* In a hash, field 0 is one whole chunk of the writer's size (which may
+     * differ from ours), or the whole value. */
+    if (hashed && rc == FLC_OK && len0 > flen)
+        rc = flc_err_set(&s->err, FLC_EDATA, "first chunk has %zu bytes, header implies %zu in "
+                         "all (overwritten?)", len0, flen);
+    if (hashed)
+        chunk = len0;
+    size_t expect0 = flen < chunk ? flen : chunk;
+    if (rc == FLC_OK && len0 != expect0)
+        rc = flc_err_set(&s->err, FLC_EDATA, "value has %zu bytes in its first chunk, header "
+                         "implies %zu (truncated or overwritten)", len0, expect0);
+    if (rc != FLC_OK) {
+        drain(s, pending);
+        return flc_err_wrap(&s->err, "reading %s: ", what);
+    }
+    size_t pl = (size_t)h.count * sizeof(float);
+    if (dst != NULL && dst_cap >= h.count) {
+        h.values = dst;
+        h.owned = NULL;
+    } else if (flc_shard_alloc(&h, h.count, &s->err) != FLC_OK) {
+        drain(s, pending);
+        return s->err.code;
+    }
+    char *p = (char *)h.values;
+    size_t got = len0 - off;
+    memcpy(p, s->scratch + off, got);
+
+    /* A string: the speculative replies hold chunks 1..SPEC_READS. */
+    int bad = FLC_OK;
+    for (int j = 1; pending > 0; j++, pending--) {
+        size_t start = (size_t)j * chunk;
+        size_t want = start < flen ? (flen - start < chunk ? flen - start : chunk) : 0, len = 0;
+        int r = flc_store_read_into(s, want ? p + got : NULL, want, &len, "GETRANGE");
+        if (r != FLC_OK && s->c == NULL) {
+            rc = r; /* connection gone */
+            break;
+        }
+        if (bad == FLC_OK && (r != FLC_OK || len != want))
+            bad = r != FLC_OK ? r
+                              : flc_err_set(&s->err, FLC_EDATA,
+                                            "chunk %d has %zu bytes, expected %zu (value "
+                                            "changed while reading)", j, len, want);
+        else if (bad == FLC_OK)
+            got += want;
+    }
+
+    /* The rest (a hash, or a string longer than the speculation): pipeline
+     * every HGET (or GETRANGE), then copy replies as they arrive. */
+    size_t from = hashed ? chunk : (size_t)(SPEC_READS + 1) * chunk;
+    int first_field = hashed ? 1 : SPEC_READS + 1, n = 0;
+    for (size_t start = from; rc == FLC_OK && bad == FLC_OK && start < flen;
+         start += chunk, n++) {
+        char lo[32], hi2[32];
+        size_t end = start + chunk < flen ? start + chunk : flen;
+        snprintf(lo, sizeof lo, "%zu", start);
+        snprintf(hi2, sizeof hi2, "%zu", end - 1);
+        snprintf(hi, sizeof hi, "%d", first_field + n);
+        const char *g[] = {"GETRANGE", key, lo, hi2};
+        const char *gh[] = {"HGET", key, hi};
+        rc = hashed ? flc_store_append(s, 3, gh, NULL) : flc_store_append(s, 4, g, NULL);
+    }
+    if (rc == FLC_OK && n > 0)
+        rc = flc_store_flush(s, "GET");
+    for (int i = 0; rc == FLC_OK && i < n; i++) {
+        size_t want = flen - off - got < chunk ? flen - off - got : chunk, len = 0;
+        int r = flc_store_read_into(s, p + got, want, &len, "GET");
+        if (r != FLC_OK && s->c == NULL) {
+            rc = r; /* connection gone */
+        } else if (bad == FLC_OK && (r != FLC_OK || len != want)) {
+            /* Keep reading so the connection stays in step. */
+            bad = r != FLC_OK ? r
+                              : flc_err_set(&s->err, FLC_EDATA,
+                                            "chunk %d has %zu bytes, expected %zu (value "
+                                            "changed while reading)", first_field + i, len,
+                                            want);
+        } else if (bad == FLC_OK) {
+            got += want;
+        }
+    }
+    if (rc == FLC_OK)
+        rc = bad;
+    if (rc == FLC_OK && s->err.code != FLC_OK)
+        rc = s->err.code;
+    if (rc == FLC_OK && got != pl)
+        rc = flc_err_set(&s->err, FLC_EDATA, "payload has %zu bytes, header says %zu", got, pl);
+    if (rc != FLC_OK) {
+        flc_shard_release(&h);
+        return flc_err_wrap(&s->err, "reading %s: ", what);
+    }
+    s->bytes_read += flen;
+    *out = h;
+    return FLC_OK;
+}
+
+int flc_store_get_update(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                         const char *client, flc_shard_t *out, float *dst, size_t dst_cap)
+{
+    if (flc_name_check(job, "job", &s->err) || flc_name_check(client, "client", &s->err))
+        return s->err.code;
+    char key[FLC_KEY_MAX], what[256];
+    flc_key_update(key, job, round, shard, client);
+    snprintf(what, sizeof what, "update of client %s for shard %u of round %u of job %s",
+             client, shard, round, job);
+    int rc = get_shard(s, key, what, out, dst, dst_cap);
+    if (s->tier) {
+        flc_obj_t o;
+        flc_store_obj_of(&o, job, round, shard, client);
+        rc = flc_tier_after_get(s, rc, &o, what, out, dst, dst_cap);
+    }
+    return rc;
+}
+
+int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                         flc_shard_t *out, float *dst, size_t dst_cap)
+{
+    if (flc_name_check(job, "job", &s->err))
+        return s->err.code;
+    char key[FLC_KEY_MAX], what[256];
+    flc_key_shard(key, job, round, shard, "agg");
+    snprintf(what, sizeof what, "merged shard %u of round %u of job %s", shard, round, job);
+    int rc = get_shard(s, key, what, out, dst, dst_cap);
+    if (s->tier) {
+        flc_obj_t o;
+        flc_store_obj_of(&o, job, round, shard, NULL);
+        rc = flc_tier_after_get(s, rc, &o, what, out, dst, dst_cap);
+    }
+    return rc;
+}

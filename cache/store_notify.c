@@ -1,0 +1,159 @@
+/* Notification lists: pushing tokens and waiting for one (BLPOP, never
+ * polling), and the start barrier built on them (store_ops.h). */
+#include "cache/store_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+int flc_store_notify(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                     const char *list, const char *value, unsigned copies)
+{
+    flc_err_clear(&s->err);
+    if (flc_name_check(job, "job", &s->err))
+        return s->err.code;
+    if (copies == 0)
+        return FLC_OK;
+    char key[FLC_KEY_MAX];
+    flc_key_shard(key, job, round, shard, list);
+    int rc = flc_store_ensure(s);
+    if (rc != FLC_OK)
+        return rc;
+    /* One RPUSH with `copies` values. */
+    const char **argv = malloc((copies + 2) * sizeof *argv);
+    if (argv == NULL)
+        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
+    argv[0] = "RPUSH";
+    argv[1] = key;
+    for (unsigned i = 0; i < copies; i++)
+        argv[2 + i] = value;
+    redisReply *r;
+    rc = flc_store_command(s, &r, (int)copies + 2, argv, NULL);
+    free(argv);
+    if (rc == FLC_OK)
+        freeReplyObject(r);
+    return rc;
+}
+
+int flc_store_blpop(flc_store_t *s, const char *key, unsigned timeout_ms, redisReply **elem)
+{
+    *elem = NULL;
+    char secs[32];
+    snprintf(secs, sizeof secs, "%.3f", timeout_ms / 1000.0);
+    int rc = flc_store_ensure(s);
+    if (rc != FLC_OK)
+        return rc;
+    /* The socket must outwait the server-side BLPOP timeout. */
+    flc_store_set_timeout(s, timeout_ms + s->opts.io_timeout_ms);
+    redisReply *r;
+    const char *argv[] = {"BLPOP", key, secs};
+    rc = flc_store_command(s, &r, 3, argv, NULL);
+    flc_store_set_timeout(s, s->opts.io_timeout_ms);
+    if (rc != FLC_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        return flc_err_set(&s->err, FLC_ETIMEOUT, "nothing on %s within %u ms", key, timeout_ms);
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[1]->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return flc_err_set(&s->err, FLC_EPROTO, "BLPOP %s: unexpected reply", key);
+    }
+    *elem = r;
+    return FLC_OK;
+}
+
+int flc_store_wait(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                   const char *list, unsigned timeout_ms, char *out, size_t outlen)
+{
+    flc_err_clear(&s->err);
+    if (flc_name_check(job, "job", &s->err))
+        return s->err.code;
+    if (timeout_ms == 0)
+        return flc_err_set(&s->err, FLC_EINVAL, "waiting on %s needs a timeout", list);
+    char key[FLC_KEY_MAX];
+    flc_key_shard(key, job, round, shard, list);
+    redisReply *r;
+    int rc = flc_store_blpop(s, key, timeout_ms, &r);
+    if (rc != FLC_OK)
+        return rc;
+    if (out && outlen)
+        snprintf(out, outlen, "%.*s", (int)r->element[1]->len, r->element[1]->str);
+    freeReplyObject(r);
+    return FLC_OK;
+}
+
+/* ---- the start barrier ---------------------------------------------------- */
+
+int flc_store_barrier_incr(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                           uint64_t ttl_ms, long long *n)
+{
+    *n = -1;
+    char key[FLC_KEY_MAX], ttl[24];
+    flc_key_shard(key, job, round, shard, "ready");
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)ttl_ms);
+    const char *c1[] = {"INCR", key}, *c2[] = {"PEXPIRE", key, ttl};
+    const char *const *cmds[] = {c1, c2};
+    const int argc[] = {2, 3};
+    redisReply *rs[2];
+    int rc = flc_store_pipeline(s, 2, argc, cmds, rs);
+    if (rc != FLC_OK)
+        return rc;
+    if (rs[0]->type == REDIS_REPLY_ERROR) /* the expiry is best effort */
+        rc = flc_store_reply_error(s, rs[0], "INCR");
+    else
+        *n = rs[0]->type == REDIS_REPLY_INTEGER ? rs[0]->integer : -1;
+    freeReplyObject(rs[0]);
+    freeReplyObject(rs[1]);
+    return rc;
+}
+
+int flc_store_barrier_release(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                              unsigned copies)
+{
+    char k_ready[FLC_KEY_MAX], k_go[FLC_KEY_MAX];
+    flc_key_shard(k_ready, job, round, shard, "ready");
+    flc_key_shard(k_go, job, round, shard, "go");
+    const char **push = malloc((copies + 2) * sizeof *push);
+    if (push == NULL)
+        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
+    push[0] = "RPUSH";
+    push[1] = k_go;
+    for (unsigned i = 0; i < copies; i++)
+        push[2 + i] = "go";
+    /* The counter goes first (a late retry counts from 0 again), then the
+     * tokens, in one round trip. */
+    const char *c1[] = {"UNLINK", k_ready};
+    const char *const *cmds[] = {c1, push};
+    const int argc[] = {2, (int)copies + 2};
+    redisReply *rs[2];
+    int rc = flc_store_pipeline(s, copies ? 2 : 1, argc, cmds, rs);
+    free(push);
+    if (rc != FLC_OK)
+        return rc;
+    if (copies && rs[1]->type == REDIS_REPLY_ERROR) /* the UNLINK is best effort */
+        rc = flc_store_reply_error(s, rs[1], "RPUSH");
+    freeReplyObject(rs[0]);
+    if (copies)
+        freeReplyObject(rs[1]);
+    return rc;
+}
+
+int flc_store_barrier_wait(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                           unsigned timeout_ms)
+{
+    return flc_store_wait(s, job, round, shard, "go", timeout_ms, NULL, 0);
+}
+
+int flc_store_barrier_del(flc_store_t *s, const char *job, uint32_t round, uint32_t shard)
+{
+    char k_ready[FLC_KEY_MAX], k_go[FLC_KEY_MAX];
+    flc_key_shard(k_ready, job, round, shard, "ready");
+    flc_key_shard(k_go, job, round, shard, "go");
+    const char *argv[] = {"UNLINK", k_ready, k_go}; /* one hash tag: one slot */
+    redisReply *r;
+    int rc = flc_store_command(s, &r, 3, argv, NULL);
+    if (rc == FLC_OK)
+        freeReplyObject(r);
+    return rc;
+}

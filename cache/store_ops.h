@@ -1,0 +1,177 @@
+/* Named store operations for the protocols built above the shard store: the
+ * merger's lock and close, the small per-round records (merge reports, Krum
+ * partials, the request tracker, Gram partials, server-optimizer state), the
+ * SGD workers' start barrier and progress list, and waking a blocked
+ * connection. Each says what it is for; none shows a Redis command or reply
+ * to its caller, so every key is built (cache/keys.h) and every command
+ * routed in cache/ alone: that is where Redis Cluster support goes.
+ *
+ * A header apart from store.h because store.h is the shard store (values,
+ * metadata, indexes, cold tier) and already long; these are the
+ * coordination operations its users need besides, one or two per use.
+ *
+ * Every function returns 0 or a negative FLC_E* and keeps the sentence in
+ * the store (flc_store_errstr), as store.h's do. Names (job) are checked by
+ * the callers' own paths before they get here. */
+#ifndef FLC_CACHE_STORE_OPS_H
+#define FLC_CACHE_STORE_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/store.h"
+
+/* ---- one field per shard: the small per-round hashes ----------------------
+ *
+ * The merge reports, the Krum partials and the tracker entries of a round are
+ * each one hash with a field per shard index. Reading one back gives an
+ * flc_store_fields_t. */
+
+typedef struct flc_store_field {
+    uint32_t shard; /* the field name, a shard index */
+    char *value;    /* the value, NUL-terminated after len bytes (binary-safe) */
+    size_t len;
+} flc_store_field_t;
+
+typedef struct flc_store_fields {
+    flc_store_field_t *v;
+    size_t n;
+} flc_store_fields_t;
+
+/* Frees the values and the array; the set is left empty. NULL is a no-op. */
+void flc_store_fields_free(flc_store_fields_t *f);
+
+/* ---- the merger of one shard (store_protocol.c) ---------------------------- */
+
+/* *closed = 1 when the merger of (job, round, shard) already closed it
+ * (fl:{J/r/s}:closed exists), else 0. */
+int flc_store_shard_closed(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                           int *closed);
+
+/* Takes the shard's merger lock (fl:{J/r/s}:merger, SET NX with a ttl_ms
+ * expiry, holding this process's pid): *mine = 1 when taken, 0 when another
+ * merger holds it. */
+int flc_store_merger_lock(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                          uint64_t ttl_ms, int *mine);
+
+/* Gives the merger lock back (a merger that failed before closing). */
+int flc_store_merger_unlock(flc_store_t *s, const char *job, uint32_t round, uint32_t shard);
+
+/* The close protocol, one round trip: MULTI, SET :closed, LRANGE and DEL
+ * :arrivals, EXEC, then DEL :merger. Marks the shard closed and takes what is
+ * still queued on its arrivals list atomically with it, so an update
+ * announced after this sees the closed flag (flc_store_put_updates_if_open
+ * says closed) and one announced before is in *left (client ids in arrival
+ * order; a new list, freed with flc_strlist_free). The lock goes last: the
+ * closed flag guards the shard from then on. */
+int flc_store_close_shard(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                          flc_strlist_t *left);
+
+/* ---- per-round records (store_protocol.c) ---------------------------------- */
+
+/* Stores shard's merge report (JSON text) in fl:{J}:merges:<r>. When all is
+ * not NULL it then gets every report of the round so far, in the same round
+ * trip (the last shard to report folds them into the RoundMeta). */
+int flc_store_merge_report_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                               const char *report, flc_store_fields_t *all);
+
+/* Stores shard's Krum partial (len bytes, binary) in fl:{J}:krum:<r>. */
+int flc_store_krum_partial_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                               const void *blob, size_t len);
+
+/* Every shard's Krum partial of the round. */
+int flc_store_krum_partial_getall(flc_store_t *s, const char *job, uint32_t round,
+                                  flc_store_fields_t *out);
+
+/* Records where shard's merged value lives (the request tracker's
+ * "node|tier" text) in fl:{J}:where:<r>. */
+int flc_store_track_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                        const char *where);
+
+/* Every tracker entry of the round (none: out->n = 0). */
+int flc_store_track_getall(flc_store_t *s, const char *job, uint32_t round,
+                           flc_store_fields_t *out);
+
+/* ---- small values next to a shard (store_protocol.c) -----------------------
+ *
+ * Read back as a new buffer *blob of *len bytes (NUL-terminated after them;
+ * the caller frees it). FLC_ENOTFOUND when there is no value. The layouts
+ * are their writers' (aggregator/). */
+
+/* The cached Gram partial of (job, round, shard), fl:{J/r/s}:gram. */
+int flc_store_gram_get(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                       char **blob, size_t *len);
+int flc_store_gram_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                       const void *blob, size_t len);
+
+/* The server-optimizer state of shard across rounds, fl:{J/state/s}:opt. */
+int flc_store_opt_state_get(flc_store_t *s, const char *job, uint32_t shard, char **blob,
+                            size_t *len);
+int flc_store_opt_state_put(flc_store_t *s, const char *job, uint32_t shard, const void *blob,
+                            size_t len);
+
+/* ---- the start barrier (store_notify.c) -------------------------------------
+ *
+ * W processes line up on (job, round, shard): each increments the counter
+ * fl:{J/r/s}:ready, the one that makes it W releases W tokens on
+ * fl:{J/r/s}:go, and every one waits for a token (BLPOP, no polling). */
+
+/* Increments the counter and renews its expiry (ttl_ms) in one round trip;
+ * *n is the count after this one (-1 when the reply was not a number). */
+int flc_store_barrier_incr(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                           uint64_t ttl_ms, long long *n);
+
+/* Deletes the counter and pushes `copies` tokens, in one round trip. */
+int flc_store_barrier_release(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                              unsigned copies);
+
+/* Waits for one token, as flc_store_wait (FLC_ETIMEOUT after timeout_ms). */
+int flc_store_barrier_wait(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                           unsigned timeout_ms);
+
+/* Deletes the counter and the token list (cleaning up after a job). */
+int flc_store_barrier_del(flc_store_t *s, const char *job, uint32_t round, uint32_t shard);
+
+/* ---- a job's progress list (store_progress.c) --------------------------------
+ *
+ * fl:{J}:progress: records (JSON text) appended by a worker and consumed by a
+ * driver, which may never come: the list expires. */
+
+/* Appends rec and renews the list's expiry (ttl_ms), in one round trip. */
+int flc_store_progress_push(flc_store_t *s, const char *job, const char *rec, uint64_t ttl_ms);
+
+/* Takes the first record, waiting up to timeout_ms for one (BLPOP); *rec is
+ * a new string (caller frees). FLC_ETIMEOUT when none came. */
+int flc_store_progress_wait(flc_store_t *s, const char *job, unsigned timeout_ms, char **rec);
+
+/* Takes the first record without waiting; FLC_ENOTFOUND when the list is
+ * empty. *rec as flc_store_progress_wait. */
+int flc_store_progress_pop(flc_store_t *s, const char *job, char **rec);
+
+/* Deletes the list. */
+int flc_store_progress_del(flc_store_t *s, const char *job);
+
+/* ---- job indexes (store_meta.c) -------------------------------------------- */
+
+/* Removes job from the list of jobs (fl:jobs) and deletes its index of
+ * rounds (fl:{J}:rounds); the rounds themselves go with
+ * flc_store_delete_round first. */
+int flc_store_forget_job(flc_store_t *s, const char *job);
+
+/* ---- waking a blocked connection (store_conn.c) ------------------------------
+ *
+ * A thread blocked in a wait (flc_store_wait on its own store) is woken from
+ * another store by the blocked connection's id, as if its timeout had
+ * passed. In cluster mode the wake must go to the node the blocked
+ * connection talks to (ids are per server): the id is only meaningful there. */
+
+/* The server's id of s's connection (CLIENT ID; -1 when the reply was not a
+ * number). It changes when the store reconnects. */
+int flc_store_conn_id(flc_store_t *s, long long *id);
+
+/* Wakes the connection with that id if it is blocked (CLIENT UNBLOCK id
+ * TIMEOUT: its wait returns FLC_ETIMEOUT); a connection that is not blocked
+ * is left alone. s must talk to the same server as the blocked one. */
+int flc_store_wake_id(flc_store_t *s, long long id);
+
+#endif
