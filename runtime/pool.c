@@ -69,7 +69,7 @@ void flc_pool_dispatch(flc_pool_t *p)
         for (flc_inst_t *it = p->insts; it != NULL && p->idle > p->cfg.max_warm; it = it->next)
             if (it->state == FLC_INST_IDLE && !it->in_closed) {
                 it->state = FLC_INST_DEAD;
-                p->idle--;
+                flc_pool_count(&p->idle, -1);
                 flc_inst_retire(it);
             }
 }
@@ -112,7 +112,7 @@ static void on_wake(uv_async_t *a)
                 kill(it->pid, SIGKILL);
             else if (it->state == FLC_INST_IDLE) {
                 it->state = FLC_INST_DEAD;
-                p->idle--;
+                flc_pool_count(&p->idle, -1);
             }
             flc_inst_retire(it);
         }
@@ -261,9 +261,9 @@ void flc_pool_stats(flc_pool_t *p, flc_pool_stats_t *st)
     st->cold_starts = p->cold_starts;
     st->invocations = p->invocations;
     pthread_mutex_unlock(&p->mu);
-    /* alive/idle are loop-thread counters; a racy read is fine for stats
-     * but is done through atomics-free copies, so call it between batches
-     * for exact figures. */
+    /* alive/idle are the loop thread's counters, written atomically
+     * (flc_pool_count): mid-batch they may be a moment old; between
+     * batches they are exact. */
     st->alive = __atomic_load_n(&p->alive, __ATOMIC_RELAXED);
     st->idle = __atomic_load_n(&p->idle, __ATOMIC_RELAXED);
 }
