@@ -148,12 +148,14 @@ void flc_pool_cfg_init(flc_pool_cfg_t *cfg)
     cfg->price_per_gb_s = FLC_LAMBDA_X86_PRICE_GB_S;
 }
 
+/* ASan and TSan reserve terabytes of shadow address space at start-up, so
+ * an instance under RLIMIT_AS dies before main; both are treated alike. */
 static int is_asan_build(void)
 {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     return 1;
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
     return 1;
 #endif
 #endif
