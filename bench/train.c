@@ -93,7 +93,7 @@ static run_out_t run(flc_pool_t *pool, flc_store_t *s, const flc_sgd_cfg_t *c)
         o.billed += recs[k].cost_usd;
         if (recs[k].status != FLC_INV_OK || res == NULL) {
             if (o.ok)
-                snprintf(o.err, sizeof o.err, "worker %d: %s", k, recs[k].error);
+                snprintf(o.err, sizeof o.err, "worker %d: %.270s", k, recs[k].error);
             o.ok = 0;
             continue;
         }

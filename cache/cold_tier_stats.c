@@ -22,10 +22,18 @@ void flc_store_tier_stats(const flc_store_t *s, flc_tier_stats_t *st)
 
 #define NCOUNTERS (8 + 2 * FLC_QC_COUNT)
 
-/* Names and addresses of the counters kept in fl:tier. */
-static void counters(flc_tier_stats_t *st, const char **names, uint64_t **vals)
+/* The per-class counter names ("hits:round"). They live in the caller's
+ * frame, not in statics: stores in several threads flush at once (in-process
+ * clients, mergers), and a shared buffer rewritten by one while another reads
+ * it is a data race (ThreadSanitizer over test_sim_cold). */
+typedef struct qc_names {
+    char hits[FLC_QC_COUNT][24], misses[FLC_QC_COUNT][24];
+} qc_names_t;
+
+/* Names and addresses of the counters kept in fl:tier; the class names are
+ * written into *qn, which must outlive names. */
+static void counters(flc_tier_stats_t *st, qc_names_t *qn, const char **names, uint64_t **vals)
 {
-    static char hn[FLC_QC_COUNT][24], mn[FLC_QC_COUNT][24];
     const char *fixed[] = {"spills", "spill_bytes", "fetches", "fetch_bytes",
                            "rewarms", "prefetches", "spill_skipped", "cold_bytes"};
     uint64_t *fv[] = {&st->spills, &st->spill_bytes, &st->fetches, &st->fetch_bytes,
@@ -33,10 +41,10 @@ static void counters(flc_tier_stats_t *st, const char **names, uint64_t **vals)
     for (int i = 0; i < 8; i++)
         names[i] = fixed[i], vals[i] = fv[i];
     for (int q = 0; q < FLC_QC_COUNT; q++) {
-        snprintf(hn[q], sizeof hn[q], "hits:%s", flc_qclass_name(q));
-        snprintf(mn[q], sizeof mn[q], "misses:%s", flc_qclass_name(q));
-        names[8 + 2 * q] = hn[q], vals[8 + 2 * q] = &st->hits[q];
-        names[9 + 2 * q] = mn[q], vals[9 + 2 * q] = &st->misses[q];
+        snprintf(qn->hits[q], sizeof qn->hits[q], "hits:%s", flc_qclass_name(q));
+        snprintf(qn->misses[q], sizeof qn->misses[q], "misses:%s", flc_qclass_name(q));
+        names[8 + 2 * q] = qn->hits[q], vals[8 + 2 * q] = &st->hits[q];
+        names[9 + 2 * q] = qn->misses[q], vals[9 + 2 * q] = &st->misses[q];
     }
 }
 
@@ -47,10 +55,11 @@ int flc_store_tier_flush(flc_store_t *s)
         return FLC_OK;
     /* cold_bytes is shared as a running sum of what spills added. */
     t->st.cold_bytes = t->st.spill_bytes;
+    qc_names_t qn;
     const char *names[NCOUNTERS];
     uint64_t *now[NCOUNTERS], *then[NCOUNTERS];
-    counters(&t->st, names, now);
-    counters(&t->flushed, names, then);
+    counters(&t->st, &qn, names, now);
+    counters(&t->flushed, &qn, names, then);
     int rc = FLC_OK;
     for (int i = 0; i < NCOUNTERS && rc == FLC_OK; i++) {
         uint64_t d = *now[i] - *then[i];
@@ -75,9 +84,10 @@ int flc_store_tier_read(flc_store_t *s, flc_tier_stats_t *st)
     int rc = flc_store_commandf(s, &r, "HGETALL fl:tier");
     if (rc != FLC_OK)
         return rc;
+    qc_names_t qn;
     const char *names[NCOUNTERS];
     uint64_t *vals[NCOUNTERS];
-    counters(st, names, vals);
+    counters(st, &qn, names, vals);
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
         for (int k = 0; k < NCOUNTERS; k++)
             if (strcmp(r->element[i]->str, names[k]) == 0)

@@ -92,8 +92,8 @@ int flc_url_parse(const char *text, flc_url_t *u, flc_err_t *err)
         query_value(query, "db", tmp, sizeof tmp);
         u->db = tmp[0] ? atoi(tmp) : 0;
         query_value(query, "user", tmp, sizeof tmp);
-        if (tmp[0])
-            snprintf(u->user, sizeof u->user, "%s", tmp);
+        if (tmp[0]) /* cut to the field as get_part does; the precision says so to gcc */
+            snprintf(u->user, sizeof u->user, "%.*s", (int)sizeof u->user - 1, tmp);
         query_value(query, "password", tmp, sizeof tmp);
         if (tmp[0])
             snprintf(u->password, sizeof u->password, "%s", tmp);

@@ -69,7 +69,7 @@ void flc_pool_dispatch(flc_pool_t *p)
         for (flc_inst_t *it = p->insts; it != NULL && p->idle > p->cfg.max_warm; it = it->next)
             if (it->state == FLC_INST_IDLE && !it->in_closed) {
                 it->state = FLC_INST_DEAD;
-                p->idle--;
+                flc_pool_count(&p->idle, -1);
                 flc_inst_retire(it);
             }
 }
@@ -112,7 +112,7 @@ static void on_wake(uv_async_t *a)
                 kill(it->pid, SIGKILL);
             else if (it->state == FLC_INST_IDLE) {
                 it->state = FLC_INST_DEAD;
-                p->idle--;
+                flc_pool_count(&p->idle, -1);
             }
             flc_inst_retire(it);
         }
@@ -148,12 +148,14 @@ void flc_pool_cfg_init(flc_pool_cfg_t *cfg)
     cfg->price_per_gb_s = FLC_LAMBDA_X86_PRICE_GB_S;
 }
 
+/* ASan and TSan reserve terabytes of shadow address space at start-up, so
+ * an instance under RLIMIT_AS dies before main; both are treated alike. */
 static int is_asan_build(void)
 {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     return 1;
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
     return 1;
 #endif
 #endif
@@ -261,9 +263,9 @@ void flc_pool_stats(flc_pool_t *p, flc_pool_stats_t *st)
     st->cold_starts = p->cold_starts;
     st->invocations = p->invocations;
     pthread_mutex_unlock(&p->mu);
-    /* alive/idle are loop-thread counters; a racy read is fine for stats
-     * but is done through atomics-free copies, so call it between batches
-     * for exact figures. */
+    /* alive/idle are the loop thread's counters, written atomically
+     * (flc_pool_count): mid-batch they may be a moment old; between
+     * batches they are exact. */
     st->alive = __atomic_load_n(&p->alive, __ATOMIC_RELAXED);
     st->idle = __atomic_load_n(&p->idle, __ATOMIC_RELAXED);
 }

@@ -9,9 +9,10 @@
  *   most `max_warm` idle instances are kept, the rest are told to exit.
  * - Memory: RLIMIT_AS = memory_mb + as_slack_mb is set in the child before
  *   exec, and a watchdog kills an instance whose resident set passes
- *   memory_mb (like Lambda's limit). Under AddressSanitizer (whose shadow
- *   memory needs terabytes of address space) the rlimit is skipped and the
- *   watchdog limit is scaled by FLC_POOL_ASAN_MEM_SCALE.
+ *   memory_mb (like Lambda's limit). Under AddressSanitizer or
+ *   ThreadSanitizer (whose shadow memory needs terabytes of address space)
+ *   the rlimit is skipped and the watchdog limit is scaled by
+ *   FLC_POOL_ASAN_MEM_SCALE.
  *   cfg.mem_mode picks the mode; the programs let FLCACHE_POOL_MEM=
  *   rlimit|watch|both|off override it (cli/config.h).
  * - Timeout: the instance is killed (SIGKILL), status "timeout", no retry.
@@ -37,7 +38,7 @@
 #define FLC_POOL_ASAN_MEM_SCALE 2
 
 enum flc_mem_mode {
-    FLC_MEM_AUTO = 0, /* both, or watch only (scaled) in an ASan build */
+    FLC_MEM_AUTO = 0, /* both, or watch only (scaled) in an ASan or TSan build */
     FLC_MEM_RLIMIT,   /* RLIMIT_AS only */
     FLC_MEM_WATCH,    /* resident-set watchdog only */
     FLC_MEM_BOTH,

@@ -167,14 +167,14 @@ static void on_result_line(flc_inst_t *it, const char *line, size_t len)
     it->invocations++;
     it->state = FLC_INST_IDLE;
     p->busy--;
-    p->idle++;
+    flc_pool_count(&p->idle, 1);
     pthread_mutex_lock(&p->mu);
     p->invocations++;
     pthread_mutex_unlock(&p->mu);
     flc_inv_complete(p, inv);
     if (p->cfg.cold_only || p->stopped) {
         it->state = FLC_INST_DEAD; /* stdout EOF will follow */
-        p->idle--;
+        flc_pool_count(&p->idle, -1);
         flc_inst_retire(it);
     }
     flc_pool_dispatch(p);
@@ -193,8 +193,8 @@ static void finish_death(flc_inst_t *it)
         while ((n = read(fd, buf, sizeof buf)) > 0)
             keep_tail(it, buf, (size_t)n);
     if (it->state == FLC_INST_IDLE)
-        p->idle--;
-    p->alive--;
+        flc_pool_count(&p->idle, -1);
+    flc_pool_count(&p->alive, -1);
     flc_inv_t *inv = it->cur;
     if (inv != NULL) {
         stop_timers(it);
@@ -396,8 +396,8 @@ flc_inst_t *flc_inst_spawn(flc_pool_t *p, char *msg, size_t cap)
         p->insts->prev = it;
     p->insts = it;
     p->ninst++;
-    p->alive++;
-    p->idle++;
+    flc_pool_count(&p->alive, 1);
+    flc_pool_count(&p->idle, 1);
     pthread_mutex_lock(&p->mu);
     p->cold_starts++;
     pthread_mutex_unlock(&p->mu);
@@ -420,7 +420,7 @@ void flc_inst_start(flc_pool_t *p, flc_inst_t *it, flc_inv_t *inv)
     it->cur = inv;
     it->state = FLC_INST_BUSY;
     it->timed_out = it->oom = 0;
-    p->idle--;
+    flc_pool_count(&p->idle, -1);
     p->busy++;
     if (cold) {
         it->t_start = it->t_spawn;

@@ -83,9 +83,19 @@ struct flc_pool {
     int stopped;
     flc_inv_t *pend_head, *pend_tail;
     flc_inst_t *insts;
-    unsigned ninst, busy, idle, alive;
+    unsigned ninst, busy;
+    unsigned idle, alive; /* written here through flc_pool_count, read by stats */
     uint64_t cold_starts, invocations; /* read under mu by stats */
 };
+
+/* Adds d to one of the counters idle and alive. Only the loop thread writes
+ * them, but flc_pool_stats reads them from the caller's thread with an atomic
+ * load; a plain ++ beside that load is a data race (ThreadSanitizer), so
+ * every write is atomic too. Relaxed: the figures order nothing. */
+static inline void flc_pool_count(unsigned *counter, int d)
+{
+    __atomic_add_fetch(counter, (unsigned)d, __ATOMIC_RELAXED);
+}
 
 /* ---- pool.c ---- */
 

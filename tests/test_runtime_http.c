@@ -43,9 +43,9 @@ typedef void (*answer_fn)(server_t *s, const req_t *r, int *status, char *hdrs, 
 struct server {
     int fd, port;
     pthread_t th;
-    volatile int stop;
+    int stop; /* set by server_stop, read by serve: atomic */
     answer_fn answer;
-    pthread_mutex_t mu;
+    pthread_mutex_t mu; /* guards reqs, nreqs, served_events, posts */
     req_t reqs[MAX_REQS];
     int nreqs;
     int served_events; /* lambda: events handed out */
@@ -91,7 +91,7 @@ static int read_request(int c, req_t *r)
 static void *serve(void *arg)
 {
     server_t *s = arg;
-    while (!s->stop) {
+    while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
         struct pollfd pf = {.fd = s->fd, .events = POLLIN};
         if (poll(&pf, 1, 50) <= 0)
             continue;
@@ -104,6 +104,14 @@ static void *serve(void *arg)
             int status = 200;
             char hdrs[1024] = "", body[8192] = "";
             s->answer(s, &r, &status, hdrs, sizeof hdrs, body, sizeof body);
+            /* Recorded before the answer goes out: a client that got its
+             * answer must find its request (find_req) without a wait. */
+            pthread_mutex_lock(&s->mu);
+            if (s->nreqs < MAX_REQS)
+                s->reqs[s->nreqs++] = r;
+            else
+                free(r.body);
+            pthread_mutex_unlock(&s->mu);
             char head[2048];
             int hn = snprintf(head, sizeof head,
                               "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
@@ -111,12 +119,6 @@ static void *serve(void *arg)
                               status, strlen(body), hdrs);
             if (write(c, head, (size_t)hn) < 0 || write(c, body, strlen(body)) < 0)
                 fprintf(stderr, "test server: write failed\n");
-            pthread_mutex_lock(&s->mu);
-            if (s->nreqs < MAX_REQS)
-                s->reqs[s->nreqs++] = r;
-            else
-                free(r.body);
-            pthread_mutex_unlock(&s->mu);
         }
         close(c);
     }
@@ -143,7 +145,7 @@ static void server_stop(server_t *s)
 {
     if (s->fd < 0)
         return;
-    s->stop = 1;
+    __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
     pthread_join(s->th, NULL);
     close(s->fd); /* now connections are refused */
     s->fd = -1;
@@ -157,12 +159,26 @@ static void server_free(server_t *s)
     pthread_mutex_destroy(&s->mu);
 }
 
+/* The first recorded request for method and path, or NULL. A recorded
+ * entry never changes again, so the pointer may be read after the unlock. */
 static const req_t *find_req(server_t *s, const char *method, const char *path)
 {
-    for (int i = 0; i < s->nreqs; i++)
+    const req_t *found = NULL;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->nreqs && found == NULL; i++)
         if (strcmp(s->reqs[i].method, method) == 0 && strcmp(s->reqs[i].path, path) == 0)
-            return &s->reqs[i];
-    return NULL;
+            found = &s->reqs[i];
+    pthread_mutex_unlock(&s->mu);
+    return found;
+}
+
+/* A counter of s read under its lock (the server thread writes it). */
+static int locked_read(server_t *s, const int *counter)
+{
+    pthread_mutex_lock(&s->mu);
+    int v = *counter;
+    pthread_mutex_unlock(&s->mu);
+    return v;
 }
 
 /* ---------- Lambda Runtime API ---------- */
@@ -287,9 +303,10 @@ TEST(lambda_runtime_warm_loop)
     server_t s;
     server_start(&s, lambda_api);
     pid_t pid = spawn_fn(g_fn, s.port, NULL);
-    for (int i = 0; i < 1000 && s.posts < 4; i++)
+    int posts = 0;
+    for (int i = 0; i < 1000 && (posts = locked_read(&s, &s.posts)) < 4; i++)
         flc_sleep_ms(10);
-    CHECK(s.posts >= 4, "the warm loop keeps taking events (%d answered)", s.posts);
+    CHECK(posts >= 4, "the warm loop keeps taking events (%d answered)", posts);
     server_stop(&s);
     int st = wait_for(pid, 20000);
     CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1,
