@@ -20,11 +20,10 @@ typedef struct flc_cli_conn {
 } flc_cli_conn_t;
 
 /* Opens the cache: cfg->redis (FLCACHE_REDIS) when set, else starts an
- * embedded redis-server (stopped by flc_cli_disconnect, or on Ctrl-C) and
- * exports its URL as FLCACHE_REDIS so child processes reach the same server
- * (c->url is the URL either way). opts may be NULL: the configuration's
- * store settings. Prints the error and returns
- * FLC_EXIT_RUNTIME on failure. */
+ * embedded redis-server (stopped by flc_cli_disconnect, or on Ctrl-C).
+ * c->url is the URL either way; function instances get it through
+ * flc_cli_pool_start. opts may be NULL: the configuration's store settings.
+ * Prints the error and returns FLC_EXIT_RUNTIME on failure. */
 int flc_cli_connect(flc_cli_conn_t *c, const flc_config_t *cfg, const flc_store_opts_t *opts);
 void flc_cli_disconnect(flc_cli_conn_t *c);
 
@@ -58,10 +57,13 @@ const char *flc_cli_job_name(const char *job, const char *prefix, char *buf, siz
  * up to concurrency flcache-fn instances at once ($FLCACHE_FN, else the
  * flcache-fn next to this program), as many kept warm, each with memory_mb
  * enforced and billed at price USD per GB-second, each invocation limited
- * to timeout_s; OpenBLAS runs single-threaded in them (many run at once).
- * Prints the error and returns NULL on failure; flc_pool_free ends it. */
-flc_pool_t *flc_cli_pool_start(const char *cmd, unsigned concurrency, unsigned memory_mb,
-                               unsigned timeout_s, double price);
+ * to timeout_s; OpenBLAS runs single-threaded in them (many run at once),
+ * and their FLCACHE_REDIS is conn's cache (the embedded server when the
+ * command started one). Prints the error and returns NULL on failure;
+ * flc_pool_free ends it. */
+flc_pool_t *flc_cli_pool_start(const char *cmd, const flc_cli_conn_t *conn,
+                               unsigned concurrency, unsigned memory_mb, unsigned timeout_s,
+                               double price);
 
 /* Subcommands: argv[0] is the subcommand name. Return an FLC_EXIT_* code. */
 int flc_cmd_version(int argc, char **argv);

@@ -73,12 +73,18 @@ static void fn_path(char *out, size_t len)
     snprintf(out, len, "%s/flcache-fn", self);
 }
 
-flc_pool_t *flc_cli_pool_start(const char *cmd, unsigned concurrency, unsigned memory_mb,
-                               unsigned timeout_s, double price)
+flc_pool_t *flc_cli_pool_start(const char *cmd, const flc_cli_conn_t *conn,
+                               unsigned concurrency, unsigned memory_mb, unsigned timeout_s,
+                               double price)
 {
     char fn[PATH_MAX];
     fn_path(fn, sizeof fn);
-    static const char *const env[] = {"OPENBLAS_NUM_THREADS=1", NULL};
+    /* The instances' environment is built here, not by setenv on this
+     * process: the configuration was read once at start, and an embedded
+     * server's URL exists only in conn. The pool copies these strings. */
+    char redis[sizeof conn->url + 16];
+    snprintf(redis, sizeof redis, "FLCACHE_REDIS=%s", conn->url);
+    const char *const env[] = {"OPENBLAS_NUM_THREADS=1", redis, NULL};
     flc_pool_cfg_t pc;
     flc_pool_cfg_init(&pc);
     pc.fn_path = fn;
@@ -130,7 +136,6 @@ int flc_cli_connect(flc_cli_conn_t *c, const flc_config_t *cfg, const flc_store_
             return FLC_EXIT_RUNTIME;
         }
         url = flc_embed_url(c->embedded);
-        setenv("FLCACHE_REDIS", url, 1);
         FLC_INFO("embedded redis-server at %s", url);
     }
     snprintf(c->url, sizeof c->url, "%s", url);
@@ -156,6 +161,5 @@ void flc_cli_disconnect(flc_cli_conn_t *c)
     if (c->embedded) {
         flc_embed_stop(c->embedded);
         c->embedded = NULL;
-        unsetenv("FLCACHE_REDIS");
     }
 }

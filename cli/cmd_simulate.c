@@ -342,7 +342,8 @@ int flc_cmd_simulate(int argc, char **argv)
     flc_pool_t *pool = NULL;
     flc_sim_inproc_t inproc = {.threads = o.concurrency, .store_opts = &so};
     if (!o.inproc) {
-        pool = flc_cli_pool_start("simulate", o.concurrency, o.memory_mb, o.timeout_s, o.price);
+        pool = flc_cli_pool_start("simulate", &conn, o.concurrency, o.memory_mb, o.timeout_s,
+                                  o.price);
         if (pool == NULL) {
             flc_pol_free(policy);
             flc_cli_disconnect(&conn);

@@ -162,8 +162,8 @@ static int run_workers(flc_cli_conn_t *conn, const flc_train_opts_t *o, flc_trai
     int W = o->cfg.workers;
     flc_err_t e = {0};
     /* All W at once, or the first step never completes. */
-    flc_pool_t *pool = flc_cli_pool_start("train", (unsigned)W, o->memory_mb, o->timeout_s,
-                                          o->price);
+    flc_pool_t *pool = flc_cli_pool_start("train", conn, (unsigned)W, o->memory_mb,
+                                          o->timeout_s, o->price);
     if (pool == NULL)
         return FLC_EXIT_RUNTIME;
     char **events = calloc((size_t)W, sizeof *events);
