@@ -33,10 +33,13 @@ void flc_pool_push_pending(flc_pool_t *p, flc_inv_t *inv, int front)
     }
 }
 
-static flc_inst_t *find_idle(flc_pool_t *p)
+/* An idle instance placed where inv must run: an instance never crosses
+ * from one placement to another (it lives in its network namespace). */
+static flc_inst_t *find_idle(flc_pool_t *p, const flc_inv_t *inv)
 {
     for (flc_inst_t *it = p->insts; it != NULL; it = it->next)
-        if (it->state == FLC_INST_IDLE && !it->in_closed)
+        if (it->state == FLC_INST_IDLE && !it->in_closed &&
+            flc_pool_place_same(it->placement, inv->placement))
             return it;
     return NULL;
 }
@@ -54,10 +57,10 @@ void flc_pool_dispatch(flc_pool_t *p)
             flc_inv_fail_unrun(p, inv, "pool closed before the invocation started");
             continue;
         }
-        flc_inst_t *it = p->cfg.cold_only ? NULL : find_idle(p);
+        flc_inst_t *it = p->cfg.cold_only ? NULL : find_idle(p, inv);
         if (it == NULL) {
             char msg[512];
-            it = flc_inst_spawn(p, msg, sizeof msg);
+            it = flc_inst_spawn(p, inv->placement, msg, sizeof msg);
             if (it == NULL) {
                 flc_inv_fail_unrun(p, inv, msg);
                 continue;
@@ -183,6 +186,11 @@ flc_pool_t *flc_pool_new(const flc_pool_cfg_t *cfg, flc_err_t *e)
         flc_err_set(e, FLC_EINVAL, "pool: no function binary configured (fn_path)");
         return NULL;
     }
+    char why[256];
+    if (cfg->placement != NULL && flc_pool_place_check(cfg->placement, why, sizeof why) != 0) {
+        flc_err_set(e, FLC_EINVAL, "pool: default %s", why);
+        return NULL;
+    }
     if (access(cfg->fn_path, X_OK) != 0) {
         flc_err_set(e, FLC_EINVAL, "pool: function binary %s is not executable: %s",
                     cfg->fn_path, strerror(errno));
@@ -205,8 +213,11 @@ flc_pool_t *flc_pool_new(const flc_pool_cfg_t *cfg, flc_err_t *e)
     p->fn_path = strdup(cfg->fn_path);
     p->envp = flc_proc_env_new(cfg->env);
     p->cfg.fn_path = p->fn_path;
+    int placed = cfg->placement != NULL && *cfg->placement != '\0';
+    p->placement = placed ? strdup(cfg->placement) : NULL;
+    p->cfg.placement = p->placement;
     memory_limits(p);
-    if (p->fn_path == NULL || p->envp == NULL) {
+    if (p->fn_path == NULL || p->envp == NULL || (placed && p->placement == NULL)) {
         flc_err_set(e, FLC_ENOMEM, "pool: out of memory");
         goto fail;
     }
@@ -234,6 +245,7 @@ flc_pool_t *flc_pool_new(const flc_pool_cfg_t *cfg, flc_err_t *e)
     return p;
 fail:
     free(p->fn_path);
+    free(p->placement);
     flc_proc_env_free(p->envp);
     free(p);
     return NULL;
@@ -252,6 +264,7 @@ void flc_pool_free(flc_pool_t *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p->fn_path);
+    free(p->placement);
     flc_proc_env_free(p->envp);
     free(p);
 }

@@ -18,6 +18,21 @@
  * - Timeout: the instance is killed (SIGKILL), status "timeout", no retry.
  * - A crash (the process dies mid-invocation: signal, exit, memory kill) is
  *   retried on a fresh instance up to `retries` more times.
+ * - Placement: an invocation may name where its instance must run, so a
+ *   shard's merger runs next to the node that holds the shard. On this local
+ *   platform a placement is the name of a Linux network namespace (made by
+ *   `ip netns add NAME`, i.e. /var/run/netns/NAME): the child enters it
+ *   after fork, before exec (setns, which needs root). Warm instances are
+ *   kept per placement: one placed in A never runs an invocation for B or
+ *   for no placement. A namespace that cannot be entered is that
+ *   invocation's error, naming it; the instance never runs elsewhere
+ *   instead. Where it comes from, first wins: the placements array of
+ *   flc_pool_start_placed, the event's top-level "placement" string member
+ *   (so drivers building JSON events can ask per event; the function sees
+ *   the member too and ignores it), cfg.placement. "" means none: the
+ *   driver's own namespace. AWS Lambda and OpenWhisk have no such hint
+ *   (their platform places instances); there the member travels in the
+ *   event and is ignored (docs/functions.md).
  *
  * Thread safety: every function may be called from any thread, and several
  * batches may be in flight on one pool at once (a driver may start an
@@ -62,7 +77,14 @@ typedef struct flc_pool_cfg {
                                 when FLCACHE_LOG=debug); the last 2 KB are
                                 kept for crash messages either way */
     const char *const *env;  /* extra "NAME=value" for instances, NULL-ended */
+    const char *placement;   /* default placement of invocations that name none
+                                (a network namespace here, see above); NULL or
+                                "" = the driver's own; copied */
 } flc_pool_cfg_t;
+
+/* A placement's name is at most this long minus one: 1..127 characters,
+ * no '/', not "." or ".." (a file name under /var/run/netns). */
+#define FLC_POOL_PLACEMENT_MAX 128
 
 enum flc_inv_status {
     FLC_INV_OK = 0,  /* the function answered ok:true */
@@ -87,6 +109,7 @@ typedef struct flc_inv_rec {
     double comm_ms;
     double gb_s;           /* billed GB-seconds at memory_mb */
     double cost_usd;       /* gb_s * price_per_gb_s + price_per_request */
+    char placement[FLC_POOL_PLACEMENT_MAX]; /* where it was to run; "" = none */
     char error[512];       /* why, when status != OK */
     cJSON *reply;          /* the whole result object the function printed
                               (ok, error, result, compute_ms, ...), or NULL */
@@ -106,7 +129,8 @@ typedef struct flc_pool_stats {
 void flc_pool_cfg_init(flc_pool_cfg_t *cfg);
 
 /* Starts a pool (its loop thread; no instance yet). cfg is copied. Returns
- * NULL with *e set when the binary is not executable or a resource fails. */
+ * NULL with *e set when the binary is not executable, cfg.placement is not
+ * a placement name, or a resource fails. */
 flc_pool_t *flc_pool_new(const flc_pool_cfg_t *cfg, flc_err_t *e);
 
 /* Stops every instance (stdin closed: warm ones exit at EOF; SIGKILL after
@@ -117,7 +141,8 @@ void flc_pool_free(flc_pool_t *p);
 /* Invokes n events (JSON objects as text, one line each; newlines inside are
  * re-encoded) concurrently and waits for all: recs[i] is the record of
  * events[i]. Returns 0 when every invocation finished (check each status),
- * FLC_EINVAL/FLC_ENOMEM when the batch could not be queued. */
+ * FLC_EINVAL/FLC_ENOMEM when the batch could not be queued (FLC_EINVAL also
+ * for a "placement" member that is not a string or not a placement name). */
 int flc_pool_invoke(flc_pool_t *p, const char *const *events, size_t n, flc_inv_rec_t *recs,
                     flc_err_t *e);
 
@@ -129,6 +154,18 @@ int flc_pool_invoke_json(flc_pool_t *p, const cJSON *const *events, size_t n,
  * valid until flc_batch_wait returns. NULL with *e set on failure. */
 flc_batch_t *flc_pool_start(flc_pool_t *p, const char *const *events, size_t n,
                             flc_inv_rec_t *recs, flc_err_t *e);
+
+/* flc_pool_start with a placement per event: placements (may be NULL) [i]
+ * not NULL wins over events[i]'s "placement" member and cfg.placement; ""
+ * is no placement. FLC_EINVAL (no batch) when one is not a placement name. */
+flc_batch_t *flc_pool_start_placed(flc_pool_t *p, const char *const *events,
+                                   const char *const *placements, size_t n,
+                                   flc_inv_rec_t *recs, flc_err_t *e);
+
+/* flc_pool_start with events as cJSON objects (printed compactly; the
+ * caller may free them when it returns). */
+flc_batch_t *flc_pool_start_json(flc_pool_t *p, const cJSON *const *events, size_t n,
+                                 flc_inv_rec_t *recs, flc_err_t *e);
 
 /* How many invocations of b have finished (non-blocking). */
 size_t flc_batch_done(flc_batch_t *b);
@@ -147,7 +184,8 @@ const char *flc_inv_status_name(int status);
 const cJSON *flc_inv_result(const flc_inv_rec_t *rec);
 
 /* The record as a JSON object (status, cold, attempts, pid, duration_ms,
- * billed_ms, peak_rss_kb, compute_ms, comm_ms, gb_s, cost_usd, error);
+ * billed_ms, peak_rss_kb, compute_ms, comm_ms, gb_s, cost_usd, placement
+ * when there was one, error when not ok);
  * the caller frees it with cJSON_Delete. */
 cJSON *flc_inv_rec_json(const flc_inv_rec_t *rec);
 

@@ -47,6 +47,8 @@ cJSON *flc_inv_rec_json(const flc_inv_rec_t *r)
     cJSON_AddNumberToObject(o, "comm_ms", r->comm_ms);
     cJSON_AddNumberToObject(o, "gb_s", r->gb_s);
     cJSON_AddNumberToObject(o, "cost_usd", r->cost_usd);
+    if (r->placement[0] != '\0')
+        cJSON_AddStringToObject(o, "placement", r->placement);
     if (r->status != FLC_INV_OK)
         cJSON_AddStringToObject(o, "error", r->error);
     return o;
@@ -66,6 +68,8 @@ void flc_inv_complete(flc_pool_t *p, flc_inv_t *inv)
 {
     flc_inv_rec_t *r = &inv->batch->recs[inv->index];
     r->attempts = inv->attempts;
+    /* Here, not at the start: a retry clears the record. */
+    snprintf(r->placement, sizeof r->placement, "%s", inv->placement ? inv->placement : "");
     r->billed_ms = flc_cost_billed_ms(r->duration_ms);
     r->gb_s = flc_cost_gb_s(p->cfg.memory_mb, r->billed_ms);
     r->cost_usd = flc_cost_usd(p->cfg.memory_mb, r->billed_ms, p->cfg.price_per_gb_s,
@@ -129,14 +133,38 @@ static char *event_line(const char *ev, size_t *len)
 
 static void batch_free(flc_batch_t *b)
 {
-    for (size_t i = 0; i < b->n; i++)
+    for (size_t i = 0; i < b->n; i++) {
         free(b->invs[i].line);
+        free(b->invs[i].placement);
+    }
     free(b->invs);
     free(b);
 }
 
-flc_batch_t *flc_pool_start(flc_pool_t *p, const char *const *events, size_t n,
-                            flc_inv_rec_t *recs, flc_err_t *e)
+/* Where invocation i runs: the caller's placement, else the event's
+ * member, else the pool's default; "" is none (NULL in inv). */
+static int resolve_placement(flc_pool_t *p, const char *event, const char *given,
+                             flc_inv_t *inv, size_t i, flc_err_t *e)
+{
+    char why[320];
+    char *member = NULL;
+    int rc = 0;
+    if (given == NULL && (rc = flc_pool_place_from_text(event, &member, why, sizeof why)) != 0)
+        return flc_err_set(e, rc, "pool: event %zu: %s", i, why);
+    const char *pl = given != NULL ? given : member != NULL ? member : p->placement;
+    if (pl != NULL && (rc = flc_pool_place_check(pl, why, sizeof why)) != 0) {
+        free(member);
+        return flc_err_set(e, rc, "pool: event %zu: %s", i, why);
+    }
+    if (pl != NULL && *pl != '\0' && (inv->placement = strdup(pl)) == NULL)
+        rc = flc_err_set(e, FLC_ENOMEM, "pool: out of memory copying placement %zu", i);
+    free(member);
+    return rc;
+}
+
+flc_batch_t *flc_pool_start_placed(flc_pool_t *p, const char *const *events,
+                                   const char *const *placements, size_t n,
+                                   flc_inv_rec_t *recs, flc_err_t *e)
 {
     if (p == NULL || (n > 0 && (events == NULL || recs == NULL))) {
         flc_err_set(e, FLC_EINVAL, "pool: invoke needs a pool, events and records");
@@ -164,9 +192,15 @@ flc_batch_t *flc_pool_start(flc_pool_t *p, const char *const *events, size_t n,
         }
         invs[i].batch = b;
         invs[i].index = i;
+        if (resolve_placement(p, events[i], placements != NULL ? placements[i] : NULL,
+                              &invs[i], i, e) != 0) {
+            b->n = i + 1;
+            batch_free(b);
+            return NULL;
+        }
         invs[i].line = event_line(events[i], &invs[i].len);
         if (invs[i].line == NULL) {
-            b->n = i;
+            b->n = i + 1;
             batch_free(b);
             flc_err_set(e, FLC_ENOMEM, "pool: out of memory copying event %zu", i);
             return NULL;
@@ -189,6 +223,38 @@ flc_batch_t *flc_pool_start(flc_pool_t *p, const char *const *events, size_t n,
     }
     pthread_mutex_unlock(&p->mu);
     uv_async_send(&p->wake);
+    return b;
+}
+
+flc_batch_t *flc_pool_start(flc_pool_t *p, const char *const *events, size_t n,
+                            flc_inv_rec_t *recs, flc_err_t *e)
+{
+    return flc_pool_start_placed(p, events, NULL, n, recs, e);
+}
+
+flc_batch_t *flc_pool_start_json(flc_pool_t *p, const cJSON *const *events, size_t n,
+                                 flc_inv_rec_t *recs, flc_err_t *e)
+{
+    char **texts = calloc(n > 0 ? n : 1, sizeof *texts);
+    const char **places = calloc(n > 0 ? n : 1, sizeof *places);
+    flc_batch_t *b = NULL;
+    int rc = FLC_OK;
+    if (texts == NULL || places == NULL)
+        rc = flc_err_set(e, FLC_ENOMEM, "pool: out of memory for %zu events", n);
+    char why[320];
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        /* Read from the object, so the printed text is not parsed again. */
+        if (flc_pool_place_from_json(events[i], &places[i], why, sizeof why) != 0)
+            rc = flc_err_set(e, FLC_EINVAL, "pool: event %zu: %s", i, why);
+        else if ((texts[i] = flc_ev_print(events[i])) == NULL)
+            rc = flc_err_set(e, FLC_EINVAL, "pool: event %zu cannot be printed as JSON", i);
+    }
+    if (rc == 0)
+        b = flc_pool_start_placed(p, (const char *const *)texts, places, n, recs, e);
+    for (size_t i = 0; texts != NULL && i < n; i++)
+        free(texts[i]);
+    free(texts);
+    free(places);
     return b;
 }
 
@@ -238,17 +304,8 @@ int flc_pool_invoke(flc_pool_t *p, const char *const *events, size_t n, flc_inv_
 int flc_pool_invoke_json(flc_pool_t *p, const cJSON *const *events, size_t n,
                          flc_inv_rec_t *recs, flc_err_t *e)
 {
-    char **texts = calloc(n > 0 ? n : 1, sizeof *texts);
-    if (texts == NULL)
-        return flc_err_set(e, FLC_ENOMEM, "pool: out of memory for %zu events", n);
-    int rc = FLC_OK;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        if ((texts[i] = flc_ev_print(events[i])) == NULL)
-            rc = flc_err_set(e, FLC_EINVAL, "pool: event %zu cannot be printed as JSON", i);
-    if (rc == 0)
-        rc = flc_pool_invoke(p, (const char *const *)texts, n, recs, e);
-    for (size_t i = 0; i < n; i++)
-        free(texts[i]);
-    free(texts);
-    return rc;
+    flc_batch_t *b = flc_pool_start_json(p, events, n, recs, e);
+    if (b == NULL)
+        return e != NULL && e->code != 0 ? e->code : FLC_EINVAL;
+    return flc_batch_wait(b, 0);
 }

@@ -45,6 +45,7 @@ static void on_handle_closed(uv_handle_t *h)
     p->ninst--;
     free(it->wbuf);
     free(it->rbuf);
+    free(it->placement);
     free(it);
     flc_pool_maybe_finish_stop(p);
 }
@@ -367,16 +368,27 @@ static int init_handle(flc_pool_t *p, flc_inst_t *it, uv_pipe_t *h, int fd)
 }
 
 /* Forks a new instance; NULL with msg filled when it cannot start. */
-flc_inst_t *flc_inst_spawn(flc_pool_t *p, char *msg, size_t cap)
+flc_inst_t *flc_inst_spawn(flc_pool_t *p, const char *placement, char *msg, size_t cap)
 {
     flc_inst_t *it = calloc(1, sizeof *it);
-    if (it == NULL) {
+    if (it == NULL || (placement != NULL && (it->placement = strdup(placement)) == NULL)) {
+        free(it);
         snprintf(msg, cap, "out of memory for a new instance");
         return NULL;
     }
+    char netns[FLC_POOL_PLACEMENT_MAX + 32];
+    if (placement != NULL)
+        flc_pool_place_path(placement, netns, sizeof netns);
     flc_proc_t pr;
     uint64_t t0 = flc_now_ns();
-    if (flc_proc_spawn(p->fn_path, p->envp, p->as_limit, &pr, msg, cap) != 0) {
+    char why[384];
+    if (flc_proc_spawn(p->fn_path, p->envp, p->as_limit, placement != NULL ? netns : NULL, &pr,
+                       why, sizeof why) != 0) {
+        if (placement != NULL)
+            snprintf(msg, cap, "placement '%s': %s", placement, why);
+        else
+            snprintf(msg, cap, "%s", why);
+        free(it->placement);
         free(it);
         return NULL;
     }

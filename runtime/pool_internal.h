@@ -4,6 +4,7 @@
  *   pool_instance.c  one instance's life: spawn, write an event, read the
  *                    result line, timeout and memory watchdog, death, reaping
  *   pool_batch.c     batches and records: start, wait, invoke, billing
+ *   pool_place.c     placement names, the event member, the namespace path
  * Everything here runs on the pool's loop thread unless it says "under mu".
  * Never included outside runtime/. */
 #ifndef FLC_RUNTIME_POOL_INTERNAL_H
@@ -27,6 +28,7 @@ typedef struct flc_inv {
     size_t index;
     char *line; /* event + '\n' */
     size_t len;
+    char *placement; /* owned; NULL = none (resolved when queued) */
     int attempts;
     struct flc_inv *next;
 } flc_inv_t;
@@ -56,6 +58,7 @@ typedef struct flc_inst {
     char tail[FLC_POOL_STDERR_TAIL];
     size_t tlen;
     flc_inv_t *cur;
+    char *placement; /* owned; NULL = none: it only runs invocations placed alike */
     int invocations;
     uint64_t t_spawn, t_start; /* ns */
     int timed_out, oom, reaped;
@@ -69,6 +72,7 @@ struct flc_pool {
     flc_pool_cfg_t cfg;
     char *fn_path;
     char **envp;
+    char *placement;          /* cfg.placement copied; NULL = none */
     uint64_t as_limit;        /* bytes, 0 = no rlimit */
     uint64_t watch_limit_kb;  /* 0 = no watchdog */
     pthread_t thread;
@@ -112,9 +116,10 @@ void flc_pool_maybe_finish_stop(flc_pool_t *p);
 
 /* ---- pool_instance.c ---- */
 
-/* Forks a new (idle) instance and starts reading its stdout and stderr;
- * NULL with msg filled when it cannot start. */
-flc_inst_t *flc_inst_spawn(flc_pool_t *p, char *msg, size_t cap);
+/* Forks a new (idle) instance placed in placement (NULL: none) and starts
+ * reading its stdout and stderr; NULL with msg filled when it cannot start
+ * (naming the placement when it could not be entered). */
+flc_inst_t *flc_inst_spawn(flc_pool_t *p, const char *placement, char *msg, size_t cap);
 
 /* Runs inv on the idle instance it: writes the event line, arms the timeout
  * and the memory watchdog. */
@@ -131,5 +136,25 @@ void flc_inv_complete(flc_pool_t *p, flc_inv_t *inv);
 
 /* Completes inv without having run it (cannot start, pool closed). */
 void flc_inv_fail_unrun(flc_pool_t *p, flc_inv_t *inv, const char *msg);
+
+/* ---- pool_place.c ---- */
+
+/* 0 when name is a placement name or "" (none), else FLC_EINVAL with msg
+ * saying what a name may be. */
+int flc_pool_place_check(const char *name, char *msg, size_t cap);
+
+/* The event's top-level "placement" string (borrowed) in *out, NULL when it
+ * has none (or null); FLC_EINVAL with msg when it is not a string. */
+int flc_pool_place_from_json(const cJSON *ev, const char **out, char *msg, size_t cap);
+
+/* The same from event text: *out a malloc'ed copy or NULL; text that is not
+ * JSON has none. FLC_EINVAL as above, FLC_ENOMEM. */
+int flc_pool_place_from_text(const char *ev, char **out, char *msg, size_t cap);
+
+/* 1 when a and b are the same placement (both NULL, or equal names). */
+int flc_pool_place_same(const char *a, const char *b);
+
+/* The file of the network namespace name: /var/run/netns/<name>. */
+void flc_pool_place_path(const char *name, char *buf, size_t cap);
 
 #endif

@@ -1,9 +1,10 @@
 /* Process-level helpers of the local pool (see pool_proc.h). */
-#define _GNU_SOURCE /* pipe2 */
+#define _GNU_SOURCE /* pipe2, setns */
 #include "runtime/pool_proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +24,32 @@ static void close_pair(int p[2])
         close(p[1]);
 }
 
-/* The child between fork and exec: async-signal-safe calls only. */
-static void child(const char *path, char *const envp[], uint64_t as_limit, int in[2],
-                  int out[2], int err[2], int ex[2])
+/* What the child reports on the exec-error pipe when it cannot go on: the
+ * step that failed and its errno. */
+enum { STEP_EXEC, STEP_NETNS };
+typedef struct child_err {
+    int step;
+    int err;
+} child_err_t;
+
+/* Enters the network namespace of the file at path: 0, or -1 with errno. */
+static int enter_netns(const char *path)
 {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = setns(fd, CLONE_NEWNET);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+/* The child between fork and exec: async-signal-safe calls only. */
+static void child(const char *path, char *const envp[], uint64_t as_limit,
+                  const char *netns_path, int in[2], int out[2], int err[2], int ex[2])
+{
+    child_err_t ce = {STEP_EXEC, 0};
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -43,6 +66,12 @@ static void child(const char *path, char *const envp[], uint64_t as_limit, int i
      * (CLOSE_RANGE_CLOEXEC = 4; ignored on kernels without it). */
     syscall(SYS_close_range, 3u, ~0u, 4u);
 #endif
+    /* Before exec, so everything the function opens lives in the namespace;
+     * a failure ends the child: running unplaced would be a silent lie. */
+    if (netns_path != NULL && enter_netns(netns_path) != 0) {
+        ce.step = STEP_NETNS;
+        goto fail;
+    }
     if (as_limit > 0) {
         struct rlimit rl = {.rlim_cur = (rlim_t)as_limit, .rlim_max = (rlim_t)as_limit};
         if (setrlimit(RLIMIT_AS, &rl) != 0)
@@ -50,15 +79,15 @@ static void child(const char *path, char *const envp[], uint64_t as_limit, int i
     }
     char *argv[2] = {(char *)path, NULL};
     execve(path, argv, envp);
-fail:;
-    int e = errno;
-    ssize_t w = write(ex[1], &e, sizeof e);
+fail:
+    ce.err = errno;
+    ssize_t w = write(ex[1], &ce, sizeof ce);
     (void)w;
     _exit(127);
 }
 
 int flc_proc_spawn(const char *path, char *const envp[], uint64_t as_limit_bytes,
-                   flc_proc_t *out, char *msg, size_t msgcap)
+                   const char *netns_path, flc_proc_t *out, char *msg, size_t msgcap)
 {
     int in[2] = {-1, -1}, o[2] = {-1, -1}, er[2] = {-1, -1}, ex[2] = {-1, -1};
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(o, O_CLOEXEC) != 0 || pipe2(er, O_CLOEXEC) != 0 ||
@@ -70,7 +99,7 @@ int flc_proc_spawn(const char *path, char *const envp[], uint64_t as_limit_bytes
     }
     pid_t pid = fork();
     if (pid == 0)
-        child(path, envp, as_limit_bytes, in, o, er, ex);
+        child(path, envp, as_limit_bytes, netns_path, in, o, er, ex);
     int fe = errno;
     close(in[0]), close(o[1]), close(er[1]), close(ex[1]);
     if (pid < 0) {
@@ -80,19 +109,23 @@ int flc_proc_spawn(const char *path, char *const envp[], uint64_t as_limit_bytes
     }
     /* The exec-error pipe closes on a successful exec (read returns 0) or
      * carries the child's errno. */
-    int cerr = 0;
+    child_err_t ce;
     ssize_t n;
     do {
-        n = read(ex[0], &cerr, sizeof cerr);
+        n = read(ex[0], &ce, sizeof ce);
     } while (n < 0 && errno == EINTR);
     close(ex[0]);
-    if (n == (ssize_t)sizeof cerr) {
+    if (n == (ssize_t)sizeof ce) {
         int st;
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
         }
-        snprintf(msg, msgcap, "cannot run %s: %s", path, strerror(cerr));
+        if (ce.step == STEP_NETNS)
+            snprintf(msg, msgcap, "cannot enter network namespace %s: %s", netns_path,
+                     strerror(ce.err));
+        else
+            snprintf(msg, msgcap, "cannot run %s: %s", path, strerror(ce.err));
         close(in[1]), close(o[0]), close(er[0]);
-        return -cerr;
+        return ce.err > 0 ? -ce.err : -EIO;
     }
     out->pid = pid;
     out->in_fd = in[1];

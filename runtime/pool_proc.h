@@ -19,12 +19,16 @@ typedef struct flc_proc {
 
 /* Forks and execs path with argv {path, NULL} and environment envp. In the
  * child: stdin/stdout/stderr are the pipes, the signal mask is cleared,
- * SIGPIPE is default, every other descriptor is closed at exec, and
- * RLIMIT_AS is set to as_limit_bytes when it is not 0. Only async-signal-safe
- * calls run between fork and exec. Returns 0, or -errno with msg filled
- * ("cannot run /x/flcache-fn: No such file or directory"). */
+ * SIGPIPE is default, every other descriptor is closed at exec, the network
+ * namespace is the one of the file netns_path when it is not NULL
+ * (setns(CLONE_NEWNET), which needs CAP_SYS_ADMIN), and RLIMIT_AS is set to
+ * as_limit_bytes when it is not 0. Only async-signal-safe calls run between
+ * fork and exec. Returns 0, or -errno with msg filled ("cannot run
+ * /x/flcache-fn: No such file or directory", "cannot enter network
+ * namespace /var/run/netns/a: Operation not permitted"); the child never
+ * runs path outside the namespace it was asked for. */
 int flc_proc_spawn(const char *path, char *const envp[], uint64_t as_limit_bytes,
-                   flc_proc_t *out, char *msg, size_t msgcap);
+                   const char *netns_path, flc_proc_t *out, char *msg, size_t msgcap);
 
 /* A NULL-ended environment for instances: the extra "NAME=value" settings
  * (NULL-ended; they win over inherited ones of the same name) followed by
