@@ -38,7 +38,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cblas.h>
@@ -66,6 +71,72 @@ static double burn(double ms)
     return x;
 }
 
+/* The probe's "connect": opens target ("unix:PATH" or "tcp:A.B.C.D:PORT"),
+ * sends a Redis PING and reports {"ok":true,"reply":"+PONG"} or
+ * {"ok":false,"error":"..."}, so the platform tests can see what an
+ * instance reaches from where it was placed. Waits at most 2 s. */
+static cJSON *probe_connect(const char *target)
+{
+    cJSON *o = cJSON_CreateObject();
+    struct sockaddr_storage sa;
+    socklen_t len = 0;
+    memset(&sa, 0, sizeof sa);
+    const char *bad = NULL;
+    if (strncmp(target, "unix:", 5) == 0) {
+        struct sockaddr_un *un = (struct sockaddr_un *)&sa;
+        un->sun_family = AF_UNIX;
+        if (strlen(target + 5) >= sizeof un->sun_path)
+            bad = "socket path too long";
+        else
+            snprintf(un->sun_path, sizeof un->sun_path, "%s", target + 5);
+        len = sizeof *un;
+    } else if (strncmp(target, "tcp:", 4) == 0) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+        char host[64];
+        const char *colon = strrchr(target + 4, ':');
+        size_t hl = colon != NULL ? (size_t)(colon - target - 4) : 0;
+        in->sin_family = AF_INET;
+        if (colon == NULL || hl >= sizeof host)
+            bad = "expected tcp:A.B.C.D:PORT";
+        else {
+            memcpy(host, target + 4, hl);
+            host[hl] = '\0';
+            in->sin_port = htons((uint16_t)atoi(colon + 1));
+            if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
+                bad = "expected tcp:A.B.C.D:PORT";
+        }
+        len = sizeof *in;
+    } else {
+        bad = "expected unix:PATH or tcp:A.B.C.D:PORT";
+    }
+    char reply[64] = "";
+    int fd = -1;
+    if (bad == NULL) {
+        fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct timeval tv = {.tv_sec = 2};
+        if (fd >= 0) {
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        }
+        ssize_t n = -1;
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, len) == 0 &&
+            write(fd, "PING\r\n", 6) == 6)
+            n = read(fd, reply, sizeof reply - 1);
+        if (n <= 0)
+            bad = n == 0 ? "connection closed" : strerror(errno);
+        else
+            reply[strcspn(reply, "\r\n")] = '\0';
+    }
+    if (fd >= 0)
+        close(fd);
+    cJSON_AddBoolToObject(o, "ok", bad == NULL);
+    if (bad != NULL)
+        cJSON_AddStringToObject(o, "error", bad);
+    else
+        cJSON_AddStringToObject(o, "reply", reply);
+    return o;
+}
+
 /* probe event fields, all optional:
  *   alloc_mb N     map N MB and write every page (ok:false if refused)
  *   burn_ms N      spin the CPU for N ms (reported as compute time)
@@ -76,12 +147,17 @@ static double burn(double ms)
  *   crash_once "path"  abort() unless path exists; creates it first, so a
  *                  retried invocation succeeds (tests of retries)
  *   print "text"   printf text to stdout (must not corrupt local mode)
- * result: {"echo": <event>, "pid": N, "allocated_mb": N} */
+ *   connect "unix:PATH" | "tcp:A.B.C.D:PORT"  connect there and PING
+ *                  (what a placed instance can reach; see probe_connect)
+ * result: {"echo": <event>, "pid": N, "allocated_mb": N,
+ *          "netns": "net:[4026531840]" (the instance's network namespace,
+ *          readlink /proc/self/ns/net; "" if unreadable),
+ *          "connect": {...} when asked} */
 static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 {
     /* Every field is read before any is acted on: a bad one fails the
      * probe without half of it done. */
-    const char *print, *once, *fail;
+    const char *print, *once, *fail, *target;
     int crash;
     long long mb, sleep_ms;
     double burn_ms;
@@ -90,6 +166,7 @@ static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
         flc_ev_opt_str(event, "crash_once", NULL, &once, e) ||
         flc_ev_opt_bool(event, "crash", 0, &crash, e) ||
         flc_ev_opt_str(event, "fail", NULL, &fail, e) ||
+        flc_ev_opt_str(event, "connect", NULL, &target, e) ||
         flc_ev_opt_int(event, "alloc_mb", 0, 1048576, 0, &mb, e) ||
         flc_ev_opt_num(event, "burn_ms", 0, 86400000, 0, &burn_ms, e) ||
         flc_ev_opt_int(event, "sleep_ms", 0, 86400000, 0, &sleep_ms, e))
@@ -140,6 +217,12 @@ static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
     cJSON_AddItemToObject(r, "echo", cJSON_Duplicate(event, 1));
     cJSON_AddNumberToObject(r, "pid", (double)getpid());
     cJSON_AddNumberToObject(r, "allocated_mb", (double)mb);
+    char ns[64];
+    ssize_t nl = readlink("/proc/self/ns/net", ns, sizeof ns - 1);
+    ns[nl > 0 ? nl : 0] = '\0';
+    cJSON_AddStringToObject(r, "netns", ns);
+    if (target != NULL)
+        cJSON_AddItemToObject(r, "connect", probe_connect(target));
     *result = r;
     return 0;
 }
@@ -252,7 +335,8 @@ static const flc_opt_t options[] = {
 int main(int argc, char **argv)
 {
     static const role_t roles[] = {
-        {"probe", probe, "platform self-check: echo; sleep_ms, burn_ms, alloc_mb, fail, crash"},
+        {"probe", probe,
+         "platform self-check: echo, netns; sleep_ms, burn_ms, alloc_mb, fail, crash, connect"},
         {"worker", worker, "synchronous SGD worker: job, rank, workers, model, epochs, batch, "
                            "lr, comm (see workers/sgd_worker.h)"},
         {"client", client, "federated client: job, round, client, indices, model, lr, "

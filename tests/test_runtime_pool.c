@@ -1,12 +1,18 @@
 /* runtime/pool: the local function platform running real flcache-fn
  * processes (the probe role): round trip, concurrency, warm reuse, timeout,
- * crash retries, memory limit, billing records, async batches. */
+ * crash retries, memory limit, billing records, async batches, placement in
+ * network namespaces (those cases need root: the shared fixture makes two
+ * throwaway namespaces and removes them after the cases, whatever they did). */
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -354,15 +360,319 @@ TEST(async_and_threads)
           "a missing binary is refused by name: '%s'", e.msg);
 }
 
+/* ---------- placement (network namespaces) ---------- */
+
+/* Made by setup() in the runner when it is root, removed by teardown(). */
+static char g_ns[2][48];      /* flcpt-<pid>-a, flcpt-<pid>-b */
+static int g_ns_made;         /* 1 when both exist */
+static char g_ns_why[256];    /* why not, when g_ns_made is 0 */
+
+static int ci_true(void)
+{
+    const char *ci = getenv("CI");
+    return ci != NULL && strcmp(ci, "true") == 0;
+}
+
+/* Cases that place instances call this first: skip without root (unless
+ * CI=true, where a missing capability is a failure), fail if root could not
+ * make the namespaces. */
+static void need_namespaces(void)
+{
+    if (g_ns_made)
+        return;
+    if (geteuid() != 0 && !ci_true())
+        flc_t_skip("%s", g_ns_why);
+    flc_t_fatal("%s%s", geteuid() != 0 ? "CI=true, so not skipping: " : "", g_ns_why);
+}
+
+/* The inode of a network namespace file ("/var/run/netns/x",
+ * "/proc/self/ns/net"), or 0. */
+static unsigned long long ns_inode(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (unsigned long long)st.st_ino : 0;
+}
+
+static unsigned long long placed_inode(const char *name)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/var/run/netns/%s", name);
+    return ns_inode(path);
+}
+
+/* The probe's "netns" ("net:[4026531840]") as an inode, or 0. */
+static unsigned long long probe_inode(const flc_inv_rec_t *r)
+{
+    unsigned long long ino = 0;
+    const char *s = flc_ev_str(flc_inv_result(r), "netns", "");
+    if (sscanf(s, "net:[%llu]", &ino) != 1)
+        return 0;
+    return ino;
+}
+
+static flc_pool_t *pool_placed(const char *placement)
+{
+    flc_pool_cfg_t cfg;
+    flc_pool_cfg_init(&cfg);
+    cfg.fn_path = g_fn;
+    cfg.concurrency = 4;
+    cfg.timeout_ms = 20000;
+    cfg.placement = placement;
+    flc_err_t e = {0};
+    flc_pool_t *p = flc_pool_new(&cfg, &e);
+    if (p == NULL)
+        flc_t_fatal("cannot start a pool: %s", flc_err_msg(&e));
+    return p;
+}
+
+TEST(placement_enters_namespace)
+{
+    need_namespaces();
+    unsigned long long ia = placed_inode(g_ns[0]), ib = placed_inode(g_ns[1]);
+    unsigned long long root = ns_inode("/proc/self/ns/net");
+    CHECK(ia && ib && root && ia != ib && ia != root, "the namespaces %s, %s and ours differ",
+          g_ns[0], g_ns[1]);
+    flc_pool_t *p = pool_placed(NULL);
+    char evb[160];
+    snprintf(evb, sizeof evb, "{\"role\":\"probe\",\"placement\":\"%s\"}", g_ns[1]);
+    const char *ev[] = {"{\"role\":\"probe\"}", evb, "{\"role\":\"probe\"}"};
+    const char *where[] = {g_ns[0], NULL, NULL};
+    flc_inv_rec_t r[3];
+    flc_err_t e = {0};
+    flc_batch_t *b = flc_pool_start_placed(p, ev, where, 3, r, &e);
+    CHECK(b != NULL && flc_batch_wait(b, 0) == 0, "a batch with placements runs (%s)",
+          flc_err_msg(&e));
+    CHECK(all_status(r, 3, FLC_INV_OK), "all three ok (%s | %s | %s)", r[0].error, r[1].error,
+          r[2].error);
+    EXPECT(probe_inode(&r[0]) == ia, "placed by the caller: the instance runs in %s (%llu = %llu)",
+           g_ns[0], probe_inode(&r[0]), ia);
+    EXPECT(probe_inode(&r[1]) == ib, "placed by the event member: it runs in %s (%llu = %llu)",
+           g_ns[1], probe_inode(&r[1]), ib);
+    EXPECT(probe_inode(&r[2]) == root, "unplaced: it runs in the driver's namespace (%llu)",
+           probe_inode(&r[2]));
+    EXPECT(strcmp(r[0].placement, g_ns[0]) == 0 && strcmp(r[1].placement, g_ns[1]) == 0 &&
+               r[2].placement[0] == '\0',
+           "records say where each was placed ('%s', '%s', '%s')", r[0].placement,
+           r[1].placement, r[2].placement);
+    cJSON *j = flc_inv_rec_json(&r[0]);
+    EXPECT(strcmp(flc_ev_str(j, "placement", ""), g_ns[0]) == 0,
+           "the record's JSON carries the placement");
+    cJSON_Delete(j);
+    clear_all(r, 3);
+
+    /* The JSON entry point reads the member from the object. */
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "role", "probe");
+    cJSON_AddStringToObject(obj, "placement", g_ns[0]);
+    const cJSON *evs[] = {obj};
+    CHECK(flc_pool_invoke_json(p, evs, 1, r, &e) == 0 && r[0].status == FLC_INV_OK,
+          "a JSON event with a placement member runs (%s)", r[0].error);
+    EXPECT(probe_inode(&r[0]) == ia, "flc_pool_invoke_json placed it in %s", g_ns[0]);
+    cJSON_Delete(obj);
+    clear_all(r, 1);
+    flc_pool_free(p);
+}
+
+TEST(placement_keeps_warm_instances_apart)
+{
+    need_namespaces();
+    flc_pool_t *p = pool_placed(NULL);
+    const char *ev[] = {"{\"role\":\"probe\"}"};
+    const char *a[] = {g_ns[0]}, *b[] = {g_ns[1]}, *none[] = {""};
+    flc_inv_rec_t ra, rb, rn, ra2;
+    flc_err_t e = {0};
+    /* One after the other, so every earlier instance is idle when the next
+     * invocation is dispatched: only the placement keeps it from reuse. */
+    flc_batch_wait(flc_pool_start_placed(p, ev, a, 1, &ra, &e), 0);
+    flc_batch_wait(flc_pool_start_placed(p, ev, b, 1, &rb, &e), 0);
+    flc_batch_wait(flc_pool_start_placed(p, ev, none, 1, &rn, &e), 0);
+    flc_batch_wait(flc_pool_start_placed(p, ev, a, 1, &ra2, &e), 0);
+    CHECK(ra.status == FLC_INV_OK && rb.status == FLC_INV_OK && rn.status == FLC_INV_OK &&
+              ra2.status == FLC_INV_OK,
+          "four invocations ok");
+    EXPECT(ra.cold && rb.cold && rn.cold && ra.pid != rb.pid && rb.pid != rn.pid &&
+               ra.pid != rn.pid,
+           "A, B and none each got a cold instance of their own (pids %d, %d, %d)", ra.pid,
+           rb.pid, rn.pid);
+    EXPECT(ra2.cold == 0 && ra2.pid == ra.pid,
+           "a second call placed in A reuses A's warm instance (pid %d, cold %d)", ra2.pid,
+           ra2.cold);
+    flc_pool_stats_t st;
+    flc_pool_stats(p, &st);
+    EXPECT(st.cold_starts == 3, "three instances were started (%llu)",
+           (unsigned long long)st.cold_starts);
+    flc_inv_rec_clear(&ra), flc_inv_rec_clear(&rb), flc_inv_rec_clear(&rn);
+    flc_inv_rec_clear(&ra2);
+    flc_pool_free(p);
+
+    /* A pool-level default places everything that names nothing; an event's
+     * "" asks for the driver's own namespace. */
+    p = pool_placed(g_ns[1]);
+    const char *ev2[] = {"{\"role\":\"probe\"}", "{\"role\":\"probe\",\"placement\":\"\"}"};
+    flc_inv_rec_t r[2];
+    CHECK(flc_pool_invoke(p, ev2, 2, r, &e) == 0 && all_status(r, 2, FLC_INV_OK),
+          "a pool with a default placement runs both");
+    EXPECT(probe_inode(&r[0]) == placed_inode(g_ns[1]) && strcmp(r[0].placement, g_ns[1]) == 0,
+           "the default placement %s applies to an event naming none", g_ns[1]);
+    EXPECT(probe_inode(&r[1]) == ns_inode("/proc/self/ns/net") && r[1].placement[0] == '\0',
+           "\"placement\":\"\" runs in the driver's namespace");
+    clear_all(r, 2);
+    flc_pool_free(p);
+}
+
+/* Needs no root: a namespace that does not exist cannot be opened either
+ * way, and names are checked before anything runs. */
+TEST(placement_errors_name_the_namespace)
+{
+    flc_pool_t *p = pool_placed(NULL);
+    char missing[64];
+    snprintf(missing, sizeof missing, "flcpt-%d-missing", (int)getpid());
+    const char *ev[] = {"{\"role\":\"probe\"}", "{\"role\":\"probe\"}"};
+    const char *where[] = {missing, NULL};
+    flc_inv_rec_t r[2];
+    flc_err_t e = {0};
+    flc_batch_t *b = flc_pool_start_placed(p, ev, where, 2, r, &e);
+    CHECK(b != NULL && flc_batch_wait(b, 0) == 0, "the batch runs");
+    CHECK(r[0].status == FLC_INV_ERROR, "a missing namespace is an error, not a run elsewhere "
+          "(%s)", flc_inv_status_name(r[0].status));
+    EXPECT(strstr(r[0].error, missing) != NULL && strstr(r[0].error, "No such file") != NULL,
+           "the error names the namespace and why: '%s'", r[0].error);
+    EXPECT(r[0].pid == 0 && flc_inv_result(&r[0]) == NULL, "nothing ran for it");
+    EXPECT(r[1].status == FLC_INV_OK, "the unplaced neighbour in the batch is ok (%s)",
+           r[1].error);
+    clear_all(r, 2);
+
+    const char *bad[] = {"a/b"};
+    e = (flc_err_t){0};
+    EXPECT(flc_pool_start_placed(p, ev, bad, 1, r, &e) == NULL && e.code == FLC_EINVAL &&
+               strstr(e.msg, "'a/b'") != NULL,
+           "a name with '/' is refused when queued: '%s'", e.msg);
+    const char *num[] = {"{\"role\":\"probe\",\"placement\":7}"};
+    e = (flc_err_t){0};
+    EXPECT(flc_pool_invoke(p, num, 1, r, &e) == FLC_EINVAL && strstr(e.msg, "placement") != NULL,
+           "a placement member that is not a string is refused: '%s'", e.msg);
+    flc_pool_free(p);
+
+    flc_pool_cfg_t cfg;
+    flc_pool_cfg_init(&cfg);
+    cfg.fn_path = g_fn;
+    cfg.placement = "..";
+    e = (flc_err_t){0};
+    EXPECT(flc_pool_new(&cfg, &e) == NULL && strstr(e.msg, "'..'") != NULL,
+           "a pool's default placement is checked too: '%s'", e.msg);
+}
+
+/* Starts redis-server inside namespace ns, listening only on the unix socket
+ * sock; it stays in this case's process group, so the harness kills it if
+ * the case fails. Returns its pid once the socket answers. */
+static pid_t redis_in_namespace(const char *ns, const char *sock)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        execlp("ip", "ip", "netns", "exec", ns, "redis-server", "--port", "0", "--unixsocket",
+               sock, "--save", "", "--appendonly", "no", (char *)NULL);
+        _exit(127);
+    }
+    char cmd[256], out[256];
+    snprintf(cmd, sizeof cmd, "redis-cli -s %s ping", sock);
+    for (int i = 0; i < 200; i++) {
+        if (flc_t_run(cmd, out, sizeof out) == 0 && strstr(out, "PONG") != NULL)
+            return pid;
+        flc_sleep_ms(25);
+    }
+    flc_t_fatal("redis-server in namespace %s did not answer on %s", ns, sock);
+}
+
+TEST(placement_reaches_its_node)
+{
+    need_namespaces();
+    char dir[] = "/tmp/flcpt_XXXXXX", sock[96], ev[3][192];
+    if (mkdtemp(dir) == NULL)
+        flc_t_fatal("mkdtemp failed");
+    snprintf(sock, sizeof sock, "%s/node.sock", dir);
+    pid_t srv = redis_in_namespace(g_ns[0], sock);
+    flc_fixture_t root; /* a server on the driver's loopback */
+    flc_fixture_start(&root, 0);
+    int port = 0;
+    const char *colon = strrchr(root.tcp_url, ':');
+    if (colon != NULL)
+        port = atoi(colon + 1);
+    CHECK(port > 0, "the root namespace's server listens on 127.0.0.1:%d", port);
+    snprintf(ev[0], sizeof ev[0], "{\"role\":\"probe\",\"connect\":\"unix:%s\"}", sock);
+    snprintf(ev[1], sizeof ev[1], "{\"role\":\"probe\",\"connect\":\"tcp:127.0.0.1:%d\"}", port);
+    snprintf(ev[2], sizeof ev[2], "{\"role\":\"probe\",\"connect\":\"tcp:127.0.0.1:%d\"}", port);
+    const char *evs[] = {ev[0], ev[1], ev[2]};
+    const char *where[] = {g_ns[0], g_ns[0], ""};
+    flc_pool_t *p = pool_placed(NULL);
+    flc_inv_rec_t r[3];
+    flc_err_t e = {0};
+    flc_batch_t *b = flc_pool_start_placed(p, evs, where, 3, r, &e);
+    CHECK(b != NULL && flc_batch_wait(b, 0) == 0 && all_status(r, 3, FLC_INV_OK),
+          "three probes ran");
+    const cJSON *c0 = cJSON_GetObjectItem(flc_inv_result(&r[0]), "connect");
+    const cJSON *c1 = cJSON_GetObjectItem(flc_inv_result(&r[1]), "connect");
+    const cJSON *c2 = cJSON_GetObjectItem(flc_inv_result(&r[2]), "connect");
+    EXPECT(flc_ev_bool(c0, "ok", 0) && strcmp(flc_ev_str(c0, "reply", ""), "+PONG") == 0,
+           "placed in %s, it talks to the node's server over its unix socket (%s)", g_ns[0],
+           flc_ev_str(c0, "error", flc_ev_str(c0, "reply", "")));
+    EXPECT(!flc_ev_bool(c1, "ok", 1),
+           "placed in %s, the root namespace's 127.0.0.1:%d is out of reach (%s)", g_ns[0],
+           port, flc_ev_str(c1, "error", ""));
+    EXPECT(flc_ev_bool(c2, "ok", 0) && strcmp(flc_ev_str(c2, "reply", ""), "+PONG") == 0,
+           "unplaced, the same address answers (%s)", flc_ev_str(c2, "error", "PONG"));
+    clear_all(r, 3);
+    flc_pool_free(p);
+    flc_fixture_stop(&root);
+    kill(srv, SIGTERM);
+    waitpid(srv, NULL, 0);
+    unlink(sock);
+    rmdir(dir);
+}
+
 static void setup(void)
 {
     const char *dir = getenv("FLCACHE_BUILD_DIR");
     snprintf(g_fn, sizeof g_fn, "%s/flcache-fn", dir != NULL ? dir : ".");
     if (access(g_fn, X_OK) != 0)
         flc_t_fatal("%s is not built (set FLCACHE_BUILD_DIR)", g_fn);
+    for (int k = 0; k < 2; k++)
+        snprintf(g_ns[k], sizeof g_ns[k], "flcpt-%d-%c", (int)getpid(), 'a' + k);
+    if (geteuid() != 0) {
+        snprintf(g_ns_why, sizeof g_ns_why, "placement needs root (ip netns add, setns); run "
+                 "as root, or with CI=true to make this a failure");
+        return;
+    }
+    /* lo up: a namespace's own loopback exists, so "out of reach" below is
+     * a different loopback, not a missing one. */
+    char cmd[512], out[1024];
+    snprintf(cmd, sizeof cmd, "ip netns add %1$s && ip -n %1$s link set lo up && "
+             "ip netns add %2$s && ip -n %2$s link set lo up", g_ns[0], g_ns[1]);
+    if (flc_t_run(cmd, out, sizeof out) != 0)
+        snprintf(g_ns_why, sizeof g_ns_why, "cannot make namespaces %s, %s: %.100s", g_ns[0],
+                 g_ns[1], out);
+    else
+        g_ns_made = 1;
 }
 
-TEST_LIST_SHARED(setup, NULL, TEST_ENTRY(round_trip_and_records),
+/* In the runner, after every case: the namespaces go whatever the cases did
+ * (a case that failed or crashed ran in a child and left them here). */
+static void teardown(void)
+{
+    if (geteuid() != 0)
+        return;
+    char cmd[256], out[256];
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "ip netns del %s 2>/dev/null; true", g_ns[k]);
+        flc_t_run(cmd, out, sizeof out);
+    }
+}
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(round_trip_and_records),
                  TEST_ENTRY(concurrency_and_warm), TEST_ENTRY(timeout_and_errors),
                  TEST_ENTRY(crash_retries), TEST_ENTRY(memory_limit),
-                 TEST_ENTRY(async_and_threads))
+                 TEST_ENTRY(async_and_threads), TEST_ENTRY(placement_enters_namespace),
+                 TEST_ENTRY(placement_keeps_warm_instances_apart),
+                 TEST_ENTRY(placement_errors_name_the_namespace),
+                 TEST_ENTRY(placement_reaches_its_node))
