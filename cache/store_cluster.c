@@ -82,6 +82,17 @@ struct flc_store_cluster {
     size_t nnamed;
 };
 
+/* Redirects followed by every store of the process (for tests and
+ * benches: flc_store_cl_counts). */
+static atomic_ulong n_moved, n_ask, n_retry;
+
+void flc_store_cl_counts(unsigned long *moved, unsigned long *ask, unsigned long *retry)
+{
+    *moved = atomic_load(&n_moved);
+    *ask = atomic_load(&n_ask);
+    *retry = atomic_load(&n_retry);
+}
+
 static uint64_t now_ms(void)
 {
     return flc_now_ns() / 1000000u;
@@ -561,6 +572,10 @@ static int settle(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
         if (kind == FLC_CLUSTER_R_OK || kind == FLC_CLUSTER_R_OTHER ||
             kind == FLC_CLUSTER_R_CROSSSLOT || kind == FLC_CLUSTER_R_IOERR)
             return FLC_OK;
+        atomic_fetch_add(kind == FLC_CLUSTER_R_MOVED ? &n_moved
+                         : kind == FLC_CLUSTER_R_ASK ? &n_ask
+                                                     : &n_retry,
+                         1);
         flc_err_t e2;
         char asked[256];
         snprintf(asked, sizeof asked, "%s", cl->map.nodes[e->node].host);

@@ -87,6 +87,10 @@ void flc_store_cl_block_ms(flc_store_t *s, unsigned ms);
 int flc_store_cl_conn_id(flc_store_t *s, long long *id);
 int flc_store_cl_wake_id(flc_store_t *s, long long id);
 
+/* MOVED, ASK and other redirects (TRYAGAIN, CLUSTERDOWN, UNBLOCKED) that
+ * stores of this process have met so far. */
+void flc_store_cl_counts(unsigned long *moved, unsigned long *ask, unsigned long *retry);
+
 /* 1 when s is a cluster client. */
 int flc_store_is_cluster(const flc_store_t *s);
 
