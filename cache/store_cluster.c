@@ -455,6 +455,8 @@ int flc_store_cl_push(flc_store_t *s, char *cmd, size_t len)
         free(cmd);
         return rc;
     }
+    if (cl->block_ms) /* a BLPOP: its connection must outwait it (store_notify.c) */
+        redisSetTimeout(c, tv_ms(cl->block_ms));
     if (cl->multi) {
         char *m = cl->multi;
         cl->multi = NULL;

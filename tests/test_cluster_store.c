@@ -14,7 +14,9 @@
  *   results, and the store followed MOVED / ASK to get there;
  * - `flcache train` W=4 and `flcache simulate` run against the seed URL in
  *   the client namespace: the same model checksum / aggregates as on one
- *   server.
+ *   server;
+ * - ?cluster=yes|no on the URL overrides what the store detects;
+ * - a store blocked in a wait on any node is woken by its id from another.
  *
  * Each case runs in its own process, which joins the testbed's client
  * namespace (the node addresses exist only there; the single server's unix
@@ -41,7 +43,9 @@
 #include "cache/keys.h"
 #include "cache/slot.h"
 #include "cache/store_cluster.h"
+#include "cache/store_ops.h"
 #include "cache/store_raw.h"
+#include "cache/url.h"
 #include "tests/harness.h"
 
 static flc_testbed_t tb;
@@ -634,9 +638,82 @@ TEST(cli_train_and_simulate_as_on_one_server)
           r2);
 }
 
+/* ---- 7. the URL option, and waking a blocked store ------------------------------- */
+
+TEST(url_option_forces_the_mode)
+{
+    need_testbed();
+    char url[300];
+    flc_err_t e = {0};
+    /* cluster=no on a cluster node: a single-server client, which the
+     * node sends MOVED for another node's key (so the option was obeyed). */
+    snprintf(url, sizeof url, "%s?cluster=no", tb.seed);
+    flc_store_t *s = flc_store_open(url, NULL, &e);
+    CHECK(s != NULL && !flc_store_is_cluster(s), "?cluster=no opens a single-server store (%s)",
+          e.msg);
+    int moved = 0;
+    for (uint32_t r = 1; r < 40 && !moved; r++)
+        moved = flc_store_notify(s, "uo", r, 0, "arrivals", "x", 1) != 0 &&
+                strstr(flc_store_errstr(s), "MOVED") != NULL;
+    EXPECT(moved, "a key of another node gets MOVED back (%s)", flc_store_errstr(s));
+    flc_store_close(s);
+    snprintf(url, sizeof url, "%s?cluster=yes", tb.seed);
+    s = flc_store_open(url, NULL, &e);
+    CHECK(s != NULL && flc_store_is_cluster(s), "?cluster=yes opens a cluster store (%s)",
+          e.msg);
+    flc_store_close(s);
+    snprintf(url, sizeof url, "%s?cluster=yes", fx.unix_url);
+    s = flc_store_open(url, NULL, &e);
+    CHECK(s == NULL && strstr(e.msg, "not a cluster node") != NULL,
+          "?cluster=yes on a single server is refused: %s", e.msg);
+    CHECK(flc_url_parse("redis://h?cluster=maybe", &(flc_url_t){0}, &e) != 0,
+          "cluster=maybe is refused: %s", e.msg);
+}
+
+typedef struct waiter {
+    flc_store_t *s;
+    int rc;
+    double took;
+} waiter_t;
+
+static void *wait_long(void *p)
+{
+    waiter_t *w = p;
+    double t0 = flc_now_s();
+    w->rc = flc_store_wait(w->s, "wk", 1, 3, "done", 20000, NULL, 0);
+    w->took = flc_now_s() - t0;
+    return NULL;
+}
+
+TEST(wake_reaches_a_store_blocked_on_any_node)
+{
+    need_testbed();
+    waiter_t w = {.s = open_at(tb.seed, 0)};
+    long long id = -1;
+    int idrc = flc_store_conn_id(w.s, &id);
+    CHECK(idrc == 0 && id >= 0, "a wake id on a cluster (%lld)", id);
+    pthread_t t;
+    pthread_create(&t, NULL, wait_long, &w);
+    flc_sleep_ms(300);
+    flc_store_t *o = open_at(tb.seed, 0);
+    int rc = flc_store_wake_id(o, id);
+    pthread_join(t, NULL);
+    CHECK(rc == 0 && w.rc == FLC_ETIMEOUT && w.took < 5,
+          "a 20 s wait woken from another store after %.2f s (wait %d, wake %d)", w.took, w.rc,
+          rc);
+    /* The woken connection is still good. */
+    CHECK(flc_store_notify(w.s, "wk", 1, 3, "done", "t", 1) == 0 &&
+              flc_store_wait(w.s, "wk", 1, 3, "done", 1000, NULL, 0) == 0,
+          "the woken store goes on working (%s)", flc_store_errstr(w.s));
+    flc_store_close(o);
+    flc_store_close(w.s);
+}
+
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(round_trip_on_each_master),
                  TEST_ENTRY(batched_push_spans_nodes),
                  TEST_ENTRY(reduce_scatter_round_across_nodes),
                  TEST_ENTRY(queries_across_nodes_match_one_server),
                  TEST_ENTRY(cli_train_and_simulate_as_on_one_server),
+                 TEST_ENTRY(url_option_forces_the_mode),
+                 TEST_ENTRY(wake_reaches_a_store_blocked_on_any_node),
                  TEST_ENTRY(rounds_complete_during_reshard))
