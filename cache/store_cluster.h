@@ -12,7 +12,7 @@
  *   span hash tags is one round trip per node, all nodes at once;
  * - replies are read in submission order, each from the connection its
  *   command went to. A redirect reply is handled there (MOVED, ASK,
- *   TRYAGAIN, CLUSTERDOWN, UNBLOCKED: see store_cluster.c) and the one
+ *   TRYAGAIN, CLUSTERDOWN, UNBLOCKED: see store_cluster_read.c) and the one
  *   command resent, so the callers see the reply the right node gave.
  *
  * Keyless commands (PING, CLIENT, INFO, EXEC...) go to the node of the last
