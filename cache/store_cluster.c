@@ -196,6 +196,31 @@ static int key_of(const char *cmd, size_t len, const char **key, size_t *klen)
     return K_KEYED;
 }
 
+int flc_store_cl_idempotent(const char *cmd, size_t len)
+{
+    static const char *const same_twice[] = {
+        "GET",    "GETRANGE", "HGET",   "HGETALL", "HKEYS",  "HVALS",  "HLEN",   "EXISTS",
+        "SMEMBERS", "ZRANGE", "ZCARD",  "LRANGE",  "DBSIZE", "INFO",   "PING",   "MEMORY",
+        "SET",    "PSETEX",   "HSET",   "DEL",     "UNLINK", "SADD",   "SREM",   "ZADD",
+        "ZREM",   "PEXPIRE",  "PERSIST", "CONFIG"};
+    const char *a[8] = {0};
+    size_t al[8] = {0};
+    int argc = resp_args(cmd, len, a, al, 8);
+    if (argc < 1)
+        return 0;
+    if (is_cmd(a[0], al[0], "SET")) /* SET NX (a lock), XX, GET answer by what was there */
+        for (int i = 3; i < argc && i < 8; i++)
+            if (is_cmd(a[i], al[i], "NX") || is_cmd(a[i], al[i], "XX") ||
+                is_cmd(a[i], al[i], "GET"))
+                return 0;
+    if (is_cmd(a[0], al[0], "CLIENT")) /* LIST and ID; not UNBLOCK, KILL */
+        return argc >= 2 && (is_cmd(a[1], al[1], "LIST") || is_cmd(a[1], al[1], "ID"));
+    for (size_t i = 0; i < sizeof same_twice / sizeof *same_twice; i++)
+        if (is_cmd(a[0], al[0], same_twice[i]))
+            return 1;
+    return 0;
+}
+
 /* ---- routing ---------------------------------------------------------------- */
 
 static int has_pending_on(const flc_store_cluster_t *cl, unsigned node)

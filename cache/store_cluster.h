@@ -36,6 +36,10 @@ typedef struct flc_store_cluster flc_store_cluster_t;
  * s->err. */
 int flc_store_cl_start(flc_store_t *s, int *is_cluster);
 
+/* How long redirects, retries and reconnects of one command may take:
+ * about 2 x a 2-4 s cluster-node-timeout + 2 s. */
+#define FLC_STORE_CL_DEADLINE_MS 10000u
+
 /* Frees the routing state and every node connection. NULL cl: no-op. */
 void flc_store_cl_free(flc_store_t *s);
 
@@ -90,6 +94,14 @@ int flc_store_cl_wake_id(flc_store_t *s, long long id);
 /* MOVED, ASK and other redirects (TRYAGAIN, CLUSTERDOWN, UNBLOCKED) that
  * stores of this process have met so far. */
 void flc_store_cl_counts(unsigned long *moved, unsigned long *ask, unsigned long *retry);
+
+/* 1 when the formatted command has the same effect run once or twice
+ * (reads, SET, DEL, HSET, SADD, PEXPIRE, ...: not RPUSH, INCR, LPOP, EVAL),
+ * so it may be sent again after its connection was lost. */
+int flc_store_cl_idempotent(const char *cmd, size_t len);
+
+/* Sleeps first ms, then twice the last time, up to cap (*ms keeps it). */
+void flc_store_cl_backoff(unsigned *ms, unsigned first, unsigned cap);
 
 /* 1 when s is a cluster client. */
 int flc_store_is_cluster(const flc_store_t *s);

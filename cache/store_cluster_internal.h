@@ -12,7 +12,7 @@
 #include "cache/store_internal.h"
 
 #define CL_MAX_REDIRECTS 16
-#define CL_DEADLINE_MS 10000u
+#define CL_DEADLINE_MS FLC_STORE_CL_DEADLINE_MS
 
 typedef struct pend {
     char *cmd; /* RESP text, owned (hiredis format functions: free()) */
@@ -41,9 +41,6 @@ struct flc_store_cluster {
 
 uint64_t flc_store_cl_now_ms(void);
 struct timeval flc_store_cl_tv(unsigned ms);
-
-/* Sleeps first ms, then twice the last time, up to cap (*ms keeps it). */
-void flc_store_cl_backoff(unsigned *ms, unsigned first, unsigned cap);
 
 /* The connection of node, made (and named, after flc_store_conn_id) now if
  * needed; on failure the map is refreshed from another node when no reply

@@ -4,6 +4,7 @@
 #include "cache/store_internal.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -113,27 +114,47 @@ int flc_store_pipeline(flc_store_t *s, size_t n, const int *argc, const char *co
 }
 
 /* Sends one formatted command on a cluster and reads its reply as
- * flc_store_command does. */
+ * flc_store_command does. A command that can run twice with the same effect
+ * (flc_store_cl_idempotent) is sent again when its node's connection was
+ * lost (a master killed: EOF, then refused connects until its replica is
+ * promoted), after a backoff and a map refresh, until the cluster deadline;
+ * others fail as on one server, since they may have run. */
 static int cluster_command(flc_store_t *s, redisReply **out, char *cmd, int len,
                            const char *what)
 {
     if (len < 0)
         return flc_err_set(&s->err, FLC_ENOMEM, "out of memory building %s", what);
-    redisReply *r = NULL;
-    int rc = flc_store_cl_push(s, cmd, (size_t)len);
-    if (rc == FLC_OK)
-        rc = flc_store_cl_flush(s, what);
-    if (rc == FLC_OK)
-        rc = flc_store_cl_read(s, &r, what);
-    if (rc != FLC_OK)
-        return rc;
-    if (r->type == REDIS_REPLY_ERROR) {
-        rc = flc_store_reply_error(s, r, what);
-        freeReplyObject(r);
-        return rc;
+    int again = flc_store_cl_idempotent(cmd, (size_t)len);
+    uint64_t t0 = flc_now_ns();
+    unsigned wait = 0;
+    for (;;) {
+        char *copy = again ? malloc((size_t)len) : NULL;
+        if (copy)
+            memcpy(copy, cmd, (size_t)len);
+        redisReply *r = NULL;
+        int rc = flc_store_cl_push(s, cmd, (size_t)len); /* takes cmd */
+        if (rc == FLC_OK)
+            rc = flc_store_cl_flush(s, what);
+        if (rc == FLC_OK)
+            rc = flc_store_cl_read(s, &r, what);
+        if (rc == FLC_ECONN && copy &&
+            flc_now_ns() - t0 < (uint64_t)FLC_STORE_CL_DEADLINE_MS * 1000000u) {
+            flc_store_cl_backoff(&wait, 100, 1000);
+            (void)flc_store_ensure(s); /* the map refresh, when due */
+            cmd = copy;
+            continue;
+        }
+        free(copy);
+        if (rc != FLC_OK)
+            return rc;
+        if (r->type == REDIS_REPLY_ERROR) {
+            rc = flc_store_reply_error(s, r, what);
+            freeReplyObject(r);
+            return rc;
+        }
+        *out = r;
+        return FLC_OK;
     }
-    *out = r;
-    return FLC_OK;
 }
 
 int flc_store_command(flc_store_t *s, redisReply **out, int argc, const char **argv,

@@ -16,7 +16,9 @@
  *   the client namespace: the same model checksum / aggregates as on one
  *   server;
  * - ?cluster=yes|no on the URL overrides what the store detects;
- * - a store blocked in a wait on any node is woken by its id from another.
+ * - a store blocked in a wait on any node is woken by its id from another;
+ * - metadata writes and reads (idempotent commands) go on through the
+ *   SIGKILL of their master: retried until its replica took over.
  *
  * Each case runs in its own process, which joins the testbed's client
  * namespace (the node addresses exist only there; the single server's unix
@@ -709,6 +711,81 @@ TEST(wake_reaches_a_store_blocked_on_any_node)
     flc_store_close(w.s);
 }
 
+/* ---- 8. a master killed under idempotent operations ----------------------------------- */
+
+typedef struct meta_loop {
+    atomic_int stop;
+    int ops, failed, after_kill;
+    atomic_int killed;
+    double worst_s;
+    char err[256];
+} meta_loop_t;
+
+static void *meta_ops(void *p)
+{
+    meta_loop_t *l = p;
+    flc_store_t *s = open_at(tb.seed, 0);
+    for (uint32_t r = 1; !atomic_load(&l->stop); r++) {
+        double t0 = flc_now_s();
+        Flcache__RoundMeta m = FLCACHE__ROUND_META__INIT, *got = NULL;
+        m.job = "fk";
+        m.round = r;
+        m.status = "closed";
+        int rc = flc_store_put_round_meta(s, &m);
+        if (rc == 0)
+            rc = flc_store_get_round_meta(s, "fk", r, &got);
+        if (rc == 0 && got->round != r)
+            rc = -1;
+        if (got)
+            flcache__round_meta__free_unpacked(got, NULL);
+        double d = flc_now_s() - t0;
+        l->worst_s = d > l->worst_s ? d : l->worst_s;
+        l->ops++;
+        l->after_kill += atomic_load(&l->killed);
+        if (rc != 0 && l->failed++ == 0)
+            snprintf(l->err, sizeof l->err, "round %u: %s", r, flc_store_errstr(s));
+        flc_sleep_ms(20);
+    }
+    flc_store_close(s);
+    return NULL;
+}
+
+TEST(metadata_survives_a_master_kill)
+{
+    need_testbed();
+    view_t v;
+    view_open(&v);
+    /* The master of the job's tag {fk}. */
+    char key[FLC_KEY_MAX];
+    flc_key_job_round(key, "fk", "meta", 1);
+    const char *host = v.map.nodes[owner_of(&v, key)].host;
+    int victim = 0;
+    for (int k = 1; k <= tb.nodes; k++)
+        if (strcmp(tb.addr[k], host) == 0)
+            victim = k;
+    CHECK(victim > 0, "the master of {fk} is n%d (%s)", victim, host);
+    meta_loop_t l = {0};
+    pthread_t t;
+    pthread_create(&t, NULL, meta_ops, &l);
+    flc_sleep_ms(1000);
+    char out[4096];
+    atomic_store(&l.killed, 1);
+    int rc = flc_testbed_sh(&tb, out, sizeof out, "kill n%d", victim);
+    flc_sleep_ms(9000); /* failover takes 2.5-5 s here */
+    atomic_store(&l.stop, 1);
+    pthread_join(t, NULL);
+    printf("# %d put+get pairs, %d after the kill; the longest took %.2f s\n", l.ops,
+           l.after_kill, l.worst_s);
+    CHECK(rc == 0 && l.failed == 0 && l.after_kill > 10,
+          "SIGKILL of n%d, the job's master: all %d metadata writes and reads succeed, %d after "
+          "the kill, the longest %.2f s (the failover)%s%s",
+          victim, l.ops, l.after_kill, l.worst_s, l.failed ? ": " : "", l.err);
+    CHECK(flc_testbed_sh(&tb, out, sizeof out, "start n%d", victim) == 0 &&
+              flc_testbed_sh(&tb, out, sizeof out, "wait 40") == 0,
+          "n%d restarted, the cluster whole again", victim);
+    view_close(&v);
+}
+
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(round_trip_on_each_master),
                  TEST_ENTRY(batched_push_spans_nodes),
                  TEST_ENTRY(reduce_scatter_round_across_nodes),
@@ -716,4 +793,5 @@ TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(round_trip_on_each_master),
                  TEST_ENTRY(cli_train_and_simulate_as_on_one_server),
                  TEST_ENTRY(url_option_forces_the_mode),
                  TEST_ENTRY(wake_reaches_a_store_blocked_on_any_node),
+                 TEST_ENTRY(metadata_survives_a_master_kill),
                  TEST_ENTRY(rounds_complete_during_reshard))
