@@ -7,8 +7,8 @@
  * together, and its replies are read back in submission order.
  *
  * Commands are routed here; their replies and redirects are read in
- * store_cluster_read.c, and the wake of a blocked store is in
- * store_cluster_wake.c.
+ * store_cluster_read.c; what goes to every master (whole-server commands,
+ * the wake of a blocked store) is in store_cluster_all.c.
  *
  * A connection error closes the connections with replies in flight (their
  * streams are out of step), marks the map for a refresh, and fails the
@@ -126,7 +126,7 @@ void flc_store_cl_drop(flc_store_t *s)
 
 /* Up to max arguments of a formatted command into a[] / al[]; the count of
  * arguments the command has (0 when the text does not parse). */
-static int resp_args(const char *p, size_t len, const char **a, size_t *al, int max)
+int flc_store_cl_args(const char *p, size_t len, const char **a, size_t *al, int max)
 {
     const char *end = p + len;
     if (len < 4 || *p != '*')
@@ -161,7 +161,7 @@ static int key_of(const char *cmd, size_t len, const char **key, size_t *klen)
 {
     const char *a[4] = {0};
     size_t al[4] = {0};
-    int argc = resp_args(cmd, len, a, al, 4);
+    int argc = flc_store_cl_args(cmd, len, a, al, 4);
     if (argc < 1)
         return K_KEYLESS;
     static const char *const keyless[] = {
@@ -205,7 +205,7 @@ int flc_store_cl_idempotent(const char *cmd, size_t len)
         "ZREM",   "PEXPIRE",  "PERSIST", "CONFIG"};
     const char *a[8] = {0};
     size_t al[8] = {0};
-    int argc = resp_args(cmd, len, a, al, 8);
+    int argc = flc_store_cl_args(cmd, len, a, al, 8);
     if (argc < 1)
         return 0;
     if (is_cmd(a[0], al[0], "SET")) /* SET NX (a lock), XX, GET answer by what was there */
@@ -428,7 +428,7 @@ int flc_store_cl_push(flc_store_t *s, char *cmd, size_t len)
     }
     const char *a[1] = {0};
     size_t al[1] = {0};
-    resp_args(cmd, len, a, al, 1);
+    flc_store_cl_args(cmd, len, a, al, 1);
     int ends_tx = is_cmd(a[0], al[0], "EXEC") || is_cmd(a[0], al[0], "DISCARD");
     rc = enqueue(s, cmd, len, node, c, slot, kind == K_KEYED);
     if (ends_tx)

@@ -103,6 +103,16 @@ int flc_store_cl_idempotent(const char *cmd, size_t len);
 /* Sleeps first ms, then twice the last time, up to cap (*ms keeps it). */
 void flc_store_cl_backoff(unsigned *ms, unsigned first, unsigned cap);
 
+/* 1 for a whole-server command (FLUSHDB, FLUSHALL, DBSIZE, KEYS), which on
+ * a cluster means every master. */
+int flc_store_cl_whole_server(const char *cmd, size_t len);
+
+/* Sends the formatted command cmd (not taken) to every master and combines
+ * the replies into *out (caller frees): integers summed (DBSIZE), arrays
+ * concatenated (KEYS), an error reply of any master returned as it is. */
+int flc_store_cl_all_masters(flc_store_t *s, const char *cmd, size_t len, redisReply **out,
+                             const char *what);
+
 /* 1 when s is a cluster client. */
 int flc_store_is_cluster(const flc_store_t *s);
 

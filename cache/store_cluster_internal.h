@@ -1,6 +1,7 @@
 /* store_cluster_internal.h - shared by store_cluster.c (routing, the
  * queue), store_cluster_read.c (replies, redirects) and
- * store_cluster_wake.c (CLIENT ID / UNBLOCK on a cluster); nothing else. */
+ * store_cluster_all.c (every master: whole-server commands, CLIENT ID /
+ * UNBLOCK); nothing else. */
 #ifndef FLC_CACHE_STORE_CLUSTER_INTERNAL_H
 #define FLC_CACHE_STORE_CLUSTER_INTERNAL_H
 
@@ -46,5 +47,9 @@ struct timeval flc_store_cl_tv(unsigned ms);
  * needed; on failure the map is refreshed from another node when no reply
  * is in flight (the caller looks the owner up again). */
 int flc_store_cl_conn(flc_store_t *s, unsigned node, redisContext **c);
+
+/* Up to max arguments of a formatted command into a[] / al[]; the count of
+ * arguments the command has (0 when the text does not parse). */
+int flc_store_cl_args(const char *cmd, size_t len, const char **a, size_t *al, int max);
 
 #endif

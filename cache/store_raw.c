@@ -124,6 +124,18 @@ static int cluster_command(flc_store_t *s, redisReply **out, char *cmd, int len,
 {
     if (len < 0)
         return flc_err_set(&s->err, FLC_ENOMEM, "out of memory building %s", what);
+    if (flc_store_cl_whole_server(cmd, (size_t)len)) {
+        redisReply *r = NULL;
+        int rc = flc_store_cl_all_masters(s, cmd, (size_t)len, &r, what);
+        free(cmd);
+        if (rc == FLC_OK && r->type == REDIS_REPLY_ERROR) {
+            rc = flc_store_reply_error(s, r, what);
+            freeReplyObject(r);
+            r = NULL;
+        }
+        *out = r;
+        return rc;
+    }
     int again = flc_store_cl_idempotent(cmd, (size_t)len);
     uint64_t t0 = flc_now_ns();
     unsigned wait = 0;

@@ -17,6 +17,7 @@
  *   server;
  * - ?cluster=yes|no on the URL overrides what the store detects;
  * - a store blocked in a wait on any node is woken by its id from another;
+ * - DBSIZE, KEYS, FLUSHALL and the store's stats cover every master;
  * - metadata writes and reads (idempotent commands) go on through the
  *   SIGKILL of their master: retried until its replica took over.
  *
@@ -786,6 +787,62 @@ TEST(metadata_survives_a_master_kill)
     view_close(&v);
 }
 
+/* ---- 9. whole-server calls: every master ---------------------------------------------- */
+
+TEST(whole_server_calls_cover_every_master)
+{
+    need_testbed();
+    view_t v;
+    view_open(&v);
+    const uint32_t S = 12;
+    const uint64_t n = 12 * 100;
+    float u[12 * 100];
+    flc_t_fill(u, n, 9);
+    flc_store_t *s = open_at(tb.seed, 0);
+    flc_err_t e = {0};
+    flc_rs_push_cfg_t c = {.job = "ws", .round = 1, .client = "p", .num_shards = S,
+                           .model_size = n};
+    CHECK(flc_rs_push(s, &c, u, &e) == 0, "12 shards pushed (%s)", e.msg);
+    /* DBSIZE of each master on its own connection. */
+    unsigned m[8];
+    int nm = masters_of(&v, m);
+    long long per_node = 0;
+    for (int i = 0; i < nm; i++) {
+        redisContext *ctx = NULL;
+        if (flc_cluster_conn_get(v.cc, &v.map, m[i], &ctx, &e) == 0) {
+            redisReply *r = redisCommand(ctx, "DBSIZE");
+            per_node += r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1000000;
+            if (r)
+                freeReplyObject(r);
+        }
+    }
+    redisReply *r = NULL;
+    int rc = flc_store_commandf(s, &r, "DBSIZE");
+    long long all = rc == 0 ? r->integer : -1;
+    if (r)
+        freeReplyObject(r);
+    flc_store_stats_t st;
+    int src = flc_store_stats(s, &st);
+    CHECK(rc == 0 && src == 0 && all == per_node && st.keys == (uint64_t)per_node &&
+              st.used_memory > 0,
+          "DBSIZE and store stats sum the %d masters: %lld and %llu keys, %lld counted node by "
+          "node",
+          nm, all, (unsigned long long)st.keys, per_node);
+    rc = flc_store_commandf(s, &r, "KEYS fl:{ws/1/*}:u:p");
+    size_t nk = rc == 0 ? r->elements : 0;
+    if (r)
+        freeReplyObject(r);
+    CHECK(nk == S, "KEYS finds the 12 shards on all masters (%zu)", nk);
+    rc = flc_store_commandf(s, &r, "FLUSHALL");
+    if (r)
+        freeReplyObject(r);
+    int rc2 = flc_store_stats(s, &st);
+    CHECK(rc == 0 && rc2 == 0 && st.keys == 0, "FLUSHALL empties every master (%llu keys left)",
+          (unsigned long long)st.keys);
+    flc_store_close(s);
+    view_close(&v);
+}
+
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(round_trip_on_each_master),
                  TEST_ENTRY(batched_push_spans_nodes),
                  TEST_ENTRY(reduce_scatter_round_across_nodes),
@@ -793,5 +850,6 @@ TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(round_trip_on_each_master),
                  TEST_ENTRY(cli_train_and_simulate_as_on_one_server),
                  TEST_ENTRY(url_option_forces_the_mode),
                  TEST_ENTRY(wake_reaches_a_store_blocked_on_any_node),
+                 TEST_ENTRY(whole_server_calls_cover_every_master),
                  TEST_ENTRY(metadata_survives_a_master_kill),
                  TEST_ENTRY(rounds_complete_during_reshard))
