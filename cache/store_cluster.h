@@ -1,4 +1,6 @@
-/* store_cluster.h - private to cache/: the store's Redis Cluster routing.
+/* store_cluster.h - the store's Redis Cluster routing. Private to cache/,
+ * and open to tests/ and bench/ (flc_store_is_cluster, flc_store_cl_counts),
+ * as store_raw.h is.
  *
  * When the store's server is a cluster node (flc_store_open asked it, or the
  * URL said ?cluster=yes), s->cl is set and every command the store's files
