@@ -286,7 +286,7 @@ int flc_store_conn_id(flc_store_t *s, long long *id)
 int flc_store_wake_id(flc_store_t *s, long long id)
 {
     /* On one server the id is the blocked connection's CLIENT ID; on a
-     * cluster, a name given to all its connections (store_cluster.c). */
+     * cluster, a name given to all its connections (store_cluster_all.c). */
     if (s->cl)
         return flc_store_cl_wake_id(s, id);
     redisReply *r;
