@@ -32,7 +32,9 @@ int flc_store_io_error(flc_store_t *s, const char *what)
     }
     flc_err_set(&s->err, code, "%s: %s: %s", s->url_text, what, detail);
     /* The reply stream is out of step now; start over on the next call. */
-    if (s->c) {
+    if (s->cl) {
+        flc_store_cl_drop(s);
+    } else if (s->c) {
         redisFree(s->c);
         s->c = NULL;
     }
@@ -53,7 +55,9 @@ int flc_store_reply_error(flc_store_t *s, const redisReply *r, const char *what)
     return flc_err_set(&s->err, code, "%s: %s: %s", s->url_text, what, msg);
 }
 
-static int connect_now(flc_store_t *s)
+/* Connects to the URL's server (one server). With is_cluster, also asks
+ * whether it is a cluster node, in the same round trip as the AUTH. */
+static int connect_now(flc_store_t *s, int *is_cluster)
 {
     struct timeval ct = tv_ms(s->opts.connect_timeout_ms);
     redisContext *c = s->url.kind == FLC_URL_UNIX
@@ -76,10 +80,14 @@ static int connect_now(flc_store_t *s)
     redisReply *r = NULL;
     if (s->url.password[0]) {
         if (s->url.user[0])
-            r = redisCommand(c, "AUTH %s %s", s->url.user, s->url.password);
+            redisAppendCommand(c, "AUTH %s %s", s->url.user, s->url.password);
         else
-            r = redisCommand(c, "AUTH %s", s->url.password);
-        if (r == NULL)
+            redisAppendCommand(c, "AUTH %s", s->url.password);
+    }
+    if (is_cluster)
+        redisAppendCommand(c, "INFO cluster");
+    if (s->url.password[0]) {
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL)
             return flc_store_io_error(s, "AUTH");
         if (r->type == REDIS_REPLY_ERROR) {
             int rc = flc_store_reply_error(s, r, "AUTH");
@@ -90,6 +98,15 @@ static int connect_now(flc_store_t *s)
             return rc;
         }
         freeReplyObject(r);
+    }
+    if (is_cluster) {
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL)
+            return flc_store_io_error(s, "INFO cluster");
+        /* A server that refuses INFO (an ACL) is taken for a single one. */
+        *is_cluster = r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_enabled:1");
+        freeReplyObject(r);
+        if (*is_cluster)
+            return FLC_OK; /* a cluster has only db 0: flc_store_cl_start says so */
     }
     if (s->url.db) {
         r = redisCommand(c, "SELECT %d", s->url.db);
@@ -109,13 +126,15 @@ static int connect_now(flc_store_t *s)
 
 int flc_store_ensure(flc_store_t *s)
 {
+    if (s->cl)
+        return flc_store_cl_ensure(s);
     if (s->c && !s->c->err)
         return FLC_OK;
     if (s->c) {
         redisFree(s->c);
         s->c = NULL;
     }
-    return connect_now(s);
+    return connect_now(s, NULL);
 }
 
 flc_store_t *flc_store_open(const char *url, const flc_store_opts_t *opts, flc_err_t *err)
@@ -144,7 +163,19 @@ flc_store_t *flc_store_open(const char *url, const flc_store_opts_t *opts, flc_e
     flc_url_redacted(&s->url, s->url_text, sizeof s->url_text);
     /* With a cold tier configured, values spilled by any process are found
      * again. Its URL and settings are borrowed only for this call. */
-    int rc = connect_now(s);
+    int is_cluster = s->url.cluster == FLC_URL_CLUSTER_YES;
+    int rc = is_cluster ? FLC_OK
+                        : connect_now(s, s->url.cluster == FLC_URL_CLUSTER_AUTO ? &is_cluster
+                                                                              : NULL);
+    if (rc == FLC_OK && is_cluster) {
+        if (s->c) { /* the cluster client makes its own connections */
+            redisFree(s->c);
+            s->c = NULL;
+        }
+        rc = flc_store_cl_start(s, &is_cluster);
+        if (rc == FLC_OK)
+            rc = flc_store_cl_ensure(s);
+    }
     if (rc == FLC_OK)
         rc = flc_store_attach_cold(s, s->opts.cold_url, s->opts.cold_opts);
     s->opts.cold_url = NULL;
@@ -175,7 +206,9 @@ void flc_store_close(flc_store_t *s)
     if (s == NULL)
         return;
     flc_tier_close(s);
-    if (s->c)
+    if (s->cl)
+        flc_store_cl_free(s);
+    else if (s->c)
         redisFree(s->c);
     free(s->scratch);
     free(s);
@@ -239,6 +272,8 @@ void flc_store_set_timeout(flc_store_t *s, unsigned ms)
 int flc_store_conn_id(flc_store_t *s, long long *id)
 {
     *id = -1;
+    if (s->cl)
+        return flc_store_cl_conn_id(s, id);
     redisReply *r;
     int rc = flc_store_commandf(s, &r, "CLIENT ID");
     if (rc != FLC_OK)
@@ -250,8 +285,10 @@ int flc_store_conn_id(flc_store_t *s, long long *id)
 
 int flc_store_wake_id(flc_store_t *s, long long id)
 {
-    /* The id names a connection of the server s talks to; on a cluster the
-     * caller must use a store connected to the blocked connection's node. */
+    /* On one server the id is the blocked connection's CLIENT ID; on a
+     * cluster, a name given to all its connections (store_cluster_all.c). */
+    if (s->cl)
+        return flc_store_cl_wake_id(s, id);
     redisReply *r;
     int rc = flc_store_commandf(s, &r, "CLIENT UNBLOCK %lld TIMEOUT", id);
     if (rc == FLC_OK)

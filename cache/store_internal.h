@@ -8,6 +8,7 @@
 
 #include "cache/store.h"
 #include "cache/store_ops.h"
+#include "cache/store_cluster.h"
 #include "cache/store_raw.h"
 #include "cache/url.h"
 
@@ -23,6 +24,9 @@ struct flc_store {
     size_t scratch_cap;
     struct flc_tier *tier; /* cold tier and policy; NULL: none (cold_tier.c) */
     int qclass;           /* query class of the following reads (FLC_QC_*) */
+    /* Redis Cluster routing (store_cluster.c); NULL on one server. Then c
+     * is borrowed from its connection table: the node of the last command. */
+    flc_store_cluster_t *cl;
 };
 
 /* ---- hooks of the cold tier (cold_tier.c), called only when s->tier ---- */

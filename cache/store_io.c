@@ -13,6 +13,7 @@
  * into the caller's destination instead of allocating a reply per chunk. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -72,6 +73,19 @@ int flc_store_send_pieces(flc_store_t *s, int argc, const char **argv,
         hl += snprintf(head + hl, sizeof head - (size_t)hl, "$%zu\r\n", total);
     if (hl >= (int)sizeof head)
         return flc_err_set(&s->err, FLC_EINVAL, "%s: command arguments too long", what);
+    if (s->cl) {
+        /* On a cluster the command is kept (for a resend after a
+         * redirect) and goes through its node's buffer: one copy. */
+        size_t len = (size_t)hl + total + 2;
+        char *cmd = malloc(len), *p = cmd;
+        if (cmd == NULL)
+            return flc_err_set(&s->err, FLC_ENOMEM, "%s: out of memory for %zu bytes", what, len);
+        memcpy(p, head, (size_t)hl), p += hl;
+        for (int i = 0; i < npieces; i++)
+            memcpy(p, pieces[i].iov_base, pieces[i].iov_len), p += pieces[i].iov_len;
+        memcpy(p, "\r\n", 2);
+        return flc_store_cl_send(s, cmd, len, what);
+    }
     struct iovec iov[FLC_STORE_MAX_PIECES + 2];
     iov[0] = (struct iovec){head, (size_t)hl};
     memcpy(iov + 1, pieces, (size_t)npieces * sizeof *iov);
@@ -140,6 +154,24 @@ static redisReplyObjectFunctions into_fns = {into_string, into_array, into_integ
 
 int flc_store_read_into(flc_store_t *s, char *dst, size_t cap, size_t *len, const char *what)
 {
+    if (s->cl) {
+        /* Through the cluster queue (redirects are followed there): the
+         * reply is allocated, then copied. */
+        redisReply *r = NULL;
+        int rc = flc_store_cl_read(s, &r, what);
+        if (rc != FLC_OK)
+            return rc;
+        *len = r->type == REDIS_REPLY_STRING ? (size_t)r->len : 0;
+        if (r->type == REDIS_REPLY_STRING && *len > 0 && *len <= cap)
+            memcpy(dst, r->str, *len);
+        if (r->type == REDIS_REPLY_ERROR)
+            rc = flc_store_reply_error(s, r, what);
+        else if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)
+            rc = flc_err_set(&s->err, FLC_EPROTO, "%s: expected a bulk string, got reply type %d",
+                             what, r->type);
+        freeReplyObject(r);
+        return rc;
+    }
     into_t in = {.dst = dst, .cap = cap};
     redisReader *rd = s->c->reader;
     redisReplyObjectFunctions *fn = rd->fn;

@@ -588,26 +588,53 @@ static uint64_t info_field(const char *info, const char *name, char *text, size_
     return 0;
 }
 
-int flc_store_stats(flc_store_t *s, flc_store_stats_t *st)
+/* Adds DBSIZE (on a cluster: the sum over its masters, store_cluster_all.c)
+ * to *st. */
+static int stats_keys(flc_store_t *s, flc_store_stats_t *st)
 {
-    flc_err_clear(&s->err);
-    memset(st, 0, sizeof *st);
     redisReply *r;
     int rc = flc_store_commandf(s, &r, "DBSIZE");
     if (rc != FLC_OK)
         return rc;
-    st->keys = (uint64_t)r->integer;
+    st->keys += (uint64_t)r->integer;
     freeReplyObject(r);
-    rc = flc_store_commandf(s, &r, "INFO memory");
+    return FLC_OK;
+}
+
+/* Adds one server's memory to *st (the version of the first). */
+static int stats_of_server(flc_store_t *s, flc_store_stats_t *st)
+{
+    redisReply *r;
+    int rc = flc_store_commandf(s, &r, "INFO memory");
     if (rc != FLC_OK)
         return rc;
-    st->used_memory = info_field(r->str, "used_memory", NULL, 0);
-    st->maxmemory = info_field(r->str, "maxmemory", NULL, 0);
+    st->used_memory += info_field(r->str, "used_memory", NULL, 0);
+    st->maxmemory += info_field(r->str, "maxmemory", NULL, 0);
     freeReplyObject(r);
     rc = flc_store_commandf(s, &r, "INFO server");
     if (rc != FLC_OK)
         return rc;
-    info_field(r->str, "redis_version", st->redis_version, sizeof st->redis_version);
+    if (st->redis_version[0] == '\0')
+        info_field(r->str, "redis_version", st->redis_version, sizeof st->redis_version);
     freeReplyObject(r);
     return FLC_OK;
+}
+
+int flc_store_stats(flc_store_t *s, flc_store_stats_t *st)
+{
+    flc_err_clear(&s->err);
+    memset(st, 0, sizeof *st);
+    int rc = stats_keys(s, st);
+    if (rc != FLC_OK || !flc_store_is_cluster(s))
+        return rc != FLC_OK ? rc : stats_of_server(s, st);
+    /* A cluster: the sums over its masters (replicas hold copies). */
+    unsigned m[64];
+    size_t n = 0;
+    rc = flc_store_ensure(s);
+    if (rc == FLC_OK)
+        rc = flc_store_cl_masters(s, m, 64, &n);
+    for (size_t i = 0; rc == FLC_OK && i < n; i++)
+        if ((rc = flc_store_cl_use_node(s, m[i])) == FLC_OK)
+            rc = stats_of_server(s, st);
+    return rc;
 }

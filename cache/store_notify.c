@@ -42,12 +42,24 @@ int flc_store_blpop(flc_store_t *s, const char *key, unsigned timeout_ms, redisR
     int rc = flc_store_ensure(s);
     if (rc != FLC_OK)
         return rc;
-    /* The socket must outwait the server-side BLPOP timeout. */
-    flc_store_set_timeout(s, timeout_ms + s->opts.io_timeout_ms);
+    /* The socket must outwait the server-side BLPOP timeout, or hiredis
+     * gives up on the connection. On a cluster that is the key's node's
+     * connection (and any node a redirect sends the BLPOP to): nothing else
+     * is in flight on it while this store blocks, and its timeout comes
+     * back after, so the connection other commands use stays sound. */
+    unsigned block = timeout_ms + s->opts.io_timeout_ms;
+    if (s->cl) {
+        if ((rc = flc_store_cl_route_key(s, key)) != FLC_OK)
+            return rc;
+        flc_store_cl_block_ms(s, block);
+    }
+    flc_store_set_timeout(s, block);
     redisReply *r;
     const char *argv[] = {"BLPOP", key, secs};
     rc = flc_store_command(s, &r, 3, argv, NULL);
     flc_store_set_timeout(s, s->opts.io_timeout_ms);
+    if (s->cl)
+        flc_store_cl_block_ms(s, 0);
     if (rc != FLC_OK)
         return rc;
     if (r->type == REDIS_REPLY_NIL) {

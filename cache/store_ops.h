@@ -162,16 +162,22 @@ int flc_store_forget_job(flc_store_t *s, const char *job);
  *
  * A thread blocked in a wait (flc_store_wait on its own store) is woken from
  * another store by the blocked connection's id, as if its timeout had
- * passed. In cluster mode the wake must go to the node the blocked
- * connection talks to (ids are per server): the id is only meaningful there. */
+ * passed. On a Redis Cluster ids are per node and the blocked connection's
+ * node is only known once its wait starts, so there the "id" is a token
+ * the store gives all its node connections as their name (CLIENT SETNAME
+ * flc-w-<token>), and the wake looks the name up on every master (CLIENT
+ * LIST) and unblocks it there: any store on the same cluster can wake it. */
 
 /* The server's id of s's connection (CLIENT ID; -1 when the reply was not a
- * number). It changes when the store reconnects. */
+ * number). It changes when the store reconnects. On a cluster: the token
+ * above (>= 0, kept across reconnects; connections made later are named
+ * too). */
 int flc_store_conn_id(flc_store_t *s, long long *id);
 
 /* Wakes the connection with that id if it is blocked (CLIENT UNBLOCK id
  * TIMEOUT: its wait returns FLC_ETIMEOUT); a connection that is not blocked
- * is left alone. s must talk to the same server as the blocked one. */
+ * is left alone. s must talk to the same server (on a cluster: the same
+ * cluster) as the blocked one. */
 int flc_store_wake_id(flc_store_t *s, long long id);
 
 #endif

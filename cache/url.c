@@ -86,6 +86,14 @@ int flc_url_parse(const char *text, flc_url_t *u, flc_err_t *err)
     get_part(h, CURLUPART_PASSWORD, u->password, sizeof u->password);
     get_part(h, CURLUPART_QUERY, query, sizeof query);
     int ret = FLC_OK;
+    query_value(query, "cluster", tmp, sizeof tmp);
+    if (strcmp(tmp, "yes") == 0)
+        u->cluster = FLC_URL_CLUSTER_YES;
+    else if (strcmp(tmp, "no") == 0)
+        u->cluster = FLC_URL_CLUSTER_NO;
+    else if (tmp[0])
+        ret = flc_err_set(err, FLC_EINVAL, "cache URL '%s': cluster=%s (expected yes or no)",
+                          text, tmp);
     if (is_unix) {
         u->kind = FLC_URL_UNIX;
         get_part(h, CURLUPART_PATH, u->path, sizeof u->path);
@@ -97,7 +105,7 @@ int flc_url_parse(const char *text, flc_url_t *u, flc_err_t *err)
         query_value(query, "password", tmp, sizeof tmp);
         if (tmp[0])
             snprintf(u->password, sizeof u->password, "%s", tmp);
-        if (strlen(u->path) < 2)
+        if (ret == FLC_OK && strlen(u->path) < 2)
             ret = flc_err_set(err, FLC_EINVAL, "cache URL '%s' has no socket path", text);
     } else {
         u->kind = FLC_URL_TCP;
@@ -110,7 +118,9 @@ int flc_url_parse(const char *text, flc_url_t *u, flc_err_t *err)
         u->port = get_part(h, CURLUPART_PORT, tmp, sizeof tmp) ? atoi(tmp) : 6379;
         get_part(h, CURLUPART_PATH, tmp, sizeof tmp);
         u->db = (tmp[0] == '/' && tmp[1]) ? atoi(tmp + 1) : 0;
-        if (u->host[0] == '\0')
+        if (ret != FLC_OK)
+            ;
+        else if (u->host[0] == '\0')
             ret = flc_err_set(err, FLC_EINVAL, "cache URL '%s' has no host", text);
         else if (u->port <= 0 || u->port > 65535)
             ret = flc_err_set(err, FLC_EINVAL, "cache URL '%s' has a bad port", text);
@@ -137,16 +147,22 @@ int flc_url_format(const flc_url_t *u, char *out, size_t outlen)
     char *user = curl_easy_escape(NULL, u->user, 0);
     char *pass = curl_easy_escape(NULL, u->password, 0);
     int n = -1;
+    const char *cl = u->cluster == FLC_URL_CLUSTER_YES  ? "cluster=yes"
+                     : u->cluster == FLC_URL_CLUSTER_NO ? "cluster=no"
+                                                        : "";
     if (user != NULL && pass != NULL) {
         char auth[800] = "";
         if (u->password[0] || u->user[0])
             snprintf(auth, sizeof auth, "%s%s%s@", user, u->password[0] ? ":" : "", pass);
         if (u->kind == FLC_URL_UNIX)
-            n = snprintf(out, outlen, "unix://%s%s?db=%d", auth, u->path, u->db);
+            n = snprintf(out, outlen, "unix://%s%s?db=%d%s%s", auth, u->path, u->db,
+                         cl[0] ? "&" : "", cl);
         else if (strchr(u->host, ':'))
-            n = snprintf(out, outlen, "redis://%s[%s]:%d/%d", auth, u->host, u->port, u->db);
+            n = snprintf(out, outlen, "redis://%s[%s]:%d/%d%s%s", auth, u->host, u->port, u->db,
+                         cl[0] ? "?" : "", cl);
         else
-            n = snprintf(out, outlen, "redis://%s%s:%d/%d", auth, u->host, u->port, u->db);
+            n = snprintf(out, outlen, "redis://%s%s:%d/%d%s%s", auth, u->host, u->port, u->db,
+                         cl[0] ? "?" : "", cl);
     }
     curl_free(user);
     curl_free(pass);

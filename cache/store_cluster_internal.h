@@ -1,0 +1,55 @@
+/* store_cluster_internal.h - shared by store_cluster.c (routing, the
+ * queue), store_cluster_read.c (replies, redirects) and
+ * store_cluster_all.c (every master: whole-server commands, CLIENT ID /
+ * UNBLOCK); nothing else. */
+#ifndef FLC_CACHE_STORE_CLUSTER_INTERNAL_H
+#define FLC_CACHE_STORE_CLUSTER_INTERNAL_H
+
+#include <stdint.h>
+#include <sys/time.h>
+
+#include "cache/cluster_conn.h"
+#include "cache/cluster_map.h"
+#include "cache/store_internal.h"
+
+#define CL_MAX_REDIRECTS 16
+#define CL_DEADLINE_MS FLC_STORE_CL_DEADLINE_MS
+
+typedef struct pend {
+    char *cmd; /* RESP text, owned (hiredis format functions: free()) */
+    size_t len;
+    unsigned node;
+    redisContext *ctx;  /* the connection it was appended to */
+    redisReply *stash;  /* its reply, read early (another command was resent) */
+    uint16_t slot;
+    int keyed, in_tx;
+} pend_t;
+
+struct flc_store_cluster {
+    flc_cluster_map_t map;
+    flc_cluster_conn_t *cc;
+    pend_t *q;
+    size_t head, n, cap; /* q[head .. n) wait for their replies */
+    unsigned cur;        /* node of keyless commands (FLC_CLUSTER_NO_NODE: none yet) */
+    char *multi;         /* a MULTI waiting for its transaction's node */
+    size_t multi_len;
+    int in_tx;
+    unsigned block_ms;
+    long long token; /* CLIENT SETNAME flc-w-<token>; -1: not named */
+    redisContext **named;
+    size_t nnamed;
+};
+
+uint64_t flc_store_cl_now_ms(void);
+struct timeval flc_store_cl_tv(unsigned ms);
+
+/* The connection of node, made (and named, after flc_store_conn_id) now if
+ * needed; on failure the map is refreshed from another node when no reply
+ * is in flight (the caller looks the owner up again). */
+int flc_store_cl_conn(flc_store_t *s, unsigned node, redisContext **c);
+
+/* Up to max arguments of a formatted command into a[] / al[]; the count of
+ * arguments the command has (0 when the text does not parse). */
+int flc_store_cl_args(const char *cmd, size_t len, const char **a, size_t *al, int max);
+
+#endif

@@ -1,0 +1,224 @@
+/* store_cluster_read.c - replies of the store's queued commands on a Redis
+ * Cluster, and the redirects met there (store_cluster.h).
+ *
+ * Redirects, when a reply is read:
+ * - MOVED: the slot lives elsewhere now. The map gets that slot
+ *   (flc_cluster_map_apply_moved, which also marks a full refresh due; it is
+ *   done before the next batch, never while replies are in flight) and the
+ *   command goes to the new owner.
+ * - ASK: the slot is migrating and this key is already on the target:
+ *   ASKING and the command, pipelined on the target's connection (ASKING
+ *   holds for the next command only), once; the map is not touched.
+ * - TRYAGAIN (multi-key command while its keys are split by a migration),
+ *   CLUSTERDOWN (no owner yet, during a failover) and UNBLOCKED (a BLPOP
+ *   released because its master became a replica): back off, refresh the
+ *   map for the last two, resend to the slot's owner.
+ * Resending is safe for every command, RPUSH and INCR included: a node
+ * answers MOVED/ASK/TRYAGAIN/CLUSTERDOWN before executing anything, and an
+ * UNBLOCKED BLPOP popped nothing. Only the redirected command is resent; the
+ * replies of the commands behind it are read first (kept aside) so that the
+ * resent command's reply is the next one on its connection, and the order
+ * of the redirected commands among themselves stays the order they were
+ * issued in. Redirects stop after CL_MAX_REDIRECTS or CL_DEADLINE_MS (about
+ * 2 x a 2-4 s node timeout + 2 s); the last error reply then goes to the
+ * caller, which reports it as on one node.
+ *
+ * Inside MULTI ... EXEC a redirected command is not resent on its own (EXEC
+ * then aborts and nothing ran): flc_store_pipeline resends the whole
+ * transaction (store_raw.c).
+ *
+ * A connection error closes the connections with replies in flight (their
+ * streams are out of step), marks the map for a refresh, and fails the
+ * operation as on one node; the next operation reconnects. When a node
+ * cannot be connected to at routing time, the map is refreshed from another
+ * node and the routing retried with backoff until the deadline (nothing was
+ * sent yet, so that retry is always safe). */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "cache/store_cluster.h"
+#include "cache/store_cluster_internal.h"
+
+/* Redirects followed by every store of the process (for tests and
+ * benches: flc_store_cl_counts). */
+static atomic_ulong n_moved, n_ask, n_retry;
+
+void flc_store_cl_counts(unsigned long *moved, unsigned long *ask, unsigned long *retry)
+{
+    *moved = atomic_load(&n_moved);
+    *ask = atomic_load(&n_ask);
+    *retry = atomic_load(&n_retry);
+}
+
+/* ---- replies and redirects ------------------------------------------------ */
+
+static int get_reply(flc_store_t *s, unsigned node, redisContext *c, redisReply **r,
+                     const char *what)
+{
+    void *reply = NULL;
+    if (redisGetReply(c, &reply) != REDIS_OK || reply == NULL) {
+        s->c = c;
+        s->cl->cur = node;
+        return flc_store_io_error(s, what);
+    }
+    *r = reply;
+    return FLC_OK;
+}
+
+/* Reads the replies of every queued command after the oldest into their
+ * stash, so that a resent command's reply is the next one on any
+ * connection. */
+static int drain(flc_store_t *s, const char *what)
+{
+    flc_store_cluster_t *cl = s->cl;
+    for (size_t i = cl->head + 1; i < cl->n; i++) {
+        pend_t *p = &cl->q[i];
+        if (p->stash == NULL) {
+            int rc = get_reply(s, p->node, p->ctx, &p->stash, what);
+            if (rc != FLC_OK)
+                return rc;
+        }
+    }
+    return FLC_OK;
+}
+
+/* Sends e's command (after ASKING when asking) to node and reads its reply. */
+static int resend(flc_store_t *s, pend_t *e, unsigned node, int asking, redisReply **r,
+                  const char *what)
+{
+    flc_store_cluster_t *cl = s->cl;
+    redisContext *c;
+    int rc = flc_store_cl_conn(s, node, &c);
+    if (rc != FLC_OK)
+        return rc;
+    if (asking && redisAppendCommand(c, "ASKING") != REDIS_OK)
+        return get_reply(s, node, c, r, what);
+    if (redisAppendFormattedCommand(c, e->cmd, e->len) != REDIS_OK)
+        return get_reply(s, node, c, r, what);
+    if (cl->block_ms)
+        redisSetTimeout(c, flc_store_cl_tv(cl->block_ms));
+    redisReply *ok = NULL;
+    rc = asking ? get_reply(s, node, c, &ok, what) : FLC_OK;
+    if (ok)
+        freeReplyObject(ok); /* ASKING's +OK */
+    if (rc == FLC_OK)
+        rc = get_reply(s, node, c, r, what);
+    if (cl->block_ms && s->c != NULL && rc == FLC_OK)
+        redisSetTimeout(c, flc_store_cl_tv(s->opts.io_timeout_ms));
+    if (rc == FLC_OK)
+        e->node = node, e->ctx = c;
+    return rc;
+}
+
+/* Follows *r's redirects until e's command got an answer from the node
+ * that owns its key (see the file's comment for why resending is safe). */
+static int settle(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
+{
+    flc_store_cluster_t *cl = s->cl;
+    uint64_t t0 = flc_store_cl_now_ms();
+    unsigned wait = 0;
+    for (int hops = 0;; hops++) {
+        flc_cluster_redirect_t rd;
+        flc_cluster_reply_t kind = flc_cluster_classify(*r, &rd);
+        if (kind == FLC_CLUSTER_R_OK || kind == FLC_CLUSTER_R_OTHER ||
+            kind == FLC_CLUSTER_R_CROSSSLOT || kind == FLC_CLUSTER_R_IOERR)
+            return FLC_OK;
+        atomic_fetch_add(kind == FLC_CLUSTER_R_MOVED ? &n_moved
+                         : kind == FLC_CLUSTER_R_ASK ? &n_ask
+                                                     : &n_retry,
+                         1);
+        flc_err_t e2;
+        char asked[256];
+        snprintf(asked, sizeof asked, "%s", cl->map.nodes[e->node].host);
+        if (e->in_tx || !e->keyed) {
+            /* Not resent alone (see the file's comment); the map learns. */
+            if (kind == FLC_CLUSTER_R_MOVED)
+                flc_cluster_map_apply_moved(&cl->map, &rd, asked, &e2);
+            else if (kind != FLC_CLUSTER_R_ASK)
+                cl->map.refresh_pending = 1;
+            return FLC_OK;
+        }
+        if (hops >= CL_MAX_REDIRECTS || flc_store_cl_now_ms() - t0 > CL_DEADLINE_MS)
+            return FLC_OK; /* the caller reports the last error reply */
+        int rc = drain(s, what);
+        if (rc != FLC_OK)
+            return rc;
+        int target = -1, asking = 0;
+        switch (kind) {
+        case FLC_CLUSTER_R_MOVED:
+            target = flc_cluster_map_apply_moved(&cl->map, &rd, asked, &e2);
+            break;
+        case FLC_CLUSTER_R_ASK:
+            target = flc_cluster_map_node_for(&cl->map, &rd, asked, &e2);
+            asking = 1;
+            break;
+        case FLC_CLUSTER_R_TRYAGAIN:
+            flc_store_cl_backoff(&wait, 10, 200);
+            target = (int)flc_cluster_map_owner(&cl->map, e->slot);
+            break;
+        default: /* CLUSTERDOWN, UNBLOCKED */
+            flc_store_cl_backoff(&wait, 100, 1000);
+            flc_cluster_conn_refresh(cl->cc, &cl->map, -1, 1, NULL, &e2);
+            target = (int)flc_cluster_map_owner(&cl->map, e->slot);
+            break;
+        }
+        if (target < 0 || target == (int)FLC_CLUSTER_NO_NODE) {
+            flc_store_cl_backoff(&wait, 100, 1000);
+            continue; /* the same reply once more: refresh, look again */
+        }
+        redisReply *nr = NULL;
+        rc = resend(s, e, (unsigned)target, asking, &nr, what);
+        if (rc == FLC_ECONN && s->c != NULL && flc_store_cl_now_ms() - t0 <= CL_DEADLINE_MS) {
+            /* The target cannot be reached (a dead master a stale MOVED
+             * names): nothing was sent; the owner may change. */
+            flc_store_cl_backoff(&wait, 100, 1000);
+            flc_cluster_conn_refresh(cl->cc, &cl->map, target, 1, NULL, &e2);
+            target = (int)flc_cluster_map_owner(&cl->map, e->slot);
+            if (target == (int)FLC_CLUSTER_NO_NODE)
+                continue;
+            rc = resend(s, e, (unsigned)target, 0, &nr, what);
+            if (rc == FLC_ECONN && s->c != NULL)
+                continue;
+        }
+        if (rc != FLC_OK)
+            return rc;
+        freeReplyObject(*r);
+        *r = nr;
+    }
+}
+
+int flc_store_cl_read(flc_store_t *s, redisReply **r, const char *what)
+{
+    flc_store_cluster_t *cl = s->cl;
+    *r = NULL;
+    if (cl->head == cl->n)
+        return flc_err_set(&s->err, FLC_EPROTO, "%s: %s: no reply is due", s->url_text, what);
+    pend_t *e = &cl->q[cl->head];
+    redisReply *rep = e->stash;
+    e->stash = NULL;
+    int rc = rep ? FLC_OK : get_reply(s, e->node, e->ctx, &rep, what);
+    if (rc != FLC_OK)
+        return rc; /* the queue is gone with the connections */
+    rc = settle(s, e, &rep, what);
+    if (rc != FLC_OK) {
+        if (rep)
+            freeReplyObject(rep);
+        return rc;
+    }
+    if (cl->head < cl->n) { /* an I/O error in settle cleared the queue */
+        free(e->cmd);
+        if (++cl->head == cl->n)
+            cl->head = cl->n = 0;
+    }
+    *r = rep;
+    return FLC_OK;
+}
+
+void flc_store_cl_block_ms(flc_store_t *s, unsigned ms)
+{
+    s->cl->block_ms = ms;
+}
+

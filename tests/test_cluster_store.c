@@ -1,0 +1,855 @@
+/* The store on a real Redis Cluster: the testbed of scripts/testbed.sh
+ * (3 masters, 1 replica each, a password, in network namespaces), against
+ * a single redis-server (the harness fixture) given the same work:
+ * - shards bigger than one chunk, and than 8 chunks (the hash form), stored
+ *   and read back bit-exact on keys of each of the 3 masters, each found on
+ *   the master that owns its slot;
+ * - one push of S = 12 shards spread over all masters;
+ * - a reduce-scatter round W = 4, S = 6 across nodes: FedAvg equals the
+ *   reference and the single server's bytes;
+ * - norms and outliers of a round stored across nodes equal the single
+ *   server's answer;
+ * - rounds keep running while `redis-cli --cluster reshard` moves the slots
+ *   of the job's keys: every round completes, with the single server's
+ *   results, and the store followed MOVED / ASK to get there;
+ * - `flcache train` W=4 and `flcache simulate` run against the seed URL in
+ *   the client namespace: the same model checksum / aggregates as on one
+ *   server;
+ * - ?cluster=yes|no on the URL overrides what the store detects;
+ * - a store blocked in a wait on any node is woken by its id from another;
+ * - DBSIZE, KEYS, FLUSHALL and the store's stats cover every master;
+ * - metadata writes and reads (idempotent commands) go on through the
+ *   SIGKILL of their master: retried until its replica took over.
+ *
+ * Each case runs in its own process, which joins the testbed's client
+ * namespace (the node addresses exist only there; the single server's unix
+ * socket is a path, reachable from there too). Needs root; skips without it
+ * unless CI=true, as the testbed fixture does. The reshard case runs last:
+ * it leaves the slots where it moved them. */
+#define _GNU_SOURCE /* setns */
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aggregator/query.h"
+#include "aggregator/reduce_scatter.h"
+#include "base/clock.h"
+#include "cache/cluster_conn.h"
+#include "cache/cluster_map.h"
+#include "cache/keys.h"
+#include "cache/slot.h"
+#include "cache/store_cluster.h"
+#include "cache/store_ops.h"
+#include "cache/store_raw.h"
+#include "cache/url.h"
+#include "tests/harness.h"
+
+static flc_testbed_t tb;
+static flc_fixture_t fx; /* the single server */
+static char skip_why[160];
+static int home_ns = -1;
+static char g_names[16][8];
+static const char *g_expected[16];
+
+static void setup(void)
+{
+    for (int i = 0; i < 16; i++) {
+        snprintf(g_names[i], sizeof g_names[i], "c%d", i);
+        g_expected[i] = g_names[i];
+    }
+    flc_fixture_start(&fx, 0);
+    if (!flc_testbed_usable(skip_why, sizeof skip_why))
+        return;
+    home_ns = open("/proc/self/ns/net", O_RDONLY);
+    flc_testbed_up(&tb, 3, 1, "10gbit");
+}
+
+static void teardown(void)
+{
+    if (home_ns >= 0 && setns(home_ns, CLONE_NEWNET) != 0)
+        perror("test_cluster_store: back to the runner's namespace");
+    flc_testbed_down(&tb);
+    flc_fixture_stop(&fx);
+}
+
+static void need_testbed(void)
+{
+    if (skip_why[0])
+        flc_t_skip("%s", skip_why);
+    if (tb.name[0] == '\0')
+        flc_t_fatal("the shared testbed is not up");
+    signal(SIGPIPE, SIG_IGN);
+    char path[96];
+    snprintf(path, sizeof path, "/var/run/netns/%s", tb.client_ns);
+    int ns = open(path, O_RDONLY);
+    if (ns < 0 || setns(ns, CLONE_NEWNET) != 0)
+        flc_t_fatal("cannot join the client namespace %s", path);
+    close(ns);
+}
+
+static flc_store_t *open_at(const char *url, size_t chunk)
+{
+    flc_err_t e = {0};
+    flc_store_opts_t o = {.chunk_bytes = chunk};
+    flc_store_t *s = flc_store_open(url, &o, &e);
+    if (s == NULL)
+        flc_t_fatal("open %s: %s", url, e.msg);
+    return s;
+}
+
+/* The map and node connections of the test itself, to see where keys are. */
+typedef struct view {
+    flc_cluster_map_t map;
+    flc_cluster_conn_t *cc;
+} view_t;
+
+static void view_open(view_t *v)
+{
+    flc_url_t u;
+    flc_err_t e = {0};
+    CHECK(flc_url_parse(tb.seed, &u, &e) == 0, "the seed parses: %s", e.msg);
+    v->cc = flc_cluster_conn_new(&u, NULL, &e);
+    flc_cluster_map_init(&v->map);
+    int is = 0;
+    CHECK(v->cc && flc_cluster_conn_bootstrap(v->cc, &v->map, &is, &e) == 0 && is,
+          "a map from the seed (%s)", e.msg);
+}
+
+static void view_close(view_t *v)
+{
+    flc_cluster_conn_free(v->cc);
+    flc_cluster_map_free(&v->map);
+}
+
+static unsigned owner_of(const view_t *v, const char *key)
+{
+    return flc_cluster_map_lookup(&v->map, key, strlen(key));
+}
+
+/* 1 when node has key (EXISTS on that node's own connection: no redirect). */
+static int node_has(view_t *v, unsigned node, const char *key)
+{
+    redisContext *c = NULL;
+    flc_err_t e = {0};
+    if (flc_cluster_conn_get(v->cc, &v->map, node, &c, &e) != 0)
+        return 0;
+    redisReply *r = redisCommand(c, "EXISTS %s", key);
+    int has = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    if (r)
+        freeReplyObject(r);
+    return has;
+}
+
+static int masters_of(const view_t *v, unsigned *m)
+{
+    int n = 0;
+    for (size_t i = 0; i < v->map.nnodes && n < 8; i++)
+        if (v->map.nodes[i].role == FLC_CLUSTER_MASTER && v->map.nodes[i].nslots > 0)
+            m[n++] = (unsigned)i;
+    return n;
+}
+
+/* ---- 1. round trip on each master ------------------------------------------ */
+
+static int put_get(flc_store_t *s, const char *job, uint32_t round, const char *client,
+                   uint64_t n, unsigned seed)
+{
+    float *v = malloc(n * sizeof *v);
+    flc_t_fill(v, n, seed);
+    flc_shard_t sh = {.round = round, .shard = 0, .num_shards = 1, .offset = 0, .count = n,
+                      .model_size = n, .weight = 1, .num_samples = 1, .values = v};
+    snprintf(sh.job, sizeof sh.job, "%s", job);
+    snprintf(sh.client, sizeof sh.client, "%s", client);
+    int ok = flc_store_put_update(s, &sh) == 0;
+    flc_shard_t got = {0};
+    ok = ok && flc_store_get_update(s, job, round, 0, client, &got, NULL, 0) == 0 &&
+         got.count == n && memcmp(got.values, v, n * sizeof *v) == 0;
+    if (!ok)
+        printf("# %s round %u client %s: %s\n", job, round, client, flc_store_errstr(s));
+    flc_shard_release(&got);
+    free(v);
+    return ok;
+}
+
+TEST(round_trip_on_each_master)
+{
+    need_testbed();
+    view_t v;
+    view_open(&v);
+    unsigned m[8];
+    int nm = masters_of(&v, m);
+    CHECK(nm == 3, "3 masters in the map (%d)", nm);
+    flc_store_t *s = open_at(tb.seed, 4096); /* 4 KiB chunks: small values, many chunks */
+    CHECK(flc_store_is_cluster(s), "the store detected a cluster from the seed");
+    for (int i = 0; i < nm; i++) {
+        /* A round whose shard-0 tag lands on master m[i]. */
+        char key[FLC_KEY_MAX];
+        uint32_t r = 1;
+        for (;; r++) {
+            flc_key_update(key, "rt", r, 0, "a");
+            if (owner_of(&v, key) == m[i])
+                break;
+        }
+        int a = put_get(s, "rt", r, "a", 2000, 10 + i);   /* 8 KB: 2 chunks, a string */
+        int b = put_get(s, "rt", r, "b", 20000, 20 + i);  /* 80 KB: 20 chunks, a hash */
+        char kb[FLC_KEY_MAX];
+        flc_key_update(kb, "rt", r, 0, "b");
+        CHECK(a && b && node_has(&v, m[i], key) && node_has(&v, m[i], kb),
+              "round %u on %s:%d: 2-chunk and 20-chunk shards read back bit-exact, stored on "
+              "the slot's owner",
+              r, v.map.nodes[m[i]].host, v.map.nodes[m[i]].port);
+    }
+    unsigned long mv, ask, retry;
+    flc_store_cl_counts(&mv, &ask, &retry);
+    EXPECT(mv == 0 && ask == 0, "routed straight to the owners: no MOVED (%lu), no ASK (%lu)",
+           mv, ask);
+    flc_store_close(s);
+    view_close(&v);
+}
+
+/* ---- 2. one push spanning every node --------------------------------------- */
+
+TEST(batched_push_spans_nodes)
+{
+    need_testbed();
+    view_t v;
+    view_open(&v);
+    const uint32_t S = 12;
+    const uint64_t n = 12 * 3001;
+    uint32_t r = 1;
+    for (;; r++) { /* a round whose 12 shards cover the 3 masters */
+        int seen[8] = {0}, cover = 0;
+        for (uint32_t k = 0; k < S; k++) {
+            char key[FLC_KEY_MAX];
+            flc_key_update(key, "bp", r, k, "p");
+            unsigned o = owner_of(&v, key);
+            if (o < 8 && !seen[o]++)
+                cover++;
+        }
+        if (cover == 3)
+            break;
+    }
+    float *u = malloc(n * sizeof *u);
+    flc_t_fill(u, n, 5);
+    flc_store_t *s = open_at(tb.seed, 0);
+    flc_err_t e = {0};
+    flc_rs_push_cfg_t c = {.job = "bp", .round = r, .client = "p", .num_shards = S,
+                           .model_size = n, .num_samples = 3};
+    int rc = flc_rs_push(s, &c, u, &e);
+    CHECK(rc == 0, "one push of 12 shards over 3 masters (%s)", e.msg);
+    int good = 0, placed = 0;
+    for (uint32_t k = 0; k < S; k++) {
+        uint64_t off, cnt;
+        flc_rs_shard_range(n, S, k, &off, &cnt);
+        flc_shard_t got = {0};
+        good += flc_store_get_update(s, "bp", r, k, "p", &got, NULL, 0) == 0 &&
+                got.count == cnt && memcmp(got.values, u + off, cnt * sizeof *u) == 0;
+        flc_shard_release(&got);
+        char key[FLC_KEY_MAX];
+        flc_key_update(key, "bp", r, k, "p");
+        placed += node_has(&v, owner_of(&v, key), key);
+    }
+    CHECK(good == (int)S && placed == (int)S,
+          "all 12 shards read back bit-exact (%d) and each lies on its slot's owner (%d)", good,
+          placed);
+    flc_store_close(s);
+    free(u);
+    view_close(&v);
+}
+
+/* ---- reduce-scatter rounds ----------------------------------------------------- */
+
+typedef struct round_spec {
+    const char *url, *job;
+    uint32_t round, W, S;
+    uint64_t n;
+    float **u;
+    uint64_t *samples;
+} round_spec_t;
+
+typedef struct arg {
+    const round_spec_t *sp;
+    uint32_t i;
+    float *model;
+    int rc;
+    char err[256];
+} arg_t;
+
+static void *contributor(void *p)
+{
+    arg_t *a = p;
+    const round_spec_t *sp = a->sp;
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(sp->url, NULL, &e);
+    if (s != NULL) {
+        flc_rs_push_cfg_t c = {.job = sp->job, .round = sp->round, .client = g_names[a->i],
+                               .num_shards = sp->S, .model_size = sp->n,
+                               .num_samples = sp->samples[a->i]};
+        a->rc = flc_rs_push(s, &c, sp->u[a->i], &e);
+        if (a->rc == 0)
+            a->rc = flc_rs_pull(s, sp->job, sp->round, sp->S, sp->n, 30000, a->model, &e);
+    } else {
+        a->rc = e.code ? e.code : -1;
+    }
+    snprintf(a->err, sizeof a->err, "%s", e.msg);
+    flc_store_close(s);
+    return NULL;
+}
+
+static void *merger(void *p)
+{
+    arg_t *a = p;
+    const round_spec_t *sp = a->sp;
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(sp->url, NULL, &e);
+    flc_rs_report_t rep = {0};
+    if (s != NULL) {
+        flc_rs_merger_cfg_t cfg = {.job = sp->job, .round = sp->round, .shard = a->i,
+                                   .num_shards = sp->S, .model_size = sp->n,
+                                   .expected = g_expected, .n_expected = sp->W,
+                                   .deadline_ms = 30000, .readers = sp->W};
+        flc_merge_rule_init(&cfg.rule, "fedavg", NULL);
+        a->rc = flc_rs_merger_run(s, &cfg, &rep, &e);
+    } else {
+        a->rc = e.code ? e.code : -1;
+    }
+    snprintf(a->err, sizeof a->err, "%s", e.msg);
+    flc_rs_report_free(&rep);
+    flc_store_close(s);
+    return NULL;
+}
+
+/* Runs one round; models[w] gets what contributor w read. 0 when all went well. */
+static int run_round(const round_spec_t *sp, float **models)
+{
+    arg_t ca[16], ma[16];
+    pthread_t ct[16], mt[16];
+    for (uint32_t k = 0; k < sp->S; k++) {
+        ma[k] = (arg_t){.sp = sp, .i = k};
+        pthread_create(&mt[k], NULL, merger, &ma[k]);
+    }
+    for (uint32_t w = 0; w < sp->W; w++) {
+        ca[w] = (arg_t){.sp = sp, .i = w, .model = models[w]};
+        pthread_create(&ct[w], NULL, contributor, &ca[w]);
+    }
+    int bad = 0;
+    for (uint32_t w = 0; w < sp->W; w++) {
+        pthread_join(ct[w], NULL);
+        if (ca[w].rc)
+            printf("# %s round %u contributor %u: %s\n", sp->job, sp->round, w, ca[w].err);
+        bad |= ca[w].rc != 0;
+    }
+    for (uint32_t k = 0; k < sp->S; k++) {
+        pthread_join(mt[k], NULL);
+        if (ma[k].rc)
+            printf("# %s round %u merger %u: %s\n", sp->job, sp->round, k, ma[k].err);
+        bad |= ma[k].rc != 0;
+    }
+    return bad;
+}
+
+/* Updates of round r: deterministic from (r, w). */
+static void make_updates(float **u, uint64_t *samples, uint32_t W, uint64_t n, uint32_t r)
+{
+    for (uint32_t w = 0; w < W; w++) {
+        flc_t_fill(u[w], n, 1000 * r + w);
+        samples[w] = 5 + 3 * w + r % 4;
+    }
+}
+
+static float **alloc_rows(uint32_t k, uint64_t n)
+{
+    float **m = calloc(k, sizeof *m);
+    for (uint32_t i = 0; i < k; i++)
+        m[i] = calloc(n, sizeof(float));
+    return m;
+}
+
+static void free_rows(float **m, uint32_t k)
+{
+    for (uint32_t i = 0; i < k; i++)
+        free(m[i]);
+    free(m);
+}
+
+/* ---- 3. a reduce-scatter round across nodes ------------------------------------- */
+
+TEST(reduce_scatter_round_across_nodes)
+{
+    need_testbed();
+    const uint32_t W = 4, S = 6;
+    const uint64_t n = 6007;
+    float **u = alloc_rows(W, n), **mc = alloc_rows(W, n), **ms = alloc_rows(W, n);
+    uint64_t samples[4];
+    make_updates(u, samples, W, n, 1);
+    round_spec_t sp = {.url = tb.seed, .job = "rsx", .round = 1, .W = W, .S = S, .n = n,
+                       .u = u, .samples = samples};
+    int bad = run_round(&sp, mc);
+    sp.url = fx.unix_url;
+    int bad1 = run_round(&sp, ms);
+    double tot = 0, worst = 0;
+    for (uint32_t w = 0; w < W; w++)
+        tot += (double)samples[w];
+    for (uint64_t x = 0; x < n; x++) {
+        double acc = 0;
+        for (uint32_t w = 0; w < W; w++)
+            acc += (double)samples[w] * u[w][x];
+        double d = fabs(mc[0][x] - acc / tot) / (fabs(acc / tot) + 1e-6);
+        worst = d > worst || d != d ? d : worst;
+    }
+    int same = 1;
+    for (uint32_t w = 0; w < W; w++)
+        same &= memcmp(mc[w], ms[0], n * sizeof(float)) == 0;
+    CHECK(!bad && !bad1 && worst <= 1e-6 && same,
+          "W=4 S=6 on 3 masters: FedAvg equals the reference (max rel diff %.2g) and the "
+          "single server's bytes on every contributor",
+          worst);
+    free_rows(u, W);
+    free_rows(mc, W);
+    free_rows(ms, W);
+}
+
+/* ---- 4. queries on a round stored across nodes ------------------------------------ */
+
+static Flcache__QueryAnswer *query(const char *url, flc_query_kind_t kind)
+{
+    flc_err_t e = {0};
+    flc_store_t *s = open_at(url, 0);
+    flc_query_req_t q = {.kind = kind, .job = "qx", .round_from = 1, .round_to = 1, .url = url};
+    Flcache__QueryAnswer *a = NULL;
+    if (flc_query_run(s, &q, &a, &e) != 0)
+        printf("# query at %s: %s\n", url, e.msg);
+    flc_store_close(s);
+    return a;
+}
+
+static int same_answer(const Flcache__QueryAnswer *a, const Flcache__QueryAnswer *b,
+                       double *worst)
+{
+    *worst = 0;
+    if (a == NULL || b == NULL || a->n_rows != b->n_rows || a->n_rows == 0)
+        return 0;
+    for (size_t i = 0; i < a->n_rows; i++) {
+        const Flcache__QueryRow *x = a->rows[i], *y = b->rows[i];
+        if (strcmp(x->key, y->key) != 0 || x->n_values != y->n_values ||
+            x->n_text != y->n_text)
+            return 0;
+        for (size_t j = 0; j < x->n_values; j++) {
+            double d = fabs(x->values[j] - y->values[j]);
+            *worst = d > *worst ? d : *worst;
+        }
+        for (size_t j = 0; j < x->n_text; j++)
+            if (strcmp(x->text[j], y->text[j]) != 0)
+                return 0;
+    }
+    return *worst == 0;
+}
+
+TEST(queries_across_nodes_match_one_server)
+{
+    need_testbed();
+    const uint32_t W = 8, S = 6;
+    const uint64_t n = 4099;
+    float **u = alloc_rows(W, n), **m = alloc_rows(W, n);
+    uint64_t samples[8];
+    make_updates(u, samples, W, n, 3);
+    for (uint64_t x = 0; x < n; x++) /* one outlier */
+        u[7][x] = -6 * u[7][x];
+    round_spec_t sp = {.url = tb.seed, .job = "qx", .round = 1, .W = W, .S = S, .n = n,
+                       .u = u, .samples = samples};
+    int bad = run_round(&sp, m);
+    sp.url = fx.unix_url;
+    bad |= run_round(&sp, m);
+    CHECK(!bad, "round 1 of job qx stored on the cluster and on the single server");
+    const flc_query_kind_t kinds[] = {FLC_Q_NORMS, FLC_Q_OUTLIERS};
+    for (int k = 0; k < 2; k++) {
+        Flcache__QueryAnswer *a = query(tb.seed, kinds[k]), *b = query(fx.unix_url, kinds[k]);
+        double worst = 0;
+        CHECK(same_answer(a, b, &worst),
+              "%s over 6 shards on 3 masters: the single server's rows, keys and values "
+              "(max diff %.3g)",
+              flc_query_kind_name(kinds[k]), worst);
+        flcache__query_answer__free_unpacked(a, NULL);
+        flcache__query_answer__free_unpacked(b, NULL);
+    }
+    free_rows(u, W);
+    free_rows(m, W);
+}
+
+/* ---- 5. rounds during a live resharding ------------------------------------------- */
+
+typedef struct loop {
+    const char *url, *job;
+    uint32_t rounds_done, max_rounds;
+    atomic_int stop;
+    float **out; /* [max_rounds] models read by contributor 0 */
+    int bad;
+} loop_t;
+
+enum { RW = 2, RS = 6, RN = 3001 };
+
+static void *round_loop(void *p)
+{
+    loop_t *l = p;
+    float **u = alloc_rows(RW, RN), **m = alloc_rows(RW, RN);
+    uint64_t samples[RW];
+    for (uint32_t r = 1; r <= l->max_rounds && !atomic_load(&l->stop); r++) {
+        make_updates(u, samples, RW, RN, r);
+        round_spec_t sp = {.url = l->url, .job = l->job, .round = r, .W = RW, .S = RS,
+                           .n = RN, .u = u, .samples = samples};
+        l->bad |= run_round(&sp, m);
+        memcpy(l->out[r - 1], m[0], RN * sizeof(float));
+        l->rounds_done = r;
+    }
+    free_rows(u, RW);
+    free_rows(m, RW);
+    return NULL;
+}
+
+TEST(rounds_complete_during_reshard)
+{
+    need_testbed();
+    view_t v;
+    view_open(&v);
+    unsigned a = v.map.owner[0], b = FLC_CLUSTER_NO_NODE;
+    for (unsigned i = 0; i < v.map.nnodes && b == FLC_CLUSTER_NO_NODE; i++)
+        if (i != a && v.map.nodes[i].role == FLC_CLUSTER_MASTER && v.map.nodes[i].nslots > 0)
+            b = i;
+    CHECK(b != FLC_CLUSTER_NO_NODE, "a giving and a taking master");
+    /* A job whose job-level tag {J} lies in the slots that move (the
+     * giver's lowest ones), so every round writes into a migrating slot. */
+    const unsigned moving = 400;
+    unsigned lo = 0;
+    while (v.map.owner[lo] != a)
+        lo++;
+    static char job[16];
+    for (int i = 0;; i++) {
+        snprintf(job, sizeof job, "mv%d", i);
+        uint16_t sl = flc_slot_of(job, strlen(job));
+        if (sl >= lo && sl < lo + moving && v.map.owner[sl] == a)
+            break;
+    }
+    const uint32_t max_rounds = 400;
+    loop_t lc = {.url = tb.seed, .job = job, .max_rounds = max_rounds};
+    lc.out = alloc_rows(max_rounds, RN);
+    pthread_t t;
+    pthread_create(&t, NULL, round_loop, &lc);
+    flc_sleep_ms(300);
+    uint32_t before = lc.rounds_done;
+    char out[65536];
+    double t0 = flc_now_s();
+    int rc = flc_testbed_sh(&tb, out, sizeof out,
+                            "exec client redis-cli -a %s --no-auth-warning --cluster reshard "
+                            "%s:6379 --cluster-from %s --cluster-to %s --cluster-slots %u "
+                            "--cluster-yes",
+                            tb.password, v.map.nodes[a].host, v.map.nodes[a].id,
+                            v.map.nodes[b].id, moving);
+    double took = flc_now_s() - t0;
+    uint32_t during = lc.rounds_done - before;
+    flc_sleep_ms(300); /* a few rounds on the new map */
+    atomic_store(&lc.stop, 1);
+    pthread_join(t, NULL);
+    CHECK(rc == 0, "redis-cli --cluster reshard moved %u slots from %s to %s in %.1f s", moving,
+          v.map.nodes[a].host, v.map.nodes[b].host, took);
+    unsigned long mv, ask, retry;
+    flc_store_cl_counts(&mv, &ask, &retry);
+    printf("# %u rounds in all, %u while the reshard ran; redirects followed: MOVED %lu, "
+           "ASK %lu, retries %lu\n",
+           lc.rounds_done, during, mv, ask, retry);
+    CHECK(!lc.bad && lc.rounds_done > before && during > 0,
+          "every round completed, %u of them during the reshard", during);
+    EXPECT(mv + ask > 0, "the store met and followed redirects (MOVED %lu, ASK %lu)", mv, ask);
+    /* The same rounds on one server. */
+    loop_t l1 = {.url = fx.unix_url, .job = job, .max_rounds = lc.rounds_done};
+    l1.out = alloc_rows(lc.rounds_done, RN);
+    round_loop(&l1);
+    int same = 0;
+    for (uint32_t r = 0; r < lc.rounds_done; r++)
+        same += memcmp(lc.out[r], l1.out[r], RN * sizeof(float)) == 0;
+    CHECK(!l1.bad && same == (int)lc.rounds_done,
+          "all %u rounds give the single server's models, bit for bit (%d equal)",
+          lc.rounds_done, same);
+    free_rows(lc.out, max_rounds);
+    free_rows(l1.out, lc.rounds_done);
+    view_close(&v);
+}
+
+/* ---- 6. the CLI against the seed URL ------------------------------------------------- */
+
+/* Runs flcache with FLCACHE_REDIS=url (in the client namespace when ns). */
+static int cli(const char *ns, const char *url, const char *args, char *out, size_t cap)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s%s env FLCACHE_REDIS='%s' %s/flcache %s 2>&1",
+             ns ? "ip netns exec " : "", ns ? ns : "", url, flc_t_build_dir(), args);
+    return flc_t_run(cmd, out, cap);
+}
+
+static void grab(const char *out, const char *tag, char *v, size_t cap)
+{
+    const char *p = strstr(out, tag);
+    v[0] = '\0';
+    if (p)
+        snprintf(v, cap, "%.*s", (int)strcspn(p + strlen(tag), " )\n"), p + strlen(tag));
+}
+
+TEST(cli_train_and_simulate_as_on_one_server)
+{
+    need_testbed();
+    static char o1[65536], o2[65536];
+    const char *train = "train --workers 4 --epochs 1 --subset 4000 --test-subset 1000";
+    int r1 = cli(tb.client_ns, tb.seed, train, o1, sizeof o1);
+    int r2 = cli(NULL, fx.unix_url, train, o2, sizeof o2);
+    if (r2 != 0 && strstr(o2, "fashion") != NULL)
+        flc_t_skip("no Fashion-MNIST here: %.200s", o2);
+    char h1[64], h2[64];
+    grab(o1, "FNV-1a ", h1, sizeof h1);
+    grab(o2, "FNV-1a ", h2, sizeof h2);
+    CHECK(r1 == 0 && r2 == 0 && h1[0] && strcmp(h1, h2) == 0,
+          "flcache train W=4 on the cluster: model %s, on one server %s (exit %d, %d)%s%.300s",
+          h1, h2, r1, r2, r1 ? ": " : "", r1 ? o1 : "");
+    const char *sim = "simulate --clients 20 --per-round 6 --rounds 3 --shards 6 --subset 3000 "
+                      "--test-subset 500 --seed 7 --job csim";
+    r1 = cli(tb.client_ns, tb.seed, sim, o1, sizeof o1);
+    r2 = cli(NULL, fx.unix_url, sim, o2, sizeof o2);
+    /* The aggregates: every round's accuracy and losses, and the final line
+     * up to its timing. */
+    char a1[1024] = "", a2[1024] = "";
+    const char *outs[] = {o1, o2};
+    char *as[] = {a1, a2};
+    for (int i = 0; i < 2; i++) {
+        for (const char *p = outs[i]; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+            int rnd;
+            double acc, l1, l2;
+            if (sscanf(p, " %d %lf %lf %lf", &rnd, &acc, &l1, &l2) == 4)
+                snprintf(as[i] + strlen(as[i]), 1024 - strlen(as[i]), "%d:%.2f/%.4f/%.4f ",
+                         rnd, acc, l1, l2);
+        }
+        char fin[64];
+        grab(outs[i], "final accuracy ", fin, sizeof fin);
+        snprintf(as[i] + strlen(as[i]), 1024 - strlen(as[i]), "final %s", fin);
+    }
+    CHECK(r1 == 0 && r2 == 0 && strlen(a1) > 20 && strcmp(a1, a2) == 0,
+          "flcache simulate on the cluster: [%s], on one server: [%s] (exit %d, %d)", a1, a2, r1,
+          r2);
+}
+
+/* ---- 7. the URL option, and waking a blocked store ------------------------------- */
+
+TEST(url_option_forces_the_mode)
+{
+    need_testbed();
+    char url[300];
+    flc_err_t e = {0};
+    /* cluster=no on a cluster node: a single-server client, which the
+     * node sends MOVED for another node's key (so the option was obeyed). */
+    snprintf(url, sizeof url, "%s?cluster=no", tb.seed);
+    flc_store_t *s = flc_store_open(url, NULL, &e);
+    CHECK(s != NULL && !flc_store_is_cluster(s), "?cluster=no opens a single-server store (%s)",
+          e.msg);
+    int moved = 0;
+    for (uint32_t r = 1; r < 40 && !moved; r++)
+        moved = flc_store_notify(s, "uo", r, 0, "arrivals", "x", 1) != 0 &&
+                strstr(flc_store_errstr(s), "MOVED") != NULL;
+    EXPECT(moved, "a key of another node gets MOVED back (%s)", flc_store_errstr(s));
+    flc_store_close(s);
+    snprintf(url, sizeof url, "%s?cluster=yes", tb.seed);
+    s = flc_store_open(url, NULL, &e);
+    CHECK(s != NULL && flc_store_is_cluster(s), "?cluster=yes opens a cluster store (%s)",
+          e.msg);
+    flc_store_close(s);
+    snprintf(url, sizeof url, "%s?cluster=yes", fx.unix_url);
+    s = flc_store_open(url, NULL, &e);
+    CHECK(s == NULL && strstr(e.msg, "not a cluster node") != NULL,
+          "?cluster=yes on a single server is refused: %s", e.msg);
+    CHECK(flc_url_parse("redis://h?cluster=maybe", &(flc_url_t){0}, &e) != 0,
+          "cluster=maybe is refused: %s", e.msg);
+}
+
+typedef struct waiter {
+    flc_store_t *s;
+    int rc;
+    double took;
+} waiter_t;
+
+static void *wait_long(void *p)
+{
+    waiter_t *w = p;
+    double t0 = flc_now_s();
+    w->rc = flc_store_wait(w->s, "wk", 1, 3, "done", 20000, NULL, 0);
+    w->took = flc_now_s() - t0;
+    return NULL;
+}
+
+TEST(wake_reaches_a_store_blocked_on_any_node)
+{
+    need_testbed();
+    waiter_t w = {.s = open_at(tb.seed, 0)};
+    long long id = -1;
+    int idrc = flc_store_conn_id(w.s, &id);
+    CHECK(idrc == 0 && id >= 0, "a wake id on a cluster (%lld)", id);
+    pthread_t t;
+    pthread_create(&t, NULL, wait_long, &w);
+    flc_sleep_ms(300);
+    flc_store_t *o = open_at(tb.seed, 0);
+    int rc = flc_store_wake_id(o, id);
+    pthread_join(t, NULL);
+    CHECK(rc == 0 && w.rc == FLC_ETIMEOUT && w.took < 5,
+          "a 20 s wait woken from another store after %.2f s (wait %d, wake %d)", w.took, w.rc,
+          rc);
+    /* The woken connection is still good. */
+    CHECK(flc_store_notify(w.s, "wk", 1, 3, "done", "t", 1) == 0 &&
+              flc_store_wait(w.s, "wk", 1, 3, "done", 1000, NULL, 0) == 0,
+          "the woken store goes on working (%s)", flc_store_errstr(w.s));
+    flc_store_close(o);
+    flc_store_close(w.s);
+}
+
+/* ---- 8. a master killed under idempotent operations ----------------------------------- */
+
+typedef struct meta_loop {
+    atomic_int stop;
+    int ops, failed, after_kill;
+    atomic_int killed;
+    double worst_s;
+    char err[256];
+} meta_loop_t;
+
+static void *meta_ops(void *p)
+{
+    meta_loop_t *l = p;
+    flc_store_t *s = open_at(tb.seed, 0);
+    for (uint32_t r = 1; !atomic_load(&l->stop); r++) {
+        double t0 = flc_now_s();
+        Flcache__RoundMeta m = FLCACHE__ROUND_META__INIT, *got = NULL;
+        m.job = "fk";
+        m.round = r;
+        m.status = "closed";
+        int rc = flc_store_put_round_meta(s, &m);
+        if (rc == 0)
+            rc = flc_store_get_round_meta(s, "fk", r, &got);
+        if (rc == 0 && got->round != r)
+            rc = -1;
+        if (got)
+            flcache__round_meta__free_unpacked(got, NULL);
+        double d = flc_now_s() - t0;
+        l->worst_s = d > l->worst_s ? d : l->worst_s;
+        l->ops++;
+        l->after_kill += atomic_load(&l->killed);
+        if (rc != 0 && l->failed++ == 0)
+            snprintf(l->err, sizeof l->err, "round %u: %s", r, flc_store_errstr(s));
+        flc_sleep_ms(20);
+    }
+    flc_store_close(s);
+    return NULL;
+}
+
+TEST(metadata_survives_a_master_kill)
+{
+    need_testbed();
+    view_t v;
+    view_open(&v);
+    /* The master of the job's tag {fk}. */
+    char key[FLC_KEY_MAX];
+    flc_key_job_round(key, "fk", "meta", 1);
+    const char *host = v.map.nodes[owner_of(&v, key)].host;
+    int victim = 0;
+    for (int k = 1; k <= tb.nodes; k++)
+        if (strcmp(tb.addr[k], host) == 0)
+            victim = k;
+    CHECK(victim > 0, "the master of {fk} is n%d (%s)", victim, host);
+    meta_loop_t l = {0};
+    pthread_t t;
+    pthread_create(&t, NULL, meta_ops, &l);
+    flc_sleep_ms(1000);
+    char out[4096];
+    atomic_store(&l.killed, 1);
+    int rc = flc_testbed_sh(&tb, out, sizeof out, "kill n%d", victim);
+    flc_sleep_ms(9000); /* failover takes 2.5-5 s here */
+    atomic_store(&l.stop, 1);
+    pthread_join(t, NULL);
+    printf("# %d put+get pairs, %d after the kill; the longest took %.2f s\n", l.ops,
+           l.after_kill, l.worst_s);
+    CHECK(rc == 0 && l.failed == 0 && l.after_kill > 10,
+          "SIGKILL of n%d, the job's master: all %d metadata writes and reads succeed, %d after "
+          "the kill, the longest %.2f s (the failover)%s%s",
+          victim, l.ops, l.after_kill, l.worst_s, l.failed ? ": " : "", l.err);
+    CHECK(flc_testbed_sh(&tb, out, sizeof out, "start n%d", victim) == 0 &&
+              flc_testbed_sh(&tb, out, sizeof out, "wait 40") == 0,
+          "n%d restarted, the cluster whole again", victim);
+    view_close(&v);
+}
+
+/* ---- 9. whole-server calls: every master ---------------------------------------------- */
+
+TEST(whole_server_calls_cover_every_master)
+{
+    need_testbed();
+    view_t v;
+    view_open(&v);
+    const uint32_t S = 12;
+    const uint64_t n = 12 * 100;
+    float u[12 * 100];
+    flc_t_fill(u, n, 9);
+    flc_store_t *s = open_at(tb.seed, 0);
+    flc_err_t e = {0};
+    flc_rs_push_cfg_t c = {.job = "ws", .round = 1, .client = "p", .num_shards = S,
+                           .model_size = n};
+    CHECK(flc_rs_push(s, &c, u, &e) == 0, "12 shards pushed (%s)", e.msg);
+    /* DBSIZE of each master on its own connection. */
+    unsigned m[8];
+    int nm = masters_of(&v, m);
+    long long per_node = 0;
+    for (int i = 0; i < nm; i++) {
+        redisContext *ctx = NULL;
+        if (flc_cluster_conn_get(v.cc, &v.map, m[i], &ctx, &e) == 0) {
+            redisReply *r = redisCommand(ctx, "DBSIZE");
+            per_node += r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1000000;
+            if (r)
+                freeReplyObject(r);
+        }
+    }
+    redisReply *r = NULL;
+    int rc = flc_store_commandf(s, &r, "DBSIZE");
+    long long all = rc == 0 ? r->integer : -1;
+    if (r)
+        freeReplyObject(r);
+    flc_store_stats_t st;
+    int src = flc_store_stats(s, &st);
+    CHECK(rc == 0 && src == 0 && all == per_node && st.keys == (uint64_t)per_node &&
+              st.used_memory > 0,
+          "DBSIZE and store stats sum the %d masters: %lld and %llu keys, %lld counted node by "
+          "node",
+          nm, all, (unsigned long long)st.keys, per_node);
+    rc = flc_store_commandf(s, &r, "KEYS fl:{ws/1/*}:u:p");
+    size_t nk = rc == 0 ? r->elements : 0;
+    if (r)
+        freeReplyObject(r);
+    CHECK(nk == S, "KEYS finds the 12 shards on all masters (%zu)", nk);
+    rc = flc_store_commandf(s, &r, "FLUSHALL");
+    if (r)
+        freeReplyObject(r);
+    int rc2 = flc_store_stats(s, &st);
+    CHECK(rc == 0 && rc2 == 0 && st.keys == 0, "FLUSHALL empties every master (%llu keys left)",
+          (unsigned long long)st.keys);
+    flc_store_close(s);
+    view_close(&v);
+}
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(round_trip_on_each_master),
+                 TEST_ENTRY(batched_push_spans_nodes),
+                 TEST_ENTRY(reduce_scatter_round_across_nodes),
+                 TEST_ENTRY(queries_across_nodes_match_one_server),
+                 TEST_ENTRY(cli_train_and_simulate_as_on_one_server),
+                 TEST_ENTRY(url_option_forces_the_mode),
+                 TEST_ENTRY(wake_reaches_a_store_blocked_on_any_node),
+                 TEST_ENTRY(whole_server_calls_cover_every_master),
+                 TEST_ENTRY(metadata_survives_a_master_kill),
+                 TEST_ENTRY(rounds_complete_during_reshard))
