@@ -319,8 +319,9 @@ static void close_and_join(sim_t *sm, uint64_t give_up_ns)
             if (!mt->started || atomic_load(&mt->done))
                 continue;
             waiting = 1;
-            /* sm->s talks to the same server as the merger's store (one
-             * node today; on a cluster, the merger's shard's node). */
+            /* Any store of the same cache can wake the merger: on a
+             * cluster the store finds the node the blocked connection
+             * talks to (flc_store_wake_id, cache/store_ops.h). */
             if (mt->client_id >= 0)
                 flc_store_wake_id(sm->s, mt->client_id);
         }
