@@ -68,7 +68,7 @@ static int nodes(flc_store_t *s, cJSON *root, int json)
     cJSON *arr = cJSON_AddArrayToObject(root, "nodes");
     if (!json) {
         printf("nodes     %zu (%zu masters, %zu replicas)\n", n, nm, n - nm);
-        printf("  %-8s  %-21s  %-18s  %-24s  %8s  %10s\n", "id", "address", "role", "slots",
+        printf("  %-8s  %-21s  %-20s  %-24s  %8s  %10s\n", "id", "address", "role", "slots",
                "keys", "memory");
     }
     for (size_t i = 0; i < n; i++) {
@@ -102,7 +102,7 @@ static int nodes(flc_store_t *s, cJSON *root, int json)
             snprintf(slots, sizeof slots, "-");
         flc_cli_bytes(mem, sizeof mem, (double)d->used_memory);
         snprintf(keys, sizeof keys, "%llu", (unsigned long long)d->keys);
-        printf("  %-8s  %-21s  %-18s  %-24s  %8s  %10s\n", short_id(d->id, id, sizeof id),
+        printf("  %-8s  %-21s  %-20s  %-24s  %8s  %10s\n", short_id(d->id, id, sizeof id),
                d->addr, role, slots, d->reachable ? keys : "down", d->reachable ? mem : "-");
     }
     free(v);
