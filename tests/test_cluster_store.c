@@ -882,9 +882,12 @@ TEST(nodes_tracker_and_answers_name_the_owners)
         int at = flc_cluster_map_find(&v.map, host, host_port);
         /* A master is in the test's map (CLUSTER SLOTS); a replica may not
          * be yet (left out there until its first sync). */
-        ids_ok += strlen(d->id) == 40 && (master ? at >= 0 && strcmp(v.map.nodes[at].id, d->id) == 0 &&
-                                                       (uint32_t)v.map.nodes[at].nslots == d->nslots
-                                                 : at < 0 || strcmp(v.map.nodes[at].id, d->id) == 0);
+        int same_id = at >= 0 && strcmp(v.map.nodes[at].id, d->id) == 0;
+        if (master)
+            ids_ok += strlen(d->id) == 40 && same_id &&
+                      (uint32_t)v.map.nodes[at].nslots == d->nslots;
+        else
+            ids_ok += strlen(d->id) == 40 && (at < 0 || same_id);
         for (size_t k = 0; !master && k < nn; k++)
             replicas_ok += strcmp(nd[k].role, "master") == 0 &&
                            strcmp(nd[k].id, d->master_id) == 0 &&
