@@ -95,6 +95,8 @@ typedef struct flc_query_gram_s {
     double *G;
     uint64_t bytes_read;  /* read next to the data */
     uint64_t bytes_moved; /* partials moved to the caller */
+    char *nodes; /* which node served each shard, "shard 0: 10.0.0.11:6379, ..." or
+                    "all 6 shards: <URL>" on one node (malloc'd; NULL: unknown) */
 } flc_query_gram_t;
 
 void flc_query_gram_free(flc_query_gram_t *g);

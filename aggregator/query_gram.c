@@ -49,6 +49,7 @@ void flc_query_gram_free(flc_query_gram_t *g)
         free(g->clients[i]);
     free(g->clients);
     free(g->G);
+    free(g->nodes);
     memset(g, 0, sizeof *g);
 }
 
@@ -174,6 +175,7 @@ typedef struct gram_job {
     const flc_store_opts_t *opts; /* of every connection a worker opens */
     uint32_t round;
     const flc_track_where_t *where; /* per shard: which node */
+    char (*served)[300];            /* per shard: the node that served it (its owner then) */
     size_t nshards, next;
     int use_cache;
     int qclass;          /* the caller's query class, for the workers' reads */
@@ -248,6 +250,9 @@ static void *gram_worker(void *p)
             flc_store_set_query_class(s, j->qclass);
         }
         rc = flc_query_gram_shard(s, j->job, j->round, w->shard, j->use_cache, &mine, &e);
+        flc_store_node_t nd; /* who served it: the owner of its slot as s routes now */
+        if (rc == FLC_OK && flc_store_shard_node(s, j->job, j->round, w->shard, &nd) == FLC_OK)
+            snprintf(j->served[k], sizeof j->served[k], "%s", nd.addr);
     }
     pthread_mutex_lock(&j->lock);
     if (rc != FLC_OK && j->rc == FLC_OK) {
@@ -262,6 +267,29 @@ static void *gram_worker(void *p)
     free(mine.G);
     flc_store_close(s);
     return NULL;
+}
+
+/* The "nodes" text of an answer: one node for every shard is said once
+ * ("all 6 shards: unix:///..."), otherwise shard by shard. */
+static char *served_text(const flc_track_where_t *where, char (*served)[300], size_t ns)
+{
+    int one = 1;
+    for (size_t k = 0; k < ns; k++)
+        one &= served[k][0] != '\0' && strcmp(served[k], served[0]) == 0;
+    size_t cap = 64 + ns * 340;
+    char *t = malloc(cap);
+    if (t == NULL)
+        return NULL;
+    if (one) {
+        snprintf(t, cap, "all %zu shard%s: %s", ns, ns == 1 ? "" : "s", served[0]);
+        return t;
+    }
+    size_t len = 0;
+    t[0] = '\0';
+    for (size_t k = 0; k < ns; k++)
+        len += (size_t)snprintf(t + len, cap - len, "%sshard %u: %s", k ? ", " : "",
+                                where[k].shard, served[k][0] ? served[k] : "?");
+    return t;
 }
 
 int flc_query_gram(flc_store_t *s, const flc_store_cfg_t *at, const char *job, uint32_t round,
@@ -299,9 +327,15 @@ int flc_query_gram(flc_store_t *s, const flc_store_cfg_t *at, const char *job, u
         flc_query_gram_free(g);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
+    char(*served)[300] = calloc(ns, sizeof *served);
+    if (served == NULL) {
+        free(where);
+        flc_query_gram_free(g);
+        return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    }
     gram_job_t j = {.url = url, .opts = at != NULL ? &at->opts : NULL, .job = job,
-                    .round = round, .where = where, .nshards = ns, .use_cache = use_cache,
-                    .g = g};
+                    .round = round, .where = where, .served = served, .nshards = ns,
+                    .use_cache = use_cache, .g = g};
     j.qclass = flc_store_set_query_class(s, FLC_QC_OTHER); /* read it... */
     flc_store_set_query_class(s, j.qclass);                /* ...and put it back */
     pthread_mutex_init(&j.lock, NULL);
@@ -318,6 +352,9 @@ int flc_query_gram(flc_store_t *s, const flc_store_cfg_t *at, const char *job, u
     for (int t = 0; t < started; t++)
         pthread_join(th[t], NULL);
     pthread_mutex_destroy(&j.lock);
+    if (j.rc == FLC_OK)
+        g->nodes = served_text(where, served, ns);
+    free(served);
     free(where);
     if (j.rc != FLC_OK) {
         *e = j.err;

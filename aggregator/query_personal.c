@@ -103,6 +103,8 @@ int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const flc_st
     if (rc == FLC_OK) {
         a->bytes_moved = g.bytes_moved + model_len * sizeof(float);
         a->bytes_read += g.bytes_read;
+        if (g.nodes)
+            flc_query_answer_note(a, "nodes", g.nodes);
         flc_query_answer_summary(a, "round", round);
         flc_query_answer_summary(a, "cluster", q->cluster);
         flc_query_answer_summary(a, "members", (double)members);

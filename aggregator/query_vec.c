@@ -73,6 +73,33 @@ static int is_faulty(const char *f)
  * arrays (contribution) or columns (similarity) for `expect` clients from
  * an earlier listing; a round that gained a client since (a late push) is
  * refused rather than written past those arrays. */
+/* The "nodes" note: which node served each shard. A query over several
+ * rounds (contribution) says it round by round, in one note. */
+static void note_nodes(Flcache__QueryAnswer *a, int per_round, uint32_t round, const char *text)
+{
+    char head[32] = "";
+    if (per_round)
+        snprintf(head, sizeof head, "round %u: ", round);
+    for (size_t i = 0; i < a->n_notes; i++)
+        if (strcmp(a->notes[i]->key, "nodes") == 0) {
+            size_t len = strlen(a->notes[i]->value) + strlen(head) + strlen(text) + 3;
+            char *v = malloc(len);
+            if (v == NULL)
+                return;
+            snprintf(v, len, "%s; %s%s", a->notes[i]->value, head, text);
+            free(a->notes[i]->value);
+            a->notes[i]->value = v;
+            return;
+        }
+    size_t len = strlen(head) + strlen(text) + 1;
+    char *v = malloc(len);
+    if (v == NULL)
+        return;
+    snprintf(v, len, "%s%s", head, text);
+    flc_query_answer_note(a, "nodes", v);
+    free(v);
+}
+
 static int q_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
                    uint32_t round,
                    Flcache__QueryAnswer *a, double *contrib_acc, double *loo_acc,
@@ -92,6 +119,8 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg
     const double *G = g.G;
     a->bytes_read += g.bytes_read;
     a->bytes_moved += g.bytes_moved;
+    if (g.nodes)
+        note_nodes(a, q->kind == FLC_Q_CONTRIBUTION, round, g.nodes);
     double *w = malloc(n * sizeof *w), *tmp = malloc(3 * n * sizeof *tmp);
     char **fault = calloc(n, sizeof *fault);
     int *assign = malloc(n * sizeof *assign);

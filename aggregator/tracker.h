@@ -2,10 +2,14 @@
  * routed to a worker next to the data it needs without scanning keys.
  *
  * One small hash per round, fl:{J}:where:<r>, field = shard index, value =
- * "<node URL, credentials redacted>|<tier>" (tier: hot, or cold once the
- * shard's updates were spilled to the object store). Written by the shard's
- * merger when it closes the round (and by whoever moves the shard later);
- * read by the query planner. */
+ * "<store URL, credentials redacted>|<tier>|<node id>|<node address>"
+ * (tier: hot, or cold once the shard's updates were spilled to the object
+ * store). The URL is the one the writer connected to, which on a Redis
+ * Cluster is the seed for every merger; so the node that owns the shard's
+ * slot is recorded too, from the slot map (id "" and the URL as address on
+ * one server). Entries of before, "<URL>|<tier>", still read (id "",
+ * address = URL). Written by the shard's merger when it closes the round
+ * (and by whoever moves the shard later); read by the query planner. */
 #ifndef FLC_AGGREGATOR_TRACKER_H
 #define FLC_AGGREGATOR_TRACKER_H
 
@@ -15,11 +19,14 @@
 
 typedef struct flc_track_where {
     uint32_t shard;
-    char node[300]; /* redacted URL of the node holding the shard */
-    char tier[16];  /* "hot" | "cold" */
+    char node[300];    /* redacted URL to reach the shard by (what the writer used) */
+    char tier[16];     /* "hot" | "cold" */
+    char node_id[41];  /* cluster id of the node owning the shard's slot; "" on one server */
+    char addr[300];    /* that node's "host:port"; one server: its redacted URL */
 } flc_track_where_t;
 
-/* Records that shard `shard` of round `round` is on s's node, in `tier`. */
+/* Records that shard `shard` of round `round` is on s's node, in `tier`,
+ * with the node that owns its slot now (flc_store_shard_node). */
 int flc_track_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                   const char *tier);
 

@@ -180,4 +180,39 @@ int flc_store_conn_id(flc_store_t *s, long long *id);
  * cluster) as the blocked one. */
 int flc_store_wake_id(flc_store_t *s, long long id);
 
+/* ---- the nodes behind the store (store_cluster_nodes.c) ------------------
+ *
+ * Which node holds what, for `flcache store stats`, the request tracker and
+ * query answers. On a Redis Cluster a node is known by its id and the
+ * address the cluster announces; one server has no cluster id. */
+
+typedef struct flc_store_node {
+    char id[41];        /* cluster node id (40 hex); "" on one server */
+    char addr[300];     /* "host:port" as announced; one server: its redacted URL */
+    char role[8];       /* "master", "replica", or "server" (not a cluster) */
+    char master_id[41]; /* a replica's master; "" otherwise */
+    char master_addr[300];
+    char slots[200];    /* slot ranges it serves, "0-5460,10923"; "" for none
+                           (ends in "..." when they do not fit) */
+    uint32_t nslots;    /* slots it serves */
+    uint64_t keys;      /* INFO keyspace db0 keys */
+    uint64_t used_memory; /* INFO memory used_memory */
+    int reachable;      /* 0: the node did not answer (keys, memory unknown) */
+} flc_store_node_t;
+
+/* Every node of the cluster behind s (masters by first slot, then replicas
+ * by their master), each asked for its keys and memory over the store's own
+ * connection to it; the map is refreshed first so roles are current. A
+ * node that does not answer is listed with reachable = 0. On one server
+ * *n = 0 (nothing to add to flc_store_stats). *out malloc'd. */
+int flc_store_nodes(flc_store_t *s, flc_store_node_t **out, size_t *n);
+
+/* The node that owns shard `shard` of a round (the slot of its hash tag
+ * {J/r/s}, from the store's slot map): id, addr, role, slots of the owner;
+ * keys and memory are not asked (0). On one server: the server (id "",
+ * addr its redacted URL, role "server"). FLC_ENOTFOUND when no node serves
+ * the slot. */
+int flc_store_shard_node(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                         flc_store_node_t *node);
+
 #endif

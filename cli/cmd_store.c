@@ -1,13 +1,15 @@
 /* `flcache store stats`: what the cache holds: keys, memory, jobs and their
  * rounds, and the cold tier: hot and cold bytes, spills, fetches, and the
  * hit rate of each query class (the counters every process with a cold tier
- * adds to fl:tier). Reads only indexes and counters (no KEYS/SCAN). */
+ * adds to fl:tier), and on a Redis Cluster every node with its role, slots,
+ * keys and memory. Reads only indexes and counters (no KEYS/SCAN). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
+#include "cache/store_ops.h"
 #include "cli/cli.h"
 #include "cli/opt.h"
 
@@ -33,9 +35,79 @@ static const flc_opt_cmd_t store_cmd = {
     .about =
         "Shows the cache flcache talks to (FLCACHE_REDIS, or a fresh embedded one):\n"
         "number of keys, memory used and its limit, every job with its rounds, and\n"
-        "the cold tier: hot/cold bytes, spills, fetches, hit rate per query class.\n",
+        "the cold tier: hot/cold bytes, spills, fetches, hit rate per query class.\n"
+        "On a Redis Cluster, also every node: id, address, role (master, or replica\n"
+        "of which master), slot ranges and count, keys and memory used.\n",
     .opts = options,
 };
+
+/* The first 8 hex digits of a node id: enough to tell a cluster's nodes
+ * apart (redis-cli shows ids the same way). */
+static const char *short_id(const char *id, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%.8s", id[0] ? id : "-");
+    return buf;
+}
+
+/* On a cluster, every node: id, address, role, slots, keys, memory, in the
+ * table and as root.nodes. Nothing on one server (its output stays as it
+ * was). */
+static int nodes(flc_store_t *s, cJSON *root, int json)
+{
+    flc_store_node_t *v = NULL;
+    size_t n = 0;
+    if (flc_store_nodes(s, &v, &n) != FLC_OK) {
+        flc_cli_error("store", "%s", flc_store_errstr(s));
+        return FLC_EXIT_RUNTIME;
+    }
+    if (n == 0)
+        return FLC_EXIT_OK;
+    size_t nm = 0;
+    for (size_t i = 0; i < n; i++)
+        nm += strcmp(v[i].role, "master") == 0;
+    cJSON *arr = cJSON_AddArrayToObject(root, "nodes");
+    if (!json) {
+        printf("nodes     %zu (%zu masters, %zu replicas)\n", n, nm, n - nm);
+        printf("  %-8s  %-21s  %-20s  %-24s  %8s  %10s\n", "id", "address", "role", "slots",
+               "keys", "memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const flc_store_node_t *d = &v[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", d->id);
+        cJSON_AddStringToObject(o, "address", d->addr);
+        cJSON_AddStringToObject(o, "role", d->role);
+        if (d->master_id[0] || d->master_addr[0]) {
+            cJSON_AddStringToObject(o, "master", d->master_id);
+            cJSON_AddStringToObject(o, "master_address", d->master_addr);
+        }
+        cJSON_AddStringToObject(o, "slot_ranges", d->slots);
+        cJSON_AddNumberToObject(o, "slots", d->nslots);
+        cJSON_AddBoolToObject(o, "reachable", d->reachable);
+        if (d->reachable) {
+            cJSON_AddNumberToObject(o, "keys", (double)d->keys);
+            cJSON_AddNumberToObject(o, "used_memory", (double)d->used_memory);
+        }
+        cJSON_AddItemToArray(arr, o);
+        if (json)
+            continue;
+        char id[16], mid[16], role[40], slots[240], mem[32], keys[24];
+        if (strcmp(d->role, "replica") == 0)
+            snprintf(role, sizeof role, "replica of %s", short_id(d->master_id, mid, sizeof mid));
+        else
+            snprintf(role, sizeof role, "%s", d->role);
+        if (d->nslots)
+            snprintf(slots, sizeof slots, "%s (%u)", d->slots, d->nslots);
+        else
+            snprintf(slots, sizeof slots, "-");
+        flc_cli_bytes(mem, sizeof mem, (double)d->used_memory);
+        snprintf(keys, sizeof keys, "%llu", (unsigned long long)d->keys);
+        printf("  %-8s  %-21s  %-20s  %-24s  %8s  %10s\n", short_id(d->id, id, sizeof id),
+               d->addr, role, slots, d->reachable ? keys : "down", d->reachable ? mem : "-");
+    }
+    free(v);
+    return FLC_EXIT_OK;
+}
 
 static int stats(flc_cli_conn_t *c, int json)
 {
@@ -83,6 +155,13 @@ static int stats(flc_cli_conn_t *c, int json)
                c->embedded ? " [embedded, empty: set FLCACHE_REDIS to inspect a real one]" : "");
         printf("keys      %llu\n", (unsigned long long)st.keys);
         printf("memory    %s used of %s\n", used, st.maxmemory ? maxm : "unlimited");
+    }
+    if (nodes(s, root, json) != FLC_EXIT_OK) {
+        cJSON_Delete(root);
+        flc_strlist_free(&jobs);
+        return FLC_EXIT_RUNTIME;
+    }
+    if (!json) {
         char cb[32], fb[32];
         flc_cli_bytes(cb, sizeof cb, (double)ts.cold_bytes);
         flc_cli_bytes(fb, sizeof fb, (double)ts.fetch_bytes);

@@ -18,6 +18,11 @@
  * - ?cluster=yes|no on the URL overrides what the store detects;
  * - a store blocked in a wait on any node is woken by its id from another;
  * - DBSIZE, KEYS, FLUSHALL and the store's stats cover every master;
+ * - the nodes (issue 12, point 4): flc_store_nodes lists the testbed's 3
+ *   masters and 3 replicas with ids, roles and slots summing to 16384; the
+ *   request tracker names the true owner of every shard of a round spread
+ *   over all 3 masters; a query answer's "nodes" note names those 3 nodes,
+ *   and `flcache store stats` / `flcache query` print them;
  * - metadata writes and reads (idempotent commands) go on through the
  *   SIGKILL of their master: retried until its replica took over.
  *
@@ -38,8 +43,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "aggregator/query.h"
 #include "aggregator/reduce_scatter.h"
+#include "aggregator/tracker.h"
 #include "base/clock.h"
 #include "cache/cluster_conn.h"
 #include "cache/cluster_map.h"
@@ -843,6 +851,167 @@ TEST(whole_server_calls_cover_every_master)
     view_close(&v);
 }
 
+/* ---- 9. which node holds what ------------------------------------------------- */
+
+TEST(nodes_tracker_and_answers_name_the_owners)
+{
+    need_testbed();
+    view_t v;
+    view_open(&v);
+    flc_store_t *s = open_at(tb.seed, 0);
+    /* The node list against the test's own view of the map. */
+    flc_store_node_t *nd = NULL;
+    size_t nn = 0;
+    int rc = flc_store_nodes(s, &nd, &nn);
+    size_t nmaster = 0, nrep = 0, replicas_ok = 0, ids_ok = 0, up = 0;
+    uint32_t slots = 0;
+    for (size_t i = 0; rc == 0 && i < nn; i++) {
+        const flc_store_node_t *d = &nd[i];
+        int master = strcmp(d->role, "master") == 0;
+        nmaster += master;
+        nrep += strcmp(d->role, "replica") == 0;
+        slots += master ? d->nslots : 0;
+        up += d->reachable;
+        int host_port = -1;
+        const char *colon = strrchr(d->addr, ':');
+        char host[256] = "";
+        if (colon) {
+            snprintf(host, sizeof host, "%.*s", (int)(colon - d->addr), d->addr);
+            host_port = atoi(colon + 1);
+        }
+        int at = flc_cluster_map_find(&v.map, host, host_port);
+        /* A master is in the test's map (CLUSTER SLOTS); a replica may not
+         * be yet (left out there until its first sync). */
+        int same_id = at >= 0 && strcmp(v.map.nodes[at].id, d->id) == 0;
+        if (master)
+            ids_ok += strlen(d->id) == 40 && same_id &&
+                      (uint32_t)v.map.nodes[at].nslots == d->nslots;
+        else
+            ids_ok += strlen(d->id) == 40 && (at < 0 || same_id);
+        for (size_t k = 0; !master && k < nn; k++)
+            replicas_ok += strcmp(nd[k].role, "master") == 0 &&
+                           strcmp(nd[k].id, d->master_id) == 0 &&
+                           strcmp(nd[k].addr, d->master_addr) == 0;
+    }
+    CHECK(rc == 0 && nn == 6 && nmaster == 3 && nrep == 3,
+          "store nodes: %zu listed (%zu masters, %zu replicas) of the testbed's 3 + 3", nn,
+          nmaster, nrep);
+    CHECK(slots == 16384 && ids_ok == nn && replicas_ok == nrep && up == nn,
+          "every node's id (and a master's slot count) is the map's, masters' slots sum to %u "
+          "of 16384, %zu of %zu "
+          "replicas name their master, %zu of %zu answered",
+          slots, replicas_ok, nrep, up, nn);
+    free(nd);
+
+    /* A round whose shards span the 3 masters: each tracker entry names the
+     * owner of its shard's slot. */
+    const uint32_t W = 2, S = 12;
+    const uint64_t n = 12 * 50;
+    float **u = alloc_rows(W, n), **m = alloc_rows(W, n);
+    uint64_t samples[2];
+    make_updates(u, samples, W, n, 5);
+    round_spec_t sp = {.url = tb.seed, .job = "nodes", .round = 1, .W = W, .S = S, .n = n,
+                       .u = u, .samples = samples};
+    CHECK(run_round(&sp, m) == 0, "round 1 of job nodes: W=2 S=12 over the cluster");
+    flc_track_where_t *w = NULL;
+    size_t nw = 0;
+    rc = flc_track_round(s, "nodes", 1, &w, &nw);
+    int right = 0;
+    unsigned owners[16] = {0}, nowners = 0;
+    for (size_t i = 0; rc == 0 && i < nw; i++) {
+        char key[FLC_KEY_MAX];
+        flc_key_shard(key, "nodes", 1, w[i].shard, "agg");
+        unsigned o = owner_of(&v, key);
+        char addr[300];
+        snprintf(addr, sizeof addr, "%s:%d", v.map.nodes[o].host, v.map.nodes[o].port);
+        int ok = o < v.map.nnodes && strcmp(w[i].node_id, v.map.nodes[o].id) == 0 &&
+                 strcmp(w[i].addr, addr) == 0 && node_has(&v, o, key);
+        right += ok;
+        if (!ok)
+            printf("# shard %u: tracker %s %s, owner %s %s\n", w[i].shard, w[i].node_id,
+                   w[i].addr, v.map.nodes[o].id, addr);
+        unsigned k = 0;
+        while (k < nowners && owners[k] != o)
+            k++;
+        if (k == nowners && nowners < 16)
+            owners[nowners++] = o;
+    }
+    CHECK(rc == 0 && nw == S && right == (int)S && nowners == 3,
+          "tracker: %d of %zu shards name the node that owns (and holds) their slot, %u "
+          "masters among them",
+          right, nw, nowners);
+    free(w);
+
+    /* The answer of a vector query names the node of every shard. */
+    flc_err_t e = {0};
+    flc_query_req_t q = {.kind = FLC_Q_NORMS, .job = "nodes", .round_from = 1, .round_to = 1,
+                         .url = tb.seed};
+    Flcache__QueryAnswer *a = NULL;
+    rc = flc_query_run(s, &q, &a, &e);
+    const char *note = NULL;
+    for (size_t i = 0; a && i < a->n_notes; i++)
+        if (strcmp(a->notes[i]->key, "nodes") == 0)
+            note = a->notes[i]->value;
+    int named = 0, each = 0;
+    unsigned mm[8];
+    int nm = masters_of(&v, mm);
+    for (int i = 0; note && i < nm; i++) {
+        char addr[300];
+        snprintf(addr, sizeof addr, "%s:%d", v.map.nodes[mm[i]].host, v.map.nodes[mm[i]].port);
+        named += strstr(note, addr) != NULL;
+    }
+    for (uint32_t k = 0; note && k < S; k++) {
+        char key[FLC_KEY_MAX], want[340];
+        flc_key_shard(key, "nodes", 1, k, "agg");
+        unsigned o = owner_of(&v, key);
+        snprintf(want, sizeof want, "shard %u: %s:%d", k, v.map.nodes[o].host,
+                 v.map.nodes[o].port);
+        const char *p = strstr(note, want);
+        each += p && (p[strlen(want)] == ',' || p[strlen(want)] == '\0');
+    }
+    CHECK(rc == 0 && named == 3 && each == (int)S,
+          "norms: the nodes note names %d distinct masters and the owner of %d of 12 shards "
+          "(%.200s)",
+          named, each, note ? note : e.msg);
+    if (a)
+        flcache__query_answer__free_unpacked(a, NULL);
+
+    /* What users see: the CLI in the client namespace. */
+    static char out[65536];
+    int crc = cli(tb.client_ns, tb.seed, "store stats --json", out, sizeof out);
+    cJSON *j = crc == 0 ? cJSON_Parse(out) : NULL;
+    const cJSON *jn = cJSON_GetObjectItem(j, "nodes");
+    double jslots = 0;
+    int jm = 0;
+    for (int i = 0; i < cJSON_GetArraySize(jn); i++) {
+        const cJSON *o = cJSON_GetArrayItem(jn, i);
+        const char *role = cJSON_GetStringValue(cJSON_GetObjectItem(o, "role"));
+        if (role && strcmp(role, "master") == 0) {
+            jm++;
+            jslots += cJSON_GetNumberValue(cJSON_GetObjectItem(o, "slots"));
+        }
+    }
+    CHECK(cJSON_GetArraySize(jn) == 6 && jm == 3 && jslots == 16384,
+          "store stats --json: %d nodes, %d masters with %.0f slots (exit %d)",
+          cJSON_GetArraySize(jn), jm, jslots, crc);
+    cJSON_Delete(j);
+    crc = cli(tb.client_ns, tb.seed, "store stats", out, sizeof out);
+    int rows = 0;
+    for (const char *p = out; (p = strstr(p, "replica of ")) != NULL; p++)
+        rows++;
+    CHECK(crc == 0 && strstr(out, "nodes     6 (3 masters, 3 replicas)") && rows == 3,
+          "store stats: the node table, 3 replicas each of a master (exit %d)%s%.600s", crc,
+          crc ? ": " : "\n", out);
+    crc = cli(tb.client_ns, tb.seed, "query norms --job nodes --round 1", out, sizeof out);
+    CHECK(crc == 0 && strstr(out, "note: nodes: shard 0: "),
+          "flcache query norms prints which node served each shard (exit %d)", crc);
+
+    free_rows(u, W);
+    free_rows(m, W);
+    flc_store_close(s);
+    view_close(&v);
+}
+
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(round_trip_on_each_master),
                  TEST_ENTRY(batched_push_spans_nodes),
                  TEST_ENTRY(reduce_scatter_round_across_nodes),
@@ -851,5 +1020,6 @@ TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(round_trip_on_each_master),
                  TEST_ENTRY(url_option_forces_the_mode),
                  TEST_ENTRY(wake_reaches_a_store_blocked_on_any_node),
                  TEST_ENTRY(whole_server_calls_cover_every_master),
+                 TEST_ENTRY(nodes_tracker_and_answers_name_the_owners),
                  TEST_ENTRY(metadata_survives_a_master_kill),
                  TEST_ENTRY(rounds_complete_during_reshard))

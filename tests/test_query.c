@@ -6,7 +6,9 @@
  * `outliers` with precision and recall 1; history, client and schedule read
  * the metadata; unknown job, round and client are named; the Gram cache
  * makes a repeated query read nothing next to the data; the `query`
- * function's JSON entry. */
+ * function's JSON entry; on one server the node facts of issue 12 (tracker
+ * node, the answers' "nodes" note, `store stats`) name the one server and
+ * leave the stats output as it was. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include "aggregator/query.h"
 #include "aggregator/reduce_scatter.h"
 #include "aggregator/tracker.h"
+#include "cache/store_ops.h"
 #include "cache/store_raw.h"
 #include "tests/harness.h"
 
@@ -559,6 +562,93 @@ TEST(password_server_by_tcp_and_unix)
               "socket: %s", rc == 0 ? "answered" : e.msg);
 }
 
+/* The node facts on one server: the tracker's node is the server (no
+ * cluster id), entries written before node ids read as they did, a vector
+ * answer's "nodes" note names the one server for every shard, `flcache
+ * query` prints it under the table, and `flcache store stats` prints what it
+ * printed before (no node list, in the table or the JSON). */
+TEST(one_server_names_its_node)
+{
+    flc_store_t *s = open_store();
+    flc_store_node_t *nodes = NULL;
+    size_t nn = 7;
+    int nrc = flc_store_nodes(s, &nodes, &nn);
+    CHECK(nrc == 0 && nn == 0, "one server: no node list (%zu nodes)", nn);
+    free(nodes);
+    flc_track_where_t *w = NULL;
+    size_t nw = 0;
+    int ok = flc_track_round(s, "qj", 1, &w, &nw) == 0 && nw == S;
+    for (size_t i = 0; ok && i < nw; i++)
+        ok &= w[i].node_id[0] == '\0' && strcmp(w[i].addr, flc_store_url(s)) == 0;
+    CHECK(ok, "tracker: no node id on one server, the address is its URL (%s)",
+          nw ? w[0].addr : "?");
+    free(w);
+    /* Entries as written before node ids: "<url>|<tier>". */
+    ok = flc_store_track_put(s, "qold", 1, 0, "unix:///old/redis.sock|cold") == 0 &&
+         flc_store_track_put(s, "qold", 1, 1, "redis://10.0.0.5:6379|hot") == 0 &&
+         flc_store_track_put(s, "qold", 1, 2, "redis://a|b:1|hot|0123|h:1") == 0;
+    w = NULL;
+    nw = 0;
+    ok = ok && flc_track_round(s, "qold", 1, &w, &nw) == 0 && nw == 3 &&
+         strcmp(w[0].node, "unix:///old/redis.sock") == 0 && strcmp(w[0].tier, "cold") == 0 &&
+         w[0].node_id[0] == '\0' && strcmp(w[0].addr, w[0].node) == 0 &&
+         strcmp(w[1].node, "redis://10.0.0.5:6379") == 0 && strcmp(w[1].tier, "hot") == 0 &&
+         strcmp(w[2].node, "redis://a|b:1") == 0 && strcmp(w[2].node_id, "0123") == 0 &&
+         strcmp(w[2].addr, "h:1") == 0;
+    CHECK(ok, "tracker: old \"url|tier\" entries still read (node, tier; address = URL), "
+              "new ones split from the right");
+    free(w);
+    flc_err_t e = {0};
+    Flcache__QueryAnswer *a = run(s, (flc_query_req_t){.kind = FLC_Q_NORMS, .round_from = 1,
+                                                       .round_to = 1}, &e);
+    char want[400];
+    snprintf(want, sizeof want, "all 3 shards: %s", flc_store_url(s));
+    const char *got = NULL;
+    for (size_t i = 0; a && i < a->n_notes; i++)
+        if (strcmp(a->notes[i]->key, "nodes") == 0)
+            got = a->notes[i]->value;
+    CHECK(got && strcmp(got, want) == 0, "norms: the nodes note is \"%s\" (got \"%s\")", want,
+          got ? got : "none");
+    if (a)
+        flcache__query_answer__free_unpacked(a, NULL);
+    flc_store_close(s);
+
+    char cmd[1200];
+    static char out[65536];
+    snprintf(cmd, sizeof cmd, "FLCACHE_REDIS='%s' %s/flcache query norms --job qj --round 1 2>&1",
+             g_fx.unix_url, flc_t_build_dir());
+    int rc = flc_t_run(cmd, out, sizeof out);
+    snprintf(want, sizeof want, "\nnote: nodes: all 3 shards: %s\n", g_fx.unix_url);
+    const char *table = strstr(out, "norm");
+    const char *line = strstr(out, want);
+    CHECK(rc == 0 && table && line && line > table, "flcache query prints \"%.*s\" under the table",
+          (int)strlen(want) - 2, want + 1);
+    snprintf(cmd, sizeof cmd, "FLCACHE_REDIS='%s' %s/flcache store stats 2>&1", g_fx.unix_url,
+             flc_t_build_dir());
+    rc = flc_t_run(cmd, out, sizeof out);
+    /* The lines of before, in their order, and nothing about nodes. */
+    static const char *const heads[] = {"cache     ", "keys      ", "memory    ", "hot       ",
+                                        "cold      ", "jobs      "};
+    const char *p = out;
+    ok = rc == 0;
+    for (size_t i = 0; ok && i < sizeof heads / sizeof *heads; i++) {
+        const char *q = strstr(p, heads[i]);
+        ok = q != NULL && (q == out || q[-1] == '\n');
+        p = q ? q + 1 : p;
+    }
+    CHECK(ok && strstr(out, "nodes") == NULL && strstr(out, "replica") == NULL,
+          "store stats on one server: cache, keys, memory, hot, cold, jobs as before, no node "
+          "list (exit %d)", rc);
+    snprintf(cmd, sizeof cmd, "FLCACHE_REDIS='%s' %s/flcache store stats --json", g_fx.unix_url,
+             flc_t_build_dir());
+    rc = flc_t_run(cmd, out, sizeof out);
+    cJSON *j = rc == 0 ? cJSON_Parse(out) : NULL;
+    CHECK(j && cJSON_GetObjectItem(j, "keys") && cJSON_GetObjectItem(j, "jobs") &&
+              cJSON_GetObjectItem(j, "nodes") == NULL,
+          "store stats --json on one server: keys and jobs, no \"nodes\"");
+    cJSON_Delete(j);
+}
+
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(tracker_places_shards),
                  TEST_ENTRY(gram_vs_brute_force), TEST_ENTRY(norms_vs_reference),
                  TEST_ENTRY(gram_cache_reused), TEST_ENTRY(similarity_vs_reference),
@@ -566,4 +656,5 @@ TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(tracker_places_shards),
                  TEST_ENTRY(outliers_planted), TEST_ENTRY(contribution_vs_reference),
                  TEST_ENTRY(metadata_queries), TEST_ENTRY(unknown_names_refused),
                  TEST_ENTRY(query_function_json), TEST_ENTRY(query_role_of_flcache_fn),
-                 TEST_ENTRY(password_server_by_tcp_and_unix))
+                 TEST_ENTRY(password_server_by_tcp_and_unix),
+                 TEST_ENTRY(one_server_names_its_node))
