@@ -10,19 +10,28 @@
 
 #include <curl/curl.h>
 
+/* Too long for its field: a value cut to fit would connect as someone else
+ * or to somewhere else, so the parse fails instead. */
+#define TOO_LONG (-1)
+
+/* Copies one part of h into out: 1 when present, 0 when absent, TOO_LONG
+ * when it does not fit (out is then ""). */
 static int get_part(CURLU *h, CURLUPart part, char *out, size_t outlen)
 {
     char *v = NULL;
     out[0] = '\0';
     if (curl_url_get(h, part, &v, CURLU_URLDECODE) != CURLUE_OK || v == NULL)
         return 0;
-    snprintf(out, outlen, "%s", v);
+    int rc = strlen(v) < outlen ? 1 : TOO_LONG;
+    if (rc == 1)
+        memcpy(out, v, strlen(v) + 1);
     curl_free(v);
-    return 1;
+    return rc;
 }
 
-/* Reads key=value from a query string "a=1&b=2" into out ("" when absent). */
-static void query_value(const char *query, const char *key, char *out, size_t outlen)
+/* Reads key=value from a query string "a=1&b=2" into out ("" when absent):
+ * 1 found, 0 absent, TOO_LONG when the value does not fit. */
+static int query_value(const char *query, const char *key, char *out, size_t outlen)
 {
     out[0] = '\0';
     size_t kl = strlen(key);
@@ -32,23 +41,67 @@ static void query_value(const char *query, const char *key, char *out, size_t ou
         if (len > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
             size_t vl = len - kl - 1;
             if (vl >= outlen)
-                vl = outlen - 1;
+                return TOO_LONG;
             memcpy(out, p + kl + 1, vl);
             out[vl] = '\0';
-            return;
+            return 1;
         }
         p = end ? end + 1 : NULL;
     }
+    return 0;
 }
 
-int flc_url_parse(const char *text, flc_url_t *u, flc_err_t *err)
+/* text for messages: the password between "user:" and "@" and the value of
+ * a password= query parameter become "***", so no error ever shows it. */
+static void redact_text(const char *text, char *out, size_t outlen)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", text);
+    const char *scheme_end = strstr(buf, "://");
+    char *auth_end = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
+    char *slash = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
+    if (auth_end != NULL && (slash == NULL || auth_end < slash)) {
+        char *colon = memchr(scheme_end + 3, ':', (size_t)(auth_end - (scheme_end + 3)));
+        if (colon != NULL) {
+            memmove(colon + 4, auth_end, strlen(auth_end) + 1);
+            memcpy(colon + 1, "***", 3);
+        }
+    }
+    char *pw = strstr(buf, "password=");
+    if (pw != NULL && (pw == buf || pw[-1] == '?' || pw[-1] == '&')) {
+        char *v = pw + 9, *amp = strchr(v, '&');
+        memmove(v + 3, amp ? amp : v + strlen(v), strlen(amp ? amp : v + strlen(v)) + 1);
+        memcpy(v, "***", 3);
+    }
+    /* A message must keep its point ("its host is too long") inside the
+     * error's 256 bytes, so a very long URL is shown by its start. */
+    if (strlen(buf) > 100)
+        memcpy(buf + 96, "...", 4);
+    snprintf(out, outlen, "%s", buf);
+}
+
+/* A whole number in 0..max from a URL part ("" is 0); -1 when it is not. */
+static long small_number(const char *s, long max)
+{
+    if (*s == '\0')
+        return 0;
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    return (*end != '\0' || v < 0 || v > max || (*s < '0' || *s > '9')) ? -1 : v;
+}
+
+int flc_url_parse(const char *full, flc_url_t *u, flc_err_t *err)
 {
     memset(u, 0, sizeof *u);
-    if (text == NULL || *text == '\0')
+    if (full == NULL || *full == '\0')
         return flc_err_set(err, FLC_EINVAL, "empty cache URL (expected redis://host:port "
                                             "or unix:///path/to/redis.sock)");
-    int is_unix = strncmp(text, "unix://", 7) == 0;
-    if (!is_unix && strncmp(text, "redis://", 8) != 0)
+    /* Messages name the URL as `text`, its password redacted; `full` is
+     * what is parsed. */
+    char text[1024];
+    redact_text(full, text, sizeof text);
+    int is_unix = strncmp(full, "unix://", 7) == 0;
+    if (!is_unix && strncmp(full, "redis://", 8) != 0)
         return flc_err_set(err, FLC_EINVAL,
                            "cache URL '%s' must start with redis:// or unix://", text);
     /* A socket URL has no host: "unix:///p" or "unix://:pw@/p". Like file://
@@ -56,7 +109,7 @@ int flc_url_parse(const char *text, flc_url_t *u, flc_err_t *err)
      * and the whole path stays the path. */
     char buf[1024];
     if (is_unix) {
-        const char *rest = text + 7;
+        const char *rest = full + 7;
         const char *at = strchr(rest, '@');
         const char *slash = strchr(rest, '/');
         if (at && slash && at < slash && at[1] == '/')
@@ -70,8 +123,11 @@ int flc_url_parse(const char *text, flc_url_t *u, flc_err_t *err)
                                "(unix:///path/to/redis.sock)",
                                text);
     } else {
-        snprintf(buf, sizeof buf, "%s", text);
+        snprintf(buf, sizeof buf, "%s", full);
     }
+    if (strlen(full) >= sizeof buf - 16)
+        return flc_err_set(err, FLC_EINVAL, "cache URL '%s' is longer than %zu characters",
+                           text, sizeof buf - 16);
     CURLU *h = curl_url();
     if (h == NULL)
         return flc_err_set(err, FLC_ENOMEM, "out of memory parsing a URL");
@@ -82,11 +138,17 @@ int flc_url_parse(const char *text, flc_url_t *u, flc_err_t *err)
                            curl_url_strerror(rc));
     }
     char tmp[256], query[512];
-    get_part(h, CURLUPART_USER, u->user, sizeof u->user);
-    get_part(h, CURLUPART_PASSWORD, u->password, sizeof u->password);
-    get_part(h, CURLUPART_QUERY, query, sizeof query);
+    /* Every part must fit its field: which one did not, by name. */
+    const char *too_long = NULL;
+    if (get_part(h, CURLUPART_USER, u->user, sizeof u->user) == TOO_LONG)
+        too_long = "user name";
+    if (get_part(h, CURLUPART_PASSWORD, u->password, sizeof u->password) == TOO_LONG)
+        too_long = "password";
+    if (get_part(h, CURLUPART_QUERY, query, sizeof query) == TOO_LONG)
+        too_long = "query";
     int ret = FLC_OK;
-    query_value(query, "cluster", tmp, sizeof tmp);
+    if (query_value(query, "cluster", tmp, sizeof tmp) == TOO_LONG)
+        too_long = "cluster= value";
     if (strcmp(tmp, "yes") == 0)
         u->cluster = FLC_URL_CLUSTER_YES;
     else if (strcmp(tmp, "no") == 0)
@@ -96,36 +158,55 @@ int flc_url_parse(const char *text, flc_url_t *u, flc_err_t *err)
                           text, tmp);
     if (is_unix) {
         u->kind = FLC_URL_UNIX;
-        get_part(h, CURLUPART_PATH, u->path, sizeof u->path);
-        query_value(query, "db", tmp, sizeof tmp);
-        u->db = tmp[0] ? atoi(tmp) : 0;
-        query_value(query, "user", tmp, sizeof tmp);
-        if (tmp[0]) /* cut to the field as get_part does; the precision says so to gcc */
-            snprintf(u->user, sizeof u->user, "%.*s", (int)sizeof u->user - 1, tmp);
-        query_value(query, "password", tmp, sizeof tmp);
-        if (tmp[0])
-            snprintf(u->password, sizeof u->password, "%s", tmp);
+        if (get_part(h, CURLUPART_PATH, u->path, sizeof u->path) == TOO_LONG)
+            too_long = "socket path";
+        if (query_value(query, "db", tmp, sizeof tmp) == TOO_LONG)
+            too_long = "db= value";
+        long db = small_number(tmp, 1000000);
+        u->db = db < 0 ? 0 : (int)db;
+        if (ret == FLC_OK && db < 0)
+            ret = flc_err_set(err, FLC_EINVAL, "cache URL '%s': db=%s is not a database "
+                              "number", text, tmp);
+        if (query_value(query, "user", tmp, sizeof tmp) == TOO_LONG || strlen(tmp) >= sizeof u->user)
+            too_long = "user name";
+        else if (tmp[0])
+            memcpy(u->user, tmp, strlen(tmp) + 1);
+        if (query_value(query, "password", tmp, sizeof tmp) == TOO_LONG)
+            too_long = "password";
+        else if (tmp[0])
+            memcpy(u->password, tmp, strlen(tmp) + 1);
         if (ret == FLC_OK && strlen(u->path) < 2)
             ret = flc_err_set(err, FLC_EINVAL, "cache URL '%s' has no socket path", text);
     } else {
         u->kind = FLC_URL_TCP;
-        get_part(h, CURLUPART_HOST, u->host, sizeof u->host);
+        if (get_part(h, CURLUPART_HOST, u->host, sizeof u->host) == TOO_LONG)
+            too_long = "host";
         size_t hl = strlen(u->host);
         if (hl >= 2 && u->host[0] == '[' && u->host[hl - 1] == ']') {
             memmove(u->host, u->host + 1, hl - 2);
             u->host[hl - 2] = '\0';
         }
         u->port = get_part(h, CURLUPART_PORT, tmp, sizeof tmp) ? atoi(tmp) : 6379;
-        get_part(h, CURLUPART_PATH, tmp, sizeof tmp);
-        u->db = (tmp[0] == '/' && tmp[1]) ? atoi(tmp + 1) : 0;
+        if (get_part(h, CURLUPART_PATH, tmp, sizeof tmp) == TOO_LONG)
+            too_long = "path";
+        long db = small_number(tmp[0] == '/' ? tmp + 1 : tmp, 1000000);
+        u->db = db < 0 ? 0 : (int)db;
         if (ret != FLC_OK)
             ;
+        else if (db < 0)
+            ret = flc_err_set(err, FLC_EINVAL, "cache URL '%s': '%s' is not a database "
+                              "number", text, tmp + (tmp[0] == '/'));
         else if (u->host[0] == '\0')
             ret = flc_err_set(err, FLC_EINVAL, "cache URL '%s' has no host", text);
         else if (u->port <= 0 || u->port > 65535)
             ret = flc_err_set(err, FLC_EINVAL, "cache URL '%s' has a bad port", text);
     }
     curl_url_cleanup(h);
+    if (too_long != NULL) {
+        memset(u, 0, sizeof *u); /* nothing half-parsed (nor a password) stays behind */
+        return flc_err_set(err, FLC_EINVAL, "cache URL '%s': its %s is too long", text,
+                           too_long);
+    }
     return ret;
 }
 

@@ -1,4 +1,5 @@
 /* cache/url: redis:// and unix:// URLs, with auth, IPv6, db, and bad input. */
+#include <stdio.h>
 #include <string.h>
 
 #include "cache/url.h"
@@ -54,4 +55,43 @@ TEST(bad_urls_refused)
           e.msg);
 }
 
-TEST_LIST(TEST_ENTRY(tcp_urls), TEST_ENTRY(unix_urls), TEST_ENTRY(bad_urls_refused))
+/* A value cut to fit its field would connect as someone else or somewhere
+ * else: too long is an error naming the part; and no message shows a
+ * password. */
+TEST(too_long_and_secrets)
+{
+    flc_url_t u;
+    flc_err_t e = {0};
+    char url[900], pw[300];
+    memset(pw, 's', sizeof pw - 1);
+    pw[sizeof pw - 1] = '\0';
+    snprintf(url, sizeof url, "redis://bob:%s@h:1", pw);
+    EXPECT(flc_url_parse(url, &u, &e) == FLC_EINVAL && strstr(e.msg, "password is too long") &&
+               !strstr(e.msg, "ssss") && u.password[0] == '\0',
+           "a 299-character password is refused, not cut, and not shown: %s", e.msg);
+    char host[300];
+    memset(host, 'h', sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    snprintf(url, sizeof url, "redis://%s:1", host);
+    EXPECT(flc_url_parse(url, &u, &e) == FLC_EINVAL && strstr(e.msg, "host is too long"),
+           "a 299-character host is refused: %s", e.msg);
+    snprintf(url, sizeof url, "unix:///tmp/%s.sock", host);
+    EXPECT(flc_url_parse(url, &u, &e) == FLC_EINVAL && strstr(e.msg, "socket path is too long"),
+           "a socket path longer than the field is refused: %s", e.msg);
+    EXPECT(flc_url_parse("redis://u:hunter2@h:1/abc", &u, &e) == FLC_EINVAL &&
+               strstr(e.msg, "not a database number") && !strstr(e.msg, "hunter2") &&
+               strstr(e.msg, "u:***@h"),
+           "a db that is not a number is refused, password redacted: %s", e.msg);
+    EXPECT(flc_url_parse("unix:///tmp/r.sock?db=x&password=hunter2", &u, &e) == FLC_EINVAL &&
+               !strstr(e.msg, "hunter2") && strstr(e.msg, "password=***"),
+           "db=x on a socket URL is refused, password= redacted: %s", e.msg);
+    EXPECT(flc_url_parse("redis://u:hunter2@h:99999", &u, &e) == FLC_EINVAL &&
+               !strstr(e.msg, "hunter2"),
+           "a bad port's message does not show the password: %s", e.msg);
+    EXPECT(flc_url_parse("redis://u:hunter2@h:1/3", &u, &e) == FLC_OK && u.db == 3 &&
+               strcmp(u.password, "hunter2") == 0,
+           "a good URL still parses (db 3, password kept in the struct)");
+}
+
+TEST_LIST(TEST_ENTRY(tcp_urls), TEST_ENTRY(unix_urls), TEST_ENTRY(bad_urls_refused),
+          TEST_ENTRY(too_long_and_secrets))
