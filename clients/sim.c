@@ -308,10 +308,11 @@ static cJSON *client_event(const sim_t *sm, uint32_t round, const sim_client_t *
  * merger that is busy (not blocked) when asked is asked again. */
 static void close_and_join(sim_t *sm, uint64_t give_up_ns)
 {
-    /* Sharded Krum's mergers also block while they exchange distance
-     * matrices, and a wake-up there would fail the merge: they keep their
-     * deadline instead. */
-    int early = !(sm->S > 1 && sm->rule.kind == FLC_MERGE_KRUM);
+    /* Sharded Krum's and Multi-Krum's mergers also block while they
+     * exchange distance matrices (aggregator/rs_krum.c), and a wake-up there
+     * would fail the merge: they keep their deadline instead. */
+    int krum = sm->rule.kind == FLC_MERGE_KRUM || sm->rule.kind == FLC_MERGE_MULTI_KRUM;
+    int early = !(sm->S > 1 && krum);
     for (; early;) {
         int waiting = 0;
         for (uint32_t k = 0; k < sm->S; k++) {
