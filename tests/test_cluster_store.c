@@ -15,6 +15,11 @@
  * - `flcache train` W=4 and `flcache simulate` run against the seed URL in
  *   the client namespace: the same model checksum / aggregates as on one
  *   server;
+ * - every merge rule and every query kind (issue 12, point 6): for each of
+ *   the 8 simulate strategies, the same seeded run (N=12 K=6 R=2 S=6) on the
+ *   cluster and on one server leaves bit-identical global models and merged
+ *   shards, and the 9 query kinds give the same answers but for measured
+ *   times, byte counts and the "nodes" note (listed at the case);
  * - ?cluster=yes|no on the URL overrides what the store detects;
  * - a store blocked in a wait on any node is woken by its id from another;
  * - DBSIZE, KEYS, FLUSHALL and the store's stats cover every master;
@@ -57,6 +62,7 @@
 #include "cache/store_ops.h"
 #include "cache/store_raw.h"
 #include "cache/url.h"
+#include "clients/sim.h"
 #include "tests/harness.h"
 
 static flc_testbed_t tb;
@@ -649,6 +655,300 @@ TEST(cli_train_and_simulate_as_on_one_server)
           r2);
 }
 
+/* ---- 6b. every merge rule and every query kind, as on one server (issue 12, point 6) --- */
+
+/* What is compared, and what not. The runs and queries are made in this
+ * process through the library (flc_sim_run, flc_query_run), so one process
+ * loads the data for all 16 runs and the answers are compared as the
+ * QueryAnswer messages `flcache query --json` prints, numbers bit for bit.
+ * Bit for bit: every global model of the
+ * job (rounds 0..R of J.g), every merged shard, the run's accuracies,
+ * losses and counts, and the answer of every query kind (job, kind, columns,
+ * each row's key, numbers and text, the summary, the notes). Left out, as
+ * not results of the computation:
+ * - the run's round_ms, clients_ms, merge_ms, wait_ms, eval_ms, wall_ms
+ *   (measured times), bytes (what the stores moved) and cost_usd (priced
+ *   from the measured durations);
+ * - history's round_ms, wait_ms, merge_ms, bytes_read and cost_usd columns
+ *   and client's duration_ms column, for the same reasons (they are those
+ *   measurements, stored in the round's and the update's records);
+ * - an answer's elapsed_ms, bytes_read and bytes_moved (measured time and
+ *   byte counts), and its "nodes" note, which names the node that served
+ *   each shard: one URL on one server, the 3 masters on the cluster. */
+static int ignored_column(const char *kind, const char *col)
+{
+    static const char *const hist[] = {"round_ms", "wait_ms", "merge_ms", "bytes_read",
+                                       "cost_usd", NULL};
+    if (strcmp(kind, "history") == 0)
+        for (int i = 0; hist[i]; i++)
+            if (strcmp(col, hist[i]) == 0)
+                return 1;
+    return strcmp(kind, "client") == 0 && strcmp(col, "duration_ms") == 0;
+}
+
+static int same_bits(double a, double b)
+{
+    return memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* 1 when a and b are the same answer (but for what ignored_column and the
+ * comment above leave out); else 0 with the first difference in why. */
+static int answers_match(const Flcache__QueryAnswer *a, const Flcache__QueryAnswer *b,
+                         char *why, size_t cap)
+{
+    why[0] = '\0';
+    if (a == NULL || b == NULL) {
+        snprintf(why, cap, "no answer from %s", a == NULL ? "the cluster" : "one server");
+        return 0;
+    }
+    if (strcmp(a->job, b->job) || strcmp(a->kind, b->kind) || strcmp(a->error, b->error) ||
+        a->n_columns != b->n_columns || a->num_numeric != b->num_numeric ||
+        a->n_rows != b->n_rows || a->n_summary != b->n_summary) {
+        snprintf(why, cap, "shape: %zu/%zu columns, %zu/%zu rows, %zu/%zu summary entries",
+                 a->n_columns, b->n_columns, a->n_rows, b->n_rows, a->n_summary, b->n_summary);
+        return 0;
+    }
+    for (size_t c = 0; c < a->n_columns; c++)
+        if (strcmp(a->columns[c], b->columns[c]) != 0) {
+            snprintf(why, cap, "column %zu: %s / %s", c, a->columns[c], b->columns[c]);
+            return 0;
+        }
+    for (size_t i = 0; i < a->n_rows; i++) {
+        const Flcache__QueryRow *x = a->rows[i], *y = b->rows[i];
+        if (strcmp(x->key, y->key) != 0 || x->n_values != y->n_values ||
+            x->n_text != y->n_text) {
+            snprintf(why, cap, "row %zu: key %s / %s", i, x->key, y->key);
+            return 0;
+        }
+        for (size_t j = 0; j < x->n_values; j++)
+            if (!same_bits(x->values[j], y->values[j]) &&
+                !(j < a->n_columns && ignored_column(a->kind, a->columns[j]))) {
+                snprintf(why, cap, "row %s, %s: %.17g / %.17g", x->key,
+                         j < a->n_columns ? a->columns[j] : "?", x->values[j], y->values[j]);
+                return 0;
+            }
+        for (size_t j = 0; j < x->n_text; j++)
+            if (strcmp(x->text[j], y->text[j]) != 0) {
+                snprintf(why, cap, "row %s, text %zu: '%s' / '%s'", x->key, j, x->text[j],
+                         y->text[j]);
+                return 0;
+            }
+    }
+    for (size_t i = 0; i < a->n_summary; i++)
+        if (strcmp(a->summary[i]->key, b->summary[i]->key) != 0 ||
+            !same_bits(a->summary[i]->value, b->summary[i]->value)) {
+            snprintf(why, cap, "summary %s = %.17g / %s = %.17g", a->summary[i]->key,
+                     a->summary[i]->value, b->summary[i]->key, b->summary[i]->value);
+            return 0;
+        }
+    /* The notes but "nodes", in order. */
+    size_t i = 0, j = 0;
+    for (;;) {
+        while (i < a->n_notes && strcmp(a->notes[i]->key, "nodes") == 0)
+            i++;
+        while (j < b->n_notes && strcmp(b->notes[j]->key, "nodes") == 0)
+            j++;
+        if (i == a->n_notes || j == b->n_notes)
+            break;
+        if (strcmp(a->notes[i]->key, b->notes[j]->key) != 0 ||
+            strcmp(a->notes[i]->value, b->notes[j]->value) != 0) {
+            snprintf(why, cap, "note %s: '%.80s' / %s: '%.80s'", a->notes[i]->key,
+                     a->notes[i]->value, b->notes[j]->key, b->notes[j]->value);
+            return 0;
+        }
+        i++, j++;
+    }
+    if (i != a->n_notes || j != b->n_notes) {
+        snprintf(why, cap, "%zu / %zu notes", a->n_notes, b->n_notes);
+        return 0;
+    }
+    return 1;
+}
+
+/* 1 when the two runs give the same numbers but for the measured ones. */
+static int runs_match(const flc_sim_result_t *a, const flc_sim_result_t *b, char *why,
+                      size_t cap)
+{
+    why[0] = '\0';
+    if (a->nrounds != b->nrounds || a->nparams != b->nparams || a->eligible != b->eligible ||
+        a->faulty_clients != b->faulty_clients || !same_bits(a->init_accuracy, b->init_accuracy) ||
+        !same_bits(a->init_loss, b->init_loss)) {
+        snprintf(why, cap, "run: %zu/%zu rounds, initial accuracy %.17g / %.17g", a->nrounds,
+                 b->nrounds, a->init_accuracy, b->init_accuracy);
+        return 0;
+    }
+    for (size_t i = 0; i < a->nrounds; i++) {
+        const flc_sim_round_t *x = &a->rounds[i], *y = &b->rounds[i];
+        if (x->round != y->round || !same_bits(x->accuracy, y->accuracy) ||
+            !same_bits(x->loss, y->loss) || !same_bits(x->train_loss, y->train_loss) ||
+            x->sampled != y->sampled || x->participants != y->participants ||
+            x->missing != y->missing || x->rejected != y->rejected ||
+            x->dropped != y->dropped || x->late != y->late ||
+            x->faulty_sampled != y->faulty_sampled || x->merged != y->merged) {
+            snprintf(why, cap, "round %u: accuracy %.17g / %.17g, loss %.17g / %.17g, "
+                     "participants %zu / %zu", x->round, x->accuracy, y->accuracy, x->loss,
+                     y->loss, x->participants, y->participants);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The stored global models (rounds 0..R of J.g) and merged shards (rounds
+ * 1..R of J) of the two stores, byte for byte; *n counts what was compared. */
+static int models_match(flc_store_t *a, flc_store_t *b, const char *job, uint32_t R,
+                        uint32_t S, int *n, char *why, size_t cap)
+{
+    char gjob[80];
+    snprintf(gjob, sizeof gjob, "%s.g", job);
+    why[0] = '\0';
+    *n = 0;
+    for (uint32_t r = 0; r <= R; r++)
+        for (uint32_t k = 0; k < (r ? S : 0) + 1; k++) {
+            /* k == S (or r == 0): the global model; else merged shard k. */
+            int global = r == 0 || k == S;
+            const char *j = global ? gjob : job;
+            uint32_t sh = global ? 0 : k;
+            flc_shard_t x = {0}, y = {0};
+            int rx = flc_store_get_merged(a, j, r, sh, &x, NULL, 0);
+            int ry = flc_store_get_merged(b, j, r, sh, &y, NULL, 0);
+            int ok = rx == 0 && ry == 0 && x.count == y.count && x.count > 0 &&
+                     x.offset == y.offset && x.model_size == y.model_size &&
+                     memcmp(x.values, y.values, x.count * sizeof(float)) == 0;
+            if (!ok)
+                snprintf(why, cap, "%s round %u shard %u: read %d / %d, %llu / %llu floats%s",
+                         j, r, sh, rx, ry, (unsigned long long)x.count,
+                         (unsigned long long)y.count, rx == 0 && ry == 0 ? ", other bits" : "");
+            flc_shard_release(&x);
+            flc_shard_release(&y);
+            if (!ok)
+                return 0;
+            ++*n;
+        }
+    return 1;
+}
+
+static Flcache__QueryAnswer *ask(flc_store_t *s, const char *url, flc_query_req_t q,
+                                 float **model, uint64_t *mlen)
+{
+    flc_err_t e = {0};
+    q.url = url;
+    q.model_out = model;
+    q.model_len = mlen;
+    Flcache__QueryAnswer *a = NULL;
+    if (flc_query_run(s, &q, &a, &e) != 0)
+        printf("# %s of job %s at %s: %s\n", flc_query_kind_name(q.kind), q.job, url, e.msg);
+    return a;
+}
+
+/* Every query kind on job J, on both stores: the answers compared. Returns
+ * how many of the FLC_Q_NKINDS agree. */
+static int queries_match(flc_store_t *sc, flc_store_t *s1, const char *job, uint32_t R)
+{
+    int agree = 0;
+    /* A client of the last round, for `client`. */
+    flc_strlist_t cl = {0};
+    flc_store_list_clients(s1, job, R, &cl);
+    char client[64] = "";
+    if (cl.n)
+        snprintf(client, sizeof client, "%s", cl.items[0]);
+    flc_strlist_free(&cl);
+    for (int k = 0; k < FLC_Q_NKINDS; k++) {
+        flc_query_req_t q = {.kind = (flc_query_kind_t)k, .job = job, .round_from = R,
+                             .round_to = R, .seed = 1, .k = 2, .client = client};
+        q.all_rounds = k == FLC_Q_HISTORY || k == FLC_Q_CLIENT || k == FLC_Q_CONTRIBUTION ||
+                       k == FLC_Q_SCHEDULE;
+        if (k == FLC_Q_SCHEDULE)
+            q.k = 4;
+        float *ma = NULL, *mb = NULL;
+        uint64_t la = 0, lb = 0;
+        Flcache__QueryAnswer *a = ask(sc, tb.seed, q, &ma, &la);
+        Flcache__QueryAnswer *b = ask(s1, fx.unix_url, q, &mb, &lb);
+        char why[400];
+        int same = answers_match(a, b, why, sizeof why) && a->n_rows > 0;
+        if (same && k == FLC_Q_PERSONALIZE && !(la == lb && la > 0 && ma && mb &&
+                                                memcmp(ma, mb, la * sizeof *ma) == 0)) {
+            snprintf(why, sizeof why, "the cluster's model: %llu / %llu floats, other bits",
+                     (unsigned long long)la, (unsigned long long)lb);
+            same = 0;
+        }
+        if (!same)
+            printf("#   %s: %s\n", flc_query_kind_name(q.kind),
+                   why[0] ? why : "no rows");
+        agree += same;
+        free(ma);
+        free(mb);
+        if (a)
+            flcache__query_answer__free_unpacked(a, NULL);
+        if (b)
+            flcache__query_answer__free_unpacked(b, NULL);
+    }
+    return agree;
+}
+
+TEST(every_rule_and_query_as_on_one_server)
+{
+    need_testbed();
+    const uint32_t R = 2, S = 6;
+    flc_sim_inproc_t threads = {.threads = 6};
+    flc_store_t *sc = open_at(tb.seed, 0), *s1 = open_at(fx.unix_url, 0);
+    for (int st = 0; st < FLC_SIM_NSTRATEGIES; st++) {
+        char job[64];
+        snprintf(job, sizeof job, "ev-%s", flc_sim_strategy_name(st));
+        flc_sim_cfg_t c;
+        flc_sim_cfg_init(&c);
+        c.job = job;
+        c.clients = 12;
+        c.per_round = 6;
+        c.rounds = (int)R;
+        c.strategy = st;
+        c.seed = 11;
+        c.num_shards = S;
+        c.subset = 1200;
+        c.test_subset = 300;
+        c.invoke_user = &threads;
+        flc_sim_result_t res[2];
+        memset(res, 0, sizeof res);
+        int rc[2];
+        const char *urls[2] = {tb.seed, fx.unix_url};
+        char err[2][256];
+        for (int i = 0; i < 2; i++) {
+            flc_err_t e = {0};
+            c.redis = urls[i];
+            flc_sim_clear(c.redis, NULL, job, &e);
+            rc[i] = flc_sim_run(&c, NULL, NULL, &res[i], &e);
+            snprintf(err[i], sizeof err[i], "%s", rc[i] ? flc_err_msg(&e) : "");
+        }
+        if (st == 0 && rc[1] == FLC_EIO)
+            flc_t_skip("no Fashion-MNIST here: %s", err[1]);
+        char why[400] = "", mwhy[400] = "";
+        int nm = 0;
+        int ran = rc[0] == 0 && rc[1] == 0;
+        int same_run = ran && runs_match(&res[0], &res[1], why, sizeof why);
+        int same_models = ran && models_match(sc, s1, job, R, S, &nm, mwhy, sizeof mwhy);
+        EXPECT(same_run && same_models,
+               "%s, N=12 K=6 R=2 S=6 seed 11: the cluster's run and its %d stored models "
+               "(J.g rounds 0-2, merged shards) are the single server's, bit for bit "
+               "(final accuracy %.4f / %.4f)%s%s%s%s%s%s%s%s",
+               job, nm, ran ? res[0].rounds[R - 1].accuracy : -1.0,
+               ran ? res[1].rounds[R - 1].accuracy : -1.0, why[0] ? ": " : "", why,
+               mwhy[0] ? ": " : "", mwhy, rc[0] ? "; on the cluster: " : "", err[0],
+               rc[1] ? "; on one server: " : "", err[1]);
+        if (ran) {
+            int agree = queries_match(sc, s1, job, R);
+            EXPECT(agree == FLC_Q_NKINDS,
+                   "%s: %d of the %d query kinds answer as on one server (history, client, "
+                   "norms, similarity, outliers, clusters, personalize, contribution, "
+                   "schedule)",
+                   job, agree, FLC_Q_NKINDS);
+        }
+        flc_sim_result_free(&res[0]);
+        flc_sim_result_free(&res[1]);
+    }
+    flc_store_close(sc);
+    flc_store_close(s1);
+}
+
 /* ---- 7. the URL option, and waking a blocked store ------------------------------- */
 
 TEST(url_option_forces_the_mode)
@@ -1017,6 +1317,7 @@ TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(round_trip_on_each_master),
                  TEST_ENTRY(reduce_scatter_round_across_nodes),
                  TEST_ENTRY(queries_across_nodes_match_one_server),
                  TEST_ENTRY(cli_train_and_simulate_as_on_one_server),
+                 TEST_ENTRY(every_rule_and_query_as_on_one_server),
                  TEST_ENTRY(url_option_forces_the_mode),
                  TEST_ENTRY(wake_reaches_a_store_blocked_on_any_node),
                  TEST_ENTRY(whole_server_calls_cover_every_master),
