@@ -245,6 +245,9 @@ static void fmt_dur(char *out, size_t len, double s)
 static void progress(const flc_sim_round_t *r, int rounds, double elapsed, void *user)
 {
     const opts_t *o = user;
+    if (!r->merged)
+        fprintf(stderr, "flcache simulate: round %u was not merged (%s); the global model "
+                "is unchanged\n", r->round, r->merge_error[0] ? r->merge_error : "no update");
     if (o->quiet)
         return;
     char eta[32];

@@ -402,10 +402,17 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
         flc_store_track_round(sm->s, c->job, round);
 
     int merged = rc == FLC_OK;
+    out->merge_error[0] = '\0';
     for (uint32_t s = 0; s < sm->S; s++) {
         merger_th_t *mt = &sm->m[s];
-        if (mt->rc != FLC_OK)
+        if (mt->rc != FLC_OK) {
+            /* Say why: a round that keeps the old model silently is what hid
+             * the multi-krum wake-up bug. */
+            if (merged)
+                snprintf(out->merge_error, sizeof out->merge_error, "shard %u: %s", s,
+                         flc_err_msg(&mt->err));
             merged = 0;
+        }
         out->merge_ms = mt->rep.merge_ms > out->merge_ms ? mt->rep.merge_ms : out->merge_ms;
         out->wait_ms = mt->rep.wait_ms > out->wait_ms ? mt->rep.wait_ms : out->wait_ms;
     }
@@ -416,6 +423,7 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
             for (size_t i = 0; i < sm->P; i++)
                 sm->global[i] += sm->delta[i];
         } else {
+            snprintf(out->merge_error, sizeof out->merge_error, "pull: %s", flc_err_msg(&pe));
             merged = 0;
         }
     }

@@ -171,6 +171,9 @@ typedef struct flc_sim_round {
     uint64_t bytes;              /* moved through the cache by everyone this round */
     double cost_usd;             /* client invocations + aggregator estimate */
     int merged;                  /* 0 when no update could be merged (model unchanged) */
+    char merge_error[256];       /* why not, when merged is 0: the first failing merger's
+                                  * or the pull's error ("" when merged); also kept in the
+                                  * round's RoundMeta notes as merge_error */
 } flc_sim_round_t;
 
 typedef void (*flc_sim_progress_t)(const flc_sim_round_t *r, int rounds, double elapsed_s,

@@ -304,6 +304,8 @@ int sim_record_round(flc_store_t *s, const flc_sim_cfg_t *c, size_t nparams,
     snprintf(gjob, sizeof gjob, "%s.g", c->job);
     note_add(&notes, "models_job", gjob);
     note_add(&notes, "data", c->synthetic_params ? "synthetic" : "fashion-mnist");
+    if (rec->out->merge_error[0])
+        note_add(&notes, "merge_error", rec->out->merge_error);
 
     Flcache__RoundMeta m = FLCACHE__ROUND_META__INIT;
     if (old != NULL)

@@ -266,6 +266,29 @@ TEST(dropout_closes_round)
     CHECK(rc == 0 && r.rounds[0].round_ms < 20000,
           "rounds with dropouts close when the last client returns (%.0f ms), not after the "
           "default 600 s deadline", r.rounds[0].round_ms);
+    EXPECT(rc == 0 && r.rounds[0].merged && r.rounds[0].merge_error[0] == '\0',
+           "a merged round carries no merge error");
+    flc_sim_result_free(&r);
+
+    /* Everyone drops out: the round cannot merge, and says why (in the result
+     * and in its RoundMeta notes) instead of silently keeping the model. */
+    base_cfg(&c, "dropall");
+    c.per_round = 3;
+    c.rounds = 1;
+    c.dropout = 0.999;
+    rc = run(&c, &r);
+    Flcache__RoundMeta *m = NULL;
+    int stored = rc == 0 && flc_store_get_round_meta(s, "dropall", 1, &m) == 0;
+    const char *note = NULL;
+    for (size_t i = 0; stored && i < m->n_notes; i++)
+        if (strcmp(m->notes[i]->key, "merge_error") == 0)
+            note = m->notes[i]->value;
+    CHECK(rc == 0 && !r.rounds[0].merged && strstr(r.rounds[0].merge_error, "no update") &&
+              note != NULL && strcmp(note, r.rounds[0].merge_error) == 0,
+          "a round nobody reached is not merged and says why: %s",
+          rc == 0 ? r.rounds[0].merge_error : "run failed");
+    if (m != NULL)
+        flcache__round_meta__free_unpacked(m, NULL);
     flc_sim_result_free(&r);
     flc_store_close(s);
 }
