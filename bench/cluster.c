@@ -231,6 +231,19 @@ static int tb_up(testbed_t *tb)
             return -1;
         }
         tb->id[k][40] = '\0';
+        /* Redis 7 turns a master that lost its last slot into a replica of
+         * the slots' new owner, which would then stream every write of the
+         * remaining nodes over their links: the emptied masters must stay
+         * idle masters. */
+        char out[256];
+        snprintf(cmd, sizeof cmd,
+                 "ip netns exec %s redis-cli -h %s -p 6379 config set "
+                 "cluster-allow-replica-migration no 2>&1",
+                 tb->ns[k], tb->addr[k]);
+        if (run(cmd, out, sizeof out) != 0 || strncmp(out, "OK", 2) != 0) {
+            fprintf(stderr, "cluster: n%d: cluster-allow-replica-migration: %s\n", k + 1, out);
+            return -1;
+        }
     }
     return 0;
 }
@@ -270,6 +283,14 @@ static int tb_use_nodes(const testbed_t *tb, int nodes)
     }
     if (tb_sh(out, sizeof out, "wait 60") != 0) {
         fprintf(stderr, "cluster: after rebalance: %s\n", out);
+        return -1;
+    }
+    /* no node may have become a replica (see tb_up) */
+    snprintf(cmd, sizeof cmd, "redis-cli -h %s -p 6379 cluster nodes 2>&1 | grep -c slave",
+             tb->addr[0]);
+    run(cmd, out, sizeof out);
+    if (atoi(out) != 0) {
+        fprintf(stderr, "cluster: after rebalance %d node(s) are replicas\n", atoi(out));
         return -1;
     }
     fprintf(stderr, "cluster: slots moved to n1..n%d in %.1f s\n", nodes,
