@@ -21,7 +21,6 @@
  * update, default 4M), FLCACHE_BENCH_REPS (timed repetitions, default 5; the
  * median is reported), FLCACHE_BENCH_BLAS_THREADS (OpenBLAS threads, default
  * 1: the merge kernels are single-threaded, so the baseline is too). */
-#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,6 +34,7 @@
 #include "cache/embed.h"
 #include "cache/store_raw.h"
 #include "base/clock.h"
+#include "bench/bench_round.h"
 #include "bench/bench_util.h"
 
 #define BENCH "aggregate"
@@ -240,65 +240,13 @@ static int section_memory(void)
 
 /* ------------------------------------- section 2: a round through Redis */
 
-typedef struct round_ctx {
-    const char *url;
-    uint32_t W, S, round;
-    uint64_t n;
-    float **u;      /* W updates */
-    float **model;  /* W read-back models */
-    const char **names;
-    int failed;
-} round_ctx_t;
-
-typedef struct worker_arg {
-    round_ctx_t *c;
-    uint32_t i;
-} worker_arg_t;
-
-static void *rs_contributor(void *p)
-{
-    worker_arg_t *a = p;
-    round_ctx_t *c = a->c;
-    flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(c->url, bench_store_opts(), &e);
-    flc_rs_push_cfg_t pc = {.job = "bench", .round = c->round, .client = c->names[a->i],
-                            .num_shards = c->S, .model_size = c->n, .num_samples = 1 + a->i};
-    if (s == NULL || flc_rs_push(s, &pc, c->u[a->i], &e) != 0 ||
-        flc_rs_pull(s, "bench", c->round, c->S, c->n, 120000, c->model[a->i], &e) != 0) {
-        fprintf(stderr, "aggregate: contributor %u: %s\n", a->i, flc_err_msg(&e));
-        c->failed = 1;
-    }
-    flc_store_close(s);
-    return NULL;
-}
-
-static void *rs_merger(void *p)
-{
-    worker_arg_t *a = p;
-    round_ctx_t *c = a->c;
-    flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(c->url, bench_store_opts(), &e);
-    flc_rs_merger_cfg_t mc = {.job = "bench", .round = c->round, .shard = a->i, .num_shards = c->S,
-                           .model_size = c->n, .expected = c->names, .n_expected = c->W,
-                           .deadline_ms = 120000, .readers = c->W};
-    flc_merge_rule_init(&mc.rule, "fedavg", NULL);
-    flc_rs_report_t rep;
-    if (s == NULL || flc_rs_merger_run(s, &mc, &rep, &e) != 0) {
-        fprintf(stderr, "aggregate: merger %u: %s\n", a->i, flc_err_msg(&e));
-        c->failed = 1;
-    }
-    flc_rs_report_free(&rep);
-    flc_store_close(s);
-    return NULL;
-}
-
 /* The same bytes as the round's pushes and reads, moved by raw Redis:
  * contributor i SETs its update as chunk-sized pipelined values and GETs
  * them back (what redis-benchmark -P measures), W at once. */
 static void *raw_contributor(void *p)
 {
-    worker_arg_t *a = p;
-    round_ctx_t *c = a->c;
+    bench_round_arg_t *a = p;
+    bench_round_t *c = a->c;
     flc_err_t e = {0};
     flc_store_t *s = flc_store_open(c->url, bench_store_opts(), &e);
     size_t bytes = c->n * sizeof(float), chunk = FLC_STORE_CHUNK_DEFAULT;
@@ -328,27 +276,6 @@ static void *raw_contributor(void *p)
     return NULL;
 }
 
-static double run_threads(round_ctx_t *c, int raw)
-{
-    pthread_t th[64];
-    worker_arg_t args[64];
-    uint32_t nm = raw ? 0 : c->S, nt = 0;
-    uint64_t t0 = flc_now_ns();
-    for (uint32_t k = 0; k < nm; k++) {
-        args[nt] = (worker_arg_t){c, k};
-        pthread_create(&th[nt], NULL, rs_merger, &args[nt]);
-        nt++;
-    }
-    for (uint32_t i = 0; i < c->W; i++) {
-        args[nt] = (worker_arg_t){c, i};
-        pthread_create(&th[nt], NULL, raw ? raw_contributor : rs_contributor, &args[nt]);
-        nt++;
-    }
-    for (uint32_t t = 0; t < nt; t++)
-        pthread_join(th[t], NULL);
-    return (double)(flc_now_ns() - t0) / 1e9;
-}
-
 static int section_round(void)
 {
     uint32_t W = (uint32_t)env_size("FLCACHE_BENCH_W", 8);
@@ -363,7 +290,7 @@ static int section_round(void)
         fprintf(stderr, "aggregate: %s\n", flc_err_msg(&e));
         return 1;
     }
-    round_ctx_t c = {.url = flc_embed_url(srv), .W = W, .n = n};
+    bench_round_t c = {.tag = "aggregate", .url = flc_embed_url(srv), .W = W, .n = n};
     c.u = calloc(W, sizeof *c.u);
     c.model = calloc(W, sizeof *c.model);
     c.names = calloc(W, sizeof *c.names);
@@ -382,17 +309,17 @@ static int section_round(void)
     double *t_one = calloc((size_t)reps, sizeof(double));
     for (int r = 0; r < reps && !c.failed; r++) {
         c.round = (uint32_t)r;
-        t_raw[r] = run_threads(&c, 1);
+        t_raw[r] = bench_round_run(&c, 0, raw_contributor);
         redisReply *rep;
         if (flc_store_commandf(admin, &rep, "FLUSHDB") == 0)
             freeReplyObject(rep);
         c.S = W;
         c.round = (uint32_t)(2 * r + 1000);
-        t_rs[r] = run_threads(&c, 0);
+        t_rs[r] = bench_round_run(&c, 1, NULL);
         flc_store_delete_round(admin, "bench", c.round);
         c.S = 1;
         c.round = (uint32_t)(2 * r + 1001);
-        t_one[r] = run_threads(&c, 0);
+        t_one[r] = bench_round_run(&c, 1, NULL);
         flc_store_delete_round(admin, "bench", c.round);
     }
     /* The models read back must be the weighted average: spot-check one. */

@@ -44,7 +44,6 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -57,6 +56,7 @@
 #include "aggregator/merge.h"
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
+#include "bench/bench_round.h"
 #include "bench/bench_util.h"
 #include "cache/slot.h"
 #include "cache/store_raw.h"
@@ -342,86 +342,6 @@ static int slot_owners(flc_store_t *s, const testbed_t *tb, signed char *owner)
 
 /* ------------------------------------------------------------ the round */
 
-typedef struct round_ctx {
-    const char *url;
-    uint32_t W, S, round;
-    uint64_t n;
-    float **u;
-    float **model;
-    const char **names;
-    int failed;
-} round_ctx_t;
-
-typedef struct worker_arg {
-    round_ctx_t *c;
-    uint32_t i;
-} worker_arg_t;
-
-static void *contributor(void *p)
-{
-    worker_arg_t *a = p;
-    round_ctx_t *c = a->c;
-    flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(c->url, bench_store_opts(), &e);
-    flc_rs_push_cfg_t pc = {.job = "bench", .round = c->round, .client = c->names[a->i],
-                            .num_shards = c->S, .model_size = c->n, .num_samples = 1 + a->i};
-    if (s == NULL || flc_rs_push(s, &pc, c->u[a->i], &e) != 0 ||
-        flc_rs_pull(s, "bench", c->round, c->S, c->n, 120000, c->model[a->i], &e) != 0) {
-        fprintf(stderr, "cluster: contributor %u: %s\n", a->i, flc_err_msg(&e));
-        c->failed = 1;
-    }
-    flc_store_close(s);
-    return NULL;
-}
-
-static void *merger(void *p)
-{
-    worker_arg_t *a = p;
-    round_ctx_t *c = a->c;
-    flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(c->url, bench_store_opts(), &e);
-    flc_rs_merger_cfg_t mc = {.job = "bench", .round = c->round, .shard = a->i, .num_shards = c->S,
-                              .model_size = c->n, .expected = c->names, .n_expected = c->W,
-                              .deadline_ms = 120000, .readers = c->W};
-    flc_merge_rule_init(&mc.rule, "fedavg", NULL);
-    flc_rs_report_t rep;
-    if (s == NULL || flc_rs_merger_run(s, &mc, &rep, &e) != 0) {
-        fprintf(stderr, "cluster: merger %u: %s\n", a->i, flc_err_msg(&e));
-        c->failed = 1;
-    }
-    flc_rs_report_free(&rep);
-    flc_store_close(s);
-    return NULL;
-}
-
-/* One round: S mergers and W contributors as threads (signals blocked in
- * them, so on_signal runs on the main thread). Returns seconds. */
-static double run_round(round_ctx_t *c)
-{
-    pthread_t th[128];
-    worker_arg_t args[128];
-    uint32_t nt = 0;
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT), sigaddset(&block, SIGTERM), sigaddset(&block, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    uint64_t t0 = flc_now_ns();
-    for (uint32_t k = 0; k < c->S; k++) {
-        args[nt] = (worker_arg_t){c, k};
-        pthread_create(&th[nt], NULL, merger, &args[nt]);
-        nt++;
-    }
-    for (uint32_t i = 0; i < c->W; i++) {
-        args[nt] = (worker_arg_t){c, i};
-        pthread_create(&th[nt], NULL, contributor, &args[nt]);
-        nt++;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    for (uint32_t t = 0; t < nt; t++)
-        pthread_join(th[t], NULL);
-    return (double)(flc_now_ns() - t0) / 1e9;
-}
-
 /* One node count's results. */
 typedef struct result {
     int nodes, reps, ran, right;
@@ -430,7 +350,7 @@ typedef struct result {
     double round_ms, link_bytes, busiest_bytes;
 } result_t;
 
-static int measure(const testbed_t *tb, round_ctx_t *c, int nodes, result_t *res)
+static int measure(const testbed_t *tb, bench_round_t *c, int nodes, result_t *res)
 {
     flc_err_t e = {0};
     flc_store_t *admin = flc_store_open(c->url, bench_store_opts(), &e);
@@ -459,7 +379,7 @@ static int measure(const testbed_t *tb, round_ctx_t *c, int nodes, result_t *res
         int cnt = 0;
         for (int k = 0; k < TB_MASTERS; k++)
             cnt |= link_counters(tb, k, &rx0[k], &tx0[k]);
-        double t = run_round(c);
+        double t = bench_round_run(c, 1, NULL);
         for (int k = 0; k < TB_MASTERS; k++)
             cnt |= link_counters(tb, k, &rx1[k], &tx1[k]);
         if (cnt != 0) {
@@ -517,7 +437,7 @@ static int measure(const testbed_t *tb, round_ctx_t *c, int nodes, result_t *res
     return 0;
 }
 
-static void emit(const result_t *r, const round_ctx_t *c, const result_t *one)
+static void emit(const result_t *r, const bench_round_t *c, const result_t *one)
 {
     cJSON *o = bench_line(BENCH, "round");
     cJSON_AddNumberToObject(o, "nodes", r->nodes);
@@ -593,7 +513,7 @@ int main(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
 
-    round_ctx_t c = {.W = W, .S = S, .n = n};
+    bench_round_t c = {.tag = "cluster", .W = W, .S = S, .n = n};
     c.u = calloc(W, sizeof *c.u);
     c.model = calloc(W, sizeof *c.model);
     c.names = calloc(W, sizeof *c.names);

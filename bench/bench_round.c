@@ -1,0 +1,81 @@
+/* bench_round.c - the threaded reduce-scatter round of bench_round.h. */
+#include "bench/bench_round.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+
+#include "aggregator/reduce_scatter.h"
+#include "base/clock.h"
+#include "bench/bench_util.h"
+
+#define MAX_THREADS 128
+
+void *bench_round_contributor(void *p)
+{
+    bench_round_arg_t *a = p;
+    bench_round_t *c = a->c;
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(c->url, bench_store_opts(), &e);
+    flc_rs_push_cfg_t pc = {.job = "bench", .round = c->round, .client = c->names[a->i],
+                            .num_shards = c->S, .model_size = c->n, .num_samples = 1 + a->i};
+    if (s == NULL || flc_rs_push(s, &pc, c->u[a->i], &e) != 0 ||
+        flc_rs_pull(s, "bench", c->round, c->S, c->n, 120000, c->model[a->i], &e) != 0) {
+        fprintf(stderr, "%s: contributor %u: %s\n", c->tag, a->i, flc_err_msg(&e));
+        c->failed = 1;
+    }
+    flc_store_close(s);
+    return NULL;
+}
+
+void *bench_round_merger(void *p)
+{
+    bench_round_arg_t *a = p;
+    bench_round_t *c = a->c;
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(c->url, bench_store_opts(), &e);
+    flc_rs_merger_cfg_t mc = {.job = "bench", .round = c->round, .shard = a->i,
+                              .num_shards = c->S, .model_size = c->n, .expected = c->names,
+                              .n_expected = c->W, .deadline_ms = 120000, .readers = c->W};
+    flc_merge_rule_init(&mc.rule, "fedavg", NULL);
+    flc_rs_report_t rep;
+    if (s == NULL || flc_rs_merger_run(s, &mc, &rep, &e) != 0) {
+        fprintf(stderr, "%s: merger %u: %s\n", c->tag, a->i, flc_err_msg(&e));
+        c->failed = 1;
+    }
+    flc_rs_report_free(&rep);
+    flc_store_close(s);
+    return NULL;
+}
+
+double bench_round_run(bench_round_t *c, int with_mergers, void *(*contributor)(void *))
+{
+    pthread_t th[MAX_THREADS];
+    bench_round_arg_t args[MAX_THREADS];
+    uint32_t nm = with_mergers ? c->S : 0, nt = 0;
+    if (nm + c->W > MAX_THREADS) {
+        fprintf(stderr, "%s: %u threads, at most %d\n", c->tag, nm + c->W, MAX_THREADS);
+        c->failed = 1;
+        return 0;
+    }
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT), sigaddset(&block, SIGTERM), sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    uint64_t t0 = flc_now_ns();
+    for (uint32_t k = 0; k < nm; k++) {
+        args[nt] = (bench_round_arg_t){c, k};
+        pthread_create(&th[nt], NULL, bench_round_merger, &args[nt]);
+        nt++;
+    }
+    for (uint32_t i = 0; i < c->W; i++) {
+        args[nt] = (bench_round_arg_t){c, i};
+        pthread_create(&th[nt], NULL, contributor ? contributor : bench_round_contributor,
+                       &args[nt]);
+        nt++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    for (uint32_t t = 0; t < nt; t++)
+        pthread_join(th[t], NULL);
+    return (double)(flc_now_ns() - t0) / 1e9;
+}

@@ -1,0 +1,38 @@
+/* A reduce-scatter round driven by threads, shared by bench/aggregate (one
+ * server) and bench/cluster (a testbed cluster): S mergers and W
+ * contributors, each thread with its own store, FedAvg over the W updates. */
+#ifndef FLC_BENCH_ROUND_H
+#define FLC_BENCH_ROUND_H
+
+#include <stdint.h>
+
+typedef struct bench_round {
+    const char *tag;     /* the benchmark's name, for messages */
+    const char *url;     /* the cache the threads open */
+    uint32_t W, S, round;
+    uint64_t n;          /* model size in floats */
+    float **u;           /* W updates */
+    float **model;       /* W read-back models */
+    const char **names;  /* W contributor names */
+    int failed;          /* set by any thread that failed */
+} bench_round_t;
+
+/* What each thread gets: the round and its index (contributor i or shard i). */
+typedef struct bench_round_arg {
+    bench_round_t *c;
+    uint32_t i;
+} bench_round_arg_t;
+
+/* Contributor i: pushes u[i] in S shards, then pulls the merged model into
+ * model[i]. Merger i: merges shard i of the W updates (FedAvg). */
+void *bench_round_contributor(void *arg);
+void *bench_round_merger(void *arg);
+
+/* Runs the round: S mergers (none when with_mergers is 0) and W
+ * contributor threads (contributor NULL: bench_round_contributor), with
+ * SIGINT/SIGTERM/SIGHUP blocked in them so a benchmark's handler runs on the
+ * main thread. Returns the wall seconds from the first start to the last
+ * join. At most 128 threads. */
+double bench_round_run(bench_round_t *c, int with_mergers, void *(*contributor)(void *));
+
+#endif
