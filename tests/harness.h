@@ -156,6 +156,7 @@ typedef struct flc_testbed {
     int masters, replicas, nodes;
     char addr[FLC_TESTBED_MAX_NODES + 1][16]; /* addr[k]: node nk's address; addr[0] the client's */
     pid_t owner;
+    int home_ns;        /* fd of the network namespace flc_testbed_up ran in */
 } flc_testbed_t;
 
 /* One line of `testbed.sh status`. */
@@ -182,8 +183,15 @@ int flc_testbed_usable(char *why, size_t whylen);
  * no; fatal (naming what failed, with the script's output) otherwise. */
 void flc_testbed_up(flc_testbed_t *tb, int masters, int replicas, const char *rate);
 
-/* Removes everything the testbed made, if this process brought it up. */
+/* Removes everything the testbed made, if this process brought it up. It
+ * first returns this process to the namespace flc_testbed_up ran in: with
+ * --no-fork the cases joined the client namespace in the runner itself, and
+ * `down` kills every process in the testbed's namespaces. */
 void flc_testbed_down(flc_testbed_t *tb);
+
+/* Moves the calling process into tb's client namespace, where the node
+ * addresses are: 0, or -1 with the reason in err. */
+int flc_testbed_join_client(const flc_testbed_t *tb, char *err, size_t cap);
 
 /* Runs `testbed.sh --name <name> --state-dir <dir> <printf args>` (output
  * into out as flc_t_run) and returns its exit code. */

@@ -5,8 +5,11 @@
  *
  * Namespaces and tc need root. A case skips without it, except under CI=true,
  * where the scale-out tests not running must be seen as a failure. */
+#define _GNU_SOURCE /* setns */
 #include "tests/harness.h"
 
+#include <fcntl.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +74,7 @@ void flc_testbed_up(flc_testbed_t *tb, int masters, int replicas, const char *ra
     if (geteuid() != 0)
         flc_t_fatal("testbed: needs root (ip netns, tc) and CI=true: not skipping");
     memset(tb, 0, sizeof *tb);
+    tb->home_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     if (masters * (1 + replicas) > FLC_TESTBED_MAX_NODES)
         flc_t_fatal("testbed: %d x (1 + %d) nodes: the fixture keeps at most %d", masters,
                     replicas, FLC_TESTBED_MAX_NODES);
@@ -123,6 +127,12 @@ void flc_testbed_down(flc_testbed_t *tb)
         return; /* a case's process never removes the runner's testbed */
     flc_t_untrack(tb);
     tb->owner = 0;
+    if (tb->home_ns >= 0) {
+        if (setns(tb->home_ns, CLONE_NEWNET) != 0)
+            perror("testbed: back to the runner's namespace");
+        close(tb->home_ns);
+        tb->home_ns = -1;
+    }
     char out[4096];
     int rc = flc_testbed_sh(tb, out, sizeof out, "down");
     if (rc != 0)
@@ -163,4 +173,19 @@ int flc_testbed_status(const flc_testbed_t *tb, flc_testbed_node_t *nodes, int m
     }
     free(out);
     return n;
+}
+
+int flc_testbed_join_client(const flc_testbed_t *tb, char *err, size_t cap)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/var/run/netns/%s", tb->client_ns);
+    int ns = open(path, O_RDONLY | O_CLOEXEC);
+    if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) {
+        snprintf(err, cap, "cannot join the client namespace %s", path);
+        if (ns >= 0)
+            close(ns);
+        return -1;
+    }
+    close(ns);
+    return 0;
 }

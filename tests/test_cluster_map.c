@@ -10,9 +10,6 @@
  * namespace (the node addresses exist only there). Needs root; skips
  * without it unless CI=true, as the testbed fixture does. The case that
  * kills a master runs last and puts the node back. */
-#define _GNU_SOURCE /* setns */
-#include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,22 +26,16 @@
 
 static flc_testbed_t tb;
 static char skip_why[160];
-static int home_ns = -1; /* the runner's network namespace */
 
 static void setup(void)
 {
     if (!flc_testbed_usable(skip_why, sizeof skip_why))
         return;
-    home_ns = open("/proc/self/ns/net", O_RDONLY);
     flc_testbed_up(&tb, 3, 1, "10gbit");
 }
 
 static void teardown(void)
 {
-    /* With --no-fork the cases joined the client namespace in this very
-     * process, and `down` kills every process in the testbed's namespaces. */
-    if (home_ns >= 0 && setns(home_ns, CLONE_NEWNET) != 0)
-        perror("test_cluster_map: back to the runner's namespace");
     flc_testbed_down(&tb);
 }
 
@@ -57,12 +48,9 @@ static void need_testbed(void)
     if (tb.name[0] == '\0')
         flc_t_fatal("the shared testbed is not up");
     signal(SIGPIPE, SIG_IGN); /* a write to a killed node: EPIPE, not death */
-    char path[96];
-    snprintf(path, sizeof path, "/var/run/netns/%s", tb.client_ns);
-    int ns = open(path, O_RDONLY);
-    if (ns < 0 || setns(ns, CLONE_NEWNET) != 0)
-        flc_t_fatal("cannot join the client namespace %s", path);
-    close(ns);
+    char why[128];
+    if (flc_testbed_join_client(&tb, why, sizeof why) != 0)
+        flc_t_fatal("%s", why);
 }
 
 /* A cluster client's two halves, opened on the testbed's seed. */

@@ -36,11 +36,8 @@
  * socket is a path, reachable from there too). Needs root; skips without it
  * unless CI=true, as the testbed fixture does. The reshard case runs last:
  * it leaves the slots where it moved them. */
-#define _GNU_SOURCE /* setns */
-#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -68,7 +65,6 @@
 static flc_testbed_t tb;
 static flc_fixture_t fx; /* the single server */
 static char skip_why[160];
-static int home_ns = -1;
 static char g_names[16][8];
 static const char *g_expected[16];
 
@@ -81,14 +77,11 @@ static void setup(void)
     flc_fixture_start(&fx, 0);
     if (!flc_testbed_usable(skip_why, sizeof skip_why))
         return;
-    home_ns = open("/proc/self/ns/net", O_RDONLY);
     flc_testbed_up(&tb, 3, 1, "10gbit");
 }
 
 static void teardown(void)
 {
-    if (home_ns >= 0 && setns(home_ns, CLONE_NEWNET) != 0)
-        perror("test_cluster_store: back to the runner's namespace");
     flc_testbed_down(&tb);
     flc_fixture_stop(&fx);
 }
@@ -100,12 +93,9 @@ static void need_testbed(void)
     if (tb.name[0] == '\0')
         flc_t_fatal("the shared testbed is not up");
     signal(SIGPIPE, SIG_IGN);
-    char path[96];
-    snprintf(path, sizeof path, "/var/run/netns/%s", tb.client_ns);
-    int ns = open(path, O_RDONLY);
-    if (ns < 0 || setns(ns, CLONE_NEWNET) != 0)
-        flc_t_fatal("cannot join the client namespace %s", path);
-    close(ns);
+    char why[128];
+    if (flc_testbed_join_client(&tb, why, sizeof why) != 0)
+        flc_t_fatal("%s", why);
 }
 
 static flc_store_t *open_at(const char *url, size_t chunk)

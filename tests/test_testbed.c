@@ -5,11 +5,8 @@
  * nothing behind (also after a crash). Needs root; skips without it unless
  * CI=true. One shared testbed for the cases (bringing one up takes ~10 s);
  * the cases that disturb it put it back, and the last one takes it down. */
-#define _GNU_SOURCE /* setns */
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,13 +237,9 @@ static int command(int fd, const char *cmd, char *reply, size_t cap)
  * replica (its copy crosses the same link), GET (timed), DEL. */
 static void xfer_child(const char *addr, size_t bytes, xfer_t *r)
 {
-    char path[96], line[256], cmd[256];
-    snprintf(path, sizeof path, "/var/run/netns/%s", tb.client_ns);
-    int ns = open(path, O_RDONLY);
-    if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) {
-        snprintf(r->err, sizeof r->err, "cannot join %s", path);
+    char line[256], cmd[256];
+    if (flc_testbed_join_client(&tb, r->err, sizeof r->err) != 0)
         return;
-    }
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(6379)};
     inet_pton(AF_INET, addr, &a.sin_addr);
