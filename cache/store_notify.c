@@ -163,9 +163,5 @@ int flc_store_barrier_del(flc_store_t *s, const char *job, uint32_t round, uint3
     flc_key_shard(k_ready, job, round, shard, "ready");
     flc_key_shard(k_go, job, round, shard, "go");
     const char *argv[] = {"UNLINK", k_ready, k_go}; /* one hash tag: one slot */
-    redisReply *r;
-    int rc = flc_store_command(s, &r, 3, argv, NULL);
-    if (rc == FLC_OK)
-        freeReplyObject(r);
-    return rc;
+    return flc_store_command(s, NULL, 3, argv, NULL);
 }

@@ -80,9 +80,5 @@ int flc_store_progress_del(flc_store_t *s, const char *job)
     char key[FLC_KEY_MAX];
     flc_key_job(key, job, "progress");
     const char *argv[] = {"UNLINK", key};
-    redisReply *r;
-    int rc = flc_store_command(s, &r, 2, argv, NULL);
-    if (rc == FLC_OK)
-        freeReplyObject(r);
-    return rc;
+    return flc_store_command(s, NULL, 2, argv, NULL);
 }

@@ -71,11 +71,7 @@ static int hash_put(flc_store_t *s, const char *key, uint32_t shard, const void 
     snprintf(field, sizeof field, "%u", shard);
     const char *argv[] = {"HSET", key, field, blob};
     size_t lens[] = {4, strlen(key), strlen(field), len};
-    redisReply *r;
-    int rc = flc_store_command(s, &r, 4, argv, lens);
-    if (rc == FLC_OK)
-        freeReplyObject(r);
-    return rc;
+    return flc_store_command(s, NULL, 4, argv, lens);
 }
 
 /* HGETALL key into *out. */
@@ -120,11 +116,7 @@ static int blob_put(flc_store_t *s, const char *key, const void *blob, size_t le
 {
     const char *argv[] = {"SET", key, blob};
     size_t lens[] = {3, strlen(key), len};
-    redisReply *r;
-    int rc = flc_store_command(s, &r, 3, argv, lens);
-    if (rc == FLC_OK)
-        freeReplyObject(r);
-    return rc;
+    return flc_store_command(s, NULL, 3, argv, lens);
 }
 
 /* ---- the merger of one shard -------------------------------------------- */
@@ -168,11 +160,7 @@ int flc_store_merger_unlock(flc_store_t *s, const char *job, uint32_t round, uin
     char key[FLC_KEY_MAX];
     flc_key_shard(key, job, round, shard, "merger");
     const char *argv[] = {"DEL", key};
-    redisReply *r;
-    int rc = flc_store_command(s, &r, 2, argv, NULL);
-    if (rc == FLC_OK)
-        freeReplyObject(r);
-    return rc;
+    return flc_store_command(s, NULL, 2, argv, NULL);
 }
 
 int flc_store_close_shard(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,

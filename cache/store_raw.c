@@ -169,8 +169,8 @@ static int cluster_command(flc_store_t *s, redisReply **out, char *cmd, int len,
     }
 }
 
-int flc_store_command(flc_store_t *s, redisReply **out, int argc, const char **argv,
-                      const size_t *argvlen)
+static int command(flc_store_t *s, redisReply **out, int argc, const char **argv,
+                   const size_t *argvlen)
 {
     *out = NULL;
     int rc = flc_store_ensure(s);
@@ -191,6 +191,18 @@ int flc_store_command(flc_store_t *s, redisReply **out, int argc, const char **a
     }
     *out = r;
     return FLC_OK;
+}
+
+int flc_store_command(flc_store_t *s, redisReply **out, int argc, const char **argv,
+                      const size_t *argvlen)
+{
+    redisReply *r = NULL;
+    int rc = command(s, &r, argc, argv, argvlen);
+    if (out != NULL)
+        *out = r;
+    else if (r != NULL)
+        freeReplyObject(r);
+    return rc;
 }
 
 int flc_store_commandf(flc_store_t *s, redisReply **out, const char *fmt, ...)

@@ -14,7 +14,8 @@
 #include "cache/store.h"
 
 /* Runs one command given as argv (binary-safe) and returns its reply in *out
- * (caller frees with freeReplyObject). A Redis error reply is returned as
+ * (caller frees with freeReplyObject), or drops it when out is NULL (a
+ * command run for its effect). A Redis error reply is returned as
  * FLC_EPROTO with the server's message; *out is then NULL. */
 int flc_store_command(flc_store_t *s, redisReply **out, int argc, const char **argv,
                       const size_t *argvlen);
