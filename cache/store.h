@@ -56,7 +56,28 @@ typedef struct flc_store_opts {
     const char *cold_url;        /* cold tier attached at open, fetch-back only
                                     (flc_store_attach_cold); NULL or "": none */
     const flc_cold_opts_t *cold_opts; /* its settings; NULL: built-in */
+    /* Placement (issue 12): the cache node this process runs next to, and
+     * the unix socket that reaches it; the store talks to that node over the
+     * socket instead of TCP. NULL or "": none. */
+    const char *local_node;      /* "host:port" as the cluster map names it */
+    const char *local_sock;      /* its unix socket path */
+    /* Replication (issue 12): after a push, wait until this many replicas
+     * acknowledged the writes (Redis WAIT), at most wait_timeout_ms
+     * (0: 1000), so an acknowledged update survives a failover. 0: no wait. */
+    unsigned wait_replicas;
+    unsigned wait_timeout_ms;
 } flc_store_opts_t;
+
+/* Where a thread runs (issue 12): a caller that places work next to the
+ * cache node owning a shard passes one of these; enter() moves the calling
+ * thread next to node_addr ("host:port" from the cluster map; on the
+ * testbed, into that node's network namespace) and fills opts->local_node /
+ * local_sock so stores opened afterwards by this thread reach the node over
+ * its unix socket. Returns 0 or a negative FLC_E* with *e naming the node. */
+typedef struct flc_place {
+    int (*enter)(void *user, const char *node_addr, flc_store_opts_t *opts, flc_err_t *e);
+    void *user;
+} flc_place_t;
 
 /* Where and how a role opens its store: what a function handler (the
  * aggregator, query, worker and client roles) is given by the program that
