@@ -95,6 +95,7 @@ static const struct var {
     {"FLCACHE_COLD_BUCKET", NULL, V_STR, offsetof(flc_config_t, cold_bucket)},
     {"FLCACHE_COLD_REGION", NULL, V_STR, offsetof(flc_config_t, cold_region)},
     {"FLCACHE_POLICY", NULL, V_STR, offsetof(flc_config_t, policy)},
+    {"FLCACHE_NODES", NULL, V_STR, offsetof(flc_config_t, nodes)},
     {"AWS_REGION", NULL, V_STR, offsetof(flc_config_t, aws_region)},
     {"AWS_DEFAULT_REGION", NULL, V_STR, offsetof(flc_config_t, aws_default_region)},
     {"AWS_ACCESS_KEY_ID", NULL, V_STR, offsetof(flc_config_t, aws_access_key)},
@@ -222,7 +223,7 @@ void flc_config_clear(flc_config_t *c)
 {
     if (c == NULL)
         return;
-    char **all[] = {&c->redis, &c->cold, &c->cold_bucket, &c->cold_region, &c->policy,
+    char **all[] = {&c->redis, &c->cold, &c->cold_bucket, &c->cold_region, &c->policy, &c->nodes,
                     &c->aws_region, &c->aws_default_region, &c->aws_access_key,
                     &c->aws_secret_key, &c->aws_session_token, &c->lambda_endpoint,
                     &c->ow_apihost, &c->ow_auth, &c->ow_namespace, &c->data_dir,

@@ -19,6 +19,9 @@
  *   FLCACHE_COLD_BUCKET           cold_bucket         S3 bucket (default "flcache")
  *   FLCACHE_COLD_REGION           cold_region         S3 region (else AWS_REGION, "us-east-1")
  *   FLCACHE_POLICY                policy              caching policy: lru, window:K, workload
+ *   FLCACHE_NODES                 nodes               cache nodes work can be placed next to:
+ *                                                     host:port=netns:/unix.sock,... (cli/place.h;
+ *                                                     `scripts/testbed.sh env` prints it)
  *   AWS_REGION                    aws_region          Lambda and S3 region
  *   AWS_DEFAULT_REGION            aws_default_region  Lambda region when AWS_REGION is unset
  *   AWS_ACCESS_KEY_ID             aws_access_key      secret: S3 and Lambda credentials
@@ -67,6 +70,7 @@ typedef struct flc_config {
     size_t max_msg_bytes; /* 0: unset */
     int log_level;        /* FLC_LOG_*, or -1 when unset */
     char *cold, *cold_bucket, *cold_region, *policy;
+    char *nodes;
     char *aws_region, *aws_default_region;
     char *aws_access_key, *aws_secret_key, *aws_session_token;
     char *lambda_endpoint;

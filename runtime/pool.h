@@ -192,4 +192,10 @@ cJSON *flc_inv_rec_json(const flc_inv_rec_t *rec);
 /* Frees rec->reply and zeroes rec. */
 void flc_inv_rec_clear(flc_inv_rec_t *rec);
 
+/* Moves the calling thread (only it: setns of a network namespace is per
+ * thread) into the placement `name`, the way the pool's instances are
+ * placed: for a thread that works next to one cache node (cli/place.c).
+ * 0, or FLC_EINVAL / FLC_EIO with msg naming the placement and why. */
+int flc_pool_place_enter_thread(const char *name, char *msg, size_t cap);
+
 #endif

@@ -7,7 +7,13 @@
  * queued so a caller's typo ("a/b") is refused at once, while a namespace
  * that is missing or cannot be entered is found by the child and becomes
  * that invocation's error. */
+#define _GNU_SOURCE /* setns */
 #include "runtime/pool_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,4 +80,27 @@ int flc_pool_place_same(const char *a, const char *b)
 void flc_pool_place_path(const char *name, char *buf, size_t cap)
 {
     snprintf(buf, cap, NETNS_DIR "%s", name);
+}
+
+int flc_pool_place_enter_thread(const char *name, char *msg, size_t cap)
+{
+    int rc = flc_pool_place_check(name, msg, cap);
+    if (rc != 0 || name[0] == '\0')
+        return rc;
+    char path[FLC_POOL_PLACEMENT_MAX + sizeof NETNS_DIR];
+    flc_pool_place_path(name, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(msg, cap, "placement '%s': cannot open %s: %s", name, path, strerror(errno));
+        return FLC_EIO;
+    }
+    rc = setns(fd, CLONE_NEWNET);
+    int err = errno;
+    close(fd);
+    if (rc != 0) {
+        snprintf(msg, cap, "placement '%s': cannot enter its network namespace: %s", name,
+                 strerror(err));
+        return FLC_EIO;
+    }
+    return 0;
 }

@@ -509,6 +509,16 @@ verb_env() {
         k=$((k + 1))
     done
     echo "export FLC_TESTBED_NODES='$nodes' FLC_TESTBED_MASTERS=$MASTERS FLC_TESTBED_REPLICAS=$REPLICAS FLC_TESTBED_PORT=$PORT"
+    # flcache's node map (cli/place.h): where mergers and query workers of a
+    # node's shards run, and the unix socket they use there. Replicas too: a
+    # failover makes one a master.
+    map=""
+    k=1
+    while [ $k -le "$NODES" ]; do
+        map="$map${map:+,}$(addr_of n$k):$PORT=$NAME-n$k:$DIR/n$k/redis.sock"
+        k=$((k + 1))
+    done
+    echo "export FLCACHE_NODES='$map'"
 }
 
 case $VERB in
