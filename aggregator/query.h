@@ -57,8 +57,14 @@ typedef struct flc_query_req {
     const flc_store_opts_t *store_opts; /* the shard workers' store options (chunk, cold
                                     * tier: the updates they read may be spilled);
                                     * NULL: built-in */
-    int threads;                   /* shard workers in parallel; 0: min(S, 4) */
+    int threads;                   /* shard workers in parallel; 0: min(S, 4), and with
+                                    * place at least one per node */
     int no_cache;                  /* recompute Gram partials even when cached */
+    flc_place_t place;             /* where shard workers run: with enter set, each worker
+                                    * thread enters the node that owns its shards (on a
+                                    * cluster) before it opens its store, so it reads them
+                                    * there and only the Gram partials cross the network.
+                                    * Zero: in the caller's place, as on one server */
 } flc_query_req_t;
 
 /* "history" -> *out = FLC_Q_HISTORY; FLC_EINVAL (*out untouched) for an
@@ -118,6 +124,18 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
  * credentials), partials summed. */
 int flc_query_gram(flc_store_t *s, const flc_store_cfg_t *at, const char *job, uint32_t round,
                    int threads, int use_cache, flc_query_gram_t *g, flc_err_t *e);
+
+/* flc_query_gram with the workers placed: with place and place->enter set,
+ * on a cluster, the round's shards are grouped by the node owning them now
+ * (the slot map) and every worker thread calls place->enter for its group's
+ * node before it opens a store there (at->opts plus what enter fills:
+ * local_node, local_sock), connecting to that node as the caller connects
+ * (credentials, db); a worker done with its group helps another, entering
+ * that node first. An enter that fails fails the query with its message.
+ * The calling thread never moves. On one server nothing is placed. */
+int flc_query_gram_placed(flc_store_t *s, const flc_store_cfg_t *at, const flc_place_t *place,
+                          const char *job, uint32_t round, int threads, int use_cache,
+                          flc_query_gram_t *g, flc_err_t *e);
 
 /* Kernel k-means on a Gram matrix (k-means++ seeding from `seed`, then
  * Lloyd iterations, all from dot products): assign[n], inertia. Equal to

@@ -5,6 +5,12 @@
  * (fl:{J/r/s}:gram) so later queries of the round read N^2 numbers, not N
  * updates.
  *
+ * Where the workers run: with a place callback (flc_query_gram_placed,
+ * issue 12 point 4) each worker thread first enters the node that owns its
+ * shards (query_place.c groups them by node) and reads them there; without
+ * one they run in the caller's place and read over the network, which is
+ * also the central baseline bench/cluster compares against.
+ *
  * Memory of one worker: (N+1) x (shard floats) x 4 bytes. */
 #include <pthread.h>
 #include <stdio.h>
@@ -13,10 +19,8 @@
 
 #include <cblas.h>
 
-#include "aggregator/query.h"
-#include "aggregator/tracker.h"
+#include "aggregator/query_internal.h"
 #include "cache/store_ops.h"
-#include "cache/url.h"
 
 #define GRAM_BLOCK 4096 /* columns per ssyrk: float sums over 4096 terms, then double */
 
@@ -173,10 +177,11 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
 typedef struct gram_job {
     const char *url, *job;
     const flc_store_opts_t *opts; /* of every connection a worker opens */
+    const flc_place_t *place;     /* with plan.addr set: how a worker gets next to a node */
     uint32_t round;
     const flc_track_where_t *where; /* per shard: which node */
     char (*served)[300];            /* per shard: the node that served it (its owner then) */
-    size_t nshards, next;
+    flc_query_plan_t plan;          /* shards by node; under lock */
     int use_cache;
     int qclass;          /* the caller's query class, for the workers' reads */
     pthread_mutex_t lock;
@@ -203,51 +208,73 @@ static int node_url(const char *caller, const flc_url_t *caller_ep, const char *
     return flc_url_format(&u, out, outlen);
 }
 
-/* One shard worker: takes shards off the list until none is left, each
- * computed over a connection to the node that holds it (the tracker says
- * which; the caller's own node is reached with the caller's credentials). */
+/* Opens the worker's store at url, tagged with the caller's query class. */
+static flc_store_t *worker_open(const gram_job_t *j, const char *url,
+                                const flc_store_opts_t *opts, flc_err_t *e)
+{
+    flc_store_t *s = flc_store_open(url, opts, e);
+    if (s != NULL)
+        flc_store_set_query_class(s, j->qclass);
+    return s;
+}
+
+/* One shard worker: takes shards off the plan until none is left. Placed
+ * (the group has a node address), it first enters that node (place->enter,
+ * which also says how to reach the node locally) and connects to the node
+ * itself; unplaced, each shard is computed over a connection to the node
+ * the tracker names (the caller's own node with the caller's credentials). */
 static void *gram_worker(void *p)
 {
     gram_job_t *j = p;
     flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(j->url, j->opts, &e);
-    flc_url_t caller_ep, at_ep; /* the caller's server, and the one s is connected to */
-    if (s != NULL && flc_url_parse(j->url, &caller_ep, &e) != FLC_OK) {
-        flc_store_close(s);
-        s = NULL;
-    }
-    at_ep = caller_ep;
-    if (s != NULL)
-        flc_store_set_query_class(s, j->qclass);
+    flc_store_opts_t opts = {0}; /* this thread's: enter() fills the local node */
+    if (j->opts != NULL)
+        opts = *j->opts;
+    flc_store_t *s = NULL;
+    flc_url_t caller_ep = {0}, at_ep = {0}; /* the caller's server, the one s reaches */
     flc_query_gram_t mine = {.n = j->g->n, .clients = j->g->clients};
     size_t m = mine.n + 1;
     mine.G = calloc(m * m, sizeof *mine.G);
-    int rc = s == NULL ? e.code : mine.G == NULL ? FLC_ENOMEM : FLC_OK;
+    int rc = mine.G == NULL ? flc_err_set(&e, FLC_ENOMEM, "out of memory")
+                            : flc_url_parse(j->url, &caller_ep, &e);
+    long grp = -1;
     while (rc == FLC_OK) {
         pthread_mutex_lock(&j->lock);
-        size_t k = j->next++;
-        int stop = k >= j->nshards || j->rc != FLC_OK;
+        long prev = grp;
+        long k = j->rc == FLC_OK ? flc_query_plan_take(&j->plan, &grp) : -1;
         pthread_mutex_unlock(&j->lock);
-        if (stop)
+        if (k < 0)
             break;
         const flc_track_where_t *w = &j->where[k];
-        flc_url_t node_ep;
+        const char *near = j->plan.addr[grp];
         char url[1200];
-        rc = node_url(j->url, &caller_ep, w->node, &node_ep, url, sizeof url);
-        if (rc != FLC_OK) {
-            flc_err_set(&e, rc, "shard %u of round %u: bad node '%s' in the tracker", w->shard,
-                        j->round, w->node);
-            break;
-        }
-        if (!flc_url_same_endpoint(&node_ep, &at_ep)) { /* lives elsewhere: go there */
+        if (near[0] != '\0' && grp != prev) { /* go next to the node, then connect */
             flc_store_close(s);
-            s = flc_store_open(url, j->opts, &e);
-            at_ep = node_ep;
-            if (s == NULL) {
+            s = NULL;
+            rc = j->place->enter(j->place->user, near, &opts, &e);
+            if (rc == FLC_OK)
+                rc = flc_query_node_url(&caller_ep, near, url, sizeof url, &e);
+            if (rc == FLC_OK && (s = worker_open(j, url, &opts, &e)) == NULL)
                 rc = e.code;
+            if (rc != FLC_OK)
+                break;
+        } else if (near[0] == '\0') {
+            flc_url_t node_ep;
+            rc = node_url(j->url, &caller_ep, w->node, &node_ep, url, sizeof url);
+            if (rc != FLC_OK) {
+                flc_err_set(&e, rc, "shard %u of round %u: bad node '%s' in the tracker",
+                            w->shard, j->round, w->node);
                 break;
             }
-            flc_store_set_query_class(s, j->qclass);
+            if (s == NULL || !flc_url_same_endpoint(&node_ep, &at_ep)) { /* go there */
+                flc_store_close(s);
+                s = worker_open(j, url, j->opts, &e);
+                at_ep = node_ep;
+                if (s == NULL) {
+                    rc = e.code;
+                    break;
+                }
+            }
         }
         rc = flc_query_gram_shard(s, j->job, j->round, w->shard, j->use_cache, &mine, &e);
         flc_store_node_t nd; /* who served it: the owner of its slot as s routes now */
@@ -295,6 +322,13 @@ static char *served_text(const flc_track_where_t *where, char (*served)[300], si
 int flc_query_gram(flc_store_t *s, const flc_store_cfg_t *at, const char *job, uint32_t round,
                    int threads, int use_cache, flc_query_gram_t *g, flc_err_t *e)
 {
+    return flc_query_gram_placed(s, at, NULL, job, round, threads, use_cache, g, e);
+}
+
+int flc_query_gram_placed(flc_store_t *s, const flc_store_cfg_t *at, const flc_place_t *place,
+                          const char *job, uint32_t round, int threads, int use_cache,
+                          flc_query_gram_t *g, flc_err_t *e)
+{
     memset(g, 0, sizeof *g);
     /* Without a URL the workers reach s's own server as s's user: the
      * credentials are in its full URL, not the redacted one it prints. */
@@ -334,12 +368,22 @@ int flc_query_gram(flc_store_t *s, const flc_store_cfg_t *at, const char *job, u
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
     gram_job_t j = {.url = url, .opts = at != NULL ? &at->opts : NULL, .job = job,
-                    .round = round, .where = where, .served = served, .nshards = ns,
+                    .place = place, .round = round, .where = where, .served = served,
                     .use_cache = use_cache, .g = g};
+    int placed = place != NULL && place->enter != NULL;
+    if (flc_query_plan_make(s, job, round, where, ns, placed, &j.plan, e) != FLC_OK) {
+        free(served);
+        free(where);
+        flc_query_gram_free(g);
+        return e->code;
+    }
+    placed = j.plan.ngroups > 0 && j.plan.addr[0][0] != '\0';
     j.qclass = flc_store_set_query_class(s, FLC_QC_OTHER); /* read it... */
     flc_store_set_query_class(s, j.qclass);                /* ...and put it back */
     pthread_mutex_init(&j.lock, NULL);
     int nt = threads > 0 ? threads : (ns < 4 ? (int)ns : 4);
+    if (threads <= 0 && placed && (size_t)nt < j.plan.ngroups) /* a worker per node */
+        nt = (int)j.plan.ngroups;
     if (nt > 64)
         nt = 64;
     pthread_t th[64];
@@ -347,13 +391,17 @@ int flc_query_gram(flc_store_t *s, const flc_store_cfg_t *at, const char *job, u
     for (int t = 0; t < nt; t++)
         if (pthread_create(&th[started], NULL, gram_worker, &j) == 0)
             started++;
-    if (started == 0) /* no thread to be had (limits): do the work here */
+    if (started == 0 && !placed) /* no thread to be had (limits): do the work here */
         gram_worker(&j);
+    else if (started == 0) /* placing would move the caller's own thread */
+        j.rc = flc_err_set(&j.err, FLC_ENOMEM, "no thread for the shard workers to place "
+                           "next to %zu node(s)", j.plan.ngroups);
     for (int t = 0; t < started; t++)
         pthread_join(th[t], NULL);
     pthread_mutex_destroy(&j.lock);
     if (j.rc == FLC_OK)
         g->nodes = served_text(where, served, ns);
+    flc_query_plan_free(&j.plan);
     free(served);
     free(where);
     if (j.rc != FLC_OK) {

@@ -3,6 +3,8 @@
 #define FLC_AGGREGATOR_QUERY_INTERNAL_H
 
 #include "aggregator/query.h"
+#include "aggregator/tracker.h"
+#include "cache/url.h"
 
 /* A new empty answer with numeric then text columns; NULL when out of memory. */
 Flcache__QueryAnswer *flc_query_answer_new(const char *job, const char *kind,
@@ -34,5 +36,42 @@ int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_
                       Flcache__QueryAnswer **out, flc_err_t *e);
 int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
                           Flcache__QueryAnswer **out, flc_err_t *e);
+
+/* ---- where the shard workers run (query_place.c) ------------------------
+ *
+ * The planner groups a round's shards by the node that owns them; a worker
+ * thread works through one group at a time, next to that group's node when
+ * the request has a place callback. Unplaced, there is one group, the
+ * shards in tracker order, and the workers run where the caller does. */
+typedef struct flc_query_plan {
+    size_t ngroups;
+    char (*addr)[300]; /* per group: the node's "host:port"; "" = not placed */
+    size_t *order;     /* indexes into the tracker entries, grouped by node */
+    size_t *start;     /* group g holds order[start[g] .. start[g + 1]) */
+    size_t *next;      /* the next of group g to hand out */
+    int *workers;      /* threads on group g now */
+} flc_query_plan_t;
+
+/* Plans the ns shards of where[]. placed: ask the store which node owns
+ * each shard now (flc_store_shard_node: the slot map, not the tracker,
+ * which may predate a resharding) and group by it; when any shard has no
+ * cluster node (one server, a slot nobody serves) nothing is placed.
+ * FLC_ENOMEM only. */
+int flc_query_plan_make(flc_store_t *s, const char *job, uint32_t round,
+                        const flc_track_where_t *where, size_t ns, int placed,
+                        flc_query_plan_t *p, flc_err_t *e);
+void flc_query_plan_free(flc_query_plan_t *p);
+
+/* The next shard for a worker now on group *grp (-1: none yet), under the
+ * caller's lock: its own group while it has shards, else the group with the
+ * fewest workers (then the most shards left), *grp updated. The tracker
+ * index, or -1 when every shard is handed out. */
+long flc_query_plan_take(flc_query_plan_t *p, long *grp);
+
+/* The URL of node addr ("host:port") as the caller connects: the caller's
+ * URL (credentials, db, cluster flag) with addr's host and port. FLC_EINVAL
+ * naming addr when it is not host:port or out (cap bytes) is too small. */
+int flc_query_node_url(const flc_url_t *caller, const char *addr, char *out, size_t cap,
+                       flc_err_t *e);
 
 #endif

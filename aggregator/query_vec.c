@@ -106,7 +106,8 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg
                    size_t expect, flc_err_t *e)
 {
     flc_query_gram_t g;
-    int rc = flc_query_gram(s, at, q->job, round, q->threads, !q->no_cache, &g, e);
+    int rc = flc_query_gram_placed(s, at, &q->place, q->job, round, q->threads, !q->no_cache,
+                                   &g, e);
     if (rc != FLC_OK)
         return rc;
     if (expect && g.n != expect) {

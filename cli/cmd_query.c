@@ -1,6 +1,8 @@
 /* `flcache query KIND --job J ...`: the query engine from the command line.
  * Tables for people (aligned columns), JSON for scripts. Vector queries run
- * one worker per shard next to the data (aggregator/query.h). */
+ * one worker per shard next to the data (aggregator/query.h); with a node
+ * map (FLCACHE_NODES, cli/place.h) each worker runs next to the cluster node
+ * that owns its shards. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -14,6 +16,7 @@
 #include "aggregator/query.h"
 #include "cli/cli.h"
 #include "cli/opt.h"
+#include "cli/place.h"
 
 typedef struct query_opts {
     flc_query_req_t q;
@@ -131,7 +134,9 @@ static const flc_opt_cmd_t query_cmd = {
         "  contribution   per client, summed over the rounds: cosine-weighted share of\n"
         "                 the FedAvg aggregate and leave-one-out shift\n"
         "  schedule       the K clients to pick next (--k K), each with its reason\n",
-    .epilog = "The cache is FLCACHE_REDIS (see `flcache --help`).\n",
+    .epilog = "The cache is FLCACHE_REDIS (see `flcache --help`). With FLCACHE_NODES (the\n"
+              "node map `scripts/testbed.sh env` prints) the shard workers run next to the\n"
+              "cluster node that owns their shards.\n",
     .opts = options,
 };
 
@@ -219,9 +224,20 @@ int flc_cmd_query(int argc, char **argv)
         q.model_out = &model;
         q.model_len = &mlen;
     }
-    flc_cli_conn_t c;
-    if (flc_cli_connect(&c, flc_config_program(), NULL) != FLC_EXIT_OK)
+    /* The node map first: a bad one is the user's to fix before anything
+     * connects. Without it the workers run here, reading over the network. */
+    flc_cli_nodes_t *nodes = NULL;
+    flc_err_t ne = {0};
+    if (flc_cli_nodes_parse(flc_config_program()->nodes, &nodes, &ne) != FLC_OK) {
+        flc_cli_error("query", "%s", ne.msg);
         return FLC_EXIT_RUNTIME;
+    }
+    q.place = flc_cli_place(nodes);
+    flc_cli_conn_t c;
+    if (flc_cli_connect(&c, flc_config_program(), NULL) != FLC_EXIT_OK) {
+        flc_cli_nodes_free(nodes);
+        return FLC_EXIT_RUNTIME;
+    }
     /* The shard workers connect like the command did: same URL, same
      * store options (chunk, cold tier). */
     flc_store_opts_t so;
@@ -257,5 +273,6 @@ int flc_cmd_query(int argc, char **argv)
     }
     free(model);
     flc_cli_disconnect(&c);
+    flc_cli_nodes_free(nodes);
     return exit_code;
 }
