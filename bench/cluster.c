@@ -36,8 +36,16 @@
  * FLCACHE_BENCH_S, FLCACHE_BENCH_NODES (which node counts, e.g. "1,3"),
  * FLCACHE_SOURCE_DIR (where scripts/testbed.sh is; default: found from the
  * binary's path). Needs root (namespaces, tc): without it one "skipped"
- * line and exit 0. The "query" and "failover" cases of point 7 are not
- * built yet; they are printed as "skipped" lines saying so.
+ * line per case and exit 0. The "failover" case of point 7 is not built
+ * yet; it is printed as a "skipped" line saying so.
+ *
+ * "case":"query" (bench/bench_query_cluster.c): norms, outliers, clusters
+ * and similarity of a round of N clients (default 100) at 1 and 25 MB on a
+ * fresh 3-master testbed, node links at 1 and 10 Gbit/s, answered by shard
+ * workers next to the data (partials recomputed or cached) and by the
+ * central aggregator in the client namespace. Flags: --case
+ * round|query|all, and for the query case --clients, --sizes, --rates,
+ * --reps, --shards, --threads (--help).
  *
  * The testbed is brought down on every path out (failure, SIGINT/TERM/HUP
  * included); `ip netns` shows nothing of it afterwards. */
@@ -56,6 +64,7 @@
 #include "aggregator/merge.h"
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
+#include "bench/bench_query_cluster.h"
 #include "bench/bench_round.h"
 #include "bench/bench_util.h"
 #include "cache/slot.h"
@@ -473,6 +482,65 @@ static void emit_skipped(const char *name, const char *why)
     bench_emit(o);
 }
 
+/* ------------------------------------------------------------ the query case */
+
+/* Every node link at gbit (<= 0: unshaped), through the testbed script. */
+static int qc_set_rate(void *user, double gbit)
+{
+    (void)user;
+    char args[64], out[1024];
+    for (int k = 1; k <= TB_MASTERS; k++) {
+        if (gbit > 0)
+            snprintf(args, sizeof args, "rate n%d %.0fmbit", k, gbit * 1000);
+        else
+            snprintf(args, sizeof args, "rate n%d none", k);
+        if (tb_sh(out, sizeof out, args) != 0) {
+            fprintf(stderr, "cluster: query: %s: %s\n", args, out);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int qc_link_bytes(void *user, uint64_t *bytes)
+{
+    const testbed_t *tb = user;
+    *bytes = 0;
+    for (int k = 0; k < TB_MASTERS; k++) {
+        uint64_t rx, tx;
+        if (link_counters(tb, k, &rx, &tx) != 0) {
+            fprintf(stderr, "cluster: query: cannot read n%d's veth counters\n", k + 1);
+            return -1;
+        }
+        *bytes += rx + tx;
+    }
+    return 0;
+}
+
+/* A fresh testbed (the round case leaves its slots on one node), the query
+ * case inside its client namespace, the testbed down again. 0 or -1. */
+static int query_case(const bench_qc_opts_t *o)
+{
+    static testbed_t tb;
+    static char env[16384], nodes[4096];
+    memset(&tb, 0, sizeof tb);
+    int rc = tb_up(&tb) == 0 && tb_sh(env, sizeof env, "env") == 0 ? 0 : -1;
+    env_value(env, "FLCACHE_NODES", nodes, sizeof nodes);
+    if (rc == 0 && nodes[0] == '\0') {
+        fprintf(stderr, "cluster: query: testbed env prints no FLCACHE_NODES\n");
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = enter_client_ns(&tb);
+    if (rc == 0) {
+        bench_qc_testbed_t q = {.seed = tb.seed, .node_map = nodes, .set_rate = qc_set_rate,
+                                .link_bytes = qc_link_bytes, .user = &tb};
+        rc = bench_qc_run(&q, o);
+    }
+    tb_down();
+    return rc;
+}
+
 static size_t env_size(const char *name, size_t def)
 {
     const char *s = getenv(name);
@@ -480,12 +548,18 @@ static size_t env_size(const char *name, size_t def)
     return v > 0 ? (size_t)v : def;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    bench_qc_opts_t qo;
+    int prc = bench_qc_parse(argc, argv, &qo);
+    if (prc != 0)
+        return prc > 0 ? 0 : 2;
     bench_config();
     signal(SIGPIPE, SIG_IGN);
     if (geteuid() != 0) {
         emit_skipped("round", "needs root: the testbed (scripts/testbed.sh) makes network "
+                              "namespaces and tc qdiscs");
+        emit_skipped("query", "needs root: the testbed (scripts/testbed.sh) makes network "
                               "namespaces and tc qdiscs");
         return 0;
     }
@@ -501,7 +575,7 @@ int main(void)
         reps = MAX_REPS;
     int want[TB_MASTERS + 1] = {0};
     const char *nl = getenv("FLCACHE_BENCH_NODES");
-    for (const char *p = nl && *nl ? nl : "1,2,3"; *p; p++)
+    for (const char *p = nl && *nl ? nl : "1,2,3"; *p && qo.run_round; p++)
         if (*p >= '1' && *p <= '0' + TB_MASTERS)
             want[*p - '0'] = 1;
 
@@ -534,7 +608,9 @@ int main(void)
     result_t res[TB_MASTERS + 1];
     memset(res, 0, sizeof res);
     int fails = 0;
-    if (tb_up(&tb) != 0 || enter_client_ns(&tb) != 0) {
+    if (!qo.run_round) {
+        /* --case query */
+    } else if (tb_up(&tb) != 0 || enter_client_ns(&tb) != 0) {
         fails = 1;
     } else {
         c.url = tb.seed;
@@ -552,7 +628,8 @@ int main(void)
     for (int nodes = 1; nodes <= TB_MASTERS; nodes++)
         if (res[nodes].ran == reps && res[nodes].reps > 0)
             emit(&res[nodes], &c, res[1].ran == reps ? &res[1] : NULL);
-    emit_skipped("query", "not built yet (issue 12 point 7: the next step)");
+    if (qo.run_query && query_case(&qo) != 0)
+        fails = 1;
     emit_skipped("failover", "not built yet (issue 12 point 7: the next step)");
 
     for (uint32_t i = 0; i < W; i++)
