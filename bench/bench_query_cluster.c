@@ -71,8 +71,20 @@ int bench_qc_parse(int argc, char **argv, bench_qc_opts_t *o)
             fputs(usage, stdout);
             return 1;
         }
-        long x = v ? strtol(v, NULL, 10) : 0;
-        int bad = v == NULL;
+        static const char *const known[] = {"--case",   "--clients", "--sizes", "--rates",
+                                            "--reps",   "--shards",  "--threads"};
+        int is_known = 0;
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+            is_known |= strcmp(a, known[k]) == 0;
+        if (!is_known) {
+            fprintf(stderr, "cluster: unknown option '%s'\n%s", a, usage);
+            return -1;
+        }
+        char *end = NULL;
+        long x = v ? strtol(v, &end, 10) : 0;
+        int is_int = strcmp(a, "--case") != 0 && strcmp(a, "--sizes") != 0 &&
+                     strcmp(a, "--rates") != 0;
+        int bad = v == NULL || (is_int && (end == v || *end != '\0'));
         if (bad)
             ;
         else if (strcmp(a, "--case") == 0) {
@@ -95,9 +107,6 @@ int bench_qc_parse(int argc, char **argv, bench_qc_opts_t *o)
         } else if (strcmp(a, "--threads") == 0) {
             bad = x < 0 || x > 64;
             o->threads = (int)x;
-        } else {
-            fprintf(stderr, "cluster: unknown option '%s'\n%s", a, usage);
-            return -1;
         }
         if (bad) {
             fprintf(stderr, "cluster: bad value for %s: '%s'\n%s", a, v ? v : "(none)", usage);
