@@ -4,7 +4,8 @@
  *   (the seed URL's node too) over n1's unix socket and n2, n3 over TCP
  *   from n1's address, as the nodes' CLIENT LIST shows, and round-trips
  *   shards owned by each master;
- * - a simulate (in-process clients, synthetic model, S = 6) with its
+ * - a simulate (in-process clients, synthetic model, S = 6; fedadam and
+ *   multi-krum) with its
  *   mergers placed by the FLCACHE_NODES map (cli/place.h) leaves the same
  *   global models and merged shards, bit for bit, as the same run without
  *   placement, and counts the same bytes; after every round, each node's
@@ -368,11 +369,77 @@ static void sim_cfg(flc_sim_cfg_t *c, const char *job, flc_sim_inproc_t *threads
     c->clients = 12;
     c->per_round = 6;
     c->rounds = 3;
-    c->strategy = FLC_SIM_FEDADAM; /* server state kept in the merger across its stores */
+    c->strategy = FLC_SIM_FEDADAM;
     c->seed = 7;
     c->num_shards = 6;
     c->synthetic_params = 60000;
     c->invoke_user = threads;
+}
+
+/* One strategy: the same run unplaced (job <tag>-no) and placed (<tag>-on),
+ * compared. */
+static void placed_vs_unplaced(view_t *v, flc_store_t *s, flc_cli_nodes_t *nodes, int strategy,
+                               const char *tag)
+{
+    flc_sim_inproc_t threads = {.threads = 3};
+    char jobs[2][32];
+    snprintf(jobs[0], sizeof jobs[0], "%s-no", tag);
+    snprintf(jobs[1], sizeof jobs[1], "%s-on", tag);
+    const char *sname = flc_sim_strategy_name(strategy);
+    watch_t w[2];
+    flc_sim_result_t res[2];
+    memset(res, 0, sizeof res);
+    int rc[2];
+    char err[2][256];
+    for (int i = 0; i < 2; i++) {
+        flc_err_t e = {0};
+        flc_sim_cfg_t c;
+        sim_cfg(&c, jobs[i], &threads);
+        c.strategy = strategy;
+        if (i == 1)
+            c.place = flc_cli_place(nodes);
+        w[i] = (watch_t){.v = v, .s = s, .job = jobs[i], .S = c.num_shards};
+        flc_sim_clear(c.redis, NULL, c.job, &e);
+        rc[i] = flc_sim_run(&c, watch_round, &w[i], &res[i], &e);
+        snprintf(err[i], sizeof err[i], "%s", rc[i] ? flc_err_msg(&e) : "");
+    }
+    CHECK(rc[0] == 0 && rc[1] == 0, "%s: both runs (N=12 K=6 R=3 S=6, 60000 floats) "
+          "finish: %s / %s", sname, err[0][0] ? err[0] : "ok", err[1][0] ? err[1] : "ok");
+
+    EXPECT(w[1].rounds == 3 && w[1].placed_ok == 3,
+           "%s placed: after each of the %d rounds, every node has one unix-socket merger "
+           "connection per shard it owns, and every merger's TCP connections come from its "
+           "node's address, none from the client namespace: %d of 3 rounds (%s)",
+           sname, w[1].rounds, w[1].placed_ok, w[1].why);
+    EXPECT(w[0].rounds == 3 && w[0].unplaced_ok == 3 && w[0].placed_ok == 0,
+           "%s unplaced (the check's control): every merger connection comes from the client "
+           "namespace over TCP in %d of 3 rounds, and the placement check fails in all of "
+           "them (%d passed) (%s)", sname, w[0].unplaced_ok, w[0].placed_ok, w[0].why);
+
+    char why[300] = "";
+    int n = 0;
+    int same = models_match(s, jobs[0], jobs[1], 3, 6, &n, why, sizeof why);
+    EXPECT(same && n == 4 + 3 * 6,
+           "%s: the placed run's %d stored models (J.g rounds 0-3, merged shards) are the "
+           "unplaced run's, bit for bit%s%s", sname, n, why[0] ? ": " : "", why);
+    int merged = 1, bytes = 1;
+    for (size_t r = 0; r < res[0].nrounds && r < res[1].nrounds; r++) {
+        const flc_sim_round_t *a = &res[0].rounds[r], *b = &res[1].rounds[r];
+        merged &= a->merged && b->merged && a->participants == b->participants;
+        double d = (double)a->bytes - (double)b->bytes;
+        /* the same values move (job names of one length); metadata with
+         * timings may differ by a few bytes (varints), a merger store left
+         * uncounted by ~1.7 MB */
+        bytes &= a->bytes > 6u * 60000u * 4u && (d < 0 ? -d : d) <= 0.001 * (double)a->bytes;
+        printf("#   %s round %zu: %llu / %llu bytes\n", sname, r + 1,
+               (unsigned long long)a->bytes, (unsigned long long)b->bytes);
+    }
+    EXPECT(res[0].nrounds == 3 && res[1].nrounds == 3 && merged,
+           "%s: every round of both runs merged the same participants", sname);
+    EXPECT(bytes, "%s: the bytes each round moved through the cache (driver, mergers, "
+                  "clients) are counted alike, within 0.1%%, placed or not", sname);
+    flc_sim_result_free(&res[0]);
+    flc_sim_result_free(&res[1]);
 }
 
 TEST(placed_mergers_match_the_unplaced_run)
@@ -387,60 +454,11 @@ TEST(placed_mergers_match_the_unplaced_run)
     view_open(&v);
     flc_store_t *s = flc_store_open(tb.seed, NULL, &e);
     CHECK(s != NULL, "the test's store (%s)", e.msg);
-
-    flc_sim_inproc_t threads = {.threads = 3};
-    const char *jobs[2] = {"pl-no", "pl-on"};
-    watch_t w[2];
-    flc_sim_result_t res[2];
-    memset(res, 0, sizeof res);
-    int rc[2];
-    char err[2][256];
-    for (int i = 0; i < 2; i++) {
-        flc_sim_cfg_t c;
-        sim_cfg(&c, jobs[i], &threads);
-        if (i == 1)
-            c.place = flc_cli_place(nodes);
-        w[i] = (watch_t){.v = &v, .s = s, .job = jobs[i], .S = c.num_shards};
-        flc_sim_clear(c.redis, NULL, c.job, &e);
-        rc[i] = flc_sim_run(&c, watch_round, &w[i], &res[i], &e);
-        snprintf(err[i], sizeof err[i], "%s", rc[i] ? flc_err_msg(&e) : "");
-    }
-    CHECK(rc[0] == 0 && rc[1] == 0, "both runs (N=12 K=6 R=3 S=6 fedadam, 60000 floats) "
-          "finish: %s / %s", err[0][0] ? err[0] : "ok", err[1][0] ? err[1] : "ok");
-
-    EXPECT(w[1].rounds == 3 && w[1].placed_ok == 3,
-           "placed: after each of the %d rounds, every node has one unix-socket merger "
-           "connection per shard it owns, and every merger's TCP connections come from its "
-           "node's address, none from the client namespace: %d of 3 rounds (%s)",
-           w[1].rounds, w[1].placed_ok, w[1].why);
-    EXPECT(w[0].rounds == 3 && w[0].unplaced_ok == 3 && w[0].placed_ok == 0,
-           "unplaced (the check's control): every merger connection comes from the client "
-           "namespace over TCP in %d of 3 rounds, and the placement check fails in all of "
-           "them (%d passed) (%s)", w[0].unplaced_ok, w[0].placed_ok, w[0].why);
-
-    char why[300] = "";
-    int n = 0;
-    int same = models_match(s, "pl-no", "pl-on", 3, 6, &n, why, sizeof why);
-    EXPECT(same && n == 4 + 3 * 6,
-           "the placed run's %d stored models (J.g rounds 0-3, merged shards) are the "
-           "unplaced run's, bit for bit%s%s", n, why[0] ? ": " : "", why);
-    int merged = 1, bytes = 1;
-    for (size_t r = 0; r < res[0].nrounds && r < res[1].nrounds; r++) {
-        const flc_sim_round_t *a = &res[0].rounds[r], *b = &res[1].rounds[r];
-        merged &= a->merged && b->merged && a->participants == b->participants;
-        double d = (double)a->bytes - (double)b->bytes;
-        /* the same values move; metadata with timings may differ by a few bytes
-         * (varints), a merger store left uncounted by ~1.7 MB */
-        bytes &= a->bytes > 6u * 60000u * 4u && (d < 0 ? -d : d) <= 0.001 * (double)a->bytes;
-        printf("#   round %zu: %llu / %llu bytes\n", r + 1, (unsigned long long)a->bytes,
-               (unsigned long long)b->bytes);
-    }
-    EXPECT(res[0].nrounds == 3 && res[1].nrounds == 3 && merged,
-           "every round of both runs merged the same participants");
-    EXPECT(bytes, "the bytes each round moved through the cache (driver, mergers, clients) "
-                  "are counted alike, within 0.1%%, placed or not");
-    flc_sim_result_free(&res[0]);
-    flc_sim_result_free(&res[1]);
+    /* fedadam: server state kept by each merger across its reopened stores;
+     * multi-krum: mergers exchange distance matrices through the other
+     * shards' nodes, and are not woken early */
+    placed_vs_unplaced(&v, s, nodes, FLC_SIM_FEDADAM, "pla");
+    placed_vs_unplaced(&v, s, nodes, FLC_SIM_MULTI_KRUM, "plk");
     flc_store_close(s);
     view_close(&v);
     flc_cli_nodes_free(nodes);
