@@ -15,7 +15,9 @@
  *   for mergers left in the client namespace);
  * - a map without a node that owns a shard stops the run with an error
  *   naming the node; `flcache simulate` says so before the first round, and
- *   a map that does not parse is a clear error (exit 1 both).
+ *   a map that does not parse is a clear error (exit 1 both);
+ * - on one server (a fixture of its own, no testbed needed), only a store
+ *   told local_node = the URL's address uses the socket; without it, TCP.
  *
  * The mergers' connections are recognised by the name every store gives
  * its connections when asked for its id (flc-w-<token>, store_cluster_all.c),
@@ -30,6 +32,7 @@
 #include "cache/cluster_conn.h"
 #include "cache/cluster_map.h"
 #include "cache/store_ops.h"
+#include "cache/store_raw.h"
 #include "cache/url.h"
 #include "cli/place.h"
 #include "clients/sim.h"
@@ -544,6 +547,46 @@ TEST(a_node_missing_from_the_map_is_named)
     flc_cli_nodes_free(nodes);
 }
 
+/* ---- 4. one server ----------------------------------------------------------------- */
+
+/* 1 when the store's connection is over a unix socket (CLIENT INFO flags). */
+static int over_unix(flc_store_t *s)
+{
+    redisReply *r = NULL;
+    if (flc_store_commandf(s, &r, "CLIENT INFO") != 0)
+        return -1;
+    const char *f = r->type == REDIS_REPLY_STRING ? strstr(r->str, " flags=") : NULL;
+    int u = f && strcspn(f + 7, " ") > strcspn(f + 7, "U");
+    freeReplyObject(r);
+    return u;
+}
+
+TEST(one_server_takes_the_socket_only_when_told)
+{
+    flc_fixture_t fx;
+    flc_fixture_start(&fx, 0);
+    const char *port = strrchr(fx.tcp_url, ':');
+    char local[64], sock[256];
+    snprintf(local, sizeof local, "127.0.0.1:%s", port ? port + 1 : "0");
+    snprintf(sock, sizeof sock, "%s", fx.unix_url + strlen("unix://"));
+    flc_err_t e = {0};
+    flc_store_t *plain = flc_store_open(fx.tcp_url, NULL, &e);
+    flc_store_opts_t o = {.local_node = local, .local_sock = sock};
+    flc_store_t *near = flc_store_open(fx.tcp_url, &o, &e);
+    flc_store_opts_t other = {.local_node = "127.0.0.1:1", .local_sock = sock};
+    flc_store_t *far = flc_store_open(fx.tcp_url, &other, &e);
+    CHECK(plain && near && far, "three stores on one server (%s)", e.msg);
+    EXPECT(over_unix(plain) == 0, "without local_node the store connects over TCP, as before");
+    EXPECT(over_unix(near) == 1 && flc_store_ping(near) == 0,
+           "with local_node = the URL's %s it connects over the server's socket", local);
+    EXPECT(over_unix(far) == 0, "with local_node naming another server: TCP");
+    flc_store_close(plain);
+    flc_store_close(near);
+    flc_store_close(far);
+    flc_fixture_stop(&fx);
+}
+
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(store_reaches_its_node_over_the_unix_socket),
                  TEST_ENTRY(placed_mergers_match_the_unplaced_run),
-                 TEST_ENTRY(a_node_missing_from_the_map_is_named))
+                 TEST_ENTRY(a_node_missing_from_the_map_is_named),
+                 TEST_ENTRY(one_server_takes_the_socket_only_when_told))
