@@ -432,19 +432,19 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
         }
     }
     uint64_t rd0 = flc_store_bytes_read(sm->s), wr0 = flc_store_bytes_written(sm->s);
+    /* Placed: the owner of each shard's keys this round, where its merger
+     * goes; all of them before any merger starts. */
+    for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++) {
+        flc_store_node_t nd;
+        sm->m[s].node[0] = '\0';
+        if (sm->placed && flc_store_shard_node(sm->s, c->job, round, s, &nd) != FLC_OK)
+            rc = store_err(sm->s, e);
+        else if (sm->placed)
+            snprintf(sm->m[s].node, sizeof sm->m[s].node, "%s", nd.addr);
+    }
     for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++) {
         merger_th_t *mt = &sm->m[s];
         memset(&mt->err, 0, sizeof mt->err);
-        mt->node[0] = '\0';
-        if (sm->placed) {
-            /* The owner of the shard's keys this round: where its merger goes. */
-            flc_store_node_t nd;
-            if (flc_store_shard_node(sm->s, c->job, round, s, &nd) != FLC_OK) {
-                rc = store_err(sm->s, e);
-                break;
-            }
-            snprintf(mt->node, sizeof mt->node, "%s", nd.addr);
-        }
         mt->cfg = (flc_rs_merger_cfg_t){.job = c->job, .round = round, .shard = s,
                                      .num_shards = sm->S, .model_size = sm->P,
                                      .rule = sm->rule, .expected = (const char *const *)names,
