@@ -4,10 +4,12 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
 #include "bench/bench_util.h"
+#include "cache/store_ops.h"
 
 #define MAX_THREADS 128
 
@@ -33,7 +35,12 @@ void *bench_round_merger(void *p)
     bench_round_arg_t *a = p;
     bench_round_t *c = a->c;
     flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(c->url, bench_store_opts(), &e);
+    /* Placed: into the shard owner's namespace before the store's sockets
+     * are made, so they live there and reach the owner over its socket. */
+    flc_store_opts_t o = *bench_store_opts();
+    flc_store_t *s = NULL;
+    if (c->place.enter == NULL || c->place.enter(c->place.user, c->node[a->i], &o, &e) == 0)
+        s = flc_store_open(c->url, &o, &e);
     flc_rs_merger_cfg_t mc = {.job = "bench", .round = c->round, .shard = a->i,
                               .num_shards = c->S, .model_size = c->n, .expected = c->names,
                               .n_expected = c->W, .deadline_ms = 120000, .readers = c->W};
@@ -48,6 +55,30 @@ void *bench_round_merger(void *p)
     return NULL;
 }
 
+/* c->node[k] = the node owning shard k of this round (the slot map of a
+ * store opened where the caller runs). */
+static int find_owners(bench_round_t *c)
+{
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(c->url, bench_store_opts(), &e);
+    if (s == NULL) {
+        fprintf(stderr, "%s: shard owners: %s\n", c->tag, flc_err_msg(&e));
+        return -1;
+    }
+    free(c->node);
+    c->node = calloc(c->S ? c->S : 1, sizeof *c->node);
+    int rc = c->node ? 0 : -1;
+    for (uint32_t k = 0; rc == 0 && k < c->S; k++) {
+        flc_store_node_t nd;
+        if ((rc = flc_store_shard_node(s, "bench", c->round, k, &nd)) != 0)
+            fprintf(stderr, "%s: the owner of shard %u: %s\n", c->tag, k, flc_store_errstr(s));
+        else
+            snprintf(c->node[k], sizeof c->node[k], "%s", nd.addr);
+    }
+    flc_store_close(s);
+    return rc;
+}
+
 double bench_round_run(bench_round_t *c, int with_mergers, void *(*contributor)(void *))
 {
     pthread_t th[MAX_THREADS];
@@ -55,6 +86,10 @@ double bench_round_run(bench_round_t *c, int with_mergers, void *(*contributor)(
     uint32_t nm = with_mergers ? c->S : 0, nt = 0;
     if (nm + c->W > MAX_THREADS) {
         fprintf(stderr, "%s: %u threads, at most %d\n", c->tag, nm + c->W, MAX_THREADS);
+        c->failed = 1;
+        return 0;
+    }
+    if (nm > 0 && c->place.enter != NULL && find_owners(c) != 0) {
         c->failed = 1;
         return 0;
     }

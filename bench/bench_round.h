@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "cache/store.h"
+
 typedef struct bench_round {
     const char *tag;     /* the benchmark's name, for messages */
     const char *url;     /* the cache the threads open */
@@ -15,6 +17,11 @@ typedef struct bench_round {
     float **model;       /* W read-back models */
     const char **names;  /* W contributor names */
     int failed;          /* set by any thread that failed */
+    /* Placement (issue 12): with enter set, merger k moves its thread next
+     * to the node owning shard k this round and opens its store there (over
+     * that node's unix socket); zero: mergers run where the caller does. */
+    flc_place_t place;
+    char (*node)[300];   /* filled by bench_round_run when placing: shard k's owner */
 } bench_round_t;
 
 /* What each thread gets: the round and its index (contributor i or shard i). */
@@ -32,7 +39,8 @@ void *bench_round_merger(void *arg);
  * contributor threads (contributor NULL: bench_round_contributor), with
  * SIGINT/SIGTERM/SIGHUP blocked in them so a benchmark's handler runs on the
  * main thread. Returns the wall seconds from the first start to the last
- * join. At most 128 threads. */
+ * join. At most 128 threads. With c->place, the owners of the S shards are
+ * looked up first, before the clock starts (the lookup is the driver's). */
 double bench_round_run(bench_round_t *c, int with_mergers, void *(*contributor)(void *));
 
 #endif

@@ -6,11 +6,17 @@
  * S mergers merge; every contributor reads the merged model back) on a
  * testbed of 1, 2 and 3 cache nodes whose links are shaped to 1 Gbit/s with
  * tbf (scripts/testbed.sh --rate 1gbit), no replicas, the client
- * namespace's own link unshaped. Contributors, mergers and the driver are
- * threads of this process running inside the testbed's client namespace, so
- * every byte to or from a node crosses that node's shaped link; they talk
- * to the cluster through the cluster-aware store (FLCACHE_REDIS = the seed
+ * namespace's own link unshaped. Contributors and the driver are threads of
+ * this process running inside the testbed's client namespace, so every byte
+ * they move to or from a node crosses that node's shaped link; they talk to
+ * the cluster through the cluster-aware store (FLCACHE_REDIS = the seed
  * URL), which routes each shard's keys ({J/r/s}) to the node owning them.
+ * The mergers are placed (issue 12, point 4): merger k's thread enters the
+ * network namespace of the node owning shard k that round (the testbed's
+ * FLCACHE_NODES map, cli/place.h) before opening its store, and reads the
+ * W updates from and writes the merged shard to that node over its unix
+ * socket: its own shard's bytes never cross a link. FLCACHE_BENCH_PLACE=0
+ * keeps them in the client namespace, as before ("placement" says which).
  *
  * The testbed script needs at least 3 masters (redis-cli --cluster
  * create), so the bench brings up one 3-master testbed and measures 3
@@ -69,6 +75,7 @@
 #include "bench/bench_util.h"
 #include "cache/slot.h"
 #include "cache/store_raw.h"
+#include "cli/place.h"
 
 #define BENCH "cluster"
 #define TB_NAME "flcbn" /* not the tests' testbed names: both may exist */
@@ -82,6 +89,7 @@
 typedef struct testbed {
     char seed[256], password[128], client_ns[64];
     char ns[TB_MASTERS][64], addr[TB_MASTERS][64], id[TB_MASTERS][64];
+    char nodes_map[4096]; /* FLCACHE_NODES of `testbed.sh env` */
 } testbed_t;
 
 static char g_script[PATH_MAX];
@@ -196,6 +204,42 @@ static void env_value(const char *env, const char *key, char *dst, size_t cap)
     dst[n] = '\0';
 }
 
+/* ------------------------------------------------------------ placement */
+
+/* The testbed's node map (FLCACHE_NODES as `testbed.sh env` prints it),
+ * parsed once; every case that places work next to a node (the round's
+ * mergers, the query workers) takes its callback from here. */
+static flc_cli_nodes_t *g_nodes;
+
+/* *out = the callback that moves a thread into a node's namespace and points
+ * its stores at that node's unix socket (cli/place.h). -1 when the map does
+ * not parse or misses a node of the testbed. */
+static int tb_place(const testbed_t *tb, flc_place_t *out)
+{
+    flc_err_t e = {0};
+    if (g_nodes == NULL && flc_cli_nodes_parse(tb->nodes_map, &g_nodes, &e) != 0) {
+        fprintf(stderr, "cluster: FLCACHE_NODES of the testbed: %s\n", flc_err_msg(&e));
+        return -1;
+    }
+    for (int k = 0; k < TB_MASTERS; k++) {
+        char a[80];
+        const char *ns, *sock;
+        snprintf(a, sizeof a, "%s:6379", tb->addr[k]);
+        if (flc_cli_nodes_find(g_nodes, a, &ns, &sock) != 0) {
+            fprintf(stderr, "cluster: the testbed's FLCACHE_NODES has no node %s\n", a);
+            return -1;
+        }
+    }
+    *out = flc_cli_place(g_nodes);
+    return 0;
+}
+
+static void tb_place_free(void)
+{
+    flc_cli_nodes_free(g_nodes);
+    g_nodes = NULL;
+}
+
 static int tb_up(testbed_t *tb)
 {
     static char out[16384];
@@ -213,6 +257,7 @@ static int tb_up(testbed_t *tb)
     env_value(out, "FLC_TESTBED_SEED", tb->seed, sizeof tb->seed);
     env_value(out, "FLC_TESTBED_PASSWORD", tb->password, sizeof tb->password);
     env_value(out, "FLC_TESTBED_CLIENT_NS", tb->client_ns, sizeof tb->client_ns);
+    env_value(out, "FLCACHE_NODES", tb->nodes_map, sizeof tb->nodes_map);
     for (int k = 0; k < TB_MASTERS; k++) {
         char key[64];
         snprintf(key, sizeof key, "FLC_TESTBED_NS_n%d", k + 1);
@@ -453,7 +498,11 @@ static void emit(const result_t *r, const bench_round_t *c, const result_t *one)
     cJSON_AddNumberToObject(o, "masters_up", TB_MASTERS);
     cJSON_AddStringToObject(o, "link_rate", LINK_RATE);
     cJSON_AddStringToObject(o, "client_link", "unshaped");
-    cJSON_AddStringToObject(o, "placement", "contributors and mergers in the client namespace");
+    cJSON_AddStringToObject(o, "placement",
+                            c->place.enter ? "mergers next to their shard's node (its "
+                                             "namespace, unix socket), contributors in the "
+                                             "client namespace"
+                                           : "contributors and mergers in the client namespace");
     cJSON_AddNumberToObject(o, "model_mb", (double)c->n * sizeof(float) / 1e6);
     cJSON_AddNumberToObject(o, "workers", c->W);
     cJSON_AddNumberToObject(o, "shards", c->S);
@@ -567,6 +616,8 @@ int main(int argc, char **argv)
     uint32_t S = (uint32_t)env_size("FLCACHE_BENCH_S", 8);
     uint64_t n = env_size("FLCACHE_BENCH_N2", 6500000);
     int reps = bench_reps(3);
+    const char *pl = getenv("FLCACHE_BENCH_PLACE");
+    int place = !(pl && strcmp(pl, "0") == 0);
     if (W > 64)
         W = 64;
     if (S > 64)
@@ -610,7 +661,8 @@ int main(int argc, char **argv)
     int fails = 0;
     if (!qo.run_round) {
         /* --case query */
-    } else if (tb_up(&tb) != 0 || enter_client_ns(&tb) != 0) {
+    } else if (tb_up(&tb) != 0 || enter_client_ns(&tb) != 0 ||
+               (place && tb_place(&tb, &c.place) != 0)) {
         fails = 1;
     } else {
         c.url = tb.seed;
@@ -634,7 +686,8 @@ int main(int argc, char **argv)
 
     for (uint32_t i = 0; i < W; i++)
         free(c.u[i]), free(c.model[i]);
-    free(c.u), free(c.model), free(c.names), free(names);
+    free(c.u), free(c.model), free(c.names), free(names), free(c.node);
+    tb_place_free();
     for (int nodes = 1; nodes <= TB_MASTERS; nodes++)
         fails |= want[nodes] && !res[nodes].right;
     return fails ? 1 : 0;

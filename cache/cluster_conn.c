@@ -5,7 +5,9 @@
  * the same connect and I/O timeouts, the reader's buffer kept between
  * replies, AUTH [user] password from the URL. A cluster redirects to nodes
  * the seed URL never named, so the credentials have to travel with the
- * table, and go out on every new connection (spec: redirect targets too). */
+ * table, and go out on every new connection (spec: redirect targets too).
+ * The node a placed function runs next to (opts.local_node) is reached over
+ * its unix socket, seed included; every other node over TCP. */
 #include "cache/cluster_conn.h"
 
 #include <stdio.h>
@@ -68,7 +70,37 @@ flc_cluster_conn_t *flc_cluster_conn_new(const flc_url_t *seed, const flc_cluste
         cc->opts.io_timeout_ms = 30000;
     if (cc->opts.reconnect_min_ms == 0)
         cc->opts.reconnect_min_ms = 100;
+    cc->opts.local_node = cc->opts.local_sock = NULL; /* borrowed for this call only */
+    if (opts && opts->local_node && opts->local_node[0] && opts->local_sock &&
+        opts->local_sock[0]) {
+        char host[256];
+        int port = 0;
+        if (flc_cluster_addr_split(opts->local_node, host, sizeof host, &port, e) != FLC_OK ||
+            flc_cluster_conn_colocate(cc, host, port, opts->local_sock, e) != FLC_OK) {
+            free(cc);
+            return NULL;
+        }
+    }
     return cc;
+}
+
+int flc_cluster_addr_split(const char *addr, char *host, size_t cap, int *port, flc_err_t *e)
+{
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    char *end = NULL;
+    long p = colon ? strtol(colon + 1, &end, 10) : 0;
+    const char *h = addr;
+    size_t hl = colon ? (size_t)(colon - addr) : 0;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']')
+        h++, hl -= 2;
+    if (colon == NULL || hl == 0 || end == colon + 1 || *end != '\0' || p < 1 || p > 65535 ||
+        hl >= cap)
+        return flc_err_set(e, FLC_EINVAL, "node address '%.100s' is not host:port",
+                           addr ? addr : "(null)");
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return FLC_OK;
 }
 
 void flc_cluster_conn_free(flc_cluster_conn_t *cc)
@@ -101,6 +133,14 @@ int flc_cluster_conn_colocate(flc_cluster_conn_t *cc, const char *host, int port
     d->port = port;
     cc->nco++;
     return FLC_OK;
+}
+
+static const char *colocated_path(const flc_cluster_conn_t *cc, const char *host, int port)
+{
+    for (size_t i = 0; i < cc->nco; i++)
+        if (cc->co[i].port == port && strcmp(cc->co[i].host, host) == 0)
+            return cc->co[i].path;
+    return NULL;
 }
 
 /* Sends AUTH with the seed's credentials (if any) on a fresh context.
@@ -156,9 +196,17 @@ int flc_cluster_conn_seed(flc_cluster_conn_t *cc, redisContext **out, flc_err_t 
         cc->seed_c = NULL;
     }
     if (cc->seed_c == NULL) {
-        int unix_ = cc->seed.kind == FLC_URL_UNIX;
-        int rc = connect_to(cc, cc->seed.host, cc->seed.port, unix_ ? cc->seed.path : NULL,
-                            cc->seed_text, &cc->seed_c, e);
+        /* A seed that is the co-located node is reached over its socket
+         * too: then no TCP connection to it is ever made. */
+        const char *path = cc->seed.kind == FLC_URL_UNIX
+                               ? cc->seed.path
+                               : colocated_path(cc, cc->seed.host, cc->seed.port);
+        char name[600];
+        snprintf(name, sizeof name, "%s%s%s%s", cc->seed_text,
+                 path && cc->seed.kind == FLC_URL_TCP ? " (unix:" : "",
+                 path && cc->seed.kind == FLC_URL_TCP ? path : "",
+                 path && cc->seed.kind == FLC_URL_TCP ? ")" : "");
+        int rc = connect_to(cc, cc->seed.host, cc->seed.port, path, name, &cc->seed_c, e);
         if (rc != FLC_OK)
             return rc;
     }
@@ -185,14 +233,6 @@ static int grow(flc_cluster_conn_t *cc, size_t n, flc_err_t *e)
     cc->v = v;
     cc->n = n;
     return FLC_OK;
-}
-
-static const char *colocated_path(const flc_cluster_conn_t *cc, const char *host, int port)
-{
-    for (size_t i = 0; i < cc->nco; i++)
-        if (cc->co[i].port == port && strcmp(cc->co[i].host, host) == 0)
-            return cc->co[i].path;
-    return NULL;
 }
 
 void flc_cluster_conn_close(flc_cluster_conn_t *cc, unsigned node)
@@ -269,9 +309,10 @@ int flc_cluster_conn_bootstrap(flc_cluster_conn_t *cc, flc_cluster_map_t *m, int
         return flc_err_wrap(e, "cluster seed %s: ", cc->seed_text);
     }
     int i = tcp ? flc_cluster_map_find(m, cc->seed.host, cc->seed.port) : -1;
-    if (i >= 0 && grow(cc, m->nnodes, NULL) == FLC_OK && cc->v[i].c == NULL &&
-        colocated_path(cc, cc->seed.host, cc->seed.port) == NULL) {
-        /* The seed is node i: one connection to it, not two. */
+    if (i >= 0 && grow(cc, m->nnodes, NULL) == FLC_OK && cc->v[i].c == NULL) {
+        /* The seed is node i: one connection to it, not two (over the unix
+         * socket when it is the co-located node, as flc_cluster_conn_seed
+         * made it). */
         cc->v[i].c = cc->seed_c;
         snprintf(cc->v[i].host, sizeof cc->v[i].host, "%s", m->nodes[i].host);
         cc->v[i].port = m->nodes[i].port;

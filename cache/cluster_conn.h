@@ -33,14 +33,22 @@ typedef struct flc_cluster_conn_opts {
     unsigned connect_timeout_ms; /* 0: 5000 (as the store) */
     unsigned io_timeout_ms;      /* 0: 30000 (as the store) */
     unsigned reconnect_min_ms;   /* after a failed connect to a node; 0: 100 */
+    /* The node this process runs next to ("host:port" as the cluster map
+     * names it) and its unix socket (flc_store_opts_t.local_node /
+     * local_sock): flc_cluster_conn_new colocates it, so that node, the
+     * seed too when it is that node, is reached over the socket. NULL or
+     * "": none. Borrowed for the call only. */
+    const char *local_node;
+    const char *local_sock;
 } flc_cluster_conn_opts_t;
 
 typedef struct flc_cluster_conn flc_cluster_conn_t;
 
 /* A connection table for the cluster seed names (redis://[user:pw@]host:port
  * or unix://...; its user and password are sent as AUTH on every node
- * connection). Connects to nothing yet. opts may be NULL. NULL and *e
- * (FLC_ENOMEM) on failure. */
+ * connection). Connects to nothing yet. opts may be NULL. NULL and *e on
+ * failure: FLC_ENOMEM, or FLC_EINVAL for a local_node that is not
+ * host:port or a local_sock too long for a socket. */
 flc_cluster_conn_t *flc_cluster_conn_new(const flc_url_t *seed, const flc_cluster_conn_opts_t *opts,
                                          flc_err_t *e);
 
@@ -49,10 +57,17 @@ void flc_cluster_conn_free(flc_cluster_conn_t *cc);
 
 /* Says that the node announced as host:port is reachable through the unix
  * socket path (a function placed next to it): flc_cluster_conn_get connects
- * to it there instead of over TCP. FLC_EINVAL beyond
- * FLC_CLUSTER_MAX_COLOCATED or for a path that does not fit a socket. */
+ * to it there instead of over TCP, and so does flc_cluster_conn_seed when
+ * the seed URL names that node (call this before the bootstrap). FLC_EINVAL
+ * beyond FLC_CLUSTER_MAX_COLOCATED or for a path that does not fit a
+ * socket. */
 int flc_cluster_conn_colocate(flc_cluster_conn_t *cc, const char *host, int port, const char *path,
                               flc_err_t *e);
+
+/* Splits "host:port" (host may be a bracketed IPv6 address; the split is
+ * at the last ':') into host (cap bytes) and *port. FLC_EINVAL naming addr
+ * when it has no host, no port, a port outside 1..65535 or a host too long. */
+int flc_cluster_addr_split(const char *addr, char *host, size_t cap, int *port, flc_err_t *e);
 
 /* The connection to the seed URL itself (connected and authenticated when
  * first asked), for detection and the first fetch. *out is borrowed: valid

@@ -56,7 +56,9 @@ int flc_store_cl_start(flc_store_t *s, int *is_cluster)
     cl->cur = FLC_CLUSTER_NO_NODE;
     cl->token = -1;
     flc_cluster_conn_opts_t co = {.connect_timeout_ms = s->opts.connect_timeout_ms,
-                                  .io_timeout_ms = s->opts.io_timeout_ms};
+                                  .io_timeout_ms = s->opts.io_timeout_ms,
+                                  .local_node = s->opts.local_node,
+                                  .local_sock = s->opts.local_sock};
     cl->cc = flc_cluster_conn_new(&s->url, &co, &s->err);
     int rc = cl->cc ? flc_cluster_conn_bootstrap(cl->cc, &cl->map, is_cluster, &s->err)
                     : s->err.code;

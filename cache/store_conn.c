@@ -5,6 +5,8 @@
  * Every other store file sends through a connection made here. */
 #include "cache/store_internal.h"
 
+#include "cache/cluster_conn.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,19 +57,38 @@ int flc_store_reply_error(flc_store_t *s, const redisReply *r, const char *what)
     return flc_err_set(&s->err, code, "%s: %s: %s", s->url_text, what, msg);
 }
 
+/* The unix socket of the co-located node (opts.local_node / local_sock,
+ * issue 12) when the URL names that node by host:port; else NULL. */
+static const char *local_socket_for_url(const flc_store_t *s)
+{
+    const flc_store_opts_t *o = &s->opts;
+    if (s->url.kind != FLC_URL_TCP || o->local_node == NULL || o->local_sock == NULL ||
+        o->local_sock[0] == '\0')
+        return NULL;
+    char host[256];
+    int port;
+    if (flc_cluster_addr_split(o->local_node, host, sizeof host, &port, NULL) != FLC_OK)
+        return NULL; /* the cluster client says what is wrong with it */
+    return port == s->url.port && strcmp(host, s->url.host) == 0 ? o->local_sock : NULL;
+}
+
 /* Connects to the URL's server (one server). With is_cluster, also asks
- * whether it is a cluster node, in the same round trip as the AUTH. */
+ * whether it is a cluster node, in the same round trip as the AUTH. A URL
+ * that names the node this process runs next to goes over its unix socket,
+ * as the cluster client's connections to it do (cluster_conn.h). */
 static int connect_now(flc_store_t *s, int *is_cluster)
 {
     struct timeval ct = tv_ms(s->opts.connect_timeout_ms);
-    redisContext *c = s->url.kind == FLC_URL_UNIX
-                          ? redisConnectUnixWithTimeout(s->url.path, ct)
-                          : redisConnectWithTimeout(s->url.host, s->url.port, ct);
+    const char *local = local_socket_for_url(s);
+    redisContext *c = s->url.kind == FLC_URL_UNIX ? redisConnectUnixWithTimeout(s->url.path, ct)
+                      : local ? redisConnectUnixWithTimeout(local, ct)
+                              : redisConnectWithTimeout(s->url.host, s->url.port, ct);
     if (c == NULL)
         return flc_err_set(&s->err, FLC_ENOMEM, "%s: cannot allocate a connection",
                            s->url_text);
     if (c->err) {
-        flc_err_set(&s->err, FLC_ECONN, "cannot connect to %s: %s", s->url_text, c->errstr);
+        flc_err_set(&s->err, FLC_ECONN, "cannot connect to %s%s%s: %s", s->url_text,
+                    local ? " over its local socket " : "", local ? local : "", c->errstr);
         redisFree(c);
         return FLC_ECONN;
     }

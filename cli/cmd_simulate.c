@@ -16,8 +16,10 @@
 #include <cjson/cJSON.h>
 
 #include "base/clock.h"
+#include "cache/store_ops.h"
 #include "cli/cli.h"
 #include "cli/opt.h"
+#include "cli/place.h"
 #include "cli/sim_pool.h"
 #include "clients/client.h"
 #include "clients/sim.h"
@@ -174,6 +176,9 @@ static const flc_opt_cmd_t simulate_cmd = {
         "test accuracy and loss, hyperparameters, timings, bytes moved and cost.\n",
     .epilog =
         FLC_CLI_ENV_HELP
+        "FLCACHE_NODES (host:port=netns:/redis.sock,...; `scripts/testbed.sh env` prints\n"
+        "it): on a Redis Cluster, each shard's merger runs next to the node owning the\n"
+        "shard, in its network namespace, over its unix socket (docs/cluster.md).\n"
         "exit codes: 0 every round ran, 1 runtime error, 2 usage error\n",
     .opts = options,
 };
@@ -226,6 +231,47 @@ static int parse(int argc, char **argv, opts_t *o, int *rc)
     }
     *rc = FLC_EXIT_OK;
     return 1;
+}
+
+/* FLCACHE_NODES, parsed once (*out NULL when unset: nothing is placed).
+ * On a cluster every master that serves slots must be in the map, or its
+ * shards' mergers could not be placed: that is an error before the first
+ * round, naming the node. Prints the error and returns FLC_EXIT_RUNTIME. */
+static int nodes_open(const flc_config_t *cfg, flc_store_t *s, flc_cli_nodes_t **out)
+{
+    flc_err_t e = {0};
+    if (flc_cli_nodes_parse(cfg->nodes, out, &e) != FLC_OK) {
+        flc_cli_error("simulate", "%s", flc_err_msg(&e));
+        return FLC_EXIT_RUNTIME;
+    }
+    if (*out == NULL)
+        return FLC_EXIT_OK;
+    flc_store_node_t *v = NULL;
+    size_t n = 0;
+    if (flc_store_nodes(s, &v, &n) != FLC_OK) {
+        flc_cli_error("simulate", "FLCACHE_NODES: cannot list the cache's nodes: %s",
+                      flc_store_errstr(s));
+        flc_cli_nodes_free(*out);
+        *out = NULL;
+        return FLC_EXIT_RUNTIME;
+    }
+    int rc = FLC_EXIT_OK;
+    for (size_t i = 0; i < n && rc == FLC_EXIT_OK; i++) {
+        const char *ns, *sock;
+        if (strcmp(v[i].role, "master") == 0 && v[i].nslots > 0 &&
+            flc_cli_nodes_find(*out, v[i].addr, &ns, &sock) != FLC_OK) {
+            flc_cli_error("simulate", "node %s (a master, slots %s) is not in FLCACHE_NODES: "
+                          "the mergers of its shards cannot be placed next to it",
+                          v[i].addr, v[i].slots);
+            rc = FLC_EXIT_RUNTIME;
+        }
+    }
+    free(v);
+    if (rc != FLC_EXIT_OK) {
+        flc_cli_nodes_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 /* ---- output ---- */
@@ -332,12 +378,19 @@ int flc_cmd_simulate(int argc, char **argv)
     flc_config_store_opts(cfg, &so, &cold);
     o.c.redis = conn.url;
     o.c.store_opts = &so;
+    flc_cli_nodes_t *nodes = NULL;
+    if ((rc = nodes_open(cfg, conn.store, &nodes)) != FLC_EXIT_OK) {
+        flc_cli_disconnect(&conn);
+        return rc;
+    }
+    o.c.place = flc_cli_place(nodes); /* mergers next to their shard's node */
     flc_err_t e = {0};
     /* With a cold tier the driver keeps Redis under maxmemory, spilling by
      * FLCACHE_POLICY (default: workload, which learns from the queries). */
     flc_policy_t *policy = flc_config_policy(cfg, &e);
     if (policy == NULL && e.code != FLC_OK) {
         flc_cli_error("simulate", "%s", flc_err_msg(&e));
+        flc_cli_nodes_free(nodes);
         flc_cli_disconnect(&conn);
         return FLC_EXIT_RUNTIME;
     }
@@ -349,6 +402,7 @@ int flc_cmd_simulate(int argc, char **argv)
                                   o.price);
         if (pool == NULL) {
             flc_pol_free(policy);
+            flc_cli_nodes_free(nodes);
             flc_cli_disconnect(&conn);
             return FLC_EXIT_RUNTIME;
         }
@@ -381,6 +435,7 @@ int flc_cmd_simulate(int argc, char **argv)
     flc_sim_result_free(&res);
     flc_pool_free(pool);
     flc_pol_free(policy); /* the run's stores that borrowed it are closed */
+    flc_cli_nodes_free(nodes); /* so are the mergers' stores, which borrowed its strings */
     flc_cli_disconnect(&conn);
     return rc == FLC_OK ? FLC_EXIT_OK : FLC_EXIT_RUNTIME;
 }

@@ -27,13 +27,21 @@ typedef struct merger_th {
     pthread_t t;
     int started;
     flc_store_t *s;
-    long long client_id;     /* its connection's id, for flc_store_wake_id */
+    atomic_llong client_id;  /* its connection's id, for flc_store_wake_id; -1: none (yet) */
     flc_rs_merger_cfg_t cfg;
     flc_merge_state_t *state;
     flc_rs_report_t rep;
     flc_err_t err;
     int rc;
     atomic_int done;
+    uint64_t rd, wr;         /* value bytes its store moved this round */
+    /* Placement (cfg.place): the round's owner of the shard, where the
+     * thread goes before it uses its store, and the node the store was
+     * opened next to (reopened when the owner changes). */
+    const flc_sim_cfg_t *c;
+    char node[300];
+    char placed_at[300];
+    int place_failed;
 } merger_th_t;
 
 typedef struct sim {
@@ -54,12 +62,53 @@ typedef struct sim {
     char gjob[FLC_NAME_MAX + 1];
     flc_policy_t *policy;    /* c->policy when the store has a cold tier, else NULL */
     flc_sim_straggler_t straggler; /* c->straggler, parsed once */
+    int placed;              /* mergers are placed next to their shard's node (cfg.place
+                              * on a cluster): their stores are opened by their threads */
 } sim_t;
+
+static int store_err(flc_store_t *s, flc_err_t *e);
+
+/* Moves this round's merger thread next to the node owning its shard and
+ * makes sure its store was opened there: its sockets then live in that
+ * node's namespace and reach the node over its unix socket (opts.local_node
+ * / local_sock, set by enter). Each round's thread starts where the driver
+ * is, so it enters every round (one setns) even when the store is kept: a
+ * reconnect then happens next to the node too. */
+static int merger_place(merger_th_t *mt)
+{
+    const flc_sim_cfg_t *c = mt->c;
+    flc_store_opts_t o = c->store_opts ? *c->store_opts : (flc_store_opts_t){0};
+    int rc = c->place.enter(c->place.user, mt->node, &o, &mt->err);
+    if (rc != FLC_OK || (mt->s != NULL && strcmp(mt->placed_at, mt->node) == 0))
+        return rc;
+    atomic_store(&mt->client_id, -1);
+    flc_store_close(mt->s);
+    mt->placed_at[0] = '\0';
+    if ((mt->s = flc_store_open(c->redis, &o, &mt->err)) == NULL)
+        return mt->err.code ? mt->err.code : FLC_ECONN;
+    long long id;
+    if (flc_store_conn_id(mt->s, &id) != FLC_OK)
+        return store_err(mt->s, &mt->err);
+    atomic_store(&mt->client_id, id);
+    snprintf(mt->placed_at, sizeof mt->placed_at, "%s", mt->node);
+    return FLC_OK;
+}
 
 static void *merger_main(void *arg)
 {
     merger_th_t *mt = arg;
+    mt->rd = mt->wr = 0;
+    mt->place_failed = 0;
+    if (mt->node[0] != '\0' && (mt->rc = merger_place(mt)) != FLC_OK) {
+        flc_err_wrap(&mt->err, "placing the merger next to node %s: ", mt->node);
+        mt->place_failed = 1;
+        atomic_store(&mt->done, 1);
+        return NULL;
+    }
+    uint64_t rd0 = flc_store_bytes_read(mt->s), wr0 = flc_store_bytes_written(mt->s);
     mt->rc = flc_rs_merger_run(mt->s, &mt->cfg, &mt->rep, &mt->err);
+    mt->rd = flc_store_bytes_read(mt->s) - rd0;
+    mt->wr = flc_store_bytes_written(mt->s) - wr0;
     atomic_store(&mt->done, 1);
     return NULL;
 }
@@ -190,7 +239,14 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     if ((rc = put_global(sm, 0, e)) != FLC_OK)
         return rc;
 
-    /* Mergers: one connection each, kept for the whole run. */
+    /* Mergers: one connection each, kept for the whole run (placed: kept
+     * while their shard's owner stays the same; opened by their threads). */
+    if (c->place.enter != NULL) {
+        flc_store_node_t nd;
+        if (flc_store_shard_node(sm->s, c->job, 1, 0, &nd) != FLC_OK)
+            return store_err(sm->s, e);
+        sm->placed = strcmp(nd.role, "server") != 0; /* one server: nothing to be next to */
+    }
     sm->S = c->num_shards;
     if (sm->P < sm->S)
         return flc_err_set(e, FLC_EINVAL, "a %zu-float model cannot be cut into %u shards",
@@ -200,10 +256,15 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     for (uint32_t k = 0; k < sm->S; k++) {
         merger_th_t *mt = &sm->m[k];
-        if ((mt->s = flc_store_open(c->redis, c->store_opts, e)) == NULL)
+        mt->c = c;
+        atomic_init(&mt->client_id, -1);
+        long long id;
+        if (!sm->placed && (mt->s = flc_store_open(c->redis, c->store_opts, e)) == NULL)
             return e->code;
-        if (flc_store_conn_id(mt->s, &mt->client_id) != FLC_OK)
+        if (!sm->placed && flc_store_conn_id(mt->s, &id) != FLC_OK)
             return store_err(mt->s, e);
+        if (!sm->placed)
+            atomic_store(&mt->client_id, id);
         if (flc_merge_rule_has_state(&sm->rule)) {
             uint64_t off, cnt;
             flc_rs_shard_range(sm->P, sm->S, k, &off, &cnt);
@@ -323,8 +384,10 @@ static void close_and_join(sim_t *sm, uint64_t give_up_ns)
             /* Any store of the same cache can wake the merger: on a
              * cluster the store finds the node the blocked connection
              * talks to (flc_store_wake_id, cache/store_ops.h). */
-            if (mt->client_id >= 0)
-                flc_store_wake_id(sm->s, mt->client_id);
+            long long id = atomic_load(&mt->client_id); /* -1: a placed merger's
+                                                          * store is not open yet */
+            if (id >= 0)
+                flc_store_wake_id(sm->s, id);
         }
         if (!waiting || flc_now_ns() > give_up_ns)
             break;
@@ -369,7 +432,16 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
         }
     }
     uint64_t rd0 = flc_store_bytes_read(sm->s), wr0 = flc_store_bytes_written(sm->s);
-    uint64_t mrd0[sm->S ? sm->S : 1], mwr0[sm->S ? sm->S : 1];
+    /* Placed: the owner of each shard's keys this round, where its merger
+     * goes; all of them before any merger starts. */
+    for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++) {
+        flc_store_node_t nd;
+        sm->m[s].node[0] = '\0';
+        if (sm->placed && flc_store_shard_node(sm->s, c->job, round, s, &nd) != FLC_OK)
+            rc = store_err(sm->s, e);
+        else if (sm->placed)
+            snprintf(sm->m[s].node, sizeof sm->m[s].node, "%s", nd.addr);
+    }
     for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++) {
         merger_th_t *mt = &sm->m[s];
         memset(&mt->err, 0, sizeof mt->err);
@@ -383,8 +455,6 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
                                       * flops; K = 100 of a 100k model: ~0.1 s) */
                                      .derive_stats = c->keep_updates &&
                                                      (double)k * (double)k * (double)sm->P <= 2e9};
-        mrd0[s] = flc_store_bytes_read(mt->s);
-        mwr0[s] = flc_store_bytes_written(mt->s);
         atomic_store(&mt->done, 0);
         if (pthread_create(&mt->t, NULL, merger_main, mt) != 0)
             rc = flc_err_set(e, FLC_EIO, "cannot start the merger thread of shard %u", s);
@@ -400,6 +470,14 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
      * driver writes anything more, so it can spill them to make room. */
     if (sm->policy != NULL)
         flc_store_track_round(sm->s, c->job, round);
+
+    /* A merger that could not be placed is a configuration error (a node
+     * missing from the map, a namespace that cannot be entered): the run
+     * stops, naming the node, instead of keeping the old model every round. */
+    for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++)
+        if (sm->m[s].place_failed)
+            rc = flc_err_set(e, sm->m[s].err.code ? sm->m[s].err.code : FLC_EIO,
+                             "the merger of shard %u: %s", s, flc_err_msg(&sm->m[s].err));
 
     int merged = rc == FLC_OK;
     out->merge_error[0] = '\0';
@@ -441,8 +519,8 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
         sim_round_rec_t rec = {.round = round, .cl = cl, .k = k, .inv = inv, .out = out,
                                .started_ms = flc_wall_ms() - (uint64_t)out->round_ms};
         for (uint32_t s = 0; s < sm->S; s++) {
-            rec.bytes_read += flc_store_bytes_read(sm->m[s].s) - mrd0[s];
-            rec.bytes_written += flc_store_bytes_written(sm->m[s].s) - mwr0[s];
+            rec.bytes_read += sm->m[s].rd;
+            rec.bytes_written += sm->m[s].wr;
             double gb = (double)c->memory_mb / 1024.0;
             rec.merge_cost_usd += (sm->m[s].rep.merge_ms + sm->m[s].rep.wait_ms) / 1000.0 *
                                   gb * c->price_per_gb_s;

@@ -40,7 +40,12 @@
  * in memory between rounds, the function slots of the local pool go to the
  * clients (each holds the image set), and the driver can close a round the
  * moment the last client returned (step 4). The merge code is the same one
- * the aggregator function runs (flc_rs_merger_run). */
+ * the aggregator function runs (flc_rs_merger_run).
+ *
+ * Placement (cfg.place, issue 12): on a cluster, each merger thread runs
+ * next to the node that owns its shard, as a placed aggregator function
+ * would (on the testbed: in that node's network namespace, over its unix
+ * socket); the driver and the client functions stay where the driver is. */
 #ifndef FLC_CLIENTS_SIM_H
 #define FLC_CLIENTS_SIM_H
 
@@ -156,6 +161,13 @@ typedef struct flc_sim_cfg {
                              * floats (benchmarks of the merge path); no evaluation */
     int keep_updates;       /* 1 (default by flc_sim_cfg_init): keep update shards in the
                              * cache; 0: delete each round after it is recorded */
+    flc_place_t place;      /* where the mergers run (issue 12): with enter set and a
+                             * Redis Cluster behind redis, each round's merger of shard
+                             * s first moves its thread next to the node owning s
+                             * (flc_store_shard_node) and opens its store there, so it
+                             * reaches that node over its unix socket; its store is
+                             * reopened when the owner changes. Zero: the mergers run
+                             * where the driver does (and so on one server) */
     flc_sim_invoke_t invoke;/* NULL: flc_sim_invoke_inproc */
     void *invoke_user;      /* for flc_sim_invoke_inproc: an flc_sim_inproc_t, or NULL:
                              * 2 threads with the store_opts above */
