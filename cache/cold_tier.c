@@ -285,7 +285,8 @@ void flc_tier_after_put(flc_store_t *s, const flc_shard_t *sh, int merged, uint6
     t->est_used += bytes + VALUE_OVERHEAD(bytes);
     if (t->pol == NULL)
         return;
-    flc_obj_t o = {.round = sh->round, .shard = sh->shard, .bytes = bytes};
+    flc_obj_t o = {.round = sh->round, .shard = sh->shard, .bytes = bytes,
+                   .num_shards = sh->num_shards};
     o.kind = merged ? FLC_OBJ_MERGED : FLC_OBJ_UPDATE;
     snprintf(o.job, sizeof o.job, "%s", sh->job);
     snprintf(o.client, sizeof o.client, "%s", merged ? "" : sh->client);
@@ -425,30 +426,29 @@ int flc_store_round_closed(flc_store_t *s, const char *job, uint32_t round)
 }
 
 /* Calls fn for every update and merged shard of a round, from the round's
- * indexes (shards, then each shard's client set). */
+ * indexes (its shards, and its roster's clients on each). */
 static int for_round_objects(flc_store_t *s, const char *job, uint32_t round,
                              int (*fn)(flc_store_t *, flc_obj_t *))
 {
-    uint32_t *shards = NULL;
+    uint32_t *shards = NULL, S = 0;
     size_t ns = 0;
+    flc_strlist_t roster = {0};
     int rc = flc_store_list_shards(s, job, round, &shards, &ns);
+    if (rc == FLC_OK && ns > 0)
+        rc = flc_store_job_S(s, job, &S);
+    if (rc == FLC_OK && ns > 0)
+        rc = flc_store_roster(s, job, round, &roster);
     for (size_t i = 0; i < ns && rc == FLC_OK; i++) {
-        char k[FLC_KEY_MAX];
-        flc_key_shard(k, job, round, shards[i], "clients");
-        redisReply *r;
-        rc = flc_store_commandf(s, &r, "SMEMBERS %s", k);
-        if (rc != FLC_OK)
-            break;
-        for (size_t j = 0; j <= r->elements && rc == FLC_OK; j++) {
-            flc_obj_t o = {.round = round, .shard = shards[i]};
+        for (size_t j = 0; j <= roster.n && rc == FLC_OK; j++) {
+            flc_obj_t o = {.round = round, .shard = shards[i], .num_shards = S};
             snprintf(o.job, sizeof o.job, "%s", job);
-            o.kind = j < r->elements ? FLC_OBJ_UPDATE : FLC_OBJ_MERGED;
-            if (j < r->elements)
-                snprintf(o.client, sizeof o.client, "%s", r->element[j]->str);
+            o.kind = j < roster.n ? FLC_OBJ_UPDATE : FLC_OBJ_MERGED;
+            if (j < roster.n)
+                snprintf(o.client, sizeof o.client, "%s", roster.items[j]);
             rc = fn(s, &o);
         }
-        freeReplyObject(r);
     }
+    flc_strlist_free(&roster);
     free(shards);
     return rc;
 }

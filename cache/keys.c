@@ -1,9 +1,29 @@
-/* Key builders for the schema described in keys.h. Every builder writes at
- * most FLC_KEY_MAX bytes; names are checked before they reach here. */
+/* Key builders for the schema described in keys.h, and the shard tags that
+ * place a job's shards evenly over the cluster's slots. Every builder writes
+ * at most FLC_KEY_MAX bytes; names are checked before they reach here. */
 #include "cache/keys.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "cache/slot.h"
+
+/* 0 when name[0..n) is a valid name, else the offending character (or
+ * -1 for an empty or long one). */
+static int name_bad(const char *name, size_t n)
+{
+    if (n == 0 || n > FLC_NAME_MAX)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '.' || c == '-' || c == '@' || c == '+';
+        if (!ok)
+            return (unsigned char)c;
+    }
+    return 0;
+}
 
 int flc_name_check(const char *name, const char *what, flc_err_t *err)
 {
@@ -13,45 +33,155 @@ int flc_name_check(const char *name, const char *what, flc_err_t *err)
     if (n > FLC_NAME_MAX)
         return flc_err_set(err, FLC_EINVAL, "%s name '%.20s...' is longer than %d characters",
                            what, name, FLC_NAME_MAX);
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '_' || c == '.' || c == '-' || c == '@' || c == '+';
-        if (!ok)
-            return flc_err_set(err, FLC_EINVAL,
-                               "%s name '%s' has character '%c'; use letters, digits and _.@+-",
-                               what, name, c);
-    }
+    int bad = name_bad(name, n);
+    if (bad != 0)
+        return flc_err_set(err, FLC_EINVAL,
+                           "%s name '%s' has character '%c'; use letters, digits and _.@+-",
+                           what, name, bad);
     return FLC_OK;
 }
 
-void flc_key_shard(char *out, const char *job, uint32_t round, uint32_t shard, const char *suffix)
+int flc_name_check_job(const char *job, flc_err_t *err)
 {
-    snprintf(out, FLC_KEY_MAX, "fl:{%s/%u/%u}:%s", job, round, shard, suffix);
+    const char *slash = job ? strchr(job, '/') : NULL;
+    if (slash == NULL)
+        return flc_name_check(job, "job", err);
+    size_t n = strlen(job);
+    if (n > FLC_NAME_MAX)
+        return flc_err_set(err, FLC_EINVAL, "job name '%.20s...' is longer than %d characters",
+                           job, FLC_NAME_MAX);
+    if (name_bad(job, (size_t)(slash - job)) != 0 ||
+        name_bad(slash + 1, n - (size_t)(slash - job) - 1) != 0)
+        return flc_err_set(err, FLC_EINVAL, "job name '%s': a job's series is named "
+                           "'<job>/<series>', both parts of letters, digits and _.@+-", job);
+    return FLC_OK;
 }
 
-void flc_key_update(char *out, const char *job, uint32_t round, uint32_t shard,
-                    const char *client)
+uint16_t flc_key_shard_slot(const char *job, uint32_t shard, uint32_t S)
 {
-    snprintf(out, FLC_KEY_MAX, "fl:{%s/%u/%u}:u:%s", job, round, shard, client);
+    if (S == 0)
+        S = 1;
+    /* The centre of cell (s + rot) mod S of S equal cells, rot from the
+     * job's CRC16. Against n equal contiguous slot ranges (what redis-cli
+     * --cluster create and ElastiCache make) each range then holds
+     * floor(S/n) or ceil(S/n) shards: checked for 1..16 nodes and S up to
+     * 300 (tests/test_keys.c checks the cases the docs promise). A grid of
+     * cell starts rotated by the CRC16 itself is not enough: a point can
+     * land on the last slot of a range (S = 12 on 3 nodes gave 4/5/3). The
+     * rotation moves a job's shards by whole cells, so different jobs
+     * start on different nodes. */
+    uint32_t rot = flc_slot_crc16(job, strlen(job)) % S;
+    uint64_t cell = (shard + rot) % S;
+    return (uint16_t)(((2 * cell + 1) * FLC_SLOT_COUNT) / (2 * (uint64_t)S));
+}
+
+/* The salts found so far: a direct-mapped table (a collision replaces the
+ * older entry, which is only found again). */
+#define SALT_SLOTS 1024
+typedef struct salt {
+    char job[FLC_NAME_MAX + 1];
+    uint32_t shard, S, k;
+    int used;
+} salt_t;
+static salt_t g_salts[SALT_SLOTS];
+static pthread_mutex_t g_salt_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned salt_index(const char *job, uint32_t shard, uint32_t S)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = job; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    h = (h ^ shard) * 16777619u;
+    h = (h ^ S) * 16777619u;
+    return h % SALT_SLOTS;
+}
+
+/* The smallest k that puts "J/s<s>~<k>" on slot want. Decimal strings over
+ * k cover every slot many times; the bound only guards against a bug. */
+static uint32_t salt_search(const char *job, uint32_t shard, uint16_t want)
+{
+    char tag[FLC_TAG_MAX];
+    int pre = snprintf(tag, sizeof tag, "%s/s%u~", job, shard);
+    for (uint32_t k = 0; k < 50000000u; k++) {
+        int n = pre + snprintf(tag + pre, sizeof tag - (size_t)pre, "%u", k);
+        if ((flc_slot_crc16(tag, (size_t)n) & (FLC_SLOT_COUNT - 1)) == want)
+            return k;
+    }
+    return 0;
+}
+
+void flc_key_shard_tag(char *out, const char *job, uint32_t shard, uint32_t S)
+{
+    if (S == 0)
+        S = 1;
+    unsigned i = salt_index(job, shard, S);
+    uint32_t k = 0;
+    int hit = 0;
+    pthread_mutex_lock(&g_salt_lock);
+    const salt_t *e = &g_salts[i];
+    if (e->used && e->shard == shard && e->S == S && strcmp(e->job, job) == 0) {
+        k = e->k;
+        hit = 1;
+    }
+    pthread_mutex_unlock(&g_salt_lock);
+    if (!hit) { /* searched unlocked: two threads may both search, same answer */
+        k = salt_search(job, shard, flc_key_shard_slot(job, shard, S));
+        pthread_mutex_lock(&g_salt_lock);
+        salt_t *w = &g_salts[i];
+        snprintf(w->job, sizeof w->job, "%s", job);
+        w->shard = shard, w->S = S, w->k = k, w->used = 1;
+        pthread_mutex_unlock(&g_salt_lock);
+    }
+    snprintf(out, FLC_TAG_MAX, "%s/s%u~%u", job, shard, k);
 }
 
 void flc_key_job(char *out, const char *job, const char *what)
 {
-    snprintf(out, FLC_KEY_MAX, "fl:{%s}:%s", job, what);
+    snprintf(out, FLC_KEY_MAX, "fl:{%s/j}:%s", job, what);
 }
 
 void flc_key_job_round(char *out, const char *job, const char *what, uint32_t round)
 {
-    snprintf(out, FLC_KEY_MAX, "fl:{%s}:%s:%u", job, what, round);
+    snprintf(out, FLC_KEY_MAX, "fl:{%s/j}:%s:%u", job, what, round);
 }
 
-void flc_key_client(char *out, const char *job, const char *client)
+void flc_key_client_meta(char *out, const char *job, const char *client, uint32_t round)
 {
-    snprintf(out, FLC_KEY_MAX, "fl:{%s}:client:%s", job, client);
+    snprintf(out, FLC_KEY_MAX, "fl:{%s/j}:c:%s:um:%u", job, client, round);
 }
 
-void flc_key_opt_state(char *out, const char *job, uint32_t shard)
+void flc_key_client_rounds(char *out, const char *job, const char *client)
 {
-    snprintf(out, FLC_KEY_MAX, "fl:{%s/state/%u}:opt", job, shard);
+    snprintf(out, FLC_KEY_MAX, "fl:{%s/j}:c:%s:rounds", job, client);
+}
+
+void flc_key_shard(char *out, const char *tag, uint32_t round, const char *suffix)
+{
+    snprintf(out, FLC_KEY_MAX, "fl:{%s}:r:%u:%s", tag, round, suffix);
+}
+
+void flc_key_update(char *out, const char *tag, uint32_t round, const char *client)
+{
+    snprintf(out, FLC_KEY_MAX, "fl:{%s}:c:%s:u:%u", tag, client, round);
+}
+
+void flc_key_arrival(char *out, const char *tag, uint32_t round, const char *client)
+{
+    snprintf(out, FLC_KEY_MAX, "fl:{%s}:c:%s:a:%u", tag, client, round);
+}
+
+void flc_key_opt_state(char *out, const char *tag)
+{
+    snprintf(out, FLC_KEY_MAX, "fl:{%s}:opt", tag);
+}
+
+void flc_key_barrier(char *out, const char *job, uint32_t round, uint32_t shard,
+                     const char *what)
+{
+    snprintf(out, FLC_KEY_MAX, "fl:{%s/j}:b:%u:%u:%s", job, round, shard, what);
+}
+
+void flc_key_v1_rounds(char *out, const char *job)
+{
+    snprintf(out, FLC_KEY_MAX, "fl:{%s}:rounds", job);
 }
