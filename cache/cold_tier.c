@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Redis's own cost per value for the estimate: dict entry, robj and sds
  * headers, plus allocator rounding (jemalloc size classes are up to 25%
@@ -423,6 +424,25 @@ int flc_store_round_closed(flc_store_t *s, const char *job, uint32_t round)
     }
     t->busy--;
     return rc;
+}
+
+int flc_tier_has_cold(flc_store_t *s, const flc_obj_t *o)
+{
+    struct flc_tier *t = s->tier;
+    if (t == NULL || t->cold == NULL)
+        return 0;
+    char key[FLC_KEY_MAX], where[1200];
+    flc_obj_key(o, key);
+    if (flc_cold_is_local(t->cold)) { /* a file: its presence is enough */
+        struct stat st;
+        return flc_cold_locate(t->cold, key, where, sizeof where) == FLC_OK &&
+               stat(where, &st) == 0;
+    }
+    uint8_t *buf = NULL; /* S3: no HEAD in the cold tier's interface, so a read */
+    size_t len = 0;
+    int rc = flc_cold_get(t->cold, key, &buf, &len);
+    free(buf);
+    return rc == FLC_OK;
 }
 
 /* Calls fn for every update and merged shard of a round, from the round's

@@ -224,7 +224,8 @@ int flc_store_roster(flc_store_t *s, const char *job, uint32_t round, flc_strlis
 }
 
 /* Marks found[i] for the clients whose update of shard `shard` exists:
- * one pipelined EXISTS per client not found yet, on the shard's node. */
+ * one pipelined EXISTS per client not found yet, on the shard's node; with
+ * a cold tier, one not in Redis may have been spilled there. */
 static int exists_on_shard(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                            const flc_strlist_t *cl, unsigned char *found)
 {
@@ -255,9 +256,15 @@ static int exists_on_shard(flc_store_t *s, const char *job, uint32_t round, uint
     }
     if (rc == FLC_OK && k > 0)
         rc = flc_store_pipeline(s, k, argc, cmds, rs);
-    for (size_t j = 0; rc == FLC_OK && j < k; j++)
-        if (rs[j]->type == REDIS_REPLY_INTEGER && rs[j]->integer > 0)
+    for (size_t j = 0; rc == FLC_OK && j < k; j++) {
+        if (rs[j]->type == REDIS_REPLY_INTEGER && rs[j]->integer > 0) {
             found[who[j]] = 1;
+        } else if (s->tier) { /* spilled: in the cold tier, not in Redis */
+            flc_obj_t o;
+            flc_store_obj_of(s, &o, job, round, shard, cl->items[who[j]]);
+            found[who[j]] = (unsigned char)flc_tier_has_cold(s, &o);
+        }
+    }
     for (size_t j = 0; rs && j < k; j++)
         if (rs[j])
             freeReplyObject(rs[j]);

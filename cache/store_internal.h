@@ -92,6 +92,10 @@ int flc_tier_after_get(flc_store_t *s, int rc, const flc_obj_t *o, const char *w
 /* An object was deleted: its cold copy goes too. */
 void flc_tier_deleted(flc_store_t *s, const flc_obj_t *o);
 
+/* 1 when o has a copy in the cold tier (a spilled update a listing must
+ * still find), else 0. */
+int flc_tier_has_cold(flc_store_t *s, const flc_obj_t *o);
+
 /* A round is being deleted: the cold copies of its shards go too. */
 int flc_tier_delete_round(flc_store_t *s, const char *job, uint32_t round);
 

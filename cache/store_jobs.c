@@ -77,6 +77,12 @@ int flc_store_job_check_v1(flc_store_t *s, const char *job)
     const char *argv[] = {"EXISTS", k_v1};
     redisReply *r;
     int rc = flc_store_command(s, &r, 2, argv, NULL);
+    if (rc == FLC_EAUTH) {
+        /* An ACL confined to the job's schema-2 keys (fl:{J/...) may not
+         * read fl:{J}: such a user could not have used the old keys either. */
+        flc_err_clear(&s->err);
+        return FLC_OK;
+    }
     if (rc != FLC_OK)
         return rc;
     int v1 = r->type == REDIS_REPLY_INTEGER && r->integer > 0;

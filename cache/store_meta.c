@@ -32,6 +32,11 @@ int flc_store_put_round_meta(flc_store_t *s, const Flcache__RoundMeta *m)
         return s->err.code;
     char what[128], key[FLC_KEY_MAX], k_rounds[FLC_KEY_MAX], rnd[16];
     snprintf(what, sizeof what, "metadata of round %u of job %s", m->round, m->job);
+    /* A round's record names the job's shard count: the job begins here
+     * too (its schema record; once per store), so a job with metadata only
+     * (an SGD job's epochs) is listed and versioned like any other. */
+    if (m->num_shards > 0 && flc_store_job_begin(s, m->job, m->num_shards) != FLC_OK)
+        return flc_err_wrap(&s->err, "storing %s: ", what);
     size_t len = flcache__round_meta__get_packed_size(m);
     if (len > s->opts.max_msg_bytes)
         return flc_err_set(&s->err, FLC_ETOOBIG, "%s: %zu bytes is over the limit of %zu", what,
