@@ -96,15 +96,46 @@ static unsigned salt_index(const char *job, uint32_t shard, uint32_t S)
     return h % SALT_SLOTS;
 }
 
+/* CRC16-XMODEM continued from register crc over n more bytes (slot.c's
+ * function starts from 0; the search below hashes the fixed prefix once and
+ * only the salt's digits per try). The table is slot.c's polynomial. */
+static uint16_t g_crc_table[256];
+static pthread_once_t g_crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_table_init(void)
+{
+    for (unsigned b = 0; b < 256; b++) {
+        uint16_t c = (uint16_t)(b << 8);
+        for (int i = 0; i < 8; i++)
+            c = (uint16_t)(c & 0x8000 ? (c << 1) ^ 0x1021 : c << 1);
+        g_crc_table[b] = c;
+    }
+}
+
+static uint16_t crc_more(uint16_t crc, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        crc = (uint16_t)((crc << 8) ^ g_crc_table[((crc >> 8) ^ (uint8_t)p[i]) & 0xFF]);
+    return crc;
+}
+
 /* The smallest k that puts "J/s<s>~<k>" on slot want. Decimal strings over
  * k cover every slot many times; the bound only guards against a bug. */
 static uint32_t salt_search(const char *job, uint32_t shard, uint16_t want)
 {
-    char tag[FLC_TAG_MAX];
-    int pre = snprintf(tag, sizeof tag, "%s/s%u~", job, shard);
+    pthread_once(&g_crc_once, crc_table_init);
+    char pre[FLC_TAG_MAX];
+    int pl = snprintf(pre, sizeof pre, "%s/s%u~", job, shard);
+    uint16_t base = crc_more(0, pre, (size_t)pl);
     for (uint32_t k = 0; k < 50000000u; k++) {
-        int n = pre + snprintf(tag + pre, sizeof tag - (size_t)pre, "%u", k);
-        if ((flc_slot_crc16(tag, (size_t)n) & (FLC_SLOT_COUNT - 1)) == want)
+        char d[12];
+        int n = 0;
+        uint32_t x = k;
+        do { /* the digits of k, most significant first */
+            d[11 - n++] = (char)('0' + x % 10);
+            x /= 10;
+        } while (x);
+        if ((crc_more(base, d + 12 - n, (size_t)n) & (FLC_SLOT_COUNT - 1)) == want)
             return k;
     }
     return 0;

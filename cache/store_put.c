@@ -265,6 +265,7 @@ static int settle(flc_store_t *s, const flc_shard_t *sh, int *pending, int *clos
                   size_t to)
 {
     int first = FLC_OK;
+    flc_err_t kept = {0};
     int any = 0;
     for (size_t i = from; i < to; i++)
         any |= pending[i] != 0;
@@ -290,10 +291,13 @@ static int settle(flc_store_t *s, const flc_shard_t *sh, int *pending, int *clos
             flc_key_update(key, tag, sh[i].round, sh[i].client);
             flc_err_wrap(&s->err, "storing %s (key %s): ", what, key);
             first = r;
+            kept = s->err; /* later shards' replies must not overwrite it */
         } else if (r == FLC_OK) {
             closed[i] = last == 1;
         }
     }
+    if (first != FLC_OK)
+        s->err = kept;
     return first;
 }
 
