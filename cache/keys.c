@@ -57,22 +57,53 @@ int flc_name_check_job(const char *job, flc_err_t *err)
     return FLC_OK;
 }
 
+/* 1 when S points at offset o + the centres of S equal cells fall on the
+ * equal contiguous slot ranges of n = 2..16 masters (as redis-cli --cluster
+ * create cuts them: range i ends at round((i + 1) * 16384 / n - 1)) with
+ * counts that differ by at most one. */
+static int balanced(uint32_t o, uint32_t S)
+{
+    for (uint32_t n = 2; n <= 16; n++) {
+        uint32_t cnt[16] = {0}, end[16];
+        for (uint32_t i = 0; i < n; i++)
+            end[i] = i + 1 == n ? FLC_SLOT_COUNT - 1
+                                : (uint32_t)((double)(i + 1) * FLC_SLOT_COUNT / n - 1 + 0.5);
+        for (uint32_t s = 0; s < S; s++) {
+            uint32_t p = (o + (uint32_t)(((2 * (uint64_t)s + 1) * FLC_SLOT_COUNT) / (2 * S))) %
+                         FLC_SLOT_COUNT;
+            uint32_t i = 0;
+            while (p > end[i])
+                i++;
+            cnt[i]++;
+        }
+        uint32_t mn = cnt[0], mx = cnt[0];
+        for (uint32_t i = 1; i < n; i++) {
+            mn = cnt[i] < mn ? cnt[i] : mn;
+            mx = cnt[i] > mx ? cnt[i] : mx;
+        }
+        if (mx - mn > 1)
+            return 0;
+    }
+    return 1;
+}
+
 uint16_t flc_key_shard_slot(const char *job, uint32_t shard, uint32_t S)
 {
     if (S == 0)
         S = 1;
-    /* The centre of cell (s + rot) mod S of S equal cells, rot from the
-     * job's CRC16. Against n equal contiguous slot ranges (what redis-cli
-     * --cluster create and ElastiCache make) each range then holds
-     * floor(S/n) or ceil(S/n) shards: checked for 1..16 nodes and S up to
-     * 300 (tests/test_keys.c checks the cases the docs promise). A grid of
-     * cell starts rotated by the CRC16 itself is not enough: a point can
-     * land on the last slot of a range (S = 12 on 3 nodes gave 4/5/3). The
-     * rotation moves a job's shards by whole cells, so different jobs
-     * start on different nodes. */
-    uint32_t rot = flc_slot_crc16(job, strlen(job)) % S;
-    uint64_t cell = (shard + rot) % S;
-    return (uint16_t)(((2 * cell + 1) * FLC_SLOT_COUNT) / (2 * (uint64_t)S));
+    /* The centres of S equal cells, rotated by the job's CRC16 (so jobs,
+     * also of one shard, start on different nodes). Against equal
+     * contiguous slot ranges, the ones redis-cli --cluster create and
+     * ElastiCache make, a rotation can put a point on a range's last slot
+     * and give 3/5/4 for S = 12 on 3 nodes (about 1 job in 200): such an
+     * offset is moved on, slot by slot, to the next one under which 2..16
+     * masters hold floor(S/n) or ceil(S/n) shards each. Rare, and a few
+     * slots at most; deterministic, so every process finds the same. */
+    uint32_t o = flc_slot_crc16(job, strlen(job)) % FLC_SLOT_COUNT;
+    for (uint32_t tries = 0; tries < FLC_SLOT_COUNT && !balanced(o, S); tries++)
+        o = (o + 1) % FLC_SLOT_COUNT;
+    uint32_t cell = (uint32_t)(((2 * (uint64_t)shard + 1) * FLC_SLOT_COUNT) / (2 * S));
+    return (uint16_t)((o + cell) % FLC_SLOT_COUNT);
 }
 
 /* The salts found so far: a direct-mapped table (a collision replaces the

@@ -65,9 +65,10 @@ int flc_name_check(const char *name, const char *what, flc_err_t *err);
 int flc_name_check_job(const char *job, flc_err_t *err);
 
 /* The slot shard s of a job split into S shards is placed on: the centre
- * of one of S equal cells of the slot space, rotated by whole cells per job
- * (from the job's CRC16). With nodes owning equal contiguous slot ranges
- * their shard counts differ by at most one. */
+ * of cell s of S equal cells of the slot space, rotated per job (by its
+ * CRC16, moved on where that would unbalance 2..16 equal slot ranges). With
+ * nodes owning equal contiguous slot ranges their shard counts then differ
+ * by at most one. */
 uint16_t flc_key_shard_slot(const char *job, uint32_t shard, uint32_t S);
 
 /* The tag of shard s: "J/s<s>~<k>" with the smallest k whose slot is

@@ -197,7 +197,7 @@ TEST(round_trip_on_each_master)
          * same in every round: the job name picks the node). */
         char key[FLC_KEY_MAX], job[16], tag[FLC_TAG_MAX];
         uint32_t r = 1;
-        for (int j = 0;; j++) {
+        for (int j = 0; j < 1000; j++) {
             snprintf(job, sizeof job, "rt%d", j);
             flc_key_shard_tag(tag, job, 0, 1);
             flc_key_update(key, tag, r, "a");

@@ -218,6 +218,20 @@ TEST(spread_over_equal_ranges)
     }
     EXPECT(over == 0, "1..16 equal ranges, S = 1..200: shard counts per node differ by at most "
            "one (%d layouts where not)", over);
+    /* Jobs of one shard (a simulation's models, J/g) start on different
+     * nodes: the rotation is per job. */
+    int lo[3], hi[3], per[3] = {0};
+    equal_ranges(3, lo, hi);
+    for (int j = 0; j < 30; j++) {
+        char job[16];
+        snprintf(job, sizeof job, "sim%d/g", j);
+        int sl = flc_key_shard_slot(job, 0, 1), node = 0;
+        while (node < 3 && !(sl >= lo[node] && sl <= hi[node]))
+            node++;
+        per[node]++;
+    }
+    EXPECT(per[0] > 3 && per[1] > 3 && per[2] > 3,
+           "30 one-shard jobs over 3 equal ranges: %d / %d / %d", per[0], per[1], per[2]);
 }
 
 /* ---- on a redis-server --------------------------------------------------------- */
