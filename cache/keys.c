@@ -99,9 +99,18 @@ uint16_t flc_key_shard_slot(const char *job, uint32_t shard, uint32_t S)
      * offset is moved on, slot by slot, to the next one under which 2..16
      * masters hold floor(S/n) or ceil(S/n) shards each. Rare, and a few
      * slots at most; deterministic, so every process finds the same. */
-    uint32_t o = flc_slot_crc16(job, strlen(job)) % FLC_SLOT_COUNT;
-    for (uint32_t tries = 0; tries < FLC_SLOT_COUNT && !balanced(o, S); tries++)
-        o = (o + 1) % FLC_SLOT_COUNT;
+    static _Thread_local char last_job[FLC_NAME_MAX + 1];
+    static _Thread_local uint32_t last_S, last_o;
+    uint32_t o;
+    if (last_S == S && strcmp(last_job, job) == 0) { /* the S shards of a job in a row */
+        o = last_o;
+    } else {
+        o = flc_slot_crc16(job, strlen(job)) % FLC_SLOT_COUNT;
+        for (uint32_t tries = 0; tries < FLC_SLOT_COUNT && !balanced(o, S); tries++)
+            o = (o + 1) % FLC_SLOT_COUNT;
+        snprintf(last_job, sizeof last_job, "%s", job);
+        last_S = S, last_o = o;
+    }
     uint32_t cell = (uint32_t)(((2 * (uint64_t)shard + 1) * FLC_SLOT_COUNT) / (2 * S));
     return (uint16_t)((o + cell) % FLC_SLOT_COUNT);
 }
