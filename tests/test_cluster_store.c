@@ -541,7 +541,7 @@ TEST(rounds_complete_during_reshard)
         if (i != a && v.map.nodes[i].role == FLC_CLUSTER_MASTER && v.map.nodes[i].nslots > 0)
             b = i;
     CHECK(b != FLC_CLUSTER_NO_NODE, "a giving and a taking master");
-    /* A job whose job-level tag {J} lies in the slots that move (the
+    /* A job whose job-level tag {J/j} lies in the slots that move (the
      * giver's lowest ones), so every round writes into a migrating slot. */
     const unsigned moving = 400;
     unsigned lo = 0;
@@ -549,8 +549,10 @@ TEST(rounds_complete_during_reshard)
         lo++;
     static char job[16];
     for (int i = 0;; i++) {
+        char tag[24];
         snprintf(job, sizeof job, "mv%d", i);
-        uint16_t sl = flc_slot_of(job, strlen(job));
+        snprintf(tag, sizeof tag, "%s/j", job);
+        uint16_t sl = flc_slot_of(tag, strlen(tag));
         if (sl >= lo && sl < lo + moving && v.map.owner[sl] == a)
             break;
     }
