@@ -227,13 +227,12 @@ int flc_store_roster(flc_store_t *s, const char *job, uint32_t round, flc_strlis
  * one pipelined EXISTS per client not found yet, on the shard's node; with
  * a cold tier, one not in Redis may have been spilled there. */
 static int exists_on_shard(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                           const flc_strlist_t *cl, unsigned char *found)
+                           const char *const *items, size_t m, unsigned char *found)
 {
     char tag[FLC_TAG_MAX];
     int rc = flc_store_shard_tag(s, job, shard, tag);
     if (rc != FLC_OK)
         return rc;
-    size_t m = cl->n;
     char (*keys)[FLC_KEY_MAX] = malloc((m ? m : 1) * sizeof *keys);
     const char *(*argv)[2] = malloc((m ? m : 1) * sizeof *argv);
     const char *const **cmds = malloc((m ? m : 1) * sizeof *cmds);
@@ -247,7 +246,7 @@ static int exists_on_shard(flc_store_t *s, const char *job, uint32_t round, uint
     for (size_t i = 0; rc == FLC_OK && i < m; i++) {
         if (found[i])
             continue;
-        flc_key_update(keys[k], tag, round, cl->items[i]);
+        flc_key_update(keys[k], tag, round, items[i]);
         argv[k][0] = "EXISTS";
         argv[k][1] = keys[k];
         cmds[k] = argv[k];
@@ -261,7 +260,7 @@ static int exists_on_shard(flc_store_t *s, const char *job, uint32_t round, uint
             found[who[j]] = 1;
         } else if (s->tier) { /* spilled: in the cold tier, not in Redis */
             flc_obj_t o;
-            flc_store_obj_of(s, &o, job, round, shard, cl->items[who[j]]);
+            flc_store_obj_of(s, &o, job, round, shard, items[who[j]]);
             found[who[j]] = (unsigned char)flc_tier_has_cold(s, &o);
         }
     }
@@ -270,6 +269,17 @@ static int exists_on_shard(flc_store_t *s, const char *job, uint32_t round, uint
             freeReplyObject(rs[j]);
     free(keys), free(argv), free(cmds), free(argc), free(who), free(rs);
     return rc;
+}
+
+int flc_store_updates_exist(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                            const char *const *clients, size_t n, unsigned char *found)
+{
+    flc_err_clear(&s->err);
+    for (size_t i = 0; i < n; i++)
+        found[i] = 0;
+    if (flc_name_check_job(job, &s->err))
+        return s->err.code;
+    return exists_on_shard(s, job, round, shard, clients, n, found);
 }
 
 int flc_store_list_clients(flc_store_t *s, const char *job, uint32_t round, flc_strlist_t *out)
@@ -292,7 +302,8 @@ int flc_store_list_clients(flc_store_t *s, const char *job, uint32_t round, flc_
     /* Shard by shard, asking only for clients not found yet: usually every
      * client is on the first shard. */
     for (size_t i = 0; rc == FLC_OK && i < ns; i++)
-        rc = exists_on_shard(s, job, round, shards[i], &roster, found);
+        rc = exists_on_shard(s, job, round, shards[i], (const char *const *)roster.items,
+                             roster.n, found);
     for (size_t i = 0; rc == FLC_OK && i < roster.n; i++)
         if (found[i] && flc_strlist_add(out, roster.items[i], strlen(roster.items[i])) != FLC_OK)
             rc = flc_err_set(&s->err, FLC_ENOMEM, "out of memory");

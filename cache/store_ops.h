@@ -75,6 +75,13 @@ int flc_store_wait_arrival(flc_store_t *s, const char *job, uint32_t round, uint
                            const char *const *clients, size_t n, unsigned timeout_ms,
                            size_t *which);
 
+/* found[i] = 1 when client i's update of (job, round, shard) is stored (in
+ * Redis, or spilled to the cold tier), else 0: one pipelined EXISTS on the
+ * shard's node. (A merger re-checking its expected clients, e.g. after a
+ * failover.) */
+int flc_store_updates_exist(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                            const char *const *clients, size_t n, unsigned char *found);
+
 /* The close protocol, one round trip: a script sets :closed and drains the
  * arrival lists of clients[0..n) (the round's expected clients), then the
  * merger lock goes. Marks the shard closed and takes what is still queued

@@ -453,6 +453,13 @@ TEST(acl_confines_clients_and_jobs)
     for (int i = 0; mean && i < ACL_N; i++)
         mean = model[i] == 2.0f * (float)i;
     CHECK(mean, "job J's user pulls the merged model, the mean of both (%s)", ej.msg);
+    const char *three[] = {"c1", "c2", "c3"};
+    unsigned char found[3] = {9, 9, 9};
+    int ue = flc_store_updates_exist(sj, "J", 1, 1, three, 3, found);
+    EXPECT(ue == 0 && found[0] == 1 &&
+               found[1] == 1 && found[2] == 0,
+           "shard 1 of round 1 holds the updates of c1 and c2, not c3 (%d %d %d)", found[0],
+           found[1], found[2]);
 
     /* c1 writing c2's update: refused by the server, the key named. */
     flc_rs_push_cfg_t as2 = p1;
