@@ -9,7 +9,7 @@
  * merged update, restricted to that shard - is computed by a worker next to
  * the shard (flc_query_gram_shard: reads the shard's updates from its own
  * node, OpenBLAS ssyrk per block accumulated in double), cached beside them
- * (fl:{J/r/s}:gram), and only these small matrices move. `personalize`
+ * (fl:{T}:r:<r>:gram), and only these small matrices move. `personalize`
  * averages one cluster's updates shard by shard, next to each shard, and
  * moves only the resulting model.
  *

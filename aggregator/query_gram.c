@@ -2,7 +2,7 @@
  * client updates of its shard (and the merged shard) from its own node, and
  * adds their pairwise dot products into a small (N+1)x(N+1) matrix. Only
  * these matrices leave the node; they are cached beside the shard
- * (fl:{J/r/s}:gram) so later queries of the round read N^2 numbers, not N
+ * (fl:{T}:r:<r>:gram of the shard's tag T) so later queries of the round read N^2 numbers, not N
  * updates.
  *
  * Where the workers run: with a place callback (flc_query_gram_placed,

@@ -4,13 +4,14 @@
  * The flat model of model_size floats is split into S shards
  * (flc_rs_shard_range). One round:
  *   1. every contributor pushes its update: shard s under shard s's hash tag
- *      fl:{J/r/s}:u:<client>, each frame carrying the whole update's L2 norm
- *      (clipping needs it) and its weight; the store pushes the client id on
- *      fl:{J/r/s}:arrivals.                                   flc_rs_push
- *   2. the merger of shard s blocks on that arrivals list (BLPOP), folds each
+ *      T, fl:{T}:c:<client>:u:<r>, each frame carrying the whole update's L2
+ *      norm (clipping needs it) and its weight; the store pushes a token on
+ *      the client's own arrival list fl:{T}:c:<client>:a:<r>.  flc_rs_push
+ *   2. the merger of shard s writes the round's roster (its expected
+ *      clients), blocks on their arrival lists (one BLPOP), folds each
  *      update as it lands (streaming rules) or collects them (median, trimmed
  *      mean, Krum), until every expected contributor arrived or the deadline
- *      passed; then it closes the shard, writes fl:{J/r/s}:agg, records its
+ *      passed; then it closes the shard, writes fl:{T}:r:<r>:agg, records its
  *      report and pushes one "done" token per reader.        flc_rs_merger_run
  *   3. every reader waits for the S done tokens and reads the merged shards
  *      into the full model.                                  flc_rs_pull
@@ -23,11 +24,15 @@
  *   - a late update (pushed after the shard closed): stored and kept for
  *     queries, but not merged; flc_rs_push returns FLC_ECLOSED, or the
  *     merger lists it as rejected "late" when it raced with the close;
- *   - NaN/Inf, wrong dimensions, an unexpected client: rejected, named.
+ *   - NaN/Inf, wrong dimensions: rejected, named;
+ *   - an unexpected client: its update stays under its own keys; no merger
+ *     waits on its list, so it is neither merged nor reported (nor listed
+ *     by queries, which go by the roster).
  *
  * Server-optimizer rules keep state per shard between rounds: in memory when
  * the caller passes it (in-process use), otherwise in the cache at
- * fl:{J/state/s}:m and :v, so stateless aggregator functions can run them. */
+ * fl:{T}:opt, on the node of the shard's round data, so stateless
+ * aggregator functions can run them. */
 #ifndef FLC_AGGREGATOR_REDUCE_SCATTER_H
 #define FLC_AGGREGATOR_REDUCE_SCATTER_H
 
@@ -77,7 +82,7 @@ typedef struct flc_rs_merger_cfg {
     uint32_t num_shards;
     uint64_t model_size;
     flc_merge_rule_t rule;
-    const char *const *expected; /* clients to wait for (others are rejected) */
+    const char *const *expected; /* clients to wait for (the round's roster) */
     size_t n_expected;
     unsigned deadline_ms;        /* from the call; 0: wait 60 s */
     unsigned readers;            /* done tokens to push; 0: n_expected */
@@ -90,7 +95,7 @@ typedef struct flc_rs_merger_cfg {
                                   * later queries read N^2 numbers instead of N updates */
 } flc_rs_merger_cfg_t;
 
-/* What one shard's merge did; also stored in the cache (fl:{J}:merges:<r>,
+/* What one shard's merge did; also stored in the cache (fl:{J/j}:merges:<r>,
  * field = shard) and folded into the round's RoundMeta by the last merger. */
 typedef struct flc_rs_report {
     uint32_t shard;

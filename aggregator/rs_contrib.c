@@ -97,6 +97,11 @@ int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_sh
     int rc = check_layout(job, num_shards, model_size, e);
     if (rc != FLC_OK)
         return rc;
+    /* The reader knows the job's shard count: where its shards live. */
+    if (flc_store_job_shards(s, job, num_shards) != FLC_OK) {
+        *e = *flc_store_error(s);
+        return e->code;
+    }
     uint64_t t0 = flc_now_ns();
     /* Shard by shard: reading shard k overlaps with later mergers still
      * working, and each wait is on one key (fine on a Redis Cluster). */

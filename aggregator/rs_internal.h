@@ -11,7 +11,7 @@ struct cJSON;
 /* The report as a JSON object (new; caller deletes). NULL when out of memory. */
 struct cJSON *flc_rs_report_json(const flc_rs_report_t *rep);
 
-/* Stores rep in fl:{J}:merges:<r> (field = shard). When every shard of the
+/* Stores rep in fl:{J/j}:merges:<r> (field = shard). When every shard of the
  * round has reported, folds the reports into the round's RoundMeta (keeping
  * what a driver already wrote there: hyperparameters, metrics, notes). */
 int flc_rs_report_store(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,

@@ -5,7 +5,7 @@
  * list, no polling), sums them and runs the same deterministic selection.
  * Only the K*K matrices move between shards, never the updates.
  *
- * Partial layout, one field per shard in fl:{J}:krum:<r>:
+ * Partial layout, one field per shard in fl:{J/j}:krum:<r>:
  *   u32 K | K bytes present | K*K doubles (row-major, indexes of cfg->expected) */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,9 @@
-/* The merger of one shard for one round: wait for arrivals (BLPOP on the
- * shard's arrivals list, never polling), fold or collect each update as it
- * lands, close the shard, merge, write the merged shard, record the report
- * and wake the readers. See reduce_scatter.h for the protocol. */
+/* The merger of one shard for one round: open the round (the job indexes
+ * and the roster of expected clients), wait for arrivals (one BLPOP over
+ * the arrival lists of the expected clients not seen yet, never polling),
+ * fold or collect each update as it lands, close the shard, merge, write
+ * the merged shard, record the report and wake the readers. See
+ * reduce_scatter.h for the protocol. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,9 @@ typedef struct merger {
     flc_rs_report_t *rep;
     uint64_t offset, count;
     unsigned char *seen;      /* per expected client: arrived (accepted or rejected) */
+    const char **pending;     /* expected clients not seen yet (the wait's lists) */
+    size_t *pending_idx;      /* their indexes in cfg->expected */
+    size_t npending;
     flc_merge_acc_t *acc;     /* streaming rules */
     float *buf;               /* where the next update is read */
     float **kept;             /* collecting rules: the updates, in arrival order */
@@ -37,6 +42,8 @@ typedef struct merger {
 static void merger_free(merger_t *m)
 {
     free(m->seen);
+    free(m->pending);
+    free(m->pending_idx);
     flc_merge_acc_free(m->acc);
     free(m->buf);
     for (size_t i = 0; i < m->nkept; i++)
@@ -51,14 +58,6 @@ static void merger_free(merger_t *m)
 static float *new_buf(uint64_t n)
 {
     return malloc((size_t)(n ? n : 1) * sizeof(float));
-}
-
-static long expected_index(const flc_rs_merger_cfg_t *cfg, const char *client)
-{
-    for (size_t i = 0; i < cfg->n_expected; i++)
-        if (strcmp(cfg->expected[i], client) == 0)
-            return (long)i;
-    return -1;
 }
 
 static void reject(merger_t *m, const char *client, const char *fmt, const char *why)
@@ -145,41 +144,79 @@ static int take(merger_t *m, const char *client)
     return FLC_OK;
 }
 
-/* Handles one announced arrival: unexpected clients and repeats are noted,
- * a new expected one is taken. Negative only when the store failed. */
-static int arrival(merger_t *m, const char *client)
+/* Handles an arrival of expected client x: a repeat is counted, a new one
+ * is taken. Negative only when the store failed. An unexpected client
+ * cannot arrive: the merger waits only on expected clients' lists, so its
+ * update stays under its own keys, unmerged and out of the roster. */
+static int arrival(merger_t *m, size_t x)
 {
-    long x = expected_index(m->cfg, client);
-    if (x < 0) {
-        reject(m, client, "%s", "not expected in this round");
-        return FLC_OK;
-    }
     if (m->seen[x]) {
         m->rep->duplicates++; /* a retried push: the update was counted once */
         return FLC_OK;
     }
     m->seen[x] = 1;
     m->arrived++;
-    m->kept_idx_next = x;
-    int t = take(m, client);
+    m->kept_idx_next = (long)x;
+    for (size_t i = 0; i < m->npending; i++)
+        if (m->pending_idx[i] == x) { /* no longer waited for */
+            m->pending[i] = m->pending[m->npending - 1];
+            m->pending_idx[i] = m->pending_idx[m->npending - 1];
+            m->npending--;
+            break;
+        }
+    int t = take(m, m->cfg->expected[x]);
     return t < 0 ? t : FLC_OK;
 }
 
-/* Marks the shard closed and takes what is still queued on the arrivals
- * list, atomically (flc_store_close_shard, one round trip that also gives
- * the merger lock back): an update announced after this sees the closed
- * flag (its push returns FLC_ECLOSED, store_put.c ARRIVE_IF_OPEN); one
- * announced before arrived in time and is taken like any other. */
+/* Waits for the expected clients until all arrived or the deadline (from
+ * t0) passed, taking each as it lands; *waited accumulates the blocked
+ * time. One BLPOP over the lists of the clients not seen yet, so a client
+ * that arrived is not waited for again. Returns the store's error (in *e)
+ * when it failed; FLC_OK at the deadline too. */
+static int wait_arrivals(merger_t *m, uint64_t t0, unsigned deadline, uint64_t *waited,
+                         flc_err_t *e)
+{
+    const flc_rs_merger_cfg_t *cfg = m->cfg;
+    int rc = FLC_OK;
+    while (rc == FLC_OK && m->npending > 0) {
+        double spent = (double)(flc_now_ns() - t0) / 1e6;
+        if (spent >= deadline)
+            break;
+        size_t which;
+        uint64_t w0 = flc_now_ns();
+        int wr = flc_store_wait_arrival(m->s, cfg->job, cfg->round, cfg->shard, m->pending,
+                                        m->npending, deadline - (unsigned)spent, &which);
+        *waited += flc_now_ns() - w0;
+        if (wr == FLC_ETIMEOUT)
+            break;
+        if (wr != FLC_OK) {
+            *e = *flc_store_error(m->s);
+            return wr;
+        }
+        if ((rc = arrival(m, m->pending_idx[which])) != FLC_OK)
+            *e = m->oom.code ? m->oom : *flc_store_error(m->s);
+    }
+    return rc;
+}
+
+/* Marks the shard closed and takes what is still queued on the expected
+ * clients' arrival lists, atomically (flc_store_close_shard, one round trip
+ * that also gives the merger lock back): an update announced after this
+ * sees the closed flag (its push returns FLC_ECLOSED, store_put.c
+ * ARRIVE_IF_OPEN); one announced before arrived in time and is taken like
+ * any other; further tokens of a client are repeats. */
 static int close_shard(merger_t *m)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
-    flc_strlist_t left;
-    int rc = flc_store_close_shard(m->s, cfg->job, cfg->round, cfg->shard, &left);
-    if (rc != FLC_OK)
-        return rc;
-    for (size_t i = 0; rc == FLC_OK && i < left.n; i++)
-        rc = arrival(m, left.items[i]);
-    flc_strlist_free(&left);
+    unsigned *tokens = calloc(cfg->n_expected, sizeof *tokens);
+    if (tokens == NULL)
+        return flc_err_set(&m->oom, FLC_ENOMEM, "out of memory closing shard %u", cfg->shard);
+    int rc = flc_store_close_shard(m->s, cfg->job, cfg->round, cfg->shard, cfg->expected,
+                                   cfg->n_expected, tokens);
+    for (size_t i = 0; rc == FLC_OK && i < cfg->n_expected; i++)
+        for (unsigned k = 0; rc == FLC_OK && k < tokens[i]; k++)
+            rc = arrival(m, i);
+    free(tokens);
     return rc;
 }
 
@@ -305,6 +342,14 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
     merger_t m = {.s = s, .cfg = cfg, .rep = rep};
     flc_rs_shard_range(cfg->model_size, cfg->num_shards, cfg->shard, &m.offset, &m.count);
 
+    /* The job's schema record (one shard count per job; a job of an older
+     * key schema refused) and the round's indexes, which the clients no
+     * longer write: the roster of expected clients above all. */
+    if (flc_store_round_begin(s, cfg->job, cfg->num_shards, cfg->round, cfg->shard,
+                              cfg->expected, cfg->n_expected) != FLC_OK) {
+        *e = *flc_store_error(s);
+        return e->code;
+    }
     /* A merger retried after it already closed the shard must not wait for
      * arrivals that were consumed: say so instead. */
     int already;
@@ -329,6 +374,13 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
 
     int rc = FLC_OK;
     m.seen = calloc(cfg->n_expected, 1);
+    m.pending = malloc(cfg->n_expected * sizeof *m.pending);
+    m.pending_idx = malloc(cfg->n_expected * sizeof *m.pending_idx);
+    for (size_t i = 0; m.pending && m.pending_idx && i < cfg->n_expected; i++) {
+        m.pending[i] = cfg->expected[i];
+        m.pending_idx[i] = i;
+    }
+    m.npending = cfg->n_expected;
     m.buf = new_buf(m.count);
     if (flc_merge_rule_streams(&cfg->rule)) {
         m.acc = flc_merge_acc_new(&cfg->rule, m.count, e);
@@ -342,31 +394,15 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
         if (m.kept == NULL || m.weight == NULL || m.norm == NULL || m.kept_idx == NULL)
             rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
-    if (rc == FLC_OK && (m.seen == NULL || m.buf == NULL))
+    if (rc == FLC_OK && (m.seen == NULL || m.buf == NULL || m.pending == NULL ||
+                         m.pending_idx == NULL))
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory for a %llu-float shard",
                          (unsigned long long)m.count);
 
     unsigned deadline = cfg->deadline_ms ? cfg->deadline_ms : 60000;
     uint64_t waited = 0;
-    while (rc == FLC_OK && m.arrived < cfg->n_expected) {
-        double spent = (double)(flc_now_ns() - t0) / 1e6;
-        if (spent >= deadline)
-            break;
-        char client[FLC_NAME_MAX + 1];
-        uint64_t w0 = flc_now_ns();
-        int wr = flc_store_wait(s, cfg->job, cfg->round, cfg->shard, "arrivals",
-                                deadline - (unsigned)spent, client, sizeof client);
-        waited += flc_now_ns() - w0;
-        if (wr == FLC_ETIMEOUT)
-            break;
-        if (wr != FLC_OK) {
-            *e = *flc_store_error(s);
-            rc = wr;
-            break;
-        }
-        if ((rc = arrival(&m, client)) != FLC_OK)
-            *e = m.oom.code ? m.oom : *flc_store_error(s);
-    }
+    if (rc == FLC_OK)
+        rc = wait_arrivals(&m, t0, deadline, &waited, e);
     if (rc != FLC_OK) /* never closed: give the shard back for a retry */
         flc_store_merger_unlock(s, cfg->job, cfg->round, cfg->shard);
     if (rc == FLC_OK && (rc = close_shard(&m)) != FLC_OK)

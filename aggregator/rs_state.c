@@ -1,7 +1,8 @@
 /* Server-optimizer state (FedAvgM momentum, FedAdam/Yogi/Adagrad moments) of
  * one shard, kept in the cache between rounds so that a stateless aggregator
  * function can run a stateful rule. One value per (job, shard) under the
- * shard's own hash tag, fl:{J/state/s}:opt (flc_store_opt_state_get/put),
+ * shard's hash tag, fl:{T}:opt (flc_store_opt_state_get/put), so it lives
+ * on the node of the shard's round data and its merger,
  * laid out as
  *   u32 kind | u32 has_v | u64 rounds | u64 n | m[n] floats | v[n] floats. */
 #include <stdio.h>

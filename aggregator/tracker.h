@@ -1,7 +1,7 @@
 /* The request tracker: where each (job, round, shard) lives, so a query is
  * routed to a worker next to the data it needs without scanning keys.
  *
- * One small hash per round, fl:{J}:where:<r>, field = shard index, value =
+ * One small hash per round, fl:{J/j}:where:<r>, field = shard index, value =
  * "<store URL, credentials redacted>|<tier>|<node id>|<node address>"
  * (tier: hot, or cold once the shard's updates were spilled to the object
  * store). The URL is the one the writer connected to, which on a Redis

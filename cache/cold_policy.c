@@ -11,8 +11,10 @@ const char *flc_qclass_name(int qc)
 
 void flc_obj_key(const flc_obj_t *o, char out[FLC_KEY_MAX])
 {
+    char tag[FLC_TAG_MAX];
+    flc_key_shard_tag(tag, o->job, o->shard, o->num_shards);
     if (o->kind == FLC_OBJ_MERGED)
-        flc_key_shard(out, o->job, o->round, o->shard, "agg");
+        flc_key_shard(out, tag, o->round, "agg");
     else
-        flc_key_update(out, o->job, o->round, o->shard, o->client);
+        flc_key_update(out, tag, o->round, o->client);
 }

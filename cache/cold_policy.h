@@ -40,10 +40,12 @@ typedef struct flc_obj {
     uint32_t shard;
     char client[FLC_NAME_MAX + 1]; /* "" for a merged shard */
     int kind;                      /* FLC_OBJ_* */
+    uint32_t num_shards;           /* the job's shard count (it places the key) */
     uint64_t bytes;                /* size of the stored value */
 } flc_obj_t;
 
-/* The Redis key of o (keys.h): fl:{J/r/s}:u:<client> or fl:{J/r/s}:agg. */
+/* The Redis key of o (keys.h): fl:{T}:c:<client>:u:<r> or fl:{T}:r:<r>:agg
+ * of shard o->shard's tag T (o->num_shards places it). */
 void flc_obj_key(const flc_obj_t *o, char out[FLC_KEY_MAX]);
 
 typedef struct flc_policy flc_policy_t;

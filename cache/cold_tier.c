@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Redis's own cost per value for the estimate: dict entry, robj and sds
  * headers, plus allocator rounding (jemalloc size classes are up to 25%
@@ -285,7 +286,8 @@ void flc_tier_after_put(flc_store_t *s, const flc_shard_t *sh, int merged, uint6
     t->est_used += bytes + VALUE_OVERHEAD(bytes);
     if (t->pol == NULL)
         return;
-    flc_obj_t o = {.round = sh->round, .shard = sh->shard, .bytes = bytes};
+    flc_obj_t o = {.round = sh->round, .shard = sh->shard, .bytes = bytes,
+                   .num_shards = sh->num_shards};
     o.kind = merged ? FLC_OBJ_MERGED : FLC_OBJ_UPDATE;
     snprintf(o.job, sizeof o.job, "%s", sh->job);
     snprintf(o.client, sizeof o.client, "%s", merged ? "" : sh->client);
@@ -424,31 +426,49 @@ int flc_store_round_closed(flc_store_t *s, const char *job, uint32_t round)
     return rc;
 }
 
+int flc_tier_has_cold(flc_store_t *s, const flc_obj_t *o)
+{
+    struct flc_tier *t = s->tier;
+    if (t == NULL || t->cold == NULL)
+        return 0;
+    char key[FLC_KEY_MAX], where[1200];
+    flc_obj_key(o, key);
+    if (flc_cold_is_local(t->cold)) { /* a file: its presence is enough */
+        struct stat st;
+        return flc_cold_locate(t->cold, key, where, sizeof where) == FLC_OK &&
+               stat(where, &st) == 0;
+    }
+    uint8_t *buf = NULL; /* S3: no HEAD in the cold tier's interface, so a read */
+    size_t len = 0;
+    int rc = flc_cold_get(t->cold, key, &buf, &len);
+    free(buf);
+    return rc == FLC_OK;
+}
+
 /* Calls fn for every update and merged shard of a round, from the round's
- * indexes (shards, then each shard's client set). */
+ * indexes (its shards, and its roster's clients on each). */
 static int for_round_objects(flc_store_t *s, const char *job, uint32_t round,
                              int (*fn)(flc_store_t *, flc_obj_t *))
 {
-    uint32_t *shards = NULL;
+    uint32_t *shards = NULL, S = 0;
     size_t ns = 0;
+    flc_strlist_t roster = {0};
     int rc = flc_store_list_shards(s, job, round, &shards, &ns);
+    if (rc == FLC_OK && ns > 0)
+        rc = flc_store_job_S(s, job, &S);
+    if (rc == FLC_OK && ns > 0)
+        rc = flc_store_roster(s, job, round, &roster);
     for (size_t i = 0; i < ns && rc == FLC_OK; i++) {
-        char k[FLC_KEY_MAX];
-        flc_key_shard(k, job, round, shards[i], "clients");
-        redisReply *r;
-        rc = flc_store_commandf(s, &r, "SMEMBERS %s", k);
-        if (rc != FLC_OK)
-            break;
-        for (size_t j = 0; j <= r->elements && rc == FLC_OK; j++) {
-            flc_obj_t o = {.round = round, .shard = shards[i]};
+        for (size_t j = 0; j <= roster.n && rc == FLC_OK; j++) {
+            flc_obj_t o = {.round = round, .shard = shards[i], .num_shards = S};
             snprintf(o.job, sizeof o.job, "%s", job);
-            o.kind = j < r->elements ? FLC_OBJ_UPDATE : FLC_OBJ_MERGED;
-            if (j < r->elements)
-                snprintf(o.client, sizeof o.client, "%s", r->element[j]->str);
+            o.kind = j < roster.n ? FLC_OBJ_UPDATE : FLC_OBJ_MERGED;
+            if (j < roster.n)
+                snprintf(o.client, sizeof o.client, "%s", roster.items[j]);
             rc = fn(s, &o);
         }
-        freeReplyObject(r);
     }
+    flc_strlist_free(&roster);
     free(shards);
     return rc;
 }

@@ -49,7 +49,7 @@ int flc_shard_check(const flc_shard_t *s, flc_err_t *err)
 {
     char what[256];
     flc_shard_describe(s, what, sizeof what);
-    if (flc_name_check(s->job, "job", err) != FLC_OK)
+    if (flc_name_check_job(s->job, err) != FLC_OK)
         return err ? err->code : FLC_EINVAL;
     if (s->client[0] && flc_name_check(s->client, "client", err) != FLC_OK)
         return err ? err->code : FLC_EINVAL;

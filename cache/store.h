@@ -129,24 +129,48 @@ uint64_t flc_store_bytes_read(const flc_store_t *s);
 
 int flc_store_ping(flc_store_t *s);
 
+/* ---- jobs ------------------------------------------------------------------
+ *
+ * A job keeps one shard count S (docs/architecture.md, "Key schema"): where
+ * shard s's keys live depends on it. Writers pass it with every shard (the
+ * frame's num_shards); a caller that reads shard keys of a job and knows S
+ * (a pull, a worker) says so here; other readers (queries, stats) take it
+ * from the job's schema record fl:{J/j}:schema. */
+
+/* Tells s that job has S shards (in memory, no command). FLC_EINVAL naming
+ * both counts when s already knows another. job may be a series
+ * "name/series" (flc_name_check_job). */
+int flc_store_job_shards(flc_store_t *s, const char *job, uint32_t S);
+
+/* Starts (or joins) job with S shards, as its merger or driver does: writes
+ * the schema record (version and S) unless there is one, and refuses a job
+ * stored with another S ("job 'J' was stored with 6 shards; this run asks
+ * 12", FLC_EINVAL) or with key schema 1 (FLC_EDATA, saying how to go on).
+ * One or two round trips the first time per store and job, none after. */
+int flc_store_job_begin(flc_store_t *s, const char *job, uint32_t S);
+
 /* ---- tensor shards ---------------------------------------------------- */
 
-/* Stores the update shard sh (sh->client set) at fl:{J/r/s}:u:<client>,
- * records the client in the shard's client set and the round in the job's
- * indexes, then pushes the client id on fl:{J/r/s}:arrivals, in that order,
- * so a merger woken by the arrival always finds the shard. */
+/* Stores the update shard sh (sh->client set) at fl:{T}:c:<client>:u:<r>
+ * (T: shard s's tag), then pushes the client id on its arrival list
+ * fl:{T}:c:<client>:a:<r> and adds the client to the round's roster and
+ * the job's indexes, in that order, so a merger woken by the arrival always
+ * finds the shard. This is a writer with the job's credentials (a driver,
+ * an import, tests): it also begins the job (flc_store_job_begin). */
 int flc_store_put_update(flc_store_t *s, const flc_shard_t *sh);
 
-/* Stores n update shards (typically all shards of one update) as
- * flc_store_put_update does, but each arrival is announced only while the
- * shard's merger has not closed it (fl:{J/r/s}:closed, set by the merger
- * atomically with draining the arrivals list). closed[i] = 1 when it had:
- * the update is stored (kept for queries) but no merger will take it. One
- * round trip where the values allow: every shard is sent, then every reply
- * read. */
+/* A client's push: stores n update shards (typically all shards of one
+ * update) under the client's own keys only (value and arrival list; no job
+ * index, so an ACL can confine the client to fl:{J/<tag>}:c:<client>:...). Each
+ * arrival is announced only while the shard's merger has not closed it
+ * (fl:{T}:r:<r>:closed, set by the merger atomically with draining the
+ * arrival lists). closed[i] = 1 when it had: the update is stored (kept for
+ * queries) but no merger will take it. One round trip where the values
+ * allow: every shard is sent, then every reply read. */
 int flc_store_put_updates_if_open(flc_store_t *s, const flc_shard_t *sh, size_t n, int *closed);
 
-/* Stores the merged shard sh at fl:{J/r/s}:agg (sh->client ignored). */
+/* Stores the merged shard sh at fl:{T}:r:<r>:agg (sh->client ignored) and
+ * indexes the round (with the job's credentials). */
 int flc_store_put_merged(flc_store_t *s, const flc_shard_t *sh);
 
 /* Reads an update shard into *out. When dst is not NULL and holds at least
@@ -166,18 +190,20 @@ int flc_store_del_update(flc_store_t *s, const char *job, uint32_t round, uint32
 
 /* ---- notifications (Redis lists; waiters block in BLPOP, never poll) ---- */
 
-/* Pushes value `copies` times on fl:{J/r/s}:<list> (list: "arrivals", "done"). */
+/* Pushes value `copies` times on fl:{T}:r:<r>:<list> of shard s's tag T
+ * (list: "done", "krumready"). */
 int flc_store_notify(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                      const char *list, const char *value, unsigned copies);
 
-/* Blocks until an element can be popped from fl:{J/r/s}:<list> or timeout_ms
+/* Blocks until an element can be popped from fl:{T}:r:<r>:<list> or timeout_ms
  * passes (FLC_ETIMEOUT). The element is copied into out (NUL-terminated). */
 int flc_store_wait(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                    const char *list, unsigned timeout_ms, char *out, size_t outlen);
 
 /* ---- round and update metadata ------------------------------------------ */
 
-/* Stores m at fl:{J}:meta:<r> and adds the round to the job's indexes. */
+/* Stores m at fl:{J/j}:meta:<r> and adds the round to the job's index of
+ * rounds. */
 int flc_store_put_round_meta(flc_store_t *s, const Flcache__RoundMeta *m);
 
 /* Reads round metadata; *out is freed with flcache__round_meta__free_unpacked(*out, NULL).
@@ -185,16 +211,17 @@ int flc_store_put_round_meta(flc_store_t *s, const Flcache__RoundMeta *m);
 int flc_store_get_round_meta(flc_store_t *s, const char *job, uint32_t round,
                              Flcache__RoundMeta **out);
 
-/* Stores per-update metadata u in fl:{J}:um:<r> (field = client) and adds
- * the round to the client's history fl:{J}:client:<c>. */
+/* Stores per-update metadata u at fl:{J/j}:c:<c>:um:<r> and adds the round
+ * to the client's history fl:{J/j}:c:<c>:rounds: the client's own keys. */
 int flc_store_put_update_meta(flc_store_t *s, const Flcache__ModelUpdate *u);
 
 /* Reads one update's metadata; free with flcache__model_update__free_unpacked. */
 int flc_store_get_update_meta(flc_store_t *s, const char *job, uint32_t round,
                               const char *client, Flcache__ModelUpdate **out);
 
-/* Reads the metadata of every update of a round: *out is an array of *n
- * messages, freed with flc_store_free_update_metas. */
+/* Reads the metadata of every update of a round (the roster's clients
+ * that stored some, by client name): *out is an array of *n messages,
+ * freed with flc_store_free_update_metas. */
 int flc_store_get_round_update_metas(flc_store_t *s, const char *job, uint32_t round,
                                      Flcache__ModelUpdate ***out, size_t *n);
 void flc_store_free_update_metas(Flcache__ModelUpdate **v, size_t n);
@@ -212,6 +239,8 @@ int flc_strlist_add(flc_strlist_t *l, const char *str, size_t len);
 /* Frees the strings and the array; the list is left empty. */
 void flc_strlist_free(flc_strlist_t *l);
 
+/* Every job with a schema record (SCAN on every master; series such as
+ * J/g left out), sorted. */
 int flc_store_list_jobs(flc_store_t *s, flc_strlist_t *out);
 
 /* Rounds of a job in ascending order; *rounds is malloc'd (caller frees).
@@ -222,7 +251,9 @@ int flc_store_list_rounds(flc_store_t *s, const char *job, uint32_t **rounds, si
 int flc_store_list_shards(flc_store_t *s, const char *job, uint32_t round, uint32_t **shards,
                           size_t *n);
 
-/* Clients that wrote any shard of a round, sorted. */
+/* Clients of the round's roster with an update stored on any of its
+ * shards (pipelined EXISTS on each shard's node), sorted; so a late update
+ * of an expected client is found, an unexpected client's is not. */
 int flc_store_list_clients(flc_store_t *s, const char *job, uint32_t round, flc_strlist_t *out);
 
 /* Rounds client took part in (from its history), ascending; *rounds malloc'd. */
@@ -230,7 +261,9 @@ int flc_store_client_rounds(flc_store_t *s, const char *job, const char *client,
                             uint32_t **rounds, size_t *n);
 
 /* Deletes every key of a round (updates, merged shards, lists, metadata) and
- * removes it from the indexes. Uses the indexes, never KEYS or SCAN. */
+ * removes it from the indexes. Uses the indexes (shards, roster), never
+ * KEYS or SCAN: the update of a client outside the roster is not found
+ * (it expires with the store's ttl, when there is one). */
 int flc_store_delete_round(flc_store_t *s, const char *job, uint32_t round);
 
 /* Sets (ttl_ms > 0) or removes (0) the expiry of every key of a round. */

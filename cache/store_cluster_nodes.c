@@ -277,7 +277,9 @@ int flc_store_shard_node(flc_store_t *s, const char *job, uint32_t round, uint32
         flc_cluster_conn_refresh(cl->cc, &cl->map, -1, 0, NULL, &e2);
     }
     char key[FLC_KEY_MAX];
-    flc_key_shard(key, job, round, shard, "agg");
+    int rc = flc_store_shard_key(s, key, job, round, shard, "agg");
+    if (rc != FLC_OK)
+        return rc;
     unsigned owner = flc_cluster_map_lookup(&cl->map, key, strlen(key));
     if (owner == FLC_CLUSTER_NO_NODE || owner >= cl->map.nnodes)
         return flc_err_set(&s->err, FLC_ENOTFOUND, "%s: no node serves shard %u of round %u "

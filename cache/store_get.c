@@ -22,13 +22,15 @@ static int grow_scratch(flc_store_t *s, size_t n)
 }
 
 /* The spillable object behind a get or delete (for the cold tier). */
-void flc_store_obj_of(flc_obj_t *o, const char *job, uint32_t round, uint32_t shard,
+void flc_store_obj_of(flc_store_t *s, flc_obj_t *o, const char *job, uint32_t round, uint32_t shard,
                       const char *client)
 {
     memset(o, 0, sizeof *o);
     snprintf(o->job, sizeof o->job, "%s", job);
     o->round = round;
     o->shard = shard;
+    uint32_t S = 0; /* known by now: the caller built the object's key */
+    o->num_shards = flc_store_job_S(s, job, &S) == FLC_OK ? S : 1;
     o->kind = client ? FLC_OBJ_UPDATE : FLC_OBJ_MERGED;
     snprintf(o->client, sizeof o->client, "%s", client ? client : "");
 }
@@ -212,16 +214,19 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
 int flc_store_get_update(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                          const char *client, flc_shard_t *out, float *dst, size_t dst_cap)
 {
-    if (flc_name_check(job, "job", &s->err) || flc_name_check(client, "client", &s->err))
+    flc_err_clear(&s->err);
+    if (flc_name_check_job(job, &s->err) || flc_name_check(client, "client", &s->err))
         return s->err.code;
     char key[FLC_KEY_MAX], what[256];
-    flc_key_update(key, job, round, shard, client);
+    int rc = flc_store_update_key(s, key, job, round, shard, client);
+    if (rc != FLC_OK)
+        return rc;
     snprintf(what, sizeof what, "update of client %s for shard %u of round %u of job %s",
              client, shard, round, job);
-    int rc = get_shard(s, key, what, out, dst, dst_cap);
+    rc = get_shard(s, key, what, out, dst, dst_cap);
     if (s->tier) {
         flc_obj_t o;
-        flc_store_obj_of(&o, job, round, shard, client);
+        flc_store_obj_of(s, &o, job, round, shard, client);
         rc = flc_tier_after_get(s, rc, &o, what, out, dst, dst_cap);
     }
     return rc;
@@ -230,15 +235,18 @@ int flc_store_get_update(flc_store_t *s, const char *job, uint32_t round, uint32
 int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                          flc_shard_t *out, float *dst, size_t dst_cap)
 {
-    if (flc_name_check(job, "job", &s->err))
+    flc_err_clear(&s->err);
+    if (flc_name_check_job(job, &s->err))
         return s->err.code;
     char key[FLC_KEY_MAX], what[256];
-    flc_key_shard(key, job, round, shard, "agg");
+    int rc = flc_store_shard_key(s, key, job, round, shard, "agg");
+    if (rc != FLC_OK)
+        return rc;
     snprintf(what, sizeof what, "merged shard %u of round %u of job %s", shard, round, job);
-    int rc = get_shard(s, key, what, out, dst, dst_cap);
+    rc = get_shard(s, key, what, out, dst, dst_cap);
     if (s->tier) {
         flc_obj_t o;
-        flc_store_obj_of(&o, job, round, shard, NULL);
+        flc_store_obj_of(s, &o, job, round, shard, NULL);
         rc = flc_tier_after_get(s, rc, &o, what, out, dst, dst_cap);
     }
     return rc;

@@ -10,7 +10,10 @@
 #include "cache/store_ops.h"
 #include "cache/store_cluster.h"
 #include "cache/store_raw.h"
+#include "cache/keys.h"
 #include "cache/url.h"
+
+#define FLC_STORE_JOBS 16
 
 struct flc_store {
     redisContext *c;      /* NULL after a connection error: reconnect on next call */
@@ -27,7 +30,49 @@ struct flc_store {
     /* Redis Cluster routing (store_cluster.c); NULL on one server. Then c
      * is borrowed from its connection table: the node of the last command. */
     flc_store_cluster_t *cl;
+    /* Jobs this store knows the shard count of (store_jobs.c): registered
+     * by flc_store_job_shards or a put, or read from the job's schema
+     * record; recorded = the record was checked (or written) through this
+     * store. A full table drops its oldest entry (re-read when needed). */
+    struct flc_store_job {
+        char name[FLC_NAME_MAX + 1];
+        uint32_t S;
+        int recorded;
+    } jobs[FLC_STORE_JOBS];
+    unsigned njobs, jobs_next;
 };
+
+/* ---- jobs and their shard tags (store_jobs.c) ---- */
+
+/* The shard count of job: from the store's table, else from the job's
+ * schema record (then remembered). FLC_ENOTFOUND naming the job when it has
+ * none; FLC_EDATA, saying so, for a job stored with another key schema. */
+int flc_store_job_S(flc_store_t *s, const char *job, uint32_t *S);
+
+/* The tag of (job, shard) (keys.h flc_key_shard_tag) with the job's shard
+ * count (flc_store_job_S). */
+int flc_store_shard_tag(flc_store_t *s, const char *job, uint32_t shard, char *tag);
+
+/* fl:{T}:r:<r>:<suffix>, fl:{T}:c:<c>:u:<r>, fl:{T}:c:<c>:a:<r> of the
+ * shard's tag T; errors as flc_store_shard_tag. */
+int flc_store_shard_key(flc_store_t *s, char *out, const char *job, uint32_t round,
+                        uint32_t shard, const char *suffix);
+int flc_store_update_key(flc_store_t *s, char *out, const char *job, uint32_t round,
+                         uint32_t shard, const char *client);
+
+/* When the job's keys are missing: FLC_EDATA with the schema-1 message when
+ * the job was stored by an older flcache, else FLC_OK (nothing said). */
+int flc_store_job_check_v1(flc_store_t *s, const char *job);
+
+/* The round's roster (its expected clients), sorted; empty when none. */
+int flc_store_roster(flc_store_t *s, const char *job, uint32_t round, flc_strlist_t *out);
+
+/* FLC_ENOTFOUND saying whether the job is unknown (or of schema 1) or only
+ * has no `what` for round. */
+int flc_store_not_found_round(flc_store_t *s, const char *job, uint32_t round, const char *what);
+
+/* Forgets what the store's table knows of job. */
+void flc_store_job_drop(flc_store_t *s, const char *job);
 
 /* ---- hooks of the cold tier (cold_tier.c), called only when s->tier ---- */
 
@@ -46,6 +91,10 @@ int flc_tier_after_get(flc_store_t *s, int rc, const flc_obj_t *o, const char *w
 
 /* An object was deleted: its cold copy goes too. */
 void flc_tier_deleted(flc_store_t *s, const flc_obj_t *o);
+
+/* 1 when o has a copy in the cold tier (a spilled update a listing must
+ * still find), else 0. */
+int flc_tier_has_cold(flc_store_t *s, const flc_obj_t *o);
 
 /* A round is being deleted: the cold copies of its shards go too. */
 int flc_tier_delete_round(flc_store_t *s, const char *job, uint32_t round);
@@ -81,13 +130,18 @@ void flc_store_set_timeout(flc_store_t *s, unsigned ms);
 
 /* The spillable object behind a shard get or delete (for the cold tier);
  * client NULL: the merged shard. */
-void flc_store_obj_of(flc_obj_t *o, const char *job, uint32_t round, uint32_t shard,
+void flc_store_obj_of(flc_store_t *s, flc_obj_t *o, const char *job, uint32_t round, uint32_t shard,
                       const char *client);
 
 /* BLPOP key for up to timeout_ms (the socket waits that much longer): *elem
  * is the reply, [key, element] (caller frees). FLC_ETIMEOUT when nothing
  * came, FLC_EPROTO on a reply of another shape. */
 int flc_store_blpop(flc_store_t *s, const char *key, unsigned timeout_ms, redisReply **elem);
+
+/* BLPOP over keys[0..n) (one slot on a cluster: routed by keys[0]); *elem
+ * as flc_store_blpop, element[0] naming the list it came from. */
+int flc_store_blpop_keys(flc_store_t *s, const char *const *keys, size_t n, unsigned timeout_ms,
+                         redisReply **elem);
 
 /* Sets an error from a Redis error reply (OOM, WRONGTYPE, NOAUTH, ...). */
 int flc_store_reply_error(flc_store_t *s, const redisReply *r, const char *what);

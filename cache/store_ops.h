@@ -43,12 +43,21 @@ void flc_store_fields_free(flc_store_fields_t *f);
 
 /* ---- the merger of one shard (store_protocol.c) ---------------------------- */
 
+/* Opens round for its merger of shard: begins the job with S shards
+ * (flc_store_job_begin: schema record, refusals) and writes the job
+ * indexes clients no longer write: the expected clients in the round's
+ * roster fl:{J/j}:roster:<r> and the job's clients, the round in
+ * fl:{J/j}:rounds, the shard in fl:{J/j}:shards:<r>. Idempotent: every
+ * shard's merger writes the same. */
+int flc_store_round_begin(flc_store_t *s, const char *job, uint32_t S, uint32_t round,
+                          uint32_t shard, const char *const *clients, size_t n);
+
 /* *closed = 1 when the merger of (job, round, shard) already closed it
- * (fl:{J/r/s}:closed exists), else 0. */
+ * (fl:{T}:r:<r>:closed exists), else 0. */
 int flc_store_shard_closed(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                            int *closed);
 
-/* Takes the shard's merger lock (fl:{J/r/s}:merger, SET NX with a ttl_ms
+/* Takes the shard's merger lock (fl:{T}:r:<r>:merger, SET NX with a ttl_ms
  * expiry, holding this process's pid): *mine = 1 when taken, 0 when another
  * merger holds it. */
 int flc_store_merger_lock(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
@@ -57,25 +66,41 @@ int flc_store_merger_lock(flc_store_t *s, const char *job, uint32_t round, uint3
 /* Gives the merger lock back (a merger that failed before closing). */
 int flc_store_merger_unlock(flc_store_t *s, const char *job, uint32_t round, uint32_t shard);
 
-/* The close protocol, one round trip: MULTI, SET :closed, LRANGE and DEL
- * :arrivals, EXEC, then DEL :merger. Marks the shard closed and takes what is
- * still queued on its arrivals list atomically with it, so an update
- * announced after this sees the closed flag (flc_store_put_updates_if_open
- * says closed) and one announced before is in *left (client ids in arrival
- * order; a new list, freed with flc_strlist_free). The lock goes last: the
- * closed flag guards the shard from then on. */
+/* Waits for the first arrival token of any of clients[0..n) on the shard
+ * (one BLPOP over their arrival lists fl:{T}:c:<c>:a:<r>, all in the
+ * shard's slot), up to timeout_ms (FLC_ETIMEOUT). *which is the index of
+ * the client whose list gave it: told by the list, not by the token, so a
+ * client cannot announce another. */
+int flc_store_wait_arrival(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                           const char *const *clients, size_t n, unsigned timeout_ms,
+                           size_t *which);
+
+/* found[i] = 1 when client i's update of (job, round, shard) is stored (in
+ * Redis, or spilled to the cold tier), else 0: one pipelined EXISTS on the
+ * shard's node. (A merger re-checking its expected clients, e.g. after a
+ * failover.) */
+int flc_store_updates_exist(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                            const char *const *clients, size_t n, unsigned char *found);
+
+/* The close protocol, one round trip: a script sets :closed and drains the
+ * arrival lists of clients[0..n) (the round's expected clients), then the
+ * merger lock goes. Marks the shard closed and takes what is still queued
+ * atomically with it, so an update announced after this sees the closed
+ * flag (flc_store_put_updates_if_open says closed) and one announced before
+ * is counted in tokens[i] (tokens left on client i's list; 0 when none).
+ * The lock goes last: the closed flag guards the shard from then on. */
 int flc_store_close_shard(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                          flc_strlist_t *left);
+                          const char *const *clients, size_t n, unsigned *tokens);
 
 /* ---- per-round records (store_protocol.c) ---------------------------------- */
 
-/* Stores shard's merge report (JSON text) in fl:{J}:merges:<r>. When all is
+/* Stores shard's merge report (JSON text) in fl:{J/j}:merges:<r>. When all is
  * not NULL it then gets every report of the round so far, in the same round
  * trip (the last shard to report folds them into the RoundMeta). */
 int flc_store_merge_report_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                                const char *report, flc_store_fields_t *all);
 
-/* Stores shard's Krum partial (len bytes, binary) in fl:{J}:krum:<r>. */
+/* Stores shard's Krum partial (len bytes, binary) in fl:{J/j}:krum:<r>. */
 int flc_store_krum_partial_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                                const void *blob, size_t len);
 
@@ -84,7 +109,7 @@ int flc_store_krum_partial_getall(flc_store_t *s, const char *job, uint32_t roun
                                   flc_store_fields_t *out);
 
 /* Records where shard's merged value lives (the request tracker's
- * "node|tier" text) in fl:{J}:where:<r>. */
+ * "node|tier" text) in fl:{J/j}:where:<r>. */
 int flc_store_track_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                         const char *where);
 
@@ -98,13 +123,14 @@ int flc_store_track_getall(flc_store_t *s, const char *job, uint32_t round,
  * the caller frees it). FLC_ENOTFOUND when there is no value. The layouts
  * are their writers' (aggregator/). */
 
-/* The cached Gram partial of (job, round, shard), fl:{J/r/s}:gram. */
+/* The cached Gram partial of (job, round, shard), fl:{T}:r:<r>:gram. */
 int flc_store_gram_get(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                        char **blob, size_t *len);
 int flc_store_gram_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                        const void *blob, size_t len);
 
-/* The server-optimizer state of shard across rounds, fl:{J/state/s}:opt. */
+/* The server-optimizer state of shard across rounds, fl:{T}:opt: the same
+ * tag T as the shard's round data, so both live on one node. */
 int flc_store_opt_state_get(flc_store_t *s, const char *job, uint32_t shard, char **blob,
                             size_t *len);
 int flc_store_opt_state_put(flc_store_t *s, const char *job, uint32_t shard, const void *blob,
@@ -113,8 +139,10 @@ int flc_store_opt_state_put(flc_store_t *s, const char *job, uint32_t shard, con
 /* ---- the start barrier (store_notify.c) -------------------------------------
  *
  * W processes line up on (job, round, shard): each increments the counter
- * fl:{J/r/s}:ready, the one that makes it W releases W tokens on
- * fl:{J/r/s}:go, and every one waits for a token (BLPOP, no polling). */
+ * fl:{J/j}:b:<r>:<s>:ready, the one that makes it W releases W tokens on
+ * fl:{J/j}:b:<r>:<s>:go, and every one waits for a token (BLPOP, no
+ * polling). Job-level keys: workers line up before they know where any
+ * shard lives. */
 
 /* Increments the counter and renews its expiry (ttl_ms) in one round trip;
  * *n is the count after this one (-1 when the reply was not a number). */
@@ -134,7 +162,7 @@ int flc_store_barrier_del(flc_store_t *s, const char *job, uint32_t round, uint3
 
 /* ---- a job's progress list (store_progress.c) --------------------------------
  *
- * fl:{J}:progress: records (JSON text) appended by a worker and consumed by a
+ * fl:{J/j}:progress: records (JSON text) appended by a worker and consumed by a
  * driver, which may never come: the list expires. */
 
 /* Appends rec and renews the list's expiry (ttl_ms), in one round trip. */
@@ -153,9 +181,9 @@ int flc_store_progress_del(flc_store_t *s, const char *job);
 
 /* ---- job indexes (store_meta.c) -------------------------------------------- */
 
-/* Removes job from the list of jobs (fl:jobs) and deletes its index of
- * rounds (fl:{J}:rounds); the rounds themselves go with
- * flc_store_delete_round first. */
+/* Deletes a job's own records: its schema record (so a later run may use
+ * another shard count), its index of rounds and of clients; the rounds
+ * themselves go with flc_store_delete_round first. */
 int flc_store_forget_job(flc_store_t *s, const char *job);
 
 /* ---- waking a blocked connection (store_conn.c) ------------------------------
@@ -208,7 +236,7 @@ typedef struct flc_store_node {
 int flc_store_nodes(flc_store_t *s, flc_store_node_t **out, size_t *n);
 
 /* The node that owns shard `shard` of a round (the slot of its hash tag
- * {J/r/s}, from the store's slot map): id, addr, role, slots of the owner;
+ * {J/s<s>~<k>}, from the store's slot map): id, addr, role, slots of the owner;
  * keys and memory are not asked (0). On one server: the server (id "",
  * addr its redacted URL, role "server"). FLC_ENOTFOUND when no node serves
  * the slot. */

@@ -1,5 +1,5 @@
 /* The round protocol's small operations (store_ops.h): the merger's lock and
- * close, the per-round hashes with one field per shard (merge reports, Krum
+ * close (the merger's start, flc_store_round_begin, is in store_jobs.c), the per-round hashes with one field per shard (merge reports, Krum
  * partials, the request tracker) and the small values kept next to a shard
  * (Gram partial, server-optimizer state). Each is one or two commands; the
  * close is one pipelined round trip, as it was in the merger. The value
@@ -126,10 +126,12 @@ int flc_store_shard_closed(flc_store_t *s, const char *job, uint32_t round, uint
 {
     *closed = 0;
     char key[FLC_KEY_MAX];
-    flc_key_shard(key, job, round, shard, "closed");
+    int rc = flc_store_shard_key(s, key, job, round, shard, "closed");
+    if (rc != FLC_OK)
+        return rc;
     const char *argv[] = {"EXISTS", key};
     redisReply *r;
-    int rc = flc_store_command(s, &r, 2, argv, NULL);
+    rc = flc_store_command(s, &r, 2, argv, NULL);
     if (rc != FLC_OK)
         return rc;
     *closed = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
@@ -142,12 +144,14 @@ int flc_store_merger_lock(flc_store_t *s, const char *job, uint32_t round, uint3
 {
     *mine = 0;
     char key[FLC_KEY_MAX], pid[24], ttl[24];
-    flc_key_shard(key, job, round, shard, "merger");
+    int rc = flc_store_shard_key(s, key, job, round, shard, "merger");
+    if (rc != FLC_OK)
+        return rc;
     snprintf(pid, sizeof pid, "%d", (int)getpid()); /* who holds it, for people */
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)ttl_ms);
     const char *argv[] = {"SET", key, pid, "NX", "PX", ttl};
     redisReply *r;
-    int rc = flc_store_command(s, &r, 6, argv, NULL);
+    rc = flc_store_command(s, &r, 6, argv, NULL);
     if (rc != FLC_OK)
         return rc;
     *mine = r->type == REDIS_REPLY_STATUS; /* OK; nil when another holds it */
@@ -158,48 +162,75 @@ int flc_store_merger_lock(flc_store_t *s, const char *job, uint32_t round, uint3
 int flc_store_merger_unlock(flc_store_t *s, const char *job, uint32_t round, uint32_t shard)
 {
     char key[FLC_KEY_MAX];
-    flc_key_shard(key, job, round, shard, "merger");
+    int rc = flc_store_shard_key(s, key, job, round, shard, "merger");
+    if (rc != FLC_OK)
+        return rc;
     const char *argv[] = {"DEL", key};
     return flc_store_command(s, NULL, 2, argv, NULL);
 }
 
+/* Sets the closed flag (KEYS[1]) and drains the arrival lists KEYS[2..]:
+ * returns, per list, how many tokens it held. One script, so no arrival
+ * (store_put.c, ARRIVE_IF_OPEN) falls between the flag and the drain. */
+static const char CLOSE_AND_DRAIN[] =
+    "redis.call('SET', KEYS[1], '1') "
+    "local out = {} "
+    "for i = 2, #KEYS do "
+    "  local n = redis.call('LLEN', KEYS[i]) "
+    "  if n > 0 then redis.call('DEL', KEYS[i]) end "
+    "  out[i - 1] = n "
+    "end "
+    "return out";
+
 int flc_store_close_shard(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                          flc_strlist_t *left)
+                          const char *const *clients, size_t n, unsigned *tokens)
 {
-    left->items = NULL;
-    left->n = 0;
-    char k_closed[FLC_KEY_MAX], k_arr[FLC_KEY_MAX], k_owner[FLC_KEY_MAX];
-    flc_key_shard(k_closed, job, round, shard, "closed");
-    flc_key_shard(k_arr, job, round, shard, "arrivals");
-    flc_key_shard(k_owner, job, round, shard, "merger");
-    /* One pipelined round trip: MULTI, SET, LRANGE, DEL, EXEC; then the
-     * merger's ownership key goes (the closed flag guards the shard now).
-     * The arrival script (store_put.c, ARRIVE_IF_OPEN) checks :closed in the
-     * same atomic step as its push, so no arrival falls between the two. */
-    const char *c1[] = {"MULTI"}, *c2[] = {"SET", k_closed, "1"};
-    const char *c3[] = {"LRANGE", k_arr, "0", "-1"}, *c4[] = {"DEL", k_arr}, *c5[] = {"EXEC"};
-    const char *c6[] = {"DEL", k_owner};
-    const char *const *cmds[] = {c1, c2, c3, c4, c5, c6};
-    const int argc[] = {1, 3, 4, 2, 1, 2};
-    redisReply *rs[6];
-    int rc = flc_store_pipeline(s, 6, argc, cmds, rs);
+    for (size_t i = 0; i < n; i++)
+        tokens[i] = 0;
+    char tag[FLC_TAG_MAX], k_closed[FLC_KEY_MAX], k_owner[FLC_KEY_MAX], nk[24];
+    int rc = flc_store_shard_tag(s, job, shard, tag);
     if (rc != FLC_OK)
         return rc;
-    const redisReply *r = rs[4]; /* EXEC: [OK, the arrivals, count deleted] */
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-        r->element[1]->type == REDIS_REPLY_ARRAY) {
-        const redisReply *l = r->element[1];
-        for (size_t i = 0; rc == FLC_OK && i < l->elements; i++)
-            if (flc_strlist_add(left, l->element[i]->str, (size_t)l->element[i]->len) != FLC_OK)
-                rc = flc_err_set(&s->err, FLC_ENOMEM, "closing shard %u of round %u of job %s: "
-                                 "out of memory for %zu arrivals", shard, round, job,
-                                 l->elements);
+    flc_key_shard(k_closed, tag, round, "closed");
+    flc_key_shard(k_owner, tag, round, "merger");
+    snprintf(nk, sizeof nk, "%zu", n + 1);
+    char (*keys)[FLC_KEY_MAX] = malloc((n ? n : 1) * sizeof *keys);
+    const char **ev = malloc((n + 4) * sizeof *ev);
+    if (keys == NULL || ev == NULL) {
+        free(keys), free(ev);
+        return flc_err_set(&s->err, FLC_ENOMEM, "closing shard %u of round %u of job %s: out "
+                           "of memory for %zu clients", shard, round, job, n);
     }
-    for (int i = 0; i < 6; i++)
-        freeReplyObject(rs[i]);
+    ev[0] = "EVAL", ev[1] = CLOSE_AND_DRAIN, ev[2] = nk, ev[3] = k_closed;
+    for (size_t i = 0; i < n; i++) {
+        flc_key_arrival(keys[i], tag, round, clients[i]);
+        ev[4 + i] = keys[i];
+    }
+    /* Then the merger's ownership key goes, in the same round trip. */
+    const char *del[] = {"DEL", k_owner};
+    const char *const *cmds[] = {ev, del};
+    const int argc[] = {(int)n + 4, 2};
+    redisReply *rs[2];
+    rc = flc_store_pipeline(s, 2, argc, cmds, rs);
+    free(keys), free(ev);
     if (rc != FLC_OK)
-        flc_strlist_free(left);
-    return rc;
+        return rc;
+    const redisReply *r = rs[0];
+    if (r->type == REDIS_REPLY_ERROR)
+        rc = flc_store_reply_error(s, r, "closing the shard");
+    else if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
+        rc = flc_err_set(&s->err, FLC_EPROTO, "closing shard %u of round %u of job %s: the "
+                         "close script answered %zu counts for %zu clients", shard, round, job,
+                         r->type == REDIS_REPLY_ARRAY ? r->elements : 0, n);
+    for (size_t i = 0; rc == FLC_OK && i < n; i++)
+        tokens[i] = r->element[i]->type == REDIS_REPLY_INTEGER ? (unsigned)r->element[i]->integer
+                                                               : 0;
+    freeReplyObject(rs[0]);
+    freeReplyObject(rs[1]);
+    if (rc != FLC_OK)
+        return flc_err_wrap(&s->err, "closing shard %u of round %u of job %s: ", shard, round,
+                            job);
+    return FLC_OK;
 }
 
 /* ---- per-round records ---------------------------------------------------- */
@@ -273,7 +304,9 @@ int flc_store_gram_get(flc_store_t *s, const char *job, uint32_t round, uint32_t
                        char **blob, size_t *len)
 {
     char key[FLC_KEY_MAX], what[160];
-    flc_key_shard(key, job, round, shard, "gram");
+    int rc = flc_store_shard_key(s, key, job, round, shard, "gram");
+    if (rc != FLC_OK)
+        return rc;
     snprintf(what, sizeof what, "Gram partial of shard %u of round %u of job %s", shard, round,
              job);
     return blob_get(s, key, what, blob, len);
@@ -283,15 +316,18 @@ int flc_store_gram_put(flc_store_t *s, const char *job, uint32_t round, uint32_t
                        const void *blob, size_t len)
 {
     char key[FLC_KEY_MAX];
-    flc_key_shard(key, job, round, shard, "gram");
-    return blob_put(s, key, blob, len);
+    int rc = flc_store_shard_key(s, key, job, round, shard, "gram");
+    return rc != FLC_OK ? rc : blob_put(s, key, blob, len);
 }
 
 int flc_store_opt_state_get(flc_store_t *s, const char *job, uint32_t shard, char **blob,
                             size_t *len)
 {
-    char key[FLC_KEY_MAX], what[160];
-    flc_key_opt_state(key, job, shard);
+    char key[FLC_KEY_MAX], what[160], tag[FLC_TAG_MAX];
+    int rc = flc_store_shard_tag(s, job, shard, tag);
+    if (rc != FLC_OK)
+        return rc;
+    flc_key_opt_state(key, tag);
     snprintf(what, sizeof what, "server state of shard %u of job %s", shard, job);
     return blob_get(s, key, what, blob, len);
 }
@@ -299,7 +335,10 @@ int flc_store_opt_state_get(flc_store_t *s, const char *job, uint32_t shard, cha
 int flc_store_opt_state_put(flc_store_t *s, const char *job, uint32_t shard, const void *blob,
                             size_t len)
 {
-    char key[FLC_KEY_MAX];
-    flc_key_opt_state(key, job, shard);
+    char key[FLC_KEY_MAX], tag[FLC_TAG_MAX];
+    int rc = flc_store_shard_tag(s, job, shard, tag);
+    if (rc != FLC_OK)
+        return rc;
+    flc_key_opt_state(key, tag);
     return blob_put(s, key, blob, len);
 }

@@ -1,7 +1,8 @@
 /* Writing shards: an update or a merged shard as one SET streamed from the
  * caller's memory, or (bigger than FLC_STORE_SPLIT chunks) as a hash of
  * chunks under a tmp key renamed into place, followed in the same round trip
- * by the indexes and the arrival; many updates pipelined; and deleting one.
+ * by the arrival (and, for a writer with the job's credentials, the job
+ * indexes); many updates pipelined; and deleting one.
  * See store.h for the protocol.
  *
  * Writes are flushed chunk by chunk (append one command, write it out) so
@@ -20,65 +21,75 @@
 #define PUT_MERGED 2
 #define PUT_UPDATE_IF_OPEN 3
 
-/* Joins the client set and wakes the merger only while the shard is open,
- * atomically with the merger's close (which sets :closed and drains
- * :arrivals in one MULTI): so an arrival is either seen by the merger or
- * refused here, never lost in between. Returns 1 when closed, 2 when the
- * value itself is not there (its SET was refused, e.g. for memory): a
- * merger is never woken for an update it cannot read. All four keys share
- * the shard's hash tag, so this runs on a Redis Cluster too. */
+/* Wakes the merger only while the shard is open, atomically with the
+ * merger's close (which sets :closed and drains every expected client's
+ * arrival list in one script, store_protocol.c): so an arrival is either
+ * seen by the merger or refused here, never lost in between. Returns 1
+ * when closed, 2 when the value itself is not there (its SET was refused,
+ * e.g. for memory): a merger is never woken for an update it cannot read.
+ * Only the client's own arrival list is declared (KEYS[1]): the closed flag
+ * and the value are read by name (ARGV), since Redis asks read and write
+ * permission on every declared key and a client may only read the shard's
+ * keys (docs/architecture.md, "Key schema"). All three share the shard's
+ * hash tag, so the script runs on its node of a Redis Cluster. */
 static const char ARRIVE_IF_OPEN[] =
-    "if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end "
-    "if redis.call('EXISTS', KEYS[4]) == 0 then return 2 end "
-    "redis.call('SADD', KEYS[1], ARGV[1]) "
-    "redis.call('RPUSH', KEYS[2], ARGV[1]) "
+    "if redis.call('EXISTS', ARGV[2]) == 1 then return 1 end "
+    "if redis.call('EXISTS', ARGV[3]) == 0 then return 2 end "
+    "redis.call('RPUSH', KEYS[1], ARGV[1]) "
     "return 0";
 
-/* Appends the job/round/shard index commands that follow any shard. */
-static int append_index(flc_store_t *s, const flc_shard_t *sh, int *ncmd)
+/* Appends the job index commands that follow a shard written with the
+ * job's credentials (flc_store_put_update, flc_store_put_merged): the round
+ * and shard indexes, and for an update its client in the round's roster
+ * and the job's clients. A client's push (put_updates_if_open) writes none
+ * of these: its round's mergers do (flc_store_round_begin). */
+static int append_index(flc_store_t *s, const flc_shard_t *sh, int kind, int *ncmd)
 {
     char k_rounds[FLC_KEY_MAX], k_shards[FLC_KEY_MAX], rnd[16], shd[16];
     flc_key_job(k_rounds, sh->job, "rounds");
     flc_key_job_round(k_shards, sh->job, "shards", sh->round);
     snprintf(rnd, sizeof rnd, "%u", sh->round);
     snprintf(shd, sizeof shd, "%u", sh->shard);
-    const char *c1[] = {"SADD", FLC_KEY_JOBS, sh->job};
-    const char *c2[] = {"ZADD", k_rounds, rnd, rnd};
-    const char *c3[] = {"SADD", k_shards, shd};
-    int rc = flc_store_append(s, 3, c1, NULL);
-    rc = rc ? rc : flc_store_append(s, 4, c2, NULL);
-    rc = rc ? rc : flc_store_append(s, 3, c3, NULL);
-    *ncmd += 3;
-    return rc;
-}
-
-/* Appends the index and notification commands that follow a shard; an
- * update also joins the shard's client set and wakes the merger. */
-static int append_tail(flc_store_t *s, const flc_shard_t *sh, int kind, int *ncmd)
-{
-    int rc = append_index(s, sh, ncmd);
+    const char *c1[] = {"ZADD", k_rounds, rnd, rnd};
+    const char *c2[] = {"SADD", k_shards, shd};
+    int rc = flc_store_append(s, 4, c1, NULL);
+    rc = rc ? rc : flc_store_append(s, 3, c2, NULL);
+    *ncmd += 2;
     if (rc != FLC_OK || kind == PUT_MERGED)
         return rc;
-    char k_clients[FLC_KEY_MAX], k_arr[FLC_KEY_MAX], k_closed[FLC_KEY_MAX];
-    flc_key_shard(k_clients, sh->job, sh->round, sh->shard, "clients");
-    flc_key_shard(k_arr, sh->job, sh->round, sh->shard, "arrivals");
-    if (kind == PUT_UPDATE_IF_OPEN) {
-        flc_key_shard(k_closed, sh->job, sh->round, sh->shard, "closed");
-        char k_val[FLC_KEY_MAX];
-        flc_key_update(k_val, sh->job, sh->round, sh->shard, sh->client);
-        const char *ev[] = {"EVAL", ARRIVE_IF_OPEN, "4", k_clients, k_arr, k_closed, k_val,
-                            sh->client};
-        *ncmd += 1;
-        return flc_store_append(s, 8, ev, NULL);
-    }
+    char k_roster[FLC_KEY_MAX], k_clients[FLC_KEY_MAX];
+    flc_key_job_round(k_roster, sh->job, "roster", sh->round);
+    flc_key_job(k_clients, sh->job, "clients");
+    const char *c3[] = {"SADD", k_roster, sh->client};
     const char *c4[] = {"SADD", k_clients, sh->client};
-    const char *c5[] = {"RPUSH", k_arr, sh->client};
-    rc = flc_store_append(s, 3, c4, NULL);
-    rc = rc ? rc : flc_store_append(s, 3, c5, NULL);
+    rc = flc_store_append(s, 3, c3, NULL);
+    rc = rc ? rc : flc_store_append(s, 3, c4, NULL);
     *ncmd += 2;
     return rc;
 }
 
+/* Appends the commands that follow a shard: an update's arrival token on
+ * the client's own list (fl:{T}:c:<c>:a:<r>), checked against the close
+ * for a push; the job indexes for a writer with the job's credentials. */
+static int append_tail(flc_store_t *s, const flc_shard_t *sh, const char *tag, const char *key,
+                       int kind, int *ncmd)
+{
+    if (kind == PUT_MERGED)
+        return append_index(s, sh, kind, ncmd);
+    char k_arr[FLC_KEY_MAX];
+    flc_key_arrival(k_arr, tag, sh->round, sh->client);
+    if (kind == PUT_UPDATE_IF_OPEN) {
+        char k_closed[FLC_KEY_MAX];
+        flc_key_shard(k_closed, tag, sh->round, "closed");
+        const char *ev[] = {"EVAL", ARRIVE_IF_OPEN, "1", k_arr, sh->client, k_closed, key};
+        *ncmd += 1;
+        return flc_store_append(s, 7, ev, NULL);
+    }
+    const char *c5[] = {"RPUSH", k_arr, sh->client};
+    int rc = flc_store_append(s, 3, c5, NULL);
+    *ncmd += 1;
+    return rc ? rc : append_index(s, sh, kind, ncmd);
+}
 
 /* Stores one shard. With defer (and no cold tier) a value that goes out as
  * one SET is only sent: *defer gets the number of replies the caller must
@@ -109,14 +120,23 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
     rc = flc_store_ensure(s);
     if (rc != FLC_OK)
         return rc;
+    /* The shard count comes with every shard: it places the key. A writer
+     * with the job's credentials also checks or writes the job's schema
+     * record (once per store); a client's push does not touch it. */
+    rc = flc_store_job_shards(s, hdr.job, hdr.num_shards);
+    if (rc == FLC_OK && kind != PUT_UPDATE_IF_OPEN)
+        rc = flc_store_job_begin(s, hdr.job, hdr.num_shards);
+    if (rc != FLC_OK)
+        return flc_err_wrap(&s->err, "storing %s: ", what);
     if (s->tier && (rc = flc_tier_before_put(s, total)) != FLC_OK)
         return flc_err_wrap(&s->err, "making room for %s: ", what);
 
-    char key[FLC_KEY_MAX];
+    char tag[FLC_TAG_MAX], key[FLC_KEY_MAX];
+    flc_key_shard_tag(tag, hdr.job, hdr.shard, hdr.num_shards);
     if (kind != PUT_MERGED)
-        flc_key_update(key, hdr.job, hdr.round, hdr.shard, hdr.client);
+        flc_key_update(key, tag, hdr.round, hdr.client);
     else
-        flc_key_shard(key, hdr.job, hdr.round, hdr.shard, "agg");
+        flc_key_shard(key, tag, hdr.round, "agg");
     const char *payload = (const char *)hdr.values;
     size_t chunk = s->opts.chunk_bytes;
     char ttl[24];
@@ -140,7 +160,7 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
                             : flc_store_send_pieces(s, 2, set, first, 2, "SET");
         ncmd++;
         if (rc == FLC_OK)
-            rc = append_tail(s, &hdr, kind, &ncmd);
+            rc = append_tail(s, &hdr, tag, key, kind, &ncmd);
         if (rc == FLC_OK && defer != NULL && s->tier == NULL) {
             *defer = ncmd; /* the caller reads the replies */
             s->bytes_written += total;
@@ -200,15 +220,15 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
                 ncmd++;
             }
             if (rc == FLC_OK)
-                rc = append_tail(s, &hdr, kind, &ncmd);
+                rc = append_tail(s, &hdr, tag, key, kind, &ncmd);
             if (rc == FLC_OK)
                 rc = flc_store_flush(s, "RENAME");
             if (rc == FLC_OK)
                 rc = flc_store_read_replies(s, ncmd, "RENAME", &last);
         }
     }
-    if (rc != FLC_OK)
-        return flc_err_wrap(&s->err, "storing %s: ", what);
+    if (rc != FLC_OK) /* the key too: an ACL refusal (NOPERM) does not name it */
+        return flc_err_wrap(&s->err, "storing %s (key %s): ", what, key);
     if (closed)
         *closed = last == 1;
     s->bytes_written += total;
@@ -245,6 +265,7 @@ static int settle(flc_store_t *s, const flc_shard_t *sh, int *pending, int *clos
                   size_t to)
 {
     int first = FLC_OK;
+    flc_err_t kept = {0};
     int any = 0;
     for (size_t i = from; i < to; i++)
         any |= pending[i] != 0;
@@ -264,14 +285,19 @@ static int settle(flc_store_t *s, const flc_shard_t *sh, int *pending, int *clos
         if (r != FLC_OK && s->c == NULL)
             return r; /* connection gone: nothing more to read */
         if (r != FLC_OK && first == FLC_OK) {
-            char what[256];
+            char what[256], tag[FLC_TAG_MAX], key[FLC_KEY_MAX];
             flc_shard_describe(&sh[i], what, sizeof what);
-            flc_err_wrap(&s->err, "storing %s: ", what);
+            flc_key_shard_tag(tag, sh[i].job, sh[i].shard, sh[i].num_shards);
+            flc_key_update(key, tag, sh[i].round, sh[i].client);
+            flc_err_wrap(&s->err, "storing %s (key %s): ", what, key);
             first = r;
+            kept = s->err; /* later shards' replies must not overwrite it */
         } else if (r == FLC_OK) {
             closed[i] = last == 1;
         }
     }
+    if (first != FLC_OK)
+        s->err = kept;
     return first;
 }
 
@@ -332,22 +358,18 @@ int flc_store_put_merged(flc_store_t *s, const flc_shard_t *sh)
 int flc_store_del_update(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                          const char *client)
 {
-    if (flc_name_check(job, "job", &s->err) || flc_name_check(client, "client", &s->err))
+    flc_err_clear(&s->err);
+    if (flc_name_check_job(job, &s->err) || flc_name_check(client, "client", &s->err))
         return s->err.code;
-    char key[FLC_KEY_MAX], k_clients[FLC_KEY_MAX];
-    flc_key_update(key, job, round, shard, client);
-    flc_key_shard(k_clients, job, round, shard, "clients");
-    redisReply *r;
-    int rc = flc_store_commandf(s, &r, "DEL %s", key);
+    char key[FLC_KEY_MAX];
+    int rc = flc_store_update_key(s, key, job, round, shard, client);
     if (rc != FLC_OK)
         return rc;
-    freeReplyObject(r);
-    rc = flc_store_commandf(s, &r, "SREM %s %s", k_clients, client);
-    if (rc == FLC_OK)
-        freeReplyObject(r);
+    const char *argv[] = {"DEL", key};
+    rc = flc_store_command(s, NULL, 2, argv, NULL);
     if (rc == FLC_OK && s->tier) { /* no copy may come back from the cold tier */
         flc_obj_t o;
-        flc_store_obj_of(&o, job, round, shard, client);
+        flc_store_obj_of(s, &o, job, round, shard, client);
         flc_tier_deleted(s, &o);
     }
     return rc;

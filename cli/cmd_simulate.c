@@ -127,7 +127,7 @@ static const flc_opt_t options[] = {
      .imin = 1, .imax = 4096, .def = "1", .help = "reduce-scatter shards of the model"},
     {.name = "job", .type = FLC_OPT_STR, .meta = "NAME", FLC_OPT_AT(opts_t, c.job),
      .def = "sim-<time>-<pid>",
-     .help = "job name in the cache; global models are stored as job NAME.g, round r "
+     .help = "job name in the cache; global models are stored as job NAME/g, round r "
              "(0 = initial)"},
     {.name = "subset", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(opts_t, c.subset),
      .imin = 0, .imax = 100000000, .def = "all",
@@ -357,7 +357,7 @@ static void table(const opts_t *o, const flc_sim_result_t *r)
     printf("driver peak memory %.1f MiB (%s)\n", self_peak_mb(),
            o->inproc ? "with the in-process clients" : "mergers included, client functions not");
     printf("history: rounds 1..%zu of job %s (RoundMeta, ModelUpdate per client, updates); "
-           "global models: job %s.g\n", r->nrounds, c->job, c->job);
+           "global models: job %s/g\n", r->nrounds, c->job, c->job);
 }
 
 int flc_cmd_simulate(int argc, char **argv)

@@ -69,7 +69,7 @@ static const flc_opt_t options[] = {
     {.name = "job", .type = FLC_OPT_STR, .meta = "NAME", FLC_OPT_AT(flc_train_opts_t, cfg.job),
      .def = "train-<time>-<pid>",
      .help = "job name in the cache; epoch e is round e of NAME, step exchanges use "
-             "NAME.steps"},
+             "NAME/steps"},
     {.name = "seed", .type = FLC_OPT_INT, .meta = "S", FLC_OPT_AT(flc_train_opts_t, cfg.seed),
      .imin = 0, .imax = 1LL << 53, .help = "seed of the model init, data split and shuffles"},
     {.name = "memory", .type = FLC_OPT_INT, .meta = "MB", FLC_OPT_AT(flc_train_opts_t, memory_mb),

@@ -101,7 +101,7 @@ static int parse_event(const cJSON *ev, const char *redis, const char *data_dir,
     if (g != NULL)
         snprintf(c->global_job, sizeof c->global_job, "%s", g);
     else
-        snprintf(c->global_job, sizeof c->global_job, "%s.g", c->job);
+        snprintf(c->global_job, sizeof c->global_job, "%s/g", c->job);
     if (flc_client_fault_parse(c->fault_s, &c->fault) != FLC_OK)
         return flc_err_set(e, FLC_EINVAL, "event field 'fault' must be none, sign-flip, "
                            "label-flip or noise, not '%.64s'", c->fault_s);

@@ -2,7 +2,7 @@
  * client's work in one round of a simulation.
  *
  *   1. read the global model of the previous round from the cache (the
- *      driver's merged-shard record of job "<J>.g", round r-1, one shard);
+ *      driver's merged-shard record of job "<J>/g", round r-1, one shard);
  *   2. train a local copy for local_epochs passes over the client's own
  *      samples (an index list into Fashion-MNIST train, carried in the
  *      event: a client's data is never copied anywhere) with minibatch SGD,
@@ -17,7 +17,7 @@
  *
  * Event (JSON), fields with defaults in brackets:
  *   job, round (>= 1), client, indices [array of sample indexes], redis
- *   [the role's store URL], global_job ["<job>.g"], model ["softmax"], hidden [0],
+ *   [the role's store URL], global_job ["<job>/g"], model ["softmax"], hidden [0],
  *   lr [0.05], batch [32], local_epochs [1], mu [0], seed [1], data_dir
  *   [the role's data dir],
  *   subset [0: all], num_shards [1], fault ["none"], fault_scale [4],

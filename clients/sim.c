@@ -134,7 +134,7 @@ static int store_err(flc_store_t *s, flc_err_t *e)
                        flc_store_errstr(s));
 }
 
-/* Writes the global model as round r of "<J>.g" (one shard). */
+/* Writes the global model as round r of "<J>/g" (one shard). */
 static int put_global(sim_t *sm, uint32_t round, flc_err_t *e)
 {
     flc_shard_t g = {.round = round, .shard = 0, .num_shards = 1, .offset = 0, .count = sm->P,
@@ -147,7 +147,7 @@ static int put_global(sim_t *sm, uint32_t round, flc_err_t *e)
 static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
 {
     const flc_sim_cfg_t *c = sm->c;
-    snprintf(sm->gjob, sizeof sm->gjob, "%s.g", c->job);
+    snprintf(sm->gjob, sizeof sm->gjob, "%s/g", c->job);
     int rc = rule_for(c, &sm->rule, e);
     if (rc != FLC_OK)
         return rc;

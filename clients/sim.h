@@ -25,14 +25,14 @@
  *      result is what the deadline would have given, without the wait;
  *   5. pull the merged delta, step the global model (global += merged: every
  *      strategy merges deltas, and the server optimizers return their step),
- *      evaluate it on the test set, store it as round r of job "<J>.g";
+ *      evaluate it on the test set, store it as round r of job "<J>/g";
  *   6. complete the RoundMeta the mergers wrote (participants, missing,
  *      rejected, wait/merge times, bytes) with the driver's metrics,
  *      hyperparameters, notes, timings, bytes moved and cost, and write one
  *      ModelUpdate per sampled client: num_samples, local loss, update norm,
  *      duration, status (accepted | late | rejected | dropped), reason, and
  *      the ground truth as labels (fault, dropout, straggler_ms, faulty).
- * Round 0 of "<J>.g" is the initial model. Update shards of every client
+ * Round 0 of "<J>/g" is the initial model. Update shards of every client
  * stay in the cache (keep_updates) for queries.
  *
  * Why mergers are threads of the driver and not `aggregator` functions: a
@@ -120,7 +120,7 @@ int flc_sim_invoke_inproc(void *user, struct cJSON *const *events, size_t n, flc
                           flc_err_t *e);
 
 typedef struct flc_sim_cfg {
-    const char *job;        /* 1..60 characters of [A-Za-z0-9_.@+-]; "<job>.g" holds models */
+    const char *job;        /* 1..60 characters of [A-Za-z0-9_.@+-]; "<job>/g" holds models */
     int clients;            /* N >= 1 */
     int per_round;          /* K, 1..N (capped at the eligible clients) */
     int rounds;             /* R >= 1 */
@@ -213,7 +213,7 @@ int flc_sim_cfg_finish(flc_sim_cfg_t *c, flc_err_t *e);
 /* Client i's name: "c<i>". */
 void flc_sim_client_name(char *out, size_t len, int i);
 
-/* Deletes every round of job and "<job>.g" (a rerun of the same job),
+/* Deletes every round of job and "<job>/g" (a rerun of the same job),
  * their cold copies too when opts attach a cold tier (opts may be NULL). */
 int flc_sim_clear(const char *redis, const flc_store_opts_t *opts, const char *job,
                   flc_err_t *e);

@@ -11,6 +11,7 @@
 
 #include "cache/keys.h"
 #include "cache/store.h"
+#include "cache/store_ops.h"
 #include "clients/client.h"
 #include "clients/sim.h"
 #include "ml/rng.h"
@@ -257,7 +258,7 @@ int flc_sim_clear(const char *redis, const flc_store_opts_t *opts, const char *j
         return e->code;
     char jobs[2][FLC_NAME_MAX + 8];
     snprintf(jobs[0], sizeof jobs[0], "%s", job);
-    snprintf(jobs[1], sizeof jobs[1], "%s.g", job);
+    snprintf(jobs[1], sizeof jobs[1], "%s/g", job);
     int rc = FLC_OK;
     for (int j = 0; rc == FLC_OK && j < 2; j++) {
         uint32_t *rounds = NULL;
@@ -273,6 +274,9 @@ int flc_sim_clear(const char *redis, const flc_store_opts_t *opts, const char *j
             if (flc_store_delete_round(s, jobs[j], rounds[i]) != FLC_OK)
                 rc = flc_err_set(e, flc_store_error(s)->code, "%s", flc_store_errstr(s));
         free(rounds);
+        /* The job's own records too: the rerun may split into another S. */
+        if (rc == FLC_OK && flc_store_forget_job(s, jobs[j]) != FLC_OK)
+            rc = flc_err_set(e, flc_store_error(s)->code, "%s", flc_store_errstr(s));
     }
     flc_store_close(s);
     return rc;

@@ -301,7 +301,7 @@ int sim_record_round(flc_store_t *s, const flc_sim_cfg_t *c, size_t nparams,
     note_add(&notes, "fault", flc_client_fault_name(c->fault));
     note_add(&notes, "straggler", c->straggler ? c->straggler : "none");
     char gjob[80];
-    snprintf(gjob, sizeof gjob, "%s.g", c->job);
+    snprintf(gjob, sizeof gjob, "%s/g", c->job);
     note_add(&notes, "models_job", gjob);
     note_add(&notes, "data", c->synthetic_params ? "synthetic" : "fashion-mnist");
     if (rec->out->merge_error[0])

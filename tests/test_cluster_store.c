@@ -193,22 +193,25 @@ TEST(round_trip_on_each_master)
     flc_store_t *s = open_at(tb.seed, 4096); /* 4 KiB chunks: small values, many chunks */
     CHECK(flc_store_is_cluster(s), "the store detected a cluster from the seed");
     for (int i = 0; i < nm; i++) {
-        /* A round whose shard-0 tag lands on master m[i]. */
-        char key[FLC_KEY_MAX];
+        /* A job whose shard-0 tag lands on master m[i] (a shard's tag is the
+         * same in every round: the job name picks the node). */
+        char key[FLC_KEY_MAX], job[16], tag[FLC_TAG_MAX];
         uint32_t r = 1;
-        for (;; r++) {
-            flc_key_update(key, "rt", r, 0, "a");
+        for (int j = 0; j < 1000; j++) {
+            snprintf(job, sizeof job, "rt%d", j);
+            flc_key_shard_tag(tag, job, 0, 1);
+            flc_key_update(key, tag, r, "a");
             if (owner_of(&v, key) == m[i])
                 break;
         }
-        int a = put_get(s, "rt", r, "a", 2000, 10 + i);   /* 8 KB: 2 chunks, a string */
-        int b = put_get(s, "rt", r, "b", 20000, 20 + i);  /* 80 KB: 20 chunks, a hash */
+        int a = put_get(s, job, r, "a", 2000, 10 + i);   /* 8 KB: 2 chunks, a string */
+        int b = put_get(s, job, r, "b", 20000, 20 + i);  /* 80 KB: 20 chunks, a hash */
         char kb[FLC_KEY_MAX];
-        flc_key_update(kb, "rt", r, 0, "b");
+        flc_key_update(kb, tag, r, "b");
         CHECK(a && b && node_has(&v, m[i], key) && node_has(&v, m[i], kb),
-              "round %u on %s:%d: 2-chunk and 20-chunk shards read back bit-exact, stored on "
+              "job %s on %s:%d: 2-chunk and 20-chunk shards read back bit-exact, stored on "
               "the slot's owner",
-              r, v.map.nodes[m[i]].host, v.map.nodes[m[i]].port);
+              job, v.map.nodes[m[i]].host, v.map.nodes[m[i]].port);
     }
     unsigned long mv, ask, retry;
     flc_store_cl_counts(&mv, &ask, &retry);
@@ -227,19 +230,29 @@ TEST(batched_push_spans_nodes)
     view_open(&v);
     const uint32_t S = 12;
     const uint64_t n = 12 * 3001;
-    uint32_t r = 1;
-    for (;; r++) { /* a round whose 12 shards cover the 3 masters */
-        int seen[8] = {0}, cover = 0;
-        for (uint32_t k = 0; k < S; k++) {
-            char key[FLC_KEY_MAX];
-            flc_key_update(key, "bp", r, k, "p");
-            unsigned o = owner_of(&v, key);
-            if (o < 8 && !seen[o]++)
-                cover++;
-        }
-        if (cover == 3)
-            break;
+    const uint32_t r = 1;
+    /* The schema places a job's S shard tags on evenly spaced slots: with
+     * 3 masters of equal slot ranges, S = 12 puts exactly 4 on each, and a
+     * shard's tag (so its rounds and its optimizer state) on one node. */
+    unsigned per[8] = {0};
+    int same = 1;
+    for (uint32_t k = 0; k < S; k++) {
+        char tag[FLC_TAG_MAX], k0[FLC_KEY_MAX], k5[FLC_KEY_MAX], ko[FLC_KEY_MAX];
+        flc_key_shard_tag(tag, "bp", k, S);
+        flc_key_update(k0, tag, 0, "p");
+        flc_key_shard(k5, tag, 5, "agg");
+        flc_key_opt_state(ko, tag);
+        unsigned o = owner_of(&v, k0);
+        if (o < 8)
+            per[o]++;
+        same &= owner_of(&v, k5) == o && owner_of(&v, ko) == o;
     }
+    unsigned nm3[8];
+    int nm = masters_of(&v, nm3);
+    CHECK(nm == 3 && per[nm3[0]] == 4 && per[nm3[1]] == 4 && per[nm3[2]] == 4,
+          "12 shard tags of job bp: %u / %u / %u on the 3 masters (4 each)", per[nm3[0]],
+          per[nm3[1]], per[nm3[2]]);
+    CHECK(same, "round 0 and round 5 of every shard and its optimizer state share its node");
     float *u = malloc(n * sizeof *u);
     flc_t_fill(u, n, 5);
     flc_store_t *s = open_at(tb.seed, 0);
@@ -256,8 +269,9 @@ TEST(batched_push_spans_nodes)
         good += flc_store_get_update(s, "bp", r, k, "p", &got, NULL, 0) == 0 &&
                 got.count == cnt && memcmp(got.values, u + off, cnt * sizeof *u) == 0;
         flc_shard_release(&got);
-        char key[FLC_KEY_MAX];
-        flc_key_update(key, "bp", r, k, "p");
+        char key[FLC_KEY_MAX], tag[FLC_TAG_MAX];
+        flc_key_shard_tag(tag, "bp", k, S);
+        flc_key_update(key, tag, r, "p");
         placed += node_has(&v, owner_of(&v, key), key);
     }
     CHECK(good == (int)S && placed == (int)S,
@@ -527,7 +541,7 @@ TEST(rounds_complete_during_reshard)
         if (i != a && v.map.nodes[i].role == FLC_CLUSTER_MASTER && v.map.nodes[i].nslots > 0)
             b = i;
     CHECK(b != FLC_CLUSTER_NO_NODE, "a giving and a taking master");
-    /* A job whose job-level tag {J} lies in the slots that move (the
+    /* A job whose job-level tag {J/j} lies in the slots that move (the
      * giver's lowest ones), so every round writes into a migrating slot. */
     const unsigned moving = 400;
     unsigned lo = 0;
@@ -535,8 +549,10 @@ TEST(rounds_complete_during_reshard)
         lo++;
     static char job[16];
     for (int i = 0;; i++) {
+        char tag[24];
         snprintf(job, sizeof job, "mv%d", i);
-        uint16_t sl = flc_slot_of(job, strlen(job));
+        snprintf(tag, sizeof tag, "%s/j", job);
+        uint16_t sl = flc_slot_of(tag, strlen(tag));
         if (sl >= lo && sl < lo + moving && v.map.owner[sl] == a)
             break;
     }
@@ -652,7 +668,7 @@ TEST(cli_train_and_simulate_as_on_one_server)
  * loads the data for all 16 runs and the answers are compared as the
  * QueryAnswer messages `flcache query --json` prints, numbers bit for bit.
  * Bit for bit: every global model of the
- * job (rounds 0..R of J.g), every merged shard, the run's accuracies,
+ * job (rounds 0..R of J/g), every merged shard, the run's accuracies,
  * losses and counts, and the answer of every query kind (job, kind, columns,
  * each row's key, numbers and text, the summary, the notes). Left out, as
  * not results of the computation:
@@ -784,13 +800,13 @@ static int runs_match(const flc_sim_result_t *a, const flc_sim_result_t *b, char
     return 1;
 }
 
-/* The stored global models (rounds 0..R of J.g) and merged shards (rounds
+/* The stored global models (rounds 0..R of J/g) and merged shards (rounds
  * 1..R of J) of the two stores, byte for byte; *n counts what was compared. */
 static int models_match(flc_store_t *a, flc_store_t *b, const char *job, uint32_t R,
                         uint32_t S, int *n, char *why, size_t cap)
 {
     char gjob[80];
-    snprintf(gjob, sizeof gjob, "%s.g", job);
+    snprintf(gjob, sizeof gjob, "%s/g", job);
     why[0] = '\0';
     *n = 0;
     for (uint32_t r = 0; r <= R; r++)
@@ -918,7 +934,7 @@ TEST(every_rule_and_query_as_on_one_server)
         int same_models = ran && models_match(sc, s1, job, R, S, &nm, mwhy, sizeof mwhy);
         EXPECT(same_run && same_models,
                "%s, N=12 K=6 R=2 S=6 seed 11: the cluster's run and its %d stored models "
-               "(J.g rounds 0-2, merged shards) are the single server's, bit for bit "
+               "(J/g rounds 0-2, merged shards) are the single server's, bit for bit "
                "(final accuracy %.4f / %.4f)%s%s%s%s%s%s%s%s",
                job, nm, ran ? res[0].rounds[R - 1].accuracy : -1.0,
                ran ? res[1].rounds[R - 1].accuracy : -1.0, why[0] ? ": " : "", why,
@@ -953,9 +969,13 @@ TEST(url_option_forces_the_mode)
     CHECK(s != NULL && !flc_store_is_cluster(s), "?cluster=no opens a single-server store (%s)",
           e.msg);
     int moved = 0;
-    for (uint32_t r = 1; r < 40 && !moved; r++)
-        moved = flc_store_notify(s, "uo", r, 0, "arrivals", "x", 1) != 0 &&
+    for (int j = 0; j < 40 && !moved; j++) { /* jobs whose one shard lies elsewhere */
+        char job[16];
+        snprintf(job, sizeof job, "uo%d", j);
+        moved = flc_store_job_shards(s, job, 1) == 0 &&
+                flc_store_notify(s, job, 1, 0, "done", "x", 1) != 0 &&
                 strstr(flc_store_errstr(s), "MOVED") != NULL;
+    }
     EXPECT(moved, "a key of another node gets MOVED back (%s)", flc_store_errstr(s));
     flc_store_close(s);
     snprintf(url, sizeof url, "%s?cluster=yes", tb.seed);
@@ -990,6 +1010,7 @@ TEST(wake_reaches_a_store_blocked_on_any_node)
 {
     need_testbed();
     waiter_t w = {.s = open_at(tb.seed, 0)};
+    flc_store_job_shards(w.s, "wk", 4); /* shard 3 of 4: its node is the job's choice */
     long long id = -1;
     int idrc = flc_store_conn_id(w.s, &id);
     CHECK(idrc == 0 && id >= 0, "a wake id on a cluster (%lld)", id);
@@ -1054,7 +1075,7 @@ TEST(metadata_survives_a_master_kill)
     need_testbed();
     view_t v;
     view_open(&v);
-    /* The master of the job's tag {fk}. */
+    /* The master of the job's tag {fk/j}. */
     char key[FLC_KEY_MAX];
     flc_key_job_round(key, "fk", "meta", 1);
     const char *host = v.map.nodes[owner_of(&v, key)].host;
@@ -1126,7 +1147,7 @@ TEST(whole_server_calls_cover_every_master)
           "DBSIZE and store stats sum the %d masters: %lld and %llu keys, %lld counted node by "
           "node",
           nm, all, (unsigned long long)st.keys, per_node);
-    rc = flc_store_commandf(s, &r, "KEYS fl:{ws/1/*}:u:p");
+    rc = flc_store_commandf(s, &r, "KEYS fl:{ws/s*}:c:p:u:1");
     size_t nk = rc == 0 ? r->elements : 0;
     if (r)
         freeReplyObject(r);
@@ -1209,8 +1230,9 @@ TEST(nodes_tracker_and_answers_name_the_owners)
     int right = 0;
     unsigned owners[16] = {0}, nowners = 0;
     for (size_t i = 0; rc == 0 && i < nw; i++) {
-        char key[FLC_KEY_MAX];
-        flc_key_shard(key, "nodes", 1, w[i].shard, "agg");
+        char key[FLC_KEY_MAX], tag[FLC_TAG_MAX];
+        flc_key_shard_tag(tag, "nodes", w[i].shard, S);
+        flc_key_shard(key, tag, 1, "agg");
         unsigned o = owner_of(&v, key);
         char addr[300];
         snprintf(addr, sizeof addr, "%s:%d", v.map.nodes[o].host, v.map.nodes[o].port);
@@ -1251,8 +1273,9 @@ TEST(nodes_tracker_and_answers_name_the_owners)
         named += strstr(note, addr) != NULL;
     }
     for (uint32_t k = 0; note && k < S; k++) {
-        char key[FLC_KEY_MAX], want[340];
-        flc_key_shard(key, "nodes", 1, k, "agg");
+        char key[FLC_KEY_MAX], want[340], tag[FLC_TAG_MAX];
+        flc_key_shard_tag(tag, "nodes", k, S);
+        flc_key_shard(key, tag, 1, "agg");
         unsigned o = owner_of(&v, key);
         snprintf(want, sizeof want, "shard %u: %s:%d", k, v.map.nodes[o].host,
                  v.map.nodes[o].port);

@@ -195,7 +195,9 @@ TEST(fedavg_grid)
                     acc += (double)samples[w] * u[w][x];
                 ref[x] = (float)(acc / tot);
             }
-            round_spec_t sp = {.job = "grid", .round = ++round, .W = W, .S = S, .n = n,
+            char job[16]; /* a job keeps one shard count: one job per S */
+            snprintf(job, sizeof job, "grid%u", S);
+            round_spec_t sp = {.job = job, .round = ++round, .W = W, .S = S, .n = n,
                                .u = u, .samples = samples};
             flc_merge_rule_init(&sp.rule, "fedavg", NULL);
             float **models = alloc_models(W, n);
@@ -217,7 +219,7 @@ TEST(fedavg_grid)
     /* The round's metadata, written by the last merger of round 9 (W=8 S=16). */
     flc_store_t *s = open_store();
     Flcache__RoundMeta *m = NULL;
-    int rc = flc_store_get_round_meta(s, "grid", 9, &m);
+    int rc = flc_store_get_round_meta(s, "grid16", 9, &m);
     CHECK(rc == 0 && m->n_participants == 8 && m->n_missing == 0 && m->n_rejected == 0 &&
               m->num_shards == 16 && m->model_size == n && strcmp(m->status, "closed") == 0 &&
               strncmp(m->rule, "fedavg", 6) == 0 && m->bytes_read >= 8 * n * sizeof(float) &&
@@ -481,7 +483,10 @@ TEST(second_merger_refused)
     flc_store_t *s = open_store();
     flc_err_t e = {0};
     redisReply *own = NULL;
-    flc_store_commandf(s, &own, "SET fl:{faults/5/0}:merger 1 PX 10000");
+    char tag[FLC_TAG_MAX], key[FLC_KEY_MAX];
+    flc_key_shard_tag(tag, "faults", 0, 2);
+    flc_key_shard(key, tag, 5, "merger");
+    flc_store_commandf(s, &own, "SET %s 1 PX 10000", key);
     if (own)
         freeReplyObject(own);
     flc_rs_merger_cfg_t mc = fault_merger(5, 0);

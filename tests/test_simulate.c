@@ -215,8 +215,8 @@ TEST(repro_and_learning)
         flcache__round_meta__free_unpacked(m, NULL);
     }
     flc_shard_t g = {0};
-    CHECK(flc_store_get_merged(s, "rep-a.g", 4, 0, &g, NULL, 0) == 0 && g.count == 7850,
-          "the global model of round 4 is stored as job rep-a.g");
+    CHECK(flc_store_get_merged(s, "rep-a/g", 4, 0, &g, NULL, 0) == 0 && g.count == 7850,
+          "the global model of round 4 is stored as job rep-a/g");
     flc_shard_release(&g);
     flc_store_close(s);
     flc_sim_result_free(&a);

@@ -236,7 +236,7 @@ TEST(reads_back_bit_exact)
  * the path of its cold object in path. */
 static void spill_c3_round2(spill_env_t *en, char *path, size_t cap)
 {
-    flc_obj_t o = {.round = 2, .kind = FLC_OBJ_UPDATE};
+    flc_obj_t o = {.round = 2, .kind = FLC_OBJ_UPDATE, .num_shards = 1};
     snprintf(o.job, sizeof o.job, JOB);
     snprintf(o.client, sizeof o.client, "c3");
     int rc = flc_store_spill(en->s, &o);

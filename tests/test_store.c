@@ -10,6 +10,7 @@
 
 #include "base/clock.h"
 #include "cache/store.h"
+#include "cache/store_ops.h"
 #include "cache/store_raw.h"
 #include "tests/harness.h"
 
@@ -68,7 +69,12 @@ static void *wait_thread(void *arg)
         w->rc = e.code;
         return NULL;
     }
-    w->rc = flc_store_wait(st, "bl", 3, 1, "arrivals", 5000, w->got, sizeof w->got);
+    /* A merger's wait: one BLPOP over the expected clients' arrival lists. */
+    const char *clients[] = {"worker6", "worker7"};
+    size_t which = 9;
+    flc_store_job_shards(st, "bl", 2);
+    w->rc = flc_store_wait_arrival(st, "bl", 3, 1, clients, 2, 5000, &which);
+    snprintf(w->got, sizeof w->got, "%s", w->rc == 0 && which < 2 ? clients[which] : "?");
     w->woke_ns = flc_now_ns();
     flc_store_close(st);
     return NULL;
@@ -151,15 +157,16 @@ static void put_update_metas_rt1(flc_store_t *su)
     flc_store_put_update_meta(su, &um);
 }
 
-/* The two jobs the listing, TTL and stats cases read: rt with round 1 (an
- * update from c1, merged shard 2 of 4, round metadata, update metadata of
- * c1 and c2) and round 2 (shard 1 of 2 from c2), and job ch. */
+/* The two jobs the listing, TTL and stats cases read: rt (4 shards) with
+ * round 1 (shard 0 of an update from c1, merged shard 2, round metadata,
+ * update metadata of c1 and c2) and round 2 (shard 1 from c2), and job ch.
+ * (A job keeps one shard count: it places the job's keys.) */
 static void put_jobs_rt_and_ch(flc_store_t *su, float *v)
 {
-    flc_shard_t c1 = make_shard("rt", 1, "c1", 0, 1, 0, 1000, 1000, v);
+    flc_shard_t c1 = make_shard("rt", 1, "c1", 0, 4, 0, 1000, 4000, v);
     flc_shard_t m = make_shard("rt", 1, "", 2, 4, 3000, 1000, 4000, v);
     flc_shard_t ch = make_shard("ch", 1, "c", 0, 1, 0, 10, 8192, v);
-    flc_shard_t c2 = make_shard("rt", 2, "c2", 1, 2, 0, 10, 20, v);
+    flc_shard_t c2 = make_shard("rt", 2, "c2", 1, 4, 10, 10, 40, v);
     CHECK(flc_store_put_update(su, &c1) == 0 && flc_store_put_merged(su, &m) == 0 &&
               flc_store_put_update(su, &ch) == 0,
           "put job rt round 1 (update of c1, merged shard 2) and job ch");
@@ -304,6 +311,9 @@ TEST(update_meta_round_trip)
     flc_store_t *su, *st;
     connect_empty(&su, &st);
     put_update_metas_rt1(su);
+    /* A round's updates are its roster's (its mergers write it). */
+    const char *roster[] = {"c1", "c2"};
+    CHECK(flc_store_round_begin(su, "rt", 4, 1, 0, roster, 2) == 0, "roster of round 1: c1, c2");
     Flcache__ModelUpdate *gu = NULL;
     int rc = flc_store_get_update_meta(st, "rt", 1, "c1", &gu);
     EXPECT(rc == 0 && gu->loss == 0.25 && gu->num_samples == 600,
@@ -366,8 +376,10 @@ TEST(blpop_wakeup)
     pthread_join(th, NULL);
     double lat_ms = (double)(w.woke_ns - t_put) / 1e6;
     EXPECT(w.rc == 0 && strcmp(w.got, "worker7") == 0 && lat_ms < 200,
-           "BLPOP waiter woke with 'worker7' %.2f ms after the put", lat_ms);
-    int rc = flc_store_wait(su, "bl", 3, 1, "arrivals", 100, w.got, sizeof w.got);
+           "BLPOP waiter woke with 'worker7' (told by its list) %.2f ms after the put", lat_ms);
+    const char *c7[] = {"worker7"};
+    size_t which;
+    int rc = flc_store_wait_arrival(su, "bl", 3, 1, c7, 1, 100, &which);
     EXPECT(rc == FLC_ETIMEOUT, "an empty arrival list times out after 100 ms: %s",
            flc_store_errstr(su));
     CHECK(flc_store_notify(su, "bl", 3, 1, "done", "ok", 3) == 0, "push 3 done tokens");
@@ -387,7 +399,12 @@ TEST(ttl_and_delete)
     put_jobs_rt_and_ch(su, v);
     CHECK(flc_store_expire_round(su, "rt", 2, 60000) == 0, "expire round 2 in 60 s");
     redisReply *r;
-    flc_store_commandf(su, &r, "PTTL fl:{rt/2/1}:u:c2");
+    char tag1[FLC_TAG_MAX], tag0[FLC_TAG_MAX], tag2[FLC_TAG_MAX], key[FLC_KEY_MAX];
+    flc_key_shard_tag(tag0, "rt", 0, 4);
+    flc_key_shard_tag(tag1, "rt", 1, 4);
+    flc_key_shard_tag(tag2, "rt", 2, 4);
+    flc_key_update(key, tag1, 2, "c2");
+    flc_store_commandf(su, &r, "PTTL %s", key);
     EXPECT(r->integer > 50000 && r->integer <= 60000, "update key has its TTL (%lld ms)",
            r->integer);
     freeReplyObject(r);
@@ -403,8 +420,14 @@ TEST(ttl_and_delete)
     flc_store_list_rounds(st, "rt", &rounds, &nr);
     EXPECT(nr == 1 && rounds[0] == 2, "round index keeps only round 2");
     free(rounds);
-    flc_store_commandf(su, &r, "EXISTS fl:{rt/1/0}:clients fl:{rt}:um:1 fl:{rt/1/2}:agg");
-    EXPECT(r->integer == 0, "no key of round 1 is left (clients set, metadata, merged)");
+    char k_upd[FLC_KEY_MAX], k_agg[FLC_KEY_MAX], k_arr[FLC_KEY_MAX];
+    flc_key_update(k_upd, tag0, 1, "c1");
+    flc_key_arrival(k_arr, tag0, 1, "c1");
+    flc_key_shard(k_agg, tag2, 1, "agg");
+    flc_store_commandf(su, &r, "EXISTS %s %s %s fl:{rt/j}:c:c1:um:1 fl:{rt/j}:roster:1 "
+                       "fl:{rt/j}:meta:1", k_upd, k_arr, k_agg);
+    EXPECT(r->integer == 0, "no key of round 1 is left (update, arrival list, merged, "
+           "metadata, roster)");
     freeReplyObject(r);
     free(v);
     close_both(su, st);
@@ -439,7 +462,10 @@ TEST(batched_push)
     flc_t_fill(big, 10000, 9);
     flc_shard_t two[2] = {make_shard("pb", 1, "c", 0, 2, 0, 100, 10100, big),
                           make_shard("pb", 1, "c", 1, 2, 100, 10000, 10100, big)};
-    flc_store_commandf(su, &r, "SET fl:{pb/1/1}:closed 1");
+    char tag[FLC_TAG_MAX], key[FLC_KEY_MAX];
+    flc_key_shard_tag(tag, "pb", 1, 2);
+    flc_key_shard(key, tag, 1, "closed");
+    flc_store_commandf(su, &r, "SET %s 1", key);
     freeReplyObject(r);
     int cl[2] = {-1, -1};
     int rc = flc_store_put_updates_if_open(su, two, 2, cl);
@@ -463,7 +489,9 @@ TEST(batched_push)
     rc = flc_store_put_updates_if_open(su, two, 2, cl);
     flc_store_commandf(su, &got, "GET pb:probe");
     redisReply *ex = NULL;
-    flc_store_commandf(su, &ex, "EXISTS fl:{pb/2/0}:u:c");
+    flc_key_shard_tag(tag, "pb", 0, 2);
+    flc_key_update(key, tag, 2, "c");
+    flc_store_commandf(su, &ex, "EXISTS %s", key);
     EXPECT(rc == FLC_EINVAL && strstr(flc_store_errstr(su), "no values") && got &&
                got->type == REDIS_REPLY_STRING && ex && ex->integer == 0,
            "a bad shard refuses the whole batch before anything is sent: %s",

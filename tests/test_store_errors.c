@@ -130,6 +130,15 @@ TEST(frame_decode_errors)
     free(v);
 }
 
+/* The key of client's update of round 1, shard 0 of 1, of job err. */
+static const char *err_key(char *key, const char *client)
+{
+    char tag[FLC_TAG_MAX];
+    flc_key_shard_tag(tag, "err", 0, 1);
+    flc_key_update(key, tag, 1, client);
+    return key;
+}
+
 /* A truncated frame and a value that is no frame, written raw under the keys
  * a reader will ask for. */
 TEST(bad_values_read)
@@ -141,11 +150,13 @@ TEST(bad_values_read)
     flc_shard_t f = shard_of("err", "trunc", 4096, v);
     flc_shard_encode(&f, &frame, &flen, NULL);
     flc_shard_t out = {0};
-    raw_set(st, "fl:{err/1/0}:u:trunc", frame, flen - 96);
+    char key[FLC_KEY_MAX];
+    flc_store_job_shards(st, "err", 1); /* the reader knows where the job's shard lives */
+    raw_set(st, err_key(key, "trunc"), frame, flen - 96);
     free(frame);
     int rc = flc_store_get_update(st, "err", 1, 0, "trunc", &out, NULL, 0);
     EXPECT(rc == FLC_EDATA, "store read of a truncated value: %s", flc_store_errstr(st));
-    raw_set(st, "fl:{err/1/0}:u:junk", "hello world", 11);
+    raw_set(st, err_key(key, "junk"), "hello world", 11);
     rc = flc_store_get_update(st, "err", 1, 0, "junk", &out, NULL, 0);
     EXPECT(rc == FLC_EDATA && strstr(flc_store_errstr(st), "magic"),
            "a value that is not a frame: %s", flc_store_errstr(st));
@@ -162,7 +173,8 @@ TEST(missing_chunk)
     flc_shard_t hole = shard_of("err", "hole", N, v);
     int rc = flc_store_put_update(st, &hole);
     redisReply *hr = NULL;
-    if (rc == 0 && flc_store_commandf(st, &hr, "HDEL fl:{err/1/0}:u:hole 5") == 0)
+    char key[FLC_KEY_MAX];
+    if (rc == 0 && flc_store_commandf(st, &hr, "HDEL %s 5", err_key(key, "hole")) == 0)
         freeReplyObject(hr);
     rc = flc_store_get_update(st, "err", 1, 0, "hole", &out, NULL, 0);
     CHECK(rc == FLC_EDATA && strstr(flc_store_errstr(st), "chunk 5 has 0 bytes"),
@@ -188,10 +200,15 @@ TEST(bad_headers_refused)
     rc = flc_store_put_update(st, &bad);
     EXPECT(rc == FLC_EDIM && strstr(flc_store_errstr(st), "outside the model"),
            "elements outside the model refused: %s", flc_store_errstr(st));
-    flc_shard_t badname = shard_of("a/b", "c", 1, v);
+    flc_shard_t badname = shard_of("a{b", "c", 1, v);
     rc = flc_store_put_update(st, &badname);
-    EXPECT(rc == FLC_EINVAL && strstr(flc_store_errstr(st), "'/'"),
+    EXPECT(rc == FLC_EINVAL && strstr(flc_store_errstr(st), "'{'"),
            "job name breaking the key schema refused: %s", flc_store_errstr(st));
+    /* A series is one '/': job/series, both parts names. */
+    flc_shard_t series = shard_of("a/b/c", "c", 1, v);
+    rc = flc_store_put_update(st, &series);
+    EXPECT(rc == FLC_EINVAL && strstr(flc_store_errstr(st), "<job>/<series>"),
+           "a job name with two '/' refused: %s", flc_store_errstr(st));
     flc_store_close(st);
 }
 
@@ -264,7 +281,8 @@ TEST(full_cache_oom)
     int rc = flc_store_put_update(st, &huge2);
     EXPECT(rc == FLC_ENOMEM && strstr(flc_store_errstr(st), "OOM"),
            "put into a full cache fails: %s", flc_store_errstr(st));
-    flc_store_commandf(st, &r, "EXISTS fl:{err/1/0}:u:huge2");
+    char key[FLC_KEY_MAX];
+    flc_store_commandf(st, &r, "EXISTS %s", err_key(key, "huge2"));
     EXPECT(r->integer == 0, "the failed update is not visible");
     freeReplyObject(r);
     flc_store_commandf(st, &r, "DBSIZE");

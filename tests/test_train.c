@@ -117,11 +117,11 @@ static void base_cfg(flc_sgd_cfg_t *c, const char *job, int W, const char *model
     c->step_timeout_ms = 60000;
 }
 
-/* Counts step rounds still indexed for job J.steps. */
+/* Counts step rounds still indexed for job J/steps. */
 static size_t step_rounds(const char *job)
 {
     char steps[80];
-    snprintf(steps, sizeof steps, "%s.steps", job);
+    snprintf(steps, sizeof steps, "%s/steps", job);
     uint32_t *r = NULL;
     size_t n = 0;
     flc_store_list_rounds(store, steps, &r, &n);
@@ -190,14 +190,14 @@ static void train_case(const char *job, int W, const char *model, int comm, doub
     CHECK(rc == FLC_OK && step_rounds(job) == 0, "%s W=%d %s: cleanup removes them (%s)", model,
           W, cm, flc_err_msg(&e));
     /* KEYS is fine in a test: proves the per-step deletion misses nothing. */
-    if (flc_store_commandf(store, &r, "KEYS fl:{%s.steps*", job) == FLC_OK) {
+    if (flc_store_commandf(store, &r, "KEYS fl:{%s/steps*", job) == FLC_OK) {
         CHECK(r->elements == 0, "%s W=%d %s: no key of the step exchanges is left (%zu, first %s)",
               model, W, cm, r->elements, r->elements ? r->element[0]->str : "-");
         freeReplyObject(r);
     }
-    if (flc_store_commandf(store, &r, "KEYS fl:{%s}:*", job) == FLC_OK) {
-        CHECK(r->elements == 2, "%s W=%d %s: the job keeps only its epoch metadata and round "
-              "index (%zu keys)", model, W, cm, r->elements);
+    if (flc_store_commandf(store, &r, "KEYS fl:{%s/j}:*", job) == FLC_OK) {
+        CHECK(r->elements == 3, "%s W=%d %s: the job keeps only its epoch metadata, round "
+              "index and schema record (%zu keys)", model, W, cm, r->elements);
         freeReplyObject(r);
     }
 }

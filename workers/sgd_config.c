@@ -52,9 +52,9 @@ int flc_sgd_steps_job(char *out, size_t outlen, const char *job, flc_err_t *e)
 {
     if (job == NULL || strlen(job) + 6 > FLC_NAME_MAX || outlen < strlen(job) + 7)
         return flc_err_set(e, FLC_EINVAL, "job name '%s' is too long: at most %d characters "
-                           "(the step exchanges use '<job>.steps')", job ? job : "(null)",
+                           "(the step exchanges use '<job>/steps')", job ? job : "(null)",
                            FLC_NAME_MAX - 6);
-    snprintf(out, outlen, "%s.steps", job);
+    snprintf(out, outlen, "%s/steps", job);
     return FLC_OK;
 }
 

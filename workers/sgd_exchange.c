@@ -14,8 +14,8 @@
 
 /* Waits until all W workers have loaded their data, so that the first
  * step's exchange does not count the slowest loader as communication: each
- * worker INCRs fl:{J.steps/0/0}:ready, the one that makes it W pushes W
- * tokens on fl:{J.steps/0/0}:go, and every worker BLPOPs one (steps start
+ * worker INCRs :ready of round 0, shard 0 of J/steps, the one that makes
+ * it W pushes W tokens on its :go, and every worker BLPOPs one (steps start
  * at round 1, so round 0 is free for this). */
 int sgd_start_barrier(sgd_worker_t *w, flc_err_t *e)
 {

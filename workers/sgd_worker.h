@@ -22,14 +22,14 @@
  * (nparams + 1 floats), so the merge also yields the mean loss over workers.
  *
  * Key scheme (job J; see cache/keys.h for the shard-level keys):
- *   job "J.steps", round g = global step 1..E*steps: the step exchanges
- *     (fl:{J.steps/g/s}:u:w<k>, :agg, :arrivals, :done, ...). Rounds are
+ *   job "J/steps", round g = global step 1..E*steps: the step exchanges
+ *     (fl:{J/steps/s<s>~<k>}:c:w<k>:u:<g>, :r:<g>:agg, :r:<g>:done, ...). Rounds are
  *     deleted as training goes: after its pull of step g, worker (g mod W)
  *     deletes round g-2 (every worker has finished reading it, since every
  *     worker pushed g only after pulling g-1), with one multi-key UNLINK
  *     per shard. The last rounds are given a
  *     10-minute expiry; a driver deletes them at once with flc_sgd_cleanup.
- *   fl:{J.steps/0/0}:ready and :go: the start barrier (an INCR counter and
+ *   fl:{J/steps/s0~<k>}:r:0:ready and :go: the start barrier (an INCR counter and
  *     a list of W tokens) that lines the workers up after loading data.
  *   job "J", round e = epoch 1..E: RoundMeta written by worker 0 after its
  *     test evaluation (flc_store_put_round_meta): metrics train_loss,
@@ -39,7 +39,7 @@
  *     memory GB * price when memory_mb > 0 (an estimate: the platform bills
  *     whole invocations); hyperparams lr, batch, workers, epochs, hidden,
  *     num_shards, seed, subset; notes model, comm, steps_job.
- *   fl:{J}:progress: a list of JSON records RPUSHed by worker 0 (a driver
+ *   fl:{J/j}:progress: a list of JSON records RPUSHed by worker 0 (a driver
  *     BLPOPs it; nobody polls):
  *       {"type":"step","epoch":e,"epochs":E,"step":s,"steps":n,"gstep":g,
  *        "total":T,"loss":l,"step_ms":t}            every progress_every steps
@@ -170,12 +170,12 @@ int flc_sgd_worker_fn(const flc_store_cfg_t *sc, const char *data_dir,
 /* FNV-1a 64-bit hash of n bytes (the model checksum). */
 uint64_t flc_fnv1a64(const void *p, size_t n);
 
-/* "J.steps" into out (outlen >= FLC_NAME_MAX + 1); FLC_EINVAL when job is
+/* "J/steps" into out (outlen >= FLC_NAME_MAX + 1); FLC_EINVAL when job is
  * too long to leave room for the suffix. */
 int flc_sgd_steps_job(char *out, size_t outlen, const char *job, flc_err_t *e);
 
 /* Deletes what a finished (or failed) training left behind: every remaining
- * step round of "J.steps", its entry in the job index, the progress list
+ * step round of "J/steps", its entry in the job index, the progress list
  * and the start barrier's keys. Epoch metadata of J stays. Call after every
  * worker returned (or before starting a job name again). */
 int flc_sgd_cleanup(flc_store_t *s, const char *job, flc_err_t *e);
