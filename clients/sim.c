@@ -239,6 +239,10 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     if ((rc = put_global(sm, 0, e)) != FLC_OK)
         return rc;
 
+    /* The driver begins the job (schema record with S): the shard tags,
+     * and so the nodes the mergers are placed next to, follow from S. */
+    if (flc_store_job_begin(sm->s, c->job, c->num_shards) != FLC_OK)
+        return store_err(sm->s, e);
     /* Mergers: one connection each, kept for the whole run (placed: kept
      * while their shard's owner stays the same; opened by their threads). */
     if (c->place.enter != NULL) {

@@ -334,7 +334,7 @@ static void watch_round(const flc_sim_round_t *r, int rounds, double elapsed, vo
     w->unplaced_ok += unplaced;
 }
 
-/* The stored global models (rounds 0..R of J.g) and merged shards of jobs
+/* The stored global models (rounds 0..R of J/g) and merged shards of jobs
  * a and b, byte for byte; *n counts what was compared. */
 static int models_match(flc_store_t *s, const char *a, const char *b, uint32_t R, uint32_t S,
                         int *n, char *why, size_t cap)
@@ -344,8 +344,8 @@ static int models_match(flc_store_t *s, const char *a, const char *b, uint32_t R
         for (uint32_t k = 0; k < (r ? S : 0) + 1; k++) {
             int global = r == 0 || k == S;
             char ja[80], jb[80];
-            snprintf(ja, sizeof ja, "%s%s", a, global ? ".g" : "");
-            snprintf(jb, sizeof jb, "%s%s", b, global ? ".g" : "");
+            snprintf(ja, sizeof ja, "%s%s", a, global ? "/g" : "");
+            snprintf(jb, sizeof jb, "%s%s", b, global ? "/g" : "");
             uint32_t sh = global ? 0 : k;
             flc_shard_t x = {0}, y = {0};
             int rx = flc_store_get_merged(s, ja, r, sh, &x, NULL, 0);
@@ -423,7 +423,7 @@ static void placed_vs_unplaced(view_t *v, flc_store_t *s, flc_cli_nodes_t *nodes
     int n = 0;
     int same = models_match(s, jobs[0], jobs[1], 3, 6, &n, why, sizeof why);
     EXPECT(same && n == 4 + 3 * 6,
-           "%s: the placed run's %d stored models (J.g rounds 0-3, merged shards) are the "
+           "%s: the placed run's %d stored models (J/g rounds 0-3, merged shards) are the "
            "unplaced run's, bit for bit%s%s", sname, n, why[0] ? ": " : "", why);
     int merged = 1, bytes = 1;
     for (size_t r = 0; r < res[0].nrounds && r < res[1].nrounds; r++) {
@@ -501,7 +501,14 @@ TEST(a_node_missing_from_the_map_is_named)
     flc_err_t e = {0};
     flc_store_t *s = flc_store_open(tb.seed, NULL, &e);
     CHECK(s != NULL, "the test's store (%s)", e.msg);
-    /* the node owning shard 0 of round 1 leaves the map */
+    /* the node owning shard 0 of round 1 leaves the map (the shard tags
+     * follow from the job's shard count, which the run will use) */
+    flc_sim_inproc_t threads = {.threads = 2};
+    flc_sim_cfg_t c;
+    sim_cfg(&c, "pl-miss", &threads);
+    flc_sim_clear(c.redis, NULL, c.job, &e);
+    CHECK(flc_store_job_shards(s, "pl-miss", c.num_shards) == 0, "S of pl-miss (%s)",
+          flc_store_errstr(s));
     flc_store_node_t nd;
     CHECK(flc_store_shard_node(s, "pl-miss", 1, 0, &nd) == 0 && node_of(nd.addr) > 0,
           "shard 0 of round 1 of pl-miss is on a testbed node (%s)", nd.addr);
@@ -512,9 +519,6 @@ TEST(a_node_missing_from_the_map_is_named)
     CHECK(flc_cli_nodes_parse(partial, &nodes, &e) == 0 && flc_cli_nodes_count(nodes) == 2,
           "a map of the other 2 nodes (%s)", e.msg);
 
-    flc_sim_inproc_t threads = {.threads = 2};
-    flc_sim_cfg_t c;
-    sim_cfg(&c, "pl-miss", &threads);
     c.rounds = 1;
     c.place = flc_cli_place(nodes);
     flc_sim_result_t res;
