@@ -98,8 +98,12 @@ static int request(flc_cold_t *c, const char *method, const char *url, upload_t 
     }
     if (up)
         hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
-    /* No "Expect: 100-continue" round trip before each upload. */
-    hdrs = curl_slist_append(hdrs, "Expect:");
+    /* No "Expect: 100-continue" round trip before each upload: curl sends
+     * the body at once. Not by an "Expect:" header line: libcurl before 8.3
+     * (Debian 12 has 7.88) lists that removal directive in SignedHeaders
+     * although it sends no such header (curl issue 11664), a signature AWS
+     * refuses; tests/test_sigv4.c (botocore's check) caught it. */
+    curl_easy_setopt(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_AWS_SIGV4, sig);
     curl_easy_setopt(h, CURLOPT_USERPWD, c->userpwd);

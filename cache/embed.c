@@ -66,6 +66,41 @@ int flc_embed_unused_port(flc_err_t *err)
     return ntohs(a.sin_port);
 }
 
+int flc_embed_private_dir(const char *dir, flc_err_t *err)
+{
+    if (mkdir(dir, 0700) == 0)
+        return FLC_OK; /* ours, made now: the mode is 0700 less the umask */
+    if (errno != EEXIST)
+        return flc_err_set(err, FLC_EIO, "cannot create %s: %s", dir, strerror(errno));
+    struct stat st;
+    if (lstat(dir, &st) != 0)
+        return flc_err_set(err, FLC_EIO, "cannot inspect %s: %s", dir, strerror(errno));
+    if (S_ISLNK(st.st_mode))
+        return flc_err_set(err, FLC_EINVAL,
+                           "%s is a symbolic link, not a private directory: remove it or "
+                           "choose another directory",
+                           dir);
+    if (!S_ISDIR(st.st_mode))
+        return flc_err_set(err, FLC_EINVAL, "%s exists and is not a directory", dir);
+    if (st.st_uid != geteuid())
+        return flc_err_set(err, FLC_EINVAL,
+                           "%s is owned by uid %u, not by you (uid %u): refusing to use it; "
+                           "remove it or choose another directory",
+                           dir, (unsigned)st.st_uid, (unsigned)geteuid());
+    if ((st.st_mode & 077) != 0)
+        return flc_err_set(err, FLC_EINVAL,
+                           "%s has mode %04o: others can use it, refusing (it must be 0700: "
+                           "chmod 700 it, or remove it)",
+                           dir, (unsigned)(st.st_mode & 07777));
+    return FLC_OK;
+}
+
+const char *flc_embed_server_bin(const flc_embed_opts_t *opts)
+{
+    return opts && opts->server_bin && *opts->server_bin ? opts->server_bin
+                                                         : FLC_REDIS_SERVER_PATH;
+}
+
 static int ping_once(const char *sock)
 {
     struct timeval tv = {0, 200000};
@@ -180,8 +215,7 @@ flc_embed_t *flc_embed_start(const flc_embed_opts_t *opts, flc_err_t *err)
     }
     if (opts)
         e->opts = *opts;
-    const char *bin = e->opts.server_bin && *e->opts.server_bin ? e->opts.server_bin
-                                                                 : FLC_REDIS_SERVER_PATH;
+    const char *bin = flc_embed_server_bin(&e->opts);
     if ((size_t)snprintf(e->bin, sizeof e->bin, "%s", bin) >= sizeof e->bin) {
         flc_err_set(err, FLC_EINVAL, "redis-server path %.64s... is too long", bin);
         free(e);
@@ -189,8 +223,7 @@ flc_embed_t *flc_embed_start(const flc_embed_opts_t *opts, flc_err_t *err)
     }
     if (e->opts.dir) {
         snprintf(e->dir, sizeof e->dir, "%s", e->opts.dir);
-        if (mkdir(e->dir, 0700) != 0 && errno != EEXIST) {
-            flc_err_set(err, FLC_EIO, "cannot create %s: %s", e->dir, strerror(errno));
+        if (flc_embed_private_dir(e->dir, err) != FLC_OK) {
             free(e);
             return NULL;
         }

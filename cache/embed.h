@@ -18,7 +18,8 @@ typedef struct flc_embed flc_embed_t;
 typedef struct flc_embed_opts {
     int tcp_port;          /* 0: unix socket only; -1: also a free loopback port; >0: that port */
     size_t maxmemory;      /* bytes, 0 = unlimited */
-    const char *dir;       /* directory for socket and log; NULL = new mkdtemp dir (removed on stop) */
+    const char *dir;       /* directory for socket and log, private to this user (see
+                              flc_embed_private_dir); NULL = new mkdtemp dir (removed on stop) */
     int detach;            /* 1: survive this process (flcache up): no death signal, own session */
     unsigned start_timeout_ms; /* how long to wait for PING; 0 = 5000 */
     const char *server_bin; /* NULL or "": the redis-server found at build time
@@ -59,6 +60,18 @@ void flc_embed_forget(flc_embed_t *e);
  * non-detached embed and removes its socket, log and directory. For SIGINT
  * and SIGTERM handlers of the CLI. */
 void flc_embed_emergency_stop(void);
+
+/* Makes dir a directory only this user can use, for a server's socket, log
+ * and pid file: creates it with mode 0700, or accepts an existing one only if
+ * it is a directory itself (not a symbolic link), owned by the effective uid,
+ * with no permission bits for group or others. Anything else is refused with
+ * a message naming dir and what is wrong (FLC_EINVAL): whoever else can write
+ * there could plant links or a socket of their own. */
+int flc_embed_private_dir(const char *dir, flc_err_t *err);
+
+/* The redis-server binary flc_embed_start would run with opts (NULL: the
+ * default found at build time). */
+const char *flc_embed_server_bin(const flc_embed_opts_t *opts);
 
 /* Asks the kernel for a free loopback TCP port (bind to port 0). */
 int flc_embed_unused_port(flc_err_t *err);

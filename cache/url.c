@@ -51,28 +51,39 @@ static int query_value(const char *query, const char *key, char *out, size_t out
     return 0;
 }
 
+enum { URL_MAX = 1000 }; /* longest URL flc_url_parse reads (and format writes) */
+
 /* text for messages: the password between "user:" and "@" and the value of
- * a password= query parameter become "***", so no error ever shows it. */
+ * every password= query parameter become "***", so no error ever shows it.
+ * Written into a separate buffer, bounded: an in-place rewrite overflowed
+ * when "***" was longer than a short password, and masked only the first
+ * password= of a URL that had two (both found by fuzz/fuzz_url). */
 static void redact_text(const char *text, char *out, size_t outlen)
 {
     char buf[1024];
-    snprintf(buf, sizeof buf, "%s", text);
-    const char *scheme_end = strstr(buf, "://");
-    char *auth_end = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
-    char *slash = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
-    if (auth_end != NULL && (slash == NULL || auth_end < slash)) {
-        char *colon = memchr(scheme_end + 3, ':', (size_t)(auth_end - (scheme_end + 3)));
-        if (colon != NULL) {
-            memmove(colon + 4, auth_end, strlen(auth_end) + 1);
-            memcpy(colon + 1, "***", 3);
+    size_t o = 0;
+    const char *scheme_end = strstr(text, "://");
+    const char *auth_end = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
+    const char *slash = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
+    const char *colon = NULL;
+    if (auth_end != NULL && (slash == NULL || auth_end < slash))
+        colon = memchr(scheme_end + 3, ':', (size_t)(auth_end - (scheme_end + 3)));
+    for (const char *c = text; *c != '\0' && o + 13 < sizeof buf;) {
+        if (colon != NULL && c == colon + 1) {
+            memcpy(buf + o, "***", 3);
+            o += 3;
+            c = auth_end; /* the '@' is copied next */
+        } else if (strncmp(c, "password=", 9) == 0 && (c == text || c[-1] == '?' || c[-1] == '&')) {
+            memcpy(buf + o, "password=***", 12);
+            o += 12;
+            c += 9;
+            while (*c != '\0' && *c != '&')
+                c++;
+        } else {
+            buf[o++] = *c++;
         }
     }
-    char *pw = strstr(buf, "password=");
-    if (pw != NULL && (pw == buf || pw[-1] == '?' || pw[-1] == '&')) {
-        char *v = pw + 9, *amp = strchr(v, '&');
-        memmove(v + 3, amp ? amp : v + strlen(v), strlen(amp ? amp : v + strlen(v)) + 1);
-        memcpy(v, "***", 3);
-    }
+    buf[o] = '\0';
     /* A message must keep its point ("its host is too long") inside the
      * error's 256 bytes, so a very long URL is shown by its start. */
     if (strlen(buf) > 100)
@@ -100,6 +111,11 @@ int flc_url_parse(const char *full, flc_url_t *u, flc_err_t *err)
      * what is parsed. */
     char text[1024];
     redact_text(full, text, sizeof text);
+    /* The parse buffers below hold URL_MAX bytes and "localhost": a longer
+     * URL was cut silently and its start parsed (fuzz/fuzz_url). */
+    if (strlen(full) > URL_MAX)
+        return flc_err_set(err, FLC_EINVAL, "cache URL '%s' is too long (%zu bytes, limit %d)",
+                           text, strlen(full), URL_MAX);
     int is_unix = strncmp(full, "unix://", 7) == 0;
     if (!is_unix && strncmp(full, "redis://", 8) != 0)
         return flc_err_set(err, FLC_EINVAL,
@@ -221,22 +237,50 @@ void flc_url_redacted(const flc_url_t *u, char *out, size_t outlen)
         snprintf(out, outlen, "redis://%s%s%s:%d", u->user, auth, u->host, u->port);
 }
 
+/* A socket path as it goes in a URL: every byte but the unreserved ones and
+ * '/' percent-encoded, so flc_url_parse (which decodes the path) reads back
+ * the same path even when it holds a space, '%', '?' or '#'. FLC_EINVAL when
+ * out is too small. */
+static int path_escape(const char *p, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *c = (const unsigned char *)p; *c; c++) {
+        int plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                    (*c >= '0' && *c <= '9') || strchr("-._~/", *c) != NULL;
+        if (o + (plain ? 1 : 3) >= cap)
+            return FLC_EINVAL;
+        if (plain) {
+            out[o++] = (char)*c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*c >> 4];
+            out[o++] = hex[*c & 15];
+        }
+    }
+    out[o] = '\0';
+    return FLC_OK;
+}
+
 int flc_url_format(const flc_url_t *u, char *out, size_t outlen)
 {
-    /* libcurl percent-encodes the user and password; the socket path and
-     * the db go where flc_url_parse reads them back. */
+    /* libcurl percent-encodes the user and password, path_escape the
+     * socket path; the db goes where flc_url_parse reads it back. */
     char *user = curl_easy_escape(NULL, u->user, 0);
     char *pass = curl_easy_escape(NULL, u->password, 0);
     int n = -1;
     const char *cl = u->cluster == FLC_URL_CLUSTER_YES  ? "cluster=yes"
                      : u->cluster == FLC_URL_CLUSTER_NO ? "cluster=no"
                                                         : "";
-    if (user != NULL && pass != NULL) {
-        char auth[800] = "";
+    char path[sizeof u->path * 3];
+    if (user != NULL && pass != NULL && path_escape(u->path, path, sizeof path) == FLC_OK) {
+        /* Room for both fully percent-encoded (3 bytes each): a cut
+         * userinfo lost its '@' and did not parse back (fuzz/fuzz_url). */
+        char auth[3 * (sizeof u->user + sizeof u->password) + 4] = "";
         if (u->password[0] || u->user[0])
             snprintf(auth, sizeof auth, "%s%s%s@", user, u->password[0] ? ":" : "", pass);
         if (u->kind == FLC_URL_UNIX)
-            n = snprintf(out, outlen, "unix://%s%s?db=%d%s%s", auth, u->path, u->db,
+            n = snprintf(out, outlen, "unix://%s%s?db=%d%s%s", auth, path, u->db,
                          cl[0] ? "&" : "", cl);
         else if (strchr(u->host, ':'))
             n = snprintf(out, outlen, "redis://%s[%s]:%d/%d%s%s", auth, u->host, u->port, u->db,
@@ -247,7 +291,7 @@ int flc_url_format(const flc_url_t *u, char *out, size_t outlen)
     }
     curl_free(user);
     curl_free(pass);
-    return n < 0 || (size_t)n >= outlen ? FLC_EINVAL : FLC_OK;
+    return n < 0 || (size_t)n >= outlen || n > URL_MAX ? FLC_EINVAL : FLC_OK;
 }
 
 int flc_url_same_endpoint(const flc_url_t *a, const flc_url_t *b)

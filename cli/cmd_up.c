@@ -1,13 +1,28 @@
 /* `flcache up` / `flcache down`: a long-lived private redis-server for a
  * series of commands, so their rounds accumulate in one cache. The server
  * lives in a per-user directory (default /tmp/flcache-up-<uid>) holding its
- * socket, log and pid file; `up` is idempotent (an answering server is reused). */
+ * socket, log and pid file; `up` is idempotent (an answering server is reused).
+ *
+ * The directory is trusted only when it is private (flc_embed_private_dir:
+ * made 0700 by us, or an existing one we own with no group/other access),
+ * since whoever can write in it could plant a socket of their own, a
+ * symlinked pid or log file, or a pid file naming any process. The pid file
+ * is created with O_EXCL | O_NOFOLLOW and records "PID START EXE": the
+ * server's start time (clock ticks after boot, /proc/PID/stat field 22) and
+ * its binary (/proc/PID/exe). `down` signals the pid only when all three
+ * still match and EXE is the redis-server binary flcache runs; it holds a
+ * pidfd across the check and the signal, so a pid recycled in between is
+ * never signalled. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -44,7 +59,8 @@ static const flc_opt_cmd_t up_cmd = {
         "the line to export so later commands use it:\n"
         "  eval \"$(flcache up)\"   # sets FLCACHE_REDIS\n"
         "A server already answering in DIR is reused. `flcache down` stops it and\n"
-        "removes its directory.\n",
+        "removes its directory. DIR must be private: up creates it with mode 0700, and\n"
+        "refuses an existing one that is a link, is not yours or that others can use.\n",
     .opts = up_options,
 };
 
@@ -70,6 +86,60 @@ static int parse(const flc_opt_cmd_t *cmd, int argc, char **argv, up_opts_t *o, 
     return flc_opt_parse(cmd, argc, argv, o, sizeof *o, rc);
 }
 
+/* The identity of a running process: start time and binary. FLC_ENOTFOUND
+ * when no process has that pid. */
+static int proc_identity(int pid, unsigned long long *start, char *exe, size_t cap,
+                         flc_err_t *err)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return errno == ENOENT ? flc_err_set(err, FLC_ENOTFOUND, "no process %d", pid)
+                               : flc_err_set(err, FLC_EIO, "cannot read %s: %s", path,
+                                             strerror(errno));
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* "PID (COMM) STATE ..." where COMM may hold spaces and ')': fields
+     * are counted from the last ')'; it ends field 2. */
+    char *p = strrchr(buf, ')');
+    for (int field = 2; p != NULL && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    char *end = NULL;
+    *start = p != NULL ? strtoull(p + 1, &end, 10) : 0;
+    if (p == NULL || end == p + 1)
+        return flc_err_set(err, FLC_EIO, "cannot read the start time of pid %d from %s", pid,
+                           path);
+    snprintf(path, sizeof path, "/proc/%d/exe", pid);
+    ssize_t len = readlink(path, exe, cap - 1);
+    if (len < 0)
+        return flc_err_set(err, FLC_EIO, "cannot see which program pid %d runs (%s: %s)", pid,
+                           path, strerror(errno));
+    exe[len] = '\0';
+    return FLC_OK;
+}
+
+/* A file of ours in the private dir that must not be a link or another
+ * user's: a stale regular one is fine (unlink_stale removes it). */
+static int check_own_file(const char *path, int unlink_stale, flc_err_t *err)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? FLC_OK
+                               : flc_err_set(err, FLC_EIO, "cannot inspect %s: %s", path,
+                                             strerror(errno));
+    if (S_ISLNK(st.st_mode))
+        return flc_err_set(err, FLC_EINVAL, "%s is a symbolic link: refusing to follow it", path);
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid())
+        return flc_err_set(err, FLC_EINVAL, "%s is not a regular file of yours: refusing it",
+                           path);
+    if (unlink_stale && unlink(path) != 0)
+        return flc_err_set(err, FLC_EIO, "cannot remove the stale %s: %s", path,
+                           strerror(errno));
+    return FLC_OK;
+}
+
 int flc_cmd_up(int argc, char **argv)
 {
     up_opts_t u;
@@ -77,12 +147,17 @@ int flc_cmd_up(int argc, char **argv)
     if (!parse(&up_cmd, argc, argv, &u, &rc))
         return rc;
     const char *dir = u.dir;
-    char sock[300], pidf[300];
+    flc_err_t err = {0};
+    if (flc_embed_private_dir(dir, &err) != FLC_OK) {
+        flc_cli_error("up", "%s", flc_err_msg(&err));
+        return FLC_EXIT_RUNTIME;
+    }
+    char sock[300], pidf[300], logf[300];
     snprintf(sock, sizeof sock, "%s/redis.sock", dir);
     snprintf(pidf, sizeof pidf, "%s/redis.pid", dir);
+    snprintf(logf, sizeof logf, "%s/redis.log", dir);
     char url[320];
     snprintf(url, sizeof url, "unix://%s", sock);
-    flc_err_t err = {0};
     flc_store_t *probe = access(sock, F_OK) == 0 ? flc_store_open(url, NULL, &err) : NULL;
     if (probe) {
         flc_store_close(probe);
@@ -90,17 +165,33 @@ int flc_cmd_up(int argc, char **argv)
         fprintf(stderr, "flcache up: already running at %s\n", url);
         return FLC_EXIT_OK;
     }
-    flc_embed_opts_t o = {.tcp_port = u.port, .maxmemory = u.maxmem, .dir = dir, .detach = 1};
-    flc_config_embed_opts(flc_config_program(), &o); /* FLCACHE_REDIS_SERVER */
-    flc_embed_t *e = flc_embed_start(&o, &err);
-    if (e == NULL) {
+    flc_err_clear(&err); /* a socket that does not answer is stale, not an error */
+    /* No server answers: a pid file left is stale. redis-server opens its
+     * log with fopen (following links), so the log is checked too. */
+    if (check_own_file(pidf, 1, &err) != FLC_OK || check_own_file(logf, 0, &err) != FLC_OK) {
         flc_cli_error("up", "%s", flc_err_msg(&err));
         return FLC_EXIT_RUNTIME;
     }
-    FILE *f = fopen(pidf, "w");
-    if (f) {
-        fprintf(f, "%d\n", (int)flc_embed_pid(e));
-        fclose(f);
+    int fd = open(pidf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        flc_cli_error("up", "cannot create %s: %s", pidf, strerror(errno));
+        return FLC_EXIT_RUNTIME;
+    }
+    flc_embed_opts_t o = {.tcp_port = u.port, .maxmemory = u.maxmem, .dir = dir, .detach = 1};
+    flc_config_embed_opts(flc_config_program(), &o); /* FLCACHE_REDIS_SERVER */
+    flc_embed_t *e = flc_embed_start(&o, &err);
+    unsigned long long start = 0;
+    char exe[PATH_MAX];
+    if (e != NULL && proc_identity((int)flc_embed_pid(e), &start, exe, sizeof exe, &err) == 0 &&
+        dprintf(fd, "%d %llu %s\n", (int)flc_embed_pid(e), start, exe) < 0)
+        flc_err_set(&err, FLC_EIO, "cannot write %s: %s", pidf, strerror(errno));
+    if (close(fd) != 0 && err.code == 0)
+        flc_err_set(&err, FLC_EIO, "cannot write %s: %s", pidf, strerror(errno));
+    if (e == NULL || err.code != 0) {
+        flc_embed_stop(e); /* a server down could not identify is not left running */
+        unlink(pidf);
+        flc_cli_error("up", "%s", flc_err_msg(&err));
+        return FLC_EXIT_RUNTIME;
     }
     printf("export FLCACHE_REDIS=%s\n", flc_embed_url(e));
     if (flc_embed_tcp_url(e))
@@ -111,6 +202,101 @@ int flc_cmd_up(int argc, char **argv)
     return FLC_EXIT_OK;
 }
 
+/* pidfd_open(2) through syscall(2): Debian 12's headers may lack the
+ * wrapper. -1 (ENOSYS on old kernels) makes down fall back to kill(2). */
+static int pidfd_open_(int pid)
+{
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static int signal_pid(int pidfd, int pid, int sig)
+{
+#ifdef SYS_pidfd_send_signal
+    if (pidfd >= 0)
+        return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+#endif
+    return kill(pid, sig);
+}
+
+/* Reads "PID START EXE" from the pid file without following a link, and
+ * checks that PID is still that process and EXE the redis-server binary.
+ * On success *pidfd (or -1) pins the process for the signal.
+ * FLC_ENOTFOUND: the server is already gone. */
+static int verify_server(const char *pidf, int *pid_out, int *pidfd, flc_err_t *err)
+{
+    *pidfd = -1;
+    *pid_out = 0;
+    int fd = open(pidf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT
+                   ? flc_err_set(err, FLC_EINVAL, "no server started by `flcache up` (no %s)",
+                                 pidf)
+               : errno == ELOOP
+                   ? flc_err_set(err, FLC_EINVAL, "%s is a symbolic link: refusing to follow it",
+                                 pidf)
+                   : flc_err_set(err, FLC_EIO, "cannot open %s: %s", pidf, strerror(errno));
+    struct stat st;
+    char text[PATH_MAX + 64];
+    ssize_t n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid()
+                    ? read(fd, text, sizeof text - 1)
+                    : -2;
+    close(fd);
+    if (n == -2)
+        return flc_err_set(err, FLC_EINVAL, "%s is not a regular file of yours: refusing it",
+                           pidf);
+    text[n > 0 ? n : 0] = '\0';
+    int pid = 0;
+    unsigned long long start = 0;
+    char exe[PATH_MAX] = "";
+    int got = sscanf(text, "%d %llu %4095s", &pid, &start, exe);
+    *pid_out = pid;
+    if (got < 1 || pid <= 1)
+        return flc_err_set(err, FLC_EINVAL, "%s names no process", pidf);
+    if (got < 3)
+        return flc_err_set(err, FLC_EINVAL,
+                           "%s names pid %d without the start time and binary `flcache up` "
+                           "records: not signalling it (stop that server yourself)",
+                           pidf, pid);
+    /* Pin the process first, then check it: what is signalled is what was
+     * checked, even if the pid is recycled in between. */
+    *pidfd = pidfd_open_(pid);
+    if (*pidfd < 0 && errno == ESRCH)
+        return flc_err_set(err, FLC_ENOTFOUND, "pid %d is gone", pid);
+    unsigned long long now_start = 0;
+    char now_exe[PATH_MAX], want[PATH_MAX];
+    int rc = proc_identity(pid, &now_start, now_exe, sizeof now_exe, err);
+    if (rc == FLC_ENOTFOUND)
+        return rc;
+    if (rc != FLC_OK)
+        return flc_err_wrap(err, "not signalling pid %d: ", pid);
+    flc_embed_opts_t o = {0};
+    flc_config_embed_opts(flc_config_program(), &o); /* FLCACHE_REDIS_SERVER */
+    const char *bin = flc_embed_server_bin(&o);
+    if (realpath(bin, want) == NULL)
+        snprintf(want, sizeof want, "%s", bin);
+    if (now_start != start)
+        return flc_err_set(err, FLC_EINVAL,
+                           "pid %d is not the redis-server `flcache up` started (it started at "
+                           "tick %llu, %s says %llu): not signalling it",
+                           pid, now_start, pidf, start);
+    if (strcmp(now_exe, exe) != 0)
+        return flc_err_set(err, FLC_EINVAL,
+                           "pid %d runs %s, not the %s `flcache up` started: not signalling it",
+                           pid, now_exe, exe);
+    if (strcmp(exe, want) != 0)
+        return flc_err_set(err, FLC_EINVAL,
+                           "pid %d runs %s, which is not the redis-server binary (%s): not "
+                           "signalling it",
+                           pid, exe, want);
+    return FLC_OK;
+}
+
 int flc_cmd_down(int argc, char **argv)
 {
     up_opts_t u;
@@ -118,29 +304,56 @@ int flc_cmd_down(int argc, char **argv)
     if (!parse(&down_cmd, argc, argv, &u, &rc))
         return rc;
     const char *dir = u.dir;
+    flc_err_t err = {0};
+    struct stat st;
+    if (lstat(dir, &st) != 0) {
+        flc_cli_error("down", "no server started by `flcache up` in %s (%s)", dir,
+                      strerror(errno));
+        return FLC_EXIT_RUNTIME;
+    }
+    if (flc_embed_private_dir(dir, &err) != FLC_OK) {
+        flc_cli_error("down", "%s", flc_err_msg(&err));
+        return FLC_EXIT_RUNTIME;
+    }
     char path[320];
     snprintf(path, sizeof path, "%s/redis.pid", dir);
-    FILE *f = fopen(path, "r");
-    int pid = 0;
-    if (f == NULL || fscanf(f, "%d", &pid) != 1 || pid <= 0) {
-        if (f)
-            fclose(f);
-        flc_cli_error("down", "no server started by `flcache up` in %s", dir);
+    int pid, pidfd;
+    rc = verify_server(path, &pid, &pidfd, &err);
+    if (rc != FLC_OK && rc != FLC_ENOTFOUND) {
+        if (pidfd >= 0)
+            close(pidfd);
+        flc_cli_error("down", "%s", flc_err_msg(&err));
         return FLC_EXIT_RUNTIME;
     }
-    fclose(f);
-    if (kill(pid, SIGTERM) != 0 && errno != ESRCH) {
-        flc_cli_error("down", "cannot stop pid %d: %s", pid, strerror(errno));
-        return FLC_EXIT_RUNTIME;
+    if (rc == FLC_OK) {
+        if (signal_pid(pidfd, pid, SIGTERM) != 0 && errno != ESRCH) {
+            flc_cli_error("down", "cannot stop pid %d: %s", pid, strerror(errno));
+            if (pidfd >= 0)
+                close(pidfd);
+            return FLC_EXIT_RUNTIME;
+        }
+        /* The pidfd turns readable when the process exits; without one,
+         * poll kill(pid, 0). At most 2 s either way. */
+        if (pidfd >= 0) {
+            struct pollfd p = {.fd = pidfd, .events = POLLIN};
+            poll(&p, 1, 2000);
+        } else {
+            for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
+                flc_sleep_ms(10);
+        }
     }
-    for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
-        flc_sleep_ms(10);
+    if (pidfd >= 0)
+        close(pidfd);
     unlink(path);
     snprintf(path, sizeof path, "%s/redis.sock", dir);
     unlink(path);
     snprintf(path, sizeof path, "%s/redis.log", dir);
     unlink(path);
     rmdir(dir);
-    fprintf(stderr, "flcache down: stopped redis-server pid %d\n", pid);
+    if (rc == FLC_ENOTFOUND)
+        fprintf(stderr, "flcache down: redis-server pid %d had already stopped; removed %s\n",
+                pid, dir);
+    else
+        fprintf(stderr, "flcache down: stopped redis-server pid %d\n", pid);
     return FLC_EXIT_OK;
 }

@@ -4,11 +4,17 @@
  * action (argv[1]) or AWS Lambda custom runtime (AWS_LAMBDA_RUNTIME_API).
  *
  * Roles registered here:
- *   probe       a platform self-check, not a workload: it echoes its event
- *               and, on request, sleeps, allocates and touches memory, burns
- *               CPU, fails or crashes, so the runtime tests and
- *               `flcache-fn '<json>'` smoke tests can exercise timeouts,
- *               memory limits and retries.
+ *   echo        a deployment check, not a workload: answers its event, pid
+ *               and network namespace, and does nothing else
+ *               (`flcache-fn '{"role":"echo"}'`, the Lambda smoke test).
+ *   probe       test builds only (build/flcache-fn-test, this file compiled
+ *               with FLC_FN_TEST_ROLES by tests/CMakeLists.txt): the runtime
+ *               tests' self-check, which on request sleeps, allocates and
+ *               touches memory, burns CPU, fails, crashes, creates a file at
+ *               a path the event names (crash_once) or connects anywhere.
+ *               Whoever can send an event to a deployed function could do
+ *               all that, so the binary users deploy (flcache-fn) has no
+ *               probe and answers it as an unknown role (issue 13).
  *   worker      synchronous SGD worker (workers/sgd_worker.h): trains with
  *               its peers through the cache and answers loss, accuracy,
  *               checksum.
@@ -59,6 +65,28 @@
 #include "runtime/fn.h"
 #include "workers/sgd_worker.h"
 
+/* The "echo" role: the event back, with where it ran. Reads nothing
+ * else, writes nothing, connects nowhere. */
+static cJSON *where_ran(const cJSON *event)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddItemToObject(r, "echo", cJSON_Duplicate(event, 1));
+    cJSON_AddNumberToObject(r, "pid", (double)getpid());
+    char ns[64];
+    ssize_t nl = readlink("/proc/self/ns/net", ns, sizeof ns - 1);
+    ns[nl > 0 ? nl : 0] = '\0';
+    cJSON_AddStringToObject(r, "netns", ns);
+    return r;
+}
+
+static int echo(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
+{
+    (void)ctx;
+    *result = where_ran(event);
+    return 0;
+}
+
+#ifdef FLC_FN_TEST_ROLES
 /* Spins for ms milliseconds of wall time doing arithmetic the compiler
  * cannot drop. */
 static double burn(double ms)
@@ -213,19 +241,15 @@ static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
     if (mem != NULL)
         munmap(mem, bytes);
 
-    cJSON *r = cJSON_CreateObject();
-    cJSON_AddItemToObject(r, "echo", cJSON_Duplicate(event, 1));
-    cJSON_AddNumberToObject(r, "pid", (double)getpid());
+    cJSON *r = where_ran(event);
     cJSON_AddNumberToObject(r, "allocated_mb", (double)mb);
-    char ns[64];
-    ssize_t nl = readlink("/proc/self/ns/net", ns, sizeof ns - 1);
-    ns[nl > 0 ? nl : 0] = '\0';
-    cJSON_AddStringToObject(r, "netns", ns);
     if (target != NULL)
         cJSON_AddItemToObject(r, "connect", probe_connect(target));
     *result = r;
     return 0;
 }
+
+#endif /* FLC_FN_TEST_ROLES */
 
 /* What every role is handed (ctx->user), built once from the configuration. */
 typedef struct fn_env {
@@ -335,8 +359,11 @@ static const flc_opt_t options[] = {
 int main(int argc, char **argv)
 {
     static const role_t roles[] = {
+        {"echo", echo, "deployment check: answers the event, pid and netns"},
+#ifdef FLC_FN_TEST_ROLES
         {"probe", probe,
-         "platform self-check: echo, netns; sleep_ms, burn_ms, alloc_mb, fail, crash, connect"},
+         "test self-check: echo, netns; sleep_ms, burn_ms, alloc_mb, fail, crash, connect"},
+#endif
         {"worker", worker, "synchronous SGD worker: job, rank, workers, model, epochs, batch, "
                            "lr, comm (see workers/sgd_worker.h)"},
         {"client", client, "federated client: job, round, client, indices, model, lr, "

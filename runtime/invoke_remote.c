@@ -124,7 +124,9 @@ int flc_lambda_build(const flc_lambda_cfg_t *cfg, const char *function, const ch
                               cfg->async ? "Event" : "RequestResponse"));
     if (nonempty(cfg->session_token))
         rc |= add_header(req, fmt("X-Amz-Security-Token: %s", cfg->session_token));
-    rc |= add_header(req, fmt("Expect:"));
+    /* No "Expect:" line here (flc_http_send skips the 100-continue wait
+     * instead): libcurl before 8.3 signs that removal directive as a header
+     * it never sends (curl issue 11664), a signature AWS refuses. */
     if (rc != 0 || req->url == NULL || req->aws_sigv4 == NULL || req->userpwd == NULL)
         return flc_err_set(e, FLC_ENOMEM, "lambda: out of memory building the request");
     return FLC_OK;
@@ -222,6 +224,7 @@ int flc_http_send(const flc_http_req_t *req, flc_http_resp_t *resp, flc_err_t *e
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L); /* big bodies: no 100 wait */
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_cb);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);

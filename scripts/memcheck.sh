@@ -84,7 +84,7 @@ not json
 {"role":"query","kind":"norms","job":"vg","round":1e300}
 {"role":"query","kind":"clusters","job":"vg","round":2,"k":2}
 EVENTS
-bin=build/flcache-fn in="$dir/events"
+bin=build/flcache-fn-test in="$dir/events" # the shipped roles and the test-only probe
 run --local
 bin="" in=""
 # Usage and configuration errors: exit 2, nothing leaked on the way out.

@@ -1,6 +1,9 @@
 #!/bin/sh
 # Installs the Debian packages flcache needs (only when some are missing)
-# and configures and builds it with CMake.
+# and configures and builds it with CMake. python3-botocore, clang and
+# libclang-rt-14-dev are for the tests only: tests/sigv4_check.py checks
+# libcurl's SigV4 signatures with botocore, and the ctest test `fuzz`
+# (scripts/fuzz.sh) builds the libFuzzer targets of fuzz/ with clang.
 #
 #   ./scripts/setup.sh                  optimized build (RelWithDebInfo) in build/
 #   BUILD_DIR=build-asan ./scripts/setup.sh -DFLCACHE_SANITIZE=ON
@@ -14,7 +17,8 @@ BUILD_DIR=${BUILD_DIR:-build}
 PACKAGES="build-essential cmake pkg-config
   libhiredis-dev libcurl4-openssl-dev libcjson-dev libopenblas-dev libuv1-dev
   libprotobuf-c-dev protobuf-c-compiler zlib1g-dev
-  redis-server redis-tools dataset-fashion-mnist iproute2"
+  redis-server redis-tools dataset-fashion-mnist iproute2
+  python3-botocore clang libclang-rt-14-dev"
 
 missing=""
 for p in $PACKAGES; do

@@ -80,9 +80,9 @@ TEST(help)
     rc = run("version --help");
     EXPECT(rc == 0 && has("usage: flcache version"), "version --help exits 0");
     rc = run_bin(g_fn, "--help");
-    EXPECT(rc == 0 && has("--local") && has("EVENT") && has("probe") && has("worker") &&
-              has("client") && has("aggregator") && has("query"),
-          "flcache-fn --help lists --local, EVENT and all five roles");
+    EXPECT(rc == 0 && has("--local") && has("EVENT") && has("echo") && has("worker") &&
+              has("client") && has("aggregator") && has("query") && !has("probe"),
+          "flcache-fn --help lists --local, EVENT and all five roles (no test-only probe)");
 }
 
 TEST(usage_errors)

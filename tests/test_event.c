@@ -159,7 +159,8 @@ static int run_fn(const char *const *events, int n, cJSON **results)
     fclose(f);
     char cmd[2048];
     static char out[1 << 16];
-    snprintf(cmd, sizeof cmd, "(%s/flcache-fn --local < %s 2>/dev/null)", flc_t_build_dir(),
+    /* flcache-fn-test: the shipped roles plus the test-only probe. */
+    snprintf(cmd, sizeof cmd, "(%s/flcache-fn-test --local < %s 2>/dev/null)", flc_t_build_dir(),
              path);
     int rc = flc_t_run(cmd, out, sizeof out);
     unlink(path);

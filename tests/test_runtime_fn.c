@@ -154,7 +154,7 @@ TEST(binary)
 {
     const char *dir = getenv("FLCACHE_BUILD_DIR");
     char fn[1024];
-    snprintf(fn, sizeof fn, "%s/flcache-fn", dir != NULL ? dir : ".");
+    snprintf(fn, sizeof fn, "%s/flcache-fn-test", dir != NULL ? dir : ".");
     if (access(fn, X_OK) != 0)
         flc_t_fatal("%s is not built (set FLCACHE_BUILD_DIR)", fn);
     int st;

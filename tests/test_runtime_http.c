@@ -397,7 +397,7 @@ TEST(remote_invokers)
 static void setup(void)
 {
     const char *dir = getenv("FLCACHE_BUILD_DIR");
-    snprintf(g_fn, sizeof g_fn, "%s/flcache-fn", dir != NULL ? dir : ".");
+    snprintf(g_fn, sizeof g_fn, "%s/flcache-fn-test", dir != NULL ? dir : ".");
     if (access(g_fn, X_OK) != 0)
         flc_t_fatal("%s is not built (set FLCACHE_BUILD_DIR)", g_fn);
     signal(SIGPIPE, SIG_IGN);

@@ -634,7 +634,7 @@ TEST(placement_reaches_its_node)
 static void setup(void)
 {
     const char *dir = getenv("FLCACHE_BUILD_DIR");
-    snprintf(g_fn, sizeof g_fn, "%s/flcache-fn", dir != NULL ? dir : ".");
+    snprintf(g_fn, sizeof g_fn, "%s/flcache-fn-test", dir != NULL ? dir : ".");
     if (access(g_fn, X_OK) != 0)
         flc_t_fatal("%s is not built (set FLCACHE_BUILD_DIR)", g_fn);
     for (int k = 0; k < 2; k++)
