@@ -166,6 +166,22 @@ int flc_cold_del(flc_cold_t *c, const char *key)
     return c->kind == FLC_COLD_FILE ? flc_cold_file_del(c, key) : flc_cold_s3_del(c, key);
 }
 
+int flc_cold_del_prefix(flc_cold_t *c, const char *key_prefix, int dry_run, uint64_t *n,
+                        uint64_t *bytes)
+{
+    flc_err_clear(&c->err);
+    *n = *bytes = 0;
+    /* Keys are encoded byte by byte, so the encoded prefix is the prefix of
+     * every encoded name. */
+    char name[FLC_COLD_NAME_MAX];
+    flc_cold_object_name(key_prefix, name, sizeof name);
+    if (name[0] == '\0')
+        return flc_err_set(&c->err, FLC_EINVAL, "cold tier: refusing to delete by an empty "
+                           "prefix (every object)");
+    return c->kind == FLC_COLD_FILE ? flc_cold_file_del_prefix(c, name, dry_run, n, bytes)
+                                    : flc_cold_s3_del_prefix(c, name, dry_run, n, bytes);
+}
+
 const flc_err_t *flc_cold_error(const flc_cold_t *c)
 {
     return &c->err;

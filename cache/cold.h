@@ -69,6 +69,15 @@ int flc_cold_get(flc_cold_t *c, const char *key, uint8_t **data, size_t *len);
 /* Deletes the object of key; a missing object is not an error. */
 int flc_cold_del(flc_cold_t *c, const char *key);
 
+/* Deletes every object whose key starts with key_prefix (all of one job:
+ * "fl:{J/"), found by listing the backend (the directory; S3
+ * ListObjectsV2 with the encoded prefix), so objects no index names any
+ * more go too; file:// also removes tmp files a killed put left. dry_run:
+ * only counts. *n objects and *bytes (their sizes, trailers included) are
+ * what was (or would be) deleted. */
+int flc_cold_del_prefix(flc_cold_t *c, const char *key_prefix, int dry_run, uint64_t *n,
+                        uint64_t *bytes);
+
 /* The last error of c. */
 const flc_err_t *flc_cold_error(const flc_cold_t *c);
 const char *flc_cold_errstr(const flc_cold_t *c);

@@ -7,6 +7,7 @@
  * the store waits for before it deletes the Redis copy. */
 #include "cache/cold_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -152,4 +153,35 @@ int flc_cold_file_del(flc_cold_t *c, const char *key)
         return flc_err_set(&c->err, FLC_EIO, "cold tier: cannot delete %s: %s", path,
                            strerror(errno));
     return FLC_OK;
+}
+
+int flc_cold_file_del_prefix(flc_cold_t *c, const char *name_prefix, int dry_run, uint64_t *n,
+                             uint64_t *bytes)
+{
+    DIR *d = opendir(c->dir);
+    if (d == NULL)
+        return errno == ENOENT ? FLC_OK
+                               : flc_err_set(&c->err, FLC_EIO, "cold tier: cannot list %s: %s",
+                                             c->dir, strerror(errno));
+    size_t pl = strlen(name_prefix);
+    int rc = FLC_OK;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, name_prefix, pl) != 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (!dry_run && unlinkat(dirfd(d), de->d_name, 0) != 0 && errno != ENOENT) {
+            rc = flc_err_set(&c->err, FLC_EIO, "cold tier: cannot delete %s/%s: %s", c->dir,
+                             de->d_name, strerror(errno));
+            break;
+        }
+        (*n)++;
+        *bytes += (uint64_t)st.st_size;
+        if (!dry_run)
+            c->st.dels++;
+    }
+    closedir(d);
+    return rc;
 }

@@ -47,6 +47,8 @@ int flc_cold_file_open(flc_cold_t *c, const char *url, const flc_cold_opts_t *o)
 int flc_cold_file_put(flc_cold_t *c, const char *key, const void *data, size_t len);
 int flc_cold_file_get(flc_cold_t *c, const char *key, uint8_t **obj, size_t *n);
 int flc_cold_file_del(flc_cold_t *c, const char *key);
+int flc_cold_file_del_prefix(flc_cold_t *c, const char *name_prefix, int dry_run, uint64_t *n,
+                             uint64_t *bytes);
 void flc_cold_file_path(const flc_cold_t *c, const char *key, char *out, size_t outlen);
 
 /* The S3 backend (cold_s3.c), the same calls over HTTP. */
@@ -55,6 +57,8 @@ void flc_cold_s3_close(flc_cold_t *c);
 int flc_cold_s3_put(flc_cold_t *c, const char *key, const void *data, size_t len);
 int flc_cold_s3_get(flc_cold_t *c, const char *key, uint8_t **obj, size_t *n);
 int flc_cold_s3_del(flc_cold_t *c, const char *key);
+int flc_cold_s3_del_prefix(flc_cold_t *c, const char *name_prefix, int dry_run, uint64_t *n,
+                           uint64_t *bytes);
 void flc_cold_s3_object_url(const flc_cold_t *c, const char *key, char *out, size_t outlen);
 
 #endif

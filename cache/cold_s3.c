@@ -262,3 +262,87 @@ int flc_cold_s3_del(flc_cold_t *c, const char *key)
     long status;
     return request(c, "DELETE", url, NULL, 0, NULL, &status);
 }
+
+/* The text of the first <tag>...</tag> in [p, end), copied into out (cap
+ * bytes); NULL when there is none, else the position after it. */
+static const char *xml_field(const char *p, const char *end, const char *tag, char *out,
+                             size_t cap)
+{
+    char open_[40], close_[40];
+    snprintf(open_, sizeof open_, "<%s>", tag);
+    snprintf(close_, sizeof close_, "</%s>", tag);
+    size_t ol = strlen(open_), cl = strlen(close_);
+    for (const char *q = p; q + ol <= end; q++) {
+        if (memcmp(q, open_, ol) != 0)
+            continue;
+        const char *v = q + ol;
+        for (const char *w = v; w + cl <= end; w++)
+            if (memcmp(w, close_, cl) == 0) {
+                size_t len = (size_t)(w - v);
+                snprintf(out, cap, "%.*s", (int)(len < cap ? len : cap - 1), v);
+                return w + cl;
+            }
+        return NULL;
+    }
+    return NULL;
+}
+
+/* ListObjectsV2 pages of the prefix (object names are [A-Za-z0-9._~-]:
+ * nothing to escape in the query or the XML), then one DELETE per object.
+ * The query's parameters are written in sorted order, as SigV4's canonical
+ * request wants them. */
+int flc_cold_s3_del_prefix(flc_cold_t *c, const char *name_prefix, int dry_run, uint64_t *n,
+                           uint64_t *bytes)
+{
+    char token[1024] = "";
+    int rc = FLC_OK;
+    do {
+        char url[2600];
+        if (token[0]) {
+            char *esc = curl_easy_escape(c->curl, token, 0);
+            snprintf(url, sizeof url, "%s/%s?continuation-token=%s&list-type=2&prefix=%s",
+                     c->base, c->bucket, esc ? esc : "", name_prefix);
+            curl_free(esc);
+        } else {
+            snprintf(url, sizeof url, "%s/%s?list-type=2&prefix=%s", c->base, c->bucket,
+                     name_prefix);
+        }
+        body_t b = {.limit = 64u << 20};
+        long status;
+        rc = request(c, "GET", url, NULL, 0, &b, &status);
+        if (rc == FLC_OK && status != 200)
+            rc = flc_err_set(&c->err, FLC_EPROTO, "cold tier: listing %s: HTTP %ld", url, status);
+        if (rc != FLC_OK) {
+            free(b.p);
+            return rc;
+        }
+        const char *p = (const char *)b.p, *end = p + b.n;
+        char trunc[16] = "";
+        token[0] = '\0';
+        if (p && xml_field(p, end, "IsTruncated", trunc, sizeof trunc) &&
+            strcmp(trunc, "true") == 0)
+            xml_field(p, end, "NextContinuationToken", token, sizeof token);
+        char contents[FLC_COLD_NAME_MAX + 512];
+        while (p && rc == FLC_OK && (p = xml_field(p, end, "Contents", contents,
+                                                   sizeof contents)) != NULL) {
+            char key[FLC_COLD_NAME_MAX], size[32] = "0";
+            const char *ce = contents + strlen(contents);
+            if (xml_field(contents, ce, "Key", key, sizeof key) == NULL ||
+                strncmp(key, name_prefix, strlen(name_prefix)) != 0)
+                continue;
+            xml_field(contents, ce, "Size", size, sizeof size);
+            if (!dry_run) {
+                char ourl[1200];
+                snprintf(ourl, sizeof ourl, "%s/%s/%s", c->base, c->bucket, key);
+                rc = request(c, "DELETE", ourl, NULL, 0, NULL, &status);
+                c->st.dels++;
+            }
+            if (rc == FLC_OK) {
+                (*n)++;
+                *bytes += strtoull(size, NULL, 10);
+            }
+        }
+        free(b.p);
+    } while (rc == FLC_OK && token[0]);
+    return rc;
+}

@@ -134,8 +134,15 @@ static int spawn_server(flc_embed_t *e, flc_err_t *err)
                           "--bind", "127.0.0.1",
                           "--unixsocket", e->sock,
                           "--unixsocketperm", "700",
+                          /* No RDB snapshots either way: with the AOF they would
+                           * write the whole dataset again (a fork, copy-on-write
+                           * of every model update) for nothing the AOF (its
+                           * rewrites start from an RDB preamble) does not keep. */
                           "--save", "",
-                          "--appendonly", "no",
+                          "--appendonly", e->opts.persist ? "yes" : "no",
+                          /* At most ~1 s of writes lost on a crash of the machine,
+                           * without an fsync per command. */
+                          "--appendfsync", "everysec",
                           "--dir", e->dir,
                           "--logfile", e->log,
                           "--daemonize", "no",

@@ -2,8 +2,9 @@
  * FLCACHE_REDIS is configured, and the test fixture.
  *
  * The server runs from the Debian redis-server binary (or opts.server_bin)
- * with persistence off, on a unix socket in its own temp directory and, on
- * request, on a loopback TCP port. It is told to die with its parent
+ * with persistence off (unless opts.persist, which `flcache up` sets), on a
+ * unix socket in its own temp directory and, on request, on a loopback TCP
+ * port. It is told to die with its parent
  * (PR_SET_PDEATHSIG), so a crashed or killed flcache never leaves it behind. */
 #ifndef FLC_CACHE_EMBED_H
 #define FLC_CACHE_EMBED_H
@@ -25,6 +26,9 @@ typedef struct flc_embed_opts {
     const char *server_bin; /* NULL or "": the redis-server found at build time
                                (the programs pass FLCACHE_REDIS_SERVER) */
     const char *tmpdir;     /* where the mkdtemp dir goes; NULL or "": /tmp (TMPDIR) */
+    int persist;            /* 1: append-only file in dir (appendfsync everysec), loaded
+                               again by a server started later in the same dir (flcache
+                               up); 0: nothing on disk (the throwaway servers) */
 } flc_embed_opts_t;
 
 /* Starts redis-server and waits until it answers PING. opts may be NULL

@@ -186,6 +186,44 @@ int flc_store_progress_del(flc_store_t *s, const char *job);
  * themselves go with flc_store_delete_round first. */
 int flc_store_forget_job(flc_store_t *s, const char *job);
 
+/* ---- a whole job: removal, expiry, age (store_rm.c) --------------------------
+ *
+ * "All of job J" is every key whose name starts with fl:{J/ on every master (SCAN: the
+ * series J/g and J/steps, keys no index names, locks and tmp keys included)
+ * and every cold-tier object of those keys (the backend's listing). These
+ * scan the whole keyspace, so they are for the lifecycle commands, never a
+ * round's path. job is a user's job name (flc_name_check: no series). */
+
+typedef struct flc_store_job_report {
+    uint64_t keys;         /* keys removed / counted / given the expiry */
+    uint64_t bytes;        /* their MEMORY USAGE (rm and its dry run) */
+    unsigned nodes;        /* servers (masters) that held some */
+    uint64_t cold_objects; /* cold-tier objects removed / counted */
+    uint64_t cold_bytes;
+} flc_store_job_report_t;
+
+/* Removes every key of job on every master and its cold-tier objects
+ * (dry_run: counts them, removes nothing), filling *rep. FLC_ENOTFOUND
+ * naming the job when there was nothing of it. */
+int flc_store_job_rm(flc_store_t *s, const char *job, int dry_run, flc_store_job_report_t *rep);
+
+/* Gives every key of job the expiry ttl_ms from now (0: removes expiries),
+ * so the whole job expires together; rep->keys counts the keys set. Keys
+ * written after this keep the expiry their writer gives (the store's
+ * ttl_ms). Cold-tier objects have no expiry: `store rm` removes them. */
+int flc_store_job_expire(flc_store_t *s, const char *job, uint64_t ttl_ms,
+                         flc_store_job_report_t *rep);
+
+typedef struct flc_store_job_age {
+    uint64_t rounds;     /* rounds in the job's index */
+    uint32_t last_round; /* the highest of them */
+    uint64_t last_ms;    /* wall-clock ms of its last round (RoundMeta closed_ms, else
+                            started_ms; the newest over J, J/g, J/steps); 0: unknown */
+} flc_store_job_age_t;
+
+/* How old job is: its rounds and the time of its last one. */
+int flc_store_job_age(flc_store_t *s, const char *job, flc_store_job_age_t *a);
+
 /* ---- waking a blocked connection (store_conn.c) ------------------------------
  *
  * A thread blocked in a wait (flc_store_wait on its own store) is woken from

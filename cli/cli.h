@@ -47,6 +47,18 @@ void flc_cli_print_json(const struct cJSON *j, int pretty);
  * written into buf, so two runs never share a job by accident. */
 const char *flc_cli_job_name(const char *job, const char *prefix, char *buf, size_t len);
 
+/* A duration "<n><unit>", unit ms, s, m, h, d or w ("90s", "12h", "7d"),
+ * into *ms: 0, or -1 when v is not one (cmd_store.c). */
+int flc_cli_duration_ms(const char *v, uint64_t *ms);
+
+/* A point in time for --before: an ISO date "2026-01-31" (midnight UTC),
+ * "2026-01-31T12:00[:00][Z]" (UTC), or a duration back from now_ms ("7d":
+ * a week ago), into *ms (Unix ms): 0, or -1 when v is none of these. */
+int flc_cli_when_ms(const char *v, uint64_t now_ms, uint64_t *ms);
+
+/* "2026-01-31T12:00:00Z" for Unix ms (UTC). */
+void flc_cli_iso_time(char *out, size_t outlen, uint64_t ms);
+
 /* The environment paragraph of the help of the commands that start
  * function processes (train, simulate). */
 #define FLC_CLI_ENV_HELP                                                          \

@@ -1,29 +1,65 @@
-/* `flcache store stats`: what the cache holds: keys, memory, jobs and their
- * rounds, and the cold tier: hot and cold bytes, spills, fetches, and the
- * hit rate of each query class (the counters every process with a cold tier
- * adds to fl:tier), and on a Redis Cluster every node with its role, slots,
- * keys and memory. Reads only indexes and counters (no KEYS/SCAN). */
+/* `flcache store`: what the cache holds and the jobs' lifecycle.
+ *
+ * `stats`: keys, memory, jobs and their rounds, and the cold tier: hot and
+ * cold bytes, spills, fetches, and the hit rate of each query class (the
+ * counters every process with a cold tier adds to fl:tier), and on a Redis
+ * Cluster every node with its role, slots, keys and memory. Reads only
+ * indexes and counters (the job list is a SCAN for schema records).
+ *
+ * `ls`: every job with its rounds and the time of its last round. `rm JOB`:
+ * removes every key of the job on every master and its cold-tier copies
+ * (cache/store_rm.c), saying what went. `expire --before WHEN`: removes the
+ * jobs whose last round is older. The job's age is the time of its last
+ * round (RoundMeta closed_ms, else started_ms; the newest over the job and
+ * its series): the rounds index is ordered by round number, not time, and a
+ * key's own idle time changes with every read. A job whose rounds carry no
+ * time (no metadata) is never removed by age: it is listed as undated. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
+#include "base/clock.h"
 #include "cache/store_ops.h"
 #include "cli/cli.h"
 #include "cli/opt.h"
 
+enum { SUB_STATS, SUB_LS, SUB_RM, SUB_EXPIRE };
+
 typedef struct store_opts {
-    int what; /* the subcommand: 0 = stats */
+    int what; /* the subcommand: SUB_* */
+    const char *job;
     int json;
+    int dry_run;
+    const char *before;
+    uint64_t before_ms;
 } store_opts_t;
 
-static const char *const subcommands[] = {"stats", NULL};
+static const char *const subcommands[] = {"stats", "ls", "rm", "expire", NULL};
+
+static int before_parse(const char *v, void *dest, const char **need)
+{
+    store_opts_t *o = dest;
+    *need = "an ISO date (2026-01-31, 2026-01-31T12:00Z: UTC) or a duration back from now "
+            "(90m, 12h, 7d, 2w)";
+    o->before = v;
+    return flc_cli_when_ms(v, flc_wall_ms(), &o->before_ms);
+}
 
 static const flc_opt_t options[] = {
     {.name = "SUBCOMMAND", .type = FLC_OPT_CHOICE, FLC_OPT_AT(store_opts_t, what),
      .choices = subcommands, .def = "", .flags = FLC_OPT_POSITIONAL | FLC_OPT_REQUIRED,
-     .help = "stats: what the cache holds"},
+     .help = "stats: what the cache holds; ls: the jobs, their rounds and age;\n"
+             "rm JOB: remove a job; expire --before WHEN: remove the jobs older than WHEN"},
+    {.name = "JOB", .type = FLC_OPT_STR, FLC_OPT_AT(store_opts_t, job), .def = "",
+     .flags = FLC_OPT_POSITIONAL, .help = "the job of rm"},
+    {.name = "before", .type = FLC_OPT_CUSTOM, .meta = "WHEN", .custom = before_parse,
+     .help = "expire: remove the jobs whose last round is older than WHEN: an ISO date "
+             "(UTC) or a duration back from now (7d)"},
+    {.name = "dry-run", .type = FLC_OPT_FLAG, FLC_OPT_AT(store_opts_t, dry_run),
+     .help = "rm, expire: say what would be removed, remove nothing"},
     {.name = "json", .type = FLC_OPT_FLAG, FLC_OPT_AT(store_opts_t, json),
      .help = "one JSON object instead of the table"},
     {0},
@@ -31,15 +67,97 @@ static const flc_opt_t options[] = {
 
 static const flc_opt_cmd_t store_cmd = {
     .prog = "flcache store",
-    .synopsis = "stats [--json]",
+    .synopsis = "stats | ls | rm JOB [--dry-run] | expire --before WHEN [--dry-run]  [--json]",
     .about =
-        "Shows the cache flcache talks to (FLCACHE_REDIS, or a fresh embedded one):\n"
-        "number of keys, memory used and its limit, every job with its rounds, and\n"
-        "the cold tier: hot/cold bytes, spills, fetches, hit rate per query class.\n"
+        "Inspects the cache flcache talks to (FLCACHE_REDIS, or a fresh embedded one)\n"
+        "and removes jobs from it.\n"
+        "stats: number of keys, memory used and its limit, every job with its rounds,\n"
+        "and the cold tier: hot/cold bytes, spills, fetches, hit rate per query class.\n"
         "On a Redis Cluster, also every node: id, address, role (master, or replica\n"
-        "of which master), slot ranges and count, keys and memory used.\n",
+        "of which master), slot ranges and count, keys and memory used.\n"
+        "ls: every job, its rounds and the time of its last round (UTC).\n"
+        "rm JOB: removes every key of the job (all keys fl:{JOB/..., its model series\n"
+        "JOB/g and steps JOB/steps included) on every master, and its copies in the\n"
+        "cold tier (FLCACHE_COLD), and says what went. Exit 1 when there is no such\n"
+        "job.\n"
+        "expire --before WHEN: removes every job whose last round is older than WHEN\n"
+        "(its RoundMeta's close time), naming each; a job whose rounds carry no time\n"
+        "is kept. For an expiry set when a job is written, see --ttl of simulate and\n"
+        "train. rm and expire scan the whole keyspace of each master (SCAN, 1000 keys\n"
+        "a step): a cost that grows with the cache, paid only by them.\n",
     .opts = options,
 };
+
+/* ---- durations and dates ----------------------------------------------------- */
+
+int flc_cli_duration_ms(const char *v, uint64_t *ms)
+{
+    char *end;
+    if (v == NULL || *v < '0' || *v > '9')
+        return -1;
+    unsigned long long n = strtoull(v, &end, 10);
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+                 {"d", 86400000}, {"w", 604800000}};
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+        if (strcmp(end, units[i].unit) == 0) {
+            if (n > UINT64_MAX / units[i].ms)
+                return -1;
+            *ms = n * units[i].ms;
+            return 0;
+        }
+    return -1;
+}
+
+int flc_cli_when_ms(const char *v, uint64_t now_ms, uint64_t *ms)
+{
+    uint64_t d;
+    if (flc_cli_duration_ms(v, &d) == 0) {
+        *ms = d < now_ms ? now_ms - d : 0;
+        return 0;
+    }
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    int len = 0, n = sscanf(v, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &len);
+    if (n != 3 || len != 10)
+        return -1;
+    const char *rest = v + len;
+    if (*rest == 'T' || *rest == ' ') {
+        int l2 = 0;
+        if (sscanf(rest + 1, "%2d:%2d%n", &tm.tm_hour, &tm.tm_min, &l2) != 2 || l2 != 5)
+            return -1;
+        rest += 1 + l2;
+        if (*rest == ':') {
+            int l3 = 0;
+            if (sscanf(rest + 1, "%2d%n", &tm.tm_sec, &l3) != 1 || l3 != 2)
+                return -1;
+            rest += 1 + l3;
+        }
+        if (*rest == 'Z')
+            rest++;
+    }
+    if (*rest != '\0' || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+        tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60 ||
+        tm.tm_year < 1970)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    if (t < 0)
+        return -1;
+    *ms = (uint64_t)t * 1000u;
+    return 0;
+}
+
+void flc_cli_iso_time(char *out, size_t outlen, uint64_t ms)
+{
+    time_t t = (time_t)(ms / 1000u);
+    struct tm tm;
+    if (ms == 0 || gmtime_r(&t, &tm) == NULL || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, outlen, "-");
+}
 
 /* The first 8 hex digits of a node id: enough to tell a cluster's nodes
  * apart (redis-cli shows ids the same way). */
@@ -211,16 +329,198 @@ static int stats(flc_cli_conn_t *c, int json)
     return FLC_EXIT_OK;
 }
 
+/* ---- ls, rm, expire -------------------------------------------------------- */
+
+/* "1234 keys (5.6 MiB) on 3 nodes, 56 cold objects (7.8 MiB)" */
+static void report_text(char *out, size_t cap, const flc_store_job_report_t *r, int tier)
+{
+    char b[32], cb[32];
+    flc_cli_bytes(b, sizeof b, (double)r->bytes);
+    flc_cli_bytes(cb, sizeof cb, (double)r->cold_bytes);
+    int n = snprintf(out, cap, "%llu keys (%s) on %u node%s", (unsigned long long)r->keys, b,
+                     r->nodes, r->nodes == 1 ? "" : "s");
+    if (tier && n > 0 && (size_t)n < cap)
+        snprintf(out + n, cap - (size_t)n, ", %llu cold objects (%s)",
+                 (unsigned long long)r->cold_objects, cb);
+}
+
+static cJSON *report_json(const char *job, const flc_store_job_report_t *r, int tier)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "job", job);
+    cJSON_AddNumberToObject(o, "keys", (double)r->keys);
+    cJSON_AddNumberToObject(o, "bytes", (double)r->bytes);
+    cJSON_AddNumberToObject(o, "nodes", r->nodes);
+    if (tier) {
+        cJSON_AddNumberToObject(o, "cold_objects", (double)r->cold_objects);
+        cJSON_AddNumberToObject(o, "cold_bytes", (double)r->cold_bytes);
+    }
+    return o;
+}
+
+static int rm(flc_cli_conn_t *c, const store_opts_t *o)
+{
+    flc_store_t *s = c->store;
+    flc_store_job_report_t r;
+    int rc = flc_store_job_rm(s, o->job, o->dry_run, &r);
+    if (rc != FLC_OK) {
+        flc_cli_error("store", "%s", flc_store_errstr(s));
+        return FLC_EXIT_RUNTIME;
+    }
+    int tier = flc_store_has_tier(s);
+    if (o->json) {
+        cJSON *j = report_json(o->job, &r, tier);
+        cJSON_AddBoolToObject(j, "dry_run", o->dry_run);
+        flc_cli_print_json(j, 0);
+        cJSON_Delete(j);
+    } else {
+        char t[200];
+        report_text(t, sizeof t, &r, tier);
+        printf("%s job '%s': %s\n", o->dry_run ? "would remove" : "removed", o->job, t);
+    }
+    return FLC_EXIT_OK;
+}
+
+static int ls(flc_cli_conn_t *c, const store_opts_t *o)
+{
+    flc_store_t *s = c->store;
+    flc_strlist_t jobs;
+    if (flc_store_list_jobs(s, &jobs) != FLC_OK) {
+        flc_cli_error("store", "%s", flc_store_errstr(s));
+        return FLC_EXIT_RUNTIME;
+    }
+    cJSON *arr = cJSON_CreateArray();
+    int rc = FLC_EXIT_OK;
+    if (!o->json)
+        printf("%-24s %8s %10s  %-20s\n", "job", "rounds", "last", "last round at (UTC)");
+    for (size_t i = 0; i < jobs.n; i++) {
+        flc_store_job_age_t a;
+        if (flc_store_job_age(s, jobs.items[i], &a) != FLC_OK) {
+            flc_cli_error("store", "%s", flc_store_errstr(s));
+            rc = FLC_EXIT_RUNTIME;
+            break;
+        }
+        char when[32];
+        flc_cli_iso_time(when, sizeof when, a.last_ms);
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "job", jobs.items[i]);
+        cJSON_AddNumberToObject(j, "rounds", (double)a.rounds);
+        if (a.rounds)
+            cJSON_AddNumberToObject(j, "last_round", a.last_round);
+        if (a.last_ms) {
+            cJSON_AddNumberToObject(j, "last_ms", (double)a.last_ms);
+            cJSON_AddStringToObject(j, "last_time", when);
+        }
+        cJSON_AddItemToArray(arr, j);
+        if (!o->json) {
+            char last[16] = "-";
+            if (a.rounds)
+                snprintf(last, sizeof last, "%u", a.last_round);
+            printf("%-24s %8llu %10s  %-20s\n", jobs.items[i], (unsigned long long)a.rounds,
+                   last, when);
+        }
+    }
+    if (o->json && rc == FLC_EXIT_OK)
+        flc_cli_print_json(arr, 1);
+    cJSON_Delete(arr);
+    flc_strlist_free(&jobs);
+    return rc;
+}
+
+static int expire(flc_cli_conn_t *c, const store_opts_t *o)
+{
+    flc_store_t *s = c->store;
+    flc_strlist_t jobs;
+    if (flc_store_list_jobs(s, &jobs) != FLC_OK) {
+        flc_cli_error("store", "%s", flc_store_errstr(s));
+        return FLC_EXIT_RUNTIME;
+    }
+    int tier = flc_store_has_tier(s), rc = FLC_EXIT_OK;
+    size_t removed = 0, undated = 0;
+    char cut[32];
+    flc_cli_iso_time(cut, sizeof cut, o->before_ms);
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "removed");
+    cJSON *kept = cJSON_AddArrayToObject(root, "undated");
+    cJSON_AddStringToObject(root, "before", cut);
+    cJSON_AddBoolToObject(root, "dry_run", o->dry_run);
+    for (size_t i = 0; i < jobs.n && rc == FLC_EXIT_OK; i++) {
+        const char *job = jobs.items[i];
+        flc_store_job_age_t a;
+        if (flc_store_job_age(s, job, &a) != FLC_OK) {
+            flc_cli_error("store", "%s", flc_store_errstr(s));
+            rc = FLC_EXIT_RUNTIME;
+            break;
+        }
+        if (a.last_ms == 0) { /* never removed on a guess */
+            undated++;
+            cJSON_AddItemToArray(kept, cJSON_CreateString(job));
+            if (!o->json)
+                printf("kept job '%s': its rounds carry no time\n", job);
+            continue;
+        }
+        if (a.last_ms >= o->before_ms)
+            continue;
+        flc_store_job_report_t r;
+        if (flc_store_job_rm(s, job, o->dry_run, &r) != FLC_OK) {
+            flc_cli_error("store", "%s", flc_store_errstr(s));
+            rc = FLC_EXIT_RUNTIME;
+            break;
+        }
+        removed++;
+        char when[32], t[200];
+        flc_cli_iso_time(when, sizeof when, a.last_ms);
+        cJSON *j = report_json(job, &r, tier);
+        cJSON_AddStringToObject(j, "last_time", when);
+        cJSON_AddItemToArray(arr, j);
+        if (!o->json) {
+            report_text(t, sizeof t, &r, tier);
+            printf("%s job '%s' (last round %u at %s): %s\n",
+                   o->dry_run ? "would remove" : "removed", job, a.last_round, when, t);
+        }
+    }
+    if (rc == FLC_EXIT_OK) {
+        if (o->json)
+            flc_cli_print_json(root, 0);
+        else
+            printf("%s %zu of %zu jobs older than %s%s\n", o->dry_run ? "would remove" : "removed",
+                   removed, jobs.n, cut, undated ? " (undated jobs kept)" : "");
+    }
+    cJSON_Delete(root);
+    flc_strlist_free(&jobs);
+    return rc;
+}
+
 int flc_cmd_store(int argc, char **argv)
 {
     store_opts_t o = {0};
     int rc;
     if (!flc_opt_parse(&store_cmd, argc, argv, &o, sizeof o, &rc))
         return rc;
+    if (o.what == SUB_RM && o.job == NULL)
+        return flc_opt_usage_error(&store_cmd, "rm needs the JOB to remove");
+    if (o.what != SUB_RM && o.job != NULL)
+        return flc_opt_usage_error(&store_cmd, "%s takes no JOB ('%s')", subcommands[o.what],
+                                   o.job);
+    if (o.what == SUB_EXPIRE && o.before == NULL)
+        return flc_opt_usage_error(&store_cmd, "expire needs --before WHEN");
+    if (o.what != SUB_EXPIRE && o.before != NULL)
+        return flc_opt_usage_error(&store_cmd, "--before goes with expire");
+    if (o.dry_run && o.what != SUB_RM && o.what != SUB_EXPIRE)
+        return flc_opt_usage_error(&store_cmd, "--dry-run goes with rm or expire");
+    flc_err_t e = {0};
+    if (o.job != NULL && flc_name_check(o.job, "job", &e) != FLC_OK) {
+        flc_cli_error("store", "%s", flc_err_msg(&e));
+        return FLC_EXIT_USAGE;
+    }
     flc_cli_conn_t c;
     if ((rc = flc_cli_connect(&c, flc_config_program(), NULL)) != FLC_EXIT_OK)
         return rc;
-    rc = stats(&c, o.json);
+    switch (o.what) {
+    case SUB_LS: rc = ls(&c, &o); break;
+    case SUB_RM: rc = rm(&c, &o); break;
+    case SUB_EXPIRE: rc = expire(&c, &o); break;
+    default: rc = stats(&c, o.json); break;
+    }
     flc_cli_disconnect(&c);
     return rc;
 }

@@ -3,6 +3,11 @@
  * lives in a per-user directory (default /tmp/flcache-up-<uid>) holding its
  * socket, log and pid file; `up` is idempotent (an answering server is reused).
  *
+ * History is what the cache is kept for, so the server is persistent unless
+ * told otherwise (--no-persist): an append-only file in DIR/appendonlydir,
+ * fsync'd every second, which a later `up` in the same DIR loads again (after
+ * `down`, a crash or a reboot). `down` keeps it; `down --purge` removes it.
+ *
  * The directory is trusted only when it is private (flc_embed_private_dir:
  * made 0700 by us, or an existing one we own with no group/other access),
  * since whoever can write in it could plant a socket of their own, a
@@ -13,6 +18,7 @@
  * still match and EXE is the redis-server binary flcache runs; it holds a
  * pidfd across the check and the signal, so a pid recycled in between is
  * never signalled. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -33,6 +39,8 @@ typedef struct up_opts {
     const char *dir;
     int port;               /* 0: unix socket only */
     size_t maxmem;          /* 0: no limit */
+    int no_persist;         /* up: no append-only file */
+    int purge;              /* down: remove the append-only file too */
     char default_dir[256];
 } up_opts_t;
 
@@ -46,28 +54,45 @@ static const flc_opt_t up_options[] = {
      .imax = 65535, .def = "unix socket only", .help = "also listen on 127.0.0.1:N"},
     {.name = "maxmemory", .type = FLC_OPT_INT, .meta = "BYTES", FLC_OPT_AT(up_opts_t, maxmem),
      .imin = 0, .imax = LLONG_MAX, .def = "none", .help = "memory limit of the server"},
+    {.name = "no-persist", .type = FLC_OPT_FLAG, FLC_OPT_AT(up_opts_t, no_persist),
+     .help = "keep nothing on disk: the jobs are lost when the server stops"},
     {0},
 };
 
-static const flc_opt_t down_options[] = {DIR_OPTION, {0}};
+static const flc_opt_t down_options[] = {
+    DIR_OPTION,
+    {.name = "purge", .type = FLC_OPT_FLAG, FLC_OPT_AT(up_opts_t, purge),
+     .help = "also delete the server's append-only file: every job it kept"},
+    {0},
+};
 
 static const flc_opt_cmd_t up_cmd = {
     .prog = "flcache up",
-    .synopsis = "[--dir DIR] [--port N] [--maxmemory BYTES]",
+    .synopsis = "[--dir DIR] [--port N] [--maxmemory BYTES] [--no-persist]",
     .about =
-        "Starts a redis-server that outlives the command (persistence off) and prints\n"
-        "the line to export so later commands use it:\n"
+        "Starts a redis-server that outlives the command and prints the line to\n"
+        "export so later commands use it:\n"
         "  eval \"$(flcache up)\"   # sets FLCACHE_REDIS\n"
-        "A server already answering in DIR is reused. `flcache down` stops it and\n"
-        "removes its directory. DIR must be private: up creates it with mode 0700, and\n"
-        "refuses an existing one that is a link, is not yours or that others can use.\n",
+        "The server is persistent: it keeps an append-only file in DIR/appendonlydir\n"
+        "(fsync every second: a crash loses at most about one second of writes; no\n"
+        "RDB snapshots), and `flcache up` with the same DIR after `flcache down`, a\n"
+        "crash or a reboot loads every job again. The default DIR is under /tmp,\n"
+        "which many systems empty at boot: keep history across reboots with --dir on\n"
+        "a persistent disk. --no-persist keeps nothing on disk. (Without FLCACHE_REDIS\n"
+        "each command starts its own throwaway server instead, never persistent.)\n"
+        "A server already answering in DIR is reused. `flcache down` stops it. DIR\n"
+        "must be private: up creates it with mode 0700, and refuses an existing one\n"
+        "that is a link, is not yours or that others can use.\n",
     .opts = up_options,
 };
 
 static const flc_opt_cmd_t down_cmd = {
     .prog = "flcache down",
-    .synopsis = "[--dir DIR]",
-    .about = "Stops the redis-server started by `flcache up` and removes its directory.\n",
+    .synopsis = "[--dir DIR] [--purge]",
+    .about = "Stops the redis-server started by `flcache up` and removes its socket, log\n"
+             "and pid file. Its append-only file (DIR/appendonlydir) stays, so the next\n"
+             "`flcache up --dir DIR` finds every job again; --purge deletes it too.\n"
+             "The directory itself goes once nothing is left in it.\n",
     .opts = down_options,
 };
 
@@ -177,7 +202,12 @@ int flc_cmd_up(int argc, char **argv)
         flc_cli_error("up", "cannot create %s: %s", pidf, strerror(errno));
         return FLC_EXIT_RUNTIME;
     }
-    flc_embed_opts_t o = {.tcp_port = u.port, .maxmemory = u.maxmem, .dir = dir, .detach = 1};
+    /* A persistent server first loads its append-only file (answering
+     * LOADING meanwhile): a big history may take longer than the 5 s a
+     * fresh server gets. */
+    flc_embed_opts_t o = {.tcp_port = u.port, .maxmemory = u.maxmem, .dir = dir, .detach = 1,
+                          .persist = !u.no_persist,
+                          .start_timeout_ms = u.no_persist ? 0 : 600000};
     flc_config_embed_opts(flc_config_program(), &o); /* FLCACHE_REDIS_SERVER */
     flc_embed_t *e = flc_embed_start(&o, &err);
     unsigned long long start = 0;
@@ -196,8 +226,9 @@ int flc_cmd_up(int argc, char **argv)
     printf("export FLCACHE_REDIS=%s\n", flc_embed_url(e));
     if (flc_embed_tcp_url(e))
         fprintf(stderr, "flcache up: also listening at %s\n", flc_embed_tcp_url(e));
-    fprintf(stderr, "flcache up: redis-server pid %d in %s; stop it with `flcache down`\n",
-            (int)flc_embed_pid(e), dir);
+    fprintf(stderr, "flcache up: redis-server pid %d in %s (%s); stop it with `flcache down`\n",
+            (int)flc_embed_pid(e), dir,
+            u.no_persist ? "not persistent" : "persistent: appendonlydir, fsync every second");
     flc_embed_forget(e); /* the server outlives us */
     return FLC_EXIT_OK;
 }
@@ -297,6 +328,39 @@ static int verify_server(const char *pidf, int *pid_out, int *pidfd, flc_err_t *
     return FLC_OK;
 }
 
+/* Deletes DIR/appendonlydir (the server's append-only files: plain files,
+ * no subdirectories) without following a link. Returns how many files went,
+ * or -1 with errno. */
+static int purge_aof(const char *dir)
+{
+    char path[320];
+    snprintf(path, sizeof path, "%s/appendonlydir", dir);
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return -1;
+    }
+    int n = 0, bad = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+            n++;
+        else
+            bad = errno;
+    }
+    closedir(d);
+    if (bad != 0 || rmdir(path) != 0) {
+        errno = bad ? bad : errno;
+        return -1;
+    }
+    return n;
+}
+
 int flc_cmd_down(int argc, char **argv)
 {
     up_opts_t u;
@@ -349,11 +413,27 @@ int flc_cmd_down(int argc, char **argv)
     unlink(path);
     snprintf(path, sizeof path, "%s/redis.log", dir);
     unlink(path);
-    rmdir(dir);
+    snprintf(path, sizeof path, "%s/appendonlydir", dir);
+    int kept = 0;
+    if (u.purge) {
+        int n = purge_aof(dir);
+        if (n < 0) {
+            flc_cli_error("down", "cannot delete %s: %s", path, strerror(errno));
+            return FLC_EXIT_RUNTIME;
+        }
+        if (n > 0)
+            fprintf(stderr, "flcache down: deleted %s (%d files): its jobs are gone\n", path, n);
+    } else {
+        kept = lstat(path, &st) == 0;
+    }
+    rmdir(dir); /* fails, as it should, while the append-only file is kept */
     if (rc == FLC_ENOTFOUND)
         fprintf(stderr, "flcache down: redis-server pid %d had already stopped; removed %s\n",
                 pid, dir);
     else
         fprintf(stderr, "flcache down: stopped redis-server pid %d\n", pid);
+    if (kept)
+        fprintf(stderr, "flcache down: its jobs stay in %s: `flcache up --dir %s` loads them "
+                "again (`flcache down --purge` deletes them)\n", path, dir);
     return FLC_EXIT_OK;
 }
