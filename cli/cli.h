@@ -56,6 +56,18 @@ int flc_cli_duration_ms(const char *v, uint64_t *ms);
  * a week ago), into *ms (Unix ms): 0, or -1 when v is none of these. */
 int flc_cli_when_ms(const char *v, uint64_t now_ms, uint64_t *ms);
 
+/* The help of --ttl (simulate, train), and the end of a run that has one:
+ * every key of the job (cache/store_ops.h flc_store_job_expire) gets the
+ * expiry ttl_ms from now, so the whole job expires together, ttl after its
+ * run ended; prints what was set, or the error (then returns
+ * FLC_EXIT_RUNTIME). */
+#define FLC_CLI_TTL_HELP                                                                  \
+    "expire every key of the job DURATION (90m, 12h, 7d, 2w) after the run ends; keys "  \
+    "the run's own stores write carry it from the start, so an interrupted run leaks "  \
+    "nothing for long (the client functions' keys get it at the end). Cold-tier copies " \
+    "do not expire: `flcache store rm` removes them"
+int flc_cli_job_ttl(const char *cmd, flc_store_t *s, const char *job, uint64_t ttl_ms);
+
 /* "2026-01-31T12:00:00Z" for Unix ms (UTC). */
 void flc_cli_iso_time(char *out, size_t outlen, uint64_t ms);
 

@@ -39,6 +39,7 @@ typedef struct opts {
     int json, quiet, inproc;
     int fault;      /* -1 until --fault is given (it needs --faulty) */
     char job[64];
+    uint64_t ttl_ms; /* --ttl; 0: none */
 } opts_t;
 
 static const char *const strategies[] = {"fedavg",       "fedprox", "fedadam",    "fedyogi",
@@ -58,6 +59,14 @@ static int fault_parse(const char *v)
 {
     int f;
     return flc_client_fault_parse(v, &f) == FLC_OK && f > FLC_FAULT_NONE ? f : -1;
+}
+
+/* --ttl DURATION */
+static int ttl_parse(const char *v, void *dest, const char **need)
+{
+    *need = "a duration like 90m, 12h, 7d or 2w";
+    opts_t *o = dest;
+    return flc_cli_duration_ms(v, &o->ttl_ms) == 0 && o->ttl_ms > 0 ? 0 : -1;
 }
 
 static const flc_opt_t options[] = {
@@ -129,6 +138,8 @@ static const flc_opt_t options[] = {
      .def = "sim-<time>-<pid>",
      .help = "job name in the cache; global models are stored as job NAME/g, round r "
              "(0 = initial)"},
+    {.name = "ttl", .type = FLC_OPT_CUSTOM, .meta = "DURATION", .custom = ttl_parse,
+     .def = "none: kept until `flcache store rm`", .help = FLC_CLI_TTL_HELP},
     {.name = "subset", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(opts_t, c.subset),
      .imin = 0, .imax = 100000000, .def = "all",
      .help = "split only the first N training samples"},
@@ -376,6 +387,7 @@ int flc_cmd_simulate(int argc, char **argv)
     flc_store_opts_t so;
     flc_cold_opts_t cold;
     flc_config_store_opts(cfg, &so, &cold);
+    so.ttl_ms = o.ttl_ms; /* --ttl: what this process writes carries it at once */
     o.c.redis = conn.url;
     o.c.store_opts = &so;
     flc_cli_nodes_t *nodes = NULL;
@@ -433,6 +445,8 @@ int flc_cmd_simulate(int argc, char **argv)
         }
     }
     flc_sim_result_free(&res);
+    if (o.ttl_ms && flc_cli_job_ttl("simulate", conn.store, o.c.job, o.ttl_ms) != FLC_EXIT_OK)
+        rc = rc == FLC_OK ? FLC_EIO : rc;
     flc_pool_free(pool);
     flc_pol_free(policy); /* the run's stores that borrowed it are closed */
     flc_cli_nodes_free(nodes); /* so are the mergers' stores, which borrowed its strings */

@@ -329,6 +329,20 @@ static int stats(flc_cli_conn_t *c, int json)
     return FLC_EXIT_OK;
 }
 
+int flc_cli_job_ttl(const char *cmd, flc_store_t *s, const char *job, uint64_t ttl_ms)
+{
+    flc_store_job_report_t r;
+    if (flc_store_job_expire(s, job, ttl_ms, &r) != FLC_OK) {
+        flc_cli_error(cmd, "%s", flc_store_errstr(s));
+        return FLC_EXIT_RUNTIME;
+    }
+    char when[32];
+    flc_cli_iso_time(when, sizeof when, flc_wall_ms() + ttl_ms);
+    fprintf(stderr, "flcache %s: job %s expires at %s (%llu keys on %u node%s)\n", cmd, job,
+            when, (unsigned long long)r.keys, r.nodes, r.nodes == 1 ? "" : "s");
+    return FLC_EXIT_OK;
+}
+
 /* ---- ls, rm, expire -------------------------------------------------------- */
 
 /* "1234 keys (5.6 MiB) on 3 nodes, 56 cold objects (7.8 MiB)" */

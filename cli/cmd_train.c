@@ -36,6 +36,14 @@ static int comm_parse(const char *v)
     return flc_sgd_comm_parse(v, &c) == FLC_OK ? c : -1;
 }
 
+/* --ttl DURATION */
+static int ttl_parse(const char *v, void *dest, const char **need)
+{
+    *need = "a duration like 90m, 12h, 7d or 2w";
+    flc_train_opts_t *o = dest;
+    return flc_cli_duration_ms(v, &o->ttl_ms) == 0 && o->ttl_ms > 0 ? 0 : -1;
+}
+
 static const flc_opt_t options[] = {
     {.name = "workers", .type = FLC_OPT_INT, .meta = "W", FLC_OPT_AT(flc_train_opts_t, cfg.workers),
      .imin = 1, .imax = 1024, .help = "worker functions"},
@@ -56,6 +64,8 @@ static const flc_opt_t options[] = {
     {.name = "shards", .type = FLC_OPT_INT, .meta = "S",
      FLC_OPT_AT(flc_train_opts_t, cfg.num_shards), .imin = 1, .imax = 65536,
      .def = "W; worker k merges the shards s with s % W == k", .help = "reduce-scatter shards"},
+    {.name = "ttl", .type = FLC_OPT_CUSTOM, .meta = "DURATION", .custom = ttl_parse,
+     .def = "none: kept until `flcache store rm`", .help = FLC_CLI_TTL_HELP},
     {.name = "subset", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(flc_train_opts_t, cfg.subset),
      .imin = 0, .imax = 100000000, .def = "all 60000",
      .help = "train on the first N training samples"},
@@ -225,6 +235,8 @@ int flc_cmd_train(int argc, char **argv)
         rc = flc_train_report(conn.store, &o, &run);
     if (flc_sgd_cleanup(conn.store, o.cfg.job, &e) != FLC_OK)
         flc_cli_error("train", "%s", flc_err_msg(&e));
+    if (o.ttl_ms && flc_cli_job_ttl("train", conn.store, o.cfg.job, o.ttl_ms) != FLC_EXIT_OK)
+        rc = FLC_EXIT_RUNTIME;
     for (int k = 0; run.recs && k < o.cfg.workers; k++)
         flc_inv_rec_clear(&run.recs[k]);
     free(run.recs);
