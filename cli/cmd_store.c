@@ -513,8 +513,7 @@ int flc_cmd_store(int argc, char **argv)
     if (o.what == SUB_RM && o.job == NULL)
         return flc_opt_usage_error(&store_cmd, "rm needs the JOB to remove");
     if (o.what != SUB_RM && o.job != NULL)
-        return flc_opt_usage_error(&store_cmd, "%s takes no JOB ('%s')", subcommands[o.what],
-                                   o.job);
+        return flc_opt_usage_error(&store_cmd, "unexpected argument '%s'", o.job);
     if (o.what == SUB_EXPIRE && o.before == NULL)
         return flc_opt_usage_error(&store_cmd, "expire needs --before WHEN");
     if (o.what != SUB_EXPIRE && o.before != NULL)

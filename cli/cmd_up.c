@@ -381,8 +381,10 @@ int flc_cmd_down(int argc, char **argv)
     }
     char path[320];
     snprintf(path, sizeof path, "%s/redis.pid", dir);
-    int pid, pidfd;
-    rc = verify_server(path, &pid, &pidfd, &err);
+    int pid = 0, pidfd = -1;
+    /* No server to stop, but its history to delete: --purge goes on. */
+    int stopped = u.purge && lstat(path, &st) != 0 && errno == ENOENT;
+    rc = stopped ? FLC_ENOTFOUND : verify_server(path, &pid, &pidfd, &err);
     if (rc != FLC_OK && rc != FLC_ENOTFOUND) {
         if (pidfd >= 0)
             close(pidfd);
@@ -427,7 +429,9 @@ int flc_cmd_down(int argc, char **argv)
         kept = lstat(path, &st) == 0;
     }
     rmdir(dir); /* fails, as it should, while the append-only file is kept */
-    if (rc == FLC_ENOTFOUND)
+    if (stopped)
+        fprintf(stderr, "flcache down: no server was running in %s\n", dir);
+    else if (rc == FLC_ENOTFOUND)
         fprintf(stderr, "flcache down: redis-server pid %d had already stopped; removed %s\n",
                 pid, dir);
     else

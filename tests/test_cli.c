@@ -141,7 +141,9 @@ TEST(up_down)
     flc_store_close(st);
     rc = run(NULL, args);
     CHECK(rc == 1 && strstr(g_out, "no server"), "down with nothing running: exit 1, says so");
-    rmdir(dir);
+    snprintf(args, sizeof args, "down --purge --dir %s/srv", dir);
+    rc = run(NULL, args); /* the append-only file `down` kept (issue 13) */
+    CHECK(rc == 0 && rmdir(dir) == 0, "down --purge deletes the kept history and the directory");
 }
 
 /* Ctrl-C during a long command: the embedded redis-server and its temp

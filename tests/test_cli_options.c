@@ -107,7 +107,7 @@ TEST(usage_errors)
     usage_error("simulate", "--per 3", "unknown option '--per'");  /* no abbreviations */
     usage_error("simulate", "--json=1", "--json takes no value");
     usage_error("store", "stats extra", "unexpected argument 'extra'");
-    usage_error("store", "", "missing SUBCOMMAND (stats)");
+    usage_error("store", "", "missing SUBCOMMAND (stats, ls, rm or expire)");
     usage_error("query", "bogus --job j", "KIND needs history, client, norms, similarity, "
                 "outliers, clusters, personalize, contribution or schedule, not 'bogus'");
     usage_error("query", "history", "missing --job J");

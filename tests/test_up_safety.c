@@ -127,7 +127,7 @@ TEST(private_round_trip)
     /* A second up reuses it. */
     rc = run("up", dir);
     EXPECT(rc == 0 && has("already running"), "a second up reuses the running server");
-    rc = run("down", dir);
+    rc = run("down --purge", dir); /* --purge: the append-only file too (issue 13) */
     EXPECT(rc == 0, "down stops it");
     for (int i = 0; i < 200 && alive(pid); i++)
         flc_sleep_ms(10);
@@ -163,7 +163,7 @@ TEST(stale_after_crash)
     kill(pid, SIGKILL);
     for (int i = 0; i < 200 && alive(pid); i++)
         flc_sleep_ms(10);
-    rc = run("down", dir);
+    rc = run("down --purge", dir);
     EXPECT(rc == 0 && has("already stopped") && access(dir, F_OK) != 0,
            "down after a crash says the server had stopped and removes %s (exit %d)", dir, rc);
 }
