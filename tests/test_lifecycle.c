@@ -27,6 +27,7 @@
 
 #include "base/clock.h"
 #include "cache/store.h"
+#include "cache/store_ops.h"
 #include "cache/store_raw.h"
 #include "tests/harness.h"
 
@@ -288,6 +289,46 @@ TEST(expire_before_removes_old_jobs)
     flc_store_close(s);
 }
 
+/* The S3 backend finds a job's cold copies by listing (ListObjectsV2 with
+ * the encoded prefix): x's two spilled updates go, x.g's stays readable. */
+TEST(rm_reaches_s3_cold_copies)
+{
+    flc_s3rver_t s3;
+    char why[512];
+    if (flc_s3rver_start(&s3, why, sizeof why) != 0)
+        flc_t_skip("%s", why);
+    flc_cold_opts_t co = {.access_key = "S3RVER", .secret_key = "S3RVER", .create_bucket = 1};
+    flc_store_opts_t o = {.cold_url = s3.url, .cold_opts = &co};
+    flc_err_t err;
+    flc_store_t *s = flc_store_open(fx.unix_url, &o, &err);
+    CHECK(s != NULL, "a store with the S3 cold tier at %s (%s)", s3.url, s ? "" : err.msg);
+    flush(s);
+    write_job(s, "x", 1, flc_wall_ms());
+    write_job(s, "x.g", 1, flc_wall_ms());
+    spill(s, "x", 0);
+    spill(s, "x", 1);
+    spill(s, "x.g", 2);
+    flc_store_job_report_t r;
+    int rc = flc_store_job_rm(s, "x", 1, &r);
+    CHECK(rc == FLC_OK && r.cold_objects == 2 && r.cold_bytes > 0,
+          "dry run: 2 cold objects of x listed (%llu, %llu bytes; %s)",
+          (unsigned long long)r.cold_objects, (unsigned long long)r.cold_bytes,
+          flc_store_errstr(s));
+    rc = flc_store_job_rm(s, "x", 0, &r);
+    CHECK(rc == FLC_OK && r.cold_objects == 2 && r.keys > 10,
+          "rm: %llu keys and %llu cold objects removed", (unsigned long long)r.keys,
+          (unsigned long long)r.cold_objects);
+    float v[N];
+    flc_shard_t got;
+    EXPECT(flc_store_get_update(s, "x.g", 1, 0, "c2", &got, v, N) == FLC_OK,
+           "x.g's spilled update still reads back from S3 (%s)", flc_store_errstr(s));
+    rc = flc_store_job_rm(s, "x", 1, &r);
+    EXPECT(rc == FLC_ENOTFOUND && r.cold_objects == 0,
+           "nothing of x is left, in Redis or S3 (%s)", flc_store_errstr(s));
+    flc_store_close(s);
+    flc_s3rver_stop(&s3);
+}
+
 /* PTTL of every key of job: *none keys without an expiry, *over keys above
  * max_ms; returns the keys seen. */
 static int ttls(flc_store_t *s, const char *job, long long max_ms, int *none, int *over)
@@ -396,6 +437,7 @@ TEST(up_no_persist_forgets)
 }
 
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(rm_removes_exactly_the_job),
+                 TEST_ENTRY(rm_reaches_s3_cold_copies),
                  TEST_ENTRY(expire_before_removes_old_jobs),
                  TEST_ENTRY(simulate_ttl_expires_every_key), TEST_ENTRY(up_is_persistent),
                  TEST_ENTRY(up_no_persist_forgets))

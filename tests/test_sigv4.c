@@ -9,7 +9,7 @@
  *     signs the path without URI-encoding its ':', so AWS (and this check)
  *     would refuse it (docs/reliability.md, open);
  *   - the S3 cold tier (cache/cold_s3.c): bucket HEAD/PUT, object PUT, GET,
- *     DELETE, through the library and through `flcache` (FLCACHE_COLD).
+ *     DELETE, the listing by prefix of `store rm`, through the library and through `flcache` (FLCACHE_COLD).
  * With the wrong secret every request is refused and flcache's error says
  * HTTP 403 without ever containing the secret. */
 #include <errno.h>
@@ -188,6 +188,9 @@ TEST(s3_signature)
            "get returns the bytes (rc %d: %s)", rc, flc_cold_errstr(c));
     free(got);
     EXPECT(flc_cold_del(c, key) == FLC_OK, "delete (%s)", flc_cold_errstr(c));
+    uint64_t nobj = 0, nbytes = 0; /* `store rm`'s listing (ListObjectsV2, a query string) */
+    EXPECT(flc_cold_del_prefix(c, "fl:{job@1+x/", 1, &nobj, &nbytes) == FLC_OK,
+           "list by prefix (%s)", flc_cold_errstr(c));
     rc = flc_cold_get(c, key, &got, &gl);
     EXPECT(rc == FLC_ENOTFOUND, "a signed GET of the deleted object is a miss (%d)", rc);
     flc_cold_close(c);
@@ -198,7 +201,7 @@ TEST(s3_signature)
     flc_cold_close(c);
     int ok, fail;
     verdicts(&v, &ok, &fail);
-    EXPECT(ok == 8 && fail == 0, "the verifier accepted all 8 requests (%d ok, %d refused)", ok,
+    EXPECT(ok == 9 && fail == 0, "the verifier accepted all 9 requests (%d ok, %d refused)", ok,
            fail);
 
     o = s3_opts(WRONG);
