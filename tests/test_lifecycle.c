@@ -12,10 +12,11 @@
  * - `flcache up` is persistent: a job simulated into it is there again
  *   (`query history`) after `down` and `up` in the same directory; with
  *   --no-persist it is gone.
+ * - on a Redis Cluster (the testbed, 3 masters), rm and the expiry sweep
+ *   reach the job's keys on every master that holds some, and only them.
  * The store cases share one redis-server (emptied by each case); the up
- * cases run the real binary in their own directories. The Redis Cluster side
- * (SCAN on every master) is not run here: the testbed costs more than these
- * cases together (docs/lifecycle.md says what covers it). */
+ * cases run the real binary in their own directories; the cluster case
+ * brings up its own small testbed (no replicas). */
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -27,6 +28,7 @@
 
 #include "base/clock.h"
 #include "cache/store.h"
+#include "cache/store_cluster.h"
 #include "cache/store_ops.h"
 #include "cache/store_raw.h"
 #include "tests/harness.h"
@@ -329,6 +331,52 @@ TEST(rm_reaches_s3_cold_copies)
     flc_s3rver_stop(&s3);
 }
 
+/* KEYS pattern on a cluster: the store sends it to every master and
+ * concatenates the answers (store_cluster_all.c). */
+static long long keys_all(flc_store_t *s, const char *pattern)
+{
+    redisReply *r;
+    if (flc_store_commandf(s, &r, "KEYS %s", pattern) != FLC_OK)
+        return -1;
+    long long n = (long long)r->elements;
+    freeReplyObject(r);
+    return n;
+}
+
+/* On a Redis Cluster (the testbed, 3 masters): rm finds the job's keys on
+ * every master they sit on, and only them; expire reaches every master too. */
+TEST(rm_on_every_master)
+{
+    char why[160];
+    if (!flc_testbed_usable(why, sizeof why))
+        flc_t_skip("%s", why);
+    flc_testbed_t tb;
+    flc_testbed_up(&tb, 3, 0, "10gbit");
+    if (flc_testbed_join_client(&tb, why, sizeof why) != 0)
+        flc_t_fatal("%s", why);
+    flc_err_t err;
+    flc_store_t *s = flc_store_open(tb.seed, NULL, &err);
+    CHECK(s != NULL && flc_store_is_cluster(s), "a cluster store at the seed (%s)",
+          s ? "" : err.msg);
+    write_job(s, "x", 2, flc_wall_ms());
+    write_job(s, "x.g", 1, flc_wall_ms());
+    long long nx = keys_all(s, "fl:{x/*"), ng = keys_all(s, "fl:{x.g/*");
+    CHECK(nx > 20 && ng > 10, "x has %lld keys, x.g %lld, over the masters", nx, ng);
+    flc_store_job_report_t r;
+    int rc = flc_store_job_expire(s, "x.g", 3600000, &r);
+    EXPECT(rc == FLC_OK && (long long)r.keys == ng && r.nodes >= 2,
+           "expire x.g: all %lld keys got the expiry (%llu, on %u masters)", ng,
+           (unsigned long long)r.keys, r.nodes);
+    rc = flc_store_job_rm(s, "x", 0, &r);
+    EXPECT(rc == FLC_OK && (long long)r.keys == nx && r.nodes >= 2,
+           "rm x: %llu keys on %u masters (KEYS counted %lld) (%s)", (unsigned long long)r.keys,
+           r.nodes, nx, flc_store_errstr(s));
+    EXPECT(keys_all(s, "fl:{x/*") == 0 && keys_all(s, "fl:{x.g/*") == ng,
+           "no key of x is left on any master; x.g keeps its %lld", ng);
+    flc_store_close(s);
+    flc_testbed_down(&tb);
+}
+
 /* PTTL of every key of job: *none keys without an expiry, *over keys above
  * max_ms; returns the keys seen. */
 static int ttls(flc_store_t *s, const char *job, long long max_ms, int *none, int *over)
@@ -437,7 +485,7 @@ TEST(up_no_persist_forgets)
 }
 
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(rm_removes_exactly_the_job),
-                 TEST_ENTRY(rm_reaches_s3_cold_copies),
+                 TEST_ENTRY(rm_reaches_s3_cold_copies), TEST_ENTRY(rm_on_every_master),
                  TEST_ENTRY(expire_before_removes_old_jobs),
                  TEST_ENTRY(simulate_ttl_expires_every_key), TEST_ENTRY(up_is_persistent),
                  TEST_ENTRY(up_no_persist_forgets))
