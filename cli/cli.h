@@ -48,7 +48,7 @@ void flc_cli_print_json(const struct cJSON *j, int pretty);
 const char *flc_cli_job_name(const char *job, const char *prefix, char *buf, size_t len);
 
 /* A duration "<n><unit>", unit ms, s, m, h, d or w ("90s", "12h", "7d"),
- * into *ms: 0, or -1 when v is not one (cmd_store.c). */
+ * into *ms: 0, or -1 when v is not one (cli/cli_time.c). */
 int flc_cli_duration_ms(const char *v, uint64_t *ms);
 
 /* A point in time for --before: an ISO date "2026-01-31" (midnight UTC),

@@ -20,8 +20,9 @@ static const command_t commands[] = {
     {"simulate", flc_cmd_simulate, "federated learning with N simulated clients, K per round, "
                                    "round history in the cache"},
     {"query", flc_cmd_query, "ask about a job's rounds: history, outliers, clusters, ..."},
-    {"store", flc_cmd_store, "inspect the cache: `store stats`"},
-    {"up", flc_cmd_up, "start a long-lived private redis-server and print its URL"},
+    {"store", flc_cmd_store, "the cache and its jobs: `store stats`, `ls`, `rm JOB`, "
+                             "`expire --before WHEN`"},
+    {"up", flc_cmd_up, "start a long-lived, persistent private redis-server; print its URL"},
     {"down", flc_cmd_down, "stop the server started by `flcache up`"},
     {"version", flc_cmd_version, "print versions of flcache and its libraries"},
 };
@@ -44,7 +45,8 @@ static void usage(FILE *f)
             "environment:\n"
             "  FLCACHE_REDIS   the cache: redis://[user:password@]host:port[/db] or\n"
             "                  unix:///path/to/redis.sock. Unset: every command starts a\n"
-            "                  private redis-server on a unix socket and stops it on exit.\n"
+            "                  private redis-server on a unix socket and stops it on exit\n"
+            "                  (throwaway: nothing on disk; `flcache up` keeps one).\n"
             "  FLCACHE_LOG     error|warn|info|debug (default warn)\n"
             "  FLCACHE_CHUNK   chunk size for large values (default 256k)\n"
             "  FLCACHE_MAX_MSG largest accepted message (default 512m)\n"
