@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -53,15 +54,32 @@ static int readable(const char *what, const char *path, flc_err_t *e)
     return FLC_OK;
 }
 
+/* Flags in the session's app data, set by the callbacks below. */
+enum { ASKED_FOR_CERT = 1, GOT_TICKET = 2 };
+
+static void set_flag(SSL *ssl, intptr_t f)
+{
+    SSL_set_app_data(ssl, (void *)((intptr_t)SSL_get_app_data(ssl) | f));
+}
+
 /* Called when the server asks for a client certificate and none was
- * given: marks the session (its app data) so the handshake waits for the
- * server's verdict. */
+ * given: noted, so the handshake waits for the server's verdict. */
 static int asked_for_cert(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
 {
     (void)x509;
     (void)pkey;
-    SSL_set_app_data(ssl, (void *)1);
+    set_flag(ssl, ASKED_FOR_CERT);
     return 0; /* none: the server decides whether it can do without */
+}
+
+/* Called for a TLS 1.3 session ticket: the server sends them once it has
+ * accepted the client's side of the handshake, certificate included, so a
+ * ticket is the verdict "accepted". The session is not kept. */
+static int got_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+    (void)sess;
+    set_flag(ssl, GOT_TICKET);
+    return 0;
 }
 
 static SSL_CTX *make_ctx(const flc_url_t *u, flc_err_t *e)
@@ -98,6 +116,8 @@ static SSL_CTX *make_ctx(const flc_url_t *u, flc_err_t *e)
     }
     if (rc == FLC_OK && !u->cert[0])
         SSL_CTX_set_client_cert_cb(ctx, asked_for_cert);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, got_ticket);
     if (rc != FLC_OK) {
         SSL_CTX_free(ctx);
         return NULL;
@@ -149,11 +169,12 @@ static int wait_for(int fd, int ev, long long deadline)
     return n > 0 || (n < 0 && errno == EINTR);
 }
 
-/* The handshake on the non-blocking socket fd, until deadline. Then, if the
- * server asked for a client certificate and there is none, a short wait for
- * its verdict: with TLS 1.3 a server that requires one says so only after
- * the client's side of the handshake is done, and the reason ("certificate
- * required") is worth more than hiredis' "Server closed the connection". */
+/* The handshake on the non-blocking socket fd, until deadline. Then, in
+ * TLS 1.3 when the server asked for a client certificate (or was given
+ * one), a short wait for its verdict: it says "certificate required" or
+ * "unknown ca" only after the client's side of the handshake is done, and
+ * that reason is worth more than hiredis' "Server closed the connection" at
+ * the first command. A session ticket is the server's yes (got_ticket). */
 static int handshake(SSL *ssl, int fd, long long deadline, const char *where, const char *name,
                      const flc_url_t *u, flc_err_t *e)
 {
@@ -168,11 +189,12 @@ static int handshake(SSL *ssl, int fd, long long deadline, const char *where, co
         if (ev == 0)
             return handshake_error(ssl, r, sys, where, name, u, e);
         if (!wait_for(fd, ev, deadline))
-            return flc_err_set(e, FLC_ETIMEOUT, "TLS handshake with %s: no answer in time "
-                                                 "(not a TLS port?)",
+            return flc_err_set(e, FLC_ETIMEOUT,
+                               "TLS handshake with %s: no answer in time (not a TLS port?)",
                                where);
     }
-    if (SSL_get_app_data(ssl) == NULL)
+    intptr_t f = (intptr_t)SSL_get_app_data(ssl);
+    if (SSL_version(ssl) != TLS1_3_VERSION || (!(f & ASKED_FOR_CERT) && !u->cert[0]))
         return FLC_OK;
     long long until = now_ms() + 200;
     if (until > deadline)
@@ -182,13 +204,16 @@ static int handshake(SSL *ssl, int fd, long long deadline, const char *where, co
         ERR_clear_error();
         int r = SSL_peek(ssl, &b, 1);
         int se = r > 0 ? SSL_ERROR_NONE : SSL_get_error(ssl, r);
-        if (r > 0 || se == SSL_ERROR_WANT_WRITE || (se == SSL_ERROR_WANT_READ && !wait_for(fd, POLLIN, until)))
-            return FLC_OK; /* no verdict: the certificate was optional */
+        if (r > 0 || ((intptr_t)SSL_get_app_data(ssl) & GOT_TICKET) ||
+            se == SSL_ERROR_WANT_WRITE ||
+            (se == SSL_ERROR_WANT_READ && !wait_for(fd, POLLIN, until)))
+            return FLC_OK; /* accepted, or no verdict in time: go on */
         if (se != SSL_ERROR_WANT_READ)
-            return flc_err_set(e, FLC_EAUTH,
-                               "TLS to %s: the server wants a client certificate (give cert= "
-                               "and key= in the URL): %s",
-                               where, ssl_reason("closed"));
+            return flc_err_set(e, FLC_EAUTH, "TLS to %s: the server refused %s: %s", where,
+                               u->cert[0] ? "the client certificate"
+                                          : "to go on without a client certificate (give "
+                                            "cert= and key= in the URL)",
+                               ssl_reason("connection closed"));
     }
 }
 

@@ -4,7 +4,8 @@
  * store over it: a multi-chunk value bit-exact; a wrong CA and a wrong
  * name refused before anything is sent; plaintext to the TLS port and TLS
  * to a plaintext port failing fast with a sentence; a server that wants a
- * client certificate; a connection the server drops; proxy threads that end
+ * client certificate (none, a stranger's, the right one; optional); a
+ * connection the server drops; proxy threads that end
  * with their connections; a 3-master Redis Cluster over TLS whose redirects
  * and map go to TLS endpoints. No message may show the password. */
 #include <dirent.h>
@@ -126,8 +127,11 @@ static void setup(void)
              "-out srv.pem -days 2 -extfile san.cnf && "
              "openssl req %s -keyout cli.key -out cli.csr -subj /CN=flc-client && "
              "openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-             "-out cli.pem -days 2) 2>&1",
-             g_dir, ec, ec, ec, ec);
+             "-out cli.pem -days 2 && "
+             "openssl req %s -keyout cli2.key -out cli2.csr -subj /CN=flc-stranger && "
+             "openssl x509 -req -in cli2.csr -CA ca2.pem -CAkey ca2.key -CAcreateserial "
+             "-out cli2.pem -days 2) 2>&1",
+             g_dir, ec, ec, ec, ec, ec);
     if (flc_t_run(cmd, out, sizeof out) != 0)
         flc_t_fatal("openssl could not make the test certificates: %s", out);
     g_port = free_port(0);
@@ -295,13 +299,31 @@ TEST(client_certificate)
     snprintf(where, sizeof where, "localhost:%d", port);
     refused("a server that requires a client certificate, given none",
             url_of("localhost", port, "ca.pem", NULL), NULL, FLC_EAUTH, "client certificate",
-            where, (char *)NULL);
+            where, "certificate required", (char *)NULL);
     char more[256];
-    snprintf(more, sizeof more, "&cert=%s/cli.pem&key=%s/cli.key", g_dir, g_dir);
+    snprintf(more, sizeof more, "&cert=%s/cli2.pem&key=%s/cli2.key", g_dir, g_dir);
+    refused("a client certificate from a CA the server does not trust",
+            url_of("localhost", port, "ca.pem", more), NULL, FLC_EAUTH,
+            "refused the client certificate", where, (char *)NULL);
     flc_err_t e = {0};
+    snprintf(more, sizeof more, "&cert=%s/cli.pem&key=%s/cli.key", g_dir, g_dir);
+    uint64_t t0 = flc_now_ns();
     flc_store_t *st = flc_store_open(url_of("localhost", port, "ca.pem", more), NULL, &e);
+    double ms = (double)(flc_now_ns() - t0) / 1e6;
     EXPECT(st != NULL && flc_store_ping(st) == 0, "with cert= and key=: PING (%s)",
            st ? "ok" : e.msg);
+    EXPECT(ms < 150, "accepted without waiting out the verdict window (%.1f ms)", ms);
+    flc_store_close(st);
+    stop_server(srv);
+    /* tls-auth-clients optional: asked, not required, no certificate. */
+    port = free_port(0);
+    srv = start_tls_server(port, "opt", "--tls-auth-clients optional");
+    t0 = flc_now_ns();
+    st = flc_store_open(url_of("localhost", port, "ca.pem", NULL), NULL, &e);
+    ms = (double)(flc_now_ns() - t0) / 1e6;
+    EXPECT(st != NULL && flc_store_ping(st) == 0,
+           "tls-auth-clients optional, no certificate: PING (%s)", st ? "ok" : e.msg);
+    EXPECT(ms < 150, "the server's session ticket ends the wait for its verdict (%.1f ms)", ms);
     flc_store_close(st);
     stop_server(srv);
 }
