@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -283,6 +284,12 @@ int flc_tls_connect(const flc_url_t *u, const char *host, int port, unsigned tim
             rc = flc_err_set(e, FLC_ENOMEM, "%s: cannot allocate a connection", where);
             if (c == NULL)
                 close(sv[0]);
+        } else {
+            /* The address it stands for, as a TCP context has it: the
+             * cluster client names nodes by c->tcp (redisFree frees it). */
+            c->connection_type = REDIS_CONN_TCP;
+            c->tcp.host = strdup(host);
+            c->tcp.port = port;
         }
     }
     if (rc == FLC_OK)

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 
 enum { BUF = 128 * 1024 };
@@ -210,7 +211,9 @@ done: /* with the lock held for reading */
         SSL_shutdown(p->ssl); /* close_notify, once, without waiting for the answer */
     }
     SSL_free(p->ssl);
-    ERR_clear_error();
+    /* This thread's OpenSSL state (its error queue) now, not in a
+     * thread-exit destructor that may run after the process's cleanup. */
+    OPENSSL_thread_stop();
     pthread_rwlock_unlock(&g_ssl_lock);
     pthread_mutex_lock(&g_mu);
     if (p->prev)
