@@ -482,6 +482,31 @@ TEST(cluster_over_tls)
     }
     EXPECT(holding >= 2, "the keys are on %d of the 3 nodes (reached by their TLS ports)",
            holding);
+    /* A node dies: the writes to its slots fail naming it by address (a
+     * TLS context carries its host like a TCP one), the others go on. */
+    stop_server(pid[2]);
+    pid[2] = -1;
+    char dead[32], msg[256] = "";
+    snprintf(dead, sizeof dead, "127.0.0.1:%d", port[2]);
+    int failed = 0;
+    uint64_t t0 = flc_now_ns();
+    for (unsigned s = 0; s < 6; s++) {
+        flc_shard_t sh = {.round = 2, .shard = s, .num_shards = 6, .offset = s * 5000ull,
+                          .count = 5000, .model_size = 30000, .values = v, .weight = 1};
+        snprintf(sh.job, sizeof sh.job, "tlsc");
+        snprintf(sh.client, sizeof sh.client, "c%u", s);
+        if (flc_store_put_update(st, &sh) != 0) {
+            snprintf(msg, sizeof msg, "%s", flc_store_errstr(st));
+            if (++failed == 2)
+                break; /* the second one waited out the cluster's deadline */
+        }
+    }
+    double secs = (double)(flc_now_ns() - t0) / 1e9;
+    printf("    # %d puts failed in %.2f s; last: %s\n", failed, secs, msg);
+    EXPECT(failed == 2, "with node 3 (%s) dead, the puts to its slots fail", dead);
+    EXPECT(strstr(msg, dead) != NULL && strstr(msg, "(null)") == NULL,
+           "the reconnect's failure names the dead node %s", dead);
+    no_password(msg, "dead node");
     flc_store_close(st);
     /* With the wrong CA, no node is reached. */
     refused("the cluster with a wrong CA", url_of("127.0.0.1", port[1], "ca2.pem", "&cluster=yes"),
