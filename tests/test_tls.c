@@ -192,6 +192,18 @@ TEST(round_trip_multi_chunk)
     EXPECT(got.weight == 2.5 && got.num_samples == 25, "header fields survive");
     flc_shard_release(&got);
     free(v);
+    /* Blocking waits: the socket timeout works through the socketpair. */
+    char el[64] = "";
+    CHECK(flc_store_notify(st, "tls", 1, 0, "done", "m7", 1) == 0, "notify over TLS");
+    EXPECT(flc_store_wait(st, "tls", 1, 0, "done", 1000, el, sizeof el) == 0 &&
+               strcmp(el, "m7") == 0,
+           "wait over TLS pops what notify pushed ('%s')", el);
+    uint64_t t0 = flc_now_ns();
+    rc = flc_store_wait(st, "tls", 1, 0, "done", 300, el, sizeof el);
+    double ms = (double)(flc_now_ns() - t0) / 1e6;
+    EXPECT(rc == FLC_ETIMEOUT && ms >= 250 && ms < 2000,
+           "an empty wait of 300 ms times out over TLS (rc %d after %.0f ms)", rc, ms);
+    EXPECT(flc_store_ping(st) == 0, "the connection still answers after the timed-out wait");
     flc_store_close(st);
     st = flc_store_open(url_of("127.0.0.1", g_port, "ca.pem", NULL), NULL, &e);
     EXPECT(st != NULL && flc_store_ping(st) == 0,
