@@ -191,7 +191,7 @@ typedef struct gram_job {
 } gram_job_t;
 
 /* Where to connect for a tracker entry: the tracker names nodes without
- * credentials, so the caller's (user, password, db) go with it; the
+ * credentials, so the caller's (user, password, db, TLS settings) go with it; the
  * caller's own server is reached by the caller's URL as it is. */
 static int node_url(const char *caller, const flc_url_t *caller_ep, const char *node,
                     flc_url_t *node_ep, char *out, size_t outlen)
@@ -202,9 +202,7 @@ static int node_url(const char *caller, const flc_url_t *caller_ep, const char *
     if (flc_url_same_endpoint(caller_ep, node_ep))
         return snprintf(out, outlen, "%s", caller) < (int)outlen ? FLC_OK : FLC_EINVAL;
     flc_url_t u = *node_ep;
-    memcpy(u.user, caller_ep->user, sizeof u.user);
-    memcpy(u.password, caller_ep->password, sizeof u.password);
-    u.db = caller_ep->db;
+    flc_url_copy_security(&u, caller_ep); /* credentials, db, and TLS with its CA */
     return flc_url_format(&u, out, outlen);
 }
 

@@ -7,7 +7,8 @@
  * the seed URL never named, so the credentials have to travel with the
  * table, and go out on every new connection (spec: redirect targets too).
  * The node a placed function runs next to (opts.local_node) is reached over
- * its unix socket, seed included; every other node over TCP. */
+ * its unix socket, seed included; every other node over TCP, or TLS when
+ * the seed is rediss:// (cache/tls.h), with the seed's TLS settings. */
 #include "cache/cluster_conn.h"
 
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <sys/time.h>
 
 #include "base/clock.h"
+#include "cache/tls.h"
 
 typedef struct node_conn {
     redisContext *c;
@@ -169,8 +171,19 @@ static int connect_to(flc_cluster_conn_t *cc, const char *host, int port, const 
                       const char *name, redisContext **out, flc_err_t *e)
 {
     struct timeval ct = tv_ms(cc->opts.connect_timeout_ms);
-    redisContext *c =
-        path ? redisConnectUnixWithTimeout(path, ct) : redisConnectWithTimeout(host, port, ct);
+    redisContext *c = NULL;
+    if (cc->seed.tls && path == NULL) {
+        /* rediss:// seed: every node over TLS with the seed's CA, client
+         * certificate and sni= (redirect targets and the map's nodes
+         * included); the certificate must name the node's address as the
+         * map gives it, unless sni= names them all. */
+        flc_err_t te = {0};
+        int rc = flc_tls_connect(&cc->seed, host, port, cc->opts.connect_timeout_ms, &c, &te);
+        if (rc != FLC_OK)
+            return flc_err_set(e, rc, "cannot connect to %s: %s", name, te.msg);
+    } else {
+        c = path ? redisConnectUnixWithTimeout(path, ct) : redisConnectWithTimeout(host, port, ct);
+    }
     if (c == NULL)
         return flc_err_set(e, FLC_ENOMEM, "%s: cannot allocate a connection", name);
     if (c->err) {

@@ -6,6 +6,7 @@
 #include "cache/store_internal.h"
 
 #include "cache/cluster_conn.h"
+#include "cache/tls.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -72,6 +73,23 @@ static const char *local_socket_for_url(const flc_store_t *s)
     return port == s->url.port && strcmp(host, s->url.host) == 0 ? o->local_sock : NULL;
 }
 
+/* The connection closed before the first reply: on a plaintext TCP URL,
+ * most likely a TLS-only port (redis-server drops what is not a TLS
+ * handshake), which the message says rather than leave a bare "Server
+ * closed the connection". */
+static int first_reply_lost(flc_store_t *s, const char *what)
+{
+    int eof = s->c && (s->c->err == REDIS_ERR_EOF ||
+                       (s->c->err == REDIS_ERR_IO && errno == ECONNRESET));
+    int rc = flc_store_io_error(s, what);
+    if (eof && !s->url.tls && s->url.kind == FLC_URL_TCP && local_socket_for_url(s) == NULL) {
+        size_t n = strlen(s->err.msg);
+        snprintf(s->err.msg + n, sizeof s->err.msg - n,
+                 " (a TLS-only server closes plaintext connections: rediss://?)");
+    }
+    return rc;
+}
+
 /* Connects to the URL's server (one server). With is_cluster, also asks
  * whether it is a cluster node, in the same round trip as the AUTH. A URL
  * that names the node this process runs next to goes over its unix socket,
@@ -80,9 +98,20 @@ static int connect_now(flc_store_t *s, int *is_cluster)
 {
     struct timeval ct = tv_ms(s->opts.connect_timeout_ms);
     const char *local = local_socket_for_url(s);
-    redisContext *c = s->url.kind == FLC_URL_UNIX ? redisConnectUnixWithTimeout(s->url.path, ct)
-                      : local ? redisConnectUnixWithTimeout(local, ct)
-                              : redisConnectWithTimeout(s->url.host, s->url.port, ct);
+    redisContext *c = NULL;
+    if (s->url.tls && local == NULL) {
+        /* rediss:// (cache/tls.h): the co-located node's unix socket above
+         * needs no TLS, it never leaves this machine. */
+        flc_err_t te = {0};
+        int rc = flc_tls_connect(&s->url, s->url.host, s->url.port, s->opts.connect_timeout_ms,
+                                 &c, &te);
+        if (rc != FLC_OK)
+            return flc_err_set(&s->err, rc, "cannot connect to %s: %s", s->url_text, te.msg);
+    } else {
+        c = s->url.kind == FLC_URL_UNIX ? redisConnectUnixWithTimeout(s->url.path, ct)
+            : local                     ? redisConnectUnixWithTimeout(local, ct)
+                                        : redisConnectWithTimeout(s->url.host, s->url.port, ct);
+    }
     if (c == NULL)
         return flc_err_set(&s->err, FLC_ENOMEM, "%s: cannot allocate a connection",
                            s->url_text);
@@ -109,7 +138,7 @@ static int connect_now(flc_store_t *s, int *is_cluster)
         redisAppendCommand(c, "INFO cluster");
     if (s->url.password[0]) {
         if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL)
-            return flc_store_io_error(s, "AUTH");
+            return first_reply_lost(s, "AUTH");
         if (r->type == REDIS_REPLY_ERROR) {
             int rc = flc_store_reply_error(s, r, "AUTH");
             s->err.code = rc = FLC_EAUTH;
@@ -122,7 +151,8 @@ static int connect_now(flc_store_t *s, int *is_cluster)
     }
     if (is_cluster) {
         if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL)
-            return flc_store_io_error(s, "INFO cluster");
+            return s->url.password[0] ? flc_store_io_error(s, "INFO cluster")
+                                      : first_reply_lost(s, "INFO cluster");
         /* A server that refuses INFO (an ACL) is taken for a single one. */
         *is_cluster = r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_enabled:1");
         freeReplyObject(r);

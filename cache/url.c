@@ -101,6 +101,43 @@ static long small_number(const char *s, long max)
     return (*end != '\0' || v < 0 || v > max || (*s < '0' || *s > '9')) ? -1 : v;
 }
 
+/* The TLS query options (url.h) into u: only on rediss://, and never one
+ * that turns verification off, so a URL cannot quietly ask for less
+ * security than it appears to. */
+static int tls_options(const char *query, int is_tls, const char *text, flc_url_t *u,
+                       const char **too_long, flc_err_t *err)
+{
+    static const char *const refused[] = {"insecure", "verify", "tls_verify", "skip_verify",
+                                          "ssl_cert_reqs"};
+    char tmp[256];
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (query_value(query, refused[i], tmp, sizeof tmp) != 0)
+            return flc_err_set(err, FLC_EINVAL,
+                               "cache URL '%s': %s= is not offered: certificates are always "
+                               "verified (give the CA with cacert=, the name with sni=)",
+                               text, refused[i]);
+    struct {
+        const char *key;
+        char *out;
+    } opt[] = {{"cacert", u->cacert}, {"cert", u->cert}, {"key", u->key}, {"sni", u->sni}};
+    for (size_t i = 0; i < 4; i++) {
+        int got = query_value(query, opt[i].key, opt[i].out, sizeof u->cacert);
+        if (got == TOO_LONG)
+            *too_long = opt[i].key;
+        else if (got == 1 && !is_tls)
+            return flc_err_set(err, FLC_EINVAL,
+                               "cache URL '%s': %s= is a TLS option: use rediss://", text,
+                               opt[i].key);
+        else if (got == 1 && opt[i].out[0] == '\0')
+            return flc_err_set(err, FLC_EINVAL, "cache URL '%s': %s= is empty", text,
+                               opt[i].key);
+    }
+    if (u->key[0] && !u->cert[0])
+        return flc_err_set(err, FLC_EINVAL, "cache URL '%s': key= without cert=", text);
+    u->tls = is_tls;
+    return FLC_OK;
+}
+
 int flc_url_parse(const char *full, flc_url_t *u, flc_err_t *err)
 {
     memset(u, 0, sizeof *u);
@@ -117,9 +154,11 @@ int flc_url_parse(const char *full, flc_url_t *u, flc_err_t *err)
         return flc_err_set(err, FLC_EINVAL, "cache URL '%s' is too long (%zu bytes, limit %d)",
                            text, strlen(full), URL_MAX);
     int is_unix = strncmp(full, "unix://", 7) == 0;
-    if (!is_unix && strncmp(full, "redis://", 8) != 0)
+    int is_tls = strncmp(full, "rediss://", 9) == 0;
+    if (!is_unix && !is_tls && strncmp(full, "redis://", 8) != 0)
         return flc_err_set(err, FLC_EINVAL,
-                           "cache URL '%s' must start with redis:// or unix://", text);
+                           "cache URL '%s' must start with redis://, rediss:// or unix://",
+                           text);
     /* A socket URL has no host: "unix:///p" or "unix://:pw@/p". Like file://
      * URLs, read the empty host as localhost so the generic parser accepts it
      * and the whole path stays the path. */
@@ -153,7 +192,7 @@ int flc_url_parse(const char *full, flc_url_t *u, flc_err_t *err)
         return flc_err_set(err, FLC_EINVAL, "cache URL '%s' is malformed: %s", text,
                            curl_url_strerror(rc));
     }
-    char tmp[256], query[512];
+    char tmp[256], query[URL_MAX + 24];
     /* Every part must fit its field: which one did not, by name. */
     const char *too_long = NULL;
     if (get_part(h, CURLUPART_USER, u->user, sizeof u->user) == TOO_LONG)
@@ -172,6 +211,8 @@ int flc_url_parse(const char *full, flc_url_t *u, flc_err_t *err)
     else if (tmp[0])
         ret = flc_err_set(err, FLC_EINVAL, "cache URL '%s': cluster=%s (expected yes or no)",
                           text, tmp);
+    if (ret == FLC_OK)
+        ret = tls_options(query, is_tls, text, u, &too_long, err);
     if (is_unix) {
         u->kind = FLC_URL_UNIX;
         if (get_part(h, CURLUPART_PATH, u->path, sizeof u->path) == TOO_LONG)
@@ -232,9 +273,23 @@ void flc_url_redacted(const flc_url_t *u, char *out, size_t outlen)
     if (u->kind == FLC_URL_UNIX)
         snprintf(out, outlen, "unix://%s%s%s", u->user, u->password[0] ? auth : "", u->path);
     else if (strchr(u->host, ':'))
-        snprintf(out, outlen, "redis://%s%s[%s]:%d", u->user, auth, u->host, u->port);
+        snprintf(out, outlen, "%s://%s%s[%s]:%d", u->tls ? "rediss" : "redis", u->user, auth,
+                 u->host, u->port);
     else
-        snprintf(out, outlen, "redis://%s%s%s:%d", u->user, auth, u->host, u->port);
+        snprintf(out, outlen, "%s://%s%s%s:%d", u->tls ? "rediss" : "redis", u->user, auth,
+                 u->host, u->port);
+}
+
+void flc_url_copy_security(flc_url_t *dst, const flc_url_t *src)
+{
+    memcpy(dst->user, src->user, sizeof dst->user);
+    memcpy(dst->password, src->password, sizeof dst->password);
+    dst->db = src->db;
+    dst->tls = src->tls;
+    memcpy(dst->cacert, src->cacert, sizeof dst->cacert);
+    memcpy(dst->cert, src->cert, sizeof dst->cert);
+    memcpy(dst->key, src->key, sizeof dst->key);
+    memcpy(dst->sni, src->sni, sizeof dst->sni);
 }
 
 /* A socket path as it goes in a URL: every byte but the unreserved ones and
@@ -262,6 +317,27 @@ static int path_escape(const char *p, char *out, size_t cap)
     return FLC_OK;
 }
 
+/* The query of a TCP URL: cl (cluster=...) and the TLS options, each
+ * value escaped as a path so flc_url_parse reads back the same. */
+static int tls_query(const flc_url_t *u, const char *cl, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", cl);
+    const char *keys[] = {"cacert", "cert", "key", "sni"};
+    const char *vals[] = {u->cacert, u->cert, u->key, u->sni};
+    for (size_t i = 0; i < 4 && u->tls; i++) {
+        char esc[sizeof u->cacert * 3];
+        if (vals[i][0] == '\0')
+            continue;
+        if (path_escape(vals[i], esc, sizeof esc) != FLC_OK)
+            return FLC_EINVAL;
+        size_t o = strlen(out);
+        int n = snprintf(out + o, cap - o, "%s%s=%s", o ? "&" : "", keys[i], esc);
+        if (n < 0 || (size_t)n >= cap - o)
+            return FLC_EINVAL;
+    }
+    return FLC_OK;
+}
+
 int flc_url_format(const flc_url_t *u, char *out, size_t outlen)
 {
     /* libcurl percent-encodes the user and password, path_escape the
@@ -272,7 +348,7 @@ int flc_url_format(const flc_url_t *u, char *out, size_t outlen)
     const char *cl = u->cluster == FLC_URL_CLUSTER_YES  ? "cluster=yes"
                      : u->cluster == FLC_URL_CLUSTER_NO ? "cluster=no"
                                                         : "";
-    char path[sizeof u->path * 3];
+    char path[sizeof u->path * 3], query[URL_MAX + 24];
     if (user != NULL && pass != NULL && path_escape(u->path, path, sizeof path) == FLC_OK) {
         /* Room for both fully percent-encoded (3 bytes each): a cut
          * userinfo lost its '@' and did not parse back (fuzz/fuzz_url). */
@@ -282,12 +358,14 @@ int flc_url_format(const flc_url_t *u, char *out, size_t outlen)
         if (u->kind == FLC_URL_UNIX)
             n = snprintf(out, outlen, "unix://%s%s?db=%d%s%s", auth, path, u->db,
                          cl[0] ? "&" : "", cl);
+        else if (tls_query(u, cl, query, sizeof query) != FLC_OK)
+            n = -1;
         else if (strchr(u->host, ':'))
-            n = snprintf(out, outlen, "redis://%s[%s]:%d/%d%s%s", auth, u->host, u->port, u->db,
-                         cl[0] ? "?" : "", cl);
+            n = snprintf(out, outlen, "%s://%s[%s]:%d/%d%s%s", u->tls ? "rediss" : "redis", auth,
+                         u->host, u->port, u->db, query[0] ? "?" : "", query);
         else
-            n = snprintf(out, outlen, "redis://%s%s:%d/%d%s%s", auth, u->host, u->port, u->db,
-                         cl[0] ? "?" : "", cl);
+            n = snprintf(out, outlen, "%s://%s%s:%d/%d%s%s", u->tls ? "rediss" : "redis", auth,
+                         u->host, u->port, u->db, query[0] ? "?" : "", query);
     }
     curl_free(user);
     curl_free(pass);

@@ -27,8 +27,10 @@ static void round_trip(const char *text)
         abort(); /* what format writes, parse must read */
     if (u.kind != v.kind || u.port != v.port || u.db != v.db || u.cluster != v.cluster ||
         strcmp(u.host, v.host) != 0 || strcmp(u.path, v.path) != 0 ||
-        strcmp(u.user, v.user) != 0 || strcmp(u.password, v.password) != 0)
-        abort();
+        strcmp(u.user, v.user) != 0 || strcmp(u.password, v.password) != 0 || u.tls != v.tls ||
+        strcmp(u.cacert, v.cacert) != 0 || strcmp(u.cert, v.cert) != 0 ||
+        strcmp(u.key, v.key) != 0 || strcmp(u.sni, v.sni) != 0)
+        abort(); /* TLS settings too: a lost cacert= would trust the system's CAs */
 }
 
 static void no_secret(const char *text)
@@ -61,6 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(with, cap, "redis://u:" SECRET "@%s", text);
         no_secret(with);
         snprintf(with, cap, "unix://u:" SECRET "@%s", text);
+        no_secret(with);
+        snprintf(with, cap, "rediss://u:" SECRET "@%s", text);
         no_secret(with);
         snprintf(with, cap, "%s%cpassword=" SECRET, text, strchr(text, '?') ? '&' : '?');
         no_secret(with);

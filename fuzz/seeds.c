@@ -205,6 +205,11 @@ int main(int argc, char **argv)
     text("fuzz_url", "ipv6", "redis://:pw@[::1]:7000");
     text("fuzz_url", "unix", "unix:///tmp/flcache-up-0/redis.sock?db=3&user=u&password=p");
     text("fuzz_url", "unix_auth", "unix://u:p@/run/redis/redis.sock?cluster=no");
+    text("fuzz_url", "tls", "rediss://:pw@cache.example.org:6380/0?cacert=/etc/flc/ca.pem");
+    text("fuzz_url", "tls_full",
+         "rediss://flc:s%40t@10.0.0.7:6379/1?cluster=yes&cacert=/tmp/ca%20dir/ca.pem"
+         "&cert=/tmp/c.pem&key=/tmp/k.pem&sni=node-1.cache.example.org");
+    text("fuzz_url", "tls_v6", "rediss://[::1]:7001?sni=localhost");
     text("fuzz_event", "client",
          "{\"role\":\"client\",\"job\":\"demo\",\"round\":3,\"client\":\"c7\","
          "\"indices\":[1,2,3],\"model\":\"softmax\",\"lr\":0.05,\"fault\":\"noise\"}");

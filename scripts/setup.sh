@@ -16,7 +16,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 
 PACKAGES="build-essential cmake pkg-config
   libhiredis-dev libcurl4-openssl-dev libcjson-dev libopenblas-dev libuv1-dev
-  libprotobuf-c-dev protobuf-c-compiler zlib1g-dev
+  libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libssl-dev
   redis-server redis-tools dataset-fashion-mnist iproute2
   python3-botocore clang libclang-rt-14-dev"
 
