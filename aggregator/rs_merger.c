@@ -9,6 +9,7 @@
 
 #include "aggregator/query.h"
 #include "aggregator/rs_internal.h"
+#include "aggregator/rs_recover.h"
 #include "aggregator/tracker.h"
 #include "base/clock.h"
 #include "base/log.h"
@@ -348,6 +349,9 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
 
     unsigned deadline = cfg->deadline_ms ? cfg->deadline_ms : 60000;
     uint64_t waited = 0;
+    flc_rs_recover_t recover = {0};
+    flc_strlist_t none;
+    flc_rs_recover(s, cfg, m.seen, &recover, &none); /* records the store's count */
     while (rc == FLC_OK && m.arrived < cfg->n_expected) {
         double spent = (double)(flc_now_ns() - t0) / 1e6;
         if (spent >= deadline)
@@ -357,6 +361,15 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
         int wr = flc_store_wait(s, cfg->job, cfg->round, cfg->shard, "arrivals",
                                 deadline - (unsigned)spent, client, sizeof client);
         waited += flc_now_ns() - w0;
+        /* After a failover: updates whose arrival was lost (rs_recover.c). */
+        flc_strlist_t found;
+        if (flc_rs_recover(s, cfg, m.seen, &recover, &found) == FLC_OK)
+            for (size_t i = 0; rc == FLC_OK && i < found.n; i++)
+                if ((rc = arrival(&m, found.items[i])) != FLC_OK)
+                    *e = m.oom.code ? m.oom : *flc_store_error(s);
+        flc_strlist_free(&found);
+        if (rc != FLC_OK)
+            break;
         if (wr == FLC_ETIMEOUT)
             break;
         if (wr != FLC_OK) {

@@ -83,6 +83,7 @@ static void queue_clear(flc_store_cluster_t *cl)
             freeReplyObject(cl->q[i].stash);
     }
     cl->head = cl->n = 0;
+    cl->batch++;
     free(cl->multi);
     cl->multi = NULL;
     cl->in_tx = 0;
@@ -96,6 +97,8 @@ void flc_store_cl_free(flc_store_t *s)
     queue_clear(cl);
     free(cl->q);
     free(cl->named);
+    free(cl->probed);
+    free(cl->written);
     flc_cluster_conn_free(cl->cc);
     flc_cluster_map_free(&cl->map);
     free(cl);
@@ -119,6 +122,7 @@ void flc_store_cl_drop(flc_store_t *s)
         close_node(cl, cl->cur);
     queue_clear(cl);
     cl->map.refresh_pending = 1;
+    cl->lost++; /* a node connection lost: flc_store_failovers */
     s->c = NULL;
 }
 
@@ -202,7 +206,12 @@ int flc_store_cl_idempotent(const char *cmd, size_t len)
         "GET",    "GETRANGE", "HGET",   "HGETALL", "HKEYS",  "HVALS",  "HLEN",   "EXISTS",
         "SMEMBERS", "ZRANGE", "ZCARD",  "LRANGE",  "DBSIZE", "INFO",   "PING",   "MEMORY",
         "SET",    "PSETEX",   "HSET",   "DEL",     "UNLINK", "SADD",   "SREM",   "ZADD",
-        "ZREM",   "PEXPIRE",  "PERSIST", "CONFIG"};
+        "ZREM",   "PEXPIRE",  "PERSIST", "CONFIG",
+        /* A blocking pop cut by a lost connection popped nothing, or its
+         * element went with the dead node's reply: sending it again to the
+         * new owner is what its caller wants either way (a token lost in
+         * flight is the merger's to recover: aggregator/rs_recover.c). */
+        "BLPOP"};
     const char *a[8] = {0};
     size_t al[8] = {0};
     int argc = flc_store_cl_args(cmd, len, a, al, 8);
@@ -217,6 +226,21 @@ int flc_store_cl_idempotent(const char *cmd, size_t len)
         return argc >= 2 && (is_cmd(a[1], al[1], "LIST") || is_cmd(a[1], al[1], "ID"));
     for (size_t i = 0; i < sizeof same_twice / sizeof *same_twice; i++)
         if (is_cmd(a[0], al[0], same_twice[i]))
+            return 1;
+    return 0;
+}
+
+/* 1 for the commands the store sends that write nothing (the replication
+ * wait skips nodes that were only read). */
+static int reads_only(const char *a, size_t al)
+{
+    static const char *const reads[] = {"GET",    "GETRANGE", "HGET",   "HGETALL", "HKEYS",
+                                        "HVALS",  "HLEN",     "HEXISTS", "EXISTS", "SMEMBERS",
+                                        "SISMEMBER", "SCARD", "ZRANGE", "ZCARD",   "LRANGE",
+                                        "LLEN",   "STRLEN",   "TTL",    "PTTL",    "TYPE",
+                                        "MEMORY", "OBJECT"};
+    for (size_t i = 0; i < sizeof reads / sizeof *reads; i++)
+        if (is_cmd(a, al, reads[i]))
             return 1;
     return 0;
 }
@@ -262,11 +286,19 @@ int flc_store_cl_conn(flc_store_t *s, unsigned node, redisContext **c)
 {
     flc_store_cluster_t *cl = s->cl;
     int rc = flc_cluster_conn_get(cl->cc, &cl->map, node, c, &s->err);
+    if (rc == FLC_OK && flc_store_cl_stale(s, node, *c)) {
+        /* Its server closed it (a killed master): remade before anything
+         * is sent on it, so the batch fails over like a refused connect. */
+        close_node(cl, node);
+        cl->map.refresh_pending = 1;
+        rc = flc_cluster_conn_get(cl->cc, &cl->map, node, c, &s->err);
+    }
     if (rc == FLC_OK) {
         (*c)->reader->maxbuf = 0; /* as the single-node connection (store_conn.c) */
         name_conn(cl, node, *c);
         return FLC_OK;
     }
+    cl->lost++;
     if (cl->head == cl->n) {
         flc_err_t e2;
         flc_cluster_conn_refresh(cl->cc, &cl->map, (int)node, 1, NULL, &e2);
@@ -430,6 +462,8 @@ int flc_store_cl_push(flc_store_t *s, char *cmd, size_t len)
     size_t al[1] = {0};
     flc_store_cl_args(cmd, len, a, al, 1);
     int ends_tx = is_cmd(a[0], al[0], "EXEC") || is_cmd(a[0], al[0], "DISCARD");
+    if (kind == K_KEYED && !reads_only(a[0], al[0]))
+        flc_store_cl_mark_written(s, node); /* flc_store_replicated waits for it */
     rc = enqueue(s, cmd, len, node, c, slot, kind == K_KEYED);
     if (ends_tx)
         cl->in_tx = 0;

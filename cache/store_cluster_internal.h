@@ -38,7 +38,23 @@ struct flc_store_cluster {
     long long token; /* CLIENT SETNAME flc-w-<token>; -1: not named */
     redisContext **named;
     size_t nnamed;
+    /* Failover (issue 12 point 5, store_wait.c). */
+    uint64_t lost;      /* node connections found dead or refused (flc_store_failovers) */
+    uint64_t batch;     /* bumped whenever no reply is due: a new batch starts */
+    uint64_t *probed;   /* per node: the batch its connection was last checked in */
+    unsigned char *written; /* per node: written to since the last flc_store_replicated */
+    size_t nnode_state; /* entries of probed and written */
 };
+
+/* Grows probed / written to cover node; FLC_ENOMEM when it cannot. */
+int flc_store_cl_node_state(flc_store_cluster_t *cl, unsigned node);
+
+/* 1 when node's connection c must be remade before this batch uses it: its
+ * server closed it (store_cluster_fail.c); counted in flc_store_failovers. */
+int flc_store_cl_stale(flc_store_t *s, unsigned node, redisContext *c);
+
+/* Notes that a write went to node (for flc_store_replicated). */
+void flc_store_cl_mark_written(flc_store_t *s, unsigned node);
 
 uint64_t flc_store_cl_now_ms(void);
 struct timeval flc_store_cl_tv(unsigned ms);

@@ -210,8 +210,10 @@ int flc_store_cl_read(flc_store_t *s, redisReply **r, const char *what)
     }
     if (cl->head < cl->n) { /* an I/O error in settle cleared the queue */
         free(e->cmd);
-        if (++cl->head == cl->n)
+        if (++cl->head == cl->n) {
             cl->head = cl->n = 0;
+            cl->batch++; /* nothing due: the next commands are a new batch */
+        }
     }
     *r = rep;
     return FLC_OK;

@@ -1,0 +1,170 @@
+/* store_wait.c - making sure an update survives a failover, and finding
+ * out which did not (store_failover.h).
+ *
+ * Redis replicates asynchronously: a master acknowledges a write before its
+ * replica has it, and a master SIGKILLed in between takes the write along.
+ * WAIT n t blocks the connection that wrote until n replicas acknowledged
+ * everything it wrote, or t ms passed, and says how many did. The store
+ * knows which nodes its commands wrote to (store_cluster.c marks them), so
+ * flc_store_replicated sends WAIT to exactly those, pipelined (the nodes
+ * wait in parallel: the cost is the slowest node's replication, not the
+ * sum). WAIT must go on the connection that wrote, which on a cluster is
+ * the store's one connection per node.
+ *
+ * flc_store_updates_present is the other way round: after a failover, who
+ * wrote what asks whether the new owner has it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "cache/keys.h"
+#include "cache/store_cluster_internal.h"
+#include "cache/store_failover.h"
+#include "cache/store_internal.h"
+
+unsigned flc_store_wait_replicas(const flc_store_t *s)
+{
+    return s->opts.wait_replicas;
+}
+
+/* The replica count of a WAIT reply r on node, checked against want. */
+static int check_ack(flc_store_t *s, const redisReply *r, const char *node, unsigned want,
+                     unsigned ms, const char *what)
+{
+    if (r->type == REDIS_REPLY_ERROR)
+        return flc_store_reply_error(s, r, "WAIT");
+    long long got = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (got >= (long long)want)
+        return FLC_OK;
+    return flc_err_set(&s->err, FLC_ETIMEOUT, "%s acknowledged by %lld of %u replica%s of node "
+                       "%s within %u ms", what, got < 0 ? 0 : got, want, want == 1 ? "" : "s",
+                       node, ms);
+}
+
+/* One server: WAIT on its connection. */
+static int wait_one(flc_store_t *s, unsigned want, unsigned ms, const char *what)
+{
+    redisReply *r = NULL;
+    int rc = flc_store_commandf(s, &r, "WAIT %u %u", want, ms);
+    if (rc != FLC_OK)
+        return flc_err_wrap(&s->err, "%s: waiting for %u replica%s: ", what, want,
+                            want == 1 ? "" : "s");
+    rc = check_ack(s, r, s->url_text, want, ms, what);
+    freeReplyObject(r);
+    return rc;
+}
+
+int flc_store_replicated(flc_store_t *s, const char *what)
+{
+    unsigned want = s->opts.wait_replicas;
+    unsigned ms = s->opts.wait_timeout_ms ? s->opts.wait_timeout_ms : 1000;
+    if (want == 0)
+        return FLC_OK;
+    flc_err_clear(&s->err);
+    if (s->cl == NULL)
+        return wait_one(s, want, ms, what);
+    flc_store_cluster_t *cl = s->cl;
+    size_t n = 0, cap = cl->nnode_state;
+    unsigned *nodes = malloc((cap ? cap : 1) * sizeof *nodes);
+    if (nodes == NULL)
+        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
+    for (size_t i = 0; i < cap; i++)
+        if (cl->written[i]) {
+            nodes[n++] = (unsigned)i;
+            cl->written[i] = 0;
+        }
+    /* WAIT blocks up to ms on each node: the sockets outwait it. */
+    flc_store_cl_block_ms(s, ms + s->opts.io_timeout_ms);
+    char arg_n[16], arg_ms[16];
+    snprintf(arg_n, sizeof arg_n, "%u", want);
+    snprintf(arg_ms, sizeof arg_ms, "%u", ms);
+    const char *argv[] = {"WAIT", arg_n, arg_ms};
+    int rc = FLC_OK;
+    size_t sent = 0;
+    for (; rc == FLC_OK && sent < n; sent++) {
+        /* Keyless: it goes to the node flc_store_cl_use_node chose. */
+        rc = flc_store_cl_use_node(s, nodes[sent]);
+        if (rc == FLC_OK)
+            rc = flc_store_append(s, 3, argv, NULL);
+    }
+    if (rc == FLC_OK)
+        rc = flc_store_flush(s, "WAIT");
+    int first = FLC_OK;
+    for (size_t i = 0; rc == FLC_OK && i < sent; i++) {
+        redisReply *r = NULL;
+        const flc_cluster_node_t *nd = &cl->map.nodes[nodes[i]];
+        char node[300];
+        snprintf(node, sizeof node, "%s:%d", nd->host, nd->port);
+        if ((rc = flc_store_read(s, &r, "WAIT")) != FLC_OK)
+            break;
+        int c = check_ack(s, r, node, want, ms, what);
+        if (c != FLC_OK && first == FLC_OK)
+            first = c;
+        freeReplyObject(r);
+    }
+    flc_store_cl_block_ms(s, 0);
+    for (size_t i = 0; i < sent; i++) /* the normal I/O timeout again */
+        if (flc_store_cl_use_node(s, nodes[i]) == FLC_OK)
+            flc_store_set_timeout(s, s->opts.io_timeout_ms);
+    free(nodes);
+    if (rc != FLC_OK) /* a node went away: what it had may be lost */
+        return flc_err_wrap(&s->err, "%s: waiting for %u replica%s: ", what, want,
+                            want == 1 ? "" : "s");
+    if (first != FLC_OK)
+        s->err.code = first;
+    return first;
+}
+
+int flc_store_updates_present(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                              const char *const *clients, size_t n, unsigned char *present)
+{
+    flc_err_clear(&s->err);
+    if (flc_name_check(job, "job", &s->err))
+        return s->err.code;
+    if (n == 0)
+        return FLC_OK;
+    char (*keys)[FLC_KEY_MAX] = malloc(n * sizeof *keys);
+    const char **argv = malloc(2 * n * sizeof *argv);
+    const char *const **cmds = malloc(n * sizeof *cmds);
+    int *argc = malloc(n * sizeof *argc);
+    redisReply **out = calloc(n, sizeof *out);
+    int rc = keys && argv && cmds && argc && out ? FLC_OK
+                                                 : flc_err_set(&s->err, FLC_ENOMEM,
+                                                               "out of memory");
+    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+        if (flc_name_check(clients[i], "client", &s->err)) {
+            rc = s->err.code;
+            break;
+        }
+        flc_key_update(keys[i], job, round, shard, clients[i]);
+        argv[2 * i] = "EXISTS";
+        argv[2 * i + 1] = keys[i];
+        cmds[i] = &argv[2 * i];
+        argc[i] = 2;
+    }
+    /* One tag, one node: one round trip. Reads only, so a pipeline cut
+     * by a lost connection is sent again (the map follows the failover)
+     * until the cluster deadline. */
+    uint64_t t0 = flc_now_ns();
+    for (unsigned wait = 0; rc == FLC_OK;) {
+        rc = flc_store_pipeline(s, n, argc, cmds, out);
+        if (rc != FLC_ECONN || s->cl == NULL ||
+            flc_now_ns() - t0 > (uint64_t)FLC_STORE_CL_DEADLINE_MS * 1000000u)
+            break;
+        flc_store_cl_backoff(&wait, 100, 1000);
+        rc = FLC_OK;
+    }
+    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+        if (out[i]->type == REDIS_REPLY_ERROR) {
+            rc = flc_store_reply_error(s, out[i], "EXISTS");
+            break;
+        }
+        present[i] = out[i]->type == REDIS_REPLY_INTEGER && out[i]->integer > 0;
+    }
+    for (size_t i = 0; out && i < n; i++)
+        if (out[i])
+            freeReplyObject(out[i]);
+    free(keys), free(argv), free(cmds), free(argc), free(out);
+    return rc;
+}
