@@ -44,6 +44,8 @@ struct flc_store_cluster {
     uint64_t *probed;   /* per node: the batch its connection was last checked in */
     unsigned char *written; /* per node: written to since the last flc_store_replicated */
     size_t nnode_state; /* entries of probed and written */
+    uint64_t wait_short; /* replication waits accepted with every replica a node had,
+                          * fewer than asked (flc_store_wait_short) */
 };
 
 /* Grows probed / written to cover node; FLC_ENOMEM when it cannot. */

@@ -47,8 +47,18 @@ int flc_store_updates_present(flc_store_t *s, const char *job, uint32_t round, u
  * words, "update of c3"), the node and the counts: "update of c3
  * acknowledged by 0 of 1 replicas of node 10.213.0.12:6379 within 1000 ms";
  * FLC_ECONN when a node went away meanwhile (the writes may be lost: write
- * again). 0 without doing anything when wait_replicas is 0. */
+ * again). On a cluster, a node that has fewer replicas than asked (its
+ * old master still down after a failover) passes when every replica it has
+ * acknowledged (counted: flc_store_wait_short). 0 without doing anything
+ * when wait_replicas is 0. */
 int flc_store_replicated(flc_store_t *s, const char *what);
+
+/* Replication waits this store accepted with fewer replicas than asked
+ * because a node had no more (a promoted replica whose old master is still
+ * down: all of its replicas acknowledged); such writes survive no further
+ * failover until the node has its replicas back. Cluster only; 0 on one
+ * server, where a shortfall is always an error. */
+uint64_t flc_store_wait_short(const flc_store_t *s);
 
 /* The store's wait_replicas (0: pushes do not wait). */
 unsigned flc_store_wait_replicas(const flc_store_t *s);

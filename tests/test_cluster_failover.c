@@ -407,6 +407,7 @@ TEST(wait_for_a_replica)
         flc_sim_inproc_t ip;
         flc_sim_result_t res;
         sim_cfg(&c, &ip, i ? "fwt1" : "fwt0", i ? &w : NULL, NULL);
+        flc_err_clear(&e);
         CHECK(flc_sim_run(&c, NULL, NULL, &res, &e) == 0, "timing run: %s", e.msg);
         ms[i] = (res.rounds[0].round_ms + res.rounds[1].round_ms) / 2;
         flc_sim_result_free(&res);
