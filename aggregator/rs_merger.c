@@ -284,7 +284,7 @@ static int fail_readers(merger_t *m, const flc_err_t *why)
     char token[300];
     snprintf(token, sizeof token, "error: %s", why->msg);
     unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
-    flc_store_notify(m->s, cfg->job, cfg->round, cfg->shard, "done", token, readers);
+    flc_rs_notify_done(m->s, cfg, token, readers);
     return why->code ? why->code : FLC_EIO; /* never report success for a failed merge */
 }
 
@@ -382,7 +382,14 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
     }
     if (rc != FLC_OK) /* never closed: give the shard back for a retry */
         flc_store_merger_unlock(s, cfg->job, cfg->round, cfg->shard);
-    if (rc == FLC_OK && (rc = close_shard(&m)) != FLC_OK)
+    if (rc == FLC_OK && (rc = close_shard(&m)) == FLC_ECONN && flc_rs_recover_retry(s))
+        rc = close_shard(&m); /* cut by a failover: closed again, then recovered below */
+    flc_strlist_t late = {0};
+    if (rc == FLC_OK && flc_rs_recover(s, cfg, m.seen, &recover, &late) == FLC_OK)
+        for (size_t i = 0; rc == FLC_OK && i < late.n; i++)
+            rc = arrival(&m, late.items[i]);
+    flc_strlist_free(&late);
+    if (rc != FLC_OK)
         *e = m.oom.code ? m.oom : *flc_store_error(s);
     for (size_t i = 0; rc == FLC_OK && i < cfg->n_expected; i++)
         if (!m.seen[i])
@@ -407,7 +414,7 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
     if (!cfg->ephemeral && (rc = flc_rs_report_store(s, cfg, rep, e)) != FLC_OK)
         return fail_readers(&m, e);
     unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
-    if (flc_store_notify(s, cfg->job, cfg->round, cfg->shard, "done", "ok", readers) != FLC_OK) {
+    if (flc_rs_notify_done(s, cfg, "ok", readers) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
     }

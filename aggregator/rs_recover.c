@@ -4,15 +4,19 @@
  * killed, the store sends the blocking pop again to the promoted replica
  * (cache/store_failover.h), and arrivals go on from there. Two things can
  * have been lost with the dead master, since Redis replicates
- * asynchronously: an update and its arrival token together (the client
- * was told "stored"; only the driver, who knows that, can have it pushed
- * again), or only a token: one the dead master had popped for this merger
- * when the connection broke, or whose announcement did not reach the
- * replica while the value did. In the second case the update is there and
- * nothing will announce it again, so the merger would count its client as
- * missing. After every failover the merger therefore asks the new owner
- * which of the clients it still waits for have their update stored, and
- * takes those now (a token arriving later is a duplicate, counted once). */
+ * asynchronously: an update and its announcement together (the client was
+ * told "stored"; only the driver, who knows that, can have it pushed
+ * again), or only the token: one the dead master had popped for this
+ * merger when the connection broke. In the second case the update is there
+ * and announced (its client is in the shard's client set) and nothing will
+ * announce it again, so the merger would count its client as missing.
+ * After every failover the merger therefore asks the new owner which of
+ * the clients it still waits for have their update stored and announced
+ * (flc_store_updates_present), and takes those now (a token arriving later
+ * is a duplicate, counted once). A value without its announcement is left
+ * alone: it is a push still in flight (its token comes), or one whose
+ * announcement was lost (the client's driver, or the worker itself, pushes
+ * it again). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,5 +64,19 @@ int flc_rs_recover(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, const unsigne
     }
     free(ask);
     free(present);
+    return rc;
+}
+
+int flc_rs_recover_retry(const flc_store_t *s)
+{
+    return flc_store_fails_over(s);
+}
+
+int flc_rs_notify_done(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, const char *token,
+                       unsigned readers)
+{
+    int rc = flc_store_notify(s, cfg->job, cfg->round, cfg->shard, "done", token, readers);
+    if (rc == FLC_ECONN && flc_rs_recover_retry(s))
+        rc = flc_store_notify(s, cfg->job, cfg->round, cfg->shard, "done", token, readers);
     return rc;
 }

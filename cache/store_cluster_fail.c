@@ -79,3 +79,141 @@ int flc_store_fails_over(const flc_store_t *s)
 {
     return s->cl != NULL;
 }
+
+/* ---- a node lost with replies due: sending again what may run twice ------ */
+
+/* 1 when every command of the batch that went to node dead (answered or
+ * not: what the dead master answered may not have reached its replica) is
+ * keyed, outside a transaction and has the same effect run twice
+ * (flc_store_cl_idempotent): shard writes as one SET, reads, index
+ * updates. A batch with anything else there (an arrival script, an RPUSH,
+ * EXEC) fails as a lost connection does, since part of it may have run. */
+static int replayable(const flc_store_cluster_t *cl, unsigned dead)
+{
+    for (size_t i = 0; i < cl->n; i++) {
+        const pend_t *p = &cl->q[i];
+        if (p->node == dead &&
+            (!p->keyed || p->in_tx || !flc_store_cl_idempotent(p->cmd, p->len)))
+            return 0;
+    }
+    return 1;
+}
+
+/* Reads into their stash the replies due on every connection but dead's,
+ * so that no live stream holds a reply when commands are appended to it. */
+static int drain_live(flc_store_cluster_t *cl, unsigned dead)
+{
+    for (size_t i = cl->head; i < cl->n; i++) {
+        pend_t *p = &cl->q[i];
+        if (p->stash != NULL || p->node == dead)
+            continue;
+        void *r = NULL;
+        if (redisGetReply(p->ctx, &r) != REDIS_OK || r == NULL)
+            return FLC_ECONN; /* a second node lost: give up */
+        p->stash = r;
+    }
+    return FLC_OK;
+}
+
+int flc_store_cl_stash_all(flc_store_cluster_t *cl)
+{
+    return drain_live(cl, FLC_CLUSTER_NO_NODE);
+}
+
+static int flush_all(flc_store_cluster_t *cl)
+{
+    for (size_t i = 0; i < cl->n; i++) {
+        redisContext *c = cl->q[i].ctx;
+        int done = c == NULL || c->obuf[0] == '\0';
+        while (!done)
+            if (redisBufferWrite(c, &done) != REDIS_OK)
+                return FLC_ECONN;
+    }
+    return FLC_OK;
+}
+
+/* 1 when every command of dead's share has an owner other than dead that
+ * can be connected to. */
+static int owners_ready(flc_store_t *s, unsigned dead)
+{
+    flc_store_cluster_t *cl = s->cl;
+    for (size_t i = 0; i < cl->n; i++) {
+        const pend_t *p = &cl->q[i];
+        redisContext *c;
+        unsigned o = flc_cluster_map_owner(&cl->map, p->slot);
+        if (p->node == dead &&
+            (o == FLC_CLUSTER_NO_NODE || o == dead || flc_store_cl_conn(s, o, &c) != FLC_OK))
+            return 0;
+    }
+    return 1;
+}
+
+/* Sends the command of entry i to its slot's owner (appended, not
+ * flushed); the entry then belongs to that node. */
+static int move_entry(flc_store_t *s, size_t i)
+{
+    flc_store_cluster_t *cl = s->cl;
+    pend_t *p = &cl->q[i];
+    unsigned o = flc_cluster_map_owner(&cl->map, p->slot);
+    redisContext *c;
+    if (flc_store_cl_conn(s, o, &c) != FLC_OK ||
+        redisAppendFormattedCommand(c, p->cmd, p->len) != REDIS_OK)
+        return FLC_ECONN;
+    if (cl->block_ms)
+        redisSetTimeout(c, flc_store_cl_tv(cl->block_ms));
+    p->node = o, p->ctx = c;
+    return FLC_OK;
+}
+
+int flc_store_cl_replay(flc_store_t *s, unsigned dead, const char *what)
+{
+    flc_store_cluster_t *cl = s->cl;
+    (void)what;
+    if (!replayable(cl, dead) || drain_live(cl, dead) != FLC_OK)
+        return FLC_ECONN;
+    flc_store_cl_close_node(cl, dead);
+    for (size_t i = 0; i < cl->n; i++)
+        if (cl->q[i].node == dead)
+            cl->q[i].ctx = NULL; /* closed with it */
+    cl->lost++;
+    uint64_t t0 = flc_store_cl_now_ms();
+    unsigned wait = 0;
+    for (;;) {
+        if (flc_store_cl_now_ms() - t0 > CL_DEADLINE_MS)
+            return FLC_ECONN;
+        flc_store_cl_backoff(&wait, 100, 1000);
+        flc_err_t e2; /* a failed refresh keeps the old map */
+        flc_cluster_conn_refresh(cl->cc, &cl->map, (int)dead, 1, NULL, &e2);
+        if (owners_ready(s, dead))
+            break;
+    }
+    /* First what dead had answered (or whose reply is kept aside): its
+     * effect may not have reached the replica. Sent and read now, their
+     * new answers dropped (the caller has, or will get, the first ones). */
+    size_t *old = malloc((cl->n ? cl->n : 1) * sizeof *old), nold = 0;
+    if (old == NULL)
+        return FLC_ENOMEM;
+    int rc = FLC_OK;
+    for (size_t i = 0; rc == FLC_OK && i < cl->n; i++)
+        if (cl->q[i].node == dead && (i < cl->head || cl->q[i].stash != NULL)) {
+            rc = move_entry(s, i);
+            old[nold++] = i;
+        }
+    if (rc == FLC_OK && nold > 0)
+        rc = flush_all(cl);
+    for (size_t j = 0; rc == FLC_OK && j < nold; j++) {
+        void *r = NULL;
+        if (redisGetReply(cl->q[old[j]].ctx, &r) != REDIS_OK || r == NULL)
+            rc = FLC_ECONN;
+        else
+            freeReplyObject(r);
+    }
+    free(old);
+    /* Then the ones still waiting for a reply, read by the caller as usual. */
+    for (size_t i = cl->head; rc == FLC_OK && i < cl->n; i++)
+        if (cl->q[i].node == dead && cl->q[i].stash == NULL)
+            rc = move_entry(s, i);
+    if (rc == FLC_OK)
+        rc = flush_all(cl);
+    return rc;
+}

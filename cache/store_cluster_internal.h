@@ -55,6 +55,27 @@ int flc_store_cl_node_state(flc_store_cluster_t *cl, unsigned node);
  * server closed it (store_cluster_fail.c); counted in flc_store_failovers. */
 int flc_store_cl_stale(flc_store_t *s, unsigned node, redisContext *c);
 
+/* Reads every reply due into its command's stash, so that no socket holds
+ * an unread reply and the map can be refreshed over any connection
+ * (routing a batch while a node is down). FLC_ECONN when a node fails. */
+int flc_store_cl_stash_all(flc_store_cluster_t *cl);
+
+/* Closes node's connection (and forgets its CLIENT SETNAME). */
+void flc_store_cl_close_node(flc_store_cluster_t *cl, unsigned node);
+
+/* node's connection broke with replies due. When every command without a
+ * reply may run twice (reads, SET, HSET, SADD, ...), sends the ones that
+ * were on node again, each to its slot's owner once the map names a
+ * reachable one (a promoted replica), until the cluster deadline: 0, and
+ * the caller reads on. Otherwise FLC_ECONN and node's connection may be
+ * closed already: the caller fails the batch (flc_store_cl_lost). */
+int flc_store_cl_replay(flc_store_t *s, unsigned node, const char *what);
+
+/* Fails the batch after a lost connection whose context is gone: the
+ * error names what and detail, every connection with replies due is
+ * closed, the queue forgotten (as flc_store_io_error does). */
+int flc_store_cl_lost(flc_store_t *s, const char *what, const char *detail);
+
 /* Notes that a write went to node (for flc_store_replicated). */
 void flc_store_cl_mark_written(flc_store_t *s, unsigned node);
 

@@ -33,6 +33,7 @@
  * cannot be connected to at routing time, the map is refreshed from another
  * node and the routing retried with backoff until the deadline (nothing was
  * sent yet, so that retry is always safe). */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +45,19 @@
 
 /* Redirects followed by every store of the process (for tests and
  * benches: flc_store_cl_counts). */
-static atomic_ulong n_moved, n_ask, n_retry;
+static atomic_ulong n_moved, n_ask, n_retry, n_replayed;
+
+unsigned long flc_store_cl_replayed(void)
+{
+    return atomic_load(&n_replayed);
+}
+
+int flc_store_cl_lost(flc_store_t *s, const char *what, const char *detail)
+{
+    flc_err_set(&s->err, FLC_ECONN, "%s: %s: %s", s->url_text, what, detail);
+    flc_store_cl_drop(s);
+    return FLC_ECONN;
+}
 
 void flc_store_cl_counts(unsigned long *moved, unsigned long *ask, unsigned long *retry)
 {
@@ -68,6 +81,35 @@ static int get_reply(flc_store_t *s, unsigned node, redisContext *c, redisReply 
     return FLC_OK;
 }
 
+/* Reads queued command e's reply. When e's node closed the connection
+ * (its master killed: EOF or reset, not a timeout), the commands without
+ * a reply are sent again to their slots' new owners if all of them may run
+ * twice (flc_store_cl_replay, store_cluster_fail.c) and e's reply is read
+ * from there; otherwise the batch fails as on one server. */
+static int reply_of(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
+{
+    for (;;) {
+        redisContext *c = e->ctx;
+        void *reply = NULL;
+        if (redisGetReply(c, &reply) == REDIS_OK && reply != NULL) {
+            *r = reply;
+            return FLC_OK;
+        }
+        int gone = c->err == REDIS_ERR_EOF ||
+                   (c->err == REDIS_ERR_IO && errno != EAGAIN && errno != EWOULDBLOCK);
+        if (!gone) {
+            s->c = c;
+            s->cl->cur = e->node;
+            return flc_store_io_error(s, what);
+        }
+        char detail[160];
+        snprintf(detail, sizeof detail, "%s", c->errstr[0] ? c->errstr : "connection lost");
+        if (flc_store_cl_replay(s, e->node, what) != FLC_OK)
+            return flc_store_cl_lost(s, what, detail);
+        atomic_fetch_add(&n_replayed, 1);
+    }
+}
+
 /* Reads the replies of every queued command after the oldest into their
  * stash, so that a resent command's reply is the next one on any
  * connection. */
@@ -77,6 +119,8 @@ static int drain(flc_store_t *s, const char *what)
     for (size_t i = cl->head + 1; i < cl->n; i++) {
         pend_t *p = &cl->q[i];
         if (p->stash == NULL) {
+            /* Not reply_of: the command being settled is resent by settle
+             * itself, so a replay of the batch here would send it twice. */
             int rc = get_reply(s, p->node, p->ctx, &p->stash, what);
             if (rc != FLC_OK)
                 return rc;
@@ -199,7 +243,7 @@ int flc_store_cl_read(flc_store_t *s, redisReply **r, const char *what)
     pend_t *e = &cl->q[cl->head];
     redisReply *rep = e->stash;
     e->stash = NULL;
-    int rc = rep ? FLC_OK : get_reply(s, e->node, e->ctx, &rep, what);
+    int rc = rep ? FLC_OK : reply_of(s, e, &rep, what);
     if (rc != FLC_OK)
         return rc; /* the queue is gone with the connections */
     rc = settle(s, e, &rep, what);
@@ -209,8 +253,13 @@ int flc_store_cl_read(flc_store_t *s, redisReply **r, const char *what)
         return rc;
     }
     if (cl->head < cl->n) { /* an I/O error in settle cleared the queue */
-        free(e->cmd);
+        /* The batch's answered commands are kept (their text, nothing
+         * more than the batch already held) until its last reply: a
+         * replay sends the dead node's share of the batch again whole
+         * (store_cluster_fail.c). */
         if (++cl->head == cl->n) {
+            for (size_t i = 0; i < cl->n; i++)
+                free(cl->q[i].cmd);
             cl->head = cl->n = 0;
             cl->batch++; /* nothing due: the next commands are a new batch */
         }

@@ -15,7 +15,7 @@
  *   this store (a node connection found dead or refused, a slot given
  *   another owner); compare it before and after a piece of work;
  * - flc_store_updates_present: which of a list of clients' updates of a
- *   shard the (new) owner holds;
+ *   shard the (new) owner holds, announced;
  * - flc_store_replicated: Redis WAIT on every node written since the last
  *   call, so that an update acknowledged to its client survives a failover
  *   (flc_store_opts_t.wait_replicas). */
@@ -35,8 +35,9 @@ int flc_store_fails_over(const flc_store_t *s);
 uint64_t flc_store_failovers(const flc_store_t *s);
 
 /* present[i] = 1 when the update of clients[i] for (job, round, shard) is
- * stored, else 0: one pipelined EXISTS on the shard's node (which the
- * store waits for, during a failover). */
+ * stored and was announced to the shard's merger, else 0 (not sent, lost,
+ * or a push still in flight): one pipelined round trip to the shard's node
+ * (which the store waits for, during a failover). */
 int flc_store_updates_present(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                               const char *const *clients, size_t n, unsigned char *present);
 

@@ -169,11 +169,17 @@ int flc_store_updates_present(flc_store_t *s, const char *job, uint32_t round, u
         return s->err.code;
     if (n == 0)
         return FLC_OK;
+    /* Per client: is the value there, and was it announced (the arrival
+     * script adds the client to the shard's client set with its token)?
+     * Both, or it counts as missing: a value without its announcement is a
+     * push still in flight, or one whose announcement a failover lost. */
     char (*keys)[FLC_KEY_MAX] = malloc(n * sizeof *keys);
-    const char **argv = malloc(2 * n * sizeof *argv);
-    const char *const **cmds = malloc(n * sizeof *cmds);
-    int *argc = malloc(n * sizeof *argc);
-    redisReply **out = calloc(n, sizeof *out);
+    char k_clients[FLC_KEY_MAX];
+    flc_key_shard(k_clients, job, round, shard, "clients");
+    const char **argv = malloc(5 * n * sizeof *argv);
+    const char *const **cmds = malloc(2 * n * sizeof *cmds);
+    int *argc = malloc(2 * n * sizeof *argc);
+    redisReply **out = calloc(2 * n, sizeof *out);
     int rc = keys && argv && cmds && argc && out ? FLC_OK
                                                  : flc_err_set(&s->err, FLC_ENOMEM,
                                                                "out of memory");
@@ -183,31 +189,31 @@ int flc_store_updates_present(flc_store_t *s, const char *job, uint32_t round, u
             break;
         }
         flc_key_update(keys[i], job, round, shard, clients[i]);
-        argv[2 * i] = "EXISTS";
-        argv[2 * i + 1] = keys[i];
-        cmds[i] = &argv[2 * i];
-        argc[i] = 2;
+        const char **a = &argv[5 * i];
+        a[0] = "EXISTS", a[1] = keys[i];
+        a[2] = "SISMEMBER", a[3] = k_clients, a[4] = clients[i];
+        cmds[2 * i] = a, argc[2 * i] = 2;
+        cmds[2 * i + 1] = a + 2, argc[2 * i + 1] = 3;
     }
     /* One tag, one node: one round trip. Reads only, so a pipeline cut
      * by a lost connection is sent again (the map follows the failover)
      * until the cluster deadline. */
     uint64_t t0 = flc_now_ns();
     for (unsigned wait = 0; rc == FLC_OK;) {
-        rc = flc_store_pipeline(s, n, argc, cmds, out);
+        rc = flc_store_pipeline(s, 2 * n, argc, cmds, out);
         if (rc != FLC_ECONN || s->cl == NULL ||
             flc_now_ns() - t0 > (uint64_t)FLC_STORE_CL_DEADLINE_MS * 1000000u)
             break;
         flc_store_cl_backoff(&wait, 100, 1000);
         rc = FLC_OK;
     }
-    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
-        if (out[i]->type == REDIS_REPLY_ERROR) {
-            rc = flc_store_reply_error(s, out[i], "EXISTS");
-            break;
-        }
-        present[i] = out[i]->type == REDIS_REPLY_INTEGER && out[i]->integer > 0;
-    }
-    for (size_t i = 0; out && i < n; i++)
+    for (size_t i = 0; rc == FLC_OK && i < 2 * n; i++)
+        if (out[i]->type == REDIS_REPLY_ERROR)
+            rc = flc_store_reply_error(s, out[i], i % 2 ? "SISMEMBER" : "EXISTS");
+    for (size_t i = 0; rc == FLC_OK && i < n; i++)
+        present[i] = out[2 * i]->type == REDIS_REPLY_INTEGER && out[2 * i]->integer > 0 &&
+                     out[2 * i + 1]->type == REDIS_REPLY_INTEGER && out[2 * i + 1]->integer > 0;
+    for (size_t i = 0; out && i < 2 * n; i++)
         if (out[i])
             freeReplyObject(out[i]);
     free(keys), free(argv), free(cmds), free(argc), free(out);
