@@ -490,11 +490,6 @@ TEST(train_survives_a_master_kill)
     grab(o2, "FNV-1a ", h2, sizeof h2);
     printf("# train with n%d killed at %.1f s: exit %d in %.1f s, model %s (reference %s)\n",
            victim, k.delay_ms / 1000.0, r2, t2, h2, h1);
-    {
-        char st[4096];
-        flc_testbed_sh(&tb, st, sizeof st, "status");
-        printf("%s\n", st);
-    }
     if (r2 == 0) {
         CHECK(strcmp(h1, h2) == 0, "training through the kill of n%d ends with the reference "
               "model %s (got %s)", victim, h1, h2);
