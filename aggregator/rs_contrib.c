@@ -55,7 +55,7 @@ static int push_through_failover(flc_store_t *s, const flc_rs_push_cfg_t *cfg,
         if (rc != FLC_ECONN || !flc_store_fails_over(s) ||
             flc_now_ns() - t0 > (uint64_t)RS_PUSH_RETRY_MS * 1000000u)
             return rc;
-        wait = wait ? (wait * 2 > 1000 ? 1000 : wait * 2) : 100;
+        wait = wait ? (wait * 2 > 250 ? 250 : wait * 2) : 50;
         flc_sleep_ms(wait);
     }
 }

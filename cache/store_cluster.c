@@ -339,7 +339,7 @@ static int route_slot(flc_store_t *s, uint16_t slot, unsigned *node, redisContex
         }
         if (flc_store_cl_now_ms() - t0 > CL_DEADLINE_MS)
             return flc_err_wrap(&s->err, "slot %u, after %u ms: ", slot, CL_DEADLINE_MS);
-        flc_store_cl_backoff(&wait, 100, 1000);
+        flc_store_cl_backoff(&wait, 50, 250);
     }
 }
 

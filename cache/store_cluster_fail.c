@@ -181,7 +181,7 @@ int flc_store_cl_replay(flc_store_t *s, unsigned dead, const char *what)
     for (;;) {
         if (flc_store_cl_now_ms() - t0 > CL_DEADLINE_MS)
             return FLC_ECONN;
-        flc_store_cl_backoff(&wait, 100, 1000);
+        flc_store_cl_backoff(&wait, 50, 250);
         flc_err_t e2; /* a failed refresh keeps the old map */
         flc_cluster_conn_refresh(cl->cc, &cl->map, (int)dead, 1, NULL, &e2);
         if (owners_ready(s, dead))

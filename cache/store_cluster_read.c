@@ -164,7 +164,7 @@ static int settle(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
     flc_store_cluster_t *cl = s->cl;
     uint64_t t0 = flc_store_cl_now_ms();
     unsigned wait = 0;
-    for (int hops = 0;; hops++) {
+    for (int hops = 0;;) {
         flc_cluster_redirect_t rd;
         flc_cluster_reply_t kind = flc_cluster_classify(*r, &rd);
         if (kind == FLC_CLUSTER_R_OK || kind == FLC_CLUSTER_R_OTHER ||
@@ -185,7 +185,10 @@ static int settle(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
                 cl->map.refresh_pending = 1;
             return FLC_OK;
         }
-        if (hops >= CL_MAX_REDIRECTS || flc_store_cl_now_ms() - t0 > CL_DEADLINE_MS)
+        /* Redirects count against the hops (a loop of them is a broken
+         * cluster); waits for a failover only against the deadline. */
+        hops += kind == FLC_CLUSTER_R_MOVED || kind == FLC_CLUSTER_R_ASK;
+        if (hops > CL_MAX_REDIRECTS || flc_store_cl_now_ms() - t0 > CL_DEADLINE_MS)
             return FLC_OK; /* the caller reports the last error reply */
         int rc = drain(s, what);
         if (rc != FLC_OK)
@@ -204,13 +207,13 @@ static int settle(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
             target = (int)flc_cluster_map_owner(&cl->map, e->slot);
             break;
         default: /* CLUSTERDOWN, UNBLOCKED */
-            flc_store_cl_backoff(&wait, 100, 1000);
+            flc_store_cl_backoff(&wait, 50, 250);
             flc_cluster_conn_refresh(cl->cc, &cl->map, -1, 1, NULL, &e2);
             target = (int)flc_cluster_map_owner(&cl->map, e->slot);
             break;
         }
         if (target < 0 || target == (int)FLC_CLUSTER_NO_NODE) {
-            flc_store_cl_backoff(&wait, 100, 1000);
+            flc_store_cl_backoff(&wait, 50, 250);
             continue; /* the same reply once more: refresh, look again */
         }
         redisReply *nr = NULL;
@@ -218,7 +221,7 @@ static int settle(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
         if (rc == FLC_ECONN && s->c != NULL && flc_store_cl_now_ms() - t0 <= CL_DEADLINE_MS) {
             /* The target cannot be reached (a dead master a stale MOVED
              * names): nothing was sent; the owner may change. */
-            flc_store_cl_backoff(&wait, 100, 1000);
+            flc_store_cl_backoff(&wait, 50, 250);
             flc_cluster_conn_refresh(cl->cc, &cl->map, target, 1, NULL, &e2);
             target = (int)flc_cluster_map_owner(&cl->map, e->slot);
             if (target == (int)FLC_CLUSTER_NO_NODE)

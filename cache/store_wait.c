@@ -204,7 +204,7 @@ int flc_store_updates_present(flc_store_t *s, const char *job, uint32_t round, u
         if (rc != FLC_ECONN || s->cl == NULL ||
             flc_now_ns() - t0 > (uint64_t)FLC_STORE_CL_DEADLINE_MS * 1000000u)
             break;
-        flc_store_cl_backoff(&wait, 100, 1000);
+        flc_store_cl_backoff(&wait, 50, 250);
         rc = FLC_OK;
     }
     for (size_t i = 0; rc == FLC_OK && i < 2 * n; i++)
