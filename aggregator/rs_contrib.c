@@ -52,6 +52,15 @@ static int push_through_failover(flc_store_t *s, const flc_rs_push_cfg_t *cfg,
             snprintf(what, sizeof what, "update of %s", cfg->client);
             rc = flc_store_replicated(s, what);
         }
+        if (rc == FLC_OK && wait > 0) {
+            /* A shard found closed on a push sent again: the cut attempt's
+             * arrival may have run and been taken by its merger, which then
+             * closed. Not "late", then: if it was not taken, the merger
+             * lists the client as missing, which the driver (sim) or the
+             * step (train) names. */
+            for (uint32_t k = 0; k < cfg->num_shards; k++)
+                was_closed[k] = 0;
+        }
         if (rc != FLC_ECONN || !flc_store_fails_over(s) ||
             flc_now_ns() - t0 > (uint64_t)RS_PUSH_RETRY_MS * 1000000u)
             return rc;

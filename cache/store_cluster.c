@@ -303,7 +303,7 @@ int flc_store_cl_conn(flc_store_t *s, unsigned node, redisContext **c)
     /* With replies due, the refresh (CLUSTER SLOTS on some node's
      * connection) would read one of them: they are read aside first, so a
      * batch routed while its node is down still follows the failover. */
-    if (cl->head == cl->n || flc_store_cl_stash_all(cl) == FLC_OK) {
+    if (cl->head == cl->n || cl->busy || flc_store_cl_stash_all(cl) == FLC_OK) {
         flc_err_t e2;
         flc_cluster_conn_refresh(cl->cc, &cl->map, (int)node, 1, NULL, &e2);
     } else {
@@ -332,7 +332,7 @@ static int route_slot(flc_store_t *s, uint16_t slot, unsigned *node, redisContex
         } else {
             rc = flc_err_set(&s->err, FLC_ECONN, "%s: no node serves slot %u", s->url_text,
                              slot);
-            if (cl->head == cl->n || flc_store_cl_stash_all(cl) == FLC_OK) {
+            if (cl->head == cl->n || cl->busy || flc_store_cl_stash_all(cl) == FLC_OK) {
                 flc_err_t e2;
                 flc_cluster_conn_refresh(cl->cc, &cl->map, -1, 1, NULL, &e2);
             }
@@ -487,6 +487,8 @@ int flc_store_cl_flush(flc_store_t *s, const char *what)
     flc_store_cluster_t *cl = s->cl;
     for (size_t i = cl->head; i < cl->n; i++) {
         redisContext *c = cl->q[i].ctx;
+        if (cl->q[i].stash != NULL)
+            continue; /* answered: its output went out long ago */
         int done = c->obuf[0] == '\0'; /* hiredis: an empty sds when all went out */
         while (!done) {
             if (redisBufferWrite(c, &done) != REDIS_OK) {

@@ -105,7 +105,7 @@ static int drain_live(flc_store_cluster_t *cl, unsigned dead)
 {
     for (size_t i = cl->head; i < cl->n; i++) {
         pend_t *p = &cl->q[i];
-        if (p->stash != NULL || p->node == dead)
+        if (p->stash != NULL || p->node == dead || p->ctx == NULL)
             continue;
         void *r = NULL;
         if (redisGetReply(p->ctx, &r) != REDIS_OK || r == NULL)
@@ -131,6 +131,8 @@ static int flush_all(flc_store_cluster_t *cl)
     }
     return FLC_OK;
 }
+
+static int replay(flc_store_t *s, unsigned dead, const char *what);
 
 /* 1 when every command of dead's share has an owner other than dead that
  * can be connected to. */
@@ -166,6 +168,16 @@ static int move_entry(flc_store_t *s, size_t i)
 }
 
 int flc_store_cl_replay(flc_store_t *s, unsigned dead, const char *what)
+{
+    flc_store_cluster_t *cl = s->cl;
+    int was = cl->busy;
+    cl->busy = 1; /* nothing is read aside from here on (flc_store_cl_conn) */
+    int rc = replay(s, dead, what);
+    cl->busy = was;
+    return rc;
+}
+
+static int replay(flc_store_t *s, unsigned dead, const char *what)
 {
     flc_store_cluster_t *cl = s->cl;
     (void)what;

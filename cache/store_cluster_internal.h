@@ -44,6 +44,9 @@ struct flc_store_cluster {
     uint64_t *probed;   /* per node: the batch its connection was last checked in */
     unsigned char *written; /* per node: written to since the last flc_store_replicated */
     size_t nnode_state; /* entries of probed and written */
+    int busy;           /* settling a redirect or replaying: every reply due is read
+                         * aside already (or its node is dead), so a failed connect
+                         * refreshes the map without reading anything */
     uint64_t wait_short; /* replication waits accepted with every replica a node had,
                           * fewer than asked (flc_store_wait_short) */
 };

@@ -237,6 +237,18 @@ static int settle(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
     }
 }
 
+static int settle_busy(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
+{
+    /* While a redirect is settled the replies behind it are read aside
+     * (drain) and its own is in hand: a failed connect must not read. */
+    int was = s->cl->busy;
+    s->cl->busy = 1;
+    int rc = settle(s, e, r, what);
+    if (s->cl != NULL)
+        s->cl->busy = was;
+    return rc;
+}
+
 int flc_store_cl_read(flc_store_t *s, redisReply **r, const char *what)
 {
     flc_store_cluster_t *cl = s->cl;
@@ -249,7 +261,7 @@ int flc_store_cl_read(flc_store_t *s, redisReply **r, const char *what)
     int rc = rep ? FLC_OK : reply_of(s, e, &rep, what);
     if (rc != FLC_OK)
         return rc; /* the queue is gone with the connections */
-    rc = settle(s, e, &rep, what);
+    rc = settle_busy(s, e, &rep, what);
     if (rc != FLC_OK) {
         if (rep)
             freeReplyObject(rep);
