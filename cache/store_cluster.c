@@ -449,6 +449,15 @@ int flc_store_cl_push(flc_store_t *s, char *cmd, size_t len)
     }
     if (rc != FLC_OK) {
         free(cmd);
+        /* The batch cannot be completed: what it queued already would
+         * leave replies due behind the error, and the next operation
+         * would read them as its own. Start clean (as after a lost
+         * connection); the caller reports rc. */
+        if (cl->head < cl->n) {
+            flc_err_t keep = s->err;
+            flc_store_cl_drop(s);
+            s->err = keep;
+        }
         return rc;
     }
     if (cl->block_ms) /* a BLPOP: its connection must outwait it (store_notify.c) */
