@@ -59,6 +59,8 @@ int flc_store_cl_stale(flc_store_t *s, unsigned node, redisContext *c)
     if ((p.revents & (POLLIN | POLLHUP | POLLERR)) == 0)
         return 0;
     cl->lost++;
+    if (s->c == c) /* the caller closes it: nothing may keep naming it */
+        s->c = NULL;
     return 1;
 }
 
@@ -183,10 +185,19 @@ static int replay(flc_store_t *s, unsigned dead, const char *what)
     (void)what;
     if (!replayable(cl, dead) || drain_live(cl, dead) != FLC_OK)
         return FLC_ECONN;
-    flc_store_cl_close_node(cl, dead);
+    /* s->c (the store's "current connection", which callers set timeouts
+     * on) must not outlive the context it names. */
+    int was_current = 0;
     for (size_t i = 0; i < cl->n; i++)
-        if (cl->q[i].node == dead)
+        if (cl->q[i].node == dead) {
+            was_current |= s->c != NULL && s->c == cl->q[i].ctx;
             cl->q[i].ctx = NULL; /* closed with it */
+        }
+    if (was_current || cl->cur == dead) {
+        s->c = NULL;
+        cl->cur = FLC_CLUSTER_NO_NODE;
+    }
+    flc_store_cl_close_node(cl, dead);
     cl->lost++;
     uint64_t t0 = flc_store_cl_now_ms();
     unsigned wait = 0;
@@ -223,8 +234,13 @@ static int replay(flc_store_t *s, unsigned dead, const char *what)
     free(old);
     /* Then the ones still waiting for a reply, read by the caller as usual. */
     for (size_t i = cl->head; rc == FLC_OK && i < cl->n; i++)
-        if (cl->q[i].node == dead && cl->q[i].stash == NULL)
+        if (cl->q[i].node == dead && cl->q[i].stash == NULL) {
             rc = move_entry(s, i);
+            if (rc == FLC_OK && s->c == NULL) { /* the command's new home */
+                s->c = cl->q[i].ctx;
+                cl->cur = cl->q[i].node;
+            }
+        }
     if (rc == FLC_OK)
         rc = flush_all(cl);
     return rc;
