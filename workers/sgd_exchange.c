@@ -60,6 +60,22 @@ static int merge_shard(sgd_worker_t *w, uint32_t g, uint32_t shard, flc_err_t *e
     flc_rs_report_t rep;
     uint64_t fo = flc_store_failovers(w->s);
     int rc = flc_rs_merger_run(w->s, &mc, &rep, e);
+    if (rc == FLC_ECONN && flc_store_fails_over(w->s) && rep.wait_ms == 0 &&
+        rep.participants.n == 0) {
+        /* Cut by a failover before it waited for anything (its lock or
+         * its first look at the shard): once more, through the new map. */
+        flc_rs_report_free(&rep);
+        rc = flc_rs_merger_run(w->s, &mc, &rep, e);
+    }
+    if (rc != FLC_OK && rep.wait_ms == 0) {
+        /* A merger that failed before it started tells no reader: they
+         * would wait for this shard until their pull's timeout (two step
+         * timeouts). The error goes to them now (extra tokens are harmless:
+         * a reader takes one, and the round is deleted later). */
+        char token[300];
+        snprintf(token, sizeof token, "error: %s", e->msg);
+        flc_store_notify(w->s, w->steps_job, g, shard, "done", token, (unsigned)c->workers);
+    }
     w->r->merge_ms += rep.merge_ms;
     w->r->wait_ms += rep.wait_ms;
     if (rc == FLC_OK && rep.missing.n > 0 && flc_store_failovers(w->s) != fo) {
