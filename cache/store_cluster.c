@@ -231,21 +231,6 @@ int flc_store_cl_idempotent(const char *cmd, size_t len)
     return 0;
 }
 
-/* 1 for the commands the store sends that write nothing (the replication
- * wait skips nodes that were only read). */
-static int reads_only(const char *a, size_t al)
-{
-    static const char *const reads[] = {"GET",    "GETRANGE", "HGET",   "HGETALL", "HKEYS",
-                                        "HVALS",  "HLEN",     "HEXISTS", "EXISTS", "SMEMBERS",
-                                        "SISMEMBER", "SCARD", "ZRANGE", "ZCARD",   "LRANGE",
-                                        "LLEN",   "STRLEN",   "TTL",    "PTTL",    "TYPE",
-                                        "MEMORY", "OBJECT"};
-    for (size_t i = 0; i < sizeof reads / sizeof *reads; i++)
-        if (is_cmd(a, al, reads[i]))
-            return 1;
-    return 0;
-}
-
 /* ---- routing ---------------------------------------------------------------- */
 
 static int has_pending_on(const flc_store_cluster_t *cl, unsigned node)
@@ -475,7 +460,7 @@ int flc_store_cl_push(flc_store_t *s, char *cmd, size_t len)
     size_t al[1] = {0};
     flc_store_cl_args(cmd, len, a, al, 1);
     int ends_tx = is_cmd(a[0], al[0], "EXEC") || is_cmd(a[0], al[0], "DISCARD");
-    if (kind == K_KEYED && !reads_only(a[0], al[0]))
+    if (kind == K_KEYED && !flc_store_cl_reads_only(a[0], al[0]))
         flc_store_cl_mark_written(s, node); /* flc_store_replicated waits for it */
     rc = enqueue(s, cmd, len, node, c, slot, kind == K_KEYED);
     if (ends_tx)

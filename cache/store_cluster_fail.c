@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cache/store_cluster.h"
 #include "cache/store_cluster_internal.h"
@@ -62,6 +63,21 @@ int flc_store_cl_stale(flc_store_t *s, unsigned node, redisContext *c)
     if (s->c == c) /* the caller closes it: nothing may keep naming it */
         s->c = NULL;
     return 1;
+}
+
+/* 1 for the commands the store sends that write nothing (the replication
+ * wait skips nodes that were only read). */
+int flc_store_cl_reads_only(const char *a, size_t al)
+{
+    static const char *const reads[] = {"GET",    "GETRANGE", "HGET",   "HGETALL", "HKEYS",
+                                        "HVALS",  "HLEN",     "HEXISTS", "EXISTS", "SMEMBERS",
+                                        "SISMEMBER", "SCARD", "ZRANGE", "ZCARD",   "LRANGE",
+                                        "LLEN",   "STRLEN",   "TTL",    "PTTL",    "TYPE",
+                                        "MEMORY", "OBJECT"};
+    for (size_t i = 0; i < sizeof reads / sizeof *reads; i++)
+        if (al == strlen(reads[i]) && strncasecmp(a, reads[i], al) == 0)
+            return 1;
+    return 0;
 }
 
 void flc_store_cl_mark_written(flc_store_t *s, unsigned node)

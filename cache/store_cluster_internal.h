@@ -79,6 +79,10 @@ int flc_store_cl_replay(flc_store_t *s, unsigned node, const char *what);
  * closed, the queue forgotten (as flc_store_io_error does). */
 int flc_store_cl_lost(flc_store_t *s, const char *what, const char *detail);
 
+/* 1 for a command name (a, al bytes) that writes nothing: the replication
+ * wait skips nodes that were only read. */
+int flc_store_cl_reads_only(const char *a, size_t al);
+
 /* Notes that a write went to node (for flc_store_replicated). */
 void flc_store_cl_mark_written(flc_store_t *s, unsigned node);
 
