@@ -297,6 +297,23 @@ static void run_with_kill(const char *job, const flc_store_opts_t *o, killer_t *
                    x->participants, x->missing);
         }
     }
+    /* Nothing lost from the store either: every client's update of the
+     * killed round is there, on every shard (later queries read them). */
+    flc_store_t *s = open_seed(NULL);
+    const char *cl[K];
+    char cn[K][8];
+    int stored = 0;
+    for (int i = 0; i < K; i++)
+        snprintf(cn[i], sizeof cn[i], "c%d", i), cl[i] = cn[i];
+    for (uint32_t sh = 0; sh < S; sh++) {
+        unsigned char present[K];
+        if (flc_store_updates_present(s, job, 1, sh, cl, K, present) == 0)
+            for (int i = 0; i < K; i++)
+                stored += present[i];
+    }
+    flc_store_close(s);
+    EXPECT(stored == K * S, "%s: all %d updates of round 1 are stored on all %d shards after "
+           "the failover (%d of %d)", job, K, S, stored, K * S);
     float *got = final_model(job);
     if (all_merged)
         CHECK(got != NULL && memcmp(got, ref, P * sizeof *ref) == 0,
