@@ -1,6 +1,7 @@
 /* The contributor's and the reader's side of reduce-scatter: splitting an
- * update into shards and pushing them, and rebuilding the model from the
- * merged shards once each merger signals. */
+ * update into shards and pushing them (through a failover, and waiting for
+ * replication when the store is asked to), and rebuilding the model from
+ * the merged shards once each merger signals. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
 #include "cache/keys.h"
+#include "cache/store_failover.h"
 
 void flc_rs_shard_range(uint64_t n, uint32_t S, uint32_t s, uint64_t *offset, uint64_t *count)
 {
@@ -25,6 +27,46 @@ static int check_layout(const char *job, uint32_t S, uint64_t n, flc_err_t *e)
         return flc_err_set(e, FLC_EDIM, "job %s: a model of %llu floats cannot be split into %u "
                            "shards", job, (unsigned long long)n, S);
     return FLC_OK;
+}
+
+/* Pushes the shards and, when the store is asked to, waits until the
+ * nodes' replicas have them (flc_store_replicated: an acknowledged update
+ * then survives its master's failover). On a Redis Cluster a push cut by a
+ * lost connection (its master killed) is pushed again, whole, once the
+ * store follows the new map, for up to RS_PUSH_RETRY_MS: the whole push is
+ * idempotent for the protocol (the value is rewritten with the same bytes,
+ * the client set is a set, and a merger counts a repeated arrival once),
+ * even though its arrival script alone is not for the store. The same goes
+ * for a replication wait cut by a lost connection: what the dead node had
+ * may be gone, so the update is pushed again. */
+#define RS_PUSH_RETRY_MS 20000u
+static int push_through_failover(flc_store_t *s, const flc_rs_push_cfg_t *cfg,
+                                 const flc_shard_t *shards, int *was_closed)
+{
+    uint64_t t0 = flc_now_ns();
+    unsigned wait = 0;
+    for (;;) {
+        int rc = flc_store_put_updates_if_open(s, shards, cfg->num_shards, was_closed);
+        if (rc == FLC_OK) {
+            char what[FLC_NAME_MAX + 16];
+            snprintf(what, sizeof what, "update of %s", cfg->client);
+            rc = flc_store_replicated(s, what);
+        }
+        if (rc == FLC_OK && wait > 0) {
+            /* A shard found closed on a push sent again: the cut attempt's
+             * arrival may have run and been taken by its merger, which then
+             * closed. Not "late", then: if it was not taken, the merger
+             * lists the client as missing, which the driver (sim) or the
+             * step (train) names. */
+            for (uint32_t k = 0; k < cfg->num_shards; k++)
+                was_closed[k] = 0;
+        }
+        if (rc != FLC_ECONN || !flc_store_fails_over(s) ||
+            flc_now_ns() - t0 > (uint64_t)RS_PUSH_RETRY_MS * 1000000u)
+            return rc;
+        wait = wait ? (wait * 2 > 250 ? 250 : wait * 2) : 50;
+        flc_sleep_ms(wait);
+    }
 }
 
 int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *update, flc_err_t *e)
@@ -66,7 +108,7 @@ int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *updat
                            &shards[k].count);
         shards[k].values = (float *)(update + shards[k].offset);
     }
-    rc = flc_store_put_updates_if_open(s, shards, cfg->num_shards, was_closed);
+    rc = push_through_failover(s, cfg, shards, was_closed);
     free(shards);
     if (rc != FLC_OK) {
         free(was_closed);
@@ -124,6 +166,13 @@ int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_sh
         flc_rs_shard_range(model_size, num_shards, k, &off, &cnt);
         flc_shard_t m = {0};
         rc = flc_store_get_merged(s, job, round, k, &m, model + off, cnt);
+        /* A read cut by a lost connection (a failover) is read again. */
+        for (unsigned wait = 100, spent = 0;
+             rc == FLC_ECONN && flc_store_fails_over(s) && spent < RS_PUSH_RETRY_MS;
+             spent += wait, wait = wait * 2 > 1000 ? 1000 : wait * 2) {
+            flc_sleep_ms(wait);
+            rc = flc_store_get_merged(s, job, round, k, &m, model + off, cnt);
+        }
         if (rc != FLC_OK) {
             *e = *flc_store_error(s);
             return rc;

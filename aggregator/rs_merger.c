@@ -11,6 +11,7 @@
 
 #include "aggregator/query.h"
 #include "aggregator/rs_internal.h"
+#include "aggregator/rs_recover.h"
 #include "aggregator/tracker.h"
 #include "base/clock.h"
 #include "base/log.h"
@@ -37,6 +38,7 @@ typedef struct merger {
     size_t arrived;           /* distinct expected clients announced */
     flc_err_t oom;            /* set when the merger itself ran out of memory */
     flc_merge_state_t *own_state; /* state loaded from the cache, saved after */
+    flc_rs_recover_t recover; /* the store's failover count last seen (rs_recover.c) */
 } merger_t;
 
 static void merger_free(merger_t *m)
@@ -173,6 +175,25 @@ static int arrival(merger_t *m, size_t x)
  * time. One BLPOP over the lists of the clients not seen yet, so a client
  * that arrived is not waited for again. Returns the store's error (in *e)
  * when it failed; FLC_OK at the deadline too. */
+/* After a failover: takes the updates that are stored but whose arrival
+ * was lost with the dead master (rs_recover.c); nothing otherwise. */
+static int take_recovered(merger_t *m)
+{
+    const flc_rs_merger_cfg_t *cfg = m->cfg;
+    flc_strlist_t found;
+    int rc = FLC_OK;
+    if (flc_rs_recover(m->s, cfg, m->seen, &m->recover, &found) != FLC_OK)
+        return FLC_OK; /* warned there; the clients count as missing if never seen */
+    for (size_t i = 0; rc == FLC_OK && i < found.n; i++)
+        for (size_t x = 0; x < cfg->n_expected; x++)
+            if (!m->seen[x] && strcmp(cfg->expected[x], found.items[i]) == 0) {
+                rc = arrival(m, x);
+                break;
+            }
+    flc_strlist_free(&found);
+    return rc;
+}
+
 static int wait_arrivals(merger_t *m, uint64_t t0, unsigned deadline, uint64_t *waited,
                          flc_err_t *e)
 {
@@ -187,13 +208,18 @@ static int wait_arrivals(merger_t *m, uint64_t t0, unsigned deadline, uint64_t *
         int wr = flc_store_wait_arrival(m->s, cfg->job, cfg->round, cfg->shard, m->pending,
                                         m->npending, deadline - (unsigned)spent, &which);
         *waited += flc_now_ns() - w0;
+        size_t got = wr == FLC_OK ? m->pending_idx[which] : 0; /* before pending changes */
+        if ((rc = take_recovered(m)) != FLC_OK) {
+            *e = m->oom.code ? m->oom : *flc_store_error(m->s);
+            return rc;
+        }
         if (wr == FLC_ETIMEOUT)
             break;
         if (wr != FLC_OK) {
             *e = *flc_store_error(m->s);
             return wr;
         }
-        if ((rc = arrival(m, m->pending_idx[which])) != FLC_OK)
+        if ((rc = arrival(m, got)) != FLC_OK)
             *e = m->oom.code ? m->oom : *flc_store_error(m->s);
     }
     return rc;
@@ -320,7 +346,7 @@ static int fail_readers(merger_t *m, const flc_err_t *why)
     char token[300];
     snprintf(token, sizeof token, "error: %s", why->msg);
     unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
-    flc_store_notify(m->s, cfg->job, cfg->round, cfg->shard, "done", token, readers);
+    flc_rs_notify_done(m->s, cfg, token, readers);
     return why->code ? why->code : FLC_EIO; /* never report success for a failed merge */
 }
 
@@ -401,11 +427,17 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
 
     unsigned deadline = cfg->deadline_ms ? cfg->deadline_ms : 60000;
     uint64_t waited = 0;
+    flc_strlist_t none;
+    flc_rs_recover(s, cfg, m.seen, &m.recover, &none); /* records the store's count */
     if (rc == FLC_OK)
         rc = wait_arrivals(&m, t0, deadline, &waited, e);
     if (rc != FLC_OK) /* never closed: give the shard back for a retry */
         flc_store_merger_unlock(s, cfg->job, cfg->round, cfg->shard);
-    if (rc == FLC_OK && (rc = close_shard(&m)) != FLC_OK)
+    if (rc == FLC_OK && (rc = close_shard(&m)) == FLC_ECONN && flc_rs_recover_retry(s))
+        rc = close_shard(&m); /* cut by a failover: closed again, then recovered below */
+    if (rc == FLC_OK)
+        rc = take_recovered(&m);
+    if (rc != FLC_OK)
         *e = m.oom.code ? m.oom : *flc_store_error(s);
     for (size_t i = 0; rc == FLC_OK && i < cfg->n_expected; i++)
         if (!m.seen[i])
@@ -430,7 +462,7 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
     if (!cfg->ephemeral && (rc = flc_rs_report_store(s, cfg, rep, e)) != FLC_OK)
         return fail_readers(&m, e);
     unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
-    if (flc_store_notify(s, cfg->job, cfg->round, cfg->shard, "done", "ok", readers) != FLC_OK) {
+    if (flc_rs_notify_done(s, cfg, "ok", readers) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
     }

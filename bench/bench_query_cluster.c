@@ -40,7 +40,7 @@
 #define JOB "bq"
 
 static const char *const usage =
-    "usage: cluster [--case round|query|all] [--clients N] [--sizes MB,...] "
+    "usage: cluster [--case round|query|failover|all] [--clients N] [--sizes MB,...] "
     "[--rates GBIT,...]\n"
     "               [--reps R] [--shards S] [--threads T]\n"
     "  query case defaults: --clients 100 --sizes 1,25 --rates 1,10 --reps 3 --shards 12\n";
@@ -62,7 +62,7 @@ static int num_list(const char *s, double *v, int *n)
 
 int bench_qc_parse(int argc, char **argv, bench_qc_opts_t *o)
 {
-    *o = (bench_qc_opts_t){.run_round = 1, .run_query = 1, .clients = 100, .nsizes = 2,
+    *o = (bench_qc_opts_t){.run_round = 1, .run_query = 1, .run_failover = 1, .clients = 100, .nsizes = 2,
                            .sizes_mb = {1, 25}, .nrates = 2, .rates_gbit = {1, 10},
                            .reps = 3, .shards = 12};
     for (int i = 1; i < argc; i++) {
@@ -90,7 +90,8 @@ int bench_qc_parse(int argc, char **argv, bench_qc_opts_t *o)
         else if (strcmp(a, "--case") == 0) {
             o->run_round = strcmp(v, "round") == 0 || strcmp(v, "all") == 0;
             o->run_query = strcmp(v, "query") == 0 || strcmp(v, "all") == 0;
-            bad = !o->run_round && !o->run_query;
+            o->run_failover = strcmp(v, "failover") == 0 || strcmp(v, "all") == 0;
+            bad = !o->run_round && !o->run_query && !o->run_failover;
         } else if (strcmp(a, "--clients") == 0) {
             bad = x < 2 || x > 10000;
             o->clients = (unsigned)x;

@@ -12,7 +12,7 @@
 #define BENCH_QC_MAX 8
 
 typedef struct bench_qc_opts {
-    int run_round, run_query;        /* --case round|query|all (default all) */
+    int run_round, run_query, run_failover; /* --case round|query|failover|all (default all) */
     unsigned clients;                /* --clients N (default 100) */
     double sizes_mb[BENCH_QC_MAX];   /* --sizes 1,25: model MB, 262144 floats each */
     int nsizes;

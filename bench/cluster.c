@@ -42,15 +42,15 @@
  * FLCACHE_BENCH_S, FLCACHE_BENCH_NODES (which node counts, e.g. "1,3"),
  * FLCACHE_SOURCE_DIR (where scripts/testbed.sh is; default: found from the
  * binary's path). Needs root (namespaces, tc): without it one "skipped"
- * line per case and exit 0. The "failover" case of point 7 is not built
- * yet; it is printed as a "skipped" line saying so.
+ * line per case and exit 0. The "failover" case runs last, on a testbed
+ * of its own with one replica per master (bench_failover.c).
  *
  * "case":"query" (bench/bench_query_cluster.c): norms, outliers, clusters
  * and similarity of a round of N clients (default 100) at 1 and 25 MB on a
  * fresh 3-master testbed, node links at 1 and 10 Gbit/s, answered by shard
  * workers next to the data (partials recomputed or cached) and by the
  * central aggregator in the client namespace. Flags: --case
- * round|query|all, and for the query case --clients, --sizes, --rates,
+ * round|query|failover|all, and for the query case --clients, --sizes, --rates,
  * --reps, --shards, --threads (--help).
  *
  * The testbed is brought down on every path out (failure, SIGINT/TERM/HUP
@@ -71,6 +71,7 @@
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
 #include "bench/bench_query_cluster.h"
+#include "bench/bench_failover.h"
 #include "bench/bench_round.h"
 #include "bench/bench_util.h"
 #include "cache/slot.h"
@@ -610,6 +611,7 @@ int main(int argc, char **argv)
                               "namespaces and tc qdiscs");
         emit_skipped("query", "needs root: the testbed (scripts/testbed.sh) makes network "
                               "namespaces and tc qdiscs");
+        emit_skipped("failover", "needs root: the testbed makes network namespaces");
         return 0;
     }
     uint32_t W = (uint32_t)env_size("FLCACHE_BENCH_W", 8);
@@ -682,7 +684,9 @@ int main(int argc, char **argv)
             emit(&res[nodes], &c, res[1].ran == reps ? &res[1] : NULL);
     if (qo.run_query && query_case(&qo) != 0)
         fails = 1;
-    emit_skipped("failover", "not built yet (issue 12 point 7: the next step)");
+    /* Its own testbed, with replicas (bench_failover.c). */
+    if (qo.run_failover && bench_failover(g_script, g_root_ns) != 0)
+        fails = 1;
 
     for (uint32_t i = 0; i < W; i++)
         free(c.u[i]), free(c.model[i]);

@@ -211,9 +211,13 @@ int flc_cluster_map_parse(flc_cluster_map_t *m, const redisReply *r, const char 
         free(t.v);
         return rc;
     }
-    for (size_t s = 0; s < FLC_SLOT_COUNT; s++)
+    int moved = 0; /* a slot that had an owner now has another (or none) */
+    for (size_t s = 0; s < FLC_SLOT_COUNT; s++) {
         if (owner[s] != FLC_CLUSTER_NO_NODE)
             t.v[owner[s]].nslots++;
+        moved |= m->owner[s] != FLC_CLUSTER_NO_NODE && owner[s] != m->owner[s];
+    }
+    m->owner_changes += (uint64_t)moved;
     free(m->nodes);
     m->nodes = t.v;
     m->nnodes = t.n;
@@ -384,8 +388,10 @@ int flc_cluster_map_apply_moved(flc_cluster_map_t *m, const flc_cluster_redirect
         return i;
     unsigned old = m->owner[rd->slot];
     if (old != (unsigned)i) {
-        if (old != FLC_CLUSTER_NO_NODE)
+        if (old != FLC_CLUSTER_NO_NODE) {
             m->nodes[old].nslots--;
+            m->owner_changes++;
+        }
         m->nodes[i].nslots++;
         m->owner[rd->slot] = (uint16_t)i;
     }

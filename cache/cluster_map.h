@@ -47,6 +47,9 @@ typedef struct flc_cluster_map {
     size_t nnodes, cap;
     uint16_t owner[FLC_SLOT_COUNT]; /* slot -> node index or FLC_CLUSTER_NO_NODE */
     uint64_t version;               /* bumped by every change (fetch or MOVED) */
+    uint64_t owner_changes;         /* fetches and MOVEDs that gave an owned slot another
+                                     * owner (a failover, a reshard): a store's callers
+                                     * compare it to notice a node changed under them */
     uint64_t fetched_ms;            /* monotonic ms of the last fetch attempt; 0: never */
     unsigned refresh_min_ms;        /* 0 at init means FLC_CLUSTER_REFRESH_MIN_MS */
     int refresh_pending;            /* a MOVED was applied: a full refresh is due */

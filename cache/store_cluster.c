@@ -18,6 +18,7 @@
  * sent yet, so that retry is always safe). */
 #include "cache/store_cluster.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,12 +80,13 @@ int flc_store_cl_start(flc_store_t *s, int *is_cluster)
 
 static void queue_clear(flc_store_cluster_t *cl)
 {
-    for (size_t i = cl->head; i < cl->n; i++) {
+    for (size_t i = 0; i < cl->n; i++) { /* answered ones keep their text too */
         free(cl->q[i].cmd);
-        if (cl->q[i].stash)
+        if (i >= cl->head && cl->q[i].stash)
             freeReplyObject(cl->q[i].stash);
     }
     cl->head = cl->n = 0;
+    cl->batch++;
     free(cl->multi);
     cl->multi = NULL;
     cl->in_tx = 0;
@@ -98,6 +100,8 @@ void flc_store_cl_free(flc_store_t *s)
     queue_clear(cl);
     free(cl->q);
     free(cl->named);
+    free(cl->probed);
+    free(cl->written);
     flc_cluster_conn_free(cl->cc);
     flc_cluster_map_free(&cl->map);
     free(cl);
@@ -105,7 +109,7 @@ void flc_store_cl_free(flc_store_t *s)
     s->c = NULL; /* it was one of the table's connections */
 }
 
-static void close_node(flc_store_cluster_t *cl, unsigned node)
+void flc_store_cl_close_node(flc_store_cluster_t *cl, unsigned node)
 {
     flc_cluster_conn_close(cl->cc, node);
     if (node < cl->nnamed)
@@ -116,11 +120,12 @@ void flc_store_cl_drop(flc_store_t *s)
 {
     flc_store_cluster_t *cl = s->cl;
     for (size_t i = cl->head; i < cl->n; i++)
-        close_node(cl, cl->q[i].node);
+        flc_store_cl_close_node(cl, cl->q[i].node);
     if (cl->cur != FLC_CLUSTER_NO_NODE)
-        close_node(cl, cl->cur);
+        flc_store_cl_close_node(cl, cl->cur);
     queue_clear(cl);
     cl->map.refresh_pending = 1;
+    cl->lost++; /* a node connection lost: flc_store_failovers */
     s->c = NULL;
 }
 
@@ -204,7 +209,12 @@ int flc_store_cl_idempotent(const char *cmd, size_t len)
         "GET",    "GETRANGE", "HGET",   "HGETALL", "HKEYS",  "HVALS",  "HLEN",   "EXISTS",
         "SMEMBERS", "ZRANGE", "ZCARD",  "LRANGE",  "DBSIZE", "INFO",   "PING",   "MEMORY",
         "SET",    "PSETEX",   "HSET",   "DEL",     "UNLINK", "SADD",   "SREM",   "ZADD",
-        "ZREM",   "PEXPIRE",  "PERSIST", "CONFIG"};
+        "ZREM",   "PEXPIRE",  "PERSIST", "CONFIG", "SISMEMBER", "SCARD", "HEXISTS", "LLEN",
+        /* A blocking pop cut by a lost connection popped nothing, or its
+         * element went with the dead node's reply: sending it again to the
+         * new owner is what its caller wants either way (a token lost in
+         * flight is the merger's to recover: aggregator/rs_recover.c). */
+        "BLPOP"};
     const char *a[8] = {0};
     size_t al[8] = {0};
     int argc = flc_store_cl_args(cmd, len, a, al, 8);
@@ -264,12 +274,23 @@ int flc_store_cl_conn(flc_store_t *s, unsigned node, redisContext **c)
 {
     flc_store_cluster_t *cl = s->cl;
     int rc = flc_cluster_conn_get(cl->cc, &cl->map, node, c, &s->err);
+    if (rc == FLC_OK && flc_store_cl_stale(s, node, *c)) {
+        /* Its server closed it (a killed master): remade before anything
+         * is sent on it, so the batch fails over like a refused connect. */
+        flc_store_cl_close_node(cl, node);
+        cl->map.refresh_pending = 1;
+        rc = flc_cluster_conn_get(cl->cc, &cl->map, node, c, &s->err);
+    }
     if (rc == FLC_OK) {
         (*c)->reader->maxbuf = 0; /* as the single-node connection (store_conn.c) */
         name_conn(cl, node, *c);
         return FLC_OK;
     }
-    if (cl->head == cl->n) {
+    cl->lost++;
+    /* With replies due, the refresh (CLUSTER SLOTS on some node's
+     * connection) would read one of them: they are read aside first, so a
+     * batch routed while its node is down still follows the failover. */
+    if (cl->head == cl->n || cl->busy || flc_store_cl_stash_all(cl) == FLC_OK) {
         flc_err_t e2;
         flc_cluster_conn_refresh(cl->cc, &cl->map, (int)node, 1, NULL, &e2);
     } else {
@@ -298,14 +319,14 @@ static int route_slot(flc_store_t *s, uint16_t slot, unsigned *node, redisContex
         } else {
             rc = flc_err_set(&s->err, FLC_ECONN, "%s: no node serves slot %u", s->url_text,
                              slot);
-            if (cl->head == cl->n) {
+            if (cl->head == cl->n || cl->busy || flc_store_cl_stash_all(cl) == FLC_OK) {
                 flc_err_t e2;
                 flc_cluster_conn_refresh(cl->cc, &cl->map, -1, 1, NULL, &e2);
             }
         }
         if (flc_store_cl_now_ms() - t0 > CL_DEADLINE_MS)
             return flc_err_wrap(&s->err, "slot %u, after %u ms: ", slot, CL_DEADLINE_MS);
-        flc_store_cl_backoff(&wait, 100, 1000);
+        flc_store_cl_backoff(&wait, 50, 250);
     }
 }
 
@@ -415,6 +436,15 @@ int flc_store_cl_push(flc_store_t *s, char *cmd, size_t len)
     }
     if (rc != FLC_OK) {
         free(cmd);
+        /* The batch cannot be completed: what it queued already would
+         * leave replies due behind the error, and the next operation
+         * would read them as its own. Start clean (as after a lost
+         * connection); the caller reports rc. */
+        if (cl->head < cl->n) {
+            flc_err_t keep = s->err;
+            flc_store_cl_drop(s);
+            s->err = keep;
+        }
         return rc;
     }
     if (cl->block_ms) /* a BLPOP: its connection must outwait it (store_notify.c) */
@@ -432,6 +462,8 @@ int flc_store_cl_push(flc_store_t *s, char *cmd, size_t len)
     size_t al[1] = {0};
     flc_store_cl_args(cmd, len, a, al, 1);
     int ends_tx = is_cmd(a[0], al[0], "EXEC") || is_cmd(a[0], al[0], "DISCARD");
+    if (kind == K_KEYED && !flc_store_cl_reads_only(a[0], al[0]))
+        flc_store_cl_mark_written(s, node); /* flc_store_replicated waits for it */
     rc = enqueue(s, cmd, len, node, c, slot, kind == K_KEYED);
     if (ends_tx)
         cl->in_tx = 0;
@@ -451,9 +483,21 @@ int flc_store_cl_flush(flc_store_t *s, const char *what)
     flc_store_cluster_t *cl = s->cl;
     for (size_t i = cl->head; i < cl->n; i++) {
         redisContext *c = cl->q[i].ctx;
+        if (cl->q[i].stash != NULL)
+            continue; /* answered: its output went out long ago */
         int done = c->obuf[0] == '\0'; /* hiredis: an empty sds when all went out */
         while (!done) {
             if (redisBufferWrite(c, &done) != REDIS_OK) {
+                /* Its node closed the connection (a killed master): send
+                 * the batch's commands there again through the new map
+                 * when they may run twice (store_cluster_fail.c). */
+                if (c->err == REDIS_ERR_IO && errno != EAGAIN && errno != EWOULDBLOCK) {
+                    char detail[160];
+                    snprintf(detail, sizeof detail, "%s", c->errstr);
+                    if (flc_store_cl_replay(s, cl->q[i].node, what) == FLC_OK)
+                        break; /* the replayed commands were written */
+                    return flc_store_cl_lost(s, what, detail);
+                }
                 s->c = c;
                 cl->cur = cl->q[i].node;
                 return flc_store_io_error(s, what);

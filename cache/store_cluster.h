@@ -97,6 +97,10 @@ int flc_store_cl_wake_id(flc_store_t *s, long long id);
  * stores of this process have met so far. */
 void flc_store_cl_counts(unsigned long *moved, unsigned long *ask, unsigned long *retry);
 
+/* Batches that stores of this process sent again because a node closed
+ * its connection with replies due (store_cluster_fail.c). */
+unsigned long flc_store_cl_replayed(void);
+
 /* 1 when the formatted command has the same effect run once or twice
  * (reads, SET, DEL, HSET, SADD, PEXPIRE, ...: not RPUSH, INCR, LPOP, EVAL),
  * so it may be sent again after its connection was lost. */

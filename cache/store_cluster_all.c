@@ -122,12 +122,17 @@ int flc_store_cl_wake_id(flc_store_t *s, long long id)
     snprintf(name, sizeof name, " name=flc-w-%lld ", id);
     unsigned m[64];
     size_t n = 0;
-    int rc = flc_store_cl_masters(s, m, 64, &n);
-    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+    int rc = flc_store_cl_masters(s, m, 64, &n), first = rc;
+    for (size_t i = 0; i < n; i++) {
         redisReply *r;
+        /* A master that cannot be asked (killed, its replica not promoted
+         * yet) does not keep the others' waiters blocked: the caller asks
+         * again, and the map follows the failover. */
         if ((rc = flc_store_cl_use_node(s, m[i])) != FLC_OK ||
-            (rc = flc_store_commandf(s, &r, "CLIENT LIST TYPE normal")) != FLC_OK)
-            break;
+            (rc = flc_store_commandf(s, &r, "CLIENT LIST TYPE normal")) != FLC_OK) {
+            first = first == FLC_OK ? rc : first;
+            continue;
+        }
         long long ids[16];
         int nid = 0;
         for (const char *p = r->str; p && (p = strstr(p, name)) != NULL && nid < 16; p++) {
@@ -141,6 +146,7 @@ int flc_store_cl_wake_id(flc_store_t *s, long long id)
         for (int k = 0; rc == FLC_OK && k < nid; k++)
             if ((rc = flc_store_commandf(s, &r, "CLIENT UNBLOCK %lld TIMEOUT", ids[k])) == FLC_OK)
                 freeReplyObject(r);
+        first = first == FLC_OK ? rc : first;
     }
-    return rc;
+    return first;
 }

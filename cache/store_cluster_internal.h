@@ -38,7 +38,53 @@ struct flc_store_cluster {
     long long token; /* CLIENT SETNAME flc-w-<token>; -1: not named */
     redisContext **named;
     size_t nnamed;
+    /* Failover (issue 12 point 5, store_wait.c). */
+    uint64_t lost;      /* node connections found dead or refused (flc_store_failovers) */
+    uint64_t batch;     /* bumped whenever no reply is due: a new batch starts */
+    uint64_t *probed;   /* per node: the batch its connection was last checked in */
+    unsigned char *written; /* per node: written to since the last flc_store_replicated */
+    size_t nnode_state; /* entries of probed and written */
+    int busy;           /* settling a redirect or replaying: every reply due is read
+                         * aside already (or its node is dead), so a failed connect
+                         * refreshes the map without reading anything */
+    uint64_t wait_short; /* replication waits accepted with every replica a node had,
+                          * fewer than asked (flc_store_wait_short) */
 };
+
+/* Grows probed / written to cover node; FLC_ENOMEM when it cannot. */
+int flc_store_cl_node_state(flc_store_cluster_t *cl, unsigned node);
+
+/* 1 when node's connection c must be remade before this batch uses it: its
+ * server closed it (store_cluster_fail.c); counted in flc_store_failovers. */
+int flc_store_cl_stale(flc_store_t *s, unsigned node, redisContext *c);
+
+/* Reads every reply due into its command's stash, so that no socket holds
+ * an unread reply and the map can be refreshed over any connection
+ * (routing a batch while a node is down). FLC_ECONN when a node fails. */
+int flc_store_cl_stash_all(flc_store_cluster_t *cl);
+
+/* Closes node's connection (and forgets its CLIENT SETNAME). */
+void flc_store_cl_close_node(flc_store_cluster_t *cl, unsigned node);
+
+/* node's connection broke with replies due. When every command without a
+ * reply may run twice (reads, SET, HSET, SADD, ...), sends the ones that
+ * were on node again, each to its slot's owner once the map names a
+ * reachable one (a promoted replica), until the cluster deadline: 0, and
+ * the caller reads on. Otherwise FLC_ECONN and node's connection may be
+ * closed already: the caller fails the batch (flc_store_cl_lost). */
+int flc_store_cl_replay(flc_store_t *s, unsigned node, const char *what);
+
+/* Fails the batch after a lost connection whose context is gone: the
+ * error names what and detail, every connection with replies due is
+ * closed, the queue forgotten (as flc_store_io_error does). */
+int flc_store_cl_lost(flc_store_t *s, const char *what, const char *detail);
+
+/* 1 for a command name (a, al bytes) that writes nothing: the replication
+ * wait skips nodes that were only read. */
+int flc_store_cl_reads_only(const char *a, size_t al);
+
+/* Notes that a write went to node (for flc_store_replicated). */
+void flc_store_cl_mark_written(flc_store_t *s, unsigned node);
 
 uint64_t flc_store_cl_now_ms(void);
 struct timeval flc_store_cl_tv(unsigned ms);

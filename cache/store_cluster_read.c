@@ -33,6 +33,7 @@
  * cannot be connected to at routing time, the map is refreshed from another
  * node and the routing retried with backoff until the deadline (nothing was
  * sent yet, so that retry is always safe). */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +45,19 @@
 
 /* Redirects followed by every store of the process (for tests and
  * benches: flc_store_cl_counts). */
-static atomic_ulong n_moved, n_ask, n_retry;
+static atomic_ulong n_moved, n_ask, n_retry, n_replayed;
+
+unsigned long flc_store_cl_replayed(void)
+{
+    return atomic_load(&n_replayed);
+}
+
+int flc_store_cl_lost(flc_store_t *s, const char *what, const char *detail)
+{
+    flc_err_set(&s->err, FLC_ECONN, "%s: %s: %s", s->url_text, what, detail);
+    flc_store_cl_drop(s);
+    return FLC_ECONN;
+}
 
 void flc_store_cl_counts(unsigned long *moved, unsigned long *ask, unsigned long *retry)
 {
@@ -68,6 +81,35 @@ static int get_reply(flc_store_t *s, unsigned node, redisContext *c, redisReply 
     return FLC_OK;
 }
 
+/* Reads queued command e's reply. When e's node closed the connection
+ * (its master killed: EOF or reset, not a timeout), the commands without
+ * a reply are sent again to their slots' new owners if all of them may run
+ * twice (flc_store_cl_replay, store_cluster_fail.c) and e's reply is read
+ * from there; otherwise the batch fails as on one server. */
+static int reply_of(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
+{
+    for (;;) {
+        redisContext *c = e->ctx;
+        void *reply = NULL;
+        if (redisGetReply(c, &reply) == REDIS_OK && reply != NULL) {
+            *r = reply;
+            return FLC_OK;
+        }
+        int gone = c->err == REDIS_ERR_EOF ||
+                   (c->err == REDIS_ERR_IO && errno != EAGAIN && errno != EWOULDBLOCK);
+        if (!gone) {
+            s->c = c;
+            s->cl->cur = e->node;
+            return flc_store_io_error(s, what);
+        }
+        char detail[160];
+        snprintf(detail, sizeof detail, "%s", c->errstr[0] ? c->errstr : "connection lost");
+        if (flc_store_cl_replay(s, e->node, what) != FLC_OK)
+            return flc_store_cl_lost(s, what, detail);
+        atomic_fetch_add(&n_replayed, 1);
+    }
+}
+
 /* Reads the replies of every queued command after the oldest into their
  * stash, so that a resent command's reply is the next one on any
  * connection. */
@@ -77,6 +119,8 @@ static int drain(flc_store_t *s, const char *what)
     for (size_t i = cl->head + 1; i < cl->n; i++) {
         pend_t *p = &cl->q[i];
         if (p->stash == NULL) {
+            /* Not reply_of: the command being settled is resent by settle
+             * itself, so a replay of the batch here would send it twice. */
             int rc = get_reply(s, p->node, p->ctx, &p->stash, what);
             if (rc != FLC_OK)
                 return rc;
@@ -120,7 +164,7 @@ static int settle(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
     flc_store_cluster_t *cl = s->cl;
     uint64_t t0 = flc_store_cl_now_ms();
     unsigned wait = 0;
-    for (int hops = 0;; hops++) {
+    for (int hops = 0;;) {
         flc_cluster_redirect_t rd;
         flc_cluster_reply_t kind = flc_cluster_classify(*r, &rd);
         if (kind == FLC_CLUSTER_R_OK || kind == FLC_CLUSTER_R_OTHER ||
@@ -141,7 +185,10 @@ static int settle(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
                 cl->map.refresh_pending = 1;
             return FLC_OK;
         }
-        if (hops >= CL_MAX_REDIRECTS || flc_store_cl_now_ms() - t0 > CL_DEADLINE_MS)
+        /* Redirects count against the hops (a loop of them is a broken
+         * cluster); waits for a failover only against the deadline. */
+        hops += kind == FLC_CLUSTER_R_MOVED || kind == FLC_CLUSTER_R_ASK;
+        if (hops > CL_MAX_REDIRECTS || flc_store_cl_now_ms() - t0 > CL_DEADLINE_MS)
             return FLC_OK; /* the caller reports the last error reply */
         int rc = drain(s, what);
         if (rc != FLC_OK)
@@ -160,13 +207,13 @@ static int settle(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
             target = (int)flc_cluster_map_owner(&cl->map, e->slot);
             break;
         default: /* CLUSTERDOWN, UNBLOCKED */
-            flc_store_cl_backoff(&wait, 100, 1000);
+            flc_store_cl_backoff(&wait, 50, 250);
             flc_cluster_conn_refresh(cl->cc, &cl->map, -1, 1, NULL, &e2);
             target = (int)flc_cluster_map_owner(&cl->map, e->slot);
             break;
         }
         if (target < 0 || target == (int)FLC_CLUSTER_NO_NODE) {
-            flc_store_cl_backoff(&wait, 100, 1000);
+            flc_store_cl_backoff(&wait, 50, 250);
             continue; /* the same reply once more: refresh, look again */
         }
         redisReply *nr = NULL;
@@ -174,7 +221,7 @@ static int settle(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
         if (rc == FLC_ECONN && s->c != NULL && flc_store_cl_now_ms() - t0 <= CL_DEADLINE_MS) {
             /* The target cannot be reached (a dead master a stale MOVED
              * names): nothing was sent; the owner may change. */
-            flc_store_cl_backoff(&wait, 100, 1000);
+            flc_store_cl_backoff(&wait, 50, 250);
             flc_cluster_conn_refresh(cl->cc, &cl->map, target, 1, NULL, &e2);
             target = (int)flc_cluster_map_owner(&cl->map, e->slot);
             if (target == (int)FLC_CLUSTER_NO_NODE)
@@ -190,6 +237,18 @@ static int settle(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
     }
 }
 
+static int settle_busy(flc_store_t *s, pend_t *e, redisReply **r, const char *what)
+{
+    /* While a redirect is settled the replies behind it are read aside
+     * (drain) and its own is in hand: a failed connect must not read. */
+    int was = s->cl->busy;
+    s->cl->busy = 1;
+    int rc = settle(s, e, r, what);
+    if (s->cl != NULL)
+        s->cl->busy = was;
+    return rc;
+}
+
 int flc_store_cl_read(flc_store_t *s, redisReply **r, const char *what)
 {
     flc_store_cluster_t *cl = s->cl;
@@ -199,19 +258,26 @@ int flc_store_cl_read(flc_store_t *s, redisReply **r, const char *what)
     pend_t *e = &cl->q[cl->head];
     redisReply *rep = e->stash;
     e->stash = NULL;
-    int rc = rep ? FLC_OK : get_reply(s, e->node, e->ctx, &rep, what);
+    int rc = rep ? FLC_OK : reply_of(s, e, &rep, what);
     if (rc != FLC_OK)
         return rc; /* the queue is gone with the connections */
-    rc = settle(s, e, &rep, what);
+    rc = settle_busy(s, e, &rep, what);
     if (rc != FLC_OK) {
         if (rep)
             freeReplyObject(rep);
         return rc;
     }
     if (cl->head < cl->n) { /* an I/O error in settle cleared the queue */
-        free(e->cmd);
-        if (++cl->head == cl->n)
+        /* The batch's answered commands are kept (their text, nothing
+         * more than the batch already held) until its last reply: a
+         * replay sends the dead node's share of the batch again whole
+         * (store_cluster_fail.c). */
+        if (++cl->head == cl->n) {
+            for (size_t i = 0; i < cl->n; i++)
+                free(cl->q[i].cmd);
             cl->head = cl->n = 0;
+            cl->batch++; /* nothing due: the next commands are a new batch */
+        }
     }
     *r = rep;
     return FLC_OK;

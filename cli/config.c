@@ -90,6 +90,8 @@ static const struct var {
     {"FLCACHE_LAMBDA_MAX_EVENTS", NULL, V_COUNT, offsetof(flc_config_t, lambda_max_events)},
     {"FLCACHE_CHUNK", NULL, V_SIZE, offsetof(flc_config_t, chunk_bytes)},
     {"FLCACHE_MAX_MSG", NULL, V_SIZE, offsetof(flc_config_t, max_msg_bytes)},
+    {"FLCACHE_WAIT_REPLICAS", NULL, V_COUNT, offsetof(flc_config_t, wait_replicas)},
+    {"FLCACHE_WAIT_MS", NULL, V_COUNT, offsetof(flc_config_t, wait_ms)},
     {"FLCACHE_REDIS", NULL, V_STR, offsetof(flc_config_t, redis)},
     {"FLCACHE_COLD", NULL, V_STR, offsetof(flc_config_t, cold)},
     {"FLCACHE_COLD_BUCKET", NULL, V_STR, offsetof(flc_config_t, cold_bucket)},
@@ -147,7 +149,7 @@ static int parse_count(const char *name, const char *v, long *out, flc_err_t *e)
     errno = 0;
     long n = isdigit((unsigned char)*v) ? strtol(v, &end, 10) : -1;
     if (n < 0 || *end != '\0' || errno == ERANGE)
-        return flc_err_set(e, FLC_EINVAL, "%s='%.64s' is not a count of events", name, v);
+        return flc_err_set(e, FLC_EINVAL, "%s='%.64s' is not a whole number (0 or more)", name, v);
     *out = n;
     return FLC_OK;
 }
@@ -272,6 +274,8 @@ void flc_config_store_opts(const flc_config_t *c, flc_store_opts_t *o, flc_cold_
     memset(o, 0, sizeof *o);
     o->chunk_bytes = c->chunk_bytes;
     o->max_msg_bytes = c->max_msg_bytes;
+    o->wait_replicas = (unsigned)c->wait_replicas;
+    o->wait_timeout_ms = (unsigned)c->wait_ms;
     o->cold_url = c->cold != NULL ? c->cold : "";
     flc_config_cold_opts(c, cold);
     o->cold_opts = cold;

@@ -14,6 +14,9 @@
  *   FLCACHE_CHUNK                 chunk_bytes         bytes per pipelined read/write piece
  *                                                     (k/m/g suffix; default 256k)
  *   FLCACHE_MAX_MSG               max_msg_bytes       largest accepted shard frame (default 512m)
+ *   FLCACHE_WAIT_REPLICAS         wait_replicas       after each push, wait until this many
+ *                                                     replicas have it (Redis WAIT; default 0)
+ *   FLCACHE_WAIT_MS               wait_ms             how long a push waits for them (1000)
  *   FLCACHE_LOG                   log_level           off|error|warn|info|debug
  *   FLCACHE_COLD                  cold                cold tier URL: file:///dir, http(s)://host
  *   FLCACHE_COLD_BUCKET           cold_bucket         S3 bucket (default "flcache")
@@ -68,6 +71,8 @@ typedef struct flc_config {
     char *redis;
     size_t chunk_bytes;   /* 0: unset */
     size_t max_msg_bytes; /* 0: unset */
+    long wait_replicas;   /* 0: unset (pushes do not wait for replicas) */
+    long wait_ms;         /* 0: unset (1000) */
     int log_level;        /* FLC_LOG_*, or -1 when unset */
     char *cold, *cold_bucket, *cold_region, *policy;
     char *nodes;

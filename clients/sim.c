@@ -13,6 +13,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "cache/keys.h"
+#include "cache/store_failover.h"
 #include "cache/store_ops.h"
 #include "clients/client.h"
 #include "clients/client_data.h"
@@ -466,8 +467,13 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
             mt->started = 1;
     }
     uint64_t tc = flc_now_ns();
+    uint64_t failovers0 = flc_store_failovers(sm->s);
     if (rc == FLC_OK && ninv > 0)
         rc = c->invoke(c->invoke_user, evs, ninv, inv, e);
+    /* On a cluster: acknowledged updates a failover took along are sent
+     * again while the mergers still wait (sim_failover.c). */
+    if (rc == FLC_OK && ninv > 0)
+        rc = sim_resend_lost(sm->s, c, round, sm->S, cl, k, evs, inv, failovers0, out, e);
     out->clients_ms = (double)(flc_now_ns() - tc) / 1e6;
     close_and_join(sm, t0 + (uint64_t)c->round_timeout_ms * 1000000ull);
     /* The clients' updates are in: the policy must know them before the
@@ -497,6 +503,19 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
         }
         out->merge_ms = mt->rep.merge_ms > out->merge_ms ? mt->rep.merge_ms : out->merge_ms;
         out->wait_ms = mt->rep.wait_ms > out->wait_ms ? mt->rep.wait_ms : out->wait_ms;
+    }
+    /* An acknowledged update that no merger got was lost (a failover):
+     * the round fails naming it rather than merge without it. */
+    const flc_rs_report_t *reps[sm->S ? sm->S : 1];
+    for (uint32_t s = 0; s < sm->S; s++)
+        reps[s] = &sm->m[s].rep;
+    if (rc == FLC_OK)
+        sim_name_lost(cl, k, inv, reps, sm->S, out);
+    if (out->lost > 0) {
+        if (merged)
+            snprintf(out->merge_error, sizeof out->merge_error, "updates lost in a failover "
+                     "and not resent: %.200s", out->lost_names);
+        merged = 0;
     }
     if (merged) {
         flc_err_t pe = {0};

@@ -186,6 +186,12 @@ typedef struct flc_sim_round {
     char merge_error[256];       /* why not, when merged is 0: the first failing merger's
                                   * or the pull's error ("" when merged); also kept in the
                                   * round's RoundMeta notes as merge_error */
+    /* A Redis Cluster failover during the round (clients/sim_failover.c): */
+    size_t resent;               /* clients invoked again: their acknowledged update was
+                                  * lost, or their invocation failed, in a failover */
+    char resent_names[256];      /* "c3, c7" (RoundMeta note resent_after_failover) */
+    size_t lost;                 /* acknowledged updates still lost: the round failed */
+    char lost_names[256];        /* "c3" (in merge_error and note lost_in_failover) */
 } flc_sim_round_t;
 
 typedef void (*flc_sim_progress_t)(const flc_sim_round_t *r, int rounds, double elapsed_s,

@@ -34,4 +34,22 @@ typedef struct sim_round_rec {
 int sim_record_round(flc_store_t *s, const flc_sim_cfg_t *c, size_t nparams,
                      sim_round_rec_t *rec, flc_err_t *e);
 
+/* On a Redis Cluster, after the invoked clients returned and before the
+ * mergers are woken: invokes again every acknowledged client whose update
+ * some shard's node no longer holds (lost in a failover), and, when a
+ * failover was seen (that, or the driver store's flc_store_failovers moved
+ * from failovers0), every client whose invocation failed; their outcomes
+ * replace inv[]. Fills out->resent / resent_names, and out->lost /
+ * lost_names with what is still missing after that (the round then fails).
+ * Nothing on one server. (clients/sim_failover.c) */
+int sim_resend_lost(flc_store_t *s, const flc_sim_cfg_t *c, uint32_t round, uint32_t S,
+                    sim_client_t *cl, size_t k, struct cJSON *const *evs, flc_sim_inv_t *inv,
+                    uint64_t failovers0, flc_sim_round_t *out, flc_err_t *e);
+
+/* After the mergers closed: an acknowledged client that a shard's merger
+ * lists as missing was lost after the check above; adds it to out->lost /
+ * lost_names. reps[0..S): each shard's report (NULL: none). */
+void sim_name_lost(const sim_client_t *cl, size_t k, const flc_sim_inv_t *inv,
+                   const flc_rs_report_t *const *reps, uint32_t S, flc_sim_round_t *out);
+
 #endif

@@ -52,15 +52,16 @@ static void kvh_add(kvh_t *m, const char *k, double v)
     m->n++;
 }
 
+#define MAXNOTES 10
 typedef struct notes {
-    Flcache__RoundMeta__NotesEntry e[8];
-    Flcache__RoundMeta__NotesEntry *p[8];
+    Flcache__RoundMeta__NotesEntry e[MAXNOTES];
+    Flcache__RoundMeta__NotesEntry *p[MAXNOTES];
     size_t n;
 } notes_t;
 
 static void note_add(notes_t *m, const char *k, const char *v)
 {
-    if (m->n >= 8)
+    if (m->n >= MAXNOTES)
         return;
     Flcache__RoundMeta__NotesEntry init = FLCACHE__ROUND_META__NOTES_ENTRY__INIT;
     m->e[m->n] = init;
@@ -266,6 +267,7 @@ int sim_record_round(flc_store_t *s, const flc_sim_cfg_t *c, size_t nparams,
     kv_add(&met, "dropped", (double)out->dropped);
     kv_add(&met, "late", (double)out->late);
     kv_add(&met, "failed", (double)failed);
+    kv_add(&met, "resent", (double)out->resent);
     kv_add(&met, "faulty_sampled", (double)out->faulty_sampled);
     kv_add(&met, "faulty_merged", (double)faulty_merged);
     kv_add(&met, "merged", out->merged);
@@ -306,6 +308,12 @@ int sim_record_round(flc_store_t *s, const flc_sim_cfg_t *c, size_t nparams,
     note_add(&notes, "data", c->synthetic_params ? "synthetic" : "fashion-mnist");
     if (rec->out->merge_error[0])
         note_add(&notes, "merge_error", rec->out->merge_error);
+    /* A failover during the round (sim_failover.c): who was sent again,
+     * and whose acknowledged update is still lost. */
+    if (rec->out->resent_names[0])
+        note_add(&notes, "resent_after_failover", rec->out->resent_names);
+    if (rec->out->lost_names[0])
+        note_add(&notes, "lost_in_failover", rec->out->lost_names);
 
     Flcache__RoundMeta m = FLCACHE__ROUND_META__INIT;
     if (old != NULL)

@@ -4,11 +4,14 @@
  * which also deletes step rounds every worker has read. See sgd_worker.h
  * for the key scheme. */
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
 #include "cache/keys.h"
 #include "cache/store.h"
+#include "cache/store_failover.h"
 #include "cache/store_ops.h"
 #include "workers/sgd_worker_internal.h"
 
@@ -55,9 +58,41 @@ static int merge_shard(sgd_worker_t *w, uint32_t g, uint32_t shard, flc_err_t *e
     if (flc_merge_rule_init(&mc.rule, "mean", e) != FLC_OK)
         return e->code;
     flc_rs_report_t rep;
+    uint64_t fo = flc_store_failovers(w->s);
     int rc = flc_rs_merger_run(w->s, &mc, &rep, e);
+    if (rc == FLC_ECONN && flc_store_fails_over(w->s) && rep.wait_ms == 0 &&
+        rep.participants.n == 0) {
+        /* Cut by a failover before it waited for anything (its lock or
+         * its first look at the shard): once more, through the new map. */
+        flc_rs_report_free(&rep);
+        rc = flc_rs_merger_run(w->s, &mc, &rep, e);
+    }
+    if (rc != FLC_OK && rep.wait_ms == 0) {
+        /* A merger that failed before it started tells no reader: they
+         * would wait for this shard until their pull's timeout (two step
+         * timeouts). The error goes to them now (extra tokens are harmless:
+         * a reader takes one, and the round is deleted later). */
+        char token[300];
+        snprintf(token, sizeof token, "error: %s", e->msg);
+        flc_store_notify(w->s, w->steps_job, g, shard, "done", token, (unsigned)c->workers);
+    }
     w->r->merge_ms += rep.merge_ms;
     w->r->wait_ms += rep.wait_ms;
+    if (rc == FLC_OK && rep.missing.n > 0 && flc_store_failovers(w->s) != fo) {
+        /* The shard's node was replaced during the step: a worker's
+         * acknowledged update can have gone with it (the merger took every
+         * update the new node holds, aggregator/rs_recover.c). Name all. */
+        char names[256] = "";
+        for (size_t i = 0; i < rep.missing.n; i++) {
+            size_t l = strlen(names);
+            if (l + strlen(rep.missing.items[i]) + 8 < sizeof names)
+                snprintf(names + l, sizeof names - l, "%s%s", l ? ", " : "",
+                         rep.missing.items[i]);
+        }
+        rc = flc_err_set(e, FLC_EDATA, "step %u, shard %u: update(s) of %s lost in a failover "
+                         "(the shard's master was replaced during the step; waited %u ms); "
+                         "synchronous SGD cannot go on", g, shard, names, c->step_timeout_ms);
+    }
     if (rc == FLC_OK && (rep.missing.n > 0 || rep.rejected.n > 0))
         rc = flc_err_set(e, FLC_EDATA, "step %u, shard %u: %zu worker(s) missing (first: %s) "
                          "and %zu rejected (first: %s) after %u ms; synchronous SGD cannot go on",
@@ -74,7 +109,37 @@ static int merge_shard(sgd_worker_t *w, uint32_t g, uint32_t shard, flc_err_t *e
  * what a round consists of lives in one place (cache/store_meta.c). */
 static int drop_step_round(sgd_worker_t *w, uint32_t g)
 {
-    return flc_store_delete_round(w->s, w->steps_job, g);
+    int rc = flc_store_delete_round(w->s, w->steps_job, g);
+    /* Cut by a failover: the store follows the new map; once more (a
+     * round deleted twice is deleted). */
+    if (rc == FLC_ECONN && flc_store_fails_over(w->s))
+        rc = flc_store_delete_round(w->s, w->steps_job, g);
+    return rc;
+}
+
+/* A push that went through a failover (this worker's store saw a node
+ * replaced): the acknowledged part of it may have gone with the dead
+ * master. The worker knows its own gradient, so it checks each shard and
+ * pushes again when one is missing (a repeated arrival counts once). What
+ * a failover takes after this check is named by the merger's timeout
+ * (merge_shard). */
+static int repush_if_lost(sgd_worker_t *w, uint32_t g, const flc_rs_push_cfg_t *pc,
+                          flc_err_t *e)
+{
+    const char *me[] = {w->name};
+    for (uint32_t sh = 0; sh < w->c.num_shards; sh++) {
+        unsigned char present = 0;
+        if (flc_store_updates_present(w->s, w->steps_job, g, sh, me, 1, &present) != FLC_OK)
+            return flc_err_set(e, flc_store_error(w->s)->code, "step %u: checking the push of "
+                               "%s after a failover: %s", g, w->name, flc_store_errstr(w->s));
+        if (!present) {
+            int rc = flc_rs_push(w->s, pc, w->grad, e);
+            return rc == FLC_OK ? FLC_OK
+                                : flc_err_wrap(e, "step %u, push of %s again after a failover: ",
+                                               g, w->name);
+        }
+    }
+    return FLC_OK;
 }
 
 /* One exchange: push the gradient (+ loss), merge the shards this worker
@@ -86,9 +151,12 @@ int sgd_exchange(sgd_worker_t *w, uint32_t g, flc_err_t *e)
     flc_rs_push_cfg_t pc = {.job = w->steps_job, .round = g, .client = w->name,
                             .num_shards = c->num_shards, .model_size = w->nparams + 1,
                             .num_samples = c->batch};
+    uint64_t fo = flc_store_failovers(w->s);
     int rc = flc_rs_push(w->s, &pc, w->grad, e);
     if (rc != FLC_OK)
         return flc_err_wrap(e, "step %u, push of %s: ", g, w->name);
+    if (flc_store_failovers(w->s) != fo && (rc = repush_if_lost(w, g, &pc, e)) != FLC_OK)
+        return rc;
     for (uint32_t sh = (uint32_t)c->rank; sh < c->num_shards; sh += (uint32_t)c->workers)
         if ((rc = merge_shard(w, g, sh, e)) != FLC_OK)
             return rc;
