@@ -40,6 +40,7 @@
 
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
+#include "cache/slot.h"
 #include "cache/store_failover.h"
 #include "cache/store_ops.h"
 #include "clients/sim.h"
@@ -81,6 +82,8 @@ static flc_store_t *open_seed(const flc_store_opts_t *o)
     return s;
 }
 
+#define S 6 /* shards of the simulate runs */
+
 /* The testbed node (k of nk) serving shard `shard` of (job, round); 0
  * when it cannot be told (also from a thread: no fatal here). */
 static int node_of(const char *job, uint32_t round, uint32_t shard)
@@ -89,7 +92,10 @@ static int node_of(const char *job, uint32_t round, uint32_t shard)
     flc_store_t *s = flc_store_open(tb.seed, NULL, &e);
     flc_store_node_t nd;
     int k = 0;
-    if (s != NULL && flc_store_shard_node(s, job, round, shard, &nd) == 0)
+    /* shard tags follow from S (key schema 2): the runs' S, and one shard
+     * for the global models' series */
+    if (s != NULL && flc_store_job_shards(s, job, strchr(job, '/') ? 1 : S) == 0 &&
+        flc_store_shard_node(s, job, round, shard, &nd) == 0)
         for (int i = 1; i <= tb.nodes; i++)
             if (strncmp(nd.addr, tb.addr[i], strlen(tb.addr[i])) == 0 &&
                 nd.addr[strlen(tb.addr[i])] == ':')
@@ -122,19 +128,63 @@ static int seed_node(void)
     return 0;
 }
 
+/* 1 when slot lies in ranges ("0-5460,10923", as flc_store_node_t.slots). */
+static int slot_in(const char *ranges, unsigned slot)
+{
+    for (const char *p = ranges; *p;) {
+        char *end;
+        unsigned long a = strtoul(p, &end, 10), b = a;
+        if (*end == '-')
+            b = strtoul(end + 1, &end, 10);
+        if (slot >= a && slot <= b)
+            return 1;
+        if (*end != ',')
+            break;
+        p = end + 1;
+    }
+    return 0;
+}
+
+/* The testbed master serving the hash tag {tag}; 0 when it cannot be told. */
+static int tag_node(const char *tag)
+{
+    char key[128];
+    snprintf(key, sizeof key, "{%s}", tag);
+    unsigned slot = flc_slot_of(key, strlen(key));
+    flc_store_t *s = open_seed(NULL);
+    flc_store_node_t *nv = NULL;
+    size_t n = 0;
+    int k = 0;
+    if (flc_store_nodes(s, &nv, &n) == 0)
+        for (size_t i = 0; i < n && k == 0; i++)
+            if (strcmp(nv[i].role, "master") == 0 && slot_in(nv[i].slots, slot))
+                for (int j = 1; j <= tb.nodes; j++)
+                    if (strncmp(nv[i].addr, tb.addr[j], strlen(tb.addr[j])) == 0 &&
+                        nv[i].addr[strlen(tb.addr[j])] == ':')
+                        k = j;
+    free(nv);
+    flc_store_close(s);
+    return k;
+}
+
 /* A job whose shard 0 of round 1 is served by a master that is not the
  * seed node (a store opened while its seed is down cannot find the others:
  * docs/cluster.md, Failover) and, with apart_from_global, not the master
- * serving its global models ("<job>.g", round 0; a cut-off replica must not
- * cost the initial model). */
+ * serving its global models ("<job>/g", round 0; a cut-off replica must not
+ * cost the initial model) nor its job records (the tags {J/j} and {J/g/j}:
+ * the schema record, roster and indexes; a cut-off replica would lose them,
+ * and every later round of the job would fail, saying so). */
 static void pick_job(char *job, size_t cap, const char *prefix, int apart_from_global)
 {
     for (int i = 0; i < 200; i++) {
         snprintf(job, cap, "%s%d", prefix, i);
-        char g[64];
-        snprintf(g, sizeof g, "%s.g", job);
+        char g[64], jt[80], gt[80];
+        snprintf(g, sizeof g, "%s/g", job);
+        snprintf(jt, sizeof jt, "%s/j", job);
+        snprintf(gt, sizeof gt, "%s/g/j", job);
         int a = node_of(job, 1, 0), b = apart_from_global ? node_of(g, 0, 0) : -1;
-        if (a > 0 && a != seed_node() && b != 0 && a != b)
+        if (a > 0 && a != seed_node() && b != 0 && a != b &&
+            (!apart_from_global || (tag_node(jt) != a && tag_node(gt) != a)))
             return;
     }
     flc_t_fatal("no job name with shard 0 away from the seed (and the global model)");
@@ -152,7 +202,6 @@ static void bring_back(int k)
 /* ---- the simulate runs ------------------------------------------------------ */
 
 #define K 6
-#define S 6
 #define ROUNDS 2
 #define P 6000
 
@@ -177,11 +226,11 @@ static void sim_cfg(flc_sim_cfg_t *c, flc_sim_inproc_t *ip, const char *job,
     c->invoke_user = ip;
 }
 
-/* The final global model of job (round ROUNDS of "<job>.g"), malloc'd. */
+/* The final global model of job (round ROUNDS of "<job>/g"), malloc'd. */
 static float *final_model(const char *job)
 {
     char g[64];
-    snprintf(g, sizeof g, "%s.g", job);
+    snprintf(g, sizeof g, "%s/g", job);
     flc_store_t *s = open_seed(NULL);
     float *m = malloc(P * sizeof *m);
     flc_shard_t sh = {0};
@@ -402,7 +451,8 @@ TEST(wait_for_a_replica)
     flc_store_t *s = open_seed(&w);
     float u[64];
     flc_t_fill(u, 64, 3);
-    flc_rs_push_cfg_t pc = {.job = job, .round = 1, .client = "c3", .num_shards = 1,
+    /* S shards, as node_of placed them: the victim holds shard 0 */
+    flc_rs_push_cfg_t pc = {.job = job, .round = 1, .client = "c3", .num_shards = S,
                             .model_size = 64, .num_samples = 1};
     flc_err_t e = {0};
     int rc = flc_rs_push(s, &pc, u, &e);
