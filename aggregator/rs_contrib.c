@@ -3,12 +3,14 @@
  * replication when the store is asked to), and rebuilding the model from
  * the merged shards once each merger signals. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
+#include "base/crc32c.h"
 #include "cache/keys.h"
 #include "cache/store_failover.h"
 
@@ -101,12 +103,18 @@ int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *updat
         free(shards), free(was_closed);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
-    for (uint32_t k = 0; k < cfg->num_shards; k++) {
-        shards[k] = sh;
-        shards[k].shard = k;
-        flc_rs_shard_range(cfg->model_size, cfg->num_shards, k, &shards[k].offset,
-                           &shards[k].count);
-        shards[k].values = (float *)(update + shards[k].offset);
+    /* Each client starts at its own shard: on a Redis Cluster the shards
+     * of a job lie on the nodes in index order (cache/keys.h), so pushes
+     * that all began with shard 0 would queue on one node's link while the
+     * others idle. */
+    uint32_t first = flc_crc32c(0, cfg->client, strlen(cfg->client)) % cfg->num_shards;
+    for (uint32_t i = 0; i < cfg->num_shards; i++) {
+        uint32_t k = (first + i) % cfg->num_shards;
+        shards[i] = sh;
+        shards[i].shard = k;
+        flc_rs_shard_range(cfg->model_size, cfg->num_shards, k, &shards[i].offset,
+                           &shards[i].count);
+        shards[i].values = (float *)(update + shards[i].offset);
     }
     rc = push_through_failover(s, cfg, shards, was_closed);
     free(shards);
@@ -118,7 +126,9 @@ int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *updat
     char closed[512] = "";
     size_t nclosed = 0;
     for (uint32_t k = 0; k < cfg->num_shards; k++) {
-        if (was_closed[k]) { /* the merger has gone; the update stays for queries */
+        /* was_closed follows the push order, which starts at shard first */
+        if (was_closed[(k + cfg->num_shards - first) % cfg->num_shards]) {
+            /* the merger has gone; the update stays for queries */
             size_t l = strlen(closed);
             if (l + 16 < sizeof closed)
                 snprintf(closed + l, sizeof closed - l, "%s%u", nclosed ? "," : "", k);
@@ -146,15 +156,21 @@ int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_sh
     }
     uint64_t t0 = flc_now_ns();
     /* Shard by shard: reading shard k overlaps with later mergers still
-     * working, and each wait is on one key (fine on a Redis Cluster). */
-    for (uint32_t k = 0; k < num_shards; k++) {
+     * working, and each wait is on one key (fine on a Redis Cluster).
+     * Successive readers start at successive shards, so concurrent pulls
+     * spread over the nodes' links instead of all reading node 0 first. */
+    static atomic_uint next_first;
+    uint32_t first = atomic_fetch_add(&next_first, 1u) % num_shards;
+    for (uint32_t i = 0; i < num_shards; i++) {
+        uint32_t k = (first + i) % num_shards;
         double spent = (double)(flc_now_ns() - t0) / 1e6;
         unsigned left = spent >= timeout_ms ? 1 : timeout_ms - (unsigned)spent;
         char token[256];
         rc = flc_store_wait(s, job, round, k, "done", left, token, sizeof token);
         if (rc == FLC_ETIMEOUT)
-            return flc_err_set(e, FLC_ETIMEOUT, "round %u of job %s: shards %u..%u not merged "
-                               "within %u ms", round, job, k, num_shards - 1, timeout_ms);
+            return flc_err_set(e, FLC_ETIMEOUT, "round %u of job %s: shard %u and %u more not "
+                               "merged within %u ms", round, job, k, num_shards - 1 - i,
+                               timeout_ms);
         if (rc != FLC_OK) {
             *e = *flc_store_error(s);
             return rc;
