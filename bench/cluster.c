@@ -10,7 +10,7 @@
  * this process running inside the testbed's client namespace, so every byte
  * they move to or from a node crosses that node's shaped link; they talk to
  * the cluster through the cluster-aware store (FLCACHE_REDIS = the seed
- * URL), which routes each shard's keys ({J/r/s}) to the node owning them.
+ * URL), which routes each shard's keys ({J/s<s>~<k>}) to the node owning them.
  * The mergers are placed (issue 12, point 4): merger k's thread enters the
  * network namespace of the node owning shard k that round (the testbed's
  * FLCACHE_NODES map, cli/place.h) before opening its store, and reads the

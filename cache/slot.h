@@ -3,7 +3,7 @@
  * The rule is the server's (keyHashSlot in redis' cluster.c, cluster-spec
  * "Keys distribution model"): CRC16-XMODEM of the key's hash tag, modulo
  * 16384. flcache puts every key of one (job, round, shard) under the tag
- * {J/r/s} (cache/keys.h), so all of them share a slot and one node. */
+ * {J/s<s>~<k>} (cache/keys.h), so all of them share a slot and one node. */
 #ifndef FLC_CACHE_SLOT_H
 #define FLC_CACHE_SLOT_H
 
