@@ -123,6 +123,14 @@ int flc_store_track_getall(flc_store_t *s, const char *job, uint32_t round,
  * the caller frees it). FLC_ENOTFOUND when there is no value. The layouts
  * are their writers' (aggregator/). */
 
+/* One stamp per client of what is stored at its update of (job, round,
+ * shard): a hash of the value's length (STRLEN, or HLEN of a chunked value)
+ * and its first 4104 bytes (frame prefix and header, whose created_ms and
+ * update_norm change with every rewrite); 0 when there is none. One
+ * pipelined round trip; read-only. Cached Gram partials record them. */
+int flc_store_update_stamps(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                            char *const *clients, size_t n, uint64_t *stamps);
+
 /* The cached Gram partial of (job, round, shard), fl:{T}:r:<r>:gram. */
 int flc_store_gram_get(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                        char **blob, size_t *len);
