@@ -21,11 +21,12 @@
 
 #include "cache/store.h"
 
-/* ---- one field per shard: the small per-round hashes ----------------------
+/* ---- one record per shard: the small per-round records --------------------
  *
  * The merge reports, the Krum partials and the tracker entries of a round are
- * each one hash with a field per shard index. Reading one back gives an
- * flc_store_fields_t. */
+ * one key per shard, fl:{J/j}:s<s>:<what>:<r> (so an ACL can give each
+ * shard's merger its own records only, docs/architecture.md). Reading them
+ * back (one pipelined GET per shard of the job) gives an flc_store_fields_t. */
 
 typedef struct flc_store_field {
     uint32_t shard; /* the field name, a shard index */
