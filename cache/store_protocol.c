@@ -63,7 +63,8 @@ static int blob_put(flc_store_t *s, const char *key, const void *blob, size_t le
 {
     const char *argv[] = {"SET", key, blob};
     size_t lens[] = {3, strlen(key), len};
-    return flc_store_command(s, NULL, 3, argv, lens);
+    int rc = flc_store_command(s, NULL, 3, argv, lens);
+    return rc == FLC_OK ? rc : flc_err_wrap(&s->err, "writing %s: ", key);
 }
 
 /* ---- the merger of one shard -------------------------------------------- */
@@ -192,7 +193,8 @@ static int rec_put(flc_store_t *s, const char *job, const char *what, uint32_t r
     flc_key_job_shard(key, job, shard, what, round);
     const char *argv[] = {"SET", key, blob};
     size_t lens[] = {3, strlen(key), len};
-    return flc_store_command(s, NULL, 3, argv, lens);
+    int rc = flc_store_command(s, NULL, 3, argv, lens);
+    return rc == FLC_OK ? rc : flc_err_wrap(&s->err, "writing %s: ", key);
 }
 
 /* GETs every shard's record into *out (the shards that have one); with put
