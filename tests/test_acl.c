@@ -225,6 +225,13 @@ TEST(acl_user_per_role_round)
     free(blob);
     CHECK(qr == 0 && rows == 2 && !cached, "queryR with no cached partials: answered (%d rows), "
           "computed without caching (%s)", rows, qr ? eq.msg : "nothing cached");
+    char cmd[1024];
+    static char out[65536];
+    snprintf(cmd, sizeof cmd, "FLCACHE_REDIS='%s' %s/flcache query outliers --job R --round 1 "
+             "2>&1", uq, flc_t_build_dir());
+    int crc = flc_t_run(cmd, out, sizeof out);
+    CHECK(crc == 0 && strstr(out, "c1") && strstr(out, "c2") && strstr(out, "pw@") == NULL,
+          "`flcache query outliers` as queryR: exit %d, both clients listed", crc);
     int w = flc_store_gram_put(sq, "R", 1, 0, "x", 1);
     EXPECT(w == FLC_EAUTH, "queryR writing a Gram partial: %s", flc_store_errstr(sq));
     Flcache__RoundMeta rmeta = FLCACHE__ROUND_META__INIT;
