@@ -277,7 +277,11 @@ int flc_store_get_update(flc_store_t *s, const char *job, uint32_t round, uint32
     if (s->tier) {
         flc_obj_t o;
         flc_store_obj_of(s, &o, job, round, shard, client);
+        int hot = rc;
         rc = flc_tier_after_get(s, rc, &o, what, out, dst, dst_cap);
+        if (hot == FLC_ENOTFOUND && rc == FLC_OK && /* a cold copy: the same check */
+            (rc = check_origin(s, out, job, round, shard, client, what)) != FLC_OK)
+            flc_shard_release(out);
     }
     return rc;
 }
@@ -299,7 +303,11 @@ int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32
     if (s->tier) {
         flc_obj_t o;
         flc_store_obj_of(s, &o, job, round, shard, NULL);
+        int hot = rc;
         rc = flc_tier_after_get(s, rc, &o, what, out, dst, dst_cap);
+        if (hot == FLC_ENOTFOUND && rc == FLC_OK && /* a cold copy: the same check */
+            (rc = check_origin(s, out, job, round, shard, NULL, what)) != FLC_OK)
+            flc_shard_release(out);
     }
     return rc;
 }
