@@ -228,9 +228,20 @@ int flc_query_schedule(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryA
     size_t nc = 0;
     uint64_t bytes = 0;
     uint32_t now = rounds[nr - 1] + 1;
+    size_t nometa = 0;
     for (size_t i = 0; i < nr; i++) {
         Flcache__RoundMeta *m = NULL;
-        if (flc_store_get_round_meta(s, q->job, rounds[i], &m) == FLC_OK) {
+        int mr = flc_store_get_round_meta(s, q->job, rounds[i], &m);
+        if (mr != FLC_OK && mr != FLC_ENOTFOUND) { /* undecodable: refuse, naming it */
+            *e = *flc_store_error(s);
+            for (size_t k = 0; k < nc; k++)
+                free(c[k].name);
+            free(c);
+            free(rounds);
+            return mr;
+        }
+        nometa += mr == FLC_ENOTFOUND; /* invitations unknown: said in a note */
+        if (mr == FLC_OK) {
             for (size_t k = 0; k < m->n_expected; k++) {
                 cand_t *x = cand_get(&c, &nc, m->expected[k]);
                 if (x)
@@ -319,6 +330,12 @@ int flc_query_schedule(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryA
     a->bytes_read = a->bytes_moved = bytes;
     flc_query_answer_note(a, "score", "mean local loss x sqrt(samples) x (0.5 + 0.5 reliability) x "
                             "(1 + 0.1 rounds since last picked)");
+    if (nometa > 0) {
+        char note[160];
+        snprintf(note, sizeof note, "%zu round(s) without round metadata: their invitations "
+                 "are unknown, so reliability counts only the others", nometa);
+        flc_query_answer_note(a, "no_metadata", note);
+    }
     *out = a;
     return FLC_OK;
 }

@@ -369,8 +369,18 @@ int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_
         double *acc = NULL;
         for (size_t r = 0; r < nr && rc == FLC_OK; r++) {
             flc_strlist_t cl = {0};
-            if (flc_store_list_clients(s, q->job, rounds[r], &cl) != FLC_OK || cl.n == 0) {
+            int lr = flc_store_list_clients(s, q->job, rounds[r], &cl);
+            if (lr != FLC_OK && lr != FLC_ENOTFOUND) {
+                *e = *flc_store_error(s);
+                rc = lr;
                 flc_strlist_free(&cl);
+                break;
+            }
+            if (cl.n == 0) { /* listed, but no update of it is left: said, not hidden */
+                flc_strlist_free(&cl);
+                char note[96];
+                snprintf(note, sizeof note, "round %u: no client updates, left out", rounds[r]);
+                flc_query_answer_note(a, "left_out", note);
                 continue;
             }
             double *c = calloc(cl.n, sizeof *c), *l = calloc(cl.n, sizeof *l);

@@ -554,6 +554,16 @@ TEST(round_without_metadata_named)
           rc ? e.msg : note_of(a, "no_metadata") ? note_of(a, "no_metadata") : "no note");
     if (a)
         flcache__query_answer__free_unpacked(a, NULL);
+    a = NULL;
+    q = open_pw();
+    req.kind = FLC_Q_SCHEDULE;
+    rc = flc_query_run(q, &req, &a, &e);
+    flc_store_close(q);
+    const char *sn = rc == 0 ? note_of(a, "no_metadata") : NULL;
+    CHECK(sn != NULL && a->n_rows > 0, "schedule says a round had no metadata: %s",
+          rc ? e.msg : sn ? sn : "no note");
+    if (a)
+        flcache__query_answer__free_unpacked(a, NULL);
 }
 
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(poisoned_tracker_gets_no_credentials),
