@@ -103,6 +103,8 @@ typedef struct flc_query_gram_s {
     uint64_t bytes_moved; /* partials moved to the caller */
     char *nodes; /* which node served each shard, "shard 0: 10.0.0.11:6379, ..." or
                     "all 6 shards: <URL>" on one node (malloc'd; NULL: unknown) */
+    unsigned char *bad; /* per client: 1 when its update holds a NaN or Inf (its row and
+                           column are zero, not its values); NULL: not tracked */
 } flc_query_gram_t;
 
 void flc_query_gram_free(flc_query_gram_t *g);

@@ -54,6 +54,7 @@ void flc_query_gram_free(flc_query_gram_t *g)
     free(g->clients);
     free(g->G);
     free(g->nodes);
+    free(g->bad);
     memset(g, 0, sizeof *g);
 }
 
@@ -69,27 +70,46 @@ static uint64_t names_hash(char *const *names, size_t n)
     return h;
 }
 
+/* A cached partial is
+ *   "FLG2" | u32 n | u64 hash of the client names | u64 stamp[n] | u8 bad[n]
+ *   | double P[(n+1)^2]
+ * and is used only when the names and every update's stamp
+ * (flc_store_update_stamps: length and header, so a rewritten update,
+ * e.g. a repaired one, has a new stamp) are those of now (issue 13 finding
+ * 5). A partial of before (no stamps) never fits and is recomputed. */
+#define GRAM_MAGIC "FLG2"
+
+static size_t cache_len(size_t n)
+{
+    return 16 + n * 9 + (n + 1) * (n + 1) * sizeof(double);
+}
+
 /* Adds a cached partial into g; FLC_ENOTFOUND when there is none that fits. */
 static int cache_read(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                      flc_query_gram_t *g)
+                      const uint64_t *stamps, flc_query_gram_t *g)
 {
     char *blob;
     size_t len;
     if (flc_store_gram_get(s, job, round, shard, &blob, &len) != FLC_OK)
         return FLC_ENOTFOUND;
-    size_t m = g->n + 1, want = 12 + m * m * sizeof(double);
+    size_t n = g->n, m = n + 1, want = cache_len(n);
     int rc = FLC_ENOTFOUND;
-    if (len == want) {
+    if (len == want && memcmp(blob, GRAM_MAGIC, 4) == 0) {
         uint32_t n32;
         uint64_t h;
-        memcpy(&n32, blob, 4);
-        memcpy(&h, blob + 4, 8);
-        if (n32 == g->n && h == names_hash(g->clients, g->n)) {
-            for (size_t i = 0; i < m * m; i++) {
-                double v;
-                memcpy(&v, blob + 12 + i * sizeof v, sizeof v);
-                g->G[i] += v;
-            }
+        memcpy(&n32, blob + 4, 4);
+        memcpy(&h, blob + 8, 8);
+        int fits = n32 == n && h == names_hash(g->clients, n) &&
+                   memcmp(blob + 16, stamps, n * 8) == 0;
+        const char *bad = blob + 16 + n * 8, *P = bad + n;
+        for (size_t i = 0; fits && i < m * m; i++) {
+            double v;
+            memcpy(&v, P + i * sizeof v, sizeof v);
+            g->G[i] += v;
+        }
+        for (size_t i = 0; fits && g->bad && i < n; i++)
+            g->bad[i] |= (unsigned char)bad[i];
+        if (fits) {
             g->bytes_moved += want;
             rc = FLC_OK;
         }
@@ -99,26 +119,66 @@ static int cache_read(flc_store_t *s, const char *job, uint32_t round, uint32_t 
 }
 
 static void cache_write(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                        const flc_query_gram_t *g, const double *P)
+                        const flc_query_gram_t *g, const uint64_t *stamps,
+                        const unsigned char *bad, const double *P)
 {
-    size_t m = g->n + 1, len = 12 + m * m * sizeof(double);
+    size_t n = g->n, m = n + 1, len = cache_len(n);
     char *buf = malloc(len);
     if (buf == NULL)
         return; /* a cache: skipping it only costs time */
-    uint32_t n32 = (uint32_t)g->n;
-    uint64_t h = names_hash(g->clients, g->n);
-    memcpy(buf, &n32, 4);
-    memcpy(buf + 4, &h, 8);
-    memcpy(buf + 12, P, m * m * sizeof(double));
-    flc_store_gram_put(s, job, round, shard, buf, len); /* best effort, as above */
+    uint32_t n32 = (uint32_t)n;
+    uint64_t h = names_hash(g->clients, n);
+    memcpy(buf, GRAM_MAGIC, 4);
+    memcpy(buf + 4, &n32, 4);
+    memcpy(buf + 8, &h, 8);
+    memcpy(buf + 16, stamps, n * 8);
+    memcpy(buf + 16 + n * 8, bad, n);
+    memcpy(buf + 16 + n * 9, P, m * m * sizeof(double));
+    /* Best effort, as above; a read-only user (the query role of
+     * docs/architecture.md) is refused here and computes every time. */
+    flc_store_gram_put(s, job, round, shard, buf, len);
     free(buf);
 }
+
+static int gram_compute(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                        flc_query_gram_t *g, unsigned char *bad, flc_err_t *e,
+                        const uint64_t *stamps);
 
 int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                          int use_cache, flc_query_gram_t *g, flc_err_t *e)
 {
-    if (use_cache && cache_read(s, job, round, shard, g) == FLC_OK)
+    size_t m = g->n + 1;
+    /* The stamps are taken before the updates are read: an update that
+     * changes in between leaves a partial that no longer fits (recomputed
+     * next time), never one that fits stale values. */
+    uint64_t *stamps = use_cache ? calloc(m, sizeof *stamps) : NULL;
+    unsigned char *bad = calloc(m, 1); /* this shard's non-finite rows */
+    if (bad == NULL || (use_cache && stamps == NULL)) {
+        free(stamps), free(bad);
+        return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    }
+    if (use_cache && flc_store_update_stamps(s, job, round, shard, g->clients, g->n,
+                                             stamps) != FLC_OK) {
+        free(stamps); /* no stamps, no cache: compute */
+        stamps = NULL;
+        use_cache = 0;
+    }
+    if (use_cache && cache_read(s, job, round, shard, stamps, g) == FLC_OK) {
+        free(stamps), free(bad);
         return FLC_OK;
+    }
+    int rc = gram_compute(s, job, round, shard, g, bad, e, use_cache ? stamps : NULL);
+    free(stamps), free(bad);
+    return rc;
+}
+
+/* Computes one shard's partial into g (and the cache when stamps). A row
+ * with a NaN or Inf is left zero and its client marked in bad and g->bad:
+ * one poisoned update must not turn every dot product into NaN. */
+static int gram_compute(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                        flc_query_gram_t *g, unsigned char *bad, flc_err_t *e,
+                        const uint64_t *stamps)
+{
     size_t m = g->n + 1;
     /* The merged shard tells the shard's size; without one, the first update. */
     flc_shard_t head = {0};
@@ -139,7 +199,7 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
         free(M), free(P);
         return flc_err_set(e, FLC_ENOMEM, "out of memory for %zu updates of %zu floats", m, cnt);
     }
-    if (have_agg)
+    if (have_agg && flc_find_nonfinite(head.values, cnt) < 0) /* else: no aggregate */
         memcpy(M + g->n * cnt, head.values, cnt * sizeof(float));
     g->bytes_read += have_agg ? cnt * sizeof(float) : 0;
     flc_shard_release(&head);
@@ -160,6 +220,10 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
         if (sh.values != M + i * cnt)
             flc_shard_release(&sh);
         g->bytes_read += cnt * sizeof(float);
+        if (flc_find_nonfinite(M + i * cnt, cnt) >= 0) {
+            memset(M + i * cnt, 0, cnt * sizeof(float));
+            bad[i] = 1;
+        }
     }
     if (rc == FLC_OK && flc_query_gram_of_rows(M, m, cnt, P) != FLC_OK)
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory for a %zux%zu Gram block", m, m);
@@ -167,8 +231,10 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
         for (size_t i = 0; i < m * m; i++)
             g->G[i] += P[i];
         g->bytes_moved += m * m * sizeof(double);
-        if (use_cache)
-            cache_write(s, job, round, shard, g, P);
+        for (size_t i = 0; g->bad && i < g->n; i++)
+            g->bad[i] |= bad[i];
+        if (stamps != NULL)
+            cache_write(s, job, round, shard, g, stamps, bad, P);
     }
     free(M), free(P);
     return rc;
@@ -189,22 +255,6 @@ typedef struct gram_job {
     flc_err_t err;
     int rc;
 } gram_job_t;
-
-/* Where to connect for a tracker entry: the tracker names nodes without
- * credentials, so the caller's (user, password, db, TLS settings) go with it; the
- * caller's own server is reached by the caller's URL as it is. */
-static int node_url(const char *caller, const flc_url_t *caller_ep, const char *node,
-                    flc_url_t *node_ep, char *out, size_t outlen)
-{
-    flc_err_t e = {0};
-    if (flc_url_parse(node, node_ep, &e) != FLC_OK)
-        return e.code;
-    if (flc_url_same_endpoint(caller_ep, node_ep))
-        return snprintf(out, outlen, "%s", caller) < (int)outlen ? FLC_OK : FLC_EINVAL;
-    flc_url_t u = *node_ep;
-    flc_url_copy_security(&u, caller_ep); /* credentials, db, and TLS with its CA */
-    return flc_url_format(&u, out, outlen);
-}
 
 /* Opens the worker's store at url, tagged with the caller's query class. */
 static flc_store_t *worker_open(const gram_job_t *j, const char *url,
@@ -229,12 +279,13 @@ static void *gram_worker(void *p)
     if (j->opts != NULL)
         opts = *j->opts;
     flc_store_t *s = NULL;
-    flc_url_t caller_ep = {0}, at_ep = {0}; /* the caller's server, the one s reaches */
+    flc_url_t caller_ep = {0}; /* the caller's server */
     flc_query_gram_t mine = {.n = j->g->n, .clients = j->g->clients};
     size_t m = mine.n + 1;
     mine.G = calloc(m * m, sizeof *mine.G);
-    int rc = mine.G == NULL ? flc_err_set(&e, FLC_ENOMEM, "out of memory")
-                            : flc_url_parse(j->url, &caller_ep, &e);
+    mine.bad = calloc(m, 1);
+    int rc = mine.G == NULL || mine.bad == NULL ? flc_err_set(&e, FLC_ENOMEM, "out of memory")
+                                                : flc_url_parse(j->url, &caller_ep, &e);
     long grp = -1;
     while (rc == FLC_OK) {
         pthread_mutex_lock(&j->lock);
@@ -244,7 +295,7 @@ static void *gram_worker(void *p)
         if (k < 0)
             break;
         const flc_track_where_t *w = &j->where[k];
-        const char *near = j->plan.addr[grp];
+        const char *near = j->plan.addr[grp]; /* from the slot map, never the tracker */
         char url[1200];
         if (near[0] != '\0' && grp != prev) { /* go next to the node, then connect */
             flc_store_close(s);
@@ -256,22 +307,18 @@ static void *gram_worker(void *p)
                 rc = e.code;
             if (rc != FLC_OK)
                 break;
-        } else if (near[0] == '\0') {
-            flc_url_t node_ep;
-            rc = node_url(j->url, &caller_ep, w->node, &node_ep, url, sizeof url);
-            if (rc != FLC_OK) {
-                flc_err_set(&e, rc, "shard %u of round %u: bad node '%s' in the tracker",
-                            w->shard, j->round, w->node);
+        } else if (near[0] == '\0' && s == NULL) {
+            /* Unplaced: the caller's own URL, whatever the tracker says. The
+             * tracker is a value anyone with write access to the job may
+             * have written; connecting where it points would hand the
+             * caller's user and password to that host (issue 13 finding
+             * 1). The caller's store follows the cluster's own slot map
+             * (CLUSTER SLOTS, MOVED) to the shard's node; on one server
+             * the URL is the node. */
+            s = worker_open(j, j->url, j->opts, &e);
+            if (s == NULL) {
+                rc = e.code;
                 break;
-            }
-            if (s == NULL || !flc_url_same_endpoint(&node_ep, &at_ep)) { /* go there */
-                flc_store_close(s);
-                s = worker_open(j, url, j->opts, &e);
-                at_ep = node_ep;
-                if (s == NULL) {
-                    rc = e.code;
-                    break;
-                }
             }
         }
         rc = flc_query_gram_shard(s, j->job, j->round, w->shard, j->use_cache, &mine, &e);
@@ -286,10 +333,13 @@ static void *gram_worker(void *p)
     }
     for (size_t i = 0; rc == FLC_OK && i < m * m; i++)
         j->g->G[i] += mine.G[i];
+    for (size_t i = 0; rc == FLC_OK && i < mine.n; i++)
+        j->g->bad[i] |= mine.bad[i];
     j->g->bytes_read += mine.bytes_read;
     j->g->bytes_moved += mine.bytes_moved;
     pthread_mutex_unlock(&j->lock);
     free(mine.G);
+    free(mine.bad);
     flc_store_close(s);
     return NULL;
 }
@@ -354,7 +404,8 @@ int flc_query_gram_placed(flc_store_t *s, const flc_store_cfg_t *at, const flc_p
     g->n = cl.n;
     g->clients = cl.items; /* sorted by the store */
     g->G = calloc((g->n + 1) * (g->n + 1), sizeof *g->G);
-    if (g->G == NULL) {
+    g->bad = calloc(g->n + 1, 1);
+    if (g->G == NULL || g->bad == NULL) {
         free(where);
         flc_query_gram_free(g);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");

@@ -37,6 +37,14 @@ int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_
 int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
                           Flcache__QueryAnswer **out, flc_err_t *e);
 
+/* Leaves the clients whose update holds a NaN or Inf (g->bad, or a
+ * non-finite diagonal) out of g (query_vec.c): g->n, g->clients and g->G
+ * shrink; keep[0..new n] are the indexes before (keep has g->n + 1
+ * entries; the aggregate stays last). The clients left out are named in a's
+ * note "non_finite" when a is not NULL. Returns how many were left out. */
+size_t flc_query_drop_non_finite(flc_query_gram_t *g, uint32_t round, size_t *keep,
+                                 Flcache__QueryAnswer *a);
+
 /* ---- where the shard workers run (query_place.c) ------------------------
  *
  * The planner groups a round's shards by the node that owns them; a worker

@@ -70,11 +70,24 @@ int flc_query_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAn
         free(rounds);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
+    size_t nometa = 0;
     for (size_t i = 0; i < nr && rc == FLC_OK; i++) {
         Flcache__RoundMeta *m = NULL;
         int r = flc_store_get_round_meta(s, q->job, rounds[i], &m);
-        if (r == FLC_ENOTFOUND)
-            continue; /* a round with updates but no metadata yet */
+        if (r == FLC_ENOTFOUND) {
+            /* Listed in the index without metadata (a round still open, or
+             * one whose merger died before writing it): a row that says so,
+             * never a round left out in silence (issue 13 finding 9). */
+            double v[10];
+            for (size_t k = 0; k < 10; k++)
+                v[k] = NAN;
+            const char *t[] = {"", "no metadata"};
+            char key[16];
+            snprintf(key, sizeof key, "%u", rounds[i]);
+            flc_query_answer_row(a, key, v, t);
+            nometa++;
+            continue;
+        }
         if (r != FLC_OK) {
             *e = *flc_store_error(s);
             rc = r;
@@ -92,6 +105,12 @@ int flc_query_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAn
     }
     free(rounds);
     a->bytes_moved = a->bytes_read;
+    if (nometa > 0) {
+        char note[200];
+        snprintf(note, sizeof note, "%zu round(s) listed without round metadata (status \"no "
+                 "metadata\"): still open, or their merger failed", nometa);
+        flc_query_answer_note(a, "no_metadata", note);
+    }
     *out = a;
     return rc;
 }
@@ -139,8 +158,15 @@ int flc_query_client(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAns
         if (!q->all_rounds && (rounds[i] < q->round_from || rounds[i] > q->round_to))
             continue;
         Flcache__ModelUpdate *u = NULL;
-        if (flc_store_get_update_meta(s, q->job, rounds[i], q->client, &u) != FLC_OK)
-            continue;
+        int r = flc_store_get_update_meta(s, q->job, rounds[i], q->client, &u);
+        if (r == FLC_ENOTFOUND)
+            continue; /* listed, but its metadata expired or was never written */
+        if (r != FLC_OK) { /* undecodable: refuse, naming client and round */
+            *e = *flc_store_error(s);
+            free(rounds);
+            flcache__query_answer__free_unpacked(a, NULL);
+            return r;
+        }
         double v[] = {(double)u->num_samples, u->loss, u->update_norm, u->duration_ms,
                       u->local_steps};
         const char *t[] = {u->status, u->reason, label(u, "fault")};
@@ -202,9 +228,20 @@ int flc_query_schedule(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryA
     size_t nc = 0;
     uint64_t bytes = 0;
     uint32_t now = rounds[nr - 1] + 1;
+    size_t nometa = 0;
     for (size_t i = 0; i < nr; i++) {
         Flcache__RoundMeta *m = NULL;
-        if (flc_store_get_round_meta(s, q->job, rounds[i], &m) == FLC_OK) {
+        int mr = flc_store_get_round_meta(s, q->job, rounds[i], &m);
+        if (mr != FLC_OK && mr != FLC_ENOTFOUND) { /* undecodable: refuse, naming it */
+            *e = *flc_store_error(s);
+            for (size_t k = 0; k < nc; k++)
+                free(c[k].name);
+            free(c);
+            free(rounds);
+            return mr;
+        }
+        nometa += mr == FLC_ENOTFOUND; /* invitations unknown: said in a note */
+        if (mr == FLC_OK) {
             for (size_t k = 0; k < m->n_expected; k++) {
                 cand_t *x = cand_get(&c, &nc, m->expected[k]);
                 if (x)
@@ -215,8 +252,17 @@ int flc_query_schedule(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryA
         }
         Flcache__ModelUpdate **u = NULL;
         size_t nu = 0;
-        if (flc_store_get_round_update_metas(s, q->job, rounds[i], &u, &nu) != FLC_OK)
+        int r = flc_store_get_round_update_metas(s, q->job, rounds[i], &u, &nu);
+        if (r == FLC_ENOTFOUND)
             continue;
+        if (r != FLC_OK) { /* one undecodable record: refuse, naming its client */
+            *e = *flc_store_error(s);
+            for (size_t k = 0; k < nc; k++)
+                free(c[k].name);
+            free(c);
+            free(rounds);
+            return r;
+        }
         for (size_t k = 0; k < nu; k++) {
             cand_t *x = cand_get(&c, &nc, u[k]->client);
             if (x == NULL)
@@ -284,6 +330,12 @@ int flc_query_schedule(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryA
     a->bytes_read = a->bytes_moved = bytes;
     flc_query_answer_note(a, "score", "mean local loss x sqrt(samples) x (0.5 + 0.5 reliability) x "
                             "(1 + 0.1 rounds since last picked)");
+    if (nometa > 0) {
+        char note[160];
+        snprintf(note, sizeof note, "%zu round(s) without round metadata: their invitations "
+                 "are unknown, so reliability counts only the others", nometa);
+        flc_query_answer_note(a, "no_metadata", note);
+    }
     *out = a;
     return FLC_OK;
 }

@@ -28,8 +28,12 @@ int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const flc_st
                                &g, e);
     if (rc != FLC_OK)
         return rc;
+    /* A poisoned update is neither clustered nor averaged in (and named). */
+    size_t *keep = malloc((g.n + 1) * sizeof *keep);
+    size_t dropped = keep ? flc_query_drop_non_finite(&g, round, keep, NULL) : 0;
+    free(keep);
     size_t n = g.n, m = n + 1;
-    int *assign = malloc(n * sizeof *assign);
+    int *assign = malloc((n + 1) * sizeof *assign);
     double inertia;
     rc = assign ? flc_query_kmeans(g.G, m, n, K, q->seed, assign, &inertia, e)
                 : flc_err_set(e, FLC_ENOMEM, "out of memory");
@@ -44,6 +48,12 @@ int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const flc_st
         rc == FLC_OK ? flc_query_answer_new(q->job, "personalize", num, 4, NULL, 0) : NULL;
     if (rc == FLC_OK && a == NULL)
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
+    if (rc == FLC_OK && dropped > 0) {
+        char note[96];
+        snprintf(note, sizeof note, "round %u: %zu update(s) holding NaN or Inf left out "
+                 "(`outliers` names them)", round, dropped);
+        flc_query_answer_note(a, "non_finite", note);
+    }
     float *model = NULL;
     uint64_t model_len = 0;
     size_t members = 0;

@@ -41,9 +41,13 @@ static void robust_z(const double *x, size_t n, double *z)
     free(t);
 }
 
-/* Ground truth of a simulation (labels["fault"]) and weights, per client. */
-static void client_facts(flc_store_t *s, const char *job, uint32_t round, const flc_query_gram_t *g,
-                         double *w, char **fault)
+/* Ground truth of a simulation (labels["fault"]) and weights, per client.
+ * Metadata that cannot be decoded refuses the query, naming the client (the
+ * store's message): a silent weight of 1 for everyone would change every
+ * contribution and drop precision/recall (issue 13 finding 5). A client
+ * without metadata is weighted 1 and named in the note "no_metadata". */
+static int client_facts(flc_store_t *s, const char *job, uint32_t round, const flc_query_gram_t *g,
+                        double *w, char **fault, Flcache__QueryAnswer *a, flc_err_t *e)
 {
     Flcache__ModelUpdate **u = NULL;
     size_t nu = 0;
@@ -51,17 +55,78 @@ static void client_facts(flc_store_t *s, const char *job, uint32_t round, const 
         w[i] = 1;
         fault[i] = NULL;
     }
-    if (flc_store_get_round_update_metas(s, job, round, &u, &nu) != FLC_OK)
-        return;
-    for (size_t k = 0; k < nu; k++)
-        for (size_t i = 0; i < g->n; i++)
-            if (strcmp(g->clients[i], u[k]->client) == 0) {
-                w[i] = u[k]->num_samples ? (double)u[k]->num_samples : 1;
-                for (size_t l = 0; l < u[k]->n_labels; l++)
-                    if (strcmp(u[k]->labels[l]->key, "fault") == 0)
-                        fault[i] = strdup(u[k]->labels[l]->value);
-            }
+    int rc = flc_store_get_round_update_metas(s, job, round, &u, &nu);
+    if (rc != FLC_OK && rc != FLC_ENOTFOUND) {
+        *e = *flc_store_error(s);
+        return rc;
+    }
+    char missing[512] = "";
+    size_t len = 0, nmiss = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        int found = 0;
+        for (size_t k = 0; k < nu && !found; k++) {
+            if (strcmp(g->clients[i], u[k]->client) != 0)
+                continue;
+            found = 1;
+            w[i] = u[k]->num_samples ? (double)u[k]->num_samples : 1;
+            for (size_t l = 0; l < u[k]->n_labels; l++)
+                if (strcmp(u[k]->labels[l]->key, "fault") == 0)
+                    fault[i] = strdup(u[k]->labels[l]->value);
+        }
+        if (!found && len < sizeof missing - 80)
+            len += (size_t)snprintf(missing + len, sizeof missing - len, "%s%s",
+                                    nmiss ? ", " : "", g->clients[i]);
+        nmiss += !found;
+    }
     flc_store_free_update_metas(u, nu);
+    if (nmiss > 0 && nu > 0) { /* some have metadata, these do not: say so */
+        char note[640];
+        snprintf(note, sizeof note, "round %u: %zu client(s) without update metadata, weighted "
+                 "1: %s%s", round, nmiss, missing, len >= sizeof missing - 80 ? ", ..." : "");
+        flc_query_answer_note(a, "no_metadata", note);
+    }
+    return FLC_OK;
+}
+
+/* Leaves the clients whose update holds a NaN or Inf (g->bad) out of g:
+ * their rows are zero, not their values, and would read as tiny updates.
+ * keep[i] is the index before (for callers with per-client arrays); the
+ * clients left out are named in a's note "non_finite" (a NULL: not). */
+size_t flc_query_drop_non_finite(flc_query_gram_t *g, uint32_t round, size_t *keep,
+                                 Flcache__QueryAnswer *a)
+{
+    size_t n = g->n, m = n + 1, k = 0, len = 0;
+    char names[600] = "";
+    for (size_t i = 0; i < n; i++) {
+        int bad = (g->bad && g->bad[i]) || !isfinite(g->G[i * m + i]);
+        if (!bad) {
+            keep[k++] = i;
+        } else if (len < sizeof names - 80) {
+            len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "",
+                                    g->clients[i]);
+        }
+    }
+    if (k == n)
+        return 0;
+    keep[k] = n; /* the aggregate stays last */
+    size_t m2 = k + 1;
+    for (size_t r = 0; r < m2; r++)
+        for (size_t c = 0; c < m2; c++)
+            g->G[r * m2 + c] = g->G[keep[r] * m + keep[c]]; /* in place: indexes only grow */
+    char **cl = g->clients;
+    for (size_t i = 0, kk = 0; i < n; i++) {
+        if (kk < k && keep[kk] == i)
+            cl[kk++] = cl[i];
+        else
+            free(cl[i]);
+    }
+    g->n = k;
+    char note[720];
+    snprintf(note, sizeof note, "round %u: left out %zu update(s) holding NaN or Inf: %s%s",
+             round, n - k, names, len >= sizeof names - 80 ? ", ..." : "");
+    if (a != NULL)
+        flc_query_answer_note(a, "non_finite", note);
+    return n - k;
 }
 
 static int is_faulty(const char *f)
@@ -116,21 +181,31 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg
         return flc_err_set(e, FLC_EDATA, "round %u of job %s changed while it was queried (%zu "
                            "clients, then %zu); ask again", round, q->job, expect, got);
     }
+    size_t n0 = g.n;
+    size_t *keep = malloc((n0 + 1) * sizeof *keep);
+    if (keep == NULL) {
+        flc_query_gram_free(&g);
+        return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i <= n0; i++)
+        keep[i] = i;
+    flc_query_drop_non_finite(&g, round, keep, a);
     size_t n = g.n, m = n + 1;
     const double *G = g.G;
     a->bytes_read += g.bytes_read;
     a->bytes_moved += g.bytes_moved;
     if (g.nodes)
         note_nodes(a, q->kind == FLC_Q_CONTRIBUTION, round, g.nodes);
-    double *w = malloc(n * sizeof *w), *tmp = malloc(3 * n * sizeof *tmp);
-    char **fault = calloc(n, sizeof *fault);
-    int *assign = malloc(n * sizeof *assign);
+    double *w = malloc((n + 1) * sizeof *w), *tmp = malloc((3 * n + n0 + 1) * sizeof *tmp);
+    char **fault = calloc(n + 1, sizeof *fault);
+    int *assign = malloc((n + 1) * sizeof *assign);
     if (!w || !tmp || !fault || !assign) {
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
         goto out;
     }
-    client_facts(s, q->job, round, &g, w, fault);
-    int has_agg = G[n * m + n] > 0;
+    if ((rc = client_facts(s, q->job, round, &g, w, fault, a, e)) != FLC_OK)
+        goto out;
+    int has_agg = G[n * m + n] > 0 && isfinite(G[n * m + n]);
     switch (q->kind) {
     case FLC_Q_NORMS:
         for (size_t i = 0; i < n; i++) {
@@ -141,9 +216,11 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg
         break;
     case FLC_Q_SIMILARITY:
         for (size_t i = 0; i < n; i++) {
-            double *v = tmp; /* n <= 3n */
+            double *v = tmp; /* a column per client listed, NaN for one left out */
+            for (size_t j = 0; j < n0; j++)
+                v[j] = NAN;
             for (size_t j = 0; j < n; j++)
-                v[j] = cosv(G, m, i, j);
+                v[keep[j]] = cosv(G, m, i, j);
             flc_query_answer_row(a, g.clients[i], v, NULL);
         }
         break;
@@ -255,8 +332,8 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg
             double loo = W > w[i] ? w[i] / (W - w[i]) * sqrt(d2 > 0 ? d2 : 0) : NAN;
             double nu = sqrt(G[i * m + i]), nA = sqrt(AA > 0 ? AA : 0);
             double c = nu > 0 && nA > 0 ? uA[i] / (nu * nA) : 0;
-            contrib_acc[i] += w[i] / W * c;
-            loo_acc[i] += loo;
+            contrib_acc[keep[i]] += w[i] / W * c;
+            loo_acc[keep[i]] += loo;
         }
         break;
     }
@@ -266,7 +343,7 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg
 out:
     for (size_t i = 0; fault && i < n; i++)
         free(fault[i]);
-    free(fault), free(w), free(tmp), free(assign);
+    free(fault), free(w), free(tmp), free(assign), free(keep);
     flc_query_gram_free(&g);
     return rc;
 }
@@ -292,8 +369,18 @@ int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_
         double *acc = NULL;
         for (size_t r = 0; r < nr && rc == FLC_OK; r++) {
             flc_strlist_t cl = {0};
-            if (flc_store_list_clients(s, q->job, rounds[r], &cl) != FLC_OK || cl.n == 0) {
+            int lr = flc_store_list_clients(s, q->job, rounds[r], &cl);
+            if (lr != FLC_OK && lr != FLC_ENOTFOUND) {
+                *e = *flc_store_error(s);
+                rc = lr;
                 flc_strlist_free(&cl);
+                break;
+            }
+            if (cl.n == 0) { /* listed, but no update of it is left: said, not hidden */
+                flc_strlist_free(&cl);
+                char note[96];
+                snprintf(note, sizeof note, "round %u: no client updates, left out", rounds[r]);
+                flc_query_answer_note(a, "left_out", note);
                 continue;
             }
             double *c = calloc(cl.n, sizeof *c), *l = calloc(cl.n, sizeof *l);

@@ -1,7 +1,7 @@
 /* The request tracker: where each (job, round, shard) lives, so a query is
  * routed to a worker next to the data it needs without scanning keys.
  *
- * One small hash per round, fl:{J/j}:where:<r>, field = shard index, value =
+ * One small record per shard and round, fl:{J/j}:s<s>:where:<r>, value =
  * "<store URL, credentials redacted>|<tier>|<node id>|<node address>"
  * (tier: hot, or cold once the shard's updates were spilled to the object
  * store). The URL is the one the writer connected to, which on a Redis
@@ -9,7 +9,14 @@
  * slot is recorded too, from the slot map (id "" and the URL as address on
  * one server). Entries of before, "<URL>|<tier>", still read (id "",
  * address = URL). Written by the shard's merger when it closes the round
- * (and by whoever moves the shard later); read by the query planner. */
+ * (and by whoever moves the shard later); read by the query planner.
+ *
+ * What an entry says is never where anyone connects: it is a value whoever
+ * may write the job's keys can write, and connecting where it points would
+ * hand the caller's user and password to that host (issue 13 finding 1).
+ * Shard workers connect with the caller's own URL, or to the node the
+ * cluster's own slot map (CLUSTER SLOTS) names; entries report which node
+ * and tier served a shard. */
 #ifndef FLC_AGGREGATOR_TRACKER_H
 #define FLC_AGGREGATOR_TRACKER_H
 

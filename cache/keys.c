@@ -216,6 +216,12 @@ void flc_key_job_round(char *out, const char *job, const char *what, uint32_t ro
     snprintf(out, FLC_KEY_MAX, "fl:{%s/j}:%s:%u", job, what, round);
 }
 
+void flc_key_job_shard(char *out, const char *job, uint32_t shard, const char *what,
+                       uint32_t round)
+{
+    snprintf(out, FLC_KEY_MAX, "fl:{%s/j}:s%u:%s:%u", job, shard, what, round);
+}
+
 void flc_key_client_meta(char *out, const char *job, const char *client, uint32_t round)
 {
     snprintf(out, FLC_KEY_MAX, "fl:{%s/j}:c:%s:um:%u", job, client, round);

@@ -11,9 +11,9 @@
  *   fl:{J/j}:rounds          sorted set of rounds (score = round)
  *   fl:{J/j}:shards:<r>      set of shard indexes of round r
  *   fl:{J/j}:roster:<r>      set: the round's expected clients (its mergers write it)
- *   fl:{J/j}:merges:<r>      hash shard -> merge report (JSON)
- *   fl:{J/j}:where:<r>       hash shard -> "node|tier|id|addr" (the request tracker)
- *   fl:{J/j}:krum:<r>        hash shard -> partial pairwise distances (Krum)
+ *   fl:{J/j}:s<s>:merges:<r> shard s's merge report (JSON)
+ *   fl:{J/j}:s<s>:where:<r>  shard s's "node|tier|id|addr" (the request tracker)
+ *   fl:{J/j}:s<s>:krum:<r>   shard s's partial pairwise distances (Krum)
  *   fl:{J/j}:clients         set of all clients of the job
  *   fl:{J/j}:progress        list: an SGD job's progress records (JSON)
  *   fl:{J/j}:b:<r>:<s>:ready, :go  start barrier of SGD workers (INCR counter; tokens)
@@ -80,8 +80,16 @@ void flc_key_shard_tag(char *out, const char *job, uint32_t shard, uint32_t S);
 /* fl:{J/j}:<what> (what = "schema", "rounds", "clients", "progress") */
 void flc_key_job(char *out, const char *job, const char *what);
 
-/* fl:{J/j}:<what>:<r> (what = "meta", "shards", "roster", "merges", "where", "krum") */
+/* fl:{J/j}:<what>:<r> (what = "meta", "shards", "roster") */
 void flc_key_job_round(char *out, const char *job, const char *what, uint32_t round);
+
+/* fl:{J/j}:s<s>:<what>:<r>: a record shard s's merger writes about round r
+ * (what = "merges": its merge report, "where": its tracker entry, "krum":
+ * its Krum partial). One key per shard, not a field of a job hash, so an ACL
+ * pattern fl:{J/j}:s<s>:* gives each merger its own records and no other's;
+ * on the job's tag, so a reader gets all S in one pipelined round trip. */
+void flc_key_job_shard(char *out, const char *job, uint32_t shard, const char *what,
+                       uint32_t round);
 
 /* fl:{J/j}:c:<c>:um:<r> */
 void flc_key_client_meta(char *out, const char *job, const char *client, uint32_t round);

@@ -70,7 +70,18 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     snprintf(hi, sizeof hi, "%zu", chunk - 1);
     const char *gr[] = {"GETRANGE", key, "0", hi};
     const char *hg[] = {"HGET", key, "0"};
-    rc = flc_store_append(s, 4, gr, NULL);
+    /* The value's real size first (STRLEN of a string, HLEN of a hash of
+     * chunks; the other type answers a short WRONGTYPE): a header is
+     * believed only as far as the bytes behind it, before anything is
+     * allocated or read for it (issue 13 finding 5: a 76-byte value that
+     * claims 100M floats must not cost 400 MB and millions of reads). */
+    const char *sl[] = {"STRLEN", key};
+    const char *hl[] = {"HLEN", key};
+    rc = flc_store_append(s, 2, sl, NULL);
+    if (rc == FLC_OK)
+        rc = flc_store_append(s, 2, hl, NULL);
+    if (rc == FLC_OK)
+        rc = flc_store_append(s, 4, gr, NULL);
     if (rc == FLC_OK)
         rc = flc_store_append(s, 3, hg, NULL);
     for (int j = 1; rc == FLC_OK && j <= SPEC_READS; j++) {
@@ -82,6 +93,17 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     }
     if (rc == FLC_OK)
         rc = flc_store_flush(s, "GETRANGE");
+    long long real_len = -1, real_fields = -1; /* STRLEN, HLEN; -1: not that type */
+    for (int k = 0; k < 2 && rc == FLC_OK; k++) {
+        redisReply *r = NULL;
+        rc = flc_store_read(s, &r, k ? "HLEN" : "STRLEN");
+        if (rc == FLC_OK && r->type == REDIS_REPLY_INTEGER)
+            *(k ? &real_fields : &real_len) = r->integer;
+        if (r)
+            freeReplyObject(r);
+    }
+    if (rc != FLC_OK) /* the connection is gone; the caller reconnects */
+        return flc_err_wrap(&s->err, "reading %s: ", what);
     size_t len_s = 0, len_h = 0;
     int rs = rc == FLC_OK ? flc_store_read_into(s, s->scratch, chunk, &len_s, "GETRANGE") : rc;
     int rh = s->c ? flc_store_read_into(s, s->scratch, len_s ? 0 : chunk, &len_h, "HGET") : rs;
@@ -117,6 +139,17 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     size_t off, flen;
     rc = flc_shard_decode_header((const uint8_t *)s->scratch, len0, s->opts.max_msg_bytes, &h,
                                  &off, &flen, &s->err);
+    /* What the header claims against what is stored: a string holds the
+     * whole frame; a hash ceil(flen / len0) fields of field 0's size. */
+    if (rc == FLC_OK && !hashed && real_len >= 0 && (unsigned long long)real_len != flen)
+        rc = flc_err_set(&s->err, FLC_EDATA, "header claims a %zu-byte frame (%llu floats), "
+                         "the value has %lld bytes (key %s)", flen,
+                         (unsigned long long)h.count, real_len, key);
+    if (rc == FLC_OK && hashed &&
+        (real_fields < 1 || (unsigned long long)real_fields != (flen + len0 - 1) / len0))
+        rc = flc_err_set(&s->err, FLC_EDATA, "header claims a %zu-byte frame (%llu floats), "
+                         "the value has %lld chunks of %zu bytes (key %s)", flen,
+                         (unsigned long long)h.count, real_fields, len0, key);
     /* In a hash, field 0 is one whole chunk of the writer's size (which may
      * differ from ours), or the whole value. */
     if (hashed && rc == FLC_OK && len0 > flen)
@@ -211,6 +244,21 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     return FLC_OK;
 }
 
+/* A value is believed only under the key it names (issue 13 finding 9): a
+ * frame copied from another client's, round's or shard's key decodes fine,
+ * and would be merged or queried as this one. client NULL: a merged shard. */
+static int check_origin(flc_store_t *s, const flc_shard_t *h, const char *job, uint32_t round,
+                        uint32_t shard, const char *client, const char *what)
+{
+    const char *c = client ? client : "";
+    if (strcmp(h->job, job) == 0 && h->round == round && h->shard == shard &&
+        strcmp(h->client, c) == 0)
+        return FLC_OK;
+    return flc_err_set(&s->err, FLC_EDATA, "%s: the stored value says it is shard %u of round "
+                       "%u of job %s from %s%s (copied under another key?)", what, h->shard, h->round,
+                       h->job, h->client[0] ? "client " : "the merger", h->client);
+}
+
 int flc_store_get_update(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                          const char *client, flc_shard_t *out, float *dst, size_t dst_cap)
 {
@@ -224,10 +272,16 @@ int flc_store_get_update(flc_store_t *s, const char *job, uint32_t round, uint32
     snprintf(what, sizeof what, "update of client %s for shard %u of round %u of job %s",
              client, shard, round, job);
     rc = get_shard(s, key, what, out, dst, dst_cap);
+    if (rc == FLC_OK && (rc = check_origin(s, out, job, round, shard, client, what)) != FLC_OK)
+        flc_shard_release(out);
     if (s->tier) {
         flc_obj_t o;
         flc_store_obj_of(s, &o, job, round, shard, client);
+        int hot = rc;
         rc = flc_tier_after_get(s, rc, &o, what, out, dst, dst_cap);
+        if (hot == FLC_ENOTFOUND && rc == FLC_OK && /* a cold copy: the same check */
+            (rc = check_origin(s, out, job, round, shard, client, what)) != FLC_OK)
+            flc_shard_release(out);
     }
     return rc;
 }
@@ -244,10 +298,79 @@ int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32
         return rc;
     snprintf(what, sizeof what, "merged shard %u of round %u of job %s", shard, round, job);
     rc = get_shard(s, key, what, out, dst, dst_cap);
+    if (rc == FLC_OK && (rc = check_origin(s, out, job, round, shard, NULL, what)) != FLC_OK)
+        flc_shard_release(out);
     if (s->tier) {
         flc_obj_t o;
         flc_store_obj_of(s, &o, job, round, shard, NULL);
+        int hot = rc;
         rc = flc_tier_after_get(s, rc, &o, what, out, dst, dst_cap);
+        if (hot == FLC_ENOTFOUND && rc == FLC_OK && /* a cold copy: the same check */
+            (rc = check_origin(s, out, job, round, shard, NULL, what)) != FLC_OK)
+            flc_shard_release(out);
     }
     return rc;
+}
+
+/* ---- update stamps (the Gram cache's versions) --------------------------- */
+
+#define STAMP_BYTES 4104 /* frame prefix + the largest header */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+int flc_store_update_stamps(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                            char *const *clients, size_t n, uint64_t *stamps)
+{
+    flc_err_clear(&s->err);
+    if (flc_name_check_job(job, &s->err))
+        return s->err.code;
+    int rc = flc_store_ensure(s);
+    char (*keys)[FLC_KEY_MAX] = malloc((n ? n : 1) * sizeof *keys);
+    if (keys == NULL)
+        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory for %zu update stamps", n);
+    char hi[16];
+    snprintf(hi, sizeof hi, "%d", STAMP_BYTES - 1);
+    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+        rc = flc_store_update_key(s, keys[i], job, round, shard, clients[i]);
+        const char *a[][4] = {{"STRLEN", keys[i]}, {"HLEN", keys[i]},
+                              {"GETRANGE", keys[i], "0", hi}, {"HGET", keys[i], "0"}};
+        static const int ac[] = {2, 2, 4, 3};
+        for (int k = 0; rc == FLC_OK && k < 4; k++)
+            rc = flc_store_append(s, ac[k], a[k], NULL);
+    }
+    if (rc == FLC_OK && n > 0)
+        rc = flc_store_flush(s, "GETRANGE");
+    /* Every reply is read even after a bad one, so the connection stays in
+     * step; a missing update is stamp 0. */
+    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+        uint64_t h = 1469598103934665603ull;
+        int present = 0;
+        for (int k = 0; rc == FLC_OK && k < 4; k++) {
+            redisReply *r = NULL;
+            rc = flc_store_read(s, &r, "GETRANGE");
+            if (rc != FLC_OK)
+                break;
+            if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+                present = 1;
+                h = fnv(h, &k, sizeof k);
+                h = fnv(h, &r->integer, sizeof r->integer);
+            } else if (r->type == REDIS_REPLY_STRING && r->len > 0) {
+                present = 1;
+                h = fnv(h, r->str, (size_t)r->len < STAMP_BYTES ? (size_t)r->len : STAMP_BYTES);
+            }
+            freeReplyObject(r);
+        }
+        stamps[i] = present ? h | 1 : 0;
+    }
+    free(keys);
+    if (rc != FLC_OK)
+        return flc_err_wrap(&s->err, "stamping the updates of shard %u of round %u of job %s: ",
+                            shard, round, job);
+    return FLC_OK;
 }

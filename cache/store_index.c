@@ -373,8 +373,15 @@ static int round_keys(flc_store_t *s, const char *job, uint32_t round, flc_strli
             rc = flc_strlist_add(keys, key, strlen(key));
         }
     }
+    for (size_t i = 0; rc == FLC_OK && i < ns; i++) { /* per-shard records */
+        static const char *sr[] = {"merges", "krum", "where"};
+        for (size_t k = 0; rc == FLC_OK && k < 3; k++) {
+            flc_key_job_shard(key, job, shards[i], sr[k], round);
+            rc = flc_strlist_add(keys, key, strlen(key));
+        }
+    }
     free(shards);
-    static const char *jr[] = {"meta", "shards", "roster", "merges", "krum", "where"};
+    static const char *jr[] = {"meta", "shards", "roster"};
     for (size_t k = 0; rc == FLC_OK && k < sizeof jr / sizeof *jr; k++) {
         flc_key_job_round(key, job, jr[k], round);
         rc = flc_strlist_add(keys, key, strlen(key));

@@ -21,11 +21,12 @@
 
 #include "cache/store.h"
 
-/* ---- one field per shard: the small per-round hashes ----------------------
+/* ---- one record per shard: the small per-round records --------------------
  *
  * The merge reports, the Krum partials and the tracker entries of a round are
- * each one hash with a field per shard index. Reading one back gives an
- * flc_store_fields_t. */
+ * one key per shard, fl:{J/j}:s<s>:<what>:<r> (so an ACL can give each
+ * shard's merger its own records only, docs/architecture.md). Reading them
+ * back (one pipelined GET per shard of the job) gives an flc_store_fields_t. */
 
 typedef struct flc_store_field {
     uint32_t shard; /* the field name, a shard index */
@@ -122,6 +123,14 @@ int flc_store_track_getall(flc_store_t *s, const char *job, uint32_t round,
  * Read back as a new buffer *blob of *len bytes (NUL-terminated after them;
  * the caller frees it). FLC_ENOTFOUND when there is no value. The layouts
  * are their writers' (aggregator/). */
+
+/* One stamp per client of what is stored at its update of (job, round,
+ * shard): a hash of the value's length (STRLEN, or HLEN of a chunked value)
+ * and its first 4104 bytes (frame prefix and header, whose created_ms and
+ * update_norm change with every rewrite); 0 when there is none. One
+ * pipelined round trip; read-only. Cached Gram partials record them. */
+int flc_store_update_stamps(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                            char *const *clients, size_t n, uint64_t *stamps);
 
 /* The cached Gram partial of (job, round, shard), fl:{T}:r:<r>:gram. */
 int flc_store_gram_get(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,

@@ -1,6 +1,7 @@
 /* The round protocol's small operations (store_ops.h): the merger's lock and
- * close (the merger's start, flc_store_round_begin, is in store_jobs.c), the per-round hashes with one field per shard (merge reports, Krum
- * partials, the request tracker) and the small values kept next to a shard
+ * close (the merger's start, flc_store_round_begin, is in store_jobs.c), the
+ * per-shard records of a round (merge reports, Krum partials, the request
+ * tracker: one key per shard, fl:{J/j}:s<s>:<what>:<r>) and the small values kept next to a shard
  * (Gram partial, server-optimizer state). Each is one or two commands; the
  * close is one pipelined round trip, as it was in the merger. The value
  * layouts belong to their writers in aggregator/: here they are bytes. */
@@ -35,60 +36,6 @@ static char *copy_bytes(const char *p, size_t len)
     return c;
 }
 
-/* Turns an HGETALL reply (field = shard index) into *out. A reply that is
- * not an array (no such key) gives an empty set. */
-static int fields_of(flc_store_t *s, const redisReply *r, flc_store_fields_t *out)
-{
-    out->v = NULL;
-    out->n = 0;
-    size_t m = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
-    if (m == 0)
-        return FLC_OK;
-    out->v = calloc(m, sizeof *out->v);
-    if (out->v == NULL)
-        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory for %zu hash fields", m);
-    for (size_t i = 0; i < m; i++) {
-        const redisReply *f = r->element[2 * i], *v = r->element[2 * i + 1];
-        flc_store_field_t *o = &out->v[out->n];
-        o->shard = f->str ? (uint32_t)strtoul(f->str, NULL, 10) : 0;
-        o->len = v->str ? (size_t)v->len : 0;
-        o->value = copy_bytes(v->str ? v->str : "", o->len);
-        if (o->value == NULL) {
-            flc_store_fields_free(out);
-            return flc_err_set(&s->err, FLC_ENOMEM, "out of memory for hash field of %zu bytes",
-                               (size_t)v->len);
-        }
-        out->n++;
-    }
-    return FLC_OK;
-}
-
-/* HSET key <shard> blob (binary-safe). */
-static int hash_put(flc_store_t *s, const char *key, uint32_t shard, const void *blob,
-                    size_t len)
-{
-    char field[16];
-    snprintf(field, sizeof field, "%u", shard);
-    const char *argv[] = {"HSET", key, field, blob};
-    size_t lens[] = {4, strlen(key), strlen(field), len};
-    return flc_store_command(s, NULL, 4, argv, lens);
-}
-
-/* HGETALL key into *out. */
-static int hash_getall(flc_store_t *s, const char *key, flc_store_fields_t *out)
-{
-    out->v = NULL;
-    out->n = 0;
-    const char *argv[] = {"HGETALL", key};
-    redisReply *r;
-    int rc = flc_store_command(s, &r, 2, argv, NULL);
-    if (rc != FLC_OK)
-        return rc;
-    rc = fields_of(s, r, out);
-    freeReplyObject(r);
-    return rc;
-}
-
 /* GET key into a new buffer; FLC_ENOTFOUND (naming what) when there is none. */
 static int blob_get(flc_store_t *s, const char *key, const char *what, char **blob,
                     size_t *len)
@@ -116,7 +63,8 @@ static int blob_put(flc_store_t *s, const char *key, const void *blob, size_t le
 {
     const char *argv[] = {"SET", key, blob};
     size_t lens[] = {3, strlen(key), len};
-    return flc_store_command(s, NULL, 3, argv, lens);
+    int rc = flc_store_command(s, NULL, 3, argv, lens);
+    return rc == FLC_OK ? rc : flc_err_wrap(&s->err, "writing %s: ", key);
 }
 
 /* ---- the merger of one shard -------------------------------------------- */
@@ -235,70 +183,122 @@ int flc_store_close_shard(flc_store_t *s, const char *job, uint32_t round, uint3
 
 /* ---- per-round records ---------------------------------------------------- */
 
+/* Shard s's record `what` of a round is its own key fl:{J/j}:s<s>:<what>:<r>
+ * (keys.h says why); reading them all is one pipelined GET per shard of the
+ * job (its S from the schema record), all on the job's tag. */
+static int rec_put(flc_store_t *s, const char *job, const char *what, uint32_t round,
+                   uint32_t shard, const void *blob, size_t len)
+{
+    char key[FLC_KEY_MAX];
+    flc_key_job_shard(key, job, shard, what, round);
+    const char *argv[] = {"SET", key, blob};
+    size_t lens[] = {3, strlen(key), len};
+    int rc = flc_store_command(s, NULL, 3, argv, lens);
+    return rc == FLC_OK ? rc : flc_err_wrap(&s->err, "writing %s: ", key);
+}
+
+/* GETs every shard's record into *out (the shards that have one); with put
+ * (this shard's text record) the SET goes first in the same round trip. */
+static int rec_getall(flc_store_t *s, const char *job, const char *what, uint32_t round,
+                      uint32_t put_shard, const char *put, flc_store_fields_t *out)
+{
+    out->v = NULL;
+    out->n = 0;
+    uint32_t S = 0;
+    if (flc_store_job_S(s, job, &S) != FLC_OK) {
+        if (s->err.code != FLC_ENOTFOUND)
+            return s->err.code;
+        flc_err_clear(&s->err);
+        S = 0; /* no schema record: nothing was merged, no records */
+    }
+    if (put != NULL && put_shard >= S)
+        S = put_shard + 1;
+    size_t n = S + (put != NULL);
+    char (*keys)[FLC_KEY_MAX] = malloc((n ? n : 1) * sizeof *keys);
+    const char *(*argv)[3] = malloc((n ? n : 1) * sizeof *argv);
+    const char *const **cmds = malloc((n ? n : 1) * sizeof *cmds);
+    int *argc = malloc((n ? n : 1) * sizeof *argc);
+    redisReply **rs = calloc(n ? n : 1, sizeof *rs);
+    out->v = calloc(S ? S : 1, sizeof *out->v);
+    int rc = keys && argv && cmds && argc && rs && out->v
+                 ? FLC_OK
+                 : flc_err_set(&s->err, FLC_ENOMEM, "out of memory for %u shard records", S);
+    size_t i = 0;
+    if (rc == FLC_OK && put != NULL) {
+        flc_key_job_shard(keys[i], job, put_shard, what, round);
+        argv[i][0] = "SET", argv[i][1] = keys[i], argv[i][2] = put;
+        cmds[i] = argv[i], argc[i] = 3, i++;
+    }
+    for (uint32_t k = 0; rc == FLC_OK && k < S; k++, i++) {
+        flc_key_job_shard(keys[i], job, k, what, round);
+        argv[i][0] = "GET", argv[i][1] = keys[i];
+        cmds[i] = argv[i], argc[i] = 2;
+    }
+    if (rc == FLC_OK && n > 0)
+        rc = flc_store_pipeline(s, n, argc, cmds, rs);
+    size_t first = put != NULL;
+    if (rc == FLC_OK && put != NULL && rs[0]->type == REDIS_REPLY_ERROR)
+        rc = flc_store_reply_error(s, rs[0], "SET");
+    for (size_t j = first; rc == FLC_OK && j < n; j++) {
+        const redisReply *r = rs[j];
+        if (r->type == REDIS_REPLY_ERROR) {
+            rc = flc_store_reply_error(s, r, "GET");
+            break;
+        }
+        if (r->type != REDIS_REPLY_STRING)
+            continue;
+        flc_store_field_t *o = &out->v[out->n];
+        o->shard = (uint32_t)(j - first);
+        o->len = (size_t)r->len;
+        o->value = copy_bytes(r->str, o->len);
+        if (o->value == NULL)
+            rc = flc_err_set(&s->err, FLC_ENOMEM, "out of memory for a %zu-byte record",
+                             (size_t)r->len);
+        else
+            out->n++;
+    }
+    for (size_t j = 0; rs && j < n; j++)
+        if (rs[j])
+            freeReplyObject(rs[j]);
+    free(keys), free(argv), free(cmds), free(argc), free(rs);
+    if (rc != FLC_OK)
+        flc_store_fields_free(out);
+    return rc;
+}
+
 int flc_store_merge_report_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                                const char *report, flc_store_fields_t *all)
 {
-    char key[FLC_KEY_MAX];
-    flc_key_job_round(key, job, "merges", round);
     if (all == NULL)
-        return hash_put(s, key, shard, report, strlen(report));
-    all->v = NULL;
-    all->n = 0;
-    /* HSET then HGETALL in one round trip: the same answers as one after
-     * the other on this connection, one wait fewer per merge. */
-    char field[16];
-    snprintf(field, sizeof field, "%u", shard);
-    const char *c1[] = {"HSET", key, field, report}, *c2[] = {"HGETALL", key};
-    const char *const *cmds[] = {c1, c2};
-    const int argc[] = {4, 2};
-    redisReply *rs[2];
-    int rc = flc_store_pipeline(s, 2, argc, cmds, rs);
-    if (rc != FLC_OK)
-        return rc;
-    if (rs[0]->type == REDIS_REPLY_ERROR)
-        rc = flc_store_reply_error(s, rs[0], "HSET");
-    else if (rs[1]->type == REDIS_REPLY_ERROR)
-        rc = flc_store_reply_error(s, rs[1], "HGETALL");
-    else
-        rc = fields_of(s, rs[1], all);
-    freeReplyObject(rs[0]);
-    freeReplyObject(rs[1]);
-    return rc;
+        return rec_put(s, job, "merges", round, shard, report, strlen(report));
+    /* SET then every shard's GET in one round trip: the same answers as
+     * one after the other on this connection, one wait fewer per merge. */
+    return rec_getall(s, job, "merges", round, shard, report, all);
 }
 
 int flc_store_krum_partial_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                                const void *blob, size_t len)
 {
-    char key[FLC_KEY_MAX];
-    flc_key_job_round(key, job, "krum", round);
-    return hash_put(s, key, shard, blob, len);
+    return rec_put(s, job, "krum", round, shard, blob, len);
 }
 
 int flc_store_krum_partial_getall(flc_store_t *s, const char *job, uint32_t round,
                                   flc_store_fields_t *out)
 {
-    char key[FLC_KEY_MAX];
-    flc_key_job_round(key, job, "krum", round);
-    return hash_getall(s, key, out);
+    return rec_getall(s, job, "krum", round, 0, NULL, out);
 }
 
 int flc_store_track_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                         const char *where)
 {
-    char key[FLC_KEY_MAX];
-    flc_key_job_round(key, job, "where", round);
-    return hash_put(s, key, shard, where, strlen(where));
+    return rec_put(s, job, "where", round, shard, where, strlen(where));
 }
 
 int flc_store_track_getall(flc_store_t *s, const char *job, uint32_t round,
                            flc_store_fields_t *out)
 {
-    char key[FLC_KEY_MAX];
-    flc_key_job_round(key, job, "where", round);
-    return hash_getall(s, key, out);
+    return rec_getall(s, job, "where", round, 0, NULL, out);
 }
-
-/* ---- small values next to a shard ----------------------------------------- */
 
 int flc_store_gram_get(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                        char **blob, size_t *len)

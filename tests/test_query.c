@@ -583,8 +583,9 @@ TEST(one_server_names_its_node)
     CHECK(ok, "tracker: no node id on one server, the address is its URL (%s)",
           nw ? w[0].addr : "?");
     free(w);
-    /* Entries as written before node ids: "<url>|<tier>". */
-    ok = flc_store_track_put(s, "qold", 1, 0, "unix:///old/redis.sock|cold") == 0 &&
+    /* Entries as written before node ids: "<url>|<tier>". (A job's records
+     * are one key per shard, read for the S of its schema record: begin it.) */
+    ok = flc_store_job_begin(s, "qold", 3) == 0 && flc_store_track_put(s, "qold", 1, 0, "unix:///old/redis.sock|cold") == 0 &&
          flc_store_track_put(s, "qold", 1, 1, "redis://10.0.0.5:6379|hot") == 0 &&
          flc_store_track_put(s, "qold", 1, 2, "redis://a|b:1|hot|0123|h:1") == 0;
     w = NULL;
