@@ -108,7 +108,9 @@ static int fo_node_of(const fo_t *f, const char *job, uint32_t round, uint32_t s
     flc_store_t *s = flc_store_open(f->seed, NULL, &e);
     flc_store_node_t nd;
     int k = 0;
-    if (s != NULL && flc_store_shard_node(s, job, round, shard, &nd) == 0)
+    /* shard tags follow from the job's shard count (key schema 2) */
+    if (s != NULL && flc_store_job_shards(s, job, (uint32_t)f->S) == 0 &&
+        flc_store_shard_node(s, job, round, shard, &nd) == 0)
         for (int i = 1; i <= FO_NODES; i++) {
             size_t l = strlen(f->addr[i]);
             if (l && strncmp(nd.addr, f->addr[i], l) == 0 && nd.addr[l] == ':')

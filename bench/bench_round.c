@@ -68,6 +68,9 @@ static int find_owners(bench_round_t *c)
     free(c->node);
     c->node = calloc(c->S ? c->S : 1, sizeof *c->node);
     int rc = c->node ? 0 : -1;
+    /* the driver begins the job: its shard tags follow from S (schema 2) */
+    if (rc == 0 && (rc = flc_store_job_begin(s, "bench", c->S)) != 0)
+        fprintf(stderr, "%s: beginning the job: %s\n", c->tag, flc_store_errstr(s));
     for (uint32_t k = 0; rc == 0 && k < c->S; k++) {
         flc_store_node_t nd;
         if ((rc = flc_store_shard_node(s, "bench", c->round, k, &nd)) != 0)

@@ -74,6 +74,7 @@
 #include "bench/bench_failover.h"
 #include "bench/bench_round.h"
 #include "bench/bench_util.h"
+#include "cache/keys.h"
 #include "cache/slot.h"
 #include "cache/store_raw.h"
 #include "cli/place.h"
@@ -465,9 +466,7 @@ static int measure(const testbed_t *tb, bench_round_t *c, int nodes, result_t *r
         }
         int per[TB_MASTERS] = {0}, most = 0;
         for (uint32_t s = 0; s < c->S; s++) {
-            char tag[64];
-            int len = snprintf(tag, sizeof tag, "bench/%u/%u", c->round, s);
-            int k = owner[flc_slot_of(tag, (size_t)len)];
+            int k = owner[flc_key_shard_slot("bench", s, c->S)]; /* fixed across rounds */
             if (k >= 0 && ++per[k] > most)
                 most = per[k];
         }
