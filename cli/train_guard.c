@@ -20,9 +20,12 @@
  * - Both killed at once (a cgroup kill, a crash of the machine's
  *   supervisor): the driver renews a TTL on every step key while the run
  *   goes (a SCAN of fl:{J/steps/ every few seconds), so what is left
- *   expires within 2 x --step-timeout + 10 min. Keys written in the last
- *   seconds before such a kill have none yet; the workers delete a step's
- *   keys two steps later, so that is at most a few steps' keys. */
+ *   expires within 2 x --step-timeout + 10 min. The workers write every
+ *   step value (updates, merged shards) with that expiry already
+ *   (workers/sgd_worker.c); the small keys of the last steps in flight
+ *   (close flags, done lists, roster and shard sets) written since the last
+ *   sweep have none: the workers delete a step's keys two steps later, so
+ *   that is at most three steps' small keys. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>

@@ -346,6 +346,12 @@ TEST(sigkill_with_janitor_leaves_keys_with_ttl)
     CHECK(left > 0 && old_no_ttl == 0,
           "of %lld step keys left, the %d without a TTL are all of the last 3 steps in flight "
           "(%d are not)", left, no_ttl, old_no_ttl);
+    int v_no, a_no;
+    long long nv = count_keys(s, "fl:{int-kill2/steps/*:u:*", &v_no);
+    long long na = count_keys(s, "fl:{int-kill2/steps/*:agg", &a_no);
+    CHECK(nv + na > 0 && v_no == 0 && a_no == 0,
+          "every model-sized value left (%lld updates, %lld merged shards) was written with "
+          "an expiry (%d, %d without)", nv, na, v_no, a_no);
     /* What the TTL would do later, now. */
     redisReply *rr = NULL;
     flc_store_commandf(s, &rr, "EVAL %s 0",
