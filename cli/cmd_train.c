@@ -220,6 +220,11 @@ static void interrupted(flc_cli_conn_t *conn, const flc_train_opts_t *o)
     int sig = flc_train_signal();
     flc_err_t e = {0};
     uint64_t keys = 0;
+    if (conn->embedded != NULL) { /* a private server: its keys go with it */
+        fprintf(stderr, "flcache train: interrupted by %s: stopped the %d workers\n",
+                sig == SIGINT ? "SIGINT" : "SIGTERM", o->cfg.workers);
+        return;
+    }
     if (flc_train_clean_steps(conn->store, o->cfg.job, &keys, &e) == FLC_OK)
         fprintf(stderr, "flcache train: interrupted by %s: stopped the %d workers, removed %llu "
                 "step keys of job %s (its finished epochs' records stay)\n",

@@ -133,6 +133,12 @@ pid_t flc_pool_group(flc_pool_t *p)
 
 int flc_pool_kill(flc_pool_t *p)
 {
+    /* The loop first forgets its warm instances (they are dying), so an
+     * invocation started after this call never lands on one. */
+    pthread_mutex_lock(&p->mu);
+    p->kill_req = 1;
+    pthread_mutex_unlock(&p->mu);
+    uv_async_send(&p->wake);
     pid_t g = __atomic_load_n(&p->pgid, __ATOMIC_SEQ_CST);
     return g > 1 && kill(-g, SIGKILL) == 0 ? 1 : 0;
 }
@@ -161,8 +167,16 @@ static void on_wake(uv_async_t *a)
     pthread_mutex_lock(&p->mu);
     flc_inv_t *list = p->in_head;
     p->in_head = p->in_tail = NULL;
-    int stopping = p->stopping;
+    int stopping = p->stopping, killed = p->kill_req;
+    p->kill_req = 0;
     pthread_mutex_unlock(&p->mu);
+    if (killed) /* flc_pool_kill: the warm ones got SIGKILL too */
+        for (flc_inst_t *it = p->insts; it != NULL; it = it->next)
+            if (it->state == FLC_INST_IDLE && !it->in_closed) {
+                it->state = FLC_INST_DEAD;
+                flc_pool_count(&p->idle, -1);
+                flc_inst_retire(it);
+            }
     while (list != NULL) {
         flc_inv_t *next = list->next;
         flc_pool_push_pending(p, list, 0);

@@ -85,6 +85,7 @@ struct flc_pool {
     pthread_cond_t cv;
     flc_inv_t *in_head, *in_tail; /* incoming, under mu */
     int stopping;                 /* under mu */
+    int kill_req;                 /* under mu: flc_pool_kill ran; warm ones are dying */
     /* loop thread only: */
     int stopped;
     flc_inv_t *pend_head, *pend_tail;
