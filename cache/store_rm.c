@@ -166,10 +166,12 @@ static int walk_job(flc_store_t *s, const char *job, walk_t *w)
     return rc;
 }
 
+/* A job, or one series of it ("J/steps": fl:{J/steps/ then *, only that
+ * series; `flcache train` removes an interrupted run's steps so). */
 static int check_job(flc_store_t *s, const char *job)
 {
     flc_err_clear(&s->err);
-    return flc_name_check(job, "job", &s->err);
+    return flc_name_check_job(job, &s->err);
 }
 
 /* The store forgets the shard counts it knew of the job and its series. */

@@ -9,6 +9,7 @@
  * with the same model (checksums). Exit 0 only when training succeeded and
  * the models are identical. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,8 @@ static int check_data(const flc_sgd_cfg_t *c)
 /* Starts the W workers, follows progress until all returned, fills run. */
 static int run_workers(flc_cli_conn_t *conn, const flc_train_opts_t *o, flc_train_run_t *run)
 {
+    if (flc_train_signal())
+        return FLC_EXIT_RUNTIME; /* interrupted before anything started */
     int W = o->cfg.workers;
     flc_err_t e = {0};
     /* All W at once, or the first step never completes. */
@@ -197,6 +200,7 @@ static int run_workers(flc_cli_conn_t *conn, const flc_train_opts_t *o, flc_trai
         flc_cli_error("train", "cannot start the workers: %s", flc_err_msg(&e));
         rc = FLC_EXIT_RUNTIME;
     }
+    run->pool = pool;
     if (b != NULL) {
         flc_train_follow(conn->store, o, run, b, (size_t)W); /* waits for and frees b */
     }
@@ -205,7 +209,33 @@ static int run_workers(flc_cli_conn_t *conn, const flc_train_opts_t *o, flc_trai
         cJSON_free(events[k]);
     free(events);
     flc_pool_free(pool);
+    run->pool = NULL;
     return rc;
+}
+
+/* After SIGINT/SIGTERM: the workers are stopped; remove the job's step
+ * keys (never its epochs' RoundMeta) and say so. */
+static void interrupted(flc_cli_conn_t *conn, const flc_train_opts_t *o)
+{
+    int sig = flc_train_signal();
+    flc_err_t e = {0};
+    uint64_t keys = 0;
+    if (conn->embedded != NULL) { /* a private server: its keys go with it */
+        fprintf(stderr, "flcache train: interrupted by %s: stopped the %d workers\n",
+                sig == SIGINT ? "SIGINT" : "SIGTERM", o->cfg.workers);
+        return;
+    }
+    if (flc_train_clean_steps(conn->store, o->cfg.job, &keys, &e) == FLC_OK)
+        fprintf(stderr, "flcache train: interrupted by %s: stopped the %d workers, removed %llu "
+                "step keys of job %s (its finished epochs' records stay)\n",
+                sig == SIGINT ? "SIGINT" : "SIGTERM", o->cfg.workers,
+                (unsigned long long)keys, o->cfg.job);
+    else
+        fprintf(stderr, "flcache train: interrupted by %s: stopped the %d workers; cannot "
+                "remove the step keys of job %s: %s (they expire within %llu s)\n",
+                sig == SIGINT ? "SIGINT" : "SIGTERM", o->cfg.workers, o->cfg.job,
+                flc_err_msg(&e),
+                (unsigned long long)((2ull * o->cfg.step_timeout_ms + 600000ull) / 1000));
 }
 
 int flc_cmd_train(int argc, char **argv)
@@ -217,29 +247,44 @@ int flc_cmd_train(int argc, char **argv)
         return rc;
     if ((rc = check_data(&o.cfg)) != FLC_EXIT_OK)
         return rc;
+    /* Before the connection and the pool start threads: the guard forks
+     * its janitor. */
+    flc_train_guard_t guard;
+    flc_train_guard_start(&guard, flc_config_program(), o.cfg.job, o.cfg.step_timeout_ms);
     flc_cli_conn_t conn;
-    if ((rc = flc_cli_connect(&conn, flc_config_program(), NULL)) != FLC_EXIT_OK)
+    if ((rc = flc_cli_connect(&conn, flc_config_program(), NULL)) != FLC_EXIT_OK) {
+        flc_train_guard_end(&guard);
         return rc;
+    }
     flc_err_t e = {0};
     /* Step rounds left by an earlier run of the same job would confuse the
      * mergers; epoch metadata is simply overwritten. */
     if (flc_sgd_cleanup(conn.store, o.cfg.job, &e) != FLC_OK) {
         flc_cli_error("train", "%s", flc_err_msg(&e));
         flc_cli_disconnect(&conn);
+        flc_train_guard_end(&guard);
         return FLC_EXIT_RUNTIME;
     }
     flc_train_run_t run;
     memset(&run, 0, sizeof run);
+    run.failed = -1;
+    run.guard = &guard;
     rc = run_workers(&conn, &o, &run);
-    if (rc == FLC_EXIT_OK)
-        rc = flc_train_report(conn.store, &o, &run);
-    if (flc_sgd_cleanup(conn.store, o.cfg.job, &e) != FLC_OK)
-        flc_cli_error("train", "%s", flc_err_msg(&e));
+    if (flc_train_signal()) {
+        interrupted(&conn, &o);
+        rc = FLC_EXIT_RUNTIME;
+    } else {
+        if (rc == FLC_EXIT_OK)
+            rc = flc_train_report(conn.store, &o, &run);
+        if (flc_sgd_cleanup(conn.store, o.cfg.job, &e) != FLC_OK)
+            flc_cli_error("train", "%s", flc_err_msg(&e));
+    }
     if (o.ttl_ms && flc_cli_job_ttl("train", conn.store, o.cfg.job, o.ttl_ms) != FLC_EXIT_OK)
         rc = FLC_EXIT_RUNTIME;
     for (int k = 0; run.recs && k < o.cfg.workers; k++)
         flc_inv_rec_clear(&run.recs[k]);
     free(run.recs);
     flc_cli_disconnect(&conn);
+    flc_train_guard_end(&guard); /* dies of a caught signal here */
     return rc;
 }

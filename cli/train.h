@@ -3,7 +3,12 @@
 #ifndef FLC_CLI_TRAIN_H
 #define FLC_CLI_TRAIN_H
 
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+
 #include "cache/store.h"
+#include "cli/config.h"
 #include "runtime/pool.h"
 #include "workers/sgd_worker.h"
 
@@ -25,7 +30,46 @@ typedef struct flc_train_run {
     double last_acc;     /* accuracy of the last epoch record, -1 before */
     int errors;          /* error records seen */
     int line_open;       /* a \r progress line is on the terminal */
+    double last_gstep;   /* the last step worker 0 reported */
+    int failed;          /* rank of the first worker that ended not ok while others ran
+                            (they were stopped then), -1: none */
+    flc_pool_t *pool;    /* the workers' pool, to stop them */
+    struct flc_train_guard *guard;
 } flc_train_run_t;
+
+/* Interruptions (train_guard.c, which says how): signal handlers, the
+ * janitor that cleans after a killed driver, the TTL sweep of step keys. */
+typedef struct flc_train_guard {
+    int fd;             /* to the janitor, -1: none */
+    pid_t janitor;      /* 0: none */
+    int pgid_sent;      /* the instances' group the janitor knows */
+    int installed;      /* the SIGINT/SIGTERM handlers are ours */
+    uint64_t ttl_ms;    /* of step keys while the run goes */
+    double next_sweep_s;
+} flc_train_guard_t;
+
+/* Installs the SIGINT/SIGTERM handlers (they SIGKILL the pool instances)
+ * and, against an external cache, forks the janitor. Call before anything
+ * starts a thread (the janitor is a fork). */
+void flc_train_guard_start(flc_train_guard_t *g, const flc_config_t *cfg, const char *job,
+                           unsigned step_timeout_ms);
+
+/* The signal caught (SIGINT, SIGTERM), 0 when none. */
+int flc_train_signal(void);
+
+/* Called often while the workers run: stops them if a signal came before
+ * they were forked, tells the janitor their group, renews the step keys'
+ * TTL every few seconds. */
+void flc_train_guard_tick(flc_train_guard_t *g, flc_store_t *s, const char *job,
+                          flc_pool_t *pool);
+
+/* Removes the job's step series (every key under fl:{J/steps/) and its
+ * progress list; *keys: how many step keys there were. */
+int flc_train_clean_steps(flc_store_t *s, const char *job, uint64_t *keys, flc_err_t *e);
+
+/* Tells the janitor all is done and reaps it, restores the handlers, and
+ * when a signal was caught dies of it (after the caller cleaned up). */
+void flc_train_guard_end(flc_train_guard_t *g);
 
 /* Follows worker 0's progress records (BLPOP on the job's progress list)
  * and draws the progress line on stderr until all n invocations of b have

@@ -40,6 +40,9 @@ static void show(const flc_train_opts_t *o, flc_train_run_t *run, const char *tx
         num[i] = cJSON_IsNumber(it) ? it->valuedouble : -1;
     }
     double now = flc_now_s(), gstep = num[4], total = num[5];
+    if (type && (strcmp(type, "step") == 0 || strcmp(type, "epoch") == 0) &&
+        gstep > run->last_gstep)
+        run->last_gstep = gstep;
     if (type && strcmp(type, "step") == 0 && run->first_s == 0) {
         run->first_s = now;
         run->first_gstep = gstep;
@@ -78,16 +81,51 @@ static void show(const flc_train_opts_t *o, flc_train_run_t *run, const char *tx
     cJSON_Delete(p);
 }
 
+/* Worker k ended not ok while the others still run: they cannot finish a
+ * synchronous step without it and would wait out 2 x --step-timeout, so
+ * they are stopped now and the run fails naming k. */
+static void stop_on_failure(const flc_train_opts_t *o, flc_train_run_t *run, flc_batch_t *b,
+                            size_t n)
+{
+    size_t k;
+    if (run->failed >= 0 || !flc_batch_first_failed(b, &k) || flc_batch_done(b) >= n)
+        return;
+    run->failed = (int)k;
+    if (flc_train_signal())
+        return; /* an interruption, said elsewhere */
+    const flc_inv_rec_t *r = &run->recs[k];
+    fprintf(stderr, "%sflcache train: worker %d %s after step %.0f of job %s: %s; stopping the "
+            "other %zu worker%s (synchronous SGD cannot go on without it)\n",
+            run->line_open ? "\n" : "", (int)k,
+            r->status == FLC_INV_CRASH ? "crashed" : r->status == FLC_INV_TIMEOUT ? "timed out"
+                                                                                   : "failed",
+            run->last_gstep > 0 ? run->last_gstep : 0, o->cfg.job, r->error,
+            n - flc_batch_done(b), n - flc_batch_done(b) == 1 ? "" : "s");
+    run->line_open = 0;
+    if (run->pool != NULL)
+        flc_pool_kill(run->pool);
+}
+
 void flc_train_follow(flc_store_t *s, const flc_train_opts_t *o, flc_train_run_t *run,
                       flc_batch_t *b, size_t n)
 {
     run->last_acc = -1;
     int store_ok = 1;
-    /* The wait wakes on every record; the 1 s bound only notices a batch
-     * that ended without a last record (a worker that crashed). */
+    /* The wait wakes on every record; the bound notices a worker that
+     * ended without a last record (a crash) and a signal. */
     while (flc_batch_done(b) < n) {
+        if (run->guard != NULL)
+            flc_train_guard_tick(run->guard, s, o->cfg.job, run->pool);
+        stop_on_failure(o, run, b, n);
+        if (flc_train_signal() || run->failed >= 0) {
+            if (flc_batch_wait(b, 200) == FLC_OK)
+                b = NULL;
+            if (b == NULL)
+                break;
+            continue;
+        }
         char *rec = NULL;
-        int rc = store_ok ? flc_store_progress_wait(s, o->cfg.job, 1000, &rec) : FLC_ECONN;
+        int rc = store_ok ? flc_store_progress_wait(s, o->cfg.job, 500, &rec) : FLC_ECONN;
         if (rc != FLC_OK && rc != FLC_ETIMEOUT) {
             store_ok = 0; /* the workers will fail too; wait for them */
             break;
@@ -96,8 +134,9 @@ void flc_train_follow(flc_store_t *s, const flc_train_opts_t *o, flc_train_run_t
             show(o, run, rec);
         free(rec);
     }
-    flc_batch_wait(b, 0);
-    for (int i = 0; store_ok && i < 100000; i++) {
+    if (b != NULL)
+        flc_batch_wait(b, 0);
+    for (int i = 0; store_ok && !flc_train_signal() && i < 100000; i++) {
         char *rec = NULL;
         if (flc_store_progress_pop(s, o->cfg.job, &rec) != FLC_OK)
             break; /* empty (or the store failed) */
@@ -142,7 +181,11 @@ int flc_train_report(flc_store_t *s, const flc_train_opts_t *o, flc_train_run_t 
         cost += rec->cost_usd;
         if (rec->status != FLC_INV_OK || res == NULL) {
             ok = 0;
-            if (!o->json)
+            if (!o->json && run->failed >= 0 && k != run->failed &&
+                rec->status == FLC_INV_CRASH)
+                fprintf(stderr, "flcache train: worker %d: stopped after worker %d failed\n", k,
+                        run->failed);
+            else if (!o->json)
                 fprintf(stderr, "flcache train: worker %d: %s: %s\n", k,
                         flc_inv_status_name(rec->status), rec->error);
             continue;

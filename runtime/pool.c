@@ -77,6 +77,72 @@ void flc_pool_dispatch(flc_pool_t *p)
             }
 }
 
+/* ---------- process groups ---------- */
+
+/* Every live pool's process group, for flc_pool_kill_all, which a signal
+ * handler calls: it may only read these with atomic loads (no lock, no
+ * list). A slot is taken for a pool's life under groups_mu. */
+#define GROUPS_MAX 64
+static pid_t groups[GROUPS_MAX];
+static unsigned char group_used[GROUPS_MAX];
+static pthread_mutex_t groups_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int group_slot_take(void)
+{
+    int slot = -1;
+    pthread_mutex_lock(&groups_mu);
+    for (int i = 0; i < GROUPS_MAX && slot < 0; i++)
+        if (!group_used[i]) {
+            group_used[i] = 1;
+            slot = i;
+        }
+    pthread_mutex_unlock(&groups_mu);
+    return slot;
+}
+
+static void group_slot_give(int slot)
+{
+    if (slot < 0)
+        return;
+    __atomic_store_n(&groups[slot], 0, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&groups_mu);
+    group_used[slot] = 0;
+    pthread_mutex_unlock(&groups_mu);
+}
+
+void flc_pool_set_group(flc_pool_t *p, pid_t pgid)
+{
+    __atomic_store_n(&p->pgid, pgid, __ATOMIC_SEQ_CST);
+    if (p->group_slot >= 0)
+        __atomic_store_n(&groups[p->group_slot], pgid, __ATOMIC_SEQ_CST);
+}
+
+void flc_pool_kill_all(void)
+{
+    for (int i = 0; i < GROUPS_MAX; i++) {
+        pid_t g = __atomic_load_n(&groups[i], __ATOMIC_SEQ_CST);
+        if (g > 1)
+            kill(-g, SIGKILL);
+    }
+}
+
+pid_t flc_pool_group(flc_pool_t *p)
+{
+    return __atomic_load_n(&p->pgid, __ATOMIC_SEQ_CST);
+}
+
+int flc_pool_kill(flc_pool_t *p)
+{
+    /* The loop first forgets its warm instances (they are dying), so an
+     * invocation started after this call never lands on one. */
+    pthread_mutex_lock(&p->mu);
+    p->kill_req = 1;
+    pthread_mutex_unlock(&p->mu);
+    uv_async_send(&p->wake);
+    pid_t g = __atomic_load_n(&p->pgid, __ATOMIC_SEQ_CST);
+    return g > 1 && kill(-g, SIGKILL) == 0 ? 1 : 0;
+}
+
 /* ---------- loop thread ---------- */
 
 static void on_stop_timer(uv_timer_t *t)
@@ -101,8 +167,16 @@ static void on_wake(uv_async_t *a)
     pthread_mutex_lock(&p->mu);
     flc_inv_t *list = p->in_head;
     p->in_head = p->in_tail = NULL;
-    int stopping = p->stopping;
+    int stopping = p->stopping, killed = p->kill_req;
+    p->kill_req = 0;
     pthread_mutex_unlock(&p->mu);
+    if (killed) /* flc_pool_kill: the warm ones got SIGKILL too */
+        for (flc_inst_t *it = p->insts; it != NULL; it = it->next)
+            if (it->state == FLC_INST_IDLE && !it->in_closed) {
+                it->state = FLC_INST_DEAD;
+                flc_pool_count(&p->idle, -1);
+                flc_inst_retire(it);
+            }
     while (list != NULL) {
         flc_inv_t *next = list->next;
         flc_pool_push_pending(p, list, 0);
@@ -217,6 +291,8 @@ flc_pool_t *flc_pool_new(const flc_pool_cfg_t *cfg, flc_err_t *e)
     p->placement = placed ? strdup(cfg->placement) : NULL;
     p->cfg.placement = p->placement;
     memory_limits(p);
+    p->group_slot = group_slot_take(); /* none left: the pool still works, unkillable by
+                                          flc_pool_kill_all (PDEATHSIG still holds) */
     if (p->fn_path == NULL || p->envp == NULL || (placed && p->placement == NULL)) {
         flc_err_set(e, FLC_ENOMEM, "pool: out of memory");
         goto fail;
@@ -244,6 +320,7 @@ flc_pool_t *flc_pool_new(const flc_pool_cfg_t *cfg, flc_err_t *e)
     }
     return p;
 fail:
+    group_slot_give(p->group_slot);
     free(p->fn_path);
     free(p->placement);
     flc_proc_env_free(p->envp);
@@ -260,6 +337,7 @@ void flc_pool_free(flc_pool_t *p)
     pthread_mutex_unlock(&p->mu);
     uv_async_send(&p->wake);
     pthread_join(p->thread, NULL);
+    group_slot_give(p->group_slot);
     uv_loop_close(&p->loop);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);

@@ -45,6 +45,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <cjson/cJSON.h>
 
@@ -170,6 +171,13 @@ flc_batch_t *flc_pool_start_json(flc_pool_t *p, const cJSON *const *events, size
 /* How many invocations of b have finished (non-blocking). */
 size_t flc_batch_done(flc_batch_t *b);
 
+/* 1 with *index set when an invocation of b has already ended not ok (the
+ * first such, in completion order; its record recs[*index] is final and may
+ * be read now), else 0. Non-blocking: a driver whose invocations depend on
+ * each other (synchronous SGD) stops the rest at once instead of waiting
+ * for their own timeouts. */
+int flc_batch_first_failed(flc_batch_t *b, size_t *index);
+
 /* Waits until every invocation of b finished (timeout_ms 0 = forever),
  * then frees b. Returns 0, or FLC_ETIMEOUT (b stays valid, wait again). */
 int flc_batch_wait(flc_batch_t *b, unsigned timeout_ms);
@@ -191,6 +199,24 @@ cJSON *flc_inv_rec_json(const flc_inv_rec_t *rec);
 
 /* Frees rec->reply and zeroes rec. */
 void flc_inv_rec_clear(flc_inv_rec_t *rec);
+
+/* Owned instances. Every instance is started with PR_SET_PDEATHSIG
+ * (SIGKILL) from the pool's loop thread, which lives until flc_pool_free has
+ * stopped them, so none outlives its pool's process (a SIGKILLed driver
+ * included), and in one process group per pool (not the driver's: a
+ * terminal's Ctrl-C reaches the driver, whose handler decides). */
+
+/* SIGKILLs every instance of p now (its process group), from any thread:
+ * their invocations end as crashes ("killed by signal 9"). 1 when there was
+ * a group to signal, else 0. */
+int flc_pool_kill(flc_pool_t *p);
+
+/* The process group of p's instances while one lives, else 0. */
+pid_t flc_pool_group(flc_pool_t *p);
+
+/* SIGKILLs every instance of every pool of this process. Async-signal-safe
+ * (atomic loads and kill): for a SIGINT/SIGTERM handler. */
+void flc_pool_kill_all(void);
 
 /* Moves the calling thread (only it: setns of a network namespace is per
  * thread) into the placement `name`, the way the pool's instances are

@@ -76,6 +76,8 @@ void flc_inv_complete(flc_pool_t *p, flc_inv_t *inv)
                                p->cfg.price_per_request);
     pthread_mutex_lock(&p->mu);
     flc_batch_t *b = inv->batch;
+    if (r->status != FLC_INV_OK && b->first_failed == 0)
+        b->first_failed = inv->index + 1;
     if (++b->done == b->n)
         pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
@@ -264,6 +266,17 @@ size_t flc_batch_done(flc_batch_t *b)
     size_t d = b->done;
     pthread_mutex_unlock(&b->pool->mu);
     return d;
+}
+
+int flc_batch_first_failed(flc_batch_t *b, size_t *index)
+{
+    pthread_mutex_lock(&b->pool->mu);
+    size_t f = b->first_failed;
+    pthread_mutex_unlock(&b->pool->mu);
+    if (f == 0)
+        return 0;
+    *index = f - 1;
+    return 1;
 }
 
 int flc_batch_wait(flc_batch_t *b, unsigned timeout_ms)

@@ -256,6 +256,10 @@ static int try_reap(flc_inst_t *it)
     } while (r < 0 && errno == EINTR);
     if (r == it->pid || (r < 0 && errno == ECHILD)) {
         it->reaped = 1;
+        /* The group is empty once its last member is reaped: forget it
+         * before its number can name anything else. */
+        if (--it->pool->unreaped == 0)
+            flc_pool_set_group(it->pool, 0);
         return 1;
     }
     return 0;
@@ -382,8 +386,11 @@ flc_inst_t *flc_inst_spawn(flc_pool_t *p, const char *placement, char *msg, size
     flc_proc_t pr;
     uint64_t t0 = flc_now_ns();
     char why[384];
-    if (flc_proc_spawn(p->fn_path, p->envp, p->as_limit, placement != NULL ? netns : NULL, &pr,
-                       why, sizeof why) != 0) {
+    /* Owned: dies with the loop thread (PR_SET_PDEATHSIG), in the pool's
+     * process group (a new one when no instance lives). */
+    if (flc_proc_spawn_owned(p->fn_path, p->envp, p->as_limit,
+                             placement != NULL ? netns : NULL, p->unreaped ? p->pgid : 0, &pr,
+                             why, sizeof why) != 0) {
         if (placement != NULL)
             snprintf(msg, cap, "placement '%s': %s", placement, why);
         else
@@ -394,6 +401,9 @@ flc_inst_t *flc_inst_spawn(flc_pool_t *p, const char *placement, char *msg, size
     }
     it->pool = p;
     it->pid = pr.pid;
+    p->unreaped++;
+    if (pr.pgid != p->pgid)
+        flc_pool_set_group(p, pr.pgid);
     it->t_spawn = t0;
     it->state = FLC_INST_IDLE;
     int rc = init_handle(p, it, &it->in, pr.in_fd);

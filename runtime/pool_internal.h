@@ -39,6 +39,8 @@ struct flc_batch {
     flc_inv_rec_t *recs;
     size_t n;
     size_t done; /* under pool->mu */
+    size_t first_failed; /* 1 + index of the first invocation that ended not ok; 0: none
+                            (under pool->mu) */
 };
 
 enum { FLC_INST_IDLE, FLC_INST_BUSY, FLC_INST_DEAD };
@@ -83,11 +85,16 @@ struct flc_pool {
     pthread_cond_t cv;
     flc_inv_t *in_head, *in_tail; /* incoming, under mu */
     int stopping;                 /* under mu */
+    int kill_req;                 /* under mu: flc_pool_kill ran; warm ones are dying */
     /* loop thread only: */
     int stopped;
     flc_inv_t *pend_head, *pend_tail;
     flc_inst_t *insts;
     unsigned ninst, busy;
+    unsigned unreaped; /* instances forked and not yet reaped */
+    pid_t pgid;        /* their process group while one lives, else 0 (also in the
+                          process-wide table flc_pool_kill_all reads) */
+    int group_slot;    /* that table's slot, -1: none */
     unsigned idle, alive; /* written here through flc_pool_count, read by stats */
     uint64_t cold_starts, invocations; /* read under mu by stats */
 };
@@ -113,6 +120,10 @@ void flc_pool_push_pending(flc_pool_t *p, flc_inv_t *inv, int front);
 /* Once the pool is stopping and its last instance is gone, closes the
  * loop's own handles so uv_run returns. */
 void flc_pool_maybe_finish_stop(flc_pool_t *p);
+
+/* Records the pool's process group (0: none now) where flc_pool_kill_all
+ * finds it. */
+void flc_pool_set_group(flc_pool_t *p, pid_t pgid);
 
 /* ---- pool_instance.c ---- */
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -47,9 +48,23 @@ static int enter_netns(const char *path)
 
 /* The child between fork and exec: async-signal-safe calls only. */
 static void child(const char *path, char *const envp[], uint64_t as_limit,
-                  const char *netns_path, int in[2], int out[2], int err[2], int ex[2])
+                  const char *netns_path, pid_t pgid, pid_t parent, int in[2], int out[2],
+                  int err[2], int ex[2])
 {
     child_err_t ce = {STEP_EXEC, 0};
+    /* Dies with the thread that forked it (the pool's loop thread, which
+     * lives until flc_pool_free has stopped every instance, or the whole
+     * driver on SIGKILL): an instance never outlives its pool under init.
+     * If the parent is already gone, the signal will never come: stop. */
+    if (pgid >= 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        /* The pool's own process group (the parent sets it too, whoever
+         * runs first): a signal handler of the driver kills the group. */
+        if (setpgid(0, pgid) != 0 && pgid != 0)
+            setpgid(0, 0);
+    }
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -89,6 +104,14 @@ fail:
 int flc_proc_spawn(const char *path, char *const envp[], uint64_t as_limit_bytes,
                    const char *netns_path, flc_proc_t *out, char *msg, size_t msgcap)
 {
+    return flc_proc_spawn_owned(path, envp, as_limit_bytes, netns_path, -1, out, msg, msgcap);
+}
+
+int flc_proc_spawn_owned(const char *path, char *const envp[], uint64_t as_limit_bytes,
+                         const char *netns_path, pid_t pgid, flc_proc_t *out, char *msg,
+                         size_t msgcap)
+{
+    pid_t parent = getpid();
     int in[2] = {-1, -1}, o[2] = {-1, -1}, er[2] = {-1, -1}, ex[2] = {-1, -1};
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(o, O_CLOEXEC) != 0 || pipe2(er, O_CLOEXEC) != 0 ||
         pipe2(ex, O_CLOEXEC) != 0) {
@@ -99,8 +122,12 @@ int flc_proc_spawn(const char *path, char *const envp[], uint64_t as_limit_bytes
     }
     pid_t pid = fork();
     if (pid == 0)
-        child(path, envp, as_limit_bytes, netns_path, in, o, er, ex);
+        child(path, envp, as_limit_bytes, netns_path, pgid, parent, in, o, er, ex);
     int fe = errno;
+    /* The same setpgid as the child's, so the group holds the child before
+     * either returns (EACCES once it has exec'ed, ESRCH once gone: fine). */
+    if (pid > 0 && pgid >= 0 && setpgid(pid, pgid != 0 ? pgid : pid) != 0 && pgid != 0)
+        setpgid(pid, pid);
     close(in[0]), close(o[1]), close(er[1]), close(ex[1]);
     if (pid < 0) {
         snprintf(msg, msgcap, "cannot fork for %s: %s", path, strerror(fe));
@@ -128,6 +155,8 @@ int flc_proc_spawn(const char *path, char *const envp[], uint64_t as_limit_bytes
         return ce.err > 0 ? -ce.err : -EIO;
     }
     out->pid = pid;
+    pid_t g = pgid < 0 ? 0 : getpgid(pid);
+    out->pgid = pgid < 0 ? 0 : g > 0 ? g : pid;
     out->in_fd = in[1];
     out->out_fd = o[0];
     out->err_fd = er[0];

@@ -12,6 +12,7 @@
 
 typedef struct flc_proc {
     pid_t pid;
+    pid_t pgid; /* its process group (flc_proc_spawn_owned), else 0 */
     int in_fd;  /* write end of the child's stdin (O_CLOEXEC) */
     int out_fd; /* read end of its stdout */
     int err_fd; /* read end of its stderr */
@@ -29,6 +30,16 @@ typedef struct flc_proc {
  * runs path outside the namespace it was asked for. */
 int flc_proc_spawn(const char *path, char *const envp[], uint64_t as_limit_bytes,
                    const char *netns_path, flc_proc_t *out, char *msg, size_t msgcap);
+
+/* flc_proc_spawn for an owned instance (pgid >= 0): the child also gets
+ * PR_SET_PDEATHSIG(SIGKILL), so it dies when the thread that forked it
+ * exits (the whole caller on SIGKILL included; fork from a thread that lives
+ * as long as the instance should), and it joins process group pgid (0: a
+ * new group it leads; a pgid whose group is gone also gives a new one).
+ * out->pgid says which group it is in. pgid < 0 is flc_proc_spawn. */
+int flc_proc_spawn_owned(const char *path, char *const envp[], uint64_t as_limit_bytes,
+                         const char *netns_path, pid_t pgid, flc_proc_t *out, char *msg,
+                         size_t msgcap);
 
 /* A NULL-ended environment for instances: the extra "NAME=value" settings
  * (NULL-ended; they win over inherited ones of the same name) followed by

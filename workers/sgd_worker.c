@@ -20,6 +20,7 @@
 #include "workers/sgd_worker_internal.h"
 
 #define EVAL_BATCH 256
+#define STEP_VALUE_TTL_MS 600000ull /* + 2 x step timeout: a step value's expiry */
 
 static void worker_free(sgd_worker_t *w)
 {
@@ -75,7 +76,7 @@ static int load_data(sgd_worker_t *w, flc_err_t *e)
     return rc;
 }
 
-static int setup(sgd_worker_t *w, flc_err_t *e)
+static int setup(sgd_worker_t *w, flc_store_t **meta_s, flc_err_t *e)
 {
     const flc_sgd_cfg_t *c = &w->c;
     snprintf(w->name, sizeof w->name, "w%d", c->rank);
@@ -92,6 +93,17 @@ static int setup(sgd_worker_t *w, flc_err_t *e)
     flc_store_cfg_t sc = {.url = c->redis};
     if (c->store_opts != NULL)
         sc.opts = *c->store_opts;
+    /* Rank 0's epoch RoundMeta of J is history a user keeps: it goes
+     * through a store with the caller's options. */
+    if (c->rank == 0 && (*meta_s = flc_store_open_cfg(&sc, NULL, e)) == NULL)
+        return e->code;
+    /* Every value this store writes is a step's (J/steps), which a running
+     * training deletes two steps later: written with an expiry, so that if
+     * the driver and everything with it is killed, the model-sized values
+     * of the steps in flight do not stay forever (cli/train_guard.c). */
+    uint64_t step_ttl = 2ull * c->step_timeout_ms + STEP_VALUE_TTL_MS;
+    if (sc.opts.ttl_ms == 0 || sc.opts.ttl_ms > step_ttl)
+        sc.opts.ttl_ms = step_ttl;
     w->s = flc_store_open_cfg(&sc, NULL, e);
     if (w->s == NULL)
         return e->code;
@@ -123,8 +135,9 @@ static int setup(sgd_worker_t *w, flc_err_t *e)
                            c->seed * 1000003ULL + (uint64_t)c->rank + 1, &w->b, e);
 }
 
-/* The step loop over every epoch. */
-static int train(sgd_worker_t *w, flc_err_t *e)
+/* The step loop over every epoch; meta_s (rank 0) stores the epochs'
+ * RoundMeta. */
+static int train(sgd_worker_t *w, flc_store_t *meta_s, flc_err_t *e)
 {
     const flc_sgd_cfg_t *c = &w->c;
     flc_sgd_result_t *r = w->r;
@@ -199,7 +212,11 @@ static int train(sgd_worker_t *w, flc_err_t *e)
         st.epoch_ms = sgd_ms_since(e0);
         st.bytes_read = flc_store_bytes_read(w->s) - rd0;
         st.bytes_written = flc_store_bytes_written(w->s) - wr0;
-        if ((rc = sgd_put_epoch_meta(w, &st, e)) != FLC_OK)
+        flc_store_t *steps_s = w->s;
+        w->s = meta_s; /* the epoch's record outlives the steps: no step expiry */
+        rc = sgd_put_epoch_meta(w, &st, e);
+        w->s = steps_s;
+        if (rc != FLC_OK)
             return rc;
     }
     r->steps = g;
@@ -223,9 +240,10 @@ int flc_sgd_run(const flc_sgd_cfg_t *cin, flc_sgd_result_t *r, flc_err_t *e)
     r->accuracy = r->test_loss = -1;
     uint64_t t0 = flc_now_ns();
     sgd_worker_t w = {.c = *cin, .r = r};
+    flc_store_t *meta_s = NULL;
     int rc = flc_sgd_cfg_finish(&w.c, e);
     if (rc == FLC_OK)
-        rc = setup(&w, e);
+        rc = setup(&w, &meta_s, e);
     if (rc == FLC_OK) {
         r->nparams = w.nparams;
         r->steps_per_epoch = w.steps;
@@ -236,7 +254,7 @@ int flc_sgd_run(const flc_sgd_cfg_t *cin, flc_sgd_result_t *r, flc_err_t *e)
         r->start_wait_ms = sgd_ms_since(t1);
     }
     if (rc == FLC_OK) {
-        rc = train(&w, e);
+        rc = train(&w, meta_s, e);
     }
     if (rc == FLC_OK) {
         r->checksum = flc_fnv1a64(w.w, w.nparams * sizeof(float));
@@ -249,6 +267,7 @@ int flc_sgd_run(const flc_sgd_cfg_t *cin, flc_sgd_result_t *r, flc_err_t *e)
     }
     r->wall_ms = sgd_ms_since(t0);
     worker_free(&w);
+    flc_store_close(meta_s);
     return rc;
 }
 
