@@ -238,6 +238,28 @@ int flc_url_parse(const char *full, flc_url_t *u, flc_err_t *err)
         u->kind = FLC_URL_TCP;
         if (get_part(h, CURLUPART_HOST, u->host, sizeof u->host) == TOO_LONG)
             too_long = "host";
+        /* A percent-encoded host decodes to a name libcurl does not
+         * normalise ("%379" is "79", which reads back as 0.0.0.79): host
+         * names never need it, so it is refused rather than guessed. */
+        const char *auth = strstr(buf, "://"); /* what libcurl parsed, not the message text */
+        auth = auth ? auth + 3 : buf;
+        size_t al = strcspn(auth, "/?#");
+        const char *at = NULL; /* the host starts after the last '@' of the authority */
+        for (size_t i = 0; i < al; i++)
+            if (auth[i] == '@')
+                at = auth + i;
+        const char *host = at ? at + 1 : auth;
+        if (ret == FLC_OK && memchr(host, '%', al - (size_t)(host - auth)) != NULL)
+            ret = flc_err_set(err, FLC_EINVAL, "cache URL: the host is percent-encoded; write "
+                              "it as a plain name or address");
+        /* Names, IPv4 and (bracketed) IPv6 addresses only: anything else
+         * would not read back the same from the URL flc_url_format writes. */
+        for (const char *c = u->host; ret == FLC_OK && *c; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                  (*c >= '0' && *c <= '9') || *c == '.' || *c == '-' || *c == '_' || *c == ':' ||
+                  *c == '[' || *c == ']'))
+                ret = flc_err_set(err, FLC_EINVAL, "cache URL: the host has a character other "
+                                  "than letters, digits, '.', '-', '_' and ':' (IPv6)");
         size_t hl = strlen(u->host);
         if (hl >= 2 && u->host[0] == '[' && u->host[hl - 1] == ']') {
             memmove(u->host, u->host + 1, hl - 2);
