@@ -276,7 +276,12 @@ int flc_cmd_train(int argc, char **argv)
     } else {
         if (rc == FLC_EXIT_OK)
             rc = flc_train_report(conn.store, &o, &run);
-        if (flc_sgd_cleanup(conn.store, o.cfg.job, &e) != FLC_OK)
+        /* After a failed worker the others were killed a moment ago: what
+         * they had sent may still reach the server, so the whole series is
+         * swept (twice) as after an interruption. */
+        uint64_t keys = 0;
+        if ((run.failed >= 0 ? flc_train_clean_steps(conn.store, o.cfg.job, &keys, &e)
+                             : flc_sgd_cleanup(conn.store, o.cfg.job, &e)) != FLC_OK)
             flc_cli_error("train", "%s", flc_err_msg(&e));
     }
     if (o.ttl_ms && flc_cli_job_ttl("train", conn.store, o.cfg.job, o.ttl_ms) != FLC_EXIT_OK)
