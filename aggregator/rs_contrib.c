@@ -167,6 +167,17 @@ int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_sh
         unsigned left = spent >= timeout_ms ? 1 : timeout_ms - (unsigned)spent;
         char token[256];
         rc = flc_store_wait(s, job, round, k, "done", left, token, sizeof token);
+        /* Its node died (a failover): wait again on the promoted replica,
+         * within the same timeout. */
+        for (unsigned w = 50; rc == FLC_ECONN && flc_store_fails_over(s);
+             w = w * 2 > 250 ? 250 : w * 2) {
+            spent = (double)(flc_now_ns() - t0) / 1e6;
+            if (spent + w >= timeout_ms)
+                break;
+            flc_sleep_ms(w);
+            left = timeout_ms - (unsigned)spent - w;
+            rc = flc_store_wait(s, job, round, k, "done", left, token, sizeof token);
+        }
         if (rc == FLC_ETIMEOUT)
             return flc_err_set(e, FLC_ETIMEOUT, "round %u of job %s: shard %u and %u more not "
                                "merged within %u ms", round, job, k, num_shards - 1 - i,

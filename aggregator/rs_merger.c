@@ -199,6 +199,7 @@ static int wait_arrivals(merger_t *m, uint64_t t0, unsigned deadline, uint64_t *
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
     int rc = FLC_OK;
+    unsigned backoff = 0; /* ms, while a failover is under way */
     while (rc == FLC_OK && m->npending > 0) {
         double spent = (double)(flc_now_ns() - t0) / 1e6;
         if (spent >= deadline)
@@ -215,10 +216,19 @@ static int wait_arrivals(merger_t *m, uint64_t t0, unsigned deadline, uint64_t *
         }
         if (wr == FLC_ETIMEOUT)
             break;
+        if (wr == FLC_ECONN && flc_rs_recover_retry(m->s)) {
+            /* Its node died (a failover on a cluster): wait again once the
+             * store follows the promoted replica, until the deadline; what
+             * the dead node lost is found by take_recovered above. */
+            backoff = backoff ? (backoff * 2 > 250 ? 250 : backoff * 2) : 50;
+            flc_sleep_ms(backoff);
+            continue;
+        }
         if (wr != FLC_OK) {
             *e = *flc_store_error(m->s);
             return wr;
         }
+        backoff = 0;
         if ((rc = arrival(m, got)) != FLC_OK)
             *e = m->oom.code ? m->oom : *flc_store_error(m->s);
     }
@@ -433,8 +443,15 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
         rc = wait_arrivals(&m, t0, deadline, &waited, e);
     if (rc != FLC_OK) /* never closed: give the shard back for a retry */
         flc_store_merger_unlock(s, cfg->job, cfg->round, cfg->shard);
-    if (rc == FLC_OK && (rc = close_shard(&m)) == FLC_ECONN && flc_rs_recover_retry(s))
-        rc = close_shard(&m); /* cut by a failover: closed again, then recovered below */
+    if (rc == FLC_OK)
+        rc = close_shard(&m);
+    /* Cut by a failover: closed again (the script is idempotent for the
+     * protocol), for as long as the promotion may take, then recovered. */
+    for (unsigned w = 50, spent = 0; rc == FLC_ECONN && flc_rs_recover_retry(s) && spent < 20000;
+         spent += w, w = w * 2 > 250 ? 250 : w * 2) {
+        flc_sleep_ms(w);
+        rc = close_shard(&m);
+    }
     if (rc == FLC_OK)
         rc = take_recovered(&m);
     if (rc != FLC_OK)
