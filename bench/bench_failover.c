@@ -75,25 +75,6 @@ static int fo_sh(const fo_t *f, char *out, size_t cap, const char *args)
     return fo_run(cmd, out, cap);
 }
 
-static void env_value(const char *env, const char *key, char *dst, size_t cap)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "%s=", key);
-    const char *p = strstr(env, pat);
-    dst[0] = '\0';
-    if (p == NULL)
-        return;
-    p += strlen(pat);
-    char end = ' ';
-    if (*p == '\'')
-        end = *p++;
-    size_t n = 0;
-    while (p[n] && p[n] != end && p[n] != '\n' && n + 1 < cap)
-        n++;
-    memcpy(dst, p, n);
-    dst[n] = '\0';
-}
-
 static uint64_t env_num(const char *name, uint64_t def)
 {
     const char *v = getenv(name);
@@ -259,12 +240,12 @@ int bench_failover(const char *script, int root_ns)
         fo_sh(&f, out, sizeof out, "down");
         return 1;
     }
-    env_value(out, "FLC_TESTBED_SEED", f.seed, sizeof f.seed);
-    env_value(out, "FLC_TESTBED_CLIENT_NS", f.client_ns, sizeof f.client_ns);
+    bench_env_value(out, "FLC_TESTBED_SEED", f.seed, sizeof f.seed);
+    bench_env_value(out, "FLC_TESTBED_CLIENT_NS", f.client_ns, sizeof f.client_ns);
     for (int k = 1; k <= FO_NODES; k++) {
         char key[48];
         snprintf(key, sizeof key, "FLC_TESTBED_ADDR_n%d", k);
-        env_value(out, key, f.addr[k], sizeof f.addr[k]);
+        bench_env_value(out, key, f.addr[k], sizeof f.addr[k]);
     }
     char path[128];
     snprintf(path, sizeof path, "/var/run/netns/%s", f.client_ns);

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/log.h"
 #include "cli/config.h"
@@ -72,4 +73,23 @@ int bench_reps(int def)
     const char *s = getenv("FLCACHE_BENCH_REPS");
     int r = s ? atoi(s) : 0;
     return r > 0 ? r : def;
+}
+
+void bench_env_value(const char *env, const char *key, char *dst, size_t cap)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "%s=", key);
+    const char *p = strstr(env, pat);
+    dst[0] = '\0';
+    if (p == NULL)
+        return;
+    p += strlen(pat);
+    char end = ' ';
+    if (*p == '\'')
+        end = *p++;
+    size_t n = 0;
+    while (p[n] && p[n] != end && p[n] != '\n' && n + 1 < cap)
+        n++;
+    memcpy(dst, p, n);
+    dst[n] = '\0';
 }

@@ -33,4 +33,8 @@ const flc_store_opts_t *bench_store_opts(void);
 /* Repetitions from $FLCACHE_BENCH_REPS, else def. */
 int bench_reps(int def);
 
+/* The value of KEY=value or KEY='value' in `scripts/testbed.sh env` output
+ * into dst ("" when absent; cut to cap - 1 characters). */
+void bench_env_value(const char *env, const char *key, char *dst, size_t cap);
+
 #endif

@@ -186,26 +186,6 @@ static void on_signal(int sig)
     _exit(128 + sig);
 }
 
-/* The value of KEY=value or KEY='value' in the script's env output. */
-static void env_value(const char *env, const char *key, char *dst, size_t cap)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "%s=", key);
-    const char *p = strstr(env, pat);
-    dst[0] = '\0';
-    if (p == NULL)
-        return;
-    p += strlen(pat);
-    char end = ' ';
-    if (*p == '\'')
-        end = *p++;
-    size_t n = 0;
-    while (p[n] && p[n] != end && p[n] != '\n' && n + 1 < cap)
-        n++;
-    memcpy(dst, p, n);
-    dst[n] = '\0';
-}
-
 /* ------------------------------------------------------------ placement */
 
 /* The testbed's node map (FLCACHE_NODES as `testbed.sh env` prints it),
@@ -256,16 +236,16 @@ static int tb_up(testbed_t *tb)
         fprintf(stderr, "cluster: testbed env failed:\n%s\n", out);
         return -1;
     }
-    env_value(out, "FLC_TESTBED_SEED", tb->seed, sizeof tb->seed);
-    env_value(out, "FLC_TESTBED_PASSWORD", tb->password, sizeof tb->password);
-    env_value(out, "FLC_TESTBED_CLIENT_NS", tb->client_ns, sizeof tb->client_ns);
-    env_value(out, "FLCACHE_NODES", tb->nodes_map, sizeof tb->nodes_map);
+    bench_env_value(out, "FLC_TESTBED_SEED", tb->seed, sizeof tb->seed);
+    bench_env_value(out, "FLC_TESTBED_PASSWORD", tb->password, sizeof tb->password);
+    bench_env_value(out, "FLC_TESTBED_CLIENT_NS", tb->client_ns, sizeof tb->client_ns);
+    bench_env_value(out, "FLCACHE_NODES", tb->nodes_map, sizeof tb->nodes_map);
     for (int k = 0; k < TB_MASTERS; k++) {
         char key[64];
         snprintf(key, sizeof key, "FLC_TESTBED_NS_n%d", k + 1);
-        env_value(out, key, tb->ns[k], sizeof tb->ns[k]);
+        bench_env_value(out, key, tb->ns[k], sizeof tb->ns[k]);
         snprintf(key, sizeof key, "FLC_TESTBED_ADDR_n%d", k + 1);
-        env_value(out, key, tb->addr[k], sizeof tb->addr[k]);
+        bench_env_value(out, key, tb->addr[k], sizeof tb->addr[k]);
         if (!tb->ns[k][0] || !tb->addr[k][0]) {
             fprintf(stderr, "cluster: testbed env names no node n%d:\n%s\n", k + 1, out);
             return -1;
@@ -574,7 +554,7 @@ static int query_case(const bench_qc_opts_t *o)
     static char env[16384], nodes[4096];
     memset(&tb, 0, sizeof tb);
     int rc = tb_up(&tb) == 0 && tb_sh(env, sizeof env, "env") == 0 ? 0 : -1;
-    env_value(env, "FLCACHE_NODES", nodes, sizeof nodes);
+    bench_env_value(env, "FLCACHE_NODES", nodes, sizeof nodes);
     if (rc == 0 && nodes[0] == '\0') {
         fprintf(stderr, "cluster: query: testbed env prints no FLCACHE_NODES\n");
         rc = -1;
