@@ -193,6 +193,12 @@ void flc_testbed_down(flc_testbed_t *tb);
  * addresses are: 0, or -1 with the reason in err. */
 int flc_testbed_join_client(const flc_testbed_t *tb, char *err, size_t cap);
 
+/* The start of a case on a shared testbed: skips it with skip_why when the
+ * runner could not make one (flc_testbed_usable), fails it when the testbed
+ * is not up, ignores SIGPIPE (a write to a killed node is EPIPE, not death)
+ * and moves the case's process into the client namespace. */
+void flc_testbed_case(const flc_testbed_t *tb, const char *skip_why);
+
 /* Runs `testbed.sh --name <name> --state-dir <dir> <printf args>` (output
  * into out as flc_t_run) and returns its exit code. */
 int flc_testbed_sh(const flc_testbed_t *tb, char *out, size_t cap, const char *fmt, ...)

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,4 +189,16 @@ int flc_testbed_join_client(const flc_testbed_t *tb, char *err, size_t cap)
     }
     close(ns);
     return 0;
+}
+
+void flc_testbed_case(const flc_testbed_t *tb, const char *skip_why)
+{
+    if (skip_why[0])
+        flc_t_skip("%s", skip_why);
+    if (tb->name[0] == '\0')
+        flc_t_fatal("the shared testbed is not up");
+    signal(SIGPIPE, SIG_IGN);
+    char why[160]; /* the longest namespace path and its sentence fit */
+    if (flc_testbed_join_client(tb, why, sizeof why) != 0)
+        flc_t_fatal("%s", why);
 }

@@ -55,14 +55,7 @@ static void teardown(void)
 
 static void need_testbed(void)
 {
-    if (skip_why[0])
-        flc_t_skip("%s", skip_why);
-    if (tb.name[0] == '\0')
-        flc_t_fatal("the shared testbed is not up");
-    signal(SIGPIPE, SIG_IGN);
-    char why[128];
-    if (flc_testbed_join_client(&tb, why, sizeof why) != 0)
-        flc_t_fatal("%s", why);
+    flc_testbed_case(&tb, skip_why);
 }
 
 /* The testbed's FLCACHE_NODES, as `testbed.sh env` prints it. */
