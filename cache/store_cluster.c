@@ -190,7 +190,7 @@ static int key_of(const char *cmd, size_t len, const char **key, size_t *klen)
         if (is_cmd(a[0], al[0], keyless[i]))
             return K_KEYLESS;
     if (is_cmd(a[0], al[0], "EVAL") || is_cmd(a[0], al[0], "EVALSHA") ||
-        is_cmd(a[0], al[0], "FCALL")) {
+        is_cmd(a[0], al[0], "EVAL_RO") || is_cmd(a[0], al[0], "FCALL")) {
         if (argc >= 4 && atoi(a[2]) > 0) {
             *key = a[3], *klen = al[3];
             return K_KEYED;
@@ -210,6 +210,7 @@ int flc_store_cl_idempotent(const char *cmd, size_t len)
         "SMEMBERS", "ZRANGE", "ZCARD",  "LRANGE",  "DBSIZE", "INFO",   "PING",   "MEMORY",
         "SET",    "PSETEX",   "HSET",   "DEL",     "UNLINK", "SADD",   "SREM",   "ZADD",
         "ZREM",   "PEXPIRE",  "PERSIST", "CONFIG", "SISMEMBER", "SCARD", "HEXISTS", "LLEN",
+        "EVAL_RO", /* a read-only script reads the same twice */
         /* A blocking pop cut by a lost connection popped nothing, or its
          * element went with the dead node's reply: sending it again to the
          * new owner is what its caller wants either way (a token lost in
