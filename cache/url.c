@@ -186,7 +186,11 @@ int flc_url_parse(const char *full, flc_url_t *u, flc_err_t *err)
     CURLU *h = curl_url();
     if (h == NULL)
         return flc_err_set(err, FLC_ENOMEM, "out of memory parsing a URL");
-    CURLUcode rc = curl_url_set(h, CURLUPART_URL, buf, CURLU_NON_SUPPORT_SCHEME);
+    /* PATH_AS_IS: a socket path is a file name, taken as written; libcurl
+     * would squash "/./" and "/../" (and only literal ones, so "/.%2f"
+     * decoded to a path that read back shorter: fuzz/fuzz_url). */
+    CURLUcode rc =
+        curl_url_set(h, CURLUPART_URL, buf, CURLU_NON_SUPPORT_SCHEME | CURLU_PATH_AS_IS);
     if (rc != CURLUE_OK) {
         curl_url_cleanup(h);
         return flc_err_set(err, FLC_EINVAL, "cache URL '%s' is malformed: %s", text,

@@ -4,12 +4,17 @@
 # flc_fuzz_seeds writes (values made by flcache's own encoders).
 #
 #   scripts/fuzz.sh                  every target for 10 min (FUZZ_SECONDS)
-#   scripts/fuzz.sh --ci             every target for 10 s (the ctest test `fuzz`)
+#   scripts/fuzz.sh --ci             every target, a fixed seed and 150k runs from
+#                                    the seeds alone (the ctest test `fuzz`)
 #   scripts/fuzz.sh fuzz_url 3600    one target for an hour
 #
 # Build: $FLCACHE_FUZZ_DIR (default build/fuzz), configured on the first run.
 # fuzz/regress/<target>/ holds inputs that once found a bug: replayed first.
 # Inputs that found new coverage accumulate in <dir>/corpus/<target>;
+# --ci is deterministic instead (its own empty corpus, -seed=1, a number of
+# runs, not a time): the same tree gives the same verdict on every machine,
+# so CI fails on a change, never on a random walk that got further this time.
+# The open-ended search is the timed run above (run it before a release).
 # a crash, leak or timeout is written to <dir>/findings/<target>/ and makes
 # the script exit 1. Exit 77 (ctest: skipped) when clang or libclang-rt-14-dev
 # is missing (scripts/setup.sh installs them).
@@ -18,8 +23,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${FLCACHE_FUZZ_DIR:-$root/build/fuzz}
 secs=${FUZZ_SECONDS:-600}
 only=""
+ci=0
 case "${1:-}" in
-    --ci) secs=10 ;;
+    --ci) ci=1 ;;
     fuzz_*) only=$1; secs=${2:-$secs} ;;
     "") ;;
     *) echo "usage: $0 [--ci | fuzz_TARGET [SECONDS]]" >&2; exit 2 ;;
@@ -67,13 +73,22 @@ for f in "$dir"/fuzz/fuzz_*; do
         fi
     fi
     log="$dir/findings/$t/last.log"
+    corpus="$dir/corpus/$t"
+    budget="-max_total_time=$secs"
+    if [ "$ci" = 1 ]; then
+        corpus="$probe/corpus-$t"
+        mkdir -p "$corpus"
+        budget="-seed=1 -runs=150000"
+    fi
+    t1=$(date +%s)
     # corpus first: libFuzzer writes new inputs into the first directory.
-    if "$f" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+    # shellcheck disable=SC2086 # $budget is two options or one
+    if "$f" $budget -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
         -print_final_stats=1 -artifact_prefix="$dir/findings/$t/" \
-        "$dir/corpus/$t" "$dir/seeds/$t" >"$log" 2>&1; then
+        "$corpus" "$dir/seeds/$t" >"$log" 2>&1; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
         cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
-        echo "ok - $t: ${runs:-?} runs in ${secs} s, $cov, corpus $(ls "$dir/corpus/$t" | wc -l)"
+        echo "ok - $t: ${runs:-?} runs in $(($(date +%s) - t1)) s, $cov, corpus $(ls "$corpus" | wc -l)"
     else
         echo "not ok - $t found a problem (input and report in $dir/findings/$t/):"
         grep -E 'ERROR|SUMMARY|==[0-9]+==|Test unit written' "$log" | head -12
