@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -81,7 +82,7 @@ int flc_store_cl_start(flc_store_t *s, int *is_cluster)
 static void queue_clear(flc_store_cluster_t *cl)
 {
     for (size_t i = 0; i < cl->n; i++) { /* answered ones keep their text too */
-        free(cl->q[i].cmd);
+        flc_store_cl_pend_free(&cl->q[i]);
         if (i >= cl->head && cl->q[i].stash)
             freeReplyObject(cl->q[i].stash);
     }
@@ -387,27 +388,70 @@ int flc_store_cl_ensure(flc_store_t *s)
 
 /* ---- the queue -------------------------------------------------------------- */
 
-static int enqueue(flc_store_t *s, char *cmd, size_t len, unsigned node, redisContext *c,
-                   uint16_t slot, int keyed)
+void flc_store_cl_pend_free(pend_t *p)
+{
+    free(p->cmd);
+    free(p->body);
+    p->cmd = NULL;
+    p->body = NULL;
+    p->nbody = 0;
+}
+
+int flc_store_cl_pend_idempotent(const pend_t *p)
+{
+    return p->body ? p->body_idem : flc_store_cl_idempotent(p->cmd, p->len);
+}
+
+int flc_store_cl_append_pend(redisContext *c, const pend_t *p)
+{
+    if (p->body == NULL)
+        return redisAppendFormattedCommand(c, p->cmd, p->len);
+    /* A resend (redirect, failover): rare, so the borrowed bytes are
+     * copied here rather than kept. */
+    size_t len = p->len;
+    for (int i = 0; i < p->nbody; i++)
+        len += p->body[i].iov_len;
+    char *text = malloc(len), *o = text;
+    if (text == NULL)
+        return REDIS_ERR;
+    memcpy(o, p->cmd, p->len), o += p->len;
+    for (int i = 0; i < p->nbody; i++)
+        memcpy(o, p->body[i].iov_base, p->body[i].iov_len), o += p->body[i].iov_len;
+    int rc = redisAppendFormattedCommand(c, text, len);
+    free(text);
+    return rc;
+}
+
+/* Queues *p (its text and body taken over: freed on failure too), and
+ * appends its command to p->ctx's output when append. */
+static int enqueue_pend(flc_store_t *s, pend_t p, int append)
 {
     flc_store_cluster_t *cl = s->cl;
     if (cl->n == cl->cap) {
         size_t cap = cl->cap ? cl->cap * 2 : 64;
         pend_t *q = realloc(cl->q, cap * sizeof *q);
         if (q == NULL) {
-            free(cmd);
+            flc_store_cl_pend_free(&p);
             return flc_err_set(&s->err, FLC_ENOMEM, "out of memory queueing a command");
         }
         cl->q = q, cl->cap = cap;
     }
-    if (redisAppendFormattedCommand(c, cmd, len) != REDIS_OK) {
-        free(cmd);
-        s->c = c;
+    if (append && redisAppendFormattedCommand(p.ctx, p.cmd, p.len) != REDIS_OK) {
+        flc_store_cl_pend_free(&p);
+        s->c = p.ctx;
         return flc_store_io_error(s, "queueing a command");
     }
-    cl->q[cl->n++] = (pend_t){.cmd = cmd, .len = len, .node = node, .ctx = c, .slot = slot,
-                              .keyed = keyed, .in_tx = cl->in_tx};
+    p.in_tx = cl->in_tx;
+    cl->q[cl->n++] = p;
     return FLC_OK;
+}
+
+static int enqueue(flc_store_t *s, char *cmd, size_t len, unsigned node, redisContext *c,
+                   uint16_t slot, int keyed)
+{
+    return enqueue_pend(
+        s, (pend_t){.cmd = cmd, .len = len, .node = node, .ctx = c, .slot = slot, .keyed = keyed},
+        1);
 }
 
 int flc_store_cl_push(flc_store_t *s, char *cmd, size_t len)
@@ -477,6 +521,102 @@ int flc_store_cl_send(flc_store_t *s, char *cmd, size_t len, const char *what)
 {
     int rc = flc_store_cl_push(s, cmd, len);
     return rc == FLC_OK ? flc_store_cl_flush(s, what) : rc;
+}
+
+/* Writes iov[0..n) to fd completely (iov is consumed): 0, or the errno. */
+static int write_iov(int fd, struct iovec *iov, int n)
+{
+    while (n > 0) {
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL); /* EPIPE, not SIGPIPE */
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno ? errno : EIO;
+        }
+        while (n > 0 && (size_t)w >= iov->iov_len)
+            w -= (ssize_t)iov->iov_len, iov++, n--;
+        if (n > 0)
+            iov->iov_base = (char *)iov->iov_base + w, iov->iov_len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The copying path of flc_store_cl_send_pieces: the whole text, queued. */
+static int send_copied(flc_store_t *s, const char *head, size_t hl, const struct iovec *pieces,
+                       int n, const char *what)
+{
+    size_t len = hl + 2;
+    for (int i = 0; i < n; i++)
+        len += pieces[i].iov_len;
+    char *cmd = malloc(len), *o = cmd;
+    if (cmd == NULL)
+        return flc_err_set(&s->err, FLC_ENOMEM, "%s: out of memory for %zu bytes", what, len);
+    memcpy(o, head, hl), o += hl;
+    for (int i = 0; i < n; i++)
+        memcpy(o, pieces[i].iov_base, pieces[i].iov_len), o += pieces[i].iov_len;
+    memcpy(o, "\r\n", 2);
+    return flc_store_cl_send(s, cmd, len, what);
+}
+
+int flc_store_cl_send_pieces(flc_store_t *s, const char *head, size_t hl, const char *key,
+                             const struct iovec *pieces, int n, int idem, const char *what)
+{
+    flc_store_cluster_t *cl = s->cl;
+    if (cl->multi || cl->in_tx) /* a transaction's commands go through the queue */
+        return send_copied(s, head, hl, pieces, n, what);
+    uint16_t slot = flc_slot_of(key, strlen(key));
+    unsigned node;
+    redisContext *c;
+    int rc = route_slot(s, slot, &node, &c);
+    if (rc != FLC_OK) {
+        if (cl->head < cl->n) { /* as flc_store_cl_push: start clean */
+            flc_err_t keep = s->err;
+            flc_store_cl_drop(s);
+            s->err = keep;
+        }
+        return rc;
+    }
+    /* The node's queued output first: its commands run before this one. A
+     * failure there is a lost connection: the command joins the queue the
+     * ordinary way, and the flush follows the failover. */
+    int done = c->obuf[0] == '\0';
+    while (!done)
+        if (redisBufferWrite(c, &done) != REDIS_OK)
+            return send_copied(s, head, hl, pieces, n, what);
+    pend_t p = {.len = hl, .node = node, .ctx = c, .slot = slot, .keyed = 1, .body_idem = idem,
+                .nbody = n + 1};
+    p.cmd = malloc(hl);
+    p.body = malloc((size_t)(n + 1) * sizeof *p.body);
+    if (p.cmd == NULL || p.body == NULL) {
+        flc_store_cl_pend_free(&p);
+        return flc_err_set(&s->err, FLC_ENOMEM, "%s: out of memory", what);
+    }
+    memcpy(p.cmd, head, hl);
+    memcpy(p.body, pieces, (size_t)n * sizeof *p.body);
+    p.body[n] = (struct iovec){(void *)"\r\n", 2};
+    flc_store_cl_mark_written(s, node);
+    if ((rc = enqueue_pend(s, p, 0)) != FLC_OK)
+        return rc;
+    cl->cur = node;
+    s->c = c;
+    struct iovec iov[FLC_STORE_MAX_PIECES + 2];
+    int niov = 0;
+    iov[niov++] = (struct iovec){(void *)head, hl};
+    for (int i = 0; i < n && niov < FLC_STORE_MAX_PIECES + 1; i++)
+        iov[niov++] = pieces[i];
+    iov[niov++] = (struct iovec){(void *)"\r\n", 2};
+    int err = write_iov(c->fd, iov, niov);
+    if (err == 0)
+        return FLC_OK;
+    /* Part of it may be on the wire: this connection's stream is lost. */
+    char detail[160];
+    snprintf(detail, sizeof detail, "%s", err == EAGAIN || err == EWOULDBLOCK
+                                              ? "no progress within the I/O timeout"
+                                              : strerror(err));
+    if (err != EAGAIN && err != EWOULDBLOCK && flc_store_cl_replay(s, node, what) == FLC_OK)
+        return FLC_OK; /* sent again to the slot's new owner (a failover) */
+    return flc_store_cl_lost(s, what, detail);
 }
 
 int flc_store_cl_flush(flc_store_t *s, const char *what)

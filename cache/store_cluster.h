@@ -26,6 +26,7 @@
 #define FLC_CACHE_STORE_CLUSTER_H
 
 #include <stddef.h>
+#include <sys/uio.h>
 
 #include <hiredis/hiredis.h>
 
@@ -53,10 +54,30 @@ int flc_store_cl_ensure(flc_store_t *s);
  * store takes over and frees): routed, appended to its node's output. */
 int flc_store_cl_push(flc_store_t *s, char *cmd, size_t len);
 
-/* Queues a formatted command written straight to its node's socket (the
- * zero-copy path of store_io.c): routed like flc_store_cl_push; the node's
- * pending output is flushed first so its commands stay in order. */
+/* Queues a formatted command and writes every node's pending output:
+ * flc_store_cl_push, then flc_store_cl_flush. */
 int flc_store_cl_send(flc_store_t *s, char *cmd, size_t len, const char *what);
+
+/* The zero-copy path of store_io.c on a cluster: a command whose text is
+ * head (every argument but the last, and the last one's "$<len>\r\n") and
+ * then the last argument's bytes in pieces[0..n) of the caller's memory.
+ * Routed by key; the node's pending output is written first (order), then
+ * head, pieces and "\r\n" go to its socket with one sendmsg, nothing
+ * copied. The pieces must stay valid until the batch's last reply is read
+ * (a redirect or a failover sends the command again). idem: the command has
+ * the same effect run twice (SET, PSETEX, HSET). */
+int flc_store_cl_send_pieces(flc_store_t *s, const char *head, size_t hl, const char *key,
+                             const struct iovec *pieces, int n, int idem, const char *what);
+
+/* Reads the oldest queued command's reply as flc_store_cl_read does, but
+ * with the reader's object functions fns (privdata priv) in place, so a bulk
+ * reply can go straight to the caller's memory. *direct = 1 when the reply
+ * was read that way and err_of(priv) said it is no error; else *direct = 0
+ * and *r is a reply object (one read aside earlier, one sent again after a
+ * redirect, or the error reply) as flc_store_cl_read gives. */
+int flc_store_cl_read_with(flc_store_t *s, redisReplyObjectFunctions *fns, void *priv,
+                           const char *(*err_of)(void *priv), redisReply **r, int *direct,
+                           const char *what);
 
 /* Writes every node's pending output. */
 int flc_store_cl_flush(flc_store_t *s, const char *what);

@@ -111,7 +111,7 @@ static int replayable(const flc_store_cluster_t *cl, unsigned dead)
     for (size_t i = 0; i < cl->n; i++) {
         const pend_t *p = &cl->q[i];
         if (p->node == dead &&
-            (!p->keyed || p->in_tx || !flc_store_cl_idempotent(p->cmd, p->len)))
+            (!p->keyed || p->in_tx || !flc_store_cl_pend_idempotent(p)))
             return 0;
     }
     return 1;
@@ -177,7 +177,7 @@ static int move_entry(flc_store_t *s, size_t i)
     unsigned o = flc_cluster_map_owner(&cl->map, p->slot);
     redisContext *c;
     if (flc_store_cl_conn(s, o, &c) != FLC_OK ||
-        redisAppendFormattedCommand(c, p->cmd, p->len) != REDIS_OK)
+        flc_store_cl_append_pend(c, p) != REDIS_OK)
         return FLC_ECONN;
     if (cl->block_ms)
         redisSetTimeout(c, flc_store_cl_tv(cl->block_ms));

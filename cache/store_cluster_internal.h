@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 
 #include "cache/cluster_conn.h"
 #include "cache/cluster_map.h"
@@ -16,8 +17,16 @@
 #define CL_DEADLINE_MS FLC_STORE_CL_DEADLINE_MS
 
 typedef struct pend {
-    char *cmd; /* RESP text, owned (hiredis format functions: free()) */
+    char *cmd; /* RESP text, owned (hiredis format functions: free()); with a
+                * body, only the text before the last argument's bytes */
     size_t len;
+    /* A command written straight from the caller's memory
+     * (flc_store_cl_send_pieces): the last argument's bytes and its "\r\n",
+     * borrowed until the batch's last reply is read, which the store's
+     * writers do before they return. NULL otherwise. */
+    struct iovec *body;
+    int nbody;
+    int body_idem; /* flc_store_cl_idempotent of the whole command */
     unsigned node;
     redisContext *ctx;  /* the connection it was appended to */
     redisReply *stash;  /* its reply, read early (another command was resent) */
@@ -93,6 +102,15 @@ struct timeval flc_store_cl_tv(unsigned ms);
  * needed; on failure the map is refreshed from another node when no reply
  * is in flight (the caller looks the owner up again). */
 int flc_store_cl_conn(flc_store_t *s, unsigned node, redisContext **c);
+
+/* Appends entry p's whole command to c's output (a borrowed body copied). */
+int flc_store_cl_append_pend(redisContext *c, const pend_t *p);
+
+/* 1 when p's command has the same effect run twice (flc_store_cl_idempotent). */
+int flc_store_cl_pend_idempotent(const pend_t *p);
+
+/* Frees what p owns of its command. */
+void flc_store_cl_pend_free(pend_t *p);
 
 /* Up to max arguments of a formatted command into a[] / al[]; the count of
  * arguments the command has (0 when the text does not parse). */

@@ -140,7 +140,7 @@ static int resend(flc_store_t *s, pend_t *e, unsigned node, int asking, redisRep
         return rc;
     if (asking && redisAppendCommand(c, "ASKING") != REDIS_OK)
         return get_reply(s, node, c, r, what);
-    if (redisAppendFormattedCommand(c, e->cmd, e->len) != REDIS_OK)
+    if (flc_store_cl_append_pend(c, e) != REDIS_OK)
         return get_reply(s, node, c, r, what);
     if (cl->block_ms)
         redisSetTimeout(c, flc_store_cl_tv(cl->block_ms));
@@ -249,6 +249,37 @@ static int settle_busy(flc_store_t *s, pend_t *e, redisReply **r, const char *wh
     return rc;
 }
 
+/* The oldest command's reply rep in hand: its redirects followed, the
+ * queue moved on. */
+static int finish(flc_store_t *s, pend_t *e, redisReply *rep, redisReply **r, const char *what)
+{
+    int rc = settle_busy(s, e, &rep, what);
+    if (rc != FLC_OK) {
+        if (rep)
+            freeReplyObject(rep);
+        return rc;
+    }
+    *r = rep;
+    return FLC_OK;
+}
+
+/* One more reply of the queue read: past its last, the batch is over. */
+static void advance(flc_store_cluster_t *cl)
+{
+    if (cl->head < cl->n) { /* an I/O error in settle cleared the queue */
+        /* The batch's answered commands are kept (their text, nothing
+         * more than the batch already held) until its last reply: a
+         * replay sends the dead node's share of the batch again whole
+         * (store_cluster_fail.c). */
+        if (++cl->head == cl->n) {
+            for (size_t i = 0; i < cl->n; i++)
+                flc_store_cl_pend_free(&cl->q[i]);
+            cl->head = cl->n = 0;
+            cl->batch++; /* nothing due: the next commands are a new batch */
+        }
+    }
+}
+
 int flc_store_cl_read(flc_store_t *s, redisReply **r, const char *what)
 {
     flc_store_cluster_t *cl = s->cl;
@@ -261,26 +292,55 @@ int flc_store_cl_read(flc_store_t *s, redisReply **r, const char *what)
     int rc = rep ? FLC_OK : reply_of(s, e, &rep, what);
     if (rc != FLC_OK)
         return rc; /* the queue is gone with the connections */
-    rc = settle_busy(s, e, &rep, what);
-    if (rc != FLC_OK) {
-        if (rep)
-            freeReplyObject(rep);
-        return rc;
+    rc = finish(s, e, rep, r, what);
+    if (rc == FLC_OK)
+        advance(cl);
+    return rc;
+}
+
+int flc_store_cl_read_with(flc_store_t *s, redisReplyObjectFunctions *fns, void *priv,
+                           const char *(*err_of)(void *priv), redisReply **r, int *direct,
+                           const char *what)
+{
+    flc_store_cluster_t *cl = s->cl;
+    *r = NULL;
+    *direct = 0;
+    if (cl->head == cl->n || cl->q[cl->head].stash != NULL || cl->q[cl->head].ctx == NULL)
+        return flc_store_cl_read(s, r, what);
+    pend_t *e = &cl->q[cl->head];
+    redisReader *rd = e->ctx->reader;
+    redisReplyObjectFunctions *fn = rd->fn;
+    void *old = rd->privdata;
+    rd->fn = fns;
+    rd->privdata = priv;
+    void *reply = NULL;
+    int ok = redisGetReply(e->ctx, &reply) == REDIS_OK && reply != NULL;
+    rd->fn = fn;
+    rd->privdata = old;
+    if (!ok) /* the connection broke: the ordinary path follows the failover */
+        return flc_store_cl_read(s, r, what);
+    const char *msg = err_of(priv);
+    if (msg == NULL) {
+        *direct = 1;
+        advance(cl);
+        return FLC_OK;
     }
-    if (cl->head < cl->n) { /* an I/O error in settle cleared the queue */
-        /* The batch's answered commands are kept (their text, nothing
-         * more than the batch already held) until its last reply: a
-         * replay sends the dead node's share of the batch again whole
-         * (store_cluster_fail.c). */
-        if (++cl->head == cl->n) {
-            for (size_t i = 0; i < cl->n; i++)
-                free(cl->q[i].cmd);
-            cl->head = cl->n = 0;
-            cl->batch++; /* nothing due: the next commands are a new batch */
-        }
+    /* An error reply (a redirect, or one for the caller): as an object,
+     * so settle can follow it. Made as hiredis makes replies (malloc). */
+    redisReply *er = calloc(1, sizeof *er);
+    char *str = strdup(msg);
+    if (er == NULL || str == NULL) {
+        free(er);
+        free(str);
+        return flc_err_set(&s->err, FLC_ENOMEM, "%s: out of memory", what);
     }
-    *r = rep;
-    return FLC_OK;
+    er->type = REDIS_REPLY_ERROR;
+    er->str = str;
+    er->len = strlen(str);
+    int rc = finish(s, e, er, r, what);
+    if (rc == FLC_OK)
+        advance(cl);
+    return rc;
 }
 
 void flc_store_cl_block_ms(flc_store_t *s, unsigned ms)
