@@ -90,6 +90,11 @@ int flc_query_fn(const flc_store_cfg_t *sc, const struct cJSON *event, struct cJ
  * <column>: value ...}], "bytes_read", "bytes_moved", "elapsed_ms"}. */
 struct cJSON *flc_query_answer_json(const Flcache__QueryAnswer *a);
 
+/* Runs a query (flc_query_run) and returns the answer as JSON text, the
+ * object flc_query_answer_json builds; *json is malloc'd (caller frees).
+ * The public API's query call (include/flcache/flcache.h). */
+int flc_query_json(flc_store_t *s, const flc_query_req_t *req, char **json, flc_err_t *e);
+
 /* ---- the pieces, for tests and the benchmark --------------------------- */
 
 /* The Gram data of one round: n clients (sorted by name), G is (n+1)x(n+1)
