@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "cli/config.h"
@@ -92,4 +93,22 @@ void bench_env_value(const char *env, const char *key, char *dst, size_t cap)
         n++;
     memcpy(dst, p, n);
     dst[n] = '\0';
+}
+
+void bench_cpu_times(double *busy, double *all)
+{
+    *busy = *all = 0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (f == NULL)
+        return;
+    unsigned long long v[8] = {0};
+    /* user nice system idle iowait irq softirq steal */
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+               &v[4], &v[5], &v[6], &v[7]) == 8) {
+        double hz = (double)sysconf(_SC_CLK_TCK);
+        double b = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
+        *busy = b / hz;
+        *all = (b + (double)(v[3] + v[4])) / hz;
+    }
+    fclose(f);
 }

@@ -37,4 +37,10 @@ int bench_reps(int def);
  * into dst ("" when absent; cut to cap - 1 characters). */
 void bench_env_value(const char *env, const char *key, char *dst, size_t cap);
 
+/* The machine's CPU time from /proc/stat's "cpu" line, in seconds: busy
+ * (user, nice, system, irq, softirq, steal) and all (busy + idle + iowait),
+ * summed over every CPU. Both 0 when /proc/stat cannot be read. Two calls
+ * around a measurement give how much of the machine it kept busy. */
+void bench_cpu_times(double *busy, double *all);
+
 #endif

@@ -35,7 +35,10 @@
  * "ratio_to_link_limit" = round_ms / link_limit_ms (1.0 = the links are
  * the only cost). Shard placement is by hash of the tag, so it changes
  * with the round number: "busiest_node_shards" gives, per timed round, how
- * many of the S shards the busiest node held.
+ * many of the S shards the busiest node held. "cpu_busy" is the share of
+ * the machine's CPU time (every core, every process: /proc/stat) that was
+ * busy during the round (median): near 1, the cores bound the round, not
+ * the links.
  *
  * "round_ms" is the median of FLCACHE_BENCH_REPS (default 3) rounds after
  * one warm-up round. Knobs: FLCACHE_BENCH_W, FLCACHE_BENCH_N2,
@@ -381,9 +384,9 @@ static int slot_owners(flc_store_t *s, const testbed_t *tb, signed char *owner)
 /* One node count's results. */
 typedef struct result {
     int nodes, reps, ran, right;
-    double ms[MAX_REPS], link[MAX_REPS], busiest[MAX_REPS];
+    double ms[MAX_REPS], link[MAX_REPS], busiest[MAX_REPS], cpu[MAX_REPS];
     int busiest_shards[MAX_REPS];
-    double round_ms, link_bytes, busiest_bytes;
+    double round_ms, link_bytes, busiest_bytes, cpu_busy;
 } result_t;
 
 static int measure(const testbed_t *tb, bench_round_t *c, int nodes, result_t *res)
@@ -415,7 +418,10 @@ static int measure(const testbed_t *tb, bench_round_t *c, int nodes, result_t *r
         int cnt = 0;
         for (int k = 0; k < TB_MASTERS; k++)
             cnt |= link_counters(tb, k, &rx0[k], &tx0[k]);
+        double b0, a0, b1, a1;
+        bench_cpu_times(&b0, &a0);
         double t = bench_round_run(c, 1, NULL);
+        bench_cpu_times(&b1, &a1);
         for (int k = 0; k < TB_MASTERS; k++)
             cnt |= link_counters(tb, k, &rx1[k], &tx1[k]);
         if (cnt != 0) {
@@ -454,6 +460,7 @@ static int measure(const testbed_t *tb, bench_round_t *c, int nodes, result_t *r
         res->link[r] = sum;
         res->busiest[r] = busiest;
         res->busiest_shards[r] = most;
+        res->cpu[r] = a1 > a0 ? (b1 - b0) / (a1 - a0) : 0;
         res->ran = r + 1;
         fprintf(stderr, "cluster: %d node(s) round %u: %.0f ms, busiest link %.1f MB (%d of %u shards)\n",
                 nodes, c->round, t * 1e3, busiest / 1e6, most, c->S);
@@ -468,6 +475,8 @@ static int measure(const testbed_t *tb, bench_round_t *c, int nodes, result_t *r
     res->link_bytes = bench_median(tmp, (size_t)res->reps);
     memcpy(tmp, res->busiest, sizeof tmp);
     res->busiest_bytes = bench_median(tmp, (size_t)res->reps);
+    memcpy(tmp, res->cpu, sizeof tmp);
+    res->cpu_busy = bench_median(tmp, (size_t)res->reps);
     return 0;
 }
 
@@ -500,6 +509,8 @@ static void emit(const result_t *r, const bench_round_t *c, const result_t *one)
     cJSON_AddNumberToObject(o, "ratio_to_link_limit", limit_ms > 0 ? r->round_ms / limit_ms : 0);
     cJSON_AddItemToObject(o, "busiest_node_shards",
                           cJSON_CreateIntArray(r->busiest_shards, r->reps));
+    /* The other limit: near 1, the round waits on the CPUs, not the links. */
+    cJSON_AddNumberToObject(o, "cpu_busy", r->cpu_busy);
     cJSON_AddBoolToObject(o, "result_checked", r->right);
     bench_emit(o);
 }
