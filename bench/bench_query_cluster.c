@@ -258,8 +258,8 @@ static const char *const sys_where[NSYS] = {
     "shard workers in their shard's node namespace, cached partials"};
 
 typedef struct measured {
-    double ms[MAX_REPS], link[MAX_REPS];
-    double p50_ms, link_bytes;
+    double ms[MAX_REPS], link[MAX_REPS], cpu[MAX_REPS];
+    double p50_ms, link_bytes, cpu_busy;
     uint64_t bytes_read, bytes_moved;
     Flcache__QueryAnswer *first; /* the first rep's answer, to compare */
 } measured_t;
@@ -299,10 +299,14 @@ static int measure(const bench_qc_testbed_t *tb, const bench_qc_opts_t *o, flc_s
         uint64_t b0 = 0, b1 = 0;
         if (tb->link_bytes(tb->user, &b0) != 0)
             return -1;
+        double cb0, ca0, cb1, ca1;
+        bench_cpu_times(&cb0, &ca0);
         uint64_t t0 = flc_now_ns();
         if (ask(tb, o, s, kind, round, pl, no_cache, &a) != 0)
             return -1;
         m->ms[r] = (double)(flc_now_ns() - t0) / 1e6;
+        bench_cpu_times(&cb1, &ca1);
+        m->cpu[r] = ca1 > ca0 ? (cb1 - cb0) / (ca1 - ca0) : 0;
         if (tb->link_bytes(tb->user, &b1) != 0)
             return -1;
         m->link[r] = (double)(b1 - b0);
@@ -318,6 +322,8 @@ static int measure(const bench_qc_testbed_t *tb, const bench_qc_opts_t *o, flc_s
     m->p50_ms = bench_median(t, (size_t)o->reps);
     memcpy(t, m->link, sizeof t);
     m->link_bytes = bench_median(t, (size_t)o->reps);
+    memcpy(t, m->cpu, sizeof t);
+    m->cpu_busy = bench_median(t, (size_t)o->reps);
     return 0;
 }
 
@@ -359,6 +365,7 @@ static void emit(const bench_qc_opts_t *o, double mb, double gbit, flc_query_kin
     cJSON_AddNumberToObject(j, "ratio_to_central",
                             central->p50_ms > 0 ? m->p50_ms / central->p50_ms : 0);
     cJSON_AddNumberToObject(j, "link_bytes", m->link_bytes);
+    cJSON_AddNumberToObject(j, "cpu_busy", m->cpu_busy); /* near 1: the cores bound it */
     cJSON_AddNumberToObject(j, "link_bytes_ratio_to_central",
                             central->link_bytes > 0 ? m->link_bytes / central->link_bytes : 0);
     cJSON_AddNumberToObject(j, "bytes_read", (double)m->bytes_read);
