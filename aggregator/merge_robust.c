@@ -4,9 +4,9 @@
  * NET_MAX_K updates the slice is walked in blocks of NET_BLOCK coordinates:
  * the k rows of a block are copied (and scaled) into a scratch matrix, and a
  * Batcher odd-even merge sorting network is run on whole rows, each
- * compare-exchange being an element-wise min/max of two rows, which the
- * compiler vectorizes. Every coordinate of the block is thereby sorted at
- * once, without a branch. For more updates the network grows as k log^2 k,
+ * compare-exchange being an element-wise min/max of two rows. Every coordinate of the block is thereby sorted at
+ * once, without a branch (with SSE or AVX min/max: see cx_scalar for why
+ * explicitly). For more updates the network grows as k log^2 k,
  * so each coordinate's column is gathered and partially ordered with
  * quickselect (Wirth's) instead. Values are s_j*u_j rounded to float before
  * ordering; averages are taken in double. */
@@ -42,18 +42,66 @@ static size_t batcher_pairs(size_t k, pair_t *pairs)
     return np;
 }
 
+/* One compare-exchange of rows x and y over m columns: x gets the smaller
+ * value, y the larger. Scalar, as the vector paths define it: min_ps(a, b)
+ * is exactly (a < b ? a : b) and max_ps(b, a) exactly (a < b ? b : a), NaN
+ * and signed zeros included, so every path gives the same bits. GCC does
+ * not vectorize the scalar form (it reads the ?: as control flow). */
+static void cx_scalar(float *restrict x, float *restrict y, size_t from, size_t m)
+{
+    for (size_t i = from; i < m; i++) {
+        float a = x[i], b = y[i];
+        x[i] = a < b ? a : b;
+        y[i] = a < b ? b : a;
+    }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+static void cx_sse(float *restrict x, float *restrict y, size_t m)
+{
+    size_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        __m128 a = _mm_loadu_ps(x + i), b = _mm_loadu_ps(y + i);
+        _mm_storeu_ps(x + i, _mm_min_ps(a, b));
+        _mm_storeu_ps(y + i, _mm_max_ps(b, a));
+    }
+    cx_scalar(x, y, i, m);
+}
+
+__attribute__((target("avx"))) static void sort_columns_avx(float *rows, const pair_t *pairs,
+                                                             size_t np, size_t m)
+{
+    for (size_t q = 0; q < np; q++) {
+        float *x = rows + (size_t)pairs[q].a * NET_BLOCK;
+        float *y = rows + (size_t)pairs[q].b * NET_BLOCK;
+        size_t i = 0;
+        for (; i + 8 <= m; i += 8) {
+            __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(y + i);
+            _mm256_storeu_ps(x + i, _mm256_min_ps(a, b));
+            _mm256_storeu_ps(y + i, _mm256_max_ps(b, a));
+        }
+        cx_scalar(x, y, i, m);
+    }
+}
+#endif
+
 /* Sorts every column of rows (k rows of m floats, row stride NET_BLOCK). */
 static void sort_columns(float *rows, const pair_t *pairs, size_t np, size_t m)
 {
-    for (size_t q = 0; q < np; q++) {
-        float *restrict x = rows + (size_t)pairs[q].a * NET_BLOCK;
-        float *restrict y = rows + (size_t)pairs[q].b * NET_BLOCK;
-        for (size_t i = 0; i < m; i++) {
-            float a = x[i], b = y[i];
-            x[i] = a < b ? a : b;
-            y[i] = a < b ? b : a;
-        }
+#if defined(__x86_64__) || defined(__i386__)
+    if (__builtin_cpu_supports("avx")) {
+        sort_columns_avx(rows, pairs, np, m);
+        return;
     }
+    for (size_t q = 0; q < np; q++)
+        cx_sse(rows + (size_t)pairs[q].a * NET_BLOCK, rows + (size_t)pairs[q].b * NET_BLOCK, m);
+#else
+    for (size_t q = 0; q < np; q++)
+        cx_scalar(rows + (size_t)pairs[q].a * NET_BLOCK, rows + (size_t)pairs[q].b * NET_BLOCK, 0,
+                  m);
+#endif
 }
 
 static void load_rows(float *rows, const float *const *u, size_t k, size_t off, size_t m,
