@@ -50,13 +50,14 @@ int flc_store_read(flc_store_t *s, redisReply **r, const char *what)
 }
 
 static int pipeline_once(flc_store_t *s, size_t n, const int *argc,
-                         const char *const *const *argv, redisReply **out)
+                         const char *const *const *argv, const size_t *const *lens,
+                         redisReply **out)
 {
     for (size_t i = 0; i < n; i++)
         out[i] = NULL;
     int rc = flc_store_ensure(s);
     for (size_t i = 0; rc == FLC_OK && i < n; i++)
-        rc = flc_store_append(s, argc[i], (const char **)argv[i], NULL);
+        rc = flc_store_append(s, argc[i], (const char **)argv[i], lens ? lens[i] : NULL);
     if (rc == FLC_OK)
         rc = flc_store_flush(s, argv[0][0]);
     for (size_t i = 0; rc == FLC_OK && i < n; i++)
@@ -68,6 +69,13 @@ static int pipeline_once(flc_store_t *s, size_t n, const int *argc,
                 out[i] = NULL;
             }
     return rc;
+}
+
+int flc_store_pipeline_bin(flc_store_t *s, size_t n, const int *argc,
+                           const char *const *const *argv, const size_t *const *lens,
+                           redisReply **out)
+{
+    return pipeline_once(s, n, argc, argv, lens, out);
 }
 
 /* 1 when a reply says the transaction it belongs to did not run because a
@@ -87,7 +95,7 @@ static int tx_redirected(const redisReply *r)
 int flc_store_pipeline(flc_store_t *s, size_t n, const int *argc, const char *const *const *argv,
                        redisReply **out)
 {
-    int rc = pipeline_once(s, n, argc, argv, out);
+    int rc = pipeline_once(s, n, argc, argv, NULL, out);
     if (s->cl == NULL || rc != FLC_OK)
         return rc;
     /* On a cluster a redirected command inside MULTI is not resent alone
@@ -107,7 +115,7 @@ int flc_store_pipeline(flc_store_t *s, size_t n, const int *argc, const char *co
         for (size_t i = 0; i < n; i++)
             freeReplyObject(out[i]);
         flc_sleep_ms(wait > 1000 ? (wait = 1000) : wait);
-        if ((rc = flc_store_ensure(s)) != FLC_OK || (rc = pipeline_once(s, n, argc, argv, out)))
+        if ((rc = flc_store_ensure(s)) != FLC_OK || (rc = pipeline_once(s, n, argc, argv, NULL, out)))
             return rc;
     }
     return FLC_OK;

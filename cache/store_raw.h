@@ -26,6 +26,13 @@ int flc_store_command(flc_store_t *s, redisReply **out, int argc, const char **a
 int flc_store_pipeline(flc_store_t *s, size_t n, const int *argc, const char *const *const *argv,
                        redisReply **out);
 
+/* flc_store_pipeline with binary-safe arguments: lens[i][j] is the length
+ * of argv[i][j]. No transactions (a redirected MULTI is not sent again):
+ * for benchmarks moving raw values (bench/aggregate's same-bytes baseline). */
+int flc_store_pipeline_bin(flc_store_t *s, size_t n, const int *argc,
+                           const char *const *const *argv, const size_t *const *lens,
+                           redisReply **out);
+
 /* printf-style variant of flc_store_command (hiredis format: %s, %b, %d...). */
 int flc_store_commandf(flc_store_t *s, redisReply **out, const char *fmt, ...);
 
