@@ -220,7 +220,7 @@ static void sec_staleness(const rep_data_t *d, flc_html_t *out, double *buf)
                      "a synchronous update.");
     if (any == 0) {
         rep_absent(out, "No staleness recorded: this job's updates carry no model version. "
-                        "flcache's asynchronous mode (issue 13) is not built yet, so only "
+                        "flcache's asynchronous mode (issue 16) is not built yet, so only "
                         "synchronous jobs exist; this section fills in when updates record "
                         "a \"staleness\" metric.");
     } else {

@@ -14,6 +14,12 @@
 #include "aggregator/query.h"
 #include "report/report_internal.h"
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /* The round with the best test accuracy, -1 without any. */
 static double best_round(const rep_data_t *d, const double *acc)
 {
@@ -194,8 +200,9 @@ void rep_sec_heat(const rep_data_t *d, flc_html_t *o)
                      "One row per client, one column per round; darker is more unlike the "
                      "round's other updates (the query engine's `outliers` score: direction "
                      "against the most central update, size and Krum isolation, 0 = typical). "
-                     "Grey: the client sent no update that round. A red triangle marks a "
-                     "client the simulation made faulty (its ground truth).");
+                     "The darkest colour is the 95th percentile of the scores or more. Grey: the "
+                     "client sent no update that round. A red triangle marks a client the "
+                     "simulation made faulty (its ground truth).");
     if (d->susp_rounds == 0 || d->nc == 0) {
         char why[560];
         snprintf(why, sizeof why, "No round's updates could be scored%s%s",
@@ -204,9 +211,20 @@ void rep_sec_heat(const rep_data_t *d, flc_html_t *o)
         rep_section_close(o);
         return;
     }
-    double vmax = 0;
-    for (size_t i = 0; i < d->nc * d->nr; i++)
-        vmax = isfinite(d->susp[i]) && d->susp[i] > vmax ? d->susp[i] : vmax;
+    /* The colour scale ends at the 95th percentile (at least 1, "clearly
+     * unlike the others"): one attacker 50x off the rest would otherwise
+     * leave every other cell the palest colour. */
+    double *v = malloc(d->nc * d->nr * sizeof *v + 1), vmax = 1;
+    size_t nv = 0;
+    for (size_t i = 0; v && i < d->nc * d->nr; i++)
+        if (isfinite(d->susp[i]))
+            v[nv++] = d->susp[i];
+    if (nv > 0) {
+        qsort(v, nv, sizeof *v, cmp_double);
+        vmax = v[(size_t)floor(0.95 * (double)(nv - 1))];
+        vmax = vmax > 1 ? vmax : 1;
+    }
+    free(v);
     flc_svg_heat(o, "outlier suspicion, clients x rounds", (const char *const *)d->clients,
                  d->truth ? d->faulty : NULL, d->nc, d->x, d->nr, d->susp, vmax, "round",
                  "client");

@@ -90,7 +90,8 @@ int rep_train_sections(const rep_data_t *d, flc_html_t *o)
 
     rep_section_open(o, "cost", "Cost per epoch and cumulative",
                      "US dollars: the W workers kept busy for the epoch at the function's "
-                     "memory and price per GB-second.");
+                     "memory and price per GB-second (the epochs only: loading the data and "
+                     "starting the workers are billed too, but are in no epoch's record).");
     double total = 0;
     for (size_t i = 0; i < n; i++) {
         double c = d->meta[i] ? d->meta[i]->cost_usd : NAN;

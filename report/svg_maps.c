@@ -96,8 +96,8 @@ void flc_svg_heat(flc_html_t *o, const char *title, const char *const *rows,
     flc_html_printf(o, "</text></svg><div class=\"legend\">0 ");
     for (int l = 0; l < FLC_SVG_NHEAT; l++)
         flc_html_printf(o, "<i class=\"hk%d\"></i>", l);
-    flc_html_printf(o, " %.3g (each colour is one eighth of the range; grey: no update "
-                    "that round)</div>", vmax);
+    flc_html_printf(o, " %.3g or more (each colour is one eighth of the range; grey: no "
+                    "update that round)</div>", vmax);
 }
 
 void flc_svg_hbars(flc_html_t *o, const char *title, const char *const *labels,

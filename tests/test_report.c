@@ -153,6 +153,40 @@ TEST(page_100x50_under_500kb)
     flc_store_close(s);
 }
 
+/* A training job's page: its five sections, a point per epoch and series. */
+TEST(train_job_page)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "FLCACHE_REDIS=%s %s/flcache train --workers 2 --epochs 2 "
+             "--subset 1000 --test-subset 300 --job trainjob --quiet", fx.unix_url,
+             flc_t_build_dir());
+    int rc = flc_t_run(cmd, g_out, sizeof g_out);
+    CHECK(rc == 0, "flcache train ran (exit %d)", rc);
+    CHECK(strstr(g_out, "report: flcache report --job trainjob -o trainjob.html") != NULL,
+          "train printed the report command at its end");
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(fx.unix_url, NULL, &e);
+    CHECK(s != NULL, "store: %s", e.msg);
+    flc_report_opts_t o = {.job = "trainjob"};
+    flc_html_t page = {0};
+    rc = flc_report_write(s, &o, &page, &e);
+    flc_store_close(s);
+    CHECK(rc == FLC_OK, "report of the training job: %s", rc ? e.msg : "ok");
+    const char *ids[] = {"loss", "accuracy", "steps", "split", "cost"};
+    for (int i = 0; i < 5; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "<section id=\"%s\">", ids[i]);
+        EXPECT(strstr(page.p, want) != NULL, "section %s is there", ids[i]);
+    }
+    /* lines: loss 2 series, accuracy 1, step time 3, cost 2, over 2 epochs */
+    EXPECT(count(page.p, "<circle class=") == 16, "16 points: 8 series x 2 epochs (%zu)",
+           count(page.p, "<circle class="));
+    EXPECT(count(page.p, "<g class=\"stack\"") == 2, "compute/communication: a bar per epoch");
+    EXPECT(strstr(page.p, "training job") && !strstr(page.p, "id=\"outliers\""),
+           "it is told a training job: no client sections");
+    flc_html_free(&page);
+}
+
 /* The chromium command of the issue: headless, no sandbox (root in CI), no
  * GPU, no background networking, a fresh profile, logging to stderr. */
 static int chromium(const char *bin, const char *dir, const char *what, const char *url,
@@ -266,4 +300,5 @@ static void teardown(void)
 
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(ticks_at_round_numbers),
                  TEST_ENTRY(client_ids_with_markup_are_text), TEST_ENTRY(mds_keeps_distances),
-                 TEST_ENTRY(page_100x50_under_500kb), TEST_ENTRY(browser_opens_simulated_job))
+                 TEST_ENTRY(page_100x50_under_500kb), TEST_ENTRY(train_job_page),
+                 TEST_ENTRY(browser_opens_simulated_job))
