@@ -31,7 +31,7 @@ static double best_round(const rep_data_t *d, const double *acc)
 }
 
 void rep_sec_accuracy(const rep_data_t *d, double *acc, double *tl, double *trl,
-                         flc_html_t *o)
+                      flc_html_t *o)
 {
     for (size_t i = 0; i < d->nr; i++) {
         acc[i] = rep_metric(d, i, "test_accuracy") * 100;

@@ -15,6 +15,10 @@ const char *flc_svg_css(void)
      * levels from pale yellow to dark red (YlOrRd). */
     return "svg.plot{width:100%;max-width:760px;height:auto;display:block}"
            "svg text{font:11px sans-serif;fill:#222}"
+           /* text is in viewBox units, so it shrinks with the plot: larger
+            * in a narrow window keeps ticks readable on a phone */
+           "@media (max-width:600px){svg text{font-size:16px}}"
+           "svg text.rl{font-size:10px}" /* row labels: as tall as their row allows */
            ".ax{stroke:#444;stroke-width:1;fill:none}.gr{stroke:#ddd;stroke-width:.5}"
            ".ln{fill:none;stroke-width:1.6}"
            ".c0{fill:#0072B2;stroke:#0072B2}.c1{fill:#E69F00;stroke:#E69F00}"

@@ -25,7 +25,7 @@ static size_t label_every(int rh)
 
 static void row_label(flc_html_t *o, int x, double y, int rh, const char *name, int marked)
 {
-    flc_html_printf(o, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\"%s>", x,
+    flc_html_printf(o, "<text class=\"rl\" x=\"%d\" y=\"%.1f\" text-anchor=\"end\"%s>", x,
                     y + rh / 2.0 + (rh >= 10 ? 4 : 3),
                     rh < 10 ? " style=\"font-size:8px\"" : "");
     flc_html_esc(o, name);

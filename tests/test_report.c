@@ -121,20 +121,20 @@ TEST(page_100x50_under_500kb)
     flc_sim_result_t res;
     memset(&res, 0, sizeof res);
     flc_err_t e = {0};
-    double t0 = (flc_now_s() * 1000);
+    double t0 = flc_now_s();
     int rc = flc_sim_cfg_finish(&c, &e);
     rc = rc ? rc : flc_sim_run(&c, NULL, NULL, &res, &e);
     size_t nr = res.nrounds;
     flc_sim_result_free(&res);
     CHECK(rc == FLC_OK && nr == 50, "simulated 100 clients x 50 rounds in %.1f s: %s",
-          ((flc_now_s() * 1000) - t0) / 1000, rc ? e.msg : "ok");
+          (flc_now_s() - t0), rc ? e.msg : "ok");
     flc_store_t *s = flc_store_open(fx.unix_url, NULL, &e);
     CHECK(s != NULL, "store: %s", e.msg);
     flc_report_opts_t o = {.job = "big", .seed = 1};
     flc_html_t page = {0};
-    t0 = (flc_now_s() * 1000);
+    t0 = flc_now_s();
     rc = flc_report_write(s, &o, &page, &e);
-    CHECK(rc == FLC_OK, "report written in %.1f s: %s", ((flc_now_s() * 1000) - t0) / 1000,
+    CHECK(rc == FLC_OK, "report written in %.1f s: %s", (flc_now_s() - t0),
           rc ? e.msg : "ok");
     CHECK(page.len < 500 * 1024, "page is %.1f KB, under 500 KB", (double)page.len / 1024);
     EXPECT(count(page.p, "<rect class=\"h") == 5000, "heat map: 5000 cells (%zu)",
@@ -185,6 +185,28 @@ TEST(train_job_page)
     EXPECT(strstr(page.p, "training job") && !strstr(page.p, "id=\"outliers\""),
            "it is told a training job: no client sections");
     flc_html_free(&page);
+}
+
+/* What a user sees when the page cannot be made. */
+TEST(cli_errors)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "env -u FLCACHE_REDIS %s/flcache report --job nosuch -o "
+             "/tmp/flc-report-never.html", flc_t_build_dir());
+    int rc = flc_t_run(cmd, g_out, sizeof g_out);
+    CHECK(rc == 1 && strstr(g_out, "unknown job 'nosuch'") && strstr(g_out, "FLCACHE_REDIS"),
+          "no FLCACHE_REDIS: exit 1, the job is unknown to the private cache, and the "
+          "message says to set FLCACHE_REDIS (exit %d: %.200s)", rc, g_out);
+    CHECK(access("/tmp/flc-report-never.html", F_OK) != 0, "no page was written");
+    snprintf(cmd, sizeof cmd, "FLCACHE_REDIS=%s %s/flcache report --job nosuch",
+             fx.unix_url, flc_t_build_dir());
+    rc = flc_t_run(cmd, g_out, sizeof g_out);
+    CHECK(rc == 1 && strstr(g_out, "unknown job 'nosuch'") && !strstr(g_out, "FLCACHE_REDIS"),
+          "an unknown job in a real cache: exit 1 naming it (%.200s)", g_out);
+    snprintf(cmd, sizeof cmd, "%s/flcache report -o x.html", flc_t_build_dir());
+    rc = flc_t_run(cmd, g_out, sizeof g_out);
+    CHECK(rc == 2 && strstr(g_out, "missing --job J"), "no --job: usage error, exit 2 (%d)",
+          rc);
 }
 
 /* The chromium command of the issue: headless, no sandbox (root in CI), no
@@ -252,9 +274,9 @@ TEST(browser_opens_simulated_job)
     CHECK(size > 10000, "flcache report wrote %s (%lld bytes): %.200s", page, size, g_out);
     char url[700];
     snprintf(url, sizeof url, "file://%s", page);
-    double t0 = (flc_now_s() * 1000);
+    double t0 = flc_now_s();
     rc = chromium(bin, dir, "dom", url, dom, log);
-    CHECK(rc == 0, "chromium --dump-dom exit %d (%.1f s)", rc, ((flc_now_s() * 1000) - t0) / 1000);
+    CHECK(rc == 0, "chromium --dump-dom exit %d (%.1f s)", rc, (flc_now_s() - t0));
     snprintf(cmd, sizeof cmd, "%s dom %s %d %d", check, dom, R, N);
     rc = flc_t_run(cmd, g_out, sizeof g_out);
     printf("%s", g_out);
@@ -263,9 +285,9 @@ TEST(browser_opens_simulated_job)
     rc = flc_t_run(cmd, g_out, sizeof g_out);
     printf("%s", g_out);
     EXPECT(rc == 0, "no console errors while the page loaded");
-    t0 = (flc_now_s() * 1000);
+    t0 = flc_now_s();
     rc = chromium(bin, dir, "shot", url, shot, log);
-    CHECK(rc == 0, "chromium --screenshot exit %d (%.1f s)", rc, ((flc_now_s() * 1000) - t0) / 1000);
+    CHECK(rc == 0, "chromium --screenshot exit %d (%.1f s)", rc, (flc_now_s() - t0));
     snprintf(cmd, sizeof cmd, "%s png %s 20", check, shot);
     rc = flc_t_run(cmd, g_out, sizeof g_out);
     printf("%s", g_out);
@@ -301,4 +323,5 @@ static void teardown(void)
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(ticks_at_round_numbers),
                  TEST_ENTRY(client_ids_with_markup_are_text), TEST_ENTRY(mds_keeps_distances),
                  TEST_ENTRY(page_100x50_under_500kb), TEST_ENTRY(train_job_page),
+                 TEST_ENTRY(cli_errors),
                  TEST_ENTRY(browser_opens_simulated_job))
