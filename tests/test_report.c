@@ -17,6 +17,7 @@
 #include "clients/sim.h"
 #include "report/report.h"
 #include "report/svg.h"
+#include "cache/store_ops.h"
 #include "tests/harness.h"
 
 static flc_fixture_t fx;
@@ -187,6 +188,56 @@ TEST(train_job_page)
     flc_html_free(&page);
 }
 
+/* A job of outside clients with update records only (no update vectors,
+ * no accuracy), whose updates carry a staleness as an asynchronous round
+ * would: the staleness section draws it, and every section without its
+ * data says so instead of failing the page. */
+TEST(staleness_and_absent_sections)
+{
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(fx.unix_url, NULL, &e);
+    CHECK(s != NULL, "store: %s", e.msg);
+    const char *clients[] = {"a1", "a2", "a3"};
+    for (uint32_t r = 1; r <= 3; r++) {
+        CHECK(flc_store_round_begin(s, "async", 1, r, 0, clients, 3) == FLC_OK,
+              "round %u begun: %s", r, flc_store_errstr(s));
+        Flcache__RoundMeta m = FLCACHE__ROUND_META__INIT;
+        m.job = "async", m.round = r, m.rule = "fedbuff", m.status = "closed";
+        m.round_ms = 100 * r, m.wait_ms = 60, m.merge_ms = 10;
+        CHECK(flc_store_put_round_meta(s, &m) == FLC_OK, "RoundMeta %u", r);
+        for (int c = 0; c < 3; c++) {
+            Flcache__ModelUpdate u = FLCACHE__MODEL_UPDATE__INIT;
+            Flcache__ModelUpdate__MetricsEntry me = FLCACHE__MODEL_UPDATE__METRICS_ENTRY__INIT;
+            Flcache__ModelUpdate__MetricsEntry *mp = &me;
+            me.key = "staleness", me.value = (double)(c * r);
+            u.job = "async", u.round = r, u.client = (char *)clients[c];
+            u.status = "accepted", u.n_metrics = 1, u.metrics = &mp;
+            CHECK(flc_store_put_update_meta(s, &u) == FLC_OK, "update record %u/%s", r,
+                  clients[c]);
+        }
+    }
+    flc_report_opts_t o = {.job = "async"};
+    flc_html_t page = {0};
+    int rc = flc_report_write(s, &o, &page, &e);
+    flc_store_close(s);
+    CHECK(rc == FLC_OK, "the page is made without update vectors: %s", rc ? e.msg : "ok");
+    const char *sec = strstr(page.p, "<section id=\"staleness\">");
+    CHECK(sec != NULL, "staleness section");
+    EXPECT(strstr(sec, "data-kind=\"line\"") != NULL && count(sec, "<circle class=") == 6,
+           "staleness drawn: mean and max over 3 rounds, 6 points (%zu)",
+           count(sec, "<circle class="));
+    EXPECT(strstr(sec, "max staleness, round 3: 6") != NULL, "round 3's max is 2 x 3 = 6");
+    EXPECT(count(page.p, "<p class=\"absent\">") >= 5,
+           "accuracy, loss, cost, outliers, map say why they are empty (%zu)",
+           count(page.p, "<p class=\"absent\">"));
+    EXPECT(strstr(page.p, "No accuracy recorded") &&
+               strstr(page.p, "No round&#39;s updates could be scored") &&
+               strstr(page.p, "No map"),
+           "each in a sentence naming the gap");
+    EXPECT(count(page.p, "<g class=\"stack\"") == 6, "participation and time still drawn");
+    flc_html_free(&page);
+}
+
 /* What a user sees when the page cannot be made. */
 TEST(cli_errors)
 {
@@ -323,5 +374,5 @@ static void teardown(void)
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(ticks_at_round_numbers),
                  TEST_ENTRY(client_ids_with_markup_are_text), TEST_ENTRY(mds_keeps_distances),
                  TEST_ENTRY(page_100x50_under_500kb), TEST_ENTRY(train_job_page),
-                 TEST_ENTRY(cli_errors),
+                 TEST_ENTRY(staleness_and_absent_sections), TEST_ENTRY(cli_errors),
                  TEST_ENTRY(browser_opens_simulated_job))
