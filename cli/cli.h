@@ -5,6 +5,8 @@
 #ifndef FLC_CLI_CLI_H
 #define FLC_CLI_CLI_H
 
+#include <stdio.h>
+
 #include "cache/embed.h"
 #include "cache/store.h"
 #include "cli/config.h"
@@ -97,5 +99,11 @@ int flc_cmd_simulate(int argc, char **argv);
 int flc_cmd_store(int argc, char **argv);
 int flc_cmd_up(int argc, char **argv);
 int flc_cmd_down(int argc, char **argv);
+int flc_cmd_report(int argc, char **argv);
+
+/* The line `train` and `simulate` print at their end: the command that
+ * makes job's report (cli/cmd_report.c); nothing when c's cache was a
+ * private one, gone with the run. */
+void flc_cli_report_hint(FILE *f, const flc_cli_conn_t *c, const char *job);
 
 #endif

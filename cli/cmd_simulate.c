@@ -447,6 +447,8 @@ int flc_cmd_simulate(int argc, char **argv)
     flc_sim_result_free(&res);
     if (o.ttl_ms && flc_cli_job_ttl("simulate", conn.store, o.c.job, o.ttl_ms) != FLC_EXIT_OK)
         rc = rc == FLC_OK ? FLC_EIO : rc;
+    if (rc == FLC_OK)
+        flc_cli_report_hint(o.json ? stderr : stdout, &conn, o.c.job);
     flc_pool_free(pool);
     flc_pol_free(policy); /* the run's stores that borrowed it are closed */
     flc_cli_nodes_free(nodes); /* so are the mergers' stores, which borrowed its strings */

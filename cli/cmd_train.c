@@ -286,6 +286,8 @@ int flc_cmd_train(int argc, char **argv)
     }
     if (o.ttl_ms && flc_cli_job_ttl("train", conn.store, o.cfg.job, o.ttl_ms) != FLC_EXIT_OK)
         rc = FLC_EXIT_RUNTIME;
+    if (rc == FLC_EXIT_OK)
+        flc_cli_report_hint(o.json ? stderr : stdout, &conn, o.cfg.job);
     for (int k = 0; run.recs && k < o.cfg.workers; k++)
         flc_inv_rec_clear(&run.recs[k]);
     free(run.recs);

@@ -20,6 +20,8 @@ static const command_t commands[] = {
     {"simulate", flc_cmd_simulate, "federated learning with N simulated clients, K per round, "
                                    "round history in the cache"},
     {"query", flc_cmd_query, "ask about a job's rounds: history, outliers, clusters, ..."},
+    {"report", flc_cmd_report, "one HTML page of a job's rounds: plots of accuracy, "
+                               "participation, outliers, clients"},
     {"store", flc_cmd_store, "the cache and its jobs: `store stats`, `ls`, `rm JOB`, "
                              "`expire --before WHEN`"},
     {"up", flc_cmd_up, "start a long-lived, persistent private redis-server; print its URL"},

@@ -88,7 +88,7 @@ TEST(help)
 TEST(usage_errors)
 {
     static const char *const cmds[] = {"train", "simulate", "query", "store", "up", "down",
-                                       "version"};
+                                       "version", "report"};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         usage_error(cmds[i], "--foo", "unknown option '--foo'");
     usage_error("simulate", "--job", "--job needs a value");
@@ -111,6 +111,7 @@ TEST(usage_errors)
     usage_error("query", "bogus --job j", "KIND needs history, client, norms, similarity, "
                 "outliers, clusters, personalize, contribution or schedule, not 'bogus'");
     usage_error("query", "history", "missing --job J");
+    usage_error("report", "-o x.html", "missing --job J");
     int rc = run_bin(g_fn, "--bogus");
     EXPECT(rc == 2 && has("flcache-fn: unknown option '--bogus' (see flcache-fn --help)"),
           "flcache-fn --bogus: exit 2, the same wording (exit %d)", rc);
