@@ -97,5 +97,6 @@ int flc_cmd_simulate(int argc, char **argv);
 int flc_cmd_store(int argc, char **argv);
 int flc_cmd_up(int argc, char **argv);
 int flc_cmd_down(int argc, char **argv);
+int flc_cmd_aggregate(int argc, char **argv);
 
 #endif
