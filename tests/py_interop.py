@@ -55,6 +55,13 @@ def fedavg(vecs, ns):
     return (np.stack([v.astype(np.float64) for v in vecs]) * w[:, None]).sum(0) / w.sum()
 
 
+def stop(p):
+    """Ends an aggregate process a failed test left running."""
+    if p.poll() is None:
+        p.kill()
+        p.communicate()
+
+
 class Interop(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -87,6 +94,7 @@ class Interop(unittest.TestCase):
         names = ["c%d" % i for i in range(K)]
         with self.store() as s:
             agg = s.aggregate(job, 1, names, n, num_shards=S, readers=2, wait=False)
+            self.addCleanup(stop, agg)
             for c, v, w in zip(names, vecs, ns):
                 s.push_update(job, 1, c, v, num_samples=w, loss=0.5, metrics={"acc": 0.9},
                               num_shards=S)
@@ -138,6 +146,7 @@ class Interop(unittest.TestCase):
         vp, vc = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
         with self.store() as s:
             agg = s.aggregate(job, 1, ["py", "cc"], n, num_shards=S, readers=1, wait=False)
+            self.addCleanup(stop, agg)
             s.push_update(job, 1, "py", vp, num_samples=30, num_shards=S)
             c_push(self.url, job, 1, "cc", S, 10, vc)
             finish_aggregate(agg)
@@ -181,6 +190,7 @@ class Interop(unittest.TestCase):
         url2 = "unix://%s?user=c2&password=pw2" % self.srv.sock
         with self.store() as s:
             agg = s.aggregate(job, 1, ["c1", "c2"], n, num_shards=S, readers=1, wait=False)
+            self.addCleanup(stop, agg)
             with self.store(url1) as s1, self.store(url2) as s2:
                 s1.push_update(job, 1, "c1", a, num_samples=1, num_shards=S)
                 s2.push_update(job, 1, "c2", b, num_samples=1, num_shards=S)

@@ -209,8 +209,11 @@ class Store:
                 raise FlcacheError("%s: %s" % (what, x))
 
     def _arrive(self, p, sh, tag, key):
-        p.eval(ARRIVE_IF_OPEN, 1, keys.arrival_key(tag, sh.round, sh.client), sh.client,
-               keys.shard_key(tag, sh.round, "closed"), key)
+        # execute_command, not eval(): redis-py 4.3's cluster pipeline has no
+        # eval(), but routes EVAL by its declared key like any command.
+        p.execute_command("EVAL", ARRIVE_IF_OPEN, 1,
+                          keys.arrival_key(tag, sh.round, sh.client), sh.client,
+                          keys.shard_key(tag, sh.round, "closed"), key)
 
     def _put_shards(self, shards):
         """Writes the frames and announces them; returns the closed shards."""
@@ -267,7 +270,9 @@ class Store:
             for (sh, tag, _, _), (kind, key, tmp, _) in zip(shards, plan):
                 if kind != "hash":
                     continue
-                p.rename(tmp, key)
+                # same slot (the tag); redis-py's cluster pipeline blocks
+                # rename() but routes the plain command by its keys
+                p.execute_command("RENAME", tmp, key)
                 if self.ttl_ms:
                     p.pexpire(key, self.ttl_ms)
                 else:

@@ -4,6 +4,7 @@ Cluster on loopback ports. Both are stopped (and their dirs removed) by
 stop() or on leaving a `with` block; nothing is written to disk but their
 temp dirs. Used by tests/py_*.py and examples/pytorch_fedavg.py."""
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -78,9 +79,19 @@ class RedisServer:
 
 
 def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port p whose cluster bus port p + 10000 is free too
+    (redis-server refuses ports over 55535 in cluster mode)."""
+    rnd = random.Random()
+    for _ in range(200):
+        p = rnd.randrange(20000, 55000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", p))
+                b.bind(("127.0.0.1", p + 10000))
+            return p
+        except OSError:
+            continue
+    raise RuntimeError("no free loopback port pair found")
 
 
 class RedisCluster:
