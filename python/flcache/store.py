@@ -417,6 +417,21 @@ class Store:
                                              pb.RoundMeta, "metadata of round %d of job %s"
                                              % (round, job)))
 
+    def record_round_metrics(self, job, round, metrics):
+        """Adds metrics (e.g. test_accuracy, test_loss: what `flcache query
+        history` shows) to a merged round's RoundMeta, as the simulation's
+        driver does. A driver's write (the job's user, not a client's): call
+        it after the round's mergers finished, which write the record."""
+        keys.check_job(job)
+        key = keys.job_round_key(job, "meta", round)
+        m = self._get_proto(key, pb.RoundMeta, "metadata of round %d of job %s" % (round, job))
+        for k, v in metrics.items():
+            m.metrics[str(k)] = float(v)
+        if self.ttl_ms:
+            self.r.set(key, m.SerializeToString(), px=self.ttl_ms)
+        else:
+            self.r.set(key, m.SerializeToString())
+
     def update_meta(self, job, round, client):
         """A client's ModelUpdate record of a round as a dict."""
         keys.check_job(job)
