@@ -236,8 +236,8 @@ def main():
             result["softmax_accuracy"] = sm["final_accuracy"]
             print("\naccuracy after %d rounds (N=%d, K=%d, alpha %g, seed %d):"
                   % (a.rounds, a.clients, a.per_round, a.alpha, a.seed))
-            print("  pytorch CNN via flcache       %.3f" % acc)
-            print("  flcache simulate --model softmax %.3f" % sm["final_accuracy"])
+            print("  %-34s %.3f" % ("PyTorch CNN through flcache", acc))
+            print("  %-34s %.3f" % ("flcache simulate --model softmax", sm["final_accuracy"]))
             print("  CNN %s softmax" % ("beats" if acc > sm["final_accuracy"]
                                          else "does NOT beat"))
         print(json.dumps(result))

@@ -178,6 +178,21 @@ class Interop(unittest.TestCase):
         np.testing.assert_array_equal(out["v"], v)
         print("ok: pull_model waited %.2f s on the done list, then read the model" % out["t"])
 
+    def test_aggregate_usage_errors(self):
+        env = dict(os.environ)
+        env.pop("FLCACHE_REDIS", None)
+        base = [FLCACHE, "aggregate", "--job", "u", "--round", "1", "--model-size", "10"]
+        for args, env_url, words in (
+                (["--expect", "a,b"], None, "FLCACHE_REDIS is not set"),
+                (["--expect", "a,b:c"], self.url, "client name 'b:c'"),
+                (["--expect", "a", "--shards", "11"], self.url, "cannot be split"),
+                (["--expect", "a", "--rule", "nosuch"], self.url, "--rule")):
+            e = dict(env, FLCACHE_REDIS=env_url) if env_url else env
+            p = subprocess.run(base + args, env=e, capture_output=True, text=True)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn(words, p.stderr)
+            print("ok: aggregate %s: exit 2, %s" % (" ".join(args), p.stderr.strip()[:100]))
+
     def test_client_acl_role(self):
         job = "acljob"
         self.srv.cli("ACL", "SETUSER", "c1", "on", ">pw1", "%%R~fl:{%s/*" % job,
