@@ -3,14 +3,13 @@
 They are never committed: CMake generates flcache_pb2.py into
 <build>/python (python/CMakeLists.txt). This module finds them there, or
 wherever FLCACHE_PROTO_DIR points, or, as a last resort for a checkout
-without a build, runs protoc itself into a private cache directory, so the
+without a build, runs protoc itself into the user's cache directory (~/.cache/flcache), so the
 Python side always speaks the one .proto file the C side is built from.
 """
 import importlib
 import os
 import subprocess
 import sys
-import tempfile
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _SRC = os.path.normpath(os.path.join(_HERE, "..", ".."))
@@ -32,8 +31,11 @@ def _generate():
     if not os.path.exists(_PROTO):
         raise ImportError("flcache: no generated flcache_pb2 and no %s to generate it from"
                           % _PROTO)
-    out = os.path.join(tempfile.gettempdir(), "flcache-proto-%d" % os.getuid())
-    os.makedirs(out, exist_ok=True)
+    # The user's own cache dir, not a shared /tmp path another user could
+    # have filled with a module of their own.
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    out = os.path.join(base, "flcache", "proto")
+    os.makedirs(out, mode=0o700, exist_ok=True)
     target = os.path.join(out, "flcache_pb2.py")
     if (not os.path.exists(target) or
             os.path.getmtime(target) < os.path.getmtime(_PROTO)):
