@@ -148,6 +148,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1, help="seed (default 1)")
     ap.add_argument("--subset", type=int, default=0, help="first N training samples (0: all)")
     ap.add_argument("--test-subset", type=int, default=0, help="first N test samples (0: all)")
+    ap.add_argument("--deadline-ms", type=int, default=1800000,
+                    help="the mergers merge who arrived after this long (default 30 min)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--data", default=os.environ.get("FLCACHE_DATA_DIR", DATA))
     ap.add_argument("--job", default="torch-%d-%d" % (int(time.time()), os.getpid()))
@@ -162,7 +164,7 @@ def main():
     parts = dirichlet_split(ytr.numpy(), a.clients, a.alpha, rng)
     eligible = [i for i, p in enumerate(parts) if len(p)]
 
-    server = None
+    server, agg = None, None
     url = os.environ.get("FLCACHE_REDIS")
     if not url:
         server = RedisServer()
@@ -185,9 +187,11 @@ def main():
                                        replace=False).tolist())
             names = ["c%d" % i for i in picked]
             # The mergers first: they open the round (roster, indexes) and
-            # block on the clients' arrival lists.
+            # block on the clients' arrival lists. Their deadline must outlast
+            # the K clients' training, which this script runs one by one.
             agg = store.aggregate(a.job, r, names, nparams, num_shards=a.shards,
-                                  readers=len(names), derive_stats=True, wait=False)
+                                  readers=len(names), derive_stats=True,
+                                  deadline_ms=a.deadline_ms, wait=False)
             losses = []
             for i, name in zip(picked, names):
                 model.load_state_dict(global_sd)
@@ -195,9 +199,13 @@ def main():
                 loss = train_local(model, xtr[parts[i]], ytr[parts[i]], a.local_epochs, a.lr,
                                    a.batch, gen)
                 delta = {k: v - global_sd[k] for k, v in model.state_dict().items()}
-                store.push_update(a.job, r, name, delta, num_samples=len(parts[i]), loss=loss,
-                                  num_shards=a.shards, local_epochs=a.local_epochs,
-                                  compute_ms=(time.time() - t1) * 1000)
+                try:
+                    store.push_update(a.job, r, name, delta, num_samples=len(parts[i]),
+                                      loss=loss, num_shards=a.shards,
+                                      local_epochs=a.local_epochs,
+                                      compute_ms=(time.time() - t1) * 1000)
+                except flcache.RoundClosed as e:  # past the deadline: kept, not merged
+                    print("  %s" % e, flush=True)
                 losses.append(loss)
             report = flcache.finish_aggregate(agg)
             # Every client pulls the merged delta (one done token each) and
@@ -243,6 +251,9 @@ def main():
         print(json.dumps(result))
         store.close()
     finally:
+        if agg is not None and agg.poll() is None:  # interrupted mid-round
+            agg.kill()
+            agg.wait()
         if server:
             server.stop()
 
