@@ -41,7 +41,6 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import flcache  # noqa: E402
-from flcache.store import _find_flcache  # noqa: E402
 from flcache.testing import RedisServer  # noqa: E402
 
 DATA = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist (ml/dataset_idx.h)
@@ -120,7 +119,7 @@ def evaluate(model, x, y):
 
 def softmax_baseline(a, url, job):
     """flcache simulate --model softmax with the same N, K, rounds, split, seed."""
-    cmd = [_find_flcache(None), "simulate", "--model", "softmax", "--clients", str(a.clients),
+    cmd = [flcache.find_flcache(None), "simulate", "--model", "softmax", "--clients", str(a.clients),
            "--per-round", str(a.per_round), "--rounds", str(a.rounds), "--alpha", str(a.alpha),
            "--local-epochs", str(a.local_epochs), "--seed", str(a.seed), "--job", job,
            "--data", a.data, "--inproc", "--json", "--quiet"]

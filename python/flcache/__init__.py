@@ -8,7 +8,8 @@ merged models and history (docs/protocol.md; README "From Python / PyTorch").
 """
 from .errors import FlcacheError, FrameError, RoundClosed, Timeout
 from .layout import Layout, flatten, layout_of, unflatten
-from .store import Store, finish_aggregate
+from .programs import finish_aggregate, find_flcache
+from .store import Store
 
-__all__ = ["Store", "finish_aggregate", "Layout", "flatten", "unflatten", "layout_of",
-           "FlcacheError", "FrameError", "RoundClosed", "Timeout"]
+__all__ = ["Store", "finish_aggregate", "find_flcache", "Layout", "flatten", "unflatten",
+           "layout_of", "FlcacheError", "FrameError", "RoundClosed", "Timeout"]
