@@ -16,6 +16,10 @@ rounds, alpha, local epochs, data subsets and seed.
     /usr/bin/python3 examples/pytorch_fedavg.py                 # defaults below
     /usr/bin/python3 examples/pytorch_fedavg.py --rounds 2 --subset 2000 --test-subset 1000
 
+With the defaults (N=100, K=10, 10 rounds, alpha 0.5, E=1, seed 1, the whole data
+set) one run here reached 0.800 test accuracy, flcache simulate --model softmax
+0.752 (lr 0.02 instead of 0.04: 0.771); about 20 s a round on 2 idle cores.
+
 The cache is FLCACHE_REDIS, or (unset) a private redis-server on a unix socket
 for the run. flcache is found as FLCACHE_BIN, on PATH, or in build/.
 
@@ -141,7 +145,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=10, help="rounds (default 10)")
     ap.add_argument("--alpha", type=float, default=0.5, help="Dirichlet alpha (default 0.5)")
     ap.add_argument("--local-epochs", type=int, default=1, help="E (default 1)")
-    ap.add_argument("--lr", type=float, default=0.02, help="client SGD lr (default 0.02)")
+    ap.add_argument("--lr", type=float, default=0.04,
+                    help="client SGD lr, momentum 0.9 (default 0.04)")
     ap.add_argument("--batch", type=int, default=32, help="minibatch (default 32)")
     ap.add_argument("--shards", type=int, default=2, help="flcache shards (default 2)")
     ap.add_argument("--seed", type=int, default=1, help="seed (default 1)")
