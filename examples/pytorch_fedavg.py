@@ -18,7 +18,8 @@ rounds, alpha, local epochs, data subsets and seed.
 
 With the defaults (N=100, K=10, 10 rounds, alpha 0.5, E=1, seed 1, the whole data
 set) one run here reached 0.800 test accuracy, flcache simulate --model softmax
-0.752 (lr 0.02 instead of 0.04: 0.771); about 20 s a round on 2 idle cores.
+0.752 (lr 0.02 instead of 0.04: 0.771); 20-100 s a round on this 2-core machine
+shared with other jobs.
 
 The cache is FLCACHE_REDIS, or (unset) a private redis-server on a unix socket
 for the run. flcache is found as FLCACHE_BIN, on PATH, or in build/.
