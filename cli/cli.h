@@ -106,4 +106,6 @@ int flc_cmd_report(int argc, char **argv);
  * private one, gone with the run. */
 void flc_cli_report_hint(FILE *f, const flc_cli_conn_t *c, const char *job);
 
+int flc_cmd_aggregate(int argc, char **argv);
+
 #endif

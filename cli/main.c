@@ -19,6 +19,8 @@ static const command_t commands[] = {
     {"train", flc_cmd_train, "synchronous distributed SGD on W worker functions"},
     {"simulate", flc_cmd_simulate, "federated learning with N simulated clients, K per round, "
                                    "round history in the cache"},
+    {"aggregate", flc_cmd_aggregate, "merge one round of a job whose clients push from outside "
+                                     "flcache (python/flcache)"},
     {"query", flc_cmd_query, "ask about a job's rounds: history, outliers, clusters, ..."},
     {"report", flc_cmd_report, "one HTML page of a job's rounds: plots of accuracy, "
                                "participation, outliers, clients"},
