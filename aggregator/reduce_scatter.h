@@ -107,6 +107,9 @@ typedef struct flc_rs_report {
     uint64_t bytes_read;
     double wait_ms;             /* blocked waiting for arrivals */
     double merge_ms;            /* reading, checking, folding and writing */
+    char error[256];            /* why the merge failed ("" when it did not): stored with
+                                 * the report, so the round's RoundMeta says "failed"
+                                 * and names it instead of listing participants */
 } flc_rs_report_t;
 
 void flc_rs_report_free(flc_rs_report_t *r);

@@ -43,6 +43,8 @@ cJSON *flc_rs_report_json(const flc_rs_report_t *rep)
     cJSON_AddNumberToObject(o, "bytes_read", (double)rep->bytes_read);
     cJSON_AddNumberToObject(o, "wait_ms", rep->wait_ms);
     cJSON_AddNumberToObject(o, "merge_ms", rep->merge_ms);
+    if (rep->error[0])
+        cJSON_AddStringToObject(o, "error", rep->error);
     return o;
 }
 
@@ -109,6 +111,10 @@ static int fold_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
     double wait_ms = 0, merge_ms = 0;
     uint64_t bytes = 0;
     size_t nshards = 0;
+    /* A shard whose merge failed: nothing was merged in this round, whatever
+     * the other shards did (the model is not stepped), so the round is
+     * "failed: <why>" with no participants, never "closed". */
+    char failed[300] = "";
     for (size_t i = 0; i < cfg->n_expected; i++)
         names_add(&expected, cfg->expected[i]);
     /* A client takes part in the round when every shard merged it. */
@@ -129,6 +135,10 @@ static int fold_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
         wait_ms = w > wait_ms ? w : wait_ms; /* shards merge in parallel: the slowest counts */
         merge_ms = m > merge_ms ? m : merge_ms;
         bytes += (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "bytes_read"));
+        const char *err = cJSON_GetStringValue(cJSON_GetObjectItem(j, "error"));
+        if (err != NULL && failed[0] == '\0')
+            snprintf(failed, sizeof failed, "failed: shard %d: %s",
+                     (int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "shard")), err);
     }
     for (size_t c = 0; c < merged_any.n; c++) {
         size_t in = 0;
@@ -140,7 +150,7 @@ static int fold_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
                     break;
                 }
         }
-        if (in == nshards)
+        if (in == nshards && failed[0] == '\0')
             names_add(&participants, merged_any.v[c]);
     }
     for (size_t k = 0; k < nshards; k++)
@@ -165,7 +175,7 @@ static int fold_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
     m.merge_ms = merge_ms;
     m.bytes_read = bytes;
     m.closed_ms = flc_wall_ms();
-    m.status = "closed";
+    m.status = failed[0] ? failed : "closed";
     rc = flc_store_put_round_meta(s, &m);
     if (rc != FLC_OK)
         *e = *flc_store_error(s);

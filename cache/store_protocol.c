@@ -7,11 +7,14 @@
  * layouts belong to their writers in aggregator/: here they are bytes. */
 #include "cache/store_internal.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "base/log.h"
 #include "cache/keys.h"
 
 void flc_store_fields_free(flc_store_fields_t *f)
@@ -87,23 +90,110 @@ int flc_store_shard_closed(flc_store_t *s, const char *job, uint32_t round, uint
     return FLC_OK;
 }
 
+/* The lock's value: "<pid> <host>", who holds it, for people and for
+ * taking over the lock of a merger that died on this host. */
+static void holder_id(char *out, size_t cap)
+{
+    char host[128] = "?";
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "?");
+    host[sizeof host - 1] = '\0';
+    snprintf(out, cap, "%d %s", (int)getpid(), host);
+}
+
+/* 1 when value names a process of this host that no longer exists (a
+ * crashed run's merger): its lock is stale. A holder on another host, or
+ * one whose value is not ours to read, is never judged. */
+static int holder_dead(const char *value)
+{
+    char me[160], host[160];
+    holder_id(me, sizeof me);
+    int pid = 0;
+    if (sscanf(value, "%d %159s", &pid, host) != 2 || pid <= 0 || pid == (int)getpid())
+        return 0;
+    const char *my_host = strchr(me, ' ');
+    if (my_host == NULL || strcmp(my_host + 1, host) != 0)
+        return 0;
+    return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Replaces the lock's value only if it is still the stale one read: two
+ * reruns taking over together, one wins. */
+static const char TAKE_OVER[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end "
+    "return 0";
+
 int flc_store_merger_lock(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                           uint64_t ttl_ms, int *mine)
 {
     *mine = 0;
-    char key[FLC_KEY_MAX], pid[24], ttl[24];
+    char key[FLC_KEY_MAX], me[200], ttl[24];
     int rc = flc_store_shard_key(s, key, job, round, shard, "merger");
     if (rc != FLC_OK)
         return rc;
-    snprintf(pid, sizeof pid, "%d", (int)getpid()); /* who holds it, for people */
+    holder_id(me, sizeof me);
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)ttl_ms);
-    const char *argv[] = {"SET", key, pid, "NX", "PX", ttl};
+    const char *argv[] = {"SET", key, me, "NX", "PX", ttl};
     redisReply *r;
     rc = flc_store_command(s, &r, 6, argv, NULL);
     if (rc != FLC_OK)
         return rc;
     *mine = r->type == REDIS_REPLY_STATUS; /* OK; nil when another holds it */
     freeReplyObject(r);
+    if (*mine)
+        return FLC_OK;
+    /* Held: by a merger of a run that crashed on this host (its process is
+     * gone), the lock is taken over, so a rerun does not wait out its
+     * expiry; otherwise flc_store_merger_holder says who holds it. */
+    const char *get[] = {"GET", key};
+    if ((rc = flc_store_command(s, &r, 2, get, NULL)) != FLC_OK)
+        return rc;
+    char old[200] = "";
+    if (r->type == REDIS_REPLY_STRING)
+        snprintf(old, sizeof old, "%.*s", (int)r->len, r->str);
+    freeReplyObject(r);
+    if (old[0] == '\0' || !holder_dead(old))
+        return FLC_OK;
+    const char *ev[] = {"EVAL", TAKE_OVER, "1", key, old, me, ttl};
+    if ((rc = flc_store_command(s, &r, 7, ev, NULL)) != FLC_OK)
+        return rc;
+    *mine = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (*mine)
+        FLC_WARN("%s: took over the merger lock of process %s, which is gone", key, old);
+    return FLC_OK;
+}
+
+int flc_store_merger_holder(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                            char *out, size_t cap)
+{
+    char key[FLC_KEY_MAX];
+    snprintf(out, cap, "unknown");
+    int rc = flc_store_shard_key(s, key, job, round, shard, "merger");
+    if (rc != FLC_OK)
+        return rc;
+    const char *get[] = {"GET", key}, *pttl[] = {"PTTL", key};
+    redisReply *r;
+    if ((rc = flc_store_command(s, &r, 2, get, NULL)) != FLC_OK)
+        return rc;
+    char who[200] = "";
+    if (r->type == REDIS_REPLY_STRING)
+        snprintf(who, sizeof who, "%.*s", (int)r->len, r->str);
+    freeReplyObject(r);
+    if ((rc = flc_store_command(s, &r, 2, pttl, NULL)) != FLC_OK)
+        return rc;
+    long long ms = r->type == REDIS_REPLY_INTEGER ? r->integer : -2;
+    freeReplyObject(r);
+    int pid = 0;
+    char host[160] = "?";
+    if (who[0] == '\0' || ms == -2)
+        snprintf(out, cap, "nobody any more (lock key %s is gone)", key);
+    else if (sscanf(who, "%d %159s", &pid, host) >= 1)
+        snprintf(out, cap, "process %d on host %s (lock key %s, expires in %lld s; if that "
+                 "process is gone, DEL the key or wait)", pid, host, key, ms / 1000);
+    else
+        snprintf(out, cap, "'%.60s' (lock key %s, expires in %lld s)", who, key, ms / 1000);
     return FLC_OK;
 }
 

@@ -489,6 +489,20 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
             rc = flc_err_set(e, sm->m[s].err.code ? sm->m[s].err.code : FLC_EIO,
                              "the merger of shard %u: %s", s, flc_err_msg(&sm->m[s].err));
 
+    /* A merge that failed in itself (the rule refused the round, as Krum
+     * with f too large for the participants; memory; a refused write) would
+     * fail again every round: the run stops, naming it, instead of
+     * recording rounds with the old model. A round nobody could be merged
+     * in (no update in time: FLC_ETIMEOUT) or cut by a lost connection
+     * (FLC_ECONN: a failover) stays a round that was not merged, named in
+     * its merge_error. */
+    for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++) {
+        const merger_th_t *mt = &sm->m[s];
+        if (mt->rc != FLC_OK && mt->rc != FLC_ETIMEOUT && mt->rc != FLC_ECONN)
+            rc = flc_err_set(e, mt->rc, "the merger of shard %u failed: %s", s,
+                             flc_err_msg(&mt->err));
+    }
+
     int merged = rc == FLC_OK;
     out->merge_error[0] = '\0';
     for (uint32_t s = 0; s < sm->S; s++) {
