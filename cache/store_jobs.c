@@ -174,6 +174,9 @@ int flc_store_job_begin(flc_store_t *s, const char *job, uint32_t S)
             freeReplyObject(rs[0]);
             freeReplyObject(rs[1]);
         }
+        const char *k = key;
+        if (rc == FLC_OK)
+            rc = flc_store_expire_written(s, 1, &k);
         /* Read back: another run starting the job at the same time may
          * have won the HSETNX with its own count. */
         if (rc == FLC_OK)
@@ -262,6 +265,10 @@ int flc_store_round_begin(flc_store_t *s, const char *job, uint32_t S, uint32_t 
             rc = flc_store_reply_error(s, rs[i], "indexing the round");
         freeReplyObject(rs[i]);
     }
+    const char *written[] = {k_roster, k_clients, k_rounds, k_shards};
+    if (rc == FLC_OK)
+        rc = n > 0 ? flc_store_expire_written(s, 4, written)
+                   : flc_store_expire_written(s, 2, written + 2);
     if (rc != FLC_OK)
         return flc_err_wrap(&s->err, "round %u of job %s: ", round, job);
     return FLC_OK;

@@ -17,6 +17,35 @@
 #include "base/log.h"
 #include "cache/keys.h"
 
+int flc_store_expire_written(flc_store_t *s, size_t n, const char *const *keys)
+{
+    if (s->opts.ttl_ms == 0 || n == 0)
+        return FLC_OK;
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
+    const char *(*argv)[3] = malloc(n * sizeof *argv);
+    const char *const **cmds = malloc(n * sizeof *cmds);
+    int *argc = malloc(n * sizeof *argc);
+    redisReply **rs = calloc(n, sizeof *rs);
+    int rc = argv && cmds && argc && rs
+                 ? FLC_OK
+                 : flc_err_set(&s->err, FLC_ENOMEM, "out of memory for %zu expiries", n);
+    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+        argv[i][0] = "PEXPIRE", argv[i][1] = keys[i], argv[i][2] = ttl;
+        cmds[i] = argv[i], argc[i] = 3;
+    }
+    if (rc == FLC_OK)
+        rc = flc_store_pipeline(s, n, argc, cmds, rs);
+    for (size_t i = 0; rc == FLC_OK && i < n; i++)
+        if (rs[i]->type == REDIS_REPLY_ERROR)
+            rc = flc_store_reply_error(s, rs[i], "PEXPIRE");
+    for (size_t i = 0; rs && i < n; i++)
+        if (rs[i])
+            freeReplyObject(rs[i]);
+    free(argv), free(cmds), free(argc), free(rs);
+    return rc;
+}
+
 void flc_store_fields_free(flc_store_fields_t *f)
 {
     if (f == NULL)
@@ -66,7 +95,10 @@ static int blob_put(flc_store_t *s, const char *key, const void *blob, size_t le
 {
     const char *argv[] = {"SET", key, blob};
     size_t lens[] = {3, strlen(key), len};
+    const char *k = key;
     int rc = flc_store_command(s, NULL, 3, argv, lens);
+    if (rc == FLC_OK)
+        rc = flc_store_expire_written(s, 1, &k);
     return rc == FLC_OK ? rc : flc_err_wrap(&s->err, "writing %s: ", key);
 }
 
@@ -133,6 +165,8 @@ int flc_store_merger_lock(flc_store_t *s, const char *job, uint32_t round, uint3
     if (rc != FLC_OK)
         return rc;
     holder_id(me, sizeof me);
+    if (s->opts.ttl_ms && s->opts.ttl_ms < ttl_ms)
+        ttl_ms = s->opts.ttl_ms; /* no key of a --ttl job outlives it */
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)ttl_ms);
     const char *argv[] = {"SET", key, me, "NX", "PX", ttl};
     redisReply *r;
@@ -246,10 +280,15 @@ int flc_store_close_shard(flc_store_t *s, const char *job, uint32_t round, uint3
     }
     /* Then the merger's ownership key goes, in the same round trip. */
     const char *del[] = {"DEL", k_owner};
-    const char *const *cmds[] = {ev, del};
-    const int argc[] = {(int)n + 4, 2};
-    redisReply *rs[2];
-    rc = flc_store_pipeline(s, 2, argc, cmds, rs);
+    /* With the store's ttl the flag expires like the round it closes (in
+     * the same round trip). */
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
+    const char *exp[] = {"PEXPIRE", k_closed, ttl};
+    const char *const *cmds[] = {ev, del, exp};
+    const int argc[] = {(int)n + 4, 2, 3};
+    redisReply *rs[3] = {NULL, NULL, NULL};
+    rc = flc_store_pipeline(s, s->opts.ttl_ms ? 3 : 2, argc, cmds, rs);
     free(keys), free(ev);
     if (rc != FLC_OK)
         return rc;
@@ -265,6 +304,8 @@ int flc_store_close_shard(flc_store_t *s, const char *job, uint32_t round, uint3
                                                                : 0;
     freeReplyObject(rs[0]);
     freeReplyObject(rs[1]);
+    if (rs[2])
+        freeReplyObject(rs[2]);
     if (rc != FLC_OK)
         return flc_err_wrap(&s->err, "closing shard %u of round %u of job %s: ", shard, round,
                             job);
@@ -283,7 +324,10 @@ static int rec_put(flc_store_t *s, const char *job, const char *what, uint32_t r
     flc_key_job_shard(key, job, shard, what, round);
     const char *argv[] = {"SET", key, blob};
     size_t lens[] = {3, strlen(key), len};
+    const char *k = key;
     int rc = flc_store_command(s, NULL, 3, argv, lens);
+    if (rc == FLC_OK)
+        rc = flc_store_expire_written(s, 1, &k);
     return rc == FLC_OK ? rc : flc_err_wrap(&s->err, "writing %s: ", key);
 }
 
@@ -346,6 +390,10 @@ static int rec_getall(flc_store_t *s, const char *job, const char *what, uint32_
                              (size_t)r->len);
         else
             out->n++;
+    }
+    if (rc == FLC_OK && put != NULL) {
+        const char *k = keys[0];
+        rc = flc_store_expire_written(s, 1, &k);
     }
     for (size_t j = 0; rs && j < n; j++)
         if (rs[j])

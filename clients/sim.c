@@ -141,7 +141,12 @@ static int put_global(sim_t *sm, uint32_t round, flc_err_t *e)
     flc_shard_t g = {.round = round, .shard = 0, .num_shards = 1, .offset = 0, .count = sm->P,
                      .model_size = sm->P, .created_ms = flc_wall_ms(), .values = sm->global};
     snprintf(g.job, sizeof g.job, "%s", sm->gjob);
-    return flc_store_put_merged(sm->s, &g) == FLC_OK ? FLC_OK : store_err(sm->s, e);
+    /* The model's own key carries the store's ttl (--ttl); the indexes the
+     * put writes beside it get it here. */
+    if (flc_store_put_merged(sm->s, &g) != FLC_OK ||
+        flc_store_index_expire(sm->s, sm->gjob, round) != FLC_OK)
+        return store_err(sm->s, e);
+    return FLC_OK;
 }
 
 /* Data, split, faulty set, test set, model, global model, mergers. */
@@ -347,6 +352,8 @@ static cJSON *client_event(const sim_t *sm, uint32_t round, const sim_client_t *
     cJSON_AddStringToObject(o, "fault", x->faulty ? flc_client_fault_name(c->fault) : "none");
     cJSON_AddNumberToObject(o, "fault_scale", c->fault_scale);
     cJSON_AddNumberToObject(o, "delay_ms", x->delay_ms);
+    if (c->store_opts != NULL && c->store_opts->ttl_ms)
+        cJSON_AddNumberToObject(o, "ttl_ms", (double)c->store_opts->ttl_ms);
     if (c->synthetic_params) {
         cJSON_AddNumberToObject(o, "synthetic_params", (double)c->synthetic_params);
         return o;
