@@ -462,23 +462,6 @@ int flc_store_expire_round(flc_store_t *s, const char *job, uint32_t round, uint
     return rc;
 }
 
-int flc_store_index_expire(flc_store_t *s, const char *job, uint32_t round)
-{
-    flc_err_clear(&s->err);
-    if (s->opts.ttl_ms == 0)
-        return FLC_OK;
-    if (flc_name_check_job(job, &s->err))
-        return s->err.code;
-    char k[5][FLC_KEY_MAX];
-    flc_key_job(k[0], job, "schema");
-    flc_key_job(k[1], job, "rounds");
-    flc_key_job(k[2], job, "clients");
-    flc_key_job_round(k[3], job, "shards", round);
-    flc_key_job_round(k[4], job, "roster", round);
-    const char *keys[] = {k[0], k[1], k[2], k[3], k[4]};
-    return flc_store_expire_written(s, 5, keys);
-}
-
 int flc_store_forget_job(flc_store_t *s, const char *job)
 {
     flc_err_clear(&s->err);
