@@ -380,9 +380,12 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
 
     /* The job's schema record (one shard count per job; a job of an older
      * key schema refused) and the round's indexes, which the clients no
-     * longer write: the roster of expected clients above all. */
-    if (flc_store_round_begin(s, cfg->job, cfg->num_shards, cfg->round, cfg->shard,
-                              cfg->expected, cfg->n_expected) != FLC_OK) {
+     * longer write: the roster of expected clients above all. With
+     * driver_records the driver wrote them: the schema is only read. */
+    if ((cfg->driver_records ? flc_store_job_begin(s, cfg->job, cfg->num_shards)
+                             : flc_store_round_begin(s, cfg->job, cfg->num_shards, cfg->round,
+                                                     cfg->shard, cfg->expected,
+                                                     cfg->n_expected)) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
     }

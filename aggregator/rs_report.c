@@ -204,8 +204,22 @@ int flc_rs_report_store(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
     /* The last shard to report writes the round's metadata. Two mergers
      * finishing together may both see all reports: both then write the same
      * fold, which is harmless. */
-    if (all.n >= cfg->num_shards)
+    if (all.n >= cfg->num_shards && !cfg->driver_records)
         rc = fold_round_meta(s, cfg, &all, e);
+    flc_store_fields_free(&all);
+    return rc;
+}
+
+int flc_rs_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_err_t *e)
+{
+    flc_store_fields_t all;
+    if (flc_store_merge_report_getall(s, cfg->job, cfg->round, &all) != FLC_OK) {
+        *e = *flc_store_error(s);
+        return e->code;
+    }
+    int rc = all.n > 0 ? fold_round_meta(s, cfg, &all, e)
+                       : flc_err_set(e, FLC_ENOTFOUND, "round %u of job %s: no shard reported",
+                                     cfg->round, cfg->job);
     flc_store_fields_free(&all);
     return rc;
 }

@@ -120,6 +120,10 @@ int flc_store_krum_partial_getall(flc_store_t *s, const char *job, uint32_t roun
 int flc_store_track_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                         const char *where);
 
+/* Every shard's merge report of the round (none: out->n = 0). */
+int flc_store_merge_report_getall(flc_store_t *s, const char *job, uint32_t round,
+                                  flc_store_fields_t *out);
+
 /* Every tracker entry of the round (none: out->n = 0). */
 int flc_store_track_getall(flc_store_t *s, const char *job, uint32_t round,
                            flc_store_fields_t *out);

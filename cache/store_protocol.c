@@ -414,6 +414,12 @@ int flc_store_merge_report_put(flc_store_t *s, const char *job, uint32_t round, 
     return rec_getall(s, job, "merges", round, shard, report, all);
 }
 
+int flc_store_merge_report_getall(flc_store_t *s, const char *job, uint32_t round,
+                                  flc_store_fields_t *out)
+{
+    return rec_getall(s, job, "merges", round, 0, NULL, out);
+}
+
 int flc_store_krum_partial_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                                const void *blob, size_t len)
 {

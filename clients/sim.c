@@ -454,6 +454,13 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
         else if (sm->placed)
             snprintf(sm->m[s].node, sizeof sm->m[s].node, "%s", nd.addr);
     }
+    /* The driver opens the round (roster, rounds, shards, clients) and
+     * later folds its RoundMeta: the mergers write only their shard's keys
+     * (docs/architecture.md, "A user per role"). */
+    for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++)
+        if (flc_store_round_begin(sm->s, c->job, sm->S, round, s, (const char *const *)names,
+                                  k) != FLC_OK)
+            rc = store_err(sm->s, e);
     for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++) {
         merger_th_t *mt = &sm->m[s];
         memset(&mt->err, 0, sizeof mt->err);
@@ -462,6 +469,7 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
                                      .rule = sm->rule, .expected = (const char *const *)names,
                                      .n_expected = k, .deadline_ms = c->deadline_ms,
                                      .readers = 1, .state = mt->state,
+                                     .driver_records = 1,
                                      /* the round's Gram partials for later queries, when
                                       * they are cheap next to the round itself (K^2 P
                                       * flops; K = 100 of a 100k model: ~0.1 s) */
@@ -487,6 +495,18 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
      * driver writes anything more, so it can spill them to make room. */
     if (sm->policy != NULL)
         flc_store_track_round(sm->s, c->job, round);
+    /* The round's RoundMeta from the shards' reports (also of a failed
+     * merge: then "failed: ..."); the driver's fields follow in
+     * sim_record_round. */
+    int reported = 0;
+    for (uint32_t s = 0; s < sm->S; s++)
+        reported |= sm->m[s].cfg.job != NULL && !sm->m[s].place_failed;
+    if (reported) {
+        flc_err_t me = {0};
+        int mr = flc_rs_round_meta(sm->s, &sm->m[0].cfg, &me);
+        if (mr != FLC_OK && mr != FLC_ENOTFOUND && rc == FLC_OK)
+            rc = flc_err_set(e, mr, "round %u's metadata: %s", round, me.msg);
+    }
 
     /* A merger that could not be placed is a configuration error (a node
      * missing from the map, a namespace that cannot be entered): the run
