@@ -495,18 +495,6 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
      * driver writes anything more, so it can spill them to make room. */
     if (sm->policy != NULL)
         flc_store_track_round(sm->s, c->job, round);
-    /* The round's RoundMeta from the shards' reports (also of a failed
-     * merge: then "failed: ..."); the driver's fields follow in
-     * sim_record_round. */
-    int reported = 0;
-    for (uint32_t s = 0; s < sm->S; s++)
-        reported |= sm->m[s].cfg.job != NULL && !sm->m[s].place_failed;
-    if (reported) {
-        flc_err_t me = {0};
-        int mr = flc_rs_round_meta(sm->s, &sm->m[0].cfg, &me);
-        if (mr != FLC_OK && mr != FLC_ENOTFOUND && rc == FLC_OK)
-            rc = flc_err_set(e, mr, "round %u's metadata: %s", round, me.msg);
-    }
 
     /* A merger that could not be placed is a configuration error (a node
      * missing from the map, a namespace that cannot be entered): the run
@@ -528,6 +516,24 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
         if (mt->rc != FLC_OK && mt->rc != FLC_ETIMEOUT && mt->rc != FLC_ECONN)
             rc = flc_err_set(e, mt->rc, "the merger of shard %u failed: %s", s,
                              flc_err_msg(&mt->err));
+    }
+
+    /* The round's RoundMeta from the shards' reports (also of a failed
+     * merge: then "failed: ..."); the driver's fields follow in
+     * sim_record_round. A lost connection (a failover of the job records'
+     * node) is retried for up to 10 s, as the merger's close is. */
+    int reported = 0;
+    for (uint32_t s = 0; s < sm->S; s++)
+        reported |= sm->m[s].cfg.round == round && !sm->m[s].place_failed;
+    if (reported) {
+        flc_err_t me = {0};
+        int mr = flc_rs_round_meta(sm->s, &sm->m[0].cfg, &me);
+        for (unsigned w = 100, spent = 0; mr == FLC_ECONN && spent < 10000; spent += w) {
+            flc_sleep_ms(w);
+            mr = flc_rs_round_meta(sm->s, &sm->m[0].cfg, &me);
+        }
+        if (mr != FLC_OK && mr != FLC_ENOTFOUND && rc == FLC_OK)
+            rc = flc_err_set(e, mr, "round %u's metadata: %s", round, me.msg);
     }
 
     int merged = rc == FLC_OK;
