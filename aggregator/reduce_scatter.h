@@ -93,6 +93,10 @@ typedef struct flc_rs_merger_cfg {
                                   * the round (clients x clients and the aggregate, see
                                   * aggregator/query.h) and cache it beside the shard, so
                                   * later queries read N^2 numbers instead of N updates */
+    int driver_records;          /* 1: a driver opened the round (flc_store_round_begin: the
+                                  * job's indexes and roster) and folds its RoundMeta
+                                  * (flc_rs_round_meta): the merger writes neither, so its
+                                  * ACL needs no write on any job-wide key (least privilege) */
 } flc_rs_merger_cfg_t;
 
 /* What one shard's merge did; also stored in the cache (fl:{J/j}:merges:<r>,
@@ -107,9 +111,18 @@ typedef struct flc_rs_report {
     uint64_t bytes_read;
     double wait_ms;             /* blocked waiting for arrivals */
     double merge_ms;            /* reading, checking, folding and writing */
+    char error[256];            /* why the merge failed ("" when it did not): stored with
+                                 * the report, so the round's RoundMeta says "failed"
+                                 * and names it instead of listing participants */
 } flc_rs_report_t;
 
 void flc_rs_report_free(flc_rs_report_t *r);
+
+/* The driver's side of driver_records: folds every shard's stored merge
+ * report of cfg's round into its RoundMeta (participants are the clients
+ * every shard merged; a shard's error makes it "failed: ..."), as the last
+ * merger does otherwise. FLC_ENOTFOUND when no shard reported. */
+int flc_rs_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_err_t *e);
 
 /* Runs the merger of one shard for one round (blocks until every expected
  * contributor arrived or the deadline). Writes the merged shard, the report

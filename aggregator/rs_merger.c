@@ -380,9 +380,12 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
 
     /* The job's schema record (one shard count per job; a job of an older
      * key schema refused) and the round's indexes, which the clients no
-     * longer write: the roster of expected clients above all. */
-    if (flc_store_round_begin(s, cfg->job, cfg->num_shards, cfg->round, cfg->shard,
-                              cfg->expected, cfg->n_expected) != FLC_OK) {
+     * longer write: the roster of expected clients above all. With
+     * driver_records the driver wrote them: the schema is only read. */
+    if ((cfg->driver_records ? flc_store_job_begin(s, cfg->job, cfg->num_shards)
+                             : flc_store_round_begin(s, cfg->job, cfg->num_shards, cfg->round,
+                                                     cfg->shard, cfg->expected,
+                                                     cfg->n_expected)) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
     }
@@ -404,9 +407,12 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
         *e = *flc_store_error(s);
         return e->code;
     }
-    if (!mine)
+    if (!mine) {
+        char who[400];
+        flc_store_merger_holder(s, cfg->job, cfg->round, cfg->shard, who, sizeof who);
         return flc_err_set(e, FLC_EDUP, "shard %u of round %u of job %s already has a merger "
-                           "running", cfg->shard, cfg->round, cfg->job);
+                           "running: %s", cfg->shard, cfg->round, cfg->job, who);
+    }
 
     int rc = FLC_OK;
     m.seen = calloc(cfg->n_expected, 1);
@@ -471,6 +477,7 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
     merger_free(&m);
     if (rc != FLC_OK) {
         flc_err_t keep = *e;
+        snprintf(rep->error, sizeof rep->error, "%s", flc_err_msg(e));
         if (!cfg->ephemeral)
             flc_rs_report_store(s, cfg, rep, e); /* best effort: the round's record */
         *e = keep;

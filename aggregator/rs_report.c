@@ -43,6 +43,8 @@ cJSON *flc_rs_report_json(const flc_rs_report_t *rep)
     cJSON_AddNumberToObject(o, "bytes_read", (double)rep->bytes_read);
     cJSON_AddNumberToObject(o, "wait_ms", rep->wait_ms);
     cJSON_AddNumberToObject(o, "merge_ms", rep->merge_ms);
+    if (rep->error[0])
+        cJSON_AddStringToObject(o, "error", rep->error);
     return o;
 }
 
@@ -109,6 +111,10 @@ static int fold_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
     double wait_ms = 0, merge_ms = 0;
     uint64_t bytes = 0;
     size_t nshards = 0;
+    /* A shard whose merge failed: nothing was merged in this round, whatever
+     * the other shards did (the model is not stepped), so the round is
+     * "failed: <why>" with no participants, never "closed". */
+    char failed[300] = "";
     for (size_t i = 0; i < cfg->n_expected; i++)
         names_add(&expected, cfg->expected[i]);
     /* A client takes part in the round when every shard merged it. */
@@ -129,6 +135,10 @@ static int fold_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
         wait_ms = w > wait_ms ? w : wait_ms; /* shards merge in parallel: the slowest counts */
         merge_ms = m > merge_ms ? m : merge_ms;
         bytes += (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "bytes_read"));
+        const char *err = cJSON_GetStringValue(cJSON_GetObjectItem(j, "error"));
+        if (err != NULL && failed[0] == '\0')
+            snprintf(failed, sizeof failed, "failed: shard %d: %s",
+                     (int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "shard")), err);
     }
     for (size_t c = 0; c < merged_any.n; c++) {
         size_t in = 0;
@@ -140,7 +150,7 @@ static int fold_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
                     break;
                 }
         }
-        if (in == nshards)
+        if (in == nshards && failed[0] == '\0')
             names_add(&participants, merged_any.v[c]);
     }
     for (size_t k = 0; k < nshards; k++)
@@ -165,7 +175,7 @@ static int fold_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
     m.merge_ms = merge_ms;
     m.bytes_read = bytes;
     m.closed_ms = flc_wall_ms();
-    m.status = "closed";
+    m.status = failed[0] ? failed : "closed";
     rc = flc_store_put_round_meta(s, &m);
     if (rc != FLC_OK)
         *e = *flc_store_error(s);
@@ -194,8 +204,22 @@ int flc_rs_report_store(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
     /* The last shard to report writes the round's metadata. Two mergers
      * finishing together may both see all reports: both then write the same
      * fold, which is harmless. */
-    if (all.n >= cfg->num_shards)
+    if (all.n >= cfg->num_shards && !cfg->driver_records)
         rc = fold_round_meta(s, cfg, &all, e);
+    flc_store_fields_free(&all);
+    return rc;
+}
+
+int flc_rs_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_err_t *e)
+{
+    flc_store_fields_t all;
+    if (flc_store_merge_report_getall(s, cfg->job, cfg->round, &all) != FLC_OK) {
+        *e = *flc_store_error(s);
+        return e->code;
+    }
+    int rc = all.n > 0 ? fold_round_meta(s, cfg, &all, e)
+                       : flc_err_set(e, FLC_ENOTFOUND, "round %u of job %s: no shard reported",
+                                     cfg->round, cfg->job);
     flc_store_fields_free(&all);
     return rc;
 }

@@ -269,6 +269,12 @@ int flc_store_delete_round(flc_store_t *s, const char *job, uint32_t round);
 /* Sets (ttl_ms > 0) or removes (0) the expiry of every key of a round. */
 int flc_store_expire_round(flc_store_t *s, const char *job, uint32_t round, uint64_t ttl_ms);
 
+/* With the store's ttl (opts.ttl_ms), gives the job's indexes that round r
+ * touches (schema, rounds, clients, shards:<r>, roster:<r>) that expiry; a
+ * no-op without one. For indexes written beside a merged shard
+ * (flc_store_put_merged), which carry no expiry of their own. */
+int flc_store_index_expire(flc_store_t *s, const char *job, uint32_t round);
+
 typedef struct flc_store_stats {
     uint64_t keys;          /* DBSIZE */
     uint64_t used_memory;   /* INFO memory used_memory */

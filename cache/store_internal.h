@@ -105,6 +105,12 @@ void flc_tier_close(flc_store_t *s);
 /* Connects when there is no live connection. */
 int flc_store_ensure(flc_store_t *s);
 
+/* With the store's ttl (opts.ttl_ms), gives keys[0..n) that expiry (one
+ * pipelined PEXPIRE each, one round trip); without one, does nothing. Every
+ * index and record a write made goes through here, so a run given --ttl
+ * and killed leaves nothing without an expiry (store_protocol.c). */
+int flc_store_expire_written(flc_store_t *s, size_t n, const char *const *keys);
+
 /* Turns a hiredis context error into an FLC code and message about `what`,
  * and drops the connection so the next call reconnects. */
 int flc_store_io_error(flc_store_t *s, const char *what);

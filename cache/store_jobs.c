@@ -174,6 +174,9 @@ int flc_store_job_begin(flc_store_t *s, const char *job, uint32_t S)
             freeReplyObject(rs[0]);
             freeReplyObject(rs[1]);
         }
+        const char *k = key;
+        if (rc == FLC_OK)
+            rc = flc_store_expire_written(s, 1, &k);
         /* Read back: another run starting the job at the same time may
          * have won the HSETNX with its own count. */
         if (rc == FLC_OK)
@@ -262,7 +265,28 @@ int flc_store_round_begin(flc_store_t *s, const char *job, uint32_t S, uint32_t 
             rc = flc_store_reply_error(s, rs[i], "indexing the round");
         freeReplyObject(rs[i]);
     }
+    const char *written[] = {k_roster, k_clients, k_rounds, k_shards};
+    if (rc == FLC_OK)
+        rc = n > 0 ? flc_store_expire_written(s, 4, written)
+                   : flc_store_expire_written(s, 2, written + 2);
     if (rc != FLC_OK)
         return flc_err_wrap(&s->err, "round %u of job %s: ", round, job);
     return FLC_OK;
+}
+
+int flc_store_index_expire(flc_store_t *s, const char *job, uint32_t round)
+{
+    flc_err_clear(&s->err);
+    if (s->opts.ttl_ms == 0)
+        return FLC_OK;
+    if (flc_name_check_job(job, &s->err))
+        return s->err.code;
+    char k[5][FLC_KEY_MAX];
+    flc_key_job(k[0], job, "schema");
+    flc_key_job(k[1], job, "rounds");
+    flc_key_job(k[2], job, "clients");
+    flc_key_job_round(k[3], job, "shards", round);
+    flc_key_job_round(k[4], job, "roster", round);
+    const char *keys[] = {k[0], k[1], k[2], k[3], k[4]};
+    return flc_store_expire_written(s, 5, keys);
 }

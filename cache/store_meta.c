@@ -53,7 +53,9 @@ int flc_store_put_round_meta(flc_store_t *s, const Flcache__RoundMeta *m)
     flc_key_job(k_rounds, m->job, "rounds");
     snprintf(rnd, sizeof rnd, "%u", m->round);
     const char *argv[] = {"ZADD", k_rounds, rnd, rnd};
-    return flc_store_command(s, NULL, 4, argv, NULL);
+    const char *k = k_rounds;
+    rc = flc_store_command(s, NULL, 4, argv, NULL);
+    return rc == FLC_OK ? flc_store_expire_written(s, 1, &k) : rc;
 }
 
 /* GETs key; FLC_ENOTFOUND with `what` when absent. *r is a string reply. */
@@ -132,6 +134,9 @@ int flc_store_put_update_meta(flc_store_t *s, const Flcache__ModelUpdate *u)
         rc = flc_store_flush(s, "SET");
     if (rc == FLC_OK)
         rc = flc_store_read_replies(s, 2, "SET", NULL);
+    const char *k = k_hist;
+    if (rc == FLC_OK)
+        rc = flc_store_expire_written(s, 1, &k);
     if (rc != FLC_OK)
         return flc_err_wrap(&s->err, "storing %s (key %s): ", what, k_um);
     s->bytes_written += len;

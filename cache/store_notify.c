@@ -34,7 +34,8 @@ int flc_store_notify(flc_store_t *s, const char *job, uint32_t round, uint32_t s
     free(argv);
     if (rc == FLC_OK)
         freeReplyObject(r);
-    return rc;
+    const char *k = key;
+    return rc == FLC_OK ? flc_store_expire_written(s, 1, &k) : rc;
 }
 
 int flc_store_blpop_keys(flc_store_t *s, const char *const *keys, size_t n, unsigned timeout_ms,
@@ -213,7 +214,8 @@ int flc_store_barrier_release(flc_store_t *s, const char *job, uint32_t round, u
     freeReplyObject(rs[0]);
     if (copies)
         freeReplyObject(rs[1]);
-    return rc;
+    const char *k = k_go;
+    return rc == FLC_OK && copies ? flc_store_expire_written(s, 1, &k) : rc;
 }
 
 int flc_store_barrier_wait(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,

@@ -59,10 +59,16 @@ int flc_store_shard_closed(flc_store_t *s, const char *job, uint32_t round, uint
                            int *closed);
 
 /* Takes the shard's merger lock (fl:{T}:r:<r>:merger, SET NX with a ttl_ms
- * expiry, holding this process's pid): *mine = 1 when taken, 0 when another
- * merger holds it. */
+ * expiry, holding "<pid> <host>"): *mine = 1 when taken, 0 when another
+ * merger holds it. A lock whose holder is a process of this host that is
+ * gone (a crashed run) is taken over. */
 int flc_store_merger_lock(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                           uint64_t ttl_ms, int *mine);
+
+/* Describes who holds the shard's merger lock, for a refusal's message:
+ * "process P on host H (lock key K, expires in N s; ...)". */
+int flc_store_merger_holder(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                            char *out, size_t cap);
 
 /* Gives the merger lock back (a merger that failed before closing). */
 int flc_store_merger_unlock(flc_store_t *s, const char *job, uint32_t round, uint32_t shard);
@@ -113,6 +119,10 @@ int flc_store_krum_partial_getall(flc_store_t *s, const char *job, uint32_t roun
  * "node|tier" text) in fl:{J/j}:where:<r>. */
 int flc_store_track_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                         const char *where);
+
+/* Every shard's merge report of the round (none: out->n = 0). */
+int flc_store_merge_report_getall(flc_store_t *s, const char *job, uint32_t round,
+                                  flc_store_fields_t *out);
 
 /* Every tracker entry of the round (none: out->n = 0). */
 int flc_store_track_getall(flc_store_t *s, const char *job, uint32_t round,

@@ -7,12 +7,44 @@
  * layouts belong to their writers in aggregator/: here they are bytes. */
 #include "cache/store_internal.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "base/log.h"
 #include "cache/keys.h"
+
+int flc_store_expire_written(flc_store_t *s, size_t n, const char *const *keys)
+{
+    if (s->opts.ttl_ms == 0 || n == 0)
+        return FLC_OK;
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
+    const char *(*argv)[3] = malloc(n * sizeof *argv);
+    const char *const **cmds = malloc(n * sizeof *cmds);
+    int *argc = malloc(n * sizeof *argc);
+    redisReply **rs = calloc(n, sizeof *rs);
+    int rc = argv && cmds && argc && rs
+                 ? FLC_OK
+                 : flc_err_set(&s->err, FLC_ENOMEM, "out of memory for %zu expiries", n);
+    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+        argv[i][0] = "PEXPIRE", argv[i][1] = keys[i], argv[i][2] = ttl;
+        cmds[i] = argv[i], argc[i] = 3;
+    }
+    if (rc == FLC_OK)
+        rc = flc_store_pipeline(s, n, argc, cmds, rs);
+    for (size_t i = 0; rc == FLC_OK && i < n; i++)
+        if (rs[i]->type == REDIS_REPLY_ERROR)
+            rc = flc_store_reply_error(s, rs[i], "PEXPIRE");
+    for (size_t i = 0; rs && i < n; i++)
+        if (rs[i])
+            freeReplyObject(rs[i]);
+    free(argv), free(cmds), free(argc), free(rs);
+    return rc;
+}
 
 void flc_store_fields_free(flc_store_fields_t *f)
 {
@@ -63,7 +95,10 @@ static int blob_put(flc_store_t *s, const char *key, const void *blob, size_t le
 {
     const char *argv[] = {"SET", key, blob};
     size_t lens[] = {3, strlen(key), len};
+    const char *k = key;
     int rc = flc_store_command(s, NULL, 3, argv, lens);
+    if (rc == FLC_OK)
+        rc = flc_store_expire_written(s, 1, &k);
     return rc == FLC_OK ? rc : flc_err_wrap(&s->err, "writing %s: ", key);
 }
 
@@ -87,23 +122,112 @@ int flc_store_shard_closed(flc_store_t *s, const char *job, uint32_t round, uint
     return FLC_OK;
 }
 
+/* The lock's value: "<pid> <host>", who holds it, for people and for
+ * taking over the lock of a merger that died on this host. */
+static void holder_id(char *out, size_t cap)
+{
+    char host[128] = "?";
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "?");
+    host[sizeof host - 1] = '\0';
+    snprintf(out, cap, "%d %s", (int)getpid(), host);
+}
+
+/* 1 when value names a process of this host that no longer exists (a
+ * crashed run's merger): its lock is stale. A holder on another host, or
+ * one whose value is not ours to read, is never judged. */
+static int holder_dead(const char *value)
+{
+    char me[160], host[160];
+    holder_id(me, sizeof me);
+    int pid = 0;
+    if (sscanf(value, "%d %159s", &pid, host) != 2 || pid <= 0 || pid == (int)getpid())
+        return 0;
+    const char *my_host = strchr(me, ' ');
+    if (my_host == NULL || strcmp(my_host + 1, host) != 0)
+        return 0;
+    return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Replaces the lock's value only if it is still the stale one read: two
+ * reruns taking over together, one wins. */
+static const char TAKE_OVER[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end "
+    "return 0";
+
 int flc_store_merger_lock(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                           uint64_t ttl_ms, int *mine)
 {
     *mine = 0;
-    char key[FLC_KEY_MAX], pid[24], ttl[24];
+    char key[FLC_KEY_MAX], me[200], ttl[24];
     int rc = flc_store_shard_key(s, key, job, round, shard, "merger");
     if (rc != FLC_OK)
         return rc;
-    snprintf(pid, sizeof pid, "%d", (int)getpid()); /* who holds it, for people */
+    holder_id(me, sizeof me);
+    if (s->opts.ttl_ms && s->opts.ttl_ms < ttl_ms)
+        ttl_ms = s->opts.ttl_ms; /* no key of a --ttl job outlives it */
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)ttl_ms);
-    const char *argv[] = {"SET", key, pid, "NX", "PX", ttl};
+    const char *argv[] = {"SET", key, me, "NX", "PX", ttl};
     redisReply *r;
     rc = flc_store_command(s, &r, 6, argv, NULL);
     if (rc != FLC_OK)
         return rc;
     *mine = r->type == REDIS_REPLY_STATUS; /* OK; nil when another holds it */
     freeReplyObject(r);
+    if (*mine)
+        return FLC_OK;
+    /* Held: by a merger of a run that crashed on this host (its process is
+     * gone), the lock is taken over, so a rerun does not wait out its
+     * expiry; otherwise flc_store_merger_holder says who holds it. */
+    const char *get[] = {"GET", key};
+    if ((rc = flc_store_command(s, &r, 2, get, NULL)) != FLC_OK)
+        return rc;
+    char old[200] = "";
+    if (r->type == REDIS_REPLY_STRING)
+        snprintf(old, sizeof old, "%.*s", (int)r->len, r->str);
+    freeReplyObject(r);
+    if (old[0] == '\0' || !holder_dead(old))
+        return FLC_OK;
+    const char *ev[] = {"EVAL", TAKE_OVER, "1", key, old, me, ttl};
+    if ((rc = flc_store_command(s, &r, 7, ev, NULL)) != FLC_OK)
+        return rc;
+    *mine = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (*mine)
+        FLC_WARN("%s: took over the merger lock of process %s, which is gone", key, old);
+    return FLC_OK;
+}
+
+int flc_store_merger_holder(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                            char *out, size_t cap)
+{
+    char key[FLC_KEY_MAX];
+    snprintf(out, cap, "unknown");
+    int rc = flc_store_shard_key(s, key, job, round, shard, "merger");
+    if (rc != FLC_OK)
+        return rc;
+    const char *get[] = {"GET", key}, *pttl[] = {"PTTL", key};
+    redisReply *r;
+    if ((rc = flc_store_command(s, &r, 2, get, NULL)) != FLC_OK)
+        return rc;
+    char who[200] = "";
+    if (r->type == REDIS_REPLY_STRING)
+        snprintf(who, sizeof who, "%.*s", (int)r->len, r->str);
+    freeReplyObject(r);
+    if ((rc = flc_store_command(s, &r, 2, pttl, NULL)) != FLC_OK)
+        return rc;
+    long long ms = r->type == REDIS_REPLY_INTEGER ? r->integer : -2;
+    freeReplyObject(r);
+    int pid = 0;
+    char host[160] = "?";
+    if (who[0] == '\0' || ms == -2)
+        snprintf(out, cap, "nobody any more (lock key %s is gone)", key);
+    else if (sscanf(who, "%d %159s", &pid, host) >= 1)
+        snprintf(out, cap, "process %d on host %s (lock key %s, expires in %lld s; if that "
+                 "process is gone, DEL the key or wait)", pid, host, key, ms / 1000);
+    else
+        snprintf(out, cap, "'%.60s' (lock key %s, expires in %lld s)", who, key, ms / 1000);
     return FLC_OK;
 }
 
@@ -156,10 +280,15 @@ int flc_store_close_shard(flc_store_t *s, const char *job, uint32_t round, uint3
     }
     /* Then the merger's ownership key goes, in the same round trip. */
     const char *del[] = {"DEL", k_owner};
-    const char *const *cmds[] = {ev, del};
-    const int argc[] = {(int)n + 4, 2};
-    redisReply *rs[2];
-    rc = flc_store_pipeline(s, 2, argc, cmds, rs);
+    /* With the store's ttl the flag expires like the round it closes (in
+     * the same round trip). */
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
+    const char *exp[] = {"PEXPIRE", k_closed, ttl};
+    const char *const *cmds[] = {ev, del, exp};
+    const int argc[] = {(int)n + 4, 2, 3};
+    redisReply *rs[3] = {NULL, NULL, NULL};
+    rc = flc_store_pipeline(s, s->opts.ttl_ms ? 3 : 2, argc, cmds, rs);
     free(keys), free(ev);
     if (rc != FLC_OK)
         return rc;
@@ -175,6 +304,8 @@ int flc_store_close_shard(flc_store_t *s, const char *job, uint32_t round, uint3
                                                                : 0;
     freeReplyObject(rs[0]);
     freeReplyObject(rs[1]);
+    if (rs[2])
+        freeReplyObject(rs[2]);
     if (rc != FLC_OK)
         return flc_err_wrap(&s->err, "closing shard %u of round %u of job %s: ", shard, round,
                             job);
@@ -193,7 +324,10 @@ static int rec_put(flc_store_t *s, const char *job, const char *what, uint32_t r
     flc_key_job_shard(key, job, shard, what, round);
     const char *argv[] = {"SET", key, blob};
     size_t lens[] = {3, strlen(key), len};
+    const char *k = key;
     int rc = flc_store_command(s, NULL, 3, argv, lens);
+    if (rc == FLC_OK)
+        rc = flc_store_expire_written(s, 1, &k);
     return rc == FLC_OK ? rc : flc_err_wrap(&s->err, "writing %s: ", key);
 }
 
@@ -257,6 +391,10 @@ static int rec_getall(flc_store_t *s, const char *job, const char *what, uint32_
         else
             out->n++;
     }
+    if (rc == FLC_OK && put != NULL) {
+        const char *k = keys[0];
+        rc = flc_store_expire_written(s, 1, &k);
+    }
     for (size_t j = 0; rs && j < n; j++)
         if (rs[j])
             freeReplyObject(rs[j]);
@@ -274,6 +412,12 @@ int flc_store_merge_report_put(flc_store_t *s, const char *job, uint32_t round, 
     /* SET then every shard's GET in one round trip: the same answers as
      * one after the other on this connection, one wait fewer per merge. */
     return rec_getall(s, job, "merges", round, shard, report, all);
+}
+
+int flc_store_merge_report_getall(flc_store_t *s, const char *job, uint32_t round,
+                                  flc_store_fields_t *out)
+{
+    return rec_getall(s, job, "merges", round, 0, NULL, out);
 }
 
 int flc_store_krum_partial_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,

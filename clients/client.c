@@ -54,6 +54,7 @@ typedef struct client_cfg {
     int epochs, fault;
     double lr, mu, fault_scale, delay_ms;
     uint64_t seed;
+    uint64_t ttl_ms;  /* the run's --ttl: every key this client writes expires */
     uint32_t *idx;
     size_t nidx;
 } client_cfg_t;
@@ -66,7 +67,7 @@ static int parse_event(const cJSON *ev, const char *redis, const char *data_dir,
                        client_cfg_t *c, flc_err_t *e)
 {
     memset(c, 0, sizeof *c);
-    long long round, hidden, batch, subset, synthetic, shards, epochs, seed;
+    long long round, hidden, batch, subset, synthetic, shards, epochs, seed, ttl;
     const char *g;
     if (flc_ev_need_str(ev, "job", &c->job, e) || flc_ev_need_str(ev, "client", &c->client, e) ||
         flc_ev_need_int(ev, "round", 1, 4294967295LL, &round, e) ||
@@ -85,8 +86,10 @@ static int parse_event(const cJSON *ev, const char *redis, const char *data_dir,
         flc_ev_opt_int(ev, "seed", 0, 9007199254740992LL, 1, &seed, e) ||
         flc_ev_opt_num(ev, "delay_ms", 0, 86400000, 0, &c->delay_ms, e) ||
         flc_ev_opt_num(ev, "fault_scale", 0, INFINITY, 4, &c->fault_scale, e) ||
-        flc_ev_opt_str(ev, "fault", "none", &c->fault_s, e))
+        flc_ev_opt_str(ev, "fault", "none", &c->fault_s, e) ||
+        flc_ev_opt_int(ev, "ttl_ms", 0, 9007199254740992LL, 0, &ttl, e))
         return e->code;
+    c->ttl_ms = (uint64_t)ttl;
     c->round = (uint32_t)round;
     c->hidden = (size_t)hidden;
     c->batch = (size_t)batch;
@@ -259,7 +262,12 @@ int flc_client_fn(const flc_store_cfg_t *sc, const char *data_dir, const cJSON *
 
     /* The global model of the previous round. */
     uint64_t t1 = flc_now_ns();
-    if (rc == FLC_OK && (s = flc_store_open(c.redis, sc != NULL ? &sc->opts : NULL, e)) == NULL)
+    /* The event's ttl_ms (simulate --ttl) over the role's store options:
+     * the update, its arrival and metadata expire from the start. */
+    flc_store_opts_t so = sc != NULL ? sc->opts : (flc_store_opts_t){0};
+    if (c.ttl_ms)
+        so.ttl_ms = c.ttl_ms;
+    if (rc == FLC_OK && (s = flc_store_open(c.redis, &so, e)) == NULL)
         rc = e->code;
     if (rc == FLC_OK) {
         flc_shard_t g = {0};

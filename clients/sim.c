@@ -141,7 +141,12 @@ static int put_global(sim_t *sm, uint32_t round, flc_err_t *e)
     flc_shard_t g = {.round = round, .shard = 0, .num_shards = 1, .offset = 0, .count = sm->P,
                      .model_size = sm->P, .created_ms = flc_wall_ms(), .values = sm->global};
     snprintf(g.job, sizeof g.job, "%s", sm->gjob);
-    return flc_store_put_merged(sm->s, &g) == FLC_OK ? FLC_OK : store_err(sm->s, e);
+    /* The model's own key carries the store's ttl (--ttl); the indexes the
+     * put writes beside it get it here. */
+    if (flc_store_put_merged(sm->s, &g) != FLC_OK ||
+        flc_store_index_expire(sm->s, sm->gjob, round) != FLC_OK)
+        return store_err(sm->s, e);
+    return FLC_OK;
 }
 
 /* Data, split, faulty set, test set, model, global model, mergers. */
@@ -347,6 +352,8 @@ static cJSON *client_event(const sim_t *sm, uint32_t round, const sim_client_t *
     cJSON_AddStringToObject(o, "fault", x->faulty ? flc_client_fault_name(c->fault) : "none");
     cJSON_AddNumberToObject(o, "fault_scale", c->fault_scale);
     cJSON_AddNumberToObject(o, "delay_ms", x->delay_ms);
+    if (c->store_opts != NULL && c->store_opts->ttl_ms)
+        cJSON_AddNumberToObject(o, "ttl_ms", (double)c->store_opts->ttl_ms);
     if (c->synthetic_params) {
         cJSON_AddNumberToObject(o, "synthetic_params", (double)c->synthetic_params);
         return o;
@@ -447,6 +454,13 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
         else if (sm->placed)
             snprintf(sm->m[s].node, sizeof sm->m[s].node, "%s", nd.addr);
     }
+    /* The driver opens the round (roster, rounds, shards, clients) and
+     * later folds its RoundMeta: the mergers write only their shard's keys
+     * (docs/architecture.md, "A user per role"). */
+    for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++)
+        if (flc_store_round_begin(sm->s, c->job, sm->S, round, s, (const char *const *)names,
+                                  k) != FLC_OK)
+            rc = store_err(sm->s, e);
     for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++) {
         merger_th_t *mt = &sm->m[s];
         memset(&mt->err, 0, sizeof mt->err);
@@ -455,6 +469,7 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
                                      .rule = sm->rule, .expected = (const char *const *)names,
                                      .n_expected = k, .deadline_ms = c->deadline_ms,
                                      .readers = 1, .state = mt->state,
+                                     .driver_records = 1,
                                      /* the round's Gram partials for later queries, when
                                       * they are cheap next to the round itself (K^2 P
                                       * flops; K = 100 of a 100k model: ~0.1 s) */
@@ -488,6 +503,38 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
         if (sm->m[s].place_failed)
             rc = flc_err_set(e, sm->m[s].err.code ? sm->m[s].err.code : FLC_EIO,
                              "the merger of shard %u: %s", s, flc_err_msg(&sm->m[s].err));
+
+    /* A merge that failed in itself (the rule refused the round, as Krum
+     * with f too large for the participants; memory; a refused write) would
+     * fail again every round: the run stops, naming it, instead of
+     * recording rounds with the old model. A round nobody could be merged
+     * in (no update in time: FLC_ETIMEOUT) or cut by a lost connection
+     * (FLC_ECONN: a failover) stays a round that was not merged, named in
+     * its merge_error. */
+    for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++) {
+        const merger_th_t *mt = &sm->m[s];
+        if (mt->rc != FLC_OK && mt->rc != FLC_ETIMEOUT && mt->rc != FLC_ECONN)
+            rc = flc_err_set(e, mt->rc, "the merger of shard %u failed: %s", s,
+                             flc_err_msg(&mt->err));
+    }
+
+    /* The round's RoundMeta from the shards' reports (also of a failed
+     * merge: then "failed: ..."); the driver's fields follow in
+     * sim_record_round. A lost connection (a failover of the job records'
+     * node) is retried for up to 10 s, as the merger's close is. */
+    int reported = 0;
+    for (uint32_t s = 0; s < sm->S; s++)
+        reported |= sm->m[s].cfg.round == round && !sm->m[s].place_failed;
+    if (reported) {
+        flc_err_t me = {0};
+        int mr = flc_rs_round_meta(sm->s, &sm->m[0].cfg, &me);
+        for (unsigned w = 100, spent = 0; mr == FLC_ECONN && spent < 10000; spent += w) {
+            flc_sleep_ms(w);
+            mr = flc_rs_round_meta(sm->s, &sm->m[0].cfg, &me);
+        }
+        if (mr != FLC_OK && mr != FLC_ENOTFOUND && rc == FLC_OK)
+            rc = flc_err_set(e, mr, "round %u's metadata: %s", round, me.msg);
+    }
 
     int merged = rc == FLC_OK;
     out->merge_error[0] = '\0';

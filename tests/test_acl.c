@@ -71,7 +71,8 @@ static void *role_merge(void *p)
     }
     flc_rs_merger_cfg_t mc = {.job = "R", .round = 1, .shard = m->shard, .num_shards = ACL_S,
                               .model_size = ACL_N, .expected = acl_clients, .n_expected = 2,
-                              .deadline_ms = 10000, .readers = 1, .derive_stats = 1};
+                              .deadline_ms = 10000, .readers = 1, .derive_stats = 1,
+                              .driver_records = 1};
     flc_merge_rule_init(&mc.rule, "fedavg", NULL);
     m->rc = flc_rs_merger_run(s, &mc, &m->rep, &e);
     snprintf(m->err, sizeof m->err, "%s", e.msg);
@@ -107,12 +108,12 @@ TEST(acl_user_per_role_round)
         snprintf(r[1], sizeof r[1], "~fl:{%s}:opt", tag);     /* its optimizer state */
         snprintf(r[2], sizeof r[2], "~fl:{%s}:c:*:a:*", tag); /* arrivals it consumes */
         snprintf(own, sizeof own, "~fl:{R/j}:s%u:*", k);      /* its records */
+        /* The driver opens the round (schema, roster, clients) and writes
+         * its RoundMeta (driver_records); the merged shard's put still
+         * indexes the round and shard itself (cache/store_put.c). */
         const char *rules[] = {name, "reset", "on", ">pw", "%R~fl:{R/*", r[0], r[1], r[2], own,
-                               /* the job's shared indexes and the round's metadata */
-                               "~fl:{R/j}:schema", "~fl:{R/j}:rounds", "~fl:{R/j}:clients",
-                               "~fl:{R/j}:shards:*", "~fl:{R/j}:roster:*", "~fl:{R/j}:meta:*",
-                               "+@all"};
-        ok &= setuser(admin, rules, 16) == 0;
+                               "~fl:{R/j}:rounds", "~fl:{R/j}:shards:*", "+@all"};
+        ok &= setuser(admin, rules, 12) == 0;
     }
     static const char *const c1[] = {"rc1", "reset", "on", ">pw", "%R~fl:{R/*",
                                      "~fl:{R/*}:c:c1:*", "+@all"};
@@ -136,6 +137,12 @@ TEST(acl_user_per_role_round)
     user_url(u2, sizeof u2, "rc2");
     user_url(ud, sizeof ud, "driverR");
     user_url(uq, sizeof uq, "queryR");
+    /* The driver opens the round: the job's schema, indexes and roster. */
+    flc_store_t *sd = open_url(ud);
+    int ob = 0;
+    for (uint32_t k = 0; k < ACL_S; k++)
+        ob |= flc_store_round_begin(sd, "R", ACL_S, 1, k, acl_clients, 2);
+    CHECK(ob == 0, "driverR opens round 1 (%s)", flc_store_errstr(sd));
     role_merger_t m[ACL_S];
     pthread_t th[ACL_S];
     for (uint32_t k = 0; k < ACL_S; k++) {
@@ -166,11 +173,16 @@ TEST(acl_user_per_role_round)
           e1.msg, e2.msg);
     CHECK(m[0].rc == 0 && m[1].rc == 0 && m[0].rep.participants.n == 2 &&
               m[1].rep.participants.n == 2,
-          "each shard's merger, as its own user, merged c1 and c2 and wrote its records, the "
-          "round's metadata and its Gram partial (%s%s)", m[0].err, m[1].err);
+          "each shard's merger, as its own user, merged c1 and c2 and wrote its records and "
+          "its Gram partial (%s%s)", m[0].err, m[1].err);
     for (uint32_t k = 0; k < ACL_S; k++)
         flc_rs_report_free(&m[k].rep);
-    flc_store_t *sd = open_url(ud);
+    flc_rs_merger_cfg_t fold = {.job = "R", .round = 1, .num_shards = ACL_S,
+                                .model_size = ACL_N, .expected = acl_clients, .n_expected = 2};
+    flc_merge_rule_init(&fold.rule, "fedavg", NULL);
+    flc_err_t ef = {0};
+    CHECK(flc_rs_round_meta(sd, &fold, &ef) == 0, "driverR folds the shards' reports into the "
+          "round's metadata (%s)", ef.msg);
     float model[ACL_N];
     flc_err_t ed = {0};
     int rp = flc_rs_pull(sd, "R", 1, ACL_S, ACL_N, 5000, model, &ed);
@@ -259,6 +271,12 @@ TEST(acl_user_per_role_round)
     w = flc_store_put_update(sm0, &upd);
     EXPECT(w == FLC_EAUTH, "m0 overwriting c1's update of its own shard: %s",
            flc_store_errstr(sm0));
+    /* ... nor the round's roster, the job's clients and schema, nor its
+     * metadata: the driver's (before: every merger could rewrite them). */
+    w = flc_store_round_begin(sm0, "R", ACL_S, 2, 0, acl_clients, 2);
+    EXPECT(w == FLC_EAUTH, "m0 opening a round (roster, clients): %s", flc_store_errstr(sm0));
+    w = flc_store_put_round_meta(sm0, &rmeta);
+    EXPECT(w == FLC_EAUTH, "m0 writing round metadata: %s", flc_store_errstr(sm0));
     w = flc_store_track_put(sm0, "R", 2, 0, "redis://self|hot||self:1");
     EXPECT(w == 0, "m0 writing its own tracker entry: %s", w ? flc_store_errstr(sm0) : "ok");
     /* One job's users do not reach another job. */
