@@ -271,8 +271,8 @@ int flc_store_expire_round(flc_store_t *s, const char *job, uint32_t round, uint
 
 /* With the store's ttl (opts.ttl_ms), gives the job's indexes that round r
  * touches (schema, rounds, clients, shards:<r>, roster:<r>) that expiry; a
- * no-op without one. For indexes written beside a merged shard
- * (flc_store_put_merged), which carry no expiry of their own. */
+ * no-op without one. The puts expire what they write themselves; this
+ * renews the schema record, which is written (and expired) once per store. */
 int flc_store_index_expire(flc_store_t *s, const char *job, uint32_t round);
 
 typedef struct flc_store_stats {

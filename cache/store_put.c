@@ -31,12 +31,28 @@
  * and the value are read by name (ARGV), since Redis asks read and write
  * permission on every declared key and a client may only read the shard's
  * keys (docs/architecture.md, "Key schema"). All three share the shard's
- * hash tag, so the script runs on its node of a Redis Cluster. */
+ * hash tag, so the script runs on its node of a Redis Cluster. ARGV[4], a
+ * ttl in ms (the store's --ttl; absent or 0: none), expires the list. */
 static const char ARRIVE_IF_OPEN[] =
     "if redis.call('EXISTS', ARGV[2]) == 1 then return 1 end "
     "if redis.call('EXISTS', ARGV[3]) == 0 then return 2 end "
     "redis.call('RPUSH', KEYS[1], ARGV[1]) "
+    "if tonumber(ARGV[4] or '0') > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end "
     "return 0";
+
+/* With a store ttl (--ttl), a PEXPIRE of key after its write: every key a
+ * put writes expires, so a run killed before its end sweep leaves nothing
+ * for longer than asked (issue 13, tests/test_ttl_kill.c). */
+static int append_expire(flc_store_t *s, const char *key, int *ncmd)
+{
+    if (s->opts.ttl_ms == 0)
+        return FLC_OK;
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
+    const char *c[] = {"PEXPIRE", key, ttl};
+    *ncmd += 1;
+    return flc_store_append(s, 3, c, NULL);
+}
 
 /* Appends the job index commands that follow a shard written with the
  * job's credentials (flc_store_put_update, flc_store_put_merged): the round
@@ -55,6 +71,10 @@ static int append_index(flc_store_t *s, const flc_shard_t *sh, int kind, int *nc
     int rc = flc_store_append(s, 4, c1, NULL);
     rc = rc ? rc : flc_store_append(s, 3, c2, NULL);
     *ncmd += 2;
+    if (rc == FLC_OK)
+        rc = append_expire(s, k_rounds, ncmd);
+    if (rc == FLC_OK)
+        rc = append_expire(s, k_shards, ncmd);
     if (rc != FLC_OK || kind == PUT_MERGED)
         return rc;
     char k_roster[FLC_KEY_MAX], k_clients[FLC_KEY_MAX];
@@ -65,6 +85,10 @@ static int append_index(flc_store_t *s, const flc_shard_t *sh, int kind, int *nc
     rc = flc_store_append(s, 3, c3, NULL);
     rc = rc ? rc : flc_store_append(s, 3, c4, NULL);
     *ncmd += 2;
+    if (rc == FLC_OK)
+        rc = append_expire(s, k_roster, ncmd);
+    if (rc == FLC_OK)
+        rc = append_expire(s, k_clients, ncmd);
     return rc;
 }
 
@@ -81,13 +105,17 @@ static int append_tail(flc_store_t *s, const flc_shard_t *sh, const char *tag, c
     if (kind == PUT_UPDATE_IF_OPEN) {
         char k_closed[FLC_KEY_MAX];
         flc_key_shard(k_closed, tag, sh->round, "closed");
-        const char *ev[] = {"EVAL", ARRIVE_IF_OPEN, "1", k_arr, sh->client, k_closed, key};
+        char ttl[24]; /* the expiry goes in the script: its answer must be the last reply */
+        snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
+        const char *ev[] = {"EVAL", ARRIVE_IF_OPEN, "1", k_arr, sh->client, k_closed, key, ttl};
         *ncmd += 1;
-        return flc_store_append(s, 7, ev, NULL);
+        return flc_store_append(s, 8, ev, NULL);
     }
     const char *c5[] = {"RPUSH", k_arr, sh->client};
     int rc = flc_store_append(s, 3, c5, NULL);
     *ncmd += 1;
+    if (rc == FLC_OK)
+        rc = append_expire(s, k_arr, ncmd);
     return rc ? rc : append_index(s, sh, kind, ncmd);
 }
 

@@ -141,8 +141,9 @@ static int put_global(sim_t *sm, uint32_t round, flc_err_t *e)
     flc_shard_t g = {.round = round, .shard = 0, .num_shards = 1, .offset = 0, .count = sm->P,
                      .model_size = sm->P, .created_ms = flc_wall_ms(), .values = sm->global};
     snprintf(g.job, sizeof g.job, "%s", sm->gjob);
-    /* The model's own key carries the store's ttl (--ttl); the indexes the
-     * put writes beside it get it here. */
+    /* The model and the indexes the put writes beside it carry the store's
+     * ttl (--ttl); the series' schema record, written once, gets it again
+     * here each round, so a long run's series outlives no round by more. */
     if (flc_store_put_merged(sm->s, &g) != FLC_OK ||
         flc_store_index_expire(sm->s, sm->gjob, round) != FLC_OK)
         return store_err(sm->s, e);

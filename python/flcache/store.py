@@ -31,10 +31,12 @@ MAX_MSG_DEFAULT = 512 << 20
 
 # cache/store_put.c's ARRIVE_IF_OPEN, byte for byte (docs/protocol.md):
 # KEYS[1] the client's arrival list; ARGV: client, the shard's closed flag,
-# the update's key. 1 = closed, 2 = value missing, 0 = announced.
+# the update's key, the ttl in ms (0: none). 1 = closed, 2 = value missing,
+# 0 = announced.
 ARRIVE_IF_OPEN = ("if redis.call('EXISTS', ARGV[2]) == 1 then return 1 end "
                   "if redis.call('EXISTS', ARGV[3]) == 0 then return 2 end "
                   "redis.call('RPUSH', KEYS[1], ARGV[1]) "
+                  "if tonumber(ARGV[4] or '0') > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end "
                   "return 0")
 
 class Store(Programs):
@@ -199,7 +201,7 @@ class Store(Programs):
         # eval(), but routes EVAL by its declared key like any command.
         p.execute_command("EVAL", ARRIVE_IF_OPEN, 1,
                           keys.arrival_key(tag, sh.round, sh.client), sh.client,
-                          keys.shard_key(tag, sh.round, "closed"), key)
+                          keys.shard_key(tag, sh.round, "closed"), key, self.ttl_ms)
 
     def _put_shards(self, shards):
         """Writes the frames and announces them; returns the closed shards."""
