@@ -4,6 +4,9 @@
 # libclang-rt-14-dev are for the tests only: tests/sigv4_check.py checks
 # libcurl's SigV4 signatures with botocore, and the ctest test `fuzz`
 # (scripts/fuzz.sh) builds the libFuzzer targets of fuzz/ with clang.
+# `flcache run` (docs/workloads.md) needs libpng-dev (mandelbrot's PNG) and
+# fortunes (wordcount's corpus); python3-sklearn is the forest's reference in
+# its test and bench.
 #
 #   ./scripts/setup.sh                  optimized build (RelWithDebInfo) in build/
 #   BUILD_DIR=build-asan ./scripts/setup.sh -DFLCACHE_SANITIZE=ON
@@ -18,7 +21,8 @@ PACKAGES="build-essential cmake pkg-config
   libhiredis-dev libcurl4-openssl-dev libcjson-dev libopenblas-dev libuv1-dev
   libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libssl-dev
   redis-server redis-tools dataset-fashion-mnist iproute2
-  python3-botocore clang libclang-rt-14-dev"
+  python3-botocore clang libclang-rt-14-dev
+  libpng-dev fortunes python3-sklearn"
 
 missing=""
 for p in $PACKAGES; do
