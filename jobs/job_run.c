@@ -61,21 +61,19 @@ int flc_jphase(flc_jctx_t *c, const char *label, cJSON **events, char (*names)[4
         (b = flc_pool_start(c->pool, (const char *const *)text, n, recs, e)) == NULL)
         rc = e->code ? e->code : FLC_EIO;
     if (b != NULL) {
+        /* Waits in slices (the wait returns as soon as the batch is done,
+         * so the slices cost no latency) to redraw the progress line. */
         size_t shown = (size_t)-1;
-        for (;;) {
+        do {
             size_t d = flc_batch_done(b);
             if (c->o->progress && d != shown) {
                 fprintf(stderr, "\r[%s] %s %zu/%zu   ", c->o->workload, label, d, n);
                 fflush(stderr);
                 shown = d;
             }
-            if (d >= n)
-                break;
-            flc_sleep_ms(50);
-        }
-        flc_batch_wait(b, 0);
+        } while (flc_batch_wait(b, 200) == FLC_ETIMEOUT);
         if (c->o->progress)
-            fprintf(stderr, "\n");
+            fprintf(stderr, "\r[%s] %s %zu/%zu   \n", c->o->workload, label, n, n);
     }
     flc_job_report_t *r = c->rep;
     flc_job_fnrec_t *grown = rc == FLC_OK ? realloc(r->fns, (r->nfns + n) * sizeof *grown) : NULL;
