@@ -185,6 +185,16 @@ void flc_job_report_print(const flc_job_report_t *r, FILE *f)
             fprintf(f, "  %-22s %g\n", m->string, m->valuedouble);
         else if (cJSON_IsString(m))
             fprintf(f, "  %-22s %s\n", m->string, m->valuestring);
+        else if (cJSON_IsArray(m)) { /* wordcount's top words: [word, count] pairs */
+            fprintf(f, "  %-22s", m->string);
+            const cJSON *p;
+            cJSON_ArrayForEach(p, m) {
+                const cJSON *w = cJSON_GetArrayItem(p, 0), *n = cJSON_GetArrayItem(p, 1);
+                if (cJSON_IsString(w) && cJSON_IsNumber(n))
+                    fprintf(f, " %s %.0f", w->valuestring, n->valuedouble);
+            }
+            fprintf(f, "\n");
+        }
     }
     if (r->checked)
         fprintf(f, "check: %s: %s\n", r->check_ok ? "ok" : "FAILED", r->check);
