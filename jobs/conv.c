@@ -177,6 +177,7 @@ int flc_job_conv(flc_jctx_t *c, flc_err_t *e)
     free(Y);
     free(Y1);
     free(buf);
+    flc_jev_free(ev, (size_t)W);
     free(ev);
     free(names);
     return rc;

@@ -260,6 +260,7 @@ int flc_job_forest(flc_jctx_t *c, flc_err_t *e)
     if (have)
         flc_shard_release(&psh);
     cJSON_Delete(res[0]);
+    flc_jev_free(ev, (size_t)W);
     free(ev);
     free(names);
     return rc;

@@ -40,7 +40,10 @@ typedef struct flc_jctx {
 /* A new event for task with the run's job, cache URL and partitions. */
 cJSON *flc_jev_new(const flc_jctx_t *c, const char *task);
 
-/* Runs n events at once (events freed here), shows "<label> k/n" on the
+/* Deletes the events left in ev[0..n) (those no phase took) and clears them. */
+void flc_jev_free(cJSON **ev, size_t n);
+
+/* Runs n events at once (events freed here and their slots cleared), shows "<label> k/n" on the
  * progress line, appends a record per invocation to the report (names[i]).
  * res[i] (may be NULL) gets a copy of each function's result. Fails with
  * the first function that did not succeed. */

@@ -38,6 +38,14 @@ cJSON *flc_jev_new(const flc_jctx_t *c, const char *task)
     return ev;
 }
 
+void flc_jev_free(cJSON **ev, size_t n)
+{
+    for (size_t i = 0; ev != NULL && i < n; i++) {
+        cJSON_Delete(ev[i]);
+        ev[i] = NULL;
+    }
+}
+
 int flc_jphase(flc_jctx_t *c, const char *label, cJSON **events, char (*names)[48], size_t n,
                cJSON **res, flc_err_t *e)
 {
@@ -47,8 +55,7 @@ int flc_jphase(flc_jctx_t *c, const char *label, cJSON **events, char (*names)[4
     for (size_t i = 0; rc == FLC_OK && i < n; i++)
         if ((text[i] = cJSON_PrintUnformatted(events[i])) == NULL)
             rc = flc_err_set(e, FLC_ENOMEM, "out of memory for the events of %s", label);
-    for (size_t i = 0; i < n; i++)
-        cJSON_Delete(events[i]);
+    flc_jev_free(events, n);
     /* Readers find a partition's tag from the job's schema record (its
      * number of partitions), written once before the first phase. */
     if (rc == FLC_OK && !c->begun) {

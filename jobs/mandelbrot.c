@@ -317,6 +317,7 @@ int flc_job_mandelbrot(flc_jctx_t *c, flc_err_t *e)
         cJSON_Delete(res[k]);
     free(img);
     free(one);
+    flc_jev_free(ev, (size_t)W);
     free(ev);
     free(res);
     free(names);

@@ -191,6 +191,7 @@ int flc_job_matmul(flc_jctx_t *c, flc_err_t *e)
     free(B);
     free(C);
     free(blk);
+    flc_jev_free(ev, (size_t)W);
     free(ev);
     free(names);
     return rc;

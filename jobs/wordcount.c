@@ -377,6 +377,7 @@ int flc_job_wordcount(flc_jctx_t *c, flc_err_t *e)
         flc_wc_free(&one);
     }
     flc_wc_free(&got);
+    flc_jev_free(ev, (size_t)(W > R ? W : R));
     free(ev);
     free(names);
     free(res);

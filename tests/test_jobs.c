@@ -191,6 +191,19 @@ TEST(cli_run_json)
     snprintf(cmd, sizeof cmd, "%s/flcache run nosuch 2>&1", flc_t_build_dir());
     rc = flc_t_run(cmd, out, sizeof out);
     EXPECT(rc == 2, "an unknown workload is a usage error (exit %d): %s", rc, out);
+    snprintf(cmd, sizeof cmd, "%s/flcache run matmul --workers 0 2>&1", flc_t_build_dir());
+    rc = flc_t_run(cmd, out, sizeof out);
+    EXPECT(rc == 2 && strstr(out, "--workers needs an integer in 1..1024, not '0'") != NULL,
+           "--workers 0 is a usage error naming the range (exit %d): %s", rc, out);
+    snprintf(cmd, sizeof cmd, "%s/flcache run --help 2>&1", flc_t_build_dir());
+    rc = flc_t_run(cmd, out, sizeof out);
+    EXPECT(rc == 0 && strstr(out, "usage: flcache run") != NULL && strstr(out, "--dynamic"),
+           "flcache run --help lists the options (exit %d)", rc);
+    snprintf(cmd, sizeof cmd, "FLCACHE_REDIS=%s %s/flcache run matmul --workers 2 --size 9000 "
+             "--quiet 2>&1", fx.unix_url, flc_t_build_dir());
+    rc = flc_t_run(cmd, out, sizeof out);
+    EXPECT(rc == 1 && strstr(out, "over 8192") != NULL,
+           "matmul over 8192 is refused naming the limit (exit %d): %s", rc, out);
 }
 
 static void setup(void)
