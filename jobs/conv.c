@@ -50,7 +50,7 @@ static void slab(long long S, int W, int k, long long *r0, long long *r1, long l
     *i1 = *r1 + CONV_K / 2 > S ? S : *r1 + CONV_K / 2;
 }
 
-int flc_conv_rows_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
+int flc_job_conv_rows(flc_job_task_t *f, cJSON **res, flc_err_t *e)
 {
     long long S, B, k, W;
     const cJSON *kern;
@@ -70,7 +70,7 @@ int flc_conv_rows_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
     slab(S, (int)W, (int)k, &r0, &r1, &i0, &i1);
     flc_shard_t in;
     size_t len;
-    int rc = flc_jx_get(&f->x, 0, (uint32_t)k, "in", &in, &len, e);
+    int rc = flc_job_get(&f->x, 0, (uint32_t)k, "in", &in, &len, e);
     if (rc != FLC_OK)
         return rc;
     size_t inimg = (size_t)((i1 - i0) * S), outimg = (size_t)((r1 - r0) * S);
@@ -84,7 +84,7 @@ int flc_conv_rows_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
         conv_rows(in.values + (size_t)b * inimg, i0, i1 - i0, S, K, CONV_K, r0, r1,
                   out + (size_t)b * outimg);
     if (rc == FLC_OK)
-        rc = flc_jx_put(&f->x, 1, (uint32_t)k, "out", out, (size_t)B * outimg * 4, e);
+        rc = flc_job_put(&f->x, 1, (uint32_t)k, "out", out, (size_t)B * outimg * 4, e);
     free(out);
     flc_shard_release(&in);
     if (rc == FLC_OK)
@@ -92,7 +92,7 @@ int flc_conv_rows_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
     return rc;
 }
 
-int flc_job_conv(flc_jctx_t *c, flc_err_t *e)
+int flc_job_conv(flc_job_ctx_t *c, flc_err_t *e)
 {
     const flc_job_opts_t *o = c->o;
     long long S = o->size > 0 ? o->size : 512, B = o->batch > 0 ? o->batch : 8;
@@ -128,8 +128,8 @@ int flc_job_conv(flc_jctx_t *c, flc_err_t *e)
         size_t per = (size_t)((i1 - i0) * S);
         for (long long b = 0; b < B; b++)
             memcpy(buf + (size_t)b * per, X + (size_t)b * img + (size_t)(i0 * S), per * 4);
-        rc = flc_jx_put(&c->x, 0, (uint32_t)k, "in", buf, (size_t)B * per * 4, e);
-        ev[k] = flc_jev_new(c, "conv.rows");
+        rc = flc_job_put(&c->x, 0, (uint32_t)k, "in", buf, (size_t)B * per * 4, e);
+        ev[k] = flc_job_event(c, "conv.rows");
         cJSON_AddNumberToObject(ev[k], "side", (double)S);
         cJSON_AddNumberToObject(ev[k], "batch", (double)B);
         cJSON_AddNumberToObject(ev[k], "id", k);
@@ -140,13 +140,13 @@ int flc_job_conv(flc_jctx_t *c, flc_err_t *e)
         snprintf(names[k], sizeof names[k], "rows %lld-%lld", r0, r1 - 1);
     }
     if (rc == FLC_OK)
-        rc = flc_jphase(c, "slabs", ev, names, (size_t)W, NULL, e);
+        rc = flc_job_phase(c, "slabs", ev, names, (size_t)W, NULL, e);
     for (int k = 0; rc == FLC_OK && k < W; k++) {
         long long r0, r1, i0, i1;
         slab(S, W, k, &r0, &r1, &i0, &i1);
         flc_shard_t sh;
         size_t len, per = (size_t)((r1 - r0) * S);
-        if ((rc = flc_jx_get(&c->x, 1, (uint32_t)k, "out", &sh, &len, e)) != FLC_OK)
+        if ((rc = flc_job_get(&c->x, 1, (uint32_t)k, "out", &sh, &len, e)) != FLC_OK)
             break;
         if (len != (size_t)B * per * 4)
             rc = flc_err_set(e, FLC_EDIM, "slab %d's output: %zu bytes", k, len);
@@ -154,7 +154,7 @@ int flc_job_conv(flc_jctx_t *c, flc_err_t *e)
             memcpy(Y + (size_t)b * img + (size_t)(r0 * S), sh.values + (size_t)b * per, per * 4);
         flc_shard_release(&sh);
     }
-    c->rep->wall_ms = flc_jms(t0);
+    c->rep->wall_ms = flc_job_ms(t0);
     if (rc == FLC_OK) {
         cJSON_AddNumberToObject(c->rep->metrics, "images", (double)B);
         cJSON_AddNumberToObject(c->rep->metrics, "side", (double)S);
@@ -164,7 +164,7 @@ int flc_job_conv(flc_jctx_t *c, flc_err_t *e)
         uint64_t t1 = flc_now_ns();
         for (long long b = 0; b < B; b++)
             conv_rows(X + (size_t)b * img, 0, S, S, K, CONV_K, 0, S, Y1 + (size_t)b * img);
-        c->rep->single_ms = flc_jms(t1);
+        c->rep->single_ms = flc_job_ms(t1);
         size_t bad = 0;
         for (size_t i = 0; i < all; i++)
             bad += memcmp(&Y[i], &Y1[i], 4) != 0;
@@ -177,7 +177,7 @@ int flc_job_conv(flc_jctx_t *c, flc_err_t *e)
     free(Y);
     free(Y1);
     free(buf);
-    flc_jev_free(ev, (size_t)W);
+    flc_job_events_free(ev, (size_t)W);
     free(ev);
     free(names);
     return rc;

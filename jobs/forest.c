@@ -39,25 +39,25 @@ static int params_of(const cJSON *ev, fparams_t *p, flc_err_t *e)
 /* Appends tree t to the byte buffer (u32 t, u32 nodes, nodes). */
 static int ser(uint8_t **buf, size_t *len, size_t *cap, uint32_t t, const flc_tree_t *tr)
 {
-    size_t need = 8 + tr->n * sizeof(flc_tnode_t);
+    size_t need = 8 + tr->n * sizeof(flc_tree_node_t);
     if (*len + need > *cap) {
         size_t c = *cap ? *cap * 2 : 65536;
         while (c < *len + need)
             c *= 2;
         uint8_t *g = realloc(*buf, c);
         if (g == NULL)
-            return -1;
+            return FLC_ENOMEM;
         *buf = g;
         *cap = c;
     }
     uint32_t h[2] = {t, (uint32_t)tr->n};
     memcpy(*buf + *len, h, 8);
-    memcpy(*buf + *len + 8, tr->node, tr->n * sizeof(flc_tnode_t));
+    memcpy(*buf + *len + 8, tr->node, tr->n * sizeof(flc_tree_node_t));
     *len += need;
     return 0;
 }
 
-int flc_forest_train_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
+int flc_job_forest_train(flc_job_task_t *f, cJSON **res, flc_err_t *e)
 {
     fparams_t p;
     long long k;
@@ -80,7 +80,7 @@ int flc_forest_train_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
         flc_tree_free(&tr);
     }
     if (rc == FLC_OK)
-        rc = flc_jx_put(&f->x, 0, (uint32_t)k, "trees", buf, len, e);
+        rc = flc_job_put(&f->x, 0, (uint32_t)k, "trees", buf, len, e);
     free(buf);
     flc_data_u8_free(d);
     if (rc == FLC_OK) {
@@ -99,13 +99,13 @@ static size_t count_right(const uint8_t *pred, const flc_dataset_u8_t *d)
     return ok;
 }
 
-int flc_forest_eval_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
+int flc_job_forest_eval(flc_job_task_t *f, cJSON **res, flc_err_t *e)
 {
     fparams_t p;
     if (params_of(f->ev, &p, e))
         return e->code;
     flc_shard_t *parts = calloc((size_t)p.workers, sizeof *parts);
-    const flc_tnode_t **trees = calloc((size_t)p.trees, sizeof *trees);
+    const flc_tree_node_t **trees = calloc((size_t)p.trees, sizeof *trees);
     if (parts == NULL || trees == NULL) {
         free(parts);
         free(trees);
@@ -114,7 +114,7 @@ int flc_forest_eval_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
     int rc = FLC_OK;
     for (long long k = 0; rc == FLC_OK && k < p.workers; k++) {
         size_t len;
-        if ((rc = flc_jx_get(&f->x, 0, (uint32_t)k, "trees", &parts[k], &len, e)) != FLC_OK)
+        if ((rc = flc_job_get(&f->x, 0, (uint32_t)k, "trees", &parts[k], &len, e)) != FLC_OK)
             break;
         const uint8_t *b = (const uint8_t *)parts[k].values;
         size_t at = 0;
@@ -122,12 +122,12 @@ int flc_forest_eval_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
             uint32_t h[2];
             memcpy(h, b + at, 8);
             if (h[0] >= p.trees || trees[h[0]] != NULL ||
-                at + 8 + (size_t)h[1] * sizeof(flc_tnode_t) > len || h[1] == 0)
+                at + 8 + (size_t)h[1] * sizeof(flc_tree_node_t) > len || h[1] == 0)
                 rc = flc_err_set(e, FLC_EDATA, "trees of partition %lld: bad tree record at "
                                  "byte %zu", k, at);
             else
-                trees[h[0]] = (const flc_tnode_t *)(const void *)(b + at + 8);
-            at += 8 + (size_t)h[1] * sizeof(flc_tnode_t);
+                trees[h[0]] = (const flc_tree_node_t *)(const void *)(b + at + 8);
+            at += 8 + (size_t)h[1] * sizeof(flc_tree_node_t);
         }
     }
     for (long long t = 0; rc == FLC_OK && t < p.trees; t++)
@@ -140,8 +140,8 @@ int flc_forest_eval_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
     if (rc == FLC_OK && pred == NULL)
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory for %zu predictions", d->n);
     if (rc == FLC_OK) {
-        flc_forest_predict(trees, (size_t)p.trees, d, pred);
-        rc = flc_jx_put(&f->x, 1, 0, "pred", pred, d->n, e);
+        flc_tree_vote(trees, (size_t)p.trees, d, pred);
+        rc = flc_job_put(&f->x, 1, 0, "pred", pred, d->n, e);
     }
     if (rc == FLC_OK) {
         *res = cJSON_CreateObject();
@@ -156,9 +156,9 @@ int flc_forest_eval_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
     return rc;
 }
 
-static cJSON *fevent(flc_jctx_t *c, const char *task, const fparams_t *p)
+static cJSON *fevent(flc_job_ctx_t *c, const char *task, const fparams_t *p)
 {
-    cJSON *ev = flc_jev_new(c, task);
+    cJSON *ev = flc_job_event(c, task);
     cJSON_AddNumberToObject(ev, "train_n", (double)p->n);
     cJSON_AddNumberToObject(ev, "test_n", (double)p->m);
     cJSON_AddNumberToObject(ev, "trees", (double)p->trees);
@@ -170,7 +170,7 @@ static cJSON *fevent(flc_jctx_t *c, const char *task, const fparams_t *p)
     return ev;
 }
 
-int flc_job_forest(flc_jctx_t *c, flc_err_t *e)
+int flc_job_forest(flc_job_ctx_t *c, flc_err_t *e)
 {
     const flc_job_opts_t *o = c->o;
     fparams_t p = {.n = o->size > 0 ? o->size : 5000, .trees = o->trees, .depth = o->depth,
@@ -196,18 +196,18 @@ int flc_job_forest(flc_jctx_t *c, flc_err_t *e)
     }
     uint64_t t0 = flc_now_ns();
     if (rc == FLC_OK)
-        rc = flc_jphase(c, "train", ev, names, (size_t)W, NULL, e);
+        rc = flc_job_phase(c, "train", ev, names, (size_t)W, NULL, e);
     if (rc == FLC_OK) {
         ev[0] = fevent(c, "forest.eval", &p);
         snprintf(names[0], sizeof names[0], "combine");
-        rc = flc_jphase(c, "combine", ev, names, 1, res, e);
+        rc = flc_job_phase(c, "combine", ev, names, 1, res, e);
     }
     flc_shard_t psh;
     size_t plen = 0;
-    int have = rc == FLC_OK && flc_jx_get(&c->x, 1, 0, "pred", &psh, &plen, e) == FLC_OK;
+    int have = rc == FLC_OK && flc_job_get(&c->x, 1, 0, "pred", &psh, &plen, e) == FLC_OK;
     if (rc == FLC_OK && !have)
         rc = e->code;
-    c->rep->wall_ms = flc_jms(t0);
+    c->rep->wall_ms = flc_job_ms(t0);
     double acc = res[0] ? flc_ev_num(res[0], "accuracy", 0) : 0;
     if (rc == FLC_OK) {
         cJSON *m = c->rep->metrics;
@@ -220,7 +220,7 @@ int flc_job_forest(flc_jctx_t *c, flc_err_t *e)
     if (rc == FLC_OK && o->check) {
         flc_dataset_u8_t *tr = NULL, *te = NULL;
         flc_tree_t *trees = calloc((size_t)p.trees, sizeof *trees);
-        const flc_tnode_t **tn = calloc((size_t)p.trees, sizeof *tn);
+        const flc_tree_node_t **tn = calloc((size_t)p.trees, sizeof *tn);
         uint8_t *pred = NULL;
         uint64_t t1 = flc_now_ns();
         rc = trees && tn ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory");
@@ -236,8 +236,8 @@ int flc_job_forest(flc_jctx_t *c, flc_err_t *e)
         if (rc == FLC_OK && (pred = malloc(te->n + 1)) == NULL)
             rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
         if (rc == FLC_OK) {
-            flc_forest_predict(tn, (size_t)p.trees, te, pred);
-            c->rep->single_ms = flc_jms(t1);
+            flc_tree_vote(tn, (size_t)p.trees, te, pred);
+            c->rep->single_ms = flc_job_ms(t1);
             size_t diff = 0;
             for (size_t i = 0; i < te->n; i++)
                 diff += i >= plen || ((const uint8_t *)psh.values)[i] != pred[i];
@@ -260,7 +260,7 @@ int flc_job_forest(flc_jctx_t *c, flc_err_t *e)
     if (have)
         flc_shard_release(&psh);
     cJSON_Delete(res[0]);
-    flc_jev_free(ev, (size_t)W);
+    flc_job_events_free(ev, (size_t)W);
     free(ev);
     free(names);
     return rc;

@@ -11,11 +11,11 @@
 
 #define MAXC 16 /* classes handled (Fashion-MNIST: 10) */
 
-static int push(flc_tree_t *t, flc_tnode_t nd)
+static int push(flc_tree_t *t, flc_tree_node_t nd)
 {
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 256;
-        flc_tnode_t *g = realloc(t->node, cap * sizeof *g);
+        flc_tree_node_t *g = realloc(t->node, cap * sizeof *g);
         if (g == NULL)
             return -1;
         t->node = g;
@@ -56,7 +56,7 @@ static int build(work_t *w, uint32_t *idx, size_t n, int depth)
     int cls = majority(tot, C);
     int pure = tot[cls] == n;
     if (pure || depth >= w->depth || n < 2)
-        return push(w->t, (flc_tnode_t){.feat = -1, .cls = cls});
+        return push(w->t, (flc_tree_node_t){.feat = -1, .cls = cls});
     double sum_sq = 0;
     for (int c = 0; c < C; c++)
         sum_sq += (double)tot[c] * tot[c];
@@ -113,7 +113,7 @@ static int build(work_t *w, uint32_t *idx, size_t n, int depth)
         }
     }
     if (bf < 0)
-        return push(w->t, (flc_tnode_t){.feat = -1, .cls = cls});
+        return push(w->t, (flc_tree_node_t){.feat = -1, .cls = cls});
     /* Partition idx: left (<= bt) first, order kept within each side. */
     size_t nl = 0;
     uint32_t *tmp = malloc(n * sizeof *tmp);
@@ -128,7 +128,7 @@ static int build(work_t *w, uint32_t *idx, size_t n, int depth)
     }
     memcpy(idx + nl, tmp, nr * sizeof *tmp);
     free(tmp);
-    int me = push(w->t, (flc_tnode_t){.feat = bf, .thr = bt, .cls = cls});
+    int me = push(w->t, (flc_tree_node_t){.feat = bf, .thr = bt, .cls = cls});
     if (me < 0)
         return -1;
     int l = build(w, idx, nl, depth + 1);
@@ -183,7 +183,7 @@ void flc_tree_free(flc_tree_t *t)
     memset(t, 0, sizeof *t);
 }
 
-int flc_tree_predict(const flc_tnode_t *node, const uint8_t *x)
+int flc_tree_predict(const flc_tree_node_t *node, const uint8_t *x)
 {
     int i = 0;
     while (node[i].feat >= 0)
@@ -191,7 +191,7 @@ int flc_tree_predict(const flc_tnode_t *node, const uint8_t *x)
     return node[i].cls;
 }
 
-void flc_forest_predict(const flc_tnode_t *const *trees, size_t ntrees,
+void flc_tree_vote(const flc_tree_node_t *const *trees, size_t ntrees,
                         const flc_dataset_u8_t *d, uint8_t *pred)
 {
     for (size_t s = 0; s < d->n; s++) {

@@ -13,12 +13,12 @@
 
 /* One node; a leaf has feat -1 and its class in cls. Go left when
  * x[feat] <= thr. Stored as-is (5 x int32, little-endian) in the cache. */
-typedef struct flc_tnode {
+typedef struct flc_tree_node {
     int32_t feat, thr, left, right, cls;
-} flc_tnode_t;
+} flc_tree_node_t;
 
 typedef struct flc_tree {
-    flc_tnode_t *node;
+    flc_tree_node_t *node;
     size_t n, cap;
 } flc_tree_t;
 
@@ -30,11 +30,11 @@ int flc_tree_train(const flc_dataset_u8_t *d, uint64_t seed, uint32_t t, int dep
 void flc_tree_free(flc_tree_t *t);
 
 /* The class tree assigns to sample x. */
-int flc_tree_predict(const flc_tnode_t *node, const uint8_t *x);
+int flc_tree_predict(const flc_tree_node_t *node, const uint8_t *x);
 
 /* Majority vote of ntrees trees (node arrays) over the n samples of d
  * (ties: the lowest class) into pred. */
-void flc_forest_predict(const flc_tnode_t *const *trees, size_t ntrees,
+void flc_tree_vote(const flc_tree_node_t *const *trees, size_t ntrees,
                         const flc_dataset_u8_t *d, uint8_t *pred);
 
 #endif

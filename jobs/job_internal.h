@@ -13,67 +13,67 @@
  * value's name ("m3", "a", ...). Bytes travel as the float32 payload,
  * unchanged (nothing reads them as numbers); the byte length is the shard's
  * num_samples. comm_ms and bytes add up what this side moved. */
-typedef struct flc_jx {
+typedef struct flc_job_xfer {
     flc_store_t *s;
     const char *job;
     uint32_t nparts;  /* partitions of the job: fixed per job (the tag depends on it) */
     double comm_ms;
     uint64_t bytes;
-} flc_jx_t;
+} flc_job_xfer_t;
 
-int flc_jx_put(flc_jx_t *x, uint32_t round, uint32_t part, const char *name, const void *buf,
-               size_t len, flc_err_t *e);
+int flc_job_put(flc_job_xfer_t *x, uint32_t round, uint32_t part, const char *name,
+                const void *buf, size_t len, flc_err_t *e);
 
 /* Reads a value: its bytes are sh->values (len bytes; flc_shard_release). */
-int flc_jx_get(flc_jx_t *x, uint32_t round, uint32_t part, const char *name, flc_shard_t *sh,
-               size_t *len, flc_err_t *e);
+int flc_job_get(flc_job_xfer_t *x, uint32_t round, uint32_t part, const char *name,
+                flc_shard_t *sh, size_t *len, flc_err_t *e);
 
 /* The driver of one run. */
-typedef struct flc_jctx {
+typedef struct flc_job_ctx {
     const flc_job_opts_t *o;
     flc_pool_t *pool;
     flc_job_report_t *rep;
-    flc_jx_t x;        /* the driver's own cache traffic (assembling results) */
+    flc_job_xfer_t x;        /* the driver's own cache traffic (assembling results) */
     int begun;         /* the job's schema record (its partitions) is written */
-} flc_jctx_t;
+} flc_job_ctx_t;
 
 /* A new event for task with the run's job, cache URL and partitions. */
-cJSON *flc_jev_new(const flc_jctx_t *c, const char *task);
+cJSON *flc_job_event(const flc_job_ctx_t *c, const char *task);
 
 /* Deletes the events left in ev[0..n) (those no phase took) and clears them. */
-void flc_jev_free(cJSON **ev, size_t n);
+void flc_job_events_free(cJSON **ev, size_t n);
 
 /* Runs n events at once (events freed here and their slots cleared), shows "<label> k/n" on the
  * progress line, appends a record per invocation to the report (names[i]).
  * res[i] (may be NULL) gets a copy of each function's result. Fails with
  * the first function that did not succeed. */
-int flc_jphase(flc_jctx_t *c, const char *label, cJSON **events, char (*names)[48], size_t n,
-               cJSON **res, flc_err_t *e);
+int flc_job_phase(flc_job_ctx_t *c, const char *label, cJSON **events, char (*names)[48],
+                  size_t n, cJSON **res, flc_err_t *e);
 
 /* Milliseconds since t0_ns (flc_now_ns). */
-double flc_jms(uint64_t t0_ns);
+double flc_job_ms(uint64_t t0_ns);
 
 /* The function side of one invocation. */
-typedef struct flc_jfn {
+typedef struct flc_job_task {
     const cJSON *ev;
     const char *data_dir;
-    flc_jx_t x;
-} flc_jfn_t;
+    flc_job_xfer_t x;
+} flc_job_task_t;
 
 /* Drivers (each in its workload's file). */
-int flc_job_wordcount(flc_jctx_t *c, flc_err_t *e);
-int flc_job_matmul(flc_jctx_t *c, flc_err_t *e);
-int flc_job_conv(flc_jctx_t *c, flc_err_t *e);
-int flc_job_mandelbrot(flc_jctx_t *c, flc_err_t *e);
-int flc_job_forest(flc_jctx_t *c, flc_err_t *e);
+int flc_job_wordcount(flc_job_ctx_t *c, flc_err_t *e);
+int flc_job_matmul(flc_job_ctx_t *c, flc_err_t *e);
+int flc_job_conv(flc_job_ctx_t *c, flc_err_t *e);
+int flc_job_mandelbrot(flc_job_ctx_t *c, flc_err_t *e);
+int flc_job_forest(flc_job_ctx_t *c, flc_err_t *e);
 
 /* Tasks (the event's "task"). */
-int flc_wc_map_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e);
-int flc_wc_reduce_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e);
-int flc_mm_block_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e);
-int flc_conv_rows_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e);
-int flc_mandel_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e);
-int flc_forest_train_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e);
-int flc_forest_eval_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e);
+int flc_job_wordcount_map(flc_job_task_t *f, cJSON **res, flc_err_t *e);
+int flc_job_wordcount_reduce(flc_job_task_t *f, cJSON **res, flc_err_t *e);
+int flc_job_matmul_block(flc_job_task_t *f, cJSON **res, flc_err_t *e);
+int flc_job_conv_rows(flc_job_task_t *f, cJSON **res, flc_err_t *e);
+int flc_job_mandelbrot_tiles(flc_job_task_t *f, cJSON **res, flc_err_t *e);
+int flc_job_forest_train(flc_job_task_t *f, cJSON **res, flc_err_t *e);
+int flc_job_forest_eval(flc_job_task_t *f, cJSON **res, flc_err_t *e);
 
 #endif

@@ -26,7 +26,7 @@ void flc_job_opts_init(flc_job_opts_t *o)
     o->check = 1;
 }
 
-cJSON *flc_jev_new(const flc_jctx_t *c, const char *task)
+cJSON *flc_job_event(const flc_job_ctx_t *c, const char *task)
 {
     cJSON *ev = cJSON_CreateObject();
     cJSON_AddStringToObject(ev, "role", "job");
@@ -38,7 +38,7 @@ cJSON *flc_jev_new(const flc_jctx_t *c, const char *task)
     return ev;
 }
 
-void flc_jev_free(cJSON **ev, size_t n)
+void flc_job_events_free(cJSON **ev, size_t n)
 {
     for (size_t i = 0; ev != NULL && i < n; i++) {
         cJSON_Delete(ev[i]);
@@ -46,8 +46,8 @@ void flc_jev_free(cJSON **ev, size_t n)
     }
 }
 
-int flc_jphase(flc_jctx_t *c, const char *label, cJSON **events, char (*names)[48], size_t n,
-               cJSON **res, flc_err_t *e)
+int flc_job_phase(flc_job_ctx_t *c, const char *label, cJSON **events, char (*names)[48],
+                  size_t n, cJSON **res, flc_err_t *e)
 {
     flc_inv_rec_t *recs = calloc(n ? n : 1, sizeof *recs);
     char **text = calloc(n ? n : 1, sizeof *text);
@@ -55,7 +55,7 @@ int flc_jphase(flc_jctx_t *c, const char *label, cJSON **events, char (*names)[4
     for (size_t i = 0; rc == FLC_OK && i < n; i++)
         if ((text[i] = cJSON_PrintUnformatted(events[i])) == NULL)
             rc = flc_err_set(e, FLC_ENOMEM, "out of memory for the events of %s", label);
-    flc_jev_free(events, n);
+    flc_job_events_free(events, n);
     /* Readers find a partition's tag from the job's schema record (its
      * number of partitions), written once before the first phase. */
     if (rc == FLC_OK && !c->begun) {
@@ -134,7 +134,7 @@ int flc_job_run(const flc_job_opts_t *o, flc_pool_t *pool, flc_store_t *store,
     snprintf(rep->workload, sizeof rep->workload, "%s", o->workload ? o->workload : "");
     rep->workers = o->workers;
     rep->metrics = cJSON_CreateObject();
-    flc_jctx_t c = {.o = o, .pool = pool, .rep = rep, .x = {.s = store, .job = o->job}};
+    flc_job_ctx_t c = {.o = o, .pool = pool, .rep = rep, .x = {.s = store, .job = o->job}};
     if (o->workers < 1)
         return flc_err_set(e, FLC_EINVAL, "workers must be at least 1, not %d", o->workers);
     if (flc_name_check_job(o->job, e) != FLC_OK)
@@ -248,14 +248,14 @@ cJSON *flc_job_report_json(const flc_job_report_t *r)
 
 typedef struct task {
     const char *name;
-    int (*fn)(flc_jfn_t *f, cJSON **res, flc_err_t *e);
+    int (*fn)(flc_job_task_t *f, cJSON **res, flc_err_t *e);
 } task_t;
 
 static const task_t tasks[] = {
-    {"wordcount.map", flc_wc_map_fn},     {"wordcount.reduce", flc_wc_reduce_fn},
-    {"matmul.block", flc_mm_block_fn},    {"conv.rows", flc_conv_rows_fn},
-    {"mandelbrot.tiles", flc_mandel_fn},  {"forest.train", flc_forest_train_fn},
-    {"forest.eval", flc_forest_eval_fn},
+    {"wordcount.map", flc_job_wordcount_map},     {"wordcount.reduce", flc_job_wordcount_reduce},
+    {"matmul.block", flc_job_matmul_block},    {"conv.rows", flc_job_conv_rows},
+    {"mandelbrot.tiles", flc_job_mandelbrot_tiles},  {"forest.train", flc_job_forest_train},
+    {"forest.eval", flc_job_forest_eval},
 };
 
 int flc_job_fn(const flc_store_cfg_t *sc, const char *data_dir, const cJSON *event,
@@ -277,12 +277,15 @@ int flc_job_fn(const flc_store_cfg_t *sc, const char *data_dir, const cJSON *eve
     flc_store_t *s = flc_store_open_cfg(sc, redis, e);
     if (s == NULL)
         return e->code ? e->code : FLC_ECONN;
-    flc_jfn_t f = {.ev = event, .data_dir = flc_ev_str(event, "data", data_dir),
-                   .x = {.s = s, .job = job, .nparts = (uint32_t)nparts, .comm_ms = flc_jms(t0)}};
+    flc_job_task_t f = {.ev = event, .data_dir = flc_ev_str(event, "data", data_dir),
+                        .x = {.s = s,
+                              .job = job,
+                              .nparts = (uint32_t)nparts,
+                              .comm_ms = flc_job_ms(t0)}};
     uint64_t t1 = flc_now_ns();
     *result = NULL;
     int rc = t->fn(&f, result, e);
-    double total = flc_jms(t1);
+    double total = flc_job_ms(t1);
     flc_store_close(s);
     if (rc == FLC_OK && *result != NULL)
         cJSON_AddNumberToObject(*result, "cache_bytes", (double)f.x.bytes);

@@ -8,14 +8,14 @@
 #include "base/clock.h"
 #include "jobs/job_internal.h"
 
-static int store_err(flc_jx_t *x, flc_err_t *e)
+static int store_err(flc_job_xfer_t *x, flc_err_t *e)
 {
     const flc_err_t *se = flc_store_error(x->s);
     return flc_err_set(e, se->code ? se->code : FLC_EIO, "%s", se->msg);
 }
 
-int flc_jx_put(flc_jx_t *x, uint32_t round, uint32_t part, const char *name, const void *buf,
-               size_t len, flc_err_t *e)
+int flc_job_put(flc_job_xfer_t *x, uint32_t round, uint32_t part, const char *name,
+                const void *buf, size_t len, flc_err_t *e)
 {
     uint64_t t0 = flc_now_ns();
     flc_shard_t sh;
@@ -47,20 +47,20 @@ int flc_jx_put(flc_jx_t *x, uint32_t round, uint32_t part, const char *name, con
     int closed = 0;
     int rc = flc_store_put_updates_if_open(x->s, &sh, 1, &closed);
     free(pad);
-    x->comm_ms += flc_jms(t0);
+    x->comm_ms += flc_job_ms(t0);
     if (rc != FLC_OK)
         return store_err(x, e);
     x->bytes += len;
     return FLC_OK;
 }
 
-int flc_jx_get(flc_jx_t *x, uint32_t round, uint32_t part, const char *name, flc_shard_t *sh,
-               size_t *len, flc_err_t *e)
+int flc_job_get(flc_job_xfer_t *x, uint32_t round, uint32_t part, const char *name,
+                flc_shard_t *sh, size_t *len, flc_err_t *e)
 {
     uint64_t t0 = flc_now_ns();
     memset(sh, 0, sizeof *sh);
     int rc = flc_store_get_update(x->s, x->job, round, part, name, sh, NULL, 0);
-    x->comm_ms += flc_jms(t0);
+    x->comm_ms += flc_job_ms(t0);
     if (rc != FLC_OK)
         return store_err(x, e);
     if (sh->num_samples > sh->count * 4) {
@@ -75,7 +75,7 @@ int flc_jx_get(flc_jx_t *x, uint32_t round, uint32_t part, const char *name, flc
     return FLC_OK;
 }
 
-double flc_jms(uint64_t t0_ns)
+double flc_job_ms(uint64_t t0_ns)
 {
     return (double)(flc_now_ns() - t0_ns) / 1e6;
 }

@@ -71,7 +71,7 @@ static int geom_of(const cJSON *ev, geom_t *g, flc_err_t *e)
 }
 
 /* Renders one tile and stores it; adds its cost to done. */
-static int one_tile(flc_jfn_t *f, const geom_t *g, int t, cJSON *done, flc_err_t *e)
+static int one_tile(flc_job_task_t *f, const geom_t *g, int t, cJSON *done, flc_err_t *e)
 {
     long long x0, x1, y0, y1;
     tile_rect(g, t, &x0, &x1, &y0, &y1);
@@ -81,8 +81,8 @@ static int one_tile(flc_jfn_t *f, const geom_t *g, int t, cJSON *done, flc_err_t
         return flc_err_set(e, FLC_ENOMEM, "out of memory for tile %d", t);
     uint64_t t0 = flc_now_ns();
     render(g, t, px);
-    double ms = flc_jms(t0);
-    int rc = flc_jx_put(&f->x, 0, (uint32_t)t, "tile", px, n * 2, e);
+    double ms = flc_job_ms(t0);
+    int rc = flc_job_put(&f->x, 0, (uint32_t)t, "tile", px, n * 2, e);
     free(px);
     cJSON *p = cJSON_CreateArray();
     cJSON_AddItemToArray(p, cJSON_CreateNumber(t));
@@ -91,7 +91,7 @@ static int one_tile(flc_jfn_t *f, const geom_t *g, int t, cJSON *done, flc_err_t
     return rc;
 }
 
-int flc_mandel_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
+int flc_job_mandelbrot_tiles(flc_job_task_t *f, cJSON **res, flc_err_t *e)
 {
     geom_t g;
     long long first, count;
@@ -110,7 +110,7 @@ int flc_mandel_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
             char *rec = NULL;
             uint64_t t0 = flc_now_ns();
             int pr = flc_store_progress_pop(f->x.s, f->x.job, &rec);
-            f->x.comm_ms += flc_jms(t0);
+            f->x.comm_ms += flc_job_ms(t0);
             if (pr == FLC_ENOTFOUND)
                 break;
             if (pr != FLC_OK) {
@@ -192,7 +192,7 @@ static int write_image(const char *path, const uint16_t *px, long long w, long l
     return rc;
 }
 
-int flc_job_mandelbrot(flc_jctx_t *c, flc_err_t *e)
+int flc_job_mandelbrot(flc_job_ctx_t *c, flc_err_t *e)
 {
     const flc_job_opts_t *o = c->o;
     geom_t g = {.w = o->size > 0 ? o->size : 1024, .tiles = o->tiles, .iters = o->iters};
@@ -224,7 +224,7 @@ int flc_job_mandelbrot(flc_jctx_t *c, flc_err_t *e)
         }
     }
     for (int k = 0; rc == FLC_OK && k < W; k++) {
-        ev[k] = flc_jev_new(c, "mandelbrot.tiles");
+        ev[k] = flc_job_event(c, "mandelbrot.tiles");
         cJSON_AddNumberToObject(ev[k], "width", (double)g.w);
         cJSON_AddNumberToObject(ev[k], "height", (double)g.h);
         cJSON_AddNumberToObject(ev[k], "tiles", g.tiles);
@@ -239,14 +239,14 @@ int flc_job_mandelbrot(flc_jctx_t *c, flc_err_t *e)
             snprintf(names[k], sizeof names[k], "tiles %d-%d", a, b - 1);
     }
     if (rc == FLC_OK)
-        rc = flc_jphase(c, o->dynamic ? "tiles (dynamic)" : "tiles (static)", ev, names,
+        rc = flc_job_phase(c, o->dynamic ? "tiles (dynamic)" : "tiles (static)", ev, names,
                         (size_t)W, res, e);
     for (int t = 0; rc == FLC_OK && t < nt; t++) {
         long long x0, x1, y0, y1;
         tile_rect(&g, t, &x0, &x1, &y0, &y1);
         flc_shard_t sh;
         size_t len, tw = (size_t)(x1 - x0);
-        if ((rc = flc_jx_get(&c->x, 0, (uint32_t)t, "tile", &sh, &len, e)) != FLC_OK)
+        if ((rc = flc_job_get(&c->x, 0, (uint32_t)t, "tile", &sh, &len, e)) != FLC_OK)
             break;
         if (len != tw * (size_t)(y1 - y0) * 2)
             rc = flc_err_set(e, FLC_EDIM, "tile %d: %zu bytes", t, len);
@@ -255,7 +255,7 @@ int flc_job_mandelbrot(flc_jctx_t *c, flc_err_t *e)
             memcpy(img + y * g.w + x0, px + (size_t)(y - y0) * tw, tw * 2);
         flc_shard_release(&sh);
     }
-    c->rep->wall_ms = flc_jms(t0);
+    c->rep->wall_ms = flc_job_ms(t0);
     if (rc == FLC_OK) {
         double tmax = 0, tsum = 0, fmax = 0, fsum = 0;
         for (int k = 0; k < W; k++) {
@@ -303,7 +303,7 @@ int flc_job_mandelbrot(flc_jctx_t *c, flc_err_t *e)
                 memcpy(one + y * g.w + x0, tb + (size_t)((y - y0) * (x1 - x0)),
                        (size_t)(x1 - x0) * 2);
         }
-        c->rep->single_ms = flc_jms(t1);
+        c->rep->single_ms = flc_job_ms(t1);
         free(tb);
         size_t bad = 0;
         for (size_t i = 0; i < npx; i++)
@@ -317,7 +317,7 @@ int flc_job_mandelbrot(flc_jctx_t *c, flc_err_t *e)
         cJSON_Delete(res[k]);
     free(img);
     free(one);
-    flc_jev_free(ev, (size_t)W);
+    flc_job_events_free(ev, (size_t)W);
     free(ev);
     free(res);
     free(names);

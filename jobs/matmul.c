@@ -46,7 +46,7 @@ static void split(long long n, int k, int i, long long *r0, long long *r1)
     *r1 = n * (i + 1) / k;
 }
 
-int flc_mm_block_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
+int flc_job_matmul_block(flc_job_task_t *f, cJSON **res, flc_err_t *e)
 {
     long long N, i, j, p, q, threads;
     if (flc_ev_need_int(f->ev, "n", 1, 65536, &N, e) ||
@@ -64,10 +64,10 @@ int flc_mm_block_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
     size_t rows = (size_t)(a1 - a0), cols = (size_t)(b1 - b0);
     flc_shard_t A, B;
     size_t la, lb;
-    int rc = flc_jx_get(&f->x, 0, (uint32_t)i, "a", &A, &la, e);
+    int rc = flc_job_get(&f->x, 0, (uint32_t)i, "a", &A, &la, e);
     if (rc != FLC_OK)
         return rc;
-    if ((rc = flc_jx_get(&f->x, 0, (uint32_t)j, "b", &B, &lb, e)) != FLC_OK) {
+    if ((rc = flc_job_get(&f->x, 0, (uint32_t)j, "b", &B, &lb, e)) != FLC_OK) {
         flc_shard_release(&A);
         return rc;
     }
@@ -81,7 +81,7 @@ int flc_mm_block_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
     if (rc == FLC_OK) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols, (int)N,
                     1.0f, A.values, (int)N, B.values, (int)cols, 0.0f, C, (int)cols);
-        rc = flc_jx_put(&f->x, 1, (uint32_t)(i * q + j), "c", C, rows * cols * 4, e);
+        rc = flc_job_put(&f->x, 1, (uint32_t)(i * q + j), "c", C, rows * cols * 4, e);
     }
     free(C);
     flc_shard_release(&A);
@@ -91,7 +91,7 @@ int flc_mm_block_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
     return rc;
 }
 
-int flc_job_matmul(flc_jctx_t *c, flc_err_t *e)
+int flc_job_matmul(flc_job_ctx_t *c, flc_err_t *e)
 {
     const flc_job_opts_t *o = c->o;
     long long N = o->size > 0 ? o->size : 1024;
@@ -120,7 +120,7 @@ int flc_job_matmul(flc_jctx_t *c, flc_err_t *e)
     for (int i = 0; rc == FLC_OK && i < p; i++) {
         long long r0, r1;
         split(N, p, i, &r0, &r1);
-        rc = flc_jx_put(&c->x, 0, (uint32_t)i, "a", A + r0 * N, (size_t)(r1 - r0) * N * 4, e);
+        rc = flc_job_put(&c->x, 0, (uint32_t)i, "a", A + r0 * N, (size_t)(r1 - r0) * N * 4, e);
     }
     for (int j = 0; rc == FLC_OK && j < q; j++) {
         long long c0, c1;
@@ -128,10 +128,10 @@ int flc_job_matmul(flc_jctx_t *c, flc_err_t *e)
         size_t cols = (size_t)(c1 - c0);
         for (long long r = 0; r < N; r++)
             memcpy(blk + r * cols, B + r * N + c0, cols * 4);
-        rc = flc_jx_put(&c->x, 0, (uint32_t)j, "b", blk, (size_t)N * cols * 4, e);
+        rc = flc_job_put(&c->x, 0, (uint32_t)j, "b", blk, (size_t)N * cols * 4, e);
     }
     for (int k = 0; rc == FLC_OK && k < W; k++) {
-        ev[k] = flc_jev_new(c, "matmul.block");
+        ev[k] = flc_job_event(c, "matmul.block");
         cJSON_AddNumberToObject(ev[k], "n", (double)N);
         cJSON_AddNumberToObject(ev[k], "i", k / q);
         cJSON_AddNumberToObject(ev[k], "j", k % q);
@@ -140,14 +140,14 @@ int flc_job_matmul(flc_jctx_t *c, flc_err_t *e)
         snprintf(names[k], sizeof names[k], "block %d,%d", k / q, k % q);
     }
     if (rc == FLC_OK)
-        rc = flc_jphase(c, "blocks", ev, names, (size_t)W, NULL, e);
+        rc = flc_job_phase(c, "blocks", ev, names, (size_t)W, NULL, e);
     for (int k = 0; rc == FLC_OK && k < W; k++) {
         long long r0, r1, c0, c1;
         split(N, p, k / q, &r0, &r1);
         split(N, q, k % q, &c0, &c1);
         flc_shard_t sh;
         size_t len, cols = (size_t)(c1 - c0);
-        if ((rc = flc_jx_get(&c->x, 1, (uint32_t)k, "c", &sh, &len, e)) != FLC_OK)
+        if ((rc = flc_job_get(&c->x, 1, (uint32_t)k, "c", &sh, &len, e)) != FLC_OK)
             break;
         if (len != (size_t)(r1 - r0) * cols * 4)
             rc = flc_err_set(e, FLC_EDIM, "block %d of C: %zu bytes", k, len);
@@ -155,7 +155,7 @@ int flc_job_matmul(flc_jctx_t *c, flc_err_t *e)
             memcpy(C + (r0 + r) * N + c0, (const float *)sh.values + r * (long long)cols, cols * 4);
         flc_shard_release(&sh);
     }
-    c->rep->wall_ms = flc_jms(t0);
+    c->rep->wall_ms = flc_job_ms(t0);
     double flop = 2.0 * (double)N * (double)N * (double)N;
     if (rc == FLC_OK) {
         cJSON *m = c->rep->metrics;
@@ -169,7 +169,7 @@ int flc_job_matmul(flc_jctx_t *c, flc_err_t *e)
         uint64_t t1 = flc_now_ns();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)N, (int)N, 1.0f, A,
                     (int)N, B, (int)N, 0.0f, blk, (int)N);
-        c->rep->single_ms = flc_jms(t1);
+        c->rep->single_ms = flc_job_ms(t1);
         double maxref = 0, maxdiff = 0;
         for (size_t k = 0; k < nn; k++) {
             double d = fabs((double)C[k] - (double)blk[k]), r = fabs((double)blk[k]);
@@ -191,7 +191,7 @@ int flc_job_matmul(flc_jctx_t *c, flc_err_t *e)
     free(B);
     free(C);
     free(blk);
-    flc_jev_free(ev, (size_t)W);
+    flc_job_events_free(ev, (size_t)W);
     free(ev);
     free(names);
     return rc;

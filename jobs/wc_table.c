@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/error.h"
 #include "jobs/wc_table.h"
 
 uint64_t flc_wc_hash(const char *w, size_t len)
@@ -39,7 +40,7 @@ static int grow(flc_wc_table_t *t)
     size_t cap = t->cap ? t->cap * 2 : 1024;
     flc_wc_ent_t *s = calloc(cap, sizeof *s);
     if (s == NULL)
-        return -1;
+        return FLC_ENOMEM;
     for (size_t i = 0; i < t->cap; i++) {
         if (t->slot[i].len == 0)
             continue;
@@ -135,7 +136,7 @@ int flc_wc_dump(const flc_wc_table_t *t, uint32_t R, int part, int sorted, char 
     size_t n = 0;
     const flc_wc_ent_t **v = malloc((t->n ? t->n : 1) * sizeof *v);
     if (v == NULL)
-        return -1;
+        return FLC_ENOMEM;
     for (size_t i = 0; i < t->cap; i++)
         if (t->slot[i].len != 0 && (part < 0 || flc_wc_part(t->slot[i].hash, R) == (uint32_t)part))
             v[n++] = &t->slot[i];
@@ -149,7 +150,7 @@ int flc_wc_dump(const flc_wc_table_t *t, uint32_t R, int part, int sorted, char 
     char *o = malloc(need);
     if (o == NULL) {
         free(v);
-        return -1;
+        return FLC_ENOMEM;
     }
     size_t at = 0;
     for (size_t i = 0; i < n; i++)
@@ -170,16 +171,16 @@ int flc_wc_load(flc_wc_table_t *t, const char *text, size_t len)
             i++;
         size_t wl = i - w0;
         if (i >= len || wl == 0)
-            return -1;
+            return FLC_EDATA;
         i++;
         unsigned long long c = 0;
         size_t d0 = i;
         while (i < len && text[i] >= '0' && text[i] <= '9')
             c = c * 10 + (unsigned long long)(text[i++] - '0');
         if (i >= len || text[i] != '\n' || i == d0)
-            return -1;
+            return FLC_EDATA;
         i++;
         flc_wc_add(t, text + w0, wl, c);
     }
-    return t->oom ? -1 : 0;
+    return t->oom ? FLC_ENOMEM : FLC_OK;
 }

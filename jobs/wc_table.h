@@ -41,12 +41,14 @@ const char *flc_wc_word(const flc_wc_table_t *t, const flc_wc_ent_t *en);
  * word); one that started before buf (skip_first) is left to its owner. */
 void flc_wc_count(flc_wc_table_t *t, const char *buf, size_t len, size_t lim, int skip_first);
 
-/* Appends "word count\n" of the words of partition part (R: partitions;
- * part -1: all) to *out (malloc'd, grown); sorted by word when sorted. */
+/* Writes "word count\n" lines of the words of partition part (R:
+ * partitions; part -1: all) into a new buffer *out (the caller frees it),
+ * sorted by word when sorted. 0 or FLC_ENOMEM. */
 int flc_wc_dump(const flc_wc_table_t *t, uint32_t R, int part, int sorted, char **out,
                 size_t *len);
 
-/* Adds every "word count\n" line of text to t. -1 on a bad line. */
+/* Adds every "word count\n" line of text to t. 0, FLC_EDATA on a line that
+ * is not one, FLC_ENOMEM. */
 int flc_wc_load(flc_wc_table_t *t, const char *text, size_t len);
 
 #endif

@@ -134,7 +134,7 @@ static int count_piece(flc_wc_table_t *t, const char *path, long long off, long 
     return rc;
 }
 
-int flc_wc_map_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
+int flc_job_wordcount_map(flc_job_task_t *f, cJSON **res, flc_err_t *e)
 {
     long long id, R;
     const cJSON *pieces;
@@ -153,7 +153,8 @@ int flc_wc_map_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
             rc = flc_err_set(e, FLC_EINVAL, "event field 'pieces': a piece has no path");
             break;
         }
-        long long off = (long long)flc_ev_num(p, "off", 0), len = (long long)flc_ev_num(p, "len", 0);
+        long long off = (long long)flc_ev_num(p, "off", 0);
+        long long len = (long long)flc_ev_num(p, "len", 0);
         if ((rc = count_piece(&t, path, off, len, (long long)flc_ev_num(p, "fend", 0), e)) != 0)
             break;
         bytes += len;
@@ -167,7 +168,7 @@ int flc_wc_map_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
         if (flc_wc_dump(&t, (uint32_t)R, (int)r, 0, &text, &len) != 0)
             rc = flc_err_set(e, FLC_ENOMEM, "out of memory for partition %u", r);
         else
-            rc = flc_jx_put(&f->x, 0, r, name, text, len, e);
+            rc = flc_job_put(&f->x, 0, r, name, text, len, e);
         shuffle += len;
         free(text);
     }
@@ -181,7 +182,7 @@ int flc_wc_map_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
     return rc;
 }
 
-int flc_wc_reduce_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
+int flc_job_wordcount_reduce(flc_job_task_t *f, cJSON **res, flc_err_t *e)
 {
     long long part, M;
     if (flc_ev_need_int(f->ev, "part", 0, 1 << 16, &part, e) ||
@@ -195,7 +196,7 @@ int flc_wc_reduce_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
         snprintf(name, sizeof name, "m%lld", m);
         flc_shard_t sh;
         size_t len;
-        if ((rc = flc_jx_get(&f->x, 0, (uint32_t)part, name, &sh, &len, e)) != FLC_OK)
+        if ((rc = flc_job_get(&f->x, 0, (uint32_t)part, name, &sh, &len, e)) != FLC_OK)
             break;
         if (flc_wc_load(&t, (const char *)sh.values, len) != 0)
             rc = flc_err_set(e, FLC_EDATA, "partition %lld of mapper %lld: not 'word count' "
@@ -207,7 +208,7 @@ int flc_wc_reduce_fn(flc_jfn_t *f, cJSON **res, flc_err_t *e)
     if (rc == FLC_OK && flc_wc_dump(&t, 1, -1, 1, &text, &len) != 0)
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory for partition %lld's output", part);
     if (rc == FLC_OK)
-        rc = flc_jx_put(&f->x, 1, (uint32_t)part, "out", text, len, e);
+        rc = flc_job_put(&f->x, 1, (uint32_t)part, "out", text, len, e);
     if (rc == FLC_OK) {
         *res = cJSON_CreateObject();
         cJSON_AddNumberToObject(*res, "distinct", (double)t.n);
@@ -277,7 +278,7 @@ static int same_counts(const flc_wc_table_t *a, const flc_wc_table_t *b, char *w
     return 1;
 }
 
-int flc_job_wordcount(flc_jctx_t *c, flc_err_t *e)
+int flc_job_wordcount(flc_job_ctx_t *c, flc_err_t *e)
 {
     const flc_job_opts_t *o = c->o;
     int W = o->workers, R = o->reducers > 0 ? o->reducers : o->workers;
@@ -297,11 +298,12 @@ int flc_job_wordcount(flc_jctx_t *c, flc_err_t *e)
     size_t fi = 0;
     long long foff = 0;
     for (int i = 0; rc == FLC_OK && i < W; i++) {
-        ev[i] = flc_jev_new(c, "wordcount.map");
+        ev[i] = flc_job_event(c, "wordcount.map");
         cJSON_AddNumberToObject(ev[i], "id", i);
         cJSON_AddNumberToObject(ev[i], "reducers", R);
         cJSON *pc = cJSON_AddArrayToObject(ev[i], "pieces");
-        long long want = (long long)((i + 1) * (double)total / W) - (long long)(i * (double)total / W);
+        long long want = (long long)((i + 1) * (double)total / W) -
+                         (long long)(i * (double)total / W);
         while (want > 0 && fi < nf) {
             long long take = files[fi].size - foff < want ? files[fi].size - foff : want;
             cJSON *p = cJSON_CreateObject();
@@ -321,35 +323,36 @@ int flc_job_wordcount(flc_jctx_t *c, flc_err_t *e)
     }
     uint64_t t0 = flc_now_ns();
     if (rc == FLC_OK)
-        rc = flc_jphase(c, "map", ev, names, (size_t)W, res, e);
+        rc = flc_job_phase(c, "map", ev, names, (size_t)W, res, e);
     double shuffle = 0;
     for (int i = 0; i < W; i++) {
         shuffle += res[i] ? flc_ev_num(res[i], "shuffle_bytes", 0) : 0;
         cJSON_Delete(res[i]);
     }
     for (int r = 0; rc == FLC_OK && r < R; r++) {
-        ev[r] = flc_jev_new(c, "wordcount.reduce");
+        ev[r] = flc_job_event(c, "wordcount.reduce");
         cJSON_AddNumberToObject(ev[r], "part", r);
         cJSON_AddNumberToObject(ev[r], "mappers", W);
         snprintf(names[r], sizeof names[r], "reduce %d", r);
     }
     if (rc == FLC_OK)
-        rc = flc_jphase(c, "reduce", ev, names, (size_t)R, NULL, e);
+        rc = flc_job_phase(c, "reduce", ev, names, (size_t)R, NULL, e);
     flc_wc_table_t got;
     flc_wc_init(&got);
     for (int r = 0; rc == FLC_OK && r < R; r++) {
         flc_shard_t sh;
         size_t len;
-        if ((rc = flc_jx_get(&c->x, 1, (uint32_t)r, "out", &sh, &len, e)) != FLC_OK)
+        if ((rc = flc_job_get(&c->x, 1, (uint32_t)r, "out", &sh, &len, e)) != FLC_OK)
             break;
         if (flc_wc_load(&got, (const char *)sh.values, len) != 0)
             rc = flc_err_set(e, FLC_EDATA, "reducer %d's output: not 'word count' lines", r);
         flc_shard_release(&sh);
     }
-    c->rep->wall_ms = flc_jms(t0);
+    c->rep->wall_ms = flc_job_ms(t0);
     if (rc == FLC_OK) {
         cJSON *m = c->rep->metrics;
-        cJSON_AddStringToObject(m, "corpus", o->corpus ? o->corpus : WC_CORPUS " (Debian fortunes)");
+        cJSON_AddStringToObject(m, "corpus",
+                                o->corpus ? o->corpus : WC_CORPUS " (Debian fortunes)");
         cJSON_AddNumberToObject(m, "corpus_bytes", (double)total);
         cJSON_AddNumberToObject(m, "files", (double)nf);
         cJSON_AddNumberToObject(m, "reducers", R);
@@ -363,7 +366,7 @@ int flc_job_wordcount(flc_jctx_t *c, flc_err_t *e)
         uint64_t t1 = flc_now_ns();
         for (size_t i = 0; rc == FLC_OK && i < nf; i++)
             rc = count_piece(&one, files[i].path, 0, files[i].size, files[i].size, e);
-        c->rep->single_ms = flc_jms(t1);
+        c->rep->single_ms = flc_job_ms(t1);
         if (rc == FLC_OK) {
             char why[200] = "";
             c->rep->checked = 1;
@@ -377,7 +380,7 @@ int flc_job_wordcount(flc_jctx_t *c, flc_err_t *e)
         flc_wc_free(&one);
     }
     flc_wc_free(&got);
-    flc_jev_free(ev, (size_t)(W > R ? W : R));
+    flc_job_events_free(ev, (size_t)(W > R ? W : R));
     free(ev);
     free(names);
     free(res);
