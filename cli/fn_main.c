@@ -23,6 +23,8 @@
  *   aggregator  the merger of one shard of one round
  *               (aggregator/reduce_scatter.h).
  *   query       one query answered next to the data (aggregator/query.h).
+ *   job         one task of a `flcache run` workload (jobs/job.h): a word
+ *               count's map or reduce, a matrix block, a row slab, tiles, trees.
  * To add a role, add one line to the `roles` table in main().
  *
  * The roles' configuration: this program reads the environment once
@@ -61,6 +63,7 @@
 #include "cli/config.h"
 #include "cli/opt.h"
 #include "clients/client.h"
+#include "jobs/job.h"
 #include "base/event.h"
 #include "runtime/fn.h"
 #include "workers/sgd_worker.h"
@@ -299,6 +302,16 @@ static int query(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
     return flc_query_fn(&env->store, event, result, &ctx->err);
 }
 
+/* The "job" role: one task of a `flcache run` workload. */
+static int job(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
+{
+    const fn_env_t *env = ctx->user;
+    if (env->blas_one)
+        openblas_set_num_threads(1); /* as the worker: W functions share the cores */
+    return flc_job_fn(&env->store, env->data_dir, event, result, &ctx->compute_ms,
+                      &ctx->comm_ms, &ctx->err);
+}
+
 typedef struct role {
     const char *name;
     flc_fn_handler_t handler;
@@ -373,6 +386,7 @@ int main(int argc, char **argv)
                                    "(see aggregator/reduce_scatter.h)"},
         {"query", query, "a query next to the data: kind, job, round | round_from/round_to, "
                          "client, k, cluster, seed (see aggregator/query.h)"},
+        {"job", job, "a task of `flcache run`: task, job, nparts, ... (see jobs/job.h)"},
     };
     enum { NROLES = sizeof roles / sizeof *roles };
     /* The help's epilog lists the roles from the table above. */

@@ -26,6 +26,8 @@ static const command_t commands[] = {
                                "participation, outliers, clients"},
     {"store", flc_cmd_store, "the cache and its jobs: `store stats`, `ls`, `rm JOB`, "
                              "`expire --before WHEN`"},
+    {"run", flc_cmd_run, "a serverless workload on W functions: wordcount, matmul, conv, "
+                         "mandelbrot, forest"},
     {"up", flc_cmd_up, "start a long-lived, persistent private redis-server; print its URL"},
     {"down", flc_cmd_down, "stop the server started by `flcache up`"},
     {"version", flc_cmd_version, "print versions of flcache and its libraries"},

@@ -24,6 +24,7 @@ flc_require(OPENBLAS  openblas       libopenblas-dev)
 flc_require(LIBUV     libuv          libuv1-dev)
 flc_require(PROTOBUFC libprotobuf-c  libprotobuf-c-dev)
 flc_require(ZLIB      zlib           zlib1g-dev)
+flc_require(PNG       libpng         libpng-dev)
 
 find_program(PROTOC_C NAMES protoc-c protoc-gen-c)
 if(NOT PROTOC_C)
