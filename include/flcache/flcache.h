@@ -270,6 +270,8 @@ typedef struct flc_rs_merger_cfg {
     flc_merge_state_t *state;    /* stateful rules: in-memory state, or NULL: in the cache */
     int ephemeral;               /* 1: a round nobody will query: no report or metadata */
     int derive_stats;            /* 1: cache the shard's Gram partial for later queries */
+    int driver_records;          /* 1: a driver opened the round and writes its RoundMeta;
+                                  * the merger writes no job-wide key */
 } flc_rs_merger_cfg_t;
 
 /* What one shard's merge did. */
@@ -283,6 +285,7 @@ typedef struct flc_rs_report {
     uint64_t bytes_read;
     double wait_ms;             /* blocked waiting for arrivals */
     double merge_ms;            /* reading, checking, folding and writing */
+    char error[256];            /* why the merge failed ("" when it did not) */
 } flc_rs_report_t;
 #endif
 
