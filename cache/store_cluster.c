@@ -542,6 +542,9 @@ static int write_iov(int fd, struct iovec *iov, int n)
     return 0;
 }
 
+/* Pieces up to this size are copied for a resend, bigger ones borrowed. */
+#define BORROW_MIN 8192
+
 /* The copying path of flc_store_cl_send_pieces: the whole text, queued. */
 static int send_copied(flc_store_t *s, const char *head, size_t hl, const struct iovec *pieces,
                        int n, const char *what)
@@ -584,16 +587,30 @@ int flc_store_cl_send_pieces(flc_store_t *s, const char *head, size_t hl, const 
     while (!done)
         if (redisBufferWrite(c, &done) != REDIS_OK)
             return send_copied(s, head, hl, pieces, n, what);
+    /* Small pieces (a frame header, on its caller's stack, which a
+     * deferred batch leaves before its replies are read) are copied after
+     * the head text; only the big ones (the values) are borrowed. */
+    size_t small = 0;
+    for (int i = 0; i < n; i++)
+        small += pieces[i].iov_len <= BORROW_MIN ? pieces[i].iov_len : 0;
     pend_t p = {.len = hl, .node = node, .ctx = c, .slot = slot, .keyed = 1, .body_idem = idem,
                 .nbody = n + 1};
-    p.cmd = malloc(hl);
+    p.cmd = malloc(hl + small);
     p.body = malloc((size_t)(n + 1) * sizeof *p.body);
     if (p.cmd == NULL || p.body == NULL) {
         flc_store_cl_pend_free(&p);
         return flc_err_set(&s->err, FLC_ENOMEM, "%s: out of memory", what);
     }
     memcpy(p.cmd, head, hl);
-    memcpy(p.body, pieces, (size_t)n * sizeof *p.body);
+    char *own = p.cmd + hl;
+    for (int i = 0; i < n; i++) {
+        p.body[i] = pieces[i];
+        if (pieces[i].iov_len <= BORROW_MIN) {
+            memcpy(own, pieces[i].iov_base, pieces[i].iov_len);
+            p.body[i].iov_base = own;
+            own += pieces[i].iov_len;
+        }
+    }
     p.body[n] = (struct iovec){(void *)"\r\n", 2};
     flc_store_cl_mark_written(s, node);
     if ((rc = enqueue_pend(s, p, 0)) != FLC_OK)

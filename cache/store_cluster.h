@@ -63,8 +63,9 @@ int flc_store_cl_send(flc_store_t *s, char *cmd, size_t len, const char *what);
  * then the last argument's bytes in pieces[0..n) of the caller's memory.
  * Routed by key; the node's pending output is written first (order), then
  * head, pieces and "\r\n" go to its socket with one sendmsg, nothing
- * copied. The pieces must stay valid until the batch's last reply is read
- * (a redirect or a failover sends the command again). idem: the command has
+ * copied. Pieces over 8 KB (values) must stay valid until the batch's last
+ * reply is read (a redirect or a failover sends the command again); smaller
+ * ones (frame headers) are copied for that. idem: the command has
  * the same effect run twice (SET, PSETEX, HSET). */
 int flc_store_cl_send_pieces(flc_store_t *s, const char *head, size_t hl, const char *key,
                              const struct iovec *pieces, int n, int idem, const char *what);

@@ -21,9 +21,11 @@ typedef struct pend {
                 * body, only the text before the last argument's bytes */
     size_t len;
     /* A command written straight from the caller's memory
-     * (flc_store_cl_send_pieces): the last argument's bytes and its "\r\n",
-     * borrowed until the batch's last reply is read, which the store's
-     * writers do before they return. NULL otherwise. */
+     * (flc_store_cl_send_pieces): the last argument's bytes and its "\r\n";
+     * pieces over 8 KB borrowed from the caller until the batch's last
+     * reply is read (the store's writers read it before they return; a
+     * deferred batch's values are its caller's), smaller ones copied into
+     * cmd after the head text. NULL otherwise. */
     struct iovec *body;
     int nbody;
     int body_idem; /* flc_store_cl_idempotent of the whole command */
