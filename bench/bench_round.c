@@ -13,16 +13,43 @@
 
 #define MAX_THREADS 128
 
+static double since(const bench_round_t *c)
+{
+    return (double)(flc_now_ns() - c->t0_ns) / 1e6;
+}
+
+void bench_round_phases(const bench_round_t *c, char *buf, size_t cap)
+{
+    double op = 0, pu = 0, pl = 0, me = 0, mm = 0;
+    for (uint32_t i = 0; i < c->W && i < MAX_THREADS; i++) {
+        op = c->opened_ms[i] > op ? c->opened_ms[i] : op;
+        pu = c->pushed_ms[i] > pu ? c->pushed_ms[i] : pu;
+        pl = c->pulled_ms[i] > pl ? c->pulled_ms[i] : pl;
+    }
+    for (uint32_t k = 0; k < c->S && k < MAX_THREADS; k++) {
+        me = c->merged_ms[k] > me ? c->merged_ms[k] : me;
+        mm = c->merge_ms[k] > mm ? c->merge_ms[k] : mm;
+    }
+    snprintf(buf, cap, "opened %.0f, pushed %.0f, merged %.0f (longest merge %.0f), pulled %.0f ms",
+             op, pu, me, mm, pl);
+}
+
 void *bench_round_contributor(void *p)
 {
     bench_round_arg_t *a = p;
     bench_round_t *c = a->c;
     flc_err_t e = {0};
     flc_store_t *s = flc_store_open(c->url, bench_store_opts(), &e);
+    c->opened_ms[a->i] = since(c);
     flc_rs_push_cfg_t pc = {.job = "bench", .round = c->round, .client = c->names[a->i],
                             .num_shards = c->S, .model_size = c->n, .num_samples = 1 + a->i};
-    if (s == NULL || flc_rs_push(s, &pc, c->u[a->i], &e) != 0 ||
-        flc_rs_pull(s, "bench", c->round, c->S, c->n, 120000, c->model[a->i], &e) != 0) {
+    int rc = s == NULL || flc_rs_push(s, &pc, c->u[a->i], &e) != 0;
+    c->pushed_ms[a->i] = since(c);
+    if (rc == 0 &&
+        flc_rs_pull(s, "bench", c->round, c->S, c->n, 120000, c->model[a->i], &e) != 0)
+        rc = 1;
+    c->pulled_ms[a->i] = since(c);
+    if (rc) {
         fprintf(stderr, "%s: contributor %u: %s\n", c->tag, a->i, flc_err_msg(&e));
         c->failed = 1;
     }
@@ -45,11 +72,13 @@ void *bench_round_merger(void *p)
                               .num_shards = c->S, .model_size = c->n, .expected = c->names,
                               .n_expected = c->W, .deadline_ms = 120000, .readers = c->W};
     flc_merge_rule_init(&mc.rule, "fedavg", NULL);
-    flc_rs_report_t rep;
+    flc_rs_report_t rep = {0};
     if (s == NULL || flc_rs_merger_run(s, &mc, &rep, &e) != 0) {
         fprintf(stderr, "%s: merger %u: %s\n", c->tag, a->i, flc_err_msg(&e));
         c->failed = 1;
     }
+    c->merged_ms[a->i] = since(c);
+    c->merge_ms[a->i] = rep.merge_ms;
     flc_rs_report_free(&rep);
     flc_store_close(s);
     return NULL;
@@ -101,6 +130,7 @@ double bench_round_run(bench_round_t *c, int with_mergers, void *(*contributor)(
     sigaddset(&block, SIGINT), sigaddset(&block, SIGTERM), sigaddset(&block, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     uint64_t t0 = flc_now_ns();
+    c->t0_ns = t0;
     for (uint32_t k = 0; k < nm; k++) {
         args[nt] = (bench_round_arg_t){c, k};
         pthread_create(&th[nt], NULL, bench_round_merger, &args[nt]);

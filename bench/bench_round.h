@@ -22,6 +22,12 @@ typedef struct bench_round {
      * that node's unix socket); zero: mergers run where the caller does. */
     flc_place_t place;
     char (*node)[300];   /* filled by bench_round_run when placing: shard k's owner */
+    /* Where the round's time went, ms from its start (bench_round_run):
+     * per contributor, store opened / pushed / pulled; per merger, merged
+     * (its done tokens pushed) and the merge's own time (reading, folding,
+     * writing: its report's merge_ms). */
+    uint64_t t0_ns;
+    double opened_ms[128], pushed_ms[128], pulled_ms[128], merged_ms[128], merge_ms[128];
 } bench_round_t;
 
 /* What each thread gets: the round and its index (contributor i or shard i). */
@@ -42,5 +48,10 @@ void *bench_round_merger(void *arg);
  * join. At most 128 threads. With c->place, the owners of the S shards are
  * looked up first, before the clock starts (the lookup is the driver's). */
 double bench_round_run(bench_round_t *c, int with_mergers, void *(*contributor)(void *));
+
+/* The phases of the last bench_round_run, for a log line: the latest
+ * store open, push end, merge end and pull end (ms from the start) and the
+ * longest merge_ms, into buf. */
+void bench_round_phases(const bench_round_t *c, char *buf, size_t cap);
 
 #endif
