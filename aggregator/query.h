@@ -110,6 +110,10 @@ typedef struct flc_query_gram_s {
                     "all 6 shards: <URL>" on one node (malloc'd; NULL: unknown) */
     unsigned char *bad; /* per client: 1 when its update holds a NaN or Inf (its row and
                            column are zero, not its values); NULL: not tracked */
+    float *scratch;     /* the rows a worker reads a shard into, kept from shard to
+                           shard: fresh pages cost a fault each (a 25 MB round's shard
+                           is 220 MB of rows), and faults dominated cold queries */
+    size_t scratch_cap; /* floats in scratch */
 } flc_query_gram_t;
 
 void flc_query_gram_free(flc_query_gram_t *g);

@@ -55,6 +55,7 @@ void flc_query_gram_free(flc_query_gram_t *g)
     free(g->G);
     free(g->nodes);
     free(g->bad);
+    free(g->scratch);
     memset(g, 0, sizeof *g);
 }
 
@@ -192,23 +193,34 @@ static int gram_compute(flc_store_t *s, const char *job, uint32_t round, uint32_
         return flc_err_set(e, FLC_ENOTFOUND, "round %u of job %s has nothing in shard %u",
                            round, job, shard);
     size_t cnt = (size_t)head.count;
-    float *M = calloc(m * cnt + 1, sizeof *M);
+    if (g->scratch_cap < m * cnt + 1) {
+        free(g->scratch);
+        g->scratch_cap = 0;
+        g->scratch = malloc((m * cnt + 1) * sizeof *g->scratch);
+        if (g->scratch != NULL)
+            g->scratch_cap = m * cnt + 1;
+    }
+    float *M = g->scratch; /* every row below is written or zeroed: no calloc */
     double *P = calloc(m * m, sizeof *P);
     if (M == NULL || P == NULL) {
         flc_shard_release(&head);
-        free(M), free(P);
+        free(P);
         return flc_err_set(e, FLC_ENOMEM, "out of memory for %zu updates of %zu floats", m, cnt);
     }
     if (have_agg && flc_find_nonfinite(head.values, cnt) < 0) /* else: no aggregate */
         memcpy(M + g->n * cnt, head.values, cnt * sizeof(float));
+    else
+        memset(M + g->n * cnt, 0, cnt * sizeof(float));
     g->bytes_read += have_agg ? cnt * sizeof(float) : 0;
     flc_shard_release(&head);
     int rc = FLC_OK;
     for (size_t i = 0; i < g->n && rc == FLC_OK; i++) {
         flc_shard_t sh = {0};
         int r = flc_store_get_update(s, job, round, shard, g->clients[i], &sh, M + i * cnt, cnt);
-        if (r == FLC_ENOTFOUND)
-            continue; /* this client did not write this shard: a zero row */
+        if (r == FLC_ENOTFOUND) {
+            memset(M + i * cnt, 0, cnt * sizeof(float)); /* did not write this shard */
+            continue;
+        }
         if (r != FLC_OK || sh.count != cnt) {
             rc = r != FLC_OK ? (*e = *flc_store_error(s), r)
                              : flc_err_set(e, FLC_EDIM, "client %s wrote %llu floats to shard "
@@ -236,7 +248,7 @@ static int gram_compute(flc_store_t *s, const char *job, uint32_t round, uint32_
         if (stamps != NULL)
             cache_write(s, job, round, shard, g, stamps, bad, P);
     }
-    free(M), free(P);
+    free(P);
     return rc;
 }
 
@@ -340,6 +352,7 @@ static void *gram_worker(void *p)
     pthread_mutex_unlock(&j->lock);
     free(mine.G);
     free(mine.bad);
+    free(mine.scratch);
     flc_store_close(s);
     return NULL;
 }
