@@ -111,8 +111,8 @@ typedef struct flc_query_gram_s {
     unsigned char *bad; /* per client: 1 when its update holds a NaN or Inf (its row and
                            column are zero, not its values); NULL: not tracked */
     float *scratch;     /* the rows a worker reads a shard into, kept from shard to
-                           shard: fresh pages cost a fault each (a 25 MB round's shard
-                           is 220 MB of rows), and faults dominated cold queries */
+                           shard, in huge pages (base/bigbuf.h): fresh pages cost a
+                           fault each (a 25 MB round's shard is 220 MB of rows) */
     size_t scratch_cap; /* floats in scratch */
 } flc_query_gram_t;
 

@@ -20,6 +20,7 @@
 #include <cblas.h>
 
 #include "aggregator/query_internal.h"
+#include "base/bigbuf.h"
 #include "cache/store_ops.h"
 
 #define GRAM_BLOCK 4096 /* columns per ssyrk: float sums over 4096 terms, then double */
@@ -55,7 +56,7 @@ void flc_query_gram_free(flc_query_gram_t *g)
     free(g->G);
     free(g->nodes);
     free(g->bad);
-    free(g->scratch);
+    flc_big_free(g->scratch, g->scratch_cap * sizeof *g->scratch);
     memset(g, 0, sizeof *g);
 }
 
@@ -194,9 +195,9 @@ static int gram_compute(flc_store_t *s, const char *job, uint32_t round, uint32_
                            round, job, shard);
     size_t cnt = (size_t)head.count;
     if (g->scratch_cap < m * cnt + 1) {
-        free(g->scratch);
+        flc_big_free(g->scratch, g->scratch_cap * sizeof *g->scratch);
         g->scratch_cap = 0;
-        g->scratch = malloc((m * cnt + 1) * sizeof *g->scratch);
+        g->scratch = flc_big_alloc((m * cnt + 1) * sizeof *g->scratch);
         if (g->scratch != NULL)
             g->scratch_cap = m * cnt + 1;
     }
@@ -352,7 +353,7 @@ static void *gram_worker(void *p)
     pthread_mutex_unlock(&j->lock);
     free(mine.G);
     free(mine.bad);
-    free(mine.scratch);
+    flc_big_free(mine.scratch, mine.scratch_cap * sizeof *mine.scratch);
     flc_store_close(s);
     return NULL;
 }

@@ -1,0 +1,27 @@
+/* bigbuf.c - big scratch buffers in huge pages (bigbuf.h). */
+#define _GNU_SOURCE
+#include "base/bigbuf.h"
+
+#include <sys/mman.h>
+
+void *flc_big_alloc(size_t bytes)
+{
+    if (bytes == 0)
+        bytes = 1;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: refused is fine */
+#endif
+#ifdef MADV_POPULATE_WRITE
+    (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* Linux >= 5.14; else faults later */
+#endif
+    return p;
+}
+
+void flc_big_free(void *p, size_t bytes)
+{
+    if (p != NULL)
+        munmap(p, bytes ? bytes : 1);
+}
