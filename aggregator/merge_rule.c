@@ -16,7 +16,7 @@
 
 static const char *const kind_names[FLC_MERGE_NKINDS] = {
     "fedavg", "mean", "fedavgm", "fedadam", "fedyogi", "fedadagrad",
-    "median", "trimmed-mean", "krum", "multi-krum",
+    "median", "trimmed-mean", "krum", "multi-krum", "bulyan",
 };
 
 /* Bit sets of kinds, for the applicability column of the table. */
@@ -53,7 +53,8 @@ static const param_t params[] = {
     {"trim", "trim_beta", offsetof(flc_merge_rule_t, trim), P_REAL, K(FLC_MERGE_TRIMMED_MEAN),
      0, 0.5, 0, 1, "in [0, 0.5)"},
     {"f", NULL, offsetof(flc_merge_rule_t, f), P_INT,
-     K(FLC_MERGE_KRUM) | K(FLC_MERGE_MULTI_KRUM), -1, 1e6, 0, 0, "an integer >= 0 (-1 = auto)"},
+     K(FLC_MERGE_KRUM) | K(FLC_MERGE_MULTI_KRUM) | K(FLC_MERGE_BULYAN), -1, 1e6, 0, 0,
+     "an integer >= 0 (-1 = auto)"},
     {"m", NULL, offsetof(flc_merge_rule_t, m), P_INT, K(FLC_MERGE_MULTI_KRUM), 0, 1e6, 0, 0,
      "an integer >= 1 (0 = k - f)"},
     {"weighted", NULL, offsetof(flc_merge_rule_t, weighted), P_BOOL, K_SERVER, 0, 1, 0, 0,
@@ -121,7 +122,8 @@ static int init_n(flc_merge_rule_t *r, const char *name, size_t len, flc_err_t *
     if (kind < 0)
         return flc_err_set(e, FLC_EINVAL,
                            "unknown merge rule '%.*s' (known: fedavg, mean, fedavgm, fedadam, "
-                           "fedyogi, fedadagrad, median, trimmed-mean, krum, multi-krum)",
+                           "fedyogi, fedadagrad, median, trimmed-mean, krum, multi-krum, "
+                           "bulyan)",
                            (int)(len > 64 ? 64 : len), name);
     memset(r, 0, sizeof *r);
     r->kind = (flc_merge_kind_t)kind;
@@ -340,6 +342,12 @@ int flc_merge_rule_streams(const flc_merge_rule_t *r)
 {
     return r->kind == FLC_MERGE_FEDAVG || r->kind == FLC_MERGE_MEAN ||
            flc_merge_rule_has_state(r);
+}
+
+int flc_merge_rule_selects(const flc_merge_rule_t *r)
+{
+    return r->kind == FLC_MERGE_KRUM || r->kind == FLC_MERGE_MULTI_KRUM ||
+           r->kind == FLC_MERGE_BULYAN;
 }
 
 int flc_merge_rule_has_state(const flc_merge_rule_t *r)

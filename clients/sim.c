@@ -377,7 +377,7 @@ static void close_and_join(sim_t *sm, uint64_t give_up_ns)
     /* Sharded Krum's and Multi-Krum's mergers also block while they
      * exchange distance matrices (aggregator/rs_krum.c), and a wake-up there
      * would fail the merge: they keep their deadline instead. */
-    int krum = sm->rule.kind == FLC_MERGE_KRUM || sm->rule.kind == FLC_MERGE_MULTI_KRUM;
+    int krum = flc_merge_rule_selects(&sm->rule);
     int early = !(sm->S > 1 && krum);
     for (; early;) {
         int waiting = 0;

@@ -160,6 +160,7 @@ typedef enum flc_merge_kind {
     FLC_MERGE_TRIMMED_MEAN, /* coordinate-wise, floor(trim*k) cut each side */
     FLC_MERGE_KRUM,         /* Blanchard et al. 2017 */
     FLC_MERGE_MULTI_KRUM,   /* mean of the m best Krum scores */
+    FLC_MERGE_BULYAN,       /* El Mhamdi et al. 2018: Krum selection, then trimmed mean */
     FLC_MERGE_NKINDS
 } flc_merge_kind_t;
 
@@ -201,7 +202,7 @@ typedef struct flc_merge_state flc_merge_state_t;
 #endif
 
 /* Sets *r to rule `name` ("fedavg", "mean", "fedavgm", "fedadam", "fedyogi",
- * "fedadagrad", "median", "trimmed-mean", "krum", "multi-krum") with its
+ * "fedadagrad", "median", "trimmed-mean", "krum", "multi-krum", "bulyan") with its
  * default parameters. FLC_EINVAL for an unknown name. */
 int flc_merge_rule_init(flc_merge_rule_t *r, const char *name, flc_err_t *e);
 
