@@ -20,6 +20,7 @@
 #include "cli/cli.h"
 #include "cli/opt.h"
 #include "cli/place.h"
+#include "cli/rule_opt.h"
 #include "cli/sim_pool.h"
 #include "clients/client.h"
 #include "clients/sim.h"
@@ -92,6 +93,13 @@ static const flc_opt_t options[] = {
              "           fraction of extremes on each side\n"
              "krum       delta closest to its k-f-2 neighbours (--krum-f)\n"
              "multi-krum mean of the k-f deltas with the best Krum scores"},
+    {.name = "rule", .type = FLC_OPT_STR, .meta = "SPEC", FLC_OPT_AT(opts_t, c.rule),
+     .def = "the strategy's rule",
+     .help = "the merge rule as a spec of the README's rule table: NAME or "
+             "NAME:key=value,... (fedavg, mean, fedavgm, fedadam, fedyogi, fedadagrad, "
+             "median, trimmed-mean, krum, multi-krum, bulyan; e.g. bulyan:f=1, "
+             "fedavgm:server_lr=1,momentum=0.9); with it --strategy only says how clients "
+             "train (fedavg or fedprox)"},
     FLC_OPT_MODEL_OPTIONS(opts_t, c),
     {.name = "mu", .type = FLC_OPT_NUM, .meta = "M", FLC_OPT_AT(opts_t, c.mu), .min = 0,
      .def = "0.01 with fedprox, else 0", .help = "FedProx proximal weight"},
@@ -213,6 +221,10 @@ static int parse(int argc, char **argv, opts_t *o, int *rc)
         return 0;
     }
     o->c.fault = o->fault >= 0 ? o->fault : FLC_FAULT_NONE;
+    if (o->c.rule != NULL && !flc_cli_rule_check(&simulate_cmd, o->c.rule, o->c.strategy,
+                                                 o->c.per_round, o->c.server_lr, o->c.trim,
+                                                 o->c.krum_f))
+        return 0;
     /* Krum scores each update by its k-f-2 nearest neighbours
      * (aggregator/merge_krum.c): f <= K-3 leaves at least one. */
     int krum = o->c.strategy == FLC_SIM_KRUM || o->c.strategy == FLC_SIM_MULTI_KRUM;

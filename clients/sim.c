@@ -118,6 +118,8 @@ static int rule_for(const flc_sim_cfg_t *c, flc_merge_rule_t *r, flc_err_t *e)
 {
     static const char *const names[FLC_SIM_NSTRATEGIES] = {
         "fedavg", "fedavg", "fedadam", "fedyogi", "median", "trimmed-mean", "krum", "multi-krum"};
+    if (c->rule != NULL) /* --rule: the spec says everything about the merge */
+        return flc_merge_rule_parse(r, c->rule, e);
     int rc = flc_merge_rule_init(r, names[c->strategy], e);
     if (rc == FLC_OK && (c->strategy == FLC_SIM_FEDADAM || c->strategy == FLC_SIM_FEDYOGI))
         rc = flc_merge_rule_set(r, "server_lr", c->server_lr, e);
