@@ -93,6 +93,10 @@ static const flc_opt_t options[] = {
              "           fraction of extremes on each side\n"
              "krum       delta closest to its k-f-2 neighbours (--krum-f)\n"
              "multi-krum mean of the k-f deltas with the best Krum scores"},
+    {.name = "init", .type = FLC_OPT_STR, .meta = "FILE", FLC_OPT_AT(opts_t, c.init),
+     .def = "seeded initialization",
+     .help = "start from the model in FILE (.npy or .safetensors, as `flcache export` "
+             "writes it); its length must be the model's parameter count"},
     {.name = "rule", .type = FLC_OPT_STR, .meta = "SPEC", FLC_OPT_AT(opts_t, c.rule),
      .def = "the strategy's rule",
      .help = "the merge rule as a spec of the README's rule table: NAME or "

@@ -59,6 +59,10 @@ static const flc_opt_t options[] = {
      .def = FLC_OPT_STRING(FLC_SGD_LR_SOFTMAX) " for softmax, "
             FLC_OPT_STRING(FLC_SGD_LR_MLP) " for mlp",
      .help = "learning rate"},
+    {.name = "init", .type = FLC_OPT_STR, .meta = "FILE", FLC_OPT_AT(flc_train_opts_t, cfg.init),
+     .def = "seeded initialization",
+     .help = "start from the model in FILE (.npy or .safetensors, as `flcache export` "
+             "writes; every worker reads it, so a path they all see)"},
     {.name = "rule", .type = FLC_OPT_STR, .meta = "SPEC", FLC_OPT_AT(flc_train_opts_t, cfg.rule),
      .def = "mean",
      .help = "how the W gradients of a step are merged, as a spec of the README's rule "
@@ -146,6 +150,17 @@ static int parse(int argc, char **argv, flc_train_opts_t *o, int *rc)
         !flc_cli_rule_check(&train_cmd, o->cfg.rule, -1, o->cfg.workers, 0, 0, -1)) {
         *rc = FLC_EXIT_USAGE;
         return 0;
+    }
+    if (o->cfg.init != NULL) {
+        char *abs = realpath(o->cfg.init, NULL);
+        if (abs == NULL || strlen(abs) >= sizeof o->init) {
+            *rc = flc_opt_usage_error(&train_cmd, "--init %s: no such file", o->cfg.init);
+            free(abs);
+            return 0;
+        }
+        snprintf(o->init, sizeof o->init, "%s", abs);
+        free(abs);
+        o->cfg.init = o->init;
     }
     o->cfg.job = flc_cli_job_name(o->cfg.job, "train", o->job, sizeof o->job);
     o->cfg.memory_mb = o->memory_mb;

@@ -22,6 +22,8 @@ static const command_t commands[] = {
     {"query", flc_cmd_query, "ask about a job's rounds: history, outliers, clusters, ..."},
     {"store", flc_cmd_store, "the cache and its jobs: `store stats`, `ls`, `rm JOB`, "
                              "`expire --before WHEN`"},
+    {"export", flc_cmd_export, "write a global model, a merged round or a client's update to "
+                               "an .npy or .safetensors file"},
     {"up", flc_cmd_up, "start a long-lived, persistent private redis-server; print its URL"},
     {"down", flc_cmd_down, "stop the server started by `flcache up`"},
     {"version", flc_cmd_version, "print versions of flcache and its libraries"},

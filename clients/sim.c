@@ -20,6 +20,7 @@
 #include "clients/sim_internal.h"
 #include "ml/dataset_idx.h"
 #include "ml/model.h"
+#include "ml/tensor_file.h"
 #include "ml/partition.h"
 #include "ml/rng.h"
 
@@ -234,6 +235,8 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     res->init_accuracy = res->init_loss = -1;
     if (sm->model != NULL) {
         flc_model_init_params(sm->model, sm->global, c->seed);
+        if (c->init != NULL && (rc = flc_tfile_load_into(c->init, sm->global, sm->P, e)))
+            return rc;
         rc = flc_model_evaluate(sm->model, sm->global, sm->test, NULL, sm->test->n,
                                 &res->init_accuracy, &res->init_loss, e);
         if (rc != FLC_OK)

@@ -127,6 +127,8 @@ typedef struct flc_sim_cfg {
     double alpha;           /* Dirichlet concentration > 0 (large: IID) */
     int local_epochs;       /* E >= 1 */
     int strategy;           /* FLC_SIM_* */
+    const char *init;       /* .npy or .safetensors file of the model to start from
+                             * (flcache export writes them); NULL: seeded init */
     const char *rule;       /* merge rule spec (README's rule table, e.g. "bulyan:f=1",
                              * "fedavgm:momentum=0.8"); NULL: the strategy's rule (and
                              * server_lr, trim, krum_f). The strategy still says how

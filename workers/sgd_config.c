@@ -124,6 +124,8 @@ cJSON *flc_sgd_cfg_to_json(const flc_sgd_cfg_t *c)
     cJSON_AddStringToObject(o, "comm", flc_sgd_comm_name(c->comm));
     if (c->rule)
         cJSON_AddStringToObject(o, "rule", c->rule);
+    if (c->init)
+        cJSON_AddStringToObject(o, "init", c->init);
     if (c->num_shards)
         cJSON_AddNumberToObject(o, "num_shards", c->num_shards);
     if (c->data_dir)
@@ -159,6 +161,7 @@ int flc_sgd_cfg_from_json(flc_sgd_cfg_t *c, const cJSON *ev, flc_err_t *e)
         flc_ev_opt_str(ev, "model", c->model, &c->model, e) ||
         flc_ev_opt_str(ev, "comm", NULL, &comm, e) ||
         flc_ev_opt_str(ev, "rule", c->rule, &c->rule, e) ||
+        flc_ev_opt_str(ev, "init", c->init, &c->init, e) ||
         flc_ev_opt_str(ev, "data", c->data_dir, &c->data_dir, e) ||
         flc_ev_opt_str(ev, "redis", c->redis, &c->redis, e) ||
         flc_ev_opt_int(ev, "hidden", 0, 65536, 0, &hidden, e) ||
