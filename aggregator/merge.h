@@ -70,6 +70,8 @@ typedef struct flc_merge_rule {
     int f;            /* krum/multi-krum: Byzantine updates; -1 = (k-3)/2 (bulyan: (k-3)/4) */
     int m;            /* multi-krum: updates averaged; 0 = k - f */
     int weighted;     /* server optimizers: pseudo-gradient weighted by samples (0 = plain mean, as in the paper) */
+    double noise;     /* mean: central DP noise multiplier sigma; the mean of the k clipped
+                       * updates gets Gaussian noise of sd sigma*clip/k (needs clip); 0 = off */
 } flc_merge_rule_t;
 
 /* Sets *r to rule `name` ("fedavg", "mean", "fedavgm", "fedadam", "fedyogi",

@@ -59,6 +59,8 @@ static const param_t params[] = {
      "an integer >= 1 (0 = k - f)"},
     {"weighted", NULL, offsetof(flc_merge_rule_t, weighted), P_BOOL, K_SERVER, 0, 1, 0, 0,
      "0 or 1"},
+    {"noise", "sigma", offsetof(flc_merge_rule_t, noise), P_REAL, K(FLC_MERGE_MEAN), 0,
+     INFINITY, 0, 1, ">= 0 (0 = off; needs clip > 0)"},
 };
 #define NPARAMS (sizeof params / sizeof params[0])
 
@@ -168,7 +170,7 @@ static int set_n(flc_merge_rule_t *r, const char *key, size_t len, double v, flc
     if (p == NULL)
         return flc_err_set(e, FLC_EINVAL,
                            "merge rule %s: unknown parameter '%.*s' (known: server_lr, momentum, "
-                           "beta1, beta2, tau, clip, trim, f, m, weighted)", rule, klen, key);
+                           "beta1, beta2, tau, clip, trim, f, m, weighted, noise)", rule, klen, key);
     if (!(p->kinds & K(r->kind)))
         return flc_err_set(e, FLC_EINVAL, "merge rule %s: parameter '%s' does not apply to it",
                            rule, p->name);
@@ -239,6 +241,8 @@ int flc_merge_rule_parse(flc_merge_rule_t *r, const char *spec, flc_err_t *e)
             return rc;
         p = comma ? comma + 1 : p + tlen;
     }
+    if ((rc = flc_merge_rule_check(&tmp, e)) != FLC_OK)
+        return rc;
     *r = tmp;
     return FLC_OK;
 }
@@ -286,6 +290,8 @@ int flc_merge_rule_from_json(flc_merge_rule_t *r, const cJSON *j, flc_err_t *e)
                 return rc;
         }
     }
+    if ((rc = flc_merge_rule_check(&tmp, e)) != FLC_OK)
+        return rc;
     *r = tmp;
     return FLC_OK;
 }
@@ -304,6 +310,10 @@ int flc_merge_rule_check(const flc_merge_rule_t *r, flc_err_t *e)
             return flc_err_set(e, FLC_EINVAL, "merge rule %s: %s = %g is out of range (must be %s)",
                                flc_merge_kind_name(r->kind), p->name, v, p->range);
     }
+    /* Central DP's sensitivity is the clip norm: noise without it bounds nothing. */
+    if (r->noise > 0 && !(r->clip > 0))
+        return flc_err_set(e, FLC_EINVAL, "merge rule %s: noise needs clip > 0 (the noise's "
+                           "scale is noise x clip / k)", flc_merge_kind_name(r->kind));
     return FLC_OK;
 }
 

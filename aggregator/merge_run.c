@@ -6,6 +6,7 @@
  * median / trimmed mean (merge_robust.c), Krum (merge_krum.c) or Bulyan
  * (merge_bulyan.c). */
 #include "aggregator/merge.h"
+#include "aggregator/dp.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -136,6 +137,8 @@ int flc_merge_run(const flc_merge_rule_t *r, flc_merge_state_t *st, const flc_me
     case FLC_MERGE_FEDAVG:
     case FLC_MERGE_MEAN:
         rc = run_average(r, b, s, out, e);
+        if (rc == FLC_OK)
+            rc = flc_dp_noise_mean(r, b->k, out, b->n, e);
         break;
     case FLC_MERGE_FEDAVGM:
     case FLC_MERGE_FEDADAM:

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregator/dp.h"
 #include "aggregator/query.h"
 #include "aggregator/rs_internal.h"
 #include "aggregator/rs_recover.h"
@@ -274,6 +275,8 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
     float *out = m->buf; /* free again: every accepted update is folded or kept */
     if (m->acc != NULL) {
         rc = flc_merge_acc_finish(m->acc, st, out, e);
+        if (rc == FLC_OK) /* central DP: noise in the aggregate, not in the stored updates */
+            rc = flc_dp_noise_mean(&cfg->rule, flc_merge_acc_count(m->acc), out, m->count, e);
     } else {
         unsigned char *used = calloc(m->nkept ? m->nkept : 1, 1);
         if (used == NULL)

@@ -19,6 +19,7 @@
 #include "clients/client_data.h"
 #include "clients/sim_internal.h"
 #include "ml/dataset_idx.h"
+#include "aggregator/dp.h"
 #include "ml/model.h"
 #include "ml/tensor_file.h"
 #include "ml/partition.h"
@@ -66,6 +67,7 @@ typedef struct sim {
     flc_sim_straggler_t straggler; /* c->straggler, parsed once */
     int placed;              /* mergers are placed next to their shard's node (cfg.place
                               * on a cluster): their stores are opened by their threads */
+    flc_dp_acct_t dp;       /* central DP: privacy spent so far (starts zeroed) */
 } sim_t;
 
 static int store_err(flc_store_t *s, flc_err_t *e);
@@ -545,7 +547,16 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
 
     if (rc == FLC_OK) {
         sim_round_rec_t rec = {.round = round, .cl = cl, .k = k, .inv = inv, .out = out,
-                               .started_ms = flc_wall_ms() - (uint64_t)out->round_ms};
+                               .started_ms = flc_wall_ms() - (uint64_t)out->round_ms,
+                               .dp_epsilon = -1};
+        /* Central DP: one more round of the subsampled Gaussian mechanism at
+         * q = K / eligible clients (the accountant's sampling rate). */
+        if (sm->rule.noise > 0 && sm->neligible > 0 &&
+            flc_dp_acct_step(&sm->dp, (double)k / (double)sm->neligible, sm->rule.noise, 1,
+                             NULL) == FLC_OK) {
+            rec.dp_delta = FLC_SIM_DP_DELTA;
+            rec.dp_epsilon = flc_dp_acct_epsilon(&sm->dp, rec.dp_delta, NULL);
+        }
         for (uint32_t s = 0; s < sm->S; s++) {
             rec.bytes_read += sm->m[s].rd;
             rec.bytes_written += sm->m[s].wr;

@@ -129,6 +129,7 @@ typedef struct flc_sim_cfg {
     int strategy;           /* FLC_SIM_* */
     const char *init;       /* .npy or .safetensors file of the model to start from
                              * (flcache export writes them); NULL: seeded init */
+#define FLC_SIM_DP_DELTA 1e-5 /* the delta central DP's epsilon is reported at */
     const char *rule;       /* merge rule spec (README's rule table, e.g. "bulyan:f=1",
                              * "fedavgm:momentum=0.8"); NULL: the strategy's rule (and
                              * server_lr, trim, krum_f). The strategy still says how

@@ -26,6 +26,9 @@ typedef struct sim_round_rec {
     uint64_t started_ms;
     uint64_t bytes_read, bytes_written; /* driver and mergers */
     double merge_cost_usd;
+    double dp_epsilon;    /* central DP: privacy spent after this round at dp_delta
+                           * (aggregator/dp.h); < 0 without DP */
+    double dp_delta;
 } sim_round_rec_t;
 
 /* Completes the round's RoundMeta (metrics, hyperparameters, notes, bytes,

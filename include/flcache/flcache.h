@@ -178,6 +178,7 @@ typedef struct flc_merge_rule {
     int f;            /* krum/multi-krum: Byzantine updates; -1 = (k-3)/2 */
     int m;            /* multi-krum: updates averaged; 0 = k - f */
     int weighted;     /* server optimizers: pseudo-gradient weighted by samples */
+    double noise;     /* mean: central DP noise multiplier (sd noise*clip/k); 0 = off */
 } flc_merge_rule_t;
 
 /* k updates of one slice, all in memory. Only u, k and n are required. */
