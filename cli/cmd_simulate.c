@@ -350,7 +350,8 @@ static void table(const opts_t *o, const flc_sim_result_t *r)
     const flc_sim_cfg_t *c = &o->c;
     char buf[32];
     printf("job %s: %s, %s (%zu parameters), N=%d K=%d alpha=%g E=%d, %zu clients with data",
-           c->job, flc_sim_strategy_name(c->strategy), c->model, r->nparams, c->clients,
+           c->job, c->rule ? c->rule : flc_sim_strategy_name(c->strategy), c->model,
+           r->nparams, c->clients,
            c->per_round, c->alpha, c->local_epochs, r->eligible);
     if (r->faulty_clients)
         printf(", %zu faulty (%s)", r->faulty_clients, flc_client_fault_name(c->fault));
