@@ -53,6 +53,11 @@ double flc_dp_acct_epsilon(const flc_dp_acct_t *a, double delta, int *order);
  * by whoever knows the seed). FLC_EIO when the kernel gives no randomness. */
 int flc_dp_add_noise(float *v, size_t n, double sd, flc_err_t *e);
 
+/* Local DP on a client's update d[0..n) before it is pushed: clip to L2
+ * norm clip, then add Gaussian noise of sd sigma*clip to every coordinate.
+ * Nothing when clip <= 0; clipping only when sigma <= 0. */
+int flc_dp_local(float *d, size_t n, double clip, double sigma, flc_err_t *e);
+
 struct flc_merge_rule;
 
 /* Central DP of rule r (its noise > 0): adds noise of sd noise*clip/k to the

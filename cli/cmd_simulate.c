@@ -97,6 +97,14 @@ static const flc_opt_t options[] = {
      .def = "seeded initialization",
      .help = "start from the model in FILE (.npy or .safetensors, as `flcache export` "
              "writes it); its length must be the model's parameter count"},
+    {.name = "ldp-clip", .type = FLC_OPT_NUM, .meta = "C", FLC_OPT_AT(opts_t, c.ldp_clip),
+     .min = 0, .def = "0: off",
+     .help = "local differential privacy: each client clips its update to L2 norm C "
+             "before it pushes"},
+    {.name = "ldp-noise", .type = FLC_OPT_NUM, .meta = "SIGMA", FLC_OPT_AT(opts_t, c.ldp_noise),
+     .min = 0, .def = "0: off",
+     .help = "local DP: each client then adds Gaussian noise of sd SIGMA x C; epsilon per "
+             "round in the round metadata"},
     {.name = "rule", .type = FLC_OPT_STR, .meta = "SPEC", FLC_OPT_AT(opts_t, c.rule),
      .def = "the strategy's rule",
      .help = "the merge rule as a spec of the README's rule table: NAME or "

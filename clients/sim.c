@@ -353,6 +353,10 @@ static cJSON *client_event(const sim_t *sm, uint32_t round, const sim_client_t *
     cJSON_AddNumberToObject(o, "seed", (double)c->seed);
     cJSON_AddStringToObject(o, "fault", x->faulty ? flc_client_fault_name(c->fault) : "none");
     cJSON_AddNumberToObject(o, "fault_scale", c->fault_scale);
+    if (c->ldp_clip > 0) {
+        cJSON_AddNumberToObject(o, "ldp_clip", c->ldp_clip);
+        cJSON_AddNumberToObject(o, "ldp_noise", c->ldp_noise);
+    }
     cJSON_AddNumberToObject(o, "delay_ms", x->delay_ms);
     if (c->synthetic_params) {
         cJSON_AddNumberToObject(o, "synthetic_params", (double)c->synthetic_params);
@@ -551,8 +555,11 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
                                .dp_epsilon = -1};
         /* Central DP: one more round of the subsampled Gaussian mechanism at
          * q = K / eligible clients (the accountant's sampling rate). */
-        if (sm->rule.noise > 0 && sm->neligible > 0 &&
-            flc_dp_acct_step(&sm->dp, (double)k / (double)sm->neligible, sm->rule.noise, 1,
+        /* Local DP is accounted the same way per client: each client's
+         * release is a Gaussian mechanism, sampled at the same rate. */
+        double sigma = sm->rule.noise > 0 ? sm->rule.noise : c->ldp_noise;
+        if (sigma > 0 && sm->neligible > 0 &&
+            flc_dp_acct_step(&sm->dp, (double)k / (double)sm->neligible, sigma, 1,
                              NULL) == FLC_OK) {
             rec.dp_delta = FLC_SIM_DP_DELTA;
             rec.dp_epsilon = flc_dp_acct_epsilon(&sm->dp, rec.dp_delta, NULL);

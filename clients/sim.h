@@ -129,6 +129,9 @@ typedef struct flc_sim_cfg {
     int strategy;           /* FLC_SIM_* */
     const char *init;       /* .npy or .safetensors file of the model to start from
                              * (flcache export writes them); NULL: seeded init */
+    double ldp_clip;        /* local DP: each client clips its update to this L2 norm... */
+    double ldp_noise;       /* ...and adds Gaussian noise of sd ldp_noise*ldp_clip before it
+                             * pushes (aggregator/dp.h, flc_dp_local); 0: off */
 #define FLC_SIM_DP_DELTA 1e-5 /* the delta central DP's epsilon is reported at */
     const char *rule;       /* merge rule spec (README's rule table, e.g. "bulyan:f=1",
                              * "fedavgm:momentum=0.8"); NULL: the strategy's rule (and

@@ -137,6 +137,12 @@ int flc_sim_cfg_finish(flc_sim_cfg_t *c, flc_err_t *e)
     flc_merge_rule_t rule;
     if (c->rule != NULL && flc_merge_rule_parse(&rule, c->rule, e) != FLC_OK)
         return e->code;
+    if (!(c->ldp_clip >= 0) || !(c->ldp_noise >= 0) || !isfinite(c->ldp_clip) ||
+        !isfinite(c->ldp_noise))
+        return flc_err_set(e, FLC_EINVAL, "ldp-clip and ldp-noise must be >= 0");
+    if (c->ldp_noise > 0 && c->ldp_clip == 0)
+        return flc_err_set(e, FLC_EINVAL, "ldp-noise needs ldp-clip > 0 (the noise's sd is "
+                           "ldp-noise x ldp-clip)");
     if (c->model == NULL || (strcmp(c->model, "softmax") != 0 && strcmp(c->model, "mlp") != 0))
         return flc_err_set(e, FLC_EINVAL, "model must be softmax or mlp, not '%s'",
                            c->model ? c->model : "");

@@ -225,6 +225,66 @@ TEST(sim_records_epsilon)
     flc_store_close(s);
 }
 
+/* Local DP: what the clients push (and the cache keeps) is clipped to C and
+ * noised with sd sigma*C per coordinate, so its norm is about C sqrt(1 +
+ * P sigma^2); the accountant's epsilon is recorded as for central DP. */
+TEST(local_dp_clients_clip_and_noise)
+{
+    enum { P = 400 };
+    const double C = 1e-3;
+    double norms[2] = {0, 0}, worst_clip = 0;
+    for (int run = 0; run < 2; run++) {
+        flc_sim_cfg_t c;
+        flc_sim_cfg_init(&c);
+        c.job = run ? "ldp-noise" : "ldp-clip";
+        c.clients = 10;
+        c.per_round = 5;
+        c.rounds = 2;
+        c.synthetic_params = P; /* deltas of norm ~ 0.006, well above C */
+        c.redis = fx.unix_url;
+        c.ldp_clip = C;
+        c.ldp_noise = run ? 1.0 : 0;
+        flc_sim_result_t r = {0};
+        flc_err_t e = {0};
+        flc_sim_clear(c.redis, NULL, c.job, &e);
+        CHECK(flc_sim_run(&c, NULL, NULL, &r, &e) == 0, "%s: 2 rounds (%s)", c.job, e.msg);
+        flc_sim_result_free(&r);
+        flc_store_t *s = flc_store_open(fx.unix_url, NULL, &e);
+        Flcache__ModelUpdate **u = NULL;
+        size_t n = 0;
+        CHECK(s && flc_store_get_round_update_metas(s, c.job, 2, &u, &n) == 0 && n == 5,
+              "%s: 5 update records in round 2", c.job);
+        for (size_t i = 0; i < n; i++) {
+            norms[run] += u[i]->update_norm / (double)n;
+            if (!run && u[i]->update_norm > worst_clip)
+                worst_clip = u[i]->update_norm;
+        }
+        flc_store_free_update_metas(u, n);
+        Flcache__RoundMeta *m = NULL;
+        double eps = NAN;
+        if (flc_store_get_round_meta(s, c.job, 2, &m) == 0)
+            for (size_t i = 0; i < m->n_metrics; i++)
+                if (strcmp(m->metrics[i]->key, "dp_epsilon") == 0)
+                    eps = m->metrics[i]->value;
+        if (m)
+            flcache__round_meta__free_unpacked(m, NULL);
+        flc_dp_acct_t a;
+        flc_dp_acct_init(&a);
+        flc_dp_acct_step(&a, 0.5, 1.0, 2, NULL);
+        if (run)
+            EXPECT(eps == flc_dp_acct_epsilon(&a, 1e-5, NULL), "ldp sigma 1, q 0.5, 2 rounds: "
+                   "epsilon %.3f in round 2's metadata", eps);
+        else
+            EXPECT(isnan(eps), "clipping alone (no noise) reports no epsilon");
+        flc_store_close(s);
+    }
+    EXPECT(worst_clip <= C * (1 + 1e-5) && norms[0] > 0.99 * C,
+           "clip only: every pushed update has norm <= C = %g (largest %.6g)", C, worst_clip);
+    double want = C * sqrt(1.0 + P);
+    EXPECT(fabs(norms[1] - want) < 0.1 * want, "clip + noise sigma 1: mean pushed norm %.5f ~ "
+           "C sqrt(1 + P) = %.5f", norms[1], want);
+}
+
 static void setup(void)
 {
     flc_fixture_start(&fx, 0);
@@ -237,4 +297,4 @@ static void teardown(void)
 
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(accountant_vs_scipy_integration),
                  TEST_ENTRY(noise_has_the_asked_spread), TEST_ENTRY(central_dp_rule),
-                 TEST_ENTRY(sim_records_epsilon))
+                 TEST_ENTRY(sim_records_epsilon), TEST_ENTRY(local_dp_clients_clip_and_noise))
