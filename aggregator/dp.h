@@ -58,6 +58,17 @@ int flc_dp_add_noise(float *v, size_t n, double sd, flc_err_t *e);
  * Nothing when clip <= 0; clipping only when sigma <= 0. */
 int flc_dp_local(float *d, size_t n, double clip, double sigma, flc_err_t *e);
 
+/* Adaptive clipping (Andrew et al. 2021): with `below` of the k updates of
+ * the round at norm <= *clip, moves *clip towards the gamma-quantile of the
+ * norms: *clip *= exp(-eta ((below + N(0, sigma_b^2)) / k - gamma)). */
+int flc_dp_clip_adapt(double *clip, size_t below, size_t k, double gamma, double eta,
+                      double sigma_b, flc_err_t *e);
+
+/* The noise multiplier left for the updates when the total is z and the
+ * count's noise is sigma_b: (z^-2 - (2 sigma_b)^-2)^(-1/2); -1 when sigma_b
+ * is too small for z (the count alone would spend the budget). */
+double flc_dp_update_noise(double z, double sigma_b);
+
 struct flc_merge_rule;
 
 /* Central DP of rule r (its noise > 0): adds noise of sd noise*clip/k to the

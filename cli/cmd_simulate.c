@@ -97,6 +97,10 @@ static const flc_opt_t options[] = {
      .def = "seeded initialization",
      .help = "start from the model in FILE (.npy or .safetensors, as `flcache export` "
              "writes it); its length must be the model's parameter count"},
+    {.name = "dp-quantile", .type = FLC_OPT_NUM, .meta = "Q", FLC_OPT_AT(opts_t, c.dp_quantile),
+     .min = 0, .max = 1, .min_open = 1, .max_open = 1, .def = "off: fixed clip",
+     .help = "adaptive clipping (Andrew et al. 2021): the --rule's clip=C starts the clip "
+             "norm, which then follows the Q-quantile of the update norms"},
     {.name = "ldp-clip", .type = FLC_OPT_NUM, .meta = "C", FLC_OPT_AT(opts_t, c.ldp_clip),
      .min = 0, .def = "0: off",
      .help = "local differential privacy: each client clips its update to L2 norm C "

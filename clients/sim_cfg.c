@@ -140,6 +140,12 @@ int flc_sim_cfg_finish(flc_sim_cfg_t *c, flc_err_t *e)
     if (!(c->ldp_clip >= 0) || !(c->ldp_noise >= 0) || !isfinite(c->ldp_clip) ||
         !isfinite(c->ldp_noise))
         return flc_err_set(e, FLC_EINVAL, "ldp-clip and ldp-noise must be >= 0");
+    if (c->dp_quantile != 0 && !(c->dp_quantile > 0 && c->dp_quantile < 1))
+        return flc_err_set(e, FLC_EINVAL, "dp-quantile must be in (0, 1), not %g",
+                           c->dp_quantile);
+    if (c->dp_quantile > 0 && (c->rule == NULL || !(rule.clip > 0)))
+        return flc_err_set(e, FLC_EINVAL, "dp-quantile adapts the rule's clip: give --rule "
+                           "with clip=C (the initial clip norm)");
     if (c->ldp_noise > 0 && c->ldp_clip == 0)
         return flc_err_set(e, FLC_EINVAL, "ldp-noise needs ldp-clip > 0 (the noise's sd is "
                            "ldp-noise x ldp-clip)");

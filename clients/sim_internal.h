@@ -29,6 +29,7 @@ typedef struct sim_round_rec {
     double dp_epsilon;    /* central DP: privacy spent after this round at dp_delta
                            * (aggregator/dp.h); < 0 without DP */
     double dp_delta;
+    double dp_clip;       /* adaptive clipping: the clip norm this round used; < 0: fixed */
 } sim_round_rec_t;
 
 /* Completes the round's RoundMeta (metrics, hyperparameters, notes, bytes,

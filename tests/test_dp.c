@@ -285,6 +285,51 @@ TEST(local_dp_clients_clip_and_noise)
            "C sqrt(1 + P) = %.5f", norms[1], want);
 }
 
+/* Adaptive clipping: without noise on the count (the rule has none), the
+ * clip follows Andrew et al.'s geometric update exactly: every update below
+ * C = 1 (norms ~0.006), so b = 1 and C shrinks by exp(-0.2 (1 - 0.5)) a
+ * round; the metadata records the C each round used. */
+TEST(adaptive_clipping_follows_the_quantile)
+{
+    EXPECT(fabs(flc_dp_update_noise(1.2, 1.0) - 1.5) < 1e-12 &&
+               flc_dp_update_noise(1.0, 0.5) < 0,
+           "update noise (z^-2 - (2 sigma_b)^-2)^-1/2: 1.5 for z 1.2, sigma_b 1; none left for "
+           "z 1, sigma_b 0.5");
+    flc_sim_cfg_t c;
+    flc_sim_cfg_init(&c);
+    c.job = "adapt";
+    c.clients = 10;
+    c.per_round = 5;
+    c.rounds = 3;
+    c.synthetic_params = 400;
+    c.redis = fx.unix_url;
+    c.rule = "mean:clip=1";
+    c.dp_quantile = 0.5;
+    flc_sim_result_t r = {0};
+    flc_err_t e = {0};
+    flc_sim_clear(c.redis, NULL, c.job, &e);
+    CHECK(flc_sim_run(&c, NULL, NULL, &r, &e) == 0, "3 rounds with adaptive clipping (%s)",
+          e.msg);
+    flc_sim_result_free(&r);
+    flc_store_t *s = flc_store_open(fx.unix_url, NULL, &e);
+    for (uint32_t round = 1; round <= 3; round++) {
+        Flcache__RoundMeta *m = NULL;
+        double got = NAN, want = exp(-0.1 * (round - 1));
+        if (flc_store_get_round_meta(s, c.job, round, &m) == 0)
+            for (size_t i = 0; i < m->n_metrics; i++)
+                if (strcmp(m->metrics[i]->key, "dp_clip") == 0)
+                    got = m->metrics[i]->value;
+        EXPECT(fabs(got - want) < 1e-12, "round %u clipped at %.6f = exp(-0.1 x %u)", round, got,
+               round - 1);
+        if (m)
+            flcache__round_meta__free_unpacked(m, NULL);
+    }
+    flc_store_close(s);
+    c.rule = "median";
+    EXPECT(flc_sim_cfg_finish(&c, &e) == FLC_EINVAL && strstr(e.msg, "clip=C"),
+           "dp-quantile without a clip refused: %s", e.msg);
+}
+
 static void setup(void)
 {
     flc_fixture_start(&fx, 0);
@@ -297,4 +342,5 @@ static void teardown(void)
 
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(accountant_vs_scipy_integration),
                  TEST_ENTRY(noise_has_the_asked_spread), TEST_ENTRY(central_dp_rule),
-                 TEST_ENTRY(sim_records_epsilon), TEST_ENTRY(local_dp_clients_clip_and_noise))
+                 TEST_ENTRY(sim_records_epsilon), TEST_ENTRY(local_dp_clients_clip_and_noise),
+                 TEST_ENTRY(adaptive_clipping_follows_the_quantile))
