@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "aggregator/merge.h"
 #include "cache/store.h"
 #include "clients/sim.h"
@@ -131,6 +133,39 @@ TEST(bad_specs_refused)
     EXPECT(rc == 0 && strstr(g_out, "--rule SPEC"), "train --help lists --rule SPEC");
 }
 
+/* The aggregator event's "rule" takes the same specs, as a string or as an
+ * object, and refuses the same typos. */
+TEST(aggregator_event_rule)
+{
+    flc_merge_rule_t r;
+    flc_err_t e = {0};
+    cJSON *j = cJSON_Parse("{\"rule\":\"bulyan\",\"f\":1}");
+    EXPECT(flc_merge_rule_from_json(&r, j, &e) == 0 && r.kind == FLC_MERGE_BULYAN && r.f == 1,
+           "{\"rule\":\"bulyan\",\"f\":1} is Bulyan with f = 1 (%s)", e.msg);
+    cJSON_Delete(j);
+    j = cJSON_CreateString("mean:clip=1,noise=0.8");
+    EXPECT(flc_merge_rule_from_json(&r, j, &e) == 0 && r.noise == 0.8 && r.clip == 1,
+           "\"mean:clip=1,noise=0.8\" as a string (%s)", e.msg);
+    cJSON_Delete(j);
+    j = cJSON_Parse("{\"rule\":\"mean\",\"noise\":1}");
+    EXPECT(flc_merge_rule_from_json(&r, j, &e) == FLC_EINVAL && strstr(e.msg, "noise needs clip"),
+           "noise without clip refused in an event too: %s", e.msg);
+    cJSON_Delete(j);
+}
+
+/* train --rule: the workers' gradients merged with Bulyan (f = 0: 3 workers
+ * suffice), one epoch on a small subset; every worker ends with the same
+ * model, as with the default mean. */
+TEST(train_with_rule)
+{
+    int rc = run("train --workers 3 --rule bulyan:f=0 --epochs 1 --subset 600 "
+                 "--test-subset 200 --json --quiet");
+    EXPECT(rc == 0 && strstr(g_out, "\"ok\":true") && strstr(g_out, "\"identical_models\":true"),
+           "flcache train --rule bulyan:f=0 with 3 workers: exit %d, identical models", rc);
+    if (rc != 0)
+        printf("# it said: %.400s\n", g_out);
+}
+
 static void setup(void)
 {
     snprintf(g_bin, sizeof g_bin, "%s/flcache", flc_t_build_dir());
@@ -145,4 +180,5 @@ static void teardown(void)
 }
 
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(every_readme_rule_runs),
-                 TEST_ENTRY(bad_specs_refused))
+                 TEST_ENTRY(bad_specs_refused), TEST_ENTRY(aggregator_event_rule),
+                 TEST_ENTRY(train_with_rule))
