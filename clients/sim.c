@@ -19,7 +19,6 @@
 #include "clients/client_data.h"
 #include "clients/sim_internal.h"
 #include "ml/dataset_idx.h"
-#include "aggregator/dp.h"
 #include "ml/model.h"
 #include "ml/tensor_file.h"
 #include "ml/partition.h"
@@ -67,8 +66,7 @@ typedef struct sim {
     flc_sim_straggler_t straggler; /* c->straggler, parsed once */
     int placed;              /* mergers are placed next to their shard's node (cfg.place
                               * on a cluster): their stores are opened by their threads */
-    flc_dp_acct_t dp;       /* central DP: privacy spent so far (starts zeroed) */
-    double dp_z;            /* central DP: the noise multiplier the accountant uses */
+    sim_dp_t dp;             /* differential privacy state (clients/sim_dp.c) */
 } sim_t;
 
 static int store_err(flc_store_t *s, flc_err_t *e);
@@ -158,15 +156,8 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     int rc = rule_for(c, &sm->rule, e);
     if (rc != FLC_OK)
         return rc;
-    sm->dp_z = sm->rule.noise;
-    if (c->dp_quantile > 0 && sm->rule.noise > 0) {
-        /* Adaptive clipping spends part of z on the count's noise. */
-        double k = (double)c->per_round, zd = flc_dp_update_noise(sm->rule.noise, k / 20);
-        if (zd < 0)
-            return flc_err_set(e, FLC_EINVAL, "adaptive clipping: noise %g is too small for "
-                               "the count's noise K/20 = %g", sm->rule.noise, k / 20);
-        sm->rule.noise = zd;
-    }
+    if ((rc = sim_dp_setup(&sm->dp, c, &sm->rule, e)) != FLC_OK)
+        return rc;
     if ((rc = flc_sim_straggler_parse(c->straggler, &sm->straggler, e)) != FLC_OK)
         return rc;
     if ((sm->s = flc_store_open(c->redis, c->store_opts, e)) == NULL)
@@ -558,39 +549,11 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
     if (rc == FLC_OK)
         rc = put_global(sm, round, e);
     out->round_ms = (double)(flc_now_ns() - t0) / 1e6;
-    double clip_used = sm->rule.clip;
-    if (rc == FLC_OK && c->dp_quantile > 0) {
-        /* Adaptive clipping: how many sent updates were within C. */
-        size_t below = 0, sent = 0;
-        for (size_t i = 0; i < k; i++) {
-            const cJSON *n = inv[i].ok ? cJSON_GetObjectItemCaseSensitive(inv[i].result,
-                                                                         "update_norm")
-                                       : NULL;
-            if (cJSON_IsNumber(n)) {
-                sent++;
-                below += n->valuedouble <= sm->rule.clip;
-            }
-        }
-        rc = flc_dp_clip_adapt(&sm->rule.clip, below, sent, c->dp_quantile, 0.2,
-                               sm->rule.noise > 0 ? (double)c->per_round / 20 : 0, e);
-    }
 
     if (rc == FLC_OK) {
         sim_round_rec_t rec = {.round = round, .cl = cl, .k = k, .inv = inv, .out = out,
-                               .started_ms = flc_wall_ms() - (uint64_t)out->round_ms,
-                               .dp_epsilon = -1};
-        /* Central DP: one more round of the subsampled Gaussian mechanism at
-         * q = K / eligible clients (the accountant's sampling rate). */
-        /* Local DP is accounted the same way per client: each client's
-         * release is a Gaussian mechanism, sampled at the same rate. */
-        double sigma = sm->dp_z > 0 ? sm->dp_z : c->ldp_noise;
-        if (sigma > 0 && sm->neligible > 0 &&
-            flc_dp_acct_step(&sm->dp, (double)k / (double)sm->neligible, sigma, 1,
-                             NULL) == FLC_OK) {
-            rec.dp_delta = FLC_SIM_DP_DELTA;
-            rec.dp_epsilon = flc_dp_acct_epsilon(&sm->dp, rec.dp_delta, NULL);
-        }
-        rec.dp_clip = c->dp_quantile > 0 ? clip_used : -1;
+                               .started_ms = flc_wall_ms() - (uint64_t)out->round_ms};
+        rc = sim_dp_round(&sm->dp, c, &sm->rule, inv, k, sm->neligible, &rec, e);
         for (uint32_t s = 0; s < sm->S; s++) {
             rec.bytes_read += sm->m[s].rd;
             rec.bytes_written += sm->m[s].wr;
