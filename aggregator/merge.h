@@ -50,6 +50,7 @@ typedef enum flc_merge_kind {
     FLC_MERGE_TRIMMED_MEAN, /* coordinate-wise, floor(trim*k) cut each side */
     FLC_MERGE_KRUM,         /* Blanchard et al. 2017 */
     FLC_MERGE_MULTI_KRUM,   /* mean of the m best Krum scores */
+    FLC_MERGE_BULYAN,       /* El Mhamdi et al. 2018: Krum selection, then trimmed mean */
     FLC_MERGE_NKINDS
 } flc_merge_kind_t;
 
@@ -66,13 +67,15 @@ typedef struct flc_merge_rule {
     double tau;       /* adaptive rules: adaptivity, default 1e-3 */
     double clip;      /* every rule: clip each update to this L2 norm; 0 = off */
     double trim;      /* trimmed-mean: fraction cut each side, [0,0.5), default 0.1 */
-    int f;            /* krum/multi-krum: Byzantine updates; -1 = (k-3)/2 */
+    int f;            /* krum/multi-krum: Byzantine updates; -1 = (k-3)/2 (bulyan: (k-3)/4) */
     int m;            /* multi-krum: updates averaged; 0 = k - f */
     int weighted;     /* server optimizers: pseudo-gradient weighted by samples (0 = plain mean, as in the paper) */
+    double noise;     /* mean: central DP noise multiplier sigma; the mean of the k clipped
+                       * updates gets Gaussian noise of sd sigma*clip/k (needs clip); 0 = off */
 } flc_merge_rule_t;
 
 /* Sets *r to rule `name` ("fedavg", "mean", "fedavgm", "fedadam", "fedyogi",
- * "fedadagrad", "median", "trimmed-mean", "krum", "multi-krum"; '_' may stand
+ * "fedadagrad", "median", "trimmed-mean", "krum", "multi-krum", "bulyan"; '_' may stand
  * for '-') with its default parameters. FLC_EINVAL for an unknown name. */
 int flc_merge_rule_init(flc_merge_rule_t *r, const char *name, flc_err_t *e);
 
@@ -106,6 +109,11 @@ const char *flc_merge_kind_name(flc_merge_kind_t kind);
  * mean and the server optimizers. Median, trimmed mean and Krum need every
  * update of the round at once. */
 int flc_merge_rule_streams(const flc_merge_rule_t *r);
+
+/* 1 when the rule selects whole updates from their pairwise distances
+ * (krum, multi-krum, bulyan): sharded, its mergers must exchange partial
+ * distance matrices and agree on one selection (aggregator/rs_krum.c). */
+int flc_merge_rule_selects(const flc_merge_rule_t *r);
 
 /* 1 when the rule keeps server state between rounds (flc_merge_state_t). */
 int flc_merge_rule_has_state(const flc_merge_rule_t *r);
@@ -310,5 +318,30 @@ int flc_merge_krum_params(const flc_merge_rule_t *r, size_t k, int *f, size_t *m
  * Multi-Krum average of one slice. FLC_ENOMEM only. */
 int flc_merge_mean_of(const float *const *u, const size_t *sel, size_t m, size_t n, const double *s,
                       float *out, flc_err_t *e);
+
+/* ------------------------------------------------ Bulyan (merge_bulyan.c) */
+
+/* f, theta = k - 2f (updates Krum selects one by one) and beta = theta - 2f
+ * (values averaged per coordinate) of Bulyan for rule r and k updates;
+ * f < 0 in r means (k-3)/4. FLC_EINVAL when k < 4f + 3. */
+int flc_merge_bulyan_params(const flc_merge_rule_t *r, size_t k, int *f, size_t *theta,
+                            size_t *beta, flc_err_t *e);
+
+/* Bulyan's selection from the whole-model squared distances D (k*k): theta
+ * rounds of Krum, each over the updates not selected yet (score = sum of the
+ * max(1, r-f-2) smallest distances to the r-1 others still in the set), the
+ * winner moved to sel (sel[0..theta), in selection order). Scores equal to
+ * within 1e-9 of the largest score of the round are ties, won by the lower
+ * rank[i] (the rank of the update's client id; NULL: its index), so rounding
+ * differences between shard counts cannot change the choice. */
+int flc_merge_bulyan_select(const double *D, size_t k, int f, size_t theta, const size_t *rank,
+                            size_t *sel, flc_err_t *e);
+
+/* Bulyan's second step on one slice: for each coordinate, the beta values of
+ * s_j*u[sel[j]] (j < theta) closest to their median (ties: lower rank of the
+ * update, rank indexed like u; NULL: index) averaged in double into out. */
+int flc_merge_bulyan_trim(const float *const *u, const size_t *sel, size_t theta, size_t beta,
+                          size_t n, const double *s, const size_t *rank, float *out,
+                          flc_err_t *e);
 
 #endif

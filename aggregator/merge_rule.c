@@ -16,7 +16,7 @@
 
 static const char *const kind_names[FLC_MERGE_NKINDS] = {
     "fedavg", "mean", "fedavgm", "fedadam", "fedyogi", "fedadagrad",
-    "median", "trimmed-mean", "krum", "multi-krum",
+    "median", "trimmed-mean", "krum", "multi-krum", "bulyan",
 };
 
 /* Bit sets of kinds, for the applicability column of the table. */
@@ -53,11 +53,14 @@ static const param_t params[] = {
     {"trim", "trim_beta", offsetof(flc_merge_rule_t, trim), P_REAL, K(FLC_MERGE_TRIMMED_MEAN),
      0, 0.5, 0, 1, "in [0, 0.5)"},
     {"f", NULL, offsetof(flc_merge_rule_t, f), P_INT,
-     K(FLC_MERGE_KRUM) | K(FLC_MERGE_MULTI_KRUM), -1, 1e6, 0, 0, "an integer >= 0 (-1 = auto)"},
+     K(FLC_MERGE_KRUM) | K(FLC_MERGE_MULTI_KRUM) | K(FLC_MERGE_BULYAN), -1, 1e6, 0, 0,
+     "an integer >= 0 (-1 = auto)"},
     {"m", NULL, offsetof(flc_merge_rule_t, m), P_INT, K(FLC_MERGE_MULTI_KRUM), 0, 1e6, 0, 0,
      "an integer >= 1 (0 = k - f)"},
     {"weighted", NULL, offsetof(flc_merge_rule_t, weighted), P_BOOL, K_SERVER, 0, 1, 0, 0,
      "0 or 1"},
+    {"noise", "sigma", offsetof(flc_merge_rule_t, noise), P_REAL, K(FLC_MERGE_MEAN), 0,
+     INFINITY, 0, 1, ">= 0 (0 = off; needs clip > 0)"},
 };
 #define NPARAMS (sizeof params / sizeof params[0])
 
@@ -121,7 +124,8 @@ static int init_n(flc_merge_rule_t *r, const char *name, size_t len, flc_err_t *
     if (kind < 0)
         return flc_err_set(e, FLC_EINVAL,
                            "unknown merge rule '%.*s' (known: fedavg, mean, fedavgm, fedadam, "
-                           "fedyogi, fedadagrad, median, trimmed-mean, krum, multi-krum)",
+                           "fedyogi, fedadagrad, median, trimmed-mean, krum, multi-krum, "
+                           "bulyan)",
                            (int)(len > 64 ? 64 : len), name);
     memset(r, 0, sizeof *r);
     r->kind = (flc_merge_kind_t)kind;
@@ -166,7 +170,7 @@ static int set_n(flc_merge_rule_t *r, const char *key, size_t len, double v, flc
     if (p == NULL)
         return flc_err_set(e, FLC_EINVAL,
                            "merge rule %s: unknown parameter '%.*s' (known: server_lr, momentum, "
-                           "beta1, beta2, tau, clip, trim, f, m, weighted)", rule, klen, key);
+                           "beta1, beta2, tau, clip, trim, f, m, weighted, noise)", rule, klen, key);
     if (!(p->kinds & K(r->kind)))
         return flc_err_set(e, FLC_EINVAL, "merge rule %s: parameter '%s' does not apply to it",
                            rule, p->name);
@@ -237,6 +241,8 @@ int flc_merge_rule_parse(flc_merge_rule_t *r, const char *spec, flc_err_t *e)
             return rc;
         p = comma ? comma + 1 : p + tlen;
     }
+    if ((rc = flc_merge_rule_check(&tmp, e)) != FLC_OK)
+        return rc;
     *r = tmp;
     return FLC_OK;
 }
@@ -284,6 +290,8 @@ int flc_merge_rule_from_json(flc_merge_rule_t *r, const cJSON *j, flc_err_t *e)
                 return rc;
         }
     }
+    if ((rc = flc_merge_rule_check(&tmp, e)) != FLC_OK)
+        return rc;
     *r = tmp;
     return FLC_OK;
 }
@@ -302,6 +310,10 @@ int flc_merge_rule_check(const flc_merge_rule_t *r, flc_err_t *e)
             return flc_err_set(e, FLC_EINVAL, "merge rule %s: %s = %g is out of range (must be %s)",
                                flc_merge_kind_name(r->kind), p->name, v, p->range);
     }
+    /* Central DP's sensitivity is the clip norm: noise without it bounds nothing. */
+    if (r->noise > 0 && !(r->clip > 0))
+        return flc_err_set(e, FLC_EINVAL, "merge rule %s: noise needs clip > 0 (the noise's "
+                           "scale is noise x clip / k)", flc_merge_kind_name(r->kind));
     return FLC_OK;
 }
 
@@ -340,6 +352,12 @@ int flc_merge_rule_streams(const flc_merge_rule_t *r)
 {
     return r->kind == FLC_MERGE_FEDAVG || r->kind == FLC_MERGE_MEAN ||
            flc_merge_rule_has_state(r);
+}
+
+int flc_merge_rule_selects(const flc_merge_rule_t *r)
+{
+    return r->kind == FLC_MERGE_KRUM || r->kind == FLC_MERGE_MULTI_KRUM ||
+           r->kind == FLC_MERGE_BULYAN;
 }
 
 int flc_merge_rule_has_state(const flc_merge_rule_t *r)

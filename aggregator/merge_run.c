@@ -3,11 +3,14 @@
  * It validates the batch once (lengths, weights, NaN/Inf), works out each
  * update's pre-merge factor (clipping), and hands the slice to the rule's
  * own file: averaging (merge_avg.c), server optimizers (merge_server_opt.c),
- * median / trimmed mean (merge_robust.c) or Krum (merge_krum.c). */
+ * median / trimmed mean (merge_robust.c), Krum (merge_krum.c) or Bulyan
+ * (merge_bulyan.c). */
 #include "aggregator/merge.h"
+#include "aggregator/dp.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* fedavg, mean and the server optimizers' pseudo-gradient; the kernel
  * checks for NaN/Inf as it reads. */
@@ -63,6 +66,36 @@ out:
     return rc;
 }
 
+/* Bulyan over the batch; ties go to the lower index (the batch's order). */
+static int run_bulyan(const flc_merge_rule_t *r, const flc_merge_batch_t *b, const double *s,
+                      float *out, unsigned char *used, flc_err_t *e)
+{
+    int f;
+    size_t theta, beta, k = b->k;
+    int rc = flc_merge_bulyan_params(r, k, &f, &theta, &beta, e);
+    if (rc)
+        return rc;
+    double *D = calloc(k * k, sizeof *D);
+    size_t *sel = malloc(theta * sizeof *sel);
+    if (D == NULL || sel == NULL)
+        rc = flc_err_set(e, FLC_ENOMEM, "merge bulyan: cannot allocate a %zux%zu distance "
+                         "matrix", k, k);
+    if (rc == FLC_OK)
+        rc = flc_merge_sqdist_partial(b->u, k, b->n, s, D, e);
+    if (rc == FLC_OK)
+        rc = flc_merge_bulyan_select(D, k, f, theta, NULL, sel, e);
+    if (rc == FLC_OK)
+        rc = flc_merge_bulyan_trim(b->u, sel, theta, beta, b->n, s, NULL, out, e);
+    if (rc == FLC_OK && used) {
+        memset(used, 0, k);
+        for (size_t i = 0; i < theta; i++)
+            used[sel[i]] = 1;
+    }
+    free(D);
+    free(sel);
+    return rc;
+}
+
 int flc_merge_run(const flc_merge_rule_t *r, flc_merge_state_t *st, const flc_merge_batch_t *b,
                   float *out, flc_merge_info_t *info, flc_err_t *e)
 {
@@ -104,6 +137,8 @@ int flc_merge_run(const flc_merge_rule_t *r, flc_merge_state_t *st, const flc_me
     case FLC_MERGE_FEDAVG:
     case FLC_MERGE_MEAN:
         rc = run_average(r, b, s, out, e);
+        if (rc == FLC_OK)
+            rc = flc_dp_noise_mean(r, b->k, out, b->n, e);
         break;
     case FLC_MERGE_FEDAVGM:
     case FLC_MERGE_FEDADAM:
@@ -122,6 +157,9 @@ int flc_merge_run(const flc_merge_rule_t *r, flc_merge_state_t *st, const flc_me
     case FLC_MERGE_KRUM:
     case FLC_MERGE_MULTI_KRUM:
         rc = run_krum(r, b, sf, out, info ? info->used : NULL, e);
+        break;
+    case FLC_MERGE_BULYAN:
+        rc = run_bulyan(r, b, sf, out, info ? info->used : NULL, e);
         break;
     default:
         rc = flc_err_set(e, FLC_EINVAL, "merge: unknown rule kind %d", (int)r->kind);

@@ -52,6 +52,8 @@ static double round_metric(const Flcache__RoundMeta *m, const char *const *keys)
 }
 
 static const char *const ACC_KEYS[] = {"test_accuracy", "accuracy", NULL};
+/* central DP's epsilon after the round (clients/sim.c, at delta "dp_delta") */
+static const char *const DP_KEYS[] = {"dp_epsilon", NULL};
 static const char *const LOSS_KEYS[] = {"test_loss", "loss", NULL};
 
 int flc_query_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
@@ -63,9 +65,10 @@ int flc_query_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAn
     if (rc != FLC_OK)
         return rc;
     static const char *num[] = {"accuracy", "loss", "participants", "missing", "rejected",
-                                "round_ms", "wait_ms", "merge_ms", "bytes_read", "cost_usd"};
+                                "round_ms", "wait_ms", "merge_ms", "bytes_read", "cost_usd",
+                                "epsilon"};
     static const char *text[] = {"rule", "status"};
-    Flcache__QueryAnswer *a = flc_query_answer_new(q->job, "history", num, 10, text, 2);
+    Flcache__QueryAnswer *a = flc_query_answer_new(q->job, "history", num, 11, text, 2);
     if (a == NULL) {
         free(rounds);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
@@ -78,8 +81,8 @@ int flc_query_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAn
             /* Listed in the index without metadata (a round still open, or
              * one whose merger died before writing it): a row that says so,
              * never a round left out in silence (issue 13 finding 9). */
-            double v[10];
-            for (size_t k = 0; k < 10; k++)
+            double v[11];
+            for (size_t k = 0; k < 11; k++)
                 v[k] = NAN;
             const char *t[] = {"", "no metadata"};
             char key[16];
@@ -95,7 +98,8 @@ int flc_query_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAn
         }
         double v[] = {round_metric(m, ACC_KEYS), round_metric(m, LOSS_KEYS),
                       (double)m->n_participants, (double)m->n_missing, (double)m->n_rejected,
-                      m->round_ms, m->wait_ms, m->merge_ms, (double)m->bytes_read, m->cost_usd};
+                      m->round_ms, m->wait_ms, m->merge_ms, (double)m->bytes_read, m->cost_usd,
+                      round_metric(m, DP_KEYS)};
         const char *t[] = {m->rule, m->status};
         char key[16];
         snprintf(key, sizeof key, "%u", rounds[i]);

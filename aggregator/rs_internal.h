@@ -35,4 +35,20 @@ int flc_rs_krum(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, float *const *ke
                 const long *kept_idx, size_t nkept, uint64_t count, const double *scale,
                 unsigned wait_ms, float *out, unsigned char *used, flc_err_t *e);
 
+/* The whole model's pairwise squared distances of the expected clients'
+ * updates, into D (n_expected^2, indexes of cfg->expected): this shard's
+ * partial from its kept updates, summed with every other shard's through the
+ * cache when there are several (as flc_rs_krum does). present[x] ends 1 for
+ * the clients every shard kept. */
+int flc_rs_dist_exchange(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, float *const *kept,
+                         const long *kept_idx, size_t nkept, uint64_t count, const double *scale,
+                         unsigned wait_ms, double *D, unsigned char *present, flc_err_t *e);
+
+/* Bulyan with one selection for the whole model (flc_rs_dist_exchange), ties
+ * broken by client id, then the coordinate-wise step on this shard's slice.
+ * Arguments as flc_rs_krum; used marks the theta selected updates. */
+int flc_rs_bulyan(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, float *const *kept,
+                  const long *kept_idx, size_t nkept, uint64_t count, const double *scale,
+                  unsigned wait_ms, float *out, unsigned char *used, flc_err_t *e);
+
 #endif

@@ -143,3 +143,30 @@ int flc_rs_krum(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, float *const *ke
     free(Dl), free(D), free(present), free(local_of), free(eligible), free(sel), free(Dsub);
     return rc;
 }
+
+int flc_rs_dist_exchange(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, float *const *kept,
+                         const long *kept_idx, size_t nkept, uint64_t count, const double *scale,
+                         unsigned wait_ms, double *D, unsigned char *present, flc_err_t *e)
+{
+    size_t K = cfg->n_expected;
+    double *Dl = calloc(nkept * nkept + 1, sizeof *Dl);
+    if (Dl == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "out of memory for distances of %zu clients", K);
+    int rc = flc_merge_sqdist_partial((const float *const *)kept, nkept, count, scale, Dl, e);
+    if (rc == FLC_OK) {
+        memset(D, 0, K * K * sizeof *D);
+        memset(present, 0, K);
+        for (size_t i = 0; i < nkept; i++) {
+            present[kept_idx[i]] = 1;
+            for (size_t j = 0; j < nkept; j++)
+                D[(size_t)kept_idx[i] * K + (size_t)kept_idx[j]] = Dl[i * nkept + j];
+        }
+        /* One shard holds the whole model: nothing to exchange. */
+        if (cfg->num_shards > 1)
+            rc = publish(s, cfg, D, present, K, e);
+        if (rc == FLC_OK && cfg->num_shards > 1)
+            rc = gather(s, cfg, wait_ms, D, present, K, e);
+    }
+    free(Dl);
+    return rc;
+}

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregator/dp.h"
 #include "aggregator/query.h"
 #include "aggregator/rs_internal.h"
 #include "aggregator/rs_recover.h"
@@ -274,6 +275,8 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
     float *out = m->buf; /* free again: every accepted update is folded or kept */
     if (m->acc != NULL) {
         rc = flc_merge_acc_finish(m->acc, st, out, e);
+        if (rc == FLC_OK) /* central DP: noise in the aggregate, not in the stored updates */
+            rc = flc_dp_noise_mean(&cfg->rule, flc_merge_acc_count(m->acc), out, m->count, e);
     } else {
         unsigned char *used = calloc(m->nkept ? m->nkept : 1, 1);
         if (used == NULL)
@@ -282,15 +285,18 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
                                .n = m->count, .weight = m->weight, .norm = m->norm};
         flc_merge_info_t info = {.used = used};
         int krum = cfg->rule.kind == FLC_MERGE_KRUM || cfg->rule.kind == FLC_MERGE_MULTI_KRUM;
-        if (krum && cfg->num_shards > 1) {
+        int bulyan = cfg->rule.kind == FLC_MERGE_BULYAN; /* ties by client id: always here */
+        if ((krum && cfg->num_shards > 1) || bulyan) {
             /* One selection for the whole model, agreed through the cache. */
             double *scale = malloc((m->nkept ? m->nkept : 1) * sizeof *scale);
             rc = scale ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory");
             if (rc == FLC_OK) {
                 flc_merge_batch_scales(&cfg->rule, &b, scale);
                 unsigned wait = cfg->deadline_ms ? cfg->deadline_ms : 60000;
-                rc = flc_rs_krum(m->s, cfg, m->kept, m->kept_idx, m->nkept, m->count, scale,
-                                 wait, out, used, e);
+                rc = bulyan ? flc_rs_bulyan(m->s, cfg, m->kept, m->kept_idx, m->nkept,
+                                            m->count, scale, wait, out, used, e)
+                            : flc_rs_krum(m->s, cfg, m->kept, m->kept_idx, m->nkept, m->count,
+                                          scale, wait, out, used, e);
             }
             free(scale);
         } else {
@@ -304,7 +310,7 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
                 if (used[i])
                     flc_strlist_add(&kept, c, strlen(c));
                 else
-                    reject(m, c, "%s", "not selected by krum");
+                    reject(m, c, "not selected by %s", flc_merge_kind_name(cfg->rule.kind));
             }
             flc_strlist_free(&m->rep->participants);
             m->rep->participants = kept;

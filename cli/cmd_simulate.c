@@ -20,6 +20,7 @@
 #include "cli/cli.h"
 #include "cli/opt.h"
 #include "cli/place.h"
+#include "cli/rule_opt.h"
 #include "cli/sim_pool.h"
 #include "clients/client.h"
 #include "clients/sim.h"
@@ -92,6 +93,29 @@ static const flc_opt_t options[] = {
              "           fraction of extremes on each side\n"
              "krum       delta closest to its k-f-2 neighbours (--krum-f)\n"
              "multi-krum mean of the k-f deltas with the best Krum scores"},
+    {.name = "init", .type = FLC_OPT_STR, .meta = "FILE", FLC_OPT_AT(opts_t, c.init),
+     .def = "seeded initialization",
+     .help = "start from the model in FILE (.npy or .safetensors, as `flcache export` "
+             "writes it); its length must be the model's parameter count"},
+    {.name = "dp-quantile", .type = FLC_OPT_NUM, .meta = "Q", FLC_OPT_AT(opts_t, c.dp_quantile),
+     .min = 0, .max = 1, .min_open = 1, .max_open = 1, .def = "off: fixed clip",
+     .help = "adaptive clipping (Andrew et al. 2021): the --rule's clip=C starts the clip "
+             "norm, which then follows the Q-quantile of the update norms"},
+    {.name = "ldp-clip", .type = FLC_OPT_NUM, .meta = "C", FLC_OPT_AT(opts_t, c.ldp_clip),
+     .min = 0, .def = "0: off",
+     .help = "local differential privacy: each client clips its update to L2 norm C "
+             "before it pushes"},
+    {.name = "ldp-noise", .type = FLC_OPT_NUM, .meta = "SIGMA", FLC_OPT_AT(opts_t, c.ldp_noise),
+     .min = 0, .def = "0: off",
+     .help = "local DP: each client then adds Gaussian noise of sd SIGMA x C; epsilon per "
+             "round in the round metadata"},
+    {.name = "rule", .type = FLC_OPT_STR, .meta = "SPEC", FLC_OPT_AT(opts_t, c.rule),
+     .def = "the strategy's rule",
+     .help = "the merge rule as a spec of the README's rule table: NAME or "
+             "NAME:key=value,... (fedavg, mean, fedavgm, fedadam, fedyogi, fedadagrad, "
+             "median, trimmed-mean, krum, multi-krum, bulyan; e.g. bulyan:f=1, "
+             "fedavgm:server_lr=1,momentum=0.9); with it --strategy only says how clients "
+             "train (fedavg or fedprox)"},
     FLC_OPT_MODEL_OPTIONS(opts_t, c),
     {.name = "mu", .type = FLC_OPT_NUM, .meta = "M", FLC_OPT_AT(opts_t, c.mu), .min = 0,
      .def = "0.01 with fedprox, else 0", .help = "FedProx proximal weight"},
@@ -213,6 +237,10 @@ static int parse(int argc, char **argv, opts_t *o, int *rc)
         return 0;
     }
     o->c.fault = o->fault >= 0 ? o->fault : FLC_FAULT_NONE;
+    if (o->c.rule != NULL && !flc_cli_rule_check(&simulate_cmd, o->c.rule, o->c.strategy,
+                                                 o->c.per_round, o->c.server_lr, o->c.trim,
+                                                 o->c.krum_f))
+        return 0;
     /* Krum scores each update by its k-f-2 nearest neighbours
      * (aggregator/merge_krum.c): f <= K-3 leaves at least one. */
     int krum = o->c.strategy == FLC_SIM_KRUM || o->c.strategy == FLC_SIM_MULTI_KRUM;
@@ -334,7 +362,8 @@ static void table(const opts_t *o, const flc_sim_result_t *r)
     const flc_sim_cfg_t *c = &o->c;
     char buf[32];
     printf("job %s: %s, %s (%zu parameters), N=%d K=%d alpha=%g E=%d, %zu clients with data",
-           c->job, flc_sim_strategy_name(c->strategy), c->model, r->nparams, c->clients,
+           c->job, c->rule ? c->rule : flc_sim_strategy_name(c->strategy), c->model,
+           r->nparams, c->clients,
            c->per_round, c->alpha, c->local_epochs, r->eligible);
     if (r->faulty_clients)
         printf(", %zu faulty (%s)", r->faulty_clients, flc_client_fault_name(c->fault));

@@ -20,6 +20,7 @@
 #include "base/clock.h"
 #include "cli/cli.h"
 #include "cli/opt.h"
+#include "cli/rule_opt.h"
 #include "cli/train.h"
 #include "ml/dataset_idx.h"
 #include "ml/model.h"
@@ -58,6 +59,14 @@ static const flc_opt_t options[] = {
      .def = FLC_OPT_STRING(FLC_SGD_LR_SOFTMAX) " for softmax, "
             FLC_OPT_STRING(FLC_SGD_LR_MLP) " for mlp",
      .help = "learning rate"},
+    {.name = "init", .type = FLC_OPT_STR, .meta = "FILE", FLC_OPT_AT(flc_train_opts_t, cfg.init),
+     .def = "seeded initialization",
+     .help = "start from the model in FILE (.npy or .safetensors, as `flcache export` "
+             "writes; every worker reads it, so a path they all see)"},
+    {.name = "rule", .type = FLC_OPT_STR, .meta = "SPEC", FLC_OPT_AT(flc_train_opts_t, cfg.rule),
+     .def = "mean",
+     .help = "how the W gradients of a step are merged, as a spec of the README's rule "
+             "table (e.g. median, trimmed-mean:trim=0.25, krum:f=1, bulyan)"},
     {.name = "comm", .type = FLC_OPT_CHOICE, .meta = "C", FLC_OPT_AT(flc_train_opts_t, cfg.comm),
      .choices = comms, .parse = comm_parse,
      .help = "reduce-scatter: the model is cut into W shards and worker k merges shard k; "
@@ -137,6 +146,22 @@ static int parse(int argc, char **argv, flc_train_opts_t *o, int *rc)
     o->timeout_s = 3600;
     if (!flc_opt_parse(&train_cmd, argc, argv, o, sizeof *o, rc))
         return 0;
+    if (o->cfg.rule != NULL &&
+        !flc_cli_rule_check(&train_cmd, o->cfg.rule, -1, o->cfg.workers, 0, 0, -1)) {
+        *rc = FLC_EXIT_USAGE;
+        return 0;
+    }
+    if (o->cfg.init != NULL) {
+        char *abs = realpath(o->cfg.init, NULL);
+        if (abs == NULL || strlen(abs) >= sizeof o->init) {
+            *rc = flc_opt_usage_error(&train_cmd, "--init %s: no such file", o->cfg.init);
+            free(abs);
+            return 0;
+        }
+        snprintf(o->init, sizeof o->init, "%s", abs);
+        free(abs);
+        o->cfg.init = o->init;
+    }
     o->cfg.job = flc_cli_job_name(o->cfg.job, "train", o->job, sizeof o->job);
     o->cfg.memory_mb = o->memory_mb;
     o->cfg.price_per_gb_s = o->price;

@@ -28,6 +28,8 @@ static const command_t commands[] = {
                              "`expire --before WHEN`"},
     {"run", flc_cmd_run, "a serverless workload on W functions: wordcount, matmul, conv, "
                          "mandelbrot, forest"},
+    {"export", flc_cmd_export, "write a global model, a merged round or a client's update to "
+                               "an .npy or .safetensors file"},
     {"up", flc_cmd_up, "start a long-lived, persistent private redis-server; print its URL"},
     {"down", flc_cmd_down, "stop the server started by `flcache up`"},
     {"version", flc_cmd_version, "print versions of flcache and its libraries"},

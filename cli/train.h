@@ -19,6 +19,7 @@ typedef struct flc_train_opts {
     unsigned timeout_s; /* per worker invocation */
     int json, quiet;
     char job[64];       /* the generated job name when --job is not given */
+    char init[4096];    /* --init as an absolute path: workers may run elsewhere */
     uint64_t ttl_ms;    /* --ttl: every key of the job expires this long after the run; 0: none */
 } flc_train_opts_t;
 

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "aggregator/dp.h"
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
 #include "base/event.h"
@@ -53,6 +54,7 @@ typedef struct client_cfg {
     size_t hidden, batch, subset, synthetic;
     int epochs, fault;
     double lr, mu, fault_scale, delay_ms;
+    double ldp_clip, ldp_noise; /* local DP (aggregator/dp.h); 0: off */
     uint64_t seed;
     uint64_t ttl_ms;  /* the run's --ttl: every key this client writes expires */
     uint32_t *idx;
@@ -86,6 +88,8 @@ static int parse_event(const cJSON *ev, const char *redis, const char *data_dir,
         flc_ev_opt_int(ev, "seed", 0, 9007199254740992LL, 1, &seed, e) ||
         flc_ev_opt_num(ev, "delay_ms", 0, 86400000, 0, &c->delay_ms, e) ||
         flc_ev_opt_num(ev, "fault_scale", 0, INFINITY, 4, &c->fault_scale, e) ||
+        flc_ev_opt_num(ev, "ldp_clip", 0, INFINITY, 0, &c->ldp_clip, e) ||
+        flc_ev_opt_num(ev, "ldp_noise", 0, INFINITY, 0, &c->ldp_noise, e) ||
         flc_ev_opt_str(ev, "fault", "none", &c->fault_s, e) ||
         flc_ev_opt_int(ev, "ttl_ms", 0, 9007199254740992LL, 0, &ttl, e))
         return e->code;
@@ -297,6 +301,11 @@ int flc_client_fn(const flc_store_cfg_t *sc, const char *data_dir, const cJSON *
     }
     if (rc == FLC_OK) {
         apply_fault(&c, w, P);
+        /* Local DP last: what leaves the client is clipped and noised,
+         * whatever it computed (a faulty client may of course skip it). */
+        rc = flc_dp_local(w, P, c.ldp_clip, c.ldp_noise, e);
+    }
+    if (rc == FLC_OK) {
         double ss = 0;
         for (size_t i = 0; i < P; i++)
             ss += (double)w[i] * w[i];

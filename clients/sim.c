@@ -20,6 +20,7 @@
 #include "clients/sim_internal.h"
 #include "ml/dataset_idx.h"
 #include "ml/model.h"
+#include "ml/tensor_file.h"
 #include "ml/partition.h"
 #include "ml/rng.h"
 
@@ -65,6 +66,7 @@ typedef struct sim {
     flc_sim_straggler_t straggler; /* c->straggler, parsed once */
     int placed;              /* mergers are placed next to their shard's node (cfg.place
                               * on a cluster): their stores are opened by their threads */
+    sim_dp_t dp;             /* differential privacy state (clients/sim_dp.c) */
 } sim_t;
 
 static int store_err(flc_store_t *s, flc_err_t *e);
@@ -118,6 +120,8 @@ static int rule_for(const flc_sim_cfg_t *c, flc_merge_rule_t *r, flc_err_t *e)
 {
     static const char *const names[FLC_SIM_NSTRATEGIES] = {
         "fedavg", "fedavg", "fedadam", "fedyogi", "median", "trimmed-mean", "krum", "multi-krum"};
+    if (c->rule != NULL) /* --rule: the spec says everything about the merge */
+        return flc_merge_rule_parse(r, c->rule, e);
     int rc = flc_merge_rule_init(r, names[c->strategy], e);
     if (rc == FLC_OK && (c->strategy == FLC_SIM_FEDADAM || c->strategy == FLC_SIM_FEDYOGI))
         rc = flc_merge_rule_set(r, "server_lr", c->server_lr, e);
@@ -157,6 +161,8 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     snprintf(sm->gjob, sizeof sm->gjob, "%s/g", c->job);
     int rc = rule_for(c, &sm->rule, e);
     if (rc != FLC_OK)
+        return rc;
+    if ((rc = sim_dp_setup(&sm->dp, c, &sm->rule, e)) != FLC_OK)
         return rc;
     if ((rc = flc_sim_straggler_parse(c->straggler, &sm->straggler, e)) != FLC_OK)
         return rc;
@@ -238,6 +244,8 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     res->init_accuracy = res->init_loss = -1;
     if (sm->model != NULL) {
         flc_model_init_params(sm->model, sm->global, c->seed);
+        if (c->init != NULL && (rc = flc_tfile_load_into(c->init, sm->global, sm->P, e)))
+            return rc;
         rc = flc_model_evaluate(sm->model, sm->global, sm->test, NULL, sm->test->n,
                                 &res->init_accuracy, &res->init_loss, e);
         if (rc != FLC_OK)
@@ -352,6 +360,10 @@ static cJSON *client_event(const sim_t *sm, uint32_t round, const sim_client_t *
     cJSON_AddNumberToObject(o, "seed", (double)c->seed);
     cJSON_AddStringToObject(o, "fault", x->faulty ? flc_client_fault_name(c->fault) : "none");
     cJSON_AddNumberToObject(o, "fault_scale", c->fault_scale);
+    if (c->ldp_clip > 0) {
+        cJSON_AddNumberToObject(o, "ldp_clip", c->ldp_clip);
+        cJSON_AddNumberToObject(o, "ldp_noise", c->ldp_noise);
+    }
     cJSON_AddNumberToObject(o, "delay_ms", x->delay_ms);
     if (c->store_opts != NULL && c->store_opts->ttl_ms)
         cJSON_AddNumberToObject(o, "ttl_ms", (double)c->store_opts->ttl_ms);
@@ -385,7 +397,7 @@ static void close_and_join(sim_t *sm, uint64_t give_up_ns)
     /* Sharded Krum's and Multi-Krum's mergers also block while they
      * exchange distance matrices (aggregator/rs_krum.c), and a wake-up there
      * would fail the merge: they keep their deadline instead. */
-    int krum = sm->rule.kind == FLC_MERGE_KRUM || sm->rule.kind == FLC_MERGE_MULTI_KRUM;
+    int krum = flc_merge_rule_selects(&sm->rule);
     int early = !(sm->S > 1 && krum);
     for (; early;) {
         int waiting = 0;
@@ -589,6 +601,7 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
     if (rc == FLC_OK) {
         sim_round_rec_t rec = {.round = round, .cl = cl, .k = k, .inv = inv, .out = out,
                                .started_ms = flc_wall_ms() - (uint64_t)out->round_ms};
+        rc = sim_dp_round(&sm->dp, c, &sm->rule, inv, k, sm->neligible, &rec, e);
         for (uint32_t s = 0; s < sm->S; s++) {
             rec.bytes_read += sm->m[s].rd;
             rec.bytes_written += sm->m[s].wr;

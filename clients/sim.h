@@ -127,6 +127,19 @@ typedef struct flc_sim_cfg {
     double alpha;           /* Dirichlet concentration > 0 (large: IID) */
     int local_epochs;       /* E >= 1 */
     int strategy;           /* FLC_SIM_* */
+    const char *init;       /* .npy or .safetensors file of the model to start from
+                             * (flcache export writes them); NULL: seeded init */
+    double ldp_clip;        /* local DP: each client clips its update to this L2 norm... */
+    double ldp_noise;       /* ...and adds Gaussian noise of sd ldp_noise*ldp_clip before it
+                             * pushes (aggregator/dp.h, flc_dp_local); 0: off */
+    double dp_quantile;     /* central DP with adaptive clipping (Andrew et al. 2021): the
+                             * rule's clip is the initial C, then follows this quantile of
+                             * the update norms (eta 0.2, count noise K/20); 0: fixed C */
+#define FLC_SIM_DP_DELTA 1e-5 /* the delta central DP's epsilon is reported at */
+    const char *rule;       /* merge rule spec (README's rule table, e.g. "bulyan:f=1",
+                             * "fedavgm:momentum=0.8"); NULL: the strategy's rule (and
+                             * server_lr, trim, krum_f). The strategy still says how
+                             * clients train (fedprox) */
     const char *model;      /* "softmax" | "mlp" */
     size_t hidden;          /* mlp hidden units; 0: default */
     double mu;              /* FedProx mu (fedprox: 0 -> 0.01) */

@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "aggregator/merge.h"
 #include "cache/keys.h"
 #include "cache/store.h"
 #include "cache/store_ops.h"
@@ -133,6 +134,21 @@ int flc_sim_cfg_finish(flc_sim_cfg_t *c, flc_err_t *e)
         return flc_err_set(e, FLC_EINVAL, "local-epochs must be at least 1");
     if (c->strategy < 0 || c->strategy >= FLC_SIM_NSTRATEGIES)
         return flc_err_set(e, FLC_EINVAL, "unknown strategy %d", c->strategy);
+    flc_merge_rule_t rule;
+    if (c->rule != NULL && flc_merge_rule_parse(&rule, c->rule, e) != FLC_OK)
+        return e->code;
+    if (!(c->ldp_clip >= 0) || !(c->ldp_noise >= 0) || !isfinite(c->ldp_clip) ||
+        !isfinite(c->ldp_noise))
+        return flc_err_set(e, FLC_EINVAL, "ldp-clip and ldp-noise must be >= 0");
+    if (c->dp_quantile != 0 && !(c->dp_quantile > 0 && c->dp_quantile < 1))
+        return flc_err_set(e, FLC_EINVAL, "dp-quantile must be in (0, 1), not %g",
+                           c->dp_quantile);
+    if (c->dp_quantile > 0 && (c->rule == NULL || !(rule.clip > 0)))
+        return flc_err_set(e, FLC_EINVAL, "dp-quantile adapts the rule's clip: give --rule "
+                           "with clip=C (the initial clip norm)");
+    if (c->ldp_noise > 0 && c->ldp_clip == 0)
+        return flc_err_set(e, FLC_EINVAL, "ldp-noise needs ldp-clip > 0 (the noise's sd is "
+                           "ldp-noise x ldp-clip)");
     if (c->model == NULL || (strcmp(c->model, "softmax") != 0 && strcmp(c->model, "mlp") != 0))
         return flc_err_set(e, FLC_EINVAL, "model must be softmax or mlp, not '%s'",
                            c->model ? c->model : "");
@@ -316,6 +332,8 @@ cJSON *flc_sim_result_json(const flc_sim_cfg_t *c, const flc_sim_result_t *r)
         return NULL;
     cJSON_AddStringToObject(o, "job", c->job);
     cJSON_AddStringToObject(o, "strategy", flc_sim_strategy_name(c->strategy));
+    if (c->rule != NULL)
+        cJSON_AddStringToObject(o, "rule", c->rule);
     cJSON_AddStringToObject(o, "model", c->synthetic_params ? "synthetic" : c->model);
     cJSON_AddNumberToObject(o, "clients", c->clients);
     cJSON_AddNumberToObject(o, "per_round", c->per_round);

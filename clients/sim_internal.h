@@ -3,6 +3,8 @@
 #ifndef FLC_CLIENTS_SIM_INTERNAL_H
 #define FLC_CLIENTS_SIM_INTERNAL_H
 
+#include "aggregator/dp.h"
+#include "aggregator/merge.h"
 #include "aggregator/reduce_scatter.h"
 #include "clients/sim.h"
 
@@ -26,7 +28,30 @@ typedef struct sim_round_rec {
     uint64_t started_ms;
     uint64_t bytes_read, bytes_written; /* driver and mergers */
     double merge_cost_usd;
+    double dp_epsilon;    /* central DP: privacy spent after this round at dp_delta
+                           * (aggregator/dp.h); < 0 without DP */
+    double dp_delta;
+    double dp_clip;       /* adaptive clipping: the clip norm this round used; < 0: fixed */
 } sim_round_rec_t;
+
+/* Differential privacy of a simulation (clients/sim_dp.c). */
+typedef struct sim_dp {
+    flc_dp_acct_t acct; /* privacy spent so far */
+    double z;           /* the noise multiplier the accountant counts (central or local) */
+} sim_dp_t;
+
+/* Before the first round: zeroes d and, with adaptive clipping of a noised
+ * rule, lowers rule->noise to what is left for the updates once the count's
+ * noise is paid (FLC_EINVAL when nothing is left). */
+int sim_dp_setup(sim_dp_t *d, const flc_sim_cfg_t *c, flc_merge_rule_t *rule, flc_err_t *e);
+
+/* After round rec->round merged with rule: one more round in the accountant
+ * (q = k / neligible) into rec->dp_epsilon / dp_delta, the clip it used into
+ * rec->dp_clip, then with adaptive clipping the clip for the next round from
+ * the k invocations' update norms. Sets those rec fields in every case. */
+int sim_dp_round(sim_dp_t *d, const flc_sim_cfg_t *c, flc_merge_rule_t *rule,
+                 const flc_sim_inv_t *inv, size_t k, size_t neligible, sim_round_rec_t *rec,
+                 flc_err_t *e);
 
 /* Completes the round's RoundMeta (metrics, hyperparameters, notes, bytes,
  * cost) and writes one ModelUpdate per sampled client; fills the counts of

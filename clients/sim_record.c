@@ -260,6 +260,12 @@ int sim_record_round(flc_store_t *s, const flc_sim_cfg_t *c, size_t nparams,
     }
     if (out->train_loss >= 0)
         kv_add(&met, "train_loss", out->train_loss);
+    if (rec->dp_epsilon >= 0) {
+        kv_add(&met, "dp_epsilon", rec->dp_epsilon);
+        kv_add(&met, "dp_delta", rec->dp_delta);
+    }
+    if (rec->dp_clip >= 0)
+        kv_add(&met, "dp_clip", rec->dp_clip);
     kv_add(&met, "sampled", (double)out->sampled);
     kv_add(&met, "participants", (double)out->participants);
     kv_add(&met, "missing", (double)out->missing);

@@ -50,7 +50,7 @@ typedef struct flc_t_layout {
     SZ(flc_merge_rule_t) FLD(flc_merge_rule_t, kind) FLD(flc_merge_rule_t, server_lr)           \
     FLD(flc_merge_rule_t, momentum) FLD(flc_merge_rule_t, beta1) FLD(flc_merge_rule_t, beta2)   \
     FLD(flc_merge_rule_t, tau) FLD(flc_merge_rule_t, clip) FLD(flc_merge_rule_t, trim)          \
-    FLD(flc_merge_rule_t, f) FLD(flc_merge_rule_t, m) FLD(flc_merge_rule_t, weighted)           \
+    FLD(flc_merge_rule_t, f) FLD(flc_merge_rule_t, m) FLD(flc_merge_rule_t, weighted) FLD(flc_merge_rule_t, noise)           \
     SZ(flc_merge_batch_t) FLD(flc_merge_batch_t, u) FLD(flc_merge_batch_t, k)                   \
     FLD(flc_merge_batch_t, n) FLD(flc_merge_batch_t, len) FLD(flc_merge_batch_t, weight)        \
     FLD(flc_merge_batch_t, norm) FLD(flc_merge_batch_t, scale)                                  \

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "base/event.h"
+#include "aggregator/merge.h"
 #include "cache/keys.h"
 #include "cache/store_ops.h"
 #include "ml/model.h"
@@ -73,6 +74,9 @@ int flc_sgd_cfg_finish(flc_sgd_cfg_t *c, flc_err_t *e)
     if (c->model == NULL || (strcmp(c->model, "softmax") != 0 && strcmp(c->model, "mlp") != 0))
         return flc_err_set(e, FLC_EINVAL, "model must be softmax or mlp, not '%s'",
                            c->model ? c->model : "(null)");
+    flc_merge_rule_t rule;
+    if (c->rule != NULL && flc_merge_rule_parse(&rule, c->rule, e) != FLC_OK)
+        return e->code;
     if (c->hidden > 65536)
         return flc_err_set(e, FLC_EINVAL, "hidden must be at most 65536, not %zu", c->hidden);
     if (c->epochs < 1 || c->epochs > 100000)
@@ -118,6 +122,10 @@ cJSON *flc_sgd_cfg_to_json(const flc_sgd_cfg_t *c)
     if (c->lr)
         cJSON_AddNumberToObject(o, "lr", c->lr);
     cJSON_AddStringToObject(o, "comm", flc_sgd_comm_name(c->comm));
+    if (c->rule)
+        cJSON_AddStringToObject(o, "rule", c->rule);
+    if (c->init)
+        cJSON_AddStringToObject(o, "init", c->init);
     if (c->num_shards)
         cJSON_AddNumberToObject(o, "num_shards", c->num_shards);
     if (c->data_dir)
@@ -152,6 +160,8 @@ int flc_sgd_cfg_from_json(flc_sgd_cfg_t *c, const cJSON *ev, flc_err_t *e)
         flc_ev_need_int(ev, "workers", 0, 1024, &workers, e) ||
         flc_ev_opt_str(ev, "model", c->model, &c->model, e) ||
         flc_ev_opt_str(ev, "comm", NULL, &comm, e) ||
+        flc_ev_opt_str(ev, "rule", c->rule, &c->rule, e) ||
+        flc_ev_opt_str(ev, "init", c->init, &c->init, e) ||
         flc_ev_opt_str(ev, "data", c->data_dir, &c->data_dir, e) ||
         flc_ev_opt_str(ev, "redis", c->redis, &c->redis, e) ||
         flc_ev_opt_int(ev, "hidden", 0, 65536, 0, &hidden, e) ||

@@ -55,7 +55,7 @@ static int merge_shard(sgd_worker_t *w, uint32_t g, uint32_t shard, flc_err_t *e
                            .n_expected = (size_t)c->workers, .deadline_ms = c->step_timeout_ms,
                            .readers = (unsigned)c->workers,
                            .ephemeral = 1}; /* a step: deleted two steps later, never queried */
-    if (flc_merge_rule_init(&mc.rule, "mean", e) != FLC_OK)
+    if (flc_merge_rule_parse(&mc.rule, c->rule ? c->rule : "mean", e) != FLC_OK)
         return e->code;
     flc_rs_report_t rep;
     uint64_t fo = flc_store_failovers(w->s);

@@ -14,6 +14,7 @@
 #include "ml/batcher.h"
 #include "ml/dataset_idx.h"
 #include "ml/model.h"
+#include "ml/tensor_file.h"
 #include "ml/norm.h"
 #include "ml/partition.h"
 #include "workers/sgd_worker.h"
@@ -130,6 +131,8 @@ static int setup(sgd_worker_t *w, flc_store_t **meta_s, flc_err_t *e)
         return flc_err_set(e, FLC_ENOMEM, "out of memory for a %zu-parameter model",
                            w->nparams);
     flc_model_init_params(w->m, w->w, c->seed);
+    if (c->init != NULL && (rc = flc_tfile_load_into(c->init, w->w, w->nparams, e)) != FLC_OK)
+        return rc;
     /* Each worker shuffles its own part with its own stream. */
     return flc_batcher_new(w->train, NULL, 0, c->batch, 1, 1,
                            c->seed * 1000003ULL + (uint64_t)c->rank + 1, &w->b, e);

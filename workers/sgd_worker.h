@@ -86,6 +86,10 @@ typedef struct flc_sgd_cfg {
     size_t batch;            /* per worker; 0: FLC_SGD_BATCH_DEFAULT */
     double lr;               /* 0: by model (FLC_SGD_LR_*) */
     int comm;                /* FLC_SGD_COMM_* */
+    const char *init;        /* .npy/.safetensors file of the model to start from, read
+                              * by every worker (so a path all of them see); NULL: seed */
+    const char *rule;        /* merge rule spec of the gradients (README's rule table);
+                              * NULL: "mean" */
     uint32_t num_shards;     /* 0: W (reduce-scatter) or 1 (allreduce-one) */
     const char *data_dir;    /* Fashion-MNIST dir; NULL: FLC_FASHION_DIR */
     size_t subset;           /* train samples used (first N); 0: all */

@@ -160,6 +160,7 @@ typedef enum flc_merge_kind {
     FLC_MERGE_TRIMMED_MEAN, /* coordinate-wise, floor(trim*k) cut each side */
     FLC_MERGE_KRUM,         /* Blanchard et al. 2017 */
     FLC_MERGE_MULTI_KRUM,   /* mean of the m best Krum scores */
+    FLC_MERGE_BULYAN,       /* El Mhamdi et al. 2018: Krum selection, then trimmed mean */
     FLC_MERGE_NKINDS
 } flc_merge_kind_t;
 
@@ -177,6 +178,7 @@ typedef struct flc_merge_rule {
     int f;            /* krum/multi-krum: Byzantine updates; -1 = (k-3)/2 */
     int m;            /* multi-krum: updates averaged; 0 = k - f */
     int weighted;     /* server optimizers: pseudo-gradient weighted by samples */
+    double noise;     /* mean: central DP noise multiplier (sd noise*clip/k); 0 = off */
 } flc_merge_rule_t;
 
 /* k updates of one slice, all in memory. Only u, k and n are required. */
@@ -201,7 +203,7 @@ typedef struct flc_merge_state flc_merge_state_t;
 #endif
 
 /* Sets *r to rule `name` ("fedavg", "mean", "fedavgm", "fedadam", "fedyogi",
- * "fedadagrad", "median", "trimmed-mean", "krum", "multi-krum") with its
+ * "fedadagrad", "median", "trimmed-mean", "krum", "multi-krum", "bulyan") with its
  * default parameters. FLC_EINVAL for an unknown name. */
 int flc_merge_rule_init(flc_merge_rule_t *r, const char *name, flc_err_t *e);
 
