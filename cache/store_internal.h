@@ -111,6 +111,15 @@ int flc_store_ensure(flc_store_t *s);
  * and killed leaves nothing without an expiry (store_protocol.c). */
 int flc_store_expire_written(flc_store_t *s, size_t n, const char *const *keys);
 
+/* Runs one command (argv of argc NUL-terminated strings) that writes key,
+ * and with the store's ttl a PEXPIRE of key in the same pipeline: both go
+ * out in one write, so a SIGKILL cannot leave the key without its expiry
+ * (a second round trip could: tests/test_ttl_kill.c). The command's reply
+ * in *out (caller frees; NULL: dropped); error replies as by
+ * flc_store_pipeline, then turned into an error naming what. */
+int flc_store_run_expiring(flc_store_t *s, int argc, const char **argv, const char *key,
+                           redisReply **out, const char *what);
+
 /* Turns a hiredis context error into an FLC code and message about `what`,
  * and drops the connection so the next call reconnects. */
 int flc_store_io_error(flc_store_t *s, const char *what);

@@ -161,22 +161,23 @@ int flc_store_job_begin(flc_store_t *s, const char *job, uint32_t S)
         flc_key_job(key, job, "schema");
         snprintf(ver, sizeof ver, "%d", FLC_KEY_SCHEMA_VERSION);
         snprintf(shards, sizeof shards, "%u", S);
+        char ttl[24]; /* the expiry in the same write as the record */
+        snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
         const char *c1[] = {"HSETNX", key, "version", ver};
         const char *c2[] = {"HSETNX", key, "shards", shards};
-        const char *const *cmds[] = {c1, c2};
-        const int argc[] = {4, 4};
-        redisReply *rs[2];
-        rc = flc_store_pipeline(s, 2, argc, cmds, rs);
+        const char *c3[] = {"PEXPIRE", key, ttl};
+        const char *const *cmds[] = {c1, c2, c3};
+        const int argc[] = {4, 4, 3};
+        redisReply *rs[3];
+        int nc = s->opts.ttl_ms ? 3 : 2;
+        rc = flc_store_pipeline(s, (size_t)nc, argc, cmds, rs);
         if (rc == FLC_OK) {
-            for (int i = 0; i < 2 && rc == FLC_OK; i++)
+            for (int i = 0; i < nc && rc == FLC_OK; i++)
                 if (rs[i]->type == REDIS_REPLY_ERROR)
                     rc = flc_store_reply_error(s, rs[i], "HSETNX");
-            freeReplyObject(rs[0]);
-            freeReplyObject(rs[1]);
+            for (int i = 0; i < nc; i++)
+                freeReplyObject(rs[i]);
         }
-        const char *k = key;
-        if (rc == FLC_OK)
-            rc = flc_store_expire_written(s, 1, &k);
         /* Read back: another run starting the job at the same time may
          * have won the HSETNX with its own count. */
         if (rc == FLC_OK)
@@ -250,13 +251,34 @@ int flc_store_round_begin(flc_store_t *s, const char *job, uint32_t S, uint32_t 
     all[1] = k_clients;
     for (size_t i = 0; i < n; i++)
         roster[2 + i] = all[2 + i] = clients[i];
-    /* SADD and ZADD are idempotent: every shard's merger writes the same. */
+    /* SADD and ZADD are idempotent: every shard's merger writes the same.
+     * With a ttl, each key's PEXPIRE goes in the same pipeline, sent in one
+     * write: a SIGKILL cannot fall between a key and its expiry (it did, in
+     * tests/test_ttl_kill.c, when the expiries were a second round trip). */
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
     const char *c3[] = {"ZADD", k_rounds, rnd, rnd}, *c4[] = {"SADD", k_shards, shd};
-    const char *const *cmds[] = {roster, all, c3, c4};
-    const int argc[] = {(int)n + 2, (int)n + 2, 4, 3};
-    redisReply *rs[4];
-    size_t ncmd = n > 0 ? 4 : 2;
-    rc = flc_store_pipeline(s, ncmd, n > 0 ? argc : argc + 2, n > 0 ? cmds : cmds + 2, rs);
+    const char *e1[] = {"PEXPIRE", k_roster, ttl}, *e2[] = {"PEXPIRE", k_clients, ttl},
+               *e3[] = {"PEXPIRE", k_rounds, ttl}, *e4[] = {"PEXPIRE", k_shards, ttl};
+    const char *const *cmds[8];
+    int argc[8];
+    size_t ncmd = 0;
+    if (n > 0) {
+        cmds[ncmd] = roster, argc[ncmd++] = (int)n + 2;
+        cmds[ncmd] = all, argc[ncmd++] = (int)n + 2;
+    }
+    cmds[ncmd] = c3, argc[ncmd++] = 4;
+    cmds[ncmd] = c4, argc[ncmd++] = 3;
+    if (s->opts.ttl_ms) {
+        if (n > 0) {
+            cmds[ncmd] = e1, argc[ncmd++] = 3;
+            cmds[ncmd] = e2, argc[ncmd++] = 3;
+        }
+        cmds[ncmd] = e3, argc[ncmd++] = 3;
+        cmds[ncmd] = e4, argc[ncmd++] = 3;
+    }
+    redisReply *rs[8];
+    rc = flc_store_pipeline(s, ncmd, argc, cmds, rs);
     free(roster), free(all);
     if (rc != FLC_OK)
         return rc;
@@ -265,10 +287,6 @@ int flc_store_round_begin(flc_store_t *s, const char *job, uint32_t S, uint32_t 
             rc = flc_store_reply_error(s, rs[i], "indexing the round");
         freeReplyObject(rs[i]);
     }
-    const char *written[] = {k_roster, k_clients, k_rounds, k_shards};
-    if (rc == FLC_OK)
-        rc = n > 0 ? flc_store_expire_written(s, 4, written)
-                   : flc_store_expire_written(s, 2, written + 2);
     if (rc != FLC_OK)
         return flc_err_wrap(&s->err, "round %u of job %s: ", round, job);
     return FLC_OK;

@@ -53,9 +53,7 @@ int flc_store_put_round_meta(flc_store_t *s, const Flcache__RoundMeta *m)
     flc_key_job(k_rounds, m->job, "rounds");
     snprintf(rnd, sizeof rnd, "%u", m->round);
     const char *argv[] = {"ZADD", k_rounds, rnd, rnd};
-    const char *k = k_rounds;
-    rc = flc_store_command(s, NULL, 4, argv, NULL);
-    return rc == FLC_OK ? flc_store_expire_written(s, 1, &k) : rc;
+    return flc_store_run_expiring(s, 4, argv, k_rounds, NULL, "ZADD");
 }
 
 /* GETs key; FLC_ENOTFOUND with `what` when absent. *r is a string reply. */
@@ -129,14 +127,14 @@ int flc_store_put_update_meta(flc_store_t *s, const Flcache__ModelUpdate *u)
         rc = flc_store_append(s, s->opts.ttl_ms ? 5 : 3, set, setl);
     if (rc == FLC_OK)
         rc = flc_store_append(s, 4, zadd, NULL);
+    const char *pex[] = {"PEXPIRE", k_hist, ttl}; /* in the same write as the ZADD */
+    if (rc == FLC_OK && s->opts.ttl_ms)
+        rc = flc_store_append(s, 3, pex, NULL);
     free(buf);
     if (rc == FLC_OK)
         rc = flc_store_flush(s, "SET");
     if (rc == FLC_OK)
-        rc = flc_store_read_replies(s, 2, "SET", NULL);
-    const char *k = k_hist;
-    if (rc == FLC_OK)
-        rc = flc_store_expire_written(s, 1, &k);
+        rc = flc_store_read_replies(s, s->opts.ttl_ms ? 3 : 2, "SET", NULL);
     if (rc != FLC_OK)
         return flc_err_wrap(&s->err, "storing %s (key %s): ", what, k_um);
     s->bytes_written += len;

@@ -29,13 +29,9 @@ int flc_store_notify(flc_store_t *s, const char *job, uint32_t round, uint32_t s
     argv[1] = key;
     for (unsigned i = 0; i < copies; i++)
         argv[2 + i] = value;
-    redisReply *r;
-    rc = flc_store_command(s, &r, (int)copies + 2, argv, NULL);
+    rc = flc_store_run_expiring(s, (int)copies + 2, argv, key, NULL, "RPUSH");
     free(argv);
-    if (rc == FLC_OK)
-        freeReplyObject(r);
-    const char *k = key;
-    return rc == FLC_OK ? flc_store_expire_written(s, 1, &k) : rc;
+    return rc;
 }
 
 int flc_store_blpop_keys(flc_store_t *s, const char *const *keys, size_t n, unsigned timeout_ms,
@@ -201,21 +197,24 @@ int flc_store_barrier_release(flc_store_t *s, const char *job, uint32_t round, u
         push[2 + i] = "go";
     /* The counter goes first (a late retry counts from 0 again), then the
      * tokens, in one round trip. */
+    char ttl[24]; /* the tokens' expiry in the same pipeline (one write) */
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
     const char *c1[] = {"UNLINK", k_ready};
-    const char *const *cmds[] = {c1, push};
-    const int argc[] = {2, (int)copies + 2};
-    redisReply *rs[2];
-    int rc = flc_store_pipeline(s, copies ? 2 : 1, argc, cmds, rs);
+    const char *c3[] = {"PEXPIRE", k_go, ttl};
+    const char *const *cmds[] = {c1, push, c3};
+    const int argc[] = {2, (int)copies + 2, 3};
+    redisReply *rs[3];
+    size_t n = copies ? (s->opts.ttl_ms ? 3 : 2) : 1;
+    int rc = flc_store_pipeline(s, n, argc, cmds, rs);
     free(push);
     if (rc != FLC_OK)
         return rc;
-    if (copies && rs[1]->type == REDIS_REPLY_ERROR) /* the UNLINK is best effort */
-        rc = flc_store_reply_error(s, rs[1], "RPUSH");
-    freeReplyObject(rs[0]);
-    if (copies)
-        freeReplyObject(rs[1]);
-    const char *k = k_go;
-    return rc == FLC_OK && copies ? flc_store_expire_written(s, 1, &k) : rc;
+    for (size_t i = 1; i < n; i++) /* the UNLINK is best effort */
+        if (rc == FLC_OK && rs[i]->type == REDIS_REPLY_ERROR)
+            rc = flc_store_reply_error(s, rs[i], i == 1 ? "RPUSH" : "PEXPIRE");
+    for (size_t i = 0; i < n; i++)
+        freeReplyObject(rs[i]);
+    return rc;
 }
 
 int flc_store_barrier_wait(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,

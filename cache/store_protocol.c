@@ -17,6 +17,30 @@
 #include "base/log.h"
 #include "cache/keys.h"
 
+int flc_store_run_expiring(flc_store_t *s, int argc, const char **argv, const char *key,
+                           redisReply **out, const char *what)
+{
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
+    const char *ex[] = {"PEXPIRE", key, ttl};
+    const char *const *cmds[] = {argv, ex};
+    const int ac[] = {argc, 3};
+    size_t n = s->opts.ttl_ms ? 2 : 1;
+    redisReply *rs[2] = {NULL, NULL};
+    int rc = flc_store_pipeline(s, n, ac, cmds, rs);
+    for (size_t i = 0; rc == FLC_OK && i < n; i++)
+        if (rs[i]->type == REDIS_REPLY_ERROR)
+            rc = flc_store_reply_error(s, rs[i], i ? "PEXPIRE" : what);
+    if (out != NULL && rc == FLC_OK) {
+        *out = rs[0];
+        rs[0] = NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (rs[i])
+            freeReplyObject(rs[i]);
+    return rc;
+}
+
 int flc_store_expire_written(flc_store_t *s, size_t n, const char *const *keys)
 {
     if (s->opts.ttl_ms == 0 || n == 0)
@@ -93,12 +117,11 @@ static int blob_get(flc_store_t *s, const char *key, const char *what, char **bl
 /* SET key blob (binary-safe). */
 static int blob_put(flc_store_t *s, const char *key, const void *blob, size_t len)
 {
-    const char *argv[] = {"SET", key, blob};
-    size_t lens[] = {3, strlen(key), len};
-    const char *k = key;
-    int rc = flc_store_command(s, NULL, 3, argv, lens);
-    if (rc == FLC_OK)
-        rc = flc_store_expire_written(s, 1, &k);
+    char ttl[24]; /* SET ... PX: the value and its expiry in one command */
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
+    const char *argv[] = {"SET", key, blob, "PX", ttl};
+    size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
+    int rc = flc_store_command(s, NULL, s->opts.ttl_ms ? 5 : 3, argv, lens);
     return rc == FLC_OK ? rc : flc_err_wrap(&s->err, "writing %s: ", key);
 }
 
@@ -322,12 +345,11 @@ static int rec_put(flc_store_t *s, const char *job, const char *what, uint32_t r
 {
     char key[FLC_KEY_MAX];
     flc_key_job_shard(key, job, shard, what, round);
-    const char *argv[] = {"SET", key, blob};
-    size_t lens[] = {3, strlen(key), len};
-    const char *k = key;
-    int rc = flc_store_command(s, NULL, 3, argv, lens);
-    if (rc == FLC_OK)
-        rc = flc_store_expire_written(s, 1, &k);
+    char ttl[24]; /* SET ... PX: the value and its expiry in one command */
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
+    const char *argv[] = {"SET", key, blob, "PX", ttl};
+    size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
+    int rc = flc_store_command(s, NULL, s->opts.ttl_ms ? 5 : 3, argv, lens);
     return rc == FLC_OK ? rc : flc_err_wrap(&s->err, "writing %s: ", key);
 }
 
@@ -358,10 +380,13 @@ static int rec_getall(flc_store_t *s, const char *job, const char *what, uint32_
                  ? FLC_OK
                  : flc_err_set(&s->err, FLC_ENOMEM, "out of memory for %u shard records", S);
     size_t i = 0;
+    char ttl[24]; /* SET ... PX: the value and its expiry in one command */
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
+    const char *setpx[5];
     if (rc == FLC_OK && put != NULL) {
         flc_key_job_shard(keys[i], job, put_shard, what, round);
-        argv[i][0] = "SET", argv[i][1] = keys[i], argv[i][2] = put;
-        cmds[i] = argv[i], argc[i] = 3, i++;
+        setpx[0] = "SET", setpx[1] = keys[i], setpx[2] = put, setpx[3] = "PX", setpx[4] = ttl;
+        cmds[i] = setpx, argc[i] = s->opts.ttl_ms ? 5 : 3, i++;
     }
     for (uint32_t k = 0; rc == FLC_OK && k < S; k++, i++) {
         flc_key_job_shard(keys[i], job, k, what, round);
@@ -390,10 +415,6 @@ static int rec_getall(flc_store_t *s, const char *job, const char *what, uint32_
                              (size_t)r->len);
         else
             out->n++;
-    }
-    if (rc == FLC_OK && put != NULL) {
-        const char *k = keys[0];
-        rc = flc_store_expire_written(s, 1, &k);
     }
     for (size_t j = 0; rs && j < n; j++)
         if (rs[j])

@@ -162,6 +162,43 @@ static double num(const cJSON *o, const char *k)
     return cJSON_IsNumber(it) ? it->valuedouble : -1;
 }
 
+/* Every worker's compute and communication totals, added to the last
+ * epoch's RoundMeta as worker<k>_compute_ms / worker<k>_comm_ms: the
+ * workers report their split to the driver only, and `flcache report`
+ * draws it per worker from the cache (issue 18). Best effort: the run's
+ * result does not depend on it. */
+static void store_worker_split(flc_store_t *s, const flc_sgd_cfg_t *c, int W,
+                               const double *wcomp, const double *wcomm)
+{
+    Flcache__RoundMeta *m = NULL;
+    if (W <= 0 || flc_store_get_round_meta(s, c->job, (uint32_t)c->epochs, &m) != FLC_OK)
+        return;
+    size_t n = m->n_metrics, add = 2 * (size_t)W;
+    Flcache__RoundMeta__MetricsEntry *ents = calloc(add, sizeof *ents);
+    Flcache__RoundMeta__MetricsEntry **all = calloc(n + add, sizeof *all);
+    char (*keys)[40] = calloc(add, sizeof *keys);
+    if (ents != NULL && all != NULL && keys != NULL) {
+        for (size_t i = 0; i < n; i++)
+            all[i] = m->metrics[i];
+        for (size_t j = 0; j < add; j++) {
+            flcache__round_meta__metrics_entry__init(&ents[j]);
+            snprintf(keys[j], sizeof keys[j], "worker%zu_%s", j / 2,
+                     j % 2 ? "comm_ms" : "compute_ms");
+            ents[j].key = keys[j];
+            ents[j].value = j % 2 ? wcomm[j / 2] : wcomp[j / 2];
+            all[n + j] = &ents[j];
+        }
+        Flcache__RoundMeta__MetricsEntry **old = m->metrics;
+        m->metrics = all;
+        m->n_metrics = n + add;
+        flc_store_put_round_meta(s, m);
+        m->metrics = old; /* freed with m, as unpacked */
+        m->n_metrics = n;
+    }
+    free(ents), free(all), free(keys);
+    flcache__round_meta__free_unpacked(m, NULL);
+}
+
 int flc_train_report(flc_store_t *s, const flc_train_opts_t *o, flc_train_run_t *run)
 {
     const flc_sgd_cfg_t *c = &o->cfg;
@@ -170,6 +207,8 @@ int flc_train_report(flc_store_t *s, const flc_train_opts_t *o, flc_train_run_t 
     double comp = 0, comm = 0, load = 0, gb_s = 0, cost = 0;
     const cJSON *res0 = NULL;
     cJSON *root = cJSON_CreateObject(), *inv = cJSON_CreateArray();
+    double *wcomp = calloc(W > 0 ? (size_t)W : 1, sizeof *wcomp);
+    double *wcomm = calloc(W > 0 ? (size_t)W : 1, sizeof *wcomm);
     for (int k = 0; k < W; k++) {
         const flc_inv_rec_t *rec = &run->recs[k];
         cJSON *rj = flc_inv_rec_json(rec);
@@ -198,12 +237,18 @@ int flc_train_report(flc_store_t *s, const flc_train_opts_t *o, flc_train_run_t 
         else if (sum == NULL || strcmp(sum, sum0) != 0)
             same = 0;
         /* Training steps only: loading and worker 0's evaluation are shown apart. */
-        comp += (num(res, "compute_ms") - num(res, "load_ms") - num(res, "eval_ms")) / W;
+        double ck = num(res, "compute_ms") - num(res, "load_ms") - num(res, "eval_ms");
+        comp += ck / W;
         comm += num(res, "comm_ms") / W;
+        if (wcomp != NULL && wcomm != NULL)
+            wcomp[k] = ck, wcomm[k] = num(res, "comm_ms");
         double l = num(res, "load_ms");
         load = l > load ? l : load;
     }
     same = same && ok && sum0 != NULL;
+    if (ok && wcomp != NULL && wcomm != NULL)
+        store_worker_split(s, c, W, wcomp, wcomm);
+    free(wcomp), free(wcomm);
     cJSON *epochs = cJSON_CreateArray();
     double ep_ms = 0;
     int nep = 0;

@@ -11,6 +11,51 @@
 
 #include "report/report_internal.h"
 
+#define MAX_WORKERS 1024
+
+/* Every worker's compute and communication over the run, from the
+ * worker<k>_*_ms metrics of epoch index last (cli/train_report.c). */
+static void rep_worker_split(const rep_data_t *d, flc_html_t *o, size_t last)
+{
+    size_t w = 0;
+    char key[40];
+    while (w < MAX_WORKERS) {
+        snprintf(key, sizeof key, "worker%zu_compute_ms", w);
+        if (!isfinite(rep_metric(d, last, key)))
+            break;
+        w++;
+    }
+    if (w == 0) {
+        rep_absent(o, "No per-worker split stored (a run before this was recorded, or "
+                      "one that failed).");
+        return;
+    }
+    double *b = malloc(3 * w * sizeof *b);
+    if (b == NULL)
+        return;
+    double *x = b, *comp = b + w, *comm = b + 2 * w;
+    flc_svg_axes_t a = {.kind = "bars", .title = "compute and communication per worker",
+                        .xlabel = "worker", .ylabel = "time over the run (ms)", .xint = 1,
+                        .yzero = 1, .xlo = 0, .xhi = (double)(w - 1), .ylo = 0, .yhi = 1};
+    for (size_t k = 0; k < w; k++) {
+        x[k] = (double)k;
+        snprintf(key, sizeof key, "worker%zu_compute_ms", k);
+        comp[k] = rep_metric(d, last, key);
+        snprintf(key, sizeof key, "worker%zu_comm_ms", k);
+        comm[k] = rep_metric(d, last, key);
+        double t = (isfinite(comp[k]) ? comp[k] : 0) + (isfinite(comm[k]) ? comm[k] : 0);
+        a.yhi = t > a.yhi ? t : a.yhi;
+    }
+    const double *ys[] = {comp, comm};
+    const char *yn[] = {"compute", "communication"};
+    int yc[] = {0, 1};
+    flc_svg_t p;
+    flc_svg_begin(&p, o, &a);
+    flc_svg_stack(&p, x, w, ys, 2, yc, yn, "worker");
+    flc_svg_end(&p);
+    free(b);
+}
+
 int rep_train_sections(const rep_data_t *d, flc_html_t *o)
 {
     size_t n = d->nr;
@@ -67,10 +112,11 @@ int rep_train_sections(const rep_data_t *d, flc_html_t *o)
     rep_section_close(o);
 
     rep_section_open(o, "split", "Compute vs communication",
-                     "Milliseconds of each epoch worker 0 spent computing (gradients, "
-                     "evaluation) and communicating (pushing, waiting, pulling through the "
-                     "cache). The cache keeps worker 0's split only: the other workers "
-                     "report theirs to the driver, not to the cache.");
+                     "Milliseconds spent computing (gradients, evaluation) and communicating "
+                     "(pushing, waiting, pulling through the cache): worker 0 in each epoch, "
+                     "then every worker over the whole run (training steps; loading and "
+                     "evaluation apart), which `flcache train` stores with the last epoch. "
+                     "A worker with much more communication waits on the others.");
     flc_svg_axes_t a = {.kind = "bars", .title = "compute and communication per epoch",
                         .xlabel = "epoch", .ylabel = "time (ms), worker 0", .xint = 1,
                         .yzero = 1, .xlo = d->x[0], .xhi = d->x[n - 1], .ylo = 0, .yhi = 1};
@@ -86,6 +132,7 @@ int rep_train_sections(const rep_data_t *d, flc_html_t *o)
     flc_svg_stack(&p, d->x, n, ys, 2, yc, yn, "epoch");
     flc_svg_end(&p);
     flc_svg_legend(o, yn, yc, 2);
+    rep_worker_split(d, o, n - 1);
     rep_section_close(o);
 
     rep_section_open(o, "cost", "Cost per epoch and cumulative",

@@ -182,7 +182,11 @@ TEST(train_job_page)
     /* lines: loss 2 series, accuracy 1, step time 3, cost 2, over 2 epochs */
     EXPECT(count(page.p, "<circle class=") == 16, "16 points: 8 series x 2 epochs (%zu)",
            count(page.p, "<circle class="));
-    EXPECT(count(page.p, "<g class=\"stack\"") == 2, "compute/communication: a bar per epoch");
+    EXPECT(count(page.p, "<g class=\"stack\"") == 4,
+           "compute/communication: a bar per epoch (worker 0) and one per worker (2): %zu",
+           count(page.p, "<g class=\"stack\""));
+    EXPECT(strstr(page.p, "compute and communication per worker") != NULL,
+           "the per-worker split is drawn from what train stored");
     EXPECT(strstr(page.p, "training job") && !strstr(page.p, "id=\"outliers\""),
            "it is told a training job: no client sections");
     flc_html_free(&page);
