@@ -51,28 +51,12 @@ typedef struct fo {
     int K, S, reps;
 } fo_t;
 
-static int fo_run(const char *cmd, char *out, size_t cap)
-{
-    FILE *f = popen(cmd, "r");
-    if (f == NULL)
-        return -1;
-    size_t n = 0, r;
-    char sink[512];
-    while (out && n + 1 < cap && (r = fread(out + n, 1, cap - 1 - n, f)) > 0)
-        n += r;
-    while (fread(sink, 1, sizeof sink, f) > 0)
-        ;
-    if (out)
-        out[n] = '\0';
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static int fo_sh(const fo_t *f, char *out, size_t cap, const char *args)
 {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "timeout 180 sh '%s' --name " FO_NAME " %s 2>&1", f->script, args);
-    return fo_run(cmd, out, cap);
+    return bench_run(cmd, out, cap);
 }
 
 static uint64_t env_num(const char *name, uint64_t def)

@@ -1,7 +1,9 @@
 /* JSON-line output and small statistics for the benchmarks. */
 #include "bench/bench_util.h"
 
+#include <limits.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -111,4 +113,37 @@ void bench_cpu_times(double *busy, double *all)
         *all = (b + (double)(v[3] + v[4])) / hz;
     }
     fclose(f);
+}
+
+int bench_run(const char *cmd, char *out, size_t cap)
+{
+    FILE *f = popen(cmd, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = 0, r;
+    char sink[512];
+    while (out && n + 1 < cap && (r = fread(out + n, 1, cap - 1 - n, f)) > 0)
+        n += r;
+    while (fread(sink, 1, sizeof sink, f) > 0)
+        ;
+    if (out)
+        out[n] = '\0';
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void bench_fn_path(char *out, size_t len)
+{
+    const char *env = flc_config_program()->fn_path; /* FLCACHE_FN */
+    if (env) {
+        snprintf(out, len, "%s", env);
+        return;
+    }
+    char self[PATH_MAX - 32];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(out, len, "%s/../flcache-fn", n > 0 ? self : ".");
 }

@@ -43,4 +43,12 @@ void bench_env_value(const char *env, const char *key, char *dst, size_t cap);
  * around a measurement give how much of the machine it kept busy. */
 void bench_cpu_times(double *busy, double *all);
 
+/* Runs cmd with popen, its output (the first cap - 1 bytes) into out (NULL:
+ * discarded). Returns the exit status, or -1 when it could not run. */
+int bench_run(const char *cmd, char *out, size_t cap);
+
+/* The flcache-fn binary the pool starts: FLCACHE_FN, else ../flcache-fn
+ * beside this program. */
+void bench_fn_path(char *out, size_t len);
+
 #endif

@@ -130,30 +130,12 @@ static void find_script(void)
     snprintf(g_script, sizeof g_script, "scripts/testbed.sh");
 }
 
-/* Runs cmd with sh, output (stdout and stderr) into out. Returns the exit
- * status, or -1 when it could not run. */
-static int run(const char *cmd, char *out, size_t cap)
-{
-    FILE *f = popen(cmd, "r");
-    if (f == NULL)
-        return -1;
-    size_t n = 0, r;
-    char sink[512];
-    while (out && n + 1 < cap && (r = fread(out + n, 1, cap - 1 - n, f)) > 0)
-        n += r;
-    while (fread(sink, 1, sizeof sink, f) > 0)
-        ;
-    if (out)
-        out[n] = '\0';
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static int tb_sh(char *out, size_t cap, const char *args)
 {
     char cmd[PATH_MAX + 512];
     snprintf(cmd, sizeof cmd, "timeout 180 sh '%s' --name %s %s 2>&1", g_script, TB_NAME, args);
-    return run(cmd, out, cap);
+    return bench_run(cmd, out, cap);
 }
 
 /* Back to our own namespace (teardown kills every process inside the
@@ -271,7 +253,7 @@ static int tb_up(testbed_t *tb)
         char cmd[256];
         snprintf(cmd, sizeof cmd, "ip netns exec %s redis-cli -h %s -p 6379 cluster myid 2>&1",
                  tb->ns[k], tb->addr[k]);
-        if (run(cmd, tb->id[k], sizeof tb->id[k]) != 0 || strlen(tb->id[k]) < 40) {
+        if (bench_run(cmd, tb->id[k], sizeof tb->id[k]) != 0 || strlen(tb->id[k]) < 40) {
             fprintf(stderr, "cluster: node n%d's id: %s\n", k + 1, tb->id[k]);
             return -1;
         }
@@ -285,7 +267,7 @@ static int tb_up(testbed_t *tb)
                  "ip netns exec %s redis-cli -h %s -p 6379 config set "
                  "cluster-allow-replica-migration no 2>&1",
                  tb->ns[k], tb->addr[k]);
-        if (run(cmd, out, sizeof out) != 0 || strncmp(out, "OK", 2) != 0) {
+        if (bench_run(cmd, out, sizeof out) != 0 || strncmp(out, "OK", 2) != 0) {
             fprintf(stderr, "cluster: n%d: cluster-allow-replica-migration: %s\n", k + 1, out);
             return -1;
         }
@@ -322,7 +304,7 @@ static int tb_use_nodes(const testbed_t *tb, int nodes)
              tb->addr[0], w);
     static char out[1 << 16];
     uint64_t t0 = flc_now_ns();
-    if (run(cmd, out, sizeof out) != 0) {
+    if (bench_run(cmd, out, sizeof out) != 0) {
         fprintf(stderr, "cluster: rebalance to %d node(s) failed:\n%s\n", nodes, out);
         return -1;
     }
@@ -333,7 +315,7 @@ static int tb_use_nodes(const testbed_t *tb, int nodes)
     /* no node may have become a replica (see tb_up) */
     snprintf(cmd, sizeof cmd, "redis-cli -h %s -p 6379 cluster nodes 2>&1 | grep -c slave",
              tb->addr[0]);
-    run(cmd, out, sizeof out);
+    bench_run(cmd, out, sizeof out);
     if (atoi(out) != 0) {
         fprintf(stderr, "cluster: after rebalance %d node(s) are replicas\n", atoi(out));
         return -1;
@@ -349,7 +331,7 @@ static int link_counters(const testbed_t *tb, int k, uint64_t *rx, uint64_t *tx)
     char cmd[256];
     static char out[8192];
     snprintf(cmd, sizeof cmd, "ip -n %s -s -j link show dev eth0 2>&1", tb->ns[k]);
-    if (run(cmd, out, sizeof out) != 0)
+    if (bench_run(cmd, out, sizeof out) != 0)
         return -1;
     cJSON *j = cJSON_Parse(out);
     cJSON *st = cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "stats64");

@@ -131,21 +131,6 @@ static run_out_t run(flc_pool_t *pool, flc_store_t *s, const flc_sgd_cfg_t *c)
     return o;
 }
 
-static void fn_path(char *out, size_t len)
-{
-    const char *env = flc_config_program()->fn_path; /* FLCACHE_FN */
-    if (env) {
-        snprintf(out, len, "%s", env);
-        return;
-    }
-    char self[PATH_MAX - 32];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    self[n > 0 ? n : 0] = '\0';
-    char *slash = strrchr(self, '/');
-    if (slash)
-        *slash = '\0';
-    snprintf(out, len, "%s/../flcache-fn", n > 0 ? self : ".");
-}
 
 int main(int argc, char **argv)
 {
@@ -203,7 +188,7 @@ int main(int argc, char **argv)
     if (s == NULL)
         die("store", flc_err_msg(&e));
     char fn[PATH_MAX];
-    fn_path(fn, sizeof fn);
+    bench_fn_path(fn, sizeof fn);
     static const char *const env[] = {"OPENBLAS_NUM_THREADS=1", NULL};
     flc_pool_cfg_t pc;
     flc_pool_cfg_init(&pc);

@@ -46,21 +46,6 @@ static void die(const char *what, const char *msg)
     exit(1);
 }
 
-static void fn_path(char *out, size_t len)
-{
-    const char *env = flc_config_program()->fn_path; /* FLCACHE_FN */
-    if (env) {
-        snprintf(out, len, "%s", env);
-        return;
-    }
-    char self[PATH_MAX - 32];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    self[n > 0 ? n : 0] = '\0';
-    char *slash = strrchr(self, '/');
-    if (slash)
-        *slash = '\0';
-    snprintf(out, len, "%s/../flcache-fn", n > 0 ? self : ".");
-}
 
 typedef struct bench {
     const char *fn;
@@ -197,7 +182,7 @@ int main(int argc, char **argv)
     if ((b.s = flc_store_open(b.url, bench_store_opts(), &e)) == NULL)
         die("store", flc_err_msg(&e));
     char fn[PATH_MAX];
-    fn_path(fn, sizeof fn);
+    bench_fn_path(fn, sizeof fn);
     b.fn = fn;
     int failed = 0;
     for (const char *const *w = flc_job_workloads; *w; w++) {
