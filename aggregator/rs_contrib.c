@@ -11,6 +11,7 @@
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
 #include "base/crc32c.h"
+#include "base/log.h"
 #include "cache/keys.h"
 #include "cache/store_failover.h"
 
@@ -116,6 +117,10 @@ int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *updat
                            &shards[i].count);
         shards[i].values = (float *)(update + shards[i].offset);
     }
+    if (flc_log_level() >= FLC_LOG_DEBUG) /* the data path's trace (rs_merger.c) */
+        FLC_DEBUG("push of %s for %s/%u: %llu floats, crc32c %08x", cfg->client, cfg->job,
+                  cfg->round, (unsigned long long)cfg->model_size,
+                  flc_crc32c(0, update, cfg->model_size * sizeof *update));
     rc = push_through_failover(s, cfg, shards, was_closed);
     free(shards);
     if (rc != FLC_OK) {
@@ -206,6 +211,9 @@ int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_sh
         }
         int fits = m.values == model + off && m.offset == off && m.count == cnt;
         flc_shard_release(&m);
+        if (fits && flc_log_level() >= FLC_LOG_DEBUG)
+            FLC_DEBUG("pull of %s/%u shard %u: crc32c %08x", job, round, k,
+                      flc_crc32c(0, model + off, cnt * sizeof *model));
         if (!fits)
             return flc_err_set(e, FLC_EDIM, "round %u of job %s: merged shard %u holds %llu "
                                "floats at %llu, expected %llu at %llu", round, job, k,

@@ -15,6 +15,7 @@
 #include "aggregator/rs_recover.h"
 #include "aggregator/tracker.h"
 #include "base/clock.h"
+#include "base/crc32c.h"
 #include "base/log.h"
 #include "cache/keys.h"
 #include "cache/store_ops.h"
@@ -74,15 +75,40 @@ static void reject(merger_t *m, const char *client, const char *fmt, const char 
              m->cfg->shard, line);
 }
 
+#define TAKE_LOST 2 /* take(): the update went with a dead master; not taken */
+
 /* Reads one arrived update and folds or keeps it. Returns FLC_OK when it was
- * accepted, a positive value when it was rejected (recorded), or a negative
- * FLC_E* when the store failed (the round cannot go on). */
+ * accepted, 1 when it was rejected (recorded), TAKE_LOST when a failover
+ * took it (nothing recorded), or a negative FLC_E* when the store failed
+ * (the round cannot go on). */
 static int take(merger_t *m, const char *client)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
     flc_shard_t sh = {0};
     int rc = flc_store_get_update(m->s, cfg->job, cfg->round, cfg->shard, client, &sh, m->buf,
                                   m->count);
+    /* A read cut by a failover (its node killed after the token was
+     * popped) is read again from the promoted replica, as long as a
+     * promotion may take. Found 2026-11-29: this read used to fail, and the
+     * merger then went on to close the shard with the client counted as
+     * seen but never folded, so a training step merged 3 of 4 gradients
+     * and said "ok" (a different model, exit 0). */
+    int cut = 0;
+    for (unsigned w = 50, spent = 0;
+         rc == FLC_ECONN && flc_rs_recover_retry(m->s) && spent < 20000;
+         spent += w, w = w * 2 > 250 ? 250 : w * 2) {
+        cut = 1;
+        flc_sleep_ms(w);
+        rc = flc_store_get_update(m->s, cfg->job, cfg->round, cfg->shard, client, &sh, m->buf,
+                                  m->count);
+    }
+    if (cut && rc == FLC_ENOTFOUND) {
+        /* Gone with the dead master, announcement and all: like one never
+         * sent. Its sender pushes it again (or the round names it missing). */
+        FLC_INFO("merger %s/%u/%u: the update of %s went with a dead master; waiting for it "
+                 "again", cfg->job, cfg->round, cfg->shard, client);
+        return TAKE_LOST;
+    }
     if (rc == FLC_ECONN || rc == FLC_ETIMEOUT || rc == FLC_ENOMEM)
         return rc;
     if (rc != FLC_OK) {
@@ -144,6 +170,15 @@ static int take(merger_t *m, const char *client)
         return 1;
     }
     flc_strlist_add(&m->rep->participants, client, strlen(client));
+    /* The data path's trace (FLCACHE_LOG=debug): what each merger took and
+     * wrote, comparable between two runs of the same job (a checksum of
+     * the bytes, computed only when the trace is on). */
+    if (flc_log_level() >= FLC_LOG_DEBUG) {
+        const float *v = m->acc ? m->buf : m->kept[m->nkept - 1];
+        FLC_DEBUG("merger %s/%u/%u took %s: %llu floats, crc32c %08x", cfg->job, cfg->round,
+                  cfg->shard, client, (unsigned long long)m->count,
+                  flc_crc32c(0, v, m->count * sizeof *v));
+    }
     return FLC_OK;
 }
 
@@ -157,9 +192,15 @@ static int arrival(merger_t *m, size_t x)
         m->rep->duplicates++; /* a retried push: the update was counted once */
         return FLC_OK;
     }
+    m->kept_idx_next = (long)x;
+    int t = take(m, m->cfg->expected[x]);
+    if (t < 0 || t == TAKE_LOST)
+        return t < 0 ? t : FLC_OK; /* not seen: still waited for */
+    /* Seen only now that it was taken or rejected: a client marked seen
+     * whose update was never folded would be neither a participant nor
+     * missing (the merge would silently leave it out). */
     m->seen[x] = 1;
     m->arrived++;
-    m->kept_idx_next = (long)x;
     for (size_t i = 0; i < m->npending; i++)
         if (m->pending_idx[i] == x) { /* no longer waited for */
             m->pending[i] = m->pending[m->npending - 1];
@@ -167,8 +208,7 @@ static int arrival(merger_t *m, size_t x)
             m->npending--;
             break;
         }
-    int t = take(m, m->cfg->expected[x]);
-    return t < 0 ? t : FLC_OK;
+    return FLC_OK;
 }
 
 /* Waits for the expected clients until all arrived or the deadline (from
@@ -334,6 +374,10 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
         *e = *flc_store_error(m->s);
         return e->code;
     }
+    if (flc_log_level() >= FLC_LOG_DEBUG)
+        FLC_DEBUG("merger %s/%u/%u wrote the merged shard of %zu participants: crc32c %08x",
+                  cfg->job, cfg->round, cfg->shard, m->rep->participants.n,
+                  flc_crc32c(0, out, m->count * sizeof *out));
     return FLC_OK;
 }
 
@@ -455,14 +499,17 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
         rc = wait_arrivals(&m, t0, deadline, &waited, e);
     if (rc != FLC_OK) /* never closed: give the shard back for a retry */
         flc_store_merger_unlock(s, cfg->job, cfg->round, cfg->shard);
-    if (rc == FLC_OK)
+    if (rc == FLC_OK) {
         rc = close_shard(&m);
-    /* Cut by a failover: closed again (the script is idempotent for the
-     * protocol), for as long as the promotion may take, then recovered. */
-    for (unsigned w = 50, spent = 0; rc == FLC_ECONN && flc_rs_recover_retry(s) && spent < 20000;
-         spent += w, w = w * 2 > 250 ? 250 : w * 2) {
-        flc_sleep_ms(w);
-        rc = close_shard(&m);
+        /* Cut by a failover: closed again (the script is idempotent for
+         * the protocol), for as long as the promotion may take, then
+         * recovered. Only the close: a wait that failed stays failed. */
+        for (unsigned w = 50, spent = 0;
+             rc == FLC_ECONN && flc_rs_recover_retry(s) && spent < 20000;
+             spent += w, w = w * 2 > 250 ? 250 : w * 2) {
+            flc_sleep_ms(w);
+            rc = close_shard(&m);
+        }
     }
     if (rc == FLC_OK)
         rc = take_recovered(&m);
@@ -471,6 +518,13 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
     for (size_t i = 0; rc == FLC_OK && i < cfg->n_expected; i++)
         if (!m.seen[i])
             flc_strlist_add(&rep->missing, cfg->expected[i], strlen(cfg->expected[i]));
+    if (rc == FLC_OK && rep->participants.n + rep->rejected.n != m.arrived)
+        /* Every client seen was taken or rejected; anything else would
+         * leave a client out of the merge without naming it. */
+        rc = flc_err_set(e, FLC_EDATA, "shard %u of round %u of job %s: %zu clients arrived "
+                         "but %zu were merged and %zu rejected (merger bookkeeping)", cfg->shard,
+                         cfg->round, cfg->job, m.arrived, rep->participants.n,
+                         rep->rejected.n);
     if (rc == FLC_OK && rep->participants.n == 0)
         rc = flc_err_set(e, FLC_ETIMEOUT, "shard %u of round %u of job %s: no update could be "
                          "merged (%zu missing, %zu rejected) within %u ms", cfg->shard,
