@@ -31,6 +31,7 @@
  *
  * Needs root; skips without it unless CI=true, as the testbed fixture does.
  * About 2 minutes, most of it four failovers and restarts. */
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -488,6 +489,111 @@ TEST(wait_for_a_replica)
     free(ref);
 }
 
+/* ---- a merger's read cut by the kill ------------------------------------------ */
+
+typedef struct merger_run {
+    const char *job;
+    const char *const *expected;
+    flc_rs_report_t rep;
+    flc_err_t e;
+    int rc;
+    uint64_t failovers;
+} merger_run_t;
+
+#define CUT_SHARD_FLOATS 250000u /* 1 MB: a second on an 8 Mbit/s link */
+
+static void *merger_main(void *p)
+{
+    merger_run_t *r = p;
+    flc_store_t *s = open_seed(NULL);
+    flc_rs_merger_cfg_t mc = {.job = r->job, .round = 1, .shard = 0, .num_shards = S,
+                              .model_size = (uint64_t)S * CUT_SHARD_FLOATS,
+                              .expected = r->expected, .n_expected = 4, .deadline_ms = 40000,
+                              .readers = 1};
+    flc_merge_rule_parse(&mc.rule, "mean", &r->e);
+    r->rc = flc_rs_merger_run(s, &mc, &r->rep, &r->e);
+    r->failovers = flc_store_failovers(s);
+    flc_store_close(s);
+    return NULL;
+}
+
+/* The merger pops c3's token, and the kill cuts its read of c3's update
+ * (1 MB crossing the victim's link slowed to 8 Mbit/s takes a second; the
+ * kill comes in the middle). Before 2026-11-29 the merger counted c3 seen
+ * and merged the other three, naming nobody (a training step merged 3 of 4
+ * gradients and exit 0). Now the read is made again on the promoted
+ * replica, or, if the update went with the dead master, c3 is waited for
+ * until its push (waiting for a replica, cut too) arrives again. */
+TEST(a_read_cut_by_the_kill_is_read_again)
+{
+    need_testbed();
+    char job[32];
+    pick_job(job, sizeof job, "fcut", 0);
+    int victim = node_of(job, 1, 0);
+    CHECK(victim > 0, "shard 0 of round 1 of %s: n%d", job, victim);
+    const uint64_t n = (uint64_t)S * CUT_SHARD_FLOATS;
+    float *u[4], *want = calloc(CUT_SHARD_FLOATS, sizeof *want);
+    const char *names[4] = {"c0", "c1", "c2", "c3"};
+    flc_store_opts_t w = {.wait_replicas = 1, .wait_timeout_ms = 20000};
+    flc_store_t *s = open_seed(&w);
+    flc_err_t e = {0};
+    for (int i = 0; i < 4; i++) {
+        u[i] = malloc(n * sizeof *u[i]);
+        flc_t_fill(u[i], n, 100 + i);
+        for (uint64_t j = 0; j < CUT_SHARD_FLOATS; j++)
+            want[j] += u[i][j] / 4; /* checked to 1e-6 below, not bit-exact */
+    }
+    for (int i = 0; i < 3; i++) {
+        flc_rs_push_cfg_t pc = {.job = job, .round = 1, .client = names[i], .num_shards = S,
+                                .model_size = n, .num_samples = 1};
+        CHECK(flc_rs_push(s, &pc, u[i], &e) == 0, "push of %s: %s", names[i], e.msg);
+    }
+    merger_run_t mr = {.job = job, .expected = names};
+    pthread_t mt;
+    pthread_create(&mt, NULL, merger_main, &mr);
+    flc_sleep_ms(1000); /* the merger took c0-c2 and waits for c3 */
+    char out[4096];
+    CHECK(flc_testbed_sh(&tb, out, sizeof out, "rate n%d 8mbit", victim) == 0,
+          "n%d's link slowed to 8 Mbit/s: %.200s", victim, out);
+    /* c3's push: 1 s up to the victim, then the merger's read and the
+     * replication share the victim's way out (about 2 s); killed at 2 s. */
+    killer_t k = {.victim = victim, .delay_ms = 2000, .job = job, .t0 = flc_now_s()};
+    pthread_t kt;
+    pthread_create(&kt, NULL, killer_main, &k);
+    flc_rs_push_cfg_t pc = {.job = job, .round = 1, .client = "c3", .num_shards = S,
+                            .model_size = n, .num_samples = 1};
+    int prc = flc_rs_push(s, &pc, u[3], &e);
+    pthread_join(kt, NULL);
+    pthread_join(mt, NULL);
+    printf("# push of c3: %s; kill of n%d at %.2f s, served again at %.2f s; the merger saw "
+           "%llu failover event(s)\n", prc == 0 ? "ok" : e.msg, victim, k.kill_s,
+           k.promoted_s, (unsigned long long)mr.failovers);
+    flc_testbed_sh(&tb, out, sizeof out, "rate n%d 10gbit", victim);
+    size_t part = mr.rep.participants.n, miss = mr.rep.missing.n, rej = mr.rep.rejected.n;
+    CHECK(part + miss + rej == 4, "every expected client is merged, missing or rejected: %zu + "
+          "%zu + %zu of 4 (merger: %s)", part, miss, rej, mr.rc == 0 ? "ok" : mr.e.msg);
+    EXPECT(mr.rc == 0 && part == 4, "the merger took all 4 updates through the kill (%zu; %s)",
+           part, mr.rc == 0 ? "ok" : mr.e.msg);
+    if (mr.rc == 0 && part == 4) {
+        float *got = malloc(CUT_SHARD_FLOATS * sizeof *got);
+        flc_shard_t m = {0};
+        int grc = flc_store_get_merged(s, job, 1, 0, &m, got, CUT_SHARD_FLOATS);
+        double err = 0;
+        for (uint64_t j = 0; grc == 0 && j < CUT_SHARD_FLOATS; j++)
+            err = fmax(err, fabs((double)got[j] - want[j]));
+        flc_shard_release(&m);
+        CHECK(grc == 0 && err < 1e-6, "the merged shard is the mean of the 4 updates (max "
+              "error %.2g)%s%s", err, grc ? ": " : "", grc ? flc_store_errstr(s) : "");
+        free(got);
+    }
+    flc_rs_report_free(&mr.rep);
+    flc_store_close(s);
+    for (int i = 0; i < 4; i++)
+        free(u[i]);
+    free(want);
+    bring_back(victim);
+}
+
 /* ---- train ------------------------------------------------------------------- */
 
 typedef struct train_kill {
@@ -569,4 +675,5 @@ TEST(train_survives_a_master_kill)
 
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(simulate_survives_a_master_kill),
                  TEST_ENTRY(lost_updates_are_resent_and_named), TEST_ENTRY(wait_for_a_replica),
+                 TEST_ENTRY(a_read_cut_by_the_kill_is_read_again),
                  TEST_ENTRY(train_survives_a_master_kill))
