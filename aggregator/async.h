@@ -70,8 +70,9 @@ typedef struct flc_async_merge_cfg {
     flc_rs_merger_cfg_t rs;
     const double *scale;        /* per expected client: its staleness weight s(tau) */
     const char *const *refuse;  /* per expected client: NULL to fold, or why it is refused
-                                 * (too stale): it is reported as rejected, its update stays
-                                 * in the cache for queries. NULL: none refused */
+                                 * (too stale): shard 0 reports it as rejected (one line per
+                                 * client in the version's RoundMeta), its update stays in
+                                 * the cache for queries. NULL: none refused */
 } flc_async_merge_cfg_t;
 
 /* Folds the buffer into shard rs.shard of version rs.round: reads each

@@ -177,8 +177,12 @@ int flc_async_merge_run(flc_store_t *s, const flc_async_merge_cfg_t *cfg, flc_rs
         const char *c = rs->expected[x];
         if (tokens[x] == 0)
             flc_strlist_add(&rep->missing, c, strlen(c)); /* its invocation failed */
-        else if (cfg->refuse != NULL && cfg->refuse[x] != NULL)
-            reject(rep, c, cfg->refuse[x]);
+        else if (cfg->refuse != NULL && cfg->refuse[x] != NULL) {
+            /* A decision about the whole update: one line in the
+             * version's record (shard 0's), not one per shard. */
+            if (rs->shard == 0)
+                reject(rep, c, cfg->refuse[x]);
+        }
         else if ((rc = fold_one(s, cfg, x, acc, buf, off, count, rep)) > 0)
             rc = FLC_OK;
         else if (rc < 0)

@@ -96,17 +96,17 @@ static int put_global(asim_t *sm, uint32_t v, flc_err_t *e)
 static int check_supported(const flc_sim_cfg_t *c, const flc_merge_rule_t *r, flc_err_t *e)
 {
     const char *no = c->dropout > 0         ? "--dropout (a client that never reports)"
-                     : c->deadline_ms > 0   ? "--deadline-ms (the buffer, not a clock, closes)"
                      : c->ldp_clip > 0      ? "local DP (--ldp-clip)"
                      : c->dp_quantile > 0   ? "adaptive clipping (--dp-quantile)"
                      : r->noise > 0         ? "central DP noise"
                      : c->synthetic_params  ? "synthetic models"
-                     : !flc_merge_rule_streams(r) ? flc_merge_kind_name(r->kind)
-                                                  : NULL;
+                                            : NULL;
     if (no != NULL)
-        return flc_err_set(e, FLC_EINVAL, "asynchronous modes do not support %s: the buffer "
-                           "folds each arrival with a streaming rule (fedavg, mean, fedavgm, "
-                           "fedadam, fedyogi, fedadagrad)", no);
+        return flc_err_set(e, FLC_EINVAL, "asynchronous modes do not support %s", no);
+    if (!flc_merge_rule_streams(r))
+        return flc_err_set(e, FLC_EINVAL, "asynchronous modes fold each arrival into the buffer: "
+                           "rule %s does not stream (fedavg, mean, fedavgm, fedadam, fedyogi "
+                           "and fedadagrad do)", flc_merge_kind_name(r->kind));
     return FLC_OK;
 }
 
@@ -438,6 +438,9 @@ int flc_async_run(const flc_sim_cfg_t *cfg, const flc_async_cfg_t *a,
     memset(res, 0, sizeof *res);
     if (a->mode != FLC_ASYNC_MODE_ASYNC && a->mode != FLC_ASYNC_MODE_SYNC_CLOCK)
         return flc_err_set(e, FLC_EINVAL, "flc_async_run runs --mode async or sync-clock");
+    if (cfg->deadline_ms > 0) /* before finish, which fills it with the round timeout */
+        return flc_err_set(e, FLC_EINVAL, "asynchronous modes do not support --deadline-ms: "
+                           "the buffer, not a clock, closes a version");
     flc_sim_cfg_t c = *cfg;
     int rc = flc_sim_cfg_finish(&c, e);
     if (rc != FLC_OK)
