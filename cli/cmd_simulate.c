@@ -392,9 +392,9 @@ static void progress(const flc_sim_round_t *r, int rounds, double elapsed, void 
     double per = r->round > 1 && first_s >= 0 ? (elapsed - first_s) / (r->round - 1)
                                               : elapsed / r->round;
     fmt_dur(eta, sizeof eta, per * (rounds - (int)r->round));
-    fprintf(stderr, "round %*u/%d  acc %6.2f%%  loss %.4f  participants %zu/%zu", 
-            rounds >= 100 ? 3 : 2, r->round, rounds, r->accuracy * 100, r->loss,
-            r->participants, r->sampled);
+    fprintf(stderr, "%s %*u/%d  acc %6.2f%%  loss %.4f  participants %zu/%zu",
+            o->a.mode != FLC_ASYNC_MODE_SYNC ? "version" : "round", rounds >= 100 ? 3 : 2,
+            r->round, rounds, r->accuracy * 100, r->loss, r->participants, r->sampled);
     if (r->missing || r->rejected)
         fprintf(stderr, " (missing %zu, rejected %zu)", r->missing, r->rejected);
     fprintf(stderr, "  %.2fs  ETA %s\n", r->round_ms / 1000, eta);
