@@ -296,6 +296,11 @@ static int parse(int argc, char **argv, opts_t *o, int *rc)
         return 0;
     }
     o->a.buffer = (size_t)o->buffer;
+    if (o->a.mode != FLC_ASYNC_MODE_SYNC && flc_async_cfg_check(&o->c, &o->a, &se) != FLC_OK) {
+        flc_opt_usage_error(&simulate_cmd, "--mode %s: %s", flc_async_mode_name(o->a.mode),
+                            flc_err_msg(&se));
+        return 0;
+    }
     if (o->a.mode != FLC_ASYNC_MODE_SYNC) {
         /* --concurrency is how many train at once (simulated); the functions
          * that run a buffer's clients are at most 16 as in sync mode. */

@@ -109,10 +109,16 @@ typedef struct flc_async_result {
     flc_async_version_t *versions; /* sim.nrounds entries */
 } flc_async_result_t;
 
+/* Checks that c and a can run asynchronously (before flc_sim_cfg_finish:
+ * a deadline is refused): FLC_EINVAL naming what is not supported (a rule
+ * that does not stream, central or local DP, dropout, a deadline, synthetic
+ * models) or a bad staleness spec. */
+int flc_async_cfg_check(const flc_sim_cfg_t *c, const flc_async_cfg_t *a, flc_err_t *e);
+
 /* Runs c (the simulation's settings; rounds = versions) in a's mode
  * (async or sync-clock; blocks). progress as flc_sim_run's. Refused with
- * FLC_EINVAL: a rule that does not stream, central or local DP, dropout,
- * a deadline, synthetic models, placement. Free with flc_async_result_free. */
+ * FLC_EINVAL: what flc_async_cfg_check refuses. Mergers run where the
+ * driver does (no placement next to a cluster's nodes yet). Free with flc_async_result_free. */
 int flc_async_run(const flc_sim_cfg_t *c, const flc_async_cfg_t *a, flc_sim_progress_t progress,
                   void *user, flc_async_result_t *res, flc_err_t *e);
 void flc_async_result_free(flc_async_result_t *r);

@@ -95,6 +95,9 @@ static int put_global(asim_t *sm, uint32_t v, flc_err_t *e)
 /* What the asynchronous driver does not do (yet), refused by name. */
 static int check_supported(const flc_sim_cfg_t *c, const flc_merge_rule_t *r, flc_err_t *e)
 {
+    if (c->deadline_ms > 0) /* checked before flc_sim_cfg_finish fills it in */
+        return flc_err_set(e, FLC_EINVAL, "asynchronous modes do not support --deadline-ms: "
+                           "the buffer, not a clock, closes a version");
     const char *no = c->dropout > 0         ? "--dropout (a client that never reports)"
                      : c->ldp_clip > 0      ? "local DP (--ldp-clip)"
                      : c->dp_quantile > 0   ? "adaptive clipping (--dp-quantile)"
@@ -110,6 +113,18 @@ static int check_supported(const flc_sim_cfg_t *c, const flc_merge_rule_t *r, fl
     return FLC_OK;
 }
 
+int flc_async_cfg_check(const flc_sim_cfg_t *c, const flc_async_cfg_t *a, flc_err_t *e)
+{
+    flc_merge_rule_t r;
+    flc_async_stale_t st;
+    int rc = async_rule_for(c, &r, e);
+    if (rc == FLC_OK)
+        rc = check_supported(c, &r, e);
+    if (rc == FLC_OK)
+        rc = flc_async_stale_parse(a->staleness, &st, e);
+    return rc;
+}
+
 /* Data, split, faulty set, test set, model, global model 0, mergers, and
  * the schedule. */
 static int setup(asim_t *sm, flc_sim_result_t *res, flc_err_t *e)
@@ -117,8 +132,6 @@ static int setup(asim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     const flc_sim_cfg_t *c = sm->c;
     snprintf(sm->gjob, sizeof sm->gjob, "%s/g", c->job);
     int rc = async_rule_for(c, &sm->rule, e);
-    if (rc == FLC_OK)
-        rc = check_supported(c, &sm->rule, e);
     if (rc == FLC_OK)
         rc = flc_async_stale_parse(sm->a->staleness, &sm->stale, e);
     flc_sim_straggler_t straggler;
@@ -289,7 +302,10 @@ static int merge_version(asim_t *sm, uint32_t v, const char *const *names, const
             .rs = {.job = sm->c->job, .round = v, .shard = k, .num_shards = sm->S,
                    .model_size = sm->P, .rule = sm->rule, .expected = names, .n_expected = n,
                    .readers = 1, .state = mt->state, .driver_records = 1,
-                   .derive_stats = sm->c->keep_updates},
+                   /* the Gram partials for later queries, when cheap next to
+                    * the version (as sim.c decides for a round) */
+                   .derive_stats = sm->c->keep_updates &&
+                                   (double)n * (double)n * (double)sm->P <= 2e9},
             .scale = scale, .refuse = refuse};
         if (pthread_create(&mt->t, NULL, merger_main, mt) != 0) {
             rc = flc_err_set(e, FLC_EIO, "cannot start the merger thread of shard %u", k);
@@ -438,11 +454,11 @@ int flc_async_run(const flc_sim_cfg_t *cfg, const flc_async_cfg_t *a,
     memset(res, 0, sizeof *res);
     if (a->mode != FLC_ASYNC_MODE_ASYNC && a->mode != FLC_ASYNC_MODE_SYNC_CLOCK)
         return flc_err_set(e, FLC_EINVAL, "flc_async_run runs --mode async or sync-clock");
-    if (cfg->deadline_ms > 0) /* before finish, which fills it with the round timeout */
-        return flc_err_set(e, FLC_EINVAL, "asynchronous modes do not support --deadline-ms: "
-                           "the buffer, not a clock, closes a version");
+    int rc = flc_async_cfg_check(cfg, a, e);
+    if (rc != FLC_OK)
+        return rc;
     flc_sim_cfg_t c = *cfg;
-    int rc = flc_sim_cfg_finish(&c, e);
+    rc = flc_sim_cfg_finish(&c, e);
     if (rc != FLC_OK)
         return rc;
     flc_sim_inproc_t inproc = {.store_opts = c.store_opts};

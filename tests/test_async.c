@@ -331,6 +331,31 @@ TEST(too_stale_rejected)
     flc_store_close(s);
 }
 
+/* The command line refuses what the asynchronous modes cannot do, before
+ * any cache is touched (exit 2, naming it). */
+TEST(cli_usage)
+{
+    char bin[1100], cmd[1400], out[4096];
+    snprintf(bin, sizeof bin, "%s/flcache", flc_t_build_dir());
+    if (access(bin, X_OK) != 0)
+        flc_t_skip("%s is not built (set FLCACHE_BUILD_DIR)", bin);
+    static const struct { const char *args, *says; } c[] = {
+        {"--buffer 3", "--buffer, --staleness and --max-staleness need --mode async"},
+        {"--mode async --staleness poly:x", "staleness function 'poly:x' is not one of"},
+        {"--mode async --strategy median", "rule median does not stream"},
+        {"--mode async --dropout 0.1", "do not support --dropout"},
+        {"--mode async --deadline-ms 100", "do not support --deadline-ms"},
+        {"--mode later", "--mode"},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+        snprintf(cmd, sizeof cmd, "FLCACHE_REDIS=unix:///nonexistent %s simulate %s 2>&1", bin,
+                 c[i].args);
+        int rc = flc_t_run(cmd, out, sizeof out);
+        EXPECT(rc == 2 && strstr(out, c[i].says) != NULL, "simulate %s: exit %d, says '%s'",
+               c[i].args, rc, c[i].says);
+    }
+}
+
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(stale_weights), TEST_ENTRY(schedule_by_hand),
                  TEST_ENTRY(merge_hand_made), TEST_ENTRY(determinism),
-                 TEST_ENTRY(too_stale_rejected))
+                 TEST_ENTRY(too_stale_rejected), TEST_ENTRY(cli_usage))
