@@ -1,8 +1,7 @@
 /* What an asynchronous version adds to the synchronous records (written
  * first by sim_record.c, version for round): each update's staleness, the
  * version it trained on, its weight and simulated times; the version's
- * simulated time and staleness summary; and the choices the asynchronous
- * driver shares with sim.c (rule, faulty set), and the result as JSON. */
+ * simulated time and staleness summary; and the result as JSON. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,39 +10,6 @@
 #include <cjson/cJSON.h>
 
 #include "clients/async_internal.h"
-#include "ml/rng.h"
-
-int async_rule_for(const flc_sim_cfg_t *c, flc_merge_rule_t *r, flc_err_t *e)
-{
-    static const char *const names[FLC_SIM_NSTRATEGIES] = {
-        "fedavg", "fedavg", "fedadam", "fedyogi", "median", "trimmed-mean", "krum", "multi-krum"};
-    if (c->rule != NULL)
-        return flc_merge_rule_parse(r, c->rule, e);
-    int rc = flc_merge_rule_init(r, names[c->strategy], e);
-    if (rc == FLC_OK && (c->strategy == FLC_SIM_FEDADAM || c->strategy == FLC_SIM_FEDYOGI))
-        rc = flc_merge_rule_set(r, "server_lr", c->server_lr, e);
-    return rc;
-}
-
-size_t async_faulty_set(const flc_sim_cfg_t *c, unsigned char *flags)
-{
-    size_t nf = (size_t)llround(c->faulty * c->clients);
-    uint32_t *perm = nf ? malloc((size_t)c->clients * sizeof *perm) : NULL;
-    if (perm == NULL)
-        return 0;
-    for (int i = 0; i < c->clients; i++)
-        perm[i] = (uint32_t)i;
-    flc_rng_t r;
-    flc_rng_seed2(&r, c->seed, 0xFA017ull);
-    for (size_t i = 0; i < nf; i++) {
-        size_t j = i + (size_t)flc_rng_below(&r, (uint64_t)c->clients - i);
-        uint32_t t = perm[i];
-        perm[i] = perm[j], perm[j] = t;
-        flags[perm[i]] = 1;
-    }
-    free(perm);
-    return nf;
-}
 
 #define MORE 8
 

@@ -59,22 +59,6 @@ typedef struct asim {
     char gjob[FLC_NAME_MAX + 1];
 } asim_t;
 
-const char *flc_async_mode_name(flc_async_mode_t m)
-{
-    return m == FLC_ASYNC_MODE_ASYNC ? "async" : m == FLC_ASYNC_MODE_SYNC_CLOCK ? "sync-clock"
-                                                                              : "sync";
-}
-
-int flc_async_mode_parse(const char *name, flc_async_mode_t *out)
-{
-    for (int m = FLC_ASYNC_MODE_SYNC; name != NULL && m <= FLC_ASYNC_MODE_SYNC_CLOCK; m++)
-        if (strcmp(name, flc_async_mode_name((flc_async_mode_t)m)) == 0) {
-            *out = (flc_async_mode_t)m;
-            return FLC_OK;
-        }
-    return FLC_EINVAL;
-}
-
 static int store_err(flc_store_t *s, flc_err_t *e)
 {
     return flc_err_set(e, flc_store_error(s)->code ? flc_store_error(s)->code : FLC_ECONN, "%s",
@@ -90,39 +74,6 @@ static int put_global(asim_t *sm, uint32_t v, flc_err_t *e)
         flc_store_index_expire(sm->s, sm->gjob, v) != FLC_OK)
         return store_err(sm->s, e);
     return FLC_OK;
-}
-
-/* What the asynchronous driver does not do (yet), refused by name. */
-static int check_supported(const flc_sim_cfg_t *c, const flc_merge_rule_t *r, flc_err_t *e)
-{
-    if (c->deadline_ms > 0) /* checked before flc_sim_cfg_finish fills it in */
-        return flc_err_set(e, FLC_EINVAL, "asynchronous modes do not support --deadline-ms: "
-                           "the buffer, not a clock, closes a version");
-    const char *no = c->dropout > 0         ? "--dropout (a client that never reports)"
-                     : c->ldp_clip > 0      ? "local DP (--ldp-clip)"
-                     : c->dp_quantile > 0   ? "adaptive clipping (--dp-quantile)"
-                     : r->noise > 0         ? "central DP noise"
-                     : c->synthetic_params  ? "synthetic models"
-                                            : NULL;
-    if (no != NULL)
-        return flc_err_set(e, FLC_EINVAL, "asynchronous modes do not support %s", no);
-    if (!flc_merge_rule_streams(r))
-        return flc_err_set(e, FLC_EINVAL, "asynchronous modes fold each arrival into the buffer: "
-                           "rule %s does not stream (fedavg, mean, fedavgm, fedadam, fedyogi "
-                           "and fedadagrad do)", flc_merge_kind_name(r->kind));
-    return FLC_OK;
-}
-
-int flc_async_cfg_check(const flc_sim_cfg_t *c, const flc_async_cfg_t *a, flc_err_t *e)
-{
-    flc_merge_rule_t r;
-    flc_async_stale_t st;
-    int rc = async_rule_for(c, &r, e);
-    if (rc == FLC_OK)
-        rc = check_supported(c, &r, e);
-    if (rc == FLC_OK)
-        rc = flc_async_stale_parse(a->staleness, &st, e);
-    return rc;
 }
 
 /* Data, split, faulty set, test set, model, global model 0, mergers, and
