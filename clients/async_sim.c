@@ -249,6 +249,8 @@ static int merge_version(asim_t *sm, uint32_t v, const char *const *names, const
     for (uint32_t k = 0; k < sm->S; k++) {
         amerger_t *mt = &sm->m[k];
         memset(&mt->err, 0, sizeof mt->err);
+        memset(&mt->rep, 0, sizeof mt->rep);
+        mt->rc = FLC_EIO; /* until its thread ran */
         mt->cfg = (flc_async_merge_cfg_t){
             .rs = {.job = sm->c->job, .round = v, .shard = k, .num_shards = sm->S,
                    .model_size = sm->P, .rule = sm->rule, .expected = names, .n_expected = n,
