@@ -117,8 +117,9 @@ int flc_async_cfg_check(const flc_sim_cfg_t *c, const flc_async_cfg_t *a, flc_er
 
 /* Runs c (the simulation's settings; rounds = versions) in a's mode
  * (async or sync-clock; blocks). progress as flc_sim_run's. Refused with
- * FLC_EINVAL: what flc_async_cfg_check refuses. Mergers run where the
- * driver does (no placement next to a cluster's nodes yet). Free with flc_async_result_free. */
+ * FLC_EINVAL: what flc_async_cfg_check refuses. With c->place on a Redis
+ * Cluster each version's merger of shard s runs next to the node owning s,
+ * as the synchronous driver's do. Free with flc_async_result_free. */
 int flc_async_run(const flc_sim_cfg_t *c, const flc_async_cfg_t *a, flc_sim_progress_t progress,
                   void *user, flc_async_result_t *res, flc_err_t *e);
 void flc_async_result_free(flc_async_result_t *r);

@@ -36,6 +36,10 @@ typedef struct amerger {
     flc_err_t err;
     int rc;
     uint64_t rd, wr;
+    /* Placement (cfg.place on a cluster, as sim.c's mergers): the node that
+     * owns the shard this version, and the one its store was opened next to. */
+    const flc_sim_cfg_t *c;
+    char node[300], placed_at[300];
 } amerger_t;
 
 typedef struct asim {
@@ -57,6 +61,7 @@ typedef struct asim {
     flc_async_stale_t stale;
     flc_async_sched_t *sched;
     char gjob[FLC_NAME_MAX + 1];
+    int placed; /* mergers run next to their shard's node (their threads open their stores) */
 } asim_t;
 
 static int store_err(flc_store_t *s, flc_err_t *e)
@@ -162,8 +167,15 @@ static int setup(asim_t *sm, flc_sim_result_t *res, flc_err_t *e)
                            sm->P, sm->S);
     if ((sm->m = calloc(sm->S, sizeof *sm->m)) == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    if (c->place.enter != NULL) {
+        flc_store_node_t nd;
+        if (flc_store_shard_node(sm->s, c->job, 1, 0, &nd) != FLC_OK)
+            return store_err(sm->s, e);
+        sm->placed = strcmp(nd.role, "server") != 0; /* one server: nothing to be next to */
+    }
     for (uint32_t k = 0; k < sm->S; k++) {
-        if ((sm->m[k].s = flc_store_open(c->redis, c->store_opts, e)) == NULL)
+        sm->m[k].c = c;
+        if (!sm->placed && (sm->m[k].s = flc_store_open(c->redis, c->store_opts, e)) == NULL)
             return e->code;
         if (flc_merge_rule_has_state(&sm->rule)) {
             uint64_t off, cnt;
@@ -193,9 +205,31 @@ static void teardown(asim_t *sm)
     free(sm->delta);
 }
 
+/* Moves this version's merger thread next to the node owning its shard
+ * (one setns: each version's thread starts where the driver is) and opens
+ * its store there when it was not open next to that node already. */
+static int merger_place(amerger_t *mt)
+{
+    const flc_sim_cfg_t *c = mt->c;
+    flc_store_opts_t o = c->store_opts ? *c->store_opts : (flc_store_opts_t){0};
+    int rc = c->place.enter(c->place.user, mt->node, &o, &mt->err);
+    if (rc != FLC_OK || (mt->s != NULL && strcmp(mt->placed_at, mt->node) == 0))
+        return rc;
+    flc_store_close(mt->s);
+    mt->placed_at[0] = '\0';
+    if ((mt->s = flc_store_open(c->redis, &o, &mt->err)) == NULL)
+        return mt->err.code ? mt->err.code : FLC_ECONN;
+    snprintf(mt->placed_at, sizeof mt->placed_at, "%s", mt->node);
+    return FLC_OK;
+}
+
 static void *merger_main(void *arg)
 {
     amerger_t *mt = arg;
+    if (mt->node[0] != '\0' && (mt->rc = merger_place(mt)) != FLC_OK) {
+        flc_err_wrap(&mt->err, "placing the merger next to node %s: ", mt->node);
+        return NULL;
+    }
     uint64_t rd0 = flc_store_bytes_read(mt->s), wr0 = flc_store_bytes_written(mt->s);
     mt->rc = flc_async_merge_run(mt->s, &mt->cfg, &mt->rep, &mt->err);
     mt->rd = flc_store_bytes_read(mt->s) - rd0;
@@ -246,6 +280,14 @@ static int merge_version(asim_t *sm, uint32_t v, const char *const *names, const
 {
     int rc = FLC_OK;
     uint32_t started = 0;
+    for (uint32_t k = 0; k < sm->S; k++) { /* placed: every owner before any merger starts */
+        flc_store_node_t nd;
+        sm->m[k].node[0] = '\0';
+        if (sm->placed && flc_store_shard_node(sm->s, sm->c->job, v, k, &nd) != FLC_OK)
+            return store_err(sm->s, e);
+        if (sm->placed)
+            snprintf(sm->m[k].node, sizeof sm->m[k].node, "%s", nd.addr);
+    }
     for (uint32_t k = 0; k < sm->S; k++) {
         amerger_t *mt = &sm->m[k];
         memset(&mt->err, 0, sizeof mt->err);
