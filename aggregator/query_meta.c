@@ -54,7 +54,29 @@ static double round_metric(const Flcache__RoundMeta *m, const char *const *keys)
 static const char *const ACC_KEYS[] = {"test_accuracy", "accuracy", NULL};
 /* central DP's epsilon after the round (clients/sim.c, at delta "dp_delta") */
 static const char *const DP_KEYS[] = {"dp_epsilon", NULL};
+/* asynchronous jobs (clients/async.h): simulated time, staleness of the buffer */
+static const char *const SIM[] = {"sim_time_ms", NULL};
+static const char *const ST[] = {"staleness_mean", NULL};
+static const char *const STM[] = {"staleness_max", NULL};
 static const char *const LOSS_KEYS[] = {"test_loss", "loss", NULL};
+
+/* An asynchronous job's rounds are model versions (clients/async.h): its
+ * RoundMeta notes say mode async or sync-clock. */
+static int async_job(flc_store_t *s, const char *job, uint32_t round)
+{
+    Flcache__RoundMeta *m = NULL;
+    if (flc_store_get_round_meta(s, job, round, &m) != FLC_OK)
+        return 0;
+    int yes = 0;
+    for (size_t i = 0; i < m->n_notes; i++)
+        if (strcmp(m->notes[i]->key, "mode") == 0 && strcmp(m->notes[i]->value, "sync") != 0)
+            yes = 1;
+    flcache__round_meta__free_unpacked(m, NULL);
+    return yes;
+}
+
+#define ASYNC_NOTE "rows are model versions of an asynchronous job (a server step every " \
+                   "buffer of arrivals), not rounds"
 
 int flc_query_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
                       flc_err_t *e)
@@ -66,9 +88,13 @@ int flc_query_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAn
         return rc;
     static const char *num[] = {"accuracy", "loss", "participants", "missing", "rejected",
                                 "round_ms", "wait_ms", "merge_ms", "bytes_read", "cost_usd",
-                                "epsilon"};
+                                "epsilon", "sim_s", "staleness", "max_staleness"};
     static const char *text[] = {"rule", "status"};
-    Flcache__QueryAnswer *a = flc_query_answer_new(q->job, "history", num, 11, text, 2);
+    int as = nr > 0 && async_job(s, q->job, rounds[0]);
+    size_t nn = as ? 14 : 11; /* async: simulated time and staleness too */
+    Flcache__QueryAnswer *a = flc_query_answer_new(q->job, "history", num, nn, text, 2);
+    if (a != NULL && as)
+        flc_query_answer_note(a, "version", ASYNC_NOTE);
     if (a == NULL) {
         free(rounds);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
@@ -81,8 +107,8 @@ int flc_query_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAn
             /* Listed in the index without metadata (a round still open, or
              * one whose merger died before writing it): a row that says so,
              * never a round left out in silence (issue 13 finding 9). */
-            double v[11];
-            for (size_t k = 0; k < 11; k++)
+            double v[14];
+            for (size_t k = 0; k < 14; k++)
                 v[k] = NAN;
             const char *t[] = {"", "no metadata"};
             char key[16];
@@ -99,7 +125,8 @@ int flc_query_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAn
         double v[] = {round_metric(m, ACC_KEYS), round_metric(m, LOSS_KEYS),
                       (double)m->n_participants, (double)m->n_missing, (double)m->n_rejected,
                       m->round_ms, m->wait_ms, m->merge_ms, (double)m->bytes_read, m->cost_usd,
-                      round_metric(m, DP_KEYS)};
+                      round_metric(m, DP_KEYS), round_metric(m, SIM) / 1000,
+                      round_metric(m, ST), round_metric(m, STM)};
         const char *t[] = {m->rule, m->status};
         char key[16];
         snprintf(key, sizeof key, "%u", rounds[i]);
@@ -117,6 +144,15 @@ int flc_query_history(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAn
     }
     *out = a;
     return rc;
+}
+
+/* A ModelUpdate metric, NaN when absent. */
+static double update_metric(const Flcache__ModelUpdate *u, const char *key)
+{
+    for (size_t i = 0; i < u->n_metrics; i++)
+        if (strcmp(u->metrics[i]->key, key) == 0)
+            return u->metrics[i]->value;
+    return NAN;
 }
 
 static const char *label(const Flcache__ModelUpdate *u, const char *key)
@@ -150,9 +186,12 @@ int flc_query_client(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAns
                      : flc_err_set(e, FLC_ENOTFOUND, "unknown job '%s'", q->job);
     }
     static const char *num[] = {"num_samples", "loss", "update_norm", "duration_ms",
-                                "local_steps"};
+                                "local_steps", "base_version", "staleness"};
     static const char *text[] = {"status", "reason", "fault"};
-    Flcache__QueryAnswer *a = flc_query_answer_new(q->job, "client", num, 5, text, 3);
+    int as = async_job(s, q->job, rounds[0]); /* async: the version trained on, staleness */
+    Flcache__QueryAnswer *a = flc_query_answer_new(q->job, "client", num, as ? 7 : 5, text, 3);
+    if (a != NULL && as)
+        flc_query_answer_note(a, "version", ASYNC_NOTE);
     if (a == NULL) {
         free(rounds);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
@@ -172,7 +211,8 @@ int flc_query_client(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAns
             return r;
         }
         double v[] = {(double)u->num_samples, u->loss, u->update_norm, u->duration_ms,
-                      u->local_steps};
+                      u->local_steps, update_metric(u, "base_version"),
+                      update_metric(u, "staleness")};
         const char *t[] = {u->status, u->reason, label(u, "fault")};
         char key[16];
         snprintf(key, sizeof key, "%u", rounds[i]);

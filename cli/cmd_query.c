@@ -149,6 +149,9 @@ static void print_table(const Flcache__QueryAnswer *a)
                               ? "round"
                           : strcmp(a->kind, "personalize") == 0 ? "part"
                                                                  : "client";
+    for (size_t i = 0; i < a->n_notes; i++) /* an asynchronous job: versions, not rounds */
+        if (strcmp(a->notes[i]->key, "version") == 0 && strcmp(keyname, "round") == 0)
+            keyname = "version";
     w[0] = strlen(keyname);
     for (size_t r = 0; r < a->n_rows; r++) {
         size_t l = strlen(a->rows[r]->key);

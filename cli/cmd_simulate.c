@@ -22,6 +22,7 @@
 #include "cli/place.h"
 #include "cli/rule_opt.h"
 #include "cli/sim_pool.h"
+#include "clients/async.h"
 #include "clients/client.h"
 #include "clients/sim.h"
 #include "ml/dataset_idx.h"
@@ -41,12 +42,17 @@ typedef struct opts {
     int fault;      /* -1 until --fault is given (it needs --faulty) */
     char job[64];
     uint64_t ttl_ms; /* --ttl; 0: none */
+    /* Asynchronous FL (clients/async.h): --mode, --staleness, --max-staleness,
+     * --buffer; --concurrency is then the clients training at once. */
+    int mode, buffer;
+    flc_async_cfg_t a;
 } opts_t;
 
 static const char *const strategies[] = {"fedavg",       "fedprox", "fedadam",    "fedyogi",
                                          "median",       "trimmed-mean", "krum", "multi-krum",
                                          NULL};
 static const char *const faults[] = {"sign-flip", "label-flip", "noise", NULL};
+static const char *const modes[] = {"sync", "async", "sync-clock", NULL};
 
 /* --strategy: the option parser's choice callback (value or -1). */
 static int strategy_parse(const char *v)
@@ -181,6 +187,26 @@ static const flc_opt_t options[] = {
      .help = "price per GB-second"},
     {.name = "timeout", .type = FLC_OPT_INT, .meta = "SEC", FLC_OPT_AT(opts_t, timeout_s),
      .imin = 1, .imax = 86400, .help = "longest a round may take"},
+    {.name = "mode", .type = FLC_OPT_CHOICE, .meta = "M", FLC_OPT_AT(opts_t, mode),
+     .choices = modes, .def = "sync",
+     .help = "sync        rounds of K clients on the wall clock\n"
+             "async       FedBuff: C clients train at once on a simulated clock (local time:\n"
+             "            1 ms per sample and epoch plus --straggler-ms), each arrival is\n"
+             "            folded with its staleness weight, a server step every --buffer\n"
+             "            arrivals; --rounds counts server steps (versions)\n"
+             "sync-clock  FedAvg rounds on the same simulated clock (async's baseline)"},
+    {.name = "staleness", .type = FLC_OPT_STR, .meta = "F", FLC_OPT_AT(opts_t, a.staleness),
+     .def = "constant",
+     .help = "async: weight of a delta that missed tau versions: constant (1), poly:A "
+             "((1+tau)^-A; FedBuff uses poly:0.5), hinge:A,B (1 up to B, then "
+             "1/(A(tau-B)+1))"},
+    {.name = "max-staleness", .type = FLC_OPT_INT, .meta = "T",
+     FLC_OPT_AT(opts_t, a.max_staleness), .imin = 0, .imax = 1000000, .def = "none",
+     .help = "async: refuse deltas more than T versions old (stored and recorded as "
+             "rejected, kept for queries, not merged)"},
+    {.name = "buffer", .type = FLC_OPT_INT, .meta = "K", FLC_OPT_AT(opts_t, buffer),
+     .imin = 1, .imax = 10000000, .def = "--per-round",
+     .help = "async: arrivals folded per server step"},
     {.name = "inproc", .type = FLC_OPT_FLAG, FLC_OPT_AT(opts_t, inproc),
      .help = "run clients as threads of this process instead of functions"},
     {.name = "json", .type = FLC_OPT_FLAG, FLC_OPT_AT(opts_t, json),
@@ -228,6 +254,7 @@ static int parse(int argc, char **argv, opts_t *o, int *rc)
     o->timeout_s = 600;
     o->price = FLC_LAMBDA_X86_PRICE_GB_S;
     o->fault = -1;
+    o->a.max_staleness = -1;
     if (!flc_opt_parse(&simulate_cmd, argc, argv, o, sizeof *o, rc))
         return 0;
     *rc = FLC_EXIT_USAGE;
@@ -255,6 +282,33 @@ static int parse(int argc, char **argv, opts_t *o, int *rc)
         return 0;
     }
     o->c.job = flc_cli_job_name(o->c.job, "sim", o->job, sizeof o->job);
+    o->a.mode = (flc_async_mode_t)o->mode;
+    if (o->a.mode == FLC_ASYNC_MODE_SYNC &&
+        (o->buffer || o->a.staleness || o->a.max_staleness >= 0)) {
+        flc_opt_usage_error(&simulate_cmd, "--buffer, --staleness and --max-staleness need "
+                            "--mode async");
+        return 0;
+    }
+    flc_async_stale_t st;
+    flc_err_t se = {0};
+    if (flc_async_stale_parse(o->a.staleness, &st, &se) != FLC_OK) {
+        flc_opt_usage_error(&simulate_cmd, "--staleness: %s", flc_err_msg(&se));
+        return 0;
+    }
+    o->a.buffer = (size_t)o->buffer;
+    if (o->a.mode != FLC_ASYNC_MODE_SYNC && flc_async_cfg_check(&o->c, &o->a, &se) != FLC_OK) {
+        flc_opt_usage_error(&simulate_cmd, "--mode %s: %s", flc_async_mode_name(o->a.mode),
+                            flc_err_msg(&se));
+        return 0;
+    }
+    if (o->a.mode != FLC_ASYNC_MODE_SYNC) {
+        /* --concurrency is how many train at once (simulated); the functions
+         * that run a buffer's clients are at most 16 as in sync mode. */
+        o->a.concurrency = o->concurrency;
+        unsigned k = o->buffer ? (unsigned)o->buffer : (unsigned)o->c.per_round;
+        o->concurrency = o->concurrency && o->concurrency < k ? o->concurrency : k;
+        o->concurrency = o->concurrency < 16 ? o->concurrency : 16;
+    }
     if (o->concurrency == 0)
         o->concurrency = o->c.per_round < 16 ? (unsigned)o->c.per_round : 16;
     o->c.memory_mb = o->memory_mb;
@@ -343,9 +397,9 @@ static void progress(const flc_sim_round_t *r, int rounds, double elapsed, void 
     double per = r->round > 1 && first_s >= 0 ? (elapsed - first_s) / (r->round - 1)
                                               : elapsed / r->round;
     fmt_dur(eta, sizeof eta, per * (rounds - (int)r->round));
-    fprintf(stderr, "round %*u/%d  acc %6.2f%%  loss %.4f  participants %zu/%zu", 
-            rounds >= 100 ? 3 : 2, r->round, rounds, r->accuracy * 100, r->loss,
-            r->participants, r->sampled);
+    fprintf(stderr, "%s %*u/%d  acc %6.2f%%  loss %.4f  participants %zu/%zu",
+            o->a.mode != FLC_ASYNC_MODE_SYNC ? "version" : "round", rounds >= 100 ? 3 : 2,
+            r->round, rounds, r->accuracy * 100, r->loss, r->participants, r->sampled);
     if (r->missing || r->rejected)
         fprintf(stderr, " (missing %zu, rejected %zu)", r->missing, r->rejected);
     fprintf(stderr, "  %.2fs  ETA %s\n", r->round_ms / 1000, eta);
@@ -397,6 +451,49 @@ static void table(const opts_t *o, const flc_sim_result_t *r)
     printf("driver peak memory %.1f MiB (%s)\n", self_peak_mb(),
            o->inproc ? "with the in-process clients" : "mergers included, client functions not");
     printf("history: rounds 1..%zu of job %s (RoundMeta, ModelUpdate per client, updates); "
+           "global models: job %s/g\n", r->nrounds, c->job, c->job);
+}
+
+/* The async modes' table: by version, with simulated time and staleness,
+ * and when the model first reached 75% test accuracy (docs/simulate.md). */
+static void async_table(const opts_t *o, const flc_async_result_t *ar)
+{
+    const flc_sim_result_t *r = &ar->sim;
+    const flc_sim_cfg_t *c = &o->c;
+    printf("job %s: %s %s, %s (%zu parameters), N=%d buffer=%zu alpha=%g E=%d, staleness %s\n\n",
+           c->job, flc_async_mode_name(o->a.mode), c->rule ? c->rule
+           : flc_sim_strategy_name(c->strategy), c->model, r->nparams, c->clients,
+           o->a.buffer ? o->a.buffer : (size_t)c->per_round, c->alpha, c->local_epochs,
+           o->a.staleness ? o->a.staleness : "constant");
+    printf("%7s %8s %8s %6s %6s %8s %6s %10s %9s\n", "version", "acc%", "loss", "part", "rej",
+           "stale", "max", "sim_s", "wall_ms");
+    size_t step = r->nrounds > 25 ? (r->nrounds + 19) / 20 : 1;
+    printf("%7s %8.2f %8.4f\n", "init", r->init_accuracy * 100, r->init_loss);
+    long hit = -1;
+    for (size_t i = 0; i < r->nrounds; i++) {
+        const flc_sim_round_t *x = &r->rounds[i];
+        const flc_async_version_t *v = &ar->versions[i];
+        if (hit < 0 && x->accuracy >= 0.75)
+            hit = (long)i;
+        if (i % step != step - 1 && i + 1 != r->nrounds && i != 0 && (long)i != hit)
+            continue;
+        printf("%7u %8.2f %8.4f %6zu %6zu %8.2f %6u %10.1f %9.0f\n", x->round,
+               x->accuracy * 100, x->loss, x->participants, x->rejected, v->staleness_mean,
+               v->staleness_max, v->sim_ms / 1000, x->round_ms);
+    }
+    double best = -1;
+    for (size_t i = 0; i < r->nrounds; i++)
+        best = r->rounds[i].accuracy > best ? r->rounds[i].accuracy : best;
+    printf("\nfinal accuracy %.2f%% (best %.2f%%), %zu versions in %.1f simulated s "
+           "(%.1f s wall)\n", r->nrounds ? r->rounds[r->nrounds - 1].accuracy * 100 : 0,
+           best * 100, r->nrounds, r->nrounds ? ar->versions[r->nrounds - 1].sim_ms / 1000 : 0,
+           r->wall_ms / 1000);
+    if (hit >= 0)
+        printf("75%% test accuracy first at version %ld, %.1f simulated s\n", hit + 1,
+               ar->versions[hit].sim_ms / 1000);
+    else
+        printf("75%% test accuracy not reached\n");
+    printf("history: versions 1..%zu of job %s (`flcache query history`, `query client`); "
            "global models: job %s/g\n", r->nrounds, c->job, c->job);
 }
 
@@ -457,7 +554,13 @@ int flc_cmd_simulate(int argc, char **argv)
         flc_cli_error("simulate", "cannot clear an earlier run of %s: %s", o.c.job,
                       flc_err_msg(&e));
     flc_sim_result_t res;
-    rc = flc_sim_run(&o.c, progress, &o, &res, &e);
+    flc_async_result_t ares = {0};
+    if (o.a.mode != FLC_ASYNC_MODE_SYNC) {
+        rc = flc_async_run(&o.c, &o.a, progress, &o, &ares, &e);
+        res = ares.sim;
+    } else {
+        rc = flc_sim_run(&o.c, progress, &o, &res, &e);
+    }
     if (rc != FLC_OK)
         flc_cli_error("simulate", "%s", flc_err_msg(&e));
     if (res.nrounds > 0 || rc == FLC_OK) {
@@ -465,15 +568,21 @@ int flc_cmd_simulate(int argc, char **argv)
         flc_sim_cfg_finish(&shown, &e);
         o.c = shown;
         if (o.json) {
-            cJSON *j = flc_sim_result_json(&o.c, &res);
+            cJSON *j = o.a.mode != FLC_ASYNC_MODE_SYNC ? flc_async_result_json(&o.c, &o.a, &ares)
+                                                       : flc_sim_result_json(&o.c, &res);
             cJSON_AddNumberToObject(j, "driver_peak_rss_mb", self_peak_mb());
             flc_cli_print_json(j, 0);
             cJSON_Delete(j);
+        } else if (o.a.mode != FLC_ASYNC_MODE_SYNC) {
+            async_table(&o, &ares);
         } else {
             table(&o, &res);
         }
     }
-    flc_sim_result_free(&res);
+    if (o.a.mode != FLC_ASYNC_MODE_SYNC)
+        flc_async_result_free(&ares);
+    else
+        flc_sim_result_free(&res);
     if (o.ttl_ms && flc_cli_job_ttl("simulate", conn.store, o.c.job, o.ttl_ms) != FLC_EXIT_OK)
         rc = rc == FLC_OK ? FLC_EIO : rc;
     if (rc == FLC_OK)

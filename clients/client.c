@@ -51,6 +51,8 @@ typedef struct client_cfg {
     const char *job, *client, *redis, *model, *data_dir, *fault_s;
     char global_job[80];
     uint32_t round, num_shards;
+    uint32_t base_round; /* the global model's version it trains on: round - 1, or the
+                          * event's base_round (asynchronous FL: clients/async.h) */
     size_t hidden, batch, subset, synthetic;
     int epochs, fault;
     double lr, mu, fault_scale, delay_ms;
@@ -69,7 +71,7 @@ static int parse_event(const cJSON *ev, const char *redis, const char *data_dir,
                        client_cfg_t *c, flc_err_t *e)
 {
     memset(c, 0, sizeof *c);
-    long long round, hidden, batch, subset, synthetic, shards, epochs, seed, ttl;
+    long long round, hidden, batch, subset, synthetic, shards, epochs, seed, ttl, base;
     const char *g;
     if (flc_ev_need_str(ev, "job", &c->job, e) || flc_ev_need_str(ev, "client", &c->client, e) ||
         flc_ev_need_int(ev, "round", 1, 4294967295LL, &round, e) ||
@@ -91,10 +93,12 @@ static int parse_event(const cJSON *ev, const char *redis, const char *data_dir,
         flc_ev_opt_num(ev, "ldp_clip", 0, INFINITY, 0, &c->ldp_clip, e) ||
         flc_ev_opt_num(ev, "ldp_noise", 0, INFINITY, 0, &c->ldp_noise, e) ||
         flc_ev_opt_str(ev, "fault", "none", &c->fault_s, e) ||
-        flc_ev_opt_int(ev, "ttl_ms", 0, 9007199254740992LL, 0, &ttl, e))
+        flc_ev_opt_int(ev, "ttl_ms", 0, 9007199254740992LL, 0, &ttl, e) ||
+        flc_ev_opt_int(ev, "base_round", -1, round - 1, -1, &base, e))
         return e->code;
     c->ttl_ms = (uint64_t)ttl;
     c->round = (uint32_t)round;
+    c->base_round = base >= 0 ? (uint32_t)base : c->round - 1;
     c->hidden = (size_t)hidden;
     c->batch = (size_t)batch;
     c->subset = (size_t)subset;
@@ -275,10 +279,10 @@ int flc_client_fn(const flc_store_cfg_t *sc, const char *data_dir, const cJSON *
         rc = e->code;
     if (rc == FLC_OK) {
         flc_shard_t g = {0};
-        rc = flc_store_get_merged(s, c.global_job, c.round - 1, 0, &g, ref, P);
+        rc = flc_store_get_merged(s, c.global_job, c.base_round, 0, &g, ref, P);
         if (rc != FLC_OK)
             flc_err_set(e, rc, "client %s: no global model for round %u (%s)", c.client,
-                        c.round - 1, flc_store_errstr(s));
+                        c.base_round, flc_store_errstr(s));
         else if (g.values != ref || g.count != P)
             rc = flc_err_set(e, FLC_EDIM, "client %s: the global model has %llu floats, the "
                              "model needs %zu", c.client, (unsigned long long)g.count, P);

@@ -21,7 +21,9 @@
  *   lr [0.05], batch [32], local_epochs [1], mu [0], seed [1], data_dir
  *   [the role's data dir],
  *   subset [0: all], num_shards [1], fault ["none"], fault_scale [4],
- *   delay_ms [0], synthetic_params [0: real training; P: no data, the delta
+ *   delay_ms [0], base_round [round - 1: the global model it trains on; asynchronous
+ *   FL (clients/async.h) trains on an older version and pushes into the buffer of
+ *   `round`], synthetic_params [0: real training; P: no data, the delta
  *   is small uniform noise of P floats, for benchmarks of the merge path].
  * Result: client, status (accepted|late), num_samples, loss (mean local
  *   loss of the last epoch), loss_start (mean loss of the first epoch),

@@ -79,7 +79,7 @@ int flc_sim_strategy_parse(const char *name, int *out);
 
 /* A straggler distribution (the cfg's `straggler` spec), parsed. */
 typedef struct flc_sim_straggler {
-    int kind;   /* 0 none, 1 fixed:A, 2 uniform:A:B, 3 exp:A, 4 slow:A:B */
+    int kind;   /* 0 none, 1 fixed:A, 2 uniform:A:B, 3 exp:A, 4 slow:A:B, 5 pareto:A:B */
     double a, b;
 } flc_sim_straggler_t;
 
@@ -150,7 +150,8 @@ typedef struct flc_sim_cfg {
     int krum_f;             /* krum f; -1 -> (k-3)/2 */
     double dropout;         /* probability a sampled client never reports */
     const char *straggler;  /* NULL/"none", "fixed:MS", "uniform:LO:HI", "exp:MEAN",
-                             * "slow:FRAC:MS" (a fraction FRAC of clients wait MS) */
+                             * "slow:FRAC:MS" (a fraction FRAC of clients wait MS),
+                             * "pareto:SCALE:SHAPE" (heavy-tailed, Lomax) */
     unsigned deadline_ms;   /* merger deadline per round; 0: round_timeout_ms */
     double faulty;          /* fraction of the N clients that are faulty, [0, 1] */
     int fault;              /* FLC_FAULT_* of the faulty clients */

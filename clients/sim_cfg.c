@@ -68,9 +68,9 @@ static int straggler_kind(const char *spec, double *a, double *b)
     *a = *b = 0;
     if (spec == NULL || *spec == '\0' || strcmp(spec, "none") == 0)
         return 0;
-    static const char *const kinds[] = {"none", "fixed", "uniform", "exp", "slow"};
-    static const int nargs[] = {0, 1, 2, 1, 2};
-    for (int k = 1; k < 5; k++) {
+    static const char *const kinds[] = {"none", "fixed", "uniform", "exp", "slow", "pareto"};
+    static const int nargs[] = {0, 1, 2, 1, 2, 2};
+    for (int k = 1; k < 6; k++) {
         size_t l = strlen(kinds[k]);
         if (strncmp(spec, kinds[k], l) != 0 || spec[l] != ':')
             continue;
@@ -87,6 +87,8 @@ static int straggler_kind(const char *spec, double *a, double *b)
             return -1;
         if (k == 4 && *a > 1)
             return -1;
+        if (k == 5 && !(*b > 0)) /* pareto's shape */
+            return -1;
         return k;
     }
     return -1;
@@ -98,7 +100,7 @@ int flc_sim_straggler_parse(const char *spec, flc_sim_straggler_t *out, flc_err_
     int kind = straggler_kind(spec, &a, &b);
     if (kind < 0)
         return flc_err_set(e, FLC_EINVAL, "straggler distribution '%s' is not one of none, "
-                           "fixed:MS, uniform:LO:HI, exp:MEAN, slow:FRAC:MS", spec);
+                           "fixed:MS, uniform:LO:HI, exp:MEAN, slow:FRAC:MS, pareto:SCALE:SHAPE", spec);
     *out = (flc_sim_straggler_t){.kind = kind, .a = a, .b = b};
     return FLC_OK;
 }
@@ -110,6 +112,9 @@ double flc_sim_straggler_draw(const flc_sim_straggler_t *d, struct flc_rng *r)
     case 2: return d->a + (d->b - d->a) * flc_rng_uniform(r);
     case 3: return -d->a * log(1.0 - flc_rng_uniform(r));
     case 4: return flc_rng_uniform(r) < d->a ? d->b : 0;
+    /* Heavy-tailed (Lomax, Pareto II from 0): P(X > x) = (1 + x/SCALE)^-SHAPE;
+     * shape 1.5 has a mean of 2 x SCALE and no variance. */
+    case 5: return d->a * (pow(1.0 - flc_rng_uniform(r), -1.0 / d->b) - 1.0);
     default: return 0; /* none */
     }
 }
