@@ -500,7 +500,7 @@ typedef struct merger_run {
     uint64_t failovers;
 } merger_run_t;
 
-#define CUT_SHARD_FLOATS 250000u /* 1 MB: a second on an 8 Mbit/s link */
+#define CUT_SHARD_FLOATS 500000u /* 2 MB: two seconds on an 8 Mbit/s link */
 
 static void *merger_main(void *p)
 {
@@ -518,12 +518,12 @@ static void *merger_main(void *p)
 }
 
 /* The merger pops c3's token, and the kill cuts its read of c3's update
- * (1 MB crossing the victim's link slowed to 8 Mbit/s takes a second; the
- * kill comes in the middle). Before 2026-11-29 the merger counted c3 seen
+ * (2 MB crossing the victim's link slowed to 8 Mbit/s take two seconds;
+ * the kill comes in the middle). Before 2026-11-29 the merger counted c3 seen
  * and merged the other three, naming nobody (a training step merged 3 of 4
  * gradients and exit 0). Now the read is made again on the promoted
  * replica, or, if the update went with the dead master, c3 is waited for
- * until its push (waiting for a replica, cut too) arrives again. */
+ * until its push arrives again. */
 TEST(a_read_cut_by_the_kill_is_read_again)
 {
     need_testbed();
@@ -534,8 +534,7 @@ TEST(a_read_cut_by_the_kill_is_read_again)
     const uint64_t n = (uint64_t)S * CUT_SHARD_FLOATS;
     float *u[4], *want = calloc(CUT_SHARD_FLOATS, sizeof *want);
     const char *names[4] = {"c0", "c1", "c2", "c3"};
-    flc_store_opts_t w = {.wait_replicas = 1, .wait_timeout_ms = 20000};
-    flc_store_t *s = open_seed(&w);
+    flc_store_t *s = open_seed(NULL);
     flc_err_t e = {0};
     for (int i = 0; i < 4; i++) {
         u[i] = malloc(n * sizeof *u[i]);
@@ -555,16 +554,30 @@ TEST(a_read_cut_by_the_kill_is_read_again)
     char out[4096];
     CHECK(flc_testbed_sh(&tb, out, sizeof out, "rate n%d 8mbit", victim) == 0,
           "n%d's link slowed to 8 Mbit/s: %.200s", victim, out);
-    /* c3's push: 1 s up to the victim, then the merger's read and the
-     * replication share the victim's way out (about 2 s); killed at 2 s. */
-    killer_t k = {.victim = victim, .delay_ms = 2000, .job = job, .t0 = flc_now_s()};
+    /* c3's push: 2 s up to the victim, then the merger's read (2 s, up to
+     * 4 s shared with the replication) on the victim's way out; killed at
+     * 3 s, a second inside the read whichever way the timing leans.
+     * (Not with a replication wait: a wait cut by the kill once left the
+     * store's connection a reply behind, docs/reliability.md, open.) */
+    killer_t k = {.victim = victim, .delay_ms = 3000, .job = job, .t0 = flc_now_s()};
     pthread_t kt;
     pthread_create(&kt, NULL, killer_main, &k);
     flc_rs_push_cfg_t pc = {.job = job, .round = 1, .client = "c3", .num_shards = S,
                             .model_size = n, .num_samples = 1};
     int prc = flc_rs_push(s, &pc, u[3], &e);
     pthread_join(kt, NULL);
+    /* As a worker whose store saw the failover does (sgd_exchange.c): if
+     * the update went with the dead master, push it again. */
+    unsigned char present = 0;
+    const char *c3[] = {"c3"};
+    int again = 0;
+    if (prc == 0 && flc_store_updates_present(s, job, 1, 0, c3, 1, &present) == 0 && !present) {
+        again = 1;
+        prc = flc_rs_push(s, &pc, u[3], &e);
+    }
     pthread_join(mt, NULL);
+    printf("# c3's update %s\n", again ? "went with the dead master: pushed again"
+                                        : "was on the promoted replica");
     printf("# push of c3: %s; kill of n%d at %.2f s, served again at %.2f s; the merger saw "
            "%llu failover event(s)\n", prc == 0 ? "ok" : e.msg, victim, k.kill_s,
            k.promoted_s, (unsigned long long)mr.failovers);
