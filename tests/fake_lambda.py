@@ -61,6 +61,14 @@ import sigv4_check  # noqa: E402  (prints NOBOTOCORE and exits without botocore)
 MAX_PAYLOAD = 6 * 1024 * 1024
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    """An instance killed mid-request resets its connection: not news."""
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass
+
+
 class Invocation:
     def __init__(self, event, deadline_ms):
         self.id = str(uuid.uuid4())
@@ -81,8 +89,7 @@ class Instance:
         self.current = None
         self.t_spawn = time.monotonic()
         self.t_ready = None  # its first GET /next: init is over
-        self.api = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RuntimeHandler)
-        self.api.daemon_threads = True
+        self.api = QuietServer(("127.0.0.1", 0), RuntimeHandler)
         self.api.instance = self
         threading.Thread(target=self.api.serve_forever, daemon=True).start()
         a = fake.args
@@ -94,6 +101,10 @@ class Instance:
                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(a.memory),
                "AWS_REGION": a.region, "AWS_DEFAULT_REGION": a.region,
                "_HANDLER": "flcache-fn", "TZ": ":UTC"}
+        # OpenBLAS picks its kernels by CPU unless OPENBLAS_CORETYPE says;
+        # a deployment sets the driver's in the function's environment
+        # (docs/functions.md) so models come out bit-identical; so do we.
+        env.update({k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")})
         for kv in a.env:
             k, _, v = kv.partition("=")
             env[k] = v

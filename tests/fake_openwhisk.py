@@ -76,6 +76,10 @@ class Fake:
                "__OW_ACTIVATION_ID": aid, "__OW_ACTION_NAME": "/%s/%s" % (ns, a.action),
                "__OW_NAMESPACE": ns,
                "__OW_DEADLINE": str(int(time.time() * 1000) + a.timeout_ms)}
+        # OpenBLAS picks its kernels by CPU unless OPENBLAS_CORETYPE says;
+        # a deployment sets the driver's in the function's environment
+        # (docs/functions.md) so models come out bit-identical; so do we.
+        env.update({k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")})
         for kv in a.env:
             k, _, v = kv.partition("=")
             env[k] = v
