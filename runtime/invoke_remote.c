@@ -179,6 +179,26 @@ int flc_ow_build(const flc_ow_cfg_t *cfg, const char *action, const char *payloa
     return FLC_OK;
 }
 
+int flc_ow_build_activation(const flc_ow_cfg_t *cfg, const char *id, flc_http_req_t *req,
+                            flc_err_t *e)
+{
+    int rc = flc_ow_build(cfg, "x", "", req, e); /* checks, auth, headers */
+    if (rc != 0)
+        return rc;
+    char *q = strstr(req->url, "/actions/x?");
+    char *aid = path_escape(id != NULL ? id : "", NULL);
+    char *url = q != NULL && aid != NULL
+                    ? fmt("%.*s/activations/%s", (int)(q - req->url), req->url, aid)
+                    : NULL;
+    free(aid);
+    free(req->url);
+    req->url = url;
+    req->method = "GET";
+    if (url == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "openwhisk: out of memory building the request");
+    return FLC_OK;
+}
+
 static size_t body_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     flc_http_resp_t *r = ud;
@@ -284,9 +304,13 @@ int flc_http_send(const flc_http_req_t *req, flc_http_resp_t *resp, flc_err_t *e
     }
     curl_easy_setopt(c, CURLOPT_URL, req->url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method != NULL ? req->method : "POST");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body != NULL ? req->body : "");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    if (req->method != NULL && strcmp(req->method, "GET") == 0) {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method != NULL ? req->method : "POST");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body != NULL ? req->body : "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    }
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms);
     curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L); /* big bodies: no 100 wait */
@@ -309,10 +333,13 @@ int flc_http_send(const flc_http_req_t *req, flc_http_resp_t *resp, flc_err_t *e
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     if (cc == CURLE_OPERATION_TIMEDOUT)
-        return flc_err_set(e, FLC_ETIMEOUT, "http: POST %s: no answer within %ld ms", req->url,
+        return flc_err_set(e, FLC_ETIMEOUT, "http: %s %s: no answer within %ld ms",
+                           req->method != NULL ? req->method : "POST", req->url,
                            req->timeout_ms);
     if (cc != CURLE_OK)
-        return flc_err_set(e, FLC_ECONN, "http: POST %s: %s", req->url, curl_easy_strerror(cc));
+        return flc_err_set(e, FLC_ECONN, "http: %s %s: %s",
+                           req->method != NULL ? req->method : "POST", req->url,
+                           curl_easy_strerror(cc));
     return FLC_OK;
 }
 

@@ -91,6 +91,11 @@ int flc_lambda_build(const flc_lambda_cfg_t *cfg, const char *function, const ch
 int flc_ow_build(const flc_ow_cfg_t *cfg, const char *action, const char *payload,
                  flc_http_req_t *req, flc_err_t *e);
 
+/* GET <apihost>/api/v1/namespaces/<ns>/activations/<id>: the record of an
+ * activation that outlived a blocking wait (HTTP 202). Same contract. */
+int flc_ow_build_activation(const flc_ow_cfg_t *cfg, const char *id, flc_http_req_t *req,
+                            flc_err_t *e);
+
 void flc_http_req_clear(flc_http_req_t *req);
 
 /* Sends req with libcurl and fills *resp (cleared on entry; release with

@@ -241,15 +241,49 @@ static int ow_answer(const char *fn, flc_http_resp_t *r, flc_remote_out_t *out, 
         return 0;
     }
     int rc;
-    if (r->status == 202)
-        rc = flc_err_set(e, FLC_ETIMEOUT, "openwhisk: action %s still running after the "
-                         "blocking wait (activation %s)", fn, flc_ev_str(v, "activationId", "?"));
+    if (r->status == 202 && flc_ev_str(v, "activationId", NULL) != NULL) {
+        snprintf(out->id, sizeof out->id, "%s", flc_ev_str(v, "activationId", ""));
+        rc = 2; /* still running: the caller polls its record */
+    } else if (r->status == 202)
+        rc = flc_err_set(e, FLC_EPROTO, "openwhisk: action %s: HTTP 202 without an "
+                         "activation id", fn);
     else
         rc = flc_err_set(e, r->status == 401 || r->status == 403 ? FLC_EAUTH : FLC_EPROTO,
                          "openwhisk: invoking %s answered HTTP %ld: %.300s", fn, r->status,
                          flc_ev_str(v, "error", r->body != NULL ? r->body : ""));
     cJSON_Delete(v);
     return rc;
+}
+
+/* Polls the record of activation out->id until it is there or until
+ * deadline_ns (OpenWhisk answers 404 while it runs). */
+static int ow_poll(const flc_remote_cfg_t *cfg, const char *fn, uint64_t deadline_ns,
+                   flc_remote_out_t *out, flc_err_t *e)
+{
+    char id[sizeof out->id];
+    snprintf(id, sizeof id, "%s", out->id);
+    for (unsigned wait = 100;; wait = wait < 1000 ? wait * 2 : 1000) {
+        if (flc_now_ns() + (uint64_t)wait * 1000000u > deadline_ns)
+            return flc_err_set(e, FLC_ETIMEOUT, "openwhisk: action %s (activation %s) did "
+                               "not end in time", fn, id);
+        flc_sleep_ms(wait);
+        flc_http_req_t req;
+        flc_http_resp_t resp;
+        memset(&resp, 0, sizeof resp);
+        flc_ow_cfg_t oc = cfg->ow;
+        oc.timeout_ms = 30000;
+        int rc = flc_ow_build_activation(&oc, id, &req, e);
+        if (rc == 0)
+            rc = flc_http_send(&req, &resp, e);
+        flc_http_req_clear(&req);
+        if (rc == 0 && resp.status != 404)
+            rc = ow_answer(fn, &resp, out, e);
+        else if (rc == 0)
+            rc = 2;
+        flc_http_resp_clear(&resp);
+        if (rc != 2)
+            return rc == 1 ? 2 : rc; /* a 429 on a poll: poll again */
+    }
 }
 
 /* Full jitter (AWS's advice): a uniform wait in [base/2, base]. */
@@ -272,6 +306,7 @@ int flc_remote_invoke(const flc_remote_cfg_t *cfg, const char *event, unsigned t
     unsigned base = cfg->backoff_ms ? cfg->backoff_ms : 100;
     unsigned cap = cfg->backoff_max_ms ? cfg->backoff_max_ms : 5000;
     int rc = FLC_OK;
+    uint64_t deadline = flc_now_ns() + (uint64_t)(timeout_ms ? timeout_ms : 300000) * 1000000u;
     for (unsigned attempt = 0;; attempt++) {
         flc_http_req_t req;
         flc_http_resp_t resp;
@@ -302,6 +337,10 @@ int flc_remote_invoke(const flc_remote_cfg_t *cfg, const char *event, unsigned t
                                                       : ow_answer(fn, &resp, out, e);
         }
         flc_http_resp_clear(&resp);
+        if (rc == 2) /* OpenWhisk: past the blocking wait */
+            rc = ow_poll(cfg, fn, deadline, out, e);
+        while (rc == 2) /* ow_poll: a throttled poll */
+            rc = ow_poll(cfg, fn, deadline, out, e);
         if (rc != 1)
             break;
         if (attempt >= retries) {

@@ -65,13 +65,12 @@ class Fake:
         with self.log_lock:
             self.logf.write(line + "\n")
 
-    def run(self, params, ns):
+    def run(self, params, ns, aid):
         a = self.args
         with self.lock:
             cold = self.idle == 0
             if not cold:
                 self.idle -= 1
-        aid = uuid.uuid4().hex
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                "__OW_ACTIVATION_ID": aid, "__OW_ACTION_NAME": "/%s/%s" % (ns, a.action),
                "__OW_NAMESPACE": ns,
@@ -230,10 +229,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         merged = dict(fake.params)
         merged.update(params)
         holder = {}
+        aid = uuid.uuid4().hex
 
         def work():
             try:
-                holder["rec"] = fake.run(merged, a.namespace if ns == "_" else ns)
+                holder["rec"] = fake.run(merged, a.namespace if ns == "_" else ns, aid)
             finally:
                 with fake.lock:
                     fake.in_flight -= 1
@@ -241,11 +241,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         t = threading.Thread(target=work, daemon=True)
         t.start()
         if q.get("blocking") != "true":
-            return self.reply(202, {"activationId": "pending"})
+            return self.reply(202, {"activationId": aid})
         t.join(a.blocking_ms / 1000.0)
         rec = holder.get("rec")
-        if rec is None:  # still running: the caller may poll the record
-            return self.reply(202, {"activationId": "pending-" + uuid.uuid4().hex[:8]})
+        if rec is None:  # still running: the caller polls the record
+            fake.record("BLOCKING-TIMEOUT %s" % aid)
+            return self.reply(202, {"activationId": aid})
         ok = rec["response"]["success"]
         if q.get("result") == "true":
             return self.reply(200 if ok else 502, rec["response"]["result"])

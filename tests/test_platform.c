@@ -384,6 +384,29 @@ TEST(openwhisk_errors_and_billing)
     fake_stop(&f);
 }
 
+TEST(openwhisk_long_activation_polled)
+{
+    /* Past OpenWhisk's blocking wait (60 s; 150 ms here) the answer is 202
+     * with the activation id; the invoker polls the activation record. */
+    fake_t f;
+    flc_remote_cfg_t rc;
+    char ex[1024];
+    snprintf(ex, sizeof ex, "%s/flcache-fn-test", flc_t_build_dir());
+    ow_start(&f, ex, "--blocking-ms=150", NULL);
+    flc_pool_t *p = remote_pool(FLC_PLATFORM_OPENWHISK, &f, OW_AUTH, NULL, &rc, 1);
+    const char *ev[1] = {"{\"role\":\"probe\",\"sleep_ms\":700}"};
+    flc_inv_rec_t r;
+    flc_err_t e = {0};
+    CHECK(flc_pool_invoke(p, ev, 1, &r, &e) == 0, "a 700 ms activation (%s)", e.msg);
+    EXPECT(r.status == FLC_INV_OK && r.billed_ms >= 700,
+           "its result and its billed duration (%llu ms) came from the polled record (%s)",
+           (unsigned long long)r.billed_ms, r.error);
+    EXPECT(log_count(&f, "BLOCKING-TIMEOUT", 0) == 1, "the blocking wait did run out");
+    flc_inv_rec_clear(&r);
+    flc_pool_free(p);
+    fake_stop(&f);
+}
+
 TEST(package_zips_run)
 {
     char dir[128], cmd[2048], out[8192];
@@ -440,4 +463,5 @@ TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(lambda_same_models),
                  TEST_ENTRY(openwhisk_same_models), TEST_ENTRY(lambda_throttling_retried),
                  TEST_ENTRY(openwhisk_throttling_retried),
                  TEST_ENTRY(lambda_errors_arn_and_billing),
-                 TEST_ENTRY(openwhisk_errors_and_billing), TEST_ENTRY(package_zips_run))
+                 TEST_ENTRY(openwhisk_errors_and_billing),
+                 TEST_ENTRY(openwhisk_long_activation_polled), TEST_ENTRY(package_zips_run))
