@@ -55,6 +55,16 @@ static const flc_opt_cmd_t package_cmd = {
     .opts = options,
 };
 
+/* The bundled OpenSSL looks for CAs where Debian keeps them (/usr/lib/ssl),
+ * which Amazon Linux and Alpine do not have: rediss:// to ElastiCache would
+ * fail "unable to get local issuer certificate". So the zip carries
+ * Debian's CA bundle and the entry script points OpenSSL at it, unless the
+ * deployment set SSL_CERT_FILE itself (docs/tls.md). */
+#define CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+#define CA_LINE                                                                             \
+    "[ -n \"$SSL_CERT_FILE\" ] || [ ! -f \"$D/certs/ca-certificates.crt\" ] || "          \
+    "export SSL_CERT_FILE=\"$D/certs/ca-certificates.crt\"\n"
+
 static const char bootstrap[] =
     "#!/bin/sh\n"
     "# AWS Lambda custom runtime entry (flcache package lambda). Lambda runs it\n"
@@ -62,6 +72,7 @@ static const char bootstrap[] =
     "# serves the Runtime API. The bundled loader and libraries let the\n"
     "# Debian-built binary run on Amazon Linux.\n"
     "D=\"${LAMBDA_TASK_ROOT:-$(dirname \"$0\")}\"\n"
+    CA_LINE
     "exec \"$D/lib/ld-linux-x86-64.so.2\" --library-path \"$D/lib\" \"$D/flcache-fn\" \"$@\"\n";
 
 static const char ow_exec[] =
@@ -69,6 +80,7 @@ static const char ow_exec[] =
     "# OpenWhisk native action entry (flcache package openwhisk): argv[1] is the\n"
     "# event, the last line of stdout the result.\n"
     "D=$(dirname \"$0\")\n"
+    CA_LINE
     "exec \"$D/lib/ld-linux-x86-64.so.2\" --library-path \"$D/lib\" \"$D/flcache-fn\" \"$@\"\n";
 
 /* Runs argv (in dir when not NULL) with stdout to out (NULL: ours);
@@ -238,10 +250,19 @@ int flc_cmd_package(int argc, char **argv)
             nlibs = -1;
         }
     }
+    int certs = 0;
+    if (nlibs >= 0 && access(CA_BUNDLE, R_OK) == 0) {
+        snprintf(path, sizeof path, "%s/certs", stage);
+        mkdir(path, 0755);
+        snprintf(path, sizeof path, "%s/certs/ca-certificates.crt", stage);
+        size_t cb = 0;
+        certs = copy_file(CA_BUNDLE, path, 0644, &cb) == 0;
+        bytes += cb;
+    }
     if (nlibs >= 0) {
         unlink(outabs); /* zip would add to an old one */
         char *zip[] = {"zip", "-r9", "-q", "-X", outabs, (char *)entry, "flcache-fn", "lib",
-                       NULL};
+                       certs ? "certs" : NULL, NULL};
         int zr = run(zip, stage, NULL);
         if (zr != 0) {
             snprintf(msg, sizeof msg, "zip %s failed (exit %d%s)", out, zr,
@@ -258,8 +279,8 @@ int flc_cmd_package(int argc, char **argv)
     char zs[32], us[32];
     flc_cli_bytes(zs, sizeof zs, stat(outabs, &st) == 0 ? (double)st.st_size : 0);
     flc_cli_bytes(us, sizeof us, (double)bytes);
-    printf("wrote %s (%s; %s unpacked): %s, flcache-fn and %d libraries in lib/\n", out, zs, us,
-           entry, nlibs);
+    printf("wrote %s (%s; %s unpacked): %s, flcache-fn and %d libraries in lib/%s\n", out, zs,
+           us, entry, nlibs, certs ? ", CA certificates in certs/" : "");
     printf("deploy: scripts/deploy-%s.sh %s\n", o.target == 0 ? "lambda" : "openwhisk", out);
     return FLC_EXIT_OK;
 }
