@@ -168,6 +168,7 @@ static int lambda_answer(const flc_remote_cfg_t *cfg, const char *fn, flc_http_r
         const char *type = flc_ev_str(v, "errorType", "");
         out->function_error = 1;
         out->crashed = strncmp(type, "Runtime.", 8) == 0;
+        out->timed_out = strcmp(type, "Sandbox.Timedout") == 0;
         snprintf(out->error, sizeof out->error, "lambda function error (%s%s%s): %.400s",
                  r->fn_error, *type ? ", " : "", type,
                  flc_ev_str(v, "errorMessage", r->body != NULL ? r->body : "?"));
@@ -229,6 +230,7 @@ static int ow_answer(const char *fn, flc_http_resp_t *r, flc_remote_out_t *out, 
             /* The action answered {"error":...} (flcache-fn's ok:false does)
              * or the platform failed it: the result still says why. */
             out->function_error = strcmp(status, "application error") != 0;
+            out->timed_out = cJSON_IsTrue(annotation(v, "timeout"));
             if (cJSON_IsObject(result) && cJSON_GetObjectItem(result, "ok") != NULL) {
                 take_reply(out, result, "openwhisk");
             } else {

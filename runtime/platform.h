@@ -57,6 +57,9 @@ typedef struct flc_remote_out {
                               (Lambda X-Amz-Function-Error, OpenWhisk action
                               error): error names it */
     int crashed;           /* Lambda Runtime.ExitError: the runtime died */
+    int timed_out;         /* the platform stopped it at its timeout (Lambda
+                              Sandbox.Timedout, OpenWhisk "exceeded its time
+                              limits") */
     int throttled;         /* throttled answers that were retried */
     cJSON *reply;          /* the function's result object, or NULL; owned */
     char error[512];       /* why, when !ok */

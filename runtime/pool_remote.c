@@ -42,6 +42,8 @@ static void complete(flc_pool_t *p, flc_inv_t *inv, flc_remote_out_t *out, int r
         r->status = FLC_INV_TIMEOUT;
     } else if (rc != 0) {
         r->status = FLC_INV_ERROR;
+    } else if (out->timed_out) {
+        r->status = FLC_INV_TIMEOUT;
     } else if (out->crashed) {
         r->status = FLC_INV_CRASH;
     } else {

@@ -407,6 +407,30 @@ TEST(openwhisk_long_activation_polled)
     fake_stop(&f);
 }
 
+TEST(lambda_timeout)
+{
+    /* A function past its configured timeout: Lambda stops it and answers
+     * a function error Sandbox.Timedout, which the record calls a timeout. */
+    fake_t f;
+    flc_remote_cfg_t rc;
+    char bs[1024];
+    snprintf(bs, sizeof bs, "%s/flcache-fn-test", flc_t_build_dir());
+    lambda_start(&f, bs, "--timeout-s=0.5", NULL);
+    flc_pool_t *p = remote_pool(FLC_PLATFORM_LAMBDA, &f, SECRET, NULL, &rc, 1);
+    const char *ev[2] = {"{\"role\":\"probe\",\"sleep_ms\":3000}", "{\"role\":\"probe\"}"};
+    flc_inv_rec_t r[2];
+    flc_err_t e = {0};
+    CHECK(flc_pool_invoke(p, ev, 2, r, &e) == 0, "a 3 s invocation of a 0.5 s function");
+    EXPECT(r[0].status == FLC_INV_TIMEOUT && strstr(r[0].error, "Task timed out"),
+           "status timeout, Lambda's message: '%s'", r[0].error);
+    EXPECT(r[1].status == FLC_INV_OK && r[1].cold,
+           "the next invocation runs on a fresh instance (%s)", r[1].error);
+    flc_inv_rec_clear(&r[0]);
+    flc_inv_rec_clear(&r[1]);
+    flc_pool_free(p);
+    fake_stop(&f);
+}
+
 TEST(package_zips_run)
 {
     char dir[128], cmd[2048], out[8192];
@@ -464,4 +488,5 @@ TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(lambda_same_models),
                  TEST_ENTRY(openwhisk_throttling_retried),
                  TEST_ENTRY(lambda_errors_arn_and_billing),
                  TEST_ENTRY(openwhisk_errors_and_billing),
-                 TEST_ENTRY(openwhisk_long_activation_polled), TEST_ENTRY(package_zips_run))
+                 TEST_ENTRY(openwhisk_long_activation_polled), TEST_ENTRY(lambda_timeout),
+                 TEST_ENTRY(package_zips_run))
