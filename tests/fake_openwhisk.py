@@ -143,6 +143,7 @@ class Fake:
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body in two writes: no 40 ms ACK wait
 
     def log_message(self, *args):
         pass
