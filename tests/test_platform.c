@@ -473,6 +473,43 @@ TEST(package_zips_run)
     flc_t_run(cmd, out, sizeof out);
 }
 
+/* The billing readers without a network: Lambda's REPORT line (as AWS
+ * prints it, tab-separated, inside a base64 log tail) and a platform name. */
+TEST(report_line_parse)
+{
+    const char *log = "START RequestId: 8f50 Version: $LATEST\n"
+                      "some output line with Duration: 999 ms in it\n"
+                      "END RequestId: 8f50\n"
+                      "REPORT RequestId: 8f50\tDuration: 15.74 ms\tBilled Duration: 16 ms\t"
+                      "Memory Size: 128 MB\tMax Memory Used: 56 MB\tInit Duration: 131.69 ms\t\n";
+    flc_remote_out_t o;
+    memset(&o, 0, sizeof o);
+    CHECK(flc_lambda_report_parse(log, &o) == 1, "a REPORT line is found");
+    EXPECT(o.duration_ms == 15.74 && o.billed_ms == 16 && o.memory_mb == 128 &&
+               o.max_memory_kb == 56 * 1024 && o.init_ms == 131.69 && o.cold == 1,
+           "duration %.2f, billed %llu, memory %u MB, max used %llu kB, init %.2f, cold",
+           o.duration_ms, (unsigned long long)o.billed_ms, o.memory_mb,
+           (unsigned long long)o.max_memory_kb, o.init_ms);
+    memset(&o, 0, sizeof o);
+    int found = flc_lambda_report_parse("REPORT RequestId: x\tDuration: 2.00 ms\tBilled "
+                                        "Duration: 2 ms\tMemory Size: 1769 MB\tMax Memory "
+                                        "Used: 30 MB\t", &o);
+    EXPECT(found == 1 && o.cold == 0 && o.memory_mb == 1769 && o.billed_ms == 2,
+           "a warm REPORT (no Init Duration): not cold, %u MB", o.memory_mb);
+    EXPECT(flc_lambda_report_parse("START\nEND\n", &o) == 0, "no REPORT line: 0");
+    size_t n = 0;
+    char *d = flc_base64_decode("UkVQT1JUIFJlcXVlc3RJZDo=\n", &n);
+    EXPECT(d != NULL && n == 17 && strcmp(d, "REPORT RequestId:") == 0,
+           "base64 of the log tail decodes (%s)", d ? d : "NULL");
+    free(d);
+    EXPECT(flc_base64_decode("not*base64", &n) == NULL, "a non-base64 header is refused");
+    int p = -1;
+    flc_err_t e = {0};
+    EXPECT(flc_platform_parse("OpenWhisk", &p, &e) == 0 && p == FLC_PLATFORM_OPENWHISK &&
+               flc_platform_parse("gcf", &p, &e) == FLC_EINVAL && strstr(e.msg, "gcf"),
+           "platform names parse; an unknown one is named: '%s'", e.msg);
+}
+
 static void setup(void)
 {
     flc_fixture_start(&fx, 0);
@@ -483,7 +520,7 @@ static void teardown(void)
     flc_fixture_stop(&fx);
 }
 
-TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(lambda_same_models),
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(report_line_parse), TEST_ENTRY(lambda_same_models),
                  TEST_ENTRY(openwhisk_same_models), TEST_ENTRY(lambda_throttling_retried),
                  TEST_ENTRY(openwhisk_throttling_retried),
                  TEST_ENTRY(lambda_errors_arn_and_billing),
