@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -199,6 +200,21 @@ int flc_ow_build_activation(const flc_ow_cfg_t *cfg, const char *id, flc_http_re
     return FLC_OK;
 }
 
+static volatile sig_atomic_t g_abort_all;
+
+void flc_http_abort_all(void)
+{
+    g_abort_all = 1;
+}
+
+/* libcurl's progress callback: nonzero stops the transfer. */
+static int abort_cb(void *ud, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln)
+{
+    (void)dlt, (void)dln, (void)ult, (void)uln;
+    const volatile int *abort = ud;
+    return g_abort_all || (abort != NULL && *abort);
+}
+
 static size_t body_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     flc_http_resp_t *r = ud;
@@ -326,12 +342,20 @@ int flc_http_send(const flc_http_req_t *req, flc_http_resp_t *resp, flc_err_t *e
         curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
     }
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, abort_cb);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)req->abort);
     uint64_t t0 = flc_now_ns();
-    CURLcode cc = curl_easy_perform(c);
+    CURLcode cc = g_abort_all || (req->abort && *req->abort) ? CURLE_ABORTED_BY_CALLBACK
+                                                             : curl_easy_perform(c);
     resp->elapsed_ms = (double)(flc_now_ns() - t0) / 1e6;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
+    if (cc == CURLE_ABORTED_BY_CALLBACK)
+        return flc_err_set(e, FLC_ECLOSED, "http: %s %s: stopped (the driver was interrupted "
+                           "or its pool killed)", req->method != NULL ? req->method : "POST",
+                           req->url);
     if (cc == CURLE_OPERATION_TIMEDOUT)
         return flc_err_set(e, FLC_ETIMEOUT, "http: %s %s: no answer within %ld ms",
                            req->method != NULL ? req->method : "POST", req->url,

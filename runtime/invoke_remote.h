@@ -32,6 +32,7 @@ typedef struct flc_http_req {
     int basic_auth;    /* 1: CURLOPT_HTTPAUTH = CURLAUTH_BASIC */
     int insecure;      /* 1: do not verify the TLS peer (OpenWhisk -i) */
     long timeout_ms;   /* whole transfer */
+    const volatile int *abort; /* not NULL and nonzero: the transfer stops (FLC_ECLOSED) */
 } flc_http_req_t;
 
 typedef struct flc_http_resp {
@@ -104,6 +105,12 @@ void flc_http_req_clear(flc_http_req_t *req);
 int flc_http_send(const flc_http_req_t *req, flc_http_resp_t *resp, flc_err_t *e);
 
 void flc_http_resp_clear(flc_http_resp_t *resp);
+
+/* Stops every flc_http_send of this process now and from now on (they
+ * return FLC_ECLOSED): for a SIGINT/SIGTERM handler, async-signal-safe (one
+ * atomic store), so an interrupted driver does not wait out the remote
+ * invocations it started (the platform still runs them to their end). */
+void flc_http_abort_all(void);
 
 /* Invokes a deployed flcache-fn and returns its result object in *reply
  * (the same {"ok":..., "result":..., "compute_ms":...} shape as the local

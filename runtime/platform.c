@@ -269,12 +269,16 @@ static int ow_poll(const flc_remote_cfg_t *cfg, const char *fn, uint64_t deadlin
             return flc_err_set(e, FLC_ETIMEOUT, "openwhisk: action %s (activation %s) did "
                                "not end in time", fn, id);
         flc_sleep_ms(wait);
+        if (cfg->abort != NULL && *cfg->abort)
+            return flc_err_set(e, FLC_ECLOSED, "openwhisk: stopped waiting for activation %s",
+                               id);
         flc_http_req_t req;
         flc_http_resp_t resp;
         memset(&resp, 0, sizeof resp);
         flc_ow_cfg_t oc = cfg->ow;
         oc.timeout_ms = 30000;
         int rc = flc_ow_build_activation(&oc, id, &req, e);
+        req.abort = cfg->abort;
         if (rc == 0)
             rc = flc_http_send(&req, &resp, e);
         flc_http_req_clear(&req);
@@ -330,6 +334,7 @@ int flc_remote_invoke(const flc_remote_cfg_t *cfg, const char *event, unsigned t
             rc = flc_err_set(e, FLC_EINVAL, "platform %s is not remote",
                              flc_platform_name(cfg->platform));
         }
+        req.abort = cfg->abort;
         if (rc == 0)
             rc = flc_http_send(&req, &resp, e);
         flc_http_req_clear(&req);
@@ -355,6 +360,11 @@ int flc_remote_invoke(const flc_remote_cfg_t *cfg, const char *event, unsigned t
         FLC_DEBUG("%s: %s throttled, retry %u in %u ms", flc_platform_name(cfg->platform), fn,
                   attempt + 1, w);
         flc_sleep_ms(w);
+        if (cfg->abort != NULL && *cfg->abort) {
+            rc = flc_err_set(e, FLC_ECLOSED, "%s: %s: stopped while backing off",
+                             flc_platform_name(cfg->platform), fn);
+            break;
+        }
     }
     if (rc != 0)
         snprintf(out->error, sizeof out->error, "%s", flc_err_msg(e));

@@ -48,6 +48,7 @@ typedef struct flc_remote_cfg {
     unsigned throttle_retries;/* extra attempts after a throttled answer; 0 -> 8 */
     unsigned backoff_ms;      /* first wait; doubled each time; 0 -> 100 */
     unsigned backoff_max_ms;  /* longest wait; 0 -> 5000 */
+    const volatile int *abort;/* nonzero: stop waiting (FLC_ECLOSED): the pool's kill */
 } flc_remote_cfg_t;
 
 /* One remote invocation as the driver and the platform saw it. */

@@ -120,6 +120,7 @@ void flc_pool_set_group(flc_pool_t *p, pid_t pgid)
 
 void flc_pool_kill_all(void)
 {
+    flc_http_abort_all(); /* remote pools: stop waiting for their invocations */
     for (int i = 0; i < GROUPS_MAX; i++) {
         pid_t g = __atomic_load_n(&groups[i], __ATOMIC_SEQ_CST);
         if (g > 1)
@@ -136,6 +137,7 @@ int flc_pool_kill(flc_pool_t *p)
 {
     /* The loop first forgets its warm instances (they are dying), so an
      * invocation started after this call never lands on one. */
+    flc_pool_remote_abort(p);
     pthread_mutex_lock(&p->mu);
     p->kill_req = 1;
     pthread_mutex_unlock(&p->mu);

@@ -167,6 +167,10 @@ void flc_pool_remote_queue(flc_pool_t *p, flc_inv_t *first, flc_inv_t *last);
  * closed") and frees p->remote. NULL remote: nothing. */
 void flc_pool_remote_stop(flc_pool_t *p);
 
+/* flc_pool_kill for a remote pool: in-flight requests stop at once (their
+ * invocations end as errors), queued ones are not sent. */
+void flc_pool_remote_abort(flc_pool_t *p);
+
 /* ---- pool_place.c ---- */
 
 /* 0 when name is a placement name or "" (none), else FLC_EINVAL with msg

@@ -27,6 +27,7 @@ struct flc_pool_remote {
     pthread_cond_t cv;
     flc_inv_t *head, *tail;
     int stop;
+    volatile int abort;  /* flc_pool_kill: in-flight requests stop */
     unsigned nthreads;
     pthread_t *threads;
 };
@@ -141,6 +142,7 @@ int flc_pool_remote_start(flc_pool_t *p, const flc_remote_cfg_t *cfg, flc_err_t 
         return flc_err_set(e, FLC_ENOMEM, "pool: out of memory for %u remote slots", n);
     }
     rm->cfg = *cfg;
+    rm->cfg.abort = &rm->abort;
     pthread_mutex_init(&rm->mu, NULL);
     pthread_cond_init(&rm->cv, NULL);
     p->remote = rm;
@@ -164,6 +166,14 @@ void flc_pool_remote_queue(flc_pool_t *p, flc_inv_t *first, flc_inv_t *last)
 {
     struct flc_pool_remote *rm = p->remote;
     pthread_mutex_lock(&rm->mu);
+    if (rm->stop) { /* killed: nothing is sent any more */
+        pthread_mutex_unlock(&rm->mu);
+        for (flc_inv_t *inv = first, *next; inv != NULL; inv = next) {
+            next = inv == last ? NULL : inv->next;
+            flc_inv_fail_unrun(p, inv, "pool killed before the invocation started");
+        }
+        return;
+    }
     if (rm->tail != NULL)
         rm->tail->next = first;
     else
@@ -192,4 +202,16 @@ void flc_pool_remote_stop(flc_pool_t *p)
     free(rm->threads);
     free(rm);
     p->remote = NULL;
+}
+
+void flc_pool_remote_abort(flc_pool_t *p)
+{
+    struct flc_pool_remote *rm = p->remote;
+    if (rm == NULL)
+        return;
+    __atomic_store_n(&rm->abort, 1, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&rm->mu);
+    rm->stop = 1; /* the queued ones end "pool closed" */
+    pthread_cond_broadcast(&rm->cv);
+    pthread_mutex_unlock(&rm->mu);
 }
