@@ -102,6 +102,11 @@ int flc_cmd_up(int argc, char **argv);
 int flc_cmd_export(int argc, char **argv);
 int flc_cmd_down(int argc, char **argv);
 int flc_cmd_report(int argc, char **argv);
+int flc_cmd_package(int argc, char **argv);
+
+/* The function binary the local platform runs: $FLCACHE_FN, else the
+ * flcache-fn next to this program, else "flcache-fn". */
+void flc_cli_fn_path(char *out, size_t len);
 
 /* The line `train` and `simulate` print at their end: the command that
  * makes job's report (cli/cmd_report.c); nothing when c's cache was a

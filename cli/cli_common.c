@@ -14,6 +14,8 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "cli/platform.h"
+#include "runtime/cost.h"
 
 void flc_cli_error(const char *cmd, const char *fmt, ...)
 {
@@ -53,7 +55,7 @@ const char *flc_cli_job_name(const char *job, const char *prefix, char *buf, siz
 
 /* The function binary: $FLCACHE_FN, else flcache-fn next to this program
  * (/proc/self/exe), else plain "flcache-fn". */
-static void fn_path(char *out, size_t len)
+void flc_cli_fn_path(char *out, size_t len)
 {
     const char *env = flc_config_program()->fn_path; /* FLCACHE_FN */
     if (env != NULL && *env) {
@@ -77,8 +79,19 @@ flc_pool_t *flc_cli_pool_start(const char *cmd, const flc_cli_conn_t *conn,
                                unsigned concurrency, unsigned memory_mb, unsigned timeout_s,
                                double price)
 {
+    /* --platform / FLCACHE_PLATFORM: the same pool, its invocations sent
+     * to Lambda or OpenWhisk (runtime/platform.h). */
+    int platform = flc_cli_platform();
+    flc_remote_cfg_t remote;
+    flc_config_remote_cfg(flc_config_program(), platform, &remote);
+    if (platform != FLC_PLATFORM_LOCAL && conn->embedded != NULL) {
+        flc_cli_error(cmd, "the functions run on %s, which cannot reach the private "
+                      "redis-server of this run: set FLCACHE_REDIS to a cache they reach",
+                      flc_platform_name(platform));
+        return NULL;
+    }
     char fn[PATH_MAX];
-    fn_path(fn, sizeof fn);
+    flc_cli_fn_path(fn, sizeof fn);
     /* The instances' environment is built here, not by setenv on this
      * process: the configuration was read once at start, and an embedded
      * server's URL exists only in conn. The pool copies these strings. */
@@ -95,6 +108,11 @@ flc_pool_t *flc_cli_pool_start(const char *cmd, const flc_cli_conn_t *conn,
     pc.price_per_gb_s = price;
     pc.env = env;
     flc_config_pool_cfg(flc_config_program(), &pc); /* FLCACHE_POOL_MEM */
+    if (platform != FLC_PLATFORM_LOCAL) {
+        pc.remote = &remote;
+        if (platform == FLC_PLATFORM_LAMBDA) /* Lambda bills each request too */
+            pc.price_per_request = FLC_LAMBDA_PRICE_REQUEST;
+    }
     flc_err_t e = {0};
     flc_pool_t *pool = flc_pool_new(&pc, &e);
     if (pool == NULL)

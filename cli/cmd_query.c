@@ -16,6 +16,7 @@
 #include "aggregator/query.h"
 #include "cli/cli.h"
 #include "cli/opt.h"
+#include "cli/platform.h"
 #include "cli/place.h"
 
 typedef struct query_opts {
@@ -107,6 +108,7 @@ static const flc_opt_t options[] = {
      .imin = 0, .imax = 64, .def = "min(shards, 4)", .help = "shard workers in parallel"},
     {.name = "no-cache", .type = FLC_OPT_FLAG, FLC_OPT_AT(query_opts_t, q.no_cache),
      .help = "recompute the per-shard Gram partials"},
+    FLC_CLI_PLATFORM_OPTION,
     {.name = "json", .type = FLC_OPT_FLAG, FLC_OPT_AT(query_opts_t, json),
      .help = "JSON instead of a table"},
     {0},
@@ -248,6 +250,12 @@ int flc_cmd_query(int argc, char **argv)
     flc_config_store_opts(flc_config_program(), &so, &cold);
     q.url = c.url;
     q.store_opts = &so;
+    if (flc_cli_platform() != FLC_PLATFORM_LOCAL) { /* one query function there */
+        rc = flc_cli_query_remote(&c, &q, out_file != NULL);
+        flc_cli_disconnect(&c);
+        flc_cli_nodes_free(nodes);
+        return rc;
+    }
     Flcache__QueryAnswer *ans = NULL;
     flc_err_t e = {0};
     rc = flc_query_run(c.store, &q, &ans, &e);

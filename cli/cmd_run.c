@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "cli/config.h"
 #include "cli/opt.h"
+#include "cli/platform.h"
 #include "jobs/job.h"
 #include "runtime/cost.h"
 #include "runtime/pool.h"
@@ -82,6 +83,7 @@ static const flc_opt_t options[] = {
      .imin = 1, .imax = 86400, .help = "limit of each function invocation"},
     {.name = "json", .type = FLC_OPT_FLAG, FLC_OPT_AT(run_opts_t, json),
      .help = "print the report as one JSON object on stdout"},
+    FLC_CLI_PLATFORM_OPTION,
     {.name = "quiet", .type = FLC_OPT_FLAG, FLC_OPT_AT(run_opts_t, quiet),
      .help = "no progress line on stderr"},
     {0},

@@ -19,6 +19,7 @@
 #include "cache/store_ops.h"
 #include "cli/cli.h"
 #include "cli/opt.h"
+#include "cli/platform.h"
 #include "cli/place.h"
 #include "cli/rule_opt.h"
 #include "cli/sim_pool.h"
@@ -212,6 +213,7 @@ static const flc_opt_t options[] = {
     {.name = "json", .type = FLC_OPT_FLAG, FLC_OPT_AT(opts_t, json),
      .help = "print the result as one JSON object on stdout"},
     {.name = "quiet", .type = FLC_OPT_FLAG, FLC_OPT_AT(opts_t, quiet), .help = "no progress lines"},
+    FLC_CLI_PLATFORM_OPTION,
     {0},
 };
 

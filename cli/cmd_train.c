@@ -20,6 +20,7 @@
 #include "base/clock.h"
 #include "cli/cli.h"
 #include "cli/opt.h"
+#include "cli/platform.h"
 #include "cli/rule_opt.h"
 #include "cli/train.h"
 #include "ml/dataset_idx.h"
@@ -105,6 +106,7 @@ static const flc_opt_t options[] = {
      .help = "how long a step waits for the slowest worker before the training fails"},
     {.name = "json", .type = FLC_OPT_FLAG, FLC_OPT_AT(flc_train_opts_t, json),
      .help = "print the summary as one JSON object on stdout"},
+    FLC_CLI_PLATFORM_OPTION,
     {.name = "quiet", .type = FLC_OPT_FLAG, FLC_OPT_AT(flc_train_opts_t, quiet),
      .help = "no progress line on stderr"},
     {0},

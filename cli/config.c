@@ -75,7 +75,7 @@ static void drop(char **s)
 }
 
 /* How a variable's value is checked and stored. */
-enum { V_STR, V_SIZE, V_LEVEL, V_POOL_MEM, V_COUNT };
+enum { V_STR, V_SIZE, V_LEVEL, V_POOL_MEM, V_COUNT, V_PLATFORM };
 
 /* The table of variables (config.h lists them with their meaning). The
  * ones with a syntax come first, so the first error reported is about them.
@@ -87,6 +87,8 @@ static const struct var {
 } vars[] = {
     {"FLCACHE_LOG", NULL, V_LEVEL, offsetof(flc_config_t, log_level)},
     {"FLCACHE_POOL_MEM", NULL, V_POOL_MEM, offsetof(flc_config_t, pool_mem)},
+    {"FLCACHE_PLATFORM", NULL, V_PLATFORM, offsetof(flc_config_t, platform)},
+    {"FLCACHE_FUNCTION", NULL, V_STR, offsetof(flc_config_t, function)},
     {"FLCACHE_LAMBDA_MAX_EVENTS", NULL, V_COUNT, offsetof(flc_config_t, lambda_max_events)},
     {"FLCACHE_CHUNK", NULL, V_SIZE, offsetof(flc_config_t, chunk_bytes)},
     {"FLCACHE_MAX_MSG", NULL, V_SIZE, offsetof(flc_config_t, max_msg_bytes)},
@@ -170,6 +172,15 @@ static int put(flc_config_t *c, const struct var *x, const char *v, flc_err_t *e
             *(int *)f = n;
         return rc;
     }
+    case V_PLATFORM: {
+        int n = FLC_PLATFORM_LOCAL;
+        flc_err_t pe = {0};
+        if (v != NULL && flc_platform_parse(v, &n, &pe) != FLC_OK)
+            return flc_err_set(e, FLC_EINVAL, "%s='%.64s' is not a platform: use local, lambda "
+                               "or openwhisk", x->name, v);
+        *(int *)f = n;
+        return FLC_OK;
+    }
     case V_COUNT: {
         long n = 0;
         int rc = v == NULL ? FLC_OK : parse_count(x->name, v, &n, e);
@@ -230,7 +241,7 @@ void flc_config_clear(flc_config_t *c)
                     &c->aws_secret_key, &c->aws_session_token, &c->lambda_endpoint,
                     &c->ow_apihost, &c->ow_auth, &c->ow_namespace, &c->data_dir,
                     &c->redis_server, &c->tmpdir, &c->fn_path, &c->lambda_runtime_api,
-                    &c->openblas_threads};
+                    &c->openblas_threads, &c->function};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         drop(all[i]);
     memset(c, 0, sizeof *c);
@@ -323,4 +334,13 @@ void flc_config_ow_cfg(const flc_config_t *c, flc_ow_cfg_t *cfg)
     cfg->apihost = c->ow_apihost;
     cfg->auth = c->ow_auth;
     cfg->ns = c->ow_namespace;
+}
+
+void flc_config_remote_cfg(const flc_config_t *c, int platform, flc_remote_cfg_t *rc)
+{
+    memset(rc, 0, sizeof *rc);
+    rc->platform = platform;
+    rc->function = c->function;
+    flc_config_lambda_cfg(c, &rc->lambda);
+    flc_config_ow_cfg(c, &rc->ow);
 }

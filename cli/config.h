@@ -41,6 +41,11 @@
  *   FLCACHE_FN                    fn_path             the function binary (flcache-fn)
  *   FLCACHE_POOL_MEM              pool_mem            rlimit|watch|both|off: the local pool's
  *                                                     memory enforcement, over the default
+ *   FLCACHE_PLATFORM              platform            local|lambda|openwhisk: where train,
+ *                                                     simulate, query and run invoke their
+ *                                                     functions (--platform wins; default local)
+ *   FLCACHE_FUNCTION              function            the deployed function: Lambda name or
+ *                                                     ARN, OpenWhisk action (flcache-fn)
  *   AWS_LAMBDA_RUNTIME_API        lambda_runtime_api  set by Lambda: flcache-fn serves events
  *   FLCACHE_LAMBDA_MAX_EVENTS     lambda_max_events   Lambda mode: exit after N events (tests)
  *   OPENBLAS_NUM_THREADS          openblas_threads    read by OpenBLAS itself; flcache-fn
@@ -64,6 +69,7 @@
 #include "cache/embed.h"
 #include "cache/store.h"
 #include "runtime/invoke_remote.h"
+#include "runtime/platform.h"
 #include "runtime/pool.h"
 
 /* Strings are owned copies (flc_config_clear frees them); NULL when unset. */
@@ -84,6 +90,8 @@ typedef struct flc_config {
     char *redis_server, *tmpdir;
     char *fn_path;
     int pool_mem;         /* enum flc_mem_mode, or -1 when unset */
+    int platform;         /* enum flc_platform (runtime/platform.h); 0 (local) when unset */
+    char *function;
     char *lambda_runtime_api;
     long lambda_max_events; /* 0: unset */
     char *openblas_threads;
@@ -149,5 +157,10 @@ void flc_config_lambda_cfg(const flc_config_t *c, flc_lambda_cfg_t *cfg);
 /* Fills the OpenWhisk invoker's host, auth and namespace from c (borrowed);
  * other fields zeroed. */
 void flc_config_ow_cfg(const flc_config_t *c, flc_ow_cfg_t *cfg);
+
+/* Fills a remote platform's settings for platform (enum flc_platform): the
+ * function (FLCACHE_FUNCTION) and both invokers' settings from c
+ * (borrowed); retries and backoff at their defaults. */
+void flc_config_remote_cfg(const flc_config_t *c, int platform, flc_remote_cfg_t *rc);
 
 #endif

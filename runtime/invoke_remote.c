@@ -8,11 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
 #include "base/clock.h"
 #include "base/event.h"
+#include "runtime/sigv4.h"
 
 static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 static char *fmt(const char *f, ...)
@@ -67,6 +70,8 @@ void flc_http_req_clear(flc_http_req_t *req)
     for (int i = 0; i < req->nheaders; i++)
         free(req->headers[i]);
     free(req->aws_sigv4);
+    if (req->userpwd != NULL) /* the secret does not linger in freed memory */
+        memset(req->userpwd, 0, strlen(req->userpwd));
     free(req->userpwd);
     memset(req, 0, sizeof *req);
 }
@@ -95,8 +100,8 @@ int flc_lambda_build(const flc_lambda_cfg_t *cfg, const char *function, const ch
     if (strchr(cfg->region, '/') != NULL || strchr(cfg->region, ':') != NULL)
         return flc_err_set(e, FLC_EINVAL, "lambda: region '%s' is not a region name",
                            cfg->region);
-    /* ':' stays: an ARN is a valid path segment, and SigV4 must sign the
-     * path exactly as sent. */
+    /* ':' stays: an ARN is a valid path segment; the signer encodes it once
+     * in the canonical URI ("%3A"), as AWS does (runtime/sigv4.h). */
     char *fn = path_escape(function, ":");
     char *q = nonempty(cfg->qualifier) ? path_escape(cfg->qualifier, NULL) : NULL;
     char *base = nonempty(cfg->endpoint)
@@ -122,11 +127,13 @@ int flc_lambda_build(const flc_lambda_cfg_t *cfg, const char *function, const ch
     int rc = add_header(req, fmt("Content-Type: application/json"));
     rc |= add_header(req, fmt("X-Amz-Invocation-Type: %s",
                               cfg->async ? "Event" : "RequestResponse"));
+    if (cfg->log_tail)
+        rc |= add_header(req, fmt("X-Amz-Log-Type: Tail"));
     if (nonempty(cfg->session_token))
         rc |= add_header(req, fmt("X-Amz-Security-Token: %s", cfg->session_token));
-    /* No "Expect:" line here (flc_http_send skips the 100-continue wait
-     * instead): libcurl before 8.3 signs that removal directive as a header
-     * it never sends (curl issue 11664), a signature AWS refuses. */
+    /* No "Expect:" line (flc_http_send skips the 100-continue wait instead):
+     * the signer skips removal directives, but a header list without one
+     * is the same on every libcurl. */
     if (rc != 0 || req->url == NULL || req->aws_sigv4 == NULL || req->userpwd == NULL)
         return flc_err_set(e, FLC_ENOMEM, "lambda: out of memory building the request");
     return FLC_OK;
@@ -153,8 +160,8 @@ int flc_ow_build(const flc_ow_cfg_t *cfg, const char *action, const char *payloa
         size_t bl = strlen(base);
         while (bl > 0 && base[bl - 1] == '/')
             base[--bl] = '\0';
-        req->url = fmt("%s/api/v1/namespaces/%s/actions/%s?blocking=true&result=true", base, ns,
-                       act);
+        req->url = fmt("%s/api/v1/namespaces/%s/actions/%s?blocking=true%s", base, ns, act,
+                       cfg->activation ? "" : "&result=true");
     }
     free(base);
     free(ns);
@@ -173,6 +180,41 @@ int flc_ow_build(const flc_ow_cfg_t *cfg, const char *action, const char *payloa
     return FLC_OK;
 }
 
+int flc_ow_build_activation(const flc_ow_cfg_t *cfg, const char *id, flc_http_req_t *req,
+                            flc_err_t *e)
+{
+    int rc = flc_ow_build(cfg, "x", "", req, e); /* checks, auth, headers */
+    if (rc != 0)
+        return rc;
+    char *q = strstr(req->url, "/actions/x?");
+    char *aid = path_escape(id != NULL ? id : "", NULL);
+    char *url = q != NULL && aid != NULL
+                    ? fmt("%.*s/activations/%s", (int)(q - req->url), req->url, aid)
+                    : NULL;
+    free(aid);
+    free(req->url);
+    req->url = url;
+    req->method = "GET";
+    if (url == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "openwhisk: out of memory building the request");
+    return FLC_OK;
+}
+
+static volatile sig_atomic_t g_abort_all;
+
+void flc_http_abort_all(void)
+{
+    g_abort_all = 1;
+}
+
+/* libcurl's progress callback: nonzero stops the transfer. */
+static int abort_cb(void *ud, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln)
+{
+    (void)dlt, (void)dln, (void)ult, (void)uln;
+    const volatile int *abort = ud;
+    return g_abort_all || (abort != NULL && *abort);
+}
+
 static size_t body_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     flc_http_resp_t *r = ud;
@@ -187,23 +229,74 @@ static size_t body_cb(char *ptr, size_t size, size_t nmemb, void *ud)
     return add;
 }
 
+/* Copies the value of the header line if its name is `name` into out. */
+static int header_value(const char *line, size_t n, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    if (n <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return 0;
+    const char *v = line + nl + 1;
+    while (v < line + n && *v == ' ')
+        v++;
+    size_t len = 0;
+    while (v + len < line + n && v[len] != '\r' && v[len] != '\n' && len < cap - 1)
+        len++;
+    memcpy(out, v, len);
+    out[len] = '\0';
+    return 1;
+}
+
 static size_t header_cb(char *line, size_t size, size_t nitems, void *ud)
 {
     flc_http_resp_t *r = ud;
     size_t n = size * nitems;
-    static const char name[] = "X-Amz-Function-Error:";
-    if (n > sizeof name - 1 && strncasecmp(line, name, sizeof name - 1) == 0) {
-        const char *v = line + sizeof name - 1;
-        while (*v == ' ')
-            v++;
-        size_t len = 0;
-        while (v + len < line + n && v[len] != '\r' && v[len] != '\n' &&
-               len < sizeof r->fn_error - 1)
-            len++;
-        memcpy(r->fn_error, v, len);
-        r->fn_error[len] = '\0';
+    if (header_value(line, n, "X-Amz-Function-Error", r->fn_error, sizeof r->fn_error) ||
+        header_value(line, n, "x-amzn-ErrorType", r->error_type, sizeof r->error_type) ||
+        header_value(line, n, "x-amzn-RequestId", r->request_id, sizeof r->request_id))
+        return n;
+    static const char logname[] = "X-Amz-Log-Result";
+    if (n > sizeof logname && strncasecmp(line, logname, sizeof logname - 1) == 0 &&
+        line[sizeof logname - 1] == ':' && r->log_result == NULL) {
+        char *v = malloc(n + 1);
+        if (v != NULL && header_value(line, n, logname, v, n + 1))
+            r->log_result = v;
+        else
+            free(v);
     }
     return n;
+}
+
+/* Adds the SigV4 headers for req's scope ("aws:amz:<region>:<service>")
+ * and "AKID:SECRET" to *h. */
+static int sign(const flc_http_req_t *req, struct curl_slist **h, flc_err_t *e)
+{
+    char region[64] = "", service[64] = "";
+    if (sscanf(req->aws_sigv4, "aws:amz:%63[^:]:%63s", region, service) != 2)
+        return flc_err_set(e, FLC_EINVAL, "http: SigV4 scope '%s' is not aws:amz:REGION:SERVICE",
+                           req->aws_sigv4);
+    const char *colon = req->userpwd != NULL ? strchr(req->userpwd, ':') : NULL;
+    if (colon == NULL)
+        return flc_err_set(e, FLC_EINVAL, "http: SigV4 needs an access key and a secret");
+    char akid[256];
+    snprintf(akid, sizeof akid, "%.*s", (int)(colon - req->userpwd), req->userpwd);
+    flc_sigv4_in_t in = {.method = req->method != NULL ? req->method : "POST",
+                         .url = req->url,
+                         .headers = (const char *const *)req->headers,
+                         .nheaders = req->nheaders,
+                         .body = req->body,
+                         .body_len = req->body_len,
+                         .region = region,
+                         .service = service,
+                         .access_key = akid,
+                         .secret_key = colon + 1,
+                         .now = time(NULL)};
+    char *add[4];
+    int rc = flc_sigv4_sign(&in, add, e);
+    for (int i = 0; rc == 0 && i < 4; i++) {
+        *h = curl_slist_append(*h, add[i]);
+        free(add[i]);
+    }
+    return rc;
 }
 
 int flc_http_send(const flc_http_req_t *req, flc_http_resp_t *resp, flc_err_t *e)
@@ -217,11 +310,23 @@ int flc_http_send(const flc_http_req_t *req, flc_http_resp_t *resp, flc_err_t *e
     struct curl_slist *h = NULL;
     for (int i = 0; i < req->nheaders; i++)
         h = curl_slist_append(h, req->headers[i]);
+    if (req->aws_sigv4 != NULL) {
+        int rc = sign(req, &h, e);
+        if (rc != 0) {
+            curl_slist_free_all(h);
+            curl_easy_cleanup(c);
+            return rc;
+        }
+    }
     curl_easy_setopt(c, CURLOPT_URL, req->url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method != NULL ? req->method : "POST");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body != NULL ? req->body : "");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    if (req->method != NULL && strcmp(req->method, "GET") == 0) {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method != NULL ? req->method : "POST");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body != NULL ? req->body : "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    }
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms);
     curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L); /* big bodies: no 100 wait */
@@ -229,27 +334,36 @@ int flc_http_send(const flc_http_req_t *req, flc_http_resp_t *resp, flc_err_t *e
     curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);
-    if (req->userpwd != NULL)
+    if (req->userpwd != NULL && req->aws_sigv4 == NULL)
         curl_easy_setopt(c, CURLOPT_USERPWD, req->userpwd);
-    if (req->aws_sigv4 != NULL)
-        curl_easy_setopt(c, CURLOPT_AWS_SIGV4, req->aws_sigv4);
-    else if (req->basic_auth)
+    if (req->aws_sigv4 == NULL && req->basic_auth)
         curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
     if (req->insecure) {
         curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
     }
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, abort_cb);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)req->abort);
     uint64_t t0 = flc_now_ns();
-    CURLcode cc = curl_easy_perform(c);
+    CURLcode cc = g_abort_all || (req->abort && *req->abort) ? CURLE_ABORTED_BY_CALLBACK
+                                                             : curl_easy_perform(c);
     resp->elapsed_ms = (double)(flc_now_ns() - t0) / 1e6;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
+    if (cc == CURLE_ABORTED_BY_CALLBACK)
+        return flc_err_set(e, FLC_ECLOSED, "http: %s %s: stopped (the driver was interrupted "
+                           "or its pool killed)", req->method != NULL ? req->method : "POST",
+                           req->url);
     if (cc == CURLE_OPERATION_TIMEDOUT)
-        return flc_err_set(e, FLC_ETIMEOUT, "http: POST %s: no answer within %ld ms", req->url,
+        return flc_err_set(e, FLC_ETIMEOUT, "http: %s %s: no answer within %ld ms",
+                           req->method != NULL ? req->method : "POST", req->url,
                            req->timeout_ms);
     if (cc != CURLE_OK)
-        return flc_err_set(e, FLC_ECONN, "http: POST %s: %s", req->url, curl_easy_strerror(cc));
+        return flc_err_set(e, FLC_ECONN, "http: %s %s: %s",
+                           req->method != NULL ? req->method : "POST", req->url,
+                           curl_easy_strerror(cc));
     return FLC_OK;
 }
 
@@ -258,6 +372,7 @@ void flc_http_resp_clear(flc_http_resp_t *resp)
     if (resp == NULL)
         return;
     free(resp->body);
+    free(resp->log_result);
     memset(resp, 0, sizeof *resp);
 }
 

@@ -17,6 +17,7 @@
 
 #include "base/log.h"
 #include "runtime/cost.h"
+#include "runtime/platform.h"
 #include "runtime/pool_proc.h"
 
 void flc_pool_push_pending(flc_pool_t *p, flc_inv_t *inv, int front)
@@ -119,6 +120,7 @@ void flc_pool_set_group(flc_pool_t *p, pid_t pgid)
 
 void flc_pool_kill_all(void)
 {
+    flc_http_abort_all(); /* remote pools: stop waiting for their invocations */
     for (int i = 0; i < GROUPS_MAX; i++) {
         pid_t g = __atomic_load_n(&groups[i], __ATOMIC_SEQ_CST);
         if (g > 1)
@@ -135,6 +137,7 @@ int flc_pool_kill(flc_pool_t *p)
 {
     /* The loop first forgets its warm instances (they are dying), so an
      * invocation started after this call never lands on one. */
+    flc_pool_remote_abort(p);
     pthread_mutex_lock(&p->mu);
     p->kill_req = 1;
     pthread_mutex_unlock(&p->mu);
@@ -256,7 +259,9 @@ static void memory_limits(flc_pool_t *p)
 
 flc_pool_t *flc_pool_new(const flc_pool_cfg_t *cfg, flc_err_t *e)
 {
-    if (cfg == NULL || cfg->fn_path == NULL || *cfg->fn_path == '\0') {
+    int remote = cfg != NULL && cfg->remote != NULL &&
+                 cfg->remote->platform != FLC_PLATFORM_LOCAL;
+    if (!remote && (cfg == NULL || cfg->fn_path == NULL || *cfg->fn_path == '\0')) {
         flc_err_set(e, FLC_EINVAL, "pool: no function binary configured (fn_path)");
         return NULL;
     }
@@ -265,7 +270,7 @@ flc_pool_t *flc_pool_new(const flc_pool_cfg_t *cfg, flc_err_t *e)
         flc_err_set(e, FLC_EINVAL, "pool: default %s", why);
         return NULL;
     }
-    if (access(cfg->fn_path, X_OK) != 0) {
+    if (!remote && access(cfg->fn_path, X_OK) != 0) {
         flc_err_set(e, FLC_EINVAL, "pool: function binary %s is not executable: %s",
                     cfg->fn_path, strerror(errno));
         return NULL;
@@ -284,7 +289,7 @@ flc_pool_t *flc_pool_new(const flc_pool_cfg_t *cfg, flc_err_t *e)
     if (!(p->cfg.price_per_gb_s > 0)) p->cfg.price_per_gb_s = FLC_LAMBDA_X86_PRICE_GB_S;
     if (flc_log_level() >= FLC_LOG_DEBUG) p->cfg.forward_stderr = 1;
     p->cfg.env = NULL; /* copied into envp; the caller's array may go away */
-    p->fn_path = strdup(cfg->fn_path);
+    p->fn_path = strdup(remote && cfg->fn_path == NULL ? "" : cfg->fn_path);
     p->envp = flc_proc_env_new(cfg->env);
     p->cfg.fn_path = p->fn_path;
     int placed = cfg->placement != NULL && *cfg->placement != '\0';
@@ -318,6 +323,12 @@ flc_pool_t *flc_pool_new(const flc_pool_cfg_t *cfg, flc_err_t *e)
         pthread_cond_destroy(&p->cv);
         goto fail;
     }
+    if (remote && flc_pool_remote_start(p, cfg->remote, e) != 0) {
+        p->cfg.remote = NULL;
+        flc_pool_free(p);
+        return NULL;
+    }
+    p->cfg.remote = NULL; /* copied into p->remote */
     return p;
 fail:
     group_slot_give(p->group_slot);
@@ -332,6 +343,7 @@ void flc_pool_free(flc_pool_t *p)
 {
     if (p == NULL)
         return;
+    flc_pool_remote_stop(p);
     pthread_mutex_lock(&p->mu);
     p->stopping = 1;
     pthread_mutex_unlock(&p->mu);

@@ -81,6 +81,12 @@ typedef struct flc_pool_cfg {
     const char *placement;   /* default placement of invocations that name none
                                 (a network namespace here, see above); NULL or
                                 "" = the driver's own; copied */
+    const struct flc_remote_cfg *remote; /* not NULL and not local: every invocation
+                                goes to AWS Lambda or OpenWhisk instead of a local
+                                process (runtime/platform.h, pool_remote.c), at most
+                                concurrency at once; fn_path, memory enforcement and
+                                placement do not apply there. Copied; its strings are
+                                borrowed and must outlive the pool */
 } flc_pool_cfg_t;
 
 /* A placement's name is at most this long minus one: 1..127 characters,

@@ -74,6 +74,12 @@ void flc_inv_complete(flc_pool_t *p, flc_inv_t *inv)
     r->gb_s = flc_cost_gb_s(p->cfg.memory_mb, r->billed_ms);
     r->cost_usd = flc_cost_usd(p->cfg.memory_mb, r->billed_ms, p->cfg.price_per_gb_s,
                                p->cfg.price_per_request);
+    flc_inv_count_done(p, inv);
+}
+
+void flc_inv_count_done(flc_pool_t *p, flc_inv_t *inv)
+{
+    flc_inv_rec_t *r = &inv->batch->recs[inv->index];
     pthread_mutex_lock(&p->mu);
     flc_batch_t *b = inv->batch;
     if (r->status != FLC_INV_OK && b->first_failed == 0)
@@ -215,6 +221,11 @@ flc_batch_t *flc_pool_start_placed(flc_pool_t *p, const char *const *events,
         batch_free(b);
         flc_err_set(e, FLC_ECLOSED, "pool: closed");
         return NULL;
+    }
+    if (n > 0 && p->remote != NULL) {
+        pthread_mutex_unlock(&p->mu);
+        flc_pool_remote_queue(p, &invs[0], &invs[n - 1]); /* Lambda, OpenWhisk */
+        return b;
     }
     if (n > 0) {
         if (p->in_tail != NULL)

@@ -96,6 +96,7 @@ struct flc_pool {
                           process-wide table flc_pool_kill_all reads) */
     int group_slot;    /* that table's slot, -1: none */
     unsigned idle, alive; /* written here through flc_pool_count, read by stats */
+    struct flc_pool_remote *remote; /* cfg.remote's backend (pool_remote.c), or NULL */
     uint64_t cold_starts, invocations; /* read under mu by stats */
 };
 
@@ -147,6 +148,28 @@ void flc_inv_complete(flc_pool_t *p, flc_inv_t *inv);
 
 /* Completes inv without having run it (cannot start, pool closed). */
 void flc_inv_fail_unrun(flc_pool_t *p, flc_inv_t *inv, const char *msg);
+
+/* Counts inv done for its batch, its record final (under mu; any thread). */
+void flc_inv_count_done(flc_pool_t *p, flc_inv_t *inv);
+
+/* ---- pool_remote.c (cfg.remote: Lambda or OpenWhisk) ---- */
+
+struct flc_remote_cfg;
+
+/* Starts p->remote: concurrency threads that send invocations to cfg's
+ * platform. 0, or FLC_ENOMEM / FLC_EIO. */
+int flc_pool_remote_start(flc_pool_t *p, const struct flc_remote_cfg *cfg, flc_err_t *e);
+
+/* Queues the linked invocations first..last (any thread). */
+void flc_pool_remote_queue(flc_pool_t *p, flc_inv_t *first, flc_inv_t *last);
+
+/* Waits for the invocations in flight, fails the queued ones ("pool
+ * closed") and frees p->remote. NULL remote: nothing. */
+void flc_pool_remote_stop(flc_pool_t *p);
+
+/* flc_pool_kill for a remote pool: in-flight requests stop at once (their
+ * invocations end as errors), queued ones are not sent. */
+void flc_pool_remote_abort(flc_pool_t *p);
 
 /* ---- pool_place.c ---- */
 

@@ -10,7 +10,8 @@
 # time), its py_* tests and examples/pytorch_fedavg.py.
 # `flcache run` (docs/workloads.md) needs libpng-dev (mandelbrot's PNG) and
 # fortunes (wordcount's corpus); python3-sklearn is the forest's reference in
-# its test and bench.
+# its test and bench. zip makes `flcache package`'s deployment zips (unzip:
+# tests/test_platform.c opens them).
 #
 #   ./scripts/setup.sh                  optimized build (RelWithDebInfo) in build/
 #   BUILD_DIR=build-asan ./scripts/setup.sh -DFLCACHE_SANITIZE=ON
@@ -27,7 +28,7 @@ PACKAGES="build-essential cmake pkg-config
   redis-server redis-tools dataset-fashion-mnist iproute2
   python3-botocore clang libclang-rt-14-dev chromium
   python3-redis python3-numpy python3-protobuf protobuf-compiler python3-torch
-  libpng-dev fortunes python3-sklearn"
+  libpng-dev fortunes python3-sklearn zip unzip"
 
 missing=""
 for p in $PACKAGES; do

@@ -1,0 +1,195 @@
+/* --platform lambda|openwhisk end to end (issue 21), against the stand-ins
+ * of tests/platform_fakes.h, which check what the services check
+ * (tests/fake_lambda.py: SigV4 verified by botocore, a real flcache-fn
+ * behind a fake Runtime API; tests/fake_openwhisk.py: basic auth, blocking
+ * invocations, activation records, flcache-fn as a native action):
+ *   - the same simulate and train give the same models (the exported global
+ *     model byte for byte; the training checksum) on the local pool and
+ *     through each platform, with their costs from the platform's records;
+ *   - `flcache package` zips run: the Lambda zip's bootstrap serves the
+ *     fake's Runtime API, the OpenWhisk zip's exec answers an event.
+ * The failure paths and bills are in test_platform_errors.c. */
+#include "base/event.h"
+#include "tests/platform_fakes.h"
+
+static flc_fixture_t fx;
+
+/* The environment a command needs to reach the fake. */
+static void platform_env(char *out, size_t cap, const char *platform, const fake_t *f)
+{
+    if (f == NULL)
+        snprintf(out, cap, "FLCACHE_REDIS=%s", fx.unix_url);
+    else if (strcmp(platform, "lambda") == 0)
+        snprintf(out, cap, "FLCACHE_REDIS=%s AWS_REGION=" REGION " AWS_ACCESS_KEY_ID=" AKID
+                 " AWS_SECRET_ACCESS_KEY='" SECRET "' FLCACHE_LAMBDA_ENDPOINT=%s",
+                 fx.unix_url, f->url);
+    else
+        snprintf(out, cap, "FLCACHE_REDIS=%s WSK_APIHOST=%s WSK_AUTH='" OW_AUTH "' "
+                 "WSK_NAMESPACE=guest", fx.unix_url, f->url);
+}
+
+/* A small simulate of job on platform; its global model exported to npy. */
+static int simulate(const char *platform, const fake_t *f, const char *job, const char *npy,
+                    char *out, size_t cap)
+{
+    char env[1024], cmd[4096];
+    platform_env(env, sizeof env, platform, f);
+    snprintf(cmd, sizeof cmd,
+             "%s %s/flcache simulate --clients 6 --per-round 3 --rounds 2 --subset 1200 "
+             "--test-subset 500 --seed 11 --concurrency 3 --job %s --platform %s --quiet --json "
+             "&& %s %s/flcache export --job %s -o %s",
+             env, flc_t_build_dir(), job, platform, env, flc_t_build_dir(), job, npy);
+    return flc_t_run(cmd, out, cap);
+}
+
+static int same_file(const char *a, const char *b)
+{
+    char cmd[1024], out[256];
+    snprintf(cmd, sizeof cmd, "cmp %s %s", a, b);
+    return flc_t_run(cmd, out, sizeof out) == 0;
+}
+
+static void same_simulation(const char *platform, fake_t *f)
+{
+    char out[16384], a[128], b[128], job[64];
+    /* The local run is the baseline of both platforms' cases: made once per
+     * runner (the cases' parent), removed by its teardown. */
+    snprintf(a, sizeof a, "/tmp/flc-platform-%d-local.npy", (int)getppid());
+    snprintf(b, sizeof b, "/tmp/flc-platform-%d-%s.npy", (int)getpid(), platform);
+    snprintf(job, sizeof job, "plat-sim-local-%d", (int)getpid());
+    int rc = access(a, R_OK) == 0 ? 0 : simulate("local", NULL, job, a, out, sizeof out);
+    CHECK(rc == 0, "simulate on the local pool: exit 0 (%d: %.300s)", rc, rc ? out : "");
+    snprintf(job, sizeof job, "plat-sim-%s-%d", platform, (int)getpid());
+    rc = simulate(platform, f, job, b, out, sizeof out);
+    CHECK(rc == 0, "simulate --platform %s: exit 0 (%d: %.600s)", platform, rc, out);
+    const char *cost = strstr(out, "\"cost_usd\":");
+    EXPECT(cost != NULL && atof(cost + 11) > 0, "the run's cost comes from the platform's "
+           "records (%.30s)", cost ? cost : "none");
+    EXPECT(same_file(a, b), "the global model after round 2 is the same bytes as on the "
+           "local pool (%s vs %s)", a, b);
+    EXPECT(log_count(f, "OK", 0) >= 6, "the fake ran the 6 client invocations (%d)",
+           log_count(f, "OK", 0));
+    unlink(b);
+}
+
+/* A small train on platform: the JSON's checksum into sum. */
+static int train(const char *platform, const fake_t *f, const char *job, char *sum,
+                 size_t cap)
+{
+    char env[1024], cmd[4096], out[16384];
+    platform_env(env, sizeof env, platform, f);
+    snprintf(cmd, sizeof cmd,
+             "%s %s/flcache train --workers 2 --subset 2000 --test-subset 500 --epochs 1 "
+             "--seed 5 --job %s --platform %s --json --quiet",
+             env, flc_t_build_dir(), job, platform);
+    int rc = flc_t_run(cmd, out, sizeof out);
+    const char *c = strstr(out, "\"checksum\":\"");
+    snprintf(sum, cap, "%.*s", c ? (int)strcspn(c + 12, "\"") : 0, c ? c + 12 : "");
+    if (rc != 0 || strstr(out, "\"identical_models\":true") == NULL)
+        fprintf(stderr, "# train --platform %s: %.800s\n", platform, out);
+    return rc != 0 ? rc : strstr(out, "\"identical_models\":true") == NULL ? 99 : 0;
+}
+
+static void same_training(const char *platform, fake_t *f)
+{
+    char local[128] = "", remote[128], job[64], path[128];
+    snprintf(path, sizeof path, "/tmp/flc-platform-%d-local.sum", (int)getppid());
+    FILE *fp = fopen(path, "r"); /* the baseline, as for simulate */
+    int rc = fp != NULL && fscanf(fp, "%127s", local) == 1 ? 0 : -1;
+    if (fp != NULL)
+        fclose(fp);
+    if (rc != 0) {
+        snprintf(job, sizeof job, "plat-train-local-%d", (int)getpid());
+        rc = train("local", NULL, job, local, sizeof local);
+        if (rc == 0 && *local && (fp = fopen(path, "w")) != NULL) {
+            fprintf(fp, "%s\n", local);
+            fclose(fp);
+        }
+    }
+    CHECK(rc == 0 && *local, "train on the local pool: exit 0, identical workers (%d)", rc);
+    snprintf(job, sizeof job, "plat-train-%s-%d", platform, (int)getpid());
+    rc = train(platform, f, job, remote, sizeof remote);
+    CHECK(rc == 0 && *remote, "train --platform %s: exit 0, identical workers (%d)", platform,
+          rc);
+    EXPECT(strcmp(local, remote) == 0, "the trained model's checksum is the local pool's "
+           "(%s vs %s)", local, remote);
+}
+
+TEST(lambda_same_models)
+{
+    fake_t f;
+    lambda_start(&f, NULL, NULL, NULL);
+    same_simulation("lambda", &f);
+    same_training("lambda", &f);
+    EXPECT(log_count(&f, "FAIL", 1) == 0, "botocore accepted every signature");
+    fake_stop(&f);
+}
+
+TEST(openwhisk_same_models)
+{
+    fake_t f;
+    ow_start(&f, NULL, NULL, NULL);
+    same_simulation("openwhisk", &f);
+    same_training("openwhisk", &f);
+    fake_stop(&f);
+}
+
+TEST(package_zips_run)
+{
+    char dir[128], cmd[2048], out[8192];
+    snprintf(dir, sizeof dir, "/tmp/flc-package-%d", (int)getpid());
+    snprintf(cmd, sizeof cmd,
+             "rm -rf %s && mkdir -p %s && cd %s && %s/flcache package lambda --out l.zip && "
+             "%s/flcache package openwhisk --out ow/o.zip && mkdir l o && cd l && unzip -q ../l.zip "
+             "&& cd ../o && unzip -q ../ow/o.zip",
+             dir, dir, dir, flc_t_build_dir(), flc_t_build_dir());
+    if (flc_t_run("command -v zip && command -v unzip", out, sizeof out) != 0)
+        flc_t_skip("no zip or unzip program (Debian packages zip, unzip)");
+    int rc = flc_t_run(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "bootstrap, flcache-fn and"),
+          "flcache package lambda and openwhisk: exit 0 (%d: %.400s)", rc, out);
+    snprintf(cmd, sizeof cmd, "ls %s/l/lib | grep -c 'ld-linux\\|libc.so\\|libcurl'", dir);
+    flc_t_run(cmd, out, sizeof out);
+    EXPECT(atoi(out) >= 3, "the zip carries the loader, libc and libcurl (%d)", atoi(out));
+    snprintf(cmd, sizeof cmd, "env -i %s/o/exec '{\"role\":\"echo\",\"y\":2}' | tail -1", dir);
+    rc = flc_t_run(cmd, out, sizeof out);
+    EXPECT(rc == 0 && strstr(out, "\"ok\":true") && strstr(out, "\"y\":2"),
+           "the OpenWhisk zip's exec answers an event with an empty environment: %.200s", out);
+
+    fake_t f;
+    snprintf(cmd, sizeof cmd, "%s/l/bootstrap", dir);
+    lambda_start(&f, cmd, NULL, NULL);
+    flc_remote_cfg_t r;
+    flc_pool_t *p = remote_pool(FLC_PLATFORM_LAMBDA, &f, SECRET, NULL, &r, 1);
+    const char *ev[1] = {"{\"role\":\"echo\",\"z\":3}"};
+    flc_inv_rec_t rec;
+    flc_err_t e = {0};
+    CHECK(flc_pool_invoke(p, ev, 1, &rec, &e) == 0, "invoke the packaged function");
+    const cJSON *echo = cJSON_GetObjectItem(flc_inv_result(&rec), "echo");
+    EXPECT(rec.status == FLC_INV_OK && flc_ev_int(echo, "z", 0) == 3 && rec.cold,
+           "the Lambda zip's bootstrap serves the Runtime API: a cold start answering the "
+           "event (%s)", rec.error);
+    flc_inv_rec_clear(&rec);
+    flc_pool_free(p);
+    fake_stop(&f);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    flc_t_run(cmd, out, sizeof out);
+}
+
+static void setup(void)
+{
+    flc_fixture_start(&fx, 0);
+}
+
+static void teardown(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/flc-platform-%d-local.npy", (int)getpid());
+    unlink(path);
+    snprintf(path, sizeof path, "/tmp/flc-platform-%d-local.sum", (int)getpid());
+    unlink(path);
+    flc_fixture_stop(&fx);
+}
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(lambda_same_models),
+                 TEST_ENTRY(openwhisk_same_models), TEST_ENTRY(package_zips_run))
