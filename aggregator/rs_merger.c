@@ -16,6 +16,7 @@
 #include "aggregator/tracker.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "cache/encode.h"
 #include "cache/keys.h"
 #include "cache/store_ops.h"
 
@@ -74,6 +75,12 @@ static void reject(merger_t *m, const char *client, const char *fmt, const char 
              m->cfg->shard, line);
 }
 
+/* An encoded update's blocks for the accumulator (flc_merge_acc_fold_fn). */
+static void decode_block(void *user, size_t off, size_t m, float *dst)
+{
+    flc_enc_decode_range(user, off, m, dst);
+}
+
 /* Reads one arrived update and folds or keeps it. Returns FLC_OK when it was
  * accepted, a positive value when it was rejected (recorded), or a negative
  * FLC_E* when the store failed (the round cannot go on). */
@@ -81,8 +88,12 @@ static int take(merger_t *m, const char *client)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
     flc_shard_t sh = {0};
-    int rc = flc_store_get_update(m->s, cfg->job, cfg->round, cfg->shard, client, &sh, m->buf,
-                                  m->count);
+    /* A streaming rule decodes an encoded update as it folds (no decoded
+     * copy); a collecting rule keeps the update, so it reads it decoded. */
+    int rc = m->acc != NULL ? flc_store_get_update_raw(m->s, cfg->job, cfg->round, cfg->shard,
+                                                       client, &sh, m->buf, m->count)
+                            : flc_store_get_update(m->s, cfg->job, cfg->round, cfg->shard,
+                                                   client, &sh, m->buf, m->count);
     if (rc == FLC_ECONN || rc == FLC_ETIMEOUT || rc == FLC_ENOMEM)
         return rc;
     if (rc != FLC_OK) {
@@ -106,12 +117,18 @@ static int take(merger_t *m, const char *client)
     double w = sh.weight > 0 ? sh.weight : (sh.num_samples ? (double)sh.num_samples : 1.0);
     double norm = sh.update_norm > 0 ? sh.update_norm : -1.0;
     if (cfg->rule.clip > 0) {
-        double nn = norm > 0 ? norm : sqrt(flc_merge_sumsq(m->buf, m->count));
+        double nn = norm > 0 ? norm
+                    : sh.encoding != FLC_ENC_F32 ? 0 /* pushes always carry it */
+                                                 : sqrt(flc_merge_sumsq(m->buf, m->count));
         if (nn > cfg->rule.clip)
             m->rep->clipped++;
     }
     flc_err_t me = {0};
-    if (m->acc != NULL) {
+    if (m->acc != NULL && sh.encoding != FLC_ENC_F32) {
+        flc_enc_view_t v; /* checked by the read */
+        flc_enc_view_init(&v, (int)sh.encoding, m->buf, m->count, sh.nnz);
+        rc = flc_merge_acc_fold_fn(m->acc, m->count, w, norm, decode_block, &v, &me);
+    } else if (m->acc != NULL) {
         rc = flc_merge_acc_fold(m->acc, m->buf, m->count, w, norm, &me);
         size_t pos;
         if (rc == FLC_ENONFINITE && flc_merge_check_finite(m->buf, m->count, &pos) != FLC_OK)

@@ -116,6 +116,11 @@ static const flc_opt_t options[] = {
              "median, trimmed-mean, krum, multi-krum, bulyan; e.g. bulyan:f=1, "
              "fedavgm:server_lr=1,momentum=0.9); with it --strategy only says how clients "
              "train (fedavg or fedprox)"},
+    {.name = "encoding", .type = FLC_OPT_STR, .meta = "E", FLC_OPT_AT(opts_t, c.encoding),
+     .def = "f32",
+     .help = "how clients encode their updates: f32, fp16, bf16, int8 (a scale per 256 "
+             "elements) or topk:FRACTION (the largest FRACTION of each shard, <= 0.5, the "
+             "rest carried to the next round in the cache: error feedback); docs/simulate.md"},
     FLC_OPT_MODEL_OPTIONS(opts_t, c),
     {.name = "mu", .type = FLC_OPT_NUM, .meta = "M", FLC_OPT_AT(opts_t, c.mu), .min = 0,
      .def = "0.01 with fedprox, else 0", .help = "FedProx proximal weight"},

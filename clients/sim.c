@@ -365,6 +365,8 @@ static cJSON *client_event(const sim_t *sm, uint32_t round, const sim_client_t *
         cJSON_AddNumberToObject(o, "ldp_noise", c->ldp_noise);
     }
     cJSON_AddNumberToObject(o, "delay_ms", x->delay_ms);
+    if (c->encoding != NULL)
+        cJSON_AddStringToObject(o, "encoding", c->encoding);
     if (c->store_opts != NULL && c->store_opts->ttl_ms)
         cJSON_AddNumberToObject(o, "ttl_ms", (double)c->store_opts->ttl_ms);
     if (c->synthetic_params) {

@@ -140,6 +140,13 @@ typedef struct flc_sim_cfg {
                              * "fedavgm:momentum=0.8"); NULL: the strategy's rule (and
                              * server_lr, trim, krum_f). The strategy still says how
                              * clients train (fedprox) */
+    const char *encoding;   /* the clients' update encoding (cache/encode.h): "f32" (NULL),
+                             * "fp16", "bf16", "int8", "topk:FRACTION" (with error feedback) */
+    int resume;             /* 1: continue job from its last closed round (clients/sim_resume.c)
+                             * instead of starting it; rounds is then the job's total */
+    const char *resume_args;/* stored with each round's checkpoint, handed back by
+                             * flc_sim_resume_args (the CLI keeps its options there); may be
+                             * NULL */
     const char *model;      /* "softmax" | "mlp" */
     size_t hidden;          /* mlp hidden units; 0: default */
     double mu;              /* FedProx mu (fedprox: 0 -> 0.01) */
