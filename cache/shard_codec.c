@@ -242,6 +242,11 @@ int flc_shard_decode(const uint8_t *buf, size_t len, size_t max_bytes, flc_shard
     if (len != flen) {
         char what[256];
         flc_shard_describe(s, what, sizeof what);
+        if (s->encoding == FLC_ENC_F32)
+            return flc_err_set(err, FLC_EDATA,
+                               "%s: payload has %zu floats, header says %llu (frame %s)", what,
+                               (len - off) / sizeof(float), (unsigned long long)s->count,
+                               len < flen ? "truncated" : "too long");
         return flc_err_set(err, FLC_EDATA,
                            "%s: payload has %zu bytes, header says %zu (%llu elements, %s; "
                            "frame %s)", what, len - off, flen - off,

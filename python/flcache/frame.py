@@ -168,6 +168,10 @@ def decode(buf, max_bytes=512 << 20):
                                                                              max_bytes))
     s, off, flen = decode_header(buf, max_bytes)
     if len(buf) != flen:
+        if s.encoding == F32:
+            raise FrameError("%s: payload has %d floats, header says %d (frame %s)"
+                             % (s.describe(), (len(buf) - off) // 4, s.count,
+                                "truncated" if len(buf) < flen else "too long"))
         raise FrameError("%s: payload has %d bytes, header says %d (%d elements, %s; "
                          "frame %s)" % (s.describe(), len(buf) - off, flen - off, s.count,
                                         ENCODINGS[s.encoding],
