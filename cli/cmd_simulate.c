@@ -41,6 +41,7 @@ typedef struct opts {
     int fault;      /* -1 until --fault is given (it needs --faulty) */
     char job[64];
     uint64_t ttl_ms; /* --ttl; 0: none */
+    const char *resume; /* --resume JOB */
 } opts_t;
 
 static const char *const strategies[] = {"fedavg",       "fedprox", "fedadam",    "fedyogi",
@@ -167,6 +168,13 @@ static const flc_opt_t options[] = {
      .def = "sim-<time>-<pid>",
      .help = "job name in the cache; global models are stored as job NAME/g, round r "
              "(0 = initial)"},
+    {.name = "resume", .type = FLC_OPT_STR, .meta = "JOB", FLC_OPT_AT(opts_t, resume),
+     .def = "a new run",
+     .help = "continue job JOB from its last closed round (a run that stopped, was killed, or "
+             "asks more --rounds: the job's total): its options, global model, server "
+             "optimizer and sampling state come from the cache, options given here are added "
+             "(those that change the result are refused), and the result is bit-identical to "
+             "an uninterrupted run"},
     {.name = "ttl", .type = FLC_OPT_CUSTOM, .meta = "DURATION", .custom = ttl_parse,
      .def = "none: kept until `flcache store rm`", .help = FLC_CLI_TTL_HELP},
     {.name = "subset", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(opts_t, c.subset),
@@ -275,6 +283,52 @@ static int parse(int argc, char **argv, opts_t *o, int *rc)
     }
     *rc = FLC_EXIT_OK;
     return 1;
+}
+
+/* --resume: the arguments the job's last run stored, then this run's (later
+ * ones win), into *argv2 (the strings are argv's or *keep's; free both);
+ * *json gets them without --resume, for this run's checkpoints. Returns an
+ * exit code. */
+static int resume_argv(const char *stored, int argc, char **argv, int *argc2, char ***argv2,
+                       cJSON **keep, char **json)
+{
+    cJSON *a = stored[0] ? cJSON_Parse(stored) : cJSON_CreateArray();
+    int n = cJSON_GetArraySize(a);
+    char **v = calloc((size_t)(argc + n + 1), sizeof *v);
+    if (!cJSON_IsArray(a) || v == NULL) {
+        flc_cli_error("simulate", "the job's checkpoint holds no argument list");
+        cJSON_Delete(a);
+        free(v);
+        return FLC_EXIT_RUNTIME;
+    }
+    int k = 0;
+    v[k++] = argv[0];
+    const cJSON *it;
+    cJSON_ArrayForEach(it, a) if (cJSON_IsString(it)) v[k++] = it->valuestring;
+    for (int i = 1; i < argc; i++)
+        v[k++] = argv[i];
+    *argc2 = k;
+    *argv2 = v;
+    *keep = a;
+    *json = NULL;
+    return FLC_EXIT_OK;
+}
+
+/* The run's arguments without --resume, as a JSON array (NULL: no memory). */
+static char *args_json(int argc, char **argv)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 1; a && i < argc; i++) {
+        if (strcmp(argv[i], "--resume") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(argv[i], "--resume=", 9) != 0)
+            cJSON_AddItemToArray(a, cJSON_CreateString(argv[i]));
+    }
+    char *j = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return j;
 }
 
 /* FLCACHE_NODES, parsed once (*out NULL when unset: nothing is placed).
@@ -421,12 +475,42 @@ int flc_cmd_simulate(int argc, char **argv)
     flc_store_opts_t so;
     flc_cold_opts_t cold;
     flc_config_store_opts(cfg, &so, &cold);
+    /* --resume: the job's own arguments first (clients/sim_resume.c keeps
+     * them in its checkpoint), this run's after them. */
+    char **argv2 = NULL, *stored = NULL, *argj = NULL;
+    cJSON *keep = NULL;
+    int argc2 = argc;
+    if (o.resume != NULL) {
+        flc_err_t re = {0};
+        uint32_t last = 0;
+        char job[64];
+        snprintf(job, sizeof job, "%s", o.resume);
+        if (flc_sim_resume_args(conn.url, &so, job, &stored, &last, &re) != FLC_OK) {
+            flc_cli_error("simulate", "cannot resume: %s", flc_err_msg(&re));
+            flc_cli_disconnect(&conn);
+            return FLC_EXIT_RUNTIME;
+        }
+        rc = resume_argv(stored, argc, argv, &argc2, &argv2, &keep, &argj);
+        memset(&o, 0, sizeof o);
+        if (rc != FLC_EXIT_OK || !parse(argc2, argv2, &o, &rc)) {
+            free(argv2), free(stored), cJSON_Delete(keep);
+            flc_cli_disconnect(&conn);
+            return rc;
+        }
+        snprintf(o.job, sizeof o.job, "%s", job);
+        o.c.job = o.job;
+        o.c.resume = 1;
+        fprintf(stderr, "flcache simulate: resuming job %s after round %u, its last closed "
+                "round, up to round %d\n", o.c.job, last, o.c.rounds);
+    }
+    o.c.resume_args = argj = args_json(argv2 ? argc2 : argc, argv2 ? argv2 : argv);
     so.ttl_ms = o.ttl_ms; /* --ttl: what this process writes carries it at once */
     o.c.redis = conn.url;
     o.c.store_opts = &so;
     flc_cli_nodes_t *nodes = NULL;
     if ((rc = nodes_open(cfg, conn.store, &nodes)) != FLC_EXIT_OK) {
         flc_cli_disconnect(&conn);
+        free(argv2), free(stored), free(argj), cJSON_Delete(keep);
         return rc;
     }
     o.c.place = flc_cli_place(nodes); /* mergers next to their shard's node */
@@ -438,6 +522,7 @@ int flc_cmd_simulate(int argc, char **argv)
         flc_cli_error("simulate", "%s", flc_err_msg(&e));
         flc_cli_nodes_free(nodes);
         flc_cli_disconnect(&conn);
+        free(argv2), free(stored), free(argj), cJSON_Delete(keep);
         return FLC_EXIT_RUNTIME;
     }
     o.c.policy = policy;
@@ -450,6 +535,7 @@ int flc_cmd_simulate(int argc, char **argv)
             flc_pol_free(policy);
             flc_cli_nodes_free(nodes);
             flc_cli_disconnect(&conn);
+            free(argv2), free(stored), free(argj), cJSON_Delete(keep);
             return FLC_EXIT_RUNTIME;
         }
         o.c.invoke = flc_sim_pool_invoke;
@@ -458,7 +544,7 @@ int flc_cmd_simulate(int argc, char **argv)
         o.c.invoke = flc_sim_invoke_inproc;
         o.c.invoke_user = &inproc;
     }
-    if (flc_sim_clear(conn.url, &so, o.c.job, &e) != FLC_OK)
+    if (!o.c.resume && flc_sim_clear(conn.url, &so, o.c.job, &e) != FLC_OK)
         flc_cli_error("simulate", "cannot clear an earlier run of %s: %s", o.c.job,
                       flc_err_msg(&e));
     flc_sim_result_t res;
@@ -487,5 +573,6 @@ int flc_cmd_simulate(int argc, char **argv)
     flc_pol_free(policy); /* the run's stores that borrowed it are closed */
     flc_cli_nodes_free(nodes); /* so are the mergers' stores, which borrowed its strings */
     flc_cli_disconnect(&conn);
+    free(argv2), free(stored), free(argj), cJSON_Delete(keep);
     return rc == FLC_OK ? FLC_EXIT_OK : FLC_EXIT_RUNTIME;
 }
