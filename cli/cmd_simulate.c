@@ -20,6 +20,7 @@
 #include "cli/cli.h"
 #include "cli/opt.h"
 #include "cli/place.h"
+#include "cli/resume_args.h"
 #include "cli/rule_opt.h"
 #include "cli/sim_pool.h"
 #include "clients/client.h"
@@ -285,52 +286,6 @@ static int parse(int argc, char **argv, opts_t *o, int *rc)
     return 1;
 }
 
-/* --resume: the arguments the job's last run stored, then this run's (later
- * ones win), into *argv2 (the strings are argv's or *keep's; free both);
- * *json gets them without --resume, for this run's checkpoints. Returns an
- * exit code. */
-static int resume_argv(const char *stored, int argc, char **argv, int *argc2, char ***argv2,
-                       cJSON **keep, char **json)
-{
-    cJSON *a = stored[0] ? cJSON_Parse(stored) : cJSON_CreateArray();
-    int n = cJSON_GetArraySize(a);
-    char **v = calloc((size_t)(argc + n + 1), sizeof *v);
-    if (!cJSON_IsArray(a) || v == NULL) {
-        flc_cli_error("simulate", "the job's checkpoint holds no argument list");
-        cJSON_Delete(a);
-        free(v);
-        return FLC_EXIT_RUNTIME;
-    }
-    int k = 0;
-    v[k++] = argv[0];
-    const cJSON *it;
-    cJSON_ArrayForEach(it, a) if (cJSON_IsString(it)) v[k++] = it->valuestring;
-    for (int i = 1; i < argc; i++)
-        v[k++] = argv[i];
-    *argc2 = k;
-    *argv2 = v;
-    *keep = a;
-    *json = NULL;
-    return FLC_EXIT_OK;
-}
-
-/* The run's arguments without --resume, as a JSON array (NULL: no memory). */
-static char *args_json(int argc, char **argv)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (int i = 1; a && i < argc; i++) {
-        if (strcmp(argv[i], "--resume") == 0) {
-            i++;
-            continue;
-        }
-        if (strncmp(argv[i], "--resume=", 9) != 0)
-            cJSON_AddItemToArray(a, cJSON_CreateString(argv[i]));
-    }
-    char *j = a ? cJSON_PrintUnformatted(a) : NULL;
-    cJSON_Delete(a);
-    return j;
-}
-
 /* FLCACHE_NODES, parsed once (*out NULL when unset: nothing is placed).
  * On a cluster every master that serves slots must be in the map, or its
  * shards' mergers could not be placed: that is an error before the first
@@ -478,7 +433,7 @@ int flc_cmd_simulate(int argc, char **argv)
     /* --resume: the job's own arguments first (clients/sim_resume.c keeps
      * them in its checkpoint), this run's after them. */
     char **argv2 = NULL, *stored = NULL, *argj = NULL;
-    cJSON *keep = NULL;
+    void *keep = NULL;
     int argc2 = argc;
     if (o.resume != NULL) {
         flc_err_t re = {0};
@@ -490,10 +445,13 @@ int flc_cmd_simulate(int argc, char **argv)
             flc_cli_disconnect(&conn);
             return FLC_EXIT_RUNTIME;
         }
-        rc = resume_argv(stored, argc, argv, &argc2, &argv2, &keep, &argj);
+        if (flc_cli_resume_argv(stored, argc, argv, &argc2, &argv2, &keep) != 0) {
+            flc_cli_error("simulate", "job %s's checkpoint holds no argument list", job);
+            rc = FLC_EXIT_RUNTIME;
+        }
         memset(&o, 0, sizeof o);
         if (rc != FLC_EXIT_OK || !parse(argc2, argv2, &o, &rc)) {
-            free(argv2), free(stored), cJSON_Delete(keep);
+            flc_cli_resume_free(argv2, keep), free(stored);
             flc_cli_disconnect(&conn);
             return rc;
         }
@@ -503,14 +461,14 @@ int flc_cmd_simulate(int argc, char **argv)
         fprintf(stderr, "flcache simulate: resuming job %s after round %u, its last closed "
                 "round, up to round %d\n", o.c.job, last, o.c.rounds);
     }
-    o.c.resume_args = argj = args_json(argv2 ? argc2 : argc, argv2 ? argv2 : argv);
+    o.c.resume_args = argj = flc_cli_resume_json(argv2 ? argc2 : argc, argv2 ? argv2 : argv);
     so.ttl_ms = o.ttl_ms; /* --ttl: what this process writes carries it at once */
     o.c.redis = conn.url;
     o.c.store_opts = &so;
     flc_cli_nodes_t *nodes = NULL;
     if ((rc = nodes_open(cfg, conn.store, &nodes)) != FLC_EXIT_OK) {
         flc_cli_disconnect(&conn);
-        free(argv2), free(stored), free(argj), cJSON_Delete(keep);
+        flc_cli_resume_free(argv2, keep), free(stored), free(argj);
         return rc;
     }
     o.c.place = flc_cli_place(nodes); /* mergers next to their shard's node */
@@ -522,7 +480,7 @@ int flc_cmd_simulate(int argc, char **argv)
         flc_cli_error("simulate", "%s", flc_err_msg(&e));
         flc_cli_nodes_free(nodes);
         flc_cli_disconnect(&conn);
-        free(argv2), free(stored), free(argj), cJSON_Delete(keep);
+        flc_cli_resume_free(argv2, keep), free(stored), free(argj);
         return FLC_EXIT_RUNTIME;
     }
     o.c.policy = policy;
@@ -535,7 +493,7 @@ int flc_cmd_simulate(int argc, char **argv)
             flc_pol_free(policy);
             flc_cli_nodes_free(nodes);
             flc_cli_disconnect(&conn);
-            free(argv2), free(stored), free(argj), cJSON_Delete(keep);
+            flc_cli_resume_free(argv2, keep), free(stored), free(argj);
             return FLC_EXIT_RUNTIME;
         }
         o.c.invoke = flc_sim_pool_invoke;
@@ -573,6 +531,6 @@ int flc_cmd_simulate(int argc, char **argv)
     flc_pol_free(policy); /* the run's stores that borrowed it are closed */
     flc_cli_nodes_free(nodes); /* so are the mergers' stores, which borrowed its strings */
     flc_cli_disconnect(&conn);
-    free(argv2), free(stored), free(argj), cJSON_Delete(keep);
+    flc_cli_resume_free(argv2, keep), free(stored), free(argj);
     return rc == FLC_OK ? FLC_EXIT_OK : FLC_EXIT_RUNTIME;
 }
