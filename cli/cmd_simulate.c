@@ -411,7 +411,7 @@ static void table(const opts_t *o, const flc_sim_result_t *r)
     printf("driver peak memory %.1f MiB (%s)\n", self_peak_mb(),
            o->inproc ? "with the in-process clients" : "mergers included, client functions not");
     printf("history: rounds 1..%zu of job %s (RoundMeta, ModelUpdate per client, updates); "
-           "global models: job %s/g\n", r->nrounds, c->job, c->job);
+           "global models: job %s/g\n", r->resumed_after + r->nrounds, c->job, c->job);
 }
 
 int flc_cmd_simulate(int argc, char **argv)

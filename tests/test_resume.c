@@ -8,7 +8,8 @@
  *     3 and that round 4 had begun, runs rounds 4..8 and ends with the model
  *     of a run that was never killed;
  *   - refusals: a job without a checkpoint, another model shape, another
- *     option that changes the result, a job that already ran its rounds.
+ *     option that changes the result, a job that already ran its rounds;
+ *   - `flcache train`: 4 epochs straight = 2 + `train --resume` to 4.
  * Clients run one at a time (threads 1, --concurrency 1) so the updates
  * are folded in the same order in both runs: a double sum in another order
  * may round differently in its last bit. */
@@ -258,6 +259,46 @@ TEST(refusals)
           "a job that ran its rounds: %s", e.msg);
 }
 
+/* `flcache train` (workers as flcache-fn processes): 4 epochs straight and
+ * 2 + `--resume` to 4 end with the same model; another --model is refused. */
+TEST(train_two_plus_two)
+{
+    need_data();
+    char log[128];
+    snprintf(log, sizeof log, "/tmp/flc-resume-%d-t.log", (int)getpid());
+    char *a[] = {"train", "--workers", "2", "--subset", "2000", "--test-subset", "200",
+                 "--quiet", "--epochs", "4", "--job", "rt-straight", NULL};
+    char *b[] = {"train", "--workers", "2", "--subset", "2000", "--test-subset", "200",
+                 "--quiet", "--epochs", "2", "--job", "rt-split", NULL};
+    char *c[] = {"train", "--resume", "rt-split", "--epochs", "4", NULL};
+    char *d[] = {"train", "--resume", "rt-split", "--epochs", "6", "--model", "mlp", NULL};
+    int ra = wait_exit(start_cli(log, a)), rb = wait_exit(start_cli(log, b));
+    int rc = wait_exit(start_cli(log, c));
+    char out[8192] = "";
+    FILE *f = fopen(log, "r");
+    size_t got = f ? fread(out, 1, sizeof out - 1, f) : 0;
+    out[got] = '\0';
+    if (f)
+        fclose(f);
+    CHECK(ra == 0 && rb == 0 && rc == 0 &&
+              strstr(out, "resuming job rt-split after epoch 2, its last closed epoch"),
+          "train 4 epochs; train 2 epochs, then `train --resume rt-split --epochs 4` (exit "
+          "%d %d %d) says it resumes after epoch 2", ra, rb, rc);
+    size_t n = 0;
+    int same = ra == 0 && rc == 0 && same_model("rt-straight", "rt-split", 4, &n);
+    CHECK(same && n == 7850, "epoch 4's models are bit-identical (%zu floats)", n);
+    int rd = wait_exit(start_cli(log, d));
+    f = fopen(log, "r");
+    got = f ? fread(out, 1, sizeof out - 1, f) : 0;
+    out[got] = '\0';
+    if (f)
+        fclose(f);
+    CHECK(rd != 0 && strstr(out, "--model 'softmax'") && strstr(out, "'mlp'"),
+          "resuming with another --model fails naming it (exit %d)", rd);
+    if (same)
+        unlink(log);
+}
+
 static void setup(void)
 {
     flc_fixture_start(&fx, 0);
@@ -269,4 +310,5 @@ static void teardown(void)
 }
 
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(five_plus_five_bit_identical),
-                 TEST_ENTRY(sigkill_mid_round_resumes), TEST_ENTRY(refusals))
+                 TEST_ENTRY(sigkill_mid_round_resumes), TEST_ENTRY(refusals),
+                 TEST_ENTRY(train_two_plus_two))
