@@ -100,7 +100,9 @@ static int take(merger_t *m, const char *client)
         reject(m, client, "%s", flc_store_errstr(m->s));
         return 1;
     }
-    int owned = sh.values != m->buf;
+    /* An encoded payload larger than the shard's floats (top-k of half an
+     * odd-sized shard) comes in its own buffer: folded from there. */
+    int owned = sh.values != m->buf && sh.encoding == FLC_ENC_F32;
     if (owned || sh.offset != m->offset || sh.count != m->count ||
         sh.model_size != cfg->model_size || sh.num_shards != cfg->num_shards) {
         char why[200];
@@ -126,8 +128,9 @@ static int take(merger_t *m, const char *client)
     flc_err_t me = {0};
     if (m->acc != NULL && sh.encoding != FLC_ENC_F32) {
         flc_enc_view_t v; /* checked by the read */
-        flc_enc_view_init(&v, (int)sh.encoding, m->buf, m->count, sh.nnz);
+        flc_enc_view_init(&v, (int)sh.encoding, sh.values, m->count, sh.nnz);
         rc = flc_merge_acc_fold_fn(m->acc, m->count, w, norm, decode_block, &v, &me);
+        flc_shard_release(&sh);
     } else if (m->acc != NULL) {
         rc = flc_merge_acc_fold(m->acc, m->buf, m->count, w, norm, &me);
         size_t pos;
