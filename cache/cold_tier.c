@@ -330,6 +330,11 @@ static int decode_into(flc_store_t *s, const uint8_t *buf, size_t len, const cha
     }
     h.encoding = FLC_ENC_F32;
     h.nnz = 0;
+    if (h.owned != NULL && dst != NULL && dst_cap >= h.count) { /* it fits, decoded */
+        memcpy(dst, h.values, (size_t)h.count * sizeof(float));
+        flc_shard_release(&h);
+        h.values = dst;
+    }
     *out = h;
     return FLC_OK;
 }

@@ -246,6 +246,13 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
         rc = flc_enc_decode_inplace((int)h.encoding, h.values, h.count, h.nnz, &s->err);
         h.encoding = FLC_ENC_F32;
         h.nnz = 0;
+        /* decoded, it fits the caller's floats after all (a payload larger
+         * than its floats was read beside them) */
+        if (rc == FLC_OK && h.owned != NULL && dst != NULL && dst_cap >= h.count) {
+            memcpy(dst, h.values, (size_t)h.count * sizeof(float));
+            flc_shard_release(&h);
+            h.values = dst;
+        }
     }
     if (rc != FLC_OK) {
         flc_shard_release(&h);

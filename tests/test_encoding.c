@@ -242,9 +242,12 @@ TEST(error_feedback)
     flc_store_close(s);
 }
 
+/* 601: shards of 301 and 300 elements (an odd one for top-k:0.5) */
+#define MP 601
+
 /* Three clients push int8 / topk updates; one merger per shard folds them. */
 static int merge_round(flc_store_t *s, const char *job, const char *rule, const char *spec,
-                       float (*u)[600], float *out, float *ref)
+                       float (*u)[MP], float *out, float *ref)
 {
     flc_err_t e = {0};
     const char *cl[3] = {"c1", "c2", "c3"};
@@ -252,13 +255,13 @@ static int merge_round(flc_store_t *s, const char *job, const char *rule, const 
     flc_enc_parse(spec, &enc, &e);
     for (int i = 0; i < 3; i++) {
         flc_rs_push_cfg_t pc = {.job = job, .round = 1, .client = cl[i], .num_shards = 2,
-                                .model_size = 600, .num_samples = (uint64_t)(i + 1)};
+                                .model_size = MP, .num_samples = (uint64_t)(i + 1)};
         if (flc_rs_push_enc(s, &pc, &enc, u[i], &e) != 0)
             return printf("# push: %s\n", e.msg), -1;
     }
     for (uint32_t k = 0; k < 2; k++) {
         flc_rs_merger_cfg_t mc = {.job = job, .round = 1, .shard = k, .num_shards = 2,
-                                  .model_size = 600, .expected = cl, .n_expected = 3,
+                                  .model_size = MP, .expected = cl, .n_expected = 3,
                                   .deadline_ms = 5000, .readers = 1};
         flc_merge_rule_parse(&mc.rule, rule, &e);
         flc_rs_report_t rep;
@@ -268,19 +271,19 @@ static int merge_round(flc_store_t *s, const char *job, const char *rule, const 
         if (rc != 0 || parts != 3)
             return printf("# merge %s shard %u: %s (%d merged)\n", job, k, e.msg, parts), -1;
     }
-    if (flc_rs_pull(s, job, 1, 2, 600, 5000, out, &e) != 0)
+    if (flc_rs_pull(s, job, 1, 2, MP, 5000, out, &e) != 0)
         return printf("# pull: %s\n", e.msg), -1;
     /* the reference: each update as a reader decodes it */
-    float d[3][600];
+    float d[3][MP];
     for (int i = 0; i < 3; i++)
         for (uint32_t k = 0; k < 2; k++) {
             uint64_t off, cnt;
-            flc_rs_shard_range(600, 2, k, &off, &cnt);
+            flc_rs_shard_range(MP, 2, k, &off, &cnt);
             flc_shard_t sh = {0};
             if (flc_store_get_update(s, job, 1, k, cl[i], &sh, d[i] + off, cnt) != 0)
                 return -1;
         }
-    for (size_t j = 0; j < 600; j++) {
+    for (size_t j = 0; j < MP; j++) {
         if (strcmp(rule, "median") == 0) {
             float a = d[0][j], b = d[1][j], c = d[2][j];
             ref[j] = fmaxf(fminf(a, b), fminf(fmaxf(a, b), c));
@@ -295,19 +298,22 @@ TEST(merger_folds_encoded)
 {
     flc_err_t e = {0};
     flc_store_t *s = flc_store_open(fx.unix_url, NULL, &e);
-    static float u[3][600], out[600], ref[600];
+    static float u[3][MP], out[MP], ref[MP];
     for (int i = 0; i < 3; i++)
-        awkward(u[i], 600, 10 + (uint64_t)i);
+        awkward(u[i], MP, 10 + (uint64_t)i);
     struct {
         const char *job, *rule, *spec;
     } cases[] = {{"mf-int8", "fedavg", "int8"},
                  {"mf-topk", "fedavg", "topk:0.2"},
                  {"mf-fp16", "fedavg", "fp16"},
-                 {"mf-med", "median", "bf16"}};
+                 {"mf-med", "median", "bf16"},
+                 /* shard 0 has 301 elements: 151 kept, 1208 payload bytes > 301
+                  * floats, folded from its own buffer */
+                 {"mf-half", "fedavg", "topk:0.5"}};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         int rc = merge_round(s, cases[c].job, cases[c].rule, cases[c].spec, u, out, ref);
         double worst = 0;
-        for (size_t j = 0; rc == 0 && j < 600; j++)
+        for (size_t j = 0; rc == 0 && j < MP; j++)
             worst = fmax(worst, fabs((double)out[j] - ref[j]) / fmax(fabs(ref[j]), 1e-30));
         CHECK(rc == 0 && worst <= 1.2e-7, "%s of 3 %s updates over 2 shards = the %s of the "
               "decoded updates (worst relative difference %.2g)", cases[c].rule,
