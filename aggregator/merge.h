@@ -222,6 +222,17 @@ int flc_merge_acc_fold(flc_merge_acc_t *acc, const float *u, size_t n, double we
 int flc_merge_acc_fold_scaled(flc_merge_acc_t *acc, const float *u, size_t n, double weight,
                               double scale, flc_err_t *e);
 
+/* An update that is not a float array (an encoded payload, cache/encode.h):
+ * get writes its elements [off, off + m) into dst, m <= 512, blocks in
+ * increasing order, off 0 again to start over. */
+typedef void (*flc_merge_block_fn)(void *user, size_t off, size_t m, float *dst);
+
+/* As _fold, reading the update block by block through get (no full copy):
+ * the same sums as decoding it whole and folding that. A norm < 0 with
+ * clipping on costs one more pass through get. */
+int flc_merge_acc_fold_fn(flc_merge_acc_t *acc, size_t n, double weight, double norm,
+                          flc_merge_block_fn get, void *user, flc_err_t *e);
+
 /* Folds every update of b at once (one pass over acc instead of k); faster
  * than k single folds when several updates are ready. All or nothing: on
  * error acc is unchanged. */

@@ -304,6 +304,53 @@ int flc_merge_acc_fold(flc_merge_acc_t *acc, const float *u, size_t n, double we
     return fold_one(acc, u, weight, scale, e);
 }
 
+int flc_merge_acc_fold_fn(flc_merge_acc_t *acc, size_t n, double weight, double norm,
+                          flc_merge_block_fn get, void *user, flc_err_t *e)
+{
+    float blk[WS_BLOCK];
+    const float *u = blk;
+    int rc = fold_args(acc, blk, n, weight, e);
+    if (rc)
+        return rc;
+    double scale = 1.0;
+    if (acc->rule.clip > 0) {
+        if (norm < 0) {
+            double ss = 0;
+            for (size_t b = 0; b < n; b += WS_BLOCK) {
+                size_t m = n - b < WS_BLOCK ? n - b : WS_BLOCK;
+                get(user, b, m, blk);
+                ss += flc_merge_sumsq(blk, m);
+            }
+            norm = isfinite(ss) ? sqrt(ss) : 0;
+        } else if (!isfinite(norm)) {
+            return flc_err_set(e, FLC_EINVAL, "merge %s: update %zu has norm %g",
+                               flc_merge_kind_name(acc->rule.kind), acc->count, norm);
+        }
+        scale = flc_merge_clip_scale(norm, acc->rule.clip);
+    }
+    double w = flc_merge_rule_weighted(&acc->rule) ? weight : 1.0;
+    double c = w * scale, minus = -c;
+    bad_at_t bad;
+    for (size_t b = 0; b < n; b += WS_BLOCK) {
+        size_t m = n - b < WS_BLOCK ? n - b : WS_BLOCK;
+        get(user, b, m, blk);
+        if (fold(&u, 1, m, &c, acc->sum + b, &bad)) {
+            float v = blk[bad.pos];
+            /* take back the blocks already added, as fold_body does */
+            for (size_t r = 0; r < b; r += WS_BLOCK) {
+                get(user, r, WS_BLOCK, blk);
+                fold(&u, 1, WS_BLOCK, &minus, acc->sum + r, &bad);
+            }
+            return flc_err_set(e, FLC_ENONFINITE, "merge %s: update %zu holds %s at element "
+                               "%zu", flc_merge_kind_name(acc->rule.kind), acc->count,
+                               nonfinite_name(v), b + bad.pos);
+        }
+    }
+    acc->count++;
+    acc->weight += w;
+    return FLC_OK;
+}
+
 int flc_merge_acc_fold_scaled(flc_merge_acc_t *acc, const float *u, size_t n, double weight,
                               double scale, flc_err_t *e)
 {

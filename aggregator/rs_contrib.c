@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "aggregator/reduce_scatter.h"
+#include "aggregator/rs_encode.h"
 #include "base/clock.h"
 #include "base/crc32c.h"
 #include "base/log.h"
@@ -74,6 +75,14 @@ static int push_through_failover(flc_store_t *s, const flc_rs_push_cfg_t *cfg,
 
 int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *update, flc_err_t *e)
 {
+    return flc_rs_push_enc(s, cfg, NULL, update, e);
+}
+
+int flc_rs_push_enc(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_t *enc,
+                    const float *update, flc_err_t *e)
+{
+    if (enc != NULL && enc->kind == FLC_ENC_F32)
+        enc = NULL; /* the plain frame */
     int rc = check_layout(cfg->job, cfg->num_shards, cfg->model_size, e);
     if (rc != FLC_OK)
         return rc;
@@ -85,10 +94,17 @@ int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *updat
                            "%s at element %zu; not pushed", cfg->client, cfg->round, cfg->job,
                            isnan(update[pos]) ? "NaN" : "Inf", pos);
     double norm = sqrt(flc_merge_sumsq(update, cfg->model_size));
+    /* Encoded (rs_encode.c): the payloads, and top-k's residuals to keep. */
+    flc_rs_encoded_t ed = {0};
+    if (enc != NULL && (rc = flc_rs_encode(s, cfg, enc, update, &ed, e)) != FLC_OK)
+        return rc;
+    if (enc != NULL)
+        norm = ed.norm;
     flc_shard_t sh = {0};
     if (snprintf(sh.job, sizeof sh.job, "%s", cfg->job) >= (int)sizeof sh.job ||
         snprintf(sh.client, sizeof sh.client, "%s", cfg->client) >= (int)sizeof sh.client)
-        return flc_err_set(e, FLC_EINVAL, "job or client name over %d characters", FLC_NAME_MAX);
+        return flc_rs_encoded_free(&ed),
+               flc_err_set(e, FLC_EINVAL, "job or client name over %d characters", FLC_NAME_MAX);
     sh.round = cfg->round;
     sh.num_shards = cfg->num_shards;
     sh.model_size = cfg->model_size;
@@ -102,6 +118,7 @@ int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *updat
     int *was_closed = calloc(cfg->num_shards, sizeof *was_closed);
     if (shards == NULL || was_closed == NULL) {
         free(shards), free(was_closed);
+        flc_rs_encoded_free(&ed);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
     /* Each client starts at its own shard: on a Redis Cluster the shards
@@ -116,6 +133,11 @@ int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *updat
         flc_rs_shard_range(cfg->model_size, cfg->num_shards, k, &shards[i].offset,
                            &shards[i].count);
         shards[i].values = (float *)(update + shards[i].offset);
+        if (enc != NULL) { /* the encoded payload in place of the floats */
+            shards[i].encoding = (uint32_t)enc->kind;
+            shards[i].nnz = ed.nnz[k];
+            shards[i].values = (float *)(void *)(ed.payload + ed.at[k]);
+        }
     }
     if (flc_log_level() >= FLC_LOG_DEBUG) /* the data path's trace (rs_merger.c) */
         FLC_DEBUG("push of %s for %s/%u: %llu floats, crc32c %08x", cfg->client, cfg->job,
@@ -123,6 +145,13 @@ int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *updat
                   flc_crc32c(0, update, cfg->model_size * sizeof *update));
     rc = push_through_failover(s, cfg, shards, was_closed);
     free(shards);
+    /* Stored (also when a shard was closed: the update is kept) */
+    int cr = rc == FLC_OK ? flc_rs_encode_commit(s, cfg, &ed, e) : FLC_OK;
+    flc_rs_encoded_free(&ed);
+    if (cr != FLC_OK) {
+        free(was_closed);
+        return cr;
+    }
     if (rc != FLC_OK) {
         free(was_closed);
         *e = *flc_store_error(s);

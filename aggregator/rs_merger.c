@@ -17,6 +17,7 @@
 #include "base/clock.h"
 #include "base/crc32c.h"
 #include "base/log.h"
+#include "cache/encode.h"
 #include "cache/keys.h"
 #include "cache/store_ops.h"
 
@@ -77,6 +78,23 @@ static void reject(merger_t *m, const char *client, const char *fmt, const char 
 
 #define TAKE_LOST 2 /* take(): the update went with a dead master; not taken */
 
+/* An encoded update's blocks for the accumulator (flc_merge_acc_fold_fn). */
+static void decode_block(void *user, size_t off, size_t m, float *dst)
+{
+    flc_enc_decode_range(user, off, m, dst);
+}
+
+/* A streaming rule decodes an encoded update as it folds (no decoded
+ * copy); a collecting rule keeps the update, so it reads it decoded. */
+static int read_update(merger_t *m, const char *client, flc_shard_t *sh)
+{
+    const flc_rs_merger_cfg_t *cfg = m->cfg;
+    return m->acc != NULL ? flc_store_get_update_raw(m->s, cfg->job, cfg->round, cfg->shard,
+                                                     client, sh, m->buf, m->count)
+                          : flc_store_get_update(m->s, cfg->job, cfg->round, cfg->shard, client,
+                                                 sh, m->buf, m->count);
+}
+
 /* Reads one arrived update and folds or keeps it. Returns FLC_OK when it was
  * accepted, 1 when it was rejected (recorded), TAKE_LOST when a failover
  * took it (nothing recorded), or a negative FLC_E* when the store failed
@@ -85,8 +103,7 @@ static int take(merger_t *m, const char *client)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
     flc_shard_t sh = {0};
-    int rc = flc_store_get_update(m->s, cfg->job, cfg->round, cfg->shard, client, &sh, m->buf,
-                                  m->count);
+    int rc = read_update(m, client, &sh);
     /* A read cut by a failover (its node killed after the token was
      * popped) is read again from the promoted replica, as long as a
      * promotion may take. Found 2026-11-29: this read used to fail, and the
@@ -99,8 +116,7 @@ static int take(merger_t *m, const char *client)
          spent += w, w = w * 2 > 250 ? 250 : w * 2) {
         cut = 1;
         flc_sleep_ms(w);
-        rc = flc_store_get_update(m->s, cfg->job, cfg->round, cfg->shard, client, &sh, m->buf,
-                                  m->count);
+        rc = read_update(m, client, &sh);
     }
     if (cut && rc == FLC_ENOTFOUND) {
         /* Gone with the dead master, announcement and all: like one never
@@ -115,7 +131,9 @@ static int take(merger_t *m, const char *client)
         reject(m, client, "%s", flc_store_errstr(m->s));
         return 1;
     }
-    int owned = sh.values != m->buf;
+    /* An encoded payload larger than the shard's floats (top-k of half an
+     * odd-sized shard) comes in its own buffer: folded from there. */
+    int owned = sh.values != m->buf && sh.encoding == FLC_ENC_F32;
     if (owned || sh.offset != m->offset || sh.count != m->count ||
         sh.model_size != cfg->model_size || sh.num_shards != cfg->num_shards) {
         char why[200];
@@ -132,12 +150,19 @@ static int take(merger_t *m, const char *client)
     double w = sh.weight > 0 ? sh.weight : (sh.num_samples ? (double)sh.num_samples : 1.0);
     double norm = sh.update_norm > 0 ? sh.update_norm : -1.0;
     if (cfg->rule.clip > 0) {
-        double nn = norm > 0 ? norm : sqrt(flc_merge_sumsq(m->buf, m->count));
+        double nn = norm > 0 ? norm
+                    : sh.encoding != FLC_ENC_F32 ? 0 /* pushes always carry it */
+                                                 : sqrt(flc_merge_sumsq(m->buf, m->count));
         if (nn > cfg->rule.clip)
             m->rep->clipped++;
     }
     flc_err_t me = {0};
-    if (m->acc != NULL) {
+    if (m->acc != NULL && sh.encoding != FLC_ENC_F32) {
+        flc_enc_view_t v; /* checked by the read */
+        flc_enc_view_init(&v, (int)sh.encoding, sh.values, m->count, sh.nnz);
+        rc = flc_merge_acc_fold_fn(m->acc, m->count, w, norm, decode_block, &v, &me);
+        flc_shard_release(&sh);
+    } else if (m->acc != NULL) {
         rc = flc_merge_acc_fold(m->acc, m->buf, m->count, w, norm, &me);
         size_t pos;
         if (rc == FLC_ENONFINITE && flc_merge_check_finite(m->buf, m->count, &pos) != FLC_OK)

@@ -17,6 +17,7 @@
  *
  * Reading and writing a value's raw bytes is in cold_tier_raw.c, the
  * counters in cold_tier_stats.c. */
+#include "cache/encode.h"
 #include "cache/cold_tier_internal.h"
 
 #include <stdio.h>
@@ -310,13 +311,30 @@ static int decode_into(flc_store_t *s, const uint8_t *buf, size_t len, const cha
                          len, flen);
     if (rc != FLC_OK)
         return flc_err_wrap(&s->err, "reading %s from the cold tier: ", what);
-    if (dst != NULL && dst_cap >= h.count) {
+    /* An encoded payload (cache/encode.h) is checked and decoded in place. */
+    size_t pl = flen - off;
+    uint64_t room = (pl + 3) / 4 > h.count ? (pl + 3) / 4 : h.count;
+    if (h.encoding != FLC_ENC_F32 &&
+        flc_enc_check((int)h.encoding, buf + off, pl, h.count, h.nnz, what, &s->err) != FLC_OK)
+        return flc_err_wrap(&s->err, "reading %s from the cold tier: ", what);
+    if (dst != NULL && dst_cap >= room) {
         h.values = dst;
         h.owned = NULL;
-    } else if (flc_shard_alloc(&h, h.count, &s->err) != FLC_OK) {
+    } else if (flc_shard_alloc(&h, room, &s->err) != FLC_OK) {
         return s->err.code;
     }
-    memcpy(h.values, buf + off, (size_t)h.count * sizeof(float));
+    memcpy(h.values, buf + off, pl);
+    if (flc_enc_decode_inplace((int)h.encoding, h.values, h.count, h.nnz, &s->err) != FLC_OK) {
+        flc_shard_release(&h);
+        return s->err.code;
+    }
+    h.encoding = FLC_ENC_F32;
+    h.nnz = 0;
+    if (h.owned != NULL && dst != NULL && dst_cap >= h.count) { /* it fits, decoded */
+        memcpy(dst, h.values, (size_t)h.count * sizeof(float));
+        flc_shard_release(&h);
+        h.values = dst;
+    }
     *out = h;
     return FLC_OK;
 }

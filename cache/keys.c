@@ -252,6 +252,14 @@ void flc_key_opt_state(char *out, const char *tag)
     snprintf(out, FLC_KEY_MAX, "fl:{%s}:opt", tag);
 }
 
+void flc_key_residual(char *out, const char *tag, const char *client, uint32_t round)
+{
+    if (round == 0)
+        snprintf(out, FLC_KEY_MAX, "fl:{%s}:c:%s:ef", tag, client);
+    else
+        snprintf(out, FLC_KEY_MAX, "fl:{%s}:c:%s:ef:%u", tag, client, round);
+}
+
 void flc_key_barrier(char *out, const char *job, uint32_t round, uint32_t shard,
                      const char *what)
 {

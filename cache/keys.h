@@ -110,6 +110,11 @@ void flc_key_arrival(char *out, const char *tag, uint32_t round, const char *cli
 /* fl:{T}:opt */
 void flc_key_opt_state(char *out, const char *tag);
 
+/* fl:{T}:c:<c>:ef:<r> (round > 0) and its index fl:{T}:c:<c>:ef (round 0):
+ * client c's top-k error-feedback residual of the shard, kept under its own
+ * keys so a client function without memory finds it (cache/store_enc.c) */
+void flc_key_residual(char *out, const char *tag, const char *client, uint32_t round);
+
 /* fl:{J/j}:b:<r>:<s>:<what>: the start barrier of W workers (what =
  * "ready", "go"), job-level: the workers line up before any shard key. */
 void flc_key_barrier(char *out, const char *job, uint32_t round, uint32_t shard,

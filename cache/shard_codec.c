@@ -8,11 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/encode.h"
 #include "proto/flcache.pb-c.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "shard frames store float32 little-endian; big-endian hosts need a byte swap");
 _Static_assert(sizeof(float) == 4, "float must be IEEE-754 binary32");
+
+size_t flc_shard_payload_bytes(const flc_shard_t *s)
+{
+    return flc_enc_payload_bytes((int)s->encoding, s->count, s->nnz);
+}
 
 void flc_shard_release(flc_shard_t *s)
 {
@@ -56,6 +62,12 @@ int flc_shard_check(const flc_shard_t *s, flc_err_t *err)
     if (s->num_shards == 0 || s->shard >= s->num_shards)
         return flc_err_set(err, FLC_EDATA, "%s: shard index %u is outside 0..%u", what,
                            s->shard, s->num_shards ? s->num_shards - 1 : 0);
+    if (s->encoding >= FLC_ENC_COUNT)
+        return flc_err_set(err, FLC_EDATA, "%s: unknown payload encoding %u", what, s->encoding);
+    if ((s->encoding == FLC_ENC_TOPK ? s->nnz > s->count : s->nnz != 0))
+        return flc_err_set(err, FLC_EDATA, "%s: nnz %llu does not fit a %s payload of %llu "
+                           "elements", what, (unsigned long long)s->nnz,
+                           flc_enc_name((int)s->encoding), (unsigned long long)s->count);
     if (s->offset > s->model_size || s->count > s->model_size - s->offset)
         return flc_err_set(err, FLC_EDIM,
                            "%s: elements %llu..%llu are outside the model of %llu elements",
@@ -99,6 +111,8 @@ static void to_proto(const flc_shard_t *s, Flcache__TensorShard *m)
     m->num_samples = s->num_samples;
     m->created_ms = s->created_ms;
     m->update_norm = s->update_norm;
+    m->encoding = s->encoding; /* 0 and 0 are not serialized: a float32 frame is as before */
+    m->nnz = s->nnz;
 }
 
 int flc_shard_encode_header(const flc_shard_t *s, uint8_t *out, size_t cap, size_t *len,
@@ -160,6 +174,8 @@ int flc_shard_decode_header(const uint8_t *buf, size_t len, size_t max_bytes, fl
         h.num_samples = m->num_samples;
         h.created_ms = m->created_ms;
         h.update_norm = m->update_norm;
+        h.encoding = m->encoding;
+        h.nnz = m->nnz;
     }
     flcache__tensor_shard__free_unpacked(m, NULL);
     if (rc != FLC_OK)
@@ -169,8 +185,9 @@ int flc_shard_decode_header(const uint8_t *buf, size_t len, size_t max_bytes, fl
         return rc;
     char what[256];
     flc_shard_describe(&h, what, sizeof what);
+    size_t pl = flc_shard_payload_bytes(&h);
     if (h.count > (SIZE_MAX - FLC_FRAME_PREFIX - hl) / sizeof(float) ||
-        FLC_FRAME_PREFIX + hl + h.count * sizeof(float) > max_bytes)
+        FLC_FRAME_PREFIX + hl + pl > max_bytes)
         return flc_err_set(err, FLC_ETOOBIG,
                            "%s: %llu floats is over the message limit of %zu bytes", what,
                            (unsigned long long)h.count, max_bytes);
@@ -186,8 +203,10 @@ int flc_shard_decode_header(const uint8_t *buf, size_t len, size_t max_bytes, fl
     s->num_samples = h.num_samples;
     s->created_ms = h.created_ms;
     s->update_norm = h.update_norm;
+    s->encoding = h.encoding;
+    s->nnz = h.nnz;
     *payload_off = FLC_FRAME_PREFIX + hl;
-    *frame_len = FLC_FRAME_PREFIX + hl + (size_t)h.count * sizeof(float);
+    *frame_len = FLC_FRAME_PREFIX + hl + pl;
     return FLC_OK;
 }
 
@@ -198,7 +217,7 @@ int flc_shard_encode(const flc_shard_t *s, uint8_t **out, size_t *len, flc_err_t
     int rc = flc_shard_encode_header(s, hdr, sizeof hdr, &hl, err);
     if (rc != FLC_OK)
         return rc;
-    size_t pl = (size_t)s->count * sizeof(float);
+    size_t pl = flc_shard_payload_bytes(s);
     uint8_t *b = malloc(hl + pl);
     if (b == NULL)
         return flc_err_set(err, FLC_ENOMEM, "cannot allocate a %zu-byte frame", hl + pl);
@@ -223,17 +242,36 @@ int flc_shard_decode(const uint8_t *buf, size_t len, size_t max_bytes, flc_shard
     if (len != flen) {
         char what[256];
         flc_shard_describe(s, what, sizeof what);
+        if (s->encoding == FLC_ENC_F32)
+            return flc_err_set(err, FLC_EDATA,
+                               "%s: payload has %zu floats, header says %llu (frame %s)", what,
+                               (len - off) / sizeof(float), (unsigned long long)s->count,
+                               len < flen ? "truncated" : "too long");
         return flc_err_set(err, FLC_EDATA,
-                           "%s: payload has %zu floats, header says %llu (frame %s)", what,
-                           (len - off) / sizeof(float), (unsigned long long)s->count,
+                           "%s: payload has %zu bytes, header says %zu (%llu elements, %s; "
+                           "frame %s)", what, len - off, flen - off,
+                           (unsigned long long)s->count, flc_enc_name((int)s->encoding),
                            len < flen ? "truncated" : "too long");
     }
-    s->values = NULL;
-    s->owned = NULL;
-    rc = flc_shard_alloc(s, s->count, err);
+    char what[256];
+    flc_shard_describe(s, what, sizeof what);
+    rc = flc_enc_check((int)s->encoding, buf + off, flen - off, s->count, s->nnz, what, err);
     if (rc != FLC_OK)
         return rc;
-    if (s->count)
-        memcpy(s->values, buf + off, (size_t)s->count * sizeof(float));
+    s->values = NULL;
+    s->owned = NULL;
+    /* room for the payload too (a top-k one may be larger than its floats) */
+    uint64_t room = (flen - off + 3) / 4 > s->count ? (flen - off + 3) / 4 : s->count;
+    rc = flc_shard_alloc(s, room, err);
+    if (rc != FLC_OK)
+        return rc;
+    if (flen > off)
+        memcpy(s->values, buf + off, flen - off);
+    if ((rc = flc_enc_decode_inplace((int)s->encoding, s->values, s->count, s->nnz, err)) != 0) {
+        flc_shard_release(s);
+        return rc;
+    }
+    s->encoding = FLC_ENC_F32;
+    s->nnz = 0;
     return FLC_OK;
 }

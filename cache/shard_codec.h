@@ -3,7 +3,8 @@
  * A frame is   "FLS1" | u32le header_len | TensorShard header (protobuf) | payload
  * where the payload is `count` float32 values, little-endian, stored raw after
  * the header so a reader can copy network bytes straight into an aligned float
- * array (see proto/flcache.proto). Decoding validates everything a reader
+ * array (see proto/flcache.proto), or the same values in the encoding the
+ * header's `encoding` field names (cache/encode.h: fp16, bf16, int8, topk). Decoding validates everything a reader
  * relies on: magic, header size, names, shard < num_shards, offset + count <=
  * model_size, frame length == header + 4*count, and a size limit. */
 #ifndef FLC_CACHE_SHARD_CODEC_H
@@ -32,9 +33,18 @@ typedef struct flc_shard {
     uint64_t num_samples;
     uint64_t created_ms;
     double update_norm;            /* L2 norm of the whole update (0: unknown) */
-    float *values;                 /* count floats */
+    uint32_t encoding;             /* FLC_ENC_* (cache/encode.h) of what values points to:
+                                    * F32 (0) count floats; else the encoded payload
+                                    * (flc_shard_payload_bytes bytes). Reads decode to
+                                    * F32 unless asked for the raw payload */
+    uint64_t nnz;                  /* topk: coordinates in the payload */
+    float *values;                 /* count floats (or the encoded payload, see above) */
     void *owned;                   /* allocation behind values to free, or NULL if borrowed */
 } flc_shard_t;
+
+/* Bytes of s's payload in its encoding (4 * count for float32); 0 for an
+ * unknown encoding. */
+size_t flc_shard_payload_bytes(const flc_shard_t *s);
 
 /* Frees what s owns (values when owned) and clears values. */
 void flc_shard_release(flc_shard_t *s);
@@ -67,7 +77,9 @@ int flc_shard_decode_header(const uint8_t *buf, size_t len, size_t max_bytes, fl
 /* Encodes a whole frame into a new malloc'd buffer *out (caller frees). */
 int flc_shard_encode(const flc_shard_t *s, uint8_t **out, size_t *len, flc_err_t *err);
 
-/* Decodes a whole frame; s->values is a new owned copy (flc_shard_release). */
+/* Decodes a whole frame; s->values is a new owned copy (flc_shard_release),
+ * float32 whatever the frame's encoding (checked, then decoded: s->encoding
+ * is then FLC_ENC_F32). */
 int flc_shard_decode(const uint8_t *buf, size_t len, size_t max_bytes, flc_shard_t *s,
                      flc_err_t *err);
 

@@ -180,6 +180,13 @@ int flc_store_put_merged(flc_store_t *s, const flc_shard_t *sh);
 int flc_store_get_update(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                          const char *client, flc_shard_t *out, float *dst, size_t dst_cap);
 
+/* flc_store_get_update without decoding: an encoded payload (cache/encode.h)
+ * stays as stored, checked (flc_enc_check), in out->values with
+ * out->encoding and out->nnz set (a merger folds it block by block). dst
+ * is used when it holds the payload or count floats, whichever is more. */
+int flc_store_get_update_raw(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                             const char *client, flc_shard_t *out, float *dst, size_t dst_cap);
+
 /* Reads the merged shard; same contract as flc_store_get_update. */
 int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                          flc_shard_t *out, float *dst, size_t dst_cap);

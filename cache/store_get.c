@@ -4,6 +4,8 @@
  * tier. See store.h for the protocol. */
 #include "cache/store_internal.h"
 
+#include "cache/encode.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +55,7 @@ static void drain(flc_store_t *s, int n)
 #define SPEC_READS (FLC_STORE_SPLIT - 1)
 
 static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shard_t *out,
-                     float *dst, size_t dst_cap)
+                     float *dst, size_t dst_cap, int raw)
 {
     flc_err_clear(&s->err);
     int rc = flc_store_ensure(s);
@@ -165,11 +167,14 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
         drain(s, pending);
         return flc_err_wrap(&s->err, "reading %s: ", what);
     }
-    size_t pl = (size_t)h.count * sizeof(float);
-    if (dst != NULL && dst_cap >= h.count) {
+    /* float32 or encoded (cache/encode.h): decoded in place below unless
+     * raw, so the destination holds the larger of the two */
+    size_t pl = flc_shard_payload_bytes(&h);
+    uint64_t room = (pl + 3) / 4 > h.count ? (pl + 3) / 4 : h.count;
+    if (dst != NULL && dst_cap >= room) {
         h.values = dst;
         h.owned = NULL;
-    } else if (flc_shard_alloc(&h, h.count, &s->err) != FLC_OK) {
+    } else if (flc_shard_alloc(&h, room, &s->err) != FLC_OK) {
         drain(s, pending);
         return s->err.code;
     }
@@ -235,6 +240,20 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
         rc = s->err.code;
     if (rc == FLC_OK && got != pl)
         rc = flc_err_set(&s->err, FLC_EDATA, "payload has %zu bytes, header says %zu", got, pl);
+    if (rc == FLC_OK && h.encoding != FLC_ENC_F32)
+        rc = flc_enc_check((int)h.encoding, h.values, pl, h.count, h.nnz, what, &s->err);
+    if (rc == FLC_OK && h.encoding != FLC_ENC_F32 && !raw) {
+        rc = flc_enc_decode_inplace((int)h.encoding, h.values, h.count, h.nnz, &s->err);
+        h.encoding = FLC_ENC_F32;
+        h.nnz = 0;
+        /* decoded, it fits the caller's floats after all (a payload larger
+         * than its floats was read beside them) */
+        if (rc == FLC_OK && h.owned != NULL && dst != NULL && dst_cap >= h.count) {
+            memcpy(dst, h.values, (size_t)h.count * sizeof(float));
+            flc_shard_release(&h);
+            h.values = dst;
+        }
+    }
     if (rc != FLC_OK) {
         flc_shard_release(&h);
         return flc_err_wrap(&s->err, "reading %s: ", what);
@@ -259,8 +278,8 @@ static int check_origin(flc_store_t *s, const flc_shard_t *h, const char *job, u
                        h->job, h->client[0] ? "client " : "the merger", h->client);
 }
 
-int flc_store_get_update(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                         const char *client, flc_shard_t *out, float *dst, size_t dst_cap)
+static int get_update(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                      const char *client, flc_shard_t *out, float *dst, size_t dst_cap, int raw)
 {
     flc_err_clear(&s->err);
     if (flc_name_check_job(job, &s->err) || flc_name_check(client, "client", &s->err))
@@ -271,7 +290,7 @@ int flc_store_get_update(flc_store_t *s, const char *job, uint32_t round, uint32
         return rc;
     snprintf(what, sizeof what, "update of client %s for shard %u of round %u of job %s",
              client, shard, round, job);
-    rc = get_shard(s, key, what, out, dst, dst_cap);
+    rc = get_shard(s, key, what, out, dst, dst_cap, raw);
     if (rc == FLC_OK && (rc = check_origin(s, out, job, round, shard, client, what)) != FLC_OK)
         flc_shard_release(out);
     if (s->tier) {
@@ -286,6 +305,18 @@ int flc_store_get_update(flc_store_t *s, const char *job, uint32_t round, uint32
     return rc;
 }
 
+int flc_store_get_update(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                         const char *client, flc_shard_t *out, float *dst, size_t dst_cap)
+{
+    return get_update(s, job, round, shard, client, out, dst, dst_cap, 0);
+}
+
+int flc_store_get_update_raw(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                             const char *client, flc_shard_t *out, float *dst, size_t dst_cap)
+{
+    return get_update(s, job, round, shard, client, out, dst, dst_cap, 1);
+}
+
 int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                          flc_shard_t *out, float *dst, size_t dst_cap)
 {
@@ -297,7 +328,7 @@ int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32
     if (rc != FLC_OK)
         return rc;
     snprintf(what, sizeof what, "merged shard %u of round %u of job %s", shard, round, job);
-    rc = get_shard(s, key, what, out, dst, dst_cap);
+    rc = get_shard(s, key, what, out, dst, dst_cap, 0);
     if (rc == FLC_OK && (rc = check_origin(s, out, job, round, shard, NULL, what)) != FLC_OK)
         flc_shard_release(out);
     if (s->tier) {

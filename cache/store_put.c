@@ -140,7 +140,7 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
     int rc = flc_shard_encode_header(&hdr, head, sizeof head, &hl, &s->err);
     if (rc != FLC_OK)
         return rc;
-    size_t pl = (size_t)hdr.count * sizeof(float);
+    size_t pl = flc_shard_payload_bytes(&hdr); /* float32 or encoded (cache/encode.h) */
     size_t total = hl + pl;
     if (total > s->opts.max_msg_bytes)
         return flc_err_set(&s->err, FLC_ETOOBIG, "%s: %zu bytes is over the message limit of %zu",
@@ -272,7 +272,7 @@ static int put_shard_tiered(flc_store_t *s, const flc_shard_t *sh, int kind, int
     int rc = put_shard(s, sh, kind, closed, NULL);
     if (rc == FLC_ENOMEM && s->tier && s->c) {
         flc_err_t first = s->err;
-        uint64_t need = 2 * ((uint64_t)sh->count * sizeof(float) + FLC_FRAME_HEADER_MAX);
+        uint64_t need = 2 * ((uint64_t)flc_shard_payload_bytes(sh) + FLC_FRAME_HEADER_MAX);
         if (flc_store_make_room(s, need) == FLC_OK)
             rc = put_shard(s, sh, kind, closed, NULL);
         else
@@ -363,8 +363,7 @@ int flc_store_put_updates_if_open(flc_store_t *s, const flc_shard_t *sh, size_t 
     for (size_t i = 0; i < n && rc == FLC_OK; i++) {
         /* A value that may go out as a hash reads its own replies at once:
          * everything deferred before it is read first, in order. */
-        if ((size_t)sh[i].count * sizeof(float) + FLC_FRAME_PREFIX + FLC_FRAME_HEADER_MAX >
-            split)
+        if (flc_shard_payload_bytes(&sh[i]) + FLC_FRAME_PREFIX + FLC_FRAME_HEADER_MAX > split)
             rc = settle(s, sh, pending, closed, 0, i);
         if (rc == FLC_OK)
             rc = put_shard(s, &sh[i], PUT_UPDATE_IF_OPEN, &closed[i], &pending[i]);

@@ -21,6 +21,7 @@
 #include "cli/opt.h"
 #include "cli/platform.h"
 #include "cli/place.h"
+#include "cli/resume_args.h"
 #include "cli/rule_opt.h"
 #include "cli/sim_pool.h"
 #include "clients/async.h"
@@ -47,6 +48,7 @@ typedef struct opts {
      * --buffer; --concurrency is then the clients training at once. */
     int mode, buffer;
     flc_async_cfg_t a;
+    const char *resume; /* --resume JOB */
 } opts_t;
 
 static const char *const strategies[] = {"fedavg",       "fedprox", "fedadam",    "fedyogi",
@@ -123,6 +125,11 @@ static const flc_opt_t options[] = {
              "median, trimmed-mean, krum, multi-krum, bulyan; e.g. bulyan:f=1, "
              "fedavgm:server_lr=1,momentum=0.9); with it --strategy only says how clients "
              "train (fedavg or fedprox)"},
+    {.name = "encoding", .type = FLC_OPT_STR, .meta = "E", FLC_OPT_AT(opts_t, c.encoding),
+     .def = "f32",
+     .help = "how clients encode their updates: f32, fp16, bf16, int8 (a scale per 256 "
+             "elements) or topk:FRACTION (the largest FRACTION of each shard, <= 0.5, the "
+             "rest carried to the next round in the cache: error feedback); docs/simulate.md"},
     FLC_OPT_MODEL_OPTIONS(opts_t, c),
     {.name = "mu", .type = FLC_OPT_NUM, .meta = "M", FLC_OPT_AT(opts_t, c.mu), .min = 0,
      .def = "0.01 with fedprox, else 0", .help = "FedProx proximal weight"},
@@ -169,6 +176,13 @@ static const flc_opt_t options[] = {
      .def = "sim-<time>-<pid>",
      .help = "job name in the cache; global models are stored as job NAME/g, round r "
              "(0 = initial)"},
+    {.name = "resume", .type = FLC_OPT_STR, .meta = "JOB", FLC_OPT_AT(opts_t, resume),
+     .def = "a new run",
+     .help = "continue job JOB from its last closed round (a run that stopped, was killed, or "
+             "asks more --rounds: the job's total): its options, global model, server "
+             "optimizer and sampling state come from the cache, options given here are added "
+             "(those that change the result are refused), and the result is bit-identical to "
+             "an uninterrupted run"},
     {.name = "ttl", .type = FLC_OPT_CUSTOM, .meta = "DURATION", .custom = ttl_parse,
      .def = "none: kept until `flcache store rm`", .help = FLC_CLI_TTL_HELP},
     {.name = "subset", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(opts_t, c.subset),
@@ -453,7 +467,7 @@ static void table(const opts_t *o, const flc_sim_result_t *r)
     printf("driver peak memory %.1f MiB (%s)\n", self_peak_mb(),
            o->inproc ? "with the in-process clients" : "mergers included, client functions not");
     printf("history: rounds 1..%zu of job %s (RoundMeta, ModelUpdate per client, updates); "
-           "global models: job %s/g\n", r->nrounds, c->job, c->job);
+           "global models: job %s/g\n", r->resumed_after + r->nrounds, c->job, c->job);
 }
 
 /* The async modes' table: by version, with simulated time and staleness,
@@ -515,12 +529,45 @@ int flc_cmd_simulate(int argc, char **argv)
     flc_store_opts_t so;
     flc_cold_opts_t cold;
     flc_config_store_opts(cfg, &so, &cold);
+    /* --resume: the job's own arguments first (clients/sim_resume.c keeps
+     * them in its checkpoint), this run's after them. */
+    char **argv2 = NULL, *stored = NULL, *argj = NULL;
+    void *keep = NULL;
+    int argc2 = argc;
+    if (o.resume != NULL) {
+        flc_err_t re = {0};
+        uint32_t last = 0;
+        char job[64];
+        snprintf(job, sizeof job, "%s", o.resume);
+        if (flc_sim_resume_args(conn.url, &so, job, &stored, &last, &re) != FLC_OK) {
+            flc_cli_error("simulate", "cannot resume: %s", flc_err_msg(&re));
+            flc_cli_disconnect(&conn);
+            return FLC_EXIT_RUNTIME;
+        }
+        if (flc_cli_resume_argv(stored, argc, argv, &argc2, &argv2, &keep) != 0) {
+            flc_cli_error("simulate", "job %s's checkpoint holds no argument list", job);
+            rc = FLC_EXIT_RUNTIME;
+        }
+        memset(&o, 0, sizeof o);
+        if (rc != FLC_EXIT_OK || !parse(argc2, argv2, &o, &rc)) {
+            flc_cli_resume_free(argv2, keep), free(stored);
+            flc_cli_disconnect(&conn);
+            return rc;
+        }
+        snprintf(o.job, sizeof o.job, "%s", job);
+        o.c.job = o.job;
+        o.c.resume = 1;
+        fprintf(stderr, "flcache simulate: resuming job %s after round %u, its last closed "
+                "round, up to round %d\n", o.c.job, last, o.c.rounds);
+    }
+    o.c.resume_args = argj = flc_cli_resume_json(argv2 ? argc2 : argc, argv2 ? argv2 : argv);
     so.ttl_ms = o.ttl_ms; /* --ttl: what this process writes carries it at once */
     o.c.redis = conn.url;
     o.c.store_opts = &so;
     flc_cli_nodes_t *nodes = NULL;
     if ((rc = nodes_open(cfg, conn.store, &nodes)) != FLC_EXIT_OK) {
         flc_cli_disconnect(&conn);
+        flc_cli_resume_free(argv2, keep), free(stored), free(argj);
         return rc;
     }
     o.c.place = flc_cli_place(nodes); /* mergers next to their shard's node */
@@ -532,6 +579,7 @@ int flc_cmd_simulate(int argc, char **argv)
         flc_cli_error("simulate", "%s", flc_err_msg(&e));
         flc_cli_nodes_free(nodes);
         flc_cli_disconnect(&conn);
+        flc_cli_resume_free(argv2, keep), free(stored), free(argj);
         return FLC_EXIT_RUNTIME;
     }
     o.c.policy = policy;
@@ -544,6 +592,7 @@ int flc_cmd_simulate(int argc, char **argv)
             flc_pol_free(policy);
             flc_cli_nodes_free(nodes);
             flc_cli_disconnect(&conn);
+            flc_cli_resume_free(argv2, keep), free(stored), free(argj);
             return FLC_EXIT_RUNTIME;
         }
         o.c.invoke = flc_sim_pool_invoke;
@@ -552,7 +601,7 @@ int flc_cmd_simulate(int argc, char **argv)
         o.c.invoke = flc_sim_invoke_inproc;
         o.c.invoke_user = &inproc;
     }
-    if (flc_sim_clear(conn.url, &so, o.c.job, &e) != FLC_OK)
+    if (!o.c.resume && flc_sim_clear(conn.url, &so, o.c.job, &e) != FLC_OK)
         flc_cli_error("simulate", "cannot clear an earlier run of %s: %s", o.c.job,
                       flc_err_msg(&e));
     flc_sim_result_t res;
@@ -593,5 +642,6 @@ int flc_cmd_simulate(int argc, char **argv)
     flc_pol_free(policy); /* the run's stores that borrowed it are closed */
     flc_cli_nodes_free(nodes); /* so are the mergers' stores, which borrowed its strings */
     flc_cli_disconnect(&conn);
+    flc_cli_resume_free(argv2, keep), free(stored), free(argj);
     return rc == FLC_OK ? FLC_EXIT_OK : FLC_EXIT_RUNTIME;
 }

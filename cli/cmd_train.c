@@ -21,6 +21,7 @@
 #include "cli/cli.h"
 #include "cli/opt.h"
 #include "cli/platform.h"
+#include "cli/resume_args.h"
 #include "cli/rule_opt.h"
 #include "cli/train.h"
 #include "ml/dataset_idx.h"
@@ -91,6 +92,12 @@ static const flc_opt_t options[] = {
      .def = "train-<time>-<pid>",
      .help = "job name in the cache; epoch e is round e of NAME, step exchanges use "
              "NAME/steps"},
+    {.name = "resume", .type = FLC_OPT_STR, .meta = "JOB", FLC_OPT_AT(flc_train_opts_t, resume),
+     .def = "a new run",
+     .help = "continue job JOB from its last closed epoch (a run that stopped, was killed, or "
+             "asks more --epochs: the job's total): its options and model come from the "
+             "cache, options given here are added (those that change the result are "
+             "refused), and the result is bit-identical to an uninterrupted run"},
     {.name = "seed", .type = FLC_OPT_INT, .meta = "S", FLC_OPT_AT(flc_train_opts_t, cfg.seed),
      .imin = 0, .imax = 1LL << 53, .help = "seed of the model init, data split and shuffles"},
     {.name = "memory", .type = FLC_OPT_INT, .meta = "MB", FLC_OPT_AT(flc_train_opts_t, memory_mb),
@@ -274,6 +281,10 @@ int flc_cmd_train(int argc, char **argv)
         return rc;
     if ((rc = check_data(&o.cfg)) != FLC_EXIT_OK)
         return rc;
+    if (o.resume != NULL) { /* the job the guard cleans up after */
+        snprintf(o.job, sizeof o.job, "%s", o.resume);
+        o.cfg.job = o.job;
+    }
     /* Before the connection and the pool start threads: the guard forks
      * its janitor. */
     flc_train_guard_t guard;
@@ -284,12 +295,50 @@ int flc_cmd_train(int argc, char **argv)
         return rc;
     }
     flc_err_t e = {0};
+    /* --resume: the job's stored arguments first (workers/sgd_resume.c
+     * keeps them in its checkpoint), this run's after them. */
+    char **argv2 = NULL, *stored = NULL, *argj = NULL;
+    void *keep = NULL;
+    int argc2 = argc, last = 0;
+    if (o.resume != NULL) {
+        char job[64];
+        snprintf(job, sizeof job, "%s", o.resume);
+        if (flc_sgd_resume_args(conn.store, job, &stored, &last, &e) != FLC_OK ||
+            flc_cli_resume_argv(stored, argc, argv, &argc2, &argv2, &keep) != 0) {
+            flc_cli_error("train", "cannot resume: %s", e.code ? flc_err_msg(&e)
+                                                               : "no stored arguments");
+            rc = FLC_EXIT_RUNTIME;
+        } else {
+            memset(&o, 0, sizeof o);
+            if (parse(argc2, argv2, &o, &rc)) {
+                snprintf(o.job, sizeof o.job, "%s", job);
+                o.cfg.job = o.job;
+                o.cfg.resume_after = last;
+                if (last >= o.cfg.epochs) {
+                    flc_cli_error("train", "job '%s' already ran %d epochs: ask more with "
+                                  "--epochs (the job's total)", job, last);
+                    rc = FLC_EXIT_RUNTIME;
+                } else
+                fprintf(stderr, "flcache train: resuming job %s after epoch %d, its last "
+                        "closed epoch, up to epoch %d\n", job, last, o.cfg.epochs);
+            }
+        }
+        if (rc != FLC_EXIT_OK) {
+            flc_cli_resume_free(argv2, keep), free(stored);
+            flc_cli_disconnect(&conn);
+            flc_train_guard_end(&guard);
+            return rc;
+        }
+    }
+    o.cfg.resume_args = argj = flc_cli_resume_json(argv2 ? argc2 : argc, argv2 ? argv2 : argv);
     /* Step rounds left by an earlier run of the same job would confuse the
-     * mergers; epoch metadata is simply overwritten. */
+     * mergers (a resumed job's too: the killed run's steps); epoch metadata
+     * is simply overwritten. */
     if (flc_sgd_cleanup(conn.store, o.cfg.job, &e) != FLC_OK) {
         flc_cli_error("train", "%s", flc_err_msg(&e));
         flc_cli_disconnect(&conn);
         flc_train_guard_end(&guard);
+        flc_cli_resume_free(argv2, keep), free(stored), free(argj);
         return FLC_EXIT_RUNTIME;
     }
     flc_train_run_t run;
@@ -319,6 +368,7 @@ int flc_cmd_train(int argc, char **argv)
         flc_inv_rec_clear(&run.recs[k]);
     free(run.recs);
     flc_cli_disconnect(&conn);
+    flc_cli_resume_free(argv2, keep), free(stored), free(argj);
     flc_train_guard_end(&guard); /* dies of a caught signal here */
     return rc;
 }

@@ -21,6 +21,7 @@ typedef struct flc_train_opts {
     char job[64];       /* the generated job name when --job is not given */
     char init[4096];    /* --init as an absolute path: workers may run elsewhere */
     uint64_t ttl_ms;    /* --ttl: every key of the job expires this long after the run; 0: none */
+    const char *resume; /* --resume JOB */
 } flc_train_opts_t;
 
 typedef struct flc_train_run {

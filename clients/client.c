@@ -12,6 +12,7 @@
 
 #include "aggregator/dp.h"
 #include "aggregator/reduce_scatter.h"
+#include "aggregator/rs_encode.h"
 #include "base/clock.h"
 #include "base/event.h"
 #include "clients/client_data.h"
@@ -59,6 +60,7 @@ typedef struct client_cfg {
     double ldp_clip, ldp_noise; /* local DP (aggregator/dp.h); 0: off */
     uint64_t seed;
     uint64_t ttl_ms;  /* the run's --ttl: every key this client writes expires */
+    flc_enc_t enc;    /* the job's update encoding (cache/encode.h); f32: plain frames */
     uint32_t *idx;
     size_t nidx;
 } client_cfg_t;
@@ -72,7 +74,7 @@ static int parse_event(const cJSON *ev, const char *redis, const char *data_dir,
 {
     memset(c, 0, sizeof *c);
     long long round, hidden, batch, subset, synthetic, shards, epochs, seed, ttl, base;
-    const char *g;
+    const char *g, *enc_s;
     if (flc_ev_need_str(ev, "job", &c->job, e) || flc_ev_need_str(ev, "client", &c->client, e) ||
         flc_ev_need_int(ev, "round", 1, 4294967295LL, &round, e) ||
         flc_ev_opt_str(ev, "redis", redis, &c->redis, e) ||
@@ -93,6 +95,7 @@ static int parse_event(const cJSON *ev, const char *redis, const char *data_dir,
         flc_ev_opt_num(ev, "ldp_clip", 0, INFINITY, 0, &c->ldp_clip, e) ||
         flc_ev_opt_num(ev, "ldp_noise", 0, INFINITY, 0, &c->ldp_noise, e) ||
         flc_ev_opt_str(ev, "fault", "none", &c->fault_s, e) ||
+        flc_ev_opt_str(ev, "encoding", "f32", &enc_s, e) ||
         flc_ev_opt_int(ev, "ttl_ms", 0, 9007199254740992LL, 0, &ttl, e) ||
         flc_ev_opt_int(ev, "base_round", -1, round - 1, -1, &base, e))
         return e->code;
@@ -113,6 +116,8 @@ static int parse_event(const cJSON *ev, const char *redis, const char *data_dir,
         snprintf(c->global_job, sizeof c->global_job, "%s", g);
     else
         snprintf(c->global_job, sizeof c->global_job, "%s/g", c->job);
+    if (flc_enc_parse(enc_s, &c->enc, e) != FLC_OK)
+        return flc_err_wrap(e, "event field 'encoding': ");
     if (flc_client_fault_parse(c->fault_s, &c->fault) != FLC_OK)
         return flc_err_set(e, FLC_EINVAL, "event field 'fault' must be none, sign-flip, "
                            "label-flip or noise, not '%.64s'", c->fault_s);
@@ -325,7 +330,7 @@ int flc_client_fn(const flc_store_cfg_t *sc, const char *data_dir, const cJSON *
         flc_rs_push_cfg_t pc = {.job = c.job, .round = c.round, .client = c.client,
                                 .num_shards = c.num_shards, .model_size = P,
                                 .num_samples = m ? ds->n : 1};
-        rc = flc_rs_push(s, &pc, w, e);
+        rc = flc_rs_push_enc(s, &pc, &c.enc, w, e);
         if (rc == FLC_ECLOSED) {
             status = "late";
             rc = FLC_OK;

@@ -15,6 +15,7 @@
 #include "cache/keys.h"
 #include "cache/store_failover.h"
 #include "cache/store_ops.h"
+#include "cache/store_resume.h"
 #include "clients/client.h"
 #include "clients/client_data.h"
 #include "clients/sim_internal.h"
@@ -251,7 +252,9 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
         if (rc != FLC_OK)
             return rc;
     }
-    if ((rc = put_global(sm, 0, e)) != FLC_OK)
+    /* Resumed: round 0 is there already (and the model comes from the
+     * last closed round, sim_resume.c). */
+    if (!c->resume && (rc = put_global(sm, 0, e)) != FLC_OK)
         return rc;
 
     /* The driver begins the job (schema record with S): the shard tags,
@@ -365,6 +368,8 @@ static cJSON *client_event(const sim_t *sm, uint32_t round, const sim_client_t *
         cJSON_AddNumberToObject(o, "ldp_noise", c->ldp_noise);
     }
     cJSON_AddNumberToObject(o, "delay_ms", x->delay_ms);
+    if (c->encoding != NULL)
+        cJSON_AddStringToObject(o, "encoding", c->encoding);
     if (c->store_opts != NULL && c->store_opts->ttl_ms)
         cJSON_AddNumberToObject(o, "ttl_ms", (double)c->store_opts->ttl_ms);
     if (c->synthetic_params) {
@@ -656,7 +661,30 @@ int flc_sim_run(const flc_sim_cfg_t *cfg, flc_sim_progress_t progress, void *use
     if (res->rounds == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     rc = setup(&sm, res, e);
-    for (int r = 1; rc == FLC_OK && r <= c.rounds; r++) {
+    /* Resume (sim_resume.c): the checkpoint of the last closed round, then
+     * its global model; a fresh run drops an old checkpoint of the job. */
+    flc_merge_state_t **states = calloc(sm.S ? sm.S : 1, sizeof *states);
+    sim_resume_t rs = {.P = sm.P, .S = sm.S, .eligible = sm.eligible,
+                       .neligible = sm.neligible, .states = states, .rule = &sm.rule,
+                       .dp = &sm.dp};
+    if (rc == FLC_OK && states == NULL)
+        rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
+    for (uint32_t k = 0; rc == FLC_OK && k < sm.S; k++)
+        states[k] = sm.m[k].state;
+    if (rc == FLC_OK && c.resume && (rc = sim_resume_load(sm.s, &c, &rs, e)) == FLC_OK) {
+        flc_shard_t g = {0};
+        if (flc_store_get_merged(sm.s, sm.gjob, rs.round, 0, &g, sm.global, sm.P) != FLC_OK ||
+            g.values != sm.global || g.count != sm.P)
+            rc = flc_err_set(e, FLC_EDATA, "cannot resume job '%s': its global model of round "
+                             "%u: %s", c.job, rs.round, g.count != sm.P && g.values
+                             ? "another model size" : flc_store_errstr(sm.s));
+        flc_shard_release(&g);
+        res->resumed_after = rs.round;
+        res->resumed_partial = rs.partial;
+    } else if (rc == FLC_OK && flc_store_ckpt_del(sm.s, c.job) != FLC_OK) {
+        rc = store_err(sm.s, e);
+    }
+    for (int r = (int)rs.round + 1; rc == FLC_OK && r <= c.rounds; r++) {
         flc_sim_round_t *out = &res->rounds[res->nrounds];
         rc = run_round(&sm, (uint32_t)r, out, e);
         if (rc != FLC_OK) {
@@ -664,12 +692,18 @@ int flc_sim_run(const flc_sim_cfg_t *cfg, flc_sim_progress_t progress, void *use
             break;
         }
         res->nrounds++;
+        rs.round = (uint32_t)r;
+        if ((rc = sim_resume_save(sm.s, &c, &rs, e)) != FLC_OK) {
+            flc_err_wrap(e, "round %d's checkpoint: ", r);
+            break;
+        }
         res->cost_usd += out->cost_usd;
         res->bytes += out->bytes;
         if (progress)
             progress(out, c.rounds, (double)(flc_now_ns() - t0) / 1e9, user);
     }
     res->wall_ms = (double)(flc_now_ns() - t0) / 1e6;
+    free(states);
     teardown(&sm);
     return rc;
 }

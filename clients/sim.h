@@ -140,6 +140,13 @@ typedef struct flc_sim_cfg {
                              * "fedavgm:momentum=0.8"); NULL: the strategy's rule (and
                              * server_lr, trim, krum_f). The strategy still says how
                              * clients train (fedprox) */
+    const char *encoding;   /* the clients' update encoding (cache/encode.h): "f32" (NULL),
+                             * "fp16", "bf16", "int8", "topk:FRACTION" (with error feedback) */
+    int resume;             /* 1: continue job from its last closed round (clients/sim_resume.c)
+                             * instead of starting it; rounds is then the job's total */
+    const char *resume_args;/* stored with each round's checkpoint, handed back by
+                             * flc_sim_resume_args (the CLI keeps its options there); may be
+                             * NULL */
     const char *model;      /* "softmax" | "mlp" */
     size_t hidden;          /* mlp hidden units; 0: default */
     double mu;              /* FedProx mu (fedprox: 0 -> 0.01) */
@@ -221,6 +228,9 @@ typedef struct flc_sim_result {
     double wall_ms;
     double cost_usd;
     uint64_t bytes;
+    uint32_t resumed_after;      /* resume: the job's last closed round it continued from */
+    int resumed_partial;         /* resume: the round after it had begun (a run stopped in
+                                  * it) and was cleared to run again */
 } flc_sim_result_t;
 
 /* Defaults: job "sim", N 100, K 10, R 50, alpha 0.5, E 1, fedavg, softmax,
@@ -248,6 +258,13 @@ int flc_sim_run(const flc_sim_cfg_t *c, flc_sim_progress_t progress, void *user,
                 flc_sim_result_t *res, flc_err_t *e);
 
 void flc_sim_result_free(flc_sim_result_t *r);
+
+/* The arguments the run that wrote job's checkpoint stored (cfg.resume_args;
+ * "" when none) into *args (malloc'd, caller frees) and its last closed
+ * round into *round (may be NULL). FLC_ENOTFOUND naming the job when it has
+ * no checkpoint: it never closed a round, or does not exist. */
+int flc_sim_resume_args(const char *redis, const flc_store_opts_t *opts, const char *job,
+                        char **args, uint32_t *round, flc_err_t *e);
 
 /* The result as JSON: {"init_accuracy":..,"rounds":[{...}],...}; new object. */
 struct cJSON *flc_sim_result_json(const flc_sim_cfg_t *c, const flc_sim_result_t *r);

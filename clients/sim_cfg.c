@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "aggregator/merge.h"
+#include "cache/encode.h"
 #include "cache/keys.h"
 #include "cache/store.h"
 #include "cache/store_ops.h"
@@ -179,6 +180,9 @@ int flc_sim_cfg_finish(flc_sim_cfg_t *c, flc_err_t *e)
         return flc_err_set(e, FLC_EINVAL, "dropout must be in [0, 1), not %g", c->dropout);
     flc_sim_straggler_t st;
     if (flc_sim_straggler_parse(c->straggler, &st, e) != FLC_OK)
+        return e->code;
+    flc_enc_t enc;
+    if (flc_enc_parse(c->encoding, &enc, e) != FLC_OK)
         return e->code;
     if (c->faulty < 0 || c->faulty > 1 || !isfinite(c->faulty))
         return flc_err_set(e, FLC_EINVAL, "faulty must be a fraction in [0, 1], not %g",

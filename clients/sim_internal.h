@@ -53,6 +53,28 @@ int sim_dp_round(sim_dp_t *d, const flc_sim_cfg_t *c, flc_merge_rule_t *rule,
                  const flc_sim_inv_t *inv, size_t k, size_t neligible, sim_round_rec_t *rec,
                  flc_err_t *e);
 
+/* Resume (clients/sim_resume.c): the driver's state a checkpoint holds. */
+typedef struct sim_resume {
+    uint32_t round;             /* the last closed round */
+    size_t P;
+    uint32_t S;
+    uint32_t *eligible;         /* the driver's sampling order (borrowed) */
+    size_t neligible;
+    flc_merge_state_t **states; /* per shard; NULL entries for a rule without state */
+    flc_merge_rule_t *rule;     /* its clip follows adaptive clipping */
+    sim_dp_t *dp;
+    int partial;                /* set by load: round + 1 had begun; it was cleared */
+} sim_resume_t;
+
+/* Writes the job's checkpoint after round r->round was recorded. */
+int sim_resume_save(flc_store_t *s, const flc_sim_cfg_t *c, const sim_resume_t *r, flc_err_t *e);
+
+/* Reads the job's checkpoint into r (the order, states, clip and accountant
+ * it points to), refusing (FLC_EINVAL, naming the option) a run whose
+ * options differ from the job's, FLC_ENOTFOUND when there is none; then
+ * deletes the round after it if it had begun (r->partial). */
+int sim_resume_load(flc_store_t *s, const flc_sim_cfg_t *c, sim_resume_t *r, flc_err_t *e);
+
 /* Completes the round's RoundMeta (metrics, hyperparameters, notes, bytes,
  * cost) and writes one ModelUpdate per sampled client; fills the counts of
  * rec->out from the merge outcome. */

@@ -308,6 +308,7 @@ int sim_record_round(flc_store_t *s, const flc_sim_cfg_t *c, size_t nparams,
     note_add(&notes, "model", c->synthetic_params ? "synthetic" : c->model);
     note_add(&notes, "fault", flc_client_fault_name(c->fault));
     note_add(&notes, "straggler", c->straggler ? c->straggler : "none");
+    note_add(&notes, "encoding", c->encoding ? c->encoding : "f32");
     char gjob[80];
     snprintf(gjob, sizeof gjob, "%s/g", c->job);
     note_add(&notes, "models_job", gjob);

@@ -78,9 +78,10 @@ class Frames(unittest.TestCase):
                 setattr(m2, k, v)
             h = m2.SerializeToString()
             self.refuses(b"FLS1" + struct.pack("<I", len(h)) + h + good[8 + hl:], words)
-        # a field proto/flcache.proto does not define (number 14, varint 1)
-        h = good[8:8 + hl] + bytes([14 << 3, 1])
-        self.refuses(b"FLS1" + struct.pack("<I", len(h)) + h + good[8 + hl:], "does not")
+        # a field proto/flcache.proto does not define (number 16, varint 1;
+        # 13 and 14 are the encoding's since issue 16)
+        h = good[8:8 + hl] + bytes([(16 << 3) | 0x80, 0x01, 1])
+        self.refuses(b"FLS1" + struct.pack("<I", len(h)) + h + good[8 + hl:], "does not define")
 
     def test_encode_checks(self):
         with self.assertRaises(FlcacheError):
@@ -88,6 +89,78 @@ class Frames(unittest.TestCase):
         with self.assertRaises(FlcacheError):
             frame.encode(shard(AWKWARD, count=3))
         print("ok: encode refuses a bad index and a count that is not the values'")
+
+
+def encoded(values, encoding, payload, nnz=0):
+    """A frame of `values`' shape whose payload is the given encoded bytes."""
+    s = shard(values, encoding=encoding, nnz=nnz)
+    return frame.encode_header(s) + payload
+
+
+class EncodedFrames(unittest.TestCase):
+    """Frames in the encodings of cache/encode.h decode to what the C reader
+    gives (numpy's float16 and the bf16/int8/top-k layouts of
+    docs/protocol.md), and bad payloads are refused."""
+    X = np.array([0.5, -1.25, 3.0e-3, 1000.0, -7.0e-6, 0.0, 2.0, -65504.0], np.float32)
+
+    def test_fp16(self):
+        h = self.X.astype("<f2")
+        back = frame.decode(encoded(self.X, frame.FP16, h.tobytes()))
+        self.assertEqual(back.values.dtype, np.float32)
+        self.assertEqual(back.values.tobytes(), h.astype(np.float32).tobytes())
+        self.assertEqual(back.encoding, frame.F32)
+        bad = h.copy().view("<u2")
+        bad[2] = 0x7C00  # +Inf
+        with self.assertRaisesRegex(FrameError, "NaN or Inf"):
+            frame.decode(encoded(self.X, frame.FP16, bad.tobytes()))
+        print("ok: fp16 frame decodes as float16 -> float32, Inf refused")
+
+    def test_bf16(self):
+        b = (self.X.view(np.uint32) >> 16).astype("<u2")  # truncation: any bf16 bits
+        back = frame.decode(encoded(self.X, frame.BF16, b.tobytes()))
+        want = (b.astype(np.uint32) << 16).view(np.float32)
+        self.assertEqual(back.values.tobytes(), want.tobytes())
+        print("ok: bf16 frame decodes as the upper halves of float32")
+
+    def test_int8(self):
+        x = np.linspace(-3, 3, 300).astype(np.float32)  # two blocks: 256 + 44
+        sc = np.array([np.abs(x[:256]).max() / 127, np.abs(x[256:]).max() / 127], np.float32)
+        q = np.round(x / np.repeat(sc, 256)[:300]).astype(np.int8)
+        back = frame.decode(encoded(x, frame.INT8, q.tobytes() + sc.astype("<f4").tobytes()))
+        self.assertTrue(np.all(np.abs(back.values - x) <= np.repeat(sc, 256)[:300] / 2 * 1.0001))
+        q2 = q.copy()
+        q2[7] = -128
+        with self.assertRaisesRegex(FrameError, "-128"):
+            frame.decode(encoded(x, frame.INT8, q2.tobytes() + sc.tobytes()))
+        with self.assertRaisesRegex(FrameError, "payload has"):
+            frame.decode(encoded(x, frame.INT8, q.tobytes()))  # scales missing
+        print("ok: int8 frame within scale/2 of the values; -128 and a short payload refused")
+
+    def test_topk(self):
+        ix = np.array([1, 3, 6], "<u4")
+        v = self.X[ix]
+        back = frame.decode(encoded(self.X, frame.TOPK, ix.tobytes() + v.tobytes(), nnz=3))
+        want = np.zeros_like(self.X)
+        want[ix] = v
+        self.assertEqual(back.values.tobytes(), want.tobytes())
+        for bad in (np.array([3, 1, 6], "<u4"), np.array([1, 3, 8], "<u4")):
+            with self.assertRaisesRegex(FrameError, "increasing"):
+                frame.decode(encoded(self.X, frame.TOPK, bad.tobytes() + v.tobytes(), nnz=3))
+        print("ok: topk frame: kept coordinates exact, the rest 0; bad indexes refused")
+
+    def test_header_says_encoding(self):
+        s = shard(self.X, encoding=frame.FP16)
+        h = frame.encode_header(s)
+        m = pb.TensorShard()
+        m.ParseFromString(h[8:])
+        self.assertEqual(m.encoding, frame.FP16)
+        plain = frame.encode_header(shard(self.X))
+        m2 = pb.TensorShard()
+        m2.ParseFromString(plain[8:])
+        self.assertEqual((m2.encoding, m2.nnz), (0, 0))
+        with self.assertRaisesRegex(FlcacheError, "unknown payload encoding"):
+            frame.encode_header(shard(self.X, encoding=9))
+        print("ok: the header carries the encoding (field 13); float32 headers are as before")
 
 
 class Flatten(unittest.TestCase):

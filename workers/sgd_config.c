@@ -81,6 +81,10 @@ int flc_sgd_cfg_finish(flc_sgd_cfg_t *c, flc_err_t *e)
         return flc_err_set(e, FLC_EINVAL, "hidden must be at most 65536, not %zu", c->hidden);
     if (c->epochs < 1 || c->epochs > 100000)
         return flc_err_set(e, FLC_EINVAL, "epochs must be 1..100000, not %d", c->epochs);
+    if (c->resume_after < 0 || c->resume_after >= c->epochs)
+        return flc_err_set(e, FLC_EINVAL, "job %s already ran %d epochs: ask more with --epochs "
+                           "(the job's total), not %d", c->job ? c->job : "?", c->resume_after,
+                           c->epochs);
     if (c->batch == 0)
         c->batch = FLC_SGD_BATCH_DEFAULT;
     if (c->batch > 65536)
@@ -141,6 +145,10 @@ cJSON *flc_sgd_cfg_to_json(const flc_sgd_cfg_t *c)
         cJSON_AddNumberToObject(o, "step_timeout_ms", c->step_timeout_ms);
     if (c->progress_every)
         cJSON_AddNumberToObject(o, "progress_every", c->progress_every);
+    if (c->resume_after)
+        cJSON_AddNumberToObject(o, "resume_after", c->resume_after);
+    if (c->resume_args)
+        cJSON_AddStringToObject(o, "resume_args", c->resume_args);
     if (c->memory_mb) {
         cJSON_AddNumberToObject(o, "memory_mb", c->memory_mb);
         cJSON_AddNumberToObject(o, "price_per_gb_s", c->price_per_gb_s);
@@ -151,7 +159,7 @@ cJSON *flc_sgd_cfg_to_json(const flc_sgd_cfg_t *c)
 int flc_sgd_cfg_from_json(flc_sgd_cfg_t *c, const cJSON *ev, flc_err_t *e)
 {
     long long rank = 0, workers = 1, hidden = 0, epochs = 1, batch = 0, shards = 0, subset = 0;
-    long long tsub = 0, seed = (long long)c->seed, tmo = 0, every = 0, mem = 0;
+    long long tsub = 0, seed = (long long)c->seed, tmo = 0, every = 0, mem = 0, resume = 0;
     const char *comm = NULL;
     /* The three that say which worker this is come first: without them
      * nothing else matters. The others default to the values of *c. */
@@ -174,6 +182,8 @@ int flc_sgd_cfg_from_json(flc_sgd_cfg_t *c, const cJSON *ev, flc_err_t *e)
         flc_ev_opt_int(ev, "step_timeout_ms", 0, 86400000, 0, &tmo, e) ||
         flc_ev_opt_int(ev, "progress_every", 0, 1000000000, 0, &every, e) ||
         flc_ev_opt_int(ev, "memory_mb", 0, 1048576, 0, &mem, e) ||
+        flc_ev_opt_int(ev, "resume_after", 0, 100000, 0, &resume, e) ||
+        flc_ev_opt_str(ev, "resume_args", c->resume_args, &c->resume_args, e) ||
         flc_ev_opt_num(ev, "lr", 0, INFINITY, c->lr, &c->lr, e) ||
         flc_ev_opt_num(ev, "price_per_gb_s", 0, INFINITY, c->price_per_gb_s,
                        &c->price_per_gb_s, e))
@@ -193,6 +203,7 @@ int flc_sgd_cfg_from_json(flc_sgd_cfg_t *c, const cJSON *ev, flc_err_t *e)
     c->step_timeout_ms = (unsigned)tmo;
     c->progress_every = (unsigned)every;
     c->memory_mb = (unsigned)mem;
+    c->resume_after = (int)resume;
     return flc_sgd_cfg_finish(c, e);
 }
 

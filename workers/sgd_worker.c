@@ -146,8 +146,8 @@ static int train(sgd_worker_t *w, flc_store_t *meta_s, flc_err_t *e)
     flc_sgd_result_t *r = w->r;
     unsigned every = c->progress_every ? c->progress_every
                                        : (unsigned)(w->steps / 10 ? w->steps / 10 : 1);
-    uint32_t g = 0;
-    for (int ep = 1; ep <= c->epochs; ep++) {
+    uint32_t g = (uint32_t)(c->resume_after * w->steps); /* resumed: the steps before */
+    for (int ep = 1 + c->resume_after; ep <= c->epochs; ep++) {
         sgd_epoch_stats_t st = {.epoch = ep, .started_ms = flc_wall_ms()};
         uint64_t e0 = flc_now_ns(), rd0 = flc_store_bytes_read(w->s);
         uint64_t wr0 = flc_store_bytes_written(w->s);
@@ -218,6 +218,8 @@ static int train(sgd_worker_t *w, flc_store_t *meta_s, flc_err_t *e)
         flc_store_t *steps_s = w->s;
         w->s = meta_s; /* the epoch's record outlives the steps: no step expiry */
         rc = sgd_put_epoch_meta(w, &st, e);
+        if (rc == FLC_OK) /* the model and checkpoint of the closed epoch */
+            rc = sgd_resume_save(w, meta_s, ep, e);
         w->s = steps_s;
         if (rc != FLC_OK)
             return rc;
@@ -247,6 +249,8 @@ int flc_sgd_run(const flc_sgd_cfg_t *cin, flc_sgd_result_t *r, flc_err_t *e)
     int rc = flc_sgd_cfg_finish(&w.c, e);
     if (rc == FLC_OK)
         rc = setup(&w, &meta_s, e);
+    if (rc == FLC_OK)
+        rc = sgd_resume_load(&w, meta_s ? meta_s : w.s, e);
     if (rc == FLC_OK) {
         r->nparams = w.nparams;
         r->steps_per_epoch = w.steps;

@@ -101,6 +101,11 @@ typedef struct flc_sgd_cfg {
     unsigned progress_every; /* steps between progress records; 0: ~10 per epoch */
     unsigned memory_mb;      /* function memory, for the cost estimate; 0: no cost */
     double price_per_gb_s;   /* USD per GB-second for the estimate */
+    int resume_after;        /* > 0: continue job from this closed epoch (workers/sgd_resume.c):
+                              * the model of job "<job>/g" round resume_after, the shuffles
+                              * replayed; 0: a new run */
+    const char *resume_args; /* stored in each epoch's checkpoint for `train --resume` (the
+                              * CLI's arguments, JSON); NULL: none */
 } flc_sgd_cfg_t;
 
 /* What one worker reports at the end. */
@@ -183,5 +188,12 @@ int flc_sgd_steps_job(char *out, size_t outlen, const char *job, flc_err_t *e);
  * and the start barrier's keys. Epoch metadata of J stays. Call after every
  * worker returned (or before starting a job name again). */
 int flc_sgd_cleanup(flc_store_t *s, const char *job, flc_err_t *e);
+
+/* The checkpoint of job's last closed epoch (written by worker 0 after
+ * each epoch, workers/sgd_resume.c): the stored arguments (cfg.resume_args,
+ * malloc'd, caller frees) and that epoch. FLC_ENOTFOUND naming the job
+ * when it has none. */
+int flc_sgd_resume_args(flc_store_t *s, const char *job, char **args, int *epoch,
+                        flc_err_t *e);
 
 #endif

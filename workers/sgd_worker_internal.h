@@ -66,4 +66,14 @@ void sgd_progress(sgd_worker_t *w, struct cJSON *rec);
  * its progress record. Sorts w->step_ms. */
 int sgd_put_epoch_meta(sgd_worker_t *w, const sgd_epoch_stats_t *st, flc_err_t *e);
 
+/* Resume (sgd_resume.c). Rank 0 after epoch ep's record: the model as round
+ * ep of "<job>/g", then the job's checkpoint naming ep. */
+int sgd_resume_save(sgd_worker_t *w, flc_store_t *s, int ep, flc_err_t *e);
+
+/* Before the first step of a resumed run (c.resume_after = R): every worker
+ * checks the job's checkpoint against its options (FLC_EINVAL naming the
+ * one that differs), loads the model of epoch R and replays its shuffles
+ * of epochs 2..R. A new run's rank 0 drops an old checkpoint instead. */
+int sgd_resume_load(sgd_worker_t *w, flc_store_t *s, flc_err_t *e);
+
 #endif
