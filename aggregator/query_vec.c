@@ -46,12 +46,13 @@ static void robust_z(const double *x, size_t n, double *z)
  * store's message): a silent weight of 1 for everyone would change every
  * contribution and drop precision/recall (issue 13 finding 5). A client
  * without metadata is weighted 1 and named in the note "no_metadata". */
-static int client_facts(flc_store_t *s, const char *job, uint32_t round, const flc_query_gram_t *g,
-                        double *w, char **fault, Flcache__QueryAnswer *a, flc_err_t *e)
+int flc_query_client_facts(flc_store_t *s, const char *job, uint32_t round, char *const *clients,
+                           size_t n, double *w, char **fault, Flcache__QueryAnswer *a,
+                           flc_err_t *e)
 {
     Flcache__ModelUpdate **u = NULL;
     size_t nu = 0;
-    for (size_t i = 0; i < g->n; i++) {
+    for (size_t i = 0; i < n; i++) {
         w[i] = 1;
         fault[i] = NULL;
     }
@@ -62,10 +63,10 @@ static int client_facts(flc_store_t *s, const char *job, uint32_t round, const f
     }
     char missing[512] = "";
     size_t len = 0, nmiss = 0;
-    for (size_t i = 0; i < g->n; i++) {
+    for (size_t i = 0; i < n; i++) {
         int found = 0;
         for (size_t k = 0; k < nu && !found; k++) {
-            if (strcmp(g->clients[i], u[k]->client) != 0)
+            if (strcmp(clients[i], u[k]->client) != 0)
                 continue;
             found = 1;
             w[i] = u[k]->num_samples ? (double)u[k]->num_samples : 1;
@@ -75,7 +76,7 @@ static int client_facts(flc_store_t *s, const char *job, uint32_t round, const f
         }
         if (!found && len < sizeof missing - 80)
             len += (size_t)snprintf(missing + len, sizeof missing - len, "%s%s",
-                                    nmiss ? ", " : "", g->clients[i]);
+                                    nmiss ? ", " : "", clients[i]);
         nmiss += !found;
     }
     flc_store_free_update_metas(u, nu);
@@ -203,7 +204,8 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
         goto out;
     }
-    if ((rc = client_facts(s, q->job, round, &g, w, fault, a, e)) != FLC_OK)
+    if ((rc = flc_query_client_facts(s, q->job, round, g.clients, g.n, w, fault, a, e)) !=
+        FLC_OK)
         goto out;
     int has_agg = G[n * m + n] > 0 && isfinite(G[n * m + n]);
     switch (q->kind) {

@@ -30,6 +30,8 @@ static const command_t commands[] = {
                          "mandelbrot, forest"},
     {"export", flc_cmd_export, "write a global model, a merged round or a client's update to "
                                "an .npy or .safetensors file"},
+    {"eval-set", flc_cmd_evalset, "store a held-out evaluation set with a job (for `query "
+                                  "accuracy`)"},
     {"up", flc_cmd_up, "start a long-lived, persistent private redis-server; print its URL"},
     {"down", flc_cmd_down, "stop the server started by `flcache up`"},
     {"version", flc_cmd_version, "print versions of flcache and its libraries"},
