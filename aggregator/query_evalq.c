@@ -22,13 +22,18 @@
 
 #include "aggregator/query_internal.h"
 
-#define FAULT_Z 3.0 /* robust z over which a client's behaviour is flagged */
+/* Suspicion = max(z_act, 0) + max(z_disagree, 0) + max(-z_accuracy, 0)
+ * (robust z-scores across the round's clients); flagged above FAULT_SUSP.
+ * One view alone misses a kind of fault: a sign-flipper's activations are
+ * far from everyone's, a label-flipper's less so under non-IID data but it
+ * also disagrees with the majority and scores low on held-out data. */
+#define FAULT_SUSP 3.0
 
 /* Per client, accumulated over the rounds (matched by name). */
 typedef struct acc {
     char *name;
     char *truth;
-    double rounds, acc, loss, gain, incentive, loo, fscore, disagree, flagged;
+    double rounds, acc, loss, gain, incentive, loo, fscore, disagree, flagged, susp;
 } acc_t;
 
 typedef struct tally {
@@ -151,7 +156,8 @@ static int eval_round(const flc_query_req_t *q, const flc_query_eval_t *ev, tall
     double *c = calloc(n + 1, sizeof *c), *fs = malloc(n * sizeof *fs);
     double *dis = malloc(n * sizeof *dis), *z = malloc(n * sizeof *z);
     double *zd = malloc(n * sizeof *zd), *tmp = malloc(n * sizeof *tmp);
-    int rc = acc && loss && c && fs && dis && z && zd && tmp ? FLC_OK : FLC_ENOMEM;
+    double *za = malloc(n * sizeof *za);
+    int rc = acc && loss && c && fs && dis && z && zd && tmp && za ? FLC_OK : FLC_ENOMEM;
     double W = 0, mean = 0;
     for (size_t i = 0; rc == FLC_OK && i < n; i++) {
         c[i] = 1;
@@ -182,10 +188,11 @@ static int eval_round(const flc_query_req_t *q, const flc_query_eval_t *ev, tall
         if (rc == FLC_OK) {
             robust_z(fs, n, z, tmp);
             robust_z(dis, n, zd, tmp);
+            robust_z(acc, n, za, tmp);
         }
     } else {
         for (size_t i = 0; i < n; i++)
-            fs[i] = dis[i] = z[i] = zd[i] = want_faults ? NAN : 0;
+            fs[i] = dis[i] = z[i] = zd[i] = za[i] = want_faults ? NAN : 0;
     }
     for (size_t i = 0; rc == FLC_OK && i < n; i++) {
         double loo = NAN;
@@ -203,7 +210,9 @@ static int eval_round(const flc_query_req_t *q, const flc_query_eval_t *ev, tall
         }
         if (x->truth == NULL && ev->fault[i])
             x->truth = strdup(ev->fault[i]);
-        int flagged = n >= 3 && (z[i] > FAULT_Z || zd[i] > FAULT_Z);
+        double susp = (z[i] > 0 ? z[i] : 0) + (zd[i] > 0 ? zd[i] : 0) + (za[i] < 0 ? -za[i] : 0);
+        int flagged = n >= 3 && susp > FAULT_SUSP;
+        x->susp += n >= 3 ? susp : 0;
         x->rounds += 1;
         x->acc += acc[i];
         x->loss += loss[i];
@@ -213,14 +222,8 @@ static int eval_round(const flc_query_req_t *q, const flc_query_eval_t *ev, tall
         x->fscore += fs[i];
         x->disagree += dis[i];
         x->flagged += flagged;
-        if (ev->fault[i]) {
-            t->truth_known++;
-            t->tp += flagged && is_faulty(ev->fault[i]);
-            t->fp += flagged && !is_faulty(ev->fault[i]);
-            t->fn += !flagged && is_faulty(ev->fault[i]);
-        }
     }
-    free(acc), free(loss), free(c), free(fs), free(dis), free(z), free(zd), free(tmp);
+    free(acc), free(loss), free(c), free(fs), free(dis), free(z), free(zd), free(tmp), free(za);
     return rc == FLC_ENOMEM ? flc_err_set(e, FLC_ENOMEM, "out of memory") : rc;
 }
 
@@ -367,7 +370,8 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryA
     static const char *c_acc[] = {"accuracy", "loss", "gain", "incentive", "loo_drop",
                                   "fault_score", "disagreement", "flagged", "rounds"};
     static const char *c_inc[] = {"tokens", "accuracy", "rounds"};
-    static const char *c_flt[] = {"rank", "fault_score", "disagreement", "flagged", "rounds"};
+    static const char *c_flt[] = {"rank",     "suspicion", "fault_score", "disagreement",
+                                  "accuracy", "flagged",   "rounds"};
     static const char *c_sch[] = {"rank", "accuracy", "rounds"};
     static const char *c_con[] = {"loo_drop", "accuracy", "rounds"};
     static const char *c_per[] = {"accuracy", "weight"};
@@ -375,7 +379,7 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryA
     switch (q->kind) {
     case FLC_Q_ACCURACY: a = flc_query_answer_new(q->job, kind, c_acc, 9, truth, 1); break;
     case FLC_Q_INCENTIVES: a = flc_query_answer_new(q->job, kind, c_inc, 3, NULL, 0); break;
-    case FLC_Q_FAULTS: a = flc_query_answer_new(q->job, kind, c_flt, 5, truth, 1); break;
+    case FLC_Q_FAULTS: a = flc_query_answer_new(q->job, kind, c_flt, 7, truth, 1); break;
     case FLC_Q_SCHEDULE: a = flc_query_answer_new(q->job, kind, c_sch, 3, NULL, 0); break;
     case FLC_Q_CONTRIBUTION: a = flc_query_answer_new(q->job, kind, c_con, 3, NULL, 0); break;
     default: a = flc_query_answer_new(q->job, kind, c_per, 2, NULL, 0); break;
@@ -402,11 +406,23 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryA
         flc_query_eval_free(&ev);
     }
     /* Rows: by name (accuracy), else by the kind's key, best first. */
+    /* A client is judged faulty when its suspicion over its rounds of the
+     * range averages above FAULT_SUSP: precision and recall count clients. */
+    for (size_t i = 0; i < t.n; i++) {
+        acc_t *x = &t.v[i];
+        int faulty = x->rounds > 0 && x->susp / x->rounds > FAULT_SUSP;
+        if (x->truth) {
+            t.truth_known++;
+            t.tp += faulty && is_faulty(x->truth);
+            t.fp += faulty && !is_faulty(x->truth);
+            t.fn += !faulty && is_faulty(x->truth);
+        }
+    }
     double *ord = rc == FLC_OK ? malloc((2 * t.n + 1) * sizeof *ord) : NULL;
     for (size_t i = 0; ord && i < t.n; i++) {
         acc_t *x = &t.v[i];
         ord[2 * i] = q->kind == FLC_Q_INCENTIVES      ? x->incentive
-                     : q->kind == FLC_Q_FAULTS        ? x->fscore / x->rounds
+                     : q->kind == FLC_Q_FAULTS        ? x->susp / x->rounds
                      : q->kind == FLC_Q_SCHEDULE      ? x->acc / x->rounds
                      : q->kind == FLC_Q_CONTRIBUTION  ? x->loo
                                                       : -(double)i;
@@ -422,7 +438,8 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryA
         double va[] = {x->acc / k, x->loss / k, x->gain / k, x->incentive / k, x->loo / k,
                        x->fscore / k, x->disagree / k, x->flagged, k};
         double vi[] = {x->incentive, x->acc / k, k};
-        double vf[] = {rank, x->fscore / k, x->disagree / k, x->flagged, k};
+        double vf[] = {rank, x->susp / k, x->fscore / k, x->disagree / k, x->acc / k,
+                       x->flagged, k};
         double vs[] = {rank, x->acc / k, k};
         double vc[] = {x->loo, x->acc / k, k};
         const double *v = q->kind == FLC_Q_ACCURACY     ? va
@@ -459,7 +476,10 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryA
         if (q->kind == FLC_Q_FAULTS || q->kind == FLC_Q_ACCURACY)
             flc_query_answer_note(a, "fault_score", "mean over inputs of the distance of the "
                                   "client's activations to the clients' median, over its mean; "
-                                  "flagged (rounds): robust z of it or of disagreement > 3");
+                                  "suspicion: max(z, 0) of it + max(z, 0) of disagreement + "
+                                  "max(-z, 0) of accuracy (robust z in the round); flagged: "
+                                  "rounds with suspicion > 3; precision/recall count clients "
+                                  "whose mean suspicion is > 3");
         if (q->kind == FLC_Q_CONTRIBUTION || q->kind == FLC_Q_ACCURACY)
             flc_query_answer_note(a, "loo_drop", "accuracy of the FedAvg of the round's "
                                   "clients minus that without the client");
