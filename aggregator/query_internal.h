@@ -34,6 +34,11 @@ int flc_query_schedule(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryA
  * flc_query_gram); flc_query_run fills it. */
 int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
                       Flcache__QueryAnswer **out, flc_err_t *e);
+/* norms, outliers, clusters over several rounds, per client (query_range.c);
+ * similarity refuses. */
+int flc_query_vectors_range(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                            const uint32_t *rounds, size_t nr, Flcache__QueryAnswer **out,
+                            flc_err_t *e);
 int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
                           Flcache__QueryAnswer **out, flc_err_t *e);
 

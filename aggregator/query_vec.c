@@ -472,6 +472,11 @@ int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_
     int rc = flc_query_rounds(s, q, &rounds, &nr, e);
     if (rc != FLC_OK)
         return rc;
+    if (nr > 1) { /* answered per client over the range (query_range.c) */
+        rc = flc_query_vectors_range(s, q, at, rounds, nr, out, e);
+        free(rounds);
+        return rc;
+    }
     uint32_t round = rounds[0];
     free(rounds);
     Flcache__QueryAnswer *a = NULL;
