@@ -433,7 +433,49 @@ TEST(no_eval_set_named)
     flc_store_close(s);
 }
 
+/* Issue 17 point 3: 2 of 10 clients (20%) send -6x an honest update, so
+ * the FedAvg aggregate points their way and the cosine-to-FedAvg score
+ * ranks them first; against the Multi-Krum centre none ranks in the top
+ * half. */
+TEST(robust_contribution_flippers)
+{
+    job_t j;
+    job_init(&j, "evr", FLC_MODEL_SOFTMAX, 0, 10);
+    float dir[256], noise[256];
+    flc_t_fill(dir, j.P, 9);
+    for (size_t i = 0; i < j.n; i++) {
+        flc_t_fill(noise, j.P, 200 + (unsigned)i);
+        for (size_t x = 0; x < j.P; x++)
+            j.u[i][x] = (i == 3 || i == 7 ? -6.0f : 1.0f) * (dir[x] + 0.3f * noise[x]);
+    }
+    label_by(&j, dir);
+    store_job(&j);
+    Flcache__QueryAnswer *a = ask("evr", FLC_Q_CONTRIBUTION, 0, 0, NULL, NULL);
+    CHECK(a && a->n_rows == 10 && a->num_numeric == 4 &&
+              strcmp(a->columns[3], "robust_contribution") == 0,
+          "contribution has the robust_contribution column beside the FedAvg one");
+    int fed_top = 0, rob_top = 0;
+    for (int col = 0; col < 4; col += 3) {
+        int *top = col == 0 ? &fed_top : &rob_top;
+        for (int f = 3; f <= 7; f += 4) { /* how many rank above the flipper */
+            double v = row_of(a, j.names[f])->values[col];
+            int above = 0;
+            for (size_t i = 0; i < 10; i++)
+                above += row_of(a, j.names[i])->values[col] > v;
+            *top += above < 5;
+        }
+    }
+    printf("# flippers in the top half: %d by cos to FedAvg, %d by cos to the Krum centre\n",
+           fed_top, rob_top);
+    EXPECT(rob_top == 0, "robust_contribution: neither flipper ranks in the top half");
+    EXPECT(fed_top == 2, "the FedAvg score, pulled by them, ranks both in the top half (why "
+           "the robust one is there)");
+    flcache__query_answer__free_unpacked(a, NULL);
+    flc_data_free(j.ds);
+}
+
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(accuracy_softmax_exact),
                  TEST_ENTRY(accuracy_mlp_exact), TEST_ENTRY(planted_schedule_incentives_faults),
                  TEST_ENTRY(planted_leave_one_out), TEST_ENTRY(personalize_by_accuracy_model),
-                 TEST_ENTRY(personalized_beats_global_on_its_group), TEST_ENTRY(no_eval_set_named))
+                 TEST_ENTRY(personalized_beats_global_on_its_group), TEST_ENTRY(no_eval_set_named),
+                 TEST_ENTRY(robust_contribution_flippers))
