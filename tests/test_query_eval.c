@@ -20,9 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "aggregator/query.h"
 #include "aggregator/reduce_scatter.h"
 #include "ml/dataset.h"
+#include "ml/dataset_idx.h"
 #include "ml/model.h"
 #include "tests/harness.h"
 
@@ -474,8 +477,75 @@ TEST(robust_contribution_flippers)
     flc_data_free(j.ds);
 }
 
+/* The command line and the function role: `flcache query accuracy
+ * --samples`, `schedule --by accuracy`, and the event's "by" and "samples". */
+TEST(cli_and_function_role)
+{
+    char cmd[1024], out[16384];
+    snprintf(cmd, sizeof cmd, "FLCACHE_REDIS='%s' %s/flcache query schedule --by accuracy "
+             "--job evp --round 1 --k 3 --samples %d --json", g_fx.unix_url, flc_t_build_dir(),
+             NS);
+    int rc = flc_t_run(cmd, out, sizeof out);
+    cJSON *j = rc == 0 ? cJSON_Parse(out) : NULL;
+    cJSON *rows = j ? cJSON_GetObjectItem(j, "rows") : NULL;
+    EXPECT(rows && cJSON_GetArraySize(rows) == 3,
+           "flcache query schedule --by accuracy --k 3 --json: 3 rows (exit %d)", rc);
+    cJSON_Delete(j);
+    snprintf(cmd, sizeof cmd, "FLCACHE_REDIS='%s' %s/flcache query schedule --by bogus --job evp",
+             g_fx.unix_url, flc_t_build_dir());
+    rc = flc_t_run(cmd, out, sizeof out);
+    EXPECT(rc == 2, "--by bogus is a usage error (exit %d)", rc);
+    cJSON *ev = cJSON_Parse("{\"kind\":\"incentives\",\"job\":\"evp\",\"round\":1,"
+                            "\"samples\":60}");
+    cJSON *res = NULL;
+    flc_err_t e = {0};
+    flc_store_cfg_t sc = {.url = g_fx.unix_url};
+    rc = flc_query_fn(&sc, ev, &res, &e);
+    rows = res ? cJSON_GetObjectItem(res, "rows") : NULL;
+    EXPECT(rc == 0 && rows && cJSON_GetArraySize(rows) == 10,
+           "the query role answers incentives for the 10 clients (%s)", e.msg);
+    cJSON_Delete(ev);
+    cJSON_Delete(res);
+    ev = cJSON_Parse("{\"kind\":\"schedule\",\"job\":\"evp\",\"by\":\"bogus\"}");
+    res = NULL;
+    rc = flc_query_fn(&sc, ev, &res, &e);
+    EXPECT(rc == FLC_EINVAL && strstr(e.msg, "'by'"), "event \"by\":\"bogus\" refused: %s",
+           e.msg);
+    cJSON_Delete(ev);
+    cJSON_Delete(res);
+}
+
+/* `flcache eval-set` stores the first N test samples as simulate loads
+ * them, with the model descriptor; read back exactly. */
+TEST(eval_set_command)
+{
+    flc_dataset_t *ref = NULL;
+    flc_err_t e = {0};
+    if (flc_data_load_fashion(NULL, 0, 50, &ref, &e) != 0)
+        flc_t_skip("no Fashion-MNIST here: %s", e.msg);
+    char cmd[1024], out[4096];
+    snprintf(cmd, sizeof cmd, "FLCACHE_REDIS='%s' %s/flcache eval-set --job evc --model mlp "
+             "--hidden 7 --samples 50", g_fx.unix_url, flc_t_build_dir());
+    int rc = flc_t_run(cmd, out, sizeof out);
+    CHECK(rc == 0, "flcache eval-set --job evc --model mlp --hidden 7 --samples 50 (exit %d: %s)",
+          rc, out);
+    flc_store_t *s = open_store();
+    flc_query_evalset_t es;
+    rc = flc_query_evalset_get(s, "evc", 0, &es, &e);
+    CHECK(rc == 0 && es.n == 50 && es.kind == FLC_QUERY_MODEL_MLP && es.in == 784 &&
+              es.hidden == 7 && es.out == 10,
+          "read back: 50 samples for an mlp 784-7-10 (%s)", e.msg);
+    EXPECT(memcmp(es.x, ref->x, 50 * 784 * sizeof(float)) == 0 &&
+               memcmp(es.y, ref->y, 50 * sizeof(int32_t)) == 0,
+           "inputs and labels are the test split's first 50, bit for bit");
+    flc_query_evalset_free(&es);
+    flc_data_free(ref);
+    flc_store_close(s);
+}
+
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(accuracy_softmax_exact),
                  TEST_ENTRY(accuracy_mlp_exact), TEST_ENTRY(planted_schedule_incentives_faults),
                  TEST_ENTRY(planted_leave_one_out), TEST_ENTRY(personalize_by_accuracy_model),
                  TEST_ENTRY(personalized_beats_global_on_its_group), TEST_ENTRY(no_eval_set_named),
-                 TEST_ENTRY(robust_contribution_flippers))
+                 TEST_ENTRY(robust_contribution_flippers), TEST_ENTRY(cli_and_function_role),
+                 TEST_ENTRY(eval_set_command))
