@@ -43,7 +43,7 @@ int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const flc_st
                           Flcache__QueryAnswer **out, flc_err_t *e);
 
 /* Leaves the clients whose update holds a NaN or Inf (g->bad, or a
- * non-finite diagonal) out of g (query_vec.c): g->n, g->clients and g->G
+ * non-finite diagonal) out of g (query_facts.c): g->n, g->clients and g->G
  * shrink; keep[0..new n] are the indexes before (keep has g->n + 1
  * entries; the aggregate stays last). The clients left out are named in a's
  * note "non_finite" when a is not NULL. Returns how many were left out. */
@@ -52,7 +52,7 @@ size_t flc_query_drop_non_finite(flc_query_gram_t *g, uint32_t round, size_t *ke
 
 /* Ground truth of a simulation (labels["fault"], NULL when none) and
  * weights (num_samples, 1 when unknown) of the n clients named in
- * clients (query_vec.c). a's note "no_metadata" names those without. */
+ * clients (query_facts.c). a's note "no_metadata" names those without. */
 int flc_query_client_facts(flc_store_t *s, const char *job, uint32_t round, char *const *clients,
                            size_t n, double *w, char **fault, Flcache__QueryAnswer *a,
                            flc_err_t *e);
