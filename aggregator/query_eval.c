@@ -15,17 +15,21 @@
  * weighted mixes are linear in the deltas, so flc_query_eval_mix evaluates
  * any of them from the kept sums without reading an update again.
  *
- * This version computes the partials in the query's own process with its
- * own store connection, shard by shard (bytes_moved reports what a worker
- * placed next to each shard moves; docs/queries.md says which bytes). */
+ * The shard workers are placed as the Gram's (query_gram.c): with the
+ * request's place callback each enters the node owning its shards and reads
+ * them there; bytes_moved counts the sums that leave it (docs/queries.md
+ * says which bytes). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include <cblas.h>
 
 #include "aggregator/query_internal.h"
+#include "aggregator/tracker.h"
 
 /* Adds the contribution of the slice v = model[off .. off+cnt) to the
  * first-layer sums Z (B x H) and copies its later-layer floats into L
@@ -81,58 +85,178 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Reads delta `who` (a client, or NULL: the merged shards) over the round's
- * shards into D / S2 row `row`. 1 when complete, 0 when a shard is missing
- * or holds NaN/Inf (the row is then garbage, the caller drops it). */
-static int read_delta(flc_store_t *s, const char *job, uint32_t round, const uint32_t *shards,
-                      size_t ns, const char *who, uint64_t P, flc_query_eval_t *ev, size_t row,
-                      flc_err_t *e)
+/* The shard workers of one round's evaluation, placed as the Gram's
+ * (query_gram.c): each takes shards off the plan, enters the node that owns
+ * them when the request places workers, reads every delta's slice there and
+ * adds its first-layer sums into the shared rows under the lock. Only these
+ * sums (and the later-layer floats) leave the node. */
+typedef struct eval_job {
+    const char *url, *job;
+    const flc_store_opts_t *opts;
+    const flc_place_t *place;
+    uint32_t round;
+    uint64_t P;
+    const flc_track_where_t *where;
+    size_t ns;
+    flc_query_plan_t plan;
+    char **rows;          /* nrows - 1 client names, then NULL: the aggregate */
+    size_t nrows;
+    unsigned char *got;   /* nrows x ns: 1 read, 2 not finite, 0 missing */
+    flc_query_eval_t *ev; /* D, S2, bytes: under lock */
+    pthread_mutex_t lock;
+    int rc;
+    flc_err_t err;
+} eval_job_t;
+
+static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *L, flc_err_t *e)
 {
-    float *Z = ev->D + row * ev->B * ev->H, *L = ev->L2 ? ev->S2 + row * ev->L2 : NULL;
-    memset(Z, 0, ev->B * ev->H * sizeof *Z);
-    if (L)
-        memset(L, 0, ev->L2 * sizeof *L);
+    flc_query_eval_t *ev = j->ev;
+    uint32_t shard = j->where[k].shard;
     uint64_t first = (uint64_t)ev->in * ev->H + ev->H;
-    for (size_t k = 0; k < ns; k++) {
+    for (size_t r = 0; r < j->nrows; r++) {
+        const char *who = j->rows[r];
         flc_shard_t sh = {0};
-        int r = who ? flc_store_get_update(s, job, round, shards[k], who, &sh, NULL, 0)
-                    : flc_store_get_merged(s, job, round, shards[k], &sh, NULL, 0);
-        if (r == FLC_ENOTFOUND)
-            return 0;
-        if (r != FLC_OK) {
+        int rc = who ? flc_store_get_update(s, j->job, j->round, shard, who, &sh, NULL, 0)
+                     : flc_store_get_merged(s, j->job, j->round, shard, &sh, NULL, 0);
+        if (rc == FLC_ENOTFOUND)
+            continue;
+        if (rc != FLC_OK) {
             *e = *flc_store_error(s);
-            return r;
+            return rc;
         }
-        if (sh.model_size != P || sh.offset > P || sh.count > P - sh.offset) {
+        if (sh.model_size != j->P || sh.offset > j->P || sh.count > j->P - sh.offset) {
             flc_shard_release(&sh);
             return flc_err_set(e, FLC_EDIM, "round %u, %s%s, shard %u: a model of %llu floats "
                                "(offset %llu, %llu floats), the evaluation set's model has %llu",
-                               round, who ? "client " : "the aggregate", who ? who : "",
-                               shards[k], (unsigned long long)sh.model_size,
+                               j->round, who ? "client " : "the aggregate", who ? who : "",
+                               shard, (unsigned long long)sh.model_size,
                                (unsigned long long)sh.offset, (unsigned long long)sh.count,
-                               (unsigned long long)P);
+                               (unsigned long long)j->P);
         }
         if (flc_find_nonfinite(sh.values, sh.count) >= 0) {
             flc_shard_release(&sh);
-            return 0;
+            pthread_mutex_lock(&j->lock);
+            j->got[r * j->ns + k] = 2;
+            pthread_mutex_unlock(&j->lock);
+            continue;
         }
-        add_slice(ev, sh.offset, sh.count, sh.values, Z, L);
-        ev->bytes_read += sh.count * sizeof(float);
-        /* A worker next to this shard moves the B x H sums when the slice
-         * touches the first layer, and its later-layer floats. */
+        memset(Z, 0, ev->B * ev->H * sizeof *Z);
+        memset(L, 0, (ev->L2 + 1) * sizeof *L);
+        add_slice(ev, sh.offset, sh.count, sh.values, Z, ev->L2 ? L : NULL);
         uint64_t later = sh.offset + sh.count > first
                              ? sh.offset + sh.count - (sh.offset > first ? sh.offset : first)
                              : 0;
-        ev->bytes_moved += (sh.offset < first ? ev->B * ev->H * sizeof(float) : 0) +
-                           later * sizeof(float);
+        int touches = sh.offset < first;
+        pthread_mutex_lock(&j->lock);
+        if (touches)
+            cblas_saxpy((int)(ev->B * ev->H), 1.0f, Z, 1, ev->D + r * ev->B * ev->H, 1);
+        if (later)
+            cblas_saxpy((int)ev->L2, 1.0f, L, 1, ev->S2 + r * ev->L2, 1);
+        j->got[r * j->ns + k] = 1;
+        ev->bytes_read += sh.count * sizeof(float);
+        /* What leaves the node: the B x H sums when the slice touches the
+         * first layer, and its later-layer floats. */
+        ev->bytes_moved += (touches ? ev->B * ev->H * sizeof(float) : 0) + later * sizeof(float);
+        pthread_mutex_unlock(&j->lock);
         flc_shard_release(&sh);
     }
-    return 1;
+    return FLC_OK;
 }
 
-int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_query_evalset_t *es,
-                         uint32_t round, flc_query_eval_t *ev, Flcache__QueryAnswer *a,
-                         flc_err_t *e)
+static void *eval_worker(void *p)
+{
+    eval_job_t *j = p;
+    flc_err_t e = {0};
+    flc_store_opts_t opts = {0};
+    if (j->opts != NULL)
+        opts = *j->opts;
+    flc_store_t *s = NULL;
+    flc_url_t caller_ep = {0};
+    float *Z = malloc(j->ev->B * j->ev->H * sizeof *Z);
+    float *L = malloc((j->ev->L2 + 1) * sizeof *L);
+    int rc = Z && L ? flc_url_parse(j->url, &caller_ep, &e)
+                    : flc_err_set(&e, FLC_ENOMEM, "out of memory");
+    long grp = -1;
+    while (rc == FLC_OK) {
+        pthread_mutex_lock(&j->lock);
+        long prev = grp;
+        long k = j->rc == FLC_OK ? flc_query_plan_take(&j->plan, &grp) : -1;
+        pthread_mutex_unlock(&j->lock);
+        if (k < 0)
+            break;
+        const char *near = j->plan.addr[grp];
+        char url[1200];
+        if (near[0] != '\0' && grp != prev) { /* next to the node, as the Gram workers go */
+            flc_store_close(s);
+            s = NULL;
+            rc = j->place->enter(j->place->user, near, &opts, &e);
+            if (rc == FLC_OK)
+                rc = flc_query_node_url(&caller_ep, near, url, sizeof url, &e);
+            if (rc == FLC_OK && (s = flc_store_open(url, &opts, &e)) == NULL)
+                rc = e.code;
+        } else if (near[0] == '\0' && s == NULL) { /* the caller's URL, never the tracker's */
+            if ((s = flc_store_open(j->url, j->opts, &e)) == NULL)
+                rc = e.code;
+        }
+        if (rc == FLC_OK)
+            rc = eval_shard(s, j, (size_t)k, Z, L, &e);
+    }
+    pthread_mutex_lock(&j->lock);
+    if (rc != FLC_OK && j->rc == FLC_OK) {
+        j->rc = rc;
+        j->err = e;
+    }
+    pthread_mutex_unlock(&j->lock);
+    free(Z), free(L);
+    flc_store_close(s);
+    return NULL;
+}
+
+/* Runs the workers over every shard of the round for the rows of j. */
+static int eval_shards(flc_store_t *s, const flc_store_cfg_t *at, const flc_query_req_t *q,
+                       eval_job_t *j, flc_err_t *e)
+{
+    char own[1200];
+    j->url = at != NULL ? at->url : NULL;
+    j->opts = at != NULL ? &at->opts : NULL;
+    if (j->url == NULL) { /* s's own server, with its credentials */
+        if (flc_store_url_full(s, own, sizeof own) != FLC_OK)
+            return flc_err_set(e, FLC_EINVAL, "the URL of %s is too long for the shard "
+                               "workers", flc_store_url(s));
+        j->url = own;
+    }
+    j->place = &q->place;
+    int placed = q->place.enter != NULL;
+    if (flc_query_plan_make(s, j->job, j->round, j->where, j->ns, placed, &j->plan, e) !=
+        FLC_OK)
+        return e->code;
+    placed = j->plan.ngroups > 0 && j->plan.addr[0][0] != '\0';
+    pthread_mutex_init(&j->lock, NULL);
+    int nt = q->threads > 0 ? q->threads : (j->ns < 4 ? (int)j->ns : 4);
+    if (q->threads <= 0 && placed && (size_t)nt < j->plan.ngroups)
+        nt = (int)j->plan.ngroups;
+    nt = nt > 64 ? 64 : nt;
+    pthread_t th[64];
+    int started = 0;
+    for (int t = 0; t < nt; t++)
+        if (pthread_create(&th[started], NULL, eval_worker, j) == 0)
+            started++;
+    if (started == 0 && !placed)
+        eval_worker(j);
+    else if (started == 0)
+        j->rc = flc_err_set(&j->err, FLC_ENOMEM, "no thread for the shard workers");
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&j->lock);
+    flc_query_plan_free(&j->plan);
+    if (j->rc != FLC_OK)
+        *e = j->err;
+    return j->rc;
+}
+
+int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                         const flc_query_evalset_t *es, uint32_t round, flc_query_eval_t *ev,
+                         Flcache__QueryAnswer *a, flc_err_t *e)
 {
     memset(ev, 0, sizeof *ev);
     ev->round = round;
@@ -162,8 +286,7 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_que
         return rc;
     }
     flc_strlist_t cl = {0};
-    uint32_t *shards = NULL;
-    size_t ns = 0;
+    eval_job_t j = {.job = q->job, .round = round, .P = P, .ev = ev};
     if (g.offset != 0 || g.count != P) {
         rc = flc_err_set(e, FLC_EDIM, "job %s: the global model of round %u has %llu floats, "
                          "the evaluation set's model %llu", q->job, round - 1,
@@ -171,51 +294,71 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_que
         goto out;
     }
     rc = flc_store_list_clients(s, q->job, round, &cl);
-    if (rc == FLC_OK || rc == FLC_ENOTFOUND)
-        rc = flc_store_list_shards(s, q->job, round, &shards, &ns);
-    if (rc != FLC_OK) {
+    if (rc != FLC_OK && rc != FLC_ENOTFOUND) {
         *e = *flc_store_error(s);
         goto out;
     }
-    if (cl.n == 0) {
-        rc = flc_err_set(e, FLC_ENOTFOUND, "round %u of job %s lists no clients", round, q->job);
+    flc_track_where_t *where = NULL;
+    if (cl.n == 0 || flc_track_round(s, q->job, round, &where, &j.ns) != FLC_OK || j.ns == 0) {
+        free(where);
+        rc = flc_err_set(e, FLC_ENOTFOUND, "round %u of job %s has no client updates", round,
+                         q->job);
         goto out;
     }
+    j.where = where;
     qsort(cl.items, cl.n, sizeof *cl.items, cmp_str);
     size_t n = cl.n, BH = ev->B * ev->H;
+    j.nrows = n + 1;
+    j.rows = calloc(n + 1, sizeof *j.rows);
+    j.got = calloc((n + 1) * j.ns, 1);
     ev->clients = calloc(n, sizeof *ev->clients);
     ev->fault = calloc(n, sizeof *ev->fault);
     ev->w = malloc(n * sizeof *ev->w);
-    ev->Zg = malloc(BH * sizeof *ev->Zg);
-    ev->g2 = malloc((ev->L2 + 1) * sizeof *ev->g2);
-    ev->D = malloc((n + 1) * BH * sizeof *ev->D);
-    ev->S2 = malloc(((n + 1) * ev->L2 + 1) * sizeof *ev->S2);
-    if (!ev->clients || !ev->fault || !ev->w || !ev->Zg || !ev->g2 || !ev->D || !ev->S2) {
+    ev->Zg = calloc(BH, sizeof *ev->Zg);
+    ev->g2 = calloc(ev->L2 + 1, sizeof *ev->g2);
+    ev->D = calloc((n + 1) * BH, sizeof *ev->D);
+    ev->S2 = calloc((n + 1) * ev->L2 + 1, sizeof *ev->S2);
+    if (!j.rows || !j.got || !ev->clients || !ev->fault || !ev->w || !ev->Zg || !ev->g2 ||
+        !ev->D || !ev->S2) {
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory evaluating %zu clients on %zu samples",
                          n, ev->B);
         goto out;
     }
-    memset(ev->Zg, 0, BH * sizeof *ev->Zg);
+    for (size_t i = 0; i < n; i++)
+        j.rows[i] = cl.items[i];
     add_slice(ev, 0, P, g.values, ev->Zg, ev->g2);
     ev->bytes_read += P * sizeof(float);
+    if ((rc = eval_shards(s, at, q, &j, e)) != FLC_OK)
+        goto out;
+    /* Keep the rows read on every shard, finite; compact them in order. */
     char left[600] = "";
     size_t len = 0, nleft = 0;
-    for (size_t i = 0; i < n; i++) {
-        int r = read_delta(s, q->job, round, shards, ns, cl.items[i], P, ev, ev->n, e);
-        if (r < 0) {
-            rc = r;
-            goto out;
+    for (size_t r = 0; r <= n; r++) {
+        int whole = 1;
+        for (size_t k = 0; k < j.ns; k++)
+            whole &= j.got[r * j.ns + k] == 1;
+        if (r == n) { /* the aggregate, last after the clients kept */
+            ev->has_agg = whole;
+            if (ev->n != n) {
+                memmove(ev->D + ev->n * BH, ev->D + n * BH, BH * sizeof *ev->D);
+                memmove(ev->S2 + ev->n * ev->L2, ev->S2 + n * ev->L2, ev->L2 * sizeof *ev->S2);
+            }
+            break;
         }
-        if (r == 0) { /* incomplete or not finite: named, not evaluated */
+        if (!whole) { /* incomplete or not finite: named, not evaluated */
             if (len < sizeof left - 80)
                 len += (size_t)snprintf(left + len, sizeof left - len, "%s%s", nleft ? ", " : "",
-                                        cl.items[i]);
+                                        cl.items[r]);
             nleft++;
             continue;
         }
-        if ((ev->clients[ev->n] = strdup(cl.items[i])) == NULL) {
+        if ((ev->clients[ev->n] = strdup(cl.items[r])) == NULL) {
             rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
             goto out;
+        }
+        if (ev->n != r) {
+            memmove(ev->D + ev->n * BH, ev->D + r * BH, BH * sizeof *ev->D);
+            memmove(ev->S2 + ev->n * ev->L2, ev->S2 + r * ev->L2, ev->L2 * sizeof *ev->S2);
         }
         ev->n++;
     }
@@ -224,13 +367,6 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_que
                          "finite update to evaluate", round, q->job);
         goto out;
     }
-    /* The aggregate last, after the clients kept (it moves into row ev->n). */
-    int r = read_delta(s, q->job, round, shards, ns, NULL, P, ev, ev->n, e);
-    if (r < 0) {
-        rc = r;
-        goto out;
-    }
-    ev->has_agg = r;
     if (nleft && a) {
         char note[720];
         snprintf(note, sizeof note, "round %u: %zu client(s) without a complete, finite update "
@@ -248,7 +384,9 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_que
 out:
     flc_shard_release(&g);
     flc_strlist_free(&cl);
-    free(shards);
+    free((void *)j.where);
+    free(j.rows);
+    free(j.got);
     if (rc != FLC_OK)
         flc_query_eval_free(ev);
     return rc;

@@ -334,8 +334,8 @@ static int personalize(flc_store_t *s, const flc_query_req_t *q, const flc_query
     return rc;
 }
 
-int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
-                       flc_err_t *e)
+int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                       Flcache__QueryAnswer **out, flc_err_t *e)
 {
     uint32_t *rounds = NULL, *shards = NULL;
     size_t nr = 0, ns = 0;
@@ -389,7 +389,7 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryA
     rc = a ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory");
     for (size_t r = 0; rc == FLC_OK && r < nr; r++) {
         flc_query_eval_t ev;
-        if ((rc = flc_query_eval_round(s, q, &es, rounds[r], &ev, a, e)) != FLC_OK)
+        if ((rc = flc_query_eval_round(s, q, at, &es, rounds[r], &ev, a, e)) != FLC_OK)
             break;
         a->bytes_read += ev.bytes_read;
         a->bytes_moved += ev.bytes_moved;

@@ -88,12 +88,13 @@ typedef struct flc_query_eval {
 
 /* Evaluates round `round` of q->job on es: reads the global model of the
  * round before ("<J>/g") and every client's update shard by shard (and the
- * merged shards), keeping the per-delta partials. Clients whose update is
+ * merged shards) with shard workers placed as the Gram's (at: where they
+ * connect, q->place, q->threads), keeping the per-delta partials. Clients whose update is
  * incomplete or not finite are left out and named in a's note (a may be
  * NULL). */
-int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_query_evalset_t *es,
-                         uint32_t round, flc_query_eval_t *ev, Flcache__QueryAnswer *a,
-                         flc_err_t *e);
+int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                         const flc_query_evalset_t *es, uint32_t round, flc_query_eval_t *ev,
+                         Flcache__QueryAnswer *a, flc_err_t *e);
 void flc_query_eval_free(flc_query_eval_t *ev);
 
 /* Accuracy and mean loss of the model global + sum_i c[i] delta_i (c has
@@ -105,8 +106,8 @@ int flc_query_eval_mix(const flc_query_eval_t *ev, const double *c, double *acc,
 
 /* The evaluation kinds (query_evalq.c): accuracy, incentives, faults, and
  * the --by accuracy views of schedule, personalize and contribution. */
-int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer **out,
-                       flc_err_t *e);
+int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                       Flcache__QueryAnswer **out, flc_err_t *e);
 
 /* ---- where the shard workers run (query_place.c) ------------------------
  *

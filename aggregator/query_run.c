@@ -59,7 +59,7 @@ int flc_query_run(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer
                                    q->kind == FLC_Q_CONTRIBUTION));
     switch (eval ? FLC_Q_ACCURACY : q->kind) {
     case FLC_Q_ACCURACY:
-        rc = flc_query_evaluate(s, q, out, e);
+        rc = flc_query_evaluate(s, q, &at, out, e);
         break;
     case FLC_Q_HISTORY:
         rc = flc_query_history(s, q, out, e);
