@@ -102,11 +102,46 @@ typedef struct eval_job {
     char **rows;          /* nrows - 1 client names, then NULL: the aggregate */
     size_t nrows;
     unsigned char *got;   /* nrows x ns: 1 read, 2 not finite, 0 missing */
+    size_t *next;         /* per row: the shard (index into where) to fold next */
+    float **pend;         /* nrows x ns: a shard's sums waiting for the ones before */
     flc_query_eval_t *ev; /* D, S2, bytes: under lock */
     pthread_mutex_t lock;
     int rc;
     flc_err_t err;
 } eval_job_t;
+
+/* Adds shard k's sums Z, L of row r into the row, under j->lock, in shard
+ * order whatever order the workers finish in: float sums depend on their
+ * order, and placed and unplaced (or differently timed) runs must give the
+ * same bits. A shard ahead of its turn waits in a copy. */
+static int fold(eval_job_t *j, size_t r, size_t k, const float *Z, const float *L)
+{
+    flc_query_eval_t *ev = j->ev;
+    size_t BH = ev->B * ev->H;
+    if (j->next[r] != k) {
+        float *c = malloc((BH + ev->L2 + 1) * sizeof *c);
+        if (c == NULL)
+            return FLC_ENOMEM;
+        memcpy(c, Z, BH * sizeof *c);
+        memcpy(c + BH, L, ev->L2 * sizeof *c);
+        j->pend[r * j->ns + k] = c;
+        return FLC_OK;
+    }
+    for (;;) {
+        cblas_saxpy((int)BH, 1.0f, Z, 1, ev->D + r * BH, 1);
+        if (ev->L2)
+            cblas_saxpy((int)ev->L2, 1.0f, L, 1, ev->S2 + r * ev->L2, 1);
+        if (Z != NULL && j->pend[r * j->ns + j->next[r]] != NULL) { /* a copy just folded */
+            free(j->pend[r * j->ns + j->next[r]]);
+            j->pend[r * j->ns + j->next[r]] = NULL;
+        }
+        size_t nx = ++j->next[r];
+        if (nx >= j->ns || j->pend[r * j->ns + nx] == NULL)
+            return FLC_OK;
+        Z = j->pend[r * j->ns + nx];
+        L = Z + BH;
+    }
+}
 
 static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *L, flc_err_t *e)
 {
@@ -148,10 +183,12 @@ static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *
                              : 0;
         int touches = sh.offset < first;
         pthread_mutex_lock(&j->lock);
-        if (touches)
-            cblas_saxpy((int)(ev->B * ev->H), 1.0f, Z, 1, ev->D + r * ev->B * ev->H, 1);
-        if (later)
-            cblas_saxpy((int)ev->L2, 1.0f, L, 1, ev->S2 + r * ev->L2, 1);
+        rc = fold(j, r, k, Z, L);
+        if (rc != FLC_OK) {
+            pthread_mutex_unlock(&j->lock);
+            flc_shard_release(&sh);
+            return flc_err_set(e, FLC_ENOMEM, "out of memory");
+        }
         j->got[r * j->ns + k] = 1;
         ev->bytes_read += sh.count * sizeof(float);
         /* What leaves the node: the B x H sums when the slice touches the
@@ -311,6 +348,8 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
     j.nrows = n + 1;
     j.rows = calloc(n + 1, sizeof *j.rows);
     j.got = calloc((n + 1) * j.ns, 1);
+    j.next = calloc(n + 1, sizeof *j.next);
+    j.pend = calloc((n + 1) * j.ns, sizeof *j.pend);
     ev->clients = calloc(n, sizeof *ev->clients);
     ev->fault = calloc(n, sizeof *ev->fault);
     ev->w = malloc(n * sizeof *ev->w);
@@ -318,7 +357,7 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
     ev->g2 = calloc(ev->L2 + 1, sizeof *ev->g2);
     ev->D = calloc((n + 1) * BH, sizeof *ev->D);
     ev->S2 = calloc((n + 1) * ev->L2 + 1, sizeof *ev->S2);
-    if (!j.rows || !j.got || !ev->clients || !ev->fault || !ev->w || !ev->Zg || !ev->g2 ||
+    if (!j.rows || !j.got || !j.next || !j.pend || !ev->clients || !ev->fault || !ev->w || !ev->Zg || !ev->g2 ||
         !ev->D || !ev->S2) {
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory evaluating %zu clients on %zu samples",
                          n, ev->B);
@@ -387,6 +426,10 @@ out:
     free((void *)j.where);
     free(j.rows);
     free(j.got);
+    for (size_t i = 0; j.pend && i < j.nrows * j.ns; i++)
+        free(j.pend[i]); /* rows with a missing shard never fold theirs */
+    free(j.pend);
+    free(j.next);
     if (rc != FLC_OK)
         flc_query_eval_free(ev);
     return rc;
