@@ -36,6 +36,9 @@ typedef enum flc_query_kind {
     FLC_Q_PERSONALIZE,
     FLC_Q_CONTRIBUTION,
     FLC_Q_SCHEDULE,
+    FLC_Q_ACCURACY,    /* every client's model of a round on the job's evaluation set */
+    FLC_Q_INCENTIVES,  /* accuracy minus the round's mean (FLStore's tokens) */
+    FLC_Q_FAULTS,      /* FedDebug-style: whose model behaves unlike the others */
     FLC_Q_NKINDS
 } flc_query_kind_t;
 
@@ -60,6 +63,12 @@ typedef struct flc_query_req {
     int threads;                   /* shard workers in parallel; 0: min(S, 4), and with
                                     * place at least one per node */
     int no_cache;                  /* recompute Gram partials even when cached */
+    int by_accuracy;               /* schedule: top K by accuracy on the evaluation set;
+                                    * personalize: the best K clients by accuracy,
+                                    * accuracy-weighted; contribution: leave-one-out
+                                    * accuracy of the FedAvg aggregate */
+    unsigned samples;              /* evaluation kinds: evaluation samples used (0: as
+                                    * many as keep the bytes moved below one update's) */
     flc_place_t place;             /* where shard workers run: with enter set, each worker
                                     * thread enters the node that owns its shards (on a
                                     * cluster) before it opens its store, so it reads them
@@ -94,6 +103,40 @@ struct cJSON *flc_query_answer_json(const Flcache__QueryAnswer *a);
  * object flc_query_answer_json builds; *json is malloc'd (caller frees).
  * The public API's query call (include/flcache/flcache.h). */
 int flc_query_json(flc_store_t *s, const flc_query_req_t *req, char **json, flc_err_t *e);
+
+/* ---- the evaluation set (query_evalset.c) ------------------------------
+ *
+ * A held-out labelled set stored with the job, as series "<J>/eval"
+ * (flc_store_put_merged, one shard): round 0 holds the inputs (n x in
+ * floats, already normalised as the model sees them), round 1 a header
+ * [1, kind, in, hidden, out, n] then the n labels, as floats (exact below
+ * 2^24). The model descriptor travels with the set, so a query knows how to
+ * evaluate a job's updates without the program that trained it. */
+#define FLC_QUERY_MODEL_SOFTMAX 1 /* the values of ml/model.h's FLC_MODEL_* */
+#define FLC_QUERY_MODEL_MLP 2
+
+typedef struct flc_query_evalset {
+    int kind;               /* FLC_QUERY_MODEL_* */
+    size_t in, hidden, out; /* the model's inputs, hidden units (mlp), classes */
+    size_t n;               /* samples */
+    float *x;               /* n x in, row-major */
+    int32_t *y;             /* n labels in 0..out-1 */
+} flc_query_evalset_t;
+
+/* Stores es as job's evaluation set (replacing one stored before).
+ * FLC_EINVAL naming what is wrong with es (kind, sizes, a label). */
+int flc_query_evalset_put(flc_store_t *s, const char *job, const flc_query_evalset_t *es,
+                          flc_err_t *e);
+
+/* Reads job's evaluation set, its first `limit` samples (0: all), into *es
+ * (flc_query_evalset_free). FLC_ENOTFOUND naming the job when it has none
+ * ("flcache eval-set" stores one). */
+int flc_query_evalset_get(flc_store_t *s, const char *job, size_t limit, flc_query_evalset_t *es,
+                          flc_err_t *e);
+void flc_query_evalset_free(flc_query_evalset_t *es);
+
+/* Number of floats of the model es describes. */
+uint64_t flc_query_evalset_nparams(const flc_query_evalset_t *es);
 
 /* ---- the pieces, for tests and the benchmark --------------------------- */
 

@@ -34,16 +34,80 @@ int flc_query_schedule(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryA
  * flc_query_gram); flc_query_run fills it. */
 int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
                       Flcache__QueryAnswer **out, flc_err_t *e);
+/* norms, outliers, clusters over several rounds, per client (query_range.c);
+ * similarity refuses. */
+int flc_query_vectors_range(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                            const uint32_t *rounds, size_t nr, Flcache__QueryAnswer **out,
+                            flc_err_t *e);
 int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
                           Flcache__QueryAnswer **out, flc_err_t *e);
 
 /* Leaves the clients whose update holds a NaN or Inf (g->bad, or a
- * non-finite diagonal) out of g (query_vec.c): g->n, g->clients and g->G
+ * non-finite diagonal) out of g (query_facts.c): g->n, g->clients and g->G
  * shrink; keep[0..new n] are the indexes before (keep has g->n + 1
  * entries; the aggregate stays last). The clients left out are named in a's
  * note "non_finite" when a is not NULL. Returns how many were left out. */
 size_t flc_query_drop_non_finite(flc_query_gram_t *g, uint32_t round, size_t *keep,
                                  Flcache__QueryAnswer *a);
+
+/* Ground truth of a simulation (labels["fault"], NULL when none) and
+ * weights (num_samples, 1 when unknown) of the n clients named in
+ * clients (query_facts.c). a's note "no_metadata" names those without. */
+int flc_query_client_facts(flc_store_t *s, const char *job, uint32_t round, char *const *clients,
+                           size_t n, double *w, char **fault, Flcache__QueryAnswer *a,
+                           flc_err_t *e);
+
+/* ---- one round evaluated on the job's evaluation set (query_eval.c) ------
+ *
+ * Every model of the round is the global model of the round before plus a
+ * delta (a client's update, or the merged aggregate). The first layer is
+ * linear in its weights, so each delta's first-layer pre-activations on the
+ * evaluation inputs, X dW1 + db1 (B x H), are sums of per-shard partials;
+ * they are kept per delta, and any weighted mix of deltas (FedAvg, leave
+ * one out, accuracy-weighted personalization) is evaluated from them
+ * without reading an update again. */
+typedef struct flc_query_eval {
+    uint32_t round;
+    size_t n;            /* clients, sorted by name; delta n is the aggregate */
+    char **clients;
+    double *w;           /* num_samples (1 when unknown) */
+    char **fault;        /* simulation ground truth or NULL, per client */
+    int kind;            /* FLC_QUERY_MODEL_* */
+    size_t in, B, H, C;  /* inputs, samples, first-layer width, classes */
+    size_t L2;           /* floats after the first layer (mlp: W2, b2; softmax: 0) */
+    const float *x;      /* B x in (the evaluation set's) */
+    const int32_t *y;    /* B labels */
+    float *Zg;           /* B x H: the global model's first-layer pre-activations */
+    float *g2;           /* L2: the global model's later layers */
+    float *D;            /* (n + 1) x B x H: each delta's first-layer partial sums */
+    float *S2;           /* (n + 1) x L2: each delta's later layers */
+    int has_agg;         /* the round has merged shards (delta n) */
+    double global_acc;   /* the global model of the round before */
+    uint64_t bytes_read, bytes_moved, update_bytes; /* update_bytes: one update */
+} flc_query_eval_t;
+
+/* Evaluates round `round` of q->job on es: reads the global model of the
+ * round before ("<J>/g") and every client's update shard by shard (and the
+ * merged shards) with shard workers placed as the Gram's (at: where they
+ * connect, q->place, q->threads), keeping the per-delta partials. Clients whose update is
+ * incomplete or not finite are left out and named in a's note (a may be
+ * NULL). */
+int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                         const flc_query_evalset_t *es, uint32_t round, flc_query_eval_t *ev,
+                         Flcache__QueryAnswer *a, flc_err_t *e);
+void flc_query_eval_free(flc_query_eval_t *ev);
+
+/* Accuracy and mean loss of the model global + sum_i c[i] delta_i (c has
+ * n + 1 entries, c[n] the aggregate's). pred (B) and act (B x H: hidden
+ * activations of an mlp, logits of a softmax) receive the predictions and
+ * activations when not NULL. FLC_ENOMEM only. */
+int flc_query_eval_mix(const flc_query_eval_t *ev, const double *c, double *acc, double *loss,
+                       int32_t *pred, float *act);
+
+/* The evaluation kinds (query_evalq.c): accuracy, incentives, faults, and
+ * the --by accuracy views of schedule, personalize and contribution. */
+int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                       Flcache__QueryAnswer **out, flc_err_t *e);
 
 /* ---- where the shard workers run (query_place.c) ------------------------
  *

@@ -19,6 +19,9 @@ int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const flc_st
         return rc;
     uint32_t round = rounds[0];
     free(rounds);
+    if (nr > 1) /* one model per round: which one would be a guess */
+        return flc_err_set(e, FLC_EINVAL, "personalize builds one round's model: ask one round "
+                           "(--round R), not %zu rounds", nr);
     unsigned K = q->k ? q->k : 2;
     if (q->cluster >= K)
         return flc_err_set(e, FLC_EINVAL, "personalize: cluster %u does not exist (K = %u: "

@@ -11,7 +11,7 @@
 
 static const char *const kind_names[FLC_Q_NKINDS] = {
     "history", "client", "norms", "similarity", "outliers",
-    "clusters", "personalize", "contribution", "schedule"};
+    "clusters", "personalize", "contribution", "schedule", "accuracy", "incentives", "faults"};
 
 int flc_query_kind_parse(const char *name, flc_query_kind_t *out)
 {
@@ -53,7 +53,14 @@ int flc_query_run(flc_store_t *s, const flc_query_req_t *q, Flcache__QueryAnswer
     int old_qc = flc_store_set_query_class(s, qc);
     uint64_t t0 = flc_now_ns();
     int rc;
-    switch (q->kind) {
+    int eval = q->kind == FLC_Q_ACCURACY || q->kind == FLC_Q_INCENTIVES ||
+               q->kind == FLC_Q_FAULTS ||
+               (q->by_accuracy && (q->kind == FLC_Q_SCHEDULE || q->kind == FLC_Q_PERSONALIZE ||
+                                   q->kind == FLC_Q_CONTRIBUTION));
+    switch (eval ? FLC_Q_ACCURACY : q->kind) {
+    case FLC_Q_ACCURACY:
+        rc = flc_query_evaluate(s, q, &at, out, e);
+        break;
     case FLC_Q_HISTORY:
         rc = flc_query_history(s, q, out, e);
         break;
@@ -106,7 +113,8 @@ int flc_query_fn(const flc_store_cfg_t *sc, const cJSON *ev, cJSON **result, flc
     if (flc_query_kind_parse(kind, &q.kind) != FLC_OK)
         return flc_err_set(e, FLC_EINVAL, "event field 'kind' must be one of history, client, "
                            "norms, similarity, outliers, clusters, personalize, contribution, "
-                           "schedule, not \"%.64s\"", kind);
+                           "schedule, accuracy, incentives, faults, not \"%.64s\"", kind);
+    const char *by = NULL;
     unsigned from = 0, to = 0, round = 0;
     int all = 0;
     int has_from = flc_ev_has(ev, "round_from");
@@ -116,8 +124,14 @@ int flc_query_fn(const flc_store_cfg_t *sc, const cJSON *ev, cJSON **result, flc
         ev_uint(ev, "k", 0, &q.k, e) || ev_uint(ev, "cluster", 0, &q.cluster, e) ||
         ev_uint(ev, "seed", 1, &q.seed, e) || flc_ev_opt_bool(ev, "all_rounds", 0, &all, e) ||
         flc_ev_opt_str(ev, "client", NULL, &q.client, e) ||
+        ev_uint(ev, "samples", 0, &q.samples, e) ||
+        flc_ev_opt_str(ev, "by", NULL, &by, e) ||
         flc_ev_opt_str(ev, "redis", NULL, &q.url, e))
         return e->code;
+    if (by != NULL && strcmp(by, "accuracy") != 0 && strcmp(by, "default") != 0)
+        return flc_err_set(e, FLC_EINVAL, "event field 'by' must be \"accuracy\" or "
+                           "\"default\", not \"%.64s\"", by);
+    q.by_accuracy = by != NULL && strcmp(by, "accuracy") == 0;
     q.round_from = from;
     q.round_to = to;
     q.all_rounds = all || (!flc_ev_has(ev, "round") && !has_from);

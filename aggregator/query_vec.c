@@ -41,94 +41,6 @@ static void robust_z(const double *x, size_t n, double *z)
     free(t);
 }
 
-/* Ground truth of a simulation (labels["fault"]) and weights, per client.
- * Metadata that cannot be decoded refuses the query, naming the client (the
- * store's message): a silent weight of 1 for everyone would change every
- * contribution and drop precision/recall (issue 13 finding 5). A client
- * without metadata is weighted 1 and named in the note "no_metadata". */
-static int client_facts(flc_store_t *s, const char *job, uint32_t round, const flc_query_gram_t *g,
-                        double *w, char **fault, Flcache__QueryAnswer *a, flc_err_t *e)
-{
-    Flcache__ModelUpdate **u = NULL;
-    size_t nu = 0;
-    for (size_t i = 0; i < g->n; i++) {
-        w[i] = 1;
-        fault[i] = NULL;
-    }
-    int rc = flc_store_get_round_update_metas(s, job, round, &u, &nu);
-    if (rc != FLC_OK && rc != FLC_ENOTFOUND) {
-        *e = *flc_store_error(s);
-        return rc;
-    }
-    char missing[512] = "";
-    size_t len = 0, nmiss = 0;
-    for (size_t i = 0; i < g->n; i++) {
-        int found = 0;
-        for (size_t k = 0; k < nu && !found; k++) {
-            if (strcmp(g->clients[i], u[k]->client) != 0)
-                continue;
-            found = 1;
-            w[i] = u[k]->num_samples ? (double)u[k]->num_samples : 1;
-            for (size_t l = 0; l < u[k]->n_labels; l++)
-                if (strcmp(u[k]->labels[l]->key, "fault") == 0)
-                    fault[i] = strdup(u[k]->labels[l]->value);
-        }
-        if (!found && len < sizeof missing - 80)
-            len += (size_t)snprintf(missing + len, sizeof missing - len, "%s%s",
-                                    nmiss ? ", " : "", g->clients[i]);
-        nmiss += !found;
-    }
-    flc_store_free_update_metas(u, nu);
-    if (nmiss > 0 && nu > 0) { /* some have metadata, these do not: say so */
-        char note[640];
-        snprintf(note, sizeof note, "round %u: %zu client(s) without update metadata, weighted "
-                 "1: %s%s", round, nmiss, missing, len >= sizeof missing - 80 ? ", ..." : "");
-        flc_query_answer_note(a, "no_metadata", note);
-    }
-    return FLC_OK;
-}
-
-/* Leaves the clients whose update holds a NaN or Inf (g->bad) out of g:
- * their rows are zero, not their values, and would read as tiny updates.
- * keep[i] is the index before (for callers with per-client arrays); the
- * clients left out are named in a's note "non_finite" (a NULL: not). */
-size_t flc_query_drop_non_finite(flc_query_gram_t *g, uint32_t round, size_t *keep,
-                                 Flcache__QueryAnswer *a)
-{
-    size_t n = g->n, m = n + 1, k = 0, len = 0;
-    char names[600] = "";
-    for (size_t i = 0; i < n; i++) {
-        int bad = (g->bad && g->bad[i]) || !isfinite(g->G[i * m + i]);
-        if (!bad) {
-            keep[k++] = i;
-        } else if (len < sizeof names - 80) {
-            len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "",
-                                    g->clients[i]);
-        }
-    }
-    if (k == n)
-        return 0;
-    keep[k] = n; /* the aggregate stays last */
-    size_t m2 = k + 1;
-    for (size_t r = 0; r < m2; r++)
-        for (size_t c = 0; c < m2; c++)
-            g->G[r * m2 + c] = g->G[keep[r] * m + keep[c]]; /* in place: indexes only grow */
-    char **cl = g->clients;
-    for (size_t i = 0, kk = 0; i < n; i++) {
-        if (kk < k && keep[kk] == i)
-            cl[kk++] = cl[i];
-        else
-            free(cl[i]);
-    }
-    g->n = k;
-    char note[720];
-    snprintf(note, sizeof note, "round %u: left out %zu update(s) holding NaN or Inf: %s%s",
-             round, n - k, names, len >= sizeof names - 80 ? ", ..." : "");
-    if (a != NULL)
-        flc_query_answer_note(a, "non_finite", note);
-    return n - k;
-}
-
 static int is_faulty(const char *f)
 {
     return f && *f && strcmp(f, "none") != 0;
@@ -168,7 +80,7 @@ static void note_nodes(Flcache__QueryAnswer *a, int per_round, uint32_t round, c
 static int q_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
                    uint32_t round,
                    Flcache__QueryAnswer *a, double *contrib_acc, double *loo_acc,
-                   size_t expect, flc_err_t *e)
+                   double *robust_acc, size_t expect, flc_err_t *e)
 {
     flc_query_gram_t g;
     int rc = flc_query_gram_placed(s, at, &q->place, q->job, round, q->threads, !q->no_cache,
@@ -203,7 +115,8 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
         goto out;
     }
-    if ((rc = client_facts(s, q->job, round, &g, w, fault, a, e)) != FLC_OK)
+    if ((rc = flc_query_client_facts(s, q->job, round, g.clients, g.n, w, fault, a, e)) !=
+        FLC_OK)
         goto out;
     int has_agg = G[n * m + n] > 0 && isfinite(G[n * m + n]);
     switch (q->kind) {
@@ -327,6 +240,39 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg
         for (size_t i = 0; i < n; i++)
             AA += w[i] * uA[i];
         AA /= W;
+        /* The robust reference: the Multi-Krum centre R, the mean of the
+         * n - f updates with the lowest Krum scores (f = (n-3)/2), from the
+         * same Gram matrix: u_i.R = mean_j in sel G_ij. Attackers that pull
+         * the FedAvg aggregate are outside sel, so they cannot pull R. */
+        double *D = n >= 3 ? malloc(n * n * sizeof *D) : NULL;
+        size_t *sel = n >= 3 ? malloc(n * sizeof *sel) : NULL;
+        size_t msel = 0;
+        if (D && sel) {
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < n; j++) {
+                    double d = G[i * m + i] - 2 * G[i * m + j] + G[j * m + j];
+                    D[i * n + j] = i == j ? 0 : (d > 0 ? d : 0);
+                }
+            int f = (int)((n - 3) / 2);
+            msel = n - (size_t)f;
+            if (flc_merge_krum_select(D, n, f, msel, sel, NULL, NULL) != FLC_OK)
+                msel = 0;
+        }
+        double RR = 0;
+        for (size_t x = 0; x < msel; x++)
+            for (size_t y = 0; y < msel; y++)
+                RR += G[sel[x] * m + sel[y]];
+        RR = msel ? RR / ((double)msel * (double)msel) : 0;
+        for (size_t i = 0; i < n; i++) {
+            double uR = 0;
+            for (size_t x = 0; x < msel; x++)
+                uR += G[i * m + sel[x]];
+            uR = msel ? uR / (double)msel : 0;
+            double d = sqrt(G[i * m + i] * (RR > 0 ? RR : 0));
+            if (robust_acc)
+                robust_acc[keep[i]] += msel && d > 0 ? w[i] / W * uR / d : NAN;
+        }
+        free(D), free(sel);
         for (size_t i = 0; i < n; i++) {
             double d2 = G[i * m + i] - 2 * uA[i] + AA;
             double loo = W > w[i] ? w[i] / (W - w[i]) * sqrt(d2 > 0 ? d2 : 0) : NAN;
@@ -359,8 +305,9 @@ int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_
         int rc = flc_query_rounds(s, q, &rounds, &nr, e);
         if (rc != FLC_OK)
             return rc;
-        static const char *num[] = {"contribution", "loo_shift", "rounds"};
-        Flcache__QueryAnswer *a = flc_query_answer_new(q->job, kind, num, 3, NULL, 0);
+        static const char *num[] = {"contribution", "loo_shift", "rounds",
+                                    "robust_contribution"};
+        Flcache__QueryAnswer *a = flc_query_answer_new(q->job, kind, num, 4, NULL, 0);
         if (a == NULL) {
             free(rounds);
             return flc_err_set(e, FLC_ENOMEM, "out of memory");
@@ -384,14 +331,15 @@ int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_
                 continue;
             }
             double *c = calloc(cl.n, sizeof *c), *l = calloc(cl.n, sizeof *l);
-            rc = c && l ? q_round(s, q, at, rounds[r], a, c, l, cl.n, e)
-                        : flc_err_set(e, FLC_ENOMEM, "out of memory");
+            double *rb = calloc(cl.n, sizeof *rb);
+            rc = c && l && rb ? q_round(s, q, at, rounds[r], a, c, l, rb, cl.n, e)
+                              : flc_err_set(e, FLC_ENOMEM, "out of memory");
             for (size_t i = 0; rc == FLC_OK && i < cl.n; i++) {
                 size_t k = 0;
                 while (k < names.n && strcmp(names.items[k], cl.items[i]) != 0)
                     k++;
                 if (k == names.n) {
-                    double *na = realloc(acc, (names.n + 1) * 3 * sizeof *na);
+                    double *na = realloc(acc, (names.n + 1) * 4 * sizeof *na);
                     if (na == NULL || flc_strlist_add(&names, cl.items[i],
                                                       strlen(cl.items[i])) != FLC_OK) {
                         acc = na ? na : acc;
@@ -399,22 +347,27 @@ int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_
                         break;
                     }
                     acc = na;
-                    acc[3 * k] = acc[3 * k + 1] = acc[3 * k + 2] = 0;
+                    acc[4 * k] = acc[4 * k + 1] = acc[4 * k + 2] = acc[4 * k + 3] = 0;
                 }
-                acc[3 * k] += c[i];
-                acc[3 * k + 1] += l[i];
-                acc[3 * k + 2] += 1;
+                acc[4 * k] += c[i];
+                acc[4 * k + 1] += l[i];
+                acc[4 * k + 2] += 1;
+                acc[4 * k + 3] += rb[i];
             }
-            free(c), free(l);
+            free(c), free(l), free(rb);
             flc_strlist_free(&cl);
         }
         for (size_t k = 0; rc == FLC_OK && k < names.n; k++)
-            flc_query_answer_row(a, names.items[k], acc + 3 * k, NULL);
+            flc_query_answer_row(a, names.items[k], acc + 4 * k, NULL);
         flc_query_answer_note(a, "contribution",
                               "sum over rounds of (w_i / W) cos(u_i, FedAvg aggregate)");
         flc_query_answer_note(a, "loo_shift",
                               "sum over rounds of how far the FedAvg aggregate moves "
                               "when the client is left out");
+        flc_query_answer_note(a, "robust_contribution",
+                              "sum over rounds of (w_i / W) cos(u_i, R), R the Multi-Krum "
+                              "centre (mean of the n - f most central updates, f = (n-3)/2): "
+                              "attackers cannot pull it as they pull the FedAvg aggregate");
         free(acc);
         flc_strlist_free(&names);
         free(rounds);
@@ -430,6 +383,11 @@ int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_
     int rc = flc_query_rounds(s, q, &rounds, &nr, e);
     if (rc != FLC_OK)
         return rc;
+    if (nr > 1) { /* answered per client over the range (query_range.c) */
+        rc = flc_query_vectors_range(s, q, at, rounds, nr, out, e);
+        free(rounds);
+        return rc;
+    }
     uint32_t round = rounds[0];
     free(rounds);
     Flcache__QueryAnswer *a = NULL;
@@ -460,7 +418,7 @@ int flc_query_vectors(flc_store_t *s, const flc_query_req_t *q, const flc_store_
     }
     if (a == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
-    rc = q_round(s, q, at, round, a, NULL, NULL,
+    rc = q_round(s, q, at, round, a, NULL, NULL, NULL,
                  q->kind == FLC_Q_SIMILARITY ? a->num_numeric : 0, e);
     if (rc != FLC_OK) {
         flcache__query_answer__free_unpacked(a, NULL);

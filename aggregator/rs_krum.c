@@ -3,7 +3,10 @@
  * selection: each publishes its shard's partial pairwise squared distances
  * (they sum to the whole model's), waits for the others (BLPOP on its own
  * list, no polling), sums them and runs the same deterministic selection.
- * Only the K*K matrices move between shards, never the updates.
+ * Only the K*K matrices move between shards, never the updates. Equal
+ * scores are broken by client id, so one shard or many, in any arrival
+ * order, choose the same updates (issue 17 point 5); with one shard the
+ * merger takes this path too (rs_merger.c), exchanging with itself.
  *
  * Partial layout, one field per shard in fl:{J/j}:krum:<r>:
  *   u32 K | K bytes present | K*K doubles (row-major, indexes of cfg->expected) */
@@ -89,6 +92,18 @@ static int gather(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, unsigned wait_
     return rc;
 }
 
+/* Insertion sort of the expected-list indexes idx[0..k) by client id
+ * (k is a round's clients: tens to hundreds). */
+static void sort_by_client(size_t *idx, size_t k, const char *const *names)
+{
+    for (size_t i = 1; i < k; i++) {
+        size_t v = idx[i], j = i;
+        for (; j > 0 && strcmp(names[idx[j - 1]], names[v]) > 0; j--)
+            idx[j] = idx[j - 1];
+        idx[j] = v;
+    }
+}
+
 int flc_rs_krum(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, float *const *kept,
                 const long *kept_idx, size_t nkept, uint64_t count, const double *scale,
                 unsigned wait_ms, float *out, unsigned char *used, flc_err_t *e)
@@ -124,6 +139,10 @@ int flc_rs_krum(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, float *const *ke
         for (size_t x = 0; x < K; x++)
             if (present[x])
                 eligible[k++] = x;
+        /* Ties go to the lower index (flc_merge_krum_select): ordered by
+         * client id, the choice between equal scores is the same whatever
+         * the expected list's order, the arrival order or the shard count. */
+        sort_by_client(eligible, k, cfg->expected);
         for (size_t i = 0; i < k; i++)
             for (size_t j = 0; j < k; j++)
                 Dsub[i * k + j] = D[eligible[i] * K + eligible[j]];

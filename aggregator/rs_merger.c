@@ -351,7 +351,7 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
         flc_merge_info_t info = {.used = used};
         int krum = cfg->rule.kind == FLC_MERGE_KRUM || cfg->rule.kind == FLC_MERGE_MULTI_KRUM;
         int bulyan = cfg->rule.kind == FLC_MERGE_BULYAN; /* ties by client id: always here */
-        if ((krum && cfg->num_shards > 1) || bulyan) {
+        if (krum || bulyan) { /* krum: ties by client id, also on one shard (rs_krum.c) */
             /* One selection for the whole model, agreed through the cache. */
             double *scale = malloc((m->nkept ? m->nkept : 1) * sizeof *scale);
             rc = scale ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory");

@@ -17,6 +17,8 @@
  * the requests, bytes moved to the caller, and the ratios to (a).
  *
  * Usage: bench/queries [--quick]  (--quick: N=20 and 1 MB only)
+ *        bench/queries --flstore [...]  FLStore's setting and workloads: runs
+ *        queries_flstore beside this binary (bench/queries_flstore.c)
  * Knobs: FLCACHE_BENCH_N, FLCACHE_BENCH_REPS (requests per query, default 5). */
 #include <math.h>
 #include <pthread.h>
@@ -260,6 +262,16 @@ static void emit(const char *query, const char *system, double mb, const sample_
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--flstore") == 0) {
+        /* FLStore's setting is its own program (one idea per file). */
+        char path[4096];
+        snprintf(path, sizeof path, "%s", argv[0]);
+        char *slash = strrchr(path, '/');
+        snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0),
+                 "queries_flstore");
+        execv(path, argv);
+        die("--flstore", "cannot run queries_flstore beside this program");
+    }
     bench_config();
     signal(SIGPIPE, SIG_IGN);
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;

@@ -100,6 +100,7 @@ int flc_cmd_store(int argc, char **argv);
 int flc_cmd_run(int argc, char **argv);
 int flc_cmd_up(int argc, char **argv);
 int flc_cmd_export(int argc, char **argv);
+int flc_cmd_evalset(int argc, char **argv);
 int flc_cmd_down(int argc, char **argv);
 int flc_cmd_report(int argc, char **argv);
 int flc_cmd_package(int argc, char **argv);

@@ -29,7 +29,9 @@ typedef struct query_opts {
 
 static const char *const kinds[] = {"history",     "client",       "norms",
                                     "similarity",  "outliers",     "clusters",
-                                    "personalize", "contribution", "schedule", NULL};
+                                    "personalize", "contribution", "schedule",
+                                    "accuracy",    "incentives",   "faults",   NULL};
+static const char *const bys[] = {"default", "accuracy", NULL};
 
 #define ROUND_RANGE "0..4294967295" /* round numbers are uint32; 0 is a job's initial model */
 
@@ -104,6 +106,14 @@ static const flc_opt_t options[] = {
      .imin = 0, .imax = 100000000, .help = "k-means++ seed"},
     {.name = "out", .type = FLC_OPT_STR, .meta = "FILE", FLC_OPT_AT(query_opts_t, out_file),
      .help = "personalize: write the model as raw float32"},
+    {.name = "by", .type = FLC_OPT_CHOICE, .meta = "WHAT", FLC_OPT_AT(query_opts_t, q.by_accuracy),
+     .choices = bys, .def = "default",
+     .help = "schedule, personalize, contribution: `accuracy` ranks by the clients' models "
+             "on the job's evaluation set"},
+    {.name = "samples", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(query_opts_t, q.samples),
+     .imin = 0, .imax = 100000000, .def = "auto",
+     .help = "evaluation kinds: evaluation samples (auto: the most that move fewer bytes "
+             "than an update, at least 100)"},
     {.name = "threads", .type = FLC_OPT_INT, .meta = "T", FLC_OPT_AT(query_opts_t, q.threads),
      .imin = 0, .imax = 64, .def = "min(shards, 4)", .help = "shard workers in parallel"},
     {.name = "no-cache", .type = FLC_OPT_FLAG, FLC_OPT_AT(query_opts_t, q.no_cache),
@@ -135,7 +145,19 @@ static const flc_opt_cmd_t query_cmd = {
         "  personalize    the model of one cluster (--k K --cluster C [--out FILE])\n"
         "  contribution   per client, summed over the rounds: cosine-weighted share of\n"
         "                 the FedAvg aggregate and leave-one-out shift\n"
-        "  schedule       the K clients to pick next (--k K), each with its reason\n",
+        "  schedule       the K clients to pick next (--k K), each with its reason\n"
+        "  accuracy       every client's model of a round (global model before + its\n"
+        "                 update) on the job's evaluation set (flcache eval-set), with\n"
+        "                 gain, incentive, leave-one-out drop and fault scores\n"
+        "  incentives     tokens: each client's accuracy minus the round's mean, summed\n"
+        "  faults         FedDebug-style fault localisation from neuron activations on\n"
+        "                 the evaluation inputs, with precision/recall against a\n"
+        "                 simulation's ground truth\n"
+        "  --by accuracy  schedule: the K most accurate; personalize: accuracy-weighted\n"
+        "                 model of the K best (--k K) and its accuracy; contribution:\n"
+        "                 leave-one-out accuracy of the FedAvg aggregate\n"
+        "  norms, outliers, clusters answer per client over --rounds A:B; similarity\n"
+        "  and personalize (one matrix, one model per round) refuse a range\n",
     .epilog = "The cache is FLCACHE_REDIS (see `flcache --help`). With FLCACHE_NODES (the\n"
               "node map `scripts/testbed.sh env` prints) the shard workers run next to the\n"
               "cluster node that owns their shards.\n",
@@ -149,7 +171,9 @@ static void print_table(const Flcache__QueryAnswer *a)
     char cell[64];
     const char *keyname = strcmp(a->kind, "history") == 0 || strcmp(a->kind, "client") == 0
                               ? "round"
-                          : strcmp(a->kind, "personalize") == 0 ? "part"
+                          : strcmp(a->kind, "personalize") == 0 &&
+                                  strcmp(a->columns[0], "accuracy") != 0
+                              ? "part"
                                                                  : "client";
     for (size_t i = 0; i < a->n_notes; i++) /* an asynchronous job: versions, not rounds */
         if (strcmp(a->notes[i]->key, "version") == 0 && strcmp(keyname, "round") == 0)
@@ -217,7 +241,8 @@ int flc_cmd_query(int argc, char **argv)
     int per_round = kind == FLC_Q_NORMS || kind == FLC_Q_SIMILARITY || kind == FLC_Q_OUTLIERS ||
                     kind == FLC_Q_CLUSTERS || kind == FLC_Q_PERSONALIZE;
     if (per_round && !have_round)
-        return flc_opt_usage_error(&query_cmd, "%s is about one round: add --round R",
+        return flc_opt_usage_error(&query_cmd, "%s is about rounds of updates: add --round R "
+                                   "(or --rounds A:B)",
                                    flc_query_kind_name(q.kind));
     if (kind == FLC_Q_CLIENT && q.client == NULL)
         return flc_opt_usage_error(&query_cmd, "client needs --client C");

@@ -32,6 +32,8 @@ static const command_t commands[] = {
                                "an .npy or .safetensors file"},
     {"package", flc_cmd_package, "build the deployment zip of flcache-fn for AWS Lambda or "
                                  "OpenWhisk"},
+    {"eval-set", flc_cmd_evalset, "store a held-out evaluation set with a job (for `query "
+                                  "accuracy`)"},
     {"up", flc_cmd_up, "start a long-lived, persistent private redis-server; print its URL"},
     {"down", flc_cmd_down, "stop the server started by `flcache up`"},
     {"version", flc_cmd_version, "print versions of flcache and its libraries"},

@@ -18,6 +18,7 @@
 #include "cache/store_resume.h"
 #include "clients/client.h"
 #include "clients/client_data.h"
+#include "clients/sim_evalset.h"
 #include "clients/sim_internal.h"
 #include "ml/dataset_idx.h"
 #include "ml/model.h"
@@ -255,6 +256,9 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     /* Resumed: round 0 is there already (and the model comes from the
      * last closed round, sim_resume.c). */
     if (!c->resume && (rc = put_global(sm, 0, e)) != FLC_OK)
+        return rc;
+    /* The evaluation set the query engine's accuracy kinds use (issue 17). */
+    if (sm->model != NULL && (rc = flc_sim_evalset_put(sm->s, c->job, sm->model, sm->test, e)))
         return rc;
 
     /* The driver begins the job (schema record with S): the shard tags,

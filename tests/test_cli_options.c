@@ -109,7 +109,8 @@ TEST(usage_errors)
     usage_error("store", "stats extra", "unexpected argument 'extra'");
     usage_error("store", "", "missing SUBCOMMAND (stats, ls, rm or expire)");
     usage_error("query", "bogus --job j", "KIND needs history, client, norms, similarity, "
-                "outliers, clusters, personalize, contribution or schedule, not 'bogus'");
+                "outliers, clusters, personalize, contribution, schedule, accuracy, incentives "
+                "or faults, not 'bogus'");
     usage_error("query", "history", "missing --job J");
     usage_error("report", "-o x.html", "missing --job J");
     int rc = run_bin(g_fn, "--bogus");

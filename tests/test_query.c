@@ -650,6 +650,49 @@ TEST(one_server_names_its_node)
     cJSON_Delete(j);
 }
 
+/* Issue 17 point 4: vector queries over --rounds 1:2 answer per client over
+ * both rounds; similarity refuses a range instead of using its first round. */
+TEST(vector_queries_over_rounds)
+{
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
+    Flcache__QueryAnswer *a = run(s, (flc_query_req_t){.kind = FLC_Q_NORMS, .round_from = 1,
+                                                       .round_to = 2}, &e);
+    int ok = a && a->n_rows == N;
+    for (int i = 0; ok && i < N; i++) {
+        const Flcache__QueryRow *r = row_of(a, g_names[i]);
+        double n1 = sqrt(dotd(g_u[0][i], g_u[0][i])), n2 = sqrt(dotd(g_u[1][i], g_u[1][i]));
+        ok &= r && r->values[0] == 2 && relerr(r->values[1], (n1 + n2) / 2) < 1e-4 &&
+              relerr(r->values[2], fmin(n1, n2)) < 1e-4 && relerr(r->values[3], fmax(n1, n2)) <
+              1e-4 && r->n_text == 1 && strstr(r->text[0], "1:") && strstr(r->text[0], " 2:");
+    }
+    EXPECT(ok, "norms --rounds 1:2: per client 2 rounds, mean, min and max of both rounds' "
+           "norms, and the trajectory text");
+    if (a)
+        flcache__query_answer__free_unpacked(a, NULL);
+    a = run(s, (flc_query_req_t){.kind = FLC_Q_OUTLIERS, .round_from = 1, .round_to = 2}, &e);
+    ok = a && a->n_rows == N;
+    for (int i = 0; ok && i < N; i++) {
+        const Flcache__QueryRow *r = row_of(a, g_names[i]);
+        ok &= r && r->values[0] == 2 && r->values[1] == (i >= N - 2 ? 1 : 0);
+    }
+    EXPECT(ok && summary(a, "rounds") == 2,
+           "outliers --rounds 1:2: each flipper flagged in 1 of its 2 rounds (round 2), "
+           "nobody else");
+    if (a)
+        flcache__query_answer__free_unpacked(a, NULL);
+    a = run(s, (flc_query_req_t){.kind = FLC_Q_CLUSTERS, .round_from = 1, .round_to = 2}, &e);
+    EXPECT(a && a->n_rows == N && !isnan(summary(a, "stability_1_2")),
+           "clusters --rounds 1:2: one row per client and the stability between the rounds "
+           "(%.3f)", a ? summary(a, "stability_1_2") : NAN);
+    if (a)
+        flcache__query_answer__free_unpacked(a, NULL);
+    a = run(s, (flc_query_req_t){.kind = FLC_Q_SIMILARITY, .round_from = 1, .round_to = 2}, &e);
+    EXPECT(a == NULL && strstr(e.msg, "similarity") && strstr(e.msg, "--round R"),
+           "similarity --rounds 1:2 is refused with a message: %s", e.msg);
+    flc_store_close(s);
+}
+
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(tracker_places_shards),
                  TEST_ENTRY(gram_vs_brute_force), TEST_ENTRY(norms_vs_reference),
                  TEST_ENTRY(gram_cache_reused), TEST_ENTRY(similarity_vs_reference),
@@ -658,4 +701,4 @@ TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(tracker_places_shards),
                  TEST_ENTRY(metadata_queries), TEST_ENTRY(unknown_names_refused),
                  TEST_ENTRY(query_function_json), TEST_ENTRY(query_role_of_flcache_fn),
                  TEST_ENTRY(password_server_by_tcp_and_unix),
-                 TEST_ENTRY(one_server_names_its_node))
+                 TEST_ENTRY(one_server_names_its_node), TEST_ENTRY(vector_queries_over_rounds))

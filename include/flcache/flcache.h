@@ -330,6 +330,9 @@ typedef enum flc_query_kind {
     FLC_Q_PERSONALIZE,
     FLC_Q_CONTRIBUTION,
     FLC_Q_SCHEDULE,
+    FLC_Q_ACCURACY,    /* every client's model of a round on the job's evaluation set */
+    FLC_Q_INCENTIVES,  /* accuracy minus the round's mean */
+    FLC_Q_FAULTS,      /* FedDebug-style fault localisation */
     FLC_Q_NKINDS
 } flc_query_kind_t;
 
@@ -352,6 +355,9 @@ typedef struct flc_query_req {
     const flc_store_opts_t *store_opts; /* the shard workers' options; NULL: built-in */
     int threads;                   /* shard workers in parallel; 0: min(S, 4) */
     int no_cache;                  /* recompute Gram partials even when cached */
+    int by_accuracy;               /* schedule, personalize, contribution: by accuracy on
+                                    * the job's evaluation set */
+    unsigned samples;              /* evaluation kinds: samples used (0: automatic) */
     flc_place_t place;             /* where shard workers run; zero: the caller's place */
 } flc_query_req_t;
 #endif

@@ -1,0 +1,494 @@
+/* One round evaluated on the job's evaluation set, decomposed by shard.
+ *
+ * A client's model of round r is the global model of round r-1 ("<J>/g")
+ * plus its update. Both model kinds start with a layer linear in its
+ * weights (softmax: the logits; mlp: the hidden pre-activations), so for
+ * an update cut into shards, X dW1 + db1 is the sum over shards of what
+ * each shard's slice of W1 and b1 contributes: a shard covering rows
+ * i0..i1 of W1 adds X[:, i0..i1] dW1[i0..i1, :] (one sgemm, plus a rank-1
+ * sger for a row cut by the shard's edge). A shard worker therefore moves
+ * B x H floats per update (B samples, H hidden units or classes) and the
+ * few later-layer floats of its slice, instead of its slice of the update.
+ * B is chosen so that this is less than the update itself (query_evalq.c).
+ *
+ * The partials are kept per delta: FedAvg, leave-one-out and accuracy-
+ * weighted mixes are linear in the deltas, so flc_query_eval_mix evaluates
+ * any of them from the kept sums without reading an update again.
+ *
+ * The shard workers are placed as the Gram's (query_gram.c): with the
+ * request's place callback each enters the node owning its shards and reads
+ * them there; bytes_moved counts the sums that leave it (docs/queries.md
+ * says which bytes). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pthread.h>
+
+#include <cblas.h>
+
+#include "aggregator/query_internal.h"
+#include "aggregator/tracker.h"
+
+/* Adds the contribution of the slice v = model[off .. off+cnt) to the
+ * first-layer sums Z (B x H) and copies its later-layer floats into L
+ * (ev->L2 floats; may be NULL when the slice has none). */
+static void add_slice(const flc_query_eval_t *ev, uint64_t off, uint64_t cnt, const float *v,
+                      float *Z, float *L)
+{
+    const size_t B = ev->B, H = ev->H, in = ev->in;
+    const uint64_t w1 = (uint64_t)in * H, b1 = w1 + H, end = off + cnt;
+    const float *X = ev->x;
+    uint64_t p = off;
+    while (p < end && p < w1) { /* W1: row by row, full rows in one sgemm */
+        size_t i = (size_t)(p / H), h = (size_t)(p % H);
+        if (h == 0 && p + H <= end && p + H <= w1) {
+            size_t rows = (size_t)((end < w1 ? end : w1) - p) / H;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)H, (int)rows,
+                        1.0f, X + i, (int)in, v + (p - off), (int)H, 1.0f, Z, (int)H);
+            p += (uint64_t)rows * H;
+        } else {
+            uint64_t stop = (uint64_t)(i + 1) * H;
+            stop = stop < end ? stop : end;
+            cblas_sger(CblasRowMajor, (int)B, (int)(stop - p), 1.0f, X + i, (int)in,
+                       v + (p - off), 1, Z + h, (int)H);
+            p = stop;
+        }
+    }
+    for (; p < end && p < b1; p++) { /* b1 */
+        float bv = v[p - off];
+        size_t h = (size_t)(p - w1);
+        for (size_t b = 0; b < B; b++)
+            Z[b * H + h] += bv;
+    }
+    if (p < end && L != NULL)
+        memcpy(L + (p - b1), v + (p - off), (size_t)(end - p) * sizeof *v);
+}
+
+void flc_query_eval_free(flc_query_eval_t *ev)
+{
+    if (ev == NULL)
+        return;
+    for (size_t i = 0; i < ev->n; i++) {
+        free(ev->clients[i]);
+        if (ev->fault)
+            free(ev->fault[i]);
+    }
+    free(ev->clients), free(ev->fault), free(ev->w);
+    free(ev->Zg), free(ev->g2), free(ev->D), free(ev->S2);
+    memset(ev, 0, sizeof *ev);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The shard workers of one round's evaluation, placed as the Gram's
+ * (query_gram.c): each takes shards off the plan, enters the node that owns
+ * them when the request places workers, reads every delta's slice there and
+ * adds its first-layer sums into the shared rows under the lock. Only these
+ * sums (and the later-layer floats) leave the node. */
+typedef struct eval_job {
+    const char *url, *job;
+    const flc_store_opts_t *opts;
+    const flc_place_t *place;
+    uint32_t round;
+    uint64_t P;
+    const flc_track_where_t *where;
+    size_t ns;
+    flc_query_plan_t plan;
+    char **rows;          /* nrows - 1 client names, then NULL: the aggregate */
+    size_t nrows;
+    unsigned char *got;   /* nrows x ns: 1 read, 2 not finite, 0 missing */
+    size_t *next;         /* per row: the shard (index into where) to fold next */
+    float **pend;         /* nrows x ns: a shard's sums waiting for the ones before */
+    flc_query_eval_t *ev; /* D, S2, bytes: under lock */
+    pthread_mutex_t lock;
+    int rc;
+    flc_err_t err;
+} eval_job_t;
+
+/* Adds shard k's sums Z, L of row r into the row, under j->lock, in shard
+ * order whatever order the workers finish in: float sums depend on their
+ * order, and placed and unplaced (or differently timed) runs must give the
+ * same bits. A shard ahead of its turn waits in a copy. */
+static int fold(eval_job_t *j, size_t r, size_t k, const float *Z, const float *L)
+{
+    flc_query_eval_t *ev = j->ev;
+    size_t BH = ev->B * ev->H;
+    if (j->next[r] != k) {
+        float *c = malloc((BH + ev->L2 + 1) * sizeof *c);
+        if (c == NULL)
+            return FLC_ENOMEM;
+        memcpy(c, Z, BH * sizeof *c);
+        memcpy(c + BH, L, ev->L2 * sizeof *c);
+        j->pend[r * j->ns + k] = c;
+        return FLC_OK;
+    }
+    for (;;) {
+        cblas_saxpy((int)BH, 1.0f, Z, 1, ev->D + r * BH, 1);
+        if (ev->L2)
+            cblas_saxpy((int)ev->L2, 1.0f, L, 1, ev->S2 + r * ev->L2, 1);
+        if (Z != NULL && j->pend[r * j->ns + j->next[r]] != NULL) { /* a copy just folded */
+            free(j->pend[r * j->ns + j->next[r]]);
+            j->pend[r * j->ns + j->next[r]] = NULL;
+        }
+        size_t nx = ++j->next[r];
+        if (nx >= j->ns || j->pend[r * j->ns + nx] == NULL)
+            return FLC_OK;
+        Z = j->pend[r * j->ns + nx];
+        L = Z + BH;
+    }
+}
+
+static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *L, flc_err_t *e)
+{
+    flc_query_eval_t *ev = j->ev;
+    uint32_t shard = j->where[k].shard;
+    uint64_t first = (uint64_t)ev->in * ev->H + ev->H;
+    for (size_t r = 0; r < j->nrows; r++) {
+        const char *who = j->rows[r];
+        flc_shard_t sh = {0};
+        int rc = who ? flc_store_get_update(s, j->job, j->round, shard, who, &sh, NULL, 0)
+                     : flc_store_get_merged(s, j->job, j->round, shard, &sh, NULL, 0);
+        if (rc == FLC_ENOTFOUND)
+            continue;
+        if (rc != FLC_OK) {
+            *e = *flc_store_error(s);
+            return rc;
+        }
+        if (sh.model_size != j->P || sh.offset > j->P || sh.count > j->P - sh.offset) {
+            flc_shard_release(&sh);
+            return flc_err_set(e, FLC_EDIM, "round %u, %s%s, shard %u: a model of %llu floats "
+                               "(offset %llu, %llu floats), the evaluation set's model has %llu",
+                               j->round, who ? "client " : "the aggregate", who ? who : "",
+                               shard, (unsigned long long)sh.model_size,
+                               (unsigned long long)sh.offset, (unsigned long long)sh.count,
+                               (unsigned long long)j->P);
+        }
+        if (flc_find_nonfinite(sh.values, sh.count) >= 0) {
+            flc_shard_release(&sh);
+            pthread_mutex_lock(&j->lock);
+            j->got[r * j->ns + k] = 2;
+            pthread_mutex_unlock(&j->lock);
+            continue;
+        }
+        memset(Z, 0, ev->B * ev->H * sizeof *Z);
+        memset(L, 0, (ev->L2 + 1) * sizeof *L);
+        add_slice(ev, sh.offset, sh.count, sh.values, Z, ev->L2 ? L : NULL);
+        uint64_t later = sh.offset + sh.count > first
+                             ? sh.offset + sh.count - (sh.offset > first ? sh.offset : first)
+                             : 0;
+        int touches = sh.offset < first;
+        pthread_mutex_lock(&j->lock);
+        rc = fold(j, r, k, Z, L);
+        if (rc != FLC_OK) {
+            pthread_mutex_unlock(&j->lock);
+            flc_shard_release(&sh);
+            return flc_err_set(e, FLC_ENOMEM, "out of memory");
+        }
+        j->got[r * j->ns + k] = 1;
+        ev->bytes_read += sh.count * sizeof(float);
+        /* What leaves the node: the B x H sums when the slice touches the
+         * first layer, and its later-layer floats. */
+        ev->bytes_moved += (touches ? ev->B * ev->H * sizeof(float) : 0) + later * sizeof(float);
+        pthread_mutex_unlock(&j->lock);
+        flc_shard_release(&sh);
+    }
+    return FLC_OK;
+}
+
+static void *eval_worker(void *p)
+{
+    eval_job_t *j = p;
+    flc_err_t e = {0};
+    flc_store_opts_t opts = {0};
+    if (j->opts != NULL)
+        opts = *j->opts;
+    flc_store_t *s = NULL;
+    flc_url_t caller_ep = {0};
+    float *Z = malloc(j->ev->B * j->ev->H * sizeof *Z);
+    float *L = malloc((j->ev->L2 + 1) * sizeof *L);
+    int rc = Z && L ? flc_url_parse(j->url, &caller_ep, &e)
+                    : flc_err_set(&e, FLC_ENOMEM, "out of memory");
+    long grp = -1;
+    while (rc == FLC_OK) {
+        pthread_mutex_lock(&j->lock);
+        long prev = grp;
+        long k = j->rc == FLC_OK ? flc_query_plan_take(&j->plan, &grp) : -1;
+        pthread_mutex_unlock(&j->lock);
+        if (k < 0)
+            break;
+        const char *near = j->plan.addr[grp];
+        char url[1200];
+        if (near[0] != '\0' && grp != prev) { /* next to the node, as the Gram workers go */
+            flc_store_close(s);
+            s = NULL;
+            rc = j->place->enter(j->place->user, near, &opts, &e);
+            if (rc == FLC_OK)
+                rc = flc_query_node_url(&caller_ep, near, url, sizeof url, &e);
+            if (rc == FLC_OK && (s = flc_store_open(url, &opts, &e)) == NULL)
+                rc = e.code;
+        } else if (near[0] == '\0' && s == NULL) { /* the caller's URL, never the tracker's */
+            if ((s = flc_store_open(j->url, j->opts, &e)) == NULL)
+                rc = e.code;
+        }
+        if (rc == FLC_OK)
+            rc = eval_shard(s, j, (size_t)k, Z, L, &e);
+    }
+    pthread_mutex_lock(&j->lock);
+    if (rc != FLC_OK && j->rc == FLC_OK) {
+        j->rc = rc;
+        j->err = e;
+    }
+    pthread_mutex_unlock(&j->lock);
+    free(Z), free(L);
+    flc_store_close(s);
+    return NULL;
+}
+
+/* Runs the workers over every shard of the round for the rows of j. */
+static int eval_shards(flc_store_t *s, const flc_store_cfg_t *at, const flc_query_req_t *q,
+                       eval_job_t *j, flc_err_t *e)
+{
+    char own[1200];
+    j->url = at != NULL ? at->url : NULL;
+    j->opts = at != NULL ? &at->opts : NULL;
+    if (j->url == NULL) { /* s's own server, with its credentials */
+        if (flc_store_url_full(s, own, sizeof own) != FLC_OK)
+            return flc_err_set(e, FLC_EINVAL, "the URL of %s is too long for the shard "
+                               "workers", flc_store_url(s));
+        j->url = own;
+    }
+    j->place = &q->place;
+    int placed = q->place.enter != NULL;
+    if (flc_query_plan_make(s, j->job, j->round, j->where, j->ns, placed, &j->plan, e) !=
+        FLC_OK)
+        return e->code;
+    placed = j->plan.ngroups > 0 && j->plan.addr[0][0] != '\0';
+    pthread_mutex_init(&j->lock, NULL);
+    int nt = q->threads > 0 ? q->threads : (j->ns < 4 ? (int)j->ns : 4);
+    if (q->threads <= 0 && placed && (size_t)nt < j->plan.ngroups)
+        nt = (int)j->plan.ngroups;
+    nt = nt > 64 ? 64 : nt;
+    pthread_t th[64];
+    int started = 0;
+    for (int t = 0; t < nt; t++)
+        if (pthread_create(&th[started], NULL, eval_worker, j) == 0)
+            started++;
+    if (started == 0 && !placed)
+        eval_worker(j);
+    else if (started == 0)
+        j->rc = flc_err_set(&j->err, FLC_ENOMEM, "no thread for the shard workers");
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&j->lock);
+    flc_query_plan_free(&j->plan);
+    if (j->rc != FLC_OK)
+        *e = j->err;
+    return j->rc;
+}
+
+int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                         const flc_query_evalset_t *es, uint32_t round, flc_query_eval_t *ev,
+                         Flcache__QueryAnswer *a, flc_err_t *e)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->round = round;
+    ev->kind = es->kind;
+    ev->in = es->in;
+    ev->B = es->n;
+    ev->H = es->kind == FLC_QUERY_MODEL_MLP ? es->hidden : es->out;
+    ev->C = es->out;
+    ev->L2 = es->kind == FLC_QUERY_MODEL_MLP ? es->hidden * es->out + es->out : 0;
+    ev->x = es->x;
+    ev->y = es->y;
+    uint64_t P = flc_query_evalset_nparams(es);
+    ev->update_bytes = P * sizeof(float);
+    if (round == 0)
+        return flc_err_set(e, FLC_EINVAL, "round 0 is the initial model: accuracy evaluates "
+                           "the updates of rounds 1 and later");
+    char gj[FLC_NAME_MAX + 1];
+    snprintf(gj, sizeof gj, "%s/g", q->job);
+    flc_shard_t g = {0};
+    int rc = flc_store_get_merged(s, gj, round - 1, 0, &g, NULL, 0);
+    if (rc == FLC_ENOTFOUND)
+        return flc_err_set(e, FLC_ENOTFOUND, "job %s has no global model of round %u (series "
+                           "%s): the clients' models of round %u are that model plus their "
+                           "updates", q->job, round - 1, gj, round);
+    if (rc != FLC_OK) {
+        *e = *flc_store_error(s);
+        return rc;
+    }
+    flc_strlist_t cl = {0};
+    eval_job_t j = {.job = q->job, .round = round, .P = P, .ev = ev};
+    if (g.offset != 0 || g.count != P) {
+        rc = flc_err_set(e, FLC_EDIM, "job %s: the global model of round %u has %llu floats, "
+                         "the evaluation set's model %llu", q->job, round - 1,
+                         (unsigned long long)g.count, (unsigned long long)P);
+        goto out;
+    }
+    rc = flc_store_list_clients(s, q->job, round, &cl);
+    if (rc != FLC_OK && rc != FLC_ENOTFOUND) {
+        *e = *flc_store_error(s);
+        goto out;
+    }
+    flc_track_where_t *where = NULL;
+    if (cl.n == 0 || flc_track_round(s, q->job, round, &where, &j.ns) != FLC_OK || j.ns == 0) {
+        free(where);
+        rc = flc_err_set(e, FLC_ENOTFOUND, "round %u of job %s has no client updates", round,
+                         q->job);
+        goto out;
+    }
+    j.where = where;
+    qsort(cl.items, cl.n, sizeof *cl.items, cmp_str);
+    size_t n = cl.n, BH = ev->B * ev->H;
+    j.nrows = n + 1;
+    j.rows = calloc(n + 1, sizeof *j.rows);
+    j.got = calloc((n + 1) * j.ns, 1);
+    j.next = calloc(n + 1, sizeof *j.next);
+    j.pend = calloc((n + 1) * j.ns, sizeof *j.pend);
+    ev->clients = calloc(n, sizeof *ev->clients);
+    ev->fault = calloc(n, sizeof *ev->fault);
+    ev->w = malloc(n * sizeof *ev->w);
+    ev->Zg = calloc(BH, sizeof *ev->Zg);
+    ev->g2 = calloc(ev->L2 + 1, sizeof *ev->g2);
+    ev->D = calloc((n + 1) * BH, sizeof *ev->D);
+    ev->S2 = calloc((n + 1) * ev->L2 + 1, sizeof *ev->S2);
+    if (!j.rows || !j.got || !j.next || !j.pend || !ev->clients || !ev->fault || !ev->w || !ev->Zg || !ev->g2 ||
+        !ev->D || !ev->S2) {
+        rc = flc_err_set(e, FLC_ENOMEM, "out of memory evaluating %zu clients on %zu samples",
+                         n, ev->B);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        j.rows[i] = cl.items[i];
+    add_slice(ev, 0, P, g.values, ev->Zg, ev->g2);
+    ev->bytes_read += P * sizeof(float);
+    if ((rc = eval_shards(s, at, q, &j, e)) != FLC_OK)
+        goto out;
+    /* Keep the rows read on every shard, finite; compact them in order. */
+    char left[600] = "";
+    size_t len = 0, nleft = 0;
+    for (size_t r = 0; r <= n; r++) {
+        int whole = 1;
+        for (size_t k = 0; k < j.ns; k++)
+            whole &= j.got[r * j.ns + k] == 1;
+        if (r == n) { /* the aggregate, last after the clients kept */
+            ev->has_agg = whole;
+            if (ev->n != n) {
+                memmove(ev->D + ev->n * BH, ev->D + n * BH, BH * sizeof *ev->D);
+                memmove(ev->S2 + ev->n * ev->L2, ev->S2 + n * ev->L2, ev->L2 * sizeof *ev->S2);
+            }
+            break;
+        }
+        if (!whole) { /* incomplete or not finite: named, not evaluated */
+            if (len < sizeof left - 80)
+                len += (size_t)snprintf(left + len, sizeof left - len, "%s%s", nleft ? ", " : "",
+                                        cl.items[r]);
+            nleft++;
+            continue;
+        }
+        if ((ev->clients[ev->n] = strdup(cl.items[r])) == NULL) {
+            rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
+            goto out;
+        }
+        if (ev->n != r) {
+            memmove(ev->D + ev->n * BH, ev->D + r * BH, BH * sizeof *ev->D);
+            memmove(ev->S2 + ev->n * ev->L2, ev->S2 + r * ev->L2, ev->L2 * sizeof *ev->S2);
+        }
+        ev->n++;
+    }
+    if (ev->n == 0) {
+        rc = flc_err_set(e, FLC_ENOTFOUND, "round %u of job %s: no client has a complete, "
+                         "finite update to evaluate", round, q->job);
+        goto out;
+    }
+    if (nleft && a) {
+        char note[720];
+        snprintf(note, sizeof note, "round %u: %zu client(s) without a complete, finite update "
+                 "left out: %s%s", round, nleft, left, len >= sizeof left - 80 ? ", ..." : "");
+        flc_query_answer_note(a, "left_out", note);
+    }
+    rc = flc_query_client_facts(s, q->job, round, ev->clients, ev->n, ev->w, ev->fault, a, e);
+    if (rc == FLC_OK) {
+        double *c = calloc(ev->n + 1, sizeof *c);
+        rc = c ? flc_query_eval_mix(ev, c, &ev->global_acc, NULL, NULL, NULL) : FLC_ENOMEM;
+        free(c);
+        if (rc != FLC_OK)
+            rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
+    }
+out:
+    flc_shard_release(&g);
+    flc_strlist_free(&cl);
+    free((void *)j.where);
+    free(j.rows);
+    free(j.got);
+    for (size_t i = 0; j.pend && i < j.nrows * j.ns; i++)
+        free(j.pend[i]); /* rows with a missing shard never fold theirs */
+    free(j.pend);
+    free(j.next);
+    if (rc != FLC_OK)
+        flc_query_eval_free(ev);
+    return rc;
+}
+
+int flc_query_eval_mix(const flc_query_eval_t *ev, const double *c, double *acc, double *loss,
+                       int32_t *pred, float *act)
+{
+    const size_t B = ev->B, H = ev->H, C = ev->C, BH = B * H;
+    float *Z = act ? act : malloc(BH * sizeof *Z);
+    float *L = malloc((ev->L2 + 1) * sizeof *L), *lg = malloc(B * C * sizeof *lg);
+    if (Z == NULL || L == NULL || lg == NULL) {
+        if (!act)
+            free(Z);
+        free(L), free(lg);
+        return FLC_ENOMEM;
+    }
+    memcpy(Z, ev->Zg, BH * sizeof *Z);
+    memcpy(L, ev->g2, ev->L2 * sizeof *L);
+    for (size_t i = 0; i <= ev->n; i++) {
+        if (c[i] == 0 || (i == ev->n && !ev->has_agg))
+            continue;
+        cblas_saxpy((int)BH, (float)c[i], ev->D + i * BH, 1, Z, 1);
+        if (ev->L2)
+            cblas_saxpy((int)ev->L2, (float)c[i], ev->S2 + i * ev->L2, 1, L, 1);
+    }
+    if (ev->kind == FLC_QUERY_MODEL_MLP) {
+        for (size_t k = 0; k < BH; k++)
+            Z[k] = Z[k] > 0 ? Z[k] : 0;
+        const float *W2 = L, *b2 = L + H * C;
+        for (size_t b = 0; b < B; b++)
+            memcpy(lg + b * C, b2, C * sizeof *lg);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)C, (int)H, 1.0f, Z,
+                    (int)H, W2, (int)C, 1.0f, lg, (int)C);
+    } else {
+        memcpy(lg, Z, B * C * sizeof *lg);
+    }
+    size_t correct = 0;
+    double total = 0;
+    for (size_t b = 0; b < B; b++) {
+        const float *z = lg + b * C;
+        size_t best = 0;
+        for (size_t k = 1; k < C; k++)
+            if (z[k] > z[best])
+                best = k;
+        correct += (int32_t)best == ev->y[b];
+        if (pred)
+            pred[b] = (int32_t)best;
+        double mx = z[best], se = 0;
+        for (size_t k = 0; k < C; k++)
+            se += exp((double)z[k] - mx);
+        total += log(se) + mx - (double)z[ev->y[b]];
+    }
+    if (acc)
+        *acc = B ? (double)correct / (double)B : 0;
+    if (loss)
+        *loss = B ? total / (double)B : 0;
+    if (!act)
+        free(Z);
+    free(L), free(lg);
+    return FLC_OK;
+}

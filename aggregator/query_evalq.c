@@ -1,0 +1,497 @@
+/* The evaluation query kinds, FLStore's evaluation workloads on top of one
+ * round's evaluation (query_eval.c):
+ *   accuracy      every client's model (global of the round before + its
+ *                 update) on the job's evaluation set, and the aggregate's
+ *   incentives    accuracy minus the round's mean, summed over the rounds
+ *                 (FLStore's incentive tokens)
+ *   faults        FedDebug-style fault localisation: on every evaluation
+ *                 input, how far a client's neuron activations are from the
+ *                 clients' coordinate-wise median, and how often its
+ *                 prediction differs from the majority's; flagged by robust
+ *                 z-score, precision/recall against a simulation's truth
+ *   schedule --by accuracy      the K most accurate clients
+ *   contribution --by accuracy  leave-one-out: how much the FedAvg
+ *                 aggregate's accuracy drops without the client
+ *   personalize --by accuracy   the accuracy-weighted mean of the K best
+ *                 clients' models, with its accuracy
+ * Over --rounds A:B every kind answers per client over the range. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregator/query_internal.h"
+
+/* Suspicion = max(z_act, 0) + max(z_disagree, 0) + max(-z_accuracy, 0)
+ * (robust z-scores across the round's clients); flagged above FAULT_SUSP.
+ * One view alone misses a kind of fault: a sign-flipper's activations are
+ * far from everyone's, a label-flipper's less so under non-IID data but it
+ * also disagrees with the majority and scores low on held-out data. */
+#define FAULT_SUSP 3.0
+
+/* Per client, accumulated over the rounds (matched by name). */
+typedef struct acc {
+    char *name;
+    char *truth;
+    double rounds, acc, loss, gain, incentive, loo, fscore, disagree, flagged, susp;
+} acc_t;
+
+typedef struct tally {
+    acc_t *v;
+    size_t n;
+    double tp, fp, fn, truth_known;
+} tally_t;
+
+static acc_t *tally_get(tally_t *t, const char *name)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->v[i].name, name) == 0)
+            return &t->v[i];
+    acc_t *nv = realloc(t->v, (t->n + 1) * sizeof *nv);
+    if (nv == NULL)
+        return NULL;
+    t->v = nv;
+    acc_t *x = &nv[t->n];
+    memset(x, 0, sizeof *x);
+    if ((x->name = strdup(name)) == NULL)
+        return NULL;
+    t->n++;
+    return x;
+}
+
+static void tally_free(tally_t *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i].name), free(t->v[i].truth);
+    free(t->v);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* (x - median) / (1.4826 MAD) into z; 0 where the MAD is 0. */
+static void robust_z(const double *x, size_t n, double *z, double *t)
+{
+    memcpy(t, x, n * sizeof *t);
+    double med = median(t, n);
+    for (size_t i = 0; i < n; i++)
+        t[i] = fabs(x[i] - med);
+    double mad = 1.4826 * median(t, n);
+    for (size_t i = 0; i < n; i++)
+        z[i] = mad > 1e-12 ? (x[i] - med) / mad : 0;
+}
+
+static int is_faulty(const char *f)
+{
+    return f && *f && strcmp(f, "none") != 0;
+}
+
+/* FedDebug-style scores of one round: per client, the mean distance of its
+ * activations to the per-input median of all clients' (fscore), and the
+ * share of inputs where its prediction is not the majority's. */
+static int fault_scores(const flc_query_eval_t *ev, double *fscore, double *disagree)
+{
+    size_t n = ev->n, B = ev->B, H = ev->H, BH = B * H;
+    float *act = malloc(n * BH * sizeof *act);
+    int32_t *pred = malloc(n * B * sizeof *pred);
+    double *c = calloc(n + 1, sizeof *c), *col = malloc(n * sizeof *col);
+    int rc = act && pred && c && col ? FLC_OK : FLC_ENOMEM;
+    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+        c[i] = 1;
+        rc = flc_query_eval_mix(ev, c, NULL, NULL, pred + i * B, act + i * BH);
+        c[i] = 0;
+    }
+    for (size_t i = 0; rc == FLC_OK && i < n; i++)
+        fscore[i] = disagree[i] = 0;
+    for (size_t b = 0; rc == FLC_OK && b < B; b++) {
+        double *d2 = c; /* per client squared distance on input b */
+        for (size_t i = 0; i < n; i++)
+            d2[i] = 0;
+        for (size_t h = 0; h < H; h++) {
+            for (size_t i = 0; i < n; i++)
+                col[i] = act[i * BH + b * H + h];
+            double med = median(col, n);
+            for (size_t i = 0; i < n; i++) {
+                double d = act[i * BH + b * H + h] - med;
+                d2[i] += d * d;
+            }
+        }
+        double scale = 0; /* inputs with large activations must not dominate */
+        for (size_t i = 0; i < n; i++)
+            scale += sqrt(d2[i]);
+        scale = scale > 0 ? scale / (double)n : 1;
+        for (size_t i = 0; i < n; i++)
+            fscore[i] += sqrt(d2[i]) / scale / (double)B;
+        unsigned votes[256] = {0}; /* classes are < 2^24, but a vote only needs the top */
+        size_t best = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t p = (size_t)pred[i * B + b] & 255;
+            if (++votes[p] > votes[best])
+                best = p;
+        }
+        for (size_t i = 0; i < n; i++)
+            disagree[i] += ((size_t)pred[i * B + b] & 255) != best ? 1.0 / (double)B : 0;
+    }
+    for (size_t i = 0; i <= n && c; i++)
+        c[i] = 0;
+    free(act), free(pred), free(c), free(col);
+    return rc;
+}
+
+/* One round into the tally; *fedavg_acc etc. for the summary. */
+static int eval_round(const flc_query_req_t *q, const flc_query_eval_t *ev, tally_t *t,
+                      double *fedavg_acc, double *agg_acc, flc_err_t *e)
+{
+    size_t n = ev->n;
+    double *acc = malloc(n * sizeof *acc), *loss = malloc(n * sizeof *loss);
+    double *c = calloc(n + 1, sizeof *c), *fs = malloc(n * sizeof *fs);
+    double *dis = malloc(n * sizeof *dis), *z = malloc(n * sizeof *z);
+    double *zd = malloc(n * sizeof *zd), *tmp = malloc(n * sizeof *tmp);
+    double *za = malloc(n * sizeof *za);
+    int rc = acc && loss && c && fs && dis && z && zd && tmp && za ? FLC_OK : FLC_ENOMEM;
+    double W = 0, mean = 0;
+    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+        c[i] = 1;
+        rc = flc_query_eval_mix(ev, c, &acc[i], &loss[i], NULL, NULL);
+        c[i] = 0;
+        W += ev->w[i];
+        mean += acc[i] / (double)n;
+    }
+    /* FedAvg of the clients kept, and the aggregate the round merged. */
+    for (size_t i = 0; rc == FLC_OK && i < n; i++)
+        c[i] = ev->w[i] / W;
+    if (rc == FLC_OK)
+        rc = flc_query_eval_mix(ev, c, fedavg_acc, NULL, NULL, NULL);
+    *agg_acc = NAN;
+    if (rc == FLC_OK && ev->has_agg) {
+        double *ca = calloc(n + 1, sizeof *ca);
+        rc = ca ? FLC_OK : FLC_ENOMEM;
+        if (ca) {
+            ca[n] = 1;
+            rc = flc_query_eval_mix(ev, ca, agg_acc, NULL, NULL, NULL);
+        }
+        free(ca);
+    }
+    int want_loo = q->kind == FLC_Q_CONTRIBUTION || q->kind == FLC_Q_ACCURACY;
+    int want_faults = q->kind == FLC_Q_FAULTS || q->kind == FLC_Q_ACCURACY;
+    if (rc == FLC_OK && want_faults && n >= 3) {
+        rc = fault_scores(ev, fs, dis);
+        if (rc == FLC_OK) {
+            robust_z(fs, n, z, tmp);
+            robust_z(dis, n, zd, tmp);
+            robust_z(acc, n, za, tmp);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++)
+            fs[i] = dis[i] = z[i] = zd[i] = za[i] = want_faults ? NAN : 0;
+    }
+    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+        double loo = NAN;
+        if (want_loo && W > ev->w[i]) { /* FedAvg without client i */
+            for (size_t j = 0; j < n; j++)
+                c[j] = j == i ? 0 : ev->w[j] / (W - ev->w[i]);
+            double a = 0;
+            rc = flc_query_eval_mix(ev, c, &a, NULL, NULL, NULL);
+            loo = *fedavg_acc - a;
+        }
+        acc_t *x = tally_get(t, ev->clients[i]);
+        if (x == NULL) {
+            rc = FLC_ENOMEM;
+            break;
+        }
+        if (x->truth == NULL && ev->fault[i])
+            x->truth = strdup(ev->fault[i]);
+        double susp = (z[i] > 0 ? z[i] : 0) + (zd[i] > 0 ? zd[i] : 0) + (za[i] < 0 ? -za[i] : 0);
+        int flagged = n >= 3 && susp > FAULT_SUSP;
+        x->susp += n >= 3 ? susp : 0;
+        x->rounds += 1;
+        x->acc += acc[i];
+        x->loss += loss[i];
+        x->gain += acc[i] - ev->global_acc;
+        x->incentive += acc[i] - mean;
+        x->loo += isnan(loo) ? 0 : loo;
+        x->fscore += fs[i];
+        x->disagree += dis[i];
+        x->flagged += flagged;
+    }
+    free(acc), free(loss), free(c), free(fs), free(dis), free(z), free(zd), free(tmp), free(za);
+    return rc == FLC_ENOMEM ? flc_err_set(e, FLC_ENOMEM, "out of memory") : rc;
+}
+
+/* Samples evaluated: q->samples, else the most that keep a shard worker's
+ * partial sums (B x H floats per shard touching the first layer) below
+ * the update's own size, at least 100 when the set has them (fewer make
+ * accuracy too coarse; the note then says more moves than the update). */
+static size_t eval_samples(const flc_query_req_t *q, const flc_query_evalset_t *es, size_t S)
+{
+    if (q->samples)
+        return q->samples < es->n ? q->samples : es->n;
+    uint64_t P = flc_query_evalset_nparams(es);
+    size_t H = es->kind == FLC_QUERY_MODEL_MLP ? es->hidden : es->out;
+    size_t B = (size_t)(P / ((uint64_t)(S ? S : 1) * H));
+    B = B < 100 ? 100 : B;
+    return B < es->n ? B : es->n;
+}
+
+static int by_key_desc(const void *a, const void *b)
+{
+    double x = ((const double *)a)[0], y = ((const double *)b)[0];
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* personalize --by accuracy: the K most accurate clients of the round,
+ * weighted by their accuracy. Its accuracy comes from the kept partial
+ * sums; the model (when asked) is read member by member, shard by shard. */
+static int personalize(flc_store_t *s, const flc_query_req_t *q, const flc_query_eval_t *ev,
+                       Flcache__QueryAnswer *a, flc_err_t *e)
+{
+    size_t n = ev->n, K = q->k ? q->k : 5;
+    K = K < n ? K : n;
+    double *ord = malloc(2 * n * sizeof *ord), *c = calloc(n + 1, sizeof *c);
+    int rc = ord && c ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+        c[i] = 1;
+        flc_query_eval_mix(ev, c, &ord[2 * i], NULL, NULL, NULL);
+        c[i] = 0;
+        ord[2 * i + 1] = (double)i;
+    }
+    if (rc == FLC_OK)
+        qsort(ord, n, 2 * sizeof *ord, by_key_desc);
+    double sum = 0;
+    for (size_t r = 0; rc == FLC_OK && r < K; r++)
+        sum += ord[2 * r] > 0 ? ord[2 * r] : 0;
+    for (size_t r = 0; rc == FLC_OK && r < K; r++) {
+        size_t i = (size_t)ord[2 * r + 1];
+        c[i] = sum > 0 ? (ord[2 * r] > 0 ? ord[2 * r] : 0) / sum : 1.0 / (double)K;
+        double v[] = {ord[2 * r], c[i]};
+        flc_query_answer_row(a, ev->clients[i], v, NULL);
+    }
+    double pacc = NAN, W = 0, fed = NAN;
+    if (rc == FLC_OK)
+        flc_query_eval_mix(ev, c, &pacc, NULL, NULL, NULL);
+    double *cf = calloc(n + 1, sizeof *cf);
+    for (size_t i = 0; cf && i < n; i++)
+        W += ev->w[i];
+    for (size_t i = 0; cf && i < n; i++)
+        cf[i] = ev->w[i] / W;
+    if (cf)
+        flc_query_eval_mix(ev, cf, &fed, NULL, NULL, NULL);
+    free(cf);
+    flc_query_answer_summary(a, "personalized_accuracy", pacc);
+    flc_query_answer_summary(a, "global_accuracy", ev->global_acc);
+    flc_query_answer_summary(a, "fedavg_accuracy", fed);
+    flc_query_answer_summary(a, "members", (double)K);
+    if (rc == FLC_OK && q->model_out) { /* global + sum c_i u_i, read shard by shard */
+        uint64_t P = ev->update_bytes / sizeof(float);
+        char gj[FLC_NAME_MAX + 1];
+        snprintf(gj, sizeof gj, "%s/g", q->job);
+        float *model = malloc(P * sizeof *model);
+        flc_shard_t g = {0};
+        uint32_t *shards = NULL;
+        size_t ns = 0;
+        rc = model ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory for the model");
+        if (rc == FLC_OK && (flc_store_get_merged(s, gj, ev->round - 1, 0, &g, model, P) ||
+                             flc_store_list_shards(s, q->job, ev->round, &shards, &ns))) {
+            *e = *flc_store_error(s);
+            rc = e->code;
+        }
+        for (size_t k = 0; rc == FLC_OK && k < ns; k++)
+            for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+                if (c[i] == 0)
+                    continue;
+                flc_shard_t sh = {0};
+                if (flc_store_get_update(s, q->job, ev->round, shards[k], ev->clients[i], &sh,
+                                         NULL, 0) != FLC_OK) {
+                    *e = *flc_store_error(s);
+                    rc = e->code;
+                    break;
+                }
+                for (uint64_t x = 0; x < sh.count && sh.offset + x < P; x++)
+                    model[sh.offset + x] += (float)c[i] * sh.values[x];
+                a->bytes_read += sh.count * sizeof(float);
+                flc_shard_release(&sh);
+            }
+        flc_shard_release(&g);
+        free(shards);
+        if (rc == FLC_OK) {
+            *q->model_out = model;
+            *q->model_len = P;
+            a->bytes_moved += P * sizeof(float);
+        } else {
+            free(model);
+        }
+    }
+    free(ord), free(c);
+    return rc;
+}
+
+int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                       Flcache__QueryAnswer **out, flc_err_t *e)
+{
+    uint32_t *rounds = NULL, *shards = NULL;
+    size_t nr = 0, ns = 0;
+    int rc = flc_query_rounds(s, q, &rounds, &nr, e);
+    if (rc != FLC_OK)
+        return rc;
+    if (nr > 0 && rounds[0] == 0) { /* round 0 is the initial model, not updates */
+        memmove(rounds, rounds + 1, (nr - 1) * sizeof *rounds);
+        nr--;
+    }
+    if (nr == 0) {
+        free(rounds);
+        return flc_err_set(e, FLC_ENOTFOUND, "job %s has no round of updates in the range",
+                           q->job);
+    }
+    if (q->kind == FLC_Q_PERSONALIZE && nr > 1) {
+        free(rounds);
+        return flc_err_set(e, FLC_EINVAL, "personalize builds one round's model: ask --round R, "
+                           "not a range");
+    }
+    flc_query_evalset_t es;
+    if ((rc = flc_query_evalset_get(s, q->job, 0, &es, e)) != FLC_OK) {
+        free(rounds);
+        return rc;
+    }
+    if (flc_store_list_shards(s, q->job, rounds[0], &shards, &ns) != FLC_OK)
+        ns = 1;
+    free(shards);
+    es.n = eval_samples(q, &es, ns);
+    const char *kind = flc_query_kind_name(q->kind);
+    Flcache__QueryAnswer *a = NULL;
+    static const char *c_acc[] = {"accuracy", "loss", "gain", "incentive", "loo_drop",
+                                  "fault_score", "disagreement", "flagged", "rounds"};
+    static const char *c_inc[] = {"tokens", "accuracy", "rounds"};
+    static const char *c_flt[] = {"rank",     "suspicion", "fault_score", "disagreement",
+                                  "accuracy", "flagged",   "rounds"};
+    static const char *c_sch[] = {"rank", "accuracy", "rounds"};
+    static const char *c_con[] = {"loo_drop", "accuracy", "rounds"};
+    static const char *c_per[] = {"accuracy", "weight"};
+    static const char *truth[] = {"truth"};
+    switch (q->kind) {
+    case FLC_Q_ACCURACY: a = flc_query_answer_new(q->job, kind, c_acc, 9, truth, 1); break;
+    case FLC_Q_INCENTIVES: a = flc_query_answer_new(q->job, kind, c_inc, 3, NULL, 0); break;
+    case FLC_Q_FAULTS: a = flc_query_answer_new(q->job, kind, c_flt, 7, truth, 1); break;
+    case FLC_Q_SCHEDULE: a = flc_query_answer_new(q->job, kind, c_sch, 3, NULL, 0); break;
+    case FLC_Q_CONTRIBUTION: a = flc_query_answer_new(q->job, kind, c_con, 3, NULL, 0); break;
+    default: a = flc_query_answer_new(q->job, kind, c_per, 2, NULL, 0); break;
+    }
+    tally_t t = {0};
+    double sum_fed = 0, sum_agg = 0, sum_glob = 0, nagg = 0;
+    rc = a ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory");
+    for (size_t r = 0; rc == FLC_OK && r < nr; r++) {
+        flc_query_eval_t ev;
+        if ((rc = flc_query_eval_round(s, q, at, &es, rounds[r], &ev, a, e)) != FLC_OK)
+            break;
+        a->bytes_read += ev.bytes_read;
+        a->bytes_moved += ev.bytes_moved;
+        if (q->kind == FLC_Q_PERSONALIZE) {
+            rc = personalize(s, q, &ev, a, e);
+        } else {
+            double fed = NAN, agg = NAN;
+            rc = eval_round(q, &ev, &t, &fed, &agg, e);
+            sum_fed += fed;
+            sum_glob += ev.global_acc;
+            if (!isnan(agg))
+                sum_agg += agg, nagg++;
+        }
+        flc_query_eval_free(&ev);
+    }
+    /* Rows: by name (accuracy), else by the kind's key, best first. */
+    /* A client is judged faulty when its suspicion over its rounds of the
+     * range averages above FAULT_SUSP: precision and recall count clients. */
+    for (size_t i = 0; i < t.n; i++) {
+        acc_t *x = &t.v[i];
+        int faulty = x->rounds > 0 && x->susp / x->rounds > FAULT_SUSP;
+        if (x->truth) {
+            t.truth_known++;
+            t.tp += faulty && is_faulty(x->truth);
+            t.fp += faulty && !is_faulty(x->truth);
+            t.fn += !faulty && is_faulty(x->truth);
+        }
+    }
+    double *ord = rc == FLC_OK ? malloc((2 * t.n + 1) * sizeof *ord) : NULL;
+    for (size_t i = 0; ord && i < t.n; i++) {
+        acc_t *x = &t.v[i];
+        ord[2 * i] = q->kind == FLC_Q_INCENTIVES      ? x->incentive
+                     : q->kind == FLC_Q_FAULTS        ? x->susp / x->rounds
+                     : q->kind == FLC_Q_SCHEDULE      ? x->acc / x->rounds
+                     : q->kind == FLC_Q_CONTRIBUTION  ? x->loo
+                                                      : -(double)i;
+        ord[2 * i + 1] = (double)i;
+    }
+    if (ord)
+        qsort(ord, t.n, 2 * sizeof *ord, by_key_desc);
+    size_t show = q->kind == FLC_Q_SCHEDULE ? (q->k ? q->k : 10) : t.n;
+    for (size_t r = 0; ord && r < t.n && r < show; r++) {
+        acc_t *x = &t.v[(size_t)ord[2 * r + 1]];
+        double k = x->rounds, rank = (double)(r + 1);
+        const char *tx[] = {x->truth ? x->truth : ""};
+        double va[] = {x->acc / k, x->loss / k, x->gain / k, x->incentive / k, x->loo / k,
+                       x->fscore / k, x->disagree / k, x->flagged, k};
+        double vi[] = {x->incentive, x->acc / k, k};
+        double vf[] = {rank, x->susp / k, x->fscore / k, x->disagree / k, x->acc / k,
+                       x->flagged, k};
+        double vs[] = {rank, x->acc / k, k};
+        double vc[] = {x->loo, x->acc / k, k};
+        const double *v = q->kind == FLC_Q_ACCURACY     ? va
+                          : q->kind == FLC_Q_INCENTIVES ? vi
+                          : q->kind == FLC_Q_FAULTS     ? vf
+                          : q->kind == FLC_Q_SCHEDULE   ? vs
+                                                        : vc;
+        flc_query_answer_row(a, x->name, v, tx);
+    }
+    free(ord);
+    if (rc == FLC_OK && q->kind != FLC_Q_PERSONALIZE) {
+        flc_query_answer_summary(a, "global_accuracy", sum_glob / (double)nr);
+        flc_query_answer_summary(a, "fedavg_accuracy", sum_fed / (double)nr);
+        if (nagg > 0)
+            flc_query_answer_summary(a, "aggregate_accuracy", sum_agg / nagg);
+        if ((q->kind == FLC_Q_FAULTS || q->kind == FLC_Q_ACCURACY) && t.truth_known > 0) {
+            flc_query_answer_summary(a, "flagged", t.tp + t.fp);
+            flc_query_answer_summary(a, "precision", t.tp + t.fp ? t.tp / (t.tp + t.fp) : 1.0);
+            flc_query_answer_summary(a, "recall", t.tp + t.fn ? t.tp / (t.tp + t.fn) : 1.0);
+        }
+    }
+    if (rc == FLC_OK) {
+        flc_query_answer_summary(a, "samples", (double)es.n);
+        flc_query_answer_summary(a, "rounds", (double)nr);
+        char note[400];
+        snprintf(note, sizeof note, "each client's model = global model of the round before "
+                 "+ its update, on %zu samples of the job's evaluation set; a shard worker "
+                 "moves %zu x %zu first-layer sums per update it touches (%.1f KB) instead of "
+                 "its slice of the %.3g MB update", es.n, es.n,
+                 es.kind == FLC_QUERY_MODEL_MLP ? es.hidden : es.out,
+                 (double)es.n * (es.kind == FLC_QUERY_MODEL_MLP ? es.hidden : es.out) * 4 / 1e3,
+                 (double)flc_query_evalset_nparams(&es) * 4 / 1e6);
+        flc_query_answer_note(a, "evaluation", note);
+        if (q->kind == FLC_Q_FAULTS || q->kind == FLC_Q_ACCURACY)
+            flc_query_answer_note(a, "fault_score", "mean over inputs of the distance of the "
+                                  "client's activations to the clients' median, over its mean; "
+                                  "suspicion: max(z, 0) of it + max(z, 0) of disagreement + "
+                                  "max(-z, 0) of accuracy (robust z in the round); flagged: "
+                                  "rounds with suspicion > 3; precision/recall count clients "
+                                  "whose mean suspicion is > 3");
+        if (q->kind == FLC_Q_CONTRIBUTION || q->kind == FLC_Q_ACCURACY)
+            flc_query_answer_note(a, "loo_drop", "accuracy of the FedAvg of the round's "
+                                  "clients minus that without the client");
+    }
+    tally_free(&t);
+    free(rounds);
+    flc_query_evalset_free(&es);
+    if (rc != FLC_OK) {
+        if (a)
+            flcache__query_answer__free_unpacked(a, NULL);
+        return rc;
+    }
+    *out = a;
+    return FLC_OK;
+}
