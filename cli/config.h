@@ -41,6 +41,9 @@
  *   FLCACHE_FN                    fn_path             the function binary (flcache-fn)
  *   FLCACHE_POOL_MEM              pool_mem            rlimit|watch|both|off: the local pool's
  *                                                     memory enforcement, over the default
+ *   FLCACHE_POOL_CPU              pool_cpu            MB per vCPU: each local instance gets
+ *                                                     memory/this CPUs (1769 as on Lambda;
+ *                                                     0 or unset: no quota; docs/tune.md)
  *   AWS_LAMBDA_RUNTIME_API        lambda_runtime_api  set by Lambda: flcache-fn serves events
  *   FLCACHE_LAMBDA_MAX_EVENTS     lambda_max_events   Lambda mode: exit after N events (tests)
  *   OPENBLAS_NUM_THREADS          openblas_threads    read by OpenBLAS itself; flcache-fn
@@ -84,6 +87,7 @@ typedef struct flc_config {
     char *redis_server, *tmpdir;
     char *fn_path;
     int pool_mem;         /* enum flc_mem_mode, or -1 when unset */
+    long pool_cpu;        /* MB per vCPU of local instances; 0: unset (no quota) */
     char *lambda_runtime_api;
     long lambda_max_events; /* 0: unset */
     char *openblas_threads;
