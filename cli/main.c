@@ -28,6 +28,8 @@ static const command_t commands[] = {
                              "`expire --before WHEN`"},
     {"run", flc_cmd_run, "a serverless workload on W functions: wordcount, matmul, conv, "
                          "mandelbrot, forest"},
+    {"tune", flc_cmd_tune, "recommend the memory size of a train, simulate or run job: a few "
+                           "probes, a fitted time/cost curve"},
     {"export", flc_cmd_export, "write a global model, a merged round or a client's update to "
                                "an .npy or .safetensors file"},
     {"up", flc_cmd_up, "start a long-lived, persistent private redis-server; print its URL"},
