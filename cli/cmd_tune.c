@@ -22,7 +22,9 @@
 #include <cjson/cJSON.h>
 
 #include "base/clock.h"
+#include "cache/embed.h"
 #include "cli/cli.h"
+#include "cli/config.h"
 #include "cli/opt.h"
 #include "cli/tune.h"
 #include "runtime/cpu_cgroup.h"
@@ -370,6 +372,17 @@ int flc_cmd_tune(int argc, char **argv)
         free(job);
         return rc;
     }
+    /* One private redis-server for every probe (unless FLCACHE_REDIS names
+     * one): a probe then pays its job, not a server start, so the probe
+     * time is spent where the sizes differ. */
+    flc_embed_t *srv = NULL;
+    if (flc_config_program()->redis == NULL) {
+        flc_err_t e = {0};
+        flc_embed_opts_t eo = {0};
+        flc_config_embed_opts(flc_config_program(), &eo);
+        if ((srv = flc_embed_start(&eo, &e)) != NULL)
+            setenv("FLCACHE_REDIS", flc_embed_url(srv), 1);
+    }
     flc_tune_probe_t p[MAX_PROBES + NGRID];
     int np = 0, fitted = 0;
     flc_tune_model_t m = {0};
@@ -439,6 +452,7 @@ int flc_cmd_tune(int argc, char **argv)
             printf("recommend  %u MB%s\n", pick, o.sweep ? " (cheapest probed)" : "");
         rc = FLC_EXIT_OK;
     }
+    flc_embed_stop(srv);
     free(mine);
     free(job);
     return rc;
