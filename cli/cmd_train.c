@@ -70,8 +70,8 @@ static const flc_opt_t options[] = {
     {.name = "comm", .type = FLC_OPT_CHOICE, .meta = "C", FLC_OPT_AT(flc_train_opts_t, cfg.comm),
      .choices = comms, .parse = comm_parse,
      .help = "reduce-scatter: the model is cut into W shards and worker k merges shard k; "
-             "allreduce-one: worker 0 merges the whole gradient; ps: a parameter-server "
-             "process holds the model, workers push gradients and pull it over a socket"},
+             "allreduce-one: worker 0 merges the whole gradient; ps: a server process "
+             "holds the model, workers push gradients, pull the model"},
     {.name = "ps-addr", .type = FLC_OPT_STR, .meta = "ADDR", FLC_OPT_AT(flc_train_opts_t, ps_addr),
      .def = "unix socket in a new temp dir",
      .help = "--comm ps: where the server listens, unix:PATH or tcp:127.0.0.1:PORT (0: any)"},
@@ -118,7 +118,7 @@ static const flc_opt_cmd_t train_cmd = {
     .prog = "flcache train",
     .synopsis =
         "[--workers W] [--model softmax|mlp] [--hidden N] [--epochs E]\n"
-        "                     [--batch B] [--lr L] [--comm reduce-scatter|allreduce-one]\n"
+        "                     [--batch B] [--lr L] [--comm reduce-scatter|allreduce-one|ps]\n"
         "                     [--subset N] [--data DIR] [--job NAME] [--seed S]\n"
         "                     [--memory MB] [--json] [more options below]",
     .about =
