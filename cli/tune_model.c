@@ -56,18 +56,26 @@ int flc_tune_fit(const flc_tune_probe_t *p, size_t n, flc_tune_model_t *m)
     m->n = ok;
     m->sat = 0;
     m->err = fit_ab(p, n, 0, &m->a, &m->b);
-    /* With 3 or more probes, try each probed size (but the smallest) as
-     * the saturation point; keep one only when it explains clearly
+    /* With 3 or more probes, try saturation points on a log grid from the
+     * second smallest probe to the largest (two probes below one are
+     * needed to see the slope); keep one only when it explains clearly
      * better (a third less error). */
-    for (size_t i = 0; ok >= 3 && i < n; i++) {
-        double a, b, sat = p[i].memory_mb;
-        int below = 0;
-        for (size_t j = 0; j < n; j++)
-            below += p[j].ok && p[j].memory_mb < sat;
-        if (!p[i].ok || below < 2)
+    double lo2 = INFINITY, lo1 = INFINITY, hi = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!p[i].ok)
             continue;
+        double mb = p[i].memory_mb;
+        if (mb < lo1)
+            lo2 = lo1, lo1 = mb;
+        else if (mb < lo2)
+            lo2 = mb;
+        if (mb > hi)
+            hi = mb;
+    }
+    for (int g = 0; ok >= 3 && g <= 96 && lo2 < hi; g++) {
+        double a, b, sat = lo2 * pow(hi / lo2, g / 96.0);
         double err = fit_ab(p, n, sat, &a, &b);
-        if (err < m->err * 0.67) {
+        if (err < m->err * 0.67 || (m->sat > 0 && err < m->err)) {
             m->a = a, m->b = b, m->sat = sat, m->err = err;
         }
     }
