@@ -88,7 +88,8 @@ static const flc_opt_cmd_t tune_cmd = {
         "Lambda; a cgroup quota per function, which needs root), fits its time and cost\n"
         "against memory, and picks the cheapest size that meets the deadline, then runs\n"
         "it once more to check. Make the job short (one epoch, a subset): every probe\n"
-        "runs it whole. Example:\n"
+        "runs it whole. Tune's options may stand anywhere (--memory is its range);\n"
+        "each probe sets the job's own --memory and --json. Example:\n"
         "  flcache tune run mandelbrot --workers 2 --size 512 --deadline 2\n",
     .epilog = "exit codes: 0 a size was recommended, 1 no size meets the deadline or the\n"
               "probes failed, 2 usage error\n",
