@@ -111,7 +111,7 @@ double flc_cpucg_vcpus(unsigned memory_mb, unsigned mb_per_vcpu)
  * its children (the root's subtree_control must offer it too). */
 static int base_dir(char *base, size_t cap, int *version, flc_err_t *e)
 {
-    char root[PATH_MAX];
+    char root[PATH_MAX - 64]; /* leaves room for "/flcache" in base */
     int rc = flc_cpucg_probe(root, sizeof root, version, e);
     if (rc != FLC_OK)
         return rc;
@@ -145,7 +145,12 @@ flc_cpucg_t *flc_cpucg_new(unsigned memory_mb, unsigned mb_per_vcpu, flc_err_t *
     unsigned n = g_seq++;
     pthread_mutex_unlock(&g_mu);
     snprintf(g->path, sizeof g->path, "%s/%d.%u", base, (int)getpid(), n);
-    if (mkdir(g->path, 0755) != 0) {
+    int made = mkdir(g->path, 0755);
+    /* Another process's flc_cpucg_sweep may have removed the empty base
+     * between the two mkdirs: make it again, once. */
+    if (made != 0 && errno == ENOENT && base_dir(base, sizeof base, &version, e) == FLC_OK)
+        made = mkdir(g->path, 0755);
+    if (made != 0) {
         flc_err_set(e, FLC_EIO, "cpu quota: cannot create %s: %s", g->path, strerror(errno));
         free(g);
         return NULL;
@@ -249,5 +254,8 @@ int flc_cpucg_sweep(int all)
             removed++;
     }
     closedir(d);
+    /* The base goes too once no group is left (anyone's: rmdir refuses
+     * a directory that still has one). */
+    rmdir(base);
     return removed;
 }

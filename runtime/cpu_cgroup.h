@@ -5,8 +5,9 @@
  * with a CFS quota of memory_mb / mb_per_vcpu CPUs per period: cgroup v2's
  * cpu.max where a cgroup2 hierarchy has the cpu controller, else cgroup v1's
  * cpu.cfs_quota_us. Groups live under <root>/flcache/<owner pid>.<n>; one is
- * removed when its instance has been reaped, and groups whose owner died
- * (a SIGKILLed driver) are swept by the next pool that starts. */
+ * removed when its instance has been reaped, groups whose owner died (a
+ * SIGKILLed driver) are swept by the next pool that starts, and the base
+ * directory goes when a pool with quotas ends and no group is left. */
 #ifndef FLC_RUNTIME_CPU_CGROUP_H
 #define FLC_RUNTIME_CPU_CGROUP_H
 
@@ -53,7 +54,8 @@ int flc_cpucg_attach(flc_cpucg_t *g, pid_t pid, flc_err_t *e);
 void flc_cpucg_free(flc_cpucg_t *g);
 
 /* Removes the empty groups of owners that no longer run (and of this
- * process when all is 1). Returns how many were removed. */
+ * process when all is 1), then <root>/flcache itself when no group is
+ * left. Returns how many groups were removed. */
 int flc_cpucg_sweep(int all);
 
 #endif

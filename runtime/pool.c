@@ -351,6 +351,8 @@ void flc_pool_free(flc_pool_t *p)
     pthread_mutex_unlock(&p->mu);
     uv_async_send(&p->wake);
     pthread_join(p->thread, NULL);
+    if (p->cfg.cpu_mb_per_vcpu > 0)
+        flc_cpucg_sweep(0); /* every instance is reaped: dead owners' groups, the base */
     group_slot_give(p->group_slot);
     uv_loop_close(&p->loop);
     pthread_mutex_destroy(&p->mu);
