@@ -202,15 +202,17 @@ static int probed(const flc_tune_probe_t *p, int n, unsigned mb)
     return -1;
 }
 
-/* The sizes a tune probes first: one vCPU, the top of the range, and the
- * geometric middle of the bottom part, so the CPU-bound part (b), what
- * does not scale (a) and a saturation past one vCPU all show. */
+/* The sizes a tune probes first: one vCPU and the geometric middle of the
+ * range below it (sqrt(LO x 1769)), which give the CPU-bound part (b) and
+ * what does not scale (a); the top of the range is probed only when the
+ * pick lands above every probe (to see where more CPU stops helping). */
 static int first_sizes(const tune_opts_t *o, unsigned *s)
 {
-    unsigned cand[3] = {clamp(FLC_CPUCG_MB_PER_VCPU, o->lo, o->hi), o->hi,
-                        clamp(sqrt((double)o->lo * FLC_CPUCG_MB_PER_VCPU), o->lo, o->hi)};
+    unsigned cand[3] = {clamp(FLC_CPUCG_MB_PER_VCPU, o->lo, o->hi),
+                        clamp(sqrt((double)o->lo * FLC_CPUCG_MB_PER_VCPU), o->lo, o->hi),
+                        o->hi};
     int n = 0;
-    for (int i = 0; i < 3 && n < o->budget - 1; i++) {
+    for (int i = 0; i < 3 && n < 2; i++) {
         int dup = 0;
         for (int j = 0; j < n; j++)
             dup |= s[j] == cand[i];
@@ -392,7 +394,7 @@ int flc_cmd_tune(int argc, char **argv)
         pick = sweep(&o, job, nj, p, &np);
         fitted = flc_tune_fit(p, (size_t)np, &m) == 0;
     } else {
-        unsigned first[3];
+        unsigned first[2];
         int nf = first_sizes(&o, first);
         for (int i = 0; i < nf; i++)
             probe(&o, job, nj, first[i], &p[np++]);
@@ -413,19 +415,28 @@ int flc_cmd_tune(int argc, char **argv)
             pick = fitted ? flc_tune_pick(&m, o.lo, o.hi, 64, o.deadline_s, max_bad) : 0;
             if (pick == 0 || probed(p, np, pick) >= 0 || np >= o.budget)
                 break;
-            probe(&o, job, nj, pick, &p[np++]);
+            unsigned top = 0;
+            for (int i = 0; i < np; i++)
+                top = p[i].ok && p[i].memory_mb > top ? p[i].memory_mb : top;
+            /* Above every probe the fit extrapolates: the top of the range
+             * first (saturation), then the pick again. */
+            unsigned next = pick > top && probed(p, np, o.hi) < 0 && np + 1 < o.budget ? o.hi
+                                                                                        : pick;
+            probe(&o, job, nj, next, &p[np++]);
         }
-        /* A choice the budget left unchecked, or one its probe refuted,
+        /* A choice the budget left unchecked, one its probe refuted, or one
+         * another probe beat on measured cost (the model is only a model)
          * gives way to the cheapest probe that met the deadline. */
         int k = probed(p, np, pick);
-        if (k < 0 || !p[k].ok || (o.deadline_s > 0 && p[k].time_s > o.deadline_s)) {
-            double best = INFINITY;
+        double best = k >= 0 && p[k].ok && (o.deadline_s <= 0 || p[k].time_s <= o.deadline_s)
+                          ? p[k].cost_usd
+                          : INFINITY;
+        if (best == INFINITY)
             pick = 0;
-            for (int i = 0; i < np; i++)
-                if (p[i].ok && (o.deadline_s <= 0 || p[i].time_s <= o.deadline_s) &&
-                    p[i].cost_usd < best)
-                    best = p[i].cost_usd, pick = p[i].memory_mb;
-        }
+        for (int i = 0; i < np; i++)
+            if (p[i].ok && (o.deadline_s <= 0 || p[i].time_s <= o.deadline_s) &&
+                p[i].cost_usd < best)
+                best = p[i].cost_usd, pick = p[i].memory_mb;
     }
     double total = 0;
     for (int i = 0; i < np; i++)

@@ -27,8 +27,8 @@ typedef struct flc_tune_model {
     int n;             /* probes fitted */
 } flc_tune_model_t;
 
-/* Fits the model to the ok probes (at least 2; with 2 sat is not fitted;
- * with more, sat is searched on a log grid between the probes).
+/* Fits the model to the ok probes (at least 2; sat only from 4, searched
+ * on a log grid between the probes: 3 points would fit it to any noise).
  * Returns 0, or -1 when fewer than 2 probes succeeded. */
 int flc_tune_fit(const flc_tune_probe_t *p, size_t n, flc_tune_model_t *m);
 

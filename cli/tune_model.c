@@ -56,7 +56,8 @@ int flc_tune_fit(const flc_tune_probe_t *p, size_t n, flc_tune_model_t *m)
     m->n = ok;
     m->sat = 0;
     m->err = fit_ab(p, n, 0, &m->a, &m->b);
-    /* With 3 or more probes, try saturation points on a log grid from the
+    /* With 4 or more probes (3 would fit a, b and sat exactly, whatever the
+     * noise), try saturation points on a log grid from the
      * second smallest probe to the largest (two probes below one are
      * needed to see the slope); keep one only when it explains clearly
      * better (a third less error). */
@@ -72,7 +73,7 @@ int flc_tune_fit(const flc_tune_probe_t *p, size_t n, flc_tune_model_t *m)
         if (mb > hi)
             hi = mb;
     }
-    for (int g = 0; ok >= 3 && g <= 96 && lo2 < hi; g++) {
+    for (int g = 0; ok >= 4 && g <= 96 && lo2 < hi; g++) {
         double a, b, sat = lo2 * pow(hi / lo2, g / 96.0);
         double err = fit_ab(p, n, sat, &a, &b);
         if (err < m->err * 0.67 || (m->sat > 0 && err < m->err)) {
