@@ -1,7 +1,9 @@
 /* bench/train: synchronous SGD on W worker functions (the local pool, real
  * flcache-fn processes, one redis-server), W = 1, 2, 4, 8, with the gradient
  * exchanged by reduce-scatter (S = W shards, worker k merges shard k) and by
- * allreduce-to-one (worker 0 merges everything). One JSON line per run:
+ * allreduce-to-one (worker 0 merges everything) and by a parameter server
+ * (--comm ps: a server thread of this process holds the model, workers push
+ * and pull over a unix socket; workers/ps.h). One JSON line per run:
  *   epoch_s            worker 0's wall time for one epoch (test evaluation
  *                      included, data loading and process start excluded)
  *   step_ms            mean step time of worker 0
@@ -14,7 +16,8 @@
  *                      keeps W functions busy)
  *   billed_usd         what the platform billed for the whole invocations
  *   speedup_vs_w1      epoch_s of W = 1 (same mode) / epoch_s
- *   ratio_to_rs        allreduce-one lines: epoch_s / reduce-scatter epoch_s
+ *   ratio_to_rs        allreduce-one and ps lines: epoch_s / reduce-scatter
+ *                      epoch_s; same_model_as_rs: the checksums agree
  * The number of steps per epoch falls as W grows (per-worker batch fixed),
  * so epoch_s measures how the exchange scales. The machine's cores are
  * shared by all W workers and Redis: with more workers than cores the
@@ -27,6 +30,7 @@
  * points at a server, else a private one is started; FLCACHE_FN at the
  * function binary, else ../flcache-fn next to this program. */
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +44,7 @@
 #include "cli/config.h"
 #include "runtime/cost.h"
 #include "runtime/pool.h"
+#include "workers/ps.h"
 #include "workers/sgd_worker.h"
 
 #define MAXW 64
@@ -48,8 +53,25 @@ typedef struct run_out {
     int ok, same;
     double epoch_s, step_ms, compute_ms, comm_ms, merge_ms, wait_ms, cleanup_ms, acc, billed, cost_epoch;
     double steps_per_epoch;
+    char sum[32];
     char err[300];
 } run_out_t;
+
+/* The parameter server of a ps run, on a thread of this process. */
+typedef struct ps_thread {
+    pthread_t t;
+    int lfd, workers, rc;
+    uint32_t steps;
+    char addr[160];
+    flc_err_t e;
+} ps_thread_t;
+
+static void *ps_main(void *arg)
+{
+    ps_thread_t *p = arg;
+    p->rc = flc_ps_serve(p->lfd, p->workers, 120000, &p->steps, &p->e);
+    return NULL;
+}
 
 static void die(const char *what, const char *msg)
 {
@@ -98,8 +120,10 @@ static run_out_t run(flc_pool_t *pool, flc_store_t *s, const flc_sgd_cfg_t *c)
             continue;
         }
         const char *sum = cJSON_GetStringValue(cJSON_GetObjectItem(res, "checksum"));
-        if (sum0 == NULL)
+        if (sum0 == NULL) {
             sum0 = sum;
+            snprintf(o.sum, sizeof o.sum, "%s", sum ? sum : "");
+        }
         else if (sum == NULL || strcmp(sum, sum0) != 0)
             o.same = 0;
         double E = c->epochs;
@@ -202,10 +226,11 @@ int main(int argc, char **argv)
     if (pool == NULL)
         die("pool", flc_err_msg(&e));
 
-    double base_rs = 0, base_one = 0;
+    double base_rs = 0, base_one = 0, base_ps = 0;
     for (int i = 0; i < nw; i++) {
         double rs_epoch = 0;
-        for (int comm = FLC_SGD_COMM_RS; comm <= FLC_SGD_COMM_ONE; comm++) {
+        char rs_sum[32] = "";
+        for (int comm = FLC_SGD_COMM_RS; comm <= FLC_SGD_COMM_PS; comm++) {
             char job[64], name[64];
             snprintf(job, sizeof job, "bench-train-%d-%d", ws[i], comm);
             snprintf(name, sizeof name, "%s/W%d/%s", model, ws[i], flc_sgd_comm_name(comm));
@@ -224,7 +249,25 @@ int main(int argc, char **argv)
             c.price_per_gb_s = FLC_LAMBDA_X86_PRICE_GB_S;
             if (flc_sgd_cfg_finish(&c, &e) != FLC_OK)
                 die("config", flc_err_msg(&e));
+            ps_thread_t ps = {.workers = ws[i]};
+            if (comm == FLC_SGD_COMM_PS) {
+                char want[128];
+                snprintf(want, sizeof want, "unix:/tmp/flc-bench-ps-%d.sock", (int)getpid());
+                if ((ps.lfd = flc_ps_listen(want, ps.addr, sizeof ps.addr, &e)) < 0)
+                    die("ps", flc_err_msg(&e));
+                pthread_create(&ps.t, NULL, ps_main, &ps);
+                c.ps = ps.addr;
+            }
             run_out_t o = run(pool, s, &c);
+            if (comm == FLC_SGD_COMM_PS) {
+                pthread_join(ps.t, NULL);
+                close(ps.lfd);
+                unlink(ps.addr + 5);
+                if (ps.rc != FLC_OK && o.ok) {
+                    o.ok = 0;
+                    snprintf(o.err, sizeof o.err, "%.290s", ps.e.msg);
+                }
+            }
             cJSON *l = bench_line("train", name);
             cJSON_AddStringToObject(l, "model", model);
             cJSON_AddNumberToObject(l, "workers", ws[i]);
@@ -238,7 +281,9 @@ int main(int argc, char **argv)
                 bench_emit(l);
                 continue;
             }
-            double *base = comm == FLC_SGD_COMM_RS ? &base_rs : &base_one;
+            double *base = comm == FLC_SGD_COMM_RS    ? &base_rs
+                           : comm == FLC_SGD_COMM_ONE ? &base_one
+                                                      : &base_ps;
             if (*base == 0 && ws[i] == 1)
                 *base = o.epoch_s;
             cJSON_AddNumberToObject(l, "steps_per_epoch", o.steps_per_epoch);
@@ -259,10 +304,13 @@ int main(int argc, char **argv)
             cJSON_AddBoolToObject(l, "identical_models", o.same);
             if (*base > 0)
                 cJSON_AddNumberToObject(l, "speedup_vs_w1", *base / o.epoch_s);
-            if (comm == FLC_SGD_COMM_RS)
+            if (comm == FLC_SGD_COMM_RS) {
                 rs_epoch = o.epoch_s;
-            else if (rs_epoch > 0)
+                snprintf(rs_sum, sizeof rs_sum, "%s", o.sum);
+            } else if (rs_epoch > 0) {
                 cJSON_AddNumberToObject(l, "ratio_to_rs", o.epoch_s / rs_epoch);
+                cJSON_AddBoolToObject(l, "same_model_as_rs", strcmp(o.sum, rs_sum) == 0);
+            }
             bench_emit(l);
         }
     }

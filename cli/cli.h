@@ -98,6 +98,7 @@ int flc_cmd_query(int argc, char **argv);
 int flc_cmd_simulate(int argc, char **argv);
 int flc_cmd_store(int argc, char **argv);
 int flc_cmd_run(int argc, char **argv);
+int flc_cmd_tune(int argc, char **argv);
 int flc_cmd_up(int argc, char **argv);
 int flc_cmd_export(int argc, char **argv);
 int flc_cmd_evalset(int argc, char **argv);

@@ -31,17 +31,19 @@ typedef struct run_opts {
     char job[128];
 } run_opts_t;
 
+static const char *const infer_splits[] = {"layers", "columns", NULL};
+
 static const flc_opt_t options[] = {
     {.name = "WORKLOAD", .type = FLC_OPT_STR, FLC_OPT_AT(run_opts_t, j.workload),
      .choices = flc_job_workloads, .flags = FLC_OPT_POSITIONAL | FLC_OPT_REQUIRED,
-     .help = "wordcount, matmul, conv, mandelbrot or forest"},
+     .help = "wordcount, matmul, conv, mandelbrot, forest or infer"},
     {.name = "workers", .type = FLC_OPT_INT, .meta = "W", FLC_OPT_AT(run_opts_t, j.workers),
      .imin = 1, .imax = 1024, .help = "functions (mappers, grid cells, row slabs, ...)"},
     {.name = "size", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(run_opts_t, j.size),
      .imin = 0, .imax = 1LL << 40, .def = "the workload's",
      .help = "wordcount: corpus bytes (default all); matmul: N of N x N (1024, at most "
              "8192); conv: image side (512); mandelbrot: width (1024); forest: training "
-             "images (5000)"},
+             "images (5000); infer: layer width (1024)"},
     {.name = "reducers", .type = FLC_OPT_INT, .meta = "R", FLC_OPT_AT(run_opts_t, j.reducers),
      .imin = 0, .imax = 4096, .def = "W", .help = "wordcount: reducer partitions"},
     {.name = "corpus", .type = FLC_OPT_STR, .meta = "PATH", FLC_OPT_AT(run_opts_t, j.corpus),
@@ -50,7 +52,15 @@ static const flc_opt_t options[] = {
     {.name = "top", .type = FLC_OPT_INT, .meta = "K", FLC_OPT_AT(run_opts_t, j.top),
      .imin = 0, .imax = 100000, .help = "wordcount: most frequent words shown"},
     {.name = "batch", .type = FLC_OPT_INT, .meta = "B", FLC_OPT_AT(run_opts_t, j.batch),
-     .imin = 1, .imax = 65536, .help = "conv: images in the batch"},
+     .imin = 1, .imax = 65536, .help = "conv: images in the batch; infer: samples"},
+    {.name = "layers", .type = FLC_OPT_INT, .meta = "L", FLC_OPT_AT(run_opts_t, j.layers),
+     .imin = 0, .imax = 4096, .def = "8", .help = "infer: MLP layers of width --size"},
+    {.name = "split", .type = FLC_OPT_STR, .meta = "HOW", FLC_OPT_AT(run_opts_t, j.split),
+     .choices = infer_splits, .def = "layers",
+     .help = "infer: layers (a pipeline of stages) or columns (tensor-parallel)"},
+    {.name = "micro", .type = FLC_OPT_INT, .meta = "M", FLC_OPT_AT(run_opts_t, j.micro),
+     .imin = 0, .imax = 1 << 20, .def = "W",
+     .help = "infer with layers: micro-batches the pipeline overlaps"},
     {.name = "tiles", .type = FLC_OPT_INT, .meta = "T", FLC_OPT_AT(run_opts_t, j.tiles),
      .imin = 1, .imax = 256, .help = "mandelbrot: tiles per side (T x T tiles)"},
     {.name = "iters", .type = FLC_OPT_INT, .meta = "I", FLC_OPT_AT(run_opts_t, j.iters),
@@ -100,6 +110,7 @@ static const flc_opt_cmd_t run_cmd = {
         "  conv        2-D convolution of an image batch split by rows with halos\n"
         "  mandelbrot  tiles rendered by functions (static or --dynamic), assembled to PNG\n"
         "  forest      random forest: functions train trees, a combiner votes\n"
+        "  infer       an MLP's forward pass split by layers (pipeline) or columns\n"
         "Every run is checked against the same computation in one process\n"
         "(docs/workloads.md).\n",
     .epilog = FLC_CLI_ENV_HELP

@@ -31,7 +31,7 @@
 #include "workers/sgd_worker.h"
 
 
-static const char *const comms[] = {"reduce-scatter", "allreduce-one", NULL};
+static const char *const comms[] = {"reduce-scatter", "allreduce-one", "ps", NULL};
 
 /* --comm: the option parser's choice callback (value or -1). */
 static int comm_parse(const char *v)
@@ -72,7 +72,11 @@ static const flc_opt_t options[] = {
     {.name = "comm", .type = FLC_OPT_CHOICE, .meta = "C", FLC_OPT_AT(flc_train_opts_t, cfg.comm),
      .choices = comms, .parse = comm_parse,
      .help = "reduce-scatter: the model is cut into W shards and worker k merges shard k; "
-             "allreduce-one: worker 0 merges the whole gradient"},
+             "allreduce-one: worker 0 merges the whole gradient; ps: a server process "
+             "holds the model, workers push gradients, pull the model"},
+    {.name = "ps-addr", .type = FLC_OPT_STR, .meta = "ADDR", FLC_OPT_AT(flc_train_opts_t, ps_addr),
+     .def = "unix socket in a new temp dir",
+     .help = "--comm ps: where the server listens, unix:PATH or tcp:127.0.0.1:PORT (0: any)"},
     {.name = "shards", .type = FLC_OPT_INT, .meta = "S",
      FLC_OPT_AT(flc_train_opts_t, cfg.num_shards), .imin = 1, .imax = 65536,
      .def = "W; worker k merges the shards s with s % W == k", .help = "reduce-scatter shards"},
@@ -123,7 +127,7 @@ static const flc_opt_cmd_t train_cmd = {
     .prog = "flcache train",
     .synopsis =
         "[--workers W] [--model softmax|mlp] [--hidden N] [--epochs E]\n"
-        "                     [--batch B] [--lr L] [--comm reduce-scatter|allreduce-one]\n"
+        "                     [--batch B] [--lr L] [--comm reduce-scatter|allreduce-one|ps]\n"
         "                     [--subset N] [--data DIR] [--job NAME] [--seed S]\n"
         "                     [--memory MB] [--json] [more options below]",
     .about =
@@ -202,7 +206,8 @@ static int check_data(const flc_sgd_cfg_t *c)
 }
 
 /* Starts the W workers, follows progress until all returned, fills run. */
-static int run_workers(flc_cli_conn_t *conn, const flc_train_opts_t *o, flc_train_run_t *run)
+static int run_workers(flc_cli_conn_t *conn, const flc_train_opts_t *o, flc_train_run_t *run,
+                       const char *ps_addr)
 {
     if (flc_train_signal())
         return FLC_EXIT_RUNTIME; /* interrupted before anything started */
@@ -220,6 +225,7 @@ static int run_workers(flc_cli_conn_t *conn, const flc_train_opts_t *o, flc_trai
         flc_sgd_cfg_t c = o->cfg;
         c.rank = k;
         c.redis = conn->url;
+        c.ps = ps_addr;
         cJSON *ev = flc_sgd_cfg_to_json(&c);
         events[k] = ev ? cJSON_PrintUnformatted(ev) : NULL;
         cJSON_Delete(ev);
@@ -289,8 +295,16 @@ int flc_cmd_train(int argc, char **argv)
      * its janitor. */
     flc_train_guard_t guard;
     flc_train_guard_start(&guard, flc_config_program(), o.cfg.job, o.cfg.step_timeout_ms);
+    flc_train_ps_t ps = {0}; /* --comm ps: forked before any thread too */
+    if (o.cfg.comm == FLC_SGD_COMM_PS &&
+        flc_train_ps_start(&ps, o.ps_addr, o.cfg.workers, 2 * o.cfg.step_timeout_ms) !=
+            FLC_EXIT_OK) {
+        flc_train_guard_end(&guard);
+        return FLC_EXIT_RUNTIME;
+    }
     flc_cli_conn_t conn;
     if ((rc = flc_cli_connect(&conn, flc_config_program(), NULL)) != FLC_EXIT_OK) {
+        flc_train_ps_stop(&ps, 0);
         flc_train_guard_end(&guard);
         return rc;
     }
@@ -337,6 +351,7 @@ int flc_cmd_train(int argc, char **argv)
     if (flc_sgd_cleanup(conn.store, o.cfg.job, &e) != FLC_OK) {
         flc_cli_error("train", "%s", flc_err_msg(&e));
         flc_cli_disconnect(&conn);
+        flc_train_ps_stop(&ps, 0);
         flc_train_guard_end(&guard);
         flc_cli_resume_free(argv2, keep), free(stored), free(argj);
         return FLC_EXIT_RUNTIME;
@@ -345,7 +360,10 @@ int flc_cmd_train(int argc, char **argv)
     memset(&run, 0, sizeof run);
     run.failed = -1;
     run.guard = &guard;
-    rc = run_workers(&conn, &o, &run);
+    rc = run_workers(&conn, &o, &run, ps.pid ? ps.addr : NULL);
+    if (ps.pid && !flc_train_ps_stop(&ps, rc == FLC_EXIT_OK && run.failed < 0) &&
+        rc == FLC_EXIT_OK && run.failed < 0)
+        flc_cli_error("train", "the parameter server did not end cleanly");
     if (flc_train_signal()) {
         interrupted(&conn, &o);
         rc = FLC_EXIT_RUNTIME;

@@ -89,6 +89,7 @@ static const struct var {
     {"FLCACHE_POOL_MEM", NULL, V_POOL_MEM, offsetof(flc_config_t, pool_mem)},
     {"FLCACHE_PLATFORM", NULL, V_PLATFORM, offsetof(flc_config_t, platform)},
     {"FLCACHE_FUNCTION", NULL, V_STR, offsetof(flc_config_t, function)},
+    {"FLCACHE_POOL_CPU", NULL, V_COUNT, offsetof(flc_config_t, pool_cpu)},
     {"FLCACHE_LAMBDA_MAX_EVENTS", NULL, V_COUNT, offsetof(flc_config_t, lambda_max_events)},
     {"FLCACHE_CHUNK", NULL, V_SIZE, offsetof(flc_config_t, chunk_bytes)},
     {"FLCACHE_MAX_MSG", NULL, V_SIZE, offsetof(flc_config_t, max_msg_bytes)},
@@ -316,6 +317,8 @@ void flc_config_pool_cfg(const flc_config_t *c, flc_pool_cfg_t *pc)
 {
     if (c->pool_mem >= 0)
         pc->mem_mode = c->pool_mem;
+    if (c->pool_cpu > 0)
+        pc->cpu_mb_per_vcpu = (unsigned)c->pool_cpu;
 }
 
 void flc_config_lambda_cfg(const flc_config_t *c, flc_lambda_cfg_t *cfg)

@@ -46,6 +46,9 @@
  *                                                     functions (--platform wins; default local)
  *   FLCACHE_FUNCTION              function            the deployed function: Lambda name or
  *                                                     ARN, OpenWhisk action (flcache-fn)
+ *   FLCACHE_POOL_CPU              pool_cpu            MB per vCPU: each local instance gets
+ *                                                     memory/this CPUs (1769 as on Lambda;
+ *                                                     0 or unset: no quota; docs/tune.md)
  *   AWS_LAMBDA_RUNTIME_API        lambda_runtime_api  set by Lambda: flcache-fn serves events
  *   FLCACHE_LAMBDA_MAX_EVENTS     lambda_max_events   Lambda mode: exit after N events (tests)
  *   OPENBLAS_NUM_THREADS          openblas_threads    read by OpenBLAS itself; flcache-fn
@@ -92,6 +95,7 @@ typedef struct flc_config {
     int pool_mem;         /* enum flc_mem_mode, or -1 when unset */
     int platform;         /* enum flc_platform (runtime/platform.h); 0 (local) when unset */
     char *function;
+    long pool_cpu;        /* MB per vCPU of local instances; 0: unset (no quota) */
     char *lambda_runtime_api;
     long lambda_max_events; /* 0: unset */
     char *openblas_threads;

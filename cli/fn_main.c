@@ -52,6 +52,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cblas.h>
@@ -171,6 +172,9 @@ static cJSON *probe_connect(const char *target)
 /* probe event fields, all optional:
  *   alloc_mb N     map N MB and write every page (ok:false if refused)
  *   burn_ms N      spin the CPU for N ms (reported as compute time)
+ *   spin_m N       a fixed N million arithmetic steps; the result adds
+ *                  spin_wall_ms and spin_cpu_ms (their ratio is the CPU
+ *                  share the instance got)
  *   sleep_ms N     sleep N ms after allocating (reported as communication
  *                  time: it stands for waiting on the network)
  *   fail "msg"     return an error with that message
@@ -191,7 +195,7 @@ static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
     const char *print, *once, *fail, *target;
     int crash;
     long long mb, sleep_ms;
-    double burn_ms;
+    double burn_ms, spin_m;
     flc_err_t *e = &ctx->err;
     if (flc_ev_opt_str(event, "print", NULL, &print, e) ||
         flc_ev_opt_str(event, "crash_once", NULL, &once, e) ||
@@ -200,6 +204,7 @@ static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
         flc_ev_opt_str(event, "connect", NULL, &target, e) ||
         flc_ev_opt_int(event, "alloc_mb", 0, 1048576, 0, &mb, e) ||
         flc_ev_opt_num(event, "burn_ms", 0, 86400000, 0, &burn_ms, e) ||
+        flc_ev_opt_num(event, "spin_m", 0, 1e6, 0, &spin_m, e) ||
         flc_ev_opt_int(event, "sleep_ms", 0, 86400000, 0, &sleep_ms, e))
         return e->code;
     if (print != NULL) {
@@ -232,6 +237,19 @@ static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
         for (size_t i = 0; i < bytes; i += (size_t)page)
             mem[i] = (char)i;
     }
+    double spin_wall = 0, spin_cpu = 0;
+    if (spin_m > 0) {
+        struct timespec c0, c1;
+        uint64_t t0 = flc_now_ns();
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+        volatile double x = 1.0;
+        for (long long i = 0; i < (long long)(spin_m * 1e6); i++)
+            x = x * 1.0000001 + 1e-9;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+        spin_wall = (double)(flc_now_ns() - t0) / 1e6;
+        spin_cpu = (double)(c1.tv_sec - c0.tv_sec) * 1e3 + (double)(c1.tv_nsec - c0.tv_nsec) / 1e6;
+        flc_fn_add_compute(ctx, spin_wall);
+    }
     if (burn_ms > 0) {
         burn(burn_ms);
         flc_fn_add_compute(ctx, burn_ms);
@@ -246,6 +264,10 @@ static int probe(const cJSON *event, cJSON **result, flc_fn_ctx_t *ctx)
 
     cJSON *r = where_ran(event);
     cJSON_AddNumberToObject(r, "allocated_mb", (double)mb);
+    if (spin_m > 0) {
+        cJSON_AddNumberToObject(r, "spin_wall_ms", spin_wall);
+        cJSON_AddNumberToObject(r, "spin_cpu_ms", spin_cpu);
+    }
     if (target != NULL)
         cJSON_AddItemToObject(r, "connect", probe_connect(target));
     *result = r;

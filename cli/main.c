@@ -28,6 +28,8 @@ static const command_t commands[] = {
                              "`expire --before WHEN`"},
     {"run", flc_cmd_run, "a serverless workload on W functions: wordcount, matmul, conv, "
                          "mandelbrot, forest"},
+    {"tune", flc_cmd_tune, "recommend the memory size of a train, simulate or run job: a few "
+                           "probes, a fitted time/cost curve"},
     {"export", flc_cmd_export, "write a global model, a merged round or a client's update to "
                                "an .npy or .safetensors file"},
     {"package", flc_cmd_package, "build the deployment zip of flcache-fn for AWS Lambda or "

@@ -22,7 +22,24 @@ typedef struct flc_train_opts {
     char init[4096];    /* --init as an absolute path: workers may run elsewhere */
     uint64_t ttl_ms;    /* --ttl: every key of the job expires this long after the run; 0: none */
     const char *resume; /* --resume JOB */
+    const char *ps_addr; /* --ps-addr (comm ps); NULL: a unix socket in a new temp dir */
 } flc_train_opts_t;
+
+/* The parameter-server process of --comm ps (train_ps.c). */
+typedef struct flc_train_ps {
+    pid_t pid;          /* 0: none */
+    char addr[160];     /* where the workers connect ("unix:..." / "tcp:...") */
+    char dir[128];      /* the temp dir of the default unix socket, "" : none */
+} flc_train_ps_t;
+
+/* Listens at addr (NULL: unix socket in a new temp dir) and forks the
+ * server for W workers. FLC_EXIT_OK or FLC_EXIT_RUNTIME (said on stderr).
+ * Call before the driver starts threads. */
+int flc_train_ps_start(flc_train_ps_t *ps, const char *addr, int workers, unsigned timeout_ms);
+
+/* Reaps the server (waits up to 3 s when the workers succeeded, else kills
+ * it at once) and removes its socket. 1 when it ended well. */
+int flc_train_ps_stop(flc_train_ps_t *ps, int workers_ok);
 
 typedef struct flc_train_run {
     flc_inv_rec_t *recs; /* one per worker, filled by the pool */

@@ -303,9 +303,13 @@ int flc_train_report(flc_store_t *s, const flc_train_opts_t *o, flc_train_run_t 
         puts(txt ? txt : "{}");
         cJSON_free(txt);
     } else if (ok) {
-        printf("trained %s (%.0f parameters) with %d workers, %s over %u shard%s, job %s\n",
-               c->model, num(res0, "nparams"), W, flc_sgd_comm_name(c->comm), c->num_shards,
-               c->num_shards > 1 ? "s" : "", c->job);
+        if (c->comm == FLC_SGD_COMM_PS)
+            printf("trained %s (%.0f parameters) with %d workers through a parameter-server "
+                   "process, job %s\n", c->model, num(res0, "nparams"), W, c->job);
+        else
+            printf("trained %s (%.0f parameters) with %d workers, %s over %u shard%s, job %s\n",
+                   c->model, num(res0, "nparams"), W, flc_sgd_comm_name(c->comm),
+                   c->num_shards, c->num_shards > 1 ? "s" : "", c->job);
         printf("  %d epochs of %.0f steps, batch %zu per worker (%zu in all), lr %g\n",
                c->epochs, num(res0, "steps_per_epoch"), c->batch, c->batch * (size_t)W, c->lr);
         printf("  epoch  train loss  test acc  time (s)  step (ms)  compute  comm\n");

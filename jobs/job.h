@@ -24,7 +24,7 @@
 
 /* What a run asks. A size left 0 takes the workload's default. */
 typedef struct flc_job_opts {
-    const char *workload;  /* wordcount | matmul | conv | mandelbrot | forest */
+    const char *workload;  /* wordcount | matmul | conv | mandelbrot | forest | infer */
     const char *job;       /* job name in the cache (its keys are fl:{job/...) */
     const char *redis;     /* URL the functions connect to */
     int workers;           /* W functions (mappers, grid cells, row slabs, ...) */
@@ -32,7 +32,10 @@ typedef struct flc_job_opts {
     long long size;        /* wordcount: corpus bytes (0: all); matmul: N;
                               conv: image side; mandelbrot: width; forest:
                               training samples */
-    int batch;             /* conv: images in the batch */
+    int batch;             /* conv: images in the batch; infer: samples */
+    int layers;            /* infer: MLP layers (0: 8); --size is their width */
+    const char *split;     /* infer: "layers" (pipeline, default) or "columns" */
+    int micro;             /* infer pipeline: micro-batches (0: one per function) */
     int trees;             /* forest: trees in all */
     int depth;             /* forest: maximum depth */
     int tiles;             /* mandelbrot: tiles per side */

@@ -66,6 +66,7 @@ int flc_job_matmul(flc_job_ctx_t *c, flc_err_t *e);
 int flc_job_conv(flc_job_ctx_t *c, flc_err_t *e);
 int flc_job_mandelbrot(flc_job_ctx_t *c, flc_err_t *e);
 int flc_job_forest(flc_job_ctx_t *c, flc_err_t *e);
+int flc_job_infer(flc_job_ctx_t *c, flc_err_t *e);
 
 /* Tasks (the event's "task"). */
 int flc_job_wordcount_map(flc_job_task_t *f, cJSON **res, flc_err_t *e);
@@ -75,5 +76,7 @@ int flc_job_conv_rows(flc_job_task_t *f, cJSON **res, flc_err_t *e);
 int flc_job_mandelbrot_tiles(flc_job_task_t *f, cJSON **res, flc_err_t *e);
 int flc_job_forest_train(flc_job_task_t *f, cJSON **res, flc_err_t *e);
 int flc_job_forest_eval(flc_job_task_t *f, cJSON **res, flc_err_t *e);
+int flc_job_infer_stage(flc_job_task_t *f, cJSON **res, flc_err_t *e);
+int flc_job_infer_cols(flc_job_task_t *f, cJSON **res, flc_err_t *e);
 
 #endif

@@ -10,7 +10,7 @@
 #include "jobs/job_internal.h"
 
 const char *const flc_job_workloads[] = {"wordcount", "matmul", "conv", "mandelbrot", "forest",
-                                         NULL};
+                                         "infer", NULL};
 
 void flc_job_opts_init(flc_job_opts_t *o)
 {
@@ -151,9 +151,11 @@ int flc_job_run(const flc_job_opts_t *o, flc_pool_t *pool, flc_store_t *store,
         rc = flc_job_mandelbrot(&c, e);
     else if (strcmp(w, "forest") == 0)
         rc = flc_job_forest(&c, e);
+    else if (strcmp(w, "infer") == 0)
+        rc = flc_job_infer(&c, e);
     else
         rc = flc_err_set(e, FLC_EINVAL, "unknown workload '%s' (wordcount, matmul, conv, "
-                         "mandelbrot, forest)", w);
+                         "mandelbrot, forest, infer)", w);
     rep->cache_bytes += c.x.bytes;
     flc_store_job_report_t jr;
     memset(&jr, 0, sizeof jr);
@@ -256,6 +258,7 @@ static const task_t tasks[] = {
     {"matmul.block", flc_job_matmul_block},    {"conv.rows", flc_job_conv_rows},
     {"mandelbrot.tiles", flc_job_mandelbrot_tiles},  {"forest.train", flc_job_forest_train},
     {"forest.eval", flc_job_forest_eval},
+    {"infer.stage", flc_job_infer_stage},   {"infer.cols", flc_job_infer_cols},
 };
 
 int flc_job_fn(const flc_store_cfg_t *sc, const char *data_dir, const cJSON *event,

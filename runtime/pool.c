@@ -8,6 +8,7 @@
  * pool itself: the loop thread, the queue, dispatch and the warm-instance
  * limit, stopping, and the configuration (defaults, memory enforcement). */
 #include "runtime/pool_internal.h"
+#include "runtime/cpu_cgroup.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -296,6 +297,19 @@ flc_pool_t *flc_pool_new(const flc_pool_cfg_t *cfg, flc_err_t *e)
     p->placement = placed ? strdup(cfg->placement) : NULL;
     p->cfg.placement = p->placement;
     memory_limits(p);
+    if (p->cfg.cpu_mb_per_vcpu > 0) {
+        /* Groups a killed driver left behind go first; then one group is
+         * made and removed, so a machine without a writable controller
+         * fails here, naming it, rather than at every invocation. */
+        flc_cpucg_sweep(0);
+        flc_cpucg_t *g = flc_cpucg_new(p->cfg.memory_mb, p->cfg.cpu_mb_per_vcpu, e);
+        if (g == NULL) {
+            flc_err_wrap(e, "pool: CPU proportional to memory: ");
+            p->group_slot = -1;
+            goto fail;
+        }
+        flc_cpucg_free(g);
+    }
     p->group_slot = group_slot_take(); /* none left: the pool still works, unkillable by
                                           flc_pool_kill_all (PDEATHSIG still holds) */
     if (p->fn_path == NULL || p->envp == NULL || (placed && p->placement == NULL)) {
@@ -349,6 +363,8 @@ void flc_pool_free(flc_pool_t *p)
     pthread_mutex_unlock(&p->mu);
     uv_async_send(&p->wake);
     pthread_join(p->thread, NULL);
+    if (p->cfg.cpu_mb_per_vcpu > 0)
+        flc_cpucg_sweep(0); /* every instance is reaped: dead owners' groups, the base */
     group_slot_give(p->group_slot);
     uv_loop_close(&p->loop);
     pthread_mutex_destroy(&p->mu);

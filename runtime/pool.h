@@ -78,6 +78,10 @@ typedef struct flc_pool_cfg {
                                 when FLCACHE_LOG=debug); the last 2 KB are
                                 kept for crash messages either way */
     const char *const *env;  /* extra "NAME=value" for instances, NULL-ended */
+    unsigned cpu_mb_per_vcpu;/* 0: instances share the machine's CPUs freely;
+                                else each gets memory_mb / this CPUs, a cgroup
+                                quota (runtime/cpu_cgroup.h; AWS Lambda: 1769,
+                                FLC_CPUCG_MB_PER_VCPU); needs root */
     const char *placement;   /* default placement of invocations that name none
                                 (a network namespace here, see above); NULL or
                                 "" = the driver's own; copied */

@@ -23,6 +23,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/event.h"
+#include "runtime/cpu_cgroup.h"
 #include "runtime/pool_proc.h"
 
 #define WATCH_EVERY_MS 10 /* memory watchdog period */
@@ -46,6 +47,7 @@ static void on_handle_closed(uv_handle_t *h)
     free(it->wbuf);
     free(it->rbuf);
     free(it->placement);
+    flc_cpucg_free(it->cg); /* its process is reaped: the group is empty */
     free(it);
     flc_pool_maybe_finish_stop(p);
 }
@@ -386,11 +388,20 @@ flc_inst_t *flc_inst_spawn(flc_pool_t *p, const char *placement, char *msg, size
     flc_proc_t pr;
     uint64_t t0 = flc_now_ns();
     char why[384];
+    flc_err_t ce = {0};
+    if (p->cfg.cpu_mb_per_vcpu > 0 &&
+        (it->cg = flc_cpucg_new(p->cfg.memory_mb, p->cfg.cpu_mb_per_vcpu, &ce)) == NULL) {
+        snprintf(msg, cap, "%s", ce.msg);
+        free(it->placement);
+        free(it);
+        return NULL;
+    }
     /* Owned: dies with the loop thread (PR_SET_PDEATHSIG), in the pool's
      * process group (a new one when no instance lives). */
-    if (flc_proc_spawn_owned(p->fn_path, p->envp, p->as_limit,
-                             placement != NULL ? netns : NULL, p->unreaped ? p->pgid : 0, &pr,
-                             why, sizeof why) != 0) {
+    if (flc_proc_spawn_cg(p->fn_path, p->envp, p->as_limit, placement != NULL ? netns : NULL,
+                          p->unreaped ? p->pgid : 0, flc_cpucg_procs_fd(it->cg), &pr, why,
+                          sizeof why) != 0) {
+        flc_cpucg_free(it->cg);
         if (placement != NULL)
             snprintf(msg, cap, "placement '%s': %s", placement, why);
         else

@@ -61,6 +61,7 @@ typedef struct flc_inst {
     size_t tlen;
     flc_inv_t *cur;
     char *placement; /* owned; NULL = none: it only runs invocations placed alike */
+    struct flc_cpucg *cg; /* its CPU quota group (cfg.cpu_mb_per_vcpu), or NULL */
     int invocations;
     uint64_t t_spawn, t_start; /* ns */
     int timed_out, oom, reaped;

@@ -27,7 +27,7 @@ static void close_pair(int p[2])
 
 /* What the child reports on the exec-error pipe when it cannot go on: the
  * step that failed and its errno. */
-enum { STEP_EXEC, STEP_NETNS };
+enum { STEP_EXEC, STEP_NETNS, STEP_CGROUP };
 typedef struct child_err {
     int step;
     int err;
@@ -48,8 +48,8 @@ static int enter_netns(const char *path)
 
 /* The child between fork and exec: async-signal-safe calls only. */
 static void child(const char *path, char *const envp[], uint64_t as_limit,
-                  const char *netns_path, pid_t pgid, pid_t parent, int in[2], int out[2],
-                  int err[2], int ex[2])
+                  const char *netns_path, pid_t pgid, pid_t parent, int cg_fd, int in[2],
+                  int out[2], int err[2], int ex[2])
 {
     child_err_t ce = {STEP_EXEC, 0};
     /* Dies with the thread that forked it (the pool's loop thread, which
@@ -87,6 +87,18 @@ static void child(const char *path, char *const envp[], uint64_t as_limit,
         ce.step = STEP_NETNS;
         goto fail;
     }
+    /* Into its CPU quota group before exec (runtime/cpu_cgroup.h): its pid
+     * in decimal, formatted without stdio. */
+    if (cg_fd >= 0) {
+        char num[16];
+        int k = (int)sizeof num;
+        for (unsigned v = (unsigned)getpid(); k > 0 && (k == (int)sizeof num || v > 0); v /= 10)
+            num[--k] = (char)('0' + v % 10);
+        if (write(cg_fd, num + k, sizeof num - (size_t)k) < 0) {
+            ce.step = STEP_CGROUP;
+            goto fail;
+        }
+    }
     if (as_limit > 0) {
         struct rlimit rl = {.rlim_cur = (rlim_t)as_limit, .rlim_max = (rlim_t)as_limit};
         if (setrlimit(RLIMIT_AS, &rl) != 0)
@@ -111,6 +123,13 @@ int flc_proc_spawn_owned(const char *path, char *const envp[], uint64_t as_limit
                          const char *netns_path, pid_t pgid, flc_proc_t *out, char *msg,
                          size_t msgcap)
 {
+    return flc_proc_spawn_cg(path, envp, as_limit_bytes, netns_path, pgid, -1, out, msg, msgcap);
+}
+
+int flc_proc_spawn_cg(const char *path, char *const envp[], uint64_t as_limit_bytes,
+                      const char *netns_path, pid_t pgid, int cg_fd, flc_proc_t *out,
+                      char *msg, size_t msgcap)
+{
     pid_t parent = getpid();
     int in[2] = {-1, -1}, o[2] = {-1, -1}, er[2] = {-1, -1}, ex[2] = {-1, -1};
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(o, O_CLOEXEC) != 0 || pipe2(er, O_CLOEXEC) != 0 ||
@@ -122,7 +141,7 @@ int flc_proc_spawn_owned(const char *path, char *const envp[], uint64_t as_limit
     }
     pid_t pid = fork();
     if (pid == 0)
-        child(path, envp, as_limit_bytes, netns_path, pgid, parent, in, o, er, ex);
+        child(path, envp, as_limit_bytes, netns_path, pgid, parent, cg_fd, in, o, er, ex);
     int fe = errno;
     /* The same setpgid as the child's, so the group holds the child before
      * either returns (EACCES once it has exec'ed, ESRCH once gone: fine). */
@@ -146,7 +165,10 @@ int flc_proc_spawn_owned(const char *path, char *const envp[], uint64_t as_limit
         int st;
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
         }
-        if (ce.step == STEP_NETNS)
+        if (ce.step == STEP_CGROUP)
+            snprintf(msg, msgcap, "cannot enter the CPU quota group of %s: %s", path,
+                     strerror(ce.err));
+        else if (ce.step == STEP_NETNS)
             snprintf(msg, msgcap, "cannot enter network namespace %s: %s", netns_path,
                      strerror(ce.err));
         else

@@ -41,6 +41,14 @@ int flc_proc_spawn_owned(const char *path, char *const envp[], uint64_t as_limit
                          const char *netns_path, pid_t pgid, flc_proc_t *out, char *msg,
                          size_t msgcap);
 
+/* flc_proc_spawn_owned that also puts the child into a cgroup before exec:
+ * cg_fd (>= 0) is open for writing on the group's cgroup.procs
+ * (runtime/cpu_cgroup.h) and the child writes its pid there; a refusal
+ * fails the spawn ("cannot enter the CPU quota group"). -1: none. */
+int flc_proc_spawn_cg(const char *path, char *const envp[], uint64_t as_limit_bytes,
+                      const char *netns_path, pid_t pgid, int cg_fd, flc_proc_t *out,
+                      char *msg, size_t msgcap);
+
 /* A NULL-ended environment for instances: the extra "NAME=value" settings
  * (NULL-ended; they win over inherited ones of the same name) followed by
  * this process's environ, every string copied once, so instances do not see

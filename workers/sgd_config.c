@@ -29,7 +29,9 @@ void flc_sgd_cfg_init(flc_sgd_cfg_t *c)
 
 const char *flc_sgd_comm_name(int comm)
 {
-    return comm == FLC_SGD_COMM_ONE ? "allreduce-one" : "reduce-scatter";
+    return comm == FLC_SGD_COMM_ONE  ? "allreduce-one"
+           : comm == FLC_SGD_COMM_PS ? "ps"
+                                     : "reduce-scatter";
 }
 
 int flc_sgd_comm_parse(const char *name, int *out)
@@ -44,6 +46,10 @@ int flc_sgd_comm_parse(const char *name, int *out)
     if (strcmp(name, "allreduce-one") == 0 || strcmp(name, "allreduce_one") == 0 ||
         strcmp(name, "one") == 0) {
         *out = FLC_SGD_COMM_ONE;
+        return FLC_OK;
+    }
+    if (strcmp(name, "ps") == 0 || strcmp(name, "parameter-server") == 0) {
+        *out = FLC_SGD_COMM_PS;
         return FLC_OK;
     }
     return FLC_EINVAL;
@@ -93,10 +99,15 @@ int flc_sgd_cfg_finish(flc_sgd_cfg_t *c, flc_err_t *e)
         c->lr = strcmp(c->model, "mlp") == 0 ? FLC_SGD_LR_MLP : FLC_SGD_LR_SOFTMAX;
     if (!(c->lr > 0) || !isfinite(c->lr))
         return flc_err_set(e, FLC_EINVAL, "lr must be a positive number, not %g", c->lr);
-    if (c->comm != FLC_SGD_COMM_RS && c->comm != FLC_SGD_COMM_ONE)
-        return flc_err_set(e, FLC_EINVAL, "comm must be reduce-scatter or allreduce-one");
+    if (c->comm != FLC_SGD_COMM_RS && c->comm != FLC_SGD_COMM_ONE && c->comm != FLC_SGD_COMM_PS)
+        return flc_err_set(e, FLC_EINVAL, "comm must be reduce-scatter, allreduce-one or ps");
+    if (c->comm == FLC_SGD_COMM_PS && (c->rule != NULL && strcmp(c->rule, "mean") != 0))
+        return flc_err_set(e, FLC_EINVAL, "comm ps averages the gradients: rule '%s' needs "
+                           "reduce-scatter or allreduce-one", c->rule);
     if (c->num_shards == 0)
-        c->num_shards = c->comm == FLC_SGD_COMM_ONE ? 1 : (uint32_t)c->workers;
+        c->num_shards = c->comm == FLC_SGD_COMM_RS ? (uint32_t)c->workers : 1;
+    if (c->comm == FLC_SGD_COMM_PS && c->num_shards != 1)
+        return flc_err_set(e, FLC_EINVAL, "ps has no shards, not %u", c->num_shards);
     if (c->comm == FLC_SGD_COMM_ONE && c->num_shards != 1)
         return flc_err_set(e, FLC_EINVAL, "allreduce-one uses one shard, not %u", c->num_shards);
     if (c->num_shards > 65536)
@@ -141,6 +152,8 @@ cJSON *flc_sgd_cfg_to_json(const flc_sgd_cfg_t *c)
     cJSON_AddNumberToObject(o, "seed", (double)c->seed);
     if (c->redis)
         cJSON_AddStringToObject(o, "redis", c->redis);
+    if (c->ps)
+        cJSON_AddStringToObject(o, "ps", c->ps);
     if (c->step_timeout_ms)
         cJSON_AddNumberToObject(o, "step_timeout_ms", c->step_timeout_ms);
     if (c->progress_every)
@@ -172,6 +185,7 @@ int flc_sgd_cfg_from_json(flc_sgd_cfg_t *c, const cJSON *ev, flc_err_t *e)
         flc_ev_opt_str(ev, "init", c->init, &c->init, e) ||
         flc_ev_opt_str(ev, "data", c->data_dir, &c->data_dir, e) ||
         flc_ev_opt_str(ev, "redis", c->redis, &c->redis, e) ||
+        flc_ev_opt_str(ev, "ps", c->ps, &c->ps, e) ||
         flc_ev_opt_int(ev, "hidden", 0, 65536, 0, &hidden, e) ||
         flc_ev_opt_int(ev, "epochs", 0, 100000, 1, &epochs, e) ||
         flc_ev_opt_int(ev, "batch", 0, 65536, 0, &batch, e) ||
@@ -189,8 +203,8 @@ int flc_sgd_cfg_from_json(flc_sgd_cfg_t *c, const cJSON *ev, flc_err_t *e)
                        &c->price_per_gb_s, e))
         return e->code;
     if (comm != NULL && flc_sgd_comm_parse(comm, &c->comm) != FLC_OK)
-        return flc_err_set(e, FLC_EINVAL, "event field 'comm' must be reduce-scatter or "
-                           "allreduce-one, not '%s'", comm);
+        return flc_err_set(e, FLC_EINVAL, "event field 'comm' must be reduce-scatter, "
+                           "allreduce-one or ps, not '%s'", comm);
     c->rank = (int)rank;
     c->workers = (int)workers;
     c->hidden = (size_t)hidden;

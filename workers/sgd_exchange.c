@@ -13,6 +13,7 @@
 #include "cache/store.h"
 #include "cache/store_failover.h"
 #include "cache/store_ops.h"
+#include "workers/ps.h"
 #include "workers/sgd_worker_internal.h"
 
 /* Waits until all W workers have loaded their data, so that the first
@@ -145,9 +146,30 @@ static int repush_if_lost(sgd_worker_t *w, uint32_t g, const flc_rs_push_cfg_t *
 /* One exchange: push the gradient (+ loss), merge the shards this worker
  * owns, pull the mean into w->merged, then delete an old step round when it
  * is this worker's turn. */
+/* comm ps (workers/ps.h): the first step connects and hands the server the
+ * initial model; every step pushes the gradient and takes the model back. */
+static int ps_exchange(sgd_worker_t *w, uint32_t g, flc_err_t *e)
+{
+    const flc_sgd_cfg_t *c = &w->c;
+    if (w->ps_fd < 0) {
+        if (c->ps == NULL)
+            return flc_err_set(e, FLC_EINVAL, "worker %d: comm ps without a server address "
+                               "(event field 'ps')", c->rank);
+        int fd = flc_ps_connect(c->ps, c->rank, c->workers, w->w, w->nparams, (float)c->lr,
+                                c->step_timeout_ms, e);
+        if (fd < 0)
+            return fd;
+        w->ps_fd = fd;
+    }
+    return flc_ps_step(w->ps_fd, g, w->grad, w->nparams, w->w, &w->merged[w->nparams],
+                       2 * c->step_timeout_ms, e);
+}
+
 int sgd_exchange(sgd_worker_t *w, uint32_t g, flc_err_t *e)
 {
     const flc_sgd_cfg_t *c = &w->c;
+    if (c->comm == FLC_SGD_COMM_PS)
+        return ps_exchange(w, g, e);
     flc_rs_push_cfg_t pc = {.job = w->steps_job, .round = g, .client = w->name,
                             .num_shards = c->num_shards, .model_size = w->nparams + 1,
                             .num_samples = c->batch};

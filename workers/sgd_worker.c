@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -37,6 +38,8 @@ static void worker_free(sgd_worker_t *w)
     free(w->grad);
     free(w->merged);
     free(w->step_ms);
+    if (w->ps_fd >= 0)
+        close(w->ps_fd); /* the parameter server ends when every worker closed */
     flc_store_close(w->s);
 }
 
@@ -174,7 +177,8 @@ static int train(sgd_worker_t *w, flc_store_t *meta_s, flc_err_t *e)
                 return rc;
             double t_comm = sgd_ms_since(t1);
             uint64_t t2 = flc_now_ns();
-            flc_model_sgd_step(w->nparams, w->w, w->merged, (float)c->lr);
+            if (c->comm != FLC_SGD_COMM_PS) /* the server stepped the model */
+                flc_model_sgd_step(w->nparams, w->w, w->merged, (float)c->lr);
             t_comp += sgd_ms_since(t2);
             lsum += w->merged[w->nparams];
             st.compute_ms += t_comp;
@@ -244,7 +248,7 @@ int flc_sgd_run(const flc_sgd_cfg_t *cin, flc_sgd_result_t *r, flc_err_t *e)
     r->rank = cin->rank;
     r->accuracy = r->test_loss = -1;
     uint64_t t0 = flc_now_ns();
-    sgd_worker_t w = {.c = *cin, .r = r};
+    sgd_worker_t w = {.c = *cin, .r = r, .ps_fd = -1};
     flc_store_t *meta_s = NULL;
     int rc = flc_sgd_cfg_finish(&w.c, e);
     if (rc == FLC_OK)

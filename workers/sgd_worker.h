@@ -65,6 +65,8 @@ struct cJSON;
 enum {
     FLC_SGD_COMM_RS = 0,  /* reduce-scatter: S = W, worker k merges shard k */
     FLC_SGD_COMM_ONE = 1, /* allreduce-to-one: S = 1, worker 0 merges */
+    FLC_SGD_COMM_PS = 2,  /* parameter server (workers/ps.h): gradients go to one
+                             long-lived process over a socket, the model comes back */
 };
 
 /* Defaults (README and `flcache train --help` quote them). */
@@ -96,6 +98,8 @@ typedef struct flc_sgd_cfg {
     size_t test_subset;      /* test samples evaluated (first N); 0: all */
     uint64_t seed;           /* model init, split and shuffles */
     const char *redis;       /* cache URL (required by flc_sgd_run) */
+    const char *ps;          /* comm ps: the server's address, "unix:PATH" or
+                              * "tcp:127.0.0.1:PORT" (workers/ps.h) */
     const flc_store_opts_t *store_opts; /* the worker's store options; NULL: built-in */
     unsigned step_timeout_ms;/* per exchange; 0: FLC_SGD_STEP_TIMEOUT_DEFAULT */
     unsigned progress_every; /* steps between progress records; 0: ~10 per epoch */

@@ -36,6 +36,7 @@ typedef struct sgd_worker {
     size_t nparams, steps;           /* steps per epoch */
     double *step_ms;                 /* this epoch's step times (rank 0) */
     flc_sgd_result_t *r;
+    int ps_fd;                       /* comm ps: the server connection, -1: none yet */
 } sgd_worker_t;
 
 static inline double sgd_ms_since(uint64_t t0)
@@ -55,7 +56,9 @@ int sgd_start_barrier(sgd_worker_t *w, flc_err_t *e);
 
 /* One step's exchange of w->grad (gradient + loss): push, merge the shards
  * this worker owns, pull the mean into w->merged, delete an old step round
- * when it is this worker's turn. */
+ * when it is this worker's turn. With comm ps: push to the parameter
+ * server, which returns the stepped model (into w->w: the caller applies
+ * no step) and the mean loss (w->merged[nparams]). */
 int sgd_exchange(sgd_worker_t *w, uint32_t g, flc_err_t *e);
 
 /* RPUSHes one progress record and frees it (best effort: progress is for

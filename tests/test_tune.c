@@ -1,0 +1,98 @@
+/* `flcache tune` (issue 20 part 2, cli/tune_model.c, cli/cmd_tune.c): the
+ * model fit recovers a known curve, the pick is the cheapest size meeting
+ * the deadline, and the command recommends a size for a small real job
+ * within its probe budget (needs root for the CPU quotas). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/tune.h"
+#include "runtime/cpu_cgroup.h"
+#include "tests/harness.h"
+
+/* Probes of time = 0.2 + 2 s at 1 vCPU / vCPUs, flat past 3538 MB (2
+ * vCPUs: a 2-core machine), cost = 2e-8 x m x time. */
+static void synth(flc_tune_probe_t *p, const unsigned *mb, int n)
+{
+    for (int i = 0; i < n; i++) {
+        double m = mb[i] < 3538 ? mb[i] : 3538;
+        p[i].memory_mb = mb[i];
+        p[i].ok = 1;
+        p[i].time_s = 0.2 + 2.0 * 1769 / m;
+        p[i].cost_usd = 2e-8 * mb[i] * p[i].time_s;
+    }
+}
+
+TEST(fit_recovers_a_known_curve)
+{
+    flc_tune_probe_t p[4];
+    unsigned mb[4] = {476, 1769, 10240, 6144};
+    synth(p, mb, 4);
+    flc_tune_model_t m;
+    CHECK(flc_tune_fit(p, 4, &m) == 0, "4 probes fit");
+    /* sat comes from a grid, so a and b are near, not exact */
+    CHECK(fabs(m.a - 0.2) < 0.01 && fabs(m.b / 1769 - 2.0) < 0.02,
+          "a = %.4f s (0.2), b = %.4f s at 1 vCPU (2.0)", m.a, m.b / 1769);
+    CHECK(fabs(m.sat - 3538) < 3538 * 0.04, "CPU saturation at %.0f MB (3538, within the "
+          "grid's 4%% steps)", m.sat);
+    CHECK(fabs(flc_tune_time(&m, 1024) - (0.2 + 2.0 * 1769 / 1024)) < 0.01,
+          "predicted time at 1024 MB %.4f s", flc_tune_time(&m, 1024));
+    CHECK(fabs(flc_tune_time(&m, 8192) - 1.2) < 0.05, "and at 8192 MB %.3f s (1.2: no gain "
+          "past 2 vCPUs)", flc_tune_time(&m, 8192));
+    CHECK(fabs(m.k - 2e-8) < 1e-14, "cost per MB-second %.3g (2e-8)", m.k);
+    flc_tune_probe_t one[1];
+    synth(one, mb, 1);
+    CHECK(flc_tune_fit(one, 1, &m) != 0, "one probe is not enough to fit");
+}
+
+TEST(pick_cheapest_meeting_deadline)
+{
+    flc_tune_model_t m = {.a = 0.2, .b = 2.0 * 1769, .sat = 0, .k = 2e-8};
+    /* time <= 1.0 needs 2 x 1769 / 0.8 = 4422.5 MB: the next 64 MB step */
+    unsigned pick = flc_tune_pick(&m, 128, 10240, 64, 1.0, 0);
+    CHECK(pick == 4480, "deadline 1 s: %u MB (the smallest multiple of 64 over 4422.5)", pick);
+    CHECK(flc_tune_pick(&m, 128, 10240, 64, 0, 0) == 128, "no deadline: the smallest size");
+    CHECK(flc_tune_pick(&m, 128, 10240, 64, 0, 1000) == 1024, "sizes up to a failed 1000 MB "
+          "are skipped");
+    CHECK(flc_tune_pick(&m, 128, 2048, 64, 1.0, 0) == 0, "nothing in 128..2048 meets 1 s");
+}
+
+TEST(tune_recommends_for_a_small_job)
+{
+    if (geteuid() != 0)
+        flc_t_skip("CPU quotas need root");
+    flc_err_t e = {0};
+    flc_cpucg_t *g = flc_cpucg_new(1024, 0, &e);
+    if (g == NULL)
+        flc_t_skip("%s", flc_err_msg(&e));
+    flc_cpucg_free(g);
+    static char out[1 << 18];
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "env -u FLCACHE_REDIS %s/flcache tune run mandelbrot --workers 1 "
+             "--size 128 --iters 500 --quiet --memory 256..2048 --deadline 30 --budget 3 "
+             "--json 2>/dev/null", flc_t_build_dir());
+    int rc = flc_t_run(cmd, out, sizeof out);
+    cJSON *j = cJSON_Parse(out);
+    CHECK(rc == 0 && j != NULL, "flcache tune exits 0 with a JSON report (exit %d)", rc);
+    double mb = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "recommended_mb"));
+    int probes = cJSON_GetArraySize(cJSON_GetObjectItem(j, "probes"));
+    double t = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "measured_time_s"));
+    CHECK(probes >= 2 && probes <= 3, "%d probes within the budget of 3", probes);
+    CHECK(mb >= 256 && mb <= 1769, "recommends %.0f MB: a small size, since 30 s is generous",
+          mb);
+    CHECK(t > 0 && t <= 30, "the recommendation was probed: %.3f s <= 30", t);
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(j, "curve")) >= 4, "the curve is reported");
+    cJSON_Delete(j);
+    snprintf(cmd, sizeof cmd, "%s/flcache tune --memory 64..128 run mandelbrot",
+             flc_t_build_dir());
+    rc = flc_t_run(cmd, out, sizeof out);
+    CHECK(rc == 2 && strstr(out, "--memory"), "a range below 128 MB is a usage error (exit %d)",
+          rc);
+}
+
+TEST_LIST(TEST_ENTRY(fit_recovers_a_known_curve), TEST_ENTRY(pick_cheapest_meeting_deadline),
+          TEST_ENTRY(tune_recommends_for_a_small_job))
