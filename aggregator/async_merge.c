@@ -111,7 +111,8 @@ static int finish_and_write(flc_store_t *s, const flc_rs_merger_cfg_t *rs, flc_m
     snprintf(agg.job, sizeof agg.job, "%s", rs->job);
     agg.weight = flc_merge_acc_weight(acc);
     agg.num_samples = (uint64_t)agg.weight;
-    if (flc_store_put_merged(s, &agg) != FLC_OK ||
+    /* The driver opened the version for every shard: no index writes. */
+    if (flc_store_put_merged_opened(s, &agg) != FLC_OK ||
         flc_track_put(s, rs->job, rs->round, rs->shard, "hot") != FLC_OK)
         return store_fail(s, e);
     return FLC_OK;

@@ -393,7 +393,10 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
     snprintf(agg.job, sizeof agg.job, "%s", cfg->job);
     agg.weight = m->acc ? flc_merge_acc_weight(m->acc) : (double)m->nkept;
     agg.num_samples = (uint64_t)agg.weight;
-    if (flc_store_put_merged(m->s, &agg) != FLC_OK ||
+    /* With driver_records the driver opened the round for every shard,
+     * indexes included: the merger writes its shard's keys only. */
+    if ((cfg->driver_records ? flc_store_put_merged_opened(m->s, &agg)
+                             : flc_store_put_merged(m->s, &agg)) != FLC_OK ||
         (!cfg->ephemeral &&
          flc_track_put(m->s, cfg->job, cfg->round, cfg->shard, "hot") != FLC_OK)) {
         *e = *flc_store_error(m->s);

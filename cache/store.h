@@ -173,6 +173,11 @@ int flc_store_put_updates_if_open(flc_store_t *s, const flc_shard_t *sh, size_t 
  * indexes the round (with the job's credentials). */
 int flc_store_put_merged(flc_store_t *s, const flc_shard_t *sh);
 
+/* The same for a round its driver opened (flc_store_round_begin for every
+ * shard: the round and shard indexes are written): the merged shard only,
+ * so a merger's credentials need no write access to the job's indexes. */
+int flc_store_put_merged_opened(flc_store_t *s, const flc_shard_t *sh);
+
 /* Reads an update shard into *out. When dst is not NULL and holds at least
  * the shard's count floats (dst_cap), values go there (out->values = dst,
  * not owned); otherwise out->values is a new owned array (flc_shard_release).

@@ -98,8 +98,8 @@ static int append_index(flc_store_t *s, const flc_shard_t *sh, int kind, int *nc
 static int append_tail(flc_store_t *s, const flc_shard_t *sh, const char *tag, const char *key,
                        int kind, int *ncmd)
 {
-    if (kind == PUT_MERGED)
-        return append_index(s, sh, kind, ncmd);
+    if (kind == PUT_MERGED) /* a round its driver opened is indexed already */
+        return s->merged_unindexed ? FLC_OK : append_index(s, sh, kind, ncmd);
     char k_arr[FLC_KEY_MAX];
     flc_key_arrival(k_arr, tag, sh->round, sh->client);
     if (kind == PUT_UPDATE_IF_OPEN) {
@@ -379,6 +379,14 @@ int flc_store_put_updates_if_open(flc_store_t *s, const flc_shard_t *sh, size_t 
 int flc_store_put_merged(flc_store_t *s, const flc_shard_t *sh)
 {
     return put_shard_tiered(s, sh, PUT_MERGED, NULL);
+}
+
+int flc_store_put_merged_opened(flc_store_t *s, const flc_shard_t *sh)
+{
+    s->merged_unindexed = 1;
+    int rc = put_shard_tiered(s, sh, PUT_MERGED, NULL);
+    s->merged_unindexed = 0;
+    return rc;
 }
 
 

@@ -108,12 +108,12 @@ TEST(acl_user_per_role_round)
         snprintf(r[1], sizeof r[1], "~fl:{%s}:opt", tag);     /* its optimizer state */
         snprintf(r[2], sizeof r[2], "~fl:{%s}:c:*:a:*", tag); /* arrivals it consumes */
         snprintf(own, sizeof own, "~fl:{R/j}:s%u:*", k);      /* its records */
-        /* The driver opens the round (schema, roster, clients) and writes
-         * its RoundMeta (driver_records); the merged shard's put still
-         * indexes the round and shard itself (cache/store_put.c). */
+        /* The driver opens the round (schema, roster, clients, round and
+         * shard indexes) and writes its RoundMeta (driver_records): the
+         * merger writes its own shard's keys and records only. */
         const char *rules[] = {name, "reset", "on", ">pw", "%R~fl:{R/*", r[0], r[1], r[2], own,
-                               "~fl:{R/j}:rounds", "~fl:{R/j}:shards:*", "+@all"};
-        ok &= setuser(admin, rules, 12) == 0;
+                               "+@all"};
+        ok &= setuser(admin, rules, 10) == 0;
     }
     static const char *const c1[] = {"rc1", "reset", "on", ">pw", "%R~fl:{R/*",
                                      "~fl:{R/*}:c:c1:*", "+@all"};
@@ -277,6 +277,15 @@ TEST(acl_user_per_role_round)
     EXPECT(w == FLC_EAUTH, "m0 opening a round (roster, clients): %s", flc_store_errstr(sm0));
     w = flc_store_put_round_meta(sm0, &rmeta);
     EXPECT(w == FLC_EAUTH, "m0 writing round metadata: %s", flc_store_errstr(sm0));
+    /* ... nor the job's round and shard indexes (its merged shard of a
+     * driver-opened round is put without them) */
+    agg.shard = 0, agg.offset = 0, agg.count = ACL_N / 2;
+    w = flc_store_put_merged(sm0, &agg);
+    EXPECT(w == FLC_EAUTH, "m0 indexing a round (its own shard's merged put with the "
+           "indexes): %s", flc_store_errstr(sm0));
+    w = flc_store_put_merged_opened(sm0, &agg);
+    EXPECT(w == 0, "m0 putting its own shard's merged shard without the indexes: %s",
+           w ? flc_store_errstr(sm0) : "ok");
     w = flc_store_track_put(sm0, "R", 2, 0, "redis://self|hot||self:1");
     EXPECT(w == 0, "m0 writing its own tracker entry: %s", w ? flc_store_errstr(sm0) : "ok");
     /* One job's users do not reach another job. */
