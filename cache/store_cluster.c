@@ -117,6 +117,22 @@ void flc_store_cl_close_node(flc_store_cluster_t *cl, unsigned node)
         cl->named[node] = NULL;
 }
 
+size_t flc_store_cl_forget_due(flc_store_t *s)
+{
+    flc_store_cluster_t *cl = s->cl;
+    size_t due = cl->n - cl->head;
+    if (due == 0)
+        return 0;
+    /* Their connections would hand those replies to the next commands:
+     * closed (remade on next use), not read, since a node may be dead. */
+    for (size_t i = cl->head; i < cl->n; i++)
+        flc_store_cl_close_node(cl, cl->q[i].node);
+    queue_clear(cl);
+    s->c = NULL;
+    cl->cur = FLC_CLUSTER_NO_NODE;
+    return due;
+}
+
 void flc_store_cl_drop(flc_store_t *s)
 {
     flc_store_cluster_t *cl = s->cl;

@@ -74,6 +74,12 @@ int flc_store_cl_stale(flc_store_t *s, unsigned node, redisContext *c);
  * (routing a batch while a node is down). FLC_ECONN when a node fails. */
 int flc_store_cl_stash_all(flc_store_cluster_t *cl);
 
+/* Replies still due when an operation that reads all of its own ends (a
+ * failover's replay or an error path left them): their connections are
+ * closed and the queue cleared, so no later command gets an earlier one's
+ * reply. Returns how many were due (0: nothing done). */
+size_t flc_store_cl_forget_due(flc_store_t *s);
+
 /* Closes node's connection (and forgets its CLIENT SETNAME). */
 void flc_store_cl_close_node(flc_store_cluster_t *cl, unsigned node);
 

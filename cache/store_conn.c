@@ -3,6 +3,8 @@
  * FLC codes and sentences, closing; the accessors of the store's settings,
  * and the connection-level operations (PING, CLIENT ID, CLIENT UNBLOCK).
  * Every other store file sends through a connection made here. */
+#include "base/log.h"
+#include "cache/store_cluster_internal.h"
 #include "cache/store_internal.h"
 
 #include "cache/cluster_conn.h"
@@ -173,6 +175,14 @@ static int connect_now(flc_store_t *s, int *is_cluster)
         }
     }
     return FLC_OK;
+}
+
+void flc_store_in_step(flc_store_t *s, const char *after)
+{
+    size_t due = s->cl ? flc_store_cl_forget_due(s) : 0;
+    if (due > 0)
+        FLC_INFO("store: %zu repl%s still due after %s (left by a failover or an error "
+                 "path): their connections are remade", due, due == 1 ? "y" : "ies", after);
 }
 
 int flc_store_ensure(flc_store_t *s)

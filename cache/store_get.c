@@ -58,6 +58,7 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
                      float *dst, size_t dst_cap, int raw)
 {
     flc_err_clear(&s->err);
+    flc_store_in_step(s, "an earlier operation"); /* a read starts in step */
     int rc = flc_store_ensure(s);
     if (rc != FLC_OK)
         return rc;

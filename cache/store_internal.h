@@ -106,6 +106,14 @@ void flc_tier_close(flc_store_t *s);
 /* Connects when there is no live connection. */
 int flc_store_ensure(flc_store_t *s);
 
+/* Called where an operation that reads every reply it caused has ended,
+ * and before a read that must start in step: on a cluster, replies still
+ * due (a failover's replay or an error path left them; seen 2026-11-29
+ * after a push and its replication wait cut by a master kill, when the
+ * next read got STRLEN's answer for HLEN) are forgotten with their
+ * connections, so no command gets another's reply. Nothing on one server. */
+void flc_store_in_step(flc_store_t *s, const char *after);
+
 /* With the store's ttl (opts.ttl_ms), gives keys[0..n) that expiry (one
  * pipelined PEXPIRE each, one round trip); without one, does nothing. Every
  * index and record a write made goes through here, so a run given --ttl

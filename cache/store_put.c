@@ -373,6 +373,7 @@ int flc_store_put_updates_if_open(flc_store_t *s, const flc_shard_t *sh, size_t 
     if (rc == FLC_OK)
         rc = r;
     free(pending);
+    flc_store_in_step(s, "a push");
     return rc;
 }
 

@@ -67,7 +67,16 @@ static int wait_one(flc_store_t *s, unsigned want, unsigned ms, const char *what
     return rc;
 }
 
+static int replicated(flc_store_t *s, const char *what);
+
 int flc_store_replicated(flc_store_t *s, const char *what)
+{
+    int rc = replicated(s, what);
+    flc_store_in_step(s, "a replication wait");
+    return rc;
+}
+
+static int replicated(flc_store_t *s, const char *what)
 {
     unsigned want = s->opts.wait_replicas;
     unsigned ms = s->opts.wait_timeout_ms ? s->opts.wait_timeout_ms : 1000;
