@@ -161,8 +161,9 @@ int flc_report_write(flc_store_t *s, const flc_report_opts_t *o, flc_html_t *out
     flc_html_esc(out, o->job);
     flc_html_printf(out, "</h1>");
     if (tune_only) {
-        flc_html_printf(out, "<p>Only a sizing record is stored for this job: its probes ran "
-                        "on a private cache, so no round of it is here.</p>");
+        flc_html_printf(out, "<p>No round of this job is in the cache (a `run` workload "
+                        "keeps none; a tune on a private cache leaves none): its sizing "
+                        "record is what is here.</p>");
         rc = FLC_OK;
     } else {
         summary(out, &d, o);

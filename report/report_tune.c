@@ -85,7 +85,10 @@ static void tune_plot(flc_html_t *o, const cJSON *t, const char *key, const char
         if (isfinite(v))
             a.ylo = v < a.ylo ? v : a.ylo, a.yhi = v > a.yhi ? v : a.yhi;
     }
-    if (is_time && dl > 0)
+    /* A deadline far above every time would squash the curve flat: it is
+     * drawn only when it is within twice the plot's times, else named. */
+    int dl_drawn = is_time && dl > 0 && (!(a.yhi > 0) || dl <= 2 * a.yhi);
+    if (dl_drawn)
         a.yhi = dl > a.yhi ? dl : a.yhi;
     flc_svg_t p;
     flc_svg_begin(&p, o, &a);
@@ -106,7 +109,7 @@ static void tune_plot(flc_html_t *o, const cJSON *t, const char *key, const char
                         pok[i] ? "" : "stopped at the deadline after ", py[i],
                         is_time ? "s" : "USD");
     }
-    if (is_time && dl > 0) {
+    if (dl_drawn) {
         char lab[64];
         snprintf(lab, sizeof lab, "deadline %g s", dl);
         flc_svg_hmark(&p, dl, lab);
@@ -119,6 +122,9 @@ static void tune_plot(flc_html_t *o, const cJSON *t, const char *key, const char
         flc_html_printf(o, "</g>");
     }
     flc_svg_end(&p);
+    if (is_time && dl > 0 && !dl_drawn)
+        flc_html_printf(o, "<p>The deadline, %g s, is above this plot (more than twice its "
+                        "longest time).</p>", dl);
 }
 
 void rep_tune_section(const cJSON *t, flc_html_t *o)
