@@ -246,26 +246,36 @@ static int probed(const flc_tune_probe_t *p, int n, unsigned mb)
     return -1;
 }
 
-/* The sizes a tune probes first: one vCPU and the geometric middle of the
- * range below it (sqrt(LO x 1769)), which give the CPU-bound part (b) and
- * what does not scale (a); the top of the range is probed only when the
- * pick lands above every probe (to see where more CPU stops helping). */
+/* The sizes a tune probes first: one vCPU, then the bottom of the range.
+ * Together they give what does not scale (a) and the CPU-bound part (b).
+ * The bottom is where a job whose time does not follow its CPU (waiting on
+ * the cache, loading) is cheapest, and where a tune without a deadline
+ * ends anyway; it is also the slowest size of a CPU-bound job, so with a
+ * deadline that probe is cut once it can no longer meet it (cut_after):
+ * it costs about the deadline, not its whole run. */
 static int first_sizes(const tune_opts_t *o, unsigned *s)
 {
-    unsigned cand[3] = {clamp(FLC_CPUCG_MB_PER_VCPU, o->lo, o->hi),
-                        clamp(sqrt((double)o->lo * FLC_CPUCG_MB_PER_VCPU), o->lo, o->hi),
-                        o->hi};
-    int n = 0;
-    for (int i = 0; i < 3 && n < 2; i++) {
-        int dup = 0;
-        for (int j = 0; j < n; j++)
-            dup |= s[j] == cand[i];
-        if (!dup)
-            s[n++] = cand[i];
-    }
-    if (n < 2 && o->lo != s[0])
-        s[n++] = o->lo;
-    return n;
+    s[0] = clamp(FLC_CPUCG_MB_PER_VCPU, o->lo, o->hi);
+    s[1] = s[0] != o->lo ? o->lo : o->hi;
+    return s[1] != s[0] ? 2 : 1;
+}
+
+/* The next size after probes that could not be fitted (failed or cut):
+ * the size a probe at m_i (time t_i) proves meets the deadline D, since a
+ * job's time grows at most as 1/m below it (time = a + b / m with a >= 0:
+ * time(m) <= t_i m_i / m), so t_i m_i / D; else twice the largest failure. */
+static unsigned after_failures(const tune_opts_t *o, const flc_tune_probe_t *p, int np,
+                               unsigned max_bad)
+{
+    double sure = INFINITY;
+    for (int i = 0; i < np && o->deadline_s > 0; i++)
+        if (p[i].ok && p[i].time_s <= o->deadline_s &&
+            p[i].time_s * p[i].memory_mb / o->deadline_s < sure)
+            sure = p[i].time_s * p[i].memory_mb / o->deadline_s;
+    unsigned m = isfinite(sure) ? (unsigned)(ceil(sure / 64) * 64) : 0;
+    return m > max_bad && probed(p, np, clamp(m, o->lo, o->hi)) < 0
+               ? clamp(m, o->lo, o->hi)
+               : clamp(max_bad * 2.0, o->lo, o->hi);
 }
 
 static void print_table(const tune_opts_t *o, const flc_tune_probe_t *p, int np,
@@ -399,8 +409,9 @@ int flc_cmd_tune(int argc, char **argv)
                     p[i].memory_mb > max_bad)
                     max_bad = p[i].memory_mb;
             fitted = flc_tune_fit(p, (size_t)np, &m) == 0;
-            if (!fitted && np < o.budget && max_bad < o.hi) { /* failures: go up */
-                next_probe(&o, job, nj, clamp(max_bad * 2.0, o.lo, o.hi), p, &np);
+            unsigned up = after_failures(&o, p, np, max_bad);
+            if (!fitted && np < o.budget && max_bad < o.hi && probed(p, np, up) < 0) {
+                next_probe(&o, job, nj, up, p, &np); /* failures: go up */
                 continue;
             }
             pick = fitted ? flc_tune_pick(&m, o.lo, o.hi, 64, o.deadline_s, max_bad) : 0;
