@@ -90,9 +90,12 @@ static const flc_opt_cmd_t tune_cmd = {
         "Lambda; a cgroup quota per function, which needs root), fits its time and cost\n"
         "against memory, and picks the cheapest size that meets the deadline, then runs\n"
         "it once more to check. Make the job short (one epoch, a subset): every probe\n"
-        "runs it whole. Tune's options may stand anywhere (--memory is its range);\n"
-        "each probe sets the job's own --memory and --json. Example:\n"
-        "  flcache tune run mandelbrot --workers 2 --size 512 --deadline 2\n",
+        "runs it whole (with a deadline, a probe that can no longer meet it is\n"
+        "stopped). Tune's options may stand anywhere (--memory is its range);\n"
+        "each probe sets the job's own --memory and --json. With the job's own\n"
+        "--job J and FLCACHE_REDIS set, the result is kept for `flcache report --job J`,\n"
+        "which plots time and cost against memory. Example:\n"
+        "  flcache tune run mandelbrot --workers 2 --size 512 --deadline 2 --job m512\n",
     .epilog = "exit codes: 0 a size was recommended, 1 no size meets the deadline or the\n"
               "probes failed, 2 usage error\n",
     .opts = options,
@@ -199,10 +202,12 @@ static void probe(const tune_opts_t *o, char **job, int njob, unsigned mb, doubl
                                      : p->probe_s;
     const cJSON *c = cJSON_GetObjectItem(j, "cost_usd");
     p->cost_usd = cJSON_IsNumber(c) ? c->valuedouble : 0;
-    p->ok = !p->cut && pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && j != NULL && p->time_s > 0;
+    p->ok = !p->cut && pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && j != NULL &&
+            p->time_s > 0;
     if (o->verbose)
         fprintf(stderr, "flcache tune: %u MB: %s, %.3f s, %.3g USD (probe %.2f s)\n", mb,
-                p->ok ? "ok" : p->cut ? "cut at the deadline" : "failed", p->time_s, p->cost_usd, p->probe_s);
+                p->ok ? "ok" : p->cut ? "cut at the deadline" : "failed", p->time_s,
+                p->cost_usd, p->probe_s);
     cJSON_Delete(j);
     free(out);
     free(argv);
