@@ -215,14 +215,15 @@ static void probe(const tune_opts_t *o, char **job, int njob, unsigned mb, doubl
 
 /* When a probe can be stopped: its job's time can no longer meet the
  * deadline once the probe has run the deadline plus the start-up the
- * probes so far spent outside the job's own time (their least; with a
- * quarter of the deadline to spare for noise). Before any probe succeeded,
- * or without a deadline, never. */
+ * probes so far spent outside the job's own time (their most: start-up
+ * that runs in a function is slower at small sizes), with a quarter of the
+ * deadline to spare for noise. Before any probe succeeded, or without a
+ * deadline, never. */
 static double cut_after(const tune_opts_t *o, const flc_tune_probe_t *p, int np)
 {
-    double su = INFINITY;
+    double su = -INFINITY;
     for (int i = 0; i < np; i++)
-        if (p[i].ok && p[i].probe_s - p[i].time_s < su)
+        if (p[i].ok && p[i].probe_s - p[i].time_s > su)
             su = p[i].probe_s - p[i].time_s;
     if (o->deadline_s <= 0 || !isfinite(su))
         return 0;

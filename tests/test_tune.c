@@ -1,7 +1,8 @@
 /* `flcache tune` (issue 20 part 2, cli/tune_model.c, cli/cmd_tune.c): the
  * model fit recovers a known curve, the pick is the cheapest size meeting
  * the deadline, the command recommends a size for a small real job within
- * its probe budget (needs root for the CPU quotas), and with the job's
+ * its probe budget (needs root for the CPU quotas) and stops a probe that
+ * can no longer meet the deadline, and with the job's
  * --job it leaves a record that `flcache report` plots. */
 #include <math.h>
 #include <stdio.h>
@@ -87,6 +88,27 @@ TEST(tune_recommends_for_a_small_job)
           mb);
     CHECK(t > 0 && t <= 30, "the recommendation was probed: %.3f s <= 30", t);
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(j, "curve")) >= 4, "the curve is reported");
+    cJSON_Delete(j);
+    /* A deadline nothing meets: the 1-vCPU probe misses it, and the probe at
+     * 128 MB (0.07 vCPU: over 1 s of this render) is stopped once it has
+     * run the deadline plus the first probe's start-up, well before. */
+    /* (in a subshell: flc_t_run adds 2>&1, and the error line must not
+     * come before the JSON) */
+    snprintf(cmd, sizeof cmd, "(env -u FLCACHE_REDIS %s/flcache tune run mandelbrot --workers 1 "
+             "--size 256 --iters 2000 --quiet --memory 128..1769 --deadline 0.001 --budget 2 "
+             "--json 2>/dev/null)", flc_t_build_dir());
+    rc = flc_t_run(cmd, out, sizeof out);
+    j = cJSON_Parse(out);
+    const cJSON *p1 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "probes"), 1);
+    double p0s = cJSON_GetNumberValue(cJSON_GetObjectItem(
+        cJSON_GetArrayItem(cJSON_GetObjectItem(j, "probes"), 0), "probe_s"));
+    double p1s = cJSON_GetNumberValue(cJSON_GetObjectItem(p1, "probe_s"));
+    CHECK(rc == 1 && p1 != NULL, "no size meets 1 ms: exit 1 with 2 probes (exit %d)", rc);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(p1, "memory_mb")) == 128 &&
+              cJSON_IsTrue(cJSON_GetObjectItem(p1, "cut_at_deadline")),
+          "the probe at 128 MB was cut at the deadline");
+    CHECK(p1s < p0s + 0.5, "after %.2f s, about the 1-vCPU probe's %.2f s start-up and job, "
+          "not its whole run", p1s, p0s);
     cJSON_Delete(j);
     snprintf(cmd, sizeof cmd, "%s/flcache tune --memory 64..128 run mandelbrot",
              flc_t_build_dir());
