@@ -9,6 +9,7 @@
  *   cost_ratio                           tune_cost / sweep_best_cost (goal <= 1.10)
  *   probe_time_ratio                     tune's probe time / the sweep's (goal <= 1/3)
  *   tune_probes, sweep_probes, model     (a, b, saturation; rms error)
+ *   tune_probes_cut                      tune's probes stopped at the deadline
  * Needs root (cgroup quotas). --tiny: smaller jobs (seconds); --only
  * mandelbrot|train. */
 #include <limits.h>
@@ -89,6 +90,11 @@ static void one(const char *flcache, const char *name, const char *job, const ch
     cJSON_AddNumberToObject(l, "tune_probes",
                             tu ? cJSON_GetArraySize(cJSON_GetObjectItem(tu, "probes")) : 0);
     cJSON_AddNumberToObject(l, "tune_probe_time_s", tu ? num(tu, "probe_time_s") : 0);
+    int cut = 0; /* probes stopped once they could no longer meet the deadline */
+    const cJSON *tprobes = tu ? cJSON_GetObjectItem(tu, "probes") : NULL;
+    cJSON_ArrayForEach(p, tprobes)
+        cut += cJSON_IsTrue(cJSON_GetObjectItem(p, "cut_at_deadline"));
+    cJSON_AddNumberToObject(l, "tune_probes_cut", cut);
     double cr = best_cost > 0 && tcost > 0 ? tcost / best_cost : 0;
     double pr = num(sw, "probe_time_s") > 0 && tu ? num(tu, "probe_time_s") / num(sw, "probe_time_s")
                                                  : 0;

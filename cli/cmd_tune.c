@@ -15,6 +15,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,8 +44,8 @@ typedef struct tune_opts {
 static const char *const job_cmds[] = {"train", "simulate", "run", NULL};
 
 /* Lambda's sizes a sweep visits (those inside LO..HI, plus LO and HI). */
-static const unsigned grid[] = {128, 256, 512, 1024, 1769, 2048, 3008, 4096, 6144, 8192, 10240};
-enum { NGRID = sizeof grid / sizeof *grid };
+static const unsigned grid[] = FLC_TUNE_GRID;
+enum { NGRID = FLC_TUNE_NGRID };
 
 static int range_parse(const char *v, void *dest, const char **need)
 {
@@ -88,9 +90,12 @@ static const flc_opt_cmd_t tune_cmd = {
         "Lambda; a cgroup quota per function, which needs root), fits its time and cost\n"
         "against memory, and picks the cheapest size that meets the deadline, then runs\n"
         "it once more to check. Make the job short (one epoch, a subset): every probe\n"
-        "runs it whole. Tune's options may stand anywhere (--memory is its range);\n"
-        "each probe sets the job's own --memory and --json. Example:\n"
-        "  flcache tune run mandelbrot --workers 2 --size 512 --deadline 2\n",
+        "runs it whole (with a deadline, a probe that can no longer meet it is\n"
+        "stopped). Tune's options may stand anywhere (--memory is its range);\n"
+        "each probe sets the job's own --memory and --json. With the job's own\n"
+        "--job J and FLCACHE_REDIS set, the result is kept for `flcache report --job J`,\n"
+        "which plots time and cost against memory. Example:\n"
+        "  flcache tune run mandelbrot --workers 2 --size 512 --deadline 2 --job m512\n",
     .epilog = "exit codes: 0 a size was recommended, 1 no size meets the deadline or the\n"
               "probes failed, 2 usage error\n",
     .opts = options,
@@ -111,8 +116,12 @@ static int tune_option(const char *arg, int *takes_value)
     return strcmp(arg, "--help") == 0 ? (*takes_value = 0, 1) : 0;
 }
 
-/* Runs the job once at mb; fills *p. */
-static void probe(const tune_opts_t *o, char **job, int njob, unsigned mb, flc_tune_probe_t *p)
+/* Runs the job once at mb; fills *p. cut_s > 0: the probe is stopped
+ * (SIGTERM) once it has run that long, since its job can then no longer
+ * meet the deadline; it counts as a miss (p->cut, not ok) instead of
+ * spending the rest of a slow size's run. */
+static void probe(const tune_opts_t *o, char **job, int njob, unsigned mb, double cut_s,
+                  flc_tune_probe_t *p)
 {
     memset(p, 0, sizeof *p);
     p->memory_mb = mb;
@@ -151,7 +160,20 @@ static void probe(const tune_opts_t *o, char **job, int njob, unsigned mb, flc_t
     size_t cap = 1 << 16, len = 0;
     char *out = malloc(cap);
     ssize_t n;
-    while (out != NULL && (n = read(fd[0], out + len, cap - len - 1)) != 0) {
+    while (out != NULL) {
+        if (cut_s > 0 && pid > 0 && !p->cut) {
+            double left = cut_s - (double)(flc_now_ns() - t0) / 1e9;
+            struct pollfd pf = {.fd = fd[0], .events = POLLIN};
+            int pr = left > 0 ? poll(&pf, 1, (int)(left * 1000) + 1) : 0;
+            if (pr < 0 || (pr == 0 && (double)(flc_now_ns() - t0) / 1e9 < cut_s))
+                continue; /* a signal, or woken a little early */
+            if (pr == 0) {
+                kill(pid, SIGTERM); /* its pool's instances die with it (PDEATHSIG) */
+                p->cut = 1;
+            }
+        }
+        if ((n = read(fd[0], out + len, cap - len - 1)) == 0)
+            break;
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -180,13 +202,41 @@ static void probe(const tune_opts_t *o, char **job, int njob, unsigned mb, flc_t
                                      : p->probe_s;
     const cJSON *c = cJSON_GetObjectItem(j, "cost_usd");
     p->cost_usd = cJSON_IsNumber(c) ? c->valuedouble : 0;
-    p->ok = pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && j != NULL && p->time_s > 0;
+    p->ok = !p->cut && pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && j != NULL &&
+            p->time_s > 0;
     if (o->verbose)
         fprintf(stderr, "flcache tune: %u MB: %s, %.3f s, %.3g USD (probe %.2f s)\n", mb,
-                p->ok ? "ok" : "failed", p->time_s, p->cost_usd, p->probe_s);
+                p->ok ? "ok" : p->cut ? "cut at the deadline" : "failed", p->time_s,
+                p->cost_usd, p->probe_s);
     cJSON_Delete(j);
     free(out);
     free(argv);
+}
+
+/* When a probe can be stopped: its job's time can no longer meet the
+ * deadline once the probe has run the deadline plus the start-up the
+ * probes so far spent outside the job's own time (their most: start-up
+ * that runs in a function is slower at small sizes), with a quarter of the
+ * deadline to spare for noise. Before any probe succeeded, or without a
+ * deadline, never. */
+static double cut_after(const tune_opts_t *o, const flc_tune_probe_t *p, int np)
+{
+    double su = -INFINITY;
+    for (int i = 0; i < np; i++)
+        if (p[i].ok && p[i].probe_s - p[i].time_s > su)
+            su = p[i].probe_s - p[i].time_s;
+    if (o->deadline_s <= 0 || !isfinite(su))
+        return 0;
+    return 1.25 * o->deadline_s + (su > 0 ? su : 0);
+}
+
+/* A tune's probe at mb, appended to p[0..*np), cut at the deadline. */
+static void next_probe(const tune_opts_t *o, char **job, int njob, unsigned mb,
+                       flc_tune_probe_t *p, int *np)
+{
+    double cut = cut_after(o, p, *np);
+    probe(o, job, njob, mb, cut, &p[*np]);
+    (*np)++;
 }
 
 static unsigned clamp(double v, unsigned lo, unsigned hi)
@@ -202,26 +252,36 @@ static int probed(const flc_tune_probe_t *p, int n, unsigned mb)
     return -1;
 }
 
-/* The sizes a tune probes first: one vCPU and the geometric middle of the
- * range below it (sqrt(LO x 1769)), which give the CPU-bound part (b) and
- * what does not scale (a); the top of the range is probed only when the
- * pick lands above every probe (to see where more CPU stops helping). */
+/* The sizes a tune probes first: one vCPU, then the bottom of the range.
+ * Together they give what does not scale (a) and the CPU-bound part (b).
+ * The bottom is where a job whose time does not follow its CPU (waiting on
+ * the cache, loading) is cheapest, and where a tune without a deadline
+ * ends anyway; it is also the slowest size of a CPU-bound job, so with a
+ * deadline that probe is cut once it can no longer meet it (cut_after):
+ * it costs about the deadline, not its whole run. */
 static int first_sizes(const tune_opts_t *o, unsigned *s)
 {
-    unsigned cand[3] = {clamp(FLC_CPUCG_MB_PER_VCPU, o->lo, o->hi),
-                        clamp(sqrt((double)o->lo * FLC_CPUCG_MB_PER_VCPU), o->lo, o->hi),
-                        o->hi};
-    int n = 0;
-    for (int i = 0; i < 3 && n < 2; i++) {
-        int dup = 0;
-        for (int j = 0; j < n; j++)
-            dup |= s[j] == cand[i];
-        if (!dup)
-            s[n++] = cand[i];
-    }
-    if (n < 2 && o->lo != s[0])
-        s[n++] = o->lo;
-    return n;
+    s[0] = clamp(FLC_CPUCG_MB_PER_VCPU, o->lo, o->hi);
+    s[1] = s[0] != o->lo ? o->lo : o->hi;
+    return s[1] != s[0] ? 2 : 1;
+}
+
+/* The next size after probes that could not be fitted (failed or cut):
+ * the size a probe at m_i (time t_i) proves meets the deadline D, since a
+ * job's time grows at most as 1/m below it (time = a + b / m with a >= 0:
+ * time(m) <= t_i m_i / m), so t_i m_i / D; else twice the largest failure. */
+static unsigned after_failures(const tune_opts_t *o, const flc_tune_probe_t *p, int np,
+                               unsigned max_bad)
+{
+    double sure = INFINITY;
+    for (int i = 0; i < np && o->deadline_s > 0; i++)
+        if (p[i].ok && p[i].time_s <= o->deadline_s &&
+            p[i].time_s * p[i].memory_mb / o->deadline_s < sure)
+            sure = p[i].time_s * p[i].memory_mb / o->deadline_s;
+    unsigned m = isfinite(sure) ? (unsigned)(ceil(sure / 64) * 64) : 0;
+    return m > max_bad && probed(p, np, clamp(m, o->lo, o->hi)) < 0
+               ? clamp(m, o->lo, o->hi)
+               : clamp(max_bad * 2.0, o->lo, o->hi);
 }
 
 static void print_table(const tune_opts_t *o, const flc_tune_probe_t *p, int np,
@@ -253,6 +313,8 @@ static void print_table(const tune_opts_t *o, const flc_tune_probe_t *p, int np,
         if (k >= 0 && p[k].ok)
             snprintf(pt, sizeof pt, "%.3f", p[k].time_s), snprintf(pc, sizeof pc, "%.3g",
                                                                     p[k].cost_usd);
+        else if (k >= 0 && p[k].cut)
+            snprintf(pt, sizeof pt, "> %.3f", p[k].time_s);
         else if (k >= 0)
             snprintf(pt, sizeof pt, "failed");
         if (o->deadline_s > 0 && fitted)
@@ -262,61 +324,6 @@ static void print_table(const tune_opts_t *o, const flc_tune_probe_t *p, int np,
                flc_cpucg_vcpus(mb, 0), fitted ? flc_tune_time(m, mb) : NAN,
                fitted ? flc_tune_cost(m, mb) : NAN, pt, pc, dl, mb == pick ? "  <- chosen" : "");
     }
-}
-
-static cJSON *report_json(const tune_opts_t *o, char **job, int njob, const flc_tune_probe_t *p,
-                          int np, const flc_tune_model_t *m, int fitted, unsigned pick,
-                          double probe_total)
-{
-    cJSON *j = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(j, "job");
-    for (int i = 0; i < njob; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateString(job[i]));
-    cJSON_AddStringToObject(j, "mode", o->sweep ? "sweep" : "tune");
-    cJSON_AddNumberToObject(j, "memory_lo", o->lo);
-    cJSON_AddNumberToObject(j, "memory_hi", o->hi);
-    cJSON_AddNumberToObject(j, "deadline_s", o->deadline_s);
-    cJSON_AddBoolToObject(j, "cpu_follows_memory", !o->no_cpu);
-    cJSON *pa = cJSON_AddArrayToObject(j, "probes");
-    for (int i = 0; i < np; i++) {
-        cJSON *x = cJSON_CreateObject();
-        cJSON_AddNumberToObject(x, "memory_mb", p[i].memory_mb);
-        cJSON_AddBoolToObject(x, "ok", p[i].ok);
-        cJSON_AddNumberToObject(x, "time_s", p[i].time_s);
-        cJSON_AddNumberToObject(x, "cost_usd", p[i].cost_usd);
-        cJSON_AddNumberToObject(x, "probe_s", p[i].probe_s);
-        cJSON_AddItemToArray(pa, x);
-    }
-    cJSON_AddNumberToObject(j, "probe_time_s", probe_total);
-    if (fitted) {
-        cJSON *mo = cJSON_AddObjectToObject(j, "model");
-        cJSON_AddNumberToObject(mo, "a_s", m->a);
-        cJSON_AddNumberToObject(mo, "b_s_at_1_vcpu", m->b / FLC_CPUCG_MB_PER_VCPU);
-        cJSON_AddNumberToObject(mo, "saturation_mb", m->sat);
-        cJSON_AddNumberToObject(mo, "k_usd_per_mb_s", m->k);
-        cJSON_AddNumberToObject(mo, "rms_rel_error", m->err);
-        cJSON *cu = cJSON_AddArrayToObject(j, "curve");
-        for (int i = 0; i < NGRID; i++) {
-            if (grid[i] < o->lo || grid[i] > o->hi)
-                continue;
-            cJSON *x = cJSON_CreateObject();
-            cJSON_AddNumberToObject(x, "memory_mb", grid[i]);
-            cJSON_AddNumberToObject(x, "vcpus", flc_cpucg_vcpus(grid[i], 0));
-            cJSON_AddNumberToObject(x, "time_s", flc_tune_time(m, grid[i]));
-            cJSON_AddNumberToObject(x, "cost_usd", flc_tune_cost(m, grid[i]));
-            cJSON_AddItemToArray(cu, x);
-        }
-    }
-    cJSON_AddNumberToObject(j, "recommended_mb", pick);
-    int k = probed(p, np, pick);
-    if (pick && fitted) {
-        cJSON_AddNumberToObject(j, "predicted_time_s", flc_tune_time(m, pick));
-        cJSON_AddNumberToObject(j, "predicted_cost_usd", flc_tune_cost(m, pick));
-    }
-    if (k >= 0 && p[k].ok) {
-        cJSON_AddNumberToObject(j, "measured_time_s", p[k].time_s);
-        cJSON_AddNumberToObject(j, "measured_cost_usd", p[k].cost_usd);
-    }
-    return j;
 }
 
 /* The exhaustive sweep: the cheapest probed size meeting the deadline. */
@@ -333,7 +340,7 @@ static unsigned sweep(const tune_opts_t *o, char **job, int njob, flc_tune_probe
     unsigned best = 0;
     double best_cost = INFINITY;
     for (int i = 0; i < n; i++) {
-        probe(o, job, njob, sizes[i], &p[(*np)++]);
+        probe(o, job, njob, sizes[i], 0, &p[(*np)++]); /* exhaustive: never cut */
         const flc_tune_probe_t *q = &p[*np - 1];
         if (q->ok && (o->deadline_s <= 0 || q->time_s <= o->deadline_s) &&
             q->cost_usd < best_cost) {
@@ -397,7 +404,7 @@ int flc_cmd_tune(int argc, char **argv)
         unsigned first[2];
         int nf = first_sizes(&o, first);
         for (int i = 0; i < nf; i++)
-            probe(&o, job, nj, first[i], &p[np++]);
+            next_probe(&o, job, nj, first[i], p, &np);
         /* Fit, pick, check the pick; a size that fails or misses the
          * deadline joins the fit and the next pick avoids it. */
         while (1) {
@@ -408,8 +415,9 @@ int flc_cmd_tune(int argc, char **argv)
                     p[i].memory_mb > max_bad)
                     max_bad = p[i].memory_mb;
             fitted = flc_tune_fit(p, (size_t)np, &m) == 0;
-            if (!fitted && np < o.budget && max_bad < o.hi) { /* failures: go up */
-                probe(&o, job, nj, clamp(max_bad * 2.0, o.lo, o.hi), &p[np++]);
+            unsigned up = after_failures(&o, p, np, max_bad);
+            if (!fitted && np < o.budget && max_bad < o.hi && probed(p, np, up) < 0) {
+                next_probe(&o, job, nj, up, p, &np); /* failures: go up */
                 continue;
             }
             pick = fitted ? flc_tune_pick(&m, o.lo, o.hi, 64, o.deadline_s, max_bad) : 0;
@@ -422,7 +430,7 @@ int flc_cmd_tune(int argc, char **argv)
              * first (saturation), then the pick again. */
             unsigned next = pick > top && probed(p, np, o.hi) < 0 && np + 1 < o.budget ? o.hi
                                                                                         : pick;
-            probe(&o, job, nj, next, &p[np++]);
+            next_probe(&o, job, nj, next, p, &np);
         }
         /* A choice the budget left unchecked, one its probe refuted, or one
          * another probe beat on measured cost (the model is only a model)
@@ -441,8 +449,15 @@ int flc_cmd_tune(int argc, char **argv)
     double total = 0;
     for (int i = 0; i < np; i++)
         total += p[i].probe_s;
+    flc_tune_result_t res = {.job = job, .njob = nj, .sweep = o.sweep, .no_cpu = o.no_cpu,
+                             .lo = o.lo, .hi = o.hi, .deadline_s = o.deadline_s, .p = p,
+                             .np = np, .m = &m, .fitted = fitted, .pick = pick,
+                             .probe_total_s = total};
+    /* The job's name (its own --job) keeps the result for its report. */
+    const char *name = flc_tune_job_name(job, nj);
+    int recorded = name != NULL && flc_tune_record(&res, name) == 0;
     if (o.json) {
-        cJSON *j = report_json(&o, job, nj, p, np, &m, fitted, pick, total);
+        cJSON *j = flc_tune_json(&res);
         flc_cli_print_json(j, 1);
         cJSON_Delete(j);
     } else {
@@ -454,6 +469,8 @@ int flc_cmd_tune(int argc, char **argv)
             printf("           more CPU stops helping past %.0f MB\n", m.sat);
         printf("probes     %d, %.1f s in all%s\n", np, total, o.no_cpu ? "" :
                ", CPU proportional to memory (1 vCPU at 1769 MB)");
+        if (recorded)
+            printf("report     flcache report --job %s (the curve as a plot)\n", name);
     }
     if (pick == 0) {
         flc_cli_error("tune", "no size in %u..%u MB %s", o.lo, o.hi,

@@ -1,6 +1,7 @@
 /* tune.h - private to `flcache tune` (issue 20 part 2, docs/tune.md):
  * tune_model.c fits time and cost against memory from a few probes,
- * cmd_tune.c runs the probes and prints the curve. */
+ * cmd_tune.c runs the probes and prints the curve, tune_record.c writes the
+ * result as JSON and stores it for the job's report. */
 #ifndef FLC_CLI_TUNE_H
 #define FLC_CLI_TUNE_H
 
@@ -13,7 +14,12 @@ typedef struct flc_tune_probe {
     double time_s;     /* the job's own time (its wall_s / wall_ms), else the probe's */
     double cost_usd;   /* what its functions were billed */
     double probe_s;    /* how long the probe took, start to end */
+    int cut;           /* stopped once it could no longer meet the deadline */
 } flc_tune_probe_t;
+
+/* Lambda's sizes a sweep visits and the table shows (those in LO..HI). */
+#define FLC_TUNE_GRID {128, 256, 512, 1024, 1769, 2048, 3008, 4096, 6144, 8192, 10240}
+enum { FLC_TUNE_NGRID = 11, FLC_TUNE_NFINE = 48 /* points of the plotted curve */ };
 
 /* time(m) = a + b / min(m, sat): a does not scale with CPU (waiting, I/O,
  * process starts), b is CPU work in s x MB (so b / 1769 is its seconds on
@@ -41,5 +47,37 @@ double flc_tune_cost(const flc_tune_model_t *m, double memory_mb);
  * largest known to fail). 0 when none meets the deadline. */
 unsigned flc_tune_pick(const flc_tune_model_t *m, unsigned lo, unsigned hi, unsigned step,
                        double deadline_s, unsigned max_bad);
+
+struct cJSON;
+
+/* One tune's outcome, as printed with --json and stored for the report. */
+typedef struct flc_tune_result {
+    char **job;                 /* the job's command line (njob words) */
+    int njob;
+    int sweep, no_cpu;
+    unsigned lo, hi;
+    double deadline_s;          /* 0: none */
+    const flc_tune_probe_t *p;
+    int np;
+    const flc_tune_model_t *m;
+    int fitted;
+    unsigned pick;              /* 0: none */
+    double probe_total_s;
+} flc_tune_result_t;
+
+/* The result as one JSON object: the probes, the model, the curve over the
+ * grid ("curve") and on FLC_TUNE_NFINE log-spaced sizes ("curve_fine", what
+ * a plot draws), the choice. NULL when out of memory. */
+struct cJSON *flc_tune_json(const flc_tune_result_t *r);
+
+/* The job's name on its command line (`--job NAME` or `--job=NAME`), or
+ * NULL. */
+const char *flc_tune_job_name(char **job, int njob);
+
+/* Stores the result's JSON as job's tune record in the cache FLCACHE_REDIS
+ * names (cache/store_tune.h), where `flcache report --job NAME` plots it.
+ * Without FLCACHE_REDIS the probes' cache was private and is gone, so
+ * nothing is stored and stderr says so. Returns 0 or -1 (printed). */
+int flc_tune_record(const flc_tune_result_t *r, const char *job);
 
 #endif

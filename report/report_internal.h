@@ -69,4 +69,14 @@ int rep_sim_sections(flc_store_t *s, const flc_report_opts_t *o, const rep_data_
                      flc_html_t *out, flc_err_t *e);
 int rep_train_sections(const rep_data_t *d, flc_html_t *out);
 
+/* The job's tune record (report_tune.c): *found says whether it has one;
+ * *rec is NULL when it has none or it is not JSON (the section then says
+ * so). FLC_OK, or the store's error. */
+struct cJSON;
+int rep_tune_load(flc_store_t *s, const char *job, struct cJSON **rec, int *found,
+                  flc_err_t *e);
+/* The sizing section: time and cost against memory (rec may be NULL: a
+ * record that did not parse). */
+void rep_tune_section(const struct cJSON *rec, flc_html_t *o);
+
 #endif

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "report/report_internal.h"
 
 static const char PAGE_CSS[] =
@@ -134,10 +136,20 @@ int flc_report_write(flc_store_t *s, const flc_report_opts_t *o, flc_html_t *out
 {
     if (o->job == NULL || !*o->job)
         return flc_err_set(e, FLC_EINVAL, "report: which job? (--job J)");
+    /* A job `flcache tune` sized has a tune record; a tune of its own
+     * (the probes ran on a private cache) has nothing else, and its page
+     * is that section alone. */
+    cJSON *tune = NULL;
+    flc_err_t te = {0};
+    int has_tune = 0;
+    if (rep_tune_load(s, o->job, &tune, &has_tune, &te) != FLC_OK)
+        has_tune = 0; /* unreadable: the job's own sections still come */
     rep_data_t d;
     int rc = rep_load(s, o, &d, e);
-    if (rc != FLC_OK) {
+    int tune_only = rc == FLC_ENOTFOUND && has_tune;
+    if (rc != FLC_OK && !tune_only) {
         rep_free(&d);
+        cJSON_Delete(tune);
         return rc;
     }
     flc_html_printf(out, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -148,11 +160,18 @@ int flc_report_write(flc_store_t *s, const flc_report_opts_t *o, flc_html_t *out
                     flc_svg_css());
     flc_html_esc(out, o->job);
     flc_html_printf(out, "</h1>");
-    summary(out, &d, o);
-    if (d.train)
-        rc = rep_train_sections(&d, out);
-    else
-        rc = rep_sim_sections(s, o, &d, out, e);
+    if (tune_only) {
+        flc_html_printf(out, "<p>No round of this job is in the cache (a `run` workload "
+                        "keeps none; a tune on a private cache leaves none): its sizing "
+                        "record is what is here.</p>");
+        rc = FLC_OK;
+    } else {
+        summary(out, &d, o);
+        rc = d.train ? rep_train_sections(&d, out) : rep_sim_sections(s, o, &d, out, e);
+    }
+    if (rc == FLC_OK && has_tune)
+        rep_tune_section(tune, out);
+    cJSON_Delete(tune);
     flc_html_printf(out, "<footer>flcache report: every number on this page was read from "
                     "the cache (round metadata, update records, and queries run next to "
                     "the data). Hover a mark for its value.</footer></body></html>\n");

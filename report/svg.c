@@ -225,6 +225,17 @@ void flc_svg_vmark(flc_svg_t *p, double x, const char *label)
     flc_html_printf(p->out, "</text>");
 }
 
+void flc_svg_hmark(flc_svg_t *p, double y, const char *label)
+{
+    double ys = flc_svg_y(p, y);
+    flc_html_printf(p->out, "<line class=\"mark\" data-v=\"%g\" x1=\"%d\" x2=\"%d\" "
+                    "y1=\"%.1f\" y2=\"%.1f\"/><text x=\"%d\" y=\"%.1f\" "
+                    "text-anchor=\"end\">", y, p->ml, p->w - p->mr, ys, ys, p->w - p->mr - 4,
+                    ys - 4);
+    flc_html_esc(p->out, label);
+    flc_html_printf(p->out, "</text>");
+}
+
 void flc_svg_legend(flc_html_t *out, const char *const *names, const int *colors, size_t n)
 {
     flc_html_printf(out, "<div class=\"legend\">");

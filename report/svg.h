@@ -77,6 +77,9 @@ void flc_svg_stack(flc_svg_t *p, const double *x, size_t n, const double *const 
 /* A vertical marker at x with a short label (the best round). */
 void flc_svg_vmark(flc_svg_t *p, double x, const char *label);
 
+/* A horizontal marker at y with a short label (a deadline); data-v = y. */
+void flc_svg_hmark(flc_svg_t *p, double y, const char *label);
+
 /* A scatter: points (x[i], y[i]) coloured by group[i], drawn as a ring
  * with a cross when marked[i] (faulty), tooltip label[i]. */
 void flc_svg_scatter(flc_svg_t *p, const double *x, const double *y, size_t n,

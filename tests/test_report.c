@@ -18,6 +18,7 @@
 #include "report/report.h"
 #include "report/svg.h"
 #include "cache/store_ops.h"
+#include "cache/store_tune.h"
 #include "tests/harness.h"
 
 static flc_fixture_t fx;
@@ -242,6 +243,67 @@ TEST(staleness_and_absent_sections)
     flc_html_free(&page);
 }
 
+/* A job sized by `flcache tune`: its tune record (tune's JSON, stored by
+ * hand here with known values) becomes the sizing section, alone when the
+ * job has no rounds: a point per probe at its measured time and cost, the
+ * model as a line, the pick and the deadline as marks. */
+TEST(tune_section)
+{
+    static const char rec[] =
+        "{\"mode\":\"tune\",\"memory_lo\":128,\"memory_hi\":4096,\"deadline_s\":1.5,"
+        "\"probes\":[{\"memory_mb\":1769,\"ok\":true,\"time_s\":0.7,\"cost_usd\":2.1e-05,"
+        "\"probe_s\":1.1},{\"memory_mb\":476,\"ok\":true,\"time_s\":2.25,"
+        "\"cost_usd\":1.8e-05,\"probe_s\":2.6},{\"memory_mb\":896,\"ok\":true,"
+        "\"time_s\":1.3,\"cost_usd\":1.9e-05,\"probe_s\":1.7},{\"memory_mb\":128,"
+        "\"ok\":false,\"cut_at_deadline\":true,\"time_s\":2.4,\"cost_usd\":0,"
+        "\"probe_s\":2.4}],\"probe_time_s\":7.8,"
+        "\"model\":{\"a_s\":0.2,\"b_s_at_1_vcpu\":0.5,\"saturation_mb\":0,"
+        "\"k_usd_per_mb_s\":1.6e-8,\"rms_rel_error\":0.03},"
+        "\"curve_fine\":[{\"memory_mb\":128,\"time_s\":7.1,\"cost_usd\":1.5e-05},"
+        "{\"memory_mb\":1024,\"time_s\":1.06,\"cost_usd\":1.7e-05},"
+        "{\"memory_mb\":4096,\"time_s\":0.42,\"cost_usd\":2.7e-05}],"
+        "\"recommended_mb\":896,\"predicted_time_s\":1.19,\"predicted_cost_usd\":1.7e-05,"
+        "\"measured_time_s\":1.3,\"measured_cost_usd\":1.9e-05}";
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(fx.unix_url, NULL, &e);
+    CHECK(s != NULL, "store: %s", e.msg);
+    CHECK(flc_store_tune_put(s, "sized", rec, strlen(rec)) == FLC_OK, "tune record stored: %s",
+          flc_store_errstr(s));
+    flc_report_opts_t o = {.job = "sized"};
+    flc_html_t page = {0};
+    int rc = flc_report_write(s, &o, &page, &e);
+    CHECK(rc == FLC_OK, "a job with only a tune record gets a page: %s", rc ? e.msg : "ok");
+    const char *sec = strstr(page.p, "<section id=\"tune\">");
+    CHECK(sec != NULL, "the sizing section is there");
+    EXPECT(count(sec, "data-kind=\"scatter\"") == 2, "two plots: time and cost (%zu)",
+           count(sec, "data-kind=\"scatter\""));
+    const char *want[] = {"data-mb=\"1769\" data-v=\"0.7\"", "data-mb=\"476\" data-v=\"2.25\"",
+                          "data-mb=\"896\" data-v=\"1.3\"", "data-mb=\"1769\" data-v=\"2.1e-05\"",
+                          "data-mb=\"476\" data-v=\"1.8e-05\"",
+                          "data-mb=\"896\" data-v=\"1.9e-05\""};
+    for (int i = 0; i < 6; i++)
+        EXPECT(strstr(sec, want[i]) != NULL, "%s probe point %s", i < 3 ? "time" : "cost",
+               want[i]);
+    EXPECT(count(sec, "class=\"c1 probe\"") == 6, "6 measured probe points: 3 per plot (%zu)",
+           count(sec, "class=\"c1 probe\""));
+    EXPECT(count(sec, "class=\"flt probe cut\" data-mb=\"128\" data-v=\"2.4\"") == 1,
+           "the probe cut at the deadline: a ring on the time plot only");
+    EXPECT(count(sec, "data-series=\"model\"") == 2, "the model's curve on both plots");
+    EXPECT(count(sec, "<g class=\"pick\" data-mb=\"896\">") == 2,
+           "the recommendation (896 MB) marked on both plots");
+    EXPECT(count(sec, "class=\"mark\" data-v=\"1.5\"") == 1,
+           "the deadline (1.5 s) on the time plot");
+    EXPECT(strstr(sec, "896 MB: predicted 1.190 s") != NULL, "the choice in words");
+    EXPECT(strstr(page.p, "<section id=\"loss\">") == NULL, "no job sections without rounds");
+    flc_html_free(&page);
+    CHECK(flc_store_tune_put(s, "sized", "{not json", 9) == FLC_OK, "a broken record");
+    rc = flc_report_write(s, &o, &page, &e);
+    EXPECT(rc == FLC_OK && strstr(page.p, "could not be read") != NULL,
+           "a record that is not JSON: the section says so (%s)", rc ? e.msg : "ok");
+    flc_html_free(&page);
+    flc_store_close(s);
+}
+
 /* What a user sees when the page cannot be made. */
 TEST(cli_errors)
 {
@@ -378,5 +440,6 @@ static void teardown(void)
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(ticks_at_round_numbers),
                  TEST_ENTRY(client_ids_with_markup_are_text), TEST_ENTRY(mds_keeps_distances),
                  TEST_ENTRY(page_100x50_under_500kb), TEST_ENTRY(train_job_page),
-                 TEST_ENTRY(staleness_and_absent_sections), TEST_ENTRY(cli_errors),
+                 TEST_ENTRY(staleness_and_absent_sections), TEST_ENTRY(tune_section),
+                 TEST_ENTRY(cli_errors),
                  TEST_ENTRY(browser_opens_simulated_job))

@@ -1,7 +1,9 @@
 /* `flcache tune` (issue 20 part 2, cli/tune_model.c, cli/cmd_tune.c): the
  * model fit recovers a known curve, the pick is the cheapest size meeting
- * the deadline, and the command recommends a size for a small real job
- * within its probe budget (needs root for the CPU quotas). */
+ * the deadline, the command recommends a size for a small real job within
+ * its probe budget (needs root for the CPU quotas) and stops a probe that
+ * can no longer meet the deadline, and with the job's
+ * --job it leaves a record that `flcache report` plots. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +89,27 @@ TEST(tune_recommends_for_a_small_job)
     CHECK(t > 0 && t <= 30, "the recommendation was probed: %.3f s <= 30", t);
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(j, "curve")) >= 4, "the curve is reported");
     cJSON_Delete(j);
+    /* A deadline nothing meets: the 1-vCPU probe misses it, and the probe at
+     * 128 MB (0.07 vCPU: over 1 s of this render) is stopped once it has
+     * run the deadline plus the first probe's start-up, well before. */
+    /* (in a subshell: flc_t_run adds 2>&1, and the error line must not
+     * come before the JSON) */
+    snprintf(cmd, sizeof cmd, "(env -u FLCACHE_REDIS %s/flcache tune run mandelbrot --workers 1 "
+             "--size 256 --iters 2000 --quiet --memory 128..1769 --deadline 0.001 --budget 2 "
+             "--json 2>/dev/null)", flc_t_build_dir());
+    rc = flc_t_run(cmd, out, sizeof out);
+    j = cJSON_Parse(out);
+    const cJSON *p1 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "probes"), 1);
+    double p0s = cJSON_GetNumberValue(cJSON_GetObjectItem(
+        cJSON_GetArrayItem(cJSON_GetObjectItem(j, "probes"), 0), "probe_s"));
+    double p1s = cJSON_GetNumberValue(cJSON_GetObjectItem(p1, "probe_s"));
+    CHECK(rc == 1 && p1 != NULL, "no size meets 1 ms: exit 1 with 2 probes (exit %d)", rc);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(p1, "memory_mb")) == 128 &&
+              cJSON_IsTrue(cJSON_GetObjectItem(p1, "cut_at_deadline")),
+          "the probe at 128 MB was cut at the deadline");
+    CHECK(p1s < p0s + 0.5, "after %.2f s, about the 1-vCPU probe's %.2f s start-up and job, "
+          "not its whole run", p1s, p0s);
+    cJSON_Delete(j);
     snprintf(cmd, sizeof cmd, "%s/flcache tune --memory 64..128 run mandelbrot",
              flc_t_build_dir());
     rc = flc_t_run(cmd, out, sizeof out);
@@ -94,5 +117,53 @@ TEST(tune_recommends_for_a_small_job)
           rc);
 }
 
+/* With the job's own --job and FLCACHE_REDIS, tune stores its result and
+ * the job's report draws it: a point per probe at the time and cost the
+ * JSON reported, the pick marked. */
+TEST(tune_record_in_report)
+{
+    if (geteuid() != 0)
+        flc_t_skip("CPU quotas need root");
+    flc_err_t e = {0};
+    flc_cpucg_t *g = flc_cpucg_new(1024, 0, &e);
+    if (g == NULL)
+        flc_t_skip("%s", flc_err_msg(&e));
+    flc_cpucg_free(g);
+    flc_fixture_t fx;
+    flc_fixture_start(&fx, 0);
+    static char out[1 << 18], page[1 << 18];
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "FLCACHE_REDIS=%s %s/flcache tune run mandelbrot --workers 1 "
+             "--size 128 --iters 300 --quiet --job sized --memory 256..2048 --budget 2 "
+             "--json 2>/dev/null", fx.unix_url, flc_t_build_dir());
+    int rc = flc_t_run(cmd, out, sizeof out);
+    cJSON *j = cJSON_Parse(out);
+    CHECK(rc == 0 && j != NULL, "flcache tune --job sized exits 0 with JSON (exit %d)", rc);
+    snprintf(cmd, sizeof cmd, "FLCACHE_REDIS=%s %s/flcache report --job sized -o - 2>/dev/null",
+             fx.unix_url, flc_t_build_dir());
+    rc = flc_t_run(cmd, page, sizeof page);
+    CHECK(rc == 0 && strstr(page, "<section id=\"tune\">"), "its report has the sizing "
+          "section (exit %d)", rc);
+    const cJSON *x;
+    int n = 0;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItem(j, "probes")) {
+        char t[96], c[96];
+        double mb = cJSON_GetNumberValue(cJSON_GetObjectItem(x, "memory_mb"));
+        snprintf(t, sizeof t, "data-mb=\"%g\" data-v=\"%.6g\"", mb,
+                 cJSON_GetNumberValue(cJSON_GetObjectItem(x, "time_s")));
+        snprintf(c, sizeof c, "data-mb=\"%g\" data-v=\"%.6g\"", mb,
+                 cJSON_GetNumberValue(cJSON_GetObjectItem(x, "cost_usd")));
+        EXPECT(strstr(page, t) && strstr(page, c), "probe %d on both plots: %s, %s", n, t, c);
+        n++;
+    }
+    CHECK(n == 2, "2 probes (the budget)");
+    char pick[64];
+    snprintf(pick, sizeof pick, "<g class=\"pick\" data-mb=\"%g\">",
+             cJSON_GetNumberValue(cJSON_GetObjectItem(j, "recommended_mb")));
+    EXPECT(strstr(page, pick) != NULL, "the pick marked: %s", pick);
+    cJSON_Delete(j);
+    flc_fixture_stop(&fx);
+}
+
 TEST_LIST(TEST_ENTRY(fit_recovers_a_known_curve), TEST_ENTRY(pick_cheapest_meeting_deadline),
-          TEST_ENTRY(tune_recommends_for_a_small_job))
+          TEST_ENTRY(tune_recommends_for_a_small_job), TEST_ENTRY(tune_record_in_report))
