@@ -89,9 +89,9 @@ TEST(tune_recommends_for_a_small_job)
     CHECK(t > 0 && t <= 30, "the recommendation was probed: %.3f s <= 30", t);
     CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(j, "curve")) >= 4, "the curve is reported");
     cJSON_Delete(j);
-    /* A deadline nothing meets: the 1-vCPU probe misses it, and the probe at
-     * 128 MB (0.07 vCPU: over 1 s of this render) is stopped once it has
-     * run the deadline plus the first probe's start-up, well before. */
+    /* A deadline nothing meets: the 1-vCPU probe misses it, and the second
+     * probe, at half a vCPU (885 MB, cli/cmd_tune.c first_sizes), is stopped
+     * once it has run the deadline plus the first probe's start-up. */
     /* (in a subshell: flc_t_run adds 2>&1, and the error line must not
      * come before the JSON) */
     snprintf(cmd, sizeof cmd, "(env -u FLCACHE_REDIS %s/flcache tune run mandelbrot --workers 1 "
@@ -104,9 +104,9 @@ TEST(tune_recommends_for_a_small_job)
         cJSON_GetArrayItem(cJSON_GetObjectItem(j, "probes"), 0), "probe_s"));
     double p1s = cJSON_GetNumberValue(cJSON_GetObjectItem(p1, "probe_s"));
     CHECK(rc == 1 && p1 != NULL, "no size meets 1 ms: exit 1 with 2 probes (exit %d)", rc);
-    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(p1, "memory_mb")) == 128 &&
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(p1, "memory_mb")) == 885 &&
               cJSON_IsTrue(cJSON_GetObjectItem(p1, "cut_at_deadline")),
-          "the probe at 128 MB was cut at the deadline");
+          "the second probe, at 885 MB (half a vCPU), was cut at the deadline");
     CHECK(p1s < p0s + 0.5, "after %.2f s, about the 1-vCPU probe's %.2f s start-up and job, "
           "not its whole run", p1s, p0s);
     cJSON_Delete(j);
