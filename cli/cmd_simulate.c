@@ -298,6 +298,12 @@ static int parse(int argc, char **argv, opts_t *o, int *rc)
         return 0;
     }
     o->c.job = flc_cli_job_name(o->c.job, "sim", o->job, sizeof o->job);
+    if (o->inproc && flc_cli_platform() != FLC_PLATFORM_LOCAL) {
+        flc_opt_usage_error(&simulate_cmd, "--inproc runs the clients as threads here; it "
+                            "cannot be combined with --platform %s",
+                            flc_platform_name(flc_cli_platform()));
+        return 0;
+    }
     o->a.mode = (flc_async_mode_t)o->mode;
     if (o->a.mode == FLC_ASYNC_MODE_SYNC &&
         (o->buffer || o->a.staleness || o->a.max_staleness >= 0)) {

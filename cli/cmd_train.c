@@ -185,6 +185,15 @@ static int parse(int argc, char **argv, flc_train_opts_t *o, int *rc)
         return 0;
     }
     o->cfg = check;
+    if (o->cfg.comm == FLC_SGD_COMM_PS && flc_cli_platform() != FLC_PLATFORM_LOCAL) {
+        /* The server is a process of this machine: remote functions cannot
+         * reach its socket. */
+        *rc = flc_opt_usage_error(&train_cmd, "--comm ps runs its parameter server here, which "
+                                  "workers on --platform %s cannot reach; use --comm "
+                                  "reduce-scatter or allreduce-one there",
+                                  flc_platform_name(flc_cli_platform()));
+        return 0;
+    }
     return 1;
 }
 

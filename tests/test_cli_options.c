@@ -113,6 +113,13 @@ TEST(usage_errors)
                 "or faults, not 'bogus'");
     usage_error("query", "history", "missing --job J");
     usage_error("report", "-o x.html", "missing --job J");
+    /* what cannot run on a remote platform is refused before anything starts */
+    usage_error("train", "--comm ps --platform lambda",
+                "--comm ps runs its parameter server here, which workers on --platform lambda "
+                "cannot reach; use --comm reduce-scatter or allreduce-one there");
+    usage_error("simulate", "--inproc --platform openwhisk",
+                "--inproc runs the clients as threads here; it cannot be combined with "
+                "--platform openwhisk");
     int rc = run_bin(g_fn, "--bogus");
     EXPECT(rc == 2 && has("flcache-fn: unknown option '--bogus' (see flcache-fn --help)"),
           "flcache-fn --bogus: exit 2, the same wording (exit %d)", rc);
