@@ -24,7 +24,8 @@ int flc_store_ckpt_get(flc_store_t *s, const char *job, char **blob, size_t *len
         return rc;
     if (r->type != REDIS_REPLY_STRING)
         rc = flc_err_set(&s->err, FLC_ENOTFOUND, "job '%s' has no checkpoint to resume from "
-                         "(no round of it was closed, or it does not exist)", job);
+                         "(no round of it was closed, it does not exist, or it ran with --mode "
+                         "async, which keeps none)", job);
     else if ((*blob = malloc(r->len ? (size_t)r->len : 1)) == NULL)
         rc = flc_err_set(&s->err, FLC_ENOMEM, "out of memory for job %s's checkpoint", job);
     else {
