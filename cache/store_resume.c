@@ -1,62 +1,23 @@
-/* The job checkpoint value fl:{J/j}:resume (see store_resume.h). */
+/* The job checkpoint value fl:{J/j}:resume (see store_resume.h), a job
+ * record (store_record.c). */
 #include "cache/store_resume.h"
 
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "cache/keys.h"
-#include "cache/store_internal.h"
+#include "cache/store_record.h"
 
 int flc_store_ckpt_get(flc_store_t *s, const char *job, char **blob, size_t *len)
 {
-    *blob = NULL;
-    *len = 0;
-    flc_err_clear(&s->err);
-    if (flc_name_check_job(job, &s->err))
-        return s->err.code;
-    char key[FLC_KEY_MAX];
-    flc_key_job(key, job, "resume");
-    const char *argv[] = {"GET", key};
-    redisReply *r;
-    int rc = flc_store_command(s, &r, 2, argv, NULL);
-    if (rc != FLC_OK)
-        return rc;
-    if (r->type != REDIS_REPLY_STRING)
-        rc = flc_err_set(&s->err, FLC_ENOTFOUND, "job '%s' has no checkpoint to resume from "
-                         "(no round of it was closed, it does not exist, or it ran with --mode "
-                         "async, which keeps none)", job);
-    else if ((*blob = malloc(r->len ? (size_t)r->len : 1)) == NULL)
-        rc = flc_err_set(&s->err, FLC_ENOMEM, "out of memory for job %s's checkpoint", job);
-    else {
-        memcpy(*blob, r->str, (size_t)r->len);
-        *len = (size_t)r->len;
-    }
-    freeReplyObject(r);
-    return rc;
+    return flc_store_record_get(s, job, "resume", "checkpoint",
+                                "to resume from: no round of it was closed, it does not exist, "
+                                "or it ran with --mode async, which keeps none",
+                                blob, len);
 }
 
 int flc_store_ckpt_put(flc_store_t *s, const char *job, const void *blob, size_t len)
 {
-    flc_err_clear(&s->err);
-    if (flc_name_check_job(job, &s->err))
-        return s->err.code;
-    char key[FLC_KEY_MAX], ttl[24];
-    flc_key_job(key, job, "resume");
-    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
-    const char *argv[] = {"SET", key, blob, "PX", ttl};
-    size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
-    int rc = flc_store_command(s, NULL, s->opts.ttl_ms ? 5 : 3, argv, lens);
-    return rc == FLC_OK ? rc : flc_err_wrap(&s->err, "writing job %s's checkpoint: ", job);
+    return flc_store_record_put(s, job, "resume", "checkpoint", blob, len);
 }
 
 int flc_store_ckpt_del(flc_store_t *s, const char *job)
 {
-    flc_err_clear(&s->err);
-    if (flc_name_check_job(job, &s->err))
-        return s->err.code;
-    char key[FLC_KEY_MAX];
-    flc_key_job(key, job, "resume");
-    const char *argv[] = {"UNLINK", key};
-    return flc_store_command(s, NULL, 2, argv, NULL);
+    return flc_store_record_del(s, job, "resume");
 }
