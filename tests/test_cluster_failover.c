@@ -698,7 +698,13 @@ TEST(train_survives_a_master_kill)
          * failover: seen in about 1 run of 10, after 46 s (docs/cluster.md,
          * Failover: the merger names it after one step timeout; why the
          * run took two is not known yet). */
-        CHECK(t2 < t1 + 2 * 20 + 15 && strstr(o2, "lost in a failover") && strstr(o2, "w"),
+        /* Named either way: "lost in a failover" when the merger's store
+         * saw the failover, "missing (first: wN)" when it did not (CI,
+         * 2026-11-29 18:02: the kill landed during loading, the merger's
+         * connections were made after it, and w1 was missing at step 8). */
+        CHECK(t2 < t1 + 2 * 20 + 15 &&
+                  (strstr(o2, "lost in a failover") || strstr(o2, "missing (first: w")) &&
+                  strstr(o2, "w"),
               "training through the kill of n%d fails in %.1f s naming the lost workers: "
               "%.300s", victim, t2, o2);
     }
