@@ -21,7 +21,6 @@ struct flc_store {
     char url_text[300];   /* redacted */
     flc_store_opts_t opts;
     flc_err_t err;
-    int merged_unindexed; /* flc_store_put_merged_opened: no index writes */
     uint64_t bytes_written, bytes_read;
     uint64_t tmp_counter; /* unique names of tmp keys of this writer */
     char *scratch;        /* first chunk of a read lands here (no allocation per read) */

@@ -19,6 +19,12 @@
 
 #define PUT_UPDATE 1
 #define PUT_MERGED 2
+#define PUT_MERGED_OPENED 4 /* a merged shard of a round its driver indexed */
+
+static int is_merged(int kind)
+{
+    return kind == PUT_MERGED || kind == PUT_MERGED_OPENED;
+}
 #define PUT_UPDATE_IF_OPEN 3
 
 /* Wakes the merger only while the shard is open, atomically with the
@@ -75,7 +81,7 @@ static int append_index(flc_store_t *s, const flc_shard_t *sh, int kind, int *nc
         rc = append_expire(s, k_rounds, ncmd);
     if (rc == FLC_OK)
         rc = append_expire(s, k_shards, ncmd);
-    if (rc != FLC_OK || kind == PUT_MERGED)
+    if (rc != FLC_OK || is_merged(kind))
         return rc;
     char k_roster[FLC_KEY_MAX], k_clients[FLC_KEY_MAX];
     flc_key_job_round(k_roster, sh->job, "roster", sh->round);
@@ -98,8 +104,10 @@ static int append_index(flc_store_t *s, const flc_shard_t *sh, int kind, int *nc
 static int append_tail(flc_store_t *s, const flc_shard_t *sh, const char *tag, const char *key,
                        int kind, int *ncmd)
 {
-    if (kind == PUT_MERGED) /* a round its driver opened is indexed already */
-        return s->merged_unindexed ? FLC_OK : append_index(s, sh, kind, ncmd);
+    if (kind == PUT_MERGED_OPENED) /* its driver indexed the round already */
+        return FLC_OK;
+    if (kind == PUT_MERGED)
+        return append_index(s, sh, kind, ncmd);
     char k_arr[FLC_KEY_MAX];
     flc_key_arrival(k_arr, tag, sh->round, sh->client);
     if (kind == PUT_UPDATE_IF_OPEN) {
@@ -128,10 +136,10 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
     flc_err_clear(&s->err);
     char what[256];
     flc_shard_describe(sh, what, sizeof what);
-    if (kind != PUT_MERGED && sh->client[0] == '\0')
+    if (!is_merged(kind) && sh->client[0] == '\0')
         return flc_err_set(&s->err, FLC_EINVAL, "%s: an update needs a client id", what);
     flc_shard_t hdr = *sh;
-    if (kind == PUT_MERGED)
+    if (is_merged(kind))
         hdr.client[0] = '\0';
     if (hdr.count && hdr.values == NULL)
         return flc_err_set(&s->err, FLC_EINVAL, "%s: no values", what);
@@ -161,7 +169,7 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
 
     char tag[FLC_TAG_MAX], key[FLC_KEY_MAX];
     flc_key_shard_tag(tag, hdr.job, hdr.shard, hdr.num_shards);
-    if (kind != PUT_MERGED)
+    if (!is_merged(kind))
         flc_key_update(key, tag, hdr.round, hdr.client);
     else
         flc_key_shard(key, tag, hdr.round, "agg");
@@ -261,7 +269,7 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
         *closed = last == 1;
     s->bytes_written += total;
     if (s->tier)
-        flc_tier_after_put(s, &hdr, kind == PUT_MERGED, total);
+        flc_tier_after_put(s, &hdr, is_merged(kind), total);
     return FLC_OK;
 }
 
@@ -384,10 +392,7 @@ int flc_store_put_merged(flc_store_t *s, const flc_shard_t *sh)
 
 int flc_store_put_merged_opened(flc_store_t *s, const flc_shard_t *sh)
 {
-    s->merged_unindexed = 1;
-    int rc = put_shard_tiered(s, sh, PUT_MERGED, NULL);
-    s->merged_unindexed = 0;
-    return rc;
+    return put_shard_tiered(s, sh, PUT_MERGED_OPENED, NULL);
 }
 
 
