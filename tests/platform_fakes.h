@@ -45,7 +45,7 @@ static inline void fake_start(fake_t *f, const char *script, const char *const *
     static int n;
     snprintf(f->log, sizeof f->log, "/tmp/flc-platform-%d-%d.log", (int)getpid(), n++);
     unlink(f->log);
-    const char *argv[40] = {"python3", path, "--log", f->log};
+    const char *argv[40] = {"/usr/bin/python3", path, "--log", f->log};
     int k = 4;
     for (int i = 0; args[i] != NULL && k < 39; i++)
         argv[k++] = args[i];
