@@ -1,14 +1,11 @@
 /* The configuration side of asynchronous runs (clients/async.h): mode
  * names, what the async modes support (checked once, by the CLI as usage
- * errors and by flc_async_run), and the choices shared with the
- * synchronous driver (the merge rule of a strategy, the faulty set), so a
- * seed gives both drivers the same faulty clients. */
-#include <math.h>
-#include <stdlib.h>
+ * errors and by flc_async_run). The choices shared with the synchronous
+ * driver (the merge rule of a strategy, the faulty set) are in
+ * clients/sim_choices.c. */
 #include <string.h>
 
 #include "clients/async_internal.h"
-#include "ml/rng.h"
 
 const char *flc_async_mode_name(flc_async_mode_t m)
 {
@@ -24,38 +21,6 @@ int flc_async_mode_parse(const char *name, flc_async_mode_t *out)
             return FLC_OK;
         }
     return FLC_EINVAL;
-}
-
-int async_rule_for(const flc_sim_cfg_t *c, flc_merge_rule_t *r, flc_err_t *e)
-{
-    static const char *const names[FLC_SIM_NSTRATEGIES] = {
-        "fedavg", "fedavg", "fedadam", "fedyogi", "median", "trimmed-mean", "krum", "multi-krum"};
-    if (c->rule != NULL)
-        return flc_merge_rule_parse(r, c->rule, e);
-    int rc = flc_merge_rule_init(r, names[c->strategy], e);
-    if (rc == FLC_OK && (c->strategy == FLC_SIM_FEDADAM || c->strategy == FLC_SIM_FEDYOGI))
-        rc = flc_merge_rule_set(r, "server_lr", c->server_lr, e);
-    return rc;
-}
-
-size_t async_faulty_set(const flc_sim_cfg_t *c, unsigned char *flags)
-{
-    size_t nf = (size_t)llround(c->faulty * c->clients);
-    uint32_t *perm = nf ? malloc((size_t)c->clients * sizeof *perm) : NULL;
-    if (perm == NULL)
-        return 0;
-    for (int i = 0; i < c->clients; i++)
-        perm[i] = (uint32_t)i;
-    flc_rng_t r;
-    flc_rng_seed2(&r, c->seed, 0xFA017ull);
-    for (size_t i = 0; i < nf; i++) {
-        size_t j = i + (size_t)flc_rng_below(&r, (uint64_t)c->clients - i);
-        uint32_t t = perm[i];
-        perm[i] = perm[j], perm[j] = t;
-        flags[perm[i]] = 1;
-    }
-    free(perm);
-    return nf;
 }
 
 /* What the asynchronous driver does not do (yet), refused by name. */
@@ -83,7 +48,7 @@ int flc_async_cfg_check(const flc_sim_cfg_t *c, const flc_async_cfg_t *a, flc_er
 {
     flc_merge_rule_t r;
     flc_async_stale_t st;
-    int rc = async_rule_for(c, &r, e);
+    int rc = sim_rule_for(c, &r, e);
     if (rc == FLC_OK)
         rc = check_supported(c, &r, e);
     if (rc == FLC_OK)

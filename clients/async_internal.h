@@ -7,13 +7,6 @@
 #include "clients/async.h"
 #include "clients/sim_internal.h"
 
-/* The merge rule of c: --rule, or the strategy's (as sim.c chooses it). */
-int async_rule_for(const flc_sim_cfg_t *c, flc_merge_rule_t *r, flc_err_t *e);
-
-/* Exactly round(faulty * N) faulty clients into flags[0..N), the same
- * seeded choice as the synchronous driver's; returns how many. */
-size_t async_faulty_set(const flc_sim_cfg_t *c, unsigned char *flags);
-
 /* After sim_record_round wrote version v's records: adds the asynchronous
  * fields (clients/async.h, "Records") to each arrival's ModelUpdate and to
  * the version's RoundMeta. */

@@ -64,30 +64,13 @@ typedef struct asim {
     int placed; /* mergers run next to their shard's node (their threads open their stores) */
 } asim_t;
 
-static int store_err(flc_store_t *s, flc_err_t *e)
-{
-    return flc_err_set(e, flc_store_error(s)->code ? flc_store_error(s)->code : FLC_ECONN, "%s",
-                       flc_store_errstr(s));
-}
-
-static int put_global(asim_t *sm, uint32_t v, flc_err_t *e)
-{
-    flc_shard_t g = {.round = v, .shard = 0, .num_shards = 1, .offset = 0, .count = sm->P,
-                     .model_size = sm->P, .created_ms = flc_wall_ms(), .values = sm->global};
-    snprintf(g.job, sizeof g.job, "%s", sm->gjob);
-    if (flc_store_put_merged(sm->s, &g) != FLC_OK ||
-        flc_store_index_expire(sm->s, sm->gjob, v) != FLC_OK)
-        return store_err(sm->s, e);
-    return FLC_OK;
-}
-
 /* Data, split, faulty set, test set, model, global model 0, mergers, and
  * the schedule. */
 static int setup(asim_t *sm, flc_sim_result_t *res, flc_err_t *e)
 {
     const flc_sim_cfg_t *c = sm->c;
     snprintf(sm->gjob, sizeof sm->gjob, "%s/g", c->job);
-    int rc = async_rule_for(c, &sm->rule, e);
+    int rc = sim_rule_for(c, &sm->rule, e);
     if (rc == FLC_OK)
         rc = flc_async_stale_parse(sm->a->staleness, &sm->stale, e);
     flc_sim_straggler_t straggler;
@@ -120,7 +103,8 @@ static int setup(asim_t *sm, flc_sim_result_t *res, flc_err_t *e)
             sm->eligible[sm->neligible++] = (uint32_t)i;
     }
     /* The same faulty set as the synchronous driver's for a seed. */
-    sm->nfaulty = async_faulty_set(c, sm->faulty);
+    if ((rc = sim_faulty_set(c, sm->faulty, &sm->nfaulty, e)) != FLC_OK)
+        return rc;
     flc_async_cfg_t a = *sm->a;
     if (a.buffer == 0)
         a.buffer = (size_t)c->per_round;
@@ -156,11 +140,11 @@ static int setup(asim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     rc = flc_model_evaluate(sm->model, sm->global, sm->test, NULL, sm->test->n,
                             &res->init_accuracy, &res->init_loss, e);
     if (rc == FLC_OK)
-        rc = put_global(sm, 0, e);
+        rc = sim_put_global(sm->s, sm->gjob, 0, sm->P, sm->global, e);
     if (rc != FLC_OK)
         return rc;
     if (flc_store_job_begin(sm->s, c->job, c->num_shards) != FLC_OK)
-        return store_err(sm->s, e);
+        return sim_store_err(sm->s, e);
     sm->S = c->num_shards;
     if (sm->P < sm->S)
         return flc_err_set(e, FLC_EINVAL, "a %zu-float model cannot be cut into %u shards",
@@ -170,7 +154,7 @@ static int setup(asim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     if (c->place.enter != NULL) {
         flc_store_node_t nd;
         if (flc_store_shard_node(sm->s, c->job, 1, 0, &nd) != FLC_OK)
-            return store_err(sm->s, e);
+            return sim_store_err(sm->s, e);
         sm->placed = strcmp(nd.role, "server") != 0; /* one server: nothing to be next to */
     }
     for (uint32_t k = 0; k < sm->S; k++) {
@@ -284,7 +268,7 @@ static int merge_version(asim_t *sm, uint32_t v, const char *const *names, const
         flc_store_node_t nd;
         sm->m[k].node[0] = '\0';
         if (sm->placed && flc_store_shard_node(sm->s, sm->c->job, v, k, &nd) != FLC_OK)
-            return store_err(sm->s, e);
+            return sim_store_err(sm->s, e);
         if (sm->placed)
             snprintf(sm->m[k].node, sizeof sm->m[k].node, "%s", nd.addr);
     }
@@ -376,7 +360,7 @@ static int run_version(asim_t *sm, uint32_t v, flc_sim_round_t *out, flc_async_v
     uint64_t rd0 = flc_store_bytes_read(sm->s), wr0 = flc_store_bytes_written(sm->s);
     for (uint32_t k = 0; rc == FLC_OK && k < sm->S; k++)
         if (flc_store_round_begin(sm->s, c->job, sm->S, v, k, names, n) != FLC_OK)
-            rc = store_err(sm->s, e);
+            rc = sim_store_err(sm->s, e);
     uint64_t tc = flc_now_ns();
     if (rc == FLC_OK)
         rc = c->invoke(c->invoke_user, evs, n, inv, e);
@@ -412,7 +396,7 @@ static int run_version(asim_t *sm, uint32_t v, flc_sim_round_t *out, flc_async_v
                                 &out->accuracy, &out->loss, e);
     out->eval_ms = (double)(flc_now_ns() - te) / 1e6;
     if (rc == FLC_OK)
-        rc = put_global(sm, v, e);
+        rc = sim_put_global(sm->s, sm->gjob, v, sm->P, sm->global, e);
     out->round_ms = (double)(flc_now_ns() - t0) / 1e6;
     if (rc == FLC_OK) {
         sim_round_rec_t rec = {.round = v, .cl = cl, .k = n, .inv = inv, .out = out,
@@ -431,7 +415,7 @@ static int run_version(asim_t *sm, uint32_t v, flc_sim_round_t *out, flc_async_v
             rc = async_record_version(sm->s, c, sm->a, &sm->stale, v, arr, n, ver, e);
     }
     if (rc == FLC_OK && !c->keep_updates && flc_store_delete_round(sm->s, c->job, v) != 0)
-        rc = store_err(sm->s, e);
+        rc = sim_store_err(sm->s, e);
     for (uint32_t k = 0; k < sm->S; k++)
         flc_rs_report_free(&sm->m[k].rep);
     for (size_t i = 0; i < n && evs; i++)

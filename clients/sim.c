@@ -71,7 +71,6 @@ typedef struct sim {
     sim_dp_t dp;             /* differential privacy state (clients/sim_dp.c) */
 } sim_t;
 
-static int store_err(flc_store_t *s, flc_err_t *e);
 
 /* Moves this round's merger thread next to the node owning its shard and
  * makes sure its store was opened there: its sockets then live in that
@@ -93,7 +92,7 @@ static int merger_place(merger_th_t *mt)
         return mt->err.code ? mt->err.code : FLC_ECONN;
     long long id;
     if (flc_store_conn_id(mt->s, &id) != FLC_OK)
-        return store_err(mt->s, &mt->err);
+        return sim_store_err(mt->s, &mt->err);
     atomic_store(&mt->client_id, id);
     snprintf(mt->placed_at, sizeof mt->placed_at, "%s", mt->node);
     return FLC_OK;
@@ -118,50 +117,12 @@ static void *merger_main(void *arg)
     return NULL;
 }
 
-static int rule_for(const flc_sim_cfg_t *c, flc_merge_rule_t *r, flc_err_t *e)
-{
-    static const char *const names[FLC_SIM_NSTRATEGIES] = {
-        "fedavg", "fedavg", "fedadam", "fedyogi", "median", "trimmed-mean", "krum", "multi-krum"};
-    if (c->rule != NULL) /* --rule: the spec says everything about the merge */
-        return flc_merge_rule_parse(r, c->rule, e);
-    int rc = flc_merge_rule_init(r, names[c->strategy], e);
-    if (rc == FLC_OK && (c->strategy == FLC_SIM_FEDADAM || c->strategy == FLC_SIM_FEDYOGI))
-        rc = flc_merge_rule_set(r, "server_lr", c->server_lr, e);
-    if (rc == FLC_OK && c->strategy == FLC_SIM_TRIMMED_MEAN)
-        rc = flc_merge_rule_set(r, "trim", c->trim, e);
-    if (rc == FLC_OK && (c->strategy == FLC_SIM_KRUM || c->strategy == FLC_SIM_MULTI_KRUM) &&
-        c->krum_f >= 0)
-        rc = flc_merge_rule_set(r, "f", c->krum_f, e);
-    return rc;
-}
-
-static int store_err(flc_store_t *s, flc_err_t *e)
-{
-    return flc_err_set(e, flc_store_error(s)->code ? flc_store_error(s)->code : FLC_ECONN, "%s",
-                       flc_store_errstr(s));
-}
-
-/* Writes the global model as round r of "<J>/g" (one shard). */
-static int put_global(sim_t *sm, uint32_t round, flc_err_t *e)
-{
-    flc_shard_t g = {.round = round, .shard = 0, .num_shards = 1, .offset = 0, .count = sm->P,
-                     .model_size = sm->P, .created_ms = flc_wall_ms(), .values = sm->global};
-    snprintf(g.job, sizeof g.job, "%s", sm->gjob);
-    /* The model and the indexes the put writes beside it carry the store's
-     * ttl (--ttl); the series' schema record, written once, gets it again
-     * here each round, so a long run's series outlives no round by more. */
-    if (flc_store_put_merged(sm->s, &g) != FLC_OK ||
-        flc_store_index_expire(sm->s, sm->gjob, round) != FLC_OK)
-        return store_err(sm->s, e);
-    return FLC_OK;
-}
-
 /* Data, split, faulty set, test set, model, global model, mergers. */
 static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
 {
     const flc_sim_cfg_t *c = sm->c;
     snprintf(sm->gjob, sizeof sm->gjob, "%s/g", c->job);
-    int rc = rule_for(c, &sm->rule, e);
+    int rc = sim_rule_for(c, &sm->rule, e);
     if (rc != FLC_OK)
         return rc;
     if ((rc = sim_dp_setup(&sm->dp, c, &sm->rule, e)) != FLC_OK)
@@ -177,7 +138,7 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     if (flc_store_has_tier(sm->s) && c->policy != NULL) {
         sm->policy = c->policy;
         if (flc_store_set_policy(sm->s, sm->policy) != FLC_OK)
-            return store_err(sm->s, e);
+            return sim_store_err(sm->s, e);
     }
 
     /* The split: labels only (the images stay with the clients). */
@@ -204,23 +165,8 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
         return flc_err_set(e, FLC_EINVAL, "no client holds any sample");
 
     /* Exactly round(faulty * N) faulty clients, a seeded choice. */
-    sm->nfaulty = (size_t)llround(c->faulty * c->clients);
-    if (sm->nfaulty > 0) {
-        uint32_t *perm = malloc((size_t)c->clients * sizeof *perm);
-        if (perm == NULL)
-            return flc_err_set(e, FLC_ENOMEM, "out of memory");
-        for (int i = 0; i < c->clients; i++)
-            perm[i] = (uint32_t)i;
-        flc_rng_t r;
-        flc_rng_seed2(&r, c->seed, 0xFA017ull);
-        for (size_t i = 0; i < sm->nfaulty; i++) {
-            size_t j = i + (size_t)flc_rng_below(&r, (uint64_t)c->clients - i);
-            uint32_t t = perm[i];
-            perm[i] = perm[j], perm[j] = t;
-            sm->faulty[perm[i]] = 1;
-        }
-        free(perm);
-    }
+    if ((rc = sim_faulty_set(c, sm->faulty, &sm->nfaulty, e)) != FLC_OK)
+        return rc;
 
     if (c->synthetic_params == 0) {
         flc_model_desc_t d;
@@ -255,7 +201,7 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     }
     /* Resumed: round 0 is there already (and the model comes from the
      * last closed round, sim_resume.c). */
-    if (!c->resume && (rc = put_global(sm, 0, e)) != FLC_OK)
+    if (!c->resume && (rc = sim_put_global(sm->s, sm->gjob, 0, sm->P, sm->global, e)) != FLC_OK)
         return rc;
     /* The evaluation set the query engine's accuracy kinds use (issue 17):
      * an extra for the queries, so a cache too small for it (maxmemory
@@ -270,13 +216,13 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     /* The driver begins the job (schema record with S): the shard tags,
      * and so the nodes the mergers are placed next to, follow from S. */
     if (flc_store_job_begin(sm->s, c->job, c->num_shards) != FLC_OK)
-        return store_err(sm->s, e);
+        return sim_store_err(sm->s, e);
     /* Mergers: one connection each, kept for the whole run (placed: kept
      * while their shard's owner stays the same; opened by their threads). */
     if (c->place.enter != NULL) {
         flc_store_node_t nd;
         if (flc_store_shard_node(sm->s, c->job, 1, 0, &nd) != FLC_OK)
-            return store_err(sm->s, e);
+            return sim_store_err(sm->s, e);
         sm->placed = strcmp(nd.role, "server") != 0; /* one server: nothing to be next to */
     }
     sm->S = c->num_shards;
@@ -294,7 +240,7 @@ static int setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
         if (!sm->placed && (mt->s = flc_store_open(c->redis, c->store_opts, e)) == NULL)
             return e->code;
         if (!sm->placed && flc_store_conn_id(mt->s, &id) != FLC_OK)
-            return store_err(mt->s, e);
+            return sim_store_err(mt->s, e);
         if (!sm->placed)
             atomic_store(&mt->client_id, id);
         if (flc_merge_rule_has_state(&sm->rule)) {
@@ -478,7 +424,7 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
         flc_store_node_t nd;
         sm->m[s].node[0] = '\0';
         if (sm->placed && flc_store_shard_node(sm->s, c->job, round, s, &nd) != FLC_OK)
-            rc = store_err(sm->s, e);
+            rc = sim_store_err(sm->s, e);
         else if (sm->placed)
             snprintf(sm->m[s].node, sizeof sm->m[s].node, "%s", nd.addr);
     }
@@ -488,7 +434,7 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
     for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++)
         if (flc_store_round_begin(sm->s, c->job, sm->S, round, s, (const char *const *)names,
                                   k) != FLC_OK)
-            rc = store_err(sm->s, e);
+            rc = sim_store_err(sm->s, e);
     for (uint32_t s = 0; rc == FLC_OK && s < sm->S; s++) {
         merger_th_t *mt = &sm->m[s];
         memset(&mt->err, 0, sizeof mt->err);
@@ -610,7 +556,7 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
                                 &out->accuracy, &out->loss, e);
     out->eval_ms = (double)(flc_now_ns() - te) / 1e6;
     if (rc == FLC_OK)
-        rc = put_global(sm, round, e);
+        rc = sim_put_global(sm->s, sm->gjob, round, sm->P, sm->global, e);
     out->round_ms = (double)(flc_now_ns() - t0) / 1e6;
 
     if (rc == FLC_OK) {
@@ -634,7 +580,7 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
         }
     }
     if (rc == FLC_OK && !c->keep_updates && flc_store_delete_round(sm->s, c->job, round) != 0)
-        rc = store_err(sm->s, e);
+        rc = sim_store_err(sm->s, e);
     /* Models of rounds no client will read again. */
     if (rc == FLC_OK && !c->keep_updates && round >= 2)
         flc_store_delete_round(sm->s, sm->gjob, round - 2);
@@ -692,7 +638,7 @@ int flc_sim_run(const flc_sim_cfg_t *cfg, flc_sim_progress_t progress, void *use
         res->resumed_after = rs.round;
         res->resumed_partial = rs.partial;
     } else if (rc == FLC_OK && flc_store_ckpt_del(sm.s, c.job) != FLC_OK) {
-        rc = store_err(sm.s, e);
+        rc = sim_store_err(sm.s, e);
     }
     for (int r = (int)rs.round + 1; rc == FLC_OK && r <= c.rounds; r++) {
         flc_sim_round_t *out = &res->rounds[res->nrounds];

@@ -34,6 +34,23 @@ typedef struct sim_round_rec {
     double dp_clip;       /* adaptive clipping: the clip norm this round used; < 0: fixed */
 } sim_round_rec_t;
 
+/* Shared by the synchronous and asynchronous drivers (clients/sim_choices.c). */
+
+/* The merge rule of c: --rule, or the strategy's with its options. */
+int sim_rule_for(const flc_sim_cfg_t *c, flc_merge_rule_t *r, flc_err_t *e);
+
+/* Exactly round(faulty * N) faulty clients, a seeded choice, flagged in
+ * flags[0..N) (zeroed by the caller); their count into *nfaulty. */
+int sim_faulty_set(const flc_sim_cfg_t *c, unsigned char *flags, size_t *nfaulty, flc_err_t *e);
+
+/* The store's last error copied into e (FLC_ECONN when it has no code). */
+int sim_store_err(flc_store_t *s, flc_err_t *e);
+
+/* Writes global (P floats) as round `round` of the series gjob ("<J>/g",
+ * one shard) with its index expiry. */
+int sim_put_global(flc_store_t *s, const char *gjob, uint32_t round, size_t P, float *global,
+                   flc_err_t *e);
+
 /* Differential privacy of a simulation (clients/sim_dp.c). */
 typedef struct sim_dp {
     flc_dp_acct_t acct; /* privacy spent so far */
