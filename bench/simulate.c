@@ -15,9 +15,21 @@
  *                            (driver, merger and client threads) during the
  *                            case, redis_peak_mb; ratio = updates_per_s /
  *                            the memory-fold baseline of the same K.
+ *                            client_compute_ms / client_store_ms: the
+ *                            clients' own compute and store time per
+ *                            round, summed over clients (their results'
+ *                            compute_ms, comm_ms), clients_ms the wall
+ *                            time of the invocations, merge_ms the slowest
+ *                            merger's reading and folding.
  * Environment: FLCACHE_BENCH_P (parameters, default 1000000),
- * FLCACHE_BENCH_KS (default "10,100,1000"), FLCACHE_BENCH_REPS (rounds per
- * K, default 3; K=1000 runs 1). */
+ * FLCACHE_BENCH_KS (default "10,100,1000"), FLCACHE_BENCH_N (clients in the
+ * job, default 10 x K), FLCACHE_BENCH_REPS (rounds per K, default 3; K >=
+ * 1000 runs 1 unless FLCACHE_BENCH_ROUNDS says how many).
+ * Issue 14's scale run (a million clients, 10,000 per round, softmax-sized
+ * synthetic updates: Fashion-MNIST has 60,000 samples, so clients push
+ * noise deltas of the softmax's 7,850 parameters instead of training):
+ *   FLCACHE_BENCH_P=7850 FLCACHE_BENCH_KS=10000 FLCACHE_BENCH_N=1000000 \
+ *   FLCACHE_BENCH_ROUNDS=3 build/bench/simulate */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +76,29 @@ static double redis_peak_mb(const char *url)
     return mb;
 }
 
+/* The in-process invoker, adding up what the clients say they spent
+ * computing and in the store (their results' compute_ms and comm_ms). */
+typedef struct timed_inv {
+    flc_sim_inproc_t *in;
+    double compute_ms, comm_ms;
+} timed_inv_t;
+
+static int invoke_timed(void *user, cJSON *const *events, size_t n, flc_sim_inv_t *out,
+                        flc_err_t *e)
+{
+    timed_inv_t *t = user;
+    int rc = flc_sim_invoke_inproc(t->in, events, n, out, e);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!out[i].ok)
+            continue;
+        const cJSON *c = cJSON_GetObjectItem(out[i].result, "compute_ms");
+        const cJSON *m = cJSON_GetObjectItem(out[i].result, "comm_ms");
+        t->compute_ms += cJSON_IsNumber(c) ? c->valuedouble : 0;
+        t->comm_ms += cJSON_IsNumber(m) ? m->valuedouble : 0;
+    }
+    return rc;
+}
+
 /* In-memory baseline: K folds of a P-float update into a FedAvg sum. */
 static double fold_rate(size_t P, int K)
 
@@ -100,6 +135,8 @@ int main(void)
                                          : 1000000;
     const char *ks = getenv("FLCACHE_BENCH_KS") ? getenv("FLCACHE_BENCH_KS") : "10,100,1000";
     int reps = bench_reps(3);
+    long n_env = getenv("FLCACHE_BENCH_N") ? atol(getenv("FLCACHE_BENCH_N")) : 0;
+    int rounds_env = getenv("FLCACHE_BENCH_ROUNDS") ? atoi(getenv("FLCACHE_BENCH_ROUNDS")) : 0;
     flc_err_t e = {0};
     flc_embed_t *srv = flc_embed_start(NULL, &e);
     if (srv == NULL) {
@@ -128,14 +165,16 @@ int main(void)
         char job[32];
         snprintf(job, sizeof job, "bench-k%d", K);
         c.job = job;
-        c.clients = K * 10;
+        c.clients = n_env > 0 ? (int)n_env : K * 10;
         c.per_round = K;
-        c.rounds = K >= 1000 ? 1 : reps;
+        c.rounds = rounds_env > 0 ? rounds_env : K >= 1000 ? 1 : reps;
         c.synthetic_params = P;
         c.keep_updates = 0;
         c.redis = url;
         c.store_opts = bench_store_opts();
-        c.invoke_user = &threads;
+        timed_inv_t timed = {.in = &threads};
+        c.invoke = invoke_timed;
+        c.invoke_user = &timed;
         /* With FLCACHE_COLD the driver spills by FLCACHE_POLICY, as in
          * `flcache simulate`. */
         flc_policy_t *policy = flc_config_policy(flc_config_program(), &e);
@@ -154,15 +193,17 @@ int main(void)
             rc = 1;
             break;
         }
-        double round_ms = 0, merge_ms = 0;
+        double round_ms = 0, merge_ms = 0, clients_ms = 0;
         size_t parts = 0;
         for (size_t i = 0; i < res.nrounds; i++) {
             round_ms += res.rounds[i].round_ms;
             merge_ms += res.rounds[i].merge_ms;
+            clients_ms += res.rounds[i].clients_ms;
             parts += res.rounds[i].participants;
         }
         cJSON *o = bench_line("simulate", "round");
         cJSON_AddNumberToObject(o, "K", K);
+        cJSON_AddNumberToObject(o, "N", c.clients);
         cJSON_AddNumberToObject(o, "params", (double)P);
         cJSON_AddStringToObject(o, "rule", "fedavg");
         cJSON_AddNumberToObject(o, "rounds", (double)res.nrounds);
@@ -170,6 +211,11 @@ int main(void)
         cJSON_AddNumberToObject(o, "round_ms", round_ms / (double)res.nrounds);
         cJSON_AddNumberToObject(o, "updates_per_s", parts / (round_ms / 1000));
         cJSON_AddNumberToObject(o, "merge_updates_per_s", parts / (merge_ms / 1000));
+        double nr = (double)res.nrounds;
+        cJSON_AddNumberToObject(o, "clients_ms", clients_ms / nr);
+        cJSON_AddNumberToObject(o, "merge_ms", merge_ms / nr);
+        cJSON_AddNumberToObject(o, "client_compute_ms", timed.compute_ms / nr);
+        cJSON_AddNumberToObject(o, "client_store_ms", timed.comm_ms / nr);
         cJSON_AddNumberToObject(o, "gb_moved_per_round",
                                 (double)res.bytes / (double)res.nrounds / 1e9);
         cJSON_AddNumberToObject(o, "peak_rss_mb", peak_rss_mb());
