@@ -30,8 +30,10 @@
 
 static flc_fixture_t fx;
 
-/* Where a runner's shared files go: named by the runner (the cases'
- * parent), removed by its teardown. */
+/* Every file of this test is /tmp/flc-pjobs-<runner pid>-...: the local
+ * baselines the cases share and each case's own outputs, all removed by the
+ * runner's teardown, also after a failed case (cases are the runner's
+ * children, so getppid() names it). */
 static void runner_path(char *out, size_t cap, pid_t runner, const char *what)
 {
     snprintf(out, cap, "/tmp/flc-pjobs-%d-%s", (int)runner, what);
@@ -208,7 +210,7 @@ static void same_queries(const char *platform, fake_t *f)
     for (int i = 0; queries[i] != NULL; i++) {
         snprintf(args, sizeof args, "query %s --job %s --json", queries[i], job);
         snprintf(a, sizeof a, "/tmp/flc-pjobs-%d-q%d-local.json", (int)getppid(), i);
-        snprintf(b, sizeof b, "/tmp/flc-pjobs-%d-q%d-%s.json", (int)getpid(), i, platform);
+        snprintf(b, sizeof b, "/tmp/flc-pjobs-%d-q%d-%s.json", (int)getppid(), i, platform);
         int rc = access(a, R_OK) == 0 ? 0 : cli("local", NULL, args, a, err, sizeof err);
         CHECK(rc == 0, "flcache query %s on the local pool: exit 0 (%d: %.300s)", queries[i],
               rc, rc ? err : "");
@@ -266,8 +268,8 @@ static void same_runs(const char *platform, fake_t *f)
         const workload_t *w = &workloads[i];
         snprintf(a, sizeof a, "/tmp/flc-pjobs-%d-%s-local.json", (int)getppid(), w->name);
         snprintf(pa, sizeof pa, "/tmp/flc-pjobs-%d-%s-local.png", (int)getppid(), w->name);
-        snprintf(b, sizeof b, "/tmp/flc-pjobs-%d-%s-%s.json", (int)getpid(), w->name, platform);
-        snprintf(pb, sizeof pb, "/tmp/flc-pjobs-%d-%s-%s.png", (int)getpid(), w->name,
+        snprintf(b, sizeof b, "/tmp/flc-pjobs-%d-%s-%s.json", (int)getppid(), w->name, platform);
+        snprintf(pb, sizeof pb, "/tmp/flc-pjobs-%d-%s-%s.png", (int)getppid(), w->name,
                  platform);
         snprintf(fmt, sizeof fmt, "%s --seed 3 --json --quiet", w->args);
         snprintf(args, sizeof args, fmt, pa);
@@ -313,7 +315,7 @@ TEST(refusals)
     char job[64], env[1024], cmd[4096], out[8192], file[128];
     fake_t none = {.url = "http://127.0.0.1:9"}; /* never contacted: refused first */
     query_job(job, sizeof job);
-    snprintf(file, sizeof file, "/tmp/flc-pjobs-%d-model.f32", (int)getpid());
+    snprintf(file, sizeof file, "/tmp/flc-pjobs-%d-model.f32", (int)getppid());
     fake_env(env, sizeof env, "lambda", &none, fx.unix_url);
     snprintf(cmd, sizeof cmd, "%s %s/flcache query personalize --job %s --round 2 --k 2 "
              "--cluster 0 --out %s --platform lambda", env, flc_t_build_dir(), job, file);
