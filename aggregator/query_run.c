@@ -116,6 +116,7 @@ int flc_query_fn(const flc_store_cfg_t *sc, const cJSON *ev, cJSON **result, flc
                            "schedule, accuracy, incentives, faults, not \"%.64s\"", kind);
     const char *by = NULL;
     unsigned from = 0, to = 0, round = 0;
+    long long threads = 0;
     int all = 0;
     int has_from = flc_ev_has(ev, "round_from");
     if (flc_ev_need_str(ev, "job", &q.job, e) || ev_uint(ev, "round", 0, &round, e) ||
@@ -125,6 +126,8 @@ int flc_query_fn(const flc_store_cfg_t *sc, const cJSON *ev, cJSON **result, flc
         ev_uint(ev, "seed", 1, &q.seed, e) || flc_ev_opt_bool(ev, "all_rounds", 0, &all, e) ||
         flc_ev_opt_str(ev, "client", NULL, &q.client, e) ||
         ev_uint(ev, "samples", 0, &q.samples, e) ||
+        flc_ev_opt_bool(ev, "no_cache", 0, &q.no_cache, e) ||
+        flc_ev_opt_int(ev, "threads", 0, 64, 0, &threads, e) ||
         flc_ev_opt_str(ev, "by", NULL, &by, e) ||
         flc_ev_opt_str(ev, "redis", NULL, &q.url, e))
         return e->code;
@@ -132,6 +135,7 @@ int flc_query_fn(const flc_store_cfg_t *sc, const cJSON *ev, cJSON **result, flc
         return flc_err_set(e, FLC_EINVAL, "event field 'by' must be \"accuracy\" or "
                            "\"default\", not \"%.64s\"", by);
     q.by_accuracy = by != NULL && strcmp(by, "accuracy") == 0;
+    q.threads = (int)threads;
     q.round_from = from;
     q.round_to = to;
     q.all_rounds = all || (!flc_ev_has(ev, "round") && !has_from);

@@ -407,7 +407,8 @@ int main(int argc, char **argv)
                                    "num_shards, model_size, rule, expected, deadline_ms "
                                    "(see aggregator/reduce_scatter.h)"},
         {"query", query, "a query next to the data: kind, job, round | round_from/round_to, "
-                         "client, k, cluster, seed (see aggregator/query.h)"},
+                         "client, k, cluster, seed, by, samples, no_cache, threads "
+                         "(see aggregator/query.h)"},
         {"job", job, "a task of `flcache run`: task, job, nparts, ... (see jobs/job.h)"},
     };
     enum { NROLES = sizeof roles / sizeof *roles };

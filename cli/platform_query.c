@@ -36,6 +36,17 @@ int flc_cli_query_remote(const flc_cli_conn_t *c, const flc_query_req_t *q, int 
         cJSON_AddNumberToObject(ev, "k", q->k);
     cJSON_AddNumberToObject(ev, "cluster", q->cluster);
     cJSON_AddNumberToObject(ev, "seed", q->seed);
+    /* Every option that changes the answer or how it is computed travels:
+     * without by, samples and no_cache the function answered another
+     * question (ranked by the default score, on every evaluation sample,
+     * from the cached partials) than the same command with --platform local. */
+    cJSON_AddStringToObject(ev, "by", q->by_accuracy ? "accuracy" : "default");
+    if (q->samples > 0)
+        cJSON_AddNumberToObject(ev, "samples", q->samples);
+    if (q->no_cache)
+        cJSON_AddTrueToObject(ev, "no_cache");
+    if (q->threads > 0)
+        cJSON_AddNumberToObject(ev, "threads", q->threads);
     cJSON_AddStringToObject(ev, "redis", c->url);
     flc_pool_t *pool = flc_cli_pool_start("query", c, 1, 1024, 300, FLC_LAMBDA_X86_PRICE_GB_S);
     int exit_code = FLC_EXIT_RUNTIME;

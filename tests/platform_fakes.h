@@ -70,6 +70,7 @@ static inline void fake_start(fake_t *f, const char *script, const char *const *
         line[0] = '\0';
     if (fp != NULL)
         fclose(fp);
+    line[strcspn(line, "\n")] = '\0';
     if (strncmp(line, "NOBOTOCORE", 10) == 0)
         flc_t_skip("botocore is missing: %s", line + 11);
     int port = 0;
@@ -121,6 +122,23 @@ static inline void ow_start(fake_t *f, const char *exec, const char *extra1, con
     const char *args[] = {"--auth", OW_AUTH, "--exec", exec ? exec : ex, "--memory", "256",
                           "--env", "OPENBLAS_NUM_THREADS=1", extra1, extra2, NULL};
     fake_start(f, "fake_openwhisk.py", args);
+}
+
+/* The environment (VAR=value words for a shell command) a command needs to
+ * run its functions on platform through f with the cache at redis_url; f
+ * NULL: the local pool. */
+static inline void fake_env(char *out, size_t cap, const char *platform, const fake_t *f,
+                            const char *redis_url)
+{
+    if (f == NULL)
+        snprintf(out, cap, "FLCACHE_REDIS=%s", redis_url);
+    else if (strcmp(platform, "lambda") == 0)
+        snprintf(out, cap, "FLCACHE_REDIS=%s AWS_REGION=" REGION " AWS_ACCESS_KEY_ID=" AKID
+                 " AWS_SECRET_ACCESS_KEY='" SECRET "' FLCACHE_LAMBDA_ENDPOINT=%s",
+                 redis_url, f->url);
+    else
+        snprintf(out, cap, "FLCACHE_REDIS=%s WSK_APIHOST=%s WSK_AUTH='" OW_AUTH "' "
+                 "WSK_NAMESPACE=guest", redis_url, f->url);
 }
 
 /* A pool sending to f on platform, function fn. */

@@ -14,26 +14,12 @@
 
 static flc_fixture_t fx;
 
-/* The environment a command needs to reach the fake. */
-static void platform_env(char *out, size_t cap, const char *platform, const fake_t *f)
-{
-    if (f == NULL)
-        snprintf(out, cap, "FLCACHE_REDIS=%s", fx.unix_url);
-    else if (strcmp(platform, "lambda") == 0)
-        snprintf(out, cap, "FLCACHE_REDIS=%s AWS_REGION=" REGION " AWS_ACCESS_KEY_ID=" AKID
-                 " AWS_SECRET_ACCESS_KEY='" SECRET "' FLCACHE_LAMBDA_ENDPOINT=%s",
-                 fx.unix_url, f->url);
-    else
-        snprintf(out, cap, "FLCACHE_REDIS=%s WSK_APIHOST=%s WSK_AUTH='" OW_AUTH "' "
-                 "WSK_NAMESPACE=guest", fx.unix_url, f->url);
-}
-
 /* A small simulate of job on platform; its global model exported to npy. */
 static int simulate(const char *platform, const fake_t *f, const char *job, const char *npy,
                     char *out, size_t cap)
 {
     char env[1024], cmd[4096];
-    platform_env(env, sizeof env, platform, f);
+    fake_env(env, sizeof env, platform, f, fx.unix_url);
     snprintf(cmd, sizeof cmd,
              "%s %s/flcache simulate --clients 6 --per-round 3 --rounds 2 --subset 1200 "
              "--test-subset 500 --seed 11 --concurrency 3 --job %s --platform %s --quiet --json "
@@ -77,7 +63,7 @@ static int train(const char *platform, const fake_t *f, const char *job, char *s
                  size_t cap)
 {
     char env[1024], cmd[4096], out[16384];
-    platform_env(env, sizeof env, platform, f);
+    fake_env(env, sizeof env, platform, f, fx.unix_url);
     snprintf(cmd, sizeof cmd,
              "%s %s/flcache train --workers 2 --subset 2000 --test-subset 500 --epochs 1 "
              "--seed 5 --job %s --platform %s --json --quiet",
