@@ -9,6 +9,7 @@
  * the event, the last stdout line the result). The zip is made by the zip
  * program (Debian's `zip`, scripts/setup.sh installs it), run on a staging
  * directory; scripts/deploy-lambda.sh and deploy-openwhisk.sh upload it. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -27,6 +28,7 @@ typedef struct package_opts {
     int target;          /* 0 lambda, 1 openwhisk */
     const char *out;     /* the zip */
     const char *fn;      /* the binary */
+    const char *data;    /* a directory whose files go into data/, or NULL */
 } package_opts_t;
 
 static const char *const targets[] = {"lambda", "openwhisk", NULL};
@@ -41,12 +43,16 @@ static const flc_opt_t options[] = {
     {.name = "fn", .type = FLC_OPT_STR, .meta = "PATH", FLC_OPT_AT(package_opts_t, fn),
      .def = "$FLCACHE_FN, else flcache-fn next to flcache",
      .help = "the function binary to package"},
+    {.name = "data", .type = FLC_OPT_STR, .meta = "DIR", FLC_OPT_AT(package_opts_t, data),
+     .help = "also pack DIR's files as data/ and point FLCACHE_DATA_DIR at it (e.g. "
+             "/usr/share/datasets/fashion-mnist, which clients, training workers and run "
+             "forest read; without it they must find the data on the platform)"},
     {0},
 };
 
 static const flc_opt_cmd_t package_cmd = {
     .prog = "flcache package",
-    .synopsis = "lambda|openwhisk [--out ZIP] [--fn PATH]",
+    .synopsis = "lambda|openwhisk [--out ZIP] [--fn PATH] [--data DIR]",
     .about = "Builds the deployment zip of flcache-fn: the binary, the shared libraries it\n"
              "needs (ldd) with glibc's loader, and the entry script the platform runs\n"
              "(Lambda: bootstrap; OpenWhisk: exec). Upload it with\n"
@@ -65,6 +71,15 @@ static const flc_opt_cmd_t package_cmd = {
     "[ -n \"$SSL_CERT_FILE\" ] || [ ! -f \"$D/certs/ca-certificates.crt\" ] || "          \
     "export SSL_CERT_FILE=\"$D/certs/ca-certificates.crt\"\n"
 
+/* Data packed with --data is found through FLCACHE_DATA_DIR, unless the
+ * deployment set it (a layer or an EFS mount of its own). */
+#define DATA_LINE                                                                           \
+    "[ -n \"$FLCACHE_DATA_DIR\" ] || [ ! -d \"$D/data\" ] || export FLCACHE_DATA_DIR=\"$D/data\"\n"
+
+/* Lambda takes a zip of at most 50 MB in the request itself; a bigger one
+ * goes through S3 (scripts/deploy-lambda.sh with S3_BUCKET). */
+#define LAMBDA_DIRECT_MAX (50.0 * 1024 * 1024)
+
 static const char bootstrap[] =
     "#!/bin/sh\n"
     "# AWS Lambda custom runtime entry (flcache package lambda). Lambda runs it\n"
@@ -73,6 +88,7 @@ static const char bootstrap[] =
     "# Debian-built binary run on Amazon Linux.\n"
     "D=\"${LAMBDA_TASK_ROOT:-$(dirname \"$0\")}\"\n"
     CA_LINE
+    DATA_LINE
     "exec \"$D/lib/ld-linux-x86-64.so.2\" --library-path \"$D/lib\" \"$D/flcache-fn\" \"$@\"\n";
 
 static const char ow_exec[] =
@@ -81,6 +97,7 @@ static const char ow_exec[] =
     "# event, the last line of stdout the result.\n"
     "D=$(dirname \"$0\")\n"
     CA_LINE
+    DATA_LINE
     "exec \"$D/lib/ld-linux-x86-64.so.2\" --library-path \"$D/lib\" \"$D/flcache-fn\" \"$@\"\n";
 
 /* Runs argv (in dir when not NULL) with stdout to out (NULL: ours);
@@ -184,6 +201,42 @@ static int copy_libs(const char *fn, const char *libdir, size_t *bytes, char *ms
     return n;
 }
 
+/* Copies the regular files of src (not its subdirectories) into dst.
+ * Returns how many, or -1 with msg. */
+static int copy_data(const char *src, const char *dst, size_t *bytes, char *msg, size_t cap)
+{
+    DIR *d = opendir(src);
+    if (d == NULL) {
+        snprintf(msg, cap, "--data %s: %s", src, strerror(errno));
+        return -1;
+    }
+    int n = 0;
+    if (mkdir(dst, 0755) != 0) {
+        snprintf(msg, cap, "cannot create %s: %s", dst, strerror(errno));
+        n = -1;
+    }
+    for (struct dirent *de; n >= 0 && (de = readdir(d)) != NULL;) {
+        char from[PATH_MAX], to[PATH_MAX];
+        struct stat st;
+        if (snprintf(from, sizeof from, "%s/%s", src, de->d_name) >= (int)sizeof from)
+            continue;
+        if (stat(from, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (snprintf(to, sizeof to, "%s/%s", dst, de->d_name) >= (int)sizeof to)
+            continue;
+        if (copy_file(from, to, 0644, bytes) != 0) {
+            snprintf(msg, cap, "cannot copy %.1024s: %s", from, strerror(errno));
+            n = -1;
+        } else {
+            n++;
+        }
+    }
+    closedir(d);
+    if (n == 0)
+        snprintf(msg, cap, "--data %s: no files in it", src), n = -1;
+    return n;
+}
+
 static void rm_rf(const char *dir)
 {
     char *argv[] = {"rm", "-rf", (char *)dir, NULL};
@@ -259,10 +312,21 @@ int flc_cmd_package(int argc, char **argv)
         certs = copy_file(CA_BUNDLE, path, 0644, &cb) == 0;
         bytes += cb;
     }
+    int ndata = 0;
+    if (nlibs >= 0 && o.data != NULL) {
+        snprintf(path, sizeof path, "%s/data", stage);
+        if ((ndata = copy_data(o.data, path, &bytes, msg, sizeof msg)) < 0)
+            nlibs = -1;
+    }
     if (nlibs >= 0) {
         unlink(outabs); /* zip would add to an old one */
         char *zip[] = {"zip", "-r9", "-q", "-X", outabs, (char *)entry, "flcache-fn", "lib",
-                       certs ? "certs" : NULL, NULL};
+                       NULL, NULL, NULL};
+        int z = 8;
+        if (certs)
+            zip[z++] = "certs";
+        if (ndata > 0)
+            zip[z++] = "data";
         int zr = run(zip, stage, NULL);
         if (zr != 0) {
             snprintf(msg, sizeof msg, "zip %s failed (exit %d%s)", out, zr,
@@ -279,8 +343,14 @@ int flc_cmd_package(int argc, char **argv)
     char zs[32], us[32];
     flc_cli_bytes(zs, sizeof zs, stat(outabs, &st) == 0 ? (double)st.st_size : 0);
     flc_cli_bytes(us, sizeof us, (double)bytes);
-    printf("wrote %s (%s; %s unpacked): %s, flcache-fn and %d libraries in lib/%s\n", out, zs,
-           us, entry, nlibs, certs ? ", CA certificates in certs/" : "");
+    char data[64] = "";
+    if (ndata > 0)
+        snprintf(data, sizeof data, ", %d data files in data/", ndata);
+    printf("wrote %s (%s; %s unpacked): %s, flcache-fn and %d libraries in lib/%s%s\n", out,
+           zs, us, entry, nlibs, certs ? ", CA certificates in certs/" : "", data);
+    if (o.target == 0 && stat(outabs, &st) == 0 && (double)st.st_size > LAMBDA_DIRECT_MAX)
+        printf("note: over the 50 MB Lambda takes in the request: deploy it through S3 "
+               "(S3_BUCKET=... scripts/deploy-lambda.sh %s)\n", out);
     printf("deploy: scripts/deploy-%s.sh %s\n", o.target == 0 ? "lambda" : "openwhisk", out);
     return FLC_EXIT_OK;
 }

@@ -28,6 +28,10 @@
 #                   more invocations are throttled (HTTP 429) and the driver
 #                   retries them with backoff
 #   ROLE            execution role name (default flcache-fn; created if missing)
+#   S3_BUCKET       upload the zip to this bucket first and deploy it from there
+#                   (needed over 50 MB, e.g. `flcache package lambda --data DIR`
+#                   with Fashion-MNIST); S3_KEY names the object (default the
+#                   zip's file name)
 #
 # The driver then runs, with its own AWS credentials (lambda:InvokeFunction):
 #   AWS_REGION=$REGION FLCACHE_REDIS=... flcache simulate --platform lambda ...
@@ -43,9 +47,12 @@ ROLE=${ROLE:-flcache-fn}
 CORETYPE=""
 [ -z "${OPENBLAS_CORETYPE:-}" ] || CORETYPE=",\"OPENBLAS_CORETYPE\":\"$OPENBLAS_CORETYPE\""
 DRY_RUN=${DRY_RUN:-0}
+S3_BUCKET=${S3_BUCKET:-}
+S3_KEY=${S3_KEY:-$(basename "$ZIP")}
 
 run() {
-    echo "+ $*" >&2
+    # the cache URL may carry its AUTH token: never printed
+    echo "+ $*" | sed -E 's#(rediss?://[^:/@]*:)[^@]*@#\1***@#g' >&2
     [ "$DRY_RUN" = 1 ] || "$@"
 }
 
@@ -74,13 +81,26 @@ if [ "$DRY_RUN" = 1 ] || ! aws iam get-role --role-name "$ROLE" >/dev/null 2>&1;
     [ "$DRY_RUN" = 1 ] || sleep 10 # a new role takes a few seconds to be assumable
 fi
 
-# 2. The function: created, or its code and configuration updated.
+# 2. The code: in the request (at most 50 MB), or from S3.
+if [ -n "$S3_BUCKET" ]; then
+    run aws s3 cp "$ZIP" "s3://$S3_BUCKET/$S3_KEY" --region "$REGION"
+    UPDATE_CODE="--s3-bucket $S3_BUCKET --s3-key $S3_KEY"
+    CREATE_CODE="--code S3Bucket=$S3_BUCKET,S3Key=$S3_KEY"
+else
+    [ "$(wc -c <"$ZIP")" -le 52428800 ] ||
+        echo "deploy-lambda: $ZIP is over 50 MB: Lambda will refuse it in the request; set S3_BUCKET" >&2
+    UPDATE_CODE="--zip-file fileb://$ZIP"
+    CREATE_CODE="--zip-file fileb://$ZIP"
+fi
+
+# 3. The function: created, or its code and configuration updated.
 # JSON, not the shorthand Variables={K=V}: a rediss:// URL may hold '=' and ','.
 ENVIRONMENT="{\"Variables\":{\"FLCACHE_REDIS\":\"$FLCACHE_REDIS\",\"OPENBLAS_NUM_THREADS\":\"1\"$CORETYPE}}"
 if [ "$DRY_RUN" != 1 ] && aws lambda get-function --region "$REGION" --function-name "$FUNCTION" \
         >/dev/null 2>&1; then
+    # shellcheck disable=SC2086
     run aws lambda update-function-code --region "$REGION" --function-name "$FUNCTION" \
-        --zip-file "fileb://$ZIP"
+        $UPDATE_CODE
     run aws lambda wait function-updated-v2 --region "$REGION" --function-name "$FUNCTION"
     # shellcheck disable=SC2086
     run aws lambda update-function-configuration --region "$REGION" --function-name "$FUNCTION" \
@@ -89,18 +109,18 @@ else
     # shellcheck disable=SC2086
     run aws lambda create-function --region "$REGION" --function-name "$FUNCTION" \
         --runtime provided.al2023 --architectures x86_64 --handler flcache-fn \
-        --role "arn:aws:iam::$ACCOUNT:role/$ROLE" --zip-file "fileb://$ZIP" \
+        --role "arn:aws:iam::$ACCOUNT:role/$ROLE" $CREATE_CODE \
         --memory-size "$MEMORY" --timeout "$TIMEOUT" $VPC --environment "$ENVIRONMENT"
 fi
 run aws lambda wait function-updated-v2 --region "$REGION" --function-name "$FUNCTION"
 
-# 3. Optional: at most RESERVED instances at once (the rest is throttled).
+# 4. Optional: at most RESERVED instances at once (the rest is throttled).
 if [ -n "${RESERVED:-}" ]; then
     run aws lambda put-function-concurrency --region "$REGION" --function-name "$FUNCTION" \
         --reserved-concurrent-executions "$RESERVED"
 fi
 
-# 4. The check: an echo event, with the log's tail (the REPORT line).
+# 5. The check: an echo event, with the log's tail (the REPORT line).
 run aws lambda invoke --region "$REGION" --function-name "$FUNCTION" \
     --cli-binary-format raw-in-base64-out --payload '{"role":"echo","deployed":true}' \
     --log-type Tail --query LogResult --output text /tmp/flcache-fn-echo.json \

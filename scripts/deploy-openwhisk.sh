@@ -34,7 +34,8 @@ I=""
 [ "${INSECURE:-0}" = 1 ] && I="-i"
 
 run() {
-    echo "+ $*" >&2
+    # the cache URL may carry its AUTH token: never printed
+    echo "+ $*" | sed -E 's#(rediss?://[^:/@]*:)[^@]*@#\1***@#g' >&2
     [ "$DRY_RUN" = 1 ] || "$@"
 }
 

@@ -354,3 +354,9 @@ const char *flc_t_build_dir(void)
     const char *d = getenv("FLCACHE_BUILD_DIR");
     return d && *d ? d : ".";
 }
+
+const char *flc_t_source_dir(void)
+{
+    const char *d = getenv("FLCACHE_SOURCE_DIR");
+    return d && *d ? d : ".";
+}

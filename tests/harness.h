@@ -227,4 +227,7 @@ int flc_t_run(const char *cmdline, char *out, size_t cap);
 /* $FLCACHE_BUILD_DIR (set by ctest), or "." */
 const char *flc_t_build_dir(void);
 
+/* $FLCACHE_SOURCE_DIR (set by ctest), or "." */
+const char *flc_t_source_dir(void);
+
 #endif

@@ -125,9 +125,10 @@ TEST(package_zips_run)
     char dir[128], cmd[2048], out[8192];
     snprintf(dir, sizeof dir, "/tmp/flc-package-%d", (int)getpid());
     snprintf(cmd, sizeof cmd,
-             "rm -rf %s && mkdir -p %s && cd %s && %s/flcache package lambda --out l.zip && "
-             "%s/flcache package openwhisk --out ow/o.zip && mkdir l o && cd l && unzip -q ../l.zip "
-             "&& cd ../o && unzip -q ../ow/o.zip",
+             "rm -rf %s && mkdir -p %s/in && cd %s && echo 42 > in/d.txt && "
+             "%s/flcache package lambda --out l.zip && "
+             "%s/flcache package openwhisk --out ow/o.zip --data in && mkdir l o && cd l && "
+             "unzip -q ../l.zip && cd ../o && unzip -q ../ow/o.zip",
              dir, dir, dir, flc_t_build_dir(), flc_t_build_dir());
     if (flc_t_run("command -v zip && command -v unzip", out, sizeof out) != 0)
         flc_t_skip("no zip or unzip program (Debian packages zip, unzip)");
@@ -137,6 +138,17 @@ TEST(package_zips_run)
     snprintf(cmd, sizeof cmd, "ls %s/l/lib | grep -c 'ld-linux\\|libc.so\\|libcurl'", dir);
     flc_t_run(cmd, out, sizeof out);
     EXPECT(atoi(out) >= 3, "the zip carries the loader, libc and libcurl (%d)", atoi(out));
+    /* --data: the files in data/, and the entry script pointing
+     * FLCACHE_DATA_DIR there (its exec line swapped for `env`). */
+    snprintf(cmd, sizeof cmd, "cat %s/o/data/d.txt && test ! -e %s/l/data && "
+             "sed '$d' %s/o/exec > %s/o/envcheck && echo env >> %s/o/envcheck && "
+             "env -i sh %s/o/envcheck | grep FLCACHE_DATA_DIR", dir, dir, dir, dir, dir, dir);
+    rc = flc_t_run(cmd, out, sizeof out);
+    char want[160];
+    snprintf(want, sizeof want, "FLCACHE_DATA_DIR=%s/o/data", dir);
+    EXPECT(rc == 0 && strncmp(out, "42", 2) == 0 && strstr(out, want),
+           "--data packs the directory's files as data/ (only when asked) and the entry "
+           "script sets %s: %.200s", want, out);
     snprintf(cmd, sizeof cmd, "env -i %s/o/exec '{\"role\":\"echo\",\"y\":2}' | tail -1", dir);
     rc = flc_t_run(cmd, out, sizeof out);
     EXPECT(rc == 0 && strstr(out, "\"ok\":true") && strstr(out, "\"y\":2"),
@@ -162,6 +174,38 @@ TEST(package_zips_run)
     flc_t_run(cmd, out, sizeof out);
 }
 
+/* The deploy scripts' dry runs: the exact calls, and the cache URL's
+ * AUTH token never printed. */
+TEST(deploy_dry_runs_hide_the_token)
+{
+    char dir[128], cmd[2048], out[8192];
+    snprintf(dir, sizeof dir, "/tmp/flc-deploy-%d", (int)getpid());
+    const char *env = "DRY_RUN=1 NO_VPC=1 FLCACHE_REDIS=rediss://:t0ken-xyz@cache.example:6379";
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && head -c 1000 /dev/zero > %s/f.zip && "
+             "env %s sh %s/scripts/deploy-lambda.sh %s/f.zip 2>&1",
+             dir, dir, dir, env, flc_t_source_dir(), dir);
+    int rc = flc_t_run(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "aws lambda create-function") &&
+              strstr(out, "--runtime provided.al2023") && strstr(out, "--zip-file fileb://") &&
+              strstr(out, "rediss://:***@cache.example:6379") && !strstr(out, "t0ken-xyz"),
+          "deploy-lambda.sh DRY_RUN=1: create-function with the zip in the request, the "
+          "token masked (exit %d)", rc);
+    snprintf(cmd, sizeof cmd, "env %s S3_BUCKET=bkt sh %s/scripts/deploy-lambda.sh %s/f.zip 2>&1",
+             env, flc_t_source_dir(), dir);
+    rc = flc_t_run(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "aws s3 cp") && strstr(out, "s3://bkt/f.zip") &&
+              strstr(out, "--code S3Bucket=bkt,S3Key=f.zip") && !strstr(out, "--zip-file") &&
+              !strstr(out, "t0ken-xyz"),
+          "with S3_BUCKET the zip goes through S3 (exit %d)", rc);
+    snprintf(cmd, sizeof cmd, "env %s sh %s/scripts/deploy-openwhisk.sh %s/f.zip 2>&1; rm -rf %s",
+             env, flc_t_source_dir(), dir, dir);
+    rc = flc_t_run(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "wsk action update") && strstr(out, "--native") &&
+              !strstr(out, "t0ken-xyz"),
+          "deploy-openwhisk.sh DRY_RUN=1: action update --native, the token masked (exit %d)",
+          rc);
+}
+
 static void setup(void)
 {
     flc_fixture_start(&fx, 0);
@@ -178,4 +222,5 @@ static void teardown(void)
 }
 
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(lambda_same_models),
-                 TEST_ENTRY(openwhisk_same_models), TEST_ENTRY(package_zips_run))
+                 TEST_ENTRY(openwhisk_same_models), TEST_ENTRY(package_zips_run),
+                 TEST_ENTRY(deploy_dry_runs_hide_the_token))
