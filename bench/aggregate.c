@@ -24,7 +24,10 @@
  * Knobs: FLCACHE_BENCH_K (updates, default 8), FLCACHE_BENCH_N (floats per
  * update, default 4M), FLCACHE_BENCH_REPS (timed repetitions, default 5; the
  * median is reported), FLCACHE_BENCH_BLAS_THREADS (OpenBLAS threads, default
- * 1: the merge kernels are single-threaded, so the baseline is too). */
+ * 1: the merge kernels are single-threaded, so the baseline is too),
+ * FLCACHE_BENCH_CASES (comma-separated case names of the memory section,
+ * e.g. "fedavg-stream,median": only those, beside saxpy and memcpy, which
+ * always run so that every ratio has its baseline from the same run). */
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -181,8 +184,25 @@ static const struct {
     {"multi-krum", "multi-krum", 0},
 };
 
+/* 1 when case `name` is in the comma-separated list (NULL: every case). */
+static int case_wanted(const char *list, const char *name)
+{
+    if (list == NULL || *list == '\0')
+        return 1;
+    size_t len = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t l = end ? (size_t)(end - p) : strlen(p);
+        if (l == len && strncmp(p, name, len) == 0)
+            return 1;
+        p += l + (end != NULL);
+    }
+    return 0;
+}
+
 static int section_memory(void)
 {
+    const char *wanted = getenv("FLCACHE_BENCH_CASES");
     mem_ctx_t c = {0};
     c.k = env_size("FLCACHE_BENCH_K", 8);
     c.n = env_size("FLCACHE_BENCH_N", (size_t)4 << 20);
@@ -210,6 +230,8 @@ static int section_memory(void)
 
     int fails = 0;
     for (size_t i = 0; i < sizeof mem_cases / sizeof mem_cases[0]; i++) {
+        if (!case_wanted(wanted, mem_cases[i].name))
+            continue;
         rule_arg_t a = {0};
         flc_err_t e = {0};
         if (flc_merge_rule_parse(&a.rule, mem_cases[i].spec, &e)) {
