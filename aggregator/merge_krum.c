@@ -204,8 +204,6 @@ load_centred_avx512(const float *const *u, size_t k, size_t b, size_t m, size_t 
                     const double *s, int check, double *rows)
 {
     size_t ahead = b + m + GRAM_BLOCK <= n ? GRAM_BLOCK : n - b - m;
-    for (size_t j = 0; j < k; j++)
-        flc_merge_prefetch(u[j] + b + m, ahead);
     const __m256i expo = _mm256_set1_epi32(0x7f800000);
     const __m512d inv = _mm512_set1_pd(1.0 / (double)k);
     unsigned bad = 0;
@@ -217,6 +215,12 @@ load_centred_avx512(const float *const *u, size_t k, size_t b, size_t m, size_t 
             mu[q] = _mm512_setzero_pd();
         for (size_t j = 0; j < k; j++) {
             __m512d sj = _mm512_set1_pd(s ? s[j] : 1.0);
+            /* the next block's same two lines: prefetches spread over the
+             * pass (all at once, they stalled on the full miss buffers) */
+            if (i + 32 <= ahead) {
+                __builtin_prefetch(u[j] + b + m + i);
+                __builtin_prefetch(u[j] + b + m + i + 16);
+            }
             for (size_t q = 0; q < 4; q++) {
                 __m256 f = _mm256_loadu_ps(u[j] + b + i + 8 * q);
                 if (check)
