@@ -10,7 +10,8 @@
  *
  * The partial matrix comes from a Gram matrix, D_ij = G_ii + G_jj - 2 G_ij,
  * built over blocks of the slice converted to double (BLAS dsyrk, or for
- * the usual few updates an AVX2 kernel: gram_avx2). Each
+ * the usual few updates a 4x4-tiled AVX-512 kernel, gram_avx512, or an AVX2
+ * one, gram_avx2: the same FMAs in the same order, so the same bits). Each
  * block is first centred on its per-coordinate mean over the k updates:
  * distances do not change under a shift, and without it G_ii and G_jj of two
  * close updates with large norms would cancel to noise. */

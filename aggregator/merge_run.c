@@ -1,6 +1,7 @@
 /* flc_merge_run: one call that merges a batch of updates with any rule.
  *
- * It validates the batch once (lengths, weights, NaN/Inf), works out each
+ * It validates the batch once (lengths, weights; NaN/Inf are found by the
+ * kernels as they read each block, merge_internal.h), works out each
  * update's pre-merge factor (clipping), and hands the slice to the rule's
  * own file: averaging (merge_avg.c), server optimizers (merge_server_opt.c),
  * median / trimmed mean (merge_robust.c), Krum (merge_krum.c) or Bulyan
