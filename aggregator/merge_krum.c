@@ -10,11 +10,13 @@
  *
  * The partial matrix comes from a Gram matrix, D_ij = G_ii + G_jj - 2 G_ij,
  * built over blocks of the slice converted to double (BLAS dsyrk, or for
- * the usual few updates an AVX2 kernel: gram_avx2). Each
+ * the usual few updates a 4x4-tiled AVX-512 kernel, gram_avx512, or an AVX2
+ * one, gram_avx2: the same FMAs in the same order, so the same bits). Each
  * block is first centred on its per-coordinate mean over the k updates:
  * distances do not change under a shift, and without it G_ii and G_jj of two
  * close updates with large norms would cancel to noise. */
 #include "aggregator/merge.h"
+#include "aggregator/merge_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -26,42 +28,70 @@
 #define GRAM_BLOCK 1024
 
 /* Block b..b+m of every update into rows (k rows of doubles, scaled by s),
- * centred on its per-coordinate mean when centre. */
-static inline void load_block(const float *const *u, size_t k, size_t b, size_t m,
-                              const double *s, int centre, double *rows, double *mu)
+ * centred on its per-coordinate mean when centre. Two passes over the
+ * floats (the block of k updates stays in L1/L2): the mean's sums (update 0
+ * first), then each row written once as (s_j u_j) - mean, the same values
+ * as converting the rows and subtracting the mean from them in place, with
+ * one write of the rows instead of three. With check, returns how many raw
+ * values are NaN/Inf (counted in the first pass: no pass of its own). */
+static inline unsigned load_block(const float *const *u, size_t k, size_t b, size_t m,
+                                  size_t n, size_t stride, const double *s, int centre,
+                                  int check, double *rows, double *mu)
 {
+    unsigned bad = 0;
+    size_t ahead = b + m + stride <= n ? stride : n - b - m;
+    double *restrict mm = mu;
+    if (centre)
+        for (size_t i = 0; i < m; i++)
+            mm[i] = 0;
     for (size_t j = 0; j < k; j++) {
-        double *restrict r = rows + j * GRAM_BLOCK;
+        const float *restrict p = u[j] + b;
+        flc_merge_prefetch(p + m, ahead);
+        if (check)
+            bad += flc_merge_count_nonfinite(p, m);
+        if (!centre)
+            continue;
+        if (s == NULL) /* 1.0 * x is x: the multiply is skipped, not the bits */
+            for (size_t i = 0; i < m; i++)
+                mm[i] += (double)p[i];
+        else
+            for (size_t i = 0; i < m; i++)
+                mm[i] += s[j] * (double)p[i];
+    }
+    if (centre) {
+        double inv = 1.0 / (double)k;
+        for (size_t i = 0; i < m; i++)
+            mm[i] *= inv;
+    }
+    for (size_t j = 0; j < k; j++) {
+        double *restrict r = rows + j * stride;
         const float *restrict p = u[j] + b;
         double sj = s ? s[j] : 1.0;
-        for (size_t i = 0; i < m; i++)
-            r[i] = sj * (double)p[i];
+        if (centre && s == NULL)
+            for (size_t i = 0; i < m; i++)
+                r[i] = (double)p[i] - mm[i];
+        else if (centre)
+            for (size_t i = 0; i < m; i++)
+                r[i] = sj * (double)p[i] - mm[i];
+        else
+            for (size_t i = 0; i < m; i++)
+                r[i] = sj * (double)p[i];
     }
-    if (!centre)
-        return;
-    for (size_t i = 0; i < m; i++)
-        mu[i] = 0;
-    for (size_t j = 0; j < k; j++)
-        for (size_t i = 0; i < m; i++)
-            mu[i] += rows[j * GRAM_BLOCK + i];
-    double inv = 1.0 / (double)k;
-    for (size_t i = 0; i < m; i++)
-        mu[i] *= inv;
-    for (size_t j = 0; j < k; j++)
-        for (size_t i = 0; i < m; i++)
-            rows[j * GRAM_BLOCK + i] -= mu[i];
+    return bad;
 }
 
-/* Through BLAS dsyrk: any k, any CPU. */
-static void gram_blas(const float *const *u, size_t k, size_t n, const double *s, int centre,
-                      double *rows, double *mu, double *g)
+/* Through BLAS dsyrk: any k, any CPU. Returns the NaN/Inf found (check). */
+static unsigned gram_blas(const float *const *u, size_t k, size_t n, const double *s,
+                          int centre, int check, double *rows, double *mu, double *g)
 {
     for (size_t b = 0; b < n; b += GRAM_BLOCK) {
         size_t m = n - b < GRAM_BLOCK ? n - b : GRAM_BLOCK;
-        load_block(u, k, b, m, s, centre, rows, mu);
+        if (load_block(u, k, b, m, n, GRAM_BLOCK, s, centre, check, rows, mu))
+            return 1;
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)k, (int)m, 1.0, rows,
                     GRAM_BLOCK, 1.0, g, (int)k);
     }
+    return 0;
 }
 
 #if defined(__x86_64__)
@@ -73,17 +103,33 @@ static void gram_blas(const float *const *u, size_t k, size_t n, const double *s
  * conversion, packing and dgemm setup; 0.15x saxpy). Here the block's
  * conversion and centring are compiled for AVX2 and the k(k+1)/2 dot
  * products run from L1/L2 with FMA. Sums are in another order than dsyrk's
- * (both are sums of the same double products). */
+ * (both are sums of the same double products).
+ *
+ * Every dot product of a block is defined by this order, whichever kernel
+ * computes it: two 4-lane FMA accumulators a0 (coordinates x..x+3) and a1
+ * (x+4..x+7) over x in steps of 8, then (l0 + l1) + (l2 + l3) of a0 + a1,
+ * then the remaining m % 8 products added one by one (multiply, then add). */
 #define SMALL_K 32
 
-__attribute__((target("avx2,fma"))) static void gram_avx2(const float *const *u, size_t k,
-                                                          size_t n, const double *s,
-                                                          int centre, double *rows, double *mu,
-                                                          double *g)
+/* One dot product's tail and its store, shared by both kernels. */
+static inline void dot_finish(double t, const double *ri, const double *rj, size_t x, size_t m,
+                              double *gij)
+{
+    for (; x < m; x++)
+        t += ri[x] * rj[x];
+    *gij += t;
+}
+
+__attribute__((target("avx2,fma"))) static unsigned gram_avx2(const float *const *u, size_t k,
+                                                              size_t n, const double *s,
+                                                              int centre, int check,
+                                                              double *rows, double *mu,
+                                                              double *g)
 {
     for (size_t b = 0; b < n; b += GRAM_BLOCK) {
         size_t m = n - b < GRAM_BLOCK ? n - b : GRAM_BLOCK;
-        load_block(u, k, b, m, s, centre, rows, mu);
+        if (load_block(u, k, b, m, n, GRAM_BLOCK, s, centre, check, rows, mu))
+            return 1;
         for (size_t i = 0; i < k; i++) {
             const double *ri = rows + i * GRAM_BLOCK;
             for (size_t j = i; j < k; j++) {
@@ -97,20 +143,144 @@ __attribute__((target("avx2,fma"))) static void gram_avx2(const float *const *u,
                 }
                 double lanes[4];
                 _mm256_storeu_pd(lanes, _mm256_add_pd(a0, a1));
-                double t = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-                for (; x < m; x++)
-                    t += ri[x] * rj[x];
-                g[i * k + j] += t;
+                dot_finish((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]), ri, rj, x, m,
+                           &g[i * k + j]);
             }
         }
     }
+    return 0;
+}
+
+/* The same dot products with AVX-512, 4 x 4 of them at a time: one 8-lane
+ * accumulator holds a0 in its low and a1 in its high half (the same FMAs,
+ * lane for lane), and each row loaded from L1/L2 serves four products
+ * instead of one, so the loads no longer bound the kernel. Tiles that
+ * reach past k repeat row k-1 and their extra products are dropped. */
+#define TILE 4
+
+__attribute__((target("avx512f,fma"))) static void
+tile_dots(const double *rows, size_t k, size_t i0, size_t j0, size_t m, double *g)
+{
+    const double *ri[TILE], *rj[TILE];
+    for (size_t a = 0; a < TILE; a++) {
+        ri[a] = rows + (i0 + a < k ? i0 + a : k - 1) * GRAM_BLOCK;
+        rj[a] = rows + (j0 + a < k ? j0 + a : k - 1) * GRAM_BLOCK;
+    }
+    __m512d acc[TILE][TILE];
+    for (size_t a = 0; a < TILE; a++)
+        for (size_t c = 0; c < TILE; c++)
+            acc[a][c] = _mm512_setzero_pd();
+    size_t x = 0;
+    for (; x + 8 <= m; x += 8) {
+        __m512d vi[TILE], vj[TILE];
+        for (size_t a = 0; a < TILE; a++) {
+            vi[a] = _mm512_loadu_pd(ri[a] + x);
+            vj[a] = _mm512_loadu_pd(rj[a] + x);
+        }
+        for (size_t a = 0; a < TILE; a++)
+            for (size_t c = 0; c < TILE; c++)
+                acc[a][c] = _mm512_fmadd_pd(vi[a], vj[c], acc[a][c]);
+    }
+    for (size_t a = 0; a < TILE && i0 + a < k; a++)
+        for (size_t c = 0; c < TILE && j0 + c < k; c++) {
+            if (j0 + c < i0 + a)
+                continue;
+            __m256d lo = _mm512_castpd512_pd256(acc[a][c]);
+            __m256d hi = _mm512_extractf64x4_pd(acc[a][c], 1);
+            double lanes[4];
+            _mm256_storeu_pd(lanes, _mm256_add_pd(lo, hi));
+            dot_finish((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]), ri[a], rj[c], x, m,
+                       &g[(i0 + a) * k + j0 + c]);
+        }
+}
+
+/* load_block for the centred Gram, one pass per 8 coordinates: the mean
+ * of the k values stays in a register while the rows are summed in their
+ * order (update 0 first, from 0, as load_block), then each row is written
+ * once, (s_j u_j) - mean, from the floats still in L1; the NaN/Inf count
+ * comes from the same loads. The same bits as load_block, with no pass over
+ * mu per update. */
+__attribute__((target("avx512f,avx512vl,fma"))) static unsigned
+load_centred_avx512(const float *const *u, size_t k, size_t b, size_t m, size_t n,
+                    const double *s, int check, double *rows)
+{
+    size_t ahead = b + m + GRAM_BLOCK <= n ? GRAM_BLOCK : n - b - m;
+    const __m256i expo = _mm256_set1_epi32(0x7f800000);
+    const __m512d inv = _mm512_set1_pd(1.0 / (double)k);
+    unsigned bad = 0;
+    size_t i = 0;
+    /* 4 x 8 coordinates at a time: four independent chains of adds */
+    for (; i + 32 <= m; i += 32) {
+        __m512d mu[4];
+        for (size_t q = 0; q < 4; q++)
+            mu[q] = _mm512_setzero_pd();
+        for (size_t j = 0; j < k; j++) {
+            __m512d sj = _mm512_set1_pd(s ? s[j] : 1.0);
+            /* the next block's same two lines: prefetches spread over the
+             * pass (all at once, they stalled on the full miss buffers) */
+            if (i + 32 <= ahead) {
+                __builtin_prefetch(u[j] + b + m + i);
+                __builtin_prefetch(u[j] + b + m + i + 16);
+            }
+            for (size_t q = 0; q < 4; q++) {
+                __m256 f = _mm256_loadu_ps(u[j] + b + i + 8 * q);
+                if (check)
+                    bad |= _mm256_cmpeq_epi32_mask(
+                        _mm256_and_si256(_mm256_castps_si256(f), expo), expo);
+                __m512d v = _mm512_cvtps_pd(f);
+                if (s)
+                    v = _mm512_mul_pd(sj, v);
+                mu[q] = _mm512_add_pd(mu[q], v);
+            }
+        }
+        for (size_t q = 0; q < 4; q++)
+            mu[q] = _mm512_mul_pd(mu[q], inv);
+        for (size_t j = 0; j < k; j++) {
+            __m512d sj = _mm512_set1_pd(s ? s[j] : 1.0);
+            for (size_t q = 0; q < 4; q++) {
+                __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(u[j] + b + i + 8 * q));
+                if (s)
+                    v = _mm512_mul_pd(sj, v);
+                _mm512_storeu_pd(rows + j * GRAM_BLOCK + i + 8 * q, _mm512_sub_pd(v, mu[q]));
+            }
+        }
+    }
+    for (; i < m; i++) {
+        double mu = 0;
+        for (size_t j = 0; j < k; j++) {
+            float f = u[j][b + i];
+            if (check && !isfinite(f))
+                bad = 1;
+            mu += (s ? s[j] : 1.0) * (double)f;
+        }
+        mu *= 1.0 / (double)k;
+        for (size_t j = 0; j < k; j++)
+            rows[j * GRAM_BLOCK + i] = (s ? s[j] : 1.0) * (double)u[j][b + i] - mu;
+    }
+    return bad;
+}
+
+__attribute__((target("avx512f,fma"))) static unsigned
+gram_avx512(const float *const *u, size_t k, size_t n, const double *s, int centre, int check,
+            double *rows, double *mu, double *g)
+{
+    for (size_t b = 0; b < n; b += GRAM_BLOCK) {
+        size_t m = n - b < GRAM_BLOCK ? n - b : GRAM_BLOCK;
+        if (centre ? load_centred_avx512(u, k, b, m, n, s, check, rows)
+                   : load_block(u, k, b, m, n, GRAM_BLOCK, s, centre, check, rows, mu))
+            return 1;
+        for (size_t i0 = 0; i0 < k; i0 += TILE)
+            for (size_t j0 = i0; j0 < k; j0 += TILE)
+                tile_dots(rows, k, i0, j0, m, g);
+    }
+    return 0;
 }
 #endif
 
 /* Adds the Gram matrix of the (optionally centred) slice into the upper
- * triangle of the k*k matrix g. */
+ * triangle of the k*k matrix g; with check, FLC_ENONFINITE on a NaN/Inf. */
 static int gram_upper(const float *const *u, size_t k, size_t n, const double *s, int centre,
-                      double *g, flc_err_t *e)
+                      int check, double *g, flc_err_t *e)
 {
     double *rows = malloc(k * GRAM_BLOCK * sizeof *rows);
     double *mu = malloc(GRAM_BLOCK * sizeof *mu);
@@ -120,14 +290,19 @@ static int gram_upper(const float *const *u, size_t k, size_t n, const double *s
         return flc_err_set(e, FLC_ENOMEM, "merge krum: cannot allocate %zu doubles of scratch",
                            k * GRAM_BLOCK);
     }
+    unsigned bad;
 #if defined(__x86_64__)
-    if (k <= SMALL_K && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        gram_avx2(u, k, n, s, centre, rows, mu, g);
+    if (k <= SMALL_K && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+        bad = gram_avx512(u, k, n, s, centre, check, rows, mu, g);
+    else if (k <= SMALL_K && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        bad = gram_avx2(u, k, n, s, centre, check, rows, mu, g);
     else
 #endif
-        gram_blas(u, k, n, s, centre, rows, mu, g);
+        bad = gram_blas(u, k, n, s, centre, check, rows, mu, g);
     free(rows);
     free(mu);
+    if (bad)
+        return flc_err_set(e, FLC_ENONFINITE, "merge krum: an update holds NaN or Inf");
     return FLC_OK;
 }
 
@@ -137,7 +312,7 @@ int flc_merge_gram_partial(const float *const *u, size_t k, size_t n, const doub
     double *g = calloc(k > 0 ? k * k : 1, sizeof *g);
     if (g == NULL)
         return flc_err_set(e, FLC_ENOMEM, "merge: cannot allocate a %zux%zu Gram matrix", k, k);
-    int rc = gram_upper(u, k, n, s, 0, g, e);
+    int rc = gram_upper(u, k, n, s, 0, 0, g, e);
     if (rc == FLC_OK)
         for (size_t i = 0; i < k; i++)
             for (size_t j = i; j < k; j++) {
@@ -152,10 +327,16 @@ int flc_merge_gram_partial(const float *const *u, size_t k, size_t n, const doub
 int flc_merge_sqdist_partial(const float *const *u, size_t k, size_t n, const double *s, double *D,
                              flc_err_t *e)
 {
+    return flc_merge_sqdist_partial_x(u, k, n, s, 0, D, e);
+}
+
+int flc_merge_sqdist_partial_x(const float *const *u, size_t k, size_t n, const double *s,
+                               int check, double *D, flc_err_t *e)
+{
     double *g = calloc(k > 0 ? k * k : 1, sizeof *g);
     if (g == NULL)
         return flc_err_set(e, FLC_ENOMEM, "merge: cannot allocate a %zux%zu Gram matrix", k, k);
-    int rc = gram_upper(u, k, n, s, 1, g, e);
+    int rc = gram_upper(u, k, n, s, 1, check, g, e);
     if (rc == FLC_OK)
         for (size_t i = 0; i < k; i++)
             for (size_t j = i + 1; j < k; j++) {

@@ -1,12 +1,14 @@
 /* flc_merge_run: one call that merges a batch of updates with any rule.
  *
- * It validates the batch once (lengths, weights, NaN/Inf), works out each
+ * It validates the batch once (lengths, weights; NaN/Inf are found by the
+ * kernels as they read each block, merge_internal.h), works out each
  * update's pre-merge factor (clipping), and hands the slice to the rule's
  * own file: averaging (merge_avg.c), server optimizers (merge_server_opt.c),
  * median / trimmed mean (merge_robust.c), Krum (merge_krum.c) or Bulyan
  * (merge_bulyan.c). */
 #include "aggregator/merge.h"
 #include "aggregator/dp.h"
+#include "aggregator/merge_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -49,7 +51,7 @@ static int run_krum(const flc_merge_rule_t *r, const flc_merge_batch_t *b, const
                          flc_merge_kind_name(r->kind), k, k);
         goto out;
     }
-    rc = flc_merge_sqdist_partial(b->u, k, b->n, s, D, e);
+    rc = flc_merge_sqdist_partial_x(b->u, k, b->n, s, 1, D, e);
     if (rc == FLC_OK)
         rc = flc_merge_krum_select(D, k, f, m, sel, NULL, e);
     if (rc == FLC_OK)
@@ -81,7 +83,7 @@ static int run_bulyan(const flc_merge_rule_t *r, const flc_merge_batch_t *b, con
         rc = flc_err_set(e, FLC_ENOMEM, "merge bulyan: cannot allocate a %zux%zu distance "
                          "matrix", k, k);
     if (rc == FLC_OK)
-        rc = flc_merge_sqdist_partial(b->u, k, b->n, s, D, e);
+        rc = flc_merge_sqdist_partial_x(b->u, k, b->n, s, 1, D, e);
     if (rc == FLC_OK)
         rc = flc_merge_bulyan_select(D, k, f, theta, NULL, sel, e);
     if (rc == FLC_OK)
@@ -104,13 +106,13 @@ int flc_merge_run(const flc_merge_rule_t *r, flc_merge_state_t *st, const flc_me
     int rc = flc_merge_rule_check(r, e);
     if (rc)
         return rc;
-    /* The averaging kernels scan for NaN/Inf as they go; the other rules
-     * read their input several times, so one scan up front costs little. */
-    int averaging = r->kind == FLC_MERGE_FEDAVG || r->kind == FLC_MERGE_MEAN ||
-                    flc_merge_rule_has_state(r);
-    rc = averaging ? flc_merge_batch_check_args(r, b, e) : flc_merge_batch_check(r, b, e);
+    /* Every kernel scans for NaN/Inf as it reads a block (merge_internal.h):
+     * a scan up front would be one more pass over all k updates from memory. */
+    rc = flc_merge_batch_check_args(r, b, e);
     if (rc)
         return rc;
+    int averaging = r->kind == FLC_MERGE_FEDAVG || r->kind == FLC_MERGE_MEAN ||
+                    flc_merge_rule_has_state(r);
     const char *rule = flc_merge_kind_name(r->kind);
     if (flc_merge_rule_has_state(r)) {
         if (st == NULL)
@@ -149,10 +151,10 @@ int flc_merge_run(const flc_merge_rule_t *r, flc_merge_state_t *st, const flc_me
             rc = flc_merge_server_step(r, st, out, out, b->n, e);
         break;
     case FLC_MERGE_MEDIAN:
-        rc = flc_merge_median(b->u, b->k, b->n, sf, out, e);
+        rc = flc_merge_median_x(b->u, b->k, b->n, sf, 1, out, e);
         break;
     case FLC_MERGE_TRIMMED_MEAN:
-        rc = flc_merge_trimmed_mean(b->u, b->k, b->n, sf, r->trim, out, e);
+        rc = flc_merge_trimmed_mean_x(b->u, b->k, b->n, sf, r->trim, 1, out, e);
         break;
     case FLC_MERGE_KRUM:
     case FLC_MERGE_MULTI_KRUM:
@@ -166,5 +168,11 @@ int flc_merge_run(const flc_merge_rule_t *r, flc_merge_state_t *st, const flc_me
         break;
     }
     free(s);
+    /* The robust kernels found a NaN/Inf, or failed otherwise (Krum's f, for
+     * one) on a batch the up-front scan would have refused first: the scan's
+     * message and precedence, as before the scan moved into the kernels. */
+    int scan;
+    if (rc && !averaging && (scan = flc_merge_batch_check(r, b, e)) != FLC_OK)
+        return scan;
     return rc;
 }

@@ -4,7 +4,9 @@
  * update bytes (k updates x n floats x 4 bytes per merge), side by side with
  * memcpy and cblas_saxpy over the same buffers in the same run. saxpy is the
  * baseline: a merge that folds k updates by k saxpy calls is the obvious way
- * to write FedAvg. One JSON line per case, with "gbps" and "ratio_to_saxpy".
+ * to write FedAvg. One JSON line per case, with "gbps" and "ratio_to_saxpy";
+ * each case's saxpy is timed beside it, one saxpy run before each of its
+ * runs ("saxpy_gbps" on its line), so a ratio holds on a shared machine.
  *
  * Section 2 (round): one whole round through a private redis-server: W
  * contributors (default 8) push a model of N2 floats (default 6.5M, 26 MB),
@@ -24,7 +26,10 @@
  * Knobs: FLCACHE_BENCH_K (updates, default 8), FLCACHE_BENCH_N (floats per
  * update, default 4M), FLCACHE_BENCH_REPS (timed repetitions, default 5; the
  * median is reported), FLCACHE_BENCH_BLAS_THREADS (OpenBLAS threads, default
- * 1: the merge kernels are single-threaded, so the baseline is too). */
+ * 1: the merge kernels are single-threaded, so the baseline is too),
+ * FLCACHE_BENCH_CASES (comma-separated case names of the memory section,
+ * e.g. "fedavg-stream,median": only those, beside saxpy and memcpy, which
+ * always run so that every ratio has its baseline from the same run). */
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -142,6 +147,32 @@ static int case_rule(mem_ctx_t *c, void *arg)
     return rc;
 }
 
+/* Median seconds of fn and of saxpy over reps runs, each run of fn right
+ * after one of saxpy: on a shared machine the load changes within seconds,
+ * and a ratio to a saxpy timed once at the start measured the load as much
+ * as the kernel. *saxpy_sec gets saxpy's median; < 0 on error. */
+static double time_beside_saxpy(mem_ctx_t *c, mem_case_fn fn, void *arg, double *saxpy_sec)
+{
+    if (fn(c, arg))
+        return -1;
+    double *t = malloc(2 * (size_t)c->reps * sizeof *t), *ts = t + c->reps;
+    for (int r = 0; r < c->reps; r++) {
+        double t0 = flc_now_s();
+        case_saxpy(c, NULL);
+        double t1 = flc_now_s();
+        if (fn(c, arg)) {
+            free(t);
+            return -1;
+        }
+        t[r] = flc_now_s() - t1;
+        ts[r] = t1 - t0;
+    }
+    double med = bench_median(t, (size_t)c->reps);
+    *saxpy_sec = bench_median(ts, (size_t)c->reps);
+    free(t);
+    return med;
+}
+
 static cJSON *mem_line(const mem_ctx_t *c, const char *name, double sec, double saxpy_sec,
                        int threads)
 {
@@ -181,8 +212,25 @@ static const struct {
     {"multi-krum", "multi-krum", 0},
 };
 
+/* 1 when case `name` is in the comma-separated list (NULL: every case). */
+static int case_wanted(const char *list, const char *name)
+{
+    if (list == NULL || *list == '\0')
+        return 1;
+    size_t len = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t l = end ? (size_t)(end - p) : strlen(p);
+        if (l == len && strncmp(p, name, len) == 0)
+            return 1;
+        p += l + (end != NULL);
+    }
+    return 0;
+}
+
 static int section_memory(void)
 {
+    const char *wanted = getenv("FLCACHE_BENCH_CASES");
     mem_ctx_t c = {0};
     c.k = env_size("FLCACHE_BENCH_K", 8);
     c.n = env_size("FLCACHE_BENCH_N", (size_t)4 << 20);
@@ -210,6 +258,8 @@ static int section_memory(void)
 
     int fails = 0;
     for (size_t i = 0; i < sizeof mem_cases / sizeof mem_cases[0]; i++) {
+        if (!case_wanted(wanted, mem_cases[i].name))
+            continue;
         rule_arg_t a = {0};
         flc_err_t e = {0};
         if (flc_merge_rule_parse(&a.rule, mem_cases[i].spec, &e)) {
@@ -222,11 +272,12 @@ static int section_memory(void)
             a.st = flc_merge_state_new(&a.rule, c.n, &e);
         if (a.stream)
             a.acc = flc_merge_acc_new(&a.rule, c.n, &e);
-        double sec = time_case(&c, case_rule, &a);
+        double beside = saxpy;
+        double sec = time_beside_saxpy(&c, case_rule, &a, &beside);
         if (sec < 0) {
             fails++;
         } else {
-            cJSON *o = mem_line(&c, mem_cases[i].name, sec, saxpy, threads);
+            cJSON *o = mem_line(&c, mem_cases[i].name, sec, beside, threads);
             cJSON_AddStringToObject(o, "rule", mem_cases[i].spec);
             cJSON_AddStringToObject(o, "mode", a.stream == 0   ? "batch"
                                                : a.stream == 1 ? "fold-each"
