@@ -28,8 +28,10 @@
 
 #include <cblas.h>
 
+#include "aggregator/query_evalcache.h"
 #include "aggregator/query_internal.h"
 #include "aggregator/tracker.h"
+#include "cache/store_ops.h"
 
 /* Adds the contribution of the slice v = model[off .. off+cnt) to the
  * first-layer sums Z (B x H) and copies its later-layer floats into L
@@ -105,6 +107,8 @@ typedef struct eval_job {
     size_t *next;         /* per row: the shard (index into where) to fold next */
     float **pend;         /* nrows x ns: a shard's sums waiting for the ones before */
     flc_query_eval_t *ev; /* D, S2, bytes: under lock */
+    int use_cache;        /* read and write the shards' cached partials */
+    uint64_t set_id, names; /* what they must have been computed for */
     pthread_mutex_t lock;
     int rc;
     flc_err_t err;
@@ -143,24 +147,100 @@ static int fold(eval_job_t *j, size_t r, size_t k, const float *Z, const float *
     }
 }
 
+/* Row r of shard k read (or replayed from the cache): its sums into the
+ * row, in shard order, and the bytes it stands for. Z and L are the
+ * worker's (fold keeps a copy of what must wait). */
+static int take_row(eval_job_t *j, size_t r, size_t k, const flc_query_evrow_t *w,
+                    uint64_t read, float *Z, float *L)
+{
+    flc_query_eval_t *ev = j->ev;
+    pthread_mutex_lock(&j->lock);
+    int rc = FLC_OK;
+    if (w->status == 1)
+        rc = fold(j, r, k, Z, L);
+    if (rc == FLC_OK && w->status != 0)
+        j->got[r * j->ns + k] = w->status;
+    ev->bytes_read += read;
+    /* What leaves the node: the B x H sums when the slice touches the
+     * first layer, and its later-layer floats. */
+    if (rc == FLC_OK && w->status == 1)
+        ev->bytes_moved += (w->touches ? ev->B * ev->H * sizeof(float) : 0) +
+                           w->later * sizeof(float);
+    pthread_mutex_unlock(&j->lock);
+    return rc;
+}
+
+/* Shard k from its cached partials (query_evalcache.h) when they fit:
+ * FLC_ENOTFOUND when they do not (the caller computes). */
+static int eval_cached(flc_store_t *s, eval_job_t *j, size_t k, const flc_query_evkey_t *key,
+                       float *Z, float *L, flc_err_t *e)
+{
+    flc_query_eval_t *ev = j->ev;
+    flc_query_evrow_t *rows = calloc(j->nrows, sizeof *rows);
+    char *blob = NULL;
+    size_t len = 0;
+    if (rows == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    int rc = flc_query_evcache_get(s, j->job, j->round, j->where[k].shard, key, &blob, &len,
+                                   rows);
+    for (size_t r = 0; rc == FLC_OK && r < j->nrows; r++) {
+        const flc_query_evrow_t *w = &rows[r];
+        if (w->status == 1) { /* zeros where the slice has none, as computed */
+            if (w->Z)
+                memcpy(Z, w->Z, ev->B * ev->H * sizeof *Z);
+            else
+                memset(Z, 0, ev->B * ev->H * sizeof *Z);
+            memset(L, 0, (ev->L2 + 1) * sizeof *L);
+            if (w->L)
+                memcpy(L, w->L, ev->L2 * sizeof *L);
+        }
+        if (take_row(j, r, k, w, r == 0 ? len : 0, Z, L) != FLC_OK)
+            rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
+    }
+    free(blob);
+    free(rows);
+    return rc;
+}
+
 static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *L, flc_err_t *e)
 {
     flc_query_eval_t *ev = j->ev;
     uint32_t shard = j->where[k].shard;
     uint64_t first = (uint64_t)ev->in * ev->H + ev->H;
+    size_t n = j->nrows - 1;
+    /* The stamps are taken before the updates are read, as the Gram's: an
+     * update rewritten in between leaves a value that no longer fits. */
+    uint64_t *stamps = j->use_cache ? calloc(n + 1, sizeof *stamps) : NULL;
+    flc_query_evkey_t key = {.set_id = j->set_id, .names = j->names, .nrows = j->nrows,
+                             .BH = ev->B * ev->H, .L2 = ev->L2, .stamps = stamps};
+    flc_query_evcache_t wr = {0};
+    int caching = stamps != NULL &&
+                  flc_store_update_stamps(s, j->job, j->round, shard, j->rows, n, stamps) ==
+                      FLC_OK;
+    if (caching) {
+        int rc = eval_cached(s, j, k, &key, Z, L, e);
+        if (rc != FLC_ENOTFOUND) {
+            free(stamps);
+            return rc;
+        }
+        caching = flc_query_evcache_begin(&wr, &key) == FLC_OK;
+    }
+    free(stamps);
     for (size_t r = 0; r < j->nrows; r++) {
         const char *who = j->rows[r];
         flc_shard_t sh = {0};
         int rc = who ? flc_store_get_update(s, j->job, j->round, shard, who, &sh, NULL, 0)
                      : flc_store_get_merged(s, j->job, j->round, shard, &sh, NULL, 0);
         if (rc == FLC_ENOTFOUND)
-            continue;
+            continue; /* status 0 in the cache too */
         if (rc != FLC_OK) {
             *e = *flc_store_error(s);
+            flc_query_evcache_free(&wr);
             return rc;
         }
         if (sh.model_size != j->P || sh.offset > j->P || sh.count > j->P - sh.offset) {
             flc_shard_release(&sh);
+            flc_query_evcache_free(&wr);
             return flc_err_set(e, FLC_EDIM, "round %u, %s%s, shard %u: a model of %llu floats "
                                "(offset %llu, %llu floats), the evaluation set's model has %llu",
                                j->round, who ? "client " : "the aggregate", who ? who : "",
@@ -168,35 +248,31 @@ static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *
                                (unsigned long long)sh.offset, (unsigned long long)sh.count,
                                (unsigned long long)j->P);
         }
-        if (flc_find_nonfinite(sh.values, sh.count) >= 0) {
-            flc_shard_release(&sh);
-            pthread_mutex_lock(&j->lock);
-            j->got[r * j->ns + k] = 2;
-            pthread_mutex_unlock(&j->lock);
-            continue;
+        flc_query_evrow_t w = {.status = 2};
+        if (flc_find_nonfinite(sh.values, sh.count) < 0) {
+            memset(Z, 0, ev->B * ev->H * sizeof *Z);
+            memset(L, 0, (ev->L2 + 1) * sizeof *L);
+            add_slice(ev, sh.offset, sh.count, sh.values, Z, ev->L2 ? L : NULL);
+            w.status = 1;
+            w.later = sh.offset + sh.count > first
+                          ? sh.offset + sh.count - (sh.offset > first ? sh.offset : first)
+                          : 0;
+            w.touches = sh.offset < first;
+            w.has_l = w.later > 0 && ev->L2 > 0;
+            w.Z = Z;
+            w.L = L;
         }
-        memset(Z, 0, ev->B * ev->H * sizeof *Z);
-        memset(L, 0, (ev->L2 + 1) * sizeof *L);
-        add_slice(ev, sh.offset, sh.count, sh.values, Z, ev->L2 ? L : NULL);
-        uint64_t later = sh.offset + sh.count > first
-                             ? sh.offset + sh.count - (sh.offset > first ? sh.offset : first)
-                             : 0;
-        int touches = sh.offset < first;
-        pthread_mutex_lock(&j->lock);
-        rc = fold(j, r, k, Z, L);
+        if (caching) /* before the fold, which may keep Z */
+            flc_query_evcache_row(&wr, r, &w);
+        rc = take_row(j, r, k, &w, sh.count * sizeof(float), Z, L);
+        flc_shard_release(&sh);
         if (rc != FLC_OK) {
-            pthread_mutex_unlock(&j->lock);
-            flc_shard_release(&sh);
+            flc_query_evcache_free(&wr);
             return flc_err_set(e, FLC_ENOMEM, "out of memory");
         }
-        j->got[r * j->ns + k] = 1;
-        ev->bytes_read += sh.count * sizeof(float);
-        /* What leaves the node: the B x H sums when the slice touches the
-         * first layer, and its later-layer floats. */
-        ev->bytes_moved += (touches ? ev->B * ev->H * sizeof(float) : 0) + later * sizeof(float);
-        pthread_mutex_unlock(&j->lock);
-        flc_shard_release(&sh);
     }
+    if (caching)
+        flc_query_evcache_put(s, j->job, j->round, shard, &wr);
     return FLC_OK;
 }
 
@@ -365,6 +441,10 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
     }
     for (size_t i = 0; i < n; i++)
         j.rows[i] = cl.items[i];
+    j.use_cache = !q->no_cache;
+    j.names = flc_query_evcache_names(j.rows, n);
+    j.set_id = flc_query_evcache_set_id(ev->kind, ev->in, ev->H, ev->C, ev->L2, ev->B, ev->x,
+                                        ev->y);
     add_slice(ev, 0, P, g.values, ev->Zg, ev->g2);
     ev->bytes_read += P * sizeof(float);
     if ((rc = eval_shards(s, at, q, &j, e)) != FLC_OK)
