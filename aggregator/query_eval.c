@@ -30,6 +30,7 @@
 #include "aggregator/query_evalcache.h"
 #include "aggregator/query_evalwork.h"
 #include "aggregator/tracker.h"
+#include "cache/store_ops.h"
 
 /* Adds the contribution of the slice v = model[off .. off+cnt) to the
  * first-layer sums Z (B x H) and copies its later-layer floats into L
@@ -85,6 +86,40 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The global model's first-layer sums (ev->Zg) and later layers (ev->g2),
+ * by a shard worker next to the node that holds it (series gj, round gr,
+ * one shard), cached there like a round's partials (its stamp is the
+ * merged shard's): a warm query moves B x H sums, not the model. */
+static int global_sums(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                       flc_query_eval_t *ev, const char *gj, uint32_t gr, uint64_t set_id,
+                       flc_err_t *e)
+{
+    flc_query_eval_t gev = *ev; /* its sizes; its one row is ev's global sums */
+    gev.D = ev->Zg;
+    gev.S2 = ev->g2;
+    gev.bytes_read = gev.bytes_moved = 0;
+    char *rows[1] = {NULL};
+    unsigned char got = 0;
+    size_t next = 0;
+    float *pend = NULL;
+    flc_track_where_t where = {.shard = 0};
+    flc_query_evwork_t w = {.job = gj, .round = gr, .P = ev->update_bytes / sizeof(float),
+                            .where = &where, .ns = 1, .rows = rows, .nrows = 1, .got = &got,
+                            .next = &next, .pend = &pend, .ev = &gev,
+                            .use_cache = !q->no_cache, .set_id = set_id,
+                            .names = flc_query_evcache_names(rows, 0)};
+    int rc = flc_query_eval_shards(s, at, q, &w, e);
+    free(pend);
+    if (rc != FLC_OK)
+        return flc_err_wrap(e, "the global model of round %u (%s): ", gr, gj);
+    if (got != 1)
+        return flc_err_set(e, got ? FLC_EDATA : FLC_ENOTFOUND, "the global model of round %u "
+                           "(%s) is %s", gr, gj, got ? "not finite" : "gone");
+    ev->bytes_read += gev.bytes_read;
+    ev->bytes_moved += gev.bytes_moved;
+    return FLC_OK;
+}
+
 int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
                          const flc_query_evalset_t *es, uint32_t round, flc_query_eval_t *ev,
                          Flcache__QueryAnswer *a, flc_err_t *e)
@@ -106,9 +141,9 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
                            "the updates of rounds 1 and later");
     char gj[FLC_NAME_MAX + 1];
     snprintf(gj, sizeof gj, "%s/g", q->job);
-    flc_shard_t g = {0};
-    int rc = flc_store_get_merged(s, gj, round - 1, 0, &g, NULL, 0);
-    if (rc == FLC_ENOTFOUND)
+    uint64_t gstamp = 0; /* is it there? (read next to its node below) */
+    int rc = flc_store_merged_stamp(s, gj, round - 1, 0, &gstamp);
+    if (rc == FLC_OK && gstamp == 0)
         return flc_err_set(e, FLC_ENOTFOUND, "job %s has no global model of round %u (series "
                            "%s): the clients' models of round %u are that model plus their "
                            "updates", q->job, round - 1, gj, round);
@@ -118,12 +153,6 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
     }
     flc_strlist_t cl = {0};
     flc_query_evwork_t j = {.job = q->job, .round = round, .P = P, .ev = ev};
-    if (g.offset != 0 || g.count != P) {
-        rc = flc_err_set(e, FLC_EDIM, "job %s: the global model of round %u has %llu floats, "
-                         "the evaluation set's model %llu", q->job, round - 1,
-                         (unsigned long long)g.count, (unsigned long long)P);
-        goto out;
-    }
     rc = flc_store_list_clients(s, q->job, round, &cl);
     if (rc != FLC_OK && rc != FLC_ENOTFOUND) {
         *e = *flc_store_error(s);
@@ -163,9 +192,8 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
     j.names = flc_query_evcache_names(j.rows, n);
     j.set_id = flc_query_evcache_set_id(ev->kind, ev->in, ev->H, ev->C, ev->L2, ev->B, ev->x,
                                         ev->y);
-    flc_query_eval_add_slice(ev, 0, P, g.values, ev->Zg, ev->g2);
-    ev->bytes_read += P * sizeof(float);
-    if ((rc = flc_query_eval_shards(s, at, q, &j, e)) != FLC_OK)
+    if ((rc = global_sums(s, q, at, ev, gj, round - 1, j.set_id, e)) != FLC_OK ||
+        (rc = flc_query_eval_shards(s, at, q, &j, e)) != FLC_OK)
         goto out;
     /* Keep the rows read on every shard, finite; compact them in order. */
     char left[600] = "";
@@ -219,7 +247,6 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
             rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
 out:
-    flc_shard_release(&g);
     flc_strlist_free(&cl);
     free((void *)j.where);
     free(j.rows);

@@ -3,7 +3,7 @@
  *
  * A value is
  *   "FLE1" | u32 nrows | u64 set_id | u64 names | u64 BH | u64 L2
- *   | u64 stamp[nrows - 1]
+ *   | u64 stamp[nrows] (the clients' updates, then the merged shard)
  *   | row[nrows]: u8 status, u8 touches, u8 has_l, u8 0[5], u64 later
  *   | per row with status 1, in row order: BH floats when touches, then
  *     L2 floats when has_l
@@ -63,7 +63,7 @@ uint64_t flc_query_evcache_names(char *const *names, size_t n)
 
 static size_t head_len(size_t nrows)
 {
-    return HEAD + 8 * (nrows - 1) + ROW * nrows;
+    return HEAD + 8 * nrows + ROW * nrows;
 }
 
 static void put64(char *p, uint64_t v)
@@ -94,10 +94,10 @@ int flc_query_evcache_get(flc_store_t *s, const char *job, uint32_t round, uint3
         memcpy(&nr, b + 4, 4);
         fits = nr == k->nrows && get64(b + 8) == k->set_id && get64(b + 16) == k->names &&
                get64(b + 24) == k->BH && get64(b + 32) == k->L2 &&
-               memcmp(b + HEAD, k->stamps, 8 * (k->nrows - 1)) == 0;
+               memcmp(b + HEAD, k->stamps, 8 * k->nrows) == 0;
     }
     size_t at = hl;
-    const char *rt = b + HEAD + 8 * (k->nrows - 1);
+    const char *rt = b + HEAD + 8 * k->nrows;
     for (size_t r = 0; fits && r < k->nrows; r++) {
         flc_query_evrow_t *w = &rows[r];
         memset(w, 0, sizeof *w);
@@ -147,8 +147,8 @@ int flc_query_evcache_begin(flc_query_evcache_t *c, const flc_query_evkey_t *k)
     put64(c->buf + 16, k->names);
     put64(c->buf + 24, k->BH);
     put64(c->buf + 32, k->L2);
-    memcpy(c->buf + HEAD, k->stamps, 8 * (k->nrows - 1));
-    c->rows_at = HEAD + 8 * (k->nrows - 1);
+    memcpy(c->buf + HEAD, k->stamps, 8 * k->nrows);
+    c->rows_at = HEAD + 8 * k->nrows;
     c->len = hl;
     return FLC_OK;
 }

@@ -7,7 +7,8 @@
  * A cached value is used only when it was computed for the same rows (the
  * round's client names, then the aggregate), every update's stamp
  * (flc_store_update_stamps: length and header, so a rewritten update makes
- * it stale, as the Gram partials of query_gram.c) and the same evaluation
+ * it stale, as the Gram partials of query_gram.c), the merged shard's stamp
+ * (so does a merged shard written again) and the same evaluation
  * set (kind, sizes, the B samples and labels used: flc_query_evcache_set_id).
  * Stored at fl:{T}:r:<r>:evsum (cache/store_evalsum.h), one per shard: a
  * query of another evaluation set or sample count replaces it. */
@@ -25,7 +26,8 @@ typedef struct flc_query_evkey {
     uint64_t names;         /* flc_query_evcache_names of the rows' clients */
     size_t nrows;           /* clients + 1 (the aggregate, last) */
     size_t BH, L2;          /* floats of a row's first-layer sums / later layers */
-    const uint64_t *stamps; /* nrows - 1: the clients' update stamps */
+    const uint64_t *stamps; /* nrows: the clients' update stamps, then the merged
+                             * shard's (flc_store_merged_stamp) */
 } flc_query_evkey_t;
 
 /* One row of a shard's partials: status 0 (no update on this shard), 1

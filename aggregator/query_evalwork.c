@@ -161,7 +161,8 @@ static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *
     flc_query_evcache_t wr = {0};
     int caching = stamps != NULL &&
                   flc_store_update_stamps(s, j->job, j->round, shard, j->rows, n, stamps) ==
-                      FLC_OK;
+                      FLC_OK &&
+                  flc_store_merged_stamp(s, j->job, j->round, shard, &stamps[n]) == FLC_OK;
     if (caching) {
         int rc = eval_cached(s, j, k, &key, Z, L, e);
         if (rc != FLC_ENOTFOUND) {

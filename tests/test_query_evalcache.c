@@ -2,8 +2,8 @@
  * aggregator/query_evalcache.c), against a real redis-server:
  *   - a warm answer (accuracy, faults, contribution and personalize --by
  *     accuracy) is the cold one exactly (every value, bit for bit), and
- *     the warm query read the cached values, not the updates (bytes_read
- *     is the global model plus the cached values' bytes);
+ *     the warm query read the cached values, not the updates nor the
+ *     global model (bytes_read is the cached values' bytes);
  *   - a rewritten update, and a new evaluation set, make the cached values
  *     stale: the next answer is the freshly computed one;
  *   - the cached values are under the job's key prefix fl:{J/ (the job's
@@ -188,12 +188,13 @@ static size_t cached(const char *job, uint64_t *bytes, int *under_job)
     return n;
 }
 
-/* Bytes of shard's cached value (without its framing), 0 when none. */
-static uint64_t key_bytes(const char *job, uint32_t shard)
+/* Bytes of the cached value of (job, round, shard) (without its framing),
+ * 0 when none. */
+static uint64_t key_bytes(const char *job, uint32_t round, uint32_t shard, uint32_t ns)
 {
     char tag[FLC_TAG_MAX], key[FLC_KEY_MAX];
-    flc_key_shard_tag(tag, job, shard, S);
-    flc_key_shard(key, tag, 1, "evsum");
+    flc_key_shard_tag(tag, job, shard, ns);
+    flc_key_shard(key, tag, round, "evsum");
     flc_store_t *s = open_url(g_fx.unix_url);
     const char *hv[] = {"HVALS", key};
     redisReply *v = NULL;
@@ -207,13 +208,18 @@ static uint64_t key_bytes(const char *job, uint32_t shard)
     return b ? b - 16 : 0;
 }
 
-/* Drops the job's cached values (the next query with the cache is cold). */
+/* Drops the job's cached values, the round's and the global model's (the
+ * next query with the cache is cold). */
 static void uncache(const char *job)
 {
-    for (uint32_t k = 0; k < S; k++) {
-        char tag[FLC_TAG_MAX], key[FLC_KEY_MAX];
-        flc_key_shard_tag(tag, job, k, S);
-        flc_key_shard(key, tag, 1, "evsum");
+    for (uint32_t k = 0; k <= S; k++) {
+        char tag[FLC_TAG_MAX], key[FLC_KEY_MAX], gj[64];
+        snprintf(gj, sizeof gj, "%s/g", job);
+        if (k < S)
+            flc_key_shard_tag(tag, job, k, S);
+        else
+            flc_key_shard_tag(tag, gj, 0, 1);
+        flc_key_shard(key, tag, k < S ? 1 : 0, "evsum");
         flc_store_t *s = open_url(g_fx.unix_url);
         const char *del[] = {"DEL", key};
         if (flc_store_command(s, NULL, 2, del, NULL) != 0)
@@ -249,11 +255,11 @@ TEST(warm_equals_cold)
         CHECK(ref && cold && warm, "%s: three answers", kn);
         EXPECT(same(ref, cold) && same(cold, warm), "%s: --no-cache, cold and warm answers "
                "equal bit for bit (%zu rows)", kn, ref->n_rows);
-        EXPECT(nk == S && under && ref->bytes_read == (N + 2) * P * sizeof(float) &&
-                   cold->bytes_read == ref->bytes_read &&
-                   warm->bytes_read == P * sizeof(float) + bytes,
-               "%s: %zu cached values (want %d); read %llu bytes cold (updates, aggregate, "
-               "global), %llu warm (want the global model + %llu cached bytes)", kn, nk, S,
+        EXPECT(nk == S + 1 && under && ref->bytes_read == (N + 2) * P * sizeof(float) &&
+                   cold->bytes_read == ref->bytes_read && warm->bytes_read == bytes,
+               "%s: %zu cached values (want %d: the shards' and the global model's); read "
+               "%llu bytes cold (updates, aggregate, global), %llu warm (want the %llu cached "
+               "bytes)", kn, nk, S + 1,
                (unsigned long long)cold->bytes_read, (unsigned long long)warm->bytes_read,
                (unsigned long long)bytes);
         EXPECT(warm->bytes_moved == cold->bytes_moved, "%s: the same %llu bytes of sums "
@@ -298,10 +304,11 @@ TEST(rewritten_update_invalidates)
            r1->values[1]);
     uint64_t o1, n1;
     flc_rs_shard_range(P, S, 1, &o1, &n1);
-    uint64_t want = P * sizeof(float) + key_bytes("ewr", 0) + key_bytes("ewr", 2) +
-                    (N + 1) * n1 * sizeof(float);
+    uint64_t want = key_bytes("ewr/g", 0, 0, 1) + key_bytes("ewr", 1, 0, S) +
+                    key_bytes("ewr", 1, 2, S) + (N + 1) * n1 * sizeof(float);
     EXPECT(after->bytes_read == want, "only the stale shard was read again: %llu bytes read "
-           "(want the global model, shards 0 and 2 cached, shard 1's %d updates: %llu)",
+           "(want the global model's, shard 0's and 2's cached sums, shard 1's %d updates: "
+           "%llu)",
            (unsigned long long)after->bytes_read, N + 1, (unsigned long long)want);
     drop(before), drop(warm), drop(after), drop(fresh);
 }
@@ -350,11 +357,11 @@ TEST(cache_key_under_job_pattern)
     CHECK(ro && job && warm, "answers for both users");
     EXPECT(n0 == 0 && same(ro, job), "the read-only user's query cached nothing (%zu values) "
            "and answered as the job's user does", n0);
-    EXPECT(n1 == S && under, "the job's user cached %zu values (want %d), every key under "
-           "fl:{ewa/", n1, S);
-    EXPECT(same(job, warm) && warm->bytes_read == P * sizeof(float) + bytes,
-           "the read-only user reads them: same answer, %llu bytes read (the global model "
-           "and %llu cached bytes)", (unsigned long long)warm->bytes_read,
+    EXPECT(n1 == S + 1 && under, "the job's user cached %zu values (want %d), every key "
+           "under fl:{ewa/", n1, S + 1);
+    EXPECT(same(job, warm) && warm->bytes_read == bytes,
+           "the read-only user reads them: same answer, %llu bytes read (the %llu cached "
+           "bytes)", (unsigned long long)warm->bytes_read,
            (unsigned long long)bytes);
     drop(ro), drop(job), drop(warm);
     flc_store_close(admin);
