@@ -414,10 +414,12 @@ int main(int argc, char **argv)
         if (flc_cli_nodes_parse(getenv("FLCACHE_NODES"), &map, &e) != 0)
             die("FLCACHE_NODES", e.msg);
         g_place = flc_cli_place(map);
-        fprintf(stderr, "bench/queries --flstore: %s, next-to-data workers %s\n", url,
-                map ? "placed on the nodes (FLCACHE_NODES)" : "NOT placed (no FLCACHE_NODES)");
     }
     flc_store_t *su = flc_store_open(g_url, bench_store_opts(), &e);
+    if (url != NULL && su != NULL) /* the redacted URL: no password in the log */
+        fprintf(stderr, "bench/queries --flstore: %s, next-to-data workers %s\n",
+                flc_store_url(su), map ? "placed on the nodes (FLCACHE_NODES)"
+                                       : "NOT placed (no FLCACHE_NODES)");
     flc_store_t *stcp = su ? flc_store_open(g_central_url, bench_store_opts(), &e) : NULL;
     float *u = malloc(g_P * sizeof *u), *g = malloc(g_P * sizeof *g);
     float *tmp = malloc(g_P * sizeof *tmp);

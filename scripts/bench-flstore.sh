@@ -90,7 +90,9 @@ down() {
 trap 'rc=$?; trap - EXIT; down; exit $rc' EXIT
 trap 'exit 130' INT TERM HUP
 
-"$TB" --name "$NAME" --masters 3 --replicas 0 --rate "$RATE" up >&2
+# (its "export" lines carry the password: kept off the log)
+up=$("$TB" --name "$NAME" --masters 3 --replicas 0 --rate "$RATE" up)
+printf '%s\n' "$up" | grep -v '^export ' >&2 || true
 eval "$("$TB" --name "$NAME" env)"
 for n in $FLC_TESTBED_NODES; do
     eval "sock=\$FLC_TESTBED_SOCK_$n"
