@@ -90,16 +90,13 @@ static int eval_cached(flc_store_t *s, eval_job_t *j, size_t k, const flc_query_
                                    rows);
     for (size_t r = 0; rc == FLC_OK && r < j->nrows; r++) {
         const flc_query_evrow_t *w = &rows[r];
-        if (w->status == 1) { /* zeros where the slice has none, as computed */
-            if (w->Z)
-                memcpy(Z, w->Z, ev->B * ev->H * sizeof *Z);
-            else
-                memset(Z, 0, ev->B * ev->H * sizeof *Z);
+        if (w->status == 1 && w->Z == NULL) /* zeros where the slice has none, as computed */
+            memset(Z, 0, ev->B * ev->H * sizeof *Z);
+        if (w->status == 1 && w->L == NULL)
             memset(L, 0, (ev->L2 + 1) * sizeof *L);
-            if (w->L)
-                memcpy(L, w->L, ev->L2 * sizeof *L);
-        }
-        if (take_row(j, r, k, w, r == 0 ? len : 0, Z, L) != FLC_OK)
+        /* the cached sums are folded where they were read (fold copies what waits) */
+        if (take_row(j, r, k, w, r == 0 ? len : 0, w->Z ? (float *)w->Z : Z,
+                     w->L ? (float *)w->L : L) != FLC_OK)
             rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
     free(blob);
