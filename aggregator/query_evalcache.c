@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/bigbuf.h"
 #include "base/error.h"
 #include "cache/store_evalsum.h"
 
@@ -79,13 +80,13 @@ static uint64_t get64(const char *p)
 }
 
 int flc_query_evcache_get(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                          const flc_query_evkey_t *k, char **blob, size_t *len,
+                          const flc_query_evkey_t *k, char **blob, size_t *len, size_t *cap,
                           flc_query_evrow_t *rows)
 {
     *blob = NULL;
     char *b;
-    size_t n;
-    if (flc_store_evalsum_get(s, job, round, shard, &b, &n) != FLC_OK)
+    size_t n, bcap;
+    if (flc_store_evalsum_get(s, job, round, shard, &b, &n, &bcap) != FLC_OK)
         return FLC_ENOTFOUND;
     size_t hl = head_len(k->nrows);
     uint32_t nr;
@@ -122,11 +123,12 @@ int flc_query_evcache_get(flc_store_t *s, const char *job, uint32_t round, uint3
         at += need * sizeof(float);
     }
     if (!fits || at != n) {
-        free(b);
+        flc_big_free(b, bcap);
         return FLC_ENOTFOUND;
     }
     *blob = b;
     *len = n;
+    *cap = bcap;
     return FLC_OK;
 }
 
@@ -135,7 +137,7 @@ int flc_query_evcache_begin(flc_query_evcache_t *c, const flc_query_evkey_t *k)
     memset(c, 0, sizeof *c);
     size_t hl = head_len(k->nrows);
     c->cap = hl + k->nrows * (k->BH + k->L2) * sizeof(float);
-    c->buf = calloc(1, c->cap); /* row table zero: status 0 until added */
+    c->buf = flc_big_alloc(c->cap); /* zeroed: every row status 0 until added */
     if (c->buf == NULL)
         return FLC_ENOMEM;
     c->key = *k;
@@ -184,6 +186,6 @@ void flc_query_evcache_put(flc_store_t *s, const char *job, uint32_t round, uint
 
 void flc_query_evcache_free(flc_query_evcache_t *c)
 {
-    free(c->buf);
+    flc_big_free(c->buf, c->cap);
     memset(c, 0, sizeof *c);
 }

@@ -41,7 +41,7 @@ typedef struct flc_query_evrow {
 
 /* A value being built by a worker, row by row in order. */
 typedef struct flc_query_evcache {
-    char *buf;
+    char *buf;               /* flc_big_alloc(cap) */
     size_t len, cap, rows_at;
     flc_query_evkey_t key;
 } flc_query_evcache_t;
@@ -55,10 +55,10 @@ uint64_t flc_query_evcache_set_id(int kind, size_t in, size_t H, size_t C, size_
 uint64_t flc_query_evcache_names(char *const *names, size_t n);
 
 /* Reads shard's cached value and checks it against k: rows[0..k->nrows)
- * point into *blob (the caller frees it) when it fits. FLC_ENOTFOUND when
- * there is none or it does not fit. */
+ * point into *blob (*len bytes; the caller frees it with flc_big_free(*blob,
+ * *cap)) when it fits. FLC_ENOTFOUND when there is none or it does not fit. */
 int flc_query_evcache_get(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                          const flc_query_evkey_t *k, char **blob, size_t *len,
+                          const flc_query_evkey_t *k, char **blob, size_t *len, size_t *cap,
                           flc_query_evrow_t *rows);
 
 /* Starts a value for k (room for every row). FLC_ENOMEM only: then the

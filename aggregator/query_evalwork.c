@@ -13,6 +13,7 @@
 
 #include "aggregator/query_evalcache.h"
 #include "aggregator/query_evalwork.h"
+#include "base/bigbuf.h"
 #include "cache/store_ops.h"
 
 typedef flc_query_evwork_t eval_job_t;
@@ -28,7 +29,7 @@ static int fold(eval_job_t *j, size_t r, size_t k, const float *Z, const float *
     flc_query_eval_t *ev = j->ev;
     size_t BH = ev->B * ev->H;
     if (j->next[r] != k) {
-        float *c = malloc((BH + ev->L2 + 1) * sizeof *c);
+        float *c = j->nspare ? j->spare[--j->nspare] : malloc((BH + ev->L2 + 1) * sizeof *c);
         if (c == NULL)
             return FLC_ENOMEM;
         memcpy(c, Z, BH * sizeof *c);
@@ -40,9 +41,18 @@ static int fold(eval_job_t *j, size_t r, size_t k, const float *Z, const float *
         cblas_saxpy((int)BH, 1.0f, Z, 1, ev->D + r * BH, 1);
         if (ev->L2)
             cblas_saxpy((int)ev->L2, 1.0f, L, 1, ev->S2 + r * ev->L2, 1);
-        if (Z != NULL && j->pend[r * j->ns + j->next[r]] != NULL) { /* a copy just folded */
-            free(j->pend[r * j->ns + j->next[r]]);
-            j->pend[r * j->ns + j->next[r]] = NULL;
+        float **done = &j->pend[r * j->ns + j->next[r]];
+        if (Z != NULL && *done != NULL) { /* a copy just folded: kept for the next wait */
+            float **sp = j->nspare < j->capspare
+                             ? j->spare
+                             : realloc(j->spare, (j->capspare * 2 + 8) * sizeof *sp);
+            if (sp != NULL && sp != j->spare)
+                j->spare = sp, j->capspare = j->capspare * 2 + 8;
+            if (sp != NULL)
+                j->spare[j->nspare++] = *done;
+            else
+                free(*done);
+            *done = NULL;
         }
         size_t nx = ++j->next[r];
         if (nx >= j->ns || j->pend[r * j->ns + nx] == NULL)
@@ -83,11 +93,11 @@ static int eval_cached(flc_store_t *s, eval_job_t *j, size_t k, const flc_query_
     flc_query_eval_t *ev = j->ev;
     flc_query_evrow_t *rows = calloc(j->nrows, sizeof *rows);
     char *blob = NULL;
-    size_t len = 0;
+    size_t len = 0, cap = 0;
     if (rows == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     int rc = flc_query_evcache_get(s, j->job, j->round, j->where[k].shard, key, &blob, &len,
-                                   rows);
+                                   &cap, rows);
     for (size_t r = 0; rc == FLC_OK && r < j->nrows; r++) {
         const flc_query_evrow_t *w = &rows[r];
         if (w->status == 1 && w->Z == NULL) /* zeros where the slice has none, as computed */
@@ -99,7 +109,7 @@ static int eval_cached(flc_store_t *s, eval_job_t *j, size_t k, const flc_query_
                      w->L ? (float *)w->L : L) != FLC_OK)
             rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
-    free(blob);
+    flc_big_free(blob, cap);
     free(rows);
     return rc;
 }
@@ -305,6 +315,11 @@ int flc_query_eval_shards(flc_store_t *s, const flc_store_cfg_t *at, const flc_q
         pthread_join(th[t], NULL);
     pthread_mutex_destroy(&j->lock);
     flc_query_plan_free(&j->plan);
+    for (size_t i = 0; i < j->nspare; i++)
+        free(j->spare[i]);
+    free(j->spare);
+    j->spare = NULL;
+    j->nspare = j->capspare = 0;
     if (j->rc != FLC_OK)
         *e = j->err;
     return j->rc;

@@ -28,6 +28,9 @@ typedef struct flc_query_evwork {
     unsigned char *got;   /* nrows x ns: 1 read, 2 not finite, 0 missing */
     size_t *next;         /* per row: the shard (index into where) to fold next */
     float **pend;         /* nrows x ns: a shard's sums waiting for the ones before */
+    float **spare;        /* folded copies kept for the next wait (fresh pages fault one by
+                           * one on these VMs); freed by flc_query_eval_shards */
+    size_t nspare, capspare;
     flc_query_eval_t *ev; /* D, S2, bytes: under lock */
     int use_cache;        /* read and write the shards' cached partials */
     uint64_t set_id, names; /* what they must have been computed for */

@@ -60,6 +60,7 @@ static unsigned g_rounds = 20, g_clients = 250, g_k = 10;
 static unsigned S = 6; /* 2 per master on 3: the testbed's nodes hold equal shares */
 static const char *g_url, *g_central_url; /* the engine's; the central aggregator's */
 static flc_place_t g_place;              /* enter set: workers next to the nodes */
+static uint64_t g_read;                  /* bytes the last engine query read */
 static char g_names[64][16];
 
 static void die(const char *what, const char *msg)
@@ -333,13 +334,14 @@ static uint64_t engine_run(flc_store_t *s, const char *wl, uint32_t r, int warm)
     if (flc_query_run(s, &q, &a, &e) != 0)
         die(wl, e.msg);
     uint64_t moved = a->bytes_moved;
+    g_read = a->bytes_read;
     flcache__query_answer__free_unpacked(a, NULL);
     free(model);
     return moved;
 }
 
 static void emit(const char *wl, const char *system, double *ms, int n, double central_p50,
-                 uint64_t moved, int functions)
+                 uint64_t moved, uint64_t read, int functions)
 {
     double p50 = bench_percentile(ms, (size_t)n, 50);
     cJSON *o = bench_line(BENCH, wl);
@@ -357,6 +359,7 @@ static void emit(const char *wl, const char *system, double *ms, int n, double c
     cJSON_AddNumberToObject(o, "p50_ms", p50);
     cJSON_AddNumberToObject(o, "ratio_to_central", central_p50 > 0 ? p50 / central_p50 : NAN);
     cJSON_AddNumberToObject(o, "bytes_moved", (double)moved);
+    cJSON_AddNumberToObject(o, "bytes_read", (double)read); /* next to the data */
     double h = p50 / 3.6e6;
     cJSON_AddNumberToObject(o, "usd", functions ? h * USD_FN_H * functions : h * USD_VM_H);
     cJSON_AddNumberToObject(o, "usd_gbs", p50 / 1e3 * 2.0 * (functions ? functions : 1) *
@@ -440,14 +443,18 @@ int main(int argc, char **argv)
                                 "schedule_accuracy", "personalize", "loo_contribution"};
     for (size_t w = 0; w < sizeof wls / sizeof *wls; w++) {
         double cold[16], warm[16], cen[16];
-        uint64_t mc = 0, mw = 0;
+        uint64_t mc = 0, mw = 0, rc = 0, rw = 0;
         engine_run(su, wls[w], g_rounds, 1); /* untimed: fills the caches warm reads */
         for (int r = 0; r < reps; r++) {
             uint64_t t0 = flc_now_ns();
+            g_read = 0;
             mc = engine_run(su, wls[w], g_rounds, 0);
+            rc = g_read;
             cold[r] = (double)(flc_now_ns() - t0) / 1e6;
             t0 = flc_now_ns();
+            g_read = 0;
             mw = engine_run(su, wls[w], g_rounds, 1);
+            rw = g_read;
             warm[r] = (double)(flc_now_ns() - t0) / 1e6;
             t0 = flc_now_ns();
             central_run(&c, wls[w], g_rounds, tmp);
@@ -456,9 +463,9 @@ int main(int argc, char **argv)
         double cs[16];
         memcpy(cs, cen, sizeof cs);
         double cp50 = bench_percentile(cs, (size_t)reps, 50);
-        emit(wls[w], "next_to_data_cold", cold, reps, cp50, mc, S);
-        emit(wls[w], "next_to_data_warm", warm, reps, cp50, mw, S);
-        emit(wls[w], "cache_central", cen, reps, cp50, c.moved, 0);
+        emit(wls[w], "next_to_data_cold", cold, reps, cp50, mc, rc, S);
+        emit(wls[w], "next_to_data_warm", warm, reps, cp50, mw, rw, S);
+        emit(wls[w], "cache_central", cen, reps, cp50, c.moved, 0, 0);
     }
     free(u), free(g), free(tmp), free(c.M), free(c.g);
     flc_model_free(m);

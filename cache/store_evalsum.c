@@ -24,6 +24,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "base/bigbuf.h"
 #include "base/clock.h"
 #include "cache/keys.h"
 #include "cache/store_internal.h"
@@ -110,10 +111,10 @@ int flc_store_evalsum_put(flc_store_t *s, const char *job, uint32_t round, uint3
 }
 
 int flc_store_evalsum_get(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                          char **blob, size_t *len)
+                          char **blob, size_t *len, size_t *bcap)
 {
     *blob = NULL;
-    *len = 0;
+    *len = *bcap = 0;
     flc_err_clear(&s->err);
     flc_store_in_step(s, "an earlier operation");
     char key[FLC_KEY_MAX];
@@ -132,7 +133,7 @@ int flc_store_evalsum_get(flc_store_t *s, const char *job, uint32_t round, uint3
         return flc_err_set(&s->err, FLC_ENOTFOUND, "evaluation partials of shard %u of round "
                            "%u of job %s: not in the cache (key %s)", shard, round, job, key);
     size_t cap = (size_t)n * FIELD;
-    char *buf = malloc(cap + 1);
+    char *buf = flc_big_alloc(cap + 1);
     uint64_t gen0 = 0;
     if (buf == NULL)
         return flc_err_set(&s->err, FLC_ENOMEM, "out of memory for %zu bytes of evaluation "
@@ -174,11 +175,12 @@ int flc_store_evalsum_get(flc_store_t *s, const char *job, uint32_t round, uint3
         rc = flc_err_set(&s->err, FLC_ENOTFOUND, "evaluation partials of shard %u of round %u "
                          "of job %s: replaced while read (key %s)", shard, round, job, key);
     if (rc != FLC_OK) {
-        free(buf);
+        flc_big_free(buf, cap + 1);
         return rc;
     }
     *len = off - 8;
     buf[*len] = '\0';
     *blob = buf;
+    *bcap = cap + 1;
     return FLC_OK;
 }

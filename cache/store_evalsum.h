@@ -20,10 +20,12 @@
 
 #include "cache/store.h"
 
-/* Reads the cached value into a new buffer *blob of *len bytes (the caller
- * frees it). FLC_ENOTFOUND when there is none. */
+/* Reads the cached value into a new buffer *blob of *len bytes, *cap bytes
+ * from flc_big_alloc (fresh pages fault one by one on these VMs: tens of MB
+ * of them cost more than reading the value); the caller frees it with
+ * flc_big_free(*blob, *cap). FLC_ENOTFOUND when there is none. */
 int flc_store_evalsum_get(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                          char **blob, size_t *len);
+                          char **blob, size_t *len, size_t *cap);
 
 /* Replaces the cached value with blob (len bytes), with the store's ttl.
  * Fails (NOPERM) for a read-only user; callers treat it as a cache. */
