@@ -62,7 +62,8 @@ typedef struct flc_query_req {
                                     * NULL: built-in */
     int threads;                   /* shard workers in parallel; 0: min(S, 4), and with
                                     * place at least one per node */
-    int no_cache;                  /* recompute Gram partials even when cached */
+    int no_cache;                  /* recompute Gram partials and evaluation sums even
+                                    * when cached (neither read nor written) */
     int by_accuracy;               /* schedule: top K by accuracy on the evaluation set;
                                     * personalize: the best K clients by accuracy,
                                     * accuracy-weighted; contribution: leave-one-out

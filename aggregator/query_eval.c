@@ -15,27 +15,28 @@
  * weighted mixes are linear in the deltas, so flc_query_eval_mix evaluates
  * any of them from the kept sums without reading an update again.
  *
- * The shard workers are placed as the Gram's (query_gram.c): with the
- * request's place callback each enters the node owning its shards and reads
- * them there; bytes_moved counts the sums that leave it (docs/queries.md
- * says which bytes). */
+ * The shard workers (query_evalwork.c) are placed as the Gram's
+ * (query_gram.c): with the request's place callback each enters the node
+ * owning its shards and reads them there, or replays the shard's cached
+ * sums (query_evalcache.h); bytes_moved counts the sums that leave it
+ * (docs/queries.md says which bytes). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <pthread.h>
-
 #include <cblas.h>
 
-#include "aggregator/query_internal.h"
+#include "aggregator/query_evalcache.h"
+#include "aggregator/query_evalwork.h"
 #include "aggregator/tracker.h"
+#include "cache/store_ops.h"
 
 /* Adds the contribution of the slice v = model[off .. off+cnt) to the
  * first-layer sums Z (B x H) and copies its later-layer floats into L
  * (ev->L2 floats; may be NULL when the slice has none). */
-static void add_slice(const flc_query_eval_t *ev, uint64_t off, uint64_t cnt, const float *v,
-                      float *Z, float *L)
+void flc_query_eval_add_slice(const flc_query_eval_t *ev, uint64_t off, uint64_t cnt,
+                              const float *v, float *Z, float *L)
 {
     const size_t B = ev->B, H = ev->H, in = ev->in;
     const uint64_t w1 = (uint64_t)in * H, b1 = w1 + H, end = off + cnt;
@@ -85,210 +86,38 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The shard workers of one round's evaluation, placed as the Gram's
- * (query_gram.c): each takes shards off the plan, enters the node that owns
- * them when the request places workers, reads every delta's slice there and
- * adds its first-layer sums into the shared rows under the lock. Only these
- * sums (and the later-layer floats) leave the node. */
-typedef struct eval_job {
-    const char *url, *job;
-    const flc_store_opts_t *opts;
-    const flc_place_t *place;
-    uint32_t round;
-    uint64_t P;
-    const flc_track_where_t *where;
-    size_t ns;
-    flc_query_plan_t plan;
-    char **rows;          /* nrows - 1 client names, then NULL: the aggregate */
-    size_t nrows;
-    unsigned char *got;   /* nrows x ns: 1 read, 2 not finite, 0 missing */
-    size_t *next;         /* per row: the shard (index into where) to fold next */
-    float **pend;         /* nrows x ns: a shard's sums waiting for the ones before */
-    flc_query_eval_t *ev; /* D, S2, bytes: under lock */
-    pthread_mutex_t lock;
-    int rc;
-    flc_err_t err;
-} eval_job_t;
-
-/* Adds shard k's sums Z, L of row r into the row, under j->lock, in shard
- * order whatever order the workers finish in: float sums depend on their
- * order, and placed and unplaced (or differently timed) runs must give the
- * same bits. A shard ahead of its turn waits in a copy. */
-static int fold(eval_job_t *j, size_t r, size_t k, const float *Z, const float *L)
+/* The global model's first-layer sums (ev->Zg) and later layers (ev->g2),
+ * by a shard worker next to the node that holds it (series gj, round gr,
+ * one shard), cached there like a round's partials (its stamp is the
+ * merged shard's): a warm query moves B x H sums, not the model. */
+static int global_sums(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                       flc_query_eval_t *ev, const char *gj, uint32_t gr, uint64_t set_id,
+                       flc_err_t *e)
 {
-    flc_query_eval_t *ev = j->ev;
-    size_t BH = ev->B * ev->H;
-    if (j->next[r] != k) {
-        float *c = malloc((BH + ev->L2 + 1) * sizeof *c);
-        if (c == NULL)
-            return FLC_ENOMEM;
-        memcpy(c, Z, BH * sizeof *c);
-        memcpy(c + BH, L, ev->L2 * sizeof *c);
-        j->pend[r * j->ns + k] = c;
-        return FLC_OK;
-    }
-    for (;;) {
-        cblas_saxpy((int)BH, 1.0f, Z, 1, ev->D + r * BH, 1);
-        if (ev->L2)
-            cblas_saxpy((int)ev->L2, 1.0f, L, 1, ev->S2 + r * ev->L2, 1);
-        if (Z != NULL && j->pend[r * j->ns + j->next[r]] != NULL) { /* a copy just folded */
-            free(j->pend[r * j->ns + j->next[r]]);
-            j->pend[r * j->ns + j->next[r]] = NULL;
-        }
-        size_t nx = ++j->next[r];
-        if (nx >= j->ns || j->pend[r * j->ns + nx] == NULL)
-            return FLC_OK;
-        Z = j->pend[r * j->ns + nx];
-        L = Z + BH;
-    }
-}
-
-static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *L, flc_err_t *e)
-{
-    flc_query_eval_t *ev = j->ev;
-    uint32_t shard = j->where[k].shard;
-    uint64_t first = (uint64_t)ev->in * ev->H + ev->H;
-    for (size_t r = 0; r < j->nrows; r++) {
-        const char *who = j->rows[r];
-        flc_shard_t sh = {0};
-        int rc = who ? flc_store_get_update(s, j->job, j->round, shard, who, &sh, NULL, 0)
-                     : flc_store_get_merged(s, j->job, j->round, shard, &sh, NULL, 0);
-        if (rc == FLC_ENOTFOUND)
-            continue;
-        if (rc != FLC_OK) {
-            *e = *flc_store_error(s);
-            return rc;
-        }
-        if (sh.model_size != j->P || sh.offset > j->P || sh.count > j->P - sh.offset) {
-            flc_shard_release(&sh);
-            return flc_err_set(e, FLC_EDIM, "round %u, %s%s, shard %u: a model of %llu floats "
-                               "(offset %llu, %llu floats), the evaluation set's model has %llu",
-                               j->round, who ? "client " : "the aggregate", who ? who : "",
-                               shard, (unsigned long long)sh.model_size,
-                               (unsigned long long)sh.offset, (unsigned long long)sh.count,
-                               (unsigned long long)j->P);
-        }
-        if (flc_find_nonfinite(sh.values, sh.count) >= 0) {
-            flc_shard_release(&sh);
-            pthread_mutex_lock(&j->lock);
-            j->got[r * j->ns + k] = 2;
-            pthread_mutex_unlock(&j->lock);
-            continue;
-        }
-        memset(Z, 0, ev->B * ev->H * sizeof *Z);
-        memset(L, 0, (ev->L2 + 1) * sizeof *L);
-        add_slice(ev, sh.offset, sh.count, sh.values, Z, ev->L2 ? L : NULL);
-        uint64_t later = sh.offset + sh.count > first
-                             ? sh.offset + sh.count - (sh.offset > first ? sh.offset : first)
-                             : 0;
-        int touches = sh.offset < first;
-        pthread_mutex_lock(&j->lock);
-        rc = fold(j, r, k, Z, L);
-        if (rc != FLC_OK) {
-            pthread_mutex_unlock(&j->lock);
-            flc_shard_release(&sh);
-            return flc_err_set(e, FLC_ENOMEM, "out of memory");
-        }
-        j->got[r * j->ns + k] = 1;
-        ev->bytes_read += sh.count * sizeof(float);
-        /* What leaves the node: the B x H sums when the slice touches the
-         * first layer, and its later-layer floats. */
-        ev->bytes_moved += (touches ? ev->B * ev->H * sizeof(float) : 0) + later * sizeof(float);
-        pthread_mutex_unlock(&j->lock);
-        flc_shard_release(&sh);
-    }
+    flc_query_eval_t gev = *ev; /* its sizes; its one row is ev's global sums */
+    gev.D = ev->Zg;
+    gev.S2 = ev->g2;
+    gev.bytes_read = gev.bytes_moved = 0;
+    char *rows[1] = {NULL};
+    unsigned char got = 0;
+    size_t next = 0;
+    float *pend = NULL;
+    flc_track_where_t where = {.shard = 0};
+    flc_query_evwork_t w = {.job = gj, .round = gr, .P = ev->update_bytes / sizeof(float),
+                            .where = &where, .ns = 1, .rows = rows, .nrows = 1, .got = &got,
+                            .next = &next, .pend = &pend, .ev = &gev,
+                            .use_cache = !q->no_cache, .set_id = set_id,
+                            .names = flc_query_evcache_names(rows, 0)};
+    int rc = flc_query_eval_shards(s, at, q, &w, e);
+    free(pend);
+    if (rc != FLC_OK)
+        return flc_err_wrap(e, "the global model of round %u (%s): ", gr, gj);
+    if (got != 1)
+        return flc_err_set(e, got ? FLC_EDATA : FLC_ENOTFOUND, "the global model of round %u "
+                           "(%s) is %s", gr, gj, got ? "not finite" : "gone");
+    ev->bytes_read += gev.bytes_read;
+    ev->bytes_moved += gev.bytes_moved;
     return FLC_OK;
-}
-
-static void *eval_worker(void *p)
-{
-    eval_job_t *j = p;
-    flc_err_t e = {0};
-    flc_store_opts_t opts = {0};
-    if (j->opts != NULL)
-        opts = *j->opts;
-    flc_store_t *s = NULL;
-    flc_url_t caller_ep = {0};
-    float *Z = malloc(j->ev->B * j->ev->H * sizeof *Z);
-    float *L = malloc((j->ev->L2 + 1) * sizeof *L);
-    int rc = Z && L ? flc_url_parse(j->url, &caller_ep, &e)
-                    : flc_err_set(&e, FLC_ENOMEM, "out of memory");
-    long grp = -1;
-    while (rc == FLC_OK) {
-        pthread_mutex_lock(&j->lock);
-        long prev = grp;
-        long k = j->rc == FLC_OK ? flc_query_plan_take(&j->plan, &grp) : -1;
-        pthread_mutex_unlock(&j->lock);
-        if (k < 0)
-            break;
-        const char *near = j->plan.addr[grp];
-        char url[1200];
-        if (near[0] != '\0' && grp != prev) { /* next to the node, as the Gram workers go */
-            flc_store_close(s);
-            s = NULL;
-            rc = j->place->enter(j->place->user, near, &opts, &e);
-            if (rc == FLC_OK)
-                rc = flc_query_node_url(&caller_ep, near, url, sizeof url, &e);
-            if (rc == FLC_OK && (s = flc_store_open(url, &opts, &e)) == NULL)
-                rc = e.code;
-        } else if (near[0] == '\0' && s == NULL) { /* the caller's URL, never the tracker's */
-            if ((s = flc_store_open(j->url, j->opts, &e)) == NULL)
-                rc = e.code;
-        }
-        if (rc == FLC_OK)
-            rc = eval_shard(s, j, (size_t)k, Z, L, &e);
-    }
-    pthread_mutex_lock(&j->lock);
-    if (rc != FLC_OK && j->rc == FLC_OK) {
-        j->rc = rc;
-        j->err = e;
-    }
-    pthread_mutex_unlock(&j->lock);
-    free(Z), free(L);
-    flc_store_close(s);
-    return NULL;
-}
-
-/* Runs the workers over every shard of the round for the rows of j. */
-static int eval_shards(flc_store_t *s, const flc_store_cfg_t *at, const flc_query_req_t *q,
-                       eval_job_t *j, flc_err_t *e)
-{
-    char own[1200];
-    j->url = at != NULL ? at->url : NULL;
-    j->opts = at != NULL ? &at->opts : NULL;
-    if (j->url == NULL) { /* s's own server, with its credentials */
-        if (flc_store_url_full(s, own, sizeof own) != FLC_OK)
-            return flc_err_set(e, FLC_EINVAL, "the URL of %s is too long for the shard "
-                               "workers", flc_store_url(s));
-        j->url = own;
-    }
-    j->place = &q->place;
-    int placed = q->place.enter != NULL;
-    if (flc_query_plan_make(s, j->job, j->round, j->where, j->ns, placed, &j->plan, e) !=
-        FLC_OK)
-        return e->code;
-    placed = j->plan.ngroups > 0 && j->plan.addr[0][0] != '\0';
-    pthread_mutex_init(&j->lock, NULL);
-    int nt = q->threads > 0 ? q->threads : (j->ns < 4 ? (int)j->ns : 4);
-    if (q->threads <= 0 && placed && (size_t)nt < j->plan.ngroups)
-        nt = (int)j->plan.ngroups;
-    nt = nt > 64 ? 64 : nt;
-    pthread_t th[64];
-    int started = 0;
-    for (int t = 0; t < nt; t++)
-        if (pthread_create(&th[started], NULL, eval_worker, j) == 0)
-            started++;
-    if (started == 0 && !placed)
-        eval_worker(j);
-    else if (started == 0)
-        j->rc = flc_err_set(&j->err, FLC_ENOMEM, "no thread for the shard workers");
-    for (int t = 0; t < started; t++)
-        pthread_join(th[t], NULL);
-    pthread_mutex_destroy(&j->lock);
-    flc_query_plan_free(&j->plan);
-    if (j->rc != FLC_OK)
-        *e = j->err;
-    return j->rc;
 }
 
 int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
@@ -312,9 +141,9 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
                            "the updates of rounds 1 and later");
     char gj[FLC_NAME_MAX + 1];
     snprintf(gj, sizeof gj, "%s/g", q->job);
-    flc_shard_t g = {0};
-    int rc = flc_store_get_merged(s, gj, round - 1, 0, &g, NULL, 0);
-    if (rc == FLC_ENOTFOUND)
+    uint64_t gstamp = 0; /* is it there? (read next to its node below) */
+    int rc = flc_store_merged_stamp(s, gj, round - 1, 0, &gstamp);
+    if (rc == FLC_OK && gstamp == 0)
         return flc_err_set(e, FLC_ENOTFOUND, "job %s has no global model of round %u (series "
                            "%s): the clients' models of round %u are that model plus their "
                            "updates", q->job, round - 1, gj, round);
@@ -323,13 +152,7 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
         return rc;
     }
     flc_strlist_t cl = {0};
-    eval_job_t j = {.job = q->job, .round = round, .P = P, .ev = ev};
-    if (g.offset != 0 || g.count != P) {
-        rc = flc_err_set(e, FLC_EDIM, "job %s: the global model of round %u has %llu floats, "
-                         "the evaluation set's model %llu", q->job, round - 1,
-                         (unsigned long long)g.count, (unsigned long long)P);
-        goto out;
-    }
+    flc_query_evwork_t j = {.job = q->job, .round = round, .P = P, .ev = ev};
     rc = flc_store_list_clients(s, q->job, round, &cl);
     if (rc != FLC_OK && rc != FLC_ENOTFOUND) {
         *e = *flc_store_error(s);
@@ -365,9 +188,12 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
     }
     for (size_t i = 0; i < n; i++)
         j.rows[i] = cl.items[i];
-    add_slice(ev, 0, P, g.values, ev->Zg, ev->g2);
-    ev->bytes_read += P * sizeof(float);
-    if ((rc = eval_shards(s, at, q, &j, e)) != FLC_OK)
+    j.use_cache = !q->no_cache;
+    j.names = flc_query_evcache_names(j.rows, n);
+    j.set_id = flc_query_evcache_set_id(ev->kind, ev->in, ev->H, ev->C, ev->L2, ev->B, ev->x,
+                                        ev->y);
+    if ((rc = global_sums(s, q, at, ev, gj, round - 1, j.set_id, e)) != FLC_OK ||
+        (rc = flc_query_eval_shards(s, at, q, &j, e)) != FLC_OK)
         goto out;
     /* Keep the rows read on every shard, finite; compact them in order. */
     char left[600] = "";
@@ -421,7 +247,6 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
             rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
 out:
-    flc_shard_release(&g);
     flc_strlist_free(&cl);
     free((void *)j.where);
     free(j.rows);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregator/query_evalwork.h"
 #include "aggregator/query_internal.h"
 
 /* Suspicion = max(z_act, 0) + max(z_disagree, 0) + max(-z_accuracy, 0)
@@ -248,11 +249,49 @@ static int by_key_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
+/* global + sum_i c[i] u_i into *q->model_out, the members' weighted slices
+ * summed next to the shards (query_evalwork.c): one model moves, not K. */
+static int personal_model(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                          const flc_query_eval_t *ev, const double *c, Flcache__QueryAnswer *a,
+                          flc_err_t *e)
+{
+    uint64_t P = ev->update_bytes / sizeof(float);
+    char gj[FLC_NAME_MAX + 1];
+    snprintf(gj, sizeof gj, "%s/g", q->job);
+    float *model = malloc(P * sizeof *model);
+    flc_shard_t g = {0};
+    flc_track_where_t *where = NULL;
+    flc_query_eval_t counts = {0};
+    flc_query_evwork_t w = {.job = q->job, .round = ev->round, .P = P, .rows = ev->clients,
+                            .nrows = ev->n, .model = model, .coef = c, .ev = &counts};
+    int rc = model ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory for the model");
+    if (rc == FLC_OK && flc_store_get_merged(s, gj, ev->round - 1, 0, &g, model, P) != FLC_OK) {
+        *e = *flc_store_error(s);
+        rc = e->code;
+    }
+    if (rc == FLC_OK && (flc_track_round(s, q->job, ev->round, &where, &w.ns) != FLC_OK ||
+                         w.ns == 0))
+        rc = flc_err_set(e, FLC_ENOTFOUND, "round %u of job %s has no shards", ev->round,
+                         q->job);
+    w.where = where;
+    if (rc == FLC_OK)
+        rc = flc_query_eval_shards(s, at, q, &w, e);
+    flc_shard_release(&g);
+    free(where);
+    if (rc != FLC_OK)
+        return free(model), rc;
+    a->bytes_read += counts.bytes_read + P * sizeof(float);
+    a->bytes_moved += counts.bytes_moved + P * sizeof(float);
+    *q->model_out = model;
+    *q->model_len = P;
+    return FLC_OK;
+}
+
 /* personalize --by accuracy: the K most accurate clients of the round,
  * weighted by their accuracy. Its accuracy comes from the kept partial
  * sums; the model (when asked) is read member by member, shard by shard. */
-static int personalize(flc_store_t *s, const flc_query_req_t *q, const flc_query_eval_t *ev,
-                       Flcache__QueryAnswer *a, flc_err_t *e)
+static int personalize(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                       const flc_query_eval_t *ev, Flcache__QueryAnswer *a, flc_err_t *e)
 {
     size_t n = ev->n, K = q->k ? q->k : 5;
     K = K < n ? K : n;
@@ -290,46 +329,8 @@ static int personalize(flc_store_t *s, const flc_query_req_t *q, const flc_query
     flc_query_answer_summary(a, "global_accuracy", ev->global_acc);
     flc_query_answer_summary(a, "fedavg_accuracy", fed);
     flc_query_answer_summary(a, "members", (double)K);
-    if (rc == FLC_OK && q->model_out) { /* global + sum c_i u_i, read shard by shard */
-        uint64_t P = ev->update_bytes / sizeof(float);
-        char gj[FLC_NAME_MAX + 1];
-        snprintf(gj, sizeof gj, "%s/g", q->job);
-        float *model = malloc(P * sizeof *model);
-        flc_shard_t g = {0};
-        uint32_t *shards = NULL;
-        size_t ns = 0;
-        rc = model ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory for the model");
-        if (rc == FLC_OK && (flc_store_get_merged(s, gj, ev->round - 1, 0, &g, model, P) ||
-                             flc_store_list_shards(s, q->job, ev->round, &shards, &ns))) {
-            *e = *flc_store_error(s);
-            rc = e->code;
-        }
-        for (size_t k = 0; rc == FLC_OK && k < ns; k++)
-            for (size_t i = 0; rc == FLC_OK && i < n; i++) {
-                if (c[i] == 0)
-                    continue;
-                flc_shard_t sh = {0};
-                if (flc_store_get_update(s, q->job, ev->round, shards[k], ev->clients[i], &sh,
-                                         NULL, 0) != FLC_OK) {
-                    *e = *flc_store_error(s);
-                    rc = e->code;
-                    break;
-                }
-                for (uint64_t x = 0; x < sh.count && sh.offset + x < P; x++)
-                    model[sh.offset + x] += (float)c[i] * sh.values[x];
-                a->bytes_read += sh.count * sizeof(float);
-                flc_shard_release(&sh);
-            }
-        flc_shard_release(&g);
-        free(shards);
-        if (rc == FLC_OK) {
-            *q->model_out = model;
-            *q->model_len = P;
-            a->bytes_moved += P * sizeof(float);
-        } else {
-            free(model);
-        }
-    }
+    if (rc == FLC_OK && q->model_out) /* global + sum c_i u_i, next to the shards */
+        rc = personal_model(s, q, at, ev, c, a, e);
     free(ord), free(c);
     return rc;
 }
@@ -394,7 +395,7 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store
         a->bytes_read += ev.bytes_read;
         a->bytes_moved += ev.bytes_moved;
         if (q->kind == FLC_Q_PERSONALIZE) {
-            rc = personalize(s, q, &ev, a, e);
+            rc = personalize(s, q, at, &ev, a, e);
         } else {
             double fed = NAN, agg = NAN;
             rc = eval_round(q, &ev, &t, &fed, &agg, e);

@@ -3,15 +3,17 @@
  * (issue 17 point 6). 250 clients, 10 per round, an MLP of --hidden 14000
  * (11.1 M parameters, 44.5 MB per update, ResNet18-sized), 20 rounds
  * stored; for the last round, FLStore's workloads are answered
- *   next_to_data_cold  by the query engine over the node's unix socket,
- *                      Gram partials recomputed (evaluation kinds always
- *                      compute: they have no cache yet),
- *   next_to_data_warm  the same with the cached partials (Gram kinds) or
- *                      the merged aggregate (average),
+ *   next_to_data_cold  by the query engine, its shard workers next to the
+ *                      shards' nodes, partials recomputed (--no-cache),
+ *   next_to_data_warm  the same with the cached partials (Gram partials;
+ *                      the evaluation sums of query_evalcache.h, filled by
+ *                      one untimed query) or, for average, the merged
+ *                      aggregate,
  *   cache_central      by a central aggregator that pulls every update of
- *                      the round (and the global model) over TCP and
- *                      computes there with the same kernels (ml/model.h for
- *                      the evaluations).
+ *                      the round (and the global model) shard by shard in
+ *                      parallel, one connection per shard, and computes
+ *                      there with the same kernels (ml/model.h for the
+ *                      evaluations).
  * One JSON line per (workload, system): p50_ms, ratio_to_central, bytes
  * moved, and cost two ways: FLStore's (time x hourly price: 0.922 $/h for
  * the aggregator VM, 0.11988 $/h for a ~2 GB function, one function per
@@ -19,12 +21,15 @@
  * "usd_gbs". Updates are synthetic (the evaluation set is synthetic too:
  * the timings are real, the accuracies meaningless).
  *
- * Usage: queries_flstore [--hidden H] [--rounds R] [--clients N] [--per-round K]
- * Knobs: FLCACHE_BENCH_REPS (requests per workload, default 3). It starts a
- * private redis-server: both sides run on this machine (unix socket against
- * loopback TCP). Across the testbed's 1 Gbit/s node links (what the issue
- * asks) it is not wired yet: bench/cluster's harness would place the
- * central aggregator across a link and the shard workers on the nodes. */
+ * Usage: queries_flstore [--url URL] [--hidden H] [--rounds R] [--clients N]
+ *                        [--per-round K] [--shards S]
+ * Without --url it starts a private redis-server and both sides run on this
+ * machine (unix socket against loopback TCP). With --url (a Redis Cluster:
+ * scripts/bench-flstore.sh runs it on the testbed, in the client namespace,
+ * the node links at 1 Gbit/s) the central aggregator reads across the node
+ * links and, with FLCACHE_NODES set (`scripts/testbed.sh env`), every
+ * next-to-data worker enters its shard's node namespace first (cli/place.h).
+ * Knobs: FLCACHE_BENCH_REPS (requests per workload, default 3). */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -38,19 +43,24 @@
 #include "base/clock.h"
 #include "bench/bench_util.h"
 #include "cache/embed.h"
+#include "cache/store_ops.h"
+#include "cli/place.h"
 #include "ml/dataset.h"
 #include "ml/model.h"
 
 #define BENCH "queries"
-#define S 4
 #define EVAL_N 1000
+#define MAX_S 64
 #define USD_VM_H 0.922      /* FLStore's aggregator VM, $/h */
 #define USD_FN_H 0.11988    /* FLStore's ~2 GB function, $/h */
 #define USD_GBS 0.0000166667
 
 static size_t g_hidden = 14000, g_P;
 static unsigned g_rounds = 20, g_clients = 250, g_k = 10;
-static const char *g_url;
+static unsigned S = 6; /* 2 per master on 3: the testbed's nodes hold equal shares */
+static const char *g_url, *g_central_url; /* the engine's; the central aggregator's */
+static flc_place_t g_place;              /* enter set: workers next to the nodes */
+static uint64_t g_read;                  /* bytes the last engine query read */
 static char g_names[64][16];
 
 static void die(const char *what, const char *msg)
@@ -106,8 +116,8 @@ static void store_round(flc_store_t *st, uint32_t r, float *u, float *g)
      * models would add 0.9 GB at --hidden 14000 and no workload reads them. */
     if (r == g_rounds && flc_store_put_merged(st, &gs) != 0)
         die("global model", flc_store_errstr(st));
-    pthread_t th[S];
-    marg_t ma[S];
+    pthread_t th[MAX_S];
+    marg_t ma[MAX_S];
     for (uint32_t k = 0; k < S; k++) {
         ma[k] = (marg_t){r, k, exp};
         pthread_create(&th[k], NULL, merger, &ma[k]);
@@ -135,24 +145,53 @@ typedef struct central {
     uint64_t moved;
 } central_t;
 
+typedef struct pull {
+    central_t *c;
+    uint32_t r, shard;
+    uint64_t moved;
+} pull_t;
+
+/* One shard's K updates, over the central aggregator's own connection. */
+static void *pull_shard(void *p)
+{
+    pull_t *a = p;
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(g_central_url, bench_store_opts(), &e);
+    if (s == NULL)
+        die("central connect", e.msg);
+    uint64_t o, n;
+    flc_rs_shard_range(g_P, S, a->shard, &o, &n);
+    for (unsigned i = 0; i < g_k; i++) {
+        flc_shard_t sh = {0};
+        if (flc_store_get_update(s, "fls", a->r, a->shard, g_names[i], &sh,
+                                 a->c->M + i * g_P + o, n) != 0)
+            die("central pull", flc_store_errstr(s));
+        a->moved += n * sizeof(float);
+    }
+    flc_store_close(s);
+    return NULL;
+}
+
+/* Every update of round r (and the global model), shard by shard in
+ * parallel: a central aggregator that reads all its links at once. */
 static void pull_all(central_t *c, uint32_t r, int with_global)
 {
     c->moved = 0;
-    for (uint32_t k = 0; k < S; k++)
-        for (unsigned i = 0; i < g_k; i++) {
-            uint64_t o, n;
-            flc_rs_shard_range(g_P, S, k, &o, &n);
-            flc_shard_t sh = {0};
-            if (flc_store_get_update(c->s, "fls", r, k, g_names[i], &sh, c->M + i * g_P + o,
-                                     n) != 0)
-                die("central pull", flc_store_errstr(c->s));
-            c->moved += n * sizeof(float);
-        }
+    pthread_t th[MAX_S];
+    pull_t pa[MAX_S];
+    for (uint32_t k = 0; k < S; k++) {
+        pa[k] = (pull_t){c, r, k, 0};
+        pthread_create(&th[k], NULL, pull_shard, &pa[k]);
+    }
     if (with_global) {
         flc_shard_t sh = {0};
         if (flc_store_get_merged(c->s, "fls/g", r - 1, 0, &sh, c->g, g_P) != 0)
             die("central global", flc_store_errstr(c->s));
         c->moved += g_P * sizeof(float);
+    }
+    for (uint32_t k = 0; k < S; k++) {
+        pthread_join(th[k], NULL);
+        c->moved += pa[k].moved;
     }
 }
 
@@ -214,34 +253,68 @@ static void central_run(central_t *c, const char *wl, uint32_t r, float *tmp)
 
 /* ---- next to the data ------------------------------------------------------ */
 
+typedef struct avg {
+    uint32_t r, shard;
+    int warm;
+    float *acc; /* the mean model: this shard's range */
+} avg_t;
+
+/* average next to shard k's node: cold, the mean of its K updates; warm,
+ * its merged shard. Only the shard's mean leaves the node. */
+static void *avg_shard(void *p)
+{
+    avg_t *a = p;
+    flc_err_t e = {0};
+    flc_store_opts_t opts = *bench_store_opts();
+    flc_store_t *s = flc_store_open(g_url, &opts, &e);
+    flc_store_node_t nd;
+    if (s != NULL && g_place.enter != NULL &&
+        flc_store_shard_node(s, "fls", a->r, a->shard, &nd) == 0) { /* go next to it */
+        flc_store_close(s);
+        s = NULL;
+        if (g_place.enter(g_place.user, nd.addr, &opts, &e) == 0)
+            s = flc_store_open(g_url, &opts, &e);
+    }
+    if (s == NULL)
+        die("average", e.msg);
+    uint64_t o, n;
+    flc_rs_shard_range(g_P, S, a->shard, &o, &n);
+    flc_shard_t sh = {0};
+    if (a->warm) {
+        if (flc_store_get_merged(s, "fls", a->r, a->shard, &sh, a->acc + o, n) != 0)
+            die("merged", flc_store_errstr(s));
+    } else {
+        float *buf = malloc(n * sizeof *buf);
+        for (unsigned i = 0; buf && i < g_k; i++) {
+            if (flc_store_get_update(s, "fls", a->r, a->shard, g_names[i], &sh, buf, n) != 0)
+                die("update", flc_store_errstr(s));
+            cblas_saxpy((int)n, 1.0f / (float)g_k, buf, 1, a->acc + o, 1);
+        }
+        free(buf);
+    }
+    flc_store_close(s);
+    return NULL;
+}
+
 static uint64_t engine_run(flc_store_t *s, const char *wl, uint32_t r, int warm)
 {
     flc_query_req_t q = {.job = "fls", .round_from = r, .round_to = r, .seed = 1,
-                         .url = g_url, .no_cache = !warm, .threads = 2,
-                         .store_opts = bench_store_opts(), .k = 5};
+                         .url = g_url, .no_cache = !warm, .threads = g_place.enter ? 0 : 2,
+                         .store_opts = bench_store_opts(), .k = 5, .place = g_place};
     float *model = NULL;
     uint64_t mlen = 0;
-    if (strcmp(wl, "average") == 0) { /* warm: the merged aggregate; cold: shard by shard */
-        uint64_t moved = 0;
-        float *buf = malloc(g_P * sizeof *buf), *acc = calloc(g_P, sizeof *acc);
+    if (strcmp(wl, "average") == 0) { /* a thread per shard, next to its node */
+        float *acc = calloc(g_P, sizeof *acc);
+        pthread_t th[MAX_S];
+        avg_t aa[MAX_S];
         for (uint32_t k = 0; k < S; k++) {
-            uint64_t o, n;
-            flc_rs_shard_range(g_P, S, k, &o, &n);
-            flc_shard_t sh = {0};
-            if (warm) {
-                if (flc_store_get_merged(s, "fls", r, k, &sh, acc + o, n) != 0)
-                    die("merged", flc_store_errstr(s));
-            } else {
-                for (unsigned i = 0; i < g_k; i++) {
-                    if (flc_store_get_update(s, "fls", r, k, g_names[i], &sh, buf + o, n) != 0)
-                        die("update", flc_store_errstr(s));
-                    cblas_saxpy((int)n, 1.0f / (float)g_k, buf + o, 1, acc + o, 1);
-                }
-            }
-            moved += n * sizeof(float);
+            aa[k] = (avg_t){r, k, warm, acc};
+            pthread_create(&th[k], NULL, avg_shard, &aa[k]);
         }
-        free(buf), free(acc);
-        return moved;
+        for (uint32_t k = 0; k < S; k++)
+            pthread_join(th[k], NULL);
+        free(acc);
+        return g_P * sizeof(float);
     }
     if (strcmp(wl, "kmeans3") == 0)
         q.kind = FLC_Q_CLUSTERS, q.k = 3;
@@ -261,13 +334,14 @@ static uint64_t engine_run(flc_store_t *s, const char *wl, uint32_t r, int warm)
     if (flc_query_run(s, &q, &a, &e) != 0)
         die(wl, e.msg);
     uint64_t moved = a->bytes_moved;
+    g_read = a->bytes_read;
     flcache__query_answer__free_unpacked(a, NULL);
     free(model);
     return moved;
 }
 
 static void emit(const char *wl, const char *system, double *ms, int n, double central_p50,
-                 uint64_t moved, int functions)
+                 uint64_t moved, uint64_t read, int functions)
 {
     double p50 = bench_percentile(ms, (size_t)n, 50);
     cJSON *o = bench_line(BENCH, wl);
@@ -277,10 +351,15 @@ static void emit(const char *wl, const char *system, double *ms, int n, double c
     cJSON_AddNumberToObject(o, "clients", g_clients);
     cJSON_AddNumberToObject(o, "per_round", g_k);
     cJSON_AddNumberToObject(o, "rounds_stored", g_rounds);
+    cJSON_AddNumberToObject(o, "shards", S);
+    cJSON_AddBoolToObject(o, "cluster", g_url != NULL && strncmp(g_url, "unix:", 5) != 0);
+    cJSON_AddBoolToObject(o, "placed", g_place.enter != NULL &&
+                                           strcmp(system, "cache_central") != 0);
     cJSON_AddNumberToObject(o, "requests", n);
     cJSON_AddNumberToObject(o, "p50_ms", p50);
     cJSON_AddNumberToObject(o, "ratio_to_central", central_p50 > 0 ? p50 / central_p50 : NAN);
     cJSON_AddNumberToObject(o, "bytes_moved", (double)moved);
+    cJSON_AddNumberToObject(o, "bytes_read", (double)read); /* next to the data */
     double h = p50 / 3.6e6;
     cJSON_AddNumberToObject(o, "usd", functions ? h * USD_FN_H * functions : h * USD_VM_H);
     cJSON_AddNumberToObject(o, "usd_gbs", p50 / 1e3 * 2.0 * (functions ? functions : 1) *
@@ -292,9 +371,14 @@ int main(int argc, char **argv)
 {
     bench_config();
     int i0 = argc > 1 && strcmp(argv[1], "--flstore") == 0 ? 2 : 1;
+    const char *url = NULL;
     for (int i = i0; i < argc; i += 2) {
         long v = i + 1 < argc ? atol(argv[i + 1]) : 0;
-        if (strcmp(argv[i], "--hidden") == 0 && v > 0)
+        if (strcmp(argv[i], "--url") == 0 && i + 1 < argc)
+            url = argv[i + 1];
+        else if (strcmp(argv[i], "--shards") == 0 && v > 0 && v <= MAX_S)
+            S = (unsigned)v;
+        else if (strcmp(argv[i], "--hidden") == 0 && v > 0)
             g_hidden = (size_t)v;
         else if (strcmp(argv[i], "--rounds") == 0 && v > 0)
             g_rounds = (unsigned)v;
@@ -303,8 +387,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--per-round") == 0 && v >= 4 && v <= 64)
             g_k = (unsigned)v;
         else
-            die("usage", "queries_flstore [--hidden H] [--rounds R] [--clients N] "
-                "[--per-round K (4..64)]");
+            die("usage", "queries_flstore [--url URL] [--hidden H] [--rounds R] [--clients N] "
+                "[--per-round K (4..64)] [--shards S (1..64)]");
     }
     int reps = bench_reps(3);
     reps = reps > 16 ? 16 : reps;
@@ -321,13 +405,25 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < EVAL_N; i++)
         ds->y[i] = (int32_t)(i % 10);
     flc_embed_t *srv = NULL;
-    flc_embed_opts_t eo = {.tcp_port = -1};
-    srv = flc_embed_start(&eo, &e);
-    if (srv == NULL)
-        die("redis-server", e.msg);
-    g_url = flc_embed_url(srv);
+    flc_cli_nodes_t *map = NULL;
+    if (url == NULL) { /* a private server: engine on its socket, central over TCP */
+        flc_embed_opts_t eo = {.tcp_port = -1};
+        if ((srv = flc_embed_start(&eo, &e)) == NULL)
+            die("redis-server", e.msg);
+        g_url = flc_embed_url(srv);
+        g_central_url = flc_embed_tcp_url(srv);
+    } else { /* a cluster: everyone at its seed; workers placed by the node map */
+        g_url = g_central_url = url;
+        if (flc_cli_nodes_parse(getenv("FLCACHE_NODES"), &map, &e) != 0)
+            die("FLCACHE_NODES", e.msg);
+        g_place = flc_cli_place(map);
+    }
     flc_store_t *su = flc_store_open(g_url, bench_store_opts(), &e);
-    flc_store_t *stcp = flc_store_open(flc_embed_tcp_url(srv), bench_store_opts(), &e);
+    if (url != NULL && su != NULL) /* the redacted URL: no password in the log */
+        fprintf(stderr, "bench/queries --flstore: %s, next-to-data workers %s\n",
+                flc_store_url(su), map ? "placed on the nodes (FLCACHE_NODES)"
+                                       : "NOT placed (no FLCACHE_NODES)");
+    flc_store_t *stcp = su ? flc_store_open(g_central_url, bench_store_opts(), &e) : NULL;
     float *u = malloc(g_P * sizeof *u), *g = malloc(g_P * sizeof *g);
     float *tmp = malloc(g_P * sizeof *tmp);
     central_t c = {.s = stcp, .M = malloc((size_t)g_k * g_P * sizeof(float)),
@@ -347,13 +443,18 @@ int main(int argc, char **argv)
                                 "schedule_accuracy", "personalize", "loo_contribution"};
     for (size_t w = 0; w < sizeof wls / sizeof *wls; w++) {
         double cold[16], warm[16], cen[16];
-        uint64_t mc = 0, mw = 0;
+        uint64_t mc = 0, mw = 0, rc = 0, rw = 0;
+        engine_run(su, wls[w], g_rounds, 1); /* untimed: fills the caches warm reads */
         for (int r = 0; r < reps; r++) {
             uint64_t t0 = flc_now_ns();
+            g_read = 0;
             mc = engine_run(su, wls[w], g_rounds, 0);
+            rc = g_read;
             cold[r] = (double)(flc_now_ns() - t0) / 1e6;
             t0 = flc_now_ns();
+            g_read = 0;
             mw = engine_run(su, wls[w], g_rounds, 1);
+            rw = g_read;
             warm[r] = (double)(flc_now_ns() - t0) / 1e6;
             t0 = flc_now_ns();
             central_run(&c, wls[w], g_rounds, tmp);
@@ -362,9 +463,9 @@ int main(int argc, char **argv)
         double cs[16];
         memcpy(cs, cen, sizeof cs);
         double cp50 = bench_percentile(cs, (size_t)reps, 50);
-        emit(wls[w], "next_to_data_cold", cold, reps, cp50, mc, S);
-        emit(wls[w], "next_to_data_warm", warm, reps, cp50, mw, S);
-        emit(wls[w], "cache_central", cen, reps, cp50, c.moved, 0);
+        emit(wls[w], "next_to_data_cold", cold, reps, cp50, mc, rc, S);
+        emit(wls[w], "next_to_data_warm", warm, reps, cp50, mw, rw, S);
+        emit(wls[w], "cache_central", cen, reps, cp50, c.moved, 0, 0);
     }
     free(u), free(g), free(tmp), free(c.M), free(c.g);
     flc_model_free(m);
@@ -372,5 +473,6 @@ int main(int argc, char **argv)
     flc_store_close(su);
     flc_store_close(stcp);
     flc_embed_stop(srv);
+    flc_cli_nodes_free(map);
     return 0;
 }

@@ -371,6 +371,41 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     return h;
 }
 
+/* The stamp in the script's reply r; 0 when there is no value. */
+static uint64_t stamp_of(const redisReply *r)
+{
+    uint64_t h = 1469598103934665603ull;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[0]->integer <= 0 ||
+        r->element[1]->type != REDIS_REPLY_INTEGER || r->element[2]->type != REDIS_REPLY_STRING)
+        return 0;
+    h = fnv(h, &r->element[0]->integer, sizeof r->element[0]->integer);
+    h = fnv(h, &r->element[1]->integer, sizeof r->element[1]->integer);
+    h = fnv(h, r->element[2]->str, (size_t)r->element[2]->len);
+    return h | 1;
+}
+
+int flc_store_merged_stamp(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                           uint64_t *stamp)
+{
+    *stamp = 0;
+    flc_err_clear(&s->err);
+    char key[FLC_KEY_MAX], hi[16];
+    int rc = flc_store_shard_key(s, key, job, round, shard, "agg");
+    if (rc != FLC_OK)
+        return rc;
+    snprintf(hi, sizeof hi, "%d", STAMP_BYTES);
+    const char *a[] = {"EVAL_RO", STAMP_SCRIPT, "1", key, hi};
+    redisReply *r = NULL;
+    if ((rc = flc_store_command(s, &r, 5, a, NULL)) != FLC_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_ERROR)
+        rc = flc_store_reply_error(s, r, "merged stamp");
+    *stamp = stamp_of(r);
+    freeReplyObject(r);
+    return rc;
+}
+
 int flc_store_update_stamps(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                             char *const *clients, size_t n, uint64_t *stamps)
 {
@@ -398,21 +433,10 @@ int flc_store_update_stamps(flc_store_t *s, const char *job, uint32_t round, uin
         rc = flc_store_read(s, &r, "update stamp");
         if (rc != FLC_OK)
             break;
-        uint64_t h = 1469598103934665603ull;
-        int present = 0;
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-            r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer > 0 &&
-            r->element[1]->type == REDIS_REPLY_INTEGER &&
-            r->element[2]->type == REDIS_REPLY_STRING) {
-            present = 1;
-            h = fnv(h, &r->element[0]->integer, sizeof r->element[0]->integer);
-            h = fnv(h, &r->element[1]->integer, sizeof r->element[1]->integer);
-            h = fnv(h, r->element[2]->str, (size_t)r->element[2]->len);
-        } else if (r->type == REDIS_REPLY_ERROR) {
+        if (r->type == REDIS_REPLY_ERROR)
             rc = flc_store_reply_error(s, r, "update stamp");
-        }
+        stamps[i] = stamp_of(r);
         freeReplyObject(r);
-        stamps[i] = present ? h | 1 : 0;
     }
     free(keys);
     if (rc != FLC_OK)

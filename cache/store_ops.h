@@ -142,6 +142,11 @@ int flc_store_track_getall(flc_store_t *s, const char *job, uint32_t round,
 int flc_store_update_stamps(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                             char *const *clients, size_t n, uint64_t *stamps);
 
+/* The same stamp of the merged shard of (job, round, shard) (0: none); the
+ * evaluation cache records the aggregate's and the global model's. */
+int flc_store_merged_stamp(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                           uint64_t *stamp);
+
 /* The cached Gram partial of (job, round, shard), fl:{T}:r:<r>:gram. */
 int flc_store_gram_get(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                        char **blob, size_t *len);

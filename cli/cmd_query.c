@@ -117,7 +117,7 @@ static const flc_opt_t options[] = {
     {.name = "threads", .type = FLC_OPT_INT, .meta = "T", FLC_OPT_AT(query_opts_t, q.threads),
      .imin = 0, .imax = 64, .def = "min(shards, 4)", .help = "shard workers in parallel"},
     {.name = "no-cache", .type = FLC_OPT_FLAG, FLC_OPT_AT(query_opts_t, q.no_cache),
-     .help = "recompute the per-shard Gram partials"},
+     .help = "recompute the per-shard Gram partials and evaluation sums"},
     FLC_CLI_PLATFORM_OPTION,
     {.name = "json", .type = FLC_OPT_FLAG, FLC_OPT_AT(query_opts_t, json),
      .help = "JSON instead of a table"},

@@ -299,10 +299,12 @@ static void check_exact(job_t *j)
            summary(a, "global_accuracy"), g0, summary(a, "aggregate_accuracy"), agg);
     /* Every one of the 3 shards touches the first layer here: per delta
      * (the clients and the aggregate) each moves NS x H sums, and the
-     * later-layer floats (mlp: W2, b2) move once. */
+     * later-layer floats (mlp: W2, b2) move once; the global model's sums
+     * are computed next to it too (one shard). */
     size_t H = j->kind == FLC_MODEL_MLP ? j->hidden : C;
     size_t later = j->kind == FLC_MODEL_MLP ? j->hidden * C + C : 0;
-    uint64_t want = (uint64_t)(j->n + 1) * (S * NS * H + later) * sizeof(float);
+    uint64_t want = (uint64_t)(j->n + 2) * (S * NS * H + later) * sizeof(float) -
+                    (S - 1) * NS * H * sizeof(float); /* + the global model's, one shard */
     EXPECT(a->bytes_moved == want && a->bytes_read == (j->n + 2) * j->P * sizeof(float),
            "%s: bytes moved %llu (want %llu: first-layer sums, not updates), read %llu "
            "(updates, aggregate, global)", j->name, (unsigned long long)a->bytes_moved,

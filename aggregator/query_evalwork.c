@@ -1,0 +1,327 @@
+/* The shard workers of an evaluation query (query_evalwork.h): placed as
+ * the Gram's (query_gram.c), each takes shards off the plan, enters the node
+ * that owns them when the request places workers, and there either replays
+ * the shard's cached partial sums (query_evalcache.h) or reads every delta's
+ * slice, computes them (and caches them); the sums are folded into the
+ * shared rows in shard order. In model mode they instead add the weighted
+ * slices of the members' updates into the model, each shard's range its own
+ * (disjoint: no lock), so only the mixed slices leave the nodes. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "aggregator/query_evalcache.h"
+#include "aggregator/query_evalwork.h"
+#include "base/bigbuf.h"
+#include "cache/store_ops.h"
+
+typedef flc_query_evwork_t eval_job_t;
+
+
+
+/* Adds shard k's sums Z, L of row r into the row, under j->lock, in shard
+ * order whatever order the workers finish in: float sums depend on their
+ * order, and placed and unplaced (or differently timed) runs must give the
+ * same bits. A shard ahead of its turn waits in a copy. */
+static int fold(eval_job_t *j, size_t r, size_t k, const float *Z, const float *L)
+{
+    flc_query_eval_t *ev = j->ev;
+    size_t BH = ev->B * ev->H;
+    if (j->next[r] != k) {
+        float *c = j->nspare ? j->spare[--j->nspare] : malloc((BH + ev->L2 + 1) * sizeof *c);
+        if (c == NULL)
+            return FLC_ENOMEM;
+        memcpy(c, Z, BH * sizeof *c);
+        memcpy(c + BH, L, ev->L2 * sizeof *c);
+        j->pend[r * j->ns + k] = c;
+        return FLC_OK;
+    }
+    for (;;) {
+        cblas_saxpy((int)BH, 1.0f, Z, 1, ev->D + r * BH, 1);
+        if (ev->L2)
+            cblas_saxpy((int)ev->L2, 1.0f, L, 1, ev->S2 + r * ev->L2, 1);
+        float **done = &j->pend[r * j->ns + j->next[r]];
+        if (Z != NULL && *done != NULL) { /* a copy just folded: kept for the next wait */
+            float **sp = j->nspare < j->capspare
+                             ? j->spare
+                             : realloc(j->spare, (j->capspare * 2 + 8) * sizeof *sp);
+            if (sp != NULL && sp != j->spare)
+                j->spare = sp, j->capspare = j->capspare * 2 + 8;
+            if (sp != NULL)
+                j->spare[j->nspare++] = *done;
+            else
+                free(*done);
+            *done = NULL;
+        }
+        size_t nx = ++j->next[r];
+        if (nx >= j->ns || j->pend[r * j->ns + nx] == NULL)
+            return FLC_OK;
+        Z = j->pend[r * j->ns + nx];
+        L = Z + BH;
+    }
+}
+
+/* Row r of shard k read (or replayed from the cache): its sums into the
+ * row, in shard order, and the bytes it stands for. Z and L are the
+ * worker's (fold keeps a copy of what must wait). */
+static int take_row(eval_job_t *j, size_t r, size_t k, const flc_query_evrow_t *w,
+                    uint64_t read, float *Z, float *L)
+{
+    flc_query_eval_t *ev = j->ev;
+    pthread_mutex_lock(&j->lock);
+    int rc = FLC_OK;
+    if (w->status == 1)
+        rc = fold(j, r, k, Z, L);
+    if (rc == FLC_OK && w->status != 0)
+        j->got[r * j->ns + k] = w->status;
+    ev->bytes_read += read;
+    /* What leaves the node: the B x H sums when the slice touches the
+     * first layer, and its later-layer floats. */
+    if (rc == FLC_OK && w->status == 1)
+        ev->bytes_moved += (w->touches ? ev->B * ev->H * sizeof(float) : 0) +
+                           w->later * sizeof(float);
+    pthread_mutex_unlock(&j->lock);
+    return rc;
+}
+
+/* Shard k from its cached partials (query_evalcache.h) when they fit:
+ * FLC_ENOTFOUND when they do not (the caller computes). */
+static int eval_cached(flc_store_t *s, eval_job_t *j, size_t k, const flc_query_evkey_t *key,
+                       float *Z, float *L, flc_err_t *e)
+{
+    flc_query_eval_t *ev = j->ev;
+    flc_query_evrow_t *rows = calloc(j->nrows, sizeof *rows);
+    char *blob = NULL;
+    size_t len = 0, cap = 0;
+    if (rows == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    int rc = flc_query_evcache_get(s, j->job, j->round, j->where[k].shard, key, &blob, &len,
+                                   &cap, rows);
+    for (size_t r = 0; rc == FLC_OK && r < j->nrows; r++) {
+        const flc_query_evrow_t *w = &rows[r];
+        if (w->status == 1 && w->Z == NULL) /* zeros where the slice has none, as computed */
+            memset(Z, 0, ev->B * ev->H * sizeof *Z);
+        if (w->status == 1 && w->L == NULL)
+            memset(L, 0, (ev->L2 + 1) * sizeof *L);
+        /* the cached sums are folded where they were read (fold copies what waits) */
+        if (take_row(j, r, k, w, r == 0 ? len : 0, w->Z ? (float *)w->Z : Z,
+                     w->L ? (float *)w->L : L) != FLC_OK)
+            rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
+    }
+    flc_big_free(blob, cap);
+    free(rows);
+    return rc;
+}
+
+/* Model mode: shard k's slice of sum_r coef[r] x update_r into j->model,
+ * members in row order (the same sums, element by element, whatever order
+ * the shards come in). The slice is this shard's alone: no lock. */
+static int model_shard(flc_store_t *s, eval_job_t *j, size_t k, flc_err_t *e)
+{
+    uint32_t shard = j->where[k].shard;
+    uint64_t read = 0, moved = 0;
+    for (size_t r = 0; r < j->nrows; r++) {
+        if (j->rows[r] == NULL || j->coef[r] == 0)
+            continue;
+        flc_shard_t sh = {0};
+        int rc = flc_store_get_update(s, j->job, j->round, shard, j->rows[r], &sh, NULL, 0);
+        if (rc != FLC_OK) {
+            *e = *flc_store_error(s);
+            return rc;
+        }
+        if (sh.offset > j->P || sh.count > j->P - sh.offset) {
+            flc_shard_release(&sh);
+            return flc_err_set(e, FLC_EDIM, "round %u, client %s, shard %u: floats %llu.. "
+                               "%llu of a model of %llu", j->round, j->rows[r], shard,
+                               (unsigned long long)sh.offset,
+                               (unsigned long long)(sh.offset + sh.count),
+                               (unsigned long long)j->P);
+        }
+        float *m = j->model + sh.offset, c = (float)j->coef[r];
+        for (uint64_t x = 0; x < sh.count; x++)
+            m[x] += c * sh.values[x];
+        read += sh.count * sizeof(float);
+        moved = sh.count * sizeof(float); /* the mixed slice, once */
+        flc_shard_release(&sh);
+    }
+    pthread_mutex_lock(&j->lock);
+    j->ev->bytes_read += read;
+    j->ev->bytes_moved += moved;
+    pthread_mutex_unlock(&j->lock);
+    return FLC_OK;
+}
+
+static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *L, flc_err_t *e)
+{
+    if (j->model != NULL)
+        return model_shard(s, j, k, e);
+    flc_query_eval_t *ev = j->ev;
+    uint32_t shard = j->where[k].shard;
+    uint64_t first = (uint64_t)ev->in * ev->H + ev->H;
+    size_t n = j->nrows - 1;
+    /* The stamps are taken before the updates are read, as the Gram's: an
+     * update rewritten in between leaves a value that no longer fits. */
+    uint64_t *stamps = j->use_cache ? calloc(n + 1, sizeof *stamps) : NULL;
+    flc_query_evkey_t key = {.set_id = j->set_id, .names = j->names, .nrows = j->nrows,
+                             .BH = ev->B * ev->H, .L2 = ev->L2, .stamps = stamps};
+    flc_query_evcache_t wr = {0};
+    int caching = stamps != NULL &&
+                  flc_store_update_stamps(s, j->job, j->round, shard, j->rows, n, stamps) ==
+                      FLC_OK &&
+                  flc_store_merged_stamp(s, j->job, j->round, shard, &stamps[n]) == FLC_OK;
+    if (caching) {
+        int rc = eval_cached(s, j, k, &key, Z, L, e);
+        if (rc != FLC_ENOTFOUND) {
+            free(stamps);
+            return rc;
+        }
+        caching = flc_query_evcache_begin(&wr, &key) == FLC_OK;
+    }
+    free(stamps);
+    for (size_t r = 0; r < j->nrows; r++) {
+        const char *who = j->rows[r];
+        flc_shard_t sh = {0};
+        int rc = who ? flc_store_get_update(s, j->job, j->round, shard, who, &sh, NULL, 0)
+                     : flc_store_get_merged(s, j->job, j->round, shard, &sh, NULL, 0);
+        if (rc == FLC_ENOTFOUND)
+            continue; /* status 0 in the cache too */
+        if (rc != FLC_OK) {
+            *e = *flc_store_error(s);
+            flc_query_evcache_free(&wr);
+            return rc;
+        }
+        if (sh.model_size != j->P || sh.offset > j->P || sh.count > j->P - sh.offset) {
+            flc_shard_release(&sh);
+            flc_query_evcache_free(&wr);
+            return flc_err_set(e, FLC_EDIM, "round %u, %s%s, shard %u: a model of %llu floats "
+                               "(offset %llu, %llu floats), the evaluation set's model has %llu",
+                               j->round, who ? "client " : "the aggregate", who ? who : "",
+                               shard, (unsigned long long)sh.model_size,
+                               (unsigned long long)sh.offset, (unsigned long long)sh.count,
+                               (unsigned long long)j->P);
+        }
+        flc_query_evrow_t w = {.status = 2};
+        if (flc_find_nonfinite(sh.values, sh.count) < 0) {
+            memset(Z, 0, ev->B * ev->H * sizeof *Z);
+            memset(L, 0, (ev->L2 + 1) * sizeof *L);
+            flc_query_eval_add_slice(ev, sh.offset, sh.count, sh.values, Z, ev->L2 ? L : NULL);
+            w.status = 1;
+            w.later = sh.offset + sh.count > first
+                          ? sh.offset + sh.count - (sh.offset > first ? sh.offset : first)
+                          : 0;
+            w.touches = sh.offset < first;
+            w.has_l = w.later > 0 && ev->L2 > 0;
+            w.Z = Z;
+            w.L = L;
+        }
+        if (caching) /* before the fold, which may keep Z */
+            flc_query_evcache_row(&wr, r, &w);
+        rc = take_row(j, r, k, &w, sh.count * sizeof(float), Z, L);
+        flc_shard_release(&sh);
+        if (rc != FLC_OK) {
+            flc_query_evcache_free(&wr);
+            return flc_err_set(e, FLC_ENOMEM, "out of memory");
+        }
+    }
+    if (caching)
+        flc_query_evcache_put(s, j->job, j->round, shard, &wr);
+    return FLC_OK;
+}
+
+static void *eval_worker(void *p)
+{
+    eval_job_t *j = p;
+    flc_err_t e = {0};
+    flc_store_opts_t opts = {0};
+    if (j->opts != NULL)
+        opts = *j->opts;
+    flc_store_t *s = NULL;
+    flc_url_t caller_ep = {0};
+    float *Z = malloc(j->ev->B * j->ev->H * sizeof *Z);
+    float *L = malloc((j->ev->L2 + 1) * sizeof *L);
+    int rc = Z && L ? flc_url_parse(j->url, &caller_ep, &e)
+                    : flc_err_set(&e, FLC_ENOMEM, "out of memory");
+    long grp = -1;
+    while (rc == FLC_OK) {
+        pthread_mutex_lock(&j->lock);
+        long prev = grp;
+        long k = j->rc == FLC_OK ? flc_query_plan_take(&j->plan, &grp) : -1;
+        pthread_mutex_unlock(&j->lock);
+        if (k < 0)
+            break;
+        const char *near = j->plan.addr[grp];
+        char url[1200];
+        if (near[0] != '\0' && grp != prev) { /* next to the node, as the Gram workers go */
+            flc_store_close(s);
+            s = NULL;
+            rc = j->place->enter(j->place->user, near, &opts, &e);
+            if (rc == FLC_OK)
+                rc = flc_query_node_url(&caller_ep, near, url, sizeof url, &e);
+            if (rc == FLC_OK && (s = flc_store_open(url, &opts, &e)) == NULL)
+                rc = e.code;
+        } else if (near[0] == '\0' && s == NULL) { /* the caller's URL, never the tracker's */
+            if ((s = flc_store_open(j->url, j->opts, &e)) == NULL)
+                rc = e.code;
+        }
+        if (rc == FLC_OK)
+            rc = eval_shard(s, j, (size_t)k, Z, L, &e);
+    }
+    pthread_mutex_lock(&j->lock);
+    if (rc != FLC_OK && j->rc == FLC_OK) {
+        j->rc = rc;
+        j->err = e;
+    }
+    pthread_mutex_unlock(&j->lock);
+    free(Z), free(L);
+    flc_store_close(s);
+    return NULL;
+}
+
+/* Runs the workers over every shard of the round for the rows of j. */
+int flc_query_eval_shards(flc_store_t *s, const flc_store_cfg_t *at, const flc_query_req_t *q,
+                          eval_job_t *j, flc_err_t *e)
+{
+    char own[1200];
+    j->url = at != NULL ? at->url : NULL;
+    j->opts = at != NULL ? &at->opts : NULL;
+    if (j->url == NULL) { /* s's own server, with its credentials */
+        if (flc_store_url_full(s, own, sizeof own) != FLC_OK)
+            return flc_err_set(e, FLC_EINVAL, "the URL of %s is too long for the shard "
+                               "workers", flc_store_url(s));
+        j->url = own;
+    }
+    j->place = &q->place;
+    int placed = q->place.enter != NULL;
+    if (flc_query_plan_make(s, j->job, j->round, j->where, j->ns, placed, &j->plan, e) !=
+        FLC_OK)
+        return e->code;
+    placed = j->plan.ngroups > 0 && j->plan.addr[0][0] != '\0';
+    pthread_mutex_init(&j->lock, NULL);
+    int nt = q->threads > 0 ? q->threads : (j->ns < 4 ? (int)j->ns : 4);
+    if (q->threads <= 0 && placed && (size_t)nt < j->plan.ngroups)
+        nt = (int)j->plan.ngroups;
+    nt = nt > 64 ? 64 : nt;
+    pthread_t th[64];
+    int started = 0;
+    for (int t = 0; t < nt; t++)
+        if (pthread_create(&th[started], NULL, eval_worker, j) == 0)
+            started++;
+    if (started == 0 && !placed)
+        eval_worker(j);
+    else if (started == 0)
+        j->rc = flc_err_set(&j->err, FLC_ENOMEM, "no thread for the shard workers");
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&j->lock);
+    flc_query_plan_free(&j->plan);
+    for (size_t i = 0; i < j->nspare; i++)
+        free(j->spare[i]);
+    free(j->spare);
+    j->spare = NULL;
+    j->nspare = j->capspare = 0;
+    if (j->rc != FLC_OK)
+        *e = j->err;
+    return j->rc;
+}
+

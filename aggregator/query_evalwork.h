@@ -1,0 +1,56 @@
+/* The shard workers of one round's evaluation (query_evalwork.c), shared by
+ * the evaluation (query_eval.c: every delta's first-layer sums) and the
+ * model a personalize query returns (a weighted mix of updates, built
+ * shard by shard next to the data, so only the mixed slices move). */
+#ifndef FLC_AGGREGATOR_QUERY_EVALWORK_H
+#define FLC_AGGREGATOR_QUERY_EVALWORK_H
+
+#include <pthread.h>
+
+#include "aggregator/query_internal.h"
+
+/* The shard workers of one round's evaluation, placed as the Gram's
+ * (query_gram.c): each takes shards off the plan, enters the node that owns
+ * them when the request places workers, reads every delta's slice there and
+ * adds its first-layer sums into the shared rows under the lock. Only these
+ * sums (and the later-layer floats) leave the node. */
+typedef struct flc_query_evwork {
+    const char *url, *job;
+    const flc_store_opts_t *opts;
+    const flc_place_t *place;
+    uint32_t round;
+    uint64_t P;
+    const flc_track_where_t *where;
+    size_t ns;
+    flc_query_plan_t plan;
+    char **rows;          /* nrows - 1 client names, then NULL: the aggregate */
+    size_t nrows;
+    unsigned char *got;   /* nrows x ns: 1 read, 2 not finite, 0 missing */
+    size_t *next;         /* per row: the shard (index into where) to fold next */
+    float **pend;         /* nrows x ns: a shard's sums waiting for the ones before */
+    float **spare;        /* folded copies kept for the next wait (fresh pages fault one by
+                           * one on these VMs); freed by flc_query_eval_shards */
+    size_t nspare, capspare;
+    flc_query_eval_t *ev; /* D, S2, bytes: under lock */
+    int use_cache;        /* read and write the shards' cached partials */
+    uint64_t set_id, names; /* what they must have been computed for */
+    pthread_mutex_t lock;
+    int rc;
+    flc_err_t err;
+    float *model;         /* model mode: receives sum_r coef[r] x row r's update */
+    const double *coef;   /* model mode: per row (rows are clients only) */
+} flc_query_evwork_t;
+
+/* Runs the workers over every shard of the round (j->where, j->ns) for the
+ * rows of j, placed as q asks (q->place, q->threads; at: where they
+ * connect, NULL: s's own server). Fills the rest of j. */
+int flc_query_eval_shards(flc_store_t *s, const flc_store_cfg_t *at, const flc_query_req_t *q,
+                          flc_query_evwork_t *j, flc_err_t *e);
+
+/* Adds the slice v = model[off .. off+cnt) to the first-layer sums Z
+ * (B x H) and copies its later-layer floats into L (ev->L2 floats; NULL
+ * when the slice has none): query_eval.c. */
+void flc_query_eval_add_slice(const flc_query_eval_t *ev, uint64_t off, uint64_t cnt,
+                              const float *v, float *Z, float *L);
+
+#endif
