@@ -58,6 +58,9 @@ typedef struct flc_rs_push_cfg {
     uint32_t num_shards;
     uint64_t model_size;
     uint64_t num_samples; /* merge weight of weighted rules (FedAvg); 0 counts as 1 */
+    const unsigned char *skip; /* NULL, or per shard: 1 = not pushed, because its merger
+                                * runs in this process and takes the update from memory
+                                * (flc_rs_merger_cfg_t.own_update) */
 } flc_rs_push_cfg_t;
 
 /* Pushes update[0..model_size) as num_shards shards. Checks NaN/Inf first
@@ -72,6 +75,14 @@ int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *updat
  * shards still missing; a merger that failed passes its error on. */
 int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
                 uint64_t model_size, unsigned timeout_ms, float *model, flc_err_t *e);
+
+/* flc_rs_pull for the shards whose have[k] is 0 (have NULL: all): the
+ * others are in model already (their merger ran in this process and
+ * copied its merged shard there, flc_rs_merger_cfg_t.merged_out), so they
+ * are neither waited for nor read back. */
+int flc_rs_pull_except(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
+                       uint64_t model_size, unsigned timeout_ms, const unsigned char *have,
+                       float *model, flc_err_t *e);
 
 /* ---- mergers ----------------------------------------------------------- */
 
@@ -97,6 +108,17 @@ typedef struct flc_rs_merger_cfg {
                                   * job's indexes and roster) and folds its RoundMeta
                                   * (flc_rs_round_meta): the merger writes neither, so its
                                   * ACL needs no write on any job-wide key (least privilege) */
+    /* A merger running in the process of one of its contributors (an SGD
+     * worker) takes that contributor's update from memory, first, without
+     * a push or a read (the contributor skips the shard: flc_rs_push_cfg_t
+     * .skip): own names it (one of expected), own_update holds the shard's
+     * count floats, own_weight and own_norm what its frame would carry
+     * (weight, the whole update's L2 norm). NULL own: none. */
+    const char *own;
+    const float *own_update;
+    double own_weight, own_norm;
+    float *merged_out;           /* non-NULL: the merged shard's floats are copied here
+                                  * too (its own reader takes them from memory) */
 } flc_rs_merger_cfg_t;
 
 /* What one shard's merge did; also stored in the cache (fl:{J/j}:merges:<r>,

@@ -45,12 +45,12 @@ static int check_layout(const char *job, uint32_t S, uint64_t n, flc_err_t *e)
  * may be gone, so the update is pushed again. */
 #define RS_PUSH_RETRY_MS 20000u
 static int push_through_failover(flc_store_t *s, const flc_rs_push_cfg_t *cfg,
-                                 const flc_shard_t *shards, int *was_closed)
+                                 const flc_shard_t *shards, uint32_t n, int *was_closed)
 {
     uint64_t t0 = flc_now_ns();
     unsigned wait = 0;
     for (;;) {
-        int rc = flc_store_put_updates_if_open(s, shards, cfg->num_shards, was_closed);
+        int rc = flc_store_put_updates_if_open(s, shards, n, was_closed);
         if (rc == FLC_OK) {
             char what[FLC_NAME_MAX + 16];
             snprintf(what, sizeof what, "update of %s", cfg->client);
@@ -62,7 +62,7 @@ static int push_through_failover(flc_store_t *s, const flc_rs_push_cfg_t *cfg,
              * closed. Not "late", then: if it was not taken, the merger
              * lists the client as missing, which the driver (sim) or the
              * step (train) names. */
-            for (uint32_t k = 0; k < cfg->num_shards; k++)
+            for (uint32_t k = 0; k < n; k++)
                 was_closed[k] = 0;
         }
         if (rc != FLC_ECONN || !flc_store_fails_over(s) ||
@@ -83,6 +83,9 @@ int flc_rs_push_enc(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_
 {
     if (enc != NULL && enc->kind == FLC_ENC_F32)
         enc = NULL; /* the plain frame */
+    if (enc != NULL && cfg->skip != NULL) /* its merger would take the floats, not the code */
+        return flc_err_set(e, FLC_EINVAL, "update of client %s: skipped shards need float32 "
+                           "pushes", cfg->client);
     int rc = check_layout(cfg->job, cfg->num_shards, cfg->model_size, e);
     if (rc != FLC_OK)
         return rc;
@@ -126,8 +129,18 @@ int flc_rs_push_enc(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_
      * that all began with shard 0 would queue on one node's link while the
      * others idle. */
     uint32_t first = flc_crc32c(0, cfg->client, strlen(cfg->client)) % cfg->num_shards;
-    for (uint32_t i = 0; i < cfg->num_shards; i++) {
-        uint32_t k = (first + i) % cfg->num_shards;
+    uint32_t npush = 0;
+    uint32_t *at = malloc(cfg->num_shards * sizeof *at); /* push order -> shard */
+    if (at == NULL) {
+        free(shards), free(was_closed);
+        flc_rs_encoded_free(&ed);
+        return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    }
+    for (uint32_t j = 0; j < cfg->num_shards; j++) {
+        uint32_t k = (first + j) % cfg->num_shards, i = npush;
+        if (cfg->skip != NULL && cfg->skip[k])
+            continue; /* its merger takes it from memory */
+        at[npush++] = k;
         shards[i] = sh;
         shards[i].shard = k;
         flc_rs_shard_range(cfg->model_size, cfg->num_shards, k, &shards[i].offset,
@@ -143,25 +156,25 @@ int flc_rs_push_enc(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_
         FLC_DEBUG("push of %s for %s/%u: %llu floats, crc32c %08x", cfg->client, cfg->job,
                   cfg->round, (unsigned long long)cfg->model_size,
                   flc_crc32c(0, update, cfg->model_size * sizeof *update));
-    rc = push_through_failover(s, cfg, shards, was_closed);
+    rc = npush ? push_through_failover(s, cfg, shards, npush, was_closed) : FLC_OK;
     free(shards);
     /* Stored (also when a shard was closed: the update is kept) */
     int cr = rc == FLC_OK ? flc_rs_encode_commit(s, cfg, &ed, e) : FLC_OK;
     flc_rs_encoded_free(&ed);
     if (cr != FLC_OK) {
-        free(was_closed);
+        free(was_closed), free(at);
         return cr;
     }
     if (rc != FLC_OK) {
-        free(was_closed);
+        free(was_closed), free(at);
         *e = *flc_store_error(s);
         return e->code;
     }
     char closed[512] = "";
     size_t nclosed = 0;
-    for (uint32_t k = 0; k < cfg->num_shards; k++) {
-        /* was_closed follows the push order, which starts at shard first */
-        if (was_closed[(k + cfg->num_shards - first) % cfg->num_shards]) {
+    for (uint32_t i = 0; i < npush; i++) {
+        uint32_t k = at[i]; /* was_closed follows the push order */
+        if (was_closed[i]) {
             /* the merger has gone; the update stays for queries */
             size_t l = strlen(closed);
             if (l + 16 < sizeof closed)
@@ -170,6 +183,7 @@ int flc_rs_push_enc(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_
         }
     }
     free(was_closed);
+    free(at);
     if (nclosed)
         return flc_err_set(e, FLC_ECLOSED, "round %u of job %s is closed (shard%s %s): update "
                            "of client %s kept for queries but not merged", cfg->round, cfg->job,
@@ -179,6 +193,13 @@ int flc_rs_push_enc(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_
 
 int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
                 uint64_t model_size, unsigned timeout_ms, float *model, flc_err_t *e)
+{
+    return flc_rs_pull_except(s, job, round, num_shards, model_size, timeout_ms, NULL, model, e);
+}
+
+int flc_rs_pull_except(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
+                       uint64_t model_size, unsigned timeout_ms, const unsigned char *have,
+                       float *model, flc_err_t *e)
 {
     int rc = check_layout(job, num_shards, model_size, e);
     if (rc != FLC_OK)
@@ -197,6 +218,8 @@ int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_sh
     uint32_t first = atomic_fetch_add(&next_first, 1u) % num_shards;
     for (uint32_t i = 0; i < num_shards; i++) {
         uint32_t k = (first + i) % num_shards;
+        if (have != NULL && have[k])
+            continue; /* merged in this process, already in model */
         double spent = (double)(flc_now_ns() - t0) / 1e6;
         unsigned left = spent >= timeout_ms ? 1 : timeout_ms - (unsigned)spent;
         char token[256];

@@ -42,6 +42,7 @@ typedef struct merger {
     flc_err_t oom;            /* set when the merger itself ran out of memory */
     flc_merge_state_t *own_state; /* state loaded from the cache, saved after */
     flc_rs_recover_t recover; /* the store's failover count last seen (rs_recover.c) */
+    int notified;             /* the done tokens went with the merged shard */
 } merger_t;
 
 static void merger_free(merger_t *m)
@@ -89,6 +90,20 @@ static void decode_block(void *user, size_t off, size_t m, float *dst)
 static int read_update(merger_t *m, const char *client, flc_shard_t *sh)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
+    if (cfg->own != NULL && cfg->own_update != NULL && strcmp(client, cfg->own) == 0) {
+        /* This process's own contributor: its update is in memory, never
+         * pushed for this shard; the frame it would have read, checked the
+         * same way below. */
+        memcpy(m->buf, cfg->own_update, m->count * sizeof *m->buf);
+        memset(sh, 0, sizeof *sh);
+        sh->values = m->buf;
+        sh->offset = m->offset, sh->count = m->count;
+        sh->model_size = cfg->model_size, sh->num_shards = cfg->num_shards;
+        sh->shard = cfg->shard, sh->round = cfg->round;
+        sh->weight = cfg->own_weight;
+        sh->update_norm = cfg->own_norm;
+        return FLC_OK;
+    }
     return m->acc != NULL ? flc_store_get_update_raw(m->s, cfg->job, cfg->round, cfg->shard,
                                                      client, sh, m->buf, m->count)
                           : flc_store_get_update(m->s, cfg->job, cfg->round, cfg->shard, client,
@@ -394,14 +409,24 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
     agg.weight = m->acc ? flc_merge_acc_weight(m->acc) : (double)m->nkept;
     agg.num_samples = (uint64_t)agg.weight;
     /* With driver_records the driver opened the round for every shard,
-     * indexes included: the merger writes its shard's keys only. */
-    if ((cfg->driver_records ? flc_store_put_merged_opened(m->s, &agg)
-                             : flc_store_put_merged(m->s, &agg)) != FLC_OK ||
+     * indexes included: the merger writes its shard's keys only. An
+     * ephemeral round records nothing between the merged shard and the
+     * readers' wake-up, so its done tokens go in the same round trip. */
+    unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
+    int put = cfg->ephemeral
+                  ? flc_store_put_merged_done(m->s, &agg, cfg->driver_records, "ok", readers)
+              : cfg->driver_records ? flc_store_put_merged_opened(m->s, &agg)
+                                    : flc_store_put_merged(m->s, &agg);
+    if (put == FLC_OK && cfg->ephemeral)
+        m->notified = 1;
+    if (put != FLC_OK ||
         (!cfg->ephemeral &&
          flc_track_put(m->s, cfg->job, cfg->round, cfg->shard, "hot") != FLC_OK)) {
         *e = *flc_store_error(m->s);
         return e->code;
     }
+    if (cfg->merged_out != NULL)
+        memcpy(cfg->merged_out, out, m->count * sizeof *out);
     if (flc_log_level() >= FLC_LOG_DEBUG)
         FLC_DEBUG("merger %s/%u/%u wrote the merged shard of %zu participants: crc32c %08x",
                   cfg->job, cfg->round, cfg->shard, m->rep->participants.n,
@@ -460,7 +485,10 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
      * key schema refused) and the round's indexes, which the clients no
      * longer write: the roster of expected clients above all. With
      * driver_records the driver wrote them: the schema is only read. */
-    if ((cfg->driver_records ? flc_store_job_begin(s, cfg->job, cfg->num_shards)
+    /* An ephemeral round (an SGD step) writes its indexes in the open's
+     * round trip below (flc_store_merger_open), and not the job's clients. */
+    if ((cfg->driver_records || cfg->ephemeral
+             ? flc_store_job_begin(s, cfg->job, cfg->num_shards)
                              : flc_store_round_begin(s, cfg->job, cfg->num_shards, cfg->round,
                                                      cfg->shard, cfg->expected,
                                                      cfg->n_expected)) != FLC_OK) {
@@ -468,23 +496,21 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
         return e->code;
     }
     /* A merger retried after it already closed the shard must not wait for
-     * arrivals that were consumed: say so instead. */
-    int already;
-    if (flc_store_shard_closed(s, cfg->job, cfg->round, cfg->shard, &already) != FLC_OK) {
+     * arrivals that were consumed: say so instead. One merger per shard: a
+     * second invocation (an at-least-once retry while the first still
+     * runs) would split the arrivals between them. Both looks in one round
+     * trip (flc_store_merger_open), with an ephemeral round's indexes. */
+    int already, mine;
+    uint64_t ttl = (uint64_t)(cfg->deadline_ms ? cfg->deadline_ms : 60000) + 60000;
+    if (flc_store_merger_open(s, cfg->job, cfg->round, cfg->shard, ttl,
+                              cfg->ephemeral ? cfg->expected : NULL, cfg->n_expected, &already,
+                              &mine) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
     }
     if (already)
         return flc_err_set(e, FLC_ECLOSED, "shard %u of round %u of job %s is already merged",
                            cfg->shard, cfg->round, cfg->job);
-    /* One merger per shard: a second invocation (an at-least-once retry
-     * while the first still runs) would split the arrivals between them. */
-    int mine;
-    uint64_t ttl = (uint64_t)(cfg->deadline_ms ? cfg->deadline_ms : 60000) + 60000;
-    if (flc_store_merger_lock(s, cfg->job, cfg->round, cfg->shard, ttl, &mine) != FLC_OK) {
-        *e = *flc_store_error(s);
-        return e->code;
-    }
     if (!mine) {
         char who[400];
         flc_store_merger_holder(s, cfg->job, cfg->round, cfg->shard, who, sizeof who);
@@ -523,6 +549,12 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
     uint64_t waited = 0;
     flc_strlist_t none;
     flc_rs_recover(s, cfg, m.seen, &m.recover, &none); /* records the store's count */
+    for (size_t x = 0; rc == FLC_OK && cfg->own && cfg->own_update && x < cfg->n_expected; x++)
+        if (strcmp(cfg->expected[x], cfg->own) == 0) { /* from memory, first */
+            if ((rc = arrival(&m, x)) != FLC_OK)
+                *e = m.oom.code ? m.oom : *flc_store_error(s);
+            break;
+        }
     if (rc == FLC_OK)
         rc = wait_arrivals(&m, t0, deadline, &waited, e);
     if (rc != FLC_OK) /* never closed: give the shard back for a retry */
@@ -574,7 +606,7 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
     if (!cfg->ephemeral && (rc = flc_rs_report_store(s, cfg, rep, e)) != FLC_OK)
         return fail_readers(&m, e);
     unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
-    if (flc_rs_notify_done(s, cfg, "ok", readers) != FLC_OK) {
+    if (!m.notified && flc_rs_notify_done(s, cfg, "ok", readers) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
     }
