@@ -223,10 +223,19 @@ int flc_rs_pull_except(flc_store_t *s, const char *job, uint32_t round, uint32_t
         double spent = (double)(flc_now_ns() - t0) / 1e6;
         unsigned left = spent >= timeout_ms ? 1 : timeout_ms - (unsigned)spent;
         char token[256];
-        rc = flc_store_wait(s, job, round, k, "done", left, token, sizeof token);
-        /* Its node died (a failover): wait again on the promoted replica,
-         * within the same timeout. */
-        for (unsigned w = 50; rc == FLC_ECONN && flc_store_fails_over(s);
+        uint64_t off, cnt;
+        flc_rs_shard_range(model_size, num_shards, k, &off, &cnt);
+        flc_shard_t m = {0};
+        /* The wait and the read in one round trip (the read runs once the
+         * token is there). */
+        rc = flc_store_wait_get_merged(s, job, round, k, left, token, sizeof token, &m,
+                                       model + off, cnt);
+        /* Its node died (a failover) before the token came back: wait
+         * again on the promoted replica, within the same timeout, then
+         * read (below); cut after the token came back: only the read is
+         * made again (below). */
+        int waited = rc != FLC_ECONN || token[0] != '\0';
+        for (unsigned w = 50; !waited && rc == FLC_ECONN && flc_store_fails_over(s);
              w = w * 2 > 250 ? 250 : w * 2) {
             spent = (double)(flc_now_ns() - t0) / 1e6;
             if (spent + w >= timeout_ms)
@@ -234,26 +243,22 @@ int flc_rs_pull_except(flc_store_t *s, const char *job, uint32_t round, uint32_t
             flc_sleep_ms(w);
             left = timeout_ms - (unsigned)spent - w;
             rc = flc_store_wait(s, job, round, k, "done", left, token, sizeof token);
+            if (rc == FLC_OK && strncmp(token, "ok", 2) == 0) {
+                rc = FLC_ECONN; /* the read is still to be made, below */
+                break;
+            }
         }
         if (rc == FLC_ETIMEOUT)
             return flc_err_set(e, FLC_ETIMEOUT, "round %u of job %s: shard %u and %u more not "
                                "merged within %u ms", round, job, k, num_shards - 1 - i,
                                timeout_ms);
-        if (rc != FLC_OK) {
-            *e = *flc_store_error(s);
-            return rc;
-        }
-        if (strncmp(token, "ok", 2) != 0)
+        if (rc == FLC_OK && strncmp(token, "ok", 2) != 0)
             return flc_err_set(e, FLC_EINVAL, "round %u of job %s: merger of shard %u failed: %s",
                                round, job, k, token);
-        uint64_t off, cnt;
-        flc_rs_shard_range(model_size, num_shards, k, &off, &cnt);
-        flc_shard_t m = {0};
-        rc = flc_store_get_merged(s, job, round, k, &m, model + off, cnt);
         /* A read cut by a lost connection (a failover) is read again. */
-        for (unsigned wait = 100, spent = 0;
-             rc == FLC_ECONN && flc_store_fails_over(s) && spent < RS_PUSH_RETRY_MS;
-             spent += wait, wait = wait * 2 > 1000 ? 1000 : wait * 2) {
+        for (unsigned wait = 100, spent2 = 0;
+             rc == FLC_ECONN && flc_store_fails_over(s) && spent2 < RS_PUSH_RETRY_MS;
+             spent2 += wait, wait = wait * 2 > 1000 ? 1000 : wait * 2) {
             flc_sleep_ms(wait);
             rc = flc_store_get_merged(s, job, round, k, &m, model + off, cnt);
         }

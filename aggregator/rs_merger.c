@@ -337,6 +337,16 @@ static int close_shard(merger_t *m)
     return rc;
 }
 
+/* Writes the merged shard; an ephemeral round's done tokens go with it. */
+static int put_merged(merger_t *m, const flc_shard_t *agg, unsigned readers)
+{
+    const flc_rs_merger_cfg_t *cfg = m->cfg;
+    if (cfg->ephemeral)
+        return flc_store_put_merged_done(m->s, agg, cfg->driver_records, "ok", readers);
+    return cfg->driver_records ? flc_store_put_merged_opened(m->s, agg)
+                               : flc_store_put_merged(m->s, agg);
+}
+
 static int merge_and_write(merger_t *m, flc_err_t *e)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
@@ -413,10 +423,16 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
      * ephemeral round records nothing between the merged shard and the
      * readers' wake-up, so its done tokens go in the same round trip. */
     unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
-    int put = cfg->ephemeral
-                  ? flc_store_put_merged_done(m->s, &agg, cfg->driver_records, "ok", readers)
-              : cfg->driver_records ? flc_store_put_merged_opened(m->s, &agg)
-                                    : flc_store_put_merged(m->s, &agg);
+    int put = put_merged(m, &agg, readers);
+    /* Cut by a failover: written again through the new map, for as long
+     * as a promotion may take (the same bytes; extra done tokens are
+     * harmless, a reader takes one). */
+    for (unsigned w = 50, spent = 0;
+         put == FLC_ECONN && flc_rs_recover_retry(m->s) && spent < 20000;
+         spent += w, w = w * 2 > 250 ? 250 : w * 2) {
+        flc_sleep_ms(w);
+        put = put_merged(m, &agg, readers);
+    }
     if (put == FLC_OK && cfg->ephemeral)
         m->notified = 1;
     if (put != FLC_OK ||

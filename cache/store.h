@@ -186,6 +186,18 @@ int flc_store_put_merged_opened(flc_store_t *s, const flc_shard_t *sh);
 int flc_store_put_merged_done(flc_store_t *s, const flc_shard_t *sh, int opened,
                               const char *token, unsigned copies);
 
+/* Waits for a done token of the merged shard (BLPOP fl:{T}:r:<r>:done, up
+ * to timeout_ms) and reads the shard, in one round trip: the read is sent
+ * behind the wait, and Redis runs it once the pop returned. The token goes
+ * to token (cap bytes); when it does not start with "ok" (a failed merger
+ * passes its error) nothing is read (out stays empty) and FLC_OK is
+ * returned: the caller reads the token. FLC_ETIMEOUT when no token came.
+ * Otherwise as flc_store_get_merged. With a cold tier: the wait, then the
+ * read (two round trips). */
+int flc_store_wait_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                              unsigned timeout_ms, char *token, size_t cap, flc_shard_t *out,
+                              float *dst, size_t dst_cap);
+
 /* Reads an update shard into *out. When dst is not NULL and holds at least
  * the shard's count floats (dst_cap), values go there (out->values = dst,
  * not owned); otherwise out->values is a new owned array (flc_shard_release).
