@@ -73,17 +73,32 @@ static int push_through_failover(flc_store_t *s, const flc_rs_push_cfg_t *cfg,
     }
 }
 
+static int push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_t *enc,
+                const unsigned char *skip, const float *update, flc_err_t *e);
+
 int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *update, flc_err_t *e)
 {
-    return flc_rs_push_enc(s, cfg, NULL, update, e);
+    return push(s, cfg, NULL, NULL, update, e);
+}
+
+int flc_rs_push_skip(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const unsigned char *skip,
+                     const float *update, flc_err_t *e)
+{
+    return push(s, cfg, NULL, skip, update, e);
 }
 
 int flc_rs_push_enc(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_t *enc,
                     const float *update, flc_err_t *e)
 {
+    return push(s, cfg, enc, NULL, update, e);
+}
+
+static int push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_t *enc,
+                const unsigned char *skip, const float *update, flc_err_t *e)
+{
     if (enc != NULL && enc->kind == FLC_ENC_F32)
         enc = NULL; /* the plain frame */
-    if (enc != NULL && cfg->skip != NULL) /* its merger would take the floats, not the code */
+    if (enc != NULL && skip != NULL) /* its merger would take the floats, not the code */
         return flc_err_set(e, FLC_EINVAL, "update of client %s: skipped shards need float32 "
                            "pushes", cfg->client);
     int rc = check_layout(cfg->job, cfg->num_shards, cfg->model_size, e);
@@ -138,7 +153,7 @@ int flc_rs_push_enc(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_
     }
     for (uint32_t j = 0; j < cfg->num_shards; j++) {
         uint32_t k = (first + j) % cfg->num_shards, i = npush;
-        if (cfg->skip != NULL && cfg->skip[k])
+        if (skip != NULL && skip[k])
             continue; /* its merger takes it from memory */
         at[npush++] = k;
         shards[i] = sh;

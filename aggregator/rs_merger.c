@@ -43,6 +43,7 @@ typedef struct merger {
     flc_merge_state_t *own_state; /* state loaded from the cache, saved after */
     flc_rs_recover_t recover; /* the store's failover count last seen (rs_recover.c) */
     int notified;             /* the done tokens went with the merged shard */
+    const flc_rs_own_t *own;  /* this process's own contributor, or NULL */
 } merger_t;
 
 static void merger_free(merger_t *m)
@@ -90,18 +91,19 @@ static void decode_block(void *user, size_t off, size_t m, float *dst)
 static int read_update(merger_t *m, const char *client, flc_shard_t *sh)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
-    if (cfg->own != NULL && cfg->own_update != NULL && strcmp(client, cfg->own) == 0) {
+    const flc_rs_own_t *own = m->own;
+    if (own != NULL && own->update != NULL && strcmp(client, own->client) == 0) {
         /* This process's own contributor: its update is in memory, never
          * pushed for this shard; the frame it would have read, checked the
          * same way below. */
-        memcpy(m->buf, cfg->own_update, m->count * sizeof *m->buf);
+        memcpy(m->buf, own->update, m->count * sizeof *m->buf);
         memset(sh, 0, sizeof *sh);
         sh->values = m->buf;
         sh->offset = m->offset, sh->count = m->count;
         sh->model_size = cfg->model_size, sh->num_shards = cfg->num_shards;
         sh->shard = cfg->shard, sh->round = cfg->round;
-        sh->weight = cfg->own_weight;
-        sh->update_norm = cfg->own_norm;
+        sh->weight = own->weight;
+        sh->update_norm = own->norm;
         return FLC_OK;
     }
     return m->acc != NULL ? flc_store_get_update_raw(m->s, cfg->job, cfg->round, cfg->shard,
@@ -441,8 +443,8 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
         *e = *flc_store_error(m->s);
         return e->code;
     }
-    if (cfg->merged_out != NULL)
-        memcpy(cfg->merged_out, out, m->count * sizeof *out);
+    if (m->own != NULL && m->own->merged_out != NULL)
+        memcpy(m->own->merged_out, out, m->count * sizeof *out);
     if (flc_log_level() >= FLC_LOG_DEBUG)
         FLC_DEBUG("merger %s/%u/%u wrote the merged shard of %zu participants: crc32c %08x",
                   cfg->job, cfg->round, cfg->shard, m->rep->participants.n,
@@ -482,6 +484,12 @@ static int fail_readers(merger_t *m, const flc_err_t *why)
 int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_report_t *rep,
                       flc_err_t *e)
 {
+    return flc_rs_merger_run_own(s, cfg, NULL, rep, e);
+}
+
+int flc_rs_merger_run_own(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
+                          const flc_rs_own_t *own, flc_rs_report_t *rep, flc_err_t *e)
+{
     memset(rep, 0, sizeof *rep);
     rep->shard = cfg->shard;
     if (cfg->num_shards == 0 || cfg->shard >= cfg->num_shards || cfg->model_size < cfg->num_shards)
@@ -494,20 +502,15 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
         return e->code;
     uint64_t t0 = flc_now_ns();
     uint64_t read0 = flc_store_bytes_read(s);
-    merger_t m = {.s = s, .cfg = cfg, .rep = rep};
+    merger_t m = {.s = s, .cfg = cfg, .rep = rep, .own = own};
     flc_rs_shard_range(cfg->model_size, cfg->num_shards, cfg->shard, &m.offset, &m.count);
 
     /* The job's schema record (one shard count per job; a job of an older
-     * key schema refused) and the round's indexes, which the clients no
-     * longer write: the roster of expected clients above all. With
-     * driver_records the driver wrote them: the schema is only read. */
-    /* An ephemeral round (an SGD step) writes its indexes in the open's
-     * round trip below (flc_store_merger_open), and not the job's clients. */
-    if ((cfg->driver_records || cfg->ephemeral
-             ? flc_store_job_begin(s, cfg->job, cfg->num_shards)
-                             : flc_store_round_begin(s, cfg->job, cfg->num_shards, cfg->round,
-                                                     cfg->shard, cfg->expected,
-                                                     cfg->n_expected)) != FLC_OK) {
+     * key schema refused); the round's indexes, which the clients no
+     * longer write (the roster of expected clients above all), go in the
+     * open's round trip below. With driver_records the driver wrote them:
+     * the schema is only read. */
+    if (flc_store_job_begin(s, cfg->job, cfg->num_shards) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
     }
@@ -515,11 +518,11 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
      * arrivals that were consumed: say so instead. One merger per shard: a
      * second invocation (an at-least-once retry while the first still
      * runs) would split the arrivals between them. Both looks in one round
-     * trip (flc_store_merger_open), with an ephemeral round's indexes. */
+     * trip (flc_store_merger_open), with the round's indexes. */
     int already, mine;
     uint64_t ttl = (uint64_t)(cfg->deadline_ms ? cfg->deadline_ms : 60000) + 60000;
     if (flc_store_merger_open(s, cfg->job, cfg->round, cfg->shard, ttl,
-                              cfg->ephemeral ? cfg->expected : NULL, cfg->n_expected, &already,
+                              cfg->driver_records ? NULL : cfg->expected, cfg->n_expected, &already,
                               &mine) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
@@ -565,8 +568,8 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
     uint64_t waited = 0;
     flc_strlist_t none;
     flc_rs_recover(s, cfg, m.seen, &m.recover, &none); /* records the store's count */
-    for (size_t x = 0; rc == FLC_OK && cfg->own && cfg->own_update && x < cfg->n_expected; x++)
-        if (strcmp(cfg->expected[x], cfg->own) == 0) { /* from memory, first */
+    for (size_t x = 0; rc == FLC_OK && own && own->update && x < cfg->n_expected; x++)
+        if (strcmp(cfg->expected[x], own->client) == 0) { /* from memory, first */
             if ((rc = arrival(&m, x)) != FLC_OK)
                 *e = m.oom.code ? m.oom : *flc_store_error(s);
             break;

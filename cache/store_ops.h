@@ -70,8 +70,8 @@ int flc_store_merger_lock(flc_store_t *s, const char *job, uint32_t round, uint3
  * taken), else *mine as flc_store_merger_lock says. With clients (not
  * NULL) the same round trip indexes the round as flc_store_delete_round
  * needs it: the round in the job's rounds, the shard in shards:<r>, the
- * clients in roster:<r> (with the store's ttl), and nothing else (the
- * merger of a round nobody queries, an SGD step). */
+ * clients in roster:<r> and the job's clients (with the store's ttl):
+ * what flc_store_round_begin writes after its flc_store_job_begin. */
 int flc_store_merger_open(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                           uint64_t ttl_ms, const char *const *clients, size_t n, int *closed,
                           int *mine);

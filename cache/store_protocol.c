@@ -248,38 +248,44 @@ int flc_store_merger_open(flc_store_t *s, const char *job, uint32_t round, uint3
     uint64_t lock_ms = s->opts.ttl_ms && s->opts.ttl_ms < ttl_ms ? s->opts.ttl_ms : ttl_ms;
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)lock_ms);
     /* With clients, the round's indexes in the same round trip: the
-     * round, this shard and the roster (what flc_store_delete_round goes
-     * by), each with the store's ttl. */
-    char k_rounds[FLC_KEY_MAX], k_shards[FLC_KEY_MAX], k_roster[FLC_KEY_MAX], rnd[16], shd[16],
-        sttl[24];
+     * round, this shard, the roster (what flc_store_delete_round goes by)
+     * and the job's clients, each with the store's ttl. */
+    char k_rounds[FLC_KEY_MAX], k_shards[FLC_KEY_MAX], k_roster[FLC_KEY_MAX],
+        k_clients[FLC_KEY_MAX], rnd[16], shd[16], sttl[24];
     flc_key_job(k_rounds, job, "rounds");
+    flc_key_job(k_clients, job, "clients");
     flc_key_job_round(k_shards, job, "shards", round);
     flc_key_job_round(k_roster, job, "roster", round);
     snprintf(rnd, sizeof rnd, "%u", round);
     snprintf(shd, sizeof shd, "%u", shard);
     snprintf(sttl, sizeof sttl, "%llu", (unsigned long long)s->opts.ttl_ms);
     const char **roster = malloc((n + 2) * sizeof *roster);
-    if (roster == NULL)
+    const char **all = malloc((n + 2) * sizeof *all);
+    if (roster == NULL || all == NULL) {
+        free(roster), free(all);
         return flc_err_set(&s->err, FLC_ENOMEM, "out of memory for %zu clients", n);
-    roster[0] = "SADD", roster[1] = k_roster;
+    }
+    roster[0] = all[0] = "SADD", roster[1] = k_roster, all[1] = k_clients;
     for (size_t i = 0; i < n; i++)
-        roster[2 + i] = clients[i];
+        roster[2 + i] = all[2 + i] = clients[i];
     const char *ev[] = {"EVAL", OPEN_SHARD, "2", k_closed, k_owner, me, ttl};
     const char *zadd[] = {"ZADD", k_rounds, rnd, rnd}, *sadd[] = {"SADD", k_shards, shd};
     const char *e1[] = {"PEXPIRE", k_rounds, sttl}, *e2[] = {"PEXPIRE", k_shards, sttl},
-               *e3[] = {"PEXPIRE", k_roster, sttl};
-    const char *const *cmds[7] = {ev, zadd, sadd, roster, e1, e2, e3};
-    int argc[7] = {7, 4, 3, (int)n + 2, 3, 3, 3};
-    size_t ncmd = clients == NULL ? 1 : n == 0 ? 3 : 4;
+               *e3[] = {"PEXPIRE", k_roster, sttl}, *e4[] = {"PEXPIRE", k_clients, sttl};
+    const char *const *cmds[9] = {ev, zadd, sadd, roster, all};
+    int argc[9] = {7, 4, 3, (int)n + 2, (int)n + 2};
+    size_t ncmd = clients == NULL ? 1 : n == 0 ? 3 : 5;
     if (clients != NULL && s->opts.ttl_ms) {
         cmds[ncmd] = e1, argc[ncmd++] = 3;
         cmds[ncmd] = e2, argc[ncmd++] = 3;
-        if (n > 0)
+        if (n > 0) {
             cmds[ncmd] = e3, argc[ncmd++] = 3;
+            cmds[ncmd] = e4, argc[ncmd++] = 3;
+        }
     }
-    redisReply *rs[7] = {NULL};
+    redisReply *rs[9] = {NULL};
     rc = flc_store_pipeline(s, ncmd, argc, cmds, rs);
-    free(roster);
+    free(roster), free(all);
     if (rc != FLC_OK)
         return rc;
     long long got = -1;

@@ -61,21 +61,21 @@ static int merge_shard(sgd_worker_t *w, uint32_t g, uint32_t shard, double norm,
                            .expected = (const char *const *)w->names,
                            .n_expected = (size_t)c->workers, .deadline_ms = c->step_timeout_ms,
                            .readers = (unsigned)c->workers,
-                           .ephemeral = 1, /* a step: deleted two steps later, never queried */
-                           .own = w->name, .own_update = w->grad + off,
-                           .own_weight = c->batch ? (double)c->batch : 1.0, .own_norm = norm,
-                           .merged_out = w->merged + off};
+                           .ephemeral = 1}; /* a step: deleted two steps later, never queried */
+    flc_rs_own_t own = {.client = w->name, .update = w->grad + off,
+                        .weight = c->batch ? (double)c->batch : 1.0, .norm = norm,
+                        .merged_out = w->merged + off};
     if (flc_merge_rule_parse(&mc.rule, c->rule ? c->rule : "mean", e) != FLC_OK)
         return e->code;
     flc_rs_report_t rep;
     uint64_t fo = flc_store_failovers(w->s);
-    int rc = flc_rs_merger_run(w->s, &mc, &rep, e);
+    int rc = flc_rs_merger_run_own(w->s, &mc, &own, &rep, e);
     if (rc == FLC_ECONN && flc_store_fails_over(w->s) && rep.wait_ms == 0 &&
         rep.participants.n == 0) {
         /* Cut by a failover before it waited for anything (its lock or
          * its first look at the shard): once more, through the new map. */
         flc_rs_report_free(&rep);
-        rc = flc_rs_merger_run(w->s, &mc, &rep, e);
+        rc = flc_rs_merger_run_own(w->s, &mc, &own, &rep, e);
     }
     if (rc != FLC_OK && rep.wait_ms == 0) {
         /* A merger that failed before it started tells no reader: they
@@ -138,18 +138,18 @@ static int drop_step_round(sgd_worker_t *w, uint32_t g)
  * a failover takes after this check is named by the merger's timeout
  * (merge_shard). */
 static int repush_if_lost(sgd_worker_t *w, uint32_t g, const flc_rs_push_cfg_t *pc,
-                          flc_err_t *e)
+                          const unsigned char *skip, flc_err_t *e)
 {
     const char *me[] = {w->name};
     for (uint32_t sh = 0; sh < w->c.num_shards; sh++) {
-        if (pc->skip != NULL && pc->skip[sh])
+        if (skip[sh])
             continue; /* not pushed: its merger is this worker */
         unsigned char present = 0;
         if (flc_store_updates_present(w->s, w->steps_job, g, sh, me, 1, &present) != FLC_OK)
             return flc_err_set(e, flc_store_error(w->s)->code, "step %u: checking the push of "
                                "%s after a failover: %s", g, w->name, flc_store_errstr(w->s));
         if (!present) {
-            int rc = flc_rs_push(w->s, pc, w->grad, e);
+            int rc = flc_rs_push_skip(w->s, pc, skip, w->grad, e);
             return rc == FLC_OK ? FLC_OK
                                 : flc_err_wrap(e, "step %u, push of %s again after a failover: ",
                                                g, w->name);
@@ -192,12 +192,12 @@ int sgd_exchange(sgd_worker_t *w, uint32_t g, flc_err_t *e)
         mine[sh] = sh % (uint32_t)c->workers == (uint32_t)c->rank;
     flc_rs_push_cfg_t pc = {.job = w->steps_job, .round = g, .client = w->name,
                             .num_shards = c->num_shards, .model_size = w->nparams + 1,
-                            .num_samples = c->batch, .skip = mine};
+                            .num_samples = c->batch};
     uint64_t fo = flc_store_failovers(w->s);
-    int rc = flc_rs_push(w->s, &pc, w->grad, e);
+    int rc = flc_rs_push_skip(w->s, &pc, mine, w->grad, e);
     if (rc != FLC_OK)
         return flc_err_wrap(e, "step %u, push of %s: ", g, w->name);
-    if (flc_store_failovers(w->s) != fo && (rc = repush_if_lost(w, g, &pc, e)) != FLC_OK)
+    if (flc_store_failovers(w->s) != fo && (rc = repush_if_lost(w, g, &pc, mine, e)) != FLC_OK)
         return rc;
     /* What the frames would carry (flc_rs_push computes the same). */
     double norm = sqrt(flc_merge_sumsq(w->grad, w->nparams + 1));
