@@ -137,6 +137,17 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     size_t chunk = s->opts.chunk_bytes;
     if (grow_scratch(s, chunk) != FLC_OK)
         return s->err.code;
+    /* A caller that knows the shard's size (dst_cap floats) gets no more
+     * speculative reads than such a frame can fill: a small shard is read
+     * with 4 commands, not 4 + SPEC_READS (Redis runs every command of
+     * every reader of a step; a bigger value than expected is read below,
+     * in the pipelined rest). */
+    int spec = SPEC_READS;
+    if (dst != NULL && dst_cap > 0) {
+        size_t most = FLC_FRAME_PREFIX + FLC_FRAME_HEADER_MAX + 8 + dst_cap * sizeof(float);
+        size_t need = (most + chunk - 1) / chunk - 1;
+        spec = need < (size_t)SPEC_READS ? (int)need : SPEC_READS;
+    }
     char hi[32];
     snprintf(hi, sizeof hi, "%zu", chunk - 1);
     const char *gr[] = {"GETRANGE", key, "0", hi};
@@ -155,7 +166,7 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
         rc = flc_store_append(s, 4, gr, NULL);
     if (rc == FLC_OK)
         rc = flc_store_append(s, 3, hg, NULL);
-    for (int j = 1; rc == FLC_OK && j <= SPEC_READS; j++) {
+    for (int j = 1; rc == FLC_OK && j <= spec; j++) {
         char lo[32], h2[32];
         snprintf(lo, sizeof lo, "%zu", (size_t)j * chunk);
         snprintf(h2, sizeof h2, "%zu", (size_t)(j + 1) * chunk - 1);
@@ -174,7 +185,7 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
         if (rc == FLC_OK && strncmp(wait->token, "ok", 2) != 0)
             rc = GET_NOT_OK; /* a failed merger: what is there is not its shard */
         if (rc != FLC_OK && s->c != NULL) {
-            drop_replies(s, 4 + SPEC_READS);
+            drop_replies(s, 4 + spec);
             return rc;
         }
     }
@@ -194,7 +205,7 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     int rh = s->c ? flc_store_read_into(s, s->scratch, len_s ? 0 : chunk, &len_h, "HGET") : rs;
     if (s->c == NULL) /* connection lost: *err already says so */
         return flc_err_wrap(&s->err, "reading %s: ", what);
-    int pending = SPEC_READS;
+    int pending = spec;
     int hashed = rh == FLC_OK && len_h > 0;
     if (hashed) { /* the speculative reads hit a hash: drop them */
         drain(s, pending);
@@ -265,7 +276,7 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     size_t got = len0 - off;
     memcpy(p, s->scratch + off, got);
 
-    /* A string: the speculative replies hold chunks 1..SPEC_READS. */
+    /* A string: the speculative replies hold chunks 1..spec. */
     int bad = FLC_OK;
     for (int j = 1; pending > 0; j++, pending--) {
         size_t start = (size_t)j * chunk;
@@ -286,8 +297,8 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
 
     /* The rest (a hash, or a string longer than the speculation): pipeline
      * every HGET (or GETRANGE), then copy replies as they arrive. */
-    size_t from = hashed ? chunk : (size_t)(SPEC_READS + 1) * chunk;
-    int first_field = hashed ? 1 : SPEC_READS + 1, n = 0;
+    size_t from = hashed ? chunk : (size_t)(spec + 1) * chunk;
+    int first_field = hashed ? 1 : spec + 1, n = 0;
     for (size_t start = from; rc == FLC_OK && bad == FLC_OK && start < flen;
          start += chunk, n++) {
         char lo[32], hi2[32];
