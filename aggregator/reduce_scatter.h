@@ -67,11 +67,25 @@ typedef struct flc_rs_push_cfg {
 int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *update,
                 flc_err_t *e);
 
+/* flc_rs_push without the shards whose skip[k] is 1: their merger runs in
+ * this process and takes the update from memory (flc_rs_merger_run_own),
+ * so they are neither stored nor announced. */
+int flc_rs_push_skip(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const unsigned char *skip,
+                     const float *update, flc_err_t *e);
+
 /* Waits (BLPOP, up to timeout_ms in all) for every shard's done token, then
  * reads the merged shards into model[0..model_size). FLC_ETIMEOUT names the
  * shards still missing; a merger that failed passes its error on. */
 int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
                 uint64_t model_size, unsigned timeout_ms, float *model, flc_err_t *e);
+
+/* flc_rs_pull for the shards whose have[k] is 0 (have NULL: all): the
+ * others are in model already (their merger ran in this process and
+ * copied its merged shard there, flc_rs_own_t.merged_out), so they
+ * are neither waited for nor read back. */
+int flc_rs_pull_except(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
+                       uint64_t model_size, unsigned timeout_ms, const unsigned char *have,
+                       float *model, flc_err_t *e);
 
 /* ---- mergers ----------------------------------------------------------- */
 
@@ -130,6 +144,25 @@ int flc_rs_round_meta(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_err_t 
  * not wait in vain) when no update could be merged. */
 int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_report_t *rep,
                       flc_err_t *e);
+
+/* A merger running in the process of one of its contributors (an SGD
+ * worker merging its own shard): client (one of cfg->expected) is taken
+ * first, from update (the shard's count floats), with the weight and
+ * norm its frame would carry (weight, the whole update's L2 norm), and was
+ * not pushed for this shard (flc_rs_push_skip). merged_out (not NULL)
+ * receives the merged shard's floats too, so that reader takes them from
+ * memory (flc_rs_pull_except). Not in the installed header: the worker's
+ * own business. */
+typedef struct flc_rs_own {
+    const char *client;
+    const float *update;
+    double weight, norm;
+    float *merged_out;
+} flc_rs_own_t;
+
+/* flc_rs_merger_run with own (NULL: the same as flc_rs_merger_run). */
+int flc_rs_merger_run_own(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
+                          const flc_rs_own_t *own, flc_rs_report_t *rep, flc_err_t *e);
 
 /* ---- the aggregator function ------------------------------------------ */
 

@@ -45,12 +45,12 @@ static int check_layout(const char *job, uint32_t S, uint64_t n, flc_err_t *e)
  * may be gone, so the update is pushed again. */
 #define RS_PUSH_RETRY_MS 20000u
 static int push_through_failover(flc_store_t *s, const flc_rs_push_cfg_t *cfg,
-                                 const flc_shard_t *shards, int *was_closed)
+                                 const flc_shard_t *shards, uint32_t n, int *was_closed)
 {
     uint64_t t0 = flc_now_ns();
     unsigned wait = 0;
     for (;;) {
-        int rc = flc_store_put_updates_if_open(s, shards, cfg->num_shards, was_closed);
+        int rc = flc_store_put_updates_if_open(s, shards, n, was_closed);
         if (rc == FLC_OK) {
             char what[FLC_NAME_MAX + 16];
             snprintf(what, sizeof what, "update of %s", cfg->client);
@@ -62,7 +62,7 @@ static int push_through_failover(flc_store_t *s, const flc_rs_push_cfg_t *cfg,
              * closed. Not "late", then: if it was not taken, the merger
              * lists the client as missing, which the driver (sim) or the
              * step (train) names. */
-            for (uint32_t k = 0; k < cfg->num_shards; k++)
+            for (uint32_t k = 0; k < n; k++)
                 was_closed[k] = 0;
         }
         if (rc != FLC_ECONN || !flc_store_fails_over(s) ||
@@ -73,16 +73,34 @@ static int push_through_failover(flc_store_t *s, const flc_rs_push_cfg_t *cfg,
     }
 }
 
+static int push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_t *enc,
+                const unsigned char *skip, const float *update, flc_err_t *e);
+
 int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *update, flc_err_t *e)
 {
-    return flc_rs_push_enc(s, cfg, NULL, update, e);
+    return push(s, cfg, NULL, NULL, update, e);
+}
+
+int flc_rs_push_skip(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const unsigned char *skip,
+                     const float *update, flc_err_t *e)
+{
+    return push(s, cfg, NULL, skip, update, e);
 }
 
 int flc_rs_push_enc(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_t *enc,
                     const float *update, flc_err_t *e)
 {
+    return push(s, cfg, enc, NULL, update, e);
+}
+
+static int push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_t *enc,
+                const unsigned char *skip, const float *update, flc_err_t *e)
+{
     if (enc != NULL && enc->kind == FLC_ENC_F32)
         enc = NULL; /* the plain frame */
+    if (enc != NULL && skip != NULL) /* its merger would take the floats, not the code */
+        return flc_err_set(e, FLC_EINVAL, "update of client %s: skipped shards need float32 "
+                           "pushes", cfg->client);
     int rc = check_layout(cfg->job, cfg->num_shards, cfg->model_size, e);
     if (rc != FLC_OK)
         return rc;
@@ -126,8 +144,18 @@ int flc_rs_push_enc(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_
      * that all began with shard 0 would queue on one node's link while the
      * others idle. */
     uint32_t first = flc_crc32c(0, cfg->client, strlen(cfg->client)) % cfg->num_shards;
-    for (uint32_t i = 0; i < cfg->num_shards; i++) {
-        uint32_t k = (first + i) % cfg->num_shards;
+    uint32_t npush = 0;
+    uint32_t *at = malloc(cfg->num_shards * sizeof *at); /* push order -> shard */
+    if (at == NULL) {
+        free(shards), free(was_closed);
+        flc_rs_encoded_free(&ed);
+        return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    }
+    for (uint32_t j = 0; j < cfg->num_shards; j++) {
+        uint32_t k = (first + j) % cfg->num_shards, i = npush;
+        if (skip != NULL && skip[k])
+            continue; /* its merger takes it from memory */
+        at[npush++] = k;
         shards[i] = sh;
         shards[i].shard = k;
         flc_rs_shard_range(cfg->model_size, cfg->num_shards, k, &shards[i].offset,
@@ -143,25 +171,25 @@ int flc_rs_push_enc(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_
         FLC_DEBUG("push of %s for %s/%u: %llu floats, crc32c %08x", cfg->client, cfg->job,
                   cfg->round, (unsigned long long)cfg->model_size,
                   flc_crc32c(0, update, cfg->model_size * sizeof *update));
-    rc = push_through_failover(s, cfg, shards, was_closed);
+    rc = npush ? push_through_failover(s, cfg, shards, npush, was_closed) : FLC_OK;
     free(shards);
     /* Stored (also when a shard was closed: the update is kept) */
     int cr = rc == FLC_OK ? flc_rs_encode_commit(s, cfg, &ed, e) : FLC_OK;
     flc_rs_encoded_free(&ed);
     if (cr != FLC_OK) {
-        free(was_closed);
+        free(was_closed), free(at);
         return cr;
     }
     if (rc != FLC_OK) {
-        free(was_closed);
+        free(was_closed), free(at);
         *e = *flc_store_error(s);
         return e->code;
     }
     char closed[512] = "";
     size_t nclosed = 0;
-    for (uint32_t k = 0; k < cfg->num_shards; k++) {
-        /* was_closed follows the push order, which starts at shard first */
-        if (was_closed[(k + cfg->num_shards - first) % cfg->num_shards]) {
+    for (uint32_t i = 0; i < npush; i++) {
+        uint32_t k = at[i]; /* was_closed follows the push order */
+        if (was_closed[i]) {
             /* the merger has gone; the update stays for queries */
             size_t l = strlen(closed);
             if (l + 16 < sizeof closed)
@@ -170,6 +198,7 @@ int flc_rs_push_enc(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_
         }
     }
     free(was_closed);
+    free(at);
     if (nclosed)
         return flc_err_set(e, FLC_ECLOSED, "round %u of job %s is closed (shard%s %s): update "
                            "of client %s kept for queries but not merged", cfg->round, cfg->job,
@@ -179,6 +208,13 @@ int flc_rs_push_enc(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_
 
 int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
                 uint64_t model_size, unsigned timeout_ms, float *model, flc_err_t *e)
+{
+    return flc_rs_pull_except(s, job, round, num_shards, model_size, timeout_ms, NULL, model, e);
+}
+
+int flc_rs_pull_except(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
+                       uint64_t model_size, unsigned timeout_ms, const unsigned char *have,
+                       float *model, flc_err_t *e)
 {
     int rc = check_layout(job, num_shards, model_size, e);
     if (rc != FLC_OK)
@@ -197,13 +233,24 @@ int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_sh
     uint32_t first = atomic_fetch_add(&next_first, 1u) % num_shards;
     for (uint32_t i = 0; i < num_shards; i++) {
         uint32_t k = (first + i) % num_shards;
+        if (have != NULL && have[k])
+            continue; /* merged in this process, already in model */
         double spent = (double)(flc_now_ns() - t0) / 1e6;
         unsigned left = spent >= timeout_ms ? 1 : timeout_ms - (unsigned)spent;
         char token[256];
-        rc = flc_store_wait(s, job, round, k, "done", left, token, sizeof token);
-        /* Its node died (a failover): wait again on the promoted replica,
-         * within the same timeout. */
-        for (unsigned w = 50; rc == FLC_ECONN && flc_store_fails_over(s);
+        uint64_t off, cnt;
+        flc_rs_shard_range(model_size, num_shards, k, &off, &cnt);
+        flc_shard_t m = {0};
+        /* The wait and the read in one round trip (the read runs once the
+         * token is there). */
+        rc = flc_store_wait_get_merged(s, job, round, k, left, token, sizeof token, &m,
+                                       model + off, cnt);
+        /* Its node died (a failover) before the token came back: wait
+         * again on the promoted replica, within the same timeout, then
+         * read (below); cut after the token came back: only the read is
+         * made again (below). */
+        int waited = rc != FLC_ECONN || token[0] != '\0';
+        for (unsigned w = 50; !waited && rc == FLC_ECONN && flc_store_fails_over(s);
              w = w * 2 > 250 ? 250 : w * 2) {
             spent = (double)(flc_now_ns() - t0) / 1e6;
             if (spent + w >= timeout_ms)
@@ -211,26 +258,22 @@ int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_sh
             flc_sleep_ms(w);
             left = timeout_ms - (unsigned)spent - w;
             rc = flc_store_wait(s, job, round, k, "done", left, token, sizeof token);
+            if (rc == FLC_OK && strncmp(token, "ok", 2) == 0) {
+                rc = FLC_ECONN; /* the read is still to be made, below */
+                break;
+            }
         }
         if (rc == FLC_ETIMEOUT)
             return flc_err_set(e, FLC_ETIMEOUT, "round %u of job %s: shard %u and %u more not "
                                "merged within %u ms", round, job, k, num_shards - 1 - i,
                                timeout_ms);
-        if (rc != FLC_OK) {
-            *e = *flc_store_error(s);
-            return rc;
-        }
-        if (strncmp(token, "ok", 2) != 0)
+        if (rc == FLC_OK && strncmp(token, "ok", 2) != 0)
             return flc_err_set(e, FLC_EINVAL, "round %u of job %s: merger of shard %u failed: %s",
                                round, job, k, token);
-        uint64_t off, cnt;
-        flc_rs_shard_range(model_size, num_shards, k, &off, &cnt);
-        flc_shard_t m = {0};
-        rc = flc_store_get_merged(s, job, round, k, &m, model + off, cnt);
         /* A read cut by a lost connection (a failover) is read again. */
-        for (unsigned wait = 100, spent = 0;
-             rc == FLC_ECONN && flc_store_fails_over(s) && spent < RS_PUSH_RETRY_MS;
-             spent += wait, wait = wait * 2 > 1000 ? 1000 : wait * 2) {
+        for (unsigned wait = 100, spent2 = 0;
+             rc == FLC_ECONN && flc_store_fails_over(s) && spent2 < RS_PUSH_RETRY_MS;
+             spent2 += wait, wait = wait * 2 > 1000 ? 1000 : wait * 2) {
             flc_sleep_ms(wait);
             rc = flc_store_get_merged(s, job, round, k, &m, model + off, cnt);
         }

@@ -42,6 +42,8 @@ typedef struct merger {
     flc_err_t oom;            /* set when the merger itself ran out of memory */
     flc_merge_state_t *own_state; /* state loaded from the cache, saved after */
     flc_rs_recover_t recover; /* the store's failover count last seen (rs_recover.c) */
+    int notified;             /* the done tokens went with the merged shard */
+    const flc_rs_own_t *own;  /* this process's own contributor, or NULL */
 } merger_t;
 
 static void merger_free(merger_t *m)
@@ -89,6 +91,21 @@ static void decode_block(void *user, size_t off, size_t m, float *dst)
 static int read_update(merger_t *m, const char *client, flc_shard_t *sh)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
+    const flc_rs_own_t *own = m->own;
+    if (own != NULL && own->update != NULL && strcmp(client, own->client) == 0) {
+        /* This process's own contributor: its update is in memory, never
+         * pushed for this shard; the frame it would have read, checked the
+         * same way below. */
+        memcpy(m->buf, own->update, m->count * sizeof *m->buf);
+        memset(sh, 0, sizeof *sh);
+        sh->values = m->buf;
+        sh->offset = m->offset, sh->count = m->count;
+        sh->model_size = cfg->model_size, sh->num_shards = cfg->num_shards;
+        sh->shard = cfg->shard, sh->round = cfg->round;
+        sh->weight = own->weight;
+        sh->update_norm = own->norm;
+        return FLC_OK;
+    }
     return m->acc != NULL ? flc_store_get_update_raw(m->s, cfg->job, cfg->round, cfg->shard,
                                                      client, sh, m->buf, m->count)
                           : flc_store_get_update(m->s, cfg->job, cfg->round, cfg->shard, client,
@@ -322,6 +339,16 @@ static int close_shard(merger_t *m)
     return rc;
 }
 
+/* Writes the merged shard; an ephemeral round's done tokens go with it. */
+static int put_merged(merger_t *m, const flc_shard_t *agg, unsigned readers)
+{
+    const flc_rs_merger_cfg_t *cfg = m->cfg;
+    if (cfg->ephemeral)
+        return flc_store_put_merged_done(m->s, agg, cfg->driver_records, "ok", readers);
+    return cfg->driver_records ? flc_store_put_merged_opened(m->s, agg)
+                               : flc_store_put_merged(m->s, agg);
+}
+
 static int merge_and_write(merger_t *m, flc_err_t *e)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
@@ -394,14 +421,30 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
     agg.weight = m->acc ? flc_merge_acc_weight(m->acc) : (double)m->nkept;
     agg.num_samples = (uint64_t)agg.weight;
     /* With driver_records the driver opened the round for every shard,
-     * indexes included: the merger writes its shard's keys only. */
-    if ((cfg->driver_records ? flc_store_put_merged_opened(m->s, &agg)
-                             : flc_store_put_merged(m->s, &agg)) != FLC_OK ||
+     * indexes included: the merger writes its shard's keys only. An
+     * ephemeral round records nothing between the merged shard and the
+     * readers' wake-up, so its done tokens go in the same round trip. */
+    unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
+    int put = put_merged(m, &agg, readers);
+    /* Cut by a failover: written again through the new map, for as long
+     * as a promotion may take (the same bytes; extra done tokens are
+     * harmless, a reader takes one). */
+    for (unsigned w = 50, spent = 0;
+         put == FLC_ECONN && flc_rs_recover_retry(m->s) && spent < 20000;
+         spent += w, w = w * 2 > 250 ? 250 : w * 2) {
+        flc_sleep_ms(w);
+        put = put_merged(m, &agg, readers);
+    }
+    if (put == FLC_OK && cfg->ephemeral)
+        m->notified = 1;
+    if (put != FLC_OK ||
         (!cfg->ephemeral &&
          flc_track_put(m->s, cfg->job, cfg->round, cfg->shard, "hot") != FLC_OK)) {
         *e = *flc_store_error(m->s);
         return e->code;
     }
+    if (m->own != NULL && m->own->merged_out != NULL)
+        memcpy(m->own->merged_out, out, m->count * sizeof *out);
     if (flc_log_level() >= FLC_LOG_DEBUG)
         FLC_DEBUG("merger %s/%u/%u wrote the merged shard of %zu participants: crc32c %08x",
                   cfg->job, cfg->round, cfg->shard, m->rep->participants.n,
@@ -441,6 +484,12 @@ static int fail_readers(merger_t *m, const flc_err_t *why)
 int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_report_t *rep,
                       flc_err_t *e)
 {
+    return flc_rs_merger_run_own(s, cfg, NULL, rep, e);
+}
+
+int flc_rs_merger_run_own(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
+                          const flc_rs_own_t *own, flc_rs_report_t *rep, flc_err_t *e)
+{
     memset(rep, 0, sizeof *rep);
     rep->shard = cfg->shard;
     if (cfg->num_shards == 0 || cfg->shard >= cfg->num_shards || cfg->model_size < cfg->num_shards)
@@ -453,38 +502,34 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
         return e->code;
     uint64_t t0 = flc_now_ns();
     uint64_t read0 = flc_store_bytes_read(s);
-    merger_t m = {.s = s, .cfg = cfg, .rep = rep};
+    merger_t m = {.s = s, .cfg = cfg, .rep = rep, .own = own};
     flc_rs_shard_range(cfg->model_size, cfg->num_shards, cfg->shard, &m.offset, &m.count);
 
     /* The job's schema record (one shard count per job; a job of an older
-     * key schema refused) and the round's indexes, which the clients no
-     * longer write: the roster of expected clients above all. With
-     * driver_records the driver wrote them: the schema is only read. */
-    if ((cfg->driver_records ? flc_store_job_begin(s, cfg->job, cfg->num_shards)
-                             : flc_store_round_begin(s, cfg->job, cfg->num_shards, cfg->round,
-                                                     cfg->shard, cfg->expected,
-                                                     cfg->n_expected)) != FLC_OK) {
+     * key schema refused); the round's indexes, which the clients no
+     * longer write (the roster of expected clients above all), go in the
+     * open's round trip below. With driver_records the driver wrote them:
+     * the schema is only read. */
+    if (flc_store_job_begin(s, cfg->job, cfg->num_shards) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
     }
     /* A merger retried after it already closed the shard must not wait for
-     * arrivals that were consumed: say so instead. */
-    int already;
-    if (flc_store_shard_closed(s, cfg->job, cfg->round, cfg->shard, &already) != FLC_OK) {
+     * arrivals that were consumed: say so instead. One merger per shard: a
+     * second invocation (an at-least-once retry while the first still
+     * runs) would split the arrivals between them. Both looks in one round
+     * trip (flc_store_merger_open), with the round's indexes. */
+    int already, mine;
+    uint64_t ttl = (uint64_t)(cfg->deadline_ms ? cfg->deadline_ms : 60000) + 60000;
+    if (flc_store_merger_open(s, cfg->job, cfg->round, cfg->shard, ttl,
+                              cfg->driver_records ? NULL : cfg->expected, cfg->n_expected, &already,
+                              &mine) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
     }
     if (already)
         return flc_err_set(e, FLC_ECLOSED, "shard %u of round %u of job %s is already merged",
                            cfg->shard, cfg->round, cfg->job);
-    /* One merger per shard: a second invocation (an at-least-once retry
-     * while the first still runs) would split the arrivals between them. */
-    int mine;
-    uint64_t ttl = (uint64_t)(cfg->deadline_ms ? cfg->deadline_ms : 60000) + 60000;
-    if (flc_store_merger_lock(s, cfg->job, cfg->round, cfg->shard, ttl, &mine) != FLC_OK) {
-        *e = *flc_store_error(s);
-        return e->code;
-    }
     if (!mine) {
         char who[400];
         flc_store_merger_holder(s, cfg->job, cfg->round, cfg->shard, who, sizeof who);
@@ -523,6 +568,12 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
     uint64_t waited = 0;
     flc_strlist_t none;
     flc_rs_recover(s, cfg, m.seen, &m.recover, &none); /* records the store's count */
+    for (size_t x = 0; rc == FLC_OK && own && own->update && x < cfg->n_expected; x++)
+        if (strcmp(cfg->expected[x], own->client) == 0) { /* from memory, first */
+            if ((rc = arrival(&m, x)) != FLC_OK)
+                *e = m.oom.code ? m.oom : *flc_store_error(s);
+            break;
+        }
     if (rc == FLC_OK)
         rc = wait_arrivals(&m, t0, deadline, &waited, e);
     if (rc != FLC_OK) /* never closed: give the shard back for a retry */
@@ -574,7 +625,7 @@ int flc_rs_merger_run(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, flc_rs_rep
     if (!cfg->ephemeral && (rc = flc_rs_report_store(s, cfg, rep, e)) != FLC_OK)
         return fail_readers(&m, e);
     unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
-    if (flc_rs_notify_done(s, cfg, "ok", readers) != FLC_OK) {
+    if (!m.notified && flc_rs_notify_done(s, cfg, "ok", readers) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
     }

@@ -18,6 +18,21 @@
  *   speedup_vs_w1      epoch_s of W = 1 (same mode) / epoch_s
  *   ratio_to_rs        allreduce-one and ps lines: epoch_s / reduce-scatter
  *                      epoch_s; same_model_as_rs: the checksums agree
+ *   floor_ms           the exchange's fixed floor (issue 14 goal 3), measured
+ *                      in the same run right after the training, on this
+ *                      program's idle connection: five sequential round
+ *                      trips with the step's real payloads, each the median
+ *                      of FLOOR_REPS: the push (the S shards of one
+ *                      gradient, pipelined SETs), the merger's wake (a BLPOP
+ *                      that finds its token), the merged write (one SET of
+ *                      the largest shard), the reader's wake, the pull (the
+ *                      S merged shards, pipelined GETs); floor_parts_ms
+ *                      lists the five
+ *   step_comm_ms       comm_ms / steps_per_epoch: one step's exchange
+ *   step_comm_over_floor  step_comm_ms / floor_ms (goal: <= 3 at W = 1, 4)
+ *   cmds_per_step      Redis commands per step and worker (INFO
+ *                      commandstats around the training: loading, barrier
+ *                      and evaluation included), cmds_by_name the biggest
  * The number of steps per epoch falls as W grows (per-worker batch fixed),
  * so epoch_s measures how the exchange scales. The machine's cores are
  * shared by all W workers and Redis: with more workers than cores the
@@ -37,10 +52,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
 #include "bench/bench_util.h"
 #include "cache/embed.h"
 #include "cache/store.h"
+#include "cache/store_raw.h"
 #include "cli/config.h"
 #include "runtime/cost.h"
 #include "runtime/pool.h"
@@ -52,7 +69,9 @@
 typedef struct run_out {
     int ok, same;
     double epoch_s, step_ms, compute_ms, comm_ms, merge_ms, wait_ms, cleanup_ms, acc, billed, cost_epoch;
-    double steps_per_epoch;
+    double steps_per_epoch, nparams;
+    double cmds;       /* Redis commands during the training (INFO commandstats) */
+    cJSON *cmds_by;    /* per command name */
     char sum[32];
     char err[300];
 } run_out_t;
@@ -93,6 +112,149 @@ static double metric(const Flcache__RoundMeta *m, const char *k)
     return 0;
 }
 
+/* ---- the exchange's floor (issue 14 goal 3) ------------------------------ */
+
+#define FLOOR_REPS 21
+
+/* Five sequential round trips with one step's payloads (model of n floats
+ * in S shards), each the median of FLOOR_REPS on s's idle connection; the
+ * parts into part[5], the sum returned. The values are raw floats (a frame
+ * adds ~60 bytes of header), each cut into FLOOR_PIECE-byte keys, all of a
+ * round trip pipelined: hiredis 0.14 moves one big argument or reply at a
+ * fraction of the socket's speed (docs/architecture.md, "Measured
+ * choices"), which would make a floor the store itself beats. */
+#define FLOOR_PIECE 65536
+#define FLOOR_MAXCMD 4096
+
+typedef struct floor_cmds {
+    size_t n;
+    int argc[FLOOR_MAXCMD];
+    const char *argv[FLOOR_MAXCMD][3];
+    size_t lens[FLOOR_MAXCMD][3];
+    const char *const *av[FLOOR_MAXCMD];
+    const size_t *lv[FLOOR_MAXCMD];
+    char keys[FLOOR_MAXCMD][80];
+} floor_cmds_t;
+
+/* SETs (src) or GETs (src NULL) of bytes [0, len) as FLOOR_PIECE pieces
+ * under keys "<prefix>:<i>", appended to c. */
+static void floor_add(floor_cmds_t *c, const char *prefix, const char *src, size_t len)
+{
+    for (size_t at = 0, i = 0; at < len || (len == 0 && i == 0); at += FLOOR_PIECE, i++) {
+        if (c->n == FLOOR_MAXCMD)
+            die("floor", "too many pieces");
+        size_t k = c->n++, l = len - at < FLOOR_PIECE ? len - at : FLOOR_PIECE;
+        snprintf(c->keys[k], sizeof c->keys[k], "%s:%zu", prefix, i);
+        c->argv[k][0] = src ? "SET" : "GET", c->argv[k][1] = c->keys[k];
+        c->argv[k][2] = src ? src + at : NULL;
+        c->lens[k][0] = 3, c->lens[k][1] = strlen(c->keys[k]), c->lens[k][2] = l;
+        c->argc[k] = src ? 3 : 2;
+        c->av[k] = c->argv[k], c->lv[k] = c->lens[k];
+        if (len == 0)
+            break;
+    }
+}
+
+static double rt_ms(flc_store_t *s, const floor_cmds_t *c)
+{
+    static redisReply *out[FLOOR_MAXCMD];
+    uint64_t t0 = flc_now_ns();
+    if (flc_store_pipeline_bin(s, c->n, c->argc, c->av, c->lv, out) != 0)
+        die("floor", flc_store_errstr(s));
+    double ms = (double)(flc_now_ns() - t0) / 1e6;
+    for (size_t i = 0; i < c->n; i++) {
+        if (out[i]->type == REDIS_REPLY_ERROR || out[i]->type == REDIS_REPLY_NIL)
+            die("floor", out[i]->type == REDIS_REPLY_NIL ? "nothing to read" : out[i]->str);
+        freeReplyObject(out[i]);
+    }
+    return ms;
+}
+
+static double exchange_floor(flc_store_t *s, uint64_t n, uint32_t S, double part[5])
+{
+    float *v = calloc(n, sizeof *v);
+    floor_cmds_t *push = calloc(1, sizeof *push), *write = calloc(1, sizeof *write),
+                 *pull = calloc(1, sizeof *pull), *tok = calloc(1, sizeof *tok),
+                 *wake = calloc(1, sizeof *wake);
+    if (v == NULL || push == NULL || write == NULL || pull == NULL || tok == NULL ||
+        wake == NULL)
+        die("floor", "out of memory");
+    char prefix[64];
+    for (uint32_t k = 0; k < S; k++) {
+        uint64_t off, cnt;
+        flc_rs_shard_range(n, S, k, &off, &cnt);
+        snprintf(prefix, sizeof prefix, "bench-floor:%d:%u", (int)getpid(), k);
+        floor_add(push, prefix, (const char *)(v + off), cnt * sizeof(float));
+        floor_add(pull, prefix, NULL, cnt * sizeof(float));
+        if (k == 0) /* the largest shard */
+            floor_add(write, prefix, (const char *)(v + off), cnt * sizeof(float));
+    }
+    /* A wake: one BLPOP that finds its token (pushed untimed before). */
+    char list[48];
+    snprintf(list, sizeof list, "bench-floor:%d:wake", (int)getpid());
+    tok->n = wake->n = 1;
+    tok->argv[0][0] = "RPUSH", tok->argv[0][1] = list, tok->argv[0][2] = "ok";
+    tok->lens[0][0] = 5, tok->lens[0][1] = strlen(list), tok->lens[0][2] = 2;
+    wake->argv[0][0] = "BLPOP", wake->argv[0][1] = list, wake->argv[0][2] = "1";
+    wake->lens[0][0] = 5, wake->lens[0][1] = strlen(list), wake->lens[0][2] = 1;
+    tok->argc[0] = wake->argc[0] = 3;
+    tok->av[0] = tok->argv[0], tok->lv[0] = tok->lens[0];
+    wake->av[0] = wake->argv[0], wake->lv[0] = wake->lens[0];
+    double t[5][FLOOR_REPS];
+    for (int r = 0; r < FLOOR_REPS; r++) {
+        t[0][r] = rt_ms(s, push);  /* the push */
+        rt_ms(s, tok);
+        t[1][r] = rt_ms(s, wake);  /* the merger's wake */
+        t[2][r] = rt_ms(s, write); /* the merged write */
+        rt_ms(s, tok);
+        t[3][r] = rt_ms(s, wake);  /* the reader's wake */
+        t[4][r] = rt_ms(s, pull);  /* the pull */
+    }
+    double sum = 0;
+    for (int i = 0; i < 5; i++)
+        sum += part[i] = bench_median(t[i], FLOOR_REPS);
+    for (size_t k = 0; k < push->n; k++) {
+        redisReply *r;
+        if (flc_store_commandf(s, &r, "DEL %s", push->keys[k]) == 0)
+            freeReplyObject(r);
+    }
+    free(v), free(push), free(write), free(pull), free(tok), free(wake);
+    return sum;
+}
+
+/* Redis commands since the last CONFIG RESETSTAT: the total, and per
+ * command name into *by (an object; NULL: not wanted). */
+static double command_stats(flc_store_t *s, cJSON **by)
+{
+    redisReply *r;
+    if (flc_store_commandf(s, &r, "INFO commandstats") != 0)
+        die("INFO commandstats", flc_store_errstr(s));
+    double total = 0;
+    if (by)
+        *by = cJSON_CreateObject();
+    for (const char *p = r->type == REDIS_REPLY_STRING ? r->str : ""; (p = strstr(p, "cmdstat_"));) {
+        char name[64];
+        double calls = 0;
+        if (sscanf(p, "cmdstat_%63[^:]:calls=%lf", name, &calls) == 2 &&
+            strcmp(name, "info") != 0 && strcmp(name, "config") != 0) {
+            total += calls;
+            if (by)
+                cJSON_AddNumberToObject(*by, name, calls);
+        }
+        p += 8;
+    }
+    freeReplyObject(r);
+    return total;
+}
+
+static void reset_stats(flc_store_t *s)
+{
+    redisReply *r;
+    if (flc_store_commandf(s, &r, "CONFIG RESETSTAT") != 0)
+        die("CONFIG RESETSTAT", flc_store_errstr(s));
+    freeReplyObject(r);
+}
+
 /* Trains once with c (rank set per worker) and measures it. */
 static run_out_t run(flc_pool_t *pool, flc_store_t *s, const flc_sgd_cfg_t *c)
 {
@@ -107,8 +269,10 @@ static run_out_t run(flc_pool_t *pool, flc_store_t *s, const flc_sgd_cfg_t *c)
         evs[k] = flc_sgd_cfg_to_json(&ck);
     }
     flc_err_t e = {0};
+    reset_stats(s);
     if (flc_pool_invoke_json(pool, (const cJSON *const *)evs, (size_t)W, recs, &e) != 0)
         die("pool", flc_err_msg(&e));
+    o.cmds = command_stats(s, &o.cmds_by);
     const char *sum0 = NULL;
     for (int k = 0; k < W; k++) {
         const cJSON *res = flc_inv_result(&recs[k]);
@@ -136,6 +300,7 @@ static run_out_t run(flc_pool_t *pool, flc_store_t *s, const flc_sgd_cfg_t *c)
         if (k == 0) {
             o.acc = num(res, "accuracy");
             o.steps_per_epoch = num(res, "steps_per_epoch");
+            o.nparams = num(res, "nparams");
         }
     }
     for (int ep = 1; o.ok && ep <= c->epochs; ep++) {
@@ -277,6 +442,7 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(l, "batch_per_worker", (double)batch);
             cJSON_AddBoolToObject(l, "ok", o.ok && o.same);
             if (!o.ok) {
+                cJSON_Delete(o.cmds_by);
                 cJSON_AddStringToObject(l, "error", o.err);
                 bench_emit(l);
                 continue;
@@ -294,6 +460,26 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(l, "merge_ms", o.merge_ms);
             cJSON_AddNumberToObject(l, "merger_wait_ms", o.wait_ms);
             cJSON_AddNumberToObject(l, "cleanup_ms", o.cleanup_ms);
+            if (comm != FLC_SGD_COMM_PS && o.steps_per_epoch > 0) {
+                double part[5];
+                double fl = exchange_floor(s, (uint64_t)o.nparams + 1, c.num_shards, part);
+                double step_comm = o.comm_ms / o.steps_per_epoch;
+                cJSON_AddNumberToObject(l, "floor_ms", fl);
+                cJSON_AddItemToObject(l, "floor_parts_ms", cJSON_CreateDoubleArray(part, 5));
+                cJSON_AddNumberToObject(l, "step_comm_ms", step_comm);
+                cJSON_AddNumberToObject(l, "step_comm_over_floor", step_comm / fl);
+            }
+            double steps_all = o.steps_per_epoch * epochs * ws[i];
+            if (steps_all > 0)
+                cJSON_AddNumberToObject(l, "cmds_per_step", o.cmds / steps_all);
+            if (o.cmds_by != NULL && steps_all > 0) {
+                /* per step and worker, the commands that make most of it */
+                cJSON *by = cJSON_CreateObject();
+                for (cJSON *it = o.cmds_by->child; it; it = it->next)
+                    if (it->valuedouble / steps_all >= 0.05)
+                        cJSON_AddNumberToObject(by, it->string, it->valuedouble / steps_all);
+                cJSON_AddItemToObject(l, "cmds_by_name", by);
+            }
             cJSON_AddNumberToObject(l, "comm_fraction",
                                     o.compute_ms + o.comm_ms > 0
                                         ? o.comm_ms / (o.compute_ms + o.comm_ms)
@@ -311,6 +497,7 @@ int main(int argc, char **argv)
                 cJSON_AddNumberToObject(l, "ratio_to_rs", o.epoch_s / rs_epoch);
                 cJSON_AddBoolToObject(l, "same_model_as_rs", strcmp(o.sum, rs_sum) == 0);
             }
+            cJSON_Delete(o.cmds_by);
             bench_emit(l);
         }
     }

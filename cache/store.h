@@ -178,6 +178,26 @@ int flc_store_put_merged(flc_store_t *s, const flc_shard_t *sh);
  * so a merger's credentials need no write access to the job's indexes. */
 int flc_store_put_merged_opened(flc_store_t *s, const flc_shard_t *sh);
 
+/* flc_store_put_merged (opened 0) or _opened (1), followed in the same
+ * round trip by `copies` done tokens on fl:{T}:r:<r>:done (RPUSH, with the
+ * store's ttl): a reader woken by one finds the value written, since Redis
+ * runs one connection's commands in order. For a merger that records
+ * nothing between its merged shard and the wake-up (an ephemeral round). */
+int flc_store_put_merged_done(flc_store_t *s, const flc_shard_t *sh, int opened,
+                              const char *token, unsigned copies);
+
+/* Waits for a done token of the merged shard (BLPOP fl:{T}:r:<r>:done, up
+ * to timeout_ms) and reads the shard, in one round trip: the read is sent
+ * behind the wait, and Redis runs it once the pop returned. The token goes
+ * to token (cap bytes); when it does not start with "ok" (a failed merger
+ * passes its error) nothing is read (out stays empty) and FLC_OK is
+ * returned: the caller reads the token. FLC_ETIMEOUT when no token came.
+ * Otherwise as flc_store_get_merged. With a cold tier: the wait, then the
+ * read (two round trips). */
+int flc_store_wait_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                              unsigned timeout_ms, char *token, size_t cap, flc_shard_t *out,
+                              float *dst, size_t dst_cap);
+
 /* Reads an update shard into *out. When dst is not NULL and holds at least
  * the shard's count floats (dst_cap), values go there (out->values = dst,
  * not owned); otherwise out->values is a new owned array (flc_shard_release).
@@ -277,6 +297,15 @@ int flc_store_client_rounds(flc_store_t *s, const char *job, const char *client,
  * KEYS or SCAN: the update of a client outside the roster is not found
  * (it expires with the store's ttl, when there is one). */
 int flc_store_delete_round(flc_store_t *s, const char *job, uint32_t round);
+
+/* Deletes (ttl_ms 0: UNLINK, and ZREM from the rounds index) or expires
+ * (PEXPIRE ttl_ms) every key a reduce-scatter round of S shards and the
+ * given clients can hold, without reading any index: the keys are known,
+ * so it is one pipelined round trip (per node). For rounds whose roster
+ * and shards the caller knows and that write no other index (SGD steps);
+ * no cold tier copies, no client histories. */
+int flc_store_drop_known_round(flc_store_t *s, const char *job, uint32_t round, uint32_t S,
+                               const char *const *clients, size_t n, uint64_t ttl_ms);
 
 /* Sets (ttl_ms > 0) or removes (0) the expiry of every key of a round. */
 int flc_store_expire_round(flc_store_t *s, const char *job, uint32_t round, uint64_t ttl_ms);

@@ -54,13 +54,81 @@ static void drain(flc_store_t *s, int n)
  * the value's end they answer "", on a hash a short WRONGTYPE error. */
 #define SPEC_READS (FLC_STORE_SPLIT - 1)
 
+/* A wait in front of a read (flc_store_wait_get_merged): BLPOP on list,
+ * sent in the same round trip as the read's first requests, which Redis
+ * runs once the pop returns (a connection's commands run in order, also
+ * after it was blocked). */
+typedef struct get_wait {
+    const char *list;
+    unsigned timeout_ms;
+    char *token;
+    size_t cap;
+} get_wait_t;
+
+#define GET_NOT_OK 1 /* get_shard with a wait: the token was not "ok", nothing read */
+
+/* Sends BLPOP w->list with the socket's timeout beyond the server's (as
+ * flc_store_blpop_keys does); its reply is read by get_wait_reply. */
+static int get_wait_send(flc_store_t *s, const get_wait_t *w)
+{
+    char secs[32];
+    snprintf(secs, sizeof secs, "%.3f", w->timeout_ms / 1000.0);
+    unsigned block = w->timeout_ms + s->opts.io_timeout_ms;
+    if (s->cl) {
+        int rc = flc_store_cl_route_key(s, w->list);
+        if (rc != FLC_OK)
+            return rc;
+        flc_store_cl_block_ms(s, block);
+    }
+    flc_store_set_timeout(s, block);
+    const char *bl[] = {"BLPOP", w->list, secs};
+    return flc_store_append(s, 3, bl, NULL);
+}
+
+/* Reads the BLPOP's reply: FLC_OK with the token in w->token, FLC_ETIMEOUT
+ * when nothing came; the socket's timeout is given back either way. */
+static int get_wait_reply(flc_store_t *s, const get_wait_t *w)
+{
+    redisReply *r = NULL;
+    int rc = flc_store_read(s, &r, "BLPOP");
+    flc_store_set_timeout(s, s->opts.io_timeout_ms);
+    if (s->cl)
+        flc_store_cl_block_ms(s, 0);
+    if (rc != FLC_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_NIL)
+        rc = flc_err_set(&s->err, FLC_ETIMEOUT, "nothing on %s within %u ms", w->list,
+                         w->timeout_ms);
+    else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+             r->element[1]->type != REDIS_REPLY_STRING)
+        rc = flc_err_set(&s->err, FLC_EPROTO, "BLPOP %s: unexpected reply", w->list);
+    else
+        snprintf(w->token, w->cap, "%.*s", (int)r->element[1]->len, r->element[1]->str);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Reads and drops n replies of any type (a read that is not wanted). */
+static void drop_replies(flc_store_t *s, int n)
+{
+    flc_err_t keep = s->err;
+    for (; n > 0 && s->c != NULL; n--) {
+        redisReply *r = NULL;
+        if (flc_store_read(s, &r, "GETRANGE") == FLC_OK && r)
+            freeReplyObject(r);
+    }
+    s->err = keep;
+}
+
 static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shard_t *out,
-                     float *dst, size_t dst_cap, int raw)
+                     float *dst, size_t dst_cap, int raw, const get_wait_t *wait)
 {
     flc_err_clear(&s->err);
     flc_store_in_step(s, "an earlier operation"); /* a read starts in step */
     int rc = flc_store_ensure(s);
     if (rc != FLC_OK)
+        return rc;
+    if (wait != NULL && (rc = get_wait_send(s, wait)) != FLC_OK)
         return rc;
     /* A value is a plain string (up to FLC_STORE_SPLIT chunks) or a hash of
      * chunk fields (put_shard). Ask for both first chunks in one round trip;
@@ -69,6 +137,17 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     size_t chunk = s->opts.chunk_bytes;
     if (grow_scratch(s, chunk) != FLC_OK)
         return s->err.code;
+    /* A caller that knows the shard's size (dst_cap floats) gets no more
+     * speculative reads than such a frame can fill: a small shard is read
+     * with 4 commands, not 4 + SPEC_READS (Redis runs every command of
+     * every reader of a step; a bigger value than expected is read below,
+     * in the pipelined rest). */
+    int spec = SPEC_READS;
+    if (dst != NULL && dst_cap > 0) {
+        size_t most = FLC_FRAME_PREFIX + FLC_FRAME_HEADER_MAX + 8 + dst_cap * sizeof(float);
+        size_t need = (most + chunk - 1) / chunk - 1;
+        spec = need < (size_t)SPEC_READS ? (int)need : SPEC_READS;
+    }
     char hi[32];
     snprintf(hi, sizeof hi, "%zu", chunk - 1);
     const char *gr[] = {"GETRANGE", key, "0", hi};
@@ -87,7 +166,7 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
         rc = flc_store_append(s, 4, gr, NULL);
     if (rc == FLC_OK)
         rc = flc_store_append(s, 3, hg, NULL);
-    for (int j = 1; rc == FLC_OK && j <= SPEC_READS; j++) {
+    for (int j = 1; rc == FLC_OK && j <= spec; j++) {
         char lo[32], h2[32];
         snprintf(lo, sizeof lo, "%zu", (size_t)j * chunk);
         snprintf(h2, sizeof h2, "%zu", (size_t)(j + 1) * chunk - 1);
@@ -96,6 +175,20 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     }
     if (rc == FLC_OK)
         rc = flc_store_flush(s, "GETRANGE");
+    if (wait != NULL && rc != FLC_OK) {
+        flc_store_set_timeout(s, s->opts.io_timeout_ms);
+        if (s->cl)
+            flc_store_cl_block_ms(s, 0);
+    }
+    if (wait != NULL && rc == FLC_OK) {
+        rc = get_wait_reply(s, wait);
+        if (rc == FLC_OK && strncmp(wait->token, "ok", 2) != 0)
+            rc = GET_NOT_OK; /* a failed merger: what is there is not its shard */
+        if (rc != FLC_OK && s->c != NULL) {
+            drop_replies(s, 4 + spec);
+            return rc;
+        }
+    }
     long long real_len = -1, real_fields = -1; /* STRLEN, HLEN; -1: not that type */
     for (int k = 0; k < 2 && rc == FLC_OK; k++) {
         redisReply *r = NULL;
@@ -112,7 +205,7 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     int rh = s->c ? flc_store_read_into(s, s->scratch, len_s ? 0 : chunk, &len_h, "HGET") : rs;
     if (s->c == NULL) /* connection lost: *err already says so */
         return flc_err_wrap(&s->err, "reading %s: ", what);
-    int pending = SPEC_READS;
+    int pending = spec;
     int hashed = rh == FLC_OK && len_h > 0;
     if (hashed) { /* the speculative reads hit a hash: drop them */
         drain(s, pending);
@@ -183,7 +276,7 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     size_t got = len0 - off;
     memcpy(p, s->scratch + off, got);
 
-    /* A string: the speculative replies hold chunks 1..SPEC_READS. */
+    /* A string: the speculative replies hold chunks 1..spec. */
     int bad = FLC_OK;
     for (int j = 1; pending > 0; j++, pending--) {
         size_t start = (size_t)j * chunk;
@@ -204,8 +297,8 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
 
     /* The rest (a hash, or a string longer than the speculation): pipeline
      * every HGET (or GETRANGE), then copy replies as they arrive. */
-    size_t from = hashed ? chunk : (size_t)(SPEC_READS + 1) * chunk;
-    int first_field = hashed ? 1 : SPEC_READS + 1, n = 0;
+    size_t from = hashed ? chunk : (size_t)(spec + 1) * chunk;
+    int first_field = hashed ? 1 : spec + 1, n = 0;
     for (size_t start = from; rc == FLC_OK && bad == FLC_OK && start < flen;
          start += chunk, n++) {
         char lo[32], hi2[32];
@@ -291,7 +384,7 @@ static int get_update(flc_store_t *s, const char *job, uint32_t round, uint32_t 
         return rc;
     snprintf(what, sizeof what, "update of client %s for shard %u of round %u of job %s",
              client, shard, round, job);
-    rc = get_shard(s, key, what, out, dst, dst_cap, raw);
+    rc = get_shard(s, key, what, out, dst, dst_cap, raw, NULL);
     if (rc == FLC_OK && (rc = check_origin(s, out, job, round, shard, client, what)) != FLC_OK)
         flc_shard_release(out);
     if (s->tier) {
@@ -318,18 +411,26 @@ int flc_store_get_update_raw(flc_store_t *s, const char *job, uint32_t round, ui
     return get_update(s, job, round, shard, client, out, dst, dst_cap, 1);
 }
 
-int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
-                         flc_shard_t *out, float *dst, size_t dst_cap)
+static int get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                      flc_shard_t *out, float *dst, size_t dst_cap, get_wait_t *wait)
 {
     flc_err_clear(&s->err);
     if (flc_name_check_job(job, &s->err))
         return s->err.code;
-    char key[FLC_KEY_MAX], what[256];
+    char key[FLC_KEY_MAX], what[256], list[FLC_KEY_MAX];
     int rc = flc_store_shard_key(s, key, job, round, shard, "agg");
+    if (rc == FLC_OK && wait != NULL)
+        rc = flc_store_shard_key(s, list, job, round, shard, "done");
     if (rc != FLC_OK)
         return rc;
+    if (wait != NULL)
+        wait->list = list;
     snprintf(what, sizeof what, "merged shard %u of round %u of job %s", shard, round, job);
-    rc = get_shard(s, key, what, out, dst, dst_cap, 0);
+    rc = get_shard(s, key, what, out, dst, dst_cap, 0, wait);
+    if (rc == GET_NOT_OK)
+        return FLC_OK; /* the token says why; nothing read */
+    if (wait != NULL && rc == FLC_ETIMEOUT)
+        return rc;
     if (rc == FLC_OK && (rc = check_origin(s, out, job, round, shard, NULL, what)) != FLC_OK)
         flc_shard_release(out);
     if (s->tier) {
@@ -342,6 +443,32 @@ int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32
             flc_shard_release(out);
     }
     return rc;
+}
+
+int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                         flc_shard_t *out, float *dst, size_t dst_cap)
+{
+    return get_merged(s, job, round, shard, out, dst, dst_cap, NULL);
+}
+
+int flc_store_wait_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                              unsigned timeout_ms, char *token, size_t cap, flc_shard_t *out,
+                              float *dst, size_t dst_cap)
+{
+    memset(out, 0, sizeof *out);
+    if (cap)
+        token[0] = '\0';
+    if (timeout_ms == 0 || cap < 3)
+        return flc_err_set(&s->err, FLC_EINVAL, "waiting for merged shard %u needs a timeout "
+                           "and room for its token", shard);
+    if (s->tier != NULL) { /* a cold copy may answer the read: the two steps apart */
+        int rc = flc_store_wait(s, job, round, shard, "done", timeout_ms, token, cap);
+        if (rc != FLC_OK || strncmp(token, "ok", 2) != 0)
+            return rc;
+        return flc_store_get_merged(s, job, round, shard, out, dst, dst_cap);
+    }
+    get_wait_t w = {.timeout_ms = timeout_ms, .token = token, .cap = cap};
+    return get_merged(s, job, round, shard, out, dst, dst_cap, &w);
 }
 
 /* ---- update stamps (the Gram cache's versions) --------------------------- */

@@ -445,6 +445,68 @@ int flc_store_delete_round(flc_store_t *s, const char *job, uint32_t round)
     return rc;
 }
 
+int flc_store_drop_known_round(flc_store_t *s, const char *job, uint32_t round, uint32_t S,
+                               const char *const *clients, size_t n, uint64_t ttl_ms)
+{
+    flc_err_clear(&s->err);
+    if (flc_name_check_job(job, &s->err))
+        return s->err.code;
+    flc_strlist_t keys = {0};
+    char key[FLC_KEY_MAX], tag[FLC_TAG_MAX];
+    static const char *suffixes[] = {"agg", "done", "closed", "krumready", "gram", "merger"};
+    static const char *sr[] = {"merges", "krum", "where"};
+    static const char *jr[] = {"meta", "shards", "roster"};
+    int rc = FLC_OK;
+    for (uint32_t sh = 0; rc == FLC_OK && sh < S; sh++) {
+        if ((rc = flc_store_shard_tag(s, job, sh, tag)) != FLC_OK)
+            break;
+        for (size_t j = 0; rc == FLC_OK && j < n; j++) {
+            flc_key_update(key, tag, round, clients[j]);
+            rc = flc_strlist_add(&keys, key, strlen(key));
+            flc_key_arrival(key, tag, round, clients[j]);
+            rc = rc ? rc : flc_strlist_add(&keys, key, strlen(key));
+        }
+        for (size_t k = 0; rc == FLC_OK && k < sizeof suffixes / sizeof *suffixes; k++) {
+            flc_key_shard(key, tag, round, suffixes[k]);
+            rc = flc_strlist_add(&keys, key, strlen(key));
+        }
+        for (size_t k = 0; rc == FLC_OK && k < 3; k++) {
+            flc_key_job_shard(key, job, sh, sr[k], round);
+            rc = flc_strlist_add(&keys, key, strlen(key));
+        }
+    }
+    for (size_t k = 0; rc == FLC_OK && k < 3; k++) {
+        flc_key_job_round(key, job, jr[k], round);
+        rc = flc_strlist_add(&keys, key, strlen(key));
+    }
+    if (rc == FLC_ENOMEM && s->err.code == FLC_OK)
+        flc_err_set(&s->err, FLC_ENOMEM, "out of memory listing the keys of round %u", round);
+    if (rc == FLC_OK)
+        rc = flc_store_ensure(s);
+    char ttl[24], rnd[16];
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)ttl_ms);
+    snprintf(rnd, sizeof rnd, "%u", round);
+    /* Every key, and the round out of the rounds index, in one round trip
+     * (per node) when deleting. */
+    for (size_t i = 0; rc == FLC_OK && i < keys.n; i++) {
+        const char *argv[] = {ttl_ms ? "PEXPIRE" : "UNLINK", keys.items[i], ttl};
+        rc = flc_store_append(s, ttl_ms ? 3 : 2, argv, NULL);
+    }
+    int ncmd = (int)keys.n;
+    if (rc == FLC_OK && ttl_ms == 0) {
+        flc_key_job(key, job, "rounds");
+        const char *zrem[] = {"ZREM", key, rnd};
+        rc = flc_store_append(s, 3, zrem, NULL);
+        ncmd++;
+    }
+    if (rc == FLC_OK && ncmd)
+        rc = flc_store_flush(s, "UNLINK");
+    if (rc == FLC_OK && ncmd)
+        rc = flc_store_read_replies(s, ncmd, "UNLINK", NULL);
+    flc_strlist_free(&keys);
+    return rc;
+}
+
 int flc_store_expire_round(flc_store_t *s, const char *job, uint32_t round, uint64_t ttl_ms)
 {
     flc_err_clear(&s->err);

@@ -65,6 +65,17 @@ int flc_store_shard_closed(flc_store_t *s, const char *job, uint32_t round, uint
 int flc_store_merger_lock(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                           uint64_t ttl_ms, int *mine);
 
+/* flc_store_shard_closed and flc_store_merger_lock in one round trip (a
+ * script): *closed = 1 when the shard is closed (the lock is then not
+ * taken), else *mine as flc_store_merger_lock says. With clients (not
+ * NULL) the same round trip indexes the round as flc_store_delete_round
+ * needs it: the round in the job's rounds, the shard in shards:<r>, the
+ * clients in roster:<r> and the job's clients (with the store's ttl):
+ * what flc_store_round_begin writes after its flc_store_job_begin. */
+int flc_store_merger_open(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                          uint64_t ttl_ms, const char *const *clients, size_t n, int *closed,
+                          int *mine);
+
 /* Describes who holds the shard's merger lock, for a refusal's message:
  * "process P on host H (lock key K, expires in N s; ...)". */
 int flc_store_merger_holder(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,

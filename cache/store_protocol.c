@@ -222,6 +222,98 @@ int flc_store_merger_lock(flc_store_t *s, const char *job, uint32_t round, uint3
     return FLC_OK;
 }
 
+/* The merger's first look at its shard and its lock in one script, one
+ * round trip: 2 when the shard is closed (nothing taken), 1 when the lock
+ * was taken (SET NX PX), 0 when another holds it. Both keys share the
+ * shard's tag, so it runs on its node of a Redis Cluster. */
+static const char OPEN_SHARD[] =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return 2 end "
+    "if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end "
+    "return 0";
+
+int flc_store_merger_open(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                          uint64_t ttl_ms, const char *const *clients, size_t n, int *closed,
+                          int *mine)
+{
+    *closed = 0, *mine = 0;
+    if (clients == NULL)
+        n = 0;
+    char tag[FLC_TAG_MAX], k_closed[FLC_KEY_MAX], k_owner[FLC_KEY_MAX], me[200], ttl[24];
+    int rc = flc_store_shard_tag(s, job, shard, tag);
+    if (rc != FLC_OK)
+        return rc;
+    flc_key_shard(k_closed, tag, round, "closed");
+    flc_key_shard(k_owner, tag, round, "merger");
+    holder_id(me, sizeof me);
+    uint64_t lock_ms = s->opts.ttl_ms && s->opts.ttl_ms < ttl_ms ? s->opts.ttl_ms : ttl_ms;
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)lock_ms);
+    /* With clients, the round's indexes in the same round trip: the
+     * round, this shard, the roster (what flc_store_delete_round goes by)
+     * and the job's clients, each with the store's ttl. */
+    char k_rounds[FLC_KEY_MAX], k_shards[FLC_KEY_MAX], k_roster[FLC_KEY_MAX],
+        k_clients[FLC_KEY_MAX], rnd[16], shd[16], sttl[24];
+    flc_key_job(k_rounds, job, "rounds");
+    flc_key_job(k_clients, job, "clients");
+    flc_key_job_round(k_shards, job, "shards", round);
+    flc_key_job_round(k_roster, job, "roster", round);
+    snprintf(rnd, sizeof rnd, "%u", round);
+    snprintf(shd, sizeof shd, "%u", shard);
+    snprintf(sttl, sizeof sttl, "%llu", (unsigned long long)s->opts.ttl_ms);
+    const char **roster = malloc((n + 2) * sizeof *roster);
+    const char **all = malloc((n + 2) * sizeof *all);
+    if (roster == NULL || all == NULL) {
+        free(roster), free(all);
+        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory for %zu clients", n);
+    }
+    roster[0] = all[0] = "SADD", roster[1] = k_roster, all[1] = k_clients;
+    for (size_t i = 0; i < n; i++)
+        roster[2 + i] = all[2 + i] = clients[i];
+    const char *ev[] = {"EVAL", OPEN_SHARD, "2", k_closed, k_owner, me, ttl};
+    const char *zadd[] = {"ZADD", k_rounds, rnd, rnd}, *sadd[] = {"SADD", k_shards, shd};
+    const char *e1[] = {"PEXPIRE", k_rounds, sttl}, *e2[] = {"PEXPIRE", k_shards, sttl},
+               *e3[] = {"PEXPIRE", k_roster, sttl}, *e4[] = {"PEXPIRE", k_clients, sttl};
+    const char *const *cmds[9] = {ev, zadd, sadd, roster, all};
+    int argc[9] = {7, 4, 3, (int)n + 2, (int)n + 2};
+    size_t ncmd = clients == NULL ? 1 : n == 0 ? 3 : 5;
+    if (clients != NULL && s->opts.ttl_ms) {
+        cmds[ncmd] = e1, argc[ncmd++] = 3;
+        cmds[ncmd] = e2, argc[ncmd++] = 3;
+        if (n > 0) {
+            cmds[ncmd] = e3, argc[ncmd++] = 3;
+            cmds[ncmd] = e4, argc[ncmd++] = 3;
+        }
+    }
+    redisReply *rs[9] = {NULL};
+    rc = flc_store_pipeline(s, ncmd, argc, cmds, rs);
+    free(roster), free(all);
+    if (rc != FLC_OK)
+        return rc;
+    long long got = -1;
+    for (size_t i = 0; i < ncmd; i++) {
+        if (rc == FLC_OK && rs[i]->type == REDIS_REPLY_ERROR)
+            rc = flc_store_reply_error(s, rs[i], i == 0 ? "opening the shard"
+                                                        : "indexing the round");
+        if (i == 0 && rs[i]->type == REDIS_REPLY_INTEGER)
+            got = rs[i]->integer;
+        freeReplyObject(rs[i]);
+    }
+    if (rc == FLC_OK && got < 0)
+        rc = flc_err_set(&s->err, FLC_EPROTO, "unexpected answer to the open script");
+    if (rc != FLC_OK)
+        return flc_err_wrap(&s->err, "opening shard %u of round %u of job %s: ", shard, round,
+                            job);
+    if (got == 2) {
+        *closed = 1;
+        return FLC_OK;
+    }
+    if (got == 1) {
+        *mine = 1;
+        return FLC_OK;
+    }
+    /* Held: maybe by a crashed run's merger on this host (taken over). */
+    return flc_store_merger_lock(s, job, round, shard, ttl_ms, mine);
+}
+
 int flc_store_merger_holder(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                             char *out, size_t cap)
 {

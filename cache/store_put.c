@@ -131,7 +131,35 @@ static int append_tail(flc_store_t *s, const flc_shard_t *sh, const char *tag, c
  * one SET is only sent: *defer gets the number of replies the caller must
  * read later (flc_store_put_updates_if_open pipelines many shards this way);
  * *defer stays 0 when the shard was stored completely here. */
-static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *closed, int *defer)
+/* Done tokens that follow a merged shard in its own round trip: Redis runs
+ * a connection's commands in order, so a reader woken by one finds the
+ * value written (flc_store_put_merged_done). */
+typedef struct put_done {
+    const char *token;
+    unsigned copies;
+} put_done_t;
+
+static int append_done(flc_store_t *s, const flc_shard_t *sh, const char *tag,
+                       const put_done_t *done, int *ncmd)
+{
+    if (done == NULL || done->copies == 0)
+        return FLC_OK;
+    char key[FLC_KEY_MAX];
+    flc_key_shard(key, tag, sh->round, "done");
+    const char **argv = malloc((done->copies + 2) * sizeof *argv);
+    if (argv == NULL)
+        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory");
+    argv[0] = "RPUSH", argv[1] = key;
+    for (unsigned i = 0; i < done->copies; i++)
+        argv[2 + i] = done->token;
+    int rc = flc_store_append(s, (int)done->copies + 2, argv, NULL);
+    free(argv);
+    *ncmd += 1;
+    return rc == FLC_OK ? append_expire(s, key, ncmd) : rc;
+}
+
+static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *closed, int *defer,
+                     const put_done_t *done)
 {
     flc_err_clear(&s->err);
     char what[256];
@@ -197,6 +225,8 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
         ncmd++;
         if (rc == FLC_OK)
             rc = append_tail(s, &hdr, tag, key, kind, &ncmd);
+        if (rc == FLC_OK)
+            rc = append_done(s, &hdr, tag, done, &ncmd);
         if (rc == FLC_OK && defer != NULL && s->tier == NULL) {
             *defer = ncmd; /* the caller reads the replies */
             s->bytes_written += total;
@@ -258,6 +288,8 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
             if (rc == FLC_OK)
                 rc = append_tail(s, &hdr, tag, key, kind, &ncmd);
             if (rc == FLC_OK)
+                rc = append_done(s, &hdr, tag, done, &ncmd);
+            if (rc == FLC_OK)
                 rc = flc_store_flush(s, "RENAME");
             if (rc == FLC_OK)
                 rc = flc_store_read_replies(s, ncmd, "RENAME", &last);
@@ -275,14 +307,15 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
 
 /* put_shard, and with a cold tier one retry after making room when Redis
  * refused the value for lack of memory (writers the estimate did not see). */
-static int put_shard_tiered(flc_store_t *s, const flc_shard_t *sh, int kind, int *closed)
+static int put_shard_tiered(flc_store_t *s, const flc_shard_t *sh, int kind, int *closed,
+                            const put_done_t *done)
 {
-    int rc = put_shard(s, sh, kind, closed, NULL);
+    int rc = put_shard(s, sh, kind, closed, NULL, done);
     if (rc == FLC_ENOMEM && s->tier && s->c) {
         flc_err_t first = s->err;
         uint64_t need = 2 * ((uint64_t)flc_shard_payload_bytes(sh) + FLC_FRAME_HEADER_MAX);
         if (flc_store_make_room(s, need) == FLC_OK)
-            rc = put_shard(s, sh, kind, closed, NULL);
+            rc = put_shard(s, sh, kind, closed, NULL, done);
         else
             s->err = first;
     }
@@ -291,7 +324,7 @@ static int put_shard_tiered(flc_store_t *s, const flc_shard_t *sh, int kind, int
 
 int flc_store_put_update(flc_store_t *s, const flc_shard_t *sh)
 {
-    return put_shard_tiered(s, sh, PUT_UPDATE, NULL);
+    return put_shard_tiered(s, sh, PUT_UPDATE, NULL, NULL);
 }
 
 /* Reads the replies of the deferred shards [from, to) (flushing their
@@ -357,7 +390,7 @@ int flc_store_put_updates_if_open(flc_store_t *s, const flc_shard_t *sh, size_t 
     }
     if (s->tier != NULL) { /* spilling decides shard by shard */
         for (size_t i = 0; i < n; i++) {
-            int rc = put_shard_tiered(s, &sh[i], PUT_UPDATE_IF_OPEN, &closed[i]);
+            int rc = put_shard_tiered(s, &sh[i], PUT_UPDATE_IF_OPEN, &closed[i], NULL);
             if (rc != FLC_OK)
                 return rc;
         }
@@ -374,7 +407,7 @@ int flc_store_put_updates_if_open(flc_store_t *s, const flc_shard_t *sh, size_t 
         if (flc_shard_payload_bytes(&sh[i]) + FLC_FRAME_PREFIX + FLC_FRAME_HEADER_MAX > split)
             rc = settle(s, sh, pending, closed, 0, i);
         if (rc == FLC_OK)
-            rc = put_shard(s, &sh[i], PUT_UPDATE_IF_OPEN, &closed[i], &pending[i]);
+            rc = put_shard(s, &sh[i], PUT_UPDATE_IF_OPEN, &closed[i], &pending[i], NULL);
     }
     /* After an error too: whatever was sent gets its replies read. */
     int r = settle(s, sh, pending, closed, 0, n);
@@ -387,12 +420,19 @@ int flc_store_put_updates_if_open(flc_store_t *s, const flc_shard_t *sh, size_t 
 
 int flc_store_put_merged(flc_store_t *s, const flc_shard_t *sh)
 {
-    return put_shard_tiered(s, sh, PUT_MERGED, NULL);
+    return put_shard_tiered(s, sh, PUT_MERGED, NULL, NULL);
 }
 
 int flc_store_put_merged_opened(flc_store_t *s, const flc_shard_t *sh)
 {
-    return put_shard_tiered(s, sh, PUT_MERGED_OPENED, NULL);
+    return put_shard_tiered(s, sh, PUT_MERGED_OPENED, NULL, NULL);
+}
+
+int flc_store_put_merged_done(flc_store_t *s, const flc_shard_t *sh, int opened,
+                              const char *token, unsigned copies)
+{
+    put_done_t done = {.token = token, .copies = copies};
+    return put_shard_tiered(s, sh, opened ? PUT_MERGED_OPENED : PUT_MERGED, NULL, &done);
 }
 
 

@@ -3,6 +3,7 @@
  * reduce-scatter protocol (push, run the mergers this worker owns, pull),
  * which also deletes step rounds every worker has read. See sgd_worker.h
  * for the key scheme. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,27 +47,35 @@ int sgd_start_barrier(sgd_worker_t *w, flc_err_t *e)
     return FLC_OK;
 }
 
-/* Runs the merger of one shard of step g and refuses a partial merge. */
-static int merge_shard(sgd_worker_t *w, uint32_t g, uint32_t shard, flc_err_t *e)
+/* Runs the merger of one shard of step g and refuses a partial merge. The
+ * merger takes this worker's own gradient from memory (it was not pushed
+ * for this shard) and leaves the merged shard in w->merged (not read
+ * back); norm is the gradient's L2 norm, what its frames would carry. */
+static int merge_shard(sgd_worker_t *w, uint32_t g, uint32_t shard, double norm, flc_err_t *e)
 {
     const flc_sgd_cfg_t *c = &w->c;
+    uint64_t off, cnt;
+    flc_rs_shard_range(w->nparams + 1, c->num_shards, shard, &off, &cnt);
     flc_rs_merger_cfg_t mc = {.job = w->steps_job, .round = g, .shard = shard,
                            .num_shards = c->num_shards, .model_size = w->nparams + 1,
                            .expected = (const char *const *)w->names,
                            .n_expected = (size_t)c->workers, .deadline_ms = c->step_timeout_ms,
                            .readers = (unsigned)c->workers,
                            .ephemeral = 1}; /* a step: deleted two steps later, never queried */
+    flc_rs_own_t own = {.client = w->name, .update = w->grad + off,
+                        .weight = c->batch ? (double)c->batch : 1.0, .norm = norm,
+                        .merged_out = w->merged + off};
     if (flc_merge_rule_parse(&mc.rule, c->rule ? c->rule : "mean", e) != FLC_OK)
         return e->code;
     flc_rs_report_t rep;
     uint64_t fo = flc_store_failovers(w->s);
-    int rc = flc_rs_merger_run(w->s, &mc, &rep, e);
+    int rc = flc_rs_merger_run_own(w->s, &mc, &own, &rep, e);
     if (rc == FLC_ECONN && flc_store_fails_over(w->s) && rep.wait_ms == 0 &&
         rep.participants.n == 0) {
         /* Cut by a failover before it waited for anything (its lock or
          * its first look at the shard): once more, through the new map. */
         flc_rs_report_free(&rep);
-        rc = flc_rs_merger_run(w->s, &mc, &rep, e);
+        rc = flc_rs_merger_run_own(w->s, &mc, &own, &rep, e);
     }
     if (rc != FLC_OK && rep.wait_ms == 0) {
         /* A merger that failed before it started tells no reader: they
@@ -110,11 +119,15 @@ static int merge_shard(sgd_worker_t *w, uint32_t g, uint32_t shard, flc_err_t *e
  * what a round consists of lives in one place (cache/store_meta.c). */
 static int drop_step_round(sgd_worker_t *w, uint32_t g)
 {
-    int rc = flc_store_delete_round(w->s, w->steps_job, g);
+    const char *const *names = (const char *const *)w->names;
+    int W = w->c.workers;
+    int rc = flc_store_drop_known_round(w->s, w->steps_job, g, w->c.num_shards, names,
+                                        (size_t)W, 0);
     /* Cut by a failover: the store follows the new map; once more (a
      * round deleted twice is deleted). */
     if (rc == FLC_ECONN && flc_store_fails_over(w->s))
-        rc = flc_store_delete_round(w->s, w->steps_job, g);
+        rc = flc_store_drop_known_round(w->s, w->steps_job, g, w->c.num_shards, names,
+                                        (size_t)W, 0);
     return rc;
 }
 
@@ -125,16 +138,18 @@ static int drop_step_round(sgd_worker_t *w, uint32_t g)
  * a failover takes after this check is named by the merger's timeout
  * (merge_shard). */
 static int repush_if_lost(sgd_worker_t *w, uint32_t g, const flc_rs_push_cfg_t *pc,
-                          flc_err_t *e)
+                          const unsigned char *skip, flc_err_t *e)
 {
     const char *me[] = {w->name};
     for (uint32_t sh = 0; sh < w->c.num_shards; sh++) {
+        if (skip[sh])
+            continue; /* not pushed: its merger is this worker */
         unsigned char present = 0;
         if (flc_store_updates_present(w->s, w->steps_job, g, sh, me, 1, &present) != FLC_OK)
             return flc_err_set(e, flc_store_error(w->s)->code, "step %u: checking the push of "
                                "%s after a failover: %s", g, w->name, flc_store_errstr(w->s));
         if (!present) {
-            int rc = flc_rs_push(w->s, pc, w->grad, e);
+            int rc = flc_rs_push_skip(w->s, pc, skip, w->grad, e);
             return rc == FLC_OK ? FLC_OK
                                 : flc_err_wrap(e, "step %u, push of %s again after a failover: ",
                                                g, w->name);
@@ -170,20 +185,27 @@ int sgd_exchange(sgd_worker_t *w, uint32_t g, flc_err_t *e)
     const flc_sgd_cfg_t *c = &w->c;
     if (c->comm == FLC_SGD_COMM_PS)
         return ps_exchange(w, g, e);
+    /* The shards this worker merges are not pushed nor pulled: its merger
+     * takes the gradient from memory and leaves the mean in w->merged. */
+    unsigned char *mine = w->mine;
+    for (uint32_t sh = 0; sh < c->num_shards; sh++)
+        mine[sh] = sh % (uint32_t)c->workers == (uint32_t)c->rank;
     flc_rs_push_cfg_t pc = {.job = w->steps_job, .round = g, .client = w->name,
                             .num_shards = c->num_shards, .model_size = w->nparams + 1,
                             .num_samples = c->batch};
     uint64_t fo = flc_store_failovers(w->s);
-    int rc = flc_rs_push(w->s, &pc, w->grad, e);
+    int rc = flc_rs_push_skip(w->s, &pc, mine, w->grad, e);
     if (rc != FLC_OK)
         return flc_err_wrap(e, "step %u, push of %s: ", g, w->name);
-    if (flc_store_failovers(w->s) != fo && (rc = repush_if_lost(w, g, &pc, e)) != FLC_OK)
+    if (flc_store_failovers(w->s) != fo && (rc = repush_if_lost(w, g, &pc, mine, e)) != FLC_OK)
         return rc;
+    /* What the frames would carry (flc_rs_push computes the same). */
+    double norm = sqrt(flc_merge_sumsq(w->grad, w->nparams + 1));
     for (uint32_t sh = (uint32_t)c->rank; sh < c->num_shards; sh += (uint32_t)c->workers)
-        if ((rc = merge_shard(w, g, sh, e)) != FLC_OK)
+        if ((rc = merge_shard(w, g, sh, norm, e)) != FLC_OK)
             return rc;
-    rc = flc_rs_pull(w->s, w->steps_job, g, c->num_shards, w->nparams + 1,
-                     2 * c->step_timeout_ms, w->merged, e);
+    rc = flc_rs_pull_except(w->s, w->steps_job, g, c->num_shards, w->nparams + 1,
+                            2 * c->step_timeout_ms, mine, w->merged, e);
     if (rc != FLC_OK)
         return flc_err_wrap(e, "step %u, pull by %s: ", g, w->name);
     /* Everyone pushed g only after pulling g-1: round g-2 is read by all. */

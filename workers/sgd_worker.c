@@ -37,6 +37,7 @@ static void worker_free(sgd_worker_t *w)
     free(w->w);
     free(w->grad);
     free(w->merged);
+    free(w->mine);
     free(w->step_ms);
     if (w->ps_fd >= 0)
         close(w->ps_fd); /* the parameter server ends when every worker closed */
@@ -129,8 +130,10 @@ static int setup(sgd_worker_t *w, flc_store_t **meta_s, flc_err_t *e)
     w->w = malloc(w->nparams * sizeof(float));
     w->grad = malloc((w->nparams + 1) * sizeof(float));
     w->merged = malloc((w->nparams + 1) * sizeof(float));
+    w->mine = calloc(c->num_shards ? c->num_shards : 1, 1);
     w->step_ms = malloc(w->steps * sizeof(double));
-    if (w->w == NULL || w->grad == NULL || w->merged == NULL || w->step_ms == NULL)
+    if (w->w == NULL || w->grad == NULL || w->merged == NULL || w->mine == NULL ||
+        w->step_ms == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory for a %zu-parameter model",
                            w->nparams);
     flc_model_init_params(w->m, w->w, c->seed);
@@ -233,7 +236,9 @@ static int train(sgd_worker_t *w, flc_store_t *meta_s, flc_err_t *e)
         /* Rounds g-1 and g may still be read by slower workers: let them
          * expire (a driver deletes them sooner with flc_sgd_cleanup). */
         for (uint32_t k = g > 1 ? g - 1 : 1; k <= g && g > 0; k++)
-            flc_store_expire_round(w->s, w->steps_job, k, LAST_ROUNDS_TTL_MS);
+            flc_store_drop_known_round(w->s, w->steps_job, k, c->num_shards,
+                                       (const char *const *)w->names, (size_t)c->workers,
+                                       LAST_ROUNDS_TTL_MS);
         cJSON *p = cJSON_CreateObject();
         cJSON_AddStringToObject(p, "type", "done");
         cJSON_AddNumberToObject(p, "gstep", g);

@@ -33,6 +33,7 @@ typedef struct sgd_worker {
     flc_model_t *m;
     flc_batcher_t *b;
     float *w, *grad, *merged;        /* nparams, nparams + 1, nparams + 1 */
+    unsigned char *mine;             /* per shard: merged by this worker (num_shards) */
     size_t nparams, steps;           /* steps per epoch */
     double *step_ms;                 /* this epoch's step times (rank 0) */
     flc_sgd_result_t *r;
