@@ -5,6 +5,7 @@
 #include "cache/store_internal.h"
 
 #include "cache/encode.h"
+#include "cache/store_put_head.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,9 +81,14 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
      * claims 100M floats must not cost 400 MB and millions of reads). */
     const char *sl[] = {"STRLEN", key};
     const char *hl[] = {"HLEN", key};
+    /* A hash's head field (store_put_head.h): HLEN counts it, and it must
+     * repeat the header field 0 starts with (a stamp reads it alone). */
+    const char *hh[] = {"HGET", key, FLC_HEAD_FIELD};
     rc = flc_store_append(s, 2, sl, NULL);
     if (rc == FLC_OK)
         rc = flc_store_append(s, 2, hl, NULL);
+    if (rc == FLC_OK)
+        rc = flc_store_append(s, 3, hh, NULL);
     if (rc == FLC_OK)
         rc = flc_store_append(s, 4, gr, NULL);
     if (rc == FLC_OK)
@@ -97,14 +103,25 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     if (rc == FLC_OK)
         rc = flc_store_flush(s, "GETRANGE");
     long long real_len = -1, real_fields = -1; /* STRLEN, HLEN; -1: not that type */
-    for (int k = 0; k < 2 && rc == FLC_OK; k++) {
+    char head_f[FLC_HEAD_MAX];
+    size_t head_len = 0;
+    int has_head = 0, head_bad = 0; /* field h: there; longer than any head */
+    for (int k = 0; k < 3 && rc == FLC_OK; k++) {
         redisReply *r = NULL;
-        rc = flc_store_read(s, &r, k ? "HLEN" : "STRLEN");
-        if (rc == FLC_OK && r->type == REDIS_REPLY_INTEGER)
+        rc = flc_store_read(s, &r, k == 2 ? "HGET" : k ? "HLEN" : "STRLEN");
+        if (rc == FLC_OK && k < 2 && r->type == REDIS_REPLY_INTEGER)
             *(k ? &real_fields : &real_len) = r->integer;
+        if (rc == FLC_OK && k == 2 && r->type == REDIS_REPLY_STRING) {
+            has_head = 1;
+            head_bad = r->len > sizeof head_f;
+            head_len = head_bad ? 0 : r->len;
+            memcpy(head_f, r->str, head_len);
+        }
         if (r)
             freeReplyObject(r);
     }
+    if (has_head && real_fields > 0)
+        real_fields--; /* chunks, not fields */
     if (rc != FLC_OK) /* the connection is gone; the caller reconnects */
         return flc_err_wrap(&s->err, "reading %s: ", what);
     size_t len_s = 0, len_h = 0;
@@ -124,6 +141,11 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     }
     flc_err_clear(&s->err);
     size_t len0 = hashed ? len_h : len_s;
+    if (len0 == 0 && has_head) {
+        drain(s, pending);
+        return flc_err_set(&s->err, FLC_EDATA, "%s: the value has a head field but no chunk 0 "
+                           "(key %s)", what, key);
+    }
     if (len0 == 0) {
         drain(s, pending);
         return flc_err_set(&s->err, FLC_ENOTFOUND, "%s: not in the cache (key %s)", what, key);
@@ -153,6 +175,10 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
         rc = flc_err_set(&s->err, FLC_EDATA, "header claims a %zu-byte frame (%llu floats), "
                          "the value has %lld chunks of %zu bytes (key %s)", flen,
                          (unsigned long long)h.count, real_fields, len0, key);
+    if (rc == FLC_OK && has_head &&
+        (head_bad || !flc_store_head_matches(head_f, head_len, (const uint8_t *)s->scratch, off)))
+        rc = flc_err_set(&s->err, FLC_EDATA, "the head field of the value does not repeat the "
+                         "header of its first chunk (key %s; written by something else?)", key);
     /* In a hash, field 0 is one whole chunk of the writer's size (which may
      * differ from ours), or the whole value. */
     if (hashed && rc == FLC_OK && len0 > flen)
@@ -348,18 +374,24 @@ int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32
 
 #define STAMP_BYTES 4104 /* frame prefix + the largest header */
 
-/* An update's stamp: its kind (1 a plain value, 2 a hash of chunks), its
- * length (bytes, or chunks) and its first STAMP_BYTES bytes, which hold the
- * frame header with the payload's checksum. Run in the server so that a
- * chunked value sends 4 KB, not its whole first chunk (HGET has no range:
- * a query over 100 clients of 25 MB read 307 MB of chunks to stamp them).
+/* An update's stamp: its kind (1 a plain value, 2 a hash of chunks, 3 a
+ * hash of chunks with its head field), its length (bytes, or fields) and
+ * what identifies its contents: the head field "h" (frame header and the
+ * payload's CRC-32C, store_put_head.h: ~100 bytes), else its first
+ * STAMP_BYTES bytes, which hold the frame header. Run in the server so one
+ * reply per update comes back; only a hash without h (written before the
+ * head field, or by the Python writer) still copies its first chunk into
+ * Lua (HGET has no range): 0.8 ms per 256 KiB chunk, which made a warm query
+ * of 100 clients x 12 shards of 25 MB 2x slower than its goal (issue 12).
  * EVAL_RO: a read-only script, allowed to the query role's read-only user
  * and to replicas. */
 #define STAMP_SCRIPT                                                                      \
     "local t = redis.call('TYPE', KEYS[1])['ok'] "                                         \
     "if t == 'string' then return {1, redis.call('STRLEN', KEYS[1]), "                    \
     "redis.call('GETRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)} end "                     \
-    "if t == 'hash' then local c = redis.call('HGET', KEYS[1], '0') or '' "                \
+    "if t == 'hash' then local h = redis.call('HGET', KEYS[1], '" FLC_HEAD_FIELD "') "    \
+    "if h then return {3, redis.call('HLEN', KEYS[1]), h} end "                           \
+    "local c = redis.call('HGET', KEYS[1], '0') or '' "                                   \
     "return {2, redis.call('HLEN', KEYS[1]), string.sub(c, 1, tonumber(ARGV[1]))} end "    \
     "return {0, 0, ''}"
 
