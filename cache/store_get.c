@@ -378,22 +378,28 @@ int flc_store_get_merged(flc_store_t *s, const char *job, uint32_t round, uint32
  * hash of chunks with its head field), its length (bytes, or fields) and
  * what identifies its contents: the head field "h" (frame header and the
  * payload's CRC-32C, store_put_head.h: ~100 bytes), else its first
- * STAMP_BYTES bytes, which hold the frame header. Run in the server so one
- * reply per update comes back; only a hash without h (written before the
+ * STAMP_BYTES bytes, which hold the frame header. Run in the server so that
+ * only those bytes come back; only a hash without h (written before the
  * head field, or by the Python writer) still copies its first chunk into
  * Lua (HGET has no range): 0.8 ms per 256 KiB chunk, which made a warm query
  * of 100 clients x 12 shards of 25 MB 2x slower than its goal (issue 12).
- * EVAL_RO: a read-only script, allowed to the query role's read-only user
- * and to replicas. */
+ * One script call stamps up to STAMP_BATCH updates (KEYS; all of one shard,
+ * so one hash slot and node): a call per update cost 15-60 us of the
+ * server's time each, most of it the call itself. EVAL_RO: a read-only
+ * script, allowed to the query role's read-only user and to replicas. */
+#define STAMP_BATCH 128
 #define STAMP_SCRIPT                                                                      \
-    "local t = redis.call('TYPE', KEYS[1])['ok'] "                                         \
-    "if t == 'string' then return {1, redis.call('STRLEN', KEYS[1]), "                    \
-    "redis.call('GETRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)} end "                     \
-    "if t == 'hash' then local h = redis.call('HGET', KEYS[1], '" FLC_HEAD_FIELD "') "    \
-    "if h then return {3, redis.call('HLEN', KEYS[1]), h} end "                           \
-    "local c = redis.call('HGET', KEYS[1], '0') or '' "                                   \
-    "return {2, redis.call('HLEN', KEYS[1]), string.sub(c, 1, tonumber(ARGV[1]))} end "    \
-    "return {0, 0, ''}"
+    "local n, out = tonumber(ARGV[1]), {} "                                                \
+    "for i, k in ipairs(KEYS) do "                                                        \
+    "local t = redis.call('TYPE', k)['ok'] "                                               \
+    "if t == 'string' then "                                                              \
+    "out[i] = {1, redis.call('STRLEN', k), redis.call('GETRANGE', k, 0, n - 1)} "          \
+    "elseif t == 'hash' then local h = redis.call('HGET', k, '" FLC_HEAD_FIELD "') "       \
+    "if h then out[i] = {3, redis.call('HLEN', k), h} else "                              \
+    "local c = redis.call('HGET', k, '0') or '' "                                         \
+    "out[i] = {2, redis.call('HLEN', k), string.sub(c, 1, n)} end "                       \
+    "else out[i] = {0, 0, ''} end end "                                                   \
+    "return out"
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
@@ -403,6 +409,20 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     return h;
 }
 
+/* The stamp of one element of the script's answer; 0 for a missing update. */
+static uint64_t stamp_of(const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[0]->integer <= 0 ||
+        r->element[1]->type != REDIS_REPLY_INTEGER || r->element[2]->type != REDIS_REPLY_STRING)
+        return 0;
+    uint64_t h = 1469598103934665603ull;
+    h = fnv(h, &r->element[0]->integer, sizeof r->element[0]->integer);
+    h = fnv(h, &r->element[1]->integer, sizeof r->element[1]->integer);
+    h = fnv(h, r->element[2]->str, (size_t)r->element[2]->len);
+    return h | 1;
+}
+
 int flc_store_update_stamps(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                             char *const *clients, size_t n, uint64_t *stamps)
 {
@@ -410,43 +430,58 @@ int flc_store_update_stamps(flc_store_t *s, const char *job, uint32_t round, uin
     if (flc_name_check_job(job, &s->err))
         return s->err.code;
     int rc = flc_store_ensure(s);
+    if (rc != FLC_OK)
+        return rc;
     char (*keys)[FLC_KEY_MAX] = malloc((n ? n : 1) * sizeof *keys);
-    if (keys == NULL)
+    const char **argv = malloc((STAMP_BATCH + 4) * sizeof *argv);
+    if (keys == NULL || argv == NULL) {
+        free(keys), free(argv);
         return flc_err_set(&s->err, FLC_ENOMEM, "out of memory for %zu update stamps", n);
+    }
     char hi[16];
     snprintf(hi, sizeof hi, "%d", STAMP_BYTES);
-    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
-        rc = flc_store_update_key(s, keys[i], job, round, shard, clients[i]);
-        const char *a[] = {"EVAL_RO", STAMP_SCRIPT, "1", keys[i], hi};
+    size_t calls = 0;
+    for (size_t i = 0; rc == FLC_OK && i < n; i += STAMP_BATCH, calls++) {
+        size_t b = n - i < STAMP_BATCH ? n - i : STAMP_BATCH;
+        char nk[16];
+        snprintf(nk, sizeof nk, "%zu", b);
+        argv[0] = "EVAL_RO";
+        argv[1] = STAMP_SCRIPT;
+        argv[2] = nk;
+        for (size_t k = 0; rc == FLC_OK && k < b; k++) {
+            rc = flc_store_update_key(s, keys[i + k], job, round, shard, clients[i + k]);
+            argv[3 + k] = keys[i + k];
+        }
+        argv[3 + b] = hi;
         if (rc == FLC_OK)
-            rc = flc_store_append(s, 5, a, NULL);
+            rc = flc_store_append(s, (int)b + 4, argv, NULL);
     }
-    if (rc == FLC_OK && n > 0)
+    if (rc == FLC_OK && calls > 0)
         rc = flc_store_flush(s, "update stamp");
     /* Every reply is read even after a bad one, so the connection stays in
      * step; a missing update is stamp 0. */
-    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+    int bad = FLC_OK;
+    for (size_t c = 0; rc == FLC_OK && c < calls; c++) {
         redisReply *r = NULL;
         rc = flc_store_read(s, &r, "update stamp");
         if (rc != FLC_OK)
             break;
-        uint64_t h = 1469598103934665603ull;
-        int present = 0;
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-            r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer > 0 &&
-            r->element[1]->type == REDIS_REPLY_INTEGER &&
-            r->element[2]->type == REDIS_REPLY_STRING) {
-            present = 1;
-            h = fnv(h, &r->element[0]->integer, sizeof r->element[0]->integer);
-            h = fnv(h, &r->element[1]->integer, sizeof r->element[1]->integer);
-            h = fnv(h, r->element[2]->str, (size_t)r->element[2]->len);
-        } else if (r->type == REDIS_REPLY_ERROR) {
-            rc = flc_store_reply_error(s, r, "update stamp");
+        size_t i = c * STAMP_BATCH, b = n - i < STAMP_BATCH ? n - i : STAMP_BATCH;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == b) {
+            for (size_t k = 0; k < b; k++)
+                stamps[i + k] = stamp_of(r->element[k]);
+        } else if (bad == FLC_OK) {
+            bad = r->type == REDIS_REPLY_ERROR
+                      ? flc_store_reply_error(s, r, "update stamp")
+                      : flc_err_set(&s->err, FLC_EDATA, "the stamp script answered %zu "
+                                    "stamps for %zu updates", r->type == REDIS_REPLY_ARRAY
+                                    ? r->elements : 0, b);
         }
         freeReplyObject(r);
-        stamps[i] = present ? h | 1 : 0;
     }
     free(keys);
+    free(argv);
+    rc = rc ? rc : bad;
     if (rc != FLC_OK)
         return flc_err_wrap(&s->err, "stamping the updates of shard %u of round %u of job %s: ",
                             shard, round, job);
