@@ -21,6 +21,8 @@
 
 #include "aggregator/query_internal.h"
 #include "base/bigbuf.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "cache/store_ops.h"
 
 #define GRAM_BLOCK 4096 /* columns per ssyrk: float sums over 4096 terms, then double */
@@ -159,13 +161,18 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
         free(stamps), free(bad);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
+    uint64_t t0 = flc_now_ns();
     if (use_cache && flc_store_update_stamps(s, job, round, shard, g->clients, g->n,
                                              stamps) != FLC_OK) {
         free(stamps); /* no stamps, no cache: compute */
         stamps = NULL;
         use_cache = 0;
     }
+    uint64_t t1 = flc_now_ns();
     if (use_cache && cache_read(s, job, round, shard, stamps, g) == FLC_OK) {
+        FLC_DEBUG("query: shard %u of round %u of job %s: %zu stamps %.2f ms, cached partial "
+                  "%.2f ms", shard, round, job, g->n, (double)(t1 - t0) / 1e6,
+                  (double)(flc_now_ns() - t1) / 1e6);
         free(stamps), free(bad);
         return FLC_OK;
     }
@@ -299,6 +306,11 @@ static void *gram_worker(void *p)
     mine.bad = calloc(m, 1);
     int rc = mine.G == NULL || mine.bad == NULL ? flc_err_set(&e, FLC_ENOMEM, "out of memory")
                                                 : flc_url_parse(j->url, &caller_ep, &e);
+    /* A placed worker connects to a node of the cluster the planner found
+     * in the slot map: saying so in its URL skips the probe connection
+     * (AUTH and INFO cluster on a connection of its own) that finds out. */
+    flc_url_t node_ep = caller_ep;
+    node_ep.cluster = FLC_URL_CLUSTER_YES;
     long grp = -1;
     while (rc == FLC_OK) {
         pthread_mutex_lock(&j->lock);
@@ -313,13 +325,17 @@ static void *gram_worker(void *p)
         if (near[0] != '\0' && grp != prev) { /* go next to the node, then connect */
             flc_store_close(s);
             s = NULL;
+            uint64_t t0 = flc_now_ns();
             rc = j->place->enter(j->place->user, near, &opts, &e);
+            uint64_t t1 = flc_now_ns();
             if (rc == FLC_OK)
-                rc = flc_query_node_url(&caller_ep, near, url, sizeof url, &e);
+                rc = flc_query_node_url(&node_ep, near, url, sizeof url, &e);
             if (rc == FLC_OK && (s = worker_open(j, url, &opts, &e)) == NULL)
                 rc = e.code;
             if (rc != FLC_OK)
                 break;
+            FLC_DEBUG("query: worker next to %s: entered in %.2f ms, connected in %.2f ms",
+                      near, (double)(t1 - t0) / 1e6, (double)(flc_now_ns() - t1) / 1e6);
         } else if (near[0] == '\0' && s == NULL) {
             /* Unplaced: the caller's own URL, whatever the tracker says. The
              * tracker is a value anyone with write access to the job may
@@ -402,11 +418,13 @@ int flc_query_gram_placed(flc_store_t *s, const flc_store_cfg_t *at, const flc_p
                                "workers", flc_store_url(s));
         url = own;
     }
+    uint64_t t0 = flc_now_ns();
     flc_strlist_t cl = {0};
     if (flc_store_list_clients(s, job, round, &cl) != FLC_OK) {
         *e = *flc_store_error(s);
         return e->code;
     }
+    uint64_t t1 = flc_now_ns();
     flc_track_where_t *where = NULL;
     size_t ns = 0;
     if (cl.n == 0 || flc_track_round(s, job, round, &where, &ns) != FLC_OK || ns == 0) {
@@ -440,6 +458,7 @@ int flc_query_gram_placed(flc_store_t *s, const flc_store_cfg_t *at, const flc_p
         flc_query_gram_free(g);
         return e->code;
     }
+    uint64_t t2 = flc_now_ns();
     placed = j.plan.ngroups > 0 && j.plan.addr[0][0] != '\0';
     j.qclass = flc_store_set_query_class(s, FLC_QC_OTHER); /* read it... */
     flc_store_set_query_class(s, j.qclass);                /* ...and put it back */
@@ -462,6 +481,10 @@ int flc_query_gram_placed(flc_store_t *s, const flc_store_cfg_t *at, const flc_p
     for (int t = 0; t < started; t++)
         pthread_join(th[t], NULL);
     pthread_mutex_destroy(&j.lock);
+    FLC_DEBUG("query: round %u of job %s: %zu clients listed in %.2f ms, %zu shards tracked "
+              "and planned in %.2f ms, %d workers done in %.2f ms", round, job, g->n,
+              (double)(t1 - t0) / 1e6, ns, (double)(t2 - t1) / 1e6, started,
+              (double)(flc_now_ns() - t2) / 1e6);
     if (j.rc == FLC_OK)
         g->nodes = served_text(where, served, ns);
     flc_query_plan_free(&j.plan);

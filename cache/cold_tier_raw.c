@@ -1,8 +1,11 @@
 /* The bytes of one Redis value exactly as the store wrote it, for the cold
  * tier to move: read before a spill (a string, or the hash of chunk fields
  * "0".."n-1" the store uses for big values) and written back on a re-warm
- * or a prefetch in the same layout, never over a newer value. */
+ * or a prefetch in the same layout, never over a newer value. A hash's head
+ * field "h" (store_put_head.h) is not part of the bytes: the copy holds the
+ * frame alone, and the head is made again from it when written back. */
 #include "cache/cold_tier_internal.h"
+#include "cache/store_put_head.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +40,11 @@ int flc_tier_read_raw(flc_store_t *s, const char *key, uint8_t **buf, size_t *le
     if (rc != FLC_OK)
         return rc;
     long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    rc = flc_store_commandf(s, &r, "HEXISTS %s %s", key, FLC_HEAD_FIELD);
+    if (rc != FLC_OK)
+        return rc;
+    n -= r->type == REDIS_REPLY_INTEGER && r->integer == 1; /* chunks, not fields */
     freeReplyObject(r);
     if (n <= 0)
         return flc_err_set(&s->err, FLC_ENOTFOUND, "%s is not in the cache", key);
@@ -103,7 +111,7 @@ int flc_tier_write_raw(flc_store_t *s, const char *key, const uint8_t *buf, size
     }
     char tmp[FLC_KEY_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s~warm.%llu", key, (unsigned long long)++s->tmp_counter);
-    int n = 0;
+    int n = 0, nrep = 0;
     rc = flc_store_ensure(s);
     for (size_t off = 0; rc == FLC_OK && off < len; off += chunk, n++) {
         char f[16];
@@ -111,11 +119,22 @@ int flc_tier_write_raw(flc_store_t *s, const char *key, const uint8_t *buf, size
         const char *argv[] = {"HSET", tmp, f};
         struct iovec piece = {(void *)(buf + off), len - off < chunk ? len - off : chunk};
         rc = flc_store_send_pieces(s, 3, argv, &piece, 1, "HSET");
+        nrep++;
+    }
+    /* The head field, as put_shard writes it (bytes that are no frame: none). */
+    uint8_t hf[FLC_HEAD_MAX];
+    size_t hfl = flc_store_head_of_frame(hf, buf, len);
+    if (rc == FLC_OK && hfl > 0) {
+        const char *argv[] = {"HSET", tmp, FLC_HEAD_FIELD, (const char *)hf};
+        size_t lens[] = {4, strlen(tmp), strlen(FLC_HEAD_FIELD), hfl};
+        rc = flc_store_append(s, 4, argv, lens);
+        rc = rc ? rc : flc_store_flush(s, "HSET");
+        nrep++;
     }
     /* Read every reply even after an error one (OOM...), so the connection
      * stays in step; only a lost connection stops the loop. */
     int bad = FLC_OK;
-    for (int i = 0; rc == FLC_OK && i < n; i++) {
+    for (int i = 0; rc == FLC_OK && i < nrep; i++) {
         rc = flc_store_read(s, &r, "HSET");
         if (rc == FLC_OK) {
             if (r->type == REDIS_REPLY_ERROR && bad == FLC_OK)

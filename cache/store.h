@@ -37,7 +37,8 @@
 
 /* Reads move values in chunk-sized pieces (pipelined GETRANGE / HGET).
  * A value of up to FLC_STORE_SPLIT chunks is stored as one string; a bigger
- * one as a hash of chunk fields "0".."n-1" (see put_shard for why). */
+ * one as a hash of chunk fields "0".."n-1" and a small head field "h"
+ * (see put_shard and store_put_head.h for why). */
 #define FLC_STORE_CHUNK_DEFAULT (256u * 1024u)
 #define FLC_STORE_SPLIT 8
 #define FLC_STORE_MAX_MSG_DEFAULT ((size_t)512 << 20)

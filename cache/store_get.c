@@ -5,6 +5,7 @@
 #include "cache/store_internal.h"
 
 #include "cache/encode.h"
+#include "cache/store_put_head.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,9 +160,14 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
      * claims 100M floats must not cost 400 MB and millions of reads). */
     const char *sl[] = {"STRLEN", key};
     const char *hl[] = {"HLEN", key};
+    /* A hash's head field (store_put_head.h): HLEN counts it, and it must
+     * repeat the header field 0 starts with (a stamp reads it alone). */
+    const char *hh[] = {"HGET", key, FLC_HEAD_FIELD};
     rc = flc_store_append(s, 2, sl, NULL);
     if (rc == FLC_OK)
         rc = flc_store_append(s, 2, hl, NULL);
+    if (rc == FLC_OK)
+        rc = flc_store_append(s, 3, hh, NULL);
     if (rc == FLC_OK)
         rc = flc_store_append(s, 4, gr, NULL);
     if (rc == FLC_OK)
@@ -190,14 +196,25 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
         }
     }
     long long real_len = -1, real_fields = -1; /* STRLEN, HLEN; -1: not that type */
-    for (int k = 0; k < 2 && rc == FLC_OK; k++) {
+    char head_f[FLC_HEAD_MAX];
+    size_t head_len = 0;
+    int has_head = 0, head_bad = 0; /* field h: there; longer than any head */
+    for (int k = 0; k < 3 && rc == FLC_OK; k++) {
         redisReply *r = NULL;
-        rc = flc_store_read(s, &r, k ? "HLEN" : "STRLEN");
-        if (rc == FLC_OK && r->type == REDIS_REPLY_INTEGER)
+        rc = flc_store_read(s, &r, k == 2 ? "HGET" : k ? "HLEN" : "STRLEN");
+        if (rc == FLC_OK && k < 2 && r->type == REDIS_REPLY_INTEGER)
             *(k ? &real_fields : &real_len) = r->integer;
+        if (rc == FLC_OK && k == 2 && r->type == REDIS_REPLY_STRING) {
+            has_head = 1;
+            head_bad = r->len > sizeof head_f;
+            head_len = head_bad ? 0 : r->len;
+            memcpy(head_f, r->str, head_len);
+        }
         if (r)
             freeReplyObject(r);
     }
+    if (has_head && real_fields > 0)
+        real_fields--; /* chunks, not fields */
     if (rc != FLC_OK) /* the connection is gone; the caller reconnects */
         return flc_err_wrap(&s->err, "reading %s: ", what);
     size_t len_s = 0, len_h = 0;
@@ -217,6 +234,11 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     }
     flc_err_clear(&s->err);
     size_t len0 = hashed ? len_h : len_s;
+    if (len0 == 0 && has_head) {
+        drain(s, pending);
+        return flc_err_set(&s->err, FLC_EDATA, "%s: the value has a head field but no chunk 0 "
+                           "(key %s)", what, key);
+    }
     if (len0 == 0) {
         drain(s, pending);
         return flc_err_set(&s->err, FLC_ENOTFOUND, "%s: not in the cache (key %s)", what, key);
@@ -246,6 +268,10 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
         rc = flc_err_set(&s->err, FLC_EDATA, "header claims a %zu-byte frame (%llu floats), "
                          "the value has %lld chunks of %zu bytes (key %s)", flen,
                          (unsigned long long)h.count, real_fields, len0, key);
+    if (rc == FLC_OK && has_head &&
+        (head_bad || !flc_store_head_matches(head_f, head_len, (const uint8_t *)s->scratch, off)))
+        rc = flc_err_set(&s->err, FLC_EDATA, "the head field of the value does not repeat the "
+                         "header of its first chunk (key %s; written by something else?)", key);
     /* In a hash, field 0 is one whole chunk of the writer's size (which may
      * differ from ours), or the whole value. */
     if (hashed && rc == FLC_OK && len0 > flen)
@@ -475,20 +501,32 @@ int flc_store_wait_get_merged(flc_store_t *s, const char *job, uint32_t round, u
 
 #define STAMP_BYTES 4104 /* frame prefix + the largest header */
 
-/* An update's stamp: its kind (1 a plain value, 2 a hash of chunks), its
- * length (bytes, or chunks) and its first STAMP_BYTES bytes, which hold the
- * frame header with the payload's checksum. Run in the server so that a
- * chunked value sends 4 KB, not its whole first chunk (HGET has no range:
- * a query over 100 clients of 25 MB read 307 MB of chunks to stamp them).
- * EVAL_RO: a read-only script, allowed to the query role's read-only user
- * and to replicas. */
+/* An update's stamp: its kind (1 a plain value, 2 a hash of chunks, 3 a
+ * hash of chunks with its head field), its length (bytes, or fields) and
+ * what identifies its contents: the head field "h" (frame header and the
+ * payload's CRC-32C, store_put_head.h: ~100 bytes), else its first
+ * STAMP_BYTES bytes, which hold the frame header. Run in the server so that
+ * only those bytes come back; only a hash without h (written before the
+ * head field, or by the Python writer) still copies its first chunk into
+ * Lua (HGET has no range): 0.8 ms per 256 KiB chunk, which made a warm query
+ * of 100 clients x 12 shards of 25 MB 2x slower than its goal (issue 12).
+ * One script call stamps up to STAMP_BATCH updates (KEYS; all of one shard,
+ * so one hash slot and node): a call per update cost 15-60 us of the
+ * server's time each, most of it the call itself. EVAL_RO: a read-only
+ * script, allowed to the query role's read-only user and to replicas. */
+#define STAMP_BATCH 128
 #define STAMP_SCRIPT                                                                      \
-    "local t = redis.call('TYPE', KEYS[1])['ok'] "                                         \
-    "if t == 'string' then return {1, redis.call('STRLEN', KEYS[1]), "                    \
-    "redis.call('GETRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)} end "                     \
-    "if t == 'hash' then local c = redis.call('HGET', KEYS[1], '0') or '' "                \
-    "return {2, redis.call('HLEN', KEYS[1]), string.sub(c, 1, tonumber(ARGV[1]))} end "    \
-    "return {0, 0, ''}"
+    "local n, out = tonumber(ARGV[1]), {} "                                                \
+    "for i, k in ipairs(KEYS) do "                                                        \
+    "local t = redis.call('TYPE', k)['ok'] "                                               \
+    "if t == 'string' then "                                                              \
+    "out[i] = {1, redis.call('STRLEN', k), redis.call('GETRANGE', k, 0, n - 1)} "          \
+    "elseif t == 'hash' then local h = redis.call('HGET', k, '" FLC_HEAD_FIELD "') "       \
+    "if h then out[i] = {3, redis.call('HLEN', k), h} else "                              \
+    "local c = redis.call('HGET', k, '0') or '' "                                         \
+    "out[i] = {2, redis.call('HLEN', k), string.sub(c, 1, n)} end "                       \
+    "else out[i] = {0, 0, ''} end end "                                                   \
+    "return out"
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
@@ -498,14 +536,14 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-/* The stamp in the script's reply r; 0 when there is no value. */
+/* The stamp of one element of the script's answer; 0 for a missing update. */
 static uint64_t stamp_of(const redisReply *r)
 {
-    uint64_t h = 1469598103934665603ull;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[0]->integer <= 0 ||
         r->element[1]->type != REDIS_REPLY_INTEGER || r->element[2]->type != REDIS_REPLY_STRING)
         return 0;
+    uint64_t h = 1469598103934665603ull;
     h = fnv(h, &r->element[0]->integer, sizeof r->element[0]->integer);
     h = fnv(h, &r->element[1]->integer, sizeof r->element[1]->integer);
     h = fnv(h, r->element[2]->str, (size_t)r->element[2]->len);
@@ -528,7 +566,8 @@ int flc_store_merged_stamp(flc_store_t *s, const char *job, uint32_t round, uint
         return rc;
     if (r->type == REDIS_REPLY_ERROR)
         rc = flc_store_reply_error(s, r, "merged stamp");
-    *stamp = stamp_of(r);
+    else if (r->type == REDIS_REPLY_ARRAY && r->elements == 1)
+        *stamp = stamp_of(r->element[0]); /* the script answers one stamp per key */
     freeReplyObject(r);
     return rc;
 }
@@ -540,32 +579,58 @@ int flc_store_update_stamps(flc_store_t *s, const char *job, uint32_t round, uin
     if (flc_name_check_job(job, &s->err))
         return s->err.code;
     int rc = flc_store_ensure(s);
+    if (rc != FLC_OK)
+        return rc;
     char (*keys)[FLC_KEY_MAX] = malloc((n ? n : 1) * sizeof *keys);
-    if (keys == NULL)
+    const char **argv = malloc((STAMP_BATCH + 4) * sizeof *argv);
+    if (keys == NULL || argv == NULL) {
+        free(keys), free(argv);
         return flc_err_set(&s->err, FLC_ENOMEM, "out of memory for %zu update stamps", n);
+    }
     char hi[16];
     snprintf(hi, sizeof hi, "%d", STAMP_BYTES);
-    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
-        rc = flc_store_update_key(s, keys[i], job, round, shard, clients[i]);
-        const char *a[] = {"EVAL_RO", STAMP_SCRIPT, "1", keys[i], hi};
+    size_t calls = 0;
+    for (size_t i = 0; rc == FLC_OK && i < n; i += STAMP_BATCH, calls++) {
+        size_t b = n - i < STAMP_BATCH ? n - i : STAMP_BATCH;
+        char nk[16];
+        snprintf(nk, sizeof nk, "%zu", b);
+        argv[0] = "EVAL_RO";
+        argv[1] = STAMP_SCRIPT;
+        argv[2] = nk;
+        for (size_t k = 0; rc == FLC_OK && k < b; k++) {
+            rc = flc_store_update_key(s, keys[i + k], job, round, shard, clients[i + k]);
+            argv[3 + k] = keys[i + k];
+        }
+        argv[3 + b] = hi;
         if (rc == FLC_OK)
-            rc = flc_store_append(s, 5, a, NULL);
+            rc = flc_store_append(s, (int)b + 4, argv, NULL);
     }
-    if (rc == FLC_OK && n > 0)
+    if (rc == FLC_OK && calls > 0)
         rc = flc_store_flush(s, "update stamp");
     /* Every reply is read even after a bad one, so the connection stays in
      * step; a missing update is stamp 0. */
-    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+    int bad = FLC_OK;
+    for (size_t c = 0; rc == FLC_OK && c < calls; c++) {
         redisReply *r = NULL;
         rc = flc_store_read(s, &r, "update stamp");
         if (rc != FLC_OK)
             break;
-        if (r->type == REDIS_REPLY_ERROR)
-            rc = flc_store_reply_error(s, r, "update stamp");
-        stamps[i] = stamp_of(r);
+        size_t i = c * STAMP_BATCH, b = n - i < STAMP_BATCH ? n - i : STAMP_BATCH;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == b) {
+            for (size_t k = 0; k < b; k++)
+                stamps[i + k] = stamp_of(r->element[k]);
+        } else if (bad == FLC_OK) {
+            bad = r->type == REDIS_REPLY_ERROR
+                      ? flc_store_reply_error(s, r, "update stamp")
+                      : flc_err_set(&s->err, FLC_EDATA, "the stamp script answered %zu "
+                                    "stamps for %zu updates", r->type == REDIS_REPLY_ARRAY
+                                    ? r->elements : 0, b);
+        }
         freeReplyObject(r);
     }
     free(keys);
+    free(argv);
+    rc = rc ? rc : bad;
     if (rc != FLC_OK)
         return flc_err_wrap(&s->err, "stamping the updates of shard %u of round %u of job %s: ",
                             shard, round, job);

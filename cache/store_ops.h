@@ -146,10 +146,12 @@ int flc_store_track_getall(flc_store_t *s, const char *job, uint32_t round,
  * are their writers' (aggregator/). */
 
 /* One stamp per client of what is stored at its update of (job, round,
- * shard): a hash of the value's length (STRLEN, or HLEN of a chunked value)
- * and its first 4104 bytes (frame prefix and header, whose created_ms and
- * update_norm change with every rewrite); 0 when there is none. One
- * pipelined round trip; read-only. Cached Gram partials record them. */
+ * shard): a hash of the value's type and length (STRLEN, or HLEN of a
+ * chunked value) and of a chunked value's head field (frame header and
+ * payload CRC-32C, store_put_head.h), a string's first 4104 bytes (frame
+ * prefix and header, whose created_ms and update_norm change with every
+ * rewrite); 0 when there is none. One pipelined round trip; read-only.
+ * Cached Gram partials record them. */
 int flc_store_update_stamps(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                             char *const *clients, size_t n, uint64_t *stamps);
 

@@ -10,6 +10,7 @@
  * memmove-after-partial-write then costs O(chunk), not O(value). Replies of
  * the small commands queue in the socket meanwhile and are read at the end. */
 #include "cache/store_internal.h"
+#include "cache/store_put_head.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,7 +243,7 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
          * redis-server reallocates the whole string on every APPEND, which
          * measured 4x slower than separate chunk values (bench/store). A
          * hash keeps one key, so DEL, TTL and RENAME still act on the whole
-         * value. */
+         * value. Beside the chunks, the head field "h" (store_put_head.h). */
         char tmp[FLC_KEY_MAX + 32];
         snprintf(tmp, sizeof tmp, "%s~tmp.%d.%llu", key, (int)getpid(),
                  (unsigned long long)++s->tmp_counter);
@@ -252,6 +253,14 @@ static int put_shard(flc_store_t *s, const flc_shard_t *sh, int kind, int *close
         if (rc == FLC_OK) {
             const char *exp[] = {"PEXPIRE", tmp, "600000"}; /* orphans expire */
             rc = flc_store_append(s, 3, exp, NULL);
+            ncmd++;
+        }
+        if (rc == FLC_OK) { /* the head field: what a stamp reads (store_put_head.h) */
+            uint8_t hf[FLC_HEAD_MAX];
+            size_t hfl = flc_store_head_make(hf, head, hl, payload, pl);
+            const char *hs[] = {"HSET", tmp, FLC_HEAD_FIELD, (const char *)hf};
+            size_t lens[] = {4, strlen(tmp), strlen(FLC_HEAD_FIELD), hfl};
+            rc = flc_store_append(s, 4, hs, lens);
             ncmd++;
         }
         unsigned field = 1;

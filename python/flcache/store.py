@@ -6,7 +6,8 @@ command of a shard to one node).
 What a push writes is exactly what flcache's C contributors write
 (cache/store_put.c): per shard one frame at fl:{T}:c:<c>:u:<r>, as one SET up
 to 8 chunks or as a hash of chunk fields "0".."n-1" built under a tmp key
-and RENAMEd into place, then the arrival script ARRIVE_IF_OPEN on the
+and RENAMEd into place (without the C writers' head field "h", which holds
+a CRC-32C this module has no fast way to compute: readers take both), then the arrival script ARRIVE_IF_OPEN on the
 client's own list; then the ModelUpdate record and the client's round
 history. Only the client's own keys are written, so it works under the
 client ACL role (docs/architecture.md, "Access control").
@@ -27,6 +28,8 @@ from .url import parse as parse_url
 
 CHUNK_DEFAULT = 256 << 10
 SPLIT = 8                    # values over SPLIT chunks are written as a hash
+HEAD_FIELD = "h"             # a hash's head field (cache/store_put_head.h)
+HEAD_MAGIC = b"FLH1"
 MAX_MSG_DEFAULT = 512 << 20
 
 # cache/store_put.c's ARRIVE_IF_OPEN, byte for byte (docs/protocol.md):
@@ -307,11 +310,21 @@ class Store(Programs):
         if t == b"string":
             return self.r.get(key)
         if t == b"hash":
+            # Chunk fields "0".."n-1", and from C writers the head field "h"
+            # ("FLH1", CRC-32C of the payload, the frame's prefix and header:
+            # what the query engine's stamps read), which is no chunk.
             n = self.r.hlen(key)
+            head = self.r.hget(key, HEAD_FIELD)
+            if head is not None:
+                n -= 1
             parts = self.r.hmget(key, [str(i) for i in range(n)])
             if any(x is None for x in parts):
                 raise FrameError("%s: chunk fields are not 0..%d" % (key, n - 1))
-            return b"".join(parts)
+            buf = b"".join(parts)
+            if head is not None and (head[:4] != HEAD_MAGIC or len(head) < 16 or
+                                     head[8:] != buf[:len(head) - 8]):
+                raise FrameError("%s: the head field does not repeat the frame's header" % key)
+            return buf
         if t == b"none":
             return None
         raise FrameError("%s holds a %s, not a shard frame" % (key, t.decode()))
