@@ -8,8 +8,11 @@
  *   similarity, outliers, clusters, contribution with --no-cache (so the
  *   shard workers inside the query function recompute the Gram partials:
  *   its bytes_read is compared too, which a cached answer would not match),
- *   and accuracy and schedule --by accuracy with --samples (the evaluation
- *   kinds). Each is exactly one function invocation on the platform.
+ *   accuracy, schedule --by accuracy, personalize and faults with --no-cache
+ *   too (the evaluation kinds: their per-shard sums are cached, so a query
+ *   after the local one would otherwise read what the local one left; the
+ *   cache itself is test_query_evalcache's). Each is exactly one function
+ *   invocation on the platform.
  * - run: wordcount (2 mappers, 2 reducers on 300 KB of the fortunes corpus)
  *   and mandelbrot (2 functions, 4x4 tiles, --png): the report's counts,
  *   check and metrics, and the image file byte for byte.
@@ -192,10 +195,10 @@ static const char *const queries[] = {
     "outliers --rounds 1:2 --no-cache",
     "clusters --round 2 --k 2 --seed 3 --no-cache",
     "contribution --no-cache",
-    "accuracy --round 2 --samples 120",
-    "schedule --by accuracy --k 2 --samples 120",
-    "personalize --round 2 --k 2 --cluster 1 --seed 3",
-    "faults --round 2 --samples 120",
+    "accuracy --round 2 --samples 120 --no-cache",
+    "schedule --by accuracy --k 2 --samples 120 --no-cache",
+    "personalize --round 2 --k 2 --cluster 1 --seed 3 --no-cache",
+    "faults --round 2 --samples 120 --no-cache",
     "history",
     NULL,
 };
