@@ -277,6 +277,39 @@ static int take_recovered(merger_t *m)
     return rc;
 }
 
+/* Above this many clients still waited for, a wake-up also takes every
+ * arrival that landed meanwhile in one round trip (flc_store_take_arrived)
+ * instead of one BLPOP over all pending lists per arrival, which made a
+ * round of K clients send and scan O(K^2) keys. Below it the BLPOPs are
+ * cheap and the sweep would only add a round trip. */
+#define SWEEP_MIN_PENDING 32
+
+/* Takes the arrivals that are already queued (see SWEEP_MIN_PENDING). A
+ * failed sweep is left to the next BLPOP (which meets the same failover);
+ * negative only when taking an update failed in the store. */
+static int sweep_arrivals(merger_t *m)
+{
+    const flc_rs_merger_cfg_t *cfg = m->cfg;
+    size_t n = m->npending;
+    if (n < SWEEP_MIN_PENDING)
+        return FLC_OK;
+    unsigned char *got = malloc(n);
+    size_t *idx = malloc(n * sizeof *idx);
+    int rc = FLC_OK;
+    if (got != NULL && idx != NULL &&
+        flc_store_take_arrived(m->s, cfg->job, cfg->round, cfg->shard, m->pending, n, got) ==
+            FLC_OK) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) /* arrival() reorders pending: indexes first */
+            if (got[i])
+                idx[k++] = m->pending_idx[i];
+        for (size_t i = 0; rc == FLC_OK && i < k; i++)
+            rc = arrival(m, idx[i]);
+    }
+    free(got), free(idx);
+    return rc;
+}
+
 static int wait_arrivals(merger_t *m, uint64_t t0, unsigned deadline, uint64_t *waited,
                          flc_err_t *e)
 {
@@ -313,6 +346,8 @@ static int wait_arrivals(merger_t *m, uint64_t t0, unsigned deadline, uint64_t *
         }
         backoff = 0;
         if ((rc = arrival(m, got)) != FLC_OK)
+            *e = m->oom.code ? m->oom : *flc_store_error(m->s);
+        else if ((rc = sweep_arrivals(m)) != FLC_OK)
             *e = m->oom.code ? m->oom : *flc_store_error(m->s);
     }
     return rc;

@@ -157,6 +157,52 @@ int flc_store_wait_arrival(flc_store_t *s, const char *job, uint32_t round, uint
     return rc;
 }
 
+/* LPOP of each list; 1 where one gave a token. */
+#define TAKE_ARRIVED_SCRIPT                                                                 \
+    "local out = {} for i, k in ipairs(KEYS) do "                                          \
+    "out[i] = redis.call('LPOP', k) and 1 or 0 end return out"
+
+int flc_store_take_arrived(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                           const char *const *clients, size_t n, unsigned char *got)
+{
+    flc_err_clear(&s->err);
+    memset(got, 0, n);
+    if (n == 0)
+        return FLC_OK;
+    char tag[FLC_TAG_MAX];
+    int rc = flc_store_shard_tag(s, job, shard, tag);
+    if (rc != FLC_OK)
+        return rc;
+    char (*keys)[FLC_KEY_MAX] = malloc(n * sizeof *keys);
+    const char **argv = malloc((n + 3) * sizeof *argv);
+    if (keys == NULL || argv == NULL) {
+        free(keys), free(argv);
+        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory for %zu arrival lists", n);
+    }
+    char nk[24];
+    snprintf(nk, sizeof nk, "%zu", n);
+    argv[0] = "EVAL", argv[1] = TAKE_ARRIVED_SCRIPT, argv[2] = nk;
+    for (size_t i = 0; i < n; i++) {
+        flc_key_arrival(keys[i], tag, round, clients[i]);
+        argv[3 + i] = keys[i];
+    }
+    redisReply *r = NULL;
+    rc = flc_store_command(s, &r, (int)n + 3, argv, NULL);
+    if (rc == FLC_OK && r->type == REDIS_REPLY_ARRAY && r->elements == n) {
+        for (size_t i = 0; i < n; i++)
+            got[i] = r->element[i]->type == REDIS_REPLY_INTEGER && r->element[i]->integer == 1;
+    } else if (rc == FLC_OK) {
+        rc = r->type == REDIS_REPLY_ERROR
+                 ? flc_store_reply_error(s, r, "taking arrivals")
+                 : flc_err_set(&s->err, FLC_EPROTO, "taking arrivals: %zu answers for %zu "
+                               "lists", r->type == REDIS_REPLY_ARRAY ? r->elements : 0, n);
+    }
+    if (r)
+        freeReplyObject(r);
+    free(keys), free(argv);
+    return rc;
+}
+
 /* ---- the start barrier ---------------------------------------------------- */
 
 int flc_store_barrier_incr(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,

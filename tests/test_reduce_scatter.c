@@ -3,7 +3,8 @@
  * merge rule against the in-memory merge of the whole model, server state
  * carried between rounds through the cache, a contributor that never comes
  * (deadline), a duplicate push, a late push, NaN/Inf and wrong dimensions,
- * the round metadata, and the aggregator function's JSON entry.
+ * the round metadata, the aggregator function's JSON entry, and 48 queued
+ * arrivals taken in one sweep.
  *
  * Contributors and mergers run in threads, each with its own connection, as
  * separate functions would. */
@@ -409,6 +410,72 @@ TEST(duplicate_push_counted_once)
     free_models(u, 3);
 }
 
+/* The calls of a command so far (INFO commandstats), -1 when not told. */
+static long long command_calls(flc_store_t *s, const char *cmd)
+{
+    redisReply *r = NULL;
+    long long n = -1;
+    char tag[64];
+    snprintf(tag, sizeof tag, "cmdstat_%s:calls=", cmd);
+    if (flc_store_commandf(s, &r, "INFO commandstats") == 0 && r->type == REDIS_REPLY_STRING) {
+        const char *p = strstr(r->str, tag);
+        n = p ? atoll(p + strlen(tag)) : 0;
+    }
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+/* 48 clients (above the merger's sweep threshold, rs_merger.c) whose
+ * updates all landed before the merger started, one of them twice: the
+ * first wake-up takes one, the sweep the 47 others in one round trip, the
+ * repeat is counted at the close; the mean is exact and the merger blocked
+ * at most twice (it used to make one BLPOP over every pending list per
+ * arrival: O(K^2) keys for K clients). */
+TEST(queued_arrivals_taken_together)
+{
+    enum { K = 48 };
+    const uint64_t n = 64;
+    static char names[K][8];
+    static const char *exp[K];
+    float *u = malloc(n * sizeof *u), *ref = calloc(n, sizeof *ref), *got = calloc(n, sizeof *got);
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
+    int pushed = 1;
+    for (int k = 0; k < K; k++) {
+        snprintf(names[k], sizeof names[k], "q%d", k);
+        exp[k] = names[k];
+        for (uint64_t x = 0; x < n; x++)
+            u[x] = (float)(k + 1) * 0.5f + (float)x;
+        for (uint64_t x = 0; x < n; x++)
+            ref[x] += u[x] / K; /* the mean, checked to float rounding below */
+        flc_rs_push_cfg_t c = {.job = "swept", .round = 1, .client = names[k],
+                               .num_shards = 1, .model_size = n};
+        pushed &= flc_rs_push(s, &c, u, &e) == 0;
+        if (k == 7)
+            pushed &= flc_rs_push(s, &c, u, &e) == 0; /* a retried push */
+    }
+    CHECK(pushed, "%d updates pushed before any merger ran (%s)", K, e.msg);
+    long long blpop0 = command_calls(s, "blpop");
+    flc_rs_merger_cfg_t mc = {.job = "swept", .round = 1, .shard = 0, .num_shards = 1,
+                              .model_size = n, .expected = exp, .n_expected = K,
+                              .deadline_ms = 10000, .readers = 1};
+    flc_merge_rule_init(&mc.rule, "mean", NULL);
+    flc_rs_report_t rep = {0};
+    int rc = flc_rs_merger_run(s, &mc, &rep, &e);
+    long long blpops = command_calls(s, "blpop") - blpop0;
+    int pulled = rc == 0 && flc_rs_pull(s, "swept", 1, 1, n, 5000, got, &e) == 0;
+    double worst = pulled ? max_rel_diff(got, ref, n) : 1;
+    CHECK(rc == 0 && pulled && rep.participants.n == K && rep.duplicates == 1 && worst < 1e-5,
+          "all %d queued arrivals merged (%zu participants, %zu duplicate), the mean exact to "
+          "%.1g (%s)", K, rep.participants.n, rep.duplicates, worst, e.msg);
+    CHECK(blpops >= 1 && blpops <= 2, "the merger blocked %lld time(s) for %d queued arrivals",
+          blpops, K);
+    flc_rs_report_free(&rep);
+    flc_store_close(s);
+    free(u), free(ref), free(got);
+}
+
 /* The merger of round `round`, shard `shard` of job faults (rule mean, 3
  * expected, 300 ms deadline). */
 static flc_rs_merger_cfg_t fault_merger(uint32_t round, uint32_t shard)
@@ -582,4 +649,5 @@ TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(fedavg_grid), TEST_ENTRY(rules_shar
                  TEST_ENTRY(missing_contributor_deadline), TEST_ENTRY(late_push_refused),
                  TEST_ENTRY(duplicate_push_counted_once),
                  TEST_ENTRY(nonfinite_and_wrong_size_rejected), TEST_ENTRY(second_merger_refused),
-                 TEST_ENTRY(empty_round_fails_readers), TEST_ENTRY(aggregator_function_entry))
+                 TEST_ENTRY(empty_round_fails_readers), TEST_ENTRY(aggregator_function_entry),
+                 TEST_ENTRY(queued_arrivals_taken_together))
