@@ -84,7 +84,10 @@
 #include "cli/place.h"
 
 #define BENCH "cluster"
-#define TB_NAME "flcbn" /* not the tests' testbed names: both may exist */
+/* "cb<pid>": not the tests' names (t<pid><letter>), and two benches at once
+ * (two sessions on one machine) do not take each other's testbed down. Set
+ * by find_script, before any signal handler can read it. */
+static char g_tb_name[16] = "cb";
 #define TB_MASTERS 3
 /* The node links' rate: the issue's 1 Gbit/s, or FLCACHE_BENCH_GBIT (an
  * integer; 10 shows what the round costs when the links stop bounding it). */
@@ -107,6 +110,7 @@ static volatile sig_atomic_t g_up = 0; /* a testbed of ours may exist */
 
 static void find_script(void)
 {
+    snprintf(g_tb_name, sizeof g_tb_name, "cb%d", (int)(getpid() % 100000));
     const char *src = getenv("FLCACHE_SOURCE_DIR");
     if (src && *src) {
         snprintf(g_script, sizeof g_script, "%s/scripts/testbed.sh", src);
@@ -134,7 +138,7 @@ static void find_script(void)
 static int tb_sh(char *out, size_t cap, const char *args)
 {
     char cmd[PATH_MAX + 512];
-    snprintf(cmd, sizeof cmd, "timeout 180 sh '%s' --name %s %s 2>&1", g_script, TB_NAME, args);
+    snprintf(cmd, sizeof cmd, "timeout 180 sh '%s' --name %s %s 2>&1", g_script, g_tb_name, args);
     return bench_run(cmd, out, cap);
 }
 
@@ -166,7 +170,7 @@ static void on_signal(int sig)
     if (g_up) {
         pid_t p = fork();
         if (p == 0) {
-            execl("/bin/sh", "sh", g_script, "--name", TB_NAME, "down", (char *)NULL);
+            execl("/bin/sh", "sh", g_script, "--name", g_tb_name, "down", (char *)NULL);
             _exit(127);
         }
         if (p > 0)
