@@ -176,6 +176,11 @@ void flc_query_evcache_row(flc_query_evcache_t *c, size_t r, const flc_query_evr
     }
 }
 
+size_t flc_query_evcache_len(const flc_query_evcache_t *c)
+{
+    return c->buf != NULL ? c->len : 0;
+}
+
 void flc_query_evcache_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                            flc_query_evcache_t *c)
 {

@@ -68,6 +68,9 @@ int flc_query_evcache_begin(flc_query_evcache_t *c, const flc_query_evkey_t *k);
 /* Row r (rows added in order 0, 1, ...; a row never added stays status 0). */
 void flc_query_evcache_row(flc_query_evcache_t *c, size_t r, const flc_query_evrow_t *row);
 
+/* The bytes the value holds so far (0 when nothing is being written). */
+size_t flc_query_evcache_len(const flc_query_evcache_t *c);
+
 /* Writes the value beside the shard, best effort (a read-only user is
  * refused: it computes every time, with the same answers), and frees c. */
 void flc_query_evcache_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,

@@ -8,7 +8,8 @@
  *     stale: the next answer is the freshly computed one;
  *   - the cached values are under the job's key prefix fl:{J/ (the job's
  *     ACL user writes them), and a read-only query user, refused the write,
- *     gets the same answer and leaves nothing behind.
+ *     gets the same answer and leaves nothing behind;
+ *   - sums bigger than half the updates they came from are not kept.
  * Each case has its own job (the cases share one server). */
 #include <math.h>
 #include <pthread.h>
@@ -23,8 +24,10 @@
 #include "tests/harness.h"
 
 #define S 3
-#define NS 40 /* evaluation samples */
-#define IN 12
+/* Evaluation samples: few, so that the cached sums are under half the
+ * updates' bytes (query_evalwork.c keeps them only then). */
+#define NS 3
+#define IN 48
 #define HID 5
 #define C 3
 #define N 5
@@ -64,15 +67,18 @@ static void *merger(void *p)
     return NULL;
 }
 
+#define NS_BIG 40 /* samples whose sums outweigh the updates: not kept */
+static size_t g_ns = NS;  /* the evaluation set's samples and the queries' */
+
 static void put_evalset(flc_store_t *s, const char *job, unsigned seed)
 {
-    static float x[NS * IN];
-    static int32_t y[NS];
-    flc_t_fill(x, NS * IN, seed);
-    for (size_t i = 0; i < NS; i++)
+    static float x[NS_BIG * IN];
+    static int32_t y[NS_BIG];
+    flc_t_fill(x, g_ns * IN, seed);
+    for (size_t i = 0; i < g_ns; i++)
         y[i] = (int32_t)((i * 7 + seed) % C);
     flc_query_evalset_t es = {.kind = FLC_QUERY_MODEL_MLP, .in = IN, .hidden = HID, .out = C,
-                              .n = NS, .x = x, .y = y};
+                              .n = g_ns, .x = x, .y = y};
     flc_err_t e = {0};
     if (flc_query_evalset_put(s, job, &es, &e) != 0)
         flc_t_fatal("eval set: %s", e.msg);
@@ -121,7 +127,7 @@ static Flcache__QueryAnswer *ask(const char *url, const char *job, flc_query_kin
     flc_store_t *s = open_url(url);
     flc_query_req_t q = {.kind = kind, .job = job, .round_from = 1, .round_to = 1, .k = 3,
                          .by_accuracy = kind != FLC_Q_ACCURACY && kind != FLC_Q_FAULTS,
-                         .samples = NS, .url = url, .no_cache = no_cache};
+                         .samples = g_ns, .url = url, .no_cache = no_cache};
     Flcache__QueryAnswer *a = NULL;
     flc_err_t e = {0};
     if (flc_query_run(s, &q, &a, &e) != 0)
@@ -231,6 +237,29 @@ static void uncache(const char *job)
 static void setup(void)
 {
     flc_fixture_start(&g_fx, 0);
+}
+
+/* With 40 samples every shard's sums (40 x 5 floats a row) outweigh its
+ * updates (87-88 floats): reading them back would move more than reading
+ * the updates, so nothing is kept and a second query recomputes. */
+TEST(sums_bigger_than_the_updates_are_not_kept)
+{
+    g_ns = NS_BIG;
+    store_job("ebig");
+    Flcache__QueryAnswer *cold = ask(g_fx.unix_url, "ebig", FLC_Q_ACCURACY, 0);
+    Flcache__QueryAnswer *again = ask(g_fx.unix_url, "ebig", FLC_Q_ACCURACY, 0);
+    uint64_t bytes = 0;
+    int under = 0;
+    size_t nk = cached("ebig", &bytes, &under);
+    CHECK(cold && again && same(cold, again), "two answers, equal");
+    EXPECT(nk == 0 && again->bytes_read == cold->bytes_read &&
+               cold->bytes_read == (N + 2) * P * sizeof(float),
+           "no cached value (%zu), the second query read the updates again (%llu bytes, "
+           "first %llu)", nk, (unsigned long long)(again ? again->bytes_read : 0),
+           (unsigned long long)(cold ? cold->bytes_read : 0));
+    flcache__query_answer__free_unpacked(cold, NULL);
+    flcache__query_answer__free_unpacked(again, NULL);
+    g_ns = NS;
 }
 
 static void teardown(void)
@@ -369,4 +398,5 @@ TEST(cache_key_under_job_pattern)
 
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(warm_equals_cold),
                  TEST_ENTRY(rewritten_update_invalidates), TEST_ENTRY(new_eval_set_invalidates),
-                 TEST_ENTRY(cache_key_under_job_pattern))
+                 TEST_ENTRY(cache_key_under_job_pattern),
+                 TEST_ENTRY(sums_bigger_than_the_updates_are_not_kept))
