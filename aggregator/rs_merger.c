@@ -3,7 +3,7 @@
  * the arrival lists of the expected clients not seen yet, never polling),
  * fold or collect each update as it lands, close the shard, merge, write
  * the merged shard, record the report and wake the readers. See
- * reduce_scatter.h for the protocol. */
+ * reduce_scatter.h for the protocol; taking the updates is rs_take.c's. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +12,7 @@
 #include "aggregator/dp.h"
 #include "aggregator/query.h"
 #include "aggregator/rs_internal.h"
+#include "aggregator/rs_merger_internal.h"
 #include "aggregator/rs_recover.h"
 #include "aggregator/tracker.h"
 #include "base/clock.h"
@@ -20,31 +21,6 @@
 #include "cache/encode.h"
 #include "cache/keys.h"
 #include "cache/store_ops.h"
-
-/* Everything one merger run holds; freed by merger_free. */
-typedef struct merger {
-    flc_store_t *s;
-    const flc_rs_merger_cfg_t *cfg;
-    flc_rs_report_t *rep;
-    uint64_t offset, count;
-    unsigned char *seen;      /* per expected client: arrived (accepted or rejected) */
-    const char **pending;     /* expected clients not seen yet (the wait's lists) */
-    size_t *pending_idx;      /* their indexes in cfg->expected */
-    size_t npending;
-    flc_merge_acc_t *acc;     /* streaming rules */
-    float *buf;               /* where the next update is read */
-    float **kept;             /* collecting rules: the updates, in arrival order */
-    double *weight, *norm;    /* per kept update */
-    size_t nkept;
-    long *kept_idx;           /* per kept update: its index in cfg->expected */
-    long kept_idx_next;       /* expected index of the update being taken */
-    size_t arrived;           /* distinct expected clients announced */
-    flc_err_t oom;            /* set when the merger itself ran out of memory */
-    flc_merge_state_t *own_state; /* state loaded from the cache, saved after */
-    flc_rs_recover_t recover; /* the store's failover count last seen (rs_recover.c) */
-    int notified;             /* the done tokens went with the merged shard */
-    const flc_rs_own_t *own;  /* this process's own contributor, or NULL */
-} merger_t;
 
 static void merger_free(merger_t *m)
 {
@@ -60,297 +36,6 @@ static void merger_free(merger_t *m)
     free(m->norm);
     free(m->kept_idx);
     flc_merge_state_free(m->own_state);
-}
-
-static float *new_buf(uint64_t n)
-{
-    return malloc((size_t)(n ? n : 1) * sizeof(float));
-}
-
-static void reject(merger_t *m, const char *client, const char *fmt, const char *why)
-{
-    char line[400];
-    snprintf(line, sizeof line, "%s: ", client);
-    size_t l = strlen(line);
-    snprintf(line + l, sizeof line - l, fmt, why);
-    flc_strlist_add(&m->rep->rejected, line, strlen(line));
-    FLC_INFO("merger %s/%u/%u rejected %s", m->cfg->job, m->cfg->round,
-             m->cfg->shard, line);
-}
-
-#define TAKE_LOST 2 /* take(): the update went with a dead master; not taken */
-
-/* An encoded update's blocks for the accumulator (flc_merge_acc_fold_fn). */
-static void decode_block(void *user, size_t off, size_t m, float *dst)
-{
-    flc_enc_decode_range(user, off, m, dst);
-}
-
-/* A streaming rule decodes an encoded update as it folds (no decoded
- * copy); a collecting rule keeps the update, so it reads it decoded. */
-static int read_update(merger_t *m, const char *client, flc_shard_t *sh)
-{
-    const flc_rs_merger_cfg_t *cfg = m->cfg;
-    const flc_rs_own_t *own = m->own;
-    if (own != NULL && own->update != NULL && strcmp(client, own->client) == 0) {
-        /* This process's own contributor: its update is in memory, never
-         * pushed for this shard; the frame it would have read, checked the
-         * same way below. */
-        memcpy(m->buf, own->update, m->count * sizeof *m->buf);
-        memset(sh, 0, sizeof *sh);
-        sh->values = m->buf;
-        sh->offset = m->offset, sh->count = m->count;
-        sh->model_size = cfg->model_size, sh->num_shards = cfg->num_shards;
-        sh->shard = cfg->shard, sh->round = cfg->round;
-        sh->weight = own->weight;
-        sh->update_norm = own->norm;
-        return FLC_OK;
-    }
-    return m->acc != NULL ? flc_store_get_update_raw(m->s, cfg->job, cfg->round, cfg->shard,
-                                                     client, sh, m->buf, m->count)
-                          : flc_store_get_update(m->s, cfg->job, cfg->round, cfg->shard, client,
-                                                 sh, m->buf, m->count);
-}
-
-/* Reads one arrived update and folds or keeps it. Returns FLC_OK when it was
- * accepted, 1 when it was rejected (recorded), TAKE_LOST when a failover
- * took it (nothing recorded), or a negative FLC_E* when the store failed
- * (the round cannot go on). */
-static int take(merger_t *m, const char *client)
-{
-    const flc_rs_merger_cfg_t *cfg = m->cfg;
-    flc_shard_t sh = {0};
-    int rc = read_update(m, client, &sh);
-    /* A read cut by a failover (its node killed after the token was
-     * popped) is read again from the promoted replica, as long as a
-     * promotion may take. Found 2026-11-29: this read used to fail, and the
-     * merger then went on to close the shard with the client counted as
-     * seen but never folded, so a training step merged 3 of 4 gradients
-     * and said "ok" (a different model, exit 0). */
-    int cut = 0;
-    for (unsigned w = 50, spent = 0;
-         rc == FLC_ECONN && flc_rs_recover_retry(m->s) && spent < 20000;
-         spent += w, w = w * 2 > 250 ? 250 : w * 2) {
-        cut = 1;
-        flc_sleep_ms(w);
-        rc = read_update(m, client, &sh);
-    }
-    if (cut && rc == FLC_ENOTFOUND) {
-        /* Gone with the dead master, announcement and all: like one never
-         * sent. Its sender pushes it again (or the round names it missing). */
-        FLC_INFO("merger %s/%u/%u: the update of %s went with a dead master; waiting for it "
-                 "again", cfg->job, cfg->round, cfg->shard, client);
-        return TAKE_LOST;
-    }
-    if (rc == FLC_ECONN || rc == FLC_ETIMEOUT || rc == FLC_ENOMEM)
-        return rc;
-    if (rc != FLC_OK) {
-        reject(m, client, "%s", flc_store_errstr(m->s));
-        return 1;
-    }
-    /* An encoded payload larger than the shard's floats (top-k of half an
-     * odd-sized shard) comes in its own buffer: folded from there. */
-    int owned = sh.values != m->buf && sh.encoding == FLC_ENC_F32;
-    if (owned || sh.offset != m->offset || sh.count != m->count ||
-        sh.model_size != cfg->model_size || sh.num_shards != cfg->num_shards) {
-        char why[200];
-        snprintf(why, sizeof why, "wrong dimensions: %llu floats at %llu of a %llu-float model "
-                 "in %u shards, expected %llu at %llu of %llu in %u",
-                 (unsigned long long)sh.count, (unsigned long long)sh.offset,
-                 (unsigned long long)sh.model_size, sh.num_shards,
-                 (unsigned long long)m->count, (unsigned long long)m->offset,
-                 (unsigned long long)cfg->model_size, cfg->num_shards);
-        flc_shard_release(&sh);
-        reject(m, client, "%s", why);
-        return 1;
-    }
-    double w = sh.weight > 0 ? sh.weight : (sh.num_samples ? (double)sh.num_samples : 1.0);
-    double norm = sh.update_norm > 0 ? sh.update_norm : -1.0;
-    if (cfg->rule.clip > 0) {
-        double nn = norm > 0 ? norm
-                    : sh.encoding != FLC_ENC_F32 ? 0 /* pushes always carry it */
-                                                 : sqrt(flc_merge_sumsq(m->buf, m->count));
-        if (nn > cfg->rule.clip)
-            m->rep->clipped++;
-    }
-    flc_err_t me = {0};
-    if (m->acc != NULL && sh.encoding != FLC_ENC_F32) {
-        flc_enc_view_t v; /* checked by the read */
-        flc_enc_view_init(&v, (int)sh.encoding, sh.values, m->count, sh.nnz);
-        rc = flc_merge_acc_fold_fn(m->acc, m->count, w, norm, decode_block, &v, &me);
-        flc_shard_release(&sh);
-    } else if (m->acc != NULL) {
-        rc = flc_merge_acc_fold(m->acc, m->buf, m->count, w, norm, &me);
-        size_t pos;
-        if (rc == FLC_ENONFINITE && flc_merge_check_finite(m->buf, m->count, &pos) != FLC_OK)
-            flc_err_set(&me, rc, "%s at element %llu", isnan(m->buf[pos]) ? "NaN" : "Inf",
-                        (unsigned long long)(m->offset + pos)); /* in model coordinates */
-    } else {
-        size_t pos;
-        rc = flc_merge_check_finite(m->buf, m->count, &pos);
-        if (rc != FLC_OK)
-            flc_err_set(&me, rc, "%s at element %llu", isnan(m->buf[pos]) ? "NaN" : "Inf",
-                        (unsigned long long)(m->offset + pos));
-        if (rc == FLC_OK && !(w >= 0 && isfinite(w)))
-            rc = flc_err_set(&me, FLC_EINVAL, "bad weight %g", w);
-        if (rc == FLC_OK) {
-            m->kept_idx[m->nkept] = m->kept_idx_next;
-            m->kept[m->nkept] = m->buf;
-            m->weight[m->nkept] = w;
-            m->norm[m->nkept] = norm > 0 ? norm : sqrt(flc_merge_sumsq(m->buf, m->count));
-            m->nkept++;
-            m->buf = new_buf(m->count);
-            if (m->buf == NULL) {
-                flc_err_set(&m->oom, FLC_ENOMEM, "out of memory for update %zu of shard %u",
-                            m->nkept + 1, cfg->shard);
-                return FLC_ENOMEM;
-            }
-        }
-    }
-    if (rc != FLC_OK) {
-        reject(m, client, "%s", me.msg);
-        return 1;
-    }
-    flc_strlist_add(&m->rep->participants, client, strlen(client));
-    /* The data path's trace (FLCACHE_LOG=debug): what each merger took and
-     * wrote, comparable between two runs of the same job (a checksum of
-     * the bytes, computed only when the trace is on). */
-    if (flc_log_level() >= FLC_LOG_DEBUG) {
-        const float *v = m->acc ? m->buf : m->kept[m->nkept - 1];
-        FLC_DEBUG("merger %s/%u/%u took %s: %llu floats, crc32c %08x", cfg->job, cfg->round,
-                  cfg->shard, client, (unsigned long long)m->count,
-                  flc_crc32c(0, v, m->count * sizeof *v));
-    }
-    return FLC_OK;
-}
-
-/* Handles an arrival of expected client x: a repeat is counted, a new one
- * is taken. Negative only when the store failed. An unexpected client
- * cannot arrive: the merger waits only on expected clients' lists, so its
- * update stays under its own keys, unmerged and out of the roster. */
-static int arrival(merger_t *m, size_t x)
-{
-    if (m->seen[x]) {
-        m->rep->duplicates++; /* a retried push: the update was counted once */
-        return FLC_OK;
-    }
-    m->kept_idx_next = (long)x;
-    int t = take(m, m->cfg->expected[x]);
-    if (t < 0 || t == TAKE_LOST)
-        return t < 0 ? t : FLC_OK; /* not seen: still waited for */
-    /* Seen only now that it was taken or rejected: a client marked seen
-     * whose update was never folded would be neither a participant nor
-     * missing (the merge would silently leave it out). */
-    m->seen[x] = 1;
-    m->arrived++;
-    for (size_t i = 0; i < m->npending; i++)
-        if (m->pending_idx[i] == x) { /* no longer waited for */
-            m->pending[i] = m->pending[m->npending - 1];
-            m->pending_idx[i] = m->pending_idx[m->npending - 1];
-            m->npending--;
-            break;
-        }
-    return FLC_OK;
-}
-
-/* Waits for the expected clients until all arrived or the deadline (from
- * t0) passed, taking each as it lands; *waited accumulates the blocked
- * time. One BLPOP over the lists of the clients not seen yet, so a client
- * that arrived is not waited for again. Returns the store's error (in *e)
- * when it failed; FLC_OK at the deadline too. */
-/* After a failover: takes the updates that are stored but whose arrival
- * was lost with the dead master (rs_recover.c); nothing otherwise. */
-static int take_recovered(merger_t *m)
-{
-    const flc_rs_merger_cfg_t *cfg = m->cfg;
-    flc_strlist_t found;
-    int rc = FLC_OK;
-    if (flc_rs_recover(m->s, cfg, m->seen, &m->recover, &found) != FLC_OK)
-        return FLC_OK; /* warned there; the clients count as missing if never seen */
-    for (size_t i = 0; rc == FLC_OK && i < found.n; i++)
-        for (size_t x = 0; x < cfg->n_expected; x++)
-            if (!m->seen[x] && strcmp(cfg->expected[x], found.items[i]) == 0) {
-                rc = arrival(m, x);
-                break;
-            }
-    flc_strlist_free(&found);
-    return rc;
-}
-
-/* Above this many clients still waited for, a wake-up also takes every
- * arrival that landed meanwhile in one round trip (flc_store_take_arrived)
- * instead of one BLPOP over all pending lists per arrival, which made a
- * round of K clients send and scan O(K^2) keys. Below it the BLPOPs are
- * cheap and the sweep would only add a round trip. */
-#define SWEEP_MIN_PENDING 32
-
-/* Takes the arrivals that are already queued (see SWEEP_MIN_PENDING). A
- * failed sweep is left to the next BLPOP (which meets the same failover);
- * negative only when taking an update failed in the store. */
-static int sweep_arrivals(merger_t *m)
-{
-    const flc_rs_merger_cfg_t *cfg = m->cfg;
-    size_t n = m->npending;
-    if (n < SWEEP_MIN_PENDING)
-        return FLC_OK;
-    unsigned char *got = malloc(n);
-    size_t *idx = malloc(n * sizeof *idx);
-    int rc = FLC_OK;
-    if (got != NULL && idx != NULL &&
-        flc_store_take_arrived(m->s, cfg->job, cfg->round, cfg->shard, m->pending, n, got) ==
-            FLC_OK) {
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++) /* arrival() reorders pending: indexes first */
-            if (got[i])
-                idx[k++] = m->pending_idx[i];
-        for (size_t i = 0; rc == FLC_OK && i < k; i++)
-            rc = arrival(m, idx[i]);
-    }
-    free(got), free(idx);
-    return rc;
-}
-
-static int wait_arrivals(merger_t *m, uint64_t t0, unsigned deadline, uint64_t *waited,
-                         flc_err_t *e)
-{
-    const flc_rs_merger_cfg_t *cfg = m->cfg;
-    int rc = FLC_OK;
-    unsigned backoff = 0; /* ms, while a failover is under way */
-    while (rc == FLC_OK && m->npending > 0) {
-        double spent = (double)(flc_now_ns() - t0) / 1e6;
-        if (spent >= deadline)
-            break;
-        size_t which;
-        uint64_t w0 = flc_now_ns();
-        int wr = flc_store_wait_arrival(m->s, cfg->job, cfg->round, cfg->shard, m->pending,
-                                        m->npending, deadline - (unsigned)spent, &which);
-        *waited += flc_now_ns() - w0;
-        size_t got = wr == FLC_OK ? m->pending_idx[which] : 0; /* before pending changes */
-        if ((rc = take_recovered(m)) != FLC_OK) {
-            *e = m->oom.code ? m->oom : *flc_store_error(m->s);
-            return rc;
-        }
-        if (wr == FLC_ETIMEOUT)
-            break;
-        if (wr == FLC_ECONN && flc_rs_recover_retry(m->s)) {
-            /* Its node died (a failover on a cluster): wait again once the
-             * store follows the promoted replica, until the deadline; what
-             * the dead node lost is found by take_recovered above. */
-            backoff = backoff ? (backoff * 2 > 250 ? 250 : backoff * 2) : 50;
-            flc_sleep_ms(backoff);
-            continue;
-        }
-        if (wr != FLC_OK) {
-            *e = *flc_store_error(m->s);
-            return wr;
-        }
-        backoff = 0;
-        if ((rc = arrival(m, got)) != FLC_OK)
-            *e = m->oom.code ? m->oom : *flc_store_error(m->s);
-        else if ((rc = sweep_arrivals(m)) != FLC_OK)
-            *e = m->oom.code ? m->oom : *flc_store_error(m->s);
-    }
-    return rc;
 }
 
 /* Marks the shard closed and takes what is still queued on the expected
@@ -369,7 +54,7 @@ static int close_shard(merger_t *m)
                                    cfg->n_expected, tokens);
     for (size_t i = 0; rc == FLC_OK && i < cfg->n_expected; i++)
         for (unsigned k = 0; rc == FLC_OK && k < tokens[i]; k++)
-            rc = arrival(m, i);
+            rc = rs_arrival(m, i);
     free(tokens);
     return rc;
 }
@@ -437,7 +122,7 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
                 if (used[i])
                     flc_strlist_add(&kept, c, strlen(c));
                 else
-                    reject(m, c, "not selected by %s", flc_merge_kind_name(cfg->rule.kind));
+                    rs_reject(m, c, "not selected by %s", flc_merge_kind_name(cfg->rule.kind));
             }
             flc_strlist_free(&m->rep->participants);
             m->rep->participants = kept;
@@ -581,7 +266,7 @@ int flc_rs_merger_run_own(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
         m.pending_idx[i] = i;
     }
     m.npending = cfg->n_expected;
-    m.buf = new_buf(m.count);
+    m.buf = rs_new_buf(m.count);
     if (flc_merge_rule_streams(&cfg->rule)) {
         m.acc = flc_merge_acc_new(&cfg->rule, m.count, e);
         if (m.acc == NULL)
@@ -605,12 +290,12 @@ int flc_rs_merger_run_own(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
     flc_rs_recover(s, cfg, m.seen, &m.recover, &none); /* records the store's count */
     for (size_t x = 0; rc == FLC_OK && own && own->update && x < cfg->n_expected; x++)
         if (strcmp(cfg->expected[x], own->client) == 0) { /* from memory, first */
-            if ((rc = arrival(&m, x)) != FLC_OK)
+            if ((rc = rs_arrival(&m, x)) != FLC_OK)
                 *e = m.oom.code ? m.oom : *flc_store_error(s);
             break;
         }
     if (rc == FLC_OK)
-        rc = wait_arrivals(&m, t0, deadline, &waited, e);
+        rc = rs_wait_arrivals(&m, t0, deadline, &waited, e);
     if (rc != FLC_OK) /* never closed: give the shard back for a retry */
         flc_store_merger_unlock(s, cfg->job, cfg->round, cfg->shard);
     if (rc == FLC_OK) {
@@ -626,7 +311,7 @@ int flc_rs_merger_run_own(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
         }
     }
     if (rc == FLC_OK)
-        rc = take_recovered(&m);
+        rc = rs_take_recovered(&m);
     if (rc != FLC_OK)
         *e = m.oom.code ? m.oom : *flc_store_error(s);
     for (size_t i = 0; rc == FLC_OK && i < cfg->n_expected; i++)
