@@ -259,20 +259,9 @@ static void *eval_worker(void *p)
         pthread_mutex_unlock(&j->lock);
         if (k < 0)
             break;
-        const char *near = j->plan.addr[grp];
-        char url[1200];
-        if (near[0] != '\0' && grp != prev) { /* next to the node, as the Gram workers go */
-            flc_store_close(s);
-            s = NULL;
-            rc = j->place->enter(j->place->user, near, &opts, &e);
-            if (rc == FLC_OK)
-                rc = flc_query_node_url(&caller_ep, near, url, sizeof url, &e);
-            if (rc == FLC_OK && (s = flc_store_open(url, &opts, &e)) == NULL)
-                rc = e.code;
-        } else if (near[0] == '\0' && s == NULL) { /* the caller's URL, never the tracker's */
-            if ((s = flc_store_open(j->url, j->opts, &e)) == NULL)
-                rc = e.code;
-        }
+        /* next to the node, as the Gram workers go */
+        rc = flc_query_worker_store(j->place, &j->plan, grp, prev, &caller_ep, j->url, j->opts,
+                                    &opts, -1, &s, &e);
         if (rc == FLC_OK)
             rc = eval_shard(s, j, (size_t)k, Z, L, &e);
     }

@@ -277,20 +277,9 @@ typedef struct gram_job {
 } gram_job_t;
 
 /* Opens the worker's store at url, tagged with the caller's query class. */
-static flc_store_t *worker_open(const gram_job_t *j, const char *url,
-                                const flc_store_opts_t *opts, flc_err_t *e)
-{
-    flc_store_t *s = flc_store_open(url, opts, e);
-    if (s != NULL)
-        flc_store_set_query_class(s, j->qclass);
-    return s;
-}
-
-/* One shard worker: takes shards off the plan until none is left. Placed
- * (the group has a node address), it first enters that node (place->enter,
- * which also says how to reach the node locally) and connects to the node
- * itself; unplaced, each shard is computed over a connection to the node
- * the tracker names (the caller's own node with the caller's credentials). */
+/* One shard worker: takes shards off the plan until none is left, each
+ * over the store flc_query_worker_store gives it (next to the group's node
+ * when placed, else the caller's own URL). */
 static void *gram_worker(void *p)
 {
     gram_job_t *j = p;
@@ -306,11 +295,6 @@ static void *gram_worker(void *p)
     mine.bad = calloc(m, 1);
     int rc = mine.G == NULL || mine.bad == NULL ? flc_err_set(&e, FLC_ENOMEM, "out of memory")
                                                 : flc_url_parse(j->url, &caller_ep, &e);
-    /* A placed worker connects to a node of the cluster the planner found
-     * in the slot map: saying so in its URL skips the probe connection
-     * (AUTH and INFO cluster on a connection of its own) that finds out. */
-    flc_url_t node_ep = caller_ep;
-    node_ep.cluster = FLC_URL_CLUSTER_YES;
     long grp = -1;
     while (rc == FLC_OK) {
         pthread_mutex_lock(&j->lock);
@@ -320,36 +304,10 @@ static void *gram_worker(void *p)
         if (k < 0)
             break;
         const flc_track_where_t *w = &j->where[k];
-        const char *near = j->plan.addr[grp]; /* from the slot map, never the tracker */
-        char url[1200];
-        if (near[0] != '\0' && grp != prev) { /* go next to the node, then connect */
-            flc_store_close(s);
-            s = NULL;
-            uint64_t t0 = flc_now_ns();
-            rc = j->place->enter(j->place->user, near, &opts, &e);
-            uint64_t t1 = flc_now_ns();
-            if (rc == FLC_OK)
-                rc = flc_query_node_url(&node_ep, near, url, sizeof url, &e);
-            if (rc == FLC_OK && (s = worker_open(j, url, &opts, &e)) == NULL)
-                rc = e.code;
-            if (rc != FLC_OK)
-                break;
-            FLC_DEBUG("query: worker next to %s: entered in %.2f ms, connected in %.2f ms",
-                      near, (double)(t1 - t0) / 1e6, (double)(flc_now_ns() - t1) / 1e6);
-        } else if (near[0] == '\0' && s == NULL) {
-            /* Unplaced: the caller's own URL, whatever the tracker says. The
-             * tracker is a value anyone with write access to the job may
-             * have written; connecting where it points would hand the
-             * caller's user and password to that host (issue 13 finding
-             * 1). The caller's store follows the cluster's own slot map
-             * (CLUSTER SLOTS, MOVED) to the shard's node; on one server
-             * the URL is the node. */
-            s = worker_open(j, j->url, j->opts, &e);
-            if (s == NULL) {
-                rc = e.code;
-                break;
-            }
-        }
+        rc = flc_query_worker_store(j->place, &j->plan, grp, prev, &caller_ep, j->url, j->opts,
+                                    &opts, j->qclass, &s, &e);
+        if (rc != FLC_OK)
+            break;
         rc = flc_query_gram_shard(s, j->job, j->round, w->shard, j->use_cache, &mine, &e);
         flc_store_node_t nd; /* who served it: the owner of its slot as s routes now */
         if (rc == FLC_OK && flc_store_shard_node(s, j->job, j->round, w->shard, &nd) == FLC_OK)

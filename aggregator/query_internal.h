@@ -146,4 +146,21 @@ long flc_query_plan_take(flc_query_plan_t *p, long *grp);
 int flc_query_node_url(const flc_url_t *caller, const char *addr, char *out, size_t cap,
                        flc_err_t *e);
 
+/* A shard worker's store for plan group grp, its group before being prev
+ * (-1: none): when the group is placed and new to the worker, *s is closed
+ * and the worker enters the group's node (place->enter, which fills opts
+ * with how to reach it locally) and opens the node itself: the caller's
+ * URL caller_ep with the node's host and port, flagged cluster=yes (the
+ * planner found it in the slot map: no probe connection). Unplaced, the
+ * first call opens the caller's own url with url_opts: never an address
+ * the tracker names, which anyone with write access to the job may have
+ * written (connecting there would hand it the caller's credentials; issue
+ * 13 finding 1); the store then follows the cluster's slot map. A store
+ * opened here gets query class qclass (flc_store_set_query_class) unless
+ * qclass < 0. */
+int flc_query_worker_store(const flc_place_t *place, const flc_query_plan_t *plan, long grp,
+                           long prev, const flc_url_t *caller_ep, const char *url,
+                           const flc_store_opts_t *url_opts, flc_store_opts_t *opts,
+                           int qclass, flc_store_t **s, flc_err_t *e);
+
 #endif

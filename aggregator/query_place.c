@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "aggregator/query_internal.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "cache/store_ops.h"
 
 void flc_query_plan_free(flc_query_plan_t *p)
@@ -125,4 +127,44 @@ int flc_query_node_url(const flc_url_t *caller, const char *addr, char *out, siz
     if (flc_url_format(&u, out, cap) != FLC_OK)
         return flc_err_set(e, FLC_EINVAL, "the URL of node %.200s is too long", addr);
     return FLC_OK;
+}
+
+static flc_store_t *worker_open(const char *url, const flc_store_opts_t *opts, int qclass,
+                                flc_err_t *e)
+{
+    flc_store_t *s = flc_store_open(url, opts, e);
+    if (s != NULL && qclass >= 0)
+        flc_store_set_query_class(s, qclass);
+    return s;
+}
+
+int flc_query_worker_store(const flc_place_t *place, const flc_query_plan_t *plan, long grp,
+                           long prev, const flc_url_t *caller_ep, const char *url,
+                           const flc_store_opts_t *url_opts, flc_store_opts_t *opts,
+                           int qclass, flc_store_t **s, flc_err_t *e)
+{
+    const char *near = plan->addr[grp]; /* from the slot map, never the tracker */
+    if (near[0] == '\0') { /* unplaced: the caller's own URL, opened once */
+        if (*s == NULL && (*s = worker_open(url, url_opts, qclass, e)) == NULL)
+            return e->code;
+        return FLC_OK;
+    }
+    if (grp == prev)
+        return FLC_OK; /* still next to that node */
+    flc_store_close(*s);
+    *s = NULL;
+    flc_url_t node_ep = *caller_ep;
+    node_ep.cluster = FLC_URL_CLUSTER_YES;
+    char node_url[1200];
+    uint64_t t0 = flc_now_ns();
+    int rc = place->enter(place->user, near, opts, e);
+    uint64_t t1 = flc_now_ns();
+    if (rc == FLC_OK)
+        rc = flc_query_node_url(&node_ep, near, node_url, sizeof node_url, e);
+    if (rc == FLC_OK && (*s = worker_open(node_url, opts, qclass, e)) == NULL)
+        rc = e->code;
+    if (rc == FLC_OK)
+        FLC_DEBUG("query: worker next to %s: entered in %.2f ms, connected in %.2f ms", near,
+                  (double)(t1 - t0) / 1e6, (double)(flc_now_ns() - t1) / 1e6);
+    return rc;
 }
