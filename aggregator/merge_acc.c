@@ -215,14 +215,7 @@ static double *batch_coefs(const flc_merge_rule_t *r, const flc_merge_batch_t *b
     if (c == NULL)
         return NULL;
     size_t nclip = flc_merge_batch_scales(r, b, c);
-    int weighted = flc_merge_rule_weighted(r);
-    double t = 0;
-    for (size_t i = 0; i < b->k; i++) {
-        double w = weighted && b->weight ? b->weight[i] : 1.0;
-        c[i] *= w;
-        t += w;
-    }
-    *total = t;
+    *total = flc_merge_apply_weights(r, b, c);
     if (clipped)
         *clipped = nclip;
     return c;

@@ -38,6 +38,12 @@ int flc_merge_fold_rows(const float *const *u, size_t k, size_t n, const double 
 int flc_merge_fold_one(const float *u, size_t n, double c, int first, double *sum,
                        flc_merge_bad_t *bad);
 
+/* merge_run.c: coef[i] *= update i's weight (1 when the rule is not
+ * weighted or the batch has no weights); returns the weights' total. The
+ * batch merge and the accumulator's batch fold weigh alike through it. */
+double flc_merge_apply_weights(const flc_merge_rule_t *r, const flc_merge_batch_t *b,
+                               double *coef);
+
 /* flc_merge_median / _trimmed_mean; check = 1: refuse NaN/Inf in u. */
 int flc_merge_median_x(const float *const *u, size_t k, size_t n, const double *s, int check,
                        float *out, flc_err_t *e);

@@ -14,10 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* fedavg, mean and the server optimizers' pseudo-gradient; the kernel
- * checks for NaN/Inf as it reads. */
-static int run_average(const flc_merge_rule_t *r, const flc_merge_batch_t *b, double *coef,
-                       float *out, flc_err_t *e)
+double flc_merge_apply_weights(const flc_merge_rule_t *r, const flc_merge_batch_t *b,
+                               double *coef)
 {
     int weighted = flc_merge_rule_weighted(r);
     double total = 0;
@@ -26,6 +24,15 @@ static int run_average(const flc_merge_rule_t *r, const flc_merge_batch_t *b, do
         coef[i] *= w;
         total += w;
     }
+    return total;
+}
+
+/* fedavg, mean and the server optimizers' pseudo-gradient; the kernel
+ * checks for NaN/Inf as it reads. */
+static int run_average(const flc_merge_rule_t *r, const flc_merge_batch_t *b, double *coef,
+                       float *out, flc_err_t *e)
+{
+    double total = flc_merge_apply_weights(r, b, coef);
     size_t j, pos;
     if (flc_merge_wsum(b->u, b->k, b->n, coef, 1.0 / total, out, &j, &pos))
         return flc_err_set(e, FLC_ENONFINITE, "merge %s: update %zu holds %s at element %zu",
