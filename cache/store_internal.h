@@ -169,6 +169,13 @@ int flc_store_blpop_keys(flc_store_t *s, const char *const *keys, size_t n, unsi
 /* Sets an error from a Redis error reply (OOM, WRONGTYPE, NOAUTH, ...). */
 int flc_store_reply_error(flc_store_t *s, const redisReply *r, const char *what);
 
+/* A whole value (store_protocol.c). blob_get: GET key into a new buffer
+ * (NUL-terminated, *len bytes); FLC_ENOTFOUND naming what when there is
+ * none. blob_set: SET key blob, binary-safe, with the store's expiry. */
+int flc_store_blob_get(flc_store_t *s, const char *key, const char *what, char **blob,
+                       size_t *len);
+int flc_store_blob_set(flc_store_t *s, const char *key, const void *blob, size_t len);
+
 /* Most pieces flc_store_send_pieces takes for its last argument. */
 #define FLC_STORE_MAX_PIECES 8
 

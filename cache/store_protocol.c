@@ -92,8 +92,7 @@ static char *copy_bytes(const char *p, size_t len)
     return c;
 }
 
-/* GET key into a new buffer; FLC_ENOTFOUND (naming what) when there is none. */
-static int blob_get(flc_store_t *s, const char *key, const char *what, char **blob,
+int flc_store_blob_get(flc_store_t *s, const char *key, const char *what, char **blob,
                     size_t *len)
 {
     *blob = NULL;
@@ -114,14 +113,19 @@ static int blob_get(flc_store_t *s, const char *key, const char *what, char **bl
     return rc;
 }
 
-/* SET key blob (binary-safe). */
-static int blob_put(flc_store_t *s, const char *key, const void *blob, size_t len)
+int flc_store_blob_set(flc_store_t *s, const char *key, const void *blob, size_t len)
 {
     char ttl[24]; /* SET ... PX: the value and its expiry in one command */
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)s->opts.ttl_ms);
     const char *argv[] = {"SET", key, blob, "PX", ttl};
     size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
-    int rc = flc_store_command(s, NULL, s->opts.ttl_ms ? 5 : 3, argv, lens);
+    return flc_store_command(s, NULL, s->opts.ttl_ms ? 5 : 3, argv, lens);
+}
+
+/* flc_store_blob_set, its error naming the key. */
+static int blob_put(flc_store_t *s, const char *key, const void *blob, size_t len)
+{
+    int rc = flc_store_blob_set(s, key, blob, len);
     return rc == FLC_OK ? rc : flc_err_wrap(&s->err, "writing %s: ", key);
 }
 
@@ -566,7 +570,7 @@ int flc_store_gram_get(flc_store_t *s, const char *job, uint32_t round, uint32_t
         return rc;
     snprintf(what, sizeof what, "Gram partial of shard %u of round %u of job %s", shard, round,
              job);
-    return blob_get(s, key, what, blob, len);
+    return flc_store_blob_get(s, key, what, blob, len);
 }
 
 int flc_store_gram_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
@@ -586,7 +590,7 @@ int flc_store_opt_state_get(flc_store_t *s, const char *job, uint32_t shard, cha
         return rc;
     flc_key_opt_state(key, tag);
     snprintf(what, sizeof what, "server state of shard %u of job %s", shard, job);
-    return blob_get(s, key, what, blob, len);
+    return flc_store_blob_get(s, key, what, blob, len);
 }
 
 int flc_store_opt_state_put(flc_store_t *s, const char *job, uint32_t shard, const void *blob,
