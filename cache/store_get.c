@@ -12,7 +12,7 @@
 #include <string.h>
 
 /* Makes the scratch buffer hold at least n bytes (kept between calls). */
-static int grow_scratch(flc_store_t *s, size_t n)
+int flc_store_grow_scratch(flc_store_t *s, size_t n)
 {
     if (s->scratch_cap >= n)
         return FLC_OK;
@@ -136,7 +136,7 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
      * the one of the wrong type answers with a short WRONGTYPE error. Both
      * land in the store's scratch buffer, so a read allocates nothing. */
     size_t chunk = s->opts.chunk_bytes;
-    if (grow_scratch(s, chunk) != FLC_OK)
+    if (flc_store_grow_scratch(s, chunk) != FLC_OK)
         return s->err.code;
     /* A caller that knows the shard's size (dst_cap floats) gets no more
      * speculative reads than such a frame can fill: a small shard is read
@@ -245,7 +245,7 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     }
     if (hashed && len0 > chunk) {
         /* Written with a bigger chunk than ours: fetch field 0 again whole. */
-        if (grow_scratch(s, len0) != FLC_OK)
+        if (flc_store_grow_scratch(s, len0) != FLC_OK)
             return s->err.code;
         rc = flc_store_append(s, 3, hg, NULL);
         rc = rc ? rc : flc_store_flush(s, "HGET");
@@ -386,8 +386,8 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
 /* A value is believed only under the key it names (issue 13 finding 9): a
  * frame copied from another client's, round's or shard's key decodes fine,
  * and would be merged or queried as this one. client NULL: a merged shard. */
-static int check_origin(flc_store_t *s, const flc_shard_t *h, const char *job, uint32_t round,
-                        uint32_t shard, const char *client, const char *what)
+int flc_store_check_origin(flc_store_t *s, const flc_shard_t *h, const char *job, uint32_t round,
+                           uint32_t shard, const char *client, const char *what)
 {
     const char *c = client ? client : "";
     if (strcmp(h->job, job) == 0 && h->round == round && h->shard == shard &&
@@ -411,7 +411,7 @@ static int get_update(flc_store_t *s, const char *job, uint32_t round, uint32_t 
     snprintf(what, sizeof what, "update of client %s for shard %u of round %u of job %s",
              client, shard, round, job);
     rc = get_shard(s, key, what, out, dst, dst_cap, raw, NULL);
-    if (rc == FLC_OK && (rc = check_origin(s, out, job, round, shard, client, what)) != FLC_OK)
+    if (rc == FLC_OK && (rc = flc_store_check_origin(s, out, job, round, shard, client, what)) != FLC_OK)
         flc_shard_release(out);
     if (s->tier) {
         flc_obj_t o;
@@ -419,7 +419,7 @@ static int get_update(flc_store_t *s, const char *job, uint32_t round, uint32_t 
         int hot = rc;
         rc = flc_tier_after_get(s, rc, &o, what, out, dst, dst_cap);
         if (hot == FLC_ENOTFOUND && rc == FLC_OK && /* a cold copy: the same check */
-            (rc = check_origin(s, out, job, round, shard, client, what)) != FLC_OK)
+            (rc = flc_store_check_origin(s, out, job, round, shard, client, what)) != FLC_OK)
             flc_shard_release(out);
     }
     return rc;
@@ -457,7 +457,7 @@ static int get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t 
         return FLC_OK; /* the token says why; nothing read */
     if (wait != NULL && rc == FLC_ETIMEOUT)
         return rc;
-    if (rc == FLC_OK && (rc = check_origin(s, out, job, round, shard, NULL, what)) != FLC_OK)
+    if (rc == FLC_OK && (rc = flc_store_check_origin(s, out, job, round, shard, NULL, what)) != FLC_OK)
         flc_shard_release(out);
     if (s->tier) {
         flc_obj_t o;
@@ -465,7 +465,7 @@ static int get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t 
         int hot = rc;
         rc = flc_tier_after_get(s, rc, &o, what, out, dst, dst_cap);
         if (hot == FLC_ENOTFOUND && rc == FLC_OK && /* a cold copy: the same check */
-            (rc = check_origin(s, out, job, round, shard, NULL, what)) != FLC_OK)
+            (rc = flc_store_check_origin(s, out, job, round, shard, NULL, what)) != FLC_OK)
             flc_shard_release(out);
     }
     return rc;

@@ -147,6 +147,16 @@ int flc_store_read(flc_store_t *s, redisReply **r, const char *what);
  * last reply's integer value, -1 when it is not an integer. */
 int flc_store_read_replies(flc_store_t *s, int n, const char *what, long long *last);
 
+/* Makes the store's scratch buffer hold at least n bytes (kept between
+ * reads, so a read allocates nothing; store_get.c). */
+int flc_store_grow_scratch(flc_store_t *s, size_t n);
+
+/* FLC_EDATA naming what unless the header h says it is client's update
+ * (client NULL: the merged shard) of (job, round, shard): a value is
+ * believed only under the key it names (store_get.c). */
+int flc_store_check_origin(flc_store_t *s, const flc_shard_t *h, const char *job, uint32_t round,
+                           uint32_t shard, const char *client, const char *what);
+
 /* Sets the socket's I/O timeout of the live connection (a blocking wait
  * must outwait its server-side timeout); no-op without a connection. */
 void flc_store_set_timeout(flc_store_t *s, unsigned ms);

@@ -1,0 +1,229 @@
+/* Reading an update window by window (cache/store_part.h), on a real
+ * redis-server with 16 KiB chunks (so a 160 KB update is a hash of chunk
+ * fields and a 40 KB one a plain string):
+ *   - every window (one float, windows across chunk edges, the header's
+ *     chunk, the last float, the whole value) equals the same floats of a
+ *     whole read, for a hash, a hash without its head field (older
+ *     writers), a string and a merged shard;
+ *   - the windows of several clients' updates in one pipeline land each in
+ *     its own buffer, and the store counts the bytes;
+ *   - refused with a message naming the thing: a missing update (not
+ *     found), an fp16 update (stored encoded: read it whole), a window past
+ *     the end; a value rewritten after its open (other size, or the same
+ *     size with another header) is an error, never a mix of two values,
+ *     and the connection stays usable. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache/encode.h"
+#include "cache/store.h"
+#include "cache/store_part.h"
+#include "cache/store_raw.h"
+#include "tests/harness.h"
+
+#define CHUNK 16384
+#define BIG 40960 /* floats: 160 KB, a hash of 10 chunks */
+#define SMALL 10000 /* floats: 40 KB, a string */
+#define NCL 3
+
+static flc_fixture_t fx;
+
+static void setup(void)
+{
+    flc_fixture_start(&fx, 0);
+}
+
+static void teardown(void)
+{
+    flc_fixture_stop(&fx);
+}
+
+static flc_store_t *open_store(void)
+{
+    static const flc_store_opts_t o = {.chunk_bytes = CHUNK};
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(fx.unix_url, &o, &e);
+    if (s == NULL)
+        flc_t_fatal("open %s: %s", fx.unix_url, e.msg);
+    return s;
+}
+
+static void put(flc_store_t *s, const char *job, const char *c, const float *v, uint64_t n,
+                uint64_t created)
+{
+    flc_shard_t sh = {.round = 1, .shard = 0, .num_shards = 1, .count = n, .model_size = n,
+                      .weight = 1, .num_samples = 1, .created_ms = created, .values = (float *)v};
+    snprintf(sh.job, sizeof sh.job, "%s", job);
+    snprintf(sh.client, sizeof sh.client, "%s", c ? c : "");
+    int rc = c ? flc_store_put_update(s, &sh) : flc_store_put_merged(s, &sh);
+    if (rc != 0)
+        flc_t_fatal("put %s of %s: %s", c ? c : "merged", job, flc_store_errstr(s));
+}
+
+/* Windows (first, count) of an n-float value checked against v. */
+static int windows_match(flc_store_t *s, const flc_store_part_t *p, const float *v, uint64_t n,
+                         const char *what)
+{
+    const uint64_t w[][2] = {{0, 1},        {0, 100},      {4090, 12},  {1000, 9000},
+                             {n - 1, 1},    {n / 2, n / 2}, {0, n},      {8191, 4097}};
+    float *got = malloc(n * sizeof *got);
+    int ok = 1;
+    for (size_t k = 0; k < sizeof w / sizeof w[0]; k++) {
+        if (w[k][0] + w[k][1] > n)
+            continue;
+        memset(got, 0xff, n * sizeof *got);
+        float *d[] = {got};
+        int rc = flc_store_part_read(s, p, 1, w[k][0], w[k][1], d);
+        if (rc != 0 || memcmp(got, v + w[k][0], w[k][1] * sizeof *v) != 0) {
+            printf("  %s: window [%llu, +%llu) %s\n", what, (unsigned long long)w[k][0],
+                   (unsigned long long)w[k][1], rc ? flc_store_errstr(s) : "differs");
+            ok = 0;
+        }
+    }
+    free(got);
+    return ok;
+}
+
+TEST(windows_equal_whole_reads)
+{
+    flc_store_t *s = open_store();
+    flc_store_job_shards(s, "pw", 1);
+    float *big = malloc(BIG * sizeof *big), *small = malloc(SMALL * sizeof *small);
+    flc_t_fill(big, BIG, 3);
+    flc_t_fill(small, SMALL, 4);
+    put(s, "pw", "hashed", big, BIG, 1000);
+    put(s, "pw", "plain", small, SMALL, 1000);
+    put(s, "pw", NULL, big, BIG, 1000);
+    flc_store_part_t p;
+    int rc = flc_store_part_open(s, "pw", 1, 0, "hashed", &p);
+    CHECK(rc == 0 && p.chunk == CHUNK && p.head.count == BIG && strcmp(p.head.client, "hashed") == 0,
+          "a 160 KB update opens as a hash of %zu-byte chunks of %llu floats (%s)", p.chunk,
+          (unsigned long long)p.head.count, rc ? flc_store_errstr(s) : "ok");
+    CHECK(windows_match(s, &p, big, BIG, "hash"),
+          "its windows (one float, across chunk edges, the header's chunk, the last float, all) "
+          "equal the floats written");
+    rc = flc_store_part_open(s, "pw", 1, 0, "plain", &p);
+    CHECK(rc == 0 && p.chunk == 0 && p.head.count == SMALL,
+          "a 40 KB update opens as a plain string (%s)", rc ? flc_store_errstr(s) : "ok");
+    CHECK(windows_match(s, &p, small, SMALL, "string"), "its windows equal the floats written");
+    rc = flc_store_part_open(s, "pw", 1, 0, NULL, &p);
+    CHECK(rc == 0 && p.head.client[0] == '\0' && windows_match(s, &p, big, BIG, "merged"),
+          "the merged shard opens (client NULL) and reads by window (%s)",
+          rc ? flc_store_errstr(s) : "ok");
+
+    /* an older writer's hash: no head field, the header read from chunk 0 */
+    redisReply *r = NULL;
+    char key[FLC_KEY_MAX];
+    flc_store_part_open(s, "pw", 1, 0, "hashed", &p);
+    snprintf(key, sizeof key, "%s", p.key);
+    flc_store_commandf(s, &r, "HDEL %s h", key);
+    CHECK(r != NULL && r->integer == 1, "head field of %s removed", key);
+    freeReplyObject(r);
+    rc = flc_store_part_open(s, "pw", 1, 0, "hashed", &p);
+    CHECK(rc == 0 && windows_match(s, &p, big, BIG, "no head"),
+          "without a head field it opens from chunk 0 and reads the same (%s)",
+          rc ? flc_store_errstr(s) : "ok");
+    flc_store_close(s);
+    free(big);
+    free(small);
+}
+
+TEST(many_parts_one_pipeline)
+{
+    flc_store_t *s = open_store();
+    flc_store_job_shards(s, "pm", 1);
+    float *v[NCL], *got[NCL];
+    flc_store_part_t p[NCL];
+    char name[16];
+    for (int i = 0; i < NCL; i++) {
+        v[i] = malloc(BIG * sizeof(float));
+        got[i] = calloc(BIG, sizeof(float));
+        flc_t_fill(v[i], BIG, 10 + i);
+        snprintf(name, sizeof name, "c%d", i);
+        put(s, "pm", name, v[i], BIG, 1000);
+        if (flc_store_part_open(s, "pm", 1, 0, name, &p[i]) != 0)
+            flc_t_fatal("open %s: %s", name, flc_store_errstr(s));
+    }
+    uint64_t b0 = flc_store_bytes_read(s);
+    int ok = 1;
+    const uint64_t step = 5000; /* windows that do not line up with chunks */
+    for (uint64_t a = 0; a < BIG && ok; a += step) {
+        uint64_t n = BIG - a < step ? BIG - a : step;
+        float *d[NCL];
+        for (int i = 0; i < NCL; i++)
+            d[i] = got[i] + a;
+        ok = flc_store_part_read(s, p, NCL, a, n, d) == 0;
+    }
+    for (int i = 0; i < NCL && ok; i++)
+        ok = memcmp(got[i], v[i], BIG * sizeof(float)) == 0;
+    uint64_t b1 = flc_store_bytes_read(s);
+    CHECK(ok, "%d updates read in %llu-float windows, each window of all of them in one "
+          "pipeline: each buffer holds its own update", NCL, (unsigned long long)step);
+    CHECK(b1 - b0 == (uint64_t)NCL * BIG * sizeof(float),
+          "the store counted %llu bytes read (%d x %d floats)",
+          (unsigned long long)(b1 - b0), NCL, BIG);
+    for (int i = 0; i < NCL; i++) {
+        free(v[i]);
+        free(got[i]);
+    }
+    flc_store_close(s);
+}
+
+TEST(refusals_and_rewrites)
+{
+    flc_store_t *s = open_store();
+    flc_store_job_shards(s, "pr", 1);
+    float *v = malloc(BIG * sizeof *v), *got = malloc(BIG * sizeof *got);
+    flc_t_fill(v, BIG, 5);
+    flc_store_part_t p;
+    int rc = flc_store_part_open(s, "pr", 1, 0, "nobody", &p);
+    CHECK(rc == FLC_ENOTFOUND && strstr(flc_store_errstr(s), "nobody"),
+          "a missing update: not found, naming it (%s)", flc_store_errstr(s));
+
+    uint16_t *half = malloc(BIG * sizeof *half);
+    flc_enc_t enc = {.kind = FLC_ENC_FP16};
+    uint64_t nnz = 0;
+    flc_err_t e = {0};
+    flc_enc_encode(&enc, v, BIG, half, &nnz, NULL, &e);
+    flc_shard_t sh = {.round = 1, .shard = 0, .num_shards = 1, .count = BIG, .model_size = BIG,
+                      .weight = 1, .num_samples = 1, .encoding = FLC_ENC_FP16,
+                      .values = (float *)(void *)half};
+    snprintf(sh.job, sizeof sh.job, "pr");
+    snprintf(sh.client, sizeof sh.client, "enc");
+    if (flc_store_put_update(s, &sh) != 0)
+        flc_t_fatal("put fp16: %s", flc_store_errstr(s));
+    rc = flc_store_part_open(s, "pr", 1, 0, "enc", &p);
+    CHECK(rc == FLC_EINVAL && strstr(flc_store_errstr(s), "fp16") &&
+              strstr(flc_store_errstr(s), "whole"),
+          "an fp16 update is refused: %s", flc_store_errstr(s));
+
+    put(s, "pr", "c", v, BIG, 1000);
+    rc = flc_store_part_open(s, "pr", 1, 0, "c", &p);
+    float *d[] = {got};
+    int past = flc_store_part_read(s, &p, 1, BIG - 10, 11, d);
+    CHECK(rc == 0 && past == FLC_EINVAL && strstr(flc_store_errstr(s), "outside"),
+          "a window past the end: %s", flc_store_errstr(s));
+
+    put(s, "pr", "c", v, BIG / 2, 1000); /* rewritten smaller */
+    rc = flc_store_part_read(s, &p, 1, BIG - 100, 100, d);
+    CHECK(rc == FLC_EDATA, "rewritten smaller after the open: the window past its new end is "
+          "an error: %s", flc_store_errstr(s));
+    put(s, "pr", "c", v, BIG, 2000); /* the same size, another header */
+    rc = flc_store_part_read(s, &p, 1, 0, 100, d);
+    CHECK(rc == FLC_EDATA && strstr(flc_store_errstr(s), "header"),
+          "rewritten with another header: reading its first chunk says so: %s",
+          flc_store_errstr(s));
+    rc = flc_store_part_open(s, "pr", 1, 0, "c", &p);
+    rc = rc ? rc : flc_store_part_read(s, &p, 1, 0, BIG, d);
+    CHECK(rc == 0 && memcmp(got, v, BIG * sizeof *v) == 0,
+          "opened again, the connection is in step and the window exact (%s)",
+          rc ? flc_store_errstr(s) : "ok");
+    free(v);
+    free(got);
+    free(half);
+    flc_store_close(s);
+}
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(windows_equal_whole_reads),
+                 TEST_ENTRY(many_parts_one_pipeline), TEST_ENTRY(refusals_and_rewrites))
