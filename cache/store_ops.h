@@ -42,7 +42,7 @@ typedef struct flc_store_fields {
 /* Frees the values and the array; the set is left empty. NULL is a no-op. */
 void flc_store_fields_free(flc_store_fields_t *f);
 
-/* ---- the merger of one shard (store_protocol.c) ---------------------------- */
+/* ---- the merger of one shard (store_merger_lock.c) ------------------------- */
 
 /* Opens round for its merger of shard: begins the job with S shards
  * (flc_store_job_begin: schema record, refusals) and writes the job
