@@ -157,6 +157,11 @@ int flc_store_grow_scratch(flc_store_t *s, size_t n);
 int flc_store_check_origin(flc_store_t *s, const flc_shard_t *h, const char *job, uint32_t round,
                            uint32_t shard, const char *client, const char *what);
 
+/* One command on key with up to two more arguments (a2 only with a1),
+ * reply in *r (NULL: dropped); store_index.c. */
+int flc_store_key_command(flc_store_t *s, redisReply **r, const char *cmd, const char *key,
+                          const char *a1, const char *a2);
+
 /* Sets the socket's I/O timeout of the live connection (a blocking wait
  * must outwait its server-side timeout); no-op without a connection. */
 void flc_store_set_timeout(flc_store_t *s, unsigned ms);
