@@ -2,8 +2,8 @@
  * (3 masters, 1 replica each, a password, in network namespaces), against
  * a single redis-server (the harness fixture) given the same work:
  * - shards bigger than one chunk, and than 8 chunks (the hash form), stored
- *   and read back bit-exact on keys of each of the 3 masters, each found on
- *   the master that owns its slot;
+ *   and read back bit-exact (whole and by window) on keys of each of the 3
+ *   masters, each found on the master that owns its slot;
  * - one push of S = 12 shards spread over all masters;
  * - a reduce-scatter round W = 4, S = 6 across nodes: FedAvg equals the
  *   reference and the single server's bytes;
@@ -57,6 +57,7 @@
 #include "cache/slot.h"
 #include "cache/store_cluster.h"
 #include "cache/store_ops.h"
+#include "cache/store_part.h"
 #include "cache/store_raw.h"
 #include "cache/url.h"
 #include "clients/sim.h"
@@ -168,6 +169,13 @@ static int put_get(flc_store_t *s, const char *job, uint32_t round, const char *
     flc_shard_t got = {0};
     ok = ok && flc_store_get_update(s, job, round, 0, client, &got, NULL, 0) == 0 &&
          got.count == n && memcmp(got.values, v, n * sizeof *v) == 0;
+    /* and by window (cache/store_part.h): a third of it from its middle */
+    flc_store_part_t part;
+    float *w = malloc(n / 3 * sizeof *w), *d[] = {w};
+    ok = ok && flc_store_part_open(s, job, round, 0, client, &part) == 0 &&
+         flc_store_part_read(s, &part, 1, n / 3, n / 3, d) == 0 &&
+         memcmp(w, v + n / 3, n / 3 * sizeof *v) == 0;
+    free(w);
     if (!ok)
         printf("# %s round %u client %s: %s\n", job, round, client, flc_store_errstr(s));
     flc_shard_release(&got);
@@ -202,8 +210,8 @@ TEST(round_trip_on_each_master)
         char kb[FLC_KEY_MAX];
         flc_key_update(kb, tag, r, "b");
         CHECK(a && b && node_has(&v, m[i], key) && node_has(&v, m[i], kb),
-              "job %s on %s:%d: 2-chunk and 20-chunk shards read back bit-exact, stored on "
-              "the slot's owner",
+              "job %s on %s:%d: 2-chunk and 20-chunk shards read back bit-exact, whole and "
+              "by window, stored on the slot's owner",
               job, v.map.nodes[m[i]].host, v.map.nodes[m[i]].port);
     }
     unsigned long mv, ask, retry;
