@@ -231,7 +231,7 @@ void flc_pool_cfg_init(flc_pool_cfg_t *cfg)
 
 /* ASan and TSan reserve terabytes of shadow address space at start-up, so
  * an instance under RLIMIT_AS dies before main; both are treated alike. */
-static int is_asan_build(void)
+int flc_pool_sanitized(void)
 {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     return 1;
@@ -248,7 +248,7 @@ static int is_asan_build(void)
 static void memory_limits(flc_pool_t *p)
 {
     int mode = p->cfg.mem_mode;
-    int asan = is_asan_build();
+    int asan = flc_pool_sanitized();
     if (mode == FLC_MEM_AUTO)
         mode = asan ? FLC_MEM_WATCH : FLC_MEM_BOTH;
     uint64_t mb = p->cfg.memory_mb;

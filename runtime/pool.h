@@ -53,6 +53,11 @@
 
 #define FLC_POOL_ASAN_MEM_SCALE 2
 
+/* 1 when this program was built with ASan or TSan: their shadow memory
+ * needs terabytes of address space (no RLIMIT_AS) and counts as resident,
+ * so the pool watches FLC_POOL_ASAN_MEM_SCALE x an instance's memory. */
+int flc_pool_sanitized(void);
+
 enum flc_mem_mode {
     FLC_MEM_AUTO = 0, /* both, or watch only (scaled) in an ASan or TSan build */
     FLC_MEM_RLIMIT,   /* RLIMIT_AS only */
