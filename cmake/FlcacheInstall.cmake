@@ -75,6 +75,14 @@ set_target_properties(flcache_static PROPERTIES OUTPUT_NAME flcache)
 # build installs to any --prefix without reconfiguring.
 file(RELATIVE_PATH FLC_PC_TO_PREFIX "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
 string(REGEX REPLACE "/$" "" FLC_PC_TO_PREFIX "${FLC_PC_TO_PREFIX}")
+# A sanitizer build's objects call the sanitizer runtimes: a program linking
+# the static library must link them too (the shared one carries them).
+set(FLC_PC_SANITIZE "")
+if(FLCACHE_SANITIZE)
+  set(FLC_PC_SANITIZE "-fsanitize=address,undefined")
+elseif(FLCACHE_TSAN)
+  set(FLC_PC_SANITIZE "-fsanitize=thread")
+endif()
 configure_file(${CMAKE_SOURCE_DIR}/cmake/flcache.pc.in ${CMAKE_BINARY_DIR}/flcache.pc @ONLY)
 
 install(TARGETS flcache_shared flcache_static
