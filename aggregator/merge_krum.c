@@ -17,6 +17,7 @@
  * close updates with large norms would cancel to noise. */
 #include "aggregator/merge.h"
 #include "aggregator/merge_internal.h"
+#include "aggregator/merge_krum_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@
 #include <cblas.h>
 
 /* Coordinates per dsyrk call: k rows of this many doubles stay in L2. */
-#define GRAM_BLOCK 1024
+#define GRAM_BLOCK FLC_KRUM_BLOCK
 
 /* Block b..b+m of every update into rows (k rows of doubles, scaled by s),
  * centred on its per-coordinate mean when centre. Two passes over the
@@ -292,7 +293,9 @@ static int gram_upper(const float *const *u, size_t k, size_t n, const double *s
     }
     unsigned bad;
 #if defined(__x86_64__)
-    if (k <= SMALL_K && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+    if (centre && k >= FLC_KRUM_FUSED_KMIN && k <= FLC_KRUM_FUSED_KMAX && flc_merge_krum_fused_ok())
+        bad = flc_merge_krum_gram_fused(u, k, n, s, check, g);
+    else if (k <= SMALL_K && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
         bad = gram_avx512(u, k, n, s, centre, check, rows, mu, g);
     else if (k <= SMALL_K && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         bad = gram_avx2(u, k, n, s, centre, check, rows, mu, g);
@@ -442,6 +445,12 @@ int flc_merge_mean_of(const float *const *u, const size_t *sel, size_t m, size_t
         free(c);
         return m == 0 ? flc_err_set(e, FLC_EINVAL, "merge: nothing selected to average")
                       : flc_err_set(e, FLC_ENOMEM, "merge: cannot allocate %zu pointers", m);
+    }
+    /* the fused mean has wsum's bits; on a NaN/Inf, wsum names it */
+    if (flc_merge_krum_fused_ok() && flc_merge_krum_mean_fused(u, sel, m, n, s, out) == 0) {
+        free(p);
+        free(c);
+        return FLC_OK;
     }
     for (size_t i = 0; i < m; i++) {
         p[i] = u[sel[i]];
