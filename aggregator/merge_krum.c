@@ -10,11 +10,15 @@
  *
  * The partial matrix comes from a Gram matrix, D_ij = G_ii + G_jj - 2 G_ij,
  * built over blocks of the slice converted to double (BLAS dsyrk, or for
- * the usual few updates a 4x4-tiled AVX-512 kernel, gram_avx512, or an AVX2
- * one, gram_avx2: the same FMAs in the same order, so the same bits). Each
- * block is first centred on its per-coordinate mean over the k updates:
- * distances do not change under a shift, and without it G_ii and G_jj of two
- * close updates with large norms would cancel to noise. */
+ * up to 32 updates a 4x4-tiled AVX-512 kernel, gram_avx512, or an AVX2
+ * one, gram_avx2, and for up to 8 the fused kernel of merge_krum_fused.c,
+ * which reads each update once and keeps every product in registers: the
+ * same FMAs in the same order, so the same bits; tests/test_merge_kernels.c
+ * holds the order as a plain loop). Each block is first centred on its
+ * per-coordinate mean over the k updates: distances do not change under a
+ * shift, and without it G_ii and G_jj of two close updates with large norms
+ * would cancel to noise. Multi-Krum's mean of the selected updates has
+ * flc_merge_wsum's bits, from merge_krum_fused.c's kernel where it runs. */
 #include "aggregator/merge.h"
 #include "aggregator/merge_internal.h"
 #include "aggregator/merge_krum_internal.h"

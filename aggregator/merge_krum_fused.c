@@ -25,7 +25,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define SUB 256    /* coordinates per pass: k rows of floats and the means in L1 */
+#define SUB 256 /* coordinates per pass: k rows of floats and the means in L1 */
 #define AHEAD 1024 /* floats ahead of the pass each update is prefetched */
 #define NACC 36    /* products at k = 8 */
 

@@ -29,11 +29,13 @@ int flc_merge_krum_fused_ok(void);
 unsigned flc_merge_krum_gram_fused(const float *const *u, size_t k, size_t n, const double *s,
                                    int check, double *g);
 
-/* out = (float)(inv * sum_i s[sel[i]] u[sel[i]]) over the m selected, the
- * same bits as flc_merge_wsum (groups of four, then one at a time), read
- * last block first: the end of the slice, which the Gram read last, is
- * still in the cache. Returns 1 when a value is NaN/Inf (out then holds
- * garbage: the caller asks flc_merge_wsum for the exact error). */
+/* out = (float)(inv * sum_i s[sel[i]] u[sel[i]]) over the m selected,
+ * inv = 1/m, the same bits as flc_merge_wsum (groups of four, then one at
+ * a time), read last block first: the end of the slice, which the Gram read
+ * last, is still in the cache. Returns 1 when it did not finish: more than
+ * 64 selected, or a sum that is NaN/Inf (out then holds garbage; the
+ * caller runs flc_merge_wsum, which names the bad value or, for a huge
+ * scale, gives the same result). */
 unsigned flc_merge_krum_mean_fused(const float *const *u, const size_t *sel, size_t m, size_t n,
                                    const double *s, float *out);
 

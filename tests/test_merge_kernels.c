@@ -351,7 +351,7 @@ TEST(krum_mean_bits)
                 }
                 flc_err_t e = {0};
                 /* out + 1: an output not aligned for the streamed stores */
-                float *o = c % 2 ? out + 1 : out;
+                float *o = (a + (size_t)scaled) % 2 ? out + 1 : out;
                 CHECK(flc_merge_mean_of((const float *const *)u, sel, m, n, scaled ? s : NULL, o,
                                         &e) == 0, "%s", flc_err_msg(&e));
                 CHECK(flc_merge_wsum(p, m, n, coef, 1.0 / (double)m, ref, NULL, NULL) == 0,
