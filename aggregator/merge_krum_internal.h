@@ -29,6 +29,12 @@ int flc_merge_krum_fused_ok(void);
 unsigned flc_merge_krum_gram_fused(const float *const *u, size_t k, size_t n, const double *s,
                                    int check, double *g);
 
+/* The same for FLC_KRUM_FUSED_KMAX < k <= FLC_KRUM_TILED_KMAX: the rows
+ * centred into an L1 buffer, 4 x 4 tiles of products over it. */
+#define FLC_KRUM_TILED_KMAX 32
+unsigned flc_merge_krum_gram_tiled(const float *const *u, size_t k, size_t n, const double *s,
+                                   int check, double *g);
+
 /* out = (float)(inv * sum_i s[sel[i]] u[sel[i]]) over the m selected,
  * inv = 1/m, the same bits as flc_merge_wsum (groups of four, then one at
  * a time), read last block first: the end of the slice, which the Gram read
