@@ -377,26 +377,50 @@ TEST(krum_mean_bits)
     }
 }
 
-/* A scale that overflows the centred products (1e300) is not a NaN/Inf in
- * the updates: Krum runs, as when the check read the raw values only. */
-TEST(krum_huge_scale_not_nonfinite)
+/* The Gram kernels find a NaN/Inf from the block's G_ii, not by checking
+ * every float: a NaN or Inf in any update, in the first block or the last,
+ * is refused (the fused kernel at k = 8, the L1-tiled one at k = 12), and a
+ * scale that overflows the centred products (1e300) is not taken for one:
+ * Krum runs, as when the check read the raw values only. */
+TEST(krum_nonfinite_from_gram)
 {
-    size_t k = 8, n = 1031;
-    float **u = new_updates(k, n);
+    const size_t ks[] = {8, 12};
+    size_t n = 3001;
     float *out = malloc(n * sizeof *out);
-    double sc[8];
-    for (size_t j = 0; j < k; j++)
-        sc[j] = j == 5 ? 1e300 : 1.0;
-    flc_merge_rule_t r = rule("krum");
-    flc_merge_batch_t b = {.u = (const float *const *)u, .k = k, .n = n, .scale = sc};
-    flc_err_t e = {0};
-    int rc = flc_merge_run(&r, NULL, &b, out, NULL, &e);
-    EXPECT(rc == 0, "krum with one update scaled by 1e300 runs (rc %d: %s)", rc, flc_err_msg(&e));
+    for (size_t a = 0; a < 2; a++) {
+        size_t k = ks[a];
+        float **u = new_updates(k, n);
+        flc_merge_rule_t r = rule("krum");
+        flc_merge_batch_t b = {.u = (const float *const *)u, .k = k, .n = n};
+        const size_t at[] = {0, 1500, n - 1};
+        const float bad[] = {NAN, INFINITY, -INFINITY};
+        for (size_t c = 0; c < 3; c++) {
+            size_t j = (c * 5 + 1) % k;
+            float keep = u[j][at[c]];
+            u[j][at[c]] = bad[c];
+            flc_err_t e = {0};
+            int rc = flc_merge_run(&r, NULL, &b, out, NULL, &e);
+            u[j][at[c]] = keep;
+            char want[64];
+            snprintf(want, sizeof want, "update %zu holds", j);
+            EXPECT(rc == FLC_ENONFINITE && strstr(flc_err_msg(&e), want) != NULL,
+                   "k=%zu: %g in update %zu at %zu refused (%s)", k, (double)bad[c], j, at[c],
+                   flc_err_msg(&e));
+        }
+        double sc[KMAX];
+        for (size_t j = 0; j < k; j++)
+            sc[j] = j == 5 ? 1e300 : 1.0;
+        b.scale = sc;
+        flc_err_t e = {0};
+        int rc = flc_merge_run(&r, NULL, &b, out, NULL, &e);
+        EXPECT(rc == 0, "k=%zu: krum with one update scaled by 1e300 runs (rc %d: %s)", k, rc,
+               flc_err_msg(&e));
+        free_updates(u, k);
+    }
     free(out);
-    free_updates(u, k);
 }
 
 TEST_LIST(TEST_ENTRY(fold_each_bits), TEST_ENTRY(robust_bits),
           TEST_ENTRY(nonfinite_names_first_update), TEST_ENTRY(krum_plain_distances),
           TEST_ENTRY(krum_distance_bits), TEST_ENTRY(krum_mean_bits),
-          TEST_ENTRY(krum_huge_scale_not_nonfinite))
+          TEST_ENTRY(krum_nonfinite_from_gram))
