@@ -10,13 +10,18 @@
  *
  * The partial matrix comes from a Gram matrix, D_ij = G_ii + G_jj - 2 G_ij,
  * built over blocks of the slice converted to double (BLAS dsyrk, or for
- * the usual few updates a 4x4-tiled AVX-512 kernel, gram_avx512, or an AVX2
- * one, gram_avx2: the same FMAs in the same order, so the same bits). Each
- * block is first centred on its per-coordinate mean over the k updates:
- * distances do not change under a shift, and without it G_ii and G_jj of two
- * close updates with large norms would cancel to noise. */
+ * up to 32 updates a 4x4-tiled AVX-512 kernel, gram_avx512, or an AVX2
+ * one, gram_avx2, and for up to 8 the fused kernel of merge_krum_fused.c,
+ * which reads each update once and keeps every product in registers: the
+ * same FMAs in the same order, so the same bits; tests/test_merge_kernels.c
+ * holds the order as a plain loop). Each block is first centred on its
+ * per-coordinate mean over the k updates: distances do not change under a
+ * shift, and without it G_ii and G_jj of two close updates with large norms
+ * would cancel to noise. Multi-Krum's mean of the selected updates has
+ * flc_merge_wsum's bits, from merge_krum_fused.c's kernel where it runs. */
 #include "aggregator/merge.h"
 #include "aggregator/merge_internal.h"
+#include "aggregator/merge_krum_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -25,7 +30,7 @@
 #include <cblas.h>
 
 /* Coordinates per dsyrk call: k rows of this many doubles stay in L2. */
-#define GRAM_BLOCK 1024
+#define GRAM_BLOCK FLC_KRUM_BLOCK
 
 /* Block b..b+m of every update into rows (k rows of doubles, scaled by s),
  * centred on its per-coordinate mean when centre. Two passes over the
@@ -155,7 +160,10 @@ __attribute__((target("avx2,fma"))) static unsigned gram_avx2(const float *const
  * accumulator holds a0 in its low and a1 in its high half (the same FMAs,
  * lane for lane), and each row loaded from L1/L2 serves four products
  * instead of one, so the loads no longer bound the kernel. Tiles that
- * reach past k repeat row k-1 and their extra products are dropped. */
+ * reach past k repeat row k-1 and their extra products are dropped. Here
+ * for the uncentred Gram (flc_merge_gram_partial); Krum's centred one runs
+ * in merge_krum_fused.c (k <= 8) and merge_krum_tiled.c (k <= 32), which
+ * keep the rows in L1 and find a NaN/Inf without a check of every float. */
 #define TILE 4
 
 __attribute__((target("avx512f,fma"))) static void
@@ -194,80 +202,14 @@ tile_dots(const double *rows, size_t k, size_t i0, size_t j0, size_t m, double *
         }
 }
 
-/* load_block for the centred Gram, one pass per 8 coordinates: the mean
- * of the k values stays in a register while the rows are summed in their
- * order (update 0 first, from 0, as load_block), then each row is written
- * once, (s_j u_j) - mean, from the floats still in L1; the NaN/Inf count
- * comes from the same loads. The same bits as load_block, with no pass over
- * mu per update. */
-__attribute__((target("avx512f,avx512vl,fma"))) static unsigned
-load_centred_avx512(const float *const *u, size_t k, size_t b, size_t m, size_t n,
-                    const double *s, int check, double *rows)
-{
-    size_t ahead = b + m + GRAM_BLOCK <= n ? GRAM_BLOCK : n - b - m;
-    const __m256i expo = _mm256_set1_epi32(0x7f800000);
-    const __m512d inv = _mm512_set1_pd(1.0 / (double)k);
-    unsigned bad = 0;
-    size_t i = 0;
-    /* 4 x 8 coordinates at a time: four independent chains of adds */
-    for (; i + 32 <= m; i += 32) {
-        __m512d mu[4];
-        for (size_t q = 0; q < 4; q++)
-            mu[q] = _mm512_setzero_pd();
-        for (size_t j = 0; j < k; j++) {
-            __m512d sj = _mm512_set1_pd(s ? s[j] : 1.0);
-            /* the next block's same two lines: prefetches spread over the
-             * pass (all at once, they stalled on the full miss buffers) */
-            if (i + 32 <= ahead) {
-                __builtin_prefetch(u[j] + b + m + i);
-                __builtin_prefetch(u[j] + b + m + i + 16);
-            }
-            for (size_t q = 0; q < 4; q++) {
-                __m256 f = _mm256_loadu_ps(u[j] + b + i + 8 * q);
-                if (check)
-                    bad |= _mm256_cmpeq_epi32_mask(
-                        _mm256_and_si256(_mm256_castps_si256(f), expo), expo);
-                __m512d v = _mm512_cvtps_pd(f);
-                if (s)
-                    v = _mm512_mul_pd(sj, v);
-                mu[q] = _mm512_add_pd(mu[q], v);
-            }
-        }
-        for (size_t q = 0; q < 4; q++)
-            mu[q] = _mm512_mul_pd(mu[q], inv);
-        for (size_t j = 0; j < k; j++) {
-            __m512d sj = _mm512_set1_pd(s ? s[j] : 1.0);
-            for (size_t q = 0; q < 4; q++) {
-                __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(u[j] + b + i + 8 * q));
-                if (s)
-                    v = _mm512_mul_pd(sj, v);
-                _mm512_storeu_pd(rows + j * GRAM_BLOCK + i + 8 * q, _mm512_sub_pd(v, mu[q]));
-            }
-        }
-    }
-    for (; i < m; i++) {
-        double mu = 0;
-        for (size_t j = 0; j < k; j++) {
-            float f = u[j][b + i];
-            if (check && !isfinite(f))
-                bad = 1;
-            mu += (s ? s[j] : 1.0) * (double)f;
-        }
-        mu *= 1.0 / (double)k;
-        for (size_t j = 0; j < k; j++)
-            rows[j * GRAM_BLOCK + i] = (s ? s[j] : 1.0) * (double)u[j][b + i] - mu;
-    }
-    return bad;
-}
-
 __attribute__((target("avx512f,fma"))) static unsigned
 gram_avx512(const float *const *u, size_t k, size_t n, const double *s, int centre, int check,
             double *rows, double *mu, double *g)
 {
     for (size_t b = 0; b < n; b += GRAM_BLOCK) {
         size_t m = n - b < GRAM_BLOCK ? n - b : GRAM_BLOCK;
-        if (centre ? load_centred_avx512(u, k, b, m, n, s, check, rows)
-                   : load_block(u, k, b, m, n, GRAM_BLOCK, s, centre, check, rows, mu))
+        /* centred Grams go to merge_krum_fused.c / _tiled.c on these CPUs */
+        if (load_block(u, k, b, m, n, GRAM_BLOCK, s, centre, check, rows, mu))
             return 1;
         for (size_t i0 = 0; i0 < k; i0 += TILE)
             for (size_t j0 = i0; j0 < k; j0 += TILE)
@@ -292,7 +234,11 @@ static int gram_upper(const float *const *u, size_t k, size_t n, const double *s
     }
     unsigned bad;
 #if defined(__x86_64__)
-    if (k <= SMALL_K && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+    if (centre && k >= FLC_KRUM_FUSED_KMIN && k <= FLC_KRUM_FUSED_KMAX && flc_merge_krum_fused_ok())
+        bad = flc_merge_krum_gram_fused(u, k, n, s, check, g);
+    else if (centre && k <= FLC_KRUM_TILED_KMAX && flc_merge_krum_fused_ok())
+        bad = flc_merge_krum_gram_tiled(u, k, n, s, check, g);
+    else if (k <= SMALL_K && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
         bad = gram_avx512(u, k, n, s, centre, check, rows, mu, g);
     else if (k <= SMALL_K && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         bad = gram_avx2(u, k, n, s, centre, check, rows, mu, g);
@@ -442,6 +388,12 @@ int flc_merge_mean_of(const float *const *u, const size_t *sel, size_t m, size_t
         free(c);
         return m == 0 ? flc_err_set(e, FLC_EINVAL, "merge: nothing selected to average")
                       : flc_err_set(e, FLC_ENOMEM, "merge: cannot allocate %zu pointers", m);
+    }
+    /* the fused mean has wsum's bits; on a NaN/Inf, wsum names it */
+    if (flc_merge_krum_fused_ok() && flc_merge_krum_mean_fused(u, sel, m, n, s, out) == 0) {
+        free(p);
+        free(c);
+        return FLC_OK;
     }
     for (size_t i = 0; i < m; i++) {
         p[i] = u[sel[i]];

@@ -253,5 +253,174 @@ TEST(krum_plain_distances)
     free(out);
 }
 
+/* The centred Gram distances in the order merge_krum.c defines, written
+ * plainly: per block of 1024 coordinates, mu = ((0 + v_0) + v_1 ...) / k
+ * with v_j = s_j u_j, rows v_j - mu; each dot product in 8 lanes (lane x % 8,
+ * fused multiply-adds), then (l0 + l4) ... summed as ((l0+l4) + (l1+l5)) +
+ * ((l2+l6) + (l3+l7)), the last m % 8 products added one by one, the block
+ * added to G; D_ij = (G_ii + G_jj) - 2 G_ij. */
+#define REF_BLOCK 1024
+static void ref_gram_dist(float **u, size_t k, size_t n, const double *s, double *D)
+{
+    double *G = calloc(k * k, sizeof *G), *c = malloc(k * REF_BLOCK * sizeof *c);
+    for (size_t b = 0; b < n; b += REF_BLOCK) {
+        size_t m = n - b < REF_BLOCK ? n - b : REF_BLOCK, m8 = m & ~(size_t)7;
+        for (size_t x = 0; x < m; x++) {
+            double mu = 0;
+            for (size_t j = 0; j < k; j++)
+                mu += (s ? s[j] : 1.0) * (double)u[j][b + x];
+            mu *= 1.0 / (double)k;
+            for (size_t j = 0; j < k; j++)
+                c[j * REF_BLOCK + x] = (s ? s[j] : 1.0) * (double)u[j][b + x] - mu;
+        }
+        for (size_t i = 0; i < k; i++)
+            for (size_t j = i; j < k; j++) {
+                const double *ci = c + i * REF_BLOCK, *cj = c + j * REF_BLOCK;
+                double l[8] = {0};
+                for (size_t x = 0; x < m8; x++)
+                    l[x % 8] = fma(ci[x], cj[x], l[x % 8]);
+                double t = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+                for (size_t x = m8; x < m; x++)
+                    t += ci[x] * cj[x];
+                G[i * k + j] += t;
+            }
+    }
+    for (size_t i = 0; i < k; i++)
+        for (size_t j = 0; j < k; j++) {
+            size_t a = i < j ? i : j, z = i < j ? j : i;
+            D[i * k + j] = i == j ? 0 : G[a * k + a] + G[z * k + z] - 2.0 * G[a * k + z];
+        }
+    free(G);
+    free(c);
+}
+
+/* Krum's distances have the same bits whichever kernel computes them (the
+ * fused one for k <= 8, the tiled ones up to 32, on any CPU that runs
+ * them): every k and slice length, scaled or not, equals the plain loop of
+ * the defined order bit for bit. */
+TEST(krum_distance_bits)
+{
+    const size_t ks[] = {2, 3, 4, 5, 6, 7, 8, 9, 12, 32};
+    const size_t ns[] = {1, 7, 8, 257, 1024, 2 * 1024 + 13, 3001};
+    for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++)
+        for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++)
+            for (int scaled = 0; scaled < 2; scaled++) {
+                size_t k = ks[a], n = ns[c];
+                float **u = new_updates(k, n);
+                double s[KMAX];
+                for (size_t j = 0; j < k; j++)
+                    s[j] = j % 3 ? 1.0 : 0.25 + 0.5 * (rnd() + 1);
+                const double *sp = scaled ? s : NULL;
+                double *D = calloc(k * k, sizeof *D), *R = calloc(k * k, sizeof *R);
+                flc_err_t e = {0};
+                CHECK(flc_merge_sqdist_partial((const float *const *)u, k, n, sp, D, &e) == 0,
+                      "%s", flc_err_msg(&e));
+                ref_gram_dist(u, k, n, sp, R);
+                EXPECT(memcmp(D, R, k * k * sizeof *D) == 0, "k=%zu n=%zu%s: distances equal "
+                       "the defined order bit for bit", k, n, scaled ? " scaled" : "");
+                free(D);
+                free(R);
+                free_updates(u, k);
+            }
+}
+
+/* The mean of the selected updates (Krum's aggregate) equals flc_merge_wsum
+ * over them bit for bit, in the selection's order, scaled or not, also where
+ * the output is big enough to be streamed past the cache; a NaN in a
+ * selected update is refused naming that update and its first bad element. */
+TEST(krum_mean_bits)
+{
+    const size_t ms[] = {1, 3, 4, 6, 9};
+    const size_t ns[] = {1, 13, 2048, 5003, ((size_t)2 << 20) + 5};
+    size_t k = 10;
+    for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) {
+        size_t n = ns[c];
+        float **u = new_updates(k, n);
+        float *out = malloc((n + 1) * sizeof *out), *ref = malloc(n * sizeof *ref);
+        for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
+            for (int scaled = 0; scaled < 2; scaled++) {
+                size_t m = ms[a], sel[KMAX];
+                const float *p[KMAX];
+                double s[KMAX], coef[KMAX];
+                for (size_t j = 0; j < k; j++)
+                    s[j] = j % 3 ? 1.0 : 0.25 + 0.5 * (rnd() + 1);
+                for (size_t i = 0; i < m; i++) {
+                    sel[i] = (7 * i + 3) % k; /* not in index order */
+                    p[i] = u[sel[i]];
+                    coef[i] = scaled ? s[sel[i]] : 1.0;
+                }
+                flc_err_t e = {0};
+                /* out + 1: an output not aligned for the streamed stores */
+                float *o = (a + (size_t)scaled) % 2 ? out + 1 : out;
+                CHECK(flc_merge_mean_of((const float *const *)u, sel, m, n, scaled ? s : NULL, o,
+                                        &e) == 0, "%s", flc_err_msg(&e));
+                CHECK(flc_merge_wsum(p, m, n, coef, 1.0 / (double)m, ref, NULL, NULL) == 0,
+                      "wsum of %zu", m);
+                EXPECT(memcmp(o, ref, n * sizeof *ref) == 0, "n=%zu m=%zu%s: the mean equals "
+                       "wsum's bit for bit", n, m, scaled ? " scaled" : "");
+            }
+        if (n > 2000) {
+            size_t sel[] = {4, 2, 7}, at = n - 3;
+            u[7][at] = NAN;
+            u[7][n / 2] = NAN;
+            flc_err_t e = {0};
+            int rc = flc_merge_mean_of((const float *const *)u, sel, 3, n, NULL, out, &e);
+            char want[64];
+            snprintf(want, sizeof want, "update 7 holds NaN or Inf at element %zu", n / 2);
+            EXPECT(rc == FLC_ENONFINITE && strstr(flc_err_msg(&e), want) != NULL,
+                   "n=%zu: a NaN is refused naming update 7 and its first bad element (%s)", n,
+                   flc_err_msg(&e));
+        }
+        free(out);
+        free(ref);
+        free_updates(u, k);
+    }
+}
+
+/* The Gram kernels find a NaN/Inf from the block's G_ii, not by checking
+ * every float: a NaN or Inf in any update, in the first block or the last,
+ * is refused (the fused kernel at k = 8, the L1-tiled one at k = 12), and a
+ * scale that overflows the centred products (1e300) is not taken for one:
+ * Krum runs, as when the check read the raw values only. */
+TEST(krum_nonfinite_from_gram)
+{
+    const size_t ks[] = {8, 12};
+    size_t n = 3001;
+    float *out = malloc(n * sizeof *out);
+    for (size_t a = 0; a < 2; a++) {
+        size_t k = ks[a];
+        float **u = new_updates(k, n);
+        flc_merge_rule_t r = rule("krum");
+        flc_merge_batch_t b = {.u = (const float *const *)u, .k = k, .n = n};
+        const size_t at[] = {0, 1500, n - 1};
+        const float bad[] = {NAN, INFINITY, -INFINITY};
+        for (size_t c = 0; c < 3; c++) {
+            size_t j = (c * 5 + 1) % k;
+            float keep = u[j][at[c]];
+            u[j][at[c]] = bad[c];
+            flc_err_t e = {0};
+            int rc = flc_merge_run(&r, NULL, &b, out, NULL, &e);
+            u[j][at[c]] = keep;
+            char want[64];
+            snprintf(want, sizeof want, "update %zu holds", j);
+            EXPECT(rc == FLC_ENONFINITE && strstr(flc_err_msg(&e), want) != NULL,
+                   "k=%zu: %g in update %zu at %zu refused (%s)", k, (double)bad[c], j, at[c],
+                   flc_err_msg(&e));
+        }
+        double sc[KMAX];
+        for (size_t j = 0; j < k; j++)
+            sc[j] = j == 5 ? 1e300 : 1.0;
+        b.scale = sc;
+        flc_err_t e = {0};
+        int rc = flc_merge_run(&r, NULL, &b, out, NULL, &e);
+        EXPECT(rc == 0, "k=%zu: krum with one update scaled by 1e300 runs (rc %d: %s)", k, rc,
+               flc_err_msg(&e));
+        free_updates(u, k);
+    }
+    free(out);
+}
+
 TEST_LIST(TEST_ENTRY(fold_each_bits), TEST_ENTRY(robust_bits),
-          TEST_ENTRY(nonfinite_names_first_update), TEST_ENTRY(krum_plain_distances))
+          TEST_ENTRY(nonfinite_names_first_update), TEST_ENTRY(krum_plain_distances),
+          TEST_ENTRY(krum_distance_bits), TEST_ENTRY(krum_mean_bits),
+          TEST_ENTRY(krum_nonfinite_from_gram))
