@@ -1,6 +1,8 @@
 /* `flcache tune` (issue 20 part 2, cli/tune_model.c, cli/cmd_tune.c): the
  * model fit recovers a known curve, the pick is the cheapest size meeting
- * the deadline, the command recommends a size for a small real job within
+ * the deadline, a short probe's plan and extrapolation are right on
+ * made-up reports and near a whole run on a tiny training, the command
+ * recommends a size for a small real job within
  * its probe budget (needs root for the CPU quotas) and stops a probe that
  * can no longer meet the deadline, and with the job's
  * --job it leaves a record that `flcache report` plots. */
@@ -61,6 +63,151 @@ TEST(pick_cheapest_meeting_deadline)
     CHECK(flc_tune_pick(&m, 128, 10240, 64, 0, 1000) == 1024, "sizes up to a failed 1000 MB "
           "are skipped");
     CHECK(flc_tune_pick(&m, 128, 2048, 64, 1.0, 0) == 0, "nothing in 128..2048 meets 1 s");
+}
+
+/* A report with none of train's timings. */
+static cJSON *sjobless(void)
+{
+    static cJSON *j;
+    if (j == NULL)
+        j = cJSON_Parse("{\"wall_s\":1,\"epochs\":1}");
+    return j;
+}
+
+/* Short probes (cli/cmd_tune_probe.c): the plan from a whole run's report,
+ * and the extrapolation from a short run's report, on made-up reports
+ * whose whole-job time is known. */
+TEST(short_probe_plan_and_extrapolation)
+{
+    /* A whole train run: 2 workers x 2048 samples, batch 32: 64 steps an
+     * epoch, 2 epochs, peak 40 MB. */
+    cJSON *whole = cJSON_Parse(
+        "{\"workers\":2,\"batch\":32,\"epochs\":2,\"steps_per_epoch\":64,\"wall_s\":2,"
+        "\"load_s\":0.8,\"epoch_s\":0.4,"
+        "\"invocations\":[{\"peak_rss_kb\":40960,\"result\":{\"train_samples\":2048}},"
+        "{\"peak_rss_kb\":30000,\"result\":{\"train_samples\":2048}}]}");
+    char *job[] = {"train", "--workers", "2", "--test-subset", "800"};
+    flc_tune_part_t pl;
+    int planned = flc_tune_part_plan(job, 5, whole, 0.25, &pl);
+    CHECK(planned == 1 && pl.kind == FLC_TUNE_PART_TRAIN,
+          "a train job of 64 steps x 2 epochs is probed short");
+    CHECK(pl.samples == 4096 && pl.p_samples == 1024 && pl.test == 800 && pl.p_test == 200 &&
+              pl.epochs == 2 && pl.steps == 64,
+          "a probe loads %ld of %ld samples and %ld of %ld test samples, for 1 of %ld epochs",
+          pl.p_samples, pl.samples, pl.p_test, pl.test, pl.epochs);
+    CHECK(fabs(pl.peak_mb - 40) < 1e-9, "the whole run's largest function: %.1f MB (40)",
+          pl.peak_mb);
+    /* The probe: 1024 samples (16 steps), 0.3 s fixed, loading 0.2 s,
+     * one epoch 0.1 s: the whole job is 0.3 + 0.2 x 4 + 0.1 x 2 x 64/16. */
+    cJSON *shortj = cJSON_Parse(
+        "{\"epochs\":1,\"steps_per_epoch\":16,\"load_s\":0.2,\"epoch_s\":0.1,"
+        "\"invocations\":[{\"result\":{\"train_samples\":512}},"
+        "{\"result\":{\"train_samples\":512}}]}");
+    double t = flc_tune_part_extrapolate(&pl, shortj, 0.6);
+    CHECK(fabs(t - 1.9) < 1e-9, "extrapolated %.4f s (0.3 + 0.8 + 0.8 = 1.9)", t);
+    CHECK(flc_tune_part_extrapolate(&pl, sjobless(), 2) < 0, "a report without load_s and "
+          "epoch_s cannot be extended");
+    /* Loading and one epoch in 0.6 s at the whole run's size: a quarter
+     * would time 0.15 s, less than 0.25 s (2.5 periods of the quota). */
+    cJSON_ReplaceItemInObject(whole, "load_s", cJSON_CreateNumber(0.4));
+    cJSON_ReplaceItemInObject(whole, "epoch_s", cJSON_CreateNumber(0.2));
+    planned = flc_tune_part_plan(job, 5, whole, 0.25, &pl);
+    CHECK(planned == 1 && pl.p_samples == 1707, "a job timed 0.6 s: the probe loads %ld "
+          "samples (4096 x 0.25 / 0.6, so that it times 0.25 s)", pl.p_samples);
+    /* 8 steps a probe at least: 2 workers x batch 32 x 8 = 512 of 600
+     * samples is most of the job, so one epoch is probed whole. */
+    cJSON_ReplaceItemInObject(whole, "epochs", cJSON_CreateNumber(1));
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(
+                                  whole, "invocations"), 0), "result"),
+                              "train_samples", cJSON_CreateNumber(300));
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(
+                                  whole, "invocations"), 1), "result"),
+                              "train_samples", cJSON_CreateNumber(300));
+    CHECK(flc_tune_part_plan(job, 5, whole, 0.25, &pl) == 0 && pl.kind == 0,
+          "600 samples, 1 epoch: every probe whole (a short one would keep 512)");
+    /* simulate: 8 rounds -> 2; round 1 (cold starts) counts as fixed. */
+    cJSON *sim = cJSON_Parse("{\"wall_ms\":3000,\"rounds\":[{\"round_ms\":500},"
+                             "{\"round_ms\":300},{\"round_ms\":300},{\"round_ms\":300},"
+                             "{\"round_ms\":300},{\"round_ms\":300},{\"round_ms\":300},"
+                             "{\"round_ms\":300}]}");
+    char *sjob[] = {"simulate", "--rounds", "8"};
+    planned = flc_tune_part_plan(sjob, 3, sim, 0.25, &pl);
+    CHECK(planned == 1 && pl.kind == FLC_TUNE_PART_SIM && pl.rounds == 8 && pl.p_rounds == 2,
+          "simulate of 8 rounds: a probe runs %ld", pl.p_rounds);
+    cJSON *sim2 = cJSON_Parse("{\"rounds\":[{\"round_ms\":500},{\"round_ms\":250}]}");
+    t = flc_tune_part_extrapolate(&pl, sim2, 1.5);
+    CHECK(fabs(t - (1.25 + 7 * 0.25)) < 1e-9, "2 rounds in 1.5 s: %.4f s for 8 (1.25 s "
+          "besides round 2, then 7 x 0.25)", t);
+    char *sasync[] = {"simulate", "--mode", "async"};
+    char *run[] = {"run", "mandelbrot"};
+    CHECK(flc_tune_part_plan(sasync, 3, sim, 0.25, &pl) == 0 &&
+              flc_tune_part_plan(run, 2, sim, 0.25, &pl) == 0 &&
+              flc_tune_part_plan(sjob, 3, sim, 1, &pl) == 0,
+          "asynchronous simulate, a run workload and --part 1 are probed whole");
+    cJSON_Delete(whole);
+    cJSON_Delete(shortj);
+    cJSON_Delete(sim);
+    cJSON_Delete(sim2);
+}
+
+/* A short probe of a tiny training against the whole job at the same size:
+ * its extrapolated time is near the whole run's, and it took less time. */
+TEST(short_probe_of_a_tiny_training)
+{
+    if (geteuid() != 0)
+        flc_t_skip("CPU quotas need root");
+    flc_err_t e = {0};
+    flc_cpucg_t *g = flc_cpucg_new(1024, 0, &e);
+    if (g == NULL)
+        flc_t_skip("%s", flc_err_msg(&e));
+    flc_cpucg_free(g);
+    static char out[1 << 18];
+    char cmd[1024];
+    /* One epoch, as bench/tune's training: a probe of a longer job runs its
+     * first epoch, slower than later ones (warm-up), and overestimates. */
+    const char *job = "train --workers 2 --epochs 1 --subset 4096 --test-subset 512 "
+                      "--batch 32 --quiet";
+    /* 885 MB whole (a sweep of one size), then a tune whose second probe,
+     * at 885 MB (half a vCPU), is short. */
+    snprintf(cmd, sizeof cmd, "(env -u FLCACHE_REDIS %s/flcache tune %s --memory 885..885 "
+             "--sweep --json 2>/dev/null)", flc_t_build_dir(), job);
+    int rc = flc_t_run(cmd, out, sizeof out);
+    cJSON *w = cJSON_Parse(out);
+    const cJSON *wp = cJSON_GetArrayItem(cJSON_GetObjectItem(w, "probes"), 0);
+    double wt = cJSON_GetNumberValue(cJSON_GetObjectItem(wp, "time_s"));
+    double ws = cJSON_GetNumberValue(cJSON_GetObjectItem(wp, "probe_s"));
+    CHECK(rc == 0 && cJSON_IsTrue(cJSON_GetObjectItem(wp, "ok")) &&
+              cJSON_GetObjectItem(wp, "extrapolated") == NULL,
+          "the whole job at 885 MB: %.3f s (probe %.2f s), not extrapolated (exit %d)", wt, ws,
+          rc);
+    snprintf(cmd, sizeof cmd, "(env -u FLCACHE_REDIS %s/flcache tune %s --memory 885..1769 "
+             "--deadline 100 --budget 2 --json 2>/dev/null)", flc_t_build_dir(), job);
+    rc = flc_t_run(cmd, out, sizeof out);
+    cJSON *j = cJSON_Parse(out);
+    const cJSON *pr = cJSON_GetObjectItem(j, "probes");
+    const cJSON *p0 = cJSON_GetArrayItem(pr, 0), *p1 = cJSON_GetArrayItem(pr, 1);
+    double part = cJSON_GetNumberValue(cJSON_GetObjectItem(p1, "part"));
+    double xt = cJSON_GetNumberValue(cJSON_GetObjectItem(p1, "time_s"));
+    double mt = cJSON_GetNumberValue(cJSON_GetObjectItem(p1, "measured_time_s"));
+    double xs = cJSON_GetNumberValue(cJSON_GetObjectItem(p1, "probe_s"));
+    CHECK(rc == 0 && cJSON_GetArraySize(pr) == 2, "tune: 2 probes, the budget (exit %d)", rc);
+    CHECK(cJSON_GetObjectItem(p0, "extrapolated") == NULL &&
+              cJSON_GetNumberValue(cJSON_GetObjectItem(p0, "memory_mb")) == 1769,
+          "the first, at 1769 MB, ran the job whole");
+    /* a quarter of the samples, or more (0.25 s timed at 1769 MB) */
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(p1, "extrapolated")) && part >= 0.25 &&
+              part <= 0.75 && mt > 0 && mt < xt,
+          "the second, at 885 MB, ran part %.3f of the job: %.3f s measured, %.3f s "
+          "extrapolated", part, mt, xt);
+    /* 50%: on the shared 2-core machine (load 7-9) short probes of this
+     * job erred by -23%..+29% and whole runs of it took 1.18-1.71 s; an
+     * extrapolation that forgot the fixed part (all of it x 4) or the
+     * part's shortness (x 1) errs by +80% or -60%. */
+    CHECK(fabs(xt - wt) <= 0.5 * wt, "extrapolated %.3f s within 50%% of the whole run's "
+          "%.3f s at the same size (%+.0f%%)", xt, wt, 100 * (xt - wt) / wt);
+    CHECK(xs < 0.75 * ws, "the short probe took %.2f s, the whole one %.2f s", xs, ws);
+    cJSON_Delete(w);
+    cJSON_Delete(j);
 }
 
 TEST(tune_recommends_for_a_small_job)
@@ -166,4 +313,6 @@ TEST(tune_record_in_report)
 }
 
 TEST_LIST(TEST_ENTRY(fit_recovers_a_known_curve), TEST_ENTRY(pick_cheapest_meeting_deadline),
+          TEST_ENTRY(short_probe_plan_and_extrapolation),
+          TEST_ENTRY(short_probe_of_a_tiny_training),
           TEST_ENTRY(tune_recommends_for_a_small_job), TEST_ENTRY(tune_record_in_report))
