@@ -8,7 +8,8 @@
  * The curve is printed as a table, or with --json as one object. --sweep
  * probes every size of the grid instead (what bench/tune compares against).
  * Each probe is this program run again with the job's arguments plus
- * `--memory M --json`, its stdout read as the job's JSON report. */
+ * `--memory M --json` (cmd_tune_probe.c); the first runs the job whole,
+ * later ones of a train or simulate job run part of it and extrapolate. */
 #define _GNU_SOURCE
 #include <math.h>
 #include <stdio.h>
@@ -89,10 +90,11 @@ static const flc_opt_cmd_t tune_cmd = {
         "chosen sizes with CPU proportional to memory (1 vCPU at 1769 MB, as on AWS\n"
         "Lambda; a cgroup quota per function, which needs root), fits its time and cost\n"
         "against memory, and picks the cheapest size that meets the deadline, then runs\n"
-        "it once more to check. Make the job short (one epoch, a subset): every probe\n"
-        "runs it whole (with a deadline, a probe that can no longer meet it is\n"
-        "stopped). Tune's options may stand anywhere (--memory is its range);\n"
-        "each probe sets the job's own --memory and --json. With the job's own\n"
+        "it once more to check. Make the job short (one epoch, a subset): the first\n"
+        "probe runs it whole; later probes of a train or simulate job run part of it\n"
+        "(--part) and extrapolate its time, marked ~ (with a deadline, a probe that can\n"
+        "no longer meet it is stopped). Tune's options may stand anywhere (--memory is\n"
+        "its range); each probe sets the job's own --memory and --json. With the job's own\n"
         "--job J and FLCACHE_REDIS set, the result is kept for `flcache report --job J`,\n"
         "which plots time and cost against memory. Example:\n"
         "  flcache tune run mandelbrot --workers 2 --size 512 --deadline 2 --job m512\n",
