@@ -94,9 +94,9 @@ static const flc_opt_cmd_t tune_cmd = {
         "probe runs it whole; later probes of a train or simulate job run part of it\n"
         "(--part) and extrapolate its time, marked ~ (with a deadline, a probe that can\n"
         "no longer meet it is stopped). Tune's options may stand anywhere (--memory is\n"
-        "its range); each probe sets the job's own --memory and --json. With the job's own\n"
-        "--job J and FLCACHE_REDIS set, the result is kept for `flcache report --job J`,\n"
-        "which plots time and cost against memory. Example:\n"
+        "its range); each probe sets the job's own --memory and --json. With the\n"
+        "job's own --job J and FLCACHE_REDIS set, the result is kept for `flcache report\n"
+        "--job J`, which plots time and cost against memory. Example:\n"
         "  flcache tune run mandelbrot --workers 2 --size 512 --deadline 2 --job m512\n",
     .epilog = "exit codes: 0 a size was recommended, 1 no size meets the deadline or the\n"
               "probes failed, 2 usage error\n",
