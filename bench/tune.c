@@ -96,13 +96,7 @@ static void one(const char *flcache, const char *name, const char *job, const ch
         const cJSON *cp = check ? probe_at(check, tmb) : NULL;
         tcost = cp && cJSON_IsTrue(cJSON_GetObjectItem(cp, "ok")) ? num(cp, "cost_usd") : 0;
         ttime = cp ? num(cp, "time_s") : 0;
-        cJSON_AddNumberToObject(l, "tune_extrapolated_cost_usd",
-                                num(tu, "extrapolated_cost_usd"));
-        cJSON_AddNumberToObject(l, "tune_extrapolated_time_s", num(tu, "extrapolated_time_s"));
-        cJSON_AddBoolToObject(l, "tune_time_meets_deadline", ttime > 0 && ttime <= deadline);
     }
-    cJSON_AddStringToObject(l, "tune_cost_from", check ? "a whole run at the choice (bench)"
-                                                       : "tune's own whole probe");
     cJSON_AddNumberToObject(l, "deadline_s", deadline);
     cJSON_AddNumberToObject(l, "sweep_best_mb", best_mb);
     cJSON_AddNumberToObject(l, "sweep_best_cost_usd", best_cost);
@@ -111,6 +105,14 @@ static void one(const char *flcache, const char *name, const char *job, const ch
     cJSON_AddNumberToObject(l, "tune_mb", tmb);
     cJSON_AddNumberToObject(l, "tune_cost_usd", tcost);
     cJSON_AddNumberToObject(l, "tune_time_s", ttime);
+    cJSON_AddStringToObject(l, "tune_cost_from", check ? "a whole run at the choice (bench)"
+                                                       : "tune's own whole probe");
+    if (check != NULL) {
+        cJSON_AddNumberToObject(l, "tune_extrapolated_time_s", num(tu, "extrapolated_time_s"));
+        cJSON_AddNumberToObject(l, "tune_extrapolated_cost_usd",
+                                num(tu, "extrapolated_cost_usd"));
+        cJSON_AddBoolToObject(l, "tune_time_meets_deadline", ttime > 0 && ttime <= deadline);
+    }
     cJSON_AddNumberToObject(l, "tune_probes",
                             tu ? cJSON_GetArraySize(cJSON_GetObjectItem(tu, "probes")) : 0);
     cJSON_AddNumberToObject(l, "tune_probe_time_s", tu ? num(tu, "probe_time_s") : 0);

@@ -11,10 +11,11 @@
  *   train     a share of the samples (--subset, --test-subset in
  *             proportion), one epoch (--epochs 1): the job reports its
  *             loading (load_s, proportional to the samples loaded) and its
- *             epoch (epoch_s: steps and evaluation, proportional to the
- *             steps); the rest of its wall_s (function starts, connects,
- *             the end) is the fixed part, kept as measured. The whole job:
- *             fixed + load_s x samples ratio + epoch_s x epochs x steps ratio.
+ *             epoch (epoch_s, and its median step step_ms_p50); the rest
+ *             of its wall_s (function starts, connects, the end) is the
+ *             fixed part, kept as measured. The whole job: fixed + load_s x
+ *             samples ratio + epochs x (epoch_s + the steps it did not run
+ *             x step_ms_p50).
  *   simulate  some of its rounds (--rounds): fixed = wall - rounds 2.. (the
  *             first round, with its cold starts, counts as fixed), then
  *             the mean of rounds 2.. for each of the whole job's rounds
@@ -147,8 +148,17 @@ double flc_tune_part_extrapolate(const flc_tune_part_t *plan, const cJSON *j, do
         if (n <= 0 || load < 0 || epoch < 0 || ep <= 0 || steps <= 0)
             return -1;
         double fixed = t - load - ep * epoch;
-        return (fixed > 0 ? fixed : 0) + load * plan->samples / n +
-               epoch * plan->epochs * plan->steps / steps;
+        /* The probe's epoch as measured, plus the steps it did not run at
+         * its median step (rank 0's, exchange included): what an epoch
+         * does once (evaluate, store its record) and its first steps'
+         * warm-up (about 25 ms here, so that a 16-step epoch's mean step
+         * came out 1.5-2x a 64-step one's) are counted once, as in the
+         * whole job. Without the median, the whole epoch scales. */
+        double p50 = num(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "epoch_detail"), 0),
+                         "step_ms_p50", -1000) / 1000;
+        double one = p50 >= 0 && plan->steps >= steps ? epoch + (plan->steps - steps) * p50
+                                                      : epoch * plan->steps / steps;
+        return (fixed > 0 ? fixed : 0) + load * plan->samples / n + plan->epochs * one;
     }
     const cJSON *r = cJSON_GetObjectItem(j, "rounds");
     int nr = cJSON_GetArraySize(r);
@@ -292,6 +302,11 @@ void flc_tune_probe_run(char **job, int njob, unsigned mb, double cut_s, int no_
         fprintf(stderr, "flcache tune: %u MB: %s, %.3f s, %.3g USD%s (probe %.2f s)\n", mb,
                 p->ok ? "ok" : p->cut ? "cut at the deadline" : "failed", p->time_s,
                 p->cost_usd, p->part < 1 ? " extrapolated from a part" : "", p->probe_s);
+    if (verbose && j != NULL && (p->part < 1 || keep != NULL) && cJSON_IsNumber(
+                                                    cJSON_GetObjectItem(j, "load_s")))
+        fprintf(stderr, "flcache tune:   its run: %.3f s = loading %.3f s + %g epoch(s) of "
+                "%.3f s + the rest\n", p->measured_s, num(j, "load_s", 0),
+                num(j, "epochs", 0), num(j, "epoch_s", 0));
     if (keep != NULL)
         *keep = j;
     else
