@@ -5,7 +5,13 @@
  * sweep's time at 1769 MB (1 vCPU), a deadline the cheapest sizes miss, and
  * `flcache tune` runs with it. One JSON line per job:
  *   sweep_best_mb / sweep_best_cost_usd  the cheapest probed size meeting it
- *   tune_mb / tune_cost_usd              tune's choice and its measured cost
+ *   tune_mb / tune_cost_usd              tune's choice and its measured cost: by
+ *                                        tune's probe there when it ran the job
+ *                                        whole, else by one whole run the bench
+ *                                        makes (tune_cost_from says which; not in
+ *                                        tune's probe time)
+ *   tune_extrapolated_cost_usd / _time_s what tune's short probe there said
+ *   tune_probes_short                    tune's probes that ran part of the job
  *   cost_ratio                           tune_cost / sweep_best_cost (goal <= 1.10)
  *   probe_time_ratio                     tune's probe time / the sweep's (goal <= 1/3)
  *   tune_probes, sweep_probes, model     (a, b, saturation; rms error)
@@ -79,6 +85,18 @@ static void one(const char *flcache, const char *name, const char *job, const ch
     double tmb = tu ? num(tu, "recommended_mb") : 0;
     double tcost = tu ? num(tu, "measured_cost_usd") : 0;
     const cJSON *tp = tu ? probe_at(tu, tmb) : NULL;
+    double ttime = tp ? num(tp, "time_s") : 0;
+    /* A choice tune probed with part of the job has an extrapolated cost:
+     * the cost of the choice is then measured here, by one whole run at
+     * that size (a sweep of one size), outside tune's probe time. */
+    cJSON *check = NULL;
+    if (tmb > 0 && cJSON_GetObjectItem(tu, "measured_cost_usd") == NULL) {
+        snprintf(args, sizeof args, "--memory %.0f..%.0f --sweep", tmb, tmb);
+        check = tune(flcache, args, job);
+        const cJSON *cp = check ? probe_at(check, tmb) : NULL;
+        tcost = cp && cJSON_IsTrue(cJSON_GetObjectItem(cp, "ok")) ? num(cp, "cost_usd") : 0;
+        ttime = cp ? num(cp, "time_s") : 0;
+    }
     cJSON_AddNumberToObject(l, "deadline_s", deadline);
     cJSON_AddNumberToObject(l, "sweep_best_mb", best_mb);
     cJSON_AddNumberToObject(l, "sweep_best_cost_usd", best_cost);
@@ -86,15 +104,26 @@ static void one(const char *flcache, const char *name, const char *job, const ch
     cJSON_AddNumberToObject(l, "sweep_probe_time_s", num(sw, "probe_time_s"));
     cJSON_AddNumberToObject(l, "tune_mb", tmb);
     cJSON_AddNumberToObject(l, "tune_cost_usd", tcost);
-    cJSON_AddNumberToObject(l, "tune_time_s", tp ? num(tp, "time_s") : 0);
+    cJSON_AddNumberToObject(l, "tune_time_s", ttime);
+    cJSON_AddStringToObject(l, "tune_cost_from", check ? "a whole run at the choice (bench)"
+                                                       : "tune's own whole probe");
+    if (check != NULL) {
+        cJSON_AddNumberToObject(l, "tune_extrapolated_time_s", num(tu, "extrapolated_time_s"));
+        cJSON_AddNumberToObject(l, "tune_extrapolated_cost_usd",
+                                num(tu, "extrapolated_cost_usd"));
+        cJSON_AddBoolToObject(l, "tune_time_meets_deadline", ttime > 0 && ttime <= deadline);
+    }
     cJSON_AddNumberToObject(l, "tune_probes",
                             tu ? cJSON_GetArraySize(cJSON_GetObjectItem(tu, "probes")) : 0);
     cJSON_AddNumberToObject(l, "tune_probe_time_s", tu ? num(tu, "probe_time_s") : 0);
-    int cut = 0; /* probes stopped once they could no longer meet the deadline */
+    int cut = 0, part = 0; /* probes stopped at the deadline; probes of part of the job */
     const cJSON *tprobes = tu ? cJSON_GetObjectItem(tu, "probes") : NULL;
-    cJSON_ArrayForEach(p, tprobes)
+    cJSON_ArrayForEach(p, tprobes) {
         cut += cJSON_IsTrue(cJSON_GetObjectItem(p, "cut_at_deadline"));
+        part += cJSON_IsTrue(cJSON_GetObjectItem(p, "extrapolated"));
+    }
     cJSON_AddNumberToObject(l, "tune_probes_cut", cut);
+    cJSON_AddNumberToObject(l, "tune_probes_short", part);
     double cr = best_cost > 0 && tcost > 0 ? tcost / best_cost : 0;
     double pr = num(sw, "probe_time_s") > 0 && tu ? num(tu, "probe_time_s") / num(sw, "probe_time_s")
                                                  : 0;
@@ -109,6 +138,7 @@ static void one(const char *flcache, const char *name, const char *job, const ch
     bench_emit(l);
     cJSON_Delete(sw);
     cJSON_Delete(tu);
+    cJSON_Delete(check);
 }
 
 int main(int argc, char **argv)

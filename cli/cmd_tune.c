@@ -8,22 +8,16 @@
  * The curve is printed as a table, or with --json as one object. --sweep
  * probes every size of the grid instead (what bench/tune compares against).
  * Each probe is this program run again with the job's arguments plus
- * `--memory M --json`, its stdout read as the job's JSON report. */
+ * `--memory M --json` (cmd_tune_probe.c); the first runs the job whole,
+ * later ones of a train or simulate job run part of it and extrapolate. */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <poll.h>
-#include <signal.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
-#include "base/clock.h"
 #include "cache/embed.h"
 #include "cli/cli.h"
 #include "cli/config.h"
@@ -38,7 +32,9 @@ typedef struct tune_opts {
     unsigned lo, hi;
     double deadline_s;
     int budget;
+    double part;         /* --part: the share of the job a short probe runs */
     int json, sweep, no_cpu, verbose;
+    flc_tune_part_t plan; /* how probes after the first run part of the job */
 } tune_opts_t;
 
 static const char *const job_cmds[] = {"train", "simulate", "run", NULL};
@@ -70,6 +66,11 @@ static const flc_opt_t options[] = {
      .help = "the job must finish within S seconds (its own reported time)"},
     {.name = "budget", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(tune_opts_t, budget),
      .imin = 2, .imax = MAX_PROBES, .help = "probes at most (the last checks the choice)"},
+    {.name = "part", .type = FLC_OPT_NUM, .meta = "F", FLC_OPT_AT(tune_opts_t, part),
+     .min = 0, .min_open = 1, .max = 1,
+     .help = "probes after the first run this share of a train or simulate job (its samples "
+             "for one epoch, or its rounds) and extrapolate the whole job's time; 1: every "
+             "probe runs the job whole"},
     {.name = "sweep", .type = FLC_OPT_FLAG, FLC_OPT_AT(tune_opts_t, sweep),
      .help = "probe every grid size in LO..HI instead (exhaustive; for comparison)"},
     {.name = "no-cpu", .type = FLC_OPT_FLAG, FLC_OPT_AT(tune_opts_t, no_cpu),
@@ -89,12 +90,13 @@ static const flc_opt_cmd_t tune_cmd = {
         "chosen sizes with CPU proportional to memory (1 vCPU at 1769 MB, as on AWS\n"
         "Lambda; a cgroup quota per function, which needs root), fits its time and cost\n"
         "against memory, and picks the cheapest size that meets the deadline, then runs\n"
-        "it once more to check. Make the job short (one epoch, a subset): every probe\n"
-        "runs it whole (with a deadline, a probe that can no longer meet it is\n"
-        "stopped). Tune's options may stand anywhere (--memory is its range);\n"
-        "each probe sets the job's own --memory and --json. With the job's own\n"
-        "--job J and FLCACHE_REDIS set, the result is kept for `flcache report --job J`,\n"
-        "which plots time and cost against memory. Example:\n"
+        "it once more to check. Make the job short (one epoch, a subset): the first\n"
+        "probe runs it whole; later probes of a train or simulate job run part of it\n"
+        "(--part) and extrapolate its time, marked ~ (with a deadline, a probe that can\n"
+        "no longer meet it is stopped). Tune's options may stand anywhere (--memory is\n"
+        "its range); each probe sets the job's own --memory and --json. With the\n"
+        "job's own --job J and FLCACHE_REDIS set, the result is kept for `flcache report\n"
+        "--job J`, which plots time and cost against memory. Example:\n"
         "  flcache tune run mandelbrot --workers 2 --size 512 --deadline 2 --job m512\n",
     .epilog = "exit codes: 0 a size was recommended, 1 no size meets the deadline or the\n"
               "probes failed, 2 usage error\n",
@@ -116,103 +118,6 @@ static int tune_option(const char *arg, int *takes_value)
     return strcmp(arg, "--help") == 0 ? (*takes_value = 0, 1) : 0;
 }
 
-/* Runs the job once at mb; fills *p. cut_s > 0: the probe is stopped
- * (SIGTERM) once it has run that long, since its job can then no longer
- * meet the deadline; it counts as a miss (p->cut, not ok) instead of
- * spending the rest of a slow size's run. */
-static void probe(const tune_opts_t *o, char **job, int njob, unsigned mb, double cut_s,
-                  flc_tune_probe_t *p)
-{
-    memset(p, 0, sizeof *p);
-    p->memory_mb = mb;
-    char **argv = calloc((size_t)njob + 6, sizeof *argv);
-    char mbtext[16];
-    snprintf(mbtext, sizeof mbtext, "%u", mb);
-    int k = 0;
-    argv[k++] = "flcache";
-    for (int i = 0; i < njob; i++)
-        argv[k++] = job[i];
-    argv[k++] = "--memory";
-    argv[k++] = mbtext;
-    argv[k++] = "--json";
-    int fd[2];
-    if (argv == NULL || pipe(fd) != 0) {
-        free(argv);
-        return;
-    }
-    uint64_t t0 = flc_now_ns();
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fd[1], 1);
-        close(fd[0]);
-        close(fd[1]);
-        if (!o->verbose) {
-            int dn = open("/dev/null", O_WRONLY);
-            if (dn >= 0)
-                dup2(dn, 2);
-        }
-        setenv("FLCACHE_POOL_CPU", o->no_cpu ? "0" : FLC_OPT_STRING(FLC_CPUCG_MB_PER_VCPU), 1);
-        execv("/proc/self/exe", argv);
-        _exit(127);
-    }
-    close(fd[1]);
-    size_t cap = 1 << 16, len = 0;
-    char *out = malloc(cap);
-    ssize_t n;
-    while (out != NULL) {
-        if (cut_s > 0 && pid > 0 && !p->cut) {
-            double left = cut_s - (double)(flc_now_ns() - t0) / 1e9;
-            struct pollfd pf = {.fd = fd[0], .events = POLLIN};
-            int pr = left > 0 ? poll(&pf, 1, (int)(left * 1000) + 1) : 0;
-            if (pr < 0 || (pr == 0 && (double)(flc_now_ns() - t0) / 1e9 < cut_s))
-                continue; /* a signal, or woken a little early */
-            if (pr == 0) {
-                kill(pid, SIGTERM); /* its pool's instances die with it (PDEATHSIG) */
-                p->cut = 1;
-            }
-        }
-        if ((n = read(fd[0], out + len, cap - len - 1)) == 0)
-            break;
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            break;
-        len += (size_t)n;
-        if (len + 1 == cap) {
-            char *m = realloc(out, cap *= 2);
-            if (m == NULL)
-                break;
-            out = m;
-        }
-    }
-    close(fd[0]);
-    int st = 0;
-    while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    p->probe_s = (double)(flc_now_ns() - t0) / 1e9;
-    cJSON *j = NULL;
-    if (out != NULL) {
-        out[len] = '\0';
-        j = cJSON_Parse(out);
-    }
-    const cJSON *ws = cJSON_GetObjectItem(j, "wall_s"), *wm = cJSON_GetObjectItem(j, "wall_ms");
-    p->time_s = cJSON_IsNumber(ws) ? ws->valuedouble
-                : cJSON_IsNumber(wm) ? wm->valuedouble / 1000
-                                     : p->probe_s;
-    const cJSON *c = cJSON_GetObjectItem(j, "cost_usd");
-    p->cost_usd = cJSON_IsNumber(c) ? c->valuedouble : 0;
-    p->ok = !p->cut && pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && j != NULL &&
-            p->time_s > 0;
-    if (o->verbose)
-        fprintf(stderr, "flcache tune: %u MB: %s, %.3f s, %.3g USD (probe %.2f s)\n", mb,
-                p->ok ? "ok" : p->cut ? "cut at the deadline" : "failed", p->time_s,
-                p->cost_usd, p->probe_s);
-    cJSON_Delete(j);
-    free(out);
-    free(argv);
-}
-
 /* When a probe can be stopped: its job's time can no longer meet the
  * deadline once the probe has run the deadline plus the start-up the
  * probes so far spent outside the job's own time (their most: start-up
@@ -223,19 +128,29 @@ static double cut_after(const tune_opts_t *o, const flc_tune_probe_t *p, int np)
 {
     double su = -INFINITY;
     for (int i = 0; i < np; i++)
-        if (p[i].ok && p[i].probe_s - p[i].time_s > su)
-            su = p[i].probe_s - p[i].time_s;
+        if (p[i].ok && p[i].probe_s - p[i].measured_s > su)
+            su = p[i].probe_s - p[i].measured_s;
     if (o->deadline_s <= 0 || !isfinite(su))
         return 0;
     return 1.25 * o->deadline_s + (su > 0 ? su : 0);
 }
 
-/* A tune's probe at mb, appended to p[0..*np), cut at the deadline. */
-static void next_probe(const tune_opts_t *o, char **job, int njob, unsigned mb,
+/* A tune's probe at mb, appended to p[0..*np), cut at the deadline (a
+ * short probe too: its job's whole time is at least its own). The first
+ * runs the job whole and plans how the later ones run part of it. */
+static void next_probe(tune_opts_t *o, char **job, int njob, unsigned mb,
                        flc_tune_probe_t *p, int *np)
 {
     double cut = cut_after(o, p, *np);
-    probe(o, job, njob, mb, cut, &p[*np]);
+    cJSON *whole = NULL;
+    flc_tune_probe_run(job, njob, mb, cut, o->no_cpu, o->verbose, &o->plan, &p[*np],
+                       *np == 0 ? &whole : NULL);
+    if (*np == 0 && p[0].ok && flc_tune_part_plan(job, njob, whole, o->part, &o->plan) &&
+        o->verbose)
+        fprintf(stderr, "flcache tune: later probes run part of the job (%s) and extrapolate\n",
+                o->plan.kind == FLC_TUNE_PART_TRAIN ? "a share of its samples, one epoch"
+                                                    : "some of its rounds");
+    cJSON_Delete(whole);
     (*np)++;
 }
 
@@ -317,9 +232,10 @@ static void print_table(const tune_opts_t *o, const flc_tune_probe_t *p, int np,
         unsigned mb = rows[i];
         int k = probed(p, np, mb);
         char pt[32] = "", pc[32] = "", dl[16] = "";
+        const char *x = k >= 0 && p[k].part < 1 ? "~" : ""; /* extrapolated */
         if (k >= 0 && p[k].ok)
-            snprintf(pt, sizeof pt, "%.3f", p[k].time_s), snprintf(pc, sizeof pc, "%.3g",
-                                                                    p[k].cost_usd);
+            snprintf(pt, sizeof pt, "%s%.3f", x, p[k].time_s),
+                snprintf(pc, sizeof pc, "%s%.3g", x, p[k].cost_usd);
         else if (k >= 0 && p[k].cut)
             snprintf(pt, sizeof pt, "> %.3f", p[k].time_s);
         else if (k >= 0)
@@ -347,7 +263,9 @@ static unsigned sweep(const tune_opts_t *o, char **job, int njob, flc_tune_probe
     unsigned best = 0;
     double best_cost = INFINITY;
     for (int i = 0; i < n; i++) {
-        probe(o, job, njob, sizes[i], 0, &p[(*np)++]); /* exhaustive: never cut */
+        /* exhaustive: every size whole, never cut */
+        flc_tune_probe_run(job, njob, sizes[i], 0, o->no_cpu, o->verbose, NULL, &p[(*np)++],
+                           NULL);
         const flc_tune_probe_t *q = &p[*np - 1];
         if (q->ok && (o->deadline_s <= 0 || q->time_s <= o->deadline_s) &&
             q->cost_usd < best_cost) {
@@ -360,7 +278,7 @@ static unsigned sweep(const tune_opts_t *o, char **job, int njob, flc_tune_probe
 
 int flc_cmd_tune(int argc, char **argv)
 {
-    tune_opts_t o = {.lo = 128, .hi = 10240, .budget = 4};
+    tune_opts_t o = {.lo = 128, .hi = 10240, .budget = 4, .part = 0.25};
     /* tune's own options go to the parser; the rest is the job's command
      * line, kept in order. */
     char **mine = calloc((size_t)argc + 1, sizeof *mine);
@@ -421,6 +339,11 @@ int flc_cmd_tune(int argc, char **argv)
                 if ((!p[i].ok || (o.deadline_s > 0 && p[i].time_s > o.deadline_s)) &&
                     p[i].memory_mb > max_bad)
                     max_bad = p[i].memory_mb;
+            /* A short probe holds less data than the job: no size the
+             * whole run's functions outgrew (the platform stops an
+             * instance at its memory size). */
+            if (o.plan.kind && o.plan.peak_mb >= max_bad)
+                max_bad = (unsigned)ceil(o.plan.peak_mb);
             fitted = flc_tune_fit(p, (size_t)np, &m) == 0;
             unsigned up = after_failures(&o, p, np, max_bad);
             if (!fitted && np < o.budget && max_bad < o.hi && probed(p, np, up) < 0) {
@@ -476,6 +399,13 @@ int flc_cmd_tune(int argc, char **argv)
             printf("           more CPU stops helping past %.0f MB\n", m.sat);
         printf("probes     %d, %.1f s in all%s\n", np, total, o.no_cpu ? "" :
                ", CPU proportional to memory (1 vCPU at 1769 MB)");
+        if (o.plan.kind)
+            printf("           ~ extrapolated: probes after the first ran %s (about %.0f%%)\n",
+                   o.plan.kind == FLC_TUNE_PART_TRAIN ? "part of the samples for one epoch"
+                                                      : "some of the rounds",
+                   100 * (o.plan.kind == FLC_TUNE_PART_TRAIN
+                              ? (double)o.plan.p_samples / o.plan.samples / o.plan.epochs
+                              : (double)o.plan.p_rounds / o.plan.rounds));
         if (recorded)
             printf("report     flcache report --job %s (the curve as a plot)\n", name);
     }
@@ -485,7 +415,9 @@ int flc_cmd_tune(int argc, char **argv)
         rc = FLC_EXIT_RUNTIME;
     } else {
         if (!o.json)
-            printf("recommend  %u MB%s\n", pick, o.sweep ? " (cheapest probed)" : "");
+            printf("recommend  %u MB%s\n", pick, o.sweep ? " (cheapest probed)"
+                   : probed(p, np, pick) >= 0 && p[probed(p, np, pick)].part < 1
+                       ? " (time and cost extrapolated from a short probe)" : "");
         rc = FLC_EXIT_OK;
     }
     flc_embed_stop(srv);

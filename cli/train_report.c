@@ -25,12 +25,13 @@ static void fmt_eta(char *out, size_t len, double s)
 }
 
 /* Draws one progress record. A terminal gets a line rewritten in place at
- * every step record; a log gets one line per epoch. */
-static void show(const flc_train_opts_t *o, flc_train_run_t *run, const char *txt)
+ * every step record; a log gets one line per epoch. Returns 1 for worker
+ * 0's last record ("done"). */
+static int show(const flc_train_opts_t *o, flc_train_run_t *run, const char *txt)
 {
     cJSON *p = cJSON_Parse(txt);
     if (p == NULL)
-        return;
+        return 0;
     const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(p, "type"));
     double num[8];
     static const char *const names[] = {"epoch", "epochs", "step", "steps", "gstep",
@@ -78,7 +79,9 @@ static void show(const flc_train_opts_t *o, flc_train_run_t *run, const char *tx
         run->line_open = 0;
     }
     fflush(stderr);
+    int done = type && strcmp(type, "done") == 0;
     cJSON_Delete(p);
+    return done;
 }
 
 /* Worker k ended not ok while the others still run: they cannot finish a
@@ -110,14 +113,17 @@ void flc_train_follow(flc_store_t *s, const flc_train_opts_t *o, flc_train_run_t
                       flc_batch_t *b, size_t n)
 {
     run->last_acc = -1;
-    int store_ok = 1;
+    int store_ok = 1, done = 0;
     /* The wait wakes on every record; the bound notices a worker that
-     * ended without a last record (a crash) and a signal. */
+     * ended without a last record (a crash) and a signal. After worker 0's
+     * "done" no record is due: the wait is on the workers' return, or the
+     * run's time (wall_s) would include up to 500 ms of a BLPOP that
+     * nothing answers (tune measured it as fixed time, docs/tune.md). */
     while (flc_batch_done(b) < n) {
         if (run->guard != NULL)
             flc_train_guard_tick(run->guard, s, o->cfg.job, run->pool);
         stop_on_failure(o, run, b, n);
-        if (flc_train_signal() || run->failed >= 0) {
+        if (flc_train_signal() || run->failed >= 0 || done) {
             if (flc_batch_wait(b, 200) == FLC_OK)
                 b = NULL;
             if (b == NULL)
@@ -131,7 +137,7 @@ void flc_train_follow(flc_store_t *s, const flc_train_opts_t *o, flc_train_run_t
             break;
         }
         if (rec != NULL)
-            show(o, run, rec);
+            done = show(o, run, rec);
         free(rec);
     }
     if (b != NULL)

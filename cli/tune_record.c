@@ -57,6 +57,12 @@ cJSON *flc_tune_json(const flc_tune_result_t *r)
         cJSON_AddNumberToObject(x, "probe_s", p->probe_s);
         if (p->cut)
             cJSON_AddBoolToObject(x, "cut_at_deadline", 1);
+        if (p->part < 1) { /* a short probe: time and cost are extrapolated */
+            cJSON_AddBoolToObject(x, "extrapolated", 1);
+            cJSON_AddNumberToObject(x, "part", p->part);
+            cJSON_AddNumberToObject(x, "measured_time_s", p->measured_s);
+            cJSON_AddNumberToObject(x, "measured_cost_usd", p->measured_usd);
+        }
         cJSON_AddItemToArray(pa, x);
     }
     cJSON_AddNumberToObject(j, "probe_time_s", r->probe_total_s);
@@ -86,9 +92,14 @@ cJSON *flc_tune_json(const flc_tune_result_t *r)
         cJSON_AddNumberToObject(j, "predicted_time_s", flc_tune_time(m, r->pick));
         cJSON_AddNumberToObject(j, "predicted_cost_usd", flc_tune_cost(m, r->pick));
     }
+    /* The choice's probe: measured when it ran the job whole, else
+     * extrapolated from a part (and said so). */
     if (k >= 0 && r->p[k].ok) {
-        cJSON_AddNumberToObject(j, "measured_time_s", r->p[k].time_s);
-        cJSON_AddNumberToObject(j, "measured_cost_usd", r->p[k].cost_usd);
+        int x = r->p[k].part < 1;
+        cJSON_AddNumberToObject(j, x ? "extrapolated_time_s" : "measured_time_s",
+                                r->p[k].time_s);
+        cJSON_AddNumberToObject(j, x ? "extrapolated_cost_usd" : "measured_cost_usd",
+                                r->p[k].cost_usd);
     }
     return j;
 }

@@ -146,10 +146,14 @@ void rep_tune_section(const cJSON *t, flc_html_t *o)
     double pick = num(t, "recommended_mb"), dl = num(t, "deadline_s");
     flc_html_printf(o, "<table class=\"sum\">");
     char buf[256];
+    /* A choice tune probed with part of the job has extrapolated figures. */
+    int x = cJSON_GetObjectItemCaseSensitive(t, "extrapolated_time_s") != NULL;
     if (pick > 0)
-        snprintf(buf, sizeof buf, "%g MB: predicted %.3f s, %.3g USD; measured %.3f s, "
+        snprintf(buf, sizeof buf, "%g MB: predicted %.3f s, %.3g USD; %s %.3f s, "
                  "%.3g USD", pick, num(t, "predicted_time_s"), num(t, "predicted_cost_usd"),
-                 num(t, "measured_time_s"), num(t, "measured_cost_usd"));
+                 x ? "extrapolated from a short probe" : "measured",
+                 num(t, x ? "extrapolated_time_s" : "measured_time_s"),
+                 num(t, x ? "extrapolated_cost_usd" : "measured_cost_usd"));
     else
         snprintf(buf, sizeof buf, "none: no size in %g..%g MB %s", num(t, "memory_lo"),
                  num(t, "memory_hi"), dl > 0 ? "meets the deadline" : "ran the job");
