@@ -79,9 +79,9 @@ string(REGEX REPLACE "/$" "" FLC_PC_TO_PREFIX "${FLC_PC_TO_PREFIX}")
 # the static library must link them too (the shared one carries them).
 set(FLC_PC_SANITIZE "")
 if(FLCACHE_SANITIZE)
-  set(FLC_PC_SANITIZE "-fsanitize=address,undefined")
+  set(FLC_PC_SANITIZE " -fsanitize=address,undefined")
 elseif(FLCACHE_TSAN)
-  set(FLC_PC_SANITIZE "-fsanitize=thread")
+  set(FLC_PC_SANITIZE " -fsanitize=thread")
 endif()
 configure_file(${CMAKE_SOURCE_DIR}/cmake/flcache.pc.in ${CMAKE_BINARY_DIR}/flcache.pc @ONLY)
 
