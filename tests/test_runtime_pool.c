@@ -119,7 +119,13 @@ TEST(concurrency_and_warm)
     CHECK(flc_pool_invoke(p, ev, N, r, &e) == 0, "batch of %d runs", N);
     double wall = (double)(flc_now_ns() - t0) / 1e6;
     CHECK(all_status(r, N, FLC_INV_OK), "all %d invocations ok", N);
-    CHECK(wall < 1600.0, "%d x 400 ms ran concurrently in %.0f ms (serial: 2400)", N, wall);
+    /* Run one after another the sleeps alone take 2400 ms; concurrently
+     * about 400 plus the cold starts, which a sanitizer build makes slow
+     * (6 instances starting at once on 2 cores took 2.2 s under ASan):
+     * there only "less than the sleeps in series" is asked. */
+    double most = flc_pool_sanitized() ? 2400.0 : 1600.0;
+    CHECK(wall < most, "%d x 400 ms ran concurrently in %.0f ms (< %.0f; serial: 2400 "
+          "+ starts)", N, wall, most);
     int pids[N], cold = 0;
     for (int i = 0; i < N; i++) {
         pids[i] = r[i].pid;
