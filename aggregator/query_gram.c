@@ -31,7 +31,7 @@ int flc_query_gram_of_rows(const float *M, size_t m, size_t cols, double *G)
     if (Gb == NULL)
         return FLC_ENOMEM;
     memset(G, 0, m * m * sizeof *G);
-    flc_query_gram_add_blocks(M, m, cols, cols, Gb, G);
+    flc_query_gram_add_blocks(M, m, cols, cols, Gb, G, NULL);
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < i; j++)
             G[i * m + j] = G[j * m + i];

@@ -62,13 +62,15 @@ int flc_query_client_facts(flc_store_t *s, const char *job, uint32_t round, char
 /* P[i*m+j] += the float sums of M's rows i, j (j >= i: the upper triangle)
  * over cols columns, 4096 at a time (one ssyrk each into Gb, m x m), each
  * block's sums added in double: the one kernel of every Gram, so whole
- * rows and windows of them give the same bits. M is m rows of stride ld. */
+ * rows and windows of them give the same bits. M is m rows of stride ld.
+ * nonfinite (NULL: not kept): [i] = 1 when a block's sum of row i's squares
+ * is NaN or Inf. */
 void flc_query_gram_add_blocks(const float *M, size_t m, size_t ld, size_t cols, float *Gb,
-                               double *P);
+                               double *P, unsigned char *nonfinite);
 
 /* Columns per window for m rows of cnt floats within budget bytes, tails
- * of them kept by the reader: a multiple of 4096 (at least one), at most
- * cnt. */
+ * of them kept by the reader, and m rows of a window within 8 MiB: a
+ * multiple of 4096 (at least one), at most cnt. */
 size_t flc_query_gram_window(size_t budget, size_t m, size_t tails, size_t cnt);
 
 /* Shard `shard`'s partial of the g->n clients and the merged shard into P

@@ -12,9 +12,10 @@
  *     a large one;
  *   - peak_follows_budget_not_n: `flcache query norms --no-cache` as a
  *     process, its peak RSS from wait4: with a 4 MiB budget (half an 8 MB
- *     update) 16 updates peak within one update of 4 updates; with a budget
- *     that holds everything the peak grows by about 12 updates (so the
- *     measurement sees N when the code holds N), and the answers are equal. */
+ *     update) 16 updates peak within one update of 4 updates, and with a
+ *     1 GiB budget too (windows are at most 8 MiB); fp16 updates, which are
+ *     read whole, grow the peak by about 12 updates (so the measurement
+ *     sees N when the code holds N); the answers are equal. */
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
@@ -29,8 +30,10 @@
 
 #include "aggregator/query.h"
 #include "aggregator/reduce_scatter.h"
+#include "aggregator/tracker.h"
 #include "cache/encode.h"
 #include "cache/store.h"
+#include "cache/store_ops.h"
 #include "tests/harness.h"
 
 #define CHUNK 16384 /* so a 200 KB shard is a hash of 13 chunks */
@@ -286,6 +289,51 @@ TEST(answers_unchanged)
 
 /* ---- the CLI as a process -------------------------------------------------- */
 
+/* Round 1 of job written as a driver and merger would, without merging:
+ * n clients' fp16 updates of dim floats on one shard (stored encoded: the
+ * Gram reads them whole), a float32 merged shard, the tracker entry. */
+static void store_round_fp16(const char *job, size_t n, uint64_t dim)
+{
+    flc_store_t *s = open_store(NULL);
+    char(*nm)[16] = calloc(n, sizeof *nm);
+    const char **names = calloc(n, sizeof *names);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(nm[i], sizeof nm[i], "c%02zu", i);
+        names[i] = nm[i];
+    }
+    if (flc_store_round_begin(s, job, 1, 1, 0, names, n) != 0)
+        flc_t_fatal("open round of %s: %s", job, flc_store_errstr(s));
+    float *v = malloc(dim * sizeof *v);
+    uint16_t *half = malloc(dim * sizeof *half);
+    flc_shard_t sh = {.round = 1, .shard = 0, .num_shards = 1, .count = dim, .model_size = dim,
+                      .weight = 1, .num_samples = 1};
+    snprintf(sh.job, sizeof sh.job, "%s", job);
+    flc_err_t e = {0};
+    for (size_t i = 0; i < n; i++) {
+        flc_t_fill(v, dim, 500 + (unsigned)i);
+        flc_enc_t en = {.kind = FLC_ENC_FP16};
+        uint64_t nnz = 0;
+        if (flc_enc_encode(&en, v, dim, half, &nnz, NULL, &e) != 0)
+            flc_t_fatal("fp16: %s", e.msg);
+        sh.encoding = FLC_ENC_FP16;
+        sh.values = (float *)(void *)half;
+        snprintf(sh.client, sizeof sh.client, "%s", names[i]);
+        if (flc_store_put_update(s, &sh) != 0)
+            flc_t_fatal("put %s: %s", names[i], flc_store_errstr(s));
+    }
+    flc_t_fill(v, dim, 499);
+    sh.encoding = FLC_ENC_F32;
+    sh.values = v;
+    sh.client[0] = '\0';
+    if (flc_store_put_merged(s, &sh) != 0 || flc_track_put(s, job, 1, 0, "hot") != 0)
+        flc_t_fatal("merged shard of %s: %s", job, flc_store_errstr(s));
+    free(v);
+    free(half);
+    free(names);
+    free(nm);
+    flc_store_close(s);
+}
+
 #define DIM3 2000000 /* 8 MB updates, one shard */
 
 /* Runs `flcache query norms` on job with budget MiB; its peak RSS in KiB
@@ -355,6 +403,8 @@ TEST(peak_follows_budget_not_n)
     if (pid == 0) {
         store_round("m4", 4, 1, DIM3, NULL);
         store_round("m16", 16, 1, DIM3, NULL);
+        store_round_fp16("h4", 4, DIM3);
+        store_round_fp16("h16", 16, DIM3);
         _exit(0);
     }
     int st = 0;
@@ -364,13 +414,18 @@ TEST(peak_follows_budget_not_n)
     long mine = rss_kb();
     CHECK(mine > 0 && mine < 16 * 1024, "this process, which forks the queries, holds %.1f "
           "MiB (a floor under their measured peaks)", mine / 1024.0);
-    const char *jobs[2] = {"m4", "m16"};
+    /* m: float32, read by window; h: fp16, which cannot be read by window
+     * and is held whole, as every update was before blocks: there the
+     * peak must grow with N, or the measurement could not see it. */
+    const char *jobs[4] = {"m4", "m16", "h4", "h16"};
     const unsigned budgets[2] = {4, 1024}; /* half an update; all of them */
-    long peak[2][2];
-    char *rows[2][2];
+    long peak[4][2];
+    char *rows[4][2];
     static char out[1 << 16];
     for (int b = 0; b < 2; b++)
-        for (int j = 0; j < 2; j++) {
+        for (int j = 0; j < 4; j++) {
+            if (j >= 2 && b == 1)
+                continue;
             int rc = query_process(jobs[j], budgets[b], &peak[j][b], out, sizeof out);
             rows[j][b] = rows_of(out);
             CHECK(rc == 0 && rows[j][b] != NULL, "flcache query norms --job %s --no-cache "
@@ -380,18 +435,22 @@ TEST(peak_follows_budget_not_n)
     double update_mb = DIM3 * 4.0 / (1 << 20);
     double grow_small = (peak[1][0] - peak[0][0]) / 1024.0;
     double grow_big = (peak[1][1] - peak[0][1]) / 1024.0;
+    double grow_fp16 = (peak[3][0] - peak[2][0]) / 1024.0;
     EXPECT(grow_small < update_mb, "with a 4 MiB budget, 16 updates peak %.1f MiB above 4 "
            "updates (%.1f vs %.1f MiB): less than one %.1f MiB update", grow_small,
            peak[1][0] / 1024.0, peak[0][0] / 1024.0, update_mb);
-    EXPECT(grow_big > 6 * update_mb, "with a budget that holds every row, the peak grows by "
-           "%.1f MiB from 4 to 16 updates (12 updates are %.1f MiB): the measurement sees N",
-           grow_big, 12 * update_mb);
+    EXPECT(grow_big < update_mb, "with a 1 GiB budget too (%.1f MiB more): a window is at "
+           "most 8 MiB of rows, so even a large budget holds no update whole", grow_big);
+    EXPECT(grow_fp16 > 6 * update_mb, "fp16 updates, read whole, grow the peak by %.1f MiB "
+           "from 4 to 16 (12 decoded updates are %.1f MiB): the measurement sees N where the "
+           "code holds N", grow_fp16, 12 * update_mb);
     for (int j = 0; j < 2; j++)
         EXPECT(strcmp(rows[j][0], rows[j][1]) == 0,
                "job %s: the answer is the same with both budgets", jobs[j]);
-    for (int j = 0; j < 2; j++)
+    for (int j = 0; j < 4; j++)
         for (int b = 0; b < 2; b++)
-            free(rows[j][b]);
+            if (j < 2 || b == 0)
+                free(rows[j][b]);
 }
 
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(blocks_equal_whole_rows),
