@@ -175,10 +175,14 @@ typedef struct flc_query_gram_s {
  * is exceeded by that floor. Updates stored encoded (fp16, top-k) cannot be
  * read by window: they are read whole and held, outside the budget.
  *
+ * A window is at most 8 MiB of rows whatever the budget (larger ones cost
+ * redis-server fresh pages for its replies, query_gram_rows.c), so what a
+ * worker holds is about min(budget, 8 MiB + one chunk per update).
+ *
  * 64 MiB by default: the allowance issue 14 gives a merger beside its
- * shard (goal 4: peak <= 2 x shard + 64 MB), and enough for windows of at
- * least a chunk (256 KiB) per row up to ~200 updates, so a window is one
- * pipeline of chunk-sized reads and its round trip is noise. */
+ * shard (goal 4: peak <= 2 x shard + 64 MB), which holds full 8 MiB windows
+ * and a chunk (256 KiB) per update up to ~200 updates; past that windows
+ * shrink, down to the floor. */
 #define FLC_QUERY_MEM_BUDGET_DEFAULT ((size_t)64 << 20)
 
 /* The budget used where none is given (a request's or a Gram's mem_budget

@@ -15,10 +15,11 @@
  * in the same order: the bits are those of whole rows
  * (flc_query_gram_of_rows), whatever the budget.
  *
- * Why it reads at Redis's speed: the next window is asked for before the
- * current one is computed (flc_store_part_send), so redis-server copies it
- * into its reply buffers while this thread multiplies; every chunk is read
- * once whatever the window size (the reader's tails).
+ * How it keeps reading: the next window is asked for before the current
+ * one is computed (flc_store_part_send), so redis-server copies it into its
+ * reply buffers while this thread multiplies; every chunk is read once
+ * whatever the window size (the reader's tails), and on one server the
+ * replies go straight from the socket into the rows (store_part_direct.c).
  *
  * What cannot be read by window: an update stored encoded (fp16, top-k;
  * its bytes are not coordinates) or spilled to the cold tier is read whole
