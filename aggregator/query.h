@@ -75,6 +75,10 @@ typedef struct flc_query_req {
                                     * cluster) before it opens its store, so it reads them
                                     * there and only the Gram partials cross the network.
                                     * Zero: in the caller's place, as on one server */
+    size_t mem_budget;             /* bytes of update rows the Gram workers of this query
+                                    * hold at once, all of them together (split among
+                                    * them; blocks of coordinates are read to fit).
+                                    * 0: flc_query_mem_budget() */
 } flc_query_req_t;
 
 /* "history" -> *out = FLC_Q_HISTORY; FLC_EINVAL (*out untouched) for an
@@ -158,7 +162,36 @@ typedef struct flc_query_gram_s {
                            shard, in huge pages (base/bigbuf.h): fresh pages cost a
                            fault each (a 25 MB round's shard is 220 MB of rows) */
     size_t scratch_cap; /* floats in scratch */
+    size_t mem_budget;  /* flc_query_gram_shard: bytes of rows it may hold (a window of
+                           coordinates of every update); 0: flc_query_mem_budget() */
 } flc_query_gram_t;
+
+/* The memory a Gram worker holds does not grow with the number of updates
+ * N or the shard's size: it reads block [a, a+L) of coordinates of every
+ * update (and the merged shard) at once and accumulates G += X X^T, with L
+ * chosen so the N+1 rows of L floats (and one chunk per update kept
+ * between windows, store_part.h) fit the budget; at least one block of
+ * 4096 coordinates per row, so a budget below (N+1) x (16 KiB + a chunk)
+ * is exceeded by that floor. Updates stored encoded (fp16, top-k) cannot be
+ * read by window: they are read whole and held, outside the budget.
+ *
+ * A window is at most 8 MiB of rows whatever the budget (larger ones cost
+ * redis-server fresh pages for its replies, query_gram_rows.c), so what a
+ * worker holds is about min(budget, 8 MiB + one chunk per update).
+ *
+ * 64 MiB by default: the allowance issue 14 gives a merger beside its
+ * shard (goal 4: peak <= 2 x shard + 64 MB), which holds full 8 MiB windows
+ * and a chunk (256 KiB) per update up to ~200 updates; past that windows
+ * shrink, down to the floor. */
+#define FLC_QUERY_MEM_BUDGET_DEFAULT ((size_t)64 << 20)
+
+/* The budget used where none is given (a request's or a Gram's mem_budget
+ * of 0): FLC_QUERY_MEM_BUDGET_DEFAULT until set. A program sets it once,
+ * before it starts threads (flcache simulate --memory-budget: its
+ * in-process mergers derive the round's statistics through the Gram);
+ * 0 restores the default. */
+void flc_query_mem_budget_set(size_t bytes);
+size_t flc_query_mem_budget(void);
 
 void flc_query_gram_free(flc_query_gram_t *g);
 
@@ -191,6 +224,15 @@ int flc_query_gram(flc_store_t *s, const flc_store_cfg_t *at, const char *job, u
 int flc_query_gram_placed(flc_store_t *s, const flc_store_cfg_t *at, const flc_place_t *place,
                           const char *job, uint32_t round, int threads, int use_cache,
                           flc_query_gram_t *g, flc_err_t *e);
+
+/* flc_query_gram_placed within mem_budget bytes of rows for all its
+ * workers together (0: flc_query_mem_budget()): each worker gets an equal
+ * share, and unless threads or a placement ask for more workers, fewer
+ * workers run when a share would fall below the floor of (N+1) rows of one
+ * block and one chunk each. */
+int flc_query_gram_run(flc_store_t *s, const flc_store_cfg_t *at, const flc_place_t *place,
+                       const char *job, uint32_t round, int threads, int use_cache,
+                       size_t mem_budget, flc_query_gram_t *g, flc_err_t *e);
 
 /* Kernel k-means on a Gram matrix (k-means++ seeding from `seed`, then
  * Lloyd iterations, all from dot products): assign[n], inertia. Equal to

@@ -11,13 +11,13 @@
  * one they run in the caller's place and read over the network, which is
  * also the central baseline bench/cluster compares against.
  *
- * Memory of one worker: (N+1) x (shard floats) x 4 bytes. */
+ * Memory: the query's budget (flc_query_gram_run's mem_budget) split among
+ * its workers; each reads its shards in windows of coordinates that fit
+ * its share (query_gram_rows.c), whatever N and the shard's size. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <cblas.h>
 
 #include "aggregator/query_internal.h"
 #include "base/bigbuf.h"
@@ -25,22 +25,13 @@
 #include "base/log.h"
 #include "cache/store_ops.h"
 
-#define GRAM_BLOCK 4096 /* columns per ssyrk: float sums over 4096 terms, then double */
-
 int flc_query_gram_of_rows(const float *M, size_t m, size_t cols, double *G)
 {
     float *Gb = malloc((m ? m * m : 1) * sizeof *Gb);
     if (Gb == NULL)
         return FLC_ENOMEM;
     memset(G, 0, m * m * sizeof *G);
-    for (size_t c0 = 0; c0 < cols; c0 += GRAM_BLOCK) {
-        size_t bc = cols - c0 < GRAM_BLOCK ? cols - c0 : GRAM_BLOCK;
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)bc, 1.0f, M + c0,
-                    (int)cols, 0.0f, Gb, (int)m);
-        for (size_t i = 0; i < m; i++)
-            for (size_t j = i; j < m; j++)
-                G[i * m + j] += Gb[i * m + j];
-    }
+    flc_query_gram_add_blocks(M, m, cols, cols, Gb, G, NULL);
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < i; j++)
             G[i * m + j] = G[j * m + i];
@@ -181,7 +172,8 @@ int flc_query_gram_shard(flc_store_t *s, const char *job, uint32_t round, uint32
     return rc;
 }
 
-/* Computes one shard's partial into g (and the cache when stamps). A row
+/* Computes one shard's partial into g (and the cache when stamps), in
+ * windows of coordinates within g->mem_budget (query_gram_rows.c). A row
  * with a NaN or Inf is left zero and its client marked in bad and g->bad:
  * one poisoned update must not turn every dot product into NaN. */
 static int gram_compute(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
@@ -189,64 +181,10 @@ static int gram_compute(flc_store_t *s, const char *job, uint32_t round, uint32_
                         const uint64_t *stamps)
 {
     size_t m = g->n + 1;
-    /* The merged shard tells the shard's size; without one, the first update. */
-    flc_shard_t head = {0};
-    int have_agg = flc_store_get_merged(s, job, round, shard, &head, NULL, 0) == FLC_OK;
-    if (!have_agg) {
-        for (size_t i = 0; i < g->n && head.values == NULL; i++)
-            if (flc_store_get_update(s, job, round, shard, g->clients[i], &head, NULL, 0) != 0)
-                flc_shard_release(&head);
-    }
-    if (head.values == NULL)
-        return flc_err_set(e, FLC_ENOTFOUND, "round %u of job %s has nothing in shard %u",
-                           round, job, shard);
-    size_t cnt = (size_t)head.count;
-    if (g->scratch_cap < m * cnt + 1) {
-        flc_big_free(g->scratch, g->scratch_cap * sizeof *g->scratch);
-        g->scratch_cap = 0;
-        g->scratch = flc_big_alloc((m * cnt + 1) * sizeof *g->scratch);
-        if (g->scratch != NULL)
-            g->scratch_cap = m * cnt + 1;
-    }
-    float *M = g->scratch; /* every row below is written or zeroed: no calloc */
     double *P = calloc(m * m, sizeof *P);
-    if (M == NULL || P == NULL) {
-        flc_shard_release(&head);
-        free(P);
-        return flc_err_set(e, FLC_ENOMEM, "out of memory for %zu updates of %zu floats", m, cnt);
-    }
-    if (have_agg && flc_find_nonfinite(head.values, cnt) < 0) /* else: no aggregate */
-        memcpy(M + g->n * cnt, head.values, cnt * sizeof(float));
-    else
-        memset(M + g->n * cnt, 0, cnt * sizeof(float));
-    g->bytes_read += have_agg ? cnt * sizeof(float) : 0;
-    flc_shard_release(&head);
-    int rc = FLC_OK;
-    for (size_t i = 0; i < g->n && rc == FLC_OK; i++) {
-        flc_shard_t sh = {0};
-        int r = flc_store_get_update(s, job, round, shard, g->clients[i], &sh, M + i * cnt, cnt);
-        if (r == FLC_ENOTFOUND) {
-            memset(M + i * cnt, 0, cnt * sizeof(float)); /* did not write this shard */
-            continue;
-        }
-        if (r != FLC_OK || sh.count != cnt) {
-            rc = r != FLC_OK ? (*e = *flc_store_error(s), r)
-                             : flc_err_set(e, FLC_EDIM, "client %s wrote %llu floats to shard "
-                                           "%u, the shard has %zu", g->clients[i],
-                                           (unsigned long long)sh.count, shard, cnt);
-            flc_shard_release(&sh);
-            break;
-        }
-        if (sh.values != M + i * cnt)
-            flc_shard_release(&sh);
-        g->bytes_read += cnt * sizeof(float);
-        if (flc_find_nonfinite(M + i * cnt, cnt) >= 0) {
-            memset(M + i * cnt, 0, cnt * sizeof(float));
-            bad[i] = 1;
-        }
-    }
-    if (rc == FLC_OK && flc_query_gram_of_rows(M, m, cnt, P) != FLC_OK)
-        rc = flc_err_set(e, FLC_ENOMEM, "out of memory for a %zux%zu Gram block", m, m);
+    if (P == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "out of memory for a %zux%zu Gram partial", m, m);
+    int rc = flc_query_gram_compute(s, job, round, shard, g, P, bad, e);
     if (rc == FLC_OK) {
         for (size_t i = 0; i < m * m; i++)
             g->G[i] += P[i];
@@ -270,6 +208,7 @@ typedef struct gram_job {
     flc_query_plan_t plan;          /* shards by node; under lock */
     int use_cache;
     int qclass;          /* the caller's query class, for the workers' reads */
+    size_t budget;       /* bytes of rows per worker */
     pthread_mutex_t lock;
     flc_query_gram_t *g; /* the sum, under lock */
     flc_err_t err;
@@ -289,7 +228,7 @@ static void *gram_worker(void *p)
         opts = *j->opts;
     flc_store_t *s = NULL;
     flc_url_t caller_ep = {0}; /* the caller's server */
-    flc_query_gram_t mine = {.n = j->g->n, .clients = j->g->clients};
+    flc_query_gram_t mine = {.n = j->g->n, .clients = j->g->clients, .mem_budget = j->budget};
     size_t m = mine.n + 1;
     mine.G = calloc(m * m, sizeof *mine.G);
     mine.bad = calloc(m, 1);
@@ -365,6 +304,33 @@ int flc_query_gram_placed(flc_store_t *s, const flc_store_cfg_t *at, const flc_p
                           const char *job, uint32_t round, int threads, int use_cache,
                           flc_query_gram_t *g, flc_err_t *e)
 {
+    return flc_query_gram_run(s, at, place, job, round, threads, use_cache, 0, g, e);
+}
+
+/* Workers and each one's share of budget: the default count (min(S, 4), at
+ * least one per node when placed) shrinks while a share would fall below a
+ * worker's floor, (N+1) rows of one block of 4096 floats and one chunk
+ * (the most a window needs, query_gram_rows.c): two workers at their
+ * floor read as fast as four through one redis-server, and hold half. */
+static int worker_count(int threads, int placed, size_t ns, size_t ngroups, size_t m,
+                        size_t chunk, size_t budget, size_t *each)
+{
+    int nt = threads > 0 ? threads : (ns < 4 ? (int)ns : 4);
+    if (threads <= 0 && placed && (size_t)nt < ngroups) /* a worker per node */
+        nt = (int)ngroups;
+    if (nt > 64)
+        nt = 64;
+    size_t floor = m * (4096 * sizeof(float) + chunk);
+    while (threads <= 0 && !placed && nt > 1 && budget / (size_t)nt < floor)
+        nt--;
+    *each = budget / (size_t)(nt > 0 ? nt : 1);
+    return nt;
+}
+
+int flc_query_gram_run(flc_store_t *s, const flc_store_cfg_t *at, const flc_place_t *place,
+                       const char *job, uint32_t round, int threads, int use_cache,
+                       size_t mem_budget, flc_query_gram_t *g, flc_err_t *e)
+{
     memset(g, 0, sizeof *g);
     /* Without a URL the workers reach s's own server as s's user: the
      * credentials are in its full URL, not the redacted one it prints. */
@@ -421,11 +387,10 @@ int flc_query_gram_placed(flc_store_t *s, const flc_store_cfg_t *at, const flc_p
     j.qclass = flc_store_set_query_class(s, FLC_QC_OTHER); /* read it... */
     flc_store_set_query_class(s, j.qclass);                /* ...and put it back */
     pthread_mutex_init(&j.lock, NULL);
-    int nt = threads > 0 ? threads : (ns < 4 ? (int)ns : 4);
-    if (threads <= 0 && placed && (size_t)nt < j.plan.ngroups) /* a worker per node */
-        nt = (int)j.plan.ngroups;
-    if (nt > 64)
-        nt = 64;
+    size_t chunk = at != NULL && at->opts.chunk_bytes ? at->opts.chunk_bytes
+                                                      : flc_store_chunk_bytes(s);
+    int nt = worker_count(threads, placed, ns, j.plan.ngroups, g->n + 1, chunk,
+                          mem_budget ? mem_budget : flc_query_mem_budget(), &j.budget);
     pthread_t th[64];
     int started = 0;
     for (int t = 0; t < nt; t++)

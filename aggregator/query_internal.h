@@ -57,6 +57,31 @@ int flc_query_client_facts(flc_store_t *s, const char *job, uint32_t round, char
                            size_t n, double *w, char **fault, Flcache__QueryAnswer *a,
                            flc_err_t *e);
 
+/* ---- Gram partials in bounded memory (query_gram_rows.c) ----------------- */
+
+/* P[i*m+j] += the float sums of M's rows i, j (j >= i: the upper triangle)
+ * over cols columns, 4096 at a time (one ssyrk each into Gb, m x m), each
+ * block's sums added in double: the one kernel of every Gram, so whole
+ * rows and windows of them give the same bits. M is m rows of stride ld.
+ * nonfinite (NULL: not kept): [i] = 1 when a block's sum of row i's squares
+ * is NaN or Inf. */
+void flc_query_gram_add_blocks(const float *M, size_t m, size_t ld, size_t cols, float *Gb,
+                               double *P, unsigned char *nonfinite);
+
+/* Columns per window for m rows of cnt floats within budget bytes, tails
+ * of them kept by the reader, and m rows of a window within 8 MiB: a
+ * multiple of 4096 (at least one), at most cnt. */
+size_t flc_query_gram_window(size_t budget, size_t m, size_t tails, size_t cnt);
+
+/* Shard `shard`'s partial of the g->n clients and the merged shard into P
+ * ((n+1)^2, zeroed by the caller; both triangles), read in windows within
+ * g->mem_budget (0: flc_query_mem_budget()) into g->scratch; bad[i] = 1 for
+ * a client whose update holds a NaN or Inf (its row and column are zero);
+ * g->bytes_read grows by the floats read. FLC_ENOTFOUND when the shard has
+ * nothing, FLC_EDIM naming a client of another size, the store's errors. */
+int flc_query_gram_compute(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
+                           flc_query_gram_t *g, double *P, unsigned char *bad, flc_err_t *e);
+
 /* ---- one round evaluated on the job's evaluation set (query_eval.c) ------
  *
  * Every model of the round is the global model of the round before plus a

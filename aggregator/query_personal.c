@@ -27,8 +27,8 @@ int flc_query_personalize(flc_store_t *s, const flc_query_req_t *q, const flc_st
         return flc_err_set(e, FLC_EINVAL, "personalize: cluster %u does not exist (K = %u: "
                            "0..%u)", q->cluster, K, K - 1);
     flc_query_gram_t g;
-    rc = flc_query_gram_placed(s, at, &q->place, q->job, round, q->threads, !q->no_cache,
-                               &g, e);
+    rc = flc_query_gram_run(s, at, &q->place, q->job, round, q->threads, !q->no_cache,
+                            q->mem_budget, &g, e);
     if (rc != FLC_OK)
         return rc;
     /* A poisoned update is neither clustered nor averaged in (and named). */

@@ -116,7 +116,7 @@ int flc_query_fn(const flc_store_cfg_t *sc, const cJSON *ev, cJSON **result, flc
                            "schedule, accuracy, incentives, faults, not \"%.64s\"", kind);
     const char *by = NULL;
     unsigned from = 0, to = 0, round = 0;
-    long long threads = 0;
+    long long threads = 0, budget_mb = 0;
     int all = 0;
     int has_from = flc_ev_has(ev, "round_from");
     if (flc_ev_need_str(ev, "job", &q.job, e) || ev_uint(ev, "round", 0, &round, e) ||
@@ -128,6 +128,7 @@ int flc_query_fn(const flc_store_cfg_t *sc, const cJSON *ev, cJSON **result, flc
         ev_uint(ev, "samples", 0, &q.samples, e) ||
         flc_ev_opt_bool(ev, "no_cache", 0, &q.no_cache, e) ||
         flc_ev_opt_int(ev, "threads", 0, 64, 0, &threads, e) ||
+        flc_ev_opt_int(ev, "memory_budget_mb", 0, 1048576, 0, &budget_mb, e) ||
         flc_ev_opt_str(ev, "by", NULL, &by, e) ||
         flc_ev_opt_str(ev, "redis", NULL, &q.url, e))
         return e->code;
@@ -136,6 +137,7 @@ int flc_query_fn(const flc_store_cfg_t *sc, const cJSON *ev, cJSON **result, flc
                            "\"default\", not \"%.64s\"", by);
     q.by_accuracy = by != NULL && strcmp(by, "accuracy") == 0;
     q.threads = (int)threads;
+    q.mem_budget = (size_t)budget_mb << 20;
     q.round_from = from;
     q.round_to = to;
     q.all_rounds = all || (!flc_ev_has(ev, "round") && !has_from);

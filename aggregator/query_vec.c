@@ -83,8 +83,8 @@ static int q_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg
                    double *robust_acc, size_t expect, flc_err_t *e)
 {
     flc_query_gram_t g;
-    int rc = flc_query_gram_placed(s, at, &q->place, q->job, round, q->threads, !q->no_cache,
-                                   &g, e);
+    int rc = flc_query_gram_run(s, at, &q->place, q->job, round, q->threads, !q->no_cache,
+                                q->mem_budget, &g, e);
     if (rc != FLC_OK)
         return rc;
     if (expect && g.n != expect) {

@@ -16,10 +16,21 @@
  * One JSON line per (model size, query, system) with p50/p99 latency over
  * the requests, bytes moved to the caller, and the ratios to (a).
  *
+ * Memory and read rate (issue 14 goal 5): each vector kind is also run cold
+ * in a process of its own (this program again, --one-query), which reports
+ * its peak RSS (VmHWM: a forked child's maxrss would count this process's
+ * pages) and how fast it read the round: "system":"next_to_data_cold_process"
+ * with peak_rss_mb, read_gbps (bytes read next to the data / query time),
+ * memory_budget_mb, and raw_get_gbps: raw pipelined GETs (HGETs of the chunk
+ * fields) of the same stored values on one connection in the same run,
+ * read_ratio_to_raw = read_gbps / raw_get_gbps (goal >= 0.8).
+ *
  * Usage: bench/queries [--quick]  (--quick: N=20 and 1 MB only)
  *        bench/queries --flstore [...]  FLStore's setting and workloads: runs
  *        queries_flstore beside this binary (bench/queries_flstore.c)
- * Knobs: FLCACHE_BENCH_N, FLCACHE_BENCH_REPS (requests per query, default 5). */
+ * Knobs: FLCACHE_BENCH_N, FLCACHE_BENCH_REPS (requests per query, default 5),
+ * FLCACHE_BENCH_BUDGET_MB (the query processes' --memory-budget; default the
+ * library's). */
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -36,6 +47,7 @@
 #include "base/clock.h"
 #include "bench/bench_util.h"
 #include "cache/cold.h"
+#include "bench/bench_qmem.h"
 #include "cache/embed.h"
 
 #define BENCH "queries"
@@ -272,6 +284,8 @@ int main(int argc, char **argv)
         execv(path, argv);
         die("--flstore", "cannot run queries_flstore beside this program");
     }
+    if (argc == 6 && strcmp(argv[1], "--one-query") == 0)
+        return bench_qmem_one_query(argv[2], argv[3], argv[4], argv[5]);
     bench_config();
     signal(SIGPIPE, SIG_IGN);
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
@@ -307,7 +321,10 @@ int main(int argc, char **argv)
         flc_cold_t *cold[2] = {flc_cold_open(furl, &fo, &e), NULL};
         if (cold[0] == NULL)
             die("object store", e.msg);
-        pid_t s3pid = start_s3rver(s3url, sizeof s3url, sdir);
+        /* FLCACHE_BENCH_MEMORY_ONLY: the memory section alone (no object
+         * stores, no central aggregators), for a quick look at one size. */
+        int memory_only = getenv("FLCACHE_BENCH_MEMORY_ONLY") != NULL;
+        pid_t s3pid = memory_only ? 0 : start_s3rver(s3url, sizeof s3url, sdir);
         if (s3pid > 0) {
             flc_cold_opts_t so = {.access_key = "S3RVER", .secret_key = "S3RVER",
                                   .create_bucket = 1};
@@ -317,13 +334,20 @@ int main(int argc, char **argv)
                     flc_sleep_ms(500);
             }
         }
-        if (cold[1] == NULL)
+        if (cold[1] == NULL && !memory_only)
             fprintf(stderr, "bench/queries: no S3-protocol server (%s); object store = files "
                             "only (run scripts/s3rver.sh install to add one)\n",
                     s3pid > 0 ? e.msg : "s3rver not installed");
-        int ncold = cold[1] ? 2 : 1;
+        int ncold = memory_only ? 0 : cold[1] ? 2 : 1;
         fprintf(stderr, "bench/queries: storing %u clients x 2 rounds of %.0f MB...\n", g_n, mb);
         store_job(flc_embed_url(srv), su, cold, ncold, 2, n);
+        const char **names = malloc(g_n * sizeof *names);
+        for (unsigned i = 0; i < g_n; i++)
+            names[i] = g_names[i];
+        bench_qmem_section(BENCH, flc_embed_url(srv), "qb", S, names, g_n, mb);
+        free(names);
+        if (memory_only)
+            goto done;
 
         static const flc_query_kind_t kinds[] = {FLC_Q_NORMS, FLC_Q_OUTLIERS, FLC_Q_CLUSTERS,
                                                  FLC_Q_SIMILARITY, FLC_Q_HISTORY};
@@ -379,7 +403,8 @@ int main(int argc, char **argv)
                 emit(qname, "object_central_s3", mb, &c[1], &a_cold, &a_warm);
         }
         free(G);
-        for (int ci = 0; ci < ncold; ci++)
+    done:
+        for (int ci = 0; ci < 2; ci++)
             flc_cold_close(cold[ci]);
         if (s3pid > 0) {
             kill(s3pid, SIGTERM);

@@ -8,6 +8,7 @@
 #include "base/crc32c.h"
 #include "cache/encode.h"
 #include "cache/store_part.h"
+#include "cache/store_part_direct.h"
 #include "cache/store_put_head.h"
 
 #include <stdio.h>
@@ -163,15 +164,30 @@ int flc_store_part_open(flc_store_t *s, const char *job, uint32_t round, uint32_
 
 /* ---- windows -------------------------------------------------------------- */
 
+/* The chunk a reader's window ended inside, kept for the next window. */
+struct flc_store_part_tail {
+    char *buf;
+    size_t cap;
+    size_t lo, hi; /* frame bytes it holds; hi == 0: none */
+};
+
 /* One piece of a window: bytes [lo, hi) of a part's frame, read by one
- * command; at the window's edges (a chunk field only partly wanted) into
- * the scratch buffer, else straight into dst. */
-typedef struct piece {
-    size_t part, lo, hi;    /* frame bytes the command answers */
+ * command (or found in the part's tail); at the window's edges (a chunk
+ * only partly wanted) into the scratch buffer or the tail, else straight
+ * into the destination. */
+typedef struct flc_store_part_piece {
+    size_t part, lo, hi;     /* frame bytes the command answers */
     size_t want_lo, want_hi; /* of those, the window's */
-    char *dst;              /* where want_lo lands */
-    int field0;             /* chunk 0 of a hash: its header is rechecked */
+    size_t dst_off;          /* where want_lo lands, in bytes from the part's window start */
+    int field0;              /* chunk 0 of a hash: its header is rechecked */
+    int from_tail;           /* no command: the part's tail holds [lo, hi) */
+    int to_tail;             /* read into the part's tail: it reaches past the window */
 } piece_t;
+
+size_t flc_store_part_tail_bytes(const flc_store_t *s, const flc_store_part_t *p)
+{
+    return p->chunk ? p->chunk : s->opts.chunk_bytes;
+}
 
 static int append_piece(flc_store_t *s, const flc_store_part_t *p, const piece_t *pc)
 {
@@ -187,15 +203,27 @@ static int append_piece(flc_store_t *s, const flc_store_part_t *p, const piece_t
     return flc_store_append(s, 3, c, NULL);
 }
 
-/* Reads one piece's reply; *bad keeps the first mismatch (and *first its
- * message) while every reply is still read (the connection stays in step). */
-static int read_piece(flc_store_t *s, const flc_store_part_t *p, const piece_t *pc, int *bad,
-                      flc_err_t *first)
+/* Reads one piece's reply (or takes it from the tail) into the part's
+ * window at dst; *bad keeps the first mismatch (and *first its message)
+ * while every reply is still read (the connection stays in step). d: read
+ * off the socket here, else through hiredis. */
+static int read_piece(flc_store_t *s, const flc_store_part_t *p, const piece_t *pc, char *dst,
+                      struct flc_store_part_tail *tail, int *bad, flc_err_t *first,
+                      flc_store_part_direct_t *d)
 {
+    if (pc->from_tail) {
+        if (!*bad)
+            memcpy(dst + pc->dst_off, tail->buf + (pc->want_lo - tail->lo),
+                   pc->want_hi - pc->want_lo);
+        return FLC_OK;
+    }
     size_t want = pc->hi - pc->lo, len = 0;
     int whole = pc->want_lo == pc->lo && pc->want_hi == pc->hi && !pc->field0;
-    char *into = *bad ? NULL : whole ? pc->dst : s->scratch;
-    int rc = flc_store_read_into(s, into, into ? want : 0, &len, "GET");
+    char *into = *bad ? NULL : whole ? dst + pc->dst_off : pc->to_tail ? tail->buf : s->scratch;
+    if (pc->to_tail)
+        tail->hi = 0; /* holds nothing until this read is checked */
+    int rc = d != NULL ? flc_store_part_direct_bulk(s, d, into, into ? want : 0, &len)
+                       : flc_store_read_into(s, into, into ? want : 0, &len, "GET");
     if (rc != FLC_OK && s->c == NULL)
         return rc;
     if (*bad)
@@ -207,11 +235,15 @@ static int read_piece(flc_store_t *s, const flc_store_part_t *p, const piece_t *
     } else if (len != want)
         rc = flc_err_set(&s->err, FLC_EDATA, "%s: %zu bytes at %zu, expected %zu (the value "
                          "changed while it was read)", p->key, len, pc->lo, want);
-    if (rc == FLC_OK && pc->field0 && flc_crc32c(0, s->scratch, p->off) != p->head_crc)
+    if (rc == FLC_OK && pc->field0 && flc_crc32c(0, into, p->off) != p->head_crc)
         rc = flc_err_set(&s->err, FLC_EDATA, "%s: its header changed while it was read "
                          "(rewritten?)", p->key);
     if (rc == FLC_OK && !whole)
-        memcpy(pc->dst, s->scratch + (pc->want_lo - pc->lo), pc->want_hi - pc->want_lo);
+        memcpy(dst + pc->dst_off, into + (pc->want_lo - pc->lo), pc->want_hi - pc->want_lo);
+    if (rc == FLC_OK && pc->to_tail) {
+        tail->lo = pc->lo;
+        tail->hi = pc->hi;
+    }
     if (rc != FLC_OK) {
         *bad = rc;
         *first = s->err;
@@ -220,74 +252,173 @@ static int read_piece(flc_store_t *s, const flc_store_part_t *p, const piece_t *
 }
 
 /* The pieces of part i's window [lo, hi) of frame bytes, appended to the
- * output and remembered in pcs[*npc..] (room made by the caller). */
+ * output and remembered in pcs[*npc..] (room made by the caller). With a
+ * tail (a reader's), a string is cut on the chunk grid too and the piece
+ * reaching past the window is kept; without, a string's window is read
+ * exactly. */
 static int plan_part(flc_store_t *s, const flc_store_part_t *p, size_t i, size_t lo, size_t hi,
-                     char *dst, piece_t *pcs, size_t *npc)
+                     const struct flc_store_part_tail *tail, piece_t *pcs, size_t *npc)
 {
-    size_t step = p->chunk ? p->chunk : s->opts.chunk_bytes;
-    size_t first = p->chunk ? lo - lo % step : lo;
-    for (size_t at = first; at < hi; at += step) {
+    size_t step = flc_store_part_tail_bytes(s, p);
+    int grid = p->chunk || tail != NULL;
+    for (size_t at = grid ? lo - lo % step : lo; at < hi; at += step) {
         piece_t pc = {.part = i, .lo = at};
         pc.hi = at + step < p->flen ? at + step : p->flen;
-        if (!p->chunk && pc.hi > hi)
+        if (!grid && pc.hi > hi)
             pc.hi = hi; /* a string: exactly the window */
         pc.want_lo = at > lo ? at : lo;
         pc.want_hi = pc.hi < hi ? pc.hi : hi;
-        pc.dst = dst + (pc.want_lo - lo);
+        pc.dst_off = pc.want_lo - lo;
         pc.field0 = p->chunk && at == 0;
+        pc.from_tail = tail && tail->hi > 0 && tail->lo == pc.lo && tail->hi == pc.hi;
+        pc.to_tail = tail && !pc.from_tail && pc.hi > hi;
         pcs[(*npc)++] = pc;
-        int rc = append_piece(s, p, &pc);
+        int rc = pc.from_tail ? FLC_OK : append_piece(s, p, &pc);
         if (rc != FLC_OK)
             return rc;
     }
     return FLC_OK;
 }
 
-int flc_store_part_read(flc_store_t *s, const flc_store_part_t *parts, size_t n, uint64_t first,
-                        size_t count, float *const *dst)
+int flc_store_part_reader_init(flc_store_t *s, flc_store_part_reader_t *r,
+                               const flc_store_part_t *parts, size_t n)
+{
+    memset(r, 0, sizeof *r);
+    r->parts = parts;
+    r->n = n;
+    r->tails = calloc(n ? n : 1, sizeof *r->tails);
+    if (r->tails == NULL)
+        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory for a reader of %zu values", n);
+    return FLC_OK;
+}
+
+static void drop_tails(flc_store_part_reader_t *r)
+{
+    for (size_t i = 0; r->tails && i < r->n; i++)
+        r->tails[i].hi = 0;
+}
+
+int flc_store_part_send(flc_store_t *s, flc_store_part_reader_t *r, uint64_t first,
+                        size_t count)
 {
     flc_err_clear(&s->err);
-    if (count == 0 || n == 0)
-        return FLC_OK;
-    size_t scratch = s->opts.chunk_bytes;
+    if (r->sent)
+        return flc_err_set(&s->err, FLC_EINVAL, "a window is already outstanding on this "
+                           "reader: receive it first");
+    const flc_store_part_t *parts = r->parts;
+    size_t n = r->n, scratch = s->opts.chunk_bytes, room = 0;
     for (size_t i = 0; i < n; i++) {
         if (first + count > parts[i].head.count)
             return flc_err_set(&s->err, FLC_EINVAL, "window [%llu, %llu) is outside the %llu "
                                "floats of %s", (unsigned long long)first,
                                (unsigned long long)(first + count),
                                (unsigned long long)parts[i].head.count, parts[i].key);
-        if (parts[i].chunk > scratch)
-            scratch = parts[i].chunk;
+        size_t step = flc_store_part_tail_bytes(s, &parts[i]);
+        scratch = step > scratch ? step : scratch;
+        room += count * sizeof(float) / step + 2;
+        struct flc_store_part_tail *t = r->tails ? &r->tails[i] : NULL;
+        if (t != NULL && t->cap < step) { /* before anything is sent */
+            char *b = realloc(t->buf, step);
+            if (b == NULL)
+                return flc_err_set(&s->err, FLC_ENOMEM, "out of memory for a chunk of %s",
+                                   parts[i].key);
+            t->buf = b, t->cap = step, t->hi = 0;
+        }
+    }
+    r->first = first;
+    r->count = count;
+    if (count == 0 || n == 0) {
+        r->npc = 0;
+        r->sent = 1;
+        return FLC_OK;
     }
     /* Room for every piece first: nothing is appended that is not sent. */
-    size_t room = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t step = parts[i].chunk ? parts[i].chunk : s->opts.chunk_bytes;
-        room += count * sizeof(float) / step + 2;
+    if (room > r->cap) {
+        piece_t *p = realloc(r->pcs, room * sizeof *p);
+        if (p == NULL)
+            return flc_err_set(&s->err, FLC_ENOMEM, "out of memory planning a window read");
+        r->pcs = p, r->cap = room;
     }
-    piece_t *pcs = malloc(room * sizeof *pcs);
-    if (pcs == NULL)
-        return flc_err_set(&s->err, FLC_ENOMEM, "out of memory planning a window read");
     flc_store_in_step(s, "an earlier operation");
     int rc = flc_store_ensure(s);
     rc = rc ? rc : flc_store_grow_scratch(s, scratch);
-    size_t npc = 0;
+    r->npc = 0;
     for (size_t i = 0; rc == FLC_OK && i < n; i++) {
         size_t lo = parts[i].off + (size_t)first * sizeof(float);
-        rc = plan_part(s, &parts[i], i, lo, lo + count * sizeof(float), (char *)dst[i], pcs,
-                       &npc);
+        rc = plan_part(s, &parts[i], i, lo, lo + count * sizeof(float),
+                       r->tails ? &r->tails[i] : NULL, r->pcs, &r->npc);
     }
     rc = rc ? rc : flc_store_flush(s, "GET");
-    int bad = FLC_OK;
+    if (rc != FLC_OK) {
+        drop_tails(r);
+        return flc_err_wrap(&s->err, "reading a window: ");
+    }
+    r->sent = 1;
+    return FLC_OK;
+}
+
+/* Reads the window sent into dst (NULL: read and drop every reply). */
+static int recv_window(flc_store_t *s, flc_store_part_reader_t *r, float *const *dst)
+{
+    if (!r->sent)
+        return flc_err_set(&s->err, FLC_EINVAL, "no window was sent on this reader");
+    r->sent = 0;
+    int rc = FLC_OK, bad = dst == NULL ? FLC_EINVAL : FLC_OK;
     flc_err_t first_err = {0};
-    for (size_t k = 0; rc == FLC_OK && k < npc; k++)
-        rc = read_piece(s, &parts[pcs[k].part], &pcs[k], &bad, &first_err);
-    free(pcs);
+    /* Straight off the socket when hiredis holds nothing unread. */
+    flc_store_part_direct_t *d = NULL;
+    if (s->cl == NULL && s->c != NULL && s->c->reader->pos == s->c->reader->len &&
+        (d = malloc(sizeof *d)) != NULL) {
+        d->fd = s->c->fd;
+        d->pos = d->len = 0;
+    }
+    for (size_t k = 0; rc == FLC_OK && k < r->npc; k++) {
+        const piece_t *pc = &r->pcs[k];
+        rc = read_piece(s, &r->parts[pc->part], pc, dst ? (char *)dst[pc->part] : NULL,
+                        r->tails ? &r->tails[pc->part] : NULL, &bad, &first_err, d);
+    }
+    if (d != NULL && rc == FLC_OK && d->pos != d->len)
+        rc = flc_store_part_direct_lost(s, FLC_EPROTO, "bytes after the window's last reply");
+    free(d);
+    if (rc != FLC_OK || bad != FLC_OK)
+        drop_tails(r);
+    if (dst == NULL)
+        return rc;
     if (rc == FLC_OK && bad != FLC_OK) {
         rc = bad;
         s->err = first_err;
     }
     if (rc == FLC_OK)
-        s->bytes_read += (uint64_t)n * count * sizeof(float);
+        s->bytes_read += (uint64_t)r->n * r->count * sizeof(float);
     return rc == FLC_OK ? FLC_OK : flc_err_wrap(&s->err, "reading a window: ");
+}
+
+int flc_store_part_recv(flc_store_t *s, flc_store_part_reader_t *r, float *const *dst)
+{
+    flc_err_clear(&s->err);
+    return recv_window(s, r, dst);
+}
+
+void flc_store_part_reader_free(flc_store_t *s, flc_store_part_reader_t *r)
+{
+    if (r == NULL)
+        return;
+    if (r->sent && s != NULL)
+        recv_window(s, r, NULL);
+    for (size_t i = 0; r->tails && i < r->n; i++)
+        free(r->tails[i].buf);
+    free(r->tails);
+    free(r->pcs);
+    memset(r, 0, sizeof *r);
+}
+
+int flc_store_part_read(flc_store_t *s, const flc_store_part_t *parts, size_t n, uint64_t first,
+                        size_t count, float *const *dst)
+{
+    /* A reader without tails: every window exact, nothing kept. */
+    flc_store_part_reader_t r = {.parts = parts, .n = n};
+    int rc = flc_store_part_send(s, &r, first, count);
+    rc = rc ? rc : flc_store_part_recv(s, &r, dst);
+    free(r.pcs);
+    return rc;
 }

@@ -55,4 +55,61 @@ int flc_store_part_open(flc_store_t *s, const char *job, uint32_t round, uint32_
 int flc_store_part_read(flc_store_t *s, const flc_store_part_t *parts, size_t n, uint64_t first,
                         size_t count, float *const *dst);
 
+/* ---- window after window: a reader -----------------------------------------
+ *
+ * Two things a blocked computation (the Gram of a shard's updates, block of
+ * coordinates after block) needs that flc_store_part_read does not give:
+ *
+ * - Every chunk read once. A window rarely ends on a chunk edge (each
+ *   value's frame header has its own length), so consecutive windows share
+ *   a chunk; reading it for both made windows smaller than a chunk read up
+ *   to twice their bytes. The reader keeps, per part, the chunk a window
+ *   ended inside (its "tail", at most one chunk: FLC_STORE_PART_TAIL_BYTES)
+ *   and the next window starts from it. A plain string is read on the same
+ *   grid of chunk-sized GETRANGEs, so it costs as many commands as a whole
+ *   read however small the windows.
+ * - Redis working while the caller computes. flc_store_part_send asks for
+ *   a window and returns; flc_store_part_recv reads it. Sending window b+1
+ *   before computing on window b lets redis-server look the chunks up and
+ *   copy them into its reply buffers meanwhile, so the caller needs one
+ *   window buffer, not two (the window waits in Redis's output buffer).
+ *
+ * One window at a time may be outstanding, and nothing else may use the
+ * store between a send and its recv. */
+typedef struct flc_store_part_reader {
+    const flc_store_part_t *parts; /* borrowed, n of them, of one shard */
+    size_t n;
+    struct flc_store_part_tail *tails; /* per part */
+    struct flc_store_part_piece *pcs;  /* the window sent */
+    size_t npc, cap;
+    uint64_t first;
+    size_t count;
+    int sent;
+} flc_store_part_reader_t;
+
+/* Bytes of memory a reader may keep per part besides the caller's windows:
+ * one chunk of a hash (its own chunk size) or the store's chunk size for a
+ * string. */
+size_t flc_store_part_tail_bytes(const flc_store_t *s, const flc_store_part_t *p);
+
+/* A reader of parts[0..n) (which must outlive it). FLC_ENOMEM only. */
+int flc_store_part_reader_init(flc_store_t *s, flc_store_part_reader_t *r,
+                               const flc_store_part_t *parts, size_t n);
+
+/* Asks for floats [first, first+count) of every part (one pipeline, sent
+ * now; nothing read). FLC_EINVAL for a window outside a part or a window
+ * already outstanding; I/O errors as the store's. */
+int flc_store_part_send(flc_store_t *s, flc_store_part_reader_t *r, uint64_t first,
+                        size_t count);
+
+/* Reads the window sent into dst[i] (count floats each), checked as
+ * flc_store_part_read checks. After an error the tails are dropped (the
+ * next window reads its chunks again) and the connection is in step. */
+int flc_store_part_recv(flc_store_t *s, flc_store_part_reader_t *r, float *const *dst);
+
+/* Frees what the reader holds (not the parts); NULL or zeroed: no-op. A
+ * window sent and not received is read and dropped, so the store stays in
+ * step. */
+void flc_store_part_reader_free(flc_store_t *s, flc_store_part_reader_t *r);
+
 #endif

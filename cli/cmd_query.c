@@ -25,6 +25,7 @@ typedef struct query_opts {
     const char *out_file;
     int json;
     int have_round;        /* --round R or --rounds A:B was given (the last one counts) */
+    int memory_budget_mb;  /* --memory-budget; 0: the library's default */
 } query_opts_t;
 
 static const char *const kinds[] = {"history",     "client",       "norms",
@@ -118,6 +119,11 @@ static const flc_opt_t options[] = {
      .imin = 0, .imax = 64, .def = "min(shards, 4)", .help = "shard workers in parallel"},
     {.name = "no-cache", .type = FLC_OPT_FLAG, FLC_OPT_AT(query_opts_t, q.no_cache),
      .help = "recompute the per-shard Gram partials and evaluation sums"},
+    {.name = "memory-budget", .type = FLC_OPT_INT, .meta = "MB",
+     FLC_OPT_AT(query_opts_t, memory_budget_mb), .imin = 1, .imax = 1048576, .def = "64",
+     .help = "MiB of updates the shard workers hold at once, in all (vector kinds read "
+             "blocks of coordinates of every update to fit; at least N+1 rows of 16 KiB "
+             "and a chunk each)"},
     FLC_CLI_PLATFORM_OPTION,
     {.name = "json", .type = FLC_OPT_FLAG, FLC_OPT_AT(query_opts_t, json),
      .help = "JSON instead of a table"},
@@ -233,6 +239,7 @@ int flc_cmd_query(int argc, char **argv)
     if (!flc_opt_parse(&query_cmd, argc, argv, &o, sizeof o, &rc))
         return rc;
     flc_query_req_t q = o.q;
+    q.mem_budget = (size_t)o.memory_budget_mb << 20;
     int kind = o.kind;
     q.kind = (flc_query_kind_t)kind;
     int have_round = o.have_round;

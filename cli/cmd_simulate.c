@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "aggregator/query.h"
 #include "base/clock.h"
 #include "cache/store_ops.h"
 #include "cli/cli.h"
@@ -49,6 +50,7 @@ typedef struct opts {
     int mode, buffer;
     flc_async_cfg_t a;
     const char *resume; /* --resume JOB */
+    unsigned memory_budget_mb; /* --memory-budget; 0: the library's default */
 } opts_t;
 
 static const char *const strategies[] = {"fedavg",       "fedprox", "fedadam",    "fedyogi",
@@ -222,6 +224,10 @@ static const flc_opt_t options[] = {
     {.name = "buffer", .type = FLC_OPT_INT, .meta = "K", FLC_OPT_AT(opts_t, buffer),
      .imin = 1, .imax = 10000000, .def = "--per-round",
      .help = "async: arrivals folded per server step"},
+    {.name = "memory-budget", .type = FLC_OPT_INT, .meta = "MB",
+     FLC_OPT_AT(opts_t, memory_budget_mb), .imin = 1, .imax = 1048576, .def = "64",
+     .help = "MiB of updates each merger holds at once to derive the round's statistics "
+             "(Gram partials, read in blocks of coordinates to fit)"},
     {.name = "inproc", .type = FLC_OPT_FLAG, FLC_OPT_AT(opts_t, inproc),
      .help = "run clients as threads of this process instead of functions"},
     {.name = "json", .type = FLC_OPT_FLAG, FLC_OPT_AT(opts_t, json),
@@ -567,6 +573,9 @@ int flc_cmd_simulate(int argc, char **argv)
                 "round, up to round %d\n", o.c.job, last, o.c.rounds);
     }
     o.c.resume_args = argj = flc_cli_resume_json(argv2 ? argc2 : argc, argv2 ? argv2 : argv);
+    /* The mergers are threads of this process; their statistics read
+     * within this budget (aggregator/query.h), set before they start. */
+    flc_query_mem_budget_set((size_t)o.memory_budget_mb << 20);
     so.ttl_ms = o.ttl_ms; /* --ttl: what this process writes carries it at once */
     o.c.redis = conn.url;
     o.c.store_opts = &so;

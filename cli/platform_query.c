@@ -47,6 +47,8 @@ int flc_cli_query_remote(const flc_cli_conn_t *c, const flc_query_req_t *q, int 
         cJSON_AddTrueToObject(ev, "no_cache");
     if (q->threads > 0)
         cJSON_AddNumberToObject(ev, "threads", q->threads);
+    if (q->mem_budget > 0)
+        cJSON_AddNumberToObject(ev, "memory_budget_mb", (double)(q->mem_budget >> 20));
     cJSON_AddStringToObject(ev, "redis", c->url);
     flc_pool_t *pool = flc_cli_pool_start("query", c, 1, 1024, 300, FLC_LAMBDA_X86_PRICE_GB_S);
     int exit_code = FLC_EXIT_RUNTIME;

@@ -77,7 +77,8 @@ typedef struct flc_t_layout {
     FLD(flc_query_req_t, cluster) FLD(flc_query_req_t, model_out)                               \
     FLD(flc_query_req_t, model_len) FLD(flc_query_req_t, seed) FLD(flc_query_req_t, url)        \
     FLD(flc_query_req_t, store_opts) FLD(flc_query_req_t, threads)                              \
-    FLD(flc_query_req_t, no_cache) FLD(flc_query_req_t, place)
+    FLD(flc_query_req_t, no_cache) FLD(flc_query_req_t, place)                                 \
+    FLD(flc_query_req_t, mem_budget)
 
 #ifdef FLC_T_PUBLIC_SIDE
 

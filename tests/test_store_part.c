@@ -11,7 +11,11 @@
  *     found), an fp16 update (stored encoded: read it whole), a window past
  *     the end; a value rewritten after its open (other size, or the same
  *     size with another header) is an error, never a mix of two values,
- *     and the connection stays usable. */
+ *     and the connection stays usable;
+ *   - a reader's consecutive windows, smaller than a chunk, read every
+ *     chunk once (hash and string), with the next window sent before the
+ *     current one is used; a reader freed with a window outstanding leaves
+ *     the connection in step. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,5 +229,101 @@ TEST(refusals_and_rewrites)
     flc_store_close(s);
 }
 
+/* Calls of one command since the last CONFIG RESETSTAT (INFO commandstats). */
+static long long calls(flc_store_t *s, const char *cmd)
+{
+    redisReply *r = NULL;
+    flc_store_commandf(s, &r, "INFO commandstats");
+    char pat[64];
+    snprintf(pat, sizeof pat, "cmdstat_%s:calls=", cmd);
+    const char *at = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, pat) : NULL;
+    long long n = at ? atoll(at + strlen(pat)) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+static void reset_stats(flc_store_t *s)
+{
+    redisReply *r = NULL;
+    flc_store_commandf(s, &r, "CONFIG RESETSTAT");
+    freeReplyObject(r);
+}
+
+/* A reader's windows, each smaller than a chunk and none on a chunk edge,
+ * read every chunk once (the tail keeps the one a window ended inside),
+ * for a hash and for a string (read on the same grid); the next window is
+ * sent before the current one is used, as the Gram does. */
+TEST(reader_reads_each_chunk_once)
+{
+    flc_store_t *s = open_store();
+    flc_store_job_shards(s, "pt", 1);
+    float *v[2], *got[2];
+    const uint64_t len[2] = {BIG, SMALL};
+    const char *who[2] = {"hashed", "plain"};
+    flc_store_part_t p[2];
+    for (int i = 0; i < 2; i++) {
+        v[i] = malloc(len[i] * sizeof(float));
+        got[i] = calloc(len[i], sizeof(float));
+        flc_t_fill(v[i], len[i], 20 + i);
+        put(s, "pt", who[i], v[i], len[i], 1000);
+        if (flc_store_part_open(s, "pt", 1, 0, who[i], &p[i]) != 0)
+            flc_t_fatal("open %s: %s", who[i], flc_store_errstr(s));
+    }
+    flc_store_part_reader_t rd;
+    CHECK(flc_store_part_reader_init(s, &rd, p, 1) == 0, "a reader of the hash");
+    const size_t step = 1000; /* 4000 bytes: a quarter of a chunk */
+    reset_stats(s);
+    int ok = flc_store_part_send(s, &rd, 0, step) == 0;
+    int twice = flc_store_part_send(s, &rd, step, step);
+    EXPECT(twice == FLC_EINVAL, "a second window before the first is received is refused: %s",
+           flc_store_errstr(s));
+    for (uint64_t a = 0; a < BIG && ok; a += step) {
+        float *d[] = {got[0] + a};
+        ok = flc_store_part_recv(s, &rd, d) == 0;
+        uint64_t b = a + step;
+        if (ok && b < BIG)
+            ok = flc_store_part_send(s, &rd, b, BIG - b < step ? BIG - b : step) == 0;
+    }
+    long long hget = calls(s, "hget");
+    size_t chunks = (p[0].flen + CHUNK - 1) / CHUNK;
+    CHECK(ok && memcmp(got[0], v[0], BIG * sizeof(float)) == 0,
+          "a 160 KB hash read in %zu-float windows, each sent before the last was used, "
+          "equals the update (%s)", step, ok ? "ok" : flc_store_errstr(s));
+    EXPECT(hget == (long long)chunks, "every one of its %zu chunks was read once: %lld HGETs",
+           chunks, hget);
+    flc_store_part_reader_free(s, &rd);
+
+    flc_store_part_reader_init(s, &rd, &p[1], 1);
+    reset_stats(s);
+    ok = 1;
+    for (uint64_t a = 0; a < SMALL && ok; a += step) {
+        float *d[] = {got[1] + a};
+        size_t n = SMALL - a < step ? SMALL - a : step;
+        ok = flc_store_part_send(s, &rd, a, n) == 0 && flc_store_part_recv(s, &rd, d) == 0;
+    }
+    long long gr = calls(s, "getrange");
+    chunks = (p[1].flen + CHUNK - 1) / CHUNK;
+    CHECK(ok && memcmp(got[1], v[1], SMALL * sizeof(float)) == 0,
+          "a 40 KB string read the same way equals the update");
+    EXPECT(gr == (long long)chunks, "read on the chunk grid: %lld GETRANGEs for its %zu "
+           "chunk-sized pieces", gr, chunks);
+    /* A window sent and never received: freeing the reader reads it, so
+     * the store is in step for what comes next. */
+    flc_store_part_send(s, &rd, 0, SMALL);
+    flc_store_part_reader_free(s, &rd);
+    memset(got[0], 0, BIG * sizeof(float));
+    float *d[] = {got[0]};
+    int rc = flc_store_part_read(s, p, 1, 0, BIG, d);
+    CHECK(rc == 0 && memcmp(got[0], v[0], BIG * sizeof(float)) == 0,
+          "after a reader freed with a window outstanding, the next read is exact (%s)",
+          rc ? flc_store_errstr(s) : "ok");
+    for (int i = 0; i < 2; i++) {
+        free(v[i]);
+        free(got[i]);
+    }
+    flc_store_close(s);
+}
+
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(windows_equal_whole_reads),
-                 TEST_ENTRY(many_parts_one_pipeline), TEST_ENTRY(refusals_and_rewrites))
+                 TEST_ENTRY(many_parts_one_pipeline), TEST_ENTRY(refusals_and_rewrites),
+                 TEST_ENTRY(reader_reads_each_chunk_once))

@@ -359,6 +359,8 @@ typedef struct flc_query_req {
                                     * the job's evaluation set */
     unsigned samples;              /* evaluation kinds: samples used (0: automatic) */
     flc_place_t place;             /* where shard workers run; zero: the caller's place */
+    size_t mem_budget;             /* bytes of update rows the query's workers hold at
+                                    * once (0: 64 MiB; docs/queries.md) */
 } flc_query_req_t;
 #endif
 
