@@ -176,7 +176,8 @@ int flc_rs_merger_run_own(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
 /* The "aggregator" role: event
  *   {"job":"J", "round":3, "shard":0, "num_shards":4, "model_size":1000,
  *    "rule":"fedavg" | {"rule":"krum","f":1}, "expected":["c0","c1"],
- *    "deadline_ms":5000, "readers":2, "derive_stats":true, "redis":"unix:///..."}
+ *    "deadline_ms":5000, "readers":2, "derive_stats":true, "window_bytes":8388608,
+ *    "redis":"unix:///..."}
  * The store is opened with sc's options at the event's "redis", else at
  * sc->url (sc may be NULL: built-in options, the event must name the
  * cache). On success *result is the report as
