@@ -70,6 +70,16 @@ static int put_small(flc_store_t *s, const flc_shard_t *hdr, flc_store_stream_t 
     return rc;
 }
 
+/* Reads the replies of the commands sent so far (the last ones may still
+ * sit in the output buffer: flushed first). */
+static int settle(flc_store_t *s, int *pending)
+{
+    int rc = flc_store_flush(s, "HSET");
+    rc = rc ? rc : flc_store_read_replies(s, *pending, "HSET", NULL);
+    *pending = 0;
+    return rc;
+}
+
 /* Phase 1: the chunk fields and the head under tmp. Replies are read after
  * every window, so a cluster's resend queue (which keeps each command until
  * its reply) holds one window, not the shard. */
@@ -85,8 +95,7 @@ static int send_chunks(flc_store_t *s, win_t *w, const char *tmp, const uint8_t 
         size_t b = field == 0 ? chunk - hl : a + chunk;
         b = b < pl ? b : pl;
         while (rc == FLC_OK && a >= w->hi) { /* the field starts in the next window */
-            rc = flc_store_read_replies(s, pending, "HSET", NULL);
-            pending = 0;
+            rc = settle(s, &pending);
             rc = rc ? rc : win_next(s, w, what);
         }
         if (rc != FLC_OK)
@@ -100,8 +109,7 @@ static int send_chunks(flc_store_t *s, win_t *w, const char *tmp, const uint8_t 
         } else { /* straddles two windows: assembled in carry */
             size_t m = w->hi - a;
             memcpy(carry, (char *)w->buf + (a - w->lo), m);
-            rc = flc_store_read_replies(s, pending, "HSET", NULL);
-            pending = 0;
+            rc = settle(s, &pending);
             rc = rc ? rc : win_next(s, w, what);
             if (rc != FLC_OK)
                 break;
