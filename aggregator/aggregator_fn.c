@@ -18,6 +18,7 @@ static int read_event(const cJSON *ev, flc_rs_merger_cfg_t *cfg, const char **ur
 {
     const char *job = NULL;
     long long round = 0, shard = 0, nshards = 1, msize = 0, deadline = 0, readers = 0;
+    long long window = 0;
     int derive = 0;
     const cJSON *exp = NULL;
     if (flc_ev_need_str(ev, "job", &job, e) ||
@@ -27,6 +28,9 @@ static int read_event(const cJSON *ev, flc_rs_merger_cfg_t *cfg, const char **ur
         flc_ev_need_int(ev, "model_size", 0, 9000000000000000LL, &msize, e) ||
         flc_ev_opt_int(ev, "deadline_ms", 0, 86400000, 60000, &deadline, e) ||
         flc_ev_opt_int(ev, "readers", 0, 1000000, 0, &readers, e) ||
+        /* bytes folded and written at a time (issue 14: a merger's memory
+         * bounded by its shard); 0: the merger's default */
+        flc_ev_opt_int(ev, "window_bytes", 0, 1LL << 40, 0, &window, e) ||
         flc_ev_opt_bool(ev, "derive_stats", 0, &derive, e) ||
         flc_ev_opt_str(ev, "redis", NULL, url, e) ||
         flc_ev_need_array(ev, "expected", &exp, e))
@@ -34,7 +38,7 @@ static int read_event(const cJSON *ev, flc_rs_merger_cfg_t *cfg, const char **ur
     *cfg = (flc_rs_merger_cfg_t){.job = job, .round = (uint32_t)round, .shard = (uint32_t)shard,
                               .num_shards = (uint32_t)nshards, .model_size = (uint64_t)msize,
                               .deadline_ms = (unsigned)deadline, .readers = (unsigned)readers,
-                              .derive_stats = derive};
+                              .derive_stats = derive, .window_bytes = (size_t)window};
     int n = cJSON_GetArraySize(exp);
     if (n == 0)
         return flc_err_set(e, FLC_EINVAL, "event field 'expected' must be a non-empty array of "

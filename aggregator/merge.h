@@ -248,6 +248,36 @@ double flc_merge_acc_weight(const flc_merge_acc_t *acc);
  * folded. acc keeps its sum; reset it for the next round. */
 int flc_merge_acc_finish(flc_merge_acc_t *acc, flc_merge_state_t *st, float *out, flc_err_t *e);
 
+/* Folding one update window by window (a merger that reads a big shard a
+ * few MB at a time, issue 14 goal 4): _begin checks the weight and the
+ * whole update's norm (clipping needs it given: norm >= 0 when clip > 0,
+ * else FLC_EINVAL; a caller without it folds whole) and fixes the
+ * coefficient; _fold adds u[0..m) at coordinates [first, first+m), with
+ * the same kernel and so the same bits as one _fold of the whole update;
+ * _end counts the update. A window holding a NaN/Inf is FLC_ENONFINITE
+ * with *bad (window-relative) set and that window left as it was: the
+ * caller takes the earlier windows back with _unfold (the same subtraction
+ * _fold does within one update) and does not call _end. */
+typedef struct flc_merge_acc_part {
+    double c, w; /* coefficient weight*scale, and the weight counted */
+    int first;   /* the round's first update: written, not added */
+} flc_merge_acc_part_t;
+
+int flc_merge_acc_part_begin(flc_merge_acc_t *acc, double weight, double norm,
+                             flc_merge_acc_part_t *p, flc_err_t *e);
+int flc_merge_acc_part_fold(flc_merge_acc_t *acc, const flc_merge_acc_part_t *p, const float *u,
+                            size_t first, size_t m, size_t *bad, flc_err_t *e);
+void flc_merge_acc_part_unfold(flc_merge_acc_t *acc, const flc_merge_acc_part_t *p,
+                               const float *u, size_t first, size_t m);
+void flc_merge_acc_part_end(flc_merge_acc_t *acc, const flc_merge_acc_part_t *p);
+
+/* The average's coordinates [first, first+m) into out[0..m): the same
+ * floats flc_merge_acc_finish writes there, for the rules without server
+ * state (FLC_EINVAL for the others, and when nothing was folded). m = 0
+ * only checks. */
+int flc_merge_acc_finish_range(const flc_merge_acc_t *acc, size_t first, size_t m, float *out,
+                               flc_err_t *e);
+
 /* ---------------------------------- server optimizers (merge_server_opt.c) */
 
 /* Server state of one slice, kept by the caller between rounds (the

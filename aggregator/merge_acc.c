@@ -266,3 +266,91 @@ int flc_merge_acc_finish(flc_merge_acc_t *acc, flc_merge_state_t *st, float *out
         return flc_merge_server_step(r, st, out, out, acc->n, e);
     return FLC_OK;
 }
+
+/* ---- one update window by window (merge.h, flc_merge_acc_part_*) ---- */
+
+int flc_merge_acc_part_begin(flc_merge_acc_t *acc, double weight, double norm,
+                             flc_merge_acc_part_t *p, flc_err_t *e)
+{
+    const char *rule = flc_merge_kind_name(acc->rule.kind);
+    /* fold_args' weight check, with its message: a window is not an update */
+    if (!isfinite(weight) || weight < 0)
+        return flc_err_set(e, FLC_EINVAL, "merge %s: update %zu has weight %g (must be finite "
+                           "and >= 0)", rule, acc->count, weight);
+    double scale = 1.0;
+    if (acc->rule.clip > 0) {
+        if (norm < 0) /* its own norm would need a pass over the whole update first */
+            return flc_err_set(e, FLC_EINVAL, "merge %s: update %zu folded by windows needs "
+                               "its norm for clipping", rule, acc->count);
+        if (!isfinite(norm))
+            return flc_err_set(e, FLC_EINVAL, "merge %s: update %zu has norm %g", rule,
+                               acc->count, norm);
+        scale = flc_merge_clip_scale(norm, acc->rule.clip);
+    }
+    /* fold_one's coefficient, so every window adds what a whole fold adds */
+    p->w = flc_merge_rule_weighted(&acc->rule) ? weight : 1.0;
+    p->c = p->w * scale;
+    p->first = acc->zero;
+    return FLC_OK;
+}
+
+int flc_merge_acc_part_fold(flc_merge_acc_t *acc, const flc_merge_acc_part_t *p, const float *u,
+                            size_t first, size_t m, size_t *bad, flc_err_t *e)
+{
+    if (first > acc->n || m > acc->n - first)
+        return flc_err_set(e, FLC_EDIM, "merge %s: window [%zu, %zu) is outside the %zu floats",
+                           flc_merge_kind_name(acc->rule.kind), first, first + m, acc->n);
+    flc_merge_bad_t b;
+    /* With p->first the sum is written, not read, in every window of the
+     * update (acc->zero stays set until _end), as fold_one does at once. */
+    if (flc_merge_fold_one(u, m, p->c, p->first, acc->sum + first, &b)) {
+        *bad = b.pos;
+        return flc_err_set(e, FLC_ENONFINITE, "merge %s: update %zu holds %s at element %zu",
+                           flc_merge_kind_name(acc->rule.kind), acc->count,
+                           nonfinite_name(u[b.pos]), first + b.pos);
+    }
+    return FLC_OK;
+}
+
+void flc_merge_acc_part_unfold(flc_merge_acc_t *acc, const flc_merge_acc_part_t *p,
+                               const float *u, size_t first, size_t m)
+{
+    if (p->first) /* nothing was added: the sum still counts as zeros */
+        return;
+    /* What fold1_body does to the blocks before a bad one: add -c*u */
+    double minus = -p->c;
+    flc_merge_bad_t bad;
+    flc_merge_fold_rows(&u, 1, m, &minus, acc->sum + first, &bad);
+}
+
+void flc_merge_acc_part_end(flc_merge_acc_t *acc, const flc_merge_acc_part_t *p)
+{
+    acc->zero = 0;
+    acc->count++;
+    acc->weight += p->w;
+}
+
+int flc_merge_acc_finish_range(const flc_merge_acc_t *acc, size_t first, size_t m, float *out,
+                               flc_err_t *e)
+{
+    const flc_merge_rule_t *r = &acc->rule;
+    if (acc->count == 0 || !(acc->weight > 0))
+        return flc_err_set(e, FLC_EINVAL, "merge %s: nothing to merge (%zu updates, total weight "
+                           "%g)", flc_merge_kind_name(r->kind), acc->count, acc->weight);
+    if (flc_merge_rule_has_state(r))
+        return flc_err_set(e, FLC_EINVAL, "merge %s: a server step needs the whole slice",
+                           flc_merge_kind_name(r->kind));
+    if (first > acc->n || m > acc->n - first)
+        return flc_err_set(e, FLC_EDIM, "merge %s: range [%zu, %zu) is outside the %zu floats",
+                           flc_merge_kind_name(r->kind), first, first + m, acc->n);
+    double inv = 1.0 / acc->weight;
+    const double *sum = acc->sum + first;
+    if (acc->zero) { /* never written: finish reads zeros there */
+        for (size_t i = 0; i < m; i++)
+            out[i] = (float)(0.0 * inv);
+        return FLC_OK;
+    }
+    for (size_t i = 0; i < m; i++) /* finish's loop */
+        out[i] = (float)(sum[i] * inv);
+    return FLC_OK;
+}

@@ -111,7 +111,14 @@ typedef struct flc_rs_merger_cfg {
                                   * job's indexes and roster) and folds its RoundMeta
                                   * (flc_rs_round_meta): the merger writes neither, so its
                                   * ACL needs no write on any job-wide key (least privilege) */
+    size_t window_bytes;         /* a streaming rule folds each float32 update, and fedavg,
+                                  * mean, median and trimmed mean write the merged shard,
+                                  * this many bytes at a time, so the merger's memory is
+                                  * bounded by its shard (issue 14): 0 = 8 MiB;
+                                  * FLC_RS_WINDOW_WHOLE = whole values (the old path) */
 } flc_rs_merger_cfg_t;
+
+#define FLC_RS_WINDOW_WHOLE ((size_t)-1)
 
 /* What one shard's merge did; also stored in the cache (fl:{J/j}:merges:<r>,
  * field = shard) and folded into the round's RoundMeta by the last merger. */
@@ -169,7 +176,8 @@ int flc_rs_merger_run_own(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
 /* The "aggregator" role: event
  *   {"job":"J", "round":3, "shard":0, "num_shards":4, "model_size":1000,
  *    "rule":"fedavg" | {"rule":"krum","f":1}, "expected":["c0","c1"],
- *    "deadline_ms":5000, "readers":2, "derive_stats":true, "redis":"unix:///..."}
+ *    "deadline_ms":5000, "readers":2, "derive_stats":true, "window_bytes":8388608,
+ *    "redis":"unix:///..."}
  * The store is opened with sc's options at the event's "redis", else at
  * sc->url (sc may be NULL: built-in options, the event must name the
  * cache). On success *result is the report as

@@ -29,6 +29,7 @@ static void merger_free(merger_t *m)
     free(m->pending_idx);
     flc_merge_acc_free(m->acc);
     free(m->buf);
+    free(m->wbuf);
     for (size_t i = 0; i < m->nkept; i++)
         free(m->kept[i]);
     free(m->kept);
@@ -59,10 +60,18 @@ static int close_shard(merger_t *m)
     return rc;
 }
 
-/* Writes the merged shard; an ephemeral round's done tokens go with it. */
-static int put_merged(merger_t *m, const flc_shard_t *agg, unsigned readers)
+/* Writes the merged shard (from agg's values, or window by window through
+ * how); an ephemeral round's done tokens go with it. */
+static int put_merged(merger_t *m, const flc_shard_t *agg, unsigned readers,
+                      flc_store_stream_t *how)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
+    if (how != NULL) {
+        how->opened = cfg->driver_records;
+        how->token = cfg->ephemeral ? "ok" : NULL;
+        how->copies = cfg->ephemeral ? readers : 0;
+        return flc_store_put_merged_stream(m->s, agg, how);
+    }
     if (cfg->ephemeral)
         return flc_store_put_merged_done(m->s, agg, cfg->driver_records, "ok", readers);
     return cfg->driver_records ? flc_store_put_merged_opened(m->s, agg)
@@ -84,8 +93,19 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
         flc_err_clear(e);
         st = m->own_state;
     }
-    float *out = m->buf; /* free again: every accepted update is folded or kept */
-    if (m->acc != NULL) {
+    /* Written window by window (rs_window.c): no whole output. Else the
+     * whole-update buffer is free again (every accepted update is folded
+     * or kept), or made now. */
+    int streams = rs_merged_streams(m);
+    if (!streams && m->buf == NULL && (m->buf = rs_new_buf(m->count)) == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "out of memory for the merged shard %u",
+                           cfg->shard);
+    float *out = m->buf;
+    rs_fill_t fill = {0};
+    flc_store_stream_t how;
+    if (streams) { /* median and trimmed mean use every kept update: participants stay */
+        rc = rs_fill_init(m, &fill, &how, e);
+    } else if (m->acc != NULL) {
         rc = flc_merge_acc_finish(m->acc, st, out, e);
         if (rc == FLC_OK) /* central DP: noise in the aggregate, not in the stored updates */
             rc = flc_dp_noise_mean(&cfg->rule, flc_merge_acc_count(m->acc), out, m->count, e);
@@ -129,8 +149,10 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
         }
         free(used);
     }
-    if (rc != FLC_OK)
+    if (rc != FLC_OK) {
+        rs_fill_free(&fill);
         return rc;
+    }
     if (m->own_state != NULL && (rc = flc_rs_state_save(m->s, cfg->job, cfg->shard,
                                                         m->own_state, e)) != FLC_OK)
         return rc;
@@ -145,7 +167,8 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
      * ephemeral round records nothing between the merged shard and the
      * readers' wake-up, so its done tokens go in the same round trip. */
     unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
-    int put = put_merged(m, &agg, readers);
+    flc_err_clear(e); /* a window's failure is told apart by its code */
+    int put = put_merged(m, &agg, readers, streams ? &how : NULL);
     /* Cut by a failover: written again through the new map, for as long
      * as a promotion may take (the same bytes; extra done tokens are
      * harmless, a reader takes one). */
@@ -153,22 +176,25 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
          put == FLC_ECONN && flc_rs_recover_retry(m->s) && spent < 20000;
          spent += w, w = w * 2 > 250 ? 250 : w * 2) {
         flc_sleep_ms(w);
-        put = put_merged(m, &agg, readers);
+        put = put_merged(m, &agg, readers, streams ? &how : NULL);
     }
+    rs_fill_free(&fill);
     if (put == FLC_OK && cfg->ephemeral)
         m->notified = 1;
+    if (put != FLC_OK && streams && e->code != FLC_OK) /* a window failed: its own words */
+        return e->code;
     if (put != FLC_OK ||
         (!cfg->ephemeral &&
          flc_track_put(m->s, cfg->job, cfg->round, cfg->shard, "hot") != FLC_OK)) {
         *e = *flc_store_error(m->s);
         return e->code;
     }
-    if (m->own != NULL && m->own->merged_out != NULL)
+    if (!streams && m->own != NULL && m->own->merged_out != NULL) /* streamed: by the fill */
         memcpy(m->own->merged_out, out, m->count * sizeof *out);
     if (flc_log_level() >= FLC_LOG_DEBUG)
         FLC_DEBUG("merger %s/%u/%u wrote the merged shard of %zu participants: crc32c %08x",
                   cfg->job, cfg->round, cfg->shard, m->rep->participants.n,
-                  flc_crc32c(0, out, m->count * sizeof *out));
+                  streams ? how.crc : flc_crc32c(0, out, m->count * sizeof *out));
     return FLC_OK;
 }
 
@@ -266,7 +292,11 @@ int flc_rs_merger_run_own(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
         m.pending_idx[i] = i;
     }
     m.npending = cfg->n_expected;
-    m.buf = rs_new_buf(m.count);
+    /* Windows only when the shard is bigger than one: a small shard is
+     * read and written whole, as before, in fewer round trips. */
+    size_t wb = cfg->window_bytes ? cfg->window_bytes : RS_WINDOW_DEFAULT;
+    if (wb != FLC_RS_WINDOW_WHOLE && m.count > wb / sizeof(float))
+        m.win = wb / sizeof(float) ? wb / sizeof(float) : 1;
     if (flc_merge_rule_streams(&cfg->rule)) {
         m.acc = flc_merge_acc_new(&cfg->rule, m.count, e);
         if (m.acc == NULL)
@@ -279,8 +309,10 @@ int flc_rs_merger_run_own(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
         if (m.kept == NULL || m.weight == NULL || m.norm == NULL || m.kept_idx == NULL)
             rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
-    if (rc == FLC_OK && (m.seen == NULL || m.buf == NULL || m.pending == NULL ||
-                         m.pending_idx == NULL))
+    if (m.win && m.acc != NULL)
+        m.wbuf = rs_new_buf(m.win);
+    if (rc == FLC_OK && (m.seen == NULL || (m.win && m.acc != NULL && m.wbuf == NULL) ||
+                         m.pending == NULL || m.pending_idx == NULL))
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory for a %llu-float shard",
                          (unsigned long long)m.count);
 

@@ -6,6 +6,7 @@
 #include "aggregator/reduce_scatter.h"
 #include "aggregator/rs_recover.h"
 #include "cache/store.h"
+#include "cache/store_put_stream.h"
 
 /* Everything one merger run holds; freed by merger_free. */
 typedef struct merger {
@@ -18,7 +19,10 @@ typedef struct merger {
     size_t *pending_idx;      /* their indexes in cfg->expected */
     size_t npending;
     flc_merge_acc_t *acc;     /* streaming rules */
-    float *buf;               /* where the next update is read */
+    float *buf;               /* where the next whole update is read (allocated when
+                               * one is: an encoded or own update, a collecting rule) */
+    size_t win;               /* floats per window (0: whole values only) */
+    float *wbuf;              /* a window of an update (streaming rules) */
     float **kept;             /* collecting rules: the updates, in arrival order */
     double *weight, *norm;    /* per kept update */
     size_t nkept;
@@ -32,8 +36,38 @@ typedef struct merger {
     const flc_rs_own_t *own;  /* this process's own contributor, or NULL */
 } merger_t;
 
-/* A zeroed update buffer of n floats (NULL when out of memory). */
+/* An update buffer of n floats (NULL when out of memory). */
 float *rs_new_buf(uint64_t n);
+
+/* The bytes of a window when the config says 0. */
+#define RS_WINDOW_DEFAULT (8u * 1024u * 1024u)
+
+#define RS_TAKE_LOST 2  /* the update went with a dead master; not taken */
+#define RS_TAKE_WHOLE 3 /* rs_take_windowed: read and fold it whole instead */
+
+/* Takes a streaming rule's float32 update window by window (rs_window.c):
+ * FLC_OK accepted, 1 rejected (recorded), RS_TAKE_LOST, RS_TAKE_WHOLE (an
+ * encoded or spilled value, one without the norm clipping needs, one the
+ * whole read should judge), or a negative FLC_E* when the store failed. */
+int rs_take_windowed(merger_t *m, const char *client);
+
+/* 1 when the merged shard is written window by window: a windowed merger
+ * of fedavg or mean (no server state, no central DP noise), median or
+ * trimmed mean. Krum and Bulyan select whole updates; they write whole. */
+int rs_merged_streams(const merger_t *m);
+
+/* The fill of a streamed merged shard (rs_window.c): the merger, the
+ * error a failed window leaves, the rows of a block of the kept updates. */
+typedef struct rs_fill {
+    merger_t *m;
+    flc_err_t *e;
+    const float **rows;
+} rs_fill_t;
+
+/* Prepares f and how (fill, window) for flc_store_put_merged_stream; the
+ * average's emptiness is refused here, before anything is written. */
+int rs_fill_init(merger_t *m, rs_fill_t *f, flc_store_stream_t *how, flc_err_t *e);
+void rs_fill_free(rs_fill_t *f);
 
 /* Records client as rejected with why (fmt is "%s"-like, as reject's). */
 void rs_reject(merger_t *m, const char *client, const char *fmt, const char *why);

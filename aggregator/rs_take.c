@@ -32,12 +32,21 @@ void rs_reject(merger_t *m, const char *client, const char *fmt, const char *why
              m->cfg->shard, line);
 }
 
-#define TAKE_LOST 2 /* take(): the update went with a dead master; not taken */
 
 /* An encoded update's blocks for the accumulator (flc_merge_acc_fold_fn). */
 static void decode_block(void *user, size_t off, size_t m, float *dst)
 {
     flc_enc_decode_range(user, off, m, dst);
+}
+
+/* The whole-update buffer, made when a whole update is first read (a
+ * merger that folds by windows never needs one). */
+static int ensure_buf(merger_t *m)
+{
+    if (m->buf == NULL && (m->buf = rs_new_buf(m->count)) == NULL)
+        return flc_err_set(&m->oom, FLC_ENOMEM, "out of memory for a %llu-float update of "
+                           "shard %u", (unsigned long long)m->count, m->cfg->shard);
+    return FLC_OK;
 }
 
 /* A streaming rule decodes an encoded update as it folds (no decoded
@@ -46,6 +55,8 @@ static int read_update(merger_t *m, const char *client, flc_shard_t *sh)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
     const flc_rs_own_t *own = m->own;
+    if (ensure_buf(m) != FLC_OK)
+        return FLC_ENOMEM;
     if (own != NULL && own->update != NULL && strcmp(client, own->client) == 0) {
         /* This process's own contributor: its update is in memory, never
          * pushed for this shard; the frame it would have read, checked the
@@ -67,12 +78,18 @@ static int read_update(merger_t *m, const char *client, flc_shard_t *sh)
 }
 
 /* Reads one arrived update and folds or keeps it. Returns FLC_OK when it was
- * accepted, 1 when it was rejected (recorded), TAKE_LOST when a failover
+ * accepted, 1 when it was rejected (recorded), RS_TAKE_LOST when a failover
  * took it (nothing recorded), or a negative FLC_E* when the store failed
  * (the round cannot go on). */
 static int take(merger_t *m, const char *client)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
+    if (m->win > 0 && m->acc != NULL &&
+        (m->own == NULL || m->own->update == NULL || strcmp(client, m->own->client) != 0)) {
+        int t = rs_take_windowed(m, client);
+        if (t != RS_TAKE_WHOLE)
+            return t;
+    }
     flc_shard_t sh = {0};
     int rc = read_update(m, client, &sh);
     /* A read cut by a failover (its node killed after the token was
@@ -94,7 +111,7 @@ static int take(merger_t *m, const char *client)
          * sent. Its sender pushes it again (or the round names it missing). */
         FLC_INFO("merger %s/%u/%u: the update of %s went with a dead master; waiting for it "
                  "again", cfg->job, cfg->round, cfg->shard, client);
-        return TAKE_LOST;
+        return RS_TAKE_LOST;
     }
     if (rc == FLC_ECONN || rc == FLC_ETIMEOUT || rc == FLC_ENOMEM)
         return rc;
@@ -153,12 +170,7 @@ static int take(merger_t *m, const char *client)
             m->weight[m->nkept] = w;
             m->norm[m->nkept] = norm > 0 ? norm : sqrt(flc_merge_sumsq(m->buf, m->count));
             m->nkept++;
-            m->buf = rs_new_buf(m->count);
-            if (m->buf == NULL) {
-                flc_err_set(&m->oom, FLC_ENOMEM, "out of memory for update %zu of shard %u",
-                            m->nkept + 1, cfg->shard);
-                return FLC_ENOMEM;
-            }
+            m->buf = NULL; /* the next read makes one: K kept, not K + 1 */
         }
     }
     if (rc != FLC_OK) {
@@ -190,7 +202,7 @@ int rs_arrival(merger_t *m, size_t x)
     }
     m->kept_idx_next = (long)x;
     int t = take(m, m->cfg->expected[x]);
-    if (t < 0 || t == TAKE_LOST)
+    if (t < 0 || t == RS_TAKE_LOST)
         return t < 0 ? t : FLC_OK; /* not seen: still waited for */
     /* Seen only now that it was taken or rejected: a client marked seen
      * whose update was never folded would be neither a participant nor

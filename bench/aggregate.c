@@ -23,6 +23,11 @@
  * Knobs: FLCACHE_BENCH_W, FLCACHE_BENCH_N2. `--memory` or `--round` runs one
  * section only.
  *
+ * `--large` (only when asked: issue 14 goal 4, bench_large.c): 6 clients x
+ * 1 GiB updates over 8 shards, clients and mergers as processes, one line
+ * per rule family with update_gbps, ratio_to_same_bytes and every merger's
+ * peak RSS; FLCACHE_BENCH_LARGE_MB makes it small.
+ *
  * Knobs: FLCACHE_BENCH_K (updates, default 8), FLCACHE_BENCH_N (floats per
  * update, default 4M), FLCACHE_BENCH_REPS (timed repetitions, default 5; the
  * median is reported), FLCACHE_BENCH_BLAS_THREADS (OpenBLAS threads, default
@@ -45,6 +50,7 @@
 #include "cache/store_ops.h"
 #include "cache/store_raw.h"
 #include "base/clock.h"
+#include "bench/bench_large.h"
 #include "bench/bench_round.h"
 #include "bench/bench_util.h"
 
@@ -338,49 +344,10 @@ static void *raw_contributor(void *p)
  * then, as merger i, GETs the i-th W-th of every update (W x M) and SETs a
  * W-th of a model (M); then GETs the whole model (W x M). Phases are
  * separated by barriers, as the protocol's are by its data dependencies.
- * Each phase pipelines RAW_BATCH chunk commands per round trip. This
+ * Each phase pipelines BENCH_RAW_BATCH chunk commands per round trip
+ * (bench_raw_chunks). This
  * baseline stays fixed even if the protocol later moves fewer bytes. */
-#define RAW_BATCH 8
 static pthread_barrier_t raw_barrier;
-
-/* Runs cmd (SET or GET) on chunks [k0, k1) of keys "<prefix>:<k>" with
- * values from src (SET) or into dst (GET), RAW_BATCH per round trip. */
-static int raw_chunks(flc_store_t *s, const char *cmd, const char *prefix, size_t k0, size_t k1,
-                      size_t bytes, const char *src, char *dst)
-{
-    size_t chunk = FLC_STORE_CHUNK_DEFAULT;
-    for (size_t k = k0; k < k1; k += RAW_BATCH) {
-        size_t nb = k1 - k < RAW_BATCH ? k1 - k : RAW_BATCH;
-        char keys[RAW_BATCH][64];
-        const char *argv[RAW_BATCH][3];
-        size_t lens[RAW_BATCH][3];
-        const char *const *av[RAW_BATCH];
-        const size_t *lv[RAW_BATCH];
-        int ac[RAW_BATCH];
-        redisReply *out[RAW_BATCH];
-        for (size_t b = 0; b < nb; b++) {
-            size_t at = (k + b) * chunk, len = bytes - at < chunk ? bytes - at : chunk;
-            snprintf(keys[b], sizeof keys[b], "%s:%zu", prefix, k + b);
-            argv[b][0] = cmd, argv[b][1] = keys[b], argv[b][2] = src ? src + at : NULL;
-            lens[b][0] = strlen(cmd), lens[b][1] = strlen(keys[b]), lens[b][2] = len;
-            ac[b] = src ? 3 : 2;
-            av[b] = argv[b];
-            lv[b] = lens[b];
-        }
-        if (flc_store_pipeline_bin(s, nb, ac, av, lv, out) != 0)
-            return -1;
-        int bad = 0;
-        for (size_t b = 0; b < nb; b++) {
-            if (dst && out[b]->type == REDIS_REPLY_STRING)
-                memcpy(dst + (k + b) * chunk, out[b]->str, (size_t)out[b]->len);
-            bad |= out[b]->type == REDIS_REPLY_ERROR;
-            freeReplyObject(out[b]);
-        }
-        if (bad)
-            return -1;
-    }
-    return 0;
-}
 
 static void *raw_same_bytes_contributor(void *p)
 {
@@ -395,18 +362,18 @@ static void *raw_same_bytes_contributor(void *p)
     int rc = s != NULL && scratch != NULL ? 0 : -1;
     snprintf(prefix, sizeof prefix, "same:%u:u%u", c->round, a->i);
     if (rc == 0) /* W pushes */
-        rc = raw_chunks(s, "SET", prefix, 0, nk, bytes, (const char *)c->u[a->i], NULL);
+        rc = bench_raw_chunks(s, "SET", prefix, 0, nk, bytes, (const char *)c->u[a->i], NULL);
     pthread_barrier_wait(&raw_barrier);
     for (uint32_t j = 0; rc == 0 && j < c->W; j++) { /* W merger reads of a W-th each */
         snprintf(prefix, sizeof prefix, "same:%u:u%u", c->round, j);
-        rc = raw_chunks(s, "GET", prefix, lo, hi, bytes, NULL, scratch);
+        rc = bench_raw_chunks(s, "GET", prefix, lo, hi, bytes, NULL, scratch);
     }
     snprintf(prefix, sizeof prefix, "same:%u:m", c->round);
     if (rc == 0) /* one merged write, a W-th per merger */
-        rc = raw_chunks(s, "SET", prefix, lo, hi, bytes, scratch, NULL);
+        rc = bench_raw_chunks(s, "SET", prefix, lo, hi, bytes, scratch, NULL);
     pthread_barrier_wait(&raw_barrier);
     if (rc == 0) /* W reads of the model */
-        rc = raw_chunks(s, "GET", prefix, 0, nk, bytes, NULL, (char *)c->model[a->i]);
+        rc = bench_raw_chunks(s, "GET", prefix, 0, nk, bytes, NULL, (char *)c->model[a->i]);
     if (rc != 0)
         c->failed = 1;
     free(scratch);
@@ -509,6 +476,8 @@ int main(int argc, char **argv)
 {
     bench_config();
     signal(SIGPIPE, SIG_IGN);
+    if (argc > 1 && strcmp(argv[1], "--large") == 0) /* not by default: 6 GiB of updates */
+        return bench_large_run() ? 1 : 0;
     int only_mem = argc > 1 && strcmp(argv[1], "--memory") == 0;
     int only_round = argc > 1 && strcmp(argv[1], "--round") == 0;
     int fails = only_round ? 0 : section_memory();

@@ -5,11 +5,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "aggregator/reduce_scatter.h"
 #include "base/clock.h"
 #include "bench/bench_util.h"
 #include "cache/store_ops.h"
+#include "cache/store_raw.h"
 
 #define MAX_THREADS 128
 
@@ -146,4 +148,42 @@ double bench_round_run(bench_round_t *c, int with_mergers, void *(*contributor)(
     for (uint32_t t = 0; t < nt; t++)
         pthread_join(th[t], NULL);
     return (double)(flc_now_ns() - t0) / 1e9;
+}
+
+int bench_raw_chunks(flc_store_t *s, const char *cmd, const char *prefix, size_t k0, size_t k1,
+                     size_t bytes, const char *src, char *dst)
+{
+    size_t chunk = FLC_STORE_CHUNK_DEFAULT;
+    for (size_t k = k0; k < k1; k += BENCH_RAW_BATCH) {
+        size_t nb = k1 - k < BENCH_RAW_BATCH ? k1 - k : BENCH_RAW_BATCH;
+        char keys[BENCH_RAW_BATCH][64];
+        const char *argv[BENCH_RAW_BATCH][3];
+        size_t lens[BENCH_RAW_BATCH][3];
+        const char *const *av[BENCH_RAW_BATCH];
+        const size_t *lv[BENCH_RAW_BATCH];
+        int ac[BENCH_RAW_BATCH];
+        redisReply *out[BENCH_RAW_BATCH];
+        for (size_t b = 0; b < nb; b++) {
+            size_t at = (k + b) * chunk, len = bytes - at < chunk ? bytes - at : chunk;
+            snprintf(keys[b], sizeof keys[b], "%s:%zu", prefix, k + b);
+            argv[b][0] = cmd, argv[b][1] = keys[b];
+            argv[b][2] = src ? src + (at - k0 * chunk) : NULL;
+            lens[b][0] = strlen(cmd), lens[b][1] = strlen(keys[b]), lens[b][2] = len;
+            ac[b] = src ? 3 : 2;
+            av[b] = argv[b];
+            lv[b] = lens[b];
+        }
+        if (flc_store_pipeline_bin(s, nb, ac, av, lv, out) != 0)
+            return -1;
+        int bad = 0;
+        for (size_t b = 0; b < nb; b++) {
+            if (dst && out[b]->type == REDIS_REPLY_STRING)
+                memcpy(dst + (k + b - k0) * chunk, out[b]->str, (size_t)out[b]->len);
+            bad |= out[b]->type == REDIS_REPLY_ERROR;
+            freeReplyObject(out[b]);
+        }
+        if (bad)
+            return -1;
+    }
+    return 0;
 }

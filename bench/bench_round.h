@@ -54,4 +54,13 @@ double bench_round_run(bench_round_t *c, int with_mergers, void *(*contributor)(
  * longest merge_ms, into buf. */
 void bench_round_phases(const bench_round_t *c, char *buf, size_t cap);
 
+/* Raw pipelined Redis, the baseline of the round sections: runs cmd (SET
+ * or GET) on chunks [k0, k1) (FLC_STORE_CHUNK_DEFAULT bytes each, of a
+ * value of `bytes`) of keys "<prefix>:<k>", values from src (SET) or into
+ * dst (GET), both pointing at chunk k0's bytes; BENCH_RAW_BATCH commands
+ * per round trip. 0, or -1 on any error. */
+#define BENCH_RAW_BATCH 8
+int bench_raw_chunks(flc_store_t *s, const char *cmd, const char *prefix, size_t k0, size_t k1,
+                     size_t bytes, const char *src, char *dst);
+
 #endif

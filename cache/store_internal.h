@@ -102,6 +102,14 @@ int flc_tier_delete_round(flc_store_t *s, const char *job, uint32_t round);
 /* Frees the tier state (after a last flush). */
 void flc_tier_close(flc_store_t *s);
 
+/* Appends what follows a merged shard's value in its publishing round trip
+ * (store_put.c): the round and shard indexes unless its driver opened the
+ * round, and copies done tokens (none when copies is 0); *ncmd counts the
+ * replies. Shared with the streamed writer (store_put_stream.c). */
+int flc_store_append_merged_tail(flc_store_t *s, const flc_shard_t *hdr, const char *tag,
+                                 const char *key, int opened, const char *token,
+                                 unsigned copies, int *ncmd);
+
 /* Connects when there is no live connection. */
 int flc_store_ensure(flc_store_t *s);
 

@@ -464,3 +464,12 @@ int flc_store_del_update(flc_store_t *s, const char *job, uint32_t round, uint32
     }
     return rc;
 }
+
+int flc_store_append_merged_tail(flc_store_t *s, const flc_shard_t *hdr, const char *tag,
+                                 const char *key, int opened, const char *token,
+                                 unsigned copies, int *ncmd)
+{
+    put_done_t done = {.token = token, .copies = copies};
+    int rc = append_tail(s, hdr, tag, key, opened ? PUT_MERGED_OPENED : PUT_MERGED, ncmd);
+    return rc ? rc : append_done(s, hdr, tag, &done, ncmd);
+}

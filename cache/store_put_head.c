@@ -13,15 +13,20 @@ static void put_le32(uint8_t *p, uint32_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
-size_t flc_store_head_make(uint8_t *out, const uint8_t *head, size_t hl, const void *payload,
-                           size_t pl)
+size_t flc_store_head_make_crc(uint8_t *out, const uint8_t *head, size_t hl, uint32_t crc)
 {
     if (hl > FLC_FRAME_PREFIX + FLC_FRAME_HEADER_MAX)
         hl = FLC_FRAME_PREFIX + FLC_FRAME_HEADER_MAX; /* the encoder never makes one */
     memcpy(out, FLC_HEAD_MAGIC, 4);
-    put_le32(out + 4, flc_crc32c(0, payload, pl));
+    put_le32(out + 4, crc);
     memcpy(out + FLC_HEAD_FIXED, head, hl);
     return FLC_HEAD_FIXED + hl;
+}
+
+size_t flc_store_head_make(uint8_t *out, const uint8_t *head, size_t hl, const void *payload,
+                           size_t pl)
+{
+    return flc_store_head_make_crc(out, head, hl, flc_crc32c(0, payload, pl));
 }
 
 size_t flc_store_head_of_frame(uint8_t *out, const uint8_t *buf, size_t len)

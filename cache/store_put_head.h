@@ -38,6 +38,10 @@
 size_t flc_store_head_make(uint8_t *out, const uint8_t *head, size_t hl, const void *payload,
                            size_t pl);
 
+/* As flc_store_head_make with the payload's CRC-32C already computed (a
+ * writer that streams the payload window by window, store_put_stream.c). */
+size_t flc_store_head_make_crc(uint8_t *out, const uint8_t *head, size_t hl, uint32_t crc);
+
 /* h of the whole frame buf[0..len) (the cold tier's copy of a value), into
  * out as above; 0 when buf does not start with a frame prefix and a header
  * that fits in it (then the value is written without h). */

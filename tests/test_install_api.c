@@ -64,7 +64,8 @@ typedef struct flc_t_layout {
     FLD(flc_rs_merger_cfg_t, expected) FLD(flc_rs_merger_cfg_t, n_expected)                     \
     FLD(flc_rs_merger_cfg_t, deadline_ms) FLD(flc_rs_merger_cfg_t, readers)                     \
     FLD(flc_rs_merger_cfg_t, state) FLD(flc_rs_merger_cfg_t, ephemeral)                         \
-    FLD(flc_rs_merger_cfg_t, derive_stats)                                                      \
+    FLD(flc_rs_merger_cfg_t, derive_stats) FLD(flc_rs_merger_cfg_t, window_bytes)              \
+    VAL(FLC_RS_WINDOW_WHOLE)                                                                    \
     SZ(flc_rs_report_t) FLD(flc_rs_report_t, shard) FLD(flc_rs_report_t, participants)          \
     FLD(flc_rs_report_t, missing) FLD(flc_rs_report_t, rejected)                                \
     FLD(flc_rs_report_t, duplicates) FLD(flc_rs_report_t, clipped)                              \

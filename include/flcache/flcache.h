@@ -274,7 +274,12 @@ typedef struct flc_rs_merger_cfg {
     int derive_stats;            /* 1: cache the shard's Gram partial for later queries */
     int driver_records;          /* 1: a driver opened the round and writes its RoundMeta;
                                   * the merger writes no job-wide key */
+    size_t window_bytes;         /* bytes of a big shard folded and written at a time, so
+                                  * the merger's memory is bounded by its shard: 0 = 8 MiB;
+                                  * FLC_RS_WINDOW_WHOLE = whole values */
 } flc_rs_merger_cfg_t;
+
+#define FLC_RS_WINDOW_WHOLE ((size_t)-1)
 
 /* What one shard's merge did. */
 typedef struct flc_rs_report {
