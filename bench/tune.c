@@ -171,7 +171,7 @@ int main(int argc, char **argv)
     if (only == NULL || strcmp(only, "train") == 0)
         one(flcache, "train-softmax",
             tiny ? "train --workers 2 --epochs 1 --subset 2000 --test-subset 500 --quiet"
-                 : "train --workers 2 --epochs 1 --subset 8000 --test-subset 1000 --quiet",
+                 : "train --workers 2 --epochs 1 --subset 32000 --test-subset 2000 --quiet",
             "256..4096");
     return 0;
 }
