@@ -34,6 +34,7 @@
 #include "cache/encode.h"
 #include "cache/store.h"
 #include "cache/store_ops.h"
+#include "runtime/pool.h"
 #include "tests/harness.h"
 
 #define CHUNK 16384 /* so a 200 KB shard is a hash of 13 chunks */
@@ -436,14 +437,21 @@ TEST(peak_follows_budget_not_n)
     double grow_small = (peak[1][0] - peak[0][0]) / 1024.0;
     double grow_big = (peak[1][1] - peak[0][1]) / 1024.0;
     double grow_fp16 = (peak[3][0] - peak[2][0]) / 1024.0;
-    EXPECT(grow_small < update_mb, "with a 4 MiB budget, 16 updates peak %.1f MiB above 4 "
-           "updates (%.1f vs %.1f MiB): less than one %.1f MiB update", grow_small,
-           peak[1][0] / 1024.0, peak[0][0] / 1024.0, update_mb);
-    EXPECT(grow_big < update_mb, "with a 1 GiB budget too (%.1f MiB more): a window is at "
-           "most 8 MiB of rows, so even a large budget holds no update whole", grow_big);
-    EXPECT(grow_fp16 > 6 * update_mb, "fp16 updates, read whole, grow the peak by %.1f MiB "
-           "from 4 to 16 (12 decoded updates are %.1f MiB): the measurement sees N where the "
-           "code holds N", grow_fp16, 12 * update_mb);
+    /* A sanitizer build's peaks are not the code's: ASan keeps freed blocks
+     * in quarantine and its shadow memory is resident. */
+    if (flc_pool_sanitized()) {
+        printf("    # peaks not checked in a sanitizer build (%.1f, %.1f MiB grown)\n",
+               grow_small, grow_big);
+    } else {
+        EXPECT(grow_small < update_mb, "with a 4 MiB budget, 16 updates peak %.1f MiB above 4 "
+               "updates (%.1f vs %.1f MiB): less than one %.1f MiB update", grow_small,
+               peak[1][0] / 1024.0, peak[0][0] / 1024.0, update_mb);
+        EXPECT(grow_big < update_mb, "with a 1 GiB budget too (%.1f MiB more): a window is at "
+               "most 8 MiB of rows, so even a large budget holds no update whole", grow_big);
+        EXPECT(grow_fp16 > 6 * update_mb, "fp16 updates, read whole, grow the peak by %.1f MiB "
+               "from 4 to 16 (12 decoded updates are %.1f MiB): the measurement sees N where the "
+               "code holds N", grow_fp16, 12 * update_mb);
+    }
     for (int j = 0; j < 2; j++)
         EXPECT(strcmp(rows[j][0], rows[j][1]) == 0,
                "job %s: the answer is the same with both budgets", jobs[j]);
