@@ -38,6 +38,7 @@
 #include "cache/embed.h"
 #include "cache/store_ops.h"
 #include "cache/store_raw.h"
+#include "runtime/pool_proc.h"
 
 #define MAXP 64
 #define SPOTS 8
@@ -87,20 +88,6 @@ static void fail(large_t *L, const char *who, unsigned i, const char *msg)
     L->sh->failed = 1;
 }
 
-static long status_kb(const char *field)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t l = strlen(field);
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, field, l) == 0)
-            v = atol(line + l + 1);
-    if (f)
-        fclose(f);
-    return v;
-}
-
 static void client(large_t *L, unsigned i)
 {
     flc_err_t e = {0};
@@ -131,9 +118,7 @@ static void merger(large_t *L, unsigned k)
     /* The bench's freed heap is resident and inherited: given back, then
      * the peak counted from here (VmHWM := VmRSS). */
     malloc_trim(0);
-    FILE *f = fopen("/proc/self/clear_refs", "w");
-    if (f)
-        fputs("5", f), fclose(f);
+    flc_proc_reset_hwm(getpid());
     flc_err_t e = {0};
     flc_store_t *s = flc_store_open(L->url, bench_store_opts(), &e);
     const char *names[MAXP];
@@ -149,7 +134,7 @@ static void merger(large_t *L, unsigned k)
     flc_rs_report_t rep = {0};
     if (s == NULL || flc_rs_merger_run(s, &mc, &rep, &e) != 0)
         fail(L, "merger", k, flc_err_msg(&e));
-    L->sh->rss_mb[k] = (double)status_kb("VmHWM:") / 1024.0;
+    L->sh->rss_mb[k] = (double)flc_proc_status_kb(getpid(), "VmHWM") / 1024.0;
     L->sh->merge_ms[k] = rep.merge_ms;
     flc_rs_report_free(&rep);
     flc_store_close(s);

@@ -17,25 +17,12 @@
 #include "bench/bench_util.h"
 #include "cache/keys.h"
 #include "cache/store_raw.h"
+#include "runtime/pool_proc.h"
 
 static void die(const char *what, const char *msg)
 {
     fprintf(stderr, "bench/queries: %s: %s\n", what, msg);
     exit(1);
-}
-
-/* This process's peak resident KiB (VmHWM of its own address space). */
-static long hwm_kb(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmHWM:", 6) == 0)
-            kb = atol(line + 6);
-    if (f)
-        fclose(f);
-    return kb;
 }
 
 int bench_qmem_one_query(const char *job, const char *kind, const char *url, const char *mb)
@@ -56,7 +43,8 @@ int bench_qmem_one_query(const char *job, const char *kind, const char *url, con
     if (flc_query_run(s, &q, &ans, &e) != 0)
         die(kind, e.msg);
     double ms = (double)(flc_now_ns() - t0) / 1e6;
-    printf("%.3f %llu %ld\n", ms, (unsigned long long)ans->bytes_read, hwm_kb());
+    printf("%.3f %llu %ld\n", ms, (unsigned long long)ans->bytes_read,
+           (long)flc_proc_status_kb(getpid(), "VmHWM"));
     flcache__query_answer__free_unpacked(ans, NULL);
     flc_store_close(s);
     return 0;

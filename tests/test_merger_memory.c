@@ -28,6 +28,7 @@
 #include "cache/store_put_stream.h"
 #include "cache/store_raw.h"
 #include "runtime/pool.h"
+#include "runtime/pool_proc.h"
 #include "tests/harness.h"
 
 #define CHUNK 16384
@@ -89,20 +90,6 @@ static void push_round(const char *job, uint32_t r, int nan_in, size_t nan_at)
     flc_store_close(s);
 }
 
-static long status_kb(const char *field)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t l = strlen(field);
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, field, l) == 0)
-            v = atol(line + l + 1);
-    if (f)
-        fclose(f);
-    return v;
-}
-
 typedef struct outcome {
     int rc;
     long grew_kb; /* VmHWM at the end less VmRSS at the start */
@@ -124,12 +111,8 @@ static outcome_t run_merger(const char *job, uint32_t r, const char *rule, size_
         /* The parent's freed heap is resident and inherited: given back
          * first, or the merger's buffers would reuse it unseen. */
         malloc_trim(0);
-        FILE *f = fopen("/proc/self/clear_refs", "w");
-        if (f) {
-            fputs("5", f); /* VmHWM := VmRSS: the peak from here on */
-            fclose(f);
-        }
-        long base = status_kb("VmRSS:");
+        flc_proc_reset_hwm(getpid()); /* VmHWM := VmRSS: the peak from here on */
+        long base = (long)flc_proc_status_kb(getpid(), "VmRSS");
         flc_err_t e = {0};
         if (window != FLC_RS_WINDOW_WHOLE) { /* as flcache-fn's aggregator role runs it */
             char ev[512];
@@ -139,7 +122,7 @@ static outcome_t run_merger(const char *job, uint32_t r, const char *rule, size_
             cJSON *event = cJSON_Parse(ev), *res = NULL;
             flc_store_cfg_t sc = {.url = fx.unix_url, .opts = {.chunk_bytes = CHUNK}};
             o.rc = flc_rs_aggregator_fn(&sc, event, &res, NULL, NULL, &e);
-            o.grew_kb = status_kb("VmHWM:") - base;
+            o.grew_kb = (long)flc_proc_status_kb(getpid(), "VmHWM") - base;
             cJSON *pa = cJSON_GetObjectItem(res, "participants");
             cJSON *rj = cJSON_GetObjectItem(res, "rejected");
             o.participants = (size_t)cJSON_GetArraySize(pa);
@@ -156,7 +139,7 @@ static outcome_t run_merger(const char *job, uint32_t r, const char *rule, size_
             flc_merge_rule_init(&mc.rule, rule, &e);
             flc_rs_report_t rep;
             o.rc = flc_rs_merger_run(s, &mc, &rep, &e);
-            o.grew_kb = status_kb("VmHWM:") - base;
+            o.grew_kb = (long)flc_proc_status_kb(getpid(), "VmHWM") - base;
             o.participants = rep.participants.n;
             o.rejected = rep.rejected.n;
             if (rep.rejected.n)

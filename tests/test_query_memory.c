@@ -35,6 +35,7 @@
 #include "cache/store.h"
 #include "cache/store_ops.h"
 #include "runtime/pool.h"
+#include "runtime/pool_proc.h"
 #include "tests/harness.h"
 
 #define CHUNK 16384 /* so a 200 KB shard is a hash of 13 chunks */
@@ -380,20 +381,6 @@ static char *rows_of(const char *json)
     return t;
 }
 
-/* This process's resident KiB now (VmRSS). */
-static long rss_kb(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = atol(line + 6);
-    if (f)
-        fclose(f);
-    return kb;
-}
-
 TEST(peak_follows_budget_not_n)
 {
     /* Stored by a child that exits: a forked process starts with its
@@ -412,7 +399,7 @@ TEST(peak_follows_budget_not_n)
     waitpid(pid, &st, 0);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "rounds of 4 and 16 updates of %.0f MB "
           "stored by a child process", DIM3 * 4 / 1e6);
-    long mine = rss_kb();
+    long mine = (long)flc_proc_status_kb(getpid(), "VmRSS");
     CHECK(mine > 0 && mine < 16 * 1024, "this process, which forks the queries, holds %.1f "
           "MiB (a floor under their measured peaks)", mine / 1024.0);
     /* m: float32, read by window; h: fp16, which cannot be read by window
