@@ -172,10 +172,8 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
     /* Cut by a failover: written again through the new map, for as long
      * as a promotion may take (the same bytes; extra done tokens are
      * harmless, a reader takes one). */
-    for (unsigned w = 50, spent = 0;
-         put == FLC_ECONN && flc_rs_recover_retry(m->s) && spent < 20000;
-         spent += w, w = w * 2 > 250 ? 250 : w * 2) {
-        flc_sleep_ms(w);
+    flc_rs_backoff_t b = {0};
+    while (flc_rs_recover_backoff(m->s, put, &b)) {
         put = put_merged(m, &agg, readers, streams ? &how : NULL);
     }
     rs_fill_free(&fill);
@@ -335,10 +333,8 @@ int flc_rs_merger_run_own(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
         /* Cut by a failover: closed again (the script is idempotent for
          * the protocol), for as long as the promotion may take, then
          * recovered. Only the close: a wait that failed stays failed. */
-        for (unsigned w = 50, spent = 0;
-             rc == FLC_ECONN && flc_rs_recover_retry(s) && spent < 20000;
-             spent += w, w = w * 2 > 250 ? 250 : w * 2) {
-            flc_sleep_ms(w);
+        flc_rs_backoff_t b = {0};
+        while (flc_rs_recover_backoff(s, rc, &b)) {
             rc = close_shard(&m);
         }
     }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "aggregator/rs_recover.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "cache/store_failover.h"
 
@@ -67,6 +68,17 @@ int flc_rs_recover(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, const unsigne
 int flc_rs_recover_retry(const flc_store_t *s)
 {
     return flc_store_fails_over(s);
+}
+
+int flc_rs_recover_backoff(const flc_store_t *s, int rc, flc_rs_backoff_t *b)
+{
+    if (rc != FLC_ECONN || !flc_rs_recover_retry(s) || b->spent_ms >= 20000)
+        return 0;
+    unsigned w = b->next_ms ? b->next_ms : 50;
+    flc_sleep_ms(w);
+    b->spent_ms += w;
+    b->next_ms = w * 2 > 250 ? 250 : w * 2;
+    return 1;
 }
 
 int flc_rs_notify_done(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, const char *token,

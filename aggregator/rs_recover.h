@@ -30,6 +30,19 @@ int flc_rs_recover(flc_store_t *s, const flc_rs_merger_cfg_t *cfg, const unsigne
  * rs_recover takes what the first close may have drained). */
 int flc_rs_recover_retry(const flc_store_t *s);
 
+/* The wait before an operation that failed with rc is tried again: when
+ * rc is FLC_ECONN and s follows failovers (flc_rs_recover_retry), sleeps
+ * (50 ms, doubling up to 250 ms) and returns 1, for about 20 s in all, as
+ * long as a promotion may take; else returns 0. b starts zeroed:
+ *     flc_rs_backoff_t b = {0};
+ *     while (flc_rs_recover_backoff(s, rc, &b))
+ *         rc = the operation again; */
+typedef struct flc_rs_backoff {
+    unsigned spent_ms, next_ms;
+} flc_rs_backoff_t;
+
+int flc_rs_recover_backoff(const flc_store_t *s, int rc, flc_rs_backoff_t *b);
+
 /* Pushes `readers` done tokens (token: "ok" or "error: ..."), once more
  * when a failover cut the push: a reader pops one token per round, so
  * extra ones are harmless, while missing ones would leave the readers

@@ -99,11 +99,9 @@ static int take(merger_t *m, const char *client)
      * seen but never folded, so a training step merged 3 of 4 gradients
      * and said "ok" (a different model, exit 0). */
     int cut = 0;
-    for (unsigned w = 50, spent = 0;
-         rc == FLC_ECONN && flc_rs_recover_retry(m->s) && spent < 20000;
-         spent += w, w = w * 2 > 250 ? 250 : w * 2) {
+    flc_rs_backoff_t b = {0};
+    while (flc_rs_recover_backoff(m->s, rc, &b)) {
         cut = 1;
-        flc_sleep_ms(w);
         rc = read_update(m, client, &sh);
     }
     if (cut && rc == FLC_ENOTFOUND) {

@@ -32,11 +32,9 @@
 static int read_window(merger_t *m, const flc_store_part_t *p, uint64_t first, size_t n, int *cut)
 {
     int rc = flc_store_part_read(m->s, p, 1, first, n, &m->wbuf);
-    for (unsigned w = 50, spent = 0;
-         rc == FLC_ECONN && flc_rs_recover_retry(m->s) && spent < 20000;
-         spent += w, w = w * 2 > 250 ? 250 : w * 2) {
+    flc_rs_backoff_t b = {0};
+    while (flc_rs_recover_backoff(m->s, rc, &b)) {
         *cut = 1;
-        flc_sleep_ms(w);
         rc = flc_store_part_read(m->s, p, 1, first, n, &m->wbuf);
     }
     return rc;
@@ -80,11 +78,9 @@ int rs_take_windowed(merger_t *m, const char *client)
     flc_store_part_t p;
     int rc = flc_store_part_open(m->s, cfg->job, cfg->round, cfg->shard, client, &p);
     int cut = 0;
-    for (unsigned w = 50, spent = 0;
-         rc == FLC_ECONN && flc_rs_recover_retry(m->s) && spent < 20000;
-         spent += w, w = w * 2 > 250 ? 250 : w * 2) {
+    flc_rs_backoff_t b = {0};
+    while (flc_rs_recover_backoff(m->s, rc, &b)) {
         cut = 1;
-        flc_sleep_ms(w);
         rc = flc_store_part_open(m->s, cfg->job, cfg->round, cfg->shard, client, &p);
     }
     if (cut && rc == FLC_ENOTFOUND)
