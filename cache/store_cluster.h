@@ -58,10 +58,7 @@ int flc_store_cl_push(flc_store_t *s, char *cmd, size_t len);
  * flc_store_cl_push, then flc_store_cl_flush. */
 int flc_store_cl_send(flc_store_t *s, char *cmd, size_t len, const char *what);
 
-/* NOT USED since 2026-11-29 (set aside while a divergence of `train`
- * through a master kill is investigated; store_io.c); kept, with
- * flc_store_cl_read_with below, to come back.
- * The zero-copy path of store_io.c on a cluster: a command whose text is
+/* The zero-copy path of store_io.c on a cluster: a command whose text is
  * head (every argument but the last, and the last one's "$<len>\r\n") and
  * then the last argument's bytes in pieces[0..n) of the caller's memory.
  * Routed by key; the node's pending output is written first (order), then
