@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "aggregator/reduce_scatter.h"
 #include "aggregator/rs_encode.h"
@@ -15,6 +16,7 @@
 #include "base/log.h"
 #include "cache/keys.h"
 #include "cache/store_failover.h"
+#include "cache/store_ops.h"
 
 void flc_rs_shard_range(uint64_t n, uint32_t S, uint32_t s, uint64_t *offset, uint64_t *count)
 {
@@ -75,6 +77,55 @@ static int push_through_failover(flc_store_t *s, const flc_rs_push_cfg_t *cfg,
 
 static int push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_t *enc,
                 const unsigned char *skip, const float *update, flc_err_t *e);
+
+/* An order of the S shards of a round for one client's push or one
+ * reader's pull (malloc'd; NULL when out of memory): from shard `first`
+ * on, and on a Redis Cluster consecutive shards on different nodes, round
+ * robin over the owners. A push or a pull talks to one node at a time, and
+ * the shards of a job lie on the nodes in index order (cache/keys.h): a
+ * client that took all of one node's shards in a row fed that node's link
+ * alone meanwhile, and the clients' starts are not spread evenly enough to
+ * make up for it (bench/cluster's round, 3 nodes: the push took 0.8-0.95 s
+ * and the pull 0.65-0.9 s where the busiest link needs 0.56 s each way). */
+static uint32_t *spread_order(flc_store_t *s, const char *job, uint32_t round, uint32_t S,
+                              uint32_t first)
+{
+    uint32_t *order = malloc(S * sizeof *order);
+    unsigned *owner = malloc(S * sizeof *owner);
+    unsigned char *taken = calloc(S, 1);
+    if (order == NULL || owner == NULL || taken == NULL) {
+        free(order), free(owner), free(taken);
+        return NULL;
+    }
+    if (flc_store_shard_owners(s, job, round, S, owner) != FLC_OK)
+        for (uint32_t k = 0; k < S; k++) /* no map: the plain rotation */
+            owner[k] = 0;
+    int one_node = 1;
+    for (uint32_t k = 1; k < S && one_node; k++)
+        one_node = owner[k] == owner[0];
+    /* Passes over the rotation; each pass takes the next untaken shard of
+     * every node, in the order the rotation meets the nodes. */
+    uint32_t n = 0;
+    for (; one_node && n < S; n++)
+        order[n] = (first + n) % S;
+    while (n < S) {
+        uint32_t pass_start = n;
+        for (uint32_t j = 0; j < S; j++) {
+            uint32_t k = (first + j) % S;
+            if (taken[k])
+                continue;
+            int seen = 0;
+            for (uint32_t i = pass_start; i < n && !seen; i++)
+                seen = owner[order[i]] == owner[k];
+            if (seen)
+                continue;
+            taken[k] = 1;
+            order[n++] = k;
+        }
+    }
+    free(owner), free(taken);
+    return order;
+}
 
 int flc_rs_push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const float *update, flc_err_t *e)
 {
@@ -139,20 +190,18 @@ static int push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_t *e
         flc_rs_encoded_free(&ed);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
-    /* Each client starts at its own shard: on a Redis Cluster the shards
-     * of a job lie on the nodes in index order (cache/keys.h), so pushes
-     * that all began with shard 0 would queue on one node's link while the
-     * others idle. */
-    uint32_t first = flc_crc32c(0, cfg->client, strlen(cfg->client)) % cfg->num_shards;
     uint32_t npush = 0;
     uint32_t *at = malloc(cfg->num_shards * sizeof *at); /* push order -> shard */
-    if (at == NULL) {
-        free(shards), free(was_closed);
+    /* Each client starts at its own shard. */
+    uint32_t first = flc_crc32c(0, cfg->client, strlen(cfg->client)) % cfg->num_shards;
+    uint32_t *order = at ? spread_order(s, cfg->job, cfg->round, cfg->num_shards, first) : NULL;
+    if (order == NULL) {
+        free(shards), free(was_closed), free(at);
         flc_rs_encoded_free(&ed);
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
     for (uint32_t j = 0; j < cfg->num_shards; j++) {
-        uint32_t k = (first + j) % cfg->num_shards, i = npush;
+        uint32_t k = order[j], i = npush;
         if (skip != NULL && skip[k])
             continue; /* its merger takes it from memory */
         at[npush++] = k;
@@ -171,6 +220,7 @@ static int push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_t *e
         FLC_DEBUG("push of %s for %s/%u: %llu floats, crc32c %08x", cfg->client, cfg->job,
                   cfg->round, (unsigned long long)cfg->model_size,
                   flc_crc32c(0, update, cfg->model_size * sizeof *update));
+    free(order);
     rc = npush ? push_through_failover(s, cfg, shards, npush, was_closed) : FLC_OK;
     free(shards);
     /* Stored (also when a shard was closed: the update is kept) */
@@ -212,6 +262,10 @@ int flc_rs_pull(flc_store_t *s, const char *job, uint32_t round, uint32_t num_sh
     return flc_rs_pull_except(s, job, round, num_shards, model_size, timeout_ms, NULL, model, e);
 }
 
+static int pull_in_order(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
+                         uint64_t model_size, unsigned timeout_ms, const unsigned char *have,
+                         const uint32_t *order, float *model, flc_err_t *e);
+
 int flc_rs_pull_except(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
                        uint64_t model_size, unsigned timeout_ms, const unsigned char *have,
                        float *model, flc_err_t *e)
@@ -224,73 +278,109 @@ int flc_rs_pull_except(flc_store_t *s, const char *job, uint32_t round, uint32_t
         *e = *flc_store_error(s);
         return e->code;
     }
-    uint64_t t0 = flc_now_ns();
     /* Shard by shard: reading shard k overlaps with later mergers still
      * working, and each wait is on one key (fine on a Redis Cluster).
-     * Successive readers start at successive shards, so concurrent pulls
-     * spread over the nodes' links instead of all reading node 0 first. */
+     * Readers start at different shards (threads of one process at
+     * successive ones) and alternate nodes (spread_order), so concurrent
+     * pulls spread over the nodes' links instead of all reading one. */
     static atomic_uint next_first;
-    uint32_t first = atomic_fetch_add(&next_first, 1u) % num_shards;
+    uint32_t first = (atomic_fetch_add(&next_first, 1u) + (uint32_t)getpid()) % num_shards;
+    uint32_t *order = spread_order(s, job, round, num_shards, first);
+    if (order == NULL)
+        return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    rc = pull_in_order(s, job, round, num_shards, model_size, timeout_ms, have, order, model, e);
+    free(order);
+    return rc;
+}
+
+#define PULL_NOT_YET 1
+
+/* Waits up to wait_ms for shard k's done token and reads the merged shard
+ * into model. PULL_NOT_YET when no token came within wait_ms (e untouched);
+ * t0 and timeout_ms bound the waits of a failover. */
+static int pull_one(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
+                    uint64_t model_size, uint32_t k, unsigned wait_ms, uint64_t t0,
+                    unsigned timeout_ms, float *model, flc_err_t *e)
+{
+    char token[256];
+    uint64_t off, cnt;
+    flc_rs_shard_range(model_size, num_shards, k, &off, &cnt);
+    flc_shard_t m = {0};
+    /* The wait and the read in one round trip (the read runs once the
+     * token is there). */
+    int rc = flc_store_wait_get_merged(s, job, round, k, wait_ms, token, sizeof token, &m,
+                                       model + off, cnt);
+    /* Its node died (a failover) before the token came back: wait
+     * again on the promoted replica, within the round's timeout, then
+     * read (below); cut after the token came back: only the read is
+     * made again (below). */
+    int waited = rc != FLC_ECONN || token[0] != '\0';
+    for (unsigned w = 50; !waited && rc == FLC_ECONN && flc_store_fails_over(s);
+         w = w * 2 > 250 ? 250 : w * 2) {
+        double spent = (double)(flc_now_ns() - t0) / 1e6;
+        if (spent + w >= timeout_ms)
+            break;
+        flc_sleep_ms(w);
+        unsigned left = timeout_ms - (unsigned)spent - w;
+        rc = flc_store_wait(s, job, round, k, "done", left, token, sizeof token);
+        if (rc == FLC_OK && strncmp(token, "ok", 2) == 0) {
+            rc = FLC_ECONN; /* the read is still to be made, below */
+            break;
+        }
+    }
+    if (rc == FLC_ETIMEOUT && token[0] == '\0')
+        return PULL_NOT_YET; /* (with a token, the read after it timed out: an error) */
+    if (rc == FLC_OK && strncmp(token, "ok", 2) != 0)
+        return flc_err_set(e, FLC_EINVAL, "round %u of job %s: merger of shard %u failed: %s",
+                           round, job, k, token);
+    /* A read cut by a lost connection (a failover) is read again. */
+    for (unsigned wait = 100, spent2 = 0;
+         rc == FLC_ECONN && flc_store_fails_over(s) && spent2 < RS_PUSH_RETRY_MS;
+         spent2 += wait, wait = wait * 2 > 1000 ? 1000 : wait * 2) {
+        flc_sleep_ms(wait);
+        rc = flc_store_get_merged(s, job, round, k, &m, model + off, cnt);
+    }
+    if (rc != FLC_OK) {
+        *e = *flc_store_error(s);
+        return rc;
+    }
+    int fits = m.values == model + off && m.offset == off && m.count == cnt;
+    flc_shard_release(&m);
+    if (fits && flc_log_level() >= FLC_LOG_DEBUG)
+        FLC_DEBUG("pull of %s/%u shard %u: crc32c %08x", job, round, k,
+                  flc_crc32c(0, model + off, cnt * sizeof *model));
+    if (!fits)
+        return flc_err_set(e, FLC_EDIM, "round %u of job %s: merged shard %u holds %llu "
+                           "floats at %llu, expected %llu at %llu", round, job, k,
+                           (unsigned long long)m.count, (unsigned long long)m.offset,
+                           (unsigned long long)cnt, (unsigned long long)off);
+    return FLC_OK;
+}
+
+/* Reads the shards in the given order, each wait up to the time left. (A
+ * reader that went on to shards already merged, waiting on each due shard
+ * a few ms at a time, was slower on the cluster bench: its reads of merged
+ * values behind waits that had just timed out crossed the links for
+ * nothing.) */
+static int pull_in_order(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
+                         uint64_t model_size, unsigned timeout_ms, const unsigned char *have,
+                         const uint32_t *order, float *model, flc_err_t *e)
+{
+    uint64_t t0 = flc_now_ns();
     for (uint32_t i = 0; i < num_shards; i++) {
-        uint32_t k = (first + i) % num_shards;
+        uint32_t k = order[i];
         if (have != NULL && have[k])
             continue; /* merged in this process, already in model */
         double spent = (double)(flc_now_ns() - t0) / 1e6;
         unsigned left = spent >= timeout_ms ? 1 : timeout_ms - (unsigned)spent;
-        char token[256];
-        uint64_t off, cnt;
-        flc_rs_shard_range(model_size, num_shards, k, &off, &cnt);
-        flc_shard_t m = {0};
-        /* The wait and the read in one round trip (the read runs once the
-         * token is there). */
-        rc = flc_store_wait_get_merged(s, job, round, k, left, token, sizeof token, &m,
-                                       model + off, cnt);
-        /* Its node died (a failover) before the token came back: wait
-         * again on the promoted replica, within the same timeout, then
-         * read (below); cut after the token came back: only the read is
-         * made again (below). */
-        int waited = rc != FLC_ECONN || token[0] != '\0';
-        for (unsigned w = 50; !waited && rc == FLC_ECONN && flc_store_fails_over(s);
-             w = w * 2 > 250 ? 250 : w * 2) {
-            spent = (double)(flc_now_ns() - t0) / 1e6;
-            if (spent + w >= timeout_ms)
-                break;
-            flc_sleep_ms(w);
-            left = timeout_ms - (unsigned)spent - w;
-            rc = flc_store_wait(s, job, round, k, "done", left, token, sizeof token);
-            if (rc == FLC_OK && strncmp(token, "ok", 2) == 0) {
-                rc = FLC_ECONN; /* the read is still to be made, below */
-                break;
-            }
-        }
-        if (rc == FLC_ETIMEOUT)
+        int rc = pull_one(s, job, round, num_shards, model_size, k, left, t0, timeout_ms, model,
+                          e);
+        if (rc == PULL_NOT_YET)
             return flc_err_set(e, FLC_ETIMEOUT, "round %u of job %s: shard %u and %u more not "
                                "merged within %u ms", round, job, k, num_shards - 1 - i,
                                timeout_ms);
-        if (rc == FLC_OK && strncmp(token, "ok", 2) != 0)
-            return flc_err_set(e, FLC_EINVAL, "round %u of job %s: merger of shard %u failed: %s",
-                               round, job, k, token);
-        /* A read cut by a lost connection (a failover) is read again. */
-        for (unsigned wait = 100, spent2 = 0;
-             rc == FLC_ECONN && flc_store_fails_over(s) && spent2 < RS_PUSH_RETRY_MS;
-             spent2 += wait, wait = wait * 2 > 1000 ? 1000 : wait * 2) {
-            flc_sleep_ms(wait);
-            rc = flc_store_get_merged(s, job, round, k, &m, model + off, cnt);
-        }
-        if (rc != FLC_OK) {
-            *e = *flc_store_error(s);
+        if (rc != FLC_OK)
             return rc;
-        }
-        int fits = m.values == model + off && m.offset == off && m.count == cnt;
-        flc_shard_release(&m);
-        if (fits && flc_log_level() >= FLC_LOG_DEBUG)
-            FLC_DEBUG("pull of %s/%u shard %u: crc32c %08x", job, round, k,
-                      flc_crc32c(0, model + off, cnt * sizeof *model));
-        if (!fits)
-            return flc_err_set(e, FLC_EDIM, "round %u of job %s: merged shard %u holds %llu "
-                               "floats at %llu, expected %llu at %llu", round, job, k,
-                               (unsigned long long)m.count, (unsigned long long)m.offset,
-                               (unsigned long long)cnt, (unsigned long long)off);
     }
     return FLC_OK;
 }

@@ -22,18 +22,22 @@ static double since(const bench_round_t *c)
 
 void bench_round_phases(const bench_round_t *c, char *buf, size_t cap)
 {
-    double op = 0, pu = 0, pl = 0, me = 0, mm = 0;
+    double op = 0, pu = 0, pl = 0, me = 0, mm = 0, pu0 = 1e18, me0 = 1e18, pl0 = 1e18;
     for (uint32_t i = 0; i < c->W && i < MAX_THREADS; i++) {
         op = c->opened_ms[i] > op ? c->opened_ms[i] : op;
         pu = c->pushed_ms[i] > pu ? c->pushed_ms[i] : pu;
         pl = c->pulled_ms[i] > pl ? c->pulled_ms[i] : pl;
+        pu0 = c->pushed_ms[i] < pu0 ? c->pushed_ms[i] : pu0;
+        pl0 = c->pulled_ms[i] < pl0 ? c->pulled_ms[i] : pl0;
     }
     for (uint32_t k = 0; k < c->S && k < MAX_THREADS; k++) {
         me = c->merged_ms[k] > me ? c->merged_ms[k] : me;
         mm = c->merge_ms[k] > mm ? c->merge_ms[k] : mm;
+        me0 = c->merged_ms[k] < me0 ? c->merged_ms[k] : me0;
     }
-    snprintf(buf, cap, "opened %.0f, pushed %.0f, merged %.0f (longest merge %.0f), pulled %.0f ms",
-             op, pu, me, mm, pl);
+    /* first-last of each phase's ends: a wide spread is work that queued */
+    snprintf(buf, cap, "opened %.0f, pushed %.0f-%.0f, merged %.0f-%.0f (longest merge %.0f), "
+             "pulled %.0f-%.0f ms", op, pu0, pu, me0 > me ? 0 : me0, me, mm, pl0, pl);
 }
 
 void *bench_round_contributor(void *p)

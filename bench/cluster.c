@@ -2,7 +2,7 @@
  * (issue 12, point 7). One JSON line per measurement, "bench":"cluster".
  *
  * "case":"round": one reduce-scatter round (W contributors, default 8, push
- * a model of N2 floats, default 6.5M = 26 MB, split in S shards, default 8;
+ * a model of N2 floats, default 6.5M = 26 MB, split in S shards, default 15;
  * S mergers merge; every contributor reads the merged model back) on a
  * testbed of 1, 2 and 3 cache nodes whose links are shaped to 1 Gbit/s with
  * tbf (scripts/testbed.sh --rate 1gbit), no replicas, the client
@@ -602,7 +602,10 @@ int main(int argc, char **argv)
     g_gbit = (int)env_size("FLCACHE_BENCH_GBIT", 1);
     snprintf(LINK_RATE, sizeof LINK_RATE, "%dgbit", g_gbit);
     uint32_t W = (uint32_t)env_size("FLCACHE_BENCH_W", 8);
-    uint32_t S = (uint32_t)env_size("FLCACHE_BENCH_S", 8);
+    /* 15: five shards on each of 3 nodes (8 gave 3/3/2), and 1.7 MB
+     * each, under the store's 2 MB split, so every shard is one SET (a
+     * bigger value goes as a hash, which redis-server copies once more) */
+    uint32_t S = (uint32_t)env_size("FLCACHE_BENCH_S", 15);
     uint64_t n = env_size("FLCACHE_BENCH_N2", 6500000);
     int reps = bench_reps(3);
     const char *pl = getenv("FLCACHE_BENCH_PLACE");

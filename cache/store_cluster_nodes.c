@@ -289,3 +289,23 @@ int flc_store_shard_node(flc_store_t *s, const char *job, uint32_t round, uint32
     node->reachable = 1;
     return FLC_OK;
 }
+
+int flc_store_shard_owners(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
+                           unsigned *owner)
+{
+    flc_err_clear(&s->err);
+    for (uint32_t k = 0; k < num_shards; k++)
+        owner[k] = 0;
+    if (!flc_store_is_cluster(s))
+        return FLC_OK;
+    flc_store_cluster_t *cl = s->cl;
+    for (uint32_t k = 0; k < num_shards; k++) {
+        char key[FLC_KEY_MAX];
+        int rc = flc_store_shard_key(s, key, job, round, k, "agg");
+        if (rc != FLC_OK)
+            return rc;
+        unsigned o = flc_cluster_map_lookup(&cl->map, key, strlen(key));
+        owner[k] = o == FLC_CLUSTER_NO_NODE ? 0 : o; /* a guess is enough for an order */
+    }
+    return FLC_OK;
+}

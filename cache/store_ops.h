@@ -328,4 +328,11 @@ int flc_store_nodes(flc_store_t *s, flc_store_node_t **out, size_t *n);
 int flc_store_shard_node(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                          flc_store_node_t *node);
 
+/* owner[k] = an index of the node owning shard k of a round, for k <
+ * num_shards (equal indexes: the same node), from the slot map as it is,
+ * without a round trip: for spreading work over the nodes, not for
+ * routing. All 0 on one server. */
+int flc_store_shard_owners(flc_store_t *s, const char *job, uint32_t round, uint32_t num_shards,
+                           unsigned *owner);
+
 #endif

@@ -570,10 +570,15 @@ TEST(empty_round_fails_readers)
     const uint64_t n = 100;
     flc_store_t *s = open_store();
     flc_err_t e = {0};
-    flc_rs_merger_cfg_t mc = fault_merger(4, 0);
-    flc_rs_report_t rep;
-    int rc = flc_rs_merger_run(s, &mc, &rep, &e);
-    flc_rs_report_free(&rep);
+    /* both shards' mergers: a reader starts at a shard of its own */
+    int rc = FLC_OK;
+    for (uint32_t k = 0; k < 2; k++) {
+        flc_rs_merger_cfg_t mc = fault_merger(4, k);
+        flc_rs_report_t rep;
+        int r = flc_rs_merger_run(s, &mc, &rep, k == 0 ? &e : &(flc_err_t){0});
+        rc = k == 0 ? r : rc;
+        flc_rs_report_free(&rep);
+    }
     float out[100];
     flc_err_t e2 = {0};
     int prc = flc_rs_pull(s, "faults", 4, 2, n, 2000, out, &e2);
