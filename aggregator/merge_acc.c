@@ -8,17 +8,20 @@
  * the bits are those of 0 + c*u, as if the sum had been cleared. */
 #include "aggregator/merge.h"
 #include "aggregator/merge_internal.h"
+#include "base/bigbuf.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define WS_BLOCK FLC_MERGE_WS_BLOCK
+#define ACC_BIG_BYTES ((size_t)1 << 20)
 
 struct flc_merge_acc {
     flc_merge_rule_t rule;
     size_t n;
     double *sum;   /* running sum of weight*scale*u, n doubles */
+    int big;       /* sum from flc_big_alloc (ACC_BIG_BYTES and over) */
     size_t count;  /* updates folded */
     int zero;      /* sum is all zeros but not written yet (after reset) */
     double weight; /* total weight folded (the FedAvg divisor) */
@@ -38,7 +41,16 @@ flc_merge_acc_t *flc_merge_acc_new(const flc_merge_rule_t *r, size_t n, flc_err_
         return NULL;
     }
     flc_merge_acc_t *acc = calloc(1, sizeof *acc);
-    if (acc == NULL || (acc->sum = calloc(n ? n : 1, sizeof *acc->sum)) == NULL) {
+    /* A big sum in huge pages, populated in one call: a merger is new
+     * every round, and its first fold took the sum's page faults one 4 KiB
+     * page at a time (bench/cluster's round, perf: a fifth of the mergers'
+     * faults on a 1.7 MB shard; every fault traps to the hypervisor here). */
+    if (acc != NULL)
+        acc->big = n * sizeof *acc->sum >= ACC_BIG_BYTES;
+    if (acc != NULL)
+        acc->sum = acc->big ? flc_big_alloc(n * sizeof *acc->sum)
+                            : calloc(n ? n : 1, sizeof *acc->sum);
+    if (acc == NULL || acc->sum == NULL) {
         free(acc);
         flc_err_set(e, FLC_ENOMEM, "merge accumulator: cannot allocate %zu doubles", n);
         return NULL;
@@ -52,7 +64,10 @@ void flc_merge_acc_free(flc_merge_acc_t *acc)
 {
     if (acc == NULL)
         return;
-    free(acc->sum);
+    if (acc->big)
+        flc_big_free(acc->sum, acc->n * sizeof *acc->sum);
+    else
+        free(acc->sum);
     free(acc);
 }
 
