@@ -11,8 +11,9 @@
  *      clients), blocks on their arrival lists (one BLPOP), folds each
  *      update as it lands (streaming rules) or collects them (median, trimmed
  *      mean, Krum), until every expected contributor arrived or the deadline
- *      passed; then it closes the shard, writes fl:{T}:r:<r>:agg, records its
- *      report and pushes one "done" token per reader.        flc_rs_merger_run
+ *      passed; then it closes the shard, writes fl:{T}:r:<r>:agg with one
+ *      "done" token per reader (one round trip) and then records its
+ *      report.                                               flc_rs_merger_run
  *   3. every reader waits for the S done tokens and reads the merged shards
  *      into the full model.                                  flc_rs_pull
  * With S = 1 this is AllReduce-to-one: one merger for the whole model.

@@ -2,7 +2,8 @@
  * and the roster of expected clients), wait for arrivals (one BLPOP over
  * the arrival lists of the expected clients not seen yet, never polling),
  * fold or collect each update as it lands, close the shard, merge, write
- * the merged shard, record the report and wake the readers. See
+ * the merged shard and wake the readers (one round trip), then record the
+ * report. See
  * reduce_scatter.h for the protocol; taking the updates is rs_take.c's. */
 #include <math.h>
 #include <stdio.h>
@@ -61,21 +62,26 @@ static int close_shard(merger_t *m)
 }
 
 /* Writes the merged shard (from agg's values, or window by window through
- * how); an ephemeral round's done tokens go with it. */
+ * how) with the readers' done tokens in the same round trip: what a reader
+ * needs is the merged shard; the round's records (tracker, report, the
+ * round's metadata) follow, off the readers' critical path. They went
+ * first until 2026-11-30: on a cluster the job's records may live on
+ * another node, behind a node link busy with the round's pulls, and the
+ * readers waited for those round trips (bench/cluster's round, 3 nodes:
+ * the last merger finished 80-130 ms after the last push). A driver that
+ * reads the round's metadata waits for its mergers to return first
+ * (clients/sim.c). */
 static int put_merged(merger_t *m, const flc_shard_t *agg, unsigned readers,
                       flc_store_stream_t *how)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
     if (how != NULL) {
         how->opened = cfg->driver_records;
-        how->token = cfg->ephemeral ? "ok" : NULL;
-        how->copies = cfg->ephemeral ? readers : 0;
+        how->token = "ok";
+        how->copies = readers;
         return flc_store_put_merged_stream(m->s, agg, how);
     }
-    if (cfg->ephemeral)
-        return flc_store_put_merged_done(m->s, agg, cfg->driver_records, "ok", readers);
-    return cfg->driver_records ? flc_store_put_merged_opened(m->s, agg)
-                               : flc_store_put_merged(m->s, agg);
+    return flc_store_put_merged_done(m->s, agg, cfg->driver_records, "ok", readers);
 }
 
 static int merge_and_write(merger_t *m, flc_err_t *e)
@@ -163,9 +169,7 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
     agg.weight = m->acc ? flc_merge_acc_weight(m->acc) : (double)m->nkept;
     agg.num_samples = (uint64_t)agg.weight;
     /* With driver_records the driver opened the round for every shard,
-     * indexes included: the merger writes its shard's keys only. An
-     * ephemeral round records nothing between the merged shard and the
-     * readers' wake-up, so its done tokens go in the same round trip. */
+     * indexes included: the merger writes its shard's keys only. */
     unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
     flc_err_clear(e); /* a window's failure is told apart by its code */
     int put = put_merged(m, &agg, readers, streams ? &how : NULL);
@@ -177,7 +181,7 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
         put = put_merged(m, &agg, readers, streams ? &how : NULL);
     }
     rs_fill_free(&fill);
-    if (put == FLC_OK && cfg->ephemeral)
+    if (put == FLC_OK)
         m->notified = 1;
     if (put != FLC_OK && streams && e->code != FLC_OK) /* a window failed: its own words */
         return e->code;
@@ -215,9 +219,14 @@ static void derive_stats(flc_store_t *s, const flc_rs_merger_cfg_t *cfg)
     flc_query_gram_free(&g); /* frees cl's strings too */
 }
 
+/* Tells the readers the merge failed, unless they were told it succeeded
+ * (the merged shard is written and right; what failed was recording it:
+ * the merger's own result says so). */
 static int fail_readers(merger_t *m, const flc_err_t *why)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
+    if (m->notified)
+        return why->code ? why->code : FLC_EIO;
     char token[300];
     snprintf(token, sizeof token, "error: %s", why->msg);
     unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
