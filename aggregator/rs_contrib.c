@@ -79,51 +79,66 @@ static int push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_t *e
                 const unsigned char *skip, const float *update, flc_err_t *e);
 
 /* An order of the S shards of a round for one client's push or one
- * reader's pull (malloc'd; NULL when out of memory): from shard `first`
- * on, and on a Redis Cluster consecutive shards on different nodes, round
- * robin over the owners. A push or a pull talks to one node at a time, and
- * the shards of a job lie on the nodes in index order (cache/keys.h): a
- * client that took all of one node's shards in a row fed that node's link
- * alone meanwhile, and the clients' starts are not spread evenly enough to
- * make up for it (bench/cluster's round, 3 nodes: the push took 0.8-0.95 s
- * and the pull 0.65-0.9 s where the busiest link needs 0.56 s each way). */
+ * reader's pull (malloc'd; NULL when out of memory), for the r-th client or
+ * reader: on a Redis Cluster consecutive shards lie on different nodes,
+ * round robin over the owners, and the r-th starts at node r mod m (of m
+ * nodes, in the order their first shards come) with that node's (r / m)-th
+ * shard; on one node the rotation from shard r mod S.
+ * Why: a push or a pull talks to one node at a time, and the shards of a
+ * job lie on the nodes in index order (cache/keys.h): a client that took
+ * all of one node's shards in a row fed that node's link alone meanwhile
+ * (bench/cluster's round, 3 nodes: the push took 0.8-0.95 s and the pull
+ * 0.65-0.9 s where the busiest link needs 0.56 s each way); and readers
+ * that alternated nodes from neighbouring starts (the same node first)
+ * went through the nodes in step, all reading one node's shard at a time
+ * while the other links idled (a trace: every reader on the same shard's
+ * node at once, each read 115-130 ms instead of ~40). */
 static uint32_t *spread_order(flc_store_t *s, const char *job, uint32_t round, uint32_t S,
-                              uint32_t first)
+                              uint32_t r)
 {
     uint32_t *order = malloc(S * sizeof *order);
     unsigned *owner = malloc(S * sizeof *owner);
-    unsigned char *taken = calloc(S, 1);
-    if (order == NULL || owner == NULL || taken == NULL) {
-        free(order), free(owner), free(taken);
+    unsigned *node = malloc(S * sizeof *node); /* the distinct owners, first come */
+    uint32_t *cnt = calloc(S, sizeof *cnt), *at = calloc(S, sizeof *at);
+    if (order == NULL || owner == NULL || node == NULL || cnt == NULL || at == NULL) {
+        free(order), free(owner), free(node), free(cnt), free(at);
         return NULL;
     }
     if (flc_store_shard_owners(s, job, round, S, owner) != FLC_OK)
         for (uint32_t k = 0; k < S; k++) /* no map: the plain rotation */
             owner[k] = 0;
-    int one_node = 1;
-    for (uint32_t k = 1; k < S && one_node; k++)
-        one_node = owner[k] == owner[0];
-    /* Passes over the rotation; each pass takes the next untaken shard of
-     * every node, in the order the rotation meets the nodes. */
-    uint32_t n = 0;
-    for (; one_node && n < S; n++)
-        order[n] = (first + n) % S;
-    while (n < S) {
-        uint32_t pass_start = n;
-        for (uint32_t j = 0; j < S; j++) {
-            uint32_t k = (first + j) % S;
-            if (taken[k])
-                continue;
-            int seen = 0;
-            for (uint32_t i = pass_start; i < n && !seen; i++)
-                seen = owner[order[i]] == owner[k];
-            if (seen)
-                continue;
-            taken[k] = 1;
-            order[n++] = k;
-        }
+    /* owner[k] becomes the node's index in node[]; cnt[i] its shards */
+    uint32_t m = 0;
+    for (uint32_t k = 0; k < S; k++) {
+        uint32_t i = 0;
+        while (i < m && node[i] != owner[k])
+            i++;
+        if (i == m)
+            node[m++] = owner[k];
+        owner[k] = i;
+        cnt[i]++;
     }
-    free(owner), free(taken);
+    /* start[i]: where node i's shards begin in a list grouped by node */
+    uint32_t *start = node; /* node[] is not needed any more */
+    for (uint32_t i = 0, sum = 0; i < m; sum += cnt[i], i++)
+        start[i] = sum;
+    uint32_t *byn = malloc(S * sizeof *byn); /* shards grouped by node, index order */
+    if (byn == NULL) {
+        free(order), free(owner), free(node), free(cnt), free(at);
+        return NULL;
+    }
+    for (uint32_t k = 0; k < S; k++)
+        byn[start[owner[k]] + at[owner[k]]++] = k;
+    /* pass p takes shard (off + p) of every node still holding one, the
+     * nodes from r mod m on */
+    uint32_t n = 0, off = r / m;
+    for (uint32_t p = 0; n < S; p++)
+        for (uint32_t j = 0; j < m; j++) {
+            uint32_t i = (r + j) % m;
+            if (p < cnt[i])
+                order[n++] = byn[start[i] + (off + p) % cnt[i]];
+        }
+    free(owner), free(node), free(cnt), free(at), free(byn);
     return order;
 }
 
@@ -192,9 +207,9 @@ static int push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_t *e
     }
     uint32_t npush = 0;
     uint32_t *at = malloc(cfg->num_shards * sizeof *at); /* push order -> shard */
-    /* Each client starts at its own shard. */
-    uint32_t first = flc_crc32c(0, cfg->client, strlen(cfg->client)) % cfg->num_shards;
-    uint32_t *order = at ? spread_order(s, cfg->job, cfg->round, cfg->num_shards, first) : NULL;
+    /* Each client starts at a node and shard of its own. */
+    uint32_t r = flc_crc32c(0, cfg->client, strlen(cfg->client));
+    uint32_t *order = at ? spread_order(s, cfg->job, cfg->round, cfg->num_shards, r) : NULL;
     if (order == NULL) {
         free(shards), free(was_closed), free(at);
         flc_rs_encoded_free(&ed);
@@ -280,12 +295,13 @@ int flc_rs_pull_except(flc_store_t *s, const char *job, uint32_t round, uint32_t
     }
     /* Shard by shard: reading shard k overlaps with later mergers still
      * working, and each wait is on one key (fine on a Redis Cluster).
-     * Readers start at different shards (threads of one process at
+     * Readers start at different nodes (threads of one process at
      * successive ones) and alternate nodes (spread_order), so concurrent
      * pulls spread over the nodes' links instead of all reading one. */
-    static atomic_uint next_first;
-    uint32_t first = (atomic_fetch_add(&next_first, 1u) + (uint32_t)getpid()) % num_shards;
-    uint32_t *order = spread_order(s, job, round, num_shards, first);
+    static atomic_uint next_reader;
+    uint32_t pid = (uint32_t)getpid();
+    uint32_t r = atomic_fetch_add(&next_reader, 1u) + flc_crc32c(0, &pid, sizeof pid);
+    uint32_t *order = spread_order(s, job, round, num_shards, r);
     if (order == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
     rc = pull_in_order(s, job, round, num_shards, model_size, timeout_ms, have, order, model, e);

@@ -22,11 +22,12 @@ static double since(const bench_round_t *c)
 
 void bench_round_phases(const bench_round_t *c, char *buf, size_t cap)
 {
-    double op = 0, pu = 0, pl = 0, me = 0, mm = 0, pu0 = 1e18, me0 = 1e18, pl0 = 1e18;
+    double op = 0, pu = 0, pl = 0, me = 0, mm = 0, op0 = 1e18, pu0 = 1e18, me0 = 1e18, pl0 = 1e18;
     for (uint32_t i = 0; i < c->W && i < MAX_THREADS; i++) {
         op = c->opened_ms[i] > op ? c->opened_ms[i] : op;
         pu = c->pushed_ms[i] > pu ? c->pushed_ms[i] : pu;
         pl = c->pulled_ms[i] > pl ? c->pulled_ms[i] : pl;
+        op0 = c->opened_ms[i] < op0 ? c->opened_ms[i] : op0;
         pu0 = c->pushed_ms[i] < pu0 ? c->pushed_ms[i] : pu0;
         pl0 = c->pulled_ms[i] < pl0 ? c->pulled_ms[i] : pl0;
     }
@@ -36,8 +37,8 @@ void bench_round_phases(const bench_round_t *c, char *buf, size_t cap)
         me0 = c->merged_ms[k] < me0 ? c->merged_ms[k] : me0;
     }
     /* first-last of each phase's ends: a wide spread is work that queued */
-    snprintf(buf, cap, "opened %.0f, pushed %.0f-%.0f, merged %.0f-%.0f (longest merge %.0f), "
-             "pulled %.0f-%.0f ms", op, pu0, pu, me0 > me ? 0 : me0, me, mm, pl0, pl);
+    snprintf(buf, cap, "opened %.0f-%.0f, pushed %.0f-%.0f, merged %.0f-%.0f (longest merge %.0f), "
+             "pulled %.0f-%.0f ms", op0, op, pu0, pu, me0 > me ? 0 : me0, me, mm, pl0, pl);
 }
 
 void *bench_round_contributor(void *p)
