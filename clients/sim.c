@@ -77,14 +77,11 @@ static int run_round(sim_t *sm, uint32_t round, flc_sim_round_t *out, flc_err_t 
                                      .driver_records = 1,
                                      /* the round's Gram partials for later queries, when
                                       * they are cheap next to the round itself (K^2 P
-                                      * flops; K = 100 of a 100k model: ~0.1 s), and not
-                                      * beside a cold tier: that cache runs at its memory
-                                      * limit, and reading the round back while the next
-                                      * round's clients push made a push fail there
-                                      * (test_sim_cold, 3-5 runs in 10 since the reads go
-                                      * by windows; not root-caused). Queries compute
-                                      * them when asked. */
-                                     .derive_stats = c->keep_updates && sm->policy == NULL &&
+                                      * flops; K = 100 of a 100k model: ~0.1 s); beside a
+                                      * cold tier too, since a push refused while these
+                                      * reads' replies fill the cache is tried again
+                                      * (store_put.c put_shard_tiered) */
+                                     .derive_stats = c->keep_updates &&
                                                      (double)k * (double)k * (double)sm->P <= 2e9};
         atomic_store(&mt->done, 0);
         if (pthread_create(&mt->t, NULL, sim_merger_main, mt) != 0)
