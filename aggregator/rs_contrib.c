@@ -84,9 +84,10 @@ static int push(flc_store_t *s, const flc_rs_push_cfg_t *cfg, const flc_enc_t *e
  * round robin over the owners, and the r-th starts at node r mod m (of m
  * nodes, in the order their first shards come) with that node's (r / m)-th
  * shard; on one node the rotation from shard r mod S.
- * Why: a push or a pull talks to one node at a time, and the shards of a
- * job lie on the nodes in index order (cache/keys.h): a client that took
- * all of one node's shards in a row fed that node's link alone meanwhile
+ * Why: a push or a pull talks to one node at a time, and neighbouring
+ * shards of a job often lie on one node (their tags are placed by the
+ * slot table, cache/keys.h): a client that took several of one node's
+ * shards in a row fed that node's link alone meanwhile
  * (bench/cluster's round, 3 nodes: the push took 0.8-0.95 s and the pull
  * 0.65-0.9 s where the busiest link needs 0.56 s each way); and readers
  * that alternated nodes from neighbouring starts (the same node first)
