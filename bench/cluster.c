@@ -77,7 +77,6 @@
 #include "bench/bench_util.h"
 #include "cache/keys.h"
 #include "cache/slot.h"
-#include "cache/store_raw.h"
 #include "cli/place.h"
 
 #define BENCH "cluster"
