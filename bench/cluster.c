@@ -60,15 +60,11 @@
  * The testbed is brought down on every path out (failure, SIGINT/TERM/HUP
  * included); `ip netns` shows nothing of it afterwards. */
 #define _GNU_SOURCE
-#include <fcntl.h>
-#include <limits.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "aggregator/merge.h"
@@ -77,299 +73,19 @@
 #include "bench/bench_query_cluster.h"
 #include "bench/bench_failover.h"
 #include "bench/bench_round.h"
+#include "bench/bench_testbed.h"
 #include "bench/bench_util.h"
 #include "cache/keys.h"
 #include "cache/slot.h"
-#include "cache/store_raw.h"
 #include "cli/place.h"
 
 #define BENCH "cluster"
-/* "cb<pid>": not the tests' names (t<pid><letter>), and two benches at once
- * (two sessions on one machine) do not take each other's testbed down. Set
- * by find_script, before any signal handler can read it. */
-static char g_tb_name[16] = "cb";
-#define TB_MASTERS 3
 /* The node links' rate: the issue's 1 Gbit/s, or FLCACHE_BENCH_GBIT (an
  * integer; 10 shows what the round costs when the links stop bounding it). */
 static int g_gbit = 1;
 static char LINK_RATE[16] = "1gbit";
 #define LINK_BYTES_PER_S (125e6 * g_gbit)
 #define MAX_REPS 32
-
-/* ------------------------------------------------------------ the testbed */
-
-typedef struct testbed {
-    char seed[256], password[128], client_ns[64];
-    char ns[TB_MASTERS][64], addr[TB_MASTERS][64], id[TB_MASTERS][64];
-    char nodes_map[4096]; /* FLCACHE_NODES of `testbed.sh env` */
-} testbed_t;
-
-static char g_script[PATH_MAX];
-static int g_root_ns = -1;            /* this process's own network namespace */
-static volatile sig_atomic_t g_up = 0; /* a testbed of ours may exist */
-
-static void find_script(void)
-{
-    snprintf(g_tb_name, sizeof g_tb_name, "cb%d", (int)(getpid() % 100000));
-    const char *src = getenv("FLCACHE_SOURCE_DIR");
-    if (src && *src) {
-        snprintf(g_script, sizeof g_script, "%s/scripts/testbed.sh", src);
-        return;
-    }
-    /* build/bench/cluster -> ../../scripts/testbed.sh */
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        for (int up = 0; up < 3; up++) {
-            char *sl = strrchr(exe, '/');
-            if (sl == NULL)
-                break;
-            *sl = '\0';
-        }
-        snprintf(g_script, sizeof g_script, "%.*s/scripts/testbed.sh", PATH_MAX - 32, exe);
-        if (access(g_script, R_OK) == 0)
-            return;
-    }
-    snprintf(g_script, sizeof g_script, "scripts/testbed.sh");
-}
-
-
-static int tb_sh(char *out, size_t cap, const char *args)
-{
-    char cmd[PATH_MAX + 512];
-    snprintf(cmd, sizeof cmd, "timeout 180 sh '%s' --name %s %s 2>&1", g_script, g_tb_name, args);
-    return bench_run(cmd, out, cap);
-}
-
-/* Back to our own namespace (teardown kills every process inside the
- * testbed's namespaces, this one too if it were still in the client's). */
-static void leave_client_ns(void)
-{
-    if (g_root_ns >= 0)
-        setns(g_root_ns, CLONE_NEWNET);
-}
-
-static void tb_down(void)
-{
-    if (!g_up)
-        return;
-    leave_client_ns();
-    char out[4096];
-    if (tb_sh(out, sizeof out, "down") != 0)
-        fprintf(stderr, "cluster: testbed down failed: %s\n", out);
-    g_up = 0;
-}
-
-/* Only async-signal-safe calls: the worker threads block these signals,
- * so this runs on the main thread, which leaves the client namespace first. */
-static void on_signal(int sig)
-{
-    if (g_root_ns >= 0)
-        setns(g_root_ns, CLONE_NEWNET);
-    if (g_up) {
-        pid_t p = fork();
-        if (p == 0) {
-            execl("/bin/sh", "sh", g_script, "--name", g_tb_name, "down", (char *)NULL);
-            _exit(127);
-        }
-        if (p > 0)
-            waitpid(p, NULL, 0);
-    }
-    _exit(128 + sig);
-}
-
-/* ------------------------------------------------------------ placement */
-
-/* The testbed's node map (FLCACHE_NODES as `testbed.sh env` prints it),
- * parsed once; every case that places work next to a node (the round's
- * mergers, the query workers) takes its callback from here. */
-static flc_cli_nodes_t *g_nodes;
-
-/* *out = the callback that moves a thread into a node's namespace and points
- * its stores at that node's unix socket (cli/place.h). -1 when the map does
- * not parse or misses a node of the testbed. */
-static int tb_place(const testbed_t *tb, flc_place_t *out)
-{
-    flc_err_t e = {0};
-    if (g_nodes == NULL && flc_cli_nodes_parse(tb->nodes_map, &g_nodes, &e) != 0) {
-        fprintf(stderr, "cluster: FLCACHE_NODES of the testbed: %s\n", flc_err_msg(&e));
-        return -1;
-    }
-    for (int k = 0; k < TB_MASTERS; k++) {
-        char a[80];
-        const char *ns, *sock;
-        snprintf(a, sizeof a, "%s:6379", tb->addr[k]);
-        if (flc_cli_nodes_find(g_nodes, a, &ns, &sock) != 0) {
-            fprintf(stderr, "cluster: the testbed's FLCACHE_NODES has no node %s\n", a);
-            return -1;
-        }
-    }
-    *out = flc_cli_place(g_nodes);
-    return 0;
-}
-
-static void tb_place_free(void)
-{
-    flc_cli_nodes_free(g_nodes);
-    g_nodes = NULL;
-}
-
-static int tb_up(testbed_t *tb)
-{
-    static char out[16384];
-    /* a testbed left by a killed run of this bench goes first */
-    tb_sh(out, sizeof out, "down");
-    g_up = 1;
-    char up[96];
-    snprintf(up, sizeof up, "up --masters 3 --replicas 0 --rate %s", LINK_RATE);
-    if (tb_sh(out, sizeof out, up) != 0) {
-        fprintf(stderr, "cluster: testbed up failed:\n%s\n", out);
-        return -1;
-    }
-    if (tb_sh(out, sizeof out, "env") != 0) {
-        fprintf(stderr, "cluster: testbed env failed:\n%s\n", out);
-        return -1;
-    }
-    bench_env_value(out, "FLC_TESTBED_SEED", tb->seed, sizeof tb->seed);
-    bench_env_value(out, "FLC_TESTBED_PASSWORD", tb->password, sizeof tb->password);
-    bench_env_value(out, "FLC_TESTBED_CLIENT_NS", tb->client_ns, sizeof tb->client_ns);
-    bench_env_value(out, "FLCACHE_NODES", tb->nodes_map, sizeof tb->nodes_map);
-    for (int k = 0; k < TB_MASTERS; k++) {
-        char key[64];
-        snprintf(key, sizeof key, "FLC_TESTBED_NS_n%d", k + 1);
-        bench_env_value(out, key, tb->ns[k], sizeof tb->ns[k]);
-        snprintf(key, sizeof key, "FLC_TESTBED_ADDR_n%d", k + 1);
-        bench_env_value(out, key, tb->addr[k], sizeof tb->addr[k]);
-        if (!tb->ns[k][0] || !tb->addr[k][0]) {
-            fprintf(stderr, "cluster: testbed env names no node n%d:\n%s\n", k + 1, out);
-            return -1;
-        }
-    }
-    if (!tb->seed[0] || !tb->client_ns[0]) {
-        fprintf(stderr, "cluster: testbed env has no seed or client namespace:\n%s\n", out);
-        return -1;
-    }
-    /* redis-cli below takes the password from the environment, not argv */
-    setenv("REDISCLI_AUTH", tb->password, 1);
-    setenv("FLCACHE_REDIS", tb->seed, 1);
-    for (int k = 0; k < TB_MASTERS; k++) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "ip netns exec %s redis-cli -h %s -p 6379 cluster myid 2>&1",
-                 tb->ns[k], tb->addr[k]);
-        if (bench_run(cmd, tb->id[k], sizeof tb->id[k]) != 0 || strlen(tb->id[k]) < 40) {
-            fprintf(stderr, "cluster: node n%d's id: %s\n", k + 1, tb->id[k]);
-            return -1;
-        }
-        tb->id[k][40] = '\0';
-        /* Redis 7 turns a master that lost its last slot into a replica of
-         * the slots' new owner, which would then stream every write of the
-         * remaining nodes over their links: the emptied masters must stay
-         * idle masters. */
-        char out[256];
-        snprintf(cmd, sizeof cmd,
-                 "ip netns exec %s redis-cli -h %s -p 6379 config set "
-                 "cluster-allow-replica-migration no 2>&1",
-                 tb->ns[k], tb->addr[k]);
-        if (bench_run(cmd, out, sizeof out) != 0 || strncmp(out, "OK", 2) != 0) {
-            fprintf(stderr, "cluster: n%d: cluster-allow-replica-migration: %s\n", k + 1, out);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int enter_client_ns(const testbed_t *tb)
-{
-    char path[128];
-    snprintf(path, sizeof path, "/var/run/netns/%s", tb->client_ns);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
-        perror(path);
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return 0;
-}
-
-/* Leaves the slots on n1..n<nodes> only: the other masters get weight 0
- * and redis-cli moves their (empty) slots to the rest. */
-static int tb_use_nodes(const testbed_t *tb, int nodes)
-{
-    if (nodes >= TB_MASTERS)
-        return 0;
-    char cmd[1024], w[512] = "";
-    for (int k = nodes; k < TB_MASTERS; k++)
-        snprintf(w + strlen(w), sizeof w - strlen(w), " %s=0", tb->id[k]);
-    snprintf(cmd, sizeof cmd,
-             "redis-cli --cluster rebalance %s:6379 --cluster-weight%s --cluster-yes 2>&1",
-             tb->addr[0], w);
-    static char out[1 << 16];
-    uint64_t t0 = flc_now_ns();
-    if (bench_run(cmd, out, sizeof out) != 0) {
-        fprintf(stderr, "cluster: rebalance to %d node(s) failed:\n%s\n", nodes, out);
-        return -1;
-    }
-    if (tb_sh(out, sizeof out, "wait 60") != 0) {
-        fprintf(stderr, "cluster: after rebalance: %s\n", out);
-        return -1;
-    }
-    /* no node may have become a replica (see tb_up) */
-    snprintf(cmd, sizeof cmd, "redis-cli -h %s -p 6379 cluster nodes 2>&1 | grep -c slave",
-             tb->addr[0]);
-    bench_run(cmd, out, sizeof out);
-    if (atoi(out) != 0) {
-        fprintf(stderr, "cluster: after rebalance %d node(s) are replicas\n", atoi(out));
-        return -1;
-    }
-    fprintf(stderr, "cluster: slots moved to n1..n%d in %.1f s\n", nodes,
-            (double)(flc_now_ns() - t0) / 1e9);
-    return 0;
-}
-
-/* Bytes received and sent by node k's end of its link. */
-static int link_counters(const testbed_t *tb, int k, uint64_t *rx, uint64_t *tx)
-{
-    char cmd[256];
-    static char out[8192];
-    snprintf(cmd, sizeof cmd, "ip -n %s -s -j link show dev eth0 2>&1", tb->ns[k]);
-    if (bench_run(cmd, out, sizeof out) != 0)
-        return -1;
-    cJSON *j = cJSON_Parse(out);
-    cJSON *st = cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "stats64");
-    cJSON *r = cJSON_GetObjectItem(cJSON_GetObjectItem(st, "rx"), "bytes");
-    cJSON *t = cJSON_GetObjectItem(cJSON_GetObjectItem(st, "tx"), "bytes");
-    int ok = cJSON_IsNumber(r) && cJSON_IsNumber(t);
-    if (ok)
-        *rx = (uint64_t)r->valuedouble, *tx = (uint64_t)t->valuedouble;
-    cJSON_Delete(j);
-    return ok ? 0 : -1;
-}
-
-/* Which node (0..) owns each slot, from CLUSTER SLOTS; -1 unknown. */
-static int slot_owners(flc_store_t *s, const testbed_t *tb, signed char *owner)
-{
-    memset(owner, -1, FLC_SLOT_COUNT);
-    redisReply *r;
-    if (flc_store_commandf(s, &r, "CLUSTER SLOTS") != 0)
-        return -1;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
-            e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 1)
-            continue;
-        const char *ip = e->element[2]->element[0]->str;
-        for (int k = 0; k < TB_MASTERS; k++)
-            if (ip && strcmp(ip, tb->addr[k]) == 0)
-                for (long long sl = e->element[0]->integer;
-                     sl <= e->element[1]->integer && sl < FLC_SLOT_COUNT; sl++)
-                    owner[sl] = (signed char)k;
-    }
-    freeReplyObject(r);
-    return 0;
-}
 
 /* ------------------------------------------------------------ the round */
 
@@ -381,17 +97,17 @@ typedef struct result {
     double round_ms, link_bytes, busiest_bytes, cpu_busy;
 } result_t;
 
-static int measure(const testbed_t *tb, bench_round_t *c, int nodes, result_t *res)
+static int measure(const bench_tb_t *tb, bench_round_t *c, int nodes, result_t *res)
 {
     flc_err_t e = {0};
     flc_store_t *admin = flc_store_open(c->url, bench_store_opts(), &e);
     static signed char owner[FLC_SLOT_COUNT];
-    if (admin == NULL || slot_owners(admin, tb, owner) != 0) {
+    if (admin == NULL || bench_tb_slot_owners(admin, tb, owner) != 0) {
         fprintf(stderr, "cluster: %d node(s): slot map: %s\n", nodes, flc_err_msg(&e));
         flc_store_close(admin);
         return -1;
     }
-    int owning[TB_MASTERS] = {0};
+    int owning[BENCH_TB_MASTERS] = {0};
     for (int sl = 0; sl < FLC_SLOT_COUNT; sl++)
         if (owner[sl] >= 0)
             owning[(int)owner[sl]] = 1;
@@ -406,16 +122,16 @@ static int measure(const testbed_t *tb, bench_round_t *c, int nodes, result_t *r
         c->round = (uint32_t)(100 * nodes + r + 1); /* r = -1: the warm-up */
         for (uint32_t i = 0; i < c->W; i++)
             memset(c->model[i], 0, c->n * sizeof(float));
-        uint64_t rx0[TB_MASTERS], tx0[TB_MASTERS], rx1[TB_MASTERS], tx1[TB_MASTERS];
+        uint64_t rx0[BENCH_TB_MASTERS], tx0[BENCH_TB_MASTERS], rx1[BENCH_TB_MASTERS], tx1[BENCH_TB_MASTERS];
         int cnt = 0;
-        for (int k = 0; k < TB_MASTERS; k++)
-            cnt |= link_counters(tb, k, &rx0[k], &tx0[k]);
+        for (int k = 0; k < BENCH_TB_MASTERS; k++)
+            cnt |= bench_tb_link_counters(tb, k, &rx0[k], &tx0[k]);
         double b0, a0, b1, a1;
         bench_cpu_times(&b0, &a0);
         double t = bench_round_run(c, 1, NULL);
         bench_cpu_times(&b1, &a1);
-        for (int k = 0; k < TB_MASTERS; k++)
-            cnt |= link_counters(tb, k, &rx1[k], &tx1[k]);
+        for (int k = 0; k < BENCH_TB_MASTERS; k++)
+            cnt |= bench_tb_link_counters(tb, k, &rx1[k], &tx1[k]);
         if (cnt != 0) {
             fprintf(stderr, "cluster: cannot read the veth counters (ip -s -j link)\n");
             c->failed = 1;
@@ -436,13 +152,13 @@ static int measure(const testbed_t *tb, bench_round_t *c, int nodes, result_t *r
         if (r < 0 || c->failed)
             continue;
         double sum = 0, busiest = 0;
-        for (int k = 0; k < TB_MASTERS; k++) {
+        for (int k = 0; k < BENCH_TB_MASTERS; k++) {
             double drx = (double)(rx1[k] - rx0[k]), dtx = (double)(tx1[k] - tx0[k]);
             sum += drx + dtx;
             busiest = drx > busiest ? drx : busiest;
             busiest = dtx > busiest ? dtx : busiest;
         }
-        int per[TB_MASTERS] = {0}, most = 0;
+        int per[BENCH_TB_MASTERS] = {0}, most = 0;
         for (uint32_t s = 0; s < c->S; s++) {
             int k = owner[flc_key_shard_slot("bench", s, c->S)]; /* fixed across rounds */
             if (k >= 0 && ++per[k] > most)
@@ -479,7 +195,7 @@ static void emit(const result_t *r, const bench_round_t *c, const result_t *one)
 {
     cJSON *o = bench_line(BENCH, "round");
     cJSON_AddNumberToObject(o, "nodes", r->nodes);
-    cJSON_AddNumberToObject(o, "masters_up", TB_MASTERS);
+    cJSON_AddNumberToObject(o, "masters_up", BENCH_TB_MASTERS);
     cJSON_AddStringToObject(o, "link_rate", LINK_RATE);
     cJSON_AddStringToObject(o, "client_link", "unshaped");
     cJSON_AddStringToObject(o, "placement",
@@ -524,12 +240,12 @@ static int qc_set_rate(void *user, double gbit)
 {
     (void)user;
     char args[64], out[1024];
-    for (int k = 1; k <= TB_MASTERS; k++) {
+    for (int k = 1; k <= BENCH_TB_MASTERS; k++) {
         if (gbit > 0)
             snprintf(args, sizeof args, "rate n%d %.0fmbit", k, gbit * 1000);
         else
             snprintf(args, sizeof args, "rate n%d none", k);
-        if (tb_sh(out, sizeof out, args) != 0) {
+        if (bench_tb_sh(out, sizeof out, args) != 0) {
             fprintf(stderr, "cluster: query: %s: %s\n", args, out);
             return -1;
         }
@@ -539,11 +255,11 @@ static int qc_set_rate(void *user, double gbit)
 
 static int qc_link_bytes(void *user, uint64_t *bytes)
 {
-    const testbed_t *tb = user;
+    const bench_tb_t *tb = user;
     *bytes = 0;
-    for (int k = 0; k < TB_MASTERS; k++) {
+    for (int k = 0; k < BENCH_TB_MASTERS; k++) {
         uint64_t rx, tx;
-        if (link_counters(tb, k, &rx, &tx) != 0) {
+        if (bench_tb_link_counters(tb, k, &rx, &tx) != 0) {
             fprintf(stderr, "cluster: query: cannot read n%d's veth counters\n", k + 1);
             return -1;
         }
@@ -556,23 +272,23 @@ static int qc_link_bytes(void *user, uint64_t *bytes)
  * case inside its client namespace, the testbed down again. 0 or -1. */
 static int query_case(const bench_qc_opts_t *o)
 {
-    static testbed_t tb;
+    static bench_tb_t tb;
     static char env[16384], nodes[4096];
     memset(&tb, 0, sizeof tb);
-    int rc = tb_up(&tb) == 0 && tb_sh(env, sizeof env, "env") == 0 ? 0 : -1;
+    int rc = bench_tb_up(&tb, LINK_RATE) == 0 && bench_tb_sh(env, sizeof env, "env") == 0 ? 0 : -1;
     bench_env_value(env, "FLCACHE_NODES", nodes, sizeof nodes);
     if (rc == 0 && nodes[0] == '\0') {
         fprintf(stderr, "cluster: query: testbed env prints no FLCACHE_NODES\n");
         rc = -1;
     }
     if (rc == 0)
-        rc = enter_client_ns(&tb);
+        rc = bench_tb_enter_client_ns(&tb);
     if (rc == 0) {
         bench_qc_testbed_t q = {.seed = tb.seed, .node_map = nodes, .set_rate = qc_set_rate,
                                 .link_bytes = qc_link_bytes, .user = &tb};
         rc = bench_qc_run(&q, o);
     }
-    tb_down();
+    bench_tb_down();
     return rc;
 }
 
@@ -616,19 +332,13 @@ int main(int argc, char **argv)
         S = 64;
     if (reps > MAX_REPS)
         reps = MAX_REPS;
-    int want[TB_MASTERS + 1] = {0};
+    int want[BENCH_TB_MASTERS + 1] = {0};
     const char *nl = getenv("FLCACHE_BENCH_NODES");
     for (const char *p = nl && *nl ? nl : "1,2,3"; *p && qo.run_round; p++)
-        if (*p >= '1' && *p <= '0' + TB_MASTERS)
+        if (*p >= '1' && *p <= '0' + BENCH_TB_MASTERS)
             want[*p - '0'] = 1;
 
-    find_script();
-    g_root_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    bench_tb_init();
 
     bench_round_t c = {.tag = "cluster", .W = W, .S = S, .n = n};
     c.u = calloc(W, sizeof *c.u);
@@ -647,42 +357,42 @@ int main(int argc, char **argv)
         c.names[i] = names[i];
     }
 
-    testbed_t tb = {0};
-    result_t res[TB_MASTERS + 1];
+    bench_tb_t tb = {0};
+    result_t res[BENCH_TB_MASTERS + 1];
     memset(res, 0, sizeof res);
     int fails = 0;
     if (!qo.run_round) {
         /* --case query */
-    } else if (tb_up(&tb) != 0 || enter_client_ns(&tb) != 0 ||
-               (place && tb_place(&tb, &c.place) != 0)) {
+    } else if (bench_tb_up(&tb, LINK_RATE) != 0 || bench_tb_enter_client_ns(&tb) != 0 ||
+               (place && bench_tb_place(&tb, &c.place) != 0)) {
         fails = 1;
     } else {
         c.url = tb.seed;
         /* 3 first: the cluster as formed; then empty n3, then n2 */
-        for (int nodes = TB_MASTERS; nodes >= 1 && !fails; nodes--) {
+        for (int nodes = BENCH_TB_MASTERS; nodes >= 1 && !fails; nodes--) {
             if (!want[nodes])
                 continue;
             res[nodes].reps = reps;
             res[nodes].right = 1;
-            if (tb_use_nodes(&tb, nodes) != 0 || measure(&tb, &c, nodes, &res[nodes]) != 0)
+            if (bench_tb_use_nodes(&tb, nodes) != 0 || measure(&tb, &c, nodes, &res[nodes]) != 0)
                 fails = 1;
         }
     }
-    tb_down();
-    for (int nodes = 1; nodes <= TB_MASTERS; nodes++)
+    bench_tb_down();
+    for (int nodes = 1; nodes <= BENCH_TB_MASTERS; nodes++)
         if (res[nodes].ran == reps && res[nodes].reps > 0)
             emit(&res[nodes], &c, res[1].ran == reps ? &res[1] : NULL);
     if (qo.run_query && query_case(&qo) != 0)
         fails = 1;
     /* Its own testbed, with replicas (bench_failover.c). */
-    if (qo.run_failover && bench_failover(g_script, g_root_ns) != 0)
+    if (qo.run_failover && bench_failover(bench_tb_script(), bench_tb_root_ns()) != 0)
         fails = 1;
 
     for (uint32_t i = 0; i < W; i++)
         free(c.u[i]), free(c.model[i]);
     free(c.u), free(c.model), free(c.names), free(names), free(c.node);
-    tb_place_free();
-    for (int nodes = 1; nodes <= TB_MASTERS; nodes++)
+    bench_tb_place_free();
+    for (int nodes = 1; nodes <= BENCH_TB_MASTERS; nodes++)
         fails |= want[nodes] && !res[nodes].right;
     return fails ? 1 : 0;
 }
