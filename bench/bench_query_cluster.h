@@ -3,7 +3,7 @@
  * (shard workers placed in their node's namespace; Gram partials recomputed,
  * "next_to_data_cold", or cached, "next_to_data_warm") against the central
  * aggregator in the client namespace pulling every update over the node
- * links ("cache_central"). bench/cluster.c owns the testbed and hands it in. */
+ * links ("cache_central"). bench/cluster.c brings the testbed up (bench/bench_testbed.c) and hands it in. */
 #ifndef FLC_BENCH_QUERY_CLUSTER_H
 #define FLC_BENCH_QUERY_CLUSTER_H
 
