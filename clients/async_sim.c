@@ -117,14 +117,7 @@ static int setup(asim_t *sm, flc_sim_result_t *res, flc_err_t *e)
     if (rc != FLC_OK)
         return rc;
 
-    flc_model_desc_t d;
-    rc = flc_data_load_fashion(c->data_dir, 0, c->test_subset, &sm->test, e);
-    if (rc == FLC_OK)
-        rc = flc_model_desc_init(&d, c->model, sm->test->dim, c->hidden,
-                                 (size_t)sm->test->num_classes, e);
-    if (rc == FLC_OK)
-        rc = flc_model_new(&d, 500, &sm->model, e);
-    if (rc != FLC_OK)
+    if ((rc = sim_load_model(c, &sm->test, &sm->model, e)) != FLC_OK)
         return rc;
     sm->P = sm->model->nparams;
     sm->global = calloc(sm->P, sizeof *sm->global);
@@ -151,12 +144,8 @@ static int setup(asim_t *sm, flc_sim_result_t *res, flc_err_t *e)
                            sm->P, sm->S);
     if ((sm->m = calloc(sm->S, sizeof *sm->m)) == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
-    if (c->place.enter != NULL) {
-        flc_store_node_t nd;
-        if (flc_store_shard_node(sm->s, c->job, 1, 0, &nd) != FLC_OK)
-            return sim_store_err(sm->s, e);
-        sm->placed = strcmp(nd.role, "server") != 0; /* one server: nothing to be next to */
-    }
+    if ((rc = sim_placed(sm->s, c, &sm->placed, e)) != FLC_OK)
+        return rc;
     for (uint32_t k = 0; k < sm->S; k++) {
         sm->m[k].c = c;
         if (!sm->placed && (sm->m[k].s = flc_store_open(c->redis, c->store_opts, e)) == NULL)
@@ -241,20 +230,7 @@ static cJSON *client_event(const asim_t *sm, uint32_t v, uint32_t base, const si
     cJSON_AddNumberToObject(o, "fault_scale", c->fault_scale);
     if (c->store_opts != NULL && c->store_opts->ttl_ms)
         cJSON_AddNumberToObject(o, "ttl_ms", (double)c->store_opts->ttl_ms);
-    cJSON_AddStringToObject(o, "model", c->model);
-    cJSON_AddNumberToObject(o, "hidden", (double)c->hidden);
-    cJSON_AddNumberToObject(o, "lr", c->lr);
-    cJSON_AddNumberToObject(o, "batch", (double)c->batch);
-    cJSON_AddNumberToObject(o, "local_epochs", c->local_epochs);
-    cJSON_AddNumberToObject(o, "mu", c->mu);
-    if (c->data_dir)
-        cJSON_AddStringToObject(o, "data_dir", c->data_dir);
-    cJSON_AddNumberToObject(o, "subset", (double)c->subset);
-    const uint32_t *ix;
-    size_t n = flc_parts_get(sm->parts, x->idx, &ix);
-    cJSON *a = cJSON_AddArrayToObject(o, "indices");
-    for (size_t i = 0; a && i < n; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateNumber(ix[i]));
+    sim_event_training(o, c, sm->parts, x->idx);
     return o;
 }
 

@@ -5,10 +5,16 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "base/clock.h"
 #include "cache/store_ops.h"
 #include "clients/sim_internal.h"
+#include "ml/dataset_idx.h"
+#include "ml/model.h"
+#include "ml/partition.h"
 #include "ml/rng.h"
 
 int sim_rule_for(const flc_sim_cfg_t *c, flc_merge_rule_t *r, flc_err_t *e)
@@ -70,5 +76,49 @@ int sim_put_global(flc_store_t *s, const char *gjob, uint32_t round, size_t P,
      * here each round, so a long run's series outlives no round by more. */
     if (flc_store_put_merged(s, &g) != FLC_OK || flc_store_index_expire(s, gjob, round) != FLC_OK)
         return sim_store_err(s, e);
+    return FLC_OK;
+}
+
+void sim_event_training(struct cJSON *o, const flc_sim_cfg_t *c, const flc_parts_t *parts,
+                        int idx)
+{
+    cJSON_AddStringToObject(o, "model", c->model);
+    cJSON_AddNumberToObject(o, "hidden", (double)c->hidden);
+    cJSON_AddNumberToObject(o, "lr", c->lr);
+    cJSON_AddNumberToObject(o, "batch", (double)c->batch);
+    cJSON_AddNumberToObject(o, "local_epochs", c->local_epochs);
+    cJSON_AddNumberToObject(o, "mu", c->mu);
+    if (c->data_dir)
+        cJSON_AddStringToObject(o, "data_dir", c->data_dir);
+    cJSON_AddNumberToObject(o, "subset", (double)c->subset);
+    const uint32_t *ix;
+    size_t n = flc_parts_get(parts, idx, &ix);
+    cJSON *a = cJSON_AddArrayToObject(o, "indices");
+    for (size_t i = 0; a && i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(ix[i]));
+}
+
+int sim_load_model(const flc_sim_cfg_t *c, flc_dataset_t **test, flc_model_t **model,
+                   flc_err_t *e)
+{
+    flc_model_desc_t d;
+    int rc = flc_data_load_fashion(c->data_dir, 0, c->test_subset, test, e);
+    if (rc == FLC_OK)
+        rc = flc_model_desc_init(&d, c->model, (*test)->dim, c->hidden,
+                                 (size_t)(*test)->num_classes, e);
+    if (rc == FLC_OK)
+        rc = flc_model_new(&d, 500, model, e);
+    return rc;
+}
+
+int sim_placed(flc_store_t *s, const flc_sim_cfg_t *c, int *placed, flc_err_t *e)
+{
+    *placed = 0;
+    if (c->place.enter == NULL)
+        return FLC_OK;
+    flc_store_node_t nd;
+    if (flc_store_shard_node(s, c->job, 1, 0, &nd) != FLC_OK)
+        return sim_store_err(s, e);
+    *placed = strcmp(nd.role, "server") != 0; /* one server: nothing to be next to */
     return FLC_OK;
 }

@@ -72,19 +72,6 @@ cJSON *sim_client_event(const sim_t *sm, uint32_t round, const sim_client_t *x)
         cJSON_AddNumberToObject(o, "synthetic_params", (double)c->synthetic_params);
         return o;
     }
-    cJSON_AddStringToObject(o, "model", c->model);
-    cJSON_AddNumberToObject(o, "hidden", (double)c->hidden);
-    cJSON_AddNumberToObject(o, "lr", c->lr);
-    cJSON_AddNumberToObject(o, "batch", (double)c->batch);
-    cJSON_AddNumberToObject(o, "local_epochs", c->local_epochs);
-    cJSON_AddNumberToObject(o, "mu", c->mu);
-    if (c->data_dir)
-        cJSON_AddStringToObject(o, "data_dir", c->data_dir);
-    cJSON_AddNumberToObject(o, "subset", (double)c->subset);
-    const uint32_t *ix;
-    size_t n = flc_parts_get(sm->parts, x->idx, &ix);
-    cJSON *a = cJSON_AddArrayToObject(o, "indices");
-    for (size_t i = 0; a && i < n; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateNumber(ix[i]));
+    sim_event_training(o, c, sm->parts, x->idx);
     return o;
 }

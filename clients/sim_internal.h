@@ -43,6 +43,25 @@ int sim_rule_for(const flc_sim_cfg_t *c, flc_merge_rule_t *r, flc_err_t *e);
  * flags[0..N) (zeroed by the caller); their count into *nfaulty. */
 int sim_faulty_set(const flc_sim_cfg_t *c, unsigned char *flags, size_t *nfaulty, flc_err_t *e);
 
+/* The training half of a client's event (clients/client.h reads it): the
+ * model and its hyper-parameters, the data directory and the client's
+ * sample indices (partition parts, client idx). */
+struct cJSON;
+struct flc_parts;
+void sim_event_training(struct cJSON *o, const flc_sim_cfg_t *c, const struct flc_parts *parts,
+                        int idx);
+
+/* The test split (the evaluation data) and the model of c (--model,
+ * --hidden) sized by it. */
+struct flc_dataset;
+struct flc_model;
+int sim_load_model(const flc_sim_cfg_t *c, struct flc_dataset **test, struct flc_model **model,
+                   flc_err_t *e);
+
+/* *placed = 1 when c places mergers (c->place) and the store is a cluster
+ * (on one server there is nothing to be next to). */
+int sim_placed(flc_store_t *s, const flc_sim_cfg_t *c, int *placed, flc_err_t *e);
+
 /* The store's last error copied into e (FLC_ECONN when it has no code). */
 int sim_store_err(flc_store_t *s, flc_err_t *e);
 

@@ -67,14 +67,7 @@ int sim_setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
         return rc;
 
     if (c->synthetic_params == 0) {
-        flc_model_desc_t d;
-        rc = flc_data_load_fashion(c->data_dir, 0, c->test_subset, &sm->test, e);
-        if (rc == FLC_OK)
-            rc = flc_model_desc_init(&d, c->model, sm->test->dim, c->hidden,
-                                     (size_t)sm->test->num_classes, e);
-        if (rc == FLC_OK)
-            rc = flc_model_new(&d, 500, &sm->model, e);
-        if (rc != FLC_OK)
+        if ((rc = sim_load_model(c, &sm->test, &sm->model, e)) != FLC_OK)
             return rc;
         sm->P = sm->model->nparams;
     } else {
@@ -117,12 +110,8 @@ int sim_setup(sim_t *sm, flc_sim_result_t *res, flc_err_t *e)
         return sim_store_err(sm->s, e);
     /* Mergers: one connection each, kept for the whole run (placed: kept
      * while their shard's owner stays the same; opened by their threads). */
-    if (c->place.enter != NULL) {
-        flc_store_node_t nd;
-        if (flc_store_shard_node(sm->s, c->job, 1, 0, &nd) != FLC_OK)
-            return sim_store_err(sm->s, e);
-        sm->placed = strcmp(nd.role, "server") != 0; /* one server: nothing to be next to */
-    }
+    if ((rc = sim_placed(sm->s, c, &sm->placed, e)) != FLC_OK)
+        return rc;
     sm->S = c->num_shards;
     if (sm->P < sm->S)
         return flc_err_set(e, FLC_EINVAL, "a %zu-float model cannot be cut into %u shards",
