@@ -9,6 +9,8 @@
  * runner can sum them up at the end. */
 #include "tests/harness.h"
 
+#include "cache/store.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -310,6 +312,15 @@ void flc_fixture_stop(flc_fixture_t *fx)
     flc_t_untrack(fx);
     flc_embed_stop(fx->srv);
     fx->srv = NULL;
+}
+
+flc_store_t *flc_fixture_open(const flc_fixture_t *fx, const flc_store_opts_t *o)
+{
+    flc_err_t e = {0};
+    flc_store_t *s = flc_store_open(fx->unix_url, o, &e);
+    if (s == NULL)
+        flc_t_fatal("open %s: %s", fx->unix_url, e.msg);
+    return s;
 }
 
 void flc_t_fill(float *v, size_t n, unsigned seed)

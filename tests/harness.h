@@ -123,6 +123,12 @@ void flc_fixture_start(flc_fixture_t *fx, size_t maxmemory);
  * shared fixture) nothing happens. */
 void flc_fixture_stop(flc_fixture_t *fx);
 
+/* A store on the fixture's unix socket with options o (NULL: defaults);
+ * fatal, naming the URL and why, when it cannot be opened. */
+struct flc_store;
+struct flc_store_opts;
+struct flc_store *flc_fixture_open(const flc_fixture_t *fx, const struct flc_store_opts *o);
+
 /* A real S3-protocol server for the cold-tier tests (harness_s3rver.c):
  * s3rver (npm), installed by scripts/s3rver.sh, on a free loopback port with
  * its own data directory. */

@@ -48,11 +48,7 @@ static const flc_store_opts_t g_opts = {.chunk_bytes = CHUNK};
 
 static flc_store_t *open_store(void)
 {
-    flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(fx.unix_url, &g_opts, &e);
-    if (s == NULL)
-        flc_t_fatal("open %s: %s", fx.unix_url, e.msg);
-    return s;
+    return flc_fixture_open(&fx, &g_opts);
 }
 
 /* Client c's update of round 1 of job (one shard), created_ms fixed: a

@@ -46,11 +46,7 @@ static void teardown(void)
 static flc_store_t *open_store(void)
 {
     static const flc_store_opts_t o = {.chunk_bytes = CHUNK};
-    flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(fx.unix_url, &o, &e);
-    if (s == NULL)
-        flc_t_fatal("open %s: %s", fx.unix_url, e.msg);
-    return s;
+    return flc_fixture_open(&fx, &o);
 }
 
 static void put(flc_store_t *s, const char *job, const char *c, const float *v, uint64_t n,
