@@ -214,22 +214,10 @@ static void *merger_main(void *arg)
 static cJSON *client_event(const asim_t *sm, uint32_t v, uint32_t base, const sim_client_t *x)
 {
     const flc_sim_cfg_t *c = sm->c;
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = sim_event_new(c, sm->gjob, sm->S, v, x);
     if (o == NULL)
         return NULL;
-    cJSON_AddStringToObject(o, "role", "client");
-    cJSON_AddStringToObject(o, "job", c->job);
-    cJSON_AddNumberToObject(o, "round", v);
     cJSON_AddNumberToObject(o, "base_round", base);
-    cJSON_AddStringToObject(o, "client", x->name);
-    cJSON_AddStringToObject(o, "redis", c->redis);
-    cJSON_AddStringToObject(o, "global_job", sm->gjob);
-    cJSON_AddNumberToObject(o, "num_shards", sm->S);
-    cJSON_AddNumberToObject(o, "seed", (double)c->seed);
-    cJSON_AddStringToObject(o, "fault", x->faulty ? flc_client_fault_name(c->fault) : "none");
-    cJSON_AddNumberToObject(o, "fault_scale", c->fault_scale);
-    if (c->store_opts != NULL && c->store_opts->ttl_ms)
-        cJSON_AddNumberToObject(o, "ttl_ms", (double)c->store_opts->ttl_ms);
     sim_event_training(o, c, sm->parts, x->idx);
     return o;
 }

@@ -11,6 +11,7 @@
 
 #include "base/clock.h"
 #include "cache/store_ops.h"
+#include "clients/client.h"
 #include "clients/sim_internal.h"
 #include "ml/dataset_idx.h"
 #include "ml/model.h"
@@ -77,6 +78,27 @@ int sim_put_global(flc_store_t *s, const char *gjob, uint32_t round, size_t P,
     if (flc_store_put_merged(s, &g) != FLC_OK || flc_store_index_expire(s, gjob, round) != FLC_OK)
         return sim_store_err(s, e);
     return FLC_OK;
+}
+
+cJSON *sim_event_new(const flc_sim_cfg_t *c, const char *gjob, uint32_t S, uint32_t round,
+                     const sim_client_t *x)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "role", "client");
+    cJSON_AddStringToObject(o, "job", c->job);
+    cJSON_AddNumberToObject(o, "round", round);
+    cJSON_AddStringToObject(o, "client", x->name);
+    cJSON_AddStringToObject(o, "redis", c->redis);
+    cJSON_AddStringToObject(o, "global_job", gjob);
+    cJSON_AddNumberToObject(o, "num_shards", S);
+    cJSON_AddNumberToObject(o, "seed", (double)c->seed);
+    cJSON_AddStringToObject(o, "fault", x->faulty ? flc_client_fault_name(c->fault) : "none");
+    cJSON_AddNumberToObject(o, "fault_scale", c->fault_scale);
+    if (c->store_opts != NULL && c->store_opts->ttl_ms)
+        cJSON_AddNumberToObject(o, "ttl_ms", (double)c->store_opts->ttl_ms);
+    return o;
 }
 
 void sim_event_training(struct cJSON *o, const flc_sim_cfg_t *c, const flc_parts_t *parts,

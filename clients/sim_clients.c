@@ -46,19 +46,9 @@ void sim_sample(sim_t *sm, uint32_t round, sim_client_t *cl, size_t k)
 cJSON *sim_client_event(const sim_t *sm, uint32_t round, const sim_client_t *x)
 {
     const flc_sim_cfg_t *c = sm->c;
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = sim_event_new(c, sm->gjob, sm->S, round, x);
     if (o == NULL)
         return NULL;
-    cJSON_AddStringToObject(o, "role", "client");
-    cJSON_AddStringToObject(o, "job", c->job);
-    cJSON_AddNumberToObject(o, "round", round);
-    cJSON_AddStringToObject(o, "client", x->name);
-    cJSON_AddStringToObject(o, "redis", c->redis);
-    cJSON_AddStringToObject(o, "global_job", sm->gjob);
-    cJSON_AddNumberToObject(o, "num_shards", sm->S);
-    cJSON_AddNumberToObject(o, "seed", (double)c->seed);
-    cJSON_AddStringToObject(o, "fault", x->faulty ? flc_client_fault_name(c->fault) : "none");
-    cJSON_AddNumberToObject(o, "fault_scale", c->fault_scale);
     if (c->ldp_clip > 0) {
         cJSON_AddNumberToObject(o, "ldp_clip", c->ldp_clip);
         cJSON_AddNumberToObject(o, "ldp_noise", c->ldp_noise);
@@ -66,8 +56,6 @@ cJSON *sim_client_event(const sim_t *sm, uint32_t round, const sim_client_t *x)
     cJSON_AddNumberToObject(o, "delay_ms", x->delay_ms);
     if (c->encoding != NULL)
         cJSON_AddStringToObject(o, "encoding", c->encoding);
-    if (c->store_opts != NULL && c->store_opts->ttl_ms)
-        cJSON_AddNumberToObject(o, "ttl_ms", (double)c->store_opts->ttl_ms);
     if (c->synthetic_params) {
         cJSON_AddNumberToObject(o, "synthetic_params", (double)c->synthetic_params);
         return o;

@@ -43,6 +43,13 @@ int sim_rule_for(const flc_sim_cfg_t *c, flc_merge_rule_t *r, flc_err_t *e);
  * flags[0..N) (zeroed by the caller); their count into *nfaulty. */
 int sim_faulty_set(const flc_sim_cfg_t *c, unsigned char *flags, size_t *nfaulty, flc_err_t *e);
 
+/* A client's event (clients/client.h reads it) with what both drivers
+ * put in it: the job, round, client, cache, global series gjob, S shards,
+ * seed, fault and the keys' TTL; the caller adds its own. NULL when out of
+ * memory. */
+struct cJSON *sim_event_new(const flc_sim_cfg_t *c, const char *gjob, uint32_t S,
+                            uint32_t round, const sim_client_t *x);
+
 /* The training half of a client's event (clients/client.h reads it): the
  * model and its hyper-parameters, the data directory and the client's
  * sample indices (partition parts, client idx). */
