@@ -71,12 +71,14 @@ int flc_store_cl_send_pieces(flc_store_t *s, const char *head, size_t hl, const 
                              const struct iovec *pieces, int n, int idem, const char *what);
 
 /* Reads the oldest queued command's reply as flc_store_cl_read does, but
- * with the reader's object functions fns (privdata priv) in place, so a bulk
- * reply can go straight to the caller's memory. *direct = 1 when the reply
- * was read that way and err_of(priv) said it is no error; else *direct = 0
- * and *r is a reply object (one read aside earlier, one sent again after a
- * redirect, or the error reply) as flc_store_cl_read gives. */
-int flc_store_cl_read_with(flc_store_t *s, redisReplyObjectFunctions *fns, void *priv,
+ * with get(ctx, priv, &reply) (redisGetReply's contract) reading it from
+ * its connection, so a bulk reply can go straight to the caller's memory.
+ * *direct = 1 when the reply was read that way and err_of(priv) said it is
+ * no error; else *direct = 0 and *r is a reply object (one read aside
+ * earlier, one sent again after a redirect, or the error reply) as
+ * flc_store_cl_read gives. */
+int flc_store_cl_read_with(flc_store_t *s, int (*get)(redisContext *c, void *priv, void **reply),
+                           void *priv,
                            const char *(*err_of)(void *priv), redisReply **r, int *direct,
                            const char *what);
 

@@ -298,9 +298,9 @@ int flc_store_cl_read(flc_store_t *s, redisReply **r, const char *what)
     return rc;
 }
 
-int flc_store_cl_read_with(flc_store_t *s, redisReplyObjectFunctions *fns, void *priv,
-                           const char *(*err_of)(void *priv), redisReply **r, int *direct,
-                           const char *what)
+int flc_store_cl_read_with(flc_store_t *s, int (*get)(redisContext *c, void *priv, void **reply),
+                           void *priv, const char *(*err_of)(void *priv), redisReply **r,
+                           int *direct, const char *what)
 {
     flc_store_cluster_t *cl = s->cl;
     *r = NULL;
@@ -308,16 +308,8 @@ int flc_store_cl_read_with(flc_store_t *s, redisReplyObjectFunctions *fns, void 
     if (cl->head == cl->n || cl->q[cl->head].stash != NULL || cl->q[cl->head].ctx == NULL)
         return flc_store_cl_read(s, r, what);
     pend_t *e = &cl->q[cl->head];
-    redisReader *rd = e->ctx->reader;
-    redisReplyObjectFunctions *fn = rd->fn;
-    void *old = rd->privdata;
-    rd->fn = fns;
-    rd->privdata = priv;
     void *reply = NULL;
-    int ok = redisGetReply(e->ctx, &reply) == REDIS_OK && reply != NULL;
-    rd->fn = fn;
-    rd->privdata = old;
-    if (!ok) /* the connection broke: the ordinary path follows the failover */
+    if (get(e->ctx, priv, &reply) != REDIS_OK || reply == NULL) /* the connection broke: the ordinary path follows the failover */
         return flc_store_cl_read(s, r, what);
     const char *msg = err_of(priv);
     if (msg == NULL) {
