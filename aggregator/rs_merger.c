@@ -29,10 +29,10 @@ static void merger_free(merger_t *m)
     free(m->pending);
     free(m->pending_idx);
     flc_merge_acc_free(m->acc);
-    free(m->buf);
-    free(m->wbuf);
+    rs_free_buf(m->buf, m->count);
+    rs_free_buf(m->wbuf, m->win);
     for (size_t i = 0; i < m->nkept; i++)
-        free(m->kept[i]);
+        rs_free_buf(m->kept[i], m->count);
     free(m->kept);
     free(m->weight);
     free(m->norm);

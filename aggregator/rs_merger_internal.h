@@ -38,6 +38,8 @@ typedef struct merger {
 
 /* An update buffer of n floats (NULL when out of memory). */
 float *rs_new_buf(uint64_t n);
+/* Frees what rs_new_buf(n) returned (NULL: nothing). */
+void rs_free_buf(float *p, uint64_t n);
 
 /* The bytes of a window when the config says 0. */
 #define RS_WINDOW_DEFAULT (8u * 1024u * 1024u)
