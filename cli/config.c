@@ -112,6 +112,7 @@ static const struct var {
     {"__OW_NAMESPACE", "WSK_NAMESPACE", V_STR, offsetof(flc_config_t, ow_namespace)},
     {"FLCACHE_DATA_DIR", NULL, V_STR, offsetof(flc_config_t, data_dir)},
     {"FLCACHE_REDIS_SERVER", NULL, V_STR, offsetof(flc_config_t, redis_server)},
+    {"FLCACHE_REDIS_MALLOC_CONF", NULL, V_STR, offsetof(flc_config_t, redis_malloc_conf)},
     {"TMPDIR", NULL, V_STR, offsetof(flc_config_t, tmpdir)},
     {"FLCACHE_FN", NULL, V_STR, offsetof(flc_config_t, fn_path)},
     {"AWS_LAMBDA_RUNTIME_API", NULL, V_STR, offsetof(flc_config_t, lambda_runtime_api)},
@@ -241,7 +242,7 @@ void flc_config_clear(flc_config_t *c)
                     &c->aws_region, &c->aws_default_region, &c->aws_access_key,
                     &c->aws_secret_key, &c->aws_session_token, &c->lambda_endpoint,
                     &c->ow_apihost, &c->ow_auth, &c->ow_namespace, &c->data_dir,
-                    &c->redis_server, &c->tmpdir, &c->fn_path, &c->lambda_runtime_api,
+                    &c->redis_server, &c->redis_malloc_conf, &c->tmpdir, &c->fn_path, &c->lambda_runtime_api,
                     &c->openblas_threads, &c->function};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         drop(all[i]);
@@ -310,6 +311,7 @@ flc_policy_t *flc_config_policy(const flc_config_t *c, flc_err_t *e)
 void flc_config_embed_opts(const flc_config_t *c, flc_embed_opts_t *o)
 {
     o->server_bin = c->redis_server;
+    o->malloc_conf = c->redis_malloc_conf;
     o->tmpdir = c->tmpdir;
 }
 

@@ -37,6 +37,9 @@
  *                                                     of each pair that is set wins)
  *   FLCACHE_DATA_DIR              data_dir            where the datasets are
  *   FLCACHE_REDIS_SERVER          redis_server        redis-server binary for private servers
+ *   FLCACHE_REDIS_MALLOC_CONF     redis_malloc_conf   private servers' jemalloc options (default
+ *                                                     dirty_decay_ms:-1,muzzy_decay_ms:-1: freed
+ *                                                     pages kept; "default": jemalloc's own)
  *   TMPDIR                        tmpdir              where private servers' dirs go (/tmp)
  *   FLCACHE_FN                    fn_path             the function binary (flcache-fn)
  *   FLCACHE_POOL_MEM              pool_mem            rlimit|watch|both|off: the local pool's
@@ -90,7 +93,7 @@ typedef struct flc_config {
     char *lambda_endpoint;
     char *ow_apihost, *ow_auth, *ow_namespace;
     char *data_dir;
-    char *redis_server, *tmpdir;
+    char *redis_server, *redis_malloc_conf, *tmpdir;
     char *fn_path;
     int pool_mem;         /* enum flc_mem_mode, or -1 when unset */
     int platform;         /* enum flc_platform (runtime/platform.h); 0 (local) when unset */
