@@ -7,6 +7,8 @@
 #include "cache/store_cluster_internal.h"
 #include "cache/store_internal.h"
 
+#include "base/bigbuf.h"
+
 #include "cache/cluster_conn.h"
 #include "cache/tls.h"
 
@@ -272,6 +274,7 @@ void flc_store_close(flc_store_t *s)
     else if (s->c)
         redisFree(s->c);
     free(s->scratch);
+    flc_big_free(s->spare_tails, s->spare_tails_cap);
     free(s);
 }
 

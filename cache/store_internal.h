@@ -25,6 +25,9 @@ struct flc_store {
     uint64_t tmp_counter; /* unique names of tmp keys of this writer */
     char *scratch;        /* first chunk of a read lands here (no allocation per read) */
     size_t scratch_cap;
+    char *spare_tails;    /* a part reader's tail block, given back for the next
+                             (store_part.c; flc_big_alloc'd) */
+    size_t spare_tails_cap;
     struct flc_tier *tier; /* cold tier and policy; NULL: none (cold_tier.c) */
     int qclass;           /* query class of the following reads (FLC_QC_*) */
     /* Redis Cluster routing (store_cluster.c); NULL on one server. Then c

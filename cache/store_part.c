@@ -5,6 +5,8 @@
  * frame's chunks of one size (the last shorter) and "h" its head. */
 #include "cache/store_internal.h"
 
+#include "base/bigbuf.h"
+
 #include "base/crc32c.h"
 #include "cache/encode.h"
 #include "cache/store_part.h"
@@ -292,6 +294,38 @@ int flc_store_part_reader_init(flc_store_t *s, flc_store_part_reader_t *r,
     return FLC_OK;
 }
 
+/* The tails' block of a reader: the one the store kept from the reader
+ * before when it is big enough, else a new one, populated. A query reads
+ * shard after shard with a new reader each: fresh tail buffers faulted in
+ * a page at a time cost every window 0 ~15 ms (bench/queries, 25 MB:
+ * 704 faults of 11 rows' 256 KiB tails, 18 ms against 3 ms for the next
+ * windows). */
+static char *take_tails(flc_store_t *s, size_t need, size_t *cap)
+{
+    if (s->spare_tails != NULL && s->spare_tails_cap >= need) {
+        char *b = s->spare_tails;
+        *cap = s->spare_tails_cap;
+        s->spare_tails = NULL, s->spare_tails_cap = 0;
+        return b;
+    }
+    *cap = need;
+    return flc_big_alloc(need);
+}
+
+/* Gives a reader's tail block to the store for the next reader (the
+ * bigger of the two is kept); s NULL: freed. */
+static void give_tails(flc_store_t *s, char *b, size_t cap)
+{
+    if (b == NULL)
+        return;
+    if (s != NULL && cap > s->spare_tails_cap) {
+        flc_big_free(s->spare_tails, s->spare_tails_cap);
+        s->spare_tails = b, s->spare_tails_cap = cap;
+    } else {
+        flc_big_free(b, cap);
+    }
+}
+
 static void drop_tails(flc_store_part_reader_t *r)
 {
     for (size_t i = 0; r->tails && i < r->n; i++)
@@ -306,7 +340,22 @@ int flc_store_part_send(flc_store_t *s, flc_store_part_reader_t *r, uint64_t fir
         return flc_err_set(&s->err, FLC_EINVAL, "a window is already outstanding on this "
                            "reader: receive it first");
     const flc_store_part_t *parts = r->parts;
-    size_t n = r->n, scratch = s->opts.chunk_bytes, room = 0;
+    size_t n = r->n, scratch = s->opts.chunk_bytes, room = 0, most = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t step = flc_store_part_tail_bytes(s, &parts[i]);
+        most = step > most ? step : most;
+    }
+    if (r->tails != NULL && n > 0 && r->tail_mem_cap < n * most) { /* before anything is sent */
+        give_tails(s, r->tail_mem, r->tail_mem_cap);
+        r->tail_mem = take_tails(s, n * most, &r->tail_mem_cap);
+        if (r->tail_mem == NULL) {
+            r->tail_mem_cap = 0;
+            return flc_err_set(&s->err, FLC_ENOMEM, "out of memory for %zu chunks of %zu bytes",
+                               n, most);
+        }
+        for (size_t i = 0; i < n; i++)
+            r->tails[i] = (struct flc_store_part_tail){.buf = r->tail_mem + i * most, .cap = most};
+    }
     for (size_t i = 0; i < n; i++) {
         if (first + count > parts[i].head.count)
             return flc_err_set(&s->err, FLC_EINVAL, "window [%llu, %llu) is outside the %llu "
@@ -316,14 +365,6 @@ int flc_store_part_send(flc_store_t *s, flc_store_part_reader_t *r, uint64_t fir
         size_t step = flc_store_part_tail_bytes(s, &parts[i]);
         scratch = step > scratch ? step : scratch;
         room += count * sizeof(float) / step + 2;
-        struct flc_store_part_tail *t = r->tails ? &r->tails[i] : NULL;
-        if (t != NULL && t->cap < step) { /* before anything is sent */
-            char *b = realloc(t->buf, step);
-            if (b == NULL)
-                return flc_err_set(&s->err, FLC_ENOMEM, "out of memory for a chunk of %s",
-                                   parts[i].key);
-            t->buf = b, t->cap = step, t->hi = 0;
-        }
     }
     r->first = first;
     r->count = count;
@@ -405,8 +446,7 @@ void flc_store_part_reader_free(flc_store_t *s, flc_store_part_reader_t *r)
         return;
     if (r->sent && s != NULL)
         recv_window(s, r, NULL);
-    for (size_t i = 0; r->tails && i < r->n; i++)
-        free(r->tails[i].buf);
+    give_tails(s, r->tail_mem, r->tail_mem_cap);
     free(r->tails);
     free(r->pcs);
     memset(r, 0, sizeof *r);

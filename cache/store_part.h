@@ -80,6 +80,8 @@ typedef struct flc_store_part_reader {
     const flc_store_part_t *parts; /* borrowed, n of them, of one shard */
     size_t n;
     struct flc_store_part_tail *tails; /* per part */
+    char *tail_mem;                    /* every tail's buffer, one block */
+    size_t tail_mem_cap;
     struct flc_store_part_piece *pcs;  /* the window sent */
     size_t npc, cap;
     uint64_t first;
