@@ -43,9 +43,13 @@
  * and above ~8 MiB Redis's allocator handed it fresh pages every window
  * (FLStore's 44.5 MB shard of 11 rows: 109,000 page faults in redis-server
  * per query with 61 MB windows, 50,000 with 16 MiB, none with 8 MiB; its
- * HGETs took 1.4 ms each instead of 0.13). Larger windows save nothing: a
- * window of 8 MiB is one round trip per ~3 ms of reading. */
-#define GRAM_WINDOW_MAX ((size_t)8 << 20)
+ * HGETs took 1.4 ms each instead of 0.13). Smaller is faster down to about
+ * 2 MiB: the first window of a shard is read without one computed behind
+ * it, and a worker's windows are memory it touches first (bench/queries,
+ * 25 MB, N = 10, 2026-11-30: 8 MiB 1.0-1.3 GB/s, 2 MiB 1.2-1.65, 1 MiB
+ * 1.2-1.5; raw GETs 1.6-2.1). Past the first, a window is one round trip
+ * hidden behind the one computed. */
+#define GRAM_WINDOW_MAX ((size_t)2 << 20)
 
 static _Atomic size_t default_budget;
 
