@@ -51,6 +51,15 @@
  * hidden behind the one computed. */
 #define GRAM_WINDOW_MAX ((size_t)2 << 20)
 
+/* Floats of each row a window has at least, when the budget allows: with
+ * many rows the 2 MiB above left 4096 floats (16 KiB) a row, and a query
+ * of 101 rows over 1 Gbit/s links spent its time in round trips
+ * (bench/cluster's query case, N = 100, 25 MB: central 24 s and next to
+ * the data 7-8.6 s, against 13.8 and 2.4 s with whole rows). 101 rows of
+ * 64 KiB are a 6.5 MB window, under the 8 MiB above which redis-server
+ * faulted fresh pages in. */
+#define GRAM_ROW_MIN ((size_t)16384)
+
 static _Atomic size_t default_budget;
 
 void flc_query_mem_budget_set(size_t bytes)
@@ -83,8 +92,10 @@ void flc_query_gram_add_blocks(const float *M, size_t m, size_t ld, size_t cols,
 size_t flc_query_gram_window(size_t budget, size_t m, size_t tails, size_t cnt)
 {
     size_t L = budget > tails ? (budget - tails) / (m * sizeof(float)) : 0;
-    if (L > GRAM_WINDOW_MAX / (m * sizeof(float)))
-        L = GRAM_WINDOW_MAX / (m * sizeof(float));
+    size_t most = GRAM_WINDOW_MAX / (m * sizeof(float));
+    most = most > GRAM_ROW_MIN ? most : GRAM_ROW_MIN;
+    if (L > most)
+        L = most;
     L -= L % GRAM_BLOCK;
     if (L < GRAM_BLOCK)
         L = GRAM_BLOCK; /* the floor: one block of every row */
