@@ -120,16 +120,18 @@ static int ping_once(const char *sock)
 }
 
 /* jemalloc's options for the server when the caller names none: freed
- * pages are kept for the next values and replies instead of given back
- * to the kernel. A store's traffic frees and allocates the same sizes
- * round after round (updates, merged shards, the reply buffers of every
- * read), and on these VMs each page given back costs a fault to take
- * again: bench/queries, 25 MB updates, a query read its round at
- * 0.3-0.4 GB/s with jemalloc's purging and 1.0-1.2 GB/s without (raw
- * GETs of the same bytes 1.9-2.4 GB/s); the testbed's servers do the same
- * (scripts/testbed.sh). The price: the server's RSS stays at its high
- * water mark (bounded by --maxmemory plus client buffers). */
-#define EMBED_MALLOC_CONF "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+ * pages are kept 5 s, then given back lazily (MADV_FREE: the kernel takes
+ * them only when it needs memory; a page used again before costs nothing)
+ * instead of MADV_DONTNEED after 10 s. A store's traffic frees and
+ * allocates the same sizes round after round (updates, merged shards, the
+ * reply buffers of every read), and on these VMs each page given back
+ * costs a fault to take again: bench/queries, 25 MB updates, a query read
+ * its round at 0.3-0.4 GB/s with jemalloc's purging and 1.0-1.2 GB/s
+ * keeping every page (raw GETs of the same bytes 1.9-2.4 GB/s). Keeping
+ * every page for good is not safe: jemalloc reused too little of what it
+ * kept in bench/cluster's query case and each server grew to 8 GB
+ * (scripts/testbed.sh has the numbers of each setting). */
+#define EMBED_MALLOC_CONF "dirty_decay_ms:5000,muzzy_decay_ms:-1"
 
 /* The server's environment: this process's, with MALLOC_CONF set to conf
  * (any of ours dropped), or unchanged for conf "" (jemalloc's defaults or

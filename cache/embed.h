@@ -30,8 +30,9 @@ typedef struct flc_embed_opts {
                                again by a server started later in the same dir (flcache
                                up); 0: nothing on disk (the throwaway servers) */
     const char *malloc_conf; /* the server's MALLOC_CONF (jemalloc's options); NULL: freed
-                                pages kept (dirty_decay_ms:-1,muzzy_decay_ms:-1, see
-                                embed.c); "default": the caller's environment as it is */
+                                pages kept 5 s, then given back lazily
+                                (dirty_decay_ms:5000,muzzy_decay_ms:-1, see embed.c);
+                                "default": the caller's environment as it is */
 } flc_embed_opts_t;
 
 /* Starts redis-server and waits until it answers PING. opts may be NULL

@@ -38,8 +38,9 @@
  *   FLCACHE_DATA_DIR              data_dir            where the datasets are
  *   FLCACHE_REDIS_SERVER          redis_server        redis-server binary for private servers
  *   FLCACHE_REDIS_MALLOC_CONF     redis_malloc_conf   private servers' jemalloc options (default
- *                                                     dirty_decay_ms:-1,muzzy_decay_ms:-1: freed
- *                                                     pages kept; "default": jemalloc's own)
+ *                                                     dirty_decay_ms:5000,muzzy_decay_ms:-1:
+ *                                                     freed pages kept 5 s, then given back
+ *                                                     lazily; "default": jemalloc's own)
  *   TMPDIR                        tmpdir              where private servers' dirs go (/tmp)
  *   FLCACHE_FN                    fn_path             the function binary (flcache-fn)
  *   FLCACHE_POOL_MEM              pool_mem            rlimit|watch|both|off: the local pool's

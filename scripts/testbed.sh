@@ -75,8 +75,9 @@ options (up uses all; the other verbs need only --name / --state-dir):
   --persist          RDB and AOF persistence on (default off)
 environment:
   FLCACHE_TB_MALLOC_CONF  MALLOC_CONF of every redis-server (default
-                     dirty_decay_ms:-1,muzzy_decay_ms:-1: freed pages are kept,
-                     see start_node; "" gives jemalloc's defaults)
+                     dirty_decay_ms:5000,muzzy_decay_ms:-1: freed pages kept 5 s,
+                     then given back lazily; see start_node; "" gives
+                     jemalloc's defaults)
 EOF
 }
 
@@ -239,16 +240,24 @@ pid_of() {
     echo "$p"
 }
 
-# Each node's redis-server keeps the pages it frees (jemalloc never purges
-# them): a node of ElastiCache is a machine of its own, but here three
-# servers, the clients and the mergers share two paravirtualized vCPUs, on
-# which every page fault traps to the hypervisor, and a server that gave its
-# freed pages back faulted them in again for the next round's values and
-# reply buffers (bench/cluster's round, perf: about a fifth of redis-server's
-# time; the 3-node round took 1.6-1.8 s with the default purging, 1.3-1.5 s
-# without).
+# Each node's redis-server keeps the pages it frees for 5 s and then gives
+# them back lazily (MADV_FREE: the kernel takes them only when it needs
+# memory, so a page used again costs nothing) instead of jemalloc's
+# MADV_DONTNEED after 10 s: a node of ElastiCache is a machine of its own,
+# but here three servers, the clients and the mergers share two
+# paravirtualized vCPUs, on which every page fault traps to the hypervisor,
+# and a server that gave its freed pages back faulted them in again for the
+# next round's values and reply buffers (perf: about a fifth of
+# redis-server's time). Measured 2026-11-30, bench/cluster, 3 nodes:
+#   jemalloc's defaults            round 2.09x one node; query case (N = 100,
+#                                  25 MB) next to the data 0.29-0.36x central
+#   dirty_decay_ms:5000,muzzy -1   round 2.33x; query 0.23-0.31x, RSS ~1.1 GB
+#                                  a node (what it holds)
+#   never purging (-1, -1)         round 2.50-2.70x; but the query case grew
+#                                  each server to 8 GB (jemalloc reused too
+#                                  little of what it kept) and slowed it 3x
 # FLCACHE_TB_MALLOC_CONF replaces it ("" for jemalloc's defaults).
-REDIS_MALLOC_CONF=${FLCACHE_TB_MALLOC_CONF-dirty_decay_ms:-1,muzzy_decay_ms:-1}
+REDIS_MALLOC_CONF=${FLCACHE_TB_MALLOC_CONF-dirty_decay_ms:5000,muzzy_decay_ms:-1}
 
 start_node() {
     ip netns exec "$NAME-$1" env MALLOC_CONF="$REDIS_MALLOC_CONF" redis-server "$DIR/$1/redis.conf" ||

@@ -367,17 +367,18 @@ static int jemalloc_says(const char *url, const char *what)
     return yes;
 }
 
-/* A private server keeps its freed pages unless told otherwise (embed.c:
- * faults cost a trap on these VMs), also once restarted; "default" gives
- * jemalloc's own decay; other options are passed as they are. */
+/* A private server keeps its freed pages 5 s and gives them back lazily
+ * unless told otherwise (embed.c: faults cost a trap on these VMs), also
+ * once restarted; "default" gives jemalloc's own decay; other options are
+ * passed as they are. */
 TEST(private_server_malloc_conf)
 {
-    const char *kept = "opt.dirty_decay_ms: -1", *muzzy = "opt.muzzy_decay_ms: -1";
+    const char *kept = "opt.dirty_decay_ms: 5000", *muzzy = "opt.muzzy_decay_ms: -1";
     flc_err_t e = {0};
     flc_embed_t *srv = flc_embed_start(NULL, &e);
     CHECK(srv != NULL, "a private server starts: %s", e.msg);
     EXPECT(jemalloc_says(flc_embed_url(srv), kept) && jemalloc_says(flc_embed_url(srv), muzzy),
-           "its allocator keeps freed pages (%s, %s)", kept, muzzy);
+           "its allocator keeps freed pages 5 s, then lazily (%s, %s)", kept, muzzy);
     EXPECT(flc_embed_kill(srv) == 0 && flc_embed_restart(srv, &e) == 0 &&
                jemalloc_says(flc_embed_url(srv), kept), "and again after a restart");
     flc_embed_stop(srv);
