@@ -234,8 +234,11 @@ static int read_bulk_direct(redisContext *c, into_t *in, void **reply)
         n = n * 10 + (size_t)(*d - '0');
     }
     size_t head = (size_t)(nl + 1 - h), have = rd->len - rd->pos - head;
-    if (n < DIRECT_MIN || n > in->cap || have >= n + 2)
-        return 0; /* small, too big, or already whole: one copy out of the buffer */
+    /* Direct only while some of the payload is still to come: the bytes
+     * buffered are then all payload (fewer than n, so they fit), and the
+     * "\r\n" is wholly unread. */
+    if (n < DIRECT_MIN || n > in->cap || have >= n)
+        return 0; /* small, too big, or all here: one copy out of the buffer */
     memcpy(in->dst, h + head, have);
     sdsclear(rd->buf); /* every buffered byte was this reply's */
     rd->pos = rd->len = 0;
