@@ -15,14 +15,6 @@
 #include <string.h>
 
 #define WS_BLOCK FLC_MERGE_WS_BLOCK
-#define ACC_BIG_BYTES ((size_t)1 << 20)
-
-/* A sum of n doubles this big comes from flc_big_alloc, a smaller one from
- * calloc (the free follows from n too). */
-static int acc_big(size_t n)
-{
-    return n * sizeof(double) >= ACC_BIG_BYTES;
-}
 
 struct flc_merge_acc {
     flc_merge_rule_t rule;
@@ -52,8 +44,7 @@ flc_merge_acc_t *flc_merge_acc_new(const flc_merge_rule_t *r, size_t n, flc_err_
      * page at a time (bench/cluster's round, perf: a fifth of the mergers'
      * faults on a 1.7 MB shard; every fault traps to the hypervisor here). */
     if (acc != NULL)
-        acc->sum = acc_big(n) ? flc_big_alloc(n * sizeof *acc->sum)
-                              : calloc(n ? n : 1, sizeof *acc->sum);
+        acc->sum = flc_buf_alloc(n * sizeof *acc->sum);
     if (acc == NULL || acc->sum == NULL) {
         free(acc);
         flc_err_set(e, FLC_ENOMEM, "merge accumulator: cannot allocate %zu doubles", n);
@@ -68,10 +59,7 @@ void flc_merge_acc_free(flc_merge_acc_t *acc)
 {
     if (acc == NULL)
         return;
-    if (acc_big(acc->n))
-        flc_big_free(acc->sum, acc->n * sizeof *acc->sum);
-    else
-        free(acc->sum);
+    flc_buf_free(acc->sum, acc->n * sizeof *acc->sum);
     free(acc);
 }
 

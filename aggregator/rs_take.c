@@ -17,27 +17,20 @@
 #include "cache/encode.h"
 #include "cache/store_ops.h"
 
-/* Buffers from this size on come populated (flc_big_alloc): a merger is
- * new every round, and the first read into a fresh malloc'd buffer took
- * its page faults one 4 KiB page at a time, each a trap to the hypervisor
- * on these VMs (bench/cluster's round, 3 nodes: every merger's first take
- * cost 18-27 ms of CPU, 12-18 ms populated, against ~1 ms for the next
- * ones; all mergers at once, at the start of the pushes). */
-#define RS_BUF_BIG ((size_t)1 << 20)
-
+/* Populated when big (flc_buf_alloc): a merger is new every round, and
+ * the first read into a fresh malloc'd buffer took its page faults one
+ * 4 KiB page at a time, each a trap to the hypervisor on these VMs
+ * (bench/cluster's round, 3 nodes: every merger's first take cost 18-27 ms
+ * of CPU, 12-18 ms populated, against ~1 ms for the next ones; all mergers
+ * at once, at the start of the pushes). */
 float *rs_new_buf(uint64_t n)
 {
-    size_t bytes = (size_t)(n ? n : 1) * sizeof(float);
-    return bytes >= RS_BUF_BIG ? flc_big_alloc(bytes) : malloc(bytes);
+    return flc_buf_alloc((size_t)(n ? n : 1) * sizeof(float));
 }
 
 void rs_free_buf(float *p, uint64_t n)
 {
-    size_t bytes = (size_t)(n ? n : 1) * sizeof(float);
-    if (bytes >= RS_BUF_BIG)
-        flc_big_free(p, bytes);
-    else
-        free(p);
+    flc_buf_free(p, (size_t)(n ? n : 1) * sizeof(float));
 }
 
 void rs_reject(merger_t *m, const char *client, const char *fmt, const char *why)

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "base/bigbuf.h"
 
+#include <stdlib.h>
 #include <sys/mman.h>
 
 void *flc_big_alloc(size_t bytes)
@@ -24,4 +25,17 @@ void flc_big_free(void *p, size_t bytes)
 {
     if (p != NULL)
         munmap(p, bytes ? bytes : 1);
+}
+
+void *flc_buf_alloc(size_t bytes)
+{
+    return bytes >= FLC_BIG_MIN ? flc_big_alloc(bytes) : calloc(bytes ? bytes : 1, 1);
+}
+
+void flc_buf_free(void *p, size_t bytes)
+{
+    if (bytes >= FLC_BIG_MIN)
+        flc_big_free(p, bytes);
+    else
+        free(p);
 }

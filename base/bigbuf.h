@@ -19,4 +19,13 @@ void *flc_big_alloc(size_t bytes);
 /* Frees what flc_big_alloc(bytes) returned; NULL: no-op. */
 void flc_big_free(void *p, size_t bytes);
 
+/* bytes of zeroed memory for a buffer made afresh every round or request
+ * (a merger's sums and update buffers): from flc_big_alloc when at least
+ * FLC_BIG_MIN bytes (populated: one call instead of a fault per page),
+ * calloc below (a mapping of its own is not worth it). NULL when out of
+ * memory. Free with flc_buf_free(p, bytes), the same bytes. */
+#define FLC_BIG_MIN ((size_t)1 << 20)
+void *flc_buf_alloc(size_t bytes);
+void flc_buf_free(void *p, size_t bytes);
+
 #endif
