@@ -60,8 +60,9 @@ typedef struct flc_query_req {
     const flc_store_opts_t *store_opts; /* the shard workers' store options (chunk, cold
                                     * tier: the updates they read may be spilled);
                                     * NULL: built-in */
-    int threads;                   /* shard workers in parallel; 0: min(S, 4), and with
-                                    * place at least one per node */
+    int threads;                   /* shard workers in parallel; 0: one per cache node
+                                    * serving the round's shards (the evaluation kinds:
+                                    * min(S, 4), with place at least one per node) */
     int no_cache;                  /* recompute Gram partials and evaluation sums even
                                     * when cached (neither read nor written) */
     int by_accuracy;               /* schedule: top K by accuracy on the evaluation set;

@@ -307,23 +307,28 @@ int flc_query_gram_placed(flc_store_t *s, const flc_store_cfg_t *at, const flc_p
     return flc_query_gram_run(s, at, place, job, round, threads, use_cache, 0, g, e);
 }
 
-/* Workers and each one's share of budget: the default count (min(S, 4), at
- * least one per node when placed) shrinks while a share would fall below a
- * worker's floor, (N+1) rows of one block of 4096 floats and one chunk
- * (the most a window needs, query_gram_rows.c): two workers at their
- * floor read as fast as four through one redis-server, and hold half. */
-static int worker_count(int threads, int placed, size_t ns, size_t ngroups, size_t m,
+/* Workers and each one's share of budget. By default one per cache node
+ * serving the round (at most S): a redis-server answers one command at a
+ * time, so a second worker on a node splits that node's replies and the
+ * budget without reading faster. bench/queries' memory section on one
+ * server (2 cores, 25 MB shards, 2026-11-30): 10 clients, 1 worker read
+ * 1.7-2.2 GB/s (about raw pipelined GETs), 2 workers 1.3-2.0, 4 workers
+ * 1.3-1.7; 100 clients, 1 worker 1.1-1.5, 2 workers 0.2-1.1 (each share
+ * left windows of 4096-12288 floats a row). The count shrinks while a
+ * share would fall below a worker's floor, (N+1) rows of one block of 4096
+ * floats and one chunk (the most a window needs, query_gram_rows.c). */
+static int worker_count(int threads, int placed, size_t ns, size_t nodes, size_t m,
                         size_t chunk, size_t budget, size_t *each)
 {
-    int nt = threads > 0 ? threads : (ns < 4 ? (int)ns : 4);
-    if (threads <= 0 && placed && (size_t)nt < ngroups) /* a worker per node */
-        nt = (int)ngroups;
+    int nt = threads > 0 ? threads : (int)(nodes < ns ? nodes : ns);
     if (nt > 64)
         nt = 64;
+    if (nt < 1)
+        nt = 1;
     size_t floor = m * (4096 * sizeof(float) + chunk);
     while (threads <= 0 && !placed && nt > 1 && budget / (size_t)nt < floor)
         nt--;
-    *each = budget / (size_t)(nt > 0 ? nt : 1);
+    *each = budget / (size_t)nt;
     return nt;
 }
 
@@ -389,7 +394,7 @@ int flc_query_gram_run(flc_store_t *s, const flc_store_cfg_t *at, const flc_plac
     pthread_mutex_init(&j.lock, NULL);
     size_t chunk = at != NULL && at->opts.chunk_bytes ? at->opts.chunk_bytes
                                                       : flc_store_chunk_bytes(s);
-    int nt = worker_count(threads, placed, ns, j.plan.ngroups, g->n + 1, chunk,
+    int nt = worker_count(threads, placed, ns, j.plan.nodes, g->n + 1, chunk,
                           mem_budget ? mem_budget : flc_query_mem_budget(), &j.budget);
     pthread_t th[64];
     int started = 0;

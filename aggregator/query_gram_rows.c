@@ -10,7 +10,7 @@
  * (store_part.h), L chosen from the budget.
  *
  * Why the results do not change: windows start on multiples of the 4096
- * columns of the kernel's blocks, so every ssyrk sees the same 4096 columns
+ * columns of the kernel's blocks, so every block sees the same 4096 columns
  * as over whole rows and its float sums are added into the double partial
  * in the same order: the bits are those of whole rows
  * (flc_query_gram_of_rows), whatever the budget.
@@ -36,7 +36,7 @@
 #include "base/log.h"
 #include "cache/store_part.h"
 
-#define GRAM_BLOCK 4096 /* columns per ssyrk: float sums over 4096 terms, then double */
+#define GRAM_BLOCK 4096 /* columns per block: float sums over 4096 terms, then double */
 
 /* Most bytes of one window (all its rows), whatever the budget: a window
  * waits in redis-server's reply buffers while the one before is computed,
@@ -73,13 +73,31 @@ size_t flc_query_mem_budget(void)
     return b ? b : FLC_QUERY_MEM_BUDGET_DEFAULT;
 }
 
+/* Up to this many rows a block's sums are one sgemv per row (row i against
+ * rows i..m-1), above it one ssyrk. OpenBLAS's ssyrk packs the block twice
+ * and runs its gemm kernel on whole tiles of the square, which at a few
+ * rows costs more than the products: at 11 rows (FLStore's 10 clients and
+ * the aggregate) it was 77% of a query process's CPU, a quarter of that
+ * packing (perf, bench/queries, 2026-11-30). Timed on this machine over
+ * 1628 blocks of 4096 columns, ssyrk against sgemv: 11 rows 76 and 24 ms;
+ * 21 rows 125 and 78; 31 rows 243 and 165; 41 rows 257 and 290; 101 rows
+ * 1212 and 1971. The choice depends on m alone, so whole rows and windows
+ * of them still give the same bits. */
+#define GRAM_GEMV_ROWS 32
+
 void flc_query_gram_add_blocks(const float *M, size_t m, size_t ld, size_t cols, float *Gb,
                                double *P, unsigned char *nonfinite)
 {
     for (size_t c0 = 0; c0 < cols; c0 += GRAM_BLOCK) {
         size_t bc = cols - c0 < GRAM_BLOCK ? cols - c0 : GRAM_BLOCK;
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)bc, 1.0f, M + c0,
-                    (int)ld, 0.0f, Gb, (int)m);
+        if (m <= GRAM_GEMV_ROWS)
+            for (size_t i = 0; i < m; i++) /* Gb[i][i..m) = rows i..m-1 . row i */
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)(m - i), (int)bc, 1.0f,
+                            M + i * ld + c0, (int)ld, M + i * ld + c0, 1, 0.0f,
+                            Gb + i * m + i, 1);
+        else
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)bc, 1.0f, M + c0,
+                        (int)ld, 0.0f, Gb, (int)m);
         for (size_t i = 0; i < m; i++) {
             if (nonfinite != NULL && !isfinite(Gb[i * m + i]))
                 nonfinite[i] = 1;

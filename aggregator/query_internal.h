@@ -60,17 +60,18 @@ int flc_query_client_facts(flc_store_t *s, const char *job, uint32_t round, char
 /* ---- Gram partials in bounded memory (query_gram_rows.c) ----------------- */
 
 /* P[i*m+j] += the float sums of M's rows i, j (j >= i: the upper triangle)
- * over cols columns, 4096 at a time (one ssyrk each into Gb, m x m), each
- * block's sums added in double: the one kernel of every Gram, so whole
- * rows and windows of them give the same bits. M is m rows of stride ld.
+ * over cols columns, 4096 at a time (into Gb, m x m: an sgemv per row or
+ * one ssyrk), each block's sums added in double: the one kernel of every
+ * Gram, so whole rows and windows of them give the same bits. M is m rows of stride ld.
  * nonfinite (NULL: not kept): [i] = 1 when a block's sum of row i's squares
  * is NaN or Inf. */
 void flc_query_gram_add_blocks(const float *M, size_t m, size_t ld, size_t cols, float *Gb,
                                double *P, unsigned char *nonfinite);
 
 /* Columns per window for m rows of cnt floats within budget bytes, tails
- * of them kept by the reader, and m rows of a window within 8 MiB: a
- * multiple of 4096 (at least one), at most cnt. */
+ * of them kept by the reader, and m rows of a window within 2 MiB (unless
+ * that leaves a row fewer than 16384 floats): a multiple of 4096 (at least
+ * one), at most cnt. */
 size_t flc_query_gram_window(size_t budget, size_t m, size_t tails, size_t cnt);
 
 /* Shard `shard`'s partial of the g->n clients and the merged shard into P
@@ -147,6 +148,8 @@ typedef struct flc_query_plan {
     size_t *start;     /* group g holds order[start[g] .. start[g + 1]) */
     size_t *next;      /* the next of group g to hand out */
     int *workers;      /* threads on group g now */
+    size_t nodes;      /* cache nodes owning the shards, placed or not (1: one
+                        * server, or not known) */
 } flc_query_plan_t;
 
 /* Plans the ns shards of where[]. placed: ask the store which node owns

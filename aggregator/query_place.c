@@ -47,14 +47,23 @@ int flc_query_plan_make(flc_store_t *s, const char *job, uint32_t round,
         return flc_err_set(e, FLC_ENOMEM, "out of memory planning %zu shard workers", ns);
     }
     /* All or nothing: a shard without a cluster node means one server (or a
-     * slot nobody serves, which the worker's read will report). */
-    for (size_t i = 0; placed && i < ns; i++) {
+     * slot nobody serves, which the worker's read will report). The nodes
+     * are counted placed or not: the default number of workers is one per
+     * node serving the round (query_gram.c). */
+    for (size_t i = 0; i < ns; i++) {
         flc_store_node_t nd;
         if (flc_store_shard_node(s, job, round, where[i].shard, &nd) != FLC_OK ||
             nd.id[0] == '\0' || nd.addr[0] == '\0')
             placed = 0;
         else
             snprintf(node[i], sizeof node[i], "%s", nd.addr);
+    }
+    p->nodes = 1;
+    for (size_t i = 1; i < ns; i++) {
+        size_t k = 0;
+        while (k < i && strcmp(node[k], node[i]) != 0)
+            k++;
+        p->nodes += k == i && node[i][0] != '\0';
     }
     if (!placed)
         for (size_t i = 0; i < ns; i++)

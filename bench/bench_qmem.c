@@ -35,7 +35,7 @@ int bench_qmem_one_query(const char *job, const char *kind, const char *url, con
     if (s == NULL || flc_query_kind_parse(kind, &kd) != 0)
         die("one query", s ? kind : e.msg);
     flc_query_req_t q = {.kind = kd, .job = job, .round_from = 1, .round_to = 1, .k = 2,
-                         .seed = 1, .url = url, .no_cache = 1, .threads = 2,
+                         .seed = 1, .url = url, .no_cache = 1,
                          .store_opts = bench_store_opts(),
                          .mem_budget = (size_t)atol(mb) << 20};
     Flcache__QueryAnswer *ans = NULL;

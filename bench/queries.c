@@ -2,8 +2,9 @@
  *
  * A job of N clients (default 100) per round, S shards (default 4), is
  * stored once; then each query is answered three ways on the same data:
- *   (a) next_to_data   the query engine: shard workers (2, one per core) read each
- *                      shard over the node's unix socket and moves only the
+ *   (a) next_to_data   the query engine: its shard worker (the default, one
+ *                      per cache node) reads each shard over the node's unix
+ *                      socket and moves only the
  *                      (N+1)^2 Gram partial; "cold" recomputes the partials
  *                      (--no-cache), "warm" reads the ones cached beside
  *                      the shards by the previous request;
@@ -364,7 +365,7 @@ int main(int argc, char **argv)
                     flc_query_req_t q = {.kind = kd, .job = "qb", .round_from = 1,
                                          .round_to = 1, .all_rounds = !vec, .k = 2, .seed = 1,
                                          .url = flc_embed_url(srv), .no_cache = !warm,
-                                         .threads = 2, .store_opts = bench_store_opts()};
+                                         .store_opts = bench_store_opts()};
                     Flcache__QueryAnswer *ans = NULL;
                     uint64_t t0 = flc_now_ns();
                     if (flc_query_run(su, &q, &ans, &e) != 0)

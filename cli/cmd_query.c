@@ -116,7 +116,9 @@ static const flc_opt_t options[] = {
      .help = "evaluation kinds: evaluation samples (auto: the most that move fewer bytes "
              "than an update, at least 100)"},
     {.name = "threads", .type = FLC_OPT_INT, .meta = "T", FLC_OPT_AT(query_opts_t, q.threads),
-     .imin = 0, .imax = 64, .def = "min(shards, 4)", .help = "shard workers in parallel"},
+     .imin = 0, .imax = 64, .def = "one per node",
+     .help = "shard workers in parallel; evaluation kinds: min(shards, 4), and at least one "
+             "per node"},
     {.name = "no-cache", .type = FLC_OPT_FLAG, FLC_OPT_AT(query_opts_t, q.no_cache),
      .help = "recompute the per-shard Gram partials and evaluation sums"},
     {.name = "memory-budget", .type = FLC_OPT_INT, .meta = "MB",

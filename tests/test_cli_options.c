@@ -66,7 +66,7 @@ TEST(help)
     rc = run("query --help");
     EXPECT(rc == 0 && has("usage: flcache query KIND") && has("kinds:") && has("schedule") &&
               has("--job J") && has("--rounds A:B") && has("clusters (default 2)") &&
-              has("--threads T") && has("(default min(shards, 4))"),
+              has("--threads T") && has("(default one per node)"),
           "query --help lists kinds, options and defaults");
     rc = run("store --help");
     EXPECT(rc == 0 && has("usage: flcache store stats") && has("--json"),

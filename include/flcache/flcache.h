@@ -358,7 +358,8 @@ typedef struct flc_query_req {
     const char *url;               /* where shard workers connect; NULL: the store's own
                                     * server, with its credentials */
     const flc_store_opts_t *store_opts; /* the shard workers' options; NULL: built-in */
-    int threads;                   /* shard workers in parallel; 0: min(S, 4) */
+    int threads;                   /* shard workers in parallel; 0: one per cache node
+                                    * (the evaluation kinds: min(S, 4)) */
     int no_cache;                  /* recompute Gram partials even when cached */
     int by_accuracy;               /* schedule, personalize, contribution: by accuracy on
                                     * the job's evaluation set */
