@@ -84,6 +84,8 @@ typedef struct flc_store_part_reader {
     size_t tail_mem_cap;
     struct flc_store_part_piece *pcs;  /* the window sent */
     size_t npc, cap;
+    size_t next_send;                  /* pieces [0, next_send) asked for */
+    size_t inflight;                   /* bytes asked for and not yet read */
     uint64_t first;
     size_t count;
     int sent;
