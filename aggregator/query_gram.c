@@ -308,19 +308,25 @@ int flc_query_gram_placed(flc_store_t *s, const flc_store_cfg_t *at, const flc_p
 }
 
 /* Workers and each one's share of budget. By default one per cache node
- * serving the round (at most S): a redis-server answers one command at a
- * time, so a second worker on a node splits that node's replies and the
- * budget without reading faster. bench/queries' memory section on one
- * server (2 cores, 25 MB shards, 2026-11-30): 10 clients, 1 worker read
- * 1.7-2.2 GB/s (about raw pipelined GETs), 2 workers 1.3-2.0, 4 workers
- * 1.3-1.7; 100 clients, 1 worker 1.1-1.5, 2 workers 0.2-1.1 (each share
- * left windows of 4096-12288 floats a row). The count shrinks while a
- * share would fall below a worker's floor, (N+1) rows of one block of 4096
- * floats and one chunk (the most a window needs, query_gram_rows.c). */
+ * serving the round, placed or on one server: a redis-server answers one
+ * command at a time, so a second worker on a node splits that node's
+ * replies and the budget without reading faster. bench/queries' memory
+ * section on one server (2 cores, 25 MB shards, 2026-11-30): 10 clients,
+ * 1 worker read 1.7-2.2 GB/s (about raw pipelined GETs), 2 workers
+ * 1.3-2.0, 4 workers 1.3-1.7; 100 clients, 1 worker 1.1-1.5, 2 workers
+ * 0.2-1.1 (each share left windows of 4096-12288 floats a row). Unplaced
+ * over several nodes the workers take shards in tracker order, not by
+ * node, and read across links: min(S, 4), at least one per node, keeps
+ * every link busy (bench/cluster's query case, 3 nodes at 1 Gbit/s:
+ * central 17.4 s with 3 workers, 13.1-13.5 s with 4). Unplaced, the
+ * count shrinks while a share would fall below a worker's floor, (N+1)
+ * rows of one block of 4096 floats and one chunk (the most a window
+ * needs, query_gram_rows.c): at N = 100 the default budget holds two. */
 static int worker_count(int threads, int placed, size_t ns, size_t nodes, size_t m,
                         size_t chunk, size_t budget, size_t *each)
 {
-    int nt = threads > 0 ? threads : (int)(nodes < ns ? nodes : ns);
+    size_t want = placed || nodes <= 1 ? nodes : nodes > 4 ? nodes : 4;
+    int nt = threads > 0 ? threads : (int)(want < ns ? want : ns);
     if (nt > 64)
         nt = 64;
     if (nt < 1)
