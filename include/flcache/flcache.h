@@ -359,7 +359,8 @@ typedef struct flc_query_req {
                                     * server, with its credentials */
     const flc_store_opts_t *store_opts; /* the shard workers' options; NULL: built-in */
     int threads;                   /* shard workers in parallel; 0: one per cache node
-                                    * (the evaluation kinds: min(S, 4)) */
+                                    * (unplaced over several nodes, and the evaluation
+                                    * kinds: min(S, 4)) */
     int no_cache;                  /* recompute Gram partials even when cached */
     int by_accuracy;               /* schedule, personalize, contribution: by accuracy on
                                     * the job's evaluation set */
