@@ -189,6 +189,10 @@ void flc_store_in_step(flc_store_t *s, const char *after)
 
 int flc_store_ensure(flc_store_t *s)
 {
+    if (s->part_window_out) /* every operation starts here: refuse, never mix replies */
+        return flc_err_set(&s->err, FLC_EINVAL, "%s: a window read is outstanding on this "
+                           "store (flc_store_part_send without its flc_store_part_recv): "
+                           "receive it first", s->url_text);
     if (s->cl)
         return flc_store_cl_ensure(s);
     if (s->c && !s->c->err)

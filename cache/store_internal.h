@@ -28,6 +28,9 @@ struct flc_store {
     char *spare_tails;    /* a part reader's tail block, given back for the next
                              (store_part.c; flc_big_alloc'd) */
     size_t spare_tails_cap;
+    int part_window_out;  /* a part reader's window was sent and not yet
+                             received: any other command would read its
+                             replies as its own (store_part.c) */
     struct flc_tier *tier; /* cold tier and policy; NULL: none (cold_tier.c) */
     int qclass;           /* query class of the following reads (FLC_QC_*) */
     /* Redis Cluster routing (store_cluster.c); NULL on one server. Then c

@@ -425,6 +425,7 @@ int flc_store_part_send(flc_store_t *s, flc_store_part_reader_t *r, uint64_t fir
         return flc_err_wrap(&s->err, "reading a window: ");
     }
     r->sent = 1;
+    s->part_window_out = r->inflight > 0;
     return FLC_OK;
 }
 
@@ -434,6 +435,7 @@ static int recv_window(flc_store_t *s, flc_store_part_reader_t *r, float *const 
     if (!r->sent)
         return flc_err_set(&s->err, FLC_EINVAL, "no window was sent on this reader");
     r->sent = 0;
+    s->part_window_out = 0;
     int rc = FLC_OK, bad = dst == NULL ? FLC_EINVAL : FLC_OK;
     flc_err_t first_err = {0};
     /* Straight off the socket when hiredis holds nothing unread. */

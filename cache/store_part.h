@@ -75,7 +75,9 @@ int flc_store_part_read(flc_store_t *s, const flc_store_part_t *parts, size_t n,
  *   window buffer, not two (the window waits in Redis's output buffer).
  *
  * One window at a time may be outstanding, and nothing else may use the
- * store between a send and its recv. */
+ * store between a send and its recv: the store refuses every other
+ * operation meanwhile (FLC_EINVAL, saying so), since it would read the
+ * window's replies as its own. */
 typedef struct flc_store_part_reader {
     const flc_store_part_t *parts; /* borrowed, n of them, of one shard */
     size_t n;

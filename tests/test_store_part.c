@@ -16,9 +16,10 @@
  *     chunk once (hash and string), with the next window sent before the
  *     current one is used; a reader freed with a window outstanding leaves
  *     the connection in step;
- *   - a window bigger than the reader's 4 MiB flight reads right while
- *     redis-server holds at most about the flight of its replies, and a
- *     reader freed with one outstanding leaves the connection in step. */
+ *   - a window bigger than the reader's 4 MiB flight is asked for 4 MiB at
+ *     a time and reads right; a command between its send and its receive
+ *     is refused (it would read a chunk's reply as its own); a reader freed
+ *     with one outstanding leaves the connection in step. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,6 +356,12 @@ TEST(window_bigger_than_the_flight)
     EXPECT(rc == 0 && rd.inflight > 0 && rd.inflight <= (4u << 20) && asked < rd.npc,
            "sending the 24 MiB window asked for %zu bytes of it (%zu of %zu pieces)",
            rd.inflight, asked, rd.npc);
+    redisReply *pr = NULL;
+    int mixed = flc_store_commandf(s, &pr, "PING");
+    freeReplyObject(pr);
+    EXPECT(mixed == FLC_EINVAL && strstr(flc_store_errstr(s), "outstanding") != NULL,
+           "a command between the send and its receive is refused, not handed a chunk's "
+           "reply: %s", flc_store_errstr(s));
     rc = rc ? rc : flc_store_part_recv(s, &rd, got);
     int same = rc == 0;
     for (int i = 0; same && i < NP; i++)
