@@ -62,7 +62,8 @@ int flc_query_client_facts(flc_store_t *s, const char *job, uint32_t round, char
 /* P[i*m+j] += the float sums of M's rows i, j (j >= i: the upper triangle)
  * over cols columns, 4096 at a time (into Gb, m x m: an sgemv per row or
  * one ssyrk), each block's sums added in double: the one kernel of every
- * Gram, so whole rows and windows of them give the same bits. M is m rows of stride ld.
+ * Gram, so whole rows and windows of them give the same bits. M is m rows
+ * of stride ld.
  * nonfinite (NULL: not kept): [i] = 1 when a block's sum of row i's squares
  * is NaN or Inf. */
 void flc_query_gram_add_blocks(const float *M, size_t m, size_t ld, size_t cols, float *Gb,
