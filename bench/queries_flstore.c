@@ -13,7 +13,8 @@
  *                      the round (and the global model) shard by shard in
  *                      parallel, one connection per shard, and computes
  *                      there with the same kernels (ml/model.h for the
- *                      evaluations).
+ *                      evaluations: on the samples the engine evaluated,
+ *                      its answer's "samples", with every core).
  * One JSON line per (workload, system): p50_ms, ratio_to_central, bytes
  * moved, and cost two ways: FLStore's (time x hourly price: 0.922 $/h for
  * the aggregator VM, 0.11988 $/h for a ~2 GB function, one function per
@@ -35,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cblas.h>
 
@@ -56,11 +58,16 @@
 #define USD_GBS 0.0000166667
 
 static size_t g_hidden = 14000, g_P;
+static int g_cores = 1; /* online CPUs: the central aggregator's BLAS threads */
 static unsigned g_rounds = 20, g_clients = 250, g_k = 10;
 static unsigned S = 6; /* 2 per master on 3: the testbed's nodes hold equal shares */
 static const char *g_url, *g_central_url; /* the engine's; the central aggregator's */
 static flc_place_t g_place;              /* enter set: workers next to the nodes */
 static uint64_t g_read;                  /* bytes the last engine query read */
+static size_t g_samples;                 /* samples the last evaluation query used */
+static double g_acc[64];                 /* schedule_accuracy's answer per client, or NAN */
+static int g_checked = -1;               /* the engine's accuracies equal central's: 1, 0, -1 n/a */
+static double g_acc_diff;                /* their largest difference */
 static char g_names[64][16];
 
 static void die(const char *what, const char *msg)
@@ -141,8 +148,9 @@ typedef struct central {
     float *M;  /* K x P */
     float *g;  /* P */
     flc_model_t *m;
-    flc_dataset_t *ds;
+    flc_dataset_t *ds; /* the evaluation set; its first g_samples are evaluated */
     uint64_t moved;
+    double acc[64]; /* each client's model's accuracy, from the last evaluation */
 } central_t;
 
 typedef struct pull {
@@ -204,7 +212,10 @@ static double central_acc(central_t *c, const double *w, float *tmp)
             cblas_saxpy((int)g_P, (float)w[i], c->M + i * g_P, 1, tmp, 1);
     double acc = 0;
     flc_err_t e = {0};
-    if (flc_model_evaluate(c->m, tmp, c->ds, NULL, 0, &acc, NULL, &e) != 0)
+    /* The same question as the engine's: its samples, not the whole set. */
+    flc_dataset_t view = *c->ds;
+    view.n = g_samples < view.n ? g_samples : view.n;
+    if (flc_model_evaluate(c->m, tmp, &view, NULL, 0, &acc, NULL, &e) != 0)
         die("central evaluate", e.msg);
     return acc;
 }
@@ -229,9 +240,12 @@ static void central_run(central_t *c, const char *wl, uint32_t r, float *tmp)
             flc_query_kmeans(G, g_k, g_k, 3, 1, assign, &inertia, &e) != 0)
             die("central kmeans", e.msg);
     } else {
+        /* A central aggregator is one machine: its BLAS uses every core
+         * (the engine's shard workers run one thread each, side by side). */
+        openblas_set_num_threads(g_cores);
         for (unsigned i = 0; i < g_k; i++) {
             w[i] = 1;
-            acc[i] = central_acc(c, w, tmp);
+            acc[i] = c->acc[i] = central_acc(c, w, tmp);
             w[i] = 0;
         }
         if (strcmp(wl, "loo_contribution") == 0)
@@ -248,6 +262,7 @@ static void central_run(central_t *c, const char *wl, uint32_t r, float *tmp)
                 w[i] = i < 5 && sum > 0 ? acc[i] / sum : 0;
             (void)central_acc(c, w, tmp);
         }
+        openblas_set_num_threads(1);
     }
 }
 
@@ -335,6 +350,14 @@ static uint64_t engine_run(flc_store_t *s, const char *wl, uint32_t r, int warm)
         die(wl, e.msg);
     uint64_t moved = a->bytes_moved;
     g_read = a->bytes_read;
+    for (size_t i = 0; i < a->n_summary; i++)
+        if (strcmp(a->summary[i]->key, "samples") == 0)
+            g_samples = (size_t)a->summary[i]->value;
+    if (q.kind == FLC_Q_SCHEDULE) /* rows: client, then rank, accuracy, rounds */
+        for (size_t i = 0; i < a->n_rows; i++)
+            for (unsigned j = 0; j < g_k; j++)
+                if (strcmp(a->rows[i]->key, g_names[j]) == 0 && a->rows[i]->n_values > 1)
+                    g_acc[j] = a->rows[i]->values[1];
     flcache__query_answer__free_unpacked(a, NULL);
     free(model);
     return moved;
@@ -360,6 +383,12 @@ static void emit(const char *wl, const char *system, double *ms, int n, double c
     cJSON_AddNumberToObject(o, "ratio_to_central", central_p50 > 0 ? p50 / central_p50 : NAN);
     cJSON_AddNumberToObject(o, "bytes_moved", (double)moved);
     cJSON_AddNumberToObject(o, "bytes_read", (double)read); /* next to the data */
+    if (g_samples) /* an evaluation: both sides evaluate these samples */
+        cJSON_AddNumberToObject(o, "samples", (double)g_samples);
+    if (g_checked >= 0) {
+        cJSON_AddBoolToObject(o, "result_checked", g_checked);
+        cJSON_AddNumberToObject(o, "max_accuracy_diff", g_acc_diff);
+    }
     double h = p50 / 3.6e6;
     cJSON_AddNumberToObject(o, "usd", functions ? h * USD_FN_H * functions : h * USD_VM_H);
     cJSON_AddNumberToObject(o, "usd_gbs", p50 / 1e3 * 2.0 * (functions ? functions : 1) *
@@ -393,6 +422,8 @@ int main(int argc, char **argv)
     int reps = bench_reps(3);
     reps = reps > 16 ? 16 : reps;
     openblas_set_num_threads(1);
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    g_cores = nc > 0 ? (int)nc : 1;
     flc_err_t e = {0};
     flc_model_desc_t d;
     flc_model_t *m = NULL;
@@ -444,6 +475,9 @@ int main(int argc, char **argv)
     for (size_t w = 0; w < sizeof wls / sizeof *wls; w++) {
         double cold[16], warm[16], cen[16];
         uint64_t mc = 0, mw = 0, rc = 0, rw = 0;
+        g_samples = 0, g_checked = -1, g_acc_diff = 0;
+        for (unsigned i = 0; i < 64; i++)
+            g_acc[i] = c.acc[i] = NAN;
         engine_run(su, wls[w], g_rounds, 1); /* untimed: fills the caches warm reads */
         for (int r = 0; r < reps; r++) {
             uint64_t t0 = flc_now_ns();
@@ -460,6 +494,19 @@ int main(int argc, char **argv)
             central_run(&c, wls[w], g_rounds, tmp);
             cen[r] = (double)(flc_now_ns() - t0) / 1e6;
         }
+        /* The top clients' accuracies as the engine gave them, against the
+         * central aggregator's forward passes of the same models on the
+         * same samples: equal but for the float sums' order, which may
+         * move a sample across an argmax tie (allowed: 2 samples). */
+        for (unsigned i = 0; i < g_k; i++)
+            if (!isnan(g_acc[i])) {
+                double d = fabs(g_acc[i] - c.acc[i]);
+                g_acc_diff = d > g_acc_diff || isnan(d) ? d : g_acc_diff;
+                g_checked = g_checked != 0 && d <= 2.0 / (double)g_samples + 1e-12;
+            }
+        if (g_checked == 0)
+            fprintf(stderr, "bench/queries --flstore: %s: the engine's accuracies differ from "
+                    "central's by up to %.4f on %zu samples\n", wls[w], g_acc_diff, g_samples);
         double cs[16];
         memcpy(cs, cen, sizeof cs);
         double cp50 = bench_percentile(cs, (size_t)reps, 50);
