@@ -218,22 +218,6 @@ static const struct {
     {"multi-krum", "multi-krum", 0},
 };
 
-/* 1 when case `name` is in the comma-separated list (NULL: every case). */
-static int case_wanted(const char *list, const char *name)
-{
-    if (list == NULL || *list == '\0')
-        return 1;
-    size_t len = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ',');
-        size_t l = end ? (size_t)(end - p) : strlen(p);
-        if (l == len && strncmp(p, name, len) == 0)
-            return 1;
-        p += l + (end != NULL);
-    }
-    return 0;
-}
-
 static int section_memory(void)
 {
     const char *wanted = getenv("FLCACHE_BENCH_CASES");
@@ -264,7 +248,7 @@ static int section_memory(void)
 
     int fails = 0;
     for (size_t i = 0; i < sizeof mem_cases / sizeof mem_cases[0]; i++) {
-        if (!case_wanted(wanted, mem_cases[i].name))
+        if (!bench_case_wanted(wanted, mem_cases[i].name))
             continue;
         rule_arg_t a = {0};
         flc_err_t e = {0};

@@ -78,6 +78,21 @@ int bench_reps(int def)
     return r > 0 ? r : def;
 }
 
+int bench_case_wanted(const char *list, const char *name)
+{
+    if (list == NULL || *list == '\0')
+        return 1;
+    size_t len = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t l = end ? (size_t)(end - p) : strlen(p);
+        if (l == len && strncmp(p, name, len) == 0)
+            return 1;
+        p += l + (end != NULL);
+    }
+    return 0;
+}
+
 void bench_env_value(const char *env, const char *key, char *dst, size_t cap)
 {
     char pat[64];

@@ -33,6 +33,10 @@ const flc_store_opts_t *bench_store_opts(void);
 /* Repetitions from $FLCACHE_BENCH_REPS, else def. */
 int bench_reps(int def);
 
+/* 1 when case `name` is in the comma-separated list (NULL or "": every
+ * case); benches pass $FLCACHE_BENCH_CASES. */
+int bench_case_wanted(const char *list, const char *name);
+
 /* The value of KEY=value or KEY='value' in `scripts/testbed.sh env` output
  * into dst ("" when absent; cut to cap - 1 characters). */
 void bench_env_value(const char *env, const char *key, char *dst, size_t cap);

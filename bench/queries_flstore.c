@@ -30,7 +30,8 @@
  * the node links at 1 Gbit/s) the central aggregator reads across the node
  * links and, with FLCACHE_NODES set (`scripts/testbed.sh env`), every
  * next-to-data worker enters its shard's node namespace first (cli/place.h).
- * Knobs: FLCACHE_BENCH_REPS (requests per workload, default 3). */
+ * Knobs: FLCACHE_BENCH_REPS (requests per workload, default 3),
+ * FLCACHE_BENCH_CASES (comma-separated workloads to run; default all). */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -472,7 +473,10 @@ int main(int argc, char **argv)
         store_round(su, r, u, g);
     static const char *wls[] = {"average", "kmeans3", "malicious5", "schedule_similarity",
                                 "schedule_accuracy", "personalize", "loo_contribution"};
+    const char *wanted = getenv("FLCACHE_BENCH_CASES"); /* e.g. "average,personalize" */
     for (size_t w = 0; w < sizeof wls / sizeof *wls; w++) {
+        if (!bench_case_wanted(wanted, wls[w]))
+            continue;
         double cold[16], warm[16], cen[16];
         uint64_t mc = 0, mw = 0, rc = 0, rw = 0;
         g_samples = 0, g_checked = -1, g_acc_diff = 0;
