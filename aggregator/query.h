@@ -72,7 +72,8 @@ typedef struct flc_query_req {
                                     * accuracy-weighted; contribution: leave-one-out
                                     * accuracy of the FedAvg aggregate */
     unsigned samples;              /* evaluation kinds: evaluation samples used (0: as
-                                    * many as keep the bytes moved below one update's) */
+                                    * many as keep the bytes moved below one update's:
+                                    * an mlp's, a quarter of it) */
     flc_place_t place;             /* where shard workers run: with enter set, each worker
                                     * thread enters the node that owns its shards (on a
                                     * cluster) before it opens its store, so it reads them
@@ -117,9 +118,11 @@ int flc_query_json(flc_store_t *s, const flc_query_req_t *req, char **json, flc_
  * A held-out labelled set stored with the job, as series "<J>/eval"
  * (flc_store_put_merged, one shard): round 0 holds the inputs (n x in
  * floats, already normalised as the model sees them), round 1 a header
- * [1, kind, in, hidden, out, n] then the n labels, as floats (exact below
+ * [2, kind, in, hidden, out, n] then the n labels, as floats (exact below
  * 2^24). The model descriptor travels with the set, so a query knows how to
- * evaluate a job's updates without the program that trained it. */
+ * evaluate a job's updates without the program that trained it; the
+ * version says their layout (ml/model.h: 2, an mlp's W1 unit-major; an
+ * mlp's set of version 1 is refused, a softmax's read). */
 #define FLC_QUERY_MODEL_SOFTMAX 1 /* the values of ml/model.h's FLC_MODEL_* */
 #define FLC_QUERY_MODEL_MLP 2
 

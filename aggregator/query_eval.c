@@ -3,12 +3,19 @@
  * A client's model of round r is the global model of round r-1 ("<J>/g")
  * plus its update. Both model kinds start with a layer linear in its
  * weights (softmax: the logits; mlp: the hidden pre-activations), so for
- * an update cut into shards, X dW1 + db1 is the sum over shards of what
- * each shard's slice of W1 and b1 contributes: a shard covering rows
- * i0..i1 of W1 adds X[:, i0..i1] dW1[i0..i1, :] (one sgemm, plus a rank-1
- * sger for a row cut by the shard's edge). A shard worker therefore moves
- * B x H floats per update (B samples, H hidden units or classes) and the
- * few later-layer floats of its slice, instead of its slice of the update.
+ * an update cut into shards, X dW1 is assembled from what each shard's
+ * slice of the first layer gives:
+ *  - mlp: W1 is unit-major ([hidden x in], ml/model.h), so a shard holding
+ *    units j0..j1 computes their columns X dW1[j0..j1, :]^T whole (one
+ *    sgemm), and a unit cut by the shard's edge gets a partial dot product
+ *    from each of its two shards (an sgemv), added in shard order. A
+ *    shard worker moves B x (its units) floats per update, and all shards
+ *    together B x H (plus the cut units' second halves) whatever their
+ *    number; b1, W2 and b2 move as the later-layer floats of the shard
+ *    holding them, and the caller adds b1 before the ReLU;
+ *  - softmax: W is input-major ([in x C]): a shard covering rows i0..i1
+ *    adds X[:, i0..i1] dW[i0..i1, :] (plus a rank-1 sger for a row cut by
+ *    its edge) and b to all C columns: B x C floats per shard.
  * B is chosen so that this is less than the update itself (query_evalq.c).
  *
  * The partials are kept per delta: FedAvg, leave-one-out and accuracy-
@@ -32,17 +39,67 @@
 #include "aggregator/tracker.h"
 #include "cache/store_ops.h"
 
-/* Adds the contribution of the slice v = model[off .. off+cnt) to the
- * first-layer sums Z (B x H) and copies its later-layer floats into L
- * (ev->L2 floats; may be NULL when the slice has none). */
-void flc_query_eval_add_slice(const flc_query_eval_t *ev, uint64_t off, uint64_t cnt,
-                              const float *v, float *Z, float *L)
+/* Where the first layer's weights end: the mlp's b1 is a later-layer
+ * float (its columns then have one writer each); softmax's b is added
+ * into its columns. */
+static uint64_t first_layer_end(const flc_query_eval_t *ev)
+{
+    uint64_t w = (uint64_t)ev->in * ev->H;
+    return ev->kind == FLC_QUERY_MODEL_MLP ? w : w + ev->H;
+}
+
+void flc_query_eval_cols(const flc_query_eval_t *ev, uint64_t off, uint64_t cnt, size_t *c0,
+                         size_t *ncols)
+{
+    uint64_t fe = first_layer_end(ev), end = off + cnt < fe ? off + cnt : fe;
+    *c0 = 0, *ncols = 0;
+    if (cnt == 0 || off >= fe)
+        return;
+    if (ev->kind != FLC_QUERY_MODEL_MLP) { /* input-major: every column */
+        *ncols = ev->H;
+        return;
+    }
+    *c0 = (size_t)(off / ev->in);
+    *ncols = (size_t)((end + ev->in - 1) / ev->in) - *c0;
+}
+
+/* The mlp's units in model[off .. end) (end within W1) into Z's columns
+ * from c0 (row stride ldz): whole units in one sgemm (Z = X dW1^T, beta 0:
+ * the products as computed, whatever else the shard holds), a unit cut by
+ * the slice's edge as an sgemv over the inputs the slice has. */
+static void add_units(const flc_query_eval_t *ev, uint64_t off, uint64_t end, const float *v,
+                      size_t c0, size_t ldz, float *Z)
+{
+    const size_t B = ev->B, in = ev->in;
+    uint64_t p = off;
+    while (p < end) {
+        size_t j = (size_t)(p / in), i = (size_t)(p % in);
+        if (i == 0 && p + in <= end) {
+            size_t units = (size_t)((end - p) / in);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)units, (int)in,
+                        1.0f, ev->x, (int)in, v + (p - off), (int)in, 0.0f, Z + (j - c0),
+                        (int)ldz);
+            p += (uint64_t)units * in;
+        } else {
+            uint64_t stop = (uint64_t)(j + 1) * in;
+            stop = stop < end ? stop : end;
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)B, (int)(stop - p), 1.0f, ev->x + i,
+                        (int)in, v + (p - off), 1, 0.0f, Z + (j - c0), (int)ldz);
+            p = stop;
+        }
+    }
+}
+
+/* Softmax's W (input-major) and b in model[off .. end): row by row, full
+ * rows in one sgemm, added to all H columns of Z. */
+static void add_rows(const flc_query_eval_t *ev, uint64_t off, uint64_t end, const float *v,
+                     float *Z)
 {
     const size_t B = ev->B, H = ev->H, in = ev->in;
-    const uint64_t w1 = (uint64_t)in * H, b1 = w1 + H, end = off + cnt;
+    const uint64_t w1 = (uint64_t)in * H, b1 = w1 + H;
     const float *X = ev->x;
     uint64_t p = off;
-    while (p < end && p < w1) { /* W1: row by row, full rows in one sgemm */
+    while (p < end && p < w1) {
         size_t i = (size_t)(p / H), h = (size_t)(p % H);
         if (h == 0 && p + H <= end && p + H <= w1) {
             size_t rows = (size_t)((end < w1 ? end : w1) - p) / H;
@@ -57,14 +114,28 @@ void flc_query_eval_add_slice(const flc_query_eval_t *ev, uint64_t off, uint64_t
             p = stop;
         }
     }
-    for (; p < end && p < b1; p++) { /* b1 */
+    for (; p < end && p < b1; p++) {
         float bv = v[p - off];
         size_t h = (size_t)(p - w1);
         for (size_t b = 0; b < B; b++)
             Z[b * H + h] += bv;
     }
-    if (p < end && L != NULL)
-        memcpy(L + (p - b1), v + (p - off), (size_t)(end - p) * sizeof *v);
+}
+
+void flc_query_eval_add_slice(const flc_query_eval_t *ev, uint64_t off, uint64_t cnt,
+                              const float *v, float *Z, float *L)
+{
+    const uint64_t fe = first_layer_end(ev), end = off + cnt;
+    size_t c0, ncols;
+    flc_query_eval_cols(ev, off, cnt, &c0, &ncols);
+    if (ncols > 0 && ev->kind == FLC_QUERY_MODEL_MLP)
+        add_units(ev, off, end < fe ? end : fe, v, c0, ncols, Z);
+    else if (ncols > 0)
+        add_rows(ev, off, end < fe ? end : fe, v, Z);
+    if (end > fe && L != NULL) {
+        uint64_t p = off > fe ? off : fe;
+        memcpy(L + (p - fe), v + (p - off), (size_t)(end - p) * sizeof *v);
+    }
 }
 
 void flc_query_eval_free(flc_query_eval_t *ev)
@@ -131,7 +202,7 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
     ev->B = es->n;
     ev->H = es->kind == FLC_QUERY_MODEL_MLP ? es->hidden : es->out;
     ev->C = es->out;
-    ev->L2 = es->kind == FLC_QUERY_MODEL_MLP ? es->hidden * es->out + es->out : 0;
+    ev->L2 = es->kind == FLC_QUERY_MODEL_MLP ? es->hidden + es->hidden * es->out + es->out : 0;
     ev->x = es->x;
     ev->y = es->y;
     uint64_t P = flc_query_evalset_nparams(es);
@@ -281,10 +352,13 @@ int flc_query_eval_mix(const flc_query_eval_t *ev, const double *c, double *acc,
         if (ev->L2)
             cblas_saxpy((int)ev->L2, (float)c[i], ev->S2 + i * ev->L2, 1, L, 1);
     }
-    if (ev->kind == FLC_QUERY_MODEL_MLP) {
-        for (size_t k = 0; k < BH; k++)
-            Z[k] = Z[k] > 0 ? Z[k] : 0;
-        const float *W2 = L, *b2 = L + H * C;
+    if (ev->kind == FLC_QUERY_MODEL_MLP) { /* + b1, ReLU, the last layer */
+        const float *b1 = L, *W2 = L + H, *b2 = W2 + H * C;
+        for (size_t b = 0; b < B; b++)
+            for (size_t h = 0; h < H; h++) {
+                float z = Z[b * H + h] + b1[h];
+                Z[b * H + h] = z > 0 ? z : 0;
+            }
         for (size_t b = 0; b < B; b++)
             memcpy(lg + b * C, b2, C * sizeof *lg);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)C, (int)H, 1.0f, Z,

@@ -2,11 +2,14 @@
  * layout, the check that a cached value still fits, and the writer.
  *
  * A value is
- *   "FLE1" | u32 nrows | u64 set_id | u64 names | u64 BH | u64 L2
+ *   "FLE2" | u32 nrows | u64 set_id | u64 names | u64 B | u64 H | u64 L2
  *   | u64 stamp[nrows] (the clients' updates, then the merged shard)
- *   | row[nrows]: u8 status, u8 touches, u8 has_l, u8 0[5], u64 later
- *   | per row with status 1, in row order: BH floats when touches, then
- *     L2 floats when has_l
+ *   | row[nrows]: u8 status, u8 touches, u8 has_l, u8 0, u32 c0, u32 ncols,
+ *     u32 0, u64 later
+ *   | per row with status 1, in row order: B x ncols floats (columns c0..)
+ *     when touches, then L2 floats when has_l
+ * ("FLE1", before the mlp's W1 became unit-major, held B x H sums per row:
+ * it no longer fits and is recomputed.)
  * Every float starts at a multiple of 4 bytes, so the rows are used where
  * they were read. Floats are stored as computed, so a warm answer is the
  * cold one bit for bit (query_eval.c folds them in the same order). */
@@ -19,9 +22,9 @@
 #include "base/error.h"
 #include "cache/store_evalsum.h"
 
-#define EV_MAGIC "FLE1"
-#define HEAD 40
-#define ROW 16
+#define EV_MAGIC "FLE2"
+#define HEAD 48
+#define ROW 24
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
@@ -94,7 +97,7 @@ int flc_query_evcache_get(flc_store_t *s, const char *job, uint32_t round, uint3
     if (fits) {
         memcpy(&nr, b + 4, 4);
         fits = nr == k->nrows && get64(b + 8) == k->set_id && get64(b + 16) == k->names &&
-               get64(b + 24) == k->BH && get64(b + 32) == k->L2 &&
+               get64(b + 24) == k->B && get64(b + 32) == k->H && get64(b + 40) == k->L2 &&
                memcmp(b + HEAD, k->stamps, 8 * k->nrows) == 0;
     }
     size_t at = hl;
@@ -105,21 +108,23 @@ int flc_query_evcache_get(flc_store_t *s, const char *job, uint32_t round, uint3
         w->status = (unsigned char)rt[r * ROW];
         w->touches = (unsigned char)rt[r * ROW + 1];
         w->has_l = (unsigned char)rt[r * ROW + 2];
-        w->later = get64(rt + r * ROW + 8);
-        if (w->status > 2) {
+        memcpy(&w->c0, rt + r * ROW + 4, 4);
+        memcpy(&w->ncols, rt + r * ROW + 8, 4);
+        w->later = get64(rt + r * ROW + 16);
+        if (w->status > 2 || (uint64_t)w->c0 + w->ncols > k->H) {
             fits = 0;
             break;
         }
         if (w->status != 1)
             continue;
-        size_t need = (w->touches ? k->BH : 0) + (w->has_l ? k->L2 : 0);
+        size_t zn = w->touches ? k->B * w->ncols : 0;
+        size_t need = zn + (w->has_l ? k->L2 : 0);
         if (need * sizeof(float) > n - at) {
             fits = 0;
             break;
         }
         w->Z = w->touches ? (const float *)(b + at) : NULL;
-        w->L = w->has_l ? (const float *)(b + at + (w->touches ? k->BH : 0) * sizeof(float))
-                        : NULL;
+        w->L = w->has_l ? (const float *)(b + at + zn * sizeof(float)) : NULL;
         at += need * sizeof(float);
     }
     if (!fits || at != n) {
@@ -136,7 +141,7 @@ int flc_query_evcache_begin(flc_query_evcache_t *c, const flc_query_evkey_t *k)
 {
     memset(c, 0, sizeof *c);
     size_t hl = head_len(k->nrows);
-    c->cap = hl + k->nrows * (k->BH + k->L2) * sizeof(float);
+    c->cap = hl + k->nrows * (k->B * k->H + k->L2) * sizeof(float);
     c->buf = flc_big_alloc(c->cap); /* zeroed: every row status 0 until added */
     if (c->buf == NULL)
         return FLC_ENOMEM;
@@ -147,8 +152,9 @@ int flc_query_evcache_begin(flc_query_evcache_t *c, const flc_query_evkey_t *k)
     memcpy(c->buf + 4, &nr, 4);
     put64(c->buf + 8, k->set_id);
     put64(c->buf + 16, k->names);
-    put64(c->buf + 24, k->BH);
-    put64(c->buf + 32, k->L2);
+    put64(c->buf + 24, k->B);
+    put64(c->buf + 32, k->H);
+    put64(c->buf + 40, k->L2);
     memcpy(c->buf + HEAD, k->stamps, 8 * k->nrows);
     c->rows_at = HEAD + 8 * k->nrows;
     c->len = hl;
@@ -163,12 +169,15 @@ void flc_query_evcache_row(flc_query_evcache_t *c, size_t r, const flc_query_evr
     rt[0] = (char)row->status;
     rt[1] = (char)(row->status == 1 && row->touches);
     rt[2] = (char)(row->status == 1 && row->has_l);
-    put64(rt + 8, row->later);
+    uint32_t c0 = row->touches ? row->c0 : 0, nc = row->touches ? row->ncols : 0;
+    memcpy(rt + 4, &c0, 4);
+    memcpy(rt + 8, &nc, 4);
+    put64(rt + 16, row->later);
     if (row->status != 1)
         return;
     if (row->touches) {
-        memcpy(c->buf + c->len, row->Z, c->key.BH * sizeof(float));
-        c->len += c->key.BH * sizeof(float);
+        memcpy(c->buf + c->len, row->Z, c->key.B * nc * sizeof(float));
+        c->len += c->key.B * nc * sizeof(float);
     }
     if (row->has_l) {
         memcpy(c->buf + c->len, row->L, c->key.L2 * sizeof(float));

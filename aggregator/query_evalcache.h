@@ -1,6 +1,6 @@
 /* The evaluation partials of one shard, cached beside it (issue 17's open
- * part): what a shard worker of query_eval.c adds to every delta's
- * first-layer sums (B x H floats) and later-layer floats, so an evaluation
+ * part): what a shard worker of query_eval.c gives every delta's
+ * first-layer columns (B x the shard's columns) and later-layer floats, so an evaluation
  * query of a round whose updates have not changed reads these instead of
  * the updates and skips the sgemms.
  *
@@ -25,16 +25,18 @@ typedef struct flc_query_evkey {
     uint64_t set_id;        /* flc_query_evcache_set_id */
     uint64_t names;         /* flc_query_evcache_names of the rows' clients */
     size_t nrows;           /* clients + 1 (the aggregate, last) */
-    size_t BH, L2;          /* floats of a row's first-layer sums / later layers */
+    size_t B, H, L2;        /* samples, first-layer columns, later-layer floats */
     const uint64_t *stamps; /* nrows: the clients' update stamps, then the merged
                              * shard's (flc_store_merged_stamp) */
 } flc_query_evkey_t;
 
 /* One row of a shard's partials: status 0 (no update on this shard), 1
  * (read: Z, and L when has_l), 2 (not finite: left out); touches: the slice
- * reaches the first layer (Z moves); later: its later-layer floats. */
+ * reaches the first layer (Z, B x ncols products of columns c0.., moves);
+ * later: its later-layer floats. */
 typedef struct flc_query_evrow {
     unsigned char status, touches, has_l;
+    uint32_t c0, ncols;
     uint64_t later;
     const float *Z, *L; /* into the value read (NULL when absent) */
 } flc_query_evrow_t;

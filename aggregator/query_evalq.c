@@ -228,17 +228,22 @@ static int eval_round(const flc_query_req_t *q, const flc_query_eval_t *ev, tall
     return rc == FLC_ENOMEM ? flc_err_set(e, FLC_ENOMEM, "out of memory") : rc;
 }
 
-/* Samples evaluated: q->samples, else the most that keep a shard worker's
- * partial sums (B x H floats per shard touching the first layer) below
- * the update's own size, at least 100 when the set has them (fewer make
- * accuracy too coarse; the note then says more moves than the update). */
+/* Samples evaluated: q->samples, else as many as keep what the shard
+ * workers move per update well below the update: an mlp's shards move
+ * B x hidden products in all (query_eval.c), so B = P / (4 hidden) moves a
+ * quarter of the update (198 samples for an mlp on 784 inputs, whatever
+ * the hidden width or shard count; the sgemms grow with B too); a
+ * softmax's S shards move S x B x C, so B < P / (S C) keeps it below the
+ * update. At least 100 when the set has them (fewer make accuracy too
+ * coarse; the note then says how much moves). */
 static size_t eval_samples(const flc_query_req_t *q, const flc_query_evalset_t *es, size_t S)
 {
     if (q->samples)
         return q->samples < es->n ? q->samples : es->n;
     uint64_t P = flc_query_evalset_nparams(es);
-    size_t H = es->kind == FLC_QUERY_MODEL_MLP ? es->hidden : es->out;
-    size_t B = (size_t)(P / ((uint64_t)(S ? S : 1) * H));
+    int mlp = es->kind == FLC_QUERY_MODEL_MLP;
+    size_t H = mlp ? es->hidden : es->out;
+    size_t B = (size_t)(P / ((uint64_t)(mlp ? 4 : (S ? S : 1)) * H));
     B = B < 100 ? 100 : B;
     return B < es->n ? B : es->n;
 }
@@ -465,14 +470,22 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store
     if (rc == FLC_OK) {
         flc_query_answer_summary(a, "samples", (double)es.n);
         flc_query_answer_summary(a, "rounds", (double)nr);
-        char note[400];
-        snprintf(note, sizeof note, "each client's model = global model of the round before "
-                 "+ its update, on %zu samples of the job's evaluation set; a shard worker "
-                 "moves %zu x %zu first-layer sums per update it touches (%.1f KB) instead of "
-                 "its slice of the %.3g MB update", es.n, es.n,
-                 es.kind == FLC_QUERY_MODEL_MLP ? es.hidden : es.out,
-                 (double)es.n * (es.kind == FLC_QUERY_MODEL_MLP ? es.hidden : es.out) * 4 / 1e3,
-                 (double)flc_query_evalset_nparams(&es) * 4 / 1e6);
+        char note[480];
+        if (es.kind == FLC_QUERY_MODEL_MLP)
+            snprintf(note, sizeof note, "each client's model = global model of the round "
+                     "before + its update, on %zu samples of the job's evaluation set; a "
+                     "shard worker moves the %zu samples' products for the hidden units its "
+                     "slice holds, %zu x %zu in all per update (%.1f KB, and b1, W2, b2), "
+                     "instead of the %.3g MB update", es.n, es.n, es.n, es.hidden,
+                     (double)es.n * es.hidden * 4 / 1e3,
+                     (double)flc_query_evalset_nparams(&es) * 4 / 1e6);
+        else
+            snprintf(note, sizeof note, "each client's model = global model of the round "
+                     "before + its update, on %zu samples of the job's evaluation set; a "
+                     "shard worker moves %zu x %zu first-layer sums per update it touches "
+                     "(%.1f KB) instead of its slice of the %.3g MB update", es.n, es.n,
+                     es.out, (double)es.n * es.out * 4 / 1e3,
+                     (double)flc_query_evalset_nparams(&es) * 4 / 1e6);
         flc_query_answer_note(a, "evaluation", note);
         if (q->kind == FLC_Q_FAULTS || q->kind == FLC_Q_ACCURACY)
             flc_query_answer_note(a, "fault_score", "mean over inputs of the distance of the "

@@ -17,6 +17,10 @@
 #include "base/clock.h"
 
 #define HDR 6 /* version, kind, in, hidden, out, n */
+/* 2: an mlp's W1 is unit-major (ml/model.h); version 1 sets of an mlp were
+ * written with input-major updates and are refused. A softmax's layout did
+ * not change: its version 1 sets are read as before. */
+#define EVALSET_VERSION 2
 #define EXACT (1u << 24)
 
 uint64_t flc_query_evalset_nparams(const flc_query_evalset_t *es)
@@ -63,7 +67,7 @@ int flc_query_evalset_put(flc_store_t *s, const char *job, const flc_query_evals
     float *lab = malloc((HDR + es->n) * sizeof *lab);
     if (lab == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory for %zu labels", es->n);
-    float hdr[HDR] = {1, (float)es->kind, (float)es->in, (float)es->hidden, (float)es->out,
+    float hdr[HDR] = {EVALSET_VERSION, (float)es->kind, (float)es->in, (float)es->hidden, (float)es->out,
                       (float)es->n};
     memcpy(lab, hdr, sizeof hdr);
     for (size_t i = 0; i < es->n; i++)
@@ -112,10 +116,19 @@ int flc_query_evalset_get(flc_store_t *s, const char *job, size_t limit, flc_que
         return rc;
     }
     const float *h = y.values;
-    if (y.count < HDR || h[0] != 1 || y.count != HDR + (uint64_t)h[5]) {
+    if (y.count >= HDR && h[0] == 1 && (int)h[1] == FLC_QUERY_MODEL_MLP) {
+        flc_shard_release(&y);
+        return flc_err_set(e, FLC_EDATA, "evaluation set of job %s was stored for an mlp "
+                           "whose W1 was input-major (flcache before the unit-major layout "
+                           "of ml/model.h): its updates would be read transposed; train the "
+                           "job again, or store the set again (flcache eval-set) if its "
+                           "updates are unit-major (PyTorch's nn.Linear)", job);
+    }
+    if (y.count < HDR || (h[0] != 1 && h[0] != EVALSET_VERSION) ||
+        y.count != HDR + (uint64_t)h[5]) {
         flc_shard_release(&y);
         return flc_err_set(e, FLC_EDATA, "evaluation set of job %s: its label record is not "
-                           "version 1 or has the wrong length", job);
+                           "version %d or has the wrong length", job, EVALSET_VERSION);
     }
     es->kind = (int)h[1];
     es->in = (size_t)h[2];

@@ -20,29 +20,43 @@ typedef flc_query_evwork_t eval_job_t;
 
 
 
-/* Adds shard k's sums Z, L of row r into the row, under j->lock, in shard
- * order whatever order the workers finish in: float sums depend on their
- * order, and placed and unplaced (or differently timed) runs must give the
- * same bits. A shard ahead of its turn waits in a copy. */
-static int fold(eval_job_t *j, size_t r, size_t k, const float *Z, const float *L)
+/* A pending copy: its columns, then B x ncols products, then L2 floats. */
+#define PEND_HEAD 2
+
+/* Adds shard k's products Z (B rows of ncols columns from c0) and
+ * later-layer floats L of row r into the row, under j->lock, in shard order
+ * whatever order the workers finish in: float sums depend on their order
+ * (a unit cut by a shard's edge, softmax's columns), and placed and
+ * unplaced (or differently timed) runs must give the same bits. A shard
+ * ahead of its turn waits in a copy. */
+static int fold(eval_job_t *j, size_t r, size_t k, const float *Z, const float *L, size_t c0,
+                size_t ncols)
 {
     flc_query_eval_t *ev = j->ev;
-    size_t BH = ev->B * ev->H;
+    const size_t B = ev->B, H = ev->H, BH = B * H;
     if (j->next[r] != k) {
-        float *c = j->nspare ? j->spare[--j->nspare] : malloc((BH + ev->L2 + 1) * sizeof *c);
+        float *c = j->nspare ? j->spare[--j->nspare]
+                             : malloc((PEND_HEAD + BH + ev->L2 + 1) * sizeof *c);
         if (c == NULL)
             return FLC_ENOMEM;
-        memcpy(c, Z, BH * sizeof *c);
-        memcpy(c + BH, L, ev->L2 * sizeof *c);
+        uint32_t cols[2] = {(uint32_t)c0, (uint32_t)ncols};
+        memcpy(c, cols, sizeof cols);
+        memcpy(c + PEND_HEAD, Z, B * ncols * sizeof *c);
+        memcpy(c + PEND_HEAD + B * ncols, L, ev->L2 * sizeof *c);
         j->pend[r * j->ns + k] = c;
         return FLC_OK;
     }
     for (;;) {
-        cblas_saxpy((int)BH, 1.0f, Z, 1, ev->D + r * BH, 1);
+        float *row = ev->D + r * BH + c0;
+        if (ncols == H) /* every column: one contiguous pass */
+            cblas_saxpy((int)BH, 1.0f, Z, 1, row, 1);
+        else
+            for (size_t b = 0; ncols && b < B; b++)
+                cblas_saxpy((int)ncols, 1.0f, Z + b * ncols, 1, row + b * H, 1);
         if (ev->L2)
             cblas_saxpy((int)ev->L2, 1.0f, L, 1, ev->S2 + r * ev->L2, 1);
         float **done = &j->pend[r * j->ns + j->next[r]];
-        if (Z != NULL && *done != NULL) { /* a copy just folded: kept for the next wait */
+        if (*done != NULL) { /* a copy just folded: kept for the next wait */
             float **sp = j->nspare < j->capspare
                              ? j->spare
                              : realloc(j->spare, (j->capspare * 2 + 8) * sizeof *sp);
@@ -57,8 +71,12 @@ static int fold(eval_job_t *j, size_t r, size_t k, const float *Z, const float *
         size_t nx = ++j->next[r];
         if (nx >= j->ns || j->pend[r * j->ns + nx] == NULL)
             return FLC_OK;
-        Z = j->pend[r * j->ns + nx];
-        L = Z + BH;
+        const float *c = j->pend[r * j->ns + nx];
+        uint32_t cols[2];
+        memcpy(cols, c, sizeof cols);
+        c0 = cols[0], ncols = cols[1];
+        Z = c + PEND_HEAD;
+        L = Z + B * ncols;
     }
 }
 
@@ -69,18 +87,18 @@ static int take_row(eval_job_t *j, size_t r, size_t k, const flc_query_evrow_t *
                     uint64_t read, float *Z, float *L)
 {
     flc_query_eval_t *ev = j->ev;
+    size_t ncols = w->touches ? w->ncols : 0;
     pthread_mutex_lock(&j->lock);
     int rc = FLC_OK;
     if (w->status == 1)
-        rc = fold(j, r, k, Z, L);
+        rc = fold(j, r, k, Z, L, w->c0, ncols);
     if (rc == FLC_OK && w->status != 0)
         j->got[r * j->ns + k] = w->status;
     ev->bytes_read += read;
-    /* What leaves the node: the B x H sums when the slice touches the
+    /* What leaves the node: B x ncols products when the slice touches the
      * first layer, and its later-layer floats. */
     if (rc == FLC_OK && w->status == 1)
-        ev->bytes_moved += (w->touches ? ev->B * ev->H * sizeof(float) : 0) +
-                           w->later * sizeof(float);
+        ev->bytes_moved += (ev->B * ncols + w->later) * sizeof(float);
     pthread_mutex_unlock(&j->lock);
     return rc;
 }
@@ -102,6 +120,12 @@ static int eval_cached(flc_store_t *s, eval_job_t *j, size_t k, const flc_query_
         const flc_query_evrow_t *w = &rows[r];
         if (w->status == 1 && w->Z == NULL) /* zeros where the slice has none, as computed */
             memset(Z, 0, ev->B * ev->H * sizeof *Z);
+        if (w->status == 1 && w->touches && (w->c0 + w->ncols > ev->H || w->ncols == 0)) {
+            rc = flc_err_set(e, FLC_EDATA, "round %u, shard %u: cached evaluation sums for "
+                             "columns %u..%u of %zu", j->round, j->where[k].shard, w->c0,
+                             w->c0 + w->ncols, ev->H);
+            break;
+        }
         if (w->status == 1 && w->L == NULL)
             memset(L, 0, (ev->L2 + 1) * sizeof *L);
         /* the cached sums are folded where they were read (fold copies what waits) */
@@ -158,13 +182,13 @@ static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *
         return model_shard(s, j, k, e);
     flc_query_eval_t *ev = j->ev;
     uint32_t shard = j->where[k].shard;
-    uint64_t first = (uint64_t)ev->in * ev->H + ev->H;
+    uint64_t first = (uint64_t)ev->in * ev->H + (ev->kind == FLC_QUERY_MODEL_MLP ? 0 : ev->H);
     size_t n = j->nrows - 1;
     /* The stamps are taken before the updates are read, as the Gram's: an
      * update rewritten in between leaves a value that no longer fits. */
     uint64_t *stamps = j->use_cache ? calloc(n + 1, sizeof *stamps) : NULL;
     flc_query_evkey_t key = {.set_id = j->set_id, .names = j->names, .nrows = j->nrows,
-                             .BH = ev->B * ev->H, .L2 = ev->L2, .stamps = stamps};
+                             .B = ev->B, .H = ev->H, .L2 = ev->L2, .stamps = stamps};
     flc_query_evcache_t wr = {0};
     int caching = stamps != NULL &&
                   flc_store_update_stamps(s, j->job, j->round, shard, j->rows, n, stamps) ==
@@ -204,14 +228,18 @@ static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *
         }
         flc_query_evrow_t w = {.status = 2};
         if (flc_find_nonfinite(sh.values, sh.count) < 0) {
-            memset(Z, 0, ev->B * ev->H * sizeof *Z);
+            size_t c0, ncols;
+            flc_query_eval_cols(ev, sh.offset, sh.count, &c0, &ncols);
+            memset(Z, 0, ev->B * ncols * sizeof *Z);
             memset(L, 0, (ev->L2 + 1) * sizeof *L);
             flc_query_eval_add_slice(ev, sh.offset, sh.count, sh.values, Z, ev->L2 ? L : NULL);
             w.status = 1;
             w.later = sh.offset + sh.count > first
                           ? sh.offset + sh.count - (sh.offset > first ? sh.offset : first)
                           : 0;
-            w.touches = sh.offset < first;
+            w.touches = ncols > 0;
+            w.c0 = (uint32_t)c0;
+            w.ncols = (uint32_t)ncols;
             w.has_l = w.later > 0 && ev->L2 > 0;
             w.Z = Z;
             w.L = L;

@@ -47,8 +47,9 @@ typedef struct flc_query_evwork {
 int flc_query_eval_shards(flc_store_t *s, const flc_store_cfg_t *at, const flc_query_req_t *q,
                           flc_query_evwork_t *j, flc_err_t *e);
 
-/* Adds the slice v = model[off .. off+cnt) to the first-layer sums Z
- * (B x H) and copies its later-layer floats into L (ev->L2 floats; NULL
+/* Adds the slice v = model[off .. off+cnt) to the first-layer products Z:
+ * B rows of the ncols columns flc_query_eval_cols gives it (row stride
+ * ncols), and copies its later-layer floats into L (ev->L2 floats; NULL
  * when the slice has none): query_eval.c. */
 void flc_query_eval_add_slice(const flc_query_eval_t *ev, uint64_t off, uint64_t cnt,
                               const float *v, float *Z, float *L);

@@ -88,11 +88,15 @@ int flc_query_gram_compute(flc_store_t *s, const char *job, uint32_t round, uint
  *
  * Every model of the round is the global model of the round before plus a
  * delta (a client's update, or the merged aggregate). The first layer is
- * linear in its weights, so each delta's first-layer pre-activations on the
- * evaluation inputs, X dW1 + db1 (B x H), are sums of per-shard partials;
- * they are kept per delta, and any weighted mix of deltas (FedAvg, leave
- * one out, accuracy-weighted personalization) is evaluated from them
- * without reading an update again. */
+ * linear in its weights, so each delta's first-layer products on the
+ * evaluation inputs, X dW1 (B x H), are assembled from what each shard
+ * computes: an mlp's W1 is unit-major (ml/model.h), so a shard holding
+ * whole hidden units computes those units' columns, and only a unit cut by
+ * the shard's edge is a sum of two shards' partials; softmax's W is
+ * input-major, so every shard adds partials to all C columns. They are
+ * kept per delta, and any weighted mix of deltas (FedAvg, leave one out,
+ * accuracy-weighted personalization) is evaluated from them without reading
+ * an update again. */
 typedef struct flc_query_eval {
     uint32_t round;
     size_t n;            /* clients, sorted by name; delta n is the aggregate */
@@ -101,12 +105,13 @@ typedef struct flc_query_eval {
     char **fault;        /* simulation ground truth or NULL, per client */
     int kind;            /* FLC_QUERY_MODEL_* */
     size_t in, B, H, C;  /* inputs, samples, first-layer width, classes */
-    size_t L2;           /* floats after the first layer (mlp: W2, b2; softmax: 0) */
+    size_t L2;           /* floats after the first layer's weights (mlp: b1, W2, b2;
+                          * softmax: 0, its b is added into the columns) */
     const float *x;      /* B x in (the evaluation set's) */
     const int32_t *y;    /* B labels */
-    float *Zg;           /* B x H: the global model's first-layer pre-activations */
+    float *Zg;           /* B x H: the global model's first-layer products */
     float *g2;           /* L2: the global model's later layers */
-    float *D;            /* (n + 1) x B x H: each delta's first-layer partial sums */
+    float *D;            /* (n + 1) x B x H: each delta's first-layer products */
     float *S2;           /* (n + 1) x L2: each delta's later layers */
     int has_agg;         /* the round has merged shards (delta n) */
     double global_acc;   /* the global model of the round before */
@@ -119,6 +124,11 @@ typedef struct flc_query_eval {
  * connect, q->place, q->threads), keeping the per-delta partials. Clients whose update is
  * incomplete or not finite are left out and named in a's note (a may be
  * NULL). */
+/* The first-layer columns [*c0, *c0 + *ncols) that the slice
+ * model[off .. off+cnt) computes (ncols 0: the slice has none). */
+void flc_query_eval_cols(const flc_query_eval_t *ev, uint64_t off, uint64_t cnt, size_t *c0,
+                         size_t *ncols);
+
 int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
                          const flc_query_evalset_t *es, uint32_t round, flc_query_eval_t *ev,
                          Flcache__QueryAnswer *a, flc_err_t *e);

@@ -60,7 +60,7 @@ void flc_model_layout(const flc_model_desc_t *d, flc_model_layout_t *l)
         ADD("W", d->in, d->out);
         ADD("b", 1, d->out);
     } else if (d->kind == FLC_MODEL_MLP) {
-        ADD("W1", d->in, d->hidden);
+        ADD("W1", d->hidden, d->in);
         ADD("b1", 1, d->hidden);
         ADD("W2", d->hidden, d->out);
         ADD("b2", 1, d->out);

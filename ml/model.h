@@ -3,11 +3,17 @@
  * layer perceptron ("mlp": ReLU, softmax cross-entropy).
  *
  * Parameters are ONE flat float32 vector, so the model can be cut into
- * shards by offset and merged with vector math. Layout (row-major
- * matrices, input-major so the forward pass is X * W without transposes):
+ * shards by offset and merged with vector math. Layout (row-major):
  *   softmax: W [in x out] (W[i*out + c] links feature i to class c), b [out]
- *   mlp:     W1 [in x hidden], b1 [hidden], W2 [hidden x out], b2 [out]
- * flc_model_layout gives the offsets. Gradients use the same layout.
+ *   mlp:     W1 [hidden x in] (W1[j*in + i] links input i to hidden unit j,
+ *            PyTorch's nn.Linear weight), b1 [hidden], W2 [hidden x out],
+ *            b2 [out]
+ * The mlp's first layer is unit-major so that a shard of the vector holds
+ * whole hidden units: an evaluation next to the data computes those units'
+ * activations there and moves B x units floats, where an input-major W1
+ * cut by inputs would move B x hidden partial sums per shard
+ * (aggregator/query_eval.c). flc_model_layout gives the offsets. Gradients
+ * use the same layout.
  *
  * An flc_model_t holds the descriptor and a workspace sized once for a
  * maximum batch, so training steps never allocate. It holds no parameters:

@@ -2,7 +2,8 @@
  * Forward is two sgemms; backward is three sgemms and two sgemvs. The ReLU
  * mask is read back from H itself (H > 0 exactly where the pre-activation
  * was > 0), so the pre-activations are never stored. Layout in model.h:
- * W1 [in x hidden], b1 [hidden], W2 [hidden x out], b2 [out]. */
+ * W1 [hidden x in] (unit-major, as PyTorch's nn.Linear), b1 [hidden],
+ * W2 [hidden x out], b2 [out]. */
 #include <cblas.h>
 #include <string.h>
 
@@ -14,8 +15,8 @@ void flc_mlp_forward(flc_model_t *m, const float *w, const float *x, size_t bs)
     const float *W1 = w, *b1 = W1 + in * hid, *W2 = b1 + hid, *b2 = W2 + hid * out;
     for (size_t r = 0; r < bs; r++)
         memcpy(m->h + r * hid, b1, hid * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)bs, (int)hid, (int)in, 1.0f, x,
-                (int)in, W1, (int)hid, 1.0f, m->h, (int)hid);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bs, (int)hid, (int)in, 1.0f, x,
+                (int)in, W1, (int)in, 1.0f, m->h, (int)hid);
     for (size_t k = 0; k < bs * hid; k++)
         if (!(m->h[k] > 0.0f))
             m->h[k] = 0.0f;
@@ -41,8 +42,9 @@ void flc_mlp_backward(flc_model_t *m, const float *w, const float *x, size_t bs,
     for (size_t k = 0; k < bs * hid; k++)
         if (!(m->h[k] > 0.0f))
             m->dh[k] = 0.0f;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)in, (int)hid, (int)bs, 1.0f, x,
-                (int)in, m->dh, (int)hid, 0.0f, dW1, (int)hid);
+    /* dW1 = dH^T X: [hidden x in], W1's layout. */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)hid, (int)in, (int)bs, 1.0f, m->dh,
+                (int)hid, x, (int)in, 0.0f, dW1, (int)in);
     cblas_sgemv(CblasRowMajor, CblasTrans, (int)bs, (int)hid, 1.0f, m->dh, (int)hid, m->ones, 1,
                 0.0f, db1, 1);
 }

@@ -211,6 +211,25 @@ TEST(predict_evaluate)
     flc_data_free(ds);
 }
 
+/* W1[j*in + i] links input i to hidden unit j (PyTorch's nn.Linear
+ * weight): one weight, read the two ways, gives different classes. */
+TEST(mlp_first_layer_is_unit_major)
+{
+    flc_err_t err = {0};
+    flc_model_desc_t d;
+    flc_model_t *m = NULL;
+    CHECK(flc_model_desc_init(&d, "mlp", 3, 2, 2, &err) == 0 && flc_model_new(&d, 1, &m, &err) == 0,
+          "a 3-2-2 mlp");
+    /* W1 [2 x 3]: unit 0 <- input 1; b1 0; W2 identity; b2 (0, 0.5). */
+    float w[3 * 2 + 2 + 2 * 2 + 2] = {0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0.5f};
+    float x[3] = {0, 1, 0};
+    int32_t pred = -1;
+    CHECK(flc_model_predict(m, w, x, 1, &pred, &err) == 0 && pred == 0,
+          "input 1 = 1 drives unit 0 (logits 1, 0.5): class 0, got %d (input-major "
+          "would read input 0 -> unit 1 and give class 1)", pred);
+    flc_model_free(m);
+}
+
 TEST(gradients_softmax)
 {
     check_gradients("softmax");
@@ -222,4 +241,5 @@ TEST(gradients_mlp)
 }
 
 TEST_LIST(TEST_ENTRY(descriptors), TEST_ENTRY(gradients_softmax), TEST_ENTRY(gradients_mlp),
-          TEST_ENTRY(init_step_prox), TEST_ENTRY(predict_evaluate))
+          TEST_ENTRY(init_step_prox), TEST_ENTRY(predict_evaluate),
+          TEST_ENTRY(mlp_first_layer_is_unit_major))

@@ -4,7 +4,9 @@
  * built here from whole vectors, where the query sums per-shard partials):
  *   - accuracy and loss of every client's model (global + update) and of
  *     the aggregate, softmax and mlp, the update cut into 3 shards that
- *     split rows of W1;
+ *     split rows of softmax's W and hidden units of the mlp's W1, and the
+ *     bytes the shard workers move (softmax: B x C sums per shard; mlp: B
+ *     x the units each shard holds, a unit cut by an edge counted by both);
  *   - a job whose clients are known good (updates along a teacher model)
  *     or sign-flipped (20%): schedule --by accuracy picks only good ones,
  *     incentives pay them, faults finds the flippers with precision and
@@ -297,14 +299,24 @@ static void check_exact(job_t *j)
     EXPECT(summary(a, "global_accuracy") == g0 && summary(a, "aggregate_accuracy") == agg,
            "%s: global model %.4f (ref %.4f), merged aggregate %.4f (ref %.4f)", j->name,
            summary(a, "global_accuracy"), g0, summary(a, "aggregate_accuracy"), agg);
-    /* Every one of the 3 shards touches the first layer here: per delta
-     * (the clients and the aggregate) each moves NS x H sums, and the
-     * later-layer floats (mlp: W2, b2) move once; the global model's sums
-     * are computed next to it too (one shard). */
-    size_t H = j->kind == FLC_MODEL_MLP ? j->hidden : C;
-    size_t later = j->kind == FLC_MODEL_MLP ? j->hidden * C + C : 0;
-    uint64_t want = (uint64_t)(j->n + 2) * (S * NS * H + later) * sizeof(float) -
-                    (S - 1) * NS * H * sizeof(float); /* + the global model's, one shard */
+    /* What each shard's slice [o, o + cnt) moves per delta (the clients and
+     * the aggregate): softmax (W and b its first layer, input-major): NS x C
+     * sums when it reaches them; mlp (W1 unit-major, IN floats a unit):
+     * NS x the units it touches, and its floats of b1, W2, b2. The global
+     * model's are computed next to it too, as one shard. */
+    int mlp = j->kind == FLC_MODEL_MLP;
+    size_t H = mlp ? j->hidden : C;
+    uint64_t fe = mlp ? (uint64_t)IN * H : (uint64_t)IN * C + C, want = 0;
+    for (uint32_t k = 0; k <= S; k++) {
+        uint64_t o = 0, cnt = j->P; /* k == S: the global model, one shard */
+        if (k < S)
+            flc_rs_shard_range(j->P, S, k, &o, &cnt);
+        uint64_t end = o + cnt, cols = 0;
+        if (o < fe)
+            cols = mlp ? ((end < fe ? end : fe) + IN - 1) / IN - o / IN : C;
+        uint64_t later = end > fe ? end - (o > fe ? o : fe) : 0;
+        want += (k < S ? j->n + 1 : 1) * (NS * cols + later) * sizeof(float);
+    }
     EXPECT(a->bytes_moved == want && a->bytes_read == (j->n + 2) * j->P * sizeof(float),
            "%s: bytes moved %llu (want %llu: first-layer sums, not updates), read %llu "
            "(updates, aggregate, global)", j->name, (unsigned long long)a->bytes_moved,
@@ -437,6 +449,35 @@ TEST(no_eval_set_named)
     EXPECT(rc == FLC_ENOTFOUND && strstr(e.msg, "no evaluation set") &&
                strstr(e.msg, "eval-set"),
            "a job without an evaluation set is refused, saying how to add one: %s", e.msg);
+    flc_store_close(s);
+}
+
+/* An mlp's evaluation set of version 1 was stored beside updates whose W1
+ * was input-major: evaluating them as unit-major would answer wrongly, so
+ * the query refuses, saying why; a softmax's (layout unchanged) is read. */
+TEST(old_mlp_eval_set_refused)
+{
+    flc_store_t *s = open_store();
+    flc_err_t e = {0};
+    float x[IN] = {0}, lab[6 + 1] = {1, 2, IN, 4, C, 1, 0}; /* v1, mlp, 1 sample */
+    flc_shard_t xs = {.round = 0, .num_shards = 1, .count = IN, .model_size = IN, .values = x};
+    snprintf(xs.job, sizeof xs.job, "evo/eval");
+    flc_shard_t ys = xs;
+    ys.round = 1, ys.count = ys.model_size = 7, ys.values = lab;
+    if (flc_store_put_merged(s, &xs) != 0 || flc_store_put_merged(s, &ys) != 0)
+        flc_t_fatal("put: %s", flc_store_errstr(s));
+    flc_query_evalset_t es;
+    int rc = flc_query_evalset_get(s, "evo", 0, &es, &e);
+    EXPECT(rc == FLC_EDATA && strstr(e.msg, "input-major") && strstr(e.msg, "evo"),
+           "an mlp's version-1 evaluation set is refused, naming the job and why: %s", e.msg);
+    lab[1] = 1, lab[3] = 0; /* the same for a softmax */
+    if (flc_store_put_merged(s, &ys) != 0)
+        flc_t_fatal("put: %s", flc_store_errstr(s));
+    rc = flc_query_evalset_get(s, "evo", 0, &es, &e);
+    EXPECT(rc == FLC_OK && es.kind == FLC_QUERY_MODEL_SOFTMAX && es.n == 1 && es.in == IN,
+           "a softmax's version-1 set is read (rc %d)", rc);
+    if (rc == FLC_OK)
+        flc_query_evalset_free(&es);
     flc_store_close(s);
 }
 
@@ -596,5 +637,6 @@ TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(accuracy_softmax_exact),
                  TEST_ENTRY(accuracy_mlp_exact), TEST_ENTRY(planted_schedule_incentives_faults),
                  TEST_ENTRY(planted_leave_one_out), TEST_ENTRY(personalize_by_accuracy_model),
                  TEST_ENTRY(personalized_beats_global_on_its_group), TEST_ENTRY(no_eval_set_named),
+                 TEST_ENTRY(old_mlp_eval_set_refused),
                  TEST_ENTRY(robust_contribution_flippers), TEST_ENTRY(cli_and_function_role),
                  TEST_ENTRY(eval_set_command), TEST_ENTRY(simulated_fault_targets))
