@@ -80,6 +80,53 @@ static int fold(eval_job_t *j, size_t r, size_t k, const float *Z, const float *
     }
 }
 
+/* An mlp's slice of row r from shard k: the columns between its first and
+ * last are units no other slice touches (ml/model.h: unit-major W1), added
+ * into the row's zeros without a lock or an order (0 + x is x whoever adds
+ * it); the first and last column, which a neighbouring slice may share,
+ * are kept aside and added in shard order at the end (edge_sums), so the
+ * bits do not depend on which worker came first. The later-layer floats
+ * (b1, W2, b2) are each in one slice only: the others add exact zeros. */
+static void fold_units(eval_job_t *j, size_t r, size_t k, const float *Z, const float *L,
+                       size_t c0, size_t ncols, int has_l)
+{
+    flc_query_eval_t *ev = j->ev;
+    const size_t B = ev->B, H = ev->H;
+    float *row = ev->D + r * B * H + c0;
+    for (size_t b = 0; ncols > 2 && b < B; b++)
+        cblas_saxpy((int)(ncols - 2), 1.0f, Z + b * ncols + 1, 1, row + b * H + 1, 1);
+    size_t at = (r * j->ns + k) * 2;
+    for (size_t e = 0; e < 2; e++) {
+        size_t c = e == 0 ? 0 : ncols - 1;
+        int used = ncols > e; /* a slice of one column keeps it once */
+        j->edge_col[at + e] = used ? (uint32_t)(c0 + c) : UINT32_MAX;
+        for (size_t b = 0; used && b < B; b++)
+            j->edge[(at + e) * B + b] = Z[b * ncols + c];
+    }
+    if (has_l && ev->L2) {
+        pthread_mutex_lock(&j->lock);
+        cblas_saxpy((int)ev->L2, 1.0f, L, 1, ev->S2 + r * ev->L2, 1);
+        pthread_mutex_unlock(&j->lock);
+    }
+}
+
+/* The kept edge columns into their rows, shard by shard in order. */
+static void edge_sums(eval_job_t *j)
+{
+    flc_query_eval_t *ev = j->ev;
+    const size_t B = ev->B, H = ev->H;
+    for (size_t r = 0; r < j->nrows; r++)
+        for (size_t k = 0; k < j->ns; k++)
+            for (size_t e = 0; e < 2; e++) {
+                size_t at = (r * j->ns + k) * 2 + e;
+                if (j->edge_col[at] == UINT32_MAX)
+                    continue;
+                float *d = ev->D + r * B * H + j->edge_col[at];
+                for (size_t b = 0; b < B; b++)
+                    d[b * H] += j->edge[at * B + b];
+            }
+}
+
 /* Row r of shard k read (or replayed from the cache): its sums into the
  * row, in shard order, and the bytes it stands for. Z and L are the
  * worker's (fold keeps a copy of what must wait). */
@@ -88,9 +135,11 @@ static int take_row(eval_job_t *j, size_t r, size_t k, const flc_query_evrow_t *
 {
     flc_query_eval_t *ev = j->ev;
     size_t ncols = w->touches ? w->ncols : 0;
+    if (w->status == 1 && j->edge != NULL)
+        fold_units(j, r, k, Z, L, w->c0, ncols, w->has_l);
     pthread_mutex_lock(&j->lock);
     int rc = FLC_OK;
-    if (w->status == 1)
+    if (w->status == 1 && j->edge == NULL)
         rc = fold(j, r, k, Z, L, w->c0, ncols);
     if (rc == FLC_OK && w->status != 0)
         j->got[r * j->ns + k] = w->status;
@@ -176,7 +225,27 @@ static int model_shard(flc_store_t *s, eval_job_t *j, size_t k, flc_err_t *e)
     return FLC_OK;
 }
 
-static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *L, flc_err_t *e)
+/* The worker's buffer for the updates it reads, kept from one read to the
+ * next (a fresh 7-45 MB malloc per read faulted every page in again: a
+ * third of a cold evaluation's read time); grown when a read did not fit. */
+typedef struct readbuf {
+    float *v;
+    size_t cap; /* floats */
+} readbuf_t;
+
+static void readbuf_fit(readbuf_t *rb, uint64_t count)
+{
+    if (count <= rb->cap)
+        return;
+    flc_buf_free(rb->v, rb->cap * sizeof(float));
+    rb->cap = (size_t)count;
+    rb->v = flc_buf_alloc(rb->cap * sizeof(float));
+    if (rb->v == NULL)
+        rb->cap = 0; /* the store then allocates per read */
+}
+
+static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *L,
+                      readbuf_t *rb, flc_err_t *e)
 {
     if (j->model != NULL)
         return model_shard(s, j, k, e);
@@ -207,8 +276,8 @@ static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *
     for (size_t r = 0; r < j->nrows; r++) {
         const char *who = j->rows[r];
         flc_shard_t sh = {0};
-        int rc = who ? flc_store_get_update(s, j->job, j->round, shard, who, &sh, NULL, 0)
-                     : flc_store_get_merged(s, j->job, j->round, shard, &sh, NULL, 0);
+        int rc = who ? flc_store_get_update(s, j->job, j->round, shard, who, &sh, rb->v, rb->cap)
+                     : flc_store_get_merged(s, j->job, j->round, shard, &sh, rb->v, rb->cap);
         if (rc == FLC_ENOTFOUND)
             continue; /* status 0 in the cache too */
         if (rc != FLC_OK) {
@@ -248,7 +317,9 @@ static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *
         if (caching) /* before the fold, which may keep Z */
             flc_query_evcache_row(&wr, r, &w);
         rc = take_row(j, r, k, &w, sh.count * sizeof(float), Z, L);
-        flc_shard_release(&sh);
+        uint64_t count = sh.count;
+        flc_shard_release(&sh); /* not rb's: only what the store allocated */
+        readbuf_fit(rb, count);
         if (rc != FLC_OK) {
             flc_query_evcache_free(&wr);
             return flc_err_set(e, FLC_ENOMEM, "out of memory");
@@ -275,6 +346,9 @@ static void *eval_worker(void *p)
         opts = *j->opts;
     flc_store_t *s = NULL;
     flc_url_t caller_ep = {0};
+    readbuf_t rb = {0};
+    if (j->model == NULL) /* the round's shards are P / ns floats, give or take one */
+        readbuf_fit(&rb, j->P / (j->ns ? j->ns : 1) + 1);
     float *Z = malloc(j->ev->B * j->ev->H * sizeof *Z);
     float *L = malloc((j->ev->L2 + 1) * sizeof *L);
     int rc = Z && L ? flc_url_parse(j->url, &caller_ep, &e)
@@ -291,7 +365,7 @@ static void *eval_worker(void *p)
         rc = flc_query_worker_store(j->place, &j->plan, grp, prev, &caller_ep, j->url, j->opts,
                                     &opts, -1, &s, &e);
         if (rc == FLC_OK)
-            rc = eval_shard(s, j, (size_t)k, Z, L, &e);
+            rc = eval_shard(s, j, (size_t)k, Z, L, &rb, &e);
     }
     pthread_mutex_lock(&j->lock);
     if (rc != FLC_OK && j->rc == FLC_OK) {
@@ -300,22 +374,23 @@ static void *eval_worker(void *p)
     }
     pthread_mutex_unlock(&j->lock);
     free(Z), free(L);
+    flc_buf_free(rb.v, rb.cap * sizeof(float));
     flc_store_close(s);
     return NULL;
 }
 
 /* Runs the workers over every shard of the round for the rows of j. */
-int flc_query_eval_shards(flc_store_t *s, const flc_store_cfg_t *at, const flc_query_req_t *q,
-                          eval_job_t *j, flc_err_t *e)
+int flc_query_eval_start(flc_store_t *s, const flc_store_cfg_t *at, const flc_query_req_t *q,
+                         eval_job_t *j, flc_err_t *e)
 {
-    char own[1200];
     j->url = at != NULL ? at->url : NULL;
     j->opts = at != NULL ? &at->opts : NULL;
+    j->started = 0;
     if (j->url == NULL) { /* s's own server, with its credentials */
-        if (flc_store_url_full(s, own, sizeof own) != FLC_OK)
+        if (flc_store_url_full(s, j->own, sizeof j->own) != FLC_OK)
             return flc_err_set(e, FLC_EINVAL, "the URL of %s is too long for the shard "
                                "workers", flc_store_url(s));
-        j->url = own;
+        j->url = j->own;
     }
     j->place = &q->place;
     int placed = q->place.enter != NULL;
@@ -324,21 +399,41 @@ int flc_query_eval_shards(flc_store_t *s, const flc_store_cfg_t *at, const flc_q
         return e->code;
     placed = j->plan.ngroups > 0 && j->plan.addr[0][0] != '\0';
     pthread_mutex_init(&j->lock, NULL);
+    if (j->model == NULL && j->ev->kind == FLC_QUERY_MODEL_MLP) {
+        j->edge = malloc(j->nrows * j->ns * 2 * j->ev->B * sizeof *j->edge);
+        j->edge_col = malloc(j->nrows * j->ns * 2 * sizeof *j->edge_col);
+        if (j->edge == NULL || j->edge_col == NULL) {
+            free(j->edge), free(j->edge_col);
+            j->edge = NULL, j->edge_col = NULL;
+            pthread_mutex_destroy(&j->lock);
+            flc_query_plan_free(&j->plan);
+            return flc_err_set(e, FLC_ENOMEM, "out of memory");
+        }
+        memset(j->edge_col, 0xff, j->nrows * j->ns * 2 * sizeof *j->edge_col);
+    }
     int nt = q->threads > 0 ? q->threads : (j->ns < 4 ? (int)j->ns : 4);
     if (q->threads <= 0 && placed && (size_t)nt < j->plan.ngroups)
         nt = (int)j->plan.ngroups;
     nt = nt > 64 ? 64 : nt;
-    pthread_t th[64];
-    int started = 0;
     for (int t = 0; t < nt; t++)
-        if (pthread_create(&th[started], NULL, eval_worker, j) == 0)
-            started++;
-    if (started == 0 && !placed)
+        if (pthread_create(&j->th[j->started], NULL, eval_worker, j) == 0)
+            j->started++;
+    if (j->started == 0 && !placed)
         eval_worker(j);
-    else if (started == 0)
+    else if (j->started == 0)
         j->rc = flc_err_set(&j->err, FLC_ENOMEM, "no thread for the shard workers");
-    for (int t = 0; t < started; t++)
-        pthread_join(th[t], NULL);
+    return FLC_OK;
+}
+
+int flc_query_eval_finish(eval_job_t *j, flc_err_t *e)
+{
+    for (int t = 0; t < j->started; t++)
+        pthread_join(j->th[t], NULL);
+    j->started = 0;
+    if (j->edge != NULL && j->rc == FLC_OK)
+        edge_sums(j);
+    free(j->edge), free(j->edge_col);
+    j->edge = NULL, j->edge_col = NULL;
     pthread_mutex_destroy(&j->lock);
     flc_query_plan_free(&j->plan);
     for (size_t i = 0; i < j->nspare; i++)
@@ -351,3 +446,9 @@ int flc_query_eval_shards(flc_store_t *s, const flc_store_cfg_t *at, const flc_q
     return j->rc;
 }
 
+int flc_query_eval_shards(flc_store_t *s, const flc_store_cfg_t *at, const flc_query_req_t *q,
+                          eval_job_t *j, flc_err_t *e)
+{
+    int rc = flc_query_eval_start(s, at, q, j, e);
+    return rc != FLC_OK ? rc : flc_query_eval_finish(j, e);
+}

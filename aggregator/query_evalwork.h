@@ -31,6 +31,11 @@ typedef struct flc_query_evwork {
     float **spare;        /* folded copies kept for the next wait (fresh pages fault one by
                            * one on these VMs); freed by flc_query_eval_shards */
     size_t nspare, capspare;
+    float *edge;          /* mlp: nrows x ns x 2 x B, each slice's first and last column
+                           * (units other slices may share), added in shard order once
+                           * the workers are done; made and freed by
+                           * flc_query_eval_shards */
+    uint32_t *edge_col;   /* nrows x ns x 2: their columns, UINT32_MAX: none */
     flc_query_eval_t *ev; /* D, S2, bytes: under lock */
     int use_cache;        /* read and write the shards' cached partials */
     uint64_t set_id, names; /* what they must have been computed for */
@@ -39,6 +44,9 @@ typedef struct flc_query_evwork {
     flc_err_t err;
     float *model;         /* model mode: receives sum_r coef[r] x row r's update */
     const double *coef;   /* model mode: per row (rows are clients only) */
+    pthread_t th[64];     /* the workers started, between _start and _finish */
+    int started;
+    char own[1200];       /* the URL they connect to when at is NULL */
 } flc_query_evwork_t;
 
 /* Runs the workers over every shard of the round (j->where, j->ns) for the
@@ -46,6 +54,15 @@ typedef struct flc_query_evwork {
  * connect, NULL: s's own server). Fills the rest of j. */
 int flc_query_eval_shards(flc_store_t *s, const flc_store_cfg_t *at, const flc_query_req_t *q,
                           flc_query_evwork_t *j, flc_err_t *e);
+
+/* flc_query_eval_shards in two halves, so that two jobs' workers run at
+ * once (the global model's beside the round's): _start plans (with s) and
+ * starts the workers; _finish waits for them and returns what
+ * flc_query_eval_shards would. s is not used in between. After a _start
+ * that failed, no _finish. */
+int flc_query_eval_start(flc_store_t *s, const flc_store_cfg_t *at, const flc_query_req_t *q,
+                         flc_query_evwork_t *j, flc_err_t *e);
+int flc_query_eval_finish(flc_query_evwork_t *j, flc_err_t *e);
 
 /* Adds the slice v = model[off .. off+cnt) to the first-layer products Z:
  * B rows of the ncols columns flc_query_eval_cols gives it (row stride

@@ -112,6 +112,7 @@ typedef struct flc_query_eval {
     float *Zg;           /* B x H: the global model's first-layer products */
     float *g2;           /* L2: the global model's later layers */
     float *D;            /* (n + 1) x B x H: each delta's first-layer products */
+    size_t D_bytes;      /* D's size (flc_buf_alloc) */
     float *S2;           /* (n + 1) x L2: each delta's later layers */
     int has_agg;         /* the round has merged shards (delta n) */
     double global_acc;   /* the global model of the round before */
