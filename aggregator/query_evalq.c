@@ -255,7 +255,9 @@ static int by_key_desc(const void *a, const void *b)
 }
 
 /* global + sum_i c[i] u_i into *q->model_out, the members' weighted slices
- * summed next to the shards (query_evalwork.c): one model moves, not K. */
+ * summed next to the shards (query_evalwork.c): one model moves, not K.
+ * The global model is read next to its node too (model mode on its
+ * series, coefficient 1: 0 + g is g), before the members are added in. */
 static int personal_model(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
                           const flc_query_eval_t *ev, const double *c, Flcache__QueryAnswer *a,
                           flc_err_t *e)
@@ -263,17 +265,19 @@ static int personal_model(flc_store_t *s, const flc_query_req_t *q, const flc_st
     uint64_t P = ev->update_bytes / sizeof(float);
     char gj[FLC_NAME_MAX + 1];
     snprintf(gj, sizeof gj, "%s/g", q->job);
-    float *model = malloc(P * sizeof *model);
-    flc_shard_t g = {0};
-    flc_track_where_t *where = NULL;
+    float *model = calloc(P, sizeof *model);
+    flc_track_where_t *where = NULL, gwhere = {.shard = 0};
     flc_query_eval_t counts = {0};
+    char *grow[1] = {NULL};
+    const double one[1] = {1.0};
+    flc_query_evwork_t gw = {.job = gj, .round = ev->round - 1, .P = P, .where = &gwhere,
+                             .ns = 1, .rows = grow, .nrows = 1, .model = model, .coef = one,
+                             .ev = &counts};
     flc_query_evwork_t w = {.job = q->job, .round = ev->round, .P = P, .rows = ev->clients,
                             .nrows = ev->n, .model = model, .coef = c, .ev = &counts};
     int rc = model ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory for the model");
-    if (rc == FLC_OK && flc_store_get_merged(s, gj, ev->round - 1, 0, &g, model, P) != FLC_OK) {
-        *e = *flc_store_error(s);
-        rc = e->code;
-    }
+    if (rc == FLC_OK && (rc = flc_query_eval_shards(s, at, q, &gw, e)) != FLC_OK)
+        rc = flc_err_wrap(e, "the global model of round %u (%s): ", ev->round - 1, gj);
     if (rc == FLC_OK && (flc_track_round(s, q->job, ev->round, &where, &w.ns) != FLC_OK ||
                          w.ns == 0))
         rc = flc_err_set(e, FLC_ENOTFOUND, "round %u of job %s has no shards", ev->round,
@@ -281,12 +285,11 @@ static int personal_model(flc_store_t *s, const flc_query_req_t *q, const flc_st
     w.where = where;
     if (rc == FLC_OK)
         rc = flc_query_eval_shards(s, at, q, &w, e);
-    flc_shard_release(&g);
     free(where);
     if (rc != FLC_OK)
         return free(model), rc;
-    a->bytes_read += counts.bytes_read + P * sizeof(float);
-    a->bytes_moved += counts.bytes_moved + P * sizeof(float);
+    a->bytes_read += counts.bytes_read;
+    a->bytes_moved += counts.bytes_moved;
     *q->model_out = model;
     *q->model_len = P;
     return FLC_OK;

@@ -187,44 +187,6 @@ static int eval_cached(flc_store_t *s, eval_job_t *j, size_t k, const flc_query_
     return rc;
 }
 
-/* Model mode: shard k's slice of sum_r coef[r] x update_r into j->model,
- * members in row order (the same sums, element by element, whatever order
- * the shards come in). The slice is this shard's alone: no lock. */
-static int model_shard(flc_store_t *s, eval_job_t *j, size_t k, flc_err_t *e)
-{
-    uint32_t shard = j->where[k].shard;
-    uint64_t read = 0, moved = 0;
-    for (size_t r = 0; r < j->nrows; r++) {
-        if (j->rows[r] == NULL || j->coef[r] == 0)
-            continue;
-        flc_shard_t sh = {0};
-        int rc = flc_store_get_update(s, j->job, j->round, shard, j->rows[r], &sh, NULL, 0);
-        if (rc != FLC_OK) {
-            *e = *flc_store_error(s);
-            return rc;
-        }
-        if (sh.offset > j->P || sh.count > j->P - sh.offset) {
-            flc_shard_release(&sh);
-            return flc_err_set(e, FLC_EDIM, "round %u, client %s, shard %u: floats %llu.. "
-                               "%llu of a model of %llu", j->round, j->rows[r], shard,
-                               (unsigned long long)sh.offset,
-                               (unsigned long long)(sh.offset + sh.count),
-                               (unsigned long long)j->P);
-        }
-        float *m = j->model + sh.offset, c = (float)j->coef[r];
-        for (uint64_t x = 0; x < sh.count; x++)
-            m[x] += c * sh.values[x];
-        read += sh.count * sizeof(float);
-        moved = sh.count * sizeof(float); /* the mixed slice, once */
-        flc_shard_release(&sh);
-    }
-    pthread_mutex_lock(&j->lock);
-    j->ev->bytes_read += read;
-    j->ev->bytes_moved += moved;
-    pthread_mutex_unlock(&j->lock);
-    return FLC_OK;
-}
-
 /* The worker's buffer for the updates it reads, kept from one read to the
  * next (a fresh 7-45 MB malloc per read faulted every page in again: a
  * third of a cold evaluation's read time); grown when a read did not fit. */
@@ -244,11 +206,56 @@ static void readbuf_fit(readbuf_t *rb, uint64_t count)
         rb->cap = 0; /* the store then allocates per read */
 }
 
+/* Model mode: shard k's slice of sum_r coef[r] x update_r into j->model,
+ * members in row order (the same sums, element by element, whatever order
+ * the shards come in); a NULL row is the series' merged shard (the global
+ * model, read next to its node like an update). The slice is this
+ * shard's alone: no lock. */
+static int model_shard(flc_store_t *s, eval_job_t *j, size_t k, readbuf_t *rb, flc_err_t *e)
+{
+    uint32_t shard = j->where[k].shard;
+    uint64_t read = 0, moved = 0;
+    for (size_t r = 0; r < j->nrows; r++) {
+        if (j->coef[r] == 0)
+            continue;
+        const char *who = j->rows[r];
+        flc_shard_t sh = {0};
+        int rc = who ? flc_store_get_update(s, j->job, j->round, shard, who, &sh, rb->v, rb->cap)
+                     : flc_store_get_merged(s, j->job, j->round, shard, &sh, rb->v, rb->cap);
+        if (rc != FLC_OK) {
+            *e = *flc_store_error(s);
+            return rc;
+        }
+        if (sh.offset > j->P || sh.count > j->P - sh.offset) {
+            flc_shard_release(&sh);
+            return flc_err_set(e, FLC_EDIM, "round %u, %s%s, shard %u: floats %llu.. "
+                               "%llu of a model of %llu", j->round, who ? "client " : "",
+                               who ? who : "the merged model", shard,
+                               (unsigned long long)sh.offset,
+                               (unsigned long long)(sh.offset + sh.count),
+                               (unsigned long long)j->P);
+        }
+        float *m = j->model + sh.offset, c = (float)j->coef[r];
+        for (uint64_t x = 0; x < sh.count; x++)
+            m[x] += c * sh.values[x];
+        read += sh.count * sizeof(float);
+        moved = sh.count * sizeof(float); /* the mixed slice, once */
+        uint64_t count = sh.count;
+        flc_shard_release(&sh);
+        readbuf_fit(rb, count);
+    }
+    pthread_mutex_lock(&j->lock);
+    j->ev->bytes_read += read;
+    j->ev->bytes_moved += moved;
+    pthread_mutex_unlock(&j->lock);
+    return FLC_OK;
+}
+
 static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *L,
                       readbuf_t *rb, flc_err_t *e)
 {
     if (j->model != NULL)
-        return model_shard(s, j, k, e);
+        return model_shard(s, j, k, rb, e);
     flc_query_eval_t *ev = j->ev;
     uint32_t shard = j->where[k].shard;
     uint64_t first = (uint64_t)ev->in * ev->H + (ev->kind == FLC_QUERY_MODEL_MLP ? 0 : ev->H);
@@ -347,8 +354,8 @@ static void *eval_worker(void *p)
     flc_store_t *s = NULL;
     flc_url_t caller_ep = {0};
     readbuf_t rb = {0};
-    if (j->model == NULL) /* the round's shards are P / ns floats, give or take one */
-        readbuf_fit(&rb, j->P / (j->ns ? j->ns : 1) + 1);
+    /* the round's shards are P / ns floats, give or take one */
+    readbuf_fit(&rb, j->P / (j->ns ? j->ns : 1) + 1);
     float *Z = malloc(j->ev->B * j->ev->H * sizeof *Z);
     float *L = malloc((j->ev->L2 + 1) * sizeof *L);
     int rc = Z && L ? flc_url_parse(j->url, &caller_ep, &e)
