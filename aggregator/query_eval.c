@@ -151,6 +151,7 @@ void flc_query_eval_free(flc_query_eval_t *ev)
     free(ev->clients), free(ev->fault), free(ev->w);
     free(ev->Zg), free(ev->g2), free(ev->S2);
     flc_buf_free(ev->D, ev->D_bytes);
+    flc_buf_free(ev->scratch, ev->scratch_bytes);
     memset(ev, 0, sizeof *ev);
 }
 
@@ -272,9 +273,11 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
      * call (base/bigbuf.h), not a fault per 4 KiB page as the rows fill */
     ev->D_bytes = (n + 1) * BH * sizeof *ev->D;
     ev->D = flc_buf_alloc(ev->D_bytes);
+    ev->scratch_bytes = (BH + ev->L2 + 1) * sizeof *ev->scratch;
+    ev->scratch = flc_buf_alloc(ev->scratch_bytes);
     ev->S2 = calloc((n + 1) * ev->L2 + 1, sizeof *ev->S2);
     if (!j.rows || !j.got || !j.next || !j.pend || !ev->clients || !ev->fault || !ev->w || !ev->Zg || !ev->g2 ||
-        !ev->D || !ev->S2) {
+        !ev->D || !ev->S2 || !ev->scratch) {
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory evaluating %zu clients on %zu samples",
                          n, ev->B);
         goto out;
@@ -372,27 +375,16 @@ out:
     return rc;
 }
 
-int flc_query_eval_mix(const flc_query_eval_t *ev, const double *c, double *acc, double *loss,
-                       int32_t *pred, float *act)
+/* Accuracy and mean loss of the model whose first-layer products are Z
+ * (B x H, overwritten by the activations) and later layers L; pred (B)
+ * when not NULL. */
+static int eval_built(const flc_query_eval_t *ev, float *Z, const float *L, double *acc,
+                      double *loss, int32_t *pred)
 {
-    const size_t B = ev->B, H = ev->H, C = ev->C, BH = B * H;
-    float *Z = act ? act : malloc(BH * sizeof *Z);
-    float *L = malloc((ev->L2 + 1) * sizeof *L), *lg = malloc(B * C * sizeof *lg);
-    if (Z == NULL || L == NULL || lg == NULL) {
-        if (!act)
-            free(Z);
-        free(L), free(lg);
+    const size_t B = ev->B, H = ev->H, C = ev->C;
+    float *lg = malloc(B * C * sizeof *lg);
+    if (lg == NULL)
         return FLC_ENOMEM;
-    }
-    memcpy(Z, ev->Zg, BH * sizeof *Z);
-    memcpy(L, ev->g2, ev->L2 * sizeof *L);
-    for (size_t i = 0; i <= ev->n; i++) {
-        if (c[i] == 0 || (i == ev->n && !ev->has_agg))
-            continue;
-        cblas_saxpy((int)BH, (float)c[i], ev->D + i * BH, 1, Z, 1);
-        if (ev->L2)
-            cblas_saxpy((int)ev->L2, (float)c[i], ev->S2 + i * ev->L2, 1, L, 1);
-    }
     if (ev->kind == FLC_QUERY_MODEL_MLP) { /* + b1, ReLU, the last layer */
         const float *b1 = L, *W2 = L + H, *b2 = W2 + H * C;
         for (size_t b = 0; b < B; b++)
@@ -427,8 +419,59 @@ int flc_query_eval_mix(const flc_query_eval_t *ev, const double *c, double *acc,
         *acc = B ? (double)correct / (double)B : 0;
     if (loss)
         *loss = B ? total / (double)B : 0;
-    if (!act)
-        free(Z);
-    free(L), free(lg);
+    free(lg);
     return FLC_OK;
+}
+
+int flc_query_eval_mix(const flc_query_eval_t *ev, const double *c, double *acc, double *loss,
+                       int32_t *pred, float *act)
+{
+    const size_t BH = ev->B * ev->H;
+    float *Z = act ? act : ev->scratch, *L = ev->scratch + BH;
+    memcpy(Z, ev->Zg, BH * sizeof *Z);
+    memcpy(L, ev->g2, ev->L2 * sizeof *L);
+    for (size_t i = 0; i <= ev->n; i++) {
+        if (c[i] == 0 || (i == ev->n && !ev->has_agg))
+            continue;
+        cblas_saxpy((int)BH, (float)c[i], ev->D + i * BH, 1, Z, 1);
+        if (ev->L2)
+            cblas_saxpy((int)ev->L2, (float)c[i], ev->S2 + i * ev->L2, 1, L, 1);
+    }
+    return eval_built(ev, Z, L, acc, loss, pred);
+}
+
+int flc_query_eval_loo(const flc_query_eval_t *ev, const double *w, double *acc)
+{
+    const size_t n = ev->n, BH = ev->B * ev->H, L2 = ev->L2;
+    size_t bytes = (BH + L2 + 1) * sizeof(float);
+    float *F = flc_buf_alloc(bytes), *FL = F ? F + BH : NULL;
+    if (F == NULL)
+        return FLC_ENOMEM;
+    double W = 0;
+    for (size_t j = 0; j < n; j++) {
+        W += w[j];
+        cblas_saxpy((int)BH, (float)w[j], ev->D + j * BH, 1, F, 1);
+        if (L2)
+            cblas_saxpy((int)L2, (float)w[j], ev->S2 + j * L2, 1, FL, 1);
+    }
+    float *Z = ev->scratch, *L = ev->scratch + BH;
+    int rc = FLC_OK;
+    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+        acc[i] = NAN;
+        if (!(W > w[i]))
+            continue;
+        /* global + (sum_j w_j d_j - w_i d_i) / (W - w_i) */
+        float sc = (float)(1.0 / (W - w[i])), si = (float)(-w[i] / (W - w[i]));
+        memcpy(Z, ev->Zg, BH * sizeof *Z);
+        memcpy(L, ev->g2, L2 * sizeof *L);
+        cblas_saxpy((int)BH, sc, F, 1, Z, 1);
+        cblas_saxpy((int)BH, si, ev->D + i * BH, 1, Z, 1);
+        if (L2) {
+            cblas_saxpy((int)L2, sc, FL, 1, L, 1);
+            cblas_saxpy((int)L2, si, ev->S2 + i * L2, 1, L, 1);
+        }
+        rc = eval_built(ev, Z, L, &acc[i], NULL, NULL);
+    }
+    flc_buf_free(F, bytes);
+    return rc;
 }

@@ -195,15 +195,11 @@ static int eval_round(const flc_query_req_t *q, const flc_query_eval_t *ev, tall
         for (size_t i = 0; i < n; i++)
             fs[i] = dis[i] = z[i] = zd[i] = za[i] = want_faults ? NAN : 0;
     }
+    double *loo_acc = want_loo ? malloc(n * sizeof *loo_acc) : NULL;
+    if (rc == FLC_OK && want_loo) /* FedAvg without client i, for every i */
+        rc = loo_acc ? flc_query_eval_loo(ev, ev->w, loo_acc) : FLC_ENOMEM;
     for (size_t i = 0; rc == FLC_OK && i < n; i++) {
-        double loo = NAN;
-        if (want_loo && W > ev->w[i]) { /* FedAvg without client i */
-            for (size_t j = 0; j < n; j++)
-                c[j] = j == i ? 0 : ev->w[j] / (W - ev->w[i]);
-            double a = 0;
-            rc = flc_query_eval_mix(ev, c, &a, NULL, NULL, NULL);
-            loo = *fedavg_acc - a;
-        }
+        double loo = want_loo && !isnan(loo_acc[i]) ? *fedavg_acc - loo_acc[i] : NAN;
         acc_t *x = tally_get(t, ev->clients[i]);
         if (x == NULL) {
             rc = FLC_ENOMEM;
@@ -224,7 +220,8 @@ static int eval_round(const flc_query_req_t *q, const flc_query_eval_t *ev, tall
         x->disagree += dis[i];
         x->flagged += flagged;
     }
-    free(acc), free(loss), free(c), free(fs), free(dis), free(z), free(zd), free(tmp), free(za);
+    free(acc), free(loss), free(loo_acc), free(c), free(fs), free(dis), free(z), free(zd);
+    free(tmp), free(za);
     return rc == FLC_ENOMEM ? flc_err_set(e, FLC_ENOMEM, "out of memory") : rc;
 }
 

@@ -113,6 +113,9 @@ typedef struct flc_query_eval {
     float *g2;           /* L2: the global model's later layers */
     float *D;            /* (n + 1) x B x H: each delta's first-layer products */
     size_t D_bytes;      /* D's size (flc_buf_alloc) */
+    float *scratch;      /* B x H + L2 + 1: the model flc_query_eval_mix builds (one
+                          * thread evaluates at a time) */
+    size_t scratch_bytes;
     float *S2;           /* (n + 1) x L2: each delta's later layers */
     int has_agg;         /* the round has merged shards (delta n) */
     double global_acc;   /* the global model of the round before */
@@ -141,6 +144,12 @@ void flc_query_eval_free(flc_query_eval_t *ev);
  * activations when not NULL. FLC_ENOMEM only. */
 int flc_query_eval_mix(const flc_query_eval_t *ev, const double *c, double *acc, double *loss,
                        int32_t *pred, float *act);
+
+/* Accuracy of every leave-one-out FedAvg model, client i's left out:
+ * global + (sum_j w_j delta_j - w_i delta_i) / (W - w_i) (W the sum of the
+ * n weights w), the sum made once instead of n - 1 terms per model; NAN
+ * where no weight is left. acc has n entries. FLC_ENOMEM only. */
+int flc_query_eval_loo(const flc_query_eval_t *ev, const double *w, double *acc);
 
 /* The evaluation kinds (query_evalq.c): accuracy, incentives, faults, and
  * the --by accuracy views of schedule, personalize and contribution. */
