@@ -43,6 +43,7 @@
 
 #include "aggregator/query.h"
 #include "aggregator/reduce_scatter.h"
+#include "base/bigbuf.h"
 #include "base/clock.h"
 #include "bench/bench_util.h"
 #include "cache/embed.h"
@@ -300,13 +301,14 @@ static void *avg_shard(void *p)
         if (flc_store_get_merged(s, "fls", a->r, a->shard, &sh, a->acc + o, n) != 0)
             die("merged", flc_store_errstr(s));
     } else {
-        float *buf = malloc(n * sizeof *buf);
+        /* populated at once (base/bigbuf.h), as the engine's buffers are */
+        float *buf = flc_buf_alloc(n * sizeof *buf);
         for (unsigned i = 0; buf && i < g_k; i++) {
             if (flc_store_get_update(s, "fls", a->r, a->shard, g_names[i], &sh, buf, n) != 0)
                 die("update", flc_store_errstr(s));
             cblas_saxpy((int)n, 1.0f / (float)g_k, buf, 1, a->acc + o, 1);
         }
-        free(buf);
+        flc_buf_free(buf, n * sizeof *buf);
     }
     flc_store_close(s);
     return NULL;
@@ -320,7 +322,9 @@ static uint64_t engine_run(flc_store_t *s, const char *wl, uint32_t r, int warm)
     float *model = NULL;
     uint64_t mlen = 0;
     if (strcmp(wl, "average") == 0) { /* a thread per shard, next to its node */
-        float *acc = calloc(g_P, sizeof *acc);
+        float *acc = flc_buf_alloc(g_P * sizeof *acc);
+        if (acc == NULL)
+            die("average", "out of memory");
         pthread_t th[MAX_S];
         avg_t aa[MAX_S];
         for (uint32_t k = 0; k < S; k++) {
@@ -329,7 +333,7 @@ static uint64_t engine_run(flc_store_t *s, const char *wl, uint32_t r, int warm)
         }
         for (uint32_t k = 0; k < S; k++)
             pthread_join(th[k], NULL);
-        free(acc);
+        flc_buf_free(acc, g_P * sizeof *acc);
         return g_P * sizeof(float);
     }
     if (strcmp(wl, "kmeans3") == 0)
