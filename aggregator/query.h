@@ -63,8 +63,8 @@ typedef struct flc_query_req {
     int threads;                   /* shard workers in parallel; 0: one per cache node
                                     * serving the round's shards, unplaced over several
                                     * nodes min(S, 4) and at least one per node (the
-                                    * evaluation kinds: min(S, 4), with place at least
-                                    * one per node) */
+                                    * evaluation kinds: with place one per node, else
+                                    * min(S, 4)) */
     int no_cache;                  /* recompute Gram partials and evaluation sums even
                                     * when cached (neither read nor written) */
     int by_accuracy;               /* schedule: top K by accuracy on the evaluation set;

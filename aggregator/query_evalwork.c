@@ -418,9 +418,12 @@ int flc_query_eval_start(flc_store_t *s, const flc_store_cfg_t *at, const flc_qu
         }
         memset(j->edge_col, 0xff, j->nrows * j->ns * 2 * sizeof *j->edge_col);
     }
-    int nt = q->threads > 0 ? q->threads : (j->ns < 4 ? (int)j->ns : 4);
-    if (q->threads <= 0 && placed && (size_t)nt < j->plan.ngroups)
-        nt = (int)j->plan.ngroups;
+    /* Placed: one worker per node (as the Gram's: a node's redis-server
+     * answers one read at a time, and the sgemms share the machine's
+     * cores); unplaced: min(S, 4). */
+    int nt = q->threads > 0 ? q->threads
+             : placed       ? (int)j->plan.ngroups
+                            : (j->ns < 4 ? (int)j->ns : 4);
     nt = nt > 64 ? 64 : nt;
     for (int t = 0; t < nt; t++)
         if (pthread_create(&j->th[j->started], NULL, eval_worker, j) == 0)
