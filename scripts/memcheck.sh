@@ -49,6 +49,16 @@ for q in "history --job vg" "client --job vg --client c1" "norms --job vg --roun
 done
 run store stats
 run --help
+# The evaluation kinds on an mlp job with 3 shards (unit columns cut by the
+# shards' edges, the kept products, the personalized model), cold and warm.
+run simulate --clients 10 --per-round 5 --rounds 2 --job vge --subset 2000 --test-subset 500 \
+    --model mlp --hidden 24 --shards 3 --inproc --quiet
+for q in "accuracy --job vge --round 2 --no-cache" "accuracy --job vge --round 2" \
+         "contribution --by accuracy --job vge --round 2" "faults --job vge --rounds 1:2" \
+         "personalize --by accuracy --job vge --round 2 --k 3 --out $dir/p.bin"; do
+    # shellcheck disable=SC2086
+    run query $q
+done
 # Client and aggregator functions in flcache-fn processes, valgrind in each
 # (the pool's rlimit would stop valgrind; its watchdog stays).
 envs=FLCACHE_POOL_MEM=watch kids=1
