@@ -22,6 +22,7 @@
 
 #include "aggregator/query_evalwork.h"
 #include "aggregator/query_internal.h"
+#include "base/bigbuf.h"
 
 /* Suspicion = max(z_act, 0) + max(z_disagree, 0) + max(-z_accuracy, 0)
  * (robust z-scores across the round's clients); flagged above FAULT_SUSP.
@@ -102,7 +103,10 @@ static int is_faulty(const char *f)
 static int fault_scores(const flc_query_eval_t *ev, double *fscore, double *disagree)
 {
     size_t n = ev->n, B = ev->B, H = ev->H, BH = B * H;
-    float *act = malloc(n * BH * sizeof *act);
+    /* every client's activations: 122 MB at FLStore's size, populated at
+     * once (base/bigbuf.h) rather than faulted in page by page */
+    size_t act_bytes = n * BH * sizeof(float);
+    float *act = flc_buf_alloc(act_bytes);
     int32_t *pred = malloc(n * B * sizeof *pred);
     double *c = calloc(n + 1, sizeof *c), *col = malloc(n * sizeof *col);
     int rc = act && pred && c && col ? FLC_OK : FLC_ENOMEM;
@@ -144,7 +148,8 @@ static int fault_scores(const flc_query_eval_t *ev, double *fscore, double *disa
     }
     for (size_t i = 0; i <= n && c; i++)
         c[i] = 0;
-    free(act), free(pred), free(c), free(col);
+    flc_buf_free(act, act_bytes);
+    free(pred), free(c), free(col);
     return rc;
 }
 
