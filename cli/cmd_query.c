@@ -113,12 +113,11 @@ static const flc_opt_t options[] = {
              "on the job's evaluation set"},
     {.name = "samples", .type = FLC_OPT_INT, .meta = "N", FLC_OPT_AT(query_opts_t, q.samples),
      .imin = 0, .imax = 100000000, .def = "auto",
-     .help = "evaluation kinds: evaluation samples (auto: the most that move fewer bytes "
-             "than an update, at least 100)"},
+     .help = "evaluation kinds: evaluation samples (auto: an mlp's products move a quarter "
+             "of an update, a softmax's fewer bytes than one; at least 100)"},
     {.name = "threads", .type = FLC_OPT_INT, .meta = "T", FLC_OPT_AT(query_opts_t, q.threads),
      .imin = 0, .imax = 64, .def = "one per node",
-     .help = "shard workers in parallel; evaluation kinds: min(shards, 4), and at least one "
-             "per node"},
+     .help = "shard workers in parallel (unplaced on several nodes: min(shards, 4))"},
     {.name = "no-cache", .type = FLC_OPT_FLAG, FLC_OPT_AT(query_opts_t, q.no_cache),
      .help = "recompute the per-shard Gram partials and evaluation sums"},
     {.name = "memory-budget", .type = FLC_OPT_INT, .meta = "MB",
