@@ -276,8 +276,8 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
     ev->scratch_bytes = (BH + ev->L2 + 1) * sizeof *ev->scratch;
     ev->scratch = flc_buf_alloc(ev->scratch_bytes);
     ev->S2 = calloc((n + 1) * ev->L2 + 1, sizeof *ev->S2);
-    if (!j.rows || !j.got || !j.next || !j.pend || !ev->clients || !ev->fault || !ev->w || !ev->Zg || !ev->g2 ||
-        !ev->D || !ev->S2 || !ev->scratch) {
+    if (!j.rows || !j.got || !j.next || !j.pend || !ev->clients || !ev->fault || !ev->w ||
+        !ev->Zg || !ev->g2 || !ev->D || !ev->S2 || !ev->scratch) {
         rc = flc_err_set(e, FLC_ENOMEM, "out of memory evaluating %zu clients on %zu samples",
                          n, ev->B);
         goto out;

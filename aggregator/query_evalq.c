@@ -250,99 +250,10 @@ static size_t eval_samples(const flc_query_req_t *q, const flc_query_evalset_t *
     return B < es->n ? B : es->n;
 }
 
-static int by_key_desc(const void *a, const void *b)
+int flc_query_by_key_desc(const void *a, const void *b)
 {
     double x = ((const double *)a)[0], y = ((const double *)b)[0];
     return x < y ? 1 : x > y ? -1 : 0;
-}
-
-/* global + sum_i c[i] u_i into *q->model_out, the members' weighted slices
- * summed next to the shards (query_evalwork.c): one model moves, not K.
- * The global model is read next to its node too (model mode on its
- * series, coefficient 1: 0 + g is g), before the members are added in. */
-static int personal_model(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
-                          const flc_query_eval_t *ev, const double *c, Flcache__QueryAnswer *a,
-                          flc_err_t *e)
-{
-    uint64_t P = ev->update_bytes / sizeof(float);
-    char gj[FLC_NAME_MAX + 1];
-    snprintf(gj, sizeof gj, "%s/g", q->job);
-    float *model = calloc(P, sizeof *model);
-    flc_track_where_t *where = NULL, gwhere = {.shard = 0};
-    flc_query_eval_t counts = {0};
-    char *grow[1] = {NULL};
-    const double one[1] = {1.0};
-    flc_query_evwork_t gw = {.job = gj, .round = ev->round - 1, .P = P, .where = &gwhere,
-                             .ns = 1, .rows = grow, .nrows = 1, .model = model, .coef = one,
-                             .ev = &counts};
-    flc_query_evwork_t w = {.job = q->job, .round = ev->round, .P = P, .rows = ev->clients,
-                            .nrows = ev->n, .model = model, .coef = c, .ev = &counts};
-    int rc = model ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory for the model");
-    if (rc == FLC_OK && (rc = flc_query_eval_shards(s, at, q, &gw, e)) != FLC_OK)
-        rc = flc_err_wrap(e, "the global model of round %u (%s): ", ev->round - 1, gj);
-    if (rc == FLC_OK && (flc_track_round(s, q->job, ev->round, &where, &w.ns) != FLC_OK ||
-                         w.ns == 0))
-        rc = flc_err_set(e, FLC_ENOTFOUND, "round %u of job %s has no shards", ev->round,
-                         q->job);
-    w.where = where;
-    if (rc == FLC_OK)
-        rc = flc_query_eval_shards(s, at, q, &w, e);
-    free(where);
-    if (rc != FLC_OK)
-        return free(model), rc;
-    a->bytes_read += counts.bytes_read;
-    a->bytes_moved += counts.bytes_moved;
-    *q->model_out = model;
-    *q->model_len = P;
-    return FLC_OK;
-}
-
-/* personalize --by accuracy: the K most accurate clients of the round,
- * weighted by their accuracy. Its accuracy comes from the kept partial
- * sums; the model (when asked) is read member by member, shard by shard. */
-static int personalize(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
-                       const flc_query_eval_t *ev, Flcache__QueryAnswer *a, flc_err_t *e)
-{
-    size_t n = ev->n, K = q->k ? q->k : 5;
-    K = K < n ? K : n;
-    double *ord = malloc(2 * n * sizeof *ord), *c = calloc(n + 1, sizeof *c);
-    int rc = ord && c ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory");
-    for (size_t i = 0; rc == FLC_OK && i < n; i++) {
-        c[i] = 1;
-        flc_query_eval_mix(ev, c, &ord[2 * i], NULL, NULL, NULL);
-        c[i] = 0;
-        ord[2 * i + 1] = (double)i;
-    }
-    if (rc == FLC_OK)
-        qsort(ord, n, 2 * sizeof *ord, by_key_desc);
-    double sum = 0;
-    for (size_t r = 0; rc == FLC_OK && r < K; r++)
-        sum += ord[2 * r] > 0 ? ord[2 * r] : 0;
-    for (size_t r = 0; rc == FLC_OK && r < K; r++) {
-        size_t i = (size_t)ord[2 * r + 1];
-        c[i] = sum > 0 ? (ord[2 * r] > 0 ? ord[2 * r] : 0) / sum : 1.0 / (double)K;
-        double v[] = {ord[2 * r], c[i]};
-        flc_query_answer_row(a, ev->clients[i], v, NULL);
-    }
-    double pacc = NAN, W = 0, fed = NAN;
-    if (rc == FLC_OK)
-        flc_query_eval_mix(ev, c, &pacc, NULL, NULL, NULL);
-    double *cf = calloc(n + 1, sizeof *cf);
-    for (size_t i = 0; cf && i < n; i++)
-        W += ev->w[i];
-    for (size_t i = 0; cf && i < n; i++)
-        cf[i] = ev->w[i] / W;
-    if (cf)
-        flc_query_eval_mix(ev, cf, &fed, NULL, NULL, NULL);
-    free(cf);
-    flc_query_answer_summary(a, "personalized_accuracy", pacc);
-    flc_query_answer_summary(a, "global_accuracy", ev->global_acc);
-    flc_query_answer_summary(a, "fedavg_accuracy", fed);
-    flc_query_answer_summary(a, "members", (double)K);
-    if (rc == FLC_OK && q->model_out) /* global + sum c_i u_i, next to the shards */
-        rc = personal_model(s, q, at, ev, c, a, e);
-    free(ord), free(c);
-    return rc;
 }
 
 int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
@@ -405,7 +316,7 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store
         a->bytes_read += ev.bytes_read;
         a->bytes_moved += ev.bytes_moved;
         if (q->kind == FLC_Q_PERSONALIZE) {
-            rc = personalize(s, q, at, &ev, a, e);
+            rc = flc_query_eval_personalize(s, q, at, &ev, a, e);
         } else {
             double fed = NAN, agg = NAN;
             rc = eval_round(q, &ev, &t, &fed, &agg, e);
@@ -440,7 +351,7 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store
         ord[2 * i + 1] = (double)i;
     }
     if (ord)
-        qsort(ord, t.n, 2 * sizeof *ord, by_key_desc);
+        qsort(ord, t.n, 2 * sizeof *ord, flc_query_by_key_desc);
     size_t show = q->kind == FLC_Q_SCHEDULE ? (q->k ? q->k : 10) : t.n;
     for (size_t r = 0; ord && r < t.n && r < show; r++) {
         acc_t *x = &t.v[(size_t)ord[2 * r + 1]];

@@ -67,8 +67,8 @@ int flc_query_evalset_put(flc_store_t *s, const char *job, const flc_query_evals
     float *lab = malloc((HDR + es->n) * sizeof *lab);
     if (lab == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory for %zu labels", es->n);
-    float hdr[HDR] = {EVALSET_VERSION, (float)es->kind, (float)es->in, (float)es->hidden, (float)es->out,
-                      (float)es->n};
+    float hdr[HDR] = {EVALSET_VERSION,   (float)es->kind, (float)es->in,
+                      (float)es->hidden, (float)es->out,  (float)es->n};
     memcpy(lab, hdr, sizeof hdr);
     for (size_t i = 0; i < es->n; i++)
         lab[HDR + i] = (float)es->y[i];

@@ -145,6 +145,16 @@ void flc_query_eval_free(flc_query_eval_t *ev);
 int flc_query_eval_mix(const flc_query_eval_t *ev, const double *c, double *acc, double *loss,
                        int32_t *pred, float *act);
 
+/* personalize --by accuracy on one evaluated round (query_evalpers.c): the
+ * K best clients' rows and weights into a, the personalized, global and
+ * FedAvg accuracies as its summary, and with q->model_out the model. */
+int flc_query_eval_personalize(flc_store_t *s, const flc_query_req_t *q,
+                               const flc_store_cfg_t *at, const flc_query_eval_t *ev,
+                               Flcache__QueryAnswer *a, flc_err_t *e);
+
+/* qsort order of (key, index) double pairs, largest key first. */
+int flc_query_by_key_desc(const void *a, const void *b);
+
 /* Accuracy of every leave-one-out FedAvg model, client i's left out:
  * global + (sum_j w_j delta_j - w_i delta_i) / (W - w_i) (W the sum of the
  * n weights w), the sum made once instead of n - 1 terms per model; NAN
