@@ -40,10 +40,7 @@
 #include "base/bigbuf.h"
 #include "cache/store_ops.h"
 
-/* Where the first layer's weights end: the mlp's b1 is a later-layer
- * float (its columns then have one writer each); softmax's b is added
- * into its columns. */
-static uint64_t first_layer_end(const flc_query_eval_t *ev)
+uint64_t flc_query_eval_layer1_end(const flc_query_eval_t *ev)
 {
     uint64_t w = (uint64_t)ev->in * ev->H;
     return ev->kind == FLC_QUERY_MODEL_MLP ? w : w + ev->H;
@@ -52,7 +49,7 @@ static uint64_t first_layer_end(const flc_query_eval_t *ev)
 void flc_query_eval_cols(const flc_query_eval_t *ev, uint64_t off, uint64_t cnt, size_t *c0,
                          size_t *ncols)
 {
-    uint64_t fe = first_layer_end(ev), end = off + cnt < fe ? off + cnt : fe;
+    uint64_t fe = flc_query_eval_layer1_end(ev), end = off + cnt < fe ? off + cnt : fe;
     *c0 = 0, *ncols = 0;
     if (cnt == 0 || off >= fe)
         return;
@@ -126,7 +123,7 @@ static void add_rows(const flc_query_eval_t *ev, uint64_t off, uint64_t end, con
 void flc_query_eval_add_slice(const flc_query_eval_t *ev, uint64_t off, uint64_t cnt,
                               const float *v, float *Z, float *L)
 {
-    const uint64_t fe = first_layer_end(ev), end = off + cnt;
+    const uint64_t fe = flc_query_eval_layer1_end(ev), end = off + cnt;
     size_t c0, ncols;
     flc_query_eval_cols(ev, off, cnt, &c0, &ncols);
     if (ncols > 0 && ev->kind == FLC_QUERY_MODEL_MLP)
@@ -137,6 +134,13 @@ void flc_query_eval_add_slice(const flc_query_eval_t *ev, uint64_t off, uint64_t
         uint64_t p = off > fe ? off : fe;
         memcpy(L + (p - fe), v + (p - off), (size_t)(end - p) * sizeof *v);
     }
+}
+
+/* Samples a mix builds at a time: about 256 KB of products, in the cache. */
+static size_t block_rows(const flc_query_eval_t *ev)
+{
+    size_t R = ev->H ? 65536 / ev->H : ev->B;
+    return R < 1 ? 1 : R > ev->B ? ev->B : R;
 }
 
 void flc_query_eval_free(flc_query_eval_t *ev)
@@ -273,7 +277,7 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
      * call (base/bigbuf.h), not a fault per 4 KiB page as the rows fill */
     ev->D_bytes = (n + 1) * BH * sizeof *ev->D;
     ev->D = flc_buf_alloc(ev->D_bytes);
-    ev->scratch_bytes = (BH + ev->L2 + 1) * sizeof *ev->scratch;
+    ev->scratch_bytes = (block_rows(ev) * ev->H + ev->L2 + 1) * sizeof *ev->scratch;
     ev->scratch = flc_buf_alloc(ev->scratch_bytes);
     ev->S2 = calloc((n + 1) * ev->L2 + 1, sizeof *ev->S2);
     if (!j.rows || !j.got || !j.next || !j.pend || !ev->clients || !ev->fault || !ev->w ||
@@ -386,9 +390,7 @@ static int eval_terms(const flc_query_eval_t *ev, const float *const *src, const
                       size_t nt, const float *L, double *acc, double *loss, int32_t *pred,
                       float *act)
 {
-    const size_t B = ev->B, H = ev->H, C = ev->C;
-    size_t R = H ? 65536 / H : B;
-    R = R < 1 ? 1 : R > B ? B : R;
+    const size_t B = ev->B, H = ev->H, C = ev->C, R = block_rows(ev);
     float *lg = malloc((B * C + 1) * sizeof *lg);
     if (lg == NULL)
         return FLC_ENOMEM;
@@ -442,7 +444,7 @@ int flc_query_eval_mix(const flc_query_eval_t *ev, const double *c, double *acc,
                        int32_t *pred, float *act)
 {
     const size_t BH = ev->B * ev->H, n = ev->n;
-    float *L = ev->scratch + BH;
+    float *L = ev->scratch + block_rows(ev) * ev->H; /* after the block eval_terms builds */
     const float **src = malloc((n + 1) * sizeof *src);
     float *coef = malloc((n + 1) * sizeof *coef);
     if (src == NULL || coef == NULL) {
@@ -478,7 +480,7 @@ int flc_query_eval_loo(const flc_query_eval_t *ev, const double *w, double *acc)
         if (L2)
             cblas_saxpy((int)L2, (float)w[j], ev->S2 + j * L2, 1, FL, 1);
     }
-    float *L = ev->scratch + BH;
+    float *L = ev->scratch + block_rows(ev) * ev->H;
     int rc = FLC_OK;
     for (size_t i = 0; rc == FLC_OK && i < n; i++) {
         acc[i] = NAN;

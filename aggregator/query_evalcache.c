@@ -111,7 +111,8 @@ int flc_query_evcache_get(flc_store_t *s, const char *job, uint32_t round, uint3
         memcpy(&w->c0, rt + r * ROW + 4, 4);
         memcpy(&w->ncols, rt + r * ROW + 8, 4);
         w->later = get64(rt + r * ROW + 16);
-        if (w->status > 2 || (uint64_t)w->c0 + w->ncols > k->H) {
+        if (w->status > 2 || (uint64_t)w->c0 + w->ncols > k->H ||
+            (w->status == 1 && w->touches && w->ncols == 0)) {
             fits = 0;
             break;
         }

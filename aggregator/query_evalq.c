@@ -386,22 +386,21 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store
     if (rc == FLC_OK) {
         flc_query_answer_summary(a, "samples", (double)es.n);
         flc_query_answer_summary(a, "rounds", (double)nr);
-        char note[480];
-        if (es.kind == FLC_QUERY_MODEL_MLP)
-            snprintf(note, sizeof note, "each client's model = global model of the round "
-                     "before + its update, on %zu samples of the job's evaluation set; a "
-                     "shard worker moves the %zu samples' products for the hidden units its "
-                     "slice holds, %zu x %zu in all per update (%.1f KB, and b1, W2, b2), "
-                     "instead of the %.3g MB update", es.n, es.n, es.n, es.hidden,
-                     (double)es.n * es.hidden * 4 / 1e3,
-                     (double)flc_query_evalset_nparams(&es) * 4 / 1e6);
+        int mlp = es.kind == FLC_QUERY_MODEL_MLP;
+        size_t H = mlp ? es.hidden : es.out;
+        char moves[200], note[480];
+        if (mlp)
+            snprintf(moves, sizeof moves, "moves the %zu samples' products for the hidden "
+                     "units its slice holds, %zu x %zu in all per update (%.1f KB, and b1, "
+                     "W2, b2), instead of the", es.n, es.n, H, (double)es.n * H * 4 / 1e3);
         else
-            snprintf(note, sizeof note, "each client's model = global model of the round "
-                     "before + its update, on %zu samples of the job's evaluation set; a "
-                     "shard worker moves %zu x %zu first-layer sums per update it touches "
-                     "(%.1f KB) instead of its slice of the %.3g MB update", es.n, es.n,
-                     es.out, (double)es.n * es.out * 4 / 1e3,
-                     (double)flc_query_evalset_nparams(&es) * 4 / 1e6);
+            snprintf(moves, sizeof moves, "moves %zu x %zu first-layer sums per update it "
+                     "touches (%.1f KB) instead of its slice of the", es.n, H,
+                     (double)es.n * H * 4 / 1e3);
+        snprintf(note, sizeof note, "each client's model = global model of the round before "
+                 "+ its update, on %zu samples of the job's evaluation set; a shard worker "
+                 "%s %.3g MB update", es.n, moves,
+                 (double)flc_query_evalset_nparams(&es) * 4 / 1e6);
         flc_query_answer_note(a, "evaluation", note);
         if (q->kind == FLC_Q_FAULTS || q->kind == FLC_Q_ACCURACY)
             flc_query_answer_note(a, "fault_score", "mean over inputs of the distance of the "

@@ -20,39 +20,27 @@ typedef flc_query_evwork_t eval_job_t;
 
 
 
-/* A pending copy: its columns, then B x ncols products, then L2 floats. */
-#define PEND_HEAD 2
-
-/* Adds shard k's products Z (B rows of ncols columns from c0) and
- * later-layer floats L of row r into the row, under j->lock, in shard order
- * whatever order the workers finish in: float sums depend on their order
- * (a unit cut by a shard's edge, softmax's columns), and placed and
- * unplaced (or differently timed) runs must give the same bits. A shard
- * ahead of its turn waits in a copy. */
-static int fold(eval_job_t *j, size_t r, size_t k, const float *Z, const float *L, size_t c0,
-                size_t ncols)
+/* Adds shard k's sums of row r (Z: B x H, L: the later-layer floats) into
+ * the row, under j->lock, in shard order whatever order the workers finish
+ * in: float sums depend on their order, and placed and unplaced (or
+ * differently timed) runs must give the same bits. A shard ahead of its
+ * turn waits in a copy. Softmax's rows only, whose every column is every
+ * shard's (its W is input-major); an mlp's go through fold_units. */
+static int fold(eval_job_t *j, size_t r, size_t k, const float *Z, const float *L)
 {
     flc_query_eval_t *ev = j->ev;
-    const size_t B = ev->B, H = ev->H, BH = B * H;
+    size_t BH = ev->B * ev->H;
     if (j->next[r] != k) {
-        float *c = j->nspare ? j->spare[--j->nspare]
-                             : malloc((PEND_HEAD + BH + ev->L2 + 1) * sizeof *c);
+        float *c = j->nspare ? j->spare[--j->nspare] : malloc((BH + ev->L2 + 1) * sizeof *c);
         if (c == NULL)
             return FLC_ENOMEM;
-        uint32_t cols[2] = {(uint32_t)c0, (uint32_t)ncols};
-        memcpy(c, cols, sizeof cols);
-        memcpy(c + PEND_HEAD, Z, B * ncols * sizeof *c);
-        memcpy(c + PEND_HEAD + B * ncols, L, ev->L2 * sizeof *c);
+        memcpy(c, Z, BH * sizeof *c);
+        memcpy(c + BH, L, ev->L2 * sizeof *c);
         j->pend[r * j->ns + k] = c;
         return FLC_OK;
     }
     for (;;) {
-        float *row = ev->D + r * BH + c0;
-        if (ncols == H) /* every column: one contiguous pass */
-            cblas_saxpy((int)BH, 1.0f, Z, 1, row, 1);
-        else
-            for (size_t b = 0; ncols && b < B; b++)
-                cblas_saxpy((int)ncols, 1.0f, Z + b * ncols, 1, row + b * H, 1);
+        cblas_saxpy((int)BH, 1.0f, Z, 1, ev->D + r * BH, 1);
         if (ev->L2)
             cblas_saxpy((int)ev->L2, 1.0f, L, 1, ev->S2 + r * ev->L2, 1);
         float **done = &j->pend[r * j->ns + j->next[r]];
@@ -71,12 +59,8 @@ static int fold(eval_job_t *j, size_t r, size_t k, const float *Z, const float *
         size_t nx = ++j->next[r];
         if (nx >= j->ns || j->pend[r * j->ns + nx] == NULL)
             return FLC_OK;
-        const float *c = j->pend[r * j->ns + nx];
-        uint32_t cols[2];
-        memcpy(cols, c, sizeof cols);
-        c0 = cols[0], ncols = cols[1];
-        Z = c + PEND_HEAD;
-        L = Z + B * ncols;
+        Z = j->pend[r * j->ns + nx];
+        L = Z + BH;
     }
 }
 
@@ -140,7 +124,7 @@ static int take_row(eval_job_t *j, size_t r, size_t k, const flc_query_evrow_t *
     pthread_mutex_lock(&j->lock);
     int rc = FLC_OK;
     if (w->status == 1 && j->edge == NULL)
-        rc = fold(j, r, k, Z, L, w->c0, ncols);
+        rc = fold(j, r, k, Z, L);
     if (rc == FLC_OK && w->status != 0)
         j->got[r * j->ns + k] = w->status;
     ev->bytes_read += read;
@@ -169,12 +153,6 @@ static int eval_cached(flc_store_t *s, eval_job_t *j, size_t k, const flc_query_
         const flc_query_evrow_t *w = &rows[r];
         if (w->status == 1 && w->Z == NULL) /* zeros where the slice has none, as computed */
             memset(Z, 0, ev->B * ev->H * sizeof *Z);
-        if (w->status == 1 && w->touches && (w->c0 + w->ncols > ev->H || w->ncols == 0)) {
-            rc = flc_err_set(e, FLC_EDATA, "round %u, shard %u: cached evaluation sums for "
-                             "columns %u..%u of %zu", j->round, j->where[k].shard, w->c0,
-                             w->c0 + w->ncols, ev->H);
-            break;
-        }
         if (w->status == 1 && w->L == NULL)
             memset(L, 0, (ev->L2 + 1) * sizeof *L);
         /* the cached sums are folded where they were read (fold copies what waits) */
@@ -206,6 +184,15 @@ static void readbuf_fit(readbuf_t *rb, uint64_t count)
         rb->cap = 0; /* the store then allocates per read */
 }
 
+/* Row `who`'s slice on `shard` (NULL: the series' merged shard) into rb
+ * when it fits there. */
+static int read_row(flc_store_t *s, const eval_job_t *j, uint32_t shard, const char *who,
+                    flc_shard_t *sh, const readbuf_t *rb)
+{
+    return who ? flc_store_get_update(s, j->job, j->round, shard, who, sh, rb->v, rb->cap)
+               : flc_store_get_merged(s, j->job, j->round, shard, sh, rb->v, rb->cap);
+}
+
 /* Model mode: shard k's slice of sum_r coef[r] x update_r into j->model,
  * members in row order (the same sums, element by element, whatever order
  * the shards come in); a NULL row is the series' merged shard (the global
@@ -220,8 +207,7 @@ static int model_shard(flc_store_t *s, eval_job_t *j, size_t k, readbuf_t *rb, f
             continue;
         const char *who = j->rows[r];
         flc_shard_t sh = {0};
-        int rc = who ? flc_store_get_update(s, j->job, j->round, shard, who, &sh, rb->v, rb->cap)
-                     : flc_store_get_merged(s, j->job, j->round, shard, &sh, rb->v, rb->cap);
+        int rc = read_row(s, j, shard, who, &sh, rb);
         if (rc != FLC_OK) {
             *e = *flc_store_error(s);
             return rc;
@@ -258,7 +244,7 @@ static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *
         return model_shard(s, j, k, rb, e);
     flc_query_eval_t *ev = j->ev;
     uint32_t shard = j->where[k].shard;
-    uint64_t first = (uint64_t)ev->in * ev->H + (ev->kind == FLC_QUERY_MODEL_MLP ? 0 : ev->H);
+    uint64_t first = flc_query_eval_layer1_end(ev);
     size_t n = j->nrows - 1;
     /* The stamps are taken before the updates are read, as the Gram's: an
      * update rewritten in between leaves a value that no longer fits. */
@@ -283,8 +269,7 @@ static int eval_shard(flc_store_t *s, eval_job_t *j, size_t k, float *Z, float *
     for (size_t r = 0; r < j->nrows; r++) {
         const char *who = j->rows[r];
         flc_shard_t sh = {0};
-        int rc = who ? flc_store_get_update(s, j->job, j->round, shard, who, &sh, rb->v, rb->cap)
-                     : flc_store_get_merged(s, j->job, j->round, shard, &sh, rb->v, rb->cap);
+        int rc = read_row(s, j, shard, who, &sh, rb);
         if (rc == FLC_ENOTFOUND)
             continue; /* status 0 in the cache too */
         if (rc != FLC_OK) {

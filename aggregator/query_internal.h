@@ -113,8 +113,9 @@ typedef struct flc_query_eval {
     float *g2;           /* L2: the global model's later layers */
     float *D;            /* (n + 1) x B x H: each delta's first-layer products */
     size_t D_bytes;      /* D's size (flc_buf_alloc) */
-    float *scratch;      /* B x H + L2 + 1: the model flc_query_eval_mix builds (one
-                          * thread evaluates at a time) */
+    float *scratch;      /* one block of rows of products, then L2 + 1: where
+                          * flc_query_eval_mix builds a model (one thread evaluates
+                          * at a time) */
     size_t scratch_bytes;
     float *S2;           /* (n + 1) x L2: each delta's later layers */
     int has_agg;         /* the round has merged shards (delta n) */
@@ -128,6 +129,12 @@ typedef struct flc_query_eval {
  * connect, q->place, q->threads), keeping the per-delta partials. Clients whose update is
  * incomplete or not finite are left out and named in a's note (a may be
  * NULL). */
+/* Where the first layer's weights end in the flat vector, and the later-
+ * layer floats (ev->L2) begin: the mlp's b1 is a later-layer float (each
+ * of its columns then has one writer); softmax's b is added into its
+ * columns. */
+uint64_t flc_query_eval_layer1_end(const flc_query_eval_t *ev);
+
 /* The first-layer columns [*c0, *c0 + *ncols) that the slice
  * model[off .. off+cnt) computes (ncols 0: the slice has none). */
 void flc_query_eval_cols(const flc_query_eval_t *ev, uint64_t off, uint64_t cnt, size_t *c0,
