@@ -46,6 +46,12 @@ struct flc_store {
         int recorded;
     } jobs[FLC_STORE_JOBS];
     unsigned njobs, jobs_next;
+    /* The last merger open through this store: its lock key and holder
+     * value (store_merger_lock.c). An open of the same key again through
+     * the same store is a retry of that open (a store is used by one
+     * thread at a time, so the first is over), and finds the lock its own. */
+    char open_key[FLC_KEY_MAX];
+    char open_holder[200];
 };
 
 /* ---- jobs and their shard tags (store_jobs.c) ---- */

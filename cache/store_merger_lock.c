@@ -46,16 +46,27 @@ static void holder_id(char *out, size_t cap)
     snprintf(out, cap, "%d %s", (int)getpid(), host);
 }
 
-/* holder_id and " #<n>", n new for every open: a merger's open resent by
- * the store after a failover cut its reply (the first attempt may have run
- * and been replicated) must find the lock its own, while another merger
- * thread of the same process must not. */
-static void holder_id_once(char *out, size_t cap)
+/* holder_id and " #<n>", n new for every open, unless this store's last
+ * open was of the same lock key: then that open's value again. A merger's
+ * open resent by the store after a failover cut its reply (the first
+ * attempt may have run and been replicated), or run again by its caller
+ * for the same reason (workers/sgd_exchange.c merge_shard: CI 2026-11-30,
+ * a `train` through a master kill stopped on "shard 0 already has a merger
+ * running" naming its own process), must find the lock its own; a merger
+ * of the same shard through another store (another thread of the same
+ * process) must not. */
+static void holder_id_once(flc_store_t *s, const char *key, char *out, size_t cap)
 {
     static atomic_ulong opens;
+    if (strcmp(s->open_key, key) == 0 && s->open_holder[0]) {
+        snprintf(out, cap, "%s", s->open_holder);
+        return;
+    }
     holder_id(out, cap);
     size_t l = strlen(out);
     snprintf(out + l, cap - l, " #%lu", atomic_fetch_add(&opens, 1) + 1);
+    snprintf(s->open_key, sizeof s->open_key, "%s", key);
+    snprintf(s->open_holder, sizeof s->open_holder, "%s", out);
 }
 
 /* 1 when value names a process of this host that no longer exists (a
@@ -126,11 +137,9 @@ int flc_store_merger_lock(flc_store_t *s, const char *job, uint32_t round, uint3
 
 /* The merger's first look at its shard and its lock in one script, one
  * round trip: 2 when the shard is closed (nothing taken), 1 when the lock
- * was taken (SET NX PX) or is already this open's (ARGV[1] is new for
- * every open: the store resent the script after a failover cut its reply,
- * and the first attempt had run; found in CI 2026-11-30: a `train` through
- * a master kill stopped on "shard 0 already has a merger running" naming
- * its own process), 0 when another holds it. Both keys share the
+ * was taken (SET NX PX) or is already this open's (ARGV[1], holder_id_once:
+ * the open was resent after a failover cut its reply, and the first
+ * attempt had run), 0 when another holds it. Both keys share the
  * shard's tag, so it runs on its node of a Redis Cluster. */
 static const char OPEN_SHARD[] =
     "if redis.call('EXISTS', KEYS[1]) == 1 then return 2 end "
@@ -152,7 +161,7 @@ int flc_store_merger_open(flc_store_t *s, const char *job, uint32_t round, uint3
         return rc;
     flc_key_shard(k_closed, tag, round, "closed");
     flc_key_shard(k_owner, tag, round, "merger");
-    holder_id_once(me, sizeof me); /* the same in a resend of this pipeline */
+    holder_id_once(s, k_owner, me, sizeof me); /* the same in a resend of this open */
     uint64_t lock_ms = s->opts.ttl_ms && s->opts.ttl_ms < ttl_ms ? s->opts.ttl_ms : ttl_ms;
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)lock_ms);
     /* With clients, the round's indexes in the same round trip: the

@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "aggregator/reduce_scatter.h"
+#include "cache/store_ops.h"
 #include "cache/store_raw.h"
 #include "tests/harness.h"
 
@@ -564,6 +565,42 @@ TEST(second_merger_refused)
     flc_store_close(s);
 }
 
+/* A merger's open cut by a failover after it ran (its reply lost, the lock
+ * replicated) is run again by its caller through the same store: that
+ * open finds the lock its own, where a merger through another store is
+ * still refused (CI 2026-11-30: `train` through a master kill stopped on
+ * "already has a merger running" naming its own process). The cut is the
+ * open run alone here; the rerun must then merge all three updates. */
+TEST(merger_rerun_through_its_store_owns_its_lock)
+{
+    float **u = fault_updates();
+    flc_store_t *s = open_store(), *other = open_store();
+    flc_err_t e = {0};
+    for (int i = 0; i < 3; i++) {
+        flc_rs_push_cfg_t c = {.job = "faults", .round = 6, .client = g_expected[i],
+                               .num_shards = 2, .model_size = 100};
+        CHECK(flc_rs_push(s, &c, u[i], &e) == FLC_OK, "push of %s: %s", g_expected[i], e.msg);
+    }
+    int closed = 1, mine = 0;
+    int rc = flc_store_merger_open(s, "faults", 6, 0, 10000, NULL, 0, &closed, &mine);
+    CHECK(rc == FLC_OK && !closed && mine, "the first open took the lock (%d)", rc);
+    flc_rs_merger_cfg_t mc = fault_merger(6, 0);
+    flc_rs_report_t rep;
+    rc = flc_rs_merger_run(other, &mc, &rep, &e);
+    CHECK(rc == FLC_EDUP && strstr(e.msg, "already has a merger"),
+          "a merger through another store is refused: %s", e.msg);
+    flc_rs_report_free(&rep);
+    e = (flc_err_t){0};
+    rc = flc_rs_merger_run(s, &mc, &rep, &e);
+    CHECK(rc == FLC_OK && rep.participants.n == 3,
+          "the rerun through the open's store merges (%d, %zu participants%s%s)", rc,
+          rep.participants.n, e.msg[0] ? ": " : "", e.msg);
+    flc_rs_report_free(&rep);
+    flc_store_close(other);
+    flc_store_close(s);
+    free_models(u, 3);
+}
+
 /* Nobody at all: the merger fails and readers are told, not left waiting. */
 TEST(empty_round_fails_readers)
 {
@@ -654,5 +691,6 @@ TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(fedavg_grid), TEST_ENTRY(rules_shar
                  TEST_ENTRY(missing_contributor_deadline), TEST_ENTRY(late_push_refused),
                  TEST_ENTRY(duplicate_push_counted_once),
                  TEST_ENTRY(nonfinite_and_wrong_size_rejected), TEST_ENTRY(second_merger_refused),
+                 TEST_ENTRY(merger_rerun_through_its_store_owns_its_lock),
                  TEST_ENTRY(empty_round_fails_readers), TEST_ENTRY(aggregator_function_entry),
                  TEST_ENTRY(queued_arrivals_taken_together))
