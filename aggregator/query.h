@@ -146,6 +146,20 @@ int flc_query_evalset_get(flc_store_t *s, const char *job, size_t limit, flc_que
                           flc_err_t *e);
 void flc_query_evalset_free(flc_query_evalset_t *es);
 
+/* flc_query_evalset_get in two halves, so a query can decide how many
+ * samples it uses (and whether it needs the inputs at all: a warm answer
+ * does not) before reading them: _labels reads the header and the labels
+ * (es->x NULL), _inputs the first es->n samples' inputs into es->x. */
+int flc_query_evalset_get_labels(flc_store_t *s, const char *job, flc_query_evalset_t *es,
+                                 flc_err_t *e);
+int flc_query_evalset_get_inputs(flc_store_t *s, const char *job, flc_query_evalset_t *es,
+                                 flc_err_t *e);
+
+/* A stamp of job's stored evaluation set (its inputs' and its labels'
+ * flc_store_merged_stamp: a set stored again has another), without reading
+ * it. FLC_ENOTFOUND when either part is missing. */
+int flc_query_evalset_stamp(flc_store_t *s, const char *job, uint64_t *stamp);
+
 /* Number of floats of the model es describes. */
 uint64_t flc_query_evalset_nparams(const flc_query_evalset_t *es);
 

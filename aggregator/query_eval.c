@@ -152,7 +152,7 @@ void flc_query_eval_free(flc_query_eval_t *ev)
         if (ev->fault)
             free(ev->fault[i]);
     }
-    free(ev->clients), free(ev->fault), free(ev->w);
+    free(ev->clients), free(ev->fault), free(ev->w), free(ev->left_out);
     free(ev->Zg), free(ev->g2), free(ev->S2);
     flc_buf_free(ev->D, ev->D_bytes);
     flc_buf_free(ev->scratch, ev->scratch_bytes);
@@ -351,11 +351,13 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
                          "finite update to evaluate", round, q->job);
         goto out;
     }
-    if (nleft && a) {
+    if (nleft) {
         char note[720];
         snprintf(note, sizeof note, "round %u: %zu client(s) without a complete, finite update "
                  "left out: %s%s", round, nleft, left, len >= sizeof left - 80 ? ", ..." : "");
-        flc_query_answer_note(a, "left_out", note);
+        if (a)
+            flc_query_answer_note(a, "left_out", note);
+        ev->left_out = strdup(note); /* NULL without memory: only a cached value lacks it */
     }
     rc = flc_query_client_facts(s, q->job, round, ev->clients, ev->n, ev->w, ev->fault, a, e);
     if (rc == FLC_OK) {

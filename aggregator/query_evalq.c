@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregator/query_evalres.h"
 #include "aggregator/query_evalwork.h"
 #include "aggregator/query_internal.h"
 #include "base/bigbuf.h"
@@ -153,80 +154,177 @@ static int fault_scores(const flc_query_eval_t *ev, double *fscore, double *disa
     return rc;
 }
 
-/* One round into the tally; *fedavg_acc etc. for the summary. */
-static int eval_round(const flc_query_req_t *q, const flc_query_eval_t *ev, tally_t *t,
-                      double *fedavg_acc, double *agg_acc, flc_err_t *e)
+/* What q's kind answers from beyond every client's accuracy and loss. */
+static unsigned needs(const flc_query_req_t *q)
+{
+    switch (q->kind) {
+    case FLC_Q_ACCURACY: return FLC_EVNUM_LOO | FLC_EVNUM_FAULTS;
+    case FLC_Q_CONTRIBUTION: return FLC_EVNUM_LOO;
+    case FLC_Q_FAULTS: return FLC_EVNUM_FAULTS;
+    case FLC_Q_PERSONALIZE: return FLC_EVNUM_PERS;
+    default: return 0;
+    }
+}
+
+/* The numbers of one evaluated round that q's kind needs (need), from the
+ * kept products: every client's accuracy and loss, the global model's,
+ * the FedAvg of the clients kept and the aggregate the round merged, and
+ * as needed the leave-one-out drops, the fault scores (3 clients or more)
+ * and the personalized model's accuracy. */
+static int round_numbers(const flc_query_req_t *q, const flc_query_eval_t *ev, unsigned need,
+                         flc_query_evnum_t *v)
 {
     size_t n = ev->n;
-    double *acc = malloc(n * sizeof *acc), *loss = malloc(n * sizeof *loss);
-    double *c = calloc(n + 1, sizeof *c), *fs = malloc(n * sizeof *fs);
-    double *dis = malloc(n * sizeof *dis), *z = malloc(n * sizeof *z);
-    double *zd = malloc(n * sizeof *zd), *tmp = malloc(n * sizeof *tmp);
-    double *za = malloc(n * sizeof *za);
-    int rc = acc && loss && c && fs && dis && z && zd && tmp && za ? FLC_OK : FLC_ENOMEM;
-    double W = 0, mean = 0;
+    if (flc_query_evnum_init(v, n) != FLC_OK)
+        return FLC_ENOMEM;
+    v->what = need;
+    v->global_acc = ev->global_acc;
+    double *c = calloc(n + 1, sizeof *c), *ord = malloc(2 * n * sizeof *ord);
+    int rc = c && ord ? FLC_OK : FLC_ENOMEM;
+    double W = 0;
     for (size_t i = 0; rc == FLC_OK && i < n; i++) {
+        if ((v->clients[i] = strdup(ev->clients[i])) == NULL) {
+            rc = FLC_ENOMEM;
+            break;
+        }
+        v->w[i] = ev->w[i];
         c[i] = 1;
-        rc = flc_query_eval_mix(ev, c, &acc[i], &loss[i], NULL, NULL);
+        rc = flc_query_eval_mix(ev, c, &v->acc[i], &v->loss[i], NULL, NULL);
         c[i] = 0;
         W += ev->w[i];
-        mean += acc[i] / (double)n;
     }
     /* FedAvg of the clients kept, and the aggregate the round merged. */
     for (size_t i = 0; rc == FLC_OK && i < n; i++)
         c[i] = ev->w[i] / W;
     if (rc == FLC_OK)
-        rc = flc_query_eval_mix(ev, c, fedavg_acc, NULL, NULL, NULL);
-    *agg_acc = NAN;
+        rc = flc_query_eval_mix(ev, c, &v->fedavg_acc, NULL, NULL, NULL);
     if (rc == FLC_OK && ev->has_agg) {
-        double *ca = calloc(n + 1, sizeof *ca);
-        rc = ca ? FLC_OK : FLC_ENOMEM;
-        if (ca) {
-            ca[n] = 1;
-            rc = flc_query_eval_mix(ev, ca, agg_acc, NULL, NULL, NULL);
-        }
-        free(ca);
+        memset(c, 0, (n + 1) * sizeof *c);
+        c[n] = 1;
+        rc = flc_query_eval_mix(ev, c, &v->agg_acc, NULL, NULL, NULL);
     }
+    if (rc == FLC_OK && (need & FLC_EVNUM_FAULTS) && n >= 3)
+        rc = fault_scores(ev, v->fs, v->dis);
+    if (rc == FLC_OK && (need & FLC_EVNUM_LOO)) { /* FedAvg without client i, for every i */
+        double *loo_acc = malloc(n * sizeof *loo_acc);
+        rc = loo_acc ? flc_query_eval_loo(ev, ev->w, loo_acc) : FLC_ENOMEM;
+        for (size_t i = 0; rc == FLC_OK && i < n; i++)
+            v->loo[i] = isnan(loo_acc[i]) ? NAN : v->fedavg_acc - loo_acc[i];
+        free(loo_acc);
+    }
+    if (rc == FLC_OK && (need & FLC_EVNUM_PERS)) {
+        v->pers_k = (uint32_t)flc_query_pers_k(q, n);
+        flc_query_pers_weights(v->acc, n, v->pers_k, ord, c);
+        rc = flc_query_eval_mix(ev, c, &v->pers_acc, NULL, NULL, NULL);
+    }
+    free(c), free(ord);
+    return rc;
+}
+
+/* One round's numbers into the tally (fault[i]: client i's ground truth
+ * or NULL). */
+static int tally_round(const flc_query_req_t *q, const flc_query_evnum_t *v, char *const *fault,
+                       tally_t *t)
+{
+    size_t n = v->n;
     int want_loo = q->kind == FLC_Q_CONTRIBUTION || q->kind == FLC_Q_ACCURACY;
     int want_faults = q->kind == FLC_Q_FAULTS || q->kind == FLC_Q_ACCURACY;
+    double *z = calloc(3 * n + 1, sizeof *z), *zd = z + n, *za = z + 2 * n;
+    double *tmp = malloc((n + 1) * sizeof *tmp);
+    int rc = z && tmp ? FLC_OK : FLC_ENOMEM;
+    double mean = 0;
+    for (size_t i = 0; i < n; i++)
+        mean += v->acc[i] / (double)n;
     if (rc == FLC_OK && want_faults && n >= 3) {
-        rc = fault_scores(ev, fs, dis);
-        if (rc == FLC_OK) {
-            robust_z(fs, n, z, tmp);
-            robust_z(dis, n, zd, tmp);
-            robust_z(acc, n, za, tmp);
-        }
-    } else {
-        for (size_t i = 0; i < n; i++)
-            fs[i] = dis[i] = z[i] = zd[i] = za[i] = want_faults ? NAN : 0;
+        robust_z(v->fs, n, z, tmp);
+        robust_z(v->dis, n, zd, tmp);
+        robust_z(v->acc, n, za, tmp);
     }
-    double *loo_acc = want_loo ? malloc(n * sizeof *loo_acc) : NULL;
-    if (rc == FLC_OK && want_loo) /* FedAvg without client i, for every i */
-        rc = loo_acc ? flc_query_eval_loo(ev, ev->w, loo_acc) : FLC_ENOMEM;
     for (size_t i = 0; rc == FLC_OK && i < n; i++) {
-        double loo = want_loo && !isnan(loo_acc[i]) ? *fedavg_acc - loo_acc[i] : NAN;
-        acc_t *x = tally_get(t, ev->clients[i]);
+        double loo = want_loo ? v->loo[i] : NAN;
+        acc_t *x = tally_get(t, v->clients[i]);
         if (x == NULL) {
             rc = FLC_ENOMEM;
             break;
         }
-        if (x->truth == NULL && ev->fault[i])
-            x->truth = strdup(ev->fault[i]);
+        if (x->truth == NULL && fault[i])
+            x->truth = strdup(fault[i]);
         double susp = (z[i] > 0 ? z[i] : 0) + (zd[i] > 0 ? zd[i] : 0) + (za[i] < 0 ? -za[i] : 0);
         int flagged = n >= 3 && susp > FAULT_SUSP;
         x->susp += n >= 3 ? susp : 0;
         x->rounds += 1;
-        x->acc += acc[i];
-        x->loss += loss[i];
-        x->gain += acc[i] - ev->global_acc;
-        x->incentive += acc[i] - mean;
+        x->acc += v->acc[i];
+        x->loss += v->loss[i];
+        x->gain += v->acc[i] - v->global_acc;
+        x->incentive += v->acc[i] - mean;
         x->loo += isnan(loo) ? 0 : loo;
-        x->fscore += fs[i];
-        x->disagree += dis[i];
+        x->fscore += want_faults ? v->fs[i] : 0;
+        x->disagree += want_faults ? v->dis[i] : 0;
         x->flagged += flagged;
     }
-    free(acc), free(loss), free(loo_acc), free(c), free(fs), free(dis), free(z), free(zd);
-    free(tmp), free(za);
+    free(z), free(tmp);
+    return rc;
+}
+
+/* The numbers of round r that q's kind needs, into *v: the cached ones when
+ * they fit (their digest is what the round holds now, they have what the
+ * kind needs and the weights are the updates' now), else the round
+ * evaluated (reading es's inputs the first time) and its numbers cached.
+ * fault: the clients' ground truth (v->n entries, the caller frees them). */
+static int round_numbers_of(flc_store_t *s, const flc_query_req_t *q,
+                            const flc_store_cfg_t *at, flc_query_evalset_t *es,
+                            uint64_t set_stamp, uint32_t r, flc_query_evnum_t *v, char ***fault,
+                            Flcache__QueryAnswer *a, flc_err_t *e)
+{
+    unsigned need = needs(q);
+    uint64_t digest = 0, bytes = 0;
+    int rc = FLC_ENOTFOUND;
+    *fault = NULL;
+    if (!q->no_cache && set_stamp &&
+        flc_query_evnum_digest(s, q->job, r, set_stamp, es->n, &digest) == FLC_OK &&
+        flc_query_evnum_get(s, q->job, r, digest, v, &bytes) == FLC_OK) {
+        int fits = (v->what & need) == need &&
+                   (!(need & FLC_EVNUM_PERS) || v->pers_k == flc_query_pers_k(q, v->n));
+        double *w = malloc((v->n + 1) * sizeof *w);
+        *fault = calloc(v->n + 1, sizeof **fault);
+        if (fits && w && *fault &&
+            flc_query_client_facts(s, q->job, r, v->clients, v->n, w, *fault, a, e) == FLC_OK)
+            fits = memcmp(w, v->w, v->n * sizeof *w) == 0;
+        else
+            fits = 0;
+        free(w);
+        if (fits) {
+            if (v->left_out && v->left_out[0])
+                flc_query_answer_note(a, "left_out", v->left_out);
+            a->bytes_read += bytes;
+            a->bytes_moved += bytes;
+            return FLC_OK;
+        }
+        for (size_t i = 0; *fault && i < v->n; i++)
+            free((*fault)[i]);
+        free(*fault);
+        *fault = NULL;
+        flc_query_evnum_free(v);
+    }
+    if (es->x == NULL && (rc = flc_query_evalset_get_inputs(s, q->job, es, e)) != FLC_OK)
+        return rc;
+    flc_query_eval_t ev;
+    if ((rc = flc_query_eval_round(s, q, at, es, r, &ev, a, e)) != FLC_OK)
+        return rc;
+    a->bytes_read += ev.bytes_read;
+    a->bytes_moved += ev.bytes_moved;
+    rc = round_numbers(q, &ev, need, v);
+    if (rc == FLC_OK && ev.left_out && (v->left_out = strdup(ev.left_out)) == NULL)
+        rc = FLC_ENOMEM;
+    if (rc == FLC_OK) {
+        *fault = ev.fault; /* handed over */
+        ev.fault = NULL;
+        if (!q->no_cache && digest)
+            flc_query_evnum_put(s, q->job, r, digest, v);
+    }
+    flc_query_eval_free(&ev);
+    if (rc != FLC_OK)
+        flc_query_evnum_free(v);
     return rc == FLC_ENOMEM ? flc_err_set(e, FLC_ENOMEM, "out of memory") : rc;
 }
 
@@ -278,8 +376,14 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store
         return flc_err_set(e, FLC_EINVAL, "personalize builds one round's model: ask --round R, "
                            "not a range");
     }
+    /* The set's stamp before its labels: a set stored again in between
+     * makes numbers that no later digest asks for, never a stale answer.
+     * Its inputs are read only when a round is evaluated. */
+    uint64_t set_stamp = 0;
+    if (flc_query_evalset_stamp(s, q->job, &set_stamp) != FLC_OK)
+        set_stamp = 0;
     flc_query_evalset_t es;
-    if ((rc = flc_query_evalset_get(s, q->job, 0, &es, e)) != FLC_OK) {
+    if ((rc = flc_query_evalset_get_labels(s, q->job, &es, e)) != FLC_OK) {
         free(rounds);
         return rc;
     }
@@ -310,22 +414,26 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store
     double sum_fed = 0, sum_agg = 0, sum_glob = 0, nagg = 0;
     rc = a ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory");
     for (size_t r = 0; rc == FLC_OK && r < nr; r++) {
-        flc_query_eval_t ev;
-        if ((rc = flc_query_eval_round(s, q, at, &es, rounds[r], &ev, a, e)) != FLC_OK)
+        flc_query_evnum_t v;
+        char **fault = NULL;
+        rc = round_numbers_of(s, q, at, &es, set_stamp, rounds[r], &v, &fault, a, e);
+        if (rc != FLC_OK)
             break;
-        a->bytes_read += ev.bytes_read;
-        a->bytes_moved += ev.bytes_moved;
         if (q->kind == FLC_Q_PERSONALIZE) {
-            rc = flc_query_eval_personalize(s, q, at, &ev, a, e);
+            rc = flc_query_eval_personalize(s, q, at, &v, rounds[r],
+                                            flc_query_evalset_nparams(&es), a, e);
         } else {
-            double fed = NAN, agg = NAN;
-            rc = eval_round(q, &ev, &t, &fed, &agg, e);
-            sum_fed += fed;
-            sum_glob += ev.global_acc;
-            if (!isnan(agg))
-                sum_agg += agg, nagg++;
+            if (tally_round(q, &v, fault, &t) != FLC_OK)
+                rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
+            sum_fed += v.fedavg_acc;
+            sum_glob += v.global_acc;
+            if (!isnan(v.agg_acc))
+                sum_agg += v.agg_acc, nagg++;
         }
-        flc_query_eval_free(&ev);
+        for (size_t i = 0; fault && i < v.n; i++)
+            free(fault[i]);
+        free(fault);
+        flc_query_evnum_free(&v);
     }
     /* Rows: by name (accuracy), else by the kind's key, best first. */
     /* A client is judged faulty when its suspicion over its rounds of the

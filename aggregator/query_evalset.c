@@ -15,6 +15,7 @@
 
 #include "aggregator/query_internal.h"
 #include "base/clock.h"
+#include "cache/store_ops.h"
 
 #define HDR 6 /* version, kind, in, hidden, out, n */
 /* 2: an mlp's W1 is unit-major (ml/model.h); version 1 sets of an mlp were
@@ -100,13 +101,13 @@ void flc_query_evalset_free(flc_query_evalset_t *es)
     memset(es, 0, sizeof *es);
 }
 
-int flc_query_evalset_get(flc_store_t *s, const char *job, size_t limit, flc_query_evalset_t *es,
-                          flc_err_t *e)
+int flc_query_evalset_get_labels(flc_store_t *s, const char *job, flc_query_evalset_t *es,
+                                 flc_err_t *e)
 {
     memset(es, 0, sizeof *es);
     char ej[FLC_NAME_MAX + 1];
     series(ej, sizeof ej, job);
-    flc_shard_t y = {0}, x = {0};
+    flc_shard_t y = {0};
     int rc = flc_store_get_merged(s, ej, 1, 0, &y, NULL, 0);
     if (rc == FLC_ENOTFOUND)
         return flc_err_set(e, FLC_ENOTFOUND, "job %s has no evaluation set (flcache simulate "
@@ -140,9 +141,8 @@ int flc_query_evalset_get(flc_store_t *s, const char *job, size_t limit, flc_que
         memset(es, 0, sizeof *es);
         return rc;
     }
-    size_t n = limit && limit < es->n ? limit : es->n;
-    es->y = malloc(n * sizeof *es->y);
-    for (size_t i = 0; es->y && i < n; i++) {
+    es->y = malloc(es->n * sizeof *es->y);
+    for (size_t i = 0; es->y && i < es->n; i++) {
         float v = h[HDR + i];
         es->y[i] = (int32_t)v;
         if (v != floorf(v) || v < 0 || (size_t)v >= es->out)
@@ -151,25 +151,61 @@ int flc_query_evalset_get(flc_store_t *s, const char *job, size_t limit, flc_que
     }
     flc_shard_release(&y);
     if (es->y == NULL)
-        rc = flc_err_set(e, FLC_ENOMEM, "out of memory for %zu labels", n);
-    if (rc == FLC_OK && (rc = flc_store_get_merged(s, ej, 0, 0, &x, NULL, 0)) != FLC_OK) {
+        rc = flc_err_set(e, FLC_ENOMEM, "out of memory for %zu labels", es->n);
+    if (rc != FLC_OK)
+        flc_query_evalset_free(es);
+    return rc;
+}
+
+int flc_query_evalset_get_inputs(flc_store_t *s, const char *job, flc_query_evalset_t *es,
+                                 flc_err_t *e)
+{
+    char ej[FLC_NAME_MAX + 1];
+    series(ej, sizeof ej, job);
+    flc_shard_t x = {0};
+    int rc = flc_store_get_merged(s, ej, 0, 0, &x, NULL, 0);
+    if (rc != FLC_OK) {
         *e = *flc_store_error(s);
-        flc_err_wrap(e, "evaluation set of job %s, inputs: ", job);
+        return flc_err_wrap(e, "evaluation set of job %s, inputs: ", job);
     }
-    if (rc == FLC_OK && x.count != (uint64_t)es->n * es->in)
+    /* x.count: every sample stored (es->n may be fewer: the first ones) */
+    if (x.count % (es->in ? es->in : 1) != 0 || x.count < (uint64_t)es->n * es->in)
         rc = flc_err_set(e, FLC_EDATA, "evaluation set of job %s: %llu input floats for %zu "
                          "samples of %zu features", job, (unsigned long long)x.count, es->n,
                          es->in);
     if (rc == FLC_OK) {
-        es->x = malloc(n * es->in * sizeof *es->x);
+        free(es->x);
+        es->x = malloc(es->n * es->in * sizeof *es->x);
         if (es->x == NULL)
-            rc = flc_err_set(e, FLC_ENOMEM, "out of memory for %zu samples", n);
+            rc = flc_err_set(e, FLC_ENOMEM, "out of memory for %zu samples", es->n);
         else
-            memcpy(es->x, x.values, n * es->in * sizeof *es->x);
+            memcpy(es->x, x.values, es->n * es->in * sizeof *es->x);
     }
     flc_shard_release(&x);
-    es->n = n;
+    return rc;
+}
+
+int flc_query_evalset_get(flc_store_t *s, const char *job, size_t limit, flc_query_evalset_t *es,
+                          flc_err_t *e)
+{
+    int rc = flc_query_evalset_get_labels(s, job, es, e);
     if (rc != FLC_OK)
+        return rc;
+    if (limit && limit < es->n)
+        es->n = limit;
+    if ((rc = flc_query_evalset_get_inputs(s, job, es, e)) != FLC_OK)
         flc_query_evalset_free(es);
     return rc;
+}
+
+int flc_query_evalset_stamp(flc_store_t *s, const char *job, uint64_t *stamp)
+{
+    char ej[FLC_NAME_MAX + 1];
+    series(ej, sizeof ej, job);
+    uint64_t sx = 0, sy = 0;
+    int rc = flc_store_merged_stamp(s, ej, 0, 0, &sx);
+    if (rc == FLC_OK)
+        rc = flc_store_merged_stamp(s, ej, 1, 0, &sy);
+    *stamp = sx * 1099511628211ull ^ sy;
+    return rc == FLC_OK && (sx == 0 || sy == 0) ? FLC_ENOTFOUND : rc;
 }

@@ -120,6 +120,7 @@ typedef struct flc_query_eval {
     float *S2;           /* (n + 1) x L2: each delta's later layers */
     int has_agg;         /* the round has merged shards (delta n) */
     double global_acc;   /* the global model of the round before */
+    char *left_out;      /* the note naming clients left out (NULL: none) */
     uint64_t bytes_read, bytes_moved, update_bytes; /* update_bytes: one update */
 } flc_query_eval_t;
 
@@ -152,12 +153,24 @@ void flc_query_eval_free(flc_query_eval_t *ev);
 int flc_query_eval_mix(const flc_query_eval_t *ev, const double *c, double *acc, double *loss,
                        int32_t *pred, float *act);
 
-/* personalize --by accuracy on one evaluated round (query_evalpers.c): the
- * K best clients' rows and weights into a, the personalized, global and
- * FedAvg accuracies as its summary, and with q->model_out the model. */
+/* personalize --by accuracy on one evaluated round (query_evalpers.c),
+ * from its numbers v (query_evalres.h; v->pers_acc for
+ * flc_query_pers_k members): the K best clients' rows and weights into a,
+ * the personalized, global and FedAvg accuracies as its summary, and with
+ * q->model_out the model (P floats) built next to the shards. */
+struct flc_query_evnum;
 int flc_query_eval_personalize(flc_store_t *s, const flc_query_req_t *q,
-                               const flc_store_cfg_t *at, const flc_query_eval_t *ev,
-                               Flcache__QueryAnswer *a, flc_err_t *e);
+                               const flc_store_cfg_t *at, const struct flc_query_evnum *v,
+                               uint32_t round, uint64_t P, Flcache__QueryAnswer *a,
+                               flc_err_t *e);
+
+/* The members personalize takes of n clients: q->k (default 5), at most n. */
+size_t flc_query_pers_k(const flc_query_req_t *q, size_t n);
+
+/* Their weights: ord (2n) gets the (accuracy, index) pairs best first, c
+ * (n + 1) the K best's accuracy over the K's sum (1/K each when none is
+ * above 0), 0 for the others and the aggregate. */
+void flc_query_pers_weights(const double *acc, size_t n, size_t K, double *ord, double *c);
 
 /* qsort order of (key, index) double pairs, largest key first. */
 int flc_query_by_key_desc(const void *a, const void *b);

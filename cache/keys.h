@@ -30,6 +30,7 @@
  *   fl:{T}:r:<r>:merger      string: the running merger's ownership (SET NX PX)
  *   fl:{T}:r:<r>:gram        string: cached Gram partial of the round on this shard
  *   fl:{T}:r:<r>:evsum       hash: cached evaluation partials of the round on this shard
+ *   fl:{T}:r:<r>:evres       string: cached evaluated numbers of the round (shard 0's T)
  *   fl:{T}:r:<r>:krumready   list: a token per shard that published its Krum partial
  *   fl:{T}:c:<c>:u:<r>       update shard of client c (shard frame; the client writes it)
  *   fl:{T}:c:<c>:a:<r>       list: client c's arrival tokens (the client RPUSHes)
@@ -99,7 +100,7 @@ void flc_key_client_meta(char *out, const char *job, const char *client, uint32_
 void flc_key_client_rounds(char *out, const char *job, const char *client);
 
 /* fl:{T}:r:<r>:<suffix> for the shard tag T (flc_key_shard_tag); suffix is
- * "agg", "done", "closed", "merger", "gram", "evsum", "krumready". */
+ * "agg", "done", "closed", "merger", "gram", "evsum", "evres", "krumready". */
 void flc_key_shard(char *out, const char *tag, uint32_t round, const char *suffix);
 
 /* fl:{T}:c:<c>:u:<r> */

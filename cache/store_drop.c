@@ -23,8 +23,8 @@ static int round_keys(flc_store_t *s, const char *job, uint32_t round, flc_strli
         rc = flc_store_roster(s, job, round, clients);
     char key[FLC_KEY_MAX], tag[FLC_TAG_MAX];
     /* (no :ready / :go: the start barrier has its own deletion) */
-    static const char *suffixes[] = {"agg",  "done",   "closed", "krumready",
-                                     "gram", "evsum", "merger"};
+    static const char *suffixes[] = {"agg",   "done",  "closed", "krumready",
+                                     "gram",  "evsum", "evres",  "merger"};
     for (size_t i = 0; rc == FLC_OK && i < ns; i++) {
         if ((rc = flc_store_shard_tag(s, job, shards[i], tag)) != FLC_OK)
             break;

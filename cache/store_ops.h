@@ -176,6 +176,14 @@ int flc_store_gram_get(flc_store_t *s, const char *job, uint32_t round, uint32_t
 int flc_store_gram_put(flc_store_t *s, const char *job, uint32_t round, uint32_t shard,
                        const void *blob, size_t len);
 
+/* The evaluated numbers of a round (aggregator/query_evalres.c: every
+ * client's accuracy and the rest an evaluation query answers from),
+ * fl:{T}:r:<r>:evres on shard 0's tag T: one small value per round. */
+int flc_store_evres_get(flc_store_t *s, const char *job, uint32_t round, char **blob,
+                        size_t *len);
+int flc_store_evres_put(flc_store_t *s, const char *job, uint32_t round, const void *blob,
+                        size_t len);
+
 /* The server-optimizer state of shard across rounds, fl:{T}:opt: the same
  * tag T as the shard's round data, so both live on one node. */
 int flc_store_opt_state_get(flc_store_t *s, const char *job, uint32_t shard, char **blob,

@@ -276,6 +276,25 @@ int flc_store_gram_put(flc_store_t *s, const char *job, uint32_t round, uint32_t
     return rc != FLC_OK ? rc : blob_put(s, key, blob, len);
 }
 
+int flc_store_evres_get(flc_store_t *s, const char *job, uint32_t round, char **blob,
+                        size_t *len)
+{
+    char key[FLC_KEY_MAX], what[160];
+    int rc = flc_store_shard_key(s, key, job, round, 0, "evres");
+    if (rc != FLC_OK)
+        return rc;
+    snprintf(what, sizeof what, "evaluated numbers of round %u of job %s", round, job);
+    return flc_store_blob_get(s, key, what, blob, len);
+}
+
+int flc_store_evres_put(flc_store_t *s, const char *job, uint32_t round, const void *blob,
+                        size_t len)
+{
+    char key[FLC_KEY_MAX];
+    int rc = flc_store_shard_key(s, key, job, round, 0, "evres");
+    return rc != FLC_OK ? rc : blob_put(s, key, blob, len);
+}
+
 int flc_store_opt_state_get(flc_store_t *s, const char *job, uint32_t shard, char **blob,
                             size_t *len)
 {

@@ -9,7 +9,11 @@
  *   - the cached values are under the job's key prefix fl:{J/ (the job's
  *     ACL user writes them), and a read-only query user, refused the write,
  *     gets the same answer and leaves nothing behind;
- *   - sums bigger than half the updates they came from are not kept.
+ *   - sums bigger than half the updates they came from are not kept;
+ *   - the evaluated numbers (query_evalres.h) answer a warm query alone
+ *     (only their bytes read), bit for bit as cold, the job's user writes
+ *     them and a read-only user reads them, and new weights (metadata
+ *     written again) make them stale.
  * Each case has its own job (the cases share one server). */
 #include <math.h>
 #include <pthread.h>
@@ -214,10 +218,48 @@ static uint64_t key_bytes(const char *job, uint32_t round, uint32_t shard, uint3
     return b ? b - 16 : 0;
 }
 
-/* Drops the job's cached values, the round's and the global model's (the
- * next query with the cache is cold). */
+/* The key of the job's cached numbers of round 1 (shard 0's tag). */
+static void numbers_key(const char *job, char *key)
+{
+    char tag[FLC_TAG_MAX];
+    flc_key_shard_tag(tag, job, 0, S);
+    flc_key_shard(key, tag, 1, "evres");
+}
+
+/* Bytes of the job's cached numbers of round 1, 0 when none. */
+static uint64_t numbers_bytes(const char *job)
+{
+    char key[FLC_KEY_MAX];
+    numbers_key(job, key);
+    flc_store_t *s = open_url(g_fx.unix_url);
+    const char *sl[] = {"STRLEN", key};
+    redisReply *r = NULL;
+    if (flc_store_command(s, &r, 2, sl, NULL) != 0 || r->type != REDIS_REPLY_INTEGER)
+        flc_t_fatal("STRLEN %s", key);
+    uint64_t b = (uint64_t)r->integer;
+    freeReplyObject(r);
+    flc_store_close(s);
+    return b;
+}
+
+/* Drops the job's cached numbers of round 1 (the next query with the
+ * cache answers from the cached products). */
+static void unnumber(const char *job)
+{
+    char key[FLC_KEY_MAX];
+    numbers_key(job, key);
+    flc_store_t *s = open_url(g_fx.unix_url);
+    const char *del[] = {"DEL", key};
+    if (flc_store_command(s, NULL, 2, del, NULL) != 0)
+        flc_t_fatal("DEL %s", key);
+    flc_store_close(s);
+}
+
+/* Drops the job's cached values, the round's and the global model's, and
+ * its cached numbers (the next query with the cache is cold). */
 static void uncache(const char *job)
 {
+    unnumber(job);
     for (uint32_t k = 0; k <= S; k++) {
         char tag[FLC_TAG_MAX], key[FLC_KEY_MAX], gj[64];
         snprintf(gj, sizeof gj, "%s/g", job);
@@ -247,6 +289,7 @@ TEST(sums_bigger_than_the_updates_are_not_kept)
     g_ns = NS_BIG;
     store_job("ebig");
     Flcache__QueryAnswer *cold = ask(g_fx.unix_url, "ebig", FLC_Q_ACCURACY, 0);
+    unnumber("ebig"); /* (the numbers are kept: they are small) */
     Flcache__QueryAnswer *again = ask(g_fx.unix_url, "ebig", FLC_Q_ACCURACY, 0);
     uint64_t bytes = 0;
     int under = 0;
@@ -276,14 +319,22 @@ TEST(warm_equals_cold)
         uncache("ewc");
         Flcache__QueryAnswer *ref = ask(g_fx.unix_url, "ewc", kinds[k], 1); /* bypass */
         Flcache__QueryAnswer *cold = ask(g_fx.unix_url, "ewc", kinds[k], 0);
+        unnumber("ewc"); /* the products, not the numbers */
         Flcache__QueryAnswer *warm = ask(g_fx.unix_url, "ewc", kinds[k], 0);
+        uint64_t nb = numbers_bytes("ewc");
+        Flcache__QueryAnswer *num = ask(g_fx.unix_url, "ewc", kinds[k], 0);
         uint64_t bytes = 0;
         int under = 0;
         size_t nk = cached("ewc", &bytes, &under);
         const char *kn = flc_query_kind_name(kinds[k]);
-        CHECK(ref && cold && warm, "%s: three answers", kn);
-        EXPECT(same(ref, cold) && same(cold, warm), "%s: --no-cache, cold and warm answers "
+        CHECK(ref && cold && warm && num, "%s: four answers", kn);
+        EXPECT(same(ref, cold) && same(cold, warm) && same(warm, num), "%s: --no-cache, cold, "
+               "warm from the cached products and warm from the cached numbers: answers "
                "equal bit for bit (%zu rows)", kn, ref->n_rows);
+        EXPECT(nb > 0 && num->bytes_read == nb && num->bytes_moved == nb,
+               "%s: from the numbers, only their %llu bytes read and moved (read %llu, "
+               "moved %llu)", kn, (unsigned long long)nb, (unsigned long long)num->bytes_read,
+               (unsigned long long)num->bytes_moved);
         EXPECT(nk == S + 1 && under && ref->bytes_read == (N + 2) * P * sizeof(float) &&
                    cold->bytes_read == ref->bytes_read && warm->bytes_read == bytes,
                "%s: %zu cached values (want %d: the shards' and the global model's); read "
@@ -293,8 +344,33 @@ TEST(warm_equals_cold)
                (unsigned long long)bytes);
         EXPECT(warm->bytes_moved == cold->bytes_moved, "%s: the same %llu bytes of sums "
                "leave the nodes cold and warm", kn, (unsigned long long)warm->bytes_moved);
-        drop(ref), drop(cold), drop(warm);
+        drop(ref), drop(cold), drop(warm), drop(num);
     }
+}
+
+/* A client's metadata written with another num_samples (its update
+ * untouched): the FedAvg and leave-one-out numbers depend on the weights,
+ * so the cached numbers no longer fit and are computed again. */
+TEST(new_weights_invalidate_the_numbers)
+{
+    store_job("eww");
+    Flcache__QueryAnswer *before = ask(g_fx.unix_url, "eww", FLC_Q_CONTRIBUTION, 0);
+    uint64_t nb = numbers_bytes("eww");
+    flc_store_t *s = open_url(g_fx.unix_url);
+    /* (the pushes wrote no metadata: every weight was 1) */
+    Flcache__ModelUpdate u = FLCACHE__MODEL_UPDATE__INIT;
+    u.job = "eww", u.round = 1, u.client = "c3", u.num_samples = 1000;
+    CHECK(flc_store_put_update_meta(s, &u) == 0, "c3's metadata written: num_samples 1000 "
+          "(the weight was 1) (%s)", flc_store_errstr(s));
+    flc_store_close(s);
+    Flcache__QueryAnswer *after = ask(g_fx.unix_url, "eww", FLC_Q_CONTRIBUTION, 0);
+    Flcache__QueryAnswer *fresh = ask(g_fx.unix_url, "eww", FLC_Q_CONTRIBUTION, 1);
+    CHECK(before && after && fresh, "three answers");
+    EXPECT(nb > 0 && same(after, fresh) && !same(before, after) && after->bytes_read > nb,
+           "after the new weight the answer is computed again (%llu bytes read, the numbers "
+           "are %llu) and equals --no-cache's, not the one before", 
+           (unsigned long long)after->bytes_read, (unsigned long long)nb);
+    drop(before), drop(after), drop(fresh);
 }
 
 /* Client c2's update of shard 1 written again with other values (as a
@@ -382,10 +458,22 @@ TEST(cache_key_under_job_pattern)
     size_t n0 = cached("ewa", &bytes, &under);
     Flcache__QueryAnswer *job = ask(ujob, "ewa", FLC_Q_ACCURACY, 0);
     size_t n1 = cached("ewa", &bytes, &under);
+    uint64_t nb = numbers_bytes("ewa");
+    char nkey[FLC_KEY_MAX];
+    numbers_key("ewa", nkey);
+    unnumber("ewa");
     Flcache__QueryAnswer *warm = ask(uq, "ewa", FLC_Q_ACCURACY, 0);
-    CHECK(ro && job && warm, "answers for both users");
+    Flcache__QueryAnswer *num = ask(ujob, "ewa", FLC_Q_ACCURACY, 0);
+    Flcache__QueryAnswer *ronum = ask(uq, "ewa", FLC_Q_ACCURACY, 0);
+    CHECK(ro && job && warm && num && ronum, "answers for both users");
     EXPECT(n0 == 0 && same(ro, job), "the read-only user's query cached nothing (%zu values) "
            "and answered as the job's user does", n0);
+    EXPECT(nb > 0 && strncmp(nkey, "fl:{ewa/", 8) == 0 && same(num, ronum) &&
+               ronum->bytes_read == nb,
+           "the job's user cached the numbers (%llu bytes at %s), the read-only user answers "
+           "from them (%llu bytes read)", (unsigned long long)nb, nkey,
+           (unsigned long long)ronum->bytes_read);
+    drop(num), drop(ronum);
     EXPECT(n1 == S + 1 && under, "the job's user cached %zu values (want %d), every key "
            "under fl:{ewa/", n1, S + 1);
     EXPECT(same(job, warm) && warm->bytes_read == bytes,
@@ -397,6 +485,7 @@ TEST(cache_key_under_job_pattern)
 }
 
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(warm_equals_cold),
+                 TEST_ENTRY(new_weights_invalidate_the_numbers),
                  TEST_ENTRY(rewritten_update_invalidates), TEST_ENTRY(new_eval_set_invalidates),
                  TEST_ENTRY(cache_key_under_job_pattern),
                  TEST_ENTRY(sums_bigger_than_the_updates_are_not_kept))
