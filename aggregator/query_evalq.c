@@ -24,6 +24,8 @@
 #include "aggregator/query_evalwork.h"
 #include "aggregator/query_internal.h"
 #include "base/bigbuf.h"
+#include "base/clock.h"
+#include "base/log.h"
 
 /* Suspicion = max(z_act, 0) + max(z_disagree, 0) + max(-z_accuracy, 0)
  * (robust z-scores across the round's clients); flagged above FAULT_SUSP.
@@ -313,7 +315,10 @@ static int round_numbers_of(flc_store_t *s, const flc_query_req_t *q,
         return rc;
     a->bytes_read += ev.bytes_read;
     a->bytes_moved += ev.bytes_moved;
+    uint64_t t0 = flc_now_ns();
     rc = round_numbers(q, &ev, need, v);
+    FLC_DEBUG("evaluation: round %u of job %s: its numbers from the products in %.1f ms", r,
+              q->job, (double)(flc_now_ns() - t0) / 1e6);
     if (rc == FLC_OK && ev.left_out && (v->left_out = strdup(ev.left_out)) == NULL)
         rc = FLC_ENOMEM;
     if (rc == FLC_OK) {

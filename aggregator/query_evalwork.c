@@ -11,6 +11,7 @@
 
 #include <cblas.h>
 
+#include "aggregator/blas_workers.h"
 #include "aggregator/query_evalcache.h"
 #include "aggregator/query_evalwork.h"
 #include "base/bigbuf.h"
@@ -410,6 +411,8 @@ int flc_query_eval_start(flc_store_t *s, const flc_store_cfg_t *at, const flc_qu
              : placed       ? (int)j->plan.ngroups
                             : (j->ns < 4 ? (int)j->ns : 4);
     nt = nt > 64 ? 64 : nt;
+    j->blas_pool = nt;
+    flc_blas_workers_begin(nt);
     for (int t = 0; t < nt; t++)
         if (pthread_create(&j->th[j->started], NULL, eval_worker, j) == 0)
             j->started++;
@@ -425,6 +428,8 @@ int flc_query_eval_finish(eval_job_t *j, flc_err_t *e)
     for (int t = 0; t < j->started; t++)
         pthread_join(j->th[t], NULL);
     j->started = 0;
+    flc_blas_workers_end(j->blas_pool);
+    j->blas_pool = 0;
     if (j->edge != NULL && j->rc == FLC_OK)
         edge_sums(j);
     free(j->edge), free(j->edge_col);

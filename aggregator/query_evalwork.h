@@ -46,6 +46,7 @@ typedef struct flc_query_evwork {
     const double *coef;   /* model mode: per row (rows are clients only) */
     pthread_t th[64];     /* the workers started, between _start and _finish */
     int started;
+    int blas_pool;        /* the pool's size given to flc_blas_workers_begin */
     char own[1200];       /* the URL they connect to when at is NULL */
 } flc_query_evwork_t;
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregator/blas_workers.h"
 #include "aggregator/query_internal.h"
 #include "base/bigbuf.h"
 #include "base/clock.h"
@@ -404,6 +405,7 @@ int flc_query_gram_run(flc_store_t *s, const flc_store_cfg_t *at, const flc_plac
                           mem_budget ? mem_budget : flc_query_mem_budget(), &j.budget);
     pthread_t th[64];
     int started = 0;
+    flc_blas_workers_begin(nt);
     for (int t = 0; t < nt; t++)
         if (pthread_create(&th[started], NULL, gram_worker, &j) == 0)
             started++;
@@ -414,6 +416,7 @@ int flc_query_gram_run(flc_store_t *s, const flc_store_cfg_t *at, const flc_plac
                            "next to %zu node(s)", j.plan.ngroups);
     for (int t = 0; t < started; t++)
         pthread_join(th[t], NULL);
+    flc_blas_workers_end(nt);
     pthread_mutex_destroy(&j.lock);
     FLC_DEBUG("query: round %u of job %s: %zu clients listed in %.2f ms, %zu shards tracked "
               "and planned in %.2f ms, %d workers done in %.2f ms", round, job, g->n,

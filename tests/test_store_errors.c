@@ -6,6 +6,7 @@
  * write keys share one server; the ones that fill it, kill it or restart it
  * start their own. */
 #include <pthread.h>
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -404,6 +405,11 @@ TEST(nonfinite_search)
     v[1234567] = 1.0f;
     v[N - 1] = 1.0f / 0.0f;
     EXPECT(flc_find_nonfinite(v, N) == (int64_t)N - 1, "Inf found at the last index");
+    v[N - 1] = 1.0f;
+    v[7] = FLT_MAX, v[8] = -FLT_MAX, v[9] = FLT_MIN / 4; /* the largest, a denormal */
+    EXPECT(flc_find_nonfinite(v, N) == -1, "+-FLT_MAX and a denormal are finite");
+    v[4100] = -1.0f / 0.0f;
+    EXPECT(flc_find_nonfinite(v, N) == 4100, "-Inf found in the second block");
     free(v);
 }
 
