@@ -47,6 +47,7 @@
 #include "aggregator/merge.h"
 #include "aggregator/reduce_scatter.h"
 #include "cache/embed.h"
+#include "cache/shard_codec.h"
 #include "cache/store_ops.h"
 #include "cache/store_raw.h"
 #include "base/clock.h"
@@ -111,6 +112,17 @@ static int case_memcpy(mem_ctx_t *c, void *arg)
     for (size_t j = 0; j < c->k; j++)
         memcpy(c->out, c->u[j], c->n * sizeof(float));
     return 0;
+}
+
+/* Every update searched for a NaN or Inf, as each push and merger does
+ * (flc_find_nonfinite): a read-only pass, bound by memcpy's read half. */
+static int case_scan(mem_ctx_t *c, void *arg)
+{
+    (void)arg;
+    int found = 0;
+    for (size_t j = 0; j < c->k; j++)
+        found |= flc_find_nonfinite(c->u[j], c->n) >= 0;
+    return found ? -1 : 0; /* the updates are finite: found would be a bug */
 }
 
 /* y = sum_j w_j u_j by k saxpy calls (what a plain FedAvg would do). */
@@ -245,6 +257,16 @@ static int section_memory(void)
     double copy = time_case(&c, case_memcpy, NULL);
     bench_emit(mem_line(&c, "saxpy", saxpy, saxpy, threads));
     bench_emit(mem_line(&c, "memcpy", copy, saxpy, threads));
+    if (bench_case_wanted(wanted, "nonfinite-scan")) {
+        double scan = time_case(&c, case_scan, NULL);
+        if (scan > 0) {
+            cJSON *o = mem_line(&c, "nonfinite-scan", scan, saxpy, threads);
+            cJSON_AddNumberToObject(o, "ratio_to_memcpy", copy / scan);
+            bench_emit(o);
+        } else {
+            fprintf(stderr, "aggregate: nonfinite-scan found a NaN in finite updates\n");
+        }
+    }
 
     int fails = 0;
     for (size_t i = 0; i < sizeof mem_cases / sizeof mem_cases[0]; i++) {
