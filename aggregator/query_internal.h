@@ -146,6 +146,10 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
                          Flcache__QueryAnswer *a, flc_err_t *e);
 void flc_query_eval_free(flc_query_eval_t *ev);
 
+/* Samples a mix builds at a time (query_evalmix.c); ev->scratch holds
+ * that many rows of products, then L2 + 1 floats. */
+size_t flc_query_eval_block_rows(const flc_query_eval_t *ev);
+
 /* Accuracy and mean loss of the model global + sum_i c[i] delta_i (c has
  * n + 1 entries, c[n] the aggregate's). pred (B) and act (B x H: hidden
  * activations of an mlp, logits of a softmax) receive the predictions and
@@ -180,6 +184,22 @@ int flc_query_by_key_desc(const void *a, const void *b);
  * n weights w), the sum made once instead of n - 1 terms per model; NAN
  * where no weight is left. acc has n entries. FLC_ENOMEM only. */
 int flc_query_eval_loo(const flc_query_eval_t *ev, const double *w, double *acc);
+
+/* The numbers of round r that q's kind needs, into *v (query_evalnum.c):
+ * the cached ones when they fit (query_evalres.h: their digest is what the
+ * round holds now for es's stamp set_stamp and es->n samples, 0: none;
+ * they have what the kind needs; the weights are the updates' now), else
+ * the round evaluated (es's inputs read the first time) and its numbers
+ * cached. *fault: the clients' ground truth (v->n entries or NULL; the
+ * caller frees them). bytes_read/moved and notes go to a. */
+struct flc_query_evnum;
+int flc_query_round_numbers(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
+                            flc_query_evalset_t *es, uint64_t set_stamp, uint32_t r,
+                            struct flc_query_evnum *v, char ***fault, Flcache__QueryAnswer *a,
+                            flc_err_t *e);
+
+/* The median of v[0..n) (n > 0; v is sorted in place). */
+double flc_query_median(double *v, size_t n);
 
 /* The evaluation kinds (query_evalq.c): accuracy, incentives, faults, and
  * the --by accuracy views of schedule, personalize and contribution. */
