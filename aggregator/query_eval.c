@@ -20,7 +20,8 @@
  *
  * The partials are kept per delta: FedAvg, leave-one-out and accuracy-
  * weighted mixes are linear in the deltas, so flc_query_eval_mix
- * (query_evalmix.c) evaluates any of them from the kept sums without reading an update again.
+ * (query_evalmix.c) evaluates any of them from the kept sums without
+ * reading an update again.
  *
  * The shard workers (query_evalwork.c) are placed as the Gram's
  * (query_gram.c): with the request's place callback each enters the node
