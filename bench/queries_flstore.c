@@ -6,7 +6,8 @@
  *   next_to_data_cold  by the query engine, its shard workers next to the
  *                      shards' nodes, partials recomputed (--no-cache),
  *   next_to_data_warm  the same with the cached partials (Gram partials;
- *                      the evaluation sums of query_evalcache.h, filled by
+ *                      the evaluated numbers and evaluation sums of
+ *                      query_evalres.h and query_evalcache.h, filled by
  *                      one untimed query) or, for average, the merged
  *                      aggregate,
  *   cache_central      by a central aggregator that pulls every update of
