@@ -6,9 +6,12 @@
  * pipeline of many hash tags becomes one pipeline per node, flushed
  * together, and its replies are read back in submission order.
  *
- * Commands are routed here; their replies and redirects are read in
- * store_cluster_read.c; what goes to every master (whole-server commands,
- * the wake of a blocked store) is in store_cluster_all.c.
+ * Commands are routed here; what a command's text says (its key, whether
+ * it may run twice) is read in cluster_cmd.c; a value sent from the
+ * caller's memory goes out in store_cluster_pieces.c; replies and
+ * redirects are read in store_cluster_read.c; what goes to every master
+ * (whole-server commands, the wake of a blocked store) is in
+ * store_cluster_all.c.
  *
  * A connection error closes the connections with replies in flight (their
  * streams are out of step), marks the map for a refresh, and fails the
@@ -148,109 +151,6 @@ void flc_store_cl_drop(flc_store_t *s)
 
 /* ---- reading a command's name and key from its RESP text -------------- */
 
-/* Up to max arguments of a formatted command into a[] / al[]; the count of
- * arguments the command has (0 when the text does not parse). */
-int flc_store_cl_args(const char *p, size_t len, const char **a, size_t *al, int max)
-{
-    const char *end = p + len;
-    if (len < 4 || *p != '*')
-        return 0;
-    int argc = atoi(p + 1);
-    p = memchr(p, '\n', len);
-    for (int i = 0; p && i < argc && i < max; i++) {
-        p++;
-        if (p >= end || *p != '$')
-            return 0;
-        size_t l = strtoul(p + 1, NULL, 10);
-        p = memchr(p, '\n', (size_t)(end - p));
-        if (p == NULL || (size_t)(end - p - 1) < l + 2)
-            return 0;
-        a[i] = p + 1;
-        al[i] = l;
-        p = p + 1 + l + 1; /* at the '\n' of the argument's "\r\n" */
-    }
-    return p ? argc : 0;
-}
-
-static int is_cmd(const char *a, size_t al, const char *name)
-{
-    return al == strlen(name) && strncasecmp(a, name, al) == 0;
-}
-
-enum { K_KEYED, K_KEYLESS, K_MULTI };
-
-/* Which key routes the command: argv[1] for all the store uses, but for
- * the few it sends that have none or have it elsewhere. */
-static int key_of(const char *cmd, size_t len, const char **key, size_t *klen)
-{
-    const char *a[4] = {0};
-    size_t al[4] = {0};
-    int argc = flc_store_cl_args(cmd, len, a, al, 4);
-    if (argc < 1)
-        return K_KEYLESS;
-    static const char *const keyless[] = {
-        "PING",   "CLIENT",  "INFO",      "DBSIZE", "CONFIG",   "EXEC",   "DISCARD", "UNWATCH",
-        "SCRIPT", "FLUSHDB", "FLUSHALL",  "SCAN",   "KEYS",     "TIME",   "ASKING",  "WAIT",
-        "SELECT", "AUTH",    "CLUSTER",   "LATENCY", "SLOWLOG", "COMMAND", "ECHO",   "RANDOMKEY",
-        "ROLE",   "HELLO",   "READONLY",  "READWRITE", "DEBUG", "FUNCTION", "LASTSAVE", "SAVE",
-        "BGSAVE", "MEMORY"};
-    if (is_cmd(a[0], al[0], "MULTI"))
-        return K_MULTI;
-    if (is_cmd(a[0], al[0], "MEMORY") || is_cmd(a[0], al[0], "OBJECT")) {
-        if (argc >= 3 && !is_cmd(a[1], al[1], "STATS") && !is_cmd(a[1], al[1], "DOCTOR")) {
-            *key = a[2], *klen = al[2];
-            return K_KEYED;
-        }
-        return K_KEYLESS;
-    }
-    for (size_t i = 0; i < sizeof keyless / sizeof *keyless; i++)
-        if (is_cmd(a[0], al[0], keyless[i]))
-            return K_KEYLESS;
-    if (is_cmd(a[0], al[0], "EVAL") || is_cmd(a[0], al[0], "EVALSHA") ||
-        is_cmd(a[0], al[0], "EVAL_RO") || is_cmd(a[0], al[0], "FCALL")) {
-        if (argc >= 4 && atoi(a[2]) > 0) {
-            *key = a[3], *klen = al[3];
-            return K_KEYED;
-        }
-        return K_KEYLESS;
-    }
-    if (argc < 2)
-        return K_KEYLESS;
-    *key = a[1], *klen = al[1];
-    return K_KEYED;
-}
-
-int flc_store_cl_idempotent(const char *cmd, size_t len)
-{
-    static const char *const same_twice[] = {
-        "GET",    "GETRANGE", "HGET",   "HGETALL", "HKEYS",  "HVALS",  "HLEN",   "EXISTS",
-        "SMEMBERS", "ZRANGE", "ZCARD",  "LRANGE",  "DBSIZE", "INFO",   "PING",   "MEMORY",
-        "SET",    "PSETEX",   "HSET",   "DEL",     "UNLINK", "SADD",   "SREM",   "ZADD",
-        "ZREM",   "PEXPIRE",  "PERSIST", "CONFIG", "SISMEMBER", "SCARD", "HEXISTS", "LLEN",
-        "EVAL_RO", /* a read-only script reads the same twice */
-        /* A blocking pop cut by a lost connection popped nothing, or its
-         * element went with the dead node's reply: sending it again to the
-         * new owner is what its caller wants either way (a token lost in
-         * flight is the merger's to recover: aggregator/rs_recover.c). */
-        "BLPOP"};
-    const char *a[8] = {0};
-    size_t al[8] = {0};
-    int argc = flc_store_cl_args(cmd, len, a, al, 8);
-    if (argc < 1)
-        return 0;
-    if (is_cmd(a[0], al[0], "SET")) /* SET NX (a lock), XX, GET answer by what was there */
-        for (int i = 3; i < argc && i < 8; i++)
-            if (is_cmd(a[i], al[i], "NX") || is_cmd(a[i], al[i], "XX") ||
-                is_cmd(a[i], al[i], "GET"))
-                return 0;
-    if (is_cmd(a[0], al[0], "CLIENT")) /* LIST and ID; not UNBLOCK, KILL */
-        return argc >= 2 && (is_cmd(a[1], al[1], "LIST") || is_cmd(a[1], al[1], "ID"));
-    for (size_t i = 0; i < sizeof same_twice / sizeof *same_twice; i++)
-        if (is_cmd(a[0], al[0], same_twice[i]))
-            return 1;
-    return 0;
-}
-
 /* ---- routing ---------------------------------------------------------------- */
 
 static int has_pending_on(const flc_store_cluster_t *cl, unsigned node)
@@ -317,10 +217,7 @@ int flc_store_cl_conn(flc_store_t *s, unsigned node, redisContext **c)
     return rc;
 }
 
-/* The node owning slot and its connection, retrying (nothing sent yet)
- * until the deadline while no node serves the slot or its owner cannot be
- * reached. */
-static int route_slot(flc_store_t *s, uint16_t slot, unsigned *node, redisContext **c)
+int flc_store_cl_route_slot(flc_store_t *s, uint16_t slot, unsigned *node, redisContext **c)
 {
     flc_store_cluster_t *cl = s->cl;
     uint64_t t0 = flc_store_cl_now_ms();
@@ -363,7 +260,7 @@ int flc_store_cl_route_key(flc_store_t *s, const char *key)
 {
     unsigned node;
     redisContext *c;
-    int rc = route_slot(s, flc_slot_of(key, strlen(key)), &node, &c);
+    int rc = flc_store_cl_route_slot(s, flc_slot_of(key, strlen(key)), &node, &c);
     if (rc != FLC_OK)
         return rc;
     s->cl->cur = node;
@@ -438,9 +335,7 @@ int flc_store_cl_append_pend(redisContext *c, const pend_t *p)
     return rc;
 }
 
-/* Queues *p (its text and body taken over: freed on failure too), and
- * appends its command to p->ctx's output when append. */
-static int enqueue_pend(flc_store_t *s, pend_t p, int append)
+int flc_store_cl_enqueue_pend(flc_store_t *s, pend_t p, int append)
 {
     flc_store_cluster_t *cl = s->cl;
     if (cl->n == cl->cap) {
@@ -465,7 +360,7 @@ static int enqueue_pend(flc_store_t *s, pend_t p, int append)
 static int enqueue(flc_store_t *s, char *cmd, size_t len, unsigned node, redisContext *c,
                    uint16_t slot, int keyed)
 {
-    return enqueue_pend(
+    return flc_store_cl_enqueue_pend(
         s, (pend_t){.cmd = cmd, .len = len, .node = node, .ctx = c, .slot = slot, .keyed = keyed},
         1);
 }
@@ -475,8 +370,8 @@ int flc_store_cl_push(flc_store_t *s, char *cmd, size_t len)
     flc_store_cluster_t *cl = s->cl;
     const char *key = NULL;
     size_t klen = 0;
-    int kind = key_of(cmd, len, &key, &klen);
-    if (kind == K_MULTI) {
+    int kind = flc_store_cl_key_of(cmd, len, &key, &klen);
+    if (kind == FLC_CL_MULTI) {
         /* Its node is the node of the transaction's first key. */
         free(cl->multi);
         cl->multi = cmd, cl->multi_len = len;
@@ -486,9 +381,9 @@ int flc_store_cl_push(flc_store_t *s, char *cmd, size_t len)
     redisContext *c;
     uint16_t slot = 0;
     int rc;
-    if (kind == K_KEYED) {
+    if (kind == FLC_CL_KEYED) {
         slot = flc_slot_of(key, klen);
-        rc = route_slot(s, slot, &node, &c);
+        rc = flc_store_cl_route_slot(s, slot, &node, &c);
     } else {
         rc = cl->cur == FLC_CLUSTER_NO_NODE ? flc_store_cl_ensure(s) : FLC_OK;
         node = cl->cur;
@@ -514,7 +409,7 @@ int flc_store_cl_push(flc_store_t *s, char *cmd, size_t len)
         char *m = cl->multi;
         cl->multi = NULL;
         cl->in_tx = 1;
-        if ((rc = enqueue(s, m, cl->multi_len, node, c, slot, kind == K_KEYED)) != FLC_OK) {
+        if ((rc = enqueue(s, m, cl->multi_len, node, c, slot, kind == FLC_CL_KEYED)) != FLC_OK) {
             free(cmd);
             return rc;
         }
@@ -522,10 +417,11 @@ int flc_store_cl_push(flc_store_t *s, char *cmd, size_t len)
     const char *a[1] = {0};
     size_t al[1] = {0};
     flc_store_cl_args(cmd, len, a, al, 1);
-    int ends_tx = is_cmd(a[0], al[0], "EXEC") || is_cmd(a[0], al[0], "DISCARD");
-    if (kind == K_KEYED && !flc_store_cl_reads_only(a[0], al[0]))
+    int ends_tx = flc_store_cl_is_cmd(a[0], al[0], "EXEC") ||
+                  flc_store_cl_is_cmd(a[0], al[0], "DISCARD");
+    if (kind == FLC_CL_KEYED && !flc_store_cl_reads_only(a[0], al[0]))
         flc_store_cl_mark_written(s, node); /* flc_store_replicated waits for it */
-    rc = enqueue(s, cmd, len, node, c, slot, kind == K_KEYED);
+    rc = enqueue(s, cmd, len, node, c, slot, kind == FLC_CL_KEYED);
     if (ends_tx)
         cl->in_tx = 0;
     cl->cur = node;
@@ -537,119 +433,6 @@ int flc_store_cl_send(flc_store_t *s, char *cmd, size_t len, const char *what)
 {
     int rc = flc_store_cl_push(s, cmd, len);
     return rc == FLC_OK ? flc_store_cl_flush(s, what) : rc;
-}
-
-/* Writes iov[0..n) to fd completely (iov is consumed): 0, or the errno. */
-static int write_iov(int fd, struct iovec *iov, int n)
-{
-    while (n > 0) {
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL); /* EPIPE, not SIGPIPE */
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno ? errno : EIO;
-        }
-        while (n > 0 && (size_t)w >= iov->iov_len)
-            w -= (ssize_t)iov->iov_len, iov++, n--;
-        if (n > 0)
-            iov->iov_base = (char *)iov->iov_base + w, iov->iov_len -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Pieces up to this size are copied for a resend, bigger ones borrowed. */
-#define BORROW_MIN 8192
-
-/* The copying path of flc_store_cl_send_pieces: the whole text, queued. */
-static int send_copied(flc_store_t *s, const char *head, size_t hl, const struct iovec *pieces,
-                       int n, const char *what)
-{
-    size_t len = hl + 2;
-    for (int i = 0; i < n; i++)
-        len += pieces[i].iov_len;
-    char *cmd = malloc(len), *o = cmd;
-    if (cmd == NULL)
-        return flc_err_set(&s->err, FLC_ENOMEM, "%s: out of memory for %zu bytes", what, len);
-    memcpy(o, head, hl), o += hl;
-    for (int i = 0; i < n; i++)
-        memcpy(o, pieces[i].iov_base, pieces[i].iov_len), o += pieces[i].iov_len;
-    memcpy(o, "\r\n", 2);
-    return flc_store_cl_send(s, cmd, len, what);
-}
-
-int flc_store_cl_send_pieces(flc_store_t *s, const char *head, size_t hl, const char *key,
-                             const struct iovec *pieces, int n, int idem, const char *what)
-{
-    flc_store_cluster_t *cl = s->cl;
-    if (cl->multi || cl->in_tx) /* a transaction's commands go through the queue */
-        return send_copied(s, head, hl, pieces, n, what);
-    uint16_t slot = flc_slot_of(key, strlen(key));
-    unsigned node;
-    redisContext *c;
-    int rc = route_slot(s, slot, &node, &c);
-    if (rc != FLC_OK) {
-        if (cl->head < cl->n) { /* as flc_store_cl_push: start clean */
-            flc_err_t keep = s->err;
-            flc_store_cl_drop(s);
-            s->err = keep;
-        }
-        return rc;
-    }
-    /* The node's queued output first: its commands run before this one. A
-     * failure there is a lost connection: the command joins the queue the
-     * ordinary way, and the flush follows the failover. */
-    int done = c->obuf[0] == '\0';
-    while (!done)
-        if (redisBufferWrite(c, &done) != REDIS_OK)
-            return send_copied(s, head, hl, pieces, n, what);
-    /* Small pieces (a frame header, on its caller's stack, which a
-     * deferred batch leaves before its replies are read) are copied after
-     * the head text; only the big ones (the values) are borrowed. */
-    size_t small = 0;
-    for (int i = 0; i < n; i++)
-        small += pieces[i].iov_len <= BORROW_MIN ? pieces[i].iov_len : 0;
-    pend_t p = {.len = hl, .node = node, .ctx = c, .slot = slot, .keyed = 1, .body_idem = idem,
-                .nbody = n + 1};
-    p.cmd = malloc(hl + small);
-    p.body = malloc((size_t)(n + 1) * sizeof *p.body);
-    if (p.cmd == NULL || p.body == NULL) {
-        flc_store_cl_pend_free(&p);
-        return flc_err_set(&s->err, FLC_ENOMEM, "%s: out of memory", what);
-    }
-    memcpy(p.cmd, head, hl);
-    char *own = p.cmd + hl;
-    for (int i = 0; i < n; i++) {
-        p.body[i] = pieces[i];
-        if (pieces[i].iov_len <= BORROW_MIN) {
-            memcpy(own, pieces[i].iov_base, pieces[i].iov_len);
-            p.body[i].iov_base = own;
-            own += pieces[i].iov_len;
-        }
-    }
-    p.body[n] = (struct iovec){(void *)"\r\n", 2};
-    flc_store_cl_mark_written(s, node);
-    if ((rc = enqueue_pend(s, p, 0)) != FLC_OK)
-        return rc;
-    cl->cur = node;
-    s->c = c;
-    struct iovec iov[FLC_STORE_MAX_PIECES + 2];
-    int niov = 0;
-    iov[niov++] = (struct iovec){(void *)head, hl};
-    for (int i = 0; i < n && niov < FLC_STORE_MAX_PIECES + 1; i++)
-        iov[niov++] = pieces[i];
-    iov[niov++] = (struct iovec){(void *)"\r\n", 2};
-    int err = write_iov(c->fd, iov, niov);
-    if (err == 0)
-        return FLC_OK;
-    /* Part of it may be on the wire: this connection's stream is lost. */
-    char detail[160];
-    snprintf(detail, sizeof detail, "%s", err == EAGAIN || err == EWOULDBLOCK
-                                              ? "no progress within the I/O timeout"
-                                              : strerror(err));
-    if (err != EAGAIN && err != EWOULDBLOCK && flc_store_cl_replay(s, node, what) == FLC_OK)
-        return FLC_OK; /* sent again to the slot's new owner (a failover) */
-    return flc_store_cl_lost(s, what, detail);
 }
 
 int flc_store_cl_flush(flc_store_t *s, const char *what)

@@ -111,6 +111,15 @@ struct timeval flc_store_cl_tv(unsigned ms);
  * is in flight (the caller looks the owner up again). */
 int flc_store_cl_conn(flc_store_t *s, unsigned node, redisContext **c);
 
+/* The node owning slot and its connection, retrying (nothing sent yet)
+ * until the deadline while no node serves the slot or its owner cannot be
+ * reached (store_cluster.c). */
+int flc_store_cl_route_slot(flc_store_t *s, uint16_t slot, unsigned *node, redisContext **c);
+
+/* Queues *p (its text and body taken over: freed on failure too), and
+ * appends its command to p->ctx's output when append (store_cluster.c). */
+int flc_store_cl_enqueue_pend(flc_store_t *s, pend_t p, int append);
+
 /* Appends entry p's whole command to c's output (a borrowed body copied). */
 int flc_store_cl_append_pend(redisContext *c, const pend_t *p);
 
@@ -120,8 +129,19 @@ int flc_store_cl_pend_idempotent(const pend_t *p);
 /* Frees what p owns of its command. */
 void flc_store_cl_pend_free(pend_t *p);
 
+/* ---- commands read from their RESP text (cluster_cmd.c) ---- */
+
 /* Up to max arguments of a formatted command into a[] / al[]; the count of
  * arguments the command has (0 when the text does not parse). */
 int flc_store_cl_args(const char *cmd, size_t len, const char **a, size_t *al, int max);
+
+/* How a command is routed: by its key (*key, *klen: argv[1] for all the
+ * store uses, a script's first key, MEMORY USAGE's argument), to any node
+ * (no key), or it opens a transaction (queued until EXEC). */
+enum { FLC_CL_KEYED, FLC_CL_KEYLESS, FLC_CL_MULTI };
+
+/* 1 when argument a (al bytes) is the command name `name`, any case. */
+int flc_store_cl_is_cmd(const char *a, size_t al, const char *name);
+int flc_store_cl_key_of(const char *cmd, size_t len, const char **key, size_t *klen);
 
 #endif
