@@ -1,40 +1,24 @@
 /* Input checks shared by every merge rule: finiteness, lengths, weights, and
  * the per-update clipping factors.
  *
- * The finite check looks only at exponent bits (all ones = Inf or NaN) and
- * counts hits over a block with integer adds, which the compiler vectorizes;
- * the position is searched for only in the block that failed. */
+ * The finite check is the store's (flc_find_nonfinite, cache/shard_codec.h:
+ * exponent bits, a block at a time, vectorized), so a push, a merger and a
+ * rule judge a value alike. */
 #include "aggregator/merge.h"
 
 #include <math.h>
 #include <string.h>
 
-
-/* Block of the finite check: small enough to stop early, big enough that the
- * loop overhead does not show. */
-#define FINITE_BLOCK 4096
+#include "cache/shard_codec.h"
 
 int flc_merge_check_finite(const float *v, size_t n, size_t *pos)
 {
-    for (size_t b = 0; b < n; b += FINITE_BLOCK) {
-        size_t m = n - b < FINITE_BLOCK ? n - b : FINITE_BLOCK;
-        const float *p = v + b;
-        unsigned bad = 0;
-        for (size_t i = 0; i < m; i++) {
-            uint32_t bits;
-            memcpy(&bits, &p[i], sizeof bits);
-            bad += (bits & 0x7f800000u) == 0x7f800000u;
-        }
-        if (bad == 0)
-            continue;
-        for (size_t i = 0; i < m; i++)
-            if (!isfinite(p[i])) {
-                if (pos)
-                    *pos = b + i;
-                return FLC_ENONFINITE;
-            }
-    }
-    return FLC_OK;
+    int64_t at = flc_find_nonfinite(v, n);
+    if (at < 0)
+        return FLC_OK;
+    if (pos)
+        *pos = (size_t)at;
+    return FLC_ENONFINITE;
 }
 
 double flc_merge_sumsq(const float *v, size_t n)
