@@ -153,13 +153,14 @@ static int round_numbers(const flc_query_req_t *q, const flc_query_eval_t *ev, u
 
 int flc_query_round_numbers(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
                             flc_query_evalset_t *es, uint64_t set_stamp, uint32_t r,
-                            flc_query_evnum_t *v, char ***fault, Flcache__QueryAnswer *a,
-                            flc_err_t *e)
+                            flc_query_evnum_t *v, char ***fault, int *cached,
+                            Flcache__QueryAnswer *a, flc_err_t *e)
 {
     unsigned need = needs(q);
     uint64_t digest = 0, bytes = 0;
     int rc = FLC_ENOTFOUND;
     *fault = NULL;
+    *cached = 0;
     if (!q->no_cache && set_stamp &&
         flc_query_evnum_digest(s, q->job, r, set_stamp, es->n, &digest) == FLC_OK &&
         flc_query_evnum_get(s, q->job, r, digest, v, &bytes) == FLC_OK) {
@@ -178,6 +179,7 @@ int flc_query_round_numbers(flc_store_t *s, const flc_query_req_t *q, const flc_
                 flc_query_answer_note(a, "left_out", v->left_out);
             a->bytes_read += bytes;
             a->bytes_moved += bytes;
+            *cached = 1;
             return FLC_OK;
         }
         for (size_t i = 0; *fault && i < v->n; i++)

@@ -215,12 +215,16 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store
     default: a = flc_query_answer_new(q->job, kind, c_per, 2, NULL, 0); break;
     }
     tally_t t = {0};
+    size_t ncached = 0; /* rounds answered from their cached numbers */
     double sum_fed = 0, sum_agg = 0, sum_glob = 0, nagg = 0;
     rc = a ? FLC_OK : flc_err_set(e, FLC_ENOMEM, "out of memory");
     for (size_t r = 0; rc == FLC_OK && r < nr; r++) {
         flc_query_evnum_t v;
         char **fault = NULL;
-        rc = flc_query_round_numbers(s, q, at, &es, set_stamp, rounds[r], &v, &fault, a, e);
+        int cached = 0;
+        rc = flc_query_round_numbers(s, q, at, &es, set_stamp, rounds[r], &v, &fault, &cached,
+                                     a, e);
+        ncached += cached;
         if (rc != FLC_OK)
             break;
         if (q->kind == FLC_Q_PERSONALIZE) {
@@ -314,6 +318,12 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store
                  "%s %.3g MB update", es.n, moves,
                  (double)flc_query_evalset_nparams(&es) * 4 / 1e6);
         flc_query_answer_note(a, "evaluation", note);
+        if (ncached > 0) {
+            snprintf(note, sizeof note, "%zu of %zu round(s) answered from their cached "
+                     "evaluated numbers, checked against every update's stamp; --no-cache "
+                     "evaluates again", ncached, nr);
+            flc_query_answer_note(a, "cached", note);
+        }
         if (q->kind == FLC_Q_FAULTS || q->kind == FLC_Q_ACCURACY)
             flc_query_answer_note(a, "fault_score", "mean over inputs of the distance of the "
                                   "client's activations to the clients' median, over its mean; "

@@ -191,12 +191,13 @@ int flc_query_eval_loo(const flc_query_eval_t *ev, const double *w, double *acc)
  * they have what the kind needs; the weights are the updates' now), else
  * the round evaluated (es's inputs read the first time) and its numbers
  * cached. *fault: the clients' ground truth (v->n entries or NULL; the
- * caller frees them). bytes_read/moved and notes go to a. */
+ * caller frees them); *cached: 1 when the numbers were the cached ones.
+ * bytes_read/moved and notes go to a. */
 struct flc_query_evnum;
 int flc_query_round_numbers(flc_store_t *s, const flc_query_req_t *q, const flc_store_cfg_t *at,
                             flc_query_evalset_t *es, uint64_t set_stamp, uint32_t r,
-                            struct flc_query_evnum *v, char ***fault, Flcache__QueryAnswer *a,
-                            flc_err_t *e);
+                            struct flc_query_evnum *v, char ***fault, int *cached,
+                            Flcache__QueryAnswer *a, flc_err_t *e);
 
 /* The median of v[0..n) (n > 0; v is sorted in place). */
 double flc_query_median(double *v, size_t n);

@@ -160,6 +160,15 @@ static int same(const Flcache__QueryAnswer *a, const Flcache__QueryAnswer *b)
     return 1;
 }
 
+/* The answer's note `key`, NULL when it has none. */
+static const char *note(const Flcache__QueryAnswer *a, const char *key)
+{
+    for (size_t i = 0; a && i < a->n_notes; i++)
+        if (strcmp(a->notes[i]->key, key) == 0)
+            return a->notes[i]->value;
+    return NULL;
+}
+
 static void drop(Flcache__QueryAnswer *a)
 {
     if (a)
@@ -335,6 +344,11 @@ TEST(warm_equals_cold)
                "%s: from the numbers, only their %llu bytes read and moved (read %llu, "
                "moved %llu)", kn, (unsigned long long)nb, (unsigned long long)num->bytes_read,
                (unsigned long long)num->bytes_moved);
+        const char *said = note(num, "cached");
+        EXPECT(said && strstr(said, "1 of 1 round") && !note(cold, "cached") &&
+                   !note(warm, "cached"),
+               "%s: the answer from the numbers says so (\"%s\"), the computed ones do not",
+               kn, said ? said : "(no note)");
         EXPECT(nk == S + 1 && under && ref->bytes_read == (N + 2) * P * sizeof(float) &&
                    cold->bytes_read == ref->bytes_read && warm->bytes_read == bytes,
                "%s: %zu cached values (want %d: the shards' and the global model's); read "
