@@ -87,6 +87,11 @@ void flc_query_answer_summary(Flcache__QueryAnswer *a, const char *key, double v
 
 void flc_query_answer_note(Flcache__QueryAnswer *a, const char *key, const char *text)
 {
+    /* The same note twice (a round's numbers checked, found stale and
+     * computed again both read the clients' metadata) is said once. */
+    for (size_t i = 0; i < a->n_notes; i++)
+        if (strcmp(a->notes[i]->key, key) == 0 && strcmp(a->notes[i]->value, text) == 0)
+            return;
     Flcache__QueryAnswer__NotesEntry *en = malloc(sizeof *en);
     if (en == NULL)
         return;
