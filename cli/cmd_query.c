@@ -119,7 +119,8 @@ static const flc_opt_t options[] = {
      .imin = 0, .imax = 64, .def = "one per node",
      .help = "shard workers in parallel (unplaced on several nodes: min(shards, 4))"},
     {.name = "no-cache", .type = FLC_OPT_FLAG, FLC_OPT_AT(query_opts_t, q.no_cache),
-     .help = "recompute the per-shard Gram partials and evaluation sums"},
+     .help = "recompute: neither read nor write the cached Gram partials, evaluation "
+             "sums and evaluated numbers"},
     {.name = "memory-budget", .type = FLC_OPT_INT, .meta = "MB",
      FLC_OPT_AT(query_opts_t, memory_budget_mb), .imin = 1, .imax = 1048576, .def = "64",
      .help = "MiB of updates the shard workers hold at once, in all (vector kinds read "
