@@ -130,6 +130,8 @@ typedef struct flc_query_evalset {
     int kind;               /* FLC_QUERY_MODEL_* */
     size_t in, hidden, out; /* the model's inputs, hidden units (mlp), classes */
     size_t n;               /* samples */
+    size_t stored;          /* samples the stored set holds (set by a read; n may be
+                             * fewer: the first ones) */
     float *x;               /* n x in, row-major */
     int32_t *y;             /* n labels in 0..out-1 */
 } flc_query_evalset_t;

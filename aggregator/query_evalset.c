@@ -135,7 +135,7 @@ int flc_query_evalset_get_labels(flc_store_t *s, const char *job, flc_query_eval
     es->in = (size_t)h[2];
     es->hidden = (size_t)h[3];
     es->out = (size_t)h[4];
-    es->n = (size_t)h[5];
+    es->n = es->stored = (size_t)h[5];
     if ((rc = check(job, es, e)) != FLC_OK) {
         flc_shard_release(&y);
         memset(es, 0, sizeof *es);
@@ -169,9 +169,10 @@ int flc_query_evalset_get_inputs(flc_store_t *s, const char *job, flc_query_eval
         return flc_err_wrap(e, "evaluation set of job %s, inputs: ", job);
     }
     /* x.count: every sample stored (es->n may be fewer: the first ones) */
-    if (x.count % (es->in ? es->in : 1) != 0 || x.count < (uint64_t)es->n * es->in)
+    size_t stored = es->stored ? es->stored : es->n;
+    if (x.count != (uint64_t)stored * es->in || stored < es->n)
         rc = flc_err_set(e, FLC_EDATA, "evaluation set of job %s: %llu input floats for %zu "
-                         "samples of %zu features", job, (unsigned long long)x.count, es->n,
+                         "samples of %zu features", job, (unsigned long long)x.count, stored,
                          es->in);
     if (rc == FLC_OK) {
         free(es->x);
