@@ -155,7 +155,7 @@ void flc_query_eval_free(flc_query_eval_t *ev)
     memset(ev, 0, sizeof *ev);
 }
 
-static int cmp_str(const void *a, const void *b)
+int flc_query_by_name(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -258,7 +258,7 @@ int flc_query_eval_round(flc_store_t *s, const flc_query_req_t *q, const flc_sto
         goto out;
     }
     j.where = where;
-    qsort(cl.items, cl.n, sizeof *cl.items, cmp_str);
+    qsort(cl.items, cl.n, sizeof *cl.items, flc_query_by_name);
     size_t n = cl.n, BH = ev->B * ev->H;
     j.nrows = n + 1;
     j.rows = calloc(n + 1, sizeof *j.rows);

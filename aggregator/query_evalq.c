@@ -183,8 +183,8 @@ int flc_query_evaluate(flc_store_t *s, const flc_query_req_t *q, const flc_store
     /* The set's stamp before its labels: a set stored again in between
      * makes numbers that no later digest asks for, never a stale answer.
      * Its inputs are read only when a round is evaluated. */
-    uint64_t set_stamp = 0;
-    if (flc_query_evalset_stamp(s, q->job, &set_stamp) != FLC_OK)
+    uint64_t set_stamp = 0; /* 0: the cached numbers are not looked at */
+    if (!q->no_cache && flc_query_evalset_stamp(s, q->job, &set_stamp) != FLC_OK)
         set_stamp = 0;
     flc_query_evalset_t es;
     if ((rc = flc_query_evalset_get_labels(s, q->job, &es, e)) != FLC_OK) {

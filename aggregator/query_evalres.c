@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregator/query_evalcache.h"
 #include "aggregator/query_internal.h"
 #include "cache/store_ops.h"
 
@@ -25,18 +26,6 @@ static uint64_t mix(uint64_t h, uint64_t v)
     h ^= v;
     h *= 0x100000001b3ull;
     return h ^ (h >> 29);
-}
-
-static uint64_t mix_str(uint64_t h, const char *p)
-{
-    for (; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    return mix(h, 0);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 int flc_query_evnum_digest(flc_store_t *s, const char *job, uint32_t round, uint64_t set_stamp,
@@ -60,9 +49,8 @@ int flc_query_evnum_digest(flc_store_t *s, const char *job, uint32_t round, uint
         free(shards);
         return FLC_ENOTFOUND;
     }
-    qsort(cl.items, cl.n, sizeof *cl.items, cmp_str);
-    for (size_t i = 0; i < cl.n; i++)
-        h = mix_str(h, cl.items[i]);
+    qsort(cl.items, cl.n, sizeof *cl.items, flc_query_by_name);
+    h = mix(h, flc_query_evcache_names(cl.items, cl.n));
     uint64_t *stamps = malloc((cl.n + 1) * sizeof *stamps);
     rc = stamps ? FLC_OK : FLC_ENOMEM;
     /* Two round trips a shard; the same stamps the cached products check. */

@@ -179,6 +179,10 @@ void flc_query_pers_weights(const double *acc, size_t n, size_t K, double *ord, 
 /* qsort order of (key, index) double pairs, largest key first. */
 int flc_query_by_key_desc(const void *a, const void *b);
 
+/* qsort order of C strings (char *), by strcmp: the order an evaluation's
+ * rows and its cached numbers' digest list a round's clients in. */
+int flc_query_by_name(const void *a, const void *b);
+
 /* Accuracy of every leave-one-out FedAvg model, client i's left out:
  * global + (sum_j w_j delta_j - w_i delta_i) / (W - w_i) (W the sum of the
  * n weights w), the sum made once instead of n - 1 terms per model; NAN
