@@ -161,7 +161,7 @@ int flc_query_round_numbers(flc_store_t *s, const flc_query_req_t *q, const flc_
     int rc = FLC_ENOTFOUND;
     *fault = NULL;
     *cached = 0;
-    if (!q->no_cache && set_stamp &&
+    if (set_stamp && /* 0 for --no-cache */
         flc_query_evnum_digest(s, q->job, r, set_stamp, es->n, &digest) == FLC_OK &&
         flc_query_evnum_get(s, q->job, r, digest, v, &bytes) == FLC_OK) {
         int fits = (v->what & need) == need &&
@@ -204,7 +204,7 @@ int flc_query_round_numbers(flc_store_t *s, const flc_query_req_t *q, const flc_
     if (rc == FLC_OK) {
         *fault = ev.fault; /* handed over */
         ev.fault = NULL;
-        if (!q->no_cache && digest)
+        if (digest) /* looked up: not --no-cache */
             flc_query_evnum_put(s, q->job, r, digest, v);
     }
     flc_query_eval_free(&ev);

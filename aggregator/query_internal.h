@@ -191,7 +191,8 @@ int flc_query_eval_loo(const flc_query_eval_t *ev, const double *w, double *acc)
 
 /* The numbers of round r that q's kind needs, into *v (query_evalnum.c):
  * the cached ones when they fit (query_evalres.h: their digest is what the
- * round holds now for es's stamp set_stamp and es->n samples, 0: none;
+ * round holds now for es's stamp set_stamp and es->n samples; set_stamp 0, as for
+ * --no-cache: neither read nor written;
  * they have what the kind needs; the weights are the updates' now), else
  * the round evaluated (es's inputs read the first time) and its numbers
  * cached. *fault: the clients' ground truth (v->n entries or NULL; the
