@@ -10,7 +10,7 @@ static int g_pools, g_saved;
 
 void flc_blas_workers_begin(int workers)
 {
-    if (workers < 2)
+    if (workers < 1)
         return;
     pthread_mutex_lock(&g_lock);
     if (g_pools++ == 0) {
@@ -23,7 +23,7 @@ void flc_blas_workers_begin(int workers)
 
 void flc_blas_workers_end(int workers)
 {
-    if (workers < 2)
+    if (workers < 1)
         return;
     pthread_mutex_lock(&g_lock);
     if (--g_pools == 0 && g_saved > 1)
