@@ -206,6 +206,7 @@ int flc_query_round_numbers(flc_store_t *s, const flc_query_req_t *q, const flc_
         ev.fault = NULL;
         if (digest) /* looked up: not --no-cache */
             flc_query_evnum_put(s, q->job, r, digest, v);
+        v->digest = digest;
     }
     flc_query_eval_free(&ev);
     if (rc != FLC_OK)

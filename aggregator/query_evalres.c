@@ -1,7 +1,7 @@
 /* The cached evaluated numbers of a round (query_evalres.h): the digest of
  * what they were computed from, and their layout:
- *   "FLR1" | u32 n | u64 digest | u32 what | u32 pers_k
- *   | f64 global_acc, fedavg_acc, agg_acc, pers_acc
+ *   "FLR2" | u32 n | u64 digest | u32 what | u32 pers_k | u32 pers_shards
+ *   | u64 pers_stamp | f64 global_acc, fedavg_acc, agg_acc, pers_acc
  *   | f64 w[n], acc[n], loss[n], loo[n], fs[n], dis[n]
  *   | the n names, each NUL-terminated | the left_out note, NUL-terminated
  * Doubles are copied as computed (the warm answer is the cold one bit for
@@ -17,8 +17,9 @@
 #include "aggregator/query_internal.h"
 #include "cache/store_ops.h"
 
-#define MAGIC "FLR1"
-#define HEAD 56 /* magic, n, digest, what, pers_k, 4 doubles */
+#define MAGIC "FLR2"
+#define HEAD 68 /* magic, n, digest, what, pers_k, pers_shards, pers_stamp, 4 doubles */
+#define DOUBLES 36 /* where the 4 doubles start */
 #define PER 6   /* doubles per client */
 
 static uint64_t mix(uint64_t h, uint64_t v)
@@ -69,6 +70,22 @@ int flc_query_evnum_digest(flc_store_t *s, const char *job, uint32_t round, uint
         return FLC_ENOTFOUND;
     *digest = h ? h : 1;
     return FLC_OK;
+}
+
+uint64_t flc_query_evpers_stamp(flc_store_t *s, const char *job, uint32_t round,
+                                uint32_t shards)
+{
+    char pj[FLC_NAME_MAX + 1];
+    if (snprintf(pj, sizeof pj, "%s/" FLC_SERIES_PERS, job) >= (int)sizeof pj || shards == 0)
+        return 0;
+    uint64_t h = mix(mix(1469598103934665603ull, round), shards);
+    for (uint32_t k = 0; k < shards; k++) {
+        uint64_t st = 0;
+        if (flc_store_merged_stamp(s, pj, round, k, &st) != FLC_OK || st == 0)
+            return 0;
+        h = mix(h, st);
+    }
+    return h ? h : 1;
 }
 
 int flc_query_evnum_init(flc_query_evnum_t *v, size_t n)
@@ -127,6 +144,8 @@ void flc_query_evnum_put(flc_store_t *s, const char *job, uint32_t round, uint64
     put64(&p, &digest);
     put32(&p, v->what);
     put32(&p, v->pers_k);
+    put32(&p, v->pers_shards);
+    put64(&p, &v->pers_stamp);
     const double head[4] = {v->global_acc, v->fedavg_acc, v->agg_acc, v->pers_acc};
     for (int k = 0; k < 4; k++)
         put64(&p, &head[k]);
@@ -150,13 +169,15 @@ int flc_query_evnum_get(flc_store_t *s, const char *job, uint32_t round, uint64_
     size_t len = 0;
     if (flc_store_evres_get(s, job, round, &blob, &len) != FLC_OK)
         return FLC_ENOTFOUND;
-    uint32_t n = 0, what = 0, pk = 0;
-    uint64_t d = 0;
+    uint32_t n = 0, what = 0, pk = 0, ps = 0;
+    uint64_t d = 0, pst = 0;
     if (len >= HEAD) {
         memcpy(&n, blob + 4, 4);
         memcpy(&d, blob + 8, 8);
         memcpy(&what, blob + 16, 4);
         memcpy(&pk, blob + 20, 4);
+        memcpy(&ps, blob + 24, 4);
+        memcpy(&pst, blob + 28, 8);
     }
     int rc = len >= HEAD && memcmp(blob, MAGIC, 4) == 0 && d == digest && n > 0 &&
                      (len - HEAD) / (PER * 8) >= n
@@ -166,10 +187,12 @@ int flc_query_evnum_get(flc_store_t *s, const char *job, uint32_t round, uint64_
     if (rc == FLC_OK) {
         p = blob + HEAD + (size_t)PER * 8 * n;
         double head[4];
-        memcpy(head, blob + 24, sizeof head);
+        memcpy(head, blob + DOUBLES, sizeof head);
         v->global_acc = head[0], v->fedavg_acc = head[1], v->agg_acc = head[2];
         v->pers_acc = head[3];
         v->what = what, v->pers_k = pk;
+        v->pers_shards = ps, v->pers_stamp = pst;
+        v->digest = digest;
         memcpy(v->w, blob + HEAD, (size_t)PER * 8 * n);
     }
     /* names and the note: each must end inside the value */

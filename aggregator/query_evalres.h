@@ -39,7 +39,10 @@ typedef struct flc_query_evnum {
     unsigned what;                     /* FLC_EVNUM_* */
     uint32_t pers_k;
     double pers_acc;
+    uint32_t pers_shards;              /* the personalized model cached in that many */
+    uint64_t pers_stamp;               /* pieces of stamp flc_query_evpers_stamp; 0: none */
     char *left_out;                    /* the evaluation's left_out note ("" none) */
+    uint64_t digest;                   /* what it is valid for (not kept; 0: not cached) */
 } flc_query_evnum_t;
 
 /* Room for n clients (names NULL, numbers NaN). FLC_ENOMEM. */
@@ -58,6 +61,14 @@ int flc_query_evnum_digest(flc_store_t *s, const char *job, uint32_t round, uint
  * otherwise (none, another digest, malformed). */
 int flc_query_evnum_get(flc_store_t *s, const char *job, uint32_t round, uint64_t digest,
                         flc_query_evnum_t *v, uint64_t *bytes);
+
+/* The personalized model of round `round` of job, cached by personalize
+ * --by accuracy (query_evalpers.c) as the series "<job>/p" of that round in
+ * `shards` pieces: a digest of every piece's stamp (flc_store_merged_stamp),
+ * 0 when a piece is missing. Its answer's numbers record it
+ * (pers_shards, pers_stamp); the pieces are used only while it holds. */
+uint64_t flc_query_evpers_stamp(flc_store_t *s, const char *job, uint32_t round,
+                                uint32_t shards);
 
 /* Writes v for digest, best effort (a read-only user is refused: it
  * evaluates every time, with the same answers). */

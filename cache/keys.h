@@ -3,7 +3,9 @@
  * Every key of job J starts with "fl:{J/", so an ACL key pattern of that
  * prefix and a '*' is exactly job J (names cannot hold '/'). Sub-series of a job are stored as
  * jobs named "J/<series>" (the simulation's global models J/g, the SGD
- * steps J/steps): their keys start with fl:{J/ too.
+ * steps J/steps, the evaluation set J/eval, the personalized models that
+ * queries cached for J's rounds J/p): their keys start with fl:{J/ too.
+ * Deleting or expiring round r of J does the same to round r of J/p.
  *
  * Job-level keys share the tag {J/j} (one node per job):
  *   fl:{J/j}:schema          hash: version "2", shards S (written once, HSETNX)
@@ -57,6 +59,10 @@
 #define FLC_TAG_MAX (FLC_NAME_MAX + 24)
 
 #define FLC_KEY_SCHEMA_VERSION 2
+
+/* The series of job J holding the models queries cached for J's rounds
+ * (aggregator/query_evalpers.c): "J/" FLC_SERIES_PERS. */
+#define FLC_SERIES_PERS "p"
 
 /* Checks a job or client name; what = "job" or "client" for the message. */
 int flc_name_check(const char *name, const char *what, flc_err_t *err);

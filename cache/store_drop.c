@@ -82,6 +82,24 @@ static int each_key(flc_store_t *s, const flc_strlist_t *keys, const char *cmd, 
     return rc;
 }
 
+/* The series round r of job holds what queries cached for it (J/p), into
+ * out: 1 when it has any, 0 when not (or job is itself a series), or an
+ * error of the store's. Deleted and expired with the round, so a cached
+ * personalized model does not outlive the updates it was built from. */
+static int cached_series(flc_store_t *s, const char *job, uint32_t round, char *out, size_t cap)
+{
+    if (strchr(job, '/') != NULL ||
+        snprintf(out, cap, "%s/" FLC_SERIES_PERS, job) > FLC_NAME_MAX)
+        return 0;
+    uint32_t *shards = NULL;
+    size_t n = 0;
+    int rc = flc_store_list_shards(s, out, round, &shards, &n);
+    free(shards);
+    if (rc == FLC_ENOTFOUND)
+        flc_err_clear(&s->err);
+    return rc == FLC_OK ? n > 0 : rc == FLC_ENOTFOUND ? 0 : -rc;
+}
+
 int flc_store_delete_round(flc_store_t *s, const char *job, uint32_t round)
 {
     flc_err_clear(&s->err);
@@ -108,7 +126,11 @@ int flc_store_delete_round(flc_store_t *s, const char *job, uint32_t round)
     }
     flc_strlist_free(&keys);
     flc_strlist_free(&clients);
-    return rc;
+    char series[FLC_NAME_MAX + 8];
+    int has = rc == FLC_OK ? cached_series(s, job, round, series, sizeof series) : 0;
+    if (has < 0)
+        return s->err.code;
+    return has ? flc_store_delete_round(s, series, round) : rc;
 }
 
 int flc_store_drop_known_round(flc_store_t *s, const char *job, uint32_t round, uint32_t S,
@@ -188,7 +210,11 @@ int flc_store_expire_round(flc_store_t *s, const char *job, uint32_t round, uint
         rc = ttl_ms ? each_key(s, &keys, "PEXPIRE", ttl) : each_key(s, &keys, "PERSIST", NULL);
     flc_strlist_free(&keys);
     flc_strlist_free(&clients);
-    return rc;
+    char series[FLC_NAME_MAX + 8];
+    int has = rc == FLC_OK ? cached_series(s, job, round, series, sizeof series) : 0;
+    if (has < 0)
+        return s->err.code;
+    return has ? flc_store_expire_round(s, series, round, ttl_ms) : rc;
 }
 
 int flc_store_forget_job(flc_store_t *s, const char *job)

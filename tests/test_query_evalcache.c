@@ -13,7 +13,11 @@
  *   - the evaluated numbers (query_evalres.h) answer a warm query alone
  *     (only their bytes read), bit for bit as cold, the job's user writes
  *     them and a read-only user reads them, and new weights (metadata
- *     written again) make them stale.
+ *     written again) make them stale;
+ *   - personalize's model is cached as the series J/p: a warm query reads
+ *     it (the numbers and the model's bytes only) bit for bit as built; a
+ *     piece written over, or another K, builds it again; deleting the
+ *     round deletes it.
  * Each case has its own job (the cases share one server). */
 #include <math.h>
 #include <pthread.h>
@@ -498,7 +502,100 @@ TEST(cache_key_under_job_pattern)
     flc_store_close(admin);
 }
 
+/* personalize --by accuracy with the model, K members (0: the default). */
+static Flcache__QueryAnswer *ask_model(const char *job, unsigned k, int no_cache, float **model)
+{
+    flc_store_t *s = open_url(g_fx.unix_url);
+    uint64_t len = 0;
+    *model = NULL;
+    flc_query_req_t q = {.kind = FLC_Q_PERSONALIZE, .job = job, .round_from = 1, .round_to = 1,
+                         .k = k, .by_accuracy = 1, .samples = g_ns, .url = g_fx.unix_url,
+                         .no_cache = no_cache, .model_out = model, .model_len = &len};
+    Flcache__QueryAnswer *a = NULL;
+    flc_err_t e = {0};
+    if (flc_query_run(s, &q, &a, &e) != 0)
+        printf("# personalize of %s: %s\n", job, e.msg);
+    if (a && len != P)
+        printf("# personalize of %s: a model of %llu floats\n", job, (unsigned long long)len);
+    flc_store_close(s);
+    return a;
+}
+
+/* Shards listed for round 1 of the job's series J/p (its cached models). */
+static size_t pieces(const char *job)
+{
+    char pj[64];
+    snprintf(pj, sizeof pj, "%s/p", job);
+    flc_store_t *s = open_url(g_fx.unix_url);
+    uint32_t *sh = NULL;
+    size_t n = 0;
+    (void)flc_store_list_shards(s, pj, 1, &sh, &n);
+    free(sh);
+    flc_store_close(s);
+    return n;
+}
+
+TEST(personalized_model_cached)
+{
+    store_job("epm");
+    float *ref = NULL, *built = NULL, *warm = NULL, *rebuilt = NULL, *k2 = NULL, *back = NULL;
+    Flcache__QueryAnswer *a0 = ask_model("epm", 0, 1, &ref);
+    size_t p0 = pieces("epm");
+    Flcache__QueryAnswer *a1 = ask_model("epm", 0, 0, &built);
+    size_t p1 = pieces("epm");
+    uint64_t nb = numbers_bytes("epm");
+    Flcache__QueryAnswer *a2 = ask_model("epm", 0, 0, &warm);
+    CHECK(a0 && a1 && a2 && ref && built && warm, "three answers with their models");
+    size_t pb = P * sizeof(float);
+    EXPECT(p0 == 0 && p1 == S, "--no-cache cached no model (%zu pieces), the first query "
+           "with the cache wrote it in %zu pieces (want %d)", p0, p1, S);
+    EXPECT(memcmp(ref, built, pb) == 0 && memcmp(built, warm, pb) == 0 && same(a0, a2),
+           "the model read back is the built one bit for bit, and so is the answer");
+    EXPECT(note(a2, "cached_model") && !note(a1, "cached_model") && !note(a0, "cached_model"),
+           "only the warm answer says it read the cached model");
+    EXPECT(a2->bytes_read == nb + pb, "warm: read the numbers and the model, %llu bytes "
+           "(want %llu + %zu)", (unsigned long long)a2->bytes_read, (unsigned long long)nb, pb);
+    /* A piece written over (another model's): built again, and cached anew. */
+    flc_store_t *s = open_url(g_fx.unix_url);
+    float junk[P];
+    flc_t_fill(junk, P, 999);
+    uint64_t o, n;
+    flc_rs_shard_range(P, S, 1, &o, &n);
+    flc_shard_t sh = {.job = "epm/p", .round = 1, .shard = 1, .num_shards = S, .offset = o,
+                      .count = n, .model_size = P, .values = junk + o};
+    CHECK(flc_store_put_merged(s, &sh) == 0, "piece 1 written over");
+    Flcache__QueryAnswer *a3 = ask_model("epm", 0, 0, &rebuilt);
+    Flcache__QueryAnswer *a4 = ask_model("epm", 2, 0, &k2);
+    Flcache__QueryAnswer *a5 = ask_model("epm", 0, 0, &back);
+    CHECK(a3 && a4 && a5 && rebuilt && k2 && back, "three more answers");
+    EXPECT(memcmp(rebuilt, ref, pb) == 0 && !note(a3, "cached_model"),
+           "a piece written over is not used: the model built again, equal to the reference");
+    EXPECT(memcmp(k2, ref, pb) != 0 && !note(a4, "cached_model") &&
+               memcmp(back, ref, pb) == 0 && !note(a5, "cached_model"),
+           "K = 2 builds its own model (not the default K's, 5), and the default K "
+           "after it builds its own again");
+    CHECK(flc_store_delete_round(s, "epm", 1) == 0, "round 1 deleted");
+    const char *ex[] = {"EXISTS", NULL};
+    char key[FLC_KEY_MAX], tag[FLC_TAG_MAX];
+    long long left = 0;
+    for (uint32_t k = 0; k < S; k++) {
+        flc_key_shard_tag(tag, "epm/p", k, S);
+        flc_key_shard(key, tag, 1, "agg");
+        ex[1] = key;
+        redisReply *r = NULL;
+        if (flc_store_command(s, &r, 2, ex, NULL) == 0 && r->type == REDIS_REPLY_INTEGER)
+            left += r->integer;
+        freeReplyObject(r);
+    }
+    EXPECT(left == 0 && pieces("epm") == 0, "deleting the round deleted the cached model "
+           "(%lld pieces left)", left);
+    flc_store_close(s);
+    drop(a0), drop(a1), drop(a2), drop(a3), drop(a4), drop(a5);
+    free(ref), free(built), free(warm), free(rebuilt), free(k2), free(back);
+}
+
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(warm_equals_cold),
+                 TEST_ENTRY(personalized_model_cached),
                  TEST_ENTRY(new_weights_invalidate_the_numbers),
                  TEST_ENTRY(rewritten_update_invalidates), TEST_ENTRY(new_eval_set_invalidates),
                  TEST_ENTRY(cache_key_under_job_pattern),
