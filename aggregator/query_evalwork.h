@@ -44,6 +44,10 @@ typedef struct flc_query_evwork {
     flc_err_t err;
     float *model;         /* model mode: receives sum_r coef[r] x row r's update */
     const double *coef;   /* model mode: per row (rows are clients only) */
+    int direct;           /* model mode, one row of coefficient 1 whose shard k holds
+                           * floats flc_rs_shard_range(P, ns, k): read into the model
+                           * where they belong, no buffer and no sum (where[k].shard
+                           * must be k) */
     pthread_t th[64];     /* the workers started, between _start and _finish */
     int started;
     int blas_pool;        /* the pool's size given to flc_blas_workers_begin */

@@ -2,8 +2,10 @@
 #define _GNU_SOURCE
 #include "base/bigbuf.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 void *flc_big_alloc(size_t bytes)
 {
@@ -38,4 +40,20 @@ void flc_buf_free(void *p, size_t bytes)
         flc_big_free(p, bytes);
     else
         free(p);
+}
+
+void flc_big_prefault(void *p, size_t bytes)
+{
+    if (p == NULL || bytes < FLC_BIG_MIN)
+        return;
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + bytes) & ~(pg - 1);
+    if (b <= a)
+        return;
+#ifdef MADV_HUGEPAGE
+    (void)madvise((void *)a, b - a, MADV_HUGEPAGE);
+#endif
+#ifdef MADV_POPULATE_WRITE
+    (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+#endif
 }

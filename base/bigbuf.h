@@ -28,4 +28,10 @@ void flc_big_free(void *p, size_t bytes);
 void *flc_buf_alloc(size_t bytes);
 void flc_buf_free(void *p, size_t bytes);
 
+/* The same hints for memory that must come from malloc (a buffer handed to
+ * a caller who frees it): the whole pages inside p .. p + bytes in huge
+ * pages where the kernel can, and populated now; their contents are kept.
+ * Below FLC_BIG_MIN: nothing. */
+void flc_big_prefault(void *p, size_t bytes);
+
 #endif

@@ -17,7 +17,9 @@
  *                      evaluations: on the samples the engine evaluated,
  *                      its answer's "samples", with every core).
  * One JSON line per (workload, system): p50_ms, ratio_to_central, bytes
- * moved, and cost two ways: FLStore's (time x hourly price: 0.922 $/h for
+ * moved, the machine's busy CPU per request (cpu_s, and cpu_floor_ms: that
+ * spread over every core, the shortest the same work could take on this
+ * one machine), and cost two ways: FLStore's (time x hourly price: 0.922 $/h for
  * the aggregator VM, 0.11988 $/h for a ~2 GB function, one function per
  * shard worker) in "usd", and flcache's GB-s price of the same functions in
  * "usd_gbs". Updates are synthetic (the evaluation set is synthetic too:
@@ -369,8 +371,13 @@ static uint64_t engine_run(flc_store_t *s, const char *wl, uint32_t r, int warm)
     return moved;
 }
 
+/* cpu_s: the machine's busy CPU seconds per request. On this one machine
+ * the testbed's nodes, the shard workers and the caller share g_cores
+ * cores, so cpu_s / cores is the shortest the request could take here
+ * doing the same work ("cpu_floor_ms"; "floor_ratio_to_central" is that
+ * over central's p50: the ratio a perfectly overlapped run would reach). */
 static void emit(const char *wl, const char *system, double *ms, int n, double central_p50,
-                 uint64_t moved, uint64_t read, int functions)
+                 uint64_t moved, uint64_t read, int functions, double cpu_s)
 {
     double p50 = bench_percentile(ms, (size_t)n, 50);
     cJSON *o = bench_line(BENCH, wl);
@@ -387,6 +394,12 @@ static void emit(const char *wl, const char *system, double *ms, int n, double c
     cJSON_AddNumberToObject(o, "requests", n);
     cJSON_AddNumberToObject(o, "p50_ms", p50);
     cJSON_AddNumberToObject(o, "ratio_to_central", central_p50 > 0 ? p50 / central_p50 : NAN);
+    double floor_ms = cpu_s / g_cores * 1e3;
+    cJSON_AddNumberToObject(o, "cpu_s", cpu_s);
+    cJSON_AddNumberToObject(o, "cores", g_cores);
+    cJSON_AddNumberToObject(o, "cpu_floor_ms", floor_ms);
+    cJSON_AddNumberToObject(o, "floor_ratio_to_central",
+                            central_p50 > 0 ? floor_ms / central_p50 : NAN);
     cJSON_AddNumberToObject(o, "bytes_moved", (double)moved);
     cJSON_AddNumberToObject(o, "bytes_read", (double)read); /* next to the data */
     if (g_samples) /* an evaluation: both sides evaluate these samples */
@@ -482,26 +495,35 @@ int main(int argc, char **argv)
     for (size_t w = 0; w < sizeof wls / sizeof *wls; w++) {
         if (!bench_case_wanted(wanted, wls[w]))
             continue;
-        double cold[16], warm[16], cen[16];
+        double cold[16], warm[16], cen[16], cpu[3] = {0}, b0, b1, a0, a1;
         uint64_t mc = 0, mw = 0, rc = 0, rw = 0;
         g_samples = 0, g_checked = -1, g_acc_diff = 0;
         for (unsigned i = 0; i < 64; i++)
             g_acc[i] = c.acc[i] = NAN;
         engine_run(su, wls[w], g_rounds, 1); /* untimed: fills the caches warm reads */
         for (int r = 0; r < reps; r++) {
+            /* cpu[]: the machine's busy CPU seconds (every process: the
+             * bench, the testbed's redis-servers) per request */
+            bench_cpu_times(&b0, &a0);
             uint64_t t0 = flc_now_ns();
             g_read = 0;
             mc = engine_run(su, wls[w], g_rounds, 0);
             rc = g_read;
             cold[r] = (double)(flc_now_ns() - t0) / 1e6;
+            bench_cpu_times(&b1, &a1);
+            cpu[0] += (b1 - b0) / reps;
             t0 = flc_now_ns();
             g_read = 0;
             mw = engine_run(su, wls[w], g_rounds, 1);
             rw = g_read;
             warm[r] = (double)(flc_now_ns() - t0) / 1e6;
+            bench_cpu_times(&b0, &a0);
+            cpu[1] += (b0 - b1) / reps;
             t0 = flc_now_ns();
             central_run(&c, wls[w], g_rounds, tmp);
             cen[r] = (double)(flc_now_ns() - t0) / 1e6;
+            bench_cpu_times(&b1, &a1);
+            cpu[2] += (b1 - b0) / reps;
         }
         /* The top clients' accuracies as the engine gave them, against the
          * central aggregator's forward passes of the same models on the
@@ -519,9 +541,9 @@ int main(int argc, char **argv)
         double cs[16];
         memcpy(cs, cen, sizeof cs);
         double cp50 = bench_percentile(cs, (size_t)reps, 50);
-        emit(wls[w], "next_to_data_cold", cold, reps, cp50, mc, rc, S);
-        emit(wls[w], "next_to_data_warm", warm, reps, cp50, mw, rw, S);
-        emit(wls[w], "cache_central", cen, reps, cp50, c.moved, 0, 0);
+        emit(wls[w], "next_to_data_cold", cold, reps, cp50, mc, rc, S, cpu[0]);
+        emit(wls[w], "next_to_data_warm", warm, reps, cp50, mw, rw, S, cpu[1]);
+        emit(wls[w], "cache_central", cen, reps, cp50, c.moved, 0, 0, cpu[2]);
     }
     free(u), free(g), free(tmp), free(c.M), free(c.g);
     flc_model_free(m);
