@@ -19,8 +19,9 @@
 # queries_flstore: --hidden H --rounds R --clients N --per-round K --shards S.
 #
 # Memory: Redis holds R rounds x (K updates + the merged aggregate) + the
-# global model + one round's cached evaluation sums (about K+1 updates):
-# at the size 232 x 44.5 MB = 10.3 GB over 3 nodes (maxmemory here
+# global model + one round's cached evaluation sums (about K+1 updates) +
+# the cached personalized model (one update):
+# at the size 233 x 44.5 MB = 10.4 GB over 3 nodes (maxmemory here
 # is each node's third plus 25% and 256 MB, noeviction: a run that does not
 # fit fails with Redis's OOM error instead of losing updates). The bench
 # process holds the central aggregator's K updates plus the engine's
@@ -74,7 +75,7 @@ BENCH="$BUILD/bench/queries_flstore"
 # Bytes: one update, what Redis holds, what the bench process holds.
 P=$((784 * HIDDEN + HIDDEN + 10 * HIDDEN + 10))
 UPD=$((P * 4))
-REDIS=$(((ROUNDS * (PER_ROUND + 1) + 1 + PER_ROUND + 1) * UPD + 1000 * 784 * 4))
+REDIS=$(((ROUNDS * (PER_ROUND + 1) + 1 + PER_ROUND + 1 + 1) * UPD + 1000 * 784 * 4))
 NODE_MAX=$((REDIS / 3 + REDIS / 12 + 268435456))
 CLIENT=$((3 * (PER_ROUND + 2) * UPD))
 NEED=$((REDIS + REDIS / 10 + CLIENT + 1073741824))
