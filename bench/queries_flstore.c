@@ -48,6 +48,7 @@
 #include "aggregator/reduce_scatter.h"
 #include "base/bigbuf.h"
 #include "base/clock.h"
+#include "bench/bench_central.h"
 #include "bench/bench_util.h"
 #include "cache/embed.h"
 #include "cache/store_ops.h"
@@ -144,131 +145,6 @@ static void store_round(flc_store_t *st, uint32_t r, float *u, float *g)
     }
     for (uint32_t k = 0; k < S; k++)
         pthread_join(th[k], NULL);
-}
-
-/* ---- the central aggregator: everything pulled whole over TCP ------------ */
-
-typedef struct central {
-    flc_store_t *s;
-    float *M;  /* K x P */
-    float *g;  /* P */
-    flc_model_t *m;
-    flc_dataset_t *ds; /* the evaluation set; its first g_samples are evaluated */
-    uint64_t moved;
-    double acc[64]; /* each client's model's accuracy, from the last evaluation */
-} central_t;
-
-typedef struct pull {
-    central_t *c;
-    uint32_t r, shard;
-    uint64_t moved;
-} pull_t;
-
-/* One shard's K updates, over the central aggregator's own connection. */
-static void *pull_shard(void *p)
-{
-    pull_t *a = p;
-    flc_err_t e = {0};
-    flc_store_t *s = flc_store_open(g_central_url, bench_store_opts(), &e);
-    if (s == NULL)
-        die("central connect", e.msg);
-    uint64_t o, n;
-    flc_rs_shard_range(g_P, S, a->shard, &o, &n);
-    for (unsigned i = 0; i < g_k; i++) {
-        flc_shard_t sh = {0};
-        if (flc_store_get_update(s, "fls", a->r, a->shard, g_names[i], &sh,
-                                 a->c->M + i * g_P + o, n) != 0)
-            die("central pull", flc_store_errstr(s));
-        a->moved += n * sizeof(float);
-    }
-    flc_store_close(s);
-    return NULL;
-}
-
-/* Every update of round r (and the global model), shard by shard in
- * parallel: a central aggregator that reads all its links at once. */
-static void pull_all(central_t *c, uint32_t r, int with_global)
-{
-    c->moved = 0;
-    pthread_t th[MAX_S];
-    pull_t pa[MAX_S];
-    for (uint32_t k = 0; k < S; k++) {
-        pa[k] = (pull_t){c, r, k, 0};
-        pthread_create(&th[k], NULL, pull_shard, &pa[k]);
-    }
-    if (with_global) {
-        flc_shard_t sh = {0};
-        if (flc_store_get_merged(c->s, "fls/g", r - 1, 0, &sh, c->g, g_P) != 0)
-            die("central global", flc_store_errstr(c->s));
-        c->moved += g_P * sizeof(float);
-    }
-    for (uint32_t k = 0; k < S; k++) {
-        pthread_join(th[k], NULL);
-        c->moved += pa[k].moved;
-    }
-}
-
-/* Accuracy of g + sum_i w[i] u_i, computed centrally on the whole vector. */
-static double central_acc(central_t *c, const double *w, float *tmp)
-{
-    memcpy(tmp, c->g, g_P * sizeof *tmp);
-    for (unsigned i = 0; i < g_k; i++)
-        if (w[i] != 0)
-            cblas_saxpy((int)g_P, (float)w[i], c->M + i * g_P, 1, tmp, 1);
-    double acc = 0;
-    flc_err_t e = {0};
-    /* The same question as the engine's: its samples, not the whole set. */
-    flc_dataset_t view = *c->ds;
-    view.n = g_samples < view.n ? g_samples : view.n;
-    if (flc_model_evaluate(c->m, tmp, &view, NULL, 0, &acc, NULL, &e) != 0)
-        die("central evaluate", e.msg);
-    return acc;
-}
-
-static void central_run(central_t *c, const char *wl, uint32_t r, float *tmp)
-{
-    double G[64 * 64], w[64] = {0}, acc[64];
-    int assign[64];
-    double inertia;
-    flc_err_t e = {0};
-    int eval = strstr(wl, "accuracy") || strcmp(wl, "personalize") == 0 ||
-               strcmp(wl, "loo_contribution") == 0;
-    pull_all(c, r, eval);
-    if (strcmp(wl, "average") == 0) {
-        memset(tmp, 0, g_P * sizeof *tmp);
-        for (unsigned i = 0; i < g_k; i++)
-            cblas_saxpy((int)g_P, 1.0f / (float)g_k, c->M + i * g_P, 1, tmp, 1);
-    } else if (!eval) { /* the Gram kinds: the same kernel as the engine's */
-        if (flc_query_gram_of_rows(c->M, g_k, g_P, G) != 0)
-            die("central gram", "out of memory");
-        if (strcmp(wl, "kmeans3") == 0 &&
-            flc_query_kmeans(G, g_k, g_k, 3, 1, assign, &inertia, &e) != 0)
-            die("central kmeans", e.msg);
-    } else {
-        /* A central aggregator is one machine: its BLAS uses every core
-         * (the engine's shard workers run one thread each, side by side). */
-        openblas_set_num_threads(g_cores);
-        for (unsigned i = 0; i < g_k; i++) {
-            w[i] = 1;
-            acc[i] = c->acc[i] = central_acc(c, w, tmp);
-            w[i] = 0;
-        }
-        if (strcmp(wl, "loo_contribution") == 0)
-            for (unsigned i = 0; i < g_k; i++) {
-                for (unsigned j = 0; j < g_k; j++)
-                    w[j] = j == i ? 0 : 1.0 / (g_k - 1);
-                (void)central_acc(c, w, tmp);
-            }
-        if (strcmp(wl, "personalize") == 0) {
-            double sum = 0;
-            for (unsigned i = 0; i < 5 && i < g_k; i++)
-                sum += acc[i];
-            for (unsigned i = 0; i < g_k; i++)
-                w[i] = i < 5 && sum > 0 ? acc[i] / sum : 0;
-            (void)central_acc(c, w, tmp);
-        }
-        openblas_set_num_threads(1);
-    }
 }
 
 /* ---- next to the data ------------------------------------------------------ */
@@ -476,8 +352,10 @@ int main(int argc, char **argv)
     flc_store_t *stcp = su ? flc_store_open(g_central_url, bench_store_opts(), &e) : NULL;
     float *u = malloc(g_P * sizeof *u), *g = malloc(g_P * sizeof *g);
     float *tmp = malloc(g_P * sizeof *tmp);
-    central_t c = {.s = stcp, .M = malloc((size_t)g_k * g_P * sizeof(float)),
-                   .g = malloc(g_P * sizeof(float)), .m = m, .ds = ds};
+    bench_central_t c = {.url = g_central_url, .job = "fls", .s = stcp, .P = g_P, .K = g_k,
+                         .S = S, .names = g_names, .cores = g_cores,
+                         .M = malloc((size_t)g_k * g_P * sizeof(float)),
+                         .g = malloc(g_P * sizeof(float)), .m = m, .ds = ds};
     if (!su || !stcp || !u || !g || !tmp || !c.M || !c.g)
         die("setup", e.msg[0] ? e.msg : "out of memory");
     flc_query_evalset_t es = {.kind = FLC_QUERY_MODEL_MLP, .in = 784, .hidden = g_hidden,
@@ -520,7 +398,8 @@ int main(int argc, char **argv)
             bench_cpu_times(&b0, &a0);
             cpu[1] += (b0 - b1) / reps;
             t0 = flc_now_ns();
-            central_run(&c, wls[w], g_rounds, tmp);
+            c.samples = g_samples;
+            bench_central_run(&c, wls[w], g_rounds, tmp);
             cen[r] = (double)(flc_now_ns() - t0) / 1e6;
             bench_cpu_times(&b1, &a1);
             cpu[2] += (b1 - b0) / reps;
