@@ -11,11 +11,7 @@
  * Goals beside each line: streaming rules (fedavg) <= 2 x shard + 64 MB,
  * collecting ones (median) <= K x shard + 64 MB; ratio_to_same_bytes
  * <= 1.15. The clock runs from the moment every process has its data (a
- * shared barrier) to the last client's read back. Beside them, what this
- * machine charges for the mergers' fresh memory (fresh_gbps below):
- * raw_plus_fresh_pages_ratio is raw Redis's time plus that spread over the
- * cores, over raw's: the ratio to expect if the protocol cost nothing else
- * and raw's work already kept every core busy (it does on 2 cores).
+ * shared barrier) to the last client's read back.
  *
  * Knobs: FLCACHE_BENCH_LARGE_MB (MiB per update, default 1024; without it
  * 512 when the machine's available memory cannot hold the 1 GiB run),
@@ -287,33 +283,6 @@ static double mem_available_mb(void)
     return mb;
 }
 
-/* The rate at which this machine gives a process fresh memory: 256 MiB
- * mapped anew, in huge pages where it can, populated at once (as the
- * mergers' buffers are, base/bigbuf.h), in GB/s; 0 when it cannot say.
- * Every merger's memory is fresh (a process per round), and on a VM whose
- * host takes freed guest memory back (virtio-balloon free page reporting)
- * this is well below memcpy: it is the bound the mergers' kept shards add
- * to a round, beside Redis's own. */
-static double fresh_gbps(void)
-{
-    size_t bytes = (size_t)256 << 20;
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return 0;
-#ifdef MADV_HUGEPAGE
-    (void)madvise(p, bytes, MADV_HUGEPAGE);
-#endif
-    uint64_t t0 = flc_now_ns();
-#ifdef MADV_POPULATE_WRITE
-    if (madvise(p, bytes, MADV_POPULATE_WRITE) != 0)
-#endif
-        for (size_t o = 0; o < bytes; o += 4096)
-            ((volatile char *)p)[o] = 1;
-    double s = (double)(flc_now_ns() - t0) / 1e9;
-    munmap(p, bytes);
-    return s > 0 ? (double)bytes / 1e9 / s : 0;
-}
-
 int bench_large_run(void)
 {
     size_t mb = env_num("FLCACHE_BENCH_LARGE_MB", 1024), fell_from = 0;
@@ -373,7 +342,6 @@ int bench_large_run(void)
         memset(L.sh, 0, sizeof *L.sh);
         double t = run_procs(&L, client, W, S);
         failed |= L.sh->failed;
-        double fresh = fresh_gbps(); /* right after the round: the same state */
         double used = redis_mb(admin, "used_memory"), peak = redis_mb(admin, "used_memory_peak");
         flc_store_forget_job(admin, JOB);
         redis_do(admin, "FLUSHALL");
@@ -403,19 +371,6 @@ int bench_large_run(void)
             longest = L.sh->merge_ms[k] > longest ? L.sh->merge_ms[k] : longest;
         }
         cJSON_AddNumberToObject(o, "merger_peak_rss_mb", max_rss);
-        /* The mergers' fresh memory, faulted in at the measured rate and
-         * spread over every core: what the round pays that raw Redis moving
-         * the same bytes does not (its server reuses its pages). */
-        double rss_sum = 0;
-        for (uint32_t k = 0; k < S; k++)
-            rss_sum += L.sh->rss_mb[k];
-        long nc = sysconf(_SC_NPROCESSORS_ONLN);
-        double fresh_ms = fresh > 0 ? rss_sum / 1e3 / fresh * 1e3 / (nc > 0 ? nc : 1) : 0;
-        cJSON_AddNumberToObject(o, "fresh_page_gbps", fresh);
-        cJSON_AddNumberToObject(o, "mergers_fresh_mb", rss_sum);
-        cJSON_AddNumberToObject(o, "mergers_fresh_ms_on_cores", fresh_ms);
-        cJSON_AddNumberToObject(o, "raw_plus_fresh_pages_ratio",
-                                raw > 0 ? (raw * 1e3 + fresh_ms) / (raw * 1e3) : NAN);
         cJSON_AddNumberToObject(o, "merger_rss_goal_mb",
                                 (streams ? 2.0 : (double)W) * shard_mb + 64);
         cJSON_AddNumberToObject(o, "longest_merge_ms", longest);
