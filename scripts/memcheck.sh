@@ -50,12 +50,14 @@ done
 run store stats
 run --help
 # The evaluation kinds on an mlp job with 3 shards (unit columns cut by the
-# shards' edges, the kept products, the personalized model), cold and warm.
+# shards' edges, the kept products, the personalized model), cold and warm
+# (the second personalize reads the model the first one cached).
 run simulate --clients 10 --per-round 5 --rounds 2 --job vge --subset 2000 --test-subset 500 \
     --model mlp --hidden 24 --shards 3 --inproc --quiet
 for q in "accuracy --job vge --round 2 --no-cache" "accuracy --job vge --round 2" \
          "contribution --by accuracy --job vge --round 2" "faults --job vge --rounds 1:2" \
-         "personalize --by accuracy --job vge --round 2 --k 3 --out $dir/p.bin"; do
+         "personalize --by accuracy --job vge --round 2 --k 3 --out $dir/p.bin" \
+         "personalize --by accuracy --job vge --round 2 --k 3 --out $dir/p2.bin"; do
     # shellcheck disable=SC2086
     run query $q
 done
