@@ -7,8 +7,9 @@
  * with a leading ':' so a missing value is told apart from an unknown
  * option. getopt_long also takes unique prefixes of long options (--per for
  * --per-round); those are refused here, so adding an option later can never
- * change what an existing command line means. */
+ * change what an existing command line means. --help is opt_help.c's. */
 #include "cli/opt.h"
+#include "cli/opt_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -20,8 +21,6 @@
 #include <string.h>
 
 #define MAX_OPTS 64      /* options in one table (getopt's array is on the stack) */
-#define WIDTH 80         /* help is wrapped to this many columns */
-#define MAX_NAME_COL 22  /* a longer "--name META" puts its help on the next line */
 #define VAL_BASE 256     /* getopt val of table entry i: VAL_BASE + i */
 
 const char *const flc_opt_models[] = {"softmax", "mlp", NULL};
@@ -79,7 +78,7 @@ static void put_int(void *dest, const flc_opt_t *o, long long x)
     }
 }
 
-static long long get_int(const void *dest, const flc_opt_t *o)
+long long flc_opt_get_int(const void *dest, const flc_opt_t *o)
 {
     const char *p = (const char *)dest + o->off;
     if (o->size == 8) {
@@ -144,7 +143,7 @@ static int num_in_range(const flc_opt_t *o, double x)
     return o->max == 0 || (x < o->max || (!o->max_open && x == o->max));
 }
 
-static int choice_value(const flc_opt_t *o, const char *v)
+int flc_opt_choice_value(const flc_opt_t *o, const char *v)
 {
     if (o->parse)
         return o->parse(v);
@@ -189,14 +188,14 @@ static int take(const flc_opt_cmd_t *cmd, const flc_opt_t *o, const char *v, voi
         break;
     }
     case FLC_OPT_STR:
-        if (o->choices == NULL || choice_value(o, v) >= 0) {
+        if (o->choices == NULL || flc_opt_choice_value(o, v) >= 0) {
             memcpy(p, &v, sizeof v);
             return 0;
         }
         need = choice_list(o->choices, what, sizeof what);
         break;
     case FLC_OPT_CHOICE: {
-        int x = choice_value(o, v);
+        int x = flc_opt_choice_value(o, v);
         if (x >= 0) {
             memcpy(p, &x, sizeof x);
             return 0;
@@ -357,152 +356,4 @@ int flc_opt_parse(const flc_opt_cmd_t *cmd, int argc, char **argv, void *dest, s
     free(defaults);
     *exit_code = rc;
     return rc == FLC_EXIT_OK && !help;
-}
-
-/* ---- help -------------------------------------------------------------- */
-
-/* A number as people write it: 0.5, 0.0000166667, 1e-12. */
-static void fmt_num(char *out, size_t len, double x)
-{
-    snprintf(out, len, "%.10f", x);
-    char *dot = strchr(out, '.');
-    if (dot) {
-        char *e = out + strlen(out) - 1;
-        while (e > dot && *e == '0')
-            *e-- = '\0';
-        if (e == dot)
-            *e = '\0';
-    }
-    if (x != 0 && strtod(out, NULL) == 0)
-        snprintf(out, len, "%g", x);
-}
-
-/* The default of o as help shows it, "" for none. */
-static void default_text(const flc_opt_t *o, const void *d, char *out, size_t len)
-{
-    out[0] = '\0';
-    if (o->def) {
-        snprintf(out, len, "%s", o->def);
-        return;
-    }
-    const char *p = (const char *)d + o->off;
-    switch (o->type) {
-    case FLC_OPT_INT:
-        snprintf(out, len, "%lld", get_int(d, o));
-        break;
-    case FLC_OPT_NUM: {
-        double x;
-        memcpy(&x, p, sizeof x);
-        fmt_num(out, len, x);
-        break;
-    }
-    case FLC_OPT_STR: {
-        const char *s;
-        memcpy(&s, p, sizeof s);
-        if (s)
-            snprintf(out, len, "%s", s);
-        break;
-    }
-    case FLC_OPT_CHOICE: {
-        int x;
-        memcpy(&x, p, sizeof x);
-        for (int i = 0; o->choices[i]; i++)
-            if (choice_value(o, o->choices[i]) == x) {
-                snprintf(out, len, "%s", o->choices[i]);
-                break;
-            }
-        break;
-    }
-    case FLC_OPT_FLAG:
-    case FLC_OPT_CUSTOM:
-        break;
-    }
-}
-
-/* Prints text from column col (the cursor is there), wrapping each line at
- * WIDTH; a wrapped line goes on under its own leading spaces. */
-static void wrap(FILE *f, const char *text, int col)
-{
-    const char *line = text;
-    int first = 1;
-    while (*line) {
-        const char *nl = strchr(line, '\n');
-        int len = nl ? (int)(nl - line) : (int)strlen(line);
-        int indent = 0;
-        while (indent < len && line[indent] == ' ')
-            indent++;
-        if (!first)
-            fprintf(f, "%*s", col, "");
-        first = 0;
-        const char *s = line;
-        int rest = len, room = WIDTH - col;
-        while (rest > room && room > indent + 10) {
-            int cut = room;
-            while (cut > indent && s[cut] != ' ')
-                cut--;
-            if (cut <= indent)
-                break;
-            fprintf(f, "%.*s\n%*s", cut, s, col + indent, "");
-            s += cut + 1, rest -= cut + 1;
-            room = WIDTH - col - indent;
-        }
-        fprintf(f, "%.*s\n", rest, s);
-        line = nl ? nl + 1 : line + len;
-    }
-}
-
-static void help_line(FILE *f, const char *left, const char *text, int col)
-{
-    int l = fprintf(f, "  %s", left);
-    if (l + 2 > col)
-        fprintf(f, "\n%*s", col, "");
-    else
-        fprintf(f, "%*s", col - l, "");
-    wrap(f, text, col);
-}
-
-void flc_opt_help(const flc_opt_cmd_t *cmd, const void *defaults, FILE *f)
-{
-    const flc_opt_t *t = cmd->opts;
-    char left[96], def[256], text[2048];
-    int w = (int)strlen("-h, --help"), npos = 0;
-    for (int i = 0; t[i].name; i++) {
-        int l = (int)strlen(t[i].name) + (t[i].flags & FLC_OPT_POSITIONAL ? 0 : 2);
-        if (t[i].meta && !(t[i].flags & FLC_OPT_POSITIONAL))
-            l += 1 + (int)strlen(t[i].meta);
-        if (l <= MAX_NAME_COL && l > w)
-            w = l;
-        npos += (t[i].flags & FLC_OPT_POSITIONAL) != 0;
-    }
-    int col = 2 + w + 2;
-    fprintf(f, "usage: %s", cmd->prog);
-    if (cmd->synopsis) {
-        fprintf(f, " %s\n", cmd->synopsis);
-    } else {
-        for (int i = 0; t[i].name; i++)
-            if (t[i].flags & FLC_OPT_POSITIONAL)
-                fprintf(f, (t[i].flags & FLC_OPT_REQUIRED) ? " %s" : " [%s]", t[i].name);
-        fprintf(f, " [options]\n");
-    }
-    if (cmd->about)
-        fprintf(f, "\n%s", cmd->about);
-    for (int pass = npos ? 0 : 1; pass < 2; pass++) {
-        fprintf(f, "\n%s:\n", pass == 0 ? "arguments" : "options");
-        for (int i = 0; t[i].name; i++) {
-            if (((t[i].flags & FLC_OPT_POSITIONAL) == 0) != pass)
-                continue;
-            if (pass == 0)
-                snprintf(left, sizeof left, "%s", t[i].name);
-            else
-                snprintf(left, sizeof left, "--%s%s%s", t[i].name, t[i].meta ? " " : "",
-                         t[i].meta ? t[i].meta : "");
-            default_text(&t[i], defaults, def, sizeof def);
-            snprintf(text, sizeof text, "%s%s%s%s", t[i].help ? t[i].help : "",
-                     def[0] ? " (default " : "", def, def[0] ? ")" : "");
-            help_line(f, left, text, col);
-        }
-    }
-    help_line(f, "-h, --help", "print this help", col);
-    if (cmd->epilog)
-        fprintf(f, "\n%s", cmd->epilog);
 }
