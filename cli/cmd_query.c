@@ -120,7 +120,7 @@ static const flc_opt_t options[] = {
      .help = "shard workers in parallel (unplaced on several nodes: min(shards, 4))"},
     {.name = "no-cache", .type = FLC_OPT_FLAG, FLC_OPT_AT(query_opts_t, q.no_cache),
      .help = "recompute: neither read nor write the cached Gram partials, evaluation "
-             "sums and evaluated numbers"},
+             "sums, evaluated numbers and personalized model"},
     {.name = "memory-budget", .type = FLC_OPT_INT, .meta = "MB",
      FLC_OPT_AT(query_opts_t, memory_budget_mb), .imin = 1, .imax = 1048576, .def = "64",
      .help = "MiB of updates the shard workers hold at once, in all (vector kinds read "

@@ -17,7 +17,9 @@
  *     group A's: the personalized model of the best clients is group A's
  *     and beats the global (FedAvg) model there;
  *   - the issue's targets on `flcache simulate` jobs with 20% label- or
- *     sign-flippers (non-IID, alpha 0.5): faults precision/recall >= 0.8. */
+ *     sign-flippers (non-IID, alpha 0.5): faults precision/recall >= 0.8;
+ *   - OpenBLAS runs on one thread while any pool of shard workers runs, one
+ *     worker's too (its bits depend on its thread count). */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,6 +28,9 @@
 
 #include <cjson/cJSON.h>
 
+#include <cblas.h>
+
+#include "aggregator/blas_workers.h"
 #include "aggregator/query.h"
 #include "aggregator/reduce_scatter.h"
 #include "ml/dataset.h"
@@ -633,7 +638,29 @@ TEST(simulated_fault_targets)
     }
 }
 
-TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(accuracy_softmax_exact),
+/* A pool of one (the global model's worker) beside a pool of three (the
+ * round's): OpenBLAS has one thread from the first begin to the last end,
+ * whichever starts first, and its own count after. */
+TEST(one_blas_thread_while_any_pool_runs)
+{
+    openblas_set_num_threads(2);
+    int before = openblas_get_num_threads();
+    if (before < 2)
+        flc_t_skip("OpenBLAS here runs %d thread(s): nothing to take away", before);
+    flc_blas_workers_begin(1);
+    int one = openblas_get_num_threads();
+    flc_blas_workers_begin(3);
+    flc_blas_workers_end(3);
+    int still = openblas_get_num_threads();
+    flc_blas_workers_end(1);
+    int after = openblas_get_num_threads();
+    EXPECT(one == 1 && still == 1 && after == before, "OpenBLAS threads: %d before, %d while "
+           "a pool of one runs, %d after a pool of three beside it ended, %d after both "
+           "(want %d, 1, 1, %d)", before, one, still, after, before, before);
+}
+
+TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(one_blas_thread_while_any_pool_runs),
+                 TEST_ENTRY(accuracy_softmax_exact),
                  TEST_ENTRY(accuracy_mlp_exact), TEST_ENTRY(planted_schedule_incentives_faults),
                  TEST_ENTRY(planted_leave_one_out), TEST_ENTRY(personalize_by_accuracy_model),
                  TEST_ENTRY(personalized_beats_global_on_its_group), TEST_ENTRY(no_eval_set_named),
