@@ -83,8 +83,8 @@ static int each_key(flc_store_t *s, const flc_strlist_t *keys, const char *cmd, 
 }
 
 /* The series round r of job holds what queries cached for it (J/p), into
- * out: 1 when it has any, 0 when not (or job is itself a series), or an
- * error of the store's. Deleted and expired with the round, so a cached
+ * out: 1 when it has any, 0 when not (or job is itself a series), or the
+ * store's (negative) error. Deleted and expired with the round, so a cached
  * personalized model does not outlive the updates it was built from. */
 static int cached_series(flc_store_t *s, const char *job, uint32_t round, char *out, size_t cap)
 {
@@ -97,7 +97,7 @@ static int cached_series(flc_store_t *s, const char *job, uint32_t round, char *
     free(shards);
     if (rc == FLC_ENOTFOUND)
         flc_err_clear(&s->err);
-    return rc == FLC_OK ? n > 0 : rc == FLC_ENOTFOUND ? 0 : -rc;
+    return rc == FLC_OK ? n > 0 : rc == FLC_ENOTFOUND ? 0 : rc; /* FLC_E* are negative */
 }
 
 int flc_store_delete_round(flc_store_t *s, const char *job, uint32_t round)
