@@ -195,11 +195,6 @@ static int read_row(flc_store_t *s, const eval_job_t *j, uint32_t shard, const c
                : flc_store_get_merged(s, j->job, j->round, shard, sh, rb->v, rb->cap);
 }
 
-/* Model mode: shard k's slice of sum_r coef[r] x update_r into j->model,
- * members in row order (the same sums, element by element, whatever order
- * the shards come in); a NULL row is the series' merged shard (the global
- * model, read next to its node like an update). The slice is this
- * shard's alone: no lock. */
 /* Direct model mode: shard k read straight into its place in the model
  * (a cached model's pieces: 44.5 MB through an intermediate buffer and a
  * sum took 170 ms on the testbed, this is a read). */
@@ -234,6 +229,11 @@ static int direct_shard(flc_store_t *s, eval_job_t *j, size_t k, flc_err_t *e)
     return FLC_OK;
 }
 
+/* Model mode: shard k's slice of sum_r coef[r] x update_r into j->model,
+ * members in row order (the same sums, element by element, whatever order
+ * the shards come in); a NULL row is the series' merged shard (the global
+ * model, read next to its node like an update). The slice is this
+ * shard's alone: no lock. */
 static int model_shard(flc_store_t *s, eval_job_t *j, size_t k, readbuf_t *rb, flc_err_t *e)
 {
     if (j->direct)
