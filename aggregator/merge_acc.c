@@ -39,7 +39,7 @@ flc_merge_acc_t *flc_merge_acc_new(const flc_merge_rule_t *r, size_t n, flc_err_
         return NULL;
     }
     flc_merge_acc_t *acc = calloc(1, sizeof *acc);
-    /* A big sum in huge pages, populated in one call: a merger is new
+    /* A big sum populated in one call (base/bigbuf.h): a merger is new
      * every round, and its first fold took the sum's page faults one 4 KiB
      * page at a time (bench/cluster's round, perf: a fifth of the mergers'
      * faults on a 1.7 MB shard; every fault traps to the hypervisor here). */

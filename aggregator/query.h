@@ -181,7 +181,7 @@ typedef struct flc_query_gram_s {
     unsigned char *bad; /* per client: 1 when its update holds a NaN or Inf (its row and
                            column are zero, not its values); NULL: not tracked */
     float *scratch;     /* the rows a worker reads a shard into, kept from shard to
-                           shard, in huge pages (base/bigbuf.h): fresh pages cost a
+                           shard, populated at once (base/bigbuf.h): fresh pages cost a
                            fault each (a 25 MB round's shard is 220 MB of rows) */
     size_t scratch_cap; /* floats in scratch */
     size_t mem_budget;  /* flc_query_gram_shard: bytes of rows it may hold (a window of

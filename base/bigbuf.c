@@ -1,4 +1,4 @@
-/* bigbuf.c - big scratch buffers in huge pages (bigbuf.h). */
+/* bigbuf.c - big scratch buffers, populated at once (bigbuf.h). */
 #define _GNU_SOURCE
 #include "base/bigbuf.h"
 
@@ -14,9 +14,6 @@ void *flc_big_alloc(size_t bytes)
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
-#ifdef MADV_HUGEPAGE
-    (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: refused is fine */
-#endif
 #ifdef MADV_POPULATE_WRITE
     (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* Linux >= 5.14; else faults later */
 #endif
@@ -50,9 +47,6 @@ void flc_big_prefault(void *p, size_t bytes)
     uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + bytes) & ~(pg - 1);
     if (b <= a)
         return;
-#ifdef MADV_HUGEPAGE
-    (void)madvise((void *)a, b - a, MADV_HUGEPAGE);
-#endif
 #ifdef MADV_POPULATE_WRITE
     (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
 #endif

@@ -1,13 +1,18 @@
 /* Big scratch buffers (hundreds of MB: a query worker's rows, a merger's
- * accumulators) mapped in huge pages and populated in one call.
+ * accumulators) mapped on their own and populated in one call.
  *
  * Why: on the VMs this runs on (paravirtualized, 2 vCPUs) every page fault
  * is a trap to the hypervisor; perf showed a cold query spending about a
  * fifth of its CPU in faults on freshly malloc'd rows (220 MB per shard at
- * 25 MB updates, 4 KiB at a time). Transparent huge pages (asked for with
- * MADV_HUGEPAGE, the kernel's "madvise" mode) cut the faults 512-fold and
- * MADV_POPULATE_WRITE takes them all in one system call. Both are hints:
- * where refused, the buffer is ordinary anonymous memory. */
+ * 25 MB updates, 4 KiB at a time). MADV_POPULATE_WRITE takes them all in
+ * one system call (a hint: where refused, the pages fault in as touched).
+ * No MADV_HUGEPAGE: with the kernel's "madvise" defrag (Debian's default)
+ * a huge-page fault compacts memory synchronously when none is free, and
+ * on this VM, hours into its life, that made a cold `query schedule --by
+ * accuracy` at FLStore's size spend 376-489 ms making its 122 MB of buffers
+ * against 63-70 ms in 4 KiB pages (1.44-1.59 s against 0.95-1.02 s in all,
+ * four runs each, alternating, 2026-11-30). Earlier the hint had helped;
+ * it only pays when free huge pages are at hand. */
 #ifndef FLC_BASE_BIGBUF_H
 #define FLC_BASE_BIGBUF_H
 
@@ -28,10 +33,9 @@ void flc_big_free(void *p, size_t bytes);
 void *flc_buf_alloc(size_t bytes);
 void flc_buf_free(void *p, size_t bytes);
 
-/* The same hints for memory that must come from malloc (a buffer handed to
- * a caller who frees it): the whole pages inside p .. p + bytes in huge
- * pages where the kernel can, and populated now; their contents are kept.
- * Below FLC_BIG_MIN: nothing. */
+/* The same for memory that must come from malloc (a buffer handed to a
+ * caller who frees it): the whole pages inside p .. p + bytes populated
+ * now; their contents are kept. Below FLC_BIG_MIN: nothing. */
 void flc_big_prefault(void *p, size_t bytes);
 
 #endif
