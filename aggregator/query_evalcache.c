@@ -34,6 +34,12 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     return h;
 }
 
+uint64_t flc_query_evcache_mix(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0x100000001b3ull;
+    return h ^ (h >> 29);
+}
+
 /* 8 bytes a step: the inputs are B x 784 floats, hashed on every query. */
 static uint64_t hash_words(uint64_t h, const void *p, size_t n)
 {
@@ -42,8 +48,7 @@ static uint64_t hash_words(uint64_t h, const void *p, size_t n)
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, b + i, 8);
-        h = (h ^ w) * 0x100000001b3ull;
-        h ^= h >> 29;
+        h = flc_query_evcache_mix(h, w);
     }
     return fnv(h, b + i, n - i);
 }

@@ -53,6 +53,10 @@ typedef struct flc_query_evcache {
 uint64_t flc_query_evcache_set_id(int kind, size_t in, size_t H, size_t C, size_t L2, size_t B,
                                   const float *x, const int32_t *y);
 
+/* One step of the digests here and of the evaluated numbers'
+ * (query_evalres.c): h folded with the 64-bit word w. */
+uint64_t flc_query_evcache_mix(uint64_t h, uint64_t w);
+
 /* FNV-1a of the n names (with their NULs), the Gram cache's row check. */
 uint64_t flc_query_evcache_names(char *const *names, size_t n);
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggregator/merge.h"
 #include "aggregator/query_evalwork.h"
 #include "aggregator/query_evalres.h"
 #include "aggregator/query_internal.h"
@@ -80,7 +81,7 @@ static int cached_model(flc_store_t *s, const flc_query_req_t *q, const flc_stor
         flc_query_evpers_stamp(s, q->job, round, S) != v->pers_stamp)
         return FLC_ENOTFOUND;
     char pj[FLC_NAME_MAX + 1];
-    snprintf(pj, sizeof pj, "%s/" FLC_SERIES_PERS, q->job);
+    flc_query_pers_series(pj, q->job); /* fits: its stamp was read */
     flc_track_where_t where[64] = {{0}};
     for (uint32_t k = 0; k < S; k++)
         where[k].shard = k;
@@ -124,13 +125,10 @@ static void cache_model(flc_store_t *s, const flc_query_req_t *q, uint32_t round
 {
     flc_shard_t sh = {.round = round, .num_shards = S, .model_size = P,
                       .created_ms = flc_wall_ms()};
-    if (v->digest == 0 || S == 0 || S > 64 ||
-        snprintf(sh.job, sizeof sh.job, "%s/" FLC_SERIES_PERS, q->job) >= (int)sizeof sh.job)
+    if (v->digest == 0 || S == 0 || S > 64 || flc_query_pers_series(sh.job, q->job) != FLC_OK)
         return;
-    double norm = 0; /* in the pieces' header: a rewrite has another stamp */
-    for (uint64_t x = 0; x < P; x++)
-        norm += (double)model[x] * model[x];
-    sh.update_norm = sqrt(norm);
+    /* in the pieces' header: a rewrite has another stamp */
+    sh.update_norm = sqrt(flc_merge_sumsq(model, P));
     for (uint32_t k = 0; k < S; k++) {
         flc_rs_shard_range(P, S, k, &sh.offset, &sh.count);
         sh.shard = k;

@@ -22,23 +22,18 @@
 #define DOUBLES 36 /* where the 4 doubles start */
 #define PER 6   /* doubles per client */
 
-static uint64_t mix(uint64_t h, uint64_t v)
-{
-    h ^= v;
-    h *= 0x100000001b3ull;
-    return h ^ (h >> 29);
-}
-
 int flc_query_evnum_digest(flc_store_t *s, const char *job, uint32_t round, uint64_t set_stamp,
                            size_t B, uint64_t *digest)
 {
     *digest = 0;
     char gj[FLC_NAME_MAX + 1];
     snprintf(gj, sizeof gj, "%s/g", job);
-    uint64_t h = mix(mix(mix(1469598103934665603ull, set_stamp), B), round), st = 0;
+    uint64_t h = 1469598103934665603ull, st = 0;
+    h = flc_query_evcache_mix(flc_query_evcache_mix(h, set_stamp), B);
+    h = flc_query_evcache_mix(h, round);
     if (round == 0 || flc_store_merged_stamp(s, gj, round - 1, 0, &st) != FLC_OK || st == 0)
         return FLC_ENOTFOUND;
-    h = mix(h, st);
+    h = flc_query_evcache_mix(h, st);
     flc_strlist_t cl = {0};
     uint32_t *shards = NULL;
     size_t ns = 0;
@@ -51,7 +46,7 @@ int flc_query_evnum_digest(flc_store_t *s, const char *job, uint32_t round, uint
         return FLC_ENOTFOUND;
     }
     qsort(cl.items, cl.n, sizeof *cl.items, flc_query_by_name);
-    h = mix(h, flc_query_evcache_names(cl.items, cl.n));
+    h = flc_query_evcache_mix(h, flc_query_evcache_names(cl.items, cl.n));
     uint64_t *stamps = malloc((cl.n + 1) * sizeof *stamps);
     rc = stamps ? FLC_OK : FLC_ENOMEM;
     /* Two round trips a shard; the same stamps the cached products check. */
@@ -59,9 +54,9 @@ int flc_query_evnum_digest(flc_store_t *s, const char *job, uint32_t round, uint
         rc = flc_store_update_stamps(s, job, round, shards[k], cl.items, cl.n, stamps);
         if (rc == FLC_OK)
             rc = flc_store_merged_stamp(s, job, round, shards[k], &stamps[cl.n]);
-        h = mix(h, shards[k]);
+        h = flc_query_evcache_mix(h, shards[k]);
         for (size_t i = 0; rc == FLC_OK && i <= cl.n; i++)
-            h = mix(h, stamps[i]);
+            h = flc_query_evcache_mix(h, stamps[i]);
     }
     free(stamps);
     free(shards);
@@ -72,18 +67,26 @@ int flc_query_evnum_digest(flc_store_t *s, const char *job, uint32_t round, uint
     return FLC_OK;
 }
 
+int flc_query_pers_series(char *out, const char *job)
+{
+    return snprintf(out, FLC_NAME_MAX + 1, "%s/" FLC_SERIES_PERS, job) > FLC_NAME_MAX
+               ? FLC_EINVAL
+               : FLC_OK;
+}
+
 uint64_t flc_query_evpers_stamp(flc_store_t *s, const char *job, uint32_t round,
                                 uint32_t shards)
 {
     char pj[FLC_NAME_MAX + 1];
-    if (snprintf(pj, sizeof pj, "%s/" FLC_SERIES_PERS, job) >= (int)sizeof pj || shards == 0)
+    if (flc_query_pers_series(pj, job) != FLC_OK || shards == 0)
         return 0;
-    uint64_t h = mix(mix(1469598103934665603ull, round), shards);
+    uint64_t h = flc_query_evcache_mix(flc_query_evcache_mix(1469598103934665603ull, round),
+                                       shards);
     for (uint32_t k = 0; k < shards; k++) {
         uint64_t st = 0;
         if (flc_store_merged_stamp(s, pj, round, k, &st) != FLC_OK || st == 0)
             return 0;
-        h = mix(h, st);
+        h = flc_query_evcache_mix(h, st);
     }
     return h ? h : 1;
 }

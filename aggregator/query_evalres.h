@@ -62,6 +62,11 @@ int flc_query_evnum_digest(flc_store_t *s, const char *job, uint32_t round, uint
 int flc_query_evnum_get(flc_store_t *s, const char *job, uint32_t round, uint64_t digest,
                         flc_query_evnum_t *v, uint64_t *bytes);
 
+/* The series holding job's cached personalized models, "<job>/p", into
+ * out (FLC_NAME_MAX + 1 bytes): FLC_OK, or FLC_EINVAL when the name would
+ * be too long (such a job's model is built every time). */
+int flc_query_pers_series(char *out, const char *job);
+
 /* The personalized model of round `round` of job, cached by personalize
  * --by accuracy (query_evalpers.c) as the series "<job>/p" of that round in
  * `shards` pieces: a digest of every piece's stamp (flc_store_merged_stamp),

@@ -7,6 +7,16 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* Every page of [p, p + bytes) (page-aligned) faulted in now, in one call. */
+static void populate(void *p, size_t bytes)
+{
+#ifdef MADV_POPULATE_WRITE
+    (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* Linux >= 5.14; else faults later */
+#else
+    (void)p, (void)bytes;
+#endif
+}
+
 void *flc_big_alloc(size_t bytes)
 {
     if (bytes == 0)
@@ -14,9 +24,7 @@ void *flc_big_alloc(size_t bytes)
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
-#ifdef MADV_POPULATE_WRITE
-    (void)madvise(p, bytes, MADV_POPULATE_WRITE); /* Linux >= 5.14; else faults later */
-#endif
+    populate(p, bytes);
     return p;
 }
 
@@ -45,9 +53,6 @@ void flc_big_prefault(void *p, size_t bytes)
         return;
     uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + bytes) & ~(pg - 1);
-    if (b <= a)
-        return;
-#ifdef MADV_POPULATE_WRITE
-    (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
-#endif
+    if (b > a)
+        populate((void *)a, b - a);
 }

@@ -18,8 +18,7 @@
 
 static void die(const char *what, const char *msg)
 {
-    fprintf(stderr, "bench/queries --flstore: %s: %s\n", what, msg);
-    exit(1);
+    bench_die(BENCH_CENTRAL_NAME, what, msg);
 }
 
 typedef struct pull {

@@ -14,6 +14,9 @@
 #include "ml/dataset.h"
 #include "ml/model.h"
 
+/* The name both say their errors under. */
+#define BENCH_CENTRAL_NAME "bench/queries --flstore"
+
 typedef struct bench_central {
     const char *url;   /* where it connects (the testbed's seed, or loopback TCP) */
     const char *job;   /* the round's job; its global models are job "<job>/g" */

@@ -162,3 +162,9 @@ void bench_fn_path(char *out, size_t len)
         *slash = '\0';
     snprintf(out, len, "%s/../flcache-fn", n > 0 ? self : ".");
 }
+
+void bench_die(const char *bench, const char *what, const char *msg)
+{
+    fprintf(stderr, "%s: %s: %s\n", bench, what, msg);
+    exit(1);
+}

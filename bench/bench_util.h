@@ -41,6 +41,11 @@ int bench_case_wanted(const char *list, const char *name);
  * into dst ("" when absent; cut to cap - 1 characters). */
 void bench_env_value(const char *env, const char *key, char *dst, size_t cap);
 
+/* "<bench>: <what>: <msg>" on stderr, and exit 1: a bench whose set-up or
+ * baseline failed has nothing to measure. */
+void bench_die(const char *bench, const char *what, const char *msg)
+    __attribute__((noreturn));
+
 /* The machine's CPU time from /proc/stat's "cpu" line, in seconds: busy
  * (user, nice, system, irq, softirq, steal) and all (busy + idle + iowait),
  * summed over every CPU. Both 0 when /proc/stat cannot be read. Two calls

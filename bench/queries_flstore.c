@@ -78,8 +78,7 @@ static char g_names[64][16];
 
 static void die(const char *what, const char *msg)
 {
-    fprintf(stderr, "bench/queries --flstore: %s: %s\n", what, msg);
-    exit(1);
+    bench_die(BENCH_CENTRAL_NAME, what, msg);
 }
 
 static void fill(float *v, uint64_t n, unsigned seed, float scale)
