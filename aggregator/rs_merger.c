@@ -34,6 +34,7 @@ static void merger_free(merger_t *m)
     for (size_t i = 0; i < m->nkept; i++)
         rs_free_buf(m->kept[i], m->count);
     free(m->kept);
+    free(m->parts);
     free(m->weight);
     free(m->norm);
     free(m->kept_idx);
@@ -166,19 +167,32 @@ static int merge_and_write(merger_t *m, flc_err_t *e)
                        .offset = m->offset, .count = m->count, .model_size = cfg->model_size,
                        .created_ms = flc_wall_ms(), .values = out};
     snprintf(agg.job, sizeof agg.job, "%s", cfg->job);
-    agg.weight = m->acc ? flc_merge_acc_weight(m->acc) : (double)m->nkept;
-    agg.num_samples = (uint64_t)agg.weight;
     /* With driver_records the driver opened the round for every shard,
      * indexes included: the merger writes its shard's keys only. */
     unsigned readers = cfg->readers ? cfg->readers : (unsigned)cfg->n_expected;
-    flc_err_clear(e); /* a window's failure is told apart by its code */
-    int put = put_merged(m, &agg, readers, streams ? &how : NULL);
-    /* Cut by a failover: written again through the new map, for as long
-     * as a promotion may take (the same bytes; extra done tokens are
-     * harmless, a reader takes one). */
     flc_rs_backoff_t b = {0};
-    while (flc_rs_recover_backoff(m->s, put, &b)) {
+    int put;
+    for (;;) {
+        agg.weight = m->acc ? flc_merge_acc_weight(m->acc) : (double)m->nkept;
+        agg.num_samples = (uint64_t)agg.weight;
+        flc_err_clear(e); /* a window's failure is told apart by its code */
         put = put_merged(m, &agg, readers, streams ? &how : NULL);
+        /* Cut by a failover: written again through the new map, for as
+         * long as a promotion may take (the same bytes; extra done tokens
+         * are harmless, a reader takes one). */
+        while (flc_rs_recover_backoff(m->s, put, &b)) {
+            put = put_merged(m, &agg, readers, streams ? &how : NULL);
+        }
+        /* An update read at close refused by a window, or changed or gone
+         * since its arrival: taken out or followed, then written again
+         * from window 0 (the tmp key was dropped; nobody saw it). */
+        int redo = put != FLC_OK && streams && m->acc == NULL ? rs_defer_redo(&fill, e) : 0;
+        if (redo < 0) {
+            rs_fill_free(&fill);
+            return redo;
+        }
+        if (redo == 0)
+            break;
     }
     rs_fill_free(&fill);
     if (put == FLC_OK)
@@ -314,6 +328,10 @@ int flc_rs_merger_run_own(flc_store_t *s, const flc_rs_merger_cfg_t *cfg,
         m.norm = calloc(cfg->n_expected, sizeof *m.norm);
         m.kept_idx = calloc(cfg->n_expected, sizeof *m.kept_idx);
         if (m.kept == NULL || m.weight == NULL || m.norm == NULL || m.kept_idx == NULL)
+            rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
+        /* Merged window by window: the updates are read then too (rs_defer.c). */
+        if (rc == FLC_OK && rs_merged_streams(&m) &&
+            (m.parts = calloc(cfg->n_expected, sizeof *m.parts)) == NULL)
             rc = flc_err_set(e, FLC_ENOMEM, "out of memory");
     }
     if (m.win && m.acc != NULL)

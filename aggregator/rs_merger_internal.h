@@ -6,6 +6,7 @@
 #include "aggregator/reduce_scatter.h"
 #include "aggregator/rs_recover.h"
 #include "cache/store.h"
+#include "cache/store_part.h"
 #include "cache/store_put_stream.h"
 
 /* Everything one merger run holds; freed by merger_free. */
@@ -23,7 +24,9 @@ typedef struct merger {
                                * one is: an encoded or own update, a collecting rule) */
     size_t win;               /* floats per window (0: whole values only) */
     float *wbuf;              /* a window of an update (streaming rules) */
-    float **kept;             /* collecting rules: the updates, in arrival order */
+    float **kept;             /* collecting rules: the updates, in arrival order
+                               * (NULL: read when the shard closes, rs_defer.c) */
+    flc_store_part_t *parts;  /* per kept update read at close: its part */
     double *weight, *norm;    /* per kept update */
     size_t nkept;
     long *kept_idx;           /* per kept update: its index in cfg->expected */
@@ -59,17 +62,51 @@ int rs_take_windowed(merger_t *m, const char *client);
 int rs_merged_streams(const merger_t *m);
 
 /* The fill of a streamed merged shard (rs_window.c): the merger, the
- * error a failed window leaves, the rows of a block of the kept updates. */
+ * error a failed window leaves, the rows of a block of the kept updates,
+ * and the windows of those read when the shard closes (rs_defer.c). */
 typedef struct rs_fill {
     merger_t *m;
     flc_err_t *e;
     const float **rows;
+    size_t nd;                     /* kept updates read at close */
+    flc_store_part_t *dparts;      /* theirs, in kept order */
+    size_t *dmap;                  /* per kept update: its index in dparts */
+    float **dbuf;                  /* per read one: this window's floats */
+    size_t dcap;                   /* floats in each dbuf */
+    flc_store_part_reader_t reader;
+    long bad;                      /* a kept update holding NaN/Inf, or -1 */
+    int bad_nan;
+    uint64_t bad_pos;              /* where, in model coordinates */
+    int stale;                     /* a read found a value changed or gone */
+    int refreshes;
 } rs_fill_t;
 
 /* Prepares f and how (fill, window) for flc_store_put_merged_stream; the
  * average's emptiness is refused here, before anything is written. */
 int rs_fill_init(merger_t *m, rs_fill_t *f, flc_store_stream_t *how, flc_err_t *e);
 void rs_fill_free(rs_fill_t *f);
+
+/* Takes a collecting rule's update for reading when the shard closes
+ * (rs_defer.c): FLC_OK kept (its header only), 1 rejected (recorded),
+ * RS_TAKE_LOST, RS_TAKE_WHOLE (read it whole now), or a negative FLC_E*. */
+int rs_take_deferred(merger_t *m, const char *client);
+
+/* The fill's side of it: the parts to read (rs_fill_init), their window
+ * [first, first+count) read (FLC_OK, or the store's error in f->e; f->stale
+ * when a value changed or went), the rows of that block, the kept update
+ * holding the NaN/Inf a kernel refused (f->bad), and what is freed. */
+int rs_defer_init(rs_fill_t *f);
+int rs_defer_read(rs_fill_t *f, uint64_t first, size_t count);
+void rs_defer_rows(rs_fill_t *f, uint64_t first);
+void rs_defer_find_bad(rs_fill_t *f, uint64_t first, size_t count);
+void rs_defer_free(rs_fill_t *f);
+
+/* After a streamed write failed: when a kept update was refused by a
+ * window (f->bad) or a value changed or went (f->stale), takes it out or
+ * follows it and prepares f for writing again from window 0 (1); 0 when
+ * the failure was something else; negative (in e) when nothing is left to
+ * merge or the store failed. */
+int rs_defer_redo(rs_fill_t *f, flc_err_t *e);
 
 /* Records client as rejected with why (fmt is "%s"-like, as reject's). */
 void rs_reject(merger_t *m, const char *client, const char *fmt, const char *why);

@@ -102,6 +102,12 @@ static int take(merger_t *m, const char *client)
         if (t != RS_TAKE_WHOLE)
             return t;
     }
+    if (m->acc == NULL && m->parts != NULL &&
+        (m->own == NULL || m->own->update == NULL || strcmp(client, m->own->client) != 0)) {
+        int t = rs_take_deferred(m, client);
+        if (t != RS_TAKE_WHOLE)
+            return t;
+    }
     flc_shard_t sh = {0};
     int rc = read_update(m, client, &sh);
     /* A read cut by a failover (its node killed after the token was

@@ -161,11 +161,14 @@ static int fill_merged(void *user, uint64_t first, size_t count, float *dst)
     if (m->acc != NULL) {
         rc = flc_merge_acc_finish_range(m->acc, (size_t)first, count, dst, f->e);
     } else {
-        for (size_t i = 0; i < m->nkept; i++)
-            f->rows[i] = m->kept[i] + first;
+        if (f->nd > 0 && (rc = rs_defer_read(f, first, count)) != FLC_OK)
+            return rc;
+        rs_defer_rows(f, first);
         flc_merge_batch_t b = {.u = f->rows, .k = m->nkept, .n = count, .weight = m->weight,
                                .norm = m->norm};
         rc = flc_merge_run(&m->cfg->rule, NULL, &b, dst, NULL, f->e);
+        if (rc == FLC_ENONFINITE) /* only one read at close can hold it: which */
+            rs_defer_find_bad(f, first, count);
     }
     if (rc == FLC_OK && m->own != NULL && m->own->merged_out != NULL)
         memcpy(m->own->merged_out + first, dst, count * sizeof *dst);
@@ -177,9 +180,12 @@ int rs_fill_init(merger_t *m, rs_fill_t *f, flc_store_stream_t *how, flc_err_t *
     memset(f, 0, sizeof *f);
     f->m = m;
     f->e = e;
+    f->bad = -1;
     if (m->acc == NULL &&
         (f->rows = malloc((m->nkept ? m->nkept : 1) * sizeof *f->rows)) == NULL)
         return flc_err_set(e, FLC_ENOMEM, "out of memory");
+    if (m->acc == NULL && rs_defer_init(f) != FLC_OK)
+        return e->code;
     if (m->acc != NULL && flc_merge_acc_finish_range(m->acc, 0, 0, NULL, e) != FLC_OK)
         return e->code; /* nothing to merge: said before anything is written */
     *how = (flc_store_stream_t){.fill = fill_merged, .user = f, .window = m->win};
@@ -188,5 +194,8 @@ int rs_fill_init(merger_t *m, rs_fill_t *f, flc_store_stream_t *how, flc_err_t *
 
 void rs_fill_free(rs_fill_t *f)
 {
+    if (f->m != NULL)
+        rs_defer_free(f);
     free(f->rows);
+    f->rows = NULL;
 }
