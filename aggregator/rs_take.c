@@ -62,7 +62,8 @@ static int ensure_buf(merger_t *m)
 }
 
 /* A streaming rule decodes an encoded update as it folds (no decoded
- * copy); a collecting rule keeps the update, so it reads it decoded. */
+ * copy); a collecting rule keeps the update, so it reads it decoded (one
+ * merged window by window reads float32 ones at close: rs_defer.c). */
 static int read_update(merger_t *m, const char *client, flc_shard_t *sh)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;

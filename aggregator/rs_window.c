@@ -4,8 +4,9 @@
  * buffer, folded into that range of the double sums), and the merged shard
  * is written window by window (cache/store_put_stream.h) from the sums, or
  * for median and trimmed mean computed per block of coordinates from the
- * kept updates. So a streaming merger holds its double sums (2 x shard) and
- * two windows, a collecting one its K kept updates and a window.
+ * kept updates, those read at close window by window (rs_defer.c). So a
+ * streaming merger holds its double sums (2 x shard) and two windows, a
+ * median or trimmed-mean one K + 2 windows.
  *
  * Every result is bit-identical to the whole-value path (rs_take.c's
  * read_update and flc_merge_acc_fold, flc_merge_run over whole shards):

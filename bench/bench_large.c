@@ -294,9 +294,9 @@ int bench_large_run(void)
         fprintf(stderr, "aggregate --large: W and S must be 1..%d\n", MAXP);
         return 1;
     }
-    /* The median run's peak: the clients' updates, Redis holding them and
-     * the merged model, the mergers' K kept shards each. */
-    double need = (3.0 * W + 1.2) * (double)mb;
+    /* The run's peak: the clients' updates, Redis holding them and the
+     * merged model (the mergers hold windows: aggregator/rs_defer.c). */
+    double need = (2.0 * W + 1.2) * (double)mb;
     if (getenv("FLCACHE_BENCH_LARGE_MB") == NULL && need > 0.9 * mem_available_mb()) {
         fell_from = mb;
         mb /= 2;
