@@ -21,8 +21,7 @@
 
 static void die(const char *what, const char *msg)
 {
-    fprintf(stderr, "bench/queries: %s: %s\n", what, msg);
-    exit(1);
+    bench_die("bench/queries", what, msg);
 }
 
 int bench_qmem_one_query(const char *job, const char *kind, const char *url, const char *mb)

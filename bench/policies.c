@@ -56,8 +56,7 @@ static int env_int(const char *name, int def)
 
 static void die(const char *what, const char *msg)
 {
-    fprintf(stderr, "bench/policies: %s: %s\n", what, msg);
-    exit(1);
+    bench_die("bench/policies", what, msg);
 }
 
 static void load_prices(prices_t *p, const char *path)

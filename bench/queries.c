@@ -56,8 +56,7 @@
 
 static void die(const char *what, const char *msg)
 {
-    fprintf(stderr, "bench/queries: %s: %s\n", what, msg);
-    exit(1);
+    bench_die("bench/queries", what, msg);
 }
 
 static unsigned g_n; /* clients per round */

@@ -27,8 +27,7 @@ typedef struct {
 
 static void die(const char *what, const char *msg)
 {
-    fprintf(stderr, "bench/store: %s: %s\n", what, msg);
-    exit(1);
+    bench_die("bench/store", what, msg);
 }
 
 static result_t run_store(flc_store_t *st, float *v, size_t n, int reps)

@@ -29,8 +29,7 @@
 
 static void die(const char *what, const char *msg)
 {
-    fprintf(stderr, "bench/tls: %s: %s\n", what, msg);
-    exit(1);
+    bench_die("bench/tls", what, msg);
 }
 
 static int free_port(void)

@@ -95,8 +95,7 @@ static void *ps_main(void *arg)
 
 static void die(const char *what, const char *msg)
 {
-    fprintf(stderr, "bench/train: %s: %s\n", what, msg);
-    exit(1);
+    bench_die("bench/train", what, msg);
 }
 
 static double num(const cJSON *o, const char *k)

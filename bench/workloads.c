@@ -42,8 +42,7 @@
 
 static void die(const char *what, const char *msg)
 {
-    fprintf(stderr, "bench/workloads: %s: %s\n", what, msg);
-    exit(1);
+    bench_die("bench/workloads", what, msg);
 }
 
 
