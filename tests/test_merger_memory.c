@@ -9,7 +9,7 @@
  *     by flc_rs_merger_run);
  *   - median: at most (K + 2) windows + 3 MB (its updates read window by
  *     window when the shard closes, aggregator/rs_defer.c; no whole
- *     output), the same bits as the whole path; a NaN found in a late
+ *     output), the same bits as the whole path (the trimmed mean too); a NaN found in a late
  *     window rejects its update as on arrival and the shard is merged
  *     again without it, the same bits; an update rewritten after its
  *     arrival is merged as rewritten, one deleted is rejected as gone;
@@ -250,6 +250,13 @@ TEST(median_nan_in_late_window_merged_again)
     windowed_vs_whole("mm4", "median", 0, 2);
 }
 
+/* The trimmed mean reads at close the same way (its weights from the
+ * headers, as a whole read takes them). */
+TEST(trimmed_mean_memory_bounded_same_bits)
+{
+    windowed_vs_whole("mm6", "trimmed-mean", (K + 2) * WINDOW / 1024 + SLACK_KB, -1);
+}
+
 /* Rewrites client c's update of round r with the values of seed (a
  * plain put: no arrival is announced). */
 static void rewrite(flc_store_t *s, const char *job, uint32_t r, int c, unsigned seed)
@@ -385,5 +392,6 @@ TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(fedavg_memory_bounded_same_bits),
                  TEST_ENTRY(median_memory_bounded_same_bits),
                  TEST_ENTRY(nan_in_late_window_taken_back),
                  TEST_ENTRY(median_nan_in_late_window_merged_again),
+                 TEST_ENTRY(trimmed_mean_memory_bounded_same_bits),
                  TEST_ENTRY(median_reads_updates_as_they_are_at_close),
                  TEST_ENTRY(stream_writes_the_bytes_put_writes))
