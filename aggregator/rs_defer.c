@@ -67,19 +67,10 @@ int rs_take_deferred(merger_t *m, const char *client)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
     flc_store_part_t p;
-    int rc = flc_store_part_open(m->s, cfg->job, cfg->round, cfg->shard, client, &p);
-    int cut = 0;
-    flc_rs_backoff_t b = {0};
-    while (flc_rs_recover_backoff(m->s, rc, &b)) {
-        cut = 1;
-        rc = flc_store_part_open(m->s, cfg->job, cfg->round, cfg->shard, client, &p);
-    }
-    if (cut && rc == FLC_ENOTFOUND)
-        return RS_TAKE_LOST; /* take() says why when it meets the same */
-    if (rc == FLC_ECONN || rc == FLC_ETIMEOUT || rc == FLC_ENOMEM)
-        return rc;
+    int cut;
+    int rc = rs_open_part(m, client, &p, &cut);
     if (rc != FLC_OK)
-        return RS_TAKE_WHOLE; /* encoded, spilled, or wrong: the whole read judges it */
+        return rc;
     double w, norm;
     char why[200];
     int j = judge(m, &p, &w, &norm, why, sizeof why);

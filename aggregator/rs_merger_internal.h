@@ -50,6 +50,12 @@ void rs_free_buf(float *p, uint64_t n);
 #define RS_TAKE_LOST 2  /* the update went with a dead master; not taken */
 #define RS_TAKE_WHOLE 3 /* rs_take_windowed: read and fold it whole instead */
 
+/* Opens client's update for reading by window, again on the promoted
+ * replica when a failover cuts the open (*cut set): FLC_OK, RS_TAKE_LOST (it went
+ * with the dead master), RS_TAKE_WHOLE (encoded, spilled, unreadable: the
+ * whole read judges it) or a negative FLC_E* when the store failed. */
+int rs_open_part(merger_t *m, const char *client, flc_store_part_t *p, int *cut);
+
 /* Takes a streaming rule's float32 update window by window (rs_window.c):
  * FLC_OK accepted, 1 rejected (recorded), RS_TAKE_LOST, RS_TAKE_WHOLE (an
  * encoded or spilled value, one without the norm clipping needs, one the

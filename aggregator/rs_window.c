@@ -73,23 +73,33 @@ static int refuse(merger_t *m, const char *client, const flc_store_part_t *p,
     return 1;
 }
 
+int rs_open_part(merger_t *m, const char *client, flc_store_part_t *p, int *cut)
+{
+    const flc_rs_merger_cfg_t *cfg = m->cfg;
+    int rc = flc_store_part_open(m->s, cfg->job, cfg->round, cfg->shard, client, p);
+    *cut = 0;
+    flc_rs_backoff_t b = {0};
+    while (flc_rs_recover_backoff(m->s, rc, &b)) {
+        *cut = 1;
+        rc = flc_store_part_open(m->s, cfg->job, cfg->round, cfg->shard, client, p);
+    }
+    if (*cut && rc == FLC_ENOTFOUND)
+        return RS_TAKE_LOST; /* take() says why when it meets the same */
+    if (rc == FLC_ECONN || rc == FLC_ETIMEOUT || rc == FLC_ENOMEM)
+        return rc;
+    return rc == FLC_OK ? FLC_OK : RS_TAKE_WHOLE; /* encoded, spilled: read whole */
+}
+
 int rs_take_windowed(merger_t *m, const char *client)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
     flc_store_part_t p;
-    int rc = flc_store_part_open(m->s, cfg->job, cfg->round, cfg->shard, client, &p);
-    int cut = 0;
-    flc_rs_backoff_t b = {0};
-    while (flc_rs_recover_backoff(m->s, rc, &b)) {
-        cut = 1;
-        rc = flc_store_part_open(m->s, cfg->job, cfg->round, cfg->shard, client, &p);
-    }
-    if (cut && rc == FLC_ENOTFOUND)
-        return RS_TAKE_LOST; /* take() says why when it meets the same */
-    if (rc == FLC_ECONN || rc == FLC_ETIMEOUT || rc == FLC_ENOMEM)
+    int cut;
+    int rc = rs_open_part(m, client, &p, &cut);
+    if (rc != FLC_OK)
         return rc;
     const flc_shard_t *sh = &p.head;
-    if (rc != FLC_OK || sh->offset != m->offset || sh->count != m->count ||
+    if (sh->offset != m->offset || sh->count != m->count ||
         sh->model_size != cfg->model_size || sh->num_shards != cfg->num_shards)
         return RS_TAKE_WHOLE; /* encoded, spilled, or wrong: the whole read judges it */
     double w = sh->weight > 0 ? sh->weight : (sh->num_samples ? (double)sh->num_samples : 1.0);
