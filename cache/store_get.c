@@ -167,6 +167,7 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     /* A hash's head field (store_put_head.h): HLEN counts it, and it must
      * repeat the header field 0 starts with (a stamp reads it alone). */
     const char *hh[] = {"HGET", key, FLC_HEAD_FIELD};
+    int asked = 5 + spec; /* STRLEN, HLEN, HGET h, GETRANGE, HGET 0, the speculation */
     rc = flc_store_append(s, 2, sl, NULL);
     if (rc == FLC_OK)
         rc = flc_store_append(s, 2, hl, NULL);
@@ -195,7 +196,7 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
         if (rc == FLC_OK && strncmp(wait->token, "ok", 2) != 0)
             rc = GET_NOT_OK; /* a failed merger: what is there is not its shard */
         if (rc != FLC_OK && s->c != NULL) {
-            drop_replies(s, 4 + spec);
+            drop_replies(s, asked); /* every one: the next operation reads its own */
             return rc;
         }
     }

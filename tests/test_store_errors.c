@@ -413,9 +413,51 @@ TEST(nonfinite_search)
     free(v);
 }
 
+/* A reader waiting for a merged shard whose merger failed gets the
+ * merger's "error: ..." token, and a wait that times out gets FLC_ETIMEOUT;
+ * either way its connection stays in step: the read commands sent with the
+ * wait are all answered and dropped, so the next operation reads its own
+ * reply (found 2026-11-30: one was left behind, and the next read of the
+ * same store took the dropped read's reply as its own). */
+static void error_token_case(const char *job, uint64_t n)
+{
+    flc_store_t *s = flc_fixture_open(&fx, NULL);
+    float *v = malloc(n * sizeof *v), *back = malloc(n * sizeof *back);
+    for (uint64_t i = 0; i < n; i++)
+        v[i] = (float)i * 0.5f;
+    CHECK(flc_store_job_begin(s, job, 1) == 0 &&
+          flc_store_notify(s, job, 1, 0, "done", "error: merge median: no updates", 1) == 0,
+          "%s: the failed merger's token pushed: %s", job, flc_store_errstr(s));
+    char token[200];
+    flc_shard_t m = {0};
+    int rc = flc_store_wait_get_merged(s, job, 1, 0, 2000, token, sizeof token, &m, back, n);
+    EXPECT(rc == 0 && strncmp(token, "error: ", 7) == 0, "%s: the wait returns the merger's "
+           "token '%s' (rc %d) and reads nothing", job, token, rc);
+    /* A wait that times out (nothing pushed for round 2) drops its reads too. */
+    rc = flc_store_wait_get_merged(s, job, 2, 0, 200, token, sizeof token, &m, back, n);
+    EXPECT(rc == FLC_ETIMEOUT, "%s: a wait with no token times out (rc %d)", job, rc);
+    flc_shard_t u = shard_of(job, "c0", n, v);
+    CHECK(flc_store_put_update(s, &u) == 0, "%s: a put after it: %s", job, flc_store_errstr(s));
+    flc_shard_t got = {0};
+    rc = flc_store_get_update(s, job, 1, 0, "c0", &got, back, n);
+    EXPECT(rc == 0 && got.count == n && memcmp(back, v, n * sizeof *v) == 0,
+           "%s: the next read on the same store reads its own value (rc %d: %s)", job, rc,
+           rc ? flc_store_errstr(s) : "ok");
+    flc_shard_release(&got);
+    free(v), free(back);
+    flc_store_close(s);
+}
+
+TEST(error_token_leaves_the_store_in_step)
+{
+    error_token_case("et1", 1000);     /* a small shard: one chunk, no speculative reads */
+    error_token_case("et2", 300000);   /* 1.2 MB: speculative reads of the next chunks */
+}
+
 TEST_LIST_SHARED(setup, teardown, TEST_ENTRY(server_down), TEST_ENTRY(frame_decode_errors),
                  TEST_ENTRY(bad_values_read), TEST_ENTRY(missing_chunk),
                  TEST_ENTRY(bad_headers_refused), TEST_ENTRY(message_limit),
                  TEST_ENTRY(unknown_round_and_job), TEST_ENTRY(wrong_password),
                  TEST_ENTRY(full_cache_oom), TEST_ENTRY(killed_mid_pipeline_then_restart),
-                 TEST_ENTRY(private_server_malloc_conf), TEST_ENTRY(nonfinite_search))
+                 TEST_ENTRY(private_server_malloc_conf), TEST_ENTRY(nonfinite_search),
+                 TEST_ENTRY(error_token_leaves_the_store_in_step))
