@@ -126,7 +126,7 @@ static void drop_replies(flc_store_t *s, int n)
 }
 
 static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shard_t *out,
-                     float *dst, size_t dst_cap, int raw, const get_wait_t *wait)
+                     float *dst, size_t dst_cap, int raw, const get_wait_t *wait, int lean_ok)
 {
     flc_err_clear(&s->err);
     flc_store_in_step(s, "an earlier operation"); /* a read starts in step */
@@ -167,15 +167,22 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     /* A hash's head field (store_put_head.h): HLEN counts it, and it must
      * repeat the header field 0 starts with (a stamp reads it alone). */
     const char *hh[] = {"HGET", key, FLC_HEAD_FIELD};
-    int asked = 5 + spec; /* STRLEN, HLEN, HGET h, GETRANGE, HGET 0, the speculation */
+    /* A value the caller expects within one chunk is a plain string as every
+     * writer stores it (store_put.c: a string up to FLC_STORE_SPLIT chunks):
+     * then the first round trip asks only its STRLEN and first chunk, 2
+     * commands instead of 5 (Redis runs every command of every reader: a
+     * W = 8 SGD step makes 14 such reads per worker, docs/performance.md).
+     * A hash or a missing key answers otherwise and is asked the full way. */
+    int lean = lean_ok && spec == 0 && dst != NULL && dst_cap > 0;
+    int asked = lean ? 2 : 5 + spec; /* STRLEN, [HLEN, HGET h,] GETRANGE, [HGET 0, spec] */
     rc = flc_store_append(s, 2, sl, NULL);
-    if (rc == FLC_OK)
+    if (rc == FLC_OK && !lean)
         rc = flc_store_append(s, 2, hl, NULL);
-    if (rc == FLC_OK)
+    if (rc == FLC_OK && !lean)
         rc = flc_store_append(s, 3, hh, NULL);
     if (rc == FLC_OK)
         rc = flc_store_append(s, 4, gr, NULL);
-    if (rc == FLC_OK)
+    if (rc == FLC_OK && !lean)
         rc = flc_store_append(s, 3, hg, NULL);
     for (int j = 1; rc == FLC_OK && j <= spec; j++) {
         char lo[32], h2[32];
@@ -204,7 +211,7 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
     char head_f[FLC_HEAD_MAX];
     size_t head_len = 0;
     int has_head = 0, head_bad = 0; /* field h: there; longer than any head */
-    for (int k = 0; k < 3 && rc == FLC_OK; k++) {
+    for (int k = 0; k < (lean ? 1 : 3) && rc == FLC_OK; k++) {
         redisReply *r = NULL;
         rc = flc_store_read(s, &r, k == 2 ? "HGET" : k ? "HLEN" : "STRLEN");
         if (rc == FLC_OK && k < 2 && r->type == REDIS_REPLY_INTEGER)
@@ -224,9 +231,15 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
         return flc_err_wrap(&s->err, "reading %s: ", what);
     size_t len_s = 0, len_h = 0;
     int rs = rc == FLC_OK ? flc_store_read_into(s, s->scratch, chunk, &len_s, "GETRANGE") : rc;
-    int rh = s->c ? flc_store_read_into(s, s->scratch, len_s ? 0 : chunk, &len_h, "HGET") : rs;
+    int rh = lean ? FLC_ENOTFOUND
+             : s->c ? flc_store_read_into(s, s->scratch, len_s ? 0 : chunk, &len_h, "HGET")
+                    : rs;
     if (s->c == NULL) /* connection lost: *err already says so */
         return flc_err_wrap(&s->err, "reading %s: ", what);
+    if (lean && (real_len <= 0 || rs != FLC_OK)) { /* not a string: the full way (no wait) */
+        flc_err_clear(&s->err);
+        return get_shard(s, key, what, out, dst, dst_cap, raw, NULL, 0);
+    }
     int pending = spec;
     int hashed = rh == FLC_OK && len_h > 0;
     if (hashed) { /* the speculative reads hit a hash: drop them */
@@ -426,7 +439,7 @@ static int get_update(flc_store_t *s, const char *job, uint32_t round, uint32_t 
         return rc;
     snprintf(what, sizeof what, "update of client %s for shard %u of round %u of job %s",
              client, shard, round, job);
-    rc = get_shard(s, key, what, out, dst, dst_cap, raw, NULL);
+    rc = get_shard(s, key, what, out, dst, dst_cap, raw, NULL, 1);
     if (rc == FLC_OK && (rc = flc_store_check_origin(s, out, job, round, shard, client, what)) != FLC_OK)
         flc_shard_release(out);
     if (s->tier) {
@@ -468,7 +481,7 @@ static int get_merged(flc_store_t *s, const char *job, uint32_t round, uint32_t 
     if (wait != NULL)
         wait->list = list;
     snprintf(what, sizeof what, "merged shard %u of round %u of job %s", shard, round, job);
-    rc = get_shard(s, key, what, out, dst, dst_cap, 0, wait);
+    rc = get_shard(s, key, what, out, dst, dst_cap, 0, wait, 1);
     if (rc == GET_NOT_OK)
         return FLC_OK; /* the token says why; nothing read */
     if (wait != NULL && rc == FLC_ETIMEOUT)
