@@ -251,6 +251,18 @@ TEST(chunk_size_mismatch)
     EXPECT(rc == 0 && out.count == 8192 && memcmp(out.values, v, 8192 * sizeof *v) == 0,
            "32 KB value written in 4 KB chunks read back exact with 256 KB chunks");
     flc_shard_release(&out);
+    /* Into a caller's 8192 floats the reader expects one chunk, a string,
+     * and asks only STRLEN and GETRANGE: the hash answers otherwise and is
+     * read the full way; a missing value is still "not in the cache". */
+    float *into = calloc(8192, sizeof *into);
+    rc = flc_store_get_update(su, "ch", 2, 0, "c", &out, into, 8192);
+    EXPECT(rc == 0 && out.count == 8192 && memcmp(into, v, 8192 * sizeof *v) == 0,
+           "the hash read into a caller's buffer sized for one chunk: exact");
+    flc_shard_release(&out);
+    rc = flc_store_get_update(su, "ch", 2, 0, "nobody", &out, into, 8192);
+    EXPECT(rc == FLC_ENOTFOUND && strstr(flc_store_errstr(su), "not in the cache") != NULL,
+           "a missing value read into a caller's buffer: %s", flc_store_errstr(su));
+    free(into);
     rc = flc_store_put_update(su, &w4k);
     flc_store_set_chunk_bytes(su, 4096);
     rc = rc ? rc : flc_store_get_update(su, "ch", 2, 0, "c", &out, NULL, 0);
