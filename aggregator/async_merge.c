@@ -62,7 +62,7 @@ static int fold_one(flc_store_t *s, const flc_async_merge_cfg_t *cfg, size_t x,
         reject(rep, client, why);
         return 1;
     }
-    double w = sh.weight > 0 ? sh.weight : (sh.num_samples ? (double)sh.num_samples : 1.0);
+    double w = flc_shard_merge_weight(&sh);
     double sc = cfg->scale ? cfg->scale[x] : 1.0;
     if (rs->rule.clip > 0) {
         double norm = sh.update_norm > 0 ? sh.update_norm : sqrt(flc_merge_sumsq(buf, count));

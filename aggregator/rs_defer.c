@@ -45,21 +45,17 @@
 static int judge(const merger_t *m, const flc_store_part_t *p, double *w, double *norm,
                  char *why, size_t wl)
 {
-    const flc_rs_merger_cfg_t *cfg = m->cfg;
-    const flc_shard_t *sh = &p->head;
-    if (sh->offset != m->offset || sh->count != m->count || sh->model_size != cfg->model_size ||
-        sh->num_shards != cfg->num_shards)
-        return RS_TAKE_WHOLE; /* wrong sizes: the whole read's message */
-    *w = sh->weight > 0 ? sh->weight : (sh->num_samples ? (double)sh->num_samples : 1.0);
+    int rc = rs_part_fits(m, p, w, norm);
+    if (rc != FLC_OK)
+        return rc;
     if (!(*w >= 0 && isfinite(*w))) {
         snprintf(why, wl, "bad weight %g", *w);
         return 1;
     }
-    /* The norm matters only to clipping (flc_merge_batch_scales); without
-     * the header's a clipping rule needs a pass over the whole update. */
-    *norm = sh->update_norm > 0 ? sh->update_norm : 0;
-    if (cfg->rule.clip > 0 && !(sh->update_norm > 0))
-        return RS_TAKE_WHOLE;
+    /* The norm matters only to clipping (flc_merge_batch_scales), which
+     * has it here; the batch wants it >= 0 either way. */
+    if (*norm < 0)
+        *norm = 0;
     return FLC_OK;
 }
 

@@ -56,6 +56,12 @@ void rs_free_buf(float *p, uint64_t n);
  * whole read judges it) or a negative FLC_E* when the store failed. */
 int rs_open_part(merger_t *m, const char *client, flc_store_part_t *p, int *cut);
 
+/* Whether an open part's header is this merger's shard and can be taken
+ * by window: FLC_OK with its merge weight and header norm (-1: none), or
+ * RS_TAKE_WHOLE (other sizes, or a clipping rule without the header's
+ * norm: the whole read judges or measures it). */
+int rs_part_fits(const merger_t *m, const flc_store_part_t *p, double *w, double *norm);
+
 /* Takes a streaming rule's float32 update window by window (rs_window.c):
  * FLC_OK accepted, 1 rejected (recorded), RS_TAKE_LOST, RS_TAKE_WHOLE (an
  * encoded or spilled value, one without the norm clipping needs, one the

@@ -152,7 +152,7 @@ static int take(merger_t *m, const char *client)
         rs_reject(m, client, "%s", why);
         return 1;
     }
-    double w = sh.weight > 0 ? sh.weight : (sh.num_samples ? (double)sh.num_samples : 1.0);
+    double w = flc_shard_merge_weight(&sh);
     double norm = sh.update_norm > 0 ? sh.update_norm : -1.0;
     if (cfg->rule.clip > 0) {
         double nn = norm > 0 ? norm

@@ -90,6 +90,20 @@ int rs_open_part(merger_t *m, const char *client, flc_store_part_t *p, int *cut)
     return rc == FLC_OK ? FLC_OK : RS_TAKE_WHOLE; /* encoded, spilled: read whole */
 }
 
+int rs_part_fits(const merger_t *m, const flc_store_part_t *p, double *w, double *norm)
+{
+    const flc_rs_merger_cfg_t *cfg = m->cfg;
+    const flc_shard_t *sh = &p->head;
+    if (sh->offset != m->offset || sh->count != m->count ||
+        sh->model_size != cfg->model_size || sh->num_shards != cfg->num_shards)
+        return RS_TAKE_WHOLE; /* wrong sizes: the whole read judges it, in its words */
+    *w = flc_shard_merge_weight(sh);
+    *norm = sh->update_norm > 0 ? sh->update_norm : -1.0;
+    if (cfg->rule.clip > 0 && *norm < 0)
+        return RS_TAKE_WHOLE; /* its norm needs a pass over the whole update */
+    return FLC_OK;
+}
+
 int rs_take_windowed(merger_t *m, const char *client)
 {
     const flc_rs_merger_cfg_t *cfg = m->cfg;
@@ -98,14 +112,9 @@ int rs_take_windowed(merger_t *m, const char *client)
     int rc = rs_open_part(m, client, &p, &cut);
     if (rc != FLC_OK)
         return rc;
-    const flc_shard_t *sh = &p.head;
-    if (sh->offset != m->offset || sh->count != m->count ||
-        sh->model_size != cfg->model_size || sh->num_shards != cfg->num_shards)
-        return RS_TAKE_WHOLE; /* encoded, spilled, or wrong: the whole read judges it */
-    double w = sh->weight > 0 ? sh->weight : (sh->num_samples ? (double)sh->num_samples : 1.0);
-    double norm = sh->update_norm > 0 ? sh->update_norm : -1.0;
-    if (cfg->rule.clip > 0 && norm < 0)
-        return RS_TAKE_WHOLE; /* its norm needs a pass over the whole update */
+    double w, norm;
+    if ((rc = rs_part_fits(m, &p, &w, &norm)) != FLC_OK)
+        return rc;
     if (cfg->rule.clip > 0 && norm > cfg->rule.clip)
         m->rep->clipped++;
     flc_merge_acc_part_t pa;

@@ -42,6 +42,13 @@ typedef struct flc_shard {
     void *owned;                   /* allocation behind values to free, or NULL if borrowed */
 } flc_shard_t;
 
+/* The weight a merge gives s: its weight, else its sample count, else 1
+ * (a header written without either counts once). */
+static inline double flc_shard_merge_weight(const flc_shard_t *s)
+{
+    return s->weight > 0 ? s->weight : (s->num_samples ? (double)s->num_samples : 1.0);
+}
+
 /* Bytes of s's payload in its encoding (4 * count for float32); 0 for an
  * unknown encoding. */
 size_t flc_shard_payload_bytes(const flc_shard_t *s);
