@@ -11,10 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Bytes of a whole read's chunks asked for ahead of the one being read
- * (as the window reader's PART_FLIGHT, store_part_window.c). */
-#define GET_FLIGHT ((size_t)4 << 20)
-
 /* Makes the scratch buffer hold at least n bytes (kept between calls). */
 int flc_store_grow_scratch(flc_store_t *s, size_t n)
 {
@@ -341,15 +337,13 @@ static int get_shard(flc_store_t *s, const char *key, const char *what, flc_shar
 
     /* The rest (a hash, or a string longer than the speculation): every
      * HGET (or GETRANGE) pipelined, copying replies as they arrive, with at
-     * most GET_FLIGHT bytes asked for and not read: sent all at once, a
-     * 134 MB shard's replies were all built in redis-server's output
-     * buffer, memory it allocated, faulted in and freed for every big read
-     * (bench/aggregate --large: 6 clients pulling 1 GiB made Redis fault in
-     * ~5 GB more than the raw baseline's reads, at this VM's slow fault rate). */
+     * most FLC_STORE_READ_FLIGHT bytes asked for and not read (sent all at
+     * once, bench/aggregate --large's 6 clients pulling 1 GiB made Redis
+     * fault in ~5 GB more than the raw baseline's reads). */
     size_t from = hashed ? chunk : (size_t)(spec + 1) * chunk;
     int first_field = hashed ? 1 : spec + 1;
     int n = from < flen ? (int)((flen - from + chunk - 1) / chunk) : 0, sent = 0;
-    int flight = GET_FLIGHT / chunk > 1 ? (int)(GET_FLIGHT / chunk) : 1;
+    int flight = FLC_STORE_READ_FLIGHT / chunk > 1 ? (int)(FLC_STORE_READ_FLIGHT / chunk) : 1;
     for (int i = 0; rc == FLC_OK && i < n; i++) {
         if (sent < n && bad == FLC_OK && sent - i <= flight / 2) { /* ask for more */
             int upto = i + flight < n ? i + flight : n;

@@ -211,6 +211,15 @@ int flc_store_blob_get(flc_store_t *s, const char *key, const char *what, char *
                        size_t *len);
 int flc_store_blob_set(flc_store_t *s, const char *key, const void *blob, size_t len);
 
+/* Most bytes of chunk replies a read has asked for and not read yet (the
+ * window reader, store_part_window.c, and a whole read, store_get.c). The
+ * rest is asked for as the replies before it are read, so redis-server is
+ * always busy and at most this much waits in its reply buffers: asked for
+ * at once, a 26 MB Gram window (bench/cluster) and a 134 MB merged shard
+ * (bench/aggregate --large) were built whole there, in fresh pages that
+ * it faulted in and freed for every read. */
+#define FLC_STORE_READ_FLIGHT ((size_t)4 << 20)
+
 /* Most pieces flc_store_send_pieces takes for its last argument. */
 #define FLC_STORE_MAX_PIECES 8
 

@@ -127,7 +127,7 @@ static int plan_part(flc_store_t *s, const flc_store_part_t *p, size_t i, size_t
     return FLC_OK;
 }
 
-/* Most bytes of chunk replies a reader has asked for and not read. A
+/* Why a reader keeps FLC_STORE_READ_FLIGHT: a
  * window of N rows crosses a chunk edge of every row at about the same
  * coordinate (their frames differ by a few header bytes), so asking for
  * all its chunks at once put N chunks in redis-server's reply buffers in
@@ -137,11 +137,10 @@ static int plan_part(flc_store_t *s, const flc_store_part_t *p, size_t i, size_t
  * MB/s over the node's own unix socket; next to the data 7-10 s and
  * central 23-25 s, against 3.3-4.6 and 14 s reading each update whole,
  * 2 MB at a time). The pieces are asked for as the replies before them
- * are read, so at most this much waits in Redis, and it is always busy. */
-#define PART_FLIGHT ((size_t)4 << 20)
-
-/* Appends the reader's next pieces while their bytes fit in the flight
- * (at least one when nothing is in flight), and sends them. */
+ * are read, so at most the flight waits in Redis, and it is always busy.
+ *
+ * send_more appends the reader's next pieces while their bytes fit in the
+ * flight (at least one when nothing is in flight), and sends them. */
 static int send_more(flc_store_t *s, flc_store_part_reader_t *r)
 {
     int rc = FLC_OK, any = 0;
@@ -149,7 +148,7 @@ static int send_more(flc_store_t *s, flc_store_part_reader_t *r)
         const piece_t *pc = &r->pcs[r->next_send];
         size_t bytes = pc->hi - pc->lo;
         if (!pc->from_tail) {
-            if (r->inflight > 0 && r->inflight + bytes > PART_FLIGHT)
+            if (r->inflight > 0 && r->inflight + bytes > FLC_STORE_READ_FLIGHT)
                 break;
             rc = append_piece(s, &r->parts[pc->part], pc);
             r->inflight += bytes;
@@ -306,7 +305,8 @@ static int recv_window(flc_store_t *s, flc_store_part_reader_t *r, float *const 
                         r->tails ? &r->tails[pc->part] : NULL, &bad, &first_err, d);
         if (rc == FLC_OK && !pc->from_tail) {
             r->inflight -= pc->hi - pc->lo;
-            if (dst != NULL && r->inflight <= PART_FLIGHT / 2 && r->next_send < r->npc)
+            if (dst != NULL && r->inflight <= FLC_STORE_READ_FLIGHT / 2 &&
+                r->next_send < r->npc)
                 rc = send_more(s, r);
         }
     }
